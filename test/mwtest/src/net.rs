@@ -1,0 +1,56 @@
+//! Small socket and process helpers shared by the peers.
+
+use std::io;
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::os::fd::AsRawFd;
+
+/// SO_ORIGINAL_DST from <linux/netfilter_ipv4.h>; valid at level SOL_IP.
+const SO_ORIGINAL_DST: libc::c_int = 80;
+
+/// Binds a listener with a backlog large enough for hundreds of parallel connects.
+pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
+    let listener = TcpListener::bind(addr)?;
+    // Calling listen() again on a listening socket only raises its backlog.
+    if unsafe { libc::listen(listener.as_raw_fd(), 4096) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(listener)
+}
+
+/// getsockopt(SOL_IP, SO_ORIGINAL_DST): the destination the client asked for
+/// before it was redirected to us.
+pub fn original_dst(sock: &impl AsRawFd) -> io::Result<SocketAddrV4> {
+    let mut sin: libc::sockaddr_in = unsafe { std::mem::zeroed() };
+    let mut len = std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t;
+    let rc = unsafe {
+        libc::getsockopt(
+            sock.as_raw_fd(),
+            libc::SOL_IP,
+            SO_ORIGINAL_DST,
+            &mut sin as *mut libc::sockaddr_in as *mut libc::c_void,
+            &mut len,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    if sin.sin_family != libc::AF_INET as libc::sa_family_t {
+        return Err(io::Error::new(
+            io::ErrorKind::InvalidData,
+            format!("SO_ORIGINAL_DST returned address family {}", sin.sin_family),
+        ));
+    }
+    Ok(SocketAddrV4::new(
+        Ipv4Addr::from(u32::from_be(sin.sin_addr.s_addr)),
+        u16::from_be(sin.sin_port),
+    ))
+}
+
+/// Drops all supplementary groups, then the group, then the user.
+pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
+    use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};
+    setgroups(&[]).map_err(io::Error::from)?;
+    setgid(Gid::from_raw(gid)).map_err(io::Error::from)?;
+    setuid(Uid::from_raw(uid)).map_err(io::Error::from)?;
+    Ok(())
+}
