@@ -1,0 +1,611 @@
+#!/bin/bash
+# End-to-end test of meshwire with real network namespaces, a cgroup of its own
+# and the real BPF programs.
+#
+#   netns_e2e.sh MESHWIRE_LOADER MWTEST
+#
+# Runs as root. Everything it creates carries the prefix mw<PID>- (namespaces,
+# cgroup, work dir with a private bpffs instance) and is removed by the EXIT
+# trap, which then checks that nothing with the prefix is left and prints the
+# summary line "N passed, N failed".
+#
+# Topology (all inside namespaces made here):
+#
+#   pod1 eth0 10.231.1.2/24 --- vp1 10.231.1.1 \
+#   pod2 eth0 10.231.2.2/24 --- vp2 10.231.2.1  node  (servers on lo:
+#   pod3 eth0 10.231.3.2/24 --- vp3 10.231.3.1 /      10.231.0.1, 10.231.0.2, 10.231.9.1)
+#
+# pod1 and pod2 are registered with meshwire, pod3 is not. Each pod runs an
+# mwtest sidecar (UID 1500) on 127.0.0.1:15001; sidecars and clients run in the
+# test cgroup, which is where meshwire's cgroup programs are attached. Servers
+# run outside the cgroup.
+#
+# Safety: programs are attached only to this test's cgroup (given with
+# --cgroup and in the config file), traffic goes only to addresses inside the
+# namespaces made here, and only processes started here are signalled, by PID.
+
+# Most functions run only from cases or the EXIT trap:
+# shellcheck disable=SC2317,SC2001
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+P="mw$$"                        # unique prefix of everything this run creates
+NS_NODE="$P-node"
+SIDECAR_UID=1500
+SIDECAR_PORT=15001
+EXCL_PORT=8081
+EXCL_CIDR=10.231.9.0/24
+ADDR_A=10.231.0.1:8080          # server A
+ADDR_B=10.231.0.2:8080          # server B
+ADDR_X=10.231.0.1:$EXCL_PORT    # server X, excluded port
+ADDR_C=10.231.9.1:8080          # server C, excluded CIDR
+ADDR_L=127.0.0.1:9090           # server L, loopback in pod1
+CLIENT_TIMEOUT=300              # hard limit for one client run, seconds
+
+PASSED=0
+FAILED=0
+BG_PIDS=()                      # background processes started here
+LOADER_PID=""
+CG=""                           # this run's cgroup
+WORK=""                         # work dir: config, logs, private bpffs
+BPFFS=""
+PIN=""
+NS_MADE=()
+TORN_DOWN=""
+
+log() { echo "  $*"; }
+pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+
+# Indents a file's lines (or its last N lines) for the report.
+show() { # FILE [LINES]
+    [ -s "$1" ] || return 0
+    if [ -n "${2:-}" ]; then tail -n "$2" "$1"; else cat "$1"; fi | sed 's/^/    | /'
+}
+
+# ---------------------------------------------------------------------------
+# Processes
+
+# alive PID: true while PID runs (a zombie child does not count).
+alive() {
+    local s
+    s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]
+}
+
+# stop_pid PID [GRACE_SECONDS]: SIGTERM, then SIGKILL after the grace period; reaps it.
+stop_pid() {
+    local pid=$1 grace=${2:-3} i
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < grace * 10; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+# start_bg LOG CMD...: starts CMD in the background; its PID is in $LAST_PID.
+start_bg() {
+    local out=$1
+    shift
+    "$@" >"$out" 2>&1 &
+    LAST_PID=$!
+    BG_PIDS+=("$LAST_PID")
+}
+
+# run_wait LOG CMD...: runs CMD under a hard timeout and waits for it; returns
+# its status. Run in the background so a signal reaches our trap at once.
+run_wait() {
+    local out=$1 rc
+    shift
+    start_bg "$out" timeout -k 5 "$CLIENT_TIMEOUT" "$@"
+    wait "$LAST_PID"
+    rc=$?
+    forget_pid "$LAST_PID"
+    return "$rc"
+}
+
+forget_pid() {
+    local p keep=()
+    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    BG_PIDS=("${keep[@]}")
+}
+
+# "${IN_CG[@]}" NS CMD...: moves itself into the test cgroup, then execs CMD in
+# netns NS (set in setup_cgroup). A command, not a function, so that timeout can
+# run it and $! is the final process: the PID stays the same through both execs.
+IN_CG=()
+
+# wait_listen NS ADDR:PORT PID LOG: polls ss until ADDR:PORT listens in NS.
+wait_listen() {
+    local ns=$1 addr=$2 pid=$3 out=$4 i
+    for ((i = 0; i < 100; i++)); do
+        if ip netns exec "$ns" ss -Hltn | awk -v a="$addr" '$4 == a { f = 1 } END { exit !f }'; then
+            return 0
+        fi
+        if ! alive "$pid"; then
+            echo "  process $pid for $addr in $ns exited:"
+            show "$out" 10
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "  nothing listens on $addr in $ns after 10 s"
+    show "$out" 10
+    return 1
+}
+
+# ---------------------------------------------------------------------------
+# meshwire-loader
+
+mwl() { "$LOADER" --pin-dir "$PIN" "$@"; }
+
+start_loader() {
+    local out="$WORK/loader.log" i
+    start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
+        --log-level info run
+    LOADER_PID=$LAST_PID
+    for ((i = 0; i < 200; i++)); do
+        grep -q 'meshwire-loader: ready' "$out" && return 0
+        if ! alive "$LOADER_PID"; then
+            echo "  meshwire-loader exited before it was ready:"
+            show "$out" 30
+            return 1
+        fi
+        sleep 0.1
+    done
+    echo "  meshwire-loader not ready after 20 s:"
+    show "$out" 30
+    return 1
+}
+
+stop_loader() {
+    [ -n "$LOADER_PID" ] || return 0
+    stop_pid "$LOADER_PID" 10
+    LOADER_RC=$?
+    forget_pid "$LOADER_PID"
+    LOADER_PID=""
+}
+
+# ---------------------------------------------------------------------------
+# Clients
+
+# client NS DESC ARGS...: mwtest client in netns NS inside the test cgroup;
+# prints its verdict line (all of its output on failure).
+client() {
+    local ns=$1 desc=$2 out rc
+    shift 2
+    out="$WORK/client-$((++CLIENT_SEQ)).log"
+    run_wait "$out" "${IN_CG[@]}" "$ns" "$MWTEST" client "$@"
+    rc=$?
+    if [ "$rc" -eq 0 ]; then
+        log "$desc: $(tail -n 1 "$out")"
+    else
+        log "$desc: client exited with $rc:"
+        show "$out"
+    fi
+    return "$rc"
+}
+CLIENT_SEQ=0
+
+pod() { echo "$P-pod$1"; }
+
+# ---------------------------------------------------------------------------
+# Setup
+
+preflight() {
+    local ok=0
+    if [ "$(id -u)" != 0 ]; then
+        fail "preflight: must run as root (network namespaces, cgroups, BPF)"
+        ok=1
+    fi
+    if [ ! -f "$LOADER" ] || [ ! -x "$LOADER" ]; then
+        fail "preflight: meshwire-loader not found or not executable: $LOADER"
+        ok=1
+    fi
+    if [ ! -f "$MWTEST" ] || [ ! -x "$MWTEST" ]; then
+        fail "preflight: mwtest not found or not executable: $MWTEST"
+        ok=1
+    fi
+    CG2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
+        /proc/self/mountinfo | head -n 1)
+    if [ -z "$CG2" ]; then
+        fail "preflight: kernel feature missing: no cgroup2 (unified hierarchy) mount in /proc/self/mountinfo"
+        ok=1
+    fi
+    if ! grep -qw bpf /proc/filesystems; then
+        fail "preflight: kernel feature missing: bpffs (filesystem type 'bpf' not in /proc/filesystems, CONFIG_BPF_SYSCALL)"
+        ok=1
+    fi
+    if [ ! -d /proc/self/ns ] || [ ! -e /proc/self/ns/net ]; then
+        fail "preflight: kernel feature missing: network namespaces (CONFIG_NET_NS)"
+        ok=1
+    fi
+    for tool in ip ss iptables timeout awk; do
+        command -v "$tool" >/dev/null || { fail "preflight: tool missing: $tool"; ok=1; }
+    done
+    return $ok
+}
+
+setup_topology() {
+    local i ns
+    ip netns add "$NS_NODE" || { echo "  ip netns add failed (network namespace support?)"; return 1; }
+    NS_MADE+=("$NS_NODE")
+    ip -n "$NS_NODE" link set lo up || return 1
+    ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
+    # Server addresses live on the node's loopback device.
+    for a in 10.231.0.1/32 10.231.0.2/32 10.231.9.1/32; do
+        ip -n "$NS_NODE" addr add "$a" dev lo || return 1
+    done
+    for i in 1 2 3; do
+        ns=$(pod $i)
+        ip netns add "$ns" || return 1
+        NS_MADE+=("$ns")
+        ip -n "$ns" link set lo up || return 1
+        ip -n "$ns" link add eth0 type veth peer name "vp$i" netns "$NS_NODE" ||
+            { echo "  cannot create a veth pair (CONFIG_VETH?)"; return 1; }
+        ip -n "$ns" addr add "10.231.$i.2/24" dev eth0 || return 1
+        ip -n "$ns" link set eth0 up || return 1
+        ip -n "$ns" route add default via "10.231.$i.1" || return 1
+        ip -n "$NS_NODE" addr add "10.231.$i.1/24" dev "vp$i" || return 1
+        ip -n "$NS_NODE" link set "vp$i" up || return 1
+        # Room for tens of thousands of TIME_WAIT sockets from the cases below.
+        ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" || return 1
+    done
+}
+
+setup_cgroup() {
+    CG="$CG2/$P-e2e"
+    mkdir "$CG" || { echo "  cannot create cgroup $CG"; return 1; }
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    IN_CG=(sh -c 'cg=$1; shift; echo $$ >"$cg/cgroup.procs" || exit 125; exec ip netns exec "$@"'
+        in-cgroup "$CG")
+}
+
+setup_workdir() {
+    WORK=$(mktemp -d "/tmp/$P-e2e.XXXXXX") || return 1
+    # A private bpffs instance: nothing pinned here is visible elsewhere, and
+    # unmounting it in the trap releases whatever a failed cleanup left.
+    BPFFS="$WORK/bpffs"
+    mkdir "$BPFFS" || return 1
+    mount -t bpf "$P-bpffs" "$BPFFS" || { echo "  cannot mount bpffs at $BPFFS"; return 1; }
+    PIN="$BPFFS/meshwire"
+    cat >"$WORK/meshwire.toml" <<EOF
+# Generated by netns_e2e.sh: the defaults plus what the test needs.
+[sidecar]
+uid = $SIDECAR_UID
+outbound_port = $SIDECAR_PORT
+inbound_port = 15003
+
+[outbound]
+exclude_ports = [$EXCL_PORT]
+exclude_cidrs = ["$EXCL_CIDR"]
+
+[bpf]
+pin_dir = "$PIN"
+cgroup = "$CG"
+debug = false
+EOF
+}
+
+start_servers() {
+    local spec name addr ns
+    for spec in "A $ADDR_A $NS_NODE" "B $ADDR_B $NS_NODE" "X $ADDR_X $NS_NODE" \
+        "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)"; do
+        read -r name addr ns <<<"$spec"
+        start_bg "$WORK/server-$name.log" ip netns exec "$ns" "$MWTEST" server --listen "$addr" --name "$name"
+        wait_listen "$ns" "$addr" "$LAST_PID" "$WORK/server-$name.log" || return 1
+    done
+}
+
+start_sidecars() {
+    local i
+    for i in 1 2 3; do
+        start_bg "$WORK/sidecar-pod$i.log" "${IN_CG[@]}" "$(pod $i)" "$MWTEST" sidecar \
+            --listen "127.0.0.1:$SIDECAR_PORT" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+        wait_listen "$(pod $i)" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
+            return 1
+    done
+}
+
+declare -A COOKIE
+register_pod() { # N
+    local out
+    out=$(mwl pod add --netns "/run/netns/$(pod "$1")" 2>&1) || {
+        echo "  pod add $(pod "$1") failed:"
+        echo "$out" | sed 's/^/    | /'
+        return 1
+    }
+    # The cookie: the whole output if it is a number, else a number after "cookie".
+    if [[ "$out" =~ ^[[:space:]]*((0x)?[0-9a-fA-F]+)[[:space:]]*$ ]]; then
+        COOKIE[$1]=${BASH_REMATCH[1]}
+    else
+        COOKIE[$1]=$(echo "$out" | sed -nE 's/.*cookie[^0-9]*((0x)?[0-9a-fA-F]+).*/\1/p' | head -n 1)
+    fi
+    log "registered $(pod "$1"): $out"
+}
+
+# ---------------------------------------------------------------------------
+# Cases
+
+# conn_lines POD ORIG: "conn" lines for ORIG in that pod's sidecar log.
+conn_lines() { grep -c "^conn peer=.* orig=$2\$" "$WORK/sidecar-pod$1.log"; }
+
+case_1_outbound_redirect() {
+    local before after
+    before=$(conn_lines 1 "$ADDR_A")
+    client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 20 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || return 1
+    after=$(conn_lines 1 "$ADDR_A")
+    if [ $((after - before)) -lt 20 ]; then
+        log "pod1's sidecar logged $((after - before)) connections to $ADDR_A, expected 20"
+        return 1
+    fi
+    log "pod1's sidecar logged $((after - before)) connections with orig=$ADDR_A"
+}
+
+case_2_excluded_port_and_cidr() {
+    local rc=0
+    client "$(pod 1)" "pod1 -> X (port $EXCL_PORT excluded)" --connect "$ADDR_X" --count 10 \
+        --parallel 5 --expect-direct --expect-server X || rc=1
+    client "$(pod 1)" "pod1 -> C ($EXCL_CIDR excluded)" --connect "$ADDR_C" --count 10 \
+        --parallel 5 --expect-direct --expect-server C || rc=1
+    return "$rc"
+}
+
+case_3_loopback_direct() {
+    client "$(pod 1)" "pod1 -> L on $ADDR_L" --connect "$ADDR_L" --count 10 --parallel 5 \
+        --expect-direct --expect-server L
+}
+
+case_4_sidecar_uid_not_looped() {
+    client "$(pod 1)" "pod1 as UID $SIDECAR_UID -> A" --uid "$SIDECAR_UID" --connect "$ADDR_A" \
+        --count 10 --parallel 5 --expect-direct --expect-server A
+}
+
+case_5_unregistered_netns_untouched() {
+    client "$(pod 3)" "pod3 (in the cgroup, not registered) -> A" --connect "$ADDR_A" --count 10 \
+        --parallel 5 --expect-direct --expect-server A || return 1
+    if [ "$(grep -c '^conn ' "$WORK/sidecar-pod3.log")" != 0 ]; then
+        log "pod3's sidecar saw connections:"
+        show "$WORK/sidecar-pod3.log" 5
+        return 1
+    fi
+}
+
+case_6_two_pods_concurrently() {
+    local p1 p2 rc1 rc2 o1="$WORK/client-c6-pod1.log" o2="$WORK/client-c6-pod2.log" b2
+    b2=$(conn_lines 2 "$ADDR_B")
+    start_bg "$o1" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" client \
+        --connect "$ADDR_A" --count 300 --parallel 20 --expect-orig "$ADDR_A" --expect-server A
+    p1=$LAST_PID
+    start_bg "$o2" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod 2)" "$MWTEST" client \
+        --connect "$ADDR_B" --count 300 --parallel 20 --expect-orig "$ADDR_B" --expect-server B
+    p2=$LAST_PID
+    wait "$p1"
+    rc1=$?
+    forget_pid "$p1"
+    wait "$p2"
+    rc2=$?
+    forget_pid "$p2"
+    log "pod1 -> A: $(tail -n 1 "$o1")"
+    [ "$rc1" -eq 0 ] || show "$o1"
+    log "pod2 -> B: $(tail -n 1 "$o2")"
+    [ "$rc2" -eq 0 ] || show "$o2"
+    [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] || return 1
+    # Every connection pod2's sidecar handled was pod2's own.
+    if grep '^conn ' "$WORK/sidecar-pod2.log" | grep -qv " orig=$ADDR_B\$"; then
+        log "pod2's sidecar saw another destination:"
+        grep '^conn ' "$WORK/sidecar-pod2.log" | grep -v " orig=$ADDR_B\$" | head -n 5 | sed 's/^/    | /'
+        return 1
+    fi
+    log "pod2's sidecar logged $(($(conn_lines 2 "$ADDR_B") - b2)) connections, all with orig=$ADDR_B"
+}
+
+# orig_map_counts: from `meshwire-loader maps`, the per-connection maps
+# (names containing "orig") with a numeric count, as "name count" lines.
+# Maps whose count is not a number (sk_storage) are exempt.
+orig_map_counts() { awk '$1 ~ /orig/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' "$1"; }
+
+case_7_no_leaks() {
+    local maps="$WORK/maps.txt" i nonzero
+    client "$(pod 1)" "pod1 -> A, 10000 connections" --connect "$ADDR_A" --count 10000 \
+        --parallel 20 --expect-orig "$ADDR_A" --expect-server A || return 1
+    for ((i = 0; i < 50; i++)); do
+        if ! mwl maps >"$maps" 2>&1; then
+            log "meshwire-loader maps failed:"
+            show "$maps"
+            return 1
+        fi
+        if [ -z "$(orig_map_counts "$maps")" ]; then
+            log "no countable per-connection map (name containing \"orig\") in 'maps':"
+            show "$maps"
+            return 1
+        fi
+        nonzero=$(orig_map_counts "$maps" | awk '$2 != 0')
+        [ -z "$nonzero" ] && break
+        sleep 0.2
+    done
+    if [ -n "$nonzero" ]; then
+        log "per-connection maps still hold entries 10 s after the last connection closed:"
+        show "$maps"
+        return 1
+    fi
+    log "after $((i * 2 / 10)) s: $(orig_map_counts "$maps" | tr '\n' ' ')(all 0)"
+    awk '$1 ~ /orig/ && $2 !~ /^[0-9]+$/ { print "  exempt (not countable): " $0 }' "$maps"
+}
+
+case_8_pod_del() {
+    local list
+    list=$(mwl pod list 2>&1)
+    mwl pod del --netns "/run/netns/$(pod 1)" >"$WORK/pod-del.log" 2>&1 || {
+        log "pod del failed:"
+        show "$WORK/pod-del.log"
+        return 1
+    }
+    if [ -n "${COOKIE[1]:-}" ] && grep -qw -- "${COOKIE[1]}" <<<"$list"; then
+        if mwl pod list 2>&1 | grep -qw -- "${COOKIE[1]}"; then
+            log "pod list still shows pod1's cookie ${COOKIE[1]}"
+            return 1
+        fi
+        log "pod list no longer shows pod1's cookie ${COOKIE[1]}"
+    fi
+    client "$(pod 1)" "pod1 (unregistered) -> A" --connect "$ADDR_A" --count 20 --parallel 5 \
+        --expect-direct --expect-server A
+}
+
+case_9_cleanup_leaves_nothing() {
+    local left
+    stop_loader
+    log "meshwire-loader stopped with SIGTERM (exit status $LOADER_RC); pinned state stays"
+    # Still registered and still attached: pod2 is redirected without the daemon.
+    client "$(pod 2)" "pod2 -> B, loader stopped" --connect "$ADDR_B" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_B" --expect-server B || return 1
+    if ! mwl cleanup >"$WORK/cleanup.log" 2>&1; then
+        log "meshwire-loader cleanup failed:"
+        show "$WORK/cleanup.log"
+        return 1
+    fi
+    if [ -e "$PIN" ]; then
+        left=$(find "$PIN" -mindepth 1 2>&1 | head -n 20)
+        if [ -n "$left" ]; then
+            log "pin dir $PIN still holds:"
+            echo "$left" | sed 's/^/    | /'
+            return 1
+        fi
+    fi
+    log "pin dir $PIN is gone or empty"
+    client "$(pod 2)" "pod2 -> B after cleanup" --connect "$ADDR_B" --count 10 --parallel 5 \
+        --expect-direct --expect-server B
+}
+
+run_case() { # NAME FUNCTION
+    echo "--- $1"
+    if "$2"; then pass "$1"; else fail "$1"; fi
+}
+
+# ---------------------------------------------------------------------------
+# Teardown (EXIT trap)
+
+# leftovers: everything carrying this run's prefix that still exists.
+leftovers() {
+    ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print "netns " $1 }'
+    ip -o link show 2>/dev/null | awk -v p="$P" 'index($0, p) { print "link " $2 }'
+    [ -n "$CG" ] && [ -e "$CG" ] && echo "cgroup $CG"
+    [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
+    [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
+    local d
+    for d in /tmp/"$P"-e2e.*; do [ -e "$d" ] && echo "work dir $d"; done
+}
+
+teardown() {
+    [ -n "$TORN_DOWN" ] && return
+    TORN_DOWN=1
+    local pid i ns
+
+    if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        echo "--- logs (failures above)"
+        for f in "$WORK"/loader.log "$WORK"/sidecar-pod*.log "$WORK"/server-*.log; do
+            [ -s "$f" ] || continue
+            echo "  $(basename "$f") (last lines, 'conn' lines left out):"
+            grep -v '^conn ' "$f" | tail -n 15 | sed 's/^/    | /'
+        done
+    fi
+
+    # Processes started here, by PID: the loader first so it sees a clean SIGTERM.
+    [ -n "$LOADER_PID" ] && stop_loader
+    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
+    BG_PIDS=()
+    # Anything still in our cgroup descends from processes started here.
+    if [ -n "$CG" ] && [ -d "$CG" ]; then
+        for ((i = 0; i < 50; i++)); do
+            [ -s "$CG/cgroup.procs" ] || break
+            while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$CG/cgroup.procs"
+            sleep 0.1
+        done
+    fi
+
+    if [ -n "$PIN" ] && [ -e "$PIN" ] && [ -x "${LOADER:-}" ]; then
+        "$LOADER" --pin-dir "$PIN" cleanup >/dev/null 2>&1 ||
+            echo "  note: meshwire-loader cleanup in the trap failed (already cleaned?)"
+    fi
+
+    for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
+
+    if [ -n "$CG" ] && [ -d "$CG" ]; then
+        for ((i = 0; i < 50; i++)); do
+            rmdir "$CG" 2>/dev/null && break
+            sleep 0.1
+        done
+    fi
+
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
+            cp "$WORK"/*.log "$WORK"/*.toml "$TEST_UNDECLARED_OUTPUTS_DIR"/ 2>/dev/null
+        fi
+        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
+        rm -rf "$WORK"
+    fi
+}
+
+on_exit() {
+    local rc=$? left
+    trap - EXIT
+    trap '' INT TERM                # teardown is bounded; let it finish
+    teardown
+    echo "--- teardown"
+    left=$(leftovers)
+    if [ -z "$left" ]; then
+        pass "teardown leaves nothing with prefix $P- (namespaces, links, cgroup, bpffs, work dir)"
+    else
+        fail "teardown left:"
+        echo "$left" | sed 's/^/    | /'
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    if [ "$FAILED" -gt 0 ]; then exit 1; fi
+    exit "$rc"
+}
+
+trap on_exit EXIT
+trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
+trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# Main
+
+if [ $# -ne 2 ]; then
+    echo "usage: $0 MESHWIRE_LOADER MWTEST" >&2
+    fail "usage"
+    exit 2
+fi
+LOADER=$(readlink -f "$1")
+MWTEST=$(readlink -f "$2")
+
+echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST"
+preflight || exit 1
+echo "--- setup"
+setup_workdir || { fail "setup: work dir and private bpffs"; exit 1; }
+setup_cgroup || { fail "setup: cgroup under $CG2"; exit 1; }
+setup_topology || { fail "setup: namespaces and veths"; exit 1; }
+start_servers || { fail "setup: servers"; exit 1; }
+log "cgroup $CG, pin dir $PIN, servers A=$ADDR_A B=$ADDR_B X=$ADDR_X C=$ADDR_C L=$ADDR_L (pod1)"
+if ! start_loader; then
+    fail "setup: meshwire-loader run (attach to $CG)"
+    exit 1
+fi
+log "meshwire-loader ready (PID $LOADER_PID)"
+register_pod 1 || { fail "setup: register pod1"; exit 1; }
+register_pod 2 || { fail "setup: register pod2"; exit 1; }
+start_sidecars || { fail "setup: sidecars"; exit 1; }
+
+run_case "1 outbound connect is redirected through the pod's sidecar" case_1_outbound_redirect
+run_case "2 excluded port and excluded CIDR go direct" case_2_excluded_port_and_cidr
+run_case "3 127.0.0.1 goes direct" case_3_loopback_direct
+run_case "4 the sidecar UID's connections are not redirected" case_4_sidecar_uid_not_looped
+run_case "5 an unregistered namespace in the cgroup is untouched" case_5_unregistered_netns_untouched
+run_case "6 two meshed pods at once, 300 connections each, no mix-up" case_6_two_pods_concurrently
+run_case "7 no per-connection map entries left after 10000 connections" case_7_no_leaks
+run_case "8 pod del: an unregistered pod goes direct" case_8_pod_del
+run_case "9 cleanup: pin dir empty and nothing intercepted any more" case_9_cleanup_leaves_nothing
+exit 0
