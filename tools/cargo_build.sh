@@ -1,0 +1,101 @@
+#!/usr/bin/env bash
+# Runs cargo for the Cargo workspace at the repository root on behalf of the
+# rules in tools/cargo.bzl, then copies the artifacts into Bazel's outputs.
+#
+#   cargo_build.sh build MANIFEST PACKAGE BIN OUT_FILE BPF_OBJECT...
+#       cargo build --locked --release -p PACKAGE --bin BIN   -> OUT_FILE
+#   cargo_build.sh test  MANIFEST PACKAGE -   OUT_DIR  BPF_OBJECT...
+#       cargo test --no-run --locked --release -p PACKAGE     -> OUT_DIR/*
+#
+# MANIFEST is the workspace's root Cargo.toml. MESHWIRE_BPF_DIR is set to the
+# absolute path of the directory holding the BPF objects (the Rust code
+# include_bytes!() them). The action runs unsandboxed with network access
+# (crates.io): cargo works on the real source tree with a persistent
+# CARGO_TARGET_DIR, so rebuilds are incremental, even after `bazel clean`.
+set -euo pipefail
+
+die() {
+    echo "cargo_build.sh: $*" >&2
+    exit 1
+}
+
+[[ $# -ge 6 ]] || die "usage: cargo_build.sh build|test MANIFEST PACKAGE BIN|- OUT BPF_OBJECT..."
+mode=$1 manifest=$2 package=$3 bin=$4 out=$5
+shift 5
+execroot=$PWD
+
+# --- BPF objects: all in one directory, passed to rustc as an absolute path.
+bpf_dir=$(dirname "$1")
+for obj in "$@"; do
+    [[ $(dirname "$obj") == "$bpf_dir" ]] ||
+        die "BPF objects must share one output directory: $obj is not in $bpf_dir"
+done
+export MESHWIRE_BPF_DIR=$execroot/$bpf_dir
+
+# --- cargo: Bazel actions don't see rustup's PATH.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
+cargo=
+for c in "${CARGO:-}" "$(command -v cargo 2>/dev/null || true)" "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
+    if [[ -n $c && -x $c ]]; then
+        cargo=$c
+        break
+    fi
+done
+[[ -n $cargo ]] || die "cargo not found (\$CARGO, PATH, $HOME/.cargo/bin, /root/.cargo/bin). Install Rust >= 1.82 with rustup; tools/setup.sh checks it."
+# rustc, rustup's proxies and build-script tools next to cargo.
+export PATH=$(dirname "$cargo"):$PATH
+
+# --- Work on the real source tree (the execroot only holds symlinks to it), so
+# paths in diagnostics and cargo's fingerprints don't depend on Bazel's output
+# base.
+src_root=$(dirname "$(readlink -f "$manifest")")
+export CARGO_TARGET_DIR=${MESHWIRE_CARGO_TARGET_DIR:-$HOME/.cache/meshwire/cargo-target}
+mkdir -p "$CARGO_TARGET_DIR"
+
+json=$(mktemp "${TMPDIR:-/tmp}/meshwire-cargo.XXXXXX")
+trap 'rm -f "$json"' EXIT
+
+common=(--locked --release --quiet --message-format=json-render-diagnostics -p "$package")
+case $mode in
+build) cmd=(build "${common[@]}" --bin "$bin") ;;
+test) cmd=(test --no-run "${common[@]}") ;;
+*) die "unknown mode '$mode'" ;;
+esac
+
+# Run cargo and copy its artifacts under one lock: the target directory is
+# shared by every checkout of the repository, and another build could
+# otherwise replace target/release/BIN between cargo's exit and the copy.
+(
+    if command -v flock >/dev/null; then
+        flock 9
+    fi
+    cd "$src_root"
+    "$cargo" "${cmd[@]}" >"$json" || die "'cargo ${cmd[*]}' failed (in $src_root)"
+
+    # One JSON object per line; pick the compiler-artifact lines with an
+    # "executable" and print "KIND NAME PATH".
+    artifacts() {
+        sed -n 's/^{"reason":"compiler-artifact".*"target":{"kind":\["\([^"]*\)"[^}]*"name":"\([^"]*\)".*"profile":{[^}]*"test":'"$1"'}.*"executable":"\([^"]*\)".*/\1 \2 \3/p' "$json"
+    }
+
+    case $mode in
+    build)
+        exe=$(artifacts false | awk -v b="$bin" '$1 == "bin" && $2 == b { print $3 }' | tail -n 1)
+        [[ -n $exe && -x $exe ]] || die "cargo did not report an executable for bin '$bin' of package '$package'"
+        cp -f "$exe" "$execroot/$out"
+        chmod 0755 "$execroot/$out"
+        ;;
+    test)
+        mkdir -p "$execroot/$out"
+        n=0
+        while read -r kind name exe; do
+            # Stable names (no hashes): KIND-NAME, e.g. bin-meshwire-loader.
+            cp -f "$exe" "$execroot/$out/$kind-$name"
+            chmod 0755 "$execroot/$out/$kind-$name"
+            n=$((n + 1))
+        done < <(artifacts true)
+        [[ $n -gt 0 ]] || die "cargo test --no-run reported no test executable for package '$package'"
+        ;;
+    esac
+) 9>"$CARGO_TARGET_DIR/.meshwire-bazel.lock"

@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Installs what building and testing meshwire needs on Debian 12, and checks
+# the Rust toolchain. Idempotent and quiet when everything is present (one
+# dpkg-query call); otherwise one `apt-get update` and one `apt-get install`.
+# Run by ./bazelw before every bazel command.
+set -euo pipefail
+
+PACKAGES=(
+    # Bazel (Debian's 4.2.3, WORKSPACE-based) and the local repositories
+    # WORKSPACE binds: /usr/share/bazel/rules/java, /usr/share/bazel/platforms.
+    bazel-bootstrap bazel-rules-java bazel-platforms
+    # BPF objects (tools/bpf.bzl): the one pinned clang, libbpf headers, UAPI.
+    clang-14 llvm-14 libbpf-dev linux-libc-dev
+    # libbpf-sys (vendored libbpf) build dependencies.
+    libelf-dev zlib1g-dev pkg-config make gcc
+    # Tests: network namespaces, iptables, cgroups, flock.
+    iproute2 iptables util-linux procps
+)
+RUST_MIN=1.82
+
+say() { echo "setup: $*" >&2; }
+die() {
+    echo "setup: ERROR: $*" >&2
+    exit 1
+}
+
+# --- Debian packages -------------------------------------------------------
+missing=()
+installed=$(dpkg-query -W -f='${Package} ${db:Status-Abbrev}\n' "${PACKAGES[@]}" 2>/dev/null || true)
+for p in "${PACKAGES[@]}"; do
+    grep -q "^$p ii" <<<"$installed" || missing+=("$p")
+done
+
+if [[ ${#missing[@]} -gt 0 ]]; then
+    command -v apt-get >/dev/null || die "missing packages (${missing[*]}) and no apt-get: meshwire builds on Debian 12"
+    sudo=()
+    if [[ $(id -u) -ne 0 ]]; then
+        command -v sudo >/dev/null || die "missing packages (${missing[*]}): run tools/setup.sh as root"
+        sudo=(sudo)
+    fi
+    say "installing ${missing[*]}"
+    export DEBIAN_FRONTEND=noninteractive
+    "${sudo[@]}" apt-get update -qq >/dev/null ||
+        die "apt-get update failed"
+    "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
+        die "apt-get install ${missing[*]} failed"
+    say "installed ${missing[*]}"
+fi
+
+# --- Rust (rustup; Debian's rustc is too old) -------------------------------
+cargo=
+for c in "${CARGO:-}" "$(command -v cargo 2>/dev/null || true)" "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
+    if [[ -n $c && -x $c ]]; then
+        cargo=$c
+        break
+    fi
+done
+[[ -n $cargo ]] ||
+    die "cargo not found (looked at \$CARGO, PATH, $HOME/.cargo/bin, /root/.cargo/bin). Install Rust >= $RUST_MIN with rustup."
+rustc=$(dirname "$cargo")/rustc
+[[ -x $rustc ]] || rustc=$(command -v rustc 2>/dev/null || true)
+[[ -n $rustc ]] || die "rustc not found next to $cargo. Install Rust >= $RUST_MIN with rustup."
+out=$("$rustc" --version 2>&1) || die "'$rustc --version' failed: $out"
+version=$(awk '{print $2}' <<<"$out")
+if [[ $(printf '%s\n%s\n' "$RUST_MIN" "${version%%-*}" | sort -V | head -n 1) != "$RUST_MIN" ]]; then
+    die "rustc $version at $rustc is too old: meshwire needs Rust >= $RUST_MIN (rustup update)."
+fi
