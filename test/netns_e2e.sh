@@ -312,9 +312,11 @@ start_sidecars() {
 declare -A COOKIE
 register_pod() { # N
     local out
-    out=$(mwl pod add --netns "/run/netns/$(pod "$1")" 2>&1) || {
+    local err="$WORK/pod-add-$1.err"
+    out=$(mwl pod add --netns "/run/netns/$(pod "$1")" 2>"$err") || {
         echo "  pod add $(pod "$1") failed:"
         echo "$out" | sed 's/^/    | /'
+        show "$err"
         return 1
     }
     # The cookie: the whole output if it is a number, else a number after "cookie".
@@ -410,8 +412,14 @@ orig_map_counts() { awk '$1 ~ /orig/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' "$1"; 
 
 case_7_no_leaks() {
     local maps="$WORK/maps.txt" i nonzero
+    mwl stats >"$WORK/stats-before.txt" 2>&1
     client "$(pod 1)" "pod1 -> A, 10000 connections" --connect "$ADDR_A" --count 10000 \
         --parallel 20 --expect-orig "$ADDR_A" --expect-server A || return 1
+    # Informational: what the datapath counted for these connections.
+    mwl stats >"$WORK/stats-after.txt" 2>&1 &&
+        log "counters that moved: $(awk 'NR == FNR { b[$1] = $2; next }
+            $2 ~ /^[0-9]+$/ && $2 != b[$1] { printf "%s +%d ", $1, $2 - b[$1] }' \
+            "$WORK/stats-before.txt" "$WORK/stats-after.txt")"
     for ((i = 0; i < 50; i++)); do
         if ! mwl maps >"$maps" 2>&1; then
             log "meshwire-loader maps failed:"
