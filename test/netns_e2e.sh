@@ -147,7 +147,7 @@ start_loader() {
         --log-level info run
     LOADER_PID=$LAST_PID
     for ((i = 0; i < 200; i++)); do
-        grep -q 'meshwire-loader: ready' "$out" && return 0
+        grep -qs 'meshwire-loader: ready' "$out" && return 0
         if ! alive "$LOADER_PID"; then
             echo "  meshwire-loader exited before it was ready:"
             show "$out" 30
@@ -315,7 +315,7 @@ register_pod() { # N
     local err="$WORK/pod-add-$1.err"
     out=$(mwl pod add --netns "/run/netns/$(pod "$1")" 2>"$err") || {
         echo "  pod add $(pod "$1") failed:"
-        echo "$out" | sed 's/^/    | /'
+        [ -n "$out" ] && echo "$out" | sed 's/^/    | /'
         show "$err"
         return 1
     }
