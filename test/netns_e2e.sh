@@ -139,7 +139,9 @@ wait_listen() {
 # ---------------------------------------------------------------------------
 # meshwire-loader
 
-mwl() { "$LOADER" --pin-dir "$PIN" "$@"; }
+# Always with this run's config too: its pin_dir and cgroup are this run's as well,
+# so no operator command can reach the machine's default /sys/fs/bpf/meshwire.
+mwl() { "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" "$@"; }
 
 start_loader() {
     local out="$WORK/loader.log" i
@@ -535,7 +537,7 @@ teardown() {
     fi
 
     if [ -n "$PIN" ] && [ -e "$PIN" ] && [ -x "${LOADER:-}" ]; then
-        "$LOADER" --pin-dir "$PIN" cleanup >/dev/null 2>&1 ||
+        mwl cleanup >/dev/null 2>&1 ||
             echo "  note: meshwire-loader cleanup in the trap failed (already cleaned?)"
     fi
 
