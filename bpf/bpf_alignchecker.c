@@ -1,0 +1,19 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * Never loaded: its BTF records every structure shared with the loader, so
+ * loader/src/layout.rs can check the Rust mirrors field by field.
+ */
+#include <linux/bpf.h>
+#include "lib/meshwire_structs.h"
+
+#define MW_LAYOUT(type, name) type mw_layout_##name __attribute__((used))
+
+MW_LAYOUT(struct mw_settings, settings);
+MW_LAYOUT(struct mw_pod, pod);
+MW_LAYOUT(struct mw_port_key, port_key);
+MW_LAYOUT(struct mw_cidr4_key, cidr4_key);
+MW_LAYOUT(struct mw_orig4, orig4);
+MW_LAYOUT(struct mw_tuple4, tuple4);
+MW_LAYOUT(enum mw_stat, stat);
+
+char _license[] __attribute__((section("license"), used)) = "Dual BSD/GPL";

@@ -1,0 +1,26 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+#ifndef MESHWIRE_CONFIG_H
+#define MESHWIRE_CONFIG_H
+
+#include <bpf/bpf_helpers.h>
+#include "meshwire_structs.h"
+
+/*
+ * Set by the loader before load (libbpf rewrites .rodata), so the verifier
+ * sees constants: with debug off, the traces are dead code and removed.
+ */
+const volatile struct mw_settings mw_cfg = {
+	.sidecar_uid = 1500,
+	.outbound_port = 15001,
+	.inbound_port = 15003,
+	.debug = 0,
+};
+
+/* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */
+#define mw_trace(fmt, ...)						\
+	do {								\
+		if (mw_cfg.debug)					\
+			bpf_printk("meshwire " fmt, ##__VA_ARGS__);	\
+	} while (0)
+
+#endif /* MESHWIRE_CONFIG_H */

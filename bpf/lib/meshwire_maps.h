@@ -1,0 +1,88 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Maps shared by every meshwire object. All are pinned by name under the
+ * loader's pin directory, so separate objects (and a restarted loader) share
+ * one instance of each; libbpf refuses to reuse a pinned map whose type, key,
+ * value or size differ, which is the upgrade compatibility check.
+ */
+#ifndef MESHWIRE_MAPS_H
+#define MESHWIRE_MAPS_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "meshwire_structs.h"
+#include "meshwire_consts.h"
+
+/* Meshed pods, keyed by network-namespace cookie; filled by the loader. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_PODS);
+	__type(key, __u64);
+	__type(value, struct mw_pod);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_pods SEC(".maps");
+
+/* Destination ports never redirected, node-wide (cookie 0) or per pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_EXCL_PORTS);
+	__type(key, struct mw_port_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_excl_ports SEC(".maps");
+
+/* Destination CIDRs never redirected, node-wide (cookie 0) or per pod. */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MW_MAX_EXCL_CIDRS);
+	__type(key, struct mw_cidr4_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_excl_cidr4 SEC(".maps");
+
+/*
+ * Original destination attached to a socket: the app's socket from connect()
+ * to established, then the sidecar's accepted socket for its lifetime. The
+ * kernel frees it with the socket, so it cannot leak.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mw_orig4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_orig_sk SEC(".maps");
+
+/*
+ * Original destination between the app's established() and the sidecar's
+ * accept. Removed when the sidecar side is established or the app's socket
+ * closes; LRU bounds it should both be missed.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_TUPLES);
+	__type(key, struct mw_tuple4);
+	__type(value, struct mw_orig4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_orig_tuple4 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
+	__uint(max_entries, MW_STAT_MAX);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_stats SEC(".maps");
+
+static __always_inline void mw_count(enum mw_stat stat)
+{
+	__u32 key = stat;
+	__u64 *n = bpf_map_lookup_elem(&mw_stats, &key);
+
+	if (n)
+		*n += 1;
+}
+
+#endif /* MESHWIRE_MAPS_H */

@@ -1,0 +1,54 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/* Which connections are steered into the sidecar. */
+#ifndef MESHWIRE_POLICY_H
+#define MESHWIRE_POLICY_H
+
+#include <bpf/bpf_endian.h>
+#include "meshwire_maps.h"
+
+static __always_inline const struct mw_pod *mw_pod_lookup(__u64 netns_cookie)
+{
+	return bpf_map_lookup_elem(&mw_pods, &netns_cookie);
+}
+
+static __always_inline int mw_port_listed(__u64 netns_cookie, __u16 port, __u8 dir)
+{
+	struct mw_port_key key = {
+		.netns_cookie = netns_cookie,
+		.port = port,
+		.dir = dir,
+	};
+
+	return bpf_map_lookup_elem(&mw_excl_ports, &key) != NULL;
+}
+
+/* Node-wide list first, then the pod's own. */
+static __always_inline int mw_port_excluded(__u64 netns_cookie, __u16 port, __u8 dir)
+{
+	return mw_port_listed(0, port, dir) ||
+	       mw_port_listed(netns_cookie, port, dir);
+}
+
+static __always_inline int mw_cidr4_listed(__u64 netns_cookie, __u32 addr)
+{
+	struct mw_cidr4_key key = {
+		.prefixlen = 96,
+		.cookie_hi = (__u32)(netns_cookie >> 32),
+		.cookie_lo = (__u32)netns_cookie,
+		.addr = addr,
+	};
+
+	return bpf_map_lookup_elem(&mw_excl_cidr4, &key) != NULL;
+}
+
+static __always_inline int mw_cidr4_excluded(__u64 netns_cookie, __u32 addr)
+{
+	return mw_cidr4_listed(0, addr) || mw_cidr4_listed(netns_cookie, addr);
+}
+
+static __always_inline int mw_is_loopback4(__u32 addr)
+{
+	return (bpf_ntohl(addr) & 0xff000000U) == MW_LOOPBACK_NET4;
+}
+
+#endif /* MESHWIRE_POLICY_H */

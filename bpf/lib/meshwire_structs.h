@@ -1,0 +1,84 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Structures shared by the BPF programs and the loader. This header is the one
+ * definition: the loader's #[repr(C)] mirrors are checked against the BTF of
+ * the built objects (loader/src/layout.rs), so a change here that is not
+ * mirrored fails the unit tests.
+ */
+#ifndef MESHWIRE_STRUCTS_H
+#define MESHWIRE_STRUCTS_H
+
+#include <linux/types.h>
+
+/* Load-time settings, written into .rodata by the loader before load. */
+struct mw_settings {
+	__u32 sidecar_uid;
+	__u16 outbound_port;	/* host order */
+	__u16 inbound_port;	/* host order */
+	__u8  debug;		/* 1: bpf_printk every decision */
+	__u8  pad[3];
+};
+
+/* Value of mw_pods, keyed by the pod's network-namespace cookie. */
+struct mw_pod {
+	__u32 flags;		/* MW_POD_F_* */
+	__u32 ip4;		/* pod IPv4, network order; 0 when unknown */
+};
+
+/* Key of mw_excl_ports. netns_cookie 0 holds the node-wide list. */
+struct mw_port_key {
+	__u64 netns_cookie;
+	__u16 port;		/* host order */
+	__u8  dir;		/* MW_DIR_* */
+	__u8  pad[5];
+};
+
+/*
+ * Key of mw_excl_cidr4 (LPM trie). The cookie is part of the matched prefix,
+ * so prefixlen is 64 + the CIDR's length; netns_cookie 0 holds the node-wide
+ * list. The cookie is split in two words to keep the key free of padding.
+ */
+struct mw_cidr4_key {
+	__u32 prefixlen;
+	__u32 cookie_hi;
+	__u32 cookie_lo;
+	__u32 addr;		/* network order */
+};
+
+/* An original destination, as the application dialled it. */
+struct mw_orig4 {
+	__u32 ip4;		/* network order */
+	__u16 port;		/* network order */
+	__u16 flags;		/* MW_ORIG_F_* */
+};
+
+/*
+ * Key of mw_orig_tuple4: one redirected connection between an application
+ * and its sidecar. Every pod has its own 127.0.0.1, so the netns cookie keeps
+ * keys of different pods apart.
+ */
+struct mw_tuple4 {
+	__u64 netns_cookie;
+	__u32 client_ip4;	/* network order */
+	__u32 server_ip4;	/* network order */
+	__u16 client_port;	/* host order */
+	__u16 server_port;	/* host order */
+	__u32 pad;
+};
+
+/* Indexes of mw_stats (per-CPU counters). */
+enum mw_stat {
+	MW_STAT_CONNECT_REDIRECTED = 0,
+	MW_STAT_CONNECT_EXCLUDED,
+	MW_STAT_CONNECT_SIDECAR,
+	MW_STAT_CONNECT_ERROR,
+	MW_STAT_SOCKOPS_TUPLE_ADDED,
+	MW_STAT_SOCKOPS_ACCEPT_BOUND,
+	MW_STAT_SOCKOPS_CLOSED,
+	MW_STAT_SOCKOPS_ERROR,
+	MW_STAT_SOCKOPT_ANSWERED,
+	MW_STAT_SOCKOPT_UNKNOWN,
+	MW_STAT_MAX,
+};
+
+#endif /* MESHWIRE_STRUCTS_H */

@@ -1,0 +1,439 @@
+//! The node configuration: TOML parsed into raw serde structs, then validated
+//! into [`Config`]. Every error names the file, the line and the key.
+//!
+//! The defaults live in `config/default.toml`, embedded in the binary; a key
+//! missing from a user's file takes its default.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::{Path, PathBuf};
+use std::str::FromStr;
+
+use serde::Deserialize;
+use toml::Spanned;
+
+/// The embedded default configuration (also the reference documentation).
+pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Config {
+    pub sidecar: Sidecar,
+    pub outbound: Outbound,
+    pub bpf: BpfSettings,
+    pub log_level: log::LevelFilter,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sidecar {
+    /// The sidecar's UID: its connections are never intercepted.
+    pub uid: u32,
+    pub outbound_port: u16,
+    pub inbound_port: u16,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Outbound {
+    pub exclude_ports: Vec<u16>,
+    pub exclude_cidrs: Vec<Cidr4>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BpfSettings {
+    pub pin_dir: PathBuf,
+    /// None: the cgroup2 mount's root.
+    pub cgroup: Option<PathBuf>,
+    pub debug: bool,
+}
+
+/// An IPv4 network, host bits zero.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr4 {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl FromStr for Cidr4 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("bad prefix length in {s:?}"))?),
+            None => (s, 32),
+        };
+        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?} is not an IPv4 address or CIDR"))?;
+        if len > 32 {
+            return Err(format!("prefix length {len} in {s:?} is over 32"));
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        if u32::from(addr) & !mask != 0 {
+            let net = Ipv4Addr::from(u32::from(addr) & mask);
+            return Err(format!("{s:?} has host bits set; did you mean \"{net}/{len}\"?"));
+        }
+        Ok(Cidr4 { addr, len })
+    }
+}
+
+impl fmt::Display for Cidr4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// A configuration error, located in its source.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConfigError {
+    pub file: String,
+    pub line: Option<usize>,
+    pub key: Option<String>,
+    pub message: String,
+}
+
+impl fmt::Display for ConfigError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}", self.file)?;
+        if let Some(line) = self.line {
+            write!(f, ":{line}")?;
+        }
+        if let Some(key) = &self.key {
+            write!(f, ": {key}")?;
+        }
+        write!(f, ": {}", self.message)
+    }
+}
+
+impl std::error::Error for ConfigError {}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawConfig {
+    sidecar: RawSidecar,
+    outbound: RawOutbound,
+    bpf: RawBpf,
+    log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawSidecar {
+    uid: Option<Spanned<u32>>,
+    outbound_port: Option<Spanned<u16>>,
+    inbound_port: Option<Spanned<u16>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawOutbound {
+    exclude_ports: Option<Vec<Spanned<u16>>>,
+    exclude_cidrs: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawBpf {
+    pin_dir: Option<Spanned<String>>,
+    cgroup: Option<Spanned<String>>,
+    debug: Option<bool>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawLog {
+    level: Option<Spanned<String>>,
+}
+
+/// Where a parse or validation error is, from a byte offset in the source.
+struct Source<'a> {
+    name: &'a str,
+    text: &'a str,
+}
+
+impl Source<'_> {
+    fn line_of(&self, offset: usize) -> usize {
+        self.text[..offset.min(self.text.len())].matches('\n').count() + 1
+    }
+
+    fn error_at(&self, offset: usize, key: &str, message: impl Into<String>) -> ConfigError {
+        ConfigError {
+            file: self.name.to_string(),
+            line: Some(self.line_of(offset)),
+            key: Some(key.to_string()),
+            message: message.into(),
+        }
+    }
+
+    /// `section.key` of the assignment on a line, for serde's errors.
+    fn key_on_line(&self, line: usize) -> Option<String> {
+        let mut section = String::new();
+        for (i, l) in self.text.lines().enumerate() {
+            let t = l.trim();
+            if t.starts_with('[') && t.ends_with(']') {
+                section = t.trim_matches(|c| c == '[' || c == ']').trim().to_string();
+            }
+            if i + 1 == line {
+                let key = t.split_once('=').map(|(k, _)| k.trim().to_string())?;
+                return Some(if section.is_empty() { key } else { format!("{section}.{key}") });
+            }
+        }
+        None
+    }
+}
+
+impl Config {
+    /// The embedded defaults.
+    pub fn default_config() -> Config {
+        Config::parse("<embedded config/default.toml>", DEFAULT_TOML).expect("the embedded default configuration is valid")
+    }
+
+    pub fn load(path: &Path) -> Result<Config, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
+            file: path.display().to_string(),
+            line: None,
+            key: None,
+            message: format!("cannot read: {e}"),
+        })?;
+        Config::parse(&path.display().to_string(), &text)
+    }
+
+    /// Parse and validate; keys missing from `text` take the defaults.
+    pub fn parse(name: &str, text: &str) -> Result<Config, ConfigError> {
+        let src = Source { name, text };
+        let raw: RawConfig = toml::from_str(text).map_err(|e| {
+            let line = e.span().map(|s| src.line_of(s.start));
+            ConfigError {
+                file: name.to_string(),
+                line,
+                key: line.and_then(|l| src.key_on_line(l)),
+                message: e.message().trim().to_string(),
+            }
+        })?;
+        let defaults = Defaults::get();
+
+        let uid = raw.sidecar.uid.map_or(Ok(defaults.uid), |v| {
+            if *v.get_ref() == 0 {
+                Err(src.error_at(v.span().start, "sidecar.uid", "0 would exempt every root process from interception; use the sidecar's own UID"))
+            } else {
+                Ok(*v.get_ref())
+            }
+        })?;
+        let port = |v: Option<Spanned<u16>>, key: &str, default: u16| -> Result<u16, ConfigError> {
+            match v {
+                None => Ok(default),
+                Some(p) if *p.get_ref() == 0 => Err(src.error_at(p.span().start, key, "port 0 is not a port; use 1-65535")),
+                Some(p) => Ok(*p.get_ref()),
+            }
+        };
+        let outbound_port = port(raw.sidecar.outbound_port, "sidecar.outbound_port", defaults.outbound_port)?;
+        let inbound_port = port(raw.sidecar.inbound_port, "sidecar.inbound_port", defaults.inbound_port)?;
+        if outbound_port == inbound_port {
+            return Err(ConfigError {
+                file: name.to_string(),
+                line: None,
+                key: Some("sidecar.inbound_port".into()),
+                message: format!("equals sidecar.outbound_port ({outbound_port}); the sidecar needs two distinct ports"),
+            });
+        }
+
+        let exclude_ports = match raw.outbound.exclude_ports {
+            None => defaults.exclude_ports.clone(),
+            Some(list) => list
+                .into_iter()
+                .map(|p| port(Some(p), "outbound.exclude_ports", 0))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let exclude_cidrs = match raw.outbound.exclude_cidrs {
+            None => defaults.exclude_cidrs.clone(),
+            Some(list) => list
+                .into_iter()
+                .map(|c| c.get_ref().parse::<Cidr4>().map_err(|m| src.error_at(c.span().start, "outbound.exclude_cidrs", m)))
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+
+        let pin_dir = match raw.bpf.pin_dir {
+            None => defaults.pin_dir.clone(),
+            Some(p) => {
+                let path = PathBuf::from(p.get_ref());
+                if !path.is_absolute() || path == Path::new("/") {
+                    return Err(src.error_at(p.span().start, "bpf.pin_dir", format!("{:?} must be an absolute directory on bpffs, e.g. /sys/fs/bpf/meshwire", p.get_ref())));
+                }
+                path
+            }
+        };
+        let cgroup = match raw.bpf.cgroup {
+            None => defaults.cgroup.clone(),
+            Some(c) if c.get_ref().is_empty() => None,
+            Some(c) => {
+                let path = PathBuf::from(c.get_ref());
+                if !path.is_absolute() {
+                    return Err(src.error_at(c.span().start, "bpf.cgroup", format!("{:?} must be an absolute cgroup v2 directory, or \"\" for the cgroup2 root", c.get_ref())));
+                }
+                Some(path)
+            }
+        };
+        let debug = raw.bpf.debug.unwrap_or(defaults.debug);
+        let log_level = match raw.log.level {
+            None => defaults.log_level,
+            Some(l) => parse_level(l.get_ref()).map_err(|m| src.error_at(l.span().start, "log.level", m))?,
+        };
+
+        Ok(Config {
+            sidecar: Sidecar { uid, outbound_port, inbound_port },
+            outbound: Outbound { exclude_ports, exclude_cidrs },
+            bpf: BpfSettings { pin_dir, cgroup, debug },
+            log_level,
+        })
+    }
+}
+
+pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
+    match s {
+        "error" => Ok(log::LevelFilter::Error),
+        "warn" => Ok(log::LevelFilter::Warn),
+        "info" => Ok(log::LevelFilter::Info),
+        "debug" => Ok(log::LevelFilter::Debug),
+        "trace" => Ok(log::LevelFilter::Trace),
+        other => Err(format!("{other:?} is not a log level; use error, warn, info, debug or trace")),
+    }
+}
+
+/// Defaults of keys absent from a file. config/default.toml spells out
+/// the same values (a unit test keeps the two in agreement).
+struct Defaults {
+    uid: u32,
+    outbound_port: u16,
+    inbound_port: u16,
+    exclude_ports: Vec<u16>,
+    exclude_cidrs: Vec<Cidr4>,
+    pin_dir: PathBuf,
+    cgroup: Option<PathBuf>,
+    debug: bool,
+    log_level: log::LevelFilter,
+}
+
+impl Defaults {
+    fn get() -> Defaults {
+        Defaults {
+            uid: 1500,
+            outbound_port: 15001,
+            inbound_port: 15003,
+            exclude_ports: Vec::new(),
+            exclude_cidrs: Vec::new(),
+            pin_dir: PathBuf::from("/sys/fs/bpf/meshwire"),
+            cgroup: None,
+            debug: false,
+            log_level: log::LevelFilter::Info,
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn err(text: &str) -> ConfigError {
+        Config::parse("test.toml", text).unwrap_err()
+    }
+
+    #[test]
+    fn embedded_default_file_spells_out_the_builtin_defaults() {
+        assert_eq!(Config::parse("default.toml", DEFAULT_TOML).unwrap(), Config::parse("empty.toml", "").unwrap());
+    }
+
+    #[test]
+    fn defaults() {
+        let c = Config::default_config();
+        assert_eq!(c.sidecar, Sidecar { uid: 1500, outbound_port: 15001, inbound_port: 15003 });
+        assert_eq!(c.bpf.pin_dir, PathBuf::from("/sys/fs/bpf/meshwire"));
+        assert_eq!(c.bpf.cgroup, None);
+        assert!(!c.bpf.debug);
+        assert_eq!(c.log_level, log::LevelFilter::Info);
+    }
+
+    #[test]
+    fn a_partial_file_keeps_other_defaults() {
+        let c = Config::parse(
+            "t.toml",
+            "[sidecar]\nuid = 1337\n[outbound]\nexclude_ports = [22, 8443]\nexclude_cidrs = [\"10.0.0.0/8\", \"192.0.2.7\"]\n[bpf]\ncgroup = \"/sys/fs/cgroup/unified/x\"\ndebug = true\n",
+        )
+        .unwrap();
+        assert_eq!(c.sidecar.uid, 1337);
+        assert_eq!(c.sidecar.outbound_port, 15001);
+        assert_eq!(c.outbound.exclude_ports, vec![22, 8443]);
+        assert_eq!(
+            c.outbound.exclude_cidrs,
+            vec![Cidr4 { addr: Ipv4Addr::new(10, 0, 0, 0), len: 8 }, Cidr4 { addr: Ipv4Addr::new(192, 0, 2, 7), len: 32 }]
+        );
+        assert_eq!(c.bpf.cgroup, Some(PathBuf::from("/sys/fs/cgroup/unified/x")));
+        assert!(c.bpf.debug);
+    }
+
+    #[test]
+    fn syntax_error_names_file_and_line() {
+        let e = err("[sidecar]\nuid = 1500\noutbound_port = = 3\n");
+        assert_eq!(e.file, "test.toml");
+        assert_eq!(e.line, Some(3));
+        assert!(e.to_string().starts_with("test.toml:3"), "{e}");
+    }
+
+    #[test]
+    fn unknown_key_is_refused_with_its_line() {
+        let e = err("[sidecar]\nuid = 1500\noutbond_port = 3\n");
+        assert_eq!(e.line, Some(3));
+        assert_eq!(e.key.as_deref(), Some("sidecar.outbond_port"));
+        assert!(e.message.contains("unknown field"), "{e}");
+    }
+
+    #[test]
+    fn unknown_section_is_refused() {
+        let e = err("[sidecars]\nuid = 1\n");
+        assert!(e.message.contains("unknown field `sidecars`"), "{e}");
+    }
+
+    #[test]
+    fn wrong_type_names_the_key() {
+        let e = err("[sidecar]\nuid = \"envoy\"\n");
+        assert_eq!(e.line, Some(2));
+        assert_eq!(e.key.as_deref(), Some("sidecar.uid"));
+    }
+
+    #[test]
+    fn out_of_range_port_is_refused() {
+        let e = err("[sidecar]\noutbound_port = 70000\n");
+        assert_eq!(e.key.as_deref(), Some("sidecar.outbound_port"));
+        let e = err("[sidecar]\noutbound_port = 0\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("sidecar.outbound_port")));
+    }
+
+    #[test]
+    fn uid_zero_is_refused() {
+        let e = err("[sidecar]\nuid = 0\n");
+        assert_eq!(e.key.as_deref(), Some("sidecar.uid"));
+        assert!(e.message.contains("root"), "{e}");
+    }
+
+    #[test]
+    fn equal_sidecar_ports_are_refused() {
+        let e = err("[sidecar]\noutbound_port = 15003\n");
+        assert_eq!(e.key.as_deref(), Some("sidecar.inbound_port"));
+    }
+
+    #[test]
+    fn bad_cidrs_say_what_is_wrong() {
+        let e = err("[outbound]\nexclude_cidrs = [\n  \"10.0.0.0/8\",\n  \"10.1.2.3/16\",\n]\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("outbound.exclude_cidrs")));
+        assert!(e.message.contains("did you mean \"10.1.0.0/16\""), "{e}");
+        assert!(err("[outbound]\nexclude_cidrs = [\"10.0.0.0/33\"]").message.contains("over 32"));
+        assert!(err("[outbound]\nexclude_cidrs = [\"fd00::/8\"]").message.contains("not an IPv4"));
+    }
+
+    #[test]
+    fn relative_paths_are_refused() {
+        assert_eq!(err("[bpf]\npin_dir = \"meshwire\"").key.as_deref(), Some("bpf.pin_dir"));
+        assert_eq!(err("[bpf]\ncgroup = \"kubepods\"").key.as_deref(), Some("bpf.cgroup"));
+    }
+
+    #[test]
+    fn bad_log_level_is_refused() {
+        let e = err("[log]\nlevel = \"loud\"");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("log.level")));
+    }
+}

@@ -1,0 +1,229 @@
+//! Loading, attaching and removing the BPF datapath.
+//!
+//! `install` reads as one sequence: check the host, open and configure the
+//! objects, load them (maps are created or reused from their pins), write the
+//! node-wide exclusions, then attach each program through a pinned link, or
+//! swap the program behind a link a previous loader left. Anything this run
+//! created is removed again if a later step fails.
+
+use std::collections::HashSet;
+use std::path::{Path, PathBuf};
+
+use crate::config::Config;
+use crate::layout::{Cidr4Key, PortKey, Settings, DIR_OUT};
+use crate::libbpf::{self, MapFd, Object};
+use crate::objects;
+use crate::pins::{self, Pins};
+use crate::system::{self, Cgroup};
+
+/// Where a program attaches, with what it needs to attach there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// cgroup/connect4, cgroup/getsockopt, sockops: a cgroup v2 directory.
+    Cgroup,
+}
+
+/// One program of the datapath.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramSpec {
+    pub object: &'static str,
+    pub program: &'static str,
+    pub hook: Hook,
+}
+
+pub const PROGRAMS: &[ProgramSpec] = &[
+    ProgramSpec { object: "meshwire_sock", program: "mw_sock4_connect", hook: Hook::Cgroup },
+    ProgramSpec { object: "meshwire_sockops", program: "mw_sockops", hook: Hook::Cgroup },
+    ProgramSpec { object: "meshwire_sockopt", program: "mw_sockopt_get", hook: Hook::Cgroup },
+];
+
+/// The cgroup the programs attach to: the configured one, or the cgroup2 root.
+pub fn target_cgroup(config: &Config) -> Result<PathBuf, String> {
+    match &config.bpf.cgroup {
+        Some(p) => Ok(p.clone()),
+        None => system::cgroup2_mount(),
+    }
+}
+
+pub fn settings_of(config: &Config) -> Settings {
+    Settings {
+        sidecar_uid: config.sidecar.uid,
+        outbound_port: config.sidecar.outbound_port,
+        inbound_port: config.sidecar.inbound_port,
+        debug: config.bpf.debug as u8,
+        pad: [0; 3],
+    }
+}
+
+/// Undo list for what one `install` created.
+#[derive(Default)]
+struct Created {
+    pins: Vec<PathBuf>,
+}
+
+impl Created {
+    fn roll_back(&self) {
+        for p in self.pins.iter().rev() {
+            if let Err(e) = std::fs::remove_file(p) {
+                log::warn!("rolling back {}: {e}", p.display());
+            }
+        }
+    }
+}
+
+fn existing_pins(pins: &Pins) -> HashSet<PathBuf> {
+    [pins.maps_dir(), pins.links_dir()]
+        .iter()
+        .filter_map(|d| std::fs::read_dir(d).ok())
+        .flatten()
+        .filter_map(|e| e.ok().map(|e| e.path()))
+        .collect()
+}
+
+/// Load, configure and attach the datapath. On error nothing this call
+/// created is left behind (pins that existed before are kept).
+pub fn install(config: &Config) -> Result<(), String> {
+    let pins = Pins::new(&config.bpf.pin_dir);
+    let cgroup_path = target_cgroup(config)?;
+    let cgroup = Cgroup::open(&cgroup_path)?;
+    system::ensure_bpffs(pins.root())?;
+    let root_existed = pins.root().exists();
+    pins.create_dirs().map_err(|e| format!("creating {}: {e}", pins.root().display()))?;
+    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
+
+    let before = existing_pins(&pins);
+    let mut created = Created::default();
+    let result = install_locked(config, &pins, &cgroup, &before, &mut created);
+    if result.is_err() {
+        created.roll_back();
+        if !root_existed {
+            remove_empty_dirs(&pins);
+        }
+    }
+    result
+}
+
+fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created) -> Result<(), String> {
+    let settings = settings_of(config);
+    let mut loaded = Vec::new();
+    for (name, elf) in objects::PROGRAMS {
+        let mut obj = Object::open_mem(name, elf, Some(&pins.maps_dir())).map_err(|e| e.to_string())?;
+        obj.set_rodata("mw_cfg", settings.as_bytes()).map_err(|e| e.to_string())?;
+        let load = obj.load();
+        // libbpf pins maps as it creates them, also when a later step fails.
+        for map in obj.pinned_map_names() {
+            let p = pins.map(&map);
+            if !before.contains(&p) && p.exists() && !created.pins.contains(&p) {
+                created.pins.push(p);
+            }
+        }
+        load.map_err(|e| {
+            format!("{e}. If a previous meshwire version pinned incompatible maps under {}, run `meshwire-loader cleanup` first", pins.maps_dir().display())
+        })?;
+        loaded.push(obj);
+    }
+
+    sync_node_exclusions(config, pins)?;
+
+    for spec in PROGRAMS {
+        let obj = loaded.iter().find(|o| o.name() == spec.object).expect("every program's object is loaded");
+        let prog = obj.program(spec.program).map_err(|e| e.to_string())?;
+        let link_pin = pins.link(spec.program);
+        match spec.hook {
+            Hook::Cgroup => {
+                if link_pin.exists() {
+                    replace_cgroup_program(&link_pin, cgroup, prog.fd(), spec.program)?;
+                    log::info!("{}: replaced the program behind {}", spec.program, link_pin.display());
+                } else {
+                    let mut link = prog.attach_cgroup(cgroup).map_err(|e| e.to_string())?;
+                    link.pin(&link_pin).map_err(|e| e.to_string())?;
+                    created.pins.push(link_pin.clone());
+                    link.keep();
+                    log::info!("{}: attached to {} (link {})", spec.program, cgroup.path.display(), link_pin.display());
+                }
+            }
+        }
+    }
+    Ok(())
+}
+
+/// A link left by a previous loader: keep the attachment, swap the program.
+fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: &str) -> Result<(), String> {
+    let link = libbpf::obj_get(link_pin).map_err(|e| e.to_string())?;
+    match libbpf::link_cgroup_id(&link).map_err(|e| e.to_string())? {
+        Some(id) if id == cgroup.id => {}
+        Some(_) => {
+            return Err(format!(
+                "{} is attached to another cgroup than {}; run `meshwire-loader cleanup` to detach it, then start again",
+                link_pin.display(),
+                cgroup.path.display()
+            ))
+        }
+        None => return Err(format!("{} is not a cgroup link", link_pin.display())),
+    }
+    libbpf::link_update(&link, prog_fd, name).map_err(|e| e.to_string())
+}
+
+/// Make the node-wide (cookie 0) exclusion entries exactly the configured ones.
+pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> {
+    let ports = MapFd::open_pinned(&pins.map(pins::MAP_EXCL_PORTS)).map_err(|e| e.to_string())?;
+    let want: Vec<PortKey> = config
+        .outbound
+        .exclude_ports
+        .iter()
+        .map(|&port| PortKey { netns_cookie: 0, port, dir: DIR_OUT, pad: [0; 5] })
+        .collect();
+    for key in ports.keys::<PortKey>().map_err(|e| e.to_string())? {
+        if key.netns_cookie == 0 && !want.contains(&key) {
+            ports.delete(&key).map_err(|e| e.to_string())?;
+        }
+    }
+    for key in &want {
+        ports.update(key, &1u8).map_err(|e| e.to_string())?;
+    }
+
+    let cidrs = MapFd::open_pinned(&pins.map(pins::MAP_EXCL_CIDR4)).map_err(|e| e.to_string())?;
+    let want: Vec<Cidr4Key> = config
+        .outbound
+        .exclude_cidrs
+        .iter()
+        .map(|c| Cidr4Key { prefixlen: 64 + c.len as u32, cookie_hi: 0, cookie_lo: 0, addr: u32::from(c.addr).to_be() })
+        .collect();
+    for key in cidrs.keys::<Cidr4Key>().map_err(|e| e.to_string())? {
+        if key.cookie_hi == 0 && key.cookie_lo == 0 && !want.contains(&key) {
+            cidrs.delete(&key).map_err(|e| e.to_string())?;
+        }
+    }
+    for key in &want {
+        cidrs.update(key, &1u8).map_err(|e| e.to_string())?;
+    }
+    Ok(())
+}
+
+fn remove_empty_dirs(pins: &Pins) {
+    for dir in [pins.links_dir(), pins.maps_dir(), pins.root().to_path_buf()] {
+        let _ = std::fs::remove_dir(dir);
+    }
+}
+
+/// Detach every program and unpin every map meshwire pinned under the pin
+/// directory. Files there that are not meshwire's are left alone.
+pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let pins = Pins::new(pin_dir);
+    if !pins.root().exists() {
+        return Ok(Vec::new());
+    }
+    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
+    let mut removed = Vec::new();
+    let links = PROGRAMS.iter().map(|p| pins.link(p.program));
+    let maps = pins::ALL_MAPS.iter().map(|m| pins.map(m));
+    for path in links.chain(maps) {
+        match std::fs::remove_file(&path) {
+            Ok(()) => removed.push(path),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => return Err(format!("removing {}: {e}", path.display())),
+        }
+    }
+    remove_empty_dirs(&pins);
+    Ok(removed)
+}

@@ -1,0 +1,215 @@
+//! `#[repr(C)]` mirrors of `bpf/lib/meshwire_structs.h`.
+//!
+//! The C header is the one definition. Each mirror lists its fields once, and
+//! `check_against_btf` compares names, offsets and sizes with the BTF of the
+//! built objects, so a drift between C and Rust fails the unit tests.
+
+use crate::libbpf::{Btf, BtfMember};
+
+/// A Rust struct that mirrors a C struct of the datapath.
+pub trait Mirror: Copy + Default {
+    const C_NAME: &'static str;
+    fn members() -> Vec<BtfMember>;
+}
+
+macro_rules! mirror {
+    ($(#[$meta:meta])* $c:literal => pub struct $name:ident { $(pub $field:ident : $ty:ty,)* }) => {
+        $(#[$meta])*
+        #[repr(C)]
+        #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+        pub struct $name { $(pub $field: $ty,)* }
+
+        impl Mirror for $name {
+            const C_NAME: &'static str = $c;
+            fn members() -> Vec<BtfMember> {
+                vec![$(BtfMember {
+                    name: stringify!($field).to_string(),
+                    offset: std::mem::offset_of!($name, $field),
+                    size: std::mem::size_of::<$ty>(),
+                },)*]
+            }
+        }
+    };
+}
+
+mirror! {
+    /// Load-time settings written into each object's .rodata.
+    "mw_settings" => pub struct Settings {
+        pub sidecar_uid: u32,
+        pub outbound_port: u16,
+        pub inbound_port: u16,
+        pub debug: u8,
+        pub pad: [u8; 3],
+    }
+}
+
+mirror! {
+    /// Value of `mw_pods`, keyed by netns cookie.
+    "mw_pod" => pub struct Pod {
+        pub flags: u32,
+        pub ip4: u32,
+    }
+}
+
+mirror! {
+    /// Key of `mw_excl_ports`.
+    "mw_port_key" => pub struct PortKey {
+        pub netns_cookie: u64,
+        pub port: u16,
+        pub dir: u8,
+        pub pad: [u8; 5],
+    }
+}
+
+mirror! {
+    /// Key of the `mw_excl_cidr4` LPM trie.
+    "mw_cidr4_key" => pub struct Cidr4Key {
+        pub prefixlen: u32,
+        pub cookie_hi: u32,
+        pub cookie_lo: u32,
+        pub addr: u32,
+    }
+}
+
+mirror! {
+    /// An original destination (network-order address and port).
+    "mw_orig4" => pub struct Orig4 {
+        pub ip4: u32,
+        pub port: u16,
+        pub flags: u16,
+    }
+}
+
+mirror! {
+    /// Key of `mw_orig_tuple4`.
+    "mw_tuple4" => pub struct Tuple4 {
+        pub netns_cookie: u64,
+        pub client_ip4: u32,
+        pub server_ip4: u32,
+        pub client_port: u16,
+        pub server_port: u16,
+        pub pad: u32,
+    }
+}
+
+/// `mw_pod.flags`
+pub const POD_F_MESHED: u32 = 1 << 0;
+/// `mw_port_key.dir`
+pub const DIR_OUT: u8 = 1;
+
+/// Names of `enum mw_stat`, in index order (checked against BTF).
+pub const STAT_NAMES: &[&str] = &[
+    "MW_STAT_CONNECT_REDIRECTED",
+    "MW_STAT_CONNECT_EXCLUDED",
+    "MW_STAT_CONNECT_SIDECAR",
+    "MW_STAT_CONNECT_ERROR",
+    "MW_STAT_SOCKOPS_TUPLE_ADDED",
+    "MW_STAT_SOCKOPS_ACCEPT_BOUND",
+    "MW_STAT_SOCKOPS_CLOSED",
+    "MW_STAT_SOCKOPS_ERROR",
+    "MW_STAT_SOCKOPT_ANSWERED",
+    "MW_STAT_SOCKOPT_UNKNOWN",
+];
+
+impl Settings {
+    pub fn as_bytes(&self) -> &[u8] {
+        // SAFETY: repr(C), plain integers, explicit padding fields.
+        unsafe { std::slice::from_raw_parts(self as *const Self as *const u8, std::mem::size_of::<Self>()) }
+    }
+}
+
+/// Compare one mirror with the BTF of an object; Err says what differs.
+pub fn check_mirror<M: Mirror>(btf: &Btf) -> Result<(), String> {
+    let (size, c_members) = btf
+        .struct_layout(M::C_NAME)
+        .ok_or_else(|| format!("struct {} is not in the object's BTF", M::C_NAME))?;
+    let rust_members = M::members();
+    if size != std::mem::size_of::<M>() {
+        return Err(format!("struct {}: C size {size}, Rust size {}", M::C_NAME, std::mem::size_of::<M>()));
+    }
+    if c_members != rust_members {
+        return Err(format!("struct {}: C fields {c_members:?}\n  Rust fields {rust_members:?}", M::C_NAME));
+    }
+    Ok(())
+}
+
+/// Check every mirror and the stat enum; returns all differences.
+pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
+    let mut errors = Vec::new();
+    let mut check = |r: Result<(), String>| {
+        if let Err(e) = r {
+            errors.push(e)
+        }
+    };
+    check(check_mirror::<Settings>(btf));
+    check(check_mirror::<Pod>(btf));
+    check(check_mirror::<PortKey>(btf));
+    check(check_mirror::<Cidr4Key>(btf));
+    check(check_mirror::<Orig4>(btf));
+    check(check_mirror::<Tuple4>(btf));
+    match btf.enum_values("mw_stat") {
+        None => check(Err("enum mw_stat is not in the object's BTF".into())),
+        Some(vals) => {
+            let expected: Vec<(String, i64)> = STAT_NAMES
+                .iter()
+                .enumerate()
+                .map(|(i, n)| (n.to_string(), i as i64))
+                .chain(std::iter::once(("MW_STAT_MAX".to_string(), STAT_NAMES.len() as i64)))
+                .collect();
+            if vals != expected {
+                check(Err(format!("enum mw_stat: C {vals:?}\n  Rust {expected:?}")));
+            }
+        }
+    }
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::libbpf::Object;
+    use crate::objects;
+
+    fn alignchecker() -> Object {
+        Object::open_mem("meshwire_alignchecker", objects::ALIGNCHECKER, None).expect("open alignchecker object")
+    }
+
+    #[test]
+    fn mirrors_match_the_c_header() {
+        let obj = alignchecker();
+        let btf = Btf::of_object(&obj).expect("alignchecker object has BTF");
+        if let Err(errors) = check_against_btf(&btf) {
+            panic!("layout drift between bpf/lib/meshwire_structs.h and loader/src/layout.rs:\n{}", errors.join("\n"));
+        }
+    }
+
+    #[test]
+    fn a_drifted_mirror_is_caught() {
+        // A mirror with a field in the wrong place must be reported.
+        mirror! {
+            "mw_pod" => pub struct WrongPod {
+                pub ip4: u32,
+                pub flags: u32,
+            }
+        }
+        let obj = alignchecker();
+        let btf = Btf::of_object(&obj).unwrap();
+        let err = check_mirror::<WrongPod>(&btf).unwrap_err();
+        assert!(err.contains("mw_pod"), "{err}");
+    }
+
+    #[test]
+    fn every_program_object_carries_the_settings_it_is_given() {
+        for (name, elf) in objects::PROGRAMS {
+            let mut obj = Object::open_mem(name, elf, None).unwrap();
+            let btf = Btf::of_object(&obj).unwrap();
+            check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, pad: [0; 3] };
+            obj.set_rodata("mw_cfg", s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+        }
+    }
+}

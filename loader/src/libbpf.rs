@@ -1,0 +1,542 @@
+//! The one place that calls libbpf through raw `libbpf-sys` FFI.
+//!
+//! Everything else in the loader uses these RAII types: an [`Object`] closes
+//! its programs and maps on drop, a [`Link`] detaches on drop unless it was
+//! pinned or [`Link::keep`] was called, and [`MapFd`] closes its descriptor.
+
+use std::ffi::{c_char, c_int, c_void, CStr, CString};
+use std::fmt;
+use std::io;
+use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
+use std::path::{Path, PathBuf};
+use std::ptr;
+
+use libbpf_sys as sys;
+
+/// An error from libbpf or a BPF syscall, with what we were doing.
+#[derive(Debug)]
+pub struct BpfError {
+    pub what: String,
+    pub source: io::Error,
+}
+
+impl fmt::Display for BpfError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}: {}", self.what, self.source)
+    }
+}
+
+impl std::error::Error for BpfError {}
+
+pub type Result<T> = std::result::Result<T, BpfError>;
+
+fn errno_error(what: impl Into<String>) -> BpfError {
+    BpfError { what: what.into(), source: io::Error::last_os_error() }
+}
+
+/// libbpf returns -errno and also sets errno; prefer the return value.
+fn check(ret: c_int, what: impl FnOnce() -> String) -> Result<c_int> {
+    if ret < 0 {
+        Err(BpfError { what: what(), source: io::Error::from_raw_os_error(-ret) })
+    } else {
+        Ok(ret)
+    }
+}
+
+fn cstring(s: &str) -> CString {
+    CString::new(s).expect("names and paths given to libbpf contain no NUL byte")
+}
+
+fn path_cstring(p: &Path) -> CString {
+    use std::os::unix::ffi::OsStrExt;
+    CString::new(p.as_os_str().as_bytes()).expect("paths contain no NUL byte")
+}
+
+unsafe fn c_str_lossy(p: *const c_char) -> String {
+    if p.is_null() {
+        String::new()
+    } else {
+        CStr::from_ptr(p).to_string_lossy().into_owned()
+    }
+}
+
+extern "C" {
+    fn vsnprintf(buf: *mut c_char, n: usize, fmt: *const c_char, ap: *mut sys::__va_list_tag) -> c_int;
+}
+
+unsafe extern "C" fn libbpf_log(
+    level: sys::libbpf_print_level,
+    fmt: *const c_char,
+    ap: *mut sys::__va_list_tag,
+) -> c_int {
+    // Verifier logs arrive as one message; keep enough of them to act on.
+    let mut buf = vec![0 as c_char; 64 * 1024];
+    let n = vsnprintf(buf.as_mut_ptr(), buf.len(), fmt, ap);
+    if n < 0 {
+        return n;
+    }
+    let msg = c_str_lossy(buf.as_ptr());
+    let msg = msg.trim_end();
+    match level {
+        sys::LIBBPF_WARN => log::warn!(target: "libbpf", "{msg}"),
+        sys::LIBBPF_INFO => log::debug!(target: "libbpf", "{msg}"),
+        _ => log::trace!(target: "libbpf", "{msg}"),
+    }
+    n
+}
+
+/// Route libbpf's own messages (verifier logs included) into `log`.
+pub fn route_libbpf_logs() {
+    unsafe {
+        sys::libbpf_set_print(Some(libbpf_log));
+    }
+}
+
+/// An opened (and after [`Object::load`], loaded) BPF object.
+pub struct Object {
+    ptr: *mut sys::bpf_object,
+    name: String,
+}
+
+// libbpf objects are not shared between threads concurrently; moving one is fine.
+unsafe impl Send for Object {}
+
+impl Object {
+    /// Open an ELF image held in memory. Maps declared with
+    /// `LIBBPF_PIN_BY_NAME` are pinned under (and reused from) `pin_root`.
+    pub fn open_mem(name: &str, elf: &[u8], pin_root: Option<&Path>) -> Result<Object> {
+        let cname = cstring(name);
+        let pin_root_c = pin_root.map(path_cstring);
+        let opts = sys::bpf_object_open_opts {
+            sz: std::mem::size_of::<sys::bpf_object_open_opts>() as sys::size_t,
+            object_name: cname.as_ptr(),
+            pin_root_path: pin_root_c.as_ref().map_or(ptr::null(), |c| c.as_ptr()),
+            ..Default::default()
+        };
+        let ptr = unsafe { sys::bpf_object__open_mem(elf.as_ptr() as *const c_void, elf.len() as sys::size_t, &opts) };
+        if ptr.is_null() {
+            return Err(errno_error(format!("opening BPF object {name}")));
+        }
+        Ok(Object { ptr, name: name.to_string() })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    /// Write a `const volatile` global of `.rodata` before load.
+    pub fn set_rodata(&mut self, var: &str, bytes: &[u8]) -> Result<()> {
+        let btf = Btf::of_object(self).ok_or_else(|| BpfError {
+            what: format!("{}: setting {var}", self.name),
+            source: io::Error::new(io::ErrorKind::NotFound, "object has no BTF (build with -g)"),
+        })?;
+        let (offset, size) = btf.datasec_var(".rodata", var).ok_or_else(|| BpfError {
+            what: format!("{}: setting {var}", self.name),
+            source: io::Error::new(io::ErrorKind::NotFound, "no such variable in .rodata"),
+        })?;
+        if size != bytes.len() {
+            return Err(BpfError {
+                what: format!("{}: setting {var}", self.name),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidInput,
+                    format!("size mismatch: object has {size} bytes, loader has {}", bytes.len()),
+                ),
+            });
+        }
+        let map = self.map_ptr(".rodata").ok_or_else(|| BpfError {
+            what: format!("{}: setting {var}", self.name),
+            source: io::Error::new(io::ErrorKind::NotFound, "object has no .rodata"),
+        })?;
+        let mut total: sys::size_t = 0;
+        let data = unsafe { sys::bpf_map__initial_value(map, &mut total) } as *mut u8;
+        if data.is_null() || offset + size > total as usize {
+            return Err(BpfError {
+                what: format!("{}: setting {var}", self.name),
+                source: io::Error::new(io::ErrorKind::InvalidData, ".rodata smaller than its BTF says"),
+            });
+        }
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(offset), size) };
+        Ok(())
+    }
+
+    fn map_ptr(&self, name: &str) -> Option<*mut sys::bpf_map> {
+        // .rodata's internal name is "<obj>.rodata"; match on the suffix too.
+        let mut m = unsafe { sys::bpf_object__next_map(self.ptr, ptr::null()) };
+        while !m.is_null() {
+            let n = unsafe { c_str_lossy(sys::bpf_map__name(m)) };
+            if n == name || (name.starts_with('.') && n.ends_with(name)) {
+                return Some(m);
+            }
+            m = unsafe { sys::bpf_object__next_map(self.ptr, m) };
+        }
+        None
+    }
+
+    /// Load every program into the kernel (creating or reusing pinned maps).
+    pub fn load(&mut self) -> Result<()> {
+        let ret = unsafe { sys::bpf_object__load(self.ptr) };
+        check(ret, || format!("loading BPF object {} (see the libbpf messages above)", self.name))?;
+        Ok(())
+    }
+
+    pub fn program(&self, name: &str) -> Result<Program<'_>> {
+        let c = cstring(name);
+        let ptr = unsafe { sys::bpf_object__find_program_by_name(self.ptr, c.as_ptr()) };
+        if ptr.is_null() {
+            return Err(BpfError {
+                what: format!("{}: program {name}", self.name),
+                source: io::Error::new(io::ErrorKind::NotFound, "not in the object"),
+            });
+        }
+        Ok(Program { ptr, name: name.to_string(), _obj: self })
+    }
+
+    /// Names of the object's maps that are pinned by name (not .rodata/.bss).
+    pub fn pinned_map_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut m = unsafe { sys::bpf_object__next_map(self.ptr, ptr::null()) };
+        while !m.is_null() {
+            if unsafe { !sys::bpf_map__pin_path(m).is_null() } {
+                out.push(unsafe { c_str_lossy(sys::bpf_map__name(m)) });
+            }
+            m = unsafe { sys::bpf_object__next_map(self.ptr, m) };
+        }
+        out
+    }
+}
+
+impl Drop for Object {
+    fn drop(&mut self) {
+        unsafe { sys::bpf_object__close(self.ptr) };
+    }
+}
+
+/// A program inside a loaded [`Object`].
+pub struct Program<'a> {
+    ptr: *mut sys::bpf_program,
+    name: String,
+    _obj: &'a Object,
+}
+
+impl Program<'_> {
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn fd(&self) -> RawFd {
+        unsafe { sys::bpf_program__fd(self.ptr) }
+    }
+
+    /// Attach to a cgroup v2 directory through a BPF link (multi-attach).
+    pub fn attach_cgroup(&self, cgroup: &impl AsRawFd) -> Result<Link> {
+        let ptr = unsafe { sys::bpf_program__attach_cgroup(self.ptr, cgroup.as_raw_fd()) };
+        if ptr.is_null() {
+            return Err(errno_error(format!("attaching {} to the cgroup", self.name)));
+        }
+        Ok(Link { ptr, what: self.name.clone() })
+    }
+}
+
+/// A BPF link owned by this process. Dropping it detaches the program,
+/// unless the link was pinned (the pin keeps it) or kept.
+pub struct Link {
+    ptr: *mut sys::bpf_link,
+    what: String,
+}
+
+unsafe impl Send for Link {}
+
+impl Link {
+    pub fn pin(&mut self, path: &Path) -> Result<()> {
+        let c = path_cstring(path);
+        let ret = unsafe { sys::bpf_link__pin(self.ptr, c.as_ptr()) };
+        check(ret, || format!("pinning link {} at {}", self.what, path.display()))?;
+        Ok(())
+    }
+
+    pub fn fd(&self) -> RawFd {
+        unsafe { sys::bpf_link__fd(self.ptr) }
+    }
+
+    /// Leave the program attached after this process lets go of the link.
+    pub fn keep(self) {
+        unsafe { sys::bpf_link__disconnect(self.ptr) };
+        drop(self);
+    }
+}
+
+impl Drop for Link {
+    fn drop(&mut self) {
+        unsafe { sys::bpf_link__destroy(self.ptr) };
+    }
+}
+
+/// Replace the program behind an existing (e.g. pinned) link atomically.
+pub fn link_update(link: &impl AsRawFd, prog_fd: RawFd, what: &str) -> Result<()> {
+    let ret = unsafe { sys::bpf_link_update(link.as_raw_fd(), prog_fd, ptr::null()) };
+    check(ret, || format!("replacing the program of link {what}"))?;
+    Ok(())
+}
+
+/// The cgroup id a cgroup link is attached to, or None for other links.
+pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
+    let mut info = sys::bpf_link_info::default();
+    let mut len = std::mem::size_of::<sys::bpf_link_info>() as u32;
+    let ret = unsafe { sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) };
+    check(ret, || "reading link info".to_string())?;
+    if info.type_ != sys::BPF_LINK_TYPE_CGROUP {
+        return Ok(None);
+    }
+    Ok(Some(unsafe { info.__bindgen_anon_1.cgroup.cgroup_id }))
+}
+
+/// Open a pinned object (map, link, program) from bpffs.
+pub fn obj_get(path: &Path) -> Result<OwnedFd> {
+    let c = path_cstring(path);
+    let fd = unsafe { sys::bpf_obj_get(c.as_ptr()) };
+    if fd < 0 {
+        return Err(errno_error(format!("opening pinned {}", path.display())));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Static facts about a map, from the kernel.
+#[derive(Debug, Clone)]
+pub struct MapInfo {
+    pub name: String,
+    pub map_type: u32,
+    pub key_size: u32,
+    pub value_size: u32,
+    pub max_entries: u32,
+}
+
+/// A map descriptor (usually from a pin), with typed element access.
+pub struct MapFd {
+    fd: OwnedFd,
+    path: PathBuf,
+}
+
+impl MapFd {
+    pub fn open_pinned(path: &Path) -> Result<MapFd> {
+        Ok(MapFd { fd: obj_get(path)?, path: path.to_path_buf() })
+    }
+
+    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> MapFd {
+        MapFd { fd, path }
+    }
+
+    pub fn info(&self) -> Result<MapInfo> {
+        let mut info = sys::bpf_map_info::default();
+        let mut len = std::mem::size_of::<sys::bpf_map_info>() as u32;
+        let ret = unsafe { sys::bpf_map_get_info_by_fd(self.fd.as_raw_fd(), &mut info, &mut len) };
+        check(ret, || format!("reading info of map {}", self.path.display()))?;
+        Ok(MapInfo {
+            name: unsafe { c_str_lossy(info.name.as_ptr()) },
+            map_type: info.type_,
+            key_size: info.key_size,
+            value_size: info.value_size,
+            max_entries: info.max_entries,
+        })
+    }
+
+    fn check_sizes<K, V>(&self, value_size: usize) -> Result<()> {
+        let info = self.info()?;
+        if info.key_size as usize != std::mem::size_of::<K>() || info.value_size as usize != value_size {
+            return Err(BpfError {
+                what: format!("map {}", self.path.display()),
+                source: io::Error::new(
+                    io::ErrorKind::InvalidData,
+                    format!(
+                        "key/value sizes {}/{} do not match the loader's {}/{}: was it pinned by another meshwire version?",
+                        info.key_size,
+                        info.value_size,
+                        std::mem::size_of::<K>(),
+                        value_size
+                    ),
+                ),
+            });
+        }
+        Ok(())
+    }
+
+    pub fn update<K: Copy, V: Copy>(&self, key: &K, value: &V) -> Result<()> {
+        self.check_sizes::<K, V>(std::mem::size_of::<V>())?;
+        let ret = unsafe {
+            sys::bpf_map_update_elem(
+                self.fd.as_raw_fd(),
+                key as *const K as *const c_void,
+                value as *const V as *const c_void,
+                sys::BPF_ANY as u64,
+            )
+        };
+        check(ret, || format!("updating map {}", self.path.display()))?;
+        Ok(())
+    }
+
+    pub fn lookup<K: Copy, V: Copy + Default>(&self, key: &K) -> Result<Option<V>> {
+        self.check_sizes::<K, V>(std::mem::size_of::<V>())?;
+        let mut value = V::default();
+        let ret = unsafe {
+            sys::bpf_map_lookup_elem(
+                self.fd.as_raw_fd(),
+                key as *const K as *const c_void,
+                &mut value as *mut V as *mut c_void,
+            )
+        };
+        if ret == -libc::ENOENT {
+            return Ok(None);
+        }
+        check(ret, || format!("looking up map {}", self.path.display()))?;
+        Ok(Some(value))
+    }
+
+    /// Sum of a per-CPU u64 slot over all possible CPUs.
+    pub fn lookup_percpu_sum<K: Copy>(&self, key: &K) -> Result<u64> {
+        let ncpu = unsafe { sys::libbpf_num_possible_cpus() };
+        let ncpu = check(ncpu, || "counting possible CPUs".to_string())? as usize;
+        self.check_sizes::<K, u64>(8)?;
+        let mut values = vec![0u64; ncpu];
+        let ret = unsafe {
+            sys::bpf_map_lookup_elem(
+                self.fd.as_raw_fd(),
+                key as *const K as *const c_void,
+                values.as_mut_ptr() as *mut c_void,
+            )
+        };
+        check(ret, || format!("looking up map {}", self.path.display()))?;
+        Ok(values.iter().sum())
+    }
+
+    /// Delete a key; Ok(false) when it was not there.
+    pub fn delete<K: Copy>(&self, key: &K) -> Result<bool> {
+        let ret = unsafe { sys::bpf_map_delete_elem(self.fd.as_raw_fd(), key as *const K as *const c_void) };
+        if ret == -libc::ENOENT {
+            return Ok(false);
+        }
+        check(ret, || format!("deleting from map {}", self.path.display()))?;
+        Ok(true)
+    }
+
+    /// All keys, as raw bytes (works for any key type, e.g. for counting).
+    pub fn raw_keys(&self) -> Result<Vec<Vec<u8>>> {
+        let key_size = self.info()?.key_size as usize;
+        let mut keys = Vec::new();
+        let mut cur: Option<Vec<u8>> = None;
+        loop {
+            let mut next = vec![0u8; key_size.max(1)];
+            let prev = cur.as_ref().map_or(ptr::null(), |k| k.as_ptr() as *const c_void);
+            let ret = unsafe { sys::bpf_map_get_next_key(self.fd.as_raw_fd(), prev, next.as_mut_ptr() as *mut c_void) };
+            if ret == -libc::ENOENT {
+                return Ok(keys);
+            }
+            check(ret, || format!("iterating map {}", self.path.display()))?;
+            keys.push(next.clone());
+            cur = Some(next);
+        }
+    }
+
+    /// All keys of a typed map.
+    pub fn keys<K: Copy>(&self) -> Result<Vec<K>> {
+        self.check_sizes::<K, ()>(self.info()?.value_size as usize)?;
+        Ok(self
+            .raw_keys()?
+            .into_iter()
+            .map(|raw| unsafe { ptr::read_unaligned(raw.as_ptr() as *const K) })
+            .collect())
+    }
+}
+
+impl AsRawFd for MapFd {
+    fn as_raw_fd(&self) -> RawFd {
+        self.fd.as_raw_fd()
+    }
+}
+
+/// Read-only view of an object's BTF.
+pub struct Btf<'a> {
+    ptr: *const sys::btf,
+    _obj: &'a Object,
+}
+
+/// One member of a BTF struct: name, byte offset, byte size.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct BtfMember {
+    pub name: String,
+    pub offset: usize,
+    pub size: usize,
+}
+
+const BTF_KIND_STRUCT: u32 = 4;
+const BTF_KIND_ENUM: u32 = 6;
+const BTF_KIND_DATASEC: u32 = 15;
+
+impl<'a> Btf<'a> {
+    pub fn of_object(obj: &'a Object) -> Option<Btf<'a>> {
+        let ptr = unsafe { sys::bpf_object__btf(obj.ptr) };
+        (!ptr.is_null()).then_some(Btf { ptr, _obj: obj })
+    }
+
+    fn find(&self, name: &str, kind: u32) -> Option<*const sys::btf_type> {
+        let c = cstring(name);
+        let id = unsafe { sys::btf__find_by_name_kind(self.ptr, c.as_ptr(), kind) };
+        if id <= 0 {
+            return None;
+        }
+        let t = unsafe { sys::btf__type_by_id(self.ptr, id as u32) };
+        (!t.is_null()).then_some(t)
+    }
+
+    fn name(&self, off: u32) -> String {
+        unsafe { c_str_lossy(sys::btf__name_by_offset(self.ptr, off)) }
+    }
+
+    fn vlen(t: *const sys::btf_type) -> usize {
+        (unsafe { (*t).info } & 0xffff) as usize
+    }
+
+    /// Size and members of `struct name`, None when absent.
+    pub fn struct_layout(&self, name: &str) -> Option<(usize, Vec<BtfMember>)> {
+        let t = self.find(name, BTF_KIND_STRUCT)?;
+        let size = unsafe { (*t).__bindgen_anon_1.size } as usize;
+        let kind_flag = unsafe { (*t).info } >> 31 == 1;
+        let members = unsafe { (t.add(1)) as *const sys::btf_member };
+        let out = (0..Self::vlen(t))
+            .map(|i| {
+                let m = unsafe { &*members.add(i) };
+                let bit_off = if kind_flag { m.offset & 0x00ff_ffff } else { m.offset };
+                let msize = unsafe { sys::btf__resolve_size(self.ptr, m.type_) };
+                BtfMember { name: self.name(m.name_off), offset: (bit_off / 8) as usize, size: msize.max(0) as usize }
+            })
+            .collect();
+        Some((size, out))
+    }
+
+    /// Name/value pairs of `enum name`, None when absent.
+    pub fn enum_values(&self, name: &str) -> Option<Vec<(String, i64)>> {
+        let t = self.find(name, BTF_KIND_ENUM)?;
+        let vals = unsafe { (t.add(1)) as *const sys::btf_enum };
+        Some(
+            (0..Self::vlen(t))
+                .map(|i| {
+                    let e = unsafe { &*vals.add(i) };
+                    (self.name(e.name_off), e.val as i64)
+                })
+                .collect(),
+        )
+    }
+
+    /// Offset and size of a variable inside a data section.
+    pub fn datasec_var(&self, sec: &str, var: &str) -> Option<(usize, usize)> {
+        // libbpf renames sections internally; look for the DATASEC by name.
+        let t = self.find(sec, BTF_KIND_DATASEC)?;
+        let infos = unsafe { (t.add(1)) as *const sys::btf_var_secinfo };
+        (0..Self::vlen(t)).find_map(|i| {
+            let si = unsafe { &*infos.add(i) };
+            let vt = unsafe { sys::btf__type_by_id(self.ptr, si.type_) };
+            if vt.is_null() {
+                return None;
+            }
+            (self.name(unsafe { (*vt).name_off }) == var).then_some((si.offset as usize, si.size as usize))
+        })
+    }
+}

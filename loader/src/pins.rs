@@ -1,0 +1,73 @@
+//! Every path meshwire pins under bpffs, in one place.
+//!
+//! ```text
+//! <pin_dir>/maps/<map name>      maps, pinned by libbpf (LIBBPF_PIN_BY_NAME)
+//! <pin_dir>/links/<program name> cgroup links: the attachment outlives the loader
+//! ```
+
+use std::fs::File;
+use std::io;
+use std::os::fd::AsRawFd;
+use std::path::{Path, PathBuf};
+
+/// Maps shared by all objects (names as in bpf/lib/meshwire_maps.h).
+pub const MAP_PODS: &str = "mw_pods";
+pub const MAP_EXCL_PORTS: &str = "mw_excl_ports";
+pub const MAP_EXCL_CIDR4: &str = "mw_excl_cidr4";
+pub const MAP_ORIG_SK: &str = "mw_orig_sk";
+pub const MAP_ORIG_TUPLE4: &str = "mw_orig_tuple4";
+pub const MAP_STATS: &str = "mw_stats";
+
+pub const ALL_MAPS: &[&str] = &[MAP_PODS, MAP_EXCL_PORTS, MAP_EXCL_CIDR4, MAP_ORIG_SK, MAP_ORIG_TUPLE4, MAP_STATS];
+
+#[derive(Debug, Clone)]
+pub struct Pins {
+    root: PathBuf,
+}
+
+impl Pins {
+    pub fn new(root: &Path) -> Pins {
+        Pins { root: root.to_path_buf() }
+    }
+
+    pub fn root(&self) -> &Path {
+        &self.root
+    }
+
+    pub fn maps_dir(&self) -> PathBuf {
+        self.root.join("maps")
+    }
+
+    pub fn map(&self, name: &str) -> PathBuf {
+        self.maps_dir().join(name)
+    }
+
+    pub fn links_dir(&self) -> PathBuf {
+        self.root.join("links")
+    }
+
+    pub fn link(&self, program: &str) -> PathBuf {
+        self.links_dir().join(program)
+    }
+
+    /// Create the directories (root only: mode 0700).
+    pub fn create_dirs(&self) -> io::Result<()> {
+        use std::os::unix::fs::DirBuilderExt;
+        for dir in [self.root.clone(), self.maps_dir(), self.links_dir()] {
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
+        }
+        Ok(())
+    }
+
+    /// Serialise writers of the pins (daemon start, pod changes, cleanup).
+    /// The lock is released when the returned guard is dropped.
+    pub fn lock(&self) -> io::Result<PinLock> {
+        let dir = File::open(&self.root)?;
+        nix::fcntl::flock(dir.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive).map_err(io::Error::from)?;
+        Ok(PinLock { _dir: dir })
+    }
+}
+
+pub struct PinLock {
+    _dir: File,
+}

@@ -1,0 +1,158 @@
+//! What the loader needs from the host: bpffs, the cgroup2 mount, netns cookies.
+
+use std::ffi::CString;
+use std::fs::File;
+use std::io;
+use std::os::fd::AsFd;
+use std::os::unix::ffi::OsStrExt;
+use std::os::unix::fs::MetadataExt;
+use std::path::{Path, PathBuf};
+
+fn statfs_magic(path: &Path) -> io::Result<i64> {
+    let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
+    let mut st: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::statfs(c.as_ptr(), &mut st) } != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(st.f_type as i64)
+}
+
+/// The nearest existing directory at or above `path`.
+fn existing_ancestor(path: &Path) -> &Path {
+    path.ancestors().find(|p| p.exists()).unwrap_or(Path::new("/"))
+}
+
+/// Make sure `pin_dir` will be on bpffs: mount /sys/fs/bpf when it is the
+/// standard mount point and nothing is mounted there yet.
+pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), String> {
+    let anc = existing_ancestor(pin_dir);
+    let magic = statfs_magic(anc).map_err(|e| format!("statfs {}: {e}", anc.display()))?;
+    if magic == libc::BPF_FS_MAGIC as i64 {
+        return Ok(());
+    }
+    // Only the standard mount point is mounted on the user's behalf.
+    let std_mount = Path::new("/sys/fs/bpf");
+    if pin_dir.starts_with(std_mount) && std_mount.is_dir() && (anc == std_mount || std_mount.starts_with(anc)) {
+        nix::mount::mount(Some("bpf"), std_mount, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
+            .map_err(|e| format!("mounting bpffs at {}: {e}", std_mount.display()))?;
+        log::info!("mounted bpffs at {}", std_mount.display());
+        return Ok(());
+    }
+    Err(format!(
+        "pin directory {} is not on a bpffs mount; mount one (mount -t bpf bpf DIR) or set bpf.pin_dir under /sys/fs/bpf",
+        pin_dir.display()
+    ))
+}
+
+/// The cgroup2 mount point, from /proc/self/mountinfo.
+pub fn cgroup2_mount() -> Result<PathBuf, String> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
+    parse_cgroup2_mount(&text).ok_or_else(|| "no cgroup2 filesystem is mounted (kernel feature: cgroup v2); mount one with `mount -t cgroup2 none DIR`".to_string())
+}
+
+fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
+    mountinfo.lines().find_map(|line| {
+        let (pre, post) = line.split_once(" - ")?;
+        if post.split_whitespace().next()? != "cgroup2" {
+            return None;
+        }
+        // Field 5 is the mount point; octal escapes as in \040 for spaces.
+        let mnt = pre.split_whitespace().nth(4)?;
+        Some(PathBuf::from(mnt.replace("\\040", " ")))
+    })
+}
+
+/// An open cgroup v2 directory and its id.
+pub struct Cgroup {
+    pub path: PathBuf,
+    pub file: File,
+    pub id: u64,
+}
+
+impl Cgroup {
+    pub fn open(path: &Path) -> Result<Cgroup, String> {
+        let magic = statfs_magic(path).map_err(|e| format!("cgroup {}: {e}", path.display()))?;
+        if magic != libc::CGROUP2_SUPER_MAGIC as i64 {
+            return Err(format!("{} is not a cgroup v2 directory (the cgroup2 mount is at {})", path.display(), cgroup2_mount().map(|p| p.display().to_string()).unwrap_or_else(|e| e)));
+        }
+        let file = File::open(path).map_err(|e| format!("opening cgroup {}: {e}", path.display()))?;
+        // On cgroup2 the directory's inode number is the cgroup id.
+        let id = file.metadata().map_err(|e| format!("stat {}: {e}", path.display()))?.ino();
+        Ok(Cgroup { path: path.to_path_buf(), file, id })
+    }
+}
+
+impl std::os::fd::AsRawFd for Cgroup {
+    fn as_raw_fd(&self) -> std::os::fd::RawFd {
+        self.file.as_raw_fd()
+    }
+}
+
+/// The cookie of the network namespace behind `netns` (e.g. /run/netns/x or
+/// /proc/PID/ns/net). setns() only moves the calling thread, so the work is
+/// done on a thread of its own that ends with it.
+pub fn netns_cookie(netns: &Path) -> Result<u64, String> {
+    let file = File::open(netns).map_err(|e| format!("opening network namespace {}: {e}", netns.display()))?;
+    let shown = netns.display().to_string();
+    std::thread::spawn(move || -> Result<u64, String> {
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
+        current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))
+    })
+    .join()
+    .map_err(|_| "netns thread panicked".to_string())?
+}
+
+/// Cookie of the calling thread's network namespace.
+pub fn current_netns_cookie() -> io::Result<u64> {
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    let mut cookie: u64 = 0;
+    let mut len = std::mem::size_of::<u64>() as libc::socklen_t;
+    let ret = unsafe { libc::getsockopt(fd, libc::SOL_SOCKET, 71 /* SO_NETNS_COOKIE */, &mut cookie as *mut u64 as *mut libc::c_void, &mut len) };
+    let err = io::Error::last_os_error();
+    unsafe { libc::close(fd) };
+    if ret != 0 {
+        return Err(err);
+    }
+    Ok(cookie)
+}
+
+/// Cookies of namespaces that must never be meshed: the one the loader runs
+/// in (the host's, on a node) and PID 1's when this process may read it.
+pub fn host_netns_cookies() -> Result<Vec<u64>, String> {
+    let mut cookies = vec![current_netns_cookie().map_err(|e| format!("reading the loader's own netns cookie: {e}"))?];
+    if let Ok(c) = netns_cookie(Path::new("/proc/1/ns/net")) {
+        cookies.push(c);
+    }
+    Ok(cookies)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn finds_cgroup2_in_hybrid_mountinfo() {
+        let mi = "25 30 0:22 / /sys/fs/cgroup rw - tmpfs tmpfs rw\n\
+                  26 25 0:23 / /sys/fs/cgroup/unified rw,nosuid - cgroup2 cgroup2 rw\n\
+                  27 25 0:24 / /sys/fs/cgroup/cpu rw - cgroup cgroup rw,cpu\n";
+        assert_eq!(parse_cgroup2_mount(mi), Some(PathBuf::from("/sys/fs/cgroup/unified")));
+        assert_eq!(parse_cgroup2_mount("25 30 0:22 / /sys/fs/cgroup rw - cgroup cgroup rw\n"), None);
+    }
+
+    #[test]
+    fn netns_cookie_of_self_matches_current() {
+        let via_path = netns_cookie(Path::new("/proc/self/ns/net")).unwrap();
+        assert_eq!(via_path, current_netns_cookie().unwrap());
+        assert_ne!(via_path, 0);
+    }
+
+    #[test]
+    fn netns_cookie_of_a_regular_file_is_refused() {
+        let e = netns_cookie(Path::new("/proc/self/status")).unwrap_err();
+        assert!(e.contains("not a network namespace"), "{e}");
+    }
+}
