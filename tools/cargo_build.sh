@@ -50,7 +50,10 @@ export PATH=$(dirname "$cargo"):$PATH
 # paths in diagnostics and cargo's fingerprints don't depend on Bazel's output
 # base.
 src_root=$(dirname "$(readlink -f "$manifest")")
-export CARGO_TARGET_DIR=${MESHWIRE_CARGO_TARGET_DIR:-$HOME/.cache/meshwire/cargo-target}
+# One target directory per checkout: cargo decides freshness by mtimes, so two
+# checkouts sharing one would each take the other's newer build as current.
+checkout_id=$(printf '%s' "$src_root" | sha256sum | cut -c1-12)
+export CARGO_TARGET_DIR=${MESHWIRE_CARGO_TARGET_DIR:-$HOME/.cache/meshwire/cargo-target/$checkout_id}
 mkdir -p "$CARGO_TARGET_DIR"
 
 json=$(mktemp "${TMPDIR:-/tmp}/meshwire-cargo.XXXXXX")
@@ -63,9 +66,9 @@ test) cmd=(test --no-run "${common[@]}") ;;
 *) die "unknown mode '$mode'" ;;
 esac
 
-# Run cargo and copy its artifacts under one lock: the target directory is
-# shared by every checkout of the repository, and another build could
-# otherwise replace target/release/BIN between cargo's exit and the copy.
+# Run cargo and copy its artifacts under one lock: two Bazel actions of this
+# checkout could otherwise replace target/release/BIN between cargo's exit and
+# the copy.
 (
     if command -v flock >/dev/null; then
         flock 9
