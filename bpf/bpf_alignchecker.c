@@ -14,6 +14,9 @@ MW_LAYOUT(struct mw_port_key, port_key);
 MW_LAYOUT(struct mw_cidr4_key, cidr4_key);
 MW_LAYOUT(struct mw_orig4, orig4);
 MW_LAYOUT(struct mw_tuple4, tuple4);
+MW_LAYOUT(struct mw_in4_key, in4_key);
+MW_LAYOUT(struct mw_flow4_key, flow4_key);
+MW_LAYOUT(struct mw_flow4, flow4);
 MW_LAYOUT(enum mw_stat, stat);
 
 char _license[] __attribute__((section("license"), used)) = "Dual BSD/GPL";

@@ -7,6 +7,9 @@
 #define MW_MAX_EXCL_PORTS	4096
 #define MW_MAX_EXCL_CIDRS	4096
 #define MW_MAX_TUPLES		65536
+#define MW_MAX_POD_IPS		4096
+#define MW_MAX_EXCL_IN		4096
+#define MW_MAX_FLOWS		65536
 
 /* mw_pod.flags */
 #define MW_POD_F_MESHED		(1U << 0)
@@ -18,6 +21,10 @@
 /* mw_orig4.flags */
 #define MW_ORIG_F_CONNECT	(1U << 0)	/* on the app's socket, until established */
 #define MW_ORIG_F_ACCEPTED	(1U << 1)	/* on the sidecar's accepted socket */
+
+/* mw_flow4.flags */
+#define MW_FLOW_F_FIN_IN	(1U << 0)	/* FIN seen from the remote peer */
+#define MW_FLOW_F_FIN_OUT	(1U << 1)	/* FIN seen from the pod */
 
 /* cgroup sock_addr / sockopt verdicts */
 #define MW_ALLOW		1

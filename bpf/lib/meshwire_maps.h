@@ -68,6 +68,37 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_orig_tuple4 SEC(".maps");
 
+/* Meshed pods by IPv4 address (network order) -> netns cookie. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_POD_IPS);
+	__type(key, __u32);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_pod_ips SEC(".maps");
+
+/* Inbound ports reached directly, node-wide (pod_ip4 0) or per pod IP. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_EXCL_IN);
+	__type(key, struct mw_in4_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_excl_in4 SEC(".maps");
+
+/*
+ * Inbound flows redirected by tc ingress: read by tc egress to restore the
+ * source port and by sockops to tell the sidecar the port the peer dialled.
+ * Removed on RST and after the closing handshake; LRU bounds the rest.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow4_key);
+	__type(value, struct mw_flow4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow4 SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MW_STAT_MAX);

@@ -4,6 +4,7 @@
 #define MESHWIRE_POLICY_H
 
 #include <bpf/bpf_endian.h>
+#include "meshwire_config.h"
 #include "meshwire_maps.h"
 
 static __always_inline const struct mw_pod *mw_pod_lookup(__u64 netns_cookie)
@@ -49,6 +50,23 @@ static __always_inline int mw_cidr4_excluded(__u64 netns_cookie, __u32 addr)
 static __always_inline int mw_is_loopback4(__u32 addr)
 {
 	return (bpf_ntohl(addr) & 0xff000000U) == MW_LOOPBACK_NET4;
+}
+
+static __always_inline int mw_in_port_listed(__u32 pod_ip4, __u16 port)
+{
+	struct mw_in4_key key = { .pod_ip4 = pod_ip4, .port = port };
+
+	return bpf_map_lookup_elem(&mw_excl_in4, &key) != NULL;
+}
+
+/*
+ * Inbound connections to these ports of a meshed pod reach the app directly:
+ * the sidecar's own ports, the node-wide list, then the pod's own list.
+ */
+static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u16 port)
+{
+	return port == mw_cfg.outbound_port || port == mw_cfg.inbound_port ||
+	       mw_in_port_listed(0, port) || mw_in_port_listed(pod_ip4, port);
 }
 
 #endif /* MESHWIRE_POLICY_H */

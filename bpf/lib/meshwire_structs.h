@@ -66,6 +66,36 @@ struct mw_tuple4 {
 	__u32 pad;
 };
 
+/*
+ * Key of mw_excl_in4: inbound destination ports never redirected to the
+ * sidecar, per pod IP (tc cannot read a netns cookie on older kernels, and a
+ * pod IP is unique on the node). pod_ip4 0 holds the node-wide list.
+ */
+struct mw_in4_key {
+	__u32 pod_ip4;		/* network order */
+	__u16 port;		/* host order */
+	__u16 pad;
+};
+
+/*
+ * Key of mw_flow4: one inbound connection from another node, redirected by
+ * tc ingress to the sidecar's inbound port. The kernel's own socket lookup
+ * makes (remote, remote port, local) unique among redirected flows.
+ */
+struct mw_flow4_key {
+	__u32 remote_ip4;	/* network order */
+	__u32 local_ip4;	/* network order */
+	__u16 remote_port;	/* network order */
+	__u16 pad;
+};
+
+/* Value of mw_flow4. */
+struct mw_flow4 {
+	__u16 orig_port;	/* network order: the port the peer dialled */
+	__u16 flags;		/* MW_FLOW_F_* */
+	__u32 pad;
+};
+
 /* Indexes of mw_stats (per-CPU counters). */
 enum mw_stat {
 	MW_STAT_CONNECT_REDIRECTED = 0,
@@ -78,6 +108,11 @@ enum mw_stat {
 	MW_STAT_SOCKOPS_ERROR,
 	MW_STAT_SOCKOPT_ANSWERED,
 	MW_STAT_SOCKOPT_UNKNOWN,
+	MW_STAT_CONNECT_INBOUND,	/* sidecar -> meshed pod on this node */
+	MW_STAT_TC_REDIRECTED,		/* inbound SYNs steered to the sidecar */
+	MW_STAT_TC_EXCLUDED,
+	MW_STAT_TC_FLOW_CLOSED,
+	MW_STAT_TC_ERROR,
 	MW_STAT_MAX,
 };
 

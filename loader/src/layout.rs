@@ -92,6 +92,34 @@ mirror! {
     }
 }
 
+mirror! {
+    /// Key of `mw_excl_in4` (inbound exclusions by pod IP; 0 = node-wide).
+    "mw_in4_key" => pub struct In4Key {
+        pub pod_ip4: u32,
+        pub port: u16,
+        pub pad: u16,
+    }
+}
+
+mirror! {
+    /// Key of `mw_flow4`: an inbound flow redirected by tc.
+    "mw_flow4_key" => pub struct Flow4Key {
+        pub remote_ip4: u32,
+        pub local_ip4: u32,
+        pub remote_port: u16,
+        pub pad: u16,
+    }
+}
+
+mirror! {
+    /// Value of `mw_flow4`.
+    "mw_flow4" => pub struct Flow4 {
+        pub orig_port: u16,
+        pub flags: u16,
+        pub pad: u32,
+    }
+}
+
 /// `mw_pod.flags`
 pub const POD_F_MESHED: u32 = 1 << 0;
 /// `mw_port_key.dir`
@@ -109,6 +137,11 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_SOCKOPS_ERROR",
     "MW_STAT_SOCKOPT_ANSWERED",
     "MW_STAT_SOCKOPT_UNKNOWN",
+    "MW_STAT_CONNECT_INBOUND",
+    "MW_STAT_TC_REDIRECTED",
+    "MW_STAT_TC_EXCLUDED",
+    "MW_STAT_TC_FLOW_CLOSED",
+    "MW_STAT_TC_ERROR",
 ];
 
 impl Settings {
@@ -147,6 +180,9 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Cidr4Key>(btf));
     check(check_mirror::<Orig4>(btf));
     check(check_mirror::<Tuple4>(btf));
+    check(check_mirror::<In4Key>(btf));
+    check(check_mirror::<Flow4Key>(btf));
+    check(check_mirror::<Flow4>(btf));
     match btf.enum_values("mw_stat") {
         None => check(Err("enum mw_stat is not in the object's BTF".into())),
         Some(vals) => {

@@ -17,8 +17,21 @@ pub const MAP_EXCL_CIDR4: &str = "mw_excl_cidr4";
 pub const MAP_ORIG_SK: &str = "mw_orig_sk";
 pub const MAP_ORIG_TUPLE4: &str = "mw_orig_tuple4";
 pub const MAP_STATS: &str = "mw_stats";
+pub const MAP_POD_IPS: &str = "mw_pod_ips";
+pub const MAP_EXCL_IN4: &str = "mw_excl_in4";
+pub const MAP_FLOW4: &str = "mw_flow4";
 
-pub const ALL_MAPS: &[&str] = &[MAP_PODS, MAP_EXCL_PORTS, MAP_EXCL_CIDR4, MAP_ORIG_SK, MAP_ORIG_TUPLE4, MAP_STATS];
+pub const ALL_MAPS: &[&str] = &[
+    MAP_PODS,
+    MAP_POD_IPS,
+    MAP_EXCL_PORTS,
+    MAP_EXCL_CIDR4,
+    MAP_EXCL_IN4,
+    MAP_ORIG_SK,
+    MAP_ORIG_TUPLE4,
+    MAP_FLOW4,
+    MAP_STATS,
+];
 
 #[derive(Debug, Clone)]
 pub struct Pins {
