@@ -8,32 +8,43 @@
 #include <bpf/bpf_endian.h>
 
 #include "lib/meshwire_config.h"
-#include "lib/meshwire_maps.h"
+#include "lib/meshwire_policy.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * Every pod has its own 127.0.0.1, so a loopback connection is told apart by
+ * its netns cookie. Pod addresses are unique on the node, and an inbound
+ * connection's two ends sit in different namespaces: no cookie there.
+ */
+static __always_inline __u64 mw_tuple4_scope(struct bpf_sock_ops *skops,
+					     __u32 server_ip4)
+{
+	return mw_is_loopback4(server_ip4) ? bpf_get_netns_cookie(skops) : 0;
+}
 
 /* The connection seen from its client (the application) side. */
 static __always_inline void mw_tuple4_from_client(struct bpf_sock_ops *skops,
 						  struct mw_tuple4 *key)
 {
-	key->netns_cookie = bpf_get_netns_cookie(skops);
 	key->client_ip4 = skops->local_ip4;
 	key->client_port = (__u16)skops->local_port;
 	key->server_ip4 = skops->remote_ip4;
 	key->server_port = (__u16)bpf_ntohl(skops->remote_port);
 	key->pad = 0;
+	key->netns_cookie = mw_tuple4_scope(skops, key->server_ip4);
 }
 
 /* The same connection seen from the sidecar's accepted socket. */
 static __always_inline void mw_tuple4_from_server(struct bpf_sock_ops *skops,
 						  struct mw_tuple4 *key)
 {
-	key->netns_cookie = bpf_get_netns_cookie(skops);
 	key->client_ip4 = skops->remote_ip4;
 	key->client_port = (__u16)bpf_ntohl(skops->remote_port);
 	key->server_ip4 = skops->local_ip4;
 	key->server_port = (__u16)skops->local_port;
 	key->pad = 0;
+	key->netns_cookie = mw_tuple4_scope(skops, key->server_ip4);
 }
 
 /* The app's connect() to the sidecar is established: publish its origin. */
@@ -63,32 +74,60 @@ static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops)
 	mw_trace("sockops published %pI4:%d", &val.ip4, bpf_ntohs(val.port));
 }
 
-/* The sidecar accepted it: bind the origin to the accepted socket. */
-static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
+static __always_inline int mw_sockops_store_accepted(struct bpf_sock *sk,
+						     __u32 ip4, __u16 port)
 {
-	struct bpf_sock *sk = skops->sk;
-	struct mw_orig4 *orig, *stored;
-	struct mw_tuple4 key;
-
-	if (!sk || skops->local_port != mw_cfg.outbound_port)
-		return;
-
-	mw_tuple4_from_server(skops, &key);
-	orig = bpf_map_lookup_elem(&mw_orig_tuple4, &key);
-	if (!orig)
-		return;
+	struct mw_orig4 *stored;
 
 	stored = bpf_sk_storage_get(&mw_orig_sk, sk, NULL,
 				    BPF_SK_STORAGE_GET_F_CREATE);
 	if (!stored) {
 		mw_count(MW_STAT_SOCKOPS_ERROR);
+		return -1;
+	}
+	stored->ip4 = ip4;
+	stored->port = port;
+	stored->flags = MW_ORIG_F_ACCEPTED;
+	mw_count(MW_STAT_SOCKOPS_ACCEPT_BOUND);
+	return 0;
+}
+
+/* An inbound flow from another node that tc ingress steered to the sidecar. */
+static __always_inline void mw_sockops_bind_flow(struct bpf_sock_ops *skops,
+						 struct bpf_sock *sk)
+{
+	struct mw_flow4_key key = {
+		.remote_ip4 = skops->remote_ip4,
+		.local_ip4 = skops->local_ip4,
+		.remote_port = bpf_htons((__u16)bpf_ntohl(skops->remote_port)),
+	};
+	struct mw_flow4 *flow;
+
+	flow = bpf_map_lookup_elem(&mw_flow4, &key);
+	if (flow)
+		mw_sockops_store_accepted(sk, skops->local_ip4, flow->orig_port);
+}
+
+/* The sidecar accepted a redirected connection: bind the origin to it. */
+static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct mw_orig4 *orig;
+	struct mw_tuple4 key;
+
+	if (!sk || (skops->local_port != mw_cfg.outbound_port &&
+		    skops->local_port != mw_cfg.inbound_port))
+		return;
+
+	mw_tuple4_from_server(skops, &key);
+	orig = bpf_map_lookup_elem(&mw_orig_tuple4, &key);
+	if (orig) {
+		if (!mw_sockops_store_accepted(sk, orig->ip4, orig->port))
+			bpf_map_delete_elem(&mw_orig_tuple4, &key);
 		return;
 	}
-	stored->ip4 = orig->ip4;
-	stored->port = orig->port;
-	stored->flags = MW_ORIG_F_ACCEPTED;
-	bpf_map_delete_elem(&mw_orig_tuple4, &key);
-	mw_count(MW_STAT_SOCKOPS_ACCEPT_BOUND);
+	if (skops->local_port == mw_cfg.inbound_port)
+		mw_sockops_bind_flow(skops, sk);
 }
 
 /* The app's socket closed; drop an entry the sidecar never took. */
