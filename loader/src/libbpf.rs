@@ -13,6 +13,10 @@ use std::ptr;
 
 use libbpf_sys as sys;
 
+#[cfg(test)]
+#[path = "libbpf_tests.rs"]
+mod tests;
+
 /// An error from libbpf or a BPF syscall, with what we were doing.
 #[derive(Debug)]
 pub struct BpfError {

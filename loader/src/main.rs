@@ -9,6 +9,8 @@ mod objects;
 mod pins;
 mod pods;
 mod system;
+#[cfg(test)]
+mod testutil;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
