@@ -1,0 +1,288 @@
+//! meshwire's control protocol, shared by the loader (server) and its clients
+//! (the CNI plugin, the loader's own subcommands).
+//!
+//! Transport: a Unix stream socket (default [`DEFAULT_SOCKET`], root only).
+//! The client writes one request as a single line of JSON and reads one
+//! response line; a connection may carry several request/response pairs in
+//! turn. Every message carries `"version": PROTOCOL_VERSION`; a server
+//! answers a version it does not speak with [`ErrorCode::UnsupportedVersion`].
+//!
+//! ```text
+//! -> {"version":1,"op":"add_pod","pod":{"container_id":"c1","netns":"/run/netns/p1","ifname":"eth0","ips":["10.1.0.5"]}}
+//! <- {"version":1,"ok":true,"result":{"pod":{...,"netns_cookie":4099}}}
+//! -> {"version":1,"op":"del_pod","container_id":"c1"}
+//! <- {"version":1,"ok":false,"error":{"code":"not_found","message":"no pod c1"}}
+//! ```
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::Ipv4Addr;
+use std::os::unix::net::UnixStream;
+use std::path::{Path, PathBuf};
+use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
+
+pub const PROTOCOL_VERSION: u32 = 1;
+pub const DEFAULT_SOCKET: &str = "/run/meshwire/loader.sock";
+/// Longest request line a server reads; longer ones are refused.
+pub const MAX_LINE: usize = 64 * 1024;
+
+/// What a pod asks of the datapath. `container_id` (CNI_CONTAINERID) is the
+/// pod's identity: DEL may arrive without a netns.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PodSpec {
+    pub container_id: String,
+    /// The pod's network namespace (CNI_NETNS), e.g. /var/run/netns/cni-...
+    pub netns: PathBuf,
+    /// The pod's interface inside that namespace (CNI_IFNAME); tc attaches there.
+    pub ifname: String,
+    /// The pod's IPv4 addresses (from the previous plugin's result).
+    #[serde(default)]
+    pub ips: Vec<Ipv4Addr>,
+    /// Kubernetes namespace and name, informational.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub namespace: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub name: Option<String>,
+    /// Per-pod exclusions, on top of the node-wide lists.
+    #[serde(default)]
+    pub exclude_outbound_ports: Vec<u16>,
+    /// CIDRs as "a.b.c.d/len" (or a bare address).
+    #[serde(default)]
+    pub exclude_outbound_cidrs: Vec<String>,
+    #[serde(default)]
+    pub exclude_inbound_ports: Vec<u16>,
+}
+
+/// A registered pod, as the loader records it.
+// No deny_unknown_fields with flatten (serde cannot combine them); the
+// flattened PodSpec is strict itself.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct PodRecord {
+    #[serde(flatten)]
+    pub spec: PodSpec,
+    pub netns_cookie: u64,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(tag = "op", rename_all = "snake_case", deny_unknown_fields)]
+pub enum Op {
+    /// Mesh a pod. Answers only once the pod is intercepting. Adding the same
+    /// container again with the same spec succeeds (idempotent).
+    AddPod { pod: PodSpec },
+    /// Stop meshing a pod and remove everything of it. Succeeds when the pod
+    /// is unknown (CNI DEL is idempotent): `result.existed` says which.
+    DelPod { container_id: String },
+    /// Is the pod still fully set up (maps, tc links, record)?
+    CheckPod { container_id: String },
+    ListPods,
+    /// Liveness/readiness: the daemon's view of its datapath.
+    Status,
+}
+
+// Strictness comes from Op (deny_unknown_fields cannot be combined with flatten).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Request {
+    pub version: u32,
+    #[serde(flatten)]
+    pub op: Op,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ErrorCode {
+    /// The request could not be parsed or failed validation.
+    InvalidRequest,
+    UnsupportedVersion,
+    NotFound,
+    /// The pod is not (fully) set up: CHECK's failure.
+    Inconsistent,
+    /// Transient: the daemon is starting or overloaded; try again later.
+    TryAgain,
+    Internal,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct ApiError {
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl std::fmt::Display for ApiError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} ({:?})", self.message, self.code)
+    }
+}
+
+impl std::error::Error for ApiError {}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+pub struct OpResult {
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pod: Option<PodRecord>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub pods: Option<Vec<PodRecord>>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub existed: Option<bool>,
+    /// Status: free-form facts (mode, programs attached, map fill ...).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub status: Option<serde_json::Map<String, serde_json::Value>>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct Response {
+    pub version: u32,
+    pub ok: bool,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub result: Option<OpResult>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub error: Option<ApiError>,
+}
+
+impl Response {
+    pub fn ok(result: OpResult) -> Response {
+        Response { version: PROTOCOL_VERSION, ok: true, result: Some(result), error: None }
+    }
+
+    pub fn err(code: ErrorCode, message: impl Into<String>) -> Response {
+        Response { version: PROTOCOL_VERSION, ok: false, result: None, error: Some(ApiError { code, message: message.into() }) }
+    }
+
+    pub fn into_result(self) -> Result<OpResult, ApiError> {
+        match (self.ok, self.error) {
+            (true, _) => Ok(self.result.unwrap_or_default()),
+            (false, Some(e)) => Err(e),
+            (false, None) => Err(ApiError { code: ErrorCode::Internal, message: "error response without an error".into() }),
+        }
+    }
+}
+
+/// Parse one request line, with an error response ready when it is bad.
+pub fn parse_request(line: &str) -> Result<Request, Response> {
+    // Read the version first, so a newer client gets the right error.
+    let v: serde_json::Value =
+        serde_json::from_str(line).map_err(|e| Response::err(ErrorCode::InvalidRequest, format!("request is not JSON: {e}")))?;
+    match v.get("version").and_then(|v| v.as_u64()) {
+        Some(n) if n == PROTOCOL_VERSION as u64 => {}
+        Some(n) => {
+            return Err(Response::err(
+                ErrorCode::UnsupportedVersion,
+                format!("protocol version {n} is not supported; this loader speaks version {PROTOCOL_VERSION}"),
+            ))
+        }
+        None => return Err(Response::err(ErrorCode::InvalidRequest, "request has no numeric \"version\"")),
+    }
+    let req: Request =
+        serde_json::from_value(v.clone()).map_err(|e| Response::err(ErrorCode::InvalidRequest, format!("invalid request: {e}")))?;
+    // serde cannot refuse unknown top-level fields through the flattened,
+    // tagged Op: anything the parsed request would not write back is unknown.
+    let known = serde_json::to_value(&req).expect("requests serialize");
+    if let (Some(given), Some(known)) = (v.as_object(), known.as_object()) {
+        if let Some(k) = given.keys().find(|k| !known.contains_key(*k)) {
+            return Err(Response::err(ErrorCode::InvalidRequest, format!("invalid request: unknown field `{k}`")));
+        }
+    }
+    Ok(req)
+}
+
+/// Failure to talk to the loader at all (as opposed to an error answer).
+#[derive(Debug)]
+pub struct Unreachable(pub String);
+
+impl std::fmt::Display for Unreachable {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+/// A blocking client: one request, one response.
+pub fn call(socket: &Path, op: Op, timeout: Duration) -> Result<Result<OpResult, ApiError>, Unreachable> {
+    let unreachable = |what: &str, e: std::io::Error| Unreachable(format!("meshwire loader at {}: {what}: {e}", socket.display()));
+    let mut stream = UnixStream::connect(socket).map_err(|e| unreachable("connect", e))?;
+    stream.set_read_timeout(Some(timeout)).map_err(|e| unreachable("set timeout", e))?;
+    stream.set_write_timeout(Some(timeout)).map_err(|e| unreachable("set timeout", e))?;
+    let mut line = serde_json::to_string(&Request { version: PROTOCOL_VERSION, op }).expect("requests serialize");
+    line.push('\n');
+    stream.write_all(line.as_bytes()).map_err(|e| unreachable("send", e))?;
+    let mut reader = BufReader::new(stream);
+    let mut answer = String::new();
+    reader.read_line(&mut answer).map_err(|e| unreachable("receive", e))?;
+    if answer.is_empty() {
+        return Err(Unreachable(format!("meshwire loader at {} closed the connection without answering", socket.display())));
+    }
+    let resp: Response = serde_json::from_str(&answer)
+        .map_err(|e| Unreachable(format!("meshwire loader at {} sent an unreadable answer: {e}", socket.display())))?;
+    Ok(resp.into_result())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> PodSpec {
+        PodSpec {
+            container_id: "c1".into(),
+            netns: "/run/netns/p1".into(),
+            ifname: "eth0".into(),
+            ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
+            namespace: Some("default".into()),
+            name: Some("curl".into()),
+            exclude_outbound_ports: vec![22],
+            exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
+            exclude_inbound_ports: vec![9090],
+        }
+    }
+
+    #[test]
+    fn requests_round_trip_as_one_line() {
+        for op in [
+            Op::AddPod { pod: spec() },
+            Op::DelPod { container_id: "c1".into() },
+            Op::CheckPod { container_id: "c1".into() },
+            Op::ListPods,
+            Op::Status,
+        ] {
+            let req = Request { version: PROTOCOL_VERSION, op };
+            let line = serde_json::to_string(&req).unwrap();
+            assert!(!line.contains('\n'));
+            assert_eq!(parse_request(&line).unwrap(), req);
+        }
+    }
+
+    #[test]
+    fn documented_example_parses() {
+        let r = parse_request(r#"{"version":1,"op":"add_pod","pod":{"container_id":"c1","netns":"/run/netns/p1","ifname":"eth0","ips":["10.1.0.5"]}}"#).unwrap();
+        match r.op {
+            Op::AddPod { pod } => assert_eq!(pod.ips, vec![Ipv4Addr::new(10, 1, 0, 5)]),
+            other => panic!("{other:?}"),
+        }
+    }
+
+    #[test]
+    fn bad_requests_get_precise_errors() {
+        let code = |line: &str| parse_request(line).unwrap_err().error.unwrap().code;
+        assert_eq!(code("{"), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"op":"list_pods"}"#), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"version":2,"op":"list_pods"}"#), ErrorCode::UnsupportedVersion);
+        assert_eq!(code(r#"{"version":1,"op":"explode"}"#), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"version":1,"op":"del_pod"}"#), ErrorCode::InvalidRequest);
+        assert_eq!(code(r#"{"version":1,"op":"list_pods","extra":1}"#), ErrorCode::InvalidRequest);
+        assert_eq!(
+            code(r#"{"version":1,"op":"add_pod","pod":{"container_id":"c","netns":"/x","ifname":"eth0","ips":["10.0.0.300"]}}"#),
+            ErrorCode::InvalidRequest
+        );
+    }
+
+    #[test]
+    fn responses_round_trip() {
+        let ok = Response::ok(OpResult { pod: Some(PodRecord { spec: spec(), netns_cookie: 7 }), ..Default::default() });
+        let line = serde_json::to_string(&ok).unwrap();
+        assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), ok);
+        let err = Response::err(ErrorCode::TryAgain, "starting");
+        assert_eq!(err.clone().into_result().unwrap_err().code, ErrorCode::TryAgain);
+    }
+}
