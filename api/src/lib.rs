@@ -35,7 +35,10 @@ pub struct PodSpec {
     pub container_id: String,
     /// The pod's network namespace (CNI_NETNS), e.g. /var/run/netns/cni-...
     pub netns: PathBuf,
-    /// The pod's interface inside that namespace (CNI_IFNAME); tc attaches there.
+    /// The pod's interface inside that namespace (CNI_IFNAME); tc attaches
+    /// there for inbound traffic from other nodes. Empty: no tc attachment
+    /// (outbound and same-node inbound interception only).
+    #[serde(default)]
     pub ifname: String,
     /// The pod's IPv4 addresses (from the previous plugin's result).
     #[serde(default)]
