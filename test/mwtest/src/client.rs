@@ -1,19 +1,23 @@
 //! Client: opens connections and checks that each one took the expected path.
 //!
 //! The reply the client sees is the server's line followed by the server's echo
-//! of everything it received. Through a sidecar the echo starts with the line the
-//! sidecar wrote upstream first:
+//! of everything it received. Each sidecar on the way writes one line upstream
+//! before relaying, so the echo starts with those lines, the one written by the
+//! sidecar nearest the server first:
 //!
 //! ```text
-//! server=A local=10.231.0.1:8080 peer=10.231.1.2:40000   <- server's line
-//! via-sidecar orig=10.231.0.1:8080                       <- written by the sidecar
+//! server=P1 local=127.0.0.1:8080 peer=127.0.0.1:40001    <- server's line
+//! via-inbound-sidecar orig=10.231.1.2:8080               <- the server pod's sidecar
+//! via-sidecar orig=10.231.1.2:8080                       <- the client pod's sidecar
 //! hello 7                                                <- written by this client
 //! ```
 //!
-//! Directly, the echo is only `hello 7`.
+//! Directly, the echo is only `hello 7`. Through an inbound sidecar the server
+//! sees the connection on 127.0.0.1:<the port dialled> (the sidecar's hand-off).
 
 use std::io::{self, Read, Write};
-use std::net::{Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpStream};
+use std::os::fd::{AsRawFd, FromRawFd};
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Mutex;
 use std::thread;
@@ -22,10 +26,45 @@ use std::time::Duration;
 /// What every reply must show.
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
-    /// Some: through a sidecar that saw this original destination. None: direct.
+    /// Some: through an outbound sidecar that saw this original destination.
     pub orig: Option<SocketAddrV4>,
+    /// Some: through the destination pod's inbound sidecar, which saw this
+    /// original destination.
+    pub inbound_orig: Option<SocketAddrV4>,
     /// The server's name, if it matters.
     pub server: Option<String>,
+}
+
+/// IPv4 options for setsockopt(IP_OPTIONS), already padded to 4 bytes.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct IpOptions(pub Vec<u8>);
+
+/// `nop`, `rr` (record route, 2 slots), `ts` (timestamps, 2 slots) or hex bytes.
+pub fn parse_ip_options(s: &str) -> Result<IpOptions, String> {
+    let mut bytes = match s {
+        "nop" => vec![1, 1, 1, 1],
+        // IPOPT_RR: type 7, length 11, pointer 4, two empty address slots.
+        "rr" => vec![7, 11, 4, 0, 0, 0, 0, 0, 0, 0, 0],
+        // IPOPT_TIMESTAMP: type 68, length 12, pointer 5, flags 0 (timestamps only).
+        "ts" => vec![68, 12, 5, 0, 0, 0, 0, 0, 0, 0, 0, 0],
+        hex => {
+            let hex = hex.trim_start_matches("0x");
+            if hex.is_empty() || hex.len() % 2 != 0 {
+                return Err(format!("{s:?}: expected nop, rr, ts or an even number of hex digits"));
+            }
+            (0..hex.len())
+                .step_by(2)
+                .map(|i| u8::from_str_radix(&hex[i..i + 2], 16).map_err(|_| format!("{s:?} is not hex")))
+                .collect::<Result<Vec<u8>, String>>()?
+        }
+    };
+    while bytes.len() % 4 != 0 {
+        bytes.push(0); // IPOPT_END
+    }
+    if bytes.len() > 40 {
+        return Err(format!("{s:?}: IPv4 options are at most 40 bytes"));
+    }
+    Ok(IpOptions(bytes))
 }
 
 pub struct Options {
@@ -33,6 +72,11 @@ pub struct Options {
     pub count: usize,
     pub parallel: usize,
     pub expect: Expect,
+    /// getpeername() must be the --connect address.
+    pub check_peer: bool,
+    pub ip_options: Option<IpOptions>,
+    /// End every connection with a reset; no reply is read.
+    pub rst: bool,
     pub timeout: Duration,
 }
 
@@ -65,18 +109,79 @@ pub fn run(opts: &Options) -> io::Result<bool> {
         println!("client: ... and {} more failures", failures.len() - MAX_REPORTED);
     }
     let ok = opts.count - failures.len();
-    println!("client: {ok}/{} ok", opts.count);
+    let what = if opts.rst { "reset" } else { "ok" };
+    println!("client: {ok}/{} {what}", opts.count);
     Ok(failures.is_empty())
 }
 
+/// Connects, with the IP options set before the SYN when there are any.
+fn connect(opts: &Options) -> io::Result<TcpStream> {
+    let Some(ip_opts) = &opts.ip_options else {
+        return TcpStream::connect_timeout(&opts.connect, opts.timeout);
+    };
+    let SocketAddr::V4(dst) = opts.connect else {
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "IP options need an IPv4 address"));
+    };
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // Owned from here on: closed on every error path.
+    let s = unsafe { TcpStream::from_raw_fd(fd) };
+    setsockopt(&s, libc::IPPROTO_IP, libc::IP_OPTIONS, ip_opts.0.as_ptr(), ip_opts.0.len())
+        .map_err(|e| io::Error::new(e.kind(), format!("setsockopt IP_OPTIONS: {e}")))?;
+    // A blocking connect() waits at most SO_SNDTIMEO.
+    s.set_write_timeout(Some(opts.timeout))?;
+    let sin = libc::sockaddr_in {
+        sin_family: libc::AF_INET as libc::sa_family_t,
+        sin_port: dst.port().to_be(),
+        sin_addr: libc::in_addr { s_addr: u32::from(*dst.ip()).to_be() },
+        sin_zero: [0; 8],
+    };
+    let rc = unsafe {
+        libc::connect(
+            s.as_raw_fd(),
+            &sin as *const libc::sockaddr_in as *const libc::sockaddr,
+            std::mem::size_of::<libc::sockaddr_in>() as libc::socklen_t,
+        )
+    };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(s)
+}
+
+fn setsockopt<T>(s: &TcpStream, level: libc::c_int, name: libc::c_int, val: *const T, len: usize) -> io::Result<()> {
+    let rc = unsafe { libc::setsockopt(s.as_raw_fd(), level, name, val as *const libc::c_void, len as libc::socklen_t) };
+    if rc != 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
 /// One connection: send `hello <i>\n`, half-close, read the whole reply, check it.
+/// With `rst`: send `hello <i>\n`, then reset the connection.
 fn one(opts: &Options, i: usize) -> Result<(), String> {
-    let mut s = TcpStream::connect_timeout(&opts.connect, opts.timeout)
-        .map_err(|e| format!("connect {}: {e}", opts.connect))?;
+    let mut s = connect(opts).map_err(|e| format!("connect {}: {e}", opts.connect))?;
+    if opts.check_peer {
+        let peer = s.peer_addr().map_err(|e| format!("getpeername: {e}"))?;
+        if peer != opts.connect {
+            return Err(format!("getpeername() is {peer}, dialled {}", opts.connect));
+        }
+    }
     s.set_read_timeout(Some(opts.timeout)).map_err(|e| e.to_string())?;
     s.set_write_timeout(Some(opts.timeout)).map_err(|e| e.to_string())?;
     s.write_all(format!("hello {i}\n").as_bytes())
         .map_err(|e| format!("write: {e}"))?;
+    if opts.rst {
+        // Let the far side accept and start relaying, then reset.
+        thread::sleep(Duration::from_millis(20));
+        let linger = libc::linger { l_onoff: 1, l_linger: 0 };
+        setsockopt(&s, libc::SOL_SOCKET, libc::SO_LINGER, &linger, std::mem::size_of::<libc::linger>())
+            .map_err(|e| format!("setsockopt SO_LINGER: {e}"))?;
+        drop(s);
+        return Ok(());
+    }
     s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
     let mut reply = Vec::new();
     if let Err(e) = s.read_to_end(&mut reply) {
@@ -99,6 +204,27 @@ pub fn check_reply(reply: &str, i: usize, connect: SocketAddr, expect: &Expect) 
             return Err(format!("server is {:?}, expected {name:?}", fields.name));
         }
     }
+    // The inbound sidecar is nearest the server: its line comes first.
+    let echo = match expect.inbound_orig {
+        Some(inb) => {
+            let want = format!("via-inbound-sidecar orig={inb}\n");
+            match echo.strip_prefix(&want) {
+                Some(rest) => rest,
+                None => {
+                    return Err(match echo.lines().next() {
+                        Some(l) if l.starts_with("via-inbound-sidecar ") => {
+                            format!("through an inbound sidecar but {l:?}, expected orig={inb}")
+                        }
+                        _ => format!("no inbound sidecar, expected one with orig={inb}"),
+                    })
+                }
+            }
+        }
+        None if echo.starts_with("via-inbound-sidecar ") => {
+            return Err(format!("went through an inbound sidecar ({:?}), expected none", echo.lines().next().unwrap_or("")));
+        }
+        None => echo,
+    };
     let hello = format!("hello {i}\n");
     match expect.orig {
         Some(orig) => {
@@ -112,9 +238,6 @@ pub fn check_reply(reply: &str, i: usize, connect: SocketAddr, expect: &Expect) 
                     _ => format!("echo is {echo:?}, expected {want:?}"),
                 });
             }
-            if fields.local != orig.to_string() {
-                return Err(format!("server accepted on {}, expected {orig}", fields.local));
-            }
         }
         None => {
             if echo != hello {
@@ -124,10 +247,16 @@ pub fn check_reply(reply: &str, i: usize, connect: SocketAddr, expect: &Expect) 
                     format!("echo is {echo:?}, expected {hello:?}")
                 });
             }
-            if fields.local != connect.to_string() {
-                return Err(format!("server accepted on {}, expected {connect}", fields.local));
-            }
         }
+    }
+    // Where the server must have accepted the connection.
+    let local = match (expect.inbound_orig, expect.orig) {
+        (Some(inb), _) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, inb.port())),
+        (None, Some(orig)) => SocketAddr::V4(orig),
+        (None, None) => connect,
+    };
+    if fields.local != local.to_string() {
+        return Err(format!("server accepted on {}, expected {local}", fields.local));
     }
     Ok(())
 }
@@ -164,7 +293,7 @@ mod tests {
         format!("server={name} local={local} peer=10.231.1.2:40000\nhello {i}\n")
     }
     fn orig(name: Option<&str>) -> Expect {
-        Expect { orig: Some(DST.parse().unwrap()), server: name.map(String::from) }
+        Expect { orig: Some(DST.parse().unwrap()), inbound_orig: None, server: name.map(String::from) }
     }
     fn check(reply: &str, i: usize, expect: &Expect) -> Result<(), String> {
         check_reply(reply, i, DST.parse().unwrap(), expect)
@@ -215,5 +344,58 @@ mod tests {
         assert!(check("server=A local=x", 0, &orig(None)).is_err());
         assert!(check("via-sidecar orig=10.231.0.1:8080\nhello 0\n", 0, &orig(None)).is_err());
         assert!(check(&via("A", DST, DST, 0)[..60], 0, &orig(None)).is_err());
+    }
+
+    const POD: &str = "10.231.1.2:8080";
+
+    fn inbound(outbound: bool, i: usize) -> String {
+        let out = if outbound { format!("via-sidecar orig={POD}\n") } else { String::new() };
+        format!("server=P1 local=127.0.0.1:8080 peer=127.0.0.1:40001\nvia-inbound-sidecar orig={POD}\n{out}hello {i}\n")
+    }
+    fn expect_inbound(outbound: bool) -> Expect {
+        Expect {
+            orig: outbound.then(|| POD.parse().unwrap()),
+            inbound_orig: Some(POD.parse().unwrap()),
+            server: Some("P1".into()),
+        }
+    }
+    fn check_pod(reply: &str, i: usize, expect: &Expect) -> Result<(), String> {
+        check_reply(reply, i, POD.parse().unwrap(), expect)
+    }
+
+    #[test]
+    fn inbound_sidecar_path() {
+        assert_eq!(check_pod(&inbound(false, 1), 1, &expect_inbound(false)), Ok(()));
+        // Both sidecars: the client pod's outbound one, then the server pod's inbound one.
+        assert_eq!(check_pod(&inbound(true, 1), 1, &expect_inbound(true)), Ok(()));
+        let e = check_pod(&inbound(true, 1), 1, &expect_inbound(false)).unwrap_err();
+        assert!(e.contains("went through a sidecar, expected direct"), "{e}");
+        let e = check_pod(&inbound(false, 1), 1, &expect_inbound(true)).unwrap_err();
+        assert!(e.contains("direct, expected a sidecar"), "{e}");
+    }
+
+    #[test]
+    fn inbound_sidecar_missing_or_unexpected() {
+        let direct = format!("server=P1 local={POD} peer=10.231.2.2:40000\nhello 1\n");
+        let e = check_pod(&direct, 1, &expect_inbound(false)).unwrap_err();
+        assert!(e.contains("no inbound sidecar"), "{e}");
+        let e = check_pod(&inbound(false, 1), 1, &Expect::default()).unwrap_err();
+        assert!(e.contains("went through an inbound sidecar"), "{e}");
+        let wrong = inbound(false, 1).replace("orig=10.231.1.2:8080", "orig=10.231.1.2:9");
+        let e = check_pod(&wrong, 1, &expect_inbound(false)).unwrap_err();
+        assert!(e.contains("expected orig=10.231.1.2:8080"), "{e}");
+        // The hand-off must be to the app on the pod's loopback at the dialled port.
+        let moved = inbound(false, 1).replace("local=127.0.0.1:8080", "local=10.231.1.2:8080");
+        assert!(check_pod(&moved, 1, &expect_inbound(false)).unwrap_err().contains("server accepted on"));
+    }
+
+    #[test]
+    fn ip_options_are_padded() {
+        assert_eq!(parse_ip_options("nop").unwrap().0, vec![1, 1, 1, 1]);
+        assert_eq!(parse_ip_options("rr").unwrap().0.len(), 12);
+        assert_eq!(parse_ip_options("ts").unwrap().0.len(), 12);
+        assert_eq!(parse_ip_options("0x0101").unwrap().0, vec![1, 1, 0, 0]);
+        assert!(parse_ip_options("abc").is_err());
+        assert!(parse_ip_options(&"01".repeat(41)).is_err());
     }
 }

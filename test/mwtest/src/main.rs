@@ -1,18 +1,25 @@
-//! mwtest: test peers for meshwire's end-to-end suite.
+//! mwtest: test peers for meshwire's end-to-end suite and demo.
 //!
 //! * `sidecar`: accepts redirected connections, asks the kernel for the original
 //!   destination (getsockopt SOL_IP/SO_ORIGINAL_DST, as netfilter REDIRECT provides
-//!   and meshwire emulates), connects there, announces itself upstream with
-//!   `via-sidecar orig=<ip:port>\n` and relays bytes both ways.
+//!   and meshwire emulates) and relays bytes both ways. Outbound (`--listen`) it
+//!   connects to the original destination (or, with `--route`, to the next backend
+//!   of that service) and announces itself upstream with
+//!   `via-sidecar orig=<ip:port>\n`; inbound (`--inbound-listen`) it hands the
+//!   connection to the app at 127.0.0.1:<original port> after
+//!   `via-inbound-sidecar orig=<ip:port>\n`. `--no-marker` leaves the markers out.
 //! * `server`: reads a request until EOF and replies with
 //!   `server=NAME local=<local> peer=<peer>\n` followed by the bytes received.
+//! * `http`: answers every HTTP request with 200 and a fixed body (for curl);
+//!   sidecar marker lines before the request line are logged and skipped.
 //! * `client`: opens N connections and checks that each reply shows the expected path.
 
-use clap::{Parser, Subcommand};
+use clap::{ArgGroup, Parser, Subcommand};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 
 mod client;
+mod http;
 mod net;
 mod server;
 mod sidecar;
@@ -26,10 +33,22 @@ struct Cli {
 
 #[derive(Subcommand)]
 enum Cmd {
-    /// Transparent outbound proxy that forwards to SO_ORIGINAL_DST.
+    /// Transparent proxy: outbound forwards to SO_ORIGINAL_DST, inbound hands to the app.
     Sidecar {
+        /// Outbound listener (connections meshwire redirected from the pod's apps).
         #[arg(long, default_value = "127.0.0.1:15001")]
         listen: SocketAddr,
+        /// Inbound listener (connections to the pod's app ports), e.g. 0.0.0.0:15003.
+        /// Each is handed to 127.0.0.1:<original port>.
+        #[arg(long)]
+        inbound_listen: Option<SocketAddr>,
+        /// Load balancing: outbound connections whose original destination is VIP:PORT
+        /// go to the listed backends in turn (round robin). Repeatable.
+        #[arg(long, value_name = "VIP:PORT=IP:PORT,IP:PORT...")]
+        route: Vec<sidecar::Route>,
+        /// Write no via-sidecar / via-inbound-sidecar marker upstream (pure relay).
+        #[arg(long)]
+        no_marker: bool,
         /// Drop to this UID after listening (the mesh's bypass UID).
         #[arg(long)]
         uid: Option<u32>,
@@ -44,7 +63,20 @@ enum Cmd {
         #[arg(long)]
         name: String,
     },
+    /// HTTP/1.1 responder: 200 with BODY and a newline to every request, then close.
+    Http {
+        #[arg(long)]
+        listen: SocketAddr,
+        #[arg(long)]
+        body: String,
+    },
     /// Opens connections and checks every reply.
+    #[command(group(
+        ArgGroup::new("expectation")
+            .required(true)
+            .multiple(true)
+            .args(["expect_orig", "expect_direct", "expect_inbound_orig", "rst"])
+    ))]
     Client {
         #[arg(long)]
         connect: SocketAddr,
@@ -52,15 +84,32 @@ enum Cmd {
         count: usize,
         #[arg(long, default_value_t = 1)]
         parallel: usize,
-        /// Expect each connection to go through a sidecar that saw this original destination.
-        #[arg(long, conflicts_with = "expect_direct", required_unless_present = "expect_direct")]
+        /// Expect each connection to go through an outbound sidecar that saw this
+        /// original destination.
+        #[arg(long, conflicts_with = "expect_direct")]
         expect_orig: Option<SocketAddrV4>,
-        /// Expect each connection to reach the server directly (no sidecar).
+        /// Expect each connection to reach the server inside the destination pod
+        /// through its inbound sidecar, which saw this original destination (the
+        /// server then sees the connection on 127.0.0.1:<its port>).
+        #[arg(long, conflicts_with = "expect_direct")]
+        expect_inbound_orig: Option<SocketAddrV4>,
+        /// Expect each connection to reach the server directly (no sidecar at all).
         #[arg(long)]
         expect_direct: bool,
         /// Expect the reply to come from the server with this name.
         #[arg(long)]
         expect_server: Option<String>,
+        /// Check that getpeername() returns exactly the --connect address.
+        #[arg(long)]
+        check_peer: bool,
+        /// IPv4 options on every packet (setsockopt IP_OPTIONS): nop, rr (record
+        /// route), ts (timestamp) or the option bytes in hex.
+        #[arg(long, value_name = "nop|rr|ts|HEX", value_parser = client::parse_ip_options)]
+        ip_options: Option<client::IpOptions>,
+        /// End each connection with a reset (SO_LINGER {1, 0}, then close) after
+        /// sending its request, instead of a FIN; replies are not checked.
+        #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server"])]
+        rst: bool,
         /// Connect and read timeout in seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
@@ -75,14 +124,35 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
-        Cmd::Sidecar { listen, uid, gid } => sidecar::run(listen, uid, gid),
+        Cmd::Sidecar { listen, inbound_listen, route, no_marker, uid, gid } => {
+            let opts = sidecar::Options { listen, inbound_listen, routes: route, marker: !no_marker };
+            sidecar::run(opts, uid, gid)
+        }
         Cmd::Server { listen, name } => server::run(listen, &name),
-        Cmd::Client { connect, count, parallel, expect_orig, expect_direct: _, expect_server, timeout, uid, gid } => {
+        Cmd::Http { listen, body } => http::run(listen, &body),
+        Cmd::Client {
+            connect,
+            count,
+            parallel,
+            expect_orig,
+            expect_inbound_orig,
+            expect_direct: _,
+            expect_server,
+            check_peer,
+            ip_options,
+            rst,
+            timeout,
+            uid,
+            gid,
+        } => {
             let opts = client::Options {
                 connect,
                 count,
                 parallel: parallel.max(1),
-                expect: client::Expect { orig: expect_orig, server: expect_server },
+                expect: client::Expect { orig: expect_orig, inbound_orig: expect_inbound_orig, server: expect_server },
+                check_peer,
+                ip_options,
+                rst,
                 timeout: std::time::Duration::from_secs(timeout.max(1)),
             };
             if let Some(uid) = uid {

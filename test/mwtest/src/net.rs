@@ -1,8 +1,9 @@
 //! Small socket and process helpers shared by the peers.
 
 use std::io;
-use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener};
+use std::net::{Ipv4Addr, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::os::fd::AsRawFd;
+use std::thread;
 
 /// SO_ORIGINAL_DST from <linux/netfilter_ipv4.h>; valid at level SOL_IP.
 const SO_ORIGINAL_DST: libc::c_int = 80;
@@ -15,6 +16,27 @@ pub fn listen(addr: SocketAddr) -> io::Result<TcpListener> {
         return Err(io::Error::last_os_error());
     }
     Ok(listener)
+}
+
+/// Accepts forever, handling each connection on a thread of its own.
+/// `who` prefixes the error messages.
+pub fn serve_each<F>(listener: TcpListener, who: &str, handle: F)
+where
+    F: Fn(TcpStream) + Clone + Send + 'static,
+{
+    for conn in listener.incoming() {
+        let stream = match conn {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("{who}: accept: {e}");
+                continue;
+            }
+        };
+        let handle = handle.clone();
+        if let Err(e) = thread::Builder::new().stack_size(128 * 1024).spawn(move || handle(stream)) {
+            eprintln!("{who}: cannot start a thread: {e}");
+        }
+    }
 }
 
 /// getsockopt(SOL_IP, SO_ORIGINAL_DST): the destination the client asked for

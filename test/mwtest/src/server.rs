@@ -4,32 +4,18 @@
 use crate::net;
 use std::io::{self, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::thread;
 use std::time::Duration;
 
 pub fn run(listen: SocketAddr, name: &str) -> io::Result<()> {
     let listener = net::listen(listen)?;
     println!("server {name}: listening on {}", listener.local_addr()?);
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("server {name}: accept: {e}");
-                continue;
-            }
-        };
-        let name = name.to_string();
-        let spawned = thread::Builder::new()
-            .stack_size(128 * 1024)
-            .spawn(move || {
-                if let Err(e) = serve(stream, &name) {
-                    eprintln!("server {name}: connection: {e}");
-                }
-            });
-        if let Err(e) = spawned {
-            eprintln!("server: cannot start a thread: {e}");
+    let who = format!("server {name}");
+    let (label, name) = (who.clone(), name.to_string());
+    net::serve_each(listener, &label, move |stream| {
+        if let Err(e) = serve(stream, &name) {
+            eprintln!("{who}: connection: {e}");
         }
-    }
+    });
     Ok(())
 }
 

@@ -1,8 +1,22 @@
-//! Outbound sidecar: forwards each accepted connection to its original destination.
+//! Sidecar: relays each redirected connection, outbound to its original
+//! destination (or a load-balanced backend), inbound to the pod's app.
+//!
+//! Log lines (stdout, one per event, flushed at once):
+//!
+//! ```text
+//! conn peer=127.0.0.1:40000 orig=10.231.0.1:8080            outbound connection
+//! route orig=10.96.0.10:8080 backend=10.244.1.3:8080        ... sent to a --route backend
+//! inbound peer=10.231.2.2:40000 orig=10.231.1.2:8080        inbound connection
+//! ```
 
 use crate::net;
+use std::collections::HashMap;
+use std::fmt;
 use std::io::{self, Write};
-use std::net::{Shutdown, SocketAddr, TcpStream};
+use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
+use std::str::FromStr;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
 use std::thread;
 use std::time::Duration;
 
@@ -10,32 +24,116 @@ const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
 /// A relay direction idle for this long is torn down, so no thread lives forever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
-pub fn run(listen: SocketAddr, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
-    let listener = net::listen(listen)?;
+/// `VIP:PORT=IP:PORT,IP:PORT...`: a service address and its backends.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Route {
+    pub service: SocketAddrV4,
+    pub backends: Vec<SocketAddr>,
+}
+
+impl FromStr for Route {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Route, String> {
+        let (service, backends) = s
+            .split_once('=')
+            .ok_or_else(|| format!("{s:?}: expected VIP:PORT=IP:PORT[,IP:PORT...]"))?;
+        let service = service
+            .trim()
+            .parse()
+            .map_err(|_| format!("{service:?} is not an IPv4 address with a port"))?;
+        let backends = backends
+            .split(',')
+            .map(|b| b.trim().parse().map_err(|_| format!("backend {b:?} is not an address with a port")))
+            .collect::<Result<Vec<SocketAddr>, String>>()?;
+        if backends.is_empty() {
+            return Err(format!("{s:?}: no backends"));
+        }
+        Ok(Route { service, backends })
+    }
+}
+
+impl fmt::Display for Route {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let b: Vec<String> = self.backends.iter().map(|b| b.to_string()).collect();
+        write!(f, "{}={}", self.service, b.join(","))
+    }
+}
+
+pub struct Options {
+    pub listen: SocketAddr,
+    pub inbound_listen: Option<SocketAddr>,
+    pub routes: Vec<Route>,
+    /// Write the via-sidecar / via-inbound-sidecar line upstream first.
+    pub marker: bool,
+}
+
+/// A route with its round-robin position.
+struct Balancer {
+    backends: Vec<SocketAddr>,
+    next: AtomicUsize,
+}
+
+impl Balancer {
+    fn pick(&self) -> SocketAddr {
+        self.backends[self.next.fetch_add(1, Ordering::Relaxed) % self.backends.len()]
+    }
+}
+
+struct Shared {
+    listen: SocketAddr,
+    inbound_listen: Option<SocketAddr>,
+    routes: HashMap<SocketAddrV4, Balancer>,
+    marker: bool,
+}
+
+#[derive(Clone, Copy)]
+enum Direction {
+    Outbound,
+    Inbound,
+}
+
+pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
+    let outbound = net::listen(opts.listen)?;
+    let inbound = opts.inbound_listen.map(net::listen).transpose()?;
     if let Some(uid) = uid {
         net::drop_privileges(uid, gid.unwrap_or(uid))?;
     }
-    say(&format!(
-        "sidecar: listening on {} uid={}",
-        listener.local_addr()?,
-        nix::unistd::getuid()
-    ));
-    for conn in listener.incoming() {
-        let stream = match conn {
-            Ok(s) => s,
-            Err(e) => {
-                eprintln!("sidecar: accept: {e}");
-                continue;
-            }
-        };
-        let spawned = thread::Builder::new()
-            .stack_size(128 * 1024)
-            .spawn(move || handle(stream, listen));
-        if let Err(e) = spawned {
-            eprintln!("sidecar: cannot start a thread: {e}");
+    let mut routes = HashMap::new();
+    for r in &opts.routes {
+        say(&format!("sidecar: route {r}"));
+        routes.insert(r.service, Balancer { backends: r.backends.clone(), next: AtomicUsize::new(0) });
+    }
+    let shared = Arc::new(Shared {
+        listen: opts.listen,
+        inbound_listen: opts.inbound_listen,
+        routes,
+        marker: opts.marker,
+    });
+    let uid = nix::unistd::getuid();
+    say(&format!("sidecar: listening on {} uid={uid}", outbound.local_addr()?));
+    if let Some(l) = &inbound {
+        say(&format!("sidecar: inbound listening on {} uid={uid}", l.local_addr()?));
+    }
+    let inbound_thread = match inbound {
+        Some(l) => {
+            let shared = shared.clone();
+            Some(thread::Builder::new().name("inbound".into()).spawn(move || accept_loop(l, shared, Direction::Inbound))?)
         }
+        None => None,
+    };
+    accept_loop(outbound, shared, Direction::Outbound);
+    if let Some(t) = inbound_thread {
+        let _ = t.join();
     }
     Ok(())
+}
+
+fn accept_loop(listener: TcpListener, shared: Arc<Shared>, dir: Direction) {
+    net::serve_each(listener, "sidecar", move |stream| match dir {
+        Direction::Outbound => handle_outbound(stream, &shared),
+        Direction::Inbound => handle_inbound(stream, &shared),
+    });
 }
 
 /// One line on stdout, flushed at once so a test reading the log sees it.
@@ -45,11 +143,12 @@ fn say(line: &str) {
     let _ = out.flush();
 }
 
-fn handle(client: TcpStream, listen: SocketAddr) {
-    let peer = client
-        .peer_addr()
-        .map(|a| a.to_string())
-        .unwrap_or_else(|e| format!("?({e})"));
+fn peer_of(s: &TcpStream) -> String {
+    s.peer_addr().map(|a| a.to_string()).unwrap_or_else(|e| format!("?({e})"))
+}
+
+fn handle_outbound(client: TcpStream, shared: &Shared) {
+    let peer = peer_of(&client);
     let orig = match net::original_dst(&client) {
         Ok(o) => o,
         Err(e) => {
@@ -58,23 +157,59 @@ fn handle(client: TcpStream, listen: SocketAddr) {
         }
     };
     say(&format!("conn peer={peer} orig={orig}"));
-    if SocketAddr::V4(orig) == listen {
+    if SocketAddr::V4(orig) == shared.listen || Some(SocketAddr::V4(orig)) == shared.inbound_listen {
         say(&format!("sidecar: original destination of {peer} is the sidecar itself; closing"));
         return;
     }
-    let mut upstream = match TcpStream::connect_timeout(&SocketAddr::V4(orig), CONNECT_TIMEOUT) {
-        Ok(s) => s,
+    let (target, marker) = match shared.routes.get(&orig) {
+        Some(balancer) => {
+            let backend = balancer.pick();
+            say(&format!("route orig={orig} backend={backend}"));
+            (backend, format!("via-sidecar orig={orig} backend={backend}\n"))
+        }
+        None => (SocketAddr::V4(orig), format!("via-sidecar orig={orig}\n")),
+    };
+    forward(client, &peer, target, shared.marker.then_some(marker));
+}
+
+/// Inbound: hand the connection to the app on this pod's loopback at the
+/// port the peer dialled, as real sidecars do.
+fn handle_inbound(client: TcpStream, shared: &Shared) {
+    let peer = peer_of(&client);
+    let orig = match net::original_dst(&client) {
+        Ok(o) => o,
         Err(e) => {
-            say(&format!("sidecar: connect to {orig} for {peer} failed: {e}"));
+            say(&format!("sidecar: no original destination for inbound {peer}: {e}"));
             return;
         }
     };
-    if let Err(e) = upstream.write_all(format!("via-sidecar orig={orig}\n").as_bytes()) {
-        say(&format!("sidecar: write to {orig} for {peer} failed: {e}"));
+    say(&format!("inbound peer={peer} orig={orig}"));
+    let inbound_port = shared.inbound_listen.map(|a| a.port());
+    if Some(orig.port()) == inbound_port || orig.port() == shared.listen.port() {
+        say(&format!("sidecar: inbound {peer} was for the sidecar's own port {}; closing", orig.port()));
         return;
     }
+    let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, orig.port()));
+    let marker = format!("via-inbound-sidecar orig={orig}\n");
+    forward(client, &peer, target, shared.marker.then_some(marker));
+}
+
+fn forward(client: TcpStream, peer: &str, target: SocketAddr, marker: Option<String>) {
+    let mut upstream = match TcpStream::connect_timeout(&target, CONNECT_TIMEOUT) {
+        Ok(s) => s,
+        Err(e) => {
+            say(&format!("sidecar: connect to {target} for {peer} failed: {e}"));
+            return;
+        }
+    };
+    if let Some(m) = marker {
+        if let Err(e) = upstream.write_all(m.as_bytes()) {
+            say(&format!("sidecar: write to {target} for {peer} failed: {e}"));
+            return;
+        }
+    }
     if let Err(e) = relay(client, upstream) {
-        eprintln!("sidecar: relay {peer} <-> {orig}: {e}");
+        eprintln!("sidecar: relay {peer} <-> {target}: {e}");
     }
 }
 
@@ -105,5 +240,34 @@ fn pump(mut from: TcpStream, mut to: TcpStream) -> io::Result<()> {
             let _ = to.shutdown(Shutdown::Both);
             Err(e)
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn route_parses_and_prints() {
+        let r: Route = "10.96.0.10:8080=10.244.1.3:8080, 10.244.2.2:8080".parse().unwrap();
+        assert_eq!(r.service, "10.96.0.10:8080".parse().unwrap());
+        assert_eq!(r.backends.len(), 2);
+        assert_eq!(r.to_string(), "10.96.0.10:8080=10.244.1.3:8080,10.244.2.2:8080");
+    }
+
+    #[test]
+    fn bad_routes_are_refused() {
+        assert!("10.96.0.10:8080".parse::<Route>().is_err());
+        assert!("10.96.0.10=10.244.1.3:8080".parse::<Route>().is_err());
+        assert!("10.96.0.10:8080=".parse::<Route>().is_err());
+        assert!("10.96.0.10:8080=10.244.1.3".parse::<Route>().is_err());
+    }
+
+    #[test]
+    fn round_robin_visits_every_backend_in_turn() {
+        let r: Route = "10.96.0.10:8080=10.0.0.1:1,10.0.0.2:2".parse().unwrap();
+        let b = Balancer { backends: r.backends.clone(), next: AtomicUsize::new(0) };
+        let picks: Vec<SocketAddr> = (0..4).map(|_| b.pick()).collect();
+        assert_eq!(picks, vec![r.backends[0], r.backends[1], r.backends[0], r.backends[1]]);
     }
 }
