@@ -13,12 +13,19 @@
 #
 #   pod1 eth0 10.231.1.2/24 --- vp1 10.231.1.1 \
 #   pod2 eth0 10.231.2.2/24 --- vp2 10.231.2.1  node  (servers on lo:
-#   pod3 eth0 10.231.3.2/24 --- vp3 10.231.3.1 /      10.231.0.1, 10.231.0.2, 10.231.9.1)
+#   pod3 eth0 10.231.3.2/24 --- vp3 10.231.3.1 /  |   10.231.0.1, 10.231.0.2, 10.231.9.1)
+#                                      n2 10.231.254.1/24
+#                                                 |
+#                             node2 eth0 10.231.254.2/24 (another node: routes
+#                                                         10.231.0.0/16 via node)
 #
-# pod1 and pod2 are registered with meshwire, pod3 is not. Each pod runs an
-# mwtest sidecar (UID 1500) on 127.0.0.1:15001; sidecars and clients run in the
-# test cgroup, which is where meshwire's cgroup programs are attached. Servers
-# run outside the cgroup.
+# pod1 and pod2 are registered with meshwire (with their IPs, and their eth0
+# for tc when the loader has `pod add --ifname`), pod3 is not. Each pod runs an
+# mwtest sidecar (UID 1500) on 127.0.0.1:15001 (outbound) and 0.0.0.0:15003
+# (inbound, handing connections to 127.0.0.1:<port dialled>); sidecars and
+# clients run in the test cgroup, which is where meshwire's cgroup programs are
+# attached. Servers run outside the cgroup; pod1's app server P1 listens on
+# 0.0.0.0:8080 in pod1.
 #
 # Safety: programs are attached only to this test's cgroup (given with
 # --cgroup and in the config file), traffic goes only to addresses inside the
@@ -32,8 +39,10 @@ export LC_ALL=C
 
 P="mw$$"                        # unique prefix of everything this run creates
 NS_NODE="$P-node"
+NS_NODE2="$P-node2"
 SIDECAR_UID=1500
 SIDECAR_PORT=15001
+INBOUND_PORT=15003
 EXCL_PORT=8081
 EXCL_CIDR=10.231.9.0/24
 ADDR_A=10.231.0.1:8080          # server A
@@ -41,6 +50,8 @@ ADDR_B=10.231.0.2:8080          # server B
 ADDR_X=10.231.0.1:$EXCL_PORT    # server X, excluded port
 ADDR_C=10.231.9.1:8080          # server C, excluded CIDR
 ADDR_L=127.0.0.1:9090           # server L, loopback in pod1
+POD1_IP=10.231.1.2
+ADDR_P1=$POD1_IP:8080           # server P1, pod1's app (listens on 0.0.0.0:8080)
 CLIENT_TIMEOUT=300              # hard limit for one client run, seconds
 
 PASSED=0
@@ -96,10 +107,13 @@ start_bg() {
 
 # run_wait LOG CMD...: runs CMD under a hard timeout and waits for it; returns
 # its status. Run in the background so a signal reaches our trap at once.
-run_wait() {
-    local out=$1 rc
-    shift
-    start_bg "$out" timeout -k 5 "$CLIENT_TIMEOUT" "$@"
+run_wait() { run_wait_for "$CLIENT_TIMEOUT" "$@"; }
+
+# run_wait_for SECONDS LOG CMD...: run_wait with another time limit (124: it ran out).
+run_wait_for() {
+    local limit=$1 out=$2 rc
+    shift 2
+    start_bg "$out" timeout -k 5 "$limit" "$@"
     wait "$LAST_PID"
     rc=$?
     forget_pid "$LAST_PID"
@@ -141,12 +155,14 @@ wait_listen() {
 
 # Always with this run's config too: its pin_dir and cgroup are this run's as well,
 # so no operator command can reach the machine's default /sys/fs/bpf/meshwire.
-mwl() { "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" "$@"; }
+# LOADER_OPTS: this run's control socket and state dir, for a loader that has them.
+mwl() { "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" "${LOADER_OPTS[@]}" "$@"; }
+LOADER_OPTS=()
 
 start_loader() {
     local out="$WORK/loader.log" i
     start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
-        --log-level info run
+        "${LOADER_OPTS[@]}" --log-level info run
     LOADER_PID=$LAST_PID
     for ((i = 0; i < 200; i++)); do
         grep -qs 'meshwire-loader: ready' "$out" && return 0
@@ -176,10 +192,24 @@ stop_loader() {
 # client NS DESC ARGS...: mwtest client in netns NS inside the test cgroup;
 # prints its verdict line (all of its output on failure).
 client() {
-    local ns=$1 desc=$2 out rc
+    local ns=$1 desc=$2
     shift 2
+    run_client "$desc" "${IN_CG[@]}" "$ns" "$MWTEST" client "$@"
+}
+
+# node2_client DESC ARGS...: mwtest client on the other node (outside the cgroup,
+# like any process on another host).
+node2_client() {
+    local desc=$1
+    shift
+    run_client "$desc" ip netns exec "$NS_NODE2" "$MWTEST" client "$@"
+}
+
+run_client() { # DESC CMD...
+    local desc=$1 out rc
+    shift
     out="$WORK/client-$((++CLIENT_SEQ)).log"
-    run_wait "$out" "${IN_CG[@]}" "$ns" "$MWTEST" client "$@"
+    run_wait "$out" "$@"
     rc=$?
     if [ "$rc" -eq 0 ]; then
         log "$desc: $(tail -n 1 "$out")"
@@ -255,6 +285,16 @@ setup_topology() {
         # Room for tens of thousands of TIME_WAIT sockets from the cases below.
         ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" || return 1
     done
+    # A second node on the same network: its clients reach pods like another host's.
+    ip netns add "$NS_NODE2" || return 1
+    NS_MADE+=("$NS_NODE2")
+    ip -n "$NS_NODE2" link set lo up || return 1
+    ip -n "$NS_NODE2" link add eth0 type veth peer name n2 netns "$NS_NODE" || return 1
+    ip -n "$NS_NODE2" addr add 10.231.254.2/24 dev eth0 || return 1
+    ip -n "$NS_NODE2" link set eth0 up || return 1
+    ip -n "$NS_NODE2" route add 10.231.0.0/16 via 10.231.254.1 || return 1
+    ip -n "$NS_NODE" addr add 10.231.254.1/24 dev n2 || return 1
+    ip -n "$NS_NODE" link set n2 up || return 1
 }
 
 setup_cgroup() {
@@ -294,7 +334,7 @@ EOF
 start_servers() {
     local spec name addr ns
     for spec in "A $ADDR_A $NS_NODE" "B $ADDR_B $NS_NODE" "X $ADDR_X $NS_NODE" \
-        "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)"; do
+        "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)" "P1 0.0.0.0:8080 $(pod 1)"; do
         read -r name addr ns <<<"$spec"
         start_bg "$WORK/server-$name.log" ip netns exec "$ns" "$MWTEST" server --listen "$addr" --name "$name"
         wait_listen "$ns" "$addr" "$LAST_PID" "$WORK/server-$name.log" || return 1
@@ -305,17 +345,21 @@ start_sidecars() {
     local i
     for i in 1 2 3; do
         start_bg "$WORK/sidecar-pod$i.log" "${IN_CG[@]}" "$(pod $i)" "$MWTEST" sidecar \
-            --listen "127.0.0.1:$SIDECAR_PORT" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+            --listen "127.0.0.1:$SIDECAR_PORT" --inbound-listen "0.0.0.0:$INBOUND_PORT" \
+            --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
         wait_listen "$(pod $i)" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
+            return 1
+        wait_listen "$(pod $i)" "0.0.0.0:$INBOUND_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
             return 1
     done
 }
 
 declare -A COOKIE
 register_pod() { # N
-    local out
+    local out tc=()
     local err="$WORK/pod-add-$1.err"
-    out=$(mwl pod add --netns "/run/netns/$(pod "$1")" 2>"$err") || {
+    [ -n "$HAVE_IFNAME" ] && tc=(--ifname eth0)
+    out=$(mwl pod add --netns "/run/netns/$(pod "$1")" --ip "10.231.$1.2" "${tc[@]}" 2>"$err") || {
         echo "  pod add $(pod "$1") failed:"
         [ -n "$out" ] && echo "$out" | sed 's/^/    | /'
         show "$err"
@@ -333,10 +377,64 @@ register_pod() { # N
 # ---------------------------------------------------------------------------
 # Cases
 
+# refused_start NAME LINE KEY TEXT: `meshwire-loader run` with a config file
+# holding TEXT (plus this run's pin dir and cgroup) must exit non-zero at once
+# with an error naming the file, LINE and KEY, and leave no pin dir. Its links
+# are pinned or closed with the process, so no pins after it exited means
+# nothing stayed attached; a client in the cgroup shows it too.
+refused_start() {
+    local name=$1 line=$2 key=$3 text=$4 conf="$WORK/bad-$1.toml" out="$WORK/bad-$1.log" rc
+    printf '%s\n[bpf]\npin_dir = "%s"\ncgroup = "%s"\n' "$text" "$PIN" "$CG" >"$conf"
+    run_wait_for 15 "$out" "$LOADER" --config "$conf" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" run
+    rc=$?
+    if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
+        log "meshwire-loader started with $conf (exit status $rc), expected a refusal:"
+        show "$out" 10
+        mwl cleanup >/dev/null 2>&1
+        return 1
+    fi
+    log "exit status $rc: $(grep -m 1 'meshwire-loader: ' "$out")"
+    if ! grep -qF "$conf:$line: $key" "$out"; then
+        log "the error does not name $conf, line $line and key $key:"
+        show "$out" 10
+        return 1
+    fi
+    if [ -e "$PIN" ]; then
+        log "pin dir $PIN exists after the refused start:"
+        find "$PIN" | head -n 20 | sed 's/^/    | /'
+        mwl cleanup >/dev/null 2>&1
+        return 1
+    fi
+    log "pin dir $PIN does not exist"
+    client "$(pod 1)" "pod1 (in the cgroup) -> A" --connect "$ADDR_A" --count 5 --parallel 5 \
+        --expect-direct --expect-server A
+}
+
+case_refused_syntax_error() {
+    refused_start syntax 3 sidecar.outbound_port "[sidecar]
+uid = $SIDECAR_UID
+outbound_port = = $SIDECAR_PORT"
+}
+
+case_refused_unknown_key() {
+    refused_start unknown-key 5 outbound.exclude_port "# exclude_port is not a key (exclude_ports is)
+[sidecar]
+uid = $SIDECAR_UID
+[outbound]
+exclude_port = [$EXCL_PORT]"
+}
+
+case_refused_invalid_value() {
+    refused_start invalid-value 4 sidecar.uid "[sidecar]
+outbound_port = $SIDECAR_PORT
+inbound_port = $INBOUND_PORT
+uid = 0"
+}
+
 # conn_lines POD ORIG: "conn" lines for ORIG in that pod's sidecar log.
 conn_lines() { grep -c "^conn peer=.* orig=$2\$" "$WORK/sidecar-pod$1.log"; }
 
-case_1_outbound_redirect() {
+case_outbound_redirect() {
     local before after
     before=$(conn_lines 1 "$ADDR_A")
     client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 20 --parallel 5 \
@@ -349,7 +447,7 @@ case_1_outbound_redirect() {
     log "pod1's sidecar logged $((after - before)) connections with orig=$ADDR_A"
 }
 
-case_2_excluded_port_and_cidr() {
+case_excluded_port_and_cidr() {
     local rc=0
     client "$(pod 1)" "pod1 -> X (port $EXCL_PORT excluded)" --connect "$ADDR_X" --count 10 \
         --parallel 5 --expect-direct --expect-server X || rc=1
@@ -358,17 +456,17 @@ case_2_excluded_port_and_cidr() {
     return "$rc"
 }
 
-case_3_loopback_direct() {
+case_loopback_direct() {
     client "$(pod 1)" "pod1 -> L on $ADDR_L" --connect "$ADDR_L" --count 10 --parallel 5 \
         --expect-direct --expect-server L
 }
 
-case_4_sidecar_uid_not_looped() {
+case_sidecar_uid_not_looped() {
     client "$(pod 1)" "pod1 as UID $SIDECAR_UID -> A" --uid "$SIDECAR_UID" --connect "$ADDR_A" \
         --count 10 --parallel 5 --expect-direct --expect-server A
 }
 
-case_5_unregistered_netns_untouched() {
+case_unregistered_netns_untouched() {
     client "$(pod 3)" "pod3 (in the cgroup, not registered) -> A" --connect "$ADDR_A" --count 10 \
         --parallel 5 --expect-direct --expect-server A || return 1
     if [ "$(grep -c '^conn ' "$WORK/sidecar-pod3.log")" != 0 ]; then
@@ -378,7 +476,7 @@ case_5_unregistered_netns_untouched() {
     fi
 }
 
-case_6_two_pods_concurrently() {
+case_two_pods_concurrently() {
     local p1 p2 rc1 rc2 o1="$WORK/client-c6-pod1.log" o2="$WORK/client-c6-pod2.log" b2
     b2=$(conn_lines 2 "$ADDR_B")
     start_bg "$o1" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" client \
@@ -412,7 +510,7 @@ case_6_two_pods_concurrently() {
 # Maps whose count is not a number (sk_storage) are exempt.
 orig_map_counts() { awk '$1 ~ /orig/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' "$1"; }
 
-case_7_no_leaks() {
+case_no_leaks() {
     local maps="$WORK/maps.txt" i nonzero
     mwl stats >"$WORK/stats-before.txt" 2>&1
     client "$(pod 1)" "pod1 -> A, 10000 connections" --connect "$ADDR_A" --count 10000 \
@@ -446,7 +544,7 @@ case_7_no_leaks() {
     awk '$1 ~ /orig/ && $2 !~ /^[0-9]+$/ { print "  exempt (not countable): " $0 }' "$maps"
 }
 
-case_8_pod_del() {
+case_pod_del() {
     local list
     list=$(mwl pod list 2>&1)
     mwl pod del --netns "/run/netns/$(pod 1)" >"$WORK/pod-del.log" 2>&1 || {
@@ -465,7 +563,7 @@ case_8_pod_del() {
         --expect-direct --expect-server A
 }
 
-case_9_cleanup_leaves_nothing() {
+case_cleanup_leaves_nothing() {
     local left
     stop_loader
     log "meshwire-loader stopped with SIGTERM (exit status $LOADER_RC); pinned state stays"
@@ -488,6 +586,130 @@ case_9_cleanup_leaves_nothing() {
     log "pin dir $PIN is gone or empty"
     client "$(pod 2)" "pod2 -> B after cleanup" --connect "$ADDR_B" --count 10 --parallel 5 \
         --expect-direct --expect-server B
+}
+
+# inbound_lines POD ORIG [PEER_IP]: "inbound" lines for ORIG in that pod's
+# sidecar log (from PEER_IP only, if given).
+inbound_lines() {
+    grep -c "^inbound peer=${3:+$3:}.* orig=$2\$" "$WORK/sidecar-pod$1.log"
+}
+
+# inbound_logged POD ORIG PEER_IP BEFORE N: that pod's sidecar logged at least N
+# more inbound connections for ORIG from PEER_IP than BEFORE.
+inbound_logged() {
+    local n
+    n=$(($(inbound_lines "$1" "$2" "$3") - $4))
+    if [ "$n" -lt "$5" ]; then
+        log "pod$1's sidecar logged $n inbound connections from $3 with orig=$2, expected $5"
+        return 1
+    fi
+    log "pod$1's sidecar logged $n inbound connections from $3 with orig=$2"
+}
+
+case_inbound_same_node() {
+    local before
+    before=$(inbound_lines 1 "$ADDR_P1" 10.231.2.2)
+    client "$(pod 2)" "pod2's sidecar (UID $SIDECAR_UID) -> pod1 $ADDR_P1" --uid "$SIDECAR_UID" \
+        --connect "$ADDR_P1" --count 20 --parallel 5 --expect-inbound-orig "$ADDR_P1" \
+        --expect-server P1 || return 1
+    inbound_logged 1 "$ADDR_P1" 10.231.2.2 "$before" 20
+}
+
+case_inbound_through_both_sidecars() {
+    local before out_before
+    before=$(inbound_lines 1 "$ADDR_P1" 10.231.2.2)
+    out_before=$(conn_lines 2 "$ADDR_P1")
+    client "$(pod 2)" "pod2's app -> pod1 $ADDR_P1" --connect "$ADDR_P1" --count 20 --parallel 5 \
+        --expect-orig "$ADDR_P1" --expect-inbound-orig "$ADDR_P1" --expect-server P1 || return 1
+    log "pod2's sidecar logged $(($(conn_lines 2 "$ADDR_P1") - out_before)) outbound connections with orig=$ADDR_P1"
+    inbound_logged 1 "$ADDR_P1" 10.231.2.2 "$before" 20
+}
+
+case_inbound_own_pod_direct() {
+    local before
+    before=$(inbound_lines 1 "$ADDR_P1")
+    client "$(pod 1)" "pod1's sidecar (UID $SIDECAR_UID) -> its own pod $ADDR_P1" \
+        --uid "$SIDECAR_UID" --connect "$ADDR_P1" --count 10 --parallel 5 --check-peer \
+        --expect-direct --expect-server P1 || return 1
+    client "$(pod 1)" "pod1's app -> its own pod $ADDR_P1" --connect "$ADDR_P1" --count 10 \
+        --parallel 5 --expect-orig "$ADDR_P1" --expect-server P1 || return 1
+    if [ "$(inbound_lines 1 "$ADDR_P1")" != "$before" ]; then
+        log "pod1's inbound sidecar saw connections it should not have:"
+        grep '^inbound ' "$WORK/sidecar-pod1.log" | tail -n 5 | sed 's/^/    | /'
+        return 1
+    fi
+}
+
+# map_count NAME: entries of a pinned map, from `meshwire-loader maps`.
+map_count() { mwl maps 2>&1 | awk -v m="$1" '$1 == m { print $2 }'; }
+
+# wait_map_empty NAME: waits up to 10 s for the map to hold no entries.
+wait_map_empty() {
+    local i n
+    for ((i = 0; i < 50; i++)); do
+        n=$(map_count "$1")
+        [ "$n" = 0 ] && break
+        sleep 0.2
+    done
+    if [ "$n" != 0 ]; then
+        log "$1 still holds ${n:-?} entries 10 s after the last connection closed"
+        mwl maps 2>&1 | sed 's/^/    | /'
+        return 1
+    fi
+    log "$1: 0 entries after $((i * 2 / 10)) s"
+}
+
+# stat_value NAME: one counter of `meshwire-loader stats`.
+stat_value() { mwl stats 2>/dev/null | awk -v s="$1" '$1 == s { print $2 }'; }
+
+case_inbound_cross_node() {
+    local before
+    before=$(inbound_lines 1 "$ADDR_P1" 10.231.254.2)
+    node2_client "node2 -> pod1 $ADDR_P1" --connect "$ADDR_P1" --count 20 --parallel 5 \
+        --check-peer --expect-inbound-orig "$ADDR_P1" --expect-server P1 || return 1
+    inbound_logged 1 "$ADDR_P1" 10.231.254.2 "$before" 20
+}
+
+case_inbound_cross_node_ip_options() {
+    local before opt rc=0
+    before=$(inbound_lines 1 "$ADDR_P1" 10.231.254.2)
+    for opt in nop rr ts; do
+        node2_client "node2 -> pod1 $ADDR_P1, IP options '$opt' on every segment" \
+            --ip-options "$opt" --connect "$ADDR_P1" --count 10 --parallel 5 --check-peer \
+            --expect-inbound-orig "$ADDR_P1" --expect-server P1 || rc=1
+    done
+    [ "$rc" -eq 0 ] || return 1
+    inbound_logged 1 "$ADDR_P1" 10.231.254.2 "$before" 30
+}
+
+case_flow_state_after_fin() {
+    # The cross-node cases above closed every connection with FINs.
+    wait_map_empty mw_flow4
+}
+
+case_flow_state_after_rst() {
+    local before after
+    before=$(stat_value tc_redirected)
+    node2_client "node2 -> pod1 $ADDR_P1, reset after the request" --rst --connect "$ADDR_P1" \
+        --count 20 --parallel 5 || return 1
+    after=$(stat_value tc_redirected)
+    if [ -z "$before" ] || [ -z "$after" ] || [ $((after - before)) -lt 20 ]; then
+        log "tc_redirected went from ${before:-?} to ${after:-?}: the resets were not on redirected flows"
+        return 1
+    fi
+    log "tc_redirected +$((after - before))"
+    wait_map_empty mw_flow4
+}
+
+# run_tc_case NAME FUNCTION: run_case for the cases of the tc datapath, which
+# need `pod add --ifname` (a loader without it says SKIP).
+run_tc_case() {
+    if [ -n "$HAVE_IFNAME" ]; then
+        run_case "$@"
+    else
+        echo "--- $1"
+        echo "SKIP: $1 (this meshwire-loader has no 'pod add --ifname': no tc datapath to test)"
+    fi
 }
 
 run_case() { # NAME FUNCTION
@@ -518,8 +740,8 @@ teardown() {
         echo "--- logs (failures above)"
         for f in "$WORK"/loader.log "$WORK"/sidecar-pod*.log "$WORK"/server-*.log; do
             [ -s "$f" ] || continue
-            echo "  $(basename "$f") (last lines, 'conn' lines left out):"
-            grep -v '^conn ' "$f" | tail -n 15 | sed 's/^/    | /'
+            echo "  $(basename "$f") (last lines, per-connection lines left out):"
+            grep -Ev '^(conn|inbound|route) ' "$f" | tail -n 15 | sed 's/^/    | /'
         done
     fi
 
@@ -591,15 +813,30 @@ if [ $# -ne 2 ]; then
 fi
 LOADER=$(readlink -f "$1")
 MWTEST=$(readlink -f "$2")
+HAVE_IFNAME=""
 
 echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST"
 preflight || exit 1
+"$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' && HAVE_IFNAME=1
 echo "--- setup"
 setup_workdir || { fail "setup: work dir and private bpffs"; exit 1; }
+# Loaders with a control API: a socket and state dir of this run's own.
+"$LOADER" --help 2>/dev/null | grep -q -- '--api-socket' && LOADER_OPTS+=(--api-socket "$WORK/api.sock")
+"$LOADER" --help 2>/dev/null | grep -q -- '--state-dir' && LOADER_OPTS+=(--state-dir "$WORK/state")
 setup_cgroup || { fail "setup: cgroup under $CG2"; exit 1; }
 setup_topology || { fail "setup: namespaces and veths"; exit 1; }
 start_servers || { fail "setup: servers"; exit 1; }
-log "cgroup $CG, pin dir $PIN, servers A=$ADDR_A B=$ADDR_B X=$ADDR_X C=$ADDR_C L=$ADDR_L (pod1)"
+log "cgroup $CG, pin dir $PIN, servers A=$ADDR_A B=$ADDR_B X=$ADDR_X C=$ADDR_C L=$ADDR_L (pod1)" \
+    "P1=$ADDR_P1 (pod1's app)"
+
+# Before the loader runs: a bad configuration must not get anywhere near attaching.
+run_case "1 refused start: a TOML syntax error names file, line and key; nothing pinned or attached" \
+    case_refused_syntax_error
+run_case "2 refused start: an unknown key names file, line and key; nothing pinned or attached" \
+    case_refused_unknown_key
+run_case "3 refused start: an invalid value (uid = 0) names file, line and key; nothing pinned or attached" \
+    case_refused_invalid_value
+
 if ! start_loader; then
     fail "setup: meshwire-loader run (attach to $CG)"
     exit 1
@@ -609,13 +846,24 @@ register_pod 1 || { fail "setup: register pod1"; exit 1; }
 register_pod 2 || { fail "setup: register pod2"; exit 1; }
 start_sidecars || { fail "setup: sidecars"; exit 1; }
 
-run_case "1 outbound connect is redirected through the pod's sidecar" case_1_outbound_redirect
-run_case "2 excluded port and excluded CIDR go direct" case_2_excluded_port_and_cidr
-run_case "3 127.0.0.1 goes direct" case_3_loopback_direct
-run_case "4 the sidecar UID's connections are not redirected" case_4_sidecar_uid_not_looped
-run_case "5 an unregistered namespace in the cgroup is untouched" case_5_unregistered_netns_untouched
-run_case "6 two meshed pods at once, 300 connections each, no mix-up" case_6_two_pods_concurrently
-run_case "7 no per-connection map entries left after 10000 connections" case_7_no_leaks
-run_case "8 pod del: an unregistered pod goes direct" case_8_pod_del
-run_case "9 cleanup: pin dir empty and nothing intercepted any more" case_9_cleanup_leaves_nothing
+run_case "4 outbound connect is redirected through the pod's sidecar" case_outbound_redirect
+run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
+run_case "6 127.0.0.1 goes direct" case_loopback_direct
+run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped
+run_case "8 an unregistered namespace in the cgroup is untouched" case_unregistered_netns_untouched
+run_case "9 two meshed pods at once, 300 connections each, no mix-up" case_two_pods_concurrently
+run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), then the app" \
+    case_inbound_same_node
+run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \
+    case_inbound_through_both_sidecars
+run_case "12 a sidecar dialling its own pod's IP is not redirected" case_inbound_own_pod_direct
+run_tc_case "13 cross-node inbound: node2 -> pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), client sees the port it dialled" \
+    case_inbound_cross_node
+run_tc_case "14 cross-node inbound with IPv4 options (nop, record route, timestamp) on the SYN" \
+    case_inbound_cross_node_ip_options
+run_tc_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin
+run_tc_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst
+run_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
+run_case "18 pod del: an unregistered pod goes direct" case_pod_del
+run_case "19 cleanup: pin dir empty and nothing intercepted any more" case_cleanup_leaves_nothing
 exit 0
