@@ -1,0 +1,688 @@
+//! The network configuration on stdin: decoded as JSON first (code 6), then
+//! checked key by key into [`NetConf`] (unsupported version 1, unknown key 2,
+//! anything else 7), each error naming the key and what was wrong.
+
+use std::fmt;
+use std::net::Ipv4Addr;
+use std::path::PathBuf;
+use std::str::FromStr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use serde_json::value::RawValue;
+use serde_json::{Map, Value};
+
+use crate::error::{code, CniError};
+
+/// The CNI specification versions meshwire-cni speaks, oldest first.
+pub const SUPPORTED_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+pub const LATEST_VERSION: &str = "1.1.0";
+
+/// Keys the specification defines for a plugin's configuration. meshwire-cni
+/// uses some and tolerates the rest; keys starting with "cni.dev/" are the
+/// runtime's and tolerated too.
+const SPEC_KEYS: &[&str] = &[
+    "cniVersion",
+    "cniVersions",
+    "name",
+    "type",
+    "args",
+    "capabilities",
+    "runtimeConfig",
+    "prevResult",
+    "ipMasq",
+    "ipam",
+    "dns",
+];
+/// meshwire-cni's own keys (see the crate documentation).
+const PLUGIN_KEYS: &[&str] = &[
+    "loaderSocket",
+    "loaderTimeoutSeconds",
+    "failPolicy",
+    "namespaces",
+    "excludeOutboundPorts",
+    "excludeOutboundCIDRs",
+    "excludeInboundPorts",
+];
+const NAMESPACES_KEYS: &[&str] = &["include", "exclude"];
+const OVERRIDE_KEYS: &[&str] = &["mesh", "excludeOutboundPorts", "excludeOutboundCIDRs", "excludeInboundPorts"];
+
+pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
+const MAX_TIMEOUT_SECONDS: u64 = 300;
+
+/// A CNI specification version, e.g. 0.4.0.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub struct Version(pub u32, pub u32, pub u32);
+
+impl Version {
+    pub const V0_4_0: Version = Version(0, 4, 0);
+    pub const V1_1_0: Version = Version(1, 1, 0);
+
+    /// A version meshwire-cni supports, or None.
+    pub fn supported(s: &str) -> Option<Version> {
+        if !SUPPORTED_VERSIONS.contains(&s) {
+            return None;
+        }
+        let mut it = s.split('.').map(|p| p.parse::<u32>().expect("supported versions are numeric"));
+        Some(Version(it.next()?, it.next()?, it.next()?))
+    }
+}
+
+impl fmt::Display for Version {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}.{}.{}", self.0, self.1, self.2)
+    }
+}
+
+/// "closed": no pod is started un-meshed; "open": a pod the loader cannot take
+/// is started un-meshed, with a note on stderr.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailPolicy {
+    Closed,
+    Open,
+}
+
+/// An IPv4 network, host bits zero (the loader's rule).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Cidr4 {
+    pub addr: Ipv4Addr,
+    pub len: u8,
+}
+
+impl FromStr for Cidr4 {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        let (addr, len) = match s.split_once('/') {
+            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("bad prefix length in {s:?}"))?),
+            None => (s, 32),
+        };
+        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?} is not an IPv4 address or CIDR"))?;
+        if len > 32 {
+            return Err(format!("prefix length {len} in {s:?} is over 32"));
+        }
+        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
+        if u32::from(addr) & !mask != 0 {
+            let net = Ipv4Addr::from(u32::from(addr) & mask);
+            return Err(format!("{s:?} has host bits set; did you mean \"{net}/{len}\"?"));
+        }
+        Ok(Cidr4 { addr, len })
+    }
+}
+
+impl fmt::Display for Cidr4 {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "{}/{}", self.addr, self.len)
+    }
+}
+
+/// Per-pod exclusions sent to the loader (on top of its node-wide lists).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Exclusions {
+    pub outbound_ports: Vec<u16>,
+    pub outbound_cidrs: Vec<Cidr4>,
+    pub inbound_ports: Vec<u16>,
+}
+
+/// Which Kubernetes namespaces are meshed.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Namespaces {
+    pub include: Vec<String>,
+    pub exclude: Vec<String>,
+}
+
+impl Namespaces {
+    /// None: meshed. Some(reason): not meshed, and why.
+    pub fn skip_reason(&self, namespace: Option<&str>) -> Option<String> {
+        match namespace {
+            Some(ns) if self.exclude.iter().any(|e| e == ns) => Some(format!("namespace {ns:?} is in namespaces.exclude")),
+            Some(ns) if !self.include.is_empty() && !self.include.iter().any(|i| i == ns) => {
+                Some(format!("namespace {ns:?} is not in namespaces.include"))
+            }
+            None if !self.include.is_empty() => {
+                Some("CNI_ARGS has no K8S_POD_NAMESPACE and namespaces.include is set".to_string())
+            }
+            _ => None,
+        }
+    }
+}
+
+/// meshwire-cni's own settings, from the plugin's entry in the network configuration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PluginConfig {
+    pub loader_socket: PathBuf,
+    pub timeout: Duration,
+    pub fail_policy: FailPolicy,
+    pub namespaces: Namespaces,
+    pub exclusions: Exclusions,
+}
+
+/// Per-pod settings from runtimeConfig.meshwire or args.cni.meshwire; a key
+/// given there replaces the network's value for that pod.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodOverride {
+    pub mesh: Option<bool>,
+    pub outbound_ports: Option<Vec<u16>>,
+    pub outbound_cidrs: Option<Vec<Cidr4>>,
+    pub inbound_ports: Option<Vec<u16>>,
+}
+
+impl PodOverride {
+    /// `self` over `under`, key by key.
+    fn over(self, under: PodOverride) -> PodOverride {
+        PodOverride {
+            mesh: self.mesh.or(under.mesh),
+            outbound_ports: self.outbound_ports.or(under.outbound_ports),
+            outbound_cidrs: self.outbound_cidrs.or(under.outbound_cidrs),
+            inbound_ports: self.inbound_ports.or(under.inbound_ports),
+        }
+    }
+
+    pub fn apply(&self, base: &Exclusions) -> Exclusions {
+        Exclusions {
+            outbound_ports: self.outbound_ports.clone().unwrap_or_else(|| base.outbound_ports.clone()),
+            outbound_cidrs: self.outbound_cidrs.clone().unwrap_or_else(|| base.outbound_cidrs.clone()),
+            inbound_ports: self.inbound_ports.clone().unwrap_or_else(|| base.inbound_ports.clone()),
+        }
+    }
+}
+
+/// The previous plugin's result: its exact text (handed back on ADD) and its value.
+#[derive(Debug, Clone, PartialEq)]
+pub struct PrevResult {
+    pub raw: String,
+    pub value: Value,
+}
+
+/// GC's list of attachments still in use: (containerID, ifname).
+pub type Attachments = Vec<(String, String)>;
+
+/// The validated network configuration.
+#[derive(Debug, Clone, PartialEq)]
+pub struct NetConf {
+    pub cni_version: Version,
+    pub name: String,
+    pub plugin: PluginConfig,
+    pub pod_override: PodOverride,
+    pub prev_result: Option<PrevResult>,
+    pub valid_attachments: Option<Attachments>,
+}
+
+fn invalid(msg: impl Into<String>) -> CniError {
+    CniError::new(code::INVALID_CONFIG, msg)
+}
+
+/// Decodes stdin into a JSON object (code 6 when it is not one).
+pub fn decode(stdin: &str) -> Result<Map<String, Value>, CniError> {
+    if stdin.trim().is_empty() {
+        return Err(CniError::new(code::DECODE, "no network configuration on stdin (expected a JSON object)"));
+    }
+    match serde_json::from_str::<Value>(stdin) {
+        Ok(Value::Object(m)) => Ok(m),
+        Ok(other) => Err(CniError::new(
+            code::DECODE,
+            format!("the network configuration on stdin must be a JSON object, not {}", kind(&other)),
+        )),
+        Err(e) => Err(CniError::new(code::DECODE, format!("the network configuration on stdin is not valid JSON: {e}"))),
+    }
+}
+
+fn kind(v: &Value) -> &'static str {
+    match v {
+        Value::Null => "null",
+        Value::Bool(_) => "a boolean",
+        Value::Number(_) => "a number",
+        Value::String(_) => "a string",
+        Value::Array(_) => "an array",
+        Value::Object(_) => "an object",
+    }
+}
+
+/// The configuration's cniVersion, if it is one meshwire-cni supports.
+pub fn version(obj: &Map<String, Value>) -> Result<Version, CniError> {
+    match obj.get("cniVersion") {
+        None | Some(Value::Null) => Err(CniError::new(
+            code::INCOMPATIBLE_VERSION,
+            format!("the network configuration has no cniVersion (that means 0.1.0); meshwire-cni supports {}", SUPPORTED_VERSIONS.join(", ")),
+        )),
+        Some(Value::String(s)) => Version::supported(s).ok_or_else(|| {
+            CniError::new(
+                code::INCOMPATIBLE_VERSION,
+                format!("cniVersion {s:?} is not supported; meshwire-cni supports {}", SUPPORTED_VERSIONS.join(", ")),
+            )
+        }),
+        Some(other) => Err(invalid(format!("cniVersion must be a string like \"1.0.0\", not {}", kind(other)))),
+    }
+}
+
+fn unknown_keys(obj: &Map<String, Value>, known: &[&[&str]], path: &str) -> Result<(), CniError> {
+    for key in obj.keys() {
+        if key.starts_with("cni.dev/") && path.is_empty() {
+            continue;
+        }
+        if known.iter().any(|set| set.contains(&key.as_str())) {
+            continue;
+        }
+        let mut msg = format!("unsupported field {:?} in the meshwire-cni configuration", join(path, key));
+        if let Some(k) = known.iter().flat_map(|s| s.iter()).find(|k| k.eq_ignore_ascii_case(key)) {
+            msg.push_str(&format!("; did you mean {k:?}?"));
+        } else {
+            let ours: Vec<&str> = known.iter().flat_map(|s| s.iter().copied()).filter(|k| !SPEC_KEYS.contains(k)).collect();
+            msg.push_str(&format!(" (meshwire-cni's keys here: {})", ours.join(", ")));
+        }
+        return Err(CniError::new(code::UNSUPPORTED_FIELD, msg));
+    }
+    Ok(())
+}
+
+fn join(path: &str, key: &str) -> String {
+    if path.is_empty() {
+        key.to_string()
+    } else {
+        format!("{path}.{key}")
+    }
+}
+
+fn object<'a>(v: &'a Value, path: &str) -> Result<&'a Map<String, Value>, CniError> {
+    v.as_object().ok_or_else(|| invalid(format!("{path} must be an object, not {}", kind(v))))
+}
+
+fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, CniError> {
+    v.as_str().ok_or_else(|| invalid(format!("{path} must be a string, not {}", kind(v))))
+}
+
+fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, CniError> {
+    v.as_array().ok_or_else(|| invalid(format!("{path} must be a list, not {}", kind(v))))
+}
+
+fn ports(v: &Value, path: &str) -> Result<Vec<u16>, CniError> {
+    let mut out = Vec::new();
+    for (i, p) in array(v, path)?.iter().enumerate() {
+        let port = p.as_u64().filter(|n| (1..=65535).contains(n)).ok_or_else(|| invalid(format!("{path}[{i}]: {p} is not a port (1-65535)")))?;
+        if !out.contains(&(port as u16)) {
+            out.push(port as u16);
+        }
+    }
+    Ok(out)
+}
+
+fn cidrs(v: &Value, path: &str) -> Result<Vec<Cidr4>, CniError> {
+    let mut out = Vec::new();
+    for (i, c) in array(v, path)?.iter().enumerate() {
+        let s = string(c, &format!("{path}[{i}]"))?;
+        let cidr = s.parse::<Cidr4>().map_err(|m| invalid(format!("{path}[{i}]: {m}")))?;
+        if !out.contains(&cidr) {
+            out.push(cidr);
+        }
+    }
+    Ok(out)
+}
+
+fn names(v: &Value, path: &str) -> Result<Vec<String>, CniError> {
+    let mut out = Vec::new();
+    for (i, n) in array(v, path)?.iter().enumerate() {
+        let s = string(n, &format!("{path}[{i}]"))?;
+        if s.is_empty() {
+            return Err(invalid(format!("{path}[{i}]: empty namespace name")));
+        }
+        out.push(s.to_string());
+    }
+    Ok(out)
+}
+
+/// The specification's rule for network names.
+fn network_name(obj: &Map<String, Value>) -> Result<String, CniError> {
+    let v = obj.get("name").ok_or_else(|| invalid("the network configuration has no \"name\""))?;
+    let s = string(v, "name")?;
+    let ok = s.chars().next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'));
+    if !ok {
+        return Err(invalid(format!(
+            "name {s:?} is not a network name (an alphanumeric character, then alphanumerics, '_', '.' or '-')"
+        )));
+    }
+    Ok(s.to_string())
+}
+
+fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
+    let loader_socket = match obj.get("loaderSocket") {
+        None => PathBuf::from(meshwire_api::DEFAULT_SOCKET),
+        Some(v) => {
+            let s = string(v, "loaderSocket")?;
+            if !s.starts_with('/') {
+                return Err(invalid(format!("loaderSocket {s:?} must be an absolute path (the loader's [api] socket)")));
+            }
+            PathBuf::from(s)
+        }
+    };
+    let timeout = match obj.get("loaderTimeoutSeconds") {
+        None => Duration::from_secs(DEFAULT_TIMEOUT_SECONDS),
+        Some(v) => match v.as_u64() {
+            Some(n) if (1..=MAX_TIMEOUT_SECONDS).contains(&n) => Duration::from_secs(n),
+            _ => return Err(invalid(format!("loaderTimeoutSeconds: {v} is not a whole number of seconds from 1 to {MAX_TIMEOUT_SECONDS}"))),
+        },
+    };
+    let fail_policy = match obj.get("failPolicy") {
+        None => FailPolicy::Closed,
+        Some(v) => match string(v, "failPolicy")? {
+            "closed" => FailPolicy::Closed,
+            "open" => FailPolicy::Open,
+            other => return Err(invalid(format!("failPolicy {other:?} is neither \"closed\" (the default) nor \"open\""))),
+        },
+    };
+    let namespaces = match obj.get("namespaces") {
+        None => Namespaces::default(),
+        Some(v) => {
+            let m = object(v, "namespaces")?;
+            unknown_keys(m, &[NAMESPACES_KEYS], "namespaces")?;
+            Namespaces {
+                include: m.get("include").map(|v| names(v, "namespaces.include")).transpose()?.unwrap_or_default(),
+                exclude: m.get("exclude").map(|v| names(v, "namespaces.exclude")).transpose()?.unwrap_or_default(),
+            }
+        }
+    };
+    let exclusions = Exclusions {
+        outbound_ports: obj.get("excludeOutboundPorts").map(|v| ports(v, "excludeOutboundPorts")).transpose()?.unwrap_or_default(),
+        outbound_cidrs: obj.get("excludeOutboundCIDRs").map(|v| cidrs(v, "excludeOutboundCIDRs")).transpose()?.unwrap_or_default(),
+        inbound_ports: obj.get("excludeInboundPorts").map(|v| ports(v, "excludeInboundPorts")).transpose()?.unwrap_or_default(),
+    };
+    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions })
+}
+
+fn pod_override(v: &Value, path: &str) -> Result<PodOverride, CniError> {
+    let m = object(v, path)?;
+    unknown_keys(m, &[OVERRIDE_KEYS], path)?;
+    Ok(PodOverride {
+        mesh: m
+            .get("mesh")
+            .map(|v| v.as_bool().ok_or_else(|| invalid(format!("{path}.mesh must be true or false, not {}", kind(v)))))
+            .transpose()?,
+        outbound_ports: m.get("excludeOutboundPorts").map(|v| ports(v, &format!("{path}.excludeOutboundPorts"))).transpose()?,
+        outbound_cidrs: m.get("excludeOutboundCIDRs").map(|v| cidrs(v, &format!("{path}.excludeOutboundCIDRs"))).transpose()?,
+        inbound_ports: m.get("excludeInboundPorts").map(|v| ports(v, &format!("{path}.excludeInboundPorts"))).transpose()?,
+    })
+}
+
+/// runtimeConfig.meshwire over args.cni.meshwire. Other keys of runtimeConfig
+/// and args belong to the runtime and are left alone.
+fn pod_overrides(obj: &Map<String, Value>) -> Result<PodOverride, CniError> {
+    let mut from_args = PodOverride::default();
+    if let Some(args) = obj.get("args") {
+        if let Some(cni) = object(args, "args")?.get("cni") {
+            if let Some(m) = object(cni, "args.cni")?.get("meshwire") {
+                from_args = pod_override(m, "args.cni.meshwire")?;
+            }
+        }
+    }
+    let mut from_runtime = PodOverride::default();
+    if let Some(rc) = obj.get("runtimeConfig") {
+        if let Some(m) = object(rc, "runtimeConfig")?.get("meshwire") {
+            from_runtime = pod_override(m, "runtimeConfig.meshwire")?;
+        }
+    }
+    Ok(from_runtime.over(from_args))
+}
+
+fn attachments(v: &Value, path: &str) -> Result<Attachments, CniError> {
+    let mut out = Vec::new();
+    for (i, a) in array(v, path)?.iter().enumerate() {
+        let p = format!("{path}[{i}]");
+        let m = object(a, &p)?;
+        let field = |k: &str| -> Result<String, CniError> {
+            let v = m.get(k).ok_or_else(|| invalid(format!("{p} has no {k:?}")))?;
+            Ok(string(v, &format!("{p}.{k}"))?.to_string())
+        };
+        out.push((field("containerID")?, field("ifname")?));
+    }
+    Ok(out)
+}
+
+#[derive(Deserialize)]
+struct RawPrev<'a> {
+    #[serde(rename = "prevResult", borrow, default)]
+    prev: Option<&'a RawValue>,
+}
+
+/// Checks the decoded configuration into a [`NetConf`]. `stdin` is the text
+/// `obj` was decoded from (for prevResult's exact text).
+pub fn parse(stdin: &str, obj: &Map<String, Value>) -> Result<NetConf, CniError> {
+    let cni_version = version(obj)?;
+    unknown_keys(obj, &[SPEC_KEYS, PLUGIN_KEYS], "")?;
+    let name = network_name(obj)?;
+    match obj.get("type") {
+        None => return Err(invalid("the network configuration has no \"type\"")),
+        Some(v) if string(v, "type")?.is_empty() => return Err(invalid("\"type\" is empty")),
+        Some(_) => {}
+    }
+    let plugin = plugin_config(obj)?;
+    let pod_override = pod_overrides(obj)?;
+    let prev_result = match obj.get("prevResult") {
+        None | Some(Value::Null) => None,
+        Some(v @ Value::Object(_)) => {
+            let raw: RawPrev = serde_json::from_str(stdin).map_err(|e| CniError::new(code::DECODE, format!("prevResult: {e}")))?;
+            let raw = raw.prev.map(|r| r.get().to_string()).unwrap_or_default();
+            Some(PrevResult { raw, value: v.clone() })
+        }
+        Some(other) => return Err(invalid(format!("prevResult must be an object (the previous plugin's result), not {}", kind(other)))),
+    };
+    // libcni sends the list under both names (a typo in an early 1.1 draft).
+    let valid_attachments = match obj.get("cni.dev/valid-attachments").or_else(|| obj.get("cni.dev/attachments")) {
+        None | Some(Value::Null) => None,
+        Some(v) => Some(attachments(v, "cni.dev/valid-attachments")?),
+    };
+    Ok(NetConf { cni_version, name, plugin, pod_override, prev_result, valid_attachments })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use serde_json::json;
+
+    fn conf(v: Value) -> Result<NetConf, CniError> {
+        let s = v.to_string();
+        parse(&s, &decode(&s)?)
+    }
+
+    fn base() -> Value {
+        json!({"cniVersion": "1.0.0", "name": "k8s-pod-network", "type": "meshwire-cni"})
+    }
+
+    fn with(extra: Value) -> Value {
+        let mut b = base();
+        for (k, v) in extra.as_object().unwrap() {
+            b[k] = v.clone();
+        }
+        b
+    }
+
+    fn err(v: Value) -> CniError {
+        conf(v).unwrap_err()
+    }
+
+    #[test]
+    fn minimal_configuration_has_the_defaults() {
+        let c = conf(base()).unwrap();
+        assert_eq!(c.cni_version, Version(1, 0, 0));
+        assert_eq!(c.name, "k8s-pod-network");
+        assert_eq!(c.plugin.loader_socket, PathBuf::from("/run/meshwire/loader.sock"));
+        assert_eq!(c.plugin.timeout, Duration::from_secs(10));
+        assert_eq!(c.plugin.fail_policy, FailPolicy::Closed);
+        assert_eq!(c.plugin.namespaces, Namespaces::default());
+        assert_eq!(c.plugin.exclusions, Exclusions::default());
+        assert_eq!(c.pod_override, PodOverride::default());
+        assert_eq!(c.prev_result, None);
+        assert_eq!(c.valid_attachments, None);
+    }
+
+    #[test]
+    fn every_key() {
+        let c = conf(with(json!({
+            "loaderSocket": "/run/mw/x.sock",
+            "loaderTimeoutSeconds": 3,
+            "failPolicy": "open",
+            "namespaces": {"include": ["shop", "pay"], "exclude": ["kube-system"]},
+            "excludeOutboundPorts": [22, 22, 443],
+            "excludeOutboundCIDRs": ["10.96.0.0/12", "192.0.2.7"],
+            "excludeInboundPorts": [9090],
+            "capabilities": {"meshwire": true},
+            "ipam": {}, "dns": {}, "ipMasq": false, "cniVersions": ["1.0.0"],
+            "cni.dev/something-new": 1,
+        })))
+        .unwrap();
+        assert_eq!(c.plugin.loader_socket, PathBuf::from("/run/mw/x.sock"));
+        assert_eq!(c.plugin.timeout, Duration::from_secs(3));
+        assert_eq!(c.plugin.fail_policy, FailPolicy::Open);
+        assert_eq!(c.plugin.namespaces.include, vec!["shop", "pay"]);
+        assert_eq!(c.plugin.namespaces.exclude, vec!["kube-system"]);
+        assert_eq!(c.plugin.exclusions.outbound_ports, vec![22, 443]);
+        assert_eq!(
+            c.plugin.exclusions.outbound_cidrs,
+            vec![Cidr4 { addr: Ipv4Addr::new(10, 96, 0, 0), len: 12 }, Cidr4 { addr: Ipv4Addr::new(192, 0, 2, 7), len: 32 }]
+        );
+        assert_eq!(c.plugin.exclusions.inbound_ports, vec![9090]);
+    }
+
+    #[test]
+    fn versions() {
+        for v in SUPPORTED_VERSIONS {
+            assert_eq!(conf(with(json!({"cniVersion": v}))).unwrap().cni_version.to_string(), *v);
+        }
+        for v in ["0.2.0", "0.1.0", "2.0.0", "1.0", ""] {
+            let e = err(with(json!({"cniVersion": v})));
+            assert_eq!(e.code, code::INCOMPATIBLE_VERSION, "{v}");
+            assert!(e.msg.contains("0.3.0, 0.3.1, 0.4.0, 1.0.0, 1.1.0"), "{e}");
+        }
+        let mut no_version = base();
+        no_version.as_object_mut().unwrap().remove("cniVersion");
+        assert_eq!(err(no_version).code, code::INCOMPATIBLE_VERSION);
+        assert_eq!(err(with(json!({"cniVersion": 1}))).code, code::INVALID_CONFIG);
+    }
+
+    #[test]
+    fn decode_failures() {
+        for bad in ["", "  \n", "{", "not json", "{\"a\":1}}"] {
+            assert_eq!(decode(bad).unwrap_err().code, code::DECODE, "{bad:?}");
+        }
+        let e = decode("[1,2]").unwrap_err();
+        assert_eq!(e.code, code::DECODE);
+        assert!(e.msg.contains("must be a JSON object, not an array"), "{e}");
+    }
+
+    #[test]
+    fn missing_and_bad_standard_fields() {
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("name");
+        assert!(err(v).msg.contains("has no \"name\""));
+        let mut v = base();
+        v.as_object_mut().unwrap().remove("type");
+        assert!(err(v).msg.contains("has no \"type\""));
+        assert!(err(with(json!({"name": "bad name"}))).msg.contains("is not a network name"));
+        assert_eq!(err(with(json!({"name": 5}))).code, code::INVALID_CONFIG);
+        assert!(err(with(json!({"type": ""}))).msg.contains("\"type\" is empty"));
+        assert!(err(with(json!({"prevResult": [1]}))).msg.contains("prevResult must be an object"));
+    }
+
+    #[test]
+    fn unknown_keys_are_code_2_with_a_hint() {
+        let e = err(with(json!({"failpolicy": "open"})));
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("\"failpolicy\"") && e.msg.contains("did you mean \"failPolicy\"?"), "{e}");
+        let e = err(with(json!({"frobnicate": 1})));
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("loaderSocket"), "{e}");
+        let e = err(with(json!({"namespaces": {"inclde": []}})));
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("namespaces.inclde"), "{e}");
+        let e = err(with(json!({"runtimeConfig": {"meshwire": {"excludePorts": [1]}}})));
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("runtimeConfig.meshwire.excludePorts"), "{e}");
+        // Other runtimeConfig and args keys are the runtime's business.
+        assert!(conf(with(json!({"runtimeConfig": {"portMappings": []}, "args": {"cni": {"x": 1}, "k8s": 2}}))).is_ok());
+    }
+
+    #[test]
+    fn bad_values_name_the_key() {
+        let cases = [
+            (json!({"loaderSocket": "run/x.sock"}), "loaderSocket \"run/x.sock\" must be an absolute path"),
+            (json!({"loaderSocket": 1}), "loaderSocket must be a string"),
+            (json!({"loaderTimeoutSeconds": 0}), "loaderTimeoutSeconds: 0 is not"),
+            (json!({"loaderTimeoutSeconds": 1.5}), "loaderTimeoutSeconds: 1.5 is not"),
+            (json!({"failPolicy": "ignore"}), "failPolicy \"ignore\" is neither"),
+            (json!({"namespaces": ["a"]}), "namespaces must be an object"),
+            (json!({"namespaces": {"include": "a"}}), "namespaces.include must be a list"),
+            (json!({"namespaces": {"exclude": [""]}}), "namespaces.exclude[0]: empty namespace name"),
+            (json!({"namespaces": {"exclude": [1]}}), "namespaces.exclude[0] must be a string"),
+            (json!({"excludeOutboundPorts": [80, 0]}), "excludeOutboundPorts[1]: 0 is not a port"),
+            (json!({"excludeOutboundPorts": [65536]}), "excludeOutboundPorts[0]: 65536 is not a port"),
+            (json!({"excludeInboundPorts": ["80"]}), "excludeInboundPorts[0]: \"80\" is not a port"),
+            (json!({"excludeOutboundCIDRs": ["10.1.2.3/16"]}), "did you mean \"10.1.0.0/16\"?"),
+            (json!({"excludeOutboundCIDRs": ["10.0.0.0/33"]}), "prefix length 33"),
+            (json!({"excludeOutboundCIDRs": ["fd00::/8"]}), "is not an IPv4 address or CIDR"),
+            (json!({"excludeOutboundCIDRs": "10.0.0.0/8"}), "excludeOutboundCIDRs must be a list"),
+            (json!({"runtimeConfig": []}), "runtimeConfig must be an object"),
+            (json!({"runtimeConfig": {"meshwire": {"mesh": "no"}}}), "runtimeConfig.meshwire.mesh must be true or false"),
+            (json!({"args": {"cni": {"meshwire": {"excludeOutboundPorts": [-1]}}}}), "args.cni.meshwire.excludeOutboundPorts[0]: -1"),
+            (json!({"args": {"cni": 3}}), "args.cni must be an object"),
+            (json!({"cni.dev/valid-attachments": [{"containerID": "a"}]}), "cni.dev/valid-attachments[0] has no \"ifname\""),
+            (json!({"cni.dev/valid-attachments": {}}), "cni.dev/valid-attachments must be a list"),
+        ];
+        for (extra, want) in cases {
+            let e = err(with(extra.clone()));
+            assert_eq!(e.code, code::INVALID_CONFIG, "{extra}: {e}");
+            assert!(e.msg.contains(want), "{extra}: {e} (wanted {want:?})");
+        }
+    }
+
+    #[test]
+    fn pod_overrides_runtime_config_over_args_over_network() {
+        let c = conf(with(json!({
+            "excludeOutboundPorts": [22],
+            "excludeOutboundCIDRs": ["10.0.0.0/8"],
+            "excludeInboundPorts": [9090],
+            "args": {"cni": {"meshwire": {"excludeOutboundPorts": [1, 2], "excludeInboundPorts": [], "mesh": false}}},
+            "runtimeConfig": {"meshwire": {"excludeOutboundPorts": [3], "mesh": true}},
+        })))
+        .unwrap();
+        assert_eq!(c.pod_override.mesh, Some(true));
+        let ex = c.pod_override.apply(&c.plugin.exclusions);
+        assert_eq!(ex.outbound_ports, vec![3]);
+        assert_eq!(ex.outbound_cidrs, c.plugin.exclusions.outbound_cidrs);
+        assert_eq!(ex.inbound_ports, Vec::<u16>::new());
+    }
+
+    #[test]
+    fn namespace_selection() {
+        let all = Namespaces::default();
+        assert_eq!(all.skip_reason(Some("a")), None);
+        assert_eq!(all.skip_reason(None), None);
+        let ex = Namespaces { include: vec![], exclude: vec!["kube-system".into()] };
+        assert!(ex.skip_reason(Some("kube-system")).unwrap().contains("namespaces.exclude"));
+        assert_eq!(ex.skip_reason(Some("shop")), None);
+        assert_eq!(ex.skip_reason(None), None);
+        let inc = Namespaces { include: vec!["shop".into()], exclude: vec!["shop".into()] };
+        assert!(inc.skip_reason(Some("shop")).unwrap().contains("exclude"), "exclude wins");
+        let inc = Namespaces { include: vec!["shop".into()], exclude: vec![] };
+        assert_eq!(inc.skip_reason(Some("shop")), None);
+        assert!(inc.skip_reason(Some("pay")).unwrap().contains("not in namespaces.include"));
+        assert!(inc.skip_reason(None).unwrap().contains("no K8S_POD_NAMESPACE"));
+    }
+
+    #[test]
+    fn prev_result_keeps_its_exact_text() {
+        let stdin = "{\"cniVersion\":\"0.4.0\",\"name\":\"n\",\"type\":\"meshwire-cni\",\n \"prevResult\": {\"cniVersion\":\"0.4.0\", \"ips\" : [ ],\"z\":1,\"a\":2} }";
+        let c = parse(stdin, &decode(stdin).unwrap()).unwrap();
+        let p = c.prev_result.unwrap();
+        assert_eq!(p.raw, "{\"cniVersion\":\"0.4.0\", \"ips\" : [ ],\"z\":1,\"a\":2}");
+        assert_eq!(p.value["z"], 1);
+        assert_eq!(conf(with(json!({"prevResult": null}))).unwrap().prev_result, None);
+    }
+
+    #[test]
+    fn gc_attachments_under_either_name() {
+        let list = json!([{"containerID": "c1", "ifname": "eth0"}, {"containerID": "c2", "ifname": "net1"}]);
+        let want = Some(vec![("c1".to_string(), "eth0".to_string()), ("c2".to_string(), "net1".to_string())]);
+        assert_eq!(conf(with(json!({"cni.dev/valid-attachments": list}))).unwrap().valid_attachments, want);
+        assert_eq!(conf(with(json!({"cni.dev/attachments": list}))).unwrap().valid_attachments, want);
+        assert_eq!(conf(with(json!({"cni.dev/valid-attachments": []}))).unwrap().valid_attachments, Some(vec![]));
+    }
+}
