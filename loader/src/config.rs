@@ -19,6 +19,7 @@ pub const DEFAULT_TOML: &str = include_str!("../../config/default.toml");
 pub struct Config {
     pub sidecar: Sidecar,
     pub outbound: Outbound,
+    pub inbound: Inbound,
     pub bpf: BpfSettings,
     pub log_level: log::LevelFilter,
 }
@@ -35,6 +36,12 @@ pub struct Sidecar {
 pub struct Outbound {
     pub exclude_ports: Vec<u16>,
     pub exclude_cidrs: Vec<Cidr4>,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Inbound {
+    /// Node-wide: pods' ports reached directly from other nodes.
+    pub exclude_ports: Vec<u16>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -108,6 +115,7 @@ impl std::error::Error for ConfigError {}
 struct RawConfig {
     sidecar: RawSidecar,
     outbound: RawOutbound,
+    inbound: RawInbound,
     bpf: RawBpf,
     log: RawLog,
 }
@@ -125,6 +133,12 @@ struct RawSidecar {
 struct RawOutbound {
     exclude_ports: Option<Vec<Spanned<u16>>>,
     exclude_cidrs: Option<Vec<Spanned<String>>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawInbound {
+    exclude_ports: Option<Vec<Spanned<u16>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -233,13 +247,14 @@ impl Config {
             });
         }
 
-        let exclude_ports = match raw.outbound.exclude_ports {
-            None => defaults.exclude_ports.clone(),
-            Some(list) => list
-                .into_iter()
-                .map(|p| port(Some(p), "outbound.exclude_ports", 0))
-                .collect::<Result<Vec<_>, _>>()?,
+        let port_list = |v: Option<Vec<Spanned<u16>>>, key: &str, default: &[u16]| -> Result<Vec<u16>, ConfigError> {
+            match v {
+                None => Ok(default.to_vec()),
+                Some(list) => list.into_iter().map(|p| port(Some(p), key, 0)).collect(),
+            }
         };
+        let exclude_ports = port_list(raw.outbound.exclude_ports, "outbound.exclude_ports", &defaults.exclude_ports)?;
+        let in_exclude_ports = port_list(raw.inbound.exclude_ports, "inbound.exclude_ports", &defaults.in_exclude_ports)?;
         let exclude_cidrs = match raw.outbound.exclude_cidrs {
             None => defaults.exclude_cidrs.clone(),
             Some(list) => list
@@ -278,6 +293,7 @@ impl Config {
         Ok(Config {
             sidecar: Sidecar { uid, outbound_port, inbound_port },
             outbound: Outbound { exclude_ports, exclude_cidrs },
+            inbound: Inbound { exclude_ports: in_exclude_ports },
             bpf: BpfSettings { pin_dir, cgroup, debug },
             log_level,
         })
@@ -303,6 +319,7 @@ struct Defaults {
     inbound_port: u16,
     exclude_ports: Vec<u16>,
     exclude_cidrs: Vec<Cidr4>,
+    in_exclude_ports: Vec<u16>,
     pin_dir: PathBuf,
     cgroup: Option<PathBuf>,
     debug: bool,
@@ -317,6 +334,7 @@ impl Defaults {
             inbound_port: 15003,
             exclude_ports: Vec::new(),
             exclude_cidrs: Vec::new(),
+            in_exclude_ports: Vec::new(),
             pin_dir: PathBuf::from("/sys/fs/bpf/meshwire"),
             cgroup: None,
             debug: false,
@@ -401,6 +419,21 @@ mod tests {
         assert_eq!(e.key.as_deref(), Some("sidecar.outbound_port"));
         let e = err("[sidecar]\noutbound_port = 0\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("sidecar.outbound_port")));
+    }
+
+    #[test]
+    fn inbound_exclusions_are_ports() {
+        let c = Config::parse("t.toml", "[inbound]\nexclude_ports = [9090, 8081]\n").unwrap();
+        assert_eq!(c.inbound.exclude_ports, vec![9090, 8081]);
+        assert_eq!(c.outbound.exclude_ports, Vec::<u16>::new(), "the outbound list is another list");
+        assert_eq!(Config::default_config().inbound.exclude_ports, Vec::<u16>::new());
+        let e = err("[inbound]\nexclude_ports = [\n  9090,\n  0,\n]\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("inbound.exclude_ports")));
+        assert!(e.message.contains("port 0"), "{e}");
+        let e = err("[inbound]\nexclude_ports = [70000]\n");
+        assert_eq!(e.key.as_deref(), Some("inbound.exclude_ports"));
+        let e = err("[inbound]\nexclude_cidrs = []\n");
+        assert!(e.message.contains("unknown field `exclude_cidrs`"), "{e}");
     }
 
     #[test]

@@ -10,17 +10,21 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::layout::{Cidr4Key, PortKey, Settings, DIR_OUT};
+use crate::layout::{Cidr4Key, In4Key, PortKey, Settings, DIR_OUT};
 use crate::libbpf::{self, MapFd, Object};
 use crate::objects;
 use crate::pins::{self, Pins};
 use crate::system::{self, Cgroup};
+use crate::tc;
 
 /// Where a program attaches, with what it needs to attach there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
     /// cgroup/connect4, cgroup/getsockopt, sockops: a cgroup v2 directory.
     Cgroup,
+    /// tc (bpf/bpf_tc.c): pinned under progs/, attached per pod from there
+    /// (`pod add --ifname`, tc::attach_pod); pods' links move to a new program.
+    TcPinned,
 }
 
 /// One program of the datapath.
@@ -35,6 +39,8 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { object: "meshwire_sock", program: "mw_sock4_connect", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sockops", program: "mw_sockops", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sockopt", program: "mw_sockopt_get", hook: Hook::Cgroup },
+    ProgramSpec { object: "meshwire_tc", program: "mw_tc_ingress", hook: Hook::TcPinned },
+    ProgramSpec { object: "meshwire_tc", program: "mw_tc_egress", hook: Hook::TcPinned },
 ];
 
 /// The cgroup the programs attach to: the configured one, or the cgroup2 root.
@@ -142,6 +148,12 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
                     log::info!("{}: attached to {} (link {})", spec.program, cgroup.path.display(), link_pin.display());
                 }
             }
+            Hook::TcPinned => {
+                if tc::pin_program(pins, spec.program, prog.fd())? {
+                    created.pins.push(pins.prog(spec.program));
+                }
+                log::info!("{}: pinned at {}", spec.program, pins.prog(spec.program).display());
+            }
         }
     }
     Ok(())
@@ -164,44 +176,44 @@ fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: 
     libbpf::link_update(&link, prog_fd, name).map_err(|e| e.to_string())
 }
 
-/// Make the node-wide (cookie 0) exclusion entries exactly the configured ones.
+/// Make the node-wide (cookie 0, pod IP 0) exclusion entries exactly the configured ones.
 pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> {
-    let ports = MapFd::open_pinned(&pins.map(pins::MAP_EXCL_PORTS)).map_err(|e| e.to_string())?;
-    let want: Vec<PortKey> = config
+    let open = |name: &str| MapFd::open_pinned(&pins.map(name)).map_err(|e| e.to_string());
+    let ports: Vec<PortKey> = config
         .outbound
         .exclude_ports
         .iter()
         .map(|&port| PortKey { netns_cookie: 0, port, dir: DIR_OUT, pad: [0; 5] })
         .collect();
-    for key in ports.keys::<PortKey>().map_err(|e| e.to_string())? {
-        if key.netns_cookie == 0 && !want.contains(&key) {
-            ports.delete(&key).map_err(|e| e.to_string())?;
-        }
-    }
-    for key in &want {
-        ports.update(key, &1u8).map_err(|e| e.to_string())?;
-    }
+    sync_node_wide(&open(pins::MAP_EXCL_PORTS)?, &ports, |k| k.netns_cookie == 0)?;
 
-    let cidrs = MapFd::open_pinned(&pins.map(pins::MAP_EXCL_CIDR4)).map_err(|e| e.to_string())?;
-    let want: Vec<Cidr4Key> = config
+    let cidrs: Vec<Cidr4Key> = config
         .outbound
         .exclude_cidrs
         .iter()
         .map(|c| Cidr4Key { prefixlen: 64 + c.len as u32, cookie_hi: 0, cookie_lo: 0, addr: u32::from(c.addr).to_be() })
         .collect();
-    for key in cidrs.keys::<Cidr4Key>().map_err(|e| e.to_string())? {
-        if key.cookie_hi == 0 && key.cookie_lo == 0 && !want.contains(&key) {
-            cidrs.delete(&key).map_err(|e| e.to_string())?;
+    sync_node_wide(&open(pins::MAP_EXCL_CIDR4)?, &cidrs, |k| k.cookie_hi == 0 && k.cookie_lo == 0)?;
+
+    let inbound: Vec<In4Key> = config.inbound.exclude_ports.iter().map(|&port| In4Key { pod_ip4: 0, port, pad: 0 }).collect();
+    sync_node_wide(&open(pins::MAP_EXCL_IN4)?, &inbound, |k| k.pod_ip4 == 0)
+}
+
+/// Make the entries of `map` that `node_wide` selects exactly `want`.
+fn sync_node_wide<K: Copy + PartialEq>(map: &MapFd, want: &[K], node_wide: impl Fn(&K) -> bool) -> Result<(), String> {
+    for key in map.keys::<K>().map_err(|e| e.to_string())? {
+        if node_wide(&key) && !want.contains(&key) {
+            map.delete(&key).map_err(|e| e.to_string())?;
         }
     }
-    for key in &want {
-        cidrs.update(key, &1u8).map_err(|e| e.to_string())?;
+    for key in want {
+        map.update(key, &1u8).map_err(|e| e.to_string())?;
     }
     Ok(())
 }
 
 fn remove_empty_dirs(pins: &Pins) {
-    for dir in [pins.links_dir(), pins.maps_dir(), pins.root().to_path_buf()] {
+    for dir in [pins.links_dir(), pins.maps_dir(), pins.progs_dir(), pins.pods_dir(), pins.root().to_path_buf()] {
         let _ = std::fs::remove_dir(dir);
     }
 }
@@ -214,8 +226,8 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
         return Ok(Vec::new());
     }
     let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
-    let mut removed = Vec::new();
-    let links = PROGRAMS.iter().map(|p| pins.link(p.program));
+    let mut removed = tc::remove_all_pins(&pins)?;
+    let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
     let maps = pins::ALL_MAPS.iter().map(|m| pins.map(m));
     for path in links.chain(maps) {
         match std::fs::remove_file(&path) {

@@ -282,12 +282,17 @@ pub fn link_update(link: &impl AsRawFd, prog_fd: RawFd, what: &str) -> Result<()
     Ok(())
 }
 
-/// The cgroup id a cgroup link is attached to, or None for other links.
-pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
+fn link_info(link: &impl AsRawFd) -> Result<sys::bpf_link_info> {
     let mut info = sys::bpf_link_info::default();
     let mut len = std::mem::size_of::<sys::bpf_link_info>() as u32;
     let ret = unsafe { sys::bpf_link_get_info_by_fd(link.as_raw_fd(), &mut info, &mut len) };
     check(ret, || "reading link info".to_string())?;
+    Ok(info)
+}
+
+/// The cgroup id a cgroup link is attached to, or None for other links.
+pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
+    let info = link_info(link)?;
     if info.type_ != sys::BPF_LINK_TYPE_CGROUP {
         return Ok(None);
     }
@@ -543,4 +548,81 @@ impl<'a> Btf<'a> {
             (self.name(unsafe { (*vt).name_off }) == var).then_some((si.offset as usize, si.size as usize))
         })
     }
+}
+
+impl Program<'_> {
+    /// Run the program once on the packet `data` (BPF_PROG_TEST_RUN; for tc
+    /// programs an Ethernet frame). Returns the program's return value and
+    /// the packet as the program left it.
+    #[allow(dead_code)] // the tc unit tests' way into the programs
+    pub fn test_run(&self, data: &[u8]) -> Result<(i32, Vec<u8>)> {
+        prog_test_run(self.fd(), data).map_err(|e| BpfError { what: format!("{} ({})", e.what, self.name), source: e.source })
+    }
+}
+
+/// BPF_PROG_TEST_RUN of the program behind `prog_fd` on one packet.
+pub fn prog_test_run(prog_fd: RawFd, data: &[u8]) -> Result<(i32, Vec<u8>)> {
+    // Room for a program that grows the packet (encapsulation, options).
+    let mut out = vec![0u8; data.len() + 512];
+    let mut opts = sys::bpf_test_run_opts {
+        sz: std::mem::size_of::<sys::bpf_test_run_opts>() as sys::size_t,
+        data_in: data.as_ptr() as *const c_void,
+        data_size_in: data.len() as u32,
+        data_out: out.as_mut_ptr() as *mut c_void,
+        data_size_out: out.len() as u32,
+        repeat: 1,
+        ..Default::default()
+    };
+    let ret = unsafe { sys::bpf_prog_test_run_opts(prog_fd, &mut opts) };
+    check(ret, || "test run".to_string())?;
+    out.truncate(opts.data_size_out as usize);
+    Ok((opts.retval as i32, out))
+}
+
+/// Pin a BPF object (program, link, map) by descriptor at `path` on bpffs.
+pub fn obj_pin(fd: &impl AsRawFd, path: &Path) -> Result<()> {
+    let c = path_cstring(path);
+    let ret = unsafe { sys::bpf_obj_pin(fd.as_raw_fd(), c.as_ptr()) };
+    check(ret, || format!("pinning at {}", path.display()))?;
+    Ok(())
+}
+
+/// Attach a program to a network device of the calling thread's netns
+/// through a tcx link (Linux 6.6), after the programs already there. The
+/// program stays attached while the link has a reference (descriptor, pin).
+pub fn tcx_link_create(prog_fd: RawFd, ifindex: u32, ingress: bool) -> Result<OwnedFd> {
+    let attach_type = if ingress { sys::BPF_TCX_INGRESS } else { sys::BPF_TCX_EGRESS };
+    let fd = unsafe { sys::bpf_link_create(prog_fd, ifindex as c_int, attach_type, ptr::null()) };
+    let fd = check(fd, || format!("creating a tcx {} link on ifindex {ifindex}", if ingress { "ingress" } else { "egress" }))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Where a tcx link is attached.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct TcxLinkInfo {
+    pub id: u32,
+    /// 0 once the device is gone (the link is defunct).
+    pub ifindex: u32,
+    pub ingress: bool,
+    pub prog_id: u32,
+}
+
+/// The attachment of a tcx link, or None for other links.
+pub fn link_tcx_info(link: &impl AsRawFd) -> Result<Option<TcxLinkInfo>> {
+    let info = link_info(link)?;
+    if info.type_ != sys::BPF_LINK_TYPE_TCX {
+        return Ok(None);
+    }
+    let tcx = unsafe { info.__bindgen_anon_1.tcx };
+    Ok(Some(TcxLinkInfo { id: info.id, ifindex: tcx.ifindex, ingress: tcx.attach_type == sys::BPF_TCX_INGRESS, prog_id: info.prog_id }))
+}
+
+/// The kernel id of a loaded program.
+#[allow(dead_code)] // used by the tc unit tests
+pub fn prog_id(prog_fd: RawFd) -> Result<u32> {
+    let mut info = sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+    let ret = unsafe { sys::bpf_prog_get_info_by_fd(prog_fd, &mut info, &mut len) };
+    check(ret, || "reading program info".to_string())?;
+    Ok(info.id)
 }

@@ -9,6 +9,7 @@ mod objects;
 mod pins;
 mod pods;
 mod system;
+mod tc;
 #[cfg(test)]
 mod testutil;
 
@@ -61,9 +62,13 @@ enum PodCommand {
     Add {
         #[arg(long, value_name = "PATH")]
         netns: PathBuf,
-        /// The pod's IPv4 address (informational for now).
+        /// The pod's IPv4 address: connections to it are intercepted inbound.
         #[arg(long)]
         ip: Option<Ipv4Addr>,
+        /// The pod's interface (in its netns): attach tc there so that
+        /// connections from other nodes reach the sidecar (needs --ip).
+        #[arg(long, value_name = "IF", requires = "ip")]
+        ifname: Option<String>,
     },
     /// Stop meshing a pod.
     Del {
@@ -135,8 +140,17 @@ fn execute(command: Command, config: &Config) -> Result<(), String> {
             }
             Ok(())
         }
-        Command::Pod(PodCommand::Add { netns, ip }) => {
+        Command::Pod(PodCommand::Add { netns, ip, ifname }) => {
             let cookie = pods::register(&pins, &netns, ip)?;
+            if let Some(ifname) = ifname {
+                if let Err(e) = tc::attach_pod(&pins, cookie, &netns, &ifname) {
+                    // No half-meshed pod: take the registration back.
+                    if let Err(e2) = pods::unregister(&pins, cookie) {
+                        log::warn!("unregistering pod {cookie} after the failed tc attach: {e2}");
+                    }
+                    return Err(e);
+                }
+            }
             println!("{cookie}");
             Ok(())
         }
@@ -146,7 +160,9 @@ fn execute(command: Command, config: &Config) -> Result<(), String> {
                 (Some(ns), None) => system::netns_cookie(&ns)?,
                 (None, None) => unreachable!("clap requires one"),
             };
-            if !pods::unregister(&pins, cookie)? {
+            let was_meshed = pods::unregister(&pins, cookie)?;
+            tc::detach_pod(&pins, cookie)?;
+            if !was_meshed {
                 println!("pod with netns cookie {cookie} was not meshed");
             }
             Ok(())

@@ -16,6 +16,7 @@ macro_rules! bpf_object {
 pub const SOCK: &[u8] = bpf_object!("meshwire_sock.bpf.o");
 pub const SOCKOPS: &[u8] = bpf_object!("meshwire_sockops.bpf.o");
 pub const SOCKOPT: &[u8] = bpf_object!("meshwire_sockopt.bpf.o");
+pub const TC: &[u8] = bpf_object!("meshwire_tc.bpf.o");
 /// Never loaded: carries the BTF of the shared structs (see layout.rs).
 pub const ALIGNCHECKER: &[u8] = bpf_object!("meshwire_alignchecker.bpf.o");
 
@@ -24,4 +25,5 @@ pub const PROGRAMS: &[(&str, &[u8])] = &[
     ("meshwire_sock", SOCK),
     ("meshwire_sockops", SOCKOPS),
     ("meshwire_sockopt", SOCKOPT),
+    ("meshwire_tc", TC),
 ];

@@ -3,6 +3,9 @@
 //! ```text
 //! <pin_dir>/maps/<map name>      maps, pinned by libbpf (LIBBPF_PIN_BY_NAME)
 //! <pin_dir>/links/<program name> cgroup links: the attachment outlives the loader
+//! <pin_dir>/progs/<program name> tc programs, attached per pod from these pins
+//! <pin_dir>/pods/<cookie>/tc_ingress, tc_egress
+//!                                a pod's tcx links (netns cookie in decimal)
 //! ```
 
 use std::fs::File;
@@ -20,6 +23,8 @@ pub const MAP_STATS: &str = "mw_stats";
 pub const MAP_POD_IPS: &str = "mw_pod_ips";
 pub const MAP_EXCL_IN4: &str = "mw_excl_in4";
 pub const MAP_FLOW4: &str = "mw_flow4";
+/// Private to the tc object (bpf/bpf_tc.c): closing state of mw_flow4's flows.
+pub const MAP_FLOW4_FIN: &str = "mw_flow4_fin";
 
 pub const ALL_MAPS: &[&str] = &[
     MAP_PODS,
@@ -30,6 +35,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_ORIG_SK,
     MAP_ORIG_TUPLE4,
     MAP_FLOW4,
+    MAP_FLOW4_FIN,
     MAP_STATS,
 ];
 
@@ -63,10 +69,28 @@ impl Pins {
         self.links_dir().join(program)
     }
 
+    pub fn progs_dir(&self) -> PathBuf {
+        self.root.join("progs")
+    }
+
+    /// A program pinned so that it can be attached later (per pod).
+    pub fn prog(&self, program: &str) -> PathBuf {
+        self.progs_dir().join(program)
+    }
+
+    pub fn pods_dir(&self) -> PathBuf {
+        self.root.join("pods")
+    }
+
+    /// A pod's own pins (its tc links), by netns cookie.
+    pub fn pod_dir(&self, cookie: u64) -> PathBuf {
+        self.pods_dir().join(cookie.to_string())
+    }
+
     /// Create the directories (root only: mode 0700).
     pub fn create_dirs(&self) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
-        for dir in [self.root.clone(), self.maps_dir(), self.links_dir()] {
+        for dir in [self.root.clone(), self.maps_dir(), self.links_dir(), self.progs_dir(), self.pods_dir()] {
             std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir)?;
         }
         Ok(())

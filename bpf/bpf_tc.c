@@ -1,0 +1,231 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * tc on a meshed pod's interface (inside its netns): inbound connections from
+ * other nodes are steered to the sidecar's inbound port.
+ *
+ * Ingress rewrites the destination port of a connection's SYN from the port
+ * the peer dialled to mw_cfg.inbound_port and records the flow in mw_flow4;
+ * later packets of the flow get the same rewrite. Egress rewrites the source
+ * port of the sidecar's replies back, so the peer sees the port it dialled.
+ * A flow is forgotten on RST, or once both FINs were sent and acknowledged
+ * (the acknowledging packet itself is still rewritten); LRU bounds the rest.
+ *
+ * Both programs return TC_ACT_UNSPEC (tcx: next program; clsact: continue),
+ * so the CNI's own programs still run. The one exception is a packet whose
+ * rewrite failed half way (or a SYN whose flow could not be recorded): it is
+ * dropped and counted as MW_STAT_TC_ERROR. TCP retransmits it; letting it
+ * through would send it past the sidecar or with a wrong checksum.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+#include "lib/meshwire_config.h"
+#include "lib/meshwire_l4.h"
+#include "lib/meshwire_policy.h"
+
+char _license[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * Closing state of a flow, kept apart from mw_flow4 (whose layout is shared):
+ * the sequence number right after each side's FIN, i.e. the acknowledgement
+ * number that acknowledges it, and which FINs were acknowledged. Only flows
+ * that are closing have an entry. Private to this object; pinned so that a
+ * restarted loader's programs continue where the old ones left off.
+ */
+struct mw_flow4_fin {
+	__u32 in_end;		/* ack number acknowledging the remote peer's FIN */
+	__u32 out_end;		/* ack number acknowledging the pod's FIN */
+	__u32 acked;		/* MW_FIN_ACKED_* */
+	__u32 pad;
+};
+
+#define MW_FIN_ACKED_IN		(1U << 0)	/* the pod acknowledged the peer's FIN */
+#define MW_FIN_ACKED_OUT	(1U << 1)	/* the peer acknowledged the pod's FIN */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow4_key);
+	__type(value, struct mw_flow4_fin);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow4_fin SEC(".maps");
+
+static __always_inline void mw_flow_forget(const struct mw_flow4_key *key)
+{
+	if (bpf_map_delete_elem(&mw_flow4, key) == 0)
+		mw_count(MW_STAT_TC_FLOW_CLOSED);
+	bpf_map_delete_elem(&mw_flow4_fin, key);
+}
+
+/*
+ * Follow the end of a flow through one of its packets; ingress: from the
+ * remote peer, else from the pod. Returns 1 when the flow is over once this
+ * packet has passed: it is a RST, or it acknowledges the second of the two
+ * FINs. Ingress and egress may race on one flow (simultaneous close); a lost
+ * update only leaves the entry to the LRU.
+ */
+static __always_inline int mw_flow_track_close(const struct mw_flow4_key *key,
+					       struct mw_flow4 *flow,
+					       const struct mw_tcp4 *t, const int ingress)
+{
+	const __u16 fin_this = ingress ? MW_FLOW_F_FIN_IN : MW_FLOW_F_FIN_OUT;
+	const __u16 fin_other = ingress ? MW_FLOW_F_FIN_OUT : MW_FLOW_F_FIN_IN;
+	struct mw_flow4_fin *fin, zero = {};
+	__u32 end;
+
+	if (t->flags & MW_TCP_RST)
+		return 1;
+	if (!(t->flags & MW_TCP_FIN) && !(flow->flags & (MW_FLOW_F_FIN_IN | MW_FLOW_F_FIN_OUT)))
+		return 0;
+
+	fin = bpf_map_lookup_elem(&mw_flow4_fin, key);
+	if (!fin) {
+		if (!(t->flags & MW_TCP_FIN))
+			return 0;
+		/* NOEXIST: the other direction may have created it meanwhile. */
+		bpf_map_update_elem(&mw_flow4_fin, key, &zero, BPF_NOEXIST);
+		fin = bpf_map_lookup_elem(&mw_flow4_fin, key);
+		if (!fin) {
+			mw_count(MW_STAT_TC_ERROR);
+			return 0;
+		}
+	}
+
+	if (t->flags & MW_TCP_FIN) {
+		end = t->seq + t->seg_len + 1;
+		if (ingress)
+			fin->in_end = end;
+		else
+			fin->out_end = end;
+		flow->flags |= fin_this;
+	}
+
+	/* This packet acknowledges the other side's FIN? */
+	if ((t->flags & MW_TCP_ACK) && (flow->flags & fin_other)) {
+		if (ingress && mw_seq_after_eq(t->ack_seq, fin->out_end))
+			fin->acked |= MW_FIN_ACKED_OUT;
+		else if (!ingress && mw_seq_after_eq(t->ack_seq, fin->in_end))
+			fin->acked |= MW_FIN_ACKED_IN;
+	}
+	return (fin->acked & (MW_FIN_ACKED_IN | MW_FIN_ACKED_OUT)) ==
+	       (MW_FIN_ACKED_IN | MW_FIN_ACKED_OUT);
+}
+
+/* A new connection from a remote peer: steer it to the sidecar, or not. */
+static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct mw_tcp4 *t,
+					     const struct mw_flow4_key *key)
+{
+	__u16 to = bpf_htons(mw_cfg.inbound_port);
+	struct mw_flow4 flow = { .orig_port = t->dport };
+	__u16 port = bpf_ntohs(t->dport);
+
+	/* Only addresses of meshed pods (mw_pod_ips) are intercepted. */
+	if (!bpf_map_lookup_elem(&mw_pod_ips, &t->daddr))
+		return TC_ACT_UNSPEC;
+	if (mw_in_port_excluded(t->daddr, port)) {
+		mw_count(MW_STAT_TC_EXCLUDED);
+		mw_trace("tc in excluded %pI4:%d", &t->daddr, port);
+		return TC_ACT_UNSPEC;
+	}
+
+	if (bpf_map_update_elem(&mw_flow4, key, &flow, BPF_ANY)) {
+		mw_count(MW_STAT_TC_ERROR);
+		mw_trace("tc in no flow entry, dropped SYN from %pI4:%d", &t->saddr,
+			 bpf_ntohs(t->sport));
+		return TC_ACT_SHOT;
+	}
+	/* A closing state left by an earlier connection of the same peer port. */
+	bpf_map_delete_elem(&mw_flow4_fin, key);
+
+	if (mw_tcp4_set_port(skb, t, MW_TCP_DPORT_OFF, t->dport, to)) {
+		bpf_map_delete_elem(&mw_flow4, key);
+		mw_count(MW_STAT_TC_ERROR);
+		mw_trace("tc in rewrite failed, dropped SYN from %pI4:%d", &t->saddr,
+			 bpf_ntohs(t->sport));
+		return TC_ACT_SHOT;
+	}
+	mw_count(MW_STAT_TC_REDIRECTED);
+	mw_trace("tc in %pI4:%d -> sidecar :%d", &t->daddr, port, mw_cfg.inbound_port);
+	return TC_ACT_UNSPEC;
+}
+
+/*
+ * A packet of a redirected flow (ingress: from the peer, to be rewritten to
+ * the sidecar's port; else from the sidecar, back to the dialled port).
+ * The packet that ends the flow is rewritten too, then the flow forgotten.
+ */
+static __always_inline int mw_tc_flow_packet(struct __sk_buff *skb, const struct mw_tcp4 *t,
+					     const struct mw_flow4_key *key,
+					     struct mw_flow4 *flow, const int ingress)
+{
+	__u16 orig_port = flow->orig_port;
+	int over = mw_flow_track_close(key, flow, t, ingress);
+	int failed;
+
+	if (ingress)
+		failed = mw_tcp4_set_port(skb, t, MW_TCP_DPORT_OFF, t->dport,
+					  bpf_htons(mw_cfg.inbound_port));
+	else
+		failed = mw_tcp4_set_port(skb, t, MW_TCP_SPORT_OFF, t->sport, orig_port);
+	if (failed) {
+		mw_count(MW_STAT_TC_ERROR);
+		mw_trace("tc rewrite failed, dropped a packet of %pI4:%d (ingress %d)",
+			 &key->remote_ip4, bpf_ntohs(key->remote_port), ingress);
+		return TC_ACT_SHOT;
+	}
+	if (over) {
+		mw_flow_forget(key);
+		mw_trace("tc flow of %pI4:%d closed", &key->remote_ip4, bpf_ntohs(key->remote_port));
+	}
+	return TC_ACT_UNSPEC;
+}
+
+SEC("tc")
+int mw_tc_ingress(struct __sk_buff *skb)
+{
+	struct mw_flow4_key key = {};
+	struct mw_flow4 *flow;
+	struct mw_tcp4 t = {};
+	enum mw_parse parsed;
+
+	parsed = mw_parse_tcp4(skb, &t);
+	if (parsed == MW_PARSE_BAD)
+		mw_trace("tc in malformed IPv4 packet, passed");
+	if (parsed != MW_PARSE_TCP)
+		return TC_ACT_UNSPEC;
+
+	key.remote_ip4 = t.saddr;
+	key.local_ip4 = t.daddr;
+	key.remote_port = t.sport;
+	if ((t.flags & (MW_TCP_SYN | MW_TCP_ACK)) == MW_TCP_SYN)
+		return mw_tc_ingress_syn(skb, &t, &key);
+
+	flow = bpf_map_lookup_elem(&mw_flow4, &key);
+	/* Same peer and port, other local port: not the redirected connection. */
+	if (!flow || flow->orig_port != t.dport)
+		return TC_ACT_UNSPEC;
+	return mw_tc_flow_packet(skb, &t, &key, flow, 1);
+}
+
+SEC("tc")
+int mw_tc_egress(struct __sk_buff *skb)
+{
+	struct mw_flow4_key key = {};
+	struct mw_flow4 *flow;
+	struct mw_tcp4 t = {};
+
+	if (mw_parse_tcp4(skb, &t) != MW_PARSE_TCP)
+		return TC_ACT_UNSPEC;
+	if (t.sport != bpf_htons(mw_cfg.inbound_port))
+		return TC_ACT_UNSPEC;
+
+	key.remote_ip4 = t.daddr;
+	key.local_ip4 = t.saddr;
+	key.remote_port = t.dport;
+	flow = bpf_map_lookup_elem(&mw_flow4, &key);
+	if (!flow)
+		return TC_ACT_UNSPEC;
+	return mw_tc_flow_packet(skb, &t, &key, flow, 0);
+}

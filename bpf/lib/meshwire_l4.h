@@ -1,0 +1,120 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * IPv4/TCP parsing and port rewriting for the tc programs.
+ *
+ * Every access goes through bpf_skb_load_bytes()/bpf_skb_store_bytes() at
+ * computed offsets: the helpers check the bounds at run time, so a variable
+ * IPv4 header length (options) needs no verifier gymnastics, and a packet
+ * too short for what we read is simply not ours.
+ */
+#ifndef MESHWIRE_L4_H
+#define MESHWIRE_L4_H
+
+#include <linux/bpf.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+/* iphdr.frag_off (host order after bpf_ntohs) */
+#define MW_IP_MF		0x2000
+#define MW_IP_OFFSET		0x1fff
+
+/* The TCP flags byte (offset 13 of the TCP header). */
+#define MW_TCP_FIN		0x01
+#define MW_TCP_SYN		0x02
+#define MW_TCP_RST		0x04
+#define MW_TCP_ACK		0x10
+
+#define MW_TCP_FLAGS_OFF	13
+#define MW_TCP_SPORT_OFF	__builtin_offsetof(struct tcphdr, source)
+#define MW_TCP_DPORT_OFF	__builtin_offsetof(struct tcphdr, dest)
+#define MW_TCP_CSUM_OFF		__builtin_offsetof(struct tcphdr, check)
+
+/* The parts of an IPv4/TCP packet the tc programs look at. */
+struct mw_tcp4 {
+	__u32 saddr;		/* network order */
+	__u32 daddr;		/* network order */
+	__u16 sport;		/* network order */
+	__u16 dport;		/* network order */
+	__u32 seq;		/* host order */
+	__u32 ack_seq;		/* host order */
+	__u32 l4_off;		/* offset of the TCP header from the packet start */
+	__u32 seg_len;		/* TCP payload bytes */
+	__u8  flags;		/* MW_TCP_* */
+};
+
+enum mw_parse {
+	MW_PARSE_TCP = 0,	/* an IPv4 TCP segment with its header: *t is filled */
+	MW_PARSE_OTHER,		/* not IPv4, not TCP, or a non-first fragment */
+	MW_PARSE_BAD,		/* IPv4 header malformed (IHL < 5) or truncated */
+};
+
+/*
+ * Parse an Ethernet frame (tc on an Ethernet device: the packet starts at the
+ * MAC header). Only the first fragment of a fragmented datagram carries the
+ * TCP header; later ones are left alone.
+ */
+static __always_inline enum mw_parse mw_parse_tcp4(struct __sk_buff *skb, struct mw_tcp4 *t)
+{
+	struct iphdr iph;
+	struct tcphdr tcph;
+	__u32 ihl_len, doff_len, tot_len;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return MW_PARSE_OTHER;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)))
+		return MW_PARSE_BAD;
+	if (iph.version != 4 || iph.ihl < 5)
+		return MW_PARSE_BAD;
+	if (iph.protocol != IPPROTO_TCP)
+		return MW_PARSE_OTHER;
+	if (bpf_ntohs(iph.frag_off) & MW_IP_OFFSET)
+		return MW_PARSE_OTHER;
+
+	ihl_len = (__u32)iph.ihl * 4;
+	t->l4_off = ETH_HLEN + ihl_len;
+	if (bpf_skb_load_bytes(skb, t->l4_off, &tcph, sizeof(tcph)))
+		return MW_PARSE_BAD;
+
+	t->saddr = iph.saddr;
+	t->daddr = iph.daddr;
+	t->sport = tcph.source;
+	t->dport = tcph.dest;
+	t->seq = bpf_ntohl(tcph.seq);
+	t->ack_seq = bpf_ntohl(tcph.ack_seq);
+	t->flags = ((__u8 *)&tcph)[MW_TCP_FLAGS_OFF];
+	doff_len = (__u32)tcph.doff * 4;
+	tot_len = bpf_ntohs(iph.tot_len);
+	if (!tot_len)	/* BIG TCP: a GSO packet over 64 KiB has no IPv4 length */
+		tot_len = skb->len - ETH_HLEN;
+	t->seg_len = tot_len > ihl_len + doff_len ? tot_len - ihl_len - doff_len : 0;
+	return MW_PARSE_TCP;
+}
+
+/*
+ * Replace a TCP port (network order) at port_off in the TCP header. The
+ * pseudo header holds no port, so only the 2-byte difference goes into the
+ * checksum (for CHECKSUM_PARTIAL packets the kernel leaves the field alone,
+ * as it must). The packet's overall one's-complement sum does not change, so
+ * a CHECKSUM_COMPLETE skb->csum stays valid too.
+ */
+static __always_inline int mw_tcp4_set_port(struct __sk_buff *skb, const struct mw_tcp4 *t,
+					    __u32 port_off, __u16 from, __u16 to)
+{
+	if (bpf_skb_store_bytes(skb, t->l4_off + port_off, &to, sizeof(to), 0))
+		return -1;
+	if (bpf_l4_csum_replace(skb, t->l4_off + MW_TCP_CSUM_OFF, from, to, sizeof(to)))
+		return -1;
+	return 0;
+}
+
+/* Sequence-number order: a at or after b (RFC 793 modular comparison). */
+static __always_inline int mw_seq_after_eq(__u32 a, __u32 b)
+{
+	return (__s32)(a - b) >= 0;
+}
+
+#endif /* MESHWIRE_L4_H */
