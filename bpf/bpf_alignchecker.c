@@ -17,6 +17,7 @@ MW_LAYOUT(struct mw_tuple4, tuple4);
 MW_LAYOUT(struct mw_in4_key, in4_key);
 MW_LAYOUT(struct mw_flow4_key, flow4_key);
 MW_LAYOUT(struct mw_flow4, flow4);
+MW_LAYOUT(struct mw_sock_key, sock_key);
 MW_LAYOUT(enum mw_stat, stat);
 
 char _license[] __attribute__((section("license"), used)) = "Dual BSD/GPL";

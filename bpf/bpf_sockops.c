@@ -130,6 +130,37 @@ static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
 		mw_sockops_bind_flow(skops, sk);
 }
 
+/*
+ * Acceleration: a socket of a meshed pod whose peer is on this node (the
+ * app and its sidecar over loopback, or two meshed pods' sidecars) goes into
+ * mw_sock_hash, where sk_msg finds it as the peer of the other end.
+ */
+static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
+{
+	__u64 netns_cookie = bpf_get_netns_cookie(skops);
+	__u32 local = skops->local_ip4, remote = skops->remote_ip4;
+	struct mw_sock_key key;
+
+	if (!mw_cfg.accel || !mw_pod_lookup(netns_cookie))
+		return;
+	if (mw_is_loopback4(remote)) {
+		key.netns_cookie = netns_cookie;
+	} else if (bpf_map_lookup_elem(&mw_pod_ips, &remote) &&
+		   bpf_map_lookup_elem(&mw_pod_ips, &local)) {
+		key.netns_cookie = 0;
+	} else {
+		return;
+	}
+	key.local_ip4 = local;
+	key.remote_ip4 = remote;
+	key.local_port = skops->local_port;
+	key.remote_port = bpf_ntohl(skops->remote_port);
+	if (bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY))
+		mw_count(MW_STAT_ACCEL_ERROR);
+	else
+		mw_count(MW_STAT_ACCEL_SOCK_ADDED);
+}
+
 /* The app's socket closed; drop an entry the sidecar never took. */
 static __always_inline void mw_sockops_forget(struct bpf_sock_ops *skops)
 {
@@ -149,9 +180,11 @@ int mw_sockops(struct bpf_sock_ops *skops)
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		mw_sockops_publish(skops);
+		mw_sockops_accelerate(skops);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mw_sockops_bind_accepted(skops);
+		mw_sockops_accelerate(skops);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)

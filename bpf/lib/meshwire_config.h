@@ -14,6 +14,7 @@ const volatile struct mw_settings mw_cfg = {
 	.outbound_port = 15001,
 	.inbound_port = 15003,
 	.debug = 0,
+	.accel = 0,
 };
 
 /* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */

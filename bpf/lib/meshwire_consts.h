@@ -10,6 +10,7 @@
 #define MW_MAX_POD_IPS		4096
 #define MW_MAX_EXCL_IN		4096
 #define MW_MAX_FLOWS		65536
+#define MW_MAX_SOCKS		65536
 
 /* mw_pod.flags */
 #define MW_POD_F_MESHED		(1U << 0)

@@ -99,6 +99,18 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_flow4 SEC(".maps");
 
+/*
+ * Established sockets whose peer is on this node, for sk_msg to hand each
+ * message straight to the peer. The kernel removes a socket when it closes.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, MW_MAX_SOCKS);
+	__type(key, struct mw_sock_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_sock_hash SEC(".maps");
+
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MW_STAT_MAX);

@@ -16,7 +16,8 @@ struct mw_settings {
 	__u16 outbound_port;	/* host order */
 	__u16 inbound_port;	/* host order */
 	__u8  debug;		/* 1: bpf_printk every decision */
-	__u8  pad[3];
+	__u8  accel;		/* 1: sockops fills mw_sock_hash for sk_msg */
+	__u8  pad[2];
 };
 
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */
@@ -96,6 +97,19 @@ struct mw_flow4 {
 	__u32 pad;
 };
 
+/*
+ * Key of mw_sock_hash: an established socket, seen from itself. A message
+ * sent on one socket is redirected to the socket whose key is its own with
+ * local and remote swapped. Loopback pairs are told apart by netns cookie.
+ */
+struct mw_sock_key {
+	__u64 netns_cookie;
+	__u32 local_ip4;	/* network order */
+	__u32 remote_ip4;	/* network order */
+	__u32 local_port;	/* host order */
+	__u32 remote_port;	/* host order */
+};
+
 /* Indexes of mw_stats (per-CPU counters). */
 enum mw_stat {
 	MW_STAT_CONNECT_REDIRECTED = 0,
@@ -113,6 +127,8 @@ enum mw_stat {
 	MW_STAT_TC_EXCLUDED,
 	MW_STAT_TC_FLOW_CLOSED,
 	MW_STAT_TC_ERROR,
+	MW_STAT_ACCEL_SOCK_ADDED,	/* sockets entered in mw_sock_hash */
+	MW_STAT_ACCEL_ERROR,
 	MW_STAT_MAX,
 };
 

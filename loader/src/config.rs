@@ -21,8 +21,23 @@ pub struct Config {
     pub outbound: Outbound,
     pub inbound: Inbound,
     pub bpf: BpfSettings,
+    pub api: Api,
+    /// Socket-level acceleration (sockops + sk_msg) between peers on the node.
+    pub acceleration: bool,
     pub log_level: log::LevelFilter,
 }
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Api {
+    /// The control API's Unix socket (root only).
+    pub socket: PathBuf,
+    /// Pod records live in `<state_dir>/pods`.
+    pub state_dir: PathBuf,
+}
+
+/// Entries one node-wide exclusion list may hold (MW_MAX_EXCL_* in
+/// bpf/lib/meshwire_consts.h, shared with per-pod entries).
+pub const MAX_LIST: usize = 1024;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Sidecar {
@@ -117,7 +132,22 @@ struct RawConfig {
     outbound: RawOutbound,
     inbound: RawInbound,
     bpf: RawBpf,
+    api: RawApi,
+    acceleration: RawAcceleration,
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawApi {
+    socket: Option<Spanned<String>>,
+    state_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawAcceleration {
+    enabled: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -247,9 +277,16 @@ impl Config {
             });
         }
 
+        let too_long = |key: &str, n: usize| ConfigError {
+            file: name.to_string(),
+            line: None,
+            key: Some(key.to_string()),
+            message: format!("{n} entries; at most {MAX_LIST} are supported"),
+        };
         let port_list = |v: Option<Vec<Spanned<u16>>>, key: &str, default: &[u16]| -> Result<Vec<u16>, ConfigError> {
             match v {
                 None => Ok(default.to_vec()),
+                Some(list) if list.len() > MAX_LIST => Err(too_long(key, list.len())),
                 Some(list) => list.into_iter().map(|p| port(Some(p), key, 0)).collect(),
             }
         };
@@ -257,6 +294,7 @@ impl Config {
         let in_exclude_ports = port_list(raw.inbound.exclude_ports, "inbound.exclude_ports", &defaults.in_exclude_ports)?;
         let exclude_cidrs = match raw.outbound.exclude_cidrs {
             None => defaults.exclude_cidrs.clone(),
+            Some(list) if list.len() > MAX_LIST => return Err(too_long("outbound.exclude_cidrs", list.len())),
             Some(list) => list
                 .into_iter()
                 .map(|c| c.get_ref().parse::<Cidr4>().map_err(|m| src.error_at(c.span().start, "outbound.exclude_cidrs", m)))
@@ -285,6 +323,18 @@ impl Config {
             }
         };
         let debug = raw.bpf.debug.unwrap_or(defaults.debug);
+        let abs_path = |v: Option<Spanned<String>>, key: &str, default: &Path| -> Result<PathBuf, ConfigError> {
+            match v {
+                None => Ok(default.to_path_buf()),
+                Some(p) if Path::new(p.get_ref()).is_absolute() && p.get_ref() != "/" => Ok(PathBuf::from(p.get_ref())),
+                Some(p) => Err(src.error_at(p.span().start, key, format!("{:?} must be an absolute path", p.get_ref()))),
+            }
+        };
+        let api = Api {
+            socket: abs_path(raw.api.socket, "api.socket", &defaults.api_socket)?,
+            state_dir: abs_path(raw.api.state_dir, "api.state_dir", &defaults.state_dir)?,
+        };
+        let acceleration = raw.acceleration.enabled.unwrap_or(defaults.acceleration);
         let log_level = match raw.log.level {
             None => defaults.log_level,
             Some(l) => parse_level(l.get_ref()).map_err(|m| src.error_at(l.span().start, "log.level", m))?,
@@ -295,6 +345,8 @@ impl Config {
             outbound: Outbound { exclude_ports, exclude_cidrs },
             inbound: Inbound { exclude_ports: in_exclude_ports },
             bpf: BpfSettings { pin_dir, cgroup, debug },
+            api,
+            acceleration,
             log_level,
         })
     }
@@ -323,6 +375,9 @@ struct Defaults {
     pin_dir: PathBuf,
     cgroup: Option<PathBuf>,
     debug: bool,
+    api_socket: PathBuf,
+    state_dir: PathBuf,
+    acceleration: bool,
     log_level: log::LevelFilter,
 }
 
@@ -338,6 +393,9 @@ impl Defaults {
             pin_dir: PathBuf::from("/sys/fs/bpf/meshwire"),
             cgroup: None,
             debug: false,
+            api_socket: PathBuf::from("/run/meshwire/loader.sock"),
+            state_dir: PathBuf::from("/run/meshwire"),
+            acceleration: false,
             log_level: log::LevelFilter::Info,
         }
     }
@@ -462,6 +520,24 @@ mod tests {
     fn relative_paths_are_refused() {
         assert_eq!(err("[bpf]\npin_dir = \"meshwire\"").key.as_deref(), Some("bpf.pin_dir"));
         assert_eq!(err("[bpf]\ncgroup = \"kubepods\"").key.as_deref(), Some("bpf.cgroup"));
+    }
+
+    #[test]
+    fn api_and_acceleration() {
+        let c = Config::parse("t.toml", "[api]\nsocket = \"/tmp/x.sock\"\nstate_dir = \"/tmp/st\"\n[acceleration]\nenabled = false\n").unwrap();
+        assert_eq!(c.api, Api { socket: "/tmp/x.sock".into(), state_dir: "/tmp/st".into() });
+        assert!(!c.acceleration);
+        assert!(!Config::default_config().acceleration);
+        let e = err("[api]\nsocket = \"loader.sock\"");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("api.socket")));
+    }
+
+    #[test]
+    fn overlong_lists_are_refused_before_anything_is_loaded() {
+        let ports: Vec<String> = (1..=(MAX_LIST as u32 + 1)).map(|p| p.to_string()).collect();
+        let e = err(&format!("[outbound]\nexclude_ports = [{}]", ports.join(",")));
+        assert_eq!(e.key.as_deref(), Some("outbound.exclude_ports"));
+        assert!(e.message.contains("at most"), "{e}");
     }
 
     #[test]

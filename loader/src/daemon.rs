@@ -6,8 +6,16 @@
 use crossbeam_channel::{bounded, Receiver};
 use nix::sys::signal::{SigSet, Signal};
 
+use std::sync::Arc;
+
 use crate::config::Config;
+use crate::control::{self, ApiPaths, PodService};
 use crate::datapath;
+use crate::pins::Pins;
+
+/// Threads serving API connections; pod changes are serialised anyway, the
+/// pool keeps reads (list, check, status) answering while one is in progress.
+const API_WORKERS: usize = 8;
 
 /// Block the stop signals in every thread and deliver them on a channel.
 fn stop_signals() -> Result<Receiver<Signal>, String> {
@@ -31,17 +39,31 @@ fn stop_signals() -> Result<Receiver<Signal>, String> {
     Ok(rx)
 }
 
-pub fn run(config: &Config) -> Result<(), String> {
+/// Install the datapath, adopt the pods a previous loader left, serve the
+/// API, and wait for a stop signal. The socket appears only once pods can be
+/// served, so a CNI call made earlier fails fast and is retried.
+pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     let stop = stop_signals()?;
     datapath::install(config)?;
+    let pins = Pins::new(&config.bpf.pin_dir);
+    let service = Arc::new(PodService::new(&pins, &api.state_dir)?);
+    let (kept, dropped) = service.adopt()?;
+    if kept + dropped > 0 {
+        log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
+    }
+    let listener = control::bind(&api.socket)?;
+    control::spawn(listener, service, API_WORKERS)?;
     log::info!(
-        "meshwire-loader: ready (cgroup {}, pins {}, sidecar uid {} outbound port {})",
+        "meshwire-loader: ready (cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
         datapath::target_cgroup(config)?.display(),
         config.bpf.pin_dir.display(),
+        api.socket.display(),
         config.sidecar.uid,
-        config.sidecar.outbound_port
+        config.sidecar.outbound_port,
+        config.sidecar.inbound_port
     );
     let sig = stop.recv().map_err(|e| format!("signal channel: {e}"))?;
-    log::info!("meshwire-loader: {sig} received; the datapath stays attached and pinned (`meshwire-loader cleanup` removes it)");
+    let _ = std::fs::remove_file(&api.socket);
+    log::info!("meshwire-loader: {sig} received; the datapath and its pods stay attached and pinned (`meshwire-loader cleanup` removes them)");
     Ok(())
 }

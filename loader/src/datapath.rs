@@ -25,6 +25,9 @@ pub enum Hook {
     /// tc (bpf/bpf_tc.c): pinned under progs/, attached per pod from there
     /// (`pod add --ifname`, tc::attach_pod); pods' links move to a new program.
     TcPinned,
+    /// sk_msg verdict on a socket map (acceleration); the map holds the
+    /// attachment, so it lives as long as the pinned map.
+    SkMsg { map: &'static str },
 }
 
 /// One program of the datapath.
@@ -41,6 +44,7 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { object: "meshwire_sockopt", program: "mw_sockopt_get", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_tc", program: "mw_tc_ingress", hook: Hook::TcPinned },
     ProgramSpec { object: "meshwire_tc", program: "mw_tc_egress", hook: Hook::TcPinned },
+    ProgramSpec { object: "meshwire_skmsg", program: "mw_skmsg_redirect", hook: Hook::SkMsg { map: pins::MAP_SOCK_HASH } },
 ];
 
 /// The cgroup the programs attach to: the configured one, or the cgroup2 root.
@@ -57,7 +61,8 @@ pub fn settings_of(config: &Config) -> Settings {
         outbound_port: config.sidecar.outbound_port,
         inbound_port: config.sidecar.inbound_port,
         debug: config.bpf.debug as u8,
-        pad: [0; 3],
+        accel: config.acceleration as u8,
+        pad: [0; 2],
     }
 }
 
@@ -109,30 +114,49 @@ pub fn install(config: &Config) -> Result<(), String> {
     result
 }
 
+/// Open, configure and load one object; maps it pins are recorded as created.
+fn load_object(name: &str, elf: &[u8], settings: &Settings, pins: &Pins, before: &HashSet<PathBuf>, created: &mut Created) -> Result<Object, String> {
+    let mut obj = Object::open_mem(name, elf, Some(&pins.maps_dir())).map_err(|e| e.to_string())?;
+    obj.set_rodata("mw_cfg", settings.as_bytes()).map_err(|e| e.to_string())?;
+    let load = obj.load();
+    // libbpf pins maps as it creates them, also when a later step fails.
+    for map in obj.pinned_map_names() {
+        let p = pins.map(&map);
+        if !before.contains(&p) && p.exists() && !created.pins.contains(&p) {
+            created.pins.push(p);
+        }
+    }
+    load.map_err(|e| {
+        format!("{e}. If a previous meshwire version pinned incompatible maps under {}, run `meshwire-loader cleanup` first", pins.maps_dir().display())
+    })?;
+    Ok(obj)
+}
+
 fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created) -> Result<(), String> {
-    let settings = settings_of(config);
+    let mut settings = settings_of(config);
     let mut loaded = Vec::new();
-    for (name, elf) in objects::PROGRAMS {
-        let mut obj = Object::open_mem(name, elf, Some(&pins.maps_dir())).map_err(|e| e.to_string())?;
-        obj.set_rodata("mw_cfg", settings.as_bytes()).map_err(|e| e.to_string())?;
-        let load = obj.load();
-        // libbpf pins maps as it creates them, also when a later step fails.
-        for map in obj.pinned_map_names() {
-            let p = pins.map(&map);
-            if !before.contains(&p) && p.exists() && !created.pins.contains(&p) {
-                created.pins.push(p);
+    // Acceleration first: when this kernel cannot load it, sockops must be
+    // told not to fill the socket map.
+    if config.acceleration {
+        match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created) {
+            Ok(obj) => loaded.push(obj),
+            Err(e) => {
+                log::warn!("acceleration is off: this kernel cannot load the sk_msg program ({e}); traffic is intercepted without it");
+                settings.accel = 0;
             }
         }
-        load.map_err(|e| {
-            format!("{e}. If a previous meshwire version pinned incompatible maps under {}, run `meshwire-loader cleanup` first", pins.maps_dir().display())
-        })?;
-        loaded.push(obj);
+    }
+    for (name, elf) in objects::PROGRAMS {
+        loaded.push(load_object(name, elf, &settings, pins, before, created)?);
     }
 
     sync_node_exclusions(config, pins)?;
 
     for spec in PROGRAMS {
-        let obj = loaded.iter().find(|o| o.name() == spec.object).expect("every program's object is loaded");
+        let Some(obj) = loaded.iter().find(|o| o.name() == spec.object) else {
+            // Only the acceleration object may be absent (disabled or refused).
+            continue;
+        };
         let prog = obj.program(spec.program).map_err(|e| e.to_string())?;
         let link_pin = pins.link(spec.program);
         match spec.hook {
@@ -147,6 +171,11 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
                     link.keep();
                     log::info!("{}: attached to {} (link {})", spec.program, cgroup.path.display(), link_pin.display());
                 }
+            }
+            Hook::SkMsg { map } => {
+                let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| e.to_string())?;
+                libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| e.to_string())?;
+                log::info!("{}: attached to {map} (acceleration on)", spec.program);
             }
             Hook::TcPinned => {
                 if tc::pin_program(pins, spec.program, prog.fd())? {

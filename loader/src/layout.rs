@@ -39,7 +39,8 @@ mirror! {
         pub outbound_port: u16,
         pub inbound_port: u16,
         pub debug: u8,
-        pub pad: [u8; 3],
+        pub accel: u8,
+        pub pad: [u8; 2],
     }
 }
 
@@ -120,6 +121,17 @@ mirror! {
     }
 }
 
+mirror! {
+    /// Key of `mw_sock_hash`: an accelerated socket, seen from itself.
+    "mw_sock_key" => pub struct SockKey {
+        pub netns_cookie: u64,
+        pub local_ip4: u32,
+        pub remote_ip4: u32,
+        pub local_port: u32,
+        pub remote_port: u32,
+    }
+}
+
 /// `mw_pod.flags`
 pub const POD_F_MESHED: u32 = 1 << 0;
 /// `mw_port_key.dir`
@@ -142,6 +154,8 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_TC_EXCLUDED",
     "MW_STAT_TC_FLOW_CLOSED",
     "MW_STAT_TC_ERROR",
+    "MW_STAT_ACCEL_SOCK_ADDED",
+    "MW_STAT_ACCEL_ERROR",
 ];
 
 impl Settings {
@@ -183,6 +197,7 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<In4Key>(btf));
     check(check_mirror::<Flow4Key>(btf));
     check(check_mirror::<Flow4>(btf));
+    check(check_mirror::<SockKey>(btf));
     match btf.enum_values("mw_stat") {
         None => check(Err("enum mw_stat is not in the object's BTF".into())),
         Some(vals) => {
@@ -244,7 +259,7 @@ mod tests {
             let mut obj = Object::open_mem(name, elf, None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, pad: [0; 3] };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, pad: [0; 2] };
             obj.set_rodata("mw_cfg", s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

@@ -290,6 +290,14 @@ fn link_info(link: &impl AsRawFd) -> Result<sys::bpf_link_info> {
     Ok(info)
 }
 
+/// Attach a program to a target fd the old way (BPF_PROG_ATTACH), as sk_msg
+/// verdicts attach to socket maps. Attaching again replaces the program.
+pub fn prog_attach(prog_fd: RawFd, target: &impl AsRawFd, attach_type: sys::bpf_attach_type, what: &str) -> Result<()> {
+    let ret = unsafe { sys::bpf_prog_attach(prog_fd, target.as_raw_fd(), attach_type, 0) };
+    check(ret, || format!("attaching {what}"))?;
+    Ok(())
+}
+
 /// The cgroup id a cgroup link is attached to, or None for other links.
 pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
     let info = link_info(link)?;

@@ -1,6 +1,7 @@
 //! meshwire-loader: the node daemon and its operator commands.
 
 mod config;
+mod control;
 mod daemon;
 mod datapath;
 mod layout;
@@ -8,6 +9,7 @@ mod libbpf;
 mod objects;
 mod pins;
 mod pods;
+mod records;
 mod system;
 mod tc;
 #[cfg(test)]
@@ -37,6 +39,12 @@ struct Cli {
     /// error, warn, info, debug or trace (overrides log.level).
     #[arg(long, global = true, value_name = "LEVEL", value_parser = config::parse_level)]
     log_level: Option<log::LevelFilter>,
+    /// The control API's Unix socket (overrides api.socket).
+    #[arg(long, global = true, value_name = "PATH")]
+    api_socket: Option<PathBuf>,
+    /// Where pod records are kept (overrides api.state_dir).
+    #[arg(long, global = true, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -58,27 +66,50 @@ enum Command {
 
 #[derive(Subcommand)]
 enum PodCommand {
-    /// Mesh the pod whose network namespace is at --netns.
+    /// Mesh the pod whose network namespace is at --netns (through the running daemon).
     Add {
         #[arg(long, value_name = "PATH")]
         netns: PathBuf,
-        /// The pod's IPv4 address: connections to it are intercepted inbound.
+        /// The pod's IPv4 address(es): inbound connections to them are intercepted.
+        #[arg(long = "ip")]
+        ips: Vec<Ipv4Addr>,
+        /// The pod's interface in its netns: tc intercepts inbound traffic from other nodes there.
+        #[arg(long, default_value = "")]
+        ifname: String,
+        /// The pod's identity (CNI uses the container ID); default: derived from --netns.
         #[arg(long)]
-        ip: Option<Ipv4Addr>,
-        /// The pod's interface (in its netns): attach tc there so that
-        /// connections from other nodes reach the sidecar (needs --ip).
-        #[arg(long, value_name = "IF", requires = "ip")]
-        ifname: Option<String>,
+        id: Option<String>,
+        #[arg(long = "exclude-outbound-port", value_name = "PORT")]
+        exclude_outbound_ports: Vec<u16>,
+        #[arg(long = "exclude-outbound-cidr", value_name = "CIDR")]
+        exclude_outbound_cidrs: Vec<String>,
+        #[arg(long = "exclude-inbound-port", value_name = "PORT")]
+        exclude_inbound_ports: Vec<u16>,
     },
-    /// Stop meshing a pod.
+    /// Stop meshing a pod, by --id or --netns.
     Del {
-        #[arg(long, value_name = "PATH", required_unless_present = "cookie", conflicts_with = "cookie")]
+        #[arg(long, value_name = "PATH", required_unless_present = "id", conflicts_with = "id")]
         netns: Option<PathBuf>,
         #[arg(long)]
-        cookie: Option<u64>,
+        id: Option<String>,
     },
     /// List meshed pods.
     List,
+}
+
+/// `pod add` without --id: a stable identity from the netns path.
+fn cli_pod_id(netns: &std::path::Path) -> String {
+    let raw = netns.to_string_lossy();
+    let id: String = raw.trim_start_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
+    format!("cli-{id}")
+}
+
+fn api_call(socket: &std::path::Path, op: meshwire_api::Op) -> Result<meshwire_api::OpResult, String> {
+    match meshwire_api::call(socket, op, std::time::Duration::from_secs(30)) {
+        Err(unreachable) => Err(format!("{unreachable}; is `meshwire-loader run` running with --api-socket {}?", socket.display())),
+        Ok(Err(api_error)) => Err(api_error.to_string()),
+        Ok(Ok(result)) => Ok(result),
+    }
 }
 
 fn config_of(cli: &Cli) -> Result<Config, String> {
@@ -97,6 +128,17 @@ fn config_of(cli: &Cli) -> Result<Config, String> {
             return Err(format!("--pin-dir {}: give an absolute directory on bpffs", p.display()));
         }
         config.bpf.pin_dir = p.clone();
+    }
+    for (flag, given, slot) in [
+        ("--api-socket", &cli.api_socket, &mut config.api.socket),
+        ("--state-dir", &cli.state_dir, &mut config.api.state_dir),
+    ] {
+        if let Some(p) = given {
+            if !p.is_absolute() {
+                return Err(format!("{flag} {}: give an absolute path", p.display()));
+            }
+            *slot = p.clone();
+        }
     }
     if let Some(l) = cli.log_level {
         config.log_level = l;
@@ -120,7 +162,8 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
-    match execute(cli.command.unwrap_or(Command::Run), &config) {
+    let api = control::ApiPaths { socket: config.api.socket.clone(), state_dir: config.api.state_dir.clone() };
+    match execute(cli.command.unwrap_or(Command::Run), &config, &api) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -130,48 +173,69 @@ fn main() -> ExitCode {
     }
 }
 
-fn execute(command: Command, config: &Config) -> Result<(), String> {
+fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result<(), String> {
     let pins = Pins::new(&config.bpf.pin_dir);
     match command {
-        Command::Run => daemon::run(config),
+        Command::Run => daemon::run(config, api),
         Command::Cleanup => {
             for p in datapath::cleanup(pins.root())? {
                 println!("removed {}", p.display());
             }
-            Ok(())
-        }
-        Command::Pod(PodCommand::Add { netns, ip, ifname }) => {
-            let cookie = pods::register(&pins, &netns, ip)?;
-            if let Some(ifname) = ifname {
-                if let Err(e) = tc::attach_pod(&pins, cookie, &netns, &ifname) {
-                    // No half-meshed pod: take the registration back.
-                    if let Err(e2) = pods::unregister(&pins, cookie) {
-                        log::warn!("unregistering pod {cookie} after the failed tc attach: {e2}");
-                    }
-                    return Err(e);
+            // The pods' records go too: nothing is meshed any more.
+            if api.state_dir.join("pods").is_dir() {
+                let records = records::Records::open(&api.state_dir)?;
+                for r in records.all()?.0 {
+                    records.remove(&r.spec.container_id)?;
+                    println!("removed pod record {}", r.spec.container_id);
                 }
             }
-            println!("{cookie}");
             Ok(())
         }
-        Command::Pod(PodCommand::Del { netns, cookie }) => {
-            let cookie = match (netns, cookie) {
-                (_, Some(c)) => c,
-                (Some(ns), None) => system::netns_cookie(&ns)?,
+        Command::Pod(PodCommand::Add { netns, ips, ifname, id, exclude_outbound_ports, exclude_outbound_cidrs, exclude_inbound_ports }) => {
+            let pod = meshwire_api::PodSpec {
+                container_id: id.unwrap_or_else(|| cli_pod_id(&netns)),
+                netns,
+                ifname,
+                ips,
+                namespace: None,
+                name: None,
+                exclude_outbound_ports,
+                exclude_outbound_cidrs,
+                exclude_inbound_ports,
+            };
+            let result = api_call(&api.socket, meshwire_api::Op::AddPod { pod })?;
+            println!("{}", result.pod.map_or(0, |p| p.netns_cookie));
+            Ok(())
+        }
+        Command::Pod(PodCommand::Del { netns, id }) => {
+            let container_id = match (id, netns) {
+                (Some(id), _) => id,
+                (None, Some(ns)) => {
+                    let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
+                    match pods.into_iter().find(|p| p.spec.netns == ns) {
+                        Some(p) => p.spec.container_id,
+                        None => {
+                            println!("no meshed pod has netns {}", ns.display());
+                            return Ok(());
+                        }
+                    }
+                }
                 (None, None) => unreachable!("clap requires one"),
             };
-            let was_meshed = pods::unregister(&pins, cookie)?;
-            tc::detach_pod(&pins, cookie)?;
-            if !was_meshed {
-                println!("pod with netns cookie {cookie} was not meshed");
+            let result = api_call(&api.socket, meshwire_api::Op::DelPod { container_id: container_id.clone() })?;
+            if result.existed != Some(true) {
+                println!("pod {container_id} was not meshed");
             }
             Ok(())
         }
         Command::Pod(PodCommand::List) => {
-            println!("{:<20} {:<8} ip", "netns_cookie", "flags");
-            for (cookie, pod) in pods::list(&pins)? {
-                let ip = if pod.ip4 == 0 { "-".to_string() } else { Ipv4Addr::from(u32::from_be(pod.ip4)).to_string() };
-                println!("{cookie:<20} {:<8} {ip}", format!("{:#x}", pod.flags));
+            let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
+            println!("{:<32} {:<20} {:<16} {:<8} netns", "id", "netns_cookie", "ips", "ifname");
+            for p in pods {
+                let ips: Vec<String> = p.spec.ips.iter().map(|i| i.to_string()).collect();
+                let ips = if ips.is_empty() { "-".to_string() } else { ips.join(",") };
+                let ifname = if p.spec.ifname.is_empty() { "-" } else { &p.spec.ifname };
+                println!("{:<32} {:<20} {ips:<16} {ifname:<8} {}", p.spec.container_id, p.netns_cookie, p.spec.netns.display());
             }
             Ok(())
         }

@@ -17,6 +17,9 @@ pub const SOCK: &[u8] = bpf_object!("meshwire_sock.bpf.o");
 pub const SOCKOPS: &[u8] = bpf_object!("meshwire_sockops.bpf.o");
 pub const SOCKOPT: &[u8] = bpf_object!("meshwire_sockopt.bpf.o");
 pub const TC: &[u8] = bpf_object!("meshwire_tc.bpf.o");
+/// Acceleration (sk_msg); loaded on its own so a kernel that refuses it only
+/// loses acceleration (datapath::install).
+pub const SKMSG: &[u8] = bpf_object!("meshwire_skmsg.bpf.o");
 /// Never loaded: carries the BTF of the shared structs (see layout.rs).
 pub const ALIGNCHECKER: &[u8] = bpf_object!("meshwire_alignchecker.bpf.o");
 

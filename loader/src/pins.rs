@@ -25,6 +25,7 @@ pub const MAP_EXCL_IN4: &str = "mw_excl_in4";
 pub const MAP_FLOW4: &str = "mw_flow4";
 /// Private to the tc object (bpf/bpf_tc.c): closing state of mw_flow4's flows.
 pub const MAP_FLOW4_FIN: &str = "mw_flow4_fin";
+pub const MAP_SOCK_HASH: &str = "mw_sock_hash";
 
 pub const ALL_MAPS: &[&str] = &[
     MAP_PODS,
@@ -36,6 +37,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_ORIG_TUPLE4,
     MAP_FLOW4,
     MAP_FLOW4_FIN,
+    MAP_SOCK_HASH,
     MAP_STATS,
 ];
 

@@ -1,84 +1,291 @@
-//! Which network namespaces are meshed: the `mw_pods` map, keyed by netns cookie.
+//! A meshed pod's entries in the datapath maps.
+//!
+//! A pod is meshed when its netns cookie is in `mw_pods`; its IPv4 addresses
+//! map back to the cookie in `mw_pod_ips` (same-node inbound), and its own
+//! exclusions sit next to the node-wide ones, keyed by cookie (outbound) or by
+//! pod IP (inbound, which tc matches by address). [`install`] and [`remove`]
+//! are idempotent, and a failed install takes back what it wrote.
 
 use std::net::Ipv4Addr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 
-use crate::layout::{Pod, POD_F_MESHED};
+use meshwire_api::PodSpec;
+
+use crate::config::Cidr4;
+use crate::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_OUT, POD_F_MESHED};
 use crate::libbpf::MapFd;
 use crate::pins::{self, Pins};
 use crate::system;
 
-fn pods_map(pins: &Pins) -> Result<MapFd, String> {
-    MapFd::open_pinned(&pins.map(pins::MAP_PODS))
-        .map_err(|e| format!("{e}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))
+/// A pod spec that passed validation, with its netns cookie.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct MeshedPod {
+    pub container_id: String,
+    pub netns: PathBuf,
+    pub ifname: String,
+    pub cookie: u64,
+    pub ips: Vec<Ipv4Addr>,
+    pub out_ports: Vec<u16>,
+    pub out_cidrs: Vec<Cidr4>,
+    pub in_ports: Vec<u16>,
 }
 
-fn pod_ips_map(pins: &Pins) -> Result<MapFd, String> {
-    MapFd::open_pinned(&pins.map(pins::MAP_POD_IPS)).map_err(|e| e.to_string())
+/// Characters CNI allows in a container ID; also keeps record file names safe.
+fn valid_container_id(id: &str) -> bool {
+    !id.is_empty()
+        && id.len() <= 256
+        && !id.starts_with('.')
+        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
 }
 
-/// Mesh the pod whose network namespace is at `netns`; returns its cookie.
-/// With its IPv4 address known, inbound connections to it are intercepted too.
-pub fn register(pins: &Pins, netns: &Path, ip4: Option<Ipv4Addr>) -> Result<u64, String> {
-    let cookie = system::netns_cookie(netns)?;
-    if system::host_netns_cookies()?.contains(&cookie) {
-        return Err(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", netns.display()));
+pub fn check_container_id(id: &str) -> Result<(), String> {
+    if valid_container_id(id) {
+        Ok(())
+    } else {
+        Err(format!("container_id {id:?} is not valid: use 1-256 of A-Z a-z 0-9 _ . - (not starting with '.')"))
     }
-    let map = pods_map(pins)?;
-    let ips = pod_ips_map(pins)?;
-    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
-    if let Some(ip) = ip4 {
-        let key = u32::from(ip).to_be();
-        if let Some(owner) = ips.lookup::<u32, u64>(&key).map_err(|e| e.to_string())? {
-            if owner != cookie {
-                return Err(format!("{ip} already belongs to the meshed pod with netns cookie {owner}; delete that pod first"));
+}
+
+/// Validate a spec without touching the system (no netns access).
+pub fn validate(spec: &PodSpec) -> Result<(), String> {
+    check_container_id(&spec.container_id)?;
+    if !spec.netns.is_absolute() {
+        return Err(format!("netns {:?} must be an absolute path", spec.netns));
+    }
+    let ifname = &spec.ifname;
+    if !ifname.is_empty() && (ifname.len() > 15 || ifname.contains(['/', ' ', '\0']) || ifname == "." || ifname == "..") {
+        return Err(format!("ifname {ifname:?} is not a valid interface name (up to 15 characters, no '/' or spaces)"));
+    }
+    for (what, ports) in [("exclude_outbound_ports", &spec.exclude_outbound_ports), ("exclude_inbound_ports", &spec.exclude_inbound_ports)] {
+        if ports.contains(&0) {
+            return Err(format!("{what}: port 0 is not a port; use 1-65535"));
+        }
+    }
+    for c in &spec.exclude_outbound_cidrs {
+        c.parse::<Cidr4>().map_err(|e| format!("exclude_outbound_cidrs: {e}"))?;
+    }
+    for ip in &spec.ips {
+        if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || ip.is_multicast() {
+            return Err(format!("ips: {ip} cannot be a pod address"));
+        }
+    }
+    Ok(())
+}
+
+/// Validate and resolve the pod's netns cookie (enters the netns on a thread).
+pub fn resolve(spec: &PodSpec) -> Result<MeshedPod, String> {
+    validate(spec)?;
+    let cookie = system::netns_cookie(&spec.netns)?;
+    if system::host_netns_cookies()?.contains(&cookie) {
+        return Err(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display()));
+    }
+    Ok(MeshedPod {
+        container_id: spec.container_id.clone(),
+        netns: spec.netns.clone(),
+        ifname: spec.ifname.clone(),
+        cookie,
+        ips: spec.ips.clone(),
+        out_ports: spec.exclude_outbound_ports.clone(),
+        out_cidrs: spec.exclude_outbound_cidrs.iter().map(|c| c.parse().expect("validated")).collect(),
+        in_ports: spec.exclude_inbound_ports.clone(),
+    })
+}
+
+/// The maps a pod's entries live in.
+pub struct PodMaps {
+    pods: MapFd,
+    ips: MapFd,
+    out_ports: MapFd,
+    out_cidrs: MapFd,
+    in_ports: MapFd,
+}
+
+impl PodMaps {
+    pub fn open(pins: &Pins) -> Result<PodMaps, String> {
+        let open = |name: &str| {
+            MapFd::open_pinned(&pins.map(name)).map_err(|e| {
+                format!("{e}; is the datapath loaded with pin directory {}? (`meshwire-loader run`)", pins.root().display())
+            })
+        };
+        Ok(PodMaps {
+            pods: open(pins::MAP_PODS)?,
+            ips: open(pins::MAP_POD_IPS)?,
+            out_ports: open(pins::MAP_EXCL_PORTS)?,
+            out_cidrs: open(pins::MAP_EXCL_CIDR4)?,
+            in_ports: open(pins::MAP_EXCL_IN4)?,
+        })
+    }
+
+    pub fn pods(&self) -> &MapFd {
+        &self.pods
+    }
+}
+
+fn port_key(cookie: u64, port: u16) -> PortKey {
+    PortKey { netns_cookie: cookie, port, dir: DIR_OUT, pad: [0; 5] }
+}
+
+fn cidr_key(cookie: u64, c: &Cidr4) -> Cidr4Key {
+    Cidr4Key { prefixlen: 64 + c.len as u32, cookie_hi: (cookie >> 32) as u32, cookie_lo: cookie as u32, addr: u32::from(c.addr).to_be() }
+}
+
+fn in_key(ip: Ipv4Addr, port: u16) -> In4Key {
+    In4Key { pod_ip4: u32::from(ip).to_be(), port, pad: 0 }
+}
+
+/// Write every entry of the pod; the mw_pods entry last, so the datapath
+/// never sees the pod meshed without its exclusions. On error, the entries
+/// written are removed again.
+pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
+    for ip in &pod.ips {
+        let key = u32::from(*ip).to_be();
+        if let Some(owner) = maps.ips.lookup::<u32, u64>(&key).map_err(|e| e.to_string())? {
+            if owner != pod.cookie {
+                return Err(format!("{ip} already belongs to the meshed pod with netns cookie {owner}"));
             }
         }
     }
-    let old = map.lookup::<u64, Pod>(&cookie).map_err(|e| e.to_string())?;
-    let pod = Pod { flags: POD_F_MESHED, ip4: ip4.map_or(0, |a| u32::from(a).to_be()) };
-    map.update(&cookie, &pod).map_err(|e| e.to_string())?;
-    if pod.ip4 != 0 {
-        if let Err(e) = ips.update(&pod.ip4, &cookie) {
-            // Leave the pod as it was before this call.
-            let _ = match old {
-                Some(o) => map.update(&cookie, &o),
-                None => map.delete(&cookie).map(|_| ()),
-            };
-            return Err(e.to_string());
+    let result = (|| -> Result<(), String> {
+        for &p in &pod.out_ports {
+            maps.out_ports.update(&port_key(pod.cookie, p), &1u8).map_err(|e| format!("mw_excl_ports: {e}"))?;
         }
-    }
-    // A re-registration with another address drops the old one.
-    if let Some(o) = old {
-        if o.ip4 != 0 && o.ip4 != pod.ip4 {
-            ips.delete(&o.ip4).map_err(|e| e.to_string())?;
+        for c in &pod.out_cidrs {
+            maps.out_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| format!("mw_excl_cidr4: {e}"))?;
         }
+        for ip in &pod.ips {
+            for &p in &pod.in_ports {
+                maps.in_ports.update(&in_key(*ip, p), &1u8).map_err(|e| format!("mw_excl_in4: {e}"))?;
+            }
+            maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| format!("mw_pod_ips: {e}"))?;
+        }
+        let value = Pod { flags: POD_F_MESHED, ip4: pod.ips.first().map_or(0, |a| u32::from(*a).to_be()) };
+        maps.pods.update(&pod.cookie, &value).map_err(|e| format!("mw_pods: {e}"))
+    })();
+    if let Err(e) = result {
+        let _ = remove(maps, pod);
+        return Err(format!("pod {}: {e}", pod.container_id));
     }
-    Ok(cookie)
+    Ok(())
 }
 
-/// Stop meshing a pod, by netns cookie. Ok(false): it was not meshed.
-pub fn unregister(pins: &Pins, cookie: u64) -> Result<bool, String> {
-    let map = pods_map(pins)?;
-    let ips = pod_ips_map(pins)?;
-    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
-    let Some(pod) = map.lookup::<u64, Pod>(&cookie).map_err(|e| e.to_string())? else {
+/// Remove every entry of the pod (absent entries are fine); mw_pods first,
+/// so the datapath stops treating the pod as meshed before its exclusions go.
+pub fn remove(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
+    let mut first_err = None;
+    let mut note = |r: Result<bool, crate::libbpf::BpfError>| {
+        if let Err(e) = r {
+            first_err.get_or_insert(e.to_string());
+        }
+    };
+    note(maps.pods.delete(&pod.cookie));
+    for ip in &pod.ips {
+        let key = u32::from(*ip).to_be();
+        // Only our own address entry: another pod may hold it now.
+        if maps.ips.lookup::<u32, u64>(&key).ok().flatten() == Some(pod.cookie) {
+            note(maps.ips.delete(&key));
+        }
+        for &p in &pod.in_ports {
+            note(maps.in_ports.delete(&in_key(*ip, p)));
+        }
+    }
+    for &p in &pod.out_ports {
+        note(maps.out_ports.delete(&port_key(pod.cookie, p)));
+    }
+    for c in &pod.out_cidrs {
+        note(maps.out_cidrs.delete(&cidr_key(pod.cookie, c)));
+    }
+    match first_err {
+        None => Ok(()),
+        Some(e) => Err(format!("pod {}: {e}", pod.container_id)),
+    }
+}
+
+/// Cookies meshed in the datapath right now.
+pub fn meshed_cookies(maps: &PodMaps) -> Result<Vec<u64>, String> {
+    maps.pods.keys::<u64>().map_err(|e| e.to_string())
+}
+
+/// Is every entry of the pod in place? Err names the first missing one.
+pub fn check(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
+    let missing = |what: String| Err(format!("pod {}: {what} is missing", pod.container_id));
+    if maps.pods.lookup::<u64, Pod>(&pod.cookie).map_err(|e| e.to_string())?.is_none() {
+        return missing(format!("mw_pods entry for netns cookie {}", pod.cookie));
+    }
+    for ip in &pod.ips {
+        if maps.ips.lookup::<u32, u64>(&u32::from(*ip).to_be()).map_err(|e| e.to_string())? != Some(pod.cookie) {
+            return missing(format!("mw_pod_ips entry for {ip}"));
+        }
+    }
+    Ok(())
+}
+
+/// Is `netns` still the namespace with this cookie? (It may be gone, or the
+/// path may have been reused for a new namespace.)
+pub fn netns_alive(netns: &Path, cookie: u64) -> bool {
+    system::netns_cookie(netns).map(|c| c == cookie).unwrap_or(false)
+}
+
+/// Unmesh a cookie no record explains (left by a crash between the map
+/// writes and the record). Ok(false): it was not meshed.
+pub fn unmesh_cookie(maps: &PodMaps, cookie: u64) -> Result<bool, String> {
+    let Some(value) = maps.pods.lookup::<u64, Pod>(&cookie).map_err(|e| e.to_string())? else {
         return Ok(false);
     };
-    if pod.ip4 != 0 && ips.lookup::<u32, u64>(&pod.ip4).map_err(|e| e.to_string())? == Some(cookie) {
-        ips.delete(&pod.ip4).map_err(|e| e.to_string())?;
-    }
-    map.delete(&cookie).map_err(|e| e.to_string())
+    let ips = if value.ip4 == 0 { vec![] } else { vec![Ipv4Addr::from(u32::from_be(value.ip4))] };
+    let pod = MeshedPod {
+        container_id: format!("cookie-{cookie}"),
+        netns: PathBuf::new(),
+        ifname: String::new(),
+        cookie,
+        ips,
+        out_ports: vec![],
+        out_cidrs: vec![],
+        in_ports: vec![],
+    };
+    remove(maps, &pod)?;
+    Ok(true)
 }
 
-pub fn list(pins: &Pins) -> Result<Vec<(u64, Pod)>, String> {
-    let map = pods_map(pins)?;
-    let mut out = Vec::new();
-    for cookie in map.keys::<u64>().map_err(|e| e.to_string())? {
-        if let Some(pod) = map.lookup::<u64, Pod>(&cookie).map_err(|e| e.to_string())? {
-            out.push((cookie, pod));
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn spec() -> PodSpec {
+        PodSpec {
+            container_id: "abc-123_x.y".into(),
+            netns: "/run/netns/p".into(),
+            ifname: "eth0".into(),
+            ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
+            namespace: None,
+            name: None,
+            exclude_outbound_ports: vec![22],
+            exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
+            exclude_inbound_ports: vec![9090],
         }
     }
-    out.sort_by_key(|(c, _)| *c);
-    Ok(out)
+
+    #[test]
+    fn a_good_spec_validates() {
+        validate(&spec()).unwrap();
+    }
+
+    #[test]
+    fn bad_specs_say_what_is_wrong() {
+        let bad = |f: fn(&mut PodSpec), needle: &str| {
+            let mut s = spec();
+            f(&mut s);
+            let e = validate(&s).unwrap_err();
+            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+        };
+        bad(|s| s.container_id = "../etc/passwd".into(), "container_id");
+        bad(|s| s.container_id = String::new(), "container_id");
+        bad(|s| s.container_id = ".hidden".into(), "container_id");
+        bad(|s| s.netns = "run/netns/p".into(), "netns");
+        bad(|s| s.ifname = "a-very-long-interface-name".into(), "ifname");
+        bad(|s| s.ifname = "a/b".into(), "ifname");
+        bad(|s| s.exclude_outbound_ports = vec![0], "exclude_outbound_ports");
+        bad(|s| s.exclude_inbound_ports = vec![0], "exclude_inbound_ports");
+        bad(|s| s.exclude_outbound_cidrs = vec!["10.1.2.3/8".into()], "host bits");
+        bad(|s| s.ips = vec![Ipv4Addr::LOCALHOST], "cannot be a pod address");
+    }
 }

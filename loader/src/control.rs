@@ -1,0 +1,433 @@
+//! The loader's control API: a Unix socket (root only) speaking the
+//! `meshwire-api` protocol, served by a pool of worker threads fed over a
+//! crossbeam channel. Pod changes go through [`PodService`], which keeps the
+//! maps, the tc attachments and the persisted records in step.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::fs::PermissionsExt;
+use std::os::unix::net::{UnixListener, UnixStream};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use crossbeam_channel::{bounded, Receiver};
+use meshwire_api::{ErrorCode, Op, OpResult, PodRecord, PodSpec, Response, MAX_LINE};
+
+use crate::pins::Pins;
+use crate::pods::{self, MeshedPod, PodMaps};
+use crate::records::Records;
+use crate::tc;
+
+type ApiResult = Result<OpResult, Response>;
+
+fn invalid(msg: impl Into<String>) -> Response {
+    Response::err(ErrorCode::InvalidRequest, msg)
+}
+
+fn internal(msg: impl Into<String>) -> Response {
+    Response::err(ErrorCode::Internal, msg)
+}
+
+/// Pods: validated, applied to the datapath, recorded. Mutations are
+/// serialised; a failed add leaves nothing behind.
+pub struct PodService {
+    pins: Pins,
+    records: Records,
+    mutate: Mutex<()>,
+}
+
+fn meshed_of(record: &PodRecord) -> MeshedPod {
+    let s = &record.spec;
+    MeshedPod {
+        container_id: s.container_id.clone(),
+        netns: s.netns.clone(),
+        ifname: s.ifname.clone(),
+        cookie: record.netns_cookie,
+        ips: s.ips.clone(),
+        out_ports: s.exclude_outbound_ports.clone(),
+        // Records are written only from validated specs.
+        out_cidrs: s.exclude_outbound_cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
+        in_ports: s.exclude_inbound_ports.clone(),
+    }
+}
+
+impl PodService {
+    pub fn new(pins: &Pins, state_dir: &Path) -> Result<PodService, String> {
+        Ok(PodService { pins: pins.clone(), records: Records::open(state_dir)?, mutate: Mutex::new(()) })
+    }
+
+    fn maps(&self) -> Result<PodMaps, Response> {
+        PodMaps::open(&self.pins).map_err(internal)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+        // A panicking worker must not wedge every later request.
+        self.mutate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Response> {
+        pods::validate(&spec).map_err(invalid)?;
+        let _g = self.lock();
+        let pod = pods::resolve(&spec).map_err(invalid)?;
+        let maps = self.maps()?;
+
+        if let Some(existing) = self.records.load(&spec.container_id).map_err(internal)? {
+            if existing.spec == spec && existing.netns_cookie == pod.cookie {
+                // CNI may repeat an ADD: make sure it is all there, answer the same.
+                self.apply(&maps, &pod)?;
+                return Ok(existing);
+            }
+            // Same container, new spec: replace it.
+            self.teardown(&maps, &existing)?;
+        }
+        let (others, _) = self.records.all().map_err(internal)?;
+        if let Some(other) = others.iter().find(|r| r.netns_cookie == pod.cookie && r.spec.container_id != spec.container_id) {
+            return Err(invalid(format!("{} is already meshed as container {}", spec.netns.display(), other.spec.container_id)));
+        }
+
+        self.apply(&maps, &pod)?;
+        let record = PodRecord { spec, netns_cookie: pod.cookie };
+        if let Err(e) = self.records.save(&record) {
+            let _ = self.teardown(&maps, &record);
+            return Err(internal(e));
+        }
+        log::info!("pod {} meshed (netns cookie {}, ips {:?})", record.spec.container_id, pod.cookie, record.spec.ips);
+        Ok(record)
+    }
+
+    /// Maps, then tc; on a tc failure the map entries go again.
+    fn apply(&self, maps: &PodMaps, pod: &MeshedPod) -> Result<(), Response> {
+        pods::install(maps, pod).map_err(internal)?;
+        if pod.ifname.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname) {
+            let _ = pods::remove(maps, pod);
+            return Err(internal(e));
+        }
+        Ok(())
+    }
+
+    fn teardown(&self, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
+        let pod = meshed_of(record);
+        tc::detach_pod(&self.pins, pod.cookie).map_err(internal)?;
+        pods::remove(maps, &pod).map_err(internal)?;
+        self.records.remove(&record.spec.container_id).map_err(internal)?;
+        Ok(())
+    }
+
+    /// Ok(false): the pod was not known (CNI DEL is idempotent).
+    pub fn del(&self, container_id: &str) -> Result<bool, Response> {
+        pods::check_container_id(container_id).map_err(invalid)?;
+        let _g = self.lock();
+        let Some(record) = self.records.load(container_id).map_err(internal)? else {
+            return Ok(false);
+        };
+        self.teardown(&self.maps()?, &record)?;
+        log::info!("pod {container_id} removed");
+        Ok(true)
+    }
+
+    pub fn check(&self, container_id: &str) -> Result<PodRecord, Response> {
+        pods::check_container_id(container_id).map_err(invalid)?;
+        let record = self
+            .records
+            .load(container_id)
+            .map_err(internal)?
+            .ok_or_else(|| Response::err(ErrorCode::NotFound, format!("no pod with container id {container_id}")))?;
+        let inconsistent = |m: String| Response::err(ErrorCode::Inconsistent, m);
+        if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
+            return Err(inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
+        }
+        pods::check(&self.maps()?, &meshed_of(&record)).map_err(inconsistent)?;
+        if !record.spec.ifname.is_empty() {
+            for prog in tc::TC_PROGRAMS {
+                let link = self.pins.pod_dir(record.netns_cookie).join(prog.link);
+                if !link.exists() {
+                    return Err(inconsistent(format!("pod {container_id}: tc link {} is missing", link.display())));
+                }
+            }
+        }
+        Ok(record)
+    }
+
+    pub fn list(&self) -> Result<Vec<PodRecord>, Response> {
+        Ok(self.records.all().map_err(internal)?.0)
+    }
+
+    /// After a (re)start: keep the pods whose namespace is still there,
+    /// re-applying their entries; drop those whose namespace is gone, and map
+    /// entries no record explains. Returns (kept, dropped).
+    pub fn adopt(&self) -> Result<(usize, usize), String> {
+        let _g = self.lock();
+        let maps = PodMaps::open(&self.pins)?;
+        let (records, broken) = self.records.all()?;
+        for b in broken {
+            log::warn!("ignoring unreadable pod record: {b}");
+        }
+        let (mut kept, mut dropped) = (0, 0);
+        for record in &records {
+            let pod = meshed_of(record);
+            if pods::netns_alive(&pod.netns, pod.cookie) {
+                match self.apply(&maps, &pod) {
+                    Ok(()) => kept += 1,
+                    Err(e) => log::error!("pod {}: could not restore: {:?}", pod.container_id, e.error),
+                }
+            } else {
+                log::info!("pod {}: network namespace {} is gone; removing it", pod.container_id, pod.netns.display());
+                self.teardown(&maps, record).map_err(|e| format!("{:?}", e.error))?;
+                dropped += 1;
+            }
+        }
+        let known: Vec<u64> = records.iter().map(|r| r.netns_cookie).collect();
+        for cookie in pods::meshed_cookies(&maps)? {
+            if !known.contains(&cookie) {
+                log::info!("netns cookie {cookie} is meshed without a record; unmeshing it");
+                pods::unmesh_cookie(&maps, cookie)?;
+                tc::detach_pod(&self.pins, cookie)?;
+                dropped += 1;
+            }
+        }
+        Ok((kept, dropped))
+    }
+}
+
+fn dispatch(service: &PodService, op: Op) -> ApiResult {
+    match op {
+        Op::AddPod { pod } => service.add(pod).map(|r| OpResult { pod: Some(r), ..Default::default() }),
+        Op::DelPod { container_id } => service.del(&container_id).map(|existed| OpResult { existed: Some(existed), ..Default::default() }),
+        Op::CheckPod { container_id } => service.check(&container_id).map(|r| OpResult { pod: Some(r), ..Default::default() }),
+        Op::ListPods => service.list().map(|p| OpResult { pods: Some(p), ..Default::default() }),
+        Op::Status => {
+            let mut status = serde_json::Map::new();
+            status.insert("pods".into(), service.list()?.len().into());
+            status.insert("ready".into(), true.into());
+            Ok(OpResult { status: Some(status), ..Default::default() })
+        }
+    }
+}
+
+/// Serve one connection: request lines in, response lines out.
+fn serve(service: &PodService, stream: UnixStream) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let mut writer = match stream.try_clone() {
+        Ok(w) => w,
+        Err(e) => return log::warn!("control connection: {e}"),
+    };
+    let mut reader = BufReader::new(stream);
+    loop {
+        let mut line = String::new();
+        // Bound what one line may take, then refuse anything longer.
+        match (&mut reader).take(MAX_LINE as u64 + 1).read_line(&mut line) {
+            Ok(0) => return,
+            Ok(_) if line.len() > MAX_LINE => {
+                let _ = write_response(&mut writer, &invalid(format!("request longer than {MAX_LINE} bytes")));
+                return;
+            }
+            Ok(_) => {}
+            Err(_) => return,
+        }
+        let response = match meshwire_api::parse_request(line.trim_end()) {
+            Err(bad) => bad,
+            Ok(req) => match dispatch(service, req.op) {
+                Ok(result) => Response::ok(result),
+                Err(err) => err,
+            },
+        };
+        if write_response(&mut writer, &response).is_err() {
+            return;
+        }
+    }
+}
+
+fn write_response(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
+    let mut line = serde_json::to_string(r).expect("responses serialize");
+    line.push('\n');
+    w.write_all(line.as_bytes())
+}
+
+/// Only root may talk to the loader (the socket is 0600 too).
+fn peer_is_root(stream: &UnixStream) -> bool {
+    use nix::sys::socket::{getsockopt, sockopt::PeerCredentials};
+    getsockopt(stream, PeerCredentials).map(|c| c.uid() == 0).unwrap_or(false)
+}
+
+/// Bind the socket: directory 0700, socket 0600, a stale socket replaced.
+pub fn bind(path: &Path) -> Result<UnixListener, String> {
+    use std::os::unix::fs::DirBuilderExt;
+    if let Some(dir) = path.parent() {
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+    }
+    if path.exists() {
+        if UnixStream::connect(path).is_ok() {
+            return Err(format!("another loader is serving {}; stop it first", path.display()));
+        }
+        std::fs::remove_file(path).map_err(|e| format!("removing stale socket {}: {e}", path.display()))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    Ok(listener)
+}
+
+/// Accept on one thread, serve on `workers` threads. Returns when the
+/// listener fails; the threads live as long as the process.
+pub fn spawn(listener: UnixListener, service: Arc<PodService>, workers: usize) -> Result<(), String> {
+    let (tx, rx): (_, Receiver<UnixStream>) = bounded(workers * 4);
+    for i in 0..workers {
+        let rx = rx.clone();
+        let service = Arc::clone(&service);
+        std::thread::Builder::new()
+            .name(format!("api-worker-{i}"))
+            .spawn(move || {
+                for stream in rx.iter() {
+                    serve(&service, stream);
+                }
+            })
+            .map_err(|e| format!("starting API worker: {e}"))?;
+    }
+    std::thread::Builder::new()
+        .name("api-accept".into())
+        .spawn(move || {
+            for stream in listener.incoming() {
+                match stream {
+                    Ok(mut s) if !peer_is_root(&s) => {
+                        let _ = write_response(&mut s, &Response::err(ErrorCode::InvalidRequest, "only root may use the meshwire loader's API"));
+                    }
+                    Ok(s) => {
+                        if tx.send(s).is_err() {
+                            return;
+                        }
+                    }
+                    Err(e) => log::warn!("control socket accept: {e}"),
+                }
+            }
+        })
+        .map_err(|e| format!("starting API acceptor: {e}"))?;
+    Ok(())
+}
+
+/// Where the API socket and records live.
+#[derive(Debug, Clone)]
+pub struct ApiPaths {
+    pub socket: PathBuf,
+    pub state_dir: PathBuf,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::{BufRead, BufReader, Write};
+
+    struct Fixture {
+        state: PathBuf,
+        service: Arc<PodService>,
+    }
+
+    impl Fixture {
+        fn new() -> Fixture {
+            let state = std::env::temp_dir().join(format!("meshwire-control-{}-{:?}", std::process::id(), std::thread::current().id()));
+            let _ = std::fs::remove_dir_all(&state);
+            // No datapath behind these pins: the requests tested never reach the maps.
+            let pins = Pins::new(&state.join("no-bpffs"));
+            let service = Arc::new(PodService::new(&pins, &state).unwrap());
+            Fixture { state, service }
+        }
+
+        /// Send raw lines over a real socket pair served by `serve`; collect answers.
+        fn exchange(&self, lines: &[&str]) -> Vec<Response> {
+            let (mut client, server) = UnixStream::pair().unwrap();
+            let service = Arc::clone(&self.service);
+            let worker = std::thread::spawn(move || serve(&service, server));
+            for l in lines {
+                // The server may hang up first (an overlong line): then the
+                // rest of the write fails and the answers already sent count.
+                if client.write_all(l.as_bytes()).and_then(|_| client.write_all(b"\n")).is_err() {
+                    break;
+                }
+            }
+            let _ = client.shutdown(std::net::Shutdown::Write);
+            let answers: Vec<Response> =
+                BufReader::new(client).lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
+            worker.join().unwrap();
+            answers
+        }
+    }
+
+    impl Drop for Fixture {
+        fn drop(&mut self) {
+            let _ = std::fs::remove_dir_all(&self.state);
+        }
+    }
+
+    fn code(r: &Response) -> Option<ErrorCode> {
+        r.error.as_ref().map(|e| e.code)
+    }
+
+    #[test]
+    fn one_connection_carries_several_requests_in_order() {
+        let f = Fixture::new();
+        let a = f.exchange(&[r#"{"version":1,"op":"list_pods"}"#, r#"{"version":1,"op":"del_pod","container_id":"nope"}"#]);
+        assert_eq!(a.len(), 2);
+        assert_eq!(a[0].result.as_ref().unwrap().pods, Some(vec![]));
+        assert_eq!(a[1].result.as_ref().unwrap().existed, Some(false), "DEL of an unknown pod succeeds");
+    }
+
+    #[test]
+    fn bad_requests_are_answered_and_the_connection_goes_on() {
+        let f = Fixture::new();
+        let a = f.exchange(&[
+            "not json",
+            r#"{"version":9,"op":"list_pods"}"#,
+            r#"{"version":1,"op":"check_pod","container_id":"ghost"}"#,
+            r#"{"version":1,"op":"del_pod","container_id":"../../etc"}"#,
+            r#"{"version":1,"op":"add_pod","pod":{"container_id":"c","netns":"relative","ifname":"eth0"}}"#,
+            r#"{"version":1,"op":"list_pods"}"#,
+        ]);
+        let codes: Vec<_> = a.iter().map(code).collect();
+        assert_eq!(
+            codes,
+            vec![
+                Some(ErrorCode::InvalidRequest),
+                Some(ErrorCode::UnsupportedVersion),
+                Some(ErrorCode::NotFound),
+                Some(ErrorCode::InvalidRequest),
+                Some(ErrorCode::InvalidRequest),
+                None
+            ]
+        );
+        assert!(a[4].error.as_ref().unwrap().message.contains("netns"), "{:?}", a[4]);
+    }
+
+    #[test]
+    fn an_overlong_line_is_refused() {
+        let f = Fixture::new();
+        let long = format!(r#"{{"version":1,"op":"list_pods","x":"{}"}}"#, "a".repeat(MAX_LINE));
+        let a = f.exchange(&[&long]);
+        assert_eq!(code(&a[0]), Some(ErrorCode::InvalidRequest));
+        assert!(a[0].error.as_ref().unwrap().message.contains("longer than"));
+    }
+
+    #[test]
+    fn adding_a_namespace_that_does_not_exist_changes_nothing() {
+        let f = Fixture::new();
+        let a = f.exchange(&[
+            r#"{"version":1,"op":"add_pod","pod":{"container_id":"c1","netns":"/run/netns/meshwire-no-such-ns","ifname":"eth0"}}"#,
+            r#"{"version":1,"op":"list_pods"}"#,
+        ]);
+        assert_eq!(code(&a[0]), Some(ErrorCode::InvalidRequest));
+        assert_eq!(a[1].result.as_ref().unwrap().pods, Some(vec![]));
+    }
+
+    #[test]
+    fn the_socket_is_root_only_and_a_live_one_is_not_stolen() {
+        let f = Fixture::new();
+        let path = f.state.join("api.sock");
+        let listener = bind(&path).unwrap();
+        let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(bind(&path).unwrap_err().contains("another loader"));
+        drop(listener);
+        // Stale socket file (nobody listening): replaced.
+        bind(&path).unwrap();
+    }
+}
