@@ -24,6 +24,8 @@ pub struct Config {
     pub api: Api,
     /// Socket-level acceleration (sockops + sk_msg) between peers on the node.
     pub acceleration: bool,
+    /// Where Prometheus metrics are served; None: off.
+    pub metrics: Option<std::net::SocketAddr>,
     pub log_level: log::LevelFilter,
 }
 
@@ -134,7 +136,14 @@ struct RawConfig {
     bpf: RawBpf,
     api: RawApi,
     acceleration: RawAcceleration,
+    metrics: RawMetrics,
     log: RawLog,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawMetrics {
+    address: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -335,6 +344,13 @@ impl Config {
             state_dir: abs_path(raw.api.state_dir, "api.state_dir", &defaults.state_dir)?,
         };
         let acceleration = raw.acceleration.enabled.unwrap_or(defaults.acceleration);
+        let metrics = match raw.metrics.address {
+            None => None,
+            Some(a) if a.get_ref().is_empty() => None,
+            Some(a) => Some(a.get_ref().parse::<std::net::SocketAddr>().map_err(|_| {
+                src.error_at(a.span().start, "metrics.address", format!("{:?} is not an address:port such as \"127.0.0.1:9464\"", a.get_ref()))
+            })?),
+        };
         let log_level = match raw.log.level {
             None => defaults.log_level,
             Some(l) => parse_level(l.get_ref()).map_err(|m| src.error_at(l.span().start, "log.level", m))?,
@@ -347,6 +363,7 @@ impl Config {
             bpf: BpfSettings { pin_dir, cgroup, debug },
             api,
             acceleration,
+            metrics,
             log_level,
         })
     }
@@ -538,6 +555,15 @@ mod tests {
         let e = err(&format!("[outbound]\nexclude_ports = [{}]", ports.join(",")));
         assert_eq!(e.key.as_deref(), Some("outbound.exclude_ports"));
         assert!(e.message.contains("at most"), "{e}");
+    }
+
+    #[test]
+    fn metrics_address() {
+        assert_eq!(Config::default_config().metrics, None);
+        let c = Config::parse("t.toml", "[metrics]\naddress = \"127.0.0.1:9464\"").unwrap();
+        assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
+        let e = err("[metrics]\naddress = \"localhost\"");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("metrics.address")));
     }
 
     #[test]

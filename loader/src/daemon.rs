@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::control::{self, ApiPaths, PodService};
 use crate::datapath;
+use crate::metrics;
 use crate::pins::Pins;
 
 /// Threads serving API connections; pod changes are serialised anyway, the
@@ -52,6 +53,11 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
         log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
     }
     let listener = control::bind(&api.socket)?;
+    if let Some(addr) = config.metrics {
+        let pods = Arc::clone(&service);
+        metrics::spawn(addr, pins.clone(), move || pods.list().map_or(0, |p| p.len()))?;
+    }
+    metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
     control::spawn(listener, service, API_WORKERS)?;
     log::info!(
         "meshwire-loader: ready (cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",

@@ -307,6 +307,54 @@ pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
     Ok(Some(unsafe { info.__bindgen_anon_1.cgroup.cgroup_id }))
 }
 
+/// The program a link runs.
+pub fn link_prog_id(link: &impl AsRawFd) -> Result<u32> {
+    Ok(link_info(link)?.prog_id)
+}
+
+/// What the kernel reports of a loaded program; run_cnt and run_time_ns
+/// count only while kernel.bpf_stats_enabled is 1.
+#[derive(Debug, Clone)]
+pub struct ProgInfo {
+    pub id: u32,
+    pub name: String,
+    pub run_cnt: u64,
+    pub run_time_ns: u64,
+    pub verified_insns: u32,
+}
+
+pub fn prog_info(prog: &impl AsRawFd) -> Result<ProgInfo> {
+    let mut info = sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+    let ret = unsafe { sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) };
+    check(ret, || "reading program info".to_string())?;
+    Ok(ProgInfo {
+        id: info.id,
+        name: unsafe { c_str_lossy(info.name.as_ptr()) },
+        run_cnt: info.run_cnt,
+        run_time_ns: info.run_time_ns,
+        verified_insns: info.verified_insns,
+    })
+}
+
+/// Programs attached to a target (cgroup, socket map ...) for one attach type.
+pub fn prog_query(target: &impl AsRawFd, attach_type: sys::bpf_attach_type) -> Result<Vec<u32>> {
+    let mut ids = [0u32; 64];
+    let mut cnt = ids.len() as u32;
+    let mut flags = 0u32;
+    let ret = unsafe { sys::bpf_prog_query(target.as_raw_fd(), attach_type, 0, &mut flags, ids.as_mut_ptr(), &mut cnt) };
+    check(ret, || "querying attached programs".to_string())?;
+    Ok(ids[..cnt.min(64) as usize].to_vec())
+}
+
+pub fn prog_by_id(id: u32) -> Result<OwnedFd> {
+    let fd = unsafe { sys::bpf_prog_get_fd_by_id(id) };
+    if fd < 0 {
+        return Err(errno_error(format!("opening program id {id}")));
+    }
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
 /// Open a pinned object (map, link, program) from bpffs.
 pub fn obj_get(path: &Path) -> Result<OwnedFd> {
     let c = path_cstring(path);

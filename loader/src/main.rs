@@ -1,9 +1,12 @@
 //! meshwire-loader: the node daemon and its operator commands.
 
+mod cni_install;
 mod config;
 mod control;
 mod daemon;
 mod datapath;
+mod inspect;
+mod metrics;
 mod layout;
 mod libbpf;
 mod objects;
@@ -58,10 +61,17 @@ enum Command {
     /// Register, unregister and list meshed pods.
     #[command(subcommand)]
     Pod(PodCommand),
+    /// Install meshwire-cni into a node's CNI configuration (and uninstall it).
+    #[command(subcommand)]
+    Cni(cni_install::CniCommand),
     /// Show the datapath's counters.
     Stats,
     /// Show each pinned map with its entry count and capacity.
     Maps,
+    /// Programs (attachment, runs, cost per run), maps (fill), counters, kernel.
+    Status,
+    /// Original destinations in flight (awaiting the sidecar's accept, tc flows).
+    Conns,
 }
 
 #[derive(Subcommand)]
@@ -239,27 +249,20 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
+        Command::Cni(c) => cni_install::execute(c, &api.socket),
         Command::Stats => {
-            let map = libbpf::MapFd::open_pinned(&pins.map(pins::MAP_STATS)).map_err(|e| e.to_string())?;
-            for (i, name) in layout::STAT_NAMES.iter().enumerate() {
-                let v = map.lookup_percpu_sum(&(i as u32)).map_err(|e| e.to_string())?;
-                println!("{} {v}", name.trim_start_matches("MW_STAT_").to_lowercase());
+            for (name, v) in inspect::counters(&pins)? {
+                println!("{name} {v}");
             }
             Ok(())
         }
         Command::Maps => {
-            for name in pins::ALL_MAPS {
-                let map = libbpf::MapFd::open_pinned(&pins.map(name)).map_err(|e| e.to_string())?;
-                let info = map.info().map_err(|e| e.to_string())?;
-                // Socket storage cannot be iterated by key; it lives and dies with its sockets.
-                let count = if info.map_type == libbpf_sys::BPF_MAP_TYPE_SK_STORAGE {
-                    "-".to_string()
-                } else {
-                    map.raw_keys().map_err(|e| e.to_string())?.len().to_string()
-                };
-                println!("{name} {count} {}", info.max_entries);
+            for m in inspect::map_fill(&pins)? {
+                println!("{} {} {}", m.name, m.entries.map_or("-".to_string(), |n| n.to_string()), m.capacity);
             }
             Ok(())
         }
+        Command::Status => inspect::print_status(&pins),
+        Command::Conns => inspect::print_conns(&pins),
     }
 }

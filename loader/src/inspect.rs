@@ -1,0 +1,157 @@
+//! Operator views of the datapath, read from the pins: they work while the
+//! daemon runs and after it stopped.
+
+use std::net::Ipv4Addr;
+
+use crate::datapath::{Hook, PROGRAMS};
+use crate::layout::{Flow4, Flow4Key, Orig4, Tuple4, STAT_NAMES};
+use crate::libbpf::{self, MapFd};
+use crate::pins::{self, Pins};
+
+/// One pinned map: entries (None when the type cannot be iterated) and capacity.
+pub struct MapFill {
+    pub name: &'static str,
+    pub entries: Option<usize>,
+    pub capacity: u32,
+}
+
+pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, String> {
+    let mut out = Vec::new();
+    for name in pins::ALL_MAPS {
+        let path = pins.map(name);
+        if !path.exists() {
+            continue;
+        }
+        let map = MapFd::open_pinned(&path).map_err(|e| e.to_string())?;
+        let info = map.info().map_err(|e| e.to_string())?;
+        // Socket storage and socket maps are not iterated by key here.
+        let countable = !matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_SK_STORAGE);
+        let entries = if countable { Some(map.raw_keys().map_err(|e| e.to_string())?.len()) } else { None };
+        out.push(MapFill { name, entries, capacity: info.max_entries });
+    }
+    Ok(out)
+}
+
+/// Per-hook counters summed over CPUs, by name (e.g. "connect_redirected").
+pub fn counters(pins: &Pins) -> Result<Vec<(String, u64)>, String> {
+    let map = MapFd::open_pinned(&pins.map(pins::MAP_STATS)).map_err(|e| e.to_string())?;
+    STAT_NAMES
+        .iter()
+        .enumerate()
+        .map(|(i, name)| {
+            let v = map.lookup_percpu_sum(&(i as u32)).map_err(|e| e.to_string())?;
+            Ok((name.trim_start_matches("MW_STAT_").to_lowercase(), v))
+        })
+        .collect()
+}
+
+/// A program of the datapath as it is attached now.
+pub struct ProgramState {
+    pub name: &'static str,
+    pub attached: &'static str,
+    pub info: Option<libbpf::ProgInfo>,
+}
+
+pub fn programs(pins: &Pins) -> Vec<ProgramState> {
+    PROGRAMS
+        .iter()
+        .map(|spec| {
+            let (attached, info) = match spec.hook {
+                Hook::Cgroup => {
+                    let info = libbpf::obj_get(&pins.link(spec.program))
+                        .ok()
+                        .and_then(|link| libbpf::link_prog_id(&link).ok())
+                        .and_then(|id| libbpf::prog_by_id(id).ok())
+                        .and_then(|fd| libbpf::prog_info(&fd).ok());
+                    (if info.is_some() { "cgroup link" } else { "not attached" }, info)
+                }
+                Hook::TcPinned => {
+                    let info = libbpf::obj_get(&pins.prog(spec.program)).ok().and_then(|fd| libbpf::prog_info(&fd).ok());
+                    (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
+                }
+                Hook::SkMsg { map } => {
+                    let info = MapFd::open_pinned(&pins.map(map))
+                        .ok()
+                        .and_then(|m| libbpf::prog_query(&m, libbpf_sys::BPF_SK_MSG_VERDICT).ok())
+                        .and_then(|ids| ids.first().copied())
+                        .and_then(|id| libbpf::prog_by_id(id).ok())
+                        .and_then(|fd| libbpf::prog_info(&fd).ok());
+                    (if info.is_some() { "socket map verdict" } else { "off" }, info)
+                }
+            };
+            ProgramState { name: spec.program, attached, info }
+        })
+        .collect()
+}
+
+fn kernel_release() -> String {
+    std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "unknown".into(), |s| s.trim().to_string())
+}
+
+fn bpf_stats_enabled() -> bool {
+    std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").map(|s| s.trim() == "1").unwrap_or(false)
+}
+
+pub fn print_status(pins: &Pins) -> Result<(), String> {
+    if !pins.map(pins::MAP_PODS).exists() {
+        return Err(format!("no meshwire datapath is pinned under {}; start it with `meshwire-loader run`", pins.root().display()));
+    }
+    println!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" });
+    println!("pins {}", pins.root().display());
+    println!();
+    println!("{:<20} {:<20} {:>6} {:>12} {:>10}", "program", "attached", "id", "runs", "ns/run");
+    for p in programs(pins) {
+        match p.info {
+            Some(i) => {
+                let per = if i.run_cnt > 0 { format!("{:.0}", i.run_time_ns as f64 / i.run_cnt as f64) } else { "-".into() };
+                println!("{:<20} {:<20} {:>6} {:>12} {:>10}", p.name, p.attached, i.id, i.run_cnt, per);
+            }
+            None => println!("{:<20} {:<20} {:>6} {:>12} {:>10}", p.name, p.attached, "-", "-", "-"),
+        }
+    }
+    println!();
+    println!("{:<16} {:>10} {:>10}", "map", "entries", "capacity");
+    for m in map_fill(pins)? {
+        let e = m.entries.map_or("-".to_string(), |n| n.to_string());
+        println!("{:<16} {e:>10} {:>10}", m.name, m.capacity);
+    }
+    println!();
+    for (name, v) in counters(pins)? {
+        println!("{name:<28} {v}");
+    }
+    Ok(())
+}
+
+fn ip(net_order: u32) -> Ipv4Addr {
+    Ipv4Addr::from(u32::from_be(net_order))
+}
+
+/// Original destinations in flight: app connections published by sockops
+/// and not yet accepted by their sidecar, and inbound flows tc redirected.
+pub fn print_conns(pins: &Pins) -> Result<(), String> {
+    let tuples = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE4)).map_err(|e| e.to_string())?;
+    println!("awaiting accept (app -> sidecar, original destination):");
+    for key in tuples.keys::<Tuple4>().map_err(|e| e.to_string())? {
+        if let Some(o) = tuples.lookup::<Tuple4, Orig4>(&key).map_err(|e| e.to_string())? {
+            println!(
+                "  netns {:<8} {}:{} -> {}:{}  orig {}:{}",
+                key.netns_cookie,
+                ip(key.client_ip4),
+                key.client_port,
+                ip(key.server_ip4),
+                key.server_port,
+                ip(o.ip4),
+                u16::from_be(o.port)
+            );
+        }
+    }
+    let flows = MapFd::open_pinned(&pins.map(pins::MAP_FLOW4)).map_err(|e| e.to_string())?;
+    println!("inbound flows redirected by tc (peer -> pod, dialled port):");
+    for key in flows.keys::<Flow4Key>().map_err(|e| e.to_string())? {
+        if let Some(f) = flows.lookup::<Flow4Key, Flow4>(&key).map_err(|e| e.to_string())? {
+            println!("  {}:{} -> {}:{}  flags {:#x}", ip(key.remote_ip4), u16::from_be(key.remote_port), ip(key.local_ip4), u16::from_be(f.orig_port), f.flags);
+        }
+    }
+    println!("(connections already accepted carry their destination on the sidecar's socket: ask the sidecar)");
+    Ok(())
+}

@@ -1,0 +1,122 @@
+//! Prometheus text exposition of the datapath's counters and map fill, on a
+//! configurable local address (off by default), and a watchdog that logs
+//! when a map nears its capacity.
+
+use std::io::{BufRead, BufReader, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::time::Duration;
+
+use crate::inspect;
+use crate::pins::Pins;
+
+/// The hook a counter belongs to, from its name (connect_redirected -> connect4).
+fn hook_of(counter: &str) -> &'static str {
+    match counter.split('_').next() {
+        Some("connect") => "connect4",
+        Some("sockops") => "sockops",
+        Some("sockopt") => "getsockopt",
+        Some("tc") => "tc",
+        Some("accel") => "sk_msg",
+        _ => "other",
+    }
+}
+
+pub fn render(pins: &Pins, pods: usize) -> Result<String, String> {
+    let mut out = String::new();
+    out.push_str("# HELP meshwire_datapath_events_total Decisions taken by the BPF programs.\n");
+    out.push_str("# TYPE meshwire_datapath_events_total counter\n");
+    for (name, v) in inspect::counters(pins)? {
+        out.push_str(&format!("meshwire_datapath_events_total{{hook=\"{}\",event=\"{name}\"}} {v}\n", hook_of(&name)));
+    }
+    let fill = inspect::map_fill(pins)?;
+    out.push_str("# HELP meshwire_map_entries Entries in a pinned map.\n# TYPE meshwire_map_entries gauge\n");
+    for m in fill.iter().filter(|m| m.entries.is_some()) {
+        out.push_str(&format!("meshwire_map_entries{{map=\"{}\"}} {}\n", m.name, m.entries.unwrap_or(0)));
+    }
+    out.push_str("# HELP meshwire_map_capacity Capacity of a pinned map.\n# TYPE meshwire_map_capacity gauge\n");
+    for m in &fill {
+        out.push_str(&format!("meshwire_map_capacity{{map=\"{}\"}} {}\n", m.name, m.capacity));
+    }
+    out.push_str("# HELP meshwire_pods Pods meshed on this node.\n# TYPE meshwire_pods gauge\n");
+    out.push_str(&format!("meshwire_pods {pods}\n"));
+    Ok(out)
+}
+
+fn answer(mut stream: TcpStream, pins: &Pins, pods: &dyn Fn() -> usize) {
+    let _ = stream.set_read_timeout(Some(Duration::from_secs(5)));
+    let mut request_line = String::new();
+    if BufReader::new(&stream).read_line(&mut request_line).is_err() {
+        return;
+    }
+    let (status, body) = match request_line.split_whitespace().nth(1) {
+        Some("/metrics") => match render(pins, pods()) {
+            Ok(b) => ("200 OK", b),
+            Err(e) => ("503 Service Unavailable", format!("{e}\n")),
+        },
+        _ => ("404 Not Found", "only /metrics is served here\n".to_string()),
+    };
+    let _ = write!(
+        stream,
+        "HTTP/1.1 {status}\r\nContent-Type: text/plain; version=0.0.4\r\nContent-Length: {}\r\nConnection: close\r\n\r\n{body}",
+        body.len()
+    );
+}
+
+/// Serve /metrics on `addr` from a thread of its own.
+pub fn spawn(addr: SocketAddr, pins: Pins, pods: impl Fn() -> usize + Send + 'static) -> Result<(), String> {
+    let listener = TcpListener::bind(addr).map_err(|e| format!("metrics address {addr}: {e}"))?;
+    std::thread::Builder::new()
+        .name("metrics".into())
+        .spawn(move || {
+            for stream in listener.incoming().flatten() {
+                answer(stream, &pins, &pods);
+            }
+        })
+        .map_err(|e| format!("starting the metrics thread: {e}"))?;
+    log::info!("metrics on http://{addr}/metrics");
+    Ok(())
+}
+
+/// Maps above this share of their capacity are logged.
+const PRESSURE: f64 = 0.9;
+
+/// Every `period`, log a warning for each map above 90% of its capacity
+/// (once per crossing), so a full map is noticed before it refuses entries.
+pub fn watch_pressure(pins: Pins, period: Duration) {
+    let _ = std::thread::Builder::new().name("map-pressure".into()).spawn(move || {
+        let mut warned: Vec<&'static str> = Vec::new();
+        loop {
+            std::thread::sleep(period);
+            let Ok(fill) = inspect::map_fill(&pins) else { continue };
+            for m in fill {
+                let Some(n) = m.entries else { continue };
+                let high = m.capacity > 0 && n as f64 >= PRESSURE * m.capacity as f64;
+                if high && !warned.contains(&m.name) {
+                    log::warn!("map {} holds {n} of {} entries; raise its capacity in bpf/lib/meshwire_consts.h (README: Limits)", m.name, m.capacity);
+                    warned.push(m.name);
+                } else if !high {
+                    warned.retain(|w| *w != m.name);
+                }
+            }
+        }
+    });
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn counters_are_grouped_by_hook() {
+        assert_eq!(hook_of("connect_redirected"), "connect4");
+        assert_eq!(hook_of("sockopt_answered"), "getsockopt");
+        assert_eq!(hook_of("tc_flow_closed"), "tc");
+        assert_eq!(hook_of("accel_sock_added"), "sk_msg");
+    }
+
+    #[test]
+    fn without_a_datapath_render_says_so() {
+        let pins = Pins::new(std::path::Path::new("/nonexistent/meshwire"));
+        assert!(render(&pins, 0).is_err());
+    }
+}
