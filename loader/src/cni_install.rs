@@ -1,0 +1,619 @@
+//! `meshwire-loader cni install|uninstall`: put meshwire-cni into a node's CNI
+//! setup and take it out again.
+//!
+//! install:
+//! 1. copies the plugin binary into the CNI bin directory atomically (a
+//!    temporary file in that directory, then rename), so a runtime never runs
+//!    a half-written plugin;
+//! 2. finds the active network configuration the way kubelet and containerd
+//!    do: the files of the conf directory ending in .conf, .conflist or .json,
+//!    in lexical order, the first that loads (a .conflist with plugins; a
+//!    .conf/.json with a type);
+//! 3. appends `{"type": "meshwire-cni", ...}` to its plugins, keeping the
+//!    original bytes in `<conf-dir>/.meshwire-backup/` (runtimes skip
+//!    directories). A .conflist is rewritten in place; a single-plugin .conf
+//!    (or .json) becomes `<stem>.conflist` with the original as its first
+//!    plugin, as libcni's ConfListFromConf does, and the .conf moves into the
+//!    backup (it would otherwise sort, and load, first).
+//!
+//! Everything is checked before anything is written. A configuration that
+//! already chains meshwire-cni is left alone, so install is idempotent.
+//! uninstall restores the original file byte for byte (and its mode), removes
+//! the file install wrote and the binary; it refuses when the chained file was
+//! changed since install (someone else's edit would be lost) unless --force.
+
+use std::fs;
+use std::io::Write;
+use std::os::unix::fs::PermissionsExt;
+use std::path::{Path, PathBuf};
+
+use serde_json::{json, Map, Value};
+
+pub const PLUGIN_TYPE: &str = "meshwire-cni";
+pub const BACKUP_DIR: &str = ".meshwire-backup";
+const MANIFEST: &str = "manifest.json";
+const ORIGINAL: &str = "original";
+const WRITTEN: &str = "written";
+const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
+const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
+/// The CNI versions meshwire-cni speaks (a chain needs 0.3.0 or later).
+const CHAINABLE_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+#[derive(clap::Subcommand)]
+pub enum CniCommand {
+    /// Install meshwire-cni into the CNI bin directory and chain it into the active network configuration.
+    Install {
+        /// CNI plugin directory.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BIN_DIR)]
+        bin_dir: PathBuf,
+        /// CNI network configuration directory.
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_CONF_DIR)]
+        conf_dir: PathBuf,
+        /// The meshwire-cni binary to install; default: meshwire-cni next to this executable.
+        #[arg(long, value_name = "PATH")]
+        plugin: Option<PathBuf>,
+        /// More keys for meshwire-cni's entry, as a JSON object, e.g. '{"namespaces":{"exclude":["kube-system"]}}'.
+        #[arg(long, value_name = "JSON")]
+        plugin_config: Option<String>,
+    },
+    /// Restore the network configuration install changed and remove the binary.
+    Uninstall {
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_BIN_DIR)]
+        bin_dir: PathBuf,
+        #[arg(long, value_name = "DIR", default_value = DEFAULT_CONF_DIR)]
+        conf_dir: PathBuf,
+        /// Restore the original even if the chained file was changed since install.
+        #[arg(long)]
+        force: bool,
+    },
+}
+
+/// Runs the subcommand; `loader_socket` (the API socket) goes into the entry.
+pub fn execute(command: CniCommand, loader_socket: &Path) -> Result<(), String> {
+    let report = match command {
+        CniCommand::Install { bin_dir, conf_dir, plugin, plugin_config } => {
+            let plugin = match plugin {
+                Some(p) => p,
+                None => default_plugin()?,
+            };
+            let entry = plugin_entry(loader_socket, plugin_config.as_deref())?;
+            install(&bin_dir, &conf_dir, &plugin, &entry)?
+        }
+        CniCommand::Uninstall { bin_dir, conf_dir, force } => uninstall(&bin_dir, &conf_dir, force)?,
+    };
+    for line in report {
+        println!("{line}");
+    }
+    Ok(())
+}
+
+fn default_plugin() -> Result<PathBuf, String> {
+    let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+    Ok(exe.with_file_name(PLUGIN_TYPE))
+}
+
+/// `{"type": "meshwire-cni"}`, the loader's socket when it is not the
+/// plugin's default, and the operator's extra keys.
+pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<String, Value>, String> {
+    let mut entry = Map::new();
+    entry.insert("type".into(), PLUGIN_TYPE.into());
+    if loader_socket != Path::new("/run/meshwire/loader.sock") {
+        entry.insert("loaderSocket".into(), loader_socket.to_string_lossy().into_owned().into());
+    }
+    if let Some(extra) = extra {
+        let v: Value = serde_json::from_str(extra).map_err(|e| format!("--plugin-config is not JSON: {e}"))?;
+        let Value::Object(m) = v else {
+            return Err("--plugin-config must be a JSON object of meshwire-cni keys".into());
+        };
+        for (k, v) in m {
+            if k == "type" && v != PLUGIN_TYPE {
+                return Err(format!("--plugin-config: \"type\" is {PLUGIN_TYPE:?}"));
+            }
+            entry.insert(k, v);
+        }
+    }
+    Ok(entry)
+}
+
+/// The network configuration files of `conf_dir`, in the order runtimes read them.
+fn conf_files(conf_dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let rd = fs::read_dir(conf_dir).map_err(|e| format!("reading CNI configuration directory {}: {e}", conf_dir.display()))?;
+    let mut files = Vec::new();
+    for entry in rd {
+        let entry = entry.map_err(|e| format!("reading {}: {e}", conf_dir.display()))?;
+        let path = entry.path();
+        let is_conf = matches!(path.extension().and_then(|e| e.to_str()), Some("conf" | "conflist" | "json"));
+        if is_conf && path.is_file() {
+            files.push(path);
+        }
+    }
+    files.sort();
+    Ok(files)
+}
+
+fn is_list(path: &Path) -> bool {
+    path.extension().is_some_and(|e| e == "conflist")
+}
+
+/// Loads a configuration file as a runtime would: a .conflist needs a
+/// non-empty "plugins", a .conf/.json a "type".
+fn load(path: &Path) -> Result<Map<String, Value>, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+    let Value::Object(m) = v else {
+        return Err(format!("{}: not a JSON object", path.display()));
+    };
+    if is_list(path) {
+        match m.get("plugins") {
+            Some(Value::Array(p)) if !p.is_empty() => {}
+            _ => return Err(format!("{}: a .conflist without plugins", path.display())),
+        }
+    } else if m.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
+        return Err(format!("{}: a network configuration without \"type\"", path.display()));
+    }
+    Ok(m)
+}
+
+/// The active configuration file, its content, and the files skipped before it (with why).
+type Active = (PathBuf, Map<String, Value>, Vec<String>);
+
+fn active(conf_dir: &Path) -> Result<Active, String> {
+    let mut skipped = Vec::new();
+    for path in conf_files(conf_dir)? {
+        match load(&path) {
+            Ok(m) => return Ok((path, m, skipped)),
+            Err(e) => skipped.push(e),
+        }
+    }
+    let mut msg = format!(
+        "no CNI network configuration in {} (a *.conf, *.conflist or *.json that loads): install the node's network plugin first, then meshwire-cni",
+        conf_dir.display()
+    );
+    if !skipped.is_empty() {
+        msg.push_str(&format!("; skipped: {}", skipped.join("; ")));
+    }
+    Err(msg)
+}
+
+fn chains_meshwire(conf: &Map<String, Value>) -> bool {
+    match conf.get("plugins") {
+        Some(Value::Array(plugins)) => plugins.iter().any(|p| p.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE)),
+        _ => conf.get("type").and_then(Value::as_str) == Some(PLUGIN_TYPE),
+    }
+}
+
+/// The chained configuration: `conf` (a list, or a single plugin made a list) plus `entry`.
+fn chained(conf: &Map<String, Value>, list: bool, entry: &Map<String, Value>) -> Value {
+    let mut out = if list {
+        conf.clone()
+    } else {
+        let mut l = Map::new();
+        l.insert("cniVersion".into(), conf.get("cniVersion").cloned().unwrap_or(Value::Null));
+        l.insert("name".into(), conf.get("name").cloned().unwrap_or(Value::Null));
+        l.insert("plugins".into(), json!([Value::Object(conf.clone())]));
+        l
+    };
+    if let Some(Value::Array(plugins)) = out.get_mut("plugins") {
+        plugins.push(Value::Object(entry.clone()));
+    }
+    Value::Object(out)
+}
+
+/// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
+    let dir = path.parent().ok_or_else(|| format!("{} has no directory", path.display()))?;
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    let tmp = dir.join(format!(".{name}.meshwire-tmp.{}", std::process::id()));
+    let result = (|| -> std::io::Result<()> {
+        let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
+        f.write_all(bytes)?;
+        f.set_permissions(fs::Permissions::from_mode(mode))?;
+        f.sync_all()?;
+        fs::rename(&tmp, path)?;
+        // The rename is durable once the directory is.
+        fs::File::open(dir)?.sync_all()
+    })();
+    if let Err(e) = result {
+        let _ = fs::remove_file(&tmp);
+        return Err(format!("writing {}: {e}", path.display()));
+    }
+    Ok(())
+}
+
+fn mode_of(path: &Path) -> Result<u32, String> {
+    Ok(fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.permissions().mode() & 0o7777)
+}
+
+fn file_name(path: &Path) -> String {
+    path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
+}
+
+pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<String, Value>) -> Result<Vec<String>, String> {
+    let mut report = Vec::new();
+    // --- Check everything first.
+    let binary = fs::read(plugin).map_err(|e| format!("the meshwire-cni binary {}: {e} (give it with --plugin)", plugin.display()))?;
+    if !bin_dir.is_dir() {
+        return Err(format!("CNI bin directory {} does not exist", bin_dir.display()));
+    }
+    let (path, conf, skipped) = active(conf_dir)?;
+    for s in skipped {
+        report.push(format!("skipped (runtimes skip it too): {s}"));
+    }
+    let already = chains_meshwire(&conf);
+    let list = is_list(&path);
+    let backup = conf_dir.join(BACKUP_DIR);
+    if !already && backup.exists() {
+        // An earlier install's chaining is gone (another file loads first, or
+        // the file was rewritten): its backup may hold the only copy of a file.
+        return Err(format!(
+            "{} holds the backup of an earlier `cni install`, but {} does not chain meshwire-cni; run `cni uninstall` (or look at the backup) first",
+            backup.display(),
+            path.display()
+        ));
+    }
+    if !already {
+        let version = conf.get("cniVersion").and_then(Value::as_str).unwrap_or("");
+        if !CHAINABLE_VERSIONS.contains(&version) {
+            return Err(format!(
+                "{}: cniVersion {version:?} cannot chain meshwire-cni (it needs one of {})",
+                path.display(),
+                CHAINABLE_VERSIONS.join(", ")
+            ));
+        }
+    }
+
+    // --- The binary, atomically.
+    let target = bin_dir.join(PLUGIN_TYPE);
+    write_atomic(&target, &binary, 0o755)?;
+    report.push(format!("installed {}", target.display()));
+
+    // --- The configuration.
+    if already {
+        report.push(format!("{} already chains meshwire-cni; left as it is", path.display()));
+        return Ok(report);
+    }
+    let mut text = serde_json::to_string_pretty(&chained(&conf, list, entry)).expect("JSON values serialize");
+    text.push('\n');
+    let original = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let mode = mode_of(&path)?;
+    let written = if list { path.clone() } else { path.with_extension("conflist") };
+    if !list && written.exists() {
+        return Err(format!("{} would replace {}, which exists; move one of them away", path.display(), written.display()));
+    }
+    let backup = conf_dir.join(BACKUP_DIR);
+    fs::create_dir(&backup).map_err(|e| format!("creating {}: {e}", backup.display()))?;
+    fs::set_permissions(&backup, fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", backup.display()))?;
+    write_atomic(&backup.join(ORIGINAL), &original, 0o600)?;
+    write_atomic(&backup.join(WRITTEN), text.as_bytes(), 0o600)?;
+    let manifest = json!({"version": 1, "original": file_name(&path), "mode": mode, "written": file_name(&written)});
+    write_atomic(&backup.join(MANIFEST), format!("{manifest:#}\n").as_bytes(), 0o600)?;
+    write_atomic(&written, text.as_bytes(), mode)?;
+    if written != path {
+        fs::remove_file(&path).map_err(|e| format!("removing {} (kept in {}): {e}", path.display(), backup.display()))?;
+        report.push(format!("{} is now {} (the original is kept in {})", path.display(), written.display(), backup.display()));
+    } else {
+        report.push(format!("chained meshwire-cni into {} (the original is kept in {})", path.display(), backup.display()));
+    }
+    // What runtimes load now must be what was written.
+    let (now, _, _) = active(conf_dir)?;
+    if now != written {
+        report.push(format!("WARNING: runtimes load {} first, not {}", now.display(), written.display()));
+    }
+    Ok(report)
+}
+
+pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<String>, String> {
+    let mut report = Vec::new();
+    let backup = conf_dir.join(BACKUP_DIR);
+    let manifest_path = backup.join(MANIFEST);
+    if manifest_path.exists() {
+        let text = fs::read_to_string(&manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+        let m: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
+        let name = |k: &str| -> Result<String, String> {
+            let n = m.get(k).and_then(Value::as_str).unwrap_or("");
+            if n.is_empty() || n.contains('/') || n.starts_with('.') {
+                return Err(format!("{}: bad {k:?}", manifest_path.display()));
+            }
+            Ok(n.to_string())
+        };
+        let original_path = conf_dir.join(name("original")?);
+        let written_path = conf_dir.join(name("written")?);
+        let mode = m.get("mode").and_then(Value::as_u64).ok_or_else(|| format!("{}: no \"mode\"", manifest_path.display()))? as u32;
+        let original = fs::read(backup.join(ORIGINAL)).map_err(|e| format!("{}: {e}", backup.join(ORIGINAL).display()))?;
+        let written = fs::read(backup.join(WRITTEN)).map_err(|e| format!("{}: {e}", backup.join(WRITTEN).display()))?;
+        match fs::read(&written_path) {
+            Ok(now) if now != written && !force => {
+                return Err(format!(
+                    "{} changed since `cni install`; restoring the original would lose that change (the original is {}; --force restores it anyway)",
+                    written_path.display(),
+                    backup.join(ORIGINAL).display()
+                ))
+            }
+            _ => {}
+        }
+        write_atomic(&original_path, &original, mode)?;
+        if written_path != original_path {
+            match fs::remove_file(&written_path) {
+                Ok(()) => {}
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => return Err(format!("removing {}: {e}", written_path.display())),
+            }
+        }
+        fs::remove_dir_all(&backup).map_err(|e| format!("removing {}: {e}", backup.display()))?;
+        report.push(format!("restored {}", original_path.display()));
+    } else {
+        report.push(format!("no meshwire-cni install recorded in {}; the configuration is left as it is", conf_dir.display()));
+        if let Ok((path, conf, _)) = active(conf_dir) {
+            if chains_meshwire(&conf) {
+                report.push(format!("note: {} chains meshwire-cni, but not through `cni install`; edit it by hand", path.display()));
+            }
+        }
+    }
+    let target = bin_dir.join(PLUGIN_TYPE);
+    match fs::remove_file(&target) {
+        Ok(()) => report.push(format!("removed {}", target.display())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+        Err(e) => return Err(format!("removing {}: {e}", target.display())),
+    }
+    Ok(report)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::collections::BTreeMap;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+
+    /// A temporary node: bin dir, conf dir and a plugin binary; removed on drop.
+    struct Node {
+        root: PathBuf,
+        bin: PathBuf,
+        conf: PathBuf,
+        plugin: PathBuf,
+    }
+
+    impl Node {
+        fn new() -> Node {
+            static N: AtomicUsize = AtomicUsize::new(0);
+            let root = std::env::temp_dir().join(format!("meshwire-cni-install-{}-{}", std::process::id(), N.fetch_add(1, Ordering::SeqCst)));
+            let (bin, conf) = (root.join("bin"), root.join("net.d"));
+            fs::create_dir_all(&bin).unwrap();
+            fs::create_dir_all(&conf).unwrap();
+            let plugin = root.join("meshwire-cni");
+            fs::write(&plugin, b"#!/bin/sh\necho plugin\n").unwrap();
+            Node { root, bin, conf, plugin }
+        }
+
+        fn put(&self, name: &str, text: &str, mode: u32) {
+            let p = self.conf.join(name);
+            fs::write(&p, text).unwrap();
+            fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
+        }
+
+        fn install(&self) -> Result<Vec<String>, String> {
+            install(&self.bin, &self.conf, &self.plugin, &plugin_entry(Path::new("/run/meshwire/loader.sock"), None).unwrap())
+        }
+
+        fn uninstall(&self, force: bool) -> Result<Vec<String>, String> {
+            uninstall(&self.bin, &self.conf, force)
+        }
+
+        /// Every file under the conf dir (and the bin dir) with its bytes and mode.
+        fn snapshot(&self) -> BTreeMap<PathBuf, (Vec<u8>, u32)> {
+            fn walk(dir: &Path, out: &mut BTreeMap<PathBuf, (Vec<u8>, u32)>) {
+                for e in fs::read_dir(dir).unwrap() {
+                    let p = e.unwrap().path();
+                    if p.is_dir() {
+                        walk(&p, out);
+                    } else {
+                        out.insert(p.clone(), (fs::read(&p).unwrap(), mode_of(&p).unwrap()));
+                    }
+                }
+            }
+            let mut out = BTreeMap::new();
+            walk(&self.conf, &mut out);
+            walk(&self.bin, &mut out);
+            out
+        }
+
+        fn json(&self, name: &str) -> Value {
+            serde_json::from_str(&fs::read_to_string(self.conf.join(name)).unwrap()).unwrap()
+        }
+    }
+
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = fs::remove_dir_all(&self.root);
+        }
+    }
+
+    const CONFLIST: &str = r#"{
+  "cniVersion": "1.0.0",
+  "name": "k8s-pod-network",
+  "plugins": [
+    {"type": "bridge", "bridge": "cni0", "ipam": {"type": "host-local", "subnet": "10.22.0.0/16"}},
+    {"type": "portmap", "capabilities": {"portMappings": true}}
+  ]
+}
+"#;
+    const CONF: &str = "{ \"cniVersion\": \"0.4.0\", \"name\": \"bridge-net\", \"type\": \"bridge\",\n  \"ipam\": {\"type\": \"host-local\", \"subnet\": \"10.88.0.0/16\"} }";
+
+    fn types(v: &Value) -> Vec<String> {
+        v["plugins"].as_array().unwrap().iter().map(|p| p["type"].as_str().unwrap().to_string()).collect()
+    }
+
+    #[test]
+    fn conflist_is_chained_in_place_and_restored_byte_for_byte() {
+        let node = Node::new();
+        node.put("10-net.conflist", CONFLIST, 0o640);
+        node.put("99-other.conf", CONF, 0o644);
+        let before = node.snapshot();
+        let report = node.install().unwrap();
+        assert!(report.iter().any(|l| l.contains("chained meshwire-cni into")), "{report:?}");
+        let v = node.json("10-net.conflist");
+        assert_eq!(types(&v), ["bridge", "portmap", "meshwire-cni"]);
+        assert_eq!(v["plugins"][2], json!({"type": "meshwire-cni"}));
+        assert_eq!(v["plugins"][0], serde_json::from_str::<Value>(CONFLIST).unwrap()["plugins"][0]);
+        assert_eq!(mode_of(&node.conf.join("10-net.conflist")).unwrap(), 0o640);
+        assert_eq!(fs::read(node.bin.join("meshwire-cni")).unwrap(), fs::read(&node.plugin).unwrap());
+        assert_eq!(mode_of(&node.bin.join("meshwire-cni")).unwrap(), 0o755);
+        assert_eq!(fs::read(node.conf.join("99-other.conf")).unwrap(), CONF.as_bytes(), "other files untouched");
+
+        node.uninstall(false).unwrap();
+        assert_eq!(node.snapshot(), before, "uninstall restores every byte and mode, and removes the rest");
+    }
+
+    #[test]
+    fn install_is_idempotent() {
+        let node = Node::new();
+        node.put("10-net.conflist", CONFLIST, 0o644);
+        node.install().unwrap();
+        let once = node.snapshot();
+        let report = node.install().unwrap();
+        assert!(report.iter().any(|l| l.contains("already chains meshwire-cni")), "{report:?}");
+        assert_eq!(node.snapshot(), once);
+        assert_eq!(types(&node.json("10-net.conflist")).iter().filter(|t| *t == "meshwire-cni").count(), 1);
+        // And uninstall twice: the second finds nothing to do.
+        node.uninstall(false).unwrap();
+        let report = node.uninstall(false).unwrap();
+        assert!(report[0].contains("no meshwire-cni install recorded"), "{report:?}");
+        assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), CONFLIST.as_bytes());
+    }
+
+    #[test]
+    fn single_conf_becomes_a_conflist_and_comes_back() {
+        let node = Node::new();
+        node.put("10-bridge.conf", CONF, 0o600);
+        node.put("20-later.conflist", CONFLIST, 0o644);
+        let before = node.snapshot();
+        let report = node.install().unwrap();
+        assert!(report.iter().any(|l| l.contains("is now")), "{report:?}");
+        assert!(!node.conf.join("10-bridge.conf").exists(), "the .conf would load first");
+        let v = node.json("10-bridge.conflist");
+        assert_eq!(v["cniVersion"], "0.4.0");
+        assert_eq!(v["name"], "bridge-net");
+        assert_eq!(types(&v), ["bridge", "meshwire-cni"]);
+        assert_eq!(v["plugins"][0], serde_json::from_str::<Value>(CONF).unwrap(), "the original conf is the first plugin");
+        assert_eq!(mode_of(&node.conf.join("10-bridge.conflist")).unwrap(), 0o600);
+        assert_eq!(active(&node.conf).unwrap().0, node.conf.join("10-bridge.conflist"));
+        assert!(!report.iter().any(|l| l.contains("WARNING")), "{report:?}");
+        assert_eq!(types(&node.json("20-later.conflist")), ["bridge", "portmap"], "only the active file changes");
+
+        node.install().unwrap();
+        node.uninstall(false).unwrap();
+        assert_eq!(node.snapshot(), before);
+    }
+
+    #[test]
+    fn the_active_file_is_the_first_that_loads() {
+        let node = Node::new();
+        node.put("00-broken.conflist", "{not json", 0o644);
+        node.put("05-empty.conflist", r#"{"cniVersion": "1.0.0", "name": "x", "plugins": []}"#, 0o644);
+        node.put("06-notype.conf", r#"{"cniVersion": "1.0.0", "name": "x"}"#, 0o644);
+        node.put("07-readme.txt", "not a conf", 0o644);
+        fs::create_dir(node.conf.join("08-dir.conf")).unwrap();
+        node.put("10-net.json", CONF, 0o644);
+        node.put("20-net.conflist", CONFLIST, 0o644);
+        let report = node.install().unwrap();
+        assert_eq!(report.iter().filter(|l| l.starts_with("skipped")).count(), 3, "{report:?}");
+        assert_eq!(types(&node.json("10-net.conflist")), ["bridge", "meshwire-cni"]);
+        assert!(!node.conf.join("10-net.json").exists());
+        node.uninstall(false).unwrap();
+        assert_eq!(fs::read(node.conf.join("10-net.json")).unwrap(), CONF.as_bytes());
+        assert!(!node.conf.join("10-net.conflist").exists());
+    }
+
+    #[test]
+    fn already_chained_by_hand_is_left_alone() {
+        let node = Node::new();
+        let by_hand = CONFLIST.replace(r#"{"type": "portmap", "capabilities": {"portMappings": true}}"#, r#"{"type": "meshwire-cni", "failPolicy": "open"}"#);
+        node.put("10-net.conflist", &by_hand, 0o644);
+        let report = node.install().unwrap();
+        assert!(report.iter().any(|l| l.contains("already chains")), "{report:?}");
+        assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), by_hand.as_bytes());
+        assert!(!node.conf.join(BACKUP_DIR).exists());
+        let report = node.uninstall(false).unwrap();
+        assert!(report.iter().any(|l| l.contains("not through `cni install`")), "{report:?}");
+        assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), by_hand.as_bytes());
+        assert!(!node.bin.join("meshwire-cni").exists());
+    }
+
+    #[test]
+    fn errors_are_clear_and_change_nothing() {
+        let node = Node::new();
+        let e = node.install().unwrap_err();
+        assert!(e.contains("no CNI network configuration in") && e.contains("install the node's network plugin first"), "{e}");
+        node.put("00-broken.conflist", "[]", 0o644);
+        let e = node.install().unwrap_err();
+        assert!(e.contains("skipped: ") && e.contains("00-broken.conflist: not a JSON object"), "{e}");
+        assert!(!node.bin.join("meshwire-cni").exists(), "nothing installed");
+
+        let node = Node::new();
+        node.put("10-old.conf", r#"{"cniVersion": "0.2.0", "name": "old", "type": "bridge"}"#, 0o644);
+        let before = node.snapshot();
+        let e = node.install().unwrap_err();
+        assert!(e.contains("cniVersion \"0.2.0\" cannot chain meshwire-cni"), "{e}");
+        assert_eq!(node.snapshot(), before);
+
+        let node = Node::new();
+        node.put("10-net.conflist", CONFLIST, 0o644);
+        let before = node.snapshot();
+        let e = install(&node.bin, &node.conf, &node.root.join("absent"), &Map::new()).unwrap_err();
+        assert!(e.contains("the meshwire-cni binary") && e.contains("--plugin"), "{e}");
+        let e = install(&node.root.join("nobin"), &node.conf, &node.plugin, &Map::new()).unwrap_err();
+        assert!(e.contains("CNI bin directory"), "{e}");
+        let e = install(&node.bin, &node.root.join("noconf"), &node.plugin, &Map::new()).unwrap_err();
+        assert!(e.contains("reading CNI configuration directory"), "{e}");
+        assert_eq!(node.snapshot(), before);
+
+        // A .conf whose .conflist twin exists.
+        let node = Node::new();
+        node.put("10-a.conf", CONF, 0o644);
+        node.put("10-a.conflist", CONFLIST, 0o644);
+        let e = node.install().unwrap_err();
+        assert!(e.contains("would replace"), "{e}");
+        assert!(!node.conf.join(BACKUP_DIR).exists());
+    }
+
+    #[test]
+    fn a_stale_backup_is_never_overwritten() {
+        let node = Node::new();
+        node.put("10-bridge.conf", CONF, 0o644);
+        node.install().unwrap();
+        // Another network now loads first; the .conf exists only in the backup.
+        node.put("05-new.conflist", CONFLIST, 0o644);
+        let before = node.snapshot();
+        let e = node.install().unwrap_err();
+        assert!(e.contains("holds the backup of an earlier `cni install`"), "{e}");
+        assert_eq!(node.snapshot(), before);
+        node.uninstall(false).unwrap();
+        assert_eq!(fs::read(node.conf.join("10-bridge.conf")).unwrap(), CONF.as_bytes());
+    }
+
+    #[test]
+    fn uninstall_refuses_to_lose_a_later_edit_unless_forced() {
+        let node = Node::new();
+        node.put("10-net.conflist", CONFLIST, 0o644);
+        node.install().unwrap();
+        let edited = fs::read_to_string(node.conf.join("10-net.conflist")).unwrap().replace("cni0", "cni1");
+        fs::write(node.conf.join("10-net.conflist"), &edited).unwrap();
+        let e = node.uninstall(false).unwrap_err();
+        assert!(e.contains("changed since `cni install`") && e.contains("--force"), "{e}");
+        assert_eq!(fs::read_to_string(node.conf.join("10-net.conflist")).unwrap(), edited);
+        node.uninstall(true).unwrap();
+        assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), CONFLIST.as_bytes());
+    }
+
+    #[test]
+    fn plugin_entries() {
+        assert_eq!(Value::Object(plugin_entry(Path::new("/run/meshwire/loader.sock"), None).unwrap()), json!({"type": "meshwire-cni"}));
+        let e = plugin_entry(Path::new("/run/mw/api.sock"), Some(r#"{"failPolicy": "open", "namespaces": {"exclude": ["kube-system"]}}"#)).unwrap();
+        assert_eq!(
+            Value::Object(e),
+            json!({"type": "meshwire-cni", "loaderSocket": "/run/mw/api.sock", "failPolicy": "open", "namespaces": {"exclude": ["kube-system"]}})
+        );
+        assert!(plugin_entry(Path::new("/x"), Some("[1]")).unwrap_err().contains("JSON object"));
+        assert!(plugin_entry(Path::new("/x"), Some("{")).unwrap_err().contains("not JSON"));
+        assert!(plugin_entry(Path::new("/x"), Some(r#"{"type": "bridge"}"#)).is_err());
+    }
+}
