@@ -15,6 +15,9 @@ PACKAGES=(
     libelf-dev zlib1g-dev pkg-config make gcc
     # Tests: network namespaces, iptables, cgroups, flock.
     iproute2 iptables util-linux procps
+    # CNI end to end (test/cni_e2e.sh): the reference plugins (/usr/lib/cni),
+    # jq for its small runtime, bpftool to count tcx links.
+    containernetworking-plugins jq bpftool
     # The .deb (//packaging:deb: dpkg-deb, dpkg-shlibdeps, strip, man page)
     # and its test (//packaging:deb_test: lintian, a debootstrap clean root).
     dpkg-dev binutils help2man lintian debootstrap

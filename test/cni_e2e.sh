@@ -1,0 +1,717 @@
+#!/bin/bash
+# End-to-end test of meshwire-cni with the real reference CNI plugins
+# (Debian's containernetworking-plugins: bridge, host-local, tuning), the real
+# meshwire-loader and real traffic.
+#
+#   cni_e2e.sh MESHWIRE_LOADER MESHWIRE_CNI MWTEST
+#
+# A "node" is a network namespace made here; pods are network namespaces made
+# here. `meshwire-loader cni install` copies meshwire-cni into a temporary CNI
+# bin directory and chains it into a temporary conf directory's bridge
+# network. A small runtime (rt below) executes that .conflist exactly as libcni
+# does: each plugin of the list in turn (in reverse for DEL), with CNI_COMMAND,
+# CNI_CONTAINERID, CNI_NETNS, CNI_IFNAME, CNI_ARGS (IgnoreUnknown=1;
+# K8S_POD_NAMESPACE=..;K8S_POD_NAME=..) and CNI_PATH, the plugin's entry with
+# the list's name and cniVersion (and runtimeConfig for the capabilities it
+# declares) on stdin, and the previous plugin's result as prevResult; DEL and
+# CHECK get the cached result of ADD. Plugins run inside the node namespace,
+# so the bridge and its veths exist only there.
+#
+#   pod eth0 10.242.0.x/16 --veth-- mwc<PID>-br 10.242.0.1   node (servers on lo:
+#                                                                  10.241.0.1:8080 A,
+#                                                                  10.241.0.1:8081 X)
+#
+# The loader runs against a cgroup, a private bpffs, an API socket and a state
+# directory of this run; sidecars (mwtest, UID 1500) and clients run in that
+# cgroup. Everything carries the prefix mwc<PID>- and is removed by the EXIT
+# trap, which then checks that nothing is left and prints "N passed, N failed".
+#
+# Safety: nothing is attached to the root cgroup, the machine's
+# /etc/cni/net.d, /opt/cni/bin and /var/lib/cni are never touched (host-local
+# keeps its leases in the work dir), traffic stays inside namespaces made here,
+# and only processes started here are signalled, by PID.
+
+# Functions run from cases or the EXIT trap:
+# shellcheck disable=SC2317,SC2001
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+P="mwc$$"
+NODE="$P-node"
+REF_PLUGINS=/usr/lib/cni
+SIDECAR_UID=1500
+SIDECAR_PORT=15001
+ADDR_A=10.241.0.1:8080
+ADDR_X=10.241.0.1:8081
+SUBNET=10.242.0.0/16
+CLIENT_TIMEOUT=120
+CONCURRENT=50
+
+PASSED=0
+FAILED=0
+BG_PIDS=()
+LOADER_PID=""
+CG=""
+WORK=""
+BPFFS=""
+PIN=""
+TORN_DOWN=""
+
+log() { echo "  $*"; }
+pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+show() { [ -s "$1" ] && sed 's/^/    | /' "$1"; return 0; }
+
+alive() {
+    local s
+    s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]
+}
+
+stop_pid() { # PID [GRACE]
+    local pid=$1 grace=${2:-3} i
+    kill -TERM "$pid" 2>/dev/null
+    for ((i = 0; i < grace * 10; i++)); do
+        alive "$pid" || break
+        sleep 0.1
+    done
+    alive "$pid" && kill -KILL "$pid" 2>/dev/null
+    wait "$pid" 2>/dev/null
+}
+
+start_bg() { # LOG CMD...
+    local out=$1
+    shift
+    "$@" >"$out" 2>&1 &
+    LAST_PID=$!
+    BG_PIDS+=("$LAST_PID")
+}
+
+forget_pid() {
+    local p keep=()
+    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
+    BG_PIDS=("${keep[@]}")
+}
+
+# "${IN_CG[@]}" NS CMD...: joins the test cgroup, then execs CMD in netns NS.
+IN_CG=()
+
+wait_listen() { # NS ADDR PID LOG
+    local i
+    for ((i = 0; i < 100; i++)); do
+        ip netns exec "$1" ss -Hltn | awk -v a="$2" '$4 == a { f = 1 } END { exit !f }' && return 0
+        alive "$3" || { log "process for $2 in $1 exited:"; show "$4"; return 1; }
+        sleep 0.1
+    done
+    log "nothing listens on $2 in $1 after 10 s"
+    return 1
+}
+
+pod() { echo "$P-pod$1"; }
+netns_path() { echo "/run/netns/$(pod "$1")"; }
+
+# ---------------------------------------------------------------------------
+# meshwire-loader
+
+mwl() {
+    "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" --api-socket "$SOCK" \
+        --state-dir "$STATE" "$@"
+}
+
+start_loader() {
+    local out="$WORK/loader.log" i
+    start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
+        --api-socket "$SOCK" --state-dir "$STATE" --log-level info run
+    LOADER_PID=$LAST_PID
+    for ((i = 0; i < 200; i++)); do
+        grep -qs 'meshwire-loader: ready' "$out" && [ -S "$SOCK" ] && return 0
+        alive "$LOADER_PID" || { log "meshwire-loader exited:"; show "$out"; return 1; }
+        sleep 0.1
+    done
+    log "meshwire-loader not ready after 20 s:"
+    show "$out"
+    return 1
+}
+
+stop_loader() {
+    [ -n "$LOADER_PID" ] || return 0
+    stop_pid "$LOADER_PID" 10
+    forget_pid "$LOADER_PID"
+    LOADER_PID=""
+}
+
+# The loader's view: `pod list` and the pod maps' entry counts.
+pod_list() { mwl pod list 2>&1; }
+map_count() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }'; }
+# What must not change when a CNI call fails: pods, records, pinned pod links.
+loader_state() {
+    pod_list
+    mwl maps 2>&1 | awk '$1 ~ /pod/'
+    find "$STATE" "$PIN/pods" 2>/dev/null | sort
+}
+
+# ---------------------------------------------------------------------------
+# The runtime: executes $CONF_FILE like libcni.
+
+# rt COMMAND CONTAINER_ID POD_N K8S_NAMESPACE [RUNTIME_CONFIG_JSON]
+# The final result of ADD is cached in $WORK/results/ID (DEL and CHECK read it,
+# DEL removes it). Each plugin's output is kept in $WORK/rt/ID.CMD.N.TYPE; the
+# failing plugin's error object is in $RT_ERR. RT_AFTER_DEL, if set, is run
+# after meshwire-cni's DEL (before the plugins listed before it).
+rt() {
+    local cmd=$1 id=$2 n=$3 kns=$4 rc_json=${5:-null}
+    local list count name version prev="null" i idx conf type out rc
+    local cache="$WORK/results/$id" order=()
+    list=$(cat "$CONF_FILE") || return 1
+    count=$(jq '.plugins | length' <<<"$list")
+    name=$(jq -r .name <<<"$list")
+    version=$(jq -r .cniVersion <<<"$list")
+    case $cmd in
+    ADD) for ((i = 0; i < count; i++)); do order+=("$i"); done ;;
+    CHECK) for ((i = 0; i < count; i++)); do order+=("$i"); done ;;
+    DEL) for ((i = count - 1; i >= 0; i--)); do order+=("$i"); done ;;
+    esac
+    if [ "$cmd" != ADD ] && [ -s "$cache" ]; then prev=$(cat "$cache"); fi
+    RT_ERR="$WORK/rt/$id.$cmd.err"
+    : >"$RT_ERR"
+    for idx in "${order[@]}"; do
+        conf=$(jq -c --argjson i "$idx" --arg name "$name" --arg v "$version" \
+            --argjson prev "$prev" --argjson rc "$rc_json" '
+            .plugins[$i] + {name: $name, cniVersion: $v}
+            + (if $prev == null then {} else {prevResult: $prev} end)
+            + (if $rc != null and (.plugins[$i].capabilities.meshwire // false)
+               then {runtimeConfig: {meshwire: $rc}} else {} end)' <<<"$list")
+        type=$(jq -r .type <<<"$conf")
+        out=$(ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
+            CNI_NETNS="$(netns_path "$n")" CNI_IFNAME=eth0 CNI_PATH="$CNI_BIN" \
+            CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$kns;K8S_POD_NAME=app-$n;K8S_POD_INFRA_CONTAINER_ID=$id" \
+            "$CNI_BIN/$type" <<<"$conf" 2>>"$WORK/rt/$id.stderr")
+        rc=$?
+        printf '%s\n' "$out" >"$WORK/rt/$id.$cmd.$idx.$type"
+        if [ "$rc" -ne 0 ]; then
+            printf '%s\n' "$out" >"$RT_ERR"
+            return 1
+        fi
+        [ "$cmd" = ADD ] && prev=$out
+        if [ "$cmd" = DEL ] && [ "$type" = meshwire-cni ] && [ -n "${RT_AFTER_DEL:-}" ]; then
+            "$RT_AFTER_DEL" "$id" "$n" || return 1
+        fi
+    done
+    case $cmd in
+    ADD) printf '%s\n' "$prev" >"$cache" ;;
+    DEL) rm -f "$cache" ;;
+    esac
+}
+
+# cni_direct COMMAND POD_N CONF_JSON [ENV...]: meshwire-cni alone, as the
+# runtime runs it; stdout in $OUT, exit status returned.
+cni_direct() {
+    local cmd=$1 n=$2 conf=$3
+    shift 3
+    OUT=$(ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="direct-$n" \
+        CNI_NETNS="$(netns_path "$n")" CNI_IFNAME=eth0 CNI_PATH="$CNI_BIN" \
+        CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=shop;K8S_POD_NAME=direct-$n" "$@" \
+        "$CNI_BIN/meshwire-cni" <<<"$conf" 2>"$WORK/direct.stderr")
+}
+
+new_pod() { # N
+    ip netns add "$(pod "$1")" || return 1
+    ip -n "$(pod "$1")" link set lo up
+}
+
+pod_ip() { jq -r '.ips[0].address | split("/")[0]' "$WORK/results/$1"; }
+
+client() { # N DESC ARGS...
+    local n=$1 desc=$2 out="$WORK/client-$((++CLIENT_SEQ)).log" rc
+    shift 2
+    timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod "$n")" "$MWTEST" client "$@" >"$out" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then log "$desc: $(tail -n 1 "$out")"; else log "$desc: client exited with $rc:"; show "$out"; fi
+    return "$rc"
+}
+CLIENT_SEQ=0
+
+sidecar() { # N
+    start_bg "$WORK/sidecar-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "$MWTEST" sidecar \
+        --listen "127.0.0.1:$SIDECAR_PORT" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+    wait_listen "$(pod "$1")" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod$1.log"
+}
+
+# ---------------------------------------------------------------------------
+# Setup
+
+preflight() {
+    local ok=0 f
+    [ "$(id -u)" = 0 ] || { fail "preflight: must run as root"; ok=1; }
+    for f in "$LOADER" "$CNI" "$MWTEST"; do
+        if [ ! -f "$f" ] || [ ! -x "$f" ]; then fail "preflight: not an executable: $f"; ok=1; fi
+    done
+    for f in bridge host-local tuning; do
+        [ -x "$REF_PLUGINS/$f" ] ||
+            { fail "preflight: $REF_PLUGINS/$f missing (Debian package containernetworking-plugins; tools/setup.sh installs it)"; ok=1; }
+    done
+    for f in ip ss jq timeout tc; do
+        command -v "$f" >/dev/null || { fail "preflight: tool missing: $f"; ok=1; }
+    done
+    CG2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
+        /proc/self/mountinfo | head -n 1)
+    [ -n "$CG2" ] || { fail "preflight: kernel feature missing: no cgroup2 mount"; ok=1; }
+    grep -qw bpf /proc/filesystems || { fail "preflight: kernel feature missing: bpffs"; ok=1; }
+    return $ok
+}
+
+setup() {
+    WORK=$(mktemp -d "/tmp/$P-cni.XXXXXX") || return 1
+    mkdir -p "$WORK/bpffs" "$WORK/results" "$WORK/rt" "$WORK/ipam" "$WORK/cni-bin" "$WORK/net.d" || return 1
+    BPFFS="$WORK/bpffs"
+    mount -t bpf "$P-bpffs" "$BPFFS" || { log "cannot mount bpffs at $BPFFS"; return 1; }
+    PIN="$BPFFS/meshwire"
+    SOCK="$WORK/loader.sock"
+    STATE="$WORK/state"
+    CNI_BIN="$WORK/cni-bin"
+    CONF_DIR="$WORK/net.d"
+    CG="$CG2/$P-cni"
+    mkdir "$CG" || { log "cannot create cgroup $CG"; return 1; }
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    IN_CG=(sh -c 'cg=$1; shift; echo $$ >"$cg/cgroup.procs" || exit 125; exec ip netns exec "$@"' in-cgroup "$CG")
+    cat >"$WORK/meshwire.toml" <<EOF
+[sidecar]
+uid = $SIDECAR_UID
+outbound_port = $SIDECAR_PORT
+[bpf]
+pin_dir = "$PIN"
+cgroup = "$CG"
+EOF
+    # The reference plugins, as a node's /opt/cni/bin would hold them.
+    local f
+    for f in bridge host-local tuning loopback; do cp "$REF_PLUGINS/$f" "$CNI_BIN/" || return 1; done
+    # The node's network: bridge + host-local, tuning chained after it.
+    cat >"$CONF_DIR/10-pods.conflist" <<EOF
+{
+  "cniVersion": "1.0.0",
+  "name": "pods",
+  "plugins": [
+    {
+      "type": "bridge",
+      "bridge": "$P-br",
+      "isGateway": true,
+      "isDefaultGateway": true,
+      "ipMasq": false,
+      "ipam": { "type": "host-local", "subnet": "$SUBNET", "dataDir": "$WORK/ipam" }
+    },
+    { "type": "tuning" }
+  ]
+}
+EOF
+    cp "$CONF_DIR/10-pods.conflist" "$WORK/10-pods.conflist.orig"
+    ip netns add "$NODE" || return 1
+    ip -n "$NODE" link set lo up || return 1
+    ip -n "$NODE" addr add "${ADDR_A%:*}/32" dev lo || return 1
+    local spec name addr
+    for spec in "A $ADDR_A" "X $ADDR_X"; do
+        read -r name addr <<<"$spec"
+        start_bg "$WORK/server-$name.log" ip netns exec "$NODE" "$MWTEST" server --listen "$addr" --name "$name"
+        wait_listen "$NODE" "$addr" "$LAST_PID" "$WORK/server-$name.log" || return 1
+    done
+}
+
+# ---------------------------------------------------------------------------
+# Cases
+
+case_install() {
+    local conf="$CONF_DIR/10-pods.conflist" once
+    mwl cni install --bin-dir "$CNI_BIN" --conf-dir "$CONF_DIR" --plugin "$CNI" \
+        --plugin-config '{"namespaces": {"exclude": ["kube-system"]}, "capabilities": {"meshwire": true}}' \
+        >"$WORK/install.log" 2>&1 || { log "cni install failed:"; show "$WORK/install.log"; return 1; }
+    show "$WORK/install.log"
+    cmp -s "$CNI" "$CNI_BIN/meshwire-cni" || { log "meshwire-cni was not copied into $CNI_BIN"; return 1; }
+    if [ "$(jq -c '[.plugins[].type]' "$conf")" != '["bridge","tuning","meshwire-cni"]' ]; then
+        log "the conflist does not chain meshwire-cni last:"
+        show "$conf"
+        return 1
+    fi
+    jq -e --arg s "$SOCK" '.plugins[2].loaderSocket == $s' "$conf" >/dev/null ||
+        { log "meshwire-cni's entry does not name the loader's socket $SOCK"; show "$conf"; return 1; }
+    once=$(cat "$conf")
+    mwl cni install --bin-dir "$CNI_BIN" --conf-dir "$CONF_DIR" --plugin "$CNI" >"$WORK/install2.log" 2>&1 ||
+        { log "second cni install failed:"; show "$WORK/install2.log"; return 1; }
+    [ "$(cat "$conf")" = "$once" ] || { log "a second install changed the conflist"; return 1; }
+    CONF_FILE=$conf
+    log "chained: $(jq -c '[.plugins[].type]' "$conf"), a second install changed nothing"
+}
+
+case_add_and_traffic() {
+    new_pod 1 || return 1
+    rt ADD ctr-1 1 shop || { log "ADD failed:"; show "$RT_ERR"; show "$WORK/rt/ctr-1.stderr"; return 1; }
+    # meshwire-cni's result is its prevResult (tuning's), unchanged.
+    if ! cmp -s <(jq -S . "$WORK/rt/ctr-1.ADD.1.tuning") <(jq -S . "$WORK/rt/ctr-1.ADD.2.meshwire-cni"); then
+        log "meshwire-cni changed the result:"
+        show "$WORK/rt/ctr-1.ADD.2.meshwire-cni"
+        return 1
+    fi
+    local ip
+    ip=$(pod_ip ctr-1)
+    log "pod1 is $ip; meshwire-cni passed the result through"
+    if ! pod_list | awk -v ip="$ip" '$1 == "ctr-1" && $3 == ip && $4 == "eth0" { f = 1 } END { exit !f }'; then
+        log "the loader does not list ctr-1 with $ip on eth0:"
+        pod_list | sed 's/^/    | /'
+        return 1
+    fi
+    sidecar 1 || return 1
+    client 1 "pod1 -> A through its sidecar" --connect "$ADDR_A" --count 20 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || return 1
+    [ "$(grep -c "^conn .* orig=$ADDR_A\$" "$WORK/sidecar-pod1.log")" -ge 20 ] ||
+        { log "pod1's sidecar did not log 20 connections to $ADDR_A"; return 1; }
+}
+
+case_check() {
+    local ip
+    rt CHECK ctr-1 1 shop || { log "CHECK failed:"; show "$RT_ERR"; return 1; }
+    log "CHECK of the whole chain passed"
+    # Taken out behind CNI's back: CHECK fails (meshwire-cni's code 101) ...
+    mwl pod del --id ctr-1 >"$WORK/pod-del.log" 2>&1 || { log "pod del failed:"; show "$WORK/pod-del.log"; return 1; }
+    if rt CHECK ctr-1 1 shop; then log "CHECK passed for a pod the loader no longer meshes"; return 1; fi
+    [ "$(jq -r .code "$RT_ERR")" = 101 ] || { log "expected code 101:"; show "$RT_ERR"; return 1; }
+    log "after pod del behind CNI's back: code 101, $(jq -r .msg "$RT_ERR")"
+    # ... and passes again once the pod is back as ADD left it.
+    ip=$(pod_ip ctr-1)
+    mwl pod add --id ctr-1 --netns "$(netns_path 1)" --ifname eth0 --ip "$ip" >"$WORK/pod-add.log" 2>&1 ||
+        { log "pod add failed:"; show "$WORK/pod-add.log"; return 1; }
+    rt CHECK ctr-1 1 shop || { log "CHECK after re-adding failed:"; show "$RT_ERR"; return 1; }
+    log "re-added with pod add: CHECK passes"
+}
+
+case_excluded_namespace() {
+    new_pod 2 || return 1
+    rt ADD ctr-2 2 kube-system || { log "ADD failed:"; show "$RT_ERR"; return 1; }
+    if pod_list | grep -qw ctr-2; then log "the loader meshes a kube-system pod"; return 1; fi
+    grep -q 'is not meshed: namespace "kube-system" is in namespaces.exclude' "$WORK/rt/ctr-2.stderr" ||
+        { log "no note on stderr:"; show "$WORK/rt/ctr-2.stderr"; return 1; }
+    client 2 "pod2 (kube-system) -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-direct --expect-server A
+}
+
+case_per_pod_exclusion() {
+    new_pod 3 || return 1
+    rt ADD ctr-3 3 shop '{"excludeOutboundPorts": [8081]}' || { log "ADD failed:"; show "$RT_ERR"; return 1; }
+    sidecar 3 || return 1
+    client 3 "pod3 -> X (port 8081 excluded for this pod)" --connect "$ADDR_X" --count 10 \
+        --parallel 5 --expect-direct --expect-server X || return 1
+    client 3 "pod3 -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || return 1
+    client 1 "pod1 -> X (not excluded for pod1)" --connect "$ADDR_X" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_X" --expect-server X
+}
+
+# expect_error DESC WANT_CODE COMMAND POD CONF [ENV...]: meshwire-cni fails
+# with WANT_CODE and a message, and the loader's state is unchanged.
+expect_error() {
+    local desc=$1 want=$2 cmd=$3 n=$4 conf=$5 before after code msg
+    shift 5
+    before=$(loader_state)
+    if cni_direct "$cmd" "$n" "$conf" "$@"; then
+        log "$desc: succeeded, expected error $want"
+        return 1
+    fi
+    code=$(jq -r .code <<<"$OUT" 2>/dev/null)
+    msg=$(jq -r .msg <<<"$OUT" 2>/dev/null)
+    after=$(loader_state)
+    if [ "$code" != "$want" ] || [ -z "$msg" ] || [ "$msg" = null ]; then
+        log "$desc: got $OUT, expected code $want with a message"
+        return 1
+    fi
+    if [ "$before" != "$after" ]; then
+        log "$desc: the loader's state changed:"
+        diff <(echo "$before") <(echo "$after") | sed 's/^/    | /'
+        return 1
+    fi
+    log "$desc: code $code, \"$msg\""
+}
+
+case_errors() {
+    local base prev rc=0
+    new_pod 4 || return 1
+    rt ADD ctr-4 4 kube-system || { log "ADD of pod4 failed:"; show "$RT_ERR"; return 1; }
+    prev=$(cat "$WORK/results/ctr-4")
+    base=$(jq -c --argjson p "$prev" '.plugins[2] + {name: .name, cniVersion: .cniVersion, prevResult: $p}' "$CONF_FILE")
+    c() { jq -c "$1" <<<"$base"; }
+    expect_error "malformed JSON" 6 ADD 4 '{"cniVersion": "1.0.0",' || rc=1
+    expect_error "unsupported cniVersion" 1 ADD 4 "$(c '.cniVersion = "0.2.0"')" || rc=1
+    expect_error "no name" 7 ADD 4 "$(c 'del(.name)')" || rc=1
+    expect_error "unknown key" 2 ADD 4 "$(c '.failpolicy = "open"')" || rc=1
+    expect_error "bad port" 7 ADD 4 "$(c '.excludeOutboundPorts = [0]')" || rc=1
+    expect_error "ADD without prevResult" 7 ADD 4 "$(c 'del(.prevResult)')" || rc=1
+    expect_error "CHECK in 0.3.1" 1 CHECK 4 "$(c '.cniVersion = "0.3.1"')" || rc=1
+    expect_error "netns does not exist" 3 ADD 4 "$base" CNI_NETNS="/run/netns/$P-absent" || rc=1
+    expect_error "no CNI_NETNS" 4 ADD 4 "$base" CNI_NETNS= || rc=1
+    expect_error "unknown command" 4 FROB 4 "$base" || rc=1
+    expect_error "bad CNI_ARGS" 4 ADD 4 "$base" CNI_ARGS="K8S_POD_NAMESPACE" || rc=1
+    return "$rc"
+}
+
+# After meshwire-cni's DEL, before bridge's: nothing of the pod is left.
+verify_pod_gone() { # ID N
+    local id=$1 n=$2 q
+    if pod_list | grep -qw "$id"; then log "pod list still shows $id"; return 1; fi
+    if grep -rqs -- "$id" "$STATE"; then log "a record of $id is left in $STATE"; return 1; fi
+    q=$(tc -n "$(pod "$n")" qdisc show dev eth0 2>&1)
+    if grep -qE 'clsact|ingress' <<<"$q"; then log "tc qdiscs left on pod$n eth0: $q"; return 1; fi
+    if [ "$(pods_pinned | wc -l)" != $((PINNED_BEFORE - 1)) ]; then
+        log "pinned pod directories: $PINNED_BEFORE before DEL, $(pods_pinned | wc -l) after"
+        return 1
+    fi
+    if [ -n "$TCX_BEFORE" ] && [ "$(tcx_links)" != $((TCX_BEFORE - 2)) ]; then
+        log "tcx links of meshwire's tc programs: $TCX_BEFORE before DEL, $(tcx_links) after (2 fewer expected)"
+        return 1
+    fi
+    VERIFIED=$((VERIFIED + 1))
+}
+
+pods_pinned() { find "$PIN/pods" -mindepth 1 -maxdepth 1 2>/dev/null | sort; }
+
+# tcx_links: how many BPF links run meshwire's tc programs (needs bpftool).
+tcx_links() {
+    local ids
+    ids=$(bpftool -j prog show 2>/dev/null | jq -c '[.[] | select(.name | startswith("mw_tc_")) | .id]') || return 1
+    bpftool -j link show 2>/dev/null | jq --argjson ids "$ids" '[.[] | select(.prog_id as $p | $ids | index($p))] | length'
+}
+
+case_del() {
+    local before_pods after_pods
+    before_pods=$(map_count mw_pods)
+    PINNED_BEFORE=$(pods_pinned | wc -l)
+    TCX_BEFORE=""
+    if command -v bpftool >/dev/null; then
+        TCX_BEFORE=$(tcx_links)
+        log "tcx links of meshwire's tc programs before DEL: $TCX_BEFORE"
+    else
+        log "bpftool missing: tcx links checked through their pins only"
+    fi
+    VERIFIED=0
+    RT_AFTER_DEL=verify_pod_gone rt DEL ctr-1 1 shop || { log "DEL failed:"; show "$RT_ERR"; return 1; }
+    [ "$VERIFIED" = 1 ] || return 1
+    after_pods=$(map_count mw_pods)
+    [ "$after_pods" = $((before_pods - 1)) ] || { log "mw_pods: $before_pods -> $after_pods"; return 1; }
+    # DEL again, and DEL with the netns gone: both succeed.
+    rt DEL ctr-1 1 shop || { log "a second DEL failed:"; show "$RT_ERR"; return 1; }
+    ip netns del "$(pod 1)"
+    rt DEL ctr-1 1 shop || { log "DEL without the netns failed:"; show "$RT_ERR"; return 1; }
+    log "mw_pods $before_pods -> $after_pods; no record, qdisc or pinned link left; DEL twice and without netns ok"
+}
+
+case_concurrent() {
+    local i pids=() failed=0 before_state before_pods before_ips leases before_leases
+    before_pods=$(map_count mw_pods)
+    before_ips=$(map_count mw_pod_ips)
+    before_state=$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)
+    before_leases=$(find "$WORK/ipam" -type f -name '10.242.*' | wc -l)
+    for ((i = 100; i < 100 + CONCURRENT; i++)); do new_pod "$i" || return 1; done
+    for ((i = 100; i < 100 + CONCURRENT; i++)); do
+        rt ADD "ctr-$i" "$i" shop >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || failed=$((failed + 1)); done
+    [ "$failed" = 0 ] || { log "$failed of $CONCURRENT concurrent ADDs failed:"; cat "$WORK"/rt/ctr-1??.ADD.err | head -n 5; return 1; }
+    [ "$(map_count mw_pods)" = $((before_pods + CONCURRENT)) ] ||
+        { log "mw_pods holds $(map_count mw_pods), expected $((before_pods + CONCURRENT))"; return 1; }
+    [ "$(pod_list | grep -cE 'ctr-1[0-9]{2}\b')" = "$CONCURRENT" ] || { log "pod list does not show all $CONCURRENT"; return 1; }
+    log "$CONCURRENT concurrent ADDs: all meshed"
+    pids=()
+    failed=0
+    for ((i = 100; i < 100 + CONCURRENT; i++)); do
+        rt DEL "ctr-$i" "$i" shop >/dev/null 2>&1 &
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || failed=$((failed + 1)); done
+    [ "$failed" = 0 ] || { log "$failed of $CONCURRENT concurrent DELs failed"; return 1; }
+    [ "$(map_count mw_pods)" = "$before_pods" ] || { log "mw_pods holds $(map_count mw_pods) after DEL, expected $before_pods"; return 1; }
+    [ "$(map_count mw_pod_ips)" = "$before_ips" ] || { log "mw_pod_ips holds $(map_count mw_pod_ips) after DEL, expected $before_ips"; return 1; }
+    if pod_list | grep -qE 'ctr-1[0-9]{2}\b'; then log "pod list still shows some of them"; return 1; fi
+    [ "$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)" = "$before_state" ] ||
+        { log "records or pinned links left:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | sed 's/^/    | /'; return 1; }
+    leases=$(find "$WORK/ipam" -type f -name '10.242.*' | wc -l)
+    [ "$leases" = "$before_leases" ] || { log "host-local leases: $before_leases before, $leases after"; return 1; }
+    for ((i = 100; i < 100 + CONCURRENT; i++)); do ip netns del "$(pod "$i")"; done
+    log "$CONCURRENT concurrent DELs: maps, records, pinned links and host-local leases back to before"
+}
+
+case_gc() {
+    local keep rc
+    new_pod 5 || return 1
+    new_pod 6 || return 1
+    if ! rt ADD ctr-5 5 shop || ! rt ADD ctr-6 6 shop; then log "ADD failed:"; show "$RT_ERR"; return 1; fi
+    keep=$(jq -c '[{containerID: "ctr-3", ifname: "eth0"}, {containerID: "ctr-5", ifname: "eth0"}]' <<<null)
+    cni_direct GC 5 "$(jq -c --argjson k "$keep" '.plugins[2] + {name: .name, cniVersion: "1.1.0", "cni.dev/valid-attachments": $k}' "$CONF_FILE")"
+    rc=$?
+    [ "$rc" = 0 ] || { log "GC failed: $OUT"; show "$WORK/direct.stderr"; return 1; }
+    pod_list | grep -qw ctr-6 && { log "GC left ctr-6"; return 1; }
+    if ! pod_list | grep -qw ctr-5 || ! pod_list | grep -qw ctr-3; then
+        log "GC removed a valid attachment:"
+        pod_list | sed 's/^/    | /'
+        return 1
+    fi
+    rt DEL ctr-6 6 shop || { log "DEL after GC failed"; return 1; }
+    log "GC removed ctr-6, kept ctr-3 and ctr-5: $(grep -c 'GC: removed' "$WORK/direct.stderr") removed"
+}
+
+case_status() {
+    cni_direct STATUS 5 "$(jq -c '.plugins[2] + {name: .name, cniVersion: "1.1.0"}' "$CONF_FILE")" ||
+        { log "STATUS with the loader up: $OUT"; return 1; }
+    log "STATUS ok with the loader up"
+}
+
+case_loader_down() {
+    local open_conf="$WORK/open.conflist" code rc=0 conf=$CONF_FILE
+    stop_loader
+    log "meshwire-loader stopped"
+    new_pod 7 || return 1
+    # failPolicy closed (the default): the pod is not started.
+    if rt ADD ctr-7 7 shop; then log "ADD succeeded with the loader down (fail closed)"; return 1; fi
+    code=$(jq -r .code "$RT_ERR")
+    if [ "$code" != 11 ] || ! jq -r .msg "$RT_ERR" | grep -q 'failPolicy "closed"'; then
+        log "fail closed: expected code 11 naming failPolicy, got $(cat "$RT_ERR")"
+        rc=1
+    else
+        log "fail closed: code 11: $(jq -r .msg "$RT_ERR" | cut -c1-120)..."
+    fi
+    # The runtime tears the failed sandbox down: DEL succeeds with the loader down.
+    rt DEL ctr-7 7 shop || { log "DEL with the loader down failed"; show "$RT_ERR"; rc=1; }
+    grep -q succeeding "$WORK/rt/ctr-7.stderr" || { log "DEL gave no note"; rc=1; }
+    # failPolicy open: the pod starts, un-meshed, with a note.
+    jq '.plugins[2].failPolicy = "open"' "$conf" >"$open_conf"
+    CONF_FILE=$open_conf
+    if rt ADD ctr-7 7 shop && grep -q UN-MESHED "$WORK/rt/ctr-7.stderr"; then
+        log "fail open: ADD succeeded: $(grep UN-MESHED "$WORK/rt/ctr-7.stderr" | head -n 1 | cut -c1-120)..."
+        client 7 "pod7 (un-meshed) -> A" --connect "$ADDR_A" --count 5 --parallel 5 \
+            --expect-direct --expect-server A || rc=1
+    else
+        log "fail open: ADD failed or gave no note:"
+        show "$RT_ERR"
+        rc=1
+    fi
+    rt DEL ctr-7 7 shop || rc=1
+    CONF_FILE=$conf
+    cni_direct STATUS 5 "$(jq -c '.plugins[2] + {name: .name, cniVersion: "1.1.0"}' "$CONF_FILE")"
+    code=$(jq -r .code <<<"$OUT")
+    [ "$code" = 50 ] || { log "STATUS with the loader down: expected 50, got $OUT"; rc=1; }
+    start_loader || return 1
+    log "meshwire-loader restarted"
+    return "$rc"
+}
+
+case_uninstall() {
+    mwl cni uninstall --bin-dir "$CNI_BIN" --conf-dir "$CONF_DIR" >"$WORK/uninstall.log" 2>&1 ||
+        { log "cni uninstall failed:"; show "$WORK/uninstall.log"; return 1; }
+    cmp "$WORK/10-pods.conflist.orig" "$CONF_DIR/10-pods.conflist" || { log "the conflist is not restored byte for byte"; return 1; }
+    [ ! -e "$CNI_BIN/meshwire-cni" ] || { log "meshwire-cni is still in $CNI_BIN"; return 1; }
+    [ "$(find "$CONF_DIR" -mindepth 1 | wc -l)" = 1 ] || { log "left in $CONF_DIR: $(find "$CONF_DIR" -mindepth 1)"; return 1; }
+    log "conflist restored byte for byte, binary and backup removed"
+}
+
+run_case() {
+    echo "--- $1"
+    if "$2"; then pass "$1"; else fail "$1"; fi
+}
+
+# ---------------------------------------------------------------------------
+# Teardown
+
+leftovers() {
+    ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print "netns " $1 }'
+    ip -o link show 2>/dev/null | awk -v p="$P" 'index($0, p) { print "link " $2 }'
+    [ -n "$CG" ] && [ -e "$CG" ] && echo "cgroup $CG"
+    [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
+    [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
+}
+
+teardown() {
+    [ -n "$TORN_DOWN" ] && return
+    TORN_DOWN=1
+    local pid i ns
+    if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -s "$WORK/loader.log" ]; then
+        echo "--- loader log (last lines)"
+        tail -n 20 "$WORK/loader.log" | sed 's/^/    | /'
+    fi
+    [ -n "$LOADER_PID" ] && stop_loader
+    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
+    BG_PIDS=()
+    if [ -n "$CG" ] && [ -d "$CG" ]; then
+        for ((i = 0; i < 50; i++)); do
+            [ -s "$CG/cgroup.procs" ] || break
+            while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$CG/cgroup.procs"
+            sleep 0.1
+        done
+    fi
+    if [ -n "$PIN" ] && [ -e "$PIN" ]; then
+        mwl cleanup >/dev/null 2>&1 || echo "  note: meshwire-loader cleanup in the trap failed"
+    fi
+    for ns in $(ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print $1 }'); do
+        ip netns del "$ns" 2>/dev/null
+    done
+    if [ -n "$CG" ] && [ -d "$CG" ]; then
+        for ((i = 0; i < 50; i++)); do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
+    fi
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
+            cp "$WORK"/*.log "$WORK"/*.toml "$TEST_UNDECLARED_OUTPUTS_DIR"/ 2>/dev/null
+        fi
+        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
+        rm -rf "$WORK"
+    fi
+}
+
+on_exit() {
+    local rc=$? left
+    trap - EXIT
+    trap '' INT TERM
+    teardown
+    echo "--- teardown"
+    left=$(leftovers)
+    if [ -z "$left" ]; then
+        pass "teardown leaves nothing with prefix $P- (namespaces, links, cgroup, bpffs, work dir)"
+    else
+        fail "teardown left:"
+        echo "$left" | sed 's/^/    | /'
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -gt 0 ] && exit 1
+    exit "$rc"
+}
+
+trap on_exit EXIT
+trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
+trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# Main
+
+if [ $# -ne 3 ]; then
+    echo "usage: $0 MESHWIRE_LOADER MESHWIRE_CNI MWTEST" >&2
+    fail "usage"
+    exit 2
+fi
+LOADER=$(readlink -f "$1")
+CNI=$(readlink -f "$2")
+MWTEST=$(readlink -f "$3")
+
+echo "meshwire CNI e2e: run prefix $P"
+preflight || exit 1
+echo "--- setup"
+setup || { fail "setup"; exit 1; }
+start_loader || { fail "setup: meshwire-loader"; exit 1; }
+log "work dir $WORK, cgroup $CG, loader PID $LOADER_PID"
+
+run_case "1 cni install chains meshwire-cni after bridge and tuning, idempotently" case_install
+[ -n "${CONF_FILE:-}" ] || exit 1
+run_case "2 ADD through the chain: prevResult passed through, pod meshed, traffic via its sidecar" case_add_and_traffic
+run_case "3 CHECK through the chain" case_check
+run_case "4 a pod in an excluded namespace is not meshed" case_excluded_namespace
+run_case "5 per-pod exclusions from runtimeConfig" case_per_pod_exclusion
+run_case "6 CNI errors: each code, and nothing changed" case_errors
+run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
+run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
+run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc
+run_case "10 STATUS" case_status
+run_case "11 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
+run_case "12 cni uninstall restores the configuration" case_uninstall
+exit 0
