@@ -558,6 +558,10 @@ case_status() {
     cni_direct STATUS 5 "$(jq -c '.plugins[2] + {name: .name, cniVersion: "1.1.0"}' "$CONF_FILE")" ||
         { log "STATUS with the loader up: $OUT"; return 1; }
     log "STATUS ok with the loader up"
+    cni_direct VERSION 5 '{"cniVersion": "0.4.0"}' || { log "VERSION failed: $OUT"; return 1; }
+    jq -e '.cniVersion == "0.4.0" and (.supportedVersions | index("1.1.0"))' <<<"$OUT" >/dev/null ||
+        { log "VERSION does not answer in the request's version: $OUT"; return 1; }
+    log "VERSION: $OUT"
 }
 
 case_loader_down() {
@@ -711,7 +715,7 @@ run_case "6 CNI errors: each code, and nothing changed" case_errors
 run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
 run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
 run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc
-run_case "10 STATUS" case_status
+run_case "10 STATUS and VERSION" case_status
 run_case "11 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
 run_case "12 cni uninstall restores the configuration" case_uninstall
 exit 0
