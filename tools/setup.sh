@@ -21,7 +21,13 @@ PACKAGES=(
     # The .deb (//packaging:deb: dpkg-deb, dpkg-shlibdeps, strip, man page)
     # and its test (//packaging:deb_test: lintian, a debootstrap clean root).
     dpkg-dev binutils help2man lintian debootstrap
+    # The venv below (kubernetes-validate, for //deploy:manifests_test).
+    python3 python3-venv
 )
+# Python tools, from PyPI into a venv of their own (never system-wide pip):
+# kubernetes-validate carries the Kubernetes schemas and works offline.
+VENV=${MESHWIRE_VENV:-$HOME/.cache/meshwire/venv}
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0)
 RUST_MIN=1.82
 
 say() { echo "setup: $*" >&2; }
@@ -51,6 +57,20 @@ if [[ ${#missing[@]} -gt 0 ]]; then
     "${sudo[@]}" apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null ||
         die "apt-get install ${missing[*]} failed"
     say "installed ${missing[*]}"
+fi
+
+# --- Python venv -------------------------------------------------------------
+# A stamp file holds the requirements the venv was completed with: a venv
+# whose install was interrupted, or that has other requirements, is rebuilt.
+if [[ $(cat "$VENV/.meshwire-requirements" 2>/dev/null) != "${PY_REQUIREMENTS[*]}" ]]; then
+    say "installing ${PY_REQUIREMENTS[*]} into $VENV"
+    mkdir -p "$(dirname "$VENV")"
+    /usr/bin/python3 -m venv --clear "$VENV" ||
+        die "python3 -m venv $VENV failed"
+    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_REQUIREMENTS[@]}" ||
+        die "pip install ${PY_REQUIREMENTS[*]} into $VENV failed"
+    echo "${PY_REQUIREMENTS[*]}" >"$VENV/.meshwire-requirements"
+    say "installed ${PY_REQUIREMENTS[*]}"
 fi
 
 # --- Rust (rustup; Debian's rustc is too old) -------------------------------
