@@ -2,7 +2,10 @@
 # End-to-end test of meshwire with real network namespaces, a cgroup of its own
 # and the real BPF programs.
 #
-#   netns_e2e.sh MESHWIRE_LOADER MWTEST
+#   netns_e2e.sh MESHWIRE_LOADER MWTEST [DEMO]
+#
+# DEMO is test/demo.sh (default: demo.sh next to this script); the last case
+# runs it non-interactively.
 #
 # Runs as root. Everything it creates carries the prefix mw<PID>- (namespaces,
 # cgroup, work dir with a private bpffs instance) and is removed by the EXIT
@@ -69,41 +72,11 @@ log() { echo "  $*"; }
 pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
 fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
 
-# Indents a file's lines (or its last N lines) for the report.
-show() { # FILE [LINES]
-    [ -s "$1" ] || return 0
-    if [ -n "${2:-}" ]; then tail -n "$2" "$1"; else cat "$1"; fi | sed 's/^/    | /'
-}
-
 # ---------------------------------------------------------------------------
-# Processes
-
-# alive PID: true while PID runs (a zombie child does not count).
-alive() {
-    local s
-    s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]
-}
-
-# stop_pid PID [GRACE_SECONDS]: SIGTERM, then SIGKILL after the grace period; reaps it.
-stop_pid() {
-    local pid=$1 grace=${2:-3} i
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < grace * 10; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-}
-
-# start_bg LOG CMD...: starts CMD in the background; its PID is in $LAST_PID.
-start_bg() {
-    local out=$1
-    shift
-    "$@" >"$out" 2>&1 &
-    LAST_PID=$!
-    BG_PIDS+=("$LAST_PID")
-}
+# Processes: show, alive, stop_pid, start_bg, forget_pid, wait_listen,
+# cgroup2_mount, in_cgroup_cmd, empty_cgroup, remove_cgroup come from proc_lib.sh.
+# shellcheck source=test/proc_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
 
 # run_wait LOG CMD...: runs CMD under a hard timeout and waits for it; returns
 # its status. Run in the background so a signal reaches our trap at once.
@@ -120,35 +93,9 @@ run_wait_for() {
     return "$rc"
 }
 
-forget_pid() {
-    local p keep=()
-    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    BG_PIDS=("${keep[@]}")
-}
-
 # "${IN_CG[@]}" NS CMD...: moves itself into the test cgroup, then execs CMD in
-# netns NS (set in setup_cgroup). A command, not a function, so that timeout can
-# run it and $! is the final process: the PID stays the same through both execs.
+# netns NS (set in setup_cgroup, see in_cgroup_cmd).
 IN_CG=()
-
-# wait_listen NS ADDR:PORT PID LOG: polls ss until ADDR:PORT listens in NS.
-wait_listen() {
-    local ns=$1 addr=$2 pid=$3 out=$4 i
-    for ((i = 0; i < 100; i++)); do
-        if ip netns exec "$ns" ss -Hltn | awk -v a="$addr" '$4 == a { f = 1 } END { exit !f }'; then
-            return 0
-        fi
-        if ! alive "$pid"; then
-            echo "  process $pid for $addr in $ns exited:"
-            show "$out" 10
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "  nothing listens on $addr in $ns after 10 s"
-    show "$out" 10
-    return 1
-}
 
 # ---------------------------------------------------------------------------
 # meshwire-loader
@@ -240,8 +187,7 @@ preflight() {
         fail "preflight: mwtest not found or not executable: $MWTEST"
         ok=1
     fi
-    CG2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
-        /proc/self/mountinfo | head -n 1)
+    CG2=$(cgroup2_mount)
     if [ -z "$CG2" ]; then
         fail "preflight: kernel feature missing: no cgroup2 (unified hierarchy) mount in /proc/self/mountinfo"
         ok=1
@@ -300,9 +246,7 @@ setup_topology() {
 setup_cgroup() {
     CG="$CG2/$P-e2e"
     mkdir "$CG" || { echo "  cannot create cgroup $CG"; return 1; }
-    # shellcheck disable=SC2016 # expanded by the inner sh
-    IN_CG=(sh -c 'cg=$1; shift; echo $$ >"$cg/cgroup.procs" || exit 125; exec ip netns exec "$@"'
-        in-cgroup "$CG")
+    in_cgroup_cmd "$CG"
 }
 
 setup_workdir() {
@@ -712,6 +656,53 @@ run_tc_case() {
     fi
 }
 
+case_demo() {
+    local out="$WORK/demo.log" rc=0 prefix v ip left
+    if [ ! -x "$DEMO" ]; then
+        log "demo script not found or not executable: $DEMO"
+        return 1
+    fi
+    run_wait_for 120 "$out" "$DEMO" --requests 6 "$LOADER" "$MWTEST"
+    rc=$?
+    log "demo exit status $rc; curl's answers: $(grep -E '^Hi, I am ' "$out" | tr '\n' ';')"
+    grep -E '^  (v1 answered|requests the apps)|^demo: ' "$out" | sed 's/^ */  /'
+    [ "$rc" -eq 0 ] || rc=1
+    for v in 1 2; do
+        ip=10.244.$v.$((4 - v)) # pipy-ok-v1 10.244.1.3, pipy-ok-v2 10.244.2.2
+        if ! grep -qx "Hi, I am pipy ok v$v !" "$out"; then
+            log "curl never printed 'Hi, I am pipy ok v$v !'"
+            rc=1
+        fi
+        if ! grep -qE "\| route orig=10\.96\.0\.10:8080 backend=${ip//./\\.}:8080\$" "$out"; then
+            log "the curl pod's sidecar never routed pipy-ok to v$v ($ip:8080)"
+            rc=1
+        fi
+        if ! grep -qE "\| inbound peer=10\.244\.1\.2:[0-9]+ orig=${ip//./\\.}:8080\$" "$out"; then
+            log "pipy-ok-v$v's inbound sidecar logged no connection from the curl pod with orig=$ip:8080"
+            rc=1
+        fi
+    done
+    prefix=$(sed -nE 's/^meshwire demo \(prefix (mwdemo[0-9]+)\).*/\1/p' "$out")
+    if [ -z "$prefix" ]; then
+        log "no 'meshwire demo (prefix ...)' line in the demo's output"
+        rc=1
+    else
+        left=$( (ip netns list | awk -v p="$prefix-" 'index($1, p) == 1'
+            [ -e "$CG2/$prefix" ] && echo "cgroup $CG2/$prefix"
+            compgen -G "/etc/netns/$prefix-*"
+            compgen -G "/tmp/$prefix.*") 2>/dev/null)
+        if [ -n "$left" ]; then
+            log "the demo left:"
+            echo "$left" | sed 's/^/    | /'
+            rc=1
+        else
+            log "the demo left nothing with prefix $prefix"
+        fi
+    fi
+    [ "$rc" -eq 0 ] || show "$out" 60
+    return "$rc"
+}
+
 run_case() { # NAME FUNCTION
     echo "--- $1"
     if "$2"; then pass "$1"; else fail "$1"; fi
@@ -734,7 +725,7 @@ leftovers() {
 teardown() {
     [ -n "$TORN_DOWN" ] && return
     TORN_DOWN=1
-    local pid i ns
+    local pid ns
 
     if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
         echo "--- logs (failures above)"
@@ -750,13 +741,7 @@ teardown() {
     for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
     BG_PIDS=()
     # Anything still in our cgroup descends from processes started here.
-    if [ -n "$CG" ] && [ -d "$CG" ]; then
-        for ((i = 0; i < 50; i++)); do
-            [ -s "$CG/cgroup.procs" ] || break
-            while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$CG/cgroup.procs"
-            sleep 0.1
-        done
-    fi
+    empty_cgroup "$CG"
 
     if [ -n "$PIN" ] && [ -e "$PIN" ] && [ -x "${LOADER:-}" ]; then
         mwl cleanup >/dev/null 2>&1 ||
@@ -765,12 +750,7 @@ teardown() {
 
     for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
 
-    if [ -n "$CG" ] && [ -d "$CG" ]; then
-        for ((i = 0; i < 50; i++)); do
-            rmdir "$CG" 2>/dev/null && break
-            sleep 0.1
-        done
-    fi
+    remove_cgroup "$CG"
 
     if [ -n "$WORK" ] && [ -d "$WORK" ]; then
         if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
@@ -806,13 +786,14 @@ trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
 # ---------------------------------------------------------------------------
 # Main
 
-if [ $# -ne 2 ]; then
-    echo "usage: $0 MESHWIRE_LOADER MWTEST" >&2
+if [ $# -lt 2 ] || [ $# -gt 3 ]; then
+    echo "usage: $0 MESHWIRE_LOADER MWTEST [DEMO]" >&2
     fail "usage"
     exit 2
 fi
 LOADER=$(readlink -f "$1")
 MWTEST=$(readlink -f "$2")
+DEMO=$(readlink -f "${3:-$(dirname "$(readlink -f "$0")")/demo.sh}")
 HAVE_IFNAME=""
 
 echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST"
@@ -866,4 +847,6 @@ run_tc_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)"
 run_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del
 run_case "19 cleanup: pin dir empty and nothing intercepted any more" case_cleanup_leaves_nothing
+run_case "20 the seed's demo (test/demo.sh): curl pipy-ok:8080 answered by v1 and v2 through the sidecars" \
+    case_demo
 exit 0

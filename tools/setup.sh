@@ -15,6 +15,8 @@ PACKAGES=(
     libelf-dev zlib1g-dev pkg-config make gcc
     # Tests: network namespaces, iptables, cgroups, flock.
     iproute2 iptables util-linux procps
+    # The demo (test/demo.sh): the article's client.
+    curl
     # CNI end to end (test/cni_e2e.sh): the reference plugins (/usr/lib/cni),
     # jq for its small runtime, bpftool to count tcx links.
     containernetworking-plugins jq bpftool
