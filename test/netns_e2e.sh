@@ -27,8 +27,8 @@
 # mwtest sidecar (UID 1500) on 127.0.0.1:15001 (outbound) and 0.0.0.0:15003
 # (inbound, handing connections to 127.0.0.1:<port dialled>); sidecars and
 # clients run in the test cgroup, which is where meshwire's cgroup programs are
-# attached. Servers run outside the cgroup; pod1's app server P1 listens on
-# 0.0.0.0:8080 in pod1.
+# attached. Servers run outside the cgroup; pod1's app servers P1 and P1X
+# listen on 0.0.0.0:8080 and 0.0.0.0:8082 (an excluded inbound port) in pod1.
 #
 # Safety: programs are attached only to this test's cgroup (given with
 # --cgroup and in the config file), traffic goes only to addresses inside the
@@ -48,6 +48,7 @@ SIDECAR_PORT=15001
 INBOUND_PORT=15003
 EXCL_PORT=8081
 EXCL_CIDR=10.231.9.0/24
+EXCL_IN_PORT=8082               # [inbound] exclude_ports
 ADDR_A=10.231.0.1:8080          # server A
 ADDR_B=10.231.0.2:8080          # server B
 ADDR_X=10.231.0.1:$EXCL_PORT    # server X, excluded port
@@ -55,6 +56,7 @@ ADDR_C=10.231.9.1:8080          # server C, excluded CIDR
 ADDR_L=127.0.0.1:9090           # server L, loopback in pod1
 POD1_IP=10.231.1.2
 ADDR_P1=$POD1_IP:8080           # server P1, pod1's app (listens on 0.0.0.0:8080)
+ADDR_P1X=$POD1_IP:$EXCL_IN_PORT # server P1X, pod1's app on an excluded inbound port
 CLIENT_TIMEOUT=300              # hard limit for one client run, seconds
 
 PASSED=0
@@ -268,6 +270,9 @@ inbound_port = 15003
 exclude_ports = [$EXCL_PORT]
 exclude_cidrs = ["$EXCL_CIDR"]
 
+[inbound]
+exclude_ports = [$EXCL_IN_PORT]
+
 [bpf]
 pin_dir = "$PIN"
 cgroup = "$CG"
@@ -278,7 +283,8 @@ EOF
 start_servers() {
     local spec name addr ns
     for spec in "A $ADDR_A $NS_NODE" "B $ADDR_B $NS_NODE" "X $ADDR_X $NS_NODE" \
-        "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)" "P1 0.0.0.0:8080 $(pod 1)"; do
+        "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)" "P1 0.0.0.0:8080 $(pod 1)" \
+        "P1X 0.0.0.0:$EXCL_IN_PORT $(pod 1)"; do
         read -r name addr ns <<<"$spec"
         start_bg "$WORK/server-$name.log" ip netns exec "$ns" "$MWTEST" server --listen "$addr" --name "$name"
         wait_listen "$ns" "$addr" "$LAST_PID" "$WORK/server-$name.log" || return 1
@@ -569,19 +575,34 @@ case_inbound_through_both_sidecars() {
     inbound_logged 1 "$ADDR_P1" 10.231.2.2 "$before" 20
 }
 
+case_inbound_excluded_port_same_node() {
+    local before
+    before=$(grep -c '^inbound ' "$WORK/sidecar-pod1.log")
+    client "$(pod 2)" "pod2's sidecar (UID $SIDECAR_UID) -> pod1 $ADDR_P1X (inbound port $EXCL_IN_PORT excluded)" \
+        --uid "$SIDECAR_UID" --connect "$ADDR_P1X" --count 10 --parallel 5 --check-peer \
+        --expect-direct --expect-server P1X || return 1
+    no_new_inbound "$before"
+}
+
+# no_new_inbound BEFORE: pod1's inbound sidecar logged no connection since.
+no_new_inbound() {
+    if [ "$(grep -c '^inbound ' "$WORK/sidecar-pod1.log")" != "$1" ]; then
+        log "pod1's inbound sidecar saw connections it should not have:"
+        grep '^inbound ' "$WORK/sidecar-pod1.log" | tail -n 5 | sed 's/^/    | /'
+        return 1
+    fi
+    log "pod1's inbound sidecar saw none of them"
+}
+
 case_inbound_own_pod_direct() {
     local before
-    before=$(inbound_lines 1 "$ADDR_P1")
+    before=$(grep -c '^inbound ' "$WORK/sidecar-pod1.log")
     client "$(pod 1)" "pod1's sidecar (UID $SIDECAR_UID) -> its own pod $ADDR_P1" \
         --uid "$SIDECAR_UID" --connect "$ADDR_P1" --count 10 --parallel 5 --check-peer \
         --expect-direct --expect-server P1 || return 1
     client "$(pod 1)" "pod1's app -> its own pod $ADDR_P1" --connect "$ADDR_P1" --count 10 \
         --parallel 5 --expect-orig "$ADDR_P1" --expect-server P1 || return 1
-    if [ "$(inbound_lines 1 "$ADDR_P1")" != "$before" ]; then
-        log "pod1's inbound sidecar saw connections it should not have:"
-        grep '^inbound ' "$WORK/sidecar-pod1.log" | tail -n 5 | sed 's/^/    | /'
-        return 1
-    fi
+    no_new_inbound "$before"
 }
 
 # map_count NAME: entries of a pinned map, from `meshwire-loader maps`.
@@ -608,6 +629,9 @@ stat_value() { mwl stats 2>/dev/null | awk -v s="$1" '$1 == s { print $2 }'; }
 
 case_inbound_cross_node() {
     local before
+    # For the FIN case: every flow of this and the next case must be closed.
+    TC_REDIRECTED_BEFORE=$(stat_value tc_redirected)
+    TC_CLOSED_BEFORE=$(stat_value tc_flow_closed)
     before=$(inbound_lines 1 "$ADDR_P1" 10.231.254.2)
     node2_client "node2 -> pod1 $ADDR_P1" --connect "$ADDR_P1" --count 20 --parallel 5 \
         --check-peer --expect-inbound-orig "$ADDR_P1" --expect-server P1 || return 1
@@ -626,14 +650,38 @@ case_inbound_cross_node_ip_options() {
     inbound_logged 1 "$ADDR_P1" 10.231.254.2 "$before" 30
 }
 
+case_inbound_excluded_port_cross_node() {
+    local before tc_excl
+    before=$(grep -c '^inbound ' "$WORK/sidecar-pod1.log")
+    tc_excl=$(stat_value tc_excluded)
+    node2_client "node2 -> pod1 $ADDR_P1X (inbound port $EXCL_IN_PORT excluded)" --connect "$ADDR_P1X" \
+        --count 10 --parallel 5 --check-peer --expect-direct --expect-server P1X || return 1
+    no_new_inbound "$before" || return 1
+    log "tc_excluded +$(($(stat_value tc_excluded) - tc_excl))"
+}
+
 case_flow_state_after_fin() {
-    # The cross-node cases above closed every connection with FINs.
-    wait_map_empty mw_flow4
+    local redirected closed name
+    # The cross-node cases above closed every connection with FINs: each flow
+    # they made must have been removed by the closing handshake (tc_flow_closed),
+    # not left for the LRU.
+    wait_map_empty mw_flow4 || return 1
+    for name in $(mwl maps 2>&1 | awk '$1 ~ /^mw_flow4_/ { print $1 }'); do
+        wait_map_empty "$name" || return 1
+    done
+    redirected=$(($(stat_value tc_redirected) - ${TC_REDIRECTED_BEFORE:-0}))
+    closed=$(($(stat_value tc_flow_closed) - ${TC_CLOSED_BEFORE:-0}))
+    log "since case 13: tc_redirected +$redirected, tc_flow_closed +$closed"
+    if [ "$redirected" -lt 50 ] || [ "$closed" -ne "$redirected" ]; then
+        log "expected at least 50 redirected flows, each closed once"
+        return 1
+    fi
 }
 
 case_flow_state_after_rst() {
-    local before after
+    local before after closed
     before=$(stat_value tc_redirected)
+    closed=$(stat_value tc_flow_closed)
     node2_client "node2 -> pod1 $ADDR_P1, reset after the request" --rst --connect "$ADDR_P1" \
         --count 20 --parallel 5 || return 1
     after=$(stat_value tc_redirected)
@@ -641,8 +689,13 @@ case_flow_state_after_rst() {
         log "tc_redirected went from ${before:-?} to ${after:-?}: the resets were not on redirected flows"
         return 1
     fi
-    log "tc_redirected +$((after - before))"
-    wait_map_empty mw_flow4
+    wait_map_empty mw_flow4 || return 1
+    closed=$(($(stat_value tc_flow_closed) - closed))
+    log "tc_redirected +$((after - before)), tc_flow_closed +$closed"
+    if [ "$closed" -ne $((after - before)) ]; then
+        log "expected each reset flow to be closed once"
+        return 1
+    fi
 }
 
 # run_tc_case NAME FUNCTION: run_case for the cases of the tc datapath, which
@@ -838,10 +891,14 @@ run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1'
 run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \
     case_inbound_through_both_sidecars
 run_case "12 a sidecar dialling its own pod's IP is not redirected" case_inbound_own_pod_direct
+run_case "12b same node inbound: an excluded inbound port ([inbound] exclude_ports) reaches the app directly" \
+    case_inbound_excluded_port_same_node
 run_tc_case "13 cross-node inbound: node2 -> pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), client sees the port it dialled" \
     case_inbound_cross_node
 run_tc_case "14 cross-node inbound with IPv4 options (nop, record route, timestamp) on the SYN" \
     case_inbound_cross_node_ip_options
+run_tc_case "14b cross-node inbound: an excluded inbound port reaches the app directly" \
+    case_inbound_excluded_port_cross_node
 run_tc_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin
 run_tc_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst
 run_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
