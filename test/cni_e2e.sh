@@ -460,19 +460,30 @@ verify_pod_gone() { # ID N
         log "pinned pod directories: $PINNED_BEFORE before DEL, $(pods_pinned | wc -l) after"
         return 1
     fi
-    if [ -n "$TCX_BEFORE" ] && [ "$(tcx_links)" != $((TCX_BEFORE - 2)) ]; then
-        log "tcx links of meshwire's tc programs: $TCX_BEFORE before DEL, $(tcx_links) after (2 fewer expected)"
-        return 1
+    # The kernel frees an unpinned link from a workqueue (bpf_link_put), so
+    # the tcx detach may trail DEL by a moment: allow it 2 s.
+    if [ -n "$TCX_BEFORE" ]; then
+        local i
+        for ((i = 0; i < 20; i++)); do
+            [ "$(tcx_links)" = $((TCX_BEFORE - 2)) ] && break
+            sleep 0.1
+        done
+        if [ "$(tcx_links)" != $((TCX_BEFORE - 2)) ]; then
+            log "tcx links of meshwire's tc programs: $TCX_BEFORE before DEL, $(tcx_links) 2 s after (2 fewer expected)"
+            return 1
+        fi
+        [ "$i" -gt 0 ] && log "the tcx links were gone $((i * 100)) ms after DEL answered"
     fi
     VERIFIED=$((VERIFIED + 1))
 }
 
 pods_pinned() { find "$PIN/pods" -mindepth 1 -maxdepth 1 2>/dev/null | sort; }
 
-# tcx_links: how many BPF links run meshwire's tc programs (needs bpftool).
+# tcx_links: how many BPF links run this loader's tc programs (pinned under
+# $PIN/progs; other meshwire instances on the machine are not counted).
 tcx_links() {
-    local ids
-    ids=$(bpftool -j prog show 2>/dev/null | jq -c '[.[] | select(.name | startswith("mw_tc_")) | .id]') || return 1
+    local ids p
+    ids=$(for p in "$PIN"/progs/mw_tc_*; do bpftool -j prog show pinned "$p" 2>/dev/null; done | jq -sc 'map(.id)')
     bpftool -j link show 2>/dev/null | jq --argjson ids "$ids" '[.[] | select(.prog_id as $p | $ids | index($p))] | length'
 }
 

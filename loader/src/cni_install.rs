@@ -97,7 +97,7 @@ fn default_plugin() -> Result<PathBuf, String> {
 pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<String, Value>, String> {
     let mut entry = Map::new();
     entry.insert("type".into(), PLUGIN_TYPE.into());
-    if loader_socket != Path::new("/run/meshwire/loader.sock") {
+    if loader_socket != Path::new(meshwire_api::DEFAULT_SOCKET) {
         entry.insert("loaderSocket".into(), loader_socket.to_string_lossy().into_owned().into());
     }
     if let Some(extra) = extra {
