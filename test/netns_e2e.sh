@@ -7,6 +7,12 @@
 # DEMO is test/demo.sh (default: demo.sh next to this script); the last case
 # runs it non-interactively.
 #
+# MESHWIRE_E2E_MODE=iptables (//test:netns_e2e_iptables) runs the same cases
+# with `interception.mode = "iptables"`: the pods get netfilter rules in their
+# namespaces instead of BPF map entries. Cases about the BPF datapath's own
+# state (map entries, tc flows) say SKIP with the reason in that mode, and
+# cases about the rules run only in it.
+#
 # Runs as root. Everything it creates carries the prefix mw<PID>- (namespaces,
 # cgroup, work dir with a private bpffs instance) and is removed by the EXIT
 # trap, which then checks that nothing with the prefix is left and prints the
@@ -272,6 +278,9 @@ exclude_cidrs = ["$EXCL_CIDR"]
 
 [inbound]
 exclude_ports = [$EXCL_IN_PORT]
+
+[interception]
+mode = "$MODE"
 
 [bpf]
 pin_dir = "$PIN"
@@ -756,6 +765,102 @@ case_demo() {
     return "$rc"
 }
 
+# run_ebpf_case NAME FUNCTION [tc]: a case about the BPF datapath's own state
+# (of tc with "tc": run_tc_case); in iptables mode it says SKIP and why.
+run_ebpf_case() {
+    if [ "$MODE" = ebpf ]; then
+        if [ "${3:-}" = tc ]; then run_tc_case "$1" "$2"; else run_case "$1" "$2"; fi
+    else
+        echo "--- $1"
+        echo "SKIP: $1 (iptables mode: pods are not in the BPF maps and tc is not attached; netfilter keeps this state in conntrack)"
+    fi
+}
+
+# run_iptables_case NAME FUNCTION: a case about iptables mode's rules; in eBPF
+# mode it says SKIP.
+run_iptables_case() {
+    if [ "$MODE" = iptables ]; then
+        run_case "$@"
+    else
+        echo "--- $1"
+        echo "SKIP: $1 (eBPF mode: no netfilter rules are installed)"
+    fi
+}
+
+# nat_of NS: the nat table of netns NS (or of the machine's namespace with
+# NS = -), as iptables-save -c prints it. Read only.
+nat_of() {
+    if [ "$1" = - ]; then iptables-save -c -t nat; else ip netns exec "$1" iptables-save -c -t nat; fi 2>&1
+}
+
+# redirect_count NS CHAIN: packets that hit CHAIN's REDIRECT rule in NS (one per connection).
+redirect_count() {
+    nat_of "$1" | awk -v c="$2" '$2 == "-A" && $3 == c && / -j REDIRECT / {
+        split(substr($1, 2), n, ":"); s += n[1] } END { print s + 0 }'
+}
+
+case_iptables_rules() {
+    local i ns nat rc=0 r v where
+    for i in 1 2; do
+        nat=$(nat_of "$(pod $i)")
+        for r in "-A OUTPUT -p tcp -j MESHWIRE_OUTPUT" "-A PREROUTING -p tcp -j MESHWIRE_INBOUND" \
+            "-A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN" \
+            "-A MESHWIRE_OUTPUT -m owner --uid-owner $SIDECAR_UID -j RETURN" \
+            "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport $EXCL_PORT -j RETURN" \
+            "-A MESHWIRE_OUTPUT -d $EXCL_CIDR -j RETURN" \
+            "-A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports $SIDECAR_PORT" \
+            "-A MESHWIRE_INBOUND -p tcp -m tcp --dport $INBOUND_PORT -j RETURN" \
+            "-A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports $INBOUND_PORT"; do
+            if [ "$(grep -cF -- "] $r" <<<"$nat")" != 1 ]; then
+                log "$(pod $i): '$r' is not there exactly once:"
+                echo "$nat" | sed 's/^/    | /'
+                rc=1
+            fi
+        done
+    done
+    [ "$rc" -eq 0 ] && log "pod1 and pod2: both jumps and the expected MESHWIRE_OUTPUT/MESHWIRE_INBOUND rules, once each"
+    for ns in "$(pod 3)" "$NS_NODE" "$NS_NODE2" -; do
+        if nat_of "$ns" | grep -q MESHWIRE; then
+            where=$ns
+            [ "$ns" = - ] && where="the machine's own namespace"
+            log "$where has meshwire rules:"
+            nat_of "$ns" | grep MESHWIRE | sed 's/^/    | /'
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "no meshwire rule in pod3, node, node2 or the machine's own namespace"
+    # The cases above went through the rules, not through the BPF programs.
+    v=$(redirect_count "$(pod 1)" MESHWIRE_OUTPUT)
+    log "REDIRECT hits: pod1 outbound $v, pod1 inbound $(redirect_count "$(pod 1)" MESHWIRE_INBOUND)," \
+        "pod2 outbound $(redirect_count "$(pod 2)" MESHWIRE_OUTPUT)"
+    if [ "$v" -lt 20 ]; then
+        log "pod1's outbound REDIRECT rule matched $v connections; cases 4-12 made more than 20"
+        rc=1
+    fi
+    for r in connect_redirected connect_inbound tc_redirected sockopt_answered; do
+        v=$(stat_value "$r")
+        if [ "${v:-x}" != 0 ]; then
+            log "BPF counter $r is ${v:-missing}, expected 0 in iptables mode"
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "BPF counters connect_redirected, connect_inbound, tc_redirected, sockopt_answered: all 0"
+    return "$rc"
+}
+
+# no_meshwire_rules NS: NS's nat table holds no chain or jump of meshwire.
+no_meshwire_rules() {
+    if nat_of "$1" | grep -q MESHWIRE; then
+        log "$1 still has meshwire rules:"
+        nat_of "$1" | grep MESHWIRE | sed 's/^/    | /'
+        return 1
+    fi
+    log "$1: no MESHWIRE chain or jump left"
+}
+
+case_iptables_pod_del_removed_rules() { no_meshwire_rules "$(pod 1)"; }
+case_iptables_cleanup_removed_rules() { no_meshwire_rules "$(pod 2)"; }
+
 run_case() { # NAME FUNCTION
     echo "--- $1"
     if "$2"; then pass "$1"; else fail "$1"; fi
@@ -848,8 +953,17 @@ LOADER=$(readlink -f "$1")
 MWTEST=$(readlink -f "$2")
 DEMO=$(readlink -f "${3:-$(dirname "$(readlink -f "$0")")/demo.sh}")
 HAVE_IFNAME=""
+MODE=${MESHWIRE_E2E_MODE:-ebpf}
+case "$MODE" in
+ebpf | iptables) ;;
+*)
+    echo "MESHWIRE_E2E_MODE=$MODE: use ebpf or iptables" >&2
+    fail "usage"
+    exit 2
+    ;;
+esac
 
-echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST"
+echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE"
 preflight || exit 1
 "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' && HAVE_IFNAME=1
 echo "--- setup"
@@ -899,11 +1013,17 @@ run_tc_case "14 cross-node inbound with IPv4 options (nop, record route, timesta
     case_inbound_cross_node_ip_options
 run_tc_case "14b cross-node inbound: an excluded inbound port reaches the app directly" \
     case_inbound_excluded_port_cross_node
-run_tc_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin
-run_tc_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst
-run_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
+run_iptables_case "14i iptables mode: the pods' nat tables hold meshwire's chains and jumps, nothing else does; the cases went through them" \
+    case_iptables_rules
+run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin tc
+run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst tc
+run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del
+run_iptables_case "18i iptables mode: pod del removed pod1's chains and jumps completely" \
+    case_iptables_pod_del_removed_rules
 run_case "19 cleanup: pin dir empty and nothing intercepted any more" case_cleanup_leaves_nothing
+run_iptables_case "19i iptables mode: cleanup removed pod2's chains and jumps" \
+    case_iptables_cleanup_removed_rules
 run_case "20 the seed's demo (test/demo.sh): curl pipy-ok:8080 answered by v1 and v2 through the sidecars" \
     case_demo
 exit 0

@@ -24,6 +24,8 @@ pub struct Config {
     pub api: Api,
     /// Socket-level acceleration (sockops + sk_msg) between peers on the node.
     pub acceleration: bool,
+    /// How meshed pods' connections are steered into their sidecar.
+    pub interception: Interception,
     /// Where Prometheus metrics are served; None: off.
     pub metrics: Option<std::net::SocketAddr>,
     pub log_level: log::LevelFilter,
@@ -103,6 +105,35 @@ impl fmt::Display for Cidr4 {
     }
 }
 
+/// `interception.mode`: BPF map entries (the default) or netfilter rules in
+/// each pod's network namespace.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Interception {
+    Ebpf,
+    Iptables,
+}
+
+impl Interception {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Interception::Ebpf => "ebpf",
+            Interception::Iptables => "iptables",
+        }
+    }
+}
+
+impl FromStr for Interception {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ebpf" => Ok(Interception::Ebpf),
+            "iptables" => Ok(Interception::Iptables),
+            other => Err(format!("{other:?} is not an interception mode; use \"ebpf\" or \"iptables\"")),
+        }
+    }
+}
+
 /// A configuration error, located in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -136,6 +167,7 @@ struct RawConfig {
     bpf: RawBpf,
     api: RawApi,
     acceleration: RawAcceleration,
+    interception: RawInterception,
     metrics: RawMetrics,
     log: RawLog,
 }
@@ -151,6 +183,12 @@ struct RawMetrics {
 struct RawApi {
     socket: Option<Spanned<String>>,
     state_dir: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawInterception {
+    mode: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -344,6 +382,10 @@ impl Config {
             state_dir: abs_path(raw.api.state_dir, "api.state_dir", &defaults.state_dir)?,
         };
         let acceleration = raw.acceleration.enabled.unwrap_or(defaults.acceleration);
+        let interception = match raw.interception.mode {
+            None => defaults.interception,
+            Some(m) => m.get_ref().parse().map_err(|e: String| src.error_at(m.span().start, "interception.mode", e))?,
+        };
         let metrics = match raw.metrics.address {
             None => None,
             Some(a) if a.get_ref().is_empty() => None,
@@ -363,6 +405,7 @@ impl Config {
             bpf: BpfSettings { pin_dir, cgroup, debug },
             api,
             acceleration,
+            interception,
             metrics,
             log_level,
         })
@@ -395,6 +438,7 @@ struct Defaults {
     api_socket: PathBuf,
     state_dir: PathBuf,
     acceleration: bool,
+    interception: Interception,
     log_level: log::LevelFilter,
 }
 
@@ -413,6 +457,7 @@ impl Defaults {
             api_socket: PathBuf::from("/run/meshwire/loader.sock"),
             state_dir: PathBuf::from("/run/meshwire"),
             acceleration: false,
+            interception: Interception::Ebpf,
             log_level: log::LevelFilter::Info,
         }
     }
@@ -564,6 +609,26 @@ mod tests {
         assert_eq!(c.metrics, Some("127.0.0.1:9464".parse().unwrap()));
         let e = err("[metrics]\naddress = \"localhost\"");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("metrics.address")));
+    }
+
+    #[test]
+    fn interception_mode() {
+        assert_eq!(Config::default_config().interception, Interception::Ebpf);
+        assert_eq!(Config::parse("t.toml", "").unwrap().interception, Interception::Ebpf);
+        let c = Config::parse("t.toml", "[interception]\nmode = \"iptables\"\n").unwrap();
+        assert_eq!(c.interception, Interception::Iptables);
+        assert_eq!(c.sidecar.uid, 1500, "other keys keep their defaults");
+        assert_eq!(Config::parse("t.toml", "[interception]\nmode = \"ebpf\"\n").unwrap().interception, Interception::Ebpf);
+        let e = err("[sidecar]\nuid = 1500\n[interception]\nmode = \"nftables\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("interception.mode")));
+        assert!(e.message.contains("\"ebpf\" or \"iptables\""), "{e}");
+        assert!(e.to_string().starts_with("test.toml:4: interception.mode: "), "{e}");
+        let e = err("[interception]\nmode = \"IPTABLES\"\n");
+        assert_eq!(e.key.as_deref(), Some("interception.mode"), "modes are lower case");
+        let e = err("[interception]\nmode = 1\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.mode")));
+        let e = err("[interception]\nmodes = \"ebpf\"\n");
+        assert!(e.message.contains("unknown field `modes`"), "{e}");
     }
 
     #[test]

@@ -13,6 +13,7 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver};
 use meshwire_api::{ErrorCode, Op, OpResult, PodRecord, PodSpec, Response, MAX_LINE};
 
+use crate::iptables;
 use crate::pins::Pins;
 use crate::pods::{self, MeshedPod, PodMaps};
 use crate::records::Records;
@@ -34,6 +35,8 @@ pub struct PodService {
     pins: Pins,
     records: Records,
     mutate: Mutex<()>,
+    /// Some: iptables mode, pods get these netfilter rules instead of map entries.
+    iptables: Option<iptables::NodeRules>,
 }
 
 fn meshed_of(record: &PodRecord) -> MeshedPod {
@@ -53,7 +56,13 @@ fn meshed_of(record: &PodRecord) -> MeshedPod {
 
 impl PodService {
     pub fn new(pins: &Pins, state_dir: &Path) -> Result<PodService, String> {
-        Ok(PodService { pins: pins.clone(), records: Records::open(state_dir)?, mutate: Mutex::new(()) })
+        Ok(PodService { pins: pins.clone(), records: Records::open(state_dir)?, mutate: Mutex::new(()), iptables: None })
+    }
+
+    /// iptables mode (`interception.mode = "iptables"`).
+    pub fn with_iptables(mut self, rules: iptables::NodeRules) -> PodService {
+        self.iptables = Some(rules);
+        self
     }
 
     fn maps(&self) -> Result<PodMaps, Response> {
@@ -97,6 +106,12 @@ impl PodService {
 
     /// Maps, then tc; on a tc failure the map entries go again.
     fn apply(&self, maps: &PodMaps, pod: &MeshedPod) -> Result<(), Response> {
+        if let Some(rules) = &self.iptables {
+            // Not in the maps (a loader in eBPF mode may have put it there).
+            tc::detach_pod(&self.pins, pod.cookie).map_err(internal)?;
+            pods::remove(maps, pod).map_err(internal)?;
+            return iptables::apply(rules, pod).map_err(internal);
+        }
         pods::install(maps, pod).map_err(internal)?;
         if pod.ifname.is_empty() {
             return Ok(());
@@ -110,6 +125,9 @@ impl PodService {
 
     fn teardown(&self, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
         let pod = meshed_of(record);
+        if self.iptables.is_some() {
+            iptables::remove(&pod).map_err(internal)?;
+        }
         tc::detach_pod(&self.pins, pod.cookie).map_err(internal)?;
         pods::remove(maps, &pod).map_err(internal)?;
         self.records.remove(&record.spec.container_id).map_err(internal)?;
@@ -138,6 +156,10 @@ impl PodService {
         let inconsistent = |m: String| Response::err(ErrorCode::Inconsistent, m);
         if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
             return Err(inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
+        }
+        if let Some(rules) = &self.iptables {
+            iptables::check(rules, &meshed_of(&record)).map_err(inconsistent)?;
+            return Ok(record);
         }
         pods::check(&self.maps()?, &meshed_of(&record)).map_err(inconsistent)?;
         if !record.spec.ifname.is_empty() {

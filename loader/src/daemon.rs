@@ -8,9 +8,10 @@ use nix::sys::signal::{SigSet, Signal};
 
 use std::sync::Arc;
 
-use crate::config::Config;
+use crate::config::{Config, Interception};
 use crate::control::{self, ApiPaths, PodService};
 use crate::datapath;
+use crate::iptables;
 use crate::metrics;
 use crate::pins::Pins;
 
@@ -47,7 +48,11 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     let stop = stop_signals()?;
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
-    let service = Arc::new(PodService::new(&pins, &api.state_dir)?);
+    let mut service = PodService::new(&pins, &api.state_dir)?;
+    if config.interception == Interception::Iptables {
+        service = service.with_iptables(iptables::NodeRules::of(config));
+    }
+    let service = Arc::new(service);
     let (kept, dropped) = service.adopt()?;
     if kept + dropped > 0 {
         log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
@@ -60,7 +65,8 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
     control::spawn(listener, service, API_WORKERS)?;
     log::info!(
-        "meshwire-loader: ready (cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
+        "meshwire-loader: ready (interception {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
+        config.interception.as_str(),
         datapath::target_cgroup(config)?.display(),
         config.bpf.pin_dir.display(),
         api.socket.display(),

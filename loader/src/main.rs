@@ -6,6 +6,7 @@ mod control;
 mod daemon;
 mod datapath;
 mod inspect;
+mod iptables;
 mod metrics;
 mod layout;
 mod libbpf;
@@ -195,6 +196,11 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             if api.state_dir.join("pods").is_dir() {
                 let records = records::Records::open(&api.state_dir)?;
                 for r in records.all()?.0 {
+                    // iptables mode: the pod's rules go with its record.
+                    match iptables::remove_in(&r.spec.netns, r.netns_cookie) {
+                        Err(e) if config.interception == config::Interception::Iptables => return Err(e),
+                        _ => {}
+                    }
                     records.remove(&r.spec.container_id)?;
                     println!("removed pod record {}", r.spec.container_id);
                 }
