@@ -91,6 +91,25 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
  * redirecting without it would leave the sidecar blind, and letting the
  * connection go direct would bypass the mesh (fail closed).
  */
+/*
+ * getpeername() on a redirected socket answers the address the application
+ * dialled, not the sidecar's: the redirection stays invisible to the app.
+ */
+SEC("cgroup/getpeername4")
+int mw_sock4_getpeername(struct bpf_sock_addr *ctx)
+{
+	struct mw_orig4 *orig;
+
+	if (ctx->type != MW_SOCK_STREAM)
+		return MW_ALLOW;
+	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
+	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
+		return MW_ALLOW;
+	ctx->user_ip4 = orig->ip4;
+	ctx->user_port = orig->port;
+	return MW_ALLOW;
+}
+
 SEC("cgroup/connect4")
 int mw_sock4_connect(struct bpf_sock_addr *ctx)
 {

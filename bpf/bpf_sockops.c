@@ -66,8 +66,11 @@ static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops)
 		mw_count(MW_STAT_SOCKOPS_ERROR);
 		return;
 	}
-	bpf_sk_storage_delete(&mw_orig_sk, sk);
-	/* Ask for the close callback, so an entry never accepted is removed. */
+	/*
+	 * The socket keeps its storage (freed with it) so getpeername() can
+	 * still answer the dialled address. Ask for the close callback, so an
+	 * entry never accepted is removed.
+	 */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 					 BPF_SOCK_OPS_STATE_CB_FLAG);
 	mw_count(MW_STAT_SOCKOPS_TUPLE_ADDED);

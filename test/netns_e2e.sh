@@ -396,7 +396,8 @@ conn_lines() { grep -c "^conn peer=.* orig=$2\$" "$WORK/sidecar-pod$1.log"; }
 case_outbound_redirect() {
     local before after
     before=$(conn_lines 1 "$ADDR_A")
-    client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 20 --parallel 5 \
+    # --check-peer: getpeername() answers the dialled address, not the sidecar's.
+    client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 20 --parallel 5 --check-peer \
         --expect-orig "$ADDR_A" --expect-server A || return 1
     after=$(conn_lines 1 "$ADDR_A")
     if [ $((after - before)) -lt 20 ]; then
@@ -569,7 +570,7 @@ case_inbound_same_node() {
     local before
     before=$(inbound_lines 1 "$ADDR_P1" 10.231.2.2)
     client "$(pod 2)" "pod2's sidecar (UID $SIDECAR_UID) -> pod1 $ADDR_P1" --uid "$SIDECAR_UID" \
-        --connect "$ADDR_P1" --count 20 --parallel 5 --expect-inbound-orig "$ADDR_P1" \
+        --connect "$ADDR_P1" --count 20 --parallel 5 --check-peer --expect-inbound-orig "$ADDR_P1" \
         --expect-server P1 || return 1
     inbound_logged 1 "$ADDR_P1" 10.231.2.2 "$before" 20
 }

@@ -43,9 +43,9 @@ struct {
 } mw_excl_cidr4 SEC(".maps");
 
 /*
- * Original destination attached to a socket: the app's socket from connect()
- * to established, then the sidecar's accepted socket for its lifetime. The
- * kernel frees it with the socket, so it cannot leak.
+ * Original destination attached to a socket: the app's redirected socket
+ * (for sockops at established, and getpeername), and the sidecar's accepted
+ * socket (for getsockopt). The kernel frees it with the socket: no leak.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);

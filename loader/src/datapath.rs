@@ -40,6 +40,7 @@ pub struct ProgramSpec {
 
 pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { object: "meshwire_sock", program: "mw_sock4_connect", hook: Hook::Cgroup },
+    ProgramSpec { object: "meshwire_sock", program: "mw_sock4_getpeername", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sockops", program: "mw_sockops", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sockopt", program: "mw_sockopt_get", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_tc", program: "mw_tc_ingress", hook: Hook::TcPinned },
