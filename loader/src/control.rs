@@ -201,13 +201,17 @@ impl PodService {
                 dropped += 1;
             }
         }
-        let known: Vec<u64> = records.iter().map(|r| r.netns_cookie).collect();
-        for cookie in pods::meshed_cookies(&maps)? {
-            if !known.contains(&cookie) {
-                log::info!("netns cookie {cookie} is meshed without a record; unmeshing it");
-                pods::unmesh_cookie(&maps, cookie)?;
+        // What no record explains: a loader killed in the middle of an ADD.
+        let (live, _) = self.records.all()?;
+        let known: Vec<MeshedPod> = live.iter().map(meshed_of).collect();
+        let swept = pods::sweep(&maps, &known)?;
+        if swept > 0 {
+            log::info!("removed {swept} map entries that no pod record explains");
+        }
+        for cookie in tc::pod_cookies(&self.pins) {
+            if !known.iter().any(|p| p.cookie == cookie) {
+                log::info!("removing tc links of netns cookie {cookie}, which no pod record explains");
                 tc::detach_pod(&self.pins, cookie)?;
-                dropped += 1;
             }
         }
         Ok((kept, dropped))

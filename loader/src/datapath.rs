@@ -137,7 +137,17 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     let mut settings = settings_of(config);
     let mut loaded = Vec::new();
     // Acceleration first: when this kernel cannot load it, sockops must be
+/// The Rust mirrors must match the structs the objects were built with;
+/// refuse to touch the datapath otherwise (a mixed build).
+fn check_layouts() -> Result<(), String> {
+    let obj = Object::open_mem("meshwire_alignchecker", objects::ALIGNCHECKER, None).map_err(|e| e.to_string())?;
+    let btf = libbpf::Btf::of_object(&obj).ok_or("the alignchecker object has no BTF")?;
+    crate::layout::check_against_btf(&btf)
+        .map_err(|errs| format!("this loader's structs do not match its BPF objects (a mixed build?):\n{}", errs.join("\n")))
+}
+
     // told not to fill the socket map.
+    check_layouts()?;
     if config.acceleration {
         match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created) {
             Ok(obj) => loaded.push(obj),

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::layout::{Flow4, Flow4Key, Orig4, Tuple4, STAT_NAMES};
+use crate::layout::{Flow4, Flow4Key, Orig4, SockKey, Tuple4, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
 use crate::pins::{self, Pins};
 
@@ -99,14 +99,14 @@ pub fn print_status(pins: &Pins) -> Result<(), String> {
     println!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" });
     println!("pins {}", pins.root().display());
     println!();
-    println!("{:<20} {:<20} {:>6} {:>12} {:>10}", "program", "attached", "id", "runs", "ns/run");
+    println!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", "program", "attached", "id", "insns", "runs", "ns/run");
     for p in programs(pins) {
         match p.info {
             Some(i) => {
                 let per = if i.run_cnt > 0 { format!("{:.0}", i.run_time_ns as f64 / i.run_cnt as f64) } else { "-".into() };
-                println!("{:<20} {:<20} {:>6} {:>12} {:>10}", p.name, p.attached, i.id, i.run_cnt, per);
+                println!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", p.name, p.attached, i.id, i.verified_insns, i.run_cnt, per);
             }
-            None => println!("{:<20} {:<20} {:>6} {:>12} {:>10}", p.name, p.attached, "-", "-", "-"),
+            None => println!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", p.name, p.attached, "-", "-", "-", "-"),
         }
     }
     println!();
@@ -153,5 +153,10 @@ pub fn print_conns(pins: &Pins) -> Result<(), String> {
         }
     }
     println!("(connections already accepted carry their destination on the sidecar's socket: ask the sidecar)");
+    let socks = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH)).map_err(|e| e.to_string())?;
+    println!("accelerated sockets (sk_msg hands their messages to the peer):");
+    for k in socks.keys::<SockKey>().map_err(|e| e.to_string())? {
+        println!("  netns {:<8} {}:{} <-> {}:{}", k.netns_cookie, ip(k.local_ip4), k.local_port, ip(k.remote_ip4), k.remote_port);
+    }
     Ok(())
 }

@@ -223,10 +223,6 @@ pub struct Program<'a> {
 }
 
 impl Program<'_> {
-    pub fn name(&self) -> &str {
-        &self.name
-    }
-
     pub fn fd(&self) -> RawFd {
         unsafe { sys::bpf_program__fd(self.ptr) }
     }
@@ -258,6 +254,7 @@ impl Link {
         Ok(())
     }
 
+    #[cfg(test)]
     pub fn fd(&self) -> RawFd {
         unsafe { sys::bpf_link__fd(self.ptr) }
     }
@@ -317,7 +314,6 @@ pub fn link_prog_id(link: &impl AsRawFd) -> Result<u32> {
 #[derive(Debug, Clone)]
 pub struct ProgInfo {
     pub id: u32,
-    pub name: String,
     pub run_cnt: u64,
     pub run_time_ns: u64,
     pub verified_insns: u32,
@@ -330,7 +326,6 @@ pub fn prog_info(prog: &impl AsRawFd) -> Result<ProgInfo> {
     check(ret, || "reading program info".to_string())?;
     Ok(ProgInfo {
         id: info.id,
-        name: unsafe { c_str_lossy(info.name.as_ptr()) },
         run_cnt: info.run_cnt,
         run_time_ns: info.run_time_ns,
         verified_insns: info.verified_insns,
@@ -368,7 +363,6 @@ pub fn obj_get(path: &Path) -> Result<OwnedFd> {
 /// Static facts about a map, from the kernel.
 #[derive(Debug, Clone)]
 pub struct MapInfo {
-    pub name: String,
     pub map_type: u32,
     pub key_size: u32,
     pub value_size: u32,
@@ -386,17 +380,12 @@ impl MapFd {
         Ok(MapFd { fd: obj_get(path)?, path: path.to_path_buf() })
     }
 
-    pub fn from_fd(fd: OwnedFd, path: PathBuf) -> MapFd {
-        MapFd { fd, path }
-    }
-
     pub fn info(&self) -> Result<MapInfo> {
         let mut info = sys::bpf_map_info::default();
         let mut len = std::mem::size_of::<sys::bpf_map_info>() as u32;
         let ret = unsafe { sys::bpf_map_get_info_by_fd(self.fd.as_raw_fd(), &mut info, &mut len) };
         check(ret, || format!("reading info of map {}", self.path.display()))?;
         Ok(MapInfo {
-            name: unsafe { c_str_lossy(info.name.as_ptr()) },
             map_type: info.type_,
             key_size: info.key_size,
             value_size: info.value_size,

@@ -10,7 +10,6 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 
 /// Maps shared by all objects (names as in bpf/lib/meshwire_maps.h).
@@ -102,11 +101,11 @@ impl Pins {
     /// The lock is released when the returned guard is dropped.
     pub fn lock(&self) -> io::Result<PinLock> {
         let dir = File::open(&self.root)?;
-        nix::fcntl::flock(dir.as_raw_fd(), nix::fcntl::FlockArg::LockExclusive).map_err(io::Error::from)?;
-        Ok(PinLock { _dir: dir })
+        let lock = nix::fcntl::Flock::lock(dir, nix::fcntl::FlockArg::LockExclusive).map_err(|(_, e)| io::Error::from(e))?;
+        Ok(PinLock { _lock: lock })
     }
 }
 
 pub struct PinLock {
-    _dir: File,
+    _lock: nix::fcntl::Flock<File>,
 }

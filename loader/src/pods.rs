@@ -116,9 +116,6 @@ impl PodMaps {
         })
     }
 
-    pub fn pods(&self) -> &MapFd {
-        &self.pods
-    }
 }
 
 fn port_key(cookie: u64, port: u16) -> PortKey {
@@ -200,9 +197,43 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
     }
 }
 
-/// Cookies meshed in the datapath right now.
-pub fn meshed_cookies(maps: &PodMaps) -> Result<Vec<u64>, String> {
-    maps.pods.keys::<u64>().map_err(|e| e.to_string())
+/// Remove every pod-scoped entry that none of `known` owns: what a loader
+/// killed between writing a pod's entries and its record leaves behind.
+/// Node-wide entries (cookie 0, pod IP 0) are the config's and stay.
+/// Returns how many entries went.
+pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
+    let cookies: Vec<u64> = known.iter().map(|p| p.cookie).collect();
+    let ips: Vec<u32> = known.iter().flat_map(|p| p.ips.iter().map(|ip| u32::from(*ip).to_be())).collect();
+    let mut removed = 0;
+    let e = |e: crate::libbpf::BpfError| e.to_string();
+    for cookie in maps.pods.keys::<u64>().map_err(e)? {
+        if !cookies.contains(&cookie) && maps.pods.delete(&cookie).map_err(e)? {
+            removed += 1;
+        }
+    }
+    for ip in maps.ips.keys::<u32>().map_err(e)? {
+        let owner = maps.ips.lookup::<u32, u64>(&ip).map_err(e)?;
+        if owner.is_some_and(|c| !cookies.contains(&c)) && maps.ips.delete(&ip).map_err(e)? {
+            removed += 1;
+        }
+    }
+    for k in maps.out_ports.keys::<PortKey>().map_err(e)? {
+        if k.netns_cookie != 0 && !cookies.contains(&k.netns_cookie) && maps.out_ports.delete(&k).map_err(e)? {
+            removed += 1;
+        }
+    }
+    for k in maps.out_cidrs.keys::<Cidr4Key>().map_err(e)? {
+        let cookie = (u64::from(k.cookie_hi) << 32) | u64::from(k.cookie_lo);
+        if cookie != 0 && !cookies.contains(&cookie) && maps.out_cidrs.delete(&k).map_err(e)? {
+            removed += 1;
+        }
+    }
+    for k in maps.in_ports.keys::<In4Key>().map_err(e)? {
+        if k.pod_ip4 != 0 && !ips.contains(&k.pod_ip4) && maps.in_ports.delete(&k).map_err(e)? {
+            removed += 1;
+        }
+    }
+    Ok(removed)
 }
 
 /// Is every entry of the pod in place? Err names the first missing one.
@@ -223,27 +254,6 @@ pub fn check(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
 /// path may have been reused for a new namespace.)
 pub fn netns_alive(netns: &Path, cookie: u64) -> bool {
     system::netns_cookie(netns).map(|c| c == cookie).unwrap_or(false)
-}
-
-/// Unmesh a cookie no record explains (left by a crash between the map
-/// writes and the record). Ok(false): it was not meshed.
-pub fn unmesh_cookie(maps: &PodMaps, cookie: u64) -> Result<bool, String> {
-    let Some(value) = maps.pods.lookup::<u64, Pod>(&cookie).map_err(|e| e.to_string())? else {
-        return Ok(false);
-    };
-    let ips = if value.ip4 == 0 { vec![] } else { vec![Ipv4Addr::from(u32::from_be(value.ip4))] };
-    let pod = MeshedPod {
-        container_id: format!("cookie-{cookie}"),
-        netns: PathBuf::new(),
-        ifname: String::new(),
-        cookie,
-        ips,
-        out_ports: vec![],
-        out_cidrs: vec![],
-        in_ports: vec![],
-    };
-    remove(maps, &pod)?;
-    Ok(true)
 }
 
 #[cfg(test)]

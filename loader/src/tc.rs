@@ -86,7 +86,7 @@ pub fn pin_program(pins: &Pins, program: &str, prog_fd: RawFd) -> Result<bool, S
 }
 
 /// The pods that have tc pins, by netns cookie.
-fn pod_cookies(pins: &Pins) -> Vec<u64> {
+pub fn pod_cookies(pins: &Pins) -> Vec<u64> {
     let Ok(dir) = std::fs::read_dir(pins.pods_dir()) else {
         return Vec::new();
     };
