@@ -279,3 +279,7 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
     remove_empty_dirs(&pins);
     Ok(removed)
 }
+        if path.starts_with(pins.links_dir()) {
+            // Detach at once rather than when the kernel gets round to it.
+            libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
+        }

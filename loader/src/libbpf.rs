@@ -304,6 +304,25 @@ pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
     Ok(Some(unsafe { info.__bindgen_anon_1.cgroup.cgroup_id }))
 }
 
+/// Detach a pinned link now. Unpinning alone lets the kernel release the
+/// link later (after RCU and a workqueue), so for a while the program would
+/// still run; a detached link stays a valid, defunct object until unpinned.
+/// A link whose target is already gone (a deleted netns) is fine.
+pub fn detach_pinned_link(path: &Path) -> Result<()> {
+    let fd = match obj_get(path) {
+        Ok(fd) => fd,
+        Err(e) if e.source.kind() == io::ErrorKind::NotFound => return Ok(()),
+        Err(e) => return Err(e),
+    };
+    let ret = unsafe { sys::bpf_link_detach(fd.as_raw_fd()) };
+    // ENOLINK/EINVAL: already detached (defunct); nothing to do.
+    if ret == -libc::ENOLINK || ret == -libc::EINVAL {
+        return Ok(());
+    }
+    check(ret, || format!("detaching link {}", path.display()))?;
+    Ok(())
+}
+
 /// The program a link runs.
 pub fn link_prog_id(link: &impl AsRawFd) -> Result<u32> {
     Ok(link_info(link)?.prog_id)

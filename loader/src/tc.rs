@@ -212,6 +212,7 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
     for tc in TC_PROGRAMS {
         let path = dir.join(tc.link);
         remove_if_present(&temp_pin(&path))?;
+        libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
         if remove_if_present(&path)? {
             removed.push(path);
         }
