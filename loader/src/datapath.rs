@@ -270,6 +270,10 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
     let maps = pins::ALL_MAPS.iter().map(|m| pins.map(m));
     for path in links.chain(maps) {
+        if path.starts_with(pins.links_dir()) {
+            // Detach at once rather than when the kernel gets round to it.
+            libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
+        }
         match std::fs::remove_file(&path) {
             Ok(()) => removed.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -279,7 +283,3 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
     remove_empty_dirs(&pins);
     Ok(removed)
 }
-        if path.starts_with(pins.links_dir()) {
-            // Detach at once rather than when the kernel gets round to it.
-            libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
-        }
