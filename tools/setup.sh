@@ -25,6 +25,9 @@ PACKAGES=(
     dpkg-dev binutils help2man lintian debootstrap
     # The venv below (kubernetes-validate, for //deploy:manifests_test).
     python3 python3-venv
+    # The benchmark (//tools/bench): HAProxy as sidecar and HTTP app, wrk,
+    # iperf3 (python3 runs it).
+    haproxy wrk iperf3
 )
 # Python tools, from PyPI into a venv of their own (never system-wide pip):
 # kubernetes-validate carries the Kubernetes schemas and works offline.

@@ -13,6 +13,8 @@
 //! * `http`: answers every HTTP request with 200 and a fixed body (for curl);
 //!   sidecar marker lines before the request line are logged and skipped.
 //! * `client`: opens N connections and checks that each reply shows the expected path.
+//! * `echo` and `pingpong`: round-trip latency on one persistent connection
+//!   (tools/bench).
 
 use clap::{ArgGroup, Parser, Subcommand};
 use std::net::{SocketAddr, SocketAddrV4};
@@ -21,6 +23,7 @@ use std::process::ExitCode;
 mod client;
 mod http;
 mod net;
+mod pingpong;
 mod server;
 mod sidecar;
 
@@ -64,6 +67,26 @@ enum Cmd {
         name: String,
     },
     /// HTTP/1.1 responder: 200 with BODY and a newline to every request, then close.
+    /// Writes back every byte it reads (for pingpong).
+    Echo {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Round trips on one persistent connection to an echo server; prints JSON
+    /// with the round-trip time's percentiles in microseconds.
+    Pingpong {
+        #[arg(long)]
+        connect: SocketAddr,
+        /// Bytes per message.
+        #[arg(long, default_value_t = 64)]
+        size: usize,
+        /// How long to measure.
+        #[arg(long, default_value_t = 2.0)]
+        seconds: f64,
+        /// Untimed round trips first.
+        #[arg(long, default_value_t = 1000)]
+        warmup: usize,
+    },
     Http {
         #[arg(long)]
         listen: SocketAddr,
@@ -130,6 +153,11 @@ fn main() -> ExitCode {
         }
         Cmd::Server { listen, name } => server::run(listen, &name),
         Cmd::Http { listen, body } => http::run(listen, &body),
+        Cmd::Echo { listen } => pingpong::echo(listen),
+        Cmd::Pingpong { connect, size, seconds, warmup } => {
+            let opts = pingpong::Options { connect, size, seconds, warmup, timeout: std::time::Duration::from_secs(5) };
+            pingpong::run(&opts).map(|line| println!("{line}")).map_err(|e| std::io::Error::new(e.kind(), format!("pingpong {connect}: {e}")))
+        }
         Cmd::Client {
             connect,
             count,

@@ -1,0 +1,954 @@
+#!/usr/bin/env python3
+"""meshwire benchmark: direct, iptables mode, eBPF mode and eBPF with
+acceleration, side by side, same node and two nodes, with HAProxy sidecars.
+
+    ./bazelw run //tools/bench [-- --quick] [-- --out docs/benchmark.md]
+
+Runs as root. Everything it creates carries the prefix mwb<PID>- (network
+namespaces, cgroups under the cgroup2 mount, a work dir holding a private
+bpffs) and is removed on exit, also when interrupted. Traffic stays inside
+those namespaces. Only processes started here are signalled, by PID.
+
+Topology (10.232.0.0/16, all in namespaces made here):
+
+    cli  10.232.1.2 --- n1 (node 1) --- srv1 10.232.2.2      same node: cli -> srv1
+                         | 10.232.254.1/.2
+                        n2 (node 2) --- srv2 10.232.3.2      two nodes: cli -> srv2
+
+Every pod runs an HAProxy sidecar (Debian's, `mode tcp`, `server s 0.0.0.0:0`,
+UID 1500: forwards each connection to its SO_ORIGINAL_DST) with an outbound
+listener 127.0.0.1:15001 and an inbound listener 0.0.0.0:15003. Server pods
+run an HTTP app (HAProxy answering 200 itself), an echo server (mwtest echo)
+and iperf3 -s. The client pod runs wrk, iperf3 and mwtest pingpong.
+
+Modes (the order rotates every repetition):
+    direct      no loader, no rules: the sidecars run but nothing reaches them
+    iptables    meshwire-loader with interception.mode = "iptables"
+    ebpf        meshwire-loader (eBPF mode, the default)
+    ebpf+accel  eBPF mode with [acceleration] enabled = true
+Each node has its own loader (own cgroup, pins and API socket). In direct and
+iptables mode the pods' processes run in cgroups without meshwire's programs.
+
+Every measured run checks that the mode intercepted exactly the connections
+the load tool opened: the sidecars' session counters (HAProxy stats socket),
+and the REDIRECT rule hits (iptables) or the BPF counters (eBPF) must agree;
+a run that fails the check is not reported as a figure.
+"""
+
+import argparse
+import json
+import os
+import re
+import shutil
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+
+NET = "10.232"
+UID = 1500
+OUT_PORT, IN_PORT = 15001, 15003
+HTTP_PORT, ECHO_PORT, IPERF_PORT = 8080, 7000, 5201
+MODES = ["direct", "iptables", "ebpf", "ebpf+accel"]
+POD_IP = {"cli": f"{NET}.1.2", "srv1": f"{NET}.2.2", "srv2": f"{NET}.3.2"}
+POD_NODE = {"cli": "n1", "srv1": "n1", "srv2": "n2"}
+POD_NET = {"cli": 1, "srv1": 2, "srv2": 3}
+TOPOS = [("same node", "srv1"), ("two nodes", "srv2")]
+WRK_CONNS = 8
+
+TESTS = [
+    # key, title, unit, better
+    ("rtt", "round trip p50, unpinned", "us", "lower"),
+    ("rtt_p99", "round trip p99, unpinned", "us", "lower"),
+    ("rtt_pin", "round trip p50, pinned to one CPU", "us", "lower"),
+    ("rtt_pin_p99", "round trip p99, pinned to one CPU", "us", "lower"),
+    ("cpu_rtt_pin", "CPU per round trip, pinned (both pods)", "us", "lower"),
+    ("rps", "HTTP keep-alive requests/s (wrk, 8 conns)", "req/s", "higher"),
+    ("cpu_req", "CPU per keep-alive request (both pods)", "us", "lower"),
+    ("cps", "HTTP new connections/s (wrk, Connection: close)", "conn/s", "higher"),
+    ("cpu_conn", "CPU per new connection (both pods)", "us", "lower"),
+    ("gbps", "single-stream throughput (iperf3)", "Gbit/s", "higher"),
+    ("cpu_gb", "CPU per GB transferred (both pods)", "ms", "lower"),
+]
+
+
+def log(msg):
+    print(msg, flush=True)
+
+
+class Fatal(Exception):
+    pass
+
+
+class Bench:
+    def __init__(self, args):
+        self.args = args
+        self.P = f"mwb{os.getpid()}"
+        self.loader = os.path.realpath(args.loader)
+        self.mwtest = os.path.realpath(args.mwtest)
+        self.procs = []          # Popen of everything started here
+        self.ns_made = []
+        self.cgroups = []        # created, in creation order
+        self.work = None
+        self.bpffs = None
+        self.loaders = {}        # node -> Popen
+        self.pod_pids = {}       # pod -> [pid]
+        self.stats_restore = None
+        self.results = []        # dicts: topo, mode, rep, test key -> value
+        self.failures = []       # (topo, mode, rep, test, reason)
+        self.bpf_progs = {}      # mode -> {prog: [runs, ns]}
+        self.seq = 0
+        self.log_of = {}
+        self.notes = []
+        self.elapsed = 0.0
+
+    # ------------------------------------------------------------------ helpers
+    def run(self, cmd, timeout=60, check=True, input=None):
+        p = subprocess.run(cmd, input=input, capture_output=True, text=True, timeout=timeout)
+        if check and p.returncode != 0:
+            raise Fatal(f"{' '.join(cmd)}: exit {p.returncode}: {p.stderr.strip()[-800:]}")
+        return p.stdout
+
+    def ns(self, pod):
+        return f"{self.P}-{pod}"
+
+    def cg(self, pod, mode):
+        # eBPF modes: under the node's attach point; else a cgroup without programs.
+        if mode in ("ebpf", "ebpf+accel"):
+            return f"{self.cg_root}/mesh-{POD_NODE[pod]}/{pod}"
+        return f"{self.cg_root}/plain/{pod}"
+
+    def in_pod(self, pod, mode, cmd, pin=None):
+        """The command line that runs cmd in the pod's netns and cgroup."""
+        pre = ["sh", "-c", 'echo $$ >"$1/cgroup.procs" || exit 125; shift; exec "$@"', "in-pod", self.cg(pod, mode)]
+        pre += ["ip", "netns", "exec", self.ns(pod)]
+        if pin is not None:
+            pre += ["taskset", "-c", str(pin)]
+        return pre + cmd
+
+    def start(self, name, cmd):
+        self.seq += 1
+        path = f"{self.work}/{self.seq:03d}-{name}.log"
+        out = open(path, "w")
+        p = subprocess.Popen(cmd, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL)
+        out.close()
+        self.procs.append(p)
+        self.log_of[p.pid] = path
+        return p
+
+    def stop(self, p, grace=3):
+        if p.poll() is None:
+            p.terminate()
+            try:
+                p.wait(grace)
+            except subprocess.TimeoutExpired:
+                p.kill()
+                p.wait(5)
+        if p in self.procs:
+            self.procs.remove(p)
+
+    def wait_listen(self, pod, port, p, what):
+        for _ in range(100):
+            out = self.run(["ip", "netns", "exec", self.ns(pod), "ss", "-Hltn"], check=False)
+            if re.search(rf":{port}\s", out):
+                return
+            if p.poll() is not None:
+                raise Fatal(f"{what} in {pod} exited ({p.returncode}); see {self.work}")
+            time.sleep(0.05)
+        raise Fatal(f"{what} in {pod}: nothing listens on port {port} after 5 s")
+
+    # -------------------------------------------------------------------- setup
+    def setup(self):
+        if os.geteuid() != 0:
+            raise Fatal("run as root (network namespaces, cgroups, BPF)")
+        for tool in ("haproxy", "wrk", "iperf3", "ip", "ss", "taskset", "iptables-save"):
+            if not shutil.which(tool):
+                raise Fatal(f"{tool} not found; tools/setup.sh installs the benchmark's packages")
+        cg2 = None
+        for line in open("/proc/self/mountinfo"):
+            pre, _, post = line.partition(" - ")
+            if post.split()[0] == "cgroup2":
+                cg2 = pre.split()[4]
+                break
+        if not cg2:
+            raise Fatal("no cgroup2 mount")
+        self.work = tempfile.mkdtemp(prefix=f"{self.P}-bench.")
+        # Private copies: a rebuild of bazel-bin during the run cannot pull them away.
+        os.mkdir(f"{self.work}/bin")
+        for attr in ("loader", "mwtest"):
+            dst = f"{self.work}/bin/{os.path.basename(getattr(self, attr))}"
+            shutil.copy2(getattr(self, attr), dst)
+            setattr(self, attr, dst)
+        self.bpffs = f"{self.work}/bpffs"
+        os.mkdir(self.bpffs)
+        self.run(["mount", "-t", "bpf", f"{self.P}-bpffs", self.bpffs])
+        self.cg_root = f"{cg2}/{self.P}-bench"
+        for d in ["", "/plain", "/mesh-n1", "/mesh-n2"] + [f"/plain/{p}" for p in POD_IP] + \
+                 [f"/mesh-{POD_NODE[p]}/{p}" for p in POD_IP]:
+            os.mkdir(self.cg_root + d)
+            self.cgroups.append(self.cg_root + d)
+        self.topology()
+        with open("/proc/sys/kernel/bpf_stats_enabled") as f:
+            self.stats_restore = f.read().strip()
+        with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+            f.write("1")
+
+    def topology(self):
+        ip = lambda *a: self.run(["ip", *a])
+        nsx = lambda ns, *a: self.run(["ip", "netns", "exec", ns, *a])
+        for node in ("n1", "n2"):
+            ip("netns", "add", self.ns(node))
+            self.ns_made.append(self.ns(node))
+            ip("-n", self.ns(node), "link", "set", "lo", "up")
+            nsx(self.ns(node), "sysctl", "-qw", "net.ipv4.ip_forward=1")
+        ip("-n", self.ns("n1"), "link", "add", "n1n2", "type", "veth", "peer", "name", "n2n1", "netns", self.ns("n2"))
+        ip("-n", self.ns("n1"), "addr", "add", f"{NET}.254.1/24", "dev", "n1n2")
+        ip("-n", self.ns("n2"), "addr", "add", f"{NET}.254.2/24", "dev", "n2n1")
+        ip("-n", self.ns("n1"), "link", "set", "n1n2", "up")
+        ip("-n", self.ns("n2"), "link", "set", "n2n1", "up")
+        for pod, i in POD_NET.items():
+            node = self.ns(POD_NODE[pod])
+            ns = self.ns(pod)
+            ip("netns", "add", ns)
+            self.ns_made.append(ns)
+            ip("-n", ns, "link", "set", "lo", "up")
+            ip("-n", ns, "link", "add", "eth0", "type", "veth", "peer", "name", f"v{pod}", "netns", node)
+            ip("-n", ns, "addr", "add", f"{NET}.{i}.2/24", "dev", "eth0")
+            ip("-n", ns, "link", "set", "eth0", "up")
+            ip("-n", ns, "route", "add", "default", "via", f"{NET}.{i}.1")
+            ip("-n", node, "addr", "add", f"{NET}.{i}.1/24", "dev", f"v{pod}")
+            ip("-n", node, "link", "set", f"v{pod}", "up")
+            nsx(ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=15100 65000")
+            nsx(ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
+            other = "n2" if POD_NODE[pod] == "n1" else "n1"
+            peer = f"{NET}.254.1" if POD_NODE[pod] == "n1" else f"{NET}.254.2"
+            ip("-n", self.ns(other), "route", "add", f"{NET}.{i}.0/24", "via", peer)
+
+    # ------------------------------------------------------------------ loaders
+    def loader_cfg(self, node, mode):
+        d = f"{self.work}/{node}"
+        os.makedirs(d, exist_ok=True)
+        cfg = f"""[sidecar]
+uid = {UID}
+outbound_port = {OUT_PORT}
+inbound_port = {IN_PORT}
+[interception]
+mode = "{'iptables' if mode == 'iptables' else 'ebpf'}"
+[acceleration]
+enabled = {'true' if mode == 'ebpf+accel' else 'false'}
+[bpf]
+pin_dir = "{self.bpffs}/{node}"
+cgroup = "{self.cg_root}/mesh-{node}"
+[api]
+socket = "{d}/api.sock"
+state_dir = "{d}/state"
+[log]
+level = "warn"
+"""
+        with open(f"{d}/meshwire.toml", "w") as f:
+            f.write(cfg)
+        return f"{d}/meshwire.toml"
+
+    def mwl(self, node, *args, timeout=30):
+        return self.run([self.loader, "--config", f"{self.work}/{node}/meshwire.toml", *args], timeout=timeout)
+
+    def start_loaders(self, mode):
+        for node in ("n1", "n2"):
+            cfg = self.loader_cfg(node, mode)
+            p = self.start(f"loader-{node}-{mode}", [self.loader, "--config", cfg, "--log-level", "info", "run"])
+            self.loaders[node] = p
+            logf = self.procs_log(p)
+            for _ in range(200):
+                if "meshwire-loader: ready" in open(logf).read():
+                    break
+                if p.poll() is not None:
+                    raise Fatal(f"loader {node} ({mode}) exited: {open(logf).read()[-1500:]}")
+                time.sleep(0.05)
+            else:
+                raise Fatal(f"loader {node} ({mode}) not ready after 10 s")
+            if mode == "ebpf+accel" and "acceleration is off" in open(logf).read():
+                log(f"  note: loader {node}: {[l for l in open(logf) if 'acceleration is off' in l]}")
+        for pod in POD_IP:
+            self.mwl(POD_NODE[pod], "pod", "add", "--netns", f"/run/netns/{self.ns(pod)}", "--ip", POD_IP[pod],
+                     "--ifname", "eth0", "--id", f"bench-{pod}")
+
+    def procs_log(self, p):
+        return self.log_of[p.pid]
+
+    def stop_loaders(self):
+        for node, p in list(self.loaders.items()):
+            self.stop(p, 10)
+            try:
+                self.mwl(node, "cleanup", timeout=60)
+            except Exception as e:  # noqa: BLE001 - report and go on cleaning
+                log(f"  warning: cleanup of {node}: {e}")
+        self.loaders = {}
+
+    # ------------------------------------------------------------- pod processes
+    def haproxy_sidecar_cfg(self, pod):
+        return f"""global
+    maxconn 4000
+    nbthread 1
+    uid {UID}
+    gid {UID}
+    stats socket {self.work}/{pod}-sidecar.sock mode 600 level admin
+defaults
+    mode tcp
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+frontend out
+    bind 127.0.0.1:{OUT_PORT}
+    default_backend orig
+frontend in
+    bind 0.0.0.0:{IN_PORT}
+    default_backend orig
+backend orig
+    server s 0.0.0.0:0
+"""
+
+    def haproxy_app_cfg(self, pod):
+        return f"""global
+    maxconn 4000
+    nbthread 1
+defaults
+    mode http
+    timeout connect 5s
+    timeout client 60s
+    timeout server 60s
+    timeout http-keep-alive 60s
+frontend app
+    bind 0.0.0.0:{HTTP_PORT}
+    http-request return status 200 content-type text/plain string "ok"
+"""
+
+    def start_pods(self, mode):
+        for pod in POD_IP:
+            pids = []
+            with open(f"{self.work}/{pod}-sidecar.cfg", "w") as f:
+                f.write(self.haproxy_sidecar_cfg(pod))
+            p = self.start(f"{pod}-sidecar-{mode}", self.in_pod(pod, mode, ["haproxy", "-db", "-f", f"{self.work}/{pod}-sidecar.cfg"]))
+            self.wait_listen(pod, IN_PORT, p, "HAProxy sidecar")
+            pids.append(p.pid)
+            if pod != "cli":
+                with open(f"{self.work}/{pod}-app.cfg", "w") as f:
+                    f.write(self.haproxy_app_cfg(pod))
+                for what, port, cmd in [
+                    ("app", HTTP_PORT, ["haproxy", "-db", "-f", f"{self.work}/{pod}-app.cfg"]),
+                    ("echo", ECHO_PORT, [self.mwtest, "echo", "--listen", f"0.0.0.0:{ECHO_PORT}"]),
+                    ("iperf3", IPERF_PORT, ["iperf3", "-s", "-p", str(IPERF_PORT)]),
+                ]:
+                    p = self.start(f"{pod}-{what}-{mode}", self.in_pod(pod, mode, cmd))
+                    self.wait_listen(pod, port, p, what)
+                    pids.append(p.pid)
+            self.pod_pids[pod] = pids
+
+    def stop_pods(self):
+        for p in list(self.procs):
+            if p not in self.loaders.values():
+                self.stop(p)
+        self.pod_pids = {}
+
+    def pin_pods(self, pods, cpus):
+        for pod in pods:
+            for pid in self.cgroup_pids(pod):
+                self.run(["taskset", "-a", "-p", "-c", cpus, str(pid)], check=False)
+
+    def cgroup_pids(self, pod):
+        pids = []
+        for mode in ("direct", "ebpf"):
+            try:
+                pids += [int(x) for x in open(f"{self.cg(pod, mode)}/cgroup.procs").read().split()]
+            except OSError:
+                pass
+        return pids
+
+    # ----------------------------------------------------------------- counters
+    def sessions(self, pod):
+        """HAProxy sidecar frontends' total sessions: {'out': n, 'in': n}."""
+        s = socket.socket(socket.AF_UNIX)
+        s.settimeout(5)
+        s.connect(f"{self.work}/{pod}-sidecar.sock")
+        s.sendall(b"show stat\n")
+        data = b""
+        while True:
+            chunk = s.recv(65536)
+            if not chunk:
+                break
+            data += chunk
+        s.close()
+        lines = data.decode().splitlines()
+        head = lines[0].lstrip("# ").split(",")
+        out = {}
+        for line in lines[1:]:
+            f = dict(zip(head, line.split(",")))
+            if f.get("svname") == "FRONTEND":
+                out[f["pxname"]] = int(f["stot"] or 0)
+        return out
+
+    def redirects(self, pod):
+        out = self.run(["ip", "netns", "exec", self.ns(pod), "iptables-save", "-c", "-t", "nat"], check=False)
+        hits = {"MESHWIRE_OUTPUT": 0, "MESHWIRE_INBOUND": 0}
+        for line in out.splitlines():
+            m = re.match(r"\[(\d+):\d+\] -A (MESHWIRE_\w+) .* -j REDIRECT ", line)
+            if m:
+                hits[m.group(2)] += int(m.group(1))
+        return hits
+
+    def bpf_stats(self, node):
+        out = self.mwl(node, "stats")
+        return {k: int(v) for k, v in (l.split() for l in out.splitlines() if len(l.split()) == 2)}
+
+    def cpu_usec(self, pod, mode):
+        st = dict(l.split() for l in open(f"{self.cg(pod, mode)}/cpu.stat") if len(l.split()) == 2)
+        return int(st["usage_usec"])
+
+    def snapshot(self, mode, srv):
+        snap = {"cpu_cli": self.cpu_usec("cli", mode), "cpu_srv": self.cpu_usec(srv, mode),
+                "s_cli": self.sessions("cli"), "s_srv": self.sessions(srv)}
+        if mode == "iptables":
+            snap["r_cli"] = self.redirects("cli")
+            snap["r_srv"] = self.redirects(srv)
+        elif mode != "direct":
+            snap["b_n1"] = self.bpf_stats("n1")
+            snap["b_n2"] = self.bpf_stats("n2")
+        return snap
+
+    def verify(self, mode, srv, before, after, conns, slack=0):
+        """None if the run was intercepted as the mode says, else the reason.
+        conns: the connections the load tool opened (an int, or a (lo, hi)
+        range); slack: how many connections may be torn down while in flight
+        when the tool stops (accepted by the client sidecar but never passed
+        on), so that the counters of the two sides may differ by that much."""
+        lo, hi = conns if isinstance(conns, tuple) else (conns, conns)
+        near = lambda x, y: abs(x - y) <= slack
+        out = after["s_cli"]["out"] - before["s_cli"]["out"]
+        inb = after["s_srv"]["in"] - before["s_srv"]["in"]
+        if mode == "direct":
+            if out or inb:
+                return f"direct, yet the sidecars accepted {out} outbound / {inb} inbound sessions"
+            return None
+        if not lo <= out <= hi:
+            return f"client sidecar accepted {out} outbound sessions, the load tool opened {lo}..{hi} connections"
+        if not near(inb, out):
+            return f"server sidecar accepted {inb} inbound sessions, client sidecar {out} outbound"
+        if mode == "iptables":
+            ro = after["r_cli"]["MESHWIRE_OUTPUT"] - before["r_cli"]["MESHWIRE_OUTPUT"]
+            ri = after["r_srv"]["MESHWIRE_INBOUND"] - before["r_srv"]["MESHWIRE_INBOUND"]
+            # A SYN retried after the sidecar's TIME_WAIT socket refused a
+            # reused port gets a new conntrack entry, so hits the rule again.
+            if ro > out + slack:
+                self.notes.append(f"iptables: the outbound REDIRECT rule was hit {ro - out} times more than the client sidecar "
+                                  "accepted connections (SYNs retried after a port reuse, each a new conntrack entry)")
+                ro = out
+            if not (near(ro, out) and near(ri, inb)):
+                return f"REDIRECT hits outbound {ro} / inbound {ri}, sidecar sessions {out} / {inb}"
+            return None
+        d = lambda node, k: after[f"b_{node}"].get(k, 0) - before[f"b_{node}"].get(k, 0)
+        red = d("n1", "connect_redirected")
+        same = srv == "srv1"
+        inbound = d("n1", "connect_inbound") if same else d("n2", "tc_redirected")
+        answered = d("n1", "sockopt_answered") + d("n2", "sockopt_answered")
+        errors = sum(d(n, k) for n in ("n1", "n2") for k in ("connect_error", "sockops_error", "tc_error"))
+        what = "connect_inbound" if same else "tc_redirected"
+        # tc counts SYNs: a retransmitted SYN counts again (noted, not an error).
+        if not same and inbound > inb:
+            self.notes.append(f"{mode}, two nodes: tc redirected {inbound} SYNs for {inb} connections (retransmitted SYNs)")
+            inbound = inb
+        if not (near(red, out) and near(inbound, inb) and near(answered, out + inb)) or errors:
+            return (f"BPF counters connect_redirected {red}, {what} {inbound}, sockopt_answered {answered}, "
+                    f"errors {errors}; sidecar sessions {out} out / {inb} in")
+        if mode == "ebpf+accel" and out and not d("n1", "accel_sock_added"):
+            return "acceleration did not engage: accel_sock_added stayed 0"
+        return None
+
+    # -------------------------------------------------------------------- tests
+    def measure(self, mode, topo, srv, rep, key, cmd, conns_of, pin=False, timeout=60, slack=0):
+        """Run one client command in the client pod; return (stdout, before, after, seconds) or None."""
+        if pin:
+            self.pin_pods(["cli", srv], "0")
+        try:
+            before = self.snapshot(mode, srv)
+            t0 = time.monotonic()
+            try:
+                p = subprocess.run(self.in_pod("cli", mode, cmd, pin=0 if pin else None),
+                                   capture_output=True, text=True, timeout=timeout)
+            except subprocess.TimeoutExpired:
+                self.fail(topo, mode, rep, key, f"{cmd[0]} timed out after {timeout} s")
+                return None
+            secs = time.monotonic() - t0
+            time.sleep(0.3)  # let the sidecars account the last sessions
+            after = self.snapshot(mode, srv)
+        finally:
+            if pin:
+                self.pin_pods(["cli", srv], f"0-{os.cpu_count() - 1}")
+        if p.returncode != 0:
+            self.fail(topo, mode, rep, key, f"{os.path.basename(cmd[0])} exit {p.returncode}: {(p.stderr or p.stdout).strip()[-300:]}")
+            return None
+        try:
+            conns = conns_of(p.stdout)
+        except Exception as e:  # noqa: BLE001
+            self.fail(topo, mode, rep, key, f"cannot read the output of {cmd[0]}: {e}: {p.stdout[-300:]}")
+            return None
+        why = self.verify(mode, srv, before, after, conns, slack)
+        if why:
+            self.fail(topo, mode, rep, key, f"interception check failed: {why}")
+            return None
+        return p.stdout, before, after, secs
+
+    def fail(self, topo, mode, rep, key, why):
+        self.failures.append((topo, mode, rep, key, " ".join(str(why).split())[:400]))
+
+    def record(self, topo, mode, rep, key, value):
+        self.results.append({"topo": topo, "mode": mode, "rep": rep, "test": key, "value": value})
+
+    def cpu_delta(self, mode, srv, before, after):
+        return (after["cpu_cli"] - before["cpu_cli"]) + (after["cpu_srv"] - before["cpu_srv"])
+
+    def run_tests(self, mode, rep):
+        for topo, srv in TOPOS:
+            for test in (self.t_rtt, self.t_wrk, self.t_iperf):
+                try:
+                    test(mode, rep, topo, srv)
+                except Exception as e:  # noqa: BLE001 - one measurement's problem, reported
+                    self.fail(topo, mode, rep, test.__name__[2:], f"{type(e).__name__}: {e}")
+
+    def t_rtt(self, mode, rep, topo, srv):
+        a = self.args
+        dst = POD_IP[srv]
+        # Round trips on one persistent connection, unpinned then pinned.
+        for pin in (False, True):
+            key = "rtt_pin" if pin else "rtt"
+            cmd = [self.mwtest, "pingpong", "--connect", f"{dst}:{ECHO_PORT}", "--seconds", str(a.seconds), "--size", "64"]
+            r = self.measure(mode, topo, srv, rep, key, cmd, lambda out: 1, pin=pin)
+            if r:
+                j = json.loads(r[0].strip().splitlines()[-1])
+                self.record(topo, mode, rep, key, j["p50_us"])
+                self.record(topo, mode, rep, key + "_p99", j["p99_us"])
+                if pin:
+                    self.record(topo, mode, rep, "cpu_rtt_pin", self.cpu_delta(mode, srv, r[1], r[2]) / j["round_trips"])
+
+    def t_wrk(self, mode, rep, topo, srv):
+        a = self.args
+        dst = POD_IP[srv]
+        # HTTP keep-alive.
+        wrk = ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{max(1, round(a.seconds))}s", f"http://{dst}:{HTTP_PORT}/"]
+
+        def wrk_requests(out):
+            m = re.search(r"(\d+) requests in", out)
+            if not m:
+                raise ValueError("no 'requests in' line")
+            errs = re.search(r"Socket errors: connect (\d+), read (\d+), write (\d+), timeout (\d+)", out)
+            non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+            if errs or non2xx:
+                raise ValueError(f"wrk reported errors: {errs.group(0) if errs else ''} {non2xx.group(0) if non2xx else ''}")
+            return int(m.group(1))
+
+        # wrk connects once to check the address before its connections.
+        r = self.measure(mode, topo, srv, rep, "rps", wrk, lambda out: (wrk_requests(out), (WRK_CONNS, WRK_CONNS + 1))[1],
+                         slack=1)
+        if r:
+            n = wrk_requests(r[0])
+            self.record(topo, mode, rep, "rps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
+            self.record(topo, mode, rep, "cpu_req", self.cpu_delta(mode, srv, r[1], r[2]) / n)
+        # New connection per request.
+        close = wrk[:1] + ["-H", "Connection: close"] + wrk[1:]
+        r = self.measure(mode, topo, srv, rep, "cps", close,
+                         lambda out: (wrk_requests(out), wrk_requests(out) + WRK_CONNS + 1), slack=WRK_CONNS + 1)
+        if r:
+            n = wrk_requests(r[0])
+            self.record(topo, mode, rep, "cps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
+            self.record(topo, mode, rep, "cpu_conn", self.cpu_delta(mode, srv, r[1], r[2]) / n)
+
+    def t_iperf(self, mode, rep, topo, srv):
+        a = self.args
+        dst = POD_IP[srv]
+        # Single-stream throughput: a control connection and one data stream.
+        ip3 = ["iperf3", "-c", dst, "-p", str(IPERF_PORT), "-t", str(max(1, round(a.seconds))), "-J"]
+        def iperf_conns(out):
+            j = json.loads(out)
+            if "error" in j:
+                raise ValueError(f"iperf3: {j['error']}")
+            return 2
+
+        r = self.measure(mode, topo, srv, rep, "gbps", ip3, iperf_conns)
+        if r:
+            j = json.loads(r[0])
+            recv = j["end"]["sum_received"]
+            self.record(topo, mode, rep, "gbps", recv["bits_per_second"] / 1e9)
+            self.record(topo, mode, rep, "cpu_gb", self.cpu_delta(mode, srv, r[1], r[2]) / 1e3 / (recv["bytes"] / 1e9))
+
+    def bpf_costs(self, mode):
+        acc = self.bpf_progs.setdefault(mode, {})
+        for node in ("n1", "n2"):
+            out = self.mwl(node, "status")
+            for line in out.splitlines():
+                f = line.split()
+                if len(f) >= 5 and f[0].startswith("mw_") and f[-2].isdigit():
+                    runs = int(f[-2])
+                    per = float(f[-1]) if f[-1] != "-" else 0.0
+                    a = acc.setdefault(f[0], [0, 0.0])
+                    a[0] += runs
+                    a[1] += runs * per
+
+    # ---------------------------------------------------------------- the run
+    def main(self):
+        a = self.args
+        self.setup()
+        log(f"meshwire benchmark: prefix {self.P}, {a.reps} repetitions, {a.seconds} s per measurement, work dir {self.work}")
+        t_start = time.monotonic()
+        for rep in range(a.reps):
+            order = MODES[rep % len(MODES):] + MODES[:rep % len(MODES)]
+            for mode in order:
+                t0 = time.monotonic()
+                if mode != "direct":
+                    self.start_loaders(mode)
+                self.start_pods(mode)
+                try:
+                    self.run_tests(mode, rep)
+                    if mode.startswith("ebpf"):
+                        self.bpf_costs(mode)
+                finally:
+                    self.stop_pods()
+                    self.stop_loaders()
+                got = sum(1 for r in self.results if r["mode"] == mode and r["rep"] == rep)
+                bad = [f for f in self.failures if f[1] == mode and f[2] == rep]
+                log(f"  rep {rep + 1}/{a.reps} {mode:<11} {time.monotonic() - t0:5.1f} s, {got} figures"
+                    + (f", {len(bad)} runs not reported: {bad[0][4]}" if bad else ""))
+        self.elapsed = time.monotonic() - t_start
+        report(self)
+
+    def cleanup(self):
+        for step in (self.cleanup_procs, self.cleanup_loaders, self.cleanup_cgroup_procs, self.cleanup_system):
+            try:
+                step()
+            except Exception as e:  # noqa: BLE001 - go on with the next step
+                log(f"clean-up step {step.__name__}: {type(e).__name__}: {e}")
+        left = subprocess.run(["ip", "netns", "list"], capture_output=True, text=True).stdout
+        left = [l for l in left.splitlines() if l.startswith(self.P + "-")]
+        left += [c for c in self.cgroups if os.path.exists(c)]
+        log("clean-up: nothing left" if not left else f"clean-up LEFT: {left}")
+
+    def cleanup_procs(self):
+        for p in list(self.procs):
+            try:
+                self.stop(p, 3)
+            except Exception:  # noqa: BLE001
+                pass
+
+    def cleanup_loaders(self):
+        for node in ("n1", "n2"):
+            if self.work and os.path.exists(f"{self.work}/{node}/meshwire.toml"):
+                subprocess.run([self.loader, "--config", f"{self.work}/{node}/meshwire.toml", "cleanup"],
+                               capture_output=True, timeout=60)
+
+    def cleanup_cgroup_procs(self):
+        # Anything left in our cgroups descends from processes started here.
+        for cg in reversed(self.cgroups):
+            for _ in range(50):
+                try:
+                    pids = open(f"{cg}/cgroup.procs").read().split()
+                except OSError:
+                    break
+                if not pids:
+                    break
+                for pid in pids:
+                    try:
+                        os.kill(int(pid), signal.SIGKILL)
+                    except OSError:
+                        pass
+                time.sleep(0.1)
+
+    def cleanup_system(self):
+        for ns in reversed(self.ns_made):
+            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        for cg in reversed(self.cgroups):
+            for _ in range(50):
+                try:
+                    os.rmdir(cg)
+                    break
+                except FileNotFoundError:
+                    break
+                except OSError:
+                    time.sleep(0.1)
+        if self.stats_restore is not None:
+            with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
+                f.write(self.stats_restore)
+        if self.bpffs:
+            subprocess.run(["umount", self.bpffs], capture_output=True)
+        if self.work and not self.args.keep_logs:
+            shutil.rmtree(self.work, ignore_errors=True)
+        elif self.work:
+            log(f"logs kept in {self.work}")
+
+
+# ---------------------------------------------------------------------- report
+def med(v):
+    return statistics.median(v) if v else None
+
+
+def fmt(x, unit=""):
+    if x is None:
+        return "-"
+    if abs(x) >= 1000:
+        s = f"{x:,.0f}"
+    elif abs(x) >= 100:
+        s = f"{x:.0f}"
+    elif abs(x) >= 10:
+        s = f"{x:.1f}"
+    else:
+        s = f"{x:.2f}"
+    return s
+
+
+def machine():
+    model = "unknown CPU"
+    for line in open("/proc/cpuinfo"):
+        if line.startswith("model name"):
+            model = line.split(":", 1)[1].strip()
+            break
+    mem = int(open("/proc/meminfo").readline().split()[1]) // (1024 * 1024)
+    def ver(cmd):
+        try:
+            return subprocess.run(cmd, capture_output=True, text=True, timeout=10).stdout.splitlines()[0].strip()
+        except Exception:  # noqa: BLE001
+            return "?"
+    return {
+        "cpu": f"{os.cpu_count()} x {model}",
+        "mem": f"{mem} GiB",
+        "kernel": os.uname().release,
+        "haproxy": ver(["haproxy", "-v"]).split(" - ")[0],
+        "wrk": ver(["wrk", "-v"]).split(" Copyright")[0],
+        "iperf3": ver(["iperf3", "-v"]),
+        "iptables": ver(["iptables", "-V"]),
+    }
+
+
+def table(b):
+    """{(topo, mode, test): [values]}"""
+    t = {}
+    for r in b.results:
+        t.setdefault((r["topo"], r["mode"], r["test"]), []).append(r["value"])
+    return t
+
+
+def report(b):
+    a = b.args
+    t = table(b)
+    m = machine()
+    lines = []
+    w = lines.append
+    w("# meshwire benchmark")
+    w("")
+    w(f"Generated by `./bazelw run //tools/bench{' -- --quick' if a.quick else ''}` on "
+      f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {m['cpu']}, {m['mem']}, Linux {m['kernel']}; "
+      f"{m['haproxy']}, {m['wrk']}, {m['iperf3']}, {m['iptables']}.")
+    w(f"{a.reps} repetitions of every measurement ({a.seconds} s each), the four modes interleaved "
+      f"(the order rotates every repetition); {b.elapsed:.0f} s in all. Each cell: the median, "
+      "[min-max] over the repetitions, then the ratio of medians to iptables mode (`ipt`) and to direct (`dir`).")
+    w("")
+    w("Setup: client pod and server pod(s) in network namespaces, each pod with an HAProxy sidecar "
+      f"(`mode tcp`, `server s 0.0.0.0:0`, UID {UID}, one thread) on 127.0.0.1:{OUT_PORT} (outbound) and "
+      f"0.0.0.0:{IN_PORT} (inbound); *same node*: both pods on one node netns; *two nodes*: node netns joined by a veth. "
+      "`direct`: no interception (the sidecars idle); `iptables`: meshwire-loader with `interception.mode = \"iptables\"`; "
+      "`ebpf`: the default mode; `ebpf+accel`: with `[acceleration] enabled = true`. A request crosses "
+      "app -> client sidecar -> server sidecar -> app in every mode but direct. "
+      "CPU figures are the usage of both pods' cgroups (client pod: load tool + sidecar; server pod: app + sidecar; "
+      "softirq work is charged to the task it interrupts, this kernel has no IRQ time accounting) divided by "
+      "requests, connections, round trips or GB. Pinned: every process of both pods and the client on CPU 0.")
+    w("")
+    w("Every run was checked for interception before its figures were kept: the client sidecar's outbound and "
+      "the server sidecar's inbound session counts (HAProxy stats socket) equal the connections the load tool "
+      "opened, and equal the REDIRECT rule hits (iptables) or the BPF counters connect_redirected, "
+      "connect_inbound / tc_redirected and sockopt_answered (eBPF; with acceleration, accel_sock_added moved too); "
+      "in direct mode the sidecars saw nothing. Exact for the round trips and iperf3; for wrk, up to the connections "
+      f"torn down in flight when it stops (at most {WRK_CONNS + 1}: its {WRK_CONNS} connections and the one it opens "
+      "first to check the address).")
+    w("")
+    for topo, _ in TOPOS:
+        w(f"## {topo[0].upper() + topo[1:]}")
+        w("")
+        w("| figure | " + " | ".join(MODES) + " |")
+        w("|---|" + "---|" * len(MODES))
+        for key, title, unit, better in TESTS:
+            cells = []
+            base_ipt = med(t.get((topo, "iptables", key), []))
+            base_dir = med(t.get((topo, "direct", key), []))
+            for mode in MODES:
+                v = t.get((topo, mode, key), [])
+                if not v:
+                    cells.append("not reported")
+                    continue
+                c = f"**{fmt(med(v))}** [{fmt(min(v))}-{fmt(max(v))}]"
+                rat = []
+                if mode != "iptables" and base_ipt:
+                    rat.append(f"{med(v) / base_ipt:.2f}x ipt")
+                if mode != "direct" and base_dir:
+                    rat.append(f"{med(v) / base_dir:.2f}x dir")
+                if rat:
+                    c += "<br>" + ", ".join(rat)
+                cells.append(c)
+            w(f"| {title} ({unit}) | " + " | ".join(cells) + " |")
+        w("")
+    # Targets of issue 5 (same node, acceleration on).
+    w("## Against the targets (same node, ebpf+accel vs iptables mode)")
+    w("")
+    w("| target | measured | verdict |")
+    w("|---|---|---|")
+    topo = "same node"
+
+    def g(mode, key):
+        return med(t.get((topo, mode, key), []))
+
+    def overhead_ratio(key):
+        d, i, x = g("direct", key), g("iptables", key), g("ebpf+accel", key)
+        if None in (d, i, x) or i - d <= 0:
+            return None, "-"
+        r = (x - d) / (i - d)
+        return r, f"overhead over direct {x - d:.1f} us vs iptables' {i - d:.1f} us: {r:.2f}x"
+
+    for key, what in (("cpu_req", "CPU per keep-alive request"), ("rtt_pin", "p50 round trip, pinned"), ("rtt", "p50 round trip, unpinned")):
+        r, s = overhead_ratio(key)
+        verdict = "no figures" if r is None else ("met" if r <= 0.5 else "NOT met")
+        w(f"| {what}: overhead over direct <= 0.5x iptables' | {s} | {verdict} |")
+    for key, what, goal in (("gbps", "single-stream throughput", 1.5), ("cps", "new connections/s", 1.2)):
+        i, x = g("iptables", key), g("ebpf+accel", key)
+        if None in (i, x):
+            w(f"| {what} >= {goal}x iptables | - | no figures |")
+        else:
+            w(f"| {what} >= {goal}x iptables | {x / i:.2f}x ({fmt(x)} vs {fmt(i)}) | {'met' if x / i >= goal else 'NOT met'} |")
+    for mode in ("ebpf",):
+        for key, what in (("cpu_req", "CPU per keep-alive request"), ("gbps", "throughput"), ("cps", "new connections/s")):
+            i, x = g("iptables", key), g(mode, key)
+            if None not in (i, x):
+                w(f"| (eBPF without acceleration: {what} vs iptables) | {x / i:.2f}x | for reference |")
+    w("")
+    w("## BPF programs' own cost (kernel.bpf_stats_enabled: run_time_ns / run_cnt, all runs of the mode)")
+    w("")
+    w("| program | " + " | ".join(f"{m_} runs | {m_} ns/run" for m_ in ("ebpf", "ebpf+accel")) + " |")
+    w("|---|" + "---|" * 4)
+    progs = sorted({p for d in b.bpf_progs.values() for p in d})
+    for p in progs:
+        cells = []
+        for m_ in ("ebpf", "ebpf+accel"):
+            runs, ns = b.bpf_progs.get(m_, {}).get(p, [0, 0.0])
+            cells += [f"{runs:,}", f"{ns / runs:.0f}" if runs else "-"]
+        w(f"| `{p}` | " + " | ".join(cells) + " |")
+    w("")
+    if b.notes:
+        w("## Notes from the runs")
+        w("")
+        for n in sorted(set(b.notes)):
+            w(f"- {n} ({b.notes.count(n)}x)")
+        w("")
+    w("## Runs not reported")
+    w("")
+    if not b.failures:
+        w("None: every run passed its interception check.")
+    else:
+        w("| topology | mode | repetition | measurement | why |")
+        w("|---|---|---|---|---|")
+        for topo_, mode, rep, key, why in b.failures:
+            w(f"| {topo_} | {mode} | {rep + 1} | {key} | {why.replace('|', '/')} |")
+    w("")
+    w("![benchmark](benchmark.svg)")
+    w("")
+    out = a.out
+    os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
+    with open(out, "w") as f:
+        f.write("\n".join(lines))
+    svg = os.path.splitext(out)[0] + ".svg"
+    with open(svg, "w") as f:
+        f.write(plot(t))
+    with open(os.path.splitext(out)[0] + ".json", "w") as f:
+        json.dump({"machine": m, "results": b.results, "failures": b.failures, "bpf_progs": b.bpf_progs,
+                   "reps": a.reps, "seconds": a.seconds}, f, indent=1)
+    log(f"wrote {out}, {svg} and {os.path.splitext(out)[0]}.json")
+    print("\n".join(lines))
+
+
+def plot(t):
+    """Grouped bars: each figure relative to iptables mode (= 1), per topology, with min-max whiskers."""
+    keys = [("rtt_pin", "RTT p50 pinned"), ("rtt", "RTT p50"), ("cpu_req", "CPU/request"), ("rps", "keep-alive req/s"),
+            ("cps", "new conn/s"), ("cpu_conn", "CPU/conn"), ("gbps", "throughput"), ("cpu_gb", "CPU/GB")]
+    colors = {"direct": "#9e9e9e", "iptables": "#e07b39", "ebpf": "#3b7dd8", "ebpf+accel": "#2ca25f"}
+    W, top, left, panel_h, gap = 980, 78, 60, 250, 62
+    H = top + 2 * panel_h + gap + 56
+    gw = (W - left - 20) / len(keys)
+    bw = gw * 0.8 / len(MODES)
+    ymax = 3.0
+    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+         '<rect width="100%" height="100%" fill="white"/>',
+         '<text x="10" y="22" font-size="15" font-weight="bold">meshwire benchmark: each figure relative to iptables mode (1.0)</text>',
+         '<text x="10" y="40">lower is better for RTT and CPU, higher for rates and throughput; bars: median, whiskers: min-max; capped at 3x</text>']
+    for i, mode in enumerate(MODES):
+        s.append(f'<rect x="{W - 420 + i * 100}" y="{H - 20}" width="12" height="12" fill="{colors[mode]}"/>'
+                 f'<text x="{W - 404 + i * 100}" y="{H - 10}">{mode}</text>')
+    for pi, (topo, _) in enumerate(TOPOS):
+        y0 = top + pi * (panel_h + gap)
+        y = lambda v: y0 + panel_h - min(v, ymax) / ymax * panel_h
+        s.append(f'<text x="{left}" y="{y0 - 12}" font-size="13" font-weight="bold">{topo}</text>')
+        for g in (0.5, 1.0, 1.5, 2.0, 2.5, 3.0):
+            s.append(f'<line x1="{left}" x2="{W - 20}" y1="{y(g):.1f}" y2="{y(g):.1f}" stroke="{"#444" if g == 1 else "#ddd"}"/>'
+                     f'<text x="{left - 6}" y="{y(g) + 4:.1f}" text-anchor="end">{g:g}x</text>')
+        for ki, (key, label) in enumerate(keys):
+            base = med(t.get((topo, "iptables", key), []))
+            x0 = left + ki * gw + gw * 0.1
+            s.append(f'<text x="{left + ki * gw + gw / 2:.1f}" y="{y0 + panel_h + 14}" text-anchor="middle">{label}</text>')
+            for mi, mode in enumerate(MODES):
+                v = t.get((topo, mode, key), [])
+                x = x0 + mi * bw
+                if not v or not base:
+                    s.append(f'<text x="{x + bw / 2:.1f}" y="{y(0.05):.1f}" text-anchor="middle" font-size="9">n/a</text>')
+                    continue
+                r, lo, hi = med(v) / base, min(v) / base, max(v) / base
+                s.append(f'<rect x="{x:.1f}" y="{y(r):.1f}" width="{bw - 2:.1f}" height="{y(0) - y(r):.1f}" fill="{colors[mode]}">'
+                         f'<title>{topo}, {mode}, {label}: {med(v):.3g} ({r:.2f}x iptables)</title></rect>')
+                s.append(f'<line x1="{x + bw / 2 - 1:.1f}" x2="{x + bw / 2 - 1:.1f}" y1="{y(lo):.1f}" y2="{y(hi):.1f}" stroke="black"/>')
+    s.append("</svg>")
+    return "\n".join(s)
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--loader", required=True)
+    ap.add_argument("--mwtest", required=True)
+    ap.add_argument("--quick", action="store_true", help="about a minute: 1 repetition, 1 s measurements")
+    ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
+    ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 2; --quick 1)")
+    ap.add_argument("--out", default=None, help="markdown report (default: docs/benchmark.md in the workspace); .svg and .json beside it")
+    ap.add_argument("--keep-logs", action="store_true", help="keep the work dir with every process's log")
+    a = ap.parse_args()
+    a.reps = a.reps or (1 if a.quick else 3)
+    a.seconds = a.seconds or (1.0 if a.quick else 2.0)
+    if a.out is None:
+        ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+        a.out = os.path.join(ws, "docs", "benchmark-quick.md" if a.quick else "benchmark.md")
+    b = Bench(a)
+
+    def on_signal(sig, _frame):
+        raise KeyboardInterrupt(f"signal {sig}")
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGHUP, on_signal)
+    rc = 0
+    try:
+        b.main()
+    except KeyboardInterrupt:
+        log("interrupted: cleaning up")
+        rc = 130
+    except Fatal as e:
+        log(f"bench: ERROR: {e}")
+        rc = 1
+    finally:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        signal.signal(signal.SIGTERM, signal.SIG_IGN)
+        b.cleanup()
+    return rc
+
+
+if __name__ == "__main__":
+    sys.exit(main())
