@@ -25,6 +25,7 @@ mod http;
 mod net;
 mod pingpong;
 mod server;
+mod session;
 mod sidecar;
 
 #[derive(Parser)]
@@ -65,6 +66,19 @@ enum Cmd {
         listen: SocketAddr,
         #[arg(long)]
         name: String,
+    },
+    /// One long-lived connection to an echo server: `tick N` every --interval-ms
+    /// for --seconds, each echoed back (see session.rs).
+    Session {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// The sidecar's marker must name this original destination.
+        #[arg(long)]
+        expect_orig: Option<SocketAddr>,
     },
     /// HTTP/1.1 responder: 200 with BODY and a newline to every request, then close.
     /// Writes back every byte it reads (for pingpong).
@@ -157,6 +171,22 @@ fn main() -> ExitCode {
         Cmd::Pingpong { connect, size, seconds, warmup } => {
             let opts = pingpong::Options { connect, size, seconds, warmup, timeout: std::time::Duration::from_secs(5) };
             pingpong::run(&opts).map(|line| println!("{line}")).map_err(|e| std::io::Error::new(e.kind(), format!("pingpong {connect}: {e}")))
+        }
+        Cmd::Session { connect, seconds, interval_ms, expect_orig } => {
+            let opts = session::Options {
+                connect,
+                seconds,
+                interval: std::time::Duration::from_millis(interval_ms),
+                expect_orig,
+                timeout: std::time::Duration::from_secs(5),
+            };
+            match session::run(&opts) {
+                Ok(line) => {
+                    println!("{line}");
+                    Ok(())
+                }
+                Err(e) => Err(std::io::Error::other(e)),
+            }
         }
         Cmd::Client {
             connect,
