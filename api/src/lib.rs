@@ -22,6 +22,9 @@ use std::time::Duration;
 
 use serde::{Deserialize, Serialize};
 
+mod cidr;
+pub use cidr::Cidr4;
+
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/meshwire/loader.sock";
 /// Longest request line a server reads; longer ones are refused.

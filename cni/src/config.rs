@@ -3,9 +3,7 @@
 //! anything else 7), each error naming the key and what was wrong.
 
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::path::PathBuf;
-use std::str::FromStr;
 use std::time::Duration;
 
 use serde::Deserialize;
@@ -82,39 +80,7 @@ pub enum FailPolicy {
     Open,
 }
 
-/// An IPv4 network, host bits zero (the loader's rule).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr4 {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-impl FromStr for Cidr4 {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("bad prefix length in {s:?}"))?),
-            None => (s, 32),
-        };
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?} is not an IPv4 address or CIDR"))?;
-        if len > 32 {
-            return Err(format!("prefix length {len} in {s:?} is over 32"));
-        }
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        if u32::from(addr) & !mask != 0 {
-            let net = Ipv4Addr::from(u32::from(addr) & mask);
-            return Err(format!("{s:?} has host bits set; did you mean \"{net}/{len}\"?"));
-        }
-        Ok(Cidr4 { addr, len })
-    }
-}
-
-impl fmt::Display for Cidr4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+pub use meshwire_api::Cidr4;
 
 /// Per-pod exclusions sent to the loader (on top of its node-wide lists).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -476,6 +442,7 @@ pub fn parse(stdin: &str, obj: &Map<String, Value>) -> Result<NetConf, CniError>
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
     use serde_json::json;
 
     fn conf(v: Value) -> Result<NetConf, CniError> {

@@ -5,7 +5,6 @@
 //! missing from a user's file takes its default.
 
 use std::fmt;
-use std::net::Ipv4Addr;
 use std::path::{Path, PathBuf};
 use std::str::FromStr;
 
@@ -71,39 +70,7 @@ pub struct BpfSettings {
     pub debug: bool,
 }
 
-/// An IPv4 network, host bits zero.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Cidr4 {
-    pub addr: Ipv4Addr,
-    pub len: u8,
-}
-
-impl FromStr for Cidr4 {
-    type Err = String;
-
-    fn from_str(s: &str) -> Result<Self, String> {
-        let (addr, len) = match s.split_once('/') {
-            Some((a, l)) => (a, l.parse::<u8>().map_err(|_| format!("bad prefix length in {s:?}"))?),
-            None => (s, 32),
-        };
-        let addr: Ipv4Addr = addr.parse().map_err(|_| format!("{s:?} is not an IPv4 address or CIDR"))?;
-        if len > 32 {
-            return Err(format!("prefix length {len} in {s:?} is over 32"));
-        }
-        let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        if u32::from(addr) & !mask != 0 {
-            let net = Ipv4Addr::from(u32::from(addr) & mask);
-            return Err(format!("{s:?} has host bits set; did you mean \"{net}/{len}\"?"));
-        }
-        Ok(Cidr4 { addr, len })
-    }
-}
-
-impl fmt::Display for Cidr4 {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}/{}", self.addr, self.len)
-    }
-}
+pub use meshwire_api::Cidr4;
 
 /// `interception.mode`: BPF map entries (the default) or netfilter rules in
 /// each pod's network namespace.
@@ -466,6 +433,7 @@ impl Defaults {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::net::Ipv4Addr;
 
     fn err(text: &str) -> ConfigError {
         Config::parse("test.toml", text).unwrap_err()
