@@ -59,6 +59,10 @@ pub struct PodSpec {
     pub exclude_outbound_cidrs: Vec<String>,
     #[serde(default)]
     pub exclude_inbound_ports: Vec<u16>,
+    /// The CNI network that meshed the pod (its configuration's `name`);
+    /// None for pods registered by hand. CNI GC only collects its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub network: Option<String>,
 }
 
 /// A registered pod, as the loader records it.
@@ -240,6 +244,7 @@ mod tests {
             exclude_outbound_ports: vec![22],
             exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
             exclude_inbound_ports: vec![9090],
+            network: Some("mesh-net".into()),
         }
     }
 

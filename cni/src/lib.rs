@@ -222,6 +222,7 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         exclude_outbound_ports: ex.outbound_ports,
         exclude_outbound_cidrs: ex.outbound_cidrs.iter().map(|c| c.to_string()).collect(),
         exclude_inbound_ports: ex.inbound_ports,
+        network: Some(conf.name.clone()),
     };
     match loader.call(&conf.plugin.loader_socket, conf.plugin.timeout, Op::AddPod { pod: spec }) {
         Ok(Ok(_)) => {}
@@ -295,8 +296,10 @@ fn check(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> 
     }
 }
 
-/// GC: every pod the loader meshes whose (container ID, interface) is not in
-/// cni.dev/valid-attachments is deleted; all are tried before an error.
+/// GC: every pod this network meshed (spec.network is its name) whose
+/// (container ID, interface) is not in cni.dev/valid-attachments is deleted;
+/// pods of other networks and pods registered by hand are not this GC's.
+/// All are tried before an error.
 fn gc(conf: &NetConf, loader: &dyn Loader, cx: &mut Cx) -> Result<String, CniError> {
     let valid = conf.valid_attachments.as_ref().ok_or_else(|| {
         CniError::new(code::INVALID_CONFIG, "GC without cni.dev/valid-attachments: refusing to guess which pods are still in use")
@@ -313,7 +316,7 @@ fn gc(conf: &NetConf, loader: &dyn Loader, cx: &mut Cx) -> Result<String, CniErr
     let mut transient = true;
     for p in pods {
         let key = (p.spec.container_id.clone(), p.spec.ifname.clone());
-        if valid.contains(&key) {
+        if p.spec.network.as_deref() != Some(conf.name.as_str()) || valid.contains(&key) {
             continue;
         }
         match loader.call(socket, timeout, Op::DelPod { container_id: p.spec.container_id.clone() }) {

@@ -126,6 +126,7 @@ fn add_meshes_the_pod_and_hands_prev_result_back_byte_for_byte() {
             exclude_outbound_ports: vec![22],
             exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
             exclude_inbound_ports: vec![9090],
+            network: Some("mesh-net".into()),
         }
     );
 }
@@ -355,6 +356,7 @@ fn record(ips: Vec<Ipv4Addr>, netns: &str) -> OpResult {
                 exclude_outbound_ports: vec![],
                 exclude_outbound_cidrs: vec![],
                 exclude_inbound_ports: vec![],
+                network: Some("mesh-net".into()),
             },
             netns_cookie: 1,
         }),
@@ -420,6 +422,20 @@ fn gc_deletes_what_is_not_valid() {
         fake.ops(),
         vec![Op::ListPods, Op::DelPod { container_id: "stale".into() }, Op::DelPod { container_id: "keep".into() }]
     );
+    // Pods of another network and pods registered by hand are not this GC's.
+    let fake = Fake::new(|op| match op {
+        Op::ListPods => {
+            let mut r = pods(&[("other-net", "eth0"), ("by-hand", "eth0"), ("mine", "eth0")]);
+            let list = r.pods.as_mut().unwrap();
+            list[0].spec.network = Some("another-net".into());
+            list[1].spec.network = None;
+            Ok(Ok(r))
+        }
+        _ => Ok(Ok(OpResult::default())),
+    });
+    let out = run_with(&e, &gc_conf(json!([])), &fake);
+    assert!(out.success, "{out:?}");
+    assert_eq!(fake.ops(), vec![Op::ListPods, Op::DelPod { container_id: "mine".into() }]);
     // Without the list nothing is deleted.
     let fake = Fake::ok();
     e.path = None;

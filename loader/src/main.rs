@@ -218,6 +218,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 exclude_outbound_ports,
                 exclude_outbound_cidrs,
                 exclude_inbound_ports,
+                network: None,
             };
             let result = api_call(&api.socket, meshwire_api::Op::AddPod { pod })?;
             println!("{}", result.pod.map_or(0, |p| p.netns_cookie));

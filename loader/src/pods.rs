@@ -271,6 +271,7 @@ mod tests {
             exclude_outbound_ports: vec![22],
             exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
             exclude_inbound_ports: vec![9090],
+            network: None,
         }
     }
 
