@@ -19,5 +19,8 @@ MW_LAYOUT(struct mw_flow4_key, flow4_key);
 MW_LAYOUT(struct mw_flow4, flow4);
 MW_LAYOUT(struct mw_sock_key, sock_key);
 MW_LAYOUT(enum mw_stat, stat);
+MW_LAYOUT(struct mw_event, event);
+MW_LAYOUT(enum mw_hook, hook);
+MW_LAYOUT(enum mw_decision, decision);
 
 char _license[] __attribute__((section("license"), used)) = "Dual BSD/GPL";

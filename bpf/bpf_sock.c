@@ -6,6 +6,7 @@
 
 #include "lib/meshwire_config.h"
 #include "lib/meshwire_policy.h"
+#include "lib/meshwire_trace.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
@@ -42,16 +43,22 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 		return MW_ALLOW;
 	if (mw_in_port_excluded(dst_ip4, bpf_ntohs(dst_port))) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
+		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
 	if (mw_sock4_remember(ctx, dst_ip4, dst_port)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
+		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_DENY;
 	}
 	ctx->user_port = bpf_htons(mw_cfg.inbound_port);
 	mw_count(MW_STAT_CONNECT_INBOUND);
 	mw_trace("connect4 inbound %pI4:%d -> sidecar :%d", &dst_ip4,
 		 bpf_ntohs(dst_port), mw_cfg.inbound_port);
+	mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0,
+		dst_ip4, bpf_ntohs(dst_port), dst_ip4, mw_cfg.inbound_port, MW_EV_TASK);
 	return MW_ALLOW;
 }
 
@@ -70,12 +77,16 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 	    mw_cidr4_excluded(netns_cookie, dst_ip4)) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_trace("connect4 excluded %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
+		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
 	if (mw_sock4_remember(ctx, dst_ip4, dst_port)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_trace("connect4 no storage, refused %pI4:%d", &dst_ip4,
 			 bpf_ntohs(dst_port));
+		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_DENY;
 	}
 	ctx->user_ip4 = bpf_htonl(MW_LOOPBACK_ADDR4);
@@ -83,6 +94,9 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
 	mw_trace("connect4 %pI4:%d -> sidecar :%d", &dst_ip4, bpf_ntohs(dst_port),
 		 mw_cfg.outbound_port);
+	mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0,
+		dst_ip4, bpf_ntohs(dst_port), bpf_htonl(MW_LOOPBACK_ADDR4),
+		mw_cfg.outbound_port, MW_EV_TASK);
 	return MW_ALLOW;
 }
 

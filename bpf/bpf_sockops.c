@@ -9,6 +9,7 @@
 
 #include "lib/meshwire_config.h"
 #include "lib/meshwire_policy.h"
+#include "lib/meshwire_trace.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
@@ -75,6 +76,9 @@ static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops)
 					 BPF_SOCK_OPS_STATE_CB_FLAG);
 	mw_count(MW_STAT_SOCKOPS_TUPLE_ADDED);
 	mw_trace("sockops published %pI4:%d", &val.ip4, bpf_ntohs(val.port));
+	mw_emit(MW_HOOK_SOCKOPS, MW_DEC_SOCKOPS_PUBLISHED, bpf_get_netns_cookie(skops),
+		key.client_ip4, key.client_port, val.ip4, bpf_ntohs(val.port),
+		key.server_ip4, key.server_port, MW_EV_NO_TASK);
 }
 
 static __always_inline int mw_sockops_store_accepted(struct bpf_sock *sk,

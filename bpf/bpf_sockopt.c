@@ -7,6 +7,7 @@
 
 #include "lib/meshwire_config.h"
 #include "lib/meshwire_maps.h"
+#include "lib/meshwire_trace.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
@@ -43,6 +44,10 @@ static __always_inline int mw_sockopt_original_dst(struct bpf_sockopt *ctx)
 	ctx->retval = 0;
 	mw_count(MW_STAT_SOCKOPT_ANSWERED);
 	mw_trace("getsockopt original dst %pI4:%d", &orig->ip4, bpf_ntohs(orig->port));
+	/* From the accepted socket: its peer is the client, itself the sidecar. */
+	mw_emit(MW_HOOK_GETSOCKOPT, MW_DEC_SOCKOPT_ANSWERED, bpf_get_netns_cookie(ctx),
+		sk->dst_ip4, bpf_ntohs((__u16)sk->dst_port), orig->ip4, bpf_ntohs(orig->port),
+		sk->src_ip4, (__u16)sk->src_port, MW_EV_TASK);
 	return MW_ALLOW;
 }
 

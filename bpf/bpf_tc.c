@@ -24,6 +24,7 @@
 #include "lib/meshwire_config.h"
 #include "lib/meshwire_l4.h"
 #include "lib/meshwire_policy.h"
+#include "lib/meshwire_trace.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
@@ -127,6 +128,8 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 	if (mw_in_port_excluded(t->daddr, port)) {
 		mw_count(MW_STAT_TC_EXCLUDED);
 		mw_trace("tc in excluded %pI4:%d", &t->daddr, port);
+		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_EXCLUDED, 0, t->saddr, bpf_ntohs(t->sport),
+			t->daddr, port, 0, 0, MW_EV_NO_TASK);
 		return TC_ACT_UNSPEC;
 	}
 
@@ -134,6 +137,8 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc in no flow entry, dropped SYN from %pI4:%d", &t->saddr,
 			 bpf_ntohs(t->sport));
+		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_NO_FLOW, 0, t->saddr, bpf_ntohs(t->sport),
+			t->daddr, port, 0, 0, MW_EV_NO_TASK);
 		return TC_ACT_SHOT;
 	}
 	/* A closing state left by an earlier connection of the same peer port. */
@@ -144,10 +149,14 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc in rewrite failed, dropped SYN from %pI4:%d", &t->saddr,
 			 bpf_ntohs(t->sport));
+		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_REWRITE_FAILED, 0, t->saddr,
+			bpf_ntohs(t->sport), t->daddr, port, 0, 0, MW_EV_NO_TASK);
 		return TC_ACT_SHOT;
 	}
 	mw_count(MW_STAT_TC_REDIRECTED);
 	mw_trace("tc in %pI4:%d -> sidecar :%d", &t->daddr, port, mw_cfg.inbound_port);
+	mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_REDIRECTED, 0, t->saddr, bpf_ntohs(t->sport),
+		t->daddr, port, t->daddr, mw_cfg.inbound_port, MW_EV_NO_TASK);
 	return TC_ACT_UNSPEC;
 }
 
@@ -173,11 +182,17 @@ static __always_inline int mw_tc_flow_packet(struct __sk_buff *skb, const struct
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc rewrite failed, dropped a packet of %pI4:%d (ingress %d)",
 			 &key->remote_ip4, bpf_ntohs(key->remote_port), ingress);
+		mw_emit(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_REWRITE_FAILED,
+			0, key->remote_ip4, bpf_ntohs(key->remote_port), key->local_ip4,
+			bpf_ntohs(orig_port), key->local_ip4, mw_cfg.inbound_port, MW_EV_NO_TASK);
 		return TC_ACT_SHOT;
 	}
 	if (over) {
 		mw_flow_forget(key);
 		mw_trace("tc flow of %pI4:%d closed", &key->remote_ip4, bpf_ntohs(key->remote_port));
+		mw_emit(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_FLOW_CLOSED,
+			0, key->remote_ip4, bpf_ntohs(key->remote_port), key->local_ip4,
+			bpf_ntohs(orig_port), key->local_ip4, mw_cfg.inbound_port, MW_EV_NO_TASK);
 	}
 	return TC_ACT_UNSPEC;
 }
@@ -193,6 +208,8 @@ int mw_tc_ingress(struct __sk_buff *skb)
 	parsed = mw_parse_tcp4(skb, &t);
 	if (parsed == MW_PARSE_BAD)
 		mw_trace("tc in malformed IPv4 packet, passed");
+	if (parsed == MW_PARSE_BAD)
+		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_MALFORMED, 0, 0, 0, 0, 0, 0, 0, MW_EV_NO_TASK);
 	if (parsed != MW_PARSE_TCP)
 		return TC_ACT_UNSPEC;
 

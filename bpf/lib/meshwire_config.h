@@ -15,6 +15,7 @@ const volatile struct mw_settings mw_cfg = {
 	.inbound_port = 15003,
 	.debug = 0,
 	.accel = 0,
+	.trace = 0,
 };
 
 /* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */

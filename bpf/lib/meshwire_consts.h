@@ -11,6 +11,8 @@
 #define MW_MAX_EXCL_IN		4096
 #define MW_MAX_FLOWS		65536
 #define MW_MAX_SOCKS		65536
+/* mw_events (trace ring buffer), bytes: a power of two, page multiple. */
+#define MW_EVENTS_BYTES		(256 * 1024)
 
 /* mw_pod.flags */
 #define MW_POD_F_MESHED		(1U << 0)

@@ -119,6 +119,17 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_stats SEC(".maps");
 
+/*
+ * Decision events for `meshwire-loader trace` (bpf.trace = true; see
+ * lib/meshwire_trace.h). Written with bpf_ringbuf_output, never waiting: when
+ * no reader keeps up the event is dropped and MW_STAT_TRACE_DROPPED counts it.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_RINGBUF);
+	__uint(max_entries, MW_EVENTS_BYTES);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_events SEC(".maps");
+
 static __always_inline void mw_count(enum mw_stat stat)
 {
 	__u32 key = stat;

@@ -17,7 +17,8 @@ struct mw_settings {
 	__u16 inbound_port;	/* host order */
 	__u8  debug;		/* 1: bpf_printk every decision */
 	__u8  accel;		/* 1: sockops fills mw_sock_hash for sk_msg */
-	__u8  pad[2];
+	__u8  trace;		/* 1: every decision is an event in mw_events */
+	__u8  pad;
 };
 
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */
@@ -129,7 +130,57 @@ enum mw_stat {
 	MW_STAT_TC_ERROR,
 	MW_STAT_ACCEL_SOCK_ADDED,	/* sockets entered in mw_sock_hash */
 	MW_STAT_ACCEL_ERROR,
+	MW_STAT_TRACE_DROPPED,		/* events lost: mw_events was full */
 	MW_STAT_MAX,
+};
+
+/* mw_event.hook */
+enum mw_hook {
+	MW_HOOK_CONNECT4 = 1,
+	MW_HOOK_SOCKOPS,
+	MW_HOOK_GETSOCKOPT,
+	MW_HOOK_TC_INGRESS,
+	MW_HOOK_TC_EGRESS,
+	MW_HOOK_MAX,
+};
+
+/* mw_event.decision: what the hook did (the loader prints the names). */
+enum mw_decision {
+	MW_DEC_CONNECT_REDIRECTED = 1,	/* outbound connect -> the pod's sidecar */
+	MW_DEC_CONNECT_INBOUND,		/* sidecar -> a meshed pod here: its inbound sidecar */
+	MW_DEC_CONNECT_EXCLUDED,	/* loopback, excluded port or CIDR: direct */
+	MW_DEC_CONNECT_REFUSED,		/* no socket storage: connect() refused (EPERM) */
+	MW_DEC_SOCKOPS_PUBLISHED,	/* established: original destination -> mw_orig_tuple4 */
+	MW_DEC_SOCKOPT_ANSWERED,	/* SO_ORIGINAL_DST answered to the sidecar */
+	MW_DEC_TC_REDIRECTED,		/* inbound SYN -> the sidecar's inbound port */
+	MW_DEC_TC_EXCLUDED,		/* inbound SYN to an excluded port: direct */
+	MW_DEC_TC_NO_FLOW,		/* inbound SYN dropped: mw_flow4 full or failing */
+	MW_DEC_TC_REWRITE_FAILED,	/* packet dropped: its rewrite failed */
+	MW_DEC_TC_FLOW_CLOSED,		/* redirected flow over (FINs acknowledged, or RST) */
+	MW_DEC_TC_MALFORMED,		/* malformed IPv4 packet, passed untouched */
+	MW_DEC_MAX,
+};
+
+/*
+ * One decision, as the trace ring buffer mw_events carries it (bpf.trace).
+ * Addresses are in network order, ports in host order; a field the hook
+ * cannot know is 0. For a redirection, dst is where the connection was
+ * going and to is where it goes instead.
+ */
+struct mw_event {
+	__u64 ts_ns;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
+	__u64 netns_cookie;	/* 0 at tc (no cookie there on older kernels) */
+	__u32 src_ip4;
+	__u32 dst_ip4;
+	__u32 to_ip4;
+	__u16 src_port;
+	__u16 dst_port;
+	__u16 to_port;
+	__u8  hook;		/* enum mw_hook */
+	__u8  decision;		/* enum mw_decision */
+	__u32 pid;		/* thread group of the caller (cgroup hooks), else 0 */
+	__u32 uid;		/* its UID (cgroup hooks), else 0 */
+	__u32 pad;
 };
 
 #endif /* MESHWIRE_STRUCTS_H */

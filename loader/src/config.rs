@@ -68,6 +68,8 @@ pub struct BpfSettings {
     /// None: the cgroup2 mount's root.
     pub cgroup: Option<PathBuf>,
     pub debug: bool,
+    /// Decision events into the `mw_events` ring buffer (`meshwire-loader trace`).
+    pub trace: bool,
 }
 
 pub use meshwire_api::Cidr4;
@@ -191,6 +193,7 @@ struct RawBpf {
     pin_dir: Option<Spanned<String>>,
     cgroup: Option<Spanned<String>>,
     debug: Option<bool>,
+    trace: Option<bool>,
 }
 
 #[derive(Deserialize, Default)]
@@ -337,6 +340,7 @@ impl Config {
             }
         };
         let debug = raw.bpf.debug.unwrap_or(defaults.debug);
+        let trace = raw.bpf.trace.unwrap_or(defaults.trace);
         let abs_path = |v: Option<Spanned<String>>, key: &str, default: &Path| -> Result<PathBuf, ConfigError> {
             match v {
                 None => Ok(default.to_path_buf()),
@@ -369,7 +373,7 @@ impl Config {
             sidecar: Sidecar { uid, outbound_port, inbound_port },
             outbound: Outbound { exclude_ports, exclude_cidrs },
             inbound: Inbound { exclude_ports: in_exclude_ports },
-            bpf: BpfSettings { pin_dir, cgroup, debug },
+            bpf: BpfSettings { pin_dir, cgroup, debug, trace },
             api,
             acceleration,
             interception,
@@ -402,6 +406,7 @@ struct Defaults {
     pin_dir: PathBuf,
     cgroup: Option<PathBuf>,
     debug: bool,
+    trace: bool,
     api_socket: PathBuf,
     state_dir: PathBuf,
     acceleration: bool,
@@ -421,6 +426,7 @@ impl Defaults {
             pin_dir: PathBuf::from("/sys/fs/bpf/meshwire"),
             cgroup: None,
             debug: false,
+            trace: false,
             api_socket: PathBuf::from("/run/meshwire/loader.sock"),
             state_dir: PathBuf::from("/run/meshwire"),
             acceleration: false,
@@ -451,6 +457,7 @@ mod tests {
         assert_eq!(c.bpf.pin_dir, PathBuf::from("/sys/fs/bpf/meshwire"));
         assert_eq!(c.bpf.cgroup, None);
         assert!(!c.bpf.debug);
+        assert!(!c.bpf.trace);
         assert_eq!(c.log_level, log::LevelFilter::Info);
     }
 
@@ -597,6 +604,15 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.mode")));
         let e = err("[interception]\nmodes = \"ebpf\"\n");
         assert!(e.message.contains("unknown field `modes`"), "{e}");
+    }
+
+    #[test]
+    fn trace_events() {
+        let c = Config::parse("t.toml", "[bpf]\ntrace = true\n").unwrap();
+        assert!(c.bpf.trace);
+        assert!(!c.bpf.debug, "trace and debug are separate switches");
+        let e = err("[bpf]\ntrace = \"yes\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("bpf.trace")));
     }
 
     #[test]

@@ -63,7 +63,8 @@ pub fn settings_of(config: &Config) -> Settings {
         inbound_port: config.sidecar.inbound_port,
         debug: config.bpf.debug as u8,
         accel: config.acceleration as u8,
-        pad: [0; 2],
+        trace: config.bpf.trace as u8,
+        pad: 0,
     }
 }
 

@@ -4,7 +4,7 @@
 use std::net::Ipv4Addr;
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::layout::{Flow4, Flow4Key, Orig4, SockKey, Tuple4, STAT_NAMES};
+use crate::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, PortKey, SockKey, Tuple4, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
 use crate::pins::{self, Pins};
 
@@ -24,8 +24,9 @@ pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, String> {
         }
         let map = MapFd::open_pinned(&path).map_err(|e| e.to_string())?;
         let info = map.info().map_err(|e| e.to_string())?;
-        // Socket storage and socket maps are not iterated by key here.
-        let countable = !matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_SK_STORAGE);
+        // Socket storage is not iterated by key here; a ring buffer has no
+        // keys (its capacity is in bytes).
+        let countable = !matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_SK_STORAGE | libbpf_sys::BPF_MAP_TYPE_RINGBUF);
         let entries = if countable { Some(map.raw_keys().map_err(|e| e.to_string())?.len()) } else { None };
         out.push(MapFill { name, entries, capacity: info.max_entries });
     }
@@ -159,4 +160,75 @@ pub fn print_conns(pins: &Pins) -> Result<(), String> {
         println!("  netns {:<8} {}:{} <-> {}:{}", k.netns_cookie, ip(k.local_ip4), k.local_port, ip(k.remote_ip4), k.remote_port);
     }
     Ok(())
+}
+
+/// The node-wide exclusions as the datapath holds them (cookie 0, pod IP 0).
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct NodeExclusions {
+    pub outbound_ports: Vec<u16>,
+    pub outbound_cidrs: Vec<String>,
+    pub inbound_ports: Vec<u16>,
+}
+
+pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
+    let open = |name| MapFd::open_pinned(&pins.map(name)).map_err(|e| e.to_string());
+    let e = |e: libbpf::BpfError| e.to_string();
+    let mut out = NodeExclusions::default();
+    for k in open(pins::MAP_EXCL_PORTS)?.keys::<PortKey>().map_err(e)? {
+        if k.netns_cookie == 0 && k.dir == crate::layout::DIR_OUT {
+            out.outbound_ports.push(k.port);
+        }
+    }
+    for k in open(pins::MAP_EXCL_CIDR4)?.keys::<Cidr4Key>().map_err(e)? {
+        if k.cookie_hi == 0 && k.cookie_lo == 0 {
+            out.outbound_cidrs.push(format!("{}/{}", ip(k.addr), k.prefixlen.saturating_sub(64)));
+        }
+    }
+    for k in open(pins::MAP_EXCL_IN4)?.keys::<In4Key>().map_err(e)? {
+        if k.pod_ip4 == 0 {
+            out.inbound_ports.push(k.port);
+        }
+    }
+    out.outbound_ports.sort_unstable();
+    out.outbound_cidrs.sort();
+    out.inbound_ports.sort_unstable();
+    Ok(out)
+}
+
+fn list<T: std::fmt::Display>(items: &[T]) -> String {
+    if items.is_empty() {
+        "-".to_string()
+    } else {
+        items.iter().map(|i| i.to_string()).collect::<Vec<_>>().join(", ")
+    }
+}
+
+/// `meshwire-loader pods`: each meshed pod with its identity and exclusions,
+/// then the node-wide exclusions every pod also has (when the maps are there).
+pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusions>) -> String {
+    let mut out = format!("{} meshed pod(s)\n", pods.len());
+    for p in pods {
+        let s = &p.spec;
+        let k8s = match (&s.namespace, &s.name) {
+            (Some(ns), Some(n)) => format!(" ({ns}/{n})"),
+            (None, Some(n)) => format!(" ({n})"),
+            _ => String::new(),
+        };
+        out.push_str(&format!("\npod {}{k8s}\n", s.container_id));
+        out.push_str(&format!("  netns cookie      {}\n", p.netns_cookie));
+        out.push_str(&format!("  netns             {}\n", s.netns.display()));
+        out.push_str(&format!("  ifname            {}\n", if s.ifname.is_empty() { "- (no tc: outbound and same-node inbound only)" } else { &s.ifname }));
+        out.push_str(&format!("  ips               {}\n", list(&s.ips)));
+        out.push_str(&format!("  excluded outbound ports {}; cidrs {}\n", list(&s.exclude_outbound_ports), list(&s.exclude_outbound_cidrs)));
+        out.push_str(&format!("  excluded inbound  ports {}\n", list(&s.exclude_inbound_ports)));
+    }
+    if let Some(n) = node {
+        out.push_str(&format!(
+            "\nnode-wide, for every pod: excluded outbound ports {}; cidrs {}; excluded inbound ports {} (127.0.0.0/8 and the sidecar's ports always)\n",
+            list(&n.outbound_ports),
+            list(&n.outbound_cidrs),
+            list(&n.inbound_ports)
+        ));
+    }
+    out
 }

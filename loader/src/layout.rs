@@ -40,7 +40,8 @@ mirror! {
         pub inbound_port: u16,
         pub debug: u8,
         pub accel: u8,
-        pub pad: [u8; 2],
+        pub trace: u8,
+        pub pad: u8,
     }
 }
 
@@ -132,6 +133,36 @@ mirror! {
     }
 }
 
+mirror! {
+    /// One decision from the `mw_events` ring buffer (`bpf.trace`).
+    "mw_event" => pub struct Event {
+        pub ts_ns: u64,
+        pub netns_cookie: u64,
+        pub src_ip4: u32,
+        pub dst_ip4: u32,
+        pub to_ip4: u32,
+        pub src_port: u16,
+        pub dst_port: u16,
+        pub to_port: u16,
+        pub hook: u8,
+        pub decision: u8,
+        pub pid: u32,
+        pub uid: u32,
+        pub pad: u32,
+    }
+}
+
+impl Event {
+    /// Decode one ring buffer record; None when it is not an event's size.
+    pub fn from_bytes(b: &[u8]) -> Option<Event> {
+        if b.len() != std::mem::size_of::<Event>() {
+            return None;
+        }
+        // SAFETY: repr(C) of plain integers (every bit pattern valid), length checked.
+        Some(unsafe { std::ptr::read_unaligned(b.as_ptr() as *const Event) })
+    }
+}
+
 /// `mw_pod.flags`
 pub const POD_F_MESHED: u32 = 1 << 0;
 /// `mw_port_key.dir`
@@ -156,6 +187,26 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_TC_ERROR",
     "MW_STAT_ACCEL_SOCK_ADDED",
     "MW_STAT_ACCEL_ERROR",
+    "MW_STAT_TRACE_DROPPED",
+];
+
+/// Names of `enum mw_hook`, from value 1 on (checked against BTF).
+pub const HOOK_NAMES: &[&str] = &["MW_HOOK_CONNECT4", "MW_HOOK_SOCKOPS", "MW_HOOK_GETSOCKOPT", "MW_HOOK_TC_INGRESS", "MW_HOOK_TC_EGRESS"];
+
+/// Names of `enum mw_decision`, from value 1 on (checked against BTF).
+pub const DECISION_NAMES: &[&str] = &[
+    "MW_DEC_CONNECT_REDIRECTED",
+    "MW_DEC_CONNECT_INBOUND",
+    "MW_DEC_CONNECT_EXCLUDED",
+    "MW_DEC_CONNECT_REFUSED",
+    "MW_DEC_SOCKOPS_PUBLISHED",
+    "MW_DEC_SOCKOPT_ANSWERED",
+    "MW_DEC_TC_REDIRECTED",
+    "MW_DEC_TC_EXCLUDED",
+    "MW_DEC_TC_NO_FLOW",
+    "MW_DEC_TC_REWRITE_FAILED",
+    "MW_DEC_TC_FLOW_CLOSED",
+    "MW_DEC_TC_MALFORMED",
 ];
 
 impl Settings {
@@ -180,7 +231,22 @@ pub fn check_mirror<M: Mirror>(btf: &Btf) -> Result<(), String> {
     Ok(())
 }
 
-/// Check every mirror and the stat enum; returns all differences.
+/// `enum name` must be `names` numbered from `first`, then `max`.
+fn check_enum(btf: &Btf, name: &str, names: &[&str], first: i64, max: &str) -> Result<(), String> {
+    let vals = btf.enum_values(name).ok_or_else(|| format!("enum {name} is not in the object's BTF"))?;
+    let expected: Vec<(String, i64)> = names
+        .iter()
+        .enumerate()
+        .map(|(i, n)| (n.to_string(), first + i as i64))
+        .chain(std::iter::once((max.to_string(), first + names.len() as i64)))
+        .collect();
+    if vals != expected {
+        return Err(format!("enum {name}: C {vals:?}\n  Rust {expected:?}"));
+    }
+    Ok(())
+}
+
+/// Check every mirror and the enums; returns all differences.
 pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
     let mut check = |r: Result<(), String>| {
@@ -198,20 +264,10 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Flow4Key>(btf));
     check(check_mirror::<Flow4>(btf));
     check(check_mirror::<SockKey>(btf));
-    match btf.enum_values("mw_stat") {
-        None => check(Err("enum mw_stat is not in the object's BTF".into())),
-        Some(vals) => {
-            let expected: Vec<(String, i64)> = STAT_NAMES
-                .iter()
-                .enumerate()
-                .map(|(i, n)| (n.to_string(), i as i64))
-                .chain(std::iter::once(("MW_STAT_MAX".to_string(), STAT_NAMES.len() as i64)))
-                .collect();
-            if vals != expected {
-                check(Err(format!("enum mw_stat: C {vals:?}\n  Rust {expected:?}")));
-            }
-        }
-    }
+    check(check_mirror::<Event>(btf));
+    check(check_enum(btf, "mw_stat", STAT_NAMES, 0, "MW_STAT_MAX"));
+    check(check_enum(btf, "mw_hook", HOOK_NAMES, 1, "MW_HOOK_MAX"));
+    check(check_enum(btf, "mw_decision", DECISION_NAMES, 1, "MW_DEC_MAX"));
     if errors.is_empty() {
         Ok(())
     } else {
@@ -259,7 +315,7 @@ mod tests {
             let mut obj = Object::open_mem(name, elf, None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, pad: [0; 2] };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, pad: 0 };
             obj.set_rodata("mw_cfg", s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

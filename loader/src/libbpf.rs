@@ -351,6 +351,17 @@ pub fn prog_info(prog: &impl AsRawFd) -> Result<ProgInfo> {
     })
 }
 
+/// Ids of the maps a loaded program uses (its .rodata among them).
+pub fn prog_map_ids(prog: &impl AsRawFd) -> Result<Vec<u32>> {
+    let mut ids = vec![0u32; 64];
+    let mut info = sys::bpf_prog_info { nr_map_ids: ids.len() as u32, map_ids: ids.as_mut_ptr() as u64, ..Default::default() };
+    let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+    let ret = unsafe { sys::bpf_prog_get_info_by_fd(prog.as_raw_fd(), &mut info, &mut len) };
+    check(ret, || "reading the maps of a program".to_string())?;
+    ids.truncate((info.nr_map_ids as usize).min(64));
+    Ok(ids)
+}
+
 /// Programs attached to a target (cgroup, socket map ...) for one attach type.
 pub fn prog_query(target: &impl AsRawFd, attach_type: sys::bpf_attach_type) -> Result<Vec<u32>> {
     let mut ids = [0u32; 64];
@@ -382,6 +393,8 @@ pub fn obj_get(path: &Path) -> Result<OwnedFd> {
 /// Static facts about a map, from the kernel.
 #[derive(Debug, Clone)]
 pub struct MapInfo {
+    /// The kernel's copy of the name (at most 15 bytes).
+    pub name: String,
     pub map_type: u32,
     pub key_size: u32,
     pub value_size: u32,
@@ -399,12 +412,40 @@ impl MapFd {
         Ok(MapFd { fd: obj_get(path)?, path: path.to_path_buf() })
     }
 
+    /// A map by kernel id (e.g. one a loaded program uses).
+    pub fn from_id(id: u32) -> Result<MapFd> {
+        let fd = unsafe { sys::bpf_map_get_fd_by_id(id) };
+        if fd < 0 {
+            return Err(errno_error(format!("opening map id {id}")));
+        }
+        Ok(MapFd { fd: unsafe { OwnedFd::from_raw_fd(fd) }, path: PathBuf::from(format!("<map id {id}>")) })
+    }
+
+    /// The value at `key` as bytes (value_size of them), None when absent.
+    pub fn lookup_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
+        let info = self.info()?;
+        if key.len() != info.key_size as usize {
+            return Err(BpfError {
+                what: format!("map {}", self.path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidInput, format!("key of {} bytes, the map's are {}", key.len(), info.key_size)),
+            });
+        }
+        let mut value = vec![0u8; info.value_size as usize];
+        let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
+        if ret == -libc::ENOENT {
+            return Ok(None);
+        }
+        check(ret, || format!("looking up map {}", self.path.display()))?;
+        Ok(Some(value))
+    }
+
     pub fn info(&self) -> Result<MapInfo> {
         let mut info = sys::bpf_map_info::default();
         let mut len = std::mem::size_of::<sys::bpf_map_info>() as u32;
         let ret = unsafe { sys::bpf_map_get_info_by_fd(self.fd.as_raw_fd(), &mut info, &mut len) };
         check(ret, || format!("reading info of map {}", self.path.display()))?;
         Ok(MapInfo {
+            name: unsafe { c_str_lossy(info.name.as_ptr()) },
             map_type: info.type_,
             key_size: info.key_size,
             value_size: info.value_size,
@@ -522,6 +563,72 @@ impl MapFd {
 impl AsRawFd for MapFd {
     fn as_raw_fd(&self) -> RawFd {
         self.fd.as_raw_fd()
+    }
+}
+
+/// What a [`RingBuffer`] callback does with one record.
+type SampleFn<'a> = Box<dyn FnMut(&[u8]) + 'a>;
+
+/// A consumer of a BPF ring buffer map (`BPF_MAP_TYPE_RINGBUF`): libbpf's
+/// `ring_buffer`, which maps the buffer and calls back once per record.
+/// Freed on drop; the callback lives as long as the consumer.
+pub struct RingBuffer<'a> {
+    ptr: *mut sys::ring_buffer,
+    // Boxed twice: libbpf holds a thin pointer to the inner box.
+    _cb: Box<SampleFn<'a>>,
+}
+
+unsafe extern "C" fn ring_buffer_sample(ctx: *mut c_void, data: *mut c_void, size: sys::size_t) -> c_int {
+    // SAFETY: ctx is the Box<SampleFn> owned by the RingBuffer being polled;
+    // data/size is one record, valid during this call.
+    let cb = unsafe { &mut *(ctx as *mut SampleFn) };
+    let record = unsafe { std::slice::from_raw_parts(data as *const u8, size as usize) };
+    // A panic must not unwind into libbpf's C frames.
+    match std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| cb(record))) {
+        Ok(()) => 0,
+        Err(_) => -libc::ECANCELED,
+    }
+}
+
+impl<'a> RingBuffer<'a> {
+    /// Consume the ring buffer `map`, calling `on_record` for each record.
+    pub fn new(map: &MapFd, on_record: impl FnMut(&[u8]) + 'a) -> Result<RingBuffer<'a>> {
+        let info = map.info()?;
+        if info.map_type != sys::BPF_MAP_TYPE_RINGBUF {
+            return Err(BpfError {
+                what: format!("map {}", map.path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidInput, format!("map type {} is not a ring buffer", info.map_type)),
+            });
+        }
+        let mut cb: Box<SampleFn<'a>> = Box::new(Box::new(on_record));
+        let ctx = &mut *cb as *mut SampleFn<'a> as *mut c_void;
+        let ptr = unsafe { sys::ring_buffer__new(map.as_raw_fd(), Some(ring_buffer_sample), ctx, ptr::null()) };
+        if ptr.is_null() {
+            return Err(errno_error(format!("opening ring buffer {}", map.path.display())));
+        }
+        Ok(RingBuffer { ptr, _cb: cb })
+    }
+
+    /// Wait up to `timeout_ms` (-1: forever) for records and consume them all.
+    /// Returns how many were consumed; a signal ends the wait with Ok(0).
+    pub fn poll(&mut self, timeout_ms: i32) -> Result<usize> {
+        let ret = unsafe { sys::ring_buffer__poll(self.ptr, timeout_ms) };
+        if ret == -libc::EINTR {
+            return Ok(0);
+        }
+        Ok(check(ret, || "polling a ring buffer".to_string())? as usize)
+    }
+
+    /// Consume what is there now without waiting.
+    pub fn consume(&mut self) -> Result<usize> {
+        let ret = unsafe { sys::ring_buffer__consume(self.ptr) };
+        Ok(check(ret, || "reading a ring buffer".to_string())? as usize)
+    }
+}
+
+impl Drop for RingBuffer<'_> {
+    fn drop(&mut self) {
+        unsafe { sys::ring_buffer__free(self.ptr) };
     }
 }
 

@@ -16,6 +16,7 @@ mod pods;
 mod records;
 mod system;
 mod tc;
+mod trace;
 #[cfg(test)]
 mod testutil;
 
@@ -73,6 +74,27 @@ enum Command {
     Status,
     /// Original destinations in flight (awaiting the sidecar's accept, tc flows).
     Conns,
+    /// Meshed pods (from the daemon): cookies, netns, interface, IPs and exclusions.
+    Pods {
+        /// One JSON array of the pod records.
+        #[arg(long)]
+        json: bool,
+    },
+    /// Follow the datapath's decisions live (needs `bpf.trace = true`), until Ctrl-C.
+    Trace {
+        /// One JSON object per line.
+        #[arg(long)]
+        json: bool,
+        /// Only this network namespace's events (its cookie, as `pods` shows it).
+        #[arg(long, value_name = "COOKIE")]
+        netns_cookie: Option<u64>,
+        /// Stop after N events.
+        #[arg(long, value_name = "N")]
+        count: Option<u64>,
+        /// Stop after this many seconds.
+        #[arg(long, value_name = "SECONDS")]
+        duration: Option<f64>,
+    },
 }
 
 #[derive(Subcommand)]
@@ -271,5 +293,21 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
         }
         Command::Status => inspect::print_status(&pins),
         Command::Conns => inspect::print_conns(&pins),
+        Command::Pods { json } => {
+            let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
+            if json {
+                println!("{}", serde_json::to_string_pretty(&pods).map_err(|e| e.to_string())?);
+                return Ok(());
+            }
+            print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref()));
+            Ok(())
+        }
+        Command::Trace { json, netns_cookie, count, duration } => {
+            let duration = match duration {
+                Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("--duration {d}: give a positive number of seconds")),
+                d => d.map(std::time::Duration::from_secs_f64),
+            };
+            trace::run(&pins, &trace::TraceOpts { json, netns_cookie, count, duration })
+        }
     }
 }

@@ -17,6 +17,7 @@ fn hook_of(counter: &str) -> &'static str {
         Some("sockopt") => "getsockopt",
         Some("tc") => "tc",
         Some("accel") => "sk_msg",
+        Some("trace") => "trace",
         _ => "other",
     }
 }

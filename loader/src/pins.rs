@@ -25,6 +25,8 @@ pub const MAP_FLOW4: &str = "mw_flow4";
 /// Private to the tc object (bpf/bpf_tc.c): closing state of mw_flow4's flows.
 pub const MAP_FLOW4_FIN: &str = "mw_flow4_fin";
 pub const MAP_SOCK_HASH: &str = "mw_sock_hash";
+/// Decision events (ring buffer) for `meshwire-loader trace`.
+pub const MAP_EVENTS: &str = "mw_events";
 
 pub const ALL_MAPS: &[&str] = &[
     MAP_PODS,
@@ -38,6 +40,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_FLOW4_FIN,
     MAP_SOCK_HASH,
     MAP_STATS,
+    MAP_EVENTS,
 ];
 
 #[derive(Debug, Clone)]

@@ -1,0 +1,61 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * Decision events: one struct mw_event per decision, into the mw_events ring
+ * buffer, for `meshwire-loader trace`. Gated by mw_cfg.trace, a constant the
+ * loader writes into .rodata before load: with trace off the verifier sees
+ * `if (0)` and removes the whole call, arguments included, so it costs
+ * nothing. With it on, an event is one bpf_ringbuf_output of 48 bytes that
+ * never waits: a full ring buffer drops the event and counts it
+ * (MW_STAT_TRACE_DROPPED).
+ */
+#ifndef MESHWIRE_TRACE_H
+#define MESHWIRE_TRACE_H
+
+#include <linux/bpf.h>
+#include <bpf/bpf_helpers.h>
+
+#include "meshwire_config.h"
+#include "meshwire_maps.h"
+
+/* Where a hook knows the calling task (cgroup hooks): fill pid and uid. */
+#define MW_EV_TASK	1
+#define MW_EV_NO_TASK	0
+
+static __always_inline void mw_emit_event(__u8 hook, __u8 decision, __u64 netns_cookie,
+					  __u32 src_ip4, __u16 src_port,
+					  __u32 dst_ip4, __u16 dst_port,
+					  __u32 to_ip4, __u16 to_port, const int task)
+{
+	struct mw_event ev = {
+		.ts_ns = bpf_ktime_get_ns(),
+		.netns_cookie = netns_cookie,
+		.src_ip4 = src_ip4,
+		.dst_ip4 = dst_ip4,
+		.to_ip4 = to_ip4,
+		.src_port = src_port,
+		.dst_port = dst_port,
+		.to_port = to_port,
+		.hook = hook,
+		.decision = decision,
+	};
+
+	if (task) {
+		ev.pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
+		ev.uid = (__u32)bpf_get_current_uid_gid();
+	}
+	if (bpf_ringbuf_output(&mw_events, &ev, sizeof(ev), 0))
+		mw_count(MW_STAT_TRACE_DROPPED);
+}
+
+/*
+ * mw_emit(hook, decision, cookie, src ip, src port, dst ip, dst port,
+ *         to ip, to port, task): addresses in network order, ports in host
+ * order, 0 for what the hook does not know.
+ */
+#define mw_emit(hook, decision, ...)						\
+	do {									\
+		if (mw_cfg.trace)						\
+			mw_emit_event(hook, decision, __VA_ARGS__);		\
+	} while (0)
+
+#endif /* MESHWIRE_TRACE_H */

@@ -1,0 +1,239 @@
+//! `meshwire-loader trace`: the datapath's decisions, live, from the pinned
+//! `mw_events` ring buffer (bpf/lib/meshwire_trace.h). One line per event, or
+//! one JSON object per line with `--json`. It reads the pins, so it works
+//! while the daemon runs and after it stopped; the programs emit events only
+//! when they were loaded with `bpf.trace = true`.
+
+use std::cell::Cell;
+use std::io::Write;
+use std::net::Ipv4Addr;
+use std::sync::atomic::{AtomicBool, Ordering};
+use std::time::{Duration, Instant};
+
+use crate::datapath::{Hook, PROGRAMS};
+use crate::layout::{Event, Settings, DECISION_NAMES, HOOK_NAMES, STAT_NAMES};
+use crate::libbpf::{self, MapFd, Object, RingBuffer};
+use crate::objects;
+use crate::pins::{self, Pins};
+
+/// What to follow and how to print it.
+#[derive(Debug, Clone, Default)]
+pub struct TraceOpts {
+    pub json: bool,
+    /// Only events of this network namespace (cookie).
+    pub netns_cookie: Option<u64>,
+    /// Stop after this many events.
+    pub count: Option<u64>,
+    /// Stop after this long.
+    pub duration: Option<Duration>,
+}
+
+static STOP: AtomicBool = AtomicBool::new(false);
+
+extern "C" fn on_stop_signal(_: libc::c_int) {
+    STOP.store(true, Ordering::SeqCst);
+}
+
+/// SIGINT/SIGTERM end the trace cleanly (summary, exit 0). No SA_RESTART:
+/// the signal interrupts the ring buffer's epoll_wait.
+fn catch_stop_signals() -> Result<(), String> {
+    use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
+    let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::empty(), SigSet::empty());
+    for sig in [Signal::SIGINT, Signal::SIGTERM] {
+        // SAFETY: the handler only stores to an atomic.
+        unsafe { sigaction(sig, &action) }.map_err(|e| format!("installing a {sig} handler: {e}"))?;
+    }
+    Ok(())
+}
+
+pub fn hook_name(hook: u8) -> String {
+    match HOOK_NAMES.get((hook as usize).wrapping_sub(1)) {
+        Some(n) => n.trim_start_matches("MW_HOOK_").to_lowercase(),
+        None => format!("hook{hook}"),
+    }
+}
+
+pub fn decision_name(decision: u8) -> String {
+    match DECISION_NAMES.get((decision as usize).wrapping_sub(1)) {
+        Some(n) => n.trim_start_matches("MW_DEC_").to_lowercase(),
+        None => format!("decision{decision}"),
+    }
+}
+
+fn endpoint(ip_net_order: u32, port: u16) -> Option<String> {
+    (ip_net_order != 0 || port != 0).then(|| format!("{}:{port}", Ipv4Addr::from(u32::from_be(ip_net_order))))
+}
+
+/// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall time.
+fn monotonic_to_realtime_ns() -> i128 {
+    let now = |clock| {
+        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+        // SAFETY: a valid clock id and timespec.
+        unsafe { libc::clock_gettime(clock, &mut ts) };
+        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+    };
+    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+}
+
+/// RFC 3339 UTC with microseconds, from nanoseconds since the epoch.
+pub fn rfc3339(epoch_ns: i128) -> String {
+    let secs = epoch_ns.div_euclid(1_000_000_000) as i64;
+    let micros = epoch_ns.rem_euclid(1_000_000_000) / 1000;
+    let (days, rem) = (secs.div_euclid(86_400), secs.rem_euclid(86_400));
+    // Civil date from days since 1970-01-01 (Howard Hinnant's algorithm).
+    let z = days + 719_468;
+    let era = z.div_euclid(146_097);
+    let doe = z.rem_euclid(146_097);
+    let yoe = (doe - doe / 1460 + doe / 36_524 - doe / 146_096) / 365;
+    let doy = doe - (365 * yoe + yoe / 4 - yoe / 100);
+    let mp = (5 * doy + 2) / 153;
+    let day = doy - (153 * mp + 2) / 5 + 1;
+    let month = if mp < 10 { mp + 3 } else { mp - 9 };
+    let year = yoe + era * 400 + (month <= 2) as i64;
+    format!("{year:04}-{month:02}-{day:02}T{:02}:{:02}:{:02}.{micros:06}Z", rem / 3600, rem / 60 % 60, rem % 60)
+}
+
+/// One event as a line of text.
+pub fn format_text(e: &Event, time: &str) -> String {
+    let mut line = format!("{time} {:<10} {:<20} netns {:<8}", hook_name(e.hook), decision_name(e.decision), e.netns_cookie);
+    if e.pid != 0 || e.uid != 0 {
+        line.push_str(&format!(" pid {} uid {}", e.pid, e.uid));
+    }
+    if let Some(s) = endpoint(e.src_ip4, e.src_port) {
+        line.push_str(&format!(" src {s}"));
+    }
+    if let Some(d) = endpoint(e.dst_ip4, e.dst_port) {
+        line.push_str(&format!(" dst {d}"));
+    }
+    if let Some(t) = endpoint(e.to_ip4, e.to_port) {
+        line.push_str(&format!(" -> {t}"));
+    }
+    line
+}
+
+/// One event as a JSON object (one line).
+pub fn format_json(e: &Event, time: &str) -> String {
+    serde_json::json!({
+        "time": time,
+        "ts_ns": e.ts_ns,
+        "hook": hook_name(e.hook),
+        "decision": decision_name(e.decision),
+        "netns_cookie": e.netns_cookie,
+        "pid": e.pid,
+        "uid": e.uid,
+        "src": endpoint(e.src_ip4, e.src_port),
+        "dst": endpoint(e.dst_ip4, e.dst_port),
+        "to": endpoint(e.to_ip4, e.to_port),
+    })
+    .to_string()
+}
+
+fn dropped(stats: &MapFd) -> u64 {
+    let i = STAT_NAMES.iter().position(|n| *n == "MW_STAT_TRACE_DROPPED").expect("the stat exists") as u32;
+    stats.lookup_percpu_sum(&i).unwrap_or(0)
+}
+
+/// Whether the attached connect4 program was loaded with `bpf.trace` on,
+/// read from its .rodata; None when that cannot be told.
+pub fn loaded_with_trace(pins: &Pins) -> Option<bool> {
+    let spec = PROGRAMS.iter().find(|p| p.hook == Hook::Cgroup)?;
+    let link = libbpf::obj_get(&pins.link(spec.program)).ok()?;
+    let prog = libbpf::prog_by_id(libbpf::link_prog_id(&link).ok()?).ok()?;
+    let obj = Object::open_mem(spec.object, objects::SOCK, None).ok()?;
+    let (offset, size) = libbpf::Btf::of_object(&obj)?.datasec_var(".rodata", "mw_cfg")?;
+    if size != std::mem::size_of::<Settings>() {
+        return None;
+    }
+    for id in libbpf::prog_map_ids(&prog).ok()? {
+        let Ok(map) = MapFd::from_id(id) else { continue };
+        let Ok(info) = map.info() else { continue };
+        if !info.name.ends_with(".rodata") || info.key_size != 4 {
+            continue;
+        }
+        let value = map.lookup_raw(&0u32.to_ne_bytes()).ok()??;
+        return value.get(offset + std::mem::offset_of!(Settings, trace)).map(|b| *b != 0);
+    }
+    None
+}
+
+/// Follow the events until Ctrl-C (or --count / --duration).
+pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), String> {
+    let path = pins.map(pins::MAP_EVENTS);
+    if !path.exists() {
+        return Err(format!(
+            "no {} under {}: is the datapath loaded (`meshwire-loader run`) by a meshwire with `trace`?",
+            pins::MAP_EVENTS,
+            pins.maps_dir().display()
+        ));
+    }
+    // A ring buffer has one consumer position: two readers would steal
+    // each other's events. One `trace` at a time per pin directory.
+    let maps_dir = std::fs::File::open(pins.maps_dir()).map_err(|e| format!("opening {}: {e}", pins.maps_dir().display()))?;
+    let _one_reader = nix::fcntl::Flock::lock(maps_dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
+        .map_err(|_| format!("another `meshwire-loader trace` is reading {}; one reader at a time", path.display()))?;
+    let events = MapFd::open_pinned(&path).map_err(|e| e.to_string())?;
+    let stats = MapFd::open_pinned(&pins.map(pins::MAP_STATS)).map_err(|e| e.to_string())?;
+    match loaded_with_trace(pins) {
+        Some(false) => eprintln!(
+            "meshwire-loader trace: the loaded programs emit no events: set `trace = true` under [bpf] in the configuration and restart `meshwire-loader run`"
+        ),
+        None => eprintln!("meshwire-loader trace: cannot tell whether the loaded programs emit events (no connect4 link under {})", pins.links_dir().display()),
+        Some(true) => {}
+    }
+    catch_stop_signals()?;
+
+    let offset = monotonic_to_realtime_ns();
+    let (shown, broken_pipe) = (Cell::new(0u64), Cell::new(false));
+    let mut out = std::io::stdout().lock();
+    let limit = opts.count.unwrap_or(u64::MAX);
+    let mut rb = RingBuffer::new(&events, |record| {
+        if shown.get() >= limit || broken_pipe.get() {
+            return;
+        }
+        let Some(e) = Event::from_bytes(record) else { return };
+        if opts.netns_cookie.is_some_and(|c| c != e.netns_cookie) {
+            return;
+        }
+        let time = rfc3339(e.ts_ns as i128 + offset);
+        let line = if opts.json { format_json(&e, &time) } else { format_text(&e, &time) };
+        if writeln!(out, "{line}").and_then(|_| out.flush()).is_err() {
+            broken_pipe.set(true); // `trace | head`: stop quietly
+            return;
+        }
+        shown.set(shown.get() + 1);
+    })
+    .map_err(|e| e.to_string())?;
+
+    let dropped_at_start = dropped(&stats);
+    let mut dropped_seen = dropped_at_start;
+    let started = Instant::now();
+    let mut last_check = Instant::now();
+    loop {
+        rb.poll(200).map_err(|e| e.to_string())?;
+        if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
+            // What was already written before the stop.
+            rb.consume().map_err(|e| e.to_string())?;
+            break;
+        }
+        if last_check.elapsed() >= Duration::from_secs(1) {
+            last_check = Instant::now();
+            let now = dropped(&stats);
+            if now > dropped_seen {
+                eprintln!("meshwire-loader trace: {} events dropped: the ring buffer was full (reader too slow)", now - dropped_seen);
+                dropped_seen = now;
+            }
+        }
+        if shown.get() >= limit || broken_pipe.get() {
+            break;
+        }
+    }
+    drop(rb);
+    if !broken_pipe.get() {
+        eprintln!("meshwire-loader trace: {} events; {} dropped by the datapath meanwhile", shown.get(), dropped(&stats) - dropped_at_start);
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+#[path = "trace_tests.rs"]
+mod tests;
