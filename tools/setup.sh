@@ -26,8 +26,8 @@ PACKAGES=(
     # The venv below (kubernetes-validate, for //deploy:manifests_test).
     python3 python3-venv
     # The benchmark (//tools/bench): HAProxy as sidecar and HTTP app, wrk,
-    # iperf3 (python3 runs it).
-    haproxy wrk iperf3
+    # iperf3 (python3 runs it), perf for its profile.
+    haproxy wrk iperf3 linux-perf
 )
 # Python tools, from PyPI into a venv of their own (never system-wide pip):
 # kubernetes-validate carries the Kubernetes schemas and works offline.

@@ -68,6 +68,7 @@ TESTS = [
     ("cpu_rtt_pin", "CPU per round trip, pinned (both pods)", "us", "lower"),
     ("rps", "HTTP keep-alive requests/s (wrk, 8 conns)", "req/s", "higher"),
     ("cpu_req", "CPU per keep-alive request (both pods)", "us", "lower"),
+    ("cpu_req_sys", "... of which in the kernel (system time)", "us", "lower"),
     ("cps", "HTTP new connections/s (wrk, Connection: close)", "conn/s", "higher"),
     ("cpu_conn", "CPU per new connection (both pods)", "us", "lower"),
     ("gbps", "single-stream throughput (iperf3)", "Gbit/s", "higher"),
@@ -103,7 +104,9 @@ class Bench:
         self.seq = 0
         self.log_of = {}
         self.notes = []
+        self.profiles = {}
         self.elapsed = 0.0
+        self.load = None
 
     # ------------------------------------------------------------------ helpers
     def run(self, cmd, timeout=60, check=True, input=None):
@@ -402,12 +405,13 @@ frontend app
         out = self.mwl(node, "stats")
         return {k: int(v) for k, v in (l.split() for l in out.splitlines() if len(l.split()) == 2)}
 
-    def cpu_usec(self, pod, mode):
+    def cpu_usec(self, pod, mode, what="usage_usec"):
         st = dict(l.split() for l in open(f"{self.cg(pod, mode)}/cpu.stat") if len(l.split()) == 2)
-        return int(st["usage_usec"])
+        return int(st[what])
 
     def snapshot(self, mode, srv):
         snap = {"cpu_cli": self.cpu_usec("cli", mode), "cpu_srv": self.cpu_usec(srv, mode),
+                "sys": self.cpu_usec("cli", mode, "system_usec") + self.cpu_usec(srv, mode, "system_usec"),
                 "s_cli": self.sessions("cli"), "s_srv": self.sessions(srv)}
         if mode == "iptables":
             snap["r_cli"] = self.redirects("cli")
@@ -438,12 +442,15 @@ frontend app
         if mode == "iptables":
             ro = after["r_cli"]["MESHWIRE_OUTPUT"] - before["r_cli"]["MESHWIRE_OUTPUT"]
             ri = after["r_srv"]["MESHWIRE_INBOUND"] - before["r_srv"]["MESHWIRE_INBOUND"]
-            # A SYN retried after the sidecar's TIME_WAIT socket refused a
-            # reused port gets a new conntrack entry, so hits the rule again.
-            if ro > out + slack:
-                self.notes.append(f"iptables: the outbound REDIRECT rule was hit {ro - out} times more than the client sidecar "
-                                  "accepted connections (SYNs retried after a port reuse, each a new conntrack entry)")
-                ro = out
+            # The rules see new conntrack entries: a SYN retried after a
+            # reused port met a TIME_WAIT socket, or a packet conntrack picked
+            # up again, counts once more. More hits than sessions is noted;
+            # fewer would mean connections that bypassed the rules.
+            for side, hits, sess in (("outbound", ro, out), ("inbound", ri, inb)):
+                if hits > sess + slack:
+                    self.notes.append(f"iptables: the {side} REDIRECT rule counted {hits - sess} more new conntrack "
+                                      f"entries than the sidecar accepted connections ({hits} vs {sess})")
+            ro, ri = min(ro, out), min(ri, inb)
             if not (near(ro, out) and near(ri, inb)):
                 return f"REDIRECT hits outbound {ro} / inbound {ri}, sidecar sessions {out} / {inb}"
             return None
@@ -554,6 +561,7 @@ frontend app
             n = wrk_requests(r[0])
             self.record(topo, mode, rep, "rps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
             self.record(topo, mode, rep, "cpu_req", self.cpu_delta(mode, srv, r[1], r[2]) / n)
+            self.record(topo, mode, rep, "cpu_req_sys", (r[2]["sys"] - r[1]["sys"]) / n)
         # New connection per request.
         close = wrk[:1] + ["-H", "Connection: close"] + wrk[1:]
         r = self.measure(mode, topo, srv, rep, "cps", close,
@@ -581,6 +589,34 @@ frontend app
             self.record(topo, mode, rep, "gbps", recv["bits_per_second"] / 1e9)
             self.record(topo, mode, rep, "cpu_gb", self.cpu_delta(mode, srv, r[1], r[2]) / 1e3 / (recv["bytes"] / 1e9))
 
+    def profile(self, mode):
+        """perf samples of the client's and the sidecars' processes (wrk,
+        haproxy) during one same-node keep-alive run; not a measured run."""
+        if not shutil.which("perf"):
+            self.notes.append("no perf (linux-perf): no profile")
+            return
+        secs = max(1, round(self.args.seconds))
+        data = f"{self.work}/perf-{mode}.data"
+        perf = subprocess.Popen(["perf", "record", "-a", "-F", "1999", "-o", data, "--", "sleep", str(secs + 1)],
+                                stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+        self.procs.append(perf)
+        time.sleep(0.5)
+        subprocess.run(self.in_pod("cli", mode, ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{secs}s", f"http://{POD_IP['srv1']}:{HTTP_PORT}/"]),
+                       capture_output=True, timeout=60)
+        perf.wait(30)
+        self.procs.remove(perf)
+        prof = {}
+        for sort in ("sym",):
+            out = self.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--percentage", "relative", "--comms", "wrk,haproxy",
+                            "--sort", sort, "--percent-limit", "1"], timeout=120, check=False)
+            rows = []
+            for line in out.splitlines():
+                m = re.match(r"\s+([\d.]+)%\s+(?:\[\.\]|\[k\])?\s*(.+?)\s*$", line)
+                if m and not line.lstrip().startswith("#"):
+                    rows.append((float(m.group(1)), m.group(2)))
+            prof[sort] = rows[:14]
+        self.profiles[mode] = prof
+
     def bpf_costs(self, mode):
         acc = self.bpf_progs.setdefault(mode, {})
         for node in ("n1", "n2"):
@@ -600,6 +636,7 @@ frontend app
         self.setup()
         log(f"meshwire benchmark: prefix {self.P}, {a.reps} repetitions, {a.seconds} s per measurement, work dir {self.work}")
         t_start = time.monotonic()
+        busy0, ours0 = machine_busy(), self.ours()
         for rep in range(a.reps):
             order = MODES[rep % len(MODES):] + MODES[:rep % len(MODES)]
             for mode in order:
@@ -611,6 +648,8 @@ frontend app
                     self.run_tests(mode, rep)
                     if mode.startswith("ebpf"):
                         self.bpf_costs(mode)
+                    if rep == a.reps - 1 and not a.no_profile:
+                        self.profile(mode)
                 finally:
                     self.stop_pods()
                     self.stop_loaders()
@@ -619,7 +658,15 @@ frontend app
                 log(f"  rep {rep + 1}/{a.reps} {mode:<11} {time.monotonic() - t0:5.1f} s, {got} figures"
                     + (f", {len(bad)} runs not reported: {bad[0][4]}" if bad else ""))
         self.elapsed = time.monotonic() - t_start
+        busy, ours = machine_busy() - busy0, self.ours() - ours0
+        ncpu = os.cpu_count()
+        self.load = (busy / self.elapsed / ncpu, (busy - ours) / self.elapsed / ncpu, open("/proc/loadavg").read().split()[:3])
         report(self)
+
+    def ours(self):
+        """CPU seconds used in this run's cgroups (pods and loaders' children)."""
+        st = dict(l.split() for l in open(f"{self.cg_root}/cpu.stat") if len(l.split()) == 2)
+        return int(st["usage_usec"]) / 1e6
 
     def cleanup(self):
         for step in (self.cleanup_procs, self.cleanup_loaders, self.cleanup_cgroup_procs, self.cleanup_system):
@@ -686,6 +733,12 @@ frontend app
 
 
 # ---------------------------------------------------------------------- report
+def machine_busy():
+    """CPU seconds the whole machine has been busy (all but idle and iowait)."""
+    f = [int(x) for x in open("/proc/stat").readline().split()[1:]]
+    return (sum(f[:8]) - f[3] - f[4]) / os.sysconf("SC_CLK_TCK")
+
+
 def med(v):
     return statistics.median(v) if v else None
 
@@ -745,10 +798,17 @@ def report(b):
     w("")
     w(f"Generated by `./bazelw run //tools/bench{' -- --quick' if a.quick else ''}` on "
       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {m['cpu']}, {m['mem']}, Linux {m['kernel']}; "
-      f"{m['haproxy']}, {m['wrk']}, {m['iperf3']}, {m['iptables']}.")
+      f"{m['haproxy']}, {m['wrk']}, {m['iperf3']}, {m['iptables']}." + (f" {a.note}" if a.note else ""))
     w(f"{a.reps} repetitions of every measurement ({a.seconds} s each), the four modes interleaved "
       f"(the order rotates every repetition); {b.elapsed:.0f} s in all. Each cell: the median, "
       "[min-max] over the repetitions, then the ratio of medians to iptables mode (`ipt`) and to direct (`dir`).")
+    if b.load:
+        w("")
+        w(f"**Machine load during the run**: {b.load[0] * 100:.0f}% of its {os.cpu_count()} CPUs busy, "
+          f"{b.load[1] * 100:.0f}% of them by processes other than this benchmark's pods (load average at the end "
+          f"{' '.join(b.load[2])}). Other work on the machine inflates wall-clock figures (rates, round trips, "
+          "unpinned p99 above all) and their spread; CPU time per request, connection, round trip or GB is "
+          "measured per pod cgroup and holds up better.")
     w("")
     w("Setup: client pod and server pod(s) in network namespaces, each pod with an HAProxy sidecar "
       f"(`mode tcp`, `server s 0.0.0.0:0`, UID {UID}, one thread) on 127.0.0.1:{OUT_PORT} (outbound) and "
@@ -838,6 +898,21 @@ def report(b):
             cells += [f"{runs:,}", f"{ns / runs:.0f}" if runs else "-"]
         w(f"| `{p}` | " + " | ".join(cells) + " |")
     w("")
+    if b.profiles:
+        w("## Where the time goes (perf, same node, keep-alive)")
+        w("")
+        w("`perf record -a` during one extra same-node keep-alive wrk run per mode after the last repetition (not a "
+          "measured run), samples of the wrk and haproxy processes only (client, both sidecars and the HTTP app; softirq "
+          "work is sampled in the task it interrupts), by symbol (>= 1% of those samples). The split between the kernel and "
+          "user space is the system-time row above.")
+        w("")
+        for mode in MODES:
+            pr = b.profiles.get(mode)
+            if not pr:
+                continue
+            sym = ", ".join(f"`{n[:60]}` {p:.1f}%" for p, n in pr.get("sym", []) if n != "[unknown]")
+            w(f"- **{mode}**: {sym}")
+        w("")
     if b.notes:
         w("## Notes from the runs")
         w("")
@@ -864,7 +939,7 @@ def report(b):
     with open(svg, "w") as f:
         f.write(plot(t))
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
-        json.dump({"machine": m, "results": b.results, "failures": b.failures, "bpf_progs": b.bpf_progs,
+        json.dump({"machine": m, "results": b.results, "failures": b.failures, "bpf_progs": b.bpf_progs, "profiles": b.profiles,
                    "reps": a.reps, "seconds": a.seconds}, f, indent=1)
     log(f"wrote {out}, {svg} and {os.path.splitext(out)[0]}.json")
     print("\n".join(lines))
@@ -920,6 +995,8 @@ def main():
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 2; --quick 1)")
     ap.add_argument("--out", default=None, help="markdown report (default: docs/benchmark.md in the workspace); .svg and .json beside it")
+    ap.add_argument("--no-profile", action="store_true", help="skip the perf profile taken after the last repetition")
+    ap.add_argument("--note", default="", help="added to the report's first line (e.g. the commit measured)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work dir with every process's log")
     a = ap.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
