@@ -9,6 +9,7 @@
 
 #include "lib/meshwire_config.h"
 #include "lib/meshwire_policy.h"
+#include "lib/meshwire_accel.h"
 #include "lib/meshwire_trace.h"
 
 char _license[] SEC("license") = "Dual BSD/GPL";
@@ -137,35 +138,117 @@ static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
 		mw_sockops_bind_flow(skops, sk);
 }
 
+/* A socket's key in mw_sock_hash and mw_accel_state: itself, seen from itself. */
+static __always_inline void mw_sockops_accel_key(struct bpf_sock_ops *skops,
+						 struct mw_sock_key *key)
+{
+	key->local_ip4 = skops->local_ip4;
+	key->remote_ip4 = skops->remote_ip4;
+	key->local_port = skops->local_port;
+	key->remote_port = bpf_ntohl(skops->remote_port);
+	key->netns_cookie = mw_is_loopback4(key->remote_ip4) ?
+			    bpf_get_netns_cookie(skops) : 0;
+}
+
 /*
- * Acceleration: a socket of a meshed pod whose peer is on this node (the
- * app and its sidecar over loopback, or two meshed pods' sidecars) goes into
- * mw_sock_hash, where sk_msg finds it as the peer of the other end.
+ * Acceleration: a socket of a meshed pod whose peer is on this node (an app
+ * and its sidecar over loopback, or two meshed pods' sidecars) goes into
+ * mw_sock_hash, where sk_msg finds it as the peer of the other end. Its
+ * mw_accel_state entry comes first, so sk_msg never finds the socket without
+ * one; its state changes are asked for, to handle its FIN and close
+ * (mw_sockops_accel_state, lib/meshwire_accel.h says why).
  */
 static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
 {
-	__u64 netns_cookie = bpf_get_netns_cookie(skops);
 	__u32 local = skops->local_ip4, remote = skops->remote_ip4;
+	struct mw_accel_state fresh = {};
 	struct mw_sock_key key;
 
-	if (!mw_cfg.accel || !mw_pod_lookup(netns_cookie))
+	__u32 server_port;
+
+	if (!mw_cfg.accel || !mw_pod_lookup(bpf_get_netns_cookie(skops)))
 		return;
+	/*
+	 * Only the mesh's own hops: an app and its sidecar (loopback, the
+	 * sidecar's outbound port) and two sidecars on this node (two meshed
+	 * pods' addresses, the inbound port). Other connections, an app's own
+	 * loopback ones included, keep the kernel's plain TCP semantics.
+	 */
+	server_port = skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ?
+		      bpf_ntohl(skops->remote_port) : skops->local_port;
 	if (mw_is_loopback4(remote)) {
-		key.netns_cookie = netns_cookie;
-	} else if (bpf_map_lookup_elem(&mw_pod_ips, &remote) &&
-		   bpf_map_lookup_elem(&mw_pod_ips, &local)) {
-		key.netns_cookie = 0;
-	} else {
+		if (server_port != mw_cfg.outbound_port)
+			return;
+	} else if (server_port != mw_cfg.inbound_port ||
+		   !bpf_map_lookup_elem(&mw_pod_ips, &remote) ||
+		   !bpf_map_lookup_elem(&mw_pod_ips, &local)) {
 		return;
 	}
-	key.local_ip4 = local;
-	key.remote_ip4 = remote;
-	key.local_port = skops->local_port;
-	key.remote_port = bpf_ntohl(skops->remote_port);
-	if (bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY))
+	mw_sockops_accel_key(skops, &key);
+	/*
+	 * The connecting end is established (and entered) before the accepted
+	 * one: accept only when it is there, so that a socket whose peer is
+	 * not accelerated never picks up tcp_bpf's receive path for nothing.
+	 */
+	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		struct mw_sock_key peer = {
+			.netns_cookie = key.netns_cookie,
+			.local_ip4 = key.remote_ip4,
+			.remote_ip4 = key.local_ip4,
+			.local_port = key.remote_port,
+			.remote_port = key.local_port,
+		};
+
+		if (!bpf_map_lookup_elem(&mw_accel_state, &peer))
+			return;
+	}
+	if (bpf_map_update_elem(&mw_accel_state, &key, &fresh, BPF_ANY)) {
 		mw_count(MW_STAT_ACCEL_ERROR);
-	else
-		mw_count(MW_STAT_ACCEL_SOCK_ADDED);
+		return;
+	}
+	if (bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY)) {
+		bpf_map_delete_elem(&mw_accel_state, &key);
+		mw_count(MW_STAT_ACCEL_ERROR);
+		return;
+	}
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+					 BPF_SOCK_OPS_STATE_CB_FLAG);
+	mw_count(MW_STAT_ACCEL_SOCK_ADDED);
+}
+
+/*
+ * An accelerated socket's state changed. On its FIN (FIN_WAIT1: shutdown()
+ * or close(), before the application reads again) it stops receiving
+ * redirects and, if none ever reached it, leaves mw_sock_hash, so that its
+ * reads are plain TCP ones; on close its state entry goes (the kernel takes
+ * the socket out of mw_sock_hash itself).
+ */
+static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops)
+{
+	struct mw_accel_state *state;
+	struct mw_sock_key key;
+	__u32 flags;
+
+	if (!mw_cfg.accel ||
+	    (skops->args[1] != BPF_TCP_FIN_WAIT1 && skops->args[1] != BPF_TCP_CLOSE))
+		return;
+	mw_sockops_accel_key(skops, &key);
+	if (skops->args[1] == BPF_TCP_CLOSE) {
+		bpf_map_delete_elem(&mw_accel_state, &key);
+		return;
+	}
+	state = bpf_map_lookup_elem(&mw_accel_state, &key);
+	if (!state)
+		return;
+	bpf_spin_lock(&state->lock);
+	flags = state->flags;
+	state->flags = flags | MW_ACCEL_CLOSING;
+	bpf_spin_unlock(&state->lock);
+	if (!(flags & MW_ACCEL_RX)) {
+		bpf_map_delete_elem(&mw_sock_hash, &key);
+		mw_trace("sockops accel: %pI4:%d left the socket map at its FIN",
+			 &key.local_ip4, key.local_port);
+	}
 }
 
 /* The app's socket closed; drop an entry the sidecar never took. */
@@ -196,6 +279,7 @@ int mw_sockops(struct bpf_sock_ops *skops)
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			mw_sockops_forget(skops);
+		mw_sockops_accel_state(skops);
 		break;
 	}
 	return 1;

@@ -48,6 +48,10 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { object: "meshwire_skmsg", program: "mw_skmsg_redirect", hook: Hook::SkMsg { map: pins::MAP_SOCK_HASH } },
 ];
 
+/// Pinned maps private to acceleration (bpf/lib/meshwire_accel.h): shared by
+/// the sockops and sk_msg objects, read by no one else, removed by cleanup.
+pub const ACCEL_PRIVATE_MAPS: &[&str] = &["mw_accel_state"];
+
 /// The cgroup the programs attach to: the configured one, or the cgroup2 root.
 pub fn target_cgroup(config: &Config) -> Result<PathBuf, String> {
     match &config.bpf.cgroup {
@@ -149,14 +153,21 @@ fn check_layouts() -> Result<(), String> {
 
     // told not to fill the socket map.
     check_layouts()?;
+    // The sk_msg program is attached at once: if the kernel refuses either
+    // step, sockops must not fill the socket map (a socket in a sockmap
+    // without the verdict program would only pick up tcp_bpf's receive path).
     if config.acceleration {
-        match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created) {
+        match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins).map(|()| obj)) {
             Ok(obj) => loaded.push(obj),
             Err(e) => {
-                log::warn!("acceleration is off: this kernel cannot load the sk_msg program ({e}); traffic is intercepted without it");
+                log::warn!(
+                    "acceleration is off: this kernel cannot run it ({e}); meshed traffic is intercepted as usual, through the TCP/IP stack"
+                );
                 settings.accel = 0;
             }
         }
+    } else {
+        log::info!("acceleration is off (acceleration.enabled = false)");
     }
     for (name, elf) in objects::PROGRAMS {
         loaded.push(load_object(name, elf, &settings, pins, before, created)?);
@@ -185,8 +196,7 @@ fn check_layouts() -> Result<(), String> {
                 }
             }
             Hook::SkMsg { map } => {
-                let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| e.to_string())?;
-                libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| e.to_string())?;
+                // Attached right after loading (attach_sk_msg).
                 log::info!("{}: attached to {map} (acceleration on)", spec.program);
             }
             Hook::TcPinned => {
@@ -195,6 +205,20 @@ fn check_layouts() -> Result<(), String> {
                 }
                 log::info!("{}: pinned at {}", spec.program, pins.prog(spec.program).display());
             }
+        }
+    }
+    Ok(())
+}
+
+/// Attaches the acceleration verdict program to its socket map (replacing the
+/// one a previous loader attached). The map holds the attachment, so it lives
+/// as long as the pinned map.
+fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), String> {
+    for spec in PROGRAMS {
+        if let Hook::SkMsg { map } = spec.hook {
+            let prog = obj.program(spec.program).map_err(|e| e.to_string())?;
+            let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| e.to_string())?;
+            libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| e.to_string())?;
         }
     }
     Ok(())
@@ -269,7 +293,7 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
     let mut removed = tc::remove_all_pins(&pins)?;
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
-    let maps = pins::ALL_MAPS.iter().map(|m| pins.map(m));
+    let maps = pins::ALL_MAPS.iter().chain(ACCEL_PRIVATE_MAPS).map(|m| pins.map(m));
     for path in links.chain(maps) {
         if path.starts_with(pins.links_dir()) {
             // Detach at once rather than when the kernel gets round to it.
