@@ -13,6 +13,8 @@
 //! * `http`: answers every HTTP request with 200 and a fixed body (for curl);
 //!   sidecar marker lines before the request line are logged and skipped.
 //! * `client`: opens N connections and checks that each reply shows the expected path.
+//! * `bulk-server` and `bulk-client`: transfers checked by SHA-256, sent with write,
+//!   sendfile or splice (test/accel_e2e.sh).
 //! * `echo` and `pingpong`: round-trip latency on one persistent connection
 //!   (tools/bench).
 
@@ -20,6 +22,7 @@ use clap::{ArgGroup, Parser, Subcommand};
 use std::net::{SocketAddr, SocketAddrV4};
 use std::process::ExitCode;
 
+mod bulk;
 mod client;
 mod http;
 mod net;
@@ -107,6 +110,34 @@ enum Cmd {
         #[arg(long)]
         body: String,
     },
+    /// Bulk transfer server: "up" hashes what it receives, "down" sends (see bulk.rs).
+    BulkServer {
+        #[arg(long)]
+        listen: SocketAddr,
+    },
+    /// Bulk transfers checked by SHA-256, COUNT connections, PARALLEL at a time.
+    BulkClient {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long, value_enum)]
+        mode: bulk::Mode,
+        /// Payload bytes per connection.
+        #[arg(long)]
+        bytes: u64,
+        /// How the sender writes the payload.
+        #[arg(long, value_enum, default_value = "write")]
+        method: bulk::Method,
+        /// Bytes per write() with --method write.
+        #[arg(long, default_value_t = 1 << 20)]
+        chunk: usize,
+        #[arg(long, default_value_t = 1)]
+        count: usize,
+        #[arg(long, default_value_t = 1)]
+        parallel: usize,
+        /// Connect and read/write timeout in seconds.
+        #[arg(long, default_value_t = 60)]
+        timeout: u64,
+    },
     /// Opens connections and checks every reply.
     #[command(group(
         ArgGroup::new("expectation")
@@ -167,6 +198,27 @@ fn main() -> ExitCode {
         }
         Cmd::Server { listen, name } => server::run(listen, &name),
         Cmd::Http { listen, body } => http::run(listen, &body),
+        Cmd::BulkServer { listen } => bulk::serve(listen),
+        Cmd::BulkClient { connect, mode, bytes, method, chunk, count, parallel, timeout } => {
+            let opts = bulk::ClientOptions {
+                connect,
+                mode,
+                bytes,
+                method,
+                chunk,
+                count,
+                parallel,
+                timeout: std::time::Duration::from_secs(timeout.max(1)),
+            };
+            return match bulk::run_client(&opts) {
+                Ok(true) => ExitCode::SUCCESS,
+                Ok(false) => ExitCode::FAILURE,
+                Err(e) => {
+                    eprintln!("bulk-client: {e}");
+                    ExitCode::from(2)
+                }
+            };
+        }
         Cmd::Echo { listen } => pingpong::echo(listen),
         Cmd::Pingpong { connect, size, seconds, warmup } => {
             let opts = pingpong::Options { connect, size, seconds, warmup, timeout: std::time::Duration::from_secs(5) };
