@@ -60,6 +60,7 @@ ADDR_B=10.231.0.2:8080          # server B
 ADDR_X=10.231.0.1:$EXCL_PORT    # server X, excluded port
 ADDR_C=10.231.9.1:8080          # server C, excluded CIDR
 ADDR_L=127.0.0.1:9090           # server L, loopback in pod1
+ADDR_E=10.231.0.1:7070          # echo server E, for the restart case
 POD1_IP=10.231.1.2
 ADDR_P1=$POD1_IP:8080           # server P1, pod1's app (listens on 0.0.0.0:8080)
 ADDR_P1X=$POD1_IP:$EXCL_IN_PORT # server P1X, pod1's app on an excluded inbound port
@@ -116,6 +117,9 @@ LOADER_OPTS=()
 
 start_loader() {
     local out="$WORK/loader.log" i
+    # Empty it here: start_bg's redirection truncates in the background child,
+    # and a restart must not find the previous run's "ready" line.
+    : >"$out"
     start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
         "${LOADER_OPTS[@]}" --log-level info run
     LOADER_PID=$LAST_PID
@@ -502,6 +506,68 @@ case_no_leaks() {
     fi
     log "after $((i * 2 / 10)) s: $(orig_map_counts "$maps" | tr '\n' ' ')(all 0)"
     awk '$1 ~ /orig/ && $2 !~ /^[0-9]+$/ { print "  exempt (not countable): " $0 }' "$maps"
+}
+
+pod_list() { mwl pod list 2>&1 | awk 'NR > 1 { print $1, $2 }' | sort; }
+
+# Issue 4: pods survive the loader. A long-lived connection through pod1's
+# sidecar runs across a kill -9 and a restart; while the loader is down the
+# pinned links keep intercepting; afterwards it adopts its pods from their
+# records, exactly once each.
+case_restart_kill9() {
+    local before after echo_pid session_pid rc ticks
+    start_bg "$WORK/server-E.log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "$ADDR_E"
+    echo_pid=$LAST_PID
+    wait_listen "$NS_NODE" "$ADDR_E" "$echo_pid" "$WORK/server-E.log" || return 1
+    before=$(pod_list)
+    log "pods before: $(echo "$before" | tr '\n' ';')"
+    # A pod whose namespace disappears while the loader is down.
+    ip netns add "$P-gone" && mwl pod add --netns "/run/netns/$P-gone" --ip 10.231.77.2 --id gone >/dev/null || {
+        log "could not register the short-lived pod"
+        return 1
+    }
+    start_bg "$WORK/session.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" session --connect "$ADDR_E" \
+        --seconds 8 --interval-ms 100 --expect-orig "$ADDR_E"
+    session_pid=$LAST_PID
+    sleep 1.5
+    kill -KILL "$LOADER_PID"
+    wait "$LOADER_PID" 2>/dev/null
+    forget_pid "$LOADER_PID"
+    LOADER_PID=""
+    log "meshwire-loader killed with SIGKILL during the session"
+    ip netns del "$P-gone"
+    client "$(pod 2)" "pod2 -> B while the loader is down" --connect "$ADDR_B" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_B" --expect-server B || return 1
+    start_loader || return 1
+    log "meshwire-loader restarted: $(grep -o 'adopted.*' "$WORK/loader.log" | tail -n 1)"
+    client "$(pod 1)" "pod1 -> A after the restart" --connect "$ADDR_A" --count 20 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || return 1
+    after=$(pod_list)
+    if [ "$before" != "$after" ]; then
+        log "pods after: $(echo "$after" | tr '\n' ';') (expected the same as before, without 'gone')"
+        return 1
+    fi
+    grep -q 'dropped 1 whose network namespace is gone' "$WORK/loader.log" || {
+        log "the restarted loader did not report dropping the pod whose netns is gone"
+        return 1
+    }
+    if [ "$MODE" = ebpf ] && [ "$(map_count mw_pods)" != "$(echo "$before" | grep -c .)" ]; then
+        log "mw_pods holds $(map_count mw_pods) entries for $(echo "$before" | grep -c .) pods"
+        return 1
+    fi
+    wait "$session_pid"
+    rc=$?
+    forget_pid "$session_pid"
+    stop_pid "$echo_pid"
+    forget_pid "$echo_pid"
+    if [ "$rc" -ne 0 ]; then
+        log "the established connection broke (exit $rc):"
+        show "$WORK/session.log"
+        return 1
+    fi
+    ticks=$(awk '/ticks ok/ { print $2 }' "$WORK/session.log")
+    log "established connection across kill -9 and restart: $(tail -n 1 "$WORK/session.log")"
+    [ "${ticks:-0}" -ge 40 ] || { log "only ${ticks:-0} ticks in 8 s"; return 1; }
 }
 
 case_pod_del() {
@@ -1019,6 +1085,8 @@ run_iptables_case "14i iptables mode: the pods' nat tables hold meshwire's chain
 run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin tc
 run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst tc
 run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
+run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated" \
+    case_restart_kill9
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del
 run_iptables_case "18i iptables mode: pod del removed pod1's chains and jumps completely" \
     case_iptables_pod_del_removed_rules
