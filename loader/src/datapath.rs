@@ -138,10 +138,6 @@ fn load_object(name: &str, elf: &[u8], settings: &Settings, pins: &Pins, before:
     Ok(obj)
 }
 
-fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created) -> Result<(), String> {
-    let mut settings = settings_of(config);
-    let mut loaded = Vec::new();
-    // Acceleration first: when this kernel cannot load it, sockops must be
 /// The Rust mirrors must match the structs the objects were built with;
 /// refuse to touch the datapath otherwise (a mixed build).
 fn check_layouts() -> Result<(), String> {
@@ -151,11 +147,13 @@ fn check_layouts() -> Result<(), String> {
         .map_err(|errs| format!("this loader's structs do not match its BPF objects (a mixed build?):\n{}", errs.join("\n")))
 }
 
-    // told not to fill the socket map.
+fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created) -> Result<(), String> {
     check_layouts()?;
-    // The sk_msg program is attached at once: if the kernel refuses either
-    // step, sockops must not fill the socket map (a socket in a sockmap
-    // without the verdict program would only pick up tcp_bpf's receive path).
+    let mut settings = settings_of(config);
+    let mut loaded = Vec::new();
+    // Acceleration first: when this kernel cannot load or attach it, sockops
+    // must be told not to fill the socket map (a socket in a sockmap without
+    // the verdict program would only pick up tcp_bpf's receive path).
     if config.acceleration {
         match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins).map(|()| obj)) {
             Ok(obj) => loaded.push(obj),
