@@ -96,3 +96,15 @@ version=$(awk '{print $2}' <<<"$out")
 if [[ $(printf '%s\n%s\n' "$RUST_MIN" "${version%%-*}" | sort -V | head -n 1) != "$RUST_MIN" ]]; then
     die "rustc $version at $rustc is too old: meshwire needs Rust >= $RUST_MIN (rustup update)."
 fi
+
+# --- cargo-fuzz (//fuzz:smoke) -------------------------------------------------
+# From crates.io into $CARGO_HOME/bin, once. libfuzzer-sys builds libFuzzer with
+# the C++ compiler; on a stable toolchain fuzz/smoke.sh sets RUSTC_BOOTSTRAP=1.
+CARGO_FUZZ_VERSION=0.13.2
+if ! "$cargo" fuzz --version 2>/dev/null | grep -qF "$CARGO_FUZZ_VERSION"; then
+    command -v c++ >/dev/null || die "no C++ compiler (c++) for cargo-fuzz's libFuzzer: install the Debian package g++"
+    say "installing cargo-fuzz $CARGO_FUZZ_VERSION from crates.io (once)"
+    "$cargo" install --quiet --locked cargo-fuzz --version "$CARGO_FUZZ_VERSION" ||
+        die "cargo install cargo-fuzz $CARGO_FUZZ_VERSION failed"
+    say "installed cargo-fuzz $CARGO_FUZZ_VERSION"
+fi

@@ -264,7 +264,7 @@ impl Config {
                 file: name.to_string(),
                 line,
                 key: line.and_then(|l| src.key_on_line(l)),
-                message: e.message().trim().to_string(),
+                message: syntax_message(e.message(), e.span().and_then(|s| text.get(s.start..))),
             }
         })?;
         let defaults = Defaults::get();
@@ -383,6 +383,20 @@ impl Config {
     }
 }
 
+/// toml's message, or (it has none for a stray character, found by
+/// fuzz/config) what is at the error's place.
+fn syntax_message(message: &str, at: Option<&str>) -> String {
+    let message = message.trim();
+    if !message.is_empty() {
+        return message.to_string();
+    }
+    match at.and_then(|t| t.chars().next()) {
+        Some(c) if c.is_control() => format!("control character U+{:04X} is not allowed in TOML, not even in a comment", c as u32),
+        Some(c) => format!("unexpected character {c:?}"),
+        None => "unexpected end of the file".to_string(),
+    }
+}
+
 pub fn parse_level(s: &str) -> Result<log::LevelFilter, String> {
     match s {
         "error" => Ok(log::LevelFilter::Error),
@@ -485,6 +499,13 @@ mod tests {
         assert_eq!(e.file, "test.toml");
         assert_eq!(e.line, Some(3));
         assert!(e.to_string().starts_with("test.toml:3"), "{e}");
+    }
+
+    #[test]
+    fn a_control_character_is_named_even_in_a_comment() {
+        let e = err("[sidecar]\n# a comment with \u{1} in it\nuid = 1500\n");
+        assert_eq!(e.line, Some(2));
+        assert!(e.message.contains("U+0001"), "{e}");
     }
 
     #[test]
