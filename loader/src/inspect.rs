@@ -13,6 +13,8 @@ pub struct MapFill {
     pub name: &'static str,
     pub entries: Option<usize>,
     pub capacity: u32,
+    /// Arrays always hold `capacity` entries: they cannot run out.
+    pub fixed_size: bool,
 }
 
 pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, String> {
@@ -28,7 +30,8 @@ pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, String> {
         // keys (its capacity is in bytes).
         let countable = !matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_SK_STORAGE | libbpf_sys::BPF_MAP_TYPE_RINGBUF);
         let entries = if countable { Some(map.raw_keys().map_err(|e| e.to_string())?.len()) } else { None };
-        out.push(MapFill { name, entries, capacity: info.max_entries });
+        let fixed_size = matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_ARRAY | libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY);
+        out.push(MapFill { name, entries, capacity: info.max_entries, fixed_size });
     }
     Ok(out)
 }

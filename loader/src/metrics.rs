@@ -89,7 +89,7 @@ pub fn watch_pressure(pins: Pins, period: Duration) {
         loop {
             std::thread::sleep(period);
             let Ok(fill) = inspect::map_fill(&pins) else { continue };
-            for m in fill {
+            for m in fill.into_iter().filter(|m| !m.fixed_size) {
                 let Some(n) = m.entries else { continue };
                 let high = m.capacity > 0 && n as f64 >= PRESSURE * m.capacity as f64;
                 if high && !warned.contains(&m.name) {

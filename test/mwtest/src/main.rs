@@ -70,21 +70,7 @@ enum Cmd {
         #[arg(long)]
         name: String,
     },
-    /// One long-lived connection to an echo server: `tick N` every --interval-ms
-    /// for --seconds, each echoed back (see session.rs).
-    Session {
-        #[arg(long)]
-        connect: SocketAddr,
-        #[arg(long, default_value_t = 5.0)]
-        seconds: f64,
-        #[arg(long, default_value_t = 100)]
-        interval_ms: u64,
-        /// The sidecar's marker must name this original destination.
-        #[arg(long)]
-        expect_orig: Option<SocketAddr>,
-    },
-    /// HTTP/1.1 responder: 200 with BODY and a newline to every request, then close.
-    /// Writes back every byte it reads (for pingpong).
+    /// Writes back every byte it reads (for pingpong and session).
     Echo {
         #[arg(long)]
         listen: SocketAddr,
@@ -104,6 +90,20 @@ enum Cmd {
         #[arg(long, default_value_t = 1000)]
         warmup: usize,
     },
+    /// One long-lived connection to an echo server: `tick N` every --interval-ms
+    /// for --seconds, each echoed back (see session.rs).
+    Session {
+        #[arg(long)]
+        connect: SocketAddr,
+        #[arg(long, default_value_t = 5.0)]
+        seconds: f64,
+        #[arg(long, default_value_t = 100)]
+        interval_ms: u64,
+        /// The sidecar's marker must name this original destination.
+        #[arg(long)]
+        expect_orig: Option<SocketAddr>,
+    },
+    /// HTTP/1.1 responder: 200 with BODY and a newline to every request, then close.
     Http {
         #[arg(long)]
         listen: SocketAddr,
@@ -220,10 +220,6 @@ fn main() -> ExitCode {
             };
         }
         Cmd::Echo { listen } => pingpong::echo(listen),
-        Cmd::Pingpong { connect, size, seconds, warmup } => {
-            let opts = pingpong::Options { connect, size, seconds, warmup, timeout: std::time::Duration::from_secs(5) };
-            pingpong::run(&opts).map(|line| println!("{line}")).map_err(|e| std::io::Error::new(e.kind(), format!("pingpong {connect}: {e}")))
-        }
         Cmd::Session { connect, seconds, interval_ms, expect_orig } => {
             let opts = session::Options {
                 connect,
@@ -239,6 +235,10 @@ fn main() -> ExitCode {
                 }
                 Err(e) => Err(std::io::Error::other(e)),
             }
+        }
+        Cmd::Pingpong { connect, size, seconds, warmup } => {
+            let opts = pingpong::Options { connect, size, seconds, warmup, timeout: std::time::Duration::from_secs(5) };
+            pingpong::run(&opts).map(|line| println!("{line}")).map_err(|e| std::io::Error::new(e.kind(), format!("pingpong {connect}: {e}")))
         }
         Cmd::Client {
             connect,
