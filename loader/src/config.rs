@@ -25,6 +25,8 @@ pub struct Config {
     pub acceleration: bool,
     /// How meshed pods' connections are steered into their sidecar.
     pub interception: Interception,
+    /// `[tc] attach`: how the tc programs are attached to pods' interfaces.
+    pub tc_attach: TcAttach,
     /// Where Prometheus metrics are served; None: off.
     pub metrics: Option<std::net::SocketAddr>,
     pub log_level: log::LevelFilter,
@@ -103,6 +105,42 @@ impl FromStr for Interception {
     }
 }
 
+/// `tc.attach`: how the tc programs are attached to a pod's interface.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum TcAttach {
+    /// tcx links where the kernel has them (Linux 6.6), else clsact.
+    Auto,
+    /// tcx links only (pinned under `<pin_dir>/pods/<cookie>/`).
+    Tcx,
+    /// Direct-action bpf filters on the interface's clsact qdisc.
+    Clsact,
+}
+
+impl TcAttach {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            TcAttach::Auto => "auto",
+            TcAttach::Tcx => "tcx",
+            TcAttach::Clsact => "clsact",
+        }
+    }
+}
+
+impl FromStr for TcAttach {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "auto" => Ok(TcAttach::Auto),
+            "tcx" => Ok(TcAttach::Tcx),
+            "clsact" => Ok(TcAttach::Clsact),
+            other => Err(format!(
+                "{other:?} is not a tc attach mode; use \"auto\" (tcx links where the kernel has them, else clsact), \"tcx\" or \"clsact\""
+            )),
+        }
+    }
+}
+
 /// A configuration error, located in its source.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct ConfigError {
@@ -137,6 +175,7 @@ struct RawConfig {
     api: RawApi,
     acceleration: RawAcceleration,
     interception: RawInterception,
+    tc: RawTc,
     metrics: RawMetrics,
     log: RawLog,
 }
@@ -158,6 +197,12 @@ struct RawApi {
 #[serde(deny_unknown_fields, default)]
 struct RawInterception {
     mode: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawTc {
+    attach: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -357,6 +402,10 @@ impl Config {
             None => defaults.interception,
             Some(m) => m.get_ref().parse().map_err(|e: String| src.error_at(m.span().start, "interception.mode", e))?,
         };
+        let tc_attach = match raw.tc.attach {
+            None => defaults.tc_attach,
+            Some(a) => a.get_ref().parse().map_err(|e: String| src.error_at(a.span().start, "tc.attach", e))?,
+        };
         let metrics = match raw.metrics.address {
             None => None,
             Some(a) if a.get_ref().is_empty() => None,
@@ -377,6 +426,7 @@ impl Config {
             api,
             acceleration,
             interception,
+            tc_attach,
             metrics,
             log_level,
         })
@@ -425,6 +475,7 @@ struct Defaults {
     state_dir: PathBuf,
     acceleration: bool,
     interception: Interception,
+    tc_attach: TcAttach,
     log_level: log::LevelFilter,
 }
 
@@ -445,6 +496,7 @@ impl Defaults {
             state_dir: PathBuf::from("/run/meshwire"),
             acceleration: false,
             interception: Interception::Ebpf,
+            tc_attach: TcAttach::Auto,
             log_level: log::LevelFilter::Info,
         }
     }
@@ -634,6 +686,28 @@ mod tests {
         assert!(!c.bpf.debug, "trace and debug are separate switches");
         let e = err("[bpf]\ntrace = \"yes\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("bpf.trace")));
+    }
+
+    #[test]
+    fn tc_attach_mode() {
+        assert_eq!(Config::default_config().tc_attach, TcAttach::Auto);
+        for (text, want) in [("auto", TcAttach::Auto), ("tcx", TcAttach::Tcx), ("clsact", TcAttach::Clsact)] {
+            let c = Config::parse("t.toml", &format!("[tc]\nattach = \"{text}\"\n")).unwrap();
+            assert_eq!(c.tc_attach, want);
+            assert_eq!(want.as_str(), text);
+        }
+        let c = Config::parse("t.toml", "[tc]\nattach = \"clsact\"\n").unwrap();
+        assert_eq!(c.interception, Interception::Ebpf, "other keys keep their defaults");
+        let e = err("[sidecar]\nuid = 1500\n[tc]\nattach = \"tc\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("tc.attach")));
+        assert!(e.message.contains("\"auto\"") && e.message.contains("\"tcx\" or \"clsact\""), "{e}");
+        assert!(e.to_string().starts_with("test.toml:4: tc.attach: "), "{e}");
+        let e = err("[tc]\nattach = \"CLSACT\"\n");
+        assert_eq!(e.key.as_deref(), Some("tc.attach"), "modes are lower case");
+        let e = err("[tc]\nattach = true\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("tc.attach")));
+        let e = err("[tc]\nmode = \"tcx\"\n");
+        assert!(e.message.contains("unknown field `mode`"), "{e}");
     }
 
     #[test]

@@ -37,6 +37,8 @@ pub struct PodService {
     mutate: Mutex<()>,
     /// Some: iptables mode, pods get these netfilter rules instead of map entries.
     iptables: Option<iptables::NodeRules>,
+    /// How tc programs go on pods' interfaces (`[tc] attach`).
+    tc_attach: tc::TcAttach,
 }
 
 fn meshed_of(record: &PodRecord) -> MeshedPod {
@@ -56,12 +58,18 @@ fn meshed_of(record: &PodRecord) -> MeshedPod {
 
 impl PodService {
     pub fn new(pins: &Pins, state_dir: &Path) -> Result<PodService, String> {
-        Ok(PodService { pins: pins.clone(), records: Records::open(state_dir)?, mutate: Mutex::new(()), iptables: None })
+        Ok(PodService { pins: pins.clone(), records: Records::open(state_dir)?, mutate: Mutex::new(()), iptables: None, tc_attach: tc::TcAttach::Auto })
     }
 
     /// iptables mode (`interception.mode = "iptables"`).
     pub fn with_iptables(mut self, rules: iptables::NodeRules) -> PodService {
         self.iptables = Some(rules);
+        self
+    }
+
+    /// `[tc] attach` (default "auto").
+    pub fn with_tc_attach(mut self, mode: tc::TcAttach) -> PodService {
+        self.tc_attach = mode;
         self
     }
 
@@ -108,7 +116,7 @@ impl PodService {
     fn apply(&self, maps: &PodMaps, pod: &MeshedPod) -> Result<(), Response> {
         if let Some(rules) = &self.iptables {
             // Not in the maps (a loader in eBPF mode may have put it there).
-            tc::detach_pod(&self.pins, pod.cookie).map_err(internal)?;
+            tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
             pods::remove(maps, pod).map_err(internal)?;
             return iptables::apply(rules, pod).map_err(internal);
         }
@@ -116,7 +124,7 @@ impl PodService {
         if pod.ifname.is_empty() {
             return Ok(());
         }
-        if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname) {
+        if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname, self.tc_attach) {
             let _ = pods::remove(maps, pod);
             return Err(internal(e));
         }
@@ -128,7 +136,7 @@ impl PodService {
         if self.iptables.is_some() {
             iptables::remove(&pod).map_err(internal)?;
         }
-        tc::detach_pod(&self.pins, pod.cookie).map_err(internal)?;
+        tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
         pods::remove(maps, &pod).map_err(internal)?;
         self.records.remove(&record.spec.container_id).map_err(internal)?;
         Ok(())
@@ -163,12 +171,8 @@ impl PodService {
         }
         pods::check(&self.maps()?, &meshed_of(&record)).map_err(inconsistent)?;
         if !record.spec.ifname.is_empty() {
-            for prog in tc::TC_PROGRAMS {
-                let link = self.pins.pod_dir(record.netns_cookie).join(prog.link);
-                if !link.exists() {
-                    return Err(inconsistent(format!("pod {container_id}: tc link {} is missing", link.display())));
-                }
-            }
+            tc::check_pod(&self.pins, record.netns_cookie, &record.spec.netns, &record.spec.ifname)
+                .map_err(|e| inconsistent(format!("pod {container_id}: {e}")))?;
         }
         Ok(record)
     }
@@ -211,7 +215,8 @@ impl PodService {
         for cookie in tc::pod_cookies(&self.pins) {
             if !known.iter().any(|p| p.cookie == cookie) {
                 log::info!("removing tc links of netns cookie {cookie}, which no pod record explains");
-                tc::detach_pod(&self.pins, cookie)?;
+                // No record, so no netns to look in: only its pins can go.
+                tc::detach_pod(&self.pins, cookie, None)?;
             }
         }
         Ok((kept, dropped))

@@ -48,7 +48,7 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     let stop = stop_signals()?;
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
-    let mut service = PodService::new(&pins, &api.state_dir)?;
+    let mut service = PodService::new(&pins, &api.state_dir)?.with_tc_attach(config.tc_attach);
     if config.interception == Interception::Iptables {
         service = service.with_iptables(iptables::NodeRules::of(config));
     }
@@ -65,8 +65,9 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
     control::spawn(listener, service, API_WORKERS)?;
     log::info!(
-        "meshwire-loader: ready (interception {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
+        "meshwire-loader: ready (interception {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
         config.interception.as_str(),
+        config.tc_attach.as_str(),
         datapath::target_cgroup(config)?.display(),
         config.bpf.pin_dir.display(),
         api.socket.display(),

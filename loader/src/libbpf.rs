@@ -797,3 +797,148 @@ pub fn prog_id(prog_fd: RawFd) -> Result<u32> {
     check(ret, || "reading program info".to_string())?;
     Ok(info.id)
 }
+
+/// Whether this kernel has tcx links (Linux 6.6), asked without attaching
+/// anything: a tcx link on ifindex 0 fails with ENODEV where tcx exists and
+/// with EINVAL (an unknown attach type) or EOPNOTSUPP where it does not.
+/// `prog_fd` must be a sched_cls program.
+pub fn tcx_supported(prog_fd: RawFd) -> Result<bool> {
+    match tcx_link_create(prog_fd, 0, true) {
+        // No device has index 0; were one found, the link goes with the fd.
+        Ok(_) => Ok(true),
+        Err(e) => match e.source.raw_os_error() {
+            Some(libc::ENODEV) => Ok(true),
+            Some(libc::EINVAL) | Some(libc::EOPNOTSUPP) => Ok(false),
+            _ => Err(BpfError { what: format!("probing for tcx links: {}", e.what), source: e.source }),
+        },
+    }
+}
+
+// ---- clsact: tc filters through libbpf's netlink (bpf_tc_*) ----------------
+//
+// These act on the calling thread's network namespace. A filter is named by
+// its direction (ingress or egress of the clsact qdisc), priority and handle.
+
+fn tc_hook(ifindex: u32, attach_point: sys::bpf_tc_attach_point) -> sys::bpf_tc_hook {
+    sys::bpf_tc_hook {
+        sz: std::mem::size_of::<sys::bpf_tc_hook>() as sys::size_t,
+        ifindex: ifindex as c_int,
+        attach_point,
+        ..Default::default()
+    }
+}
+
+fn tc_point(ingress: bool) -> sys::bpf_tc_attach_point {
+    if ingress {
+        sys::BPF_TC_INGRESS
+    } else {
+        sys::BPF_TC_EGRESS
+    }
+}
+
+fn tc_opts(handle: u32, priority: u16) -> sys::bpf_tc_opts {
+    sys::bpf_tc_opts {
+        sz: std::mem::size_of::<sys::bpf_tc_opts>() as sys::size_t,
+        handle,
+        priority: priority as u32,
+        ..Default::default()
+    }
+}
+
+fn tc_dir(ingress: bool) -> &'static str {
+    if ingress {
+        "ingress"
+    } else {
+        "egress"
+    }
+}
+
+/// Create the clsact qdisc of a device. Ok(true): created; Ok(false): the
+/// device already had one (or another qdisc at its place, EEXIST).
+pub fn tc_qdisc_create(ifindex: u32) -> Result<bool> {
+    let mut hook = tc_hook(ifindex, sys::BPF_TC_INGRESS);
+    let ret = unsafe { sys::bpf_tc_hook_create(&mut hook) };
+    if ret == -libc::EEXIST {
+        return Ok(false);
+    }
+    check(ret, || format!("creating the clsact qdisc of ifindex {ifindex}"))?;
+    Ok(true)
+}
+
+/// Delete the clsact qdisc of a device, with every filter still on it.
+pub fn tc_qdisc_destroy(ifindex: u32) -> Result<()> {
+    let mut hook = tc_hook(ifindex, sys::BPF_TC_INGRESS | sys::BPF_TC_EGRESS);
+    let ret = unsafe { sys::bpf_tc_hook_destroy(&mut hook) };
+    check(ret, || format!("deleting the clsact qdisc of ifindex {ifindex}"))?;
+    Ok(())
+}
+
+/// Attach `prog_fd` as a direct-action bpf filter, replacing the filter with
+/// that priority and handle if there is one. Returns the attached program's id.
+pub fn tc_attach(ifindex: u32, ingress: bool, priority: u16, handle: u32, prog_fd: RawFd) -> Result<u32> {
+    let hook = tc_hook(ifindex, tc_point(ingress));
+    let mut opts = tc_opts(handle, priority);
+    opts.prog_fd = prog_fd;
+    opts.flags = sys::BPF_TC_F_REPLACE;
+    let ret = unsafe { sys::bpf_tc_attach(&hook, &mut opts) };
+    check(ret, || format!("attaching a tc {} filter (priority {priority}, handle {handle:#x}) on ifindex {ifindex}", tc_dir(ingress)))?;
+    Ok(opts.prog_id)
+}
+
+/// The program id of the bpf filter with that priority and handle; None when
+/// there is none (or no clsact qdisc). A filter of another kind at that
+/// priority is an error (EINVAL from the kernel).
+pub fn tc_query(ifindex: u32, ingress: bool, priority: u16, handle: u32) -> Result<Option<u32>> {
+    let hook = tc_hook(ifindex, tc_point(ingress));
+    let mut opts = tc_opts(handle, priority);
+    let ret = unsafe { sys::bpf_tc_query(&hook, &mut opts) };
+    if ret == -libc::ENOENT {
+        return Ok(None);
+    }
+    check(ret, || format!("querying the tc {} filter (priority {priority}, handle {handle:#x}) on ifindex {ifindex}", tc_dir(ingress)))?;
+    Ok(Some(opts.prog_id))
+}
+
+/// Remove the bpf filter with that priority and handle. Ok(false): there was none.
+pub fn tc_detach(ifindex: u32, ingress: bool, priority: u16, handle: u32) -> Result<bool> {
+    let hook = tc_hook(ifindex, tc_point(ingress));
+    let opts = tc_opts(handle, priority);
+    let ret = unsafe { sys::bpf_tc_detach(&hook, &opts) };
+    if ret == -libc::ENOENT {
+        return Ok(false);
+    }
+    check(ret, || format!("removing the tc {} filter (priority {priority}, handle {handle:#x}) on ifindex {ifindex}", tc_dir(ingress)))?;
+    Ok(true)
+}
+
+/// The name of a loaded program (at most 15 bytes, as the kernel keeps it).
+pub fn prog_name_by_id(id: u32) -> Result<String> {
+    let fd = prog_by_id(id)?;
+    let mut info = sys::bpf_prog_info::default();
+    let mut len = std::mem::size_of::<sys::bpf_prog_info>() as u32;
+    let ret = unsafe { sys::bpf_prog_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+    check(ret, || format!("reading the info of program id {id}"))?;
+    Ok(unsafe { c_str_lossy(info.name.as_ptr()) })
+}
+
+/// For tests: an array map with u32 keys.
+#[cfg(test)]
+pub fn array_map_create(name: &str, value_size: u32, max_entries: u32) -> Result<OwnedFd> {
+    let c = cstring(name);
+    let fd = unsafe { sys::bpf_map_create(sys::BPF_MAP_TYPE_ARRAY, c.as_ptr(), 4, value_size, max_entries, ptr::null()) };
+    let fd = check(fd, || format!("creating array map {name}"))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// For tests: load a program from raw instructions (struct bpf_insn, as u64s).
+#[cfg(test)]
+pub fn prog_load_insns(prog_type: sys::bpf_prog_type, name: &str, insns: &[u64]) -> Result<OwnedFd> {
+    let c = cstring(name);
+    let license = cstring("GPL");
+    let mut opts = sys::bpf_prog_load_opts { sz: std::mem::size_of::<sys::bpf_prog_load_opts>() as sys::size_t, ..Default::default() };
+    let fd = unsafe {
+        sys::bpf_prog_load(prog_type, c.as_ptr(), license.as_ptr(), insns.as_ptr() as *const sys::bpf_insn, insns.len() as sys::size_t, &mut opts)
+    };
+    let fd = check(fd, || format!("loading program {name}"))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}

@@ -1,5 +1,6 @@
 //! meshwire-loader: the node daemon and its operator commands.
 
+mod clsact;
 mod cni_install;
 mod config;
 mod control;
@@ -211,6 +212,15 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
     match command {
         Command::Run => daemon::run(config, api),
         Command::Cleanup => {
+            // Pods' clsact filters are not pinned: take them off while the
+            // records say where they are (and the pins which qdiscs are meshwire's).
+            if api.state_dir.join("pods").is_dir() {
+                for r in records::Records::open(&api.state_dir)?.all()?.0 {
+                    if let Err(e) = tc::detach_pod(&pins, r.netns_cookie, Some((&r.spec.netns, &r.spec.ifname))) {
+                        log::warn!("pod {}: {e}", r.spec.container_id);
+                    }
+                }
+            }
             for p in datapath::cleanup(pins.root())? {
                 println!("removed {}", p.display());
             }

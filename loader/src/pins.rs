@@ -6,6 +6,9 @@
 //! <pin_dir>/progs/<program name> tc programs, attached per pod from these pins
 //! <pin_dir>/pods/<cookie>/tc_ingress, tc_egress
 //!                                a pod's tcx links (netns cookie in decimal)
+//! <pin_dir>/pods/<cookie>/clsact_qdisc
+//!                                a directory: meshwire created the clsact qdisc
+//!                                its tc filters are on (tc.rs, clsact.rs)
 //! ```
 
 use std::fs::File;

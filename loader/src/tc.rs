@@ -3,21 +3,35 @@
 //!
 //! `datapath::install` loads the tc programs and pins them under
 //! `<pin_dir>/progs/` ([`pin_program`]). `pod add --ifname IF` attaches them
-//! from those pins to the pod's interface as tcx links, pinned under
-//! `<pin_dir>/pods/<cookie>/` ([`attach_pod`]); `pod del` unpins them, which
-//! detaches them ([`detach_pod`]). A restarted loader pins its new programs
-//! and moves every pod's links onto them, so attachments survive restarts.
+//! from those pins to the pod's interface, inside its network namespace
+//! ([`attach_pod`]), in one of two ways (`[tc] attach`, [`TcAttach`]):
 //!
-//! Only tcx links (Linux 6.6) are used. A clsact fallback for older kernels
-//! (bpf_tc_hook_create + bpf_tc_attach, remembered outside bpffs so that it
-//! can be detached) is not implemented; attaching fails with a message that
-//! names the missing kernel feature.
+//! - tcx links (Linux 6.6), pinned under `<pin_dir>/pods/<cookie>/`; a
+//!   restarted loader pins its new programs and moves every pod's links onto
+//!   them ([`pin_program`]).
+//! - clsact (crate::clsact), for older kernels: direct-action filters at a
+//!   fixed priority and handle on the interface's clsact qdisc. They are not
+//!   BPF links and need no pins: they stay on the qdisc, independent of the
+//!   loader. A restarted loader moves them onto its programs when it applies
+//!   its pods again (`PodService::adopt` calls [`attach_pod`], which replaces
+//!   meshwire's filters in place). When meshwire created the qdisc, the
+//!   directory `pods/<cookie>/clsact_qdisc` says so (bpffs holds no regular
+//!   files), so that detaching deletes it again once no other filter is on it.
+//!
+//! "auto" (the default) asks the kernel once whether it has tcx links. Attaching
+//! a pod one way takes away what the other way left (a changed mode, or a
+//! kernel upgrade). [`detach_pod`] unpins the links and, given the pod's netns
+//! and interface, looks there for meshwire's filters (bpf_tc_query) and
+//! removes them; nothing else on the interface is touched.
 
 use std::fs::File;
 use std::io;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
+use std::sync::OnceLock;
 
+use crate::clsact;
+pub use crate::config::TcAttach;
 use crate::libbpf;
 use crate::pins::Pins;
 use crate::system;
@@ -38,6 +52,41 @@ pub const TC_PROGRAMS: &[TcProgram] = &[
 
 /// Linux limits interface names to IFNAMSIZ - 1 bytes.
 const IFNAMSIZ: usize = 16;
+
+/// Under a pod's directory: meshwire created the clsact qdisc of its interface.
+const QDISC_MARKER: &str = "clsact_qdisc";
+
+/// How a pod's programs are attached, once "auto" is decided.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Method {
+    Tcx,
+    Clsact,
+}
+
+/// The kernel's answer to "tcx links?", asked once per process.
+static HAS_TCX: OnceLock<bool> = OnceLock::new();
+
+/// What `mode` means on this kernel; `prog_fd` (a tc program) is what "auto"
+/// asks the kernel with.
+pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, String> {
+    match mode {
+        TcAttach::Tcx => Ok(Method::Tcx),
+        TcAttach::Clsact => Ok(Method::Clsact),
+        TcAttach::Auto => {
+            let has_tcx = match HAS_TCX.get() {
+                Some(&known) => known,
+                None => {
+                    let answer = libbpf::tcx_supported(prog_fd).map_err(|e| e.to_string())?;
+                    if HAS_TCX.set(answer).is_ok() {
+                        log::info!("tc: this kernel {} tcx links; pods' tc programs are attached {}", if answer { "has" } else { "lacks" }, if answer { "as tcx links" } else { "as clsact filters" });
+                    }
+                    answer
+                }
+            };
+            Ok(if has_tcx { Method::Tcx } else { Method::Clsact })
+        }
+    }
+}
 
 /// Where a pin is written before it is renamed over `path` (bpffs refuses
 /// names with a '.').
@@ -119,12 +168,58 @@ fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd) {
     }
 }
 
+/// The outcome of work inside a pod's network namespace.
+enum Reach<T> {
+    Done(T),
+    /// Not done, and why: the namespace is gone (or its path names another
+    /// one now), or it has no such interface.
+    Unreachable(String),
+}
+
+/// Run `f` with the index of `ifname` on a thread inside the network
+/// namespace at `netns`, once its cookie is checked to be `cookie`.
+fn in_pod_netns<T: Send + 'static>(
+    netns: &Path,
+    cookie: u64,
+    ifname: &str,
+    f: impl FnOnce(u32) -> Result<T, String> + Send + 'static,
+) -> Result<Reach<T>, String> {
+    let file = match File::open(netns) {
+        Ok(f) => f,
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {
+            return Ok(Reach::Unreachable(format!("opening network namespace {}: {e}", netns.display())))
+        }
+        Err(e) => return Err(format!("opening network namespace {}: {e}", netns.display())),
+    };
+    let shown = netns.display().to_string();
+    let ifname = ifname.to_string();
+    std::thread::spawn(move || -> Result<Reach<T>, String> {
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
+        let here = system::current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e}"))?;
+        if here != cookie {
+            return Ok(Reach::Unreachable(format!("{shown} has netns cookie {here}, not {cookie}")));
+        }
+        let ifindex = match nix::net::if_::if_nametoindex(ifname.as_str()) {
+            Ok(i) => i,
+            Err(e) => return Ok(Reach::Unreachable(format!("no interface {ifname} in network namespace {shown}: {e}"))),
+        };
+        f(ifindex).map(Reach::Done).map_err(|e| format!("{ifname} in {shown}: {e}"))
+    })
+    .join()
+    .map_err(|_| "netns thread panicked".to_string())?
+}
+
+fn lock(pins: &Pins) -> Result<crate::pins::PinLock, String> {
+    pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))
+}
+
 /// Attach the tc programs to `ifname` in the pod's network namespace
-/// `netns` (whose cookie is `cookie`), from their pins, as tcx links pinned
-/// under `pods/<cookie>/`. Attaching again is fine: links already on that
-/// interface get the current programs, others are replaced. On error the
-/// pod has no tc pins left.
-pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<(), String> {
+/// `netns` (whose cookie is `cookie`), from their pins, the way `mode` says:
+/// tcx links pinned under `pods/<cookie>/`, or meshwire's clsact filters.
+/// Attaching again is fine: what is there gets the current programs. On
+/// error the pod has no tc attachment left.
+pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: TcAttach) -> Result<(), String> {
     if ifname.is_empty() || ifname.len() >= IFNAMSIZ || ifname.contains(['/', '\0']) || ifname.chars().any(char::is_whitespace) {
         return Err(format!("{ifname:?} is not an interface name"));
     }
@@ -135,37 +230,44 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Resul
             .map_err(|e| format!("{e}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))?;
         progs.push((tc, fd));
     }
-    let netns_file = File::open(netns).map_err(|e| format!("opening network namespace {}: {e}", netns.display()))?;
-    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
+    let method = method(mode, progs[0].1.as_raw_fd())?;
+    let _lock = lock(pins)?;
     let dir = pins.pod_dir(cookie);
     {
         use std::os::unix::fs::DirBuilderExt;
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
 
-    let shown = netns.display().to_string();
-    let ifname_owned = ifname.to_string();
     let dir_owned = dir.clone();
-    let result = std::thread::spawn(move || -> Result<(), String> {
-        nix::sched::setns(netns_file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
-        let here = system::current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e}"))?;
-        if here != cookie {
-            return Err(format!("{shown} has netns cookie {here}, not {cookie}"));
+    let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), String> {
+        match method {
+            Method::Tcx => {
+                for (tc, prog) in &progs {
+                    attach_one(&dir_owned, tc, prog, ifindex).map_err(|e| format!("{}: {e}", tc.program))?;
+                }
+                remove_filters_here(ifindex, &dir_owned.join(QDISC_MARKER))
+            }
+            Method::Clsact => {
+                if clsact::ensure_qdisc(ifindex)? {
+                    let marker = dir_owned.join(QDISC_MARKER);
+                    std::fs::create_dir_all(&marker).map_err(|e| format!("creating {}: {e}", marker.display()))?;
+                }
+                for (tc, prog) in &progs {
+                    clsact::attach(ifindex, tc, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
+                }
+                Ok(())
+            }
         }
-        let ifindex = nix::net::if_::if_nametoindex(ifname_owned.as_str())
-            .map_err(|e| format!("no interface {ifname_owned} in network namespace {shown}: {e}"))?;
-        for (tc, prog) in &progs {
-            attach_one(&dir_owned, tc, prog, ifindex).map_err(|e| format!("{} on {ifname_owned} in {shown}: {e}", tc.program))?;
-        }
-        Ok(())
-    })
-    .join()
-    .map_err(|_| "netns thread panicked".to_string())?;
-
+    });
+    let result = match reached {
+        Ok(Reach::Done(())) if method == Method::Clsact => remove_links(&dir).map(|_| ()),
+        Ok(Reach::Done(())) => Ok(()),
+        Ok(Reach::Unreachable(why)) => Err(why),
+        Err(e) => Err(e),
+    };
     if let Err(e) = result {
-        if let Err(e2) = remove_pod_pins(pins, cookie) {
-            log::warn!("removing the tc pins of pod {cookie} after a failed attach: {e2}");
+        if let Err(e2) = detach_locked(pins, cookie, Some((netns, ifname))) {
+            log::warn!("removing the tc attachment of pod {cookie} after a failed attach: {e2}");
         }
         return Err(e);
     }
@@ -186,7 +288,7 @@ fn attach_one(dir: &Path, tc: &TcProgram, prog: &OwnedFd, ifindex: u32) -> Resul
     let link = libbpf::tcx_link_create(prog.as_raw_fd(), ifindex, tc.ingress).map_err(|e| {
         if matches!(e.source.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) {
             let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".to_string(), |r| r.trim().to_string());
-            format!("{e}: this kernel ({release}) may lack tcx links (Linux 6.6), which inbound interception needs (no clsact fallback yet)")
+            format!("{e}: this kernel ({release}) may lack tcx links (Linux 6.6); set [tc] attach = \"auto\" or \"clsact\" to use a clsact qdisc instead")
         } else {
             e.to_string()
         }
@@ -194,20 +296,97 @@ fn attach_one(dir: &Path, tc: &TcProgram, prog: &OwnedFd, ifindex: u32) -> Resul
     replace_pin(&link, &path)
 }
 
-/// Remove a pod's tc links (unpinning the last reference detaches them; a
-/// link whose netns is gone is defunct and just unpinned) and its directory.
-/// Detaching a pod that has none is fine.
-pub fn detach_pod(pins: &Pins, cookie: u64) -> Result<(), String> {
+/// Take a pod's programs off its interface: its tcx links (unpinning the
+/// last reference detaches them; a link whose netns is gone is defunct and
+/// just unpinned) and its directory, and, given `iface` (the pod's netns path
+/// and interface name), meshwire's clsact filters there, with the qdisc when
+/// meshwire created it and nothing else is on it. Detaching a pod that has
+/// none, or whose namespace is gone, is fine.
+pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
     if !pins.root().exists() {
-        return Ok(());
+        // Nothing pinned (cleaned up): filters are all there can be.
+        return remove_filters(pins, cookie, iface);
     }
-    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
+    let _lock = lock(pins)?;
+    detach_locked(pins, cookie, iface)
+}
+
+fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
+    remove_filters(pins, cookie, iface)?;
     remove_pod_pins(pins, cookie).map(|_| ())
 }
 
-/// What `detach_pod` removes, without taking the lock; returns the paths.
-fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
+/// meshwire's clsact filters on the pod's interface, if it is still there.
+fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
+    let Some((netns, ifname)) = iface.filter(|(_, i)| !i.is_empty()) else {
+        return Ok(());
+    };
+    let marker = pins.pod_dir(cookie).join(QDISC_MARKER);
+    match in_pod_netns(netns, cookie, ifname, move |ifindex| remove_filters_here(ifindex, &marker))? {
+        Reach::Done(()) => Ok(()),
+        Reach::Unreachable(why) => {
+            log::debug!("pod {cookie}: no clsact filters to remove ({why})");
+            Ok(())
+        }
+    }
+}
+
+/// In the pod's netns: meshwire's filters off the interface, then the qdisc
+/// if `marker` says meshwire created it and no other filter is on it (with
+/// other filters there it is theirs now: the marker goes, the qdisc stays).
+fn remove_filters_here(ifindex: u32, marker: &Path) -> Result<(), String> {
+    for tc in TC_PROGRAMS {
+        clsact::detach(ifindex, tc)?;
+    }
+    if !marker.exists() {
+        return Ok(());
+    }
+    let others = clsact::other_filters(ifindex)?;
+    if others.is_empty() {
+        clsact::remove_qdisc(ifindex)?;
+    } else {
+        log::info!("ifindex {ifindex}: keeping the clsact qdisc meshwire created, other filters are on it: {}", others.join("; "));
+    }
+    remove_dir_if_present(marker)
+}
+
+fn remove_dir_if_present(path: &Path) -> Result<(), String> {
+    match std::fs::remove_dir(path) {
+        Ok(()) => Ok(()),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
+        Err(e) => Err(format!("removing {}: {e}", path.display())),
+    }
+}
+
+/// For CHECK: the pod's programs are attached, as both tcx links (pinned) or
+/// else as both of meshwire's clsact filters on its interface.
+pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<(), String> {
     let dir = pins.pod_dir(cookie);
+    let links: Vec<PathBuf> = TC_PROGRAMS.iter().map(|tc| dir.join(tc.link)).collect();
+    match links.iter().find(|l| !l.exists()) {
+        None => return Ok(()),
+        Some(missing) if links.iter().any(|l| l.exists()) => return Err(format!("tc link {} is missing", missing.display())),
+        Some(_) => {}
+    }
+    let slots = match in_pod_netns(netns, cookie, ifname, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc)).collect::<Result<Vec<_>, _>>())? {
+        Reach::Done(s) => s,
+        Reach::Unreachable(why) => return Err(why),
+    };
+    for (tc, slot) in TC_PROGRAMS.iter().zip(slots) {
+        let side = if tc.ingress { "ingress" } else { "egress" };
+        match slot {
+            clsact::Slot::Ours(_) => {}
+            clsact::Slot::Empty => {
+                return Err(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, dir.join(tc.link).display()))
+            }
+            clsact::Slot::Other(what) => return Err(format!("{ifname}: meshwire's clsact {side} place holds {what}, not {}", tc.program)),
+        }
+    }
+    Ok(())
+}
+
+/// A pod's tcx links, detached and unpinned; returns the paths removed.
+fn remove_links(dir: &Path) -> Result<Vec<PathBuf>, String> {
     let mut removed = Vec::new();
     for tc in TC_PROGRAMS {
         let path = dir.join(tc.link);
@@ -217,6 +396,16 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
             removed.push(path);
         }
     }
+    Ok(removed)
+}
+
+/// What `detach_pod` removes from bpffs, without taking the lock; returns
+/// the paths. The qdisc marker goes too: who asks this without the pod's
+/// interface cannot reach the qdisc anyway.
+fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
+    let dir = pins.pod_dir(cookie);
+    let removed = remove_links(&dir)?;
+    remove_dir_if_present(&dir.join(QDISC_MARKER))?;
     match std::fs::remove_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}

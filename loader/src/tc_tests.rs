@@ -655,16 +655,17 @@ fn a_program_pin_is_replaced_in_place() {
 #[test]
 fn detaching_a_pod_that_has_nothing_is_fine() {
     let tc = Tc::new();
-    detach_pod(&tc.pins, 12345).unwrap();
-    detach_pod(&Pins::new(&tc.pins.root().join("absent")), 1).unwrap();
+    detach_pod(&tc.pins, 12345, None).unwrap();
+    detach_pod(&tc.pins, 12345, Some((Path::new("/run/netns/meshwire-no-such-ns"), "eth0"))).unwrap();
+    detach_pod(&Pins::new(&tc.pins.root().join("absent")), 1, None).unwrap();
 }
 
 #[test]
 fn attaching_without_pinned_programs_says_so() {
     let tc = Tc::new();
-    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo").unwrap_err();
+    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err();
     assert!(e.contains("is the loader running"), "{e}");
-    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "a/b").unwrap_err();
+    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "a/b", TcAttach::Auto).unwrap_err();
     assert!(e.contains("not an interface name"), "{e}");
 }
 
@@ -785,23 +786,16 @@ fn wait_for(what: &str, mut cond: impl FnMut() -> bool) {
 
 #[test]
 fn across_a_veth_inbound_connections_reach_the_sidecar() {
-    use std::io::{Read, Write};
-
     let (tc, pair, cookie, sidecar) = veth_pod();
     assert_eq!(dial(&pair, APP).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused, "before attaching");
 
-    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
     let links = pod_links(&tc.pins, cookie);
-    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").expect("attaching twice is fine");
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).expect("attaching twice is fine");
     assert_eq!(pod_links(&tc.pins, cookie), links, "the same links stay");
     assert!(links[0].ingress && !links[1].ingress && links[0].ifindex != 0);
 
-    let mut client = dial(&pair, APP).expect("connect to 8080, answered by the sidecar");
-    let (mut server, peer) = sidecar.accept().unwrap();
-    server.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
-    assert_eq!(server.local_addr().unwrap(), SocketAddr::from((VETH_POD, INBOUND)));
-    assert_eq!(peer, client.local_addr().unwrap());
-    assert_eq!(client.peer_addr().unwrap(), SocketAddr::from((VETH_POD, APP)), "the peer sees the port it dialled");
+    let (client, server, peer) = redirected_connection(&pair, &sidecar);
     let flow_key = Flow4Key {
         remote_ip4: u32::from(VETH_REMOTE).to_be(),
         local_ip4: u32::from(VETH_POD).to_be(),
@@ -810,23 +804,8 @@ fn across_a_veth_inbound_connections_reach_the_sidecar() {
     };
     let flows = tc.map(pins::MAP_FLOW4);
     assert_eq!(flows.lookup::<Flow4Key, Flow4>(&flow_key).unwrap().map(|f| u16::from_be(f.orig_port)), Some(APP));
-
-    client.write_all(b"ping").unwrap();
-    let mut buf = [0u8; 4];
-    server.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"ping");
-    server.write_all(b"pong").unwrap();
-    client.read_exact(&mut buf).unwrap();
-    assert_eq!(&buf, b"pong");
-
-    // The peer closes first; the sidecar answers and closes; the peer's last
-    // ACK ends the flow.
-    client.shutdown(std::net::Shutdown::Write).unwrap();
-    let mut rest = Vec::new();
-    server.read_to_end(&mut rest).unwrap();
-    drop(server);
-    assert_eq!(client.read(&mut buf).unwrap(), 0, "EOF from the sidecar, through the rewrite");
-    drop(client);
+    // The peer's last ACK ends the flow.
+    talk_and_close(client, server);
     wait_for("the flow to be forgotten", || flows.lookup::<Flow4Key, Flow4>(&flow_key).unwrap().is_none());
     assert_eq!(tc.count(pins::MAP_FLOW4_FIN), 0);
     assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), 1);
@@ -841,33 +820,29 @@ fn across_a_veth_inbound_connections_reach_the_sidecar() {
         assert_eq!(link.prog_id, libbpf::prog_id(newer.program(p.program).unwrap().fd()).unwrap(), "{}", p.program);
     }
     drop(newer);
-    let mut client = dial(&pair, APP).expect("still redirected after the swap");
-    let (mut server, _) = sidecar.accept().unwrap();
-    client.write_all(b"x").unwrap();
-    server.read_exact(&mut buf[..1]).unwrap();
-    drop((client, server));
+    one_redirected_connection(&pair, &sidecar);
 
-    detach_pod(&tc.pins, cookie).unwrap();
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
     assert!(!tc.pins.pod_dir(cookie).exists());
-    detach_pod(&tc.pins, cookie).expect("detaching twice is fine");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
     assert_eq!(dial(&pair, APP).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused, "after detaching");
 
     // Failed attaches leave no pins behind.
-    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0").unwrap_err();
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Tcx).unwrap_err();
     assert!(e.contains("no interface nope0"), "{e}");
     assert!(!tc.pins.pod_dir(cookie).exists());
-    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0").unwrap_err();
+    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap_err();
     assert!(e.contains(&format!("not {}", cookie + 1)), "{e}");
     assert!(!tc.pins.pod_dir(cookie + 1).exists());
 
     // The pod's netns goes away with its links pinned: they are defunct,
     // the loader's restart step skips them, and detaching just unpins.
-    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
     drop(sidecar);
     pair.delete_pod();
     wait_for("the pod's links to become defunct", || pod_links(&tc.pins, cookie).iter().all(|l| l.ifindex == 0));
     pin_programs(&tc.pins, &tc.obj);
-    detach_pod(&tc.pins, cookie).unwrap();
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
     assert!(!tc.pins.pod_dir(cookie).exists());
     assert_eq!(std::fs::read_dir(tc.pins.pods_dir()).unwrap().count(), 0);
 }
@@ -875,7 +850,7 @@ fn across_a_veth_inbound_connections_reach_the_sidecar() {
 #[test]
 fn cleanup_detaches_the_pods_and_removes_the_tc_pins() {
     let (tc, pair, cookie, sidecar) = veth_pod();
-    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
     let client = dial(&pair, APP).expect("redirected while attached");
     drop((client, sidecar.accept().unwrap()));
 
@@ -889,4 +864,342 @@ fn cleanup_detaches_the_pods_and_removes_the_tc_pins() {
     // The links went with their pins: nothing redirects any more. (The
     // kernel frees a released link from a work item: give it a moment.)
     wait_for("the links to detach", || matches!(dial(&pair, APP), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused));
+}
+
+// ---- clsact: meshwire's filters on the pod's clsact qdisc ----------------------
+
+/// `tc -n NS ARGS...` (iproute2), in a namespace of the test's own; its output.
+fn tc_in(ns: &str, args: &[&str]) -> String {
+    let out = std::process::Command::new("tc").arg("-n").arg(ns).args(args).output().expect("run tc (iproute2)");
+    assert!(out.status.success(), "tc -n {ns} {}: {}", args.join(" "), String::from_utf8_lossy(&out.stderr));
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// The pod's qdiscs on eth0, as `tc qdisc show` prints them.
+fn qdiscs(pair: &NetnsPair) -> String {
+    tc_in(&pair.pod, &["qdisc", "show", "dev", "eth0"])
+}
+
+fn has_clsact(pair: &NetnsPair) -> bool {
+    qdiscs(pair).contains("qdisc clsact")
+}
+
+/// `f(ifindex of eth0)` inside the pod's namespace.
+fn on_pod_eth0<T: Send + 'static>(pair: &NetnsPair, f: impl FnOnce(u32) -> T + Send + 'static) -> T {
+    in_netns(&pair.pod_path(), move || f(nix::net::if_::if_nametoindex("eth0").expect("eth0 in the pod")))
+}
+
+/// What sits at meshwire's place on ingress and on egress of the pod's eth0.
+fn slots(pair: &NetnsPair) -> Vec<clsact::Slot> {
+    on_pod_eth0(pair, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc).unwrap()).collect())
+}
+
+/// Every filter on the pod's eth0: (ingress, priority, handle, kind).
+fn all_filters(pair: &NetnsPair) -> Vec<(bool, u16, u32, String)> {
+    on_pod_eth0(pair, |ifindex| {
+        [true, false]
+            .into_iter()
+            .flat_map(|ingress| clsact::dump_filters(ifindex, ingress).unwrap().into_iter().map(move |f| (ingress, f.priority, f.handle, f.kind)))
+            .filter(|f| f.2 != 0)
+            .collect()
+    })
+}
+
+/// meshwire's filters run the programs of `obj`.
+fn assert_filters_run(pair: &NetnsPair, obj: &Object) {
+    let want: Vec<clsact::Slot> =
+        TC_PROGRAMS.iter().map(|p| clsact::Slot::Ours(libbpf::prog_id(obj.program(p.program).unwrap().fd()).unwrap())).collect();
+    assert_eq!(slots(pair), want);
+}
+
+fn no_tcx_links(pins: &Pins, cookie: u64) -> bool {
+    TC_PROGRAMS.iter().all(|p| !pins.pod_dir(cookie).join(p.link).exists())
+}
+
+fn marker(pins: &Pins, cookie: u64) -> PathBuf {
+    pins.pod_dir(cookie).join(QDISC_MARKER)
+}
+
+/// A connection from the remote namespace to the pod's 8080, accepted by the
+/// sidecar on 15003 through meshwire's programs: (client, server, the peer
+/// address the sidecar saw).
+fn redirected_connection(pair: &NetnsPair, sidecar: &TcpListener) -> (TcpStream, TcpStream, SocketAddr) {
+    let client = dial(pair, APP).expect("connect to 8080, answered by the sidecar");
+    let (server, peer) = sidecar.accept().unwrap();
+    server.set_read_timeout(Some(Duration::from_secs(3))).unwrap();
+    assert_eq!(server.local_addr().unwrap(), SocketAddr::from((VETH_POD, INBOUND)));
+    assert_eq!(peer, client.local_addr().unwrap());
+    assert_eq!(client.peer_addr().unwrap(), SocketAddr::from((VETH_POD, APP)), "the peer sees the port it dialled");
+    (client, server, peer)
+}
+
+/// Ping and pong through the rewrite; then the peer closes first and the
+/// sidecar answers and closes.
+fn talk_and_close(mut client: TcpStream, mut server: TcpStream) {
+    use std::io::{Read, Write};
+    client.write_all(b"ping").unwrap();
+    let mut buf = [0u8; 4];
+    server.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"ping");
+    server.write_all(b"pong").unwrap();
+    client.read_exact(&mut buf).unwrap();
+    assert_eq!(&buf, b"pong");
+    client.shutdown(std::net::Shutdown::Write).unwrap();
+    let mut rest = Vec::new();
+    server.read_to_end(&mut rest).unwrap();
+    drop(server);
+    assert_eq!(client.read(&mut buf).unwrap(), 0, "EOF from the sidecar, through the rewrite");
+}
+
+fn one_redirected_connection(pair: &NetnsPair, sidecar: &TcpListener) {
+    let (client, server, _) = redirected_connection(pair, sidecar);
+    talk_and_close(client, server);
+}
+
+fn refused(pair: &NetnsPair) -> bool {
+    matches!(dial(pair, APP), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused)
+}
+
+/// Someone else's tc program: counts the packets it sees (wherever it is
+/// attached, into one counter) and returns TC_ACT_UNSPEC, like meshwire's.
+struct OtherProg {
+    prog: OwnedFd,
+    counts: MapFd,
+}
+
+/// struct bpf_insn as a little-endian u64.
+fn insn(code: u8, dst: u8, src: u8, off: i16, imm: i32) -> u64 {
+    code as u64 | ((dst | src << 4) as u64) << 8 | (off as u16 as u64) << 16 | (imm as u32 as u64) << 32
+}
+
+impl OtherProg {
+    fn new(tc: &Tc) -> OtherProg {
+        let map = libbpf::array_map_create("other_counts", 8, 1).unwrap();
+        let map_path = tc._fs.path().join("other_counts");
+        libbpf::obj_pin(&map, &map_path).unwrap();
+        let counts = MapFd::open_pinned(&map_path).unwrap();
+        let insns = [
+            insn(0x62, 10, 0, -4, 0),             // *(u32 *)(r10 - 4) = 0
+            insn(0xbf, 2, 10, 0, 0),              // r2 = r10
+            insn(0x07, 2, 0, 0, -4),              // r2 += -4
+            insn(0x18, 1, 1, 0, map.as_raw_fd()), // r1 = the map (BPF_PSEUDO_MAP_FD)
+            0,                                    //   (ld_imm64, second half)
+            insn(0x85, 0, 0, 0, 1),               // call bpf_map_lookup_elem
+            insn(0x15, 0, 0, 2, 0),               // if r0 == 0 goto +2
+            insn(0xb7, 1, 0, 0, 1),               // r1 = 1
+            insn(0xdb, 0, 1, 0, 0),               // lock *(u64 *)(r0 + 0) += r1
+            insn(0xb7, 0, 0, 0, -1),              // r0 = TC_ACT_UNSPEC
+            insn(0x95, 0, 0, 0, 0),               // exit
+        ];
+        let prog = libbpf::prog_load_insns(libbpf_sys::BPF_PROG_TYPE_SCHED_CLS, "other_tc", &insns).unwrap();
+        OtherProg { prog, counts }
+    }
+
+    fn count(&self) -> u64 {
+        self.counts.lookup::<u32, u64>(&0).unwrap().unwrap()
+    }
+
+    /// Attach it to the pod's eth0 (clsact qdisc there) at `priority`, handle 1.
+    fn attach(&self, pair: &NetnsPair, ingress: bool, priority: u16, handle: u32) -> u32 {
+        let fd = self.prog.as_raw_fd();
+        on_pod_eth0(pair, move |ifindex| libbpf::tc_attach(ifindex, ingress, priority, handle, fd).unwrap())
+    }
+}
+
+#[test]
+fn clsact_across_a_veth_inbound_connections_reach_the_sidecar() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    assert!(!has_clsact(&pair));
+    assert!(refused(&pair), "before attaching");
+
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_filters_run(&pair, &tc.obj);
+    assert!(no_tcx_links(&tc.pins, cookie), "clsact filters are not pinned");
+    assert!(has_clsact(&pair) && marker(&tc.pins, cookie).is_dir(), "meshwire created the qdisc, and says so");
+    let ours = vec![(true, clsact::PRIORITY, clsact::HANDLE, "bpf".to_string()), (false, clsact::PRIORITY, clsact::HANDLE, "bpf".to_string())];
+    assert_eq!(all_filters(&pair), ours);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).expect("attaching twice is fine");
+    assert_eq!(all_filters(&pair), ours, "still one filter on each side");
+    assert!(marker(&tc.pins, cookie).is_dir(), "the qdisc is still meshwire's");
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+
+    one_redirected_connection(&pair, &sidecar);
+    let flows = tc.map(pins::MAP_FLOW4);
+    wait_for("the flow to be forgotten", || flows.raw_keys().unwrap().is_empty());
+    assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), 1);
+    assert_eq!(tc.stat("MW_STAT_TC_FLOW_CLOSED"), 1);
+
+    // A restarted loader pins its programs, then applies its pods again:
+    // meshwire's filters are replaced in place with the new programs.
+    let newer = load_tc(&tc.pins, &test_settings(false));
+    pin_programs(&tc.pins, &newer);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_filters_run(&pair, &newer);
+    assert_eq!(all_filters(&pair), ours);
+    drop(newer);
+    one_redirected_connection(&pair, &sidecar);
+
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert_eq!(slots(&pair), vec![clsact::Slot::Empty, clsact::Slot::Empty]);
+    assert!(!has_clsact(&pair), "the qdisc meshwire created went with its filters: {}", qdiscs(&pair));
+    assert!(!tc.pins.pod_dir(cookie).exists());
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(e.contains("neither as a tcx link") && e.contains("clsact ingress filter"), "{e}");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
+    assert!(refused(&pair), "after detaching");
+
+    // Failed attaches leave nothing behind.
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Clsact).unwrap_err();
+    assert!(e.contains("no interface nope0"), "{e}");
+    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err();
+    assert!(e.contains(&format!("not {}", cookie + 1)), "{e}");
+    assert!(!has_clsact(&pair));
+    assert_eq!(std::fs::read_dir(tc.pins.pods_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn clsact_leaves_other_filters_and_qdiscs_alone_and_they_still_run() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    // Someone else's: the clsact qdisc, a root qdisc, and a filter on each
+    // side: after meshwire's on ingress (a priority the kernel would choose),
+    // before it on egress.
+    tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "clsact"]);
+    tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb"]);
+    let other = OtherProg::new(&tc);
+    let other_id = other.attach(&pair, true, 49152, 1);
+    other.attach(&pair, false, 1, 1);
+    let theirs = vec![(true, 49152, 1, "bpf".to_string()), (false, 1, 1, "bpf".to_string())];
+    assert_eq!(all_filters(&pair), theirs);
+
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(!marker(&tc.pins, cookie).exists(), "the qdisc was there: not meshwire's");
+    assert_filters_run(&pair, &tc.obj);
+    assert_eq!(all_filters(&pair).len(), 4);
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+
+    // Both run on every packet: meshwire's TC_ACT_UNSPEC goes on to the next
+    // filter, and the filter before meshwire's does not keep it from running.
+    let before = other.count();
+    one_redirected_connection(&pair, &sidecar);
+    let seen = other.count() - before;
+    assert!(seen >= 8, "the other filters saw {seen} packets of a whole connection");
+    assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), 1);
+
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert_eq!(all_filters(&pair), theirs, "only meshwire's filters went");
+    let q = qdiscs(&pair);
+    assert!(q.contains("qdisc clsact") && q.contains("qdisc htb 1: root"), "{q}");
+    assert_eq!(on_pod_eth0(&pair, |i| libbpf::tc_query(i, true, 49152, 1).unwrap()), Some(other_id));
+    let before = other.count();
+    assert!(refused(&pair), "after detaching");
+    assert!(other.count() > before, "the other filter still runs");
+}
+
+#[test]
+fn a_clsact_qdisc_meshwire_created_stays_while_another_filter_is_on_it() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(marker(&tc.pins, cookie).is_dir());
+    // Another component adds its filter to meshwire's qdisc.
+    let other = OtherProg::new(&tc);
+    other.attach(&pair, false, 49152, 1);
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(has_clsact(&pair), "in use by another filter: kept");
+    assert_eq!(all_filters(&pair), vec![(false, 49152, 1, "bpf".to_string())]);
+    assert!(!tc.pins.pod_dir(cookie).exists(), "and no longer meshwire's");
+
+    // Attached to a qdisc that was there, detached: the qdisc stays, even empty.
+    on_pod_eth0(&pair, |i| libbpf::tc_detach(i, false, 49152, 1).unwrap());
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(!marker(&tc.pins, cookie).exists());
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(has_clsact(&pair) && all_filters(&pair).is_empty(), "{}", qdiscs(&pair));
+}
+
+#[test]
+fn a_filter_of_someone_else_at_meshwires_place_is_left_alone() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "clsact"]);
+    let other = OtherProg::new(&tc);
+    let other_id = other.attach(&pair, true, clsact::PRIORITY, clsact::HANDLE);
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err();
+    assert!(e.contains("other_tc") && e.contains("left alone"), "{e}");
+    assert_eq!(slots(&pair), vec![clsact::Slot::Other(format!("a bpf filter running program other_tc (id {other_id})")), clsact::Slot::Empty]);
+    assert!(!tc.pins.pod_dir(cookie).exists());
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(e.contains("other_tc"), "{e}");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert_eq!(on_pod_eth0(&pair, |i| libbpf::tc_query(i, true, clsact::PRIORITY, clsact::HANDLE).unwrap()), Some(other_id));
+    assert!(has_clsact(&pair));
+}
+
+#[test]
+fn clsact_detach_when_the_pods_netns_is_gone() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(marker(&tc.pins, cookie).is_dir());
+    drop(sidecar);
+    pair.delete_pod();
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(!tc.pins.pod_dir(cookie).exists(), "the marker went with the pod");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(e.contains("opening network namespace"), "{e}");
+}
+
+#[test]
+fn changing_the_attach_mode_moves_the_pod() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    assert_eq!(pod_links(&tc.pins, cookie).len(), 2);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(no_tcx_links(&tc.pins, cookie), "the tcx links went");
+    assert_filters_run(&pair, &tc.obj);
+    one_redirected_connection(&pair, &sidecar);
+
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    assert_eq!(pod_links(&tc.pins, cookie).len(), 2);
+    assert!(all_filters(&pair).is_empty() && !has_clsact(&pair), "meshwire's filters and qdisc went: {}", qdiscs(&pair));
+    assert!(!marker(&tc.pins, cookie).exists());
+    one_redirected_connection(&pair, &sidecar);
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    wait_for("the links to detach", || refused(&pair));
+}
+
+#[test]
+fn auto_is_tcx_on_a_kernel_that_has_it() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap(), v.next().unwrap());
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    let prog = tc.obj.program("mw_tc_ingress").unwrap().fd();
+    assert_eq!(libbpf::tcx_supported(prog).unwrap(), (major, minor) >= (6, 6), "kernel {}", release.trim());
+    let want = if (major, minor) >= (6, 6) { Method::Tcx } else { Method::Clsact };
+    assert_eq!(method(TcAttach::Auto, prog).unwrap(), want);
+    assert_eq!(method(TcAttach::Clsact, prog).unwrap(), Method::Clsact);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Auto).unwrap();
+    if want == Method::Tcx {
+        assert_eq!(pod_links(&tc.pins, cookie).len(), 2);
+        assert!(all_filters(&pair).is_empty());
+    } else {
+        assert_filters_run(&pair, &tc.obj);
+    }
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+}
+
+#[test]
+fn cleanup_with_clsact_pods_then_their_filters() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    // What `meshwire-loader cleanup` does when no record names the pod: the
+    // pins (the qdisc marker among them) go, the filters stay.
+    datapath::cleanup(tc.pins.root()).unwrap();
+    assert!(!tc.pins.pods_dir().exists());
+    assert_eq!(all_filters(&pair).len(), 2);
+    // Without pins, detaching still finds and removes meshwire's filters;
+    // nothing says the qdisc is meshwire's any more, so it stays.
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(all_filters(&pair).is_empty());
+    assert!(has_clsact(&pair));
 }
