@@ -13,6 +13,13 @@
 # state (map entries, tc flows) say SKIP with the reason in that mode, and
 # cases about the rules run only in it.
 #
+# MESHWIRE_E2E_TC_ATTACH=clsact (//test:netns_e2e_clsact) adds `[tc] attach =
+# "clsact"` to the loader's configuration: the tc cases (13-16) and the
+# restart case go through meshwire's filters on the pods' clsact qdiscs
+# instead of tcx links, and the cases marked "c" check those filters and
+# qdiscs (elsewhere they say SKIP). Empty (the default): the config has no
+# [tc] section.
+#
 # Runs as root. Everything it creates carries the prefix mw<PID>- (namespaces,
 # cgroup, work dir with a private bpffs instance) and is removed by the EXIT
 # trap, which then checks that nothing with the prefix is left and prints the
@@ -291,6 +298,9 @@ pin_dir = "$PIN"
 cgroup = "$CG"
 debug = false
 EOF
+    if [ -n "$TC_ATTACH" ]; then
+        printf '\n[tc]\nattach = "%s"\n' "$TC_ATTACH" >>"$WORK/meshwire.toml"
+    fi
 }
 
 start_servers() {
@@ -928,6 +938,99 @@ no_meshwire_rules() {
 case_iptables_pod_del_removed_rules() { no_meshwire_rules "$(pod 1)"; }
 case_iptables_cleanup_removed_rules() { no_meshwire_rules "$(pod 2)"; }
 
+# --- clsact (MESHWIRE_E2E_TC_ATTACH=clsact): meshwire's filters have
+# priority 19799 and handle 0x4d57 (loader/src/clsact.rs).
+
+# clsact_filter N DIR: meshwire's DIR (ingress, egress) filter lines on pod N's eth0.
+clsact_filter() { tc -n "$(pod "$1")" filter show dev eth0 "$2" 2>&1 | grep -E 'pref 19799 bpf .*handle 0x4d57'; }
+
+# clsact_ids N: the program ids of pod N's ingress and egress filters.
+clsact_ids() {
+    local dir
+    for dir in ingress egress; do clsact_filter "$1" "$dir" | sed -nE 's/.* id ([0-9]+).*/\1/p'; done | tr '\n' ' '
+}
+
+# clsact_attached N: pod N's eth0 has a clsact qdisc with exactly one
+# meshwire filter on each side, running mw_tc_ingress and mw_tc_egress.
+clsact_attached() {
+    local dir f rc=0
+    for dir in ingress egress; do
+        f=$(clsact_filter "$1" "$dir")
+        if [ "$(grep -c . <<<"$f")" != 1 ] || ! grep -q "mw_tc_$dir" <<<"$f" || ! grep -q direct-action <<<"$f"; then
+            log "pod$1 eth0 $dir: expected one direct-action filter running mw_tc_$dir at pref 19799 handle 0x4d57:"
+            tc -n "$(pod "$1")" filter show dev eth0 "$dir" 2>&1 | sed 's/^/    | /'
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "pod$1 eth0: meshwire's clsact filters, programs $(clsact_ids "$1")"
+    return "$rc"
+}
+
+# clsact_gone N: pod N's eth0 has no meshwire filter and no clsact qdisc (meshwire created it).
+clsact_gone() {
+    local q
+    q=$(tc -n "$(pod "$1")" qdisc show dev eth0 2>&1)
+    if [ -n "$(clsact_filter "$1" ingress)$(clsact_filter "$1" egress)" ] || grep -q clsact <<<"$q"; then
+        log "pod$1 eth0 still has meshwire's filters or the clsact qdisc:"
+        echo "$q" | sed 's/^/    | /'
+        tc -n "$(pod "$1")" filter show dev eth0 ingress 2>&1 | sed 's/^/    | /'
+        return 1
+    fi
+    log "pod$1 eth0: no meshwire filter, no clsact qdisc ($q)"
+}
+
+case_clsact_filters() {
+    local left
+    clsact_attached 1 && clsact_attached 2 || return 1
+    left=$(find "$PIN/pods" -name 'tc_*' 2>&1)
+    if [ -n "$left" ]; then
+        log "tcx links pinned in clsact mode: $left"
+        return 1
+    fi
+    log "no tcx link pinned under $PIN/pods"
+}
+
+# A restarted loader (new programs) moves pod1's filters onto its programs.
+case_clsact_restart_moved() {
+    local before now pinned=""
+    before=$(clsact_ids 1)
+    stop_loader
+    : >"$WORK/loader.log" # start_loader must not find the last run's "ready" line
+    start_loader || return 1
+    clsact_attached 1 || return 1
+    now=$(clsact_ids 1)
+    if [ "$now" = "$before" ]; then
+        log "pod1's filters still run programs $now, as before the restart"
+        return 1
+    fi
+    if command -v bpftool >/dev/null; then
+        pinned=$(for p in mw_tc_ingress mw_tc_egress; do
+            bpftool prog show pinned "$PIN/progs/$p" 2>/dev/null | sed -nE 's/^([0-9]+):.*/\1/p'
+        done | tr '\n' ' ')
+        if [ "$now" != "$pinned" ]; then
+            log "pod1's filters run programs $now, the pinned ones are $pinned"
+            return 1
+        fi
+    fi
+    log "after a restart: programs $before-> $now${pinned:+(the pinned ones)}"
+    node2_client "node2 -> pod1 $ADDR_P1 after the restart" --connect "$ADDR_P1" --count 10 --parallel 5 \
+        --check-peer --expect-inbound-orig "$ADDR_P1" --expect-server P1
+}
+
+case_clsact_pod_del_removed() { clsact_gone 1; }
+case_clsact_cleanup_removed() { clsact_gone 2; }
+
+# run_clsact_case NAME FUNCTION: a case about clsact filters; SKIP unless
+# MESHWIRE_E2E_TC_ATTACH=clsact (in eBPF mode).
+run_clsact_case() {
+    if [ "$TC_ATTACH" = clsact ] && [ "$MODE" = ebpf ]; then
+        run_tc_case "$@"
+    else
+        echo "--- $1"
+        echo "SKIP: $1 (tc attach ${TC_ATTACH:-auto}, interception $MODE: no clsact filters to check)"
+    fi
+}
+
 run_case() { # NAME FUNCTION
     echo "--- $1"
     if "$2"; then pass "$1"; else fail "$1"; fi
@@ -1029,8 +1132,17 @@ ebpf | iptables) ;;
     exit 2
     ;;
 esac
+TC_ATTACH=${MESHWIRE_E2E_TC_ATTACH:-}
+case "$TC_ATTACH" in
+"" | auto | tcx | clsact) ;;
+*)
+    echo "MESHWIRE_E2E_TC_ATTACH=$TC_ATTACH: use auto, tcx or clsact" >&2
+    fail "usage"
+    exit 2
+    ;;
+esac
 
-echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE"
+echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}"
 preflight || exit 1
 "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' && HAVE_IFNAME=1
 echo "--- setup"
@@ -1080,19 +1192,27 @@ run_tc_case "14 cross-node inbound with IPv4 options (nop, record route, timesta
     case_inbound_cross_node_ip_options
 run_tc_case "14b cross-node inbound: an excluded inbound port reaches the app directly" \
     case_inbound_excluded_port_cross_node
+run_clsact_case "14c clsact: pod1 and pod2 have meshwire's filters (pref 19799, handle 0x4d57) on a clsact qdisc, no tcx link" \
+    case_clsact_filters
 run_iptables_case "14i iptables mode: the pods' nat tables hold meshwire's chains and jumps, nothing else does; the cases went through them" \
     case_iptables_rules
 run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin tc
 run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst tc
+run_clsact_case "16c clsact: a restarted loader replaces pod1's filters' programs with its own; cross-node inbound still redirected" \
+    case_clsact_restart_moved
 run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
 run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated" \
     case_restart_kill9
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del
 run_iptables_case "18i iptables mode: pod del removed pod1's chains and jumps completely" \
     case_iptables_pod_del_removed_rules
+run_clsact_case "18c clsact: pod del removed pod1's filters and the qdisc meshwire created" \
+    case_clsact_pod_del_removed
 run_case "19 cleanup: pin dir empty and nothing intercepted any more" case_cleanup_leaves_nothing
 run_iptables_case "19i iptables mode: cleanup removed pod2's chains and jumps" \
     case_iptables_cleanup_removed_rules
+run_clsact_case "19c clsact: cleanup removed pod2's filters and the qdisc meshwire created" \
+    case_clsact_cleanup_removed
 run_case "20 the seed's demo (test/demo.sh): curl pipy-ok:8080 answered by v1 and v2 through the sidecars" \
     case_demo
 exit 0
