@@ -95,6 +95,9 @@ enum Command {
         /// Stop after this many seconds.
         #[arg(long, value_name = "SECONDS")]
         duration: Option<f64>,
+        /// Also print the events still in the ring buffer from before the trace started.
+        #[arg(long)]
+        backlog: bool,
     },
 }
 
@@ -312,12 +315,12 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref()));
             Ok(())
         }
-        Command::Trace { json, netns_cookie, count, duration } => {
+        Command::Trace { json, netns_cookie, count, duration, backlog } => {
             let duration = match duration {
                 Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("--duration {d}: give a positive number of seconds")),
                 d => d.map(std::time::Duration::from_secs_f64),
             };
-            trace::run(&pins, &trace::TraceOpts { json, netns_cookie, count, duration })
+            trace::run(&pins, &trace::TraceOpts { json, netns_cookie, count, duration, backlog })
         }
     }
 }

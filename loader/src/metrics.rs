@@ -81,23 +81,57 @@ pub fn spawn(addr: SocketAddr, pins: Pins, pods: impl Fn() -> usize + Send + 'st
 /// Maps above this share of their capacity are logged.
 const PRESSURE: f64 = 0.9;
 
-/// Every `period`, log a warning for each map above 90% of its capacity
-/// (once per crossing), so a full map is noticed before it refuses entries.
+/// What a full map means for the node.
+fn when_full(map: &str) -> &'static str {
+    match map {
+        "mw_pods" | "mw_pod_ips" => "new pods cannot be meshed (pod add fails); pods already meshed are unaffected",
+        "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_in4" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
+        "mw_orig_tuple4" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
+        "mw_flow4" | "mw_flow4_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
+        "mw_sock_hash" => "new connections are not accelerated",
+        _ => "new entries are refused",
+    }
+}
+
+/// 0 below 90% of the capacity, 1 from 90%, 2 full.
+fn level(entries: usize, capacity: u32) -> u8 {
+    match capacity as usize {
+        0 => 0,
+        c if entries >= c => 2,
+        c if entries as f64 >= PRESSURE * c as f64 => 1,
+        _ => 0,
+    }
+}
+
+/// The warning for a map whose level rose from `before`, if it did.
+fn pressure_warning(map: &str, entries: usize, capacity: u32, before: u8) -> Option<String> {
+    let now = level(entries, capacity);
+    if now <= before {
+        return None;
+    }
+    let raise = "raise its capacity in bpf/lib/meshwire_consts.h (README: Limits)";
+    Some(match now {
+        2 => format!("map {map} is full: {entries} of {capacity} entries; {}; {raise}", when_full(map)),
+        _ => format!("map {map} holds {entries} of {capacity} entries; when full, {}; {raise}", when_full(map)),
+    })
+}
+
+/// Every `period`, log a warning for each map that passes 90% of its
+/// capacity, and again when it is full (once per crossing), so a full map
+/// is noticed and its effect named.
 pub fn watch_pressure(pins: Pins, period: Duration) {
     let _ = std::thread::Builder::new().name("map-pressure".into()).spawn(move || {
-        let mut warned: Vec<&'static str> = Vec::new();
+        let mut levels: std::collections::HashMap<&'static str, u8> = std::collections::HashMap::new();
         loop {
             std::thread::sleep(period);
             let Ok(fill) = inspect::map_fill(&pins) else { continue };
             for m in fill.into_iter().filter(|m| !m.fixed_size) {
                 let Some(n) = m.entries else { continue };
-                let high = m.capacity > 0 && n as f64 >= PRESSURE * m.capacity as f64;
-                if high && !warned.contains(&m.name) {
-                    log::warn!("map {} holds {n} of {} entries; raise its capacity in bpf/lib/meshwire_consts.h (README: Limits)", m.name, m.capacity);
-                    warned.push(m.name);
-                } else if !high {
-                    warned.retain(|w| *w != m.name);
+                let before = levels.get(m.name).copied().unwrap_or(0);
+                if let Some(w) = pressure_warning(m.name, n, m.capacity, before) {
+                    log::warn!("{w}");
                 }
+                levels.insert(m.name, level(n, m.capacity));
             }
         }
     });
@@ -113,6 +147,19 @@ mod tests {
         assert_eq!(hook_of("sockopt_answered"), "getsockopt");
         assert_eq!(hook_of("tc_flow_closed"), "tc");
         assert_eq!(hook_of("accel_sock_added"), "sk_msg");
+    }
+
+    #[test]
+    fn pressure_is_logged_once_per_crossing_and_a_full_map_says_what_it_means() {
+        assert_eq!(pressure_warning("mw_pods", 100, 4096, 0), None);
+        let w = pressure_warning("mw_pods", 3700, 4096, 0).unwrap();
+        assert!(w.starts_with("map mw_pods holds 3700 of 4096 entries; when full, new pods cannot be meshed"), "{w}");
+        assert_eq!(pressure_warning("mw_pods", 3800, 4096, level(3700, 4096)), None, "no second warning at the same level");
+        let w = pressure_warning("mw_pods", 4096, 4096, level(3800, 4096)).unwrap();
+        assert!(w.starts_with("map mw_pods is full: 4096 of 4096 entries; new pods cannot be meshed (pod add fails)"), "{w}");
+        assert!(w.contains("bpf/lib/meshwire_consts.h"), "{w}");
+        assert!(pressure_warning("mw_orig_tuple4", 65536, 65536, 0).unwrap().contains("LRU"));
+        assert_eq!(level(5, 0), 0, "a map without a capacity is never full");
     }
 
     #[test]

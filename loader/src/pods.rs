@@ -130,6 +130,21 @@ fn in_key(ip: Ipv4Addr, port: u16) -> In4Key {
     In4Key { pod_ip4: u32::from(ip).to_be(), port, pad: 0 }
 }
 
+/// A failed map update; a full map (E2BIG) is said to be full, and logged:
+/// the pod is refused, the pods already meshed keep their entries.
+fn update_error(map: &MapFd, name: &str, e: crate::libbpf::BpfError) -> String {
+    if e.source.raw_os_error() != Some(libc::E2BIG) {
+        return format!("{name}: {e}");
+    }
+    let capacity = map.info().map_or_else(|_| "?".to_string(), |i| i.max_entries.to_string());
+    let msg = format!(
+        "{name} is full ({capacity} entries): this pod cannot be meshed until pods are removed or the capacity is raised \
+         (bpf/lib/meshwire_consts.h, README \"Limits\"); pods already meshed are unaffected"
+    );
+    log::error!("{msg}");
+    msg
+}
+
 /// Write every entry of the pod; the mw_pods entry last, so the datapath
 /// never sees the pod meshed without its exclusions. On error, the entries
 /// written are removed again.
@@ -144,19 +159,19 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
     }
     let result = (|| -> Result<(), String> {
         for &p in &pod.out_ports {
-            maps.out_ports.update(&port_key(pod.cookie, p), &1u8).map_err(|e| format!("mw_excl_ports: {e}"))?;
+            maps.out_ports.update(&port_key(pod.cookie, p), &1u8).map_err(|e| update_error(&maps.out_ports, "mw_excl_ports", e))?;
         }
         for c in &pod.out_cidrs {
-            maps.out_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| format!("mw_excl_cidr4: {e}"))?;
+            maps.out_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| update_error(&maps.out_cidrs, "mw_excl_cidr4", e))?;
         }
         for ip in &pod.ips {
             for &p in &pod.in_ports {
-                maps.in_ports.update(&in_key(*ip, p), &1u8).map_err(|e| format!("mw_excl_in4: {e}"))?;
+                maps.in_ports.update(&in_key(*ip, p), &1u8).map_err(|e| update_error(&maps.in_ports, "mw_excl_in4", e))?;
             }
-            maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| format!("mw_pod_ips: {e}"))?;
+            maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, "mw_pod_ips", e))?;
         }
         let value = Pod { flags: POD_F_MESHED, ip4: pod.ips.first().map_or(0, |a| u32::from(*a).to_be()) };
-        maps.pods.update(&pod.cookie, &value).map_err(|e| format!("mw_pods: {e}"))
+        maps.pods.update(&pod.cookie, &value).map_err(|e| update_error(&maps.pods, "mw_pods", e))
     })();
     if let Err(e) = result {
         let _ = remove(maps, pod);

@@ -26,6 +26,9 @@ pub struct TraceOpts {
     pub count: Option<u64>,
     /// Stop after this long.
     pub duration: Option<Duration>,
+    /// Also print the events written before the trace started (the ring
+    /// buffer keeps what no reader took, up to its size).
+    pub backlog: bool,
 }
 
 static STOP: AtomicBool = AtomicBool::new(false);
@@ -64,15 +67,16 @@ fn endpoint(ip_net_order: u32, port: u16) -> Option<String> {
     (ip_net_order != 0 || port != 0).then(|| format!("{}:{port}", Ipv4Addr::from(u32::from_be(ip_net_order))))
 }
 
+fn clock_ns(clock: libc::clockid_t) -> i128 {
+    let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
+    // SAFETY: a valid clock id and timespec.
+    unsafe { libc::clock_gettime(clock, &mut ts) };
+    ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
+}
+
 /// CLOCK_REALTIME - CLOCK_MONOTONIC, to turn bpf_ktime_get_ns() into wall time.
 fn monotonic_to_realtime_ns() -> i128 {
-    let now = |clock| {
-        let mut ts = libc::timespec { tv_sec: 0, tv_nsec: 0 };
-        // SAFETY: a valid clock id and timespec.
-        unsafe { libc::clock_gettime(clock, &mut ts) };
-        ts.tv_sec as i128 * 1_000_000_000 + ts.tv_nsec as i128
-    };
-    now(libc::CLOCK_REALTIME) - now(libc::CLOCK_MONOTONIC)
+    clock_ns(libc::CLOCK_REALTIME) - clock_ns(libc::CLOCK_MONOTONIC)
 }
 
 /// RFC 3339 UTC with microseconds, from nanoseconds since the epoch.
@@ -183,7 +187,8 @@ pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), String> {
     catch_stop_signals()?;
 
     let offset = monotonic_to_realtime_ns();
-    let (shown, broken_pipe) = (Cell::new(0u64), Cell::new(false));
+    let started_ns = clock_ns(libc::CLOCK_MONOTONIC) as u64;
+    let (shown, earlier, broken_pipe) = (Cell::new(0u64), Cell::new(0u64), Cell::new(false));
     let mut out = std::io::stdout().lock();
     let limit = opts.count.unwrap_or(u64::MAX);
     let mut rb = RingBuffer::new(&events, |record| {
@@ -191,6 +196,10 @@ pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), String> {
             return;
         }
         let Some(e) = Event::from_bytes(record) else { return };
+        if !opts.backlog && e.ts_ns < started_ns {
+            earlier.set(earlier.get() + 1);
+            return;
+        }
         if opts.netns_cookie.is_some_and(|c| c != e.netns_cookie) {
             return;
         }
@@ -229,7 +238,11 @@ pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), String> {
     }
     drop(rb);
     if !broken_pipe.get() {
-        eprintln!("meshwire-loader trace: {} events; {} dropped by the datapath meanwhile", shown.get(), dropped(&stats) - dropped_at_start);
+        let earlier = match earlier.get() {
+            0 => String::new(),
+            n => format!(" ({n} from before the trace started not shown: --backlog shows them)"),
+        };
+        eprintln!("meshwire-loader trace: {} events{earlier}; {} dropped by the datapath meanwhile", shown.get(), dropped(&stats) - dropped_at_start);
     }
     Ok(())
 }

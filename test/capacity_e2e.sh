@@ -1,0 +1,400 @@
+#!/bin/bash
+# Maps at capacity, end to end, with the real loader and programs:
+#
+#   capacity_e2e.sh MESHWIRE_LOADER MWTEST
+#
+# 1. pod1 is meshed and redirected through its sidecar.
+# 2. mw_pods is filled to its capacity (MW_MAX_PODS) through the pinned map
+#    (bpftool batch, cookies no namespace has). `pod add` of pod2 then fails
+#    with an error that says the map is full, and leaves nothing behind.
+# 3. pod1 keeps its connectivity: its connections are still redirected with
+#    the right original destination, as `meshwire-loader trace` shows event by
+#    event (connect4 redirected, sockops published, getsockopt answered);
+#    pod2, not meshed, goes direct.
+# 4. The condition is reported: the loader logs that mw_pods is full, and
+#    /metrics shows meshwire_map_entries{map="mw_pods"} at its capacity.
+# 5. Once one entry is freed, pod2 can be meshed and is redirected.
+# 6. mw_orig_tuple4 (LRU) filled to its capacity: new connections evict the
+#    oldest entries and keep their original destination; the map stays at or
+#    under its capacity.
+#
+# Runs as root. Everything it creates carries the prefix mwc<PID>-
+# (namespaces, cgroup, work dir with a private bpffs) and is removed by the
+# EXIT trap, which then checks that nothing with the prefix is left and
+# prints "N passed, N failed". Programs attach only to this test's cgroup,
+# traffic stays inside its namespaces (and the metrics endpoint on
+# 127.0.0.1), and only processes started here are signalled, by PID.
+
+# Functions run from cases or the EXIT trap:
+# shellcheck disable=SC2317
+set -u
+export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
+export LC_ALL=C
+
+P="mwc$$"
+NS_NODE="$P-node"
+SIDECAR_UID=1500
+ADDR_A=10.232.0.1:8080
+METRICS_PORT=$((20000 + $$ % 20000))
+CLIENT_TIMEOUT=120
+
+PASSED=0
+FAILED=0
+BG_PIDS=()
+LOADER_PID=""
+CG=""
+WORK=""
+BPFFS=""
+PIN=""
+NS_MADE=()
+TORN_DOWN=""
+
+log() { echo "  $*"; }
+pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
+fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+
+# shellcheck source=test/proc_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
+
+run_case() { # DESC FUNC
+    echo "--- $1"
+    if "$2"; then pass "$1"; else fail "$1"; fi
+}
+
+pod() { echo "$P-pod$1"; }
+
+mwl() {
+    "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" --api-socket "$WORK/api.sock" \
+        --state-dir "$WORK/state" "$@"
+}
+
+# map_entries NAME: the entry count `meshwire-loader maps` reports.
+map_entries() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }'; }
+map_capacity() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $3 }'; }
+
+# client NS DESC ARGS...: mwtest client in NS inside the test cgroup.
+client() {
+    local ns=$1 desc=$2 out rc
+    shift 2
+    out="$WORK/client-$((++CLIENT_SEQ)).log"
+    start_bg "$out" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$ns" "$MWTEST" client "$@"
+    wait "$LAST_PID"
+    rc=$?
+    forget_pid "$LAST_PID"
+    if [ "$rc" -eq 0 ]; then
+        log "$desc: $(tail -n 1 "$out")"
+    else
+        log "$desc: client exited with $rc:"
+        show "$out"
+    fi
+    return "$rc"
+}
+CLIENT_SEQ=0
+
+# fill_map NAME COUNT: COUNT bpftool updates of the pinned map NAME, in one
+# bpftool process, with filler entries no live pod or connection has: netns
+# cookies 0x7e57000000000000 + i (a namespace's cookie is a small counter).
+fill_map() {
+    local name=$1 count=$2 batch="$WORK/fill-$1.batch"
+    awk -v n="$count" -v map="$PIN/maps/$name" 'BEGIN {
+        for (i = 0; i < n; i++) {
+            cookie = sprintf("%02x %02x 00 00 00 00 57 7e", i % 256, int(i / 256) % 256)
+            if (map ~ /mw_pods$/)           # u64 cookie -> mw_pod { flags MESHED, ip4 0 }
+                printf "map update pinned %s key hex %s value hex 01 00 00 00 00 00 00 00\n", map, cookie
+            else                            # mw_tuple4 (10.255.x.y:1 -> 10.254.0.1:2) -> mw_orig4
+                printf "map update pinned %s key hex %s 0a ff %02x %02x 0a fe 00 01 01 00 02 00 00 00 00 00 value hex 0a fe 00 01 00 02 01 00\n",
+                    map, cookie, int(i / 256) % 256, i % 256
+        }
+    }' >"$batch"
+    bpftool batch file "$batch" >"$WORK/fill-$name.log" 2>&1 || {
+        log "bpftool batch for $name failed:"
+        show "$WORK/fill-$name.log" 5
+        return 1
+    }
+}
+FIRST_FILLER_POD_KEY="00 00 00 00 00 00 57 7e"
+
+# ---------------------------------------------------------------------------
+# Setup
+
+preflight() {
+    local ok=0 tool
+    [ "$(id -u)" = 0 ] || { fail "preflight: must run as root"; ok=1; }
+    [ -x "$LOADER" ] || { fail "preflight: meshwire-loader not executable: $LOADER"; ok=1; }
+    [ -x "$MWTEST" ] || { fail "preflight: mwtest not executable: $MWTEST"; ok=1; }
+    CG2=$(cgroup2_mount)
+    [ -n "$CG2" ] || { fail "preflight: kernel feature missing: no cgroup2 mount"; ok=1; }
+    grep -qw bpf /proc/filesystems || { fail "preflight: kernel feature missing: bpffs"; ok=1; }
+    for tool in ip ss bpftool curl timeout awk; do
+        command -v "$tool" >/dev/null || { fail "preflight: tool missing: $tool"; ok=1; }
+    done
+    return $ok
+}
+
+setup() {
+    local i ns
+    WORK=$(mktemp -d "/tmp/$P-capacity.XXXXXX") || return 1
+    BPFFS="$WORK/bpffs"
+    mkdir "$BPFFS" && mount -t bpf "$P-bpffs" "$BPFFS" || { log "cannot mount bpffs"; return 1; }
+    PIN="$BPFFS/meshwire"
+    CG="$CG2/$P-capacity"
+    mkdir "$CG" || return 1
+    in_cgroup_cmd "$CG"
+    cat >"$WORK/meshwire.toml" <<EOF
+[sidecar]
+uid = $SIDECAR_UID
+[bpf]
+pin_dir = "$PIN"
+cgroup = "$CG"
+trace = true
+[metrics]
+address = "127.0.0.1:$METRICS_PORT"
+EOF
+    ip netns add "$NS_NODE" || return 1
+    NS_MADE+=("$NS_NODE")
+    ip -n "$NS_NODE" link set lo up || return 1
+    ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
+    ip -n "$NS_NODE" addr add 10.232.0.1/32 dev lo || return 1
+    for i in 1 2; do
+        ns=$(pod $i)
+        ip netns add "$ns" || return 1
+        NS_MADE+=("$ns")
+        ip -n "$ns" link set lo up || return 1
+        ip -n "$ns" link add eth0 type veth peer name "vc$i" netns "$NS_NODE" || return 1
+        ip -n "$ns" addr add "10.232.$i.2/24" dev eth0 || return 1
+        ip -n "$ns" link set eth0 up || return 1
+        ip -n "$ns" route add default via "10.232.$i.1" || return 1
+        ip -n "$NS_NODE" addr add "10.232.$i.1/24" dev "vc$i" || return 1
+        ip -n "$NS_NODE" link set "vc$i" up || return 1
+    done
+    start_bg "$WORK/server-A.log" ip netns exec "$NS_NODE" "$MWTEST" server --listen "$ADDR_A" --name A
+    wait_listen "$NS_NODE" "$ADDR_A" "$LAST_PID" "$WORK/server-A.log"
+}
+
+start_loader() {
+    local i
+    start_bg "$WORK/loader.log" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
+        --api-socket "$WORK/api.sock" --state-dir "$WORK/state" --log-level info run
+    LOADER_PID=$LAST_PID
+    for ((i = 0; i < 200; i++)); do
+        grep -qs 'meshwire-loader: ready' "$WORK/loader.log" && return 0
+        alive "$LOADER_PID" || break
+        sleep 0.1
+    done
+    log "meshwire-loader not ready:"
+    show "$WORK/loader.log" 20
+    return 1
+}
+
+start_sidecar() { # N
+    start_bg "$WORK/sidecar-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "$MWTEST" sidecar \
+        --listen "127.0.0.1:15001" --inbound-listen "0.0.0.0:15003" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+    wait_listen "$(pod "$1")" "127.0.0.1:15001" "$LAST_PID" "$WORK/sidecar-pod$1.log"
+}
+
+declare -A COOKIE
+# pod_add N: registers pod N; its stdout (the cookie) and stderr go to files.
+pod_add() {
+    mwl pod add --netns "/run/netns/$(pod "$1")" --ip "10.232.$1.2" \
+        >"$WORK/pod-add-$1.out" 2>"$WORK/pod-add-$1.err"
+}
+
+# ---------------------------------------------------------------------------
+# Cases
+
+case_meshed_baseline() {
+    client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A
+}
+
+case_pod_add_refused_when_full() {
+    local n cap
+    cap=$(map_capacity mw_pods)
+    n=$(map_entries mw_pods)
+    log "mw_pods: $n of $cap entries; filling it with $((cap - n)) entries through the pinned map"
+    fill_map mw_pods $((cap - n)) || return 1
+    n=$(map_entries mw_pods)
+    [ "$n" = "$cap" ] || { log "mw_pods holds $n entries, expected $cap"; return 1; }
+    if pod_add 2; then
+        log "pod add of pod2 succeeded with mw_pods full:"
+        show "$WORK/pod-add-2.out"
+        return 1
+    fi
+    log "pod add pod2 failed: $(head -n 1 "$WORK/pod-add-2.err")"
+    grep -q "mw_pods is full ($cap entries)" "$WORK/pod-add-2.err" || {
+        log "the error does not say that mw_pods is full"
+        return 1
+    }
+    # Nothing of pod2 is left: not listed, its address not in mw_pod_ips.
+    mwl pods >"$WORK/pods.txt" 2>&1 || { show "$WORK/pods.txt"; return 1; }
+    if grep -q "$(pod 2)" "$WORK/pods.txt"; then
+        log "pod2 is listed although its add failed:"
+        show "$WORK/pods.txt"
+        return 1
+    fi
+    n=$(map_entries mw_pod_ips)
+    [ "$n" = 1 ] || { log "mw_pod_ips holds $n entries, expected 1 (pod1's)"; return 1; }
+    log "pods lists pod1 only; mw_pod_ips holds pod1's address only"
+}
+
+case_meshed_pod_keeps_connectivity() {
+    local tr="$WORK/trace.json" tpid redirected published answered
+    # Three events per connection of pod1: connect4, sockops, getsockopt.
+    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[1]}" --duration 60
+    tpid=$LAST_PID
+    sleep 0.5
+    alive "$tpid" || { log "trace exited at once:"; show "$tr"; return 1; }
+    client "$(pod 1)" "pod1 -> A with mw_pods full" --connect "$ADDR_A" --count 20 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || return 1
+    client "$(pod 2)" "pod2 (not meshed) -> A" --connect "$ADDR_A" --count 5 --parallel 5 \
+        --expect-direct --expect-server A || return 1
+    # Ctrl-C: trace reads what is left, prints its summary and exits 0.
+    sleep 1
+    kill -INT "$tpid"
+    wait "$tpid" || { log "trace exited with $? on SIGINT:"; show "$tr" 5; forget_pid "$tpid"; return 1; }
+    forget_pid "$tpid"
+    log "$(grep 'meshwire-loader trace:' "$tr")"
+    redirected=$(grep -c '"decision":"connect_redirected".*"dst":"'"$ADDR_A"'".*"to":"127.0.0.1:15001"' "$tr")
+    published=$(grep -c '"decision":"sockops_published"' "$tr")
+    answered=$(grep -c '"decision":"sockopt_answered".*"dst":"'"$ADDR_A"'"' "$tr")
+    log "trace: $redirected connect_redirected to $ADDR_A -> 127.0.0.1:15001, $published sockops_published, $answered sockopt_answered"
+    # Exactly: the events of case 1, still in the ring buffer, are not shown.
+    if [ "$redirected" != 20 ] || [ "$published" != 20 ] || [ "$answered" != 20 ]; then
+        log "expected 20 of each for pod1's 20 connections:"
+        show "$tr" 10
+        return 1
+    fi
+}
+
+case_reported() {
+    local i m="$WORK/metrics.txt" cap
+    cap=$(map_capacity mw_pods)
+    # The pressure watchdog looks every 10 s.
+    for ((i = 0; i < 150; i++)); do
+        grep -q "map mw_pods is full: $cap of $cap entries" "$WORK/loader.log" && break
+        sleep 0.1
+    done
+    grep "mw_pods is full" "$WORK/loader.log" | sed 's/^/    | /'
+    grep -q "map mw_pods is full: $cap of $cap entries; new pods cannot be meshed" "$WORK/loader.log" || {
+        log "the loader did not log that mw_pods is full"
+        return 1
+    }
+    grep -q "ERROR.*mw_pods is full" "$WORK/loader.log" || { log "the refused pod add was not logged"; return 1; }
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$m" || { log "no /metrics on 127.0.0.1:$METRICS_PORT"; return 1; }
+    grep -E 'map="mw_pods"' "$m" | sed 's/^/    | /'
+    grep -qx "meshwire_map_entries{map=\"mw_pods\"} $cap" "$m" &&
+        grep -qx "meshwire_map_capacity{map=\"mw_pods\"} $cap" "$m" || {
+        log "/metrics does not show mw_pods at its capacity"
+        return 1
+    }
+}
+
+case_room_again() {
+    bpftool map delete pinned "$PIN/maps/mw_pods" key hex $FIRST_FILLER_POD_KEY || return 1
+    start_sidecar 2 || return 1
+    pod_add 2 || { log "pod add pod2 failed with room in mw_pods:"; show "$WORK/pod-add-2.err"; return 1; }
+    log "pod2 meshed: cookie $(cat "$WORK/pod-add-2.out")"
+    client "$(pod 2)" "pod2 -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A
+}
+
+case_tuple_map_lru() {
+    local cap n
+    cap=$(map_capacity mw_orig_tuple4)
+    log "filling mw_orig_tuple4 with $cap entries of connections that do not exist"
+    fill_map mw_orig_tuple4 "$cap" || return 1
+    # The kernel's LRU hash frees from per-CPU lists: it starts evicting a
+    # little before max_entries (65408 of 65536 on 2 CPUs).
+    n=$(map_entries mw_orig_tuple4)
+    log "mw_orig_tuple4: $n of $cap entries"
+    [ "$n" -ge $((cap - cap / 100)) ] || { log "expected at least 99% of $cap"; return 1; }
+    client "$(pod 1)" "pod1 -> A with mw_orig_tuple4 full" --connect "$ADDR_A" --count 200 --parallel 10 \
+        --expect-orig "$ADDR_A" --expect-server A || return 1
+    n=$(map_entries mw_orig_tuple4)
+    log "mw_orig_tuple4 after: $n of $cap entries (LRU: each new connection evicted an old entry, accept removed its own)"
+    [ "$n" -le "$cap" ] || return 1
+}
+
+# ---------------------------------------------------------------------------
+# Teardown
+
+leftovers() {
+    ip netns list 2>/dev/null | grep -F "$P-" || true
+    [ -n "$CG" ] && [ -d "$CG" ] && echo "cgroup $CG"
+    [ -n "$WORK" ] && [ -d "$WORK" ] && echo "work dir $WORK"
+    grep -F "$P-bpffs" /proc/mounts || true
+}
+
+teardown() {
+    [ -n "$TORN_DOWN" ] && return
+    TORN_DOWN=1
+    local pid ns
+    if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -s "$WORK/loader.log" ]; then
+        echo "--- loader log (last lines)"
+        tail -n 20 "$WORK/loader.log" | sed 's/^/    | /'
+    fi
+    [ -n "$LOADER_PID" ] && stop_pid "$LOADER_PID" 10
+    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
+    BG_PIDS=()
+    empty_cgroup "$CG"
+    [ -n "$PIN" ] && [ -e "$PIN" ] && { mwl cleanup >/dev/null 2>&1 || echo "  note: cleanup failed"; }
+    for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
+    remove_cgroup "$CG"
+    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
+        if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
+            cp "$WORK"/*.log "$WORK"/*.json "$WORK"/*.toml "$TEST_UNDECLARED_OUTPUTS_DIR"/ 2>/dev/null
+        fi
+        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
+        rm -rf "$WORK"
+    fi
+}
+
+on_exit() {
+    local rc=$? left
+    trap - EXIT
+    trap '' INT TERM
+    teardown
+    echo "--- teardown"
+    left=$(leftovers)
+    if [ -z "$left" ]; then
+        pass "teardown leaves nothing with prefix $P-"
+    else
+        fail "teardown left:"
+        echo "$left" | sed 's/^/    | /'
+    fi
+    echo "$PASSED passed, $FAILED failed"
+    [ "$FAILED" -gt 0 ] && exit 1
+    exit "$rc"
+}
+
+trap on_exit EXIT
+trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
+trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+
+# ---------------------------------------------------------------------------
+# Main
+
+if [ $# -ne 2 ]; then
+    echo "usage: $0 MESHWIRE_LOADER MWTEST" >&2
+    fail "usage"
+    exit 2
+fi
+LOADER=$(readlink -f "$1")
+MWTEST=$(readlink -f "$2")
+echo "meshwire capacity e2e: prefix $P, loader $LOADER"
+preflight || exit 1
+setup || { fail "setup: namespaces, cgroup, bpffs, server"; exit 1; }
+start_loader || { fail "setup: meshwire-loader run"; exit 1; }
+pod_add 1 || { fail "setup: pod add pod1"; show "$WORK/pod-add-1.err"; exit 1; }
+COOKIE[1]=$(tr -d '[:space:]' <"$WORK/pod-add-1.out")
+log "pod1 meshed, netns cookie ${COOKIE[1]}"
+start_sidecar 1 || { fail "setup: pod1's sidecar"; exit 1; }
+
+run_case "1 pod1 is meshed: its connections go through its sidecar" case_meshed_baseline
+run_case "2 mw_pods full: pod add fails saying so, and leaves nothing of the pod" case_pod_add_refused_when_full
+run_case "3 mw_pods full: pod1 stays redirected (trace shows each decision), pod2 goes direct" \
+    case_meshed_pod_keeps_connectivity
+run_case "4 mw_pods full is reported: loader log and meshwire_map_entries at capacity" case_reported
+run_case "5 one entry freed: pod2 can be meshed and is redirected" case_room_again
+run_case "6 mw_orig_tuple4 full (LRU): new connections keep their original destination" case_tuple_map_lru
+exit 0
