@@ -34,8 +34,6 @@ MIB=$((1 << 20))
 BIG=$((256 * MIB))
 CLIENT_TIMEOUT=120              # hard limit for one client run, seconds
 
-PASSED=0
-FAILED=0
 BG_PIDS=()
 LOADER_PID=""
 CG=""
@@ -45,9 +43,8 @@ PIN=""
 NS_MADE=()
 TORN_DOWN=""
 
-log() { echo "  $*"; }
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 # show, alive, stop_pid, start_bg, forget_pid, wait_listen, cgroup2_mount,
 # in_cgroup_cmd, empty_cgroup, remove_cgroup come from proc_lib.sh.
 # shellcheck source=test/proc_lib.sh
@@ -313,11 +310,6 @@ run_relay_case() { # NAME FUNCTION
     fail "$1"
 }
 
-run_case() { # NAME FUNCTION
-    echo "--- $1"
-    if "$2"; then pass "$1"; else fail "$1"; fi
-}
-
 # ---------------------------------------------------------------------------
 # Teardown
 
@@ -356,27 +348,7 @@ leftovers() {
     [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
 }
 
-on_exit() {
-    local rc=$? left
-    trap - EXIT
-    trap '' INT TERM
-    teardown
-    echo "--- teardown"
-    left=$(leftovers)
-    if [ -z "$left" ]; then
-        pass "teardown leaves nothing with prefix $P-"
-    else
-        fail "teardown left:"
-        echo "$left" | sed 's/^/    | /'
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -gt 0 ] && exit 1
-    exit "$rc"
-}
-
-trap on_exit EXIT
-trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
-trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+suite_traps
 
 # ---------------------------------------------------------------------------
 # Main

@@ -38,8 +38,6 @@ ADDR_A=10.232.0.1:8080
 METRICS_PORT=$((20000 + $$ % 20000))
 CLIENT_TIMEOUT=120
 
-PASSED=0
-FAILED=0
 BG_PIDS=()
 LOADER_PID=""
 CG=""
@@ -49,17 +47,11 @@ PIN=""
 NS_MADE=()
 TORN_DOWN=""
 
-log() { echo "  $*"; }
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 
 # shellcheck source=test/proc_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
-
-run_case() { # DESC FUNC
-    echo "--- $1"
-    if "$2"; then pass "$1"; else fail "$1"; fi
-}
 
 pod() { echo "$P-pod$1"; }
 
@@ -349,27 +341,7 @@ teardown() {
     fi
 }
 
-on_exit() {
-    local rc=$? left
-    trap - EXIT
-    trap '' INT TERM
-    teardown
-    echo "--- teardown"
-    left=$(leftovers)
-    if [ -z "$left" ]; then
-        pass "teardown leaves nothing with prefix $P-"
-    else
-        fail "teardown left:"
-        echo "$left" | sed 's/^/    | /'
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -gt 0 ] && exit 1
-    exit "$rc"
-}
-
-trap on_exit EXIT
-trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
-trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+suite_traps
 
 # ---------------------------------------------------------------------------
 # Main

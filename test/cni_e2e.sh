@@ -48,8 +48,6 @@ SUBNET=10.242.0.0/16
 CLIENT_TIMEOUT=120
 CONCURRENT=50
 
-PASSED=0
-FAILED=0
 BG_PIDS=()
 LOADER_PID=""
 CG=""
@@ -58,54 +56,19 @@ BPFFS=""
 PIN=""
 TORN_DOWN=""
 
-log() { echo "  $*"; }
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
-show() { [ -s "$1" ] && sed 's/^/    | /' "$1"; return 0; }
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
+# alive, stop_pid, start_bg, forget_pid, wait_listen, show come from proc_lib.sh.
+# shellcheck source=test/proc_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
 
-alive() {
-    local s
-    s=$(ps -o stat= -p "$1" 2>/dev/null) && [ -n "$s" ] && [ "${s:0:1}" != Z ]
-}
 
-stop_pid() { # PID [GRACE]
-    local pid=$1 grace=${2:-3} i
-    kill -TERM "$pid" 2>/dev/null
-    for ((i = 0; i < grace * 10; i++)); do
-        alive "$pid" || break
-        sleep 0.1
-    done
-    alive "$pid" && kill -KILL "$pid" 2>/dev/null
-    wait "$pid" 2>/dev/null
-}
 
-start_bg() { # LOG CMD...
-    local out=$1
-    shift
-    "$@" >"$out" 2>&1 &
-    LAST_PID=$!
-    BG_PIDS+=("$LAST_PID")
-}
 
-forget_pid() {
-    local p keep=()
-    for p in "${BG_PIDS[@]}"; do [ "$p" = "$1" ] || keep+=("$p"); done
-    BG_PIDS=("${keep[@]}")
-}
 
 # "${IN_CG[@]}" NS CMD...: joins the test cgroup, then execs CMD in netns NS.
 IN_CG=()
 
-wait_listen() { # NS ADDR PID LOG
-    local i
-    for ((i = 0; i < 100; i++)); do
-        ip netns exec "$1" ss -Hltn | awk -v a="$2" '$4 == a { f = 1 } END { exit !f }' && return 0
-        alive "$3" || { log "process for $2 in $1 exited:"; show "$4"; return 1; }
-        sleep 0.1
-    done
-    log "nothing listens on $2 in $1 after 10 s"
-    return 1
-}
 
 pod() { echo "$P-pod$1"; }
 netns_path() { echo "/run/netns/$(pod "$1")"; }
@@ -623,11 +586,6 @@ case_uninstall() {
     log "conflist restored byte for byte, binary and backup removed"
 }
 
-run_case() {
-    echo "--- $1"
-    if "$2"; then pass "$1"; else fail "$1"; fi
-}
-
 # ---------------------------------------------------------------------------
 # Teardown
 
@@ -675,27 +633,7 @@ teardown() {
     fi
 }
 
-on_exit() {
-    local rc=$? left
-    trap - EXIT
-    trap '' INT TERM
-    teardown
-    echo "--- teardown"
-    left=$(leftovers)
-    if [ -z "$left" ]; then
-        pass "teardown leaves nothing with prefix $P- (namespaces, links, cgroup, bpffs, work dir)"
-    else
-        fail "teardown left:"
-        echo "$left" | sed 's/^/    | /'
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    [ "$FAILED" -gt 0 ] && exit 1
-    exit "$rc"
-}
-
-trap on_exit EXIT
-trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
-trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+suite_traps
 
 # ---------------------------------------------------------------------------
 # Main

@@ -20,6 +20,7 @@ def netns_e2e(name, env = {}):
         data = [
             ":demo.sh",
             ":proc_lib.sh",
+            ":suite_lib.sh",
             "//loader",
             "//test/mwtest",
         ],

@@ -73,8 +73,6 @@ ADDR_P1=$POD1_IP:8080           # server P1, pod1's app (listens on 0.0.0.0:8080
 ADDR_P1X=$POD1_IP:$EXCL_IN_PORT # server P1X, pod1's app on an excluded inbound port
 CLIENT_TIMEOUT=300              # hard limit for one client run, seconds
 
-PASSED=0
-FAILED=0
 BG_PIDS=()                      # background processes started here
 LOADER_PID=""
 CG=""                           # this run's cgroup
@@ -84,9 +82,8 @@ PIN=""
 NS_MADE=()
 TORN_DOWN=""
 
-log() { echo "  $*"; }
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 
 # ---------------------------------------------------------------------------
 # Processes: show, alive, stop_pid, start_bg, forget_pid, wait_listen,
@@ -1030,11 +1027,6 @@ run_clsact_case() {
     fi
 }
 
-run_case() { # NAME FUNCTION
-    echo "--- $1"
-    if "$2"; then pass "$1"; else fail "$1"; fi
-}
-
 # ---------------------------------------------------------------------------
 # Teardown (EXIT trap)
 
@@ -1088,27 +1080,7 @@ teardown() {
     fi
 }
 
-on_exit() {
-    local rc=$? left
-    trap - EXIT
-    trap '' INT TERM                # teardown is bounded; let it finish
-    teardown
-    echo "--- teardown"
-    left=$(leftovers)
-    if [ -z "$left" ]; then
-        pass "teardown leaves nothing with prefix $P- (namespaces, links, cgroup, bpffs, work dir)"
-    else
-        fail "teardown left:"
-        echo "$left" | sed 's/^/    | /'
-    fi
-    echo "$PASSED passed, $FAILED failed"
-    if [ "$FAILED" -gt 0 ]; then exit 1; fi
-    exit "$rc"
-}
-
-trap on_exit EXIT
-trap 'echo "interrupted"; FAILED=$((FAILED + 1)); exit 130' INT
-trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
+suite_traps
 
 # ---------------------------------------------------------------------------
 # Main

@@ -1,4 +1,4 @@
-# Process and namespace helpers shared by netns_e2e.sh and demo.sh (sourced).
+# Process and namespace helpers shared by the e2e suites and demo.sh (sourced).
 #
 # The sourcing script keeps its background processes in the array BG_PIDS;
 # start_bg sets LAST_PID. Only processes started by the script are signalled,
