@@ -46,6 +46,9 @@ fn stop_signals() -> Result<Receiver<Signal>, String> {
 /// served, so a CNI call made earlier fails fast and is retried.
 pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     let stop = stop_signals()?;
+    // Read the host's netns cookies now, on the main thread, which never
+    // enters another namespace (they are cached for the process's life).
+    crate::system::host_netns_cookies()?;
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
     let mut service = PodService::new(&pins, &api.state_dir)?.with_tc_attach(config.tc_attach);

@@ -402,14 +402,31 @@ pub struct MapInfo {
 }
 
 /// A map descriptor (usually from a pin), with typed element access.
+/// A map's type and sizes never change, so they are read once, at open.
 pub struct MapFd {
     fd: OwnedFd,
     path: PathBuf,
+    info: MapInfo,
 }
 
 impl MapFd {
+    fn new(fd: OwnedFd, path: PathBuf) -> Result<MapFd> {
+        let mut info = sys::bpf_map_info::default();
+        let mut len = std::mem::size_of::<sys::bpf_map_info>() as u32;
+        let ret = unsafe { sys::bpf_map_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
+        check(ret, || format!("reading info of map {}", path.display()))?;
+        let info = MapInfo {
+            name: unsafe { c_str_lossy(info.name.as_ptr()) },
+            map_type: info.type_,
+            key_size: info.key_size,
+            value_size: info.value_size,
+            max_entries: info.max_entries,
+        };
+        Ok(MapFd { fd, path, info })
+    }
+
     pub fn open_pinned(path: &Path) -> Result<MapFd> {
-        Ok(MapFd { fd: obj_get(path)?, path: path.to_path_buf() })
+        MapFd::new(obj_get(path)?, path.to_path_buf())
     }
 
     /// A map by kernel id (e.g. one a loaded program uses).
@@ -418,7 +435,7 @@ impl MapFd {
         if fd < 0 {
             return Err(errno_error(format!("opening map id {id}")));
         }
-        Ok(MapFd { fd: unsafe { OwnedFd::from_raw_fd(fd) }, path: PathBuf::from(format!("<map id {id}>")) })
+        MapFd::new(unsafe { OwnedFd::from_raw_fd(fd) }, PathBuf::from(format!("<map id {id}>")))
     }
 
     /// The value at `key` as bytes (value_size of them), None when absent.
@@ -440,17 +457,7 @@ impl MapFd {
     }
 
     pub fn info(&self) -> Result<MapInfo> {
-        let mut info = sys::bpf_map_info::default();
-        let mut len = std::mem::size_of::<sys::bpf_map_info>() as u32;
-        let ret = unsafe { sys::bpf_map_get_info_by_fd(self.fd.as_raw_fd(), &mut info, &mut len) };
-        check(ret, || format!("reading info of map {}", self.path.display()))?;
-        Ok(MapInfo {
-            name: unsafe { c_str_lossy(info.name.as_ptr()) },
-            map_type: info.type_,
-            key_size: info.key_size,
-            value_size: info.value_size,
-            max_entries: info.max_entries,
-        })
+        Ok(self.info.clone())
     }
 
     fn check_sizes<K, V>(&self, value_size: usize) -> Result<()> {

@@ -122,12 +122,17 @@ pub fn current_netns_cookie() -> io::Result<u64> {
 
 /// Cookies of namespaces that must never be meshed: the one the loader runs
 /// in (the host's, on a node) and PID 1's when this process may read it.
+/// Neither changes while the process lives: read once.
 pub fn host_netns_cookies() -> Result<Vec<u64>, String> {
+    static HOST: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
+    if let Some(c) = HOST.get() {
+        return Ok(c.clone());
+    }
     let mut cookies = vec![current_netns_cookie().map_err(|e| format!("reading the loader's own netns cookie: {e}"))?];
     if let Ok(c) = netns_cookie(Path::new("/proc/1/ns/net")) {
         cookies.push(c);
     }
-    Ok(cookies)
+    Ok(HOST.get_or_init(|| cookies).clone())
 }
 
 #[cfg(test)]
