@@ -121,9 +121,6 @@ LOADER_OPTS=()
 
 start_loader() {
     local out="$WORK/loader.log" i
-    # Empty it here: start_bg's redirection truncates in the background child,
-    # and a restart must not find the previous run's "ready" line.
-    : >"$out"
     start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
         "${LOADER_OPTS[@]}" --log-level info run
     LOADER_PID=$LAST_PID

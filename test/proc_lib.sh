@@ -32,10 +32,14 @@ stop_pid() {
 }
 
 # start_bg LOG CMD...: starts CMD in the background; its PID is in $LAST_PID.
+# LOG is emptied before it returns, so a caller polling LOG never reads what
+# an earlier process wrote there (a redirection in the background child would
+# truncate only later).
 start_bg() {
     local out=$1
     shift
-    "$@" >"$out" 2>&1 &
+    : >"$out"
+    "$@" >>"$out" 2>&1 &
     LAST_PID=$!
     BG_PIDS+=("$LAST_PID")
 }
