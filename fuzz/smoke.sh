@@ -21,17 +21,9 @@ die() {
 }
 
 # --- toolchain: Bazel's test environment does not have rustup's PATH.
-: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
-export HOME
-cargo=
-for c in "${CARGO:-}" "$(command -v cargo 2>/dev/null || true)" "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
-    if [[ -n $c && -x $c ]]; then
-        cargo=$c
-        break
-    fi
-done
-[[ -n $cargo ]] || die "cargo not found (\$CARGO, PATH, $HOME/.cargo/bin): install Rust with rustup"
-export PATH=$(dirname "$cargo"):$PATH
+# shellcheck source=tools/find_cargo.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/../tools/find_cargo.sh" || exit 1
+find_cargo || die "cargo not found (\$CARGO, PATH, $HOME/.cargo/bin): install Rust with rustup"
 "$cargo" fuzz --version >/dev/null 2>&1 ||
     die "cargo-fuzz is not installed: \`cargo install --locked cargo-fuzz\` (tools/setup.sh does it)"
 

@@ -33,18 +33,9 @@ done
 export MESHWIRE_BPF_DIR=$execroot/$bpf_dir
 
 # --- cargo: Bazel actions don't see rustup's PATH.
-: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
-export HOME
-cargo=
-for c in "${CARGO:-}" "$(command -v cargo 2>/dev/null || true)" "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
-    if [[ -n $c && -x $c ]]; then
-        cargo=$c
-        break
-    fi
-done
-[[ -n $cargo ]] || die "cargo not found (\$CARGO, PATH, $HOME/.cargo/bin, /root/.cargo/bin). Install Rust >= 1.82 with rustup; tools/setup.sh checks it."
-# rustc, rustup's proxies and build-script tools next to cargo.
-export PATH=$(dirname "$cargo"):$PATH
+# shellcheck source=tools/find_cargo.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/find_cargo.sh" || exit 1
+find_cargo || die "cargo not found (\$CARGO, PATH, $HOME/.cargo/bin, /root/.cargo/bin). Install Rust >= 1.82 with rustup; tools/setup.sh checks it."
 
 # --- Work on the real source tree (the execroot only holds symlinks to it), so
 # paths in diagnostics and cargo's fingerprints don't depend on Bazel's output

@@ -79,14 +79,9 @@ if [[ $(cat "$VENV/.meshwire-requirements" 2>/dev/null) != "${PY_REQUIREMENTS[*]
 fi
 
 # --- Rust (rustup; Debian's rustc is too old) -------------------------------
-cargo=
-for c in "${CARGO:-}" "$(command -v cargo 2>/dev/null || true)" "$HOME/.cargo/bin/cargo" /root/.cargo/bin/cargo; do
-    if [[ -n $c && -x $c ]]; then
-        cargo=$c
-        break
-    fi
-done
-[[ -n $cargo ]] ||
+# shellcheck source=tools/find_cargo.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/find_cargo.sh" || exit 1
+find_cargo ||
     die "cargo not found (looked at \$CARGO, PATH, $HOME/.cargo/bin, /root/.cargo/bin). Install Rust >= $RUST_MIN with rustup."
 rustc=$(dirname "$cargo")/rustc
 [[ -x $rustc ]] || rustc=$(command -v rustc 2>/dev/null || true)
