@@ -91,8 +91,8 @@ fill_map() {
     awk -v n="$count" -v map="$PIN/maps/$name" 'BEGIN {
         for (i = 0; i < n; i++) {
             cookie = sprintf("%02x %02x 00 00 00 00 57 7e", i % 256, int(i / 256) % 256)
-            if (map ~ /mw_pods$/)           # u64 cookie -> mw_pod { flags MESHED, ip4 0 }
-                printf "map update pinned %s key hex %s value hex 01 00 00 00 00 00 00 00\n", map, cookie
+            if (map ~ /mw_pods$/)           # u64 cookie -> mw_pod { flags MESHED }
+                printf "map update pinned %s key hex %s value hex 01 00 00 00\n", map, cookie
             else                            # mw_tuple4 (10.255.x.y:1 -> 10.254.0.1:2) -> mw_orig4
                 printf "map update pinned %s key hex %s 0a ff %02x %02x 0a fe 00 01 01 00 02 00 00 00 00 00 value hex 0a fe 00 01 00 02 01 00\n",
                     map, cookie, int(i / 256) % 256, i % 256

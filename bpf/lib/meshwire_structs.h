@@ -24,7 +24,6 @@ struct mw_settings {
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */
 struct mw_pod {
 	__u32 flags;		/* MW_POD_F_* */
-	__u32 ip4;		/* pod IPv4, network order; 0 when unknown */
 };
 
 /* Key of mw_excl_ports. netns_cookie 0 holds the node-wide list. */

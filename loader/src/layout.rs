@@ -49,7 +49,6 @@ mirror! {
     /// Value of `mw_pods`, keyed by netns cookie.
     "mw_pod" => pub struct Pod {
         pub flags: u32,
-        pub ip4: u32,
     }
 }
 
@@ -298,15 +297,16 @@ mod tests {
     fn a_drifted_mirror_is_caught() {
         // A mirror with a field in the wrong place must be reported.
         mirror! {
-            "mw_pod" => pub struct WrongPod {
+            "mw_orig4" => pub struct WrongOrig4 {
                 pub ip4: u32,
-                pub flags: u32,
+                pub flags: u16,
+                pub port: u16,
             }
         }
         let obj = alignchecker();
         let btf = Btf::of_object(&obj).unwrap();
-        let err = check_mirror::<WrongPod>(&btf).unwrap_err();
-        assert!(err.contains("mw_pod"), "{err}");
+        let err = check_mirror::<WrongOrig4>(&btf).unwrap_err();
+        assert!(err.contains("mw_orig4"), "{err}");
     }
 
     #[test]

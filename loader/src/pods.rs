@@ -170,7 +170,7 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
             }
             maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, "mw_pod_ips", e))?;
         }
-        let value = Pod { flags: POD_F_MESHED, ip4: pod.ips.first().map_or(0, |a| u32::from(*a).to_be()) };
+        let value = Pod { flags: POD_F_MESHED };
         maps.pods.update(&pod.cookie, &value).map_err(|e| update_error(&maps.pods, "mw_pods", e))
     })();
     if let Err(e) = result {
