@@ -12,7 +12,10 @@
 use crate::net;
 use std::collections::HashMap;
 use std::fmt;
-use std::io::{self, Write};
+use nix::errno::Errno;
+use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+use std::io::{self, Read, Write};
+use std::os::fd::AsFd;
 use std::net::{Ipv4Addr, Shutdown, SocketAddr, SocketAddrV4, TcpListener, TcpStream};
 use std::str::FromStr;
 use std::sync::atomic::{AtomicUsize, Ordering};
@@ -21,7 +24,7 @@ use std::thread;
 use std::time::Duration;
 
 const CONNECT_TIMEOUT: Duration = Duration::from_secs(5);
-/// A relay direction idle for this long is torn down, so no thread lives forever.
+/// A relay idle for this long is torn down, so no thread lives forever.
 const IDLE_TIMEOUT: Duration = Duration::from_secs(60);
 
 /// `VIP:PORT=IP:PORT,IP:PORT...`: a service address and its backends.
@@ -213,33 +216,103 @@ fn forward(client: TcpStream, peer: &str, target: SocketAddr, marker: Option<Str
     }
 }
 
-/// Copies bytes both ways; EOF on one side becomes shutdown(Write) on the other.
+/// Copies bytes both ways in one thread, with non-blocking sockets and
+/// poll(2), as real sidecars (Envoy, HAProxy) do: a read that finds nothing
+/// waits for the next readiness instead of failing, which a socket in a
+/// sockmap needs (README "Acceleration"). EOF on one side becomes
+/// shutdown(Write) on the other; an error, a reset or IDLE_TIMEOUT without
+/// any readiness ends both.
 fn relay(client: TcpStream, upstream: TcpStream) -> io::Result<()> {
-    for s in [&client, &upstream] {
-        s.set_read_timeout(Some(IDLE_TIMEOUT))?;
-        s.set_write_timeout(Some(IDLE_TIMEOUT))?;
+    client.set_nonblocking(true)?;
+    upstream.set_nonblocking(true)?;
+    let socks = [&client, &upstream];
+    // pipes[0]: client -> upstream, pipes[1]: upstream -> client.
+    let mut pipes = [Pipe::default(), Pipe::default()];
+    let timeout = PollTimeout::try_from(IDLE_TIMEOUT).unwrap_or(PollTimeout::MAX);
+    let result = 'relay: loop {
+        for (i, pipe) in pipes.iter_mut().enumerate() {
+            if let Err(e) = pipe.pump(socks[i], socks[1 - i]) {
+                break 'relay Err(e);
+            }
+        }
+        if pipes.iter().all(|p| p.shut) {
+            break Ok(());
+        }
+        let mut fds = [
+            PollFd::new(client.as_fd(), pipes[0].wants_read() | pipes[1].wants_write()),
+            PollFd::new(upstream.as_fd(), pipes[1].wants_read() | pipes[0].wants_write()),
+        ];
+        match poll(&mut fds, timeout) {
+            Ok(0) => break Err(io::Error::new(io::ErrorKind::TimedOut, "idle")),
+            Ok(_) | Err(Errno::EINTR) => {}
+            Err(e) => break Err(e.into()),
+        }
+        for (i, f) in fds.iter().enumerate() {
+            if f.revents().is_some_and(|r| r.contains(PollFlags::POLLERR)) {
+                let e = socks[i].take_error()?.unwrap_or_else(|| io::Error::other("socket error"));
+                break 'relay Err(e);
+            }
+        }
+    };
+    if result.is_err() {
+        for s in socks {
+            let _ = s.shutdown(Shutdown::Both);
+        }
     }
-    let (c2, u2) = (client.try_clone()?, upstream.try_clone()?);
-    let up = thread::Builder::new()
-        .stack_size(64 * 1024)
-        .spawn(move || pump(c2, u2))?;
-    let down = pump(upstream, client);
-    let up = up.join().unwrap_or_else(|_| Err(io::Error::other("relay thread panicked")));
-    down.and(up)
+    result
 }
 
-fn pump(mut from: TcpStream, mut to: TcpStream) -> io::Result<()> {
-    match io::copy(&mut from, &mut to) {
-        Ok(_) => {
-            // ENOTCONN here only means the other side is already gone.
-            let _ = to.shutdown(Shutdown::Write);
-            Ok(())
+/// One direction of a relay: what was read and not yet written on.
+#[derive(Default)]
+struct Pipe {
+    buf: Vec<u8>,
+    start: usize,
+    end: usize,
+    /// The source sent its FIN.
+    eof: bool,
+    /// ... and it was passed on as shutdown(Write): this direction is over.
+    shut: bool,
+}
+
+impl Pipe {
+    const SIZE: usize = 64 * 1024;
+
+    /// Moves what it can without blocking.
+    fn pump(&mut self, mut from: &TcpStream, mut to: &TcpStream) -> io::Result<()> {
+        if self.buf.is_empty() {
+            self.buf = vec![0; Self::SIZE];
         }
-        Err(e) => {
-            let _ = from.shutdown(Shutdown::Both);
-            let _ = to.shutdown(Shutdown::Both);
-            Err(e)
+        while !self.shut {
+            if self.start < self.end {
+                match to.write(&self.buf[self.start..self.end]) {
+                    Ok(n) => self.start += n,
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            } else if self.eof {
+                // ENOTCONN here only means the other side is already gone.
+                let _ = to.shutdown(Shutdown::Write);
+                self.shut = true;
+            } else {
+                match from.read(&mut self.buf) {
+                    Ok(0) => self.eof = true,
+                    Ok(n) => (self.start, self.end) = (0, n),
+                    Err(e) if e.kind() == io::ErrorKind::WouldBlock => return Ok(()),
+                    Err(e) if e.kind() == io::ErrorKind::Interrupted => {}
+                    Err(e) => return Err(e),
+                }
+            }
         }
+        Ok(())
+    }
+
+    fn wants_read(&self) -> PollFlags {
+        if !self.eof && self.start == self.end { PollFlags::POLLIN } else { PollFlags::empty() }
+    }
+
+    fn wants_write(&self) -> PollFlags {
+        if self.start < self.end { PollFlags::POLLOUT } else { PollFlags::empty() }
     }
 }
 
