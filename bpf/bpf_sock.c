@@ -27,9 +27,33 @@ static __always_inline int mw_sock4_remember(struct bpf_sock_addr *ctx,
 }
 
 /*
+ * The sidecar hands an inbound connection to its own app (its pod's address
+ * or loopback). Untouched; with acceleration on, the socket is marked so that
+ * sockops accelerates this hop too (it cannot tell the sidecar's sockets from
+ * the app's). No storage only means no acceleration.
+ */
+static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx)
+{
+	__u16 dst_port = bpf_ntohs((__u16)ctx->user_port);
+	struct mw_orig4 *mark;
+
+	if (!mw_cfg.accel || dst_port == mw_cfg.outbound_port ||
+	    dst_port == mw_cfg.inbound_port)
+		return MW_ALLOW;
+	mark = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL,
+				  BPF_SK_STORAGE_GET_F_CREATE);
+	if (mark) {
+		mark->ip4 = ctx->user_ip4;
+		mark->port = (__u16)ctx->user_port;
+		mark->flags = MW_ORIG_F_DELIVER;
+	}
+	return MW_ALLOW;
+}
+
+/*
  * Inbound, same node: a sidecar dials an app port of another meshed pod on
  * this node; send it to that pod's sidecar inbound port instead. Dialling its
- * own pod is the sidecar handing an inbound connection to its app: untouched.
+ * own pod is the sidecar handing an inbound connection to its app.
  */
 static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 						     __u64 netns_cookie)
@@ -38,9 +62,13 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 	__u16 dst_port = (__u16)ctx->user_port;
 	__u64 *peer_cookie;
 
+	if (mw_is_loopback4(dst_ip4))
+		return mw_sock4_deliver(ctx);
 	peer_cookie = bpf_map_lookup_elem(&mw_pod_ips, &dst_ip4);
-	if (!peer_cookie || *peer_cookie == netns_cookie)
+	if (!peer_cookie)
 		return MW_ALLOW;
+	if (*peer_cookie == netns_cookie)
+		return mw_sock4_deliver(ctx);
 	if (mw_in_port_excluded(dst_ip4, bpf_ntohs(dst_port))) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,

@@ -151,45 +151,49 @@ static __always_inline void mw_sockops_accel_key(struct bpf_sock_ops *skops,
 }
 
 /*
- * Acceleration: a socket of a meshed pod whose peer is on this node (an app
- * and its sidecar over loopback, or two meshed pods' sidecars) goes into
- * mw_sock_hash, where sk_msg finds it as the peer of the other end. Its
- * mw_accel_state entry comes first, so sk_msg never finds the socket without
- * one; its state changes are asked for, to handle its FIN and close
+ * Is this connecting socket one of the mesh's own hops? An app and its
+ * sidecar (loopback, the sidecar's outbound port), two sidecars on this node
+ * (two meshed pods' addresses, the inbound port), and a sidecar handing a
+ * connection to its own app (marked at connect4). Other connections, an app's
+ * own loopback ones included, keep the kernel's plain TCP semantics.
+ */
+static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops)
+{
+	__u32 local = skops->local_ip4, remote = skops->remote_ip4;
+	__u32 server_port = bpf_ntohl(skops->remote_port);
+	struct bpf_sock *sk = skops->sk;
+	struct mw_orig4 *mark;
+
+	if (mw_is_loopback4(remote) && server_port == mw_cfg.outbound_port)
+		return 1;
+	if (server_port == mw_cfg.inbound_port &&
+	    bpf_map_lookup_elem(&mw_pod_ips, &remote) &&
+	    bpf_map_lookup_elem(&mw_pod_ips, &local))
+		return 1;
+	if (!sk)
+		return 0;
+	mark = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
+	return mark && (mark->flags & MW_ORIG_F_DELIVER);
+}
+
+/*
+ * Acceleration: both ends of a mesh hop go into mw_sock_hash, where sk_msg
+ * finds each as the peer of the other. The connecting end decides (it is
+ * established, and entered, before the accepted one); the accepted end
+ * follows only if its peer is in, so that a socket whose peer is not
+ * accelerated never picks up tcp_bpf's receive path for nothing. A socket's
+ * mw_accel_state entry comes first, so sk_msg never finds it without one; its
+ * state changes are asked for, to handle its FIN and close
  * (mw_sockops_accel_state, lib/meshwire_accel.h says why).
  */
 static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
 {
-	__u32 local = skops->local_ip4, remote = skops->remote_ip4;
 	struct mw_accel_state fresh = {};
 	struct mw_sock_key key;
 
-	__u32 server_port;
-
 	if (!mw_cfg.accel || !mw_pod_lookup(bpf_get_netns_cookie(skops)))
 		return;
-	/*
-	 * Only the mesh's own hops: an app and its sidecar (loopback, the
-	 * sidecar's outbound port) and two sidecars on this node (two meshed
-	 * pods' addresses, the inbound port). Other connections, an app's own
-	 * loopback ones included, keep the kernel's plain TCP semantics.
-	 */
-	server_port = skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB ?
-		      bpf_ntohl(skops->remote_port) : skops->local_port;
-	if (mw_is_loopback4(remote)) {
-		if (server_port != mw_cfg.outbound_port)
-			return;
-	} else if (server_port != mw_cfg.inbound_port ||
-		   !bpf_map_lookup_elem(&mw_pod_ips, &remote) ||
-		   !bpf_map_lookup_elem(&mw_pod_ips, &local)) {
-		return;
-	}
 	mw_sockops_accel_key(skops, &key);
-	/*
-	 * The connecting end is established (and entered) before the accepted
-	 * one: accept only when it is there, so that a socket whose peer is
-	 * not accelerated never picks up tcp_bpf's receive path for nothing.
-	 */
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
 		struct mw_sock_key peer = {
 			.netns_cookie = key.netns_cookie,
@@ -201,6 +205,8 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
 
 		if (!bpf_map_lookup_elem(&mw_accel_state, &peer))
 			return;
+	} else if (!mw_sockops_is_mesh_hop(skops)) {
+		return;
 	}
 	if (bpf_map_update_elem(&mw_accel_state, &key, &fresh, BPF_ANY)) {
 		mw_count(MW_STAT_ACCEL_ERROR);

@@ -56,13 +56,6 @@ LOADER_OPTS=()
 stat_value() { mwl stats 2>/dev/null | awk -v s="$1" '$1 == s { print $2 }'; }
 map_count() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }'; }
 
-# Entries of the private mw_accel_state map (not listed by `maps`), with bpftool.
-accel_state_count() {
-    command -v bpftool >/dev/null || { echo "?"; return; }
-    bpftool -j map dump pinned "$PIN/maps/mw_accel_state" 2>/dev/null |
-        awk '{ n += gsub(/"key":/, "") } END { print n + 0 }'
-}
-
 # Bytes received on the pod's loopback (every packet sent there is received there).
 lo_bytes() { ip netns exec "$NS_POD" cat /sys/class/net/lo/statistics/rx_bytes; }
 
@@ -275,13 +268,12 @@ case_maps_empty() {
     local i n s
     for ((i = 0; i < 50; i++)); do
         n=$(map_count mw_sock_hash)
-        s=$(accel_state_count)
-        [ "$n" = 0 ] && { [ "$s" = 0 ] || [ "$s" = "?" ]; } && break
+        s=$(map_count mw_accel_state)
+        [ "$n" = 0 ] && [ "$s" = 0 ] && break
         sleep 0.2
     done
-    log "after $((i * 2 / 10)) s: mw_sock_hash ${n:-?} entries, mw_accel_state $s entries"
-    [ "$s" = "?" ] && log "(bpftool not installed: mw_accel_state not counted)"
-    [ "$n" = 0 ] && { [ "$s" = 0 ] || [ "$s" = "?" ]; }
+    log "after $((i * 2 / 10)) s: mw_sock_hash ${n:-?} entries, mw_accel_state ${s:-?} entries"
+    [ "$n" = 0 ] && [ "$s" = 0 ]
 }
 
 case_no_errors() {

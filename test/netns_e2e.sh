@@ -20,6 +20,10 @@
 # qdiscs (elsewhere they say SKIP). Empty (the default): the config has no
 # [tc] section.
 #
+# MESHWIRE_E2E_ACCEL=1 (//test:netns_e2e_accel) adds `[acceleration] enabled =
+# true`: every case runs with the mesh's hops accelerated (sockops + sk_msg),
+# and the cases marked "a" check that they were (elsewhere they say SKIP).
+#
 # Runs as root. Everything it creates carries the prefix mw<PID>- (namespaces,
 # cgroup, work dir with a private bpffs instance) and is removed by the EXIT
 # trap, which then checks that nothing with the prefix is left and prints the
@@ -294,6 +298,9 @@ debug = false
 EOF
     if [ -n "$TC_ATTACH" ]; then
         printf '\n[tc]\nattach = "%s"\n' "$TC_ATTACH" >>"$WORK/meshwire.toml"
+    fi
+    if [ -n "$ACCEL" ]; then
+        printf '\n[acceleration]\nenabled = true\n' >>"$WORK/meshwire.toml"
     fi
 }
 
@@ -1024,6 +1031,74 @@ run_clsact_case() {
     fi
 }
 
+# --- acceleration (MESHWIRE_E2E_ACCEL=1)
+
+# run_accel_case NAME FUNCTION: a case about acceleration; without it, SKIP.
+run_accel_case() {
+    if [ -n "$ACCEL" ] && [ "$MODE" = ebpf ]; then
+        run_case "$@"
+    else
+        echo "--- $1"
+        echo "SKIP: $1 (acceleration off, interception $MODE: no accelerated sockets to check)"
+    fi
+}
+
+# accel_socks: mw_sock_hash's sockets from `conns`, as "LOCAL REMOTE" lines.
+accel_socks() {
+    mwl conns 2>&1 | awk '/^accelerated sockets/ { on = 1; next } on && $1 == "netns" { print $3, $5 }'
+}
+
+# accel_hop NAME LOCAL_RE REMOTE_RE: exactly one socket LOCAL -> REMOTE and
+# one REMOTE -> LOCAL (its peer) in "$socks".
+accel_hop() {
+    local a b
+    a=$(grep -cE "^$2 $3\$" <<<"$socks")
+    b=$(grep -cE "^$3 $2\$" <<<"$socks")
+    if [ "$a" != 1 ] || [ "$b" != 1 ]; then
+        log "$1: expected both ends accelerated once, found $a and $b"
+        return 1
+    fi
+    log "$1: both ends accelerated"
+}
+
+# One long-lived connection pod2's app -> pod1's app goes through three hops,
+# all on this node: app -> pod2's sidecar (loopback), pod2's sidecar -> pod1's
+# sidecar, pod1's sidecar -> pod1's app (loopback). Each has both ends in
+# mw_sock_hash while it lives, and nothing is left after it closes.
+case_accel_three_hops() {
+    local port=7071 echo_pid session_pid rc socks added
+    start_bg "$WORK/server-P1E.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" echo --listen "0.0.0.0:$port"
+    echo_pid=$LAST_PID
+    wait_listen "$(pod 1)" "0.0.0.0:$port" "$echo_pid" "$WORK/server-P1E.log" || return 1
+    added=$(stat_value accel_sock_added)
+    start_bg "$WORK/session-accel.log" "${IN_CG[@]}" "$(pod 2)" "$MWTEST" session \
+        --connect "$POD1_IP:$port" --seconds 3 --interval-ms 20 --expect-orig "$POD1_IP:$port"
+    session_pid=$LAST_PID
+    sleep 1
+    socks=$(accel_socks)
+    rc=0
+    accel_hop "pod2's app <-> its sidecar" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
+    accel_hop "pod2's sidecar <-> pod1's sidecar" '10\.231\.2\.2:[0-9]+' "10\\.231\\.1\\.2:$INBOUND_PORT" || rc=1
+    accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$port" || rc=1
+    if [ "$(grep -c . <<<"$socks")" != 6 ]; then
+        log "mw_sock_hash holds $(grep -c . <<<"$socks") sockets, expected the 6 ends of the 3 hops:"
+        sed 's/^/    | /' <<<"$socks"
+        rc=1
+    fi
+    wait "$session_pid" || {
+        log "the session broke:"
+        show "$WORK/session-accel.log"
+        rc=1
+    }
+    forget_pid "$session_pid"
+    log "$(tail -n 1 "$WORK/session-accel.log"), accel_sock_added +$(($(stat_value accel_sock_added) - added))"
+    stop_pid "$echo_pid"
+    forget_pid "$echo_pid"
+    wait_map_empty mw_sock_hash || rc=1
+    wait_map_empty mw_accel_state || rc=1
+    return "$rc"
+}
+
 # ---------------------------------------------------------------------------
 # Teardown (EXIT trap)
 
@@ -1110,7 +1185,17 @@ case "$TC_ATTACH" in
     ;;
 esac
 
-echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}"
+ACCEL=${MESHWIRE_E2E_ACCEL:-}
+case "$ACCEL" in
+"" | 1) ;;
+*)
+    echo "MESHWIRE_E2E_ACCEL=$ACCEL: use 1 or leave it empty" >&2
+    fail "usage"
+    exit 2
+    ;;
+esac
+
+echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}, acceleration ${ACCEL:+on}${ACCEL:-off}"
 preflight || exit 1
 "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' && HAVE_IFNAME=1
 echo "--- setup"
@@ -1151,6 +1236,8 @@ run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1'
     case_inbound_same_node
 run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \
     case_inbound_through_both_sidecars
+run_accel_case "11a acceleration: a connection through both sidecars has its three hops (app-sidecar, sidecar-sidecar, sidecar-app) accelerated; nothing left after it closes" \
+    case_accel_three_hops
 run_case "12 a sidecar dialling its own pod's IP is not redirected" case_inbound_own_pod_direct
 run_case "12b same node inbound: an excluded inbound port ([inbound] exclude_ports) reaches the app directly" \
     case_inbound_excluded_port_same_node

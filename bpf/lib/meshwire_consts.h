@@ -24,6 +24,7 @@
 /* mw_orig4.flags */
 #define MW_ORIG_F_CONNECT	(1U << 0)	/* on the app's socket, until established */
 #define MW_ORIG_F_ACCEPTED	(1U << 1)	/* on the sidecar's accepted socket */
+#define MW_ORIG_F_DELIVER	(1U << 2)	/* on the sidecar's socket to its own app (acceleration) */
 
 /* mw_flow4.flags */
 #define MW_FLOW_F_FIN_IN	(1U << 0)	/* FIN seen from the remote peer */

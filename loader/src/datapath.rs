@@ -48,10 +48,6 @@ pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { object: "meshwire_skmsg", program: "mw_skmsg_redirect", hook: Hook::SkMsg { map: pins::MAP_SOCK_HASH } },
 ];
 
-/// Pinned maps private to acceleration (bpf/lib/meshwire_accel.h): shared by
-/// the sockops and sk_msg objects, read by no one else, removed by cleanup.
-pub const ACCEL_PRIVATE_MAPS: &[&str] = &["mw_accel_state"];
-
 /// The cgroup the programs attach to: the configured one, or the cgroup2 root.
 pub fn target_cgroup(config: &Config) -> Result<PathBuf, String> {
     match &config.bpf.cgroup {
@@ -291,7 +287,7 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
     let mut removed = tc::remove_all_pins(&pins)?;
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
-    let maps = pins::ALL_MAPS.iter().chain(ACCEL_PRIVATE_MAPS).map(|m| pins.map(m));
+    let maps = pins::ALL_MAPS.iter().map(|m| pins.map(m));
     for path in links.chain(maps) {
         if path.starts_with(pins.links_dir()) {
             // Detach at once rather than when the kernel gets round to it.

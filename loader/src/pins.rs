@@ -28,6 +28,9 @@ pub const MAP_FLOW4: &str = "mw_flow4";
 /// Private to the tc object (bpf/bpf_tc.c): closing state of mw_flow4's flows.
 pub const MAP_FLOW4_FIN: &str = "mw_flow4_fin";
 pub const MAP_SOCK_HASH: &str = "mw_sock_hash";
+/// Private to acceleration (bpf/lib/meshwire_accel.h): shared by the sockops
+/// and sk_msg objects, one entry per socket in mw_sock_hash.
+pub const MAP_ACCEL_STATE: &str = "mw_accel_state";
 /// Decision events (ring buffer) for `meshwire-loader trace`.
 pub const MAP_EVENTS: &str = "mw_events";
 
@@ -42,6 +45,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_FLOW4,
     MAP_FLOW4_FIN,
     MAP_SOCK_HASH,
+    MAP_ACCEL_STATE,
     MAP_STATS,
     MAP_EVENTS,
 ];

@@ -5,7 +5,8 @@
 //! Lines the sidecar writes upstream (`via-sidecar orig=...`) come back
 //! through the echo server first; with `--expect-orig` the first of them must
 //! name that destination, which proves the connection went through the
-//! sidecar. Prints `session: N ticks ok` and exits 0, or says which tick
+//! sidecar. An inbound sidecar's `via-inbound-sidecar` line (an echo server
+//! in a meshed pod) is skipped. Prints `session: N ticks ok` and exits 0, or says which tick
 //! failed and how.
 
 use std::io::{self, BufRead, BufReader, Write};
@@ -24,6 +25,7 @@ pub struct Options {
 #[derive(Debug, PartialEq, Eq)]
 enum Line {
     Marker(String),
+    InboundMarker,
     Tick(u64),
     Other(String),
 }
@@ -32,6 +34,9 @@ fn classify(line: &str) -> Line {
     let line = line.trim_end();
     if let Some(orig) = line.strip_prefix("via-sidecar orig=") {
         return Line::Marker(orig.to_string());
+    }
+    if line.starts_with("via-inbound-sidecar ") {
+        return Line::InboundMarker;
     }
     match line.strip_prefix("tick ").and_then(|n| n.parse().ok()) {
         Some(n) => Line::Tick(n),
@@ -61,6 +66,7 @@ pub fn run(opts: &Options) -> Result<String, String> {
                 Line::Marker(orig) => {
                     seen_marker.get_or_insert(orig);
                 }
+                Line::InboundMarker => {}
                 Line::Tick(m) if m == n => break,
                 other => return Err(format!("session {}: expected tick {n}, got {other:?}", opts.connect)),
             }
@@ -85,6 +91,7 @@ mod tests {
     #[test]
     fn lines_are_told_apart() {
         assert_eq!(classify("via-sidecar orig=10.0.0.1:80\n"), Line::Marker("10.0.0.1:80".into()));
+        assert_eq!(classify("via-inbound-sidecar orig=10.0.0.1:80\n"), Line::InboundMarker);
         assert_eq!(classify("tick 7\n"), Line::Tick(7));
         assert_eq!(classify("tick x"), Line::Other("tick x".into()));
         assert_eq!(classify("hello"), Line::Other("hello".into()));
