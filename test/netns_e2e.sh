@@ -480,6 +480,20 @@ case_two_pods_concurrently() {
     log "pod2's sidecar logged $(($(conn_lines 2 "$ADDR_B") - b2)) connections, all with orig=$ADDR_B"
 }
 
+case_netns_meshed_once() {
+    local out before
+    before=$(pod_list)
+    if out=$(mwl pod add --netns "/run/netns/$(pod 1)" --ip 10.231.1.2 --id "$P-dup" 2>&1); then
+        log "a second pod add of pod1's namespace succeeded: $out"
+        mwl pod del --id "$P-dup" >/dev/null 2>&1
+        return 1
+    fi
+    grep -q "already meshed as container" <<<"$out" || { log "refused, but without naming the owner: $out"; return 1; }
+    log "refused: $(tail -n 1 <<<"$out")"
+    [ "$(pod_list)" = "$before" ] || { log "pod list changed: $(pod_list | tr '\n' ';')"; return 1; }
+    client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 5 --expect-orig "$ADDR_A" --expect-server A
+}
+
 # orig_map_counts: from `meshwire-loader maps`, the per-connection maps
 # (names containing "orig") with a numeric count, as "name count" lines.
 # Maps whose count is not a number (sk_storage) are exempt.
@@ -1232,6 +1246,8 @@ run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped
 run_case "8 an unregistered namespace in the cgroup is untouched" case_unregistered_netns_untouched
 run_case "9 two meshed pods at once, 300 connections each, no mix-up" case_two_pods_concurrently
+run_case "9b pod add of pod1's namespace under another ID is refused, naming the owner; pod1 still meshed" \
+    case_netns_meshed_once
 run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), then the app" \
     case_inbound_same_node
 run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \

@@ -3,6 +3,7 @@
 //! crossbeam channel. Pod changes go through [`PodService`], which keeps the
 //! maps, the tc attachments and the persisted records in step.
 
+use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
@@ -34,11 +35,37 @@ fn internal(msg: impl Into<String>) -> Response {
 pub struct PodService {
     pins: Pins,
     records: Records,
-    mutate: Mutex<()>,
+    /// Held by every mutation; what it guards mirrors the records.
+    mutate: Mutex<Meshed>,
     /// Some: iptables mode, pods get these netfilter rules instead of map entries.
     iptables: Option<iptables::NodeRules>,
     /// How tc programs go on pods' interfaces (`[tc] attach`).
     tc_attach: tc::TcAttach,
+}
+
+/// Which container each meshed network namespace (by cookie) belongs to, so
+/// an ADD can refuse a namespace meshed under another container ID without
+/// reading every record. Kept in step with the records under the mutex.
+#[derive(Default)]
+struct Meshed {
+    by_cookie: HashMap<u64, String>,
+}
+
+impl Meshed {
+    fn of(records: &[PodRecord]) -> Meshed {
+        Meshed { by_cookie: records.iter().map(|r| (r.netns_cookie, r.spec.container_id.clone())).collect() }
+    }
+
+    /// The container meshing `cookie`, if it is not `container_id`.
+    fn other_owner(&self, cookie: u64, container_id: &str) -> Option<&str> {
+        self.by_cookie.get(&cookie).map(String::as_str).filter(|owner| *owner != container_id)
+    }
+
+    fn forget(&mut self, record: &PodRecord) {
+        if self.by_cookie.get(&record.netns_cookie) == Some(&record.spec.container_id) {
+            self.by_cookie.remove(&record.netns_cookie);
+        }
+    }
 }
 
 fn meshed_of(record: &PodRecord) -> MeshedPod {
@@ -58,7 +85,9 @@ fn meshed_of(record: &PodRecord) -> MeshedPod {
 
 impl PodService {
     pub fn new(pins: &Pins, state_dir: &Path) -> Result<PodService, String> {
-        Ok(PodService { pins: pins.clone(), records: Records::open(state_dir)?, mutate: Mutex::new(()), iptables: None, tc_attach: tc::TcAttach::Auto })
+        let records = Records::open(state_dir)?;
+        let meshed = Meshed::of(&records.all()?.0);
+        Ok(PodService { pins: pins.clone(), records, mutate: Mutex::new(meshed), iptables: None, tc_attach: tc::TcAttach::Auto })
     }
 
     /// iptables mode (`interception.mode = "iptables"`).
@@ -77,14 +106,14 @@ impl PodService {
         PodMaps::open(&self.pins).map_err(internal)
     }
 
-    fn lock(&self) -> std::sync::MutexGuard<'_, ()> {
+    fn lock(&self) -> std::sync::MutexGuard<'_, Meshed> {
         // A panicking worker must not wedge every later request.
         self.mutate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
     pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Response> {
         pods::validate(&spec).map_err(invalid)?;
-        let _g = self.lock();
+        let mut meshed = self.lock();
         let pod = pods::resolve(&spec).map_err(invalid)?;
         let maps = self.maps()?;
 
@@ -95,19 +124,19 @@ impl PodService {
                 return Ok(existing);
             }
             // Same container, new spec: replace it.
-            self.teardown(&maps, &existing)?;
+            self.teardown(&mut meshed, &maps, &existing)?;
         }
-        let (others, _) = self.records.all().map_err(internal)?;
-        if let Some(other) = others.iter().find(|r| r.netns_cookie == pod.cookie && r.spec.container_id != spec.container_id) {
-            return Err(invalid(format!("{} is already meshed as container {}", spec.netns.display(), other.spec.container_id)));
+        if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
+            return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
         }
 
         self.apply(&maps, &pod)?;
         let record = PodRecord { spec, netns_cookie: pod.cookie };
         if let Err(e) = self.records.save(&record) {
-            let _ = self.teardown(&maps, &record);
+            let _ = self.teardown(&mut meshed, &maps, &record);
             return Err(internal(e));
         }
+        meshed.by_cookie.insert(record.netns_cookie, record.spec.container_id.clone());
         log::info!("pod {} meshed (netns cookie {}, ips {:?})", record.spec.container_id, pod.cookie, record.spec.ips);
         Ok(record)
     }
@@ -131,7 +160,7 @@ impl PodService {
         Ok(())
     }
 
-    fn teardown(&self, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
+    fn teardown(&self, meshed: &mut Meshed, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
         let pod = meshed_of(record);
         if self.iptables.is_some() {
             iptables::remove(&pod).map_err(internal)?;
@@ -139,17 +168,18 @@ impl PodService {
         tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
         pods::remove(maps, &pod).map_err(internal)?;
         self.records.remove(&record.spec.container_id).map_err(internal)?;
+        meshed.forget(record);
         Ok(())
     }
 
     /// Ok(false): the pod was not known (CNI DEL is idempotent).
     pub fn del(&self, container_id: &str) -> Result<bool, Response> {
         pods::check_container_id(container_id).map_err(invalid)?;
-        let _g = self.lock();
+        let mut meshed = self.lock();
         let Some(record) = self.records.load(container_id).map_err(internal)? else {
             return Ok(false);
         };
-        self.teardown(&self.maps()?, &record)?;
+        self.teardown(&mut meshed, &self.maps()?, &record)?;
         log::info!("pod {container_id} removed");
         Ok(true)
     }
@@ -185,7 +215,7 @@ impl PodService {
     /// re-applying their entries; drop those whose namespace is gone, and map
     /// entries no record explains. Returns (kept, dropped).
     pub fn adopt(&self) -> Result<(usize, usize), String> {
-        let _g = self.lock();
+        let mut meshed = self.lock();
         let maps = PodMaps::open(&self.pins)?;
         let (records, broken) = self.records.all()?;
         for b in broken {
@@ -201,12 +231,13 @@ impl PodService {
                 }
             } else {
                 log::info!("pod {}: network namespace {} is gone; removing it", pod.container_id, pod.netns.display());
-                self.teardown(&maps, record).map_err(|e| format!("{:?}", e.error))?;
+                self.teardown(&mut meshed, &maps, record).map_err(|e| format!("{:?}", e.error))?;
                 dropped += 1;
             }
         }
         // What no record explains: a loader killed in the middle of an ADD.
         let (live, _) = self.records.all()?;
+        *meshed = Meshed::of(&live);
         let known: Vec<MeshedPod> = live.iter().map(meshed_of).collect();
         let swept = pods::sweep(&maps, &known)?;
         if swept > 0 {
@@ -447,6 +478,35 @@ mod tests {
         ]);
         assert_eq!(code(&a[0]), Some(ErrorCode::InvalidRequest));
         assert_eq!(a[1].result.as_ref().unwrap().pods, Some(vec![]));
+    }
+
+    fn record(id: &str, cookie: u64) -> PodRecord {
+        let spec = PodSpec {
+            container_id: id.into(),
+            netns: "/run/netns/x".into(),
+            ifname: String::new(),
+            ips: vec![],
+            namespace: None,
+            name: None,
+            exclude_outbound_ports: vec![],
+            exclude_outbound_cidrs: vec![],
+            exclude_inbound_ports: vec![],
+            network: None,
+        };
+        PodRecord { spec, netns_cookie: cookie }
+    }
+
+    #[test]
+    fn a_namespace_has_one_owner_and_forgetting_another_owner_keeps_it() {
+        let mut m = Meshed::of(&[record("a", 7), record("b", 8)]);
+        assert_eq!(m.other_owner(7, "a"), None, "re-adding the owner is not a conflict");
+        assert_eq!(m.other_owner(7, "c"), Some("a"));
+        assert_eq!(m.other_owner(9, "c"), None);
+        // A record of "c" with cookie 7 (never the owner) going does not free 7.
+        m.forget(&record("c", 7));
+        assert_eq!(m.other_owner(7, "c"), Some("a"));
+        m.forget(&record("a", 7));
+        assert_eq!(m.other_owner(7, "c"), None);
     }
 
     #[test]
