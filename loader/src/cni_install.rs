@@ -49,7 +49,8 @@ pub enum CniCommand {
         /// CNI network configuration directory.
         #[arg(long, value_name = "DIR", default_value = DEFAULT_CONF_DIR)]
         conf_dir: PathBuf,
-        /// The meshwire-cni binary to install; default: meshwire-cni next to this executable.
+        /// The meshwire-cni binary to install; default: meshwire-cni next to this executable, else
+        /// the one already in --bin-dir (where the Debian package puts it), which is then left in place.
         #[arg(long, value_name = "PATH")]
         plugin: Option<PathBuf>,
         /// More keys for meshwire-cni's entry, as a JSON object, e.g. '{"namespaces":{"exclude":["kube-system"]}}'.
@@ -74,7 +75,7 @@ pub fn execute(command: CniCommand, loader_socket: &Path) -> Result<(), String> 
         CniCommand::Install { bin_dir, conf_dir, plugin, plugin_config } => {
             let plugin = match plugin {
                 Some(p) => p,
-                None => default_plugin()?,
+                None => default_plugin(&bin_dir)?,
             };
             let entry = plugin_entry(loader_socket, plugin_config.as_deref())?;
             install(&bin_dir, &conf_dir, &plugin, &entry)?
@@ -87,9 +88,26 @@ pub fn execute(command: CniCommand, loader_socket: &Path) -> Result<(), String> 
     Ok(())
 }
 
-fn default_plugin() -> Result<PathBuf, String> {
+fn default_plugin(bin_dir: &Path) -> Result<PathBuf, String> {
     let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
-    Ok(exe.with_file_name(PLUGIN_TYPE))
+    let beside = exe.with_file_name(PLUGIN_TYPE);
+    let installed = bin_dir.join(PLUGIN_TYPE);
+    if beside.is_file() {
+        return Ok(beside);
+    }
+    if installed.is_file() {
+        return Ok(installed);
+    }
+    Err(format!("no meshwire-cni at {} or {}: give it with --plugin", beside.display(), installed.display()))
+}
+
+/// Whether `a` and `b` are one file (the plugin given is the installed one).
+fn same_file(a: &Path, b: &Path) -> bool {
+    use std::os::unix::fs::MetadataExt;
+    match (fs::metadata(a), fs::metadata(b)) {
+        (Ok(x), Ok(y)) => x.dev() == y.dev() && x.ino() == y.ino(),
+        _ => false,
+    }
 }
 
 /// `{"type": "meshwire-cni"}`, the loader's socket when it is not the
@@ -262,10 +280,16 @@ pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<Strin
         }
     }
 
-    // --- The binary, atomically.
+    // --- The binary, atomically; one already there (a package's) is not ours
+    // to remove at uninstall, which the manifest remembers.
     let target = bin_dir.join(PLUGIN_TYPE);
-    write_atomic(&target, &binary, 0o755)?;
-    report.push(format!("installed {}", target.display()));
+    let binary_was_there = target.exists();
+    if same_file(plugin, &target) {
+        report.push(format!("{} is already in place", target.display()));
+    } else {
+        write_atomic(&target, &binary, 0o755)?;
+        report.push(format!("installed {}", target.display()));
+    }
 
     // --- The configuration.
     if already {
@@ -285,7 +309,8 @@ pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<Strin
     fs::set_permissions(&backup, fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", backup.display()))?;
     write_atomic(&backup.join(ORIGINAL), &original, 0o600)?;
     write_atomic(&backup.join(WRITTEN), text.as_bytes(), 0o600)?;
-    let manifest = json!({"version": 1, "original": file_name(&path), "mode": mode, "written": file_name(&written)});
+    let manifest = json!({"version": 1, "original": file_name(&path), "mode": mode, "written": file_name(&written),
+                          "binary_installed": !binary_was_there});
     write_atomic(&backup.join(MANIFEST), format!("{manifest:#}\n").as_bytes(), 0o600)?;
     write_atomic(&written, text.as_bytes(), mode)?;
     if written != path {
@@ -306,6 +331,8 @@ pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<Str
     let mut report = Vec::new();
     let backup = conf_dir.join(BACKUP_DIR);
     let manifest_path = backup.join(MANIFEST);
+    // Without a record of install, the binary is not known to be ours.
+    let mut remove_binary = false;
     if manifest_path.exists() {
         let text = fs::read_to_string(&manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
         let m: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
@@ -319,6 +346,8 @@ pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<Str
         let original_path = conf_dir.join(name("original")?);
         let written_path = conf_dir.join(name("written")?);
         let mode = m.get("mode").and_then(Value::as_u64).ok_or_else(|| format!("{}: no \"mode\"", manifest_path.display()))? as u32;
+        // Manifests from before the key was written: install always copied.
+        remove_binary = m.get("binary_installed").and_then(Value::as_bool).unwrap_or(true);
         let original = fs::read(backup.join(ORIGINAL)).map_err(|e| format!("{}: {e}", backup.join(ORIGINAL).display()))?;
         let written = fs::read(backup.join(WRITTEN)).map_err(|e| format!("{}: {e}", backup.join(WRITTEN).display()))?;
         match fs::read(&written_path) {
@@ -350,6 +379,12 @@ pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<Str
         }
     }
     let target = bin_dir.join(PLUGIN_TYPE);
+    if !remove_binary {
+        if target.exists() {
+            report.push(format!("left {} in place: `cni install` did not put it there", target.display()));
+        }
+        return Ok(report);
+    }
     match fs::remove_file(&target) {
         Ok(()) => report.push(format!("removed {}", target.display())),
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
@@ -463,6 +498,31 @@ mod tests {
         assert_eq!(node.snapshot(), before, "uninstall restores every byte and mode, and removes the rest");
     }
 
+    /// The Debian package's layout: meshwire-cni already in the bin dir, and
+    /// install given that very file (its default there).
+    #[test]
+    fn a_plugin_already_in_the_bin_dir_is_used_in_place_and_left_by_uninstall() {
+        let node = Node::new();
+        node.put("10-net.conflist", CONFLIST, 0o644);
+        let packaged = node.bin.join("meshwire-cni");
+        fs::write(&packaged, b"packaged").unwrap();
+        assert_eq!(default_plugin(&node.bin).unwrap(), packaged, "nothing beside the test binary: the bin dir's");
+        let entry = plugin_entry(Path::new("/run/meshwire/loader.sock"), None).unwrap();
+        let report = install(&node.bin, &node.conf, &packaged, &entry).unwrap();
+        assert!(report.iter().any(|l| l.contains("already in place")), "{report:?}");
+        let report = node.uninstall(false).unwrap();
+        assert!(report.iter().any(|l| l.contains("left") && l.contains("in place")), "{report:?}");
+        assert_eq!(fs::read(&packaged).unwrap(), b"packaged", "the package's binary survives uninstall");
+        assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), CONFLIST.as_bytes());
+    }
+
+    #[test]
+    fn without_a_plugin_anywhere_install_says_where_it_looked() {
+        let node = Node::new();
+        let e = default_plugin(&node.bin).unwrap_err();
+        assert!(e.contains(&node.bin.join("meshwire-cni").display().to_string()) && e.contains("--plugin"), "{e}");
+    }
+
     #[test]
     fn install_is_idempotent() {
         let node = Node::new();
@@ -535,7 +595,10 @@ mod tests {
         let report = node.uninstall(false).unwrap();
         assert!(report.iter().any(|l| l.contains("not through `cni install`")), "{report:?}");
         assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), by_hand.as_bytes());
-        assert!(!node.bin.join("meshwire-cni").exists());
+        // Nothing recorded that install owns the binary, and the chain by
+        // hand still names it: it stays, and the report says so.
+        assert!(node.bin.join("meshwire-cni").exists());
+        assert!(report.iter().any(|l| l.contains("left") && l.contains("in place")), "{report:?}");
     }
 
     #[test]
