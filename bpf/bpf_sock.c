@@ -1,5 +1,10 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
-/* cgroup sock_addr hooks: steer a meshed pod's connect() into its sidecar. */
+/*
+ * cgroup sock_addr hooks: steer a meshed pod's connect() into its sidecar.
+ * connect4 for AF_INET sockets, connect6 for AF_INET6 sockets dialling an
+ * IPv4 destination as a v4-mapped address (::ffff:a.b.c.d); both decide
+ * through mw_sock4_steer. Native IPv6 destinations are not intercepted yet.
+ */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
@@ -10,9 +15,17 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
+/* A connect()'s IPv4 destination, network order; the hooks rewrite it. */
+struct mw_dest4 {
+	__u32 ip4;
+	__u16 port;
+	__u8 hook;		/* MW_HOOK_CONNECT4 or MW_HOOK_CONNECT6, for events */
+	__u8 rewritten;		/* ip4/port now name the sidecar */
+};
+
 /* Remember where the socket was going, for the sidecar that will accept it. */
 static __always_inline int mw_sock4_remember(struct bpf_sock_addr *ctx,
-					     __u32 dst_ip4, __u16 dst_port)
+					     const struct mw_dest4 *dst)
 {
 	struct mw_orig4 *orig;
 
@@ -20,8 +33,8 @@ static __always_inline int mw_sock4_remember(struct bpf_sock_addr *ctx,
 				  BPF_SK_STORAGE_GET_F_CREATE);
 	if (!orig)
 		return -1;
-	orig->ip4 = dst_ip4;
-	orig->port = dst_port;
+	orig->ip4 = dst->ip4;
+	orig->port = dst->port;
 	orig->flags = MW_ORIG_F_CONNECT;
 	return 0;
 }
@@ -32,9 +45,10 @@ static __always_inline int mw_sock4_remember(struct bpf_sock_addr *ctx,
  * sockops accelerates this hop too (it cannot tell the sidecar's sockets from
  * the app's). No storage only means no acceleration.
  */
-static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx)
+static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
+					    const struct mw_dest4 *dst)
 {
-	__u16 dst_port = bpf_ntohs((__u16)ctx->user_port);
+	__u16 dst_port = bpf_ntohs(dst->port);
 	struct mw_orig4 *mark;
 
 	if (!mw_cfg.accel || dst_port == mw_cfg.outbound_port ||
@@ -43,8 +57,8 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx)
 	mark = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL,
 				  BPF_SK_STORAGE_GET_F_CREATE);
 	if (mark) {
-		mark->ip4 = ctx->user_ip4;
-		mark->port = (__u16)ctx->user_port;
+		mark->ip4 = dst->ip4;
+		mark->port = dst->port;
 		mark->flags = MW_ORIG_F_DELIVER;
 	}
 	return MW_ALLOW;
@@ -56,36 +70,38 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx)
  * own pod is the sidecar handing an inbound connection to its app.
  */
 static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
-						     __u64 netns_cookie)
+						     __u64 netns_cookie,
+						     struct mw_dest4 *dst)
 {
-	__u32 dst_ip4 = ctx->user_ip4;
-	__u16 dst_port = (__u16)ctx->user_port;
+	__u32 dst_ip4 = dst->ip4;
+	__u16 dst_port = dst->port;
 	__u64 *peer_cookie;
 
 	if (mw_is_loopback4(dst_ip4))
-		return mw_sock4_deliver(ctx);
+		return mw_sock4_deliver(ctx, dst);
 	peer_cookie = bpf_map_lookup_elem(&mw_pod_ips, &dst_ip4);
 	if (!peer_cookie)
 		return MW_ALLOW;
 	if (*peer_cookie == netns_cookie)
-		return mw_sock4_deliver(ctx);
+		return mw_sock4_deliver(ctx, dst);
 	if (mw_in_port_excluded(dst_ip4, bpf_ntohs(dst_port))) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
-		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
+		mw_emit(dst->hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
-	if (mw_sock4_remember(ctx, dst_ip4, dst_port)) {
+	if (mw_sock4_remember(ctx, dst)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
+		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_DENY;
 	}
-	ctx->user_port = bpf_htons(mw_cfg.inbound_port);
+	dst->port = bpf_htons(mw_cfg.inbound_port);
+	dst->rewritten = 1;
 	mw_count(MW_STAT_CONNECT_INBOUND);
-	mw_trace("connect4 inbound %pI4:%d -> sidecar :%d", &dst_ip4,
+	mw_trace("connect inbound %pI4:%d -> sidecar :%d", &dst_ip4,
 		 bpf_ntohs(dst_port), mw_cfg.inbound_port);
-	mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0,
+	mw_emit(dst->hook, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0,
 		dst_ip4, bpf_ntohs(dst_port), dst_ip4, mw_cfg.inbound_port, MW_EV_TASK);
 	return MW_ALLOW;
 }
@@ -95,65 +111,49 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
  * where it wanted to go on the socket and send it to the sidecar instead.
  */
 static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
-						      __u64 netns_cookie)
+						      __u64 netns_cookie,
+						      struct mw_dest4 *dst)
 {
-	__u32 dst_ip4 = ctx->user_ip4;
-	__u16 dst_port = (__u16)ctx->user_port;
+	__u32 dst_ip4 = dst->ip4;
+	__u16 dst_port = dst->port;
 
 	if (mw_is_loopback4(dst_ip4) ||
 	    mw_port_excluded(netns_cookie, bpf_ntohs(dst_port), MW_DIR_OUT) ||
 	    mw_cidr4_excluded(netns_cookie, dst_ip4)) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
-		mw_trace("connect4 excluded %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
-		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
+		mw_trace("connect excluded %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
+		mw_emit(dst->hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
-	if (mw_sock4_remember(ctx, dst_ip4, dst_port)) {
+	/*
+	 * MW_DENY only when the original destination could not be stored:
+	 * redirecting without it would leave the sidecar blind, and letting
+	 * the connection go direct would bypass the mesh (fail closed).
+	 */
+	if (mw_sock4_remember(ctx, dst)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_trace("connect4 no storage, refused %pI4:%d", &dst_ip4,
+		mw_trace("connect no storage, refused %pI4:%d", &dst_ip4,
 			 bpf_ntohs(dst_port));
-		mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
+		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_DENY;
 	}
-	ctx->user_ip4 = bpf_htonl(MW_LOOPBACK_ADDR4);
-	ctx->user_port = bpf_htons(mw_cfg.outbound_port);
+	dst->ip4 = bpf_htonl(MW_LOOPBACK_ADDR4);
+	dst->port = bpf_htons(mw_cfg.outbound_port);
+	dst->rewritten = 1;
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
-	mw_trace("connect4 %pI4:%d -> sidecar :%d", &dst_ip4, bpf_ntohs(dst_port),
+	mw_trace("connect %pI4:%d -> sidecar :%d", &dst_ip4, bpf_ntohs(dst_port),
 		 mw_cfg.outbound_port);
-	mw_emit(MW_HOOK_CONNECT4, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0,
+	mw_emit(dst->hook, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0,
 		dst_ip4, bpf_ntohs(dst_port), bpf_htonl(MW_LOOPBACK_ADDR4),
 		mw_cfg.outbound_port, MW_EV_TASK);
 	return MW_ALLOW;
 }
 
-/*
- * Returns MW_DENY only when the original destination could not be stored:
- * redirecting without it would leave the sidecar blind, and letting the
- * connection go direct would bypass the mesh (fail closed).
- */
-/*
- * getpeername() on a redirected socket answers the address the application
- * dialled, not the sidecar's: the redirection stays invisible to the app.
- */
-SEC("cgroup/getpeername4")
-int mw_sock4_getpeername(struct bpf_sock_addr *ctx)
-{
-	struct mw_orig4 *orig;
-
-	if (ctx->type != MW_SOCK_STREAM)
-		return MW_ALLOW;
-	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
-	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
-		return MW_ALLOW;
-	ctx->user_ip4 = orig->ip4;
-	ctx->user_port = orig->port;
-	return MW_ALLOW;
-}
-
-SEC("cgroup/connect4")
-int mw_sock4_connect(struct bpf_sock_addr *ctx)
+/* A TCP connect() to an IPv4 destination: where it goes (*dst rewritten). */
+static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
+					  struct mw_dest4 *dst)
 {
 	__u64 netns_cookie;
 
@@ -165,7 +165,91 @@ int mw_sock4_connect(struct bpf_sock_addr *ctx)
 
 	if ((__u32)bpf_get_current_uid_gid() == mw_cfg.sidecar_uid) {
 		mw_count(MW_STAT_CONNECT_SIDECAR);
-		return mw_sock4_redirect_inbound(ctx, netns_cookie);
+		return mw_sock4_redirect_inbound(ctx, netns_cookie, dst);
 	}
-	return mw_sock4_redirect_outbound(ctx, netns_cookie);
+	return mw_sock4_redirect_outbound(ctx, netns_cookie, dst);
+}
+
+SEC("cgroup/connect4")
+int mw_sock4_connect(struct bpf_sock_addr *ctx)
+{
+	struct mw_dest4 dst = {
+		.ip4 = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.hook = MW_HOOK_CONNECT4,
+	};
+	int verdict = mw_sock4_steer(ctx, &dst);
+
+	if (dst.rewritten) {
+		ctx->user_ip4 = dst.ip4;
+		ctx->user_port = dst.port;
+	}
+	return verdict;
+}
+
+/*
+ * An AF_INET6 socket: a v4-mapped destination is an IPv4 connection and is
+ * steered like connect4 (to ::ffff:127.0.0.1 and the sidecar's port), so a
+ * dual-stack app cannot bypass the mesh.
+ */
+SEC("cgroup/connect6")
+int mw_sock6_connect(struct bpf_sock_addr *ctx)
+{
+	struct mw_dest4 dst = {
+		.port = (__u16)ctx->user_port,
+		.hook = MW_HOOK_CONNECT6,
+	};
+	int verdict;
+
+	if (!mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2]))
+		return MW_ALLOW;
+	dst.ip4 = ctx->user_ip6[3];
+	verdict = mw_sock4_steer(ctx, &dst);
+	if (dst.rewritten) {
+		ctx->user_ip6[3] = dst.ip4;
+		ctx->user_port = dst.port;
+	}
+	return verdict;
+}
+
+/* The address a redirected socket dialled, if it was redirected. */
+static __always_inline const struct mw_orig4 *mw_sock_dialled(struct bpf_sock_addr *ctx)
+{
+	struct mw_orig4 *orig;
+
+	if (ctx->type != MW_SOCK_STREAM)
+		return NULL;
+	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
+	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
+		return NULL;
+	return orig;
+}
+
+/*
+ * getpeername() on a redirected socket answers the address the application
+ * dialled, not the sidecar's: the redirection stays invisible to the app.
+ */
+SEC("cgroup/getpeername4")
+int mw_sock4_getpeername(struct bpf_sock_addr *ctx)
+{
+	const struct mw_orig4 *orig = mw_sock_dialled(ctx);
+
+	if (orig) {
+		ctx->user_ip4 = orig->ip4;
+		ctx->user_port = orig->port;
+	}
+	return MW_ALLOW;
+}
+
+/* The same for an AF_INET6 socket redirected by connect6 (v4-mapped). */
+SEC("cgroup/getpeername6")
+int mw_sock6_getpeername(struct bpf_sock_addr *ctx)
+{
+	const struct mw_orig4 *orig = mw_sock_dialled(ctx);
+
+	if (orig && mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2])) {
+		ctx->user_ip6[3] = orig->ip4;
+		ctx->user_port = orig->port;
+	}
+	return MW_ALLOW;
 }

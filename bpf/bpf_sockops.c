@@ -191,7 +191,9 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
 	struct mw_accel_state fresh = {};
 	struct mw_sock_key key;
 
-	if (!mw_cfg.accel || !mw_pod_lookup(bpf_get_netns_cookie(skops)))
+	/* sk_msg (bpf_skmsg.c) handles AF_INET sockets only. */
+	if (!mw_cfg.accel || skops->family != MW_AF_INET ||
+	    !mw_pod_lookup(bpf_get_netns_cookie(skops)))
 		return;
 	mw_sockops_accel_key(skops, &key);
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
@@ -267,10 +269,23 @@ static __always_inline void mw_sockops_forget(struct bpf_sock_ops *skops)
 		mw_count(MW_STAT_SOCKOPS_CLOSED);
 }
 
+/*
+ * An IPv4 connection: an AF_INET socket, or an AF_INET6 one on v4-mapped
+ * addresses (connect6 steers those). Either way local_ip4 and remote_ip4
+ * hold its addresses.
+ */
+static __always_inline int mw_sockops_is_ip4(struct bpf_sock_ops *skops)
+{
+	return skops->family == MW_AF_INET ||
+	       (skops->family == MW_AF_INET6 &&
+		mw_is_v4mapped(skops->remote_ip6[0], skops->remote_ip6[1],
+			       skops->remote_ip6[2]));
+}
+
 SEC("sockops")
 int mw_sockops(struct bpf_sock_ops *skops)
 {
-	if (skops->family != MW_AF_INET)
+	if (!mw_sockops_is_ip4(skops))
 		return 1;
 
 	switch (skops->op) {

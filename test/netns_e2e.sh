@@ -422,6 +422,28 @@ case_outbound_redirect() {
     log "pod1's sidecar logged $((after - before)) connections with orig=$ADDR_A"
 }
 
+# v4mapped IP:PORT: the same destination as an AF_INET6 socket dials it.
+v4mapped() { echo "[::ffff:${1%:*}]:${1##*:}"; }
+
+# A dual-stack app (an AF_INET6 socket, as Java and others use by default)
+# dials IPv4 destinations as v4-mapped addresses: connect4 never sees them.
+case_outbound_v4mapped() {
+    local rc=0 before after
+    before=$(conn_lines 1 "$ADDR_A")
+    client "$(pod 1)" "pod1 -> $(v4mapped "$ADDR_A") (AF_INET6)" --connect "$(v4mapped "$ADDR_A")" --count 20 \
+        --parallel 5 --check-peer --expect-orig "$ADDR_A" --expect-server A || rc=1
+    after=$(conn_lines 1 "$ADDR_A")
+    if [ $((after - before)) -lt 20 ]; then
+        log "pod1's sidecar logged $((after - before)) connections to $ADDR_A, expected 20"
+        rc=1
+    fi
+    client "$(pod 1)" "pod1 -> $(v4mapped "$ADDR_X") (AF_INET6, port $EXCL_PORT excluded)" \
+        --connect "$(v4mapped "$ADDR_X")" --count 5 --expect-direct --expect-server X || rc=1
+    client "$(pod 1)" "pod1 -> [::ffff:127.0.0.1] (AF_INET6, loopback)" --connect "$(v4mapped "$ADDR_L")" \
+        --count 5 --expect-direct --expect-server L || rc=1
+    return "$rc"
+}
+
 case_excluded_port_and_cidr() {
     local rc=0
     client "$(pod 1)" "pod1 -> X (port $EXCL_PORT excluded)" --connect "$ADDR_X" --count 10 \
@@ -1241,6 +1263,8 @@ register_pod 2 || { fail "setup: register pod2"; exit 1; }
 start_sidecars || { fail "setup: sidecars"; exit 1; }
 
 run_case "4 outbound connect is redirected through the pod's sidecar" case_outbound_redirect
+run_case "4b a dual-stack socket (AF_INET6) dialling a v4-mapped address is redirected the same way; exclusions and loopback still go direct" \
+    case_outbound_v4mapped
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped

@@ -39,8 +39,10 @@
 #define MW_SO_ORIGINAL_DST	80	/* linux/netfilter_ipv4.h */
 #define MW_PAGE_SIZE		4096
 #define MW_AF_INET		2
+#define MW_AF_INET6		10
 #define MW_SOCK_STREAM		1
 #define MW_LOOPBACK_NET4	0x7f000000U	/* 127.0.0.0/8, host order */
 #define MW_LOOPBACK_ADDR4	0x7f000001U	/* 127.0.0.1, host order */
+#define MW_V4MAPPED_PREFIX	0x0000ffffU	/* ::ffff:0:0/96, third word, host order */
 
 #endif /* MESHWIRE_CONSTS_H */

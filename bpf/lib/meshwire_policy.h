@@ -52,6 +52,17 @@ static __always_inline int mw_is_loopback4(__u32 addr)
 	return (bpf_ntohl(addr) & 0xff000000U) == MW_LOOPBACK_NET4;
 }
 
+/*
+ * An IPv6 address (four words, network order) that is an IPv4 one: a
+ * dual-stack socket (AF_INET6, the default of Java, Node.js, Python's
+ * create_connection on some systems) dialling an IPv4 destination. Its
+ * packets are IPv4: meshwire steers it like connect4.
+ */
+static __always_inline int mw_is_v4mapped(__u32 w0, __u32 w1, __u32 w2)
+{
+	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(MW_V4MAPPED_PREFIX);
+}
+
 static __always_inline int mw_in_port_listed(__u32 pod_ip4, __u16 port)
 {
 	struct mw_in4_key key = { .pod_ip4 = pod_ip4, .port = port };

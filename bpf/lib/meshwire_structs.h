@@ -140,6 +140,7 @@ enum mw_hook {
 	MW_HOOK_GETSOCKOPT,
 	MW_HOOK_TC_INGRESS,
 	MW_HOOK_TC_EGRESS,
+	MW_HOOK_CONNECT6,		/* connect6 on a v4-mapped address */
 	MW_HOOK_MAX,
 };
 

@@ -20,7 +20,7 @@ use crate::tc;
 /// Where a program attaches, with what it needs to attach there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Hook {
-    /// cgroup/connect4, cgroup/getsockopt, sockops: a cgroup v2 directory.
+    /// cgroup/connect4|6, getpeername4|6, getsockopt, sockops: a cgroup v2 directory.
     Cgroup,
     /// tc (bpf/bpf_tc.c): pinned under progs/, attached per pod from there
     /// (`pod add --ifname`, tc::attach_pod); pods' links move to a new program.
@@ -41,6 +41,8 @@ pub struct ProgramSpec {
 pub const PROGRAMS: &[ProgramSpec] = &[
     ProgramSpec { object: "meshwire_sock", program: "mw_sock4_connect", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sock", program: "mw_sock4_getpeername", hook: Hook::Cgroup },
+    ProgramSpec { object: "meshwire_sock", program: "mw_sock6_connect", hook: Hook::Cgroup },
+    ProgramSpec { object: "meshwire_sock", program: "mw_sock6_getpeername", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sockops", program: "mw_sockops", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_sockopt", program: "mw_sockopt_get", hook: Hook::Cgroup },
     ProgramSpec { object: "meshwire_tc", program: "mw_tc_ingress", hook: Hook::TcPinned },

@@ -253,7 +253,14 @@ pub fn check_reply(reply: &str, i: usize, connect: SocketAddr, expect: &Expect) 
     let local = match (expect.inbound_orig, expect.orig) {
         (Some(inb), _) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, inb.port())),
         (None, Some(orig)) => SocketAddr::V4(orig),
-        (None, None) => connect,
+        // A v4-mapped address (an AF_INET6 socket dialling IPv4) is accepted on the IPv4 one.
+        (None, None) => match connect {
+            SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {
+                Some(ip) => SocketAddr::V4(SocketAddrV4::new(ip, v6.port())),
+                None => connect,
+            },
+            v4 => v4,
+        },
     };
     if fields.local != local.to_string() {
         return Err(format!("server accepted on {}, expected {local}", fields.local));
