@@ -189,11 +189,15 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops)
 static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
 {
 	struct mw_accel_state fresh = {};
+	const struct mw_pod *pod;
 	struct mw_sock_key key;
 
 	/* sk_msg (bpf_skmsg.c) handles AF_INET sockets only. */
-	if (!mw_cfg.accel || skops->family != MW_AF_INET ||
-	    !mw_pod_lookup(bpf_get_netns_cookie(skops)))
+	if (!mw_cfg.accel || skops->family != MW_AF_INET)
+		return;
+	/* Each end's own pod says whether its socket may be accelerated. */
+	pod = mw_pod_lookup(bpf_get_netns_cookie(skops));
+	if (!pod || !(pod->flags & MW_POD_F_ACCEL))
 		return;
 	mw_sockops_accel_key(skops, &key);
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {

@@ -1097,41 +1097,74 @@ accel_hop() {
     log "$1: both ends accelerated"
 }
 
-# One long-lived connection pod2's app -> pod1's app goes through three hops,
-# all on this node: app -> pod2's sidecar (loopback), pod2's sidecar -> pod1's
-# sidecar, pod1's sidecar -> pod1's app (loopback). Each has both ends in
-# mw_sock_hash while it lives, and nothing is left after it closes.
-case_accel_three_hops() {
-    local port=7071 echo_pid session_pid rc socks added
-    start_bg "$WORK/server-P1E.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" echo --listen "0.0.0.0:$port"
+ACCEL_PORT=7071 # pod1's echo app for the acceleration cases
+
+# accel_session POD: a 3 s session from pod POD's app through both sidecars
+# to an echo app in pod1 (on ACCEL_PORT); sets socks to mw_sock_hash's sockets
+# 1 s in, and accel_added to how many sockets were entered meanwhile. Waits
+# for both acceleration maps to be empty again afterwards.
+accel_session() {
+    local echo_pid session_pid rc=0 added0
+    start_bg "$WORK/server-P1E.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" echo --listen "0.0.0.0:$ACCEL_PORT"
     echo_pid=$LAST_PID
-    wait_listen "$(pod 1)" "0.0.0.0:$port" "$echo_pid" "$WORK/server-P1E.log" || return 1
-    added=$(stat_value accel_sock_added)
-    start_bg "$WORK/session-accel.log" "${IN_CG[@]}" "$(pod 2)" "$MWTEST" session \
-        --connect "$POD1_IP:$port" --seconds 3 --interval-ms 20 --expect-orig "$POD1_IP:$port"
+    wait_listen "$(pod 1)" "0.0.0.0:$ACCEL_PORT" "$echo_pid" "$WORK/server-P1E.log" || return 1
+    added0=$(stat_value accel_sock_added)
+    start_bg "$WORK/session-accel.log" "${IN_CG[@]}" "$(pod "$1")" "$MWTEST" session \
+        --connect "$POD1_IP:$ACCEL_PORT" --seconds 3 --interval-ms 20 --expect-orig "$POD1_IP:$ACCEL_PORT"
     session_pid=$LAST_PID
     sleep 1
     socks=$(accel_socks)
-    rc=0
-    accel_hop "pod2's app <-> its sidecar" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
-    accel_hop "pod2's sidecar <-> pod1's sidecar" '10\.231\.2\.2:[0-9]+' "10\\.231\\.1\\.2:$INBOUND_PORT" || rc=1
-    accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$port" || rc=1
-    if [ "$(grep -c . <<<"$socks")" != 6 ]; then
-        log "mw_sock_hash holds $(grep -c . <<<"$socks") sockets, expected the 6 ends of the 3 hops:"
-        sed 's/^/    | /' <<<"$socks"
-        rc=1
-    fi
     wait "$session_pid" || {
         log "the session broke:"
         show "$WORK/session-accel.log"
         rc=1
     }
     forget_pid "$session_pid"
-    log "$(tail -n 1 "$WORK/session-accel.log"), accel_sock_added +$(($(stat_value accel_sock_added) - added))"
+    accel_added=$(($(stat_value accel_sock_added) - added0))
+    log "$(tail -n 1 "$WORK/session-accel.log"), accel_sock_added +$accel_added"
     stop_pid "$echo_pid"
     forget_pid "$echo_pid"
     wait_map_empty mw_sock_hash || rc=1
     wait_map_empty mw_accel_state || rc=1
+    return "$rc"
+}
+
+# expect_socks N: "$socks" holds N sockets.
+expect_socks() {
+    [ "$(grep -c . <<<"$socks")" = "$1" ] && return 0
+    log "mw_sock_hash held $(grep -c . <<<"$socks") sockets, expected $1:"
+    sed 's/^/    | /' <<<"$socks"
+    return 1
+}
+
+# One long-lived connection pod2's app -> pod1's app goes through three hops,
+# all on this node: app -> pod2's sidecar (loopback), pod2's sidecar -> pod1's
+# sidecar, pod1's sidecar -> pod1's app (loopback). Each has both ends in
+# mw_sock_hash while it lives, and nothing is left after it closes.
+case_accel_three_hops() {
+    local rc=0
+    accel_session 2 || rc=1
+    accel_hop "pod2's app <-> its sidecar" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
+    accel_hop "pod2's sidecar <-> pod1's sidecar" '10\.231\.2\.2:[0-9]+' "10\\.231\\.1\\.2:$INBOUND_PORT" || rc=1
+    accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$ACCEL_PORT" || rc=1
+    expect_socks 6 || rc=1
+    return "$rc"
+}
+
+# A pod registered with --accelerate false (CNI: "accelerate": false) keeps
+# plain TCP on its own sockets: from pod3 (so registered for this case) to
+# pod1's app only pod1's own hop, its sidecar to its app, is accelerated.
+case_accel_pod_opt_out() {
+    local rc=0 id="$P-pod3-noaccel"
+    mwl pod add --netns "/run/netns/$(pod 3)" --ip 10.231.3.2 --id "$id" --accelerate false >/dev/null || {
+        log "pod add --accelerate false failed"
+        return 1
+    }
+    mwl pods 2>&1 | grep -A8 "^pod $id" | grep -q 'acceleration *off' || { log "'pods' does not show acceleration off for $id"; rc=1; }
+    accel_session 3 || rc=1
+    accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$ACCEL_PORT" || rc=1
+    expect_socks 2 || rc=1
+    mwl pod del --id "$id" >/dev/null || { log "pod del $id failed"; rc=1; }
     return "$rc"
 }
 
@@ -1278,6 +1311,8 @@ run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound s
     case_inbound_through_both_sidecars
 run_accel_case "11a acceleration: a connection through both sidecars has its three hops (app-sidecar, sidecar-sidecar, sidecar-app) accelerated; nothing left after it closes" \
     case_accel_three_hops
+run_accel_case "11b acceleration: a pod registered with --accelerate false keeps TCP on its hops; the peer pod's own hop is still accelerated" \
+    case_accel_pod_opt_out
 run_case "12 a sidecar dialling its own pod's IP is not redirected" case_inbound_own_pod_direct
 run_case "12b same node inbound: an excluded inbound port ([inbound] exclude_ports) reaches the app directly" \
     case_inbound_excluded_port_same_node

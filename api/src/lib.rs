@@ -59,6 +59,11 @@ pub struct PodSpec {
     pub exclude_outbound_cidrs: Vec<String>,
     #[serde(default)]
     pub exclude_inbound_ports: Vec<u16>,
+    /// Socket-level acceleration of this pod's mesh hops, when the node runs
+    /// it (`[acceleration] enabled`): Some(true) on, Some(false) off, None
+    /// the node's choice (`[acceleration] pods`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub accelerate: Option<bool>,
     /// The CNI network that meshed the pod (its configuration's `name`);
     /// None for pods registered by hand. CNI GC only collects its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -244,6 +249,7 @@ mod tests {
             exclude_outbound_ports: vec![22],
             exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
             exclude_inbound_ports: vec![9090],
+            accelerate: None,
             network: Some("mesh-net".into()),
         }
     }

@@ -16,6 +16,7 @@
 
 /* mw_pod.flags */
 #define MW_POD_F_MESHED		(1U << 0)
+#define MW_POD_F_ACCEL		(1U << 1)	/* its mesh hops are accelerated, when the node runs it */
 
 /* mw_port_key.dir */
 #define MW_DIR_OUT		1

@@ -22,7 +22,7 @@ pub struct Config {
     pub bpf: BpfSettings,
     pub api: Api,
     /// Socket-level acceleration (sockops + sk_msg) between peers on the node.
-    pub acceleration: bool,
+    pub acceleration: Acceleration,
     /// How meshed pods' connections are steered into their sidecar.
     pub interception: Interception,
     /// `[tc] attach`: how the tc programs are attached to pods' interfaces.
@@ -101,6 +101,45 @@ impl FromStr for Interception {
             "ebpf" => Ok(Interception::Ebpf),
             "iptables" => Ok(Interception::Iptables),
             other => Err(format!("{other:?} is not an interception mode; use \"ebpf\" or \"iptables\"")),
+        }
+    }
+}
+
+/// `[acceleration]`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Acceleration {
+    /// Load and attach the sockops/sk_msg acceleration (default false).
+    pub enabled: bool,
+    /// Which meshed pods get it when a pod does not say (default all).
+    pub pods: AccelPods,
+}
+
+/// `acceleration.pods`: the default for a pod registered without `accelerate`.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AccelPods {
+    /// Every meshed pod, unless it says `accelerate = false`.
+    All,
+    /// Only pods that say `accelerate = true`.
+    OptIn,
+}
+
+impl AccelPods {
+    /// Whether a pod that does not say is accelerated.
+    pub fn by_default(self) -> bool {
+        self == AccelPods::All
+    }
+}
+
+impl FromStr for AccelPods {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "all" => Ok(AccelPods::All),
+            "opt-in" => Ok(AccelPods::OptIn),
+            other => Err(format!(
+                "{other:?} is not a choice of pods; use \"all\" (every meshed pod unless it opts out) or \"opt-in\" (only pods registered with accelerate = true)"
+            )),
         }
     }
 }
@@ -209,6 +248,7 @@ struct RawTc {
 #[serde(deny_unknown_fields, default)]
 struct RawAcceleration {
     enabled: Option<bool>,
+    pods: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -397,7 +437,13 @@ impl Config {
             socket: abs_path(raw.api.socket, "api.socket", &defaults.api_socket)?,
             state_dir: abs_path(raw.api.state_dir, "api.state_dir", &defaults.state_dir)?,
         };
-        let acceleration = raw.acceleration.enabled.unwrap_or(defaults.acceleration);
+        let acceleration = Acceleration {
+            enabled: raw.acceleration.enabled.unwrap_or(defaults.acceleration.enabled),
+            pods: match raw.acceleration.pods {
+                None => defaults.acceleration.pods,
+                Some(p) => p.get_ref().parse().map_err(|e: String| src.error_at(p.span().start, "acceleration.pods", e))?,
+            },
+        };
         let interception = match raw.interception.mode {
             None => defaults.interception,
             Some(m) => m.get_ref().parse().map_err(|e: String| src.error_at(m.span().start, "interception.mode", e))?,
@@ -473,7 +519,7 @@ struct Defaults {
     trace: bool,
     api_socket: PathBuf,
     state_dir: PathBuf,
-    acceleration: bool,
+    acceleration: Acceleration,
     interception: Interception,
     tc_attach: TcAttach,
     log_level: log::LevelFilter,
@@ -494,7 +540,7 @@ impl Defaults {
             trace: false,
             api_socket: PathBuf::from("/run/meshwire/loader.sock"),
             state_dir: PathBuf::from("/run/meshwire"),
-            acceleration: false,
+            acceleration: Acceleration { enabled: false, pods: AccelPods::All },
             interception: Interception::Ebpf,
             tc_attach: TcAttach::Auto,
             log_level: log::LevelFilter::Info,
@@ -636,10 +682,21 @@ mod tests {
     fn api_and_acceleration() {
         let c = Config::parse("t.toml", "[api]\nsocket = \"/tmp/x.sock\"\nstate_dir = \"/tmp/st\"\n[acceleration]\nenabled = false\n").unwrap();
         assert_eq!(c.api, Api { socket: "/tmp/x.sock".into(), state_dir: "/tmp/st".into() });
-        assert!(!c.acceleration);
-        assert!(!Config::default_config().acceleration);
+        assert!(!c.acceleration.enabled);
+        assert_eq!(Config::default_config().acceleration, Acceleration { enabled: false, pods: AccelPods::All });
         let e = err("[api]\nsocket = \"loader.sock\"");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("api.socket")));
+    }
+
+    #[test]
+    fn acceleration_pods_is_all_or_opt_in() {
+        let c = Config::parse("t.toml", "[acceleration]\nenabled = true\npods = \"opt-in\"\n").unwrap();
+        assert_eq!(c.acceleration, Acceleration { enabled: true, pods: AccelPods::OptIn });
+        assert!(!c.acceleration.pods.by_default());
+        assert!(AccelPods::All.by_default());
+        let e = err("[acceleration]\nenabled = true\npods = \"some\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("acceleration.pods")));
+        assert!(e.message.contains("\"all\"") && e.message.contains("\"opt-in\""), "{}", e.message);
     }
 
     #[test]

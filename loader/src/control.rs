@@ -41,6 +41,8 @@ pub struct PodService {
     iptables: Option<iptables::NodeRules>,
     /// How tc programs go on pods' interfaces (`[tc] attach`).
     tc_attach: tc::TcAttach,
+    /// Whether a pod that does not say is accelerated (`[acceleration] pods`).
+    accelerate_by_default: bool,
 }
 
 /// Which container each meshed network namespace (by cookie) belongs to, so
@@ -68,26 +70,11 @@ impl Meshed {
     }
 }
 
-fn meshed_of(record: &PodRecord) -> MeshedPod {
-    let s = &record.spec;
-    MeshedPod {
-        container_id: s.container_id.clone(),
-        netns: s.netns.clone(),
-        ifname: s.ifname.clone(),
-        cookie: record.netns_cookie,
-        ips: s.ips.clone(),
-        out_ports: s.exclude_outbound_ports.clone(),
-        // Records are written only from validated specs.
-        out_cidrs: s.exclude_outbound_cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
-        in_ports: s.exclude_inbound_ports.clone(),
-    }
-}
-
 impl PodService {
     pub fn new(pins: &Pins, state_dir: &Path) -> Result<PodService, String> {
         let records = Records::open(state_dir)?;
         let meshed = Meshed::of(&records.all()?.0);
-        Ok(PodService { pins: pins.clone(), records, mutate: Mutex::new(meshed), iptables: None, tc_attach: tc::TcAttach::Auto })
+        Ok(PodService { pins: pins.clone(), records, mutate: Mutex::new(meshed), iptables: None, tc_attach: tc::TcAttach::Auto, accelerate_by_default: true })
     }
 
     /// iptables mode (`interception.mode = "iptables"`).
@@ -96,10 +83,21 @@ impl PodService {
         self
     }
 
+    /// `[acceleration] pods` (default "all").
+    pub fn with_accelerate_by_default(mut self, on: bool) -> PodService {
+        self.accelerate_by_default = on;
+        self
+    }
+
     /// `[tc] attach` (default "auto").
     pub fn with_tc_attach(mut self, mode: tc::TcAttach) -> PodService {
         self.tc_attach = mode;
         self
+    }
+
+    /// The datapath's view of a recorded pod.
+    fn meshed_of(&self, record: &PodRecord) -> MeshedPod {
+        MeshedPod::of(&record.spec, record.netns_cookie, self.accelerate_by_default)
     }
 
     fn maps(&self) -> Result<PodMaps, Response> {
@@ -114,7 +112,7 @@ impl PodService {
     pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Response> {
         pods::validate(&spec).map_err(invalid)?;
         let mut meshed = self.lock();
-        let pod = pods::resolve(&spec).map_err(invalid)?;
+        let pod = pods::resolve(&spec, self.accelerate_by_default).map_err(invalid)?;
         let maps = self.maps()?;
 
         if let Some(existing) = self.records.load(&spec.container_id).map_err(internal)? {
@@ -161,7 +159,7 @@ impl PodService {
     }
 
     fn teardown(&self, meshed: &mut Meshed, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
-        let pod = meshed_of(record);
+        let pod = self.meshed_of(record);
         if self.iptables.is_some() {
             iptables::remove(&pod).map_err(internal)?;
         }
@@ -196,10 +194,10 @@ impl PodService {
             return Err(inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
         }
         if let Some(rules) = &self.iptables {
-            iptables::check(rules, &meshed_of(&record)).map_err(inconsistent)?;
+            iptables::check(rules, &self.meshed_of(&record)).map_err(inconsistent)?;
             return Ok(record);
         }
-        pods::check(&self.maps()?, &meshed_of(&record)).map_err(inconsistent)?;
+        pods::check(&self.maps()?, &self.meshed_of(&record)).map_err(inconsistent)?;
         if !record.spec.ifname.is_empty() {
             tc::check_pod(&self.pins, record.netns_cookie, &record.spec.netns, &record.spec.ifname)
                 .map_err(|e| inconsistent(format!("pod {container_id}: {e}")))?;
@@ -223,7 +221,7 @@ impl PodService {
         }
         let (mut kept, mut dropped) = (0, 0);
         for record in &records {
-            let pod = meshed_of(record);
+            let pod = self.meshed_of(record);
             if pods::netns_alive(&pod.netns, pod.cookie) {
                 match self.apply(&maps, &pod) {
                     Ok(()) => kept += 1,
@@ -238,7 +236,7 @@ impl PodService {
         // What no record explains: a loader killed in the middle of an ADD.
         let (live, _) = self.records.all()?;
         *meshed = Meshed::of(&live);
-        let known: Vec<MeshedPod> = live.iter().map(meshed_of).collect();
+        let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
         let swept = pods::sweep(&maps, &known)?;
         if swept > 0 {
             log::info!("removed {swept} map entries that no pod record explains");
@@ -491,6 +489,7 @@ mod tests {
             exclude_outbound_ports: vec![],
             exclude_outbound_cidrs: vec![],
             exclude_inbound_ports: vec![],
+            accelerate: None,
             network: None,
         };
         PodRecord { spec, netns_cookie: cookie }

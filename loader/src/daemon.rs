@@ -51,7 +51,9 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     crate::system::host_netns_cookies()?;
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
-    let mut service = PodService::new(&pins, &api.state_dir)?.with_tc_attach(config.tc_attach);
+    let mut service = PodService::new(&pins, &api.state_dir)?
+        .with_tc_attach(config.tc_attach)
+        .with_accelerate_by_default(config.acceleration.pods.by_default());
     if config.interception == Interception::Iptables {
         service = service.with_iptables(iptables::NodeRules::of(config));
     }

@@ -64,7 +64,7 @@ pub fn settings_of(config: &Config) -> Settings {
         outbound_port: config.sidecar.outbound_port,
         inbound_port: config.sidecar.inbound_port,
         debug: config.bpf.debug as u8,
-        accel: config.acceleration as u8,
+        accel: config.acceleration.enabled as u8,
         trace: config.bpf.trace as u8,
         pad: 0,
     }
@@ -152,7 +152,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     // Acceleration first: when this kernel cannot load or attach it, sockops
     // must be told not to fill the socket map (a socket in a sockmap without
     // the verdict program would only pick up tcp_bpf's receive path).
-    if config.acceleration {
+    if config.acceleration.enabled {
         match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins).map(|()| obj)) {
             Ok(obj) => loaded.push(obj),
             Err(e) => {

@@ -224,6 +224,12 @@ pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusi
         out.push_str(&format!("  ips               {}\n", list(&s.ips)));
         out.push_str(&format!("  excluded outbound ports {}; cidrs {}\n", list(&s.exclude_outbound_ports), list(&s.exclude_outbound_cidrs)));
         out.push_str(&format!("  excluded inbound  ports {}\n", list(&s.exclude_inbound_ports)));
+        let accel = match s.accelerate {
+            Some(true) => "on (when the node runs acceleration)",
+            Some(false) => "off",
+            None => "the node's choice ([acceleration] pods)",
+        };
+        out.push_str(&format!("  acceleration      {accel}\n"));
     }
     if let Some(n) = node {
         out.push_str(&format!(

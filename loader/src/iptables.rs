@@ -340,6 +340,7 @@ mod tests {
             out_ports: vec![22, 5432],
             out_cidrs: vec!["192.0.2.7/32".parse().unwrap()],
             in_ports: vec![9090, 8443],
+            accelerate: false,
         }
     }
 

@@ -164,6 +164,8 @@ impl Event {
 
 /// `mw_pod.flags`
 pub const POD_F_MESHED: u32 = 1 << 0;
+/// `mw_pod.flags`: the pod's mesh hops are accelerated (MW_POD_F_ACCEL).
+pub const POD_F_ACCEL: u32 = 1 << 1;
 /// `mw_port_key.dir`
 pub const DIR_OUT: u8 = 1;
 

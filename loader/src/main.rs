@@ -122,6 +122,10 @@ enum PodCommand {
         exclude_outbound_cidrs: Vec<String>,
         #[arg(long = "exclude-inbound-port", value_name = "PORT")]
         exclude_inbound_ports: Vec<u16>,
+        /// Accelerate this pod's mesh hops (true) or not (false), when the node runs acceleration;
+        /// default: the node's `[acceleration] pods`.
+        #[arg(long, value_name = "BOOL")]
+        accelerate: Option<bool>,
     },
     /// Stop meshing a pod, by --id or --netns.
     Del {
@@ -242,7 +246,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
-        Command::Pod(PodCommand::Add { netns, ips, ifname, id, exclude_outbound_ports, exclude_outbound_cidrs, exclude_inbound_ports }) => {
+        Command::Pod(PodCommand::Add { netns, ips, ifname, id, exclude_outbound_ports, exclude_outbound_cidrs, exclude_inbound_ports, accelerate }) => {
             let pod = meshwire_api::PodSpec {
                 container_id: id.unwrap_or_else(|| cli_pod_id(&netns)),
                 netns,
@@ -253,6 +257,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 exclude_outbound_ports,
                 exclude_outbound_cidrs,
                 exclude_inbound_ports,
+                accelerate,
                 network: None,
             };
             let result = api_call(&api.socket, meshwire_api::Op::AddPod { pod })?;

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use meshwire_api::PodSpec;
 
 use crate::config::Cidr4;
-use crate::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_OUT, POD_F_MESHED};
+use crate::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_OUT, POD_F_ACCEL, POD_F_MESHED};
 use crate::libbpf::MapFd;
 use crate::pins::{self, Pins};
 use crate::system;
@@ -28,6 +28,31 @@ pub struct MeshedPod {
     pub out_ports: Vec<u16>,
     pub out_cidrs: Vec<Cidr4>,
     pub in_ports: Vec<u16>,
+    /// Its mesh hops are accelerated (when the node runs acceleration).
+    pub accelerate: bool,
+}
+
+impl MeshedPod {
+    /// A validated spec (or the record of one) in the namespace `cookie`.
+    pub fn of(spec: &PodSpec, cookie: u64, accelerate_by_default: bool) -> MeshedPod {
+        MeshedPod {
+            container_id: spec.container_id.clone(),
+            netns: spec.netns.clone(),
+            ifname: spec.ifname.clone(),
+            cookie,
+            ips: spec.ips.clone(),
+            out_ports: spec.exclude_outbound_ports.clone(),
+            // Validated: every CIDR parses.
+            out_cidrs: spec.exclude_outbound_cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
+            in_ports: spec.exclude_inbound_ports.clone(),
+            accelerate: spec.accelerate.unwrap_or(accelerate_by_default),
+        }
+    }
+
+    /// Its `mw_pods` entry.
+    fn entry(&self) -> Pod {
+        Pod { flags: POD_F_MESHED | if self.accelerate { POD_F_ACCEL } else { 0 } }
+    }
 }
 
 /// Characters CNI allows in a container ID; also keeps record file names safe.
@@ -73,22 +98,14 @@ pub fn validate(spec: &PodSpec) -> Result<(), String> {
 }
 
 /// Validate and resolve the pod's netns cookie (enters the netns on a thread).
-pub fn resolve(spec: &PodSpec) -> Result<MeshedPod, String> {
+/// `accelerate_by_default`: the node's choice for a spec that does not say.
+pub fn resolve(spec: &PodSpec, accelerate_by_default: bool) -> Result<MeshedPod, String> {
     validate(spec)?;
     let cookie = system::netns_cookie(&spec.netns)?;
     if system::host_netns_cookies()?.contains(&cookie) {
         return Err(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display()));
     }
-    Ok(MeshedPod {
-        container_id: spec.container_id.clone(),
-        netns: spec.netns.clone(),
-        ifname: spec.ifname.clone(),
-        cookie,
-        ips: spec.ips.clone(),
-        out_ports: spec.exclude_outbound_ports.clone(),
-        out_cidrs: spec.exclude_outbound_cidrs.iter().map(|c| c.parse().expect("validated")).collect(),
-        in_ports: spec.exclude_inbound_ports.clone(),
-    })
+    Ok(MeshedPod::of(spec, cookie, accelerate_by_default))
 }
 
 /// The maps a pod's entries live in.
@@ -170,8 +187,7 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
             }
             maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, "mw_pod_ips", e))?;
         }
-        let value = Pod { flags: POD_F_MESHED };
-        maps.pods.update(&pod.cookie, &value).map_err(|e| update_error(&maps.pods, "mw_pods", e))
+        maps.pods.update(&pod.cookie, &pod.entry()).map_err(|e| update_error(&maps.pods, "mw_pods", e))
     })();
     if let Err(e) = result {
         let _ = remove(maps, pod);
@@ -254,8 +270,12 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
 /// Is every entry of the pod in place? Err names the first missing one.
 pub fn check(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
     let missing = |what: String| Err(format!("pod {}: {what} is missing", pod.container_id));
-    if maps.pods.lookup::<u64, Pod>(&pod.cookie).map_err(|e| e.to_string())?.is_none() {
-        return missing(format!("mw_pods entry for netns cookie {}", pod.cookie));
+    match maps.pods.lookup::<u64, Pod>(&pod.cookie).map_err(|e| e.to_string())? {
+        None => return missing(format!("mw_pods entry for netns cookie {}", pod.cookie)),
+        Some(e) if e.flags != pod.entry().flags => {
+            return Err(format!("pod {}: mw_pods entry has flags {:#x}, expected {:#x}", pod.container_id, e.flags, pod.entry().flags))
+        }
+        Some(_) => {}
     }
     for ip in &pod.ips {
         if maps.ips.lookup::<u32, u64>(&u32::from(*ip).to_be()).map_err(|e| e.to_string())? != Some(pod.cookie) {
@@ -286,8 +306,21 @@ mod tests {
             exclude_outbound_ports: vec![22],
             exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
             exclude_inbound_ports: vec![9090],
+            accelerate: None,
             network: None,
         }
+    }
+
+    #[test]
+    fn a_pod_s_own_accelerate_wins_over_the_node_s_default() {
+        let mut s = spec();
+        let flags = |s: &PodSpec, by_default| MeshedPod::of(s, 7, by_default).entry().flags;
+        assert_eq!(flags(&s, true), POD_F_MESHED | POD_F_ACCEL);
+        assert_eq!(flags(&s, false), POD_F_MESHED);
+        s.accelerate = Some(false);
+        assert_eq!(flags(&s, true), POD_F_MESHED);
+        s.accelerate = Some(true);
+        assert_eq!(flags(&s, false), POD_F_MESHED | POD_F_ACCEL);
     }
 
     #[test]

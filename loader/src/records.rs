@@ -109,6 +109,7 @@ mod tests {
                 exclude_outbound_ports: vec![],
                 exclude_outbound_cidrs: vec![],
                 exclude_inbound_ports: vec![],
+                accelerate: None,
                 network: Some("mesh-net".into()),
             },
             netns_cookie: 77,
