@@ -41,9 +41,10 @@ const PLUGIN_KEYS: &[&str] = &[
     "excludeOutboundPorts",
     "excludeOutboundCIDRs",
     "excludeInboundPorts",
+    "accelerate",
 ];
 const NAMESPACES_KEYS: &[&str] = &["include", "exclude"];
-const OVERRIDE_KEYS: &[&str] = &["mesh", "excludeOutboundPorts", "excludeOutboundCIDRs", "excludeInboundPorts"];
+const OVERRIDE_KEYS: &[&str] = &["mesh", "excludeOutboundPorts", "excludeOutboundCIDRs", "excludeInboundPorts", "accelerate"];
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
 const MAX_TIMEOUT_SECONDS: u64 = 300;
@@ -121,6 +122,9 @@ pub struct PluginConfig {
     pub fail_policy: FailPolicy,
     pub namespaces: Namespaces,
     pub exclusions: Exclusions,
+    /// Socket-level acceleration of this network's pods (the loader's
+    /// `PodSpec.accelerate`); None: the loader's `[acceleration] pods` decides.
+    pub accelerate: Option<bool>,
 }
 
 /// Per-pod settings from runtimeConfig.meshwire or args.cni.meshwire; a key
@@ -131,6 +135,7 @@ pub struct PodOverride {
     pub outbound_ports: Option<Vec<u16>>,
     pub outbound_cidrs: Option<Vec<Cidr4>>,
     pub inbound_ports: Option<Vec<u16>>,
+    pub accelerate: Option<bool>,
 }
 
 impl PodOverride {
@@ -141,6 +146,7 @@ impl PodOverride {
             outbound_ports: self.outbound_ports.or(under.outbound_ports),
             outbound_cidrs: self.outbound_cidrs.or(under.outbound_cidrs),
             inbound_ports: self.inbound_ports.or(under.inbound_ports),
+            accelerate: self.accelerate.or(under.accelerate),
         }
     }
 
@@ -257,6 +263,10 @@ fn string<'a>(v: &'a Value, path: &str) -> Result<&'a str, CniError> {
     v.as_str().ok_or_else(|| invalid(format!("{path} must be a string, not {}", kind(v))))
 }
 
+fn boolean(v: &Value, path: &str) -> Result<bool, CniError> {
+    v.as_bool().ok_or_else(|| invalid(format!("{path} must be true or false, not {}", kind(v))))
+}
+
 fn array<'a>(v: &'a Value, path: &str) -> Result<&'a Vec<Value>, CniError> {
     v.as_array().ok_or_else(|| invalid(format!("{path} must be a list, not {}", kind(v))))
 }
@@ -352,20 +362,19 @@ fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
         outbound_cidrs: obj.get("excludeOutboundCIDRs").map(|v| cidrs(v, "excludeOutboundCIDRs")).transpose()?.unwrap_or_default(),
         inbound_ports: obj.get("excludeInboundPorts").map(|v| ports(v, "excludeInboundPorts")).transpose()?.unwrap_or_default(),
     };
-    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions })
+    let accelerate = obj.get("accelerate").map(|v| boolean(v, "accelerate")).transpose()?;
+    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions, accelerate })
 }
 
 fn pod_override(v: &Value, path: &str) -> Result<PodOverride, CniError> {
     let m = object(v, path)?;
     unknown_keys(m, &[OVERRIDE_KEYS], path)?;
     Ok(PodOverride {
-        mesh: m
-            .get("mesh")
-            .map(|v| v.as_bool().ok_or_else(|| invalid(format!("{path}.mesh must be true or false, not {}", kind(v)))))
-            .transpose()?,
+        mesh: m.get("mesh").map(|v| boolean(v, &format!("{path}.mesh"))).transpose()?,
         outbound_ports: m.get("excludeOutboundPorts").map(|v| ports(v, &format!("{path}.excludeOutboundPorts"))).transpose()?,
         outbound_cidrs: m.get("excludeOutboundCIDRs").map(|v| cidrs(v, &format!("{path}.excludeOutboundCIDRs"))).transpose()?,
         inbound_ports: m.get("excludeInboundPorts").map(|v| ports(v, &format!("{path}.excludeInboundPorts"))).transpose()?,
+        accelerate: m.get("accelerate").map(|v| boolean(v, &format!("{path}.accelerate"))).transpose()?,
     })
 }
 
@@ -476,6 +485,7 @@ mod tests {
         assert_eq!(c.plugin.fail_policy, FailPolicy::Closed);
         assert_eq!(c.plugin.namespaces, Namespaces::default());
         assert_eq!(c.plugin.exclusions, Exclusions::default());
+        assert_eq!(c.plugin.accelerate, None);
         assert_eq!(c.pod_override, PodOverride::default());
         assert_eq!(c.prev_result, None);
         assert_eq!(c.valid_attachments, None);
@@ -491,6 +501,7 @@ mod tests {
             "excludeOutboundPorts": [22, 22, 443],
             "excludeOutboundCIDRs": ["10.96.0.0/12", "192.0.2.7"],
             "excludeInboundPorts": [9090],
+            "accelerate": false,
             "capabilities": {"meshwire": true},
             "ipam": {}, "dns": {}, "ipMasq": false, "cniVersions": ["1.0.0"],
             "cni.dev/something-new": 1,
@@ -507,6 +518,7 @@ mod tests {
             vec![Cidr4 { addr: Ipv4Addr::new(10, 96, 0, 0), len: 12 }, Cidr4 { addr: Ipv4Addr::new(192, 0, 2, 7), len: 32 }]
         );
         assert_eq!(c.plugin.exclusions.inbound_ports, vec![9090]);
+        assert_eq!(c.plugin.accelerate, Some(false));
     }
 
     #[test]
@@ -563,6 +575,9 @@ mod tests {
         let e = err(with(json!({"runtimeConfig": {"meshwire": {"excludePorts": [1]}}})));
         assert_eq!(e.code, code::UNSUPPORTED_FIELD);
         assert!(e.msg.contains("runtimeConfig.meshwire.excludePorts"), "{e}");
+        let e = err(with(json!({"args": {"cni": {"meshwire": {"Accelerate": true}}}})));
+        assert_eq!(e.code, code::UNSUPPORTED_FIELD);
+        assert!(e.msg.contains("args.cni.meshwire.Accelerate") && e.msg.contains("did you mean \"accelerate\"?"), "{e}");
         // Other runtimeConfig and args keys are the runtime's business.
         assert!(conf(with(json!({"runtimeConfig": {"portMappings": []}, "args": {"cni": {"x": 1}, "k8s": 2}}))).is_ok());
     }
@@ -588,6 +603,10 @@ mod tests {
             (json!({"excludeOutboundCIDRs": "10.0.0.0/8"}), "excludeOutboundCIDRs must be a list"),
             (json!({"runtimeConfig": []}), "runtimeConfig must be an object"),
             (json!({"runtimeConfig": {"meshwire": {"mesh": "no"}}}), "runtimeConfig.meshwire.mesh must be true or false"),
+            (json!({"accelerate": "yes"}), "accelerate must be true or false, not a string"),
+            (json!({"accelerate": 1}), "accelerate must be true or false, not a number"),
+            (json!({"runtimeConfig": {"meshwire": {"accelerate": "yes"}}}), "runtimeConfig.meshwire.accelerate must be true or false, not a string"),
+            (json!({"args": {"cni": {"meshwire": {"accelerate": null}}}}), "args.cni.meshwire.accelerate must be true or false, not null"),
             (json!({"args": {"cni": {"meshwire": {"excludeOutboundPorts": [-1]}}}}), "args.cni.meshwire.excludeOutboundPorts[0]: -1"),
             (json!({"args": {"cni": 3}}), "args.cni must be an object"),
             (json!({"cni.dev/valid-attachments": [{"containerID": "a"}]}), "cni.dev/valid-attachments[0] has no \"ifname\""),
@@ -606,11 +625,14 @@ mod tests {
             "excludeOutboundPorts": [22],
             "excludeOutboundCIDRs": ["10.0.0.0/8"],
             "excludeInboundPorts": [9090],
-            "args": {"cni": {"meshwire": {"excludeOutboundPorts": [1, 2], "excludeInboundPorts": [], "mesh": false}}},
-            "runtimeConfig": {"meshwire": {"excludeOutboundPorts": [3], "mesh": true}},
+            "accelerate": true,
+            "args": {"cni": {"meshwire": {"excludeOutboundPorts": [1, 2], "excludeInboundPorts": [], "mesh": false, "accelerate": true}}},
+            "runtimeConfig": {"meshwire": {"excludeOutboundPorts": [3], "mesh": true, "accelerate": false}},
         })))
         .unwrap();
         assert_eq!(c.pod_override.mesh, Some(true));
+        assert_eq!(c.plugin.accelerate, Some(true));
+        assert_eq!(c.pod_override.accelerate, Some(false));
         let ex = c.pod_override.apply(&c.plugin.exclusions);
         assert_eq!(ex.outbound_ports, vec![3]);
         assert_eq!(ex.outbound_cidrs, c.plugin.exclusions.outbound_cidrs);

@@ -222,6 +222,8 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         exclude_outbound_ports: ex.outbound_ports,
         exclude_outbound_cidrs: ex.outbound_cidrs.iter().map(|c| c.to_string()).collect(),
         exclude_inbound_ports: ex.inbound_ports,
+        // The pod's own setting, else the network's, else the node's (None).
+        accelerate: conf.pod_override.accelerate.or(conf.plugin.accelerate),
         network: Some(conf.name.clone()),
     };
     match loader.call(&conf.plugin.loader_socket, conf.plugin.timeout, Op::AddPod { pod: spec }) {

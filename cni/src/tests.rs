@@ -126,6 +126,7 @@ fn add_meshes_the_pod_and_hands_prev_result_back_byte_for_byte() {
             exclude_outbound_ports: vec![22],
             exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
             exclude_inbound_ports: vec![9090],
+            accelerate: None,
             network: Some("mesh-net".into()),
         }
     );
@@ -159,6 +160,31 @@ fn per_pod_overrides_reach_the_loader() {
     assert_eq!(spec.exclude_outbound_ports, vec![5432, 6379]);
     assert_eq!(spec.exclude_outbound_cidrs, vec!["192.0.2.0/24".to_string()]);
     assert_eq!(spec.exclude_inbound_ports, Vec::<u16>::new());
+}
+
+#[test]
+fn accelerate_pod_over_network_over_the_node() {
+    let args = |v: bool| json!({"cni": {"meshwire": {"accelerate": v}}});
+    let runtime = |v: bool| json!({"meshwire": {"accelerate": v}});
+    let cases = [
+        (json!({}), None),
+        (json!({"accelerate": true}), Some(true)),
+        (json!({"accelerate": false}), Some(false)),
+        (json!({"args": args(true)}), Some(true)),
+        (json!({"runtimeConfig": runtime(false)}), Some(false)),
+        (json!({"accelerate": true, "args": args(false)}), Some(false)),
+        (json!({"accelerate": false, "runtimeConfig": runtime(true)}), Some(true)),
+        (json!({"accelerate": false, "args": args(false), "runtimeConfig": runtime(true)}), Some(true)),
+        (json!({"args": args(true), "runtimeConfig": runtime(false)}), Some(false)),
+        // A per-pod block without the key keeps the network's value.
+        (json!({"accelerate": true, "runtimeConfig": {"meshwire": {"excludeInboundPorts": [9090]}}}), Some(true)),
+    ];
+    for (extra, want) in cases {
+        let fake = Fake::ok();
+        let out = run_with(&env("ADD"), &conf(extra.clone()).to_string(), &fake);
+        assert!(out.success, "{extra}: {out:?}");
+        assert_eq!(added_spec(&fake).accelerate, want, "{extra}");
+    }
 }
 
 #[test]
@@ -243,6 +269,19 @@ fn add_errors_change_nothing() {
         (env("ADD"), conf(json!({"prevResult": null})).to_string(), code::INVALID_CONFIG, "ADD without prevResult"),
         (env("ADD"), conf(json!({"failPolicy": "maybe"})).to_string(), code::INVALID_CONFIG, "failPolicy \"maybe\""),
         (env("ADD"), conf(json!({"loaderSockett": "/x"})).to_string(), code::UNSUPPORTED_FIELD, "\"loaderSockett\""),
+        (env("ADD"), conf(json!({"accelerate": "yes"})).to_string(), code::INVALID_CONFIG, "accelerate must be true or false, not a string"),
+        (
+            env("ADD"),
+            conf(json!({"runtimeConfig": {"meshwire": {"accelerate": "yes"}}})).to_string(),
+            code::INVALID_CONFIG,
+            "runtimeConfig.meshwire.accelerate must be true or false, not a string",
+        ),
+        (
+            env("ADD"),
+            conf(json!({"args": {"cni": {"meshwire": {"accelerate": 1}}}})).to_string(),
+            code::INVALID_CONFIG,
+            "args.cni.meshwire.accelerate must be true or false, not a number",
+        ),
         (env("ADD"), conf(json!({"prevResult": {"ips": [{"address": "nope"}]}})).to_string(), code::INVALID_CONFIG, "prevResult.ips[0].address"),
         (with_env(&|e| e.netns = None), good.clone(), code::INVALID_ENV, "ADD needs CNI_NETNS"),
         (with_env(&|e| e.container_id = None), good.clone(), code::INVALID_ENV, "CNI_CONTAINERID"),
@@ -356,6 +395,7 @@ fn record(ips: Vec<Ipv4Addr>, netns: &str) -> OpResult {
                 exclude_outbound_ports: vec![],
                 exclude_outbound_cidrs: vec![],
                 exclude_inbound_ports: vec![],
+                accelerate: None,
                 network: Some("mesh-net".into()),
             },
             netns_cookie: 1,
