@@ -16,6 +16,7 @@ use crate::objects;
 use crate::pins::{self, Pins};
 use crate::system::{self, Cgroup};
 use crate::tc;
+use crate::upgrade::Upgrade;
 
 /// Where a program attaches, with what it needs to attach there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -106,13 +107,28 @@ pub fn install(config: &Config) -> Result<(), String> {
     pins.create_dirs().map_err(|e| format!("creating {}: {e}", pins.root().display()))?;
     let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
 
+    // Maps an earlier version pinned with another capacity are recreated.
+    let objects: Vec<(&str, &[u8])> = objects::PROGRAMS.iter().copied().chain([("meshwire_skmsg", objects::SKMSG)]).collect();
+    let upgrade = match Upgrade::prepare(&pins, &objects) {
+        Ok(u) => u,
+        Err(e) => {
+            if !root_existed {
+                remove_empty_dirs(&pins);
+            }
+            return Err(e);
+        }
+    };
     let before = existing_pins(&pins);
     let mut created = Created::default();
-    let result = install_locked(config, &pins, &cgroup, &before, &mut created);
-    if result.is_err() {
-        created.roll_back();
-        if !root_existed {
-            remove_empty_dirs(&pins);
+    let result = install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade);
+    match result {
+        Ok(()) => upgrade.finish(&pins),
+        Err(_) => {
+            created.roll_back();
+            upgrade.put_back();
+            if !root_existed {
+                remove_empty_dirs(&pins);
+            }
         }
     }
     result
@@ -145,7 +161,7 @@ fn check_layouts() -> Result<(), String> {
         .map_err(|errs| format!("this loader's structs do not match its BPF objects (a mixed build?):\n{}", errs.join("\n")))
 }
 
-fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created) -> Result<(), String> {
+fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created, upgrade: &Upgrade) -> Result<(), String> {
     check_layouts()?;
     let mut settings = settings_of(config);
     let mut loaded = Vec::new();
@@ -168,6 +184,9 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     for (name, elf) in objects::PROGRAMS {
         loaded.push(load_object(name, elf, &settings, pins, before, created)?);
     }
+    // Before any link moves to the new programs (the old ones still write
+    // the old maps until then).
+    upgrade.carry_over()?;
 
     sync_node_exclusions(config, pins)?;
 
@@ -274,7 +293,7 @@ fn sync_node_wide<K: Copy + PartialEq>(map: &MapFd, want: &[K], node_wide: impl 
 }
 
 fn remove_empty_dirs(pins: &Pins) {
-    for dir in [pins.links_dir(), pins.maps_dir(), pins.progs_dir(), pins.pods_dir(), pins.root().to_path_buf()] {
+    for dir in [pins.links_dir(), pins.maps_dir(), pins.progs_dir(), pins.pods_dir(), pins.upgrade_dir(), pins.root().to_path_buf()] {
         let _ = std::fs::remove_dir(dir);
     }
 }
@@ -289,7 +308,7 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
     let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
     let mut removed = tc::remove_all_pins(&pins)?;
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
-    let maps = pins::ALL_MAPS.iter().map(|m| pins.map(m));
+    let maps = pins::ALL_MAPS.iter().flat_map(|m| [pins.map(m), pins.map_set_aside(m)]);
     for path in links.chain(maps) {
         if path.starts_with(pins.links_dir()) {
             // Detach at once rather than when the kernel gets round to it.

@@ -195,17 +195,32 @@ impl Object {
         Ok(Program { ptr, name: name.to_string(), _obj: self })
     }
 
-    /// Names of the object's maps that are pinned by name (not .rodata/.bss).
-    pub fn pinned_map_names(&self) -> Vec<String> {
+    /// The definitions of the object's maps that are pinned by name, as
+    /// libbpf will create them (before load).
+    pub fn pinned_map_defs(&self) -> Vec<MapInfo> {
         let mut out = Vec::new();
         let mut m = unsafe { sys::bpf_object__next_map(self.ptr, ptr::null()) };
         while !m.is_null() {
             if unsafe { !sys::bpf_map__pin_path(m).is_null() } {
-                out.push(unsafe { c_str_lossy(sys::bpf_map__name(m)) });
+                out.push(unsafe {
+                    MapInfo {
+                        name: c_str_lossy(sys::bpf_map__name(m)),
+                        map_type: sys::bpf_map__type(m),
+                        key_size: sys::bpf_map__key_size(m),
+                        value_size: sys::bpf_map__value_size(m),
+                        max_entries: sys::bpf_map__max_entries(m),
+                        map_flags: sys::bpf_map__map_flags(m),
+                    }
+                });
             }
             m = unsafe { sys::bpf_object__next_map(self.ptr, m) };
         }
         out
+    }
+
+    /// Names of the object's maps that are pinned by name (not .rodata/.bss).
+    pub fn pinned_map_names(&self) -> Vec<String> {
+        self.pinned_map_defs().into_iter().map(|d| d.name).collect()
     }
 }
 
@@ -399,6 +414,32 @@ pub struct MapInfo {
     pub key_size: u32,
     pub value_size: u32,
     pub max_entries: u32,
+    pub map_flags: u32,
+}
+
+impl MapInfo {
+    /// What libbpf compares before it reuses a pinned map for a definition.
+    pub fn same_shape(&self, def: &MapInfo) -> bool {
+        (self.map_type, self.key_size, self.value_size, self.max_entries, self.map_flags)
+            == (def.map_type, def.key_size, def.value_size, def.max_entries, def.map_flags)
+    }
+
+    /// Whether userspace can copy this type's entries into another map of
+    /// the same type and sizes (socket maps hold sockets, socket storage
+    /// cannot be walked by key, a ring buffer has no entries).
+    pub fn entries_copyable(&self) -> bool {
+        !matches!(
+            self.map_type,
+            sys::BPF_MAP_TYPE_SOCKHASH | sys::BPF_MAP_TYPE_SOCKMAP | sys::BPF_MAP_TYPE_SK_STORAGE | sys::BPF_MAP_TYPE_RINGBUF
+        )
+    }
+
+    fn is_percpu(&self) -> bool {
+        matches!(
+            self.map_type,
+            sys::BPF_MAP_TYPE_PERCPU_ARRAY | sys::BPF_MAP_TYPE_PERCPU_HASH | sys::BPF_MAP_TYPE_LRU_PERCPU_HASH
+        )
+    }
 }
 
 /// A map descriptor (usually from a pin), with typed element access.
@@ -421,6 +462,7 @@ impl MapFd {
             key_size: info.key_size,
             value_size: info.value_size,
             max_entries: info.max_entries,
+            map_flags: info.map_flags,
         };
         Ok(MapFd { fd, path, info })
     }
@@ -554,6 +596,48 @@ impl MapFd {
             keys.push(next.clone());
             cur = Some(next);
         }
+    }
+
+    /// Copies every entry into `dst` (same type and sizes, a capacity of its
+    /// own); returns how many. Per-CPU values are copied CPU by CPU.
+    pub fn copy_entries_into(&self, dst: &MapFd) -> Result<usize> {
+        let (from, to) = (&self.info, &dst.info);
+        if (from.map_type, from.key_size, from.value_size) != (to.map_type, to.key_size, to.value_size) || !from.entries_copyable() {
+            return Err(BpfError {
+                what: format!("copying map {} into {}", self.path.display(), dst.path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "the maps differ in type or sizes, or entries of this type cannot be copied"),
+            });
+        }
+        let value_len = if from.is_percpu() {
+            let ncpu = unsafe { sys::libbpf_num_possible_cpus() };
+            let ncpu = check(ncpu, || "counting possible CPUs".to_string())? as usize;
+            (from.value_size as usize).div_ceil(8) * 8 * ncpu
+        } else {
+            from.value_size as usize
+        };
+        let mut value = vec![0u8; value_len.max(1)];
+        let mut copied = 0;
+        for key in self.raw_keys()? {
+            let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
+            if ret == -libc::ENOENT {
+                continue; // gone since the walk (an LRU eviction, a close)
+            }
+            check(ret, || format!("looking up map {}", self.path.display()))?;
+            let ret = unsafe {
+                sys::bpf_map_update_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_ptr() as *const c_void, sys::BPF_ANY as u64)
+            };
+            check(ret, || format!("updating map {}", dst.path.display()))?;
+            copied += 1;
+        }
+        Ok(copied)
+    }
+
+    /// For tests: set a value from raw bytes (per-CPU maps: every CPU's).
+    #[cfg(test)]
+    pub fn update_raw(&self, key: &[u8], value: &[u8]) -> Result<()> {
+        let ret = unsafe { sys::bpf_map_update_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_ptr() as *const c_void, sys::BPF_ANY as u64) };
+        check(ret, || format!("updating map {}", self.path.display()))?;
+        Ok(())
     }
 
     /// All keys of a typed map.
@@ -934,6 +1018,21 @@ pub fn array_map_create(name: &str, value_size: u32, max_entries: u32) -> Result
     let c = cstring(name);
     let fd = unsafe { sys::bpf_map_create(sys::BPF_MAP_TYPE_ARRAY, c.as_ptr(), 4, value_size, max_entries, ptr::null()) };
     let fd = check(fd, || format!("creating array map {name}"))?;
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// For tests: a map shaped like `def` but with `max_entries` (an earlier
+/// version's pin).
+#[cfg(test)]
+pub fn map_create_like(def: &MapInfo, max_entries: u32) -> Result<OwnedFd> {
+    let c = cstring(&def.name);
+    let opts = sys::bpf_map_create_opts {
+        sz: std::mem::size_of::<sys::bpf_map_create_opts>() as sys::size_t,
+        map_flags: def.map_flags,
+        ..Default::default()
+    };
+    let fd = unsafe { sys::bpf_map_create(def.map_type, c.as_ptr(), def.key_size, def.value_size, max_entries, &opts) };
+    let fd = check(fd, || format!("creating map {}", def.name))?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 

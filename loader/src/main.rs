@@ -18,6 +18,7 @@ mod records;
 mod system;
 mod tc;
 mod trace;
+mod upgrade;
 #[cfg(test)]
 mod testutil;
 

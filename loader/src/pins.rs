@@ -2,6 +2,7 @@
 //!
 //! ```text
 //! <pin_dir>/maps/<map name>      maps, pinned by libbpf (LIBBPF_PIN_BY_NAME)
+//! <pin_dir>/upgrade/<map name>   an earlier version's map during an upgrade
 //! <pin_dir>/links/<program name> cgroup links: the attachment outlives the loader
 //! <pin_dir>/progs/<program name> tc programs, attached per pod from these pins
 //! <pin_dir>/pods/<cookie>/tc_ingress, tc_egress
@@ -62,6 +63,17 @@ impl Pins {
 
     pub fn root(&self) -> &Path {
         &self.root
+    }
+
+    /// Where an earlier version's map waits while an upgrade recreates it
+    /// with another capacity (upgrade.rs). A directory of its own: bpffs
+    /// refuses names with a dot, and no map name can collide there.
+    pub fn map_set_aside(&self, name: &str) -> PathBuf {
+        self.upgrade_dir().join(name)
+    }
+
+    pub fn upgrade_dir(&self) -> PathBuf {
+        self.root.join("upgrade")
     }
 
     pub fn maps_dir(&self) -> PathBuf {

@@ -1,0 +1,318 @@
+//! Upgrading pinned maps whose capacity changed between versions.
+//!
+//! libbpf reuses a pinned map only if its type, key and value sizes,
+//! capacity and flags all match the object's definition. A new version that
+//! raises a capacity (or adds a counter to `mw_stats`) would otherwise be
+//! refused until `meshwire-loader cleanup`, which throws away live state:
+//! cross-node flows in `mw_flow4`, counters, original destinations in flight.
+//!
+//! So before the objects load, a pinned map that differs only in capacity is
+//! set aside (moved to `<pin_dir>/upgrade/<name>`); libbpf then creates and pins the new
+//! one, [`Upgrade::carry_over`] copies the entries across, and
+//! [`Upgrade::finish`] removes the old pin once the new datapath is in place
+//! (the old programs keep their own reference until their links move).
+//! Entries the old programs write between the copy and that move are lost:
+//! a few microseconds of new connections' state, at most.
+//!
+//! A map that differs in anything else (type, key or value layout) cannot be
+//! carried over: the start is refused, naming the map, before anything
+//! moves. Socket maps cannot be copied from userspace, so they are refused
+//! too. On any failure [`Upgrade::put_back`] restores the old pins.
+
+use std::path::PathBuf;
+
+use crate::libbpf::{MapFd, MapInfo, Object};
+use crate::pins::Pins;
+
+/// One map being upgraded.
+#[derive(Debug)]
+struct Moved {
+    name: String,
+    pin: PathBuf,
+    aside: PathBuf,
+    old: MapInfo,
+}
+
+/// The maps set aside for this start; empty when nothing changed.
+#[derive(Debug, Default)]
+pub struct Upgrade {
+    moved: Vec<Moved>,
+}
+
+fn describe(m: &MapInfo) -> String {
+    format!("type {}, key {} B, value {} B, capacity {}, flags {:#x}", m.map_type, m.key_size, m.value_size, m.max_entries, m.map_flags)
+}
+
+/// The pinned map definitions of every object, once per name.
+fn definitions(objects: &[(&str, &[u8])]) -> Result<Vec<MapInfo>, String> {
+    let mut defs: Vec<MapInfo> = Vec::new();
+    for (name, elf) in objects {
+        let obj = Object::open_mem(name, elf, None).map_err(|e| e.to_string())?;
+        for d in obj.pinned_map_defs() {
+            if !defs.iter().any(|x| x.name == d.name) {
+                defs.push(d);
+            }
+        }
+    }
+    Ok(defs)
+}
+
+/// Which pinned maps must be recreated for `objects`; Err when one cannot be.
+fn plan(pins: &Pins, objects: &[(&str, &[u8])]) -> Result<Vec<Moved>, String> {
+    let mut plan = Vec::new();
+    for def in definitions(objects)? {
+        let (pin, aside) = (pins.map(&def.name), pins.map_set_aside(&def.name));
+        // A start that died mid-upgrade left the old map aside: carry over
+        // from it again (the new map may or may not have its entries yet).
+        let current = if aside.exists() { &aside } else if pin.exists() { &pin } else { continue };
+        let old = MapFd::open_pinned(current).map_err(|e| e.to_string())?.info().map_err(|e| e.to_string())?;
+        if current == &pin && old.same_shape(&def) {
+            continue;
+        }
+        let same_layout = (old.map_type, old.key_size, old.value_size, old.map_flags) == (def.map_type, def.key_size, def.value_size, def.map_flags);
+        let movable = old.entries_copyable() || old.map_type == libbpf_sys::BPF_MAP_TYPE_RINGBUF;
+        if !same_layout || !movable {
+            return Err(format!(
+                "pinned map {} ({}) cannot become this version's ({}){}: run `meshwire-loader cleanup`, then start again (pods come back from their records; live connections' state in the maps is lost)",
+                current.display(),
+                describe(&old),
+                describe(&def),
+                if same_layout { ", a socket map's entries cannot be moved" } else { "" }
+            ));
+        }
+        plan.push(Moved { name: def.name, pin, aside, old });
+    }
+    Ok(plan)
+}
+
+impl Upgrade {
+    /// Sets aside every pinned map whose capacity differs from `objects`'
+    /// definitions. Nothing moves when one cannot be upgraded.
+    pub fn prepare(pins: &Pins, objects: &[(&str, &[u8])]) -> Result<Upgrade, String> {
+        let mut done = Upgrade::default();
+        let plan = plan(pins, objects)?;
+        if !plan.is_empty() {
+            std::fs::create_dir_all(pins.upgrade_dir()).map_err(|e| format!("creating {}: {e}", pins.upgrade_dir().display()))?;
+        }
+        for m in plan {
+            if !m.aside.exists() {
+                if let Err(e) = std::fs::rename(&m.pin, &m.aside) {
+                    done.put_back();
+                    return Err(format!("setting {} aside for the upgrade: {e}", m.pin.display()));
+                }
+            }
+            log::info!("upgrade: map {} is recreated ({} -> this version's capacity)", m.name, describe(&m.old));
+            done.moved.push(m);
+        }
+        Ok(done)
+    }
+
+    /// After the objects loaded (libbpf created and pinned the new maps):
+    /// copies every entry of the old maps into the new ones.
+    pub fn carry_over(&self) -> Result<(), String> {
+        for m in &self.moved {
+            let old = MapFd::open_pinned(&m.aside).map_err(|e| e.to_string())?;
+            let new = MapFd::open_pinned(&m.pin).map_err(|e| e.to_string())?;
+            let capacity = new.info().map_err(|e| e.to_string())?.max_entries;
+            if !m.old.entries_copyable() {
+                log::info!("upgrade: map {} starts empty (capacity {} -> {capacity}; it holds no entries to carry)", m.name, m.old.max_entries);
+                continue;
+            }
+            let n = old.copy_entries_into(&new).map_err(|e| format!("upgrade: map {}: {e}", m.name))?;
+            log::info!("upgrade: map {}: {n} entries carried over (capacity {} -> {capacity})", m.name, m.old.max_entries);
+        }
+        Ok(())
+    }
+
+    /// The start failed: the new maps' pins are gone (rolled back); the old
+    /// ones go back where they were.
+    pub fn put_back(&self) {
+        for m in &self.moved {
+            if !m.aside.exists() {
+                continue;
+            }
+            if m.pin.exists() {
+                let _ = std::fs::remove_file(&m.pin);
+            }
+            if let Err(e) = std::fs::rename(&m.aside, &m.pin) {
+                log::warn!("upgrade: putting {} back: {e}", m.pin.display());
+            }
+        }
+        if let Some(dir) = self.moved.first().and_then(|m| m.aside.parent()) {
+            let _ = std::fs::remove_dir(dir);
+        }
+    }
+
+    /// The new datapath is in place: the old maps' pins go.
+    pub fn finish(self, pins: &Pins) {
+        for m in &self.moved {
+            if let Err(e) = std::fs::remove_file(&m.aside) {
+                log::warn!("upgrade: removing {}: {e}", m.aside.display());
+            }
+        }
+        let _ = std::fs::remove_dir(pins.upgrade_dir());
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::layout::{Pod, Settings};
+    use crate::libbpf::{map_create_like, obj_pin};
+    use crate::objects;
+    use crate::testutil::PrivateBpffs;
+
+    const SOCK: &[(&str, &[u8])] = &[("meshwire_sock", objects::SOCK)];
+
+    /// A private bpffs with meshwire's pin directories at its root.
+    fn fresh_pins() -> (PrivateBpffs, Pins) {
+        let fs = PrivateBpffs::new();
+        let pins = Pins::new(fs.path());
+        pins.create_dirs().unwrap();
+        (fs, pins)
+    }
+
+    fn def(name: &str) -> MapInfo {
+        definitions(SOCK).unwrap().into_iter().find(|d| d.name == name).unwrap()
+    }
+
+    /// What an earlier version would have pinned: `name` with another capacity.
+    fn pin_old(pins: &Pins, name: &str, max_entries: u32) -> MapFd {
+        let fd = map_create_like(&def(name), max_entries).unwrap();
+        obj_pin(&fd, &pins.map(name)).unwrap();
+        MapFd::open_pinned(&pins.map(name)).unwrap()
+    }
+
+    fn load_sock(pins: &Pins) -> Object {
+        let mut obj = Object::open_mem("meshwire_sock", objects::SOCK, Some(&pins.maps_dir())).unwrap();
+        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, pad: 0 };
+        obj.set_rodata("mw_cfg", s.as_bytes()).unwrap();
+        obj.load().unwrap();
+        obj
+    }
+
+    #[test]
+    fn a_map_with_another_capacity_is_recreated_with_its_entries() {
+        let (_fs, pins) = fresh_pins();
+        let old = pin_old(&pins, "mw_pods", 16);
+        for cookie in 1..=10u64 {
+            old.update(&cookie, &Pod { flags: cookie as u32 }).unwrap();
+        }
+        drop(old);
+
+        let up = Upgrade::prepare(&pins, SOCK).unwrap();
+        assert!(!pins.map("mw_pods").exists() && pins.map_set_aside("mw_pods").exists(), "set aside before load");
+        let _obj = load_sock(&pins);
+        up.carry_over().unwrap();
+        up.finish(&pins);
+
+        let new = MapFd::open_pinned(&pins.map("mw_pods")).unwrap();
+        assert_eq!(new.info().unwrap().max_entries, def("mw_pods").max_entries);
+        for cookie in 1..=10u64 {
+            assert_eq!(new.lookup::<u64, Pod>(&cookie).unwrap(), Some(Pod { flags: cookie as u32 }));
+        }
+        assert!(!pins.map_set_aside("mw_pods").exists(), "the old pin is gone after finish");
+    }
+
+    #[test]
+    fn per_cpu_counters_are_carried_over_cpu_by_cpu() {
+        let (_fs, pins) = fresh_pins();
+        let stats = def("mw_stats");
+        assert_eq!(stats.map_type, libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY);
+        let old = pin_old(&pins, "mw_stats", stats.max_entries - 1);
+        let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() } as u64;
+        let per_cpu: Vec<u8> = (1..=ncpu).flat_map(|c| (c * 10).to_ne_bytes()).collect();
+        old.update_raw(&2u32.to_ne_bytes(), &per_cpu).unwrap();
+        drop(old);
+        let up = Upgrade::prepare(&pins, SOCK).unwrap();
+        let _obj = load_sock(&pins);
+        up.carry_over().unwrap();
+        up.finish(&pins);
+        let new = MapFd::open_pinned(&pins.map("mw_stats")).unwrap();
+        assert_eq!(new.info().unwrap().max_entries, stats.max_entries);
+        assert_eq!(new.lookup_percpu_sum(&2u32).unwrap(), (1..=ncpu).map(|c| c * 10).sum::<u64>());
+        assert_eq!(new.lookup_percpu_sum(&(stats.max_entries - 1)).unwrap(), 0, "the new slot starts at 0");
+    }
+
+    #[test]
+    fn a_failed_start_puts_the_old_map_back() {
+        let (_fs, pins) = fresh_pins();
+        pin_old(&pins, "mw_pods", 16).update(&7u64, &Pod { flags: 1 }).unwrap();
+        let up = Upgrade::prepare(&pins, SOCK).unwrap();
+        // (The new map would be pinned and then rolled back here.)
+        up.put_back();
+        let back = MapFd::open_pinned(&pins.map("mw_pods")).unwrap();
+        assert_eq!(back.info().unwrap().max_entries, 16);
+        assert_eq!(back.lookup::<u64, Pod>(&7).unwrap(), Some(Pod { flags: 1 }));
+        assert!(!pins.map_set_aside("mw_pods").exists());
+    }
+
+    #[test]
+    fn a_start_that_died_mid_upgrade_carries_over_from_the_map_set_aside() {
+        let (_fs, pins) = fresh_pins();
+        pin_old(&pins, "mw_pods", 16).update(&7u64, &Pod { flags: 1 }).unwrap();
+        Upgrade::prepare(&pins, SOCK).unwrap(); // then the loader died
+        let up = Upgrade::prepare(&pins, SOCK).unwrap();
+        let _obj = load_sock(&pins);
+        up.carry_over().unwrap();
+        up.finish(&pins);
+        let new = MapFd::open_pinned(&pins.map("mw_pods")).unwrap();
+        assert_eq!(new.lookup::<u64, Pod>(&7).unwrap(), Some(Pod { flags: 1 }));
+        assert!(!pins.map_set_aside("mw_pods").exists());
+    }
+
+    #[test]
+    fn a_map_with_another_layout_is_refused_and_nothing_moves() {
+        let (_fs, pins) = fresh_pins();
+        let mut other = def("mw_pods");
+        other.value_size += 4;
+        let fd = map_create_like(&other, other.max_entries).unwrap();
+        obj_pin(&fd, &pins.map("mw_pods")).unwrap();
+        let e = Upgrade::prepare(&pins, SOCK).unwrap_err();
+        assert!(e.contains("mw_pods") && e.contains("cleanup"), "{e}");
+        assert!(pins.map("mw_pods").exists() && !pins.map_set_aside("mw_pods").exists());
+    }
+
+    fn tc_def(name: &str) -> MapInfo {
+        definitions(&[("meshwire_tc", objects::TC)]).unwrap().into_iter().find(|d| d.name == name).unwrap()
+    }
+
+    /// The whole start, as the daemon runs it: an earlier version's smaller
+    /// mw_flow4 (a live cross-node flow in it) is replaced by this version's,
+    /// the flow carried over, the programs attached, nothing left aside.
+    #[test]
+    fn a_real_start_upgrades_a_resized_map_and_keeps_its_flows() {
+        use crate::layout::{Flow4, Flow4Key};
+        let fs = PrivateBpffs::new();
+        let cg = crate::testutil::TempCgroup::new();
+        let pins = Pins::new(&fs.path().join("meshwire"));
+        pins.create_dirs().unwrap();
+        let flows = tc_def("mw_flow4");
+        let fd = map_create_like(&flows, 1024).unwrap();
+        obj_pin(&fd, &pins.map("mw_flow4")).unwrap();
+        let key = Flow4Key { remote_ip4: 0x0a00_0001, local_ip4: 0x0a00_0002, remote_port: 4000, pad: 0 };
+        let flow = Flow4 { orig_port: 8080u16.to_be(), flags: 0, pad: 0 };
+        MapFd::open_pinned(&pins.map("mw_flow4")).unwrap().update(&key, &flow).unwrap();
+        let config = crate::config::Config::parse(
+            "t.toml",
+            &format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n", pins.root().display(), cg.path().display()),
+        )
+        .unwrap();
+
+        let started = crate::datapath::install(&config);
+        let after = MapFd::open_pinned(&pins.map("mw_flow4")).map(|m| (m.info().unwrap().max_entries, m.lookup::<Flow4Key, Flow4>(&key).unwrap()));
+        let leftover = pins.upgrade_dir().exists();
+        crate::datapath::cleanup(pins.root()).unwrap();
+        started.unwrap();
+        assert_eq!(after.unwrap(), (flows.max_entries, Some(flow)));
+        assert!(!leftover, "the old map's pin is gone");
+    }
+
+    #[test]
+    fn unchanged_maps_are_left_alone() {
+        let (_fs, pins) = fresh_pins();
+        let _obj = load_sock(&pins);
+        let up = Upgrade::prepare(&pins, SOCK).unwrap();
+        assert!(up.moved.is_empty(), "{up:?}");
+    }
+}
