@@ -356,7 +356,14 @@ case_excluded_namespace() {
 
 case_per_pod_exclusion() {
     new_pod 3 || return 1
-    rt ADD ctr-3 3 shop '{"excludeOutboundPorts": [8081]}' || { log "ADD failed:"; show "$RT_ERR"; return 1; }
+    rt ADD ctr-3 3 shop '{"excludeOutboundPorts": [8081], "accelerate": false}' ||
+        { log "ADD failed:"; show "$RT_ERR"; return 1; }
+    # The loader recorded the pod's own acceleration choice (pod1 made none).
+    mwl pods 2>&1 | grep -A8 '^pod ctr-3' | grep -q 'acceleration *off' ||
+        { log "'pods' does not show acceleration off for ctr-3:"; mwl pods 2>&1 | sed 's/^/    | /'; return 1; }
+    mwl pods 2>&1 | grep -A8 '^pod ctr-1' | grep -q "acceleration *the node's choice" ||
+        { log "'pods' does not show the node's choice for ctr-1"; return 1; }
+    log "pods: ctr-3 acceleration off (runtimeConfig), ctr-1 the node's choice"
     sidecar 3 || return 1
     client 3 "pod3 -> X (port 8081 excluded for this pod)" --connect "$ADDR_X" --count 10 \
         --parallel 5 --expect-direct --expect-server X || return 1
@@ -659,7 +666,7 @@ run_case "1 cni install chains meshwire-cni after bridge and tuning, idempotentl
 run_case "2 ADD through the chain: prevResult passed through, pod meshed, traffic via its sidecar" case_add_and_traffic
 run_case "3 CHECK through the chain" case_check
 run_case "4 a pod in an excluded namespace is not meshed" case_excluded_namespace
-run_case "5 per-pod exclusions from runtimeConfig" case_per_pod_exclusion
+run_case "5 per-pod exclusions and acceleration from runtimeConfig" case_per_pod_exclusion
 run_case "6 CNI errors: each code, and nothing changed" case_errors
 run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
 run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
