@@ -5,8 +5,9 @@
 #   ./bazelw run //test:demo [-- [--debug] [--keep] [--requests N]]
 #   demo.sh [--debug] [--keep] [--requests N] MESHWIRE_LOADER MWTEST
 #
-#   --debug       the loader runs with debug = true; the BPF decisions
+#   --debug       both loaders run with debug = true; the BPF decisions
 #                 (bpf_printk, "meshwire ...") are shown from the kernel's trace
+#                 (one trace for both: its lines do not name the node)
 #   --keep        leave everything running until Ctrl-C (try your own requests)
 #   --requests N  how many times to run curl (default 6)
 #
@@ -24,14 +25,35 @@
 # "Hi, I am pipy ok v1 !" / "... v2 !". In the curl pod, pipy-ok resolves
 # (/etc/netns/<ns>/hosts, which `ip netns exec` bind-mounts over /etc/hosts) to
 # the service VIP 10.96.0.10, which the curl pod's sidecar balances round robin
-# over both versions (mwtest sidecar --route). meshwire-loader runs with the
-# default configuration except --cgroup (this demo's own cgroup, which every
-# pod process joins) and --pin-dir (on a private bpffs); all pods are
-# registered with --ip (and --ifname eth0 when the loader has it).
+# over both versions (mwtest sidecar --route).
+#
+# Each node runs its own meshwire-loader, as real nodes do:
+#
+#   node1's loader  cgroup <cgroup2>/mwdemo<PID>/node1   pins <bpffs>/node1
+#                   pods curl, pipy-ok-v1                (work dir node1/)
+#   node2's loader  cgroup <cgroup2>/mwdemo<PID>/node2   pins <bpffs>/node2
+#                   pod pipy-ok-v2                       (work dir node2/)
+#
+# Each runs with the default configuration except its own config file
+# (node<N>/loader.toml: bpf.pin_dir, bpf.cgroup, api.socket, api.state_dir,
+# and bpf.debug with --debug), also given as --cgroup, --pin-dir,
+# --api-socket and --state-dir; the pins are on a private bpffs, the cgroups
+# are made here, and every process of a node's pods joins its node's cgroup.
+# Pods are registered with their node's loader only, with --ip and --ifname
+# eth0. So node1's maps know nothing of pipy-ok-v2: the curl pod's sidecar
+# reaches pipy-ok-v1 on its own node through connect4 (inbound, same node),
+# while its connection to pipy-ok-v2 (10.244.2.2:8080) leaves node1 untouched
+# and is steered to pipy-ok-v2's sidecar by node2's tc program on that pod's
+# eth0 (inbound, across nodes). A client on node2 outside the mesh also dials
+# pipy-ok-v1 directly (node1's tc).
 #
 # Exit status 0 when both versions answered, every answer was one of the two
-# texts and went through the sidecars. Everything is removed on exit, also
-# after a failure or Ctrl-C.
+# texts and went through the sidecars, and the counters of the two loaders
+# show the paths: node1 connect_inbound = the answers of v1, node2
+# connect_inbound = 0, node2 tc_redirected = the answers of v2 (each logged by
+# pipy-ok-v2's sidecar with orig=10.244.2.2:8080), node1 tc_redirected = 1
+# (node2's own client). Everything is removed on exit, also after a failure
+# or Ctrl-C.
 #
 # Safety: nothing attaches to the machine's root cgroup; traffic stays inside
 # the namespaces made here; only processes started here are signalled, by PID.
@@ -59,18 +81,20 @@ KEEP=""
 REQUESTS=6
 ARGS=()
 BG_PIDS=()
-LOADER_PID=""
+NODES=(1 2)
+LOADER_PIDS=() # by node: LOADER_PIDS[1], LOADER_PIDS[2]
 CG=""
+CG_MADE=() # by node: 1 once the node's cgroup exists
 WORK=""
 BPFFS=""
-PIN=""
 NS_MADE=()
 ETC_NETNS_MADE=""
 TRACEFS_MOUNTED=""
 TRACING_WAS_OFF=""
-LOADER_OPTS=()
-HAVE_IFNAME=""
+HAVE_API_SOCKET=""
+HAVE_STATE_DIR=""
 CLEANED=""
+CLEANUP_LEFT=""
 RESULT=1
 
 say() { echo "$*"; }
@@ -97,9 +121,34 @@ usage() {
 
 ns_of() { echo "$P-$1"; }
 
-# "${IN_CG[@]}" NS CMD...: joins the demo's cgroup (where meshwire's programs
-# are attached), then runs CMD in netns NS, like a process of that pod.
+# A node's cgroup (under the demo's own), pin dir (on the private bpffs),
+# work dir (config file, API socket, state dir, log) and config file.
+node_cg() { echo "$CG/node$1"; }
+node_pin() { echo "$BPFFS/node$1"; }
+node_dir() { echo "$WORK/node$1"; }
+node_config() { echo "$WORK/node$1/loader.toml"; }
+
+# node_opts N: sets NODE_OPTS to node N's global meshwire-loader options.
+NODE_OPTS=()
+node_opts() {
+    NODE_OPTS=(--config "$(node_config "$1")" --cgroup "$(node_cg "$1")" --pin-dir "$(node_pin "$1")")
+    [ -n "$HAVE_API_SOCKET" ] && NODE_OPTS+=(--api-socket "$(node_dir "$1")/api.sock")
+    [ -n "$HAVE_STATE_DIR" ] && NODE_OPTS+=(--state-dir "$(node_dir "$1")/state")
+    return 0
+}
+
+# mwl N ARGS...: node N's meshwire-loader ARGS.
+mwl() {
+    node_opts "$1"
+    shift
+    "$LOADER" "${NODE_OPTS[@]}" "$@"
+}
+
+# "${IN_CG[@]}" NS CMD...: joins a node's cgroup (where that node's
+# meshwire-loader attached its programs), then runs CMD in netns NS, like a
+# process of a pod of that node. in_node N sets IN_CG for node N.
 IN_CG=()
+in_node() { in_cgroup_cmd "$(node_cg "$1")"; }
 
 # ---------------------------------------------------------------------------
 # Setup
@@ -135,24 +184,51 @@ preflight() {
     done
     CG2=$(cgroup2_mount)
     [ -n "$CG2" ] || die "no cgroup2 mount in /proc/self/mountinfo"
-    "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' && HAVE_IFNAME=1
+    # Without tc (pod add --ifname), nothing steers a connection from another
+    # node to the pod's sidecar: the curl pod could not reach pipy-ok-v2's.
+    "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' ||
+        die "this meshwire-loader has no 'pod add --ifname' (no tc datapath): node2's pod cannot be reached across nodes"
+    "$LOADER" --help 2>/dev/null | grep -q -- '--api-socket' && HAVE_API_SOCKET=1
+    "$LOADER" --help 2>/dev/null | grep -q -- '--state-dir' && HAVE_STATE_DIR=1
+    return 0
 }
 
 setup_workdir() {
     WORK=$(mktemp -d "/tmp/$P.XXXXXX") || return 1
     BPFFS="$WORK/bpffs"
     mkdir "$BPFFS" && mount -t bpf "$P-bpffs" "$BPFFS" || return 1
-    PIN="$BPFFS/meshwire"
-    # A loader with a control API gets a socket and state dir of the demo's own.
-    "$LOADER" --help 2>/dev/null | grep -q -- '--api-socket' && LOADER_OPTS+=(--api-socket "$WORK/api.sock")
-    "$LOADER" --help 2>/dev/null | grep -q -- '--state-dir' && LOADER_OPTS+=(--state-dir "$WORK/state")
-    return 0
+    local n
+    for n in "${NODES[@]}"; do mkdir "$(node_dir "$n")" || return 1; done
 }
 
+# The demo's cgroup, and one below it per node: a node's loader attaches to
+# its node's cgroup only, never to the parent or the root.
 setup_cgroup() {
+    local n
     CG="$CG2/$P"
     mkdir "$CG" || return 1
-    in_cgroup_cmd "$CG"
+    for n in "${NODES[@]}"; do
+        mkdir "$(node_cg "$n")" || return 1
+        CG_MADE[n]=1
+    done
+}
+
+# write_node_config N: node N's configuration file (the defaults, but for the
+# node's own pins, cgroup, API socket and state dir; debug with --debug).
+write_node_config() {
+    local n=$1
+    {
+        echo "# meshwire demo: node$n's meshwire-loader (the defaults but for these)"
+        echo "[bpf]"
+        echo "pin_dir = \"$(node_pin "$n")\""
+        echo "cgroup = \"$(node_cg "$n")\""
+        [ -n "$DEBUG" ] && echo "debug = true"
+        if [ -n "$HAVE_API_SOCKET" ] || [ -n "$HAVE_STATE_DIR" ]; then
+            echo "[api]"
+            [ -n "$HAVE_API_SOCKET" ] && echo "socket = \"$(node_dir "$n")/api.sock\""
+            [ -n "$HAVE_STATE_DIR" ] && echo "state_dir = \"$(node_dir "$n")/state\""
+        fi
+    } >"$(node_config "$n")"
 }
 
 add_netns() { # NAME
@@ -196,39 +272,36 @@ setup_topology() {
         >"/etc/netns/$(ns_of curl)/hosts"
 }
 
+# start_loader N: node N's meshwire-loader, in the background until cleanup.
 start_loader() {
-    local out="$WORK/loader.log" config=() i
-    if [ -n "$DEBUG" ]; then
-        printf '# meshwire demo --debug: the defaults, with bpf_printk traces\n[bpf]\ndebug = true\n' \
-            >"$WORK/debug.toml"
-        config=(--config "$WORK/debug.toml")
-    fi
-    start_bg "$out" "$LOADER" "${config[@]}" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" run
-    LOADER_PID=$LAST_PID
+    local n=$1 out i
+    out="$(node_dir "$n")/loader.log"
+    write_node_config "$n" || return 1
+    node_opts "$n"
+    start_bg "$out" "$LOADER" "${NODE_OPTS[@]}" run
+    LOADER_PIDS[n]=$LAST_PID
     for ((i = 0; i < 200; i++)); do
         grep -qs 'meshwire-loader: ready' "$out" && return 0
-        alive "$LOADER_PID" || break
+        alive "${LOADER_PIDS[n]}" || break
         sleep 0.1
     done
-    echo "demo: meshwire-loader did not get ready:" >&2
+    echo "demo: node$n's meshwire-loader did not get ready:" >&2
     show "$out" >&2
     return 1
 }
 
-mwl() { "$LOADER" --pin-dir "$PIN" "${LOADER_OPTS[@]}" "$@"; }
-
+# Every pod is registered with its own node's loader only.
 register_pods() {
     local spec name node ip out args
     for spec in "${PODS[@]}"; do
         read -r name node ip <<<"$spec"
-        args=(--netns "/run/netns/$(ns_of "$name")" --ip "$ip")
-        [ -n "$HAVE_IFNAME" ] && args+=(--ifname eth0)
-        out=$(mwl pod add "${args[@]}" 2>&1) || {
-            echo "demo: pod add $name failed:" >&2
+        args=(--netns "/run/netns/$(ns_of "$name")" --ip "$ip" --ifname eth0)
+        out=$(mwl "$node" pod add "${args[@]}" 2>&1) || {
+            echo "demo: pod add $name (node$node) failed:" >&2
             echo "$out" | indent >&2
             return 1
         }
-        log "meshwire-loader pod add ${args[*]}: $out"
+        log "node$node: meshwire-loader pod add ${args[*]}: $out"
     done
 }
 
@@ -239,6 +312,7 @@ start_pods() {
         ns=$(ns_of "$name")
         route=()
         [ "$name" = curl ] && route=(--route "$VIP:$APP_PORT=$V1_IP:$APP_PORT,$V2_IP:$APP_PORT")
+        in_node "$node"
         start_bg "$WORK/sidecar-$name.log" "${IN_CG[@]}" "$ns" "$MWTEST" sidecar \
             --listen 127.0.0.1:15001 --inbound-listen 0.0.0.0:15003 "${route[@]}" \
             --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
@@ -296,6 +370,7 @@ run_requests() {
     local i out answers="$WORK/answers.txt"
     : >"$answers"
     say "--- curl -s pipy-ok:8080, $REQUESTS times, from the curl pod (as in the article)"
+    in_node 1
     for ((i = 1; i <= REQUESTS; i++)); do
         # env -i: no proxy settings from this shell; timeout: never hang the demo.
         out=$(timeout 10 "${IN_CG[@]}" "$(ns_of curl)" env -i PATH="$PATH" curl -s pipy-ok:8080)
@@ -305,7 +380,8 @@ run_requests() {
 }
 
 # node2's own client, outside the mesh, straight to pipy-ok-v1's pod IP: the
-# cross-node path that tc on pipy-ok-v1's eth0 steers to its inbound sidecar.
+# cross-node path that node1's tc on pipy-ok-v1's eth0 steers to its inbound
+# sidecar.
 run_cross_node() {
     local out
     say "--- from node2 itself (not meshed): curl -s $V1_IP:$APP_PORT (crosses to node1)"
@@ -316,6 +392,34 @@ run_cross_node() {
 
 # count PATTERN FILE
 count() { grep -c -- "$1" "$2" 2>/dev/null; }
+
+# show_stats: both loaders' counters ("NAME VALUE" lines), side by side; kept
+# in node<N>/stats.txt for the verdict.
+show_stats() {
+    local n ok=1
+    say "--- meshwire-loader stats, per node (meshwire-loader --config node<N>/loader.toml ... stats)"
+    for n in "${NODES[@]}"; do
+        mwl "$n" stats >"$(node_dir "$n")/stats.txt" 2>&1 || ok=""
+    done
+    if [ -n "$ok" ]; then
+        {
+            printf '%-22s %8s %8s\n' counter node1 node2
+            paste -d ' ' "$(node_dir 1)/stats.txt" "$(node_dir 2)/stats.txt" |
+                awk '{ printf "%-22s %8s %8s\n", $1, $2, $4 }'
+        } | indent
+    else
+        for n in "${NODES[@]}"; do
+            log "node$n:"
+            indent <"$(node_dir "$n")/stats.txt"
+        done
+    fi
+}
+
+# counter N NAME: node N's counter NAME (empty if stats failed).
+counter() { awk -v n="$2" '$1 == n { print $2 }' "$(node_dir "$1")/stats.txt" 2>/dev/null; }
+
+# eq A B: A and B are the same number.
+eq() { [ -n "$1" ] && [ -n "$2" ] && [ "$1" -eq "$2" ] 2>/dev/null; }
 
 show_paths() {
     local name
@@ -330,10 +434,11 @@ show_paths() {
     done
 }
 
-# verdict: both versions answered, each answer is one of the two texts, and
-# each app request came through both sidecars.
+# verdict: both versions answered, each answer is one of the two texts, each
+# app request came through both sidecars, and the two loaders' counters show
+# v1 reached on node1 (connect_inbound) and v2 across the nodes (node2's tc).
 verdict() {
-    local v1 v2 other via1 via2 ok=0 cross
+    local v1 v2 other via1 via2 ok=0 cross orig2 in1 in2 tc1 tc2
     v1=$(count '^Hi, I am pipy ok v1 !$' "$WORK/answers.txt")
     v2=$(count '^Hi, I am pipy ok v2 !$' "$WORK/answers.txt")
     other=$((REQUESTS - v1 - v2))
@@ -346,13 +451,29 @@ verdict() {
     log "requests the apps received through the curl pod's sidecar and their own inbound sidecar:" \
         "v1 $via1, v2 $via2"
     [ "$v1" -gt 0 ] && [ "$v2" -gt 0 ] && [ "$other" -eq 0 ] && [ "$via1" -eq "$v1" ] && [ "$via2" -eq "$v2" ] || ok=1
-    if [ -n "$HAVE_IFNAME" ]; then
-        cross=$(count "^inbound peer=$NODE2_IP:[0-9]* orig=$V1_IP:$APP_PORT\$" "$WORK/sidecar-pipy-ok-v1.log")
-        log "node2 -> pipy-ok-v1: answer '$(cat "$WORK/cross-node.txt")', pipy-ok-v1's inbound sidecar saw it $cross time(s)"
-        grep -qx 'Hi, I am pipy ok v1 !' "$WORK/cross-node.txt" && [ "$cross" -eq 1 ] || ok=1
-    fi
+    # curl -> pipy-ok-v1, same node: node1's connect4 sent the curl pod's
+    # sidecar to pipy-ok-v1's sidecar; node2's loader saw none of it.
+    in1=$(counter 1 connect_inbound)
+    in2=$(counter 2 connect_inbound)
+    log "curl -> pipy-ok-v1 on the same node: connect_inbound node1 ${in1:-?} (v1's answers: $v1)," \
+        "node2 ${in2:-?} (expected 0)"
+    eq "$in1" "$v1" && eq "$in2" 0 || ok=1
+    # curl -> pipy-ok-v2, across nodes: node1 left the connection alone, node2's
+    # tc on pipy-ok-v2's eth0 steered it to pipy-ok-v2's sidecar.
+    tc2=$(counter 2 tc_redirected)
+    orig2=$(count "^inbound peer=10\.244\.1\.2:[0-9]* orig=$V2_IP:$APP_PORT\$" "$WORK/sidecar-pipy-ok-v2.log")
+    log "curl -> pipy-ok-v2 across nodes: tc_redirected node2 ${tc2:-?} (v2's answers: $v2)," \
+        "pipy-ok-v2's inbound sidecar saw $orig2 connection(s) from the curl pod with orig=$V2_IP:$APP_PORT"
+    eq "$tc2" "$v2" && eq "$orig2" "$v2" || ok=1
+    # node2 (not meshed) -> pipy-ok-v1: node1's tc, its only tc redirection.
+    tc1=$(counter 1 tc_redirected)
+    cross=$(count "^inbound peer=$NODE2_IP:[0-9]* orig=$V1_IP:$APP_PORT\$" "$WORK/sidecar-pipy-ok-v1.log")
+    log "node2 -> pipy-ok-v1: answer '$(cat "$WORK/cross-node.txt")', pipy-ok-v1's inbound sidecar saw it" \
+        "$cross time(s), tc_redirected node1 ${tc1:-?} (expected 1)"
+    grep -qx 'Hi, I am pipy ok v1 !' "$WORK/cross-node.txt" && [ "$cross" -eq 1 ] && eq "$tc1" 1 || ok=1
     if [ "$ok" -eq 0 ]; then
-        say "demo: OK: both versions answered, every answer through the sidecars"
+        say "demo: OK: both versions answered, every answer through the sidecars;" \
+            "v1 on node1 via connect4, v2 across nodes via node2's tc"
     else
         say "demo: FAILED (logs above)"
     fi
@@ -365,16 +486,28 @@ verdict() {
 cleanup() {
     [ -n "$CLEANED" ] && return
     CLEANED=1
-    local pid ns
-    [ -n "$LOADER_PID" ] && stop_pid "$LOADER_PID" 10
+    local pid ns n pin
+    for n in "${!LOADER_PIDS[@]}"; do
+        stop_pid "${LOADER_PIDS[n]}" 10
+        forget_pid "${LOADER_PIDS[n]}"
+    done
     for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
-    empty_cgroup "$CG"
-    [ -n "$PIN" ] && [ -e "$PIN" ] && { mwl cleanup >/dev/null 2>&1 || echo "demo: meshwire-loader cleanup failed" >&2; }
+    for n in "${!CG_MADE[@]}"; do empty_cgroup "$(node_cg "$n")"; done
+    # Each node's pins (cgroup links, tc links in its pods' namespaces, maps),
+    # while the namespaces still exist.
+    for n in "${NODES[@]}"; do
+        [ -n "$BPFFS" ] || break
+        pin=$(node_pin "$n")
+        [ -e "$pin" ] || continue
+        mwl "$n" cleanup >/dev/null 2>&1 || echo "demo: node$n's meshwire-loader cleanup failed" >&2
+        [ -e "$pin" ] && CLEANUP_LEFT+="pins of node$n under $pin: $(cd "$pin" && find . -mindepth 1 | tr '\n' ' ')"$'\n'
+    done
     for ns in "${NS_MADE[@]}"; do
         ip netns del "$ns" 2>/dev/null
         [ -d "/etc/netns/$ns" ] && rm -rf "/etc/netns/${ns:?}"
     done
     [ -n "$ETC_NETNS_MADE" ] && rmdir /etc/netns 2>/dev/null
+    for n in "${!CG_MADE[@]}"; do remove_cgroup "$(node_cg "$n")"; done
     remove_cgroup "$CG"
     [ -n "$TRACING_WAS_OFF" ] && echo 0 >"$TRACEFS/tracing_on"
     [ -n "$TRACEFS_MOUNTED" ] && umount "$TRACEFS"
@@ -386,7 +519,15 @@ cleanup() {
 
 # leftovers: anything of this run that still exists.
 leftovers() {
+    local n
+    for n in "${!LOADER_PIDS[@]}"; do
+        alive "${LOADER_PIDS[n]}" && echo "node$n's meshwire-loader, PID ${LOADER_PIDS[n]}"
+    done
+    printf '%s' "$CLEANUP_LEFT"
     ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print "netns " $1 }'
+    for n in "${!CG_MADE[@]}"; do
+        [ -e "$(node_cg "$n")" ] && echo "cgroup $(node_cg "$n")"
+    done
     [ -n "$CG" ] && [ -e "$CG" ] && echo "cgroup $CG"
     [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
     [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
@@ -405,7 +546,7 @@ on_exit() {
         echo "$left" | indent
         rc=1
     else
-        log "removed everything of $P (namespaces, hosts file, cgroup, pins, bpffs, work dir)"
+        log "removed everything of $P (both loaders, namespaces, hosts file, cgroups, pins, bpffs, work dir)"
     fi
     exit "$rc"
 }
@@ -422,7 +563,7 @@ preflight
 say "meshwire demo (prefix $P): the article's curl -> pipy-ok v1/v2 across two nodes, on one machine"
 say "--- setup"
 setup_workdir || die "work dir and private bpffs"
-setup_cgroup || die "cgroup under $CG2"
+setup_cgroup || die "cgroups under $CG2"
 setup_topology || die "namespaces, bridges and veths"
 log "node1 $(ns_of node1): $NODE1_IP, pods curl 10.244.1.2, pipy-ok-v1 $V1_IP (bridge cni0 10.244.1.1/24)"
 log "node2 $(ns_of node2): $NODE2_IP, pod pipy-ok-v2 $V2_IP (bridge cni0 10.244.2.1/24)"
@@ -432,30 +573,30 @@ log "pipy-ok -> $VIP (hosts file of the curl pod); the curl pod's sidecar balanc
 if [ -n "$DEBUG" ]; then
     setup_tracing || die "tracing (--debug)"
 fi
-start_loader || die "meshwire-loader"
-log "meshwire-loader (PID $LOADER_PID): default configuration${DEBUG:+ with debug = true}," \
-    "--cgroup $CG --pin-dir $PIN"
-log "one meshwire-loader serves both node namespaces: a loader runs per node, and these two" \
-    "\"nodes\" share this machine's kernel, hence one datapath and one set of maps."
-log "So its pod-IP map holds node2's pod too: the curl pod's sidecar reaches pipy-ok-v2 like a" \
-    "pod on its own node (connect4 -> pipy-ok-v2:15003)."
-if [ -n "$HAVE_IFNAME" ]; then
-    log "The cross-node path (tc on the pod's eth0) is shown by a client on node2 outside the mesh."
-else
-    log "This meshwire-loader has no 'pod add --ifname' (no tc datapath): pods registered without it."
-fi
+for n in "${NODES[@]}"; do
+    start_loader "$n" || die "node$n's meshwire-loader"
+    log "node$n's meshwire-loader (PID ${LOADER_PIDS[n]}): default configuration${DEBUG:+ with debug = true}" \
+        "but --config $(node_config "$n") --cgroup $(node_cg "$n") --pin-dir $(node_pin "$n")"
+done
+log "a loader per node, as in a cluster: each attaches to its own node's cgroup (which its pods'" \
+    "processes join) and has its own maps, and registers its own pods only."
+log "So node1's maps know nothing of pipy-ok-v2: the curl pod's sidecar reaches pipy-ok-v1 through" \
+    "node1's connect4 (-> $V1_IP:15003), pipy-ok-v2 across the nodes' network, where node2's tc on its" \
+    "eth0 steers it to $V2_IP:15003."
+log "A client on node2 outside the mesh also dials pipy-ok-v1 directly: node1's tc on its eth0."
 register_pods || die "registering the pods"
 start_pods || die "sidecars and apps"
-log "sidecars (UID $SIDECAR_UID) and apps started in every pod, in cgroup $CG"
+log "sidecars (UID $SIDECAR_UID) and apps started in every pod, in their node's cgroup" \
+    "($(node_cg 1), $(node_cg 2))"
 
 [ -n "$DEBUG" ] && trace_mark "$P requests start"
 run_requests
-[ -n "$HAVE_IFNAME" ] && run_cross_node
+run_cross_node
 show_paths
-say "--- meshwire-loader stats"
-mwl stats 2>&1 | indent
+show_stats
 if [ -n "$DEBUG" ]; then
-    say "--- BPF decisions (lines with \"meshwire\" in $TRACEFS/trace since the first request)"
+    say "--- BPF decisions of both nodes' programs (lines with \"meshwire\" in $TRACEFS/trace since" \
+        "the first request; one kernel, so the lines do not say which node)"
     sleep 0.2
     trace_since "$P requests start" | indent
 fi
@@ -464,7 +605,8 @@ RESULT=$?
 
 if [ -n "$KEEP" ]; then
     say "--- running until Ctrl-C. In another shell, a request from the curl pod:"
-    echo "  sh -c 'echo \$\$ > $CG/cgroup.procs; exec ip netns exec $(ns_of curl) curl -s pipy-ok:8080'"
+    echo "  sh -c 'echo \$\$ > $(node_cg 1)/cgroup.procs; exec ip netns exec $(ns_of curl) curl -s pipy-ok:8080'"
+    log "node1's and node2's counters: $LOADER --config $(node_config 1) stats (and node2)"
     if [ -n "$DEBUG" ]; then
         log "new BPF decisions follow:"
         follow_trace "$P requests start" &
