@@ -4,11 +4,15 @@
  * other nodes are steered to the sidecar's inbound port.
  *
  * Ingress rewrites the destination port of a connection's SYN from the port
- * the peer dialled to mw_cfg.inbound_port and records the flow in mw_flow4;
- * later packets of the flow get the same rewrite. Egress rewrites the source
- * port of the sidecar's replies back, so the peer sees the port it dialled.
- * A flow is forgotten on RST, or once both FINs were sent and acknowledged
- * (the acknowledging packet itself is still rewritten); LRU bounds the rest.
+ * the peer dialled to mw_cfg.inbound_port and records the handshake in
+ * mw_flow4_syn; egress rewrites the source port of the sidecar's SYN-ACK
+ * back and notes its sequence number. Only the peer's ACK of that SYN-ACK
+ * moves the flow into mw_flow4, where later packets find it both ways. So a
+ * SYN flood churns mw_flow4_syn alone and cannot evict established flows,
+ * and a spoofed SYN, which can never complete the handshake, cannot take an
+ * established flow's entry over. A flow is forgotten on RST, or once both
+ * FINs were sent and acknowledged (the acknowledging packet itself is still
+ * rewritten); LRU bounds the rest.
  *
  * Both programs return TC_ACT_UNSPEC (tcx: next program; clsact: continue),
  * so the CNI's own programs still run. The one exception is a packet whose
@@ -52,6 +56,27 @@ struct {
 	__type(value, struct mw_flow4_fin);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_flow4_fin SEC(".maps");
+
+/*
+ * A handshake in progress: the port the peer dialled, and once the sidecar's
+ * SYN-ACK went out, the acknowledgement number that completes it. Private to
+ * this object, pinned like mw_flow4_fin.
+ */
+struct mw_flow4_syn {
+	__u16 orig_port;	/* network order */
+	__u16 flags;		/* MW_SYN_F_* */
+	__u32 synack_end;	/* the SYN-ACK's sequence number + 1 */
+};
+
+#define MW_SYN_F_SYNACK		(1U << 0)	/* the sidecar's SYN-ACK went out */
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow4_key);
+	__type(value, struct mw_flow4_syn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow4_syn SEC(".maps");
 
 static __always_inline void mw_flow_forget(const struct mw_flow4_key *key)
 {
@@ -119,8 +144,9 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 					     const struct mw_flow4_key *key)
 {
 	__u16 to = bpf_htons(mw_cfg.inbound_port);
-	struct mw_flow4 flow = { .orig_port = t->dport };
+	struct mw_flow4_syn syn = { .orig_port = t->dport };
 	__u16 port = bpf_ntohs(t->dport);
+	struct mw_flow4 *old;
 
 	/* Only addresses of meshed pods (mw_pod_ips) are intercepted. */
 	if (!bpf_map_lookup_elem(&mw_pod_ips, &t->daddr))
@@ -133,7 +159,17 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		return TC_ACT_UNSPEC;
 	}
 
-	if (bpf_map_update_elem(&mw_flow4, key, &flow, BPF_ANY)) {
+	/*
+	 * An earlier connection of the same peer port that was closing is over
+	 * now. One that was not closing stays until this handshake completes:
+	 * the SYN may be spoofed.
+	 */
+	old = bpf_map_lookup_elem(&mw_flow4, key);
+	if (old && (old->flags & (MW_FLOW_F_FIN_IN | MW_FLOW_F_FIN_OUT))) {
+		bpf_map_delete_elem(&mw_flow4, key);
+		bpf_map_delete_elem(&mw_flow4_fin, key);
+	}
+	if (bpf_map_update_elem(&mw_flow4_syn, key, &syn, BPF_ANY)) {
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc in no flow entry, dropped SYN from %pI4:%d", &t->saddr,
 			 bpf_ntohs(t->sport));
@@ -141,11 +177,9 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 			t->daddr, port, 0, 0, MW_EV_NO_TASK);
 		return TC_ACT_SHOT;
 	}
-	/* A closing state left by an earlier connection of the same peer port. */
-	bpf_map_delete_elem(&mw_flow4_fin, key);
 
 	if (mw_tcp4_set_port(skb, t, MW_TCP_DPORT_OFF, t->dport, to)) {
-		bpf_map_delete_elem(&mw_flow4, key);
+		bpf_map_delete_elem(&mw_flow4_syn, key);
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc in rewrite failed, dropped SYN from %pI4:%d", &t->saddr,
 			 bpf_ntohs(t->sport));
@@ -161,6 +195,33 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 }
 
 /*
+ * Ingress: the peer's packet goes to the sidecar's port; egress: the
+ * sidecar's leaves from the dialled port. 0, or -1 when the rewrite failed
+ * (counted and traced; the caller drops the packet).
+ */
+static __always_inline int mw_tc_rewrite(struct __sk_buff *skb, const struct mw_tcp4 *t,
+					 const struct mw_flow4_key *key, __u16 orig_port,
+					 const int ingress)
+{
+	int failed;
+
+	if (ingress)
+		failed = mw_tcp4_set_port(skb, t, MW_TCP_DPORT_OFF, t->dport,
+					  bpf_htons(mw_cfg.inbound_port));
+	else
+		failed = mw_tcp4_set_port(skb, t, MW_TCP_SPORT_OFF, t->sport, orig_port);
+	if (!failed)
+		return 0;
+	mw_count(MW_STAT_TC_ERROR);
+	mw_trace("tc rewrite failed, dropped a packet of %pI4:%d (ingress %d)",
+		 &key->remote_ip4, bpf_ntohs(key->remote_port), ingress);
+	mw_emit(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_REWRITE_FAILED,
+		0, key->remote_ip4, bpf_ntohs(key->remote_port), key->local_ip4,
+		bpf_ntohs(orig_port), key->local_ip4, mw_cfg.inbound_port, MW_EV_NO_TASK);
+	return -1;
+}
+
+/*
  * A packet of a redirected flow (ingress: from the peer, to be rewritten to
  * the sidecar's port; else from the sidecar, back to the dialled port).
  * The packet that ends the flow is rewritten too, then the flow forgotten.
@@ -171,22 +232,9 @@ static __always_inline int mw_tc_flow_packet(struct __sk_buff *skb, const struct
 {
 	__u16 orig_port = flow->orig_port;
 	int over = mw_flow_track_close(key, flow, t, ingress);
-	int failed;
 
-	if (ingress)
-		failed = mw_tcp4_set_port(skb, t, MW_TCP_DPORT_OFF, t->dport,
-					  bpf_htons(mw_cfg.inbound_port));
-	else
-		failed = mw_tcp4_set_port(skb, t, MW_TCP_SPORT_OFF, t->sport, orig_port);
-	if (failed) {
-		mw_count(MW_STAT_TC_ERROR);
-		mw_trace("tc rewrite failed, dropped a packet of %pI4:%d (ingress %d)",
-			 &key->remote_ip4, bpf_ntohs(key->remote_port), ingress);
-		mw_emit(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_REWRITE_FAILED,
-			0, key->remote_ip4, bpf_ntohs(key->remote_port), key->local_ip4,
-			bpf_ntohs(orig_port), key->local_ip4, mw_cfg.inbound_port, MW_EV_NO_TASK);
+	if (mw_tc_rewrite(skb, t, key, orig_port, ingress))
 		return TC_ACT_SHOT;
-	}
 	if (over) {
 		mw_flow_forget(key);
 		mw_trace("tc flow of %pI4:%d closed", &key->remote_ip4, bpf_ntohs(key->remote_port));
@@ -195,6 +243,64 @@ static __always_inline int mw_tc_flow_packet(struct __sk_buff *skb, const struct
 			bpf_ntohs(orig_port), key->local_ip4, mw_cfg.inbound_port, MW_EV_NO_TASK);
 	}
 	return TC_ACT_UNSPEC;
+}
+
+/* The handshake's packets are rewritten like a flow's; a RST ends it. */
+static __always_inline int mw_tc_handshake_packet(struct __sk_buff *skb, const struct mw_tcp4 *t,
+						  const struct mw_flow4_key *key,
+						  __u16 orig_port, const int ingress)
+{
+	if (mw_tc_rewrite(skb, t, key, orig_port, ingress))
+		return TC_ACT_SHOT;
+	if ((t->flags & MW_TCP_RST) && bpf_map_delete_elem(&mw_flow4_syn, key) == 0)
+		mw_count(MW_STAT_TC_FLOW_CLOSED);
+	return TC_ACT_UNSPEC;
+}
+
+/*
+ * From the peer, not (or not yet) a packet of an established flow: the one
+ * that acknowledges the sidecar's SYN-ACK moves the handshake into mw_flow4
+ * (replacing what an earlier connection of the same peer port left there)
+ * and goes on as the flow's first packet.
+ */
+static __always_inline int mw_tc_ingress_handshake(struct __sk_buff *skb, const struct mw_tcp4 *t,
+						   const struct mw_flow4_key *key)
+{
+	struct mw_flow4_syn *syn = bpf_map_lookup_elem(&mw_flow4_syn, key);
+	struct mw_flow4 *flow, fresh = {};
+
+	if (!syn || syn->orig_port != t->dport)
+		return TC_ACT_UNSPEC;
+	if (!(t->flags & MW_TCP_ACK) || (t->flags & MW_TCP_RST) ||
+	    !(syn->flags & MW_SYN_F_SYNACK) || t->ack_seq != syn->synack_end)
+		return mw_tc_handshake_packet(skb, t, key, syn->orig_port, 1);
+
+	fresh.orig_port = syn->orig_port;
+	if (bpf_map_update_elem(&mw_flow4, key, &fresh, BPF_ANY)) {
+		mw_count(MW_STAT_TC_ERROR);
+		return TC_ACT_SHOT;	/* the peer retransmits; the handshake is still there */
+	}
+	bpf_map_delete_elem(&mw_flow4_fin, key);
+	bpf_map_delete_elem(&mw_flow4_syn, key);
+	flow = bpf_map_lookup_elem(&mw_flow4, key);
+	if (!flow) {
+		mw_count(MW_STAT_TC_ERROR);
+		return TC_ACT_SHOT;
+	}
+	return mw_tc_flow_packet(skb, t, key, flow, 1);
+}
+
+/* The sidecar's SYN-ACK: rewritten back, its end noted for the peer's ACK. */
+static __always_inline int mw_tc_egress_synack(struct __sk_buff *skb, const struct mw_tcp4 *t,
+					       const struct mw_flow4_key *key)
+{
+	struct mw_flow4_syn *syn = bpf_map_lookup_elem(&mw_flow4_syn, key);
+
+	if (!syn)
+		return TC_ACT_UNSPEC;
+	syn->synack_end = t->seq + 1;
+	syn->flags |= MW_SYN_F_SYNACK;
+	return mw_tc_handshake_packet(skb, t, key, syn->orig_port, 0);
 }
 
 SEC("tc")
@@ -220,9 +326,9 @@ int mw_tc_ingress(struct __sk_buff *skb)
 		return mw_tc_ingress_syn(skb, &t, &key);
 
 	flow = bpf_map_lookup_elem(&mw_flow4, &key);
-	/* Same peer and port, other local port: not the redirected connection. */
+	/* Same peer and port, other local port: maybe a new connection's handshake. */
 	if (!flow || flow->orig_port != t.dport)
-		return TC_ACT_UNSPEC;
+		return mw_tc_ingress_handshake(skb, &t, &key);
 	return mw_tc_flow_packet(skb, &t, &key, flow, 1);
 }
 
@@ -230,6 +336,7 @@ SEC("tc")
 int mw_tc_egress(struct __sk_buff *skb)
 {
 	struct mw_flow4_key key = {};
+	struct mw_flow4_syn *syn;
 	struct mw_flow4 *flow;
 	struct mw_tcp4 t = {};
 
@@ -241,8 +348,14 @@ int mw_tc_egress(struct __sk_buff *skb)
 	key.remote_ip4 = t.daddr;
 	key.local_ip4 = t.saddr;
 	key.remote_port = t.dport;
+	if (t.flags & MW_TCP_SYN)
+		return mw_tc_egress_synack(skb, &t, &key);
 	flow = bpf_map_lookup_elem(&mw_flow4, &key);
-	if (!flow)
+	if (flow)
+		return mw_tc_flow_packet(skb, &t, &key, flow, 0);
+	/* The sidecar refusing a handshake (RST), before any flow. */
+	syn = bpf_map_lookup_elem(&mw_flow4_syn, &key);
+	if (!syn)
 		return TC_ACT_UNSPEC;
-	return mw_tc_flow_packet(skb, &t, &key, flow, 0);
+	return mw_tc_handshake_packet(skb, &t, &key, syn->orig_port, 0);
 }

@@ -813,6 +813,7 @@ case_flow_state_after_rst() {
         return 1
     fi
     wait_map_empty mw_flow4 || return 1
+    wait_map_empty mw_flow4_syn || return 1
     closed=$(($(stat_value tc_flow_closed) - closed))
     log "tc_redirected +$((after - before)), tc_flow_closed +$closed"
     if [ "$closed" -ne $((after - before)) ]; then
@@ -1326,8 +1327,8 @@ run_clsact_case "14c clsact: pod1 and pod2 have meshwire's filters (pref 19799, 
     case_clsact_filters
 run_iptables_case "14i iptables mode: the pods' nat tables hold meshwire's chains and jumps, nothing else does; the cases went through them" \
     case_iptables_rules
-run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4 back to 0)" case_flow_state_after_fin tc
-run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4 back to 0)" case_flow_state_after_rst tc
+run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4, mw_flow4_syn back to 0)" case_flow_state_after_fin tc
+run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4, mw_flow4_syn back to 0)" case_flow_state_after_rst tc
 run_clsact_case "16c clsact: a restarted loader replaces pod1's filters' programs with its own; cross-node inbound still redirected" \
     case_clsact_restart_moved
 run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks

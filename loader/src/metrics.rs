@@ -88,6 +88,7 @@ fn when_full(map: &str) -> &'static str {
         "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_in4" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
         "mw_orig_tuple4" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
         "mw_flow4" | "mw_flow4_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
+        "mw_flow4_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
         "mw_sock_hash" | "mw_accel_state" => "new connections are not accelerated",
         _ => "new entries are refused",
     }

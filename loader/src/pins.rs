@@ -28,6 +28,8 @@ pub const MAP_EXCL_IN4: &str = "mw_excl_in4";
 pub const MAP_FLOW4: &str = "mw_flow4";
 /// Private to the tc object (bpf/bpf_tc.c): closing state of mw_flow4's flows.
 pub const MAP_FLOW4_FIN: &str = "mw_flow4_fin";
+/// Private to the tc object: handshakes in progress (not yet in mw_flow4).
+pub const MAP_FLOW4_SYN: &str = "mw_flow4_syn";
 pub const MAP_SOCK_HASH: &str = "mw_sock_hash";
 /// Private to acceleration (bpf/lib/meshwire_accel.h): shared by the sockops
 /// and sk_msg objects, one entry per socket in mw_sock_hash.
@@ -45,6 +47,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_ORIG_TUPLE4,
     MAP_FLOW4,
     MAP_FLOW4_FIN,
+    MAP_FLOW4_SYN,
     MAP_SOCK_HASH,
     MAP_ACCEL_STATE,
     MAP_STATS,

@@ -260,6 +260,14 @@ impl Tc {
         self.map(pins::MAP_FLOW4).lookup(&key).unwrap()
     }
 
+    /// The handshake in progress from this peer port, as (dialled port, SYN-ACK seen).
+    fn handshake(&self, remote: Ipv4Addr, remote_port: u16) -> Option<(u16, bool)> {
+        // struct mw_flow4_key as bytes: addresses and port in network order, pad.
+        let key: Vec<u8> = [&remote.octets()[..], &POD.octets(), &remote_port.to_be_bytes(), &[0, 0]].concat();
+        // struct mw_flow4_syn: orig_port (network order), flags (MW_SYN_F_SYNACK = 1), synack_end.
+        self.map(pins::MAP_FLOW4_SYN).lookup_raw(&key).unwrap().map(|v| (u16::from_be_bytes([v[0], v[1]]), u16::from_ne_bytes([v[2], v[3]]) & 1 != 0))
+    }
+
     fn count(&self, map: &str) -> usize {
         self.map(map).raw_keys().unwrap().len()
     }
@@ -333,9 +341,61 @@ fn a_syn_to_an_app_port_goes_to_the_sidecar() {
     assert_eq!(ports(&out), (40000, INBOUND));
     assert_only_port_changed(&inp, &out, 2);
     assert_tcp_checksum(&out);
-    assert_eq!(tc.flow(REMOTE, 40000), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }));
+    // A handshake, not a flow yet: only the peer's ACK of the SYN-ACK makes one.
+    assert_eq!(tc.handshake(REMOTE, 40000), Some((APP, false)));
+    assert_eq!(tc.flow(REMOTE, 40000), None);
     assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), 1);
     assert_eq!(tc.stat("MW_STAT_TC_ERROR"), 0);
+}
+
+#[test]
+fn the_ack_of_the_sidecar_s_syn_ack_makes_the_flow() {
+    let tc = Tc::new();
+    let mut c = Conn { tc: &tc, remote: REMOTE, rport: 40002, rseq: 100, pseq: 5000 };
+    c.remote_sends(SYN, b"");
+    c.pod_sends(SYN | ACK, b"");
+    assert_eq!(tc.handshake(REMOTE, 40002), Some((APP, true)));
+    // An ACK that does not acknowledge the SYN-ACK (a guess) is rewritten, so
+    // the sidecar's stack answers it, but makes no flow.
+    let guess = Seg::inbound(40002, ACK).seq(c.rseq, 4242).frame();
+    assert_eq!(ports(&tc.run("mw_tc_ingress", &guess)), (40002, INBOUND));
+    assert_eq!(c.flow(), None);
+    c.remote_sends(ACK, b"");
+    assert_eq!(c.flow(), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }));
+    assert_eq!(tc.handshake(REMOTE, 40002), None);
+    assert_eq!(tc.count(pins::MAP_FLOW4_SYN), 0);
+}
+
+#[test]
+fn a_syn_flood_does_not_evict_established_flows() {
+    let tc = Tc::new();
+    let mut c = Conn::open(&tc, REMOTE, 40003);
+    // More SYNs than mw_flow4 holds, from other peers, never completed.
+    let n = 70_000u32;
+    for i in 0..n {
+        let peer = Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8);
+        tc.run("mw_tc_ingress", &Seg::tcp(peer, 1024 + (i % 60000) as u16, POD, APP, SYN).frame());
+    }
+    assert!(tc.count(pins::MAP_FLOW4_SYN) < n as usize, "the handshakes' LRU evicts");
+    assert_eq!(c.flow(), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }), "the established flow stays");
+    c.remote_sends(ACK | PSH, b"still here");
+    c.pod_sends(ACK | PSH, b"and answered");
+}
+
+#[test]
+fn a_spoofed_syn_does_not_take_an_established_flow_over() {
+    let tc = Tc::new();
+    let mut c = Conn::open(&tc, REMOTE, 40004);
+    // A SYN with the peer's address and port, to another app port.
+    let out = tc.ingress(&Seg::tcp(REMOTE, 40004, POD, 8081, SYN).seq(999, 0));
+    assert_eq!(ports(&out), (40004, INBOUND));
+    assert_eq!(c.flow(), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }));
+    // Its blind ACK (no SYN-ACK seen, or a wrong number) completes nothing.
+    tc.ingress(&Seg::tcp(REMOTE, 40004, POD, 8081, ACK).seq(1000, 77));
+    assert_eq!(c.flow(), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }));
+    // The real connection goes on, rewritten both ways as before.
+    c.remote_sends(ACK | PSH, b"data");
+    c.pod_sends(ACK | PSH, b"reply");
 }
 
 #[test]
@@ -367,7 +427,7 @@ fn ip_options_do_not_move_the_tcp_header_out_of_sight() {
         assert_eq!(ports(&out), (rport, INBOUND), "IHL {}", 5 + opts.len() / 4);
         assert_only_port_changed(&inp, &out, 2);
         assert_tcp_checksum(&out);
-        assert!(tc.flow(REMOTE, rport).is_some());
+        assert!(tc.handshake(REMOTE, rport).is_some());
 
         let reply = Seg::tcp(POD, INBOUND, REMOTE, rport, SYN | ACK).seq(7, 1001).ip_opts(opts);
         let inp = reply.frame();
@@ -384,11 +444,15 @@ fn a_new_syn_from_the_same_peer_port_starts_over() {
     let mut c = Conn::open(&tc, REMOTE, 40020);
     c.remote_sends(FIN | ACK, b"");
     assert_eq!(c.flow().unwrap().flags, FLOW_F_FIN_IN);
-    // The peer reuses its port for another app port.
-    let out = tc.ingress(&Seg::tcp(REMOTE, 40020, POD, 8081, SYN));
+    // The peer reuses its port for another app port: the closing flow is over.
+    let out = tc.ingress(&Seg::tcp(REMOTE, 40020, POD, 8081, SYN).seq(5000, 0));
     assert_eq!(ports(&out), (40020, INBOUND));
-    assert_eq!(c.flow(), Some(Flow4 { orig_port: 8081u16.to_be(), flags: 0, pad: 0 }));
+    assert_eq!(c.flow(), None);
     assert_eq!(tc.count(pins::MAP_FLOW4_FIN), 0, "the old closing state went with the old connection");
+    let synack = Seg::tcp(POD, INBOUND, REMOTE, 40020, SYN | ACK).seq(9000, 5001).frame();
+    assert_eq!(ports(&tc.run("mw_tc_egress", &synack)), (8081, 40020));
+    tc.ingress(&Seg::tcp(REMOTE, 40020, POD, 8081, ACK).seq(5001, 9001));
+    assert_eq!(c.flow(), Some(Flow4 { orig_port: 8081u16.to_be(), flags: 0, pad: 0 }));
 }
 
 #[test]
@@ -531,6 +595,7 @@ fn a_reset_from_either_side_forgets_the_flow() {
     assert_eq!(c.flow(), None);
     assert_eq!(tc.stat("MW_STAT_TC_FLOW_CLOSED"), 3);
     assert_eq!(tc.count(pins::MAP_FLOW4), 0);
+    assert_eq!(tc.count(pins::MAP_FLOW4_SYN), 0);
 }
 
 #[test]
@@ -624,6 +689,7 @@ fn ten_thousand_flows_opened_and_closed_leave_no_state() {
     }
     assert_eq!(tc.count(pins::MAP_FLOW4), 0);
     assert_eq!(tc.count(pins::MAP_FLOW4_FIN), 0);
+    assert_eq!(tc.count(pins::MAP_FLOW4_SYN), 0);
     assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), n as u64);
     assert_eq!(tc.stat("MW_STAT_TC_FLOW_CLOSED"), n as u64);
     assert_eq!(tc.stat("MW_STAT_TC_ERROR"), 0);
