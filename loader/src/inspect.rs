@@ -208,7 +208,9 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 
 /// `meshwire-loader pods`: each meshed pod with its identity and exclusions,
 /// then the node-wide exclusions every pod also has (when the maps are there).
-pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusions>) -> String {
+/// `pod_flags`: a pod's `mw_pods` flags (eBPF mode), None when it has no entry
+/// or the map cannot be read.
+pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusions>, pod_flags: impl Fn(u64) -> Option<u32>) -> String {
     let mut out = format!("{} meshed pod(s)\n", pods.len());
     for p in pods {
         let s = &p.spec;
@@ -224,12 +226,17 @@ pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusi
         out.push_str(&format!("  ips               {}\n", list(&s.ips)));
         out.push_str(&format!("  excluded outbound ports {}; cidrs {}\n", list(&s.exclude_outbound_ports), list(&s.exclude_outbound_cidrs)));
         out.push_str(&format!("  excluded inbound  ports {}\n", list(&s.exclude_inbound_ports)));
-        let accel = match s.accelerate {
-            Some(true) => "on (when the node runs acceleration)",
-            Some(false) => "off",
-            None => "the node's choice ([acceleration] pods)",
+        // What the datapath holds, and where the choice came from.
+        let state = match pod_flags(p.netns_cookie) {
+            Some(f) if f & crate::layout::POD_F_ACCEL != 0 => "on (when the node runs acceleration)",
+            Some(_) => "off",
+            None => "- (no mw_pods entry)",
         };
-        out.push_str(&format!("  acceleration      {accel}\n"));
+        let from = match s.accelerate {
+            Some(_) => "the pod's own setting",
+            None => "the node's choice, [acceleration] pods",
+        };
+        out.push_str(&format!("  acceleration      {state}: {from}\n"));
     }
     if let Some(n) = node {
         out.push_str(&format!(

@@ -318,7 +318,9 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 println!("{}", serde_json::to_string_pretty(&pods).map_err(|e| e.to_string())?);
                 return Ok(());
             }
-            print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref()));
+            let pod_map = libbpf::MapFd::open_pinned(&pins.map(pins::MAP_PODS)).ok();
+            let flags = |cookie: u64| pod_map.as_ref()?.lookup::<u64, layout::Pod>(&cookie).ok().flatten().map(|p| p.flags);
+            print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref(), flags));
             Ok(())
         }
         Command::Trace { json, netns_cookie, count, duration, backlog } => {
