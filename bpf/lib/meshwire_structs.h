@@ -110,7 +110,10 @@ struct mw_sock_key {
 	__u32 remote_port;	/* host order */
 };
 
-/* Indexes of mw_stats (per-CPU counters). */
+/*
+ * Indexes of mw_stats (per-CPU counters). Append only: an upgrade carries the
+ * pinned counters over by index (loader/src/upgrade.rs).
+ */
 enum mw_stat {
 	MW_STAT_CONNECT_REDIRECTED = 0,
 	MW_STAT_CONNECT_EXCLUDED,
