@@ -3,7 +3,8 @@
  * cgroup sock_addr hooks: steer a meshed pod's connect() into its sidecar.
  * connect4 for AF_INET sockets, connect6 for AF_INET6 sockets dialling an
  * IPv4 destination as a v4-mapped address (::ffff:a.b.c.d); both decide
- * through mw_sock4_steer. Native IPv6 destinations are not intercepted yet.
+ * through mw_sock4_steer. Native IPv6 destinations are not steered: they are
+ * refused (interception.ipv6 = "refuse", the default) or let through.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -188,9 +189,38 @@ int mw_sock4_connect(struct bpf_sock_addr *ctx)
 }
 
 /*
+ * A native IPv6 destination, which meshwire does not steer: with
+ * interception.ipv6 = "refuse" a meshed pod's connect() to it fails (EPERM)
+ * rather than bypass the sidecar, except for loopback (::1), the sidecar's
+ * own connections and excluded outbound ports.
+ */
+static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
+{
+	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u64 netns_cookie;
+
+	if (!mw_cfg.ipv6_refuse || ctx->type != MW_SOCK_STREAM)
+		return MW_ALLOW;
+	netns_cookie = bpf_get_netns_cookie(ctx);
+	if (!mw_pod_lookup(netns_cookie) ||
+	    (__u32)bpf_get_current_uid_gid() == mw_cfg.sidecar_uid)
+		return MW_ALLOW;
+	if ((ctx->user_ip6[0] | ctx->user_ip6[1] | ctx->user_ip6[2]) == 0 &&
+	    ctx->user_ip6[3] == bpf_htonl(1))
+		return MW_ALLOW;
+	if (mw_port_excluded(netns_cookie, port, MW_DIR_OUT))
+		return MW_ALLOW;
+	mw_count(MW_STAT_CONNECT6_REFUSED);
+	mw_trace("connect6 native IPv6 refused, port %d", port);
+	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT6_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
+		MW_EV_TASK);
+	return MW_DENY;
+}
+
+/*
  * An AF_INET6 socket: a v4-mapped destination is an IPv4 connection and is
  * steered like connect4 (to ::ffff:127.0.0.1 and the sidecar's port), so a
- * dual-stack app cannot bypass the mesh.
+ * dual-stack app cannot bypass the mesh; a native one, see mw_sock6_native.
  */
 SEC("cgroup/connect6")
 int mw_sock6_connect(struct bpf_sock_addr *ctx)
@@ -202,7 +232,7 @@ int mw_sock6_connect(struct bpf_sock_addr *ctx)
 	int verdict;
 
 	if (!mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2]))
-		return MW_ALLOW;
+		return mw_sock6_native(ctx);
 	dst.ip4 = ctx->user_ip6[3];
 	verdict = mw_sock4_steer(ctx, &dst);
 	if (dst.rewritten) {

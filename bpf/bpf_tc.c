@@ -14,8 +14,11 @@
  * FINs were sent and acknowledged (the acknowledging packet itself is still
  * rewritten); LRU bounds the rest.
  *
+ * IPv6 is not steered: with interception.ipv6 = "refuse" (the default) an
+ * IPv6 SYN to the pod is dropped instead (mw_tc_ingress6).
+ *
  * Both programs return TC_ACT_UNSPEC (tcx: next program; clsact: continue),
- * so the CNI's own programs still run. The one exception is a packet whose
+ * so the CNI's own programs still run. The exceptions are those SYNs and a packet whose
  * rewrite failed half way (or a SYN whose flow could not be recorded): it is
  * dropped and counted as MW_STAT_TC_ERROR. TCP retransmits it; letting it
  * through would send it past the sidecar or with a wrong checksum.
@@ -303,6 +306,26 @@ static __always_inline int mw_tc_egress_synack(struct __sk_buff *skb, const stru
 	return mw_tc_handshake_packet(skb, t, key, syn->orig_port, 0);
 }
 
+/*
+ * interception.ipv6 = "refuse": meshwire does not steer native IPv6, so a
+ * connection from another node (or an unmeshed pod) over IPv6 would reach
+ * the app past its sidecar. Its SYN is dropped instead, unless the port is
+ * in the node-wide excluded inbound ports (the pod's own list is keyed by
+ * its IPv4 addresses).
+ */
+static __always_inline int mw_tc_ingress6(struct __sk_buff *skb)
+{
+	__u16 port;
+
+	if (!mw_cfg.ipv6_refuse || !mw_tcp6_is_syn(skb, &port) ||
+	    mw_in_port_listed(0, port))
+		return TC_ACT_UNSPEC;
+	mw_count(MW_STAT_TC6_DROPPED);
+	mw_trace("tc in IPv6 SYN to port %d dropped", port);
+	mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC6_DROPPED, 0, 0, 0, 0, port, 0, 0, MW_EV_NO_TASK);
+	return TC_ACT_SHOT;
+}
+
 SEC("tc")
 int mw_tc_ingress(struct __sk_buff *skb)
 {
@@ -311,6 +334,8 @@ int mw_tc_ingress(struct __sk_buff *skb)
 	struct mw_tcp4 t = {};
 	enum mw_parse parsed;
 
+	if (skb->protocol == bpf_htons(ETH_P_IPV6))
+		return mw_tc_ingress6(skb);
 	parsed = mw_parse_tcp4(skb, &t);
 	if (parsed == MW_PARSE_BAD)
 		mw_trace("tc in malformed IPv4 packet, passed");

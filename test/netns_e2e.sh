@@ -245,6 +245,9 @@ setup_topology() {
         ip -n "$ns" route add default via "10.231.$i.1" || return 1
         ip -n "$NS_NODE" addr add "10.231.$i.1/24" dev "vp$i" || return 1
         ip -n "$NS_NODE" link set "vp$i" up || return 1
+        # IPv6 too, which meshwire refuses rather than let past the sidecars.
+        ip -n "$ns" -6 addr add "fd00:231:$i::2/64" dev eth0 nodad || return 1
+        ip -n "$NS_NODE" -6 addr add "fd00:231:$i::1/64" dev "vp$i" nodad || return 1
         # Room for tens of thousands of TIME_WAIT sockets from the cases below.
         ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" || return 1
     done
@@ -441,6 +444,46 @@ case_outbound_v4mapped() {
         --connect "$(v4mapped "$ADDR_X")" --count 5 --expect-direct --expect-server X || rc=1
     client "$(pod 1)" "pod1 -> [::ffff:127.0.0.1] (AF_INET6, loopback)" --connect "$(v4mapped "$ADDR_L")" \
         --count 5 --expect-direct --expect-server L || rc=1
+    return "$rc"
+}
+
+# interception.ipv6 = "refuse" (the default): meshwire steers IPv4 only, so a
+# meshed pod's native IPv6 TCP must fail rather than bypass the sidecars.
+# eBPF: connect6 refuses it (EPERM), tc drops IPv6 SYNs to the pod;
+# iptables mode: ip6tables rules in the pod's namespace do the same.
+case_ipv6_refused() {
+    local rc=0 six_node=[fd00:231:1::1]:7006 six_node3=[fd00:231:3::1]:7006 six_pod=[fd00:231:1::2]:7007
+    local six_lo=[::1]:7008 pids=() spec ns addr name pid
+    for spec in "$NS_NODE $six_node V6N" "$NS_NODE $six_node3 V6N3" "$(pod 1) $six_pod V6P" "$(pod 1) $six_lo V6L"; do
+        read -r ns addr name <<<"$spec"
+        start_bg "$WORK/server-$name.log" "${IN_CG[@]}" "$ns" "$MWTEST" server --listen "$addr" --name "$name"
+        pids+=("$LAST_PID")
+        wait_listen "$ns" "$addr" "$LAST_PID" "$WORK/server-$name.log" || rc=1
+    done
+    if [ "$rc" -eq 0 ]; then
+        client "$(pod 1)" "pod1's app -> $six_node (native IPv6)" --connect "$six_node" --count 5 \
+            --expect-no-connection || rc=1
+        client "$(pod 1)" "pod1's sidecar (UID $SIDECAR_UID) -> $six_node" --uid "$SIDECAR_UID" \
+            --connect "$six_node" --count 5 --expect-direct --expect-server V6N || rc=1
+        client "$(pod 1)" "pod1's app -> $six_lo (IPv6 loopback)" --connect "$six_lo" --count 5 \
+            --expect-direct --expect-server V6L || rc=1
+        client "$NS_NODE" "the node -> pod1 $six_pod (native IPv6)" --connect "$six_pod" --count 3 \
+            --parallel 3 --timeout 2 --expect-no-connection || rc=1
+        client "$(pod 3)" "pod3 (not meshed) -> $six_node3" --connect "$six_node3" --count 5 \
+            --expect-direct --expect-server V6N3 || rc=1
+    fi
+    for pid in "${pids[@]}"; do
+        stop_pid "$pid"
+        forget_pid "$pid"
+    done
+    if [ "$MODE" = ebpf ]; then
+        log "connect6_refused $(stat_value connect6_refused), tc6_dropped $(stat_value tc6_dropped)"
+        [ "$(stat_value connect6_refused)" -ge 5 ] || { log "connect6_refused did not count the refusals"; rc=1; }
+        if [ -n "$HAVE_IFNAME" ] && [ "$(stat_value tc6_dropped)" -lt 3 ]; then
+            log "tc6_dropped did not count the dropped SYNs"
+            rc=1
+        fi
+    fi
     return "$rc"
 }
 
@@ -1299,6 +1342,8 @@ start_sidecars || { fail "setup: sidecars"; exit 1; }
 run_case "4 outbound connect is redirected through the pod's sidecar" case_outbound_redirect
 run_case "4b a dual-stack socket (AF_INET6) dialling a v4-mapped address is redirected the same way; exclusions and loopback still go direct" \
     case_outbound_v4mapped
+run_case "4c native IPv6 of a meshed pod is refused both ways (interception.ipv6 = \"refuse\"); loopback and the sidecar's own go through" \
+    case_ipv6_refused
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped

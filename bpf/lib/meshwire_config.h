@@ -16,6 +16,7 @@ const volatile struct mw_settings mw_cfg = {
 	.debug = 0,
 	.accel = 0,
 	.trace = 0,
+	.ipv6_refuse = 1,
 };
 
 /* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */

@@ -111,6 +111,62 @@ static __always_inline int mw_tcp4_set_port(struct __sk_buff *skb, const struct 
 	return 0;
 }
 
+/* IPv6 next-header values the walk below knows. */
+#define MW_NEXTHDR_HOP		0
+#define MW_NEXTHDR_TCP		6
+#define MW_NEXTHDR_ROUTING	43
+#define MW_NEXTHDR_FRAGMENT	44
+#define MW_NEXTHDR_AUTH		51
+#define MW_NEXTHDR_DEST		60
+#define MW_IPV6_HLEN		40
+#define MW_IPV6_EXT_MAX		8	/* extension headers walked before giving up */
+
+/*
+ * Is this Ethernet frame an IPv6 TCP SYN (without ACK: a connection's first
+ * packet)? *dport gets its destination port (host order). Extension headers
+ * are walked (hop-by-hop, routing, destination options, authentication, the
+ * first fragment's header); a later fragment, a chain too long or truncated,
+ * or another protocol is not a SYN.
+ */
+static __always_inline int mw_tcp6_is_syn(struct __sk_buff *skb, __u16 *dport)
+{
+	__u32 off = ETH_HLEN + MW_IPV6_HLEN;
+	__u8 next, hdr[4], tcp[14];
+	int i;
+
+	if (skb->protocol != bpf_htons(ETH_P_IPV6))
+		return 0;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &next, 1))
+		return 0;
+	for (i = 0; i < MW_IPV6_EXT_MAX && next != MW_NEXTHDR_TCP; i++) {
+		if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)))
+			return 0;
+		switch (next) {
+		case MW_NEXTHDR_HOP:
+		case MW_NEXTHDR_ROUTING:
+		case MW_NEXTHDR_DEST:
+			off += ((__u32)hdr[1] + 1) * 8;
+			break;
+		case MW_NEXTHDR_AUTH:
+			off += ((__u32)hdr[1] + 2) * 4;
+			break;
+		case MW_NEXTHDR_FRAGMENT:
+			/* Fragment offset (upper 13 bits of bytes 2-3): 0 only in the first. */
+			if (((__u16)hdr[2] << 8 | hdr[3]) & 0xfff8)
+				return 0;
+			off += 8;
+			break;
+		default:
+			return 0;
+		}
+		next = hdr[0];
+	}
+	if (next != MW_NEXTHDR_TCP || bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)))
+		return 0;
+	*dport = (__u16)tcp[2] << 8 | tcp[3];
+	return (tcp[MW_TCP_FLAGS_OFF] & (MW_TCP_SYN | MW_TCP_ACK)) == MW_TCP_SYN;
+}
+
 /* Sequence-number order: a at or after b (RFC 793 modular comparison). */
 static __always_inline int mw_seq_after_eq(__u32 a, __u32 b)
 {

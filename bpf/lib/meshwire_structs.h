@@ -18,7 +18,7 @@ struct mw_settings {
 	__u8  debug;		/* 1: bpf_printk every decision */
 	__u8  accel;		/* 1: sockops fills mw_sock_hash for sk_msg */
 	__u8  trace;		/* 1: every decision is an event in mw_events */
-	__u8  pad;
+	__u8  ipv6_refuse;	/* 1: meshed pods' native IPv6 TCP is refused */
 };
 
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */
@@ -133,6 +133,8 @@ enum mw_stat {
 	MW_STAT_ACCEL_SOCK_ADDED,	/* sockets entered in mw_sock_hash */
 	MW_STAT_ACCEL_ERROR,
 	MW_STAT_TRACE_DROPPED,		/* events lost: mw_events was full */
+	MW_STAT_CONNECT6_REFUSED,	/* native IPv6 connect() of a meshed pod refused */
+	MW_STAT_TC6_DROPPED,		/* IPv6 SYN to a meshed pod dropped */
 	MW_STAT_MAX,
 };
 
@@ -161,6 +163,8 @@ enum mw_decision {
 	MW_DEC_TC_REWRITE_FAILED,	/* packet dropped: its rewrite failed */
 	MW_DEC_TC_FLOW_CLOSED,		/* redirected flow over (FINs acknowledged, or RST) */
 	MW_DEC_TC_MALFORMED,		/* malformed IPv4 packet, passed untouched */
+	MW_DEC_CONNECT6_REFUSED,	/* native IPv6 connect() refused (interception.ipv6) */
+	MW_DEC_TC6_DROPPED,		/* IPv6 SYN to the pod dropped (interception.ipv6) */
 	MW_DEC_MAX,
 };
 

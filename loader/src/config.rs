@@ -25,6 +25,8 @@ pub struct Config {
     pub acceleration: Acceleration,
     /// How meshed pods' connections are steered into their sidecar.
     pub interception: Interception,
+    /// `interception.ipv6`: what happens to meshed pods' native IPv6 TCP.
+    pub ipv6: Ipv6Policy,
     /// `[tc] attach`: how the tc programs are attached to pods' interfaces.
     pub tc_attach: TcAttach,
     /// Where Prometheus metrics are served; None: off.
@@ -101,6 +103,41 @@ impl FromStr for Interception {
             "ebpf" => Ok(Interception::Ebpf),
             "iptables" => Ok(Interception::Iptables),
             other => Err(format!("{other:?} is not an interception mode; use \"ebpf\" or \"iptables\"")),
+        }
+    }
+}
+
+/// `interception.ipv6`. meshwire intercepts IPv4 (v4-mapped addresses
+/// included); native IPv6 TCP of a meshed pod would bypass its sidecar.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ipv6Policy {
+    /// Refuse it (fail closed): connect() to a non-loopback IPv6 address by
+    /// anyone but the sidecar fails, and IPv6 SYNs to the pod are dropped
+    /// (node-wide excluded inbound ports and loopback excepted).
+    Refuse,
+    /// Let it through, unmeshed.
+    Pass,
+}
+
+impl Ipv6Policy {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Ipv6Policy::Refuse => "refuse",
+            Ipv6Policy::Pass => "pass",
+        }
+    }
+}
+
+impl FromStr for Ipv6Policy {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "refuse" => Ok(Ipv6Policy::Refuse),
+            "pass" => Ok(Ipv6Policy::Pass),
+            other => Err(format!(
+                "{other:?} is not an IPv6 policy; use \"refuse\" (meshed pods' native IPv6 TCP fails, the default) or \"pass\" (it goes direct, bypassing the sidecars)"
+            )),
         }
     }
 }
@@ -236,6 +273,7 @@ struct RawApi {
 #[serde(deny_unknown_fields, default)]
 struct RawInterception {
     mode: Option<Spanned<String>>,
+    ipv6: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -448,6 +486,10 @@ impl Config {
             None => defaults.interception,
             Some(m) => m.get_ref().parse().map_err(|e: String| src.error_at(m.span().start, "interception.mode", e))?,
         };
+        let ipv6 = match raw.interception.ipv6 {
+            None => defaults.ipv6,
+            Some(p) => p.get_ref().parse().map_err(|e: String| src.error_at(p.span().start, "interception.ipv6", e))?,
+        };
         let tc_attach = match raw.tc.attach {
             None => defaults.tc_attach,
             Some(a) => a.get_ref().parse().map_err(|e: String| src.error_at(a.span().start, "tc.attach", e))?,
@@ -472,6 +514,7 @@ impl Config {
             api,
             acceleration,
             interception,
+            ipv6,
             tc_attach,
             metrics,
             log_level,
@@ -521,6 +564,7 @@ struct Defaults {
     state_dir: PathBuf,
     acceleration: Acceleration,
     interception: Interception,
+    ipv6: Ipv6Policy,
     tc_attach: TcAttach,
     log_level: log::LevelFilter,
 }
@@ -542,6 +586,7 @@ impl Defaults {
             state_dir: PathBuf::from("/run/meshwire"),
             acceleration: Acceleration { enabled: false, pods: AccelPods::All },
             interception: Interception::Ebpf,
+            ipv6: Ipv6Policy::Refuse,
             tc_attach: TcAttach::Auto,
             log_level: log::LevelFilter::Info,
         }
@@ -686,6 +731,16 @@ mod tests {
         assert_eq!(Config::default_config().acceleration, Acceleration { enabled: false, pods: AccelPods::All });
         let e = err("[api]\nsocket = \"loader.sock\"");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("api.socket")));
+    }
+
+    #[test]
+    fn ipv6_is_refused_by_default_or_passed() {
+        assert_eq!(Config::default_config().ipv6, Ipv6Policy::Refuse);
+        let c = Config::parse("t.toml", "[interception]\nipv6 = \"pass\"\n").unwrap();
+        assert_eq!(c.ipv6, Ipv6Policy::Pass);
+        let e = err("[interception]\nipv6 = \"drop\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.ipv6")));
+        assert!(e.message.contains("\"refuse\"") && e.message.contains("\"pass\""), "{}", e.message);
     }
 
     #[test]

@@ -62,6 +62,9 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     if kept + dropped > 0 {
         log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
     }
+    if config.ipv6 == crate::config::Ipv6Policy::Pass {
+        log::warn!("interception.ipv6 = \"pass\": meshed pods' native IPv6 TCP goes direct, bypassing their sidecars");
+    }
     let listener = control::bind(&api.socket)?;
     if let Some(addr) = config.metrics {
         let pods = Arc::clone(&service);
@@ -70,8 +73,9 @@ pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
     metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
     control::spawn(listener, service, API_WORKERS)?;
     log::info!(
-        "meshwire-loader: ready (interception {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
+        "meshwire-loader: ready (interception {}, ipv6 {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
         config.interception.as_str(),
+        config.ipv6.as_str(),
         config.tc_attach.as_str(),
         datapath::target_cgroup(config)?.display(),
         config.bpf.pin_dir.display(),

@@ -67,7 +67,7 @@ pub fn settings_of(config: &Config) -> Settings {
         debug: config.bpf.debug as u8,
         accel: config.acceleration.enabled as u8,
         trace: config.bpf.trace as u8,
-        pad: 0,
+        ipv6_refuse: (config.ipv6 == crate::config::Ipv6Policy::Refuse) as u8,
     }
 }
 

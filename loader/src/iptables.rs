@@ -16,14 +16,43 @@
 //! -A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001
 //! ```
 //!
+//! Those rules see IPv4 only (v4-mapped addresses included): native IPv6 TCP
+//! would bypass the sidecar. With `interception.ipv6 = "refuse"` (the default)
+//! it is refused, as the BPF programs refuse it in the eBPF mode, by rules in
+//! the pod's IPv6 filter table (ip6tables):
+//!
+//! ```text
+//! *filter
+//! -A INPUT -p tcp -j MESHWIRE_INBOUND6
+//! -A OUTPUT -p tcp -j MESHWIRE_OUTPUT6
+//! -A MESHWIRE_INBOUND6 -i lo -j RETURN
+//! -A MESHWIRE_INBOUND6 -p tcp -m tcp --dport 9090 -j RETURN      node-wide excluded inbound ports
+//! -A MESHWIRE_INBOUND6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP
+//! -A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN
+//! -A MESHWIRE_OUTPUT6 -m owner --uid-owner 1500 -j RETURN        the sidecar
+//! -A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 22 -j RETURN         excluded ports
+//! -A MESHWIRE_OUTPUT6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REJECT --reject-with tcp-reset
+//! ```
+//!
+//! connect() to a non-loopback IPv6 address by anyone but the sidecar gets
+//! ECONNREFUSED, and SYNs coming in are dropped. Only SYNs (without ACK) are
+//! rejected or dropped: the SYN-ACK answering a connection to an excluded
+//! inbound port, the sidecar's traffic and the RST of the REJECT itself go
+//! out through the same OUTPUT chain, and must pass. With
+//! `interception.ipv6 = "pass"` there are no IPv6 rules (and ip6tables need
+//! not be installed); applying removes those a previous run left.
+//!
 //! The rules are written as iptables-save prints them, so [`check`] compares
 //! them line by line. Everything runs inside the pod's namespace only: a
 //! thread enters it with setns(), checks its cookie (the pod's, and never the
 //! host's), and the iptables commands are children of that thread, each of
 //! which checks again, before exec, that it sits in that namespace. Changes go
-//! through `iptables-restore --noflush` (one atomic transaction; other rules of
-//! the nat table are left alone). Applying is idempotent; removing deletes the
-//! jumps and both chains.
+//! through `iptables-restore --noflush` and `ip6tables-restore --noflush` (one
+//! atomic transaction per family; other rules of the tables are left alone).
+//! [`apply`] does IPv6 first: when it cannot refuse IPv6 (no ip6tables, no
+//! IPv6 in the kernel) it fails before the IPv4 rules are touched, so they are
+//! never applied without it. Applying is idempotent; removing deletes the
+//! jumps and the chains of both families.
 
 use std::fs::File;
 use std::io::Write;
@@ -33,17 +62,72 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::config::{Cidr4, Config};
+use crate::config::{Cidr4, Config, Ipv6Policy};
 use crate::pods::MeshedPod;
 use crate::system;
 
 pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";
 pub const CHAIN_IN: &str = "MESHWIRE_INBOUND";
-/// The jumps, as iptables-save prints them.
-const JUMP_OUT: &str = "-A OUTPUT -p tcp -j MESHWIRE_OUTPUT";
-const JUMP_IN: &str = "-A PREROUTING -p tcp -j MESHWIRE_INBOUND";
+pub const CHAIN_OUT6: &str = "MESHWIRE_OUTPUT6";
+pub const CHAIN_IN6: &str = "MESHWIRE_INBOUND6";
 /// How long iptables may wait for the xtables lock.
 const LOCK_WAIT_SECS: &str = "10";
+/// A TCP SYN without ACK (a connection's first packet), as iptables-save prints it.
+const SYN_ONLY: &str = "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN";
+
+/// One family's part: its commands, its table, our chains and the built-in
+/// chains that jump to them.
+struct Family {
+    save: &'static str,
+    restore: &'static str,
+    /// The table, as `-t` names it.
+    table: &'static str,
+    /// How messages name the table.
+    label: &'static str,
+    chain_out: &'static str,
+    chain_in: &'static str,
+    hook_out: &'static str,
+    hook_in: &'static str,
+    /// A file that exists, for the calling thread, when its network namespace
+    /// has the family (a kernel without IPv6 has no /proc/net/if_inet6).
+    proc_file: Option<&'static str>,
+}
+
+const V4: Family = Family {
+    save: "iptables-save",
+    restore: "iptables-restore",
+    table: "nat",
+    label: "nat",
+    chain_out: CHAIN_OUT,
+    chain_in: CHAIN_IN,
+    hook_out: "OUTPUT",
+    hook_in: "PREROUTING",
+    proc_file: None,
+};
+
+const V6: Family = Family {
+    save: "ip6tables-save",
+    restore: "ip6tables-restore",
+    table: "filter",
+    label: "ip6tables filter",
+    chain_out: CHAIN_OUT6,
+    chain_in: CHAIN_IN6,
+    hook_out: "OUTPUT",
+    hook_in: "INPUT",
+    // thread-self: the thread's namespace (self/net is the main thread's).
+    proc_file: Some("/proc/thread-self/net/if_inet6"),
+};
+
+impl Family {
+    /// The jumps, as iptables-save prints them.
+    fn jump_out(&self) -> String {
+        format!("-A {} -p tcp -j {}", self.hook_out, self.chain_out)
+    }
+
+    fn jump_in(&self) -> String {
+        format!("-A {} -p tcp -j {}", self.hook_in, self.chain_in)
+    }
+}
 
 /// What the rules take from the node's configuration.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -54,6 +138,8 @@ pub struct NodeRules {
     pub out_ports: Vec<u16>,
     pub out_cidrs: Vec<Cidr4>,
     pub in_ports: Vec<u16>,
+    /// `interception.ipv6 = "refuse"`: native IPv6 TCP is refused (ip6tables).
+    pub refuse_ipv6: bool,
 }
 
 impl NodeRules {
@@ -65,6 +151,7 @@ impl NodeRules {
             out_ports: config.outbound.exclude_ports.clone(),
             out_cidrs: config.outbound.exclude_cidrs.clone(),
             in_ports: config.inbound.exclude_ports.clone(),
+            refuse_ipv6: config.ipv6 == Ipv6Policy::Refuse,
         }
     }
 }
@@ -100,7 +187,31 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     r
 }
 
-/// What the nat table of a namespace holds of ours (from `iptables-save -t nat`).
+/// The pod's IPv6 chain rules (filter table), in ip6tables-save's spelling:
+/// none when native IPv6 passes. Outbound, the excluded ports are the node's
+/// and the pod's; inbound, only the node-wide ones (as in the eBPF mode).
+pub fn chain_rules6(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
+    if !node.refuse_ipv6 {
+        return Vec::new();
+    }
+    let mut r = vec![
+        format!("-A {CHAIN_OUT6} -d ::1/128 -j RETURN"),
+        format!("-A {CHAIN_OUT6} -m owner --uid-owner {} -j RETURN", node.sidecar_uid),
+    ];
+    for p in unique(&[&node.out_ports, &pod.out_ports]) {
+        r.push(format!("-A {CHAIN_OUT6} -p tcp -m tcp --dport {p} -j RETURN"));
+    }
+    r.push(format!("-A {CHAIN_OUT6} {SYN_ONLY} -j REJECT --reject-with tcp-reset"));
+    r.push(format!("-A {CHAIN_IN6} -i lo -j RETURN"));
+    for p in unique(&[&node.in_ports]) {
+        r.push(format!("-A {CHAIN_IN6} -p tcp -m tcp --dport {p} -j RETURN"));
+    }
+    r.push(format!("-A {CHAIN_IN6} {SYN_ONLY} -j DROP"));
+    r
+}
+
+/// What a table of a namespace holds of ours (from `iptables-save -t nat`,
+/// `ip6tables-save -t filter`).
 #[derive(Debug, Default, PartialEq, Eq)]
 struct Found {
     chain_out: bool,
@@ -111,18 +222,26 @@ struct Found {
     rules: Vec<String>,
 }
 
-fn parse_save(save: &str) -> Found {
+impl Found {
+    fn anything(&self) -> bool {
+        self.chain_out || self.chain_in || self.jumps_out > 0 || self.jumps_in > 0
+    }
+}
+
+fn parse_save(fam: &Family, save: &str) -> Found {
+    let (jump_out, jump_in) = (fam.jump_out(), fam.jump_in());
+    let (out, inb) = (fam.chain_out, fam.chain_in);
     let mut f = Found::default();
     for line in save.lines().map(str::trim_end) {
-        if line.starts_with(&format!(":{CHAIN_OUT} ")) {
+        if line.starts_with(&format!(":{out} ")) {
             f.chain_out = true;
-        } else if line.starts_with(&format!(":{CHAIN_IN} ")) {
+        } else if line.starts_with(&format!(":{inb} ")) {
             f.chain_in = true;
-        } else if line == JUMP_OUT {
+        } else if line == jump_out {
             f.jumps_out += 1;
-        } else if line == JUMP_IN {
+        } else if line == jump_in {
             f.jumps_in += 1;
-        } else if line.starts_with(&format!("-A {CHAIN_OUT} ")) || line.starts_with(&format!("-A {CHAIN_IN} ")) {
+        } else if line.starts_with(&format!("-A {out} ")) || line.starts_with(&format!("-A {inb} ")) {
             f.rules.push(line.to_string());
         }
     }
@@ -131,17 +250,18 @@ fn parse_save(save: &str) -> Found {
 
 /// The restore script that makes the chains exactly `rules` and adds the
 /// jumps that are missing. Declaring a chain with --noflush flushes it.
-fn install_script(found: &Found, rules: &[String]) -> String {
-    let mut s = format!("*nat\n:{CHAIN_OUT} - [0:0]\n:{CHAIN_IN} - [0:0]\n");
+fn install_script(fam: &Family, found: &Found, rules: &[String]) -> String {
+    let (out, inb) = (fam.chain_out, fam.chain_in);
+    let mut s = format!("*{}\n:{out} - [0:0]\n:{inb} - [0:0]\n", fam.table);
     for r in rules {
         s.push_str(r);
         s.push('\n');
     }
     if found.jumps_out == 0 {
-        s.push_str(&format!("-I OUTPUT 1 -p tcp -j {CHAIN_OUT}\n"));
+        s.push_str(&format!("-I {} 1 -p tcp -j {out}\n", fam.hook_out));
     }
     if found.jumps_in == 0 {
-        s.push_str(&format!("-I PREROUTING 1 -p tcp -j {CHAIN_IN}\n"));
+        s.push_str(&format!("-I {} 1 -p tcp -j {inb}\n", fam.hook_in));
     }
     s.push_str("COMMIT\n");
     s
@@ -149,18 +269,18 @@ fn install_script(found: &Found, rules: &[String]) -> String {
 
 /// The restore script that removes every jump and both chains; None when
 /// nothing of ours is there.
-fn remove_script(found: &Found) -> Option<String> {
-    if !found.chain_out && !found.chain_in && found.jumps_out == 0 && found.jumps_in == 0 {
+fn remove_script(fam: &Family, found: &Found) -> Option<String> {
+    if !found.anything() {
         return None;
     }
-    let mut s = String::from("*nat\n");
+    let mut s = format!("*{}\n", fam.table);
     for _ in 0..found.jumps_out {
-        s.push_str(&format!("-D OUTPUT -p tcp -j {CHAIN_OUT}\n"));
+        s.push_str(&format!("-D {} -p tcp -j {}\n", fam.hook_out, fam.chain_out));
     }
     for _ in 0..found.jumps_in {
-        s.push_str(&format!("-D PREROUTING -p tcp -j {CHAIN_IN}\n"));
+        s.push_str(&format!("-D {} -p tcp -j {}\n", fam.hook_in, fam.chain_in));
     }
-    for (there, chain) in [(found.chain_out, CHAIN_OUT), (found.chain_in, CHAIN_IN)] {
+    for (there, chain) in [(found.chain_out, fam.chain_out), (found.chain_in, fam.chain_in)] {
         if there {
             s.push_str(&format!("-F {chain}\n-X {chain}\n"));
         }
@@ -214,10 +334,29 @@ fn in_pod_netns<T: Send + 'static>(
     .map_err(|_| "netns thread panicked".to_string())?
 }
 
+/// Why an iptables command did not do its job.
+#[derive(Debug)]
+struct IptError {
+    msg: String,
+    /// The program is not installed (not in the loader's PATH).
+    not_installed: bool,
+    /// What it printed on stderr, when it ran and failed.
+    stderr: String,
+}
+
+/// Does an ip(6)tables error say that the table, its chains or the whole
+/// family are not there (nothing of ours can be there either)?
+fn says_absent(stderr: &str) -> bool {
+    let s = stderr.to_ascii_lowercase();
+    ["does not exist", "do you need to insmod", "address family not supported", "protocol not supported", "if_inet6"]
+        .iter()
+        .any(|p| s.contains(p))
+}
+
 /// An iptables command, run as a child of the calling thread (which is in the
 /// pod's namespace). The child checks before exec that it is in that
-/// namespace, and refuses to run otherwise.
-fn ipt(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, String> {
+/// namespace, and refuses to run otherwise. Err says why it failed.
+fn run(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, IptError> {
     let (dev, ino) = (ns.dev, ns.ino);
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
@@ -236,74 +375,187 @@ fn ipt(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Resul
         });
     }
     let shown = format!("{program} {}", args.join(" "));
+    let failed = |msg: String| IptError { msg, not_installed: false, stderr: String::new() };
     let mut child = cmd.spawn().map_err(|e| match e.raw_os_error() {
-        Some(libc::EPERM) => format!("{shown}: refused: the child was not in the pod's network namespace"),
-        Some(libc::ENOENT) => format!("{shown}: {e} (interception.mode = \"iptables\" needs iptables installed, in the loader's PATH)"),
-        _ => format!("{shown}: {e}"),
+        Some(libc::EPERM) => failed(format!("{shown}: refused: the child was not in the pod's network namespace")),
+        Some(libc::ENOENT) if program.starts_with("iptables") => IptError {
+            not_installed: true,
+            ..failed(format!("{shown}: {e} (interception.mode = \"iptables\" needs iptables installed, in the loader's PATH)"))
+        },
+        Some(libc::ENOENT) => IptError { not_installed: true, ..failed(format!("{shown}: {e} ({program} is not installed, in the loader's PATH)")) },
+        _ => failed(format!("{shown}: {e}")),
     })?;
     if let Some(text) = stdin {
         let mut pipe = child.stdin.take().expect("piped");
-        pipe.write_all(text.as_bytes()).map_err(|e| format!("{shown}: writing its input: {e}"))?;
+        pipe.write_all(text.as_bytes()).map_err(|e| failed(format!("{shown}: writing its input: {e}")))?;
     }
-    let out = child.wait_with_output().map_err(|e| format!("{shown}: {e}"))?;
+    let out = child.wait_with_output().map_err(|e| failed(format!("{shown}: {e}")))?;
     if !out.status.success() {
-        let err = String::from_utf8_lossy(&out.stderr);
+        let err = String::from_utf8_lossy(&out.stderr).trim().to_string();
         let input = stdin.map(|s| format!("; input was:\n{s}")).unwrap_or_default();
-        return Err(format!("{shown} failed ({}): {}{input}", out.status, err.trim()));
+        return Err(IptError { msg: format!("{shown} failed ({}): {err}{input}", out.status), not_installed: false, stderr: err });
     }
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-fn save(ns: &Entered) -> Result<Found, String> {
-    Ok(parse_save(&ipt(ns, "iptables-save", &["-t", "nat"], None)?))
+fn save(ns: &Entered, fam: &Family) -> Result<Found, IptError> {
+    Ok(parse_save(fam, &run(ns, fam.save, &["-t", fam.table], None)?))
 }
 
-fn restore(ns: &Entered, script: &str) -> Result<(), String> {
-    ipt(ns, "iptables-restore", &["--noflush", "--wait", LOCK_WAIT_SECS], Some(script)).map(|_| ())
+fn restore(ns: &Entered, fam: &Family, script: &str) -> Result<(), IptError> {
+    run(ns, fam.restore, &["--noflush", "--wait", LOCK_WAIT_SECS], Some(script)).map(|_| ())
 }
 
-/// Install (or bring back to exactly) the pod's rules.
+/// Err(what is missing) when the calling thread's namespace lacks the family.
+fn has_family(fam: &Family) -> Result<(), String> {
+    match fam.proc_file {
+        Some(file) if !Path::new(file).exists() => {
+            Err(format!("the pod's network namespace has no IPv6 ({file} is absent: IPv6 is disabled in, or not built into, the kernel)"))
+        }
+        _ => Ok(()),
+    }
+}
+
+/// Refusing native IPv6 failed for want of `detail`: say what it needs and
+/// how to run without it.
+fn refuse_needs(detail: &str) -> String {
+    format!(
+        "interception.ipv6 = \"refuse\" cannot refuse the pod's native IPv6 TCP: {detail}. It needs ip6tables \
+         (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 in the kernel; \
+         set interception.ipv6 = \"pass\" to run without them (native IPv6 TCP then bypasses the sidecars)"
+    )
+}
+
+/// What the IPv6 table holds of ours, when IPv6 is to be refused: Err says
+/// what is missing.
+fn save_refusing(ns: &Entered, v6: &Family) -> Result<Found, String> {
+    has_family(v6).and_then(|()| save(ns, v6).map_err(|e| e.msg)).map_err(|e| refuse_needs(&e))
+}
+
+/// What the IPv6 table holds of ours; None when there cannot be anything:
+/// no IPv6 in the namespace, ip6tables not installed, or the table missing.
+fn found_if_any(ns: &Entered, v6: &Family) -> Result<Option<Found>, String> {
+    if has_family(v6).is_err() {
+        return Ok(None);
+    }
+    match save(ns, v6) {
+        Ok(found) => Ok(Some(found)),
+        Err(e) if e.not_installed || says_absent(&e.stderr) => Ok(None),
+        Err(e) => Err(e.msg),
+    }
+}
+
+fn remove_v4(ns: &Entered) -> Result<(), String> {
+    match remove_script(&V4, &save(ns, &V4).map_err(|e| e.msg)?) {
+        Some(script) => restore(ns, &V4, &script).map_err(|e| e.msg),
+        None => Ok(()),
+    }
+}
+
+/// Remove the IPv6 jumps and chains, if any (Ok when IPv6 or ip6tables is
+/// not there at all).
+fn remove_v6(ns: &Entered, v6: &Family) -> Result<(), String> {
+    let Some(found) = found_if_any(ns, v6)? else { return Ok(()) };
+    match remove_script(v6, &found) {
+        Some(script) => match restore(ns, v6, &script) {
+            Err(e) if !says_absent(&e.stderr) => Err(e.msg),
+            _ => Ok(()),
+        },
+        None => Ok(()),
+    }
+}
+
+/// Install (or bring back to exactly) the pod's rules: the IPv6 ones first
+/// (or, with `interception.ipv6 = "pass"`, remove those of a previous run),
+/// then IPv4. When IPv6 cannot be refused, the IPv4 rules are not applied.
 pub fn apply(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+    apply_with(&V6, node, pod)
+}
+
+fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
     let rules = chain_rules(node, pod);
+    let rules6 = chain_rules6(node, pod);
+    let refuse = node.refuse_ipv6;
+    let id = pod.container_id.clone();
     let done = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
-        let found = save(ns)?;
-        restore(ns, &install_script(&found, &rules))
+        if refuse {
+            let not_v4 = |e: String| format!("pod {id}: {e}; its IPv4 rules were not applied either");
+            let found6 = save_refusing(ns, v6).map_err(not_v4)?;
+            restore(ns, v6, &install_script(v6, &found6, &rules6)).map_err(|e| not_v4(refuse_needs(&e.msg)))?;
+        } else {
+            remove_v6(ns, v6).map_err(|e| format!("pod {id}: removing its IPv6 rules (interception.ipv6 = \"pass\"): {e}"))?;
+        }
+        let found = save(ns, &V4).map_err(|e| e.msg)?;
+        restore(ns, &V4, &install_script(&V4, &found, &rules)).map_err(|e| e.msg)
     })?;
     done.ok_or_else(|| format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display()))
 }
 
-/// Remove the pod's jumps and chains. A namespace that is gone took its
-/// rules with it: Ok.
+/// Remove the pod's jumps and chains, of both families. A namespace that is
+/// gone took its rules with it: Ok.
 pub fn remove(pod: &MeshedPod) -> Result<(), String> {
     remove_in(&pod.netns, pod.cookie).map_err(|e| format!("pod {}: {e}", pod.container_id))
 }
 
 /// [`remove`] by namespace path and cookie (`meshwire-loader cleanup`).
 pub fn remove_in(netns: &Path, cookie: u64) -> Result<(), String> {
-    in_pod_netns(netns, cookie, |ns| match remove_script(&save(ns)?) {
-        Some(script) => restore(ns, &script),
-        None => Ok(()),
+    remove_in_with(&V6, netns, cookie)
+}
+
+fn remove_in_with(v6: &'static Family, netns: &Path, cookie: u64) -> Result<(), String> {
+    in_pod_netns(netns, cookie, move |ns| {
+        // Both, even when one fails.
+        match (remove_v4(ns), remove_v6(ns, v6)) {
+            (Ok(()), Ok(())) => Ok(()),
+            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
+            (Err(e4), Err(e6)) => Err(format!("{e4}; {e6}")),
+        }
     })
     .map(|_| ())
 }
 
-/// Are the pod's rules there, exactly? Err says what differs.
+/// Are the pod's rules there, exactly, in both families? Err says what differs.
 pub fn check(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
-    let found = in_pod_netns(&pod.netns, pod.cookie, |ns| save(ns))?
-        .ok_or_else(|| format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display()))?;
+    check_with(&V6, node, pod)
+}
+
+fn check_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+    let refuse = node.refuse_ipv6;
     let id = &pod.container_id;
+    let shown = id.clone();
+    let (found, found6) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
+        let found = save(ns, &V4).map_err(|e| e.msg)?;
+        let found6 = match refuse {
+            true => Some(save_refusing(ns, v6).map_err(|e| format!("pod {shown}: {e}"))?),
+            false => found_if_any(ns, v6)?,
+        };
+        Ok((found, found6))
+    })?
+    .ok_or_else(|| format!("pod {id}: network namespace {} is gone", pod.netns.display()))?;
+    compare(&V4, id, &found, &chain_rules(node, pod))?;
+    match found6 {
+        Some(found6) if refuse => compare(v6, id, &found6, &chain_rules6(node, pod)),
+        Some(found6) if found6.anything() => Err(format!(
+            "pod {id}: interception.ipv6 = \"pass\", but the {} table still has {} or {} (applying again removes them)",
+            v6.label, v6.chain_out, v6.chain_in
+        )),
+        _ => Ok(()),
+    }
+}
+
+/// Does one family's table hold exactly `want`, and the jumps?
+fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(), String> {
     if found.jumps_out == 0 {
-        return Err(format!("pod {id}: nat OUTPUT has no jump to {CHAIN_OUT}"));
+        return Err(format!("pod {id}: {} {} has no jump to {}", fam.label, fam.hook_out, fam.chain_out));
     }
     if found.jumps_in == 0 {
-        return Err(format!("pod {id}: nat PREROUTING has no jump to {CHAIN_IN}"));
+        return Err(format!("pod {id}: {} {} has no jump to {}", fam.label, fam.hook_in, fam.chain_in));
     }
-    let want = chain_rules(node, pod);
     // iptables-save lists the chains by name: compare chain by chain.
-    for chain in [CHAIN_OUT, CHAIN_IN] {
+    for chain in [fam.chain_out, fam.chain_in] {
         let prefix = format!("-A {chain} ");
         let of = |rules: &[String]| -> Vec<String> { rules.iter().filter(|r| r.starts_with(&prefix)).cloned().collect() };
-        let (want, found) = (of(&want), of(&found.rules));
+        let (want, found) = (of(want), of(&found.rules));
         if found != want {
             let missing: Vec<&String> = want.iter().filter(|r| !found.contains(r)).collect();
             let extra: Vec<&String> = found.iter().filter(|r| !want.contains(r)).collect();
@@ -316,9 +568,11 @@ pub fn check(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use std::net::Ipv4Addr;
+    use std::net::{Ipv4Addr, SocketAddr, TcpListener, TcpStream};
     use std::path::PathBuf;
+    use std::time::Duration;
 
+    /// The default policy: native IPv6 refused.
     fn node() -> NodeRules {
         NodeRules {
             sidecar_uid: 1500,
@@ -327,7 +581,12 @@ mod tests {
             out_ports: vec![8081, 22],
             out_cidrs: vec!["10.231.9.0/24".parse().unwrap()],
             in_ports: vec![9090],
+            refuse_ipv6: true,
         }
+    }
+
+    fn node_pass() -> NodeRules {
+        NodeRules { refuse_ipv6: false, ..node() }
     }
 
     fn pod(netns: &Path, cookie: u64) -> MeshedPod {
@@ -343,6 +602,24 @@ mod tests {
             accelerate: false,
         }
     }
+
+    /// What `ip6tables-save -t filter` shows of ours for node() and pod(), in its order.
+    const SAVED6: [&str; 14] = [
+        ":MESHWIRE_INBOUND6 - [0:0]",
+        ":MESHWIRE_OUTPUT6 - [0:0]",
+        "-A INPUT -p tcp -j MESHWIRE_INBOUND6",
+        "-A OUTPUT -p tcp -j MESHWIRE_OUTPUT6",
+        "-A MESHWIRE_INBOUND6 -i lo -j RETURN",
+        "-A MESHWIRE_INBOUND6 -p tcp -m tcp --dport 9090 -j RETURN",
+        "-A MESHWIRE_INBOUND6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP",
+        "-A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN",
+        "-A MESHWIRE_OUTPUT6 -m owner --uid-owner 1500 -j RETURN",
+        "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 8081 -j RETURN",
+        "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 22 -j RETURN",
+        "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 5432 -j RETURN",
+        "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REJECT --reject-with tcp-reset",
+        "COMMIT",
+    ];
 
     #[test]
     fn rules_merge_node_and_pod_exclusions_once_each() {
@@ -363,25 +640,65 @@ mod tests {
             "-A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports 15003",
         ];
         assert_eq!(r, expected);
+        // The IPv6 policy changes nothing of IPv4.
+        assert_eq!(chain_rules(&node_pass(), &pod(Path::new("/x"), 1)), expected);
+    }
+
+    #[test]
+    fn ipv6_rules_refuse_all_but_sidecar_loopback_and_excluded_ports() {
+        let mut n = node();
+        n.sidecar_uid = 1337;
+        n.in_ports = vec![9090, 9091, 9090];
+        let r = chain_rules6(&n, &pod(Path::new("/x"), 1));
+        let expected = [
+            "-A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN",
+            "-A MESHWIRE_OUTPUT6 -m owner --uid-owner 1337 -j RETURN",
+            // Outbound: the node's excluded ports, then the pod's, once each.
+            "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 8081 -j RETURN",
+            "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 22 -j RETURN",
+            "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 5432 -j RETURN",
+            "-A MESHWIRE_OUTPUT6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REJECT --reject-with tcp-reset",
+            // Inbound: the node-wide excluded ports only (not the pod's 8443,
+            // not the sidecar's own ports).
+            "-A MESHWIRE_INBOUND6 -i lo -j RETURN",
+            "-A MESHWIRE_INBOUND6 -p tcp -m tcp --dport 9090 -j RETURN",
+            "-A MESHWIRE_INBOUND6 -p tcp -m tcp --dport 9091 -j RETURN",
+            "-A MESHWIRE_INBOUND6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP",
+        ];
+        assert_eq!(r, expected);
+        assert_eq!(chain_rules6(&node_pass(), &pod(Path::new("/x"), 1)), Vec::<String>::new());
+        let s = install_script(&V6, &Found::default(), &r);
+        assert!(s.starts_with("*filter\n:MESHWIRE_OUTPUT6 - [0:0]\n:MESHWIRE_INBOUND6 - [0:0]\n"), "{s}");
+        assert!(s.ends_with("-I OUTPUT 1 -p tcp -j MESHWIRE_OUTPUT6\n-I INPUT 1 -p tcp -j MESHWIRE_INBOUND6\nCOMMIT\n"), "{s}");
+    }
+
+    #[test]
+    fn nodes_take_the_ipv6_policy_from_the_config() {
+        let mut c = Config::default_config();
+        assert!(NodeRules::of(&c).refuse_ipv6);
+        c.ipv6 = Ipv6Policy::Pass;
+        assert!(!NodeRules::of(&c).refuse_ipv6);
     }
 
     #[test]
     fn scripts_add_missing_jumps_only_and_remove_everything() {
         let rules = vec!["-A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN".to_string()];
-        let fresh = install_script(&Found::default(), &rules);
+        let fresh = install_script(&V4, &Found::default(), &rules);
         assert!(fresh.starts_with("*nat\n:MESHWIRE_OUTPUT - [0:0]\n:MESHWIRE_INBOUND - [0:0]\n"), "{fresh}");
         assert!(fresh.contains("-I OUTPUT 1 -p tcp -j MESHWIRE_OUTPUT\n") && fresh.contains("-I PREROUTING 1 -p tcp -j MESHWIRE_INBOUND\n"));
         assert!(fresh.ends_with("COMMIT\n"));
         let there = Found { chain_out: true, chain_in: true, jumps_out: 1, jumps_in: 1, rules: rules.clone() };
-        let again = install_script(&there, &rules);
+        let again = install_script(&V4, &there, &rules);
         assert!(!again.contains("-I "), "no second jump: {again}");
-        assert_eq!(remove_script(&Found::default()), None);
+        assert_eq!(remove_script(&V4, &Found::default()), None);
         let twice = Found { jumps_out: 2, ..there };
-        let rm = remove_script(&twice).unwrap();
+        let rm = remove_script(&V4, &twice).unwrap();
         assert_eq!(rm.matches("-D OUTPUT -p tcp -j MESHWIRE_OUTPUT\n").count(), 2);
         for l in ["-D PREROUTING -p tcp -j MESHWIRE_INBOUND", "-X MESHWIRE_OUTPUT", "-X MESHWIRE_INBOUND", "-F MESHWIRE_OUTPUT"] {
             assert!(rm.contains(l), "{rm}");
         }
+        let rm6 = remove_script(&V6, &Found { chain_in: true, jumps_out: 1, ..Found::default() }).unwrap();
+        assert_eq!(rm6, "*filter\n-D OUTPUT -p tcp -j MESHWIRE_OUTPUT6\n-F MESHWIRE_INBOUND6\n-X MESHWIRE_INBOUND6\nCOMMIT\n");
     }
 
     #[test]
@@ -390,11 +707,32 @@ mod tests {
                     :MESHWIRE_INBOUND - [0:0]\n:MESHWIRE_OUTPUT - [0:0]\n-A PREROUTING -p tcp -j MESHWIRE_INBOUND\n\
                     -A OUTPUT -p tcp -j MESHWIRE_OUTPUT\n-A OUTPUT -d 1.2.3.4/32 -j ACCEPT\n\
                     -A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001\nCOMMIT\n";
-        let f = parse_save(save);
+        let f = parse_save(&V4, save);
         assert_eq!(
             f,
             Found { chain_out: true, chain_in: true, jumps_out: 1, jumps_in: 1, rules: vec!["-A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001".into()] }
         );
+        // The IPv4 chains' names are prefixes of the IPv6 ones: kept apart.
+        let save6 = "*filter\n:INPUT ACCEPT [0:0]\n:MESHWIRE_OUTPUT6 - [0:0]\n-A OUTPUT -p tcp -j MESHWIRE_OUTPUT6\n\
+                     -A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN\nCOMMIT\n";
+        assert_eq!(parse_save(&V4, save6), Found::default());
+        let f6 = parse_save(&V6, save6);
+        assert_eq!(f6, Found { chain_out: true, jumps_out: 1, rules: vec!["-A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN".into()], ..Found::default() });
+    }
+
+    #[test]
+    fn missing_tables_and_families_are_recognised() {
+        for absent in [
+            "ip6tables-save v1.8.9 (legacy): Cannot initialize: Table does not exist (do you need to insmod?)",
+            "Table `filter' does not exist",
+            "ip6tables-restore v1.8.7 (legacy): ip6tables-restore: unable to initialize table 'filter': Address family not supported by protocol",
+            "Protocol not supported",
+        ] {
+            assert!(says_absent(absent), "{absent}");
+        }
+        for other in ["Another app is currently holding the xtables lock.", "Chain already exists", ""] {
+            assert!(!says_absent(other), "{other}");
+        }
     }
 
     /// A network namespace of the test's own (`ip netns add`), deleted on drop.
@@ -415,10 +753,24 @@ mod tests {
             system::netns_cookie(&self.path).unwrap()
         }
 
-        fn nat(&self) -> String {
-            let out = Command::new("ip").args(["netns", "exec", &self.name, "iptables-save", "-t", "nat"]).output().unwrap();
+        fn save(&self, program: &str, table: &str) -> String {
+            let out = Command::new("ip").args(["netns", "exec", &self.name, program, "-t", table]).output().unwrap();
             assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
             String::from_utf8_lossy(&out.stdout).into_owned()
+        }
+
+        fn nat(&self) -> String {
+            self.save("iptables-save", "nat")
+        }
+
+        fn filter6(&self) -> String {
+            self.save("ip6tables-save", "filter")
+        }
+
+        /// `ip -n <this namespace> args...`
+        fn ip(&self, args: &[&str]) {
+            let out = Command::new("ip").arg("-n").arg(&self.name).args(args).output().unwrap();
+            assert!(out.status.success(), "ip -n {} {args:?}: {}", self.name, String::from_utf8_lossy(&out.stderr));
         }
     }
 
@@ -428,15 +780,33 @@ mod tests {
         }
     }
 
-    /// The machine's own nat table: it must be the same before and after.
-    fn host_nat() -> String {
-        let out = Command::new("iptables-save").args(["-t", "nat"]).output().unwrap();
+    /// The machine's own table: it must be the same before and after.
+    fn host_table(program: &str, table: &str) -> String {
+        let out = Command::new(program).args(["-t", table]).output().unwrap();
         String::from_utf8_lossy(&out.stdout).lines().filter(|l| !l.starts_with('#')).collect::<Vec<_>>().join("\n")
+    }
+
+    fn host_nat() -> String {
+        host_table("iptables-save", "nat")
+    }
+
+    fn host_filter6() -> String {
+        host_table("ip6tables-save", "filter")
+    }
+
+    /// The lines of ours in a save (and the COMMIT after them), in its order.
+    fn ours(save: &str) -> Vec<&str> {
+        save.lines().filter(|l| l.contains("MESHWIRE") || *l == "COMMIT").collect()
+    }
+
+    /// The IPv4 lines of ours in `iptables-save -t nat`.
+    fn ours4(nat: &str) -> Vec<&str> {
+        nat.lines().filter(|l| l.contains("MESHWIRE")).collect()
     }
 
     #[test]
     fn apply_check_and_remove_in_a_real_namespace() {
-        let host_before = host_nat();
+        let (host_before, host6_before) = (host_nat(), host_filter6());
         let ns = TestNetns::new("apply");
         let p = pod(&ns.path, ns.cookie());
         let n = node();
@@ -469,19 +839,162 @@ mod tests {
         let nat = ns.nat();
         assert!(!nat.contains("MESHWIRE"), "{nat}");
         assert!(nat.contains("-A OUTPUT -d 192.0.2.1/32 -j ACCEPT"), "{nat}");
+        assert!(!ns.filter6().contains("MESHWIRE"), "{}", ns.filter6());
         assert!(check(&n, &p).unwrap_err().contains("no jump"));
+        assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+        assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
+    }
+
+    /// Run `f` on a thread inside the (test's) namespace at `path`.
+    fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+        let file = File::open(path).unwrap();
+        std::thread::spawn(move || {
+            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            f()
+        })
+        .join()
+        .unwrap()
+    }
+
+    /// A TCP connect() from the namespace at `path` (as `fsuid`, when given):
+    /// Ok, or the error's kind.
+    fn connect_from(path: &Path, to: &str, fsuid: Option<u32>) -> Result<(), std::io::ErrorKind> {
+        let to: SocketAddr = to.parse().unwrap();
+        in_ns(path, move || {
+            if let Some(uid) = fsuid {
+                // This thread only (setfsuid is not glibc's process-wide
+                // setxid): the socket's owner is its creator's fsuid.
+                unsafe { libc::setfsuid(uid) };
+                assert_eq!(unsafe { libc::setfsuid(u32::MAX) } as u32, uid);
+            }
+            TcpStream::connect_timeout(&to, Duration::from_millis(1500)).map(drop).map_err(|e| e.kind())
+        })
+    }
+
+    #[test]
+    fn native_ipv6_is_refused_in_a_real_namespace_and_passes_when_told() {
+        use std::io::ErrorKind::{ConnectionRefused, TimedOut};
+        let (host_before, host6_before) = (host_nat(), host_filter6());
+        let ns = TestNetns::new("v6");
+        let peer = TestNetns::new("v6peer");
+        // The pod: lo up with an address of its own, and a link to a peer.
+        ns.ip(&["link", "set", "lo", "up"]);
+        ns.ip(&["addr", "add", "fd00:99::1/64", "dev", "lo", "nodad"]);
+        ns.ip(&["link", "add", "mwa", "type", "veth", "peer", "name", "mwb", "netns", &peer.name]);
+        ns.ip(&["addr", "add", "fd00:98::1/64", "dev", "mwa", "nodad"]);
+        ns.ip(&["link", "set", "mwa", "up"]);
+        peer.ip(&["link", "set", "lo", "up"]);
+        peer.ip(&["addr", "add", "fd00:98::2/64", "dev", "mwb", "nodad"]);
+        peer.ip(&["link", "set", "mwb", "up"]);
+        let listen = ["[fd00:99::1]:7000", "[::1]:7000", "[fd00:99::1]:5432", "[fd00:98::1]:9090", "[fd00:98::1]:8443"];
+        let _listeners: Vec<TcpListener> = in_ns(&ns.path, move || listen.iter().map(|a| TcpListener::bind(a).unwrap()).collect());
+        let _peer_listener = in_ns(&peer.path, || TcpListener::bind("[fd00:98::2]:7000").unwrap());
+
+        let p = pod(&ns.path, ns.cookie());
+        let n = node();
+        apply(&n, &p).unwrap();
+        let first = ns.filter6();
+        apply(&n, &p).unwrap(); // idempotent
+        let saved = ns.filter6();
+        assert_eq!(ours(&saved), SAVED6, "{saved}");
+        assert_eq!(ours(&saved), ours(&first));
+        check(&n, &p).unwrap();
+        // The IPv4 rules are the same as without IPv6.
+        let v4: Vec<String> = ours4(&ns.nat()).iter().map(|l| l.to_string()).collect();
+
+        // connect() from the pod.
+        assert_eq!(connect_from(&ns.path, "[fd00:99::1]:7000", None), Err(ConnectionRefused), "not the sidecar: refused");
+        assert_eq!(connect_from(&ns.path, "[fd00:98::2]:7000", None), Err(ConnectionRefused), "to the peer: refused");
+        assert_eq!(connect_from(&ns.path, "[::1]:7000", None), Ok(()), "loopback");
+        assert_eq!(connect_from(&ns.path, "[fd00:99::1]:7000", Some(1500)), Ok(()), "the sidecar");
+        assert_eq!(connect_from(&ns.path, "[fd00:99::1]:5432", None), Ok(()), "a port the pod excludes");
+        // SYNs coming in: a node-wide excluded inbound port only (its
+        // SYN-ACK goes out through MESHWIRE_OUTPUT6 and must pass).
+        assert_eq!(connect_from(&peer.path, "[fd00:98::1]:9090", None), Ok(()), "a node-wide excluded inbound port");
+        assert_eq!(connect_from(&peer.path, "[fd00:98::1]:8443", None), Err(TimedOut), "a port only the pod excludes: dropped");
+
+        // A rule removed by hand is noticed, and a new apply brings it back.
+        let del = Command::new("ip")
+            .args(["netns", "exec", &ns.name, "ip6tables", "-D", CHAIN_IN6, "-i", "lo", "-j", "RETURN"])
+            .status()
+            .unwrap();
+        assert!(del.success());
+        let e = check(&n, &p).unwrap_err();
+        assert!(e.contains("-A MESHWIRE_INBOUND6 -i lo -j RETURN"), "{e}");
+        apply(&n, &p).unwrap();
+        check(&n, &p).unwrap();
+
+        // interception.ipv6 = "pass": a new apply removes the IPv6 chains and
+        // keeps IPv4 as it was.
+        let pass = node_pass();
+        assert!(check(&pass, &p).unwrap_err().contains("interception.ipv6 = \"pass\""));
+        apply(&pass, &p).unwrap();
+        apply(&pass, &p).unwrap();
+        let f6 = ns.filter6();
+        assert!(!f6.contains("MESHWIRE"), "{f6}");
+        assert_eq!(ours4(&ns.nat()), v4);
+        check(&pass, &p).unwrap();
+        assert!(check(&n, &p).unwrap_err().contains("ip6tables filter OUTPUT has no jump to MESHWIRE_OUTPUT6"));
+        assert_eq!(connect_from(&ns.path, "[fd00:99::1]:7000", None), Ok(()), "passes");
+        assert_eq!(connect_from(&peer.path, "[fd00:98::1]:8443", None), Ok(()), "passes");
+
+        // And back; then remove leaves nothing of ours in either family.
+        apply(&n, &p).unwrap();
+        assert_eq!(ours(&ns.filter6()), SAVED6);
+        remove(&p).unwrap();
+        remove(&p).unwrap();
+        assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
+        assert!(!ns.filter6().contains("MESHWIRE"), "{}", ns.filter6());
+        assert_eq!(connect_from(&ns.path, "[fd00:99::1]:7000", None), Ok(()));
+        assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+        assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
+    }
+
+    /// ip6tables not installed.
+    const NO_IP6TABLES: Family = Family { save: "meshwire-test-no-ip6tables-save", restore: "meshwire-test-no-ip6tables-restore", ..V6 };
+    /// A kernel without IPv6 (its /proc/net/if_inet6 absent).
+    const NO_IPV6: Family = Family { proc_file: Some("/proc/thread-self/net/meshwire-test-no-if_inet6"), ..V6 };
+
+    #[test]
+    fn without_ip6tables_or_ipv6_refuse_fails_before_ipv4_and_pass_works() {
+        let host_before = host_nat();
+        for (v6, missing) in [(&NO_IP6TABLES, "meshwire-test-no-ip6tables-save"), (&NO_IPV6, "has no IPv6")] {
+            let ns = TestNetns::new("noip6");
+            let p = pod(&ns.path, ns.cookie());
+            let e = apply_with(v6, &node(), &p).unwrap_err();
+            for says in [missing, "interception.ipv6 = \"pass\"", "IPv4 rules were not applied", "pod ipt-test"] {
+                assert!(e.contains(says), "{says} in: {e}");
+            }
+            assert!(!ns.nat().contains("MESHWIRE"), "IPv4 half applied: {}", ns.nat());
+            let e = check_with(v6, &node(), &p).unwrap_err();
+            assert!(e.contains(missing), "{e}");
+
+            apply_with(v6, &node_pass(), &p).unwrap();
+            check_with(v6, &node_pass(), &p).unwrap();
+            assert_eq!(ours4(&ns.nat()).len(), chain_rules(&node(), &p).len() + 4, "{}", ns.nat());
+            remove_in_with(v6, &ns.path, ns.cookie()).unwrap();
+            assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
+        }
+        // Removing when there is nothing of IPv6 (never applied) is fine too.
+        let ns = TestNetns::new("noip6b");
+        let p = pod(&ns.path, ns.cookie());
+        apply(&node_pass(), &p).unwrap();
+        assert!(!ns.filter6().contains("MESHWIRE"));
+        remove(&p).unwrap();
         assert_eq!(host_nat(), host_before, "the machine's nat table changed");
     }
 
     #[test]
     fn the_host_namespace_is_refused_before_anything_runs() {
-        let host_before = host_nat();
+        let (host_before, host6_before) = (host_nat(), host_filter6());
         let me = system::current_netns_cookie().unwrap();
         for path in ["/proc/self/ns/net", "/proc/1/ns/net"] {
             // PID 1's namespace may not be ours to open (then it is refused by cookie anyway).
             let Ok(cookie) = system::netns_cookie(Path::new(path)) else { continue };
             let p = pod(Path::new(path), cookie);
             let e = apply(&node(), &p).unwrap_err();
+            assert!(e.contains("host"), "{path}: {e}");
+            let e = apply(&node_pass(), &p).unwrap_err();
             assert!(e.contains("host"), "{path}: {e}");
         }
         // A record whose path now names the host's namespace: refused too.
@@ -496,8 +1009,10 @@ mod tests {
         assert!(apply(&node(), &moved).unwrap_err().contains("is gone"));
         remove(&moved).unwrap();
         assert!(!other.nat().contains("MESHWIRE"));
+        assert!(!other.filter6().contains("MESHWIRE"));
         assert!(me != 0);
         assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+        assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
     }
 
     #[test]
@@ -507,9 +1022,12 @@ mod tests {
         let ns = TestNetns::new("child");
         let meta = std::fs::metadata(&ns.path).unwrap();
         let entered = Entered { dev: meta.dev(), ino: meta.ino() };
-        let e = ipt(&entered, "iptables-restore", &["--noflush"], Some("*nat\n:MESHWIRE_OUTPUT - [0:0]\nCOMMIT\n")).unwrap_err();
+        let e = run(&entered, "iptables-restore", &["--noflush"], Some("*nat\n:MESHWIRE_OUTPUT - [0:0]\nCOMMIT\n")).unwrap_err().msg;
+        assert!(e.contains("refused"), "{e}");
+        let e = run(&entered, "ip6tables-restore", &["--noflush"], Some("*filter\n:MESHWIRE_OUTPUT6 - [0:0]\nCOMMIT\n")).unwrap_err().msg;
         assert!(e.contains("refused"), "{e}");
         assert!(!host_nat().contains("MESHWIRE"));
+        assert!(!host_filter6().contains("MESHWIRE"));
     }
 
     #[test]

@@ -41,7 +41,7 @@ mirror! {
         pub debug: u8,
         pub accel: u8,
         pub trace: u8,
-        pub pad: u8,
+        pub ipv6_refuse: u8,
     }
 }
 
@@ -189,6 +189,8 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_ACCEL_SOCK_ADDED",
     "MW_STAT_ACCEL_ERROR",
     "MW_STAT_TRACE_DROPPED",
+    "MW_STAT_CONNECT6_REFUSED",
+    "MW_STAT_TC6_DROPPED",
 ];
 
 /// Names of `enum mw_hook`, from value 1 on (checked against BTF).
@@ -208,6 +210,8 @@ pub const DECISION_NAMES: &[&str] = &[
     "MW_DEC_TC_REWRITE_FAILED",
     "MW_DEC_TC_FLOW_CLOSED",
     "MW_DEC_TC_MALFORMED",
+    "MW_DEC_CONNECT6_REFUSED",
+    "MW_DEC_TC6_DROPPED",
 ];
 
 impl Settings {
@@ -317,7 +321,7 @@ mod tests {
             let mut obj = Object::open_mem(name, elf, None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, pad: 0 };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6_refuse: 1 };
             obj.set_rodata("mw_cfg", s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

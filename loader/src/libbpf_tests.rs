@@ -9,7 +9,7 @@ use crate::testutil::{PrivateBpffs, TempCgroup};
 
 fn loaded_sock(pin_root: &Path) -> Object {
     let mut obj = Object::open_mem("meshwire_sock", objects::SOCK, Some(pin_root)).expect("open");
-    let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, pad: 0 };
+    let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6_refuse: 1 };
     obj.set_rodata("mw_cfg", s.as_bytes()).expect("rodata");
     obj.load().expect("load meshwire_sock");
     obj

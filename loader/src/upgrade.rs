@@ -185,7 +185,7 @@ mod tests {
 
     fn load_sock(pins: &Pins) -> Object {
         let mut obj = Object::open_mem("meshwire_sock", objects::SOCK, Some(&pins.maps_dir())).unwrap();
-        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, pad: 0 };
+        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6_refuse: 1 };
         obj.set_rodata("mw_cfg", s.as_bytes()).unwrap();
         obj.load().unwrap();
         obj

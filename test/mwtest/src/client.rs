@@ -77,6 +77,8 @@ pub struct Options {
     pub ip_options: Option<IpOptions>,
     /// End every connection with a reset; no reply is read.
     pub rst: bool,
+    /// Every connect() must fail (refused, not permitted, timed out).
+    pub expect_no_connection: bool,
     pub timeout: Duration,
 }
 
@@ -109,7 +111,13 @@ pub fn run(opts: &Options) -> io::Result<bool> {
         println!("client: ... and {} more failures", failures.len() - MAX_REPORTED);
     }
     let ok = opts.count - failures.len();
-    let what = if opts.rst { "reset" } else { "ok" };
+    let what = if opts.rst {
+        "reset"
+    } else if opts.expect_no_connection {
+        "not connected, as expected"
+    } else {
+        "ok"
+    };
     println!("client: {ok}/{} {what}", opts.count);
     Ok(failures.is_empty())
 }
@@ -162,6 +170,12 @@ fn setsockopt<T>(s: &TcpStream, level: libc::c_int, name: libc::c_int, val: *con
 /// One connection: send `hello <i>\n`, half-close, read the whole reply, check it.
 /// With `rst`: send `hello <i>\n`, then reset the connection.
 fn one(opts: &Options, i: usize) -> Result<(), String> {
+    if opts.expect_no_connection {
+        return match connect(opts) {
+            Ok(s) => Err(format!("connected to {} from {:?}, expected no connection", opts.connect, s.local_addr().ok())),
+            Err(_) => Ok(()),
+        };
+    }
     let mut s = connect(opts).map_err(|e| format!("connect {}: {e}", opts.connect))?;
     if opts.check_peer {
         let peer = s.peer_addr().map_err(|e| format!("getpeername: {e}"))?;

@@ -143,7 +143,7 @@ enum Cmd {
         ArgGroup::new("expectation")
             .required(true)
             .multiple(true)
-            .args(["expect_orig", "expect_direct", "expect_inbound_orig", "rst"])
+            .args(["expect_orig", "expect_direct", "expect_inbound_orig", "rst", "expect_no_connection"])
     ))]
     Client {
         #[arg(long)]
@@ -178,6 +178,9 @@ enum Cmd {
         /// sending its request, instead of a FIN; replies are not checked.
         #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server"])]
         rst: bool,
+        /// Expect every connect() to fail: refused, not permitted, or timed out (--timeout).
+        #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server", "rst", "check_peer"])]
+        expect_no_connection: bool,
         /// Connect and read timeout in seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
@@ -251,6 +254,7 @@ fn main() -> ExitCode {
             check_peer,
             ip_options,
             rst,
+            expect_no_connection,
             timeout,
             uid,
             gid,
@@ -263,6 +267,7 @@ fn main() -> ExitCode {
                 check_peer,
                 ip_options,
                 rst,
+                expect_no_connection,
                 timeout: std::time::Duration::from_secs(timeout.max(1)),
             };
             if let Some(uid) = uid {
