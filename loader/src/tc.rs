@@ -55,6 +55,28 @@ const IFNAMSIZ: usize = 16;
 
 /// Under a pod's directory: meshwire created the clsact qdisc of its interface.
 const QDISC_MARKER: &str = "clsact_qdisc";
+/// `<pod dir>/clsact_if_<hex of the interface name>`: meshwire's clsact
+/// filters are on that interface (they are not pinned), so cleanup finds
+/// them without the pod's record. Hex: bpffs refuses names with a dot.
+const CLSACT_IF_PREFIX: &str = "clsact_if_";
+
+fn clsact_if_marker(ifname: &str) -> String {
+    let hex: String = ifname.bytes().map(|b| format!("{b:02x}")).collect();
+    format!("{CLSACT_IF_PREFIX}{hex}")
+}
+
+/// The interface names a pod's directory says carry meshwire's clsact filters.
+fn clsact_ifnames(dir: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
+    entries
+        .filter_map(|e| {
+            let name = e.ok()?.file_name().into_string().ok()?;
+            let hex = name.strip_prefix(CLSACT_IF_PREFIX)?;
+            let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
+            String::from_utf8(bytes).ok()
+        })
+        .collect()
+}
 
 /// How a pod's programs are attached, once "auto" is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -239,6 +261,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     }
 
     let dir_owned = dir.clone();
+    let ifname_owned = ifname.to_string();
     let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), String> {
         match method {
             Method::Tcx => {
@@ -252,6 +275,8 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
                     let marker = dir_owned.join(QDISC_MARKER);
                     std::fs::create_dir_all(&marker).map_err(|e| format!("creating {}: {e}", marker.display()))?;
                 }
+                let on_if = dir_owned.join(clsact_if_marker(&ifname_owned));
+                std::fs::create_dir_all(&on_if).map_err(|e| format!("creating {}: {e}", on_if.display()))?;
                 for (tc, prog) in &progs {
                     clsact::attach(ifindex, tc, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
                 }
@@ -406,12 +431,54 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
     let dir = pins.pod_dir(cookie);
     let removed = remove_links(&dir)?;
     remove_dir_if_present(&dir.join(QDISC_MARKER))?;
+    for ifname in clsact_ifnames(&dir) {
+        remove_dir_if_present(&dir.join(clsact_if_marker(&ifname)))?;
+    }
     match std::fs::remove_dir(&dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("removing {}: {e} (files there are not meshwire's)", dir.display())),
     }
     Ok(removed)
+}
+
+/// For `cleanup`, after the pods with records were detached: pods whose
+/// pins say they have clsact filters but no record said where (the records
+/// were lost). Their namespaces are looked for, by cookie, among those mounted
+/// in `netns_dirs` (where CNI runtimes mount pods' namespaces, /run/netns);
+/// the filters found go as `detach_pod` removes them. Returns the pods
+/// detached; a pod whose namespace is not found keeps nothing but its pins,
+/// which cleanup removes next.
+pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, String> {
+    let orphans: Vec<(u64, Vec<String>)> =
+        pod_cookies(pins).into_iter().map(|c| (c, clsact_ifnames(&pins.pod_dir(c)))).filter(|(_, ifs)| !ifs.is_empty()).collect();
+    if orphans.is_empty() {
+        return Ok(0);
+    }
+    let mut mounted: Vec<PathBuf> = Vec::new();
+    for dir in netns_dirs {
+        let Ok(entries) = std::fs::read_dir(dir) else { continue };
+        for e in entries.flatten() {
+            let path = e.path();
+            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
+            if !mounted.iter().any(|m| std::fs::canonicalize(m).ok().as_ref() == Some(&real)) {
+                mounted.push(path);
+            }
+        }
+    }
+    let mut detached = 0;
+    for (cookie, ifnames) in orphans {
+        let Some(netns) = mounted.iter().find(|p| system::netns_cookie(p).ok() == Some(cookie)) else {
+            log::info!("pod {cookie}: clsact filters recorded on {ifnames:?}, but no network namespace with that cookie is mounted under {netns_dirs:?}");
+            continue;
+        };
+        for ifname in &ifnames {
+            detach_pod(pins, cookie, Some((netns, ifname)))?;
+        }
+        log::info!("pod {cookie}: removed meshwire's clsact filters on {ifnames:?} in {} (no pod record)", netns.display());
+        detached += 1;
+    }
+    Ok(detached)
 }
 
 /// For `datapath::cleanup` (lock held): every pod's links and the program

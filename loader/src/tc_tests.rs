@@ -1273,6 +1273,29 @@ fn cleanup_with_clsact_pods_then_their_filters() {
     assert!(has_clsact(&pair));
 }
 
+#[test]
+fn cleanup_finds_clsact_filters_whose_pod_record_is_gone() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_eq!(all_filters(&pair).len(), 2);
+    // The namespaces looked through: only this test's pod (a symlink to its mount).
+    let dir = std::env::temp_dir().join(format!("meshwire-netns-{}-{cookie}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(pair.pod_path(), dir.join("pod")).unwrap();
+    let empty = dir.join("none");
+    std::fs::create_dir_all(&empty).unwrap();
+    // Not found among the mounted namespaces: nothing is touched.
+    let missed = detach_orphans(&tc.pins, &[&empty]);
+    let found = detach_orphans(&tc.pins, &[&dir]);
+    let filters_after = all_filters(&pair).len();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(missed.unwrap(), 0);
+    assert_eq!(found.unwrap(), 1);
+    assert_eq!(filters_after, 0, "meshwire's filters are gone");
+    assert!(!has_clsact(&pair), "the qdisc meshwire created went with them");
+    assert!(!tc.pins.pod_dir(cookie).exists());
+}
+
 // ---- IPv6 (interception.ipv6) ------------------------------------------------
 
 const TC_ACT_SHOT: i32 = 2;
