@@ -40,7 +40,9 @@
 //! inbound port, the sidecar's traffic and the RST of the REJECT itself go
 //! out through the same OUTPUT chain, and must pass. With
 //! `interception.ipv6 = "pass"` there are no IPv6 rules (and ip6tables need
-//! not be installed); applying removes those a previous run left.
+//! not be installed); applying removes those a previous run left. A kernel
+//! without IPv6 has nothing to refuse: no IPv6 rules either; IPv6 without
+//! ip6tables is an error that names both ways out.
 //!
 //! The rules are written as iptables-save prints them, so [`check`] compares
 //! them line by line. Everything runs inside the pod's namespace only: a
@@ -478,7 +480,8 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
     let refuse = node.refuse_ipv6;
     let id = pod.container_id.clone();
     let done = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
-        if refuse {
+        // Without IPv6 in the namespace there is nothing to refuse.
+        if refuse && has_family(v6).is_ok() {
             let not_v4 = |e: String| format!("pod {id}: {e}; its IPv4 rules were not applied either");
             let found6 = save_refusing(ns, v6).map_err(not_v4)?;
             restore(ns, v6, &install_script(v6, &found6, &rules6)).map_err(|e| not_v4(refuse_needs(&e.msg)))?;
@@ -525,7 +528,7 @@ fn check_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
     let shown = id.clone();
     let (found, found6) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
         let found = save(ns, &V4).map_err(|e| e.msg)?;
-        let found6 = match refuse {
+        let found6 = match refuse && has_family(v6).is_ok() {
             true => Some(save_refusing(ns, v6).map_err(|e| format!("pod {shown}: {e}"))?),
             false => found_if_any(ns, v6)?,
         };
@@ -956,9 +959,21 @@ mod tests {
     const NO_IPV6: Family = Family { proc_file: Some("/proc/thread-self/net/meshwire-test-no-if_inet6"), ..V6 };
 
     #[test]
-    fn without_ip6tables_or_ipv6_refuse_fails_before_ipv4_and_pass_works() {
+    fn without_ipv6_in_the_kernel_there_is_nothing_to_refuse() {
+        let ns = TestNetns::new("noip6k");
+        let p = pod(&ns.path, ns.cookie());
+        apply_with(&NO_IPV6, &node(), &p).unwrap();
+        check_with(&NO_IPV6, &node(), &p).unwrap();
+        assert_eq!(ours4(&ns.nat()).len(), chain_rules(&node(), &p).len() + 4, "{}", ns.nat());
+        assert!(!ns.filter6().contains("MESHWIRE"), "{}", ns.filter6());
+        remove_in_with(&NO_IPV6, &ns.path, ns.cookie()).unwrap();
+        assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
+    }
+
+    #[test]
+    fn without_ip6tables_refuse_fails_before_ipv4_and_pass_works() {
         let host_before = host_nat();
-        for (v6, missing) in [(&NO_IP6TABLES, "meshwire-test-no-ip6tables-save"), (&NO_IPV6, "has no IPv6")] {
+        for (v6, missing) in [(&NO_IP6TABLES, "meshwire-test-no-ip6tables-save")] {
             let ns = TestNetns::new("noip6");
             let p = pod(&ns.path, ns.cookie());
             let e = apply_with(v6, &node(), &p).unwrap_err();
