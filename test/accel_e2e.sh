@@ -34,15 +34,6 @@ MIB=$((1 << 20))
 BIG=$((256 * MIB))
 CLIENT_TIMEOUT=120              # hard limit for one client run, seconds
 
-BG_PIDS=()
-LOADER_PID=""
-CG=""
-WORK=""
-BPFFS=""
-PIN=""
-NS_MADE=()
-TORN_DOWN=""
-
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 # show, alive, stop_pid, start_bg, forget_pid, wait_listen, cgroup2_mount,
@@ -102,11 +93,7 @@ preflight() {
 }
 
 setup() {
-    WORK=$(mktemp -d "/tmp/$P-accel.XXXXXX") || return 1
-    BPFFS="$WORK/bpffs"
-    mkdir "$BPFFS" || return 1
-    mount -t bpf "$P-bpffs" "$BPFFS" || { echo "  cannot mount bpffs at $BPFFS"; return 1; }
-    PIN="$BPFFS/meshwire"
+    suite_workdir accel || return 1
     CG="$CG2/$P-accel"
     mkdir "$CG" || { echo "  cannot create cgroup $CG"; return 1; }
     in_cgroup_cmd "$CG"
@@ -317,21 +304,10 @@ teardown() {
     [ -n "$PIN" ] && [ -e "$PIN" ] && mwl cleanup >/dev/null 2>&1
     for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
     remove_cgroup "$CG"
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
-            cp "$WORK"/*.log "$WORK"/*.toml "$TEST_UNDECLARED_OUTPUTS_DIR"/ 2>/dev/null
-        fi
-        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
-        rm -rf "$WORK"
-    fi
+    suite_remove_workdir
 }
 
-leftovers() {
-    ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print "netns " $1 }'
-    [ -n "$CG" ] && [ -e "$CG" ] && echo "cgroup $CG"
-    [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
-    [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
-}
+leftovers() { suite_leftovers; }
 
 suite_traps
 

@@ -38,15 +38,6 @@ ADDR_A=10.232.0.1:8080
 METRICS_PORT=$((20000 + $$ % 20000))
 CLIENT_TIMEOUT=120
 
-BG_PIDS=()
-LOADER_PID=""
-CG=""
-WORK=""
-BPFFS=""
-PIN=""
-NS_MADE=()
-TORN_DOWN=""
-
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 
@@ -125,10 +116,7 @@ preflight() {
 
 setup() {
     local i ns
-    WORK=$(mktemp -d "/tmp/$P-capacity.XXXXXX") || return 1
-    BPFFS="$WORK/bpffs"
-    mkdir "$BPFFS" && mount -t bpf "$P-bpffs" "$BPFFS" || { log "cannot mount bpffs"; return 1; }
-    PIN="$BPFFS/meshwire"
+    suite_workdir capacity || return 1
     CG="$CG2/$P-capacity"
     mkdir "$CG" || return 1
     in_cgroup_cmd "$CG"
@@ -310,12 +298,7 @@ case_tuple_map_lru() {
 # ---------------------------------------------------------------------------
 # Teardown
 
-leftovers() {
-    ip netns list 2>/dev/null | grep -F "$P-" || true
-    [ -n "$CG" ] && [ -d "$CG" ] && echo "cgroup $CG"
-    [ -n "$WORK" ] && [ -d "$WORK" ] && echo "work dir $WORK"
-    grep -F "$P-bpffs" /proc/mounts || true
-}
+leftovers() { suite_leftovers; }
 
 teardown() {
     [ -n "$TORN_DOWN" ] && return
@@ -332,13 +315,7 @@ teardown() {
     [ -n "$PIN" ] && [ -e "$PIN" ] && { mwl cleanup >/dev/null 2>&1 || echo "  note: cleanup failed"; }
     for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
     remove_cgroup "$CG"
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
-            cp "$WORK"/*.log "$WORK"/*.json "$WORK"/*.toml "$TEST_UNDECLARED_OUTPUTS_DIR"/ 2>/dev/null
-        fi
-        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
-        rm -rf "$WORK"
-    fi
+    suite_remove_workdir
 }
 
 suite_traps

@@ -48,21 +48,11 @@ SUBNET=10.242.0.0/16
 CLIENT_TIMEOUT=120
 CONCURRENT=50
 
-BG_PIDS=()
-LOADER_PID=""
-CG=""
-WORK=""
-BPFFS=""
-PIN=""
-TORN_DOWN=""
-
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 # alive, stop_pid, start_bg, forget_pid, wait_listen, show come from proc_lib.sh.
 # shellcheck source=test/proc_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
-
-
 
 
 
@@ -224,11 +214,8 @@ preflight() {
 }
 
 setup() {
-    WORK=$(mktemp -d "/tmp/$P-cni.XXXXXX") || return 1
-    mkdir -p "$WORK/bpffs" "$WORK/results" "$WORK/rt" "$WORK/ipam" "$WORK/cni-bin" "$WORK/net.d" || return 1
-    BPFFS="$WORK/bpffs"
-    mount -t bpf "$P-bpffs" "$BPFFS" || { log "cannot mount bpffs at $BPFFS"; return 1; }
-    PIN="$BPFFS/meshwire"
+    suite_workdir cni || return 1
+    mkdir -p "$WORK/results" "$WORK/rt" "$WORK/ipam" "$WORK/cni-bin" "$WORK/net.d" || return 1
     SOCK="$WORK/loader.sock"
     STATE="$WORK/state"
     CNI_BIN="$WORK/cni-bin"
@@ -596,13 +583,7 @@ case_uninstall() {
 # ---------------------------------------------------------------------------
 # Teardown
 
-leftovers() {
-    ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print "netns " $1 }'
-    ip -o link show 2>/dev/null | awk -v p="$P" 'index($0, p) { print "link " $2 }'
-    [ -n "$CG" ] && [ -e "$CG" ] && echo "cgroup $CG"
-    [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
-    [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
-}
+leftovers() { suite_leftovers; }
 
 teardown() {
     [ -n "$TORN_DOWN" ] && return
@@ -631,13 +612,7 @@ teardown() {
     if [ -n "$CG" ] && [ -d "$CG" ]; then
         for ((i = 0; i < 50; i++)); do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
     fi
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        if [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] && [ -d "$TEST_UNDECLARED_OUTPUTS_DIR" ]; then
-            cp "$WORK"/*.log "$WORK"/*.toml "$TEST_UNDECLARED_OUTPUTS_DIR"/ 2>/dev/null
-        fi
-        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
-        rm -rf "$WORK"
-    fi
+    suite_remove_workdir
 }
 
 suite_traps

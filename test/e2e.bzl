@@ -1,29 +1,18 @@
-"""The end-to-end suite (netns_e2e.sh) as a test target, per datapath variant."""
+"""The end-to-end shell suites as test targets."""
 
-def netns_e2e(name, env = {}):
-    """netns_e2e.sh against the real loader, mwtest and the demo.
+def e2e_suite(name, src, tools, extra_data = [], size = "large", env = {}):
+    """One e2e suite (a shell script sourcing suite_lib.sh and proc_lib.sh).
 
     Real network namespaces, cgroups and BPF attachments: it runs as root,
-    unsandboxed and alone. `env` selects the variant (interception mode, tc
-    attachment); the script prints SKIP, with the reason, for cases that do
-    not apply to it.
+    unsandboxed and alone. `tools` (binaries and scripts it drives) are its
+    arguments, in order.
     """
     native.sh_test(
         name = name,
-        size = "large",
-        srcs = ["netns_e2e.sh"],
-        args = [
-            "$(rootpath //loader)",
-            "$(rootpath //test/mwtest)",
-            "$(rootpath :demo.sh)",
-        ],
-        data = [
-            ":demo.sh",
-            ":proc_lib.sh",
-            ":suite_lib.sh",
-            "//loader",
-            "//test/mwtest",
-        ],
+        size = size,
+        srcs = [src],
+        args = ["$(rootpath %s)" % t for t in tools],
+        data = [":proc_lib.sh", ":suite_lib.sh"] + tools + extra_data,
         env = env,
         tags = [
             "exclusive",
@@ -31,3 +20,12 @@ def netns_e2e(name, env = {}):
             "no-sandbox",
         ],
     )
+
+def netns_e2e(name, env = {}):
+    """netns_e2e.sh against the real loader, mwtest and the demo.
+
+    `env` selects the variant (interception mode, tc attachment,
+    acceleration); the script prints SKIP, with the reason, for cases that do
+    not apply to it.
+    """
+    e2e_suite(name, "netns_e2e.sh", ["//loader", "//test/mwtest", ":demo.sh"], env = env)
