@@ -32,7 +32,7 @@ pub const MAX_LINE: usize = 64 * 1024;
 
 /// What a pod asks of the datapath. `container_id` (CNI_CONTAINERID) is the
 /// pod's identity: DEL may arrive without a netns.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodSpec {
     pub container_id: String,

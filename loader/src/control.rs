@@ -479,19 +479,7 @@ mod tests {
     }
 
     fn record(id: &str, cookie: u64) -> PodRecord {
-        let spec = PodSpec {
-            container_id: id.into(),
-            netns: "/run/netns/x".into(),
-            ifname: String::new(),
-            ips: vec![],
-            namespace: None,
-            name: None,
-            exclude_outbound_ports: vec![],
-            exclude_outbound_cidrs: vec![],
-            exclude_inbound_ports: vec![],
-            accelerate: None,
-            network: None,
-        };
+        let spec = PodSpec { container_id: id.into(), netns: "/run/netns/x".into(), ..Default::default() };
         PodRecord { spec, netns_cookie: cookie }
     }
 

@@ -106,11 +106,8 @@ mod tests {
                 ips: vec!["10.0.0.9".parse().unwrap()],
                 namespace: Some("ns".into()),
                 name: Some("n".into()),
-                exclude_outbound_ports: vec![],
-                exclude_outbound_cidrs: vec![],
-                exclude_inbound_ports: vec![],
-                accelerate: None,
                 network: Some("mesh-net".into()),
+                ..Default::default()
             },
             netns_cookie: 77,
         }
