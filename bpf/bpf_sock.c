@@ -24,9 +24,13 @@ struct mw_dest4 {
 	__u8 rewritten;		/* ip4/port now name the sidecar */
 };
 
-/* Remember where the socket was going, for the sidecar that will accept it. */
-static __always_inline int mw_sock4_remember(struct bpf_sock_addr *ctx,
-					     const struct mw_dest4 *dst)
+/*
+ * Note on the socket where it was going (mw_orig_sk): MW_ORIG_F_CONNECT for
+ * the sidecar that will accept it, MW_ORIG_F_DELIVER for sockops. -1 when
+ * there is no storage.
+ */
+static __always_inline int mw_sock4_mark(struct bpf_sock_addr *ctx,
+					 const struct mw_dest4 *dst, __u16 flags)
 {
 	struct mw_orig4 *orig;
 
@@ -36,7 +40,7 @@ static __always_inline int mw_sock4_remember(struct bpf_sock_addr *ctx,
 		return -1;
 	orig->ip4 = dst->ip4;
 	orig->port = dst->port;
-	orig->flags = MW_ORIG_F_CONNECT;
+	orig->flags = flags;
 	return 0;
 }
 
@@ -50,18 +54,10 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
 					    const struct mw_dest4 *dst)
 {
 	__u16 dst_port = bpf_ntohs(dst->port);
-	struct mw_orig4 *mark;
 
-	if (!mw_cfg.accel || dst_port == mw_cfg.outbound_port ||
-	    dst_port == mw_cfg.inbound_port)
-		return MW_ALLOW;
-	mark = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL,
-				  BPF_SK_STORAGE_GET_F_CREATE);
-	if (mark) {
-		mark->ip4 = dst->ip4;
-		mark->port = dst->port;
-		mark->flags = MW_ORIG_F_DELIVER;
-	}
+	if (mw_cfg.accel && dst_port != mw_cfg.outbound_port &&
+	    dst_port != mw_cfg.inbound_port)
+		mw_sock4_mark(ctx, dst, MW_ORIG_F_DELIVER);
 	return MW_ALLOW;
 }
 
@@ -91,7 +87,7 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
-	if (mw_sock4_remember(ctx, dst)) {
+	if (mw_sock4_mark(ctx, dst, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
@@ -132,7 +128,7 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 	 * redirecting without it would leave the sidecar blind, and letting
 	 * the connection go direct would bypass the mesh (fail closed).
 	 */
-	if (mw_sock4_remember(ctx, dst)) {
+	if (mw_sock4_mark(ctx, dst, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_trace("connect no storage, refused %pI4:%d", &dst_ip4,
 			 bpf_ntohs(dst_port));

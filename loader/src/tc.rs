@@ -455,20 +455,20 @@ pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, String
     if orphans.is_empty() {
         return Ok(0);
     }
-    let mut mounted: Vec<PathBuf> = Vec::new();
+    // One entry per mount (/var/run is usually /run): keyed by its real path.
+    let mut mounted: Vec<(PathBuf, PathBuf)> = Vec::new();
     for dir in netns_dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
-        for e in entries.flatten() {
-            let path = e.path();
+        for path in entries.flatten().map(|e| e.path()) {
             let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if !mounted.iter().any(|m| std::fs::canonicalize(m).ok().as_ref() == Some(&real)) {
-                mounted.push(path);
+            if !mounted.iter().any(|(_, r)| *r == real) {
+                mounted.push((path, real));
             }
         }
     }
     let mut detached = 0;
     for (cookie, ifnames) in orphans {
-        let Some(netns) = mounted.iter().find(|p| system::netns_cookie(p).ok() == Some(cookie)) else {
+        let Some((netns, _)) = mounted.iter().find(|(p, _)| system::netns_cookie(p).ok() == Some(cookie)) else {
             log::info!("pod {cookie}: clsact filters recorded on {ifnames:?}, but no network namespace with that cookie is mounted under {netns_dirs:?}");
             continue;
         };
