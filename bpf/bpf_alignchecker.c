@@ -1,10 +1,12 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * Never loaded: its BTF records every structure shared with the loader, so
- * loader/src/layout.rs can check the Rust mirrors field by field.
+ * Never loaded: its BTF records every structure and enum shared with the
+ * loader, so loader/src/layout.rs can check the Rust mirrors field by field
+ * and value by value (BTF carries enums, not #defines).
  */
 #include <linux/bpf.h>
 #include "lib/meshwire_structs.h"
+#include "lib/meshwire_consts.h"
 
 #define MW_LAYOUT(type, name) type mw_layout_##name __attribute__((used))
 
@@ -17,10 +19,19 @@ MW_LAYOUT(struct mw_tuple4, tuple4);
 MW_LAYOUT(struct mw_in4_key, in4_key);
 MW_LAYOUT(struct mw_flow4_key, flow4_key);
 MW_LAYOUT(struct mw_flow4, flow4);
+MW_LAYOUT(struct mw_flow4_fin, flow4_fin);
+MW_LAYOUT(struct mw_flow4_syn, flow4_syn);
 MW_LAYOUT(struct mw_sock_key, sock_key);
-MW_LAYOUT(enum mw_stat, stat);
 MW_LAYOUT(struct mw_event, event);
+MW_LAYOUT(enum mw_stat, stat);
 MW_LAYOUT(enum mw_hook, hook);
 MW_LAYOUT(enum mw_decision, decision);
+MW_LAYOUT(enum mw_capacity, capacity);
+MW_LAYOUT(enum mw_pod_flag, pod_flag);
+MW_LAYOUT(enum mw_dir, dir);
+MW_LAYOUT(enum mw_orig_flag, orig_flag);
+MW_LAYOUT(enum mw_flow_flag, flow_flag);
+MW_LAYOUT(enum mw_fin_acked, fin_acked);
+MW_LAYOUT(enum mw_syn_flag, syn_flag);
 
 char _license[] __attribute__((section("license"), used)) = "Dual BSD/GPL";

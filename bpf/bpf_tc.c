@@ -35,52 +35,6 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
-/*
- * Closing state of a flow, kept apart from mw_flow4 (whose layout is shared):
- * the sequence number right after each side's FIN, i.e. the acknowledgement
- * number that acknowledges it, and which FINs were acknowledged. Only flows
- * that are closing have an entry. Private to this object; pinned so that a
- * restarted loader's programs continue where the old ones left off.
- */
-struct mw_flow4_fin {
-	__u32 in_end;		/* ack number acknowledging the remote peer's FIN */
-	__u32 out_end;		/* ack number acknowledging the pod's FIN */
-	__u32 acked;		/* MW_FIN_ACKED_* */
-	__u32 pad;
-};
-
-#define MW_FIN_ACKED_IN		(1U << 0)	/* the pod acknowledged the peer's FIN */
-#define MW_FIN_ACKED_OUT	(1U << 1)	/* the peer acknowledged the pod's FIN */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MW_MAX_FLOWS);
-	__type(key, struct mw_flow4_key);
-	__type(value, struct mw_flow4_fin);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mw_flow4_fin SEC(".maps");
-
-/*
- * A handshake in progress: the port the peer dialled, and once the sidecar's
- * SYN-ACK went out, the acknowledgement number that completes it. Private to
- * this object, pinned like mw_flow4_fin.
- */
-struct mw_flow4_syn {
-	__u16 orig_port;	/* network order */
-	__u16 flags;		/* MW_SYN_F_* */
-	__u32 synack_end;	/* the SYN-ACK's sequence number + 1 */
-};
-
-#define MW_SYN_F_SYNACK		(1U << 0)	/* the sidecar's SYN-ACK went out */
-
-struct {
-	__uint(type, BPF_MAP_TYPE_LRU_HASH);
-	__uint(max_entries, MW_MAX_FLOWS);
-	__type(key, struct mw_flow4_key);
-	__type(value, struct mw_flow4_syn);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mw_flow4_syn SEC(".maps");
-
 static __always_inline void mw_flow_forget(const struct mw_flow4_key *key)
 {
 	if (bpf_map_delete_elem(&mw_flow4, key) == 0)

@@ -28,11 +28,11 @@
  *    plain tcp_recvmsg() with correct blocking semantics. It also marks itself
  *    closing, and from then on its peer sends to it through TCP.
  *  - Whether "something was redirected to X" and "X is closing" are decided
- *    under one spin lock in X's entry here: the peer's sk_msg sets MW_ACCEL_RX
- *    before it redirects, unless MW_ACCEL_CLOSING is set; X's sockops sets
- *    MW_ACCEL_CLOSING and leaves the map only if MW_ACCEL_RX was not set. So a
- *    redirect in flight always finds X still in the map (nothing is lost), and
- *    after X leaves nothing is redirected to it.
+ *    under one spin lock in X's mw_accel_state entry: the peer's sk_msg sets
+ *    MW_ACCEL_RX before it redirects, unless MW_ACCEL_CLOSING is set; X's
+ *    sockops sets MW_ACCEL_CLOSING and leaves the map only if MW_ACCEL_RX was
+ *    not set. So a redirect in flight always finds X still in the map
+ *    (nothing is lost), and after X leaves nothing is redirected to it.
  *  - A socket that sent even one message through TCP (its peer was not in the
  *    map yet, was never accelerated, or was closing) keeps sending through
  *    TCP (MW_ACCEL_TCP_TX): the peer reads its ingress queue before its TCP
@@ -58,33 +58,9 @@
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
-#include "meshwire_structs.h"
-#include "meshwire_consts.h"
+#include "meshwire_maps.h"
 
-/* mw_accel_state.flags */
-#define MW_ACCEL_RX		(1U << 0)	/* a message was redirected to this socket */
-#define MW_ACCEL_CLOSING	(1U << 1)	/* this socket sent its FIN: no more redirects to it */
-#define MW_ACCEL_TCP_TX		(1U << 2)	/* this socket sent through TCP: it never redirects again */
-
-/* Private to acceleration: not read by the loader. */
-struct mw_accel_state {
-	struct bpf_spin_lock lock;
-	__u32 flags;			/* MW_ACCEL_* */
-};
-
-/*
- * One entry per socket in mw_sock_hash, under the same key; created before the
- * socket enters the map and removed when it closes. Not preallocated: sk_msg
- * may still hold an entry when the socket closes, and a freed entry is only
- * reused after an RCU grace period.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_MAX_SOCKS);
-	__type(key, struct mw_sock_key);
-	__type(value, struct mw_accel_state);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mw_accel_state SEC(".maps");
+/* struct mw_accel_state and MW_ACCEL_* are in meshwire_structs.h and
+ * meshwire_consts.h, the mw_accel_state map in meshwire_maps.h. */
 
 #endif /* MESHWIRE_ACCEL_H */

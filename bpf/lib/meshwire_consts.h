@@ -2,34 +2,68 @@
 #ifndef MESHWIRE_CONSTS_H
 #define MESHWIRE_CONSTS_H
 
+/*
+ * What the loader reads is an enum, not a #define: BTF carries enums, so the
+ * loader's mirrors (loader/src/layout.rs) are checked against the built
+ * objects (bpf_alignchecker.c records each of these types).
+ */
+
 /* Map capacities. The loader reports them; see README "Limits". */
-#define MW_MAX_PODS		4096
-#define MW_MAX_EXCL_PORTS	4096
-#define MW_MAX_EXCL_CIDRS	4096
-#define MW_MAX_TUPLES		65536
-#define MW_MAX_POD_IPS		4096
-#define MW_MAX_EXCL_IN		4096
-#define MW_MAX_FLOWS		65536
-#define MW_MAX_SOCKS		65536
-/* mw_events (trace ring buffer), bytes: a power of two, page multiple. */
-#define MW_EVENTS_BYTES		(256 * 1024)
+enum mw_capacity {
+	MW_MAX_PODS		= 4096,
+	MW_MAX_EXCL_PORTS	= 4096,
+	MW_MAX_EXCL_CIDRS	= 4096,
+	MW_MAX_TUPLES		= 65536,
+	MW_MAX_POD_IPS		= 4096,
+	MW_MAX_EXCL_IN		= 4096,
+	MW_MAX_FLOWS		= 65536,
+	MW_MAX_SOCKS		= 65536,
+	/* mw_events (trace ring buffer), bytes: a power of two, page multiple. */
+	MW_EVENTS_BYTES		= 256 * 1024,
+};
 
 /* mw_pod.flags */
-#define MW_POD_F_MESHED		(1U << 0)
-#define MW_POD_F_ACCEL		(1U << 1)	/* its mesh hops are accelerated, when the node runs it */
+enum mw_pod_flag {
+	MW_POD_F_MESHED		= 1U << 0,
+	MW_POD_F_ACCEL		= 1U << 1,	/* its mesh hops are accelerated, when the node runs it */
+};
 
 /* mw_port_key.dir */
-#define MW_DIR_OUT		1
-#define MW_DIR_IN		2
+enum mw_dir {
+	MW_DIR_OUT		= 1,
+	MW_DIR_IN		= 2,
+};
 
 /* mw_orig4.flags */
-#define MW_ORIG_F_CONNECT	(1U << 0)	/* on the app's socket, until established */
-#define MW_ORIG_F_ACCEPTED	(1U << 1)	/* on the sidecar's accepted socket */
-#define MW_ORIG_F_DELIVER	(1U << 2)	/* on the sidecar's socket to its own app (acceleration) */
+enum mw_orig_flag {
+	MW_ORIG_F_CONNECT	= 1U << 0,	/* on the app's socket, until established */
+	MW_ORIG_F_ACCEPTED	= 1U << 1,	/* on the sidecar's accepted socket */
+	MW_ORIG_F_DELIVER	= 1U << 2,	/* on the sidecar's socket to its own app (acceleration) */
+};
 
 /* mw_flow4.flags */
-#define MW_FLOW_F_FIN_IN	(1U << 0)	/* FIN seen from the remote peer */
-#define MW_FLOW_F_FIN_OUT	(1U << 1)	/* FIN seen from the pod */
+enum mw_flow_flag {
+	MW_FLOW_F_FIN_IN	= 1U << 0,	/* FIN seen from the remote peer */
+	MW_FLOW_F_FIN_OUT	= 1U << 1,	/* FIN seen from the pod */
+};
+
+/* mw_flow4_fin.acked */
+enum mw_fin_acked {
+	MW_FIN_ACKED_IN		= 1U << 0,	/* the pod acknowledged the peer's FIN */
+	MW_FIN_ACKED_OUT	= 1U << 1,	/* the peer acknowledged the pod's FIN */
+};
+
+/* mw_flow4_syn.flags */
+enum mw_syn_flag {
+	MW_SYN_F_SYNACK		= 1U << 0,	/* the sidecar's SYN-ACK went out */
+};
+
+/* mw_accel_state.flags (lib/meshwire_accel.h says what they are for) */
+enum mw_accel_flag {
+	MW_ACCEL_RX		= 1U << 0,	/* a message was redirected to this socket */
+	MW_ACCEL_CLOSING	= 1U << 1,	/* this socket sent its FIN: no more redirects to it */
+	MW_ACCEL_TCP_TX		= 1U << 2,	/* this socket sent through TCP: it never redirects again */
+};
 
 /* cgroup sock_addr / sockopt verdicts */
 #define MW_ALLOW		1

@@ -1,9 +1,12 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * Maps shared by every meshwire object. All are pinned by name under the
- * loader's pin directory, so separate objects (and a restarted loader) share
- * one instance of each; libbpf refuses to reuse a pinned map whose type, key,
- * value or size differ, which is the upgrade compatibility check.
+ * Every map of the datapath, declared here only (the loader's list of them,
+ * loader/src, is checked against the built objects). All are pinned by name
+ * under the loader's pin directory, so separate objects (and a restarted
+ * loader) share one instance of each; libbpf refuses to reuse a pinned map
+ * whose type, key, value or size differ, which is the upgrade compatibility
+ * check. Every object declares every map, also those only one program
+ * uses: they are created once, by whichever object loads first.
  */
 #ifndef MESHWIRE_MAPS_H
 #define MESHWIRE_MAPS_H
@@ -100,6 +103,32 @@ struct {
 } mw_flow4 SEC(".maps");
 
 /*
+ * Closing state of mw_flow4's flows (tc, bpf_tc.c); only flows that are
+ * closing have an entry. Pinned so that a restarted loader's programs
+ * continue where the old ones left off.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow4_key);
+	__type(value, struct mw_flow4_fin);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow4_fin SEC(".maps");
+
+/*
+ * Inbound handshakes in progress (tc, bpf_tc.c): only the peer's ACK of the
+ * sidecar's SYN-ACK moves a flow into mw_flow4, so a SYN flood churns this
+ * map alone.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow4_key);
+	__type(value, struct mw_flow4_syn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow4_syn SEC(".maps");
+
+/*
  * Established sockets whose peer is on this node, for sk_msg to hand each
  * message straight to the peer. The kernel removes a socket when it closes.
  */
@@ -111,6 +140,22 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_sock_hash SEC(".maps");
 
+/*
+ * Acceleration (lib/meshwire_accel.h): one entry per socket in mw_sock_hash,
+ * under the same key; created before the socket enters the map and removed
+ * when it closes. Not preallocated: sk_msg may still hold an entry when the
+ * socket closes, and a freed entry is only reused after an RCU grace period.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_SOCKS);
+	__type(key, struct mw_sock_key);
+	__type(value, struct mw_accel_state);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_accel_state SEC(".maps");
+
+/* Counters, indexed by enum mw_stat. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);
 	__uint(max_entries, MW_STAT_MAX);

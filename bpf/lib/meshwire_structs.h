@@ -9,6 +9,7 @@
 #define MESHWIRE_STRUCTS_H
 
 #include <linux/types.h>
+#include <linux/bpf.h>	/* struct bpf_spin_lock */
 
 /* Load-time settings, written into .rodata by the loader before load. */
 struct mw_settings {
@@ -98,6 +99,30 @@ struct mw_flow4 {
 };
 
 /*
+ * Value of mw_flow4_fin: closing state of a flow, kept apart from mw_flow4
+ * (only flows that are closing have an entry): the sequence number right
+ * after each side's FIN, i.e. the acknowledgement number that acknowledges
+ * it, and which FINs were acknowledged.
+ */
+struct mw_flow4_fin {
+	__u32 in_end;		/* ack number acknowledging the remote peer's FIN */
+	__u32 out_end;		/* ack number acknowledging the pod's FIN */
+	__u32 acked;		/* MW_FIN_ACKED_* */
+	__u32 pad;
+};
+
+/*
+ * Value of mw_flow4_syn: a handshake in progress, the port the peer dialled
+ * and, once the sidecar's SYN-ACK went out, the acknowledgement number that
+ * completes it.
+ */
+struct mw_flow4_syn {
+	__u16 orig_port;	/* network order */
+	__u16 flags;		/* MW_SYN_F_* */
+	__u32 synack_end;	/* the SYN-ACK's sequence number + 1 */
+};
+
+/*
  * Key of mw_sock_hash: an established socket, seen from itself. A message
  * sent on one socket is redirected to the socket whose key is its own with
  * local and remote swapped. Loopback pairs are told apart by netns cookie.
@@ -108,6 +133,15 @@ struct mw_sock_key {
 	__u32 remote_ip4;	/* network order */
 	__u32 local_port;	/* host order */
 	__u32 remote_port;	/* host order */
+};
+
+/*
+ * Value of mw_accel_state, one per socket in mw_sock_hash (acceleration;
+ * lib/meshwire_accel.h). Not read by the loader: its spin lock cannot be.
+ */
+struct mw_accel_state {
+	struct bpf_spin_lock lock;
+	__u32 flags;			/* MW_ACCEL_* */
 };
 
 /*
