@@ -28,11 +28,18 @@ PACKAGES=(
     # The benchmark (//tools/bench): HAProxy as sidecar and HTTP app, wrk,
     # iperf3 (python3 runs it), perf for its profile.
     haproxy wrk iperf3 linux-perf
+    # Container images and a node as kubelet drives it (//packaging:image_test,
+    # //test:cri_e2e): Debian's containerd and runc, started by the tests with
+    # dirs of their own; podman to load the image; busybox-static for the test
+    # pods' image; gcc's static libc (libc6-dev) for the pause binary.
+    containerd runc podman busybox-static libc6-dev
 )
 # Python tools, from PyPI into a venv of their own (never system-wide pip):
-# kubernetes-validate carries the Kubernetes schemas and works offline.
+# kubernetes-validate carries the Kubernetes schemas and works offline;
+# grpcio and grpcio-tools are //test:cri_e2e's CRI client (its .proto is
+# compiled at test time into a temporary directory).
 VENV=${MESHWIRE_VENV:-$HOME/.cache/meshwire/venv}
-PY_REQUIREMENTS=(kubernetes-validate==1.37.0)
+PY_REQUIREMENTS=(kubernetes-validate==1.37.0 grpcio==1.68.1 grpcio-tools==1.68.1)
 RUST_MIN=1.82
 
 say() { echo "setup: $*" >&2; }

@@ -1,0 +1,134 @@
+# A containerd of the test's own, on a "node" of the test's own (sourced by
+# packaging/image_test.sh and test/cri_e2e.sh, after proc_lib.sh).
+#
+# The node is a mount namespace held by one process (node_start): it sees the
+# machine's files, except that /run and /var/lib are tmpfs of its own there.
+# containerd 1.6 puts its shims' sockets under /run/containerd/s whatever its
+# configuration says, libcni keeps result caches in /var/lib/cni, and CRI
+# makes pods' network namespaces under /var/run/netns: on this node all of
+# that is the test's and goes away with the namespace; the machine's /run,
+# /var/lib and containerd (if any) are never touched. Mounts made on the node
+# do not propagate back to the machine (/ is made rslave first), except where
+# a caller makes a directory of its own shared with node_share.
+#
+# containerd itself gets root, state, socket and plugin dirs under $CTRD
+# (containerd_config), runs on the node (containerd_start) and is stopped by
+# PID (containerd_stop). Only processes started here are signalled.
+# shellcheck shell=bash disable=SC2034 # NODE_PID, CTRD_PID are the caller's
+
+NODE_PID=""
+CTRD_PID=""
+CTRD=""      # containerd's directory: config, root, state, socket, log
+CTRD_SOCK=""
+
+# node_start LOG [CGROUP]: the node's mount namespace, held by a sleep whose
+# PID is NODE_PID; in CGROUP (cgroup v2 directory) if given.
+node_start() {
+    local out=$1 cg=${2:-} i
+    # shellcheck disable=SC2016 # expanded by the inner sh
+    start_bg "$out" unshare --mount --propagation unchanged -- sh -c '
+        set -e
+        [ -z "$1" ] || echo $$ >"$1/cgroup.procs"
+        mount --make-rslave /
+        mount -t tmpfs -o mode=0755 node-run /run
+        mount -t tmpfs -o mode=0755 node-var-lib /var/lib
+        mkdir -p /run/netns /var/lib/cni
+        # Pods network namespaces are mounted here after containers that
+        # mount it (HostToContainer) started: it must be a shared mount.
+        mount --bind /run/netns /run/netns
+        mount --make-shared /run/netns
+        echo node-ready
+        exec sleep infinity' node "$cg"
+    NODE_PID=$LAST_PID
+    for ((i = 0; i < 50; i++)); do
+        grep -q node-ready "$out" && return 0
+        alive "$NODE_PID" || break
+        sleep 0.1
+    done
+    echo "  the node's mount namespace did not come up:"
+    show "$out"
+    return 1
+}
+
+# on_node CMD...: runs CMD in the node's mount namespace.
+on_node() { nsenter -t "$NODE_PID" -m -- "$@"; }
+
+# node_share DIR...: bind-mounts each DIR onto itself on the node and makes it
+# shared there (CRI refuses Bidirectional mounts of a source that is not).
+node_share() {
+    local d
+    for d in "$@"; do
+        on_node sh -c 'grep -qF " $1 " /proc/self/mountinfo || mount --bind "$1" "$1"; mount --make-shared "$1"' share "$d" || return 1
+    done
+}
+
+node_stop() {
+    [ -n "$NODE_PID" ] || return 0
+    stop_pid "$NODE_PID" 2
+    forget_pid "$NODE_PID"
+    NODE_PID=""
+}
+
+# containerd_config DIR [EXTRA_TOML]: $DIR/config.toml with every path of
+# containerd's in DIR; EXTRA_TOML is appended (plugin sections).
+containerd_config() {
+    CTRD=$1
+    CTRD_SOCK="$CTRD/containerd.sock"
+    mkdir -p "$CTRD/root" "$CTRD/state" "$CTRD/opt" || return 1
+    cat >"$CTRD/config.toml" <<EOF
+version = 2
+root = "$CTRD/root"
+state = "$CTRD/state"
+oom_score = 0
+
+[grpc]
+  address = "$CTRD_SOCK"
+
+[ttrpc]
+  address = "$CTRD_SOCK.ttrpc"
+
+[debug]
+  address = ""
+  level = "info"
+
+[metrics]
+  address = ""
+
+[plugins."io.containerd.internal.v1.opt"]
+  path = "$CTRD/opt"
+${2:-}
+EOF
+}
+
+# containerd_start: containerd on the node (its log: $CTRD/containerd.log,
+# appended to across restarts), ready when its socket answers.
+containerd_start() {
+    local i
+    [ -n "$NODE_PID" ] || { echo "  containerd_start: no node (node_start)"; return 1; }
+    echo "--- containerd start $(date +%T)" >>"$CTRD/containerd.log"
+    nsenter -t "$NODE_PID" -m -- containerd --config "$CTRD/config.toml" >>"$CTRD/containerd.log" 2>&1 &
+    CTRD_PID=$!
+    BG_PIDS+=("$CTRD_PID")
+    for ((i = 0; i < 150; i++)); do
+        if [ -S "$CTRD_SOCK" ] && ctr --address "$CTRD_SOCK" version >/dev/null 2>&1; then
+            return 0
+        fi
+        alive "$CTRD_PID" || break
+        sleep 0.2
+    done
+    echo "  containerd did not come up:"
+    show "$CTRD/containerd.log" 30
+    return 1
+}
+
+# containerd_stop: SIGTERM (containerd leaves its shims and containers
+# running, as on a node), SIGKILL after 10 s.
+containerd_stop() {
+    [ -n "$CTRD_PID" ] || return 0
+    stop_pid "$CTRD_PID" 10
+    forget_pid "$CTRD_PID"
+    CTRD_PID=""
+}
+
+# ctrd_ctr ARGS...: ctr against the test's containerd.
+ctrd_ctr() { ctr --address "$CTRD_SOCK" "$@"; }
