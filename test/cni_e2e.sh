@@ -107,14 +107,22 @@ loader_state() {
 # The runtime: executes $CONF_FILE like libcni.
 
 # rt COMMAND CONTAINER_ID POD_N K8S_NAMESPACE [RUNTIME_CONFIG_JSON]
-# The final result of ADD is cached in $WORK/results/ID (DEL and CHECK read it,
-# DEL removes it). Each plugin's output is kept in $WORK/rt/ID.CMD.N.TYPE; the
+# RT_ANNOTATIONS, if set, is the pod's annotations (a JSON object, or null for
+# a pod without any): passed as containerd's CRI passes them, in
+# runtimeConfig["io.kubernetes.cri.pod-annotations"] of the plugins that
+# declare that capability. Unset: none passed, as podman and older CRI-O do.
+# RT_IFNAME is CNI_IFNAME (eth0 when unset).
+# The final result of ADD is cached in $WORK/results/ID (ID@IFNAME for another
+# interface than eth0; DEL and CHECK read it, DEL removes it). Each plugin's output is kept in $WORK/rt/ID.CMD.N.TYPE; the
 # failing plugin's error object is in $RT_ERR. RT_AFTER_DEL, if set, is run
 # after meshwire-cni's DEL (before the plugins listed before it).
 rt() {
     local cmd=$1 id=$2 n=$3 kns=$4 rc_json=${5:-null}
     local list count name version prev="null" i idx conf type out rc
+    local ifname=${RT_IFNAME:-eth0} annotations=${RT_ANNOTATIONS-} has_annotations=false
     local cache="$WORK/results/$id" order=()
+    [ "$ifname" = eth0 ] || cache="$cache@$ifname"
+    if [ -n "${RT_ANNOTATIONS+set}" ]; then has_annotations=true; else annotations=null; fi
     list=$(cat "$CONF_FILE") || return 1
     count=$(jq '.plugins | length' <<<"$list")
     name=$(jq -r .name <<<"$list")
@@ -126,18 +134,23 @@ rt() {
     esac
     if [ "$cmd" != ADD ] && [ -s "$cache" ]; then prev=$(cat "$cache"); fi
     RT_ERR="$WORK/rt/$id.$cmd.err"
+    [ "$ifname" = eth0 ] || RT_ERR="$WORK/rt/$id@$ifname.$cmd.err"
     : >"$RT_ERR"
     for idx in "${order[@]}"; do
         conf=$(jq -c --argjson i "$idx" --arg name "$name" --arg v "$version" \
-            --argjson prev "$prev" --argjson rc "$rc_json" '
-            .plugins[$i] + {name: $name, cniVersion: $v}
+            --argjson prev "$prev" --argjson rc "$rc_json" \
+            --argjson ann "$annotations" --argjson has_ann "$has_annotations" '
+            (.plugins[$i].capabilities // {}) as $caps
+            | ((if $rc != null and ($caps.meshwire // false) then {meshwire: $rc} else {} end)
+               + (if $has_ann and ($caps["io.kubernetes.cri.pod-annotations"] // false)
+                  then {"io.kubernetes.cri.pod-annotations": $ann} else {} end)) as $rtc
+            | .plugins[$i] + {name: $name, cniVersion: $v}
             + (if $prev == null then {} else {prevResult: $prev} end)
-            + (if $rc != null and (.plugins[$i].capabilities.meshwire // false)
-               then {runtimeConfig: {meshwire: $rc}} else {} end)' <<<"$list")
+            + (if $rtc == {} then {} else {runtimeConfig: $rtc} end)' <<<"$list")
         type=$(jq -r .type <<<"$conf")
         out=$(ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
-            CNI_NETNS="$(netns_path "$n")" CNI_IFNAME=eth0 CNI_PATH="$CNI_BIN" \
-            CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$kns;K8S_POD_NAME=app-$n;K8S_POD_INFRA_CONTAINER_ID=$id" \
+            CNI_NETNS="$(netns_path "$n")" CNI_IFNAME="$ifname" CNI_PATH="$CNI_BIN" \
+            CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$kns;K8S_POD_NAME=app-$n;K8S_POD_INFRA_CONTAINER_ID=$id;K8S_POD_UID=uid-$n" \
             "$CNI_BIN/$type" <<<"$conf" 2>>"$WORK/rt/$id.stderr")
         rc=$?
         printf '%s\n' "$out" >"$WORK/rt/$id.$cmd.$idx.$type"
@@ -358,6 +371,111 @@ case_per_pod_exclusion() {
         --expect-orig "$ADDR_A" --expect-server A || return 1
     client 1 "pod1 -> X (not excluded for pod1)" --connect "$ADDR_X" --count 10 --parallel 5 \
         --expect-orig "$ADDR_X" --expect-server X
+}
+
+# ---------------------------------------------------------------------------
+# Pod annotations, as containerd's CRI passes them to meshwire-cni (which
+# `cni install` declared the capability io.kubernetes.cri.pod-annotations for).
+
+ISTIO_STATUS='{"initContainers":null,"containers":["istio-proxy"],"volumes":["istio-envoy"]}'
+
+# annotated ID N K8S_NAMESPACE ANNOTATIONS_JSON: ADD as containerd does.
+annotated() {
+    RT_ANNOTATIONS=$4 rt ADD "$1" "$2" "$3" || { log "ADD of $1 failed:"; show "$RT_ERR"; show "$WORK/rt/$1.stderr"; return 1; }
+}
+
+# says ID TEXT: meshwire-cni's stderr for ID has TEXT.
+says() {
+    grep -qF -- "$2" "$WORK/rt/$1.stderr" || { log "$1: stderr does not say '$2':"; show "$WORK/rt/$1.stderr"; return 1; }
+}
+
+meshed() { pod_list | grep -qw "$1"; }
+
+case_annotations_decide() {
+    local ann n rc=0
+    for n in 20 21 22 23 24 25; do new_pod "$n" || return 1; done
+    # Istio's injector's mark: meshed, and its connections reach its sidecar.
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s, "app": "cart"}')
+    annotated ctr-20 20 shop "$ann" || return 1
+    meshed ctr-20 || { log "ctr-20 (sidecar.istio.io/status) is not meshed"; rc=1; }
+    says ctr-20 "is meshed (eth0): the pod's annotations decide: annotation sidecar.istio.io/status is set" || rc=1
+    sidecar 20 || return 1
+    client 20 "pod20 (Istio-injected) -> A through its sidecar" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || rc=1
+    # meshwire's own opt-in.
+    annotated ctr-21 21 shop '{"meshwire.io/mesh": "true"}' || return 1
+    meshed ctr-21 || { log "ctr-21 (meshwire.io/mesh: true) is not meshed"; rc=1; }
+    says ctr-21 'annotation meshwire.io/mesh: "true"' || rc=1
+    # No sidecar annotation, in the same namespace: not meshed, reaches A directly.
+    annotated ctr-22 22 shop '{"app": "batch"}' || return 1
+    meshed ctr-22 && { log "ctr-22 (no sidecar annotation) is meshed"; rc=1; }
+    says ctr-22 "is not meshed: the pod's annotations decide: no annotation says it has a sidecar" || rc=1
+    client 22 "pod22 (no sidecar) -> A" --connect "$ADDR_A" --count 5 --parallel 5 --expect-direct --expect-server A || rc=1
+    # A pod without annotations at all: containerd passes null.
+    annotated ctr-23 23 shop null || return 1
+    meshed ctr-23 && { log "ctr-23 (null annotations) is meshed"; rc=1; }
+    says ctr-23 "no annotation says it has a sidecar" || rc=1
+    # Opt-outs win over the sidecar's mark.
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s, "sidecar.istio.io/inject": "false"}')
+    annotated ctr-24 24 shop "$ann" || return 1
+    meshed ctr-24 && { log "ctr-24 (sidecar.istio.io/inject: false) is meshed"; rc=1; }
+    says ctr-24 'annotation sidecar.istio.io/inject: "false"' || rc=1
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s, "meshwire.io/mesh": "false"}')
+    annotated ctr-25 25 shop "$ann" || return 1
+    meshed ctr-25 && { log "ctr-25 (meshwire.io/mesh: false) is meshed"; rc=1; }
+    says ctr-25 'annotation meshwire.io/mesh: "false"' || rc=1
+    client 25 "pod25 (opted out) -> A" --connect "$ADDR_A" --count 5 --parallel 5 --expect-direct --expect-server A || rc=1
+    # Without annotations (podman, older CRI-O) the namespace lists decided case 5's pod.
+    says ctr-3 "is meshed (eth0): the namespace lists decide (the runtime passed no pod annotations)" || rc=1
+    for n in 20 21 22 23 24 25; do
+        RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || { log "DEL of ctr-$n failed:"; show "$RT_ERR"; rc=1; }
+    done
+    for n in 20 21; do meshed "ctr-$n" && { log "ctr-$n still meshed after DEL"; rc=1; }; done
+    [ "$rc" = 0 ] && log "meshed: Istio's status, meshwire.io/mesh=true; not: no annotation, null, inject=false, mesh=false"
+    return "$rc"
+}
+
+# The pod's interception settings from its annotations, on real connections.
+case_annotation_settings() {
+    local ann rc=0
+    new_pod 26 || return 1
+    new_pod 27 || return 1
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s, "traffic.sidecar.istio.io/excludeOutboundPorts": "8081"}')
+    annotated ctr-26 26 shop "$ann" || return 1
+    sidecar 26 || return 1
+    client 26 "pod26 -> X (traffic.sidecar.istio.io/excludeOutboundPorts: 8081)" --connect "$ADDR_X" --count 10 \
+        --parallel 5 --expect-direct --expect-server X || rc=1
+    client 26 "pod26 -> A" --connect "$ADDR_A" --count 10 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s,
+        "traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.241.0.0/16,fd00::/64"}')
+    annotated ctr-27 27 shop "$ann" || return 1
+    says ctr-27 "IPv6 ranges fd00::/64 skipped" || rc=1
+    sidecar 27 || return 1
+    client 27 "pod27 -> A (excludeOutboundIPRanges 10.241.0.0/16)" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-direct --expect-server A || rc=1
+    mwl pods 2>&1 | grep -A12 '^pod ctr-27' | grep -q '10.241.0.0/16' ||
+        { log "'pods' does not show ctr-27's excluded range:"; mwl pods 2>&1 | sed 's/^/    | /'; rc=1; }
+    for n in 26 27; do RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || rc=1; done
+    return "$rc"
+}
+
+# A malformed annotation: the pod is not started, the error names it, and
+# the loader has nothing of it.
+case_annotation_malformed() {
+    local ann before after rc=0
+    new_pod 30 || return 1
+    before=$(loader_state)
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s, "traffic.sidecar.istio.io/excludeOutboundPorts": "5432,postgres"}')
+    if RT_ANNOTATIONS=$ann rt ADD ctr-30 30 shop; then log "ADD with a malformed annotation succeeded"; return 1; fi
+    [ "$(jq -r .code "$RT_ERR")" = 7 ] || { log "expected code 7:"; show "$RT_ERR"; rc=1; }
+    jq -r .msg "$RT_ERR" | grep -qF 'annotation traffic.sidecar.istio.io/excludeOutboundPorts: "5432,postgres"' ||
+        { log "the error does not name the annotation and its value:"; show "$RT_ERR"; rc=1; }
+    after=$(loader_state)
+    [ "$before" = "$after" ] || { log "the loader's state changed:"; diff <(echo "$before") <(echo "$after") | sed 's/^/    | /'; rc=1; }
+    # The runtime tears the sandbox down.
+    RT_ANNOTATIONS=$ann rt DEL ctr-30 30 shop || { log "DEL failed:"; show "$RT_ERR"; rc=1; }
+    [ "$rc" = 0 ] && log "code 7: $(jq -r .msg "$RT_ERR" 2>/dev/null || true)"
+    return "$rc"
 }
 
 # expect_error DESC WANT_CODE COMMAND POD CONF [ENV...]: meshwire-cni fails
@@ -647,6 +765,9 @@ run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
 run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
 run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc
 run_case "10 STATUS and VERSION" case_status
-run_case "11 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
-run_case "12 cni uninstall restores the configuration" case_uninstall
+run_case "11 pod annotations decide which pods have a sidecar (Istio's mark, meshwire.io/mesh, opt-outs)" case_annotations_decide
+run_case "12 exclusions from pod annotations take effect" case_annotation_settings
+run_case "13 a malformed annotation refuses the pod (code 7) and registers nothing" case_annotation_malformed
+run_case "14 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
+run_case "15 cni uninstall restores the configuration" case_uninstall
 exit 0

@@ -30,8 +30,9 @@ pub const DEFAULT_SOCKET: &str = "/run/meshwire/loader.sock";
 /// Longest request line a server reads; longer ones are refused.
 pub const MAX_LINE: usize = 64 * 1024;
 
-/// What a pod asks of the datapath. `container_id` (CNI_CONTAINERID) is the
-/// pod's identity: DEL may arrive without a netns.
+/// What a pod asks of the datapath. (`container_id`, `ifname`) (CNI_CONTAINERID,
+/// CNI_IFNAME) is the attachment's identity: DEL may arrive without a netns,
+/// and a pod on two networks has two attachments in one network namespace.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct PodSpec {
@@ -59,6 +60,19 @@ pub struct PodSpec {
     pub exclude_outbound_cidrs: Vec<String>,
     #[serde(default)]
     pub exclude_inbound_ports: Vec<u16>,
+    /// Outbound, Istio's `includeOutboundIPRanges`: Some(list) steers only
+    /// connections to these CIDRs (and to `include_outbound_ports`); None
+    /// steers all ("*"). Exclusions win over both.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_outbound_cidrs: Option<Vec<String>>,
+    /// Outbound, Istio's `includeOutboundPorts`: ports steered whatever the
+    /// destination address; they matter only with `include_outbound_cidrs`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_outbound_ports: Vec<u16>,
+    /// Inbound, Istio's `includeInboundPorts`: Some(list) redirects only these
+    /// ports to the sidecar; None redirects all ("*").
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub include_inbound_ports: Option<Vec<u16>>,
     /// Socket-level acceleration of this pod's mesh hops, when the node runs
     /// it (`[acceleration] enabled`): Some(true) on, Some(false) off, None
     /// the node's choice (`[acceleration] pods`).
@@ -86,11 +100,21 @@ pub enum Op {
     /// Mesh a pod. Answers only once the pod is intercepting. Adding the same
     /// container again with the same spec succeeds (idempotent).
     AddPod { pod: PodSpec },
-    /// Stop meshing a pod and remove everything of it. Succeeds when the pod
-    /// is unknown (CNI DEL is idempotent): `result.existed` says which.
-    DelPod { container_id: String },
-    /// Is the pod still fully set up (maps, tc links, record)?
-    CheckPod { container_id: String },
+    /// Stop meshing a pod's attachment `ifname` (every attachment of the
+    /// container when None) and remove everything of it. Succeeds when it is
+    /// unknown (CNI DEL is idempotent): `result.existed` says which.
+    DelPod {
+        container_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifname: Option<String>,
+    },
+    /// Is the attachment still fully set up (maps, tc links, record)? With
+    /// no `ifname`, the container's only attachment.
+    CheckPod {
+        container_id: String,
+        #[serde(default, skip_serializing_if = "Option::is_none")]
+        ifname: Option<String>,
+    },
     ListPods,
     /// Liveness/readiness: the daemon's view of its datapath.
     Status,
@@ -251,6 +275,9 @@ mod tests {
             exclude_inbound_ports: vec![9090],
             accelerate: None,
             network: Some("mesh-net".into()),
+            include_outbound_cidrs: Some(vec!["10.0.0.0/8".into()]),
+            include_outbound_ports: vec![443],
+            include_inbound_ports: Some(vec![]),
         }
     }
 
@@ -258,8 +285,9 @@ mod tests {
     fn requests_round_trip_as_one_line() {
         for op in [
             Op::AddPod { pod: spec() },
-            Op::DelPod { container_id: "c1".into() },
-            Op::CheckPod { container_id: "c1".into() },
+            Op::DelPod { container_id: "c1".into(), ifname: None },
+            Op::DelPod { container_id: "c1".into(), ifname: Some("net1".into()) },
+            Op::CheckPod { container_id: "c1".into(), ifname: Some("eth0".into()) },
             Op::ListPods,
             Op::Status,
         ] {
@@ -268,6 +296,15 @@ mod tests {
             assert!(!line.contains('\n'));
             assert_eq!(parse_request(&line).unwrap(), req);
         }
+    }
+
+    /// What an older client sends (no attachment, no include lists) still parses.
+    #[test]
+    fn older_clients_requests_parse() {
+        let r = parse_request(r#"{"version":1,"op":"del_pod","container_id":"c1"}"#).unwrap();
+        assert_eq!(r.op, Op::DelPod { container_id: "c1".into(), ifname: None });
+        let line = serde_json::to_string(&Request { version: 1, op: Op::AddPod { pod: PodSpec { container_id: "c".into(), ..Default::default() } } }).unwrap();
+        assert!(!line.contains("include"), "unset include lists are not sent: {line}");
     }
 
     #[test]

@@ -10,6 +10,7 @@ use serde::Deserialize;
 use serde_json::value::RawValue;
 use serde_json::{Map, Value};
 
+use crate::annotations::{self, Annotations, Matcher};
 use crate::error::{code, CniError};
 
 /// The CNI specification versions meshwire-cni speaks, oldest first.
@@ -42,6 +43,8 @@ const PLUGIN_KEYS: &[&str] = &[
     "excludeOutboundCIDRs",
     "excludeInboundPorts",
     "accelerate",
+    "sidecarAnnotations",
+    "noSidecarAnnotations",
 ];
 const NAMESPACES_KEYS: &[&str] = &["include", "exclude"];
 const OVERRIDE_KEYS: &[&str] = &["mesh", "excludeOutboundPorts", "excludeOutboundCIDRs", "excludeInboundPorts", "accelerate"];
@@ -99,6 +102,13 @@ pub struct Namespaces {
 }
 
 impl Namespaces {
+    /// Some(reason) when `namespaces.exclude` lists the namespace: never
+    /// meshed, whatever the pod's annotations say.
+    pub fn excluded(&self, namespace: Option<&str>) -> Option<String> {
+        let ns = namespace?;
+        self.exclude.iter().any(|e| e == ns).then(|| format!("namespace {ns:?} is in namespaces.exclude"))
+    }
+
     /// None: meshed. Some(reason): not meshed, and why.
     pub fn skip_reason(&self, namespace: Option<&str>) -> Option<String> {
         match namespace {
@@ -125,10 +135,23 @@ pub struct PluginConfig {
     /// Socket-level acceleration of this network's pods (the loader's
     /// `PodSpec.accelerate`); None: the loader's `[acceleration] pods` decides.
     pub accelerate: Option<bool>,
+    /// Pod annotations that mean "this pod has a sidecar" (when the runtime
+    /// passes annotations); empty: the namespace lists decide.
+    pub sidecar_annotations: Vec<Matcher>,
+    /// More annotations that mean "no sidecar", on top of the two that always do.
+    pub no_sidecar_annotations: Vec<Matcher>,
 }
 
-/// Per-pod settings from runtimeConfig.meshwire or args.cni.meshwire; a key
-/// given there replaces the network's value for that pod.
+/// An include list: everything (Istio's `*`) or only these.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Select<T> {
+    All,
+    Only(Vec<T>),
+}
+
+/// Per-pod settings from runtimeConfig.meshwire, args.cni.meshwire or the
+/// pod's annotations; a key given there replaces the network's value for
+/// that pod.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct PodOverride {
     pub mesh: Option<bool>,
@@ -136,18 +159,47 @@ pub struct PodOverride {
     pub outbound_cidrs: Option<Vec<Cidr4>>,
     pub inbound_ports: Option<Vec<u16>>,
     pub accelerate: Option<bool>,
+    /// The include lists (annotations only); None: not given, which is All.
+    pub include_outbound_cidrs: Option<Select<Cidr4>>,
+    pub include_outbound_ports: Option<Select<u16>>,
+    pub include_inbound_ports: Option<Select<u16>>,
 }
 
 impl PodOverride {
     /// `self` over `under`, key by key.
-    fn over(self, under: PodOverride) -> PodOverride {
+    pub fn over(self, under: PodOverride) -> PodOverride {
         PodOverride {
             mesh: self.mesh.or(under.mesh),
             outbound_ports: self.outbound_ports.or(under.outbound_ports),
             outbound_cidrs: self.outbound_cidrs.or(under.outbound_cidrs),
             inbound_ports: self.inbound_ports.or(under.inbound_ports),
             accelerate: self.accelerate.or(under.accelerate),
+            include_outbound_cidrs: self.include_outbound_cidrs.or(under.include_outbound_cidrs),
+            include_outbound_ports: self.include_outbound_ports.or(under.include_outbound_ports),
+            include_inbound_ports: self.include_inbound_ports.or(under.include_inbound_ports),
         }
+    }
+
+    /// The include lists as the loader takes them: outbound, None (all) or
+    /// the CIDRs and the ports steered whatever the address (Istio's
+    /// includeOutboundPorts); inbound, None (all) or the ports.
+    #[allow(clippy::type_complexity)]
+    pub fn includes(&self) -> (Option<Vec<Cidr4>>, Vec<u16>, Option<Vec<u16>>) {
+        let out_ports = match &self.include_outbound_ports {
+            Some(Select::Only(p)) => p.clone(),
+            _ => Vec::new(),
+        };
+        let out = match (&self.include_outbound_cidrs, &self.include_outbound_ports) {
+            // All ports steered whatever the address: everything is.
+            (_, Some(Select::All)) | (None | Some(Select::All), _) => None,
+            (Some(Select::Only(c)), _) => Some(c.clone()),
+        };
+        let out_ports = if out.is_some() { out_ports } else { Vec::new() };
+        let inbound = match &self.include_inbound_ports {
+            Some(Select::Only(p)) => Some(p.clone()),
+            _ => None,
+        };
+        (out, out_ports, inbound)
     }
 
     pub fn apply(&self, base: &Exclusions) -> Exclusions {
@@ -176,6 +228,9 @@ pub struct NetConf {
     pub name: String,
     pub plugin: PluginConfig,
     pub pod_override: PodOverride,
+    /// The pod's annotations, when the runtime passed them
+    /// (`runtimeConfig["io.kubernetes.cri.pod-annotations"]`).
+    pub annotations: Option<Annotations>,
     pub prev_result: Option<PrevResult>,
     pub valid_attachments: Option<Attachments>,
 }
@@ -363,13 +418,27 @@ fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
         inbound_ports: obj.get("excludeInboundPorts").map(|v| ports(v, "excludeInboundPorts")).transpose()?.unwrap_or_default(),
     };
     let accelerate = obj.get("accelerate").map(|v| boolean(v, "accelerate")).transpose()?;
-    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions, accelerate })
+    let matchers = |key: &str| -> Result<Option<Vec<Matcher>>, CniError> {
+        let Some(v) = obj.get(key) else { return Ok(None) };
+        let mut out = Vec::new();
+        for (i, m) in array(v, key)?.iter().enumerate() {
+            let p = format!("{key}[{i}]");
+            out.push(Matcher::parse(string(m, &p)?, &p)?);
+        }
+        Ok(Some(out))
+    };
+    let sidecar_annotations = matchers("sidecarAnnotations")?.unwrap_or_else(annotations::default_sidecar);
+    let no_sidecar_annotations = matchers("noSidecarAnnotations")?.unwrap_or_default();
+    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions, accelerate, sidecar_annotations, no_sidecar_annotations })
 }
 
 fn pod_override(v: &Value, path: &str) -> Result<PodOverride, CniError> {
     let m = object(v, path)?;
     unknown_keys(m, &[OVERRIDE_KEYS], path)?;
     Ok(PodOverride {
+        include_outbound_cidrs: None,
+        include_outbound_ports: None,
+        include_inbound_ports: None,
         mesh: m.get("mesh").map(|v| boolean(v, &format!("{path}.mesh"))).transpose()?,
         outbound_ports: m.get("excludeOutboundPorts").map(|v| ports(v, &format!("{path}.excludeOutboundPorts"))).transpose()?,
         outbound_cidrs: m.get("excludeOutboundCIDRs").map(|v| cidrs(v, &format!("{path}.excludeOutboundCIDRs"))).transpose()?,
@@ -396,6 +465,13 @@ fn pod_overrides(obj: &Map<String, Value>) -> Result<PodOverride, CniError> {
         }
     }
     Ok(from_runtime.over(from_args))
+}
+
+/// The pod's annotations, if the runtime passed them (the capability
+/// `io.kubernetes.cri.pod-annotations`).
+fn pod_annotations(obj: &Map<String, Value>) -> Result<Option<Annotations>, CniError> {
+    let Some(rc) = obj.get("runtimeConfig") else { return Ok(None) };
+    object(rc, "runtimeConfig")?.get(annotations::CAPABILITY).map(annotations::from_runtime_config).transpose()
 }
 
 fn attachments(v: &Value, path: &str) -> Result<Attachments, CniError> {
@@ -431,6 +507,7 @@ pub fn parse(stdin: &str, obj: &Map<String, Value>) -> Result<NetConf, CniError>
     }
     let plugin = plugin_config(obj)?;
     let pod_override = pod_overrides(obj)?;
+    let annotations = pod_annotations(obj)?;
     let prev_result = match obj.get("prevResult") {
         None | Some(Value::Null) => None,
         Some(v @ Value::Object(_)) => {
@@ -445,7 +522,7 @@ pub fn parse(stdin: &str, obj: &Map<String, Value>) -> Result<NetConf, CniError>
         None | Some(Value::Null) => None,
         Some(v) => Some(attachments(v, "cni.dev/valid-attachments")?),
     };
-    Ok(NetConf { cni_version, name, plugin, pod_override, prev_result, valid_attachments })
+    Ok(NetConf { cni_version, name, plugin, pod_override, annotations, prev_result, valid_attachments })
 }
 
 #[cfg(test)]

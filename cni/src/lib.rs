@@ -21,12 +21,14 @@ use std::time::Duration;
 use meshwire_api::{ApiError, ErrorCode, Op, OpResult, PodSpec, Unreachable};
 use serde_json::{json, Value};
 
+pub mod annotations;
 pub mod config;
 pub mod env;
 pub mod error;
 pub mod prev;
 
-use config::{FailPolicy, NetConf, Version, LATEST_VERSION, SUPPORTED_VERSIONS};
+use annotations::Decision;
+use config::{FailPolicy, NetConf, PodOverride, Version, LATEST_VERSION, SUPPORTED_VERSIONS};
 use env::{Attachment, Command, RawEnv};
 use error::{code, CniError};
 
@@ -162,12 +164,31 @@ fn pod_label(att: &Attachment) -> String {
     }
 }
 
-/// Why this pod is not meshed, if it is not.
-fn skip_reason(conf: &NetConf, att: &Attachment) -> Option<String> {
-    if let Some(reason) = conf.plugin.namespaces.skip_reason(att.args.pod_namespace()) {
-        return Some(reason);
+/// Whether the pod is meshed, and which source decided, for stderr: its
+/// per-pod `mesh: false`, `namespaces.exclude` (always), then the pod's
+/// annotations when the runtime passed them, else the namespace lists.
+/// A malformed `meshwire.io/mesh` is an error.
+fn decide(conf: &NetConf, att: &Attachment) -> Result<(bool, String), CniError> {
+    if conf.pod_override.mesh == Some(false) {
+        return Ok((false, "its per-pod settings say \"mesh\": false".to_string()));
     }
-    (conf.pod_override.mesh == Some(false)).then(|| "its per-pod settings say \"mesh\": false".to_string())
+    let namespace = att.args.pod_namespace();
+    if let Some(reason) = conf.plugin.namespaces.excluded(namespace) {
+        return Ok((false, reason));
+    }
+    let plugin = &conf.plugin;
+    let why_lists = match &conf.annotations {
+        Some(a) => match annotations::decide(a, &plugin.sidecar_annotations, &plugin.no_sidecar_annotations)? {
+            Decision::Sidecar(why) => return Ok((true, format!("the pod's annotations decide: {why}"))),
+            Decision::NoSidecar(why) => return Ok((false, format!("the pod's annotations decide: {why}"))),
+            Decision::Undecided => "the namespace lists decide (sidecarAnnotations is empty)",
+        },
+        None => "the namespace lists decide (the runtime passed no pod annotations)",
+    };
+    Ok(match plugin.namespaces.skip_reason(namespace) {
+        Some(reason) => (false, format!("{why_lists}: {reason}")),
+        None => (true, why_lists.to_string()),
+    })
 }
 
 fn refused(what: &str, e: &ApiError) -> CniError {
@@ -203,15 +224,19 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
     let netns = att.netns.as_deref().expect("ADD has CNI_NETNS");
     check_netns(netns)?;
     let pod = pod_label(att);
-    if let Some(reason) = skip_reason(conf, att) {
-        cx.notes.push(format!("{pod} is not meshed: {reason}"));
+    let (meshed, why) = decide(conf, att)?;
+    if !meshed {
+        cx.notes.push(format!("{pod} is not meshed: {why}"));
         return Ok(prev.raw.clone());
     }
+    let over = pod_settings(conf, cx)?;
     let ips = prev::pod_ipv4s(&prev.value, &att.ifname, netns)?;
+    cx.notes.push(format!("{pod} is meshed ({}): {why}", att.ifname));
     if ips.is_empty() {
         cx.notes.push(format!("{pod}: prevResult has no IPv4 address for {} in {}; meshing its outbound traffic only", att.ifname, netns.display()));
     }
-    let ex = conf.pod_override.apply(&conf.plugin.exclusions);
+    let ex = over.apply(&conf.plugin.exclusions);
+    let (include_out_cidrs, include_out_ports, include_in_ports) = over.includes();
     let spec = PodSpec {
         container_id: att.container_id.clone(),
         netns: netns.to_path_buf(),
@@ -222,8 +247,11 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         exclude_outbound_ports: ex.outbound_ports,
         exclude_outbound_cidrs: ex.outbound_cidrs.iter().map(|c| c.to_string()).collect(),
         exclude_inbound_ports: ex.inbound_ports,
+        include_outbound_cidrs: include_out_cidrs.map(|cs| cs.iter().map(|c| c.to_string()).collect()),
+        include_outbound_ports: include_out_ports,
+        include_inbound_ports: include_in_ports,
         // The pod's own setting, else the network's, else the node's (None).
-        accelerate: conf.pod_override.accelerate.or(conf.plugin.accelerate),
+        accelerate: over.accelerate.or(conf.plugin.accelerate),
         network: Some(conf.name.clone()),
     };
     match loader.call(&conf.plugin.loader_socket, conf.plugin.timeout, Op::AddPod { pod: spec }) {
@@ -235,12 +263,32 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
     Ok(prev.raw.clone())
 }
 
+/// The pod's settings: runtimeConfig.meshwire, then args.cni.meshwire, then
+/// its annotations (meshwire's, then Istio's). A malformed annotation is an
+/// error naming it: the pod is not started with other settings than it asked.
+fn pod_settings(conf: &NetConf, cx: &mut Cx) -> Result<PodOverride, CniError> {
+    let Some(a) = &conf.annotations else { return Ok(conf.pod_override.clone()) };
+    let (from_annotations, notes) = annotations::settings(a)?;
+    cx.notes.extend(notes);
+    Ok(conf.pod_override.clone().over(from_annotations))
+}
+
+/// A request about one attachment. A loader older than attachments refuses
+/// the `ifname` field: ask it again without (it keys pods by container).
+fn call_attachment(conf: &NetConf, att: &Attachment, loader: &dyn Loader, op: impl Fn(Option<String>) -> Op) -> Result<Result<OpResult, ApiError>, Unreachable> {
+    let (socket, timeout) = (&conf.plugin.loader_socket, conf.plugin.timeout);
+    match loader.call(socket, timeout, op(Some(att.ifname.clone()))) {
+        Ok(Err(e)) if e.code == ErrorCode::InvalidRequest && e.message.contains("unknown field `ifname`") => loader.call(socket, timeout, op(None)),
+        other => other,
+    }
+}
+
 /// DEL always asks the loader (also for pods the namespace lists exclude:
 /// the lists may have changed since ADD) and succeeds when the pod is gone.
 fn del(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Result<String, CniError> {
     let pod = pod_label(att);
-    let op = Op::DelPod { container_id: att.container_id.clone() };
-    match loader.call(&conf.plugin.loader_socket, conf.plugin.timeout, op) {
+    let id = &att.container_id;
+    match call_attachment(conf, att, loader, |ifname| Op::DelPod { container_id: id.clone(), ifname }) {
         Ok(Ok(_)) => Ok(String::new()),
         Ok(Err(e)) if e.code == ErrorCode::NotFound => Ok(String::new()),
         Ok(Err(e)) if e.code == ErrorCode::TryAgain => {
@@ -260,13 +308,13 @@ fn check(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> 
     let netns = att.netns.as_deref().expect("CHECK has CNI_NETNS");
     check_netns(netns)?;
     let pod = pod_label(att);
-    if skip_reason(conf, att).is_some() {
+    if !decide(conf, att)?.0 {
         return Ok(String::new());
     }
     let ips = prev::pod_ipv4s(&prev.value, &att.ifname, netns)?;
-    let op = Op::CheckPod { container_id: att.container_id.clone() };
     let failed = |msg: String| CniError::new(code::CHECK_FAILED, format!("CHECK {pod}: {msg}"));
-    match loader.call(&conf.plugin.loader_socket, conf.plugin.timeout, op) {
+    let id = &att.container_id;
+    match call_attachment(conf, att, loader, |ifname| Op::CheckPod { container_id: id.clone(), ifname }) {
         Ok(Ok(r)) => {
             if let Some(rec) = r.pod {
                 let mut want = ips.clone();
@@ -321,7 +369,7 @@ fn gc(conf: &NetConf, loader: &dyn Loader, cx: &mut Cx) -> Result<String, CniErr
         if p.spec.network.as_deref() != Some(conf.name.as_str()) || valid.contains(&key) {
             continue;
         }
-        match loader.call(socket, timeout, Op::DelPod { container_id: p.spec.container_id.clone() }) {
+        match loader.call(socket, timeout, Op::DelPod { container_id: p.spec.container_id.clone(), ifname: Some(p.spec.ifname.clone()) }) {
             Ok(Ok(_)) => cx.notes.push(format!("GC: removed stale container {} ({})", key.0, key.1)),
             Ok(Err(e)) if e.code == ErrorCode::NotFound => {}
             Ok(Err(e)) => {

@@ -128,6 +128,7 @@ fn add_meshes_the_pod_and_hands_prev_result_back_byte_for_byte() {
             exclude_inbound_ports: vec![9090],
             accelerate: None,
             network: Some("mesh-net".into()),
+            ..Default::default()
         }
     );
 }
@@ -248,7 +249,7 @@ fn add_without_ipv4_meshes_outbound_only() {
     let out = run_with(&env("ADD"), &conf(json!({"prevResult": p})).to_string(), &fake);
     assert!(out.success);
     assert_eq!(added_spec(&fake).ips, Vec::<Ipv4Addr>::new());
-    assert!(out.notes[0].contains("no IPv4 address for eth0"), "{:?}", out.notes);
+    assert!(out.notes.iter().any(|n| n.contains("no IPv4 address for eth0")), "{:?}", out.notes);
 }
 
 /// Each bad input: its code, a message naming the problem, and no loader call.
@@ -354,7 +355,7 @@ fn del_is_idempotent() {
     let fake = Fake::ok();
     let out = run_with(&env("DEL"), &c, &fake);
     assert!(out.success && out.stdout.is_empty(), "{out:?}");
-    assert_eq!(fake.ops(), vec![Op::DelPod { container_id: "c0ffee".into() }]);
+    assert_eq!(fake.ops(), vec![Op::DelPod { container_id: "c0ffee".into(), ifname: Some("eth0".into()) }]);
     // The pod is unknown; the netns is gone; no netns nor prevResult given.
     let mut gone = env("DEL");
     gone.netns = Some("/var/run/netns/meshwire-test-absent".into());
@@ -405,7 +406,7 @@ fn check() {
     let ok = Fake::new(|_| Ok(Ok(record(vec![Ipv4Addr::new(10, 22, 0, 5)], NETNS))));
     let out = run_with(&env("CHECK"), &c, &ok);
     assert!(out.success && out.stdout.is_empty(), "{out:?}");
-    assert_eq!(ok.ops(), vec![Op::CheckPod { container_id: "c0ffee".into() }]);
+    assert_eq!(ok.ops(), vec![Op::CheckPod { container_id: "c0ffee".into(), ifname: Some("eth0".into()) }]);
     // A bare ok (no record in the answer) passes too.
     assert!(run_with(&env("CHECK"), &c, &Fake::ok()).success);
     // The loader's record disagrees with prevResult.
@@ -455,7 +456,7 @@ fn gc_deletes_what_is_not_valid() {
     assert!(out.success && out.stdout.is_empty(), "{out:?}");
     assert_eq!(
         fake.ops(),
-        vec![Op::ListPods, Op::DelPod { container_id: "stale".into() }, Op::DelPod { container_id: "keep".into() }]
+        vec![Op::ListPods, Op::DelPod { container_id: "stale".into(), ifname: Some("eth0".into()) }, Op::DelPod { container_id: "keep".into(), ifname: Some("net1".into()) }]
     );
     // Pods of another network and pods registered by hand are not this GC's.
     let fake = Fake::new(|op| match op {
@@ -470,7 +471,7 @@ fn gc_deletes_what_is_not_valid() {
     });
     let out = run_with(&e, &gc_conf(json!([])), &fake);
     assert!(out.success, "{out:?}");
-    assert_eq!(fake.ops(), vec![Op::ListPods, Op::DelPod { container_id: "mine".into() }]);
+    assert_eq!(fake.ops(), vec![Op::ListPods, Op::DelPod { container_id: "mine".into(), ifname: Some("eth0".into()) }]);
     // Without the list nothing is deleted.
     let fake = Fake::ok();
     e.path = None;
@@ -484,7 +485,7 @@ fn gc_deletes_what_is_not_valid() {
     // One deletion fails: the others are still tried, the error names it.
     let fake = Fake::new(|op| match op {
         Op::ListPods => Ok(Ok(pods(&[("a", "eth0"), ("b", "eth0")]))),
-        Op::DelPod { container_id } if container_id == "a" => Ok(Err(ApiError { code: ErrorCode::Internal, message: "tc says no".into() })),
+        Op::DelPod { container_id, .. } if container_id == "a" => Ok(Err(ApiError { code: ErrorCode::Internal, message: "tc says no".into() })),
         _ => Ok(Ok(OpResult::default())),
     });
     let out = run_with(&e, &gc_conf(json!([])), &fake);
@@ -511,4 +512,162 @@ fn status() {
     let out = run_with(&e, &open, &Fake::down());
     assert!(out.success, "{out:?}");
     assert!(out.notes[0].contains("un-meshed"), "{:?}", out.notes);
+}
+
+/// A configuration whose runtimeConfig carries the pod's annotations, as
+/// containerd passes them to a plugin with the capability.
+fn annotated(annotations: Value, extra: Value) -> String {
+    let mut c = conf(extra);
+    c["capabilities"] = json!({"io.kubernetes.cri.pod-annotations": true});
+    c["runtimeConfig"] = json!({"io.kubernetes.cri.pod-annotations": annotations});
+    c.to_string()
+}
+
+#[test]
+fn annotations_decide_which_pods_have_a_sidecar() {
+    let istio = json!({"sidecar.istio.io/status": "{\"containers\":[\"istio-proxy\"]}"});
+    for (annotations, extra, meshed, says) in [
+        (istio.clone(), json!({}), true, "the pod's annotations decide: annotation sidecar.istio.io/status is set"),
+        (json!({"meshwire.io/mesh": "true"}), json!({}), true, "annotation meshwire.io/mesh: \"true\""),
+        (json!({}), json!({}), false, "no annotation says it has a sidecar"),
+        // containerd passes null for a pod without annotations.
+        (Value::Null, json!({}), false, "no annotation says it has a sidecar"),
+        (json!({"sidecar.istio.io/status": "{}", "sidecar.istio.io/inject": "false"}), json!({}), false, "sidecar.istio.io/inject: \"false\""),
+        (json!({"sidecar.istio.io/status": "{}", "meshwire.io/mesh": "false"}), json!({}), false, "meshwire.io/mesh: \"false\""),
+        // Annotations decide over namespaces.include; namespaces.exclude always wins.
+        (json!({"meshwire.io/mesh": "true"}), json!({"namespaces": {"include": ["pay"]}}), true, "annotations decide"),
+        (json!({"meshwire.io/mesh": "true"}), json!({"namespaces": {"exclude": ["shop"]}}), false, "namespace \"shop\" is in namespaces.exclude"),
+        // Configured matchers.
+        (json!({"example.com/proxy": "v1"}), json!({"sidecarAnnotations": ["example.com/proxy"]}), true, "annotation example.com/proxy is set"),
+        (istio.clone(), json!({"sidecarAnnotations": ["example.com/proxy"]}), false, "sidecarAnnotations: example.com/proxy"),
+        (json!({"meshwire.io/mesh": "true", "batch": "yes"}), json!({"noSidecarAnnotations": ["batch=yes"]}), false, "annotation batch: \"yes\""),
+        // sidecarAnnotations empty: the namespace lists decide, opt-outs still count.
+        (json!({}), json!({"sidecarAnnotations": []}), true, "the namespace lists decide (sidecarAnnotations is empty)"),
+        (json!({}), json!({"sidecarAnnotations": [], "namespaces": {"include": ["pay"]}}), false, "sidecarAnnotations is empty): namespace \"shop\" is not in"),
+        (json!({"meshwire.io/mesh": "false"}), json!({"sidecarAnnotations": []}), false, "meshwire.io/mesh: \"false\""),
+    ] {
+        let fake = Fake::ok();
+        let stdin = annotated(annotations.clone(), extra.clone());
+        let out = run_with(&env("ADD"), &stdin, &fake);
+        assert!(out.success, "{annotations} {extra}: {out:?}");
+        assert_eq!(serde_json::from_str::<Value>(&out.stdout).unwrap(), prev("1.0.0"));
+        assert_eq!(fake.ops().len(), meshed as usize, "{annotations} {extra}: {:?}", fake.ops());
+        let want = if meshed { "is meshed (eth0): " } else { "is not meshed: " };
+        assert!(out.notes.iter().any(|n| n.contains(want) && n.contains(says)), "{annotations} {extra}: {:?}", out.notes);
+        // CHECK decides the same way: a pod passed through is not asked about.
+        let fake = Fake::ok();
+        assert!(run_with(&env("CHECK"), &stdin, &fake).success);
+        assert_eq!(fake.ops().len(), meshed as usize, "CHECK {annotations} {extra}");
+    }
+    // No annotations passed (podman, an older CRI-O): the namespace lists, and stderr says so.
+    let fake = Fake::ok();
+    let out = run_with(&env("ADD"), &conf(json!({})).to_string(), &fake);
+    assert_eq!(fake.ops().len(), 1);
+    assert!(out.notes.iter().any(|n| n.contains("the namespace lists decide (the runtime passed no pod annotations)")), "{:?}", out.notes);
+}
+
+#[test]
+fn annotated_settings_reach_the_loader() {
+    let fake = Fake::ok();
+    let stdin = annotated(
+        json!({
+            "sidecar.istio.io/status": "{}",
+            "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
+            "traffic.sidecar.istio.io/excludeOutboundIPRanges": "169.254.169.254/32",
+            "traffic.sidecar.istio.io/excludeInboundPorts": "15020,15021",
+            "traffic.sidecar.istio.io/includeOutboundIPRanges": "10.96.0.0/12",
+            "traffic.sidecar.istio.io/includeOutboundPorts": "443",
+            "traffic.sidecar.istio.io/includeInboundPorts": "8080",
+            "meshwire.io/accelerate": "false",
+        }),
+        json!({"excludeOutboundPorts": [22], "excludeOutboundCIDRs": ["10.0.0.0/8"]}),
+    );
+    assert!(run_with(&env("ADD"), &stdin, &fake).success);
+    let spec = added_spec(&fake);
+    assert_eq!(spec.exclude_outbound_ports, vec![5432], "the pod's list replaces the network's");
+    assert_eq!(spec.exclude_outbound_cidrs, vec!["169.254.169.254/32".to_string()]);
+    assert_eq!(spec.exclude_inbound_ports, vec![15020, 15021]);
+    assert_eq!(spec.include_outbound_cidrs, Some(vec!["10.96.0.0/12".to_string()]));
+    assert_eq!(spec.include_outbound_ports, vec![443]);
+    assert_eq!(spec.include_inbound_ports, Some(vec![8080]));
+    assert_eq!(spec.accelerate, Some(false));
+
+    // Not annotated: the network's lists, everything steered.
+    let fake = Fake::ok();
+    let stdin = annotated(json!({"meshwire.io/mesh": "true"}), json!({"excludeOutboundPorts": [22]}));
+    assert!(run_with(&env("ADD"), &stdin, &fake).success);
+    let spec = added_spec(&fake);
+    assert_eq!(spec.exclude_outbound_ports, vec![22]);
+    assert_eq!((spec.include_outbound_cidrs, spec.include_outbound_ports, spec.include_inbound_ports), (None, vec![], None));
+
+    // "*" for the ranges, or for the ports: all of it; "" for inbound: none.
+    for (annotations, out_cidrs, out_ports, inbound) in [
+        (json!({"traffic.sidecar.istio.io/includeOutboundIPRanges": "*", "traffic.sidecar.istio.io/includeOutboundPorts": "443"}), None, vec![], None),
+        (json!({"traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "*"}), None, vec![], None),
+        (json!({"traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "80"}), Some(vec![]), vec![80], None),
+        (json!({"traffic.sidecar.istio.io/includeInboundPorts": ""}), None, vec![], Some(vec![])),
+        (json!({"traffic.sidecar.istio.io/includeInboundPorts": "*"}), None, vec![], None),
+    ] {
+        let mut a = annotations.clone();
+        a["meshwire.io/mesh"] = "true".into();
+        let fake = Fake::ok();
+        assert!(run_with(&env("ADD"), &annotated(a, json!({})), &fake).success);
+        let spec = added_spec(&fake);
+        assert_eq!((spec.include_outbound_cidrs, spec.include_outbound_ports, spec.include_inbound_ports), (out_cidrs, out_ports, inbound), "{annotations}");
+    }
+
+    // runtimeConfig.meshwire still wins over the annotations.
+    let fake = Fake::ok();
+    let mut c: Value = serde_json::from_str(&annotated(json!({"meshwire.io/mesh": "true", "meshwire.io/exclude-outbound-ports": "1"}), json!({}))).unwrap();
+    c["runtimeConfig"]["meshwire"] = json!({"excludeOutboundPorts": [2]});
+    assert!(run_with(&env("ADD"), &c.to_string(), &fake).success);
+    assert_eq!(added_spec(&fake).exclude_outbound_ports, vec![2]);
+}
+
+#[test]
+fn a_malformed_annotation_refuses_the_pod_and_registers_nothing() {
+    for (key, value) in [
+        ("traffic.sidecar.istio.io/excludeOutboundPorts", "80,http"),
+        ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/40"),
+        ("traffic.sidecar.istio.io/includeInboundPorts", "0"),
+        ("meshwire.io/mesh", "yes"),
+    ] {
+        let mut a = json!({"sidecar.istio.io/status": "{}"});
+        a[key] = value.into();
+        let fake = Fake::ok();
+        let (code, msg, _) = error_of(&run_with(&env("ADD"), &annotated(a, json!({})), &fake));
+        assert_eq!(code, code::INVALID_CONFIG, "{key}");
+        assert!(msg.contains(key) && msg.contains(&format!("{value:?}")), "{msg}");
+        assert!(fake.ops().is_empty(), "{key}: nothing registered");
+    }
+    // A pod that is not meshed is not refused for settings it does not use.
+    let fake = Fake::ok();
+    let a = json!({"traffic.sidecar.istio.io/excludeOutboundPorts": "junk"});
+    assert!(run_with(&env("ADD"), &annotated(a, json!({})), &fake).success);
+    assert!(fake.ops().is_empty());
+    // Annotations that are not strings, or bad matchers in the configuration.
+    let (code, msg, _) = error_of(&run_with(&env("ADD"), &annotated(json!({"a": 1}), json!({})), &Fake::ok()));
+    assert_eq!(code, code::INVALID_CONFIG);
+    assert!(msg.contains("io.kubernetes.cri.pod-annotations"), "{msg}");
+    let (code, msg, _) = error_of(&run_with(&env("ADD"), &annotated(json!({}), json!({"sidecarAnnotations": ["a/b/c"]})), &Fake::ok()));
+    assert_eq!(code, code::INVALID_CONFIG);
+    assert!(msg.contains("sidecarAnnotations[0]"), "{msg}");
+}
+
+#[test]
+fn del_and_check_name_the_attachment_and_fall_back_for_an_older_loader() {
+    let old = Fake::new(|op| match op {
+        Op::DelPod { ifname: Some(_), .. } | Op::CheckPod { ifname: Some(_), .. } => Ok(Err(ApiError {
+            code: ErrorCode::InvalidRequest,
+            message: "invalid request: unknown field `ifname`, expected `container_id`".into(),
+        })),
+        _ => Ok(Ok(OpResult::default())),
+    });
+    let mut e = env("DEL");
+    e.ifname = Some("net1".into());
+    assert!(run_with(&e, &conf(json!({})).to_string(), &old).success);
+    assert_eq!(
+        old.ops(),
+        vec![Op::DelPod { container_id: "c0ffee".into(), ifname: Some("net1".into()) }, Op::DelPod { container_id: "c0ffee".into(), ifname: None }]
+    );
 }

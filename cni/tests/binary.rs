@@ -147,7 +147,7 @@ fn add_del_check_against_a_loader() {
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
     let r = cni("DEL", &netconf(&loader.socket, json!({})), &[]);
     assert_eq!((r.code, r.stdout.as_str()), (0, ""), "{}", r.stderr);
-    assert_eq!(loader.ops()[1..], [Op::CheckPod { container_id: "ctr1".into() }, Op::DelPod { container_id: "ctr1".into() }]);
+    assert_eq!(loader.ops()[1..], [Op::CheckPod { container_id: "ctr1".into(), ifname: Some("eth0".into()) }, Op::DelPod { container_id: "ctr1".into(), ifname: Some("eth0".into()) }]);
 }
 
 #[test]

@@ -110,11 +110,18 @@ fn same_file(a: &Path, b: &Path) -> bool {
     }
 }
 
-/// `{"type": "meshwire-cni"}`, the loader's socket when it is not the
-/// plugin's default, and the operator's extra keys.
+/// The capability under which containerd (1.5+) and CRI-O pass a pod's
+/// annotations to the plugins that declare it: meshwire-cni reads from them
+/// whether the pod has a sidecar (docs/annotations.md).
+pub const POD_ANNOTATIONS: &str = "io.kubernetes.cri.pod-annotations";
+
+/// `{"type": "meshwire-cni", "capabilities": {POD_ANNOTATIONS: true}}`, the
+/// loader's socket when it is not the plugin's default, and the operator's
+/// extra keys (capabilities they give are added to that one).
 pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<String, Value>, String> {
     let mut entry = Map::new();
     entry.insert("type".into(), PLUGIN_TYPE.into());
+    entry.insert("capabilities".into(), json!({ POD_ANNOTATIONS: true }));
     if loader_socket != Path::new(meshwire_api::DEFAULT_SOCKET) {
         entry.insert("loaderSocket".into(), loader_socket.to_string_lossy().into_owned().into());
     }
@@ -126,6 +133,14 @@ pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<Str
         for (k, v) in m {
             if k == "type" && v != PLUGIN_TYPE {
                 return Err(format!("--plugin-config: \"type\" is {PLUGIN_TYPE:?}"));
+            }
+            if k == "capabilities" {
+                let Value::Object(caps) = v else {
+                    return Err("--plugin-config: \"capabilities\" must be an object, like {\"meshwire\": true}".into());
+                };
+                let ours = entry.get_mut("capabilities").and_then(Value::as_object_mut).expect("set above");
+                ours.extend(caps);
+                continue;
             }
             entry.insert(k, v);
         }
@@ -487,7 +502,7 @@ mod tests {
         assert!(report.iter().any(|l| l.contains("chained meshwire-cni into")), "{report:?}");
         let v = node.json("10-net.conflist");
         assert_eq!(types(&v), ["bridge", "portmap", "meshwire-cni"]);
-        assert_eq!(v["plugins"][2], json!({"type": "meshwire-cni"}));
+        assert_eq!(v["plugins"][2], json!({"type": "meshwire-cni", "capabilities": {"io.kubernetes.cri.pod-annotations": true}}));
         assert_eq!(v["plugins"][0], serde_json::from_str::<Value>(CONFLIST).unwrap()["plugins"][0]);
         assert_eq!(mode_of(&node.conf.join("10-net.conflist")).unwrap(), 0o640);
         assert_eq!(fs::read(node.bin.join("meshwire-cni")).unwrap(), fs::read(&node.plugin).unwrap());
@@ -669,12 +684,20 @@ mod tests {
 
     #[test]
     fn plugin_entries() {
-        assert_eq!(Value::Object(plugin_entry(Path::new("/run/meshwire/loader.sock"), None).unwrap()), json!({"type": "meshwire-cni"}));
+        let annotations = json!({"io.kubernetes.cri.pod-annotations": true});
+        assert_eq!(
+            Value::Object(plugin_entry(Path::new("/run/meshwire/loader.sock"), None).unwrap()),
+            json!({"type": "meshwire-cni", "capabilities": annotations})
+        );
         let e = plugin_entry(Path::new("/run/mw/api.sock"), Some(r#"{"failPolicy": "open", "namespaces": {"exclude": ["kube-system"]}}"#)).unwrap();
         assert_eq!(
             Value::Object(e),
-            json!({"type": "meshwire-cni", "loaderSocket": "/run/mw/api.sock", "failPolicy": "open", "namespaces": {"exclude": ["kube-system"]}})
+            json!({"type": "meshwire-cni", "capabilities": annotations, "loaderSocket": "/run/mw/api.sock", "failPolicy": "open", "namespaces": {"exclude": ["kube-system"]}})
         );
+        // The operator's capabilities join ours.
+        let e = plugin_entry(Path::new("/run/meshwire/loader.sock"), Some(r#"{"capabilities": {"meshwire": true}}"#)).unwrap();
+        assert_eq!(e["capabilities"], json!({"io.kubernetes.cri.pod-annotations": true, "meshwire": true}));
+        assert!(plugin_entry(Path::new("/x"), Some(r#"{"capabilities": true}"#)).unwrap_err().contains("capabilities"));
         assert!(plugin_entry(Path::new("/x"), Some("[1]")).unwrap_err().contains("JSON object"));
         assert!(plugin_entry(Path::new("/x"), Some("{")).unwrap_err().contains("not JSON"));
         assert!(plugin_entry(Path::new("/x"), Some(r#"{"type": "bridge"}"#)).is_err());

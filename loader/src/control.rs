@@ -170,11 +170,17 @@ impl PodService {
         Ok(())
     }
 
-    /// Ok(false): the pod was not known (CNI DEL is idempotent).
-    pub fn del(&self, container_id: &str) -> Result<bool, Response> {
+    /// The record of `container_id`, if it is the attachment `ifname` (any when None).
+    fn load(&self, container_id: &str, ifname: Option<&str>) -> Result<Option<PodRecord>, Response> {
         pods::check_container_id(container_id).map_err(invalid)?;
+        let record = self.records.load(container_id).map_err(internal)?;
+        Ok(record.filter(|r| ifname.is_none_or(|i| r.spec.ifname == i)))
+    }
+
+    /// Ok(false): the pod was not known (CNI DEL is idempotent).
+    pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Response> {
         let mut meshed = self.lock();
-        let Some(record) = self.records.load(container_id).map_err(internal)? else {
+        let Some(record) = self.load(container_id, ifname)? else {
             return Ok(false);
         };
         self.teardown(&mut meshed, &self.maps()?, &record)?;
@@ -182,12 +188,9 @@ impl PodService {
         Ok(true)
     }
 
-    pub fn check(&self, container_id: &str) -> Result<PodRecord, Response> {
-        pods::check_container_id(container_id).map_err(invalid)?;
+    pub fn check(&self, container_id: &str, ifname: Option<&str>) -> Result<PodRecord, Response> {
         let record = self
-            .records
-            .load(container_id)
-            .map_err(internal)?
+            .load(container_id, ifname)?
             .ok_or_else(|| Response::err(ErrorCode::NotFound, format!("no pod with container id {container_id}")))?;
         let inconsistent = |m: String| Response::err(ErrorCode::Inconsistent, m);
         if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
@@ -255,8 +258,8 @@ impl PodService {
 fn dispatch(service: &PodService, op: Op) -> ApiResult {
     match op {
         Op::AddPod { pod } => service.add(pod).map(|r| OpResult { pod: Some(r), ..Default::default() }),
-        Op::DelPod { container_id } => service.del(&container_id).map(|existed| OpResult { existed: Some(existed), ..Default::default() }),
-        Op::CheckPod { container_id } => service.check(&container_id).map(|r| OpResult { pod: Some(r), ..Default::default() }),
+        Op::DelPod { container_id, ifname } => service.del(&container_id, ifname.as_deref()).map(|existed| OpResult { existed: Some(existed), ..Default::default() }),
+        Op::CheckPod { container_id, ifname } => service.check(&container_id, ifname.as_deref()).map(|r| OpResult { pod: Some(r), ..Default::default() }),
         Op::ListPods => service.list().map(|p| OpResult { pods: Some(p), ..Default::default() }),
         Op::Status => {
             let mut status = serde_json::Map::new();

@@ -264,6 +264,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 exclude_inbound_ports,
                 accelerate,
                 network: None,
+                ..Default::default()
             };
             let result = api_call(&api.socket, meshwire_api::Op::AddPod { pod })?;
             println!("{}", result.pod.map_or(0, |p| p.netns_cookie));
@@ -284,7 +285,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 }
                 (None, None) => unreachable!("clap requires one"),
             };
-            let result = api_call(&api.socket, meshwire_api::Op::DelPod { container_id: container_id.clone() })?;
+            let result = api_call(&api.socket, meshwire_api::Op::DelPod { container_id: container_id.clone(), ifname: None })?;
             if result.existed != Some(true) {
                 println!("pod {container_id} was not meshed");
             }

@@ -89,6 +89,9 @@ pub fn validate(spec: &PodSpec) -> Result<(), String> {
     for c in &spec.exclude_outbound_cidrs {
         c.parse::<Cidr4>().map_err(|e| format!("exclude_outbound_cidrs: {e}"))?;
     }
+    if spec.include_outbound_cidrs.is_some() || !spec.include_outbound_ports.is_empty() || spec.include_inbound_ports.is_some() {
+        return Err("include lists (include_outbound_cidrs, include_outbound_ports, include_inbound_ports) are not supported by this loader".into());
+    }
     for ip in &spec.ips {
         if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || ip.is_multicast() {
             return Err(format!("ips: {ip} cannot be a pod address"));
@@ -308,6 +311,7 @@ mod tests {
             exclude_inbound_ports: vec![9090],
             accelerate: None,
             network: None,
+            ..Default::default()
         }
     }
 
