@@ -16,6 +16,10 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
+/* asm-generic/socket.h */
+#define MW_SOL_SOCKET		1
+#define MW_SO_BINDTOIFINDEX	62
+
 /* A connect()'s IPv4 destination, network order; the hooks rewrite it. */
 struct mw_dest4 {
 	__u32 ip4;
@@ -29,19 +33,41 @@ struct mw_dest4 {
  * the sidecar that will accept it, MW_ORIG_F_DELIVER for sockops. -1 when
  * there is no storage.
  */
-static __always_inline int mw_sock4_mark(struct bpf_sock_addr *ctx,
-					 const struct mw_dest4 *dst, __u16 flags)
+static __always_inline int mw_sock4_note(void *sk, const struct mw_dest4 *dst,
+					 __u16 flags)
 {
 	struct mw_orig4 *orig;
 
-	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL,
-				  BPF_SK_STORAGE_GET_F_CREATE);
+	orig = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
 	if (!orig)
 		return -1;
 	orig->ip4 = dst->ip4;
 	orig->port = dst->port;
 	orig->flags = flags;
 	return 0;
+}
+
+/*
+ * An MPTCP socket: connect4 runs on its first subflow (a TCP socket), while
+ * getpeername() asks the MPTCP socket itself. Note the destination there too
+ * so getpeername() answers it. Not an MPTCP subflow: nothing to do.
+ */
+static __always_inline void mw_sock4_mark_mptcp(struct bpf_sock_addr *ctx,
+						const struct mw_dest4 *dst)
+{
+	struct mptcp_sock *msk = bpf_skc_to_mptcp_sock(ctx->sk);
+
+	if (msk)
+		mw_sock4_note(msk, dst, MW_ORIG_F_CONNECT);
+}
+
+/* SO_BINDTOIFINDEX 0: the socket is bound to no device. 0, or an error. */
+static __always_inline int mw_sock4_unbind_device(struct bpf_sock_addr *ctx)
+{
+	int no_device = 0;
+
+	return bpf_setsockopt(ctx, MW_SOL_SOCKET, MW_SO_BINDTOIFINDEX, &no_device,
+			      sizeof(no_device));
 }
 
 /*
@@ -57,7 +83,7 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
 
 	if (mw_cfg.accel && dst_port != mw_cfg.outbound_port &&
 	    dst_port != mw_cfg.inbound_port)
-		mw_sock4_mark(ctx, dst, MW_ORIG_F_DELIVER);
+		mw_sock4_note(ctx->sk, dst, MW_ORIG_F_DELIVER);
 	return MW_ALLOW;
 }
 
@@ -87,7 +113,7 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
-	if (mw_sock4_mark(ctx, dst, MW_ORIG_F_CONNECT)) {
+	if (mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
@@ -128,10 +154,22 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 	 * redirecting without it would leave the sidecar blind, and letting
 	 * the connection go direct would bypass the mesh (fail closed).
 	 */
-	if (mw_sock4_mark(ctx, dst, MW_ORIG_F_CONNECT)) {
+	if (mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_trace("connect no storage, refused %pI4:%d", &dst_ip4,
 			 bpf_ntohs(dst_port));
+		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
+		return MW_DENY;
+	}
+	mw_sock4_mark_mptcp(ctx, dst);
+	/*
+	 * A socket bound to a device (SO_BINDTODEVICE eth0) would send its
+	 * SYNs to 127.0.0.1 out of that device and hang: unbind it, the
+	 * sidecar decides the way out. If that fails, refuse at once.
+	 */
+	if (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx)) {
+		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_DENY;

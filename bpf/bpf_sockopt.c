@@ -11,10 +11,47 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
+/* netfilter's getorigdst() errors (asm-generic/errno-base.h). */
+#define MW_EFAULT	14
+#define MW_EINVAL	22
+
+#ifdef __TARGET_ARCH_x86
+/* x86_64 struct pt_regs (asm/ptrace.h) and syscall number (asm/unistd_64.h). */
+#define MW_PT_REGS_R10_OFF	56	/* the 4th syscall argument: optval */
+#define MW_PT_REGS_ORIG_AX_OFF	120	/* the syscall number */
+#define MW_NR_GETSOCKOPT	55
+#endif
+
 /*
- * Fill a sockaddr_in as netfilter's getorigdst() does. Connections meshwire
- * did not redirect keep the kernel's own answer (ENOENT without conntrack,
- * netfilter's answer with it).
+ * Did the caller pass optval == NULL? The program sees the kernel's copy of
+ * the buffer only, and the kernel skips copying our answer out to a NULL
+ * one, which would turn netfilter's EFAULT into a silent success. The user
+ * pointer is the getsockopt() syscall's 4th argument; a call that did not
+ * come through that syscall (io_uring) or an architecture whose registers
+ * are not described here is taken as not NULL.
+ */
+static __always_inline int mw_sockopt_user_buffer_null(void)
+{
+#ifdef __TARGET_ARCH_x86
+	const char *regs = (const char *)bpf_task_pt_regs(bpf_get_current_task_btf());
+	__u64 nr = 0, optval = 1;
+
+	if (bpf_probe_read_kernel(&nr, sizeof(nr), regs + MW_PT_REGS_ORIG_AX_OFF) ||
+	    nr != MW_NR_GETSOCKOPT)
+		return 0;
+	if (bpf_probe_read_kernel(&optval, sizeof(optval), regs + MW_PT_REGS_R10_OFF))
+		return 0;
+	return optval == 0;
+#else
+	return 0;
+#endif
+}
+
+/*
+ * Fill a sockaddr_in as netfilter's getorigdst() does, with its errors: a
+ * buffer shorter than a sockaddr_in is EINVAL, a NULL one EFAULT.
+ * Connections meshwire did not redirect keep the kernel's own answer (ENOENT
+ * without conntrack, netfilter's answer with it).
  */
 static __always_inline int mw_sockopt_original_dst(struct bpf_sockopt *ctx)
 {
@@ -29,9 +66,14 @@ static __always_inline int mw_sockopt_original_dst(struct bpf_sockopt *ctx)
 		mw_count(MW_STAT_SOCKOPT_UNKNOWN);
 		return MW_ALLOW;
 	}
-	/* A short buffer keeps the kernel's error, as netfilter's EINVAL. */
-	if ((void *)(sin + 1) > ctx->optval_end)
+	if (ctx->optlen < (int)sizeof(*sin) || (void *)(sin + 1) > ctx->optval_end) {
+		ctx->retval = -MW_EINVAL;
 		return MW_ALLOW;
+	}
+	if (mw_sockopt_user_buffer_null()) {
+		ctx->retval = -MW_EFAULT;
+		return MW_ALLOW;
+	}
 
 	sin->sin_family = MW_AF_INET;
 	sin->sin_port = orig->port;

@@ -308,7 +308,7 @@ start_sidecars() {
     for i in 1 2 3; do
         start_bg "$WORK/sidecar-pod$i.log" "${IN_CG[@]}" "$(pod $i)" "$MWTEST" sidecar \
             --listen "127.0.0.1:$SIDECAR_PORT" --inbound-listen "0.0.0.0:$INBOUND_PORT" \
-            --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+            --uid "$SIDECAR_UID" --gid "$SIDECAR_UID" --probe-misuse
         wait_listen "$(pod $i)" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
             return 1
         wait_listen "$(pod $i)" "0.0.0.0:$INBOUND_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
@@ -470,6 +470,40 @@ case_ipv6_refused() {
         fi
     fi
     return "$rc"
+}
+
+# A sidecar asking for SO_ORIGINAL_DST with a NULL buffer or one shorter than
+# a sockaddr_in gets netfilter's errors (EFAULT, EINVAL), in both modes: the
+# sidecars run with --probe-misuse and log what each call returned.
+case_original_dst_misuse() {
+    local before line
+    before=$(grep -c '^probe ' "$WORK/sidecar-pod1.log")
+    client "$(pod 1)" "pod1 -> A" --connect "$ADDR_A" --count 3 --expect-orig "$ADDR_A" --expect-server A ||
+        return 1
+    line=$(grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n +$((before + 1)) | grep -v 'null=EFAULT short=EINVAL$' | head -n 1)
+    if [ "$(grep -c '^probe ' "$WORK/sidecar-pod1.log")" -lt $((before + 3)) ] || [ -n "$line" ]; then
+        log "pod1's sidecar did not get EFAULT (NULL buffer) and EINVAL (short buffer) for each connection:"
+        grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n 3 | sed 's/^/    | /'
+        return 1
+    fi
+    log "pod1's sidecar: $(grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n 1)"
+}
+
+# An MPTCP socket is steered like a TCP one, and getpeername() on it answers
+# the dialled address too.
+case_outbound_mptcp() {
+    ip netns exec "$(pod 1)" sysctl -qw net.mptcp.enabled=1 2>/dev/null ||
+        { log "kernel feature missing: MPTCP (net.mptcp.enabled, CONFIG_MPTCP)"; return 1; }
+    client "$(pod 1)" "pod1 -> A over MPTCP" --mptcp --connect "$ADDR_A" --count 5 --check-peer \
+        --expect-orig "$ADDR_A" --expect-server A
+}
+
+# An app socket bound to eth0 (SO_BINDTODEVICE) is steered to the sidecar on
+# the pod's loopback all the same, at once: it must not send its SYNs to
+# 127.0.0.1 out of eth0 and hang.
+case_outbound_bound_device() {
+    client "$(pod 1)" "pod1 -> A from a socket bound to eth0" --bind-device eth0 --connect "$ADDR_A" \
+        --count 5 --timeout 3 --check-peer --expect-orig "$ADDR_A" --expect-server A
 }
 
 case_excluded_port_and_cidr() {
@@ -1325,6 +1359,16 @@ run_case "4b a dual-stack socket (AF_INET6) dialling a v4-mapped address is redi
     case_outbound_v4mapped
 run_case "4c native IPv6 of a meshed pod is refused both ways (interception.ipv6 = \"refuse\"); loopback and the sidecar's own go through" \
     case_ipv6_refused
+run_case "4d SO_ORIGINAL_DST with a NULL buffer fails with EFAULT, with a short one EINVAL, as netfilter's" \
+    case_original_dst_misuse
+run_case "4e an MPTCP socket is redirected and getpeername() answers the dialled address" case_outbound_mptcp
+if [ "$MODE" = ebpf ]; then
+    run_case "4f a socket bound to eth0 (SO_BINDTODEVICE) is redirected at once, without hanging" \
+        case_outbound_bound_device
+else
+    echo "--- 4f a socket bound to eth0 (SO_BINDTODEVICE)"
+    echo "SKIP: 4f (iptables mode: REDIRECT cannot move a socket bound to eth0 onto the pod's loopback; docs/hardening.md)"
+fi
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped

@@ -33,11 +33,16 @@ multiarch_inc=/usr/include/$(uname -m)-linux-gnu
 [[ -f /usr/include/bpf/bpf_helpers.h ]] ||
     die "/usr/include/bpf/bpf_helpers.h not found: install the Debian package 'libbpf-dev' (run tools/setup.sh)."
 
+# libbpf's architecture macro, for code that reads the caller's registers.
+arch_def=()
+[[ $(uname -m) == x86_64 ]] && arch_def=(-D__TARGET_ARCH_x86)
+
 # -fdebug-prefix-map keeps the (sandbox-dependent) working directory out of
 # the DWARF/BTF, so the object only changes when its sources do.
 exec "$clang_bin" -target bpf -O2 -g -Wall -Werror \
     -fdebug-prefix-map="$PWD"=. \
     -I"$multiarch_inc" \
     -I"$(dirname "$src")" \
+    "${arch_def[@]}" \
     "$@" \
     -c "$src" -o "$out"

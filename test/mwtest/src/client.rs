@@ -75,6 +75,10 @@ pub struct Options {
     /// getpeername() must be the --connect address.
     pub check_peer: bool,
     pub ip_options: Option<IpOptions>,
+    /// Multipath TCP sockets (IPPROTO_MPTCP) instead of TCP ones.
+    pub mptcp: bool,
+    /// SO_BINDTODEVICE before connect().
+    pub bind_device: Option<String>,
     /// End every connection with a reset; no reply is read.
     pub rst: bool,
     /// Every connect() must fail (refused, not permitted, timed out).
@@ -122,22 +126,31 @@ pub fn run(opts: &Options) -> io::Result<bool> {
     Ok(failures.is_empty())
 }
 
-/// Connects, with the IP options set before the SYN when there are any.
+/// Connects; with IP options, MPTCP or a device binding, on a socket set up
+/// with them before the SYN.
 fn connect(opts: &Options) -> io::Result<TcpStream> {
-    let Some(ip_opts) = &opts.ip_options else {
+    if opts.ip_options.is_none() && !opts.mptcp && opts.bind_device.is_none() {
         return TcpStream::connect_timeout(&opts.connect, opts.timeout);
-    };
+    }
     let SocketAddr::V4(dst) = opts.connect else {
-        return Err(io::Error::new(io::ErrorKind::InvalidInput, "IP options need an IPv4 address"));
+        return Err(io::Error::new(io::ErrorKind::InvalidInput, "IP options, MPTCP and a device binding need an IPv4 address"));
     };
-    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, 0) };
+    let proto = if opts.mptcp { libc::IPPROTO_MPTCP } else { 0 };
+    let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_STREAM | libc::SOCK_CLOEXEC, proto) };
     if fd < 0 {
-        return Err(io::Error::last_os_error());
+        let e = io::Error::last_os_error();
+        return Err(io::Error::new(e.kind(), format!("socket(AF_INET, SOCK_STREAM, {proto}): {e}")));
     }
     // Owned from here on: closed on every error path.
     let s = unsafe { TcpStream::from_raw_fd(fd) };
-    setsockopt(&s, libc::IPPROTO_IP, libc::IP_OPTIONS, ip_opts.0.as_ptr(), ip_opts.0.len())
-        .map_err(|e| io::Error::new(e.kind(), format!("setsockopt IP_OPTIONS: {e}")))?;
+    if let Some(ip_opts) = &opts.ip_options {
+        setsockopt(&s, libc::IPPROTO_IP, libc::IP_OPTIONS, ip_opts.0.as_ptr(), ip_opts.0.len())
+            .map_err(|e| io::Error::new(e.kind(), format!("setsockopt IP_OPTIONS: {e}")))?;
+    }
+    if let Some(dev) = &opts.bind_device {
+        setsockopt(&s, libc::SOL_SOCKET, libc::SO_BINDTODEVICE, dev.as_ptr(), dev.len())
+            .map_err(|e| io::Error::new(e.kind(), format!("setsockopt SO_BINDTODEVICE {dev}: {e}")))?;
+    }
     // A blocking connect() waits at most SO_SNDTIMEO.
     s.set_write_timeout(Some(opts.timeout))?;
     let sin = libc::sockaddr_in {

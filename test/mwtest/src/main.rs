@@ -56,6 +56,10 @@ enum Cmd {
         /// Write no via-sidecar / via-inbound-sidecar marker upstream (pure relay).
         #[arg(long)]
         no_marker: bool,
+        /// Before each outbound connection's SO_ORIGINAL_DST, ask for it with a NULL
+        /// buffer and with a short one, and log both errors (`probe ... null= short=`).
+        #[arg(long)]
+        probe_misuse: bool,
         /// Drop to this UID after listening (the mesh's bypass UID).
         #[arg(long)]
         uid: Option<u32>,
@@ -174,6 +178,12 @@ enum Cmd {
         /// route), ts (timestamp) or the option bytes in hex.
         #[arg(long, value_name = "nop|rr|ts|HEX", value_parser = client::parse_ip_options)]
         ip_options: Option<client::IpOptions>,
+        /// Multipath TCP sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)).
+        #[arg(long)]
+        mptcp: bool,
+        /// Bind each socket to this interface (SO_BINDTODEVICE) before connect().
+        #[arg(long, value_name = "IFNAME")]
+        bind_device: Option<String>,
         /// End each connection with a reset (SO_LINGER {1, 0}, then close) after
         /// sending its request, instead of a FIN; replies are not checked.
         #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server"])]
@@ -195,8 +205,8 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
-        Cmd::Sidecar { listen, inbound_listen, route, no_marker, uid, gid } => {
-            let opts = sidecar::Options { listen, inbound_listen, routes: route, marker: !no_marker };
+        Cmd::Sidecar { listen, inbound_listen, route, no_marker, probe_misuse, uid, gid } => {
+            let opts = sidecar::Options { listen, inbound_listen, routes: route, marker: !no_marker, probe_misuse };
             sidecar::run(opts, uid, gid)
         }
         Cmd::Server { listen, name } => server::run(listen, &name),
@@ -253,6 +263,8 @@ fn main() -> ExitCode {
             expect_server,
             check_peer,
             ip_options,
+            mptcp,
+            bind_device,
             rst,
             expect_no_connection,
             timeout,
@@ -266,6 +278,8 @@ fn main() -> ExitCode {
                 expect: client::Expect { orig: expect_orig, inbound_orig: expect_inbound_orig, server: expect_server },
                 check_peer,
                 ip_options,
+                mptcp,
+                bind_device,
                 rst,
                 expect_no_connection,
                 timeout: std::time::Duration::from_secs(timeout.max(1)),

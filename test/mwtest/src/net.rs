@@ -68,6 +68,23 @@ pub fn original_dst(sock: &impl AsRawFd) -> io::Result<SocketAddrV4> {
     ))
 }
 
+/// getsockopt(SOL_IP, SO_ORIGINAL_DST) the way careless callers make it: with a
+/// NULL buffer (`len` 16), and with a buffer too short for a sockaddr_in (8).
+/// Each is the errno it failed with, or None if it succeeded; netfilter's
+/// answers are EFAULT and EINVAL.
+pub fn original_dst_misuse(sock: &impl AsRawFd) -> [Option<i32>; 2] {
+    let mut out = [None, None];
+    let mut buf = [0u8; 8];
+    for (i, (ptr, len)) in [(std::ptr::null_mut(), 16), (buf.as_mut_ptr(), 8)].into_iter().enumerate() {
+        let mut len: libc::socklen_t = len;
+        let rc = unsafe { libc::getsockopt(sock.as_raw_fd(), libc::SOL_IP, SO_ORIGINAL_DST, ptr as *mut libc::c_void, &mut len) };
+        if rc != 0 {
+            out[i] = io::Error::last_os_error().raw_os_error();
+        }
+    }
+    out
+}
+
 /// Drops all supplementary groups, then the group, then the user.
 pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
     use nix::unistd::{setgid, setgroups, setuid, Gid, Uid};

@@ -7,6 +7,7 @@
 //! conn peer=127.0.0.1:40000 orig=10.231.0.1:8080            outbound connection
 //! route orig=10.96.0.10:8080 backend=10.244.1.3:8080        ... sent to a --route backend
 //! inbound peer=10.231.2.2:40000 orig=10.231.1.2:8080        inbound connection
+//! probe peer=127.0.0.1:40000 null=EFAULT short=EINVAL        --probe-misuse (before conn)
 //! ```
 
 use crate::net;
@@ -69,6 +70,8 @@ pub struct Options {
     pub routes: Vec<Route>,
     /// Write the via-sidecar / via-inbound-sidecar line upstream first.
     pub marker: bool,
+    /// Ask for SO_ORIGINAL_DST wrongly first (NULL, short buffer) and log the errors.
+    pub probe_misuse: bool,
 }
 
 /// A route with its round-robin position.
@@ -88,6 +91,7 @@ struct Shared {
     inbound_listen: Option<SocketAddr>,
     routes: HashMap<SocketAddrV4, Balancer>,
     marker: bool,
+    probe_misuse: bool,
 }
 
 #[derive(Clone, Copy)]
@@ -112,6 +116,7 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
         inbound_listen: opts.inbound_listen,
         routes,
         marker: opts.marker,
+        probe_misuse: opts.probe_misuse,
     });
     let uid = nix::unistd::getuid();
     say(&format!("sidecar: listening on {} uid={uid}", outbound.local_addr()?));
@@ -150,8 +155,16 @@ fn peer_of(s: &TcpStream) -> String {
     s.peer_addr().map(|a| a.to_string()).unwrap_or_else(|e| format!("?({e})"))
 }
 
+fn errno_name(e: Option<i32>) -> String {
+    e.map_or("ok".to_string(), |e| format!("{:?}", Errno::from_raw(e)))
+}
+
 fn handle_outbound(client: TcpStream, shared: &Shared) {
     let peer = peer_of(&client);
+    if shared.probe_misuse {
+        let [null, short] = net::original_dst_misuse(&client);
+        say(&format!("probe peer={peer} null={} short={}", errno_name(null), errno_name(short)));
+    }
     let orig = match net::original_dst(&client) {
         Ok(o) => o,
         Err(e) => {
