@@ -623,6 +623,109 @@ pod_list() { mwl pod list 2>&1 | awk 'NR > 1 { print $1, $2 }' | sort; }
 # sidecar runs across a kill -9 and a restart; while the loader is down the
 # pinned links keep intercepting; afterwards it adopts its pods from their
 # records, exactly once each.
+# datapath_ids: what is attached and pinned, by kernel object ID: the
+# programs on the test cgroup, and each pin under $PIN as a link (with its
+# program) or a map. A loader that replaced any of it changes this.
+datapath_ids() {
+    local f
+    bpftool cgroup show "$CG" 2>&1
+    find "$PIN" -mindepth 1 -not -type d 2>/dev/null | sort | while read -r f; do
+        echo "$f: $(bpftool link show pinned "$f" 2>/dev/null | head -n 1 || true)$(bpftool map show pinned "$f" 2>/dev/null | head -n 1 || true)"
+    done
+}
+
+# A second `meshwire-loader run` with another configuration (bpf.debug and an
+# extra excluded port: other programs, other map entries) started beside the
+# live one, under load through the sidecars: it waits for the loader lock,
+# naming the holder, and changes no program, link or map meanwhile; `run
+# --no-wait` exits at once naming it; stopping the first hands over to the
+# second, which then serves with its own configuration; no request fails.
+case_second_loader_waits() {
+    local conf2="$WORK/meshwire-second.toml" out2="$WORK/loader-second.log" out3="$WORK/loader-nowait.log"
+    local load_pid second_pid first_pid=$LOADER_PID before after rc=0 i
+    sed -e 's/^debug = false$/debug = true/' -e "s/^exclude_ports = \[$EXCL_PORT\]$/exclude_ports = [$EXCL_PORT, 9999]/" \
+        "$WORK/meshwire.toml" >"$conf2"
+    grep -q '^debug = true$' "$conf2" && grep -q ', 9999\]' "$conf2" || { log "could not derive $conf2"; return 1; }
+    # Load through pod1's sidecar for the whole case.
+    start_bg "$WORK/client-load.log" timeout -k 5 120 "${IN_CG[@]}" "$(pod 1)" "$MWTEST" client \
+        --connect "$ADDR_A" --count 4000 --parallel 2 --expect-orig "$ADDR_A" --expect-server A
+    load_pid=$LAST_PID
+    sleep 0.5
+    before=$(datapath_ids)
+    start_bg "$out2" "$LOADER" --config "$conf2" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" \
+        --log-level info run
+    second_pid=$LAST_PID
+    for ((i = 0; i < 100; i++)); do
+        grep -q "pid $first_pid .*holds the loader lock" "$out2" && break
+        alive "$second_pid" || break
+        sleep 0.1
+    done
+    if ! grep -q "pid $first_pid .*holds the loader lock" "$out2"; then
+        log "the second loader does not say that pid $first_pid holds the lock:"
+        show "$out2" 10
+        rc=1
+    else
+        log "second loader: $(grep -m 1 'holds the loader lock' "$out2" | sed 's/.*INFO[^ ]* //')"
+    fi
+    run_wait_for 10 "$out3" "$LOADER" --config "$conf2" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" \
+        run --no-wait
+    i=$?
+    if [ "$i" -eq 0 ] || [ "$i" -eq 124 ] || ! grep -q "pid $first_pid.*--no-wait" "$out3"; then
+        log "run --no-wait (exit status $i) did not exit at once naming pid $first_pid:"
+        show "$out3" 5
+        rc=1
+    else
+        log "run --no-wait: exit status $i: $(grep -m 1 'meshwire-loader: ' "$out3")"
+    fi
+    sleep 2
+    after=$(datapath_ids)
+    local links maps
+    links=$(echo "$after" | grep -c ' prog [0-9]')
+    maps=$(echo "$after" | grep -c 'name mw_')
+    if [ "$links" -eq 0 ] || [ "$maps" -eq 0 ]; then
+        log "the snapshot shows $links pinned links and $maps pinned maps: nothing to compare"
+        echo "$after" | head -n 20 | sed 's/^/    | /'
+        rc=1
+    elif [ "$before" != "$after" ]; then
+        log "programs, links or maps changed while the first loader ran:"
+        diff <(echo "$before") <(echo "$after") | sed 's/^/    | /'
+        rc=1
+    else
+        log "no program, link or map changed (cgroup programs, $links pinned links, $maps pinned maps compared by ID)"
+    fi
+    # Hand over: the first stops, the second takes the lock and starts.
+    stop_loader
+    for ((i = 0; i < 200; i++)); do
+        grep -qs 'meshwire-loader: ready' "$out2" && break
+        alive "$second_pid" || break
+        sleep 0.1
+    done
+    if grep -q 'meshwire-loader: ready' "$out2" && grep -q 'took over the loader lock' "$out2"; then
+        log "the second loader took over: $(grep -m 1 'took over' "$out2" | sed 's/.*INFO[^ ]* //')"
+        forget_pid "$second_pid"
+        LOADER_PID=$second_pid
+    else
+        log "the second loader did not take over:"
+        show "$out2" 10
+        stop_pid "$second_pid"
+        forget_pid "$second_pid"
+        start_loader || return 1
+        rc=1
+    fi
+    wait "$load_pid"
+    i=$?
+    forget_pid "$load_pid"
+    log "load through pod1's sidecar during all of it: $(tail -n 1 "$WORK/client-load.log")"
+    [ "$i" -eq 0 ] || { show "$WORK/client-load.log" 5; rc=1; }
+    if ! mwl pods 2>&1 | grep -q 9999; then
+        log "the second loader's node-wide excluded port 9999 is not in force"
+        rc=1
+    fi
+    client "$(pod 1)" "pod1 -> A after the handover" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || rc=1
+    return "$rc"
+}
+
 case_restart_kill9() {
     local before after echo_pid session_pid rc ticks
     start_bg "$WORK/server-E.log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "$ADDR_E"
@@ -1402,6 +1505,8 @@ run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4, mw_flow4
 run_clsact_case "16c clsact: a restarted loader replaces pod1's filters' programs with its own; cross-node inbound still redirected" \
     case_clsact_restart_moved
 run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
+run_case "17l a second loader with another configuration waits for the loader lock under load and changes nothing; --no-wait exits naming the holder; stopping the first hands over with no failed request" \
+    case_second_loader_waits
 run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated" \
     case_restart_kill9
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del

@@ -44,8 +44,11 @@ fn stop_signals() -> Result<Receiver<Signal>, String> {
 /// Install the datapath, adopt the pods a previous loader left, serve the
 /// API, and wait for a stop signal. The socket appears only once pods can be
 /// served, so a CNI call made earlier fails fast and is retried.
-pub fn run(config: &Config, api: &ApiPaths) -> Result<(), String> {
+pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), String> {
     let stop = stop_signals()?;
+    // Before anything touches the pins, the cgroup or the maps: another
+    // loader serving this node keeps it until it stops (lock.rs).
+    let _lock = crate::lock::acquire(&api.state_dir, wait_for_lock, || !stop.is_empty())?;
     // Read the host's netns cookies now, on the main thread, which never
     // enters another namespace (they are cached for the process's life).
     crate::system::host_netns_cookies()?;

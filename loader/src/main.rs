@@ -11,6 +11,7 @@ mod iptables;
 mod metrics;
 mod layout;
 mod libbpf;
+mod lock;
 mod objects;
 mod pins;
 mod pods;
@@ -59,7 +60,12 @@ struct Cli {
 #[derive(Subcommand)]
 enum Command {
     /// Load and attach the datapath, then run until SIGINT/SIGTERM (the default).
-    Run,
+    /// Another loader serving the same state dir: wait for it to stop, then take over.
+    Run {
+        /// Exit at once, naming the running loader, instead of waiting for it.
+        #[arg(long)]
+        no_wait: bool,
+    },
     /// Detach the programs and remove every pin under the pin directory.
     Cleanup,
     /// Register, unregister and list meshed pods.
@@ -205,7 +211,7 @@ fn main() -> ExitCode {
     };
     init_logging(config.log_level);
     let api = control::ApiPaths { socket: config.api.socket.clone(), state_dir: config.api.state_dir.clone() };
-    match execute(cli.command.unwrap_or(Command::Run), &config, &api) {
+    match execute(cli.command.unwrap_or(Command::Run { no_wait: false }), &config, &api) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             log::error!("{e}");
@@ -218,7 +224,7 @@ fn main() -> ExitCode {
 fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result<(), String> {
     let pins = Pins::new(&config.bpf.pin_dir);
     match command {
-        Command::Run => daemon::run(config, api),
+        Command::Run { no_wait } => daemon::run(config, api, !no_wait),
         Command::Cleanup => {
             // Pods' clsact filters are not pinned: take them off while the
             // records say where they are (and the pins which qdiscs are meshwire's).
