@@ -107,7 +107,7 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 		return MW_ALLOW;
 	if (*peer_cookie == netns_cookie)
 		return mw_sock4_deliver(ctx, dst);
-	if (mw_in_port_excluded(dst_ip4, bpf_ntohs(dst_port))) {
+	if (mw_in_port_excluded(dst_ip4, *peer_cookie, bpf_ntohs(dst_port))) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_emit(dst->hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
@@ -134,6 +134,7 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
  * where it wanted to go on the socket and send it to the sidecar instead.
  */
 static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
+						      const struct mw_pod *pod,
 						      __u64 netns_cookie,
 						      struct mw_dest4 *dst)
 {
@@ -142,7 +143,8 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 
 	if (mw_is_loopback4(dst_ip4) ||
 	    mw_port_excluded(netns_cookie, bpf_ntohs(dst_port), MW_DIR_OUT) ||
-	    mw_cidr4_excluded(netns_cookie, dst_ip4)) {
+	    mw_cidr4_excluded(netns_cookie, dst_ip4) ||
+	    !mw_out_included(pod, netns_cookie, bpf_ntohs(dst_port), dst_ip4)) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_trace("connect excluded %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
 		mw_emit(dst->hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
@@ -190,19 +192,21 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
 					  struct mw_dest4 *dst)
 {
+	const struct mw_pod *pod;
 	__u64 netns_cookie;
 
 	if (ctx->type != MW_SOCK_STREAM)
 		return MW_ALLOW;
 	netns_cookie = bpf_get_netns_cookie(ctx);
-	if (!mw_pod_lookup(netns_cookie))
+	pod = mw_pod_lookup(netns_cookie);
+	if (!pod)
 		return MW_ALLOW;
 
 	if ((__u32)bpf_get_current_uid_gid() == mw_cfg.sidecar_uid) {
 		mw_count(MW_STAT_CONNECT_SIDECAR);
 		return mw_sock4_redirect_inbound(ctx, netns_cookie, dst);
 	}
-	return mw_sock4_redirect_outbound(ctx, netns_cookie, dst);
+	return mw_sock4_redirect_outbound(ctx, pod, netns_cookie, dst);
 }
 
 SEC("cgroup/connect4")

@@ -104,11 +104,13 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 	struct mw_flow4_syn syn = { .orig_port = t->dport };
 	__u16 port = bpf_ntohs(t->dport);
 	struct mw_flow4 *old;
+	__u64 *pod_cookie;
 
 	/* Only addresses of meshed pods (mw_pod_ips) are intercepted. */
-	if (!bpf_map_lookup_elem(&mw_pod_ips, &t->daddr))
+	pod_cookie = bpf_map_lookup_elem(&mw_pod_ips, &t->daddr);
+	if (!pod_cookie)
 		return TC_ACT_UNSPEC;
-	if (mw_in_port_excluded(t->daddr, port)) {
+	if (mw_in_port_excluded(t->daddr, *pod_cookie, port)) {
 		mw_count(MW_STAT_TC_EXCLUDED);
 		mw_trace("tc in excluded %pI4:%d", &t->daddr, port);
 		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_EXCLUDED, 0, t->saddr, bpf_ntohs(t->sport),

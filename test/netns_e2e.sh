@@ -993,6 +993,79 @@ case_flow_state_after_rst() {
     fi
 }
 
+# Include lists (Istio's includeOutboundIPRanges, includeOutboundPorts,
+# includeInboundPorts): only what they name is steered, in eBPF and iptables
+# mode alike. pod3 (which has a sidecar) is meshed with outbound lists, then
+# pod1 with inbound ones, and pod1 is registered again as before.
+ADDR_I=10.231.0.1:7171 # server I, started by the include cases
+case_include_outbound() {
+    local rc=0 before id=incl-pod3 ns="/run/netns/$(pod 3)"
+    start_bg "$WORK/server-I.log" ip netns exec "$NS_NODE" "$MWTEST" server --listen "$ADDR_I" --name I
+    wait_listen "$NS_NODE" "$ADDR_I" "$LAST_PID" "$WORK/server-I.log" || return 1
+    incl() { mwl pod add --id "$id" --netns "$ns" --ip 10.231.3.2 "$@" >"$WORK/pod-add-incl.log" 2>&1 ||
+        { log "pod add $* failed:"; show "$WORK/pod-add-incl.log"; return 1; }; }
+    # Ranges: only 10.231.0.1 (A, I) is steered; B (10.231.0.2) goes direct.
+    incl --include-outbound-cidrs 10.231.0.1/32 || return 1
+    before=$(conn_lines 3 "$ADDR_A")
+    client "$(pod 3)" "pod3 (include 10.231.0.1/32) -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || rc=1
+    [ $(($(conn_lines 3 "$ADDR_A") - before)) -ge 10 ] || { log "pod3's sidecar did not log them"; rc=1; }
+    client "$(pod 3)" "pod3 (include 10.231.0.1/32) -> B, not included" --connect "$ADDR_B" --count 10 \
+        --parallel 5 --expect-direct --expect-server B || rc=1
+    # Exclusions win: the node-wide excluded port 8081 on an included address.
+    client "$(pod 3)" "pod3 -> X (included address, excluded port $EXCL_PORT)" --connect "$ADDR_X" --count 5 \
+        --parallel 5 --expect-direct --expect-server X || rc=1
+    # No ranges, port 8080 included whatever the address: A and B steered, I (7171) direct.
+    incl --include-outbound-cidrs "" --include-outbound-port 8080 || return 1
+    client "$(pod 3)" "pod3 (include port 8080 only) -> B" --connect "$ADDR_B" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_B" --expect-server B || rc=1
+    client "$(pod 3)" "pod3 (include port 8080 only) -> I on 7171, not included" --connect "$ADDR_I" --count 10 \
+        --parallel 5 --expect-direct --expect-server I || rc=1
+    # "*": everything again.
+    incl --include-outbound-cidrs '*' || return 1
+    client "$(pod 3)" "pod3 (include *) -> I" --connect "$ADDR_I" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_I" --expect-server I || rc=1
+    mwl pod del --id "$id" >/dev/null 2>&1 || { log "pod del $id failed"; rc=1; }
+    return "$rc"
+}
+
+# reregister_pod1 ARGS...: pod1 registered again as register_pod does, plus ARGS.
+reregister_pod1() {
+    local tc=()
+    [ -n "$HAVE_IFNAME" ] && tc=(--ifname eth0)
+    mwl pod add --netns "/run/netns/$(pod 1)" --ip "$POD1_IP" "${tc[@]}" "$@" >"$WORK/pod-add-1.log" 2>&1 ||
+        { log "pod add pod1 $* failed:"; show "$WORK/pod-add-1.log"; return 1; }
+}
+
+case_include_inbound() {
+    local rc=0 before
+    # Only 9999 included: pod1:8080 is reached directly, from this node and another.
+    reregister_pod1 --include-inbound-ports 9999 || return 1
+    before=$(grep -c '^inbound ' "$WORK/sidecar-pod1.log")
+    client "$(pod 2)" "pod2's sidecar -> pod1 $ADDR_P1 (pod1 includes inbound port 9999 only)" --uid "$SIDECAR_UID" \
+        --connect "$ADDR_P1" --count 10 --parallel 5 --expect-direct --expect-server P1 || rc=1
+    if [ -n "$HAVE_IFNAME" ]; then
+        node2_client "node2 -> pod1 $ADDR_P1 (not included)" --connect "$ADDR_P1" --count 10 --parallel 5 \
+            --check-peer --expect-direct --expect-server P1 || rc=1
+    fi
+    no_new_inbound "$before" || rc=1
+    # 8080 included: redirected to pod1's inbound sidecar again.
+    reregister_pod1 --include-inbound-ports 8080,9999 || return 1
+    before=$(inbound_lines 1 "$ADDR_P1" 10.231.2.2)
+    client "$(pod 2)" "pod2's sidecar -> pod1 $ADDR_P1 (included)" --uid "$SIDECAR_UID" --connect "$ADDR_P1" \
+        --count 10 --parallel 5 --expect-inbound-orig "$ADDR_P1" --expect-server P1 || rc=1
+    inbound_logged 1 "$ADDR_P1" 10.231.2.2 "$before" 10 || rc=1
+    if [ -n "$HAVE_IFNAME" ]; then
+        before=$(inbound_lines 1 "$ADDR_P1" 10.231.254.2)
+        node2_client "node2 -> pod1 $ADDR_P1 (included)" --connect "$ADDR_P1" --count 10 --parallel 5 \
+            --check-peer --expect-inbound-orig "$ADDR_P1" --expect-server P1 || rc=1
+        inbound_logged 1 "$ADDR_P1" 10.231.254.2 "$before" 10 || rc=1
+    fi
+    # Back to pod1 as setup registered it (all inbound ports).
+    reregister_pod1 || return 1
+    return "$rc"
+}
+
 # run_tc_case NAME FUNCTION: run_case for the cases of the tc datapath, which
 # need `pod add --ifname` (a loader without it says SKIP).
 run_tc_case() {
@@ -1504,6 +1577,10 @@ run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4, mw_flow4
 run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4, mw_flow4_syn back to 0)" case_flow_state_after_rst tc
 run_clsact_case "16c clsact: a restarted loader replaces pod1's filters' programs with its own; cross-node inbound still redirected" \
     case_clsact_restart_moved
+run_case "16i include lists, outbound: only the included ranges, or ports whatever the address, are steered; exclusions win; * steers all" \
+    case_include_outbound
+run_case "16j include lists, inbound: a port not included reaches the app directly (same node and across nodes), an included one the inbound sidecar" \
+    case_include_inbound
 run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
 run_case "17l a second loader with another configuration waits for the loader lock under load and changes nothing; --no-wait exits naming the holder; stopping the first hands over with no failed request" \
     case_second_loader_waits

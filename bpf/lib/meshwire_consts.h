@@ -16,6 +16,7 @@ enum mw_capacity {
 	MW_MAX_TUPLES		= 65536,
 	MW_MAX_POD_IPS		= 4096,
 	MW_MAX_EXCL_IN		= 4096,
+	MW_MAX_INCL_CIDRS	= 4096,
 	MW_MAX_FLOWS		= 65536,
 	MW_MAX_SOCKS		= 65536,
 	/* mw_events (trace ring buffer), bytes: a power of two, page multiple. */
@@ -26,12 +27,17 @@ enum mw_capacity {
 enum mw_pod_flag {
 	MW_POD_F_MESHED		= 1U << 0,
 	MW_POD_F_ACCEL		= 1U << 1,	/* its mesh hops are accelerated, when the node runs it */
+	/* Istio's include lists: only what they name is steered (`*` is no flag). */
+	MW_POD_F_OUT_SELECT	= 1U << 2,	/* outbound: included ports and ranges only */
+	MW_POD_F_IN_SELECT	= 1U << 3,	/* inbound: included ports only */
 };
 
 /* mw_port_key.dir */
 enum mw_dir {
 	MW_DIR_OUT		= 1,
 	MW_DIR_IN		= 2,
+	MW_DIR_OUT_INCL		= 3,	/* an included outbound port (MW_POD_F_OUT_SELECT) */
+	MW_DIR_IN_INCL		= 4,	/* an included inbound port (MW_POD_F_IN_SELECT) */
 };
 
 /* mw_orig4.flags */

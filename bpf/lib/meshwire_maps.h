@@ -46,6 +46,20 @@ struct {
 } mw_excl_cidr4 SEC(".maps");
 
 /*
+ * Destination CIDRs steered, per pod, for pods whose mw_pod has
+ * MW_POD_F_OUT_SELECT (Istio's includeOutboundIPRanges); same keys as
+ * mw_excl_cidr4. Included ports are in mw_excl_ports (MW_DIR_*_INCL).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MW_MAX_INCL_CIDRS);
+	__type(key, struct mw_cidr4_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_incl_cidr4 SEC(".maps");
+
+/*
  * Original destination attached to a socket: the app's redirected socket
  * (for sockops at established, and getpeername), and the sidecar's accepted
  * socket (for getsockopt). The kernel frees it with the socket: no leak.

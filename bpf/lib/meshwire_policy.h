@@ -30,7 +30,7 @@ static __always_inline int mw_port_excluded(__u64 netns_cookie, __u16 port, __u8
 	       mw_port_listed(netns_cookie, port, dir);
 }
 
-static __always_inline int mw_cidr4_listed(__u64 netns_cookie, __u32 addr)
+static __always_inline int mw_cidr4_listed(void *map, __u64 netns_cookie, __u32 addr)
 {
 	struct mw_cidr4_key key = {
 		.prefixlen = 96,
@@ -39,12 +39,27 @@ static __always_inline int mw_cidr4_listed(__u64 netns_cookie, __u32 addr)
 		.addr = addr,
 	};
 
-	return bpf_map_lookup_elem(&mw_excl_cidr4, &key) != NULL;
+	return bpf_map_lookup_elem(map, &key) != NULL;
 }
 
 static __always_inline int mw_cidr4_excluded(__u64 netns_cookie, __u32 addr)
 {
-	return mw_cidr4_listed(0, addr) || mw_cidr4_listed(netns_cookie, addr);
+	return mw_cidr4_listed(&mw_excl_cidr4, 0, addr) ||
+	       mw_cidr4_listed(&mw_excl_cidr4, netns_cookie, addr);
+}
+
+/*
+ * Istio's includeOutboundIPRanges and includeOutboundPorts: a pod with
+ * MW_POD_F_OUT_SELECT has only connections to an included port (whatever
+ * the address) or range steered. Exclusions are checked first, and win.
+ */
+static __always_inline int mw_out_included(const struct mw_pod *pod, __u64 netns_cookie,
+					   __u16 port, __u32 addr)
+{
+	if (!(pod->flags & MW_POD_F_OUT_SELECT))
+		return 1;
+	return mw_port_listed(netns_cookie, port, MW_DIR_OUT_INCL) ||
+	       mw_cidr4_listed(&mw_incl_cidr4, netns_cookie, addr);
 }
 
 static __always_inline int mw_is_loopback4(__u32 addr)
@@ -71,13 +86,21 @@ static __always_inline int mw_in_port_listed(__u32 pod_ip4, __u16 port)
 }
 
 /*
- * Inbound connections to these ports of a meshed pod reach the app directly:
- * the sidecar's own ports, the node-wide list, then the pod's own list.
+ * Inbound connections to these ports of a meshed pod (address pod_ip4, netns
+ * cookie pod_cookie) reach the app directly: the sidecar's own ports, the
+ * node-wide list, the pod's own list, and with MW_POD_F_IN_SELECT (Istio's
+ * includeInboundPorts) every port it does not include.
  */
-static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u16 port)
+static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u64 pod_cookie, __u16 port)
 {
-	return port == mw_cfg.outbound_port || port == mw_cfg.inbound_port ||
-	       mw_in_port_listed(0, port) || mw_in_port_listed(pod_ip4, port);
+	const struct mw_pod *pod;
+
+	if (port == mw_cfg.outbound_port || port == mw_cfg.inbound_port ||
+	    mw_in_port_listed(0, port) || mw_in_port_listed(pod_ip4, port))
+		return 1;
+	pod = mw_pod_lookup(pod_cookie);
+	return pod && (pod->flags & MW_POD_F_IN_SELECT) &&
+	       !mw_port_listed(pod_cookie, port, MW_DIR_IN_INCL);
 }
 
 #endif /* MESHWIRE_POLICY_H */

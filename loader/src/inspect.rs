@@ -226,6 +226,12 @@ pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusi
         out.push_str(&format!("  ips               {}\n", list(&s.ips)));
         out.push_str(&format!("  excluded outbound ports {}; cidrs {}\n", list(&s.exclude_outbound_ports), list(&s.exclude_outbound_cidrs)));
         out.push_str(&format!("  excluded inbound  ports {}\n", list(&s.exclude_inbound_ports)));
+        if let Some(cidrs) = &s.include_outbound_cidrs {
+            out.push_str(&format!("  included outbound cidrs {}; ports {} (nothing else steered)\n", list(cidrs), list(&s.include_outbound_ports)));
+        }
+        if let Some(ports) = &s.include_inbound_ports {
+            out.push_str(&format!("  included inbound  ports {} (nothing else redirected)\n", list(ports)));
+        }
         // What the datapath holds, and where the choice came from.
         let state = match pod_flags(p.netns_cookie) {
             Some(f) if f & crate::layout::POD_F_ACCEL != 0 => "on (when the node runs acceleration)",

@@ -16,6 +16,17 @@
 //! -A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001
 //! ```
 //!
+//! A pod with include lists (Istio's includeOutboundIPRanges,
+//! includeOutboundPorts, includeInboundPorts) gets, in place of each final
+//! REDIRECT, one per included port and range, as istio-iptables writes them;
+//! what they do not name falls off the chain and goes direct:
+//!
+//! ```text
+//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001
+//! -A MESHWIRE_OUTPUT -d 10.96.0.0/12 -p tcp -j REDIRECT --to-ports 15001
+//! -A MESHWIRE_INBOUND -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15003
+//! ```
+//!
 //! Those rules see IPv4 only (v4-mapped addresses included): native IPv6 TCP
 //! would bypass the sidecar. With `interception.ipv6 = "refuse"` (the default)
 //! it is refused, as the BPF programs refuse it in the eBPF mode, by rules in
@@ -181,11 +192,32 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     for c in unique(&[&node.out_cidrs, &pod.out_cidrs]) {
         r.push(format!("-A {CHAIN_OUT} -d {c} -j RETURN"));
     }
-    r.push(format!("-A {CHAIN_OUT} -p tcp -j REDIRECT --to-ports {}", node.outbound_port));
+    // Include lists, as istio-iptables writes them: the included ports, then
+    // the included ranges, are redirected; the rest falls off the chain.
+    let out_redirect = format!("-j REDIRECT --to-ports {}", node.outbound_port);
+    match &pod.incl_out_cidrs {
+        None => r.push(format!("-A {CHAIN_OUT} -p tcp {out_redirect}")),
+        Some(cidrs) => {
+            for p in unique(&[&pod.incl_out_ports]) {
+                r.push(format!("-A {CHAIN_OUT} -p tcp -m tcp --dport {p} {out_redirect}"));
+            }
+            for c in unique(&[cidrs]) {
+                r.push(format!("-A {CHAIN_OUT} -d {c} -p tcp {out_redirect}"));
+            }
+        }
+    }
     for p in unique(&[&[node.outbound_port, node.inbound_port], &node.in_ports, &pod.in_ports]) {
         r.push(format!("-A {CHAIN_IN} -p tcp -m tcp --dport {p} -j RETURN"));
     }
-    r.push(format!("-A {CHAIN_IN} -p tcp -j REDIRECT --to-ports {}", node.inbound_port));
+    let in_redirect = format!("-j REDIRECT --to-ports {}", node.inbound_port);
+    match &pod.incl_in_ports {
+        None => r.push(format!("-A {CHAIN_IN} -p tcp {in_redirect}")),
+        Some(ports) => {
+            for p in unique(&[ports]) {
+                r.push(format!("-A {CHAIN_IN} -p tcp -m tcp --dport {p} {in_redirect}"));
+            }
+        }
+    }
     r
 }
 
@@ -603,6 +635,9 @@ mod tests {
             out_cidrs: vec!["192.0.2.7/32".parse().unwrap()],
             in_ports: vec![9090, 8443],
             accelerate: false,
+            incl_out_cidrs: None,
+            incl_out_ports: vec![],
+            incl_in_ports: None,
         }
     }
 
@@ -846,6 +881,56 @@ mod tests {
         assert!(check(&n, &p).unwrap_err().contains("no jump"));
         assert_eq!(host_nat(), host_before, "the machine's nat table changed");
         assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
+    }
+
+    /// Include lists: one REDIRECT per included port and range in place of
+    /// the catch-all, written as iptables-save prints them (check compares
+    /// them line by line), in a real namespace.
+    #[test]
+    fn include_lists_redirect_only_what_they_name() {
+        let n = node();
+        let mut p = pod(Path::new("/x"), 1);
+        p.incl_out_cidrs = Some(vec!["10.96.0.0/12".parse().unwrap(), "10.96.0.0/12".parse().unwrap()]);
+        p.incl_out_ports = vec![443];
+        p.incl_in_ports = Some(vec![8080, 9091]);
+        let r = chain_rules(&n, &p);
+        let tail_out: Vec<&str> = r.iter().map(String::as_str).filter(|l| l.starts_with("-A MESHWIRE_OUTPUT") && l.contains("REDIRECT")).collect();
+        assert_eq!(
+            tail_out,
+            ["-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001", "-A MESHWIRE_OUTPUT -d 10.96.0.0/12 -p tcp -j REDIRECT --to-ports 15001"]
+        );
+        let tail_in: Vec<&str> = r.iter().map(String::as_str).filter(|l| l.starts_with("-A MESHWIRE_INBOUND") && l.contains("REDIRECT")).collect();
+        assert_eq!(
+            tail_in,
+            ["-A MESHWIRE_INBOUND -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15003", "-A MESHWIRE_INBOUND -p tcp -m tcp --dport 9091 -j REDIRECT --to-ports 15003"]
+        );
+        // Empty lists: nothing redirected; the exclusions stay.
+        p.incl_out_cidrs = Some(vec![]);
+        p.incl_out_ports = vec![];
+        p.incl_in_ports = Some(vec![]);
+        assert!(!chain_rules(&n, &p).iter().any(|l| l.contains("REDIRECT")));
+
+        let ns = TestNetns::new("incl");
+        let mut p = pod(&ns.path, ns.cookie());
+        p.incl_out_cidrs = Some(vec!["10.96.0.0/12".parse().unwrap()]);
+        p.incl_out_ports = vec![443];
+        p.incl_in_ports = Some(vec![8080]);
+        apply(&n, &p).unwrap();
+        let nat = ns.nat();
+        for r in chain_rules(&n, &p) {
+            assert_eq!(nat.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{nat}");
+        }
+        check(&n, &p).unwrap();
+        // The pod's include lists changed: check notices, apply makes them so.
+        let mut all = p.clone();
+        all.incl_out_cidrs = None;
+        all.incl_in_ports = None;
+        assert!(check(&n, &all).is_err());
+        apply(&n, &all).unwrap();
+        check(&n, &all).unwrap();
+        assert!(!ns.nat().contains("--dport 443 -j REDIRECT"), "{}", ns.nat());
+        remove(&all).unwrap();
+        assert!(!ns.nat().contains("MESHWIRE"));
     }
 
     /// Run `f` on a thread inside the (test's) namespace at `path`.

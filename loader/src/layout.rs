@@ -166,8 +166,16 @@ impl Event {
 pub const POD_F_MESHED: u32 = 1 << 0;
 /// `mw_pod.flags`: the pod's mesh hops are accelerated (MW_POD_F_ACCEL).
 pub const POD_F_ACCEL: u32 = 1 << 1;
+/// `mw_pod.flags`: outbound, only included ports and ranges are steered.
+pub const POD_F_OUT_SELECT: u32 = 1 << 2;
+/// `mw_pod.flags`: inbound, only included ports are redirected.
+pub const POD_F_IN_SELECT: u32 = 1 << 3;
 /// `mw_port_key.dir`
 pub const DIR_OUT: u8 = 1;
+/// `mw_port_key.dir`: an included outbound port.
+pub const DIR_OUT_INCL: u8 = 3;
+/// `mw_port_key.dir`: an included inbound port.
+pub const DIR_IN_INCL: u8 = 4;
 
 /// Names of `enum mw_stat`, in index order (checked against BTF).
 pub const STAT_NAMES: &[&str] = &[
@@ -251,6 +259,17 @@ fn check_enum(btf: &Btf, name: &str, names: &[&str], first: i64, max: &str) -> R
     Ok(())
 }
 
+/// `enum name` must hold each of `values` (it may hold more).
+fn check_values(btf: &Btf, name: &str, values: &[(&str, i64)]) -> Result<(), String> {
+    let vals = btf.enum_values(name).ok_or_else(|| format!("enum {name} is not in the object's BTF"))?;
+    for (n, v) in values {
+        if !vals.iter().any(|(cn, cv)| cn == n && cv == v) {
+            return Err(format!("enum {name}: Rust has {n} = {v}, C {vals:?}"));
+        }
+    }
+    Ok(())
+}
+
 /// Check every mirror and the enums; returns all differences.
 pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
@@ -273,6 +292,21 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_enum(btf, "mw_stat", STAT_NAMES, 0, "MW_STAT_MAX"));
     check(check_enum(btf, "mw_hook", HOOK_NAMES, 1, "MW_HOOK_MAX"));
     check(check_enum(btf, "mw_decision", DECISION_NAMES, 1, "MW_DEC_MAX"));
+    check(check_values(
+        btf,
+        "mw_pod_flag",
+        &[
+            ("MW_POD_F_MESHED", POD_F_MESHED.into()),
+            ("MW_POD_F_ACCEL", POD_F_ACCEL.into()),
+            ("MW_POD_F_OUT_SELECT", POD_F_OUT_SELECT.into()),
+            ("MW_POD_F_IN_SELECT", POD_F_IN_SELECT.into()),
+        ],
+    ));
+    check(check_values(
+        btf,
+        "mw_dir",
+        &[("MW_DIR_OUT", DIR_OUT.into()), ("MW_DIR_OUT_INCL", DIR_OUT_INCL.into()), ("MW_DIR_IN_INCL", DIR_IN_INCL.into())],
+    ));
     if errors.is_empty() {
         Ok(())
     } else {

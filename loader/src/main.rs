@@ -129,6 +129,17 @@ enum PodCommand {
         exclude_outbound_cidrs: Vec<String>,
         #[arg(long = "exclude-inbound-port", value_name = "PORT")]
         exclude_inbound_ports: Vec<u16>,
+        /// Steer only outbound connections to these CIDRs (and to --include-outbound-port);
+        /// "*" (the default) steers all, "" none (Istio's includeOutboundIPRanges).
+        #[arg(long = "include-outbound-cidrs", value_name = "CIDR,...")]
+        include_outbound_cidrs: Option<String>,
+        /// Outbound ports steered whatever the address (Istio's includeOutboundPorts).
+        #[arg(long = "include-outbound-port", value_name = "PORT")]
+        include_outbound_ports: Vec<u16>,
+        /// Redirect only inbound connections to these ports; "*" (the default) all, "" none
+        /// (Istio's includeInboundPorts).
+        #[arg(long = "include-inbound-ports", value_name = "PORT,...")]
+        include_inbound_ports: Option<String>,
         /// Accelerate this pod's mesh hops (true) or not (false), when the node runs acceleration;
         /// default: the node's `[acceleration] pods`.
         #[arg(long, value_name = "BOOL")]
@@ -143,6 +154,24 @@ enum PodCommand {
     },
     /// List meshed pods.
     List,
+}
+
+/// A comma-separated include list of `pod add`: None for "*" (or not given),
+/// Some(items) otherwise ("" is the empty list).
+fn cli_list(flag: &str, given: Option<String>) -> Result<Option<Vec<String>>, String> {
+    let Some(v) = given else { return Ok(None) };
+    let v = v.trim();
+    if v == "*" {
+        return Ok(None);
+    }
+    if v.is_empty() {
+        return Ok(Some(Vec::new()));
+    }
+    let items: Vec<String> = v.split(',').map(|i| i.trim().to_string()).collect();
+    if items.iter().any(|i| i.is_empty() || i == "*") {
+        return Err(format!("{flag} {v:?}: a comma-separated list, or \"*\" alone"));
+    }
+    Ok(Some(items))
 }
 
 /// `pod add` without --id: a stable identity from the netns path.
@@ -257,7 +286,23 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
-        Command::Pod(PodCommand::Add { netns, ips, ifname, id, exclude_outbound_ports, exclude_outbound_cidrs, exclude_inbound_ports, accelerate }) => {
+        Command::Pod(PodCommand::Add {
+            netns,
+            ips,
+            ifname,
+            id,
+            exclude_outbound_ports,
+            exclude_outbound_cidrs,
+            exclude_inbound_ports,
+            include_outbound_cidrs,
+            include_outbound_ports,
+            include_inbound_ports,
+            accelerate,
+        }) => {
+            let include_inbound_ports = match cli_list("--include-inbound-ports", include_inbound_ports)? {
+                None => None,
+                Some(v) => Some(v.iter().map(|p| p.parse::<u16>().map_err(|_| format!("--include-inbound-ports: {p:?} is not a port"))).collect::<Result<Vec<_>, _>>()?),
+            };
             let pod = meshwire_api::PodSpec {
                 container_id: id.unwrap_or_else(|| cli_pod_id(&netns)),
                 netns,
@@ -268,9 +313,11 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 exclude_outbound_ports,
                 exclude_outbound_cidrs,
                 exclude_inbound_ports,
+                include_outbound_cidrs: cli_list("--include-outbound-cidrs", include_outbound_cidrs)?,
+                include_outbound_ports,
+                include_inbound_ports,
                 accelerate,
                 network: None,
-                ..Default::default()
             };
             let result = api_call(&api.socket, meshwire_api::Op::AddPod { pod })?;
             println!("{}", result.pod.map_or(0, |p| p.netns_cookie));

@@ -20,6 +20,7 @@ use std::path::{Path, PathBuf};
 pub const MAP_PODS: &str = "mw_pods";
 pub const MAP_EXCL_PORTS: &str = "mw_excl_ports";
 pub const MAP_EXCL_CIDR4: &str = "mw_excl_cidr4";
+pub const MAP_INCL_CIDR4: &str = "mw_incl_cidr4";
 pub const MAP_ORIG_SK: &str = "mw_orig_sk";
 pub const MAP_ORIG_TUPLE4: &str = "mw_orig_tuple4";
 pub const MAP_STATS: &str = "mw_stats";
@@ -42,6 +43,7 @@ pub const ALL_MAPS: &[&str] = &[
     MAP_POD_IPS,
     MAP_EXCL_PORTS,
     MAP_EXCL_CIDR4,
+    MAP_INCL_CIDR4,
     MAP_EXCL_IN4,
     MAP_ORIG_SK,
     MAP_ORIG_TUPLE4,

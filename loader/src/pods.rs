@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use meshwire_api::PodSpec;
 
 use crate::config::Cidr4;
-use crate::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_OUT, POD_F_ACCEL, POD_F_MESHED};
+use crate::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
 use crate::pins::{self, Pins};
 use crate::system;
@@ -28,6 +28,11 @@ pub struct MeshedPod {
     pub out_ports: Vec<u16>,
     pub out_cidrs: Vec<Cidr4>,
     pub in_ports: Vec<u16>,
+    /// Include lists (Istio's): None steers all. Outbound, the ranges and
+    /// the ports steered whatever the address; inbound, the ports.
+    pub incl_out_cidrs: Option<Vec<Cidr4>>,
+    pub incl_out_ports: Vec<u16>,
+    pub incl_in_ports: Option<Vec<u16>>,
     /// Its mesh hops are accelerated (when the node runs acceleration).
     pub accelerate: bool,
 }
@@ -45,13 +50,36 @@ impl MeshedPod {
             // Validated: every CIDR parses.
             out_cidrs: spec.exclude_outbound_cidrs.iter().filter_map(|c| c.parse().ok()).collect(),
             in_ports: spec.exclude_inbound_ports.clone(),
+            incl_out_cidrs: spec.include_outbound_cidrs.as_ref().map(|cs| cs.iter().filter_map(|c| c.parse().ok()).collect()),
+            // Without restricted ranges everything is steered: no ports to list.
+            incl_out_ports: if spec.include_outbound_cidrs.is_some() { spec.include_outbound_ports.clone() } else { Vec::new() },
+            incl_in_ports: spec.include_inbound_ports.clone(),
             accelerate: spec.accelerate.unwrap_or(accelerate_by_default),
         }
     }
 
     /// Its `mw_pods` entry.
     fn entry(&self) -> Pod {
-        Pod { flags: POD_F_MESHED | if self.accelerate { POD_F_ACCEL } else { 0 } }
+        let mut flags = POD_F_MESHED;
+        if self.accelerate {
+            flags |= POD_F_ACCEL;
+        }
+        if self.incl_out_cidrs.is_some() {
+            flags |= POD_F_OUT_SELECT;
+        }
+        if self.incl_in_ports.is_some() {
+            flags |= POD_F_IN_SELECT;
+        }
+        Pod { flags }
+    }
+
+    /// Its per-cookie port entries of `mw_excl_ports`: excluded outbound,
+    /// included outbound and inbound ports.
+    fn port_keys(&self) -> Vec<PortKey> {
+        let out = self.out_ports.iter().map(|&p| port_key(self.cookie, p, DIR_OUT));
+        let incl_out = self.incl_out_ports.iter().map(|&p| port_key(self.cookie, p, DIR_OUT_INCL));
+        let incl_in = self.incl_in_ports.iter().flatten().map(|&p| port_key(self.cookie, p, DIR_IN_INCL));
+        out.chain(incl_out).chain(incl_in).collect()
     }
 }
 
@@ -89,8 +117,13 @@ pub fn validate(spec: &PodSpec) -> Result<(), String> {
     for c in &spec.exclude_outbound_cidrs {
         c.parse::<Cidr4>().map_err(|e| format!("exclude_outbound_cidrs: {e}"))?;
     }
-    if spec.include_outbound_cidrs.is_some() || !spec.include_outbound_ports.is_empty() || spec.include_inbound_ports.is_some() {
-        return Err("include lists (include_outbound_cidrs, include_outbound_ports, include_inbound_ports) are not supported by this loader".into());
+    for c in spec.include_outbound_cidrs.iter().flatten() {
+        c.parse::<Cidr4>().map_err(|e| format!("include_outbound_cidrs: {e}"))?;
+    }
+    for (what, ports) in [("include_outbound_ports", &spec.include_outbound_ports), ("include_inbound_ports", &spec.include_inbound_ports.clone().unwrap_or_default())] {
+        if ports.contains(&0) {
+            return Err(format!("{what}: port 0 is not a port; use 1-65535"));
+        }
     }
     for ip in &spec.ips {
         if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || ip.is_multicast() {
@@ -117,6 +150,7 @@ pub struct PodMaps {
     ips: MapFd,
     out_ports: MapFd,
     out_cidrs: MapFd,
+    incl_cidrs: MapFd,
     in_ports: MapFd,
 }
 
@@ -132,14 +166,15 @@ impl PodMaps {
             ips: open(pins::MAP_POD_IPS)?,
             out_ports: open(pins::MAP_EXCL_PORTS)?,
             out_cidrs: open(pins::MAP_EXCL_CIDR4)?,
+            incl_cidrs: open(pins::MAP_INCL_CIDR4)?,
             in_ports: open(pins::MAP_EXCL_IN4)?,
         })
     }
 
 }
 
-fn port_key(cookie: u64, port: u16) -> PortKey {
-    PortKey { netns_cookie: cookie, port, dir: DIR_OUT, pad: [0; 5] }
+fn port_key(cookie: u64, port: u16, dir: u8) -> PortKey {
+    PortKey { netns_cookie: cookie, port, dir, pad: [0; 5] }
 }
 
 fn cidr_key(cookie: u64, c: &Cidr4) -> Cidr4Key {
@@ -178,11 +213,14 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
         }
     }
     let result = (|| -> Result<(), String> {
-        for &p in &pod.out_ports {
-            maps.out_ports.update(&port_key(pod.cookie, p), &1u8).map_err(|e| update_error(&maps.out_ports, "mw_excl_ports", e))?;
+        for k in pod.port_keys() {
+            maps.out_ports.update(&k, &1u8).map_err(|e| update_error(&maps.out_ports, "mw_excl_ports", e))?;
         }
         for c in &pod.out_cidrs {
             maps.out_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| update_error(&maps.out_cidrs, "mw_excl_cidr4", e))?;
+        }
+        for c in pod.incl_out_cidrs.iter().flatten() {
+            maps.incl_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| update_error(&maps.incl_cidrs, "mw_incl_cidr4", e))?;
         }
         for ip in &pod.ips {
             for &p in &pod.in_ports {
@@ -219,11 +257,14 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
             note(maps.in_ports.delete(&in_key(*ip, p)));
         }
     }
-    for &p in &pod.out_ports {
-        note(maps.out_ports.delete(&port_key(pod.cookie, p)));
+    for k in pod.port_keys() {
+        note(maps.out_ports.delete(&k));
     }
     for c in &pod.out_cidrs {
         note(maps.out_cidrs.delete(&cidr_key(pod.cookie, c)));
+    }
+    for c in pod.incl_out_cidrs.iter().flatten() {
+        note(maps.incl_cidrs.delete(&cidr_key(pod.cookie, c)));
     }
     match first_err {
         None => Ok(()),
@@ -256,10 +297,12 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
             removed += 1;
         }
     }
-    for k in maps.out_cidrs.keys::<Cidr4Key>().map_err(e)? {
-        let cookie = (u64::from(k.cookie_hi) << 32) | u64::from(k.cookie_lo);
-        if cookie != 0 && !cookies.contains(&cookie) && maps.out_cidrs.delete(&k).map_err(e)? {
-            removed += 1;
+    for map in [&maps.out_cidrs, &maps.incl_cidrs] {
+        for k in map.keys::<Cidr4Key>().map_err(e)? {
+            let cookie = (u64::from(k.cookie_hi) << 32) | u64::from(k.cookie_lo);
+            if cookie != 0 && !cookies.contains(&cookie) && map.delete(&k).map_err(e)? {
+                removed += 1;
+            }
         }
     }
     for k in maps.in_ports.keys::<In4Key>().map_err(e)? {
