@@ -249,23 +249,7 @@ EOF
     local f
     for f in bridge host-local tuning loopback; do cp "$REF_PLUGINS/$f" "$CNI_BIN/" || return 1; done
     # The node's network: bridge + host-local, tuning chained after it.
-    cat >"$CONF_DIR/10-pods.conflist" <<EOF
-{
-  "cniVersion": "1.0.0",
-  "name": "pods",
-  "plugins": [
-    {
-      "type": "bridge",
-      "bridge": "$P-br",
-      "isGateway": true,
-      "isDefaultGateway": true,
-      "ipMasq": false,
-      "ipam": { "type": "host-local", "subnet": "$SUBNET", "dataDir": "$WORK/ipam" }
-    },
-    { "type": "tuning" }
-  ]
-}
-EOF
+    bridge_conflist pods "$P-br" "$SUBNET" "$WORK/ipam" '{ "type": "tuning" }' >"$CONF_DIR/10-pods.conflist" || return 1
     cp "$CONF_DIR/10-pods.conflist" "$WORK/10-pods.conflist.orig"
     ip netns add "$NODE" || return 1
     ip -n "$NODE" link set lo up || return 1

@@ -1,8 +1,9 @@
 # A containerd of the test's own, on a "node" of the test's own (sourced by
 # packaging/image_test.sh and test/cri_e2e.sh, after proc_lib.sh).
 #
-# The node is a mount namespace held by one process (node_start): it sees the
-# machine's files, except that /run and /var/lib are tmpfs of its own there.
+# The node is a mount and a network namespace held by one process
+# (node_start): its host network (containerd's, the CNI bridge's, hostNetwork
+# pods') is its own; it sees the machine's files, except that /run and /var/lib are tmpfs of its own there.
 # containerd 1.6 puts its shims' sockets under /run/containerd/s whatever its
 # configuration says, libcni keeps result caches in /var/lib/cni, and CRI
 # makes pods' network namespaces under /var/run/netns: on this node all of
@@ -26,13 +27,19 @@ CTRD_SOCK=""
 node_start() {
     local out=$1 cg=${2:-} i
     # shellcheck disable=SC2016 # expanded by the inner sh
-    start_bg "$out" unshare --mount --propagation unchanged -- sh -c '
+    start_bg "$out" unshare --mount --net --propagation unchanged -- sh -c '
         set -e
         [ -z "$1" ] || echo $$ >"$1/cgroup.procs"
+        # Nothing mounted here reaches the machine (rslave), yet mounts are
+        # shared within the node, as CRI wants for HostToContainer and
+        # Bidirectional volumes (containerd checks the mount holding the
+        # host path, "/" for /var/run/netns, which is a symlink).
         mount --make-rslave /
+        mount --make-rshared /
         mount -t tmpfs -o mode=0755 node-run /run
         mount -t tmpfs -o mode=0755 node-var-lib /var/lib
         mkdir -p /run/netns /var/lib/cni
+        ip link set lo up
         # Pods network namespaces are mounted here after containers that
         # mount it (HostToContainer) started: it must be a shared mount.
         mount --bind /run/netns /run/netns
@@ -50,8 +57,8 @@ node_start() {
     return 1
 }
 
-# on_node CMD...: runs CMD in the node's mount namespace.
-on_node() { nsenter -t "$NODE_PID" -m -- "$@"; }
+# on_node CMD...: runs CMD in the node's mount and network namespaces.
+on_node() { nsenter -t "$NODE_PID" -m -n -- "$@"; }
 
 # node_share DIR...: bind-mounts each DIR onto itself on the node and makes it
 # shared there (CRI refuses Bidirectional mounts of a source that is not).
@@ -106,7 +113,7 @@ containerd_start() {
     local i
     [ -n "$NODE_PID" ] || { echo "  containerd_start: no node (node_start)"; return 1; }
     echo "--- containerd start $(date +%T)" >>"$CTRD/containerd.log"
-    nsenter -t "$NODE_PID" -m -- containerd --config "$CTRD/config.toml" >>"$CTRD/containerd.log" 2>&1 &
+    nsenter -t "$NODE_PID" -m -n -- containerd --config "$CTRD/config.toml" >>"$CTRD/containerd.log" 2>&1 &
     CTRD_PID=$!
     BG_PIDS+=("$CTRD_PID")
     for ((i = 0; i < 150; i++)); do

@@ -87,3 +87,14 @@ suite_leftovers() {
     [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
     [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
 }
+
+# bridge_conflist NAME BRIDGE SUBNET IPAM_DIR [PLUGIN_JSON...]: a node's pod
+# network as a .conflist on stdout: bridge + host-local (leases in IPAM_DIR),
+# then the given plugins chained after it.
+bridge_conflist() {
+    local more="" p
+    for p in "${@:5}"; do more="$more, $p"; done
+    printf '{\n  "cniVersion": "1.0.0",\n  "name": "%s",\n  "plugins": [\n' "$1"
+    printf '    { "type": "bridge", "bridge": "%s", "isGateway": true, "isDefaultGateway": true, "ipMasq": false,\n' "$2"
+    printf '      "ipam": { "type": "host-local", "subnet": "%s", "dataDir": "%s" } }%s\n  ]\n}\n' "$3" "$4" "$more"
+}
