@@ -120,7 +120,10 @@ rt() {
     local cmd=$1 id=$2 n=$3 kns=$4 rc_json=${5:-null}
     local list count name version prev="null" i idx conf type out rc
     local ifname=${RT_IFNAME:-eth0} annotations=${RT_ANNOTATIONS-} has_annotations=false
-    local cache="$WORK/results/$id" order=()
+    # Files named by the ID, which may be longer than a file name can be.
+    local fid=$id
+    [ "${#id}" -gt 64 ] && fid="id${#id}-$(printf %s "$id" | sha256sum | cut -c1-16)"
+    local cache="$WORK/results/$fid" order=()
     [ "$ifname" = eth0 ] || cache="$cache@$ifname"
     if [ -n "${RT_ANNOTATIONS+set}" ]; then has_annotations=true; else annotations=null; fi
     list=$(cat "$CONF_FILE") || return 1
@@ -133,8 +136,8 @@ rt() {
     DEL) for ((i = count - 1; i >= 0; i--)); do order+=("$i"); done ;;
     esac
     if [ "$cmd" != ADD ] && [ -s "$cache" ]; then prev=$(cat "$cache"); fi
-    RT_ERR="$WORK/rt/$id.$cmd.err"
-    [ "$ifname" = eth0 ] || RT_ERR="$WORK/rt/$id@$ifname.$cmd.err"
+    RT_ERR="$WORK/rt/$fid.$cmd.err"
+    [ "$ifname" = eth0 ] || RT_ERR="$WORK/rt/$fid@$ifname.$cmd.err"
     : >"$RT_ERR"
     for idx in "${order[@]}"; do
         conf=$(jq -c --argjson i "$idx" --arg name "$name" --arg v "$version" \
@@ -151,9 +154,9 @@ rt() {
         out=$(ip netns exec "$NODE" env -i PATH="$PATH" CNI_COMMAND="$cmd" CNI_CONTAINERID="$id" \
             CNI_NETNS="$(netns_path "$n")" CNI_IFNAME="$ifname" CNI_PATH="$CNI_BIN" \
             CNI_ARGS="IgnoreUnknown=1;K8S_POD_NAMESPACE=$kns;K8S_POD_NAME=app-$n;K8S_POD_INFRA_CONTAINER_ID=$id;K8S_POD_UID=uid-$n" \
-            "$CNI_BIN/$type" <<<"$conf" 2>>"$WORK/rt/$id.stderr")
+            "$CNI_BIN/$type" <<<"$conf" 2>>"$WORK/rt/$fid.stderr")
         rc=$?
-        printf '%s\n' "$out" >"$WORK/rt/$id.$cmd.$idx.$type"
+        printf '%s\n' "$out" >"$WORK/rt/$fid.$cmd.$idx.$type"
         if [ "$rc" -ne 0 ]; then
             printf '%s\n' "$out" >"$RT_ERR"
             return 1
@@ -569,6 +572,33 @@ case_del() {
     log "mw_pods $before_pods -> $after_pods; no record, qdisc or pinned link left; DEL twice and without netns ok"
 }
 
+# Container IDs of 251 to 256 characters (their records' file names would be
+# too long as <id>.json) are added, listed and deleted like others; DEL of an
+# unknown ID longer than any pod can have succeeds, as DEL must when nothing
+# is there.
+case_long_ids() {
+    local len id n=90 long
+    for len in 251 256; do
+        id=$(printf '%*s' "$len" '' | tr ' ' c)
+        new_pod "$n" || return 1
+        rt ADD "$id" "$n" shop || { log "ADD of a $len-character ID failed:"; show "$RT_ERR"; return 1; }
+        meshed "$id" || { log "pod list does not show the $len-character ID"; return 1; }
+        rt DEL "$id" "$n" shop || { log "DEL of a $len-character ID failed:"; show "$RT_ERR"; return 1; }
+        if meshed "$id" || [ -n "$(find "$STATE/pods" -name 'ccccccccc*' 2>/dev/null)" ]; then
+            log "the $len-character ID is still listed or recorded after DEL"
+            return 1
+        fi
+        log "a $len-character ID: ADD, listed, DEL, nothing left"
+        ip netns del "$(pod "$n")"
+        n=$((n + 1))
+    done
+    long=$(printf '%*s' 300 '' | tr ' ' d)
+    new_pod "$n" || return 1
+    rt DEL "$long" "$n" shop || { log "DEL of an unknown 300-character ID failed:"; show "$RT_ERR"; return 1; }
+    log "DEL of an unknown 300-character ID succeeded"
+    ip netns del "$(pod "$n")"
+}
+
 case_concurrent() {
     local i pids=() failed=0 before_state before_pods before_ips leases before_leases
     before_pods=$(map_count mw_pods)
@@ -746,6 +776,7 @@ run_case "4 a pod in an excluded namespace is not meshed" case_excluded_namespac
 run_case "5 per-pod exclusions and acceleration from runtimeConfig" case_per_pod_exclusion
 run_case "6 CNI errors: each code, and nothing changed" case_errors
 run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
+run_case "7b container IDs of 251 and 256 characters are added and deleted; DEL of an unknown longer one succeeds" case_long_ids
 run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
 run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc
 run_case "10 STATUS and VERSION" case_status

@@ -583,6 +583,58 @@ case_netns_meshed_once() {
 # Maps whose count is not a number (sk_storage) are exempt.
 orig_map_counts() { awk '$1 ~ /orig/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' "$1"; }
 
+# A failed change leaves the pod as it was: re-adding a meshed pod with an
+# interface that does not exist fails, and the pod keeps its map entries and
+# its record. (eBPF mode: iptables mode attaches nothing to an interface.)
+case_failed_readd_keeps_pod() {
+    local ns="$P-rep" pods_before out
+    ip netns add "$ns" && NS_MADE+=("$ns") || return 1
+    mwl pod add --netns "/run/netns/$ns" --id rep >/dev/null || { log "pod add --id rep failed"; return 1; }
+    pods_before=$(map_count mw_pods)
+    if out=$(mwl pod add --netns "/run/netns/$ns" --id rep --ifname nosuchif 2>&1); then
+        log "re-adding rep with --ifname nosuchif succeeded: $out"
+        mwl pod del --id rep >/dev/null 2>&1
+        return 1
+    fi
+    log "re-adding rep with --ifname nosuchif failed: $(echo "$out" | tail -n 1)"
+    if ! pod_list | grep -qw rep || [ "$(map_count mw_pods)" != "$pods_before" ]; then
+        log "rep is gone: pod list $(pod_list | tr '\n' ';'), mw_pods $pods_before -> $(map_count mw_pods)"
+        mwl pod del --id rep >/dev/null 2>&1
+        return 1
+    fi
+    log "rep is still meshed (pod list and mw_pods, $pods_before entries)"
+    mwl pod del --id rep >/dev/null
+}
+
+# Pod IDs derived from netns paths are one per path (a.b and a_b are two
+# pods), and an ID meshed for one namespace is refused for another.
+case_pod_ids_one_per_netns() {
+    local a="$P-a.b" b="$P-a_b" c="$P-other" out rc=0
+    ip netns add "$a" && NS_MADE+=("$a") && ip netns add "$b" && NS_MADE+=("$b") &&
+        ip netns add "$c" && NS_MADE+=("$c") || return 1
+    mwl pod add --netns "/run/netns/$a" >/dev/null && mwl pod add --netns "/run/netns/$b" >/dev/null ||
+        { log "pod add of $a and $b failed"; return 1; }
+    if [ "$(pod_list | grep -c -- "-a[._]")" != 2 ]; then
+        log "$a and $b are not two pods: $(pod_list | tr '\n' ';')"
+        rc=1
+    else
+        log "two pods: $(pod_list | grep -- "-a[._]" | awk '{ print $1 }' | tr '\n' ' ')"
+    fi
+    if out=$(mwl pod add --netns "/run/netns/$c" --id "$(pod_list | grep -- "-a\.2eb" | awk '{ print $1 }')" 2>&1); then
+        log "the ID of $a was accepted for $c: $out"
+        mwl pod del --netns "/run/netns/$c" >/dev/null 2>&1
+        rc=1
+    elif ! grep -q "already meshed with network namespace /run/netns/$a" <<<"$out"; then
+        log "re-using $a's ID for $c was refused without naming $a: $out"
+        rc=1
+    else
+        log "re-using $a's ID for $c: $(echo "$out" | tail -n 1 | cut -c1-200)"
+    fi
+    [ "$(pod_list | grep -c -- "-a[._]")" = 2 ] || { log "after the refusal: $(pod_list | tr '\n' ';')"; rc=1; }
+    mwl pod del --netns "/run/netns/$a" >/dev/null && mwl pod del --netns "/run/netns/$b" >/dev/null || rc=1
+    return "$rc"
+}
+
 case_no_leaks() {
     local maps="$WORK/maps.txt" i nonzero
     mwl stats >"$WORK/stats-before.txt" 2>&1
@@ -1552,6 +1604,10 @@ run_case "8 an unregistered namespace in the cgroup is untouched" case_unregiste
 run_case "9 two meshed pods at once, 300 connections each, no mix-up" case_two_pods_concurrently
 run_case "9b pod add of pod1's namespace under another ID is refused, naming the owner; pod1 still meshed" \
     case_netns_meshed_once
+run_ebpf_case "9c a failed re-add of a meshed pod (unknown interface) leaves it meshed as it was" \
+    case_failed_readd_keeps_pod
+run_case "9d pod IDs from netns paths are one per path (a.b, a_b); an ID meshed for one namespace is refused for another" \
+    case_pod_ids_one_per_netns
 run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), then the app" \
     case_inbound_same_node
 run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \

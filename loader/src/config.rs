@@ -362,6 +362,9 @@ impl Source<'_> {
     }
 }
 
+/// The most a configuration file may hold (the reference one is a few KiB).
+pub const MAX_CONFIG_BYTES: u64 = 1 << 20;
+
 impl Config {
     /// The embedded defaults.
     pub fn default_config() -> Config {
@@ -369,12 +372,16 @@ impl Config {
     }
 
     pub fn load(path: &Path) -> Result<Config, ConfigError> {
-        let text = std::fs::read_to_string(path).map_err(|e| ConfigError {
-            file: path.display().to_string(),
-            line: None,
-            key: None,
-            message: format!("cannot read: {e}"),
-        })?;
+        use std::io::Read;
+        let error = |message: String| ConfigError { file: path.display().to_string(), line: None, key: None, message };
+        // Bounded: a path such as /dev/zero must not be read until memory runs out.
+        let mut text = String::new();
+        std::fs::File::open(path)
+            .and_then(|f| f.take(MAX_CONFIG_BYTES + 1).read_to_string(&mut text))
+            .map_err(|e| error(format!("cannot read: {e}")))?;
+        if text.len() as u64 > MAX_CONFIG_BYTES {
+            return Err(error(format!("larger than {MAX_CONFIG_BYTES} bytes: not a meshwire configuration")));
+        }
         Config::parse(&path.display().to_string(), &text)
     }
 
@@ -597,6 +604,12 @@ impl Defaults {
 mod tests {
     use super::*;
     use std::net::Ipv4Addr;
+
+    #[test]
+    fn an_endless_file_is_read_only_up_to_the_cap() {
+        let e = Config::load(Path::new("/dev/zero")).unwrap_err().to_string();
+        assert!(e.contains("/dev/zero") && e.contains(&format!("larger than {MAX_CONFIG_BYTES} bytes")), "{e}");
+    }
 
     fn err(text: &str) -> ConfigError {
         Config::parse("test.toml", text).unwrap_err()

@@ -111,27 +111,58 @@ impl PodService {
 
     pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Response> {
         pods::validate(&spec).map_err(invalid)?;
-        let mut meshed = self.lock();
+        // The namespace is opened (never blocking) and checked before the
+        // lock: a bad path cannot hold up other pods' changes.
         let pod = pods::resolve(&spec, self.accelerate_by_default).map_err(invalid)?;
+        let mut meshed = self.lock();
         let maps = self.maps()?;
 
-        if let Some(existing) = self.records.load(&spec.container_id).map_err(internal)? {
-            if existing.spec == spec && existing.netns_cookie == pod.cookie {
-                // CNI may repeat an ADD: make sure it is all there, answer the same.
-                self.apply(&maps, &pod)?;
-                return Ok(existing);
-            }
-            // Same container, new spec: replace it.
-            self.teardown(&mut meshed, &maps, &existing)?;
-        }
         if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
             return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
         }
+        let Some(existing) = self.records.load(&spec.container_id).map_err(internal)? else {
+            return self.install(&mut meshed, &maps, spec, &pod);
+        };
+        if existing.spec.netns != spec.netns || existing.netns_cookie != pod.cookie {
+            return Err(invalid(format!(
+                "container {} is already meshed with network namespace {} (cookie {}); this one is {} (cookie {}): delete it first",
+                spec.container_id,
+                existing.spec.netns.display(),
+                existing.netns_cookie,
+                spec.netns.display(),
+                pod.cookie
+            )));
+        }
+        if existing.spec == spec {
+            // CNI may repeat an ADD: make sure it is all there, answer the same.
+            self.apply(&maps, &pod)?;
+            return Ok(existing);
+        }
+        // Same container, new spec: replace it; if the new one cannot be
+        // installed, the previous one is put back (all or nothing).
+        self.teardown(&mut meshed, &maps, &existing)?;
+        self.install(&mut meshed, &maps, spec, &pod).inspect_err(|_| {
+            let previous = self.meshed_of(&existing);
+            let restored = self
+                .apply(&maps, &previous)
+                .map_err(|e| e.error.map(|e| e.message).unwrap_or_default())
+                .and_then(|()| self.records.save(&existing));
+            match restored {
+                Ok(()) => {
+                    meshed.by_cookie.insert(existing.netns_cookie, existing.spec.container_id.clone());
+                    log::info!("pod {}: the change failed; its previous settings are in force again", existing.spec.container_id);
+                }
+                Err(e) => log::error!("pod {}: the change failed and its previous settings could not be put back: {e}", existing.spec.container_id),
+            }
+        })
+    }
 
-        self.apply(&maps, &pod)?;
+    /// Apply a new pod and record it; on failure nothing of it is left.
+    fn install(&self, meshed: &mut Meshed, maps: &PodMaps, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Response> {
+        self.apply(maps, pod)?;
         let record = PodRecord { spec, netns_cookie: pod.cookie };
         if let Err(e) = self.records.save(&record) {
-            let _ = self.teardown(&mut meshed, &maps, &record);
+            let _ = self.teardown(meshed, maps, &record);
             return Err(internal(e));
         }
         meshed.by_cookie.insert(record.netns_cookie, record.spec.container_id.clone());
@@ -179,6 +210,10 @@ impl PodService {
 
     /// Ok(false): the pod was not known (CNI DEL is idempotent).
     pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Response> {
+        if pods::too_long_container_id(container_id) {
+            // No pod can have been added under it: nothing to delete.
+            return Ok(false);
+        }
         let mut meshed = self.lock();
         let Some(record) = self.load(container_id, ifname)? else {
             return Ok(false);
@@ -479,6 +514,37 @@ mod tests {
         ]);
         assert_eq!(code(&a[0]), Some(ErrorCode::InvalidRequest));
         assert_eq!(a[1].result.as_ref().unwrap().pods, Some(vec![]));
+    }
+
+    #[test]
+    fn del_of_an_id_too_long_for_any_pod_succeeds_as_nothing_there() {
+        let f = Fixture::new();
+        let long = "d".repeat(300);
+        let a = f.exchange(&[&format!(r#"{{"version":1,"op":"del_pod","container_id":"{long}"}}"#)]);
+        assert_eq!(a[0].result.as_ref().map(|r| r.existed), Some(Some(false)), "{:?}", a[0]);
+    }
+
+    #[test]
+    fn a_netns_path_that_is_a_fifo_or_a_file_is_refused_without_blocking() {
+        let f = Fixture::new();
+        let fifo = f.state.join("fifo");
+        nix::unistd::mkfifo(&fifo, nix::sys::stat::Mode::from_bits_truncate(0o600)).unwrap();
+        let file = f.state.join("file");
+        std::fs::write(&file, "x").unwrap();
+        let (tx, rx) = std::sync::mpsc::channel();
+        let service = Arc::clone(&f.service);
+        let paths = [fifo.clone(), file.clone()];
+        std::thread::spawn(move || {
+            for p in paths {
+                let spec = PodSpec { container_id: "c".into(), netns: p, ..Default::default() };
+                let _ = tx.send(service.add(spec).map(|_| ()).map_err(|e| e.error.unwrap()));
+            }
+        });
+        for p in [&fifo, &file] {
+            let e = rx.recv_timeout(Duration::from_secs(5)).unwrap_or_else(|_| panic!("add with netns {} blocked", p.display())).unwrap_err();
+            assert_eq!(e.code, ErrorCode::InvalidRequest, "{e:?}");
+            assert!(e.message.contains("not a network namespace"), "{e:?}");
+        }
     }
 
     fn record(id: &str, cookie: u64) -> PodRecord {

@@ -174,11 +174,23 @@ fn cli_list(flag: &str, given: Option<String>) -> Result<Option<Vec<String>>, St
     Ok(Some(items))
 }
 
-/// `pod add` without --id: a stable identity from the netns path.
+/// `pod add` without --id: a stable identity from the netns path, one per
+/// path: '/' becomes '_', letters, digits and '-' stay, every other byte is
+/// '.' and its two hex digits (so /run/netns/a.b and a_b stay apart).
 fn cli_pod_id(netns: &std::path::Path) -> String {
-    let raw = netns.to_string_lossy();
-    let id: String = raw.trim_start_matches('/').chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' || c == '_' { c } else { '_' }).collect();
-    format!("cli-{id}")
+    use std::os::unix::ffi::OsStrExt;
+    let raw = netns.as_os_str().as_bytes();
+    let start = raw.iter().position(|&b| b != b'/').unwrap_or(raw.len());
+    let mut id = String::from("cli-");
+    for &b in &raw[start..] {
+        match b {
+            b'/' => id.push('_'),
+            b'-' => id.push('-'),
+            _ if b.is_ascii_alphanumeric() => id.push(b as char),
+            _ => id.push_str(&format!(".{b:02x}")),
+        }
+    }
+    id
 }
 
 fn api_call(socket: &std::path::Path, op: meshwire_api::Op) -> Result<meshwire_api::OpResult, String> {
@@ -388,5 +400,24 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             };
             trace::run(&pins, &trace::TraceOpts { json, netns_cookie, count, duration, backlog })
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::cli_pod_id;
+    use std::path::Path;
+
+    #[test]
+    fn netns_paths_give_different_ids() {
+        let ids: Vec<String> =
+            ["/var/run/netns/a.b", "/var/run/netns/a_b", "/var/run/netns/a/b", "/var/run/netns/a-b", "/var/run/netns/a.2eb"].iter().map(|p| cli_pod_id(Path::new(p))).collect();
+        for (i, a) in ids.iter().enumerate() {
+            for b in &ids[i + 1..] {
+                assert_ne!(a, b, "{ids:?}");
+            }
+        }
+        assert_eq!(cli_pod_id(Path::new("/run/netns/mw1-pod2")), "cli-run_netns_mw1-pod2");
+        assert_eq!(ids[0], "cli-var_run_netns_a.2eb");
     }
 }

@@ -85,10 +85,19 @@ impl MeshedPod {
 
 /// Characters CNI allows in a container ID; also keeps record file names safe.
 fn valid_container_id(id: &str) -> bool {
-    !id.is_empty()
-        && id.len() <= 256
-        && !id.starts_with('.')
-        && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+    id.len() <= MAX_CONTAINER_ID && valid_id_chars(id)
+}
+
+/// The longest container ID a pod can be added under.
+const MAX_CONTAINER_ID: usize = 256;
+
+fn valid_id_chars(id: &str) -> bool {
+    !id.is_empty() && !id.starts_with('.') && id.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '_' | '.' | '-'))
+}
+
+/// An ID of valid characters, longer than any pod can be added under.
+pub fn too_long_container_id(id: &str) -> bool {
+    id.len() > MAX_CONTAINER_ID && valid_id_chars(id)
 }
 
 pub fn check_container_id(id: &str) -> Result<(), String> {

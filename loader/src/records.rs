@@ -14,6 +14,21 @@ use meshwire_api::PodRecord;
 
 use crate::pods;
 
+/// Longest record file stem: `.<stem>.tmp` and `<stem>.json` fit in a file
+/// name (NAME_MAX, 255 bytes).
+const MAX_STEM: usize = 250;
+
+/// The file name of a container's record, without `.json`: its ID, or for an
+/// ID too long for that, a prefix of it, '~' (never in an ID) and a 64-bit
+/// FNV-1a hash of the whole ID. The record inside names the ID in full.
+fn file_stem(container_id: &str) -> String {
+    if container_id.len() <= MAX_STEM {
+        return container_id.to_string();
+    }
+    let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
+    format!("{}~{hash:016x}", &container_id[..MAX_STEM - 17])
+}
+
 pub struct Records {
     dir: PathBuf,
 }
@@ -28,12 +43,12 @@ impl Records {
 
     fn path(&self, container_id: &str) -> Result<PathBuf, String> {
         pods::check_container_id(container_id)?;
-        Ok(self.dir.join(format!("{container_id}.json")))
+        Ok(self.dir.join(format!("{}.json", file_stem(container_id))))
     }
 
     pub fn save(&self, record: &PodRecord) -> Result<(), String> {
         let path = self.path(&record.spec.container_id)?;
-        let tmp = self.dir.join(format!(".{}.tmp", record.spec.container_id));
+        let tmp = self.dir.join(format!(".{}.tmp", file_stem(&record.spec.container_id)));
         let text = serde_json::to_string_pretty(record).expect("records serialize");
         let write = || -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
@@ -79,11 +94,12 @@ impl Records {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            let Some(id) = name.strip_suffix(".json") else { continue };
-            match self.load(id) {
-                Ok(Some(r)) if r.spec.container_id == id => records.push(r),
-                Ok(Some(_)) => broken.push(format!("{}: container_id does not match the file name", entry.path().display())),
-                Ok(None) => {}
+            let Some(stem) = name.strip_suffix(".json") else { continue };
+            let path = entry.path();
+            let read = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()));
+            match read.and_then(|t| serde_json::from_str::<PodRecord>(&t).map_err(|e| format!("pod record {}: {e}", path.display()))) {
+                Ok(r) if file_stem(&r.spec.container_id) == stem && pods::check_container_id(&r.spec.container_id).is_ok() => records.push(r),
+                Ok(_) => broken.push(format!("{}: container_id does not match the file name", path.display())),
                 Err(e) => broken.push(e),
             }
         }
@@ -146,6 +162,30 @@ mod tests {
         assert_eq!(all.len(), 1);
         assert_eq!(broken.len(), 1, "{broken:?}");
         assert!(!dir.join("pods/.x.tmp").exists());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn ids_of_up_to_256_characters_have_records() {
+        let dir = temp();
+        let r = Records::open(&dir).unwrap();
+        let long: Vec<String> = (250..=256).map(|n| "c".repeat(n - 1) + "x").collect();
+        for id in &long {
+            r.save(&record(id)).unwrap();
+        }
+        // Two IDs that share the kept prefix stay apart.
+        let twin = "c".repeat(255) + "y";
+        r.save(&record(&twin)).unwrap();
+        for id in long.iter().chain([&twin]) {
+            assert_eq!(r.load(id).unwrap().unwrap().spec.container_id, *id);
+        }
+        let (all, broken) = r.all().unwrap();
+        assert_eq!(all.len(), long.len() + 1, "{broken:?}");
+        assert!(broken.is_empty(), "{broken:?}");
+        for id in long.iter().chain([&twin]) {
+            assert!(r.remove(id).unwrap());
+        }
+        assert!(!r.remove(&long[6]).unwrap(), "removing it again: nothing there");
         fs::remove_dir_all(&dir).unwrap();
     }
 

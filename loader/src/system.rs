@@ -91,8 +91,36 @@ impl std::os::fd::AsRawFd for Cgroup {
 /// The cookie of the network namespace behind `netns` (e.g. /run/netns/x or
 /// /proc/PID/ns/net). setns() only moves the calling thread, so the work is
 /// done on a thread of its own that ends with it.
+/// Open `netns` and make sure it is a network namespace, without ever
+/// blocking: O_NONBLOCK, so a FIFO (or a device) at that path cannot wedge
+/// the caller, then nsfs (statfs) and NS_GET_NSTYPE = CLONE_NEWNET.
+pub fn open_netns(netns: &Path) -> Result<File, String> {
+    use std::os::fd::AsRawFd;
+    use std::os::unix::fs::OpenOptionsExt;
+    const NSFS_MAGIC: i64 = 0x6e73_6673;
+    const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
+    let shown = netns.display();
+    let file = std::fs::OpenOptions::new()
+        .read(true)
+        .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
+        .open(netns)
+        .map_err(|e| format!("opening network namespace {shown}: {e}"))?;
+    let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
+    if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
+        return Err(format!("{shown}: statfs: {}", io::Error::last_os_error()));
+    }
+    if fs.f_type as i64 != NSFS_MAGIC {
+        return Err(format!("{shown} is not a network namespace (not a namespace file of nsfs)"));
+    }
+    let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
+    if kind != libc::CLONE_NEWNET {
+        return Err(format!("{shown} is a namespace, but not a network namespace"));
+    }
+    Ok(file)
+}
+
 pub fn netns_cookie(netns: &Path) -> Result<u64, String> {
-    let file = File::open(netns).map_err(|e| format!("opening network namespace {}: {e}", netns.display()))?;
+    let file = open_netns(netns)?;
     let shown = netns.display().to_string();
     std::thread::spawn(move || -> Result<u64, String> {
         nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
