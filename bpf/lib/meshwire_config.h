@@ -8,8 +8,12 @@
 /*
  * Set by the loader before load (libbpf rewrites .rodata), so the verifier
  * sees constants: with debug off, the traces are dead code and removed.
+ * The host tests (bpf/tests) define MW_CFG_CONST empty to vary it per case.
  */
-const volatile struct mw_settings mw_cfg = {
+#ifndef MW_CFG_CONST
+#define MW_CFG_CONST const
+#endif
+MW_CFG_CONST volatile struct mw_settings mw_cfg = {
 	.sidecar_uid = 1500,
 	.outbound_port = 15001,
 	.inbound_port = 15003,

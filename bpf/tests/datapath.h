@@ -1,0 +1,99 @@
+/* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
+/*
+ * What every host test of a program shares: the maps of lib/meshwire_maps.h
+ * registered with the harness, the node the cases start from, and the loop
+ * over a table of cases. Included after the program source (the maps and
+ * mw_cfg are defined there).
+ */
+#ifndef MW_TEST_DATAPATH_H
+#define MW_TEST_DATAPATH_H
+
+#include "harness.h"
+
+#define POD_A		0xa001ULL	/* meshed */
+#define POD_B		0xb002ULL	/* meshed, accelerated */
+#define UNMESHED	0xc003ULL	/* a namespace not in mw_pods */
+#define POD_A_IP	"10.1.0.10"
+#define POD_B_IP	"10.1.0.11"
+#define SIDECAR_UID	1500
+#define OUT_PORT	15001
+#define IN_PORT		15003
+#define ORIG_IP		"93.184.216.34"	/* where an app's connection was going */
+#define ORIG_PORT	80
+
+/* A new map of lib/meshwire_maps.h gets a line here. */
+static inline void mw_test_register_maps(void)
+{
+	MW_TEST_MAP(mw_pods);
+	MW_TEST_MAP(mw_excl_ports);
+	MW_TEST_MAP(mw_excl_cidr4);
+	MW_TEST_MAP(mw_incl_cidr4);
+	MW_TEST_SK_STORAGE(mw_orig_sk);
+	MW_TEST_MAP(mw_orig_tuple4);
+	MW_TEST_MAP(mw_pod_ips);
+	MW_TEST_MAP(mw_excl_in4);
+	MW_TEST_MAP(mw_flow4);
+	MW_TEST_MAP(mw_flow4_fin);
+	MW_TEST_MAP(mw_flow4_syn);
+	MW_TEST_MAP(mw_sock_hash);
+	MW_TEST_MAP(mw_accel_state);
+	MW_TEST_MAP(mw_stats);
+	MW_TEST_RINGBUF(mw_events);
+}
+
+/* Two meshed pods, B accelerated, as the loader registers them. */
+static inline void mw_test_pods(void)
+{
+	struct mw_pod a = { .flags = MW_POD_F_MESHED };
+	struct mw_pod b = { .flags = MW_POD_F_MESHED | MW_POD_F_ACCEL };
+	__u64 ca = POD_A, cb = POD_B;
+	__u32 ip;
+
+	bpf_map_update_elem(&mw_pods, &ca, &a, BPF_ANY);
+	bpf_map_update_elem(&mw_pods, &cb, &b, BPF_ANY);
+	ip = mw_test_ip4(POD_A_IP);
+	bpf_map_update_elem(&mw_pod_ips, &ip, &ca, BPF_ANY);
+	ip = mw_test_ip4(POD_B_IP);
+	bpf_map_update_elem(&mw_pod_ips, &ip, &cb, BPF_ANY);
+}
+
+/* The loader's settings: the default ports, traces and events on. */
+static inline void mw_test_settings(int accel, int ipv6_refuse, __u32 sidecar_uid)
+{
+	mw_cfg.sidecar_uid = sidecar_uid;
+	mw_cfg.outbound_port = OUT_PORT;
+	mw_cfg.inbound_port = IN_PORT;
+	mw_cfg.accel = accel;
+	mw_cfg.ipv6_refuse = ipv6_refuse;
+	mw_cfg.debug = 1;
+	mw_cfg.trace = 1;
+}
+
+/* Socket storage as an earlier hook left it: ORIG_IP:ORIG_PORT, `flags`. */
+static inline void mw_test_mark(struct bpf_sock *sk, __u16 flags)
+{
+	struct mw_orig4 *o = bpf_sk_storage_get(&mw_orig_sk, sk, NULL,
+						BPF_SK_STORAGE_GET_F_CREATE);
+
+	o->ip4 = mw_test_ip4(ORIG_IP);
+	o->port = bpf_htons(ORIG_PORT);
+	o->flags = flags;
+}
+
+/* main(): each row of `table` from empty maps, through `run_case`. */
+#define MW_TEST_MAIN(suite_name, table, run_case)				\
+	int main(void)								\
+	{									\
+		struct mw_test_run run = { .suite = suite_name };		\
+										\
+		mw_test_register_maps();					\
+		for (size_t i = 0; i < sizeof(table) / sizeof(table[0]); i++) {	\
+			mw_test_begin(&run, table[i].what);			\
+			mw_test_reset();					\
+			run_case(&run, &table[i]);				\
+			mw_test_end(&run);					\
+		}								\
+		return mw_test_summary(&run);					\
+	}
+
+#endif /* MW_TEST_DATAPATH_H */

@@ -1,0 +1,414 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * connect4, connect6, getpeername4 and getpeername6 (bpf/bpf_sock.c), the
+ * real source compiled for the host, run on a table of cases: one node with
+ * two meshed pods, exclusions node-wide and per pod, callers that are apps,
+ * sidecars or unmeshed. Linux 6.18 answers BPF_PROG_TEST_RUN for
+ * cgroup_sock_addr programs with ENOTSUPP, hence the host build.
+ */
+#define MW_CFG_CONST
+#include "../bpf_sock.c"
+#include "datapath.h"
+
+#define POD_C		0xd004ULL	/* meshed, with include lists */
+#define POD_C_IP	"10.1.0.12"
+#define APP_UID		1000
+#define SOCK_DGRAM	2
+
+/* The node every case starts from. */
+static void node(void)
+{
+	struct mw_pod c = { .flags = MW_POD_F_MESHED | MW_POD_F_OUT_SELECT | MW_POD_F_IN_SELECT };
+	__u64 cc = POD_C;
+	__u32 ip;
+	__u8 one = 1;
+	struct mw_port_key port = { .dir = MW_DIR_OUT };
+	struct mw_cidr4_key cidr = {};
+	struct mw_in4_key in = {};
+
+	mw_test_pods();
+	/* Outbound: port 22 node-wide, 9000 for pod A only. */
+	port.netns_cookie = 0;
+	port.port = 22;
+	bpf_map_update_elem(&mw_excl_ports, &port, &one, BPF_ANY);
+	port.netns_cookie = POD_A;
+	port.port = 9000;
+	bpf_map_update_elem(&mw_excl_ports, &port, &one, BPF_ANY);
+	/* 169.254.0.0/16 node-wide, 10.96.0.0/12 for pod A only. */
+	cidr.prefixlen = 64 + 16;
+	cidr.addr = mw_test_ip4("169.254.0.0");
+	bpf_map_update_elem(&mw_excl_cidr4, &cidr, &one, BPF_ANY);
+	cidr.prefixlen = 64 + 12;
+	cidr.cookie_hi = (__u32)(POD_A >> 32);
+	cidr.cookie_lo = (__u32)POD_A;
+	cidr.addr = mw_test_ip4("10.96.0.0");
+	bpf_map_update_elem(&mw_excl_cidr4, &cidr, &one, BPF_ANY);
+	/* Inbound: 8443 node-wide, 9090 on pod B only. */
+	in.port = 8443;
+	bpf_map_update_elem(&mw_excl_in4, &in, &one, BPF_ANY);
+	in.pod_ip4 = mw_test_ip4(POD_B_IP);
+	in.port = 9090;
+	bpf_map_update_elem(&mw_excl_in4, &in, &one, BPF_ANY);
+
+	/*
+	 * Pod C has include lists (Istio's include* annotations): outbound
+	 * only ports 5432 and 22 and 10.50.0.0/16, inbound only port 8080.
+	 */
+	bpf_map_update_elem(&mw_pods, &cc, &c, BPF_ANY);
+	ip = mw_test_ip4(POD_C_IP);
+	bpf_map_update_elem(&mw_pod_ips, &ip, &cc, BPF_ANY);
+	port.netns_cookie = POD_C;
+	port.dir = MW_DIR_OUT_INCL;
+	port.port = 5432;
+	bpf_map_update_elem(&mw_excl_ports, &port, &one, BPF_ANY);
+	port.port = 22;
+	bpf_map_update_elem(&mw_excl_ports, &port, &one, BPF_ANY);
+	port.dir = MW_DIR_IN_INCL;
+	port.port = 8080;
+	bpf_map_update_elem(&mw_excl_ports, &port, &one, BPF_ANY);
+	cidr.prefixlen = 64 + 16;
+	cidr.cookie_hi = (__u32)(POD_C >> 32);
+	cidr.cookie_lo = (__u32)POD_C;
+	cidr.addr = mw_test_ip4("10.50.0.0");
+	bpf_map_update_elem(&mw_incl_cidr4, &cidr, &one, BPF_ANY);
+}
+
+#define STAT(s)		MW_STAT_BIT(s)
+
+enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6 };
+
+struct sock_case {
+	const char *what;
+	enum hook hook;
+	/* the node's settings (beyond the defaults below) */
+	int accel;
+	int ipv6_allow;		/* interception.ipv6 = "allow" */
+	__u32 sidecar_uid;	/* 0: SIDECAR_UID */
+	/* the caller and its socket */
+	__u64 netns;
+	__u32 uid;
+	int udp;
+	int no_storage;		/* the kernel has no memory for socket storage */
+	int mptcp;		/* the socket is an MPTCP socket's first subflow */
+	int bound_dev;		/* bound to a device (SO_BINDTODEVICE) */
+	int unbind_fails;	/* and unbinding it fails */
+	__u16 mark;		/* getpeername: the socket's mw_orig_sk flags before */
+	const char *dst;	/* connect: the destination; getpeername: the peer */
+	__u16 port;
+	/* what the hook must do */
+	int deny;
+	const char *to;		/* the destination afterwards (NULL: unchanged) */
+	__u16 to_port;
+	__u16 want_mark;	/* mw_orig_sk flags afterwards, holding dst:port */
+	int want_unbind;	/* SO_BINDTOIFINDEX set to 0 */
+	__u32 stats;		/* the counters that are 1 (the others stay 0) */
+	enum mw_decision decision;	/* the trace event (0: none) */
+};
+
+static const struct sock_case cases[] = {
+	/* connect4: who is steered */
+	{ "an app's connect goes to its sidecar", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .dst = ORIG_IP, .port = 80, .to = "127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a namespace not meshed is untouched", CONNECT4, .netns = UNMESHED, .uid = APP_UID,
+	  .dst = ORIG_IP, .port = 80 },
+	{ "UDP is untouched", CONNECT4, .netns = POD_A, .uid = APP_UID, .udp = 1,
+	  .dst = "10.96.0.10", .port = 53 },
+	{ "loopback goes direct", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .dst = "127.0.0.53", .port = 53, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "a node-wide excluded port goes direct", CONNECT4, .netns = POD_B, .uid = APP_UID,
+	  .dst = "10.2.0.7", .port = 22, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "the pod's own excluded port goes direct", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .dst = "10.2.0.7", .port = 9000, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "another pod's excluded port is steered", CONNECT4, .netns = POD_B, .uid = APP_UID,
+	  .dst = "10.2.0.7", .port = 9000, .to = "127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a node-wide excluded CIDR goes direct", CONNECT4, .netns = POD_B, .uid = APP_UID,
+	  .dst = "169.254.169.254", .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "the pod's own excluded CIDR goes direct", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .dst = "10.111.255.1", .port = 443, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "just outside the pod's excluded CIDR is steered", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .dst = "10.112.0.1", .port = 443, .to = "127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "another pod's excluded CIDR is steered", CONNECT4, .netns = POD_B, .uid = APP_UID,
+	  .dst = "10.96.0.1", .port = 443, .to = "127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "no socket storage: refused rather than unmeshed", CONNECT4, .netns = POD_A,
+	  .uid = APP_UID, .no_storage = 1, .dst = ORIG_IP, .port = 80, .deny = 1,
+	  .stats = STAT(MW_STAT_CONNECT_ERROR), .decision = MW_DEC_CONNECT_REFUSED },
+
+	{ "an MPTCP socket's redirection is noted on the MPTCP socket too", CONNECT4,
+	  .netns = POD_A, .uid = APP_UID, .mptcp = 1, .dst = ORIG_IP, .port = 80,
+	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a socket bound to a device is unbound when steered to loopback", CONNECT4,
+	  .netns = POD_A, .uid = APP_UID, .bound_dev = 1, .dst = ORIG_IP, .port = 80,
+	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .want_unbind = 1, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a socket that cannot be unbound is refused at once", CONNECT4, .netns = POD_A,
+	  .uid = APP_UID, .bound_dev = 1, .unbind_fails = 1, .dst = ORIG_IP, .port = 80,
+	  .deny = 1, .want_mark = MW_ORIG_F_CONNECT, .want_unbind = 1,
+	  .stats = STAT(MW_STAT_CONNECT_ERROR), .decision = MW_DEC_CONNECT_REFUSED },
+	{ "a bound socket going direct keeps its device", CONNECT4, .netns = POD_A,
+	  .uid = APP_UID, .bound_dev = 1, .dst = "10.2.0.7", .port = 22,
+	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+
+	/* connect4: include lists */
+	{ "include lists: an included port is steered", CONNECT4, .netns = POD_C,
+	  .uid = APP_UID, .dst = "10.2.0.7", .port = 5432, .to = "127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "include lists: an included range is steered", CONNECT4, .netns = POD_C,
+	  .uid = APP_UID, .dst = "10.50.3.4", .port = 80, .to = "127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "include lists: what they do not name goes direct", CONNECT4, .netns = POD_C,
+	  .uid = APP_UID, .dst = "10.51.0.1", .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "include lists: an exclusion wins over an inclusion", CONNECT4, .netns = POD_C,
+	  .uid = APP_UID, .dst = "10.2.0.7", .port = 22, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "include lists: another pod's inclusions do not limit this one", CONNECT4,
+	  .netns = POD_B, .uid = APP_UID, .dst = "10.51.0.1", .port = 80, .to = "127.0.0.1",
+	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "include lists: an included inbound port is steered to the peer's sidecar",
+	  CONNECT4, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_C_IP, .port = 8080,
+	  .to = POD_C_IP, .to_port = IN_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_INBOUND),
+	  .decision = MW_DEC_CONNECT_INBOUND },
+	{ "include lists: an inbound port not included goes direct", CONNECT4,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_C_IP, .port = 8081,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+
+	/* connect4: the sidecar's own connections */
+	{ "the sidecar's outbound connection is untouched", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .dst = ORIG_IP, .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "another sidecar uid: uid 1500 is an app", CONNECT4, .sidecar_uid = 1600,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = ORIG_IP, .port = 80,
+	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "sidecar to a meshed pod on this node: its inbound port", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .dst = POD_B_IP, .port = 8080, .to = POD_B_IP, .to_port = IN_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_INBOUND),
+	  .decision = MW_DEC_CONNECT_INBOUND },
+	{ "sidecar to a node-wide excluded inbound port goes direct", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .dst = POD_B_IP, .port = 8443,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "sidecar to the peer's own excluded inbound port goes direct", CONNECT4,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_B_IP, .port = 9090,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "the peer's excluded inbound port is its own", CONNECT4, .netns = POD_B,
+	  .uid = SIDECAR_UID, .dst = POD_A_IP, .port = 9090, .to = POD_A_IP, .to_port = IN_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_INBOUND),
+	  .decision = MW_DEC_CONNECT_INBOUND },
+	{ "sidecar to the peer sidecar's inbound port goes direct", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .dst = POD_B_IP, .port = IN_PORT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "sidecar to its own pod's app is untouched", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .dst = POD_A_IP, .port = 8080,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "with acceleration, that hop is marked for sockops", CONNECT4, .accel = 1,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_A_IP, .port = 8080,
+	  .want_mark = MW_ORIG_F_DELIVER, .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "with acceleration, sidecar to app over loopback is marked", CONNECT4, .accel = 1,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = "127.0.0.1", .port = 8080,
+	  .want_mark = MW_ORIG_F_DELIVER, .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "with acceleration, sidecar to its own capture port is not marked", CONNECT4,
+	  .accel = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = "127.0.0.1", .port = OUT_PORT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "sidecar inbound without socket storage: refused", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .no_storage = 1, .dst = POD_B_IP, .port = 8080, .deny = 1,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_ERROR),
+	  .decision = MW_DEC_CONNECT_REFUSED },
+
+	/* connect6 */
+	{ "a dual-stack app's v4-mapped connect goes to its sidecar", CONNECT6, .netns = POD_A,
+	  .uid = APP_UID, .dst = "::ffff:93.184.216.34", .port = 80, .to = "::ffff:127.0.0.1",
+	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "v4-mapped to an excluded CIDR goes direct", CONNECT6, .netns = POD_B, .uid = APP_UID,
+	  .dst = "::ffff:169.254.1.1", .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "native IPv6 from a meshed app is refused", CONNECT6, .netns = POD_A, .uid = APP_UID,
+	  .dst = "2001:db8::1", .port = 80, .deny = 1, .stats = STAT(MW_STAT_CONNECT6_REFUSED),
+	  .decision = MW_DEC_CONNECT6_REFUSED },
+	{ "native IPv6 with interception.ipv6 = allow goes direct", CONNECT6, .ipv6_allow = 1,
+	  .netns = POD_A, .uid = APP_UID, .dst = "2001:db8::1", .port = 80 },
+	{ "::1 goes direct", CONNECT6, .netns = POD_A, .uid = APP_UID, .dst = "::1", .port = 80 },
+	{ "the sidecar's native IPv6 goes direct", CONNECT6, .netns = POD_A, .uid = SIDECAR_UID,
+	  .dst = "2001:db8::1", .port = 80 },
+	{ "native IPv6 to an excluded port goes direct", CONNECT6, .netns = POD_A,
+	  .uid = APP_UID, .dst = "2001:db8::1", .port = 22 },
+	{ "native IPv6 from a namespace not meshed goes direct", CONNECT6, .netns = UNMESHED,
+	  .uid = APP_UID, .dst = "2001:db8::1", .port = 80 },
+	{ "native IPv6 UDP goes direct", CONNECT6, .netns = POD_A, .uid = APP_UID, .udp = 1,
+	  .dst = "2001:db8::1", .port = 53 },
+
+	/* getpeername: the redirection stays invisible */
+	{ "getpeername of a redirected socket answers the dialled address", GETPEERNAME4,
+	  .netns = POD_A, .mark = MW_ORIG_F_CONNECT, .dst = "127.0.0.1", .port = OUT_PORT,
+	  .to = ORIG_IP, .to_port = 80, .want_mark = MW_ORIG_F_CONNECT },
+	{ "getpeername of a socket not redirected is the kernel's", GETPEERNAME4,
+	  .netns = POD_A, .dst = "10.2.0.7", .port = 80 },
+	{ "getpeername of the sidecar's accepted socket is the kernel's", GETPEERNAME4,
+	  .netns = POD_A, .mark = MW_ORIG_F_ACCEPTED, .dst = "127.0.0.1", .port = 40000,
+	  .want_mark = MW_ORIG_F_ACCEPTED },
+	{ "getpeername of a delivered socket is the kernel's", GETPEERNAME4,
+	  .netns = POD_A, .mark = MW_ORIG_F_DELIVER, .dst = POD_A_IP, .port = 8080,
+	  .want_mark = MW_ORIG_F_DELIVER },
+	{ "getpeername of a redirected UDP socket is the kernel's", GETPEERNAME4, .udp = 1,
+	  .netns = POD_A, .mark = MW_ORIG_F_CONNECT, .dst = "127.0.0.1", .port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT },
+	{ "getpeername6 of a v4-mapped redirected socket answers the dialled address",
+	  GETPEERNAME6, .netns = POD_A, .mark = MW_ORIG_F_CONNECT, .dst = "::ffff:127.0.0.1",
+	  .port = OUT_PORT, .to = "::ffff:93.184.216.34", .to_port = 80,
+	  .want_mark = MW_ORIG_F_CONNECT },
+	{ "getpeername6 of a native IPv6 peer is the kernel's", GETPEERNAME6, .netns = POD_A,
+	  .mark = MW_ORIG_F_CONNECT, .dst = "2001:db8::1", .port = 80,
+	  .want_mark = MW_ORIG_F_CONNECT },
+};
+
+static int is6(const struct sock_case *c)
+{
+	return c->hook == CONNECT6 || c->hook == GETPEERNAME6;
+}
+
+/* Its last word for a v4-mapped address, else the IPv4 address. */
+static __u32 ip4_of(const struct sock_case *c, const char *text)
+{
+	__u32 w[4];
+
+	if (!is6(c))
+		return mw_test_ip4(text);
+	mw_test_ip6(text, w);
+	return w[3];
+}
+
+static void run_case(struct mw_test_run *run, const struct sock_case *c)
+{
+	struct bpf_sock sk = {
+		.type = c->udp ? SOCK_DGRAM : MW_SOCK_STREAM,
+		.bound_dev_if = c->bound_dev ? 2 : 0,
+	};
+	struct bpf_sock mptcp = {};
+	struct bpf_sock_addr ctx = {
+		.family = is6(c) ? MW_AF_INET6 : MW_AF_INET,
+		.type = sk.type,
+		.user_port = bpf_htons(c->port),
+		.sk = &sk,
+	};
+	struct bpf_sock_addr before;
+	const char *to = c->to ? c->to : c->dst;
+	struct mw_orig4 *orig;
+	int verdict = -1;
+
+	node();
+	mw_test_settings(c->accel, !c->ipv6_allow, c->sidecar_uid ? c->sidecar_uid : SIDECAR_UID);
+	mw_test_task.netns_cookie = c->netns;
+	mw_test_task.uid = c->uid;
+	mw_test_task.pid = 4242;
+	mw_test_no_sk_storage = c->no_storage;
+	mw_test_mptcp_sock = c->mptcp ? &mptcp : NULL;
+	mw_test_setsockopt_error = c->unbind_fails ? -1 : 0;
+	if (is6(c))
+		mw_test_ip6(c->dst, ctx.user_ip6);
+	else
+		ctx.user_ip4 = mw_test_ip4(c->dst);
+	if (c->mark)
+		mw_test_mark(&sk, c->mark);
+	before = ctx;
+
+	switch (c->hook) {
+	case CONNECT4:
+		verdict = mw_sock4_connect(&ctx);
+		break;
+	case CONNECT6:
+		verdict = mw_sock6_connect(&ctx);
+		break;
+	case GETPEERNAME4:
+		verdict = mw_sock4_getpeername(&ctx);
+		break;
+	case GETPEERNAME6:
+		verdict = mw_sock6_getpeername(&ctx);
+		break;
+	}
+
+	MW_EXPECT_EQ(run, verdict, c->deny ? MW_DENY : MW_ALLOW, "verdict");
+	if (is6(c)) {
+		__u32 want[4];
+
+		mw_test_ip6(to, want);
+		for (int i = 0; i < 4; i++)
+			MW_EXPECT_EQ(run, bpf_ntohl(ctx.user_ip6[i]), bpf_ntohl(want[i]),
+				     "user_ip6 word (host order)");
+		MW_EXPECT_EQ(run, ctx.user_ip4, before.user_ip4, "user_ip4 untouched");
+	} else {
+		MW_EXPECT_EQ(run, bpf_ntohl(ctx.user_ip4), bpf_ntohl(mw_test_ip4(to)),
+			     "user_ip4 (host order)");
+		for (int i = 0; i < 4; i++)
+			MW_EXPECT_EQ(run, ctx.user_ip6[i], before.user_ip6[i], "user_ip6 untouched");
+	}
+	MW_EXPECT_EQ(run, bpf_ntohs((__u16)ctx.user_port), c->to ? c->to_port : c->port,
+		     "user_port");
+
+	orig = mw_test_sk_storage(&mw_orig_sk, &sk);
+	MW_EXPECT_EQ(run, orig ? orig->flags : 0, c->want_mark, "mw_orig_sk flags");
+	if (orig && c->want_mark && !c->mark) {
+		MW_EXPECT_EQ(run, orig->ip4, ip4_of(c, c->dst), "mw_orig_sk address");
+		MW_EXPECT_EQ(run, bpf_ntohs(orig->port), c->port, "mw_orig_sk port");
+	}
+
+	orig = mw_test_sk_storage(&mw_orig_sk, &mptcp);
+	MW_EXPECT_EQ(run, orig ? orig->flags : 0, c->mptcp ? c->want_mark : 0,
+		     "the MPTCP socket's mw_orig_sk flags");
+	if (orig) {
+		MW_EXPECT_EQ(run, orig->ip4, ip4_of(c, c->dst), "the MPTCP socket's address");
+		MW_EXPECT_EQ(run, bpf_ntohs(orig->port), c->port, "the MPTCP socket's port");
+	}
+	MW_EXPECT_EQ(run, mw_test_setsockopt_name, c->want_unbind ? 62 : -1,
+		     "setsockopt SO_BINDTOIFINDEX (62)");
+	if (c->want_unbind) {
+		MW_EXPECT_EQ(run, mw_test_setsockopt_level, 1, "setsockopt level SOL_SOCKET");
+		MW_EXPECT_EQ(run, mw_test_setsockopt_value, 0, "setsockopt to no device");
+	}
+	mw_test_expect_stats(run, c->stats);
+
+	MW_EXPECT_EQ(run, mw_test_nevents, c->decision ? 1 : 0, "trace events");
+	if (c->decision && mw_test_nevents == 1) {
+		const struct mw_event *ev = &mw_test_events[0];
+
+		MW_EXPECT_EQ(run, ev->hook, c->hook == CONNECT6 ? MW_HOOK_CONNECT6 : MW_HOOK_CONNECT4,
+			     "event hook");
+		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
+		MW_EXPECT_EQ(run, ev->netns_cookie, c->netns, "event netns cookie");
+		MW_EXPECT_EQ(run, ev->dst_port, c->port, "event destination port");
+		MW_EXPECT_EQ(run, ev->uid, c->uid, "event uid");
+		MW_EXPECT_EQ(run, ev->pid, 4242, "event pid");
+		if (c->decision != MW_DEC_CONNECT6_REFUSED)
+			MW_EXPECT_EQ(run, ev->dst_ip4, ip4_of(c, c->dst), "event destination");
+		if (c->to && c->decision != MW_DEC_CONNECT6_REFUSED) {
+			MW_EXPECT_EQ(run, ev->to_ip4, ip4_of(c, c->to), "event new destination");
+			MW_EXPECT_EQ(run, ev->to_port, c->to_port, "event new port");
+		}
+	}
+}
+
+MW_TEST_MAIN("bpf_sock.c", cases, run_case)

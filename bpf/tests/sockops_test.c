@@ -1,0 +1,352 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sockops (bpf/bpf_sockops.c), the real source compiled for the host, run
+ * on a table of socket events: publishing a redirected connection's
+ * original destination, binding it to the sidecar's accepted socket (from
+ * mw_orig_tuple4, or from tc's mw_flow4), forgetting it at close, and
+ * acceleration's entries in mw_accel_state and mw_sock_hash. Linux 6.18
+ * answers BPF_PROG_TEST_RUN for sock_ops programs with ENOTSUPP.
+ */
+#define MW_CFG_CONST
+#include "../bpf_sockops.c"
+#include "datapath.h"
+
+#include <stdio.h>
+
+#define FLOW_PORT	8080		/* the port a remote peer dialled (mw_flow4) */
+
+/* Map entries about this connection, before and after the event. */
+enum {
+	TUPLE		= 1 << 0,	/* mw_orig_tuple4 holds it (ORIG_IP:ORIG_PORT) */
+	FLOW		= 1 << 1,	/* mw_flow4 holds it (FLOW_PORT) */
+	OWN_ACCEL	= 1 << 2,	/* mw_accel_state holds this socket */
+	PEER_ACCEL	= 1 << 3,	/* mw_accel_state holds its peer */
+	SOCKHASH	= 1 << 4,	/* mw_sock_hash holds this socket */
+};
+
+enum family { INET, INET6_MAPPED, INET6 };
+
+struct sockops_case {
+	const char *what;
+	int accel;
+	__u32 op;
+	__u32 state;		/* args[1] of BPF_SOCK_OPS_STATE_CB */
+	enum family family;
+	__u64 netns;
+	const char *local;
+	__u16 lport;
+	const char *remote;
+	__u16 rport;
+	__u16 mark;		/* the socket's mw_orig_sk flags before (ORIG_IP:ORIG_PORT) */
+	__u32 before;
+	__u32 own_flags;	/* its mw_accel_state flags, with OWN_ACCEL */
+	int no_storage;
+	/* what the hook must leave */
+	__u16 want_mark;
+	const char *want_ip;	/* and its address (NULL: ORIG_IP:ORIG_PORT) */
+	__u16 want_port;
+	__u32 after;
+	__u32 want_own_flags;
+	int want_cb;		/* asked for state callbacks */
+	__u32 stats;
+	enum mw_decision decision;
+};
+
+#define ACTIVE	BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+#define PASSIVE	BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
+#define STATE	BPF_SOCK_OPS_STATE_CB
+#define STAT(s)	MW_STAT_BIT(s)
+
+static const struct sockops_case cases[] = {
+	/* the app's side: publish at established */
+	{ "an app's redirected socket publishes where it was going", .op = ACTIVE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT,
+	  .after = TUPLE, .want_cb = 1, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "a socket that was not redirected publishes nothing", .op = ACTIVE, .netns = POD_A,
+	  .local = "10.1.0.10", .lport = 40000, .remote = "10.2.0.7", .rport = 80 },
+	{ "the sidecar's accepted socket publishes nothing", .op = ACTIVE, .netns = POD_A,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .mark = MW_ORIG_F_ACCEPTED, .want_mark = MW_ORIG_F_ACCEPTED },
+	{ "a sidecar's inbound hop to another pod publishes without a netns scope",
+	  .op = ACTIVE, .netns = POD_A, .local = POD_A_IP, .lport = 41000, .remote = POD_B_IP,
+	  .rport = IN_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT,
+	  .after = TUPLE, .want_cb = 1, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "a dual-stack app's v4-mapped socket publishes", .op = ACTIVE,
+	  .family = INET6_MAPPED, .netns = POD_A, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT,
+	  .want_mark = MW_ORIG_F_CONNECT, .after = TUPLE, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED), .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "a native IPv6 socket is not looked at", .op = ACTIVE, .family = INET6,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT },
+
+	/* the sidecar's side: bind at accept */
+	{ "the sidecar's accepted socket gets the original destination", .op = PASSIVE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
+	  .rport = 40000, .before = TUPLE, .want_mark = MW_ORIG_F_ACCEPTED,
+	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "an accepted socket nobody published gets nothing", .op = PASSIVE, .netns = POD_A,
+	  .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1", .rport = 40000 },
+	{ "an app's own listener is not the sidecar's", .op = PASSIVE, .netns = POD_A,
+	  .local = "127.0.0.1", .lport = 8080, .remote = "127.0.0.1", .rport = 40000,
+	  .before = TUPLE, .after = TUPLE },
+	{ "the inbound port gets a same-node hop's original destination", .op = PASSIVE,
+	  .netns = POD_B, .local = POD_B_IP, .lport = IN_PORT, .remote = POD_A_IP,
+	  .rport = 41000, .before = TUPLE, .want_mark = MW_ORIG_F_ACCEPTED,
+	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "the inbound port gets the port a remote peer dialled, from tc", .op = PASSIVE,
+	  .netns = POD_B, .local = POD_B_IP, .lport = IN_PORT, .remote = "10.2.0.7",
+	  .rport = 50000, .before = FLOW, .want_mark = MW_ORIG_F_ACCEPTED, .want_ip = POD_B_IP,
+	  .want_port = FLOW_PORT, .after = FLOW, .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "the outbound port does not look at tc's flows", .op = PASSIVE, .netns = POD_B,
+	  .local = POD_B_IP, .lport = OUT_PORT, .remote = "10.2.0.7", .rport = 50000,
+	  .before = FLOW, .after = FLOW },
+	{ "the inbound port with neither entry gets nothing", .op = PASSIVE, .netns = POD_B,
+	  .local = POD_B_IP, .lport = IN_PORT, .remote = "10.2.0.7", .rport = 50000 },
+	{ "no socket storage: counted, the published entry stays", .op = PASSIVE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
+	  .rport = 40000, .before = TUPLE, .no_storage = 1, .after = TUPLE,
+	  .stats = STAT(MW_STAT_SOCKOPS_ERROR) },
+
+	/* close */
+	{ "an app socket closing forgets what no sidecar took", .op = STATE,
+	  .state = BPF_TCP_CLOSE, .netns = POD_A, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = TUPLE,
+	  .stats = STAT(MW_STAT_SOCKOPS_CLOSED) },
+	{ "a close with nothing published counts nothing", .op = STATE, .state = BPF_TCP_CLOSE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT },
+	{ "a FIN is not a close", .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_A,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = TUPLE, .after = TUPLE },
+
+	/* acceleration: which sockets enter the socket map */
+	{ "accel: an app to its sidecar enters the socket map", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: a redirected socket is published and enters", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "accel: a pod without acceleration stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT },
+	{ "accel off on the node: nobody enters", .op = ACTIVE, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT },
+	{ "accel: a connection leaving the node is not a mesh hop", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = POD_B_IP, .lport = 40000, .remote = ORIG_IP,
+	  .rport = ORIG_PORT },
+	{ "accel: two meshed pods' sidecars on the inbound port enter", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = POD_A_IP,
+	  .rport = IN_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: the inbound port of an address not meshed stays out", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = "10.2.0.7",
+	  .rport = IN_PORT },
+	{ "accel: a sidecar's delivery to its app enters", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = POD_B_IP, .rport = 8080,
+	  .mark = MW_ORIG_F_DELIVER, .want_mark = MW_ORIG_F_DELIVER,
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: an accepted end follows its peer in", .accel = 1, .op = PASSIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
+	  .rport = 40000, .before = PEER_ACCEL, .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH,
+	  .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: an accepted end whose peer is out stays out", .accel = 1, .op = PASSIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
+	  .rport = 40000 },
+	{ "accel: a v4-mapped socket stays out (sk_msg is AF_INET only)", .accel = 1,
+	  .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT },
+
+	/* acceleration: FIN and close */
+	{ "accel: at its FIN a socket nothing was sent to leaves the socket map", .accel = 1,
+	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | SOCKHASH, .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING },
+	{ "accel: at its FIN a socket that was sent to stays, closing", .accel = 1,
+	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | SOCKHASH, .own_flags = MW_ACCEL_RX,
+	  .after = OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_RX | MW_ACCEL_CLOSING },
+	{ "accel: at close its state goes", .accel = 1, .op = STATE, .state = BPF_TCP_CLOSE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL, .after = PEER_ACCEL },
+	{ "accel: other state changes leave it alone", .accel = 1, .op = STATE,
+	  .state = BPF_TCP_CLOSE_WAIT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .after = OWN_ACCEL | SOCKHASH },
+	{ "accel off: a FIN leaves the socket map alone", .op = STATE,
+	  .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .after = OWN_ACCEL | SOCKHASH },
+};
+
+static int loopback(const char *ip)
+{
+	return (bpf_ntohl(mw_test_ip4(ip)) >> 24) == 127;
+}
+
+/* The connection as mw_orig_tuple4 keys it: the app is the client. */
+static struct mw_tuple4 tuple_key(const struct sockops_case *c)
+{
+	int accepted = c->op == PASSIVE;
+	const char *client = accepted ? c->remote : c->local;
+	const char *server = accepted ? c->local : c->remote;
+	struct mw_tuple4 k = {
+		.client_ip4 = mw_test_ip4(client),
+		.server_ip4 = mw_test_ip4(server),
+		.client_port = accepted ? c->rport : c->lport,
+		.server_port = accepted ? c->lport : c->rport,
+		/* Every pod has its own 127.0.0.1. */
+		.netns_cookie = loopback(server) ? c->netns : 0,
+	};
+	return k;
+}
+
+/* A socket as mw_sock_hash and mw_accel_state key it, from its own side. */
+static struct mw_sock_key sock_key(const struct sockops_case *c, int peer)
+{
+	struct mw_sock_key k = {
+		.local_ip4 = mw_test_ip4(peer ? c->remote : c->local),
+		.remote_ip4 = mw_test_ip4(peer ? c->local : c->remote),
+		.local_port = peer ? c->rport : c->lport,
+		.remote_port = peer ? c->lport : c->rport,
+		.netns_cookie = loopback(c->remote) ? c->netns : 0,
+	};
+	return k;
+}
+
+static struct mw_flow4_key flow_key(const struct sockops_case *c)
+{
+	struct mw_flow4_key k = {
+		.remote_ip4 = mw_test_ip4(c->remote),
+		.local_ip4 = mw_test_ip4(c->local),
+		.remote_port = bpf_htons(c->rport),
+	};
+	return k;
+}
+
+static void node(const struct sockops_case *c)
+{
+	struct mw_orig4 orig = {
+		.ip4 = mw_test_ip4(ORIG_IP),
+		.port = bpf_htons(ORIG_PORT),
+		.flags = MW_ORIG_F_CONNECT,
+	};
+	struct mw_flow4 flow = { .orig_port = bpf_htons(FLOW_PORT) };
+	struct mw_accel_state own = { .flags = c->own_flags }, peer = {};
+	struct mw_tuple4 tk = tuple_key(c);
+	struct mw_flow4_key fk = flow_key(c);
+	struct mw_sock_key ok = sock_key(c, 0), pk = sock_key(c, 1);
+	__u64 sk = 1;
+
+	mw_test_pods();
+	if (c->before & TUPLE)
+		bpf_map_update_elem(&mw_orig_tuple4, &tk, &orig, BPF_ANY);
+	if (c->before & FLOW)
+		bpf_map_update_elem(&mw_flow4, &fk, &flow, BPF_ANY);
+	if (c->before & OWN_ACCEL)
+		bpf_map_update_elem(&mw_accel_state, &ok, &own, BPF_ANY);
+	if (c->before & PEER_ACCEL)
+		bpf_map_update_elem(&mw_accel_state, &pk, &peer, BPF_ANY);
+	if (c->before & SOCKHASH)
+		bpf_map_update_elem(&mw_sock_hash, &ok, &sk, BPF_ANY);
+}
+
+static void run_case(struct mw_test_run *run, const struct sockops_case *c)
+{
+	struct bpf_sock sk = { .family = c->family == INET ? MW_AF_INET : MW_AF_INET6 };
+	struct bpf_sock_ops ctx = {
+		.op = c->op,
+		.family = sk.family,
+		.local_ip4 = mw_test_ip4(c->local),
+		.remote_ip4 = mw_test_ip4(c->remote),
+		.local_port = c->lport,
+		.remote_port = bpf_htonl(c->rport),
+		.sk = &sk,
+	};
+	struct mw_tuple4 tk = tuple_key(c);
+	struct mw_flow4_key fk = flow_key(c);
+	struct mw_sock_key ok = sock_key(c, 0), pk = sock_key(c, 1);
+	struct mw_accel_state *own;
+	struct mw_orig4 *mark;
+	char ip6[64];
+	int ret;
+
+	node(c);
+	mw_test_settings(c->accel, 1, SIDECAR_UID);
+	mw_test_task.netns_cookie = c->netns;
+	mw_test_no_sk_storage = c->no_storage;
+	ctx.args[1] = c->state;
+	if (c->family == INET6_MAPPED) {
+		snprintf(ip6, sizeof(ip6), "::ffff:%s", c->remote);
+		mw_test_ip6(ip6, ctx.remote_ip6);
+	} else if (c->family == INET6) {
+		mw_test_ip6("2001:db8::7", ctx.remote_ip6);
+	}
+	if (c->mark)
+		mw_test_mark(&sk, c->mark);
+
+	ret = mw_sockops(&ctx);
+
+	MW_EXPECT_EQ(run, ret, 1, "return value");
+	mark = mw_test_sk_storage(&mw_orig_sk, &sk);
+	MW_EXPECT_EQ(run, mark ? mark->flags : 0, c->want_mark, "mw_orig_sk flags");
+	if (mark && c->want_mark) {
+		MW_EXPECT_EQ(run, mark->ip4, mw_test_ip4(c->want_ip ? c->want_ip : ORIG_IP),
+			     "mw_orig_sk address");
+		MW_EXPECT_EQ(run, bpf_ntohs(mark->port), c->want_ip ? c->want_port : ORIG_PORT,
+			     "mw_orig_sk port");
+	}
+
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_orig_tuple4, &tk), !!(c->after & TUPLE),
+		     "mw_orig_tuple4 holds the connection");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_orig_tuple4), !!(c->after & TUPLE),
+		     "mw_orig_tuple4 entries");
+	if (c->after & TUPLE) {
+		struct mw_orig4 *o = bpf_map_lookup_elem(&mw_orig_tuple4, &tk);
+
+		if (o) {
+			MW_EXPECT_EQ(run, o->ip4, mw_test_ip4(ORIG_IP), "published address");
+			MW_EXPECT_EQ(run, bpf_ntohs(o->port), ORIG_PORT, "published port");
+		}
+	}
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_flow4, &fk), !!(c->after & FLOW),
+		     "mw_flow4 holds the flow");
+	own = bpf_map_lookup_elem(&mw_accel_state, &ok);
+	MW_EXPECT_EQ(run, !!own, !!(c->after & OWN_ACCEL), "mw_accel_state holds the socket");
+	if (own)
+		MW_EXPECT_EQ(run, own->flags, c->want_own_flags, "its mw_accel_state flags");
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_accel_state, &pk), !!(c->after & PEER_ACCEL),
+		     "mw_accel_state holds the peer");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_state),
+		     !!(c->after & OWN_ACCEL) + !!(c->after & PEER_ACCEL), "mw_accel_state entries");
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_sock_hash, &ok), !!(c->after & SOCKHASH),
+		     "mw_sock_hash holds the socket");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash), !!(c->after & SOCKHASH),
+		     "mw_sock_hash entries");
+	MW_EXPECT_EQ(run, mw_test_cb_flags, c->want_cb ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
+		     "callback flags asked for");
+	mw_test_expect_stats(run, c->stats);
+	MW_EXPECT_EQ(run, mw_test_nevents, c->decision ? 1 : 0, "trace events");
+	if (c->decision && mw_test_nevents == 1) {
+		const struct mw_event *ev = &mw_test_events[0];
+
+		MW_EXPECT_EQ(run, ev->hook, MW_HOOK_SOCKOPS, "event hook");
+		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
+		MW_EXPECT_EQ(run, ev->src_ip4, mw_test_ip4(c->local), "event source");
+		MW_EXPECT_EQ(run, ev->src_port, c->lport, "event source port");
+		MW_EXPECT_EQ(run, ev->dst_ip4, mw_test_ip4(ORIG_IP), "event destination");
+		MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event destination port");
+		MW_EXPECT_EQ(run, ev->to_ip4, mw_test_ip4(c->remote), "event sidecar address");
+		MW_EXPECT_EQ(run, ev->to_port, c->rport, "event sidecar port");
+	}
+}
+
+MW_TEST_MAIN("bpf_sockops.c", cases, run_case)
