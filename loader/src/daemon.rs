@@ -9,11 +9,11 @@ use nix::sys::signal::{SigSet, Signal};
 use std::sync::Arc;
 
 use crate::config::{Config, Interception};
-use crate::control::{self, ApiPaths, PodService};
+use crate::service::control::{self, ApiPaths, PodService};
 use crate::datapath;
-use crate::iptables;
-use crate::metrics;
-use crate::pins::Pins;
+use crate::interception::iptables;
+use crate::views::metrics;
+use crate::datapath::pins::Pins;
 
 /// Threads serving API connections; pod changes are serialised anyway, the
 /// pool keeps reads (list, check, status) answering while one is in progress.

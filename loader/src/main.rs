@@ -1,25 +1,15 @@
 //! meshwire-loader: the node daemon and its operator commands.
 
-mod clsact;
 mod cni_install;
 mod config;
-mod control;
 mod daemon;
 mod datapath;
-mod inspect;
-mod iptables;
-mod metrics;
-mod layout;
+mod interception;
 mod libbpf;
 mod lock;
-mod objects;
-mod pins;
-mod pods;
-mod records;
+mod service;
 mod system;
-mod tc;
-mod trace;
-mod upgrade;
+mod views;
 #[cfg(test)]
 mod testutil;
 
@@ -30,7 +20,11 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use config::Config;
-use pins::Pins;
+use datapath::pins::{self, Pins};
+use datapath::{layout, tc};
+use interception::iptables;
+use service::{control, records};
+use views::{inspect, trace};
 
 #[derive(Parser)]
 #[command(name = "meshwire-loader", version, about = "meshwire node daemon: steers meshed pods' TCP traffic into their sidecar with eBPF")]

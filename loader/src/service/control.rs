@@ -14,11 +14,11 @@ use std::time::Duration;
 use crossbeam_channel::{bounded, Receiver};
 use meshwire_api::{ErrorCode, Op, OpResult, PodRecord, PodSpec, Response, MAX_LINE};
 
-use crate::iptables;
-use crate::pins::Pins;
-use crate::pods::{self, MeshedPod, PodMaps};
-use crate::records::Records;
-use crate::tc;
+use crate::interception::iptables;
+use crate::datapath::pins::Pins;
+use crate::service::pods::{self, MeshedPod, PodMaps};
+use crate::service::records::Records;
+use crate::datapath::tc;
 
 type ApiResult = Result<OpResult, Response>;
 

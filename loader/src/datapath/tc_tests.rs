@@ -9,10 +9,10 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::config::Config;
 use crate::datapath;
-use crate::layout::{Flow4, Flow4Key, In4Key, Settings, STAT_NAMES};
+use crate::datapath::layout::{Flow4, Flow4Key, In4Key, Settings, STAT_NAMES};
 use crate::libbpf::{MapFd, Object};
-use crate::objects;
-use crate::pins;
+use crate::datapath::objects;
+use crate::datapath::pins;
 use crate::testutil::PrivateBpffs;
 
 const TC_ACT_UNSPEC: i32 = -1;

@@ -318,7 +318,7 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
 mod tests {
     use super::*;
     use crate::libbpf::Object;
-    use crate::objects;
+    use crate::datapath::objects;
 
     fn alignchecker() -> Object {
         Object::open_mem("meshwire_alignchecker", objects::ALIGNCHECKER, None).expect("open alignchecker object")

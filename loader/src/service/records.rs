@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 
 use meshwire_api::PodRecord;
 
-use crate::pods;
+use crate::service::pods;
 
 /// Longest record file stem: `.<stem>.tmp` and `<stem>.json` fit in a file
 /// name (NAME_MAX, 255 bytes).

@@ -3,8 +3,8 @@
 use std::path::Path;
 
 use super::*;
-use crate::layout::{PortKey, Settings};
-use crate::objects;
+use crate::datapath::layout::{PortKey, Settings};
+use crate::datapath::objects;
 use crate::testutil::{PrivateBpffs, TempCgroup};
 
 fn loaded_sock(pin_root: &Path) -> Object {
@@ -32,11 +32,11 @@ fn a_second_object_reuses_the_pinned_maps() {
     let fs = PrivateBpffs::new();
     let _a = loaded_sock(fs.path());
     let pods = MapFd::open_pinned(&fs.path().join("mw_pods")).unwrap();
-    pods.update(&42u64, &crate::layout::Pod { flags: 1 }).unwrap();
+    pods.update(&42u64, &crate::datapath::layout::Pod { flags: 1 }).unwrap();
     // Loading again must reuse (not replace) the pinned map: the entry stays.
     let _b = loaded_sock(fs.path());
     let again = MapFd::open_pinned(&fs.path().join("mw_pods")).unwrap();
-    assert_eq!(again.lookup::<u64, crate::layout::Pod>(&42).unwrap(), Some(crate::layout::Pod { flags: 1 }));
+    assert_eq!(again.lookup::<u64, crate::datapath::layout::Pod>(&42).unwrap(), Some(crate::datapath::layout::Pod { flags: 1 }));
 }
 
 #[test]
@@ -72,7 +72,7 @@ fn percpu_counters_sum_over_cpus() {
     let _obj = loaded_sock(fs.path());
     let stats = MapFd::open_pinned(&fs.path().join("mw_stats")).unwrap();
     assert_eq!(stats.lookup_percpu_sum(&0u32).unwrap(), 0);
-    assert_eq!(stats.info().unwrap().max_entries as usize, crate::layout::STAT_NAMES.len());
+    assert_eq!(stats.info().unwrap().max_entries as usize, crate::datapath::layout::STAT_NAMES.len());
 }
 
 #[test]

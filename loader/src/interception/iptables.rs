@@ -76,7 +76,7 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::config::{Cidr4, Config, Ipv6Policy};
-use crate::pods::MeshedPod;
+use crate::service::pods::MeshedPod;
 use crate::system;
 
 pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";

@@ -5,18 +5,27 @@
 //! node-wide exclusions, then attach each program through a pinned link, or
 //! swap the program behind a link a previous loader left. Anything this run
 //! created is removed again if a later step fails.
+//!
+//! Its parts: the embedded objects and their programs ([`objects`]), the
+//! pin paths ([`pins`]), the shared struct layouts ([`layout`]), carrying maps
+//! across an upgrade ([`upgrade`]) and tc on pods' interfaces ([`tc`], [`clsact`]).
+
+pub mod clsact;
+pub mod layout;
+pub mod objects;
+pub mod pins;
+pub mod tc;
+pub mod upgrade;
 
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
-use crate::layout::{Cidr4Key, In4Key, PortKey, Settings, DIR_OUT};
 use crate::libbpf::{self, MapFd, Object};
-use crate::objects;
-use crate::pins::{self, Pins};
 use crate::system::{self, Cgroup};
-use crate::tc;
-use crate::upgrade::Upgrade;
+use layout::{Cidr4Key, In4Key, PortKey, Settings, DIR_OUT};
+use pins::Pins;
+use upgrade::Upgrade;
 
 /// Where a program attaches, with what it needs to attach there.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -157,7 +166,7 @@ fn load_object(name: &str, elf: &[u8], settings: &Settings, pins: &Pins, before:
 fn check_layouts() -> Result<(), String> {
     let obj = Object::open_mem("meshwire_alignchecker", objects::ALIGNCHECKER, None).map_err(|e| e.to_string())?;
     let btf = libbpf::Btf::of_object(&obj).ok_or("the alignchecker object has no BTF")?;
-    crate::layout::check_against_btf(&btf)
+    crate::datapath::layout::check_against_btf(&btf)
         .map_err(|errs| format!("this loader's structs do not match its BPF objects (a mixed build?):\n{}", errs.join("\n")))
 }
 

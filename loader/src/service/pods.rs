@@ -12,9 +12,9 @@ use std::path::{Path, PathBuf};
 use meshwire_api::PodSpec;
 
 use crate::config::Cidr4;
-use crate::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
+use crate::datapath::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
-use crate::pins::{self, Pins};
+use crate::datapath::pins::{self, Pins};
 use crate::system;
 
 /// A pod spec that passed validation, with its netns cookie.

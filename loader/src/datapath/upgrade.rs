@@ -22,7 +22,7 @@
 use std::path::PathBuf;
 
 use crate::libbpf::{MapFd, MapInfo, Object};
-use crate::pins::Pins;
+use crate::datapath::pins::Pins;
 
 /// One map being upgraded.
 #[derive(Debug)]
@@ -157,9 +157,9 @@ impl Upgrade {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::layout::{Pod, Settings};
+    use crate::datapath::layout::{Pod, Settings};
     use crate::libbpf::{map_create_like, obj_pin};
-    use crate::objects;
+    use crate::datapath::objects;
     use crate::testutil::PrivateBpffs;
 
     const SOCK: &[(&str, &[u8])] = &[("meshwire_sock", objects::SOCK)];
@@ -282,7 +282,7 @@ mod tests {
     /// the flow carried over, the programs attached, nothing left aside.
     #[test]
     fn a_real_start_upgrades_a_resized_map_and_keeps_its_flows() {
-        use crate::layout::{Flow4, Flow4Key};
+        use crate::datapath::layout::{Flow4, Flow4Key};
         let fs = PrivateBpffs::new();
         let cg = crate::testutil::TempCgroup::new();
         let pins = Pins::new(&fs.path().join("meshwire"));

@@ -9,10 +9,10 @@ use std::net::Ipv4Addr;
 use super::*;
 use crate::config::Config;
 use crate::datapath;
-use crate::layout::Settings;
+use crate::datapath::layout::Settings;
 use crate::libbpf::{MapFd, Object};
-use crate::objects;
-use crate::pins::{self, Pins};
+use crate::datapath::objects;
+use crate::datapath::pins::{self, Pins};
 use crate::testutil::{PrivateBpffs, TempCgroup};
 
 const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 7);
@@ -121,7 +121,7 @@ fn a_redirected_syn_is_one_event_with_its_addresses() {
     assert!(e.ts_ns >= before && e.ts_ns <= now_monotonic_ns(), "bpf_ktime_get_ns is CLOCK_MONOTONIC");
 
     // An excluded port and a pod that is not meshed.
-    let key = crate::layout::In4Key { pod_ip4: 0, port: 9090, pad: 0 };
+    let key = crate::datapath::layout::In4Key { pod_ip4: 0, port: 9090, pad: 0 };
     l.map(pins::MAP_EXCL_IN4).update(&key, &1u8).unwrap();
     l.ingress(&syn(REMOTE, 40001, POD, 9090));
     l.ingress(&syn(REMOTE, 40002, Ipv4Addr::new(10, 2, 0, 99), 8080));

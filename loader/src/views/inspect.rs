@@ -4,9 +4,9 @@
 use std::net::Ipv4Addr;
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, PortKey, SockKey, Tuple4, STAT_NAMES};
+use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, PortKey, SockKey, Tuple4, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
-use crate::pins::{self, Pins};
+use crate::datapath::pins::{self, Pins};
 
 /// One pinned map: entries (None when the type cannot be iterated) and capacity.
 pub struct MapFill {
@@ -178,7 +178,7 @@ pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
     let e = |e: libbpf::BpfError| e.to_string();
     let mut out = NodeExclusions::default();
     for k in open(pins::MAP_EXCL_PORTS)?.keys::<PortKey>().map_err(e)? {
-        if k.netns_cookie == 0 && k.dir == crate::layout::DIR_OUT {
+        if k.netns_cookie == 0 && k.dir == crate::datapath::layout::DIR_OUT {
             out.outbound_ports.push(k.port);
         }
     }
@@ -234,7 +234,7 @@ pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusi
         }
         // What the datapath holds, and where the choice came from.
         let state = match pod_flags(p.netns_cookie) {
-            Some(f) if f & crate::layout::POD_F_ACCEL != 0 => "on (when the node runs acceleration)",
+            Some(f) if f & crate::datapath::layout::POD_F_ACCEL != 0 => "on (when the node runs acceleration)",
             Some(_) => "off",
             None => "- (no mw_pods entry)",
         };

@@ -9,7 +9,7 @@
 //! - tcx links (Linux 6.6), pinned under `<pin_dir>/pods/<cookie>/`; a
 //!   restarted loader pins its new programs and moves every pod's links onto
 //!   them ([`pin_program`]).
-//! - clsact (crate::clsact), for older kernels: direct-action filters at a
+//! - clsact (crate::datapath::clsact), for older kernels: direct-action filters at a
 //!   fixed priority and handle on the interface's clsact qdisc. They are not
 //!   BPF links and need no pins: they stay on the qdisc, independent of the
 //!   loader. A restarted loader moves them onto its programs when it applies
@@ -30,10 +30,10 @@ use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
-use crate::clsact;
+use crate::datapath::clsact;
 pub use crate::config::TcAttach;
 use crate::libbpf;
-use crate::pins::Pins;
+use crate::datapath::pins::Pins;
 use crate::system;
 
 /// A tc program of the datapath and where a pod's link to it is pinned.
@@ -232,7 +232,7 @@ fn in_pod_netns<T: Send + 'static>(
     .map_err(|_| "netns thread panicked".to_string())?
 }
 
-fn lock(pins: &Pins) -> Result<crate::pins::PinLock, String> {
+fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, String> {
     pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))
 }
 

@@ -6,8 +6,8 @@ use std::io::{BufRead, BufReader, Write};
 use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
-use crate::inspect;
-use crate::pins::Pins;
+use crate::views::inspect;
+use crate::datapath::pins::Pins;
 
 /// The hook a counter belongs to, from its name (connect_redirected -> connect4).
 fn hook_of(counter: &str) -> &'static str {

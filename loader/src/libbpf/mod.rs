@@ -14,7 +14,6 @@ use std::ptr;
 use libbpf_sys as sys;
 
 #[cfg(test)]
-#[path = "libbpf_tests.rs"]
 mod tests;
 
 /// An error from libbpf or a BPF syscall, with what we were doing.

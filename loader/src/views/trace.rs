@@ -11,10 +11,10 @@ use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::layout::{Event, Settings, DECISION_NAMES, HOOK_NAMES, STAT_NAMES};
+use crate::datapath::layout::{Event, Settings, DECISION_NAMES, HOOK_NAMES, STAT_NAMES};
 use crate::libbpf::{self, MapFd, Object, RingBuffer};
-use crate::objects;
-use crate::pins::{self, Pins};
+use crate::datapath::objects;
+use crate::datapath::pins::{self, Pins};
 
 /// What to follow and how to print it.
 #[derive(Debug, Clone, Default)]

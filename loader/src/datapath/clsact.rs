@@ -21,7 +21,7 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::libbpf;
-use crate::tc::TcProgram;
+use crate::datapath::tc::TcProgram;
 
 /// The handle of meshwire's filters ("MW" in ASCII).
 pub const HANDLE: u32 = 0x4d57;
