@@ -21,7 +21,6 @@ use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
 use crate::libbpf;
-use crate::datapath::tc::TcProgram;
 
 /// The handle of meshwire's filters ("MW" in ASCII).
 pub const HANDLE: u32 = 0x4d57;
@@ -47,23 +46,24 @@ fn side(ingress: bool) -> &'static str {
     }
 }
 
-/// What is at meshwire's place on `tc`'s side of the interface's qdisc.
+/// What is at meshwire's place on one side (`ingress` or egress) of the
+/// interface's qdisc, given the program meshwire puts there.
 /// (The kernel's list first: asking libbpf about an empty place makes it
 /// log the kernel's complaint as a warning.)
-pub fn slot(ifindex: u32, tc: &TcProgram) -> Result<Slot, String> {
+pub fn slot(ifindex: u32, ingress: bool, program: &str) -> Result<Slot, String> {
     let at_ours: Vec<Filter> =
-        dump_filters(ifindex, tc.ingress).map_err(|e| format!("listing tc filters: {e}"))?.into_iter().filter(|f| f.priority == PRIORITY).collect();
+        dump_filters(ifindex, ingress).map_err(|e| format!("listing tc filters: {e}"))?.into_iter().filter(|f| f.priority == PRIORITY).collect();
     if let Some(f) = at_ours.iter().find(|f| f.kind != "bpf") {
         return Ok(Slot::Other(format!("a {} filter", f.kind)));
     }
     if !at_ours.iter().any(|f| f.handle == HANDLE) {
         return Ok(Slot::Empty);
     }
-    match libbpf::tc_query(ifindex, tc.ingress, PRIORITY, HANDLE).map_err(|e| e.to_string())? {
+    match libbpf::tc_query(ifindex, ingress, PRIORITY, HANDLE).map_err(|e| e.to_string())? {
         None => Ok(Slot::Empty),
         Some(id) => {
             let name = libbpf::prog_name_by_id(id).map_err(|e| e.to_string())?;
-            Ok(if name == tc.program { Slot::Ours(id) } else { Slot::Other(format!("a bpf filter running program {name} (id {id})")) })
+            Ok(if name == program { Slot::Ours(id) } else { Slot::Other(format!("a bpf filter running program {name} (id {id})")) })
         }
     }
 }
@@ -76,27 +76,27 @@ pub fn ensure_qdisc(ifindex: u32) -> Result<bool, String> {
     libbpf::tc_qdisc_create(ifindex).map_err(|e| e.to_string())
 }
 
-/// Put `prog_fd` (the program `tc`) at meshwire's place on its side: a new
+/// Put `prog_fd` (the program named `program`) at meshwire's place on its side: a new
 /// filter, or the program of meshwire's filter replaced in one step. A filter
 /// of someone else's at that place is refused, and left as it is.
-pub fn attach(ifindex: u32, tc: &TcProgram, prog_fd: RawFd) -> Result<(), String> {
-    if let Slot::Other(what) = slot(ifindex, tc)? {
+pub fn attach(ifindex: u32, ingress: bool, program: &str, prog_fd: RawFd) -> Result<(), String> {
+    if let Slot::Other(what) = slot(ifindex, ingress, program)? {
         return Err(format!(
             "the {} place meshwire's filters use (priority {PRIORITY}, handle {HANDLE:#x}) holds {what}, not {}; another program uses it, and it is left alone",
-            side(tc.ingress),
-            tc.program
+            side(ingress),
+            program
         ));
     }
-    libbpf::tc_attach(ifindex, tc.ingress, PRIORITY, HANDLE, prog_fd).map(|_| ()).map_err(|e| e.to_string())
+    libbpf::tc_attach(ifindex, ingress, PRIORITY, HANDLE, prog_fd).map(|_| ()).map_err(|e| e.to_string())
 }
 
-/// Remove meshwire's filter for `tc`. Ok(false): it was not there (a filter
+/// Remove meshwire's filter running `program` on one side. Ok(false): it was not there (a filter
 /// of someone else's at that place stays).
-pub fn detach(ifindex: u32, tc: &TcProgram) -> Result<bool, String> {
-    match slot(ifindex, tc)? {
-        Slot::Ours(_) => libbpf::tc_detach(ifindex, tc.ingress, PRIORITY, HANDLE).map_err(|e| e.to_string()),
+pub fn detach(ifindex: u32, ingress: bool, program: &str) -> Result<bool, String> {
+    match slot(ifindex, ingress, program)? {
+        Slot::Ours(_) => libbpf::tc_detach(ifindex, ingress, PRIORITY, HANDLE).map_err(|e| e.to_string()),
         Slot::Other(what) => {
-            log::warn!("ifindex {ifindex}: leaving {what} at meshwire's {} place; it is not {}", side(tc.ingress), tc.program);
+            log::warn!("ifindex {ifindex}: leaving {what} at meshwire's {} place; it is not {}", side(ingress), program);
             Ok(false)
         }
         Slot::Empty => Ok(false),

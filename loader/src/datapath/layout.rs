@@ -329,7 +329,7 @@ mod tests {
         let obj = alignchecker();
         let btf = Btf::of_object(&obj).expect("alignchecker object has BTF");
         if let Err(errors) = check_against_btf(&btf) {
-            panic!("layout drift between bpf/lib/meshwire_structs.h and loader/src/layout.rs:\n{}", errors.join("\n"));
+            panic!("layout drift between bpf/lib/meshwire_structs.h and loader/src/datapath/layout.rs:\n{}", errors.join("\n"));
         }
     }
 

@@ -278,7 +278,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
                 let on_if = dir_owned.join(clsact_if_marker(&ifname_owned));
                 std::fs::create_dir_all(&on_if).map_err(|e| format!("creating {}: {e}", on_if.display()))?;
                 for (tc, prog) in &progs {
-                    clsact::attach(ifindex, tc, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
+                    clsact::attach(ifindex, tc.ingress, tc.program, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
                 }
                 Ok(())
             }
@@ -361,7 +361,7 @@ fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
 /// other filters there it is theirs now: the marker goes, the qdisc stays).
 fn remove_filters_here(ifindex: u32, marker: &Path) -> Result<(), String> {
     for tc in TC_PROGRAMS {
-        clsact::detach(ifindex, tc)?;
+        clsact::detach(ifindex, tc.ingress, tc.program)?;
     }
     if !marker.exists() {
         return Ok(());
@@ -393,7 +393,7 @@ pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result
         Some(missing) if links.iter().any(|l| l.exists()) => return Err(format!("tc link {} is missing", missing.display())),
         Some(_) => {}
     }
-    let slots = match in_pod_netns(netns, cookie, ifname, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc)).collect::<Result<Vec<_>, _>>())? {
+    let slots = match in_pod_netns(netns, cookie, ifname, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc.ingress, tc.program)).collect::<Result<Vec<_>, _>>())? {
         Reach::Done(s) => s,
         Reach::Unreachable(why) => return Err(why),
     };

@@ -960,7 +960,7 @@ fn on_pod_eth0<T: Send + 'static>(pair: &NetnsPair, f: impl FnOnce(u32) -> T + S
 
 /// What sits at meshwire's place on ingress and on egress of the pod's eth0.
 fn slots(pair: &NetnsPair) -> Vec<clsact::Slot> {
-    on_pod_eth0(pair, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc).unwrap()).collect())
+    on_pod_eth0(pair, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc.ingress, tc.program).unwrap()).collect())
 }
 
 /// Every filter on the pod's eth0: (ingress, priority, handle, kind).
