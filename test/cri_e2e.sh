@@ -22,7 +22,10 @@
 # the node's own (tmpfs of the node's mount namespace). Its postStart hook
 # chains meshwire-cni into the test's CNI conf dir. Then pods, each in the
 # test's cgroup (linux.cgroup_parent), each with a sidecar (mwtest, UID 1500)
-# and an app (mwtest server) container.
+# and an app (mwtest server) container. Which pods are meshed, and how, is
+# what their annotations say (docs/annotations.md): containerd hands them to
+# meshwire-cni, which `cni install` declared io.kubernetes.cri.pod-annotations
+# for; the pods with a sidecar carry Istio's sidecar.istio.io/status.
 #
 # Each case prints PASS or FAIL; the EXIT trap stops and removes everything
 # (pods, containerd, shims, containers, the node's namespaces and mounts,
@@ -239,6 +242,63 @@ case_excluded_namespace() {
     client "$K_APP" "kube-system/k -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b
 }
 
+case_no_annotation() {
+    # Same namespace as a and b, no annotation: no sidecar, so not meshed.
+    mesh_pod N n "$MESHED_NS" || return 1
+    ! pod_listed "$N_ID" || { log "the loader lists n, which has no sidecar annotation"; return 1; }
+    client "$N_APP" "shop/n -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b
+}
+
+case_opt_out() {
+    local ok=0
+    mesh_pod O1 o1 "$MESHED_NS" "$SIDECAR_ANN" "sidecar.istio.io/inject=false" || return 1
+    mesh_pod O2 o2 "$MESHED_NS" "$SIDECAR_ANN" "meshwire.io/mesh=false" || return 1
+    pod_listed "$O1_ID" && { log "o1 (sidecar.istio.io/inject: false) is meshed"; ok=1; }
+    pod_listed "$O2_ID" && { log "o2 (meshwire.io/mesh: false) is meshed"; ok=1; }
+    client "$O1_APP" "o1 -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    return $ok
+}
+
+case_exclude() {
+    local ok=0
+    mesh_pod XP xp "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/excludeOutboundPorts=8080" || return 1
+    mesh_pod XR xr "$MESHED_NS" "$SIDECAR_ANN" "meshwire.io/exclude-outbound-cidrs=$B_IP/32" || return 1
+    mesh_pod XI xi "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/excludeInboundPorts=8080" || return 1
+    pod_listed "$XP_ID" && pod_listed "$XR_ID" && pod_listed "$XI_ID" || { log "xp, xr, xi are not all meshed"; return 1; }
+    # Excluded outbound: the app reaches b directly (b's inbound sidecar still takes it).
+    client "$XP_APP" "xp (port 8080 excluded) -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    client "$XR_APP" "xr ($B_IP/32 excluded) -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    # ... and to another address through its sidecar.
+    meshed_call "$XR_APP" "xr -> a:8080" "$A_IP" a || ok=1
+    # Excluded inbound: a's sidecar reaches xi's app directly.
+    client "$A_APP" "a -> xi:8080 (inbound 8080 excluded)" --connect "$XI_IP:8080" --expect-orig "$XI_IP:8080" --expect-server xi || ok=1
+    return $ok
+}
+
+case_include() {
+    local ok=0
+    # Only a's address is steered into the sidecar.
+    mesh_pod IR ir "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/includeOutboundIPRanges=$A_IP/32" || return 1
+    mesh_pod II ii "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/includeInboundPorts=" || return 1
+    meshed_call "$IR_APP" "ir -> a:8080 (included)" "$A_IP" a || ok=1
+    client "$IR_APP" "ir -> b:8080 (not included)" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    # No inbound port included: a's sidecar reaches ii's app directly.
+    client "$A_APP" "a -> ii:8080 (no inbound port included)" --connect "$II_IP:8080" --expect-orig "$II_IP:8080" --expect-server ii || ok=1
+    return $ok
+}
+
+case_malformed() {
+    if cri run-pod --name bad --namespace "$MESHED_NS" --annotation "$SIDECAR_ANN" \
+        --annotation "traffic.sidecar.istio.io/excludeOutboundPorts=8080,postgres" $(pods_opts) >"$WORK/bad.id" 2>"$WORK/bad.err"; then
+        cat "$WORK/bad.id" >>"$WORK/sandboxes"
+        log "RunPodSandbox succeeded with a malformed annotation"
+        return 1
+    fi
+    log "RunPodSandbox failed: $(cut -c 1-300 "$WORK/bad.err")"
+    grep -q 'traffic.sidecar.istio.io/excludeOutboundPorts' "$WORK/bad.err" && grep -q 'postgres' "$WORK/bad.err" ||
+        { log "containerd's error does not name the annotation and its value"; return 1; }
+}
+
 case_stop_remove() {
     mesh_pod D d "$MESHED_NS" "$SIDECAR_ANN" || return 1
     local pods_before tc_before
@@ -383,6 +443,11 @@ fi
 run_case "the DaemonSet's pod from deploy/*.yaml: loader ready, meshwire-cni chained, programs on the test's cgroup only" case_daemonset
 run_case "pods with a sidecar are meshed: app -> own sidecar (uid 1500) -> peer's inbound sidecar, SO_ORIGINAL_DST right" case_meshed
 run_case "a pod of an excluded namespace (kube-system) is not meshed; it reaches a meshed pod through that pod's inbound sidecar" case_excluded_namespace
+run_case "a pod without a sidecar annotation in the same namespace is not meshed" case_no_annotation
+run_case "opt-outs win over the sidecar annotation (sidecar.istio.io/inject, meshwire.io/mesh: false)" case_opt_out
+run_case "exclude annotations take effect: outbound ports, outbound ranges, inbound ports" case_exclude
+run_case "include annotations take effect: outbound ranges, inbound ports" case_include
+run_case "a malformed annotation fails RunPodSandbox, naming the annotation and the value" case_malformed
 run_case "StopPodSandbox/RemovePodSandbox forget the pod: record, mw_pods entry, tc pins" case_stop_remove
 run_case "a containerd restart keeps the pods meshed" case_containerd_restart
 run_case "the loader's container stopped: pods stay meshed, RunPodSandbox fails closed with meshwire's message" case_loader_stopped
