@@ -386,11 +386,12 @@ case_prestop() {
 # ---------------------------------------------------------------------------
 # Teardown
 
-# remove_cgroup_tree DIR: its cgroups, deepest first, retried for up to 5 s
-# while their last processes exit.
+# remove_cgroup_tree DIR: its cgroups, deepest first, retried for up to 30 s
+# while their last processes exit (a killed pod's exit waits for its network
+# namespace's teardown).
 remove_cgroup_tree() {
     local i
-    for ((i = 0; i < 50; i++)); do
+    for ((i = 0; i < 300; i++)); do
         find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
         [ -d "$1" ] || return 0
         sleep 0.1
