@@ -74,15 +74,23 @@ fi
 # --- Python venv -------------------------------------------------------------
 # A stamp file holds the requirements the venv was completed with: a venv
 # whose install was interrupted, or that has other requirements, is rebuilt.
-if [[ $(cat "$VENV/.meshwire-requirements" 2>/dev/null) != "${PY_REQUIREMENTS[*]}" ]]; then
-    say "installing ${PY_REQUIREMENTS[*]} into $VENV"
+# Under a lock: several checkouts on one machine share the venv, and two
+# rebuilds at once would each --clear what the other installs.
+venv_current() { [[ $(cat "$VENV/.meshwire-requirements" 2>/dev/null) == "${PY_REQUIREMENTS[*]}" ]]; }
+if ! venv_current; then
     mkdir -p "$(dirname "$VENV")"
-    /usr/bin/python3 -m venv --clear "$VENV" ||
-        die "python3 -m venv $VENV failed"
-    "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_REQUIREMENTS[@]}" ||
-        die "pip install ${PY_REQUIREMENTS[*]} into $VENV failed"
-    echo "${PY_REQUIREMENTS[*]}" >"$VENV/.meshwire-requirements"
-    say "installed ${PY_REQUIREMENTS[*]}"
+    exec {venv_lock}>"$VENV.lock"
+    flock "$venv_lock"
+    if ! venv_current; then
+        say "installing ${PY_REQUIREMENTS[*]} into $VENV"
+        /usr/bin/python3 -m venv --clear "$VENV" ||
+            die "python3 -m venv $VENV failed"
+        "$VENV/bin/pip" install --quiet --disable-pip-version-check "${PY_REQUIREMENTS[@]}" ||
+            die "pip install ${PY_REQUIREMENTS[*]} into $VENV failed"
+        echo "${PY_REQUIREMENTS[*]}" >"$VENV/.meshwire-requirements"
+        say "installed ${PY_REQUIREMENTS[*]}"
+    fi
+    exec {venv_lock}>&-
 fi
 
 # --- Rust (rustup; Debian's rustc is too old) -------------------------------
