@@ -442,7 +442,20 @@ case_annotation_settings() {
         --expect-direct --expect-server A || rc=1
     mwl pods 2>&1 | grep -A12 '^pod ctr-27' | grep -q '10.241.0.0/16' ||
         { log "'pods' does not show ctr-27's excluded range:"; mwl pods 2>&1 | sed 's/^/    | /'; rc=1; }
-    for n in 26 27; do RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || rc=1; done
+    # Include lists: no ranges, port 8081 only (whatever the address): X through
+    # the sidecar, A (8080) directly.
+    new_pod 28 || return 1
+    ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s,
+        "traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "8081"}')
+    annotated ctr-28 28 shop "$ann" || return 1
+    sidecar 28 || return 1
+    client 28 "pod28 -> X (includeOutboundPorts 8081, no ranges)" --connect "$ADDR_X" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_X" --expect-server X || rc=1
+    client 28 "pod28 -> A (8080 not included)" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-direct --expect-server A || rc=1
+    mwl pods 2>&1 | grep -A12 '^pod ctr-28' | grep -q 'included outbound cidrs -; ports 8081' ||
+        { log "'pods' does not show ctr-28's include lists:"; mwl pods 2>&1 | sed 's/^/    | /'; rc=1; }
+    for n in 26 27 28; do RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || rc=1; done
     return "$rc"
 }
 
@@ -462,6 +475,80 @@ case_annotation_malformed() {
     # The runtime tears the sandbox down.
     RT_ANNOTATIONS=$ann rt DEL ctr-30 30 shop || { log "DEL failed:"; show "$RT_ERR"; rc=1; }
     [ "$rc" = 0 ] && log "code 7: $(jq -r .msg "$RT_ERR" 2>/dev/null || true)"
+    return "$rc"
+}
+
+# A pod on two meshed networks (Multus, podman --network a,b): one attachment
+# per interface. Both addresses are intercepted; DEL of one leaves the other
+# meshed; CHECK and GC go by attachment; and a loader started over records and
+# tc pins of the previous layout (one attachment per container) adopts them.
+ADDR2_SUBNET=10.243.0.0/16
+inbound_client() { # DESC IP ARGS...: a client on the node dialling the pod's app at IP:8080
+    local desc=$1 ip=$2 out="$WORK/client-$((++CLIENT_SEQ)).log" rc
+    shift 2
+    timeout -k 5 "$CLIENT_TIMEOUT" ip netns exec "$NODE" "$MWTEST" client --connect "$ip:8080" "$@" >"$out" 2>&1
+    rc=$?
+    if [ "$rc" -eq 0 ]; then log "$desc: $(tail -n 1 "$out")"; else log "$desc: client exited with $rc:"; show "$out"; fi
+    return "$rc"
+}
+
+case_two_networks() {
+    local conf2="$WORK/20-pods2.conflist" conf1=$CONF_FILE ip1 ip2 rc=0 n cookie dir
+    jq --arg br "$P-br2" --arg sub "$ADDR2_SUBNET" --arg ipam "$WORK/ipam2" '.name = "pods2"
+        | .plugins[0] += {bridge: $br, isDefaultGateway: false, isGateway: true}
+        | .plugins[0].ipam += {subnet: $sub, dataDir: $ipam}' "$conf1" >"$conf2" || return 1
+    new_pod 40 || return 1
+    annotated ctr-40 40 shop '{"meshwire.io/mesh": "true"}' || return 1
+    CONF_FILE=$conf2 RT_IFNAME=net1 annotated ctr-40 40 shop '{"meshwire.io/mesh": "true"}' || return 1
+    ip1=$(pod_ip ctr-40)
+    ip2=$(pod_ip ctr-40@net1)
+    n=$(pod_list | awk '$1 == "ctr-40"' | wc -l)
+    [ "$n" = 2 ] || { log "pod list shows ctr-40 $n times, expected twice (eth0 and net1):"; pod_list | sed 's/^/    | /'; return 1; }
+    log "ctr-40 is meshed on eth0 ($ip1) and net1 ($ip2)"
+    start_bg "$WORK/sidecar-pod40.log" "${IN_CG[@]}" "$(pod 40)" "$MWTEST" sidecar --listen "127.0.0.1:$SIDECAR_PORT" \
+        --inbound-listen "0.0.0.0:15003" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+    wait_listen "$(pod 40)" "0.0.0.0:15003" "$LAST_PID" "$WORK/sidecar-pod40.log" || return 1
+    start_bg "$WORK/server-P40.log" ip netns exec "$(pod 40)" "$MWTEST" server --listen 0.0.0.0:8080 --name P40
+    wait_listen "$(pod 40)" 0.0.0.0:8080 "$LAST_PID" "$WORK/server-P40.log" || return 1
+    inbound_client "node -> pod40 eth0 $ip1:8080" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server P40 || rc=1
+    inbound_client "node -> pod40 net1 $ip2:8080" "$ip2" --count 10 --parallel 5 --expect-inbound-orig "$ip2:8080" --expect-server P40 || rc=1
+    client 40 "pod40 -> A through its sidecar" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    # CHECK each attachment.
+    RT_ANNOTATIONS='{"meshwire.io/mesh": "true"}' rt CHECK ctr-40 40 shop || { log "CHECK eth0 failed:"; show "$RT_ERR"; rc=1; }
+    CONF_FILE=$conf2 RT_IFNAME=net1 RT_ANNOTATIONS='{"meshwire.io/mesh": "true"}' rt CHECK ctr-40 40 shop ||
+        { log "CHECK net1 failed:"; show "$RT_ERR"; rc=1; }
+    # GC of network pods2 whose valid attachments do not name ctr-40/net1: that attachment goes, eth0 stays.
+    cni_direct GC 40 "$(jq -c '.plugins[2] + {name: .name, cniVersion: "1.1.0", "cni.dev/valid-attachments": [{containerID: "ctr-40", ifname: "eth0"}]}' "$conf2")" ||
+        { log "GC failed: $OUT"; rc=1; }
+    if pod_list | awk '$1 == "ctr-40" && $4 == "net1"' | grep -q .; then log "GC left ctr-40/net1"; rc=1; fi
+    pod_list | awk '$1 == "ctr-40" && $4 == "eth0"' | grep -q . || { log "GC removed ctr-40/eth0, which is valid"; rc=1; }
+    # The runtime's own cleanup of that attachment, then ADD net1 again and
+    # DEL it the runtime's way: eth0 stays meshed.
+    CONF_FILE=$conf2 RT_IFNAME=net1 RT_ANNOTATIONS='{}' rt DEL ctr-40 40 shop || { log "DEL net1 after GC failed:"; show "$RT_ERR"; rc=1; }
+    CONF_FILE=$conf2 RT_IFNAME=net1 annotated ctr-40 40 shop '{"meshwire.io/mesh": "true"}' || return 1
+    CONF_FILE=$conf2 RT_IFNAME=net1 RT_ANNOTATIONS='{}' rt DEL ctr-40 40 shop || { log "DEL net1 failed:"; show "$RT_ERR"; rc=1; }
+    n=$(pod_list | awk '$1 == "ctr-40"' | wc -l)
+    [ "$n" = 1 ] || { log "after DEL of net1, pod list shows ctr-40 $n times"; rc=1; }
+    inbound_client "node -> pod40 eth0 $ip1:8080 after net1's DEL" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server P40 || rc=1
+    client 40 "pod40 -> A after net1's DEL" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    RT_ANNOTATIONS='{}' rt CHECK ctr-40 40 shop || { log "CHECK eth0 after net1's DEL failed:"; show "$RT_ERR"; rc=1; }
+    # An upgrade: the previous version's record (<id>.json) and tc link pins
+    # (tc_ingress, tc_egress); a restarted loader adopts them, no link doubled.
+    cookie=$(pod_list | awk '$1 == "ctr-40" { print $2 }')
+    dir="$PIN/pods/$cookie"
+    stop_loader
+    mv "$STATE/pods/ctr-40@eth0.json" "$STATE/pods/ctr-40.json" || rc=1
+    for n in tc_ingress tc_egress; do
+        if [ -e "$dir/${n}_65746830" ]; then mv "$dir/${n}_65746830" "$dir/$n" || rc=1; else log "no $dir/${n}_65746830"; rc=1; fi
+    done
+    start_loader || return 1
+    [ -e "$STATE/pods/ctr-40@eth0.json" ] && [ ! -e "$STATE/pods/ctr-40.json" ] || { log "the old record was not adopted:"; ls "$STATE/pods" | sed 's/^/    | /'; rc=1; }
+    [ "$(find "$dir" -mindepth 1 -maxdepth 1 | sort | xargs -n1 basename | tr '\n' ' ')" = "tc_egress_65746830 tc_ingress_65746830 " ] ||
+        { log "the pod's pins after the restart: $(ls "$dir")"; rc=1; }
+    inbound_client "node -> pod40 eth0 after the upgrade" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server P40 || rc=1
+    RT_ANNOTATIONS='{}' rt DEL ctr-40 40 shop || { log "DEL eth0 failed:"; show "$RT_ERR"; rc=1; }
+    pod_list | grep -qw ctr-40 && { log "ctr-40 still listed"; rc=1; }
+    [ ! -e "$dir" ] || { log "$dir is left"; rc=1; }
     return "$rc"
 }
 
@@ -781,8 +868,9 @@ run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurr
 run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc
 run_case "10 STATUS and VERSION" case_status
 run_case "11 pod annotations decide which pods have a sidecar (Istio's mark, meshwire.io/mesh, opt-outs)" case_annotations_decide
-run_case "12 exclusions from pod annotations take effect" case_annotation_settings
+run_case "12 exclusions and include lists from pod annotations take effect" case_annotation_settings
 run_case "13 a malformed annotation refuses the pod (code 7) and registers nothing" case_annotation_malformed
-run_case "14 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
-run_case "15 cni uninstall restores the configuration" case_uninstall
+run_case "14 a pod on two networks: both addresses intercepted, CHECK and GC per attachment, DEL of one keeps the other; records and links of the previous layout adopted" case_two_networks
+run_case "15 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
+run_case "16 cni uninstall restores the configuration" case_uninstall
 exit 0

@@ -286,7 +286,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                         Err(e) if config.interception == config::Interception::Iptables => return Err(e),
                         _ => {}
                     }
-                    records.remove(&r.spec.container_id)?;
+                    records.remove(&r.spec.container_id, &r.spec.ifname)?;
                     println!("removed pod record {}", r.spec.container_id);
                 }
             }

@@ -5,9 +5,9 @@
 //! <pin_dir>/upgrade/<map name>   an earlier version's map during an upgrade
 //! <pin_dir>/links/<program name> cgroup links: the attachment outlives the loader
 //! <pin_dir>/progs/<program name> tc programs, attached per pod from these pins
-//! <pin_dir>/pods/<cookie>/tc_ingress, tc_egress
+//! <pin_dir>/pods/<cookie>/tc_ingress_<hex ifname>, tc_egress_<hex ifname>  (one pair per interface)
 //!                                a pod's tcx links (netns cookie in decimal)
-//! <pin_dir>/pods/<cookie>/clsact_qdisc
+//! <pin_dir>/pods/<cookie>/clsact_qdisc_<hex ifname>
 //!                                a directory: meshwire created the clsact qdisc
 //!                                its tc filters are on (tc.rs, clsact.rs)
 //! ```

@@ -53,16 +53,49 @@ pub const TC_PROGRAMS: &[TcProgram] = &[
 /// Linux limits interface names to IFNAMSIZ - 1 bytes.
 const IFNAMSIZ: usize = 16;
 
-/// Under a pod's directory: meshwire created the clsact qdisc of its interface.
+/// Under a pod's directory, `clsact_qdisc_<hex of the interface name>`:
+/// meshwire created the clsact qdisc of that interface. (`clsact_qdisc` alone
+/// is the previous layout's, one interface per pod.)
 const QDISC_MARKER: &str = "clsact_qdisc";
 /// `<pod dir>/clsact_if_<hex of the interface name>`: meshwire's clsact
 /// filters are on that interface (they are not pinned), so cleanup finds
 /// them without the pod's record. Hex: bpffs refuses names with a dot.
 const CLSACT_IF_PREFIX: &str = "clsact_if_";
 
+/// An interface name as pin names hold it (bpffs refuses names with a dot).
+fn hex(ifname: &str) -> String {
+    ifname.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
 fn clsact_if_marker(ifname: &str) -> String {
-    let hex: String = ifname.bytes().map(|b| format!("{b:02x}")).collect();
-    format!("{CLSACT_IF_PREFIX}{hex}")
+    format!("{CLSACT_IF_PREFIX}{}", hex(ifname))
+}
+
+/// A pod has a pair of tcx links per interface (a pod on two networks has
+/// two): `<link>_<hex of the interface name>`. The previous layout pinned
+/// one pair as `<link>` alone; attaching that interface again moves them.
+fn link_name(tc: &TcProgram, ifname: &str) -> String {
+    format!("{}_{}", tc.link, hex(ifname))
+}
+
+fn qdisc_marker_name(ifname: &str) -> String {
+    format!("{QDISC_MARKER}_{}", hex(ifname))
+}
+
+/// Is `name` a link pin of `tc` in a pod's directory (either layout)?
+fn is_link_of(tc: &TcProgram, name: &str) -> bool {
+    name == tc.link || name.strip_prefix(tc.link).is_some_and(|rest| rest.starts_with('_') && !rest.ends_with("~new"))
+}
+
+/// The qdisc marker that speaks for `ifname`: its own, or the previous
+/// layout's when no other interface of the pod is recorded.
+fn qdisc_marker(dir: &Path, ifname: &str) -> PathBuf {
+    let own = dir.join(qdisc_marker_name(ifname));
+    let legacy = dir.join(QDISC_MARKER);
+    if !own.exists() && legacy.exists() && clsact_ifnames(dir).iter().all(|i| i == ifname) {
+        return legacy;
+    }
+    own
 }
 
 /// The interface names a pod's directory says carry meshwire's clsact filters.
@@ -170,8 +203,14 @@ pub fn pod_cookies(pins: &Pins) -> Vec<u64> {
 /// updated keeps the program it has (it shares the pinned maps); a defunct
 /// link (the pod's interface is gone) waits for `pod del`.
 fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd) {
-    for cookie in pod_cookies(pins) {
-        let path = pins.pod_dir(cookie).join(tc.link);
+    let paths = pod_cookies(pins).into_iter().flat_map(|cookie| {
+        let dir = pins.pod_dir(cookie);
+        let names: Vec<String> = std::fs::read_dir(&dir)
+            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_link_of(tc, n)).collect())
+            .unwrap_or_default();
+        names.into_iter().map(move |n| (cookie, dir.join(n)))
+    });
+    for (cookie, path) in paths {
         let link = match libbpf::obj_get(&path) {
             Ok(l) => l,
             Err(e) if e.source.kind() == io::ErrorKind::NotFound => continue,
@@ -260,19 +299,24 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
         std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
 
+    // The previous layout's qdisc marker becomes this interface's.
+    let legacy_marker = dir.join(QDISC_MARKER);
+    if qdisc_marker(&dir, ifname) == legacy_marker {
+        std::fs::rename(&legacy_marker, dir.join(qdisc_marker_name(ifname))).map_err(|e| format!("renaming {}: {e}", legacy_marker.display()))?;
+    }
     let dir_owned = dir.clone();
     let ifname_owned = ifname.to_string();
     let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), String> {
+        let marker = dir_owned.join(qdisc_marker_name(&ifname_owned));
         match method {
             Method::Tcx => {
                 for (tc, prog) in &progs {
-                    attach_one(&dir_owned, tc, prog, ifindex).map_err(|e| format!("{}: {e}", tc.program))?;
+                    attach_one(&dir_owned, tc, prog, ifindex, &ifname_owned).map_err(|e| format!("{}: {e}", tc.program))?;
                 }
-                remove_filters_here(ifindex, &dir_owned.join(QDISC_MARKER))
+                remove_filters_here(ifindex, &marker)
             }
             Method::Clsact => {
                 if clsact::ensure_qdisc(ifindex)? {
-                    let marker = dir_owned.join(QDISC_MARKER);
                     std::fs::create_dir_all(&marker).map_err(|e| format!("creating {}: {e}", marker.display()))?;
                 }
                 let on_if = dir_owned.join(clsact_if_marker(&ifname_owned));
@@ -280,12 +324,15 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
                 for (tc, prog) in &progs {
                     clsact::attach(ifindex, tc.ingress, tc.program, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
                 }
-                Ok(())
+                // tcx links this interface had (this layout's or the previous one's) go.
+                for tc in TC_PROGRAMS {
+                    take_legacy_link(&dir_owned, tc, ifindex, None)?;
+                }
+                remove_iface_links(&dir_owned, &ifname_owned).map(|_| ())
             }
         }
     });
     let result = match reached {
-        Ok(Reach::Done(())) if method == Method::Clsact => remove_links(&dir).map(|_| ()),
         Ok(Reach::Done(())) => Ok(()),
         Ok(Reach::Unreachable(why)) => Err(why),
         Err(e) => Err(e),
@@ -299,10 +346,33 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     Ok(())
 }
 
+/// In the pod's netns: the previous layout's link of `tc`, if it runs on
+/// `ifindex`, is moved to `to` (renamed: it stays attached), or detached and
+/// unpinned when `to` is None.
+fn take_legacy_link(dir: &Path, tc: &TcProgram, ifindex: u32, to: Option<&Path>) -> Result<(), String> {
+    let legacy = dir.join(tc.link);
+    let Ok(link) = libbpf::obj_get(&legacy) else { return Ok(()) };
+    match libbpf::link_tcx_info(&link) {
+        Ok(Some(info)) if info.ifindex == ifindex && info.ingress == tc.ingress => {}
+        _ => return Ok(()),
+    }
+    match to {
+        Some(to) => std::fs::rename(&legacy, to).map_err(|e| format!("renaming {} to {}: {e}", legacy.display(), to.display())),
+        None => {
+            libbpf::detach_pinned_link(&legacy).map_err(|e| e.to_string())?;
+            remove_if_present(&legacy).map(|_| ())
+        }
+    }
+}
+
 /// One link, in the pod's netns: keep (and refresh) a live link on this
-/// interface, else create one and pin it over whatever was there.
-fn attach_one(dir: &Path, tc: &TcProgram, prog: &OwnedFd, ifindex: u32) -> Result<(), String> {
-    let path = dir.join(tc.link);
+/// interface (also one the previous layout pinned), else create one and pin
+/// it over whatever was there.
+fn attach_one(dir: &Path, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifname: &str) -> Result<(), String> {
+    let path = dir.join(link_name(tc, ifname));
+    if !path.exists() {
+        take_legacy_link(dir, tc, ifindex, Some(&path))?;
+    }
     if let Ok(link) = libbpf::obj_get(&path) {
         if let Ok(Some(info)) = libbpf::link_tcx_info(&link) {
             if info.ifindex == ifindex && info.ingress == tc.ingress {
@@ -336,9 +406,29 @@ pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
     detach_locked(pins, cookie, iface)
 }
 
+/// With `iface`, that interface's attachment only (the pod's directory goes
+/// with its last interface); without, everything of the pod's pins.
 fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
     remove_filters(pins, cookie, iface)?;
+    let dir = pins.pod_dir(cookie);
+    if let Some((_, ifname)) = iface.filter(|(_, i)| !i.is_empty()) {
+        remove_iface_links(&dir, ifname)?;
+        remove_dir_if_present(&dir.join(qdisc_marker_name(ifname)))?;
+        remove_dir_if_present(&dir.join(clsact_if_marker(ifname)))?;
+        if other_ifaces_left(&dir) {
+            return Ok(());
+        }
+    }
     remove_pod_pins(pins, cookie).map(|_| ())
+}
+
+/// Does the pod's directory still hold another interface's pins (this
+/// layout's names, which end in an interface name)?
+fn other_ifaces_left(dir: &Path) -> bool {
+    let Ok(entries) = std::fs::read_dir(dir) else { return false };
+    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).any(|n| {
+        n.starts_with(CLSACT_IF_PREFIX) || n.starts_with(&format!("{QDISC_MARKER}_")) || TC_PROGRAMS.iter().any(|tc| n != tc.link && is_link_of(tc, &n))
+    })
 }
 
 /// meshwire's clsact filters on the pod's interface, if it is still there.
@@ -346,7 +436,7 @@ fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
     let Some((netns, ifname)) = iface.filter(|(_, i)| !i.is_empty()) else {
         return Ok(());
     };
-    let marker = pins.pod_dir(cookie).join(QDISC_MARKER);
+    let marker = qdisc_marker(&pins.pod_dir(cookie), ifname);
     match in_pod_netns(netns, cookie, ifname, move |ifindex| remove_filters_here(ifindex, &marker))? {
         Reach::Done(()) => Ok(()),
         Reach::Unreachable(why) => {
@@ -387,7 +477,7 @@ fn remove_dir_if_present(path: &Path) -> Result<(), String> {
 /// else as both of meshwire's clsact filters on its interface.
 pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<(), String> {
     let dir = pins.pod_dir(cookie);
-    let links: Vec<PathBuf> = TC_PROGRAMS.iter().map(|tc| dir.join(tc.link)).collect();
+    let links: Vec<PathBuf> = TC_PROGRAMS.iter().map(|tc| dir.join(link_name(tc, ifname))).collect();
     match links.iter().find(|l| !l.exists()) {
         None => return Ok(()),
         Some(missing) if links.iter().any(|l| l.exists()) => return Err(format!("tc link {} is missing", missing.display())),
@@ -402,7 +492,7 @@ pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result
         match slot {
             clsact::Slot::Ours(_) => {}
             clsact::Slot::Empty => {
-                return Err(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, dir.join(tc.link).display()))
+                return Err(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, dir.join(link_name(tc, ifname)).display()))
             }
             clsact::Slot::Other(what) => return Err(format!("{ifname}: meshwire's clsact {side} place holds {what}, not {}", tc.program)),
         }
@@ -410,11 +500,10 @@ pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result
     Ok(())
 }
 
-/// A pod's tcx links, detached and unpinned; returns the paths removed.
-fn remove_links(dir: &Path) -> Result<Vec<PathBuf>, String> {
+/// Links at `paths`, detached and unpinned; returns the paths removed.
+fn remove_link_pins(paths: impl Iterator<Item = PathBuf>) -> Result<Vec<PathBuf>, String> {
     let mut removed = Vec::new();
-    for tc in TC_PROGRAMS {
-        let path = dir.join(tc.link);
+    for path in paths {
         remove_if_present(&temp_pin(&path))?;
         libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
         if remove_if_present(&path)? {
@@ -422,6 +511,21 @@ fn remove_links(dir: &Path) -> Result<Vec<PathBuf>, String> {
         }
     }
     Ok(removed)
+}
+
+/// One interface's tcx links.
+fn remove_iface_links(dir: &Path, ifname: &str) -> Result<Vec<PathBuf>, String> {
+    remove_link_pins(TC_PROGRAMS.iter().map(|tc| dir.join(link_name(tc, ifname))))
+}
+
+/// Every tcx link of a pod (both layouts).
+fn remove_links(dir: &Path) -> Result<Vec<PathBuf>, String> {
+    let names: Vec<String> = std::fs::read_dir(dir)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
+        .unwrap_or_default();
+    let legacy = TC_PROGRAMS.iter().map(|tc| dir.join(tc.link));
+    let suffixed = names.into_iter().filter(|n| TC_PROGRAMS.iter().any(|tc| n != tc.link && is_link_of(tc, n))).map(|n| dir.join(n));
+    remove_link_pins(legacy.chain(suffixed))
 }
 
 /// What `detach_pod` removes from bpffs, without taking the lock; returns
@@ -433,6 +537,12 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
     remove_dir_if_present(&dir.join(QDISC_MARKER))?;
     for ifname in clsact_ifnames(&dir) {
         remove_dir_if_present(&dir.join(clsact_if_marker(&ifname)))?;
+    }
+    let markers: Vec<PathBuf> = std::fs::read_dir(&dir)
+        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&format!("{QDISC_MARKER}_"))).map(|n| dir.join(n)).collect())
+        .unwrap_or_default();
+    for m in markers {
+        remove_dir_if_present(&m)?;
     }
     match std::fs::remove_dir(&dir) {
         Ok(()) => {}

@@ -822,7 +822,7 @@ fn dial(pair: &NetnsPair, port: u16) -> std::io::Result<TcpStream> {
 fn pod_links(pins: &Pins, cookie: u64) -> Vec<libbpf::TcxLinkInfo> {
     TC_PROGRAMS
         .iter()
-        .map(|tc| libbpf::link_tcx_info(&libbpf::obj_get(&pins.pod_dir(cookie).join(tc.link)).unwrap()).unwrap().expect("a tcx link"))
+        .map(|tc| libbpf::link_tcx_info(&libbpf::obj_get(&pins.pod_dir(cookie).join(link_name(tc, "eth0"))).unwrap()).unwrap().expect("a tcx link"))
         .collect()
 }
 
@@ -916,6 +916,34 @@ fn across_a_veth_inbound_connections_reach_the_sidecar() {
     assert_eq!(std::fs::read_dir(tc.pins.pods_dir()).unwrap().count(), 0);
 }
 
+/// A pod attached by the previous version (one pair of links per pod,
+/// pinned as `tc_ingress` and `tc_egress`) keeps its links when this
+/// version attaches it again: they move to this interface's names, and
+/// detaching the interface removes them.
+#[test]
+fn links_of_the_previous_layout_are_adopted_not_doubled() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    let links = pod_links(&tc.pins, cookie);
+    let dir = tc.pins.pod_dir(cookie);
+    for p in TC_PROGRAMS {
+        std::fs::rename(dir.join(link_name(p, "eth0")), dir.join(p.link)).unwrap();
+    }
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    assert_eq!(pod_links(&tc.pins, cookie), links, "the same links, under this interface's names");
+    for p in TC_PROGRAMS {
+        assert!(!dir.join(p.link).exists(), "{} moved", p.link);
+    }
+    one_redirected_connection(&pair, &sidecar);
+    // The previous layout's pins go with the pod's last interface.
+    for p in TC_PROGRAMS {
+        std::fs::rename(dir.join(link_name(p, "eth0")), dir.join(p.link)).unwrap();
+    }
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(!dir.exists());
+    wait_for("the links to detach", || matches!(dial(&pair, APP), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused));
+}
+
 #[test]
 fn cleanup_detaches_the_pods_and_removes_the_tc_pins() {
     let (tc, pair, cookie, sidecar) = veth_pod();
@@ -926,7 +954,7 @@ fn cleanup_detaches_the_pods_and_removes_the_tc_pins() {
     let removed = datapath::cleanup(tc.pins.root()).unwrap();
     for p in TC_PROGRAMS {
         assert!(removed.contains(&tc.pins.prog(p.program)), "{removed:?}");
-        assert!(removed.contains(&tc.pins.pod_dir(cookie).join(p.link)), "{removed:?}");
+        assert!(removed.contains(&tc.pins.pod_dir(cookie).join(link_name(p, "eth0"))), "{removed:?}");
     }
     assert!(removed.contains(&tc.pins.map(pins::MAP_FLOW4_FIN)), "{removed:?}");
     assert!(!tc.pins.progs_dir().exists() && !tc.pins.pods_dir().exists(), "the tc directories are gone");
@@ -982,11 +1010,11 @@ fn assert_filters_run(pair: &NetnsPair, obj: &Object) {
 }
 
 fn no_tcx_links(pins: &Pins, cookie: u64) -> bool {
-    TC_PROGRAMS.iter().all(|p| !pins.pod_dir(cookie).join(p.link).exists())
+    TC_PROGRAMS.iter().all(|p| !pins.pod_dir(cookie).join(p.link).exists() && !pins.pod_dir(cookie).join(link_name(p, "eth0")).exists())
 }
 
 fn marker(pins: &Pins, cookie: u64) -> PathBuf {
-    pins.pod_dir(cookie).join(QDISC_MARKER)
+    pins.pod_dir(cookie).join(qdisc_marker_name("eth0"))
 }
 
 /// A connection from the remote namespace to the pod's 8080, accepted by the

@@ -45,27 +45,46 @@ pub struct PodService {
     accelerate_by_default: bool,
 }
 
-/// Which container each meshed network namespace (by cookie) belongs to, so
-/// an ADD can refuse a namespace meshed under another container ID without
-/// reading every record. Kept in step with the records under the mutex.
+/// Which container each meshed network namespace (by cookie) belongs to, and
+/// how many of its attachments are there, so an ADD can refuse a namespace
+/// meshed under another container ID without reading every record. Kept in
+/// step with the records under the mutex.
 #[derive(Default)]
 struct Meshed {
-    by_cookie: HashMap<u64, String>,
+    by_cookie: HashMap<u64, (String, usize)>,
 }
 
 impl Meshed {
     fn of(records: &[PodRecord]) -> Meshed {
-        Meshed { by_cookie: records.iter().map(|r| (r.netns_cookie, r.spec.container_id.clone())).collect() }
+        let mut m = Meshed::default();
+        for r in records {
+            m.add(r);
+        }
+        m
+    }
+
+    fn add(&mut self, record: &PodRecord) {
+        let entry = self.by_cookie.entry(record.netns_cookie).or_insert_with(|| (record.spec.container_id.clone(), 0));
+        if entry.0 == record.spec.container_id {
+            entry.1 += 1;
+        }
     }
 
     /// The container meshing `cookie`, if it is not `container_id`.
     fn other_owner(&self, cookie: u64, container_id: &str) -> Option<&str> {
-        self.by_cookie.get(&cookie).map(String::as_str).filter(|owner| *owner != container_id)
+        self.by_cookie.get(&cookie).map(|(owner, _)| owner.as_str()).filter(|owner| *owner != container_id)
     }
 
+    /// One attachment of the record's container went; the namespace is free
+    /// once its last one has.
     fn forget(&mut self, record: &PodRecord) {
-        if self.by_cookie.get(&record.netns_cookie) == Some(&record.spec.container_id) {
-            self.by_cookie.remove(&record.netns_cookie);
+        if let Some((owner, n)) = self.by_cookie.get_mut(&record.netns_cookie) {
+            if *owner == record.spec.container_id {
+                *n = n.saturating_sub(1);
+                if *n == 0 {
+                    self.by_cookie.remove(&record.netns_cookie);
+                }
+            }
         }
     }
 }
@@ -100,6 +119,18 @@ impl PodService {
         MeshedPod::of(&record.spec, record.netns_cookie, self.accelerate_by_default)
     }
 
+    /// The other attachments of the record's pod (same container, same
+    /// network namespace), as the datapath sees them.
+    fn siblings(&self, container_id: &str, ifname: &str, cookie: u64) -> Result<Vec<MeshedPod>, String> {
+        Ok(self
+            .records
+            .of_container(container_id)?
+            .iter()
+            .filter(|r| r.spec.ifname != ifname && r.netns_cookie == cookie)
+            .map(|r| self.meshed_of(r))
+            .collect())
+    }
+
     fn maps(&self) -> Result<PodMaps, Response> {
         PodMaps::open(&self.pins).map_err(internal)
     }
@@ -120,25 +151,27 @@ impl PodService {
         if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
             return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
         }
-        let Some(existing) = self.records.load(&spec.container_id).map_err(internal)? else {
-            return self.install(&mut meshed, &maps, spec, &pod);
-        };
-        if existing.spec.netns != spec.netns || existing.netns_cookie != pod.cookie {
+        // A container is in one network namespace: each of its attachments says which.
+        let attachments = self.records.of_container(&spec.container_id).map_err(internal)?;
+        if let Some(elsewhere) = attachments.iter().find(|r| r.spec.netns != spec.netns || r.netns_cookie != pod.cookie) {
             return Err(invalid(format!(
                 "container {} is already meshed with network namespace {} (cookie {}); this one is {} (cookie {}): delete it first",
                 spec.container_id,
-                existing.spec.netns.display(),
-                existing.netns_cookie,
+                elsewhere.spec.netns.display(),
+                elsewhere.netns_cookie,
                 spec.netns.display(),
                 pod.cookie
             )));
         }
+        let Some(existing) = attachments.into_iter().find(|r| r.spec.ifname == spec.ifname) else {
+            return self.install(&mut meshed, &maps, spec, &pod);
+        };
         if existing.spec == spec {
             // CNI may repeat an ADD: make sure it is all there, answer the same.
             self.apply(&maps, &pod)?;
             return Ok(existing);
         }
-        // Same container, new spec: replace it; if the new one cannot be
+        // Same attachment, new spec: replace it; if the new one cannot be
         // installed, the previous one is put back (all or nothing).
         self.teardown(&mut meshed, &maps, &existing)?;
         self.install(&mut meshed, &maps, spec, &pod).inspect_err(|_| {
@@ -149,7 +182,7 @@ impl PodService {
                 .and_then(|()| self.records.save(&existing));
             match restored {
                 Ok(()) => {
-                    meshed.by_cookie.insert(existing.netns_cookie, existing.spec.container_id.clone());
+                    meshed.add(&existing);
                     log::info!("pod {}: the change failed; its previous settings are in force again", existing.spec.container_id);
                 }
                 Err(e) => log::error!("pod {}: the change failed and its previous settings could not be put back: {e}", existing.spec.container_id),
@@ -165,82 +198,116 @@ impl PodService {
             let _ = self.teardown(meshed, maps, &record);
             return Err(internal(e));
         }
-        meshed.by_cookie.insert(record.netns_cookie, record.spec.container_id.clone());
-        log::info!("pod {} meshed (netns cookie {}, ips {:?})", record.spec.container_id, pod.cookie, record.spec.ips);
+        meshed.add(&record);
+        log::info!(
+            "pod {} meshed on {:?} (netns cookie {}, ips {:?})",
+            record.spec.container_id,
+            record.spec.ifname,
+            pod.cookie,
+            record.spec.ips
+        );
         Ok(record)
     }
 
-    /// Maps, then tc; on a tc failure the map entries go again.
+    /// Maps (the pod's cookie entries from all its attachments), then tc on
+    /// this attachment's interface; on a tc failure the map entries go again.
     fn apply(&self, maps: &PodMaps, pod: &MeshedPod) -> Result<(), Response> {
+        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
         if let Some(rules) = &self.iptables {
             // Not in the maps (a loader in eBPF mode may have put it there).
             tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
-            pods::remove(maps, pod).map_err(internal)?;
-            return iptables::apply(rules, pod).map_err(internal);
+            pods::remove(maps, pod, &[]).map_err(internal)?;
+            // One nat table per namespace: its rules are the pod's, all attachments'.
+            return iptables::apply(rules, &pods::merged(pod, &siblings)).map_err(internal);
         }
-        pods::install(maps, pod).map_err(internal)?;
+        pods::install(maps, pod, &siblings).map_err(internal)?;
         if pod.ifname.is_empty() {
             return Ok(());
         }
         if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname, self.tc_attach) {
-            let _ = pods::remove(maps, pod);
+            let _ = pods::remove(maps, pod, &siblings);
             return Err(internal(e));
         }
         Ok(())
     }
 
+    /// One attachment goes; the pod's other attachments stay meshed.
     fn teardown(&self, meshed: &mut Meshed, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
         let pod = self.meshed_of(record);
-        if self.iptables.is_some() {
-            iptables::remove(&pod).map_err(internal)?;
+        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
+        if let Some(rules) = &self.iptables {
+            match siblings.split_first() {
+                None => iptables::remove(&pod).map_err(internal)?,
+                Some((first, rest)) => iptables::apply(rules, &pods::merged(first, rest)).map_err(internal)?,
+            }
         }
         tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
-        pods::remove(maps, &pod).map_err(internal)?;
-        self.records.remove(&record.spec.container_id).map_err(internal)?;
+        pods::remove(maps, &pod, &siblings).map_err(internal)?;
+        self.records.remove(&record.spec.container_id, &record.spec.ifname).map_err(internal)?;
         meshed.forget(record);
         Ok(())
     }
 
-    /// The record of `container_id`, if it is the attachment `ifname` (any when None).
-    fn load(&self, container_id: &str, ifname: Option<&str>) -> Result<Option<PodRecord>, Response> {
+    /// The records of `container_id`: the attachment `ifname`, or all of
+    /// them when None.
+    fn load(&self, container_id: &str, ifname: Option<&str>) -> Result<Vec<PodRecord>, Response> {
         pods::check_container_id(container_id).map_err(invalid)?;
-        let record = self.records.load(container_id).map_err(internal)?;
-        Ok(record.filter(|r| ifname.is_none_or(|i| r.spec.ifname == i)))
+        match ifname {
+            Some(i) => Ok(self.records.load(container_id, i).map_err(internal)?.into_iter().collect()),
+            None => self.records.of_container(container_id).map_err(internal),
+        }
     }
 
-    /// Ok(false): the pod was not known (CNI DEL is idempotent).
+    /// Ok(false): the pod was not known (CNI DEL is idempotent). Without
+    /// `ifname`, every attachment of the container goes.
     pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Response> {
         if pods::too_long_container_id(container_id) {
             // No pod can have been added under it: nothing to delete.
             return Ok(false);
         }
         let mut meshed = self.lock();
-        let Some(record) = self.load(container_id, ifname)? else {
+        let records = self.load(container_id, ifname)?;
+        if records.is_empty() {
             return Ok(false);
-        };
-        self.teardown(&mut meshed, &self.maps()?, &record)?;
-        log::info!("pod {container_id} removed");
+        }
+        let maps = self.maps()?;
+        for record in &records {
+            self.teardown(&mut meshed, &maps, record)?;
+            log::info!("pod {container_id} removed from {:?}", record.spec.ifname);
+        }
         Ok(true)
     }
 
+    /// CHECK of one attachment (without `ifname`, of each of the container's;
+    /// the first is answered).
     pub fn check(&self, container_id: &str, ifname: Option<&str>) -> Result<PodRecord, Response> {
-        let record = self
-            .load(container_id, ifname)?
-            .ok_or_else(|| Response::err(ErrorCode::NotFound, format!("no pod with container id {container_id}")))?;
+        let records = self.load(container_id, ifname)?;
+        let Some(first) = records.first().cloned() else {
+            return Err(Response::err(ErrorCode::NotFound, format!("no pod with container id {container_id}{}", ifname.map(|i| format!(" on {i}")).unwrap_or_default())));
+        };
+        for record in &records {
+            self.check_one(record)?;
+        }
+        Ok(first)
+    }
+
+    fn check_one(&self, record: &PodRecord) -> Result<(), Response> {
+        let container_id = &record.spec.container_id;
         let inconsistent = |m: String| Response::err(ErrorCode::Inconsistent, m);
         if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
             return Err(inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
         }
+        let pod = self.meshed_of(record);
+        let siblings = self.siblings(container_id, &record.spec.ifname, record.netns_cookie).map_err(internal)?;
         if let Some(rules) = &self.iptables {
-            iptables::check(rules, &self.meshed_of(&record)).map_err(inconsistent)?;
-            return Ok(record);
+            return iptables::check(rules, &pods::merged(&pod, &siblings)).map_err(inconsistent);
         }
-        pods::check(&self.maps()?, &self.meshed_of(&record)).map_err(inconsistent)?;
+        pods::check(&self.maps()?, &pod, &siblings).map_err(inconsistent)?;
         if !record.spec.ifname.is_empty() {
             tc::check_pod(&self.pins, record.netns_cookie, &record.spec.netns, &record.spec.ifname)
                 .map_err(|e| inconsistent(format!("pod {container_id}: {e}")))?;
         }
-        Ok(record)
+        Ok(())
     }
 
     pub fn list(&self) -> Result<Vec<PodRecord>, Response> {
@@ -563,6 +630,19 @@ mod tests {
         assert_eq!(m.other_owner(7, "c"), Some("a"));
         m.forget(&record("a", 7));
         assert_eq!(m.other_owner(7, "c"), None);
+    }
+
+    /// A pod on two networks: its namespace stays its container's until the
+    /// last attachment goes.
+    #[test]
+    fn a_namespace_stays_owned_until_its_last_attachment_goes() {
+        let mut net1 = record("a", 7);
+        net1.spec.ifname = "net1".into();
+        let mut m = Meshed::of(&[record("a", 7), net1.clone()]);
+        m.forget(&record("a", 7));
+        assert_eq!(m.other_owner(7, "b"), Some("a"), "net1 still meshes it");
+        m.forget(&net1);
+        assert_eq!(m.other_owner(7, "b"), None);
     }
 
     #[test]

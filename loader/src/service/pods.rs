@@ -83,6 +83,59 @@ impl MeshedPod {
     }
 }
 
+/// Each item of `more` not in `into` yet, appended.
+fn union<T: PartialEq + Clone>(into: &mut Vec<T>, more: &[T]) {
+    for x in more {
+        if !into.contains(x) {
+            into.push(x.clone());
+        }
+    }
+}
+
+/// Two include lists together: None (everything) when either is.
+fn union_of_includes<T: PartialEq + Clone>(a: Option<Vec<T>>, b: &Option<Vec<T>>) -> Option<Vec<T>> {
+    let (mut a, b) = (a?, b.as_ref()?);
+    union(&mut a, b);
+    Some(a)
+}
+
+/// The pod as its netns-cookie entries see it: `pod` and the other
+/// attachments of the same pod (a pod on two networks), whose settings are
+/// combined: the exclusions of any, the inclusions of any (everything when
+/// one of them includes everything), accelerated when one asks it.
+pub fn merged(pod: &MeshedPod, siblings: &[MeshedPod]) -> MeshedPod {
+    let mut m = pod.clone();
+    for s in siblings {
+        union(&mut m.out_ports, &s.out_ports);
+        union(&mut m.out_cidrs, &s.out_cidrs);
+        m.incl_out_cidrs = union_of_includes(m.incl_out_cidrs.take(), &s.incl_out_cidrs);
+        union(&mut m.incl_out_ports, &s.incl_out_ports);
+        m.incl_in_ports = union_of_includes(m.incl_in_ports.take(), &s.incl_in_ports);
+        m.accelerate |= s.accelerate;
+    }
+    if m.incl_out_cidrs.is_none() {
+        m.incl_out_ports.clear();
+    }
+    m
+}
+
+/// A pod's entries keyed by its netns cookie.
+struct CookieKeys {
+    ports: Vec<PortKey>,
+    out_cidrs: Vec<Cidr4Key>,
+    incl_cidrs: Vec<Cidr4Key>,
+}
+
+impl MeshedPod {
+    fn cookie_keys(&self) -> CookieKeys {
+        CookieKeys {
+            ports: self.port_keys(),
+            out_cidrs: self.out_cidrs.iter().map(|c| cidr_key(self.cookie, c)).collect(),
+            incl_cidrs: self.incl_out_cidrs.iter().flatten().map(|c| cidr_key(self.cookie, c)).collect(),
+        }
+    }
+}
+
 /// Characters CNI allows in a container ID; also keeps record file names safe.
 fn valid_container_id(id: &str) -> bool {
     id.len() <= MAX_CONTAINER_ID && valid_id_chars(id)
@@ -209,10 +262,11 @@ fn update_error(map: &MapFd, name: &str, e: crate::libbpf::BpfError) -> String {
     msg
 }
 
-/// Write every entry of the pod; the mw_pods entry last, so the datapath
+/// Write every entry of the attachment `pod`, its netns-cookie entries from
+/// it and its `siblings` together; the mw_pods entry last, so the datapath
 /// never sees the pod meshed without its exclusions. On error, the entries
-/// written are removed again.
-pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
+/// written are removed again (the siblings' stay as they were).
+pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
     for ip in &pod.ips {
         let key = u32::from(*ip).to_be();
         if let Some(owner) = maps.ips.lookup::<u32, u64>(&key).map_err(|e| e.to_string())? {
@@ -221,15 +275,17 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
             }
         }
     }
+    let view = merged(pod, siblings);
     let result = (|| -> Result<(), String> {
-        for k in pod.port_keys() {
-            maps.out_ports.update(&k, &1u8).map_err(|e| update_error(&maps.out_ports, "mw_excl_ports", e))?;
+        let keys = view.cookie_keys();
+        for k in &keys.ports {
+            maps.out_ports.update(k, &1u8).map_err(|e| update_error(&maps.out_ports, "mw_excl_ports", e))?;
         }
-        for c in &pod.out_cidrs {
-            maps.out_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| update_error(&maps.out_cidrs, "mw_excl_cidr4", e))?;
+        for k in &keys.out_cidrs {
+            maps.out_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.out_cidrs, "mw_excl_cidr4", e))?;
         }
-        for c in pod.incl_out_cidrs.iter().flatten() {
-            maps.incl_cidrs.update(&cidr_key(pod.cookie, c), &1u8).map_err(|e| update_error(&maps.incl_cidrs, "mw_incl_cidr4", e))?;
+        for k in &keys.incl_cidrs {
+            maps.incl_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs, "mw_incl_cidr4", e))?;
         }
         for ip in &pod.ips {
             for &p in &pod.in_ports {
@@ -237,25 +293,38 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
             }
             maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, "mw_pod_ips", e))?;
         }
-        maps.pods.update(&pod.cookie, &pod.entry()).map_err(|e| update_error(&maps.pods, "mw_pods", e))
+        maps.pods.update(&pod.cookie, &view.entry()).map_err(|e| update_error(&maps.pods, "mw_pods", e))
     })();
     if let Err(e) = result {
-        let _ = remove(maps, pod);
+        let _ = remove(maps, pod, siblings);
         return Err(format!("pod {}: {e}", pod.container_id));
     }
     Ok(())
 }
 
-/// Remove every entry of the pod (absent entries are fine); mw_pods first,
-/// so the datapath stops treating the pod as meshed before its exclusions go.
-pub fn remove(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
+/// Remove the entries of the attachment `pod` (absent entries are fine).
+/// Without `siblings` its netns-cookie entries go too, mw_pods first, so the
+/// datapath stops treating the pod as meshed before its exclusions go; with
+/// them, those entries become the siblings' alone.
+pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
     let mut first_err = None;
     let mut note = |r: Result<bool, crate::libbpf::BpfError>| {
         if let Err(e) = r {
             first_err.get_or_insert(e.to_string());
         }
     };
-    note(maps.pods.delete(&pod.cookie));
+    let before = merged(pod, siblings).cookie_keys();
+    let after = match siblings.split_first() {
+        None => {
+            note(maps.pods.delete(&pod.cookie));
+            CookieKeys { ports: Vec::new(), out_cidrs: Vec::new(), incl_cidrs: Vec::new() }
+        }
+        Some((first, rest)) => {
+            let view = merged(first, rest);
+            note(maps.pods.update(&pod.cookie, &view.entry()).map(|()| true));
+            view.cookie_keys()
+        }
+    };
     for ip in &pod.ips {
         let key = u32::from(*ip).to_be();
         // Only our own address entry: another pod may hold it now.
@@ -266,14 +335,14 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
             note(maps.in_ports.delete(&in_key(*ip, p)));
         }
     }
-    for k in pod.port_keys() {
-        note(maps.out_ports.delete(&k));
+    for k in before.ports.iter().filter(|k| !after.ports.contains(k)) {
+        note(maps.out_ports.delete(k));
     }
-    for c in &pod.out_cidrs {
-        note(maps.out_cidrs.delete(&cidr_key(pod.cookie, c)));
+    for k in before.out_cidrs.iter().filter(|k| !after.out_cidrs.contains(k)) {
+        note(maps.out_cidrs.delete(k));
     }
-    for c in pod.incl_out_cidrs.iter().flatten() {
-        note(maps.incl_cidrs.delete(&cidr_key(pod.cookie, c)));
+    for k in before.incl_cidrs.iter().filter(|k| !after.incl_cidrs.contains(k)) {
+        note(maps.incl_cidrs.delete(k));
     }
     match first_err {
         None => Ok(()),
@@ -322,13 +391,15 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
     Ok(removed)
 }
 
-/// Is every entry of the pod in place? Err names the first missing one.
-pub fn check(maps: &PodMaps, pod: &MeshedPod) -> Result<(), String> {
+/// Is every entry of the attachment in place (its cookie's as it and its
+/// siblings want them)? Err names the first missing one.
+pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
     let missing = |what: String| Err(format!("pod {}: {what} is missing", pod.container_id));
+    let want = merged(pod, siblings).entry().flags;
     match maps.pods.lookup::<u64, Pod>(&pod.cookie).map_err(|e| e.to_string())? {
         None => return missing(format!("mw_pods entry for netns cookie {}", pod.cookie)),
-        Some(e) if e.flags != pod.entry().flags => {
-            return Err(format!("pod {}: mw_pods entry has flags {:#x}, expected {:#x}", pod.container_id, e.flags, pod.entry().flags))
+        Some(e) if e.flags != want => {
+            return Err(format!("pod {}: mw_pods entry has flags {:#x}, expected {:#x}", pod.container_id, e.flags, want))
         }
         Some(_) => {}
     }
@@ -377,6 +448,31 @@ mod tests {
         assert_eq!(flags(&s, true), POD_F_MESHED);
         s.accelerate = Some(true);
         assert_eq!(flags(&s, false), POD_F_MESHED | POD_F_ACCEL);
+    }
+
+    #[test]
+    fn attachments_of_one_pod_combine_their_settings() {
+        let a = MeshedPod::of(&spec(), 7, false);
+        let mut s2 = spec();
+        s2.ifname = "net1".into();
+        s2.ips = vec![Ipv4Addr::new(10, 2, 0, 5)];
+        s2.exclude_outbound_ports = vec![22, 5432];
+        s2.include_inbound_ports = Some(vec![8080]);
+        s2.accelerate = Some(true);
+        let b = MeshedPod::of(&s2, 7, false);
+        let m = merged(&a, std::slice::from_ref(&b));
+        assert_eq!(m.out_ports, vec![22, 5432], "exclusions of either");
+        assert_eq!(m.incl_in_ports, None, "a includes everything inbound: so does the pod");
+        assert!(m.accelerate);
+        assert_eq!(m.ips, a.ips, "addresses stay the attachment's own");
+        let mut s3 = s2.clone();
+        s3.include_inbound_ports = Some(vec![9090]);
+        s3.include_outbound_cidrs = Some(vec!["10.0.0.0/8".into()]);
+        s3.include_outbound_ports = vec![443];
+        let m = merged(&b, &[MeshedPod::of(&s3, 7, false)]);
+        assert_eq!(m.incl_in_ports, Some(vec![8080, 9090]), "inclusions of either");
+        assert_eq!((m.incl_out_cidrs, m.incl_out_ports), (None, vec![]), "b steers all outbound");
+        assert_eq!(merged(&a, &[]), a);
     }
 
     #[test]

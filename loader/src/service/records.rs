@@ -1,8 +1,12 @@
 //! Pod records: what the loader was asked to do for each pod, persisted so a
 //! restarted loader (also after kill -9) knows its pods.
 //!
-//! One JSON file per pod, `<state_dir>/pods/<container_id>.json`, written to a
-//! temporary name and renamed into place, so a crash never leaves half a file.
+//! One JSON file per attachment (a pod on two networks has two),
+//! `<state_dir>/pods/<container_id>@<ifname>.json` (`@` is not allowed in a
+//! container ID), written to a temporary name and renamed into place, so a
+//! crash never leaves half a file. Records of the previous layout,
+//! `<container_id>.json`, are renamed to theirs when the records are opened,
+//! so an upgraded loader adopts the pods an older one meshed.
 //! The state dir is on tmpfs (/run) by default: after a reboot the pods'
 //! namespaces are gone too.
 
@@ -14,19 +18,32 @@ use meshwire_api::PodRecord;
 
 use crate::service::pods;
 
-/// Longest record file stem: `.<stem>.tmp` and `<stem>.json` fit in a file
-/// name (NAME_MAX, 255 bytes).
-const MAX_STEM: usize = 250;
+/// Longest interface name (IFNAMSIZ - 1).
+const MAX_IFNAME: usize = 15;
+/// Longest container part of a record's file name: `.<stem>@<ifname>.tmp`
+/// fits in a file name (NAME_MAX, 255 bytes).
+const MAX_STEM: usize = 255 - 1 - 1 - MAX_IFNAME - 4;
+/// The same for the previous layout's `.<stem>.tmp` (records to migrate).
+const MAX_STEM_UNATTACHED: usize = 250;
 
 /// The file name of a container's record, without `.json`: its ID, or for an
 /// ID too long for that, a prefix of it, '~' (never in an ID) and a 64-bit
 /// FNV-1a hash of the whole ID. The record inside names the ID in full.
 fn file_stem(container_id: &str) -> String {
-    if container_id.len() <= MAX_STEM {
+    stem_within(container_id, MAX_STEM)
+}
+
+fn stem_within(container_id: &str, max: usize) -> String {
+    if container_id.len() <= max {
         return container_id.to_string();
     }
     let hash = container_id.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| (h ^ u64::from(b)).wrapping_mul(0x0000_0100_0000_01b3));
-    format!("{}~{hash:016x}", &container_id[..MAX_STEM - 17])
+    format!("{}~{hash:016x}", &container_id[..max - 17])
+}
+
+fn read_record(path: &Path) -> Result<PodRecord, String> {
+    let text = fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
+    serde_json::from_str::<PodRecord>(&text).map_err(|e| format!("pod record {}: {e}", path.display()))
 }
 
 pub struct Records {
@@ -38,17 +55,41 @@ impl Records {
         use std::os::unix::fs::DirBuilderExt;
         let dir = state_dir.join("pods");
         fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
-        Ok(Records { dir })
+        let records = Records { dir };
+        records.migrate()?;
+        Ok(records)
     }
 
-    fn path(&self, container_id: &str) -> Result<PathBuf, String> {
+    /// `<container_id>.json` (one attachment per container) becomes
+    /// `<container_id>@<ifname>.json`; an unreadable one is left for `all`
+    /// to report.
+    fn migrate(&self) -> Result<(), String> {
+        let entries = fs::read_dir(&self.dir).map_err(|e| format!("reading {}: {e}", self.dir.display()))?;
+        for entry in entries.flatten() {
+            let name = entry.file_name().to_string_lossy().into_owned();
+            let Some(stem) = name.strip_suffix(".json").filter(|id| !id.contains('@') && !name.starts_with('.')) else { continue };
+            let Ok(record) = read_record(&entry.path()) else { continue };
+            if stem_within(&record.spec.container_id, MAX_STEM_UNATTACHED) != stem {
+                continue;
+            }
+            let to = self.path(&record.spec.container_id, &record.spec.ifname)?;
+            fs::rename(entry.path(), &to).map_err(|e| format!("renaming pod record {} to {}: {e}", entry.path().display(), to.display()))?;
+            log::info!("pod record {} is now {}", entry.path().display(), to.display());
+        }
+        Ok(())
+    }
+
+    fn path(&self, container_id: &str, ifname: &str) -> Result<PathBuf, String> {
         pods::check_container_id(container_id)?;
-        Ok(self.dir.join(format!("{}.json", file_stem(container_id))))
+        if ifname.contains(['/', '\0']) || ifname == "." || ifname == ".." || ifname.len() > MAX_IFNAME {
+            return Err(format!("ifname {ifname:?} is not an interface name"));
+        }
+        Ok(self.dir.join(format!("{}@{ifname}.json", file_stem(container_id))))
     }
 
     pub fn save(&self, record: &PodRecord) -> Result<(), String> {
-        let path = self.path(&record.spec.container_id)?;
-        let tmp = self.dir.join(format!(".{}.tmp", file_stem(&record.spec.container_id)));
+        let path = self.path(&record.spec.container_id, &record.spec.ifname)?;
+        let tmp = self.dir.join(format!(".{}@{}.tmp", file_stem(&record.spec.container_id), record.spec.ifname));
         let text = serde_json::to_string_pretty(record).expect("records serialize");
         let write = || -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
@@ -62,8 +103,9 @@ impl Records {
         })
     }
 
-    pub fn load(&self, container_id: &str) -> Result<Option<PodRecord>, String> {
-        let path = self.path(container_id)?;
+    /// The record of one attachment.
+    pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<PodRecord>, String> {
+        let path = self.path(container_id, ifname)?;
         match fs::read_to_string(&path) {
             Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| format!("pod record {}: {e}", path.display())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
@@ -71,9 +113,25 @@ impl Records {
         }
     }
 
+    /// Every attachment of a container, by interface name.
+    pub fn of_container(&self, container_id: &str) -> Result<Vec<PodRecord>, String> {
+        pods::check_container_id(container_id)?;
+        let prefix = format!("{}@", file_stem(container_id));
+        let entries = fs::read_dir(&self.dir).map_err(|e| format!("reading {}: {e}", self.dir.display()))?;
+        let mut out = Vec::new();
+        for name in entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()) {
+            let Some(ifname) = name.strip_prefix(&prefix).and_then(|n| n.strip_suffix(".json")) else { continue };
+            if let Some(r) = self.load(container_id, ifname)?.filter(|r| r.spec.container_id == container_id) {
+                out.push(r);
+            }
+        }
+        out.sort_by(|a, b| a.spec.ifname.cmp(&b.spec.ifname));
+        Ok(out)
+    }
+
     /// Ok(false) when there was no record.
-    pub fn remove(&self, container_id: &str) -> Result<bool, String> {
-        let path = self.path(container_id)?;
+    pub fn remove(&self, container_id: &str, ifname: &str) -> Result<bool, String> {
+        let path = self.path(container_id, ifname)?;
         match fs::remove_file(&path) {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
@@ -94,16 +152,22 @@ impl Records {
                 let _ = fs::remove_file(entry.path());
                 continue;
             }
-            let Some(stem) = name.strip_suffix(".json") else { continue };
+            let Some((stem, ifname)) = name.strip_suffix(".json").and_then(|n| n.split_once('@')) else {
+                if name.ends_with(".json") {
+                    broken.push(format!("{}: not a record this loader can read (not <container_id>@<ifname>.json)", entry.path().display()));
+                }
+                continue;
+            };
             let path = entry.path();
-            let read = fs::read_to_string(&path).map_err(|e| format!("reading {}: {e}", path.display()));
-            match read.and_then(|t| serde_json::from_str::<PodRecord>(&t).map_err(|e| format!("pod record {}: {e}", path.display()))) {
-                Ok(r) if file_stem(&r.spec.container_id) == stem && pods::check_container_id(&r.spec.container_id).is_ok() => records.push(r),
-                Ok(_) => broken.push(format!("{}: container_id does not match the file name", path.display())),
+            match read_record(&path) {
+                Ok(r) if file_stem(&r.spec.container_id) == stem && r.spec.ifname == ifname && pods::check_container_id(&r.spec.container_id).is_ok() => {
+                    records.push(r)
+                }
+                Ok(_) => broken.push(format!("{}: container_id or ifname does not match the file name", path.display())),
                 Err(e) => broken.push(e),
             }
         }
-        records.sort_by(|a, b| a.spec.container_id.cmp(&b.spec.container_id));
+        records.sort_by(|a, b| (&a.spec.container_id, &a.spec.ifname).cmp(&(&b.spec.container_id, &b.spec.ifname)));
         Ok((records, broken))
     }
 }
@@ -141,13 +205,50 @@ mod tests {
         let r = Records::open(&dir).unwrap();
         r.save(&record("b")).unwrap();
         r.save(&record("a")).unwrap();
-        assert_eq!(r.load("a").unwrap(), Some(record("a")));
+        assert_eq!(r.load("a", "eth0").unwrap(), Some(record("a")));
+        assert_eq!(r.load("a", "net1").unwrap(), None);
         let (all, broken) = r.all().unwrap();
         assert_eq!(all.iter().map(|r| r.spec.container_id.as_str()).collect::<Vec<_>>(), ["a", "b"]);
         assert!(broken.is_empty());
-        assert!(r.remove("a").unwrap());
-        assert!(!r.remove("a").unwrap());
-        assert_eq!(r.load("a").unwrap(), None);
+        assert!(r.remove("a", "eth0").unwrap());
+        assert!(!r.remove("a", "eth0").unwrap());
+        assert_eq!(r.load("a", "eth0").unwrap(), None);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// A pod on two networks: one record per attachment, by interface.
+    #[test]
+    fn attachments_of_one_container() {
+        let dir = temp();
+        let r = Records::open(&dir).unwrap();
+        let mut net1 = record("c");
+        net1.spec.ifname = "net1".into();
+        r.save(&record("c")).unwrap();
+        r.save(&net1).unwrap();
+        r.save(&record("c2")).unwrap();
+        let ifs: Vec<String> = r.of_container("c").unwrap().into_iter().map(|r| r.spec.ifname).collect();
+        assert_eq!(ifs, ["eth0", "net1"]);
+        assert!(r.remove("c", "eth0").unwrap());
+        assert_eq!(r.of_container("c").unwrap(), vec![net1]);
+        assert_eq!(r.all().unwrap().0.len(), 2);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    /// Records the previous version wrote (`<container_id>.json`) are
+    /// adopted: renamed to their attachment's name, content unchanged.
+    #[test]
+    fn records_of_the_previous_layout_are_adopted() {
+        let dir = temp();
+        fs::create_dir_all(dir.join("pods")).unwrap();
+        let old = serde_json::to_string_pretty(&record("old")).unwrap();
+        fs::write(dir.join("pods/old.json"), &old).unwrap();
+        fs::write(dir.join("pods/junk.json"), "not json").unwrap();
+        let r = Records::open(&dir).unwrap();
+        assert_eq!(fs::read_to_string(dir.join("pods/old@eth0.json")).unwrap(), old);
+        assert!(!dir.join("pods/old.json").exists());
+        let (all, broken) = r.all().unwrap();
+        assert_eq!(all, vec![record("old")]);
+        assert_eq!(broken.len(), 1, "the unreadable one is reported: {broken:?}");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -156,7 +257,7 @@ mod tests {
         let dir = temp();
         let r = Records::open(&dir).unwrap();
         fs::write(dir.join("pods/.x.tmp"), "{half").unwrap();
-        fs::write(dir.join("pods/bad.json"), "not json").unwrap();
+        fs::write(dir.join("pods/bad@eth0.json"), "not json").unwrap();
         r.save(&record("good")).unwrap();
         let (all, broken) = r.all().unwrap();
         assert_eq!(all.len(), 1);
@@ -177,15 +278,16 @@ mod tests {
         let twin = "c".repeat(255) + "y";
         r.save(&record(&twin)).unwrap();
         for id in long.iter().chain([&twin]) {
-            assert_eq!(r.load(id).unwrap().unwrap().spec.container_id, *id);
+            assert_eq!(r.load(id, "eth0").unwrap().unwrap().spec.container_id, *id);
+            assert_eq!(r.of_container(id).unwrap().len(), 1);
         }
         let (all, broken) = r.all().unwrap();
         assert_eq!(all.len(), long.len() + 1, "{broken:?}");
         assert!(broken.is_empty(), "{broken:?}");
         for id in long.iter().chain([&twin]) {
-            assert!(r.remove(id).unwrap());
+            assert!(r.remove(id, "eth0").unwrap());
         }
-        assert!(!r.remove(&long[6]).unwrap(), "removing it again: nothing there");
+        assert!(!r.remove(&long[6], "eth0").unwrap(), "removing it again: nothing there");
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -193,7 +295,8 @@ mod tests {
     fn path_traversal_ids_are_refused() {
         let dir = temp();
         let r = Records::open(&dir).unwrap();
-        assert!(r.load("../../etc/passwd").is_err());
+        assert!(r.load("../../etc/passwd", "eth0").is_err());
+        assert!(r.load("c", "../x").is_err());
         assert!(r.save(&record("../x")).is_err());
         fs::remove_dir_all(&dir).unwrap();
     }
