@@ -686,6 +686,90 @@ case_long_ids() {
     ip netns del "$(pod "$n")"
 }
 
+# idle_clients N READY: holds N connections to the loader's API open and
+# idle (each connect given 2 s), writes how many it opened to READY, then
+# sleeps until killed.
+idle_clients() {
+    python3 - "$SOCK" "$1" "$2" <<'PY'
+import resource, socket, sys, time
+soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
+resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
+conns = []
+for _ in range(int(sys.argv[2])):
+    c = socket.socket(socket.AF_UNIX)
+    c.settimeout(2)
+    try:
+        c.connect(sys.argv[1])
+    except OSError:
+        break
+    conns.append(c)
+open(sys.argv[3], "w").write(str(len(conns)))
+time.sleep(120)
+PY
+}
+
+# add_del_ms ID N: milliseconds of one ADD through the chain (the pod is
+# deleted again afterwards).
+add_del_ms() {
+    local t0 t1
+    t0=$(date +%s%N)
+    rt ADD "$1" "$2" shop || { log "ADD $1 failed:"; show "$RT_ERR"; return 1; }
+    t1=$(date +%s%N)
+    rt DEL "$1" "$2" shop || { log "DEL $1 failed:"; show "$RT_ERR"; return 1; }
+    echo $(((t1 - t0) / 1000000))
+}
+
+median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
+
+# With 1,000 idle connections held open to the API, a CNI ADD takes at most
+# twice as long as on the idle loader (medians of 5), and an ADD whose caller
+# hangs up before it is answered leaves nothing.
+case_idle_clients() {
+    local base=() busy=() i ms holder opened mb mi rc=0
+    new_pod 80 || return 1
+    for i in 1 2 3 4 5; do ms=$(add_del_ms "idle-base-$i" 80) || return 1; base+=("$ms"); done
+    idle_clients 1000 "$WORK/idle.ready" &
+    holder=$!
+    BG_PIDS+=("$holder")
+    for ((i = 0; i < 100; i++)); do [ -s "$WORK/idle.ready" ] && break; sleep 0.1; done
+    opened=$(cat "$WORK/idle.ready" 2>/dev/null)
+    log "idle connections held open: ${opened:-none}"
+    [ "${opened:-0}" = 1000 ] || rc=1
+    for i in 1 2 3 4 5; do
+        # meshwire-cni gives the loader loaderTimeoutSeconds (10 s), then fails.
+        ms=$(add_del_ms "idle-busy-$i" 80) || { log "ADD $i with the idle connections open failed"; rc=1; break; }
+        busy+=("$ms")
+    done
+    mb=$(echo "${base[*]}" | median)
+    mi=$(echo "${busy[*]:-999999}" | median)
+    log "CNI ADD through the chain, ms: idle loader ${base[*]} (median $mb); with 1000 idle connections ${busy[*]:-none} (median $mi)"
+    if [ "${#busy[@]}" = 5 ] && [ "$mi" -gt $((2 * mb)) ]; then
+        log "ADD latency with the idle connections is more than twice the idle loader's"
+        rc=1
+    fi
+    stop_pid "$holder" 1
+    forget_pid "$holder"
+    # A caller that sends its ADD and hangs up at once: nothing may be left.
+    python3 - "$SOCK" "$(netns_path 80)" <<'PY'
+import json, socket, sys
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+req = {"version": 1, "op": "add_pod", "pod": {"container_id": "gave-up", "netns": sys.argv[2], "ifname": "eth0"}}
+c.sendall((json.dumps(req) + "\n").encode())
+c.close()
+PY
+    sleep 1
+    if pod_list | grep -qw gave-up || [ -e "$STATE/pods/gave-up.json" ]; then
+        log "the ADD whose caller hung up left pod gave-up behind"
+        mwl pod del --id gave-up >/dev/null 2>&1
+        rc=1
+    else
+        log "the ADD whose caller hung up left nothing ($(grep -c 'gave-up' "$WORK/loader.log") loader log lines about it)"
+    fi
+    ip netns del "$(pod 80)"
+    return "$rc"
+}
+
 case_concurrent() {
     local i pids=() failed=0 before_state before_pods before_ips leases before_leases
     before_pods=$(map_count mw_pods)
@@ -864,6 +948,8 @@ run_case "5 per-pod exclusions and acceleration from runtimeConfig" case_per_pod
 run_case "6 CNI errors: each code, and nothing changed" case_errors
 run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
 run_case "7b container IDs of 251 and 256 characters are added and deleted; DEL of an unknown longer one succeeds" case_long_ids
+run_case "8b 1000 idle API connections: CNI ADD within 2x of the idle loader's latency; an ADD whose caller hung up leaves nothing" \
+    case_idle_clients
 run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
 run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc
 run_case "10 STATUS and VERSION" case_status

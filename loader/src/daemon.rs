@@ -15,9 +15,10 @@ use crate::interception::iptables;
 use crate::views::metrics;
 use crate::datapath::pins::Pins;
 
-/// Threads serving API connections; pod changes are serialised anyway, the
-/// pool keeps reads (list, check, status) answering while one is in progress.
-const API_WORKERS: usize = 8;
+/// API connections served at once, each on its own thread (idle ones are
+/// dropped after 30 s): room for a node's CNI calls and more than a
+/// thousand idle or slow clients.
+const API_MAX_CONNECTIONS: usize = 4096;
 
 /// Block the stop signals in every thread and deliver them on a channel.
 fn stop_signals() -> Result<Receiver<Signal>, String> {
@@ -39,6 +40,18 @@ fn stop_signals() -> Result<Receiver<Signal>, String> {
         })
         .map_err(|e| format!("starting the signal thread: {e}"))?;
     Ok(rx)
+}
+
+/// Every API connection is a file descriptor: raise the soft limit on them
+/// to the hard one (no privilege needed), as far as the kernel allows.
+fn raise_open_files() {
+    let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+    if unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) } == 0 && lim.rlim_cur < lim.rlim_max {
+        lim.rlim_cur = lim.rlim_max;
+        if unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &lim) } != 0 {
+            log::warn!("raising the open-files limit: {}", std::io::Error::last_os_error());
+        }
+    }
 }
 
 /// Install the datapath, adopt the pods a previous loader left, serve the
@@ -74,7 +87,8 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), S
         metrics::spawn(addr, pins.clone(), move || pods.list().map_or(0, |p| p.len()))?;
     }
     metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
-    control::spawn(listener, service, API_WORKERS)?;
+    raise_open_files();
+    control::spawn(listener, service, API_MAX_CONNECTIONS)?;
     log::info!(
         "meshwire-loader: ready (interception {}, ipv6 {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
         config.interception.as_str(),

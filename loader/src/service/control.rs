@@ -1,6 +1,6 @@
 //! The loader's control API: a Unix socket (root only) speaking the
-//! `meshwire-api` protocol, served by a pool of worker threads fed over a
-//! crossbeam channel. Pod changes go through [`PodService`], which keeps the
+//! `meshwire-api` protocol, each connection on a thread of its own (bounded,
+//! idle ones dropped), so no client can hold up another. Pod changes go through [`PodService`], which keeps the
 //! maps, the tc attachments and the persisted records in step.
 
 use std::collections::HashMap;
@@ -11,7 +11,6 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use crossbeam_channel::{bounded, Receiver};
 use meshwire_api::{ErrorCode, Op, OpResult, PodRecord, PodSpec, Response, MAX_LINE};
 
 use crate::interception::iptables;
@@ -372,34 +371,75 @@ fn dispatch(service: &PodService, op: Op) -> ApiResult {
     }
 }
 
+/// An idle connection is closed after this long without a request, and a
+/// response that cannot be written within it ends the connection.
+const IDLE: Duration = Duration::from_secs(30);
+
+/// Has the caller closed its end (hung up, not just half-closed)?
+fn caller_gone(conn: &UnixStream) -> bool {
+    use nix::poll::{poll, PollFd, PollFlags, PollTimeout};
+    use std::os::fd::AsFd;
+    let mut fds = [PollFd::new(conn.as_fd(), PollFlags::empty())];
+    matches!(poll(&mut fds, PollTimeout::ZERO), Ok(n) if n > 0)
+        && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
+}
+
+/// Answer one request. For an ADD that meshed a new pod, also the pod to
+/// take out again should its caller turn out to have given up.
+fn answer(service: &PodService, op: Op, conn: &UnixStream) -> (Response, Option<(String, String)>) {
+    let Op::AddPod { pod } = op else {
+        return (dispatch(service, op).map_or_else(|e| e, Response::ok), None);
+    };
+    // A caller that gave up (CNI's timeout) has its ADD reported as failed:
+    // it must have no effect.
+    if caller_gone(conn) {
+        log::info!("pod {}: its caller hung up before the ADD was served; not meshed", pod.container_id);
+        return (internal("the caller hung up"), None);
+    }
+    let new = service.records.load(&pod.container_id, &pod.ifname).ok().flatten().is_none();
+    let undo = new.then(|| (pod.container_id.clone(), pod.ifname.clone()));
+    match dispatch(service, Op::AddPod { pod }) {
+        Ok(result) => (Response::ok(result), undo),
+        Err(e) => (e, None),
+    }
+}
+
 /// Serve one connection: request lines in, response lines out.
 fn serve(service: &PodService, stream: UnixStream) {
-    let _ = stream.set_read_timeout(Some(Duration::from_secs(30)));
+    let _ = stream.set_read_timeout(Some(IDLE));
+    let _ = stream.set_write_timeout(Some(IDLE));
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
         Err(e) => return log::warn!("control connection: {e}"),
     };
     let mut reader = BufReader::new(stream);
     loop {
-        let mut line = String::new();
+        let mut raw = Vec::new();
         // Bound what one line may take, then refuse anything longer.
-        match (&mut reader).take(MAX_LINE as u64 + 1).read_line(&mut line) {
+        match (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut raw) {
             Ok(0) => return,
-            Ok(_) if line.len() > MAX_LINE => {
+            Ok(_) if raw.len() > MAX_LINE => {
                 let _ = write_response(&mut writer, &invalid(format!("request longer than {MAX_LINE} bytes")));
                 return;
             }
             Ok(_) => {}
             Err(_) => return,
         }
-        let response = match meshwire_api::parse_request(line.trim_end()) {
-            Err(bad) => bad,
-            Ok(req) => match dispatch(service, req.op) {
-                Ok(result) => Response::ok(result),
-                Err(err) => err,
+        let (response, undo) = match std::str::from_utf8(&raw) {
+            Err(e) => (invalid(format!("request is not UTF-8 ({e})")), None),
+            Ok(line) => match meshwire_api::parse_request(line.trim_end()) {
+                Err(bad) => (bad, None),
+                Ok(req) => answer(service, req.op, &writer),
             },
         };
         if write_response(&mut writer, &response).is_err() {
+            // Its caller is gone and takes the ADD as failed: undo it.
+            if let Some((id, ifname)) = undo {
+                match service.del(&id, Some(&ifname)) {
+                    Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; taken out again"),
+                    Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and taking it out failed: {:?}", e.error),
+                }
+            }
             return;
         }
     }
@@ -434,36 +474,44 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
     Ok(listener)
 }
 
-/// Accept on one thread, serve on `workers` threads. Returns when the
+/// Accept on one thread and serve each connection on a thread of its own,
+/// at most `max_connections` at a time: an idle or slow client ties up only
+/// its own thread (and is dropped after [`IDLE`]), never another caller's
+/// turn. Pod changes are serialised by the service itself. Returns when the
 /// listener fails; the threads live as long as the process.
-pub fn spawn(listener: UnixListener, service: Arc<PodService>, workers: usize) -> Result<(), String> {
-    let (tx, rx): (_, Receiver<UnixStream>) = bounded(workers * 4);
-    for i in 0..workers {
-        let rx = rx.clone();
-        let service = Arc::clone(&service);
-        std::thread::Builder::new()
-            .name(format!("api-worker-{i}"))
-            .spawn(move || {
-                for stream in rx.iter() {
-                    serve(&service, stream);
-                }
-            })
-            .map_err(|e| format!("starting API worker: {e}"))?;
-    }
+pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: usize) -> Result<(), String> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let open = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
         .name("api-accept".into())
         .spawn(move || {
             for stream in listener.incoming() {
-                match stream {
-                    Ok(mut s) if !peer_is_root(&s) => {
-                        let _ = write_response(&mut s, &Response::err(ErrorCode::InvalidRequest, "only root may use the meshwire loader's API"));
+                let mut s = match stream {
+                    Ok(s) => s,
+                    Err(e) => {
+                        log::warn!("control socket accept: {e}");
+                        // EMFILE and the like: do not spin.
+                        std::thread::sleep(Duration::from_millis(10));
+                        continue;
                     }
-                    Ok(s) => {
-                        if tx.send(s).is_err() {
-                            return;
-                        }
-                    }
-                    Err(e) => log::warn!("control socket accept: {e}"),
+                };
+                if !peer_is_root(&s) {
+                    let _ = write_response(&mut s, &Response::err(ErrorCode::InvalidRequest, "only root may use the meshwire loader's API"));
+                    continue;
+                }
+                if open.fetch_add(1, Ordering::SeqCst) >= max_connections {
+                    open.fetch_sub(1, Ordering::SeqCst);
+                    let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+                    let _ = write_response(&mut s, &internal(format!("the loader serves {max_connections} connections already; try again")));
+                    continue;
+                }
+                let (service, open) = (Arc::clone(&service), Arc::clone(&open));
+                let started = std::thread::Builder::new().name("api-conn".into()).stack_size(256 * 1024).spawn(move || {
+                    serve(&service, s);
+                    open.fetch_sub(1, Ordering::SeqCst);
+                });
+                if let Err(e) = started {
+                    log::warn!("control connection: cannot start its thread: {e}");
                 }
             }
         })
@@ -498,15 +546,19 @@ mod tests {
             Fixture { state, service }
         }
 
-        /// Send raw lines over a real socket pair served by `serve`; collect answers.
         fn exchange(&self, lines: &[&str]) -> Vec<Response> {
+            self.exchange_bytes(&lines.iter().map(|l| l.as_bytes()).collect::<Vec<_>>())
+        }
+
+        /// Send raw lines over a real socket pair served by `serve`; collect answers.
+        fn exchange_bytes(&self, lines: &[&[u8]]) -> Vec<Response> {
             let (mut client, server) = UnixStream::pair().unwrap();
             let service = Arc::clone(&self.service);
             let worker = std::thread::spawn(move || serve(&service, server));
             for l in lines {
                 // The server may hang up first (an overlong line): then the
                 // rest of the write fails and the answers already sent count.
-                if client.write_all(l.as_bytes()).and_then(|_| client.write_all(b"\n")).is_err() {
+                if client.write_all(l).and_then(|_| client.write_all(b"\n")).is_err() {
                     break;
                 }
             }
@@ -561,6 +613,16 @@ mod tests {
             ]
         );
         assert!(a[4].error.as_ref().unwrap().message.contains("netns"), "{:?}", a[4]);
+    }
+
+    #[test]
+    fn a_line_that_is_not_utf8_is_answered_and_the_connection_goes_on() {
+        let f = Fixture::new();
+        let a = f.exchange_bytes(&[b"{\"version\":1,\"op\":\"list_pods\xff\"}", br#"{"version":1,"op":"list_pods"}"#]);
+        assert_eq!(a.len(), 2, "{a:?}");
+        assert_eq!(code(&a[0]), Some(ErrorCode::InvalidRequest));
+        assert!(a[0].error.as_ref().unwrap().message.contains("not UTF-8"), "{:?}", a[0]);
+        assert_eq!(a[1].result.as_ref().unwrap().pods, Some(vec![]));
     }
 
     #[test]
