@@ -202,6 +202,20 @@ static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
 	if (!pod)
 		return MW_ALLOW;
 
+	/*
+	 * Straight to a capture port of a sidecar on this node (its loopback,
+	 * its pod's or another meshed pod's address), by the app or by the
+	 * sidecar itself: refused (EPERM), meshwire steers nothing there.
+	 */
+	if (mw_is_capture_port(bpf_ntohs(dst->port)) &&
+	    (mw_is_loopback4(dst->ip4) || bpf_map_lookup_elem(&mw_pod_ips, &dst->ip4))) {
+		mw_count(MW_STAT_LOOP_REFUSED);
+		mw_trace("connect straight to sidecar port %pI4:%d refused", &dst->ip4,
+			 bpf_ntohs(dst->port));
+		mw_emit(dst->hook, MW_DEC_LOOP_REFUSED, netns_cookie, 0, 0, dst->ip4,
+			bpf_ntohs(dst->port), 0, 0, MW_EV_TASK);
+		return MW_DENY;
+	}
 	if ((__u32)bpf_get_current_uid_gid() == mw_cfg.sidecar_uid) {
 		mw_count(MW_STAT_CONNECT_SIDECAR);
 		return mw_sock4_redirect_inbound(ctx, netns_cookie, dst);

@@ -110,6 +110,19 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 	pod_cookie = bpf_map_lookup_elem(&mw_pod_ips, &t->daddr);
 	if (!pod_cookie)
 		return TC_ACT_UNSPEC;
+	/*
+	 * Straight to the sidecar's capture port, from another node or an
+	 * unmeshed pod: nothing steered it there, dropped (the peer's connect()
+	 * fails). A meshed pod of this node reaches it only as connect4 steered
+	 * it (connect4 refuses its connections straight to a capture port).
+	 */
+	if (mw_is_capture_port(port) && !bpf_map_lookup_elem(&mw_pod_ips, &t->saddr)) {
+		mw_count(MW_STAT_LOOP_REFUSED);
+		mw_trace("tc in SYN straight to sidecar port %d dropped", port);
+		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_LOOP_REFUSED, 0, t->saddr, bpf_ntohs(t->sport),
+			t->daddr, port, 0, 0, MW_EV_NO_TASK);
+		return TC_ACT_SHOT;
+	}
 	if (mw_in_port_excluded(t->daddr, *pod_cookie, port)) {
 		mw_count(MW_STAT_TC_EXCLUDED);
 		mw_trace("tc in excluded %pI4:%d", &t->daddr, port);

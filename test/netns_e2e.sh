@@ -635,6 +635,40 @@ case_pod_ids_one_per_netns() {
     return "$rc"
 }
 
+# Straight to a sidecar's capture ports (outbound 15001, inbound 15003),
+# which meshwire did not steer there: from pod1's app, from pod1's sidecar
+# itself, and from another node through tc, each is refused (connect() fails
+# at once; tc drops the SYN, so node2's connect times out). The sidecar sees
+# none of them; meshed requests keep flowing.
+case_capture_ports_refused() {
+    local pod1_ip=10.231.1.2 seen rc=0 target
+    seen=$(grep -c 'no original destination\|^conn \|^inbound ' "$WORK/sidecar-pod1.log")
+    for target in "127.0.0.1:$SIDECAR_PORT" "127.0.0.1:$INBOUND_PORT" "$pod1_ip:$INBOUND_PORT" "$pod1_ip:$SIDECAR_PORT"; do
+        client "$(pod 1)" "pod1's app -> $target" --connect "$target" --count 3 --timeout 2 \
+            --expect-no-connection || rc=1
+        client "$(pod 1)" "pod1's sidecar (UID $SIDECAR_UID) -> $target" --uid "$SIDECAR_UID" --connect "$target" \
+            --count 3 --timeout 2 --expect-no-connection || rc=1
+    done
+    client "$(pod 2)" "pod2's sidecar -> pod1's $pod1_ip:$INBOUND_PORT" --uid "$SIDECAR_UID" \
+        --connect "$pod1_ip:$INBOUND_PORT" --count 3 --timeout 2 --expect-no-connection || rc=1
+    if [ -n "$HAVE_IFNAME" ]; then
+        client "$(pod 3)" "pod3 (not meshed) -> pod1 $pod1_ip:$INBOUND_PORT" --connect "$pod1_ip:$INBOUND_PORT" \
+            --count 2 --parallel 2 --timeout 2 --expect-no-connection || rc=1
+        node2_client "node2 -> pod1 $pod1_ip:$INBOUND_PORT" --connect "$pod1_ip:$INBOUND_PORT" --count 2 \
+            --parallel 2 --timeout 2 --expect-no-connection || rc=1
+    fi
+    if [ "$(grep -c 'no original destination\|^conn \|^inbound ' "$WORK/sidecar-pod1.log")" != "$seen" ]; then
+        log "pod1's sidecar saw connections meanwhile:"
+        show "$WORK/sidecar-pod1.log" 5
+        rc=1
+    else
+        log "pod1's sidecar saw none of them; loop_refused $(stat_value loop_refused)"
+    fi
+    client "$(pod 1)" "pod1 -> A (meshed, through the sidecar)" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || rc=1
+    return "$rc"
+}
+
 case_no_leaks() {
     local maps="$WORK/maps.txt" i nonzero
     mwl stats >"$WORK/stats-before.txt" 2>&1
@@ -1608,6 +1642,8 @@ run_ebpf_case "9c a failed re-add of a meshed pod (unknown interface) leaves it 
     case_failed_readd_keeps_pod
 run_case "9d pod IDs from netns paths are one per path (a.b, a_b); an ID meshed for one namespace is refused for another" \
     case_pod_ids_one_per_netns
+run_ebpf_case "9e straight to a sidecar's capture ports (app, the sidecar itself, another pod's sidecar, another node): refused; the sidecar sees none" \
+    case_capture_ports_refused
 run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), then the app" \
     case_inbound_same_node
 run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \

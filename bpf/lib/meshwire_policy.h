@@ -103,4 +103,14 @@ static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u64 pod_cookie, 
 	       !mw_port_listed(pod_cookie, port, MW_DIR_IN_INCL);
 }
 
+/*
+ * The sidecar's capture ports: only connections meshwire steered there may
+ * reach them. One straight to them has no original destination, and a
+ * proxy that falls back to its own address then dials itself in a loop.
+ */
+static __always_inline int mw_is_capture_port(__u16 port)
+{
+	return port == mw_cfg.outbound_port || port == mw_cfg.inbound_port;
+}
+
 #endif /* MESHWIRE_POLICY_H */

@@ -169,6 +169,7 @@ enum mw_stat {
 	MW_STAT_TRACE_DROPPED,		/* events lost: mw_events was full */
 	MW_STAT_CONNECT6_REFUSED,	/* native IPv6 connect() of a meshed pod refused */
 	MW_STAT_TC6_DROPPED,		/* IPv6 SYN to a meshed pod dropped */
+	MW_STAT_LOOP_REFUSED,		/* unsteered connection to a sidecar's capture port refused */
 	MW_STAT_MAX,
 };
 
@@ -199,6 +200,7 @@ enum mw_decision {
 	MW_DEC_TC_MALFORMED,		/* malformed IPv4 packet, passed untouched */
 	MW_DEC_CONNECT6_REFUSED,	/* native IPv6 connect() refused (interception.ipv6) */
 	MW_DEC_TC6_DROPPED,		/* IPv6 SYN to the pod dropped (interception.ipv6) */
+	MW_DEC_LOOP_REFUSED,		/* straight to a sidecar's capture port: refused / dropped */
 	MW_DEC_MAX,
 };
 

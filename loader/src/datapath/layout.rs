@@ -199,6 +199,7 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_TRACE_DROPPED",
     "MW_STAT_CONNECT6_REFUSED",
     "MW_STAT_TC6_DROPPED",
+    "MW_STAT_LOOP_REFUSED",
 ];
 
 /// Names of `enum mw_hook`, from value 1 on (checked against BTF).
@@ -220,6 +221,7 @@ pub const DECISION_NAMES: &[&str] = &[
     "MW_DEC_TC_MALFORMED",
     "MW_DEC_CONNECT6_REFUSED",
     "MW_DEC_TC6_DROPPED",
+    "MW_DEC_LOOP_REFUSED",
 ];
 
 impl Settings {

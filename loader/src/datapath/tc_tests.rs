@@ -485,11 +485,19 @@ fn excluded_ports_are_left_alone() {
     tc.exclude(None, 9000);
     tc.exclude(Some(POD), 9001);
     tc.exclude(Some(OTHER_POD), 9002);
-    for (i, port) in [9000u16, 9001, INBOUND, OUTBOUND].into_iter().enumerate() {
+    for (i, port) in [9000u16, 9001].into_iter().enumerate() {
         tc.ingress_untouched(&Seg::tcp(REMOTE, 41000 + i as u16, POD, port, SYN).frame());
         assert_eq!(tc.flow(REMOTE, 41000 + i as u16), None, "port {port}");
     }
-    assert_eq!(tc.stat("MW_STAT_TC_EXCLUDED"), 4);
+    assert_eq!(tc.stat("MW_STAT_TC_EXCLUDED"), 2);
+    // Straight to the sidecar's capture ports: nothing steered them, dropped.
+    for (i, port) in [INBOUND, OUTBOUND].into_iter().enumerate() {
+        assert_eq!(tc.verdict("mw_tc_ingress", &Seg::tcp(REMOTE, 41005 + i as u16, POD, port, SYN).frame()), TC_ACT_SHOT, "port {port}");
+    }
+    assert_eq!(tc.stat("MW_STAT_LOOP_REFUSED"), 2);
+    // From a meshed pod of this node it is one connect4 steered: it passes.
+    tc.ingress_untouched(&Seg::tcp(OTHER_POD, 41020, POD, INBOUND, SYN).frame());
+    assert_eq!(tc.stat("MW_STAT_LOOP_REFUSED"), 2);
     assert_eq!(tc.count(pins::MAP_FLOW4), 0);
     // Another pod's own exclusion is not this pod's.
     let out = tc.ingress(&Seg::tcp(REMOTE, 41010, POD, 9002, SYN));
