@@ -637,9 +637,10 @@ case_pod_ids_one_per_netns() {
 
 # Straight to a sidecar's capture ports (outbound 15001, inbound 15003),
 # which meshwire did not steer there: from pod1's app, from pod1's sidecar
-# itself, and from another node through tc, each is refused (connect() fails
-# at once; tc drops the SYN, so node2's connect times out). The sidecar sees
-# none of them; meshed requests keep flowing.
+# itself, and from another node through tc, each is refused (eBPF: connect()
+# fails at once, tc drops the SYN so node2's connect times out; iptables
+# mode: the guard chains answer the SYN with a reset). The sidecar sees none
+# of them; meshed requests keep flowing.
 case_capture_ports_refused() {
     local pod1_ip=10.231.1.2 seen rc=0 target
     seen=$(grep -c 'no original destination\|^conn \|^inbound ' "$WORK/sidecar-pod1.log")
@@ -1295,12 +1296,14 @@ case_iptables_rules() {
 
 # no_meshwire_rules NS: NS's nat table holds no chain or jump of meshwire.
 no_meshwire_rules() {
-    if nat_of "$1" | grep -q MESHWIRE; then
+    local left
+    left=$( (nat_of "$1"; ip netns exec "$1" iptables-save -t filter 2>&1) | grep MESHWIRE)
+    if [ -n "$left" ]; then
         log "$1 still has meshwire rules:"
-        nat_of "$1" | grep MESHWIRE | sed 's/^/    | /'
+        echo "$left" | sed 's/^/    | /'
         return 1
     fi
-    log "$1: no MESHWIRE chain or jump left"
+    log "$1: no MESHWIRE chain or jump left (nat and filter)"
 }
 
 case_iptables_pod_del_removed_rules() { no_meshwire_rules "$(pod 1)"; }
@@ -1642,7 +1645,7 @@ run_ebpf_case "9c a failed re-add of a meshed pod (unknown interface) leaves it 
     case_failed_readd_keeps_pod
 run_case "9d pod IDs from netns paths are one per path (a.b, a_b); an ID meshed for one namespace is refused for another" \
     case_pod_ids_one_per_netns
-run_ebpf_case "9e straight to a sidecar's capture ports (app, the sidecar itself, another pod's sidecar, another node): refused; the sidecar sees none" \
+run_case "9e straight to a sidecar's capture ports (app, the sidecar itself, another pod's sidecar, another node): refused; the sidecar sees none" \
     case_capture_ports_refused
 run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), then the app" \
     case_inbound_same_node

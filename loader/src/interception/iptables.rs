@@ -11,9 +11,16 @@
 //! -A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports 15003
 //! -A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN
 //! -A MESHWIRE_OUTPUT -m owner --uid-owner 1500 -j RETURN         the sidecar
+//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 15001 -m addrtype --dst-type LOCAL -j RETURN
+//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 15003 -m addrtype --dst-type LOCAL -j RETURN
 //! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 22 -j RETURN          excluded ports,
 //! -A MESHWIRE_OUTPUT -d 10.96.0.0/12 -j RETURN                   excluded CIDRs
 //! -A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001
+//! *filter                                                        the guard: the capture
+//! -A INPUT -p tcp -j MESHWIRE_GUARD_IN                           ports take only what
+//! -A OUTPUT -p tcp -j MESHWIRE_GUARD_OUT                         nat steered there
+//! -A MESHWIRE_GUARD_IN -p tcp -m tcp --dport 15001 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack ! --ctstate DNAT -j REJECT --reject-with tcp-reset
+//! ... the same for 15003, and in MESHWIRE_GUARD_OUT
 //! ```
 //!
 //! A pod with include lists (Istio's includeOutboundIPRanges,
@@ -83,6 +90,8 @@ pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";
 pub const CHAIN_IN: &str = "MESHWIRE_INBOUND";
 pub const CHAIN_OUT6: &str = "MESHWIRE_OUTPUT6";
 pub const CHAIN_IN6: &str = "MESHWIRE_INBOUND6";
+pub const CHAIN_GUARD_OUT: &str = "MESHWIRE_GUARD_OUT";
+pub const CHAIN_GUARD_IN: &str = "MESHWIRE_GUARD_IN";
 /// How long iptables may wait for the xtables lock.
 const LOCK_WAIT_SECS: &str = "10";
 /// A TCP SYN without ACK (a connection's first packet), as iptables-save prints it.
@@ -115,6 +124,19 @@ const V4: Family = Family {
     chain_in: CHAIN_IN,
     hook_out: "OUTPUT",
     hook_in: "PREROUTING",
+    proc_file: None,
+};
+
+/// The IPv4 filter table's guard of the sidecar's capture ports.
+const GUARD: Family = Family {
+    save: "iptables-save",
+    restore: "iptables-restore",
+    table: "filter",
+    label: "filter",
+    chain_out: CHAIN_GUARD_OUT,
+    chain_in: CHAIN_GUARD_IN,
+    hook_out: "OUTPUT",
+    hook_in: "INPUT",
     proc_file: None,
 };
 
@@ -186,6 +208,11 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
         format!("-A {CHAIN_OUT} -d 127.0.0.0/8 -j RETURN"),
         format!("-A {CHAIN_OUT} -m owner --uid-owner {} -j RETURN", node.sidecar_uid),
     ];
+    // Straight to a capture port of this pod: not steered, so the guard
+    // (filter table) refuses it, rather than the sidecar dialling itself.
+    for p in unique(&[&[node.outbound_port, node.inbound_port]]) {
+        r.push(format!("-A {CHAIN_OUT} -p tcp -m tcp --dport {p} -m addrtype --dst-type LOCAL -j RETURN"));
+    }
     for p in unique(&[&node.out_ports, &pod.out_ports]) {
         r.push(format!("-A {CHAIN_OUT} -p tcp -m tcp --dport {p} -j RETURN"));
     }
@@ -224,6 +251,23 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
 /// The pod's IPv6 chain rules (filter table), in ip6tables-save's spelling:
 /// none when native IPv6 passes. Outbound, the excluded ports are the node's
 /// and the pod's; inbound, only the node-wide ones (as in the eBPF mode).
+/// The guard: a connection to the sidecar's capture ports that nat did not
+/// REDIRECT there (straight from the app, the sidecar itself, another node)
+/// has no original destination, and a proxy falling back to its own address
+/// would dial itself in a loop: its SYN is answered with a reset, locally
+/// (OUTPUT) and from outside (INPUT).
+pub fn guard_rules(node: &NodeRules) -> Vec<String> {
+    let mut r = Vec::new();
+    for chain in [CHAIN_GUARD_OUT, CHAIN_GUARD_IN] {
+        for p in unique(&[&[node.outbound_port, node.inbound_port]]) {
+            r.push(format!(
+                "-A {chain} -p tcp -m tcp --dport {p} --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack ! --ctstate DNAT -j REJECT --reject-with tcp-reset"
+            ));
+        }
+    }
+    r
+}
+
 pub fn chain_rules6(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     if !node.refuse_ipv6 {
         return Vec::new();
@@ -480,10 +524,13 @@ fn found_if_any(ns: &Entered, v6: &Family) -> Result<Option<Found>, String> {
 }
 
 fn remove_v4(ns: &Entered) -> Result<(), String> {
-    match remove_script(&V4, &save(ns, &V4).map_err(|e| e.msg)?) {
-        Some(script) => restore(ns, &V4, &script).map_err(|e| e.msg),
-        None => Ok(()),
+    // The REDIRECTs first, then their guard.
+    for fam in [&V4, &GUARD] {
+        if let Some(script) = remove_script(fam, &save(ns, fam).map_err(|e| e.msg)?) {
+            restore(ns, fam, &script).map_err(|e| e.msg)?;
+        }
     }
+    Ok(())
 }
 
 /// Remove the IPv6 jumps and chains, if any (Ok when IPv6 or ip6tables is
@@ -509,6 +556,7 @@ pub fn apply(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
 fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
     let rules = chain_rules(node, pod);
     let rules6 = chain_rules6(node, pod);
+    let guard = guard_rules(node);
     let refuse = node.refuse_ipv6;
     let id = pod.container_id.clone();
     let done = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
@@ -520,6 +568,9 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
         } else {
             remove_v6(ns, v6).map_err(|e| format!("pod {id}: removing its IPv6 rules (interception.ipv6 = \"pass\"): {e}"))?;
         }
+        // The guard before the REDIRECTs: no moment with steering unguarded.
+        let found_guard = save(ns, &GUARD).map_err(|e| e.msg)?;
+        restore(ns, &GUARD, &install_script(&GUARD, &found_guard, &guard)).map_err(|e| e.msg)?;
         let found = save(ns, &V4).map_err(|e| e.msg)?;
         restore(ns, &V4, &install_script(&V4, &found, &rules)).map_err(|e| e.msg)
     })?;
@@ -558,16 +609,18 @@ fn check_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
     let refuse = node.refuse_ipv6;
     let id = &pod.container_id;
     let shown = id.clone();
-    let (found, found6) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
+    let (found, found6, found_guard) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
         let found = save(ns, &V4).map_err(|e| e.msg)?;
+        let found_guard = save(ns, &GUARD).map_err(|e| e.msg)?;
         let found6 = match refuse && has_family(v6).is_ok() {
             true => Some(save_refusing(ns, v6).map_err(|e| format!("pod {shown}: {e}"))?),
             false => found_if_any(ns, v6)?,
         };
-        Ok((found, found6))
+        Ok((found, found6, found_guard))
     })?
     .ok_or_else(|| format!("pod {id}: network namespace {} is gone", pod.netns.display()))?;
     compare(&V4, id, &found, &chain_rules(node, pod))?;
+    compare(&GUARD, id, &found_guard, &guard_rules(node))?;
     match found6 {
         Some(found6) if refuse => compare(v6, id, &found6, &chain_rules6(node, pod)),
         Some(found6) if found6.anything() => Err(format!(
@@ -665,6 +718,8 @@ mod tests {
         let expected = [
             "-A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN",
             "-A MESHWIRE_OUTPUT -m owner --uid-owner 1500 -j RETURN",
+            "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 15001 -m addrtype --dst-type LOCAL -j RETURN",
+            "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 15003 -m addrtype --dst-type LOCAL -j RETURN",
             "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 8081 -j RETURN",
             "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 22 -j RETURN",
             "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 5432 -j RETURN",
