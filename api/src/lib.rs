@@ -55,16 +55,16 @@ pub struct PodSpec {
     /// Per-pod exclusions, on top of the node-wide lists.
     #[serde(default)]
     pub exclude_outbound_ports: Vec<u16>,
-    /// CIDRs as "a.b.c.d/len" (or a bare address).
+    /// CIDRs as "a.b.c.d/len" (or a bare address) on the wire.
     #[serde(default)]
-    pub exclude_outbound_cidrs: Vec<String>,
+    pub exclude_outbound_cidrs: Vec<Cidr4>,
     #[serde(default)]
     pub exclude_inbound_ports: Vec<u16>,
     /// Outbound, Istio's `includeOutboundIPRanges`: Some(list) steers only
     /// connections to these CIDRs (and to `include_outbound_ports`); None
     /// steers all ("*"). Exclusions win over both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
-    pub include_outbound_cidrs: Option<Vec<String>>,
+    pub include_outbound_cidrs: Option<Vec<Cidr4>>,
     /// Outbound, Istio's `includeOutboundPorts`: ports steered whatever the
     /// destination address; they matter only with `include_outbound_cidrs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -271,13 +271,28 @@ mod tests {
             namespace: Some("default".into()),
             name: Some("curl".into()),
             exclude_outbound_ports: vec![22],
-            exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
+            exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
             exclude_inbound_ports: vec![9090],
             accelerate: None,
             network: Some("mesh-net".into()),
-            include_outbound_cidrs: Some(vec!["10.0.0.0/8".into()]),
+            include_outbound_cidrs: Some(vec!["10.0.0.0/8".parse().unwrap()]),
             include_outbound_ports: vec![443],
             include_inbound_ports: Some(vec![]),
+        }
+    }
+
+    #[test]
+    fn a_cidr_that_does_not_parse_refuses_the_request_naming_it() {
+        for (field, bad, why) in [
+            ("exclude_outbound_cidrs", "10.1.2.3/8", "host bits"),
+            ("include_outbound_cidrs", "nonsense", "not an IPv4"),
+            ("exclude_outbound_cidrs", "10.0.0.0/40", "over 32"),
+        ] {
+            let line = format!(r#"{{"version":1,"op":"add_pod","pod":{{"container_id":"c1","netns":"/run/netns/p1","{field}":["10.0.0.0/8","{bad}"]}}}}"#);
+            let refused = parse_request(&line).unwrap_err();
+            let message = refused.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
+            assert_eq!(refused.error.as_ref().map(|e| e.code), Some(ErrorCode::InvalidRequest), "{line}");
+            assert!(message.contains(bad) && message.contains(why), "{line}: {message}");
         }
     }
 

@@ -245,9 +245,9 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         namespace: att.args.pod_namespace().map(str::to_string),
         name: att.args.pod_name().map(str::to_string),
         exclude_outbound_ports: ex.outbound_ports,
-        exclude_outbound_cidrs: ex.outbound_cidrs.iter().map(|c| c.to_string()).collect(),
+        exclude_outbound_cidrs: ex.outbound_cidrs,
         exclude_inbound_ports: ex.inbound_ports,
-        include_outbound_cidrs: include_out_cidrs.map(|cs| cs.iter().map(|c| c.to_string()).collect()),
+        include_outbound_cidrs: include_out_cidrs,
         include_outbound_ports: include_out_ports,
         include_inbound_ports: include_in_ports,
         // The pod's own setting, else the network's, else the node's (None).

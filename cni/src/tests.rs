@@ -124,7 +124,7 @@ fn add_meshes_the_pod_and_hands_prev_result_back_byte_for_byte() {
             namespace: Some("shop".into()),
             name: Some("cart-1".into()),
             exclude_outbound_ports: vec![22],
-            exclude_outbound_cidrs: vec!["10.96.0.0/12".into()],
+            exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
             exclude_inbound_ports: vec![9090],
             accelerate: None,
             network: Some("mesh-net".into()),
@@ -159,7 +159,7 @@ fn per_pod_overrides_reach_the_loader() {
     assert!(run_with(&env("ADD"), &c.to_string(), &fake).success);
     let spec = added_spec(&fake);
     assert_eq!(spec.exclude_outbound_ports, vec![5432, 6379]);
-    assert_eq!(spec.exclude_outbound_cidrs, vec!["192.0.2.0/24".to_string()]);
+    assert_eq!(spec.exclude_outbound_cidrs, vec!["192.0.2.0/24".parse().unwrap()]);
     assert_eq!(spec.exclude_inbound_ports, Vec::<u16>::new());
 }
 
@@ -585,9 +585,9 @@ fn annotated_settings_reach_the_loader() {
     assert!(run_with(&env("ADD"), &stdin, &fake).success);
     let spec = added_spec(&fake);
     assert_eq!(spec.exclude_outbound_ports, vec![5432], "the pod's list replaces the network's");
-    assert_eq!(spec.exclude_outbound_cidrs, vec!["169.254.169.254/32".to_string()]);
+    assert_eq!(spec.exclude_outbound_cidrs, vec!["169.254.169.254/32".parse().unwrap()]);
     assert_eq!(spec.exclude_inbound_ports, vec![15020, 15021]);
-    assert_eq!(spec.include_outbound_cidrs, Some(vec!["10.96.0.0/12".to_string()]));
+    assert_eq!(spec.include_outbound_cidrs, Some(vec!["10.96.0.0/12".parse().unwrap()]));
     assert_eq!(spec.include_outbound_ports, vec![443]);
     assert_eq!(spec.include_inbound_ports, Some(vec![8080]));
     assert_eq!(spec.accelerate, Some(false));

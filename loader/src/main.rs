@@ -120,7 +120,7 @@ enum PodCommand {
         #[arg(long = "exclude-outbound-port", value_name = "PORT")]
         exclude_outbound_ports: Vec<u16>,
         #[arg(long = "exclude-outbound-cidr", value_name = "CIDR")]
-        exclude_outbound_cidrs: Vec<String>,
+        exclude_outbound_cidrs: Vec<meshwire_api::Cidr4>,
         #[arg(long = "exclude-inbound-port", value_name = "PORT")]
         exclude_inbound_ports: Vec<u16>,
         /// Steer only outbound connections to these CIDRs (and to --include-outbound-port);
@@ -319,7 +319,10 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 exclude_outbound_ports,
                 exclude_outbound_cidrs,
                 exclude_inbound_ports,
-                include_outbound_cidrs: cli_list("--include-outbound-cidrs", include_outbound_cidrs)?,
+                include_outbound_cidrs: match cli_list("--include-outbound-cidrs", include_outbound_cidrs)? {
+                    None => None,
+                    Some(v) => Some(v.iter().map(|c| c.parse().map_err(|e| format!("--include-outbound-cidrs: {e}"))).collect::<Result<Vec<_>, _>>()?),
+                },
                 include_outbound_ports,
                 include_inbound_ports,
                 accelerate,

@@ -253,6 +253,20 @@ mod tests {
     }
 
     #[test]
+    fn a_record_whose_cidr_does_not_parse_is_reported_never_kept_without_it() {
+        let dir = temp();
+        let r = Records::open(&dir).unwrap();
+        let mut text = serde_json::to_value(record("edited")).unwrap();
+        text["exclude_outbound_cidrs"] = serde_json::json!(["10.96.0.0/12", "10.1.2.3/8"]);
+        fs::write(dir.join("pods/edited@eth0.json"), text.to_string()).unwrap();
+        let (all, broken) = r.all().unwrap();
+        assert!(all.is_empty(), "kept {all:?}");
+        assert!(broken.len() == 1 && broken[0].contains("10.1.2.3/8") && broken[0].contains("host bits"), "{broken:?}");
+        assert!(r.load("edited", "eth0").unwrap_err().contains("10.1.2.3/8"));
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
     fn torn_writes_and_garbage_are_handled() {
         let dir = temp();
         let r = Records::open(&dir).unwrap();
