@@ -106,6 +106,7 @@ enum Command {
 enum PodCommand {
     /// Mesh the pod whose network namespace is at --netns (through the running daemon).
     Add {
+        /// The pod's network namespace (a bind mount such as /run/netns/NAME, or /proc/PID/ns/net).
         #[arg(long, value_name = "PATH")]
         netns: PathBuf,
         /// The pod's IPv4 address(es): inbound connections to them are intercepted.
@@ -117,10 +118,13 @@ enum PodCommand {
         /// The pod's identity (CNI uses the container ID); default: derived from --netns.
         #[arg(long)]
         id: Option<String>,
+        /// Never steer this pod's outbound connections to this port (repeatable).
         #[arg(long = "exclude-outbound-port", value_name = "PORT")]
         exclude_outbound_ports: Vec<u16>,
+        /// Never steer this pod's outbound connections to this network (repeatable).
         #[arg(long = "exclude-outbound-cidr", value_name = "CIDR")]
         exclude_outbound_cidrs: Vec<meshwire_api::Cidr4>,
+        /// Never redirect inbound connections to this port of the pod to its sidecar (repeatable).
         #[arg(long = "exclude-inbound-port", value_name = "PORT")]
         exclude_inbound_ports: Vec<u16>,
         /// Steer only outbound connections to these CIDRs (and to --include-outbound-port);
@@ -141,8 +145,10 @@ enum PodCommand {
     },
     /// Stop meshing a pod, by --id or --netns.
     Del {
+        /// The network namespace of the pod to unmesh (as given to `pod add --netns`).
         #[arg(long, value_name = "PATH", required_unless_present = "id", conflicts_with = "id")]
         netns: Option<PathBuf>,
+        /// The pod's identity (as `pod add --id` set it, or `pod list` shows it).
         #[arg(long)]
         id: Option<String>,
     },
@@ -245,15 +251,26 @@ fn main() -> ExitCode {
         }
     };
     init_logging(config.log_level);
+    if prints_a_view(cli.command.as_ref()) {
+        // Rust ignores SIGPIPE, so a closed stdout (`maps | head`) would make
+        // println! panic; a view just ends quietly, as other commands do.
+        unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
+    }
     let api = control::ApiPaths { socket: config.api.socket.clone(), state_dir: config.api.state_dir.clone() };
     match execute(cli.command.unwrap_or(Command::Run { no_wait: false }), &config, &api) {
         Ok(()) => ExitCode::SUCCESS,
+        // Printed once: not also as a log line.
         Err(e) => {
-            log::error!("{e}");
             eprintln!("meshwire-loader: {e}");
             ExitCode::FAILURE
         }
     }
+}
+
+/// The commands whose output is a view of the datapath, read from its pins
+/// (often piped into `head` or `grep`).
+fn prints_a_view(command: Option<&Command>) -> bool {
+    matches!(command, Some(Command::Stats | Command::Maps | Command::Status | Command::Conns | Command::Pods { .. } | Command::Trace { .. }))
 }
 
 fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result<(), String> {
@@ -366,19 +383,24 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
         }
         Command::Cni(c) => cni_install::execute(c, &api.socket),
         Command::Stats => {
+            inspect::require_datapath(&pins)?;
             for (name, v) in inspect::counters(&pins)? {
                 println!("{name} {v}");
             }
             Ok(())
         }
         Command::Maps => {
+            inspect::require_datapath(&pins)?;
             for m in inspect::map_fill(&pins)? {
                 println!("{} {} {}", m.name, m.entries.map_or("-".to_string(), |n| n.to_string()), m.capacity);
             }
             Ok(())
         }
         Command::Status => inspect::print_status(&pins),
-        Command::Conns => inspect::print_conns(&pins),
+        Command::Conns => {
+            inspect::require_datapath(&pins)?;
+            inspect::print_conns(&pins)
+        }
         Command::Pods { json } => {
             let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
             if json {

@@ -96,10 +96,20 @@ fn bpf_stats_enabled() -> bool {
     std::fs::read_to_string("/proc/sys/kernel/bpf_stats_enabled").map(|s| s.trim() == "1").unwrap_or(false)
 }
 
-pub fn print_status(pins: &Pins) -> Result<(), String> {
-    if !pins.map(pins::MAP_PODS).exists() {
-        return Err(format!("no meshwire datapath is pinned under {}; start it with `meshwire-loader run`", pins.root().display()));
+/// The views read the pins: without them, say where they were looked for
+/// and what to check, rather than a bare "No such file or directory".
+pub fn require_datapath(pins: &Pins) -> Result<(), String> {
+    if pins.map(pins::MAP_PODS).exists() {
+        return Ok(());
     }
+    Err(format!(
+        "no meshwire datapath is pinned under {}: is `meshwire-loader run` running (or has it run) on this node with this pin directory? Check --pin-dir (and bpf.pin_dir in the --config file)",
+        pins.root().display()
+    ))
+}
+
+pub fn print_status(pins: &Pins) -> Result<(), String> {
+    require_datapath(pins)?;
     println!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" });
     println!("pins {}", pins.root().display());
     println!();

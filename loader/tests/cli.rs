@@ -1,0 +1,120 @@
+//! The operator CLI as an operator meets it: the real binary, run as a
+//! child process.
+
+use std::io::{BufRead, BufReader, Read, Write};
+use std::os::unix::net::UnixListener;
+use std::path::PathBuf;
+use std::process::{Command, Stdio};
+
+const LOADER: &str = env!("CARGO_BIN_EXE_meshwire-loader");
+
+fn temp_dir(what: &str) -> PathBuf {
+    let d = std::env::temp_dir().join(format!("meshwire-cli-{what}-{}", std::process::id()));
+    let _ = std::fs::remove_dir_all(&d);
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+fn help_of(args: &[&str]) -> String {
+    let out = Command::new(LOADER).args(args).arg("-h").output().unwrap();
+    assert!(out.status.success(), "{args:?} -h: {}", String::from_utf8_lossy(&out.stderr));
+    String::from_utf8(out.stdout).unwrap()
+}
+
+/// `-h` lists each option as "[-x, ]--name <VALUE>" with its help after it
+/// on the same line, or on the next when long.
+#[test]
+fn every_option_of_every_command_has_a_help_line() {
+    let commands: &[&[&str]] = &[
+        &[],
+        &["run"],
+        &["cleanup"],
+        &["pod", "add"],
+        &["pod", "del"],
+        &["pod", "list"],
+        &["stats"],
+        &["maps"],
+        &["status"],
+        &["conns"],
+        &["pods"],
+        &["trace"],
+    ];
+    let mut bare = Vec::new();
+    for args in commands {
+        let help = help_of(args);
+        let options = help.split("Options:").nth(1).unwrap_or_else(|| panic!("{args:?}: no options in\n{help}"));
+        let lines: Vec<&str> = options.lines().map(str::trim).filter(|l| !l.is_empty()).collect();
+        for (i, flag) in lines.iter().enumerate().filter(|(_, l)| l.starts_with('-')) {
+            // The help is on the option's line after two spaces, or on the
+            // next line when it is long.
+            let next_is_help = lines.get(i + 1).is_some_and(|n| !n.starts_with('-'));
+            if !flag.contains("  ") && !next_is_help {
+                bare.push(format!("{args:?}: {flag}"));
+            }
+        }
+    }
+    assert!(bare.is_empty(), "options without a help line:\n{}", bare.join("\n"));
+    let add = help_of(&["pod", "add"]);
+    for flag in ["--netns", "--exclude-outbound-port", "--exclude-outbound-cidr", "--exclude-inbound-port"] {
+        assert!(add.contains(flag), "pod add -h lacks {flag}:\n{add}");
+    }
+}
+
+/// Against a pin directory with no datapath, the views say what to check,
+/// once, instead of a bare ENOENT.
+#[test]
+fn views_without_a_datapath_say_what_to_check_once() {
+    let dir = temp_dir("nopins");
+    let pins = dir.join("no-such-pins");
+    for view in ["stats", "maps", "status", "conns"] {
+        let out = Command::new(LOADER).args(["--pin-dir", pins.to_str().unwrap(), view]).output().unwrap();
+        let stderr = String::from_utf8_lossy(&out.stderr);
+        assert!(!out.status.success(), "{view} succeeded without a datapath");
+        assert!(stderr.contains(pins.to_str().unwrap()) && stderr.contains("--pin-dir") && stderr.contains("meshwire-loader run"), "{view}: {stderr}");
+        assert!(!stderr.contains("No such file or directory"), "{view}: {stderr}");
+        assert_eq!(stderr.matches("no meshwire datapath").count(), 1, "{view}: printed more than once:\n{stderr}");
+    }
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
+/// `meshwire-loader pods --json | head -1`: the reader goes away, the
+/// loader ends quietly (no panic about a broken pipe).
+#[test]
+fn a_closed_stdout_ends_a_view_quietly() {
+    let dir = temp_dir("pipe");
+    let socket = dir.join("api.sock");
+    let listener = UnixListener::bind(&socket).unwrap();
+    // A control socket answering LIST with enough pods to fill the pipe.
+    let server = std::thread::spawn(move || {
+        let (stream, _) = listener.accept().unwrap();
+        let mut line = String::new();
+        BufReader::new(stream.try_clone().unwrap()).read_line(&mut line).unwrap();
+        let request = meshwire_api::parse_request(line.trim_end()).unwrap();
+        assert_eq!(request.op, meshwire_api::Op::ListPods);
+        let pods = (0..5000)
+            .map(|i| meshwire_api::PodRecord {
+                spec: meshwire_api::PodSpec { container_id: format!("pod-{i}"), netns: format!("/run/netns/p{i}").into(), ..Default::default() },
+                netns_cookie: i,
+            })
+            .collect();
+        let answer = meshwire_api::Response::ok(meshwire_api::OpResult { pods: Some(pods), ..Default::default() });
+        let mut w = stream;
+        w.write_all(format!("{}\n", serde_json::to_string(&answer).unwrap()).as_bytes()).unwrap();
+    });
+    let mut child = Command::new(LOADER)
+        .args(["--api-socket", socket.to_str().unwrap(), "pods", "--json"])
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .unwrap();
+    let mut first = [0u8; 1];
+    child.stdout.as_mut().unwrap().read_exact(&mut first).unwrap();
+    drop(child.stdout.take());
+    let mut stderr = String::new();
+    child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
+    let status = child.wait().unwrap();
+    server.join().unwrap();
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{status}: {stderr}");
+    assert_ne!(status.code(), Some(101), "exit status of a panic: {stderr}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
