@@ -61,3 +61,10 @@ impl Drop for TempCgroup {
         let _ = std::fs::remove_dir(&self.dir);
     }
 }
+
+/// Run `f` on a thread inside the (test's) network namespace at `netns`;
+/// sockets made there stay there.
+pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
+    let file = std::fs::File::open(netns).unwrap();
+    system::run_in_netns(file, &netns.display().to_string(), move |_| Ok(f())).unwrap()
+}

@@ -26,7 +26,7 @@
 
 use std::fs::File;
 use std::io;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd, RawFd};
+use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
@@ -254,10 +254,7 @@ fn in_pod_netns<T: Send + 'static>(
     };
     let shown = netns.display().to_string();
     let ifname = ifname.to_string();
-    std::thread::spawn(move || -> Result<Reach<T>, String> {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
-        let here = system::current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e}"))?;
+    system::run_in_netns(file, &shown.clone(), move |here| {
         if here != cookie {
             return Ok(Reach::Unreachable(format!("{shown} has netns cookie {here}, not {cookie}")));
         }
@@ -267,8 +264,6 @@ fn in_pod_netns<T: Send + 'static>(
         };
         f(ifindex).map(Reach::Done).map_err(|e| format!("{ifname} in {shown}: {e}"))
     })
-    .join()
-    .map_err(|_| "netns thread panicked".to_string())?
 }
 
 fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, String> {

@@ -13,7 +13,7 @@ use crate::datapath::layout::{Flow4, Flow4Key, In4Key, Settings, STAT_NAMES};
 use crate::libbpf::{MapFd, Object};
 use crate::datapath::objects;
 use crate::datapath::pins;
-use crate::testutil::PrivateBpffs;
+use crate::testutil::{in_netns, PrivateBpffs};
 
 const TC_ACT_UNSPEC: i32 = -1;
 
@@ -806,17 +806,6 @@ impl Drop for NetnsPair {
             }
         }
     }
-}
-
-/// Run `f` on a thread inside the netns at `netns` (sockets made there stay there).
-fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
-    let file = File::open(netns).unwrap();
-    std::thread::spawn(move || {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).expect("setns");
-        f()
-    })
-    .join()
-    .expect("netns thread")
 }
 
 fn dial(pair: &NetnsPair, port: u16) -> std::io::Result<TcpStream> {

@@ -76,7 +76,6 @@
 
 use std::fs::File;
 use std::io::Write;
-use std::os::fd::AsFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -395,10 +394,7 @@ fn in_pod_netns<T: Send + 'static>(
     let meta = file.metadata().map_err(|e| format!("stat {}: {e}", netns.display()))?;
     let entered = Entered { dev: meta.dev(), ino: meta.ino() };
     let shown = netns.display().to_string();
-    std::thread::spawn(move || -> Result<Option<T>, String> {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
-        let now = system::current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e}"))?;
+    system::run_in_netns(file, &shown.clone(), move |now| {
         if host.contains(&now) {
             return Err(format!("{shown} is the host's network namespace; iptables rules are only ever installed in a pod's"));
         }
@@ -408,8 +404,6 @@ fn in_pod_netns<T: Send + 'static>(
         }
         f(&entered).map(Some)
     })
-    .join()
-    .map_err(|_| "netns thread panicked".to_string())?
 }
 
 /// Why an iptables command did not do its job.
@@ -988,22 +982,11 @@ mod tests {
         assert!(!ns.nat().contains("MESHWIRE"));
     }
 
-    /// Run `f` on a thread inside the (test's) namespace at `path`.
-    fn in_ns<T: Send + 'static>(path: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
-        let file = File::open(path).unwrap();
-        std::thread::spawn(move || {
-            nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
-            f()
-        })
-        .join()
-        .unwrap()
-    }
-
     /// A TCP connect() from the namespace at `path` (as `fsuid`, when given):
     /// Ok, or the error's kind.
     fn connect_from(path: &Path, to: &str, fsuid: Option<u32>) -> Result<(), std::io::ErrorKind> {
         let to: SocketAddr = to.parse().unwrap();
-        in_ns(path, move || {
+        crate::testutil::in_netns(path, move || {
             if let Some(uid) = fsuid {
                 // This thread only (setfsuid is not glibc's process-wide
                 // setxid): the socket's owner is its creator's fsuid.
@@ -1030,8 +1013,8 @@ mod tests {
         peer.ip(&["addr", "add", "fd00:98::2/64", "dev", "mwb", "nodad"]);
         peer.ip(&["link", "set", "mwb", "up"]);
         let listen = ["[fd00:99::1]:7000", "[::1]:7000", "[fd00:99::1]:5432", "[fd00:98::1]:9090", "[fd00:98::1]:8443"];
-        let _listeners: Vec<TcpListener> = in_ns(&ns.path, move || listen.iter().map(|a| TcpListener::bind(a).unwrap()).collect());
-        let _peer_listener = in_ns(&peer.path, || TcpListener::bind("[fd00:98::2]:7000").unwrap());
+        let _listeners: Vec<TcpListener> = crate::testutil::in_netns(&ns.path, move || listen.iter().map(|a| TcpListener::bind(a).unwrap()).collect());
+        let _peer_listener = crate::testutil::in_netns(&peer.path, || TcpListener::bind("[fd00:98::2]:7000").unwrap());
 
         let p = pod(&ns.path, ns.cookie());
         let n = node();

@@ -88,9 +88,6 @@ impl std::os::fd::AsRawFd for Cgroup {
     }
 }
 
-/// The cookie of the network namespace behind `netns` (e.g. /run/netns/x or
-/// /proc/PID/ns/net). setns() only moves the calling thread, so the work is
-/// done on a thread of its own that ends with it.
 /// Open `netns` and make sure it is a network namespace, without ever
 /// blocking: O_NONBLOCK, so a FIFO (or a device) at that path cannot wedge
 /// the caller, then nsfs (statfs) and NS_GET_NSTYPE = CLONE_NEWNET.
@@ -119,13 +116,24 @@ pub fn open_netns(netns: &Path) -> Result<File, String> {
     Ok(file)
 }
 
+/// The cookie of the network namespace behind `netns` (e.g. /run/netns/x or
+/// /proc/PID/ns/net).
 pub fn netns_cookie(netns: &Path) -> Result<u64, String> {
-    let file = open_netns(netns)?;
-    let shown = netns.display().to_string();
-    std::thread::spawn(move || -> Result<u64, String> {
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+    run_in_netns(open_netns(netns)?, &netns.display().to_string(), Ok)
+}
+
+/// The one way the loader works inside another network namespace: `f` runs
+/// on a thread of its own that entered `netns` (an open namespace file,
+/// shown as `shown` in errors) and ends with the work, since setns() moves
+/// only the calling thread. `f` is given the namespace's cookie, so callers
+/// can check it is the namespace they mean before touching anything.
+pub fn run_in_netns<T: Send + 'static>(netns: File, shown: &str, f: impl FnOnce(u64) -> Result<T, String> + Send + 'static) -> Result<T, String> {
+    let shown = shown.to_string();
+    std::thread::spawn(move || -> Result<T, String> {
+        nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
-        current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))
+        let cookie = current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))?;
+        f(cookie)
     })
     .join()
     .map_err(|_| "netns thread panicked".to_string())?
