@@ -22,14 +22,10 @@ export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin LC_ALL=
 image=$(readlink -f "$1") build_image=$2 deb_dir=$3 cargo_toml=$4 oci_image=$5
 here=$(dirname "$(readlink -f "$0")")
 lib=$here/../test
-# shellcheck source=test/proc_lib.sh
-. "$lib/proc_lib.sh" || exit 1
+# shellcheck source=test/suite_lib.sh
+. "$lib/suite_lib.sh" || exit 1
 # shellcheck source=test/containerd_lib.sh
 . "$lib/containerd_lib.sh" || exit 1
-
-PASSED=0 FAILED=0 BG_PIDS=()
-pass() { echo "PASS: $*"; PASSED=$((PASSED + 1)); }
-fail() { echo "FAIL: $*"; FAILED=$((FAILED + 1)); }
 
 work=$(mktemp -d "/tmp/mwimg$$.XXXXXX") || exit 1
 cleanup() {

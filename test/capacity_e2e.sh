@@ -27,52 +27,13 @@
 
 # Functions run from cases or the EXIT trap:
 # shellcheck disable=SC2317
-set -u
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
 P="mwc$$"
 NS_NODE="$P-node"
-SIDECAR_UID=1500
 ADDR_A=10.232.0.1:8080
 METRICS_PORT=$((20000 + $$ % 20000))
-CLIENT_TIMEOUT=120
 
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
-
-# shellcheck source=test/proc_lib.sh
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
-
-pod() { echo "$P-pod$1"; }
-
-mwl() {
-    "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" --api-socket "$WORK/api.sock" \
-        --state-dir "$WORK/state" "$@"
-}
-
-# map_entries NAME: the entry count `meshwire-loader maps` reports.
-map_entries() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }'; }
-map_capacity() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $3 }'; }
-
-# client NS DESC ARGS...: mwtest client in NS inside the test cgroup.
-client() {
-    local ns=$1 desc=$2 out rc
-    shift 2
-    out="$WORK/client-$((++CLIENT_SEQ)).log"
-    start_bg "$out" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$ns" "$MWTEST" client "$@"
-    wait "$LAST_PID"
-    rc=$?
-    forget_pid "$LAST_PID"
-    if [ "$rc" -eq 0 ]; then
-        log "$desc: $(tail -n 1 "$out")"
-    else
-        log "$desc: client exited with $rc:"
-        show "$out"
-    fi
-    return "$rc"
-}
-CLIENT_SEQ=0
 
 # fill_map NAME COUNT: COUNT bpftool updates of the pinned map NAME, in one
 # bpftool process, with filler entries no live pod or connection has: netns
@@ -100,84 +61,28 @@ FIRST_FILLER_POD_KEY="00 00 00 00 00 00 57 7e"
 # ---------------------------------------------------------------------------
 # Setup
 
-preflight() {
-    local ok=0 tool
-    [ "$(id -u)" = 0 ] || { fail "preflight: must run as root"; ok=1; }
-    [ -x "$LOADER" ] || { fail "preflight: meshwire-loader not executable: $LOADER"; ok=1; }
-    [ -x "$MWTEST" ] || { fail "preflight: mwtest not executable: $MWTEST"; ok=1; }
-    CG2=$(cgroup2_mount)
-    [ -n "$CG2" ] || { fail "preflight: kernel feature missing: no cgroup2 mount"; ok=1; }
-    grep -qw bpf /proc/filesystems || { fail "preflight: kernel feature missing: bpffs"; ok=1; }
-    for tool in ip ss bpftool curl timeout awk; do
-        command -v "$tool" >/dev/null || { fail "preflight: tool missing: $tool"; ok=1; }
-    done
-    return $ok
-}
-
 setup() {
-    local i ns
+    local i
     suite_workdir capacity || return 1
-    CG="$CG2/$P-capacity"
-    mkdir "$CG" || return 1
-    in_cgroup_cmd "$CG"
-    cat >"$WORK/meshwire.toml" <<EOF
-[sidecar]
-uid = $SIDECAR_UID
-[bpf]
-pin_dir = "$PIN"
-cgroup = "$CG"
+    suite_cgroup capacity || return 1
+    write_config <<EOF
 trace = true
 [metrics]
 address = "127.0.0.1:$METRICS_PORT"
 EOF
-    ip netns add "$NS_NODE" || return 1
-    NS_MADE+=("$NS_NODE")
-    ip -n "$NS_NODE" link set lo up || return 1
+    add_netns "$NS_NODE" || return 1
     ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
     ip -n "$NS_NODE" addr add 10.232.0.1/32 dev lo || return 1
     for i in 1 2; do
-        ns=$(pod $i)
-        ip netns add "$ns" || return 1
-        NS_MADE+=("$ns")
-        ip -n "$ns" link set lo up || return 1
-        ip -n "$ns" link add eth0 type veth peer name "vc$i" netns "$NS_NODE" || return 1
-        ip -n "$ns" addr add "10.232.$i.2/24" dev eth0 || return 1
-        ip -n "$ns" link set eth0 up || return 1
-        ip -n "$ns" route add default via "10.232.$i.1" || return 1
-        ip -n "$NS_NODE" addr add "10.232.$i.1/24" dev "vc$i" || return 1
-        ip -n "$NS_NODE" link set "vc$i" up || return 1
+        pod_netns "$(pod $i)" "$NS_NODE" "vc$i" "10.232.$i.2" "10.232.$i.1" || return 1
     done
-    start_bg "$WORK/server-A.log" ip netns exec "$NS_NODE" "$MWTEST" server --listen "$ADDR_A" --name A
-    wait_listen "$NS_NODE" "$ADDR_A" "$LAST_PID" "$WORK/server-A.log"
+    start_server A "$NS_NODE" "$ADDR_A"
 }
 
-start_loader() {
-    local i
-    start_bg "$WORK/loader.log" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
-        --api-socket "$WORK/api.sock" --state-dir "$WORK/state" --log-level info run
-    LOADER_PID=$LAST_PID
-    for ((i = 0; i < 200; i++)); do
-        grep -qs 'meshwire-loader: ready' "$WORK/loader.log" && return 0
-        alive "$LOADER_PID" || break
-        sleep 0.1
-    done
-    log "meshwire-loader not ready:"
-    show "$WORK/loader.log" 20
-    return 1
-}
+# mesh N: pod N's `pod add` (pod_add).
+mesh() { pod_add "pod$1" "$(pod "$1")" "10.232.$1.2"; }
 
-start_sidecar() { # N
-    start_bg "$WORK/sidecar-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "$MWTEST" sidecar \
-        --listen "127.0.0.1:15001" --inbound-listen "0.0.0.0:15003" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
-    wait_listen "$(pod "$1")" "127.0.0.1:15001" "$LAST_PID" "$WORK/sidecar-pod$1.log"
-}
-
-declare -A COOKIE
-# pod_add N: registers pod N; its stdout (the cookie) and stderr go to files.
-pod_add() {
-    mwl pod add --netns "/run/netns/$(pod "$1")" --ip "10.232.$1.2" \
-        >"$WORK/pod-add-$1.out" 2>"$WORK/pod-add-$1.err"
-}
+sidecar() { start_sidecar "pod$1" "$(pod "$1")" --inbound-listen "0.0.0.0:$INBOUND_PORT"; }
 
 # ---------------------------------------------------------------------------
 # Cases
@@ -190,18 +95,18 @@ case_meshed_baseline() {
 case_pod_add_refused_when_full() {
     local n cap
     cap=$(map_capacity mw_pods)
-    n=$(map_entries mw_pods)
+    n=$(map_count mw_pods)
     log "mw_pods: $n of $cap entries; filling it with $((cap - n)) entries through the pinned map"
     fill_map mw_pods $((cap - n)) || return 1
-    n=$(map_entries mw_pods)
+    n=$(map_count mw_pods)
     [ "$n" = "$cap" ] || { log "mw_pods holds $n entries, expected $cap"; return 1; }
-    if pod_add 2; then
+    if mesh 2; then
         log "pod add of pod2 succeeded with mw_pods full:"
-        show "$WORK/pod-add-2.out"
+        show "$WORK/pod-add-pod2.out"
         return 1
     fi
-    log "pod add pod2 failed: $(head -n 1 "$WORK/pod-add-2.err")"
-    grep -q "mw_pods is full ($cap entries)" "$WORK/pod-add-2.err" || {
+    log "pod add pod2 failed: $(head -n 1 "$WORK/pod-add-pod2.err")"
+    grep -q "mw_pods is full ($cap entries)" "$WORK/pod-add-pod2.err" || {
         log "the error does not say that mw_pods is full"
         return 1
     }
@@ -212,7 +117,7 @@ case_pod_add_refused_when_full() {
         show "$WORK/pods.txt"
         return 1
     fi
-    n=$(map_entries mw_pod_ips)
+    n=$(map_count mw_pod_ips)
     [ "$n" = 1 ] || { log "mw_pod_ips holds $n entries, expected 1 (pod1's)"; return 1; }
     log "pods lists pod1 only; mw_pod_ips holds pod1's address only"
 }
@@ -220,7 +125,7 @@ case_pod_add_refused_when_full() {
 case_meshed_pod_keeps_connectivity() {
     local tr="$WORK/trace.json" tpid redirected published answered
     # Three events per connection of pod1: connect4, sockops, getsockopt.
-    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[1]}" --duration 60
+    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 60
     tpid=$LAST_PID
     sleep 0.5
     alive "$tpid" || { log "trace exited at once:"; show "$tr"; return 1; }
@@ -254,14 +159,14 @@ case_reported() {
         grep -q "map mw_pods is full: $cap of $cap entries" "$WORK/loader.log" && break
         sleep 0.1
     done
-    grep "mw_pods is full" "$WORK/loader.log" | sed 's/^/    | /'
+    grep "mw_pods is full" "$WORK/loader.log" | indent
     grep -q "map mw_pods is full: $cap of $cap entries; new pods cannot be meshed" "$WORK/loader.log" || {
         log "the loader did not log that mw_pods is full"
         return 1
     }
     grep -q "ERROR.*mw_pods is full" "$WORK/loader.log" || { log "the refused pod add was not logged"; return 1; }
     curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$m" || { log "no /metrics on 127.0.0.1:$METRICS_PORT"; return 1; }
-    grep -E 'map="mw_pods"' "$m" | sed 's/^/    | /'
+    grep -E 'map="mw_pods"' "$m" | indent
     grep -qx "meshwire_map_entries{map=\"mw_pods\"} $cap" "$m" &&
         grep -qx "meshwire_map_capacity{map=\"mw_pods\"} $cap" "$m" || {
         log "/metrics does not show mw_pods at its capacity"
@@ -271,9 +176,9 @@ case_reported() {
 
 case_room_again() {
     bpftool map delete pinned "$PIN/maps/mw_pods" key hex $FIRST_FILLER_POD_KEY || return 1
-    start_sidecar 2 || return 1
-    pod_add 2 || { log "pod add pod2 failed with room in mw_pods:"; show "$WORK/pod-add-2.err"; return 1; }
-    log "pod2 meshed: cookie $(cat "$WORK/pod-add-2.out")"
+    sidecar 2 || return 1
+    mesh 2 || { log "pod add pod2 failed with room in mw_pods:"; show "$WORK/pod-add-pod2.err"; return 1; }
+    log "pod2 meshed: cookie $(cat "$WORK/pod-add-pod2.out")"
     client "$(pod 2)" "pod2 -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-orig "$ADDR_A" --expect-server A
 }
@@ -285,37 +190,14 @@ case_tuple_map_lru() {
     fill_map mw_orig_tuple4 "$cap" || return 1
     # The kernel's LRU hash frees from per-CPU lists: it starts evicting a
     # little before max_entries (65408 of 65536 on 2 CPUs).
-    n=$(map_entries mw_orig_tuple4)
+    n=$(map_count mw_orig_tuple4)
     log "mw_orig_tuple4: $n of $cap entries"
     [ "$n" -ge $((cap - cap / 100)) ] || { log "expected at least 99% of $cap"; return 1; }
     client "$(pod 1)" "pod1 -> A with mw_orig_tuple4 full" --connect "$ADDR_A" --count 200 --parallel 10 \
         --expect-orig "$ADDR_A" --expect-server A || return 1
-    n=$(map_entries mw_orig_tuple4)
+    n=$(map_count mw_orig_tuple4)
     log "mw_orig_tuple4 after: $n of $cap entries (LRU: each new connection evicted an old entry, accept removed its own)"
     [ "$n" -le "$cap" ] || return 1
-}
-
-# ---------------------------------------------------------------------------
-# Teardown
-
-leftovers() { suite_leftovers; }
-
-teardown() {
-    [ -n "$TORN_DOWN" ] && return
-    TORN_DOWN=1
-    local pid ns
-    if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -s "$WORK/loader.log" ]; then
-        echo "--- loader log (last lines)"
-        tail -n 20 "$WORK/loader.log" | sed 's/^/    | /'
-    fi
-    [ -n "$LOADER_PID" ] && stop_pid "$LOADER_PID" 10
-    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
-    BG_PIDS=()
-    empty_cgroup "$CG"
-    [ -n "$PIN" ] && [ -e "$PIN" ] && { mwl cleanup >/dev/null 2>&1 || echo "  note: cleanup failed"; }
-    for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
-    remove_cgroup "$CG"
-    suite_remove_workdir
 }
 
 suite_traps
@@ -323,21 +205,14 @@ suite_traps
 # ---------------------------------------------------------------------------
 # Main
 
-if [ $# -ne 2 ]; then
-    echo "usage: $0 MESHWIRE_LOADER MWTEST" >&2
-    fail "usage"
-    exit 2
-fi
-LOADER=$(readlink -f "$1")
-MWTEST=$(readlink -f "$2")
+suite_args LOADER MWTEST -- "$@"
 echo "meshwire capacity e2e: prefix $P, loader $LOADER"
-preflight || exit 1
+preflight bpftool curl || exit 1
 setup || { fail "setup: namespaces, cgroup, bpffs, server"; exit 1; }
 start_loader || { fail "setup: meshwire-loader run"; exit 1; }
-pod_add 1 || { fail "setup: pod add pod1"; show "$WORK/pod-add-1.err"; exit 1; }
-COOKIE[1]=$(tr -d '[:space:]' <"$WORK/pod-add-1.out")
-log "pod1 meshed, netns cookie ${COOKIE[1]}"
-start_sidecar 1 || { fail "setup: pod1's sidecar"; exit 1; }
+mesh 1 || { fail "setup: pod add pod1"; exit 1; }
+log "pod1 meshed, netns cookie ${COOKIE[pod1]}"
+sidecar 1 || { fail "setup: pod1's sidecar"; exit 1; }
 
 run_case "1 pod1 is meshed: its connections go through its sidecar" case_meshed_baseline
 run_case "2 mw_pods full: pod add fails saying so, and leaves nothing of the pod" case_pod_add_refused_when_full

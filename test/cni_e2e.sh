@@ -33,69 +33,24 @@
 
 # Functions run from cases or the EXIT trap:
 # shellcheck disable=SC2317,SC2001
-set -u
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
 P="mwc$$"
 NODE="$P-node"
 REF_PLUGINS=/usr/lib/cni
-SIDECAR_UID=1500
-SIDECAR_PORT=15001
 ADDR_A=10.241.0.1:8080
 ADDR_X=10.241.0.1:8081
 SUBNET=10.242.0.0/16
-CLIENT_TIMEOUT=120
 CONCURRENT=50
 
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
-# alive, stop_pid, start_bg, forget_pid, wait_listen, show come from proc_lib.sh.
-# shellcheck source=test/proc_lib.sh
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
 
-
-
-# "${IN_CG[@]}" NS CMD...: joins the test cgroup, then execs CMD in netns NS.
-IN_CG=()
-
-
-pod() { echo "$P-pod$1"; }
 netns_path() { echo "/run/netns/$(pod "$1")"; }
 
 # ---------------------------------------------------------------------------
-# meshwire-loader
-
-mwl() {
-    "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" --api-socket "$SOCK" \
-        --state-dir "$STATE" "$@"
-}
-
-start_loader() {
-    local out="$WORK/loader.log" i
-    start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
-        --api-socket "$SOCK" --state-dir "$STATE" --log-level info run
-    LOADER_PID=$LAST_PID
-    for ((i = 0; i < 200; i++)); do
-        grep -qs 'meshwire-loader: ready' "$out" && [ -S "$SOCK" ] && return 0
-        alive "$LOADER_PID" || { log "meshwire-loader exited:"; show "$out"; return 1; }
-        sleep 0.1
-    done
-    log "meshwire-loader not ready after 20 s:"
-    show "$out"
-    return 1
-}
-
-stop_loader() {
-    [ -n "$LOADER_PID" ] || return 0
-    stop_pid "$LOADER_PID" 10
-    forget_pid "$LOADER_PID"
-    LOADER_PID=""
-}
+# meshwire-loader: its API socket SOCK and state dir STATE (set in setup)
 
 # The loader's view: `pod list` and the pod maps' entry counts.
 pod_list() { mwl pod list 2>&1; }
-map_count() { mwl maps 2>/dev/null | awk -v m="$1" '$1 == m { print $2 }'; }
 # What must not change when a CNI call fails: pods, records, pinned pod links.
 loader_state() {
     pod_list
@@ -183,86 +138,42 @@ cni_direct() {
         "$CNI_BIN/meshwire-cni" <<<"$conf" 2>"$WORK/direct.stderr")
 }
 
-new_pod() { # N
-    ip netns add "$(pod "$1")" || return 1
-    ip -n "$(pod "$1")" link set lo up
-}
+new_pod() { add_netns "$(pod "$1")"; } # N
 
 pod_ip() { jq -r '.ips[0].address | split("/")[0]' "$WORK/results/$1"; }
-
-client() { # N DESC ARGS...
-    local n=$1 desc=$2 out="$WORK/client-$((++CLIENT_SEQ)).log" rc
-    shift 2
-    timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod "$n")" "$MWTEST" client "$@" >"$out" 2>&1
-    rc=$?
-    if [ "$rc" -eq 0 ]; then log "$desc: $(tail -n 1 "$out")"; else log "$desc: client exited with $rc:"; show "$out"; fi
-    return "$rc"
-}
-CLIENT_SEQ=0
-
-sidecar() { # N
-    start_bg "$WORK/sidecar-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "$MWTEST" sidecar \
-        --listen "127.0.0.1:$SIDECAR_PORT" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
-    wait_listen "$(pod "$1")" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod$1.log"
-}
 
 # ---------------------------------------------------------------------------
 # Setup
 
-preflight() {
+# cni_preflight: preflight, and the reference plugins.
+cni_preflight() {
     local ok=0 f
-    [ "$(id -u)" = 0 ] || { fail "preflight: must run as root"; ok=1; }
-    for f in "$LOADER" "$CNI" "$MWTEST"; do
-        if [ ! -f "$f" ] || [ ! -x "$f" ]; then fail "preflight: not an executable: $f"; ok=1; fi
-    done
+    preflight jq tc || ok=1
     for f in bridge host-local tuning; do
         [ -x "$REF_PLUGINS/$f" ] ||
             { fail "preflight: $REF_PLUGINS/$f missing (Debian package containernetworking-plugins; tools/setup.sh installs it)"; ok=1; }
     done
-    for f in ip ss jq timeout tc; do
-        command -v "$f" >/dev/null || { fail "preflight: tool missing: $f"; ok=1; }
-    done
-    CG2=$(awk '{ for (i = 7; i <= NF; i++) if ($i == "-") { if ($(i + 1) == "cgroup2") print $5; break } }' \
-        /proc/self/mountinfo | head -n 1)
-    [ -n "$CG2" ] || { fail "preflight: kernel feature missing: no cgroup2 mount"; ok=1; }
-    grep -qw bpf /proc/filesystems || { fail "preflight: kernel feature missing: bpffs"; ok=1; }
     return $ok
 }
 
 setup() {
     suite_workdir cni || return 1
     mkdir -p "$WORK/results" "$WORK/rt" "$WORK/ipam" "$WORK/cni-bin" "$WORK/net.d" || return 1
-    SOCK="$WORK/loader.sock"
-    STATE="$WORK/state"
+    SOCK=$(api_sock)
+    STATE=$(state_dir)
     CNI_BIN="$WORK/cni-bin"
     CONF_DIR="$WORK/net.d"
-    CG="$CG2/$P-cni"
-    mkdir "$CG" || { log "cannot create cgroup $CG"; return 1; }
-    # shellcheck disable=SC2016 # expanded by the inner sh
-    IN_CG=(sh -c 'cg=$1; shift; echo $$ >"$cg/cgroup.procs" || exit 125; exec ip netns exec "$@"' in-cgroup "$CG")
-    cat >"$WORK/meshwire.toml" <<EOF
-[sidecar]
-uid = $SIDECAR_UID
-outbound_port = $SIDECAR_PORT
-[bpf]
-pin_dir = "$PIN"
-cgroup = "$CG"
-EOF
+    suite_cgroup cni || return 1
+    write_config </dev/null
     # The reference plugins, as a node's /opt/cni/bin would hold them.
     local f
     for f in bridge host-local tuning loopback; do cp "$REF_PLUGINS/$f" "$CNI_BIN/" || return 1; done
     # The node's network: bridge + host-local, tuning chained after it.
     bridge_conflist pods "$P-br" "$SUBNET" "$WORK/ipam" '{ "type": "tuning" }' >"$CONF_DIR/10-pods.conflist" || return 1
     cp "$CONF_DIR/10-pods.conflist" "$WORK/10-pods.conflist.orig"
-    ip netns add "$NODE" || return 1
-    ip -n "$NODE" link set lo up || return 1
+    add_netns "$NODE" || return 1
     ip -n "$NODE" addr add "${ADDR_A%:*}/32" dev lo || return 1
-    local spec name addr
-    for spec in "A $ADDR_A" "X $ADDR_X"; do
-        read -r name addr <<<"$spec"
-        start_bg "$WORK/server-$name.log" ip netns exec "$NODE" "$MWTEST" server --listen "$addr" --name "$name"
-        wait_listen "$NODE" "$addr" "$LAST_PID" "$WORK/server-$name.log" || return 1
-    done
+    start_server A "$NODE" "$ADDR_A" && start_server X "$NODE" "$ADDR_X"
 }
 
 # ---------------------------------------------------------------------------
@@ -304,11 +215,11 @@ case_add_and_traffic() {
     log "pod1 is $ip; meshwire-cni passed the result through"
     if ! pod_list | awk -v ip="$ip" '$1 == "ctr-1" && $3 == ip && $4 == "eth0" { f = 1 } END { exit !f }'; then
         log "the loader does not list ctr-1 with $ip on eth0:"
-        pod_list | sed 's/^/    | /'
+        pod_list | indent
         return 1
     fi
-    sidecar 1 || return 1
-    client 1 "pod1 -> A through its sidecar" --connect "$ADDR_A" --count 20 --parallel 5 \
+    start_sidecar pod1 "$(pod 1)" || return 1
+    client "$(pod 1)" "pod1 -> A through its sidecar" --connect "$ADDR_A" --count 20 --parallel 5 \
         --expect-orig "$ADDR_A" --expect-server A || return 1
     [ "$(grep -c "^conn .* orig=$ADDR_A\$" "$WORK/sidecar-pod1.log")" -ge 20 ] ||
         { log "pod1's sidecar did not log 20 connections to $ADDR_A"; return 1; }
@@ -337,7 +248,7 @@ case_excluded_namespace() {
     if pod_list | grep -qw ctr-2; then log "the loader meshes a kube-system pod"; return 1; fi
     grep -q 'is not meshed: namespace "kube-system" is in namespaces.exclude' "$WORK/rt/ctr-2.stderr" ||
         { log "no note on stderr:"; show "$WORK/rt/ctr-2.stderr"; return 1; }
-    client 2 "pod2 (kube-system) -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+    client "$(pod 2)" "pod2 (kube-system) -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-direct --expect-server A
 }
 
@@ -347,16 +258,16 @@ case_per_pod_exclusion() {
         { log "ADD failed:"; show "$RT_ERR"; return 1; }
     # The loader recorded the pod's own acceleration choice (pod1 made none).
     mwl pods 2>&1 | grep -A8 '^pod ctr-3' | grep -q "acceleration *off: the pod's own setting" ||
-        { log "'pods' does not show acceleration off for ctr-3:"; mwl pods 2>&1 | sed 's/^/    | /'; return 1; }
+        { log "'pods' does not show acceleration off for ctr-3:"; mwl pods 2>&1 | indent; return 1; }
     mwl pods 2>&1 | grep -A8 '^pod ctr-1' | grep -q "acceleration *on .*: the node's choice" ||
         { log "'pods' does not show the node's choice (pods = \"all\": on) for ctr-1"; return 1; }
     log "pods: ctr-3 acceleration off (its runtimeConfig), ctr-1 on (the node's choice)"
-    sidecar 3 || return 1
-    client 3 "pod3 -> X (port 8081 excluded for this pod)" --connect "$ADDR_X" --count 10 \
+    start_sidecar pod3 "$(pod 3)" || return 1
+    client "$(pod 3)" "pod3 -> X (port 8081 excluded for this pod)" --connect "$ADDR_X" --count 10 \
         --parallel 5 --expect-direct --expect-server X || return 1
-    client 3 "pod3 -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
+    client "$(pod 3)" "pod3 -> A" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-orig "$ADDR_A" --expect-server A || return 1
-    client 1 "pod1 -> X (not excluded for pod1)" --connect "$ADDR_X" --count 10 --parallel 5 \
+    client "$(pod 1)" "pod1 -> X (not excluded for pod1)" --connect "$ADDR_X" --count 10 --parallel 5 \
         --expect-orig "$ADDR_X" --expect-server X
 }
 
@@ -386,8 +297,8 @@ case_annotations_decide() {
     annotated ctr-20 20 shop "$ann" || return 1
     meshed ctr-20 || { log "ctr-20 (sidecar.istio.io/status) is not meshed"; rc=1; }
     says ctr-20 "is meshed (eth0): the pod's annotations decide: annotation sidecar.istio.io/status is set" || rc=1
-    sidecar 20 || return 1
-    client 20 "pod20 (Istio-injected) -> A through its sidecar" --connect "$ADDR_A" --count 10 --parallel 5 \
+    start_sidecar pod20 "$(pod 20)" || return 1
+    client "$(pod 20)" "pod20 (Istio-injected) -> A through its sidecar" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-orig "$ADDR_A" --expect-server A || rc=1
     # meshwire's own opt-in.
     annotated ctr-21 21 shop '{"meshwire.io/mesh": "true"}' || return 1
@@ -397,7 +308,7 @@ case_annotations_decide() {
     annotated ctr-22 22 shop '{"app": "batch"}' || return 1
     meshed ctr-22 && { log "ctr-22 (no sidecar annotation) is meshed"; rc=1; }
     says ctr-22 "is not meshed: the pod's annotations decide: no annotation says it has a sidecar" || rc=1
-    client 22 "pod22 (no sidecar) -> A" --connect "$ADDR_A" --count 5 --parallel 5 --expect-direct --expect-server A || rc=1
+    client "$(pod 22)" "pod22 (no sidecar) -> A" --connect "$ADDR_A" --count 5 --parallel 5 --expect-direct --expect-server A || rc=1
     # A pod without annotations at all: containerd passes null.
     annotated ctr-23 23 shop null || return 1
     meshed ctr-23 && { log "ctr-23 (null annotations) is meshed"; rc=1; }
@@ -411,7 +322,7 @@ case_annotations_decide() {
     annotated ctr-25 25 shop "$ann" || return 1
     meshed ctr-25 && { log "ctr-25 (meshwire.io/mesh: false) is meshed"; rc=1; }
     says ctr-25 'annotation meshwire.io/mesh: "false"' || rc=1
-    client 25 "pod25 (opted out) -> A" --connect "$ADDR_A" --count 5 --parallel 5 --expect-direct --expect-server A || rc=1
+    client "$(pod 25)" "pod25 (opted out) -> A" --connect "$ADDR_A" --count 5 --parallel 5 --expect-direct --expect-server A || rc=1
     # Without annotations (podman, older CRI-O) the namespace lists decided case 5's pod.
     says ctr-3 "is meshed (eth0): the namespace lists decide (the runtime passed no pod annotations)" || rc=1
     for n in 20 21 22 23 24 25; do
@@ -429,16 +340,16 @@ case_annotation_settings() {
     new_pod 27 || return 1
     ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s, "traffic.sidecar.istio.io/excludeOutboundPorts": "8081"}')
     annotated ctr-26 26 shop "$ann" || return 1
-    sidecar 26 || return 1
-    client 26 "pod26 -> X (traffic.sidecar.istio.io/excludeOutboundPorts: 8081)" --connect "$ADDR_X" --count 10 \
+    start_sidecar pod26 "$(pod 26)" || return 1
+    client "$(pod 26)" "pod26 -> X (traffic.sidecar.istio.io/excludeOutboundPorts: 8081)" --connect "$ADDR_X" --count 10 \
         --parallel 5 --expect-direct --expect-server X || rc=1
-    client 26 "pod26 -> A" --connect "$ADDR_A" --count 10 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    client "$(pod 26)" "pod26 -> A" --connect "$ADDR_A" --count 10 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
     ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s,
         "traffic.sidecar.istio.io/excludeOutboundIPRanges": "10.241.0.0/16,fd00::/64"}')
     annotated ctr-27 27 shop "$ann" || return 1
     says ctr-27 "IPv6 ranges fd00::/64 skipped" || rc=1
-    sidecar 27 || return 1
-    client 27 "pod27 -> A (excludeOutboundIPRanges 10.241.0.0/16)" --connect "$ADDR_A" --count 10 --parallel 5 \
+    start_sidecar pod27 "$(pod 27)" || return 1
+    client "$(pod 27)" "pod27 -> A (excludeOutboundIPRanges 10.241.0.0/16)" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-direct --expect-server A || rc=1
     mwl pods 2>&1 | grep -A12 '^pod ctr-27' | grep -q '10.241.0.0/16' ||
         { log "'pods' does not show ctr-27's excluded range:"; mwl pods 2>&1 | sed 's/^/    | /'; rc=1; }
@@ -571,7 +482,7 @@ expect_error() {
     fi
     if [ "$before" != "$after" ]; then
         log "$desc: the loader's state changed:"
-        diff <(echo "$before") <(echo "$after") | sed 's/^/    | /'
+        diff <(echo "$before") <(echo "$after") | indent
         return 1
     fi
     log "$desc: code $code, \"$msg\""
@@ -799,7 +710,7 @@ case_concurrent() {
     [ "$(map_count mw_pod_ips)" = "$before_ips" ] || { log "mw_pod_ips holds $(map_count mw_pod_ips) after DEL, expected $before_ips"; return 1; }
     if pod_list | grep -qE 'ctr-1[0-9]{2}\b'; then log "pod list still shows some of them"; return 1; fi
     [ "$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)" = "$before_state" ] ||
-        { log "records or pinned links left:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | sed 's/^/    | /'; return 1; }
+        { log "records or pinned links left:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | indent; return 1; }
     leases=$(find "$WORK/ipam" -type f -name '10.242.*' | wc -l)
     [ "$leases" = "$before_leases" ] || { log "host-local leases: $before_leases before, $leases after"; return 1; }
     for ((i = 100; i < 100 + CONCURRENT; i++)); do ip netns del "$(pod "$i")"; done
@@ -818,7 +729,7 @@ case_gc() {
     pod_list | grep -qw ctr-6 && { log "GC left ctr-6"; return 1; }
     if ! pod_list | grep -qw ctr-5 || ! pod_list | grep -qw ctr-3; then
         log "GC removed a valid attachment:"
-        pod_list | sed 's/^/    | /'
+        pod_list | indent
         return 1
     fi
     rt DEL ctr-6 6 shop || { log "DEL after GC failed"; return 1; }
@@ -857,7 +768,7 @@ case_loader_down() {
     CONF_FILE=$open_conf
     if rt ADD ctr-7 7 shop && grep -q UN-MESHED "$WORK/rt/ctr-7.stderr"; then
         log "fail open: ADD succeeded: $(grep UN-MESHED "$WORK/rt/ctr-7.stderr" | head -n 1 | cut -c1-120)..."
-        client 7 "pod7 (un-meshed) -> A" --connect "$ADDR_A" --count 5 --parallel 5 \
+        client "$(pod 7)" "pod7 (un-meshed) -> A" --connect "$ADDR_A" --count 5 --parallel 5 \
             --expect-direct --expect-server A || rc=1
     else
         log "fail open: ADD failed or gave no note:"
@@ -883,64 +794,22 @@ case_uninstall() {
     log "conflist restored byte for byte, binary and backup removed"
 }
 
-# ---------------------------------------------------------------------------
-# Teardown
-
-leftovers() { suite_leftovers; }
-
-teardown() {
-    [ -n "$TORN_DOWN" ] && return
-    TORN_DOWN=1
-    local pid i ns
-    if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -s "$WORK/loader.log" ]; then
-        echo "--- loader log (last lines)"
-        tail -n 20 "$WORK/loader.log" | sed 's/^/    | /'
-    fi
-    [ -n "$LOADER_PID" ] && stop_loader
-    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
-    BG_PIDS=()
-    if [ -n "$CG" ] && [ -d "$CG" ]; then
-        for ((i = 0; i < 50; i++)); do
-            [ -s "$CG/cgroup.procs" ] || break
-            while read -r pid; do kill -KILL "$pid" 2>/dev/null; done <"$CG/cgroup.procs"
-            sleep 0.1
-        done
-    fi
-    if [ -n "$PIN" ] && [ -e "$PIN" ]; then
-        mwl cleanup >/dev/null 2>&1 || echo "  note: meshwire-loader cleanup in the trap failed"
-    fi
-    for ns in $(ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print $1 }'); do
-        ip netns del "$ns" 2>/dev/null
-    done
-    if [ -n "$CG" ] && [ -d "$CG" ]; then
-        for ((i = 0; i < 50; i++)); do rmdir "$CG" 2>/dev/null && break; sleep 0.1; done
-    fi
-    suite_remove_workdir
-}
-
 suite_traps
 
 # ---------------------------------------------------------------------------
 # Main
 
-if [ $# -ne 3 ]; then
-    echo "usage: $0 MESHWIRE_LOADER MESHWIRE_CNI MWTEST" >&2
-    fail "usage"
-    exit 2
-fi
-LOADER=$(readlink -f "$1")
-CNI=$(readlink -f "$2")
-MWTEST=$(readlink -f "$3")
+suite_args LOADER CNI MWTEST -- "$@"
 
 echo "meshwire CNI e2e: run prefix $P"
-preflight || exit 1
+cni_preflight || exit 1
 echo "--- setup"
 setup || { fail "setup"; exit 1; }
 start_loader || { fail "setup: meshwire-loader"; exit 1; }
 log "work dir $WORK, cgroup $CG, loader PID $LOADER_PID"
 
 run_case "1 cni install chains meshwire-cni after bridge and tuning, idempotently" case_install
-[ -n "${CONF_FILE:-}" ] || exit 1
+[ -n "${CONF_FILE:-}" ] || { fail "no meshwire-cni chained (case 1): the other cases need it"; exit 1; }
 run_case "2 ADD through the chain: prevResult passed through, pod meshed, traffic via its sidecar" case_add_and_traffic
 run_case "3 CHECK through the chain" case_check
 run_case "4 a pod in an excluded namespace is not meshed" case_excluded_namespace

@@ -1,5 +1,5 @@
 # A containerd of the test's own, on a "node" of the test's own (sourced by
-# packaging/image_test.sh and test/cri_e2e.sh, after proc_lib.sh).
+# packaging/image_test.sh and test/cri_e2e.sh, after suite_lib.sh).
 #
 # The node is a mount and a network namespace held by one process
 # (node_start): its host network (containerd's, the CNI bridge's, hostNetwork

@@ -33,10 +33,6 @@
 # "N passed, N failed". Needs root.
 
 # shellcheck disable=SC2317 # functions run from cases or the EXIT trap
-set -u
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
 P="mwk$$"
 SUBNET=10.243.0.0/16
 REF_PLUGINS=/usr/lib/cni
@@ -48,17 +44,12 @@ SIDECAR_ANN='sidecar.istio.io/status={"containers":["sidecar"]}'
 here=$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")
 # shellcheck source=test/suite_lib.sh
 . "$here/suite_lib.sh" || exit 1
-# shellcheck source=test/proc_lib.sh
-. "$here/proc_lib.sh" || exit 1
 # shellcheck source=test/containerd_lib.sh
 . "$here/containerd_lib.sh" || exit 1
 
-LOADER=$(readlink -f "$1") IMAGE=$(readlink -f "$2") PAUSE_TAR=$(readlink -f "$3") POD_TAR=$(readlink -f "$4")
-CRI_PY=$(readlink -f "$5") DS_YAML=$(readlink -f "$6") CM_YAML=$(readlink -f "$7")
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 PYTHON=${MESHWIRE_VENV:-$HOME/.cache/meshwire/venv}/bin/python
 
-CG2=""
 CGREL=""
 DS_POD=""
 DS_CTR=""
@@ -70,12 +61,6 @@ DS_ARGS=()
 cri() { "$PYTHON" "$CRI_PY" --endpoint "$CTRD_SOCK" --gen "$WORK/crigen" "$@"; }
 pods_opts() { echo --cgroup-parent "$CGREL/pods" --log-dir "$WORK/logs"; }
 
-# mwl ARGS...: the loader CLI against the DaemonSet's loader (its socket,
-# records and pins, as the node sees them).
-mwl() {
-    "$LOADER" --pin-dir "$PIN" --api-socket "$WORK/run-meshwire/loader.sock" \
-        --state-dir "$WORK/run-meshwire" "$@"
-}
 pod_listed() { mwl pod list 2>/dev/null | grep -qF "$1"; }
 
 # The DaemonSet from the manifests, its host paths remapped to the test's.
@@ -120,42 +105,41 @@ mesh_pod() {
     log "pod $ns/$name: $(jq -r '.pod[:12] + " " + .ip' <<<"$out")"
 }
 
-# client APP_CONTAINER DESC MWTEST_CLIENT_ARGS...: mwtest client in the app
-# container (ExecSync).
-client() {
+# ctr_client APP_CONTAINER DESC MWTEST_CLIENT_ARGS...: mwtest client in the
+# app container (ExecSync).
+ctr_client() {
     local ctr=$1 desc=$2 out
     shift 2
     out=$(cri exec --timeout 60 --container "$ctr" -- /usr/bin/mwtest client "$@" 2>&1)
     local rc=$?
-    if [ $rc -eq 0 ]; then log "$desc: $(tail -n 1 <<<"$out")"; else log "$desc: client exited $rc:"; echo "$out" | sed 's/^/    | /' | tail -n 8; fi
+    if [ $rc -eq 0 ]; then log "$desc: $(tail -n 1 <<<"$out")"; else log "$desc: client exited $rc:"; echo "$out" | indent | tail -n 8; fi
     return $rc
 }
 
 meshed_call() { # APP DESC PEER_IP PEER_NAME: outbound through own sidecar, inbound through the peer's
-    client "$1" "$2" --connect "$3:8080" --expect-orig "$3:8080" --expect-inbound-orig "$3:8080" --expect-server "$4"
+    ctr_client "$1" "$2" --connect "$3:8080" --expect-orig "$3:8080" --expect-inbound-orig "$3:8080" --expect-server "$4"
 }
 
 # ---------------------------------------------------------------------------
 # Setup
 
-preflight() {
+cri_preflight() {
     local ok=0 f
-    [ "$(id -u)" = 0 ] || { fail "preflight: must run as root"; return 1; }
-    for f in containerd ctr runc jq bpftool nsenter unshare; do
-        command -v "$f" >/dev/null || { fail "preflight: $f missing (tools/setup.sh installs containerd, runc, jq, bpftool)"; ok=1; }
-    done
+    preflight containerd ctr runc jq bpftool nsenter unshare || ok=1
     for f in bridge host-local loopback; do
         [ -x "$REF_PLUGINS/$f" ] || { fail "preflight: $REF_PLUGINS/$f missing (containernetworking-plugins)"; ok=1; }
     done
     "$PYTHON" -c 'import grpc, grpc_tools, yaml' 2>/dev/null ||
         { fail "preflight: grpcio, grpcio-tools or PyYAML missing in $PYTHON's venv (tools/setup.sh installs them)"; ok=1; }
-    CG2=$(cgroup2_mount)
-    [ -n "$CG2" ] || { fail "preflight: kernel feature missing: no cgroup2 mount"; ok=1; }
     return $ok
 }
 
 setup() {
     suite_workdir cri || return 1
+    # The loader is the DaemonSet's, configured by its ConfigMap: mwl reaches
+    # it through the node's /run/meshwire, which is this directory.
+    LOADER_DIR=""
+    RUN_DIR="$WORK/run-meshwire"
     CG="$CG2/$P"
     CGREL="/$P"
     mkdir "$CG" "$CG/node" || { log "cannot create cgroup $CG"; return 1; }
@@ -226,7 +210,7 @@ case_daemonset() {
 
 case_meshed() {
     mesh_pod A a "$MESHED_NS" "$SIDECAR_ANN" && mesh_pod B b "$MESHED_NS" "$SIDECAR_ANN" || return 1
-    pod_listed "$A_ID" && pod_listed "$B_ID" || { log "the loader does not list both pods:"; mwl pod list 2>&1 | sed 's/^/    | /'; return 1; }
+    pod_listed "$A_ID" && pod_listed "$B_ID" || { log "the loader does not list both pods:"; mwl pod list 2>&1 | indent; return 1; }
     local pid uid
     pid=$(cri cstatus "$A_SIDECAR" | jq -r .pid)
     uid=$(awk '/^Uid:/ { print $2 }' "/proc/$pid/status" 2>/dev/null)
@@ -239,7 +223,7 @@ case_excluded_namespace() {
     mesh_pod K k kube-system "$SIDECAR_ANN" || return 1
     ! pod_listed "$K_ID" || { log "the loader lists kube-system's pod"; return 1; }
     # Its app reaches b without its own sidecar, through b's inbound one.
-    client "$K_APP" "kube-system/k -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b
+    ctr_client "$K_APP" "kube-system/k -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b
 }
 
 case_no_annotation() {
@@ -303,14 +287,14 @@ case_stop_remove() {
     mesh_pod D d "$MESHED_NS" "$SIDECAR_ANN" || return 1
     local pods_before tc_before
     pod_listed "$D_ID" || { log "d not meshed"; return 1; }
-    pods_before=$(mwl maps 2>/dev/null | awk '$1 == "mw_pods" { print $2 }')
+    pods_before=$(map_count mw_pods)
     tc_before=$(ls "$PIN/pods" | wc -l)
     cri stop-pod "$D_ID" || return 1
     local ok=0
     pod_listed "$D_ID" && { log "d still listed after StopPodSandbox"; ok=1; }
     ls "$WORK/run-meshwire/pods" 2>/dev/null | grep -qF "$D_ID" && { log "d's record is still there"; ok=1; }
-    [ "$(mwl maps 2>/dev/null | awk '$1 == "mw_pods" { print $2 }')" = $((pods_before - 1)) ] ||
-        { log "mw_pods: $pods_before before, $(mwl maps | awk '$1 == "mw_pods" { print $2 }') after"; ok=1; }
+    [ "$(map_count mw_pods)" = $((pods_before - 1)) ] ||
+        { log "mw_pods: $pods_before before, $(map_count mw_pods) after"; ok=1; }
     [ "$(ls "$PIN/pods" | wc -l)" = $((tc_before - 1)) ] || { log "pods with tc pins under $PIN/pods: $tc_before before, $(ls "$PIN/pods" | wc -l) after"; ok=1; }
     cri remove-pod "$D_ID" || ok=1
     return $ok
@@ -434,7 +418,8 @@ leftovers() {
 }
 
 suite_traps
-preflight || exit 1
+suite_args LOADER IMAGE PAUSE_TAR POD_TAR CRI_PY DS_YAML CM_YAML -- "$@"
+cri_preflight || exit 1
 if ! setup; then
     fail "setup (containerd, images, the node)"
     show "$WORK/containerd/containerd.log" 20

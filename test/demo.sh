@@ -35,7 +35,7 @@
 #                   pod pipy-ok-v2                       (work dir node2/)
 #
 # Each runs with the default configuration except its own config file
-# (node<N>/loader.toml: bpf.pin_dir, bpf.cgroup, api.socket, api.state_dir,
+# (node<N>/meshwire.toml: bpf.pin_dir, bpf.cgroup, api.socket, api.state_dir,
 # and bpf.debug with --debug), also given as --cgroup, --pin-dir,
 # --api-socket and --state-dir; the pins are on a private bpffs, the cgroups
 # are made here, and every process of a node's pods joins its node's cgroup.
@@ -60,12 +60,7 @@
 
 # Functions run from the EXIT trap too:
 # shellcheck disable=SC2317
-set -u
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
 P="mwdemo$$"
-SIDECAR_UID=1500
 VIP=10.96.0.10
 APP_PORT=8080
 NODE1_IP=10.250.0.1
@@ -76,79 +71,57 @@ V1_IP=10.244.1.3
 V2_IP=10.244.2.2
 TRACEFS=/sys/kernel/tracing
 
+# The e2e suites' library: processes (only ones started here, by PID),
+# namespaces, cgroups, the work dir, the loader, sidecars.
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
+
 DEBUG=""
 KEEP=""
 REQUESTS=6
 ARGS=()
-BG_PIDS=()
 NODES=(1 2)
 LOADER_PIDS=() # by node: LOADER_PIDS[1], LOADER_PIDS[2]
-CG=""
-CG_MADE=() # by node: 1 once the node's cgroup exists
-WORK=""
-BPFFS=""
-NS_MADE=()
+DEMO_CG=""     # the demo's cgroup; each node's is below it
+CG_MADE=()     # by node: 1 once the node's cgroup exists
 ETC_NETNS_MADE=""
 TRACEFS_MOUNTED=""
 TRACING_WAS_OFF=""
-HAVE_API_SOCKET=""
-HAVE_STATE_DIR=""
 CLEANED=""
 CLEANUP_LEFT=""
 RESULT=1
 
 say() { echo "$*"; }
-log() { echo "  $*"; }
 die() {
     echo "demo: $*" >&2
     exit 1
 }
-
-# indent: stdin, indented for the report.
-indent() { sed 's/^/    | /'; }
 
 usage() {
     echo "usage: $0 [--debug] [--keep] [--requests N] MESHWIRE_LOADER MWTEST" >&2
     exit 2
 }
 
-# ---------------------------------------------------------------------------
-# Processes (only ones started here, by PID): show, alive, stop_pid, start_bg,
-# wait_listen, cgroup2_mount, in_cgroup_cmd, empty_cgroup, remove_cgroup come
-# from proc_lib.sh.
-# shellcheck source=test/proc_lib.sh
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
-
 ns_of() { echo "$P-$1"; }
 
 # A node's cgroup (under the demo's own), pin dir (on the private bpffs),
-# work dir (config file, API socket, state dir, log) and config file.
-node_cg() { echo "$CG/node$1"; }
+# work dir (config file meshwire.toml, log, run/ with the API socket and
+# pod records).
+node_cg() { echo "$DEMO_CG/node$1"; }
 node_pin() { echo "$BPFFS/node$1"; }
 node_dir() { echo "$WORK/node$1"; }
-node_config() { echo "$WORK/node$1/loader.toml"; }
 
-# node_opts N: sets NODE_OPTS to node N's global meshwire-loader options.
-NODE_OPTS=()
-node_opts() {
-    NODE_OPTS=(--config "$(node_config "$1")" --cgroup "$(node_cg "$1")" --pin-dir "$(node_pin "$1")")
-    [ -n "$HAVE_API_SOCKET" ] && NODE_OPTS+=(--api-socket "$(node_dir "$1")/api.sock")
-    [ -n "$HAVE_STATE_DIR" ] && NODE_OPTS+=(--state-dir "$(node_dir "$1")/state")
-    return 0
+# at_node N: the library's loader helpers (mwl, start_loader, pod_add) and
+# "${IN_CG[@]}" NS CMD... (joins node N's cgroup, where that node's
+# meshwire-loader attached its programs, then runs CMD in netns NS, like a
+# process of a pod of that node) are node N's from here on.
+at_node() {
+    LOADER_DIR=$(node_dir "$1")
+    RUN_DIR="$LOADER_DIR/run"
+    PIN=$(node_pin "$1")
+    CG=$(node_cg "$1")
+    in_cgroup_cmd "$CG"
 }
-
-# mwl N ARGS...: node N's meshwire-loader ARGS.
-mwl() {
-    node_opts "$1"
-    shift
-    "$LOADER" "${NODE_OPTS[@]}" "$@"
-}
-
-# "${IN_CG[@]}" NS CMD...: joins a node's cgroup (where that node's
-# meshwire-loader attached its programs), then runs CMD in netns NS, like a
-# process of a pod of that node. in_node N sets IN_CG for node N.
-IN_CG=()
-in_node() { in_cgroup_cmd "$(node_cg "$1")"; }
 
 # ---------------------------------------------------------------------------
 # Setup
@@ -170,34 +143,22 @@ parse_args() {
         shift
     done
     [ ${#ARGS[@]} -eq 2 ] || usage
-    LOADER=$(readlink -f "${ARGS[0]}")
-    MWTEST=$(readlink -f "${ARGS[1]}")
+    suite_args LOADER MWTEST -- "${ARGS[@]}"
 }
 
-preflight() {
-    [ "$(id -u)" = 0 ] || die "must run as root (network namespaces, cgroups, BPF)"
-    [ -x "$LOADER" ] || die "meshwire-loader not found or not executable: $LOADER"
-    [ -x "$MWTEST" ] || die "mwtest not found or not executable: $MWTEST"
-    local tool
-    for tool in ip ss curl timeout awk; do
-        command -v "$tool" >/dev/null || die "$tool is missing (Debian package: ${tool/ss/iproute2})"
-    done
-    CG2=$(cgroup2_mount)
-    [ -n "$CG2" ] || die "no cgroup2 mount in /proc/self/mountinfo"
+# demo_preflight: the suites' preflight (root, binaries, kernel features,
+# tools), and the tc datapath.
+demo_preflight() {
+    preflight curl || exit 1
     # Without tc (pod add --ifname), nothing steers a connection from another
     # node to the pod's sidecar: the curl pod could not reach pipy-ok-v2's.
-    "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' ||
+    loader_has_tc ||
         die "this meshwire-loader has no 'pod add --ifname' (no tc datapath): node2's pod cannot be reached across nodes"
-    "$LOADER" --help 2>/dev/null | grep -q -- '--api-socket' && HAVE_API_SOCKET=1
-    "$LOADER" --help 2>/dev/null | grep -q -- '--state-dir' && HAVE_STATE_DIR=1
-    return 0
 }
 
 setup_workdir() {
-    WORK=$(mktemp -d "/tmp/$P.XXXXXX") || return 1
-    BPFFS="$WORK/bpffs"
-    mkdir "$BPFFS" && mount -t bpf "$P-bpffs" "$BPFFS" || return 1
     local n
+    suite_workdir demo || return 1
     for n in "${NODES[@]}"; do mkdir "$(node_dir "$n")" || return 1; done
 }
 
@@ -205,8 +166,8 @@ setup_workdir() {
 # its node's cgroup only, never to the parent or the root.
 setup_cgroup() {
     local n
-    CG="$CG2/$P"
-    mkdir "$CG" || return 1
+    DEMO_CG="$CG2/$P"
+    mkdir "$DEMO_CG" || return 1
     for n in "${NODES[@]}"; do
         mkdir "$(node_cg "$n")" || return 1
         CG_MADE[n]=1
@@ -216,25 +177,8 @@ setup_cgroup() {
 # write_node_config N: node N's configuration file (the defaults, but for the
 # node's own pins, cgroup, API socket and state dir; debug with --debug).
 write_node_config() {
-    local n=$1
-    {
-        echo "# meshwire demo: node$n's meshwire-loader (the defaults but for these)"
-        echo "[bpf]"
-        echo "pin_dir = \"$(node_pin "$n")\""
-        echo "cgroup = \"$(node_cg "$n")\""
-        [ -n "$DEBUG" ] && echo "debug = true"
-        if [ -n "$HAVE_API_SOCKET" ] || [ -n "$HAVE_STATE_DIR" ]; then
-            echo "[api]"
-            [ -n "$HAVE_API_SOCKET" ] && echo "socket = \"$(node_dir "$n")/api.sock\""
-            [ -n "$HAVE_STATE_DIR" ] && echo "state_dir = \"$(node_dir "$n")/state\""
-        fi
-    } >"$(node_config "$n")"
-}
-
-add_netns() { # NAME
-    ip netns add "$1" || return 1
-    NS_MADE+=("$1")
-    ip -n "$1" link set lo up
+    at_node "$1"
+    if [ -n "$DEBUG" ]; then echo "debug = true"; fi | write_config
 }
 
 setup_topology() {
@@ -272,36 +216,23 @@ setup_topology() {
         >"/etc/netns/$(ns_of curl)/hosts"
 }
 
-# start_loader N: node N's meshwire-loader, in the background until cleanup.
-start_loader() {
-    local n=$1 out i
-    out="$(node_dir "$n")/loader.log"
-    write_node_config "$n" || return 1
-    node_opts "$n"
-    start_bg "$out" "$LOADER" "${NODE_OPTS[@]}" run
-    LOADER_PIDS[n]=$LAST_PID
-    for ((i = 0; i < 200; i++)); do
-        grep -qs 'meshwire-loader: ready' "$out" && return 0
-        alive "${LOADER_PIDS[n]}" || break
-        sleep 0.1
-    done
-    echo "demo: node$n's meshwire-loader did not get ready:" >&2
-    show "$out" >&2
-    return 1
+# start_node_loader N: node N's meshwire-loader, in the background until cleanup.
+start_node_loader() {
+    write_node_config "$1"
+    start_loader || return 1
+    LOADER_PIDS[$1]=$LOADER_PID
+    LOADER_PID=""
 }
 
 # Every pod is registered with its own node's loader only.
 register_pods() {
-    local spec name node ip out args
+    local spec name node ip
     for spec in "${PODS[@]}"; do
         read -r name node ip <<<"$spec"
-        args=(--netns "/run/netns/$(ns_of "$name")" --ip "$ip" --ifname eth0)
-        out=$(mwl "$node" pod add "${args[@]}" 2>&1) || {
-            echo "demo: pod add $name (node$node) failed:" >&2
-            echo "$out" | indent >&2
-            return 1
-        }
-        log "node$node: meshwire-loader pod add ${args[*]}: $out"
+        at_node "$node"
+        pod_add "$name" "$(ns_of "$name")" "$ip" --ifname eth0 || return 1
+        log "node$node: meshwire-loader pod add --netns /run/netns/$(ns_of "$name") --ip $ip --ifname eth0:" \
+            "${COOKIE[$name]}"
     done
 }
 
@@ -312,11 +243,8 @@ start_pods() {
         ns=$(ns_of "$name")
         route=()
         [ "$name" = curl ] && route=(--route "$VIP:$APP_PORT=$V1_IP:$APP_PORT,$V2_IP:$APP_PORT")
-        in_node "$node"
-        start_bg "$WORK/sidecar-$name.log" "${IN_CG[@]}" "$ns" "$MWTEST" sidecar \
-            --listen 127.0.0.1:15001 --inbound-listen 0.0.0.0:15003 "${route[@]}" \
-            --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
-        wait_listen "$ns" 0.0.0.0:15003 "$LAST_PID" "$WORK/sidecar-$name.log" || return 1
+        at_node "$node"
+        start_sidecar "$name" "$ns" --inbound-listen "0.0.0.0:$INBOUND_PORT" "${route[@]}" || return 1
         [ "$name" = curl ] && continue
         start_bg "$WORK/app-$name.log" "${IN_CG[@]}" "$ns" "$MWTEST" http \
             --listen "0.0.0.0:$APP_PORT" --body "Hi, I am pipy ok ${name##*-} !"
@@ -370,7 +298,7 @@ run_requests() {
     local i out answers="$WORK/answers.txt"
     : >"$answers"
     say "--- curl -s pipy-ok:8080, $REQUESTS times, from the curl pod (as in the article)"
-    in_node 1
+    at_node 1
     for ((i = 1; i <= REQUESTS; i++)); do
         # env -i: no proxy settings from this shell; timeout: never hang the demo.
         out=$(timeout 10 "${IN_CG[@]}" "$(ns_of curl)" env -i PATH="$PATH" curl -s pipy-ok:8080)
@@ -397,9 +325,10 @@ count() { grep -c -- "$1" "$2" 2>/dev/null; }
 # in node<N>/stats.txt for the verdict.
 show_stats() {
     local n ok=1
-    say "--- meshwire-loader stats, per node (meshwire-loader --config node<N>/loader.toml ... stats)"
+    say "--- meshwire-loader stats, per node (meshwire-loader --config node<N>/meshwire.toml ... stats)"
     for n in "${NODES[@]}"; do
-        mwl "$n" stats >"$(node_dir "$n")/stats.txt" 2>&1 || ok=""
+        at_node "$n"
+        mwl stats >"$LOADER_DIR/stats.txt" 2>&1 || ok=""
     done
     if [ -n "$ok" ]; then
         {
@@ -486,51 +415,42 @@ verdict() {
 cleanup() {
     [ -n "$CLEANED" ] && return
     CLEANED=1
-    local pid ns n pin
+    local n
     for n in "${!LOADER_PIDS[@]}"; do
         stop_pid "${LOADER_PIDS[n]}" 10
         forget_pid "${LOADER_PIDS[n]}"
     done
-    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
+    stop_all
     for n in "${!CG_MADE[@]}"; do empty_cgroup "$(node_cg "$n")"; done
     # Each node's pins (cgroup links, tc links in its pods' namespaces, maps),
     # while the namespaces still exist.
     for n in "${NODES[@]}"; do
         [ -n "$BPFFS" ] || break
-        pin=$(node_pin "$n")
-        [ -e "$pin" ] || continue
-        mwl "$n" cleanup >/dev/null 2>&1 || echo "demo: node$n's meshwire-loader cleanup failed" >&2
-        [ -e "$pin" ] && CLEANUP_LEFT+="pins of node$n under $pin: $(cd "$pin" && find . -mindepth 1 | tr '\n' ' ')"$'\n'
+        at_node "$n"
+        loader_cleanup
+        [ -e "$PIN" ] && CLEANUP_LEFT+="pins of node$n under $PIN: $(cd "$PIN" && find . -mindepth 1 | tr '\n' ' ')"$'\n'
     done
-    for ns in "${NS_MADE[@]}"; do
-        ip netns del "$ns" 2>/dev/null
-        [ -d "/etc/netns/$ns" ] && rm -rf "/etc/netns/${ns:?}"
-    done
+    del_netns
+    rm -rf "/etc/netns/$P-"*
     [ -n "$ETC_NETNS_MADE" ] && rmdir /etc/netns 2>/dev/null
     for n in "${!CG_MADE[@]}"; do remove_cgroup "$(node_cg "$n")"; done
-    remove_cgroup "$CG"
+    remove_cgroup "$DEMO_CG"
     [ -n "$TRACING_WAS_OFF" ] && echo 0 >"$TRACEFS/tracing_on"
     [ -n "$TRACEFS_MOUNTED" ] && umount "$TRACEFS"
-    if [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        grep -qF " $BPFFS " /proc/mounts && umount "$BPFFS"
-        rm -rf "$WORK"
-    fi
+    suite_remove_workdir
 }
 
-# leftovers: anything of this run that still exists.
-leftovers() {
+# demo_leftovers: anything of this run that still exists.
+demo_leftovers() {
     local n
     for n in "${!LOADER_PIDS[@]}"; do
         alive "${LOADER_PIDS[n]}" && echo "node$n's meshwire-loader, PID ${LOADER_PIDS[n]}"
     done
     printf '%s' "$CLEANUP_LEFT"
-    ip netns list 2>/dev/null | awk -v p="$P-" 'index($1, p) == 1 { print "netns " $1 }'
     for n in "${!CG_MADE[@]}"; do
         [ -e "$(node_cg "$n")" ] && echo "cgroup $(node_cg "$n")"
     done
-    [ -n "$CG" ] && [ -e "$CG" ] && echo "cgroup $CG"
-    [ -n "$BPFFS" ] && grep -qF " $BPFFS " /proc/mounts && echo "bpffs mount $BPFFS"
-    [ -n "$WORK" ] && [ -e "$WORK" ] && echo "work dir $WORK"
+    CG=$DEMO_CG leftovers
     compgen -G "/etc/netns/$P-*" | sed 's/^/hosts dir /'
 }
 
@@ -540,7 +460,7 @@ on_exit() {
     trap '' INT TERM
     say "--- cleanup"
     cleanup
-    left=$(leftovers)
+    left=$(demo_leftovers)
     if [ -n "$left" ]; then
         echo "demo: cleanup left:"
         echo "$left" | indent
@@ -559,7 +479,7 @@ trap 'echo "demo: terminated"; exit 143' TERM
 # Main
 
 parse_args "$@"
-preflight
+demo_preflight
 say "meshwire demo (prefix $P): the article's curl -> pipy-ok v1/v2 across two nodes, on one machine"
 say "--- setup"
 setup_workdir || die "work dir and private bpffs"
@@ -574,9 +494,9 @@ if [ -n "$DEBUG" ]; then
     setup_tracing || die "tracing (--debug)"
 fi
 for n in "${NODES[@]}"; do
-    start_loader "$n" || die "node$n's meshwire-loader"
+    start_node_loader "$n" || die "node$n's meshwire-loader"
     log "node$n's meshwire-loader (PID ${LOADER_PIDS[n]}): default configuration${DEBUG:+ with debug = true}" \
-        "but --config $(node_config "$n") --cgroup $(node_cg "$n") --pin-dir $(node_pin "$n")"
+        "but --config $(node_dir "$n")/meshwire.toml --cgroup $(node_cg "$n") --pin-dir $(node_pin "$n")"
 done
 log "a loader per node, as in a cluster: each attaches to its own node's cgroup (which its pods'" \
     "processes join) and has its own maps, and registers its own pods only."
@@ -606,7 +526,7 @@ RESULT=$?
 if [ -n "$KEEP" ]; then
     say "--- running until Ctrl-C. In another shell, a request from the curl pod:"
     echo "  sh -c 'echo \$\$ > $(node_cg 1)/cgroup.procs; exec ip netns exec $(ns_of curl) curl -s pipy-ok:8080'"
-    log "node1's and node2's counters: $LOADER --config $(node_config 1) stats (and node2)"
+    log "node1's and node2's counters: $LOADER --config $(node_dir 1)/meshwire.toml stats (and node2)"
     if [ -n "$DEBUG" ]; then
         log "new BPF decisions follow:"
         follow_trace "$P requests start" &

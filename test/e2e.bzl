@@ -1,7 +1,7 @@
 """The end-to-end shell suites as test targets."""
 
 def e2e_suite(name, src, tools, extra_data = [], size = "large", env = {}):
-    """One e2e suite (a shell script sourcing suite_lib.sh and proc_lib.sh).
+    """One e2e suite (a shell script sourcing suite_lib.sh).
 
     Real network namespaces, cgroups and BPF attachments: it runs as root,
     unsandboxed and alone. `tools` (binaries and scripts it drives) are its
@@ -12,7 +12,7 @@ def e2e_suite(name, src, tools, extra_data = [], size = "large", env = {}):
         size = size,
         srcs = [src],
         args = ["$(rootpath %s)" % t for t in tools],
-        data = [":proc_lib.sh", ":suite_lib.sh"] + tools + extra_data,
+        data = [":suite_lib.sh"] + tools + extra_data,
         env = env,
         tags = [
             "exclusive",

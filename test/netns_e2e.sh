@@ -2,10 +2,9 @@
 # End-to-end test of meshwire with real network namespaces, a cgroup of its own
 # and the real BPF programs.
 #
-#   netns_e2e.sh MESHWIRE_LOADER MWTEST [DEMO]
+#   netns_e2e.sh MESHWIRE_LOADER MWTEST DEMO
 #
-# DEMO is test/demo.sh (default: demo.sh next to this script); the last case
-# runs it non-interactively.
+# DEMO is test/demo.sh; the last case runs it non-interactively.
 #
 # MESHWIRE_E2E_MODE=iptables (//test:netns_e2e_iptables) runs the same cases
 # with `interception.mode = "iptables"`: the pods get netfilter rules in their
@@ -53,16 +52,9 @@
 
 # Most functions run only from cases or the EXIT trap:
 # shellcheck disable=SC2317,SC2001
-set -u
-export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
-export LC_ALL=C
-
 P="mw$$"                        # unique prefix of everything this run creates
 NS_NODE="$P-node"
 NS_NODE2="$P-node2"
-SIDECAR_UID=1500
-SIDECAR_PORT=15001
-INBOUND_PORT=15003
 EXCL_PORT=8081
 EXCL_CIDR=10.231.9.0/24
 EXCL_IN_PORT=8082               # [inbound] exclude_ports
@@ -80,78 +72,6 @@ CLIENT_TIMEOUT=300              # hard limit for one client run, seconds
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
 
-# ---------------------------------------------------------------------------
-# Processes: show, alive, stop_pid, start_bg, forget_pid, wait_listen,
-# cgroup2_mount, in_cgroup_cmd, empty_cgroup, remove_cgroup come from proc_lib.sh.
-# shellcheck source=test/proc_lib.sh
-. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/proc_lib.sh" || exit 1
-
-# run_wait LOG CMD...: runs CMD under a hard timeout and waits for it; returns
-# its status. Run in the background so a signal reaches our trap at once.
-run_wait() { run_wait_for "$CLIENT_TIMEOUT" "$@"; }
-
-# run_wait_for SECONDS LOG CMD...: run_wait with another time limit (124: it ran out).
-run_wait_for() {
-    local limit=$1 out=$2 rc
-    shift 2
-    start_bg "$out" timeout -k 5 "$limit" "$@"
-    wait "$LAST_PID"
-    rc=$?
-    forget_pid "$LAST_PID"
-    return "$rc"
-}
-
-# "${IN_CG[@]}" NS CMD...: moves itself into the test cgroup, then execs CMD in
-# netns NS (set in setup_cgroup, see in_cgroup_cmd).
-IN_CG=()
-
-# ---------------------------------------------------------------------------
-# meshwire-loader
-
-# Always with this run's config too: its pin_dir and cgroup are this run's as well,
-# so no operator command can reach the machine's default /sys/fs/bpf/meshwire.
-# LOADER_OPTS: this run's control socket and state dir, for a loader that has them.
-mwl() { "$LOADER" --config "$WORK/meshwire.toml" --pin-dir "$PIN" "${LOADER_OPTS[@]}" "$@"; }
-LOADER_OPTS=()
-
-start_loader() {
-    local out="$WORK/loader.log" i
-    start_bg "$out" "$LOADER" --config "$WORK/meshwire.toml" --cgroup "$CG" --pin-dir "$PIN" \
-        "${LOADER_OPTS[@]}" --log-level info run
-    LOADER_PID=$LAST_PID
-    for ((i = 0; i < 200; i++)); do
-        grep -qs 'meshwire-loader: ready' "$out" && return 0
-        if ! alive "$LOADER_PID"; then
-            echo "  meshwire-loader exited before it was ready:"
-            show "$out" 30
-            return 1
-        fi
-        sleep 0.1
-    done
-    echo "  meshwire-loader not ready after 20 s:"
-    show "$out" 30
-    return 1
-}
-
-stop_loader() {
-    [ -n "$LOADER_PID" ] || return 0
-    stop_pid "$LOADER_PID" 10
-    LOADER_RC=$?
-    forget_pid "$LOADER_PID"
-    LOADER_PID=""
-}
-
-# ---------------------------------------------------------------------------
-# Clients
-
-# client NS DESC ARGS...: mwtest client in netns NS inside the test cgroup;
-# prints its verdict line (all of its output on failure).
-client() {
-    local ns=$1 desc=$2
-    shift 2
-    run_client "$desc" "${IN_CG[@]}" "$ns" "$MWTEST" client "$@"
-}
-
 # node2_client DESC ARGS...: mwtest client on the other node (outside the cgroup,
 # like any process on another host).
 node2_client() {
@@ -160,65 +80,12 @@ node2_client() {
     run_client "$desc" ip netns exec "$NS_NODE2" "$MWTEST" client "$@"
 }
 
-run_client() { # DESC CMD...
-    local desc=$1 out rc
-    shift
-    out="$WORK/client-$((++CLIENT_SEQ)).log"
-    run_wait "$out" "$@"
-    rc=$?
-    if [ "$rc" -eq 0 ]; then
-        log "$desc: $(tail -n 1 "$out")"
-    else
-        log "$desc: client exited with $rc:"
-        show "$out"
-    fi
-    return "$rc"
-}
-CLIENT_SEQ=0
-
-pod() { echo "$P-pod$1"; }
-
 # ---------------------------------------------------------------------------
 # Setup
 
-preflight() {
-    local ok=0
-    if [ "$(id -u)" != 0 ]; then
-        fail "preflight: must run as root (network namespaces, cgroups, BPF)"
-        ok=1
-    fi
-    if [ ! -f "$LOADER" ] || [ ! -x "$LOADER" ]; then
-        fail "preflight: meshwire-loader not found or not executable: $LOADER"
-        ok=1
-    fi
-    if [ ! -f "$MWTEST" ] || [ ! -x "$MWTEST" ]; then
-        fail "preflight: mwtest not found or not executable: $MWTEST"
-        ok=1
-    fi
-    CG2=$(cgroup2_mount)
-    if [ -z "$CG2" ]; then
-        fail "preflight: kernel feature missing: no cgroup2 (unified hierarchy) mount in /proc/self/mountinfo"
-        ok=1
-    fi
-    if ! grep -qw bpf /proc/filesystems; then
-        fail "preflight: kernel feature missing: bpffs (filesystem type 'bpf' not in /proc/filesystems, CONFIG_BPF_SYSCALL)"
-        ok=1
-    fi
-    if [ ! -d /proc/self/ns ] || [ ! -e /proc/self/ns/net ]; then
-        fail "preflight: kernel feature missing: network namespaces (CONFIG_NET_NS)"
-        ok=1
-    fi
-    for tool in ip ss iptables timeout awk; do
-        command -v "$tool" >/dev/null || { fail "preflight: tool missing: $tool"; ok=1; }
-    done
-    return $ok
-}
-
 setup_topology() {
     local i ns
-    ip netns add "$NS_NODE" || { echo "  ip netns add failed (network namespace support?)"; return 1; }
-    NS_MADE+=("$NS_NODE")
-    ip -n "$NS_NODE" link set lo up || return 1
+    add_netns "$NS_NODE" || { echo "  ip netns add failed (network namespace support?)"; return 1; }
     ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
     # Server addresses live on the node's loopback device.
     for a in 10.231.0.1/32 10.231.0.2/32 10.231.9.1/32; do
@@ -226,16 +93,7 @@ setup_topology() {
     done
     for i in 1 2 3; do
         ns=$(pod $i)
-        ip netns add "$ns" || return 1
-        NS_MADE+=("$ns")
-        ip -n "$ns" link set lo up || return 1
-        ip -n "$ns" link add eth0 type veth peer name "vp$i" netns "$NS_NODE" ||
-            { echo "  cannot create a veth pair (CONFIG_VETH?)"; return 1; }
-        ip -n "$ns" addr add "10.231.$i.2/24" dev eth0 || return 1
-        ip -n "$ns" link set eth0 up || return 1
-        ip -n "$ns" route add default via "10.231.$i.1" || return 1
-        ip -n "$NS_NODE" addr add "10.231.$i.1/24" dev "vp$i" || return 1
-        ip -n "$NS_NODE" link set "vp$i" up || return 1
+        pod_netns "$ns" "$NS_NODE" "vp$i" "10.231.$i.2" "10.231.$i.1" || return 1
         # IPv6 too, which meshwire refuses rather than let past the sidecars.
         ip -n "$ns" -6 addr add "fd00:231:$i::2/64" dev eth0 nodad || return 1
         ip -n "$NS_NODE" -6 addr add "fd00:231:$i::1/64" dev "vp$i" nodad || return 1
@@ -243,9 +101,7 @@ setup_topology() {
         ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" || return 1
     done
     # A second node on the same network: its clients reach pods like another host's.
-    ip netns add "$NS_NODE2" || return 1
-    NS_MADE+=("$NS_NODE2")
-    ip -n "$NS_NODE2" link set lo up || return 1
+    add_netns "$NS_NODE2" || return 1
     ip -n "$NS_NODE2" link add eth0 type veth peer name n2 netns "$NS_NODE" || return 1
     ip -n "$NS_NODE2" addr add 10.231.254.2/24 dev eth0 || return 1
     ip -n "$NS_NODE2" link set eth0 up || return 1
@@ -254,20 +110,10 @@ setup_topology() {
     ip -n "$NS_NODE" link set n2 up || return 1
 }
 
-setup_cgroup() {
-    CG="$CG2/$P-e2e"
-    mkdir "$CG" || { echo "  cannot create cgroup $CG"; return 1; }
-    in_cgroup_cmd "$CG"
-}
-
-setup_workdir() {
-    suite_workdir e2e || return 1
-    cat >"$WORK/meshwire.toml" <<EOF
-# Generated by netns_e2e.sh: the defaults plus what the test needs.
-[sidecar]
-uid = $SIDECAR_UID
-outbound_port = $SIDECAR_PORT
-inbound_port = 15003
+# setup_config: the defaults plus what the test needs.
+setup_config() {
+    write_config <<EOF
+debug = false
 
 [outbound]
 exclude_ports = [$EXCL_PORT]
@@ -278,11 +124,6 @@ exclude_ports = [$EXCL_IN_PORT]
 
 [interception]
 mode = "$MODE"
-
-[bpf]
-pin_dir = "$PIN"
-cgroup = "$CG"
-debug = false
 EOF
     if [ -n "$TC_ATTACH" ]; then
         printf '\n[tc]\nattach = "%s"\n' "$TC_ATTACH" >>"$WORK/meshwire.toml"
@@ -298,42 +139,22 @@ start_servers() {
         "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)" "P1 0.0.0.0:8080 $(pod 1)" \
         "P1X 0.0.0.0:$EXCL_IN_PORT $(pod 1)"; do
         read -r name addr ns <<<"$spec"
-        start_bg "$WORK/server-$name.log" ip netns exec "$ns" "$MWTEST" server --listen "$addr" --name "$name"
-        wait_listen "$ns" "$addr" "$LAST_PID" "$WORK/server-$name.log" || return 1
+        start_server "$name" "$ns" "$addr" || return 1
     done
 }
 
 start_sidecars() {
     local i
     for i in 1 2 3; do
-        start_bg "$WORK/sidecar-pod$i.log" "${IN_CG[@]}" "$(pod $i)" "$MWTEST" sidecar \
-            --listen "127.0.0.1:$SIDECAR_PORT" --inbound-listen "0.0.0.0:$INBOUND_PORT" \
-            --uid "$SIDECAR_UID" --gid "$SIDECAR_UID" --probe-misuse
-        wait_listen "$(pod $i)" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
-            return 1
-        wait_listen "$(pod $i)" "0.0.0.0:$INBOUND_PORT" "$LAST_PID" "$WORK/sidecar-pod$i.log" ||
-            return 1
+        start_sidecar "pod$i" "$(pod $i)" --inbound-listen "0.0.0.0:$INBOUND_PORT" --probe-misuse || return 1
     done
 }
 
-declare -A COOKIE
 register_pod() { # N
-    local out tc=()
-    local err="$WORK/pod-add-$1.err"
+    local tc=()
     [ -n "$HAVE_IFNAME" ] && tc=(--ifname eth0)
-    out=$(mwl pod add --netns "/run/netns/$(pod "$1")" --ip "10.231.$1.2" "${tc[@]}" 2>"$err") || {
-        echo "  pod add $(pod "$1") failed:"
-        [ -n "$out" ] && echo "$out" | sed 's/^/    | /'
-        show "$err"
-        return 1
-    }
-    # The cookie: the whole output if it is a number, else a number after "cookie".
-    if [[ "$out" =~ ^[[:space:]]*((0x)?[0-9a-fA-F]+)[[:space:]]*$ ]]; then
-        COOKIE[$1]=${BASH_REMATCH[1]}
-    else
-        COOKIE[$1]=$(echo "$out" | sed -nE 's/.*cookie[^0-9]*((0x)?[0-9a-fA-F]+).*/\1/p' | head -n 1)
-    fi
-    log "registered $(pod "$1"): $out"
+    pod_add "pod$1" "$(pod "$1")" "10.231.$1.2" "${tc[@]}" || return 1
+    log "registered $(pod "$1"): cookie ${COOKIE[pod$1]}"
 }
 
 # ---------------------------------------------------------------------------
@@ -347,7 +168,8 @@ register_pod() { # N
 refused_start() {
     local name=$1 line=$2 key=$3 text=$4 conf="$WORK/bad-$1.toml" out="$WORK/bad-$1.log" rc
     printf '%s\n[bpf]\npin_dir = "%s"\ncgroup = "%s"\n' "$text" "$PIN" "$CG" >"$conf"
-    run_wait_for 15 "$out" "$LOADER" --config "$conf" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" run
+    loader_cmd "$conf"
+    run_wait_for 15 "$out" "${MWL[@]}" run --cgroup "$CG"
     rc=$?
     if [ "$rc" -eq 0 ] || [ "$rc" -eq 124 ] || [ "$rc" -eq 137 ]; then
         log "meshwire-loader started with $conf (exit status $rc), expected a refusal:"
@@ -363,7 +185,7 @@ refused_start() {
     fi
     if [ -e "$PIN" ]; then
         log "pin dir $PIN exists after the refused start:"
-        find "$PIN" | head -n 20 | sed 's/^/    | /'
+        find "$PIN" | head -n 20 | indent
         mwl cleanup >/dev/null 2>&1
         return 1
     fi
@@ -483,7 +305,7 @@ case_original_dst_misuse() {
     line=$(grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n +$((before + 1)) | grep -v 'null=EFAULT short=EINVAL$' | head -n 1)
     if [ "$(grep -c '^probe ' "$WORK/sidecar-pod1.log")" -lt $((before + 3)) ] || [ -n "$line" ]; then
         log "pod1's sidecar did not get EFAULT (NULL buffer) and EINVAL (short buffer) for each connection:"
-        grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n 3 | sed 's/^/    | /'
+        grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n 3 | indent
         return 1
     fi
     log "pod1's sidecar: $(grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n 1)"
@@ -558,7 +380,7 @@ case_two_pods_concurrently() {
     # Every connection pod2's sidecar handled was pod2's own.
     if grep '^conn ' "$WORK/sidecar-pod2.log" | grep -qv " orig=$ADDR_B\$"; then
         log "pod2's sidecar saw another destination:"
-        grep '^conn ' "$WORK/sidecar-pod2.log" | grep -v " orig=$ADDR_B\$" | head -n 5 | sed 's/^/    | /'
+        grep '^conn ' "$WORK/sidecar-pod2.log" | grep -v " orig=$ADDR_B\$" | head -n 5 | indent
         return 1
     fi
     log "pod2's sidecar logged $(($(conn_lines 2 "$ADDR_B") - b2)) connections, all with orig=$ADDR_B"
@@ -588,7 +410,7 @@ orig_map_counts() { awk '$1 ~ /orig/ && $2 ~ /^[0-9]+$/ { print $1, $2 }' "$1"; 
 # its record. (eBPF mode: iptables mode attaches nothing to an interface.)
 case_failed_readd_keeps_pod() {
     local ns="$P-rep" pods_before out
-    ip netns add "$ns" && NS_MADE+=("$ns") || return 1
+    ip netns add "$ns" || return 1
     mwl pod add --netns "/run/netns/$ns" --id rep >/dev/null || { log "pod add --id rep failed"; return 1; }
     pods_before=$(map_count mw_pods)
     if out=$(mwl pod add --netns "/run/netns/$ns" --id rep --ifname nosuchif 2>&1); then
@@ -610,8 +432,7 @@ case_failed_readd_keeps_pod() {
 # pods), and an ID meshed for one namespace is refused for another.
 case_pod_ids_one_per_netns() {
     local a="$P-a.b" b="$P-a_b" c="$P-other" out rc=0
-    ip netns add "$a" && NS_MADE+=("$a") && ip netns add "$b" && NS_MADE+=("$b") &&
-        ip netns add "$c" && NS_MADE+=("$c") || return 1
+    ip netns add "$a" && ip netns add "$b" && ip netns add "$c" || return 1
     mwl pod add --netns "/run/netns/$a" >/dev/null && mwl pod add --netns "/run/netns/$b" >/dev/null ||
         { log "pod add of $a and $b failed"; return 1; }
     if [ "$(pod_list | grep -c -- "-a[._]")" != 2 ]; then
@@ -706,10 +527,6 @@ case_no_leaks() {
 
 pod_list() { mwl pod list 2>&1 | awk 'NR > 1 { print $1, $2 }' | sort; }
 
-# Issue 4: pods survive the loader. A long-lived connection through pod1's
-# sidecar runs across a kill -9 and a restart; while the loader is down the
-# pinned links keep intercepting; afterwards it adopts its pods from their
-# records, exactly once each.
 # datapath_ids: what is attached and pinned, by kernel object ID: the
 # programs on the test cgroup, and each pin under $PIN as a link (with its
 # program) or a map. A loader that replaced any of it changes this.
@@ -739,8 +556,8 @@ case_second_loader_waits() {
     load_pid=$LAST_PID
     sleep 0.5
     before=$(datapath_ids)
-    start_bg "$out2" "$LOADER" --config "$conf2" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" \
-        --log-level info run
+    loader_cmd "$conf2"
+    start_bg "$out2" "${MWL[@]}" run --cgroup "$CG"
     second_pid=$LAST_PID
     for ((i = 0; i < 100; i++)); do
         grep -q "pid $first_pid .*holds the loader lock" "$out2" && break
@@ -754,8 +571,7 @@ case_second_loader_waits() {
     else
         log "second loader: $(grep -m 1 'holds the loader lock' "$out2" | sed 's/.*INFO[^ ]* //')"
     fi
-    run_wait_for 10 "$out3" "$LOADER" --config "$conf2" --cgroup "$CG" --pin-dir "$PIN" "${LOADER_OPTS[@]}" \
-        run --no-wait
+    run_wait_for 10 "$out3" "${MWL[@]}" run --cgroup "$CG" --no-wait
     i=$?
     if [ "$i" -eq 0 ] || [ "$i" -eq 124 ] || ! grep -q "pid $first_pid.*--no-wait" "$out3"; then
         log "run --no-wait (exit status $i) did not exit at once naming pid $first_pid:"
@@ -771,11 +587,11 @@ case_second_loader_waits() {
     maps=$(echo "$after" | grep -c 'name mw_')
     if [ "$links" -eq 0 ] || [ "$maps" -eq 0 ]; then
         log "the snapshot shows $links pinned links and $maps pinned maps: nothing to compare"
-        echo "$after" | head -n 20 | sed 's/^/    | /'
+        echo "$after" | head -n 20 | indent
         rc=1
     elif [ "$before" != "$after" ]; then
         log "programs, links or maps changed while the first loader ran:"
-        diff <(echo "$before") <(echo "$after") | sed 's/^/    | /'
+        diff <(echo "$before") <(echo "$after") | indent
         rc=1
     else
         log "no program, link or map changed (cgroup programs, $links pinned links, $maps pinned maps compared by ID)"
@@ -813,6 +629,10 @@ case_second_loader_waits() {
     return "$rc"
 }
 
+# Pods survive the loader. A long-lived connection through pod1's sidecar
+# runs across a kill -9 and a restart; while the loader is down the pinned
+# links keep intercepting; afterwards it adopts its pods from their records,
+# exactly once each.
 case_restart_kill9() {
     local before after echo_pid session_pid rc ticks
     start_bg "$WORK/server-E.log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "$ADDR_E"
@@ -877,12 +697,12 @@ case_pod_del() {
         show "$WORK/pod-del.log"
         return 1
     }
-    if [ -n "${COOKIE[1]:-}" ] && grep -qw -- "${COOKIE[1]}" <<<"$list"; then
-        if mwl pod list 2>&1 | grep -qw -- "${COOKIE[1]}"; then
-            log "pod list still shows pod1's cookie ${COOKIE[1]}"
+    if [ -n "${COOKIE[pod1]:-}" ] && grep -qw -- "${COOKIE[pod1]}" <<<"$list"; then
+        if mwl pod list 2>&1 | grep -qw -- "${COOKIE[pod1]}"; then
+            log "pod list still shows pod1's cookie ${COOKIE[pod1]}"
             return 1
         fi
-        log "pod list no longer shows pod1's cookie ${COOKIE[1]}"
+        log "pod list no longer shows pod1's cookie ${COOKIE[pod1]}"
     fi
     client "$(pod 1)" "pod1 (unregistered) -> A" --connect "$ADDR_A" --count 20 --parallel 5 \
         --expect-direct --expect-server A
@@ -898,8 +718,8 @@ case_cleanup_leaves_nothing() {
     if [ "$TC_ATTACH" = clsact ] && [ "$MODE" = ebpf ]; then
         # pod2's clsact filters are not pinned: cleanup must find them even
         # when the pod's record is lost (case 19c checks they are gone).
-        rm -f "$WORK/state/pods/cli-run_netns_$(pod 2).json" &&
-            log "pod2's record removed before cleanup ($(ls "$WORK/state/pods" 2>/dev/null | wc -l) left)"
+        rm -f "$(state_dir)/pods/cli-run_netns_$(pod 2).json" &&
+            log "pod2's record removed before cleanup ($(ls "$(state_dir)/pods" 2>/dev/null | wc -l) left)"
     fi
     if ! mwl cleanup >"$WORK/cleanup.log" 2>&1; then
         log "meshwire-loader cleanup failed:"
@@ -910,7 +730,7 @@ case_cleanup_leaves_nothing() {
         left=$(find "$PIN" -mindepth 1 2>&1 | head -n 20)
         if [ -n "$left" ]; then
             log "pin dir $PIN still holds:"
-            echo "$left" | sed 's/^/    | /'
+            echo "$left" | indent
             return 1
         fi
     fi
@@ -969,7 +789,7 @@ case_inbound_excluded_port_same_node() {
 no_new_inbound() {
     if [ "$(grep -c '^inbound ' "$WORK/sidecar-pod1.log")" != "$1" ]; then
         log "pod1's inbound sidecar saw connections it should not have:"
-        grep '^inbound ' "$WORK/sidecar-pod1.log" | tail -n 5 | sed 's/^/    | /'
+        grep '^inbound ' "$WORK/sidecar-pod1.log" | tail -n 5 | indent
         return 1
     fi
     log "pod1's inbound sidecar saw none of them"
@@ -986,27 +806,6 @@ case_inbound_own_pod_direct() {
     no_new_inbound "$before"
 }
 
-# map_count NAME: entries of a pinned map, from `meshwire-loader maps`.
-map_count() { mwl maps 2>&1 | awk -v m="$1" '$1 == m { print $2 }'; }
-
-# wait_map_empty NAME: waits up to 10 s for the map to hold no entries.
-wait_map_empty() {
-    local i n
-    for ((i = 0; i < 50; i++)); do
-        n=$(map_count "$1")
-        [ "$n" = 0 ] && break
-        sleep 0.2
-    done
-    if [ "$n" != 0 ]; then
-        log "$1 still holds ${n:-?} entries 10 s after the last connection closed"
-        mwl maps 2>&1 | sed 's/^/    | /'
-        return 1
-    fi
-    log "$1: 0 entries after $((i * 2 / 10)) s"
-}
-
-# stat_value NAME: one counter of `meshwire-loader stats`.
-stat_value() { mwl stats 2>/dev/null | awk -v s="$1" '$1 == s { print $2 }'; }
 
 case_inbound_cross_node() {
     local before
@@ -1159,8 +958,7 @@ run_tc_case() {
     if [ -n "$HAVE_IFNAME" ]; then
         run_case "$@"
     else
-        echo "--- $1"
-        echo "SKIP: $1 (this meshwire-loader has no 'pod add --ifname': no tc datapath to test)"
+        skip_case "$1" "this meshwire-loader has no 'pod add --ifname': no tc datapath to test"
     fi
 }
 
@@ -1198,10 +996,10 @@ case_demo() {
         left=$( (ip netns list | awk -v p="$prefix-" 'index($1, p) == 1'
             [ -e "$CG2/$prefix" ] && echo "cgroup $CG2/$prefix"
             compgen -G "/etc/netns/$prefix-*"
-            compgen -G "/tmp/$prefix.*") 2>/dev/null)
+            compgen -G "/tmp/$prefix-*") 2>/dev/null)
         if [ -n "$left" ]; then
             log "the demo left:"
-            echo "$left" | sed 's/^/    | /'
+            echo "$left" | indent
             rc=1
         else
             log "the demo left nothing with prefix $prefix"
@@ -1217,8 +1015,7 @@ run_ebpf_case() {
     if [ "$MODE" = ebpf ]; then
         if [ "${3:-}" = tc ]; then run_tc_case "$1" "$2"; else run_case "$1" "$2"; fi
     else
-        echo "--- $1"
-        echo "SKIP: $1 (iptables mode: pods are not in the BPF maps and tc is not attached; netfilter keeps this state in conntrack)"
+        skip_case "$1" "iptables mode: pods are not in the BPF maps and tc is not attached; netfilter keeps this state in conntrack"
     fi
 }
 
@@ -1228,8 +1025,7 @@ run_iptables_case() {
     if [ "$MODE" = iptables ]; then
         run_case "$@"
     else
-        echo "--- $1"
-        echo "SKIP: $1 (eBPF mode: no netfilter rules are installed)"
+        skip_case "$1" "eBPF mode: no netfilter rules are installed"
     fi
 }
 
@@ -1259,7 +1055,7 @@ case_iptables_rules() {
             "-A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports $INBOUND_PORT"; do
             if [ "$(grep -cF -- "] $r" <<<"$nat")" != 1 ]; then
                 log "$(pod $i): '$r' is not there exactly once:"
-                echo "$nat" | sed 's/^/    | /'
+                echo "$nat" | indent
                 rc=1
             fi
         done
@@ -1270,7 +1066,7 @@ case_iptables_rules() {
             where=$ns
             [ "$ns" = - ] && where="the machine's own namespace"
             log "$where has meshwire rules:"
-            nat_of "$ns" | grep MESHWIRE | sed 's/^/    | /'
+            nat_of "$ns" | grep MESHWIRE | indent
             rc=1
         fi
     done
@@ -1300,7 +1096,7 @@ no_meshwire_rules() {
     left=$( (nat_of "$1"; ip netns exec "$1" iptables-save -t filter 2>&1) | grep MESHWIRE)
     if [ -n "$left" ]; then
         log "$1 still has meshwire rules:"
-        echo "$left" | sed 's/^/    | /'
+        echo "$left" | indent
         return 1
     fi
     log "$1: no MESHWIRE chain or jump left (nat and filter)"
@@ -1329,7 +1125,7 @@ clsact_attached() {
         f=$(clsact_filter "$1" "$dir")
         if [ "$(grep -c . <<<"$f")" != 1 ] || ! grep -q "mw_tc_$dir" <<<"$f" || ! grep -q direct-action <<<"$f"; then
             log "pod$1 eth0 $dir: expected one direct-action filter running mw_tc_$dir at pref 19799 handle 0x4d57:"
-            tc -n "$(pod "$1")" filter show dev eth0 "$dir" 2>&1 | sed 's/^/    | /'
+            tc -n "$(pod "$1")" filter show dev eth0 "$dir" 2>&1 | indent
             rc=1
         fi
     done
@@ -1343,8 +1139,8 @@ clsact_gone() {
     q=$(tc -n "$(pod "$1")" qdisc show dev eth0 2>&1)
     if [ -n "$(clsact_filter "$1" ingress)$(clsact_filter "$1" egress)" ] || grep -q clsact <<<"$q"; then
         log "pod$1 eth0 still has meshwire's filters or the clsact qdisc:"
-        echo "$q" | sed 's/^/    | /'
-        tc -n "$(pod "$1")" filter show dev eth0 ingress 2>&1 | sed 's/^/    | /'
+        echo "$q" | indent
+        tc -n "$(pod "$1")" filter show dev eth0 ingress 2>&1 | indent
         return 1
     fi
     log "pod$1 eth0: no meshwire filter, no clsact qdisc ($q)"
@@ -1396,8 +1192,7 @@ run_clsact_case() {
     if [ "$TC_ATTACH" = clsact ] && [ "$MODE" = ebpf ]; then
         run_tc_case "$@"
     else
-        echo "--- $1"
-        echo "SKIP: $1 (tc attach ${TC_ATTACH:-auto}, interception $MODE: no clsact filters to check)"
+        skip_case "$1" "tc attach ${TC_ATTACH:-auto}, interception $MODE: no clsact filters to check"
     fi
 }
 
@@ -1408,8 +1203,7 @@ run_accel_case() {
     if [ -n "$ACCEL" ] && [ "$MODE" = ebpf ]; then
         run_case "$@"
     else
-        echo "--- $1"
-        echo "SKIP: $1 (acceleration off, interception $MODE: no accelerated sockets to check)"
+        skip_case "$1" "acceleration off, interception $MODE: no accelerated sockets to check"
     fi
 }
 
@@ -1467,7 +1261,7 @@ accel_session() {
 expect_socks() {
     [ "$(grep -c . <<<"$socks")" = "$1" ] && return 0
     log "mw_sock_hash held $(grep -c . <<<"$socks") sockets, expected $1:"
-    sed 's/^/    | /' <<<"$socks"
+    indent <<<"$socks"
     return 1
 }
 
@@ -1502,62 +1296,12 @@ case_accel_pod_opt_out() {
     return "$rc"
 }
 
-# ---------------------------------------------------------------------------
-# Teardown (EXIT trap)
-
-# leftovers: everything carrying this run's prefix that still exists.
-leftovers() {
-    suite_leftovers
-    local d
-    for d in /tmp/"$P"-e2e.*; do [ -e "$d" ] && echo "work dir $d"; done
-}
-
-teardown() {
-    [ -n "$TORN_DOWN" ] && return
-    TORN_DOWN=1
-    local pid ns
-
-    if [ "$FAILED" -gt 0 ] && [ -n "$WORK" ] && [ -d "$WORK" ]; then
-        echo "--- logs (failures above)"
-        for f in "$WORK"/loader.log "$WORK"/sidecar-pod*.log "$WORK"/server-*.log; do
-            [ -s "$f" ] || continue
-            echo "  $(basename "$f") (last lines, per-connection lines left out):"
-            grep -Ev '^(conn|inbound|route) ' "$f" | tail -n 15 | sed 's/^/    | /'
-        done
-    fi
-
-    # Processes started here, by PID: the loader first so it sees a clean SIGTERM.
-    [ -n "$LOADER_PID" ] && stop_loader
-    for pid in "${BG_PIDS[@]}"; do stop_pid "$pid" 3; done
-    BG_PIDS=()
-    # Anything still in our cgroup descends from processes started here.
-    empty_cgroup "$CG"
-
-    if [ -n "$PIN" ] && [ -e "$PIN" ] && [ -x "${LOADER:-}" ]; then
-        mwl cleanup >/dev/null 2>&1 ||
-            echo "  note: meshwire-loader cleanup in the trap failed (already cleaned?)"
-    fi
-
-    for ns in "${NS_MADE[@]}"; do ip netns del "$ns" 2>/dev/null; done
-
-    remove_cgroup "$CG"
-
-    suite_remove_workdir
-}
-
 suite_traps
 
 # ---------------------------------------------------------------------------
 # Main
 
-if [ $# -lt 2 ] || [ $# -gt 3 ]; then
-    echo "usage: $0 MESHWIRE_LOADER MWTEST [DEMO]" >&2
-    fail "usage"
-    exit 2
-fi
-LOADER=$(readlink -f "$1")
-MWTEST=$(readlink -f "$2")
-DEMO=$(readlink -f "${3:-$(dirname "$(readlink -f "$0")")/demo.sh}")
+suite_args LOADER MWTEST DEMO -- "$@"
 HAVE_IFNAME=""
 MODE=${MESHWIRE_E2E_MODE:-ebpf}
 case "$MODE" in
@@ -1589,14 +1333,12 @@ case "$ACCEL" in
 esac
 
 echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}, acceleration ${ACCEL:+on}${ACCEL:-off}"
-preflight || exit 1
-"$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname' && HAVE_IFNAME=1
+preflight iptables || exit 1
+loader_has_tc && HAVE_IFNAME=1
 echo "--- setup"
-setup_workdir || { fail "setup: work dir and private bpffs"; exit 1; }
-# Loaders with a control API: a socket and state dir of this run's own.
-"$LOADER" --help 2>/dev/null | grep -q -- '--api-socket' && LOADER_OPTS+=(--api-socket "$WORK/api.sock")
-"$LOADER" --help 2>/dev/null | grep -q -- '--state-dir' && LOADER_OPTS+=(--state-dir "$WORK/state")
-setup_cgroup || { fail "setup: cgroup under $CG2"; exit 1; }
+suite_workdir e2e || { fail "setup: work dir and private bpffs"; exit 1; }
+suite_cgroup e2e || { fail "setup: cgroup under $CG2"; exit 1; }
+setup_config || { fail "setup: config file"; exit 1; }
 setup_topology || { fail "setup: namespaces and veths"; exit 1; }
 start_servers || { fail "setup: servers"; exit 1; }
 log "cgroup $CG, pin dir $PIN, servers A=$ADDR_A B=$ADDR_B X=$ADDR_X C=$ADDR_C L=$ADDR_L (pod1)" \
