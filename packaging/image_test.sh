@@ -93,7 +93,7 @@ elif node_start "$work/node.log" && containerd_config "$work/containerd" \
         pass "ctr images import tags $ref with config sha256:$config and unpacks it"
     else
         fail "ctr images import: want $ref with config sha256:$config, unpacked; images:"
-        echo "$listed" | sed 's/^/    | /'
+        echo "$listed" | indent
         echo "  snapshots: ${snaps:-none}"
     fi
     containerd_stop

@@ -352,20 +352,20 @@ case_annotation_settings() {
     client "$(pod 27)" "pod27 -> A (excludeOutboundIPRanges 10.241.0.0/16)" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-direct --expect-server A || rc=1
     mwl pods 2>&1 | grep -A12 '^pod ctr-27' | grep -q '10.241.0.0/16' ||
-        { log "'pods' does not show ctr-27's excluded range:"; mwl pods 2>&1 | sed 's/^/    | /'; rc=1; }
+        { log "'pods' does not show ctr-27's excluded range:"; mwl pods 2>&1 | indent; rc=1; }
     # Include lists: no ranges, port 8081 only (whatever the address): X through
     # the sidecar, A (8080) directly.
     new_pod 28 || return 1
     ann=$(jq -nc --arg s "$ISTIO_STATUS" '{"sidecar.istio.io/status": $s,
         "traffic.sidecar.istio.io/includeOutboundIPRanges": "", "traffic.sidecar.istio.io/includeOutboundPorts": "8081"}')
     annotated ctr-28 28 shop "$ann" || return 1
-    sidecar 28 || return 1
-    client 28 "pod28 -> X (includeOutboundPorts 8081, no ranges)" --connect "$ADDR_X" --count 10 --parallel 5 \
+    start_sidecar pod28 "$(pod 28)" || return 1
+    client "$(pod 28)" "pod28 -> X (includeOutboundPorts 8081, no ranges)" --connect "$ADDR_X" --count 10 --parallel 5 \
         --expect-orig "$ADDR_X" --expect-server X || rc=1
-    client 28 "pod28 -> A (8080 not included)" --connect "$ADDR_A" --count 10 --parallel 5 \
+    client "$(pod 28)" "pod28 -> A (8080 not included)" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-direct --expect-server A || rc=1
     mwl pods 2>&1 | grep -A12 '^pod ctr-28' | grep -q 'included outbound cidrs -; ports 8081' ||
-        { log "'pods' does not show ctr-28's include lists:"; mwl pods 2>&1 | sed 's/^/    | /'; rc=1; }
+        { log "'pods' does not show ctr-28's include lists:"; mwl pods 2>&1 | indent; rc=1; }
     for n in 26 27 28; do RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || rc=1; done
     return "$rc"
 }
@@ -382,7 +382,7 @@ case_annotation_malformed() {
     jq -r .msg "$RT_ERR" | grep -qF 'annotation traffic.sidecar.istio.io/excludeOutboundPorts: "5432,postgres"' ||
         { log "the error does not name the annotation and its value:"; show "$RT_ERR"; rc=1; }
     after=$(loader_state)
-    [ "$before" = "$after" ] || { log "the loader's state changed:"; diff <(echo "$before") <(echo "$after") | sed 's/^/    | /'; rc=1; }
+    [ "$before" = "$after" ] || { log "the loader's state changed:"; diff <(echo "$before") <(echo "$after") | indent; rc=1; }
     # The runtime tears the sandbox down.
     RT_ANNOTATIONS=$ann rt DEL ctr-30 30 shop || { log "DEL failed:"; show "$RT_ERR"; rc=1; }
     [ "$rc" = 0 ] && log "code 7: $(jq -r .msg "$RT_ERR" 2>/dev/null || true)"
@@ -414,7 +414,7 @@ case_two_networks() {
     ip1=$(pod_ip ctr-40)
     ip2=$(pod_ip ctr-40@net1)
     n=$(pod_list | awk '$1 == "ctr-40"' | wc -l)
-    [ "$n" = 2 ] || { log "pod list shows ctr-40 $n times, expected twice (eth0 and net1):"; pod_list | sed 's/^/    | /'; return 1; }
+    [ "$n" = 2 ] || { log "pod list shows ctr-40 $n times, expected twice (eth0 and net1):"; pod_list | indent; return 1; }
     log "ctr-40 is meshed on eth0 ($ip1) and net1 ($ip2)"
     start_bg "$WORK/sidecar-pod40.log" "${IN_CG[@]}" "$(pod 40)" "$MWTEST" sidecar --listen "127.0.0.1:$SIDECAR_PORT" \
         --inbound-listen "0.0.0.0:15003" --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
@@ -423,7 +423,7 @@ case_two_networks() {
     wait_listen "$(pod 40)" 0.0.0.0:8080 "$LAST_PID" "$WORK/server-P40.log" || return 1
     inbound_client "node -> pod40 eth0 $ip1:8080" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server P40 || rc=1
     inbound_client "node -> pod40 net1 $ip2:8080" "$ip2" --count 10 --parallel 5 --expect-inbound-orig "$ip2:8080" --expect-server P40 || rc=1
-    client 40 "pod40 -> A through its sidecar" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    client "$(pod 40)" "pod40 -> A through its sidecar" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
     # CHECK each attachment.
     RT_ANNOTATIONS='{"meshwire.io/mesh": "true"}' rt CHECK ctr-40 40 shop || { log "CHECK eth0 failed:"; show "$RT_ERR"; rc=1; }
     CONF_FILE=$conf2 RT_IFNAME=net1 RT_ANNOTATIONS='{"meshwire.io/mesh": "true"}' rt CHECK ctr-40 40 shop ||
@@ -441,7 +441,7 @@ case_two_networks() {
     n=$(pod_list | awk '$1 == "ctr-40"' | wc -l)
     [ "$n" = 1 ] || { log "after DEL of net1, pod list shows ctr-40 $n times"; rc=1; }
     inbound_client "node -> pod40 eth0 $ip1:8080 after net1's DEL" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server P40 || rc=1
-    client 40 "pod40 -> A after net1's DEL" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    client "$(pod 40)" "pod40 -> A after net1's DEL" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
     RT_ANNOTATIONS='{}' rt CHECK ctr-40 40 shop || { log "CHECK eth0 after net1's DEL failed:"; show "$RT_ERR"; rc=1; }
     # An upgrade: the previous version's record (<id>.json) and tc link pins
     # (tc_ingress, tc_egress); a restarted loader adopts them, no link doubled.
@@ -453,7 +453,7 @@ case_two_networks() {
         if [ -e "$dir/${n}_65746830" ]; then mv "$dir/${n}_65746830" "$dir/$n" || rc=1; else log "no $dir/${n}_65746830"; rc=1; fi
     done
     start_loader || return 1
-    [ -e "$STATE/pods/ctr-40@eth0.json" ] && [ ! -e "$STATE/pods/ctr-40.json" ] || { log "the old record was not adopted:"; ls "$STATE/pods" | sed 's/^/    | /'; rc=1; }
+    [ -e "$STATE/pods/ctr-40@eth0.json" ] && [ ! -e "$STATE/pods/ctr-40.json" ] || { log "the old record was not adopted:"; ls "$STATE/pods" | indent; rc=1; }
     [ "$(find "$dir" -mindepth 1 -maxdepth 1 | sort | xargs -n1 basename | tr '\n' ' ')" = "tc_egress_65746830 tc_ingress_65746830 " ] ||
         { log "the pod's pins after the restart: $(ls "$dir")"; rc=1; }
     inbound_client "node -> pod40 eth0 after the upgrade" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server P40 || rc=1
