@@ -122,6 +122,25 @@ mirror! {
 }
 
 mirror! {
+    /// Value of `mw_flow4_fin`: closing state of a redirected flow.
+    "mw_flow4_fin" => pub struct Flow4Fin {
+        pub in_end: u32,
+        pub out_end: u32,
+        pub acked: u32,
+        pub pad: u32,
+    }
+}
+
+mirror! {
+    /// Value of `mw_flow4_syn`: an inbound handshake in progress.
+    "mw_flow4_syn" => pub struct Flow4Syn {
+        pub orig_port: u16,
+        pub flags: u16,
+        pub synack_end: u32,
+    }
+}
+
+mirror! {
     /// Key of `mw_sock_hash`: an accelerated socket, seen from itself.
     "mw_sock_key" => pub struct SockKey {
         pub netns_cookie: u64,
@@ -162,20 +181,98 @@ impl Event {
     }
 }
 
-/// `mw_pod.flags`
-pub const POD_F_MESHED: u32 = 1 << 0;
-/// `mw_pod.flags`: the pod's mesh hops are accelerated (MW_POD_F_ACCEL).
-pub const POD_F_ACCEL: u32 = 1 << 1;
-/// `mw_pod.flags`: outbound, only included ports and ranges are steered.
-pub const POD_F_OUT_SELECT: u32 = 1 << 2;
-/// `mw_pod.flags`: inbound, only included ports are redirected.
-pub const POD_F_IN_SELECT: u32 = 1 << 3;
-/// `mw_port_key.dir`
-pub const DIR_OUT: u8 = 1;
-/// `mw_port_key.dir`: an included outbound port.
-pub const DIR_OUT_INCL: u8 = 3;
-/// `mw_port_key.dir`: an included inbound port.
-pub const DIR_IN_INCL: u8 = 4;
+/// A C enum of bpf/lib/meshwire_consts.h as the loader mirrors it: every
+/// constant with its C name and value, compared with the objects' BTF.
+#[derive(Debug)]
+pub struct CEnum {
+    pub name: &'static str,
+    pub values: &'static [(&'static str, i64)],
+}
+
+/// Declares each constant of a C enum once, and the [`CEnum`] that checks them.
+macro_rules! c_enum {
+    ($(#[$meta:meta])* $cname:literal => $list:ident: $ty:ty { $($(#[$doc:meta])* $konst:ident = $c:literal = $val:expr,)* }) => {
+        $($(#[$doc])* pub const $konst: $ty = $val;)*
+        $(#[$meta])*
+        pub const $list: CEnum = CEnum { name: $cname, values: &[$(($c, $konst as i64),)*] };
+    };
+}
+
+c_enum! {
+    /// Map capacities (the loader reads them from the maps; checked only).
+    "mw_capacity" => CAPACITIES: u32 {
+        MAX_PODS = "MW_MAX_PODS" = 4096,
+        MAX_EXCL_PORTS = "MW_MAX_EXCL_PORTS" = 4096,
+        MAX_EXCL_CIDRS = "MW_MAX_EXCL_CIDRS" = 4096,
+        MAX_TUPLES = "MW_MAX_TUPLES" = 65536,
+        MAX_POD_IPS = "MW_MAX_POD_IPS" = 4096,
+        MAX_EXCL_IN = "MW_MAX_EXCL_IN" = 4096,
+        MAX_INCL_CIDRS = "MW_MAX_INCL_CIDRS" = 4096,
+        MAX_FLOWS = "MW_MAX_FLOWS" = 65536,
+        MAX_SOCKS = "MW_MAX_SOCKS" = 65536,
+        EVENTS_BYTES = "MW_EVENTS_BYTES" = 256 * 1024,
+    }
+}
+
+c_enum! {
+    /// `mw_pod.flags`
+    "mw_pod_flag" => POD_FLAGS: u32 {
+        POD_F_MESHED = "MW_POD_F_MESHED" = 1 << 0,
+        /// The pod's mesh hops are accelerated.
+        POD_F_ACCEL = "MW_POD_F_ACCEL" = 1 << 1,
+        /// Outbound, only included ports and ranges are steered.
+        POD_F_OUT_SELECT = "MW_POD_F_OUT_SELECT" = 1 << 2,
+        /// Inbound, only included ports are redirected.
+        POD_F_IN_SELECT = "MW_POD_F_IN_SELECT" = 1 << 3,
+    }
+}
+
+c_enum! {
+    /// `mw_port_key.dir`
+    "mw_dir" => DIRS: u8 {
+        DIR_OUT = "MW_DIR_OUT" = 1,
+        DIR_IN = "MW_DIR_IN" = 2,
+        /// An included outbound port.
+        DIR_OUT_INCL = "MW_DIR_OUT_INCL" = 3,
+        /// An included inbound port.
+        DIR_IN_INCL = "MW_DIR_IN_INCL" = 4,
+    }
+}
+
+c_enum! {
+    /// `mw_orig4.flags`
+    "mw_orig_flag" => ORIG_FLAGS: u16 {
+        ORIG_F_CONNECT = "MW_ORIG_F_CONNECT" = 1 << 0,
+        ORIG_F_ACCEPTED = "MW_ORIG_F_ACCEPTED" = 1 << 1,
+        ORIG_F_DELIVER = "MW_ORIG_F_DELIVER" = 1 << 2,
+    }
+}
+
+c_enum! {
+    /// `mw_flow4.flags`
+    "mw_flow_flag" => FLOW_FLAGS: u16 {
+        FLOW_F_FIN_IN = "MW_FLOW_F_FIN_IN" = 1 << 0,
+        FLOW_F_FIN_OUT = "MW_FLOW_F_FIN_OUT" = 1 << 1,
+    }
+}
+
+c_enum! {
+    /// `mw_flow4_fin.acked`
+    "mw_fin_acked" => FIN_ACKED: u32 {
+        FIN_ACKED_IN = "MW_FIN_ACKED_IN" = 1 << 0,
+        FIN_ACKED_OUT = "MW_FIN_ACKED_OUT" = 1 << 1,
+    }
+}
+
+c_enum! {
+    /// `mw_flow4_syn.flags`
+    "mw_syn_flag" => SYN_FLAGS: u16 {
+        SYN_F_SYNACK = "MW_SYN_F_SYNACK" = 1 << 0,
+    }
+}
+
+/// Every mirrored C enum of bpf/lib/meshwire_consts.h.
+pub const C_ENUMS: &[&CEnum] = &[&CAPACITIES, &POD_FLAGS, &DIRS, &ORIG_FLAGS, &FLOW_FLAGS, &FIN_ACKED, &SYN_FLAGS];
 
 /// Names of `enum mw_stat`, in index order (checked against BTF).
 pub const STAT_NAMES: &[&str] = &[
@@ -272,6 +369,18 @@ fn check_values(btf: &Btf, name: &str, values: &[(&str, i64)]) -> Result<(), Str
     Ok(())
 }
 
+/// A mirrored C enum must hold exactly the C enum's names and values.
+pub fn check_c_enum(btf: &Btf, e: &CEnum) -> Result<(), String> {
+    let mut c = btf.enum_values(e.name).ok_or_else(|| format!("enum {} is not in the object's BTF", e.name))?;
+    let mut rust: Vec<(String, i64)> = e.values.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    c.sort();
+    rust.sort();
+    if c != rust {
+        return Err(format!("enum {}: C {c:?}\n  Rust {rust:?}", e.name));
+    }
+    Ok(())
+}
+
 /// Check every mirror and the enums; returns all differences.
 pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     let mut errors = Vec::new();
@@ -289,11 +398,16 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<In4Key>(btf));
     check(check_mirror::<Flow4Key>(btf));
     check(check_mirror::<Flow4>(btf));
+    check(check_mirror::<Flow4Fin>(btf));
+    check(check_mirror::<Flow4Syn>(btf));
     check(check_mirror::<SockKey>(btf));
     check(check_mirror::<Event>(btf));
     check(check_enum(btf, "mw_stat", STAT_NAMES, 0, "MW_STAT_MAX"));
     check(check_enum(btf, "mw_hook", HOOK_NAMES, 1, "MW_HOOK_MAX"));
     check(check_enum(btf, "mw_decision", DECISION_NAMES, 1, "MW_DEC_MAX"));
+    for e in C_ENUMS {
+        check(check_c_enum(btf, e));
+    }
     check(check_values(
         btf,
         "mw_pod_flag",
@@ -323,7 +437,7 @@ mod tests {
     use crate::datapath::objects;
 
     fn alignchecker() -> Object {
-        Object::open_mem("meshwire_alignchecker", objects::ALIGNCHECKER, None).expect("open alignchecker object")
+        objects::ALIGNCHECKER.open(None).expect("open alignchecker object")
     }
 
     #[test]
@@ -352,13 +466,25 @@ mod tests {
     }
 
     #[test]
+    fn a_drifted_enum_mirror_is_caught() {
+        let obj = alignchecker();
+        let btf = Btf::of_object(&obj).unwrap();
+        let wrong = CEnum { name: "mw_flow_flag", values: &[("MW_FLOW_F_FIN_IN", 1), ("MW_FLOW_F_FIN_OUT", 4)] };
+        let err = check_c_enum(&btf, &wrong).unwrap_err();
+        assert!(err.contains("mw_flow_flag"), "{err}");
+        let missing = CEnum { name: "mw_flow_flag", values: &[("MW_FLOW_F_FIN_IN", 1)] };
+        assert!(check_c_enum(&btf, &missing).is_err(), "a C value without a Rust mirror");
+    }
+
+    #[test]
     fn every_program_object_carries_the_settings_it_is_given() {
-        for (name, elf) in objects::PROGRAMS {
-            let mut obj = Object::open_mem(name, elf, None).unwrap();
+        for object in objects::WITH_PROGRAMS {
+            let name = object.name;
+            let mut obj = object.open(None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
             let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6_refuse: 1 };
-            obj.set_rodata("mw_cfg", s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
+            obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }
 }

@@ -27,38 +27,7 @@ use layout::{Cidr4Key, In4Key, PortKey, Settings, DIR_OUT};
 use pins::Pins;
 use upgrade::Upgrade;
 
-/// Where a program attaches, with what it needs to attach there.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Hook {
-    /// cgroup/connect4|6, getpeername4|6, getsockopt, sockops: a cgroup v2 directory.
-    Cgroup,
-    /// tc (bpf/bpf_tc.c): pinned under progs/, attached per pod from there
-    /// (`pod add --ifname`, tc::attach_pod); pods' links move to a new program.
-    TcPinned,
-    /// sk_msg verdict on a socket map (acceleration); the map holds the
-    /// attachment, so it lives as long as the pinned map.
-    SkMsg { map: &'static str },
-}
-
-/// One program of the datapath.
-#[derive(Debug, Clone, Copy)]
-pub struct ProgramSpec {
-    pub object: &'static str,
-    pub program: &'static str,
-    pub hook: Hook,
-}
-
-pub const PROGRAMS: &[ProgramSpec] = &[
-    ProgramSpec { object: "meshwire_sock", program: "mw_sock4_connect", hook: Hook::Cgroup },
-    ProgramSpec { object: "meshwire_sock", program: "mw_sock4_getpeername", hook: Hook::Cgroup },
-    ProgramSpec { object: "meshwire_sock", program: "mw_sock6_connect", hook: Hook::Cgroup },
-    ProgramSpec { object: "meshwire_sock", program: "mw_sock6_getpeername", hook: Hook::Cgroup },
-    ProgramSpec { object: "meshwire_sockops", program: "mw_sockops", hook: Hook::Cgroup },
-    ProgramSpec { object: "meshwire_sockopt", program: "mw_sockopt_get", hook: Hook::Cgroup },
-    ProgramSpec { object: "meshwire_tc", program: "mw_tc_ingress", hook: Hook::TcPinned },
-    ProgramSpec { object: "meshwire_tc", program: "mw_tc_egress", hook: Hook::TcPinned },
-    ProgramSpec { object: "meshwire_skmsg", program: "mw_skmsg_redirect", hook: Hook::SkMsg { map: pins::MAP_SOCK_HASH } },
-];
+pub use objects::{Hook, ObjectSpec, PROGRAMS};
 
 /// The cgroup the programs attach to: the configured one, or the cgroup2 root.
 pub fn target_cgroup(config: &Config) -> Result<PathBuf, String> {
@@ -117,8 +86,7 @@ pub fn install(config: &Config) -> Result<(), String> {
     let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
 
     // Maps an earlier version pinned with another capacity are recreated.
-    let objects: Vec<(&str, &[u8])> = objects::PROGRAMS.iter().copied().chain([("meshwire_skmsg", objects::SKMSG)]).collect();
-    let upgrade = match Upgrade::prepare(&pins, &objects) {
+    let upgrade = match Upgrade::prepare(&pins, objects::WITH_PROGRAMS) {
         Ok(u) => u,
         Err(e) => {
             if !root_existed {
@@ -144,9 +112,9 @@ pub fn install(config: &Config) -> Result<(), String> {
 }
 
 /// Open, configure and load one object; maps it pins are recorded as created.
-fn load_object(name: &str, elf: &[u8], settings: &Settings, pins: &Pins, before: &HashSet<PathBuf>, created: &mut Created) -> Result<Object, String> {
-    let mut obj = Object::open_mem(name, elf, Some(&pins.maps_dir())).map_err(|e| e.to_string())?;
-    obj.set_rodata("mw_cfg", settings.as_bytes()).map_err(|e| e.to_string())?;
+fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &HashSet<PathBuf>, created: &mut Created) -> Result<Object, String> {
+    let mut obj = spec.open(Some(&pins.maps_dir())).map_err(|e| e.to_string())?;
+    obj.set_rodata(objects::SETTINGS_VAR, settings.as_bytes()).map_err(|e| e.to_string())?;
     let load = obj.load();
     // libbpf pins maps as it creates them, also when a later step fails.
     for map in obj.pinned_map_names() {
@@ -161,13 +129,15 @@ fn load_object(name: &str, elf: &[u8], settings: &Settings, pins: &Pins, before:
     Ok(obj)
 }
 
-/// The Rust mirrors must match the structs the objects were built with;
-/// refuse to touch the datapath otherwise (a mixed build).
+/// The Rust mirrors (structs, enums) and declarations (programs, maps)
+/// must match the objects they were built with; refuse to touch the
+/// datapath otherwise (a mixed build).
 fn check_layouts() -> Result<(), String> {
-    let obj = Object::open_mem("meshwire_alignchecker", objects::ALIGNCHECKER, None).map_err(|e| e.to_string())?;
+    let obj = objects::ALIGNCHECKER.open(None).map_err(|e| e.to_string())?;
     let btf = libbpf::Btf::of_object(&obj).ok_or("the alignchecker object has no BTF")?;
-    crate::datapath::layout::check_against_btf(&btf)
-        .map_err(|errs| format!("this loader's structs do not match its BPF objects (a mixed build?):\n{}", errs.join("\n")))
+    let mixed = |errs: Vec<String>| format!("this loader does not match its BPF objects (a mixed build?):\n{}", errs.join("\n"));
+    crate::datapath::layout::check_against_btf(&btf).map_err(mixed)?;
+    objects::check_declarations().map_err(mixed)
 }
 
 fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created, upgrade: &Upgrade) -> Result<(), String> {
@@ -178,7 +148,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     // must be told not to fill the socket map (a socket in a sockmap without
     // the verdict program would only pick up tcp_bpf's receive path).
     if config.acceleration.enabled {
-        match load_object("meshwire_skmsg", objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins).map(|()| obj)) {
+        match load_object(&objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins).map(|()| obj)) {
             Ok(obj) => loaded.push(obj),
             Err(e) => {
                 log::warn!(
@@ -190,8 +160,8 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     } else {
         log::info!("acceleration is off (acceleration.enabled = false)");
     }
-    for (name, elf) in objects::PROGRAMS {
-        loaded.push(load_object(name, elf, &settings, pins, before, created)?);
+    for spec in objects::CORE {
+        loaded.push(load_object(spec, &settings, pins, before, created)?);
     }
     // Before any link moves to the new programs (the old ones still write
     // the old maps until then).
@@ -200,7 +170,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     sync_node_exclusions(config, pins)?;
 
     for spec in PROGRAMS {
-        let Some(obj) = loaded.iter().find(|o| o.name() == spec.object) else {
+        let Some(obj) = loaded.iter().find(|o| o.name() == spec.object.name) else {
             // Only the acceleration object may be absent (disabled or refused).
             continue;
         };
@@ -223,7 +193,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
                 // Attached right after loading (attach_sk_msg).
                 log::info!("{}: attached to {map} (acceleration on)", spec.program);
             }
-            Hook::TcPinned => {
+            Hook::Tc { .. } => {
                 if tc::pin_program(pins, spec.program, prog.fd())? {
                     created.pins.push(pins.prog(spec.program));
                 }

@@ -1,32 +1,171 @@
-//! The BPF objects built by `//bpf`, embedded in the loader binary.
+//! The seam between bpf/ and the loader: every BPF object, program and
+//! attachment, declared once here (map names: [`super::pins`], shared
+//! structs and enums: [`super::layout`]). Loading, attaching, pinning,
+//! upgrades, status, trace and cleanup all read these tables, and a unit
+//! test compares them with the built objects: a `SEC()` program or a pinned
+//! map of bpf/ without an entry here, or the other way round, fails it.
 //!
-//! Bazel sets MESHWIRE_BPF_DIR to the directory holding the objects; to build
-//! with cargo alone, point it at `bazel-bin/bpf` after `bazel build //bpf:objects`.
+//! The objects built by `//bpf` are embedded in the loader binary. Bazel
+//! sets MESHWIRE_BPF_DIR to the directory holding them; to build with cargo
+//! alone, point it at `bazel-bin/bpf` after `bazel build //bpf:objects`.
+
+use std::collections::BTreeSet;
+use std::path::Path;
+
+use super::layout::Settings;
+use crate::libbpf::{self, Btf, Object};
+
+/// One BPF object, `bazel-bin/bpf/<name>.bpf.o`.
+#[derive(Debug)]
+pub struct ObjectSpec {
+    pub name: &'static str,
+    pub elf: &'static [u8],
+}
+
+impl ObjectSpec {
+    /// Opens the embedded object (maps pinned under `pin_root`, if given).
+    pub fn open(&self, pin_root: Option<&Path>) -> libbpf::Result<Object> {
+        Object::open_mem(self.name, self.elf, pin_root)
+    }
+}
 
 macro_rules! bpf_object {
-    ($file:literal) => {
-        include_bytes!(concat!(
-            env!("MESHWIRE_BPF_DIR", "MESHWIRE_BPF_DIR is unset: build with `bazel build //loader`, or set it to bazel-bin/bpf"),
-            "/",
-            $file
-        ))
+    ($name:literal) => {
+        ObjectSpec {
+            name: $name,
+            elf: include_bytes!(concat!(
+                env!("MESHWIRE_BPF_DIR", "MESHWIRE_BPF_DIR is unset: build with `bazel build //loader`, or set it to bazel-bin/bpf"),
+                "/",
+                $name,
+                ".bpf.o"
+            )),
+        }
     };
 }
 
-pub const SOCK: &[u8] = bpf_object!("meshwire_sock.bpf.o");
-pub const SOCKOPS: &[u8] = bpf_object!("meshwire_sockops.bpf.o");
-pub const SOCKOPT: &[u8] = bpf_object!("meshwire_sockopt.bpf.o");
-pub const TC: &[u8] = bpf_object!("meshwire_tc.bpf.o");
+pub const SOCK: ObjectSpec = bpf_object!("meshwire_sock");
+pub const SOCKOPS: ObjectSpec = bpf_object!("meshwire_sockops");
+pub const SOCKOPT: ObjectSpec = bpf_object!("meshwire_sockopt");
+pub const TC: ObjectSpec = bpf_object!("meshwire_tc");
 /// Acceleration (sk_msg); loaded on its own so a kernel that refuses it only
 /// loses acceleration (datapath::install).
-pub const SKMSG: &[u8] = bpf_object!("meshwire_skmsg.bpf.o");
-/// Never loaded: carries the BTF of the shared structs (see layout.rs).
-pub const ALIGNCHECKER: &[u8] = bpf_object!("meshwire_alignchecker.bpf.o");
+pub const SKMSG: ObjectSpec = bpf_object!("meshwire_skmsg");
+/// Never loaded: carries the BTF of the shared structs and enums (layout.rs).
+pub const ALIGNCHECKER: ObjectSpec = bpf_object!("meshwire_alignchecker");
 
-/// Every object holding programs, by name.
-pub const PROGRAMS: &[(&str, &[u8])] = &[
-    ("meshwire_sock", SOCK),
-    ("meshwire_sockops", SOCKOPS),
-    ("meshwire_sockopt", SOCKOPT),
-    ("meshwire_tc", TC),
-];
+/// The objects every start loads, in order (acceleration's comes first, when on).
+pub const CORE: &[&ObjectSpec] = &[&SOCK, &SOCKOPS, &SOCKOPT, &TC];
+/// Every object holding programs.
+pub const WITH_PROGRAMS: &[&ObjectSpec] = &[&SOCK, &SOCKOPS, &SOCKOPT, &TC, &SKMSG];
+
+/// The `.rodata` variable the loader writes its settings into before load
+/// (`mw_cfg`, bpf/lib/meshwire_config.h; layout::Settings is its layout).
+pub const SETTINGS_VAR: &str = "mw_cfg";
+
+/// Every program and every map of the datapath starts with this.
+pub const NAME_PREFIX: &str = "mw_";
+
+/// Where a program attaches, with what it needs to attach there.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Hook {
+    /// cgroup/connect4|6, getpeername4|6, getsockopt, sockops: a cgroup v2 directory.
+    Cgroup,
+    /// tc (bpf/bpf_tc.c): pinned under progs/, attached per pod from there
+    /// (`pod add --ifname`, tc::attach_pod), on the side `ingress` says; a
+    /// pod's link is pinned as `pods/<cookie>/<link>`, and pods' links move
+    /// to a new program.
+    Tc { link: &'static str, ingress: bool },
+    /// sk_msg verdict on a socket map (acceleration); the map holds the
+    /// attachment, so it lives as long as the pinned map.
+    SkMsg { map: &'static str },
+}
+
+/// One program of the datapath.
+#[derive(Debug, Clone, Copy)]
+pub struct ProgramSpec {
+    pub object: &'static ObjectSpec,
+    pub program: &'static str,
+    pub hook: Hook,
+}
+
+const fn program(object: &'static ObjectSpec, program: &'static str, hook: Hook) -> ProgramSpec {
+    ProgramSpec { object, program, hook }
+}
+
+pub const SOCK4_CONNECT: ProgramSpec = program(&SOCK, "mw_sock4_connect", Hook::Cgroup);
+pub const SOCK4_GETPEERNAME: ProgramSpec = program(&SOCK, "mw_sock4_getpeername", Hook::Cgroup);
+pub const SOCK6_CONNECT: ProgramSpec = program(&SOCK, "mw_sock6_connect", Hook::Cgroup);
+pub const SOCK6_GETPEERNAME: ProgramSpec = program(&SOCK, "mw_sock6_getpeername", Hook::Cgroup);
+pub const SOCKOPS_PROG: ProgramSpec = program(&SOCKOPS, "mw_sockops", Hook::Cgroup);
+pub const SOCKOPT_GET: ProgramSpec = program(&SOCKOPT, "mw_sockopt_get", Hook::Cgroup);
+pub const TC_INGRESS: ProgramSpec = program(&TC, "mw_tc_ingress", Hook::Tc { link: "tc_ingress", ingress: true });
+pub const TC_EGRESS: ProgramSpec = program(&TC, "mw_tc_egress", Hook::Tc { link: "tc_egress", ingress: false });
+pub const SKMSG_REDIRECT: ProgramSpec = program(&SKMSG, "mw_skmsg_redirect", Hook::SkMsg { map: super::pins::MAP_SOCK_HASH });
+
+/// Every program, in attach order.
+pub const PROGRAMS: &[ProgramSpec] =
+    &[SOCK4_CONNECT, SOCK4_GETPEERNAME, SOCK6_CONNECT, SOCK6_GETPEERNAME, SOCKOPS_PROG, SOCKOPT_GET, TC_INGRESS, TC_EGRESS, SKMSG_REDIRECT];
+
+/// Every difference between the declarations above (and the map names of
+/// [`super::pins::ALL_MAPS`]) and the built objects, as libbpf opens them:
+/// a program or pinned map of bpf/ not declared, a declaration no object
+/// has, a map not pinned by name, a name without the prefix, an object
+/// without the settings variable. Checked by the unit tests, and by every
+/// install (a mixed build is refused before it touches the datapath).
+pub fn check_declarations() -> Result<(), Vec<String>> {
+    let errors = compare(WITH_PROGRAMS, PROGRAMS, super::pins::ALL_MAPS);
+    if errors.is_empty() {
+        Ok(())
+    } else {
+        Err(errors)
+    }
+}
+
+fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> Vec<String> {
+    let mut errors = Vec::new();
+    let mut built_maps = BTreeSet::new();
+    for object in objects {
+        let obj = match object.open(None) {
+            Ok(obj) => obj,
+            Err(e) => {
+                errors.push(format!("{}: {e}", object.name));
+                continue;
+            }
+        };
+        let built: BTreeSet<String> = obj.program_names().into_iter().collect();
+        let declared: BTreeSet<String> = programs.iter().filter(|p| p.object.name == object.name).map(|p| p.program.to_string()).collect();
+        for p in built.difference(&declared) {
+            errors.push(format!("{}: program {p} is not declared in loader/src/datapath/objects.rs", object.name));
+        }
+        for p in declared.difference(&built) {
+            errors.push(format!("{}: declared program {p} is not in the object", object.name));
+        }
+        for (map, pinned) in obj.declared_maps() {
+            if !pinned {
+                errors.push(format!("{}: map {map} is not pinned by name (LIBBPF_PIN_BY_NAME)", object.name));
+            }
+            built_maps.insert(map);
+        }
+        for name in built.iter().chain(&built_maps) {
+            if !name.starts_with(NAME_PREFIX) {
+                errors.push(format!("{}: {name} does not start with {NAME_PREFIX}", object.name));
+            }
+        }
+        let settings = Btf::of_object(&obj).and_then(|btf| btf.datasec_var(".rodata", SETTINGS_VAR));
+        if settings.map(|(_, size)| size) != Some(std::mem::size_of::<Settings>()) {
+            errors.push(format!("{}: no .rodata variable {SETTINGS_VAR} of struct mw_settings's size", object.name));
+        }
+    }
+    let declared: BTreeSet<String> = maps.iter().map(|m| m.to_string()).collect();
+    for m in built_maps.difference(&declared) {
+        errors.push(format!("map {m} is not declared in loader/src/datapath/pins.rs"));
+    }
+    for m in declared.difference(&built_maps) {
+        errors.push(format!("declared map {m} is in no object"));
+    }
+    errors
+}
+
+#[cfg(test)]
+#[path = "objects_tests.rs"]
+mod tests;

@@ -16,45 +16,39 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
-/// Maps shared by all objects (names as in bpf/lib/meshwire_maps.h).
-pub const MAP_PODS: &str = "mw_pods";
-pub const MAP_EXCL_PORTS: &str = "mw_excl_ports";
-pub const MAP_EXCL_CIDR4: &str = "mw_excl_cidr4";
-pub const MAP_INCL_CIDR4: &str = "mw_incl_cidr4";
-pub const MAP_ORIG_SK: &str = "mw_orig_sk";
-pub const MAP_ORIG_TUPLE4: &str = "mw_orig_tuple4";
-pub const MAP_STATS: &str = "mw_stats";
-pub const MAP_POD_IPS: &str = "mw_pod_ips";
-pub const MAP_EXCL_IN4: &str = "mw_excl_in4";
-pub const MAP_FLOW4: &str = "mw_flow4";
-/// Private to the tc object (bpf/bpf_tc.c): closing state of mw_flow4's flows.
-pub const MAP_FLOW4_FIN: &str = "mw_flow4_fin";
-/// Private to the tc object: handshakes in progress (not yet in mw_flow4).
-pub const MAP_FLOW4_SYN: &str = "mw_flow4_syn";
-pub const MAP_SOCK_HASH: &str = "mw_sock_hash";
-/// Private to acceleration (bpf/lib/meshwire_accel.h): shared by the sockops
-/// and sk_msg objects, one entry per socket in mw_sock_hash.
-pub const MAP_ACCEL_STATE: &str = "mw_accel_state";
-/// Decision events (ring buffer) for `meshwire-loader trace`.
-pub const MAP_EVENTS: &str = "mw_events";
+/// Declares each map name once, and ALL_MAPS with every one of them.
+macro_rules! maps {
+    ($($(#[$doc:meta])* $konst:ident = $name:literal,)*) => {
+        $($(#[$doc])* pub const $konst: &str = $name;)*
+        /// Every pinned map of the datapath; a unit test (objects_tests.rs)
+        /// compares it with the maps of the built objects.
+        pub const ALL_MAPS: &[&str] = &[$($konst,)*];
+    };
+}
 
-pub const ALL_MAPS: &[&str] = &[
-    MAP_PODS,
-    MAP_POD_IPS,
-    MAP_EXCL_PORTS,
-    MAP_EXCL_CIDR4,
-    MAP_INCL_CIDR4,
-    MAP_EXCL_IN4,
-    MAP_ORIG_SK,
-    MAP_ORIG_TUPLE4,
-    MAP_FLOW4,
-    MAP_FLOW4_FIN,
-    MAP_FLOW4_SYN,
-    MAP_SOCK_HASH,
-    MAP_ACCEL_STATE,
-    MAP_STATS,
-    MAP_EVENTS,
-];
+// The pinned maps, as bpf/lib/meshwire_maps.h declares them.
+maps! {
+    MAP_PODS = "mw_pods",
+    MAP_POD_IPS = "mw_pod_ips",
+    MAP_EXCL_PORTS = "mw_excl_ports",
+    MAP_EXCL_CIDR4 = "mw_excl_cidr4",
+    MAP_INCL_CIDR4 = "mw_incl_cidr4",
+    MAP_EXCL_IN4 = "mw_excl_in4",
+    MAP_ORIG_SK = "mw_orig_sk",
+    MAP_ORIG_TUPLE4 = "mw_orig_tuple4",
+    MAP_FLOW4 = "mw_flow4",
+    /// Used by tc only (bpf/bpf_tc.c): closing state of mw_flow4's flows.
+    MAP_FLOW4_FIN = "mw_flow4_fin",
+    /// Used by tc only: handshakes in progress (not yet in mw_flow4).
+    MAP_FLOW4_SYN = "mw_flow4_syn",
+    MAP_SOCK_HASH = "mw_sock_hash",
+    /// Used by acceleration only (sockops and sk_msg): one entry per socket
+    /// in mw_sock_hash.
+    MAP_ACCEL_STATE = "mw_accel_state",
+    MAP_STATS = "mw_stats",
+    /// Decision events (ring buffer) for `meshwire-loader trace`.
+    MAP_EVENTS = "mw_events",
+}
 
 #[derive(Debug, Clone)]
 pub struct Pins {

@@ -33,6 +33,7 @@ use std::sync::OnceLock;
 use crate::datapath::clsact;
 pub use crate::config::TcAttach;
 use crate::libbpf;
+use crate::datapath::objects::{self, Hook, ProgramSpec};
 use crate::datapath::pins::Pins;
 use crate::system;
 
@@ -45,10 +46,17 @@ pub struct TcProgram {
     pub ingress: bool,
 }
 
-pub const TC_PROGRAMS: &[TcProgram] = &[
-    TcProgram { program: "mw_tc_ingress", link: "tc_ingress", ingress: true },
-    TcProgram { program: "mw_tc_egress", link: "tc_egress", ingress: false },
-];
+impl TcProgram {
+    /// The tc side of a program declared in [`objects`].
+    const fn of(spec: &ProgramSpec) -> TcProgram {
+        match spec.hook {
+            Hook::Tc { link, ingress } => TcProgram { program: spec.program, link, ingress },
+            _ => panic!("not a tc program"),
+        }
+    }
+}
+
+pub const TC_PROGRAMS: &[TcProgram] = &[TcProgram::of(&objects::TC_INGRESS), TcProgram::of(&objects::TC_EGRESS)];
 
 /// Linux limits interface names to IFNAMSIZ - 1 bytes.
 const IFNAMSIZ: usize = 16;

@@ -9,7 +9,7 @@ use std::time::{Duration, Instant};
 use super::*;
 use crate::config::Config;
 use crate::datapath;
-use crate::datapath::layout::{Flow4, Flow4Key, In4Key, Settings, STAT_NAMES};
+use crate::datapath::layout::{Flow4, Flow4Key, In4Key, Settings, FLOW_F_FIN_IN, FLOW_F_FIN_OUT, STAT_NAMES};
 use crate::libbpf::{MapFd, Object};
 use crate::datapath::objects;
 use crate::datapath::pins;
@@ -22,10 +22,6 @@ const SYN: u8 = 0x02;
 const RST: u8 = 0x04;
 const PSH: u8 = 0x08;
 const ACK: u8 = 0x10;
-
-/// mw_flow4.flags (bpf/lib/meshwire_consts.h)
-const FLOW_F_FIN_IN: u16 = 1 << 0;
-const FLOW_F_FIN_OUT: u16 = 1 << 1;
 
 const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 7);
 const POD: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 9);
@@ -204,8 +200,8 @@ fn test_settings(debug: bool) -> Settings {
 }
 
 fn load_tc(pins: &Pins, settings: &Settings) -> Object {
-    let mut obj = Object::open_mem("meshwire_tc", objects::TC, Some(&pins.maps_dir())).expect("open meshwire_tc");
-    obj.set_rodata("mw_cfg", settings.as_bytes()).expect("rodata");
+    let mut obj = objects::TC.open(Some(&pins.maps_dir())).expect("open meshwire_tc");
+    obj.set_rodata(objects::SETTINGS_VAR, settings.as_bytes()).expect("rodata");
     obj.load().expect("load meshwire_tc (see the verifier log above)");
     obj
 }
@@ -256,12 +252,12 @@ impl Tc {
     }
 
     fn ingress(&self, s: &Seg) -> Vec<u8> {
-        self.run("mw_tc_ingress", &s.frame())
+        self.run(objects::TC_INGRESS.program, &s.frame())
     }
 
     /// The ingress program must leave this frame exactly as it was.
     fn ingress_untouched(&self, frame: &[u8]) {
-        assert_eq!(self.run("mw_tc_ingress", frame), frame, "ingress changed a packet it must leave alone");
+        assert_eq!(self.run(objects::TC_INGRESS.program, frame), frame, "ingress changed a packet it must leave alone");
     }
 
     fn flow(&self, remote: Ipv4Addr, remote_port: u16) -> Option<Flow4> {
@@ -312,7 +308,7 @@ impl<'a> Conn<'a> {
         let s = Seg::tcp(self.remote, self.rport, POD, APP, flags).seq(self.rseq, if flags & ACK != 0 { self.pseq } else { 0 }).payload(payload);
         self.rseq = self.rseq.wrapping_add(payload.len() as u32 + (flags & (SYN | FIN) != 0) as u32);
         let inp = s.frame();
-        let out = self.tc.run("mw_tc_ingress", &inp);
+        let out = self.tc.run(objects::TC_INGRESS.program, &inp);
         assert_eq!(ports(&out), (self.rport, INBOUND), "ingress {flags:#04x} reaches the sidecar");
         assert_only_port_changed(&inp, &out, 2);
         assert_tcp_checksum(&out);
@@ -327,7 +323,7 @@ impl<'a> Conn<'a> {
         let s = Seg::tcp(POD, INBOUND, self.remote, self.rport, flags).seq(self.pseq, ack).payload(payload);
         self.pseq = self.pseq.wrapping_add(payload.len() as u32 + (flags & (SYN | FIN) != 0) as u32);
         let inp = s.frame();
-        let out = self.tc.run("mw_tc_egress", &inp);
+        let out = self.tc.run(objects::TC_EGRESS.program, &inp);
         assert_eq!(ports(&out), (APP, self.rport), "egress {flags:#04x} leaves from the dialled port");
         assert_only_port_changed(&inp, &out, 0);
         assert_tcp_checksum(&out);
@@ -346,7 +342,7 @@ fn a_syn_to_an_app_port_goes_to_the_sidecar() {
     let tc = Tc::new();
     let inp = Seg::inbound(40000, SYN).frame();
     assert_tcp_checksum(&inp);
-    let out = tc.run("mw_tc_ingress", &inp);
+    let out = tc.run(objects::TC_INGRESS.program, &inp);
     assert_eq!(ports(&out), (40000, INBOUND));
     assert_only_port_changed(&inp, &out, 2);
     assert_tcp_checksum(&out);
@@ -367,7 +363,7 @@ fn the_ack_of_the_sidecar_s_syn_ack_makes_the_flow() {
     // An ACK that does not acknowledge the SYN-ACK (a guess) is rewritten, so
     // the sidecar's stack answers it, but makes no flow.
     let guess = Seg::inbound(40002, ACK).seq(c.rseq, 4242).frame();
-    assert_eq!(ports(&tc.run("mw_tc_ingress", &guess)), (40002, INBOUND));
+    assert_eq!(ports(&tc.run(objects::TC_INGRESS.program, &guess)), (40002, INBOUND));
     assert_eq!(c.flow(), None);
     c.remote_sends(ACK, b"");
     assert_eq!(c.flow(), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }));
@@ -383,7 +379,7 @@ fn a_syn_flood_does_not_evict_established_flows() {
     let n = 70_000u32;
     for i in 0..n {
         let peer = Ipv4Addr::new(10, 2, (i >> 8) as u8, i as u8);
-        tc.run("mw_tc_ingress", &Seg::tcp(peer, 1024 + (i % 60000) as u16, POD, APP, SYN).frame());
+        tc.run(objects::TC_INGRESS.program, &Seg::tcp(peer, 1024 + (i % 60000) as u16, POD, APP, SYN).frame());
     }
     assert!(tc.count(pins::MAP_FLOW4_SYN) < n as usize, "the handshakes' LRU evicts");
     assert_eq!(c.flow(), Some(Flow4 { orig_port: APP.to_be(), flags: 0, pad: 0 }), "the established flow stays");
@@ -432,7 +428,7 @@ fn ip_options_do_not_move_the_tcp_header_out_of_sight() {
         let syn = Seg::inbound(rport, SYN).ip_opts(opts);
         let inp = syn.frame();
         assert_tcp_checksum(&inp);
-        let out = tc.run("mw_tc_ingress", &inp);
+        let out = tc.run(objects::TC_INGRESS.program, &inp);
         assert_eq!(ports(&out), (rport, INBOUND), "IHL {}", 5 + opts.len() / 4);
         assert_only_port_changed(&inp, &out, 2);
         assert_tcp_checksum(&out);
@@ -440,7 +436,7 @@ fn ip_options_do_not_move_the_tcp_header_out_of_sight() {
 
         let reply = Seg::tcp(POD, INBOUND, REMOTE, rport, SYN | ACK).seq(7, 1001).ip_opts(opts);
         let inp = reply.frame();
-        let out = tc.run("mw_tc_egress", &inp);
+        let out = tc.run(objects::TC_EGRESS.program, &inp);
         assert_eq!(ports(&out), (APP, rport));
         assert_only_port_changed(&inp, &out, 0);
         assert_tcp_checksum(&out);
@@ -459,7 +455,7 @@ fn a_new_syn_from_the_same_peer_port_starts_over() {
     assert_eq!(c.flow(), None);
     assert_eq!(tc.count(pins::MAP_FLOW4_FIN), 0, "the old closing state went with the old connection");
     let synack = Seg::tcp(POD, INBOUND, REMOTE, 40020, SYN | ACK).seq(9000, 5001).frame();
-    assert_eq!(ports(&tc.run("mw_tc_egress", &synack)), (8081, 40020));
+    assert_eq!(ports(&tc.run(objects::TC_EGRESS.program, &synack)), (8081, 40020));
     tc.ingress(&Seg::tcp(REMOTE, 40020, POD, 8081, ACK).seq(5001, 9001));
     assert_eq!(c.flow(), Some(Flow4 { orig_port: 8081u16.to_be(), flags: 0, pad: 0 }));
 }
@@ -507,7 +503,7 @@ fn excluded_ports_are_left_alone() {
     tc.ingress_untouched(&syn.frame());
     // The sidecar's own replies from an excluded port pass too.
     let reply = Seg::tcp(POD, 9000, REMOTE, 41000, SYN | ACK).frame();
-    assert_eq!(tc.run("mw_tc_egress", &reply), reply);
+    assert_eq!(tc.run(objects::TC_EGRESS.program, &reply), reply);
 }
 
 #[test]
@@ -582,9 +578,9 @@ fn packets_of_other_connections_pass_untouched() {
     tc.ingress_untouched(&Seg::tcp(REMOTE, 45001, POD, INBOUND, ACK).frame());
     // Egress: from the sidecar's port to a peer without a flow, and from the app's port.
     let e1 = Seg::tcp(POD, INBOUND, REMOTE, 45999, ACK).frame();
-    assert_eq!(tc.run("mw_tc_egress", &e1), e1);
+    assert_eq!(tc.run(objects::TC_EGRESS.program, &e1), e1);
     let e2 = Seg::tcp(POD, APP, REMOTE, 45001, ACK).frame();
-    assert_eq!(tc.run("mw_tc_egress", &e2), e2);
+    assert_eq!(tc.run(objects::TC_EGRESS.program, &e2), e2);
     assert_eq!(tc.count(pins::MAP_FLOW4), 1);
 }
 
@@ -626,7 +622,7 @@ fn a_close_begun_by_the_peer_ends_with_its_last_ack() {
     assert_eq!(c.flow().unwrap().flags, FLOW_F_FIN_IN | FLOW_F_FIN_OUT);
     assert_eq!(acked_before_fin, c.rseq, "the peer sends nothing new after its FIN");
     let late_ack = Seg::inbound(47000, ACK).seq(c.rseq, after_part1).frame();
-    let out = tc.run("mw_tc_ingress", &late_ack);
+    let out = tc.run(objects::TC_INGRESS.program, &late_ack);
     assert_eq!(ports(&out), (47000, INBOUND));
     assert!(c.flow().is_some(), "an ACK of data before the FIN does not end the flow");
     // The last ACK: still rewritten, then the flow is gone.
@@ -664,7 +660,7 @@ fn a_simultaneous_close_ends_when_both_fins_are_acknowledged() {
     // The peer's FIN crossed ours: it does not acknowledge it.
     let fin = Seg::inbound(47200, FIN | ACK).seq(remote_before_fin, pod_before_fin).frame();
     c.rseq = c.rseq.wrapping_add(1);
-    tc.run("mw_tc_ingress", &fin);
+    tc.run(objects::TC_INGRESS.program, &fin);
     assert_eq!(c.flow().unwrap().flags, FLOW_F_FIN_IN | FLOW_F_FIN_OUT);
     c.pod_sends(ACK, b"");
     assert!(c.flow().is_some(), "the pod's FIN is not acknowledged yet");
@@ -711,22 +707,22 @@ fn ten_thousand_flows_opened_and_closed_leave_no_state() {
 #[test]
 fn a_program_pin_is_replaced_in_place() {
     let tc = Tc::new();
-    let first = tc.obj.program("mw_tc_ingress").unwrap().fd();
-    assert!(pin_program(&tc.pins, "mw_tc_ingress", first).unwrap(), "a new pin");
-    let pinned_id = |pins: &Pins| libbpf::prog_id(libbpf::obj_get(&pins.prog("mw_tc_ingress")).unwrap().as_raw_fd()).unwrap();
+    let first = tc.obj.program(objects::TC_INGRESS.program).unwrap().fd();
+    assert!(pin_program(&tc.pins, objects::TC_INGRESS.program, first).unwrap(), "a new pin");
+    let pinned_id = |pins: &Pins| libbpf::prog_id(libbpf::obj_get(&pins.prog(objects::TC_INGRESS.program)).unwrap().as_raw_fd()).unwrap();
     assert_eq!(pinned_id(&tc.pins), libbpf::prog_id(first).unwrap());
 
     // A restarted loader's program takes the pin's place.
     let again = load_tc(&tc.pins, &test_settings(false));
-    let second = again.program("mw_tc_ingress").unwrap().fd();
-    assert!(!pin_program(&tc.pins, "mw_tc_ingress", second).unwrap(), "the pin existed");
+    let second = again.program(objects::TC_INGRESS.program).unwrap().fd();
+    assert!(!pin_program(&tc.pins, objects::TC_INGRESS.program, second).unwrap(), "the pin existed");
     assert_eq!(pinned_id(&tc.pins), libbpf::prog_id(second).unwrap());
     let names: Vec<_> = std::fs::read_dir(tc.pins.progs_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
-    assert_eq!(names, vec![std::ffi::OsString::from("mw_tc_ingress")], "no temporary pin left");
-    assert!(pin_program(&tc.pins, "mw_sockops", second).is_err());
+    assert_eq!(names, vec![std::ffi::OsString::from(objects::TC_INGRESS.program)], "no temporary pin left");
+    assert!(pin_program(&tc.pins, objects::SOCKOPS_PROG.program, second).is_err());
 
     let removed = remove_all_pins(&tc.pins).unwrap();
-    assert_eq!(removed, vec![tc.pins.prog("mw_tc_ingress")]);
+    assert_eq!(removed, vec![tc.pins.prog(objects::TC_INGRESS.program)]);
 }
 
 #[test]
@@ -1267,7 +1263,7 @@ fn auto_is_tcx_on_a_kernel_that_has_it() {
     let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
     let (major, minor) = (v.next().unwrap(), v.next().unwrap());
     let (tc, pair, cookie, _sidecar) = veth_pod();
-    let prog = tc.obj.program("mw_tc_ingress").unwrap().fd();
+    let prog = tc.obj.program(objects::TC_INGRESS.program).unwrap().fd();
     assert_eq!(libbpf::tcx_supported(prog).unwrap(), (major, minor) >= (6, 6), "kernel {}", release.trim());
     let want = if (major, minor) >= (6, 6) { Method::Tcx } else { Method::Clsact };
     assert_eq!(method(TcAttach::Auto, prog).unwrap(), want);
@@ -1366,13 +1362,13 @@ fn frame6(ext: &[(u8, usize, u16)], dport: u16, flags: u8) -> Vec<u8> {
 #[test]
 fn ipv6_syns_to_the_pod_are_dropped_and_other_ipv6_packets_pass() {
     let tc = Tc::new();
-    assert_eq!(tc.verdict("mw_tc_ingress", &frame6(&[], APP, SYN)), TC_ACT_SHOT);
+    assert_eq!(tc.verdict(objects::TC_INGRESS.program, &frame6(&[], APP, SYN)), TC_ACT_SHOT);
     // Behind extension headers: hop-by-hop and destination options, and the
     // first fragment of a fragmented SYN.
     let behind = frame6(&[(NEXTHDR_HOP, 8, 0), (NEXTHDR_DEST, 16, 0)], APP, SYN);
-    assert_eq!(tc.verdict("mw_tc_ingress", &behind), TC_ACT_SHOT);
+    assert_eq!(tc.verdict(objects::TC_INGRESS.program, &behind), TC_ACT_SHOT);
     let first_fragment = frame6(&[(NEXTHDR_FRAGMENT, 8, 0)], APP, SYN);
-    assert_eq!(tc.verdict("mw_tc_ingress", &first_fragment), TC_ACT_SHOT);
+    assert_eq!(tc.verdict(objects::TC_INGRESS.program, &first_fragment), TC_ACT_SHOT);
     assert_eq!(tc.stat("MW_STAT_TC6_DROPPED"), 3);
     // Not a connection's first packet, a later fragment, not TCP: untouched.
     tc.ingress_untouched(&frame6(&[], APP, SYN | ACK));
@@ -1386,7 +1382,7 @@ fn ipv6_syns_to_the_pod_are_dropped_and_other_ipv6_packets_pass() {
     tc.ingress_untouched(&frame6(&[], 9000, SYN));
     // Egress is not concerned.
     let out = frame6(&[], APP, SYN);
-    assert_eq!(tc.run("mw_tc_egress", &out), out);
+    assert_eq!(tc.run(objects::TC_EGRESS.program, &out), out);
     assert_eq!(tc.stat("MW_STAT_TC6_DROPPED"), 3);
     assert_eq!(tc.stat("MW_STAT_TC_ERROR"), 0);
 }

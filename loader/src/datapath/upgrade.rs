@@ -21,8 +21,9 @@
 
 use std::path::PathBuf;
 
-use crate::libbpf::{MapFd, MapInfo, Object};
+use crate::datapath::objects::ObjectSpec;
 use crate::datapath::pins::Pins;
+use crate::libbpf::{MapFd, MapInfo};
 
 /// One map being upgraded.
 #[derive(Debug)]
@@ -44,10 +45,10 @@ fn describe(m: &MapInfo) -> String {
 }
 
 /// The pinned map definitions of every object, once per name.
-fn definitions(objects: &[(&str, &[u8])]) -> Result<Vec<MapInfo>, String> {
+fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, String> {
     let mut defs: Vec<MapInfo> = Vec::new();
-    for (name, elf) in objects {
-        let obj = Object::open_mem(name, elf, None).map_err(|e| e.to_string())?;
+    for spec in objects {
+        let obj = spec.open(None).map_err(|e| e.to_string())?;
         for d in obj.pinned_map_defs() {
             if !defs.iter().any(|x| x.name == d.name) {
                 defs.push(d);
@@ -58,7 +59,7 @@ fn definitions(objects: &[(&str, &[u8])]) -> Result<Vec<MapInfo>, String> {
 }
 
 /// Which pinned maps must be recreated for `objects`; Err when one cannot be.
-fn plan(pins: &Pins, objects: &[(&str, &[u8])]) -> Result<Vec<Moved>, String> {
+fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, String> {
     let mut plan = Vec::new();
     for def in definitions(objects)? {
         let (pin, aside) = (pins.map(&def.name), pins.map_set_aside(&def.name));
@@ -88,7 +89,7 @@ fn plan(pins: &Pins, objects: &[(&str, &[u8])]) -> Result<Vec<Moved>, String> {
 impl Upgrade {
     /// Sets aside every pinned map whose capacity differs from `objects`'
     /// definitions. Nothing moves when one cannot be upgraded.
-    pub fn prepare(pins: &Pins, objects: &[(&str, &[u8])]) -> Result<Upgrade, String> {
+    pub fn prepare(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Upgrade, String> {
         let mut done = Upgrade::default();
         let plan = plan(pins, objects)?;
         if !plan.is_empty() {
@@ -158,11 +159,11 @@ impl Upgrade {
 mod tests {
     use super::*;
     use crate::datapath::layout::{Pod, Settings};
-    use crate::libbpf::{map_create_like, obj_pin};
+    use crate::libbpf::{map_create_like, obj_pin, Object};
     use crate::datapath::objects;
     use crate::testutil::PrivateBpffs;
 
-    const SOCK: &[(&str, &[u8])] = &[("meshwire_sock", objects::SOCK)];
+    const SOCK: &[&ObjectSpec] = &[&objects::SOCK];
 
     /// A private bpffs with meshwire's pin directories at its root.
     fn fresh_pins() -> (PrivateBpffs, Pins) {
@@ -184,9 +185,9 @@ mod tests {
     }
 
     fn load_sock(pins: &Pins) -> Object {
-        let mut obj = Object::open_mem("meshwire_sock", objects::SOCK, Some(&pins.maps_dir())).unwrap();
+        let mut obj = objects::SOCK.open(Some(&pins.maps_dir())).unwrap();
         let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6_refuse: 1 };
-        obj.set_rodata("mw_cfg", s.as_bytes()).unwrap();
+        obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap();
         obj.load().unwrap();
         obj
     }
@@ -274,7 +275,7 @@ mod tests {
     }
 
     fn tc_def(name: &str) -> MapInfo {
-        definitions(&[("meshwire_tc", objects::TC)]).unwrap().into_iter().find(|d| d.name == name).unwrap()
+        definitions(&[&objects::TC]).unwrap().into_iter().find(|d| d.name == name).unwrap()
     }
 
     /// The whole start, as the daemon runs it: an earlier version's smaller

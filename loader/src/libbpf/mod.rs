@@ -221,6 +221,31 @@ impl Object {
     pub fn pinned_map_names(&self) -> Vec<String> {
         self.pinned_map_defs().into_iter().map(|d| d.name).collect()
     }
+
+    /// Names of the object's programs (its `SEC()` functions).
+    pub fn program_names(&self) -> Vec<String> {
+        let mut out = Vec::new();
+        let mut p = unsafe { sys::bpf_object__next_program(self.ptr, ptr::null_mut()) };
+        while !p.is_null() {
+            out.push(unsafe { c_str_lossy(sys::bpf_program__name(p)) });
+            p = unsafe { sys::bpf_object__next_program(self.ptr, p) };
+        }
+        out
+    }
+
+    /// The object's own maps (those in `.maps`, not libbpf's internal
+    /// .rodata/.bss/.data ones), each with whether it is pinned by name.
+    pub fn declared_maps(&self) -> Vec<(String, bool)> {
+        let mut out = Vec::new();
+        let mut m = unsafe { sys::bpf_object__next_map(self.ptr, ptr::null()) };
+        while !m.is_null() {
+            if unsafe { !sys::bpf_map__is_internal(m) } {
+                out.push(unsafe { (c_str_lossy(sys::bpf_map__name(m)), !sys::bpf_map__pin_path(m).is_null()) });
+            }
+            m = unsafe { sys::bpf_object__next_map(self.ptr, m) };
+        }
+        out
+    }
 }
 
 impl Drop for Object {

@@ -5,12 +5,13 @@ use std::path::Path;
 use super::*;
 use crate::datapath::layout::{PortKey, Settings};
 use crate::datapath::objects;
+use crate::datapath::pins;
 use crate::testutil::{PrivateBpffs, TempCgroup};
 
 fn loaded_sock(pin_root: &Path) -> Object {
-    let mut obj = Object::open_mem("meshwire_sock", objects::SOCK, Some(pin_root)).expect("open");
+    let mut obj = objects::SOCK.open(Some(pin_root)).expect("open");
     let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6_refuse: 1 };
-    obj.set_rodata("mw_cfg", s.as_bytes()).expect("rodata");
+    obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).expect("rodata");
     obj.load().expect("load meshwire_sock");
     obj
 }
@@ -21,7 +22,7 @@ fn load_pins_maps_by_name_under_the_pin_root() {
     let obj = loaded_sock(fs.path());
     let mut names = obj.pinned_map_names();
     names.sort();
-    assert!(names.contains(&"mw_pods".to_string()), "{names:?}");
+    assert!(names.contains(&pins::MAP_PODS.to_string()), "{names:?}");
     for n in &names {
         assert!(fs.path().join(n).exists(), "{n} pinned");
     }
@@ -31,11 +32,11 @@ fn load_pins_maps_by_name_under_the_pin_root() {
 fn a_second_object_reuses_the_pinned_maps() {
     let fs = PrivateBpffs::new();
     let _a = loaded_sock(fs.path());
-    let pods = MapFd::open_pinned(&fs.path().join("mw_pods")).unwrap();
+    let pods = MapFd::open_pinned(&fs.path().join(pins::MAP_PODS)).unwrap();
     pods.update(&42u64, &crate::datapath::layout::Pod { flags: 1 }).unwrap();
     // Loading again must reuse (not replace) the pinned map: the entry stays.
     let _b = loaded_sock(fs.path());
-    let again = MapFd::open_pinned(&fs.path().join("mw_pods")).unwrap();
+    let again = MapFd::open_pinned(&fs.path().join(pins::MAP_PODS)).unwrap();
     assert_eq!(again.lookup::<u64, crate::datapath::layout::Pod>(&42).unwrap(), Some(crate::datapath::layout::Pod { flags: 1 }));
 }
 
@@ -43,7 +44,7 @@ fn a_second_object_reuses_the_pinned_maps() {
 fn map_update_lookup_delete_and_keys() {
     let fs = PrivateBpffs::new();
     let _obj = loaded_sock(fs.path());
-    let ports = MapFd::open_pinned(&fs.path().join("mw_excl_ports")).unwrap();
+    let ports = MapFd::open_pinned(&fs.path().join(pins::MAP_EXCL_PORTS)).unwrap();
     let k1 = PortKey { netns_cookie: 0, port: 22, dir: 1, pad: [0; 5] };
     let k2 = PortKey { netns_cookie: 9, port: 443, dir: 1, pad: [0; 5] };
     assert_eq!(ports.lookup::<PortKey, u8>(&k1).unwrap(), None);
@@ -61,7 +62,7 @@ fn map_update_lookup_delete_and_keys() {
 fn typed_access_with_the_wrong_layout_is_refused() {
     let fs = PrivateBpffs::new();
     let _obj = loaded_sock(fs.path());
-    let pods = MapFd::open_pinned(&fs.path().join("mw_pods")).unwrap();
+    let pods = MapFd::open_pinned(&fs.path().join(pins::MAP_PODS)).unwrap();
     let err = pods.update(&1u32, &1u8).unwrap_err();
     assert!(err.to_string().contains("do not match"), "{err}");
 }
@@ -70,16 +71,16 @@ fn typed_access_with_the_wrong_layout_is_refused() {
 fn percpu_counters_sum_over_cpus() {
     let fs = PrivateBpffs::new();
     let _obj = loaded_sock(fs.path());
-    let stats = MapFd::open_pinned(&fs.path().join("mw_stats")).unwrap();
+    let stats = MapFd::open_pinned(&fs.path().join(pins::MAP_STATS)).unwrap();
     assert_eq!(stats.lookup_percpu_sum(&0u32).unwrap(), 0);
     assert_eq!(stats.info().unwrap().max_entries as usize, crate::datapath::layout::STAT_NAMES.len());
 }
 
 #[test]
 fn rodata_of_unknown_variable_or_wrong_size_is_refused() {
-    let mut obj = Object::open_mem("meshwire_sock", objects::SOCK, None).unwrap();
+    let mut obj = objects::SOCK.open(None).unwrap();
     assert!(obj.set_rodata("no_such_var", &[0u8; 4]).unwrap_err().to_string().contains("no such variable"));
-    assert!(obj.set_rodata("mw_cfg", &[0u8; 3]).unwrap_err().to_string().contains("size mismatch"));
+    assert!(obj.set_rodata(objects::SETTINGS_VAR, &[0u8; 3]).unwrap_err().to_string().contains("size mismatch"));
 }
 
 #[test]
@@ -93,7 +94,7 @@ fn cgroup_link_pins_keep_the_attachment_and_update_swaps_the_program() {
     let cg = TempCgroup::new();
     let cgroup = crate::system::Cgroup::open(cg.path()).unwrap();
     let obj = loaded_sock(fs.path());
-    let prog = obj.program("mw_sock4_connect").unwrap();
+    let prog = obj.program(objects::SOCK4_CONNECT.program).unwrap();
     let pin = fs.path().join("link");
     let mut link = prog.attach_cgroup(&cgroup).unwrap();
     link.pin(&pin).unwrap();
@@ -104,7 +105,7 @@ fn cgroup_link_pins_keep_the_attachment_and_update_swaps_the_program() {
     assert_eq!(link_cgroup_id(&fd).unwrap(), Some(cgroup.id));
     // Swapping in a freshly loaded program keeps the attachment.
     let obj2 = loaded_sock(fs.path());
-    link_update(&fd, obj2.program("mw_sock4_connect").unwrap().fd(), "test").unwrap();
+    link_update(&fd, obj2.program(objects::SOCK4_CONNECT.program).unwrap().fd(), "test").unwrap();
     assert_eq!(link_cgroup_id(&fd).unwrap(), Some(cgroup.id));
     // Unpinning and closing the last reference detaches: the cgroup can go.
     std::fs::remove_file(&pin).unwrap();
@@ -117,7 +118,7 @@ fn a_dropped_unpinned_link_detaches() {
     let cg = TempCgroup::new();
     let cgroup = crate::system::Cgroup::open(cg.path()).unwrap();
     let obj = loaded_sock(fs.path());
-    let link = obj.program("mw_sock4_connect").unwrap().attach_cgroup(&cgroup).unwrap();
+    let link = obj.program(objects::SOCK4_CONNECT.program).unwrap().attach_cgroup(&cgroup).unwrap();
     let id = {
         let mut info = sys::bpf_link_info::default();
         let mut len = std::mem::size_of::<sys::bpf_link_info>() as u32;

@@ -69,7 +69,7 @@ pub fn programs(pins: &Pins) -> Vec<ProgramState> {
                         .and_then(|fd| libbpf::prog_info(&fd).ok());
                     (if info.is_some() { "cgroup link" } else { "not attached" }, info)
                 }
-                Hook::TcPinned => {
+                Hook::Tc { .. } => {
                     let info = libbpf::obj_get(&pins.prog(spec.program)).ok().and_then(|fd| libbpf::prog_info(&fd).ok());
                     (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
                 }

@@ -12,7 +12,7 @@ use std::time::{Duration, Instant};
 
 use crate::datapath::{Hook, PROGRAMS};
 use crate::datapath::layout::{Event, Settings, DECISION_NAMES, HOOK_NAMES, STAT_NAMES};
-use crate::libbpf::{self, MapFd, Object, RingBuffer};
+use crate::libbpf::{self, MapFd, RingBuffer};
 use crate::datapath::objects;
 use crate::datapath::pins::{self, Pins};
 
@@ -143,8 +143,8 @@ pub fn loaded_with_trace(pins: &Pins) -> Option<bool> {
     let spec = PROGRAMS.iter().find(|p| p.hook == Hook::Cgroup)?;
     let link = libbpf::obj_get(&pins.link(spec.program)).ok()?;
     let prog = libbpf::prog_by_id(libbpf::link_prog_id(&link).ok()?).ok()?;
-    let obj = Object::open_mem(spec.object, objects::SOCK, None).ok()?;
-    let (offset, size) = libbpf::Btf::of_object(&obj)?.datasec_var(".rodata", "mw_cfg")?;
+    let obj = spec.object.open(None).ok()?;
+    let (offset, size) = libbpf::Btf::of_object(&obj)?.datasec_var(".rodata", objects::SETTINGS_VAR)?;
     if size != std::mem::size_of::<Settings>() {
         return None;
     }

@@ -11,7 +11,7 @@ use crate::config::Config;
 use crate::datapath;
 use crate::datapath::layout::Settings;
 use crate::libbpf::{MapFd, Object};
-use crate::datapath::objects;
+use crate::datapath::objects::{self, ObjectSpec};
 use crate::datapath::pins::{self, Pins};
 use crate::testutil::{PrivateBpffs, TempCgroup};
 
@@ -30,13 +30,13 @@ struct Loaded {
     _fs: PrivateBpffs,
 }
 
-fn load(object: &str, elf: &[u8], trace: bool) -> Loaded {
+fn load(object: &ObjectSpec, trace: bool) -> Loaded {
     let fs = PrivateBpffs::new();
     let pins = Pins::new(&fs.path().join("meshwire"));
     pins.create_dirs().unwrap();
-    let mut obj = Object::open_mem(object, elf, Some(&pins.maps_dir())).unwrap();
-    obj.set_rodata("mw_cfg", settings(trace).as_bytes()).unwrap();
-    obj.load().unwrap_or_else(|e| panic!("load {object} with trace {trace} (see the verifier log): {e}"));
+    let mut obj = object.open(Some(&pins.maps_dir())).unwrap();
+    obj.set_rodata(objects::SETTINGS_VAR, settings(trace).as_bytes()).unwrap();
+    obj.load().unwrap_or_else(|e| panic!("load {} with trace {trace} (see the verifier log): {e}", object.name));
     Loaded { obj, pins, _fs: fs }
 }
 
@@ -69,7 +69,7 @@ impl Loaded {
     }
 
     fn ingress(&self, frame: &[u8]) {
-        self.obj.program("mw_tc_ingress").unwrap().test_run(frame).unwrap();
+        self.obj.program(objects::TC_INGRESS.program).unwrap().test_run(frame).unwrap();
     }
 
     /// Every event waiting in the ring buffer.
@@ -89,7 +89,7 @@ impl Loaded {
 
 #[test]
 fn the_ring_buffer_is_pinned_with_the_other_maps() {
-    let l = load("meshwire_tc", objects::TC, false);
+    let l = load(&objects::TC, false);
     let info = l.map(pins::MAP_EVENTS).info().unwrap();
     assert_eq!(info.map_type, libbpf_sys::BPF_MAP_TYPE_RINGBUF);
     assert_eq!(info.max_entries, 256 * 1024);
@@ -97,7 +97,7 @@ fn the_ring_buffer_is_pinned_with_the_other_maps() {
 
 #[test]
 fn with_trace_off_no_event_is_written() {
-    let l = load("meshwire_tc", objects::TC, false);
+    let l = load(&objects::TC, false);
     l.mesh_pod_ip();
     l.ingress(&syn(REMOTE, 40000, POD, 8080));
     assert_eq!(l.drain().len(), 0);
@@ -106,7 +106,7 @@ fn with_trace_off_no_event_is_written() {
 
 #[test]
 fn a_redirected_syn_is_one_event_with_its_addresses() {
-    let l = load("meshwire_tc", objects::TC, true);
+    let l = load(&objects::TC, true);
     l.mesh_pod_ip();
     let before = now_monotonic_ns();
     l.ingress(&syn(REMOTE, 40000, POD, 8080));
@@ -139,7 +139,7 @@ fn now_monotonic_ns() -> u64 {
 
 #[test]
 fn a_full_ring_buffer_drops_events_counts_them_and_never_blocks() {
-    let l = load("meshwire_tc", objects::TC, true);
+    let l = load(&objects::TC, true);
     l.mesh_pod_ip();
     let frame = syn(REMOTE, 40000, POD, 8080);
     // 56 bytes per record (8-byte header): about 4681 fit in 256 KiB.
@@ -160,15 +160,15 @@ fn a_full_ring_buffer_drops_events_counts_them_and_never_blocks() {
 #[test]
 fn the_connect4_program_s_trace_setting_is_read_back_from_its_rodata() {
     for trace in [false, true] {
-        let l = load("meshwire_sock", objects::SOCK, trace);
+        let l = load(&objects::SOCK, trace);
         let cg = TempCgroup::new();
         let cgroup = crate::system::Cgroup::open(cg.path()).unwrap();
-        let mut link = l.obj.program("mw_sock4_connect").unwrap().attach_cgroup(&cgroup).unwrap();
+        let mut link = l.obj.program(objects::SOCK4_CONNECT.program).unwrap().attach_cgroup(&cgroup).unwrap();
         std::fs::create_dir_all(l.pins.links_dir()).unwrap();
-        link.pin(&l.pins.link("mw_sock4_connect")).unwrap();
+        link.pin(&l.pins.link(objects::SOCK4_CONNECT.program)).unwrap();
         assert_eq!(loaded_with_trace(&l.pins), Some(trace));
-        crate::libbpf::detach_pinned_link(&l.pins.link("mw_sock4_connect")).unwrap();
-        std::fs::remove_file(l.pins.link("mw_sock4_connect")).unwrap();
+        crate::libbpf::detach_pinned_link(&l.pins.link(objects::SOCK4_CONNECT.program)).unwrap();
+        std::fs::remove_file(l.pins.link(objects::SOCK4_CONNECT.program)).unwrap();
         drop(link);
     }
     let fs = PrivateBpffs::new();
@@ -216,7 +216,7 @@ fn events_print_as_text_and_json() {
 fn every_object_verifies_with_trace_on() {
     // The event calls are dead code with trace off and verified with it on:
     // the helpers they use must be allowed in each program type.
-    for (name, elf) in objects::PROGRAMS.iter().chain(std::iter::once(&("meshwire_skmsg", objects::SKMSG))) {
-        let _ = load(name, elf, true);
+    for object in objects::WITH_PROGRAMS {
+        let _ = load(object, true);
     }
 }

@@ -1,0 +1,50 @@
+//! The declarations in objects.rs and pins.rs against the built objects, as
+//! libbpf reads them (bpf_object__open, then every program and map).
+
+use super::*;
+use crate::datapath::pins::ALL_MAPS;
+
+#[test]
+fn the_declarations_match_the_built_objects() {
+    if let Err(errors) = check_declarations() {
+        panic!("bpf/ and loader/src/datapath/{{objects,pins}}.rs disagree:\n{}", errors.join("\n"));
+    }
+}
+
+#[test]
+fn a_program_of_the_objects_without_a_declaration_is_caught() {
+    let fewer: Vec<ProgramSpec> = PROGRAMS.iter().copied().filter(|p| p.program != TC_EGRESS.program).collect();
+    let errors = compare(WITH_PROGRAMS, &fewer, ALL_MAPS);
+    assert_eq!(errors, vec!["meshwire_tc: program mw_tc_egress is not declared in loader/src/datapath/objects.rs".to_string()]);
+}
+
+#[test]
+fn a_declared_program_no_object_has_is_caught() {
+    let more: Vec<ProgramSpec> = PROGRAMS.iter().copied().chain([ProgramSpec { object: &TC, program: "mw_tc_gone", hook: Hook::Cgroup }]).collect();
+    let errors = compare(WITH_PROGRAMS, &more, ALL_MAPS);
+    assert_eq!(errors, vec!["meshwire_tc: declared program mw_tc_gone is not in the object".to_string()]);
+}
+
+#[test]
+fn a_map_without_a_declaration_and_a_declared_map_no_object_has_are_caught() {
+    let maps: Vec<&str> = ALL_MAPS.iter().copied().filter(|m| *m != crate::datapath::pins::MAP_FLOW4_SYN).chain(["mw_gone"]).collect();
+    let errors = compare(WITH_PROGRAMS, PROGRAMS, &maps);
+    assert_eq!(
+        errors,
+        vec!["map mw_flow4_syn is not declared in loader/src/datapath/pins.rs".to_string(), "declared map mw_gone is in no object".to_string()]
+    );
+}
+
+#[test]
+fn the_alignchecker_object_has_no_programs() {
+    assert_eq!(ALIGNCHECKER.open(None).unwrap().program_names(), Vec::<String>::new());
+}
+
+#[test]
+fn the_core_objects_and_acceleration_are_all_the_objects_with_programs() {
+    let mut names: Vec<&str> = CORE.iter().map(|o| o.name).chain([SKMSG.name]).collect();
+    let mut with_programs: Vec<&str> = WITH_PROGRAMS.iter().map(|o| o.name).collect();
+    names.sort();
+    with_programs.sort();
+    assert_eq!(names, with_programs);
+}
