@@ -220,8 +220,11 @@ def daemonset_spec(a):
         vol = volumes.get(vm["name"]) or die(f"volumeMount {vm['name']} has no volume")
         if "hostPath" in vol:
             host = remap_path(vol["hostPath"]["path"], remaps, set(a.node_path))
-            if vol["hostPath"].get("type") == "DirectoryOrCreate":
-                os.makedirs(host, exist_ok=True) if not host.startswith("/run/") else None
+            # kubelet makes a missing DirectoryOrCreate; here only the test's
+            # own directories are made, never a path of the machine's (the
+            # node's own paths exist on the node's tmpfs).
+            if vol["hostPath"].get("type") == "DirectoryOrCreate" and host != vol["hostPath"]["path"]:
+                os.makedirs(host, exist_ok=True)
         elif "configMap" in vol:
             # kubelet writes the ConfigMap's keys as files of a directory.
             cm_name = vol["configMap"]["name"]
