@@ -230,7 +230,7 @@ case_no_annotation() {
     # Same namespace as a and b, no annotation: no sidecar, so not meshed.
     mesh_pod N n "$MESHED_NS" || return 1
     ! pod_listed "$N_ID" || { log "the loader lists n, which has no sidecar annotation"; return 1; }
-    client "$N_APP" "shop/n -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b
+    ctr_client "$N_APP" "shop/n -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b
 }
 
 case_opt_out() {
@@ -239,7 +239,7 @@ case_opt_out() {
     mesh_pod O2 o2 "$MESHED_NS" "$SIDECAR_ANN" "meshwire.io/mesh=false" || return 1
     pod_listed "$O1_ID" && { log "o1 (sidecar.istio.io/inject: false) is meshed"; ok=1; }
     pod_listed "$O2_ID" && { log "o2 (meshwire.io/mesh: false) is meshed"; ok=1; }
-    client "$O1_APP" "o1 -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    ctr_client "$O1_APP" "o1 -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
     return $ok
 }
 
@@ -250,12 +250,12 @@ case_exclude() {
     mesh_pod XI xi "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/excludeInboundPorts=8080" || return 1
     pod_listed "$XP_ID" && pod_listed "$XR_ID" && pod_listed "$XI_ID" || { log "xp, xr, xi are not all meshed"; return 1; }
     # Excluded outbound: the app reaches b directly (b's inbound sidecar still takes it).
-    client "$XP_APP" "xp (port 8080 excluded) -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
-    client "$XR_APP" "xr ($B_IP/32 excluded) -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    ctr_client "$XP_APP" "xp (port 8080 excluded) -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    ctr_client "$XR_APP" "xr ($B_IP/32 excluded) -> b:8080" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
     # ... and to another address through its sidecar.
     meshed_call "$XR_APP" "xr -> a:8080" "$A_IP" a || ok=1
     # Excluded inbound: a's sidecar reaches xi's app directly.
-    client "$A_APP" "a -> xi:8080 (inbound 8080 excluded)" --connect "$XI_IP:8080" --expect-orig "$XI_IP:8080" --expect-server xi || ok=1
+    ctr_client "$A_APP" "a -> xi:8080 (inbound 8080 excluded)" --connect "$XI_IP:8080" --expect-orig "$XI_IP:8080" --expect-server xi || ok=1
     return $ok
 }
 
@@ -265,9 +265,9 @@ case_include() {
     mesh_pod IR ir "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/includeOutboundIPRanges=$A_IP/32" || return 1
     mesh_pod II ii "$MESHED_NS" "$SIDECAR_ANN" "traffic.sidecar.istio.io/includeInboundPorts=" || return 1
     meshed_call "$IR_APP" "ir -> a:8080 (included)" "$A_IP" a || ok=1
-    client "$IR_APP" "ir -> b:8080 (not included)" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
+    ctr_client "$IR_APP" "ir -> b:8080 (not included)" --connect "$B_IP:8080" --expect-inbound-orig "$B_IP:8080" --expect-server b || ok=1
     # No inbound port included: a's sidecar reaches ii's app directly.
-    client "$A_APP" "a -> ii:8080 (no inbound port included)" --connect "$II_IP:8080" --expect-orig "$II_IP:8080" --expect-server ii || ok=1
+    ctr_client "$A_APP" "a -> ii:8080 (no inbound port included)" --connect "$II_IP:8080" --expect-orig "$II_IP:8080" --expect-server ii || ok=1
     return $ok
 }
 
