@@ -139,8 +139,8 @@ case_close_orders() {
 
 # The server closes first: the sidecar half-closes its accepted socket while
 # that socket still waits for the app's side. With a blocking reader that
-# wait would end in tcp_bpf_recvmsg()'s spurious EAGAIN (README
-# "Acceleration"); the sidecar, like Envoy and HAProxy, polls and retries, so
+# wait would end in tcp_bpf_recvmsg()'s spurious EAGAIN
+# (docs/acceleration.md); the sidecar, like Envoy and HAProxy, polls and retries, so
 # the app gets every byte and the relay no error.
 case_server_closes_first() {
     bulk "the server closes first (the app reads to EOF)" --mode down-server-closes --bytes $((8 * MIB)) \

@@ -38,7 +38,7 @@
  *    TCP (MW_ACCEL_TCP_TX): the peer reads its ingress queue before its TCP
  *    queue, so mixing the two ways would reorder the stream.
  *
- * What is left (README "Acceleration"; no BPF program can reach these):
+ * What is left (docs/acceleration.md says what it means for apps; no BPF program can reach these):
  *  - a read already waiting inside tcp_bpf_recvmsg() when another thread
  *    half-closes the same socket (a thread-per-direction relay) gets the
  *    EAGAIN of (1) if the peer's ACK of that FIN comes before data: leaving

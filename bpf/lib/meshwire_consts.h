@@ -8,7 +8,7 @@
  * objects (bpf_alignchecker.c records each of these types).
  */
 
-/* Map capacities. The loader reports them; see README "Limits". */
+/* Map capacities. The loader reports them; see docs/operating.md, "Limits". */
 enum mw_capacity {
 	MW_MAX_PODS		= 4096,
 	MW_MAX_EXCL_PORTS	= 4096,

@@ -232,7 +232,7 @@ fn forward(client: TcpStream, peer: &str, target: SocketAddr, marker: Option<Str
 /// Copies bytes both ways in one thread, with non-blocking sockets and
 /// poll(2), as real sidecars (Envoy, HAProxy) do: a read that finds nothing
 /// waits for the next readiness instead of failing, which a socket in a
-/// sockmap needs (README "Acceleration"). EOF on one side becomes
+/// sockmap needs (docs/acceleration.md). EOF on one side becomes
 /// shutdown(Write) on the other; an error, a reset or IDLE_TIMEOUT without
 /// any readiness ends both.
 fn relay(client: TcpStream, upstream: TcpStream) -> io::Result<()> {
