@@ -154,7 +154,8 @@ def main():
     config_mount = next((m for m in container["volumeMounts"] if "configMap" in volumes[m["name"]]), {})
     check(config_mount.get("mountPath") == "/etc/meshwire", "the ConfigMap is mounted at /etc/meshwire")
     with open(default_config, "rb") as f:
-        known = toml_keys(tomllib.load(f))
+        defaults = tomllib.load(f)
+        known = toml_keys(defaults)
     for name in cm_volumes:
         text = config_maps.get(name, {}).get("data", {}).get("config.toml")
         check(text is not None, f"ConfigMap {name} has config.toml")
@@ -167,6 +168,11 @@ def main():
             continue
         unknown = sorted(keys - known)
         check(not unknown, f"ConfigMap {name}: every key is one of config/default.toml's" + (f" (unknown: {unknown})" if unknown else ""))
+        # The sidecar's UID and ports are spelled out there (they must match
+        # the injector's); the defaults are defined in config/default.toml.
+        sidecar = tomllib.loads(text).get("sidecar", {})
+        differ = {k: (v, defaults["sidecar"].get(k)) for k, v in sidecar.items() if v != defaults["sidecar"].get(k)}
+        check(not differ, f"ConfigMap {name}: [sidecar] agrees with config/default.toml" + (f" (differs: {differ})" if differ else ""))
 
     version = workspace_version(cargo_toml)
     check(container["image"].rsplit(":", 1)[-1] == version,

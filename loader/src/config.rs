@@ -620,6 +620,22 @@ mod tests {
         assert_eq!(Config::parse("default.toml", DEFAULT_TOML).unwrap(), Config::parse("empty.toml", "").unwrap());
     }
 
+    /// The defaults are written down once for the operator (config/default.toml,
+    /// tied to the built-in ones above) and once for the BPF programs
+    /// (bpf/lib/meshwire_config.h's initial `mw_cfg`, which a program sees
+    /// unless the loader writes it): the built objects must agree. (The
+    /// DaemonSet's ConfigMap is checked against default.toml by
+    /// //deploy:manifests_test.)
+    #[test]
+    fn the_objects_built_in_settings_are_the_configuration_defaults() {
+        let want = crate::datapath::settings_of(&Config::default_config());
+        for (name, elf) in crate::datapath::objects::PROGRAMS {
+            let obj = crate::libbpf::Object::open_mem(name, elf, None).unwrap();
+            let got = obj.rodata("mw_cfg").unwrap_or_else(|e| panic!("{name}: {e}"));
+            assert_eq!(got, want.as_bytes(), "{name}: mw_cfg in bpf/lib/meshwire_config.h differs from the configuration's defaults ({want:?})");
+        }
+    }
+
     #[test]
     fn defaults() {
         let c = Config::default_config();

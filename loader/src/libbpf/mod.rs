@@ -129,37 +129,42 @@ impl Object {
 
     /// Write a `const volatile` global of `.rodata` before load.
     pub fn set_rodata(&mut self, var: &str, bytes: &[u8]) -> Result<()> {
-        let btf = Btf::of_object(self).ok_or_else(|| BpfError {
-            what: format!("{}: setting {var}", self.name),
-            source: io::Error::new(io::ErrorKind::NotFound, "object has no BTF (build with -g)"),
-        })?;
-        let (offset, size) = btf.datasec_var(".rodata", var).ok_or_else(|| BpfError {
-            what: format!("{}: setting {var}", self.name),
-            source: io::Error::new(io::ErrorKind::NotFound, "no such variable in .rodata"),
-        })?;
+        let what = format!("{}: setting {var}", self.name);
+        let (data, size) = self.rodata_var(var, &what)?;
         if size != bytes.len() {
             return Err(BpfError {
-                what: format!("{}: setting {var}", self.name),
+                what,
                 source: io::Error::new(
                     io::ErrorKind::InvalidInput,
                     format!("size mismatch: object has {size} bytes, loader has {}", bytes.len()),
                 ),
             });
         }
-        let map = self.map_ptr(".rodata").ok_or_else(|| BpfError {
-            what: format!("{}: setting {var}", self.name),
-            source: io::Error::new(io::ErrorKind::NotFound, "object has no .rodata"),
-        })?;
+        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data, size) };
+        Ok(())
+    }
+
+    /// The value a `const volatile` global of `.rodata` has now (before load:
+    /// the one the C source initialises it with, unless set). Tests compare
+    /// the C side's defaults with the configuration's.
+    #[cfg(test)]
+    pub fn rodata(&self, var: &str) -> Result<Vec<u8>> {
+        let (data, size) = self.rodata_var(var, &format!("{}: reading {var}", self.name))?;
+        Ok(unsafe { std::slice::from_raw_parts(data, size) }.to_vec())
+    }
+
+    /// Where `var` sits in the object's .rodata image, and its size (BTF).
+    fn rodata_var(&self, var: &str, what: &str) -> Result<(*mut u8, usize)> {
+        let fail = |kind, msg: &str| BpfError { what: what.to_string(), source: io::Error::new(kind, msg.to_string()) };
+        let btf = Btf::of_object(self).ok_or_else(|| fail(io::ErrorKind::NotFound, "object has no BTF (build with -g)"))?;
+        let (offset, size) = btf.datasec_var(".rodata", var).ok_or_else(|| fail(io::ErrorKind::NotFound, "no such variable in .rodata"))?;
+        let map = self.map_ptr(".rodata").ok_or_else(|| fail(io::ErrorKind::NotFound, "object has no .rodata"))?;
         let mut total: sys::size_t = 0;
         let data = unsafe { sys::bpf_map__initial_value(map, &mut total) } as *mut u8;
         if data.is_null() || offset + size > total as usize {
-            return Err(BpfError {
-                what: format!("{}: setting {var}", self.name),
-                source: io::Error::new(io::ErrorKind::InvalidData, ".rodata smaller than its BTF says"),
-            });
+            return Err(fail(io::ErrorKind::InvalidData, ".rodata smaller than its BTF says"));
         }
-        unsafe { ptr::copy_nonoverlapping(bytes.as_ptr(), data.add(offset), size) };
-        Ok(())
+        Ok((unsafe { data.add(offset) }, size))
     }
 
     fn map_ptr(&self, name: &str) -> Option<*mut sys::bpf_map> {
