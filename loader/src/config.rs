@@ -629,10 +629,10 @@ mod tests {
     #[test]
     fn the_objects_built_in_settings_are_the_configuration_defaults() {
         let want = crate::datapath::settings_of(&Config::default_config());
-        for (name, elf) in crate::datapath::objects::PROGRAMS {
-            let obj = crate::libbpf::Object::open_mem(name, elf, None).unwrap();
-            let got = obj.rodata("mw_cfg").unwrap_or_else(|e| panic!("{name}: {e}"));
-            assert_eq!(got, want.as_bytes(), "{name}: mw_cfg in bpf/lib/meshwire_config.h differs from the configuration's defaults ({want:?})");
+        for spec in crate::datapath::objects::CORE {
+            let obj = spec.open(None).unwrap();
+            let got = obj.rodata(crate::datapath::objects::SETTINGS_VAR).unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+            assert_eq!(got, want.as_bytes(), "{}: mw_cfg in bpf/lib/meshwire_config.h differs from the configuration's defaults ({want:?})", spec.name);
         }
     }
 
