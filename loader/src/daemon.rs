@@ -8,10 +8,11 @@ use nix::sys::signal::{SigSet, Signal};
 
 use std::sync::Arc;
 
-use crate::config::{Config, Interception};
-use crate::service::control::{self, ApiPaths, PodService};
+use crate::config::Config;
 use crate::datapath;
-use crate::interception::iptables;
+use crate::interception;
+use crate::service::control::{self, ApiPaths};
+use crate::service::pod_service::PodService;
 use crate::views::metrics;
 use crate::datapath::pins::Pins;
 
@@ -67,12 +68,8 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), S
     crate::system::host_netns_cookies()?;
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
-    let mut service = PodService::new(&pins, &api.state_dir)?
-        .with_tc_attach(config.tc_attach)
+    let service = PodService::new(&pins, &api.state_dir, interception::of(config, &pins))?
         .with_accelerate_by_default(config.acceleration.pods.by_default());
-    if config.interception == Interception::Iptables {
-        service = service.with_iptables(iptables::NodeRules::of(config));
-    }
     let service = Arc::new(service);
     let (kept, dropped) = service.adopt()?;
     if kept + dropped > 0 {

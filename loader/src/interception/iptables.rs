@@ -82,7 +82,9 @@ use std::path::Path;
 use std::process::{Command, Stdio};
 
 use crate::config::{Cidr4, Config, Ipv6Policy};
-use crate::service::pods::MeshedPod;
+use super::ebpf::EbpfTc;
+use super::pods::{merged, MeshedPod, PodMaps};
+use super::Interception;
 use crate::system;
 
 pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";
@@ -645,6 +647,44 @@ fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(),
         }
     }
     Ok(())
+}
+
+/// The iptables interception: the pod's rules, one nat (and filter) table
+/// per namespace, so they are the pod's, all attachments' together. Map
+/// entries and tc attachments a loader in the eBPF mode left for the pod go.
+pub struct Iptables {
+    rules: NodeRules,
+    ebpf: EbpfTc,
+}
+
+impl Iptables {
+    pub fn new(rules: NodeRules, ebpf: EbpfTc) -> Iptables {
+        Iptables { rules, ebpf }
+    }
+}
+
+impl Interception for Iptables {
+    fn apply(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        // Not in the maps (a loader in eBPF mode may have put it there).
+        self.ebpf.remove(maps, pod, &[])?;
+        apply(&self.rules, &merged(pod, siblings))
+    }
+
+    fn remove(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        match siblings.split_first() {
+            None => remove(pod)?,
+            Some((first, rest)) => apply(&self.rules, &merged(first, rest))?,
+        }
+        self.ebpf.remove(maps, pod, siblings)
+    }
+
+    fn check(&self, _maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        check(&self.rules, &merged(pod, siblings))
+    }
+
+    fn sweep(&self, maps: &PodMaps, known: &[MeshedPod]) -> Result<(), String> {
+        self.ebpf.sweep(maps, known)
+    }
 }
 
 #[cfg(test)]

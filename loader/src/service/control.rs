@@ -1,360 +1,22 @@
 //! The loader's control API: a Unix socket (root only) speaking the
 //! `meshwire-api` protocol, each connection on a thread of its own (bounded,
-//! idle ones dropped), so no client can hold up another. Pod changes go through [`PodService`], which keeps the
-//! maps, the tc attachments and the persisted records in step.
+//! idle ones dropped, deadlines on reads and writes), so no client can hold
+//! up another. This is the transport only: every request is answered by the
+//! [`PodService`].
 
-use std::collections::HashMap;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::{Arc, Mutex};
+use std::sync::Arc;
 use std::time::Duration;
 
-use meshwire_api::{ErrorCode, Op, OpResult, PodRecord, PodSpec, Response, MAX_LINE};
+use meshwire_api::{ErrorCode, Op, OpResult, Response, MAX_LINE};
 
-use crate::interception::iptables;
-use crate::datapath::pins::Pins;
-use crate::service::pods::{self, MeshedPod, PodMaps};
-use crate::service::records::Records;
-use crate::datapath::tc;
+use crate::service::pod_service::{internal, invalid, PodService};
 
 type ApiResult = Result<OpResult, Response>;
 
-fn invalid(msg: impl Into<String>) -> Response {
-    Response::err(ErrorCode::InvalidRequest, msg)
-}
-
-fn internal(msg: impl Into<String>) -> Response {
-    Response::err(ErrorCode::Internal, msg)
-}
-
-/// Pods: validated, applied to the datapath, recorded. Mutations are
-/// serialised; a failed add leaves nothing behind.
-pub struct PodService {
-    pins: Pins,
-    records: Records,
-    /// Held by every mutation; what it guards mirrors the records.
-    mutate: Mutex<Meshed>,
-    /// Some: iptables mode, pods get these netfilter rules instead of map entries.
-    iptables: Option<iptables::NodeRules>,
-    /// How tc programs go on pods' interfaces (`[tc] attach`).
-    tc_attach: tc::TcAttach,
-    /// Whether a pod that does not say is accelerated (`[acceleration] pods`).
-    accelerate_by_default: bool,
-}
-
-/// Which container each meshed network namespace (by cookie) belongs to, and
-/// how many of its attachments are there, so an ADD can refuse a namespace
-/// meshed under another container ID without reading every record. Kept in
-/// step with the records under the mutex.
-#[derive(Default)]
-struct Meshed {
-    by_cookie: HashMap<u64, (String, usize)>,
-}
-
-impl Meshed {
-    fn of(records: &[PodRecord]) -> Meshed {
-        let mut m = Meshed::default();
-        for r in records {
-            m.add(r);
-        }
-        m
-    }
-
-    fn add(&mut self, record: &PodRecord) {
-        let entry = self.by_cookie.entry(record.netns_cookie).or_insert_with(|| (record.spec.container_id.clone(), 0));
-        if entry.0 == record.spec.container_id {
-            entry.1 += 1;
-        }
-    }
-
-    /// The container meshing `cookie`, if it is not `container_id`.
-    fn other_owner(&self, cookie: u64, container_id: &str) -> Option<&str> {
-        self.by_cookie.get(&cookie).map(|(owner, _)| owner.as_str()).filter(|owner| *owner != container_id)
-    }
-
-    /// One attachment of the record's container went; the namespace is free
-    /// once its last one has.
-    fn forget(&mut self, record: &PodRecord) {
-        if let Some((owner, n)) = self.by_cookie.get_mut(&record.netns_cookie) {
-            if *owner == record.spec.container_id {
-                *n = n.saturating_sub(1);
-                if *n == 0 {
-                    self.by_cookie.remove(&record.netns_cookie);
-                }
-            }
-        }
-    }
-}
-
-impl PodService {
-    pub fn new(pins: &Pins, state_dir: &Path) -> Result<PodService, String> {
-        let records = Records::open(state_dir)?;
-        let meshed = Meshed::of(&records.all()?.0);
-        Ok(PodService { pins: pins.clone(), records, mutate: Mutex::new(meshed), iptables: None, tc_attach: tc::TcAttach::Auto, accelerate_by_default: true })
-    }
-
-    /// iptables mode (`interception.mode = "iptables"`).
-    pub fn with_iptables(mut self, rules: iptables::NodeRules) -> PodService {
-        self.iptables = Some(rules);
-        self
-    }
-
-    /// `[acceleration] pods` (default "all").
-    pub fn with_accelerate_by_default(mut self, on: bool) -> PodService {
-        self.accelerate_by_default = on;
-        self
-    }
-
-    /// `[tc] attach` (default "auto").
-    pub fn with_tc_attach(mut self, mode: tc::TcAttach) -> PodService {
-        self.tc_attach = mode;
-        self
-    }
-
-    /// The datapath's view of a recorded pod.
-    fn meshed_of(&self, record: &PodRecord) -> MeshedPod {
-        MeshedPod::of(&record.spec, record.netns_cookie, self.accelerate_by_default)
-    }
-
-    /// The other attachments of the record's pod (same container, same
-    /// network namespace), as the datapath sees them.
-    fn siblings(&self, container_id: &str, ifname: &str, cookie: u64) -> Result<Vec<MeshedPod>, String> {
-        Ok(self
-            .records
-            .of_container(container_id)?
-            .iter()
-            .filter(|r| r.spec.ifname != ifname && r.netns_cookie == cookie)
-            .map(|r| self.meshed_of(r))
-            .collect())
-    }
-
-    fn maps(&self) -> Result<PodMaps, Response> {
-        PodMaps::open(&self.pins).map_err(internal)
-    }
-
-    fn lock(&self) -> std::sync::MutexGuard<'_, Meshed> {
-        // A panicking worker must not wedge every later request.
-        self.mutate.lock().unwrap_or_else(|p| p.into_inner())
-    }
-
-    pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Response> {
-        pods::validate(&spec).map_err(invalid)?;
-        // The namespace is opened (never blocking) and checked before the
-        // lock: a bad path cannot hold up other pods' changes.
-        let pod = pods::resolve(&spec, self.accelerate_by_default).map_err(invalid)?;
-        let mut meshed = self.lock();
-        let maps = self.maps()?;
-
-        if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
-            return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
-        }
-        // A container is in one network namespace: each of its attachments says which.
-        let attachments = self.records.of_container(&spec.container_id).map_err(internal)?;
-        if let Some(elsewhere) = attachments.iter().find(|r| r.spec.netns != spec.netns || r.netns_cookie != pod.cookie) {
-            return Err(invalid(format!(
-                "container {} is already meshed with network namespace {} (cookie {}); this one is {} (cookie {}): delete it first",
-                spec.container_id,
-                elsewhere.spec.netns.display(),
-                elsewhere.netns_cookie,
-                spec.netns.display(),
-                pod.cookie
-            )));
-        }
-        let Some(existing) = attachments.into_iter().find(|r| r.spec.ifname == spec.ifname) else {
-            return self.install(&mut meshed, &maps, spec, &pod);
-        };
-        if existing.spec == spec {
-            // CNI may repeat an ADD: make sure it is all there, answer the same.
-            self.apply(&maps, &pod)?;
-            return Ok(existing);
-        }
-        // Same attachment, new spec: replace it; if the new one cannot be
-        // installed, the previous one is put back (all or nothing).
-        self.teardown(&mut meshed, &maps, &existing)?;
-        self.install(&mut meshed, &maps, spec, &pod).inspect_err(|_| {
-            let previous = self.meshed_of(&existing);
-            let restored = self
-                .apply(&maps, &previous)
-                .map_err(|e| e.error.map(|e| e.message).unwrap_or_default())
-                .and_then(|()| self.records.save(&existing));
-            match restored {
-                Ok(()) => {
-                    meshed.add(&existing);
-                    log::info!("pod {}: the change failed; its previous settings are in force again", existing.spec.container_id);
-                }
-                Err(e) => log::error!("pod {}: the change failed and its previous settings could not be put back: {e}", existing.spec.container_id),
-            }
-        })
-    }
-
-    /// Apply a new pod and record it; on failure nothing of it is left.
-    fn install(&self, meshed: &mut Meshed, maps: &PodMaps, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Response> {
-        self.apply(maps, pod)?;
-        let record = PodRecord { spec, netns_cookie: pod.cookie };
-        if let Err(e) = self.records.save(&record) {
-            let _ = self.teardown(meshed, maps, &record);
-            return Err(internal(e));
-        }
-        meshed.add(&record);
-        log::info!(
-            "pod {} meshed on {:?} (netns cookie {}, ips {:?})",
-            record.spec.container_id,
-            record.spec.ifname,
-            pod.cookie,
-            record.spec.ips
-        );
-        Ok(record)
-    }
-
-    /// Maps (the pod's cookie entries from all its attachments), then tc on
-    /// this attachment's interface; on a tc failure the map entries go again.
-    fn apply(&self, maps: &PodMaps, pod: &MeshedPod) -> Result<(), Response> {
-        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
-        if let Some(rules) = &self.iptables {
-            // Not in the maps (a loader in eBPF mode may have put it there).
-            tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
-            pods::remove(maps, pod, &[]).map_err(internal)?;
-            // One nat table per namespace: its rules are the pod's, all attachments'.
-            return iptables::apply(rules, &pods::merged(pod, &siblings)).map_err(internal);
-        }
-        pods::install(maps, pod, &siblings).map_err(internal)?;
-        if pod.ifname.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname, self.tc_attach) {
-            let _ = pods::remove(maps, pod, &siblings);
-            return Err(internal(e));
-        }
-        Ok(())
-    }
-
-    /// One attachment goes; the pod's other attachments stay meshed.
-    fn teardown(&self, meshed: &mut Meshed, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
-        let pod = self.meshed_of(record);
-        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
-        if let Some(rules) = &self.iptables {
-            match siblings.split_first() {
-                None => iptables::remove(&pod).map_err(internal)?,
-                Some((first, rest)) => iptables::apply(rules, &pods::merged(first, rest)).map_err(internal)?,
-            }
-        }
-        tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname))).map_err(internal)?;
-        pods::remove(maps, &pod, &siblings).map_err(internal)?;
-        self.records.remove(&record.spec.container_id, &record.spec.ifname).map_err(internal)?;
-        meshed.forget(record);
-        Ok(())
-    }
-
-    /// The records of `container_id`: the attachment `ifname`, or all of
-    /// them when None.
-    fn load(&self, container_id: &str, ifname: Option<&str>) -> Result<Vec<PodRecord>, Response> {
-        pods::check_container_id(container_id).map_err(invalid)?;
-        match ifname {
-            Some(i) => Ok(self.records.load(container_id, i).map_err(internal)?.into_iter().collect()),
-            None => self.records.of_container(container_id).map_err(internal),
-        }
-    }
-
-    /// Ok(false): the pod was not known (CNI DEL is idempotent). Without
-    /// `ifname`, every attachment of the container goes.
-    pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Response> {
-        if pods::too_long_container_id(container_id) {
-            // No pod can have been added under it: nothing to delete.
-            return Ok(false);
-        }
-        let mut meshed = self.lock();
-        let records = self.load(container_id, ifname)?;
-        if records.is_empty() {
-            return Ok(false);
-        }
-        let maps = self.maps()?;
-        for record in &records {
-            self.teardown(&mut meshed, &maps, record)?;
-            log::info!("pod {container_id} removed from {:?}", record.spec.ifname);
-        }
-        Ok(true)
-    }
-
-    /// CHECK of one attachment (without `ifname`, of each of the container's;
-    /// the first is answered).
-    pub fn check(&self, container_id: &str, ifname: Option<&str>) -> Result<PodRecord, Response> {
-        let records = self.load(container_id, ifname)?;
-        let Some(first) = records.first().cloned() else {
-            return Err(Response::err(ErrorCode::NotFound, format!("no pod with container id {container_id}{}", ifname.map(|i| format!(" on {i}")).unwrap_or_default())));
-        };
-        for record in &records {
-            self.check_one(record)?;
-        }
-        Ok(first)
-    }
-
-    fn check_one(&self, record: &PodRecord) -> Result<(), Response> {
-        let container_id = &record.spec.container_id;
-        let inconsistent = |m: String| Response::err(ErrorCode::Inconsistent, m);
-        if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
-            return Err(inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
-        }
-        let pod = self.meshed_of(record);
-        let siblings = self.siblings(container_id, &record.spec.ifname, record.netns_cookie).map_err(internal)?;
-        if let Some(rules) = &self.iptables {
-            return iptables::check(rules, &pods::merged(&pod, &siblings)).map_err(inconsistent);
-        }
-        pods::check(&self.maps()?, &pod, &siblings).map_err(inconsistent)?;
-        if !record.spec.ifname.is_empty() {
-            tc::check_pod(&self.pins, record.netns_cookie, &record.spec.netns, &record.spec.ifname)
-                .map_err(|e| inconsistent(format!("pod {container_id}: {e}")))?;
-        }
-        Ok(())
-    }
-
-    pub fn list(&self) -> Result<Vec<PodRecord>, Response> {
-        Ok(self.records.all().map_err(internal)?.0)
-    }
-
-    /// After a (re)start: keep the pods whose namespace is still there,
-    /// re-applying their entries; drop those whose namespace is gone, and map
-    /// entries no record explains. Returns (kept, dropped).
-    pub fn adopt(&self) -> Result<(usize, usize), String> {
-        let mut meshed = self.lock();
-        let maps = PodMaps::open(&self.pins)?;
-        let (records, broken) = self.records.all()?;
-        for b in broken {
-            log::warn!("ignoring unreadable pod record: {b}");
-        }
-        let (mut kept, mut dropped) = (0, 0);
-        for record in &records {
-            let pod = self.meshed_of(record);
-            if pods::netns_alive(&pod.netns, pod.cookie) {
-                match self.apply(&maps, &pod) {
-                    Ok(()) => kept += 1,
-                    Err(e) => log::error!("pod {}: could not restore: {:?}", pod.container_id, e.error),
-                }
-            } else {
-                log::info!("pod {}: network namespace {} is gone; removing it", pod.container_id, pod.netns.display());
-                self.teardown(&mut meshed, &maps, record).map_err(|e| format!("{:?}", e.error))?;
-                dropped += 1;
-            }
-        }
-        // What no record explains: a loader killed in the middle of an ADD.
-        let (live, _) = self.records.all()?;
-        *meshed = Meshed::of(&live);
-        let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
-        let swept = pods::sweep(&maps, &known)?;
-        if swept > 0 {
-            log::info!("removed {swept} map entries that no pod record explains");
-        }
-        for cookie in tc::pod_cookies(&self.pins) {
-            if !known.iter().any(|p| p.cookie == cookie) {
-                log::info!("removing tc links of netns cookie {cookie}, which no pod record explains");
-                // No record, so no netns to look in: only its pins can go.
-                tc::detach_pod(&self.pins, cookie, None)?;
-            }
-        }
-        Ok((kept, dropped))
-    }
-}
 
 fn dispatch(service: &PodService, op: Op) -> ApiResult {
     match op {
@@ -396,7 +58,7 @@ fn answer(service: &PodService, op: Op, conn: &UnixStream) -> (Response, Option<
         log::info!("pod {}: its caller hung up before the ADD was served; not meshed", pod.container_id);
         return (internal("the caller hung up"), None);
     }
-    let new = service.records.load(&pod.container_id, &pod.ifname).ok().flatten().is_none();
+    let new = !service.has_attachment(&pod.container_id, &pod.ifname);
     let undo = new.then(|| (pod.container_id.clone(), pod.ifname.clone()));
     match dispatch(service, Op::AddPod { pod }) {
         Ok(result) => (Response::ok(result), undo),
@@ -529,6 +191,10 @@ pub struct ApiPaths {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::datapath::pins::Pins;
+    use crate::datapath::tc::TcAttach;
+    use crate::interception::ebpf::EbpfTc;
+    use meshwire_api::PodSpec;
     use std::io::{BufRead, BufReader, Write};
 
     struct Fixture {
@@ -542,7 +208,8 @@ mod tests {
             let _ = std::fs::remove_dir_all(&state);
             // No datapath behind these pins: the requests tested never reach the maps.
             let pins = Pins::new(&state.join("no-bpffs"));
-            let service = Arc::new(PodService::new(&pins, &state).unwrap());
+            let interception = Box::new(EbpfTc::new(&pins, TcAttach::Auto));
+            let service = Arc::new(PodService::new(&pins, &state, interception).unwrap());
             Fixture { state, service }
         }
 
@@ -674,37 +341,6 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidRequest, "{e:?}");
             assert!(e.message.contains("not a network namespace"), "{e:?}");
         }
-    }
-
-    fn record(id: &str, cookie: u64) -> PodRecord {
-        let spec = PodSpec { container_id: id.into(), netns: "/run/netns/x".into(), ..Default::default() };
-        PodRecord { spec, netns_cookie: cookie }
-    }
-
-    #[test]
-    fn a_namespace_has_one_owner_and_forgetting_another_owner_keeps_it() {
-        let mut m = Meshed::of(&[record("a", 7), record("b", 8)]);
-        assert_eq!(m.other_owner(7, "a"), None, "re-adding the owner is not a conflict");
-        assert_eq!(m.other_owner(7, "c"), Some("a"));
-        assert_eq!(m.other_owner(9, "c"), None);
-        // A record of "c" with cookie 7 (never the owner) going does not free 7.
-        m.forget(&record("c", 7));
-        assert_eq!(m.other_owner(7, "c"), Some("a"));
-        m.forget(&record("a", 7));
-        assert_eq!(m.other_owner(7, "c"), None);
-    }
-
-    /// A pod on two networks: its namespace stays its container's until the
-    /// last attachment goes.
-    #[test]
-    fn a_namespace_stays_owned_until_its_last_attachment_goes() {
-        let mut net1 = record("a", 7);
-        net1.spec.ifname = "net1".into();
-        let mut m = Meshed::of(&[record("a", 7), net1.clone()]);
-        m.forget(&record("a", 7));
-        assert_eq!(m.other_owner(7, "b"), Some("a"), "net1 still meshes it");
-        m.forget(&net1);
-        assert_eq!(m.other_owner(7, "b"), None);
     }
 
     #[test]

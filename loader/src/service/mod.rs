@@ -1,6 +1,6 @@
-//! The pod service: the control API's socket, the pods it meshes and their
-//! persisted records.
+//! The pod service: the control API's socket (control), the pods it meshes
+//! (pod_service) and their persisted records.
 
 pub mod control;
-pub mod pods;
+pub mod pod_service;
 pub mod records;

@@ -16,7 +16,7 @@ use std::path::{Path, PathBuf};
 
 use meshwire_api::PodRecord;
 
-use crate::service::pods;
+use crate::interception::pods;
 
 /// Longest interface name (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;

@@ -1,0 +1,65 @@
+//! The eBPF interception: a pod is steered by its entries in the datapath's
+//! maps (the cgroup hooks read them, [`pods`]) and, when it names its
+//! interface, by the tc programs attached there (crate::datapath::tc).
+
+use super::pods::{self, MeshedPod, PodMaps};
+use super::Interception;
+use crate::datapath::pins::Pins;
+use crate::datapath::tc::{self, TcAttach};
+
+pub struct EbpfTc {
+    pins: Pins,
+    /// How tc programs go on pods' interfaces (`[tc] attach`).
+    tc_attach: TcAttach,
+}
+
+impl EbpfTc {
+    pub fn new(pins: &Pins, tc_attach: TcAttach) -> EbpfTc {
+        EbpfTc { pins: pins.clone(), tc_attach }
+    }
+}
+
+impl Interception for EbpfTc {
+    /// Maps (the pod's cookie entries from all its attachments), then tc on
+    /// this attachment's interface; on a tc failure the map entries go again.
+    fn apply(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        pods::install(maps, pod, siblings)?;
+        if pod.ifname.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname, self.tc_attach) {
+            let _ = pods::remove(maps, pod, siblings);
+            return Err(e);
+        }
+        Ok(())
+    }
+
+    fn remove(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname)))?;
+        pods::remove(maps, pod, siblings)
+    }
+
+    fn check(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        pods::check(maps, pod, siblings)?;
+        if !pod.ifname.is_empty() {
+            tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
+        }
+        Ok(())
+    }
+
+    /// Map entries and tc pins of network namespaces no attachment has.
+    fn sweep(&self, maps: &PodMaps, known: &[MeshedPod]) -> Result<(), String> {
+        let swept = pods::sweep(maps, known)?;
+        if swept > 0 {
+            log::info!("removed {swept} map entries that no pod record explains");
+        }
+        for cookie in tc::pod_cookies(&self.pins) {
+            if !known.iter().any(|p| p.cookie == cookie) {
+                log::info!("removing tc links of netns cookie {cookie}, which no pod record explains");
+                // No record, so no netns to look in: only its pins can go.
+                tc::detach_pod(&self.pins, cookie, None)?;
+            }
+        }
+        Ok(())
+    }
+}
