@@ -612,5 +612,5 @@ pub fn remove_all_pins(pins: &Pins) -> Result<Vec<PathBuf>, String> {
 }
 
 #[cfg(test)]
-#[path = "tc_tests.rs"]
+#[path = "tc_tests/mod.rs"]
 mod tests;

@@ -1,0 +1,250 @@
+//! Packets for the tc programs, built field by field: IPv4 TCP/UDP segments
+//! ([`Seg`]) and IPv6 frames with extension headers ([`frame6`]), in Ethernet
+//! frames as the programs see them; and the addresses and ports of the test's
+//! world (a remote peer, the meshed pod, its sidecar's ports).
+
+use std::net::Ipv4Addr;
+
+pub const TC_ACT_UNSPEC: i32 = -1;
+pub const TC_ACT_SHOT: i32 = 2;
+
+pub const FIN: u8 = 0x01;
+pub const SYN: u8 = 0x02;
+pub const RST: u8 = 0x04;
+pub const PSH: u8 = 0x08;
+pub const ACK: u8 = 0x10;
+
+pub const REMOTE: Ipv4Addr = Ipv4Addr::new(10, 1, 0, 7);
+pub const POD: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 9);
+pub const OTHER_POD: Ipv4Addr = Ipv4Addr::new(10, 2, 0, 10);
+pub const APP: u16 = 8080;
+pub const INBOUND: u16 = 15003;
+pub const OUTBOUND: u16 = 15001;
+
+pub const IPPROTO_TCP: u8 = 6;
+pub const IPPROTO_UDP: u8 = 17;
+pub const ETH_HLEN: usize = 14;
+
+pub fn sum16(data: &[u8], mut acc: u32) -> u32 {
+    for c in data.chunks(2) {
+        acc += u16::from_be_bytes([c[0], *c.get(1).unwrap_or(&0)]) as u32;
+    }
+    acc
+}
+
+pub fn fold(mut acc: u32) -> u16 {
+    while acc >> 16 != 0 {
+        acc = (acc & 0xffff) + (acc >> 16);
+    }
+    acc as u16
+}
+
+/// The TCP/UDP checksum of `seg` (its checksum field zeroed), pseudo header included.
+pub fn l4_checksum(src: Ipv4Addr, dst: Ipv4Addr, proto: u8, seg: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(12);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&[0, proto]);
+    pseudo.extend_from_slice(&(seg.len() as u16).to_be_bytes());
+    !fold(sum16(seg, sum16(&pseudo, 0)))
+}
+
+/// An IPv4 packet in an Ethernet frame, built field by field.
+#[derive(Clone, Debug)]
+pub struct Seg {
+    pub src: Ipv4Addr,
+    pub dst: Ipv4Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub payload: Vec<u8>,
+    pub ip_opts: Vec<u8>,
+    pub proto: u8,
+    /// iphdr.frag_off, host order (MF 0x2000 | offset in 8-byte units)
+    pub frag: u16,
+}
+
+impl Seg {
+    pub fn tcp(src: Ipv4Addr, sport: u16, dst: Ipv4Addr, dport: u16, flags: u8) -> Seg {
+        Seg { src, dst, sport, dport, flags, seq: 1000, ack: 0, payload: Vec::new(), ip_opts: Vec::new(), proto: IPPROTO_TCP, frag: 0 }
+    }
+
+    /// From the remote peer to the pod's app port.
+    pub fn inbound(sport: u16, flags: u8) -> Seg {
+        Seg::tcp(REMOTE, sport, POD, APP, flags)
+    }
+
+    pub fn seq(mut self, seq: u32, ack: u32) -> Seg {
+        self.seq = seq;
+        self.ack = ack;
+        self
+    }
+
+    pub fn payload(mut self, p: &[u8]) -> Seg {
+        self.payload = p.to_vec();
+        self
+    }
+
+    /// The same segment to another destination port (as a rewrite leaves it).
+    pub fn to_port(mut self, dport: u16) -> Seg {
+        self.dport = dport;
+        self
+    }
+
+    /// The same segment from another source port.
+    pub fn from_port(mut self, sport: u16) -> Seg {
+        self.sport = sport;
+        self
+    }
+
+    pub fn udp(mut self) -> Seg {
+        self.proto = IPPROTO_UDP;
+        self
+    }
+
+    /// iphdr.frag_off, host order.
+    pub fn frag(mut self, frag: u16) -> Seg {
+        self.frag = frag;
+        self
+    }
+
+    pub fn ip_opts(mut self, o: &[u8]) -> Seg {
+        assert_eq!(o.len() % 4, 0);
+        self.ip_opts = o.to_vec();
+        self
+    }
+
+    pub fn frame(&self) -> Vec<u8> {
+        let mut l4 = Vec::new();
+        if self.proto == IPPROTO_UDP {
+            l4.extend_from_slice(&self.sport.to_be_bytes());
+            l4.extend_from_slice(&self.dport.to_be_bytes());
+            l4.extend_from_slice(&((8 + self.payload.len()) as u16).to_be_bytes());
+            l4.extend_from_slice(&[0, 0]);
+            l4.extend_from_slice(&self.payload);
+            let c = l4_checksum(self.src, self.dst, self.proto, &l4);
+            l4[6..8].copy_from_slice(&c.to_be_bytes());
+        } else {
+            l4.extend_from_slice(&self.sport.to_be_bytes());
+            l4.extend_from_slice(&self.dport.to_be_bytes());
+            l4.extend_from_slice(&self.seq.to_be_bytes());
+            l4.extend_from_slice(&self.ack.to_be_bytes());
+            l4.extend_from_slice(&[5 << 4, self.flags]);
+            l4.extend_from_slice(&0xffffu16.to_be_bytes()); // window
+            l4.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+            l4.extend_from_slice(&self.payload);
+            let c = l4_checksum(self.src, self.dst, self.proto, &l4);
+            l4[16..18].copy_from_slice(&c.to_be_bytes());
+        }
+        let ihl = 5 + self.ip_opts.len() / 4;
+        let tot_len = (ihl * 4 + l4.len()) as u16;
+        let mut ip = vec![0x40 | ihl as u8, 0];
+        ip.extend_from_slice(&tot_len.to_be_bytes());
+        ip.extend_from_slice(&0x1234u16.to_be_bytes());
+        ip.extend_from_slice(&self.frag.to_be_bytes());
+        ip.extend_from_slice(&[64, self.proto, 0, 0]);
+        ip.extend_from_slice(&self.src.octets());
+        ip.extend_from_slice(&self.dst.octets());
+        ip.extend_from_slice(&self.ip_opts);
+        let c = !fold(sum16(&ip, 0));
+        ip[10..12].copy_from_slice(&c.to_be_bytes());
+
+        let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x08, 0x00];
+        f.extend_from_slice(&ip);
+        f.extend_from_slice(&l4);
+        f
+    }
+}
+
+/// The TCP header's offset in a frame built by [`Seg::frame`].
+pub fn l4_off(frame: &[u8]) -> usize {
+    ETH_HLEN + (frame[ETH_HLEN] & 0x0f) as usize * 4
+}
+
+pub fn ports(frame: &[u8]) -> (u16, u16) {
+    let o = l4_off(frame);
+    (u16::from_be_bytes([frame[o], frame[o + 1]]), u16::from_be_bytes([frame[o + 2], frame[o + 3]]))
+}
+
+/// Recompute the TCP checksum of a frame (pseudo header included) and
+/// compare it with the one it carries.
+pub fn assert_tcp_checksum(frame: &[u8]) {
+    let ip = &frame[ETH_HLEN..];
+    let tot_len = u16::from_be_bytes([ip[2], ip[3]]) as usize;
+    let src = Ipv4Addr::new(ip[12], ip[13], ip[14], ip[15]);
+    let dst = Ipv4Addr::new(ip[16], ip[17], ip[18], ip[19]);
+    let ihl = (ip[0] & 0x0f) as usize * 4;
+    let mut seg = ip[ihl..tot_len].to_vec();
+    let carried = u16::from_be_bytes([seg[16], seg[17]]);
+    seg[16] = 0;
+    seg[17] = 0;
+    let want = l4_checksum(src, dst, IPPROTO_TCP, &seg);
+    assert_eq!(carried, want, "TCP checksum {carried:#06x}, recomputed {want:#06x}");
+    assert_eq!(fold(sum16(&ip[..ihl], 0)), 0xffff, "IPv4 header checksum");
+}
+
+/// `out` equals `inp` but for the 2-byte port at `port_off` in the TCP
+/// header and the checksum.
+pub fn assert_only_port_changed(inp: &[u8], out: &[u8], port_off: usize) {
+    assert_eq!(inp.len(), out.len());
+    let o = l4_off(inp);
+    let changed: Vec<usize> = (0..inp.len()).filter(|&i| inp[i] != out[i]).collect();
+    let allowed = [o + port_off, o + port_off + 1, o + 16, o + 17];
+    assert!(changed.iter().all(|i| allowed.contains(i)), "bytes {changed:?} changed; only {allowed:?} may");
+}
+
+// ---- IPv6 (interception.ipv6) ---------------------------------------------
+
+pub const NEXTHDR_HOP: u8 = 0;
+pub const NEXTHDR_TCP: u8 = 6;
+pub const NEXTHDR_FRAGMENT: u8 = 44;
+pub const NEXTHDR_DEST: u8 = 60;
+
+/// An Ethernet + IPv6 frame to the pod: the extension headers `ext` (type,
+/// length in bytes, for a fragment header its offset in 8-byte units), then a
+/// TCP header to `dport` with `flags`.
+pub fn frame6(ext: &[(u8, usize, u16)], dport: u16, flags: u8) -> Vec<u8> {
+    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x86, 0xdd];
+    let mut chain = Vec::new();
+    for (i, &(kind, len, frag_off)) in ext.iter().enumerate() {
+        let next = ext.get(i + 1).map_or(NEXTHDR_TCP, |e| e.0);
+        let mut h = vec![0u8; len];
+        h[0] = next;
+        match kind {
+            NEXTHDR_FRAGMENT => h[2..4].copy_from_slice(&(frag_off << 3).to_be_bytes()),
+            _ => h[1] = (len / 8 - 1) as u8,
+        }
+        chain.extend(h);
+    }
+    let mut tcp = vec![0u8; 20];
+    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
+    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
+    tcp[12] = 5 << 4;
+    tcp[13] = flags;
+    tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
+    let payload = (chain.len() + tcp.len()) as u16;
+    f.extend([0x60, 0, 0, 0]);
+    f.extend(payload.to_be_bytes());
+    f.push(ext.first().map_or(NEXTHDR_TCP, |e| e.0));
+    f.push(64);
+    f.extend([0xfd, 0, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    f.extend([0xfd, 0, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
+    f.extend(chain);
+    f.extend(tcp);
+    f
+}
+
+#[test]
+fn the_builder_s_checksums_are_right() {
+    // Reference values from an independent RFC 1071 sum (Python's struct and
+    // socket modules) over the same fields.
+    let syn = Seg::inbound(40000, SYN).frame();
+    assert_eq!(&syn[ETH_HLEN + 10..ETH_HLEN + 12], &0x548au16.to_be_bytes(), "IPv4 header checksum");
+    assert_eq!(&syn[ETH_HLEN + 20 + 16..ETH_HLEN + 20 + 18], &0xdc17u16.to_be_bytes(), "TCP checksum");
+    let odd = Seg::inbound(40000, ACK | PSH).payload(b"odd").frame();
+    assert_eq!(&odd[ETH_HLEN + 20 + 16..ETH_HLEN + 20 + 18], &0x089au16.to_be_bytes(), "TCP checksum, odd length");
+    assert_tcp_checksum(&syn);
+    assert_tcp_checksum(&odd);
+}

@@ -1,0 +1,232 @@
+//! clsact filters on a real veth pair: meshwire's filters beside other
+//! components' filters and qdiscs, the qdisc meshwire created, mode changes,
+//! cleanup.
+
+use super::super::*;
+use super::harness::{load_tc, test_settings};
+use super::other_prog::OtherProg;
+use super::veth::*;
+use crate::datapath;
+use crate::datapath::pins;
+use crate::libbpf;
+
+#[test]
+fn clsact_across_a_veth_inbound_connections_reach_the_sidecar() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    assert!(!has_clsact(&pair));
+    assert!(refused(&pair), "before attaching");
+
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_filters_run(&pair, &tc.obj);
+    assert!(no_tcx_links(&tc.pins, cookie), "clsact filters are not pinned");
+    assert!(has_clsact(&pair) && marker(&tc.pins, cookie).is_dir(), "meshwire created the qdisc, and says so");
+    let ours = vec![(true, clsact::PRIORITY, clsact::HANDLE, "bpf".to_string()), (false, clsact::PRIORITY, clsact::HANDLE, "bpf".to_string())];
+    assert_eq!(all_filters(&pair), ours);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).expect("attaching twice is fine");
+    assert_eq!(all_filters(&pair), ours, "still one filter on each side");
+    assert!(marker(&tc.pins, cookie).is_dir(), "the qdisc is still meshwire's");
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+
+    one_redirected_connection(&pair, &sidecar);
+    let flows = tc.map(pins::MAP_FLOW4);
+    wait_for("the flow to be forgotten", || flows.raw_keys().unwrap().is_empty());
+    assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), 1);
+    assert_eq!(tc.stat("MW_STAT_TC_FLOW_CLOSED"), 1);
+
+    // A restarted loader pins its programs, then applies its pods again:
+    // meshwire's filters are replaced in place with the new programs.
+    let newer = load_tc(&tc.pins, &test_settings(false));
+    pin_programs(&tc.pins, &newer);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_filters_run(&pair, &newer);
+    assert_eq!(all_filters(&pair), ours);
+    drop(newer);
+    one_redirected_connection(&pair, &sidecar);
+
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert_eq!(slots(&pair), vec![clsact::Slot::Empty, clsact::Slot::Empty]);
+    assert!(!has_clsact(&pair), "the qdisc meshwire created went with its filters: {}", qdiscs(&pair));
+    assert!(!tc.pins.pod_dir(cookie).exists());
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(e.contains("neither as a tcx link") && e.contains("clsact ingress filter"), "{e}");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
+    assert!(refused(&pair), "after detaching");
+
+    // Failed attaches leave nothing behind.
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Clsact).unwrap_err();
+    assert!(e.contains("no interface nope0"), "{e}");
+    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err();
+    assert!(e.contains(&format!("not {}", cookie + 1)), "{e}");
+    assert!(!has_clsact(&pair));
+    assert_eq!(std::fs::read_dir(tc.pins.pods_dir()).unwrap().count(), 0);
+}
+
+#[test]
+fn clsact_leaves_other_filters_and_qdiscs_alone_and_they_still_run() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    // Someone else's: the clsact qdisc, a root qdisc, and a filter on each
+    // side: after meshwire's on ingress (a priority the kernel would choose),
+    // before it on egress.
+    tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "clsact"]);
+    tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "root", "handle", "1:", "htb"]);
+    let other = OtherProg::new(&tc);
+    let other_id = other.attach(&pair, true, 49152, 1);
+    other.attach(&pair, false, 1, 1);
+    let theirs = vec![(true, 49152, 1, "bpf".to_string()), (false, 1, 1, "bpf".to_string())];
+    assert_eq!(all_filters(&pair), theirs);
+
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(!marker(&tc.pins, cookie).exists(), "the qdisc was there: not meshwire's");
+    assert_filters_run(&pair, &tc.obj);
+    assert_eq!(all_filters(&pair).len(), 4);
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+
+    // Both run on every packet: meshwire's TC_ACT_UNSPEC goes on to the next
+    // filter, and the filter before meshwire's does not keep it from running.
+    let before = other.count();
+    one_redirected_connection(&pair, &sidecar);
+    let seen = other.count() - before;
+    assert!(seen >= 8, "the other filters saw {seen} packets of a whole connection");
+    assert_eq!(tc.stat("MW_STAT_TC_REDIRECTED"), 1);
+
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert_eq!(all_filters(&pair), theirs, "only meshwire's filters went");
+    let q = qdiscs(&pair);
+    assert!(q.contains("qdisc clsact") && q.contains("qdisc htb 1: root"), "{q}");
+    assert_eq!(on_pod_eth0(&pair, |i| libbpf::tc_query(i, true, 49152, 1).unwrap()), Some(other_id));
+    let before = other.count();
+    assert!(refused(&pair), "after detaching");
+    assert!(other.count() > before, "the other filter still runs");
+}
+
+#[test]
+fn a_clsact_qdisc_meshwire_created_stays_while_another_filter_is_on_it() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(marker(&tc.pins, cookie).is_dir());
+    // Another component adds its filter to meshwire's qdisc.
+    let other = OtherProg::new(&tc);
+    other.attach(&pair, false, 49152, 1);
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(has_clsact(&pair), "in use by another filter: kept");
+    assert_eq!(all_filters(&pair), vec![(false, 49152, 1, "bpf".to_string())]);
+    assert!(!tc.pins.pod_dir(cookie).exists(), "and no longer meshwire's");
+
+    // Attached to a qdisc that was there, detached: the qdisc stays, even empty.
+    on_pod_eth0(&pair, |i| libbpf::tc_detach(i, false, 49152, 1).unwrap());
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(!marker(&tc.pins, cookie).exists());
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(has_clsact(&pair) && all_filters(&pair).is_empty(), "{}", qdiscs(&pair));
+}
+
+#[test]
+fn a_filter_of_someone_else_at_meshwires_place_is_left_alone() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "clsact"]);
+    let other = OtherProg::new(&tc);
+    let other_id = other.attach(&pair, true, clsact::PRIORITY, clsact::HANDLE);
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err();
+    assert!(e.contains("other_tc") && e.contains("left alone"), "{e}");
+    assert_eq!(slots(&pair), vec![clsact::Slot::Other(format!("a bpf filter running program other_tc (id {other_id})")), clsact::Slot::Empty]);
+    assert!(!tc.pins.pod_dir(cookie).exists());
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(e.contains("other_tc"), "{e}");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert_eq!(on_pod_eth0(&pair, |i| libbpf::tc_query(i, true, clsact::PRIORITY, clsact::HANDLE).unwrap()), Some(other_id));
+    assert!(has_clsact(&pair));
+}
+
+#[test]
+fn clsact_detach_when_the_pods_netns_is_gone() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(marker(&tc.pins, cookie).is_dir());
+    drop(sidecar);
+    pair.delete_pod();
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(!tc.pins.pod_dir(cookie).exists(), "the marker went with the pod");
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(e.contains("opening network namespace"), "{e}");
+}
+
+#[test]
+fn changing_the_attach_mode_moves_the_pod() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    assert_eq!(pod_links(&tc.pins, cookie).len(), 2);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert!(no_tcx_links(&tc.pins, cookie), "the tcx links went");
+    assert_filters_run(&pair, &tc.obj);
+    one_redirected_connection(&pair, &sidecar);
+
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    assert_eq!(pod_links(&tc.pins, cookie).len(), 2);
+    assert!(all_filters(&pair).is_empty() && !has_clsact(&pair), "meshwire's filters and qdisc went: {}", qdiscs(&pair));
+    assert!(!marker(&tc.pins, cookie).exists());
+    one_redirected_connection(&pair, &sidecar);
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    wait_for("the links to detach", || refused(&pair));
+}
+
+#[test]
+fn auto_is_tcx_on_a_kernel_that_has_it() {
+    let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").unwrap();
+    let mut v = release.trim().split(|c: char| !c.is_ascii_digit()).map(|n| n.parse::<u32>().unwrap_or(0));
+    let (major, minor) = (v.next().unwrap(), v.next().unwrap());
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    let prog = tc.obj.program(objects::TC_INGRESS.program).unwrap().fd();
+    assert_eq!(libbpf::tcx_supported(prog).unwrap(), (major, minor) >= (6, 6), "kernel {}", release.trim());
+    let want = if (major, minor) >= (6, 6) { Method::Tcx } else { Method::Clsact };
+    assert_eq!(method(TcAttach::Auto, prog).unwrap(), want);
+    assert_eq!(method(TcAttach::Clsact, prog).unwrap(), Method::Clsact);
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Auto).unwrap();
+    if want == Method::Tcx {
+        assert_eq!(pod_links(&tc.pins, cookie).len(), 2);
+        assert!(all_filters(&pair).is_empty());
+    } else {
+        assert_filters_run(&pair, &tc.obj);
+    }
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+}
+
+#[test]
+fn cleanup_with_clsact_pods_then_their_filters() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    // What `meshwire-loader cleanup` does when no record names the pod: the
+    // pins (the qdisc marker among them) go, the filters stay.
+    datapath::cleanup(tc.pins.root()).unwrap();
+    assert!(!tc.pins.pods_dir().exists());
+    assert_eq!(all_filters(&pair).len(), 2);
+    // Without pins, detaching still finds and removes meshwire's filters;
+    // nothing says the qdisc is meshwire's any more, so it stays.
+    detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
+    assert!(all_filters(&pair).is_empty());
+    assert!(has_clsact(&pair));
+}
+
+#[test]
+fn cleanup_finds_clsact_filters_whose_pod_record_is_gone() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_eq!(all_filters(&pair).len(), 2);
+    // The namespaces looked through: only this test's pod (a symlink to its mount).
+    let dir = std::env::temp_dir().join(format!("meshwire-netns-{}-{cookie}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(pair.pod_path(), dir.join("pod")).unwrap();
+    let empty = dir.join("none");
+    std::fs::create_dir_all(&empty).unwrap();
+    // Not found among the mounted namespaces: nothing is touched.
+    let missed = detach_orphans(&tc.pins, &[&empty]);
+    let found = detach_orphans(&tc.pins, &[&dir]);
+    let filters_after = all_filters(&pair).len();
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(missed.unwrap(), 0);
+    assert_eq!(found.unwrap(), 1);
+    assert_eq!(filters_after, 0, "meshwire's filters are gone");
+    assert!(!has_clsact(&pair), "the qdisc meshwire created went with them");
+    assert!(!tc.pins.pod_dir(cookie).exists());
+}
