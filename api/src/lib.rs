@@ -24,6 +24,8 @@ use serde::{Deserialize, Serialize};
 
 mod cidr;
 pub use cidr::Cidr4;
+#[cfg(any(test, feature = "testing"))]
+pub mod testing;
 
 pub const PROTOCOL_VERSION: u32 = 1;
 pub const DEFAULT_SOCKET: &str = "/run/meshwire/loader.sock";
@@ -262,22 +264,13 @@ pub fn call(socket: &Path, op: Op, timeout: Duration) -> Result<Result<OpResult,
 mod tests {
     use super::*;
 
+    /// Every field set, so that round trips cover them all.
     fn spec() -> PodSpec {
         PodSpec {
-            container_id: "c1".into(),
-            netns: "/run/netns/p1".into(),
-            ifname: "eth0".into(),
-            ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
-            namespace: Some("default".into()),
-            name: Some("curl".into()),
-            exclude_outbound_ports: vec![22],
-            exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
-            exclude_inbound_ports: vec![9090],
-            accelerate: None,
-            network: Some("mesh-net".into()),
             include_outbound_cidrs: Some(vec!["10.0.0.0/8".parse().unwrap()]),
             include_outbound_ports: vec![443],
             include_inbound_ports: Some(vec![]),
+            ..testing::pod("c1")
         }
     }
 

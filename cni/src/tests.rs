@@ -5,7 +5,6 @@ use std::cell::RefCell;
 use std::net::Ipv4Addr;
 use std::path::PathBuf;
 
-use meshwire_api::PodRecord;
 use serde_json::json;
 
 use super::*;
@@ -116,19 +115,14 @@ fn add_meshes_the_pod_and_hands_prev_result_back_byte_for_byte() {
     let spec = added_spec(&fake);
     assert_eq!(
         spec,
+        // The fixture's interface, exclusions and network are those of the
+        // configuration above.
         PodSpec {
-            container_id: "c0ffee".into(),
             netns: NETNS.into(),
-            ifname: "eth0".into(),
             ips: vec![Ipv4Addr::new(10, 22, 0, 5)],
             namespace: Some("shop".into()),
             name: Some("cart-1".into()),
-            exclude_outbound_ports: vec![22],
-            exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
-            exclude_inbound_ports: vec![9090],
-            accelerate: None,
-            network: Some("mesh-net".into()),
-            ..Default::default()
+            ..meshwire_api::testing::pod("c0ffee")
         }
     );
 }
@@ -384,20 +378,10 @@ fn del_is_idempotent() {
 }
 
 fn record(ips: Vec<Ipv4Addr>, netns: &str) -> OpResult {
-    OpResult {
-        pod: Some(PodRecord {
-            spec: PodSpec {
-                container_id: "c0ffee".into(),
-                netns: netns.into(),
-                ifname: "eth0".into(),
-                ips,
-                network: Some("mesh-net".into()),
-                ..Default::default()
-            },
-            netns_cookie: 1,
-        }),
-        ..Default::default()
-    }
+    let mut pod = meshwire_api::testing::record("c0ffee", 1);
+    pod.spec.ips = ips;
+    pod.spec.netns = netns.into();
+    OpResult { pod: Some(pod), ..Default::default() }
 }
 
 #[test]

@@ -92,10 +92,7 @@ fn a_closed_stdout_ends_a_view_quietly() {
         let request = meshwire_api::parse_request(line.trim_end()).unwrap();
         assert_eq!(request.op, meshwire_api::Op::ListPods);
         let pods = (0..5000)
-            .map(|i| meshwire_api::PodRecord {
-                spec: meshwire_api::PodSpec { container_id: format!("pod-{i}"), netns: format!("/run/netns/p{i}").into(), ..Default::default() },
-                netns_cookie: i,
-            })
+            .map(|i| meshwire_api::testing::record(&format!("pod-{i}"), i))
             .collect();
         let answer = meshwire_api::Response::ok(meshwire_api::OpResult { pods: Some(pods), ..Default::default() });
         let mut w = stream;

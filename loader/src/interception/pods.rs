@@ -415,20 +415,8 @@ mod tests {
     use super::*;
 
     fn spec() -> PodSpec {
-        PodSpec {
-            container_id: "abc-123_x.y".into(),
-            netns: "/run/netns/p".into(),
-            ifname: "eth0".into(),
-            ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
-            namespace: None,
-            name: None,
-            exclude_outbound_ports: vec![22],
-            exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
-            exclude_inbound_ports: vec![9090],
-            accelerate: None,
-            network: None,
-            ..Default::default()
-        }
+        // An ID with every kind of character an ID may hold.
+        meshwire_api::testing::pod("abc-123_x.y")
     }
 
     #[test]

@@ -302,11 +302,7 @@ impl PodService {
 #[cfg(test)]
 mod tests {
     use super::*;
-
-    fn record(id: &str, cookie: u64) -> PodRecord {
-        let spec = PodSpec { container_id: id.into(), netns: "/run/netns/x".into(), ..Default::default() };
-        PodRecord { spec, netns_cookie: cookie }
-    }
+    use meshwire_api::testing::record;
 
     #[test]
     fn a_namespace_has_one_owner_and_forgetting_another_owner_keeps_it() {

@@ -175,22 +175,9 @@ impl Records {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use meshwire_api::PodSpec;
 
     fn record(id: &str) -> PodRecord {
-        PodRecord {
-            spec: PodSpec {
-                container_id: id.into(),
-                netns: "/run/netns/x".into(),
-                ifname: "eth0".into(),
-                ips: vec!["10.0.0.9".parse().unwrap()],
-                namespace: Some("ns".into()),
-                name: Some("n".into()),
-                network: Some("mesh-net".into()),
-                ..Default::default()
-            },
-            netns_cookie: 77,
-        }
+        meshwire_api::testing::record(id, 77)
     }
 
     fn temp() -> PathBuf {
