@@ -68,7 +68,7 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), S
     crate::system::host_netns_cookies()?;
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
-    let service = PodService::new(&pins, &api.state_dir, interception::of(config, &pins))?
+    let service = PodService::new(&api.state_dir, interception::of(config, &pins))?
         .with_accelerate_by_default(config.acceleration.pods.by_default());
     let service = Arc::new(service);
     let (kept, dropped) = service.adopt()?;

@@ -22,8 +22,8 @@ use clap::{Parser, Subcommand};
 use config::Config;
 use datapath::pins::{self, Pins};
 use datapath::{layout, tc};
-use interception::iptables;
-use service::{control, records};
+use service::control;
+use service::pod_service::PodService;
 use views::{inspect, trace};
 
 #[derive(Parser)]
@@ -278,14 +278,19 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
     match command {
         Command::Run { no_wait } => daemon::run(config, api, !no_wait),
         Command::Cleanup => {
-            // Pods' clsact filters are not pinned: take them off while the
-            // records say where they are (and the pins which qdiscs are meshwire's).
+            // The pods first, each as `pod del` takes it away, while their
+            // records say where their tc filters (not pinned) and rules are.
+            let mut failed = Vec::new();
             if api.state_dir.join("pods").is_dir() {
-                for r in records::Records::open(&api.state_dir)?.all()?.0 {
-                    if let Err(e) = tc::detach_pod(&pins, r.netns_cookie, Some((&r.spec.netns, &r.spec.ifname))) {
-                        log::warn!("pod {}: {e}", r.spec.container_id);
-                    }
+                let service = PodService::new(&api.state_dir, interception::for_cleanup(config, &pins))?;
+                let (removed, not_removed) = service.del_all()?;
+                for r in removed {
+                    println!("removed pod record {}", r.spec.container_id);
                 }
+                for e in &not_removed {
+                    log::warn!("{e}");
+                }
+                failed = not_removed;
             }
             // Pods with clsact filters whose records are gone: found by cookie
             // among the namespaces CNI runtimes mount.
@@ -294,20 +299,10 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             for p in datapath::cleanup(pins.root())? {
                 println!("removed {}", p.display());
             }
-            // The pods' records go too: nothing is meshed any more.
-            if api.state_dir.join("pods").is_dir() {
-                let records = records::Records::open(&api.state_dir)?;
-                for r in records.all()?.0 {
-                    // iptables mode: the pod's rules go with its record.
-                    match iptables::remove_in(&r.spec.netns, r.netns_cookie) {
-                        Err(e) if config.interception == config::Interception::Iptables => return Err(e),
-                        _ => {}
-                    }
-                    records.remove(&r.spec.container_id, &r.spec.ifname)?;
-                    println!("removed pod record {}", r.spec.container_id);
-                }
+            match failed.len() {
+                0 => Ok(()),
+                n => Err(format!("{n} pod(s) could not be taken out (their records stay): {}", failed.join("; "))),
             }
-            Ok(())
         }
         Command::Pod(PodCommand::Add {
             netns,

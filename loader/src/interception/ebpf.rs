@@ -4,7 +4,7 @@
 
 use super::pods::{self, MeshedPod, PodMaps};
 use super::Interception;
-use crate::datapath::pins::Pins;
+use crate::datapath::pins::{self, Pins};
 use crate::datapath::tc::{self, TcAttach};
 
 pub struct EbpfTc {
@@ -17,30 +17,39 @@ impl EbpfTc {
     pub fn new(pins: &Pins, tc_attach: TcAttach) -> EbpfTc {
         EbpfTc { pins: pins.clone(), tc_attach }
     }
+
+    fn maps(&self) -> Result<PodMaps, String> {
+        PodMaps::open(&self.pins)
+    }
 }
 
 impl Interception for EbpfTc {
     /// Maps (the pod's cookie entries from all its attachments), then tc on
     /// this attachment's interface; on a tc failure the map entries go again.
-    fn apply(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
-        pods::install(maps, pod, siblings)?;
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        let maps = self.maps()?;
+        pods::install(&maps, pod, siblings)?;
         if pod.ifname.is_empty() {
             return Ok(());
         }
         if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname, self.tc_attach) {
-            let _ = pods::remove(maps, pod, siblings);
+            let _ = pods::remove(&maps, pod, siblings);
             return Err(e);
         }
         Ok(())
     }
 
-    fn remove(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
         tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname)))?;
-        pods::remove(maps, pod, siblings)
+        if !self.pins.map(pins::MAP_PODS).exists() {
+            // No datapath pinned (cleaned up): its entries went with the maps.
+            return Ok(());
+        }
+        pods::remove(&self.maps()?, pod, siblings)
     }
 
-    fn check(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
-        pods::check(maps, pod, siblings)?;
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        pods::check(&self.maps()?, pod, siblings)?;
         if !pod.ifname.is_empty() {
             tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
         }
@@ -48,8 +57,8 @@ impl Interception for EbpfTc {
     }
 
     /// Map entries and tc pins of network namespaces no attachment has.
-    fn sweep(&self, maps: &PodMaps, known: &[MeshedPod]) -> Result<(), String> {
-        let swept = pods::sweep(maps, known)?;
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
+        let swept = pods::sweep(&self.maps()?, known)?;
         if swept > 0 {
             log::info!("removed {swept} map entries that no pod record explains");
         }

@@ -83,7 +83,7 @@ use std::process::{Command, Stdio};
 
 use crate::config::{Cidr4, Config, Ipv6Policy};
 use super::ebpf::EbpfTc;
-use super::pods::{merged, MeshedPod, PodMaps};
+use super::pods::{merged, MeshedPod};
 use super::Interception;
 use crate::system;
 
@@ -576,12 +576,7 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
 /// Remove the pod's jumps and chains, of both families. A namespace that is
 /// gone took its rules with it: Ok.
 pub fn remove(pod: &MeshedPod) -> Result<(), String> {
-    remove_in(&pod.netns, pod.cookie).map_err(|e| format!("pod {}: {e}", pod.container_id))
-}
-
-/// [`remove`] by namespace path and cookie (`meshwire-loader cleanup`).
-pub fn remove_in(netns: &Path, cookie: u64) -> Result<(), String> {
-    remove_in_with(&V6, netns, cookie)
+    remove_in_with(&V6, &pod.netns, pod.cookie).map_err(|e| format!("pod {}: {e}", pod.container_id))
 }
 
 fn remove_in_with(v6: &'static Family, netns: &Path, cookie: u64) -> Result<(), String> {
@@ -664,26 +659,28 @@ impl Iptables {
 }
 
 impl Interception for Iptables {
-    fn apply(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
         // Not in the maps (a loader in eBPF mode may have put it there).
-        self.ebpf.remove(maps, pod, &[])?;
+        self.ebpf.remove(pod, &[])?;
         apply(&self.rules, &merged(pod, siblings))
     }
 
-    fn remove(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
         match siblings.split_first() {
             None => remove(pod)?,
+            // A namespace that is gone took its rules with it.
+            Some(_) if !super::pods::netns_alive(&pod.netns, pod.cookie) => {}
             Some((first, rest)) => apply(&self.rules, &merged(first, rest))?,
         }
-        self.ebpf.remove(maps, pod, siblings)
+        self.ebpf.remove(pod, siblings)
     }
 
-    fn check(&self, _maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
         check(&self.rules, &merged(pod, siblings))
     }
 
-    fn sweep(&self, maps: &PodMaps, known: &[MeshedPod]) -> Result<(), String> {
-        self.ebpf.sweep(maps, known)
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
+        self.ebpf.sweep(known)
     }
 }
 

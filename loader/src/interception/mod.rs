@@ -13,7 +13,7 @@ pub mod pods;
 
 use crate::config::{Config, Interception as Mode};
 use crate::datapath::pins::Pins;
-use pods::{MeshedPod, PodMaps};
+use pods::MeshedPod;
 
 /// One way of steering pods. `pod` is one attachment (a pod on two networks
 /// has two); `siblings` are the pod's other attachments, which share its
@@ -21,15 +21,15 @@ use pods::{MeshedPod, PodMaps};
 pub trait Interception: Send + Sync {
     /// Steer the attachment; applying again is fine. On error nothing of it
     /// is left (the siblings stay as they were).
-    fn apply(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
     /// Stop steering the attachment; the siblings stay steered. What is
     /// already gone (also the namespace) is fine.
-    fn remove(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
     /// Is the attachment steered as it should be? Err says what is not.
-    fn check(&self, maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
     /// After a restart: take away what none of the `known` attachments
     /// explains (a loader killed in the middle of an ADD).
-    fn sweep(&self, maps: &PodMaps, known: &[MeshedPod]) -> Result<(), String>;
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String>;
 }
 
 /// The interception `config` asks for.
@@ -38,5 +38,38 @@ pub fn of(config: &Config, pins: &Pins) -> Box<dyn Interception> {
     match config.interception {
         Mode::Ebpf => Box::new(ebpf),
         Mode::Iptables => Box::new(iptables::Iptables::new(iptables::NodeRules::of(config), ebpf)),
+    }
+}
+
+/// For `meshwire-loader cleanup`: the configured interception, which in the
+/// eBPF mode also takes away the netfilter rules a run in the iptables mode
+/// may have left (as far as it can: without iptables there are none).
+pub fn for_cleanup(config: &Config, pins: &Pins) -> Box<dyn Interception> {
+    match config.interception {
+        Mode::Ebpf => Box::new(WithLeftoverRules(ebpf::EbpfTc::new(pins, config.tc_attach))),
+        Mode::Iptables => of(config, pins),
+    }
+}
+
+struct WithLeftoverRules(ebpf::EbpfTc);
+
+impl Interception for WithLeftoverRules {
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        self.0.apply(pod, siblings)
+    }
+
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        if let Err(e) = iptables::remove(pod) {
+            log::debug!("no iptables-mode rules removed: {e}");
+        }
+        self.0.remove(pod, siblings)
+    }
+
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        self.0.check(pod, siblings)
+    }
+
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
+        self.0.sweep(known)
     }
 }

@@ -209,7 +209,7 @@ mod tests {
             // No datapath behind these pins: the requests tested never reach the maps.
             let pins = Pins::new(&state.join("no-bpffs"));
             let interception = Box::new(EbpfTc::new(&pins, TcAttach::Auto));
-            let service = Arc::new(PodService::new(&pins, &state, interception).unwrap());
+            let service = Arc::new(PodService::new(&state, interception).unwrap());
             Fixture { state, service }
         }
 

@@ -9,8 +9,7 @@ use std::sync::Mutex;
 
 use meshwire_api::{ErrorCode, PodRecord, PodSpec, Response};
 
-use crate::datapath::pins::Pins;
-use crate::interception::pods::{self, MeshedPod, PodMaps};
+use crate::interception::pods::{self, MeshedPod};
 use crate::interception::Interception;
 use crate::service::records::Records;
 
@@ -25,7 +24,6 @@ pub(crate) fn internal(msg: impl Into<String>) -> Response {
 /// Pods: validated, steered, recorded. Mutations are
 /// serialised; a failed add leaves nothing behind.
 pub struct PodService {
-    pins: Pins,
     records: Records,
     /// Held by every mutation; what it guards mirrors the records.
     mutate: Mutex<Meshed>,
@@ -80,10 +78,10 @@ impl Meshed {
 }
 
 impl PodService {
-    pub fn new(pins: &Pins, state_dir: &Path, interception: Box<dyn Interception>) -> Result<PodService, String> {
+    pub fn new(state_dir: &Path, interception: Box<dyn Interception>) -> Result<PodService, String> {
         let records = Records::open(state_dir)?;
         let meshed = Meshed::of(&records.all()?.0);
-        Ok(PodService { pins: pins.clone(), records, mutate: Mutex::new(meshed), interception, accelerate_by_default: true })
+        Ok(PodService { records, mutate: Mutex::new(meshed), interception, accelerate_by_default: true })
     }
 
     /// `[acceleration] pods` (default "all").
@@ -109,10 +107,6 @@ impl PodService {
             .collect())
     }
 
-    fn maps(&self) -> Result<PodMaps, Response> {
-        PodMaps::open(&self.pins).map_err(internal)
-    }
-
     fn lock(&self) -> std::sync::MutexGuard<'_, Meshed> {
         // A panicking worker must not wedge every later request.
         self.mutate.lock().unwrap_or_else(|p| p.into_inner())
@@ -124,7 +118,6 @@ impl PodService {
         // lock: a bad path cannot hold up other pods' changes.
         let pod = pods::resolve(&spec, self.accelerate_by_default).map_err(invalid)?;
         let mut meshed = self.lock();
-        let maps = self.maps()?;
 
         if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
             return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
@@ -142,20 +135,20 @@ impl PodService {
             )));
         }
         let Some(existing) = attachments.into_iter().find(|r| r.spec.ifname == spec.ifname) else {
-            return self.install(&mut meshed, &maps, spec, &pod);
+            return self.install(&mut meshed, spec, &pod);
         };
         if existing.spec == spec {
             // CNI may repeat an ADD: make sure it is all there, answer the same.
-            self.apply(&maps, &pod)?;
+            self.apply(&pod)?;
             return Ok(existing);
         }
         // Same attachment, new spec: replace it; if the new one cannot be
         // installed, the previous one is put back (all or nothing).
-        self.teardown(&mut meshed, &maps, &existing)?;
-        self.install(&mut meshed, &maps, spec, &pod).inspect_err(|_| {
+        self.teardown(&mut meshed, &existing)?;
+        self.install(&mut meshed, spec, &pod).inspect_err(|_| {
             let previous = self.meshed_of(&existing);
             let restored = self
-                .apply(&maps, &previous)
+                .apply(&previous)
                 .map_err(|e| e.error.map(|e| e.message).unwrap_or_default())
                 .and_then(|()| self.records.save(&existing));
             match restored {
@@ -169,11 +162,11 @@ impl PodService {
     }
 
     /// Apply a new pod and record it; on failure nothing of it is left.
-    fn install(&self, meshed: &mut Meshed, maps: &PodMaps, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Response> {
-        self.apply(maps, pod)?;
+    fn install(&self, meshed: &mut Meshed, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Response> {
+        self.apply(pod)?;
         let record = PodRecord { spec, netns_cookie: pod.cookie };
         if let Err(e) = self.records.save(&record) {
-            let _ = self.teardown(meshed, maps, &record);
+            let _ = self.teardown(meshed, &record);
             return Err(internal(e));
         }
         meshed.add(&record);
@@ -188,16 +181,16 @@ impl PodService {
     }
 
     /// Steer the attachment, with what its siblings share.
-    fn apply(&self, maps: &PodMaps, pod: &MeshedPod) -> Result<(), Response> {
+    fn apply(&self, pod: &MeshedPod) -> Result<(), Response> {
         let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
-        self.interception.apply(maps, pod, &siblings).map_err(internal)
+        self.interception.apply(pod, &siblings).map_err(internal)
     }
 
     /// One attachment goes; the pod's other attachments stay meshed.
-    fn teardown(&self, meshed: &mut Meshed, maps: &PodMaps, record: &PodRecord) -> Result<(), Response> {
+    fn teardown(&self, meshed: &mut Meshed, record: &PodRecord) -> Result<(), Response> {
         let pod = self.meshed_of(record);
         let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
-        self.interception.remove(maps, &pod, &siblings).map_err(internal)?;
+        self.interception.remove(&pod, &siblings).map_err(internal)?;
         self.records.remove(&record.spec.container_id, &record.spec.ifname).map_err(internal)?;
         meshed.forget(record);
         Ok(())
@@ -225,12 +218,28 @@ impl PodService {
         if records.is_empty() {
             return Ok(false);
         }
-        let maps = self.maps()?;
         for record in &records {
-            self.teardown(&mut meshed, &maps, record)?;
+            self.teardown(&mut meshed, record)?;
             log::info!("pod {container_id} removed from {:?}", record.spec.ifname);
         }
         Ok(true)
+    }
+
+    /// Every pod goes (`meshwire-loader cleanup`), each as `del` takes it
+    /// away; one that cannot be torn down stays recorded, and the others go
+    /// on. Returns the records removed and the failures.
+    pub fn del_all(&self) -> Result<(Vec<PodRecord>, Vec<String>), String> {
+        let mut meshed = self.lock();
+        let (records, broken) = self.records.all()?;
+        let mut failed: Vec<String> = broken.into_iter().map(|b| format!("unreadable pod record: {b}")).collect();
+        let mut removed = Vec::new();
+        for record in records {
+            match self.teardown(&mut meshed, &record) {
+                Ok(()) => removed.push(record),
+                Err(e) => failed.push(format!("pod {}: {}", record.spec.container_id, e.error.map(|e| e.message).unwrap_or_default())),
+            }
+        }
+        Ok((removed, failed))
     }
 
     /// CHECK of one attachment (without `ifname`, of each of the container's;
@@ -254,7 +263,7 @@ impl PodService {
         }
         let pod = self.meshed_of(record);
         let siblings = self.siblings(container_id, &record.spec.ifname, record.netns_cookie).map_err(internal)?;
-        self.interception.check(&self.maps()?, &pod, &siblings).map_err(inconsistent)
+        self.interception.check(&pod, &siblings).map_err(inconsistent)
     }
 
     /// Is this attachment meshed (recorded)?
@@ -271,7 +280,6 @@ impl PodService {
     /// entries no record explains. Returns (kept, dropped).
     pub fn adopt(&self) -> Result<(usize, usize), String> {
         let mut meshed = self.lock();
-        let maps = PodMaps::open(&self.pins)?;
         let (records, broken) = self.records.all()?;
         for b in broken {
             log::warn!("ignoring unreadable pod record: {b}");
@@ -280,13 +288,13 @@ impl PodService {
         for record in &records {
             let pod = self.meshed_of(record);
             if pods::netns_alive(&pod.netns, pod.cookie) {
-                match self.apply(&maps, &pod) {
+                match self.apply(&pod) {
                     Ok(()) => kept += 1,
                     Err(e) => log::error!("pod {}: could not restore: {:?}", pod.container_id, e.error),
                 }
             } else {
                 log::info!("pod {}: network namespace {} is gone; removing it", pod.container_id, pod.netns.display());
-                self.teardown(&mut meshed, &maps, record).map_err(|e| format!("{:?}", e.error))?;
+                self.teardown(&mut meshed, record).map_err(|e| format!("{:?}", e.error))?;
                 dropped += 1;
             }
         }
@@ -294,7 +302,7 @@ impl PodService {
         let (live, _) = self.records.all()?;
         *meshed = Meshed::of(&live);
         let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
-        self.interception.sweep(&maps, &known)?;
+        self.interception.sweep(&known)?;
         Ok((kept, dropped))
     }
 }
@@ -328,5 +336,30 @@ mod tests {
         assert_eq!(m.other_owner(7, "b"), Some("a"), "net1 still meshes it");
         m.forget(&net1);
         assert_eq!(m.other_owner(7, "b"), None);
+    }
+
+    /// `cleanup` takes every pod out the way `del` does; pods whose
+    /// namespace is gone (nothing left to detach there) go too.
+    #[test]
+    fn del_all_takes_out_every_recorded_attachment() {
+        use crate::datapath::{pins::Pins, tc::TcAttach};
+        let state = std::env::temp_dir().join(format!("meshwire-pod-service-{}", std::process::id()));
+        let _ = std::fs::remove_dir_all(&state);
+        // No datapath behind these pins: nothing pinned, nothing to detach.
+        let pins = Pins::new(&state.join("no-bpffs"));
+        let service = PodService::new(&state, Box::new(crate::interception::ebpf::EbpfTc::new(&pins, TcAttach::Auto))).unwrap();
+        for (id, ifname) in [("a", "eth0"), ("a", "net1"), ("b", "")] {
+            let mut r = record(id, 7);
+            r.spec.netns = "/run/netns/meshwire-no-such-ns".into();
+            r.spec.ifname = ifname.into();
+            service.records.save(&r).unwrap();
+        }
+        let (removed, failed) = service.del_all().unwrap();
+        assert_eq!(failed, Vec::<String>::new());
+        let mut ids: Vec<(String, String)> = removed.into_iter().map(|r| (r.spec.container_id, r.spec.ifname)).collect();
+        ids.sort();
+        assert_eq!(ids, [("a", "eth0"), ("a", "net1"), ("b", "")].map(|(i, f)| (i.to_string(), f.to_string())));
+        assert_eq!(service.list().unwrap(), vec![]);
+        let _ = std::fs::remove_dir_all(&state);
     }
 }
