@@ -61,6 +61,7 @@ show() {
 # With MESHWIRE_E2E_CASES set (ids, e.g. "1 4b"), only those cases run; the
 # others say SKIP, and the summary counts them.
 NOT_SELECTED=0
+CASE_RUNNING="" # the case run_case is in, for suite_on_exit
 run_case() {
     local name=$1
     shift
@@ -70,7 +71,9 @@ run_case() {
         return 0
     fi
     echo "--- $name"
+    CASE_RUNNING=$name
     if "$@"; then pass "$name"; else fail "$name"; fi
+    CASE_RUNNING=""
 }
 
 # skip_case NAME REASON: a case that does not apply to this run, and why.
@@ -79,10 +82,39 @@ skip_case() {
     echo "SKIP: $1 ($2)"
 }
 
+# suite_died RC CMD: whether an exit with status RC while running CMD is one
+# the suite did not mean: any non-zero status before a FAIL (set -u on an unset
+# variable, set -e, an `exit N` in a helper), a shell error after one (CMD not
+# an `exit`), or an `exit` inside a function (a helper ending the suite). A
+# suite stops on purpose with `exit` at its top level, or by its last line.
+suite_died() {
+    local rc=$1 cmd=$2 depth=$3
+    if [ "$rc" -ne 0 ]; then
+        [ "$FAILED" -eq 0 ] || [[ $cmd != exit* ]]
+    else
+        [ "$depth" -gt 0 ] && [[ $cmd == exit* ]]
+    fi
+}
+
 suite_on_exit() {
-    local rc=$? left
+    # First, before another command replaces them: how the shell got here.
+    local rc=$? cmd=$BASH_COMMAND left i where=""
     trap - EXIT
     trap '' INT TERM # teardown is bounded; let it finish
+    # The functions the exit came from, innermost first (a shell error
+    # unwinds them before this trap runs: then bash's message above has the line).
+    for ((i = 1; i < ${#FUNCNAME[@]} - 1; i++)); do
+        where+=" in ${FUNCNAME[i]} (called at ${BASH_SOURCE[i + 1]}:${BASH_LINENO[i]})"
+    done
+    [ -z "$CASE_RUNNING" ] || where+=" during case \"$CASE_RUNNING\""
+    if suite_died "$rc" "$cmd" $((${#FUNCNAME[@]} - 2)); then
+        if [ "$rc" -ne 0 ]; then
+            fail "the suite died (exit status $rc) at: $cmd$where"
+        else
+            fail "the suite ended early at: $cmd$where"
+            rc=1
+        fi
+    fi
     teardown
     echo "--- teardown"
     left=$(leftovers)
