@@ -216,7 +216,7 @@ static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
 			bpf_ntohs(dst->port), 0, 0, MW_EV_TASK);
 		return MW_DENY;
 	}
-	if ((__u32)bpf_get_current_uid_gid() == mw_cfg.sidecar_uid) {
+	if (mw_is_sidecar(ctx->sk, netns_cookie)) {
 		mw_count(MW_STAT_CONNECT_SIDECAR);
 		return mw_sock4_redirect_inbound(ctx, netns_cookie, dst);
 	}
@@ -255,7 +255,7 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 		return MW_ALLOW;
 	netns_cookie = bpf_get_netns_cookie(ctx);
 	if (!mw_pod_lookup(netns_cookie) ||
-	    (__u32)bpf_get_current_uid_gid() == mw_cfg.sidecar_uid)
+	    mw_is_sidecar(ctx->sk, netns_cookie))
 		return MW_ALLOW;
 	if ((ctx->user_ip6[0] | ctx->user_ip6[1] | ctx->user_ip6[2]) == 0 &&
 	    ctx->user_ip6[3] == bpf_htonl(1))

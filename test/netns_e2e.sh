@@ -347,6 +347,96 @@ case_sidecar_uid_not_looped() {
         --count 10 --parallel 5 --expect-direct --expect-server A
 }
 
+# Who is the sidecar, in both modes: the socket's owner (the filesystem UID,
+# which follows the effective one, at socket()), as iptables' owner match
+# sees it, not the task's real UID.
+case_uid_rule_socket_owner() {
+    client "$(pod 1)" "pod1, setresuid($SIDECAR_UID, 0, 0): its sockets are root's, steered" \
+        --resuid "$SIDECAR_UID,0,0" --connect "$ADDR_A" --count 5 --expect-orig "$ADDR_A" --expect-server A || return 1
+    client "$(pod 1)" "pod1, setresuid(0, $SIDECAR_UID, 0): its sockets are UID $SIDECAR_UID's, direct" \
+        --resuid "0,$SIDECAR_UID,0" --connect "$ADDR_A" --count 5 --expect-direct --expect-server A
+}
+
+# userns_netns NS MAP: netns NS owned by a new user namespace whose uid_map
+# and gid_map are MAP, held by a process of the run ($USERNS_HOLDER).
+USERNS_HOLDER=""
+IN_USERNS=()
+userns_netns() {
+    local ns=$1 map=$2 i
+    start_bg "$WORK/holder-$ns.log" unshare --user --net sleep 3600
+    USERNS_HOLDER=$LAST_PID
+    for ((i = 0; i < 50; i++)); do
+        [ "$(stat -L -c %i "/proc/$USERNS_HOLDER/ns/user" 2>/dev/null)" != "$(stat -L -c %i /proc/self/ns/user)" ] && break
+        sleep 0.1
+    done
+    echo "$map" >"/proc/$USERNS_HOLDER/uid_map" && echo "$map" >"/proc/$USERNS_HOLDER/gid_map" &&
+        ip netns attach "$ns" "$USERNS_HOLDER" && ip -n "$ns" link set lo up
+}
+
+# in_userns NS HOLDER: sets IN_USERNS to a command prefix: "${IN_USERNS[@]}"
+# CMD... runs CMD in netns NS inside the cgroup, in the user namespace of
+# HOLDER (as its root, until CMD drops to another UID).
+in_userns() {
+    IN_USERNS=("${IN_CG[@]}" "$1" nsenter --user="/proc/$2/ns/user")
+}
+
+# A pod whose network namespace belongs to a user namespace of its own
+# (Kubernetes hostUsers: false), UIDs 0-65535 mapped to host 100000-165535:
+# its sidecar runs as UID 1500 there, host 101500. That sidecar's own
+# connections go direct, the pod's apps are steered into it, and so is a
+# process of the host's UID 1500 in its namespace: in both modes. A pod whose
+# user namespace does not map UID 1500 cannot be meshed (pod add names it).
+case_userns_pod() {
+    local ns holder sidecar rc=0 bin="$WORK/userns/mwtest" out
+    ns=$(pod 4)
+    # Its processes are not root on the host: the binary must be reachable by others.
+    mkdir -p -m 755 "$WORK/userns" && cp "$MWTEST" "$bin" && chmod 755 "$bin" && chmod 711 "$WORK" || return 1
+    userns_netns "$ns" "0 100000 65536" || return 1
+    holder=$USERNS_HOLDER
+    pod_link "$ns" "$NS_NODE" vp4 10.231.4.2 10.231.4.1 || return 1
+    register_pod 4 || return 1
+    in_userns "$ns" "$holder"
+    start_bg "$WORK/sidecar-pod4.log" "${IN_USERNS[@]}" "$bin" sidecar --listen "127.0.0.1:$SIDECAR_PORT" \
+        --uid "$SIDECAR_UID" --gid "$SIDECAR_UID"
+    sidecar=$LAST_PID
+    wait_listen "$ns" "127.0.0.1:$SIDECAR_PORT" "$sidecar" "$WORK/sidecar-pod4.log" || return 1
+    log "pod4's sidecar: $(grep -m 1 listening "$WORK/sidecar-pod4.log"), host UID $(ps -o uid= -p "$sidecar" | tr -d ' ')"
+    run_client "pod4's sidecar UID (1500 in its user namespace) -> A: direct" \
+        "${IN_USERNS[@]}" "$bin" client --uid "$SIDECAR_UID" --connect "$ADDR_A" --count 5 --expect-direct \
+        --expect-server A || rc=1
+    run_client "pod4's app (UID 1000 in its user namespace) -> A: through pod4's sidecar" \
+        "${IN_USERNS[@]}" "$bin" client --uid 1000 --connect "$ADDR_A" --count 5 --expect-orig "$ADDR_A" \
+        --expect-server A || rc=1
+    client "$ns" "host UID $SIDECAR_UID in pod4's namespace -> A: an app there, through pod4's sidecar" --uid "$SIDECAR_UID" \
+        --connect "$ADDR_A" --count 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    mwl pod del --netns "/run/netns/$ns" >/dev/null 2>&1 || { log "pod del pod4 failed"; rc=1; }
+    stop_pid "$sidecar" 3
+    stop_pid "$holder" 3
+    ip netns del "$ns"
+
+    ns=$(pod 5)
+    userns_netns "$ns" "0 200000 1000" || return 1
+    out="$WORK/pod-add-pod5.err"
+    if mwl pod add --netns "/run/netns/$ns" --id pod5 >/dev/null 2>"$out"; then
+        log "pod add of a namespace whose user namespace does not map UID $SIDECAR_UID succeeded"
+        mwl pod del --id pod5 >/dev/null 2>&1
+        rc=1
+    elif ! grep -q "does not map sidecar.uid $SIDECAR_UID" "$out"; then
+        log "pod add of pod5 failed, but does not say that UID $SIDECAR_UID is not mapped:"
+        show "$out"
+        rc=1
+    else
+        log "pod add pod5 refused: $(head -c 200 "$out")"
+    fi
+    if pod_list | grep -q pod5; then
+        log "pod5 is listed after its refused add"
+        rc=1
+    fi
+    stop_pid "$USERNS_HOLDER" 3
+    ip netns del "$ns"
+    return "$rc"
+}
+
 case_unregistered_netns_untouched() {
     client "$(pod 3)" "pod3 (in the cgroup, not registered) -> A" --connect "$ADDR_A" --count 10 \
         --parallel 5 --expect-direct --expect-server A || return 1
@@ -1379,6 +1469,10 @@ fi
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped
+run_case "7b the sidecar is the socket's owner (filesystem UID at socket()), not the task's real UID: setresuid(1500, 0, 0) is steered, setresuid(0, 1500, 0) direct" \
+    case_uid_rule_socket_owner
+run_case "7u a pod in a user namespace of its own: its sidecar (UID 1500 there) goes direct, its apps and host UID 1500 are steered; one that cannot map 1500 is refused" \
+    case_userns_pod
 run_case "8 an unregistered namespace in the cgroup is untouched" case_unregistered_netns_untouched
 run_case "9 two meshed pods at once, 300 connections each, no mix-up" case_two_pods_concurrently
 run_case "9b pod add of pod1's namespace under another ID is refused, naming the owner; pod1 still meshed" \

@@ -315,8 +315,13 @@ add_netns() {
 # pod_netns NS NODE PEER IP GW: netns NS whose eth0 has IP/24, a veth to PEER
 # (GW/24) in netns NODE, and its default route via GW.
 pod_netns() {
+    add_netns "$1" || return 1
+    pod_link "$@"
+}
+
+# pod_link NS NODE PEER IP GW: pod_netns for an existing netns NS.
+pod_link() {
     local ns=$1 node=$2 peer=$3 ip=$4 gw=$5
-    add_netns "$ns" || return 1
     ip -n "$ns" link add eth0 type veth peer name "$peer" netns "$node" ||
         { echo "  cannot create a veth pair (CONFIG_VETH?)"; return 1; }
     ip -n "$ns" addr add "$ip/24" dev eth0 || return 1

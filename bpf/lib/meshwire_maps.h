@@ -94,6 +94,20 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_pod_ips SEC(".maps");
 
+/*
+ * The sidecar's UID on the host for a meshed pod whose network namespace
+ * belongs to a user namespace of its own (Kubernetes `hostUsers: false`):
+ * sidecar.uid mapped through that namespace's uid_map, keyed by netns
+ * cookie. Pods without an entry use sidecar.uid itself (mw_cfg).
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_PODS);
+	__type(key, __u64);
+	__type(value, __u32);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_pod_uid SEC(".maps");
+
 /* Inbound ports reached directly, node-wide (pod_ip4 0) or per pod IP. */
 struct {
 	__uint(type, BPF_MAP_TYPE_HASH);

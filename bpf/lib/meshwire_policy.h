@@ -12,6 +12,49 @@ static __always_inline const struct mw_pod *mw_pod_lookup(__u64 netns_cookie)
 	return bpf_map_lookup_elem(&mw_pods, &netns_cookie);
 }
 
+/*
+ * Who is the sidecar: the socket's owner (sk_uid, the creator's filesystem
+ * UID, normally its effective UID), as iptables' owner match sees it, not
+ * the calling task's real UID: a process that ran setresuid(1500, 0, 0)
+ * is an app in both modes, one with effective UID 1500 the sidecar. Only
+ * the field read is declared, relocated against the running kernel's BTF.
+ */
+#ifdef __bpf__
+#define MW_CORE __attribute__((preserve_access_index))
+#else
+#define MW_CORE
+#endif
+struct sock___mw {
+	struct {
+		__u32 val;
+	} sk_uid;
+} MW_CORE;
+
+/* The socket's owner UID on the host; (__u32)-1, no UID, if unknown. */
+static __always_inline __u32 mw_sock_owner_uid(struct bpf_sock *sk)
+{
+	/* An MPTCP subflow: its MPTCP socket is the one the app created. */
+	void *owner = bpf_skc_to_mptcp_sock(sk);
+
+	if (!owner)
+		owner = bpf_skc_to_tcp_sock(sk);
+	if (!owner)
+		return (__u32)-1;
+	return ((struct sock___mw *)owner)->sk_uid.val;
+}
+
+/*
+ * Is the socket the pod's sidecar's? Its UID on the host is sidecar.uid, or
+ * for a pod in a user namespace of its own that UID mapped through it
+ * (mw_pod_uid), as iptables' owner match maps it through the namespace.
+ */
+static __always_inline int mw_is_sidecar(struct bpf_sock *sk, __u64 netns_cookie)
+{
+	__u32 *mapped = bpf_map_lookup_elem(&mw_pod_uid, &netns_cookie);
+
+	return mw_sock_owner_uid(sk) == (mapped ? *mapped : mw_cfg.sidecar_uid);
+}
+
 static __always_inline int mw_port_listed(__u64 netns_cookie, __u16 port, __u8 dir)
 {
 	struct mw_port_key key = {

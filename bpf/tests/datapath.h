@@ -31,6 +31,7 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_SK_STORAGE(mw_orig_sk);
 	MW_TEST_MAP(mw_orig_tuple4);
 	MW_TEST_MAP(mw_pod_ips);
+	MW_TEST_MAP(mw_pod_uid);
 	MW_TEST_MAP(mw_excl_in4);
 	MW_TEST_MAP(mw_flow4);
 	MW_TEST_MAP(mw_flow4_fin);

@@ -21,6 +21,7 @@ struct mw_test_task mw_test_task;
 int mw_test_no_sk_storage;
 int mw_test_cb_flags;
 void *mw_test_mptcp_sock;
+void *mw_test_tcp_sock;
 int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt_value;
 int mw_test_setsockopt_error;
 struct mw_event mw_test_events[16];
@@ -102,6 +103,7 @@ void mw_test_reset(void)
 	mw_test_no_sk_storage = 0;
 	mw_test_cb_flags = 0;
 	mw_test_mptcp_sock = NULL;
+	mw_test_tcp_sock = NULL;
 	mw_test_setsockopt_level = mw_test_setsockopt_name = mw_test_setsockopt_value = -1;
 	mw_test_setsockopt_error = 0;
 }
@@ -311,6 +313,12 @@ struct mptcp_sock *bpf_skc_to_mptcp_sock(void *sk)
 {
 	(void)sk;
 	return mw_test_mptcp_sock;
+}
+
+struct tcp_sock *bpf_skc_to_tcp_sock(void *sk)
+{
+	(void)sk;
+	return mw_test_tcp_sock;
 }
 
 long bpf_setsockopt(void *ctx, int level, int optname, void *optval, int optlen)

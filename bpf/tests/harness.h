@@ -26,6 +26,8 @@ extern struct mw_test_task mw_test_task;
 extern int mw_test_no_sk_storage;
 /* The socket's MPTCP socket, for bpf_skc_to_mptcp_sock (NULL: plain TCP). */
 extern void *mw_test_mptcp_sock;
+/* The socket as bpf_skc_to_tcp_sock sees it (a struct sock___mw: its owner). */
+extern void *mw_test_tcp_sock;
 /* bpf_setsockopt's last call (level, optname, the int it set) and its answer. */
 extern int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt_value;
 extern int mw_test_setsockopt_error;

@@ -13,6 +13,8 @@
 #define POD_C		0xd004ULL	/* meshed, with include lists */
 #define POD_C_IP	"10.1.0.12"
 #define APP_UID		1000
+#define POD_U		0xe005ULL	/* meshed, its netns in a user namespace of its own */
+#define POD_U_SIDECAR	101500		/* SIDECAR_UID mapped through it (uid_map 0 100000 65536) */
 #define SOCK_DGRAM	2
 
 /* The node every case starts from. */
@@ -27,6 +29,14 @@ static void node(void)
 	struct mw_in4_key in = {};
 
 	mw_test_pods();
+	{
+		struct mw_pod u = { .flags = MW_POD_F_MESHED };
+		__u64 cu = POD_U;
+		__u32 uid = POD_U_SIDECAR;
+
+		bpf_map_update_elem(&mw_pods, &cu, &u, BPF_ANY);
+		bpf_map_update_elem(&mw_pod_uid, &cu, &uid, BPF_ANY);
+	}
 	/* Outbound: port 22 node-wide, 9000 for pod A only. */
 	port.netns_cookie = 0;
 	port.port = 22;
@@ -86,7 +96,9 @@ struct sock_case {
 	__u32 sidecar_uid;	/* 0: SIDECAR_UID */
 	/* the caller and its socket */
 	__u64 netns;
-	__u32 uid;
+	__u32 uid;		/* the task's real UID */
+	int owner_set;		/* OWNER(u): the socket's owner (sk_uid) is u, */
+	__u32 owner;		/* else it is uid */
 	int udp;
 	int no_storage;		/* the kernel has no memory for socket storage */
 	int mptcp;		/* the socket is an MPTCP socket's first subflow */
@@ -104,6 +116,8 @@ struct sock_case {
 	__u32 stats;		/* the counters that are 1 (the others stay 0) */
 	enum mw_decision decision;	/* the trace event (0: none) */
 };
+
+#define OWNER(u) .owner_set = 1, .owner = (u)
 
 static const struct sock_case cases[] = {
 	/* connect4: who is steered */
@@ -196,6 +210,28 @@ static const struct sock_case cases[] = {
 	{ "the sidecar's outbound connection is untouched", CONNECT4, .netns = POD_A,
 	  .uid = SIDECAR_UID, .dst = ORIG_IP, .port = 80,
 	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "setresuid(1500, 0, 0): the socket's owner is root, an app's", CONNECT4,
+	  .netns = POD_A, .uid = SIDECAR_UID, OWNER(0), .dst = ORIG_IP, .port = 80,
+	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "real UID root, effective 1500: the socket is the sidecar's", CONNECT4,
+	  .netns = POD_A, .uid = 0, OWNER(SIDECAR_UID), .dst = ORIG_IP, .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "an MPTCP subflow's owner is its MPTCP socket's", CONNECT4, .mptcp = 1,
+	  .netns = POD_A, .uid = APP_UID, OWNER(SIDECAR_UID), .dst = ORIG_IP, .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "a pod in a user namespace: its sidecar's mapped UID is the sidecar", CONNECT4,
+	  .netns = POD_U, .uid = POD_U_SIDECAR, .dst = ORIG_IP, .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "a pod in a user namespace: host UID 1500 is an app there", CONNECT4,
+	  .netns = POD_U, .uid = SIDECAR_UID, .dst = ORIG_IP, .port = 80,
+	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a pod in a user namespace: its sidecar's native IPv6 goes direct", CONNECT6,
+	  .netns = POD_U, .uid = POD_U_SIDECAR, .dst = "2001:db8::1", .port = 80 },
+	{ "a pod in a user namespace: host UID 1500's native IPv6 is refused", CONNECT6,
+	  .netns = POD_U, .uid = SIDECAR_UID, .dst = "2001:db8::1", .port = 80, .deny = 1,
+	  .stats = STAT(MW_STAT_CONNECT6_REFUSED), .decision = MW_DEC_CONNECT6_REFUSED },
 	{ "another sidecar uid: uid 1500 is an app", CONNECT4, .sidecar_uid = 1600,
 	  .netns = POD_A, .uid = SIDECAR_UID, .dst = ORIG_IP, .port = 80,
 	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
@@ -320,7 +356,9 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		.type = c->udp ? SOCK_DGRAM : MW_SOCK_STREAM,
 		.bound_dev_if = c->bound_dev ? 2 : 0,
 	};
-	struct bpf_sock mptcp = {};
+	/* Socket storage is keyed by pointer; the owner is read as from a struct sock. */
+	struct sock___mw mptcp = { .sk_uid.val = c->owner_set ? c->owner : c->uid };
+	struct sock___mw tcp = { .sk_uid.val = c->owner_set ? c->owner : c->uid };
 	struct bpf_sock_addr ctx = {
 		.family = is6(c) ? MW_AF_INET6 : MW_AF_INET,
 		.type = sk.type,
@@ -339,6 +377,10 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	mw_test_task.pid = 4242;
 	mw_test_no_sk_storage = c->no_storage;
 	mw_test_mptcp_sock = c->mptcp ? &mptcp : NULL;
+	/* An MPTCP subflow's own owner is another: the MPTCP socket's must count. */
+	if (c->mptcp)
+		tcp.sk_uid.val = 4242;
+	mw_test_tcp_sock = &tcp;
 	mw_test_setsockopt_error = c->unbind_fails ? -1 : 0;
 	if (is6(c))
 		mw_test_ip6(c->dst, ctx.user_ip6);

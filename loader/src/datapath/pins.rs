@@ -30,6 +30,8 @@ macro_rules! maps {
 maps! {
     MAP_PODS = "mw_pods",
     MAP_POD_IPS = "mw_pod_ips",
+    /// The sidecar's host UID of pods in a user namespace of their own.
+    MAP_POD_UID = "mw_pod_uid",
     MAP_EXCL_PORTS = "mw_excl_ports",
     MAP_EXCL_CIDR4 = "mw_excl_cidr4",
     MAP_INCL_CIDR4 = "mw_incl_cidr4",

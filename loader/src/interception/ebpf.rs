@@ -6,16 +6,32 @@ use super::pods::{self, MeshedPod, PodMaps};
 use super::Interception;
 use crate::datapath::pins::{self, Pins};
 use crate::datapath::tc::{self, TcAttach};
+use crate::system::userns;
 
 pub struct EbpfTc {
     pins: Pins,
     /// How tc programs go on pods' interfaces (`[tc] attach`).
     tc_attach: TcAttach,
+    /// `sidecar.uid`, as a pod's own user namespace sees it.
+    sidecar_uid: u32,
 }
 
 impl EbpfTc {
     pub fn new(pins: &Pins, tc_attach: TcAttach) -> EbpfTc {
-        EbpfTc { pins: pins.clone(), tc_attach }
+        EbpfTc { pins: pins.clone(), tc_attach, sidecar_uid: crate::config::Config::default_config().sidecar.uid }
+    }
+
+    /// `sidecar.uid` (the default configuration's otherwise).
+    pub fn with_sidecar_uid(mut self, uid: u32) -> EbpfTc {
+        self.sidecar_uid = uid;
+        self
+    }
+
+    /// The host UID of the pod's sidecar when its network namespace belongs
+    /// to a user namespace of its own, for mw_pod_uid (None: sidecar.uid
+    /// itself); as iptables' owner match maps it ([`userns::host_uid`]).
+    fn sidecar_host_uid(&self, pod: &MeshedPod) -> Result<Option<u32>, String> {
+        userns::host_uid(&pod.netns, self.sidecar_uid).map_err(|e| format!("pod {}: {e}", pod.container_id))
     }
 
     fn maps(&self) -> Result<PodMaps, String> {
@@ -28,7 +44,7 @@ impl Interception for EbpfTc {
     /// this attachment's interface; on a tc failure the map entries go again.
     fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
         let maps = self.maps()?;
-        pods::install(&maps, pod, siblings)?;
+        pods::install(&maps, pod, siblings, self.sidecar_host_uid(pod)?)?;
         if pod.ifname.is_empty() {
             return Ok(());
         }
@@ -49,7 +65,7 @@ impl Interception for EbpfTc {
     }
 
     fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
-        pods::check(&self.maps()?, pod, siblings)?;
+        pods::check(&self.maps()?, pod, siblings, self.sidecar_host_uid(pod)?)?;
         if !pod.ifname.is_empty() {
             tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
         }

@@ -76,6 +76,7 @@
 
 use std::fs::File;
 use std::io::Write;
+use std::os::fd::AsRawFd;
 use std::os::unix::fs::MetadataExt;
 use std::os::unix::process::CommandExt;
 use std::path::Path;
@@ -373,6 +374,10 @@ struct Entered {
     /// st_dev and st_ino of the namespace: what /proc/self/ns/net of a child must show.
     dev: u64,
     ino: u64,
+    /// The user namespace owning it, when not the loader's: the commands run
+    /// in it, as the kernel accepts owner matches only from there, and map
+    /// `--uid-owner` through it (a pod's sidecar.uid, not the host's).
+    userns: Option<File>,
 }
 
 /// Run `f` on a thread inside the namespace at `netns`, after checking that
@@ -394,8 +399,9 @@ fn in_pod_netns<T: Send + 'static>(
         Err(e) => return Err(format!("opening network namespace {}: {e}", netns.display())),
     };
     let meta = file.metadata().map_err(|e| format!("stat {}: {e}", netns.display()))?;
-    let entered = Entered { dev: meta.dev(), ino: meta.ino() };
     let shown = netns.display().to_string();
+    let userns = system::userns::owner_of(&file, &shown)?;
+    let entered = Entered { dev: meta.dev(), ino: meta.ino(), userns };
     system::run_in_netns(file, &shown.clone(), move |now| {
         if host.contains(&now) {
             return Err(format!("{shown} is the host's network namespace; iptables rules are only ever installed in a pod's"));
@@ -432,10 +438,11 @@ fn says_absent(stderr: &str) -> bool {
 /// namespace, and refuses to run otherwise. Err says why it failed.
 fn run(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Result<String, IptError> {
     let (dev, ino) = (ns.dev, ns.ino);
+    let userns = ns.userns.as_ref().map(|f| f.as_raw_fd());
     let mut cmd = Command::new(program);
     cmd.args(args).stdin(if stdin.is_some() { Stdio::piped() } else { Stdio::null() }).stdout(Stdio::piped()).stderr(Stdio::piped());
-    // SAFETY: the closure only calls stat(2) on a static C string and
-    // compares numbers, which is async-signal-safe.
+    // SAFETY: the closure only calls stat(2) on a static C string,
+    // compares numbers and calls setns(2), which is async-signal-safe.
     unsafe {
         cmd.pre_exec(move || {
             let mut st: libc::stat = std::mem::zeroed();
@@ -445,6 +452,14 @@ fn run(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Resul
             if st.st_dev != dev || st.st_ino != ino {
                 return Err(std::io::Error::from_raw_os_error(libc::EPERM));
             }
+            // Its root there: capabilities survive exec only for the
+            // namespace's own root (the loader's UID 0 is not mapped there).
+            if let Some(fd) = userns {
+                if libc::setns(fd, libc::CLONE_NEWUSER) != 0 || libc::setresuid(0, 0, 0) != 0 {
+                    // Not EPERM: that says "not in the pod's network namespace".
+                    return Err(std::io::Error::from_raw_os_error(libc::EACCES));
+                }
+            }
             Ok(())
         });
     }
@@ -452,6 +467,9 @@ fn run(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Resul
     let failed = |msg: String| IptError { msg, not_installed: false, stderr: String::new() };
     let mut child = cmd.spawn().map_err(|e| match e.raw_os_error() {
         Some(libc::EPERM) => failed(format!("{shown}: refused: the child was not in the pod's network namespace")),
+        Some(libc::EACCES) if userns.is_some() => {
+            failed(format!("{shown}: the child could not become root of the user namespace owning the pod's network namespace (is UID 0 mapped there?)"))
+        }
         Some(libc::ENOENT) if program.starts_with("iptables") => IptError {
             not_installed: true,
             ..failed(format!("{shown}: {e} (interception.mode = \"iptables\" needs iptables installed, in the loader's PATH)"))
@@ -660,6 +678,9 @@ impl Iptables {
 
 impl Interception for Iptables {
     fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+        // A pod whose user namespace has no sidecar.uid is refused as in
+        // eBPF mode, by name, rather than by the kernel's EINVAL.
+        crate::system::userns::host_uid(&pod.netns, self.rules.sidecar_uid).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
         // Not in the maps (a loader in eBPF mode may have put it there).
         self.ebpf.remove(pod, &[])?;
         apply(&self.rules, &merged(pod, siblings))
@@ -1196,7 +1217,7 @@ mod tests {
         // namespace as the one expected: the child must not exec.
         let ns = TestNetns::new("child");
         let meta = std::fs::metadata(&ns.path).unwrap();
-        let entered = Entered { dev: meta.dev(), ino: meta.ino() };
+        let entered = Entered { dev: meta.dev(), ino: meta.ino(), userns: None };
         let e = run(&entered, "iptables-restore", &["--noflush"], Some("*nat\n:MESHWIRE_OUTPUT - [0:0]\nCOMMIT\n")).unwrap_err().msg;
         assert!(e.contains("refused"), "{e}");
         let e = run(&entered, "ip6tables-restore", &["--noflush"], Some("*filter\n:MESHWIRE_OUTPUT6 - [0:0]\nCOMMIT\n")).unwrap_err().msg;

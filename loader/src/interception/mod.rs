@@ -34,7 +34,7 @@ pub trait Interception: Send + Sync {
 
 /// The interception `config` asks for.
 pub fn of(config: &Config, pins: &Pins) -> Box<dyn Interception> {
-    let ebpf = ebpf::EbpfTc::new(pins, config.tc_attach);
+    let ebpf = ebpf::EbpfTc::new(pins, config.tc_attach).with_sidecar_uid(config.sidecar.uid);
     match config.interception {
         Mode::Ebpf => Box::new(ebpf),
         Mode::Iptables => Box::new(iptables::Iptables::new(iptables::NodeRules::of(config), ebpf)),

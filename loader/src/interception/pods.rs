@@ -202,6 +202,7 @@ pub fn resolve(spec: &PodSpec, accelerate_by_default: bool) -> Result<MeshedPod,
 /// The maps a pod's entries live in.
 pub struct PodMaps {
     pods: MapFd,
+    uids: MapFd,
     ips: MapFd,
     out_ports: MapFd,
     out_cidrs: MapFd,
@@ -218,6 +219,7 @@ impl PodMaps {
         };
         Ok(PodMaps {
             pods: open(pins::MAP_PODS)?,
+            uids: open(pins::MAP_POD_UID)?,
             ips: open(pins::MAP_POD_IPS)?,
             out_ports: open(pins::MAP_EXCL_PORTS)?,
             out_cidrs: open(pins::MAP_EXCL_CIDR4)?,
@@ -257,9 +259,11 @@ fn update_error(map: &MapFd, name: &str, e: crate::libbpf::BpfError) -> String {
 
 /// Write every entry of the attachment `pod`, its netns-cookie entries from
 /// it and its `siblings` together; the mw_pods entry last, so the datapath
-/// never sees the pod meshed without its exclusions. On error, the entries
-/// written are removed again (the siblings' stay as they were).
-pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+/// never sees the pod meshed without its exclusions nor its sidecar's UID
+/// (`sidecar_uid`: the host UID of a pod in a user namespace of its own, see
+/// [`crate::system::userns::host_uid`]). On error, the entries written are
+/// removed again (the siblings' stay as they were).
+pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), String> {
     for ip in &pod.ips {
         let key = u32::from(*ip).to_be();
         if let Some(owner) = maps.ips.lookup::<u32, u64>(&key).map_err(|e| e.to_string())? {
@@ -286,6 +290,12 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Resul
             }
             maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, "mw_pod_ips", e))?;
         }
+        match sidecar_uid {
+            Some(uid) => maps.uids.update(&pod.cookie, &uid).map_err(|e| update_error(&maps.uids, "mw_pod_uid", e))?,
+            None => {
+                maps.uids.delete(&pod.cookie).map_err(|e| format!("mw_pod_uid: {e}"))?;
+            }
+        }
         maps.pods.update(&pod.cookie, &view.entry()).map_err(|e| update_error(&maps.pods, "mw_pods", e))
     })();
     if let Err(e) = result {
@@ -310,6 +320,7 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
     let after = match siblings.split_first() {
         None => {
             note(maps.pods.delete(&pod.cookie));
+            note(maps.uids.delete(&pod.cookie));
             CookieKeys { ports: Vec::new(), out_cidrs: Vec::new(), incl_cidrs: Vec::new() }
         }
         Some((first, rest)) => {
@@ -357,6 +368,11 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
             removed += 1;
         }
     }
+    for cookie in maps.uids.keys::<u64>().map_err(e)? {
+        if !cookies.contains(&cookie) && maps.uids.delete(&cookie).map_err(e)? {
+            removed += 1;
+        }
+    }
     for ip in maps.ips.keys::<u32>().map_err(e)? {
         let owner = maps.ips.lookup::<u32, u64>(&ip).map_err(e)?;
         if owner.is_some_and(|c| !cookies.contains(&c)) && maps.ips.delete(&ip).map_err(e)? {
@@ -385,8 +401,9 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
 }
 
 /// Is every entry of the attachment in place (its cookie's as it and its
-/// siblings want them)? Err names the first missing one.
-pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+/// siblings want them, `sidecar_uid` as for [`install`])? Err names the
+/// first missing or different one.
+pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), String> {
     let missing = |what: String| Err(format!("pod {}: {what} is missing", pod.container_id));
     let want = merged(pod, siblings).entry().flags;
     match maps.pods.lookup::<u64, Pod>(&pod.cookie).map_err(|e| e.to_string())? {
@@ -395,6 +412,11 @@ pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<
             return Err(format!("pod {}: mw_pods entry has flags {:#x}, expected {:#x}", pod.container_id, e.flags, want))
         }
         Some(_) => {}
+    }
+    let uid = maps.uids.lookup::<u64, u32>(&pod.cookie).map_err(|e| e.to_string())?;
+    if uid != sidecar_uid {
+        let shown = |u: Option<u32>| u.map_or("none (sidecar.uid applies)".to_string(), |u| u.to_string());
+        return Err(format!("pod {}: mw_pod_uid entry is {}, expected {}", pod.container_id, shown(uid), shown(sidecar_uid)));
     }
     for ip in &pod.ips {
         if maps.ips.lookup::<u32, u64>(&u32::from(*ip).to_be()).map_err(|e| e.to_string())? != Some(pod.cookie) {

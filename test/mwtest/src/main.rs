@@ -200,6 +200,11 @@ enum Cmd {
         /// Group to run as (defaults to --uid).
         #[arg(long)]
         gid: Option<u32>,
+        /// Then setresuid(REAL, EFFECTIVE, SAVED): e.g. 1500,0,0 is a root process
+        /// whose real UID is the sidecar's (its sockets are root's: the filesystem
+        /// UID follows the effective one).
+        #[arg(long, value_name = "REAL,EFFECTIVE,SAVED", value_parser = net::parse_resuid)]
+        resuid: Option<(u32, u32, u32)>,
     },
 }
 
@@ -270,6 +275,7 @@ fn main() -> ExitCode {
             timeout,
             uid,
             gid,
+            resuid,
         } => {
             let opts = client::Options {
                 connect,
@@ -287,6 +293,12 @@ fn main() -> ExitCode {
             if let Some(uid) = uid {
                 if let Err(e) = net::drop_privileges(uid, gid.unwrap_or(uid)) {
                     eprintln!("client: cannot drop privileges to uid {uid}: {e}");
+                    return ExitCode::from(2);
+                }
+            }
+            if let Some((r, e, s)) = resuid {
+                if let Err(err) = net::set_resuid(r, e, s) {
+                    eprintln!("client: setresuid({r}, {e}, {s}): {err}");
                     return ExitCode::from(2);
                 }
             }

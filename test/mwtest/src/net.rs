@@ -93,3 +93,24 @@ pub fn drop_privileges(uid: u32, gid: u32) -> io::Result<()> {
     setuid(Uid::from_raw(uid)).map_err(io::Error::from)?;
     Ok(())
 }
+
+/// "R,E,S": three UIDs for setresuid.
+pub fn parse_resuid(s: &str) -> Result<(u32, u32, u32), String> {
+    let ids: Vec<u32> = s.split(',').map(|w| w.trim().parse::<u32>().map_err(|e| format!("{w:?}: {e}"))).collect::<Result<_, _>>()?;
+    match ids[..] {
+        [r, e, s] => Ok((r, e, s)),
+        _ => Err(format!("{s:?}: give REAL,EFFECTIVE,SAVED")),
+    }
+}
+
+/// setresuid(2); the filesystem UID follows the effective one. Checked
+/// afterwards, so a test never runs as other UIDs than it says.
+pub fn set_resuid(real: u32, effective: u32, saved: u32) -> io::Result<()> {
+    use nix::unistd::{getresuid, setresuid, Uid};
+    setresuid(Uid::from_raw(real), Uid::from_raw(effective), Uid::from_raw(saved)).map_err(io::Error::from)?;
+    let got = getresuid().map_err(io::Error::from)?;
+    if (got.real.as_raw(), got.effective.as_raw(), got.saved.as_raw()) != (real, effective, saved) {
+        return Err(io::Error::other(format!("getresuid says {got:?}")));
+    }
+    Ok(())
+}
