@@ -9,6 +9,7 @@ mod libbpf;
 mod lock;
 mod service;
 mod system;
+mod timing;
 mod views;
 #[cfg(test)]
 mod testutil;

@@ -84,6 +84,14 @@ class Fatal(Exception):
     pass
 
 
+def cgroup2_mount():
+    for line in open("/proc/self/mountinfo"):
+        pre, _, post = line.partition(" - ")
+        if post.split()[0] == "cgroup2":
+            return pre.split()[4]
+    raise Fatal("no cgroup2 mount")
+
+
 class Bench:
     def __init__(self, args):
         self.args = args
@@ -165,30 +173,29 @@ class Bench:
         raise Fatal(f"{what} in {pod}: nothing listens on port {port} after 5 s")
 
     # -------------------------------------------------------------------- setup
-    def setup(self):
+    def prepare(self, kind, tools, binaries):
+        """Root and `tools` checked; a work dir with private copies of the
+        `binaries` (attribute names) and a private bpffs. Returns the cgroup2 mount."""
         if os.geteuid() != 0:
             raise Fatal("run as root (network namespaces, cgroups, BPF)")
-        for tool in ("haproxy", "wrk", "iperf3", "ip", "ss", "taskset", "iptables-save"):
+        for tool in tools:
             if not shutil.which(tool):
                 raise Fatal(f"{tool} not found; tools/setup.sh installs the benchmark's packages")
-        cg2 = None
-        for line in open("/proc/self/mountinfo"):
-            pre, _, post = line.partition(" - ")
-            if post.split()[0] == "cgroup2":
-                cg2 = pre.split()[4]
-                break
-        if not cg2:
-            raise Fatal("no cgroup2 mount")
-        self.work = tempfile.mkdtemp(prefix=f"{self.P}-bench.")
+        cg2 = cgroup2_mount()
+        self.work = tempfile.mkdtemp(prefix=f"{self.P}-{kind}.")
         # Private copies: a rebuild of bazel-bin during the run cannot pull them away.
         os.mkdir(f"{self.work}/bin")
-        for attr in ("loader", "mwtest"):
+        for attr in binaries:
             dst = f"{self.work}/bin/{os.path.basename(getattr(self, attr))}"
             shutil.copy2(getattr(self, attr), dst)
             setattr(self, attr, dst)
         self.bpffs = f"{self.work}/bpffs"
         os.mkdir(self.bpffs)
         self.run(["mount", "-t", "bpf", f"{self.P}-bpffs", self.bpffs])
+        return cg2
+
+    def setup(self):
+        cg2 = self.prepare("bench", ("haproxy", "wrk", "iperf3", "ip", "ss", "taskset", "iptables-save"), ("loader", "mwtest"))
         self.cg_root = f"{cg2}/{self.P}-bench"
         for d in ["", "/plain", "/mesh-n1", "/mesh-n2"] + [f"/plain/{p}" for p in POD_IP] + \
                  [f"/mesh-{POD_NODE[p]}/{p}" for p in POD_IP]:
@@ -720,8 +727,9 @@ frontend app
                 time.sleep(0.1)
 
     def cleanup_system(self):
-        for ns in reversed(self.ns_made):
-            subprocess.run(["ip", "netns", "del", ns], capture_output=True)
+        # One `ip` for them all: the scale mode makes thousands.
+        subprocess.run(["ip", "-force", "-b", "-"], input="".join(f"netns del {ns}\n" for ns in reversed(self.ns_made)),
+                       capture_output=True, text=True)
         for cg in reversed(self.cgroups):
             for _ in range(50):
                 try:
@@ -1052,6 +1060,12 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loader", required=True)
     ap.add_argument("--mwtest", required=True)
+    ap.add_argument("--cni", help="meshwire-cni (--mode scale)")
+    ap.add_argument("--mode", choices=["compare", "scale"], default="compare",
+                    help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py)")
+    ap.add_argument("--sizes", default="1,100,1000,4000", help="--mode scale: pods meshed, comma-separated")
+    ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
+    ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
     ap.add_argument("--quick", action="store_true", help="about a minute: 1 repetition, 1 s measurements")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 2; --quick 1)")
@@ -1062,10 +1076,16 @@ def main():
     a = ap.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
     a.seconds = a.seconds or (1.0 if a.quick else 2.0)
-    if a.out is None:
-        ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
-        a.out = os.path.join(ws, "docs", "benchmark-quick.md" if a.quick else "benchmark.md")
-    b = Bench(a)
+    ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+    if a.mode == "scale":
+        import scale
+        a.sizes = [int(x) for x in a.sizes.split(",")]
+        a.tc_attach = a.tc_attach.split(",")
+        a.out = a.out or os.path.join(ws, "docs", "benchmark-scale.md")
+        b = scale.Scale(a)
+    else:
+        a.out = a.out or os.path.join(ws, "docs", "benchmark-quick.md" if a.quick else "benchmark.md")
+        b = Bench(a)
 
     def on_signal(sig, _frame):
         raise KeyboardInterrupt(f"signal {sig}")

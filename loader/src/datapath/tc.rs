@@ -35,6 +35,7 @@ pub use crate::config::TcAttach;
 use crate::libbpf;
 use crate::datapath::objects::{self, Hook, ProgramSpec};
 use crate::datapath::pins::Pins;
+use crate::timing;
 use crate::system;
 
 /// A tc program of the datapath and where a pod's link to it is pinned.
@@ -295,6 +296,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
         progs.push((tc, fd));
     }
     let method = method(mode, progs[0].1.as_raw_fd())?;
+    timing::mark("tc programs open");
     let _lock = lock(pins)?;
     let dir = pins.pod_dir(cookie);
     {
@@ -335,6 +337,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
             }
         }
     });
+    timing::mark("tc attach (in the netns)");
     let result = match reached {
         Ok(Reach::Done(())) => Ok(()),
         Ok(Reach::Unreachable(why)) => Err(why),
@@ -406,7 +409,9 @@ pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
         return remove_filters(pins, cookie, iface);
     }
     let _lock = lock(pins)?;
-    detach_locked(pins, cookie, iface)
+    let detached = detach_locked(pins, cookie, iface);
+    timing::mark("tc detach");
+    detached
 }
 
 /// With `iface`, that interface's attachment only (the pod's directory goes

@@ -15,6 +15,7 @@ use crate::config::Cidr4;
 use crate::datapath::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
 use crate::datapath::pins::{self, Pins};
+use crate::timing;
 use crate::system;
 
 /// A pod spec that passed validation, with its netns cookie.
@@ -193,6 +194,7 @@ pub fn validate(spec: &PodSpec) -> Result<(), String> {
 pub fn resolve(spec: &PodSpec, accelerate_by_default: bool) -> Result<MeshedPod, String> {
     validate(spec)?;
     let cookie = system::netns_cookie(&spec.netns)?;
+    timing::mark("netns cookie");
     if system::host_netns_cookies()?.contains(&cookie) {
         return Err(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display()));
     }
@@ -298,6 +300,7 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_
         }
         maps.pods.update(&pod.cookie, &view.entry()).map_err(|e| update_error(&maps.pods, "mw_pods", e))
     })();
+    timing::mark("map updates");
     if let Err(e) = result {
         let _ = remove(maps, pod, siblings);
         return Err(format!("pod {}: {e}", pod.container_id));
@@ -348,6 +351,7 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
     for k in before.incl_cidrs.iter().filter(|k| !after.incl_cidrs.contains(k)) {
         note(maps.incl_cidrs.delete(k));
     }
+    timing::mark("map updates");
     match first_err {
         None => Ok(()),
         Some(e) => Err(format!("pod {}: {e}", pod.container_id)),

@@ -14,6 +14,7 @@ use std::time::Duration;
 use meshwire_api::{ErrorCode, Op, OpResult, Response, MAX_LINE};
 
 use crate::service::pod_service::{internal, invalid, PodService};
+use crate::timing;
 
 type ApiResult = Result<OpResult, Response>;
 
@@ -66,6 +67,15 @@ fn answer(service: &PodService, op: Op, conn: &UnixStream) -> (Response, Option<
     }
 }
 
+/// The requests whose phases are logged (debug): pod changes.
+fn timed_label(op: &Op) -> Option<String> {
+    match op {
+        Op::AddPod { pod } => Some(format!("add_pod {} {}", pod.container_id, pod.ifname)),
+        Op::DelPod { container_id, ifname } => Some(format!("del_pod {container_id} {}", ifname.as_deref().unwrap_or("*"))),
+        _ => None,
+    }
+}
+
 /// Serve one connection: request lines in, response lines out.
 fn serve(service: &PodService, stream: UnixStream) {
     let _ = stream.set_read_timeout(Some(IDLE));
@@ -87,14 +97,23 @@ fn serve(service: &PodService, stream: UnixStream) {
             Ok(_) => {}
             Err(_) => return,
         }
+        let mut timed = None;
         let (response, undo) = match std::str::from_utf8(&raw) {
             Err(e) => (invalid(format!("request is not UTF-8 ({e})")), None),
             Ok(line) => match meshwire_api::parse_request(line.trim_end()) {
                 Err(bad) => (bad, None),
-                Ok(req) => answer(service, req.op, &writer),
+                Ok(req) => {
+                    timed = timed_label(&req.op);
+                    timing::start();
+                    answer(service, req.op, &writer)
+                }
             },
         };
-        if write_response(&mut writer, &response).is_err() {
+        let written = write_response(&mut writer, &response);
+        if let (Some(label), Some(took)) = (timed, timing::finish()) {
+            log::debug!("api: {label}: {took}");
+        }
+        if written.is_err() {
             // Its caller is gone and takes the ADD as failed: undo it.
             if let Some((id, ifname)) = undo {
                 match service.del(&id, Some(&ifname)) {

@@ -12,6 +12,7 @@ use meshwire_api::{ErrorCode, PodRecord, PodSpec, Response};
 use crate::interception::pods::{self, MeshedPod};
 use crate::interception::Interception;
 use crate::service::records::Records;
+use crate::timing;
 
 pub(crate) fn invalid(msg: impl Into<String>) -> Response {
     Response::err(ErrorCode::InvalidRequest, msg)
@@ -118,6 +119,7 @@ impl PodService {
         // lock: a bad path cannot hold up other pods' changes.
         let pod = pods::resolve(&spec, self.accelerate_by_default).map_err(invalid)?;
         let mut meshed = self.lock();
+        timing::mark("lock wait");
 
         if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
             return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));

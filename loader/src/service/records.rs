@@ -17,6 +17,7 @@ use std::path::{Path, PathBuf};
 use meshwire_api::PodRecord;
 
 use crate::interception::pods;
+use crate::timing;
 
 /// Longest interface name (IFNAMSIZ - 1).
 const MAX_IFNAME: usize = 15;
@@ -97,10 +98,12 @@ impl Records {
             f.sync_all()?;
             fs::rename(&tmp, &path)
         };
-        write().map_err(|e| {
+        let written = write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
             format!("writing pod record {}: {e}", path.display())
-        })
+        });
+        timing::mark("record write");
+        written
     }
 
     /// The record of one attachment.
@@ -126,13 +129,16 @@ impl Records {
             }
         }
         out.sort_by(|a, b| a.spec.ifname.cmp(&b.spec.ifname));
+        timing::mark("records read");
         Ok(out)
     }
 
     /// Ok(false) when there was no record.
     pub fn remove(&self, container_id: &str, ifname: &str) -> Result<bool, String> {
         let path = self.path(container_id, ifname)?;
-        match fs::remove_file(&path) {
+        let removed = fs::remove_file(&path);
+        timing::mark("record remove");
+        match removed {
             Ok(()) => Ok(true),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(false),
             Err(e) => Err(format!("removing {}: {e}", path.display())),

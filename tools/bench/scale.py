@@ -1,0 +1,387 @@
+"""meshwire at node scale: `./bazelw run //tools/bench -- --mode scale`.
+
+How the costs grow with the number of pods meshed on one node (1, 100,
+1,000, 4,000 by default): CNI ADD and DEL latency from the exec of
+meshwire-cni to its exit (p50/p99, with the loader's own account of where
+its part of the time went), the loader's RSS, the pinned maps' memory, the
+latency of `meshwire-loader pods` and `status`, and how long a loader
+restarted after kill -9 takes to adopt every pod (and its RSS then).
+
+One loader (eBPF mode, tc attached as the kernel allows) with its own
+cgroup, pins on a private bpffs and API socket. Every pod is a network
+namespace made here with a veth `eth0` (its peer in a node namespace), so
+each ADD attaches tc there and writes its record, as on a node. The pods
+that make up the count are meshed through the API; the pods measured are
+added by meshwire-cni as a runtime runs it (environment, netconf with
+prevResult on stdin), and deleted again right after, so the count holds.
+
+A figure is kept only from a run that proved its interception: the loader
+answers CHECK (map entries and tc links in place) for every measured pod,
+and at each size one measured pod's connection to an address outside it
+is redirected to its sidecar port, whose accept reads the address dialled
+back with getsockopt(SO_ORIGINAL_DST). Adoption must report every pod
+kept. Root; everything made here carries the prefix mwb<PID>- and is
+removed on exit, also when interrupted.
+"""
+
+import json
+import os
+import socket
+import statistics
+import subprocess
+import time
+
+from bench import Bench, Fatal, OUT_PORT, log, machine, machine_busy, fmt
+
+NODE = "n1"
+
+
+def pod_ip(i):
+    """10.240.0.0/16, unique for i < 16,000."""
+    return f"10.240.{i // 250}.{i % 250 + 2}"
+
+
+def pct(v, p):
+    """The p-th percentile (nearest rank) of v."""
+    s = sorted(v)
+    return s[min(len(s) - 1, max(0, int(round(p / 100 * len(s) + 0.5)) - 1))] if s else None
+
+
+# What a measured pod runs inside its namespace and the loader's cgroup to
+# prove the interception: a listener on the sidecar's outbound port, a
+# connection to an address that exists nowhere, and the original destination
+# its accept reads back (as a sidecar does).
+PROOF = r"""
+import socket, struct, sys
+lst = socket.socket(); lst.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+lst.bind(("127.0.0.1", int(sys.argv[1]))); lst.listen(1)
+c = socket.create_connection(("10.99.0.1", 8080), timeout=3)
+s, _ = lst.accept()
+raw = s.getsockopt(socket.SOL_IP, 80, 16)
+port, addr = struct.unpack("!H4s", raw[2:8])
+print(socket.inet_ntoa(addr), port)
+"""
+
+
+class Scale(Bench):
+    def __init__(self, args):
+        super().__init__(args)
+        self.cni_bin = os.path.realpath(args.cni)
+        self.pods_made = 0
+        self.meshed_bg = 0
+        self.conn = None
+        self.rows = []           # one dict per size
+        self.loader_p = None
+        self.tc = None
+        self.state_mounted = False
+
+    # -------------------------------------------------------------------- setup
+    def setup(self):
+        cg2 = self.prepare("scale", ("ip", "bpftool", "python3"), ("loader", "cni_bin"))
+        self.cg_root = f"{cg2}/{self.P}-scale"
+        for d in (self.cg_root, f"{self.cg_root}/mesh-{NODE}"):
+            os.mkdir(d)
+            self.cgroups.append(d)
+        self.run(["ip", "netns", "add", self.ns(NODE)])
+        self.ns_made.append(self.ns(NODE))
+        self.cfg = self.loader_cfg(NODE, "ebpf")
+        with open(self.cfg) as f:
+            self.cfg_text = f.read()
+        # Records on tmpfs, as in the default state dir /run/meshwire on a node.
+        self.state = f"{self.work}/{NODE}/state"
+        os.mkdir(self.state)
+        self.run(["mount", "-t", "tmpfs", "-o", "mode=0700", f"{self.P}-state", self.state])
+        self.state_mounted = True
+
+    def use_tc(self, mode):
+        """A fresh loader state (no pods, no pins) whose [tc] attach is `mode`."""
+        if self.loader_p:
+            self.kill_loader()
+            self.run([self.loader, "--config", self.cfg, "cleanup"], timeout=600)
+            subprocess.run(["find", self.state, "-mindepth", "1", "-delete"], check=True)
+        with open(self.cfg, "w") as f:
+            f.write(self.cfg_text + f'[tc]\nattach = "{mode}"\n')
+        self.meshed_bg = 0
+        self.start_loader()
+
+    def make_pods(self, n):
+        """n more pod namespaces, each with a veth eth0 whose peer is in the node's."""
+        first, self.pods_made = self.pods_made, self.pods_made + n
+        names = [self.ns(f"p{i}") for i in range(first, first + n)]
+        self.ns_made.extend(names)
+        self.run(["ip", "-b", "-"], input="".join(f"netns add {m}\n" for m in names), timeout=600)
+        links = "".join(f"link add v{i} type veth peer name eth0 netns {self.ns(f'p{i}')}\nlink set v{i} up\n"
+                        for i in range(first, first + n))
+        self.run(["ip", "-n", self.ns(NODE), "-b", "-"], input=links, timeout=600)
+        # Up, as the runtime's network plugin leaves it (a clsact qdisc on an
+        # interface that is up costs more to add and remove).
+        self.run(["sh", "-c", 'for ns; do ip -n "$ns" link set eth0 up || exit 1; done', "up", *names], timeout=600)
+        return list(range(first, first + n))
+
+    # ------------------------------------------------------------------- loader
+    def start_loader(self):
+        """Start `run`; seconds until it said ready, and its log text."""
+        t0 = time.monotonic()
+        self.loader_p = self.start("loader", [self.loader, "--config", self.cfg, "--log-level", "debug", "run"])
+        logf = self.procs_log(self.loader_p)
+        while time.monotonic() - t0 < 120:
+            text = open(logf).read()
+            if "meshwire-loader: ready" in text:
+                return time.monotonic() - t0, text
+            if self.loader_p.poll() is not None:
+                raise Fatal(f"the loader exited: {text[-1500:]}")
+            time.sleep(0.005)
+        raise Fatal("the loader was not ready after 120 s")
+
+    def kill_loader(self):
+        self.loader_p.kill()
+        self.loader_p.wait(10)
+        self.procs.remove(self.loader_p)
+        if self.conn:
+            self.conn.close()
+            self.conn = None
+
+    def rss_kib(self):
+        st = dict(l.split(":", 1) for l in open(f"/proc/{self.loader_p.pid}/status"))
+        return int(st["VmRSS"].split()[0]), int(st["VmHWM"].split()[0])
+
+    def api(self, op):
+        """One request on a kept connection to the loader's API."""
+        if self.conn is None:
+            self.conn = socket.socket(socket.AF_UNIX)
+            self.conn.connect(f"{self.work}/{NODE}/api.sock")
+            self.reader = self.conn.makefile("r")
+        self.conn.sendall((json.dumps({"version": 1, **op}) + "\n").encode())
+        r = json.loads(self.reader.readline())
+        if r.get("error"):
+            raise Fatal(f"loader: {op['op']}: {r['error']}")
+        return r["result"]
+
+    def maps_memory(self):
+        """(bytes of every pinned map, {name: (entries' capacity, bytes)})."""
+        total, each = 0, {}
+        pin_maps = f"{self.bpffs}/{NODE}/maps"
+        for name in sorted(os.listdir(pin_maps)):
+            info = json.loads(self.run(["bpftool", "-j", "map", "show", "pinned", f"{pin_maps}/{name}"]))
+            total += info.get("bytes_memlock", 0)
+            each[name] = (info.get("max_entries"), info.get("bytes_memlock", 0))
+        return total, each
+
+    # --------------------------------------------------------------------- pods
+    def netconf(self, i):
+        prev = {"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": f"/run/netns/{self.ns(f'p{i}')}"}],
+                "ips": [{"address": f"{pod_ip(i)}/16", "interface": 0}]}
+        return json.dumps({"cniVersion": "1.0.0", "name": "scale", "type": "meshwire-cni",
+                           "loaderSocket": f"{self.work}/{NODE}/api.sock", "prevResult": prev})
+
+    def cni(self, cmd, i):
+        """Run meshwire-cni as a runtime does; milliseconds from exec to exit."""
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": cmd, "CNI_CONTAINERID": f"m{i}",
+               "CNI_NETNS": f"/run/netns/{self.ns(f'p{i}')}", "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(self.cni_bin),
+               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=scale;K8S_POD_NAME=m{i}"}
+        conf = self.netconf(i)
+        t0 = time.perf_counter()
+        p = subprocess.run([self.cni_bin], input=conf, env=env, capture_output=True, text=True, timeout=60)
+        ms = (time.perf_counter() - t0) * 1e3
+        if p.returncode != 0:
+            raise Fatal(f"meshwire-cni {cmd} m{i}: exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
+        return ms
+
+    def grow_to(self, n):
+        """Mesh background pods through the API until n are meshed."""
+        todo = n - self.meshed_bg
+        if todo <= 0:
+            return
+        for i in self.make_pods(todo):
+            self.api({"op": "add_pod", "pod": {"container_id": f"bg{i}", "netns": f"/run/netns/{self.ns(f'p{i}')}",
+                                                "ifname": "eth0", "ips": [pod_ip(i)]}})
+        self.meshed_bg = n
+
+    def prove(self, i):
+        """A connection from the measured pod i is steered to its sidecar
+        port and SO_ORIGINAL_DST gives the address dialled."""
+        cmd = ["sh", "-c", 'echo $$ >"$1/cgroup.procs" || exit 125; shift; exec "$@"', "in-pod",
+               f"{self.cg_root}/mesh-{NODE}", "ip", "netns", "exec", self.ns(f"p{i}"), "python3", "-c", PROOF, str(OUT_PORT)]
+        p = subprocess.run(["ip", "-n", self.ns(f"p{i}"), "link", "set", "lo", "up"], capture_output=True)
+        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+        if out.returncode != 0 or out.stdout.split() != ["10.99.0.1", "8080"]:
+            raise Fatal(f"pod m{i} was not intercepted: exit {out.returncode}: {out.stdout} {out.stderr[-600:]} {p.stderr}")
+
+    def phases(self, text, what, ids):
+        """{phase: [ms]} from the loader's `api: add_pod|del_pod ID ...` lines for these IDs."""
+        out = {}
+        for line in text.splitlines():
+            k = line.find(f"api: {what} ")
+            if k < 0:
+                continue
+            rest = line[k + len(f"api: {what} "):]
+            cid = rest.split(" ", 1)[0]
+            if cid not in ids:
+                continue
+            total, _, parts = rest.split(": ", 1)[1].partition(" ms (")
+            out.setdefault("total (loader)", []).append(float(total))
+            for part in parts.rstrip(")").split(", "):
+                name, _, ms = part.rpartition(" ")
+                out.setdefault(name, []).append(float(ms))
+        return out
+
+    def cli_ms(self, *args, n=10):
+        v = []
+        for _ in range(n):
+            t0 = time.perf_counter()
+            self.run([self.loader, "--config", self.cfg, *args], timeout=60)
+            v.append((time.perf_counter() - t0) * 1e3)
+        return v
+
+    def measure(self, size, pool):
+        a = self.args
+        self.grow_to(size)
+        busy0, t0 = machine_busy(), time.monotonic()
+        adds, dels = [], []
+        logf = self.procs_log(self.loader_p)
+        for k, i in enumerate(pool):
+            adds.append(self.cni("ADD", i))
+            self.api({"op": "check_pod", "container_id": f"m{i}", "ifname": "eth0"})
+            if k == 0:
+                self.prove(i)
+            dels.append(self.cni("DEL", i))
+        busy = (machine_busy() - busy0) / (time.monotonic() - t0) / os.cpu_count()
+        text = open(logf).read()
+        ids = {f"m{i}" for i in pool}
+        row = {"tc": self.tc, "pods": size, "adds": adds, "dels": dels, "load": busy,
+               "add_phases": self.phases(text, "add_pod", ids), "del_phases": self.phases(text, "del_pod", ids)}
+        row["rss_kib"], row["hwm_kib"] = self.rss_kib()
+        row["maps_bytes"], row["maps"] = self.maps_memory()
+        row["pods_ms"] = self.cli_ms("pods")
+        row["status_ms"] = self.cli_ms("status")
+        listed = len(self.api({"op": "list_pods"})["pods"])
+        if listed != size:
+            raise Fatal(f"the loader lists {listed} pods, {size} meshed")
+        # Restart after kill -9: the new loader adopts every pod.
+        self.kill_loader()
+        row["adopt_s"], text = self.start_loader()
+        kept = [l for l in text.splitlines() if "adopted " in l]
+        want = f"adopted {size} pod(s)"
+        if not kept or want not in kept[-1]:
+            raise Fatal(f"after kill -9 the new loader did not adopt {size} pods: {kept[-1:] or text[-800:]}")
+        row["adopt_rss_kib"], _ = self.rss_kib()
+        self.rows.append(row)
+        log(f"  {self.tc:<6} {size:>5} pods: ADD p50 {pct(adds, 50):.1f} p99 {pct(adds, 99):.1f} ms, DEL p50 {pct(dels, 50):.1f} "
+            f"p99 {pct(dels, 99):.1f} ms, RSS {row['rss_kib'] / 1024:.1f} MiB, maps {row['maps_bytes'] / 2**20:.1f} MiB, "
+            f"adoption {row['adopt_s'] * 1e3:.0f} ms (machine {busy:.0%} busy)")
+
+    def main(self):
+        a = self.args
+        t_start = time.monotonic()
+        self.setup()
+        log(f"scale: tc attach {a.tc_attach}, sizes {a.sizes}, {a.samples} ADD/DEL samples each; work dir {self.work}")
+        pool = self.make_pods(a.samples)
+        for self.tc in a.tc_attach:
+            self.use_tc(self.tc)
+            for size in a.sizes:
+                self.measure(size, pool)
+        self.elapsed = time.monotonic() - t_start
+        report(self)
+
+    def cleanup_system(self):
+        if self.state_mounted:
+            subprocess.run(["umount", self.state], capture_output=True)
+        super().cleanup_system()
+
+    def cleanup_loaders(self):
+        if self.work and os.path.exists(self.cfg):
+            subprocess.run([self.loader, "--config", self.cfg, "cleanup"], capture_output=True, timeout=300)
+
+
+# ---------------------------------------------------------------------- report
+def report(s):
+    a = s.args
+    m = machine()
+    rows = s.rows
+    L = [f"# meshwire at node scale",
+         "",
+         f"Generated by `./bazelw run //tools/bench -- --mode scale` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+         f"{' (' + a.note + ')' if a.note else ''}: {m['cpu']}, {m['mem']}, Linux {m['kernel']}; {s.elapsed:.0f} s in all.",
+         "",
+         f"**Machine load**: while the samples ran, {', '.join(format(r['load'], '.0%') for r in rows)} of the machine's "
+         f"{os.cpu_count()} CPUs were busy (all processes, this run's included; load average at the end "
+         f"{' '.join(open('/proc/loadavg').read().split()[:3])}). Latencies are wall-clock: other work on the machine "
+         "lengthens them, the tail above all.",
+         "",
+         "How it measures: [benchmarking.md](benchmarking.md#node-scale). ADD and DEL: from the exec of meshwire-cni "
+         f"to its exit, {a.samples} of each per size, each pod added then deleted again (the count holds). Every measured "
+         "pod passed CHECK after its ADD; one per size had a connection steered to its sidecar port with SO_ORIGINAL_DST "
+         "answered; every restart adopted all pods.",
+         "",
+         "| tc attach | pods meshed | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | loader RSS (MiB) | pinned maps (MiB) "
+         "| `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | RSS after adoption (MiB) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(pct(r['adds'], 50))} | {fmt(pct(r['adds'], 99))} | {fmt(pct(r['dels'], 50))} | "
+                 f"{fmt(pct(r['dels'], 99))} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
+                 f"{fmt(statistics.median(r['pods_ms']))} | {fmt(statistics.median(r['status_ms']))} | "
+                 f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_rss_kib'] / 1024)} |")
+    for what, key in (("ADD", "add_phases"), ("DEL", "del_phases")):
+        names = []
+        for r in rows:
+            names += [n for n in r[key] if n not in names]
+        L += ["", f"Where the loader's part of {what} goes (median ms per request; the rest of the exec-to-exit time is "
+              "meshwire-cni's process start, its parsing and the socket round trip):", "",
+              "| phase | " + " | ".join(f"{r['tc']}, {r['pods']:,} pods" for r in rows) + " |",
+              "|---|" + "---|" * len(rows)]
+        for n in names:
+            L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
+        L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
+    last = rows[-1]
+    L += ["", f"Pinned maps at {last['pods']:,} pods (capacity, bytes as the kernel accounts them):", "",
+          "| map | capacity | KiB |", "|---|---|---|"]
+    for name, (cap, b) in last["maps"].items():
+        L.append(f"| `{name}` | {cap:,} | {fmt(b / 1024)} |")
+    L += ["", "![ADD and DEL latency by pods meshed](benchmark-scale.svg)", ""]
+    base = os.path.splitext(a.out)[0]
+    with open(a.out, "w") as f:
+        f.write("\n".join(L))
+    with open(base + ".json", "w") as f:
+        json.dump({"tc_attach": a.tc_attach, "sizes": a.sizes, "samples": a.samples, "rows": rows}, f, indent=1)
+    with open(base + ".svg", "w") as f:
+        f.write(plot(rows))
+    log(f"wrote {a.out}, {base}.json, {base}.svg")
+
+
+def plot(rows):
+    """ADD/DEL p50 and p99 against pods meshed (log scale), with the targets."""
+    W, H, left, top, bottom = 720, 360, 60, 50, 50
+    xs = sorted({r["pods"] for r in rows})
+    import math
+    lx = lambda v: left + (math.log10(v) - math.log10(min(xs))) / max(1e-9, math.log10(max(xs)) - math.log10(min(xs))) * (W - left - 150)
+    colors = {("tcx", "ADD"): "#d62728", ("tcx", "DEL"): "#ff9896", ("clsact", "ADD"): "#1f77b4", ("clsact", "DEL"): "#9ecae1"}
+    series = []
+    for tc in dict.fromkeys(r["tc"] for r in rows):
+        rs = [r for r in rows if r["tc"] == tc]
+        for what, key in (("ADD", "adds"), ("DEL", "dels")):
+            for p, dash in ((99, "6 3"), (50, "")):
+                series.append((f"{tc} {what} p{p}", colors.get((tc, what), "#555"), [(r["pods"], pct(r[key], p)) for r in rs], dash))
+    ymax = max(12.0, max(v for _, _, pts, _ in series for _, v in pts) * 1.1)
+    y = lambda v: top + (1 - v / ymax) * (H - top - bottom)
+    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
+         '<rect width="100%" height="100%" fill="white"/>',
+         '<text x="10" y="20" font-size="14" font-weight="bold">CNI ADD and DEL, exec of meshwire-cni to exit (ms), by pods meshed</text>',
+         '<text x="10" y="36">targets: ADD p99 10 ms, DEL p99 5 ms (grey lines)</text>']
+    step = 2 if ymax <= 20 else 5 if ymax <= 60 else 20
+    for g in range(0, int(ymax) + 1, step):
+        s.append(f'<line x1="{left}" x2="{W - 150}" y1="{y(g):.1f}" y2="{y(g):.1f}" stroke="#eee"/>'
+                 f'<text x="{left - 6}" y="{y(g) + 4:.1f}" text-anchor="end">{g}</text>')
+    for t in (5, 10):
+        s.append(f'<line x1="{left}" x2="{W - 150}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#888" stroke-dasharray="2 2"/>')
+    for v in xs:
+        s.append(f'<text x="{lx(v):.1f}" y="{H - bottom + 16}" text-anchor="middle">{v:,}</text>')
+    s.append(f'<text x="{(W - 150 + left) / 2}" y="{H - 12}" text-anchor="middle">pods meshed (log scale)</text>')
+    for k, (name, color, vals, dash) in enumerate(series):
+        pts = " ".join(f"{lx(x):.1f},{y(v):.1f}" for x, v in vals)
+        s.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
+        for x, v in vals:
+            s.append(f'<circle cx="{lx(x):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{name} at {x:,} pods: {v:.2f} ms</title></circle>')
+        s.append(f'<line x1="{W - 140}" x2="{W - 110}" y1="{top + 16 * k}" y2="{top + 16 * k}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>'
+                 f'<text x="{W - 104}" y="{top + 16 * k + 4}">{name}</text>')
+    s.append("</svg>")
+    return "\n".join(s)
