@@ -2,6 +2,8 @@
 //! maps (the cgroup hooks read them, [`pods`]) and, when it names its
 //! interface, by the tc programs attached there (crate::datapath::tc).
 
+use std::sync::{Arc, Mutex};
+
 use super::pods::{self, MeshedPod, PodMaps};
 use super::Interception;
 use crate::datapath::pins::{self, Pins};
@@ -14,11 +16,14 @@ pub struct EbpfTc {
     tc_attach: TcAttach,
     /// `sidecar.uid`, as a pod's own user namespace sees it.
     sidecar_uid: u32,
+    /// The pod maps, opened once and kept while their pins name them
+    /// (PodMaps::current), so a request does not reopen six pins.
+    maps: Mutex<Option<Arc<PodMaps>>>,
 }
 
 impl EbpfTc {
     pub fn new(pins: &Pins, tc_attach: TcAttach) -> EbpfTc {
-        EbpfTc { pins: pins.clone(), tc_attach, sidecar_uid: crate::config::Config::default_config().sidecar.uid }
+        EbpfTc { pins: pins.clone(), tc_attach, sidecar_uid: crate::config::Config::default_config().sidecar.uid, maps: Mutex::new(None) }
     }
 
     /// `sidecar.uid` (the default configuration's otherwise).
@@ -34,8 +39,17 @@ impl EbpfTc {
         userns::host_uid(&pod.netns, self.sidecar_uid).map_err(|e| format!("pod {}: {e}", pod.container_id))
     }
 
-    fn maps(&self) -> Result<PodMaps, String> {
-        PodMaps::open(&self.pins)
+    /// The maps held, or opened (again) when their pins changed: a new
+    /// loader's install may have moved a map (an upgrade) or pinned new
+    /// ones (after `cleanup`).
+    fn maps(&self) -> Result<Arc<PodMaps>, String> {
+        let mut held = self.maps.lock().unwrap_or_else(|p| p.into_inner());
+        if let Some(maps) = held.as_ref().filter(|m| m.current()) {
+            return Ok(Arc::clone(maps));
+        }
+        let maps = Arc::new(PodMaps::open(&self.pins)?);
+        *held = Some(Arc::clone(&maps));
+        Ok(maps)
     }
 }
 
@@ -61,11 +75,11 @@ impl Interception for EbpfTc {
             // No datapath pinned (cleaned up): its entries went with the maps.
             return Ok(());
         }
-        pods::remove(&self.maps()?, pod, siblings)
+        pods::remove(&*self.maps()?, pod, siblings)
     }
 
     fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
-        pods::check(&self.maps()?, pod, siblings, self.sidecar_host_uid(pod)?)?;
+        pods::check(&*self.maps()?, pod, siblings, self.sidecar_host_uid(pod)?)?;
         if !pod.ifname.is_empty() {
             tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
         }
@@ -74,7 +88,7 @@ impl Interception for EbpfTc {
 
     /// Map entries and tc pins of network namespaces no attachment has.
     fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
-        let swept = pods::sweep(&self.maps()?, known)?;
+        let swept = pods::sweep(&*self.maps()?, known)?;
         if swept > 0 {
             log::info!("removed {swept} map entries that no pod record explains");
         }

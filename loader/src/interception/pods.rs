@@ -210,12 +210,26 @@ pub struct PodMaps {
     out_cidrs: MapFd,
     incl_cidrs: MapFd,
     in_ports: MapFd,
+    /// Each pin and its inode (device, inode) as it was before it was opened.
+    pinned: Vec<(PathBuf, Option<(u64, u64)>)>,
+}
+
+/// bpffs gives every pin an inode of its own: a map pinned anew at the same
+/// path (an upgrade moving a map, `cleanup` and a new start) has another.
+fn pin_inode(path: &Path) -> Option<(u64, u64)> {
+    use std::os::unix::fs::MetadataExt;
+    std::fs::metadata(path).ok().map(|m| (m.dev(), m.ino()))
 }
 
 impl PodMaps {
     pub fn open(pins: &Pins) -> Result<PodMaps, String> {
-        let open = |name: &str| {
-            MapFd::open_pinned(&pins.map(name)).map_err(|e| {
+        let mut pinned = Vec::new();
+        let mut open = |name: &str| {
+            let path = pins.map(name);
+            // The inode before the open: if the pin is replaced in between,
+            // `current` says so next time and the maps are opened again.
+            pinned.push((path.clone(), pin_inode(&path)));
+            MapFd::open_pinned(&path).map_err(|e| {
                 format!("{e}; is the datapath loaded with pin directory {}? (`meshwire-loader run`)", pins.root().display())
             })
         };
@@ -227,9 +241,14 @@ impl PodMaps {
             out_cidrs: open(pins::MAP_EXCL_CIDR4)?,
             incl_cidrs: open(pins::MAP_INCL_CIDR4)?,
             in_ports: open(pins::MAP_EXCL_IN4)?,
+            pinned,
         })
     }
 
+    /// Are these still the maps pinned (one stat per map, no BPF calls)?
+    pub fn current(&self) -> bool {
+        self.pinned.iter().all(|(path, inode)| inode.is_some() && pin_inode(path) == *inode)
+    }
 }
 
 fn port_key(cookie: u64, port: u16, dir: u8) -> PortKey {
@@ -480,6 +499,34 @@ mod tests {
         assert_eq!(m.incl_in_ports, Some(vec![8080, 9090]), "inclusions of either");
         assert_eq!((m.incl_out_cidrs, m.incl_out_ports), (None, vec![]), "b steers all outbound");
         assert_eq!(merged(&a, &[]), a);
+    }
+
+    /// What an upgrade or a restart after `cleanup` does to a pin: a new map
+    /// at the same path. Held maps notice, and opening again finds the new one.
+    #[test]
+    fn held_maps_notice_when_their_pins_are_replaced() {
+        use crate::libbpf::{map_create_like, obj_pin};
+        let fs = crate::testutil::PrivateBpffs::new();
+        let pins = Pins::new(fs.path());
+        pins.create_dirs().unwrap();
+        let defs: Vec<_> = crate::datapath::objects::CORE.iter().flat_map(|o| o.open(None).unwrap().pinned_map_defs()).collect();
+        let pin_new = |name: &str| {
+            let def = defs.iter().find(|d| d.name == name).unwrap();
+            obj_pin(&map_create_like(def, def.max_entries).unwrap(), &pins.map(name)).unwrap();
+        };
+        let names = [pins::MAP_PODS, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4];
+        for name in names {
+            pin_new(name);
+        }
+        let held = PodMaps::open(&pins).unwrap();
+        assert!(held.current());
+        std::fs::rename(pins.map(pins::MAP_EXCL_IN4), fs.path().join("aside")).unwrap();
+        pin_new(pins::MAP_EXCL_IN4);
+        assert!(!held.current(), "a map pinned anew is not the one held");
+        let again = PodMaps::open(&pins).unwrap();
+        assert!(again.current());
+        std::fs::remove_file(pins.map(pins::MAP_PODS)).unwrap();
+        assert!(!again.current(), "a pin that is gone");
     }
 
     #[test]
