@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * Never loaded: its BTF records every structure and enum shared with the
- * loader, so loader/src/layout.rs can check the Rust mirrors field by field
+ * loader, so loader/src/datapath/layout.rs can check the Rust mirrors field by field
  * and value by value (BTF carries enums, not #defines).
  */
 #include <linux/bpf.h>

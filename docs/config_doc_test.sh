@@ -1,3 +1,4 @@
 #!/bin/sh
-# Runs config_doc_test.py with the system python3 (3.11: tomllib).
-exec python3 "$@"
+# Runs a docs test script (config_doc_test.py, paths_test.py) with the system
+# python3 (3.11: tomllib).
+exec python3 -B "$@"

@@ -51,6 +51,9 @@ echo "fuzz smoke: building ${targets[*]} (address sanitizer, release)"
 passed=0 failed=0
 for t in "${targets[@]}"; do
     mkdir -p "$work/corpus-$t"
+    # The configuration parser also starts from the embedded default
+    # configuration, the one file (not a copy in seeds/ that goes stale).
+    [[ $t != config ]] || cp "$fuzz_dir/../config/default.toml" "$work/corpus-$t/default.toml"
     log="$work/$t.log"
     # -seed: the same mutations each run; -timeout: one input may take 10 s;
     # -rss_limit_mb: a blow-up fails instead of swapping.

@@ -14,7 +14,7 @@ version=$(sed -n '/^\[workspace\.package\]/,/^\[/s/^version *= *"\(.*\)"/\1/p' "
 [[ -n $version ]] || { echo "build_image.sh: no [workspace.package] version in $cargo_toml" >&2; exit 1; }
 deb=$deb_dir/meshwire_${version}_amd64.deb
 [[ -f $deb ]] || { echo "build_image.sh: $deb not found" >&2; exit 1; }
-exec python3 "$oci_image" --out "$out" --name "meshwire:$version" --deb "$deb" \
+exec python3 -B "$oci_image" --out "$out" --name "meshwire:$version" --deb "$deb" \
     --entrypoint '["/usr/bin/meshwire-loader"]' \
     --cmd '["--config", "/etc/meshwire/config.toml", "run"]' \
     --label org.opencontainers.image.title=meshwire \

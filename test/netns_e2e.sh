@@ -1196,7 +1196,7 @@ case_iptables_pod_del_removed_rules() { no_meshwire_rules "$(pod 1)"; }
 case_iptables_cleanup_removed_rules() { no_meshwire_rules "$(pod 2)"; }
 
 # --- clsact (MESHWIRE_E2E_TC_ATTACH=clsact): meshwire's filters have
-# priority 19799 and handle 0x4d57 (loader/src/clsact.rs).
+# priority 19799 and handle 0x4d57 (loader/src/datapath/clsact.rs).
 
 # clsact_filter N DIR: meshwire's DIR (ingress, egress) filter lines on pod N's eth0.
 clsact_filter() { tc -n "$(pod "$1")" filter show dev eth0 "$2" 2>&1 | grep -E 'pref 19799 bpf .*handle 0x4d57'; }

@@ -16,6 +16,8 @@
 set -u
 export PATH=/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin
 export LC_ALL=C
+# No __pycache__ beside the suites' Python (test/cri/cri.py) in the source tree.
+export PYTHONDONTWRITEBYTECODE=1
 
 PASSED=0
 FAILED=0

@@ -4,7 +4,7 @@
 
 /*
  * What the loader reads is an enum, not a #define: BTF carries enums, so the
- * loader's mirrors (loader/src/layout.rs) are checked against the built
+ * loader's mirrors (loader/src/datapath/layout.rs) are checked against the built
  * objects (bpf_alignchecker.c records each of these types).
  */
 

@@ -2,7 +2,7 @@
 /*
  * Structures shared by the BPF programs and the loader. This header is the one
  * definition: the loader's #[repr(C)] mirrors are checked against the BTF of
- * the built objects (loader/src/layout.rs), so a change here that is not
+ * the built objects (loader/src/datapath/layout.rs), so a change here that is not
  * mirrored fails the unit tests.
  */
 #ifndef MESHWIRE_STRUCTS_H
@@ -146,7 +146,7 @@ struct mw_accel_state {
 
 /*
  * Indexes of mw_stats (per-CPU counters). Append only: an upgrade carries the
- * pinned counters over by index (loader/src/upgrade.rs).
+ * pinned counters over by index (loader/src/datapath/upgrade.rs).
  */
 enum mw_stat {
 	MW_STAT_CONNECT_REDIRECTED = 0,

@@ -529,8 +529,8 @@ impl Config {
     }
 }
 
-/// toml's message, or (it has none for a stray character, found by
-/// fuzz/config) what is at the error's place.
+/// toml's message, or (it has none for a stray character, found by the
+/// config fuzz target, fuzz/fuzz_targets/config.rs) what is at the error's place.
 fn syntax_message(message: &str, at: Option<&str>) -> String {
     let message = message.trim();
     if !message.is_empty() {
