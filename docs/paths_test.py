@@ -19,6 +19,7 @@ TOP = ("loader", "bpf", "test", "docs", "tools", "cni", "api", "config", "fuzz",
 # Not in the tree on purpose: what a command writes.
 GENERATED = {
     "docs/benchmark-quick.md": "written by `bazel run //tools/bench -- --quick`",
+    "docs/benchmark-scale.md": "written by `bazel run //tools/bench -- --mode scale`",
 }
 # A path starts after a character that cannot be part of a longer path or URL.
 PATH = re.compile(r"(?<![\w./$-])((?:%s)/[\w./<>*{}$@%%-]*)" % "|".join(TOP))

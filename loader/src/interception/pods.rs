@@ -514,7 +514,7 @@ mod tests {
             let def = defs.iter().find(|d| d.name == name).unwrap();
             obj_pin(&map_create_like(def, def.max_entries).unwrap(), &pins.map(name)).unwrap();
         };
-        let names = [pins::MAP_PODS, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4];
+        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4];
         for name in names {
             pin_new(name);
         }
