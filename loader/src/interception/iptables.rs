@@ -250,9 +250,6 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     r
 }
 
-/// The pod's IPv6 chain rules (filter table), in ip6tables-save's spelling:
-/// none when native IPv6 passes. Outbound, the excluded ports are the node's
-/// and the pod's; inbound, only the node-wide ones (as in the eBPF mode).
 /// The guard: a connection to the sidecar's capture ports that nat did not
 /// REDIRECT there (straight from the app, the sidecar itself, another node)
 /// has no original destination, and a proxy falling back to its own address
@@ -270,6 +267,9 @@ pub fn guard_rules(node: &NodeRules) -> Vec<String> {
     r
 }
 
+/// The pod's IPv6 chain rules (filter table), in ip6tables-save's spelling:
+/// none when native IPv6 passes. Outbound, the excluded ports are the node's
+/// and the pod's; inbound, only the node-wide ones (as in the eBPF mode).
 pub fn chain_rules6(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     if !node.refuse_ipv6 {
         return Vec::new();
