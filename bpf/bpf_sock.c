@@ -5,6 +5,12 @@
  * IPv4 destination as a v4-mapped address (::ffff:a.b.c.d); both decide
  * through mw_sock4_steer. Native IPv6 destinations are not steered: they are
  * refused (interception.ipv6 = "refuse", the default) or let through.
+ *
+ * DNS capture ([dns]): a pod's DNS to port 53 goes to its sidecar's DNS
+ * proxy on 127.0.0.1:<dns_port>. TCP through connect4 like any steered
+ * connection; UDP through connect4 (connected sockets) and sendmsg4 (each
+ * datagram of an unconnected one), the resolver noted on the socket so that
+ * recvmsg4 and getpeername4 answer it: resolvers check where answers come from.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -27,6 +33,12 @@ struct mw_dest4 {
 	__u8 hook;		/* MW_HOOK_CONNECT4 or MW_HOOK_CONNECT6, for events */
 	__u8 rewritten;		/* ip4/port now name the sidecar */
 };
+
+/* An AF_INET6 socket's address that is an IPv4 one (::ffff:a.b.c.d). */
+static __always_inline int mw_sock6_v4mapped(struct bpf_sock_addr *ctx)
+{
+	return mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2]);
+}
 
 /*
  * Note on the socket where it was going (mw_orig_sk): MW_ORIG_F_CONNECT for
@@ -130,6 +142,90 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 }
 
 /*
+ * Note where *dst was going on the socket (flags: what for) and send it to
+ * 127.0.0.1:port of the sidecar. -1 when that cannot be done and the caller
+ * must refuse: sent without its destination the sidecar would be blind, and
+ * letting it go direct would bypass the mesh (fail closed).
+ */
+static __always_inline int mw_sock4_to_sidecar(struct bpf_sock_addr *ctx,
+					       struct mw_dest4 *dst, __u16 port,
+					       __u16 flags)
+{
+	if (mw_sock4_note(ctx->sk, dst, flags))
+		return -1;
+	mw_sock4_mark_mptcp(ctx, dst);
+	/*
+	 * A socket bound to a device (SO_BINDTODEVICE eth0) would send to
+	 * 127.0.0.1 out of that device and hang: unbind it, the sidecar
+	 * decides the way out. If that fails, refuse at once.
+	 */
+	if (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx))
+		return -1;
+	dst->ip4 = bpf_htonl(MW_LOOPBACK_ADDR4);
+	dst->port = bpf_htons(port);
+	dst->rewritten = 1;
+	return 0;
+}
+
+/*
+ * DNS capture: a query to a resolver goes to the pod's DNS proxy, the
+ * resolver noted on the socket (MW_ORIG_F_CONNECT too for TCP, so that the
+ * proxy reads it with SO_ORIGINAL_DST as for any steered connection).
+ */
+static __always_inline int mw_sock4_capture_dns(struct bpf_sock_addr *ctx,
+						__u64 netns_cookie,
+						struct mw_dest4 *dst)
+{
+	__u16 flags = MW_ORIG_F_DNS;
+	__u32 dst_ip4 = dst->ip4;
+
+	if (ctx->type == MW_SOCK_STREAM)
+		flags |= MW_ORIG_F_CONNECT;
+	if (mw_sock4_to_sidecar(ctx, dst, mw_cfg.dns_port, flags)) {
+		mw_count(MW_STAT_DNS_ERROR);
+		mw_trace("dns refused %pI4", &dst_ip4);
+		mw_emit(dst->hook, MW_DEC_DNS_REFUSED, netns_cookie, 0, 0, dst_ip4,
+			MW_DNS_PORT, 0, 0, MW_EV_TASK);
+		return MW_DENY;
+	}
+	mw_count(MW_STAT_DNS_REDIRECTED);
+	mw_trace("dns %pI4 -> proxy :%d", &dst_ip4, mw_cfg.dns_port);
+	mw_emit(dst->hook, MW_DEC_DNS_REDIRECTED, netns_cookie, 0, 0, dst_ip4,
+		MW_DNS_PORT, bpf_htonl(MW_LOOPBACK_ADDR4), mw_cfg.dns_port, MW_EV_TASK);
+	return MW_ALLOW;
+}
+
+/*
+ * A UDP socket's destination, at connect() (connecting) or per datagram
+ * (sendmsg): a meshed app's DNS query is captured. A socket connected
+ * elsewhere forgets the resolver it had, so getpeername() stays the kernel's.
+ */
+static __always_inline int mw_sock4_udp(struct bpf_sock_addr *ctx, struct mw_dest4 *dst,
+					int connecting)
+{
+	const struct mw_pod *pod;
+	struct mw_orig4 *orig;
+	__u64 netns_cookie;
+
+	if (ctx->protocol != MW_IPPROTO_UDP)
+		return MW_ALLOW;
+	/* The port first: other datagrams cost one comparison. */
+	if (dst->port == bpf_htons(MW_DNS_PORT)) {
+		netns_cookie = bpf_get_netns_cookie(ctx);
+		pod = mw_pod_lookup(netns_cookie);
+		if (pod && !mw_task_is_sidecar(netns_cookie) &&
+		    mw_dns_captured(pod, dst->ip4, dst->port))
+			return mw_sock4_capture_dns(ctx, netns_cookie, dst);
+	}
+	if (connecting) {
+		orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
+		if (orig)
+			orig->flags &= ~MW_ORIG_F_DNS;
+	}
+	return MW_ALLOW;
+}
+
+/*
  * Outbound: an application in a meshed pod dials a remote service. Remember
  * where it wanted to go on the socket and send it to the sidecar instead.
  */
@@ -151,34 +247,13 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_ALLOW;
 	}
-	/*
-	 * MW_DENY only when the original destination could not be stored:
-	 * redirecting without it would leave the sidecar blind, and letting
-	 * the connection go direct would bypass the mesh (fail closed).
-	 */
-	if (mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT)) {
+	if (mw_sock4_to_sidecar(ctx, dst, mw_cfg.outbound_port, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_trace("connect no storage, refused %pI4:%d", &dst_ip4,
-			 bpf_ntohs(dst_port));
+		mw_trace("connect refused %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
 		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
 		return MW_DENY;
 	}
-	mw_sock4_mark_mptcp(ctx, dst);
-	/*
-	 * A socket bound to a device (SO_BINDTODEVICE eth0) would send its
-	 * SYNs to 127.0.0.1 out of that device and hang: unbind it, the
-	 * sidecar decides the way out. If that fails, refuse at once.
-	 */
-	if (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx)) {
-		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
-			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
-		return MW_DENY;
-	}
-	dst->ip4 = bpf_htonl(MW_LOOPBACK_ADDR4);
-	dst->port = bpf_htons(mw_cfg.outbound_port);
-	dst->rewritten = 1;
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
 	mw_trace("connect %pI4:%d -> sidecar :%d", &dst_ip4, bpf_ntohs(dst_port),
 		 mw_cfg.outbound_port);
@@ -196,7 +271,7 @@ static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
 	__u64 netns_cookie;
 
 	if (ctx->type != MW_SOCK_STREAM)
-		return MW_ALLOW;
+		return mw_sock4_udp(ctx, dst, 1);
 	netns_cookie = bpf_get_netns_cookie(ctx);
 	pod = mw_pod_lookup(netns_cookie);
 	if (!pod)
@@ -220,6 +295,9 @@ static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
 		mw_count(MW_STAT_CONNECT_SIDECAR);
 		return mw_sock4_redirect_inbound(ctx, netns_cookie, dst);
 	}
+	/* DNS over TCP: to the DNS proxy, whatever the outbound lists say. */
+	if (mw_dns_captured(pod, dst->ip4, dst->port))
+		return mw_sock4_capture_dns(ctx, netns_cookie, dst);
 	return mw_sock4_redirect_outbound(ctx, pod, netns_cookie, dst);
 }
 
@@ -283,7 +361,7 @@ int mw_sock6_connect(struct bpf_sock_addr *ctx)
 	};
 	int verdict;
 
-	if (!mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2]))
+	if (!mw_sock6_v4mapped(ctx))
 		return mw_sock6_native(ctx);
 	dst.ip4 = ctx->user_ip6[3];
 	verdict = mw_sock4_steer(ctx, &dst);
@@ -294,17 +372,48 @@ int mw_sock6_connect(struct bpf_sock_addr *ctx)
 	return verdict;
 }
 
-/* The address a redirected socket dialled, if it was redirected. */
+/*
+ * The address a redirected socket dialled, if it was redirected: a TCP
+ * connection steered to the sidecar, or a UDP socket connected to the DNS
+ * proxy in place of its resolver.
+ */
 static __always_inline const struct mw_orig4 *mw_sock_dialled(struct bpf_sock_addr *ctx)
 {
 	struct mw_orig4 *orig;
+	__u16 flag;
 
-	if (ctx->type != MW_SOCK_STREAM)
+	if (ctx->type == MW_SOCK_STREAM)
+		flag = MW_ORIG_F_CONNECT;
+	else if (ctx->protocol == MW_IPPROTO_UDP)
+		flag = MW_ORIG_F_DNS;
+	else
 		return NULL;
 	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
-	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
+	if (!orig || !(orig->flags & flag))
 		return NULL;
 	return orig;
+}
+
+/* The peer address getpeername/recvmsg report becomes *orig, if any. */
+static __always_inline int mw_sock4_report(struct bpf_sock_addr *ctx,
+					   const struct mw_orig4 *orig)
+{
+	if (orig) {
+		ctx->user_ip4 = orig->ip4;
+		ctx->user_port = orig->port;
+	}
+	return MW_ALLOW;
+}
+
+/* The same in an AF_INET6 socket's v4-mapped address (checked by the caller). */
+static __always_inline int mw_sock6_report(struct bpf_sock_addr *ctx,
+					   const struct mw_orig4 *orig)
+{
+	if (orig) {
+		ctx->user_ip6[3] = orig->ip4;
+		ctx->user_port = orig->port;
+	}
+	return MW_ALLOW;
 }
 
 /*
@@ -314,24 +423,80 @@ static __always_inline const struct mw_orig4 *mw_sock_dialled(struct bpf_sock_ad
 SEC("cgroup/getpeername4")
 int mw_sock4_getpeername(struct bpf_sock_addr *ctx)
 {
-	const struct mw_orig4 *orig = mw_sock_dialled(ctx);
-
-	if (orig) {
-		ctx->user_ip4 = orig->ip4;
-		ctx->user_port = orig->port;
-	}
-	return MW_ALLOW;
+	return mw_sock4_report(ctx, mw_sock_dialled(ctx));
 }
 
 /* The same for an AF_INET6 socket redirected by connect6 (v4-mapped). */
 SEC("cgroup/getpeername6")
 int mw_sock6_getpeername(struct bpf_sock_addr *ctx)
 {
-	const struct mw_orig4 *orig = mw_sock_dialled(ctx);
+	if (!mw_sock6_v4mapped(ctx))
+		return MW_ALLOW;
+	return mw_sock6_report(ctx, mw_sock_dialled(ctx));
+}
 
-	if (orig && mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2])) {
-		ctx->user_ip6[3] = orig->ip4;
-		ctx->user_port = orig->port;
+/*
+ * sendmsg() with a destination on a UDP socket (an unconnected resolver
+ * socket): a DNS query is sent to the DNS proxy instead, the resolver noted
+ * for recvmsg4. The kernel runs this hook for AF_INET6 sockets sending to a
+ * v4-mapped address too (udpv6_sendmsg hands those to udp_sendmsg).
+ */
+SEC("cgroup/sendmsg4")
+int mw_sock4_sendmsg(struct bpf_sock_addr *ctx)
+{
+	struct mw_dest4 dst = {
+		.ip4 = ctx->user_ip4,
+		.port = (__u16)ctx->user_port,
+		.hook = MW_HOOK_SENDMSG4,
+	};
+	int verdict = mw_sock4_udp(ctx, &dst, 0);
+
+	if (dst.rewritten) {
+		ctx->user_ip4 = dst.ip4;
+		ctx->user_port = dst.port;
 	}
-	return MW_ALLOW;
+	return verdict;
+}
+
+/*
+ * A datagram from the DNS proxy (127.0.0.1:<dns_port>, src_ip4 and the
+ * port in ctx in network order) to a socket whose queries went there: the
+ * resolver they were sent to, which the answer is reported from. NULL for
+ * anything else.
+ */
+static __always_inline const struct mw_orig4 *mw_sock_dns_answer(struct bpf_sock_addr *ctx,
+								 __u32 src_ip4)
+{
+	const struct mw_orig4 *orig;
+
+	if (ctx->protocol != MW_IPPROTO_UDP ||
+	    (__u16)ctx->user_port != bpf_htons(mw_cfg.dns_port) ||
+	    src_ip4 != bpf_htonl(MW_LOOPBACK_ADDR4))
+		return NULL;
+	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
+	if (!orig || !(orig->flags & MW_ORIG_F_DNS))
+		return NULL;
+	mw_count(MW_STAT_DNS_RESTORED);
+	mw_emit(MW_HOOK_RECVMSG4, MW_DEC_DNS_RESTORED, bpf_get_netns_cookie(ctx),
+		src_ip4, mw_cfg.dns_port, orig->ip4, bpf_ntohs(orig->port), 0, 0, MW_EV_TASK);
+	return orig;
+}
+
+/*
+ * recvfrom()/recvmsg() of the DNS proxy's answer reports the resolver's
+ * address and port: glibc, dig, Go and musl drop answers from elsewhere.
+ */
+SEC("cgroup/recvmsg4")
+int mw_sock4_recvmsg(struct bpf_sock_addr *ctx)
+{
+	return mw_sock4_report(ctx, mw_sock_dns_answer(ctx, ctx->user_ip4));
+}
+
+/* The same on an AF_INET6 socket whose v4-mapped query was captured. */
+SEC("cgroup/recvmsg6")
+int mw_sock6_recvmsg(struct bpf_sock_addr *ctx)
+{
+	if (!mw_sock6_v4mapped(ctx))
+		return MW_ALLOW;
+	return mw_sock6_report(ctx, mw_sock_dns_answer(ctx, ctx->user_ip6[3]));
 }

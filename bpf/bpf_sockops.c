@@ -123,8 +123,7 @@ static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
 	struct mw_orig4 *orig;
 	struct mw_tuple4 key;
 
-	if (!sk || (skops->local_port != mw_cfg.outbound_port &&
-		    skops->local_port != mw_cfg.inbound_port))
+	if (!sk || !mw_is_steered_port((__u16)skops->local_port))
 		return;
 
 	mw_tuple4_from_server(skops, &key);

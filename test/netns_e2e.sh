@@ -1393,15 +1393,7 @@ suite_traps
 
 suite_args LOADER MWTEST DEMO -- "$@"
 HAVE_IFNAME=""
-MODE=${MESHWIRE_E2E_MODE:-ebpf}
-case "$MODE" in
-ebpf | iptables) ;;
-*)
-    echo "MESHWIRE_E2E_MODE=$MODE: use ebpf or iptables" >&2
-    fail "usage"
-    exit 2
-    ;;
-esac
+suite_mode
 TC_ATTACH=${MESHWIRE_E2E_TC_ATTACH:-}
 case "$TC_ATTACH" in
 "" | auto | tcx | clsact) ;;

@@ -140,6 +140,20 @@ suite_traps() {
     trap 'echo "terminated"; FAILED=$((FAILED + 1)); exit 143' TERM
 }
 
+# suite_mode: MODE from MESHWIRE_E2E_MODE, "ebpf" (the default) or
+# "iptables" (interception.mode); anything else is a usage error.
+suite_mode() {
+    MODE=${MESHWIRE_E2E_MODE:-ebpf}
+    case "$MODE" in
+    ebpf | iptables) ;;
+    *)
+        echo "MESHWIRE_E2E_MODE=$MODE: use ebpf or iptables" >&2
+        fail "usage"
+        exit 2
+        ;;
+    esac
+}
+
 # suite_args VAR... -- ARG...: the suite's arguments (the binaries and scripts
 # e2e.bzl passes, in order), each one's real path into the variable VAR names;
 # another number of them is a usage error. SUITE_TOOLS holds them all.

@@ -80,6 +80,11 @@ pub struct PodSpec {
     /// the node's choice (`[acceleration] pods`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub accelerate: Option<bool>,
+    /// DNS capture: this pod's DNS to port 53 goes to its sidecar's DNS
+    /// proxy (`[dns] port`): Some(true) on, Some(false) off, None the node's
+    /// choice (`[dns] capture`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub dns_capture: Option<bool>,
     /// The CNI network that meshed the pod (its configuration's `name`);
     /// None for pods registered by hand. CNI GC only collects its own.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -270,6 +275,7 @@ mod tests {
             include_outbound_cidrs: Some(vec!["10.0.0.0/8".parse().unwrap()]),
             include_outbound_ports: vec![443],
             include_inbound_ports: Some(vec![]),
+            dns_capture: Some(true),
             ..testing::pod("c1")
         }
     }

@@ -8,7 +8,7 @@ use crate::{PodRecord, PodSpec};
 
 /// A meshed pod as the CNI plugin registers it: one attachment (eth0) in the
 /// namespace /run/netns/<container_id>, one address, per-pod exclusions of
-/// every kind, no include lists, acceleration left to the node.
+/// every kind, no include lists, acceleration and DNS capture left to the node.
 pub fn pod(container_id: &str) -> PodSpec {
     PodSpec {
         container_id: container_id.into(),
@@ -21,6 +21,7 @@ pub fn pod(container_id: &str) -> PodSpec {
         exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
         exclude_inbound_ports: vec![9090],
         accelerate: None,
+        dns_capture: None,
         network: Some("mesh-net".into()),
         include_outbound_cidrs: None,
         include_outbound_ports: vec![],

@@ -21,6 +21,8 @@ MW_CFG_CONST volatile struct mw_settings mw_cfg = {
 	.accel = 0,
 	.trace = 0,
 	.ipv6_refuse = 1,
+	.dns_port = 15053,
+	.dns_servers = 0,
 };
 
 /* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */

@@ -19,6 +19,7 @@ enum mw_capacity {
 	MW_MAX_INCL_CIDRS	= 4096,
 	MW_MAX_FLOWS		= 65536,
 	MW_MAX_SOCKS		= 65536,
+	MW_MAX_DNS_SERVERS	= 256,
 	/* mw_events (trace ring buffer), bytes: a power of two, page multiple. */
 	MW_EVENTS_BYTES		= 256 * 1024,
 };
@@ -30,6 +31,7 @@ enum mw_pod_flag {
 	/* Istio's include lists: only what they name is steered (`*` is no flag). */
 	MW_POD_F_OUT_SELECT	= 1U << 2,	/* outbound: included ports and ranges only */
 	MW_POD_F_IN_SELECT	= 1U << 3,	/* inbound: included ports only */
+	MW_POD_F_DNS		= 1U << 4,	/* DNS to port 53 goes to its sidecar's DNS proxy */
 };
 
 /* mw_port_key.dir */
@@ -45,6 +47,7 @@ enum mw_orig_flag {
 	MW_ORIG_F_CONNECT	= 1U << 0,	/* on the app's socket, until established */
 	MW_ORIG_F_ACCEPTED	= 1U << 1,	/* on the sidecar's accepted socket */
 	MW_ORIG_F_DELIVER	= 1U << 2,	/* on the sidecar's socket to its own app (acceleration) */
+	MW_ORIG_F_DNS		= 1U << 3,	/* a DNS socket sent to the DNS proxy: the resolver it named */
 };
 
 /* mw_flow4.flags */
@@ -82,6 +85,8 @@ enum mw_accel_flag {
 #define MW_AF_INET		2
 #define MW_AF_INET6		10
 #define MW_SOCK_STREAM		1
+#define MW_IPPROTO_UDP		17
+#define MW_DNS_PORT		53	/* where resolvers listen */
 #define MW_LOOPBACK_NET4	0x7f000000U	/* 127.0.0.0/8, host order */
 #define MW_LOOPBACK_ADDR4	0x7f000001U	/* 127.0.0.1, host order */
 #define MW_V4MAPPED_PREFIX	0x0000ffffU	/* ::ffff:0:0/96, third word, host order */

@@ -61,8 +61,10 @@ struct {
 
 /*
  * Original destination attached to a socket: the app's redirected socket
- * (for sockops at established, and getpeername), and the sidecar's accepted
- * socket (for getsockopt). The kernel frees it with the socket: no leak.
+ * (for sockops at established, and getpeername), the sidecar's accepted
+ * socket (for getsockopt), and an app's UDP socket whose DNS queries went to
+ * the DNS proxy (the resolver, for recvmsg and getpeername). The kernel frees
+ * it with the socket: no leak.
  */
 struct {
 	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
@@ -182,6 +184,18 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_accel_state SEC(".maps");
+
+/*
+ * [dns] servers: the resolver addresses (network order) whose queries are
+ * captured, when mw_cfg.dns_servers is set; filled by the loader at start.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_DNS_SERVERS);
+	__type(key, __u32);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_dns_servers4 SEC(".maps");
 
 /* Counters, indexed by enum mw_stat. */
 struct {

@@ -48,11 +48,26 @@ static __always_inline __u32 mw_sock_owner_uid(struct bpf_sock *sk)
  * for a pod in a user namespace of its own that UID mapped through it
  * (mw_pod_uid), as iptables' owner match maps it through the namespace.
  */
-static __always_inline int mw_is_sidecar(struct bpf_sock *sk, __u64 netns_cookie)
+static __always_inline __u32 mw_sidecar_uid(__u64 netns_cookie)
 {
 	__u32 *mapped = bpf_map_lookup_elem(&mw_pod_uid, &netns_cookie);
 
-	return mw_sock_owner_uid(sk) == (mapped ? *mapped : mw_cfg.sidecar_uid);
+	return mapped ? *mapped : mw_cfg.sidecar_uid;
+}
+
+static __always_inline int mw_is_sidecar(struct bpf_sock *sk, __u64 netns_cookie)
+{
+	return mw_sock_owner_uid(sk) == mw_sidecar_uid(netns_cookie);
+}
+
+/*
+ * The same for a UDP socket (DNS capture): the kernel offers no cast to an
+ * AF_INET UDP socket to read its owner, so the calling task's UID stands
+ * for it (the same but for a task that sends on a socket another UID made).
+ */
+static __always_inline int mw_task_is_sidecar(__u64 netns_cookie)
+{
+	return (__u32)bpf_get_current_uid_gid() == mw_sidecar_uid(netns_cookie);
 }
 
 static __always_inline int mw_port_listed(__u64 netns_cookie, __u16 port, __u8 dir)
@@ -154,6 +169,27 @@ static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u64 pod_cookie, 
 static __always_inline int mw_is_capture_port(__u16 port)
 {
 	return port == mw_cfg.outbound_port || port == mw_cfg.inbound_port;
+}
+
+/*
+ * The ports the sidecar accepts steered TCP connections on: their accepted
+ * sockets get the original destination (sockops) for SO_ORIGINAL_DST.
+ */
+static __always_inline int mw_is_steered_port(__u16 port)
+{
+	return mw_is_capture_port(port) || port == mw_cfg.dns_port;
+}
+
+/*
+ * DNS capture ([dns]): a query of a pod with MW_POD_F_DNS to port 53
+ * (ip4 and port in network order), to any resolver or, with [dns] servers,
+ * only to those listed.
+ */
+static __always_inline int mw_dns_captured(const struct mw_pod *pod, __u32 ip4, __u16 port)
+{
+	if (!(pod->flags & MW_POD_F_DNS) || port != bpf_htons(MW_DNS_PORT))
+		return 0;
+	return !mw_cfg.dns_servers || bpf_map_lookup_elem(&mw_dns_servers4, &ip4) != NULL;
 }
 
 #endif /* MESHWIRE_POLICY_H */

@@ -20,6 +20,9 @@ struct mw_settings {
 	__u8  accel;		/* 1: sockops fills mw_sock_hash for sk_msg */
 	__u8  trace;		/* 1: every decision is an event in mw_events */
 	__u8  ipv6_refuse;	/* 1: meshed pods' native IPv6 TCP is refused */
+	__u16 dns_port;		/* host order: the sidecar's DNS proxy ([dns] port) */
+	__u8  dns_servers;	/* 1: only resolvers in mw_dns_servers4 are captured */
+	__u8  pad;
 };
 
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */
@@ -170,6 +173,9 @@ enum mw_stat {
 	MW_STAT_CONNECT6_REFUSED,	/* native IPv6 connect() of a meshed pod refused */
 	MW_STAT_TC6_DROPPED,		/* IPv6 SYN to a meshed pod dropped */
 	MW_STAT_LOOP_REFUSED,		/* unsteered connection to a sidecar's capture port refused */
+	MW_STAT_DNS_REDIRECTED,		/* DNS query (UDP datagram or connect, TCP connect) -> the DNS proxy */
+	MW_STAT_DNS_RESTORED,		/* a DNS proxy's answer read as coming from the resolver */
+	MW_STAT_DNS_ERROR,		/* no socket storage: the DNS query refused */
 	MW_STAT_MAX,
 };
 
@@ -181,6 +187,8 @@ enum mw_hook {
 	MW_HOOK_TC_INGRESS,
 	MW_HOOK_TC_EGRESS,
 	MW_HOOK_CONNECT6,		/* connect6 on a v4-mapped address */
+	MW_HOOK_SENDMSG4,		/* sendmsg4 (AF_INET6 sockets to v4-mapped addresses too) */
+	MW_HOOK_RECVMSG4,		/* recvmsg4, or recvmsg6 on a v4-mapped address */
 	MW_HOOK_MAX,
 };
 
@@ -201,6 +209,9 @@ enum mw_decision {
 	MW_DEC_CONNECT6_REFUSED,	/* native IPv6 connect() refused (interception.ipv6) */
 	MW_DEC_TC6_DROPPED,		/* IPv6 SYN to the pod dropped (interception.ipv6) */
 	MW_DEC_LOOP_REFUSED,		/* straight to a sidecar's capture port: refused / dropped */
+	MW_DEC_DNS_REDIRECTED,		/* DNS to port 53 -> the pod's DNS proxy ([dns] capture) */
+	MW_DEC_DNS_RESTORED,		/* the proxy's answer: source restored to the resolver */
+	MW_DEC_DNS_REFUSED,		/* DNS query refused: no socket storage */
 	MW_DEC_MAX,
 };
 

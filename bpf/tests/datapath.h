@@ -18,6 +18,7 @@
 #define SIDECAR_UID	1500
 #define OUT_PORT	15001
 #define IN_PORT		15003
+#define DNS_PORT	15053
 #define ORIG_IP		"93.184.216.34"	/* where an app's connection was going */
 #define ORIG_PORT	80
 
@@ -38,6 +39,7 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_flow4_syn);
 	MW_TEST_MAP(mw_sock_hash);
 	MW_TEST_MAP(mw_accel_state);
+	MW_TEST_MAP(mw_dns_servers4);
 	MW_TEST_MAP(mw_stats);
 	MW_TEST_RINGBUF(mw_events);
 }
@@ -64,6 +66,8 @@ static inline void mw_test_settings(int accel, int ipv6_refuse, __u32 sidecar_ui
 	mw_cfg.sidecar_uid = sidecar_uid;
 	mw_cfg.outbound_port = OUT_PORT;
 	mw_cfg.inbound_port = IN_PORT;
+	mw_cfg.dns_port = DNS_PORT;
+	mw_cfg.dns_servers = 0;
 	mw_cfg.accel = accel;
 	mw_cfg.ipv6_refuse = ipv6_refuse;
 	mw_cfg.debug = 1;

@@ -1,10 +1,11 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * connect4, connect6, getpeername4 and getpeername6 (bpf/bpf_sock.c), the
- * real source compiled for the host, run on a table of cases: one node with
- * two meshed pods, exclusions node-wide and per pod, callers that are apps,
- * sidecars or unmeshed. Linux 6.18 answers BPF_PROG_TEST_RUN for
- * cgroup_sock_addr programs with ENOTSUPP, hence the host build.
+ * connect4, connect6, getpeername4, getpeername6, sendmsg4, recvmsg4 and
+ * recvmsg6 (bpf/bpf_sock.c), the real source compiled for the host, run on a
+ * table of cases: one node with meshed pods (one with DNS capture),
+ * exclusions node-wide and per pod, callers that are apps, sidecars or
+ * unmeshed. Linux 6.18 answers BPF_PROG_TEST_RUN for cgroup_sock_addr
+ * programs with ENOTSUPP, hence the host build.
  */
 #define MW_CFG_CONST
 #include "../bpf_sock.c"
@@ -12,16 +13,23 @@
 
 #define POD_C		0xd004ULL	/* meshed, with include lists */
 #define POD_C_IP	"10.1.0.12"
+#define POD_D		0xf006ULL	/* meshed, DNS captured */
+#define RESOLVER	"10.96.0.10"	/* the pods' resolver */
+#define RESOLVER2	"10.96.0.11"	/* another one, not in [dns] servers */
 #define APP_UID		1000
 #define POD_U		0xe005ULL	/* meshed, its netns in a user namespace of its own */
 #define POD_U_SIDECAR	101500		/* SIDECAR_UID mapped through it (uid_map 0 100000 65536) */
 #define SOCK_DGRAM	2
+#define IPPROTO_TCP_	6
+#define IPPROTO_UDP_	17
+#define IPPROTO_ICMP_	1
 
 /* The node every case starts from. */
 static void node(void)
 {
 	struct mw_pod c = { .flags = MW_POD_F_MESHED | MW_POD_F_OUT_SELECT | MW_POD_F_IN_SELECT };
-	__u64 cc = POD_C;
+	struct mw_pod d = { .flags = MW_POD_F_MESHED | MW_POD_F_DNS };
+	__u64 cc = POD_C, cd = POD_D;
 	__u32 ip;
 	__u8 one = 1;
 	struct mw_port_key port = { .dir = MW_DIR_OUT };
@@ -81,11 +89,16 @@ static void node(void)
 	cidr.cookie_lo = (__u32)POD_C;
 	cidr.addr = mw_test_ip4("10.50.0.0");
 	bpf_map_update_elem(&mw_incl_cidr4, &cidr, &one, BPF_ANY);
+
+	/* Pod D has its DNS captured; [dns] servers would list RESOLVER only. */
+	bpf_map_update_elem(&mw_pods, &cd, &d, BPF_ANY);
+	ip = mw_test_ip4(RESOLVER);
+	bpf_map_update_elem(&mw_dns_servers4, &ip, &one, BPF_ANY);
 }
 
 #define STAT(s)		MW_STAT_BIT(s)
 
-enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6 };
+enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6, SENDMSG4, RECVMSG4, RECVMSG6 };
 
 struct sock_case {
 	const char *what;
@@ -94,18 +107,21 @@ struct sock_case {
 	int accel;
 	int ipv6_allow;		/* interception.ipv6 = "allow" */
 	__u32 sidecar_uid;	/* 0: SIDECAR_UID */
+	int dns_servers;	/* [dns] servers = [RESOLVER] */
 	/* the caller and its socket */
 	__u64 netns;
 	__u32 uid;		/* the task's real UID */
 	int owner_set;		/* OWNER(u): the socket's owner (sk_uid) is u, */
 	__u32 owner;		/* else it is uid */
 	int udp;
+	int icmp;		/* a ping socket (SOCK_DGRAM, IPPROTO_ICMP) */
 	int no_storage;		/* the kernel has no memory for socket storage */
 	int mptcp;		/* the socket is an MPTCP socket's first subflow */
 	int bound_dev;		/* bound to a device (SO_BINDTODEVICE) */
 	int unbind_fails;	/* and unbinding it fails */
-	__u16 mark;		/* getpeername: the socket's mw_orig_sk flags before */
-	const char *dst;	/* connect: the destination; getpeername: the peer */
+	__u16 mark;		/* the socket's mw_orig_sk flags before (ORIG_IP:ORIG_PORT) */
+	const char *dst;	/* connect, sendmsg: the destination; getpeername: the
+				   peer; recvmsg: the datagram's source */
 	__u16 port;
 	/* what the hook must do */
 	int deny;
@@ -332,11 +348,122 @@ static const struct sock_case cases[] = {
 	{ "getpeername6 of a native IPv6 peer is the kernel's", GETPEERNAME6, .netns = POD_A,
 	  .mark = MW_ORIG_F_CONNECT, .dst = "2001:db8::1", .port = 80,
 	  .want_mark = MW_ORIG_F_CONNECT },
+
+	/* DNS capture: UDP datagrams (sendmsg4) */
+	{ "dns: an app's query goes to the DNS proxy, the resolver noted", SENDMSG4,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER, .port = 53,
+	  .to = "127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: a loopback resolver is captured too", SENDMSG4, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .dst = "127.0.0.53", .port = 53, .to = "127.0.0.1",
+	  .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: another UDP port is untouched", SENDMSG4, .netns = POD_D, .uid = APP_UID,
+	  .udp = 1, .dst = RESOLVER, .port = 5353 },
+	{ "dns: a pod without DNS capture is untouched", SENDMSG4, .netns = POD_A,
+	  .uid = APP_UID, .udp = 1, .dst = RESOLVER, .port = 53 },
+	{ "dns: a namespace not meshed is untouched", SENDMSG4, .netns = UNMESHED,
+	  .uid = APP_UID, .udp = 1, .dst = RESOLVER, .port = 53 },
+	{ "dns: the sidecar's own (upstream) query is untouched", SENDMSG4, .netns = POD_D,
+	  .uid = SIDECAR_UID, .udp = 1, .dst = RESOLVER, .port = 53 },
+	{ "dns: a listed resolver is captured", SENDMSG4, .dns_servers = 1, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .dst = RESOLVER, .port = 53, .to = "127.0.0.1",
+	  .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: a resolver not listed in [dns] servers is untouched", SENDMSG4,
+	  .dns_servers = 1, .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER2,
+	  .port = 53 },
+	{ "dns: no socket storage: the query is refused, never sent direct", SENDMSG4,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .no_storage = 1, .dst = RESOLVER,
+	  .port = 53, .deny = 1, .stats = STAT(MW_STAT_DNS_ERROR),
+	  .decision = MW_DEC_DNS_REFUSED },
+	{ "dns: a socket bound to a device is unbound when sent to loopback", SENDMSG4,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .bound_dev = 1, .dst = RESOLVER,
+	  .port = 53, .to = "127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .want_unbind = 1, .stats = STAT(MW_STAT_DNS_REDIRECTED),
+	  .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: a ping socket (not UDP) is untouched", SENDMSG4, .netns = POD_D,
+	  .uid = APP_UID, .icmp = 1, .dst = RESOLVER, .port = 53 },
+
+	/* DNS capture: connected UDP sockets and TCP (connect4) */
+	{ "dns: a UDP socket connected to the resolver is connected to the proxy", CONNECT4,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER, .port = 53,
+	  .to = "127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: a UDP socket connected elsewhere forgets its resolver", CONNECT4,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .mark = MW_ORIG_F_DNS, .dst = "10.2.0.7",
+	  .port = 5000 },
+	{ "dns: DNS over TCP goes to the DNS proxy, for SO_ORIGINAL_DST too", CONNECT4,
+	  .netns = POD_D, .uid = APP_UID, .dst = RESOLVER, .port = 53, .to = "127.0.0.1",
+	  .to_port = DNS_PORT, .want_mark = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: other TCP of a DNS-captured pod goes to the outbound port", CONNECT4,
+	  .netns = POD_D, .uid = APP_UID, .dst = ORIG_IP, .port = 80, .to = "127.0.0.1",
+	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "dns: TCP to port 53 of a pod without DNS capture is ordinary outbound", CONNECT4,
+	  .netns = POD_B, .uid = APP_UID, .dst = RESOLVER, .port = 53, .to = "127.0.0.1",
+	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "dns: the sidecar's TCP query goes where it was sent", CONNECT4, .netns = POD_D,
+	  .uid = SIDECAR_UID, .dst = RESOLVER, .port = 53, .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "dns: TCP to a resolver not listed is ordinary outbound", CONNECT4, .dns_servers = 1,
+	  .netns = POD_D, .uid = APP_UID, .dst = RESOLVER2, .port = 53, .to = "127.0.0.1",
+	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "dns: a dual-stack socket's v4-mapped query is connected to the proxy", CONNECT6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = "::ffff:10.96.0.10", .port = 53,
+	  .to = "::ffff:127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+
+	/* DNS capture: the proxy's answers come from the resolver */
+	{ "dns: recvmsg of the proxy's answer reports the resolver", RECVMSG4, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .mark = MW_ORIG_F_DNS, .dst = "127.0.0.1",
+	  .port = DNS_PORT, .to = ORIG_IP, .to_port = ORIG_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_RESTORED), .decision = MW_DEC_DNS_RESTORED },
+	{ "dns: a datagram from anywhere else keeps its source", RECVMSG4, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .mark = MW_ORIG_F_DNS, .dst = "10.2.0.7",
+	  .port = DNS_PORT, .want_mark = MW_ORIG_F_DNS },
+	{ "dns: another loopback port keeps its source", RECVMSG4, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .mark = MW_ORIG_F_DNS, .dst = "127.0.0.1",
+	  .port = 5353, .want_mark = MW_ORIG_F_DNS },
+	{ "dns: a socket that sent no captured query reads the kernel's source", RECVMSG4,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = "127.0.0.1", .port = DNS_PORT },
+	{ "dns: recvmsg6 of a v4-mapped answer reports the resolver", RECVMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .mark = MW_ORIG_F_DNS,
+	  .dst = "::ffff:127.0.0.1", .port = DNS_PORT, .to = "::ffff:93.184.216.34",
+	  .to_port = ORIG_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_RESTORED), .decision = MW_DEC_DNS_RESTORED },
+	{ "dns: recvmsg6 of a native IPv6 datagram keeps its source", RECVMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .mark = MW_ORIG_F_DNS,
+	  .dst = "::1", .port = DNS_PORT, .want_mark = MW_ORIG_F_DNS },
+	{ "dns: getpeername of a UDP socket connected to the proxy answers the resolver",
+	  GETPEERNAME4, .netns = POD_D, .udp = 1, .mark = MW_ORIG_F_DNS, .dst = "127.0.0.1",
+	  .port = DNS_PORT, .to = ORIG_IP, .to_port = ORIG_PORT, .want_mark = MW_ORIG_F_DNS },
+	{ "dns: getpeername of a TCP socket marked for DNS only is the kernel's", GETPEERNAME4,
+	  .netns = POD_D, .mark = MW_ORIG_F_DNS, .dst = "127.0.0.1", .port = DNS_PORT,
+	  .want_mark = MW_ORIG_F_DNS },
 };
+
+/* The hook a case's event must name. */
+static __u8 event_hook(const struct sock_case *c)
+{
+	switch (c->hook) {
+	case CONNECT6:
+		return MW_HOOK_CONNECT6;
+	case SENDMSG4:
+		return MW_HOOK_SENDMSG4;
+	case RECVMSG4:
+	case RECVMSG6:
+		return MW_HOOK_RECVMSG4;
+	default:
+		return MW_HOOK_CONNECT4;
+	}
+}
 
 static int is6(const struct sock_case *c)
 {
-	return c->hook == CONNECT6 || c->hook == GETPEERNAME6;
+	return c->hook == CONNECT6 || c->hook == GETPEERNAME6 || c->hook == RECVMSG6;
 }
 
 /* Its last word for a v4-mapped address, else the IPv4 address. */
@@ -353,7 +480,8 @@ static __u32 ip4_of(const struct sock_case *c, const char *text)
 static void run_case(struct mw_test_run *run, const struct sock_case *c)
 {
 	struct bpf_sock sk = {
-		.type = c->udp ? SOCK_DGRAM : MW_SOCK_STREAM,
+		.type = c->udp || c->icmp ? SOCK_DGRAM : MW_SOCK_STREAM,
+		.protocol = c->udp ? IPPROTO_UDP_ : c->icmp ? IPPROTO_ICMP_ : IPPROTO_TCP_,
 		.bound_dev_if = c->bound_dev ? 2 : 0,
 	};
 	/* Socket storage is keyed by pointer; the owner is read as from a struct sock. */
@@ -362,6 +490,7 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	struct bpf_sock_addr ctx = {
 		.family = is6(c) ? MW_AF_INET6 : MW_AF_INET,
 		.type = sk.type,
+		.protocol = sk.protocol,
 		.user_port = bpf_htons(c->port),
 		.sk = &sk,
 	};
@@ -372,6 +501,7 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 
 	node();
 	mw_test_settings(c->accel, !c->ipv6_allow, c->sidecar_uid ? c->sidecar_uid : SIDECAR_UID);
+	mw_cfg.dns_servers = c->dns_servers;
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_task.uid = c->uid;
 	mw_test_task.pid = 4242;
@@ -402,6 +532,15 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		break;
 	case GETPEERNAME6:
 		verdict = mw_sock6_getpeername(&ctx);
+		break;
+	case SENDMSG4:
+		verdict = mw_sock4_sendmsg(&ctx);
+		break;
+	case RECVMSG4:
+		verdict = mw_sock4_recvmsg(&ctx);
+		break;
+	case RECVMSG6:
+		verdict = mw_sock6_recvmsg(&ctx);
 		break;
 	}
 
@@ -449,16 +588,24 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	if (c->decision && mw_test_nevents == 1) {
 		const struct mw_event *ev = &mw_test_events[0];
 
-		MW_EXPECT_EQ(run, ev->hook, c->hook == CONNECT6 ? MW_HOOK_CONNECT6 : MW_HOOK_CONNECT4,
-			     "event hook");
+		MW_EXPECT_EQ(run, ev->hook, event_hook(c), "event hook");
 		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
 		MW_EXPECT_EQ(run, ev->netns_cookie, c->netns, "event netns cookie");
-		MW_EXPECT_EQ(run, ev->dst_port, c->port, "event destination port");
 		MW_EXPECT_EQ(run, ev->uid, c->uid, "event uid");
 		MW_EXPECT_EQ(run, ev->pid, 4242, "event pid");
-		if (c->decision != MW_DEC_CONNECT6_REFUSED)
+		if (c->decision == MW_DEC_DNS_RESTORED) {
+			/* From the proxy (src), reported as from the resolver (dst). */
+			MW_EXPECT_EQ(run, ev->src_ip4, ip4_of(c, c->dst), "event source");
+			MW_EXPECT_EQ(run, ev->src_port, c->port, "event source port");
+			MW_EXPECT_EQ(run, ev->dst_ip4, ip4_of(c, c->to), "event resolver");
+			MW_EXPECT_EQ(run, ev->dst_port, c->to_port, "event resolver port");
+		} else {
+			MW_EXPECT_EQ(run, ev->dst_port, c->port, "event destination port");
+		}
+		if (c->decision != MW_DEC_CONNECT6_REFUSED && c->decision != MW_DEC_DNS_RESTORED)
 			MW_EXPECT_EQ(run, ev->dst_ip4, ip4_of(c, c->dst), "event destination");
-		if (c->to && c->decision != MW_DEC_CONNECT6_REFUSED) {
+		if (c->to && c->decision != MW_DEC_CONNECT6_REFUSED &&
+		    c->decision != MW_DEC_DNS_RESTORED) {
 			MW_EXPECT_EQ(run, ev->to_ip4, ip4_of(c, c->to), "event new destination");
 			MW_EXPECT_EQ(run, ev->to_port, c->to_port, "event new port");
 		}

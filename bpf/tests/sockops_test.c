@@ -83,7 +83,17 @@ static const struct sockops_case cases[] = {
 	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT },
 
+	{ "an app's DNS over TCP, sent to the DNS proxy, publishes where it was going",
+	  .op = ACTIVE, .netns = POD_A, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = DNS_PORT, .mark = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .want_mark = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS, .after = TUPLE, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED), .decision = MW_DEC_SOCKOPS_PUBLISHED },
+
 	/* the sidecar's side: bind at accept */
+	{ "the DNS proxy's accepted socket gets the resolver", .op = PASSIVE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = DNS_PORT, .remote = "127.0.0.1",
+	  .rport = 40000, .before = TUPLE, .want_mark = MW_ORIG_F_ACCEPTED,
+	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
 	{ "the sidecar's accepted socket gets the original destination", .op = PASSIVE,
 	  .netns = POD_A, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
 	  .rport = 40000, .before = TUPLE, .want_mark = MW_ORIG_F_ACCEPTED,

@@ -171,6 +171,7 @@ const INCLUDE_OUTBOUND_PORTS: Setting =
 const INCLUDE_INBOUND_PORTS: Setting =
     Setting { ours: "meshwire.io/include-inbound-ports", istio: Some("traffic.sidecar.istio.io/includeInboundPorts") };
 const ACCELERATE: Setting = Setting { ours: "meshwire.io/accelerate", istio: None };
+const DNS_CAPTURE: Setting = Setting { ours: "meshwire.io/dns-capture", istio: None };
 
 /// Every annotation [`settings`] reads, meshwire's then Istio's.
 pub const SETTING_KEYS: &[&str] = &[
@@ -181,6 +182,7 @@ pub const SETTING_KEYS: &[&str] = &[
     "meshwire.io/include-outbound-ports",
     "meshwire.io/include-inbound-ports",
     "meshwire.io/accelerate",
+    "meshwire.io/dns-capture",
     "traffic.sidecar.istio.io/excludeOutboundPorts",
     "traffic.sidecar.istio.io/excludeOutboundIPRanges",
     "traffic.sidecar.istio.io/excludeInboundPorts",
@@ -289,13 +291,21 @@ pub fn settings(a: &Annotations) -> Result<(PodOverride, Vec<String>), CniError>
         o.include_inbound_ports = Some(list(k, v, true, port)?);
     }
     if let Some((k, v)) = ACCELERATE.find(a) {
-        o.accelerate = Some(match v.trim().to_ascii_lowercase().as_str() {
-            "true" => true,
-            "false" => false,
-            _ => return Err(malformed(k, v, "is neither \"true\" nor \"false\"")),
-        });
+        o.accelerate = Some(boolean(k, v)?);
+    }
+    if let Some((k, v)) = DNS_CAPTURE.find(a) {
+        o.dns_capture = Some(boolean(k, v)?);
     }
     Ok((o, notes))
+}
+
+/// "true" or "false", in any case, as Kubernetes annotations spell booleans.
+fn boolean(key: &str, value: &str) -> Result<bool, CniError> {
+    match value.trim().to_ascii_lowercase().as_str() {
+        "true" => Ok(true),
+        "false" => Ok(false),
+        _ => Err(malformed(key, value, "is neither \"true\" nor \"false\"")),
+    }
 }
 
 fn note_ipv6(key: &str, ipv6: &mut Vec<String>, notes: &mut Vec<String>) {
@@ -417,6 +427,7 @@ mod tests {
             ("meshwire.io/include-outbound-ports", "4"),
             ("meshwire.io/include-inbound-ports", "*"),
             ("meshwire.io/accelerate", "False"),
+            ("meshwire.io/dns-capture", " TRUE"),
         ]))
         .unwrap();
         assert_eq!(o.outbound_ports, Some(vec![2]));
@@ -426,6 +437,9 @@ mod tests {
         assert_eq!(o.include_outbound_ports, Some(Select::Only(vec![4])));
         assert_eq!(o.include_inbound_ports, Some(Select::All));
         assert_eq!(o.accelerate, Some(false));
+        assert_eq!(o.dns_capture, Some(true));
+        let (o, _) = settings(&ann(&[("meshwire.io/dns-capture", "false")])).unwrap();
+        assert_eq!(o.dns_capture, Some(false));
     }
 
     #[test]
@@ -464,6 +478,7 @@ mod tests {
             ("meshwire.io/include-outbound-ports", "99999"),
             ("meshwire.io/include-inbound-ports", "8080 9090"),
             ("meshwire.io/accelerate", "maybe"),
+            ("meshwire.io/dns-capture", "yes"),
         ];
         for (k, v) in cases {
             let e = settings(&ann(&[(k, v)])).unwrap_err();

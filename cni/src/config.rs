@@ -43,11 +43,12 @@ const PLUGIN_KEYS: &[&str] = &[
     "excludeOutboundCIDRs",
     "excludeInboundPorts",
     "accelerate",
+    "dnsCapture",
     "sidecarAnnotations",
     "noSidecarAnnotations",
 ];
 const NAMESPACES_KEYS: &[&str] = &["include", "exclude"];
-const OVERRIDE_KEYS: &[&str] = &["mesh", "excludeOutboundPorts", "excludeOutboundCIDRs", "excludeInboundPorts", "accelerate"];
+const OVERRIDE_KEYS: &[&str] = &["mesh", "excludeOutboundPorts", "excludeOutboundCIDRs", "excludeInboundPorts", "accelerate", "dnsCapture"];
 
 pub const DEFAULT_TIMEOUT_SECONDS: u64 = 10;
 const MAX_TIMEOUT_SECONDS: u64 = 300;
@@ -135,6 +136,9 @@ pub struct PluginConfig {
     /// Socket-level acceleration of this network's pods (the loader's
     /// `PodSpec.accelerate`); None: the loader's `[acceleration] pods` decides.
     pub accelerate: Option<bool>,
+    /// DNS capture for this network's pods (the loader's
+    /// `PodSpec.dns_capture`); None: the loader's `[dns] capture` decides.
+    pub dns_capture: Option<bool>,
     /// Pod annotations that mean "this pod has a sidecar" (when the runtime
     /// passes annotations); empty: the namespace lists decide.
     pub sidecar_annotations: Vec<Matcher>,
@@ -159,6 +163,7 @@ pub struct PodOverride {
     pub outbound_cidrs: Option<Vec<Cidr4>>,
     pub inbound_ports: Option<Vec<u16>>,
     pub accelerate: Option<bool>,
+    pub dns_capture: Option<bool>,
     /// The include lists (annotations only); None: not given, which is All.
     pub include_outbound_cidrs: Option<Select<Cidr4>>,
     pub include_outbound_ports: Option<Select<u16>>,
@@ -174,6 +179,7 @@ impl PodOverride {
             outbound_cidrs: self.outbound_cidrs.or(under.outbound_cidrs),
             inbound_ports: self.inbound_ports.or(under.inbound_ports),
             accelerate: self.accelerate.or(under.accelerate),
+            dns_capture: self.dns_capture.or(under.dns_capture),
             include_outbound_cidrs: self.include_outbound_cidrs.or(under.include_outbound_cidrs),
             include_outbound_ports: self.include_outbound_ports.or(under.include_outbound_ports),
             include_inbound_ports: self.include_inbound_ports.or(under.include_inbound_ports),
@@ -418,6 +424,7 @@ fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
         inbound_ports: obj.get("excludeInboundPorts").map(|v| ports(v, "excludeInboundPorts")).transpose()?.unwrap_or_default(),
     };
     let accelerate = obj.get("accelerate").map(|v| boolean(v, "accelerate")).transpose()?;
+    let dns_capture = obj.get("dnsCapture").map(|v| boolean(v, "dnsCapture")).transpose()?;
     let matchers = |key: &str| -> Result<Option<Vec<Matcher>>, CniError> {
         let Some(v) = obj.get(key) else { return Ok(None) };
         let mut out = Vec::new();
@@ -429,7 +436,7 @@ fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
     };
     let sidecar_annotations = matchers("sidecarAnnotations")?.unwrap_or_else(annotations::default_sidecar);
     let no_sidecar_annotations = matchers("noSidecarAnnotations")?.unwrap_or_default();
-    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions, accelerate, sidecar_annotations, no_sidecar_annotations })
+    Ok(PluginConfig { loader_socket, timeout, fail_policy, namespaces, exclusions, accelerate, dns_capture, sidecar_annotations, no_sidecar_annotations })
 }
 
 fn pod_override(v: &Value, path: &str) -> Result<PodOverride, CniError> {
@@ -444,6 +451,7 @@ fn pod_override(v: &Value, path: &str) -> Result<PodOverride, CniError> {
         outbound_cidrs: m.get("excludeOutboundCIDRs").map(|v| cidrs(v, &format!("{path}.excludeOutboundCIDRs"))).transpose()?,
         inbound_ports: m.get("excludeInboundPorts").map(|v| ports(v, &format!("{path}.excludeInboundPorts"))).transpose()?,
         accelerate: m.get("accelerate").map(|v| boolean(v, &format!("{path}.accelerate"))).transpose()?,
+        dns_capture: m.get("dnsCapture").map(|v| boolean(v, &format!("{path}.dnsCapture"))).transpose()?,
     })
 }
 

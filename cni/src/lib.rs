@@ -252,6 +252,7 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         include_inbound_ports: include_in_ports,
         // The pod's own setting, else the network's, else the node's (None).
         accelerate: over.accelerate.or(conf.plugin.accelerate),
+        dns_capture: over.dns_capture.or(conf.plugin.dns_capture),
         network: Some(conf.name.clone()),
     };
     match loader.call(&conf.plugin.loader_socket, conf.plugin.timeout, Op::AddPod { pod: spec }) {

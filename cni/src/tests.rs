@@ -158,27 +158,38 @@ fn per_pod_overrides_reach_the_loader() {
 }
 
 #[test]
-fn accelerate_pod_over_network_over_the_node() {
-    let args = |v: bool| json!({"cni": {"meshwire": {"accelerate": v}}});
-    let runtime = |v: bool| json!({"meshwire": {"accelerate": v}});
-    let cases = [
-        (json!({}), None),
-        (json!({"accelerate": true}), Some(true)),
-        (json!({"accelerate": false}), Some(false)),
-        (json!({"args": args(true)}), Some(true)),
-        (json!({"runtimeConfig": runtime(false)}), Some(false)),
-        (json!({"accelerate": true, "args": args(false)}), Some(false)),
-        (json!({"accelerate": false, "runtimeConfig": runtime(true)}), Some(true)),
-        (json!({"accelerate": false, "args": args(false), "runtimeConfig": runtime(true)}), Some(true)),
-        (json!({"args": args(true), "runtimeConfig": runtime(false)}), Some(false)),
-        // A per-pod block without the key keeps the network's value.
-        (json!({"accelerate": true, "runtimeConfig": {"meshwire": {"excludeInboundPorts": [9090]}}}), Some(true)),
-    ];
-    for (extra, want) in cases {
-        let fake = Fake::ok();
-        let out = run_with(&env("ADD"), &conf(extra.clone()).to_string(), &fake);
-        assert!(out.success, "{extra}: {out:?}");
-        assert_eq!(added_spec(&fake).accelerate, want, "{extra}");
+fn boolean_settings_pod_over_network_over_the_node() {
+    let settings: [(&str, fn(&PodSpec) -> Option<bool>); 2] = [("accelerate", |s| s.accelerate), ("dnsCapture", |s| s.dns_capture)];
+    for (key, of) in settings {
+        let net = |v: bool| json!({ key: v });
+        let args = |v: bool| json!({"cni": {"meshwire": { key: v }}});
+        let runtime = |v: bool| json!({"meshwire": { key: v }});
+        let with = |base: serde_json::Value, more: &[(&str, serde_json::Value)]| {
+            let mut o = base;
+            for (k, v) in more {
+                o[*k] = v.clone();
+            }
+            o
+        };
+        let cases = [
+            (json!({}), None),
+            (net(true), Some(true)),
+            (net(false), Some(false)),
+            (json!({"args": args(true)}), Some(true)),
+            (json!({"runtimeConfig": runtime(false)}), Some(false)),
+            (with(net(true), &[("args", args(false))]), Some(false)),
+            (with(net(false), &[("runtimeConfig", runtime(true))]), Some(true)),
+            (with(net(false), &[("args", args(false)), ("runtimeConfig", runtime(true))]), Some(true)),
+            (json!({"args": args(true), "runtimeConfig": runtime(false)}), Some(false)),
+            // A per-pod block without the key keeps the network's value.
+            (with(net(true), &[("runtimeConfig", json!({"meshwire": {"excludeInboundPorts": [9090]}}))]), Some(true)),
+        ];
+        for (extra, want) in cases {
+            let fake = Fake::ok();
+            let out = run_with(&env("ADD"), &conf(extra.clone()).to_string(), &fake);
+            assert!(out.success, "{extra}: {out:?}");
+            assert_eq!(of(&added_spec(&fake)), want, "{extra}");
+        }
     }
 }
 
@@ -563,8 +574,9 @@ fn annotated_settings_reach_the_loader() {
             "traffic.sidecar.istio.io/includeOutboundPorts": "443",
             "traffic.sidecar.istio.io/includeInboundPorts": "8080",
             "meshwire.io/accelerate": "false",
+            "meshwire.io/dns-capture": "true",
         }),
-        json!({"excludeOutboundPorts": [22], "excludeOutboundCIDRs": ["10.0.0.0/8"]}),
+        json!({"excludeOutboundPorts": [22], "excludeOutboundCIDRs": ["10.0.0.0/8"], "dnsCapture": false}),
     );
     assert!(run_with(&env("ADD"), &stdin, &fake).success);
     let spec = added_spec(&fake);
@@ -575,6 +587,7 @@ fn annotated_settings_reach_the_loader() {
     assert_eq!(spec.include_outbound_ports, vec![443]);
     assert_eq!(spec.include_inbound_ports, Some(vec![8080]));
     assert_eq!(spec.accelerate, Some(false));
+    assert_eq!(spec.dns_capture, Some(true), "the pod's annotation over the network's dnsCapture");
 
     // Not annotated: the network's lists, everything steered.
     let fake = Fake::ok();

@@ -29,6 +29,8 @@ pub struct Config {
     pub ipv6: Ipv6Policy,
     /// `[tc] attach`: how the tc programs are attached to pods' interfaces.
     pub tc_attach: TcAttach,
+    /// `[dns]`: meshed pods' DNS to their sidecar's DNS proxy.
+    pub dns: Dns,
     /// Where Prometheus metrics are served; None: off.
     pub metrics: Option<std::net::SocketAddr>,
     pub log_level: log::LevelFilter,
@@ -65,6 +67,20 @@ pub struct Inbound {
     /// Node-wide: pods' ports reached directly from other nodes.
     pub exclude_ports: Vec<u16>,
 }
+
+/// `[dns]`: DNS capture, as Istio's DNS proxying does it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Dns {
+    /// Whether a pod that does not say has its DNS captured (default false).
+    pub capture: bool,
+    /// The sidecar's DNS proxy, at 127.0.0.1 in the pod (UDP and TCP).
+    pub port: u16,
+    /// Only queries to these resolvers are captured; empty: any on port 53.
+    pub servers: Vec<std::net::Ipv4Addr>,
+}
+
+/// Resolvers `[dns] servers` may list (MW_MAX_DNS_SERVERS).
+pub const MAX_DNS_SERVERS: usize = crate::datapath::layout::MAX_DNS_SERVERS as usize;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BpfSettings {
@@ -252,6 +268,7 @@ struct RawConfig {
     acceleration: RawAcceleration,
     interception: RawInterception,
     tc: RawTc,
+    dns: RawDns,
     metrics: RawMetrics,
     log: RawLog,
 }
@@ -274,6 +291,14 @@ struct RawApi {
 struct RawInterception {
     mode: Option<Spanned<String>>,
     ipv6: Option<Spanned<String>>,
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields, default)]
+struct RawDns {
+    capture: Option<bool>,
+    port: Option<Spanned<u16>>,
+    servers: Option<Vec<Spanned<String>>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -501,6 +526,35 @@ impl Config {
             None => defaults.tc_attach,
             Some(a) => a.get_ref().parse().map_err(|e: String| src.error_at(a.span().start, "tc.attach", e))?,
         };
+        let dns_port = port(raw.dns.port, "dns.port", defaults.dns.port)?;
+        if dns_port == outbound_port || dns_port == inbound_port {
+            return Err(ConfigError {
+                file: name.to_string(),
+                line: None,
+                key: Some("dns.port".into()),
+                message: format!("{dns_port} is one of the sidecar's TCP capture ports; the DNS proxy needs a port of its own"),
+            });
+        }
+        let dns_servers = match raw.dns.servers {
+            None => defaults.dns.servers.clone(),
+            Some(list) if list.len() > MAX_DNS_SERVERS => {
+                return Err(ConfigError {
+                    file: name.to_string(),
+                    line: None,
+                    key: Some("dns.servers".into()),
+                    message: format!("{} entries; at most {MAX_DNS_SERVERS} are supported", list.len()),
+                })
+            }
+            Some(list) => list
+                .into_iter()
+                .map(|a| {
+                    a.get_ref().parse::<std::net::Ipv4Addr>().map_err(|_| {
+                        src.error_at(a.span().start, "dns.servers", format!("{:?} is not an IPv4 address such as \"10.96.0.10\"", a.get_ref()))
+                    })
+                })
+                .collect::<Result<Vec<_>, _>>()?,
+        };
+        let dns = Dns { capture: raw.dns.capture.unwrap_or(defaults.dns.capture), port: dns_port, servers: dns_servers };
         let metrics = match raw.metrics.address {
             None => None,
             Some(a) if a.get_ref().is_empty() => None,
@@ -523,6 +577,7 @@ impl Config {
             interception,
             ipv6,
             tc_attach,
+            dns,
             metrics,
             log_level,
         })
@@ -573,6 +628,7 @@ struct Defaults {
     interception: Interception,
     ipv6: Ipv6Policy,
     tc_attach: TcAttach,
+    dns: Dns,
     log_level: log::LevelFilter,
 }
 
@@ -595,6 +651,7 @@ impl Defaults {
             interception: Interception::Ebpf,
             ipv6: Ipv6Policy::Refuse,
             tc_attach: TcAttach::Auto,
+            dns: Dns { capture: false, port: 15053, servers: Vec::new() },
             log_level: log::LevelFilter::Info,
         }
     }
@@ -849,6 +906,24 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("tc.attach")));
         let e = err("[tc]\nmode = \"tcx\"\n");
         assert!(e.message.contains("unknown field `mode`"), "{e}");
+    }
+
+    #[test]
+    fn dns_capture() {
+        let c = Config::default_config();
+        assert_eq!(c.dns, Dns { capture: false, port: 15053, servers: vec![] });
+        let c = Config::parse("t.toml", "[dns]\ncapture = true\nport = 5353\nservers = [\"10.96.0.10\", \"192.0.2.53\"]\n").unwrap();
+        assert_eq!(c.dns, Dns { capture: true, port: 5353, servers: vec![Ipv4Addr::new(10, 96, 0, 10), Ipv4Addr::new(192, 0, 2, 53)] });
+        let e = err("[dns]\nservers = [\"10.96.0.10\", \"10.96.0.0/12\"]\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dns.servers")));
+        assert!(e.message.contains("\"10.96.0.0/12\" is not an IPv4 address"), "{e}");
+        let e = err("[dns]\nport = 0\n");
+        assert_eq!(e.key.as_deref(), Some("dns.port"));
+        let e = err("[dns]\nport = 15001\n");
+        assert!(e.key.as_deref() == Some("dns.port") && e.message.contains("capture ports"), "{e}");
+        let many: Vec<String> = (0..=MAX_DNS_SERVERS).map(|i| format!("\"10.0.{}.{}\"", i / 256, i % 256)).collect();
+        let e = err(&format!("[dns]\nservers = [{}]\n", many.join(",")));
+        assert!(e.message.contains("at most 256"), "{e}");
     }
 
     #[test]

@@ -11,6 +11,7 @@ use std::sync::Arc;
 use crate::config::Config;
 use crate::datapath;
 use crate::interception;
+use crate::interception::pods::PodDefaults;
 use crate::service::control::{self, ApiPaths};
 use crate::service::pod_service::PodService;
 use crate::views::metrics;
@@ -69,7 +70,7 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), S
     datapath::install(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
     let service = PodService::new(&api.state_dir, interception::of(config, &pins))?
-        .with_accelerate_by_default(config.acceleration.pods.by_default());
+        .with_pod_defaults(PodDefaults { accelerate: config.acceleration.pods.by_default(), dns_capture: config.dns.capture });
     let service = Arc::new(service);
     let (kept, dropped) = service.adopt()?;
     if kept + dropped > 0 {

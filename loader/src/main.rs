@@ -143,6 +143,10 @@ enum PodCommand {
         /// default: the node's `[acceleration] pods`.
         #[arg(long, value_name = "BOOL")]
         accelerate: Option<bool>,
+        /// Send this pod's DNS (port 53, UDP and TCP) to its sidecar's DNS proxy (true) or not
+        /// (false); default: the node's `[dns] capture`.
+        #[arg(long = "dns-capture", value_name = "BOOL")]
+        dns_capture: Option<bool>,
     },
     /// Stop meshing a pod, by --id or --netns.
     Del {
@@ -317,6 +321,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             include_outbound_ports,
             include_inbound_ports,
             accelerate,
+            dns_capture,
         }) => {
             let include_inbound_ports = match cli_list("--include-inbound-ports", include_inbound_ports)? {
                 None => None,
@@ -339,6 +344,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 include_outbound_ports,
                 include_inbound_ports,
                 accelerate,
+                dns_capture,
                 network: None,
             };
             let result = api_call(&api.socket, meshwire_api::Op::AddPod { pod })?;
@@ -405,7 +411,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             let pod_map = libbpf::MapFd::open_pinned(&pins.map(pins::MAP_PODS)).ok();
             let flags = |cookie: u64| pod_map.as_ref()?.lookup::<u64, layout::Pod>(&cookie).ok().flatten().map(|p| p.flags);
-            print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref(), flags));
+            print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref(), flags, config.dns.capture));
             Ok(())
         }
         Command::Trace { json, netns_cookie, count, duration, backlog } => {

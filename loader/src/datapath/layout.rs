@@ -42,6 +42,9 @@ mirror! {
         pub accel: u8,
         pub trace: u8,
         pub ipv6_refuse: u8,
+        pub dns_port: u16,
+        pub dns_servers: u8,
+        pub pad: u8,
     }
 }
 
@@ -210,6 +213,7 @@ c_enum! {
         MAX_INCL_CIDRS = "MW_MAX_INCL_CIDRS" = 4096,
         MAX_FLOWS = "MW_MAX_FLOWS" = 65536,
         MAX_SOCKS = "MW_MAX_SOCKS" = 65536,
+        MAX_DNS_SERVERS = "MW_MAX_DNS_SERVERS" = 256,
         EVENTS_BYTES = "MW_EVENTS_BYTES" = 256 * 1024,
     }
 }
@@ -224,6 +228,8 @@ c_enum! {
         POD_F_OUT_SELECT = "MW_POD_F_OUT_SELECT" = 1 << 2,
         /// Inbound, only included ports are redirected.
         POD_F_IN_SELECT = "MW_POD_F_IN_SELECT" = 1 << 3,
+        /// DNS to port 53 goes to the sidecar's DNS proxy (`[dns] capture`).
+        POD_F_DNS = "MW_POD_F_DNS" = 1 << 4,
     }
 }
 
@@ -245,6 +251,7 @@ c_enum! {
         ORIG_F_CONNECT = "MW_ORIG_F_CONNECT" = 1 << 0,
         ORIG_F_ACCEPTED = "MW_ORIG_F_ACCEPTED" = 1 << 1,
         ORIG_F_DELIVER = "MW_ORIG_F_DELIVER" = 1 << 2,
+        ORIG_F_DNS = "MW_ORIG_F_DNS" = 1 << 3,
     }
 }
 
@@ -297,10 +304,13 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_CONNECT6_REFUSED",
     "MW_STAT_TC6_DROPPED",
     "MW_STAT_LOOP_REFUSED",
+    "MW_STAT_DNS_REDIRECTED",
+    "MW_STAT_DNS_RESTORED",
+    "MW_STAT_DNS_ERROR",
 ];
 
 /// Names of `enum mw_hook`, from value 1 on (checked against BTF).
-pub const HOOK_NAMES: &[&str] = &["MW_HOOK_CONNECT4", "MW_HOOK_SOCKOPS", "MW_HOOK_GETSOCKOPT", "MW_HOOK_TC_INGRESS", "MW_HOOK_TC_EGRESS", "MW_HOOK_CONNECT6"];
+pub const HOOK_NAMES: &[&str] = &["MW_HOOK_CONNECT4", "MW_HOOK_SOCKOPS", "MW_HOOK_GETSOCKOPT", "MW_HOOK_TC_INGRESS", "MW_HOOK_TC_EGRESS", "MW_HOOK_CONNECT6", "MW_HOOK_SENDMSG4", "MW_HOOK_RECVMSG4"];
 
 /// Names of `enum mw_decision`, from value 1 on (checked against BTF).
 pub const DECISION_NAMES: &[&str] = &[
@@ -319,6 +329,9 @@ pub const DECISION_NAMES: &[&str] = &[
     "MW_DEC_CONNECT6_REFUSED",
     "MW_DEC_TC6_DROPPED",
     "MW_DEC_LOOP_REFUSED",
+    "MW_DEC_DNS_REDIRECTED",
+    "MW_DEC_DNS_RESTORED",
+    "MW_DEC_DNS_REFUSED",
 ];
 
 impl Settings {
@@ -483,7 +496,7 @@ mod tests {
             let mut obj = object.open(None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6_refuse: 1 };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6_refuse: 1, dns_port: 3, dns_servers: 1, pad: 0 };
             obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

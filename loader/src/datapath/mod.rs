@@ -46,6 +46,9 @@ pub fn settings_of(config: &Config) -> Settings {
         accel: config.acceleration.enabled as u8,
         trace: config.bpf.trace as u8,
         ipv6_refuse: (config.ipv6 == crate::config::Ipv6Policy::Refuse) as u8,
+        dns_port: config.dns.port,
+        dns_servers: !config.dns.servers.is_empty() as u8,
+        pad: 0,
     }
 }
 
@@ -255,7 +258,10 @@ pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> 
     sync_node_wide(&open(pins::MAP_EXCL_CIDR4)?, &cidrs, |k| k.cookie_hi == 0 && k.cookie_lo == 0)?;
 
     let inbound: Vec<In4Key> = config.inbound.exclude_ports.iter().map(|&port| In4Key { pod_ip4: 0, port, pad: 0 }).collect();
-    sync_node_wide(&open(pins::MAP_EXCL_IN4)?, &inbound, |k| k.pod_ip4 == 0)
+    sync_node_wide(&open(pins::MAP_EXCL_IN4)?, &inbound, |k| k.pod_ip4 == 0)?;
+
+    let dns_servers: Vec<u32> = config.dns.servers.iter().map(|a| u32::from(*a).to_be()).collect();
+    sync_node_wide(&open(pins::MAP_DNS_SERVERS4)?, &dns_servers, |_| true)
 }
 
 /// Make the entries of `map` that `node_wide` selects exactly `want`.

@@ -47,6 +47,8 @@ maps! {
     /// Used by acceleration only (sockops and sk_msg): one entry per socket
     /// in mw_sock_hash.
     MAP_ACCEL_STATE = "mw_accel_state",
+    /// `[dns] servers`: the resolvers whose queries are captured.
+    MAP_DNS_SERVERS4 = "mw_dns_servers4",
     MAP_STATS = "mw_stats",
     /// Decision events (ring buffer) for `meshwire-loader trace`.
     MAP_EVENTS = "mw_events",

@@ -34,6 +34,17 @@
 //! -A MESHWIRE_INBOUND -p tcp -m tcp --dport 8080 -j REDIRECT --to-ports 15003
 //! ```
 //!
+//! A pod with DNS capture (`[dns] capture`, the pod's `dns_capture`) gets its
+//! DNS to port 53 redirected to the sidecar's DNS proxy first, UDP through a
+//! jump of its own, as istio-iptables does it (conntrack then answers with the
+//! resolver's address); with `[dns] servers`, one pair per resolver, `-d`:
+//!
+//! ```text
+//! -A OUTPUT -p udp -j MESHWIRE_OUTPUT
+//! -A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053
+//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053
+//! ```
+//!
 //! Those rules see IPv4 only (v4-mapped addresses included): native IPv6 TCP
 //! would bypass the sidecar. With `interception.ipv6 = "refuse"` (the default)
 //! it is refused, as the BPF programs refuse it in the eBPF mode, by rules in
@@ -115,6 +126,8 @@ struct Family {
     /// A file that exists, for the calling thread, when its network namespace
     /// has the family (a kernel without IPv6 has no /proc/net/if_inet6).
     proc_file: Option<&'static str>,
+    /// Pods with DNS capture have UDP jump to `chain_out` too (IPv4 nat).
+    dns: bool,
 }
 
 const V4: Family = Family {
@@ -127,6 +140,7 @@ const V4: Family = Family {
     hook_out: "OUTPUT",
     hook_in: "PREROUTING",
     proc_file: None,
+    dns: true,
 };
 
 /// The IPv4 filter table's guard of the sidecar's capture ports.
@@ -140,6 +154,7 @@ const GUARD: Family = Family {
     hook_out: "OUTPUT",
     hook_in: "INPUT",
     proc_file: None,
+    dns: false,
 };
 
 const V6: Family = Family {
@@ -153,6 +168,7 @@ const V6: Family = Family {
     hook_in: "INPUT",
     // thread-self: the thread's namespace (self/net is the main thread's).
     proc_file: Some("/proc/thread-self/net/if_inet6"),
+    dns: false,
 };
 
 impl Family {
@@ -163,6 +179,11 @@ impl Family {
 
     fn jump_in(&self) -> String {
         format!("-A {} -p tcp -j {}", self.hook_in, self.chain_in)
+    }
+
+    /// DNS capture's UDP jump.
+    fn jump_out_udp(&self) -> String {
+        format!("-A {} -p udp -j {}", self.hook_out, self.chain_out)
     }
 }
 
@@ -177,6 +198,10 @@ pub struct NodeRules {
     pub in_ports: Vec<u16>,
     /// `interception.ipv6 = "refuse"`: native IPv6 TCP is refused (ip6tables).
     pub refuse_ipv6: bool,
+    /// `[dns] port`: the sidecar's DNS proxy.
+    pub dns_port: u16,
+    /// `[dns] servers`: only DNS to these is captured; empty: any.
+    pub dns_servers: Vec<std::net::Ipv4Addr>,
 }
 
 impl NodeRules {
@@ -189,6 +214,8 @@ impl NodeRules {
             out_cidrs: config.outbound.exclude_cidrs.clone(),
             in_ports: config.inbound.exclude_ports.clone(),
             refuse_ipv6: config.ipv6 == Ipv6Policy::Refuse,
+            dns_port: config.dns.port,
+            dns_servers: config.dns.servers.clone(),
         }
     }
 }
@@ -204,12 +231,36 @@ fn unique<T: PartialEq + Copy>(lists: &[&[T]]) -> Vec<T> {
     out
 }
 
+/// DNS capture's rules: first in the chain, so that neither the loopback
+/// nor the exclusions below keep a query from the DNS proxy.
+fn dns_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
+    if !pod.dns_capture {
+        return Vec::new();
+    }
+    let to = |d: Option<std::net::Ipv4Addr>| d.map_or(String::new(), |a| format!(" -d {a}/32"));
+    let servers: Vec<Option<std::net::Ipv4Addr>> = match node.dns_servers.is_empty() {
+        true => vec![None],
+        false => unique(&[&node.dns_servers]).into_iter().map(Some).collect(),
+    };
+    let mut r = Vec::new();
+    for d in servers {
+        for proto in ["udp", "tcp"] {
+            r.push(format!(
+                "-A {CHAIN_OUT}{} -p {proto} -m {proto} --dport 53 -m owner ! --uid-owner {} -j REDIRECT --to-ports {}",
+                to(d),
+                node.sidecar_uid,
+                node.dns_port
+            ));
+        }
+    }
+    r
+}
+
 /// The pod's chain rules (`-A CHAIN ...`), in iptables-save's spelling.
 pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
-    let mut r = vec![
-        format!("-A {CHAIN_OUT} -d 127.0.0.0/8 -j RETURN"),
-        format!("-A {CHAIN_OUT} -m owner --uid-owner {} -j RETURN", node.sidecar_uid),
-    ];
+    let mut r = dns_rules(node, pod);
+    r.push(format!("-A {CHAIN_OUT} -d 127.0.0.0/8 -j RETURN"));
+    r.push(format!("-A {CHAIN_OUT} -m owner --uid-owner {} -j RETURN", node.sidecar_uid));
     // Straight to a capture port of this pod: not steered, so the guard
     // (filter table) refuses it, rather than the sidecar dialling itself.
     for p in unique(&[&[node.outbound_port, node.inbound_port]]) {
@@ -298,18 +349,20 @@ struct Found {
     chain_in: bool,
     jumps_out: usize,
     jumps_in: usize,
+    /// DNS capture's UDP jumps to the out chain.
+    jumps_out_udp: usize,
     /// `-A MESHWIRE_...` lines, in order.
     rules: Vec<String>,
 }
 
 impl Found {
     fn anything(&self) -> bool {
-        self.chain_out || self.chain_in || self.jumps_out > 0 || self.jumps_in > 0
+        self.chain_out || self.chain_in || self.jumps_out > 0 || self.jumps_in > 0 || self.jumps_out_udp > 0
     }
 }
 
 fn parse_save(fam: &Family, save: &str) -> Found {
-    let (jump_out, jump_in) = (fam.jump_out(), fam.jump_in());
+    let (jump_out, jump_in, jump_udp) = (fam.jump_out(), fam.jump_in(), fam.jump_out_udp());
     let (out, inb) = (fam.chain_out, fam.chain_in);
     let mut f = Found::default();
     for line in save.lines().map(str::trim_end) {
@@ -321,6 +374,8 @@ fn parse_save(fam: &Family, save: &str) -> Found {
             f.jumps_out += 1;
         } else if line == jump_in {
             f.jumps_in += 1;
+        } else if fam.dns && line == jump_udp {
+            f.jumps_out_udp += 1;
         } else if line.starts_with(&format!("-A {out} ")) || line.starts_with(&format!("-A {inb} ")) {
             f.rules.push(line.to_string());
         }
@@ -328,8 +383,14 @@ fn parse_save(fam: &Family, save: &str) -> Found {
     f
 }
 
+/// Do the rules ask for DNS capture's UDP jump?
+fn wants_udp(rules: &[String]) -> bool {
+    rules.iter().any(|r| r.contains(" -p udp "))
+}
+
 /// The restore script that makes the chains exactly `rules` and adds the
-/// jumps that are missing. Declaring a chain with --noflush flushes it.
+/// jumps that are missing (and DNS capture's UDP jump exactly when the rules
+/// have UDP). Declaring a chain with --noflush flushes it.
 fn install_script(fam: &Family, found: &Found, rules: &[String]) -> String {
     let (out, inb) = (fam.chain_out, fam.chain_in);
     let mut s = format!("*{}\n:{out} - [0:0]\n:{inb} - [0:0]\n", fam.table);
@@ -342,6 +403,15 @@ fn install_script(fam: &Family, found: &Found, rules: &[String]) -> String {
     }
     if found.jumps_in == 0 {
         s.push_str(&format!("-I {} 1 -p tcp -j {inb}\n", fam.hook_in));
+    }
+    match (wants_udp(rules), found.jumps_out_udp) {
+        (true, 0) => s.push_str(&format!("-I {} 1 -p udp -j {out}\n", fam.hook_out)),
+        (true, _) => {}
+        (false, n) => {
+            for _ in 0..n {
+                s.push_str(&format!("-D {} -p udp -j {out}\n", fam.hook_out));
+            }
+        }
     }
     s.push_str("COMMIT\n");
     s
@@ -359,6 +429,9 @@ fn remove_script(fam: &Family, found: &Found) -> Option<String> {
     }
     for _ in 0..found.jumps_in {
         s.push_str(&format!("-D {} -p tcp -j {}\n", fam.hook_in, fam.chain_in));
+    }
+    for _ in 0..found.jumps_out_udp {
+        s.push_str(&format!("-D {} -p udp -j {}\n", fam.hook_out, fam.chain_out));
     }
     for (there, chain) in [(found.chain_out, fam.chain_out), (found.chain_in, fam.chain_in)] {
         if there {
@@ -648,6 +721,13 @@ fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(),
     if found.jumps_in == 0 {
         return Err(format!("pod {id}: {} {} has no jump to {}", fam.label, fam.hook_in, fam.chain_in));
     }
+    match (wants_udp(want), found.jumps_out_udp) {
+        (true, 0) => return Err(format!("pod {id}: {} {} has no UDP jump to {} (DNS capture)", fam.label, fam.hook_out, fam.chain_out)),
+        (false, n) if n > 0 => {
+            return Err(format!("pod {id}: {} {} has a UDP jump to {}, but the pod has no DNS capture", fam.label, fam.hook_out, fam.chain_out))
+        }
+        _ => {}
+    }
     // iptables-save lists the chains by name: compare chain by chain.
     for chain in [fam.chain_out, fam.chain_in] {
         let prefix = format!("-A {chain} ");
@@ -722,6 +802,8 @@ mod tests {
             out_cidrs: vec!["10.231.9.0/24".parse().unwrap()],
             in_ports: vec![9090],
             refuse_ipv6: true,
+            dns_port: 15053,
+            dns_servers: vec![],
         }
     }
 
@@ -740,6 +822,7 @@ mod tests {
             out_cidrs: vec!["192.0.2.7/32".parse().unwrap()],
             in_ports: vec![9090, 8443],
             accelerate: false,
+            dns_capture: false,
             incl_out_cidrs: None,
             incl_out_ports: vec![],
             incl_in_ports: None,
@@ -832,7 +915,7 @@ mod tests {
         assert!(fresh.starts_with("*nat\n:MESHWIRE_OUTPUT - [0:0]\n:MESHWIRE_INBOUND - [0:0]\n"), "{fresh}");
         assert!(fresh.contains("-I OUTPUT 1 -p tcp -j MESHWIRE_OUTPUT\n") && fresh.contains("-I PREROUTING 1 -p tcp -j MESHWIRE_INBOUND\n"));
         assert!(fresh.ends_with("COMMIT\n"));
-        let there = Found { chain_out: true, chain_in: true, jumps_out: 1, jumps_in: 1, rules: rules.clone() };
+        let there = Found { chain_out: true, chain_in: true, jumps_out: 1, jumps_in: 1, jumps_out_udp: 0, rules: rules.clone() };
         let again = install_script(&V4, &there, &rules);
         assert!(!again.contains("-I "), "no second jump: {again}");
         assert_eq!(remove_script(&V4, &Found::default()), None);
@@ -855,7 +938,7 @@ mod tests {
         let f = parse_save(&V4, save);
         assert_eq!(
             f,
-            Found { chain_out: true, chain_in: true, jumps_out: 1, jumps_in: 1, rules: vec!["-A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001".into()] }
+            Found { chain_out: true, chain_in: true, jumps_out: 1, jumps_in: 1, jumps_out_udp: 0, rules: vec!["-A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001".into()] }
         );
         // The IPv4 chains' names are prefixes of the IPv6 ones: kept apart.
         let save6 = "*filter\n:INPUT ACCEPT [0:0]\n:MESHWIRE_OUTPUT6 - [0:0]\n-A OUTPUT -p tcp -j MESHWIRE_OUTPUT6\n\
@@ -1038,6 +1121,61 @@ mod tests {
         assert!(!ns.nat().contains("--dport 443 -j REDIRECT"), "{}", ns.nat());
         remove(&all).unwrap();
         assert!(!ns.nat().contains("MESHWIRE"));
+    }
+
+    /// DNS capture: its rules first, UDP jump and all, written as
+    /// iptables-save prints them; switched off again, the UDP jump goes.
+    #[test]
+    fn dns_capture_redirects_port_53_first_and_only_to_listed_servers() {
+        let mut n = node();
+        let mut p = pod(Path::new("/x"), 1);
+        assert!(!chain_rules(&n, &p).iter().any(|r| r.contains("--dport 53 ")), "off: no DNS rules");
+        p.dns_capture = true;
+        let r = chain_rules(&n, &p);
+        assert_eq!(
+            r[..3],
+            [
+                "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+                "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+                "-A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN",
+            ]
+        );
+        n.dns_servers = vec![Ipv4Addr::new(10, 96, 0, 10), Ipv4Addr::new(192, 0, 2, 53), Ipv4Addr::new(10, 96, 0, 10)];
+        let dns: Vec<String> = chain_rules(&n, &p).into_iter().filter(|r| r.contains("--dport 53 ")).collect();
+        assert_eq!(
+            dns,
+            [
+                "-A MESHWIRE_OUTPUT -d 10.96.0.10/32 -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+                "-A MESHWIRE_OUTPUT -d 10.96.0.10/32 -p tcp -m tcp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+                "-A MESHWIRE_OUTPUT -d 192.0.2.53/32 -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+                "-A MESHWIRE_OUTPUT -d 192.0.2.53/32 -p tcp -m tcp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+            ]
+        );
+
+        let host_before = host_nat();
+        let ns = TestNetns::new("dns");
+        let mut p = pod(&ns.path, ns.cookie());
+        p.dns_capture = true;
+        apply(&n, &p).unwrap();
+        apply(&n, &p).unwrap();
+        let nat = ns.nat();
+        assert_eq!(nat.matches("-A OUTPUT -p udp -j MESHWIRE_OUTPUT\n").count(), 1, "{nat}");
+        for r in chain_rules(&n, &p) {
+            assert_eq!(nat.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{nat}");
+        }
+        check(&n, &p).unwrap();
+        let mut off = p.clone();
+        off.dns_capture = false;
+        assert!(check(&n, &off).unwrap_err().contains("UDP jump"));
+        apply(&n, &off).unwrap();
+        check(&n, &off).unwrap();
+        let nat = ns.nat();
+        assert!(!nat.contains("-p udp") && !nat.contains("--dport 53 "), "{nat}");
+        assert!(check(&n, &p).unwrap_err().contains("no UDP jump"));
+        apply(&n, &p).unwrap();
+        remove(&p).unwrap();
+        assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
+        assert_eq!(host_nat(), host_before, "the machine's nat table changed");
     }
 
     /// A TCP connect() from the namespace at `path` (as `fsuid`, when given):

@@ -12,7 +12,7 @@ use std::path::{Path, PathBuf};
 use meshwire_api::PodSpec;
 
 use crate::config::Cidr4;
-use crate::datapath::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
+use crate::datapath::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
 use crate::datapath::pins::{self, Pins};
 use crate::timing;
@@ -36,11 +36,29 @@ pub struct MeshedPod {
     pub incl_in_ports: Option<Vec<u16>>,
     /// Its mesh hops are accelerated (when the node runs acceleration).
     pub accelerate: bool,
+    /// Its DNS to port 53 goes to its sidecar's DNS proxy.
+    pub dns_capture: bool,
+}
+
+/// The node's choices for a pod that does not say.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct PodDefaults {
+    /// `[acceleration] pods`.
+    pub accelerate: bool,
+    /// `[dns] capture`.
+    pub dns_capture: bool,
+}
+
+impl Default for PodDefaults {
+    /// As config/default.toml has them.
+    fn default() -> PodDefaults {
+        PodDefaults { accelerate: true, dns_capture: false }
+    }
 }
 
 impl MeshedPod {
     /// A validated spec (or the record of one) in the namespace `cookie`.
-    pub fn of(spec: &PodSpec, cookie: u64, accelerate_by_default: bool) -> MeshedPod {
+    pub fn of(spec: &PodSpec, cookie: u64, defaults: PodDefaults) -> MeshedPod {
         MeshedPod {
             container_id: spec.container_id.clone(),
             netns: spec.netns.clone(),
@@ -54,7 +72,8 @@ impl MeshedPod {
             // Without restricted ranges everything is steered: no ports to list.
             incl_out_ports: if spec.include_outbound_cidrs.is_some() { spec.include_outbound_ports.clone() } else { Vec::new() },
             incl_in_ports: spec.include_inbound_ports.clone(),
-            accelerate: spec.accelerate.unwrap_or(accelerate_by_default),
+            accelerate: spec.accelerate.unwrap_or(defaults.accelerate),
+            dns_capture: spec.dns_capture.unwrap_or(defaults.dns_capture),
         }
     }
 
@@ -69,6 +88,9 @@ impl MeshedPod {
         }
         if self.incl_in_ports.is_some() {
             flags |= POD_F_IN_SELECT;
+        }
+        if self.dns_capture {
+            flags |= POD_F_DNS;
         }
         Pod { flags }
     }
@@ -102,7 +124,8 @@ fn union_of_includes<T: PartialEq + Clone>(a: Option<Vec<T>>, b: &Option<Vec<T>>
 /// The pod as its netns-cookie entries see it: `pod` and the other
 /// attachments of the same pod (a pod on two networks), whose settings are
 /// combined: the exclusions of any, the inclusions of any (everything when
-/// one of them includes everything), accelerated when one asks it.
+/// one of them includes everything), accelerated and DNS captured when one
+/// asks it.
 pub fn merged(pod: &MeshedPod, siblings: &[MeshedPod]) -> MeshedPod {
     let mut m = pod.clone();
     for s in siblings {
@@ -112,6 +135,7 @@ pub fn merged(pod: &MeshedPod, siblings: &[MeshedPod]) -> MeshedPod {
         union(&mut m.incl_out_ports, &s.incl_out_ports);
         m.incl_in_ports = union_of_includes(m.incl_in_ports.take(), &s.incl_in_ports);
         m.accelerate |= s.accelerate;
+        m.dns_capture |= s.dns_capture;
     }
     if m.incl_out_cidrs.is_none() {
         m.incl_out_ports.clear();
@@ -190,15 +214,15 @@ pub fn validate(spec: &PodSpec) -> Result<(), String> {
 }
 
 /// Validate and resolve the pod's netns cookie (enters the netns on a thread).
-/// `accelerate_by_default`: the node's choice for a spec that does not say.
-pub fn resolve(spec: &PodSpec, accelerate_by_default: bool) -> Result<MeshedPod, String> {
+/// `defaults`: the node's choices for a spec that does not say.
+pub fn resolve(spec: &PodSpec, defaults: PodDefaults) -> Result<MeshedPod, String> {
     validate(spec)?;
     let cookie = system::netns_cookie(&spec.netns)?;
     timing::mark("netns cookie");
     if system::host_netns_cookies()?.contains(&cookie) {
         return Err(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display()));
     }
-    Ok(MeshedPod::of(spec, cookie, accelerate_by_default))
+    Ok(MeshedPod::of(spec, cookie, defaults))
 }
 
 /// The maps a pod's entries live in.
@@ -467,7 +491,7 @@ mod tests {
     #[test]
     fn a_pod_s_own_accelerate_wins_over_the_node_s_default() {
         let mut s = spec();
-        let flags = |s: &PodSpec, by_default| MeshedPod::of(s, 7, by_default).entry().flags;
+        let flags = |s: &PodSpec, accelerate| MeshedPod::of(s, 7, PodDefaults { accelerate, dns_capture: false }).entry().flags;
         assert_eq!(flags(&s, true), POD_F_MESHED | POD_F_ACCEL);
         assert_eq!(flags(&s, false), POD_F_MESHED);
         s.accelerate = Some(false);
@@ -476,16 +500,32 @@ mod tests {
         assert_eq!(flags(&s, false), POD_F_MESHED | POD_F_ACCEL);
     }
 
+    const NODE: PodDefaults = PodDefaults { accelerate: false, dns_capture: false };
+
+    #[test]
+    fn a_pod_s_own_dns_capture_wins_over_the_node_s_default() {
+        let mut s = spec();
+        let flags = |s: &PodSpec, dns_capture| MeshedPod::of(s, 7, PodDefaults { accelerate: false, dns_capture }).entry().flags;
+        assert_eq!(flags(&s, true), POD_F_MESHED | POD_F_DNS);
+        assert_eq!(flags(&s, false), POD_F_MESHED);
+        s.dns_capture = Some(false);
+        assert_eq!(flags(&s, true), POD_F_MESHED);
+        s.dns_capture = Some(true);
+        assert_eq!(flags(&s, false), POD_F_MESHED | POD_F_DNS);
+        let other = MeshedPod::of(&spec(), 7, NODE);
+        assert!(merged(&other, &[MeshedPod::of(&s, 7, NODE)]).dns_capture, "captured when one attachment asks");
+    }
+
     #[test]
     fn attachments_of_one_pod_combine_their_settings() {
-        let a = MeshedPod::of(&spec(), 7, false);
+        let a = MeshedPod::of(&spec(), 7, NODE);
         let mut s2 = spec();
         s2.ifname = "net1".into();
         s2.ips = vec![Ipv4Addr::new(10, 2, 0, 5)];
         s2.exclude_outbound_ports = vec![22, 5432];
         s2.include_inbound_ports = Some(vec![8080]);
         s2.accelerate = Some(true);
-        let b = MeshedPod::of(&s2, 7, false);
+        let b = MeshedPod::of(&s2, 7, NODE);
         let m = merged(&a, std::slice::from_ref(&b));
         assert_eq!(m.out_ports, vec![22, 5432], "exclusions of either");
         assert_eq!(m.incl_in_ports, None, "a includes everything inbound: so does the pod");
@@ -495,7 +535,7 @@ mod tests {
         s3.include_inbound_ports = Some(vec![9090]);
         s3.include_outbound_cidrs = Some(vec!["10.0.0.0/8".parse().unwrap()]);
         s3.include_outbound_ports = vec![443];
-        let m = merged(&b, &[MeshedPod::of(&s3, 7, false)]);
+        let m = merged(&b, &[MeshedPod::of(&s3, 7, NODE)]);
         assert_eq!(m.incl_in_ports, Some(vec![8080, 9090]), "inclusions of either");
         assert_eq!((m.incl_out_cidrs, m.incl_out_ports), (None, vec![]), "b steers all outbound");
         assert_eq!(merged(&a, &[]), a);

@@ -9,7 +9,7 @@ use std::sync::Mutex;
 
 use meshwire_api::{ErrorCode, PodRecord, PodSpec, Response};
 
-use crate::interception::pods::{self, MeshedPod};
+use crate::interception::pods::{self, MeshedPod, PodDefaults};
 use crate::interception::Interception;
 use crate::service::records::Records;
 use crate::timing;
@@ -30,8 +30,8 @@ pub struct PodService {
     mutate: Mutex<Meshed>,
     /// How pods are steered (`interception.mode`).
     interception: Box<dyn Interception>,
-    /// Whether a pod that does not say is accelerated (`[acceleration] pods`).
-    accelerate_by_default: bool,
+    /// What a pod that does not say gets (`[acceleration] pods`, `[dns] capture`).
+    defaults: PodDefaults,
 }
 
 /// Which container each meshed network namespace (by cookie) belongs to, and
@@ -82,18 +82,18 @@ impl PodService {
     pub fn new(state_dir: &Path, interception: Box<dyn Interception>) -> Result<PodService, String> {
         let records = Records::open(state_dir)?;
         let meshed = Meshed::of(&records.all()?.0);
-        Ok(PodService { records, mutate: Mutex::new(meshed), interception, accelerate_by_default: true })
+        Ok(PodService { records, mutate: Mutex::new(meshed), interception, defaults: PodDefaults::default() })
     }
 
-    /// `[acceleration] pods` (default "all").
-    pub fn with_accelerate_by_default(mut self, on: bool) -> PodService {
-        self.accelerate_by_default = on;
+    /// `[acceleration] pods` (default "all") and `[dns] capture` (default false).
+    pub fn with_pod_defaults(mut self, defaults: PodDefaults) -> PodService {
+        self.defaults = defaults;
         self
     }
 
     /// The datapath's view of a recorded pod.
     fn meshed_of(&self, record: &PodRecord) -> MeshedPod {
-        MeshedPod::of(&record.spec, record.netns_cookie, self.accelerate_by_default)
+        MeshedPod::of(&record.spec, record.netns_cookie, self.defaults)
     }
 
     /// The other attachments of the record's pod (same container, same
@@ -117,7 +117,7 @@ impl PodService {
         pods::validate(&spec).map_err(invalid)?;
         // The namespace is opened (never blocking) and checked before the
         // lock: a bad path cannot hold up other pods' changes.
-        let pod = pods::resolve(&spec, self.accelerate_by_default).map_err(invalid)?;
+        let pod = pods::resolve(&spec, self.defaults).map_err(invalid)?;
         let mut meshed = self.lock();
         timing::mark("lock wait");
 

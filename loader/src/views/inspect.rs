@@ -148,14 +148,15 @@ pub fn print_conns(pins: &Pins) -> Result<(), String> {
     for key in tuples.keys::<Tuple4>().map_err(|e| e.to_string())? {
         if let Some(o) = tuples.lookup::<Tuple4, Orig4>(&key).map_err(|e| e.to_string())? {
             println!(
-                "  netns {:<8} {}:{} -> {}:{}  orig {}:{}",
+                "  netns {:<8} {}:{} -> {}:{}  orig {}:{}{}",
                 key.netns_cookie,
                 ip(key.client_ip4),
                 key.client_port,
                 ip(key.server_ip4),
                 key.server_port,
                 ip(o.ip4),
-                u16::from_be(o.port)
+                u16::from_be(o.port),
+                if o.flags & crate::datapath::layout::ORIG_F_DNS != 0 { "  (DNS over TCP, to the DNS proxy)" } else { "" }
             );
         }
     }
@@ -181,6 +182,8 @@ pub struct NodeExclusions {
     pub outbound_ports: Vec<u16>,
     pub outbound_cidrs: Vec<String>,
     pub inbound_ports: Vec<u16>,
+    /// `[dns] servers`: the only resolvers captured (empty: any).
+    pub dns_servers: Vec<Ipv4Addr>,
 }
 
 pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
@@ -202,6 +205,8 @@ pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
             out.inbound_ports.push(k.port);
         }
     }
+    out.dns_servers = open(pins::MAP_DNS_SERVERS4)?.keys::<u32>().map_err(e)?.into_iter().map(ip).collect();
+    out.dns_servers.sort();
     out.outbound_ports.sort_unstable();
     out.outbound_cidrs.sort();
     out.inbound_ports.sort_unstable();
@@ -219,8 +224,13 @@ fn list<T: std::fmt::Display>(items: &[T]) -> String {
 /// `meshwire-loader pods`: each meshed pod with its identity and exclusions,
 /// then the node-wide exclusions every pod also has (when the maps are there).
 /// `pod_flags`: a pod's `mw_pods` flags (eBPF mode), None when it has no entry
-/// or the map cannot be read.
-pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusions>, pod_flags: impl Fn(u64) -> Option<u32>) -> String {
+/// or the map cannot be read. `dns_by_default`: the node's `[dns] capture`.
+pub fn describe_pods(
+    pods: &[meshwire_api::PodRecord],
+    node: Option<&NodeExclusions>,
+    pod_flags: impl Fn(u64) -> Option<u32>,
+    dns_by_default: bool,
+) -> String {
     let mut out = format!("{} meshed pod(s)\n", pods.len());
     for p in pods {
         let s = &p.spec;
@@ -253,6 +263,18 @@ pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusi
             None => "the node's choice, [acceleration] pods",
         };
         out.push_str(&format!("  acceleration      {state}: {from}\n"));
+        // eBPF mode: what mw_pods holds; iptables mode (no entry): the
+        // record, or the node's choice.
+        let dns = match pod_flags(p.netns_cookie) {
+            Some(f) => f & crate::datapath::layout::POD_F_DNS != 0,
+            None => s.dns_capture.unwrap_or(dns_by_default),
+        };
+        let dns = if dns { "on" } else { "off" };
+        let from = match s.dns_capture {
+            Some(_) => "the pod's own setting",
+            None => "the node's choice, [dns] capture",
+        };
+        out.push_str(&format!("  dns capture       {dns}: {from}\n"));
     }
     if let Some(n) = node {
         out.push_str(&format!(
@@ -260,6 +282,10 @@ pub fn describe_pods(pods: &[meshwire_api::PodRecord], node: Option<&NodeExclusi
             list(&n.outbound_ports),
             list(&n.outbound_cidrs),
             list(&n.inbound_ports)
+        ));
+        out.push_str(&format!(
+            "node-wide DNS capture ([dns] servers): {}\n",
+            if n.dns_servers.is_empty() { "queries to any resolver on port 53".to_string() } else { format!("queries to {} only", list(&n.dns_servers)) }
         ));
     }
     out

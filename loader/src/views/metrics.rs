@@ -18,6 +18,8 @@ fn hook_of(counter: &str) -> &'static str {
         Some("tc") => "tc",
         Some("accel") => "sk_msg",
         Some("trace") => "trace",
+        // DNS capture: sendmsg4/connect4 redirect, recvmsg4 restores.
+        Some("dns") => "dns",
         _ => "other",
     }
 }
@@ -148,6 +150,7 @@ mod tests {
         assert_eq!(hook_of("sockopt_answered"), "getsockopt");
         assert_eq!(hook_of("tc_flow_closed"), "tc");
         assert_eq!(hook_of("accel_sock_added"), "sk_msg");
+        assert_eq!(hook_of("dns_redirected"), "dns");
     }
 
     #[test]

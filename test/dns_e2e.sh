@@ -1,0 +1,508 @@
+#!/bin/bash
+# DNS capture ([dns], issue 14) end to end, with the real loader, real DNS
+# software and real resolvers:
+#
+#   dns_e2e.sh MESHWIRE_LOADER
+#
+# MESHWIRE_E2E_MODE=iptables (//test:dns_e2e_iptables) runs the same cases
+# with `interception.mode = "iptables"` (nat REDIRECT rules in the pods'
+# namespaces); cases about the BPF datapath's own state say SKIP there, and
+# the rules are checked instead.
+#
+# Topology (all inside namespaces made here):
+#
+#   pod1 eth0 10.233.1.2 --- vd1 \
+#   pod2 eth0 10.233.2.2 --- vd2  node: the "real" resolvers 10.233.0.53 and
+#   pod3 eth0 10.233.3.2 --- vd3 /  10.233.0.54 (dnsmasq, UDP and TCP 53)
+#   pod4 eth0 10.233.4.2 --- vd4
+#
+# Each pod's resolv.conf (/etc/netns/<pod>/resolv.conf, which `ip netns exec`
+# puts in place in a mount namespace of its own) names 10.233.0.53. The real
+# resolver answers svc.mesh.test with 10.233.77.1; the DNS proxy in pods 1-3
+# (dnsmasq on 127.0.0.1:15053, UID 1500 like a sidecar, in the test cgroup)
+# answers it with 10.233.77.2 itself and forwards every other name to the
+# real resolver (upstream.mesh.test: 10.233.77.3 there). So the answer shows
+# who answered, and the logs show who asked whom. Each pod also has an
+# outbound sidecar, HAProxy on 127.0.0.1:15001 (UID 1500, `mode tcp`, to the
+# original destination): a pod whose DNS is not captured sends DNS over TCP
+# there like any other TCP connection, and it reaches the real resolver.
+#
+# pod1 is meshed with --dns-capture true, pod2 without a setting of its own,
+# pod3 with --dns-capture false; pod4 (a python SO_ORIGINAL_DST probe in place
+# of a proxy) with --dns-capture true. The loader starts with [dns] capture =
+# false, is restarted with capture = true, then with servers = ["10.233.0.54"].
+#
+# Runs as root. Everything it creates carries the prefix mwd<PID>- (namespaces,
+# cgroup, work dir with a private bpffs, /etc/netns/<prefix>-*) and is removed
+# by the EXIT trap, which then checks that nothing with the prefix is left and
+# prints "N passed, N failed". Programs attach only to this test's cgroup,
+# rules go only into its pods' namespaces, traffic stays inside its
+# namespaces, and only processes started here are signalled, by PID.
+
+# Functions run from cases or the EXIT trap:
+# shellcheck disable=SC2317
+P="mwd$$"
+NS_NODE="$P-node"
+RESOLVER=10.233.0.53
+RESOLVER2=10.233.0.54
+NAME=svc.mesh.test
+REAL_ANSWER=10.233.77.1
+PROXY_ANSWER=10.233.77.2
+UPSTREAM_NAME=upstream.mesh.test
+UPSTREAM_ANSWER=10.233.77.3
+DNS_PORT=15053
+
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
+
+# ---------------------------------------------------------------------------
+# Setup
+
+# setup_config DNS_TOML: the loader's config, with DNS_TOML as its [dns] section.
+setup_config() {
+    write_config <<EOF
+trace = true
+
+[interception]
+mode = "$MODE"
+
+[dns]
+$1
+EOF
+}
+
+setup_topology() {
+    local i
+    add_netns "$NS_NODE" || return 1
+    ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
+    ip -n "$NS_NODE" addr add "$RESOLVER/32" dev lo || return 1
+    ip -n "$NS_NODE" addr add "$RESOLVER2/32" dev lo || return 1
+    for i in 1 2 3 4; do
+        pod_netns "$(pod $i)" "$NS_NODE" "vd$i" "10.233.$i.2" "10.233.$i.1" || return 1
+        # One try, one second: a query that is not answered fails fast.
+        mkdir -p "/etc/netns/$(pod $i)" || return 1
+        printf 'nameserver %s\noptions attempts:1 timeout:2\n' "$RESOLVER" >"/etc/netns/$(pod $i)/resolv.conf" || return 1
+    done
+}
+
+# dnsmasq LOG ARGS...: dnsmasq in the foreground, no configuration but ARGS,
+# every query logged to LOG.
+DNSMASQ=(dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll --pid-file=
+    --bind-interfaces --log-queries --log-facility=-)
+
+# The real resolver, in the node (outside the cgroup).
+start_real_resolver() {
+    start_bg "$WORK/resolver.log" ip netns exec "$NS_NODE" "${DNSMASQ[@]}" --user=root \
+        --listen-address="$RESOLVER" --listen-address="$RESOLVER2" --port=53 \
+        --address="/$NAME/$REAL_ANSWER" --address="/$UPSTREAM_NAME/$UPSTREAM_ANSWER"
+    wait_listen "$NS_NODE" "$RESOLVER:53" "$LAST_PID" "$WORK/resolver.log"
+}
+
+# start_proxy N: pod N's DNS proxy, as the sidecar's UID in the cgroup; its
+# PID in PROXY_PID[N]. No cache: each forwarded query reaches the resolver.
+declare -A PROXY_PID
+start_proxy() {
+    start_bg "$WORK/proxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" setpriv --reuid "$SIDECAR_UID" \
+        --regid "$SIDECAR_UID" --clear-groups "${DNSMASQ[@]}" --listen-address=127.0.0.1 --port=$DNS_PORT \
+        --cache-size=0 --address="/$NAME/$PROXY_ANSWER" --server="$RESOLVER"
+    PROXY_PID[$1]=$LAST_PID
+    wait_listen "$(pod "$1")" "127.0.0.1:$DNS_PORT" "$LAST_PID" "$WORK/proxy-pod$1.log"
+}
+
+# start_sidecar N: pod N's outbound sidecar (HAProxy: each connection to its
+# SO_ORIGINAL_DST), as the sidecar's UID in the cgroup.
+start_outbound_sidecar() {
+    local cfg="$WORK/haproxy-pod$1.cfg"
+    printf 'global\n  maxconn 500\ndefaults\n  mode tcp\n  timeout connect 3s\n  timeout client 10s\n  timeout server 10s\n%s\n' \
+        "listen out
+  bind 127.0.0.1:$SIDECAR_PORT
+  server orig 0.0.0.0:0" >"$cfg"
+    # The sidecar's UID reads it: the work dir (0700) may be traversed.
+    chmod o+x "$WORK" && chmod o+r "$cfg" || return 1
+    start_bg "$WORK/haproxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" setpriv --reuid "$SIDECAR_UID" \
+        --regid "$SIDECAR_UID" --clear-groups haproxy -db -f "$cfg"
+    wait_listen "$(pod "$1")" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/haproxy-pod$1.log"
+}
+
+stop_proxy() {
+    stop_pid "${PROXY_PID[$1]}" 3
+    forget_pid "${PROXY_PID[$1]}"
+}
+
+# restart_loader DNS_TOML: the loader stopped and started again with another
+# [dns] section; it adopts the pods from their records.
+restart_loader() {
+    stop_loader
+    setup_config "$1" || return 1
+    start_loader
+}
+
+# ---------------------------------------------------------------------------
+# Resolving, the way applications do
+
+# in_pod N CMD...: CMD in pod N, in the cgroup (an application of the pod).
+in_pod() {
+    local n=$1
+    shift
+    timeout -k 2 20 "${IN_CG[@]}" "$(pod "$n")" "$@"
+}
+
+# The address each resolver gets for NAME in pod N (empty when it failed),
+# and, for dig, the server it reports.
+answer_getent() { in_pod "$1" getent hosts "$2" 2>/dev/null | awk 'NR == 1 { print $1 }'; }
+answer_python() {
+    in_pod "$1" python3 -c 'import socket, sys
+try:
+    print(socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+except OSError as e:
+    print("error:", e, file=sys.stderr)' "$2" 2>/dev/null
+}
+# dig_out N NAME [ARGS...]: dig's full output.
+dig_out() {
+    local n=$1 name=$2
+    shift 2
+    in_pod "$n" dig +tries=1 +time=2 "$@" "$name" A 2>&1
+}
+dig_answer() { awk '$4 == "A" && $1 ~ /^[a-z]/ { print $5; exit }' <<<"$1"; }
+dig_server() { sed -nE 's/^;; SERVER: ([0-9.]+)#([0-9]+).*/\1#\2/p' <<<"$1"; }
+
+# dual_stack N NAME: a DNS query for NAME from an AF_INET6 socket to the
+# resolver as a v4-mapped address (as Java's resolver sends): the answer's
+# address and where recvfrom() says it came from.
+dual_stack() {
+    in_pod "$1" python3 -c 'import socket, struct, sys
+name, resolver = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x4d57, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(q, ("::ffff:" + resolver, 53))
+data, peer = s.recvfrom(4096)
+print(socket.inet_ntoa(data[-4:]), peer[0] + "#" + str(peer[1]))' "$2" "$RESOLVER" 2>&1
+}
+
+# expect_all N WANT WHO: getent, getaddrinfo, dig over UDP and over TCP in
+# pod N all answer NAME with WANT (WHO says whose answer that is), and dig
+# names the resolver as the server that answered.
+expect_all() {
+    local n=$1 want=$2 who=$3 rc=0 got out how
+    got=$(answer_getent "$n" "$NAME")
+    [ "$got" = "$want" ] || { log "pod$n getent hosts $NAME: '${got:-failed}', expected $want ($who)"; rc=1; }
+    got=$(answer_python "$n" "$NAME")
+    [ "$got" = "$want" ] || { log "pod$n getaddrinfo($NAME): '${got:-failed}', expected $want ($who)"; rc=1; }
+    for how in "" +tcp; do
+        out=$(dig_out "$n" "$NAME" $how)
+        got=$(dig_answer "$out")
+        if [ "$got" != "$want" ] || [ "$(dig_server "$out")" != "$RESOLVER#53" ]; then
+            log "pod$n dig ${how:-(UDP)} $NAME: answer '${got:-none}' from '$(dig_server "$out")'," \
+                "expected $want ($who) from $RESOLVER#53:"
+            echo "$out" | indent
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "pod$n: getent, getaddrinfo, dig and dig +tcp all answered $want ($who); dig's SERVER $RESOLVER#53"
+    return "$rc"
+}
+
+# queries LOG FROM: how many A queries the dnsmasq log LOG has from FROM (an
+# address, or $ANY). The proxy sees the app's at 127.0.0.1 (eBPF) or at the
+# pod's address (iptables REDIRECT keeps the source).
+ANY='[0-9.]+'
+queries() { grep -cE "query\[A\] [a-z.]+ from ${2//./\\.}\$" "$1"; }
+
+# ---------------------------------------------------------------------------
+# Cases
+
+case_capture_on_proxy_answers() {
+    local before_proxy before_real rc=0
+    before_proxy=$(queries "$WORK/proxy-pod1.log" "$ANY")
+    before_real=$(queries "$WORK/resolver.log" 10.233.1.2)
+    expect_all 1 "$PROXY_ANSWER" "the pod's DNS proxy" || rc=1
+    log "pod1's proxy logged $(($(queries "$WORK/proxy-pod1.log" "$ANY") - before_proxy)) queries," \
+        "the real resolver $(($(queries "$WORK/resolver.log" 10.233.1.2) - before_real)) from pod1"
+    [ "$(queries "$WORK/proxy-pod1.log" "$ANY")" -ge $((before_proxy + 4)) ] || { log "the proxy did not see the 4 queries"; rc=1; }
+    [ "$(queries "$WORK/resolver.log" 10.233.1.2)" -eq "$before_real" ] || { log "the real resolver saw pod1's queries"; rc=1; }
+    return "$rc"
+}
+
+case_proxy_upstream_reaches_resolver() {
+    local before out got rc=0
+    before=$(queries "$WORK/resolver.log" 10.233.1.2)
+    out=$(dig_out 1 "$UPSTREAM_NAME")
+    got=$(dig_answer "$out")
+    if [ "$got" != "$UPSTREAM_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER#53" ]; then
+        log "pod1 dig $UPSTREAM_NAME: '${got:-none}' from '$(dig_server "$out")', expected $UPSTREAM_ANSWER from $RESOLVER#53:"
+        echo "$out" | indent
+        rc=1
+    fi
+    grep -q "forwarded $UPSTREAM_NAME to $RESOLVER" "$WORK/proxy-pod1.log" ||
+        { log "pod1's proxy did not forward $UPSTREAM_NAME to $RESOLVER"; rc=1; }
+    [ "$(queries "$WORK/resolver.log" 10.233.1.2)" -gt "$before" ] ||
+        { log "the real resolver got no query from pod1 (its proxy, UID $SIDECAR_UID)"; rc=1; }
+    [ "$rc" -eq 0 ] && log "pod1's proxy forwarded $UPSTREAM_NAME to $RESOLVER as UID $SIDECAR_UID, which answered $UPSTREAM_ANSWER"
+    return "$rc"
+}
+
+case_capture_off_real_answers() {
+    local before rc=0
+    before=$(queries "$WORK/proxy-pod2.log" "$ANY")
+    expect_all 2 "$REAL_ANSWER" "the real resolver: [dns] capture = false" || rc=1
+    [ "$(queries "$WORK/proxy-pod2.log" "$ANY")" -eq "$before" ] || { log "pod2's proxy saw queries"; rc=1; }
+    return "$rc"
+}
+
+case_dual_stack() {
+    local out
+    out=$(dual_stack 1 "$NAME")
+    if [ "$out" != "$PROXY_ANSWER ::ffff:$RESOLVER#53" ]; then
+        log "pod1 AF_INET6 socket to ::ffff:$RESOLVER: '$out', expected '$PROXY_ANSWER ::ffff:$RESOLVER#53'"
+        return 1
+    fi
+    log "pod1 AF_INET6 socket, v4-mapped resolver: $PROXY_ANSWER, recvfrom() says from ::ffff:$RESOLVER#53"
+}
+
+# DNS over TCP lands on the proxy's port like any steered connection: the
+# proxy reads the resolver with SO_ORIGINAL_DST (pod4's probe prints it).
+case_tcp_original_dst() {
+    local out="$WORK/probe.log" rc=0
+    start_bg "$out" "${IN_CG[@]}" "$(pod 4)" setpriv --reuid "$SIDECAR_UID" --regid "$SIDECAR_UID" --clear-groups \
+        python3 -c 'import socket, struct
+l = socket.socket()
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("127.0.0.1", 15053))
+l.listen()
+print("listening", flush=True)
+c, peer = l.accept()
+d = c.getsockopt(socket.SOL_IP, 80, 16)
+port, addr = struct.unpack(">H", d[2:4])[0], socket.inet_ntoa(d[4:8])
+print("orig %s:%d" % (addr, port), flush=True)
+c.sendall(b"ok")'
+    local pid=$LAST_PID
+    wait_listen "$(pod 4)" "127.0.0.1:$DNS_PORT" "$pid" "$out" || return 1
+    got=$(in_pod 4 python3 -c 'import socket
+s = socket.create_connection(("'"$RESOLVER"'", 53), timeout=3)
+print(s.getpeername()[0] + ":" + str(s.getpeername()[1]), s.recv(2).decode())' 2>&1)
+    wait "$pid" 2>/dev/null
+    forget_pid "$pid"
+    if ! grep -qx "orig $RESOLVER:53" "$out" || [ "$got" != "$RESOLVER:53 ok" ]; then
+        log "the probe on :$DNS_PORT logged '$(grep orig "$out")', the app's getpeername/reply '$got';" \
+            "expected orig $RESOLVER:53 and '$RESOLVER:53 ok'"
+        show "$out"
+        rc=1
+    else
+        log "TCP to $RESOLVER:53 reached the proxy port; SO_ORIGINAL_DST $RESOLVER:53; the app's getpeername $RESOLVER:53"
+    fi
+    return "$rc"
+}
+
+# 10,000 queries, 50 clients at once, 200 each: 25 dig batches over UDP, 10
+# over TCP, 15 Python getaddrinfo loops (glibc): every answer the proxy's.
+# dig's UDP sockets share ports (SO_REUSEADDR): under such concurrency an
+# answer now and then lands on another of its sockets, which then says "ID
+# mismatch" and retries (+tries=2), on plain loopback without meshwire too.
+# So the check is on the answers: 10,000 of them, each the proxy's.
+case_load() {
+    local i batch="$WORK/batch.txt" pids=() rc=0 right total redirected noise
+    for ((i = 0; i < 200; i++)); do echo "$NAME A"; done >"$batch"
+    redirected=$(stat_value dns_redirected)
+    rm -f "$WORK"/load-*.out
+    for ((i = 0; i < 50; i++)); do
+        if [ "$i" -lt 35 ]; then
+            local how=+notcp
+            [ "$i" -ge 25 ] && how=+tcp
+            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 dig +tries=2 +time=3 +short "$how" -f "$batch" \
+                >"$WORK/load-$i.out" 2>&1 &
+        else
+            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 python3 -c 'import socket, sys
+for _ in range(200):
+    try:
+        print(socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+    except OSError as e:
+        print("error:", e)' "$NAME" >"$WORK/load-$i.out" 2>&1 &
+        fi
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || rc=1; done
+    [ "$rc" -eq 0 ] || log "a client failed"
+    total=$(cat "$WORK"/load-*.out | grep -cE '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$')
+    right=$(cat "$WORK"/load-*.out | grep -cx "$PROXY_ANSWER")
+    noise=$(cat "$WORK"/load-*.out | grep -c '^;;')
+    log "$right of $total answers were $PROXY_ANSWER (10000 queries); dig retried after $noise warnings (ID mismatch, timeout)"
+    if [ "$right" -ne 10000 ] || [ "$total" -ne 10000 ]; then
+        cat "$WORK"/load-*.out | grep -vx "$PROXY_ANSWER" | sort | uniq -c | head | indent
+        rc=1
+    fi
+    if [ "$MODE" = ebpf ]; then
+        log "dns_redirected +$(($(stat_value dns_redirected) - redirected)), dns_restored $(stat_value dns_restored), dns_error $(stat_value dns_error)"
+        [ $(($(stat_value dns_redirected) - redirected)) -ge 10000 ] || { log "dns_redirected did not count every query"; rc=1; }
+        [ "$(stat_value dns_error)" = 0 ] || rc=1
+        wait_map_empty mw_orig_tuple4 || rc=1
+    else
+        log "REDIRECT hits in pod1: udp $(redirect_hits 1 udp), tcp $(redirect_hits 1 tcp)"
+        [ "$(redirect_hits 1 udp)" -ge 8000 ] || { log "the UDP rule did not see the queries"; rc=1; }
+        [ "$(redirect_hits 1 tcp)" -ge 2000 ] || { log "the TCP rule did not see the queries"; rc=1; }
+    fi
+    return "$rc"
+}
+
+# redirect_hits N PROTO: packets that hit pod N's DNS REDIRECT rule for PROTO.
+redirect_hits() {
+    ip netns exec "$(pod "$1")" iptables-save -c -t nat | awk -v p="$2" '/MESHWIRE_OUTPUT/ && / --dport 53 / && $0 ~ "-p " p " " {
+        split(substr($1, 2), n, ":"); s += n[1] } END { print s + 0 }'
+}
+
+case_no_proxy_fails_closed() {
+    local before rc=0 got out
+    stop_proxy 1
+    before=$(queries "$WORK/resolver.log" 10.233.1.2)
+    got=$(answer_getent 1 "$NAME")
+    [ -z "$got" ] || { log "getent hosts answered '$got' with no proxy listening"; rc=1; }
+    got=$(answer_python 1 "$NAME")
+    [ -z "$got" ] || { log "getaddrinfo answered '$got' with no proxy listening"; rc=1; }
+    for how in +notcp +tcp; do
+        out=$(dig_out 1 "$NAME" $how)
+        got=$(dig_answer "$out")
+        [ -z "$got" ] || { log "dig $how answered '$got' with no proxy listening"; rc=1; }
+    done
+    [ "$(queries "$WORK/resolver.log" 10.233.1.2)" -eq "$before" ] ||
+        { log "queries bypassed to the real resolver"; rc=1; }
+    [ "$rc" -eq 0 ] && log "no proxy: getent, getaddrinfo, dig and dig +tcp all failed ($(grep -m1 -oE 'connection refused|timed out|no servers could be reached' <<<"$out")); the real resolver saw none"
+    start_proxy 1 || rc=1
+    return "$rc"
+}
+
+case_node_default_on() {
+    local rc=0
+    restart_loader 'capture = true' || return 1
+    expect_all 2 "$PROXY_ANSWER" "pod2's proxy: [dns] capture = true" || rc=1
+    expect_all 3 "$REAL_ANSWER" "the real resolver: pod3 opted out" || rc=1
+    expect_all 1 "$PROXY_ANSWER" "pod1's proxy: its own setting" || rc=1
+    return "$rc"
+}
+
+case_servers_elsewhere_untouched() {
+    local rc=0 out got
+    restart_loader "capture = true
+servers = [\"$RESOLVER2\"]" || return 1
+    expect_all 1 "$REAL_ANSWER" "the real resolver: [dns] servers names $RESOLVER2 only" || rc=1
+    expect_all 2 "$REAL_ANSWER" "the real resolver: [dns] servers names $RESOLVER2 only" || rc=1
+    out=$(dig_out 1 "$NAME" "@$RESOLVER2")
+    got=$(dig_answer "$out")
+    if [ "$got" != "$PROXY_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER2#53" ]; then
+        log "pod1 dig @$RESOLVER2: '${got:-none}' from '$(dig_server "$out")', expected $PROXY_ANSWER from $RESOLVER2#53"
+        rc=1
+    else
+        log "pod1 dig @$RESOLVER2 (listed): $PROXY_ANSWER, SERVER $RESOLVER2#53"
+    fi
+    return "$rc"
+}
+
+case_pods_show_setting() {
+    local out="$WORK/pods.txt" rc=0 want
+    mwl pods >"$out" 2>&1 || { log "meshwire-loader pods failed:"; show "$out"; return 1; }
+    for want in "pod1 on: the pod's own setting" "pod2 on: the node's choice, [dns] capture" "pod3 off: the pod's own setting"; do
+        if ! awk -v id="${want%% *}" '/^pod / { p = ($2 == id) } p && /dns capture/' "$out" | grep -qF "${want#* }"; then
+            log "'pods' does not show ${want%% *} as '${want#* }':"
+            show "$out"
+            rc=1
+        fi
+    done
+    grep -q "queries to $RESOLVER2 only" "$out" || { log "'pods' does not show [dns] servers"; rc=1; }
+    [ "$rc" -eq 0 ] && log "pods: dns capture per pod (on/on/off with where it came from) and [dns] servers"
+    return "$rc"
+}
+
+case_trace_events() {
+    local tr="$WORK/trace.json" tpid n
+    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 30
+    tpid=$LAST_PID
+    sleep 1
+    dig_out 1 "$NAME" "@$RESOLVER2" >/dev/null
+    dig_out 1 "$NAME" "@$RESOLVER2" +tcp >/dev/null
+    sleep 1
+    kill -INT "$tpid"
+    wait "$tpid"
+    forget_pid "$tpid"
+    n=$(grep -c '"decision":"dns_redirected"' "$tr")
+    log "trace: $n dns_redirected, $(grep -c '"decision":"dns_restored"' "$tr") dns_restored for pod1"
+    [ "$n" -ge 2 ] && grep -q '"decision":"dns_restored"' "$tr" && grep -q "\"dst\":\"$RESOLVER2:53\"" "$tr"
+}
+
+case_iptables_rules() {
+    local nat rc=0 r
+    nat=$(ip netns exec "$(pod 1)" iptables-save -t nat)
+    for r in "-A OUTPUT -p udp -j MESHWIRE_OUTPUT" \
+        "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT" \
+        "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT"; do
+        grep -qxF -- "$r" <<<"$nat" || { log "pod1 lacks '$r'"; rc=1; }
+    done
+    if ip netns exec "$(pod 2)" iptables-save -t nat | grep -qE -- '-p udp|--dport 53 '; then
+        log "pod2 (capture off) has DNS rules"
+        rc=1
+    fi
+    [ "$rc" -eq 0 ] && log "pod1: the UDP jump and the UDP and TCP REDIRECTs to $DNS_PORT; pod2: none"
+    return "$rc"
+}
+
+# run_ebpf_case / run_iptables_case NAME FUNCTION: cases of one mode only.
+run_ebpf_case() {
+    if [ "$MODE" = ebpf ]; then run_case "$@"; else skip_case "$1" "iptables mode: no BPF decisions to trace"; fi
+}
+run_iptables_case() {
+    if [ "$MODE" = iptables ]; then run_case "$@"; else skip_case "$1" "eBPF mode: no netfilter rules are installed"; fi
+}
+
+teardown() {
+    suite_teardown
+    rm -rf /etc/netns/"$P"-*
+}
+
+leftovers() {
+    suite_leftovers
+    compgen -G "/etc/netns/$P-*" | sed 's/^/resolv.conf dir /'
+}
+
+suite_traps
+
+# ---------------------------------------------------------------------------
+# Main
+
+suite_args LOADER -- "$@"
+suite_mode
+echo "meshwire dns e2e: prefix $P, loader $LOADER, interception $MODE"
+preflight dnsmasq dig getent python3 setpriv haproxy iptables || exit 1
+echo "--- setup"
+suite_workdir dns || { fail "setup: work dir and private bpffs"; exit 1; }
+suite_cgroup dns || { fail "setup: cgroup under $CG2"; exit 1; }
+setup_config 'capture = false' || { fail "setup: config file"; exit 1; }
+setup_topology || { fail "setup: namespaces, veths, resolv.conf"; exit 1; }
+start_real_resolver || { fail "setup: the real resolver (dnsmasq)"; exit 1; }
+start_loader || { fail "setup: meshwire-loader run"; exit 1; }
+pod_add pod1 "$(pod 1)" 10.233.1.2 --id pod1 --dns-capture true || { fail "setup: pod add pod1"; exit 1; }
+pod_add pod2 "$(pod 2)" 10.233.2.2 --id pod2 || { fail "setup: pod add pod2"; exit 1; }
+pod_add pod3 "$(pod 3)" 10.233.3.2 --id pod3 --dns-capture false || { fail "setup: pod add pod3"; exit 1; }
+pod_add pod4 "$(pod 4)" 10.233.4.2 --id pod4 --dns-capture true || { fail "setup: pod add pod4"; exit 1; }
+for i in 1 2 3; do start_proxy $i || { fail "setup: pod$i's DNS proxy"; exit 1; }; done
+for i in 1 2 3; do start_outbound_sidecar $i || { fail "setup: pod$i's outbound sidecar (HAProxy)"; exit 1; }; done
+log "resolvers $RESOLVER, $RESOLVER2 (node); DNS proxies on 127.0.0.1:$DNS_PORT and outbound sidecars on" \
+    "127.0.0.1:$SIDECAR_PORT in pods 1-3, as UID $SIDECAR_UID"
+
+run_case "1 capture on (pod's own): getent, getaddrinfo, dig and dig +tcp get the proxy's answer, dig's SERVER is the resolver; the resolver sees none" \
+    case_capture_on_proxy_answers
+run_case "2 the proxy's own upstream query (UID $SIDECAR_UID) reaches the real resolver" case_proxy_upstream_reaches_resolver
+run_case "3 capture off ([dns] capture = false, pod without a setting): the real resolver answers, the proxy sees nothing" \
+    case_capture_off_real_answers
+run_case "4 a dual-stack (AF_INET6) socket querying a v4-mapped resolver gets the proxy's answer from the resolver's address" \
+    case_dual_stack
+run_case "5 DNS over TCP: the proxy's port, SO_ORIGINAL_DST and getpeername answer the resolver" case_tcp_original_dst
+run_case "6 10000 queries from 50 concurrent clients (UDP and TCP): every answer the proxy's; nothing left in the maps" \
+    case_load
+run_case "7 no proxy listening: every query fails, none bypasses to the real resolver" case_no_proxy_fails_closed
+run_iptables_case "7i iptables mode: pod1 has the UDP jump and the DNS REDIRECTs, pod2 none" case_iptables_rules
+run_case "8 [dns] capture = true (restart): a pod without a setting is captured, a pod that opted out is not" \
+    case_node_default_on
+run_case "9 [dns] servers names another resolver: the pods' queries go to theirs untouched; the listed one is captured" \
+    case_servers_elsewhere_untouched
+run_case "10 'pods' shows each pod's DNS capture and where it came from, and [dns] servers" case_pods_show_setting
+run_ebpf_case "11 trace shows dns_redirected (UDP and TCP) and dns_restored events" case_trace_events
+exit 0
