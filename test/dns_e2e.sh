@@ -90,6 +90,10 @@ setup_topology() {
 DNSMASQ=(dnsmasq --keep-in-foreground --conf-file=/dev/null --no-resolv --no-hosts --no-poll --pid-file=
     --bind-interfaces --log-queries --log-facility=-)
 
+# CMD... as the sidecar's UID, from / (the test's own directory may be
+# closed to that UID: HAProxy refuses to start where it cannot return to).
+AS_SIDECAR=(setpriv --reuid "$SIDECAR_UID" --regid "$SIDECAR_UID" --clear-groups env -C /)
+
 # The real resolver, in the node (outside the cgroup).
 start_real_resolver() {
     start_bg "$WORK/resolver.log" ip netns exec "$NS_NODE" "${DNSMASQ[@]}" --user=root \
@@ -102,8 +106,7 @@ start_real_resolver() {
 # PID in PROXY_PID[N]. No cache: each forwarded query reaches the resolver.
 declare -A PROXY_PID
 start_proxy() {
-    start_bg "$WORK/proxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" setpriv --reuid "$SIDECAR_UID" \
-        --regid "$SIDECAR_UID" --clear-groups "${DNSMASQ[@]}" --listen-address=127.0.0.1 --port=$DNS_PORT \
+    start_bg "$WORK/proxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "${AS_SIDECAR[@]}" "${DNSMASQ[@]}" --listen-address=127.0.0.1 --port=$DNS_PORT \
         --cache-size=0 --address="/$NAME/$PROXY_ANSWER" --server="$RESOLVER"
     PROXY_PID[$1]=$LAST_PID
     wait_listen "$(pod "$1")" "127.0.0.1:$DNS_PORT" "$LAST_PID" "$WORK/proxy-pod$1.log"
@@ -119,8 +122,7 @@ start_outbound_sidecar() {
   server orig 0.0.0.0:0" >"$cfg"
     # The sidecar's UID reads it: the work dir (0700) may be traversed.
     chmod o+x "$WORK" && chmod o+r "$cfg" || return 1
-    start_bg "$WORK/haproxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" setpriv --reuid "$SIDECAR_UID" \
-        --regid "$SIDECAR_UID" --clear-groups haproxy -db -f "$cfg"
+    start_bg "$WORK/haproxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "${AS_SIDECAR[@]}" haproxy -db -f "$cfg"
     wait_listen "$(pod "$1")" "127.0.0.1:$SIDECAR_PORT" "$LAST_PID" "$WORK/haproxy-pod$1.log"
 }
 
@@ -265,7 +267,7 @@ case_dual_stack() {
 # proxy reads the resolver with SO_ORIGINAL_DST (pod4's probe prints it).
 case_tcp_original_dst() {
     local out="$WORK/probe.log" rc=0
-    start_bg "$out" "${IN_CG[@]}" "$(pod 4)" setpriv --reuid "$SIDECAR_UID" --regid "$SIDECAR_UID" --clear-groups \
+    start_bg "$out" "${IN_CG[@]}" "$(pod 4)" "${AS_SIDECAR[@]}" \
         python3 -c 'import socket, struct
 l = socket.socket()
 l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)

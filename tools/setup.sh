@@ -28,6 +28,9 @@ PACKAGES=(
     # The benchmark (//tools/bench): HAProxy as sidecar and HTTP app, wrk,
     # iperf3 (python3 runs it), perf for its profile.
     haproxy wrk iperf3 linux-perf
+    # DNS capture end to end (//test:dns_e2e): dnsmasq (the resolver and the
+    # pods' DNS proxy), dig; the pods' outbound sidecar is the HAProxy above.
+    dnsmasq-base bind9-dnsutils
     # Container images and a node as kubelet drives it (//packaging:image_test,
     # //test:cri_e2e): Debian's containerd and runc, started by the tests with
     # dirs of their own; podman to load the image; busybox-static for the test
