@@ -581,6 +581,113 @@ case_capture_ports_refused() {
     return "$rc"
 }
 
+# haproxy_stats NS: the CSV statistics of the HAProxy whose stats page is on
+# NS's 127.0.0.1:15090.
+haproxy_stats() { ip netns exec "$1" curl -sf --max-time 5 "http://127.0.0.1:15090/stats;csv"; }
+
+# haproxy_frontend_conns NS FRONTEND...: connections that HAProxy accepted on
+# those frontends (stot).
+haproxy_frontend_conns() {
+    local ns=$1
+    shift
+    haproxy_stats "$ns" |
+        awk -F, -v want=" $* " '$2 == "FRONTEND" && index(want, " " $1 " ") { s += $8 } END { print s + 0 }'
+}
+
+# HAProxy as a pod's sidecar, as issue 12 ran it: `mode tcp`, `server s
+# 0.0.0.0:0` (each connection forwarded to its original destination, or to
+# the address it arrived on when it has none: itself), UID 1500. Connections
+# straight to its capture ports (from the pod's app, from HAProxy's own UID,
+# from another node) are refused: it accepts none of them, so it never dials
+# itself; meshed requests, outbound and from another node, flow through it.
+# Its health port (15021), listed in the pod's excluded inbound ports, is
+# reached directly from another node, not through its inbound port.
+case_haproxy_sidecar() {
+    local ns pod_ip=10.231.6.2 cfg="$WORK/haproxy-pod6.cfg" hp rc=0 n target
+    local health=15021 tc=()
+    ns=$(pod 6)
+    pod_netns "$ns" "$NS_NODE" vp6 "$pod_ip" 10.231.6.1 || return 1
+    start_server P6 "$ns" 0.0.0.0:8080 || return 1
+    [ -n "$HAVE_IFNAME" ] && tc=(--ifname eth0)
+    pod_add pod6 "$ns" "$pod_ip" --exclude-inbound-port "$health" "${tc[@]}" || return 1
+    cat >"$cfg" <<EOC
+global
+    maxconn 100
+    uid $SIDECAR_UID
+    gid $SIDECAR_UID
+defaults
+    mode tcp
+    timeout connect 2s
+    timeout client 10s
+    timeout server 10s
+frontend out
+    bind 127.0.0.1:$SIDECAR_PORT
+    default_backend orig
+frontend in
+    bind 0.0.0.0:$INBOUND_PORT
+    default_backend orig
+backend orig
+    server s 0.0.0.0:0
+frontend health
+    mode http
+    bind 0.0.0.0:$health
+    monitor-uri /healthz
+frontend stats
+    mode http
+    bind 127.0.0.1:15090
+    stats enable
+    stats uri /stats
+EOC
+    start_bg "$WORK/haproxy-pod6.log" "${IN_CG[@]}" "$ns" haproxy -db -f "$cfg"
+    hp=$LAST_PID
+    wait_listen "$ns" "0.0.0.0:$INBOUND_PORT" "$hp" "$WORK/haproxy-pod6.log" || return 1
+    wait_listen "$ns" "127.0.0.1:$SIDECAR_PORT" "$hp" "$WORK/haproxy-pod6.log" || return 1
+    log "HAProxy $(haproxy -v | head -n 1 | awk '{ print $3 }') is pod6's sidecar (UID $(ps -o uid= -p "$hp" | tr -d ' '))"
+
+    for target in "127.0.0.1:$SIDECAR_PORT" "$pod_ip:$INBOUND_PORT"; do
+        client "$ns" "pod6's app -> $target" --connect "$target" --count 20 --parallel 10 --timeout 2 \
+            --expect-no-connection || rc=1
+        client "$ns" "pod6's sidecar UID -> $target" --uid "$SIDECAR_UID" --connect "$target" --count 5 \
+            --parallel 5 --timeout 2 --expect-no-connection || rc=1
+    done
+    if [ -n "$HAVE_IFNAME" ]; then
+        node2_client "node2 -> pod6 $pod_ip:$INBOUND_PORT" --connect "$pod_ip:$INBOUND_PORT" --count 10 \
+            --parallel 10 --timeout 2 --expect-no-connection || rc=1
+    fi
+    n=$(haproxy_frontend_conns "$ns" out in)
+    if [ "$n" != 0 ]; then
+        log "HAProxy accepted $n connections on its capture ports during the attacks, expected 0:"
+        haproxy_stats "$ns" | cut -d, -f1,2,5,8 | indent
+        rc=1
+    else
+        log "HAProxy accepted 0 connections on its capture ports during the attacks"
+    fi
+    alive "$hp" || { log "HAProxy exited:"; show "$WORK/haproxy-pod6.log" 10; return 1; }
+
+    # HAProxy relays without markers: its counters show the way.
+    client "$ns" "pod6's app -> A, through HAProxy" --connect "$ADDR_A" --count 20 --parallel 5 \
+        --expect-direct --expect-server A || rc=1
+    n=$(haproxy_frontend_conns "$ns" out)
+    [ "$n" = 20 ] || { log "HAProxy's outbound frontend accepted $n connections, expected 20"; rc=1; }
+    if [ -n "$HAVE_IFNAME" ]; then
+        node2_client "node2 -> pod6's app $pod_ip:8080, through HAProxy" --connect "$pod_ip:8080" --count 10 \
+            --parallel 5 --expect-direct --expect-server P6 || rc=1
+        n=$(haproxy_frontend_conns "$ns" in)
+        [ "$n" = 10 ] || { log "HAProxy's inbound frontend accepted $n connections, expected 10"; rc=1; }
+        if ! ip netns exec "$NS_NODE2" curl -sf --max-time 5 "http://$pod_ip:$health/healthz" >/dev/null; then
+            log "node2 -> HAProxy's health port $pod_ip:$health/healthz failed"
+            rc=1
+        fi
+        n=$(haproxy_frontend_conns "$ns" in)
+        [ "$n" = 10 ] || { log "the health check went through the inbound port ($n connections there, expected 10)"; rc=1; }
+        log "node2 -> $pod_ip:$health/healthz answered directly (HAProxy's inbound frontend still at $n)"
+    fi
+    log "HAProxy's frontends: $(haproxy_stats "$ns" | awk -F, '$2 == "FRONTEND" { printf "%s %s, ", $1, $8 }')"
+    mwl pod del --netns "/run/netns/$ns" >/dev/null 2>&1 || { log "pod del pod6 failed"; rc=1; }
+    stop_pid "$hp" 3
+    return "$rc"
+}
+
 case_no_leaks() {
     local maps="$WORK/maps.txt" i nonzero
     mwl stats >"$WORK/stats-before.txt" 2>&1
@@ -1415,7 +1522,7 @@ case "$ACCEL" in
 esac
 
 echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}, acceleration ${ACCEL:+on}${ACCEL:-off}"
-preflight iptables || exit 1
+preflight iptables haproxy curl nsenter unshare || exit 1
 loader_has_tc && HAVE_IFNAME=1
 echo "--- setup"
 suite_workdir e2e || { fail "setup: work dir and private bpffs"; exit 1; }
@@ -1475,6 +1582,8 @@ run_case "9d pod IDs from netns paths are one per path (a.b, a_b); an ID meshed 
     case_pod_ids_one_per_netns
 run_case "9e straight to a sidecar's capture ports (app, the sidecar itself, another pod's sidecar, another node): refused; the sidecar sees none" \
     case_capture_ports_refused
+run_case "9h HAProxy as the sidecar (server 0.0.0.0:0): straight to its capture ports from the app, its own UID and another node, it accepts none; meshed requests flow through it; its health port, an excluded inbound port, is reached directly" \
+    case_haproxy_sidecar
 run_case "10 same node inbound: pod2's sidecar dialling pod1:8080 lands on pod1's inbound sidecar (orig pod1:8080), then the app" \
     case_inbound_same_node
 run_case "11 same node inbound: pod2's app -> pod2's sidecar -> pod1's inbound sidecar -> pod1's app" \
