@@ -82,7 +82,7 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), S
     let listener = control::bind(&api.socket)?;
     if let Some(addr) = config.metrics {
         let pods = Arc::clone(&service);
-        metrics::spawn(addr, pins.clone(), move || pods.list().map_or(0, |p| p.len()))?;
+        metrics::spawn(addr, pins.clone(), move || pods.count())?;
     }
     metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
     raise_open_files();

@@ -41,6 +41,16 @@ def pod_ip(i):
     return f"10.240.{i // 250}.{i % 250 + 2}"
 
 
+def took(text):
+    """{phase: ms} of the loader's "2.41 ms (netns cookie 0.31, ..., other 0.12)"."""
+    total, _, parts = text.partition(" ms (")
+    out = {"total (loader)": float(total)}
+    for part in parts.rstrip(")").split(", "):
+        name, _, ms = part.rpartition(" ")
+        out[name] = float(ms)
+    return out
+
+
 def pct(v, p):
     """The p-th percentile (nearest rank) of v."""
     s = sorted(v)
@@ -218,11 +228,8 @@ class Scale(Bench):
             cid = rest.split(" ", 1)[0]
             if cid not in ids:
                 continue
-            total, _, parts = rest.split(": ", 1)[1].partition(" ms (")
-            out.setdefault("total (loader)", []).append(float(total))
-            for part in parts.rstrip(")").split(", "):
-                name, _, ms = part.rpartition(" ")
-                out.setdefault(name, []).append(float(ms))
+            for name, ms in took(rest.split(": ", 1)[1]).items():
+                out.setdefault(name, []).append(ms)
         return out
 
     def cli_ms(self, *args, n=10):
@@ -265,6 +272,8 @@ class Scale(Bench):
         if not kept or want not in kept[-1]:
             raise Fatal(f"after kill -9 the new loader did not adopt {size} pods: {kept[-1:] or text[-800:]}")
         row["adopt_rss_kib"], _ = self.rss_kib()
+        line = [l for l in text.splitlines() if "adoption of " in l][-1]
+        row["adopt_phases"] = took(line.split(" dropped: ", 1)[1])
         self.rows.append(row)
         log(f"  {self.tc:<6} {size:>5} pods: ADD p50 {pct(adds, 50):.1f} p99 {pct(adds, 99):.1f} ms, DEL p50 {pct(dels, 50):.1f} "
             f"p99 {pct(dels, 99):.1f} ms, RSS {row['rss_kib'] / 1024:.1f} MiB, maps {row['maps_bytes'] / 2**20:.1f} MiB, "
@@ -332,6 +341,13 @@ def report(s):
         for n in names:
             L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
         L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
+    L += ["", "Where adoption after kill -9 goes (ms, all pods; the rest of the time to ready is loading the datapath):", "",
+          "| phase | " + " | ".join(f"{r['tc']}, {r['pods']:,} pods" for r in rows) + " |", "|---|" + "---|" * len(rows)]
+    names = []
+    for r in rows:
+        names += [n for n in r["adopt_phases"] if n not in names]
+    for n in names:
+        L.append(f"| {n} | " + " | ".join(fmt(r["adopt_phases"].get(n)) for r in rows) + " |")
     last = rows[-1]
     L += ["", f"Pinned maps at {last['pods']:,} pods (capacity, bytes as the kernel accounts them):", "",
           "| map | capacity | KiB |", "|---|---|---|"]

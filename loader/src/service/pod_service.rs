@@ -273,6 +273,11 @@ impl PodService {
         self.records.load(container_id, ifname).ok().flatten().is_some()
     }
 
+    /// How many attachments are meshed (recorded), without reading the records.
+    pub fn count(&self) -> usize {
+        self.records.count()
+    }
+
     pub fn list(&self) -> Result<Vec<PodRecord>, Response> {
         Ok(self.records.all().map_err(internal)?.0)
     }
@@ -281,15 +286,27 @@ impl PodService {
     /// re-applying their entries; drop those whose namespace is gone, and map
     /// entries no record explains. Returns (kept, dropped).
     pub fn adopt(&self) -> Result<(usize, usize), String> {
+        timing::start();
+        let adopted = self.adopt_timed();
+        if let (Ok((kept, dropped)), Some(took)) = (&adopted, timing::finish()) {
+            log::info!("adoption of {kept} pod(s), {dropped} dropped: {took}");
+        }
+        adopted
+    }
+
+    fn adopt_timed(&self) -> Result<(usize, usize), String> {
         let mut meshed = self.lock();
         let (records, broken) = self.records.all()?;
+        timing::mark("records read");
         for b in broken {
             log::warn!("ignoring unreadable pod record: {b}");
         }
         let (mut kept, mut dropped) = (0, 0);
         for record in &records {
             let pod = self.meshed_of(record);
-            if pods::netns_alive(&pod.netns, pod.cookie) {
+            let alive = pods::netns_alive(&pod.netns, pod.cookie);
+            timing::mark("netns check");
+            if alive {
                 match self.apply(&pod) {
                     Ok(()) => kept += 1,
                     Err(e) => log::error!("pod {}: could not restore: {:?}", pod.container_id, e.error),
@@ -302,9 +319,11 @@ impl PodService {
         }
         // What no record explains: a loader killed in the middle of an ADD.
         let (live, _) = self.records.all()?;
+        timing::mark("records read");
         *meshed = Meshed::of(&live);
         let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
         self.interception.sweep(&known)?;
+        timing::mark("sweep");
         Ok((kept, dropped))
     }
 }
