@@ -301,11 +301,11 @@ impl PodService {
         for b in broken {
             log::warn!("ignoring unreadable pod record: {b}");
         }
+        let alive = netns_alive_all(&records);
+        timing::mark("netns check");
         let (mut kept, mut dropped) = (0, 0);
-        for record in &records {
+        for (record, alive) in records.iter().zip(alive) {
             let pod = self.meshed_of(record);
-            let alive = pods::netns_alive(&pod.netns, pod.cookie);
-            timing::mark("netns check");
             if alive {
                 match self.apply(&pod) {
                     Ok(()) => kept += 1,
@@ -328,10 +328,44 @@ impl PodService {
     }
 }
 
+/// Whether each record's network namespace is still the one recorded. Each
+/// check enters the namespace on a thread of its own and mostly waits for
+/// the kernel, so a few run at once: adoption of thousands of pods is
+/// bounded by this and the tc attachments.
+fn netns_alive_all(records: &[PodRecord]) -> Vec<bool> {
+    const AT_ONCE: usize = 4;
+    let per = records.len().div_ceil(AT_ONCE).max(1);
+    std::thread::scope(|s| {
+        let workers: Vec<_> = records
+            .chunks(per)
+            .map(|chunk| s.spawn(move || chunk.iter().map(|r| pods::netns_alive(&r.spec.netns, r.netns_cookie)).collect::<Vec<bool>>()))
+            .collect();
+        // A worker that panicked checked nothing: its pods are applied as
+        // if alive (applying finds out) rather than dropped.
+        workers.into_iter().zip(records.chunks(per)).flat_map(|(w, chunk)| w.join().unwrap_or_else(|_| vec![true; chunk.len()])).collect()
+    })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
     use meshwire_api::testing::record;
+
+    /// Checked a few at a time, answered in the records' order.
+    #[test]
+    fn namespaces_are_checked_for_every_record_in_order() {
+        let here = crate::system::current_netns_cookie().unwrap();
+        let records: Vec<PodRecord> = (0..9u64)
+            .map(|i| {
+                let mut r = record(&format!("p{i}"), if i % 3 == 0 { here + 1 } else { here });
+                r.spec.netns = if i == 4 { "/nonexistent/netns".into() } else { "/proc/self/ns/net".into() };
+                r
+            })
+            .collect();
+        let want: Vec<bool> = (0..9).map(|i| i % 3 != 0 && i != 4).collect();
+        assert_eq!(netns_alive_all(&records), want);
+        assert!(netns_alive_all(&[]).is_empty());
+    }
 
     #[test]
     fn a_namespace_has_one_owner_and_forgetting_another_owner_keeps_it() {
