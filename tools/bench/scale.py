@@ -322,14 +322,7 @@ def report(s):
          "pod passed CHECK after its ADD; one per size had a connection steered to its sidecar port with SO_ORIGINAL_DST "
          "answered; every restart adopted all pods.",
          "",
-         "| tc attach | pods meshed | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | loader RSS (MiB) | pinned maps (MiB) "
-         "| `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | RSS after adoption (MiB) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
-    for r in rows:
-        L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(pct(r['adds'], 50))} | {fmt(pct(r['adds'], 99))} | {fmt(pct(r['dels'], 50))} | "
-                 f"{fmt(pct(r['dels'], 99))} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
-                 f"{fmt(statistics.median(r['pods_ms']))} | {fmt(statistics.median(r['status_ms']))} | "
-                 f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_rss_kib'] / 1024)} |")
+         *main_table(rows)]
     for what, key in (("ADD", "add_phases"), ("DEL", "del_phases")):
         names = []
         for r in rows:
@@ -357,11 +350,53 @@ def report(s):
     base = os.path.splitext(a.out)[0]
     with open(a.out, "w") as f:
         f.write("\n".join(L))
+    summary = os.path.join(os.path.dirname(a.out), "benchmark.md")
+    if os.path.exists(summary):
+        with open(summary) as f:
+            text = f.read()
+        section = [BEGIN, "## Node scale", "", f"From `./bazelw run //tools/bench -- --mode scale` ({L[2].split(': ', 1)[0].split(' on ', 1)[1]}; "
+                   f"machine {', '.join(format(r['load'], '.0%') for r in rows)} busy while it ran): CNI ADD and DEL from the exec of "
+                   f"meshwire-cni to its exit, the loader's costs, by pods meshed and tc attach mode. Where the time goes, the pinned "
+                   f"maps and the plot: [benchmark-scale.md]({os.path.basename(a.out)}).", "", *main_table(rows), "", END]
+        with open(summary, "w") as f:
+            f.write(with_section(text, "\n".join(section)))
     with open(base + ".json", "w") as f:
         json.dump({"tc_attach": a.tc_attach, "sizes": a.sizes, "samples": a.samples, "rows": rows}, f, indent=1)
     with open(base + ".svg", "w") as f:
         f.write(plot(rows))
     log(f"wrote {a.out}, {base}.json, {base}.svg")
+
+
+BEGIN, END = "<!-- node scale: written by --mode scale -->", "<!-- /node scale -->"
+
+
+def with_section(text, section):
+    """docs/benchmark.md with its node-scale section replaced by (or ending with) `section`."""
+    head, found, rest = text.partition(BEGIN)
+    tail = rest.partition(END)[2] if found else ""
+    return head.rstrip("\n") + "\n\n" + section + ("\n" + tail.lstrip("\n") if tail.strip() else "\n")
+
+
+def section_of(path):
+    """The node-scale section of an existing docs/benchmark.md ("" without), for the compare mode to keep."""
+    try:
+        text = open(path).read()
+    except OSError:
+        return ""
+    _, found, rest = text.partition(BEGIN)
+    return BEGIN + rest.partition(END)[0] + END if found and END in rest else ""
+
+
+def main_table(rows):
+    L = ["| tc attach | pods meshed | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | loader RSS (MiB) | pinned maps (MiB) "
+         "| `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | RSS after adoption (MiB) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(pct(r['adds'], 50))} | {fmt(pct(r['adds'], 99))} | {fmt(pct(r['dels'], 50))} | "
+                 f"{fmt(pct(r['dels'], 99))} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
+                 f"{fmt(statistics.median(r['pods_ms']))} | {fmt(statistics.median(r['status_ms']))} | "
+                 f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_rss_kib'] / 1024)} |")
+    return L
 
 
 def plot(rows):
