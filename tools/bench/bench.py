@@ -23,6 +23,10 @@ and iperf3 -s. The client pod runs wrk, iperf3 and mwtest pingpong.
 
 Modes (the order rotates every repetition):
     direct      no loader, no rules: the sidecars run but nothing reaches them
+    floor       no loader, no rules: the client dials its sidecar, which dials
+                the server's sidecar, which dials the app, all by static
+                configuration (HAProxy frontends of their own, `fl_*`): the
+                sidecar pair's own cost, which no interception can remove
     iptables    meshwire-loader with interception.mode = "iptables"
     ebpf        meshwire-loader (eBPF mode, the default)
     ebpf+accel  eBPF mode with [acceleration] enabled = true
@@ -49,10 +53,13 @@ import tempfile
 import time
 
 NET = "10.232"
-UID = 1500
 OUT_PORT, IN_PORT = 15001, 15003
 HTTP_PORT, ECHO_PORT, IPERF_PORT = 8080, 7000, 5201
-MODES = ["direct", "iptables", "ebpf", "ebpf+accel"]
+UID = 1500
+MODES = ["direct", "floor", "iptables", "ebpf", "ebpf+accel"]
+# floor: the server sidecar's static inbound port for each app port, and the
+# client sidecar's static outbound port for each (server pod, app port).
+FLOOR_IN = {ECHO_PORT: 15107, HTTP_PORT: 15108, IPERF_PORT: 15109}
 POD_IP = {"cli": f"{NET}.1.2", "srv1": f"{NET}.2.2", "srv2": f"{NET}.3.2"}
 POD_NODE = {"cli": "n1", "srv1": "n1", "srv2": "n2"}
 POD_NET = {"cli": 1, "srv1": 2, "srv2": 3}
@@ -299,6 +306,28 @@ level = "warn"
         self.loaders = {}
 
     # ------------------------------------------------------------- pod processes
+    def target(self, mode, srv, port):
+        """(host, port) the client dials for `port` of pod srv: the pod itself,
+        or in floor mode its own sidecar's static frontend for it."""
+        if mode == "floor":
+            return "127.0.0.1", 16000 + 10 * POD_NET[srv] + sorted(FLOOR_IN).index(port)
+        return POD_IP[srv], port
+
+    def floor_frontends(self, pod):
+        """The sidecar's static frontends of floor mode (unused in the other modes)."""
+        fe = []
+        if pod == "cli":
+            for srv in (s for s in POD_IP if s != "cli"):
+                for port, inb in FLOOR_IN.items():
+                    host, local = self.target("floor", srv, port)
+                    fe.append(f"frontend out_fl_{srv}_{port}\n    bind {host}:{local}\n    default_backend fl_{srv}_{port}\n"
+                              f"backend fl_{srv}_{port}\n    server s {POD_IP[srv]}:{inb}\n")
+        else:
+            for port, inb in FLOOR_IN.items():
+                fe.append(f"frontend in_fl_{port}\n    bind 0.0.0.0:{inb}\n    default_backend app_{port}\n"
+                          f"backend app_{port}\n    server s 127.0.0.1:{port}\n")
+        return "".join(fe)
+
     def haproxy_sidecar_cfg(self, pod):
         return f"""global
     maxconn 4000
@@ -319,7 +348,7 @@ frontend in
     default_backend orig
 backend orig
     server s 0.0.0.0:0
-"""
+""" + self.floor_frontends(pod)
 
     def haproxy_app_cfg(self, pod):
         return f"""global
@@ -379,7 +408,8 @@ frontend app
 
     # ----------------------------------------------------------------- counters
     def sessions(self, pod):
-        """HAProxy sidecar frontends' total sessions: {'out': n, 'in': n}."""
+        """HAProxy sidecar frontends' total sessions: {'out': n, 'in': n}
+        (floor mode's frontends `out_fl_*`, `in_fl_*` count with their side)."""
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(5)
         s.connect(f"{self.work}/{pod}-sidecar.sock")
@@ -397,7 +427,8 @@ frontend app
         for line in lines[1:]:
             f = dict(zip(head, line.split(",")))
             if f.get("svname") == "FRONTEND":
-                out[f["pxname"]] = int(f["stot"] or 0)
+                side = f["pxname"].split("_")[0]
+                out[side] = out.get(side, 0) + int(f["stot"] or 0)
         return out
 
     def redirects(self, pod):
@@ -424,7 +455,7 @@ frontend app
         if mode == "iptables":
             snap["r_cli"] = self.redirects("cli")
             snap["r_srv"] = self.redirects(srv)
-        elif mode != "direct":
+        elif mode not in ("direct", "floor"):
             snap["b_n1"] = self.bpf_stats("n1")
             snap["b_n2"] = self.bpf_stats("n2")
         return snap
@@ -447,6 +478,8 @@ frontend app
             return f"client sidecar accepted {out} outbound sessions, the load tool opened {lo}..{hi} connections"
         if not near(inb, out):
             return f"server sidecar accepted {inb} inbound sessions, client sidecar {out} outbound"
+        if mode == "floor":
+            return None  # no loader: the sidecars were dialled, nothing intercepted
         if mode == "iptables":
             ro = after["r_cli"]["MESHWIRE_OUTPUT"] - before["r_cli"]["MESHWIRE_OUTPUT"]
             ri = after["r_srv"]["MESHWIRE_INBOUND"] - before["r_srv"]["MESHWIRE_INBOUND"]
@@ -533,11 +566,11 @@ frontend app
 
     def t_rtt(self, mode, rep, topo, srv):
         a = self.args
-        dst = POD_IP[srv]
+        dst, port = self.target(mode, srv, ECHO_PORT)
         # Round trips on one persistent connection, unpinned then pinned.
         for pin in (False, True):
             key = "rtt_pin" if pin else "rtt"
-            cmd = [self.mwtest, "pingpong", "--connect", f"{dst}:{ECHO_PORT}", "--seconds", str(a.seconds), "--size", "64"]
+            cmd = [self.mwtest, "pingpong", "--connect", f"{dst}:{port}", "--seconds", str(a.seconds), "--size", "64"]
             r = self.measure(mode, topo, srv, rep, key, cmd, lambda out: 1, pin=pin)
             if r:
                 j = json.loads(r[0].strip().splitlines()[-1])
@@ -548,9 +581,9 @@ frontend app
 
     def t_wrk(self, mode, rep, topo, srv):
         a = self.args
-        dst = POD_IP[srv]
+        dst, port = self.target(mode, srv, HTTP_PORT)
         # HTTP keep-alive.
-        wrk = ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{max(1, round(a.seconds))}s", f"http://{dst}:{HTTP_PORT}/"]
+        wrk = ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{max(1, round(a.seconds))}s", f"http://{dst}:{port}/"]
 
         def wrk_requests(out):
             m = re.search(r"(\d+) requests in", out)
@@ -581,9 +614,9 @@ frontend app
 
     def t_iperf(self, mode, rep, topo, srv):
         a = self.args
-        dst = POD_IP[srv]
+        dst, port = self.target(mode, srv, IPERF_PORT)
         # Single-stream throughput: a control connection and one data stream.
-        ip3 = ["iperf3", "-c", dst, "-p", str(IPERF_PORT), "-t", str(max(1, round(a.seconds))), "-J"]
+        ip3 = ["iperf3", "-c", dst, "-p", str(port), "-t", str(max(1, round(a.seconds))), "-J"]
         def iperf_conns(out):
             j = json.loads(out)
             if "error" in j:
@@ -658,7 +691,7 @@ frontend app
             order = MODES[rep % len(MODES):] + MODES[:rep % len(MODES)]
             for mode in order:
                 t0 = time.monotonic()
-                if mode != "direct":
+                if mode not in ("direct", "floor"):
                     self.start_loaders(mode)
                 self.start_pods(mode)
                 try:
@@ -891,6 +924,27 @@ def report(b):
                 cells.append(c)
             w(f"| {title} ({unit}) | " + " | ".join(cells) + " |")
         w("")
+        w(f"Each interception's own overhead ({topo}): over the floor (the same sidecars wired statically); for the "
+          "rates, the fraction of the floor's rate kept. In brackets, as a fraction of iptables mode's overhead.")
+        w("")
+        meshed = [m_ for m_ in MODES if m_ not in ("direct", "floor")]
+        w("| figure | " + " | ".join(meshed) + " |")
+        w("|---|" + "---|" * len(meshed))
+        for key, title, unit, better in TESTS:
+            f = med(t.get((topo, "floor", key), []))
+            i = med(t.get((topo, "iptables", key), []))
+            cells = []
+            for mode in meshed:
+                x = med(t.get((topo, mode, key), []))
+                if None in (f, x) or not f:
+                    cells.append("-")
+                elif better == "lower":
+                    rel = f" ({(x - f) / (i - f):.2f}x ipt's)" if mode != "iptables" and i is not None and i - f > 0 else ""
+                    cells.append(f"{x - f:+.3g} {unit}{rel}")
+                else:
+                    cells.append(f"{x / f:.2f}x floor")
+            w(f"| {title} | " + " | ".join(cells) + " |")
+        w("")
     # The performance targets (same node, acceleration on): overhead over direct at
     # most half iptables' (CPU per request, round trips), single-stream throughput
     # >= 1.5x and new connections/s >= 1.2x iptables mode's.
@@ -908,10 +962,10 @@ def report(b):
     by_rep = {(r["topo"], r["mode"], r["test"], r["rep"]): r["value"] for r in b.results}
     reps = sorted({r["rep"] for r in b.results})
 
-    def per_rep(key, ratio):
+    def per_rep(key, ratio, modes=("direct", "iptables", "ebpf+accel")):
         out = []
         for rep in reps:
-            v = [by_rep.get((topo, m_, key, rep)) for m_ in ("direct", "iptables", "ebpf+accel")]
+            v = [by_rep.get((topo, m_, key, rep)) for m_ in modes]
             r = None if None in v else ratio(*v)
             if r is not None:
                 out.append(r)
@@ -939,6 +993,21 @@ def report(b):
         else:
             rs = per_rep(key, lambda d, i_, x_: x_ / i_)
             w(f"| {what} >= {goal}x iptables | {x / i:.2f}x ({fmt(x)} vs {fmt(i)}) | {verdict(x / i, rs, lambda v: v >= goal)} |")
+    # Against the floor: the interception's own overhead, the sidecar pair's cost taken out.
+    for key, what in (("cpu_req", "CPU per keep-alive request"), ("rtt_pin", "p50 round trip, pinned")):
+        for mode, goal in (("ebpf+accel", 0.25), ("ebpf", 0.5)):
+            f, i, x = g("floor", key), g("iptables", key), g(mode, key)
+            r = None if None in (f, i, x) else overhead(f, i, x)
+            s_ = "-" if r is None else f"{mode} {x - f:+.1f} us over the floor vs iptables' {i - f:+.1f} us: {r:.2f}x"
+            rs = [v for v in per_rep(key, overhead, ("floor", "iptables", mode)) if v is not None]
+            w(f"| {what}: {mode}'s overhead over the floor <= {goal}x iptables' | {s_} | {verdict(r, rs, lambda v: v <= goal)} |")
+    f, d = g("floor", "rtt_pin"), g("direct", "rtt_pin")
+    if None not in (f, d):
+        i, x = g("iptables", "rtt_pin"), g("ebpf+accel", "rtt_pin")
+        best = None if None in (i, x) else (f - d) / (i - d)
+        w(f"| (the floor itself: pinned p50 {fmt(f)} us, {f - d:+.1f} us over direct: the sidecar pair alone is "
+          f"{'-' if best is None else f'{best:.2f}x'} of iptables' overhead over direct, so no interception can bring "
+          f"that ratio below it) | - | for reference |")
     for mode in ("ebpf",):
         for key, what in (("cpu_req", "CPU per keep-alive request"), ("gbps", "throughput"), ("cps", "new connections/s")):
             i, x = g("iptables", key), g(mode, key)
@@ -1003,6 +1072,11 @@ def report(b):
     w("![benchmark](benchmark.svg)")
     w("")
     out = a.out
+    import scale
+    kept = scale.section_of(out)  # the last --mode scale run's table stays
+    if kept:
+        w(kept)
+        w("")
     os.makedirs(os.path.dirname(os.path.abspath(out)), exist_ok=True)
     with open(out, "w") as f:
         f.write("\n".join(lines))
@@ -1020,7 +1094,7 @@ def plot(t):
     """Grouped bars: each figure relative to iptables mode (= 1), per topology, with min-max whiskers."""
     keys = [("rtt_pin", "RTT p50 pinned"), ("rtt", "RTT p50"), ("cpu_req", "CPU/request"), ("rps", "keep-alive req/s"),
             ("cps", "new conn/s"), ("cpu_conn", "CPU/conn"), ("gbps", "throughput"), ("cpu_gb", "CPU/GB")]
-    colors = {"direct": "#9e9e9e", "iptables": "#e07b39", "ebpf": "#3b7dd8", "ebpf+accel": "#2ca25f"}
+    colors = {"direct": "#9e9e9e", "floor": "#8c6d31", "iptables": "#e07b39", "ebpf": "#3b7dd8", "ebpf+accel": "#2ca25f"}
     W, top, left, panel_h, gap = 980, 78, 60, 250, 62
     H = top + 2 * panel_h + gap + 56
     gw = (W - left - 20) / len(keys)
@@ -1031,8 +1105,8 @@ def plot(t):
          '<text x="10" y="22" font-size="15" font-weight="bold">meshwire benchmark: each figure relative to iptables mode (1.0)</text>',
          '<text x="10" y="40">lower is better for RTT and CPU, higher for rates and throughput; bars: median, whiskers: min-max; capped at 3x</text>']
     for i, mode in enumerate(MODES):
-        s.append(f'<rect x="{W - 420 + i * 100}" y="{H - 20}" width="12" height="12" fill="{colors[mode]}"/>'
-                 f'<text x="{W - 404 + i * 100}" y="{H - 10}">{mode}</text>')
+        s.append(f'<rect x="{W - 520 + i * 100}" y="{H - 20}" width="12" height="12" fill="{colors[mode]}"/>'
+                 f'<text x="{W - 504 + i * 100}" y="{H - 10}">{mode}</text>')
     for pi, (topo, _) in enumerate(TOPOS):
         y0 = top + pi * (panel_h + gap)
         y = lambda v: y0 + panel_h - min(v, ymax) / ymax * panel_h
