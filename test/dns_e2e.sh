@@ -341,7 +341,10 @@ for _ in range(200):
         wait_map_empty mw_orig_tuple4 || rc=1
     else
         log "REDIRECT hits in pod1: udp $(redirect_hits 1 udp), tcp $(redirect_hits 1 tcp)"
-        [ "$(redirect_hits 1 udp)" -ge 8000 ] || { log "the UDP rule did not see the queries"; rc=1; }
+        # nat sees a flow's first packet only: a query whose source port a
+        # tracked flow still has reuses that flow's REDIRECT. The answers
+        # above are the proof; the counters show the rules were the path.
+        [ "$(redirect_hits 1 udp)" -ge 1000 ] || { log "the UDP rule did not see the queries"; rc=1; }
         [ "$(redirect_hits 1 tcp)" -ge 2000 ] || { log "the TCP rule did not see the queries"; rc=1; }
     fi
     return "$rc"

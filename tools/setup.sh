@@ -13,8 +13,9 @@ PACKAGES=(
     clang-14 llvm-14 libbpf-dev linux-libc-dev
     # libbpf-sys (vendored libbpf) build dependencies.
     libelf-dev zlib1g-dev pkg-config make gcc
-    # Tests: network namespaces, iptables, cgroups, flock.
-    iproute2 iptables util-linux procps
+    # Tests: network namespaces, iptables, cgroups, flock; conntrack for
+    # iptables mode's DNS capture (its flows forgotten when its rules change).
+    iproute2 iptables util-linux procps conntrack
     # The demo (test/demo.sh): the article's client.
     curl
     # CNI end to end (test/cni_e2e.sh): the reference plugins (/usr/lib/cni),

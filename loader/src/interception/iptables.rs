@@ -105,6 +105,8 @@ pub const CHAIN_OUT6: &str = "MESHWIRE_OUTPUT6";
 pub const CHAIN_IN6: &str = "MESHWIRE_INBOUND6";
 pub const CHAIN_GUARD_OUT: &str = "MESHWIRE_GUARD_OUT";
 pub const CHAIN_GUARD_IN: &str = "MESHWIRE_GUARD_IN";
+pub const CHAIN_DNS_OUT: &str = "MESHWIRE_DNS_OUT";
+pub const CHAIN_DNS_PRE: &str = "MESHWIRE_DNS_PRE";
 /// How long iptables may wait for the xtables lock.
 const LOCK_WAIT_SECS: &str = "10";
 /// A TCP SYN without ACK (a connection's first packet), as iptables-save prints it.
@@ -128,6 +130,8 @@ struct Family {
     proc_file: Option<&'static str>,
     /// Pods with DNS capture have UDP jump to `chain_out` too (IPv4 nat).
     dns: bool,
+    /// The protocol the jumps to our chains match.
+    proto: &'static str,
 }
 
 const V4: Family = Family {
@@ -141,6 +145,7 @@ const V4: Family = Family {
     hook_in: "PREROUTING",
     proc_file: None,
     dns: true,
+    proto: "tcp",
 };
 
 /// The IPv4 filter table's guard of the sidecar's capture ports.
@@ -155,6 +160,7 @@ const GUARD: Family = Family {
     hook_in: "INPUT",
     proc_file: None,
     dns: false,
+    proto: "tcp",
 };
 
 const V6: Family = Family {
@@ -169,16 +175,33 @@ const V6: Family = Family {
     // thread-self: the thread's namespace (self/net is the main thread's).
     proc_file: Some("/proc/thread-self/net/if_inet6"),
     dns: false,
+    proto: "tcp",
+};
+
+/// DNS capture's conntrack zones (raw table): the app's DNS flows and the
+/// sidecar's own upstream queries are tracked apart.
+const RAW: Family = Family {
+    save: "iptables-save",
+    restore: "iptables-restore",
+    table: "raw",
+    label: "raw",
+    chain_out: CHAIN_DNS_OUT,
+    chain_in: CHAIN_DNS_PRE,
+    hook_out: "OUTPUT",
+    hook_in: "PREROUTING",
+    proc_file: None,
+    dns: false,
+    proto: "udp",
 };
 
 impl Family {
     /// The jumps, as iptables-save prints them.
     fn jump_out(&self) -> String {
-        format!("-A {} -p tcp -j {}", self.hook_out, self.chain_out)
+        format!("-A {} -p {} -j {}", self.hook_out, self.proto, self.chain_out)
     }
 
     fn jump_in(&self) -> String {
-        format!("-A {} -p tcp -j {}", self.hook_in, self.chain_in)
+        format!("-A {} -p {} -j {}", self.hook_in, self.proto, self.chain_in)
     }
 
     /// DNS capture's UDP jump.
@@ -238,12 +261,8 @@ fn dns_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
         return Vec::new();
     }
     let to = |d: Option<std::net::Ipv4Addr>| d.map_or(String::new(), |a| format!(" -d {a}/32"));
-    let servers: Vec<Option<std::net::Ipv4Addr>> = match node.dns_servers.is_empty() {
-        true => vec![None],
-        false => unique(&[&node.dns_servers]).into_iter().map(Some).collect(),
-    };
     let mut r = Vec::new();
-    for d in servers {
+    for d in dns_servers(node) {
         for proto in ["udp", "tcp"] {
             r.push(format!(
                 "-A {CHAIN_OUT}{} -p {proto} -m {proto} --dport 53 -m owner ! --uid-owner {} -j REDIRECT --to-ports {}",
@@ -252,6 +271,42 @@ fn dns_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
                 node.dns_port
             ));
         }
+    }
+    r
+}
+
+/// The resolvers DNS capture takes: each listed one, or any (None).
+fn dns_servers(node: &NodeRules) -> Vec<Option<std::net::Ipv4Addr>> {
+    match node.dns_servers.is_empty() {
+        true => vec![None],
+        false => unique(&[&node.dns_servers]).into_iter().map(Some).collect(),
+    }
+}
+
+/// DNS capture's conntrack zones (raw table), as istio-iptables sets them:
+/// the sidecar's queries to the resolvers and their answers in zone 1, the
+/// app's queries and the DNS proxy's answers to them in zone 2. Otherwise an
+/// app query whose source port a recent upstream query of the proxy had
+/// (same addresses, same ports) joins that flow and goes to the resolver,
+/// past the REDIRECT, which only sees new flows.
+pub fn zone_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
+    if !pod.dns_capture {
+        return Vec::new();
+    }
+    let uid = node.sidecar_uid;
+    let mut r = Vec::new();
+    for d in dns_servers(node) {
+        let to = d.map_or(String::new(), |a| format!(" -d {a}/32"));
+        r.push(format!("-A {CHAIN_DNS_OUT}{to} -p udp -m udp --dport 53 -m owner --uid-owner {uid} -j CT --zone 1"));
+    }
+    r.push(format!("-A {CHAIN_DNS_OUT} -p udp -m udp --sport {} -m owner --uid-owner {uid} -j CT --zone 2", node.dns_port));
+    for d in dns_servers(node) {
+        let to = d.map_or(String::new(), |a| format!(" -d {a}/32"));
+        r.push(format!("-A {CHAIN_DNS_OUT}{to} -p udp -m udp --dport 53 -m owner ! --uid-owner {uid} -j CT --zone 2"));
+    }
+    for d in dns_servers(node) {
+        let from = d.map_or(String::new(), |a| format!(" -s {a}/32"));
+        r.push(format!("-A {CHAIN_DNS_PRE}{from} -p udp -m udp --sport 53 -j CT --zone 1"));
     }
     r
 }
@@ -399,12 +454,12 @@ fn install_script(fam: &Family, found: &Found, rules: &[String]) -> String {
         s.push('\n');
     }
     if found.jumps_out == 0 {
-        s.push_str(&format!("-I {} 1 -p tcp -j {out}\n", fam.hook_out));
+        s.push_str(&format!("-I {} 1 -p {} -j {out}\n", fam.hook_out, fam.proto));
     }
     if found.jumps_in == 0 {
-        s.push_str(&format!("-I {} 1 -p tcp -j {inb}\n", fam.hook_in));
+        s.push_str(&format!("-I {} 1 -p {} -j {inb}\n", fam.hook_in, fam.proto));
     }
-    match (wants_udp(rules), found.jumps_out_udp) {
+    match (fam.dns && wants_udp(rules), found.jumps_out_udp) {
         (true, 0) => s.push_str(&format!("-I {} 1 -p udp -j {out}\n", fam.hook_out)),
         (true, _) => {}
         (false, n) => {
@@ -425,10 +480,10 @@ fn remove_script(fam: &Family, found: &Found) -> Option<String> {
     }
     let mut s = format!("*{}\n", fam.table);
     for _ in 0..found.jumps_out {
-        s.push_str(&format!("-D {} -p tcp -j {}\n", fam.hook_out, fam.chain_out));
+        s.push_str(&format!("-D {} -p {} -j {}\n", fam.hook_out, fam.proto, fam.chain_out));
     }
     for _ in 0..found.jumps_in {
-        s.push_str(&format!("-D {} -p tcp -j {}\n", fam.hook_in, fam.chain_in));
+        s.push_str(&format!("-D {} -p {} -j {}\n", fam.hook_in, fam.proto, fam.chain_in));
     }
     for _ in 0..found.jumps_out_udp {
         s.push_str(&format!("-D {} -p udp -j {}\n", fam.hook_out, fam.chain_out));
@@ -611,13 +666,31 @@ fn found_if_any(ns: &Entered, v6: &Family) -> Result<Option<Found>, String> {
 }
 
 fn remove_v4(ns: &Entered) -> Result<(), String> {
-    // The REDIRECTs first, then their guard.
-    for fam in [&V4, &GUARD] {
+    // The REDIRECTs first, then their guard and DNS capture's zones.
+    for fam in [&V4, &GUARD, &RAW] {
         if let Some(script) = remove_script(fam, &save(ns, fam).map_err(|e| e.msg)?) {
             restore(ns, fam, &script).map_err(|e| e.msg)?;
         }
     }
     Ok(())
+}
+
+/// The pod's DNS flows conntrack holds (UDP to port 53, any zone) go, so
+/// that changed DNS rules take effect at once: conntrack keeps a flow's NAT
+/// (or none) for its life, and a resolver reuses its source port for the
+/// next query. An answer in flight is lost; the resolver asks again. Without
+/// the conntrack tool, said in the log: flows then end on their own (30 s).
+fn forget_dns_flows(ns: &Entered, id: &str) {
+    match run(ns, "conntrack", &["-D", "-p", "udp", "--orig-port-dst", "53"], None) {
+        Ok(_) => {}
+        // Nothing to delete is exit status 1 too.
+        Err(e) if e.stderr.contains("0 flow entries") => {}
+        Err(e) => log::warn!(
+            "pod {id}: DNS flows tracked before its DNS capture rules changed were not removed ({}); \
+             they follow the old rules until conntrack forgets them (UDP: 30 s)",
+            e.msg
+        ),
+    }
 }
 
 /// Remove the IPv6 jumps and chains, if any (Ok when IPv6 or ip6tables is
@@ -644,6 +717,7 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
     let rules = chain_rules(node, pod);
     let rules6 = chain_rules6(node, pod);
     let guard = guard_rules(node);
+    let zones = zone_rules(node, pod);
     let refuse = node.refuse_ipv6;
     let id = pod.container_id.clone();
     let done = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
@@ -658,8 +732,22 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
         // The guard before the REDIRECTs: no moment with steering unguarded.
         let found_guard = save(ns, &GUARD).map_err(|e| e.msg)?;
         restore(ns, &GUARD, &install_script(&GUARD, &found_guard, &guard)).map_err(|e| e.msg)?;
+        // DNS capture: the zones before its REDIRECTs, and after them gone.
+        let found_raw = save(ns, &RAW).map_err(|e| e.msg)?;
+        if !zones.is_empty() {
+            restore(ns, &RAW, &install_script(&RAW, &found_raw, &zones)).map_err(|e| e.msg)?;
+        }
         let found = save(ns, &V4).map_err(|e| e.msg)?;
-        restore(ns, &V4, &install_script(&V4, &found, &rules)).map_err(|e| e.msg)
+        restore(ns, &V4, &install_script(&V4, &found, &rules)).map_err(|e| e.msg)?;
+        if zones.is_empty() {
+            if let Some(script) = remove_script(&RAW, &found_raw) {
+                restore(ns, &RAW, &script).map_err(|e| e.msg)?;
+            }
+        }
+        if !zones.is_empty() || found.jumps_out_udp > 0 || found_raw.anything() {
+            forget_dns_flows(ns, &id);
+        }
+        Ok(())
     })?;
     done.ok_or_else(|| format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display()))
 }
@@ -691,18 +779,26 @@ fn check_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
     let refuse = node.refuse_ipv6;
     let id = &pod.container_id;
     let shown = id.clone();
-    let (found, found6, found_guard) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
+    let (found, found6, found_guard, found_raw) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
         let found = save(ns, &V4).map_err(|e| e.msg)?;
         let found_guard = save(ns, &GUARD).map_err(|e| e.msg)?;
+        let found_raw = save(ns, &RAW).map_err(|e| e.msg)?;
         let found6 = match refuse && has_family(v6).is_ok() {
             true => Some(save_refusing(ns, v6).map_err(|e| format!("pod {shown}: {e}"))?),
             false => found_if_any(ns, v6)?,
         };
-        Ok((found, found6, found_guard))
+        Ok((found, found6, found_guard, found_raw))
     })?
     .ok_or_else(|| format!("pod {id}: network namespace {} is gone", pod.netns.display()))?;
     compare(&V4, id, &found, &chain_rules(node, pod))?;
     compare(&GUARD, id, &found_guard, &guard_rules(node))?;
+    match zone_rules(node, pod) {
+        zones if zones.is_empty() && found_raw.anything() => {
+            return Err(format!("pod {id}: no DNS capture, but the raw table still has {CHAIN_DNS_OUT} or {CHAIN_DNS_PRE} (applying again removes them)"))
+        }
+        zones if zones.is_empty() => {}
+        zones => compare(&RAW, id, &found_raw, &zones)?,
+    }
     match found6 {
         Some(found6) if refuse => compare(v6, id, &found6, &chain_rules6(node, pod)),
         Some(found6) if found6.anything() => Err(format!(
@@ -721,7 +817,7 @@ fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(),
     if found.jumps_in == 0 {
         return Err(format!("pod {id}: {} {} has no jump to {}", fam.label, fam.hook_in, fam.chain_in));
     }
-    match (wants_udp(want), found.jumps_out_udp) {
+    match (fam.dns && wants_udp(want), found.jumps_out_udp) {
         (true, 0) => return Err(format!("pod {id}: {} {} has no UDP jump to {} (DNS capture)", fam.label, fam.hook_out, fam.chain_out)),
         (false, n) if n > 0 => {
             return Err(format!("pod {id}: {} {} has a UDP jump to {}, but the pod has no DNS capture", fam.label, fam.hook_out, fam.chain_out))
@@ -1152,6 +1248,18 @@ mod tests {
             ]
         );
 
+        assert_eq!(
+            zone_rules(&n, &p),
+            [
+                "-A MESHWIRE_DNS_OUT -d 10.96.0.10/32 -p udp -m udp --dport 53 -m owner --uid-owner 1500 -j CT --zone 1",
+                "-A MESHWIRE_DNS_OUT -d 192.0.2.53/32 -p udp -m udp --dport 53 -m owner --uid-owner 1500 -j CT --zone 1",
+                "-A MESHWIRE_DNS_OUT -p udp -m udp --sport 15053 -m owner --uid-owner 1500 -j CT --zone 2",
+                "-A MESHWIRE_DNS_OUT -d 10.96.0.10/32 -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j CT --zone 2",
+                "-A MESHWIRE_DNS_OUT -d 192.0.2.53/32 -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j CT --zone 2",
+                "-A MESHWIRE_DNS_PRE -s 10.96.0.10/32 -p udp -m udp --sport 53 -j CT --zone 1",
+                "-A MESHWIRE_DNS_PRE -s 192.0.2.53/32 -p udp -m udp --sport 53 -j CT --zone 1",
+            ]
+        );
         let host_before = host_nat();
         let ns = TestNetns::new("dns");
         let mut p = pod(&ns.path, ns.cookie());
@@ -1164,6 +1272,12 @@ mod tests {
             assert_eq!(nat.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{nat}");
         }
         check(&n, &p).unwrap();
+        let raw = ns.save("iptables-save", "raw");
+        assert_eq!(raw.matches("-A OUTPUT -p udp -j MESHWIRE_DNS_OUT\n").count(), 1, "{raw}");
+        assert_eq!(raw.matches("-A PREROUTING -p udp -j MESHWIRE_DNS_PRE\n").count(), 1, "{raw}");
+        for r in zone_rules(&n, &p) {
+            assert_eq!(raw.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{raw}");
+        }
         let mut off = p.clone();
         off.dns_capture = false;
         assert!(check(&n, &off).unwrap_err().contains("UDP jump"));
@@ -1171,10 +1285,12 @@ mod tests {
         check(&n, &off).unwrap();
         let nat = ns.nat();
         assert!(!nat.contains("-p udp") && !nat.contains("--dport 53 "), "{nat}");
+        assert!(!ns.save("iptables-save", "raw").contains("MESHWIRE"), "zones gone with DNS capture");
         assert!(check(&n, &p).unwrap_err().contains("no UDP jump"));
         apply(&n, &p).unwrap();
         remove(&p).unwrap();
         assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
+        assert!(!ns.save("iptables-save", "raw").contains("MESHWIRE"));
         assert_eq!(host_nat(), host_before, "the machine's nat table changed");
     }
 
