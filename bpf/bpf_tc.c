@@ -96,6 +96,86 @@ static __always_inline int mw_flow_track_close(const struct mw_flow4_key *key,
 	       (MW_FIN_ACKED_IN | MW_FIN_ACKED_OUT);
 }
 
+/* A 16-bit one's complement checksum with one 16-bit word changed (RFC 1624). */
+static __always_inline __u16 mw_csum16_replace(__u16 csum, __u16 from, __u16 to)
+{
+	__u32 sum = (__u16)~csum + (__u32)(__u16)~from + to;
+
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	return (__u16)~sum;
+}
+
+/*
+ * Answer the SYN t with a reset, built in place and sent back out of the
+ * interface it came in on: MACs, addresses and ports swapped (which leaves
+ * every checksum as it was), the TCP header without options or payload,
+ * RST|ACK acknowledging the SYN (RFC 9293: seq 0, ack SYN's seq + its
+ * length). The TCP checksum is computed whole; a CHECKSUM_PARTIAL SYN came
+ * from a socket of this host, whose stack trusts the answer as it trusted
+ * the SYN. Returns the verdict: the redirect, or TC_ACT_SHOT when the reset
+ * cannot be built.
+ */
+static __always_inline int mw_tc_reset(struct __sk_buff *skb, const struct mw_tcp4 *t)
+{
+	__u32 ihl_len = t->l4_off - ETH_HLEN;
+	struct {
+		__u32 saddr;
+		__u32 daddr;
+		__u8 zero;
+		__u8 proto;
+		__u16 len;
+		struct tcphdr th;
+	} rst = {
+		.saddr = t->daddr,
+		.daddr = t->saddr,
+		.proto = IPPROTO_TCP,
+		.len = bpf_htons(sizeof(struct tcphdr)),
+	};
+	__u16 old_len, new_len = bpf_htons(ihl_len + sizeof(struct tcphdr)), ip_csum;
+	__u8 mac[12], swapped[12];
+	__s64 sum;
+	int i;
+
+	if (bpf_skb_load_bytes(skb, 0, mac, sizeof(mac)) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, tot_len), &old_len, 2) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + offsetof(struct iphdr, check), &ip_csum, 2))
+		return TC_ACT_SHOT;
+	for (i = 0; i < 6; i++) {
+		swapped[i] = mac[i + 6];
+		swapped[i + 6] = mac[i];
+	}
+	rst.th.source = t->dport;
+	rst.th.dest = t->sport;
+	rst.th.ack_seq = bpf_htonl(t->seq + 1 + t->seg_len);
+	rst.th.doff = sizeof(struct tcphdr) / 4;
+	rst.th.rst = 1;
+	rst.th.ack = 1;
+	sum = bpf_csum_diff(NULL, 0, (__be32 *)&rst, sizeof(rst), 0);
+	if (sum < 0)
+		return TC_ACT_SHOT;
+	sum = (sum & 0xffff) + (sum >> 16);
+	sum = (sum & 0xffff) + (sum >> 16);
+	rst.th.check = (__u16)~sum;
+	ip_csum = mw_csum16_replace(ip_csum, old_len, new_len);
+
+	/* Options and payload go first; stores then keep a CHECKSUM_COMPLETE
+	 * skb->csum in step (BPF_F_RECOMPUTE_CSUM). */
+	if (bpf_skb_change_tail(skb, t->l4_off + sizeof(struct tcphdr), 0) ||
+	    bpf_skb_store_bytes(skb, 0, swapped, sizeof(swapped), 0) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, tot_len), &new_len, 2,
+				BPF_F_RECOMPUTE_CSUM) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, check), &ip_csum, 2,
+				BPF_F_RECOMPUTE_CSUM) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, saddr), &rst.saddr, 4,
+				BPF_F_RECOMPUTE_CSUM) ||
+	    bpf_skb_store_bytes(skb, ETH_HLEN + offsetof(struct iphdr, daddr), &rst.daddr, 4,
+				BPF_F_RECOMPUTE_CSUM) ||
+	    bpf_skb_store_bytes(skb, t->l4_off, &rst.th, sizeof(rst.th), BPF_F_RECOMPUTE_CSUM))
+		return TC_ACT_SHOT;
+	return bpf_redirect(skb->ifindex, 0);
+}
+
 /* A new connection from a remote peer: steer it to the sidecar, or not. */
 static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct mw_tcp4 *t,
 					     const struct mw_flow4_key *key)
@@ -112,16 +192,17 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		return TC_ACT_UNSPEC;
 	/*
 	 * Straight to the sidecar's capture port, from another node or an
-	 * unmeshed pod: nothing steered it there, dropped (the peer's connect()
-	 * fails). A meshed pod of this node reaches it only as connect4 steered
-	 * it (connect4 refuses its connections straight to a capture port).
+	 * unmeshed pod: nothing steered it there, answered with a reset (the
+	 * peer's connect() is refused at once). A meshed pod of this node
+	 * reaches it only as connect4 steered it (connect4 refuses its
+	 * connections straight to a capture port).
 	 */
 	if (mw_is_capture_port(port) && !bpf_map_lookup_elem(&mw_pod_ips, &t->saddr)) {
 		mw_count(MW_STAT_LOOP_REFUSED);
-		mw_trace("tc in SYN straight to sidecar port %d dropped", port);
+		mw_trace("tc in SYN straight to sidecar port %d reset", port);
 		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_LOOP_REFUSED, 0, t->saddr, bpf_ntohs(t->sport),
 			t->daddr, port, 0, 0, MW_EV_NO_TASK);
-		return TC_ACT_SHOT;
+		return mw_tc_reset(skb, t);
 	}
 	if (mw_in_port_excluded(t->daddr, *pod_cookie, port)) {
 		mw_count(MW_STAT_TC_EXCLUDED);

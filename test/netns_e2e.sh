@@ -549,9 +549,10 @@ case_pod_ids_one_per_netns() {
 # Straight to a sidecar's capture ports (outbound 15001, inbound 15003),
 # which meshwire did not steer there: from pod1's app, from pod1's sidecar
 # itself, and from another node through tc, each is refused (eBPF: connect()
-# fails at once, tc drops the SYN so node2's connect times out; iptables
-# mode: the guard chains answer the SYN with a reset). The sidecar sees none
-# of them; meshed requests keep flowing.
+# fails at once, tc answers another node's or an unmeshed pod's SYN with a
+# reset; iptables mode: the guard chains answer the SYN with a reset): those
+# peers' connect() is refused (ECONNREFUSED), not left to time out. The
+# sidecar sees none of them; meshed requests keep flowing.
 case_capture_ports_refused() {
     local pod1_ip=10.231.1.2 seen rc=0 target
     seen=$(grep -c 'no original destination\|^conn \|^inbound ' "$WORK/sidecar-pod1.log")
@@ -565,9 +566,11 @@ case_capture_ports_refused() {
         --connect "$pod1_ip:$INBOUND_PORT" --count 3 --timeout 2 --expect-no-connection || rc=1
     if [ -n "$HAVE_IFNAME" ]; then
         client "$(pod 3)" "pod3 (not meshed) -> pod1 $pod1_ip:$INBOUND_PORT" --connect "$pod1_ip:$INBOUND_PORT" \
-            --count 2 --parallel 2 --timeout 2 --expect-no-connection || rc=1
-        node2_client "node2 -> pod1 $pod1_ip:$INBOUND_PORT" --connect "$pod1_ip:$INBOUND_PORT" --count 2 \
-            --parallel 2 --timeout 2 --expect-no-connection || rc=1
+            --count 2 --parallel 2 --timeout 2 --expect-no-connection --refused || rc=1
+        for target in "$pod1_ip:$INBOUND_PORT" "$pod1_ip:$SIDECAR_PORT"; do
+            node2_client "node2 -> pod1 $target" --connect "$target" --count 2 --parallel 2 --timeout 2 \
+                --expect-no-connection --refused || rc=1
+        done
     fi
     if [ "$(grep -c 'no original destination\|^conn \|^inbound ' "$WORK/sidecar-pod1.log")" != "$seen" ]; then
         log "pod1's sidecar saw connections meanwhile:"
@@ -652,7 +655,7 @@ EOC
     done
     if [ -n "$HAVE_IFNAME" ]; then
         node2_client "node2 -> pod6 $pod_ip:$INBOUND_PORT" --connect "$pod_ip:$INBOUND_PORT" --count 10 \
-            --parallel 10 --timeout 2 --expect-no-connection || rc=1
+            --parallel 10 --timeout 2 --expect-no-connection --refused || rc=1
     fi
     n=$(haproxy_frontend_conns "$ns" out in)
     if [ "$n" != 0 ]; then
@@ -1580,7 +1583,7 @@ run_ebpf_case "9c a failed re-add of a meshed pod (unknown interface) leaves it 
     case_failed_readd_keeps_pod
 run_case "9d pod IDs from netns paths are one per path (a.b, a_b); an ID meshed for one namespace is refused for another" \
     case_pod_ids_one_per_netns
-run_case "9e straight to a sidecar's capture ports (app, the sidecar itself, another pod's sidecar, another node): refused; the sidecar sees none" \
+run_case "9e straight to a sidecar's capture ports (app, the sidecar itself, another pod's sidecar, another node): refused (another node's and an unmeshed pod's with a reset); the sidecar sees none" \
     case_capture_ports_refused
 run_case "9h HAProxy as the sidecar (server 0.0.0.0:0): straight to its capture ports from the app, its own UID and another node, it accepts none; meshed requests flow through it; its health port, an excluded inbound port, is reached directly" \
     case_haproxy_sidecar

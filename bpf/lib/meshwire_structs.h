@@ -208,7 +208,7 @@ enum mw_decision {
 	MW_DEC_TC_MALFORMED,		/* malformed IPv4 packet, passed untouched */
 	MW_DEC_CONNECT6_REFUSED,	/* native IPv6 connect() refused (interception.ipv6) */
 	MW_DEC_TC6_DROPPED,		/* IPv6 SYN to the pod dropped (interception.ipv6) */
-	MW_DEC_LOOP_REFUSED,		/* straight to a sidecar's capture port: refused / dropped */
+	MW_DEC_LOOP_REFUSED,		/* straight to a sidecar's capture port: refused / reset */
 	MW_DEC_DNS_REDIRECTED,		/* DNS to port 53 -> the pod's DNS proxy ([dns] capture) */
 	MW_DEC_DNS_RESTORED,		/* the proxy's answer: source restored to the resolver */
 	MW_DEC_DNS_REFUSED,		/* DNS query refused: no socket storage */

@@ -83,6 +83,8 @@ pub struct Options {
     pub rst: bool,
     /// Every connect() must fail (refused, not permitted, timed out).
     pub expect_no_connection: bool,
+    /// And refused: ECONNREFUSED (a reset), nothing else.
+    pub refused: bool,
     pub timeout: Duration,
 }
 
@@ -117,6 +119,8 @@ pub fn run(opts: &Options) -> io::Result<bool> {
     let ok = opts.count - failures.len();
     let what = if opts.rst {
         "reset"
+    } else if opts.refused {
+        "refused, as expected"
     } else if opts.expect_no_connection {
         "not connected, as expected"
     } else {
@@ -186,6 +190,9 @@ fn one(opts: &Options, i: usize) -> Result<(), String> {
     if opts.expect_no_connection {
         return match connect(opts) {
             Ok(s) => Err(format!("connected to {} from {:?}, expected no connection", opts.connect, s.local_addr().ok())),
+            Err(e) if opts.refused && e.kind() != io::ErrorKind::ConnectionRefused => {
+                Err(format!("connect {}: {e}, expected it refused (a reset)", opts.connect))
+            }
             Err(_) => Ok(()),
         };
     }

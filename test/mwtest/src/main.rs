@@ -191,6 +191,10 @@ enum Cmd {
         /// Expect every connect() to fail: refused, not permitted, or timed out (--timeout).
         #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server", "rst", "check_peer"])]
         expect_no_connection: bool,
+        /// With --expect-no-connection: each connect() must be refused (ECONNREFUSED, a
+        /// reset answered the SYN), not time out nor be denied locally.
+        #[arg(long, requires = "expect_no_connection")]
+        refused: bool,
         /// Connect and read timeout in seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
@@ -272,6 +276,7 @@ fn main() -> ExitCode {
             bind_device,
             rst,
             expect_no_connection,
+            refused,
             timeout,
             uid,
             gid,
@@ -288,6 +293,7 @@ fn main() -> ExitCode {
                 bind_device,
                 rst,
                 expect_no_connection,
+                refused,
                 timeout: std::time::Duration::from_secs(timeout.max(1)),
             };
             if let Some(uid) = uid {

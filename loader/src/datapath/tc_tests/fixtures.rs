@@ -91,6 +91,13 @@ impl Case {
         self
     }
 
+    /// Answered with `reset`, sent back out of the interface (TC_ACT_REDIRECT).
+    pub fn reset(mut self, reset: Vec<u8>) -> Case {
+        self.verdict = TC_ACT_REDIRECT;
+        self.output = reset;
+        self
+    }
+
     /// TC_ACT_SHOT, the packet as it came.
     pub fn dropped(mut self) -> Case {
         self.verdict = TC_ACT_SHOT;
@@ -266,12 +273,18 @@ pub fn left_alone() -> Vec<Case> {
             .stat(EXCLUDED, 1),
         Case::egress("the sidecar's reply from an excluded port", Seg::tcp(POD, 9000, REMOTE, 41000, SYN | ACK).frame()).given(Given::Excluded(None, 9000)),
         Case::ingress("an address that is not a meshed pod", Seg::tcp(REMOTE, 42000, Ipv4Addr::new(10, 2, 0, 99), APP, SYN).frame()),
-        Case::ingress("a SYN straight to the sidecar's inbound port from another node: nothing steered it, dropped", Seg::tcp(REMOTE, 41005, POD, INBOUND, SYN).frame())
-            .dropped()
+        Case::ingress("a SYN straight to the sidecar's inbound port from another node: nothing steered it, reset", Seg::tcp(REMOTE, 41005, POD, INBOUND, SYN).frame())
+            .reset(reset_of(&Seg::tcp(REMOTE, 41005, POD, INBOUND, SYN)))
             .stat("MW_STAT_LOOP_REFUSED", 1),
-        Case::ingress("a SYN straight to the sidecar's outbound port from another node: dropped", Seg::tcp(REMOTE, 41006, POD, OUTBOUND, SYN).frame())
-            .dropped()
+        Case::ingress("a SYN straight to the sidecar's outbound port from another node: reset", Seg::tcp(REMOTE, 41006, POD, OUTBOUND, SYN).frame())
+            .reset(reset_of(&Seg::tcp(REMOTE, 41006, POD, OUTBOUND, SYN)))
             .stat("MW_STAT_LOOP_REFUSED", 1),
+        Case::ingress(
+            "a SYN with data (Fast Open) and IP options straight to the inbound port: reset, acknowledging the data, without it",
+            Seg::tcp(REMOTE, 41007, POD, INBOUND, SYN).seq(77, 0).payload(b"GET / HTTP/1.1\r\n").ip_opts(&[1, 1, 1, 0]).frame(),
+        )
+        .reset(reset_of(&Seg::tcp(REMOTE, 41007, POD, INBOUND, SYN).seq(77, 0).payload(b"GET / HTTP/1.1\r\n").ip_opts(&[1, 1, 1, 0])))
+        .stat("MW_STAT_LOOP_REFUSED", 1),
         // The capture ports count among the excluded ones (meshwire_policy.h).
         Case::ingress("to the inbound port from a meshed pod of this node (a connect4 steered it): passes", Seg::tcp(OTHER_POD, 41020, POD, INBOUND, SYN).frame())
             .given(Given::Meshed(OTHER_POD, 78))

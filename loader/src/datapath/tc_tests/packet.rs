@@ -7,6 +7,7 @@ use std::net::Ipv4Addr;
 
 pub const TC_ACT_UNSPEC: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
+pub const TC_ACT_REDIRECT: i32 = 7;
 
 pub const FIN: u8 = 0x01;
 pub const SYN: u8 = 0x02;
@@ -156,6 +157,25 @@ impl Seg {
         f.extend_from_slice(&l4);
         f
     }
+}
+
+/// The reset tc answers the SYN `syn` with, as the peer must receive it:
+/// MACs, addresses and ports swapped, RST|ACK with seq 0 acknowledging the
+/// SYN and its data, window 0, no TCP options or payload, the IPv4 header
+/// (options too) otherwise the SYN's.
+pub fn reset_of(syn: &Seg) -> Vec<u8> {
+    let ack = syn.seq.wrapping_add(1 + syn.payload.len() as u32);
+    let rst = Seg { src: syn.dst, dst: syn.src, sport: syn.dport, dport: syn.sport, flags: RST | ACK, seq: 0, ack, payload: Vec::new(), ..syn.clone() };
+    let mut f = rst.frame();
+    let o = l4_off(&f);
+    f[o + 14..o + 16].copy_from_slice(&[0, 0]); // window
+    f[o + 16..o + 18].copy_from_slice(&[0, 0]);
+    let c = l4_checksum(rst.src, rst.dst, IPPROTO_TCP, &f[o..]);
+    f[o + 16..o + 18].copy_from_slice(&c.to_be_bytes());
+    let (dst_mac, src_mac) = (f[0..6].to_vec(), f[6..12].to_vec());
+    f[0..6].copy_from_slice(&src_mac);
+    f[6..12].copy_from_slice(&dst_mac);
+    f
 }
 
 /// The TCP header's offset in a frame built by [`Seg::frame`].
