@@ -79,8 +79,10 @@ pub struct Dns {
     pub servers: Vec<std::net::Ipv4Addr>,
 }
 
-/// Resolvers `[dns] servers` may list (MW_MAX_DNS_SERVERS).
-pub const MAX_DNS_SERVERS: usize = crate::datapath::layout::MAX_DNS_SERVERS as usize;
+/// Resolvers `[dns] servers` may list: mw_dns_servers4's capacity
+/// (MW_MAX_DNS_SERVERS; a unit test holds them equal). A literal, as this
+/// file is also built alone (fuzz/).
+pub const MAX_DNS_SERVERS: usize = 256;
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct BpfSettings {
@@ -924,6 +926,7 @@ mod tests {
         let many: Vec<String> = (0..=MAX_DNS_SERVERS).map(|i| format!("\"10.0.{}.{}\"", i / 256, i % 256)).collect();
         let e = err(&format!("[dns]\nservers = [{}]\n", many.join(",")));
         assert!(e.message.contains("at most 256"), "{e}");
+        assert_eq!(MAX_DNS_SERVERS, crate::datapath::layout::MAX_DNS_SERVERS as usize, "the map holds every server the configuration may list");
     }
 
     #[test]
