@@ -144,6 +144,11 @@ pub enum ErrorCode {
     NotFound,
     /// The pod is not (fully) set up: CHECK's failure.
     Inconsistent,
+    /// A datapath map has no room for the pod's entries: nothing changed;
+    /// pods must go (or the capacity be raised) before it can be meshed.
+    MapFull,
+    /// The pod's network namespace is gone (or its path names another one).
+    NetnsGone,
     /// Transient: the daemon is starting or overloaded; try again later.
     TryAgain,
     Internal,

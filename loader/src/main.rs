@@ -4,6 +4,7 @@ mod cni_install;
 mod config;
 mod daemon;
 mod datapath;
+mod error;
 mod interception;
 mod libbpf;
 mod lock;

@@ -66,5 +66,5 @@ impl Drop for TempCgroup {
 /// sockets made there stay there.
 pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
     let file = std::fs::File::open(netns).unwrap();
-    system::run_in_netns(file, &netns.display().to_string(), move |_| Ok(f())).unwrap()
+    system::run_in_netns(file, &netns.display().to_string(), move |_| Ok::<T, String>(f())).unwrap()
 }

@@ -36,6 +36,7 @@ use crate::libbpf;
 use crate::datapath::objects::{self, Hook, ProgramSpec};
 use crate::datapath::pins::Pins;
 use crate::timing;
+use crate::error::Error;
 use crate::system;
 
 /// A tc program of the datapath and where a pod's link to it is pinned.
@@ -242,8 +243,8 @@ fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd) {
 enum Reach<T> {
     Done(T),
     /// Not done, and why: the namespace is gone (or its path names another
-    /// one now), or it has no such interface.
-    Unreachable(String),
+    /// one now: NetnsGone), or it has no such interface (NotFound).
+    Unreachable(Error),
 }
 
 /// Run `f` with the index of `ifname` on a thread inside the network
@@ -257,7 +258,7 @@ fn in_pod_netns<T: Send + 'static>(
     let file = match File::open(netns) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Reach::Unreachable(format!("opening network namespace {}: {e}", netns.display())))
+            return Ok(Reach::Unreachable(Error::NetnsGone(format!("opening network namespace {}: {e}", netns.display()))))
         }
         Err(e) => return Err(format!("opening network namespace {}: {e}", netns.display())),
     };
@@ -265,11 +266,11 @@ fn in_pod_netns<T: Send + 'static>(
     let ifname = ifname.to_string();
     system::run_in_netns(file, &shown.clone(), move |here| {
         if here != cookie {
-            return Ok(Reach::Unreachable(format!("{shown} has netns cookie {here}, not {cookie}")));
+            return Ok(Reach::Unreachable(Error::NetnsGone(format!("{shown} has netns cookie {here}, not {cookie}"))));
         }
         let ifindex = match nix::net::if_::if_nametoindex(ifname.as_str()) {
             Ok(i) => i,
-            Err(e) => return Ok(Reach::Unreachable(format!("no interface {ifname} in network namespace {shown}: {e}"))),
+            Err(e) => return Ok(Reach::Unreachable(Error::NotFound(format!("no interface {ifname} in network namespace {shown}: {e}")))),
         };
         f(ifindex).map(Reach::Done).map_err(|e| format!("{ifname} in {shown}: {e}"))
     })
@@ -284,15 +285,16 @@ fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, String> {
 /// tcx links pinned under `pods/<cookie>/`, or meshwire's clsact filters.
 /// Attaching again is fine: what is there gets the current programs. On
 /// error the pod has no tc attachment left.
-pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: TcAttach) -> Result<(), String> {
+pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: TcAttach) -> Result<(), Error> {
     if ifname.is_empty() || ifname.len() >= IFNAMSIZ || ifname.contains(['/', '\0']) || ifname.chars().any(char::is_whitespace) {
-        return Err(format!("{ifname:?} is not an interface name"));
+        return Err(Error::Invalid(format!("{ifname:?} is not an interface name")));
     }
     let mut progs = Vec::new();
     for tc in TC_PROGRAMS {
         let path = pins.prog(tc.program);
-        let fd = libbpf::obj_get(&path)
-            .map_err(|e| format!("{e}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))?;
+        let fd = libbpf::obj_get(&path).map_err(|e| {
+            Error::from(e).map_message(|m| format!("{m}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))
+        })?;
         progs.push((tc, fd));
     }
     let method = method(mode, progs[0].1.as_raw_fd())?;
@@ -341,7 +343,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     let result = match reached {
         Ok(Reach::Done(())) => Ok(()),
         Ok(Reach::Unreachable(why)) => Err(why),
-        Err(e) => Err(e),
+        Err(e) => Err(Error::from(e)),
     };
     if let Err(e) = result {
         if let Err(e2) = detach_locked(pins, cookie, Some((netns, ifname))) {
@@ -403,15 +405,15 @@ fn attach_one(dir: &Path, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifname: 
 /// and interface name), meshwire's clsact filters there, with the qdisc when
 /// meshwire created it and nothing else is on it. Detaching a pod that has
 /// none, or whose namespace is gone, is fine.
-pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
+pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), Error> {
     if !pins.root().exists() {
         // Nothing pinned (cleaned up): filters are all there can be.
-        return remove_filters(pins, cookie, iface);
+        return Ok(remove_filters(pins, cookie, iface)?);
     }
     let _lock = lock(pins)?;
     let detached = detach_locked(pins, cookie, iface);
     timing::mark("tc detach");
-    detached
+    Ok(detached?)
 }
 
 /// With `iface`, that interface's attachment only (the pod's directory goes
@@ -483,26 +485,29 @@ fn remove_dir_if_present(path: &Path) -> Result<(), String> {
 
 /// For CHECK: the pod's programs are attached, as both tcx links (pinned) or
 /// else as both of meshwire's clsact filters on its interface.
-pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<(), String> {
+/// Err: Inconsistent, saying what is not in place, or the reason it could
+/// not be looked at.
+pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<(), Error> {
     let dir = pins.pod_dir(cookie);
     let links: Vec<PathBuf> = TC_PROGRAMS.iter().map(|tc| dir.join(link_name(tc, ifname))).collect();
     match links.iter().find(|l| !l.exists()) {
         None => return Ok(()),
-        Some(missing) if links.iter().any(|l| l.exists()) => return Err(format!("tc link {} is missing", missing.display())),
+        Some(missing) if links.iter().any(|l| l.exists()) => return Err(Error::Inconsistent(format!("tc link {} is missing", missing.display()))),
         Some(_) => {}
     }
     let slots = match in_pod_netns(netns, cookie, ifname, |ifindex| TC_PROGRAMS.iter().map(|tc| clsact::slot(ifindex, tc.ingress, tc.program)).collect::<Result<Vec<_>, _>>())? {
         Reach::Done(s) => s,
-        Reach::Unreachable(why) => return Err(why),
+        // Not attached where it should be: CHECK says so.
+        Reach::Unreachable(why) => return Err(Error::Inconsistent(why.message().to_string())),
     };
     for (tc, slot) in TC_PROGRAMS.iter().zip(slots) {
         let side = if tc.ingress { "ingress" } else { "egress" };
         match slot {
             clsact::Slot::Ours(_) => {}
             clsact::Slot::Empty => {
-                return Err(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, dir.join(link_name(tc, ifname)).display()))
+                return Err(Error::Inconsistent(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, dir.join(link_name(tc, ifname)).display())))
             }
-            clsact::Slot::Other(what) => return Err(format!("{ifname}: meshwire's clsact {side} place holds {what}, not {}", tc.program)),
+            clsact::Slot::Other(what) => return Err(Error::Inconsistent(format!("{ifname}: meshwire's clsact {side} place holds {what}, not {}", tc.program))),
         }
     }
     Ok(())

@@ -7,6 +7,7 @@ use std::sync::{Arc, Mutex};
 use super::pods::{self, MeshedPod, PodMaps};
 use super::Interception;
 use crate::datapath::pins::{self, Pins};
+use crate::error::Error;
 use crate::datapath::tc::{self, TcAttach};
 use crate::system::userns;
 
@@ -35,14 +36,14 @@ impl EbpfTc {
     /// The host UID of the pod's sidecar when its network namespace belongs
     /// to a user namespace of its own, for mw_pod_uid (None: sidecar.uid
     /// itself); as iptables' owner match maps it ([`userns::host_uid`]).
-    fn sidecar_host_uid(&self, pod: &MeshedPod) -> Result<Option<u32>, String> {
-        userns::host_uid(&pod.netns, self.sidecar_uid).map_err(|e| format!("pod {}: {e}", pod.container_id))
+    fn sidecar_host_uid(&self, pod: &MeshedPod) -> Result<Option<u32>, Error> {
+        userns::host_uid(&pod.netns, self.sidecar_uid).map_err(|e| Error::Invalid(format!("pod {}: {e}", pod.container_id)))
     }
 
     /// The maps held, or opened (again) when their pins changed: a new
     /// loader's install may have moved a map (an upgrade) or pinned new
     /// ones (after `cleanup`).
-    fn maps(&self) -> Result<Arc<PodMaps>, String> {
+    fn maps(&self) -> Result<Arc<PodMaps>, Error> {
         let mut held = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(maps) = held.as_ref().filter(|m| m.current()) {
             return Ok(Arc::clone(maps));
@@ -56,7 +57,7 @@ impl EbpfTc {
 impl Interception for EbpfTc {
     /// Maps (the pod's cookie entries from all its attachments), then tc on
     /// this attachment's interface; on a tc failure the map entries go again.
-    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         let maps = self.maps()?;
         pods::install(&maps, pod, siblings, self.sidecar_host_uid(pod)?)?;
         if pod.ifname.is_empty() {
@@ -69,7 +70,7 @@ impl Interception for EbpfTc {
         Ok(())
     }
 
-    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname)))?;
         if !self.pins.map(pins::MAP_PODS).exists() {
             // No datapath pinned (cleaned up): its entries went with the maps.
@@ -78,16 +79,16 @@ impl Interception for EbpfTc {
         pods::remove(&*self.maps()?, pod, siblings)
     }
 
-    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         pods::check(&*self.maps()?, pod, siblings, self.sidecar_host_uid(pod)?)?;
         if !pod.ifname.is_empty() {
-            tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
+            tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| e.context(format_args!("pod {}", pod.container_id)))?;
         }
         Ok(())
     }
 
     /// Map entries and tc pins of network namespaces no attachment has.
-    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), Error> {
         let swept = pods::sweep(&*self.maps()?, known)?;
         if swept > 0 {
             log::info!("removed {swept} map entries that no pod record explains");

@@ -97,6 +97,7 @@ use crate::config::{Cidr4, Config, Ipv6Policy};
 use super::ebpf::EbpfTc;
 use super::pods::{merged, MeshedPod};
 use super::Interception;
+use crate::error::Error;
 use crate::system;
 
 pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";
@@ -709,11 +710,11 @@ fn remove_v6(ns: &Entered, v6: &Family) -> Result<(), String> {
 /// Install (or bring back to exactly) the pod's rules: the IPv6 ones first
 /// (or, with `interception.ipv6 = "pass"`, remove those of a previous run),
 /// then IPv4. When IPv6 cannot be refused, the IPv4 rules are not applied.
-pub fn apply(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+pub fn apply(node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
     apply_with(&V6, node, pod)
 }
 
-fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
     let rules = chain_rules(node, pod);
     let rules6 = chain_rules6(node, pod);
     let guard = guard_rules(node);
@@ -749,7 +750,7 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
         }
         Ok(())
     })?;
-    done.ok_or_else(|| format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display()))
+    done.ok_or_else(|| Error::NetnsGone(format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display())))
 }
 
 /// Remove the pod's jumps and chains, of both families. A namespace that is
@@ -853,16 +854,16 @@ impl Iptables {
 }
 
 impl Interception for Iptables {
-    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         // A pod whose user namespace has no sidecar.uid is refused as in
         // eBPF mode, by name, rather than by the kernel's EINVAL.
-        crate::system::userns::host_uid(&pod.netns, self.rules.sidecar_uid).map_err(|e| format!("pod {}: {e}", pod.container_id))?;
+        crate::system::userns::host_uid(&pod.netns, self.rules.sidecar_uid).map_err(|e| Error::Invalid(format!("pod {}: {e}", pod.container_id)))?;
         // Not in the maps (a loader in eBPF mode may have put it there).
         self.ebpf.remove(pod, &[])?;
         apply(&self.rules, &merged(pod, siblings))
     }
 
-    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         match siblings.split_first() {
             None => remove(pod)?,
             // A namespace that is gone took its rules with it.
@@ -872,11 +873,11 @@ impl Interception for Iptables {
         self.ebpf.remove(pod, siblings)
     }
 
-    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
-        check(&self.rules, &merged(pod, siblings))
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        check(&self.rules, &merged(pod, siblings)).map_err(Error::Inconsistent)
     }
 
-    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), Error> {
         self.ebpf.sweep(known)
     }
 }
@@ -1411,7 +1412,7 @@ mod tests {
         for (v6, missing) in [(&NO_IP6TABLES, "meshwire-test-no-ip6tables-save")] {
             let ns = TestNetns::new("noip6");
             let p = pod(&ns.path, ns.cookie());
-            let e = apply_with(v6, &node(), &p).unwrap_err();
+            let e = apply_with(v6, &node(), &p).unwrap_err().to_string();
             for says in [missing, "interception.ipv6 = \"pass\"", "IPv4 rules were not applied", "pod ipt-test"] {
                 assert!(e.contains(says), "{says} in: {e}");
             }
@@ -1442,21 +1443,21 @@ mod tests {
             // PID 1's namespace may not be ours to open (then it is refused by cookie anyway).
             let Ok(cookie) = system::netns_cookie(Path::new(path)) else { continue };
             let p = pod(Path::new(path), cookie);
-            let e = apply(&node(), &p).unwrap_err();
+            let e = apply(&node(), &p).unwrap_err().to_string();
             assert!(e.contains("host"), "{path}: {e}");
-            let e = apply(&node_pass(), &p).unwrap_err();
+            let e = apply(&node_pass(), &p).unwrap_err().to_string();
             assert!(e.contains("host"), "{path}: {e}");
         }
         // A record whose path now names the host's namespace: refused too.
         let ns = TestNetns::new("gone");
         let stale = pod(Path::new("/proc/self/ns/net"), ns.cookie());
-        assert!(apply(&node(), &stale).unwrap_err().contains("host"));
+        assert!(apply(&node(), &stale).unwrap_err().to_string().contains("host"));
         assert!(remove(&stale).unwrap_err().contains("host"));
         assert!(check(&node(), &stale).unwrap_err().contains("host"));
         // A path that now names another pod's namespace: left alone.
         let other = TestNetns::new("other");
         let moved = pod(&other.path, ns.cookie());
-        assert!(apply(&node(), &moved).unwrap_err().contains("is gone"));
+        assert!(matches!(apply(&node(), &moved).unwrap_err(), Error::NetnsGone(m) if m.contains("is gone")));
         remove(&moved).unwrap();
         assert!(!other.nat().contains("MESHWIRE"));
         assert!(!other.filter6().contains("MESHWIRE"));

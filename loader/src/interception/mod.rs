@@ -12,6 +12,7 @@ pub mod iptables;
 pub mod pods;
 
 use crate::config::{Config, Interception as Mode};
+use crate::error::Error;
 use crate::datapath::pins::Pins;
 use pods::MeshedPod;
 
@@ -21,15 +22,16 @@ use pods::MeshedPod;
 pub trait Interception: Send + Sync {
     /// Steer the attachment; applying again is fine. On error nothing of it
     /// is left (the siblings stay as they were).
-    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;
     /// Stop steering the attachment; the siblings stay steered. What is
     /// already gone (also the namespace) is fine.
-    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
-    /// Is the attachment steered as it should be? Err says what is not.
-    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String>;
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;
+    /// Is the attachment steered as it should be? Err says what is not
+    /// (Inconsistent), or that it could not be read.
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;
     /// After a restart: take away what none of the `known` attachments
     /// explains (a loader killed in the middle of an ADD).
-    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String>;
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), Error>;
 }
 
 /// The interception `config` asks for.
@@ -54,22 +56,22 @@ pub fn for_cleanup(config: &Config, pins: &Pins) -> Box<dyn Interception> {
 struct WithLeftoverRules(ebpf::EbpfTc);
 
 impl Interception for WithLeftoverRules {
-    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         self.0.apply(pod, siblings)
     }
 
-    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         if let Err(e) = iptables::remove(pod) {
             log::debug!("no iptables-mode rules removed: {e}");
         }
         self.0.remove(pod, siblings)
     }
 
-    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+    fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         self.0.check(pod, siblings)
     }
 
-    fn sweep(&self, known: &[MeshedPod]) -> Result<(), String> {
+    fn sweep(&self, known: &[MeshedPod]) -> Result<(), Error> {
         self.0.sweep(known)
     }
 }

@@ -12,6 +12,7 @@ use std::path::{Path, PathBuf};
 use meshwire_api::PodSpec;
 
 use crate::config::Cidr4;
+use crate::error::Error;
 use crate::datapath::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
 use crate::datapath::pins::{self, Pins};
@@ -177,37 +178,37 @@ pub fn too_long_container_id(id: &str) -> bool {
     id.len() > MAX_CONTAINER_ID && valid_id_chars(id)
 }
 
-pub fn check_container_id(id: &str) -> Result<(), String> {
+pub fn check_container_id(id: &str) -> Result<(), Error> {
     if valid_container_id(id) {
         Ok(())
     } else {
-        Err(format!("container_id {id:?} is not valid: use 1-256 of A-Z a-z 0-9 _ . - (not starting with '.')"))
+        Err(Error::Invalid(format!("container_id {id:?} is not valid: use 1-256 of A-Z a-z 0-9 _ . - (not starting with '.')")))
     }
 }
 
 /// Validate a spec without touching the system (no netns access).
-pub fn validate(spec: &PodSpec) -> Result<(), String> {
+pub fn validate(spec: &PodSpec) -> Result<(), Error> {
     check_container_id(&spec.container_id)?;
     if !spec.netns.is_absolute() {
-        return Err(format!("netns {:?} must be an absolute path", spec.netns));
+        return Err(Error::Invalid(format!("netns {:?} must be an absolute path", spec.netns)));
     }
     let ifname = &spec.ifname;
     if !ifname.is_empty() && (ifname.len() > 15 || ifname.contains(['/', ' ', '\0']) || ifname == "." || ifname == "..") {
-        return Err(format!("ifname {ifname:?} is not a valid interface name (up to 15 characters, no '/' or spaces)"));
+        return Err(Error::Invalid(format!("ifname {ifname:?} is not a valid interface name (up to 15 characters, no '/' or spaces)")));
     }
     for (what, ports) in [("exclude_outbound_ports", &spec.exclude_outbound_ports), ("exclude_inbound_ports", &spec.exclude_inbound_ports)] {
         if ports.contains(&0) {
-            return Err(format!("{what}: port 0 is not a port; use 1-65535"));
+            return Err(Error::Invalid(format!("{what}: port 0 is not a port; use 1-65535")));
         }
     }
     for (what, ports) in [("include_outbound_ports", &spec.include_outbound_ports), ("include_inbound_ports", &spec.include_inbound_ports.clone().unwrap_or_default())] {
         if ports.contains(&0) {
-            return Err(format!("{what}: port 0 is not a port; use 1-65535"));
+            return Err(Error::Invalid(format!("{what}: port 0 is not a port; use 1-65535")));
         }
     }
     for ip in &spec.ips {
         if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || ip.is_multicast() {
-            return Err(format!("ips: {ip} cannot be a pod address"));
+            return Err(Error::Invalid(format!("ips: {ip} cannot be a pod address")));
         }
     }
     Ok(())
@@ -215,12 +216,12 @@ pub fn validate(spec: &PodSpec) -> Result<(), String> {
 
 /// Validate and resolve the pod's netns cookie (enters the netns on a thread).
 /// `defaults`: the node's choices for a spec that does not say.
-pub fn resolve(spec: &PodSpec, defaults: PodDefaults) -> Result<MeshedPod, String> {
+pub fn resolve(spec: &PodSpec, defaults: PodDefaults) -> Result<MeshedPod, Error> {
     validate(spec)?;
     let cookie = system::netns_cookie(&spec.netns)?;
     timing::mark("netns cookie");
     if system::host_netns_cookies()?.contains(&cookie) {
-        return Err(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display()));
+        return Err(Error::Invalid(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display())));
     }
     Ok(MeshedPod::of(spec, cookie, defaults))
 }
@@ -246,7 +247,7 @@ fn pin_inode(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl PodMaps {
-    pub fn open(pins: &Pins) -> Result<PodMaps, String> {
+    pub fn open(pins: &Pins) -> Result<PodMaps, Error> {
         let mut pinned = Vec::new();
         let mut open = |name: &str| {
             let path = pins.map(name);
@@ -254,7 +255,7 @@ impl PodMaps {
             // `current` says so next time and the maps are opened again.
             pinned.push((path.clone(), pin_inode(&path)));
             MapFd::open_pinned(&path).map_err(|e| {
-                format!("{e}; is the datapath loaded with pin directory {}? (`meshwire-loader run`)", pins.root().display())
+                Error::from(e).map_message(|m| format!("{m}; is the datapath loaded with pin directory {}? (`meshwire-loader run`)", pins.root().display()))
             })
         };
         Ok(PodMaps {
@@ -289,9 +290,9 @@ fn in_key(ip: Ipv4Addr, port: u16) -> In4Key {
 
 /// A failed map update; a full map (E2BIG) is said to be full, and logged:
 /// the pod is refused, the pods already meshed keep their entries.
-fn update_error(map: &MapFd, name: &str, e: crate::libbpf::BpfError) -> String {
+fn update_error(map: &MapFd, name: &'static str, e: crate::libbpf::BpfError) -> Error {
     if e.source.raw_os_error() != Some(libc::E2BIG) {
-        return format!("{name}: {e}");
+        return Error::from(e).context(name);
     }
     let capacity = map.info().map_or_else(|_| "?".to_string(), |i| i.max_entries.to_string());
     let msg = format!(
@@ -299,7 +300,7 @@ fn update_error(map: &MapFd, name: &str, e: crate::libbpf::BpfError) -> String {
          (bpf/lib/meshwire_consts.h, README \"Limits\"); pods already meshed are unaffected"
     );
     log::error!("{msg}");
-    msg
+    Error::MapFull { map: name, message: msg }
 }
 
 /// Write every entry of the attachment `pod`, its netns-cookie entries from
@@ -308,45 +309,45 @@ fn update_error(map: &MapFd, name: &str, e: crate::libbpf::BpfError) -> String {
 /// (`sidecar_uid`: the host UID of a pod in a user namespace of its own, see
 /// [`crate::system::userns::host_uid`]). On error, the entries written are
 /// removed again (the siblings' stay as they were).
-pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), String> {
+pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), Error> {
     for ip in &pod.ips {
         let key = u32::from(*ip).to_be();
-        if let Some(owner) = maps.ips.lookup::<u32, u64>(&key).map_err(|e| e.to_string())? {
+        if let Some(owner) = maps.ips.lookup::<u32, u64>(&key)? {
             if owner != pod.cookie {
-                return Err(format!("{ip} already belongs to the meshed pod with netns cookie {owner}"));
+                return Err(Error::Invalid(format!("{ip} already belongs to the meshed pod with netns cookie {owner}")));
             }
         }
     }
     let view = merged(pod, siblings);
-    let result = (|| -> Result<(), String> {
+    let result = (|| -> Result<(), Error> {
         let keys = view.cookie_keys();
         for k in &keys.ports {
-            maps.out_ports.update(k, &1u8).map_err(|e| update_error(&maps.out_ports, "mw_excl_ports", e))?;
+            maps.out_ports.update(k, &1u8).map_err(|e| update_error(&maps.out_ports, pins::MAP_EXCL_PORTS, e))?;
         }
         for k in &keys.out_cidrs {
-            maps.out_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.out_cidrs, "mw_excl_cidr4", e))?;
+            maps.out_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.out_cidrs, pins::MAP_EXCL_CIDR4, e))?;
         }
         for k in &keys.incl_cidrs {
-            maps.incl_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs, "mw_incl_cidr4", e))?;
+            maps.incl_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs, pins::MAP_INCL_CIDR4, e))?;
         }
         for ip in &pod.ips {
             for &p in &pod.in_ports {
-                maps.in_ports.update(&in_key(*ip, p), &1u8).map_err(|e| update_error(&maps.in_ports, "mw_excl_in4", e))?;
+                maps.in_ports.update(&in_key(*ip, p), &1u8).map_err(|e| update_error(&maps.in_ports, pins::MAP_EXCL_IN4, e))?;
             }
-            maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, "mw_pod_ips", e))?;
+            maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, pins::MAP_POD_IPS, e))?;
         }
         match sidecar_uid {
-            Some(uid) => maps.uids.update(&pod.cookie, &uid).map_err(|e| update_error(&maps.uids, "mw_pod_uid", e))?,
+            Some(uid) => maps.uids.update(&pod.cookie, &uid).map_err(|e| update_error(&maps.uids, pins::MAP_POD_UID, e))?,
             None => {
-                maps.uids.delete(&pod.cookie).map_err(|e| format!("mw_pod_uid: {e}"))?;
+                maps.uids.delete(&pod.cookie).map_err(|e| Error::from(e).context(pins::MAP_POD_UID))?;
             }
         }
-        maps.pods.update(&pod.cookie, &view.entry()).map_err(|e| update_error(&maps.pods, "mw_pods", e))
+        maps.pods.update(&pod.cookie, &view.entry()).map_err(|e| update_error(&maps.pods, pins::MAP_PODS, e))
     })();
     timing::mark("map updates");
     if let Err(e) = result {
         let _ = remove(maps, pod, siblings);
-        return Err(format!("pod {}: {e}", pod.container_id));
+        return Err(e.context(format_args!("pod {}", pod.container_id)));
     }
     Ok(())
 }
@@ -355,11 +356,11 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_
 /// Without `siblings` its netns-cookie entries go too, mw_pods first, so the
 /// datapath stops treating the pod as meshed before its exclusions go; with
 /// them, those entries become the siblings' alone.
-pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), String> {
+pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
     let mut first_err = None;
     let mut note = |r: Result<bool, crate::libbpf::BpfError>| {
         if let Err(e) = r {
-            first_err.get_or_insert(e.to_string());
+            first_err.get_or_insert(Error::from(e));
         }
     };
     let before = merged(pod, siblings).cookie_keys();
@@ -397,7 +398,7 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
     timing::mark("map updates");
     match first_err {
         None => Ok(()),
-        Some(e) => Err(format!("pod {}: {e}", pod.container_id)),
+        Some(e) => Err(e.context(format_args!("pod {}", pod.container_id))),
     }
 }
 
@@ -405,11 +406,11 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
 /// killed between writing a pod's entries and its record leaves behind.
 /// Node-wide entries (cookie 0, pod IP 0) are the config's and stay.
 /// Returns how many entries went.
-pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
+pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, Error> {
     let cookies: Vec<u64> = known.iter().map(|p| p.cookie).collect();
     let ips: Vec<u32> = known.iter().flat_map(|p| p.ips.iter().map(|ip| u32::from(*ip).to_be())).collect();
     let mut removed = 0;
-    let e = |e: crate::libbpf::BpfError| e.to_string();
+    let e = Error::from;
     for cookie in maps.pods.keys::<u64>().map_err(e)? {
         if !cookies.contains(&cookie) && maps.pods.delete(&cookie).map_err(e)? {
             removed += 1;
@@ -449,25 +450,26 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, String> {
 
 /// Is every entry of the attachment in place (its cookie's as it and its
 /// siblings want them, `sidecar_uid` as for [`install`])? Err names the
-/// first missing or different one.
-pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), String> {
-    let missing = |what: String| Err(format!("pod {}: {what} is missing", pod.container_id));
+/// first missing or different one (Inconsistent), or says the maps could
+/// not be read.
+pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), Error> {
+    let missing = |what: String| Err(Error::Inconsistent(format!("pod {}: {what} is missing", pod.container_id)));
     let want = merged(pod, siblings).entry().flags;
-    match maps.pods.lookup::<u64, Pod>(&pod.cookie).map_err(|e| e.to_string())? {
-        None => return missing(format!("mw_pods entry for netns cookie {}", pod.cookie)),
+    match maps.pods.lookup::<u64, Pod>(&pod.cookie)? {
+        None => return missing(format!("{} entry for netns cookie {}", pins::MAP_PODS, pod.cookie)),
         Some(e) if e.flags != want => {
-            return Err(format!("pod {}: mw_pods entry has flags {:#x}, expected {:#x}", pod.container_id, e.flags, want))
+            return Err(Error::Inconsistent(format!("pod {}: {} entry has flags {:#x}, expected {:#x}", pod.container_id, pins::MAP_PODS, e.flags, want)))
         }
         Some(_) => {}
     }
-    let uid = maps.uids.lookup::<u64, u32>(&pod.cookie).map_err(|e| e.to_string())?;
+    let uid = maps.uids.lookup::<u64, u32>(&pod.cookie)?;
     if uid != sidecar_uid {
         let shown = |u: Option<u32>| u.map_or("none (sidecar.uid applies)".to_string(), |u| u.to_string());
-        return Err(format!("pod {}: mw_pod_uid entry is {}, expected {}", pod.container_id, shown(uid), shown(sidecar_uid)));
+        return Err(Error::Inconsistent(format!("pod {}: {} entry is {}, expected {}", pod.container_id, pins::MAP_POD_UID, shown(uid), shown(sidecar_uid))));
     }
     for ip in &pod.ips {
-        if maps.ips.lookup::<u32, u64>(&u32::from(*ip).to_be()).map_err(|e| e.to_string())? != Some(pod.cookie) {
-            return missing(format!("mw_pod_ips entry for {ip}"));
+        if maps.ips.lookup::<u32, u64>(&u32::from(*ip).to_be())? != Some(pod.cookie) {
+            return missing(format!("{} entry for {ip}", pins::MAP_POD_IPS));
         }
     }
     Ok(())
@@ -580,7 +582,7 @@ mod tests {
             let mut s = spec();
             f(&mut s);
             let e = validate(&s).unwrap_err();
-            assert!(e.contains(needle), "{e:?} should mention {needle:?}");
+            assert!(matches!(e, Error::Invalid(_)) && e.message().contains(needle), "{e:?} should mention {needle:?}");
         };
         bad(|s| s.container_id = "../etc/passwd".into(), "container_id");
         bad(|s| s.container_id = String::new(), "container_id");
@@ -591,5 +593,36 @@ mod tests {
         bad(|s| s.exclude_outbound_ports = vec![0], "exclude_outbound_ports");
         bad(|s| s.exclude_inbound_ports = vec![0], "exclude_inbound_ports");
         bad(|s| s.ips = vec![Ipv4Addr::LOCALHOST], "cannot be a pod address");
+    }
+
+    /// A full map refuses the pod as MapFull, naming the map, and leaves
+    /// nothing of it (real maps, in a private bpffs).
+    #[test]
+    fn a_full_map_refuses_the_pod_as_map_full_and_leaves_nothing() {
+        use crate::datapath::objects;
+        let fs = crate::testutil::PrivateBpffs::new();
+        let pins = Pins::new(fs.path());
+        pins.create_dirs().unwrap();
+        let _objs: Vec<_> = objects::CORE
+            .iter()
+            .map(|spec| {
+                let mut obj = spec.open(Some(&pins.maps_dir())).unwrap();
+                let s = crate::datapath::settings_of(&crate::config::Config::default_config());
+                obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap();
+                obj.load().unwrap_or_else(|e| panic!("{}: {e}", spec.name));
+                obj
+            })
+            .collect();
+        let maps = PodMaps::open(&pins).unwrap();
+        let capacity = maps.pods.info().unwrap().max_entries as u64;
+        for cookie in 1..=capacity {
+            maps.pods.update(&cookie, &Pod { flags: POD_F_MESHED }).unwrap();
+        }
+        let pod = MeshedPod::of(&spec(), capacity + 1, PodDefaults::default());
+        let e = install(&maps, &pod, &[], None).unwrap_err();
+        assert!(matches!(&e, Error::MapFull { map, .. } if *map == pins::MAP_PODS), "{e:?}");
+        assert!(e.message().contains(&format!("{} is full ({capacity} entries)", pins::MAP_PODS)), "{e}");
+        assert_eq!(maps.ips.keys::<u32>().unwrap(), Vec::<u32>::new(), "the pod's address entry was taken back");
+        assert_eq!(maps.out_ports.keys::<PortKey>().unwrap(), Vec::<PortKey>::new(), "its port entries too");
     }
 }

@@ -13,25 +13,52 @@ use std::time::Duration;
 
 use meshwire_api::{ErrorCode, Op, OpResult, Response, MAX_LINE};
 
-use crate::service::pod_service::{internal, invalid, PodService};
+use crate::error::Error;
+use crate::service::pod_service::PodService;
 use crate::timing;
 
 type ApiResult = Result<OpResult, Response>;
 
+fn invalid(msg: impl Into<String>) -> Response {
+    Response::err(ErrorCode::InvalidRequest, msg)
+}
+
+fn internal(msg: impl Into<String>) -> Response {
+    Response::err(ErrorCode::Internal, msg)
+}
+
+/// The code the API answers an error with: each kind its own, so that a
+/// client can tell a full map or a vanished namespace from a bug.
+fn code_of(e: &Error) -> ErrorCode {
+    match e {
+        Error::Invalid(_) => ErrorCode::InvalidRequest,
+        Error::NotFound(_) => ErrorCode::NotFound,
+        Error::MapFull { .. } => ErrorCode::MapFull,
+        Error::NetnsGone(_) => ErrorCode::NetnsGone,
+        Error::Inconsistent(_) => ErrorCode::Inconsistent,
+        Error::Os { .. } | Error::Internal(_) => ErrorCode::Internal,
+    }
+}
+
+impl From<Error> for Response {
+    fn from(e: Error) -> Response {
+        Response::err(code_of(&e), e.message())
+    }
+}
 
 fn dispatch(service: &PodService, op: Op) -> ApiResult {
-    match op {
-        Op::AddPod { pod } => service.add(pod).map(|r| OpResult { pod: Some(r), ..Default::default() }),
-        Op::DelPod { container_id, ifname } => service.del(&container_id, ifname.as_deref()).map(|existed| OpResult { existed: Some(existed), ..Default::default() }),
-        Op::CheckPod { container_id, ifname } => service.check(&container_id, ifname.as_deref()).map(|r| OpResult { pod: Some(r), ..Default::default() }),
-        Op::ListPods => service.list().map(|p| OpResult { pods: Some(p), ..Default::default() }),
+    Ok(match op {
+        Op::AddPod { pod } => OpResult { pod: Some(service.add(pod)?), ..Default::default() },
+        Op::DelPod { container_id, ifname } => OpResult { existed: Some(service.del(&container_id, ifname.as_deref())?), ..Default::default() },
+        Op::CheckPod { container_id, ifname } => OpResult { pod: Some(service.check(&container_id, ifname.as_deref())?), ..Default::default() },
+        Op::ListPods => OpResult { pods: Some(service.list()?), ..Default::default() },
         Op::Status => {
             let mut status = serde_json::Map::new();
             status.insert("pods".into(), service.count().into());
             status.insert("ready".into(), true.into());
-            Ok(OpResult { status: Some(status), ..Default::default() })
+            OpResult { status: Some(status), ..Default::default() }
         }
-    }
+    })
 }
 
 /// An idle connection is closed after this long without a request, and a
@@ -118,7 +145,7 @@ fn serve(service: &PodService, stream: UnixStream) {
             if let Some((id, ifname)) = undo {
                 match service.del(&id, Some(&ifname)) {
                     Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; taken out again"),
-                    Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and taking it out failed: {:?}", e.error),
+                    Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and taking it out failed: {e}"),
                 }
             }
             return;
@@ -327,8 +354,28 @@ mod tests {
             r#"{"version":1,"op":"add_pod","pod":{"container_id":"c1","netns":"/run/netns/meshwire-no-such-ns","ifname":"eth0"}}"#,
             r#"{"version":1,"op":"list_pods"}"#,
         ]);
-        assert_eq!(code(&a[0]), Some(ErrorCode::InvalidRequest));
+        assert_eq!(code(&a[0]), Some(ErrorCode::NetnsGone), "{:?}", a[0]);
         assert_eq!(a[1].result.as_ref().unwrap().pods, Some(vec![]));
+    }
+
+    /// Each kind of error has its own code; only failed system calls and
+    /// the unforeseen are Internal. The message goes as it is.
+    #[test]
+    fn each_kind_of_error_is_answered_with_its_own_code() {
+        let cases = [
+            (Error::Invalid("i".into()), ErrorCode::InvalidRequest),
+            (Error::NotFound("n".into()), ErrorCode::NotFound),
+            (Error::MapFull { map: "mw_pods", message: "mw_pods is full".into() }, ErrorCode::MapFull),
+            (Error::NetnsGone("g".into()), ErrorCode::NetnsGone),
+            (Error::Inconsistent("c".into()), ErrorCode::Inconsistent),
+            (Error::os("opening x", &std::io::Error::from_raw_os_error(libc::EPERM)), ErrorCode::Internal),
+            (Error::Internal("b".into()), ErrorCode::Internal),
+        ];
+        for (e, want) in cases {
+            let r = Response::from(e.clone());
+            let got = r.error.unwrap();
+            assert_eq!((got.code, got.message.as_str()), (want, e.message()), "{e:?}");
+        }
     }
 
     #[test]
@@ -352,7 +399,7 @@ mod tests {
         std::thread::spawn(move || {
             for p in paths {
                 let spec = PodSpec { container_id: "c".into(), netns: p, ..Default::default() };
-                let _ = tx.send(service.add(spec).map(|_| ()).map_err(|e| e.error.unwrap()));
+                let _ = tx.send(service.add(spec).map(|_| ()).map_err(|e| Response::from(e).error.unwrap()));
             }
         });
         for p in [&fifo, &file] {

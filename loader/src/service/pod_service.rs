@@ -7,20 +7,13 @@ use std::collections::HashMap;
 use std::path::Path;
 use std::sync::Mutex;
 
-use meshwire_api::{ErrorCode, PodRecord, PodSpec, Response};
+use meshwire_api::{PodRecord, PodSpec};
 
 use crate::interception::pods::{self, MeshedPod, PodDefaults};
 use crate::interception::Interception;
+use crate::error::Error;
 use crate::service::records::Records;
 use crate::timing;
-
-pub(crate) fn invalid(msg: impl Into<String>) -> Response {
-    Response::err(ErrorCode::InvalidRequest, msg)
-}
-
-pub(crate) fn internal(msg: impl Into<String>) -> Response {
-    Response::err(ErrorCode::Internal, msg)
-}
 
 /// Pods: validated, steered, recorded. Mutations are
 /// serialised; a failed add leaves nothing behind.
@@ -113,21 +106,21 @@ impl PodService {
         self.mutate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Response> {
-        pods::validate(&spec).map_err(invalid)?;
+    pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Error> {
+        pods::validate(&spec)?;
         // The namespace is opened (never blocking) and checked before the
         // lock: a bad path cannot hold up other pods' changes.
-        let pod = pods::resolve(&spec, self.defaults).map_err(invalid)?;
+        let pod = pods::resolve(&spec, self.defaults)?;
         let mut meshed = self.lock();
         timing::mark("lock wait");
 
         if let Some(other) = meshed.other_owner(pod.cookie, &spec.container_id) {
-            return Err(invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
+            return Err(Error::Invalid(format!("{} is already meshed as container {other}", spec.netns.display())));
         }
         // A container is in one network namespace: each of its attachments says which.
-        let attachments = self.records.of_container(&spec.container_id).map_err(internal)?;
+        let attachments = self.records.of_container(&spec.container_id)?;
         if let Some(elsewhere) = attachments.iter().find(|r| r.spec.netns != spec.netns || r.netns_cookie != pod.cookie) {
-            return Err(invalid(format!(
+            return Err(Error::Invalid(format!(
                 "container {} is already meshed with network namespace {} (cookie {}); this one is {} (cookie {}): delete it first",
                 spec.container_id,
                 elsewhere.spec.netns.display(),
@@ -151,7 +144,7 @@ impl PodService {
             let previous = self.meshed_of(&existing);
             let restored = self
                 .apply(&previous)
-                .map_err(|e| e.error.map(|e| e.message).unwrap_or_default())
+                .map_err(String::from)
                 .and_then(|()| self.records.save(&existing));
             match restored {
                 Ok(()) => {
@@ -164,12 +157,12 @@ impl PodService {
     }
 
     /// Apply a new pod and record it; on failure nothing of it is left.
-    fn install(&self, meshed: &mut Meshed, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Response> {
+    fn install(&self, meshed: &mut Meshed, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Error> {
         self.apply(pod)?;
         let record = PodRecord { spec, netns_cookie: pod.cookie };
         if let Err(e) = self.records.save(&record) {
             let _ = self.teardown(meshed, &record);
-            return Err(internal(e));
+            return Err(Error::Internal(e));
         }
         meshed.add(&record);
         log::info!(
@@ -183,34 +176,34 @@ impl PodService {
     }
 
     /// Steer the attachment, with what its siblings share.
-    fn apply(&self, pod: &MeshedPod) -> Result<(), Response> {
-        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
-        self.interception.apply(pod, &siblings).map_err(internal)
+    fn apply(&self, pod: &MeshedPod) -> Result<(), Error> {
+        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie)?;
+        self.interception.apply(pod, &siblings)
     }
 
     /// One attachment goes; the pod's other attachments stay meshed.
-    fn teardown(&self, meshed: &mut Meshed, record: &PodRecord) -> Result<(), Response> {
+    fn teardown(&self, meshed: &mut Meshed, record: &PodRecord) -> Result<(), Error> {
         let pod = self.meshed_of(record);
-        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie).map_err(internal)?;
-        self.interception.remove(&pod, &siblings).map_err(internal)?;
-        self.records.remove(&record.spec.container_id, &record.spec.ifname).map_err(internal)?;
+        let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie)?;
+        self.interception.remove(&pod, &siblings)?;
+        self.records.remove(&record.spec.container_id, &record.spec.ifname)?;
         meshed.forget(record);
         Ok(())
     }
 
     /// The records of `container_id`: the attachment `ifname`, or all of
     /// them when None.
-    fn load(&self, container_id: &str, ifname: Option<&str>) -> Result<Vec<PodRecord>, Response> {
-        pods::check_container_id(container_id).map_err(invalid)?;
+    fn load(&self, container_id: &str, ifname: Option<&str>) -> Result<Vec<PodRecord>, Error> {
+        pods::check_container_id(container_id)?;
         match ifname {
-            Some(i) => Ok(self.records.load(container_id, i).map_err(internal)?.into_iter().collect()),
-            None => self.records.of_container(container_id).map_err(internal),
+            Some(i) => Ok(self.records.load(container_id, i)?.into_iter().collect()),
+            None => Ok(self.records.of_container(container_id)?),
         }
     }
 
     /// Ok(false): the pod was not known (CNI DEL is idempotent). Without
     /// `ifname`, every attachment of the container goes.
-    pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Response> {
+    pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Error> {
         if pods::too_long_container_id(container_id) {
             // No pod can have been added under it: nothing to delete.
             return Ok(false);
@@ -238,7 +231,7 @@ impl PodService {
         for record in records {
             match self.teardown(&mut meshed, &record) {
                 Ok(()) => removed.push(record),
-                Err(e) => failed.push(format!("pod {}: {}", record.spec.container_id, e.error.map(|e| e.message).unwrap_or_default())),
+                Err(e) => failed.push(format!("pod {}: {e}", record.spec.container_id)),
             }
         }
         Ok((removed, failed))
@@ -246,10 +239,10 @@ impl PodService {
 
     /// CHECK of one attachment (without `ifname`, of each of the container's;
     /// the first is answered).
-    pub fn check(&self, container_id: &str, ifname: Option<&str>) -> Result<PodRecord, Response> {
+    pub fn check(&self, container_id: &str, ifname: Option<&str>) -> Result<PodRecord, Error> {
         let records = self.load(container_id, ifname)?;
         let Some(first) = records.first().cloned() else {
-            return Err(Response::err(ErrorCode::NotFound, format!("no pod with container id {container_id}{}", ifname.map(|i| format!(" on {i}")).unwrap_or_default())));
+            return Err(Error::NotFound(format!("no pod with container id {container_id}{}", ifname.map(|i| format!(" on {i}")).unwrap_or_default())));
         };
         for record in &records {
             self.check_one(record)?;
@@ -257,15 +250,15 @@ impl PodService {
         Ok(first)
     }
 
-    fn check_one(&self, record: &PodRecord) -> Result<(), Response> {
+    fn check_one(&self, record: &PodRecord) -> Result<(), Error> {
         let container_id = &record.spec.container_id;
-        let inconsistent = |m: String| Response::err(ErrorCode::Inconsistent, m);
         if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
-            return Err(inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
+            // What CHECK looks for: the pod is not as it was set up.
+            return Err(Error::Inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
         }
         let pod = self.meshed_of(record);
-        let siblings = self.siblings(container_id, &record.spec.ifname, record.netns_cookie).map_err(internal)?;
-        self.interception.check(&pod, &siblings).map_err(inconsistent)
+        let siblings = self.siblings(container_id, &record.spec.ifname, record.netns_cookie)?;
+        self.interception.check(&pod, &siblings)
     }
 
     /// Is this attachment meshed (recorded)?
@@ -278,8 +271,8 @@ impl PodService {
         self.records.count()
     }
 
-    pub fn list(&self) -> Result<Vec<PodRecord>, Response> {
-        Ok(self.records.all().map_err(internal)?.0)
+    pub fn list(&self) -> Result<Vec<PodRecord>, Error> {
+        Ok(self.records.all()?.0)
     }
 
     /// After a (re)start: keep the pods whose namespace is still there,
@@ -309,11 +302,11 @@ impl PodService {
             if alive {
                 match self.apply(&pod) {
                     Ok(()) => kept += 1,
-                    Err(e) => log::error!("pod {}: could not restore: {:?}", pod.container_id, e.error),
+                    Err(e) => log::error!("pod {}: could not restore: {e}", pod.container_id),
                 }
             } else {
                 log::info!("pod {}: network namespace {} is gone; removing it", pod.container_id, pod.netns.display());
-                self.teardown(&mut meshed, record).map_err(|e| format!("{:?}", e.error))?;
+                self.teardown(&mut meshed, record)?;
                 dropped += 1;
             }
         }

@@ -10,6 +10,8 @@ use std::path::{Path, PathBuf};
 
 pub mod userns;
 
+use crate::error::Error;
+
 fn statfs_magic(path: &Path) -> io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
     let mut st: libc::statfs = unsafe { std::mem::zeroed() };
@@ -93,7 +95,7 @@ impl std::os::fd::AsRawFd for Cgroup {
 /// Open `netns` and make sure it is a network namespace, without ever
 /// blocking: O_NONBLOCK, so a FIFO (or a device) at that path cannot wedge
 /// the caller, then nsfs (statfs) and NS_GET_NSTYPE = CLONE_NEWNET.
-pub fn open_netns(netns: &Path) -> Result<File, String> {
+pub fn open_netns(netns: &Path) -> Result<File, Error> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     const NSFS_MAGIC: i64 = 0x6e73_6673;
@@ -103,24 +105,27 @@ pub fn open_netns(netns: &Path) -> Result<File, String> {
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(netns)
-        .map_err(|e| format!("opening network namespace {shown}: {e}"))?;
+        .map_err(|e| match e.kind() {
+            io::ErrorKind::NotFound => Error::NetnsGone(format!("opening network namespace {shown}: {e}")),
+            _ => Error::os(format_args!("opening network namespace {shown}"), &e),
+        })?;
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
-        return Err(format!("{shown}: statfs: {}", io::Error::last_os_error()));
+        return Err(Error::os(format_args!("{shown}: statfs"), &io::Error::last_os_error()));
     }
     if fs.f_type as i64 != NSFS_MAGIC {
-        return Err(format!("{shown} is not a network namespace (not a namespace file of nsfs)"));
+        return Err(Error::Invalid(format!("{shown} is not a network namespace (not a namespace file of nsfs)")));
     }
     let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
     if kind != libc::CLONE_NEWNET {
-        return Err(format!("{shown} is a namespace, but not a network namespace"));
+        return Err(Error::Invalid(format!("{shown} is a namespace, but not a network namespace")));
     }
     Ok(file)
 }
 
 /// The cookie of the network namespace behind `netns` (e.g. /run/netns/x or
 /// /proc/PID/ns/net).
-pub fn netns_cookie(netns: &Path) -> Result<u64, String> {
+pub fn netns_cookie(netns: &Path) -> Result<u64, Error> {
     run_in_netns(open_netns(netns)?, &netns.display().to_string(), Ok)
 }
 
@@ -129,16 +134,21 @@ pub fn netns_cookie(netns: &Path) -> Result<u64, String> {
 /// shown as `shown` in errors) and ends with the work, since setns() moves
 /// only the calling thread. `f` is given the namespace's cookie, so callers
 /// can check it is the namespace they mean before touching anything.
-pub fn run_in_netns<T: Send + 'static>(netns: File, shown: &str, f: impl FnOnce(u64) -> Result<T, String> + Send + 'static) -> Result<T, String> {
+/// `E`: the caller's error type (its own failures are said in words).
+pub fn run_in_netns<T: Send + 'static, E: From<String> + Send + 'static>(
+    netns: File,
+    shown: &str,
+    f: impl FnOnce(u64) -> Result<T, E> + Send + 'static,
+) -> Result<T, E> {
     let shown = shown.to_string();
-    std::thread::spawn(move || -> Result<T, String> {
+    std::thread::spawn(move || -> Result<T, E> {
         nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
             .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
         let cookie = current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))?;
         f(cookie)
     })
     .join()
-    .map_err(|_| "netns thread panicked".to_string())?
+    .map_err(|_| E::from("netns thread panicked".to_string()))?
 }
 
 /// Cookie of the calling thread's network namespace.
@@ -196,6 +206,6 @@ mod tests {
     #[test]
     fn netns_cookie_of_a_regular_file_is_refused() {
         let e = netns_cookie(Path::new("/proc/self/status")).unwrap_err();
-        assert!(e.contains("not a network namespace"), "{e}");
+        assert!(matches!(e, Error::Invalid(_)) && e.message().contains("not a network namespace"), "{e:?}");
     }
 }

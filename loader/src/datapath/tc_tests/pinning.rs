@@ -40,8 +40,8 @@ fn detaching_a_pod_that_has_nothing_is_fine() {
 #[test]
 fn attaching_without_pinned_programs_says_so() {
     let tc = Tc::new();
-    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err();
+    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err().to_string();
     assert!(e.contains("is the loader running"), "{e}");
-    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "a/b", TcAttach::Auto).unwrap_err();
+    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "a/b", TcAttach::Auto).unwrap_err().to_string();
     assert!(e.contains("not an interface name"), "{e}");
 }

@@ -47,15 +47,15 @@ fn clsact_across_a_veth_inbound_connections_reach_the_sidecar() {
     assert_eq!(slots(&pair), vec![clsact::Slot::Empty, clsact::Slot::Empty]);
     assert!(!has_clsact(&pair), "the qdisc meshwire created went with its filters: {}", qdiscs(&pair));
     assert!(!tc.pins.pod_dir(cookie).exists());
-    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err().to_string();
     assert!(e.contains("neither as a tcx link") && e.contains("clsact ingress filter"), "{e}");
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
     assert!(refused(&pair), "after detaching");
 
     // Failed attaches leave nothing behind.
-    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Clsact).unwrap_err();
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Clsact).unwrap_err().to_string();
     assert!(e.contains("no interface nope0"), "{e}");
-    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err();
+    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err().to_string();
     assert!(e.contains(&format!("not {}", cookie + 1)), "{e}");
     assert!(!has_clsact(&pair));
     assert_eq!(std::fs::read_dir(tc.pins.pods_dir()).unwrap().count(), 0);
@@ -126,11 +126,11 @@ fn a_filter_of_someone_else_at_meshwires_place_is_left_alone() {
     tc_in(&pair.pod, &["qdisc", "add", "dev", "eth0", "clsact"]);
     let other = OtherProg::new(&tc);
     let other_id = other.attach(&pair, true, clsact::PRIORITY, clsact::HANDLE);
-    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err();
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap_err().to_string();
     assert!(e.contains("other_tc") && e.contains("left alone"), "{e}");
     assert_eq!(slots(&pair), vec![clsact::Slot::Other(format!("a bpf filter running program other_tc (id {other_id})")), clsact::Slot::Empty]);
     assert!(!tc.pins.pod_dir(cookie).exists());
-    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err().to_string();
     assert!(e.contains("other_tc"), "{e}");
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
     assert_eq!(on_pod_eth0(&pair, |i| libbpf::tc_query(i, true, clsact::PRIORITY, clsact::HANDLE).unwrap()), Some(other_id));
@@ -147,7 +147,7 @@ fn clsact_detach_when_the_pods_netns_is_gone() {
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
     assert!(!tc.pins.pod_dir(cookie).exists(), "the marker went with the pod");
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
-    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err().to_string();
     assert!(e.contains("opening network namespace"), "{e}");
 }
 

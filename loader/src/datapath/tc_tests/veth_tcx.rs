@@ -54,10 +54,10 @@ fn across_a_veth_inbound_connections_reach_the_sidecar() {
     assert_eq!(dial(&pair, APP).unwrap_err().kind(), std::io::ErrorKind::ConnectionRefused, "after detaching");
 
     // Failed attaches leave no pins behind.
-    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Tcx).unwrap_err();
+    let e = attach_pod(&tc.pins, cookie, &pair.pod_path(), "nope0", TcAttach::Tcx).unwrap_err().to_string();
     assert!(e.contains("no interface nope0"), "{e}");
     assert!(!tc.pins.pod_dir(cookie).exists());
-    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap_err();
+    let e = attach_pod(&tc.pins, cookie + 1, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap_err().to_string();
     assert!(e.contains(&format!("not {}", cookie + 1)), "{e}");
     assert!(!tc.pins.pod_dir(cookie + 1).exists());
 
