@@ -10,6 +10,9 @@
 //! <pin_dir>/pods/<cookie>/clsact_qdisc_<hex ifname>
 //!                                a directory: meshwire created the clsact qdisc
 //!                                its tc filters are on (tc.rs, clsact.rs)
+//! <pin_dir>/pods/<cookie>/clsact_if_<hex ifname>
+//!                                a directory: meshwire's clsact filters (not pinned)
+//!                                are on that interface ([`PodPins`])
 //! ```
 
 use std::fs::File;
@@ -113,6 +116,21 @@ impl Pins {
         self.pods_dir().join(cookie.to_string())
     }
 
+    /// A pod's own pins, by netns cookie.
+    pub fn pod(&self, cookie: u64) -> PodPins {
+        PodPins { dir: self.pod_dir(cookie) }
+    }
+
+    /// The pods that have pins, by netns cookie, in order.
+    pub fn pod_cookies(&self) -> Vec<u64> {
+        let Ok(dir) = std::fs::read_dir(self.pods_dir()) else {
+            return Vec::new();
+        };
+        let mut cookies: Vec<u64> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
+        cookies.sort_unstable();
+        cookies
+    }
+
     /// Create the directories (root only: mode 0700).
     pub fn create_dirs(&self) -> io::Result<()> {
         use std::os::unix::fs::DirBuilderExt;
@@ -133,4 +151,114 @@ impl Pins {
 
 pub struct PinLock {
     _lock: nix::fcntl::Flock<File>,
+}
+
+/// Where a pin is written before it is renamed over `path` in one step
+/// (bpffs refuses names with a '.').
+pub fn temp_pin(path: &Path) -> PathBuf {
+    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+    path.with_file_name(format!("{name}~new"))
+}
+
+/// `clsact_qdisc_<hex of the interface name>`: meshwire created the clsact
+/// qdisc of that interface. (`clsact_qdisc` alone is the previous layout's,
+/// one interface per pod.)
+const QDISC_MARKER: &str = "clsact_qdisc";
+/// `clsact_if_<hex of the interface name>`: meshwire's clsact filters are on
+/// that interface (they are not pinned), so cleanup finds them without the
+/// pod's record.
+const CLSACT_IF_PREFIX: &str = "clsact_if_";
+
+/// An interface name as pin names hold it (bpffs refuses names with a dot).
+fn hex(ifname: &str) -> String {
+    ifname.bytes().map(|b| format!("{b:02x}")).collect()
+}
+
+/// Is `name` a pod's pin of the tcx link `link` (either layout)?
+pub fn is_link_name(link: &str, name: &str) -> bool {
+    name == link || name.strip_prefix(link).is_some_and(|rest| rest.starts_with('_') && !rest.ends_with("~new"))
+}
+
+/// A pod's own pins, `<pin_dir>/pods/<cookie>/` (datapath::tc): per interface
+/// a pair of tcx links `<link>_<hex ifname>` and the marker directories
+/// `clsact_qdisc_<hex ifname>` and `clsact_if_<hex ifname>`. The previous
+/// layout, one interface per pod, named the links `<link>` and the qdisc
+/// marker `clsact_qdisc`.
+#[derive(Debug, Clone)]
+pub struct PodPins {
+    dir: PathBuf,
+}
+
+impl PodPins {
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The interface's tcx link of the program whose link name is `link`.
+    pub fn link(&self, link: &str, ifname: &str) -> PathBuf {
+        self.dir.join(format!("{link}_{}", hex(ifname)))
+    }
+
+    /// The previous layout's tcx link.
+    pub fn legacy_link(&self, link: &str) -> PathBuf {
+        self.dir.join(link)
+    }
+
+    /// Every pin of the tcx link `link` there is (either layout).
+    pub fn links_of(&self, link: &str) -> Vec<PathBuf> {
+        self.names().into_iter().filter(|n| is_link_name(link, n)).map(|n| self.dir.join(n)).collect()
+    }
+
+    /// The interface's qdisc marker.
+    pub fn qdisc_marker(&self, ifname: &str) -> PathBuf {
+        self.dir.join(format!("{QDISC_MARKER}_{}", hex(ifname)))
+    }
+
+    pub fn legacy_qdisc_marker(&self) -> PathBuf {
+        self.dir.join(QDISC_MARKER)
+    }
+
+    /// The qdisc marker that speaks for `ifname`: its own, or the previous
+    /// layout's when no other interface of the pod is recorded.
+    pub fn qdisc_marker_for(&self, ifname: &str) -> PathBuf {
+        let own = self.qdisc_marker(ifname);
+        let legacy = self.legacy_qdisc_marker();
+        if !own.exists() && legacy.exists() && self.clsact_ifnames().iter().all(|i| i == ifname) {
+            return legacy;
+        }
+        own
+    }
+
+    /// Every interface's qdisc marker there is (this layout's).
+    pub fn qdisc_markers(&self) -> Vec<PathBuf> {
+        self.names().into_iter().filter(|n| n.starts_with(&format!("{QDISC_MARKER}_"))).map(|n| self.dir.join(n)).collect()
+    }
+
+    pub fn clsact_if_marker(&self, ifname: &str) -> PathBuf {
+        self.dir.join(format!("{CLSACT_IF_PREFIX}{}", hex(ifname)))
+    }
+
+    /// The interface names the markers say carry meshwire's clsact filters.
+    pub fn clsact_ifnames(&self) -> Vec<String> {
+        self.names()
+            .into_iter()
+            .filter_map(|name| {
+                let hex = name.strip_prefix(CLSACT_IF_PREFIX)?;
+                let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
+                String::from_utf8(bytes).ok()
+            })
+            .collect()
+    }
+
+    /// Does it hold a pin of some interface (this layout's names, which end
+    /// in an interface name), a link of one of `links` or a marker?
+    pub fn has_iface_pins(&self, links: &[&str]) -> bool {
+        self.names().iter().any(|n| {
+            n.starts_with(CLSACT_IF_PREFIX) || n.starts_with(&format!("{QDISC_MARKER}_")) || links.iter().any(|l| n != l && is_link_name(l, n))
+        })
+    }
+
+    fn names(&self) -> Vec<String> {
+        std::fs::read_dir(&self.dir).map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect()).unwrap_or_default()
+    }
 }

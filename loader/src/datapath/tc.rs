@@ -34,7 +34,7 @@ use crate::datapath::clsact;
 pub use crate::config::TcAttach;
 use crate::libbpf;
 use crate::datapath::objects::{self, Hook, ProgramSpec};
-use crate::datapath::pins::Pins;
+use crate::datapath::pins::{temp_pin, PodPins, Pins};
 use crate::timing;
 use crate::error::Error;
 use crate::system;
@@ -62,64 +62,6 @@ pub const TC_PROGRAMS: &[TcProgram] = &[TcProgram::of(&objects::TC_INGRESS), TcP
 
 /// Linux limits interface names to IFNAMSIZ - 1 bytes.
 const IFNAMSIZ: usize = 16;
-
-/// Under a pod's directory, `clsact_qdisc_<hex of the interface name>`:
-/// meshwire created the clsact qdisc of that interface. (`clsact_qdisc` alone
-/// is the previous layout's, one interface per pod.)
-const QDISC_MARKER: &str = "clsact_qdisc";
-/// `<pod dir>/clsact_if_<hex of the interface name>`: meshwire's clsact
-/// filters are on that interface (they are not pinned), so cleanup finds
-/// them without the pod's record. Hex: bpffs refuses names with a dot.
-const CLSACT_IF_PREFIX: &str = "clsact_if_";
-
-/// An interface name as pin names hold it (bpffs refuses names with a dot).
-fn hex(ifname: &str) -> String {
-    ifname.bytes().map(|b| format!("{b:02x}")).collect()
-}
-
-fn clsact_if_marker(ifname: &str) -> String {
-    format!("{CLSACT_IF_PREFIX}{}", hex(ifname))
-}
-
-/// A pod has a pair of tcx links per interface (a pod on two networks has
-/// two): `<link>_<hex of the interface name>`. The previous layout pinned
-/// one pair as `<link>` alone; attaching that interface again moves them.
-fn link_name(tc: &TcProgram, ifname: &str) -> String {
-    format!("{}_{}", tc.link, hex(ifname))
-}
-
-fn qdisc_marker_name(ifname: &str) -> String {
-    format!("{QDISC_MARKER}_{}", hex(ifname))
-}
-
-/// Is `name` a link pin of `tc` in a pod's directory (either layout)?
-fn is_link_of(tc: &TcProgram, name: &str) -> bool {
-    name == tc.link || name.strip_prefix(tc.link).is_some_and(|rest| rest.starts_with('_') && !rest.ends_with("~new"))
-}
-
-/// The qdisc marker that speaks for `ifname`: its own, or the previous
-/// layout's when no other interface of the pod is recorded.
-fn qdisc_marker(dir: &Path, ifname: &str) -> PathBuf {
-    let own = dir.join(qdisc_marker_name(ifname));
-    let legacy = dir.join(QDISC_MARKER);
-    if !own.exists() && legacy.exists() && clsact_ifnames(dir).iter().all(|i| i == ifname) {
-        return legacy;
-    }
-    own
-}
-
-/// The interface names a pod's directory says carry meshwire's clsact filters.
-fn clsact_ifnames(dir: &Path) -> Vec<String> {
-    let Ok(entries) = std::fs::read_dir(dir) else { return Vec::new() };
-    entries
-        .filter_map(|e| {
-            let name = e.ok()?.file_name().into_string().ok()?;
-            let hex = name.strip_prefix(CLSACT_IF_PREFIX)?;
-            let bytes = (0..hex.len()).step_by(2).map(|i| u8::from_str_radix(hex.get(i..i + 2)?, 16).ok()).collect::<Option<Vec<u8>>>()?;
-            String::from_utf8(bytes).ok()
-        })
-        .collect()
-}
 
 /// How a pod's programs are attached, once "auto" is decided.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -151,13 +93,6 @@ pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, String> {
             Ok(if has_tcx { Method::Tcx } else { Method::Clsact })
         }
     }
-}
-
-/// Where a pin is written before it is renamed over `path` (bpffs refuses
-/// names with a '.').
-fn temp_pin(path: &Path) -> PathBuf {
-    let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
-    path.with_file_name(format!("{name}~new"))
 }
 
 /// Pin `fd` at `path`, replacing what is there in one step: pin to a
@@ -201,25 +136,14 @@ pub fn pin_program(pins: &Pins, program: &str, prog_fd: RawFd) -> Result<bool, S
 
 /// The pods that have tc pins, by netns cookie.
 pub fn pod_cookies(pins: &Pins) -> Vec<u64> {
-    let Ok(dir) = std::fs::read_dir(pins.pods_dir()) else {
-        return Vec::new();
-    };
-    let mut cookies: Vec<u64> = dir.filter_map(|e| e.ok()?.file_name().to_str()?.parse().ok()).collect();
-    cookies.sort_unstable();
-    cookies
+    pins.pod_cookies()
 }
 
 /// Point every pod's link of `tc` at `prog_fd`. A pod whose link cannot be
 /// updated keeps the program it has (it shares the pinned maps); a defunct
 /// link (the pod's interface is gone) waits for `pod del`.
 fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd) {
-    let paths = pod_cookies(pins).into_iter().flat_map(|cookie| {
-        let dir = pins.pod_dir(cookie);
-        let names: Vec<String> = std::fs::read_dir(&dir)
-            .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| is_link_of(tc, n)).collect())
-            .unwrap_or_default();
-        names.into_iter().map(move |n| (cookie, dir.join(n)))
-    });
+    let paths = pod_cookies(pins).into_iter().flat_map(|cookie| pins.pod(cookie).links_of(tc.link).into_iter().map(move |p| (cookie, p)));
     for (cookie, path) in paths {
         let link = match libbpf::obj_get(&path) {
             Ok(l) => l,
@@ -300,25 +224,26 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     let method = method(mode, progs[0].1.as_raw_fd())?;
     timing::mark("tc programs open");
     let _lock = lock(pins)?;
-    let dir = pins.pod_dir(cookie);
+    let pod = pins.pod(cookie);
     {
         use std::os::unix::fs::DirBuilderExt;
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        let dir = pod.dir();
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
     }
 
     // The previous layout's qdisc marker becomes this interface's.
-    let legacy_marker = dir.join(QDISC_MARKER);
-    if qdisc_marker(&dir, ifname) == legacy_marker {
-        std::fs::rename(&legacy_marker, dir.join(qdisc_marker_name(ifname))).map_err(|e| format!("renaming {}: {e}", legacy_marker.display()))?;
+    let legacy_marker = pod.legacy_qdisc_marker();
+    if pod.qdisc_marker_for(ifname) == legacy_marker {
+        std::fs::rename(&legacy_marker, pod.qdisc_marker(ifname)).map_err(|e| format!("renaming {}: {e}", legacy_marker.display()))?;
     }
-    let dir_owned = dir.clone();
+    let pod_owned = pod.clone();
     let ifname_owned = ifname.to_string();
     let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), String> {
-        let marker = dir_owned.join(qdisc_marker_name(&ifname_owned));
+        let marker = pod_owned.qdisc_marker(&ifname_owned);
         match method {
             Method::Tcx => {
                 for (tc, prog) in &progs {
-                    attach_one(&dir_owned, tc, prog, ifindex, &ifname_owned).map_err(|e| format!("{}: {e}", tc.program))?;
+                    attach_one(&pod_owned, tc, prog, ifindex, &ifname_owned).map_err(|e| format!("{}: {e}", tc.program))?;
                 }
                 remove_filters_here(ifindex, &marker)
             }
@@ -326,16 +251,16 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
                 if clsact::ensure_qdisc(ifindex)? {
                     std::fs::create_dir_all(&marker).map_err(|e| format!("creating {}: {e}", marker.display()))?;
                 }
-                let on_if = dir_owned.join(clsact_if_marker(&ifname_owned));
+                let on_if = pod_owned.clsact_if_marker(&ifname_owned);
                 std::fs::create_dir_all(&on_if).map_err(|e| format!("creating {}: {e}", on_if.display()))?;
                 for (tc, prog) in &progs {
                     clsact::attach(ifindex, tc.ingress, tc.program, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
                 }
                 // tcx links this interface had (this layout's or the previous one's) go.
                 for tc in TC_PROGRAMS {
-                    take_legacy_link(&dir_owned, tc, ifindex, None)?;
+                    take_legacy_link(&pod_owned, tc, ifindex, None)?;
                 }
-                remove_iface_links(&dir_owned, &ifname_owned).map(|_| ())
+                remove_iface_links(&pod_owned, &ifname_owned).map(|_| ())
             }
         }
     });
@@ -357,8 +282,8 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
 /// In the pod's netns: the previous layout's link of `tc`, if it runs on
 /// `ifindex`, is moved to `to` (renamed: it stays attached), or detached and
 /// unpinned when `to` is None.
-fn take_legacy_link(dir: &Path, tc: &TcProgram, ifindex: u32, to: Option<&Path>) -> Result<(), String> {
-    let legacy = dir.join(tc.link);
+fn take_legacy_link(pod: &PodPins, tc: &TcProgram, ifindex: u32, to: Option<&Path>) -> Result<(), String> {
+    let legacy = pod.legacy_link(tc.link);
     let Ok(link) = libbpf::obj_get(&legacy) else { return Ok(()) };
     match libbpf::link_tcx_info(&link) {
         Ok(Some(info)) if info.ifindex == ifindex && info.ingress == tc.ingress => {}
@@ -376,10 +301,10 @@ fn take_legacy_link(dir: &Path, tc: &TcProgram, ifindex: u32, to: Option<&Path>)
 /// One link, in the pod's netns: keep (and refresh) a live link on this
 /// interface (also one the previous layout pinned), else create one and pin
 /// it over whatever was there.
-fn attach_one(dir: &Path, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifname: &str) -> Result<(), String> {
-    let path = dir.join(link_name(tc, ifname));
+fn attach_one(pod: &PodPins, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifname: &str) -> Result<(), String> {
+    let path = pod.link(tc.link, ifname);
     if !path.exists() {
-        take_legacy_link(dir, tc, ifindex, Some(&path))?;
+        take_legacy_link(pod, tc, ifindex, Some(&path))?;
     }
     if let Ok(link) = libbpf::obj_get(&path) {
         if let Ok(Some(info)) = libbpf::link_tcx_info(&link) {
@@ -420,25 +345,21 @@ pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
 /// with its last interface); without, everything of the pod's pins.
 fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
     remove_filters(pins, cookie, iface)?;
-    let dir = pins.pod_dir(cookie);
+    let pod = pins.pod(cookie);
     if let Some((_, ifname)) = iface.filter(|(_, i)| !i.is_empty()) {
-        remove_iface_links(&dir, ifname)?;
-        remove_dir_if_present(&dir.join(qdisc_marker_name(ifname)))?;
-        remove_dir_if_present(&dir.join(clsact_if_marker(ifname)))?;
-        if other_ifaces_left(&dir) {
+        remove_iface_links(&pod, ifname)?;
+        remove_dir_if_present(&pod.qdisc_marker(ifname))?;
+        remove_dir_if_present(&pod.clsact_if_marker(ifname))?;
+        if pod.has_iface_pins(&link_names()) {
             return Ok(());
         }
     }
     remove_pod_pins(pins, cookie).map(|_| ())
 }
 
-/// Does the pod's directory still hold another interface's pins (this
-/// layout's names, which end in an interface name)?
-fn other_ifaces_left(dir: &Path) -> bool {
-    let Ok(entries) = std::fs::read_dir(dir) else { return false };
-    entries.filter_map(|e| e.ok()?.file_name().into_string().ok()).any(|n| {
-        n.starts_with(CLSACT_IF_PREFIX) || n.starts_with(&format!("{QDISC_MARKER}_")) || TC_PROGRAMS.iter().any(|tc| n != tc.link && is_link_of(tc, &n))
-    })
+/// The link names of the tc programs (pins.rs's pod layout is by them).
+fn link_names() -> Vec<&'static str> {
+    TC_PROGRAMS.iter().map(|tc| tc.link).collect()
 }
 
 /// meshwire's clsact filters on the pod's interface, if it is still there.
@@ -446,7 +367,7 @@ fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
     let Some((netns, ifname)) = iface.filter(|(_, i)| !i.is_empty()) else {
         return Ok(());
     };
-    let marker = qdisc_marker(&pins.pod_dir(cookie), ifname);
+    let marker = pins.pod(cookie).qdisc_marker_for(ifname);
     match in_pod_netns(netns, cookie, ifname, move |ifindex| remove_filters_here(ifindex, &marker))? {
         Reach::Done(()) => Ok(()),
         Reach::Unreachable(why) => {
@@ -488,8 +409,8 @@ fn remove_dir_if_present(path: &Path) -> Result<(), String> {
 /// Err: Inconsistent, saying what is not in place, or the reason it could
 /// not be looked at.
 pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<(), Error> {
-    let dir = pins.pod_dir(cookie);
-    let links: Vec<PathBuf> = TC_PROGRAMS.iter().map(|tc| dir.join(link_name(tc, ifname))).collect();
+    let pod = pins.pod(cookie);
+    let links: Vec<PathBuf> = TC_PROGRAMS.iter().map(|tc| pod.link(tc.link, ifname)).collect();
     match links.iter().find(|l| !l.exists()) {
         None => return Ok(()),
         Some(missing) if links.iter().any(|l| l.exists()) => return Err(Error::Inconsistent(format!("tc link {} is missing", missing.display()))),
@@ -505,7 +426,7 @@ pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result
         match slot {
             clsact::Slot::Ours(_) => {}
             clsact::Slot::Empty => {
-                return Err(Error::Inconsistent(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, dir.join(link_name(tc, ifname)).display())))
+                return Err(Error::Inconsistent(format!("{} is attached neither as a tcx link ({} is missing) nor as meshwire's clsact {side} filter on {ifname}", tc.program, pod.link(tc.link, ifname).display())))
             }
             clsact::Slot::Other(what) => return Err(Error::Inconsistent(format!("{ifname}: meshwire's clsact {side} place holds {what}, not {}", tc.program))),
         }
@@ -527,17 +448,14 @@ fn remove_link_pins(paths: impl Iterator<Item = PathBuf>) -> Result<Vec<PathBuf>
 }
 
 /// One interface's tcx links.
-fn remove_iface_links(dir: &Path, ifname: &str) -> Result<Vec<PathBuf>, String> {
-    remove_link_pins(TC_PROGRAMS.iter().map(|tc| dir.join(link_name(tc, ifname))))
+fn remove_iface_links(pod: &PodPins, ifname: &str) -> Result<Vec<PathBuf>, String> {
+    remove_link_pins(TC_PROGRAMS.iter().map(|tc| pod.link(tc.link, ifname)))
 }
 
 /// Every tcx link of a pod (both layouts).
-fn remove_links(dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let names: Vec<String> = std::fs::read_dir(dir)
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).collect())
-        .unwrap_or_default();
-    let legacy = TC_PROGRAMS.iter().map(|tc| dir.join(tc.link));
-    let suffixed = names.into_iter().filter(|n| TC_PROGRAMS.iter().any(|tc| n != tc.link && is_link_of(tc, n))).map(|n| dir.join(n));
+fn remove_links(pod: &PodPins) -> Result<Vec<PathBuf>, String> {
+    let legacy = TC_PROGRAMS.iter().map(|tc| pod.legacy_link(tc.link));
+    let suffixed = TC_PROGRAMS.iter().flat_map(|tc| pod.links_of(tc.link).into_iter().filter(|p| *p != pod.legacy_link(tc.link)));
     remove_link_pins(legacy.chain(suffixed))
 }
 
@@ -545,19 +463,17 @@ fn remove_links(dir: &Path) -> Result<Vec<PathBuf>, String> {
 /// the paths. The qdisc marker goes too: who asks this without the pod's
 /// interface cannot reach the qdisc anyway.
 fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
-    let dir = pins.pod_dir(cookie);
-    let removed = remove_links(&dir)?;
-    remove_dir_if_present(&dir.join(QDISC_MARKER))?;
-    for ifname in clsact_ifnames(&dir) {
-        remove_dir_if_present(&dir.join(clsact_if_marker(&ifname)))?;
+    let pod = pins.pod(cookie);
+    let dir = pod.dir();
+    let removed = remove_links(&pod)?;
+    remove_dir_if_present(&pod.legacy_qdisc_marker())?;
+    for ifname in pod.clsact_ifnames() {
+        remove_dir_if_present(&pod.clsact_if_marker(&ifname))?;
     }
-    let markers: Vec<PathBuf> = std::fs::read_dir(&dir)
-        .map(|d| d.filter_map(|e| e.ok()?.file_name().into_string().ok()).filter(|n| n.starts_with(&format!("{QDISC_MARKER}_"))).map(|n| dir.join(n)).collect())
-        .unwrap_or_default();
-    for m in markers {
+    for m in pod.qdisc_markers() {
         remove_dir_if_present(&m)?;
     }
-    match std::fs::remove_dir(&dir) {
+    match std::fs::remove_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
         Err(e) => return Err(format!("removing {}: {e} (files there are not meshwire's)", dir.display())),
@@ -574,7 +490,7 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
 /// which cleanup removes next.
 pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, String> {
     let orphans: Vec<(u64, Vec<String>)> =
-        pod_cookies(pins).into_iter().map(|c| (c, clsact_ifnames(&pins.pod_dir(c)))).filter(|(_, ifs)| !ifs.is_empty()).collect();
+        pod_cookies(pins).into_iter().map(|c| (c, pins.pod(c).clsact_ifnames())).filter(|(_, ifs)| !ifs.is_empty()).collect();
     if orphans.is_empty() {
         return Ok(0);
     }

@@ -83,7 +83,7 @@ pub fn dial(pair: &NetnsPair, port: u16) -> std::io::Result<TcpStream> {
 pub fn pod_links(pins: &Pins, cookie: u64) -> Vec<libbpf::TcxLinkInfo> {
     TC_PROGRAMS
         .iter()
-        .map(|tc| libbpf::link_tcx_info(&libbpf::obj_get(&pins.pod_dir(cookie).join(link_name(tc, "eth0"))).unwrap()).unwrap().expect("a tcx link"))
+        .map(|tc| libbpf::link_tcx_info(&libbpf::obj_get(&pins.pod(cookie).link(tc.link, "eth0")).unwrap()).unwrap().expect("a tcx link"))
         .collect()
 }
 
@@ -162,11 +162,11 @@ pub fn assert_filters_run(pair: &NetnsPair, obj: &Object) {
 }
 
 pub fn no_tcx_links(pins: &Pins, cookie: u64) -> bool {
-    TC_PROGRAMS.iter().all(|p| !pins.pod_dir(cookie).join(p.link).exists() && !pins.pod_dir(cookie).join(link_name(p, "eth0")).exists())
+    TC_PROGRAMS.iter().all(|p| !pins.pod(cookie).legacy_link(p.link).exists() && !pins.pod(cookie).link(p.link, "eth0").exists())
 }
 
 pub fn marker(pins: &Pins, cookie: u64) -> PathBuf {
-    pins.pod_dir(cookie).join(qdisc_marker_name("eth0"))
+    pins.pod(cookie).qdisc_marker("eth0")
 }
 
 /// A connection from the remote namespace to the pod's 8080, accepted by the

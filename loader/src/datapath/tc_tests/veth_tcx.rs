@@ -82,22 +82,22 @@ fn links_of_the_previous_layout_are_adopted_not_doubled() {
     let (tc, pair, cookie, sidecar) = veth_pod();
     attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
     let links = pod_links(&tc.pins, cookie);
-    let dir = tc.pins.pod_dir(cookie);
+    let dir = tc.pins.pod(cookie);
     for p in TC_PROGRAMS {
-        std::fs::rename(dir.join(link_name(p, "eth0")), dir.join(p.link)).unwrap();
+        std::fs::rename(dir.link(p.link, "eth0"), dir.legacy_link(p.link)).unwrap();
     }
     attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
     assert_eq!(pod_links(&tc.pins, cookie), links, "the same links, under this interface's names");
     for p in TC_PROGRAMS {
-        assert!(!dir.join(p.link).exists(), "{} moved", p.link);
+        assert!(!dir.legacy_link(p.link).exists(), "{} moved", p.link);
     }
     one_redirected_connection(&pair, &sidecar);
     // The previous layout's pins go with the pod's last interface.
     for p in TC_PROGRAMS {
-        std::fs::rename(dir.join(link_name(p, "eth0")), dir.join(p.link)).unwrap();
+        std::fs::rename(dir.link(p.link, "eth0"), dir.legacy_link(p.link)).unwrap();
     }
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
-    assert!(!dir.exists());
+    assert!(!dir.dir().exists());
     wait_for("the links to detach", || matches!(dial(&pair, APP), Err(e) if e.kind() == std::io::ErrorKind::ConnectionRefused));
 }
 
@@ -111,7 +111,7 @@ fn cleanup_detaches_the_pods_and_removes_the_tc_pins() {
     let removed = datapath::cleanup(tc.pins.root()).unwrap();
     for p in TC_PROGRAMS {
         assert!(removed.contains(&tc.pins.prog(p.program)), "{removed:?}");
-        assert!(removed.contains(&tc.pins.pod_dir(cookie).join(link_name(p, "eth0"))), "{removed:?}");
+        assert!(removed.contains(&tc.pins.pod(cookie).link(p.link, "eth0")), "{removed:?}");
     }
     assert!(removed.contains(&tc.pins.map(pins::MAP_FLOW4_FIN)), "{removed:?}");
     assert!(!tc.pins.progs_dir().exists() && !tc.pins.pods_dir().exists(), "the tc directories are gone");
