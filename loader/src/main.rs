@@ -29,28 +29,89 @@ use service::pod_service::PodService;
 use views::{inspect, trace};
 
 #[derive(Parser)]
-#[command(name = "meshwire-loader", version, about = "meshwire node daemon: steers meshed pods' TCP traffic into their sidecar with eBPF")]
+#[command(
+    name = "meshwire-loader",
+    version,
+    about = "meshwire node daemon: steers meshed pods' TCP traffic into their sidecar with eBPF",
+    after_help = "Options given before the command are used by the commands that take them (`meshwire-loader COMMAND -h` lists those) and ignored by the others."
+)]
 struct Cli {
-    /// Configuration file (TOML); without it the embedded config/default.toml is used.
-    #[arg(long, global = true, value_name = "FILE")]
-    config: Option<PathBuf>,
-    /// cgroup v2 directory to attach to (overrides bpf.cgroup).
-    #[arg(long, global = true, value_name = "DIR")]
-    cgroup: Option<PathBuf>,
-    /// bpffs directory for pins (overrides bpf.pin_dir).
-    #[arg(long, global = true, value_name = "DIR")]
-    pin_dir: Option<PathBuf>,
-    /// error, warn, info, debug or trace (overrides log.level).
-    #[arg(long, global = true, value_name = "LEVEL", value_parser = config::parse_level)]
-    log_level: Option<log::LevelFilter>,
-    /// The control API's Unix socket (overrides api.socket).
-    #[arg(long, global = true, value_name = "PATH")]
-    api_socket: Option<PathBuf>,
-    /// Where pod records are kept (overrides api.state_dir).
-    #[arg(long, global = true, value_name = "DIR")]
-    state_dir: Option<PathBuf>,
+    #[command(flatten)]
+    common: Common,
+    #[command(flatten)]
+    cgroup: CgroupOpt,
+    #[command(flatten)]
+    pins: PinOpt,
+    #[command(flatten)]
+    api: ApiOpt,
+    #[command(flatten)]
+    state: StateOpt,
     #[command(subcommand)]
     command: Option<Command>,
+}
+
+/// Options every command reads.
+#[derive(clap::Args, Clone, Default)]
+struct Common {
+    /// Configuration file (TOML); without it the embedded config/default.toml is used.
+    #[arg(long, value_name = "FILE")]
+    config: Option<PathBuf>,
+    /// error, warn, info, debug or trace (overrides log.level).
+    #[arg(long, value_name = "LEVEL", value_parser = config::parse_level)]
+    log_level: Option<log::LevelFilter>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct CgroupOpt {
+    /// cgroup v2 directory to attach to (overrides bpf.cgroup).
+    #[arg(long, value_name = "DIR")]
+    cgroup: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct PinOpt {
+    /// bpffs directory for pins (overrides bpf.pin_dir).
+    #[arg(long, value_name = "DIR")]
+    pin_dir: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct ApiOpt {
+    /// The control API's Unix socket (overrides api.socket).
+    #[arg(long, value_name = "PATH")]
+    api_socket: Option<PathBuf>,
+}
+
+#[derive(clap::Args, Clone, Default)]
+struct StateOpt {
+    /// Where pod records are kept (overrides api.state_dir).
+    #[arg(long, value_name = "DIR")]
+    state_dir: Option<PathBuf>,
+}
+
+/// The options given, before the command and after it (which wins).
+#[derive(Clone, Default)]
+struct Given {
+    common: Common,
+    cgroup: CgroupOpt,
+    pins: PinOpt,
+    api: ApiOpt,
+    state: StateOpt,
+}
+
+impl Given {
+    fn of(cli: &Cli) -> Given {
+        let top = Given { common: cli.common.clone(), cgroup: cli.cgroup.clone(), pins: cli.pins.clone(), api: cli.api.clone(), state: cli.state.clone() };
+        let Some(command) = &cli.command else { return top };
+        let own = command.given();
+        Given {
+            common: Common { config: own.common.config.or(top.common.config), log_level: own.common.log_level.or(top.common.log_level) },
+            cgroup: CgroupOpt { cgroup: own.cgroup.cgroup.or(top.cgroup.cgroup) },
+            pins: PinOpt { pin_dir: own.pins.pin_dir.or(top.pins.pin_dir) },
+            api: ApiOpt { api_socket: own.api.api_socket.or(top.api.api_socket) },
+            state: StateOpt { state_dir: own.state.state_dir.or(top.state.state_dir) },
+        }
+    }
 }
 
 #[derive(Subcommand)]
@@ -61,9 +122,26 @@ enum Command {
         /// Exit at once, naming the running loader, instead of waiting for it.
         #[arg(long)]
         no_wait: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        cgroup: CgroupOpt,
+        #[command(flatten)]
+        pins: PinOpt,
+        #[command(flatten)]
+        api: ApiOpt,
+        #[command(flatten)]
+        state: StateOpt,
     },
     /// Detach the programs and remove every pin under the pin directory.
-    Cleanup,
+    Cleanup {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinOpt,
+        #[command(flatten)]
+        state: StateOpt,
+    },
     /// Register, unregister and list meshed pods.
     #[command(subcommand)]
     Pod(PodCommand),
@@ -71,18 +149,44 @@ enum Command {
     #[command(subcommand)]
     Cni(cni_install::CniCommand),
     /// Show the datapath's counters.
-    Stats,
+    Stats {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinOpt,
+    },
     /// Show each pinned map with its entry count and capacity.
-    Maps,
+    Maps {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinOpt,
+    },
     /// Programs (attachment, runs, cost per run), maps (fill), counters, kernel.
-    Status,
+    Status {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinOpt,
+    },
     /// Original destinations in flight (awaiting the sidecar's accept, tc flows).
-    Conns,
+    Conns {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinOpt,
+    },
     /// Meshed pods (from the daemon): cookies, netns, interface, IPs and exclusions.
     Pods {
         /// One JSON array of the pod records.
         #[arg(long)]
         json: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        api: ApiOpt,
+        #[command(flatten)]
+        pins: PinOpt,
     },
     /// Follow the datapath's decisions live (needs `bpf.trace = true`), until Ctrl-C.
     Trace {
@@ -101,6 +205,10 @@ enum Command {
         /// Also print the events still in the ring buffer from before the trace started.
         #[arg(long)]
         backlog: bool,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        pins: PinOpt,
     },
 }
 
@@ -148,6 +256,10 @@ enum PodCommand {
         /// (false); default: the node's `[dns] capture`.
         #[arg(long = "dns-capture", value_name = "BOOL")]
         dns_capture: Option<bool>,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        api: ApiOpt,
     },
     /// Stop meshing a pod, by --id or --netns.
     Del {
@@ -157,9 +269,40 @@ enum PodCommand {
         /// The pod's identity (as `pod add --id` set it, or `pod list` shows it).
         #[arg(long)]
         id: Option<String>,
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        api: ApiOpt,
     },
     /// List meshed pods.
-    List,
+    List {
+        #[command(flatten)]
+        common: Common,
+        #[command(flatten)]
+        api: ApiOpt,
+    },
+}
+
+impl Command {
+    /// The options given after the command (those it has).
+    fn given(&self) -> Given {
+        let mut g = Given::default();
+        match self {
+            Command::Run { common, cgroup, pins, api, state, .. } => {
+                (g.common, g.cgroup, g.pins, g.api, g.state) = (common.clone(), cgroup.clone(), pins.clone(), api.clone(), state.clone())
+            }
+            Command::Cleanup { common, pins, state } => (g.common, g.pins, g.state) = (common.clone(), pins.clone(), state.clone()),
+            Command::Stats { common, pins } | Command::Maps { common, pins } | Command::Status { common, pins } | Command::Conns { common, pins } | Command::Trace { common, pins, .. } => {
+                (g.common, g.pins) = (common.clone(), pins.clone())
+            }
+            Command::Pods { common, api, pins, .. } => (g.common, g.api, g.pins) = (common.clone(), api.clone(), pins.clone()),
+            Command::Pod(PodCommand::Add { common, api, .. } | PodCommand::Del { common, api, .. } | PodCommand::List { common, api }) => {
+                (g.common, g.api) = (common.clone(), api.clone())
+            }
+            Command::Cni(_) => {}
+        }
+        g
+    }
 }
 
 /// A comma-separated include list of `pod add`: None for "*" (or not given),
@@ -207,26 +350,26 @@ fn api_call(socket: &std::path::Path, op: meshwire_api::Op) -> Result<meshwire_a
     }
 }
 
-fn config_of(cli: &Cli) -> Result<Config, String> {
-    let mut config = match &cli.config {
+fn config_of(cli: &Given) -> Result<Config, String> {
+    let mut config = match &cli.common.config {
         Some(path) => Config::load(path).map_err(|e| e.to_string())?,
         None => Config::default_config(),
     };
-    if let Some(c) = &cli.cgroup {
+    if let Some(c) = &cli.cgroup.cgroup {
         if !c.is_absolute() {
             return Err(format!("--cgroup {}: give an absolute cgroup v2 directory", c.display()));
         }
         config.bpf.cgroup = Some(c.clone());
     }
-    if let Some(p) = &cli.pin_dir {
+    if let Some(p) = &cli.pins.pin_dir {
         if !p.is_absolute() {
             return Err(format!("--pin-dir {}: give an absolute directory on bpffs", p.display()));
         }
         config.bpf.pin_dir = p.clone();
     }
     for (flag, given, slot) in [
-        ("--api-socket", &cli.api_socket, &mut config.api.socket),
-        ("--state-dir", &cli.state_dir, &mut config.api.state_dir),
+        ("--api-socket", &cli.api.api_socket, &mut config.api.socket),
+        ("--state-dir", &cli.state.state_dir, &mut config.api.state_dir),
     ] {
         if let Some(p) = given {
             if !p.is_absolute() {
@@ -235,7 +378,7 @@ fn config_of(cli: &Cli) -> Result<Config, String> {
             *slot = p.clone();
         }
     }
-    if let Some(l) = cli.log_level {
+    if let Some(l) = cli.common.log_level {
         config.log_level = l;
     }
     Ok(config)
@@ -249,7 +392,7 @@ fn init_logging(level: log::LevelFilter) {
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match config_of(&cli) {
+    let config = match config_of(&Given::of(&cli)) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("meshwire-loader: {e}");
@@ -263,7 +406,8 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let api = control::ApiPaths { socket: config.api.socket.clone(), state_dir: config.api.state_dir.clone() };
-    match execute(cli.command.unwrap_or(Command::Run { no_wait: false }), &config, &api) {
+    let run = || Command::Run { no_wait: false, common: Common::default(), cgroup: CgroupOpt::default(), pins: PinOpt::default(), api: ApiOpt::default(), state: StateOpt::default() };
+    match execute(cli.command.unwrap_or_else(run), &config, &api) {
         Ok(()) => ExitCode::SUCCESS,
         // Printed once: not also as a log line.
         Err(e) => {
@@ -276,14 +420,14 @@ fn main() -> ExitCode {
 /// The commands whose output is a view of the datapath, read from its pins
 /// (often piped into `head` or `grep`).
 fn prints_a_view(command: Option<&Command>) -> bool {
-    matches!(command, Some(Command::Stats | Command::Maps | Command::Status | Command::Conns | Command::Pods { .. } | Command::Trace { .. }))
+    matches!(command, Some(Command::Stats { .. } | Command::Maps { .. } | Command::Status { .. } | Command::Conns { .. } | Command::Pods { .. } | Command::Trace { .. }))
 }
 
 fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result<(), String> {
     let pins = Pins::new(&config.bpf.pin_dir);
     match command {
-        Command::Run { no_wait } => daemon::run(config, api, !no_wait),
-        Command::Cleanup => {
+        Command::Run { no_wait, .. } => daemon::run(config, api, !no_wait),
+        Command::Cleanup { .. } => {
             // The pods first, each as `pod del` takes it away, while their
             // records say where their tc filters (not pinned) and rules are.
             let mut failed = Vec::new();
@@ -323,6 +467,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             include_inbound_ports,
             accelerate,
             dns_capture,
+            ..
         }) => {
             let include_inbound_ports = match cli_list("--include-inbound-ports", include_inbound_ports)? {
                 None => None,
@@ -352,7 +497,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             println!("{}", result.pod.map_or(0, |p| p.netns_cookie));
             Ok(())
         }
-        Command::Pod(PodCommand::Del { netns, id }) => {
+        Command::Pod(PodCommand::Del { netns, id, .. }) => {
             let container_id = match (id, netns) {
                 (Some(id), _) => id,
                 (None, Some(ns)) => {
@@ -373,7 +518,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
-        Command::Pod(PodCommand::List) => {
+        Command::Pod(PodCommand::List { .. }) => {
             let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
             println!("{:<32} {:<20} {:<16} {:<8} netns", "id", "netns_cookie", "ips", "ifname");
             for p in pods {
@@ -385,26 +530,26 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             Ok(())
         }
         Command::Cni(c) => cni_install::execute(c, &api.socket),
-        Command::Stats => {
+        Command::Stats { .. } => {
             inspect::require_datapath(&pins)?;
             for (name, v) in inspect::counters(&pins)? {
                 println!("{name} {v}");
             }
             Ok(())
         }
-        Command::Maps => {
+        Command::Maps { .. } => {
             inspect::require_datapath(&pins)?;
             for m in inspect::map_fill(&pins)? {
                 println!("{} {} {}", m.name, m.entries.map_or("-".to_string(), |n| n.to_string()), m.capacity);
             }
             Ok(())
         }
-        Command::Status => inspect::print_status(&pins),
-        Command::Conns => {
+        Command::Status { .. } => inspect::print_status(&pins),
+        Command::Conns { .. } => {
             inspect::require_datapath(&pins)?;
             inspect::print_conns(&pins)
         }
-        Command::Pods { json } => {
+        Command::Pods { json, .. } => {
             let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
             if json {
                 println!("{}", serde_json::to_string_pretty(&pods).map_err(|e| e.to_string())?);
@@ -415,7 +560,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref(), flags, config.dns.capture));
             Ok(())
         }
-        Command::Trace { json, netns_cookie, count, duration, backlog } => {
+        Command::Trace { json, netns_cookie, count, duration, backlog, .. } => {
             let duration = match duration {
                 Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("--duration {d}: give a positive number of seconds")),
                 d => d.map(std::time::Duration::from_secs_f64),

@@ -60,6 +60,47 @@ fn every_option_of_every_command_has_a_help_line() {
     }
 }
 
+/// Each command shows the options it uses, and only those; one it does not
+/// use is refused after it, but given before the command (as scripts give
+/// them to every command) it is accepted.
+#[test]
+fn each_command_shows_only_the_options_it_uses() {
+    let options = |args: &[&str]| -> Vec<String> {
+        let help = help_of(args);
+        let all = ["--config", "--log-level", "--cgroup", "--pin-dir", "--api-socket", "--state-dir"];
+        all.iter().filter(|o| help.contains(&format!("{o} <"))).map(|o| o.to_string()).collect()
+    };
+    let expect: &[(&[&str], &[&str])] = &[
+        (&["run"], &["--config", "--log-level", "--cgroup", "--pin-dir", "--api-socket", "--state-dir"]),
+        (&["cleanup"], &["--config", "--log-level", "--pin-dir", "--state-dir"]),
+        (&["pod", "add"], &["--config", "--log-level", "--api-socket"]),
+        (&["pod", "del"], &["--config", "--log-level", "--api-socket"]),
+        (&["pod", "list"], &["--config", "--log-level", "--api-socket"]),
+        (&["stats"], &["--config", "--log-level", "--pin-dir"]),
+        (&["maps"], &["--config", "--log-level", "--pin-dir"]),
+        (&["status"], &["--config", "--log-level", "--pin-dir"]),
+        (&["conns"], &["--config", "--log-level", "--pin-dir"]),
+        (&["trace"], &["--config", "--log-level", "--pin-dir"]),
+        (&["pods"], &["--config", "--log-level", "--pin-dir", "--api-socket"]),
+    ];
+    for (args, want) in expect {
+        assert_eq!(options(args), *want, "{args:?} -h");
+    }
+    let after = Command::new(LOADER).args(["pod", "list", "--cgroup", "/sys/fs/cgroup/x"]).output().unwrap();
+    assert!(!after.status.success() && String::from_utf8_lossy(&after.stderr).contains("'--cgroup'"), "{after:?}");
+    // Before the command: accepted (the socket is not there, so the call fails, naming it).
+    let dir = temp_dir("before");
+    let socket = dir.join("no.sock");
+    let before = Command::new(LOADER).args(["--cgroup", "/sys/fs/cgroup/x", "--api-socket", socket.to_str().unwrap(), "pod", "list"]).output().unwrap();
+    let stderr = String::from_utf8_lossy(&before.stderr);
+    assert!(!before.status.success() && stderr.contains(socket.to_str().unwrap()) && !stderr.contains("unexpected argument"), "{stderr}");
+    // After the command it wins over before it.
+    let other = dir.join("other.sock");
+    let both = Command::new(LOADER).args(["--api-socket", socket.to_str().unwrap(), "pod", "list", "--api-socket", other.to_str().unwrap()]).output().unwrap();
+    assert!(String::from_utf8_lossy(&both.stderr).contains(other.to_str().unwrap()), "{both:?}");
+    std::fs::remove_dir_all(&dir).unwrap();
+}
+
 /// Against a pin directory with no datapath, the views say what to check,
 /// once, instead of a bare ENOENT.
 #[test]
