@@ -89,12 +89,6 @@ impl From<Error> for String {
     }
 }
 
-impl From<crate::libbpf::BpfError> for Error {
-    fn from(e: crate::libbpf::BpfError) -> Error {
-        Error::os(&e.what, &e.source)
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -14,6 +14,8 @@ mod timing;
 mod views;
 #[cfg(test)]
 mod testutil;
+#[cfg(test)]
+mod layering_tests;
 
 use std::net::Ipv4Addr;
 use std::path::PathBuf;

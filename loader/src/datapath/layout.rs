@@ -213,7 +213,7 @@ c_enum! {
         MAX_INCL_CIDRS = "MW_MAX_INCL_CIDRS" = 4096,
         MAX_FLOWS = "MW_MAX_FLOWS" = 65536,
         MAX_SOCKS = "MW_MAX_SOCKS" = 65536,
-        MAX_DNS_SERVERS = "MW_MAX_DNS_SERVERS" = 256,
+        MAX_DNS_SERVERS = "MW_MAX_DNS_SERVERS" = crate::config::MAX_DNS_SERVERS as u32,
         EVENTS_BYTES = "MW_EVENTS_BYTES" = 256 * 1024,
     }
 }

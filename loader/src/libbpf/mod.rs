@@ -31,6 +31,12 @@ impl fmt::Display for BpfError {
 
 impl std::error::Error for BpfError {}
 
+impl From<BpfError> for crate::error::Error {
+    fn from(e: BpfError) -> crate::error::Error {
+        crate::error::Error::os(&e.what, &e.source)
+    }
+}
+
 pub type Result<T> = std::result::Result<T, BpfError>;
 
 fn errno_error(what: impl Into<String>) -> BpfError {
