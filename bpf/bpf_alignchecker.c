@@ -14,6 +14,9 @@ MW_LAYOUT(struct mw_settings, settings);
 MW_LAYOUT(struct mw_pod, pod);
 MW_LAYOUT(struct mw_port_key, port_key);
 MW_LAYOUT(struct mw_cidr4_key, cidr4_key);
+MW_LAYOUT(struct mw_cidr6_key, cidr6_key);
+MW_LAYOUT(struct mw_orig6, orig6);
+MW_LAYOUT(struct mw_tuple6, tuple6);
 MW_LAYOUT(struct mw_orig4, orig4);
 MW_LAYOUT(struct mw_tuple4, tuple4);
 MW_LAYOUT(struct mw_in4_key, in4_key);
@@ -33,5 +36,6 @@ MW_LAYOUT(enum mw_orig_flag, orig_flag);
 MW_LAYOUT(enum mw_flow_flag, flow_flag);
 MW_LAYOUT(enum mw_fin_acked, fin_acked);
 MW_LAYOUT(enum mw_syn_flag, syn_flag);
+MW_LAYOUT(enum mw_ipv6_policy, ipv6_policy);
 
 char _license[] __attribute__((section("license"), used)) = "Dual BSD/GPL";

@@ -3,8 +3,9 @@
  * cgroup sock_addr hooks: steer a meshed pod's connect() into its sidecar.
  * connect4 for AF_INET sockets, connect6 for AF_INET6 sockets dialling an
  * IPv4 destination as a v4-mapped address (::ffff:a.b.c.d); both decide
- * through mw_sock4_steer. Native IPv6 destinations are not steered: they are
- * refused (interception.ipv6 = "refuse", the default) or let through.
+ * through mw_sock4_steer. Native IPv6 destinations follow interception.ipv6:
+ * steered to [::1] ("intercept"), refused ("refuse", the default) or let
+ * through ("pass").
  *
  * DNS capture ([dns]): a pod's DNS to port 53 goes to its sidecar's DNS
  * proxy on 127.0.0.1:<dns_port>. TCP through connect4 like any steered
@@ -318,28 +319,107 @@ int mw_sock4_connect(struct bpf_sock_addr *ctx)
 	return verdict;
 }
 
+/* Note the dialled IPv6 destination on a socket (mw_orig6_sk); -1: no storage. */
+static __always_inline int mw_sock6_note(void *sk, const __u32 *ip6, __u16 port, __u16 flags)
+{
+	struct mw_orig6 *orig;
+
+	orig = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!orig)
+		return -1;
+	orig->ip6[0] = ip6[0];
+	orig->ip6[1] = ip6[1];
+	orig->ip6[2] = ip6[2];
+	orig->ip6[3] = ip6[3];
+	orig->port = port;
+	orig->flags = flags;
+	return 0;
+}
+
 /*
- * A native IPv6 destination, which meshwire does not steer: with
- * interception.ipv6 = "refuse" a meshed pod's connect() to it fails (EPERM)
- * rather than bypass the sidecar, except for loopback (::1), the sidecar's
- * own connections and excluded outbound ports.
+ * interception.ipv6 = "intercept": an app's native IPv6 connect() goes to
+ * [::1]:<outbound_port>, the sidecar's IPv6 listener, with its destination on
+ * the socket; mw_sock4_redirect_outbound's rules (excluded ports and CIDRs,
+ * include lists, fail closed, MPTCP, bound device). Trace events carry the
+ * ports only (mw_event holds IPv4 addresses).
+ */
+static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
+						      const struct mw_pod *pod,
+						      __u64 netns_cookie, const __u32 *ip6,
+						      __u16 port)
+{
+	struct mptcp_sock *msk;
+
+	if (mw_cidr6_excluded(netns_cookie, ip6) ||
+	    !mw_out_included6(pod, netns_cookie, bpf_ntohs(port))) {
+		mw_count(MW_STAT_CONNECT_EXCLUDED);
+		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
+			bpf_ntohs(port), 0, 0, MW_EV_TASK);
+		return MW_ALLOW;
+	}
+	if (mw_sock6_note(ctx->sk, ip6, port, MW_ORIG_F_CONNECT) ||
+	    (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx))) {
+		mw_count(MW_STAT_CONNECT_ERROR);
+		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, 0,
+			bpf_ntohs(port), 0, 0, MW_EV_TASK);
+		return MW_DENY;
+	}
+	msk = bpf_skc_to_mptcp_sock(ctx->sk);
+	if (msk)
+		mw_sock6_note(msk, ip6, port, MW_ORIG_F_CONNECT);
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = 0;
+	ctx->user_ip6[3] = bpf_htonl(1);
+	ctx->user_port = bpf_htons(mw_cfg.outbound_port);
+	mw_count(MW_STAT_CONNECT_REDIRECTED);
+	mw_trace("connect6 port %d -> sidecar [::1]:%d", bpf_ntohs(port), mw_cfg.outbound_port);
+	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0, 0,
+		bpf_ntohs(port), 0, mw_cfg.outbound_port, MW_EV_TASK);
+	return MW_ALLOW;
+}
+
+/*
+ * A native IPv6 destination of a meshed pod's TCP connect(). "pass": direct.
+ * Loopback (::1), the sidecar's own connections and excluded outbound ports
+ * always go direct. "refuse": everything else fails (EPERM) rather than
+ * bypass the sidecar. "intercept": steered (mw_sock6_redirect_outbound), and
+ * a connection straight to a capture port on ::1 is refused like connect4's.
  */
 static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 {
-	__u16 port = bpf_ntohs((__u16)ctx->user_port);
+	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
+			 ctx->user_ip6[3] };
+	__u16 port_n = (__u16)ctx->user_port;
+	__u16 port = bpf_ntohs(port_n);
+	const struct mw_pod *pod;
 	__u64 netns_cookie;
 
-	if (!mw_cfg.ipv6_refuse || ctx->type != MW_SOCK_STREAM)
+	if (mw_cfg.ipv6 == MW_IPV6_PASS || ctx->type != MW_SOCK_STREAM)
 		return MW_ALLOW;
 	netns_cookie = bpf_get_netns_cookie(ctx);
-	if (!mw_pod_lookup(netns_cookie) ||
-	    mw_is_sidecar(ctx->sk, netns_cookie))
+	pod = mw_pod_lookup(netns_cookie);
+	if (!pod)
 		return MW_ALLOW;
-	if ((ctx->user_ip6[0] | ctx->user_ip6[1] | ctx->user_ip6[2]) == 0 &&
-	    ctx->user_ip6[3] == bpf_htonl(1))
+	if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT && mw_is_capture_port(port) &&
+	    mw_is_loopback6(ip6)) {
+		mw_count(MW_STAT_LOOP_REFUSED);
+		mw_emit(MW_HOOK_CONNECT6, MW_DEC_LOOP_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
+			MW_EV_TASK);
+		return MW_DENY;
+	}
+	if (mw_is_sidecar(ctx->sk, netns_cookie))
 		return MW_ALLOW;
-	if (mw_port_excluded(netns_cookie, port, MW_DIR_OUT))
+	if (mw_is_loopback6(ip6) || mw_port_excluded(netns_cookie, port, MW_DIR_OUT)) {
+		if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT) {
+			mw_count(MW_STAT_CONNECT_EXCLUDED);
+			mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
+				port, 0, 0, MW_EV_TASK);
+		}
 		return MW_ALLOW;
+	}
+	if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT)
+		return mw_sock6_redirect_outbound(ctx, pod, netns_cookie, ip6, port_n);
 	mw_count(MW_STAT_CONNECT6_REFUSED);
 	mw_trace("connect6 native IPv6 refused, port %d", port);
 	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT6_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
@@ -426,13 +506,28 @@ int mw_sock4_getpeername(struct bpf_sock_addr *ctx)
 	return mw_sock4_report(ctx, mw_sock_dialled(ctx));
 }
 
-/* The same for an AF_INET6 socket redirected by connect6 (v4-mapped). */
+/*
+ * The same for an AF_INET6 socket redirected by connect6: to a v4-mapped
+ * address (mw_orig_sk) or a native IPv6 one (mw_orig6_sk).
+ */
 SEC("cgroup/getpeername6")
 int mw_sock6_getpeername(struct bpf_sock_addr *ctx)
 {
-	if (!mw_sock6_v4mapped(ctx))
+	const struct mw_orig6 *orig6;
+
+	if (mw_sock6_v4mapped(ctx))
+		return mw_sock6_report(ctx, mw_sock_dialled(ctx));
+	if (ctx->type != MW_SOCK_STREAM)
 		return MW_ALLOW;
-	return mw_sock6_report(ctx, mw_sock_dialled(ctx));
+	orig6 = bpf_sk_storage_get(&mw_orig6_sk, ctx->sk, NULL, 0);
+	if (orig6 && (orig6->flags & MW_ORIG_F_CONNECT)) {
+		ctx->user_ip6[0] = orig6->ip6[0];
+		ctx->user_ip6[1] = orig6->ip6[1];
+		ctx->user_ip6[2] = orig6->ip6[2];
+		ctx->user_ip6[3] = orig6->ip6[3];
+		ctx->user_port = orig6->port;
+	}
+	return MW_ALLOW;
 }
 
 /*

@@ -49,6 +49,18 @@ static __always_inline void mw_tuple4_from_server(struct bpf_sock_ops *skops,
 	key->netns_cookie = mw_tuple4_scope(skops, key->server_ip4);
 }
 
+/*
+ * A connection's origin is published. The socket keeps its storage (freed
+ * with it) so getpeername() can still answer the dialled address. Ask for
+ * the close callback, so an entry never accepted is removed.
+ */
+static __always_inline void mw_sockops_published(struct bpf_sock_ops *skops)
+{
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
+					 BPF_SOCK_OPS_STATE_CB_FLAG);
+	mw_count(MW_STAT_SOCKOPS_TUPLE_ADDED);
+}
+
 /* The app's connect() to the sidecar is established: publish its origin. */
 static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops)
 {
@@ -68,14 +80,7 @@ static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops)
 		mw_count(MW_STAT_SOCKOPS_ERROR);
 		return;
 	}
-	/*
-	 * The socket keeps its storage (freed with it) so getpeername() can
-	 * still answer the dialled address. Ask for the close callback, so an
-	 * entry never accepted is removed.
-	 */
-	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-					 BPF_SOCK_OPS_STATE_CB_FLAG);
-	mw_count(MW_STAT_SOCKOPS_TUPLE_ADDED);
+	mw_sockops_published(skops);
 	mw_trace("sockops published %pI4:%d", &val.ip4, bpf_ntohs(val.port));
 	mw_emit(MW_HOOK_SOCKOPS, MW_DEC_SOCKOPS_PUBLISHED, bpf_get_netns_cookie(skops),
 		key.client_ip4, key.client_port, val.ip4, bpf_ntohs(val.port),
@@ -285,11 +290,136 @@ static __always_inline int mw_sockops_is_ip4(struct bpf_sock_ops *skops)
 			       skops->remote_ip6[2]));
 }
 
+/*
+ * A native IPv6 connection between an app and its sidecar ([::1], connect6
+ * with interception.ipv6 = "intercept"), seen from its client side or from
+ * the sidecar's accepted socket: mw_tuple4_from_client/_server for IPv6.
+ */
+static __always_inline void mw_tuple6_of(struct bpf_sock_ops *skops, struct mw_tuple6 *key,
+					 int from_client)
+{
+	__u32 local[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2],
+			   skops->local_ip6[3] };
+	__u32 remote[4] = { skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2],
+			    skops->remote_ip6[3] };
+	__u16 local_port = (__u16)skops->local_port;
+	__u16 remote_port = (__u16)bpf_ntohl(skops->remote_port);
+	const __u32 *server = from_client ? remote : local;
+
+	__builtin_memcpy(key->client_ip6, from_client ? local : remote, sizeof(key->client_ip6));
+	__builtin_memcpy(key->server_ip6, server, sizeof(key->server_ip6));
+	key->client_port = from_client ? local_port : remote_port;
+	key->server_port = from_client ? remote_port : local_port;
+	key->pad = 0;
+	key->netns_cookie = mw_is_loopback6(server) ? bpf_get_netns_cookie(skops) : 0;
+}
+
+/* mw_sockops_publish for a native IPv6 connection. */
+static __always_inline void mw_sockops6_publish(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct mw_orig6 *orig, val;
+	struct mw_tuple6 key;
+
+	if (!sk)
+		return;
+	orig = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
+	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
+		return;
+	val = *orig;
+	mw_tuple6_of(skops, &key, 1);
+	if (bpf_map_update_elem(&mw_orig_tuple6, &key, &val, BPF_ANY)) {
+		mw_count(MW_STAT_SOCKOPS_ERROR);
+		return;
+	}
+	mw_sockops_published(skops);
+	mw_emit(MW_HOOK_SOCKOPS, MW_DEC_SOCKOPS_PUBLISHED, bpf_get_netns_cookie(skops), 0,
+		key.client_port, 0, bpf_ntohs(val.port), 0, key.server_port, MW_EV_NO_TASK);
+}
+
+/*
+ * The kernel's tcp6_sock and ipv6_pinfo, only the field read: CO-RE
+ * relocates its offset against the running kernel's BTF (MW_CORE,
+ * lib/meshwire_policy.h).
+ */
+struct ipv6_pinfo {
+	__be32 flow_label;
+} MW_CORE;
+struct tcp6_sock {
+	struct ipv6_pinfo inet6;
+} MW_CORE;
+
+#define MW_IPV6_FLOWINFO_MASK	0x0fffffffU	/* linux/in6.h, host order */
+
+/*
+ * mw_sockops_bind_accepted for a native IPv6 connection to the outbound
+ * port. The accepted socket's flow label goes with it: netfilter answers
+ * IP6T_SO_ORIGINAL_DST's sin6_flowinfo from it, and getsockopt programs
+ * cannot read it (no bpf_skc_to_tcp6_sock there).
+ */
+static __always_inline void mw_sockops6_bind_accepted(struct bpf_sock_ops *skops)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct mw_orig6 *orig, *stored;
+	struct tcp6_sock *tp6;
+	struct mw_tuple6 key;
+
+	if (!sk || skops->local_port != mw_cfg.outbound_port)
+		return;
+	mw_tuple6_of(skops, &key, 0);
+	orig = bpf_map_lookup_elem(&mw_orig_tuple6, &key);
+	if (!orig)
+		return;
+	stored = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+	if (!stored) {
+		mw_count(MW_STAT_SOCKOPS_ERROR);
+		return;
+	}
+	*stored = *orig;
+	stored->flags = MW_ORIG_F_ACCEPTED;
+	tp6 = bpf_skc_to_tcp6_sock(sk);
+	stored->flowinfo = tp6 ? tp6->inet6.flow_label & bpf_htonl(MW_IPV6_FLOWINFO_MASK) : 0;
+	mw_count(MW_STAT_SOCKOPS_ACCEPT_BOUND);
+	bpf_map_delete_elem(&mw_orig_tuple6, &key);
+}
+
+/* The app's socket closed; drop an entry the sidecar never took. */
+static __always_inline void mw_sockops6_forget(struct bpf_sock_ops *skops)
+{
+	struct mw_tuple6 key;
+
+	mw_tuple6_of(skops, &key, 1);
+	if (bpf_map_delete_elem(&mw_orig_tuple6, &key) == 0)
+		mw_count(MW_STAT_SOCKOPS_CLOSED);
+}
+
+/* Native IPv6: only the hand-over of outbound connections (no acceleration yet). */
+static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
+{
+	if (mw_cfg.ipv6 != MW_IPV6_INTERCEPT)
+		return;
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		mw_sockops6_publish(skops);
+		break;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		mw_sockops6_bind_accepted(skops);
+		break;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE)
+			mw_sockops6_forget(skops);
+		break;
+	}
+}
+
 SEC("sockops")
 int mw_sockops(struct bpf_sock_ops *skops)
 {
-	if (!mw_sockops_is_ip4(skops))
+	if (!mw_sockops_is_ip4(skops)) {
+		if (skops->family == MW_AF_INET6)
+			mw_sockops6(skops);
 		return 1;
+	}
 
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:

@@ -2,6 +2,7 @@
 /* cgroup sockopt hooks: answer the sidecar's getsockopt(SO_ORIGINAL_DST). */
 #include <linux/bpf.h>
 #include <linux/in.h>
+#include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -11,10 +12,12 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
-/* netfilter's getorigdst() errors (asm-generic/errno-base.h). */
+/* netfilter's getorigdst() errors (asm-generic/errno-base.h, errno.h). */
+#define MW_ENOENT	2
 #define MW_EFAULT	14
 #define MW_EINVAL	22
-
+#define MW_ENOPROTOOPT	92
+#define MW_IPPROTO_TCP	6
 #ifdef __TARGET_ARCH_x86
 /* x86_64 struct pt_regs (asm/ptrace.h) and syscall number (asm/unistd_64.h). */
 #define MW_PT_REGS_R10_OFF	56	/* the 4th syscall argument: optval */
@@ -93,11 +96,94 @@ static __always_inline int mw_sockopt_original_dst(struct bpf_sockopt *ctx)
 	return MW_ALLOW;
 }
 
+/*
+ * ipv6_iface_scope_id(): the socket's bound device for an address that needs
+ * a scope (link-local unicast, interface- or link-local multicast), else 0.
+ */
+static __always_inline __u32 mw_sockopt_scope_id(const __u32 *ip6, __u32 bound_dev_if)
+{
+	__u32 w0 = bpf_ntohl(ip6[0]);
+
+	if ((w0 & 0xffc00000U) == 0xfe800000U ||
+	    ((w0 >> 24) == 0xff && ((w0 >> 16) & 0xf) <= 2))
+		return bound_dev_if;
+	return 0;
+}
+
+/*
+ * getsockopt(SOL_IPV6, IP6T_SO_ORIGINAL_DST) as netfilter's ipv6_getorigdst()
+ * answers it (net/netfilter/nf_conntrack_proto.c), in its order: a socket
+ * that is not TCP keeps the kernel's answer (ENOPROTOOPT); a buffer shorter
+ * than a sockaddr_in6 is EINVAL; a connection with nothing to answer ENOENT;
+ * a NULL buffer EFAULT; else a sockaddr_in6 of the dialled address and port,
+ * flowinfo the socket's flow label (read by sockops when the sidecar
+ * accepted it: getsockopt programs cannot reach ipv6_pinfo), scope id its
+ * bound device for a
+ * link-local address, optlen left as the caller gave it. Where conntrack
+ * answered (netfilter is in the namespace), a connection meshwire did not
+ * redirect keeps that answer. A caller's buffer longer than a page is
+ * answered with optlen sizeof(struct sockaddr_in6) (the kernel lends the
+ * program one page only); the bytes after the sockaddr_in6 come back zero.
+ */
+static __always_inline int mw_sockopt_original_dst6(struct bpf_sockopt *ctx)
+{
+	struct sockaddr_in6 *sin6 = ctx->optval;
+	struct bpf_sock *sk = ctx->sk;
+	struct mw_orig6 *orig;
+
+	if (!sk || sk->protocol != MW_IPPROTO_TCP)
+		return MW_ALLOW;
+	orig = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
+	if (orig && !(orig->flags & MW_ORIG_F_ACCEPTED))
+		orig = NULL;
+	if (!orig) {
+		mw_count(MW_STAT_SOCKOPT_UNKNOWN);
+		if (ctx->retval != -MW_ENOPROTOOPT)
+			return MW_ALLOW;
+	}
+	if (ctx->optlen < (int)sizeof(*sin6)) {
+		ctx->retval = -MW_EINVAL;
+		return MW_ALLOW;
+	}
+	/* Past a page, optlen 0 lets the error through (else the kernel's stays). */
+	if (ctx->optlen > MW_PAGE_SIZE && (!orig || mw_sockopt_user_buffer_null()))
+		ctx->optlen = 0;
+	if (!orig) {
+		ctx->retval = -MW_ENOENT;
+		return MW_ALLOW;
+	}
+	if (mw_sockopt_user_buffer_null()) {
+		ctx->retval = -MW_EFAULT;
+		return MW_ALLOW;
+	}
+	if ((void *)(sin6 + 1) > ctx->optval_end)
+		return MW_ALLOW;
+
+	sin6->sin6_family = MW_AF_INET6;
+	sin6->sin6_port = orig->port;
+	sin6->sin6_flowinfo = orig->flowinfo;
+	__builtin_memcpy(&sin6->sin6_addr, orig->ip6, sizeof(orig->ip6));
+	sin6->sin6_scope_id = mw_sockopt_scope_id(orig->ip6, sk->bound_dev_if);
+	if (ctx->optlen > MW_PAGE_SIZE)
+		ctx->optlen = sizeof(*sin6);
+	/* As in mw_sockopt_original_dst: one 4-byte ctx store at a time. */
+	asm volatile("" ::: "memory");
+	ctx->retval = 0;
+	mw_count(MW_STAT_SOCKOPT_ANSWERED);
+	mw_trace("getsockopt IPv6 original dst port %d", bpf_ntohs(orig->port));
+	mw_emit(MW_HOOK_GETSOCKOPT, MW_DEC_SOCKOPT_ANSWERED, bpf_get_netns_cookie(ctx), 0,
+		bpf_ntohs((__u16)sk->dst_port), 0, bpf_ntohs(orig->port), 0, (__u16)sk->src_port,
+		MW_EV_TASK);
+	return MW_ALLOW;
+}
+
 SEC("cgroup/getsockopt")
 int mw_sockopt_get(struct bpf_sockopt *ctx)
 {
 	if (ctx->level == MW_SOL_IP && ctx->optname == MW_SO_ORIGINAL_DST)
 		return mw_sockopt_original_dst(ctx);
+	if (ctx->level == MW_SOL_IPV6 && ctx->optname == MW_IP6T_SO_ORIGINAL_DST)
+		return mw_sockopt_original_dst6(ctx);
 
 	/*
 	 * Not ours. Past a page the kernel gave us only a prefix of the

@@ -23,7 +23,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 mod cidr;
-pub use cidr::Cidr4;
+pub use cidr::{split_families, Cidr4, Cidr6};
 #[cfg(any(test, feature = "testing"))]
 pub mod testing;
 
@@ -60,6 +60,10 @@ pub struct PodSpec {
     /// CIDRs as "a.b.c.d/len" (or a bare address) on the wire.
     #[serde(default)]
     pub exclude_outbound_cidrs: Vec<Cidr4>,
+    /// IPv6 CIDRs ("fd00::/8", or a bare address), steered by
+    /// `interception.ipv6 = "intercept"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub exclude_outbound_cidrs6: Vec<Cidr6>,
     #[serde(default)]
     pub exclude_inbound_ports: Vec<u16>,
     /// Outbound, Istio's `includeOutboundIPRanges`: Some(list) steers only

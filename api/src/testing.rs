@@ -19,6 +19,7 @@ pub fn pod(container_id: &str) -> PodSpec {
         name: Some("curl".into()),
         exclude_outbound_ports: vec![22],
         exclude_outbound_cidrs: vec!["10.96.0.0/12".parse().unwrap()],
+        exclude_outbound_cidrs6: vec!["fd00:96::/64".parse().unwrap()],
         exclude_inbound_ports: vec![9090],
         accelerate: None,
         dns_capture: None,

@@ -4,6 +4,7 @@
 
 #include <bpf/bpf_helpers.h>
 #include "meshwire_structs.h"
+#include "meshwire_consts.h"
 
 /*
  * Set by the loader before load (libbpf rewrites .rodata), so the verifier
@@ -20,7 +21,7 @@ MW_CFG_CONST volatile struct mw_settings mw_cfg = {
 	.debug = 0,
 	.accel = 0,
 	.trace = 0,
-	.ipv6_refuse = 1,
+	.ipv6 = MW_IPV6_REFUSE,
 	.dns_port = 15053,
 	.dns_servers = 0,
 };

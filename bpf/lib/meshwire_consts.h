@@ -67,6 +67,13 @@ enum mw_syn_flag {
 	MW_SYN_F_SYNACK		= 1U << 0,	/* the sidecar's SYN-ACK went out */
 };
 
+/* mw_settings.ipv6: interception.ipv6, what meshed pods' native IPv6 TCP meets */
+enum mw_ipv6_policy {
+	MW_IPV6_PASS		= 0,	/* goes direct, unmeshed */
+	MW_IPV6_REFUSE		= 1,	/* refused (connect6 EPERM, tc drops SYNs to the pod) */
+	MW_IPV6_INTERCEPT	= 2,	/* outbound steered like IPv4; inbound still refused */
+};
+
 /* mw_accel_state.flags (lib/meshwire_accel.h says what they are for) */
 enum mw_accel_flag {
 	MW_ACCEL_RX		= 1U << 0,	/* a message was redirected to this socket */
@@ -81,6 +88,8 @@ enum mw_accel_flag {
 /* Not in the UAPI headers we build against. */
 #define MW_SOL_IP		0	/* SOL_IP == IPPROTO_IP */
 #define MW_SO_ORIGINAL_DST	80	/* linux/netfilter_ipv4.h */
+#define MW_SOL_IPV6		41	/* SOL_IPV6 == IPPROTO_IPV6 */
+#define MW_IP6T_SO_ORIGINAL_DST	80	/* linux/netfilter_ipv6/ip6_tables.h */
 #define MW_PAGE_SIZE		4096
 #define MW_AF_INET		2
 #define MW_AF_INET6		10

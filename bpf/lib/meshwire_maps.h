@@ -46,6 +46,19 @@ struct {
 } mw_excl_cidr4 SEC(".maps");
 
 /*
+ * IPv6 destination CIDRs never redirected, node-wide (cookie 0) or per pod;
+ * mw_excl_cidr4's twin, with its capacity.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MW_MAX_EXCL_CIDRS);
+	__type(key, struct mw_cidr6_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_excl_cidr6 SEC(".maps");
+
+/*
  * Destination CIDRs steered, per pod, for pods whose mw_pod has
  * MW_POD_F_OUT_SELECT (Istio's includeOutboundIPRanges); same keys as
  * mw_excl_cidr4. Included ports are in mw_excl_ports (MW_DIR_*_INCL).
@@ -86,6 +99,27 @@ struct {
 	__type(value, struct mw_orig4);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_orig_tuple4 SEC(".maps");
+
+/*
+ * mw_orig_sk and mw_orig_tuple4 for native IPv6 connections (connect6 to
+ * [::1]:outbound_port), with the same lifetimes and capacity: the LRU map
+ * evicts its oldest entry when full, as mw_orig_tuple4 does.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SK_STORAGE);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__type(key, int);
+	__type(value, struct mw_orig6);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_orig6_sk SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_TUPLES);
+	__type(key, struct mw_tuple6);
+	__type(value, struct mw_orig6);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_orig_tuple6 SEC(".maps");
 
 /* Meshed pods by IPv4 address (network order) -> netns cookie. */
 struct {

@@ -106,6 +106,25 @@ static __always_inline int mw_cidr4_excluded(__u64 netns_cookie, __u32 addr)
 	       mw_cidr4_listed(&mw_excl_cidr4, netns_cookie, addr);
 }
 
+/* An IPv6 address, four network-order words. */
+static __always_inline int mw_cidr6_listed(void *map, __u64 netns_cookie, const __u32 *addr)
+{
+	struct mw_cidr6_key key = {
+		.prefixlen = 64 + 128,
+		.cookie_hi = (__u32)(netns_cookie >> 32),
+		.cookie_lo = (__u32)netns_cookie,
+		.addr = { addr[0], addr[1], addr[2], addr[3] },
+	};
+
+	return bpf_map_lookup_elem(map, &key) != NULL;
+}
+
+static __always_inline int mw_cidr6_excluded(__u64 netns_cookie, const __u32 *addr)
+{
+	return mw_cidr6_listed(&mw_excl_cidr6, 0, addr) ||
+	       mw_cidr6_listed(&mw_excl_cidr6, netns_cookie, addr);
+}
+
 /*
  * Istio's includeOutboundIPRanges and includeOutboundPorts: a pod with
  * MW_POD_F_OUT_SELECT has only connections to an included port (whatever
@@ -118,6 +137,24 @@ static __always_inline int mw_out_included(const struct mw_pod *pod, __u64 netns
 		return 1;
 	return mw_port_listed(netns_cookie, port, MW_DIR_OUT_INCL) ||
 	       mw_cidr4_listed(&mw_incl_cidr4, netns_cookie, addr);
+}
+
+/*
+ * The include lists for native IPv6: included ranges are IPv4 only, so a pod
+ * with MW_POD_F_OUT_SELECT has its IPv6 connections steered to included
+ * ports only.
+ */
+static __always_inline int mw_out_included6(const struct mw_pod *pod, __u64 netns_cookie,
+					    __u16 port)
+{
+	return !(pod->flags & MW_POD_F_OUT_SELECT) ||
+	       mw_port_listed(netns_cookie, port, MW_DIR_OUT_INCL);
+}
+
+/* ::1, four network-order words. */
+static __always_inline int mw_is_loopback6(const __u32 *addr)
+{
+	return (addr[0] | addr[1] | addr[2]) == 0 && addr[3] == bpf_htonl(1);
 }
 
 static __always_inline int mw_is_loopback4(__u32 addr)

@@ -19,7 +19,7 @@ struct mw_settings {
 	__u8  debug;		/* 1: bpf_printk every decision */
 	__u8  accel;		/* 1: sockops fills mw_sock_hash for sk_msg */
 	__u8  trace;		/* 1: every decision is an event in mw_events */
-	__u8  ipv6_refuse;	/* 1: meshed pods' native IPv6 TCP is refused */
+	__u8  ipv6;		/* enum mw_ipv6_policy */
 	__u16 dns_port;		/* host order: the sidecar's DNS proxy ([dns] port) */
 	__u8  dns_servers;	/* 1: only resolvers in mw_dns_servers4 are captured */
 	__u8  pad;
@@ -50,6 +50,17 @@ struct mw_cidr4_key {
 	__u32 addr;		/* network order */
 };
 
+/*
+ * Key of mw_excl_cidr6 (LPM trie): mw_cidr4_key's shape with an IPv6
+ * address, prefixlen 64 + the CIDR's length.
+ */
+struct mw_cidr6_key {
+	__u32 prefixlen;
+	__u32 cookie_hi;
+	__u32 cookie_lo;
+	__u32 addr[4];		/* network order */
+};
+
 /* An original destination, as the application dialled it. */
 struct mw_orig4 {
 	__u32 ip4;		/* network order */
@@ -66,6 +77,27 @@ struct mw_tuple4 {
 	__u64 netns_cookie;
 	__u32 client_ip4;	/* network order */
 	__u32 server_ip4;	/* network order */
+	__u16 client_port;	/* host order */
+	__u16 server_port;	/* host order */
+	__u32 pad;
+};
+
+/* An original IPv6 destination (mw_orig6_sk, mw_orig_tuple6). */
+struct mw_orig6 {
+	__u32 ip6[4];		/* network order */
+	__u16 port;		/* network order */
+	__u16 flags;		/* MW_ORIG_F_* */
+	__u32 flowinfo;		/* accepted socket: its flow label, network order */
+};
+
+/*
+ * Key of mw_orig_tuple6: mw_tuple4 for a native IPv6 connection between an
+ * application and its sidecar (every pod has its own ::1: the netns cookie).
+ */
+struct mw_tuple6 {
+	__u64 netns_cookie;
+	__u32 client_ip6[4];	/* network order */
+	__u32 server_ip6[4];	/* network order */
 	__u16 client_port;	/* host order */
 	__u16 server_port;	/* host order */
 	__u32 pad;
@@ -186,7 +218,7 @@ enum mw_hook {
 	MW_HOOK_GETSOCKOPT,
 	MW_HOOK_TC_INGRESS,
 	MW_HOOK_TC_EGRESS,
-	MW_HOOK_CONNECT6,		/* connect6 on a v4-mapped address */
+	MW_HOOK_CONNECT6,		/* connect6 (v4-mapped or native IPv6) */
 	MW_HOOK_SENDMSG4,		/* sendmsg4 (AF_INET6 sockets to v4-mapped addresses too) */
 	MW_HOOK_RECVMSG4,		/* recvmsg4, or recvmsg6 on a v4-mapped address */
 	MW_HOOK_MAX,

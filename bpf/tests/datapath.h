@@ -21,6 +21,13 @@
 #define DNS_PORT	15053
 #define ORIG_IP		"93.184.216.34"	/* where an app's connection was going */
 #define ORIG_PORT	80
+#define ORIG_IP6	"2001:db8::1"	/* where an app's native IPv6 connection was going */
+
+/* Shorthands of the tables. */
+#define STAT(s)		MW_STAT_BIT(s)
+#define ACTIVE		BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
+#define PASSIVE		BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
+#define STATE		BPF_SOCK_OPS_STATE_CB
 
 /* A new map of lib/meshwire_maps.h gets a line here. */
 static inline void mw_test_register_maps(void)
@@ -28,9 +35,12 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_pods);
 	MW_TEST_MAP(mw_excl_ports);
 	MW_TEST_MAP(mw_excl_cidr4);
+	MW_TEST_MAP(mw_excl_cidr6);
 	MW_TEST_MAP(mw_incl_cidr4);
 	MW_TEST_SK_STORAGE(mw_orig_sk);
 	MW_TEST_MAP(mw_orig_tuple4);
+	MW_TEST_SK_STORAGE(mw_orig6_sk);
+	MW_TEST_MAP(mw_orig_tuple6);
 	MW_TEST_MAP(mw_pod_ips);
 	MW_TEST_MAP(mw_pod_uid);
 	MW_TEST_MAP(mw_excl_in4);
@@ -61,7 +71,7 @@ static inline void mw_test_pods(void)
 }
 
 /* The loader's settings: the default ports, traces and events on. */
-static inline void mw_test_settings(int accel, int ipv6_refuse, __u32 sidecar_uid)
+static inline void mw_test_settings(int accel, int ipv6, __u32 sidecar_uid)
 {
 	mw_cfg.sidecar_uid = sidecar_uid;
 	mw_cfg.outbound_port = OUT_PORT;
@@ -69,7 +79,7 @@ static inline void mw_test_settings(int accel, int ipv6_refuse, __u32 sidecar_ui
 	mw_cfg.dns_port = DNS_PORT;
 	mw_cfg.dns_servers = 0;
 	mw_cfg.accel = accel;
-	mw_cfg.ipv6_refuse = ipv6_refuse;
+	mw_cfg.ipv6 = ipv6;	/* enum mw_ipv6_policy */
 	mw_cfg.debug = 1;
 	mw_cfg.trace = 1;
 }
@@ -83,6 +93,39 @@ static inline void mw_test_mark(struct bpf_sock *sk, __u16 flags)
 	o->ip4 = mw_test_ip4(ORIG_IP);
 	o->port = bpf_htons(ORIG_PORT);
 	o->flags = flags;
+}
+
+/* The same in mw_orig6_sk: ORIG_IP6:ORIG_PORT, `flags`. */
+static inline void mw_test_mark6(struct bpf_sock *sk, __u16 flags)
+{
+	struct mw_orig6 *o = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL,
+						BPF_SK_STORAGE_GET_F_CREATE);
+
+	mw_test_ip6(ORIG_IP6, o->ip6);
+	o->port = bpf_htons(ORIG_PORT);
+	o->flags = flags;
+}
+
+/*
+ * The getsockopt hook's trace event for an answer to POD_A's sidecar on its
+ * outbound port, to a client on port 40000 that dialled dst_ip4:ORIG_PORT
+ * (0 for an IPv6 destination: events hold IPv4 addresses).
+ */
+static inline void mw_test_expect_answer_event(struct mw_test_run *run, __u32 dst_ip4)
+{
+	const struct mw_event *ev = &mw_test_events[0];
+
+	MW_EXPECT_EQ(run, mw_test_nevents, 1, "trace events");
+	if (mw_test_nevents != 1)
+		return;
+	MW_EXPECT_EQ(run, ev->hook, MW_HOOK_GETSOCKOPT, "event hook");
+	MW_EXPECT_EQ(run, ev->decision, MW_DEC_SOCKOPT_ANSWERED, "event decision");
+	MW_EXPECT_EQ(run, ev->netns_cookie, POD_A, "event netns cookie");
+	MW_EXPECT_EQ(run, ev->src_port, 40000, "event client port");
+	MW_EXPECT_EQ(run, ev->dst_ip4, dst_ip4, "event original destination");
+	MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event original port");
+	MW_EXPECT_EQ(run, ev->to_port, OUT_PORT, "event sidecar port");
+	MW_EXPECT_EQ(run, ev->uid, SIDECAR_UID, "event uid");
 }
 
 /* main(): each row of `table` from empty maps, through `run_case`. */

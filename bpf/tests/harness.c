@@ -22,6 +22,7 @@ int mw_test_no_sk_storage;
 int mw_test_cb_flags;
 void *mw_test_mptcp_sock;
 void *mw_test_tcp_sock;
+void *mw_test_tcp6_sock;
 int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt_value;
 int mw_test_setsockopt_error;
 struct mw_event mw_test_events[16];
@@ -104,6 +105,7 @@ void mw_test_reset(void)
 	mw_test_cb_flags = 0;
 	mw_test_mptcp_sock = NULL;
 	mw_test_tcp_sock = NULL;
+	mw_test_tcp6_sock = NULL;
 	mw_test_setsockopt_level = mw_test_setsockopt_name = mw_test_setsockopt_value = -1;
 	mw_test_setsockopt_error = 0;
 }
@@ -307,6 +309,12 @@ long bpf_sock_ops_cb_flags_set(struct bpf_sock_ops *skops, int argval)
 	skops->bpf_sock_ops_cb_flags = argval;
 	mw_test_cb_flags = argval;
 	return 0;
+}
+
+struct tcp6_sock *bpf_skc_to_tcp6_sock(void *sk)
+{
+	(void)sk;
+	return mw_test_tcp6_sock;
 }
 
 struct mptcp_sock *bpf_skc_to_mptcp_sock(void *sk)

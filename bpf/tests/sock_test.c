@@ -94,9 +94,18 @@ static void node(void)
 	bpf_map_update_elem(&mw_pods, &cd, &d, BPF_ANY);
 	ip = mw_test_ip4(RESOLVER);
 	bpf_map_update_elem(&mw_dns_servers4, &ip, &one, BPF_ANY);
-}
 
-#define STAT(s)		MW_STAT_BIT(s)
+	/* IPv6: 2001:db8:ee::/48 node-wide, fd00:96::/64 for pod A only. */
+	struct mw_cidr6_key cidr6 = { .prefixlen = 64 + 48 };
+
+	mw_test_ip6("2001:db8:ee::", cidr6.addr);
+	bpf_map_update_elem(&mw_excl_cidr6, &cidr6, &one, BPF_ANY);
+	cidr6.prefixlen = 64 + 64;
+	cidr6.cookie_hi = (__u32)(POD_A >> 32);
+	cidr6.cookie_lo = (__u32)POD_A;
+	mw_test_ip6("fd00:96::", cidr6.addr);
+	bpf_map_update_elem(&mw_excl_cidr6, &cidr6, &one, BPF_ANY);
+}
 
 enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6, SENDMSG4, RECVMSG4, RECVMSG6 };
 
@@ -105,7 +114,8 @@ struct sock_case {
 	enum hook hook;
 	/* the node's settings (beyond the defaults below) */
 	int accel;
-	int ipv6_allow;		/* interception.ipv6 = "allow" */
+	int ipv6_allow;		/* interception.ipv6 = "pass" */
+	int intercept6;		/* interception.ipv6 = "intercept" */
 	__u32 sidecar_uid;	/* 0: SIDECAR_UID */
 	int dns_servers;	/* [dns] servers = [RESOLVER] */
 	/* the caller and its socket */
@@ -120,6 +130,7 @@ struct sock_case {
 	int bound_dev;		/* bound to a device (SO_BINDTODEVICE) */
 	int unbind_fails;	/* and unbinding it fails */
 	__u16 mark;		/* the socket's mw_orig_sk flags before (ORIG_IP:ORIG_PORT) */
+	__u16 mark6;		/* its mw_orig6_sk flags before (ORIG_IP6:ORIG_PORT) */
 	const char *dst;	/* connect, sendmsg: the destination; getpeername: the
 				   peer; recvmsg: the datagram's source */
 	__u16 port;
@@ -128,6 +139,7 @@ struct sock_case {
 	const char *to;		/* the destination afterwards (NULL: unchanged) */
 	__u16 to_port;
 	__u16 want_mark;	/* mw_orig_sk flags afterwards, holding dst:port */
+	__u16 want_mark6;	/* mw_orig6_sk flags afterwards, holding dst:port */
 	int want_unbind;	/* SO_BINDTOIFINDEX set to 0 */
 	__u32 stats;		/* the counters that are 1 (the others stay 0) */
 	enum mw_decision decision;	/* the trace event (0: none) */
@@ -326,6 +338,79 @@ static const struct sock_case cases[] = {
 	{ "native IPv6 UDP goes direct", CONNECT6, .netns = POD_A, .uid = APP_UID, .udp = 1,
 	  .dst = "2001:db8::1", .port = 53 },
 
+	/* connect6, native IPv6 with interception.ipv6 = "intercept" */
+	{ "intercept: an app's native IPv6 connect goes to its sidecar at [::1]", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .dst = ORIG_IP6, .port = 80,
+	  .to = "::1", .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept: ::1 goes direct", CONNECT6, .intercept6 = 1, .netns = POD_A,
+	  .uid = APP_UID, .dst = "::1", .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: a node-wide excluded port goes direct", CONNECT6, .intercept6 = 1,
+	  .netns = POD_B, .uid = APP_UID, .dst = ORIG_IP6, .port = 22,
+	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: the pod's own excluded port goes direct", CONNECT6, .intercept6 = 1,
+	  .netns = POD_A, .uid = APP_UID, .dst = ORIG_IP6, .port = 9000,
+	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: a node-wide excluded IPv6 CIDR goes direct", CONNECT6, .intercept6 = 1,
+	  .netns = POD_B, .uid = APP_UID, .dst = "2001:db8:ee:5::9", .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: the pod's own excluded IPv6 CIDR goes direct", CONNECT6, .intercept6 = 1,
+	  .netns = POD_A, .uid = APP_UID, .dst = "fd00:96::10", .port = 443,
+	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: just outside the pod's IPv6 CIDR is steered", CONNECT6, .intercept6 = 1,
+	  .netns = POD_A, .uid = APP_UID, .dst = "fd00:96:0:1::10", .port = 443, .to = "::1",
+	  .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept: another pod's IPv6 CIDR is steered", CONNECT6, .intercept6 = 1,
+	  .netns = POD_B, .uid = APP_UID, .dst = "fd00:96::10", .port = 443, .to = "::1",
+	  .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept: the sidecar's native IPv6 goes direct", CONNECT6, .intercept6 = 1,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = ORIG_IP6, .port = 80 },
+	{ "intercept: a namespace not meshed is untouched", CONNECT6, .intercept6 = 1,
+	  .netns = UNMESHED, .uid = APP_UID, .dst = ORIG_IP6, .port = 80 },
+	{ "intercept: UDP is untouched", CONNECT6, .intercept6 = 1, .netns = POD_A,
+	  .uid = APP_UID, .udp = 1, .dst = ORIG_IP6, .port = 53 },
+	{ "intercept: app straight to [::1]:outbound port is refused", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .dst = "::1", .port = OUT_PORT,
+	  .deny = 1, .stats = STAT(MW_STAT_LOOP_REFUSED), .decision = MW_DEC_LOOP_REFUSED },
+	{ "intercept: the sidecar straight to its [::1]:inbound port is refused", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = "::1", .port = IN_PORT,
+	  .deny = 1, .stats = STAT(MW_STAT_LOOP_REFUSED), .decision = MW_DEC_LOOP_REFUSED },
+	{ "refuse: [::1]:outbound port is loopback and goes direct, as before", CONNECT6,
+	  .netns = POD_A, .uid = APP_UID, .dst = "::1", .port = OUT_PORT },
+	{ "intercept: no socket storage: refused rather than unmeshed", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .no_storage = 1, .dst = ORIG_IP6,
+	  .port = 80, .deny = 1, .stats = STAT(MW_STAT_CONNECT_ERROR),
+	  .decision = MW_DEC_CONNECT_REFUSED },
+	{ "intercept: an MPTCP socket's redirection is noted on the MPTCP socket too",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .mptcp = 1, .dst = ORIG_IP6,
+	  .port = 80, .to = "::1", .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept: a socket bound to a device is unbound when steered to ::1", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .bound_dev = 1, .dst = ORIG_IP6,
+	  .port = 80, .to = "::1", .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .want_unbind = 1, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept: a socket that cannot be unbound is refused at once", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .bound_dev = 1, .unbind_fails = 1,
+	  .dst = ORIG_IP6, .port = 80, .deny = 1, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .want_unbind = 1, .stats = STAT(MW_STAT_CONNECT_ERROR),
+	  .decision = MW_DEC_CONNECT_REFUSED },
+	{ "intercept, include lists: an included port is steered", CONNECT6, .intercept6 = 1,
+	  .netns = POD_C, .uid = APP_UID, .dst = ORIG_IP6, .port = 5432, .to = "::1",
+	  .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept, include lists: a port not included goes direct (ranges are IPv4)",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = ORIG_IP6,
+	  .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: v4-mapped is steered as before", CONNECT6, .intercept6 = 1,
+	  .netns = POD_A, .uid = APP_UID, .dst = "::ffff:93.184.216.34", .port = 80,
+	  .to = "::ffff:127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+
 	/* getpeername: the redirection stays invisible */
 	{ "getpeername of a redirected socket answers the dialled address", GETPEERNAME4,
 	  .netns = POD_A, .mark = MW_ORIG_F_CONNECT, .dst = "127.0.0.1", .port = OUT_PORT,
@@ -443,6 +528,16 @@ static const struct sock_case cases[] = {
 	{ "dns: getpeername of a TCP socket marked for DNS only is the kernel's", GETPEERNAME4,
 	  .netns = POD_D, .mark = MW_ORIG_F_DNS, .dst = "127.0.0.1", .port = DNS_PORT,
 	  .want_mark = MW_ORIG_F_DNS },
+	{ "getpeername6 of a native IPv6 redirected socket answers the dialled address",
+	  GETPEERNAME6, .netns = POD_A, .mark6 = MW_ORIG_F_CONNECT, .dst = "::1",
+	  .port = OUT_PORT, .to = ORIG_IP6, .to_port = ORIG_PORT,
+	  .want_mark6 = MW_ORIG_F_CONNECT },
+	{ "getpeername6 of the sidecar's accepted IPv6 socket is the kernel's", GETPEERNAME6,
+	  .netns = POD_A, .mark6 = MW_ORIG_F_ACCEPTED, .dst = "::1", .port = 40000,
+	  .want_mark6 = MW_ORIG_F_ACCEPTED },
+	{ "getpeername6 of a redirected IPv6 UDP socket is the kernel's", GETPEERNAME6,
+	  .udp = 1, .netns = POD_A, .mark6 = MW_ORIG_F_CONNECT, .dst = "::1", .port = OUT_PORT,
+	  .want_mark6 = MW_ORIG_F_CONNECT },
 };
 
 /* The hook a case's event must name. */
@@ -464,6 +559,17 @@ static __u8 event_hook(const struct sock_case *c)
 static int is6(const struct sock_case *c)
 {
 	return c->hook == CONNECT6 || c->hook == GETPEERNAME6 || c->hook == RECVMSG6;
+}
+
+/* A native IPv6 destination (not v4-mapped): events carry no address for it. */
+static int native6(const struct sock_case *c)
+{
+	__u32 w[4];
+
+	if (!is6(c))
+		return 0;
+	mw_test_ip6(c->dst, w);
+	return !mw_is_v4mapped(w[0], w[1], w[2]);
 }
 
 /* Its last word for a v4-mapped address, else the IPv4 address. */
@@ -497,10 +603,13 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	struct bpf_sock_addr before;
 	const char *to = c->to ? c->to : c->dst;
 	struct mw_orig4 *orig;
+	struct mw_orig6 *orig6;
 	int verdict = -1;
 
 	node();
-	mw_test_settings(c->accel, !c->ipv6_allow, c->sidecar_uid ? c->sidecar_uid : SIDECAR_UID);
+	mw_test_settings(c->accel,
+			 c->intercept6 ? MW_IPV6_INTERCEPT : c->ipv6_allow ? MW_IPV6_PASS : MW_IPV6_REFUSE,
+			 c->sidecar_uid ? c->sidecar_uid : SIDECAR_UID);
 	mw_cfg.dns_servers = c->dns_servers;
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_task.uid = c->uid;
@@ -518,6 +627,8 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		ctx.user_ip4 = mw_test_ip4(c->dst);
 	if (c->mark)
 		mw_test_mark(&sk, c->mark);
+	if (c->mark6)
+		mw_test_mark6(&sk, c->mark6);
 	before = ctx;
 
 	switch (c->hook) {
@@ -569,6 +680,20 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		MW_EXPECT_EQ(run, bpf_ntohs(orig->port), c->port, "mw_orig_sk port");
 	}
 
+	orig6 = mw_test_sk_storage(&mw_orig6_sk, &sk);
+	MW_EXPECT_EQ(run, orig6 ? orig6->flags : 0, c->want_mark6, "mw_orig6_sk flags");
+	if (orig6 && c->want_mark6 && !c->mark6) {
+		__u32 want[4];
+
+		mw_test_ip6(c->dst, want);
+		for (int i = 0; i < 4; i++)
+			MW_EXPECT_EQ(run, orig6->ip6[i], want[i], "mw_orig6_sk address word");
+		MW_EXPECT_EQ(run, bpf_ntohs(orig6->port), c->port, "mw_orig6_sk port");
+	}
+	orig6 = mw_test_sk_storage(&mw_orig6_sk, &mptcp);
+	MW_EXPECT_EQ(run, orig6 ? orig6->flags : 0, c->mptcp ? c->want_mark6 : 0,
+		     "the MPTCP socket's mw_orig6_sk flags");
+
 	orig = mw_test_sk_storage(&mw_orig_sk, &mptcp);
 	MW_EXPECT_EQ(run, orig ? orig->flags : 0, c->mptcp ? c->want_mark : 0,
 		     "the MPTCP socket's mw_orig_sk flags");
@@ -602,11 +727,13 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		} else {
 			MW_EXPECT_EQ(run, ev->dst_port, c->port, "event destination port");
 		}
-		if (c->decision != MW_DEC_CONNECT6_REFUSED && c->decision != MW_DEC_DNS_RESTORED)
-			MW_EXPECT_EQ(run, ev->dst_ip4, ip4_of(c, c->dst), "event destination");
-		if (c->to && c->decision != MW_DEC_CONNECT6_REFUSED &&
-		    c->decision != MW_DEC_DNS_RESTORED) {
-			MW_EXPECT_EQ(run, ev->to_ip4, ip4_of(c, c->to), "event new destination");
+		/* Native IPv6: mw_event holds IPv4 addresses only, so none. */
+		if (c->decision != MW_DEC_DNS_RESTORED)
+			MW_EXPECT_EQ(run, ev->dst_ip4, native6(c) ? 0 : ip4_of(c, c->dst),
+				     "event destination");
+		if (c->to && c->decision != MW_DEC_DNS_RESTORED) {
+			MW_EXPECT_EQ(run, ev->to_ip4, native6(c) ? 0 : ip4_of(c, c->to),
+				     "event new destination");
 			MW_EXPECT_EQ(run, ev->to_port, c->to_port, "event new port");
 		}
 	}

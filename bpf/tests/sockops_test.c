@@ -52,11 +52,6 @@ struct sockops_case {
 	enum mw_decision decision;
 };
 
-#define ACTIVE	BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
-#define PASSIVE	BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
-#define STATE	BPF_SOCK_OPS_STATE_CB
-#define STAT(s)	MW_STAT_BIT(s)
-
 static const struct sockops_case cases[] = {
 	/* the app's side: publish at established */
 	{ "an app's redirected socket publishes where it was going", .op = ACTIVE,

@@ -35,7 +35,6 @@ struct sockopt_case {
 	__u32 stats;
 };
 
-#define STAT(s)	MW_STAT_BIT(s)
 #define SIN	((int)sizeof(struct sockaddr_in))
 
 static const struct sockopt_case cases[] = {
@@ -126,19 +125,10 @@ static void run_case(struct mw_test_run *run, const struct sockopt_case *c)
 		MW_EXPECT_EQ(run, untouched, 1, "buffer untouched");
 	}
 	mw_test_expect_stats(run, c->stats);
-	MW_EXPECT_EQ(run, mw_test_nevents, c->answered ? 1 : 0, "trace events");
-	if (c->answered && mw_test_nevents == 1) {
-		const struct mw_event *ev = &mw_test_events[0];
-
-		MW_EXPECT_EQ(run, ev->hook, MW_HOOK_GETSOCKOPT, "event hook");
-		MW_EXPECT_EQ(run, ev->decision, MW_DEC_SOCKOPT_ANSWERED, "event decision");
-		MW_EXPECT_EQ(run, ev->netns_cookie, POD_A, "event netns cookie");
-		MW_EXPECT_EQ(run, ev->src_port, 40000, "event client port");
-		MW_EXPECT_EQ(run, ev->dst_ip4, mw_test_ip4(ORIG_IP), "event original destination");
-		MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event original port");
-		MW_EXPECT_EQ(run, ev->to_port, OUT_PORT, "event sidecar port");
-		MW_EXPECT_EQ(run, ev->uid, SIDECAR_UID, "event uid");
-	}
+	if (c->answered)
+		mw_test_expect_answer_event(run, mw_test_ip4(ORIG_IP));
+	else
+		MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
 }
 
 MW_TEST_MAIN("bpf_sockopt.c", cases, run_case)

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
-use crate::config::{Cidr4, PodOverride, Select};
+use crate::config::{Cidr4, Cidr6, PodOverride, Select};
 use crate::error::{code, CniError};
 
 /// The capability under which the runtime passes the pod's annotations.
@@ -240,21 +240,37 @@ fn port(s: &str) -> Result<Option<u16>, String> {
     }
 }
 
-/// An IPv4 range as Istio reads it (`net.ParseCIDR`: host bits are
-/// dropped); IPv6 ranges are valid and skipped (meshwire steers IPv4 only),
-/// noted in `ipv6`.
-fn range(s: &str, ipv6: &mut Vec<String>) -> Result<Option<Cidr4>, String> {
+/// A range as Istio reads it (`net.ParseCIDR`: host bits are dropped), of
+/// either family.
+enum Range {
+    V4(Cidr4),
+    V6(Cidr6),
+}
+
+fn any_range(s: &str) -> Result<Range, String> {
     let (addr, len) = s.split_once('/').ok_or_else(|| "is not a range in CIDR form (like 10.96.0.0/12)".to_string())?;
     if let Ok(a) = addr.parse::<Ipv4Addr>() {
         let len: u8 = len.parse().ok().filter(|l| *l <= 32).ok_or_else(|| "has a prefix length that is not 0-32".to_string())?;
         let mask = if len == 0 { 0 } else { u32::MAX << (32 - len) };
-        return Ok(Some(Cidr4 { addr: Ipv4Addr::from(u32::from(a) & mask), len }));
+        return Ok(Range::V4(Cidr4 { addr: Ipv4Addr::from(u32::from(a) & mask), len }));
     }
-    if addr.parse::<Ipv6Addr>().is_ok() && len.parse::<u8>().is_ok_and(|l| l <= 128) {
-        ipv6.push(s.to_string());
-        return Ok(None);
+    if let (Ok(a), Some(len)) = (addr.parse::<Ipv6Addr>(), len.parse::<u8>().ok().filter(|l| *l <= 128)) {
+        let mask = if len == 0 { 0 } else { u128::MAX << (128 - u32::from(len)) };
+        return Ok(Range::V6(Cidr6 { addr: Ipv6Addr::from(u128::from(a) & mask), len }));
     }
     Err("is not a range in CIDR form (like 10.96.0.0/12)".to_string())
+}
+
+/// An IPv4 range; IPv6 ranges are valid and skipped (the include lists
+/// steer IPv4 ranges only), noted in `ipv6`.
+fn range(s: &str, ipv6: &mut Vec<String>) -> Result<Option<Cidr4>, String> {
+    match any_range(s)? {
+        Range::V4(c) => Ok(Some(c)),
+        Range::V6(_) => {
+            ipv6.push(s.to_string());
+            Ok(None)
+        }
+    }
 }
 
 fn only<T>(key: &str, value: &str, s: Select<T>) -> Result<Vec<T>, CniError> {
@@ -277,8 +293,23 @@ pub fn settings(a: &Annotations) -> Result<(PodOverride, Vec<String>), CniError>
         o.inbound_ports = Some(only(k, v, list(k, v, false, port)?)?);
     }
     if let Some((k, v)) = EXCLUDE_OUTBOUND_CIDRS.find(a) {
-        o.outbound_cidrs = Some(only(k, v, list(k, v, false, |s| range(s, &mut ipv6))?)?);
-        note_ipv6(k, &mut ipv6, &mut notes);
+        // Both families: IPv6 ranges apply with interception.ipv6 = "intercept".
+        let mut v6 = Vec::new();
+        let v4 = only(
+            k,
+            v,
+            list(k, v, false, |s| {
+                Ok(match any_range(s)? {
+                    Range::V4(c) => Some(c),
+                    Range::V6(c) => {
+                        v6.push(c);
+                        None
+                    }
+                })
+            })?,
+        )?;
+        o.outbound_cidrs = Some(v4);
+        o.outbound_cidrs6 = Some(v6);
     }
     if let Some((k, v)) = INCLUDE_OUTBOUND_CIDRS.find(a) {
         o.include_outbound_cidrs = Some(list(k, v, true, |s| range(s, &mut ipv6))?);
@@ -310,7 +341,7 @@ fn boolean(key: &str, value: &str) -> Result<bool, CniError> {
 
 fn note_ipv6(key: &str, ipv6: &mut Vec<String>, notes: &mut Vec<String>) {
     if !ipv6.is_empty() {
-        notes.push(format!("annotation {key}: IPv6 ranges {} skipped (meshwire steers IPv4 only)", ipv6.join(", ")));
+        notes.push(format!("annotation {key}: IPv6 ranges {} skipped (included ranges are IPv4 only)", ipv6.join(", ")));
         ipv6.clear();
     }
 }
@@ -450,9 +481,13 @@ mod tests {
         ]))
         .unwrap();
         assert_eq!(o.outbound_cidrs, Some(vec![cidr("10.0.0.0/8")]), "host bits dropped, as net.ParseCIDR does");
+        assert_eq!(o.outbound_cidrs6, Some(vec!["fd00::/108".parse().unwrap()]), "IPv6 exclusions are kept");
         assert_eq!(o.include_outbound_cidrs, Some(Select::Only(vec![])));
-        assert_eq!(notes.len(), 2, "{notes:?}");
-        assert!(notes[0].contains("excludeOutboundIPRanges") && notes[0].contains("fd00::/108"), "{notes:?}");
+        assert_eq!(notes.len(), 1, "{notes:?}");
+        assert!(notes[0].contains("includeOutboundIPRanges") && notes[0].contains("fd00::/8"), "{notes:?}");
+        let (o, _) = settings(&ann(&[("traffic.sidecar.istio.io/excludeOutboundIPRanges", "fd00:1:2::3/48")])).unwrap();
+        assert_eq!(o.outbound_cidrs6, Some(vec!["fd00:1:2::/48".parse().unwrap()]), "IPv6 host bits dropped too");
+        assert_eq!(o.outbound_cidrs, Some(vec![]), "the list replaces both families");
     }
 
     #[test]

@@ -85,13 +85,15 @@ pub enum FailPolicy {
     Open,
 }
 
-pub use meshwire_api::Cidr4;
+pub use meshwire_api::{Cidr4, Cidr6};
 
 /// Per-pod exclusions sent to the loader (on top of its node-wide lists).
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
 pub struct Exclusions {
     pub outbound_ports: Vec<u16>,
     pub outbound_cidrs: Vec<Cidr4>,
+    /// The IPv6 entries of the same list.
+    pub outbound_cidrs6: Vec<Cidr6>,
     pub inbound_ports: Vec<u16>,
 }
 
@@ -161,6 +163,8 @@ pub struct PodOverride {
     pub mesh: Option<bool>,
     pub outbound_ports: Option<Vec<u16>>,
     pub outbound_cidrs: Option<Vec<Cidr4>>,
+    /// Some whenever `outbound_cidrs` is: one list of both families replaces both.
+    pub outbound_cidrs6: Option<Vec<Cidr6>>,
     pub inbound_ports: Option<Vec<u16>>,
     pub accelerate: Option<bool>,
     pub dns_capture: Option<bool>,
@@ -177,6 +181,7 @@ impl PodOverride {
             mesh: self.mesh.or(under.mesh),
             outbound_ports: self.outbound_ports.or(under.outbound_ports),
             outbound_cidrs: self.outbound_cidrs.or(under.outbound_cidrs),
+            outbound_cidrs6: self.outbound_cidrs6.or(under.outbound_cidrs6),
             inbound_ports: self.inbound_ports.or(under.inbound_ports),
             accelerate: self.accelerate.or(under.accelerate),
             dns_capture: self.dns_capture.or(under.dns_capture),
@@ -212,6 +217,7 @@ impl PodOverride {
         Exclusions {
             outbound_ports: self.outbound_ports.clone().unwrap_or_else(|| base.outbound_ports.clone()),
             outbound_cidrs: self.outbound_cidrs.clone().unwrap_or_else(|| base.outbound_cidrs.clone()),
+            outbound_cidrs6: self.outbound_cidrs6.clone().unwrap_or_else(|| base.outbound_cidrs6.clone()),
             inbound_ports: self.inbound_ports.clone().unwrap_or_else(|| base.inbound_ports.clone()),
         }
     }
@@ -343,16 +349,24 @@ fn ports(v: &Value, path: &str) -> Result<Vec<u16>, CniError> {
     Ok(out)
 }
 
-fn cidrs(v: &Value, path: &str) -> Result<Vec<Cidr4>, CniError> {
-    let mut out = Vec::new();
+/// A list of CIDRs of both families, split by family, duplicates dropped.
+fn cidrs(v: &Value, path: &str) -> Result<(Vec<Cidr4>, Vec<Cidr6>), CniError> {
+    let (mut v4, mut v6) = (Vec::new(), Vec::new());
     for (i, c) in array(v, path)?.iter().enumerate() {
         let s = string(c, &format!("{path}[{i}]"))?;
-        let cidr = s.parse::<Cidr4>().map_err(|m| invalid(format!("{path}[{i}]: {m}")))?;
-        if !out.contains(&cidr) {
-            out.push(cidr);
+        let (a, b) = meshwire_api::split_families([s]).map_err(|m| invalid(format!("{path}[{i}]: {m}")))?;
+        for c in a {
+            if !v4.contains(&c) {
+                v4.push(c);
+            }
+        }
+        for c in b {
+            if !v6.contains(&c) {
+                v6.push(c);
+            }
         }
     }
-    Ok(out)
+    Ok((v4, v6))
 }
 
 fn names(v: &Value, path: &str) -> Result<Vec<String>, CniError> {
@@ -418,9 +432,12 @@ fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
             }
         }
     };
+    let (outbound_cidrs, outbound_cidrs6) =
+        obj.get("excludeOutboundCIDRs").map(|v| cidrs(v, "excludeOutboundCIDRs")).transpose()?.unwrap_or_default();
     let exclusions = Exclusions {
         outbound_ports: obj.get("excludeOutboundPorts").map(|v| ports(v, "excludeOutboundPorts")).transpose()?.unwrap_or_default(),
-        outbound_cidrs: obj.get("excludeOutboundCIDRs").map(|v| cidrs(v, "excludeOutboundCIDRs")).transpose()?.unwrap_or_default(),
+        outbound_cidrs,
+        outbound_cidrs6,
         inbound_ports: obj.get("excludeInboundPorts").map(|v| ports(v, "excludeInboundPorts")).transpose()?.unwrap_or_default(),
     };
     let accelerate = obj.get("accelerate").map(|v| boolean(v, "accelerate")).transpose()?;
@@ -442,13 +459,16 @@ fn plugin_config(obj: &Map<String, Value>) -> Result<PluginConfig, CniError> {
 fn pod_override(v: &Value, path: &str) -> Result<PodOverride, CniError> {
     let m = object(v, path)?;
     unknown_keys(m, &[OVERRIDE_KEYS], path)?;
+    let (outbound_cidrs, outbound_cidrs6) =
+        m.get("excludeOutboundCIDRs").map(|v| cidrs(v, &format!("{path}.excludeOutboundCIDRs"))).transpose()?.unzip();
     Ok(PodOverride {
         include_outbound_cidrs: None,
         include_outbound_ports: None,
         include_inbound_ports: None,
         mesh: m.get("mesh").map(|v| boolean(v, &format!("{path}.mesh"))).transpose()?,
         outbound_ports: m.get("excludeOutboundPorts").map(|v| ports(v, &format!("{path}.excludeOutboundPorts"))).transpose()?,
-        outbound_cidrs: m.get("excludeOutboundCIDRs").map(|v| cidrs(v, &format!("{path}.excludeOutboundCIDRs"))).transpose()?,
+        outbound_cidrs,
+        outbound_cidrs6,
         inbound_ports: m.get("excludeInboundPorts").map(|v| ports(v, &format!("{path}.excludeInboundPorts"))).transpose()?,
         accelerate: m.get("accelerate").map(|v| boolean(v, &format!("{path}.accelerate"))).transpose()?,
         dns_capture: m.get("dnsCapture").map(|v| boolean(v, &format!("{path}.dnsCapture"))).transpose()?,
@@ -584,7 +604,7 @@ mod tests {
             "failPolicy": "open",
             "namespaces": {"include": ["shop", "pay"], "exclude": ["kube-system"]},
             "excludeOutboundPorts": [22, 22, 443],
-            "excludeOutboundCIDRs": ["10.96.0.0/12", "192.0.2.7"],
+            "excludeOutboundCIDRs": ["10.96.0.0/12", "192.0.2.7", "fd00:96::/108"],
             "excludeInboundPorts": [9090],
             "accelerate": false,
             "capabilities": {"meshwire": true},
@@ -602,6 +622,7 @@ mod tests {
             c.plugin.exclusions.outbound_cidrs,
             vec![Cidr4 { addr: Ipv4Addr::new(10, 96, 0, 0), len: 12 }, Cidr4 { addr: Ipv4Addr::new(192, 0, 2, 7), len: 32 }]
         );
+        assert_eq!(c.plugin.exclusions.outbound_cidrs6, vec!["fd00:96::/108".parse::<Cidr6>().unwrap()]);
         assert_eq!(c.plugin.exclusions.inbound_ports, vec![9090]);
         assert_eq!(c.plugin.accelerate, Some(false));
     }
@@ -684,7 +705,7 @@ mod tests {
             (json!({"excludeInboundPorts": ["80"]}), "excludeInboundPorts[0]: \"80\" is not a port"),
             (json!({"excludeOutboundCIDRs": ["10.1.2.3/16"]}), "did you mean \"10.1.0.0/16\"?"),
             (json!({"excludeOutboundCIDRs": ["10.0.0.0/33"]}), "prefix length 33"),
-            (json!({"excludeOutboundCIDRs": ["fd00::/8"]}), "is not an IPv4 address or CIDR"),
+            (json!({"excludeOutboundCIDRs": ["fd00::1/8"]}), "has host bits set"),
             (json!({"excludeOutboundCIDRs": "10.0.0.0/8"}), "excludeOutboundCIDRs must be a list"),
             (json!({"runtimeConfig": []}), "runtimeConfig must be an object"),
             (json!({"runtimeConfig": {"meshwire": {"mesh": "no"}}}), "runtimeConfig.meshwire.mesh must be true or false"),

@@ -246,6 +246,7 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         name: att.args.pod_name().map(str::to_string),
         exclude_outbound_ports: ex.outbound_ports,
         exclude_outbound_cidrs: ex.outbound_cidrs,
+        exclude_outbound_cidrs6: ex.outbound_cidrs6,
         exclude_inbound_ports: ex.inbound_ports,
         include_outbound_cidrs: include_out_cidrs,
         include_outbound_ports: include_out_ports,

@@ -106,7 +106,7 @@ fn add_meshes_the_pod_and_hands_prev_result_back_byte_for_byte() {
     let prev_text = "{\"cniVersion\":\"1.0.0\",\"interfaces\":[{\"name\":\"eth0\",\"sandbox\":\"/proc/self/ns/net\"}],  \"ips\":[{\"address\":\"10.22.0.5/16\",\"interface\":0}],\"zz\":{\"b\":1,\"a\":2}}";
     let stdin = format!(
         "{{\"cniVersion\":\"1.0.0\",\"name\":\"mesh-net\",\"type\":\"meshwire-cni\",\"loaderSocket\":\"/run/x.sock\",\
-         \"excludeOutboundPorts\":[22],\"excludeOutboundCIDRs\":[\"10.96.0.0/12\"],\"excludeInboundPorts\":[9090],\"prevResult\":{prev_text}}}"
+         \"excludeOutboundPorts\":[22],\"excludeOutboundCIDRs\":[\"10.96.0.0/12\",\"fd00:96::/64\"],\"excludeInboundPorts\":[9090],\"prevResult\":{prev_text}}}"
     );
     let out = run_with(&env("ADD"), &stdin, &fake);
     assert!(out.success, "{out:?}");

@@ -60,6 +60,8 @@ pub struct Sidecar {
 pub struct Outbound {
     pub exclude_ports: Vec<u16>,
     pub exclude_cidrs: Vec<Cidr4>,
+    /// The IPv6 entries of `outbound.exclude_cidrs` (::1 is always excluded).
+    pub exclude_cidrs6: Vec<Cidr6>,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -94,7 +96,7 @@ pub struct BpfSettings {
     pub trace: bool,
 }
 
-pub use meshwire_api::Cidr4;
+pub use meshwire_api::{Cidr4, Cidr6};
 
 /// `interception.mode`: BPF map entries (the default) or netfilter rules in
 /// each pod's network namespace.
@@ -125,8 +127,8 @@ impl FromStr for Interception {
     }
 }
 
-/// `interception.ipv6`. meshwire intercepts IPv4 (v4-mapped addresses
-/// included); native IPv6 TCP of a meshed pod would bypass its sidecar.
+/// `interception.ipv6`: what a meshed pod's native IPv6 TCP meets. IPv4
+/// (v4-mapped addresses included) is always steered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ipv6Policy {
     /// Refuse it (fail closed): connect() to a non-loopback IPv6 address by
@@ -135,6 +137,10 @@ pub enum Ipv6Policy {
     Refuse,
     /// Let it through, unmeshed.
     Pass,
+    /// Steer outbound IPv6 to the sidecar at `[::1]:<outbound_port>` (eBPF:
+    /// connect6, sockops, getsockopt IP6T_SO_ORIGINAL_DST); inbound IPv6 is
+    /// still refused as with `Refuse` (not steered yet).
+    Intercept,
 }
 
 impl Ipv6Policy {
@@ -142,6 +148,17 @@ impl Ipv6Policy {
         match self {
             Ipv6Policy::Refuse => "refuse",
             Ipv6Policy::Pass => "pass",
+            Ipv6Policy::Intercept => "intercept",
+        }
+    }
+
+    /// `mw_settings.ipv6` (enum mw_ipv6_policy).
+    pub fn as_layout(self) -> u8 {
+        use crate::datapath::layout::{IPV6_INTERCEPT, IPV6_PASS, IPV6_REFUSE};
+        match self {
+            Ipv6Policy::Refuse => IPV6_REFUSE,
+            Ipv6Policy::Pass => IPV6_PASS,
+            Ipv6Policy::Intercept => IPV6_INTERCEPT,
         }
     }
 }
@@ -153,8 +170,9 @@ impl FromStr for Ipv6Policy {
         match s {
             "refuse" => Ok(Ipv6Policy::Refuse),
             "pass" => Ok(Ipv6Policy::Pass),
+            "intercept" => Ok(Ipv6Policy::Intercept),
             other => Err(format!(
-                "{other:?} is not an IPv6 policy; use \"refuse\" (meshed pods' native IPv6 TCP fails, the default) or \"pass\" (it goes direct, bypassing the sidecars)"
+                "{other:?} is not an IPv6 policy; use \"refuse\" (meshed pods' native IPv6 TCP fails, the default), \"intercept\" (outbound IPv6 is steered to the sidecar at [::1], inbound refused) or \"pass\" (it goes direct, bypassing the sidecars)"
             )),
         }
     }
@@ -466,13 +484,20 @@ impl Config {
         };
         let exclude_ports = port_list(raw.outbound.exclude_ports, "outbound.exclude_ports", &defaults.exclude_ports)?;
         let in_exclude_ports = port_list(raw.inbound.exclude_ports, "inbound.exclude_ports", &defaults.in_exclude_ports)?;
-        let exclude_cidrs = match raw.outbound.exclude_cidrs {
-            None => defaults.exclude_cidrs.clone(),
+        // One list of both families, as Istio's excludeOutboundIPRanges.
+        let (exclude_cidrs, exclude_cidrs6) = match raw.outbound.exclude_cidrs {
+            None => (defaults.exclude_cidrs.clone(), Vec::new()),
             Some(list) if list.len() > MAX_LIST => return Err(too_long("outbound.exclude_cidrs", list.len())),
-            Some(list) => list
-                .into_iter()
-                .map(|c| c.get_ref().parse::<Cidr4>().map_err(|m| src.error_at(c.span().start, "outbound.exclude_cidrs", m)))
-                .collect::<Result<Vec<_>, _>>()?,
+            Some(list) => {
+                let (mut v4, mut v6) = (Vec::new(), Vec::new());
+                for c in list {
+                    let (a, b) = meshwire_api::split_families([c.get_ref().as_str()])
+                        .map_err(|m| src.error_at(c.span().start, "outbound.exclude_cidrs", m))?;
+                    v4.extend(a);
+                    v6.extend(b);
+                }
+                (v4, v6)
+            }
         };
 
         let pin_dir = match raw.bpf.pin_dir {
@@ -571,7 +596,7 @@ impl Config {
 
         Ok(Config {
             sidecar: Sidecar { uid, outbound_port, inbound_port },
-            outbound: Outbound { exclude_ports, exclude_cidrs },
+            outbound: Outbound { exclude_ports, exclude_cidrs, exclude_cidrs6 },
             inbound: Inbound { exclude_ports: in_exclude_ports },
             bpf: BpfSettings { pin_dir, cgroup, debug, trace },
             api,
@@ -802,7 +827,19 @@ mod tests {
         assert_eq!((e.line, e.key.as_deref()), (Some(4), Some("outbound.exclude_cidrs")));
         assert!(e.message.contains("did you mean \"10.1.0.0/16\""), "{e}");
         assert!(err("[outbound]\nexclude_cidrs = [\"10.0.0.0/33\"]").message.contains("over 32"));
-        assert!(err("[outbound]\nexclude_cidrs = [\"fd00::/8\"]").message.contains("not an IPv4"));
+        assert!(err("[outbound]\nexclude_cidrs = [\"fd00::1/8\"]").message.contains("did you mean \"fd00::/8\""));
+        assert!(err("[outbound]\nexclude_cidrs = [\"fd00::/129\"]").message.contains("over 128"));
+        assert!(err("[outbound]\nexclude_cidrs = [\"10.0.0.0:8\"]").message.contains("not an IPv6"));
+    }
+
+    #[test]
+    fn exclude_cidrs_take_both_families() {
+        let c = Config::parse("t.toml", "[outbound]\nexclude_cidrs = [\"10.0.0.0/8\", \"fd00:96::/64\", \"2001:db8::7\"]\n").unwrap();
+        assert_eq!(c.outbound.exclude_cidrs, vec![Cidr4 { addr: Ipv4Addr::new(10, 0, 0, 0), len: 8 }]);
+        assert_eq!(
+            c.outbound.exclude_cidrs6.iter().map(|c| c.to_string()).collect::<Vec<_>>(),
+            ["fd00:96::/64", "2001:db8::7/128"]
+        );
     }
 
     #[test]
@@ -826,6 +863,8 @@ mod tests {
         assert_eq!(Config::default_config().ipv6, Ipv6Policy::Refuse);
         let c = Config::parse("t.toml", "[interception]\nipv6 = \"pass\"\n").unwrap();
         assert_eq!(c.ipv6, Ipv6Policy::Pass);
+        let c = Config::parse("t.toml", "[interception]\nipv6 = \"intercept\"\n").unwrap();
+        assert_eq!((c.ipv6, c.ipv6.as_layout()), (Ipv6Policy::Intercept, crate::datapath::layout::IPV6_INTERCEPT));
         let e = err("[interception]\nipv6 = \"drop\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.ipv6")));
         assert!(e.message.contains("\"refuse\"") && e.message.contains("\"pass\""), "{}", e.message);

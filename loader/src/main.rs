@@ -233,9 +233,10 @@ enum PodCommand {
         /// Never steer this pod's outbound connections to this port (repeatable).
         #[arg(long = "exclude-outbound-port", value_name = "PORT")]
         exclude_outbound_ports: Vec<u16>,
-        /// Never steer this pod's outbound connections to this network (repeatable).
+        /// Never steer this pod's outbound connections to this network, IPv4
+        /// or IPv6 (repeatable).
         #[arg(long = "exclude-outbound-cidr", value_name = "CIDR")]
-        exclude_outbound_cidrs: Vec<meshwire_api::Cidr4>,
+        exclude_outbound_cidrs: Vec<String>,
         /// Never redirect inbound connections to this port of the pod to its sidecar (repeatable).
         #[arg(long = "exclude-inbound-port", value_name = "PORT")]
         exclude_inbound_ports: Vec<u16>,
@@ -475,6 +476,9 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 None => None,
                 Some(v) => Some(v.iter().map(|p| p.parse::<u16>().map_err(|_| format!("--include-inbound-ports: {p:?} is not a port"))).collect::<Result<Vec<_>, _>>()?),
             };
+            let (exclude_outbound_cidrs, exclude_outbound_cidrs6) =
+                meshwire_api::split_families(exclude_outbound_cidrs.iter().map(String::as_str))
+                    .map_err(|e| format!("--exclude-outbound-cidr: {e}"))?;
             let pod = meshwire_api::PodSpec {
                 container_id: id.unwrap_or_else(|| cli_pod_id(&netns)),
                 netns,
@@ -484,6 +488,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 name: None,
                 exclude_outbound_ports,
                 exclude_outbound_cidrs,
+                exclude_outbound_cidrs6,
                 exclude_inbound_ports,
                 include_outbound_cidrs: match cli_list("--include-outbound-cidrs", include_outbound_cidrs)? {
                     None => None,

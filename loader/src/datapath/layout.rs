@@ -41,7 +41,7 @@ mirror! {
         pub debug: u8,
         pub accel: u8,
         pub trace: u8,
-        pub ipv6_refuse: u8,
+        pub ipv6: u8,
         pub dns_port: u16,
         pub dns_servers: u8,
         pub pad: u8,
@@ -72,6 +72,38 @@ mirror! {
         pub cookie_hi: u32,
         pub cookie_lo: u32,
         pub addr: u32,
+    }
+}
+
+mirror! {
+    /// Key of the `mw_excl_cidr6` LPM trie (prefixlen 64 + the CIDR's length).
+    "mw_cidr6_key" => pub struct Cidr6Key {
+        pub prefixlen: u32,
+        pub cookie_hi: u32,
+        pub cookie_lo: u32,
+        pub addr: [u32; 4],
+    }
+}
+
+mirror! {
+    /// An original IPv6 destination (`mw_orig6_sk`, `mw_orig_tuple6`).
+    "mw_orig6" => pub struct Orig6 {
+        pub ip6: [u32; 4],
+        pub port: u16,
+        pub flags: u16,
+        pub flowinfo: u32,
+    }
+}
+
+mirror! {
+    /// Key of `mw_orig_tuple6`.
+    "mw_tuple6" => pub struct Tuple6 {
+        pub netns_cookie: u64,
+        pub client_ip6: [u32; 4],
+        pub server_ip6: [u32; 4],
+        pub client_port: u16,
+        pub server_port: u16,
+        pub pad: u32,
     }
 }
 
@@ -278,8 +310,18 @@ c_enum! {
     }
 }
 
+c_enum! {
+    /// `mw_settings.ipv6`: `interception.ipv6`.
+    "mw_ipv6_policy" => IPV6_POLICIES: u8 {
+        IPV6_PASS = "MW_IPV6_PASS" = 0,
+        IPV6_REFUSE = "MW_IPV6_REFUSE" = 1,
+        IPV6_INTERCEPT = "MW_IPV6_INTERCEPT" = 2,
+    }
+}
+
 /// Every mirrored C enum of bpf/lib/meshwire_consts.h.
-pub const C_ENUMS: &[&CEnum] = &[&CAPACITIES, &POD_FLAGS, &DIRS, &ORIG_FLAGS, &FLOW_FLAGS, &FIN_ACKED, &SYN_FLAGS];
+pub const C_ENUMS: &[&CEnum] =
+    &[&CAPACITIES, &POD_FLAGS, &DIRS, &ORIG_FLAGS, &FLOW_FLAGS, &FIN_ACKED, &SYN_FLAGS, &IPV6_POLICIES];
 
 /// Names of `enum mw_stat`, in index order (checked against BTF).
 pub const STAT_NAMES: &[&str] = &[
@@ -333,6 +375,28 @@ pub const DECISION_NAMES: &[&str] = &[
     "MW_DEC_DNS_RESTORED",
     "MW_DEC_DNS_REFUSED",
 ];
+
+impl Cidr4Key {
+    /// The LPM key of `cidr` for a pod (`cookie`), or node-wide (0).
+    pub fn of(cookie: u64, cidr: &crate::config::Cidr4) -> Cidr4Key {
+        Cidr4Key { prefixlen: 64 + u32::from(cidr.len), cookie_hi: (cookie >> 32) as u32, cookie_lo: cookie as u32, addr: u32::from(cidr.addr).to_be() }
+    }
+}
+
+impl Cidr6Key {
+    /// The LPM key of `cidr` for a pod (`cookie`), or node-wide (0): the
+    /// address as four network-order words, as the programs read it.
+    pub fn of(cookie: u64, cidr: &crate::config::Cidr6) -> Cidr6Key {
+        let o = cidr.addr.octets();
+        let word = |i: usize| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+        Cidr6Key {
+            prefixlen: 64 + u32::from(cidr.len),
+            cookie_hi: (cookie >> 32) as u32,
+            cookie_lo: cookie as u32,
+            addr: [word(0), word(1), word(2), word(3)],
+        }
+    }
+}
 
 impl Settings {
     pub fn as_bytes(&self) -> &[u8] {
@@ -406,6 +470,9 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Pod>(btf));
     check(check_mirror::<PortKey>(btf));
     check(check_mirror::<Cidr4Key>(btf));
+    check(check_mirror::<Cidr6Key>(btf));
+    check(check_mirror::<Orig6>(btf));
+    check(check_mirror::<Tuple6>(btf));
     check(check_mirror::<Orig4>(btf));
     check(check_mirror::<Tuple4>(btf));
     check(check_mirror::<In4Key>(btf));
@@ -496,7 +563,7 @@ mod tests {
             let mut obj = object.open(None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6_refuse: 1, dns_port: 3, dns_servers: 1, pad: 0 };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6: IPV6_INTERCEPT, dns_port: 3, dns_servers: 1, pad: 0 };
             obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::libbpf::{self, MapFd, Object};
 use crate::system::{self, Cgroup};
-use layout::{Cidr4Key, In4Key, PortKey, Settings, DIR_OUT};
+use layout::{Cidr4Key, Cidr6Key, In4Key, PortKey, Settings, DIR_OUT};
 use pins::Pins;
 use upgrade::Upgrade;
 
@@ -45,7 +45,7 @@ pub fn settings_of(config: &Config) -> Settings {
         debug: config.bpf.debug as u8,
         accel: config.acceleration.enabled as u8,
         trace: config.bpf.trace as u8,
-        ipv6_refuse: (config.ipv6 == crate::config::Ipv6Policy::Refuse) as u8,
+        ipv6: config.ipv6.as_layout(),
         dns_port: config.dns.port,
         dns_servers: !config.dns.servers.is_empty() as u8,
         pad: 0,
@@ -249,13 +249,10 @@ pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> 
         .collect();
     sync_node_wide(&open(pins::MAP_EXCL_PORTS)?, &ports, |k| k.netns_cookie == 0)?;
 
-    let cidrs: Vec<Cidr4Key> = config
-        .outbound
-        .exclude_cidrs
-        .iter()
-        .map(|c| Cidr4Key { prefixlen: 64 + c.len as u32, cookie_hi: 0, cookie_lo: 0, addr: u32::from(c.addr).to_be() })
-        .collect();
+    let cidrs: Vec<Cidr4Key> = config.outbound.exclude_cidrs.iter().map(|c| Cidr4Key::of(0, c)).collect();
     sync_node_wide(&open(pins::MAP_EXCL_CIDR4)?, &cidrs, |k| k.cookie_hi == 0 && k.cookie_lo == 0)?;
+    let cidrs6: Vec<Cidr6Key> = config.outbound.exclude_cidrs6.iter().map(|c| Cidr6Key::of(0, c)).collect();
+    sync_node_wide(&open(pins::MAP_EXCL_CIDR6)?, &cidrs6, |k| k.cookie_hi == 0 && k.cookie_lo == 0)?;
 
     let inbound: Vec<In4Key> = config.inbound.exclude_ports.iter().map(|&port| In4Key { pod_ip4: 0, port, pad: 0 }).collect();
     sync_node_wide(&open(pins::MAP_EXCL_IN4)?, &inbound, |k| k.pod_ip4 == 0)?;

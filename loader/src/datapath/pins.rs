@@ -38,9 +38,14 @@ maps! {
     MAP_EXCL_PORTS = "mw_excl_ports",
     MAP_EXCL_CIDR4 = "mw_excl_cidr4",
     MAP_INCL_CIDR4 = "mw_incl_cidr4",
+    MAP_EXCL_CIDR6 = "mw_excl_cidr6",
     MAP_EXCL_IN4 = "mw_excl_in4",
     MAP_ORIG_SK = "mw_orig_sk",
     MAP_ORIG_TUPLE4 = "mw_orig_tuple4",
+    /// Native IPv6 (interception.ipv6 = "intercept"): mw_orig_sk and
+    /// mw_orig_tuple4's twins.
+    MAP_ORIG6_SK = "mw_orig6_sk",
+    MAP_ORIG_TUPLE6 = "mw_orig_tuple6",
     MAP_FLOW4 = "mw_flow4",
     /// Used by tc only (bpf/bpf_tc.c): closing state of mw_flow4's flows.
     MAP_FLOW4_FIN = "mw_flow4_fin",

@@ -237,7 +237,9 @@ impl NodeRules {
             out_ports: config.outbound.exclude_ports.clone(),
             out_cidrs: config.outbound.exclude_cidrs.clone(),
             in_ports: config.inbound.exclude_ports.clone(),
-            refuse_ipv6: config.ipv6 == Ipv6Policy::Refuse,
+            // "intercept" steers IPv6 in eBPF mode only so far: here it is
+            // refused, never let past the sidecars.
+            refuse_ipv6: config.ipv6 != Ipv6Policy::Pass,
             dns_port: config.dns.port,
             dns_servers: config.dns.servers.clone(),
         }
@@ -917,6 +919,7 @@ mod tests {
             ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
             out_ports: vec![22, 5432],
             out_cidrs: vec!["192.0.2.7/32".parse().unwrap()],
+            out_cidrs6: vec![],
             in_ports: vec![9090, 8443],
             accelerate: false,
             dns_capture: false,

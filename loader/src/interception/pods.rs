@@ -11,9 +11,9 @@ use std::path::{Path, PathBuf};
 
 use meshwire_api::PodSpec;
 
-use crate::config::Cidr4;
+use crate::config::{Cidr4, Cidr6};
 use crate::error::Error;
-use crate::datapath::layout::{Cidr4Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
+use crate::datapath::layout::{Cidr4Key, Cidr6Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
 use crate::datapath::pins::{self, Pins};
 use crate::timing;
@@ -29,6 +29,8 @@ pub struct MeshedPod {
     pub ips: Vec<Ipv4Addr>,
     pub out_ports: Vec<u16>,
     pub out_cidrs: Vec<Cidr4>,
+    /// IPv6 exclusions (native IPv6 is steered with interception.ipv6 = "intercept").
+    pub out_cidrs6: Vec<Cidr6>,
     pub in_ports: Vec<u16>,
     /// Include lists (Istio's): None steers all. Outbound, the ranges and
     /// the ports steered whatever the address; inbound, the ports.
@@ -68,6 +70,7 @@ impl MeshedPod {
             ips: spec.ips.clone(),
             out_ports: spec.exclude_outbound_ports.clone(),
             out_cidrs: spec.exclude_outbound_cidrs.clone(),
+            out_cidrs6: spec.exclude_outbound_cidrs6.clone(),
             in_ports: spec.exclude_inbound_ports.clone(),
             incl_out_cidrs: spec.include_outbound_cidrs.clone(),
             // Without restricted ranges everything is steered: no ports to list.
@@ -132,6 +135,7 @@ pub fn merged(pod: &MeshedPod, siblings: &[MeshedPod]) -> MeshedPod {
     for s in siblings {
         union(&mut m.out_ports, &s.out_ports);
         union(&mut m.out_cidrs, &s.out_cidrs);
+        union(&mut m.out_cidrs6, &s.out_cidrs6);
         m.incl_out_cidrs = union_of_includes(m.incl_out_cidrs.take(), &s.incl_out_cidrs);
         union(&mut m.incl_out_ports, &s.incl_out_ports);
         m.incl_in_ports = union_of_includes(m.incl_in_ports.take(), &s.incl_in_ports);
@@ -148,6 +152,7 @@ pub fn merged(pod: &MeshedPod, siblings: &[MeshedPod]) -> MeshedPod {
 struct CookieKeys {
     ports: Vec<PortKey>,
     out_cidrs: Vec<Cidr4Key>,
+    out_cidrs6: Vec<Cidr6Key>,
     incl_cidrs: Vec<Cidr4Key>,
 }
 
@@ -155,8 +160,9 @@ impl MeshedPod {
     fn cookie_keys(&self) -> CookieKeys {
         CookieKeys {
             ports: self.port_keys(),
-            out_cidrs: self.out_cidrs.iter().map(|c| cidr_key(self.cookie, c)).collect(),
-            incl_cidrs: self.incl_out_cidrs.iter().flatten().map(|c| cidr_key(self.cookie, c)).collect(),
+            out_cidrs: self.out_cidrs.iter().map(|c| Cidr4Key::of(self.cookie, c)).collect(),
+            out_cidrs6: self.out_cidrs6.iter().map(|c| Cidr6Key::of(self.cookie, c)).collect(),
+            incl_cidrs: self.incl_out_cidrs.iter().flatten().map(|c| Cidr4Key::of(self.cookie, c)).collect(),
         }
     }
 }
@@ -233,6 +239,7 @@ pub struct PodMaps {
     ips: MapFd,
     out_ports: MapFd,
     out_cidrs: MapFd,
+    out_cidrs6: MapFd,
     incl_cidrs: MapFd,
     in_ports: MapFd,
     /// Each pin and its inode (device, inode) as it was before it was opened.
@@ -264,6 +271,7 @@ impl PodMaps {
             ips: open(pins::MAP_POD_IPS)?,
             out_ports: open(pins::MAP_EXCL_PORTS)?,
             out_cidrs: open(pins::MAP_EXCL_CIDR4)?,
+            out_cidrs6: open(pins::MAP_EXCL_CIDR6)?,
             incl_cidrs: open(pins::MAP_INCL_CIDR4)?,
             in_ports: open(pins::MAP_EXCL_IN4)?,
             pinned,
@@ -278,10 +286,6 @@ impl PodMaps {
 
 fn port_key(cookie: u64, port: u16, dir: u8) -> PortKey {
     PortKey { netns_cookie: cookie, port, dir, pad: [0; 5] }
-}
-
-fn cidr_key(cookie: u64, c: &Cidr4) -> Cidr4Key {
-    Cidr4Key { prefixlen: 64 + c.len as u32, cookie_hi: (cookie >> 32) as u32, cookie_lo: cookie as u32, addr: u32::from(c.addr).to_be() }
 }
 
 fn in_key(ip: Ipv4Addr, port: u16) -> In4Key {
@@ -327,6 +331,9 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_
         for k in &keys.out_cidrs {
             maps.out_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.out_cidrs, pins::MAP_EXCL_CIDR4, e))?;
         }
+        for k in &keys.out_cidrs6 {
+            maps.out_cidrs6.update(k, &1u8).map_err(|e| update_error(&maps.out_cidrs6, pins::MAP_EXCL_CIDR6, e))?;
+        }
         for k in &keys.incl_cidrs {
             maps.incl_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs, pins::MAP_INCL_CIDR4, e))?;
         }
@@ -368,7 +375,7 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
         None => {
             note(maps.pods.delete(&pod.cookie));
             note(maps.uids.delete(&pod.cookie));
-            CookieKeys { ports: Vec::new(), out_cidrs: Vec::new(), incl_cidrs: Vec::new() }
+            CookieKeys { ports: Vec::new(), out_cidrs: Vec::new(), out_cidrs6: Vec::new(), incl_cidrs: Vec::new() }
         }
         Some((first, rest)) => {
             let view = merged(first, rest);
@@ -391,6 +398,9 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
     }
     for k in before.out_cidrs.iter().filter(|k| !after.out_cidrs.contains(k)) {
         note(maps.out_cidrs.delete(k));
+    }
+    for k in before.out_cidrs6.iter().filter(|k| !after.out_cidrs6.contains(k)) {
+        note(maps.out_cidrs6.delete(k));
     }
     for k in before.incl_cidrs.iter().filter(|k| !after.incl_cidrs.contains(k)) {
         note(maps.incl_cidrs.delete(k));
@@ -438,6 +448,12 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, Error> {
             if cookie != 0 && !cookies.contains(&cookie) && map.delete(&k).map_err(e)? {
                 removed += 1;
             }
+        }
+    }
+    for k in maps.out_cidrs6.keys::<Cidr6Key>().map_err(e)? {
+        let cookie = (u64::from(k.cookie_hi) << 32) | u64::from(k.cookie_lo);
+        if cookie != 0 && !cookies.contains(&cookie) && maps.out_cidrs6.delete(&k).map_err(e)? {
+            removed += 1;
         }
     }
     for k in maps.in_ports.keys::<In4Key>().map_err(e)? {
@@ -556,7 +572,7 @@ mod tests {
             let def = defs.iter().find(|d| d.name == name).unwrap();
             obj_pin(&map_create_like(def, def.max_entries).unwrap(), &pins.map(name)).unwrap();
         };
-        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4];
+        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_EXCL_CIDR6, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4];
         for name in names {
             pin_new(name);
         }

@@ -31,6 +31,7 @@ enum libbpf_pin_type {
 
 struct mptcp_sock;
 struct tcp_sock;
+struct tcp6_sock;
 
 void *bpf_map_lookup_elem(void *map, const void *key);
 long bpf_map_update_elem(void *map, const void *key, const void *value, __u64 flags);
@@ -46,6 +47,7 @@ __u64 bpf_get_current_pid_tgid(void);
 __u64 bpf_ktime_get_ns(void);
 struct mptcp_sock *bpf_skc_to_mptcp_sock(void *sk);
 struct tcp_sock *bpf_skc_to_tcp_sock(void *sk);
+struct tcp6_sock *bpf_skc_to_tcp6_sock(void *sk);
 long bpf_setsockopt(void *ctx, int level, int optname, void *optval, int optlen);
 long bpf_spin_lock(struct bpf_spin_lock *lock);
 long bpf_spin_unlock(struct bpf_spin_lock *lock);

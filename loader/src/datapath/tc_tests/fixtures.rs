@@ -351,7 +351,12 @@ pub fn ipv6() -> Vec<Case> {
         Case::ingress("IPv6 UDP passes", udp),
         Case::ingress("an IPv6 SYN to a node-wide excluded port (kubelet probes) passes", frame6(&[], 9000, SYN)).given(Given::Excluded(None, 9000)),
         Case::egress("egress is not concerned with IPv6", frame6(&[], APP, SYN)),
-        Case::ingress("with IPv6 passed, an IPv6 SYN goes through", frame6(&[], APP, SYN)).given(Given::Setting(|s| s.ipv6_refuse = 0)),
+        Case::ingress("with IPv6 passed, an IPv6 SYN goes through", frame6(&[], APP, SYN)).given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_PASS)),
+        // "intercept" steers outbound IPv6 only so far: inbound stays refused.
+        Case::ingress("with IPv6 intercepted, an IPv6 SYN to the pod is still dropped", frame6(&[], APP, SYN))
+            .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
+            .dropped()
+            .stat(TC6_DROPPED, 1),
     ]
 }
 

@@ -1,0 +1,187 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sockops (bpf/bpf_sockops.c) for native IPv6 connections steered by connect6
+ * (interception.ipv6 = "intercept"): publishing the app's original
+ * destination in mw_orig_tuple6 at established, binding it (with the
+ * accepted socket's flow label) to the sidecar's accepted socket, forgetting
+ * it at close. The real source compiled for the host, as sockops_test.c.
+ */
+#define MW_CFG_CONST
+#include "../bpf_sockops.c"
+#include "datapath.h"
+
+/* Map entries about this connection, before and after the event. */
+enum {
+	TUPLE		= 1 << 0,	/* mw_orig_tuple6 holds it (ORIG_IP6:ORIG_PORT) */
+	OTHER_POD	= 1 << 1,	/* ...published in POD_B's namespace instead */
+};
+
+#define FLOW_LABEL	0xf0012345U	/* the accepted socket's flow_label, host order */
+
+struct sockops6_case {
+	const char *what;
+	int refuse;		/* interception.ipv6 = "refuse" */
+	__u32 op;
+	__u32 state;
+	__u64 netns;
+	const char *local;
+	__u16 lport;
+	const char *remote;
+	__u16 rport;
+	__u16 mark6;		/* the socket's mw_orig6_sk flags before */
+	__u32 before;
+	int no_storage;
+	int not_tcp6;		/* bpf_skc_to_tcp6_sock answers NULL */
+	/* what the hook must leave */
+	__u16 want_mark6;
+	__u32 want_flowinfo;	/* network order, with MW_ORIG_F_ACCEPTED */
+	__u32 after;
+	int want_cb;
+	__u32 stats;
+	enum mw_decision decision;
+};
+
+static const struct sockops6_case cases[] = {
+	/* the app's side */
+	{ "an app's redirected IPv6 socket publishes where it was going", .op = ACTIVE,
+	  .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .mark6 = MW_ORIG_F_CONNECT, .want_mark6 = MW_ORIG_F_CONNECT, .after = TUPLE,
+	  .want_cb = 1, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "an IPv6 socket that was not redirected publishes nothing", .op = ACTIVE,
+	  .netns = POD_A, .local = "fd00:1::2", .lport = 40000, .remote = ORIG_IP6,
+	  .rport = 80 },
+	{ "with interception.ipv6 = refuse nothing is published", .refuse = 1, .op = ACTIVE,
+	  .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .mark6 = MW_ORIG_F_CONNECT, .want_mark6 = MW_ORIG_F_CONNECT },
+
+	/* the sidecar's side */
+	{ "the sidecar's accepted IPv6 socket gets the destination and its flow label",
+	  .op = PASSIVE, .netns = POD_A, .local = "::1", .lport = OUT_PORT, .remote = "::1",
+	  .rport = 40000, .before = TUPLE, .want_mark6 = MW_ORIG_F_ACCEPTED,
+	  .want_flowinfo = 0x00012345, .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "a socket that is no tcp6_sock gets flowinfo 0", .op = PASSIVE, .not_tcp6 = 1,
+	  .netns = POD_A, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000,
+	  .before = TUPLE, .want_mark6 = MW_ORIG_F_ACCEPTED,
+	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "an accepted IPv6 socket nobody published gets nothing", .op = PASSIVE,
+	  .netns = POD_A, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000 },
+	{ "another pod's connection with the same 4-tuple is not this one", .op = PASSIVE,
+	  .netns = POD_A, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000,
+	  .before = OTHER_POD, .after = OTHER_POD },
+	{ "an app's own IPv6 listener is not the sidecar's", .op = PASSIVE, .netns = POD_A,
+	  .local = "::1", .lport = 8080, .remote = "::1", .rport = 40000, .before = TUPLE,
+	  .after = TUPLE },
+	{ "no socket storage: counted, the published entry stays", .op = PASSIVE,
+	  .netns = POD_A, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000,
+	  .before = TUPLE, .no_storage = 1, .after = TUPLE,
+	  .stats = STAT(MW_STAT_SOCKOPS_ERROR) },
+
+	/* close */
+	{ "an app's IPv6 socket closing forgets what no sidecar took", .op = STATE,
+	  .state = BPF_TCP_CLOSE, .netns = POD_A, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT, .before = TUPLE,
+	  .stats = STAT(MW_STAT_SOCKOPS_CLOSED) },
+	{ "a close forgets only its own pod's entry", .op = STATE, .state = BPF_TCP_CLOSE,
+	  .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .before = OTHER_POD, .after = OTHER_POD },
+	{ "a FIN is not a close", .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_A,
+	  .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT, .before = TUPLE,
+	  .after = TUPLE },
+};
+
+/* The connection as mw_orig_tuple6 keys it (the app is the client), in `netns`. */
+static struct mw_tuple6 tuple_key(const struct sockops6_case *c, __u64 netns)
+{
+	int accepted = c->op == PASSIVE;
+	struct mw_tuple6 k = {
+		.client_port = accepted ? c->rport : c->lport,
+		.server_port = accepted ? c->lport : c->rport,
+	};
+
+	mw_test_ip6(accepted ? c->remote : c->local, k.client_ip6);
+	mw_test_ip6(accepted ? c->local : c->remote, k.server_ip6);
+	/* Every pod has its own ::1. */
+	k.netns_cookie = mw_is_loopback6(k.server_ip6) ? netns : 0;
+	return k;
+}
+
+static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
+{
+	struct bpf_sock sk = { .family = MW_AF_INET6 };
+	struct tcp6_sock tp6 = { .inet6 = { .flow_label = bpf_htonl(FLOW_LABEL) } };
+	struct bpf_sock_ops ctx = {
+		.op = c->op,
+		.family = MW_AF_INET6,
+		.local_port = c->lport,
+		.remote_port = bpf_htonl(c->rport),
+		.sk = &sk,
+	};
+	struct mw_orig6 orig = { .port = bpf_htons(ORIG_PORT), .flags = MW_ORIG_F_CONNECT };
+	struct mw_tuple6 own = tuple_key(c, c->netns), other = tuple_key(c, POD_B);
+	struct mw_orig6 *mark, *o;
+	__u32 want_ip[4];
+	int ret;
+
+	mw_test_pods();
+	mw_test_settings(0, c->refuse ? MW_IPV6_REFUSE : MW_IPV6_INTERCEPT, SIDECAR_UID);
+	mw_test_task.netns_cookie = c->netns;
+	mw_test_no_sk_storage = c->no_storage;
+	mw_test_tcp6_sock = c->not_tcp6 ? NULL : &tp6;
+	mw_test_ip6(ORIG_IP6, orig.ip6);
+	mw_test_ip6(ORIG_IP6, want_ip);
+	mw_test_ip6(c->local, ctx.local_ip6);
+	mw_test_ip6(c->remote, ctx.remote_ip6);
+	ctx.args[1] = c->state;
+	if (c->before & TUPLE)
+		bpf_map_update_elem(&mw_orig_tuple6, &own, &orig, BPF_ANY);
+	if (c->before & OTHER_POD)
+		bpf_map_update_elem(&mw_orig_tuple6, &other, &orig, BPF_ANY);
+	if (c->mark6)
+		mw_test_mark6(&sk, c->mark6);
+
+	ret = mw_sockops(&ctx);
+
+	MW_EXPECT_EQ(run, ret, 1, "return value");
+	mark = mw_test_sk_storage(&mw_orig6_sk, &sk);
+	MW_EXPECT_EQ(run, mark ? mark->flags : 0, c->want_mark6, "mw_orig6_sk flags");
+	if (mark && c->want_mark6) {
+		for (int i = 0; i < 4; i++)
+			MW_EXPECT_EQ(run, mark->ip6[i], want_ip[i], "mw_orig6_sk address word");
+		MW_EXPECT_EQ(run, bpf_ntohs(mark->port), ORIG_PORT, "mw_orig6_sk port");
+		if (c->want_mark6 == MW_ORIG_F_ACCEPTED)
+			MW_EXPECT_EQ(run, bpf_ntohl(mark->flowinfo), c->want_flowinfo,
+				     "mw_orig6_sk flowinfo (host order)");
+	}
+	MW_EXPECT_EQ(run, mw_test_sk_storage(&mw_orig_sk, &sk) != NULL, 0,
+		     "mw_orig_sk (IPv4) untouched");
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_orig_tuple6, &own), !!(c->after & TUPLE),
+		     "mw_orig_tuple6 holds the connection");
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_orig_tuple6, &other),
+		     !!(c->after & OTHER_POD), "mw_orig_tuple6 holds the other pod's");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_orig_tuple6),
+		     !!(c->after & TUPLE) + !!(c->after & OTHER_POD), "mw_orig_tuple6 entries");
+	o = bpf_map_lookup_elem(&mw_orig_tuple6, &own);
+	if (o && (c->after & TUPLE)) {
+		for (int i = 0; i < 4; i++)
+			MW_EXPECT_EQ(run, o->ip6[i], want_ip[i], "published address word");
+		MW_EXPECT_EQ(run, bpf_ntohs(o->port), ORIG_PORT, "published port");
+	}
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_orig_tuple4), 0, "mw_orig_tuple4 untouched");
+	MW_EXPECT_EQ(run, mw_test_cb_flags, c->want_cb ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
+		     "callback flags asked for");
+	mw_test_expect_stats(run, c->stats);
+	MW_EXPECT_EQ(run, mw_test_nevents, c->decision ? 1 : 0, "trace events");
+	if (c->decision && mw_test_nevents == 1) {
+		const struct mw_event *ev = &mw_test_events[0];
+
+		MW_EXPECT_EQ(run, ev->hook, MW_HOOK_SOCKOPS, "event hook");
+		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
+		MW_EXPECT_EQ(run, ev->netns_cookie, c->netns, "event netns cookie");
+		MW_EXPECT_EQ(run, ev->src_port, c->lport, "event source port");
+		MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event destination port");
+		MW_EXPECT_EQ(run, ev->to_port, c->rport, "event sidecar port");
+	}
+}
+
+MW_TEST_MAIN("bpf_sockops.c (native IPv6)", cases, run_case)
