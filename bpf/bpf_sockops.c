@@ -298,10 +298,10 @@ static __always_inline int mw_sockops_is_ip4(struct bpf_sock_ops *skops)
 static __always_inline void mw_tuple6_of(struct bpf_sock_ops *skops, struct mw_tuple6 *key,
 					 int from_client)
 {
-	__u32 local[4] = { skops->local_ip6[0], skops->local_ip6[1], skops->local_ip6[2],
-			   skops->local_ip6[3] };
-	__u32 remote[4] = { skops->remote_ip6[0], skops->remote_ip6[1], skops->remote_ip6[2],
-			    skops->remote_ip6[3] };
+	/* One 4-byte load per word: the verifier refuses merged 8-byte ones. */
+	const volatile __u32 *l = skops->local_ip6, *r = skops->remote_ip6;
+	__u32 local[4] = { l[0], l[1], l[2], l[3] };
+	__u32 remote[4] = { r[0], r[1], r[2], r[3] };
 	__u16 local_port = (__u16)skops->local_port;
 	__u16 remote_port = (__u16)bpf_ntohl(skops->remote_port);
 	const __u32 *server = from_client ? remote : local;

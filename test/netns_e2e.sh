@@ -32,15 +32,20 @@
 #
 #   pod1 eth0 10.231.1.2/24 --- vp1 10.231.1.1 \
 #   pod2 eth0 10.231.2.2/24 --- vp2 10.231.2.1  node  (servers on lo:
-#   pod3 eth0 10.231.3.2/24 --- vp3 10.231.3.1 /  |   10.231.0.1, 10.231.0.2, 10.231.9.1)
+#   pod3 eth0 10.231.3.2/24 --- vp3 10.231.3.1 /  |   10.231.0.1, 10.231.0.2, 10.231.9.1,
+#   pod7 eth0 (IPv6 only)  ---- vp7             /  |   fd00:231::1, fd00:231::2, fd00:231:9::1)
 #                                      n2 10.231.254.1/24
+#
+# Pods 1-3 are dual-stack: eth0 has fd00:231:N::2/64 too (the node
+# fd00:231:N::1, their IPv6 default route); pod7 has only fd00:231:7::2/64.
 #                                                 |
 #                             node2 eth0 10.231.254.2/24 (another node: routes
 #                                                         10.231.0.0/16 via node)
 #
 # pod1 and pod2 are registered with meshwire (with their IPs, and their eth0
-# for tc when the loader has `pod add --ifname`), pod3 is not. Each pod runs an
-# mwtest sidecar (UID 1500) on 127.0.0.1:15001 (outbound) and 0.0.0.0:15003
+# for tc when the loader has `pod add --ifname`), pod7 with no IPv4 address,
+# pod3 is not. Each pod runs an mwtest sidecar (UID 1500) on 127.0.0.1:15001
+# and [::1]:15001 (outbound) and 0.0.0.0:15003
 # (inbound, handing connections to 127.0.0.1:<port dialled>); sidecars and
 # clients run in the test cgroup, which is where meshwire's cgroup programs are
 # attached. Servers run outside the cgroup; pod1's app servers P1 and P1X
@@ -68,6 +73,17 @@ POD1_IP=10.231.1.2
 ADDR_P1=$POD1_IP:8080           # server P1, pod1's app (listens on 0.0.0.0:8080)
 ADDR_P1X=$POD1_IP:$EXCL_IN_PORT # server P1X, pod1's app on an excluded inbound port
 CLIENT_TIMEOUT=300              # hard limit for one client run, seconds
+# Native IPv6 (steered with interception.ipv6 = "intercept", from case 4g on).
+EXCL_CIDR6=fd00:231:9::/64
+ADDR_A6='[fd00:231::1]:8080'    # server A6
+B6_IP=fd00:231::2
+POD1_OWN=(--exclude-outbound-cidr "$B6_IP/128") # pod1's own exclusions, whenever it is registered
+ADDR_B6="[$B6_IP]:8080"         # server B6; pod1 excludes it (pod add --exclude-outbound-cidr)
+ADDR_X6="[fd00:231::1]:$EXCL_PORT" # server X6, excluded port
+ADDR_C6='[fd00:231:9::1]:8080'  # server C6, excluded IPv6 CIDR
+ADDR_L6='[::1]:9091'            # server L6, IPv6 loopback in pod1
+ADDR_E6='[fd00:231::1]:7070'    # echo server E6, for the restart case
+IPV6_POLICY=refuse              # interception.ipv6 until case 4g
 
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
@@ -91,15 +107,29 @@ setup_topology() {
     for a in 10.231.0.1/32 10.231.0.2/32 10.231.9.1/32; do
         ip -n "$NS_NODE" addr add "$a" dev lo || return 1
     done
+    ip netns exec "$NS_NODE" sysctl -qw net.ipv6.conf.all.forwarding=1 || return 1
+    for a in fd00:231::1/128 fd00:231::2/128 fd00:231:9::1/128; do
+        ip -n "$NS_NODE" -6 addr add "$a" dev lo nodad || return 1
+    done
     for i in 1 2 3; do
         ns=$(pod $i)
         pod_netns "$ns" "$NS_NODE" "vp$i" "10.231.$i.2" "10.231.$i.1" || return 1
         # IPv6 too, which meshwire refuses rather than let past the sidecars.
         ip -n "$ns" -6 addr add "fd00:231:$i::2/64" dev eth0 nodad || return 1
         ip -n "$NS_NODE" -6 addr add "fd00:231:$i::1/64" dev "vp$i" nodad || return 1
+        ip -n "$ns" -6 route add default via "fd00:231:$i::1" || return 1
         # Room for tens of thousands of TIME_WAIT sockets from the cases below.
         ip netns exec "$ns" sysctl -qw net.ipv4.ip_local_port_range="20000 65000" || return 1
     done
+    # pod7: IPv6 only.
+    ns=$(pod 7)
+    add_netns "$ns" || return 1
+    ip -n "$ns" link add eth0 type veth peer name vp7 netns "$NS_NODE" || return 1
+    ip -n "$ns" -6 addr add fd00:231:7::2/64 dev eth0 nodad || return 1
+    ip -n "$ns" link set eth0 up || return 1
+    ip -n "$NS_NODE" -6 addr add fd00:231:7::1/64 dev vp7 nodad || return 1
+    ip -n "$NS_NODE" link set vp7 up || return 1
+    ip -n "$ns" -6 route add default via fd00:231:7::1 || return 1
     # A second node on the same network: its clients reach pods like another host's.
     add_netns "$NS_NODE2" || return 1
     ip -n "$NS_NODE2" link add eth0 type veth peer name n2 netns "$NS_NODE" || return 1
@@ -117,13 +147,14 @@ debug = false
 
 [outbound]
 exclude_ports = [$EXCL_PORT]
-exclude_cidrs = ["$EXCL_CIDR"]
+exclude_cidrs = ["$EXCL_CIDR", "$EXCL_CIDR6"]
 
 [inbound]
 exclude_ports = [$EXCL_IN_PORT]
 
 [interception]
 mode = "$MODE"
+ipv6 = "$IPV6_POLICY"
 EOF
     if [ -n "$TC_ATTACH" ]; then
         printf '\n[tc]\nattach = "%s"\n' "$TC_ATTACH" >>"$WORK/meshwire.toml"
@@ -137,7 +168,8 @@ start_servers() {
     local spec name addr ns
     for spec in "A $ADDR_A $NS_NODE" "B $ADDR_B $NS_NODE" "X $ADDR_X $NS_NODE" \
         "C $ADDR_C $NS_NODE" "L $ADDR_L $(pod 1)" "P1 0.0.0.0:8080 $(pod 1)" \
-        "P1X 0.0.0.0:$EXCL_IN_PORT $(pod 1)"; do
+        "P1X 0.0.0.0:$EXCL_IN_PORT $(pod 1)" "A6 $ADDR_A6 $NS_NODE" "B6 $ADDR_B6 $NS_NODE" \
+        "X6 $ADDR_X6 $NS_NODE" "C6 $ADDR_C6 $NS_NODE" "L6 $ADDR_L6 $(pod 1)"; do
         read -r name addr ns <<<"$spec"
         start_server "$name" "$ns" "$addr" || return 1
     done
@@ -146,15 +178,27 @@ start_servers() {
 start_sidecars() {
     local i
     for i in 1 2 3; do
-        start_sidecar "pod$i" "$(pod $i)" --inbound-listen "0.0.0.0:$INBOUND_PORT" --probe-misuse || return 1
+        start_sidecar "pod$i" "$(pod $i)" --inbound-listen "0.0.0.0:$INBOUND_PORT" --probe-misuse \
+            --listen6 "[::1]:$SIDECAR_PORT" --answers6 || return 1
     done
+    start_sidecar pod7 "$(pod 7)" --listen6 "[::1]:$SIDECAR_PORT"
 }
 
 register_pod() { # N
-    local tc=()
+    local tc=() own=()
     [ -n "$HAVE_IFNAME" ] && tc=(--ifname eth0)
-    pod_add "pod$1" "$(pod "$1")" "10.231.$1.2" "${tc[@]}" || return 1
+    # pod1's own IPv6 exclusion: B6 (pod2 still reaches B6 through its sidecar).
+    [ "$1" = 1 ] && own=("${POD1_OWN[@]}")
+    pod_add "pod$1" "$(pod "$1")" "10.231.$1.2" "${tc[@]}" "${own[@]}" || return 1
     log "registered $(pod "$1"): cookie ${COOKIE[pod$1]}"
+}
+
+# register_pod6: pod7, IPv6 only: no IPv4 address to register.
+register_pod6() {
+    local out="$WORK/pod-add-pod7.out"
+    mwl pod add --netns "/run/netns/$(pod 7)" --id "$P-pod7" >"$out" 2>&1 || { show "$out"; return 1; }
+    COOKIE[pod7]=$(tr -d '[:space:]' <"$out")
+    log "registered $(pod 7) (IPv6 only): cookie ${COOKIE[pod7]}"
 }
 
 # ---------------------------------------------------------------------------
@@ -216,7 +260,15 @@ uid = 0"
 }
 
 # conn_lines POD ORIG: "conn" lines for ORIG in that pod's sidecar log.
-conn_lines() { grep -c "^conn peer=.* orig=$2\$" "$WORK/sidecar-pod$1.log"; }
+# (ORIG is matched as text: an IPv6 one has brackets.)
+conn_lines() { orig_lines "$1" conn "$2" | wc -l; }
+
+# orig_lines POD KIND ORIG: that pod's sidecar's KIND lines ("conn",
+# "answer6") for ORIG, without "KIND peer=... orig=ORIG".
+orig_lines() {
+    awk -v k="$2" -v o="orig=$3" '$1 == k && $3 == o { $1 = $2 = $3 = ""; sub(/^ +/, ""); print }' \
+        "$WORK/sidecar-pod$1.log"
+}
 
 case_outbound_redirect() {
     local before after
@@ -309,6 +361,131 @@ case_original_dst_misuse() {
         return 1
     fi
     log "pod1's sidecar: $(grep '^probe ' "$WORK/sidecar-pod1.log" | tail -n 1)"
+}
+
+# --- native IPv6 (interception.ipv6 = "intercept", from case 4g on)
+
+# run_ipv6_case NAME FUNCTION: a case of IPv6 steered through the sidecars,
+# which iptables mode does not do yet (it refuses IPv6 as "refuse" does).
+run_ipv6_case() {
+    if [ "$MODE" = ebpf ]; then
+        run_case "$@"
+    else
+        skip_case "$1" "iptables mode steers no IPv6 yet: interception.ipv6 = \"intercept\" refuses it there"
+    fi
+}
+
+# The loader restarted with interception.ipv6 = "intercept": the running
+# pods' native IPv6 is steered from now on (the programs' settings change;
+# pods, maps and sidecars stay).
+case_ipv6_intercept_switch() {
+    stop_loader
+    IPV6_POLICY=intercept
+    setup_config || return 1
+    start_loader || return 1
+    grep -q 'ipv6 intercept' "$LOADER_DIR/loader.log" ||
+        { log "the loader does not say it intercepts IPv6:"; show "$LOADER_DIR/loader.log" 5; return 1; }
+    log "meshwire-loader restarted (PID $LOADER_PID): $(grep -o 'ipv6 intercept' "$LOADER_DIR/loader.log" | tail -n 1)"
+}
+
+case_ipv6_outbound() {
+    local rc=0 before after
+    before=$(conn_lines 1 "$ADDR_A6")
+    # --check-peer: getpeername() answers the dialled IPv6 address, not [::1].
+    client "$(pod 1)" "pod1 -> $ADDR_A6 (native IPv6)" --connect "$ADDR_A6" --count 20 --parallel 5 \
+        --check-peer --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+    after=$(conn_lines 1 "$ADDR_A6")
+    if [ $((after - before)) -lt 20 ]; then
+        log "pod1's sidecar logged $((after - before)) connections to $ADDR_A6, expected 20"
+        rc=1
+    fi
+    before=$(conn_lines 7 "$ADDR_B6")
+    client "$(pod 7)" "pod7 (IPv6 only) -> $ADDR_B6" --connect "$ADDR_B6" --count 20 --parallel 5 \
+        --check-peer --expect-orig "$ADDR_B6" --expect-server B6 || rc=1
+    after=$(conn_lines 7 "$ADDR_B6")
+    [ $((after - before)) -ge 20 ] || { log "pod7's sidecar logged $((after - before)) connections, expected 20"; rc=1; }
+    log "pod1's sidecar: $(grep -m 1 -F " orig=$ADDR_A6" "$WORK/sidecar-pod1.log")"
+    return "$rc"
+}
+
+# hex6 ADDR PORT: a sockaddr_in6 as IP6T_SO_ORIGINAL_DST writes it (family
+# little-endian, port, flowinfo 0, address, scope id 0), in hex.
+hex6() {
+    local full
+    full=$(python3 -c 'import ipaddress, sys; print(ipaddress.IPv6Address(sys.argv[1]).packed.hex())' "$1")
+    printf '0a00%04x00000000%s00000000' "$2" "$full"
+}
+
+# The sidecar's IP6T_SO_ORIGINAL_DST, byte for byte, as netfilter's
+# ipv6_getorigdst() answers it (iptables mode gets the kernel's own): a
+# sockaddr_in6 with optlen left as given (28, 64, 200; the rest of the zeroed
+# buffer still zero), EINVAL for 27 bytes, EFAULT for a NULL buffer.
+case_ipv6_original_dst_bytes() {
+    local before sin6 want got n
+    before=$(orig_lines 1 answer6 "$ADDR_A6" | wc -l)
+    client "$(pod 1)" "pod1 -> $ADDR_A6" --connect "$ADDR_A6" --count 5 --expect-orig "$ADDR_A6" \
+        --expect-server A6 || return 1
+    sin6=$(hex6 fd00:231::1 8080)
+    want="len28=28:$sin6 len64=64:$sin6$(printf '0%.0s' $(seq 72)) len200=200:$sin6$(printf '0%.0s' $(seq 344)) len27=EINVAL null=EFAULT"
+    n=0
+    while read -r got; do
+        n=$((n + 1))
+        if [ "$got" != "$want" ]; then
+            log "an answer differs:"
+            log "  got  $got"
+            log "  want $want"
+            return 1
+        fi
+    done < <(orig_lines 1 answer6 "$ADDR_A6" | tail -n +$((before + 1)))
+    [ "$n" -ge 5 ] || { log "pod1's sidecar logged $n answers for $ADDR_A6, expected 5"; return 1; }
+    log "$n connections, each: ${want:0:90}..."
+}
+
+case_ipv6_excluded() {
+    local rc=0
+    client "$(pod 1)" "pod1 -> X6 $ADDR_X6 (port $EXCL_PORT excluded)" --connect "$ADDR_X6" --count 10 \
+        --parallel 5 --expect-direct --expect-server X6 || rc=1
+    client "$(pod 1)" "pod1 -> C6 $ADDR_C6 ($EXCL_CIDR6 excluded node-wide)" --connect "$ADDR_C6" --count 10 \
+        --parallel 5 --expect-direct --expect-server C6 || rc=1
+    client "$(pod 1)" "pod1 -> B6 $ADDR_B6 (pod1's own exclusion $B6_IP/128)" --connect "$ADDR_B6" --count 10 \
+        --parallel 5 --expect-direct --expect-server B6 || rc=1
+    client "$(pod 2)" "pod2 -> B6 $ADDR_B6 (pod1's exclusion is not pod2's)" --connect "$ADDR_B6" --count 10 \
+        --parallel 5 --expect-orig "$ADDR_B6" --expect-server B6 || rc=1
+    return "$rc"
+}
+
+case_ipv6_loopback_sidecar_unregistered() {
+    local rc=0 before
+    client "$(pod 1)" "pod1 -> L6 $ADDR_L6 (IPv6 loopback)" --connect "$ADDR_L6" --count 10 --parallel 5 \
+        --expect-direct --expect-server L6 || rc=1
+    client "$(pod 1)" "pod1 as UID $SIDECAR_UID -> $ADDR_A6" --uid "$SIDECAR_UID" --connect "$ADDR_A6" \
+        --count 10 --parallel 5 --expect-direct --expect-server A6 || rc=1
+    client "$(pod 1)" "pod1's app straight to its sidecar [::1]:$SIDECAR_PORT" --connect "[::1]:$SIDECAR_PORT" \
+        --count 3 --expect-no-connection || rc=1
+    before=$(grep -c '^conn ' "$WORK/sidecar-pod3.log")
+    client "$(pod 3)" "pod3 (not registered) -> $ADDR_A6" --connect "$ADDR_A6" --count 10 --parallel 5 \
+        --expect-direct --expect-server A6 || rc=1
+    [ "$(grep -c '^conn ' "$WORK/sidecar-pod3.log")" = "$before" ] ||
+        { log "pod3's sidecar saw connections"; rc=1; }
+    return "$rc"
+}
+
+# With "intercept", inbound IPv6 is not steered yet: refused as with "refuse".
+case_ipv6_inbound_still_refused() {
+    local rc=0 six_pod='[fd00:231:1::2]:7007' pid before
+    start_bg "$WORK/server-V6P.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" server --listen "$six_pod" --name V6P
+    pid=$LAST_PID
+    wait_listen "$(pod 1)" "$six_pod" "$pid" "$WORK/server-V6P.log" || rc=1
+    before=$(stat_value tc6_dropped)
+    [ "$rc" -eq 0 ] && { client "$NS_NODE" "the node -> pod1 $six_pod (native IPv6)" --connect "$six_pod" \
+        --count 3 --parallel 3 --timeout 2 --expect-no-connection || rc=1; }
+    stop_pid "$pid"
+    forget_pid "$pid"
+    if [ -n "$HAVE_IFNAME" ] && [ "$(( $(stat_value tc6_dropped) - before ))" -lt 3 ]; then
+        log "tc6_dropped did not count the dropped SYNs"
+        rc=1
+    fi
+    return "$rc"
 }
 
 # An MPTCP socket is steered like a TCP one, and getpeername() on it answers
@@ -447,14 +624,17 @@ case_unregistered_netns_untouched() {
     fi
 }
 
+# case_two_pods_concurrently [A B NAME_A NAME_B]: pod1 -> A and pod2 -> B at
+# once (IPv4's A and B unless given).
 case_two_pods_concurrently() {
-    local p1 p2 rc1 rc2 o1="$WORK/client-c6-pod1.log" o2="$WORK/client-c6-pod2.log" b2
-    b2=$(conn_lines 2 "$ADDR_B")
+    local a=${1:-$ADDR_A} b=${2:-$ADDR_B} na=${3:-A} nb=${4:-B}
+    local p1 p2 rc1 rc2 o1="$WORK/client-c6-pod1.log" o2="$WORK/client-c6-pod2.log" b2 others
+    b2=$(conn_lines 2 "$b")
     start_bg "$o1" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" client \
-        --connect "$ADDR_A" --count 300 --parallel 20 --expect-orig "$ADDR_A" --expect-server A
+        --connect "$a" --count 300 --parallel 20 --expect-orig "$a" --expect-server "$na"
     p1=$LAST_PID
     start_bg "$o2" timeout -k 5 "$CLIENT_TIMEOUT" "${IN_CG[@]}" "$(pod 2)" "$MWTEST" client \
-        --connect "$ADDR_B" --count 300 --parallel 20 --expect-orig "$ADDR_B" --expect-server B
+        --connect "$b" --count 300 --parallel 20 --expect-orig "$b" --expect-server "$nb"
     p2=$LAST_PID
     wait "$p1"
     rc1=$?
@@ -462,18 +642,21 @@ case_two_pods_concurrently() {
     wait "$p2"
     rc2=$?
     forget_pid "$p2"
-    log "pod1 -> A: $(tail -n 1 "$o1")"
+    log "pod1 -> $a: $(tail -n 1 "$o1")"
     [ "$rc1" -eq 0 ] || show "$o1"
-    log "pod2 -> B: $(tail -n 1 "$o2")"
+    log "pod2 -> $b: $(tail -n 1 "$o2")"
     [ "$rc2" -eq 0 ] || show "$o2"
     [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] || return 1
-    # Every connection pod2's sidecar handled was pod2's own.
-    if grep '^conn ' "$WORK/sidecar-pod2.log" | grep -qv " orig=$ADDR_B\$"; then
+    # Every connection pod2's sidecar handled was pod2's own (IPv4's B, and
+    # after case 4g IPv6's B6 as well).
+    others=$(awk -v b="orig=$ADDR_B" -v b6="orig=$ADDR_B6" '$1 == "conn" && $3 != b && $3 != b6' \
+        "$WORK/sidecar-pod2.log")
+    if [ -n "$others" ]; then
         log "pod2's sidecar saw another destination:"
-        grep '^conn ' "$WORK/sidecar-pod2.log" | grep -v " orig=$ADDR_B\$" | head -n 5 | indent
+        head -n 5 <<<"$others" | indent
         return 1
     fi
-    log "pod2's sidecar logged $(($(conn_lines 2 "$ADDR_B") - b2)) connections, all with orig=$ADDR_B"
+    log "pod2's sidecar logged $(($(conn_lines 2 "$b") - b2)) connections, all with orig=$b"
 }
 
 case_netns_meshed_once() {
@@ -691,11 +874,13 @@ EOC
     return "$rc"
 }
 
+# case_no_leaks [ADDR NAME]: 10000 connections from pod1 to ADDR (IPv4's A
+# unless given), then no per-connection map entry left.
 case_no_leaks() {
-    local maps="$WORK/maps.txt" i nonzero
+    local maps="$WORK/maps.txt" i nonzero addr=${1:-$ADDR_A} name=${2:-A}
     mwl stats >"$WORK/stats-before.txt" 2>&1
-    client "$(pod 1)" "pod1 -> A, 10000 connections" --connect "$ADDR_A" --count 10000 \
-        --parallel 20 --expect-orig "$ADDR_A" --expect-server A || return 1
+    client "$(pod 1)" "pod1 -> $addr, 10000 connections" --connect "$addr" --count 10000 \
+        --parallel 20 --expect-orig "$addr" --expect-server "$name" || return 1
     # Informational: what the datapath counted for these connections.
     mwl stats >"$WORK/stats-after.txt" 2>&1 &&
         log "counters that moved: $(awk 'NR == FNR { b[$1] = $2; next }
@@ -833,11 +1018,23 @@ case_second_loader_waits() {
 # runs across a kill -9 and a restart; while the loader is down the pinned
 # links keep intercepting; afterwards it adopts its pods from their records,
 # exactly once each.
+# ipv6_steered: this run steers native IPv6 (eBPF mode, after case 4g).
+ipv6_steered() { [ "$MODE" = ebpf ] && [ "$IPV6_POLICY" = intercept ]; }
+
 case_restart_kill9() {
-    local before after echo_pid session_pid rc ticks
+    local before after echo_pid session_pid echo6_pid="" session6_pid=""
     start_bg "$WORK/server-E.log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "$ADDR_E"
     echo_pid=$LAST_PID
     wait_listen "$NS_NODE" "$ADDR_E" "$echo_pid" "$WORK/server-E.log" || return 1
+    if ipv6_steered; then
+        # The same over native IPv6: a session across the kill, clients while down and after.
+        start_bg "$WORK/server-E6.log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "$ADDR_E6"
+        echo6_pid=$LAST_PID
+        wait_listen "$NS_NODE" "$ADDR_E6" "$echo6_pid" "$WORK/server-E6.log" || return 1
+        start_bg "$WORK/session6.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" session --connect "$ADDR_E6" \
+            --seconds 8 --interval-ms 100 --expect-orig "$ADDR_E6"
+        session6_pid=$LAST_PID
+    fi
     before=$(pod_list)
     log "pods before: $(echo "$before" | tr '\n' ';')"
     # A pod whose namespace disappears while the loader is down.
@@ -857,10 +1054,18 @@ case_restart_kill9() {
     ip netns del "$P-gone"
     client "$(pod 2)" "pod2 -> B while the loader is down" --connect "$ADDR_B" --count 10 --parallel 5 \
         --expect-orig "$ADDR_B" --expect-server B || return 1
+    if ipv6_steered; then
+        client "$(pod 7)" "pod7 -> $ADDR_B6 (IPv6) while the loader is down" --connect "$ADDR_B6" --count 10 \
+            --parallel 5 --expect-orig "$ADDR_B6" --expect-server B6 || return 1
+    fi
     start_loader || return 1
     log "meshwire-loader restarted: $(grep -o 'adopted.*' "$WORK/loader.log" | tail -n 1)"
     client "$(pod 1)" "pod1 -> A after the restart" --connect "$ADDR_A" --count 20 --parallel 5 \
         --expect-orig "$ADDR_A" --expect-server A || return 1
+    if ipv6_steered; then
+        client "$(pod 1)" "pod1 -> $ADDR_A6 (IPv6) after the restart" --connect "$ADDR_A6" --count 20 \
+            --parallel 5 --expect-orig "$ADDR_A6" --expect-server A6 || return 1
+    fi
     after=$(pod_list)
     if [ "$before" != "$after" ]; then
         log "pods after: $(echo "$after" | tr '\n' ';') (expected the same as before, without 'gone')"
@@ -874,20 +1079,30 @@ case_restart_kill9() {
         log "mw_pods holds $(map_count mw_pods) entries for $(echo "$before" | grep -c .) pods"
         return 1
     fi
-    wait "$session_pid"
+    session_survived "$session_pid" "$echo_pid" session "" || return 1
+    [ -z "$session6_pid" ] || session_survived "$session6_pid" "$echo6_pid" session6 "IPv6 "
+}
+
+# session_survived PID ECHO_PID LOG WHAT: the session PID (log $WORK/LOG.log)
+# kept its connection across the kill -9 and restart; its echo server stops.
+session_survived() {
+    local rc ticks
+    wait "$1"
     rc=$?
-    forget_pid "$session_pid"
-    stop_pid "$echo_pid"
-    forget_pid "$echo_pid"
+    forget_pid "$1"
+    stop_pid "$2"
+    forget_pid "$2"
     if [ "$rc" -ne 0 ]; then
-        log "the established connection broke (exit $rc):"
-        show "$WORK/session.log"
+        log "the established ${4}connection broke (exit $rc):"
+        show "$WORK/$3.log"
         return 1
     fi
-    ticks=$(awk '/ticks ok/ { print $2 }' "$WORK/session.log")
-    log "established connection across kill -9 and restart: $(tail -n 1 "$WORK/session.log")"
-    [ "${ticks:-0}" -ge 40 ] || { log "only ${ticks:-0} ticks in 8 s"; return 1; }
+    ticks=$(awk '/ticks ok/ { print $2 }' "$WORK/$3.log")
+    log "established ${4}connection across kill -9 and restart: $(tail -n 1 "$WORK/$3.log")"
+    [ "${ticks:-0}" -ge 40 ] || { log "only ${ticks:-0} ${4}ticks in 8 s"; return 1; }
 }
+
+case_no_leaks6() { case_no_leaks "$ADDR_A6" A6; }
 
 case_pod_del() {
     local list
@@ -1119,7 +1334,7 @@ case_include_outbound() {
 reregister_pod1() {
     local tc=()
     [ -n "$HAVE_IFNAME" ] && tc=(--ifname eth0)
-    mwl pod add --netns "/run/netns/$(pod 1)" --ip "$POD1_IP" "${tc[@]}" "$@" >"$WORK/pod-add-1.log" 2>&1 ||
+    mwl pod add --netns "/run/netns/$(pod 1)" --ip "$POD1_IP" "${tc[@]}" "${POD1_OWN[@]}" "$@" >"$WORK/pod-add-1.log" 2>&1 ||
         { log "pod add pod1 $* failed:"; show "$WORK/pod-add-1.log"; return 1; }
 }
 
@@ -1551,6 +1766,7 @@ fi
 log "meshwire-loader ready (PID $LOADER_PID)"
 register_pod 1 || { fail "setup: register pod1"; exit 1; }
 register_pod 2 || { fail "setup: register pod2"; exit 1; }
+register_pod6 || { fail "setup: register pod7 (IPv6 only)"; exit 1; }
 start_sidecars || { fail "setup: sidecars"; exit 1; }
 
 run_case "4 outbound connect is redirected through the pod's sidecar" case_outbound_redirect
@@ -1568,6 +1784,18 @@ else
     echo "--- 4f a socket bound to eth0 (SO_BINDTODEVICE)"
     echo "SKIP: 4f (iptables mode: REDIRECT cannot move a socket bound to eth0 onto the pod's loopback; docs/hardening.md)"
 fi
+run_case "4g interception.ipv6 = \"intercept\": the loader restarted with it; pods and sidecars stay" \
+    case_ipv6_intercept_switch
+run_ipv6_case "4h native IPv6 outbound is redirected through the pod's sidecar ([::1]), dual-stack pod1 and IPv6-only pod7; getpeername() answers the dialled address" \
+    case_ipv6_outbound
+run_ipv6_case "4i IP6T_SO_ORIGINAL_DST answers byte for byte as netfilter's ipv6_getorigdst (sockaddr_in6, optlen kept, EINVAL short, EFAULT NULL)" \
+    case_ipv6_original_dst_bytes
+run_ipv6_case "4j native IPv6 to an excluded port, a node-wide excluded IPv6 CIDR and the pod's own IPv6 CIDR goes direct; another pod's exclusion does not apply" \
+    case_ipv6_excluded
+run_ipv6_case "4k native IPv6: ::1 and the sidecar's own go direct, an app straight to [::1]:$SIDECAR_PORT is refused, an unregistered namespace is untouched" \
+    case_ipv6_loopback_sidecar_unregistered
+run_case "4l with interception.ipv6 = \"intercept\" inbound IPv6 to a meshed pod is still refused (not steered yet)" \
+    case_ipv6_inbound_still_refused
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped
@@ -1577,6 +1805,8 @@ run_case "7u a pod in a user namespace of its own: its sidecar (UID 1500 there) 
     case_userns_pod
 run_case "8 an unregistered namespace in the cgroup is untouched" case_unregistered_netns_untouched
 run_case "9 two meshed pods at once, 300 connections each, no mix-up" case_two_pods_concurrently
+run_ipv6_case "9i native IPv6: two meshed pods at once, 300 connections each, no mix-up" \
+    case_two_pods_concurrently "$ADDR_A6" "$ADDR_B6" A6 B6
 run_case "9b pod add of pod1's namespace under another ID is refused, naming the owner; pod1 still meshed" \
     case_netns_meshed_once
 run_ebpf_case "9c a failed re-add of a meshed pod (unknown interface) leaves it meshed as it was" \
@@ -1617,9 +1847,11 @@ run_case "16i include lists, outbound: only the included ranges, or ports whatev
 run_case "16j include lists, inbound: a port not included reaches the app directly (same node and across nodes), an included one the inbound sidecar" \
     case_include_inbound
 run_ebpf_case "17 no per-connection map entries left after 10000 connections" case_no_leaks
+run_ebpf_case "17i native IPv6: no per-connection map entries left after 10000 connections (mw_orig_tuple6 too)" \
+    case_no_leaks6
 run_case "17l a second loader with another configuration waits for the loader lock under load and changes nothing; --no-wait exits naming the holder; stopping the first hands over with no failed request" \
     case_second_loader_waits
-run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated" \
+run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated (IPv4, and native IPv6 where steered)" \
     case_restart_kill9
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del
 run_iptables_case "18i iptables mode: pod del removed pod1's chains and jumps completely" \

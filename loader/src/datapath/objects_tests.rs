@@ -48,3 +48,28 @@ fn the_core_objects_and_acceleration_are_all_the_objects_with_programs() {
     with_programs.sort();
     assert_eq!(names, with_programs);
 }
+
+/// The verifier sees mw_cfg as constants and drops the branches a setting
+/// turns off, so each setting's code is only verified when it is on: every
+/// object loads with every interception.ipv6 policy, acceleration and trace
+/// on and off, debug on (bpf_printk in each decision).
+#[test]
+fn every_object_verifies_with_every_setting() {
+    use crate::datapath::layout::{Settings, IPV6_INTERCEPT, IPV6_PASS, IPV6_REFUSE};
+    use crate::datapath::pins::Pins;
+    use crate::testutil::PrivateBpffs;
+
+    for ipv6 in [IPV6_PASS, IPV6_REFUSE, IPV6_INTERCEPT] {
+        for on in [0, 1] {
+            let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: on, accel: on, trace: on, ipv6, dns_port: 15053, dns_servers: on, pad: 0 };
+            for object in WITH_PROGRAMS {
+                let fs = PrivateBpffs::new();
+                let pins = Pins::new(&fs.path().join("meshwire"));
+                pins.create_dirs().unwrap();
+                let mut obj = object.open(Some(&pins.maps_dir())).unwrap();
+                obj.set_rodata(SETTINGS_VAR, s.as_bytes()).unwrap();
+                obj.load().unwrap_or_else(|e| panic!("load {} with {s:?} (see the verifier log): {e}", object.name));
+            }
+        }
+    }
+}

@@ -27,7 +27,7 @@ use std::time::Duration;
 #[derive(Debug, Clone, Default)]
 pub struct Expect {
     /// Some: through an outbound sidecar that saw this original destination.
-    pub orig: Option<SocketAddrV4>,
+    pub orig: Option<SocketAddr>,
     /// Some: through the destination pod's inbound sidecar, which saw this
     /// original destination.
     pub inbound_orig: Option<SocketAddrV4>,
@@ -286,7 +286,7 @@ pub fn check_reply(reply: &str, i: usize, connect: SocketAddr, expect: &Expect) 
     // Where the server must have accepted the connection.
     let local = match (expect.inbound_orig, expect.orig) {
         (Some(inb), _) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, inb.port())),
-        (None, Some(orig)) => SocketAddr::V4(orig),
+        (None, Some(orig)) => orig,
         // A v4-mapped address (an AF_INET6 socket dialling IPv4) is accepted on the IPv4 one.
         (None, None) => match connect {
             SocketAddr::V6(v6) => match v6.ip().to_ipv4_mapped() {

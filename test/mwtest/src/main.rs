@@ -45,6 +45,15 @@ enum Cmd {
         /// Outbound listener (connections meshwire redirected from the pod's apps).
         #[arg(long, default_value = "127.0.0.1:15001")]
         listen: SocketAddr,
+        /// A second outbound listener, for native IPv6 (e.g. [::1]:15001); its
+        /// connections' destination is read with IP6T_SO_ORIGINAL_DST.
+        #[arg(long)]
+        listen6: Option<SocketAddr>,
+        /// Before each native IPv6 connection's IP6T_SO_ORIGINAL_DST, ask for it
+        /// with buffers of 28, 64, 200 and 27 bytes and a NULL one, and log every
+        /// answer byte for byte (`answer6 ...`).
+        #[arg(long)]
+        answers6: bool,
         /// Inbound listener (connections to the pod's app ports), e.g. 0.0.0.0:15003.
         /// Each is handed to 127.0.0.1:<original port>.
         #[arg(long)]
@@ -159,7 +168,7 @@ enum Cmd {
         /// Expect each connection to go through an outbound sidecar that saw this
         /// original destination.
         #[arg(long, conflicts_with = "expect_direct")]
-        expect_orig: Option<SocketAddrV4>,
+        expect_orig: Option<SocketAddr>,
         /// Expect each connection to reach the server inside the destination pod
         /// through its inbound sidecar, which saw this original destination (the
         /// server then sees the connection on 127.0.0.1:<its port>).
@@ -214,8 +223,8 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
-        Cmd::Sidecar { listen, inbound_listen, route, no_marker, probe_misuse, uid, gid } => {
-            let opts = sidecar::Options { listen, inbound_listen, routes: route, marker: !no_marker, probe_misuse };
+        Cmd::Sidecar { listen, listen6, answers6, inbound_listen, route, no_marker, probe_misuse, uid, gid } => {
+            let opts = sidecar::Options { listen, listen6, answers6, inbound_listen, routes: route, marker: !no_marker, probe_misuse };
             sidecar::run(opts, uid, gid)
         }
         Cmd::Server { listen, name } => server::run(listen, &name),

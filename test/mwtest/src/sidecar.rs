@@ -5,9 +5,13 @@
 //!
 //! ```text
 //! conn peer=127.0.0.1:40000 orig=10.231.0.1:8080            outbound connection
+//! conn peer=[::1]:40000 orig=[fd00:231::1]:8080             ... over native IPv6 (--listen6)
 //! route orig=10.96.0.10:8080 backend=10.244.1.3:8080        ... sent to a --route backend
 //! inbound peer=10.231.2.2:40000 orig=10.231.1.2:8080        inbound connection
 //! probe peer=127.0.0.1:40000 null=EFAULT short=EINVAL        --probe-misuse (before conn)
+//! answer6 peer=[::1]:40000 orig=[fd00:231::1]:8080 len28=28:0a00...  --answers6 (before conn):
+//!   IP6T_SO_ORIGINAL_DST with zeroed buffers of 28, 64 and 200 bytes (optlen:
+//!   the buffer in hex), of 27 bytes and NULL (the errno)
 //! ```
 
 use crate::net;
@@ -66,6 +70,10 @@ impl fmt::Display for Route {
 
 pub struct Options {
     pub listen: SocketAddr,
+    /// A second outbound listener, for native IPv6 ([::1]:15001).
+    pub listen6: Option<SocketAddr>,
+    /// Log every answer IP6T_SO_ORIGINAL_DST gives, byte for byte.
+    pub answers6: bool,
     pub inbound_listen: Option<SocketAddr>,
     pub routes: Vec<Route>,
     /// Write the via-sidecar / via-inbound-sidecar line upstream first.
@@ -88,6 +96,8 @@ impl Balancer {
 
 struct Shared {
     listen: SocketAddr,
+    listen6: Option<SocketAddr>,
+    answers6: bool,
     inbound_listen: Option<SocketAddr>,
     routes: HashMap<SocketAddrV4, Balancer>,
     marker: bool,
@@ -102,6 +112,7 @@ enum Direction {
 
 pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> {
     let outbound = net::listen(opts.listen)?;
+    let outbound6 = opts.listen6.map(net::listen).transpose()?;
     let inbound = opts.inbound_listen.map(net::listen).transpose()?;
     if let Some(uid) = uid {
         net::drop_privileges(uid, gid.unwrap_or(uid))?;
@@ -113,6 +124,8 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
     }
     let shared = Arc::new(Shared {
         listen: opts.listen,
+        listen6: opts.listen6,
+        answers6: opts.answers6,
         inbound_listen: opts.inbound_listen,
         routes,
         marker: opts.marker,
@@ -120,9 +133,19 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
     });
     let uid = nix::unistd::getuid();
     say(&format!("sidecar: listening on {} uid={uid}", outbound.local_addr()?));
+    if let Some(l) = &outbound6 {
+        say(&format!("sidecar: listening on {} uid={uid}", l.local_addr()?));
+    }
     if let Some(l) = &inbound {
         say(&format!("sidecar: inbound listening on {} uid={uid}", l.local_addr()?));
     }
+    let outbound6_thread = match outbound6 {
+        Some(l) => {
+            let shared = shared.clone();
+            Some(thread::Builder::new().name("outbound6".into()).spawn(move || accept_loop(l, shared, Direction::Outbound))?)
+        }
+        None => None,
+    };
     let inbound_thread = match inbound {
         Some(l) => {
             let shared = shared.clone();
@@ -131,7 +154,7 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
         None => None,
     };
     accept_loop(outbound, shared, Direction::Outbound);
-    if let Some(t) = inbound_thread {
+    for t in [inbound_thread, outbound6_thread].into_iter().flatten() {
         let _ = t.join();
     }
     Ok(())
@@ -159,13 +182,34 @@ fn errno_name(e: Option<i32>) -> String {
     e.map_or("ok".to_string(), |e| format!("{:?}", Errno::from_raw(e)))
 }
 
+/// Every answer of IP6T_SO_ORIGINAL_DST for this connection, one `answer6`
+/// line: for buffers the sockaddr_in6 fits in, the optlen and the bytes;
+/// for one too short and a NULL one, the errno.
+fn log_answers6(client: &TcpStream, peer: &str) {
+    let mut line = String::new();
+    for len in [Some(net::SIN6_LEN), Some(64), Some(200), Some(net::SIN6_LEN - 1), None] {
+        let name = len.map_or("null".to_string(), |l| format!("len{l}"));
+        let answer = match net::original_dst6_raw(client, len) {
+            Ok((buf, optlen)) => format!("{optlen}:{}", buf.iter().map(|b| format!("{b:02x}")).collect::<String>()),
+            Err(e) => errno_name(e.raw_os_error()),
+        };
+        line.push_str(&format!(" {name}={answer}"));
+    }
+    let orig = net::original_dst6(client).map_or_else(|e| format!("?({e})"), |o| o.to_string());
+    say(&format!("answer6 peer={peer} orig={orig}{line}"));
+}
+
 fn handle_outbound(client: TcpStream, shared: &Shared) {
     let peer = peer_of(&client);
+    let ipv6 = net::is_native_ipv6(&client);
     if shared.probe_misuse {
-        let [null, short] = net::original_dst_misuse(&client);
+        let [null, short] = net::original_dst_misuse(&client, ipv6);
         say(&format!("probe peer={peer} null={} short={}", errno_name(null), errno_name(short)));
     }
-    let orig = match net::original_dst(&client) {
+    if ipv6 && shared.answers6 {
+        log_answers6(&client, &peer);
+    }
+    let orig = match net::original_dst_any(&client) {
         Ok(o) => o,
         Err(e) => {
             say(&format!("sidecar: no original destination for {peer}: {e}"));
@@ -173,17 +217,21 @@ fn handle_outbound(client: TcpStream, shared: &Shared) {
         }
     };
     say(&format!("conn peer={peer} orig={orig}"));
-    if SocketAddr::V4(orig) == shared.listen || Some(SocketAddr::V4(orig)) == shared.inbound_listen {
+    if orig == shared.listen || Some(orig) == shared.listen6 || Some(orig) == shared.inbound_listen {
         say(&format!("sidecar: original destination of {peer} is the sidecar itself; closing"));
         return;
     }
-    let (target, marker) = match shared.routes.get(&orig) {
+    let route = match orig {
+        SocketAddr::V4(o) => shared.routes.get(&o),
+        SocketAddr::V6(_) => None,
+    };
+    let (target, marker) = match route {
         Some(balancer) => {
             let backend = balancer.pick();
             say(&format!("route orig={orig} backend={backend}"));
             (backend, format!("via-sidecar orig={orig} backend={backend}\n"))
         }
-        None => (SocketAddr::V4(orig), format!("via-sidecar orig={orig}\n")),
+        None => (orig, format!("via-sidecar orig={orig}\n")),
     };
     forward(client, &peer, target, shared.marker.then_some(marker));
 }
