@@ -151,16 +151,6 @@ impl Ipv6Policy {
             Ipv6Policy::Intercept => "intercept",
         }
     }
-
-    /// `mw_settings.ipv6` (enum mw_ipv6_policy).
-    pub fn as_layout(self) -> u8 {
-        use crate::datapath::layout::{IPV6_INTERCEPT, IPV6_PASS, IPV6_REFUSE};
-        match self {
-            Ipv6Policy::Refuse => IPV6_REFUSE,
-            Ipv6Policy::Pass => IPV6_PASS,
-            Ipv6Policy::Intercept => IPV6_INTERCEPT,
-        }
-    }
 }
 
 impl FromStr for Ipv6Policy {
@@ -864,7 +854,7 @@ mod tests {
         let c = Config::parse("t.toml", "[interception]\nipv6 = \"pass\"\n").unwrap();
         assert_eq!(c.ipv6, Ipv6Policy::Pass);
         let c = Config::parse("t.toml", "[interception]\nipv6 = \"intercept\"\n").unwrap();
-        assert_eq!((c.ipv6, c.ipv6.as_layout()), (Ipv6Policy::Intercept, crate::datapath::layout::IPV6_INTERCEPT));
+        assert_eq!(c.ipv6, Ipv6Policy::Intercept);
         let e = err("[interception]\nipv6 = \"drop\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.ipv6")));
         assert!(e.message.contains("\"refuse\"") && e.message.contains("\"pass\""), "{}", e.message);

@@ -37,6 +37,17 @@ pub fn target_cgroup(config: &Config) -> Result<PathBuf, String> {
     }
 }
 
+/// `mw_settings.ipv6` (enum mw_ipv6_policy).
+fn ipv6_policy_of(policy: crate::config::Ipv6Policy) -> u8 {
+    use crate::config::Ipv6Policy;
+    use layout::{IPV6_INTERCEPT, IPV6_PASS, IPV6_REFUSE};
+    match policy {
+        Ipv6Policy::Refuse => IPV6_REFUSE,
+        Ipv6Policy::Pass => IPV6_PASS,
+        Ipv6Policy::Intercept => IPV6_INTERCEPT,
+    }
+}
+
 pub fn settings_of(config: &Config) -> Settings {
     Settings {
         sidecar_uid: config.sidecar.uid,
@@ -45,7 +56,7 @@ pub fn settings_of(config: &Config) -> Settings {
         debug: config.bpf.debug as u8,
         accel: config.acceleration.enabled as u8,
         trace: config.bpf.trace as u8,
-        ipv6: config.ipv6.as_layout(),
+        ipv6: ipv6_policy_of(config.ipv6),
         dns_port: config.dns.port,
         dns_servers: !config.dns.servers.is_empty() as u8,
         pad: 0,

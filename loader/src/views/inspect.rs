@@ -245,6 +245,9 @@ pub fn describe_pods(
         out.push_str(&format!("  ifname            {}\n", if s.ifname.is_empty() { "- (no tc: outbound and same-node inbound only)" } else { &s.ifname }));
         out.push_str(&format!("  ips               {}\n", list(&s.ips)));
         out.push_str(&format!("  excluded outbound ports {}; cidrs {}\n", list(&s.exclude_outbound_ports), list(&s.exclude_outbound_cidrs)));
+        if !s.exclude_outbound_cidrs6.is_empty() {
+            out.push_str(&format!("  excluded outbound IPv6 cidrs {}\n", list(&s.exclude_outbound_cidrs6)));
+        }
         out.push_str(&format!("  excluded inbound  ports {}\n", list(&s.exclude_inbound_ports)));
         if let Some(cidrs) = &s.include_outbound_cidrs {
             out.push_str(&format!("  included outbound cidrs {}; ports {} (nothing else steered)\n", list(cidrs), list(&s.include_outbound_ports)));
