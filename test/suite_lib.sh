@@ -361,8 +361,18 @@ cgroup2_mount() {
         /proc/self/mountinfo | head -n 1
 }
 
-# suite_cgroup TAG: the run's cgroup $CG2/$P-TAG, and IN_CG for it.
+# suite_cgroup TAG: the run's cgroup $CG2/$P-TAG, and IN_CG for it. A run
+# killed outright (SIGKILL, no trap) leaves its cgroup behind: empty ones of
+# this suite whose run is gone (the digits in the name are its PID) go first.
 suite_cgroup() {
+    local stem=${P%%[0-9]*} old pid
+    for old in "$CG2/$stem"[0-9]*"-$1"; do
+        pid=${old#"$CG2/$stem"}
+        pid=${pid%"-$1"}
+        [[ $pid =~ ^[0-9]+$ ]] && [ "$pid" != "$$" ] || continue
+        kill -0 "$pid" 2>/dev/null || [ -s "$old/cgroup.procs" ] ||
+            { rmdir "$old" 2>/dev/null && echo "  removed $old, left by a run that was killed"; }
+    done
     CG="$CG2/$P-$1"
     mkdir "$CG" || { echo "  cannot create cgroup $CG"; return 1; }
     in_cgroup_cmd "$CG"
