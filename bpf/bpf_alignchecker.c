@@ -20,6 +20,8 @@ MW_LAYOUT(struct mw_tuple6, tuple6);
 MW_LAYOUT(struct mw_orig4, orig4);
 MW_LAYOUT(struct mw_tuple4, tuple4);
 MW_LAYOUT(struct mw_in4_key, in4_key);
+MW_LAYOUT(struct mw_ip6_key, ip6_key);
+MW_LAYOUT(struct mw_in6_key, in6_key);
 MW_LAYOUT(struct mw_flow4_key, flow4_key);
 MW_LAYOUT(struct mw_flow4, flow4);
 MW_LAYOUT(struct mw_flow4_fin, flow4_fin);

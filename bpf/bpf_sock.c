@@ -101,6 +101,35 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
 }
 
 /*
+ * The end of a sidecar's same-node inbound decision (mw_inbound_of), both
+ * families: counted, traced and its verdict. For MW_INBOUND_STEER the
+ * caller noted the destination on the socket (noted: 0, or -1 when it could
+ * not: refused, fail closed) and sends it to the peer's inbound port. ip4:
+ * the address for events (0 for IPv6: events hold IPv4 addresses); port in
+ * host order.
+ */
+static __always_inline int mw_sock_inbound_verdict(enum mw_inbound in, int noted, __u8 hook,
+						   __u64 netns_cookie, __u32 ip4, __u16 port)
+{
+	if (in == MW_INBOUND_EXCLUDED) {
+		mw_count(MW_STAT_CONNECT_EXCLUDED);
+		mw_emit(hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, ip4, port, 0, 0,
+			MW_EV_TASK);
+		return MW_ALLOW;
+	}
+	if (noted) {
+		mw_count(MW_STAT_CONNECT_ERROR);
+		mw_emit(hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, ip4, port, 0, 0,
+			MW_EV_TASK);
+		return MW_DENY;
+	}
+	mw_count(MW_STAT_CONNECT_INBOUND);
+	mw_emit(hook, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0, ip4, port, ip4,
+		mw_cfg.inbound_port, MW_EV_TASK);
+	return MW_ALLOW;
+}
+
+/*
  * Inbound, same node: a sidecar dials an app port of another meshed pod on
  * this node; send it to that pod's sidecar inbound port instead. Dialling its
  * own pod is the sidecar handing an inbound connection to its app.
@@ -111,35 +140,24 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 {
 	__u32 dst_ip4 = dst->ip4;
 	__u16 dst_port = dst->port;
-	__u64 *peer_cookie;
+	enum mw_inbound in = mw_inbound_of(netns_cookie, &dst_ip4, 0, bpf_ntohs(dst_port));
+	int noted = 0, verdict;
 
-	if (mw_is_loopback4(dst_ip4))
-		return mw_sock4_deliver(ctx, dst);
-	peer_cookie = bpf_map_lookup_elem(&mw_pod_ips, &dst_ip4);
-	if (!peer_cookie)
+	if (in == MW_INBOUND_NONE)
 		return MW_ALLOW;
-	if (*peer_cookie == netns_cookie)
+	if (in == MW_INBOUND_OWN)
 		return mw_sock4_deliver(ctx, dst);
-	if (mw_in_port_excluded(dst_ip4, *peer_cookie, bpf_ntohs(dst_port))) {
-		mw_count(MW_STAT_CONNECT_EXCLUDED);
-		mw_emit(dst->hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
-			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
-		return MW_ALLOW;
+	if (in == MW_INBOUND_STEER)
+		noted = mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT);
+	verdict = mw_sock_inbound_verdict(in, noted, dst->hook, netns_cookie, dst_ip4,
+					  bpf_ntohs(dst_port));
+	if (in == MW_INBOUND_STEER && !noted) {
+		dst->port = bpf_htons(mw_cfg.inbound_port);
+		dst->rewritten = 1;
+		mw_trace("connect inbound %pI4:%d -> sidecar :%d", &dst_ip4,
+			 bpf_ntohs(dst_port), mw_cfg.inbound_port);
 	}
-	if (mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT)) {
-		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
-			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
-		return MW_DENY;
-	}
-	dst->port = bpf_htons(mw_cfg.inbound_port);
-	dst->rewritten = 1;
-	mw_count(MW_STAT_CONNECT_INBOUND);
-	mw_trace("connect inbound %pI4:%d -> sidecar :%d", &dst_ip4,
-		 bpf_ntohs(dst_port), mw_cfg.inbound_port);
-	mw_emit(dst->hook, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0,
-		dst_ip4, bpf_ntohs(dst_port), dst_ip4, mw_cfg.inbound_port, MW_EV_TASK);
-	return MW_ALLOW;
+	return verdict;
 }
 
 /*
@@ -337,6 +355,32 @@ static __always_inline int mw_sock6_note(void *sk, const __u32 *ip6, __u16 port,
 }
 
 /*
+ * mw_sock4_redirect_inbound for a native IPv6 destination (interception.ipv6
+ * = "intercept"): the sidecar dialling another meshed pod's IPv6 address
+ * goes to that pod's inbound port, the address kept. Its own pod: untouched
+ * (acceleration does not mark IPv6 hand-overs).
+ */
+static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
+						     __u64 netns_cookie, const __u32 *ip6,
+						     __u16 port_n)
+{
+	__u16 port = bpf_ntohs(port_n);
+	enum mw_inbound in = mw_inbound_of(netns_cookie, ip6, 1, port);
+	int noted = 0, verdict;
+
+	if (in == MW_INBOUND_NONE || in == MW_INBOUND_OWN)
+		return MW_ALLOW;
+	if (in == MW_INBOUND_STEER)
+		noted = mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_CONNECT);
+	verdict = mw_sock_inbound_verdict(in, noted, MW_HOOK_CONNECT6, netns_cookie, 0, port);
+	if (in == MW_INBOUND_STEER && !noted) {
+		ctx->user_port = bpf_htons(mw_cfg.inbound_port);
+		mw_trace("connect6 inbound port %d -> sidecar :%d", port, mw_cfg.inbound_port);
+	}
+	return verdict;
+}
+
+/*
  * interception.ipv6 = "intercept": an app's native IPv6 connect() goes to
  * [::1]:<outbound_port>, the sidecar's IPv6 listener, with its destination on
  * the socket; mw_sock4_redirect_outbound's rules (excluded ports and CIDRs,
@@ -381,10 +425,13 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 
 /*
  * A native IPv6 destination of a meshed pod's TCP connect(). "pass": direct.
- * Loopback (::1), the sidecar's own connections and excluded outbound ports
- * always go direct. "refuse": everything else fails (EPERM) rather than
- * bypass the sidecar. "intercept": steered (mw_sock6_redirect_outbound), and
- * a connection straight to a capture port on ::1 is refused like connect4's.
+ * Loopback (::1) and excluded outbound ports always go direct, and the
+ * sidecar's own connections do but with "intercept". "refuse": everything
+ * else fails (EPERM) rather than bypass the sidecar. "intercept": an app's
+ * are steered (mw_sock6_redirect_outbound), the sidecar's to another meshed
+ * pod go to its inbound port (mw_sock6_redirect_inbound), and a connection
+ * straight to a capture port on ::1 or a meshed pod's address is refused
+ * like connect4's.
  */
 static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 {
@@ -402,14 +449,18 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 	if (!pod)
 		return MW_ALLOW;
 	if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT && mw_is_capture_port(port) &&
-	    mw_is_loopback6(ip6)) {
+	    (mw_is_loopback6(ip6) || mw_pod_ip_cookie(ip6, 1))) {
 		mw_count(MW_STAT_LOOP_REFUSED);
 		mw_emit(MW_HOOK_CONNECT6, MW_DEC_LOOP_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
 			MW_EV_TASK);
 		return MW_DENY;
 	}
-	if (mw_is_sidecar(ctx->sk, netns_cookie))
-		return MW_ALLOW;
+	if (mw_is_sidecar(ctx->sk, netns_cookie)) {
+		if (mw_cfg.ipv6 != MW_IPV6_INTERCEPT)
+			return MW_ALLOW;
+		mw_count(MW_STAT_CONNECT_SIDECAR);
+		return mw_sock6_redirect_inbound(ctx, netns_cookie, ip6, port_n);
+	}
 	if (mw_is_loopback6(ip6) || mw_port_excluded(netns_cookie, port, MW_DIR_OUT)) {
 		if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT) {
 			mw_count(MW_STAT_CONNECT_EXCLUDED);

@@ -352,8 +352,9 @@ struct tcp6_sock {
 #define MW_IPV6_FLOWINFO_MASK	0x0fffffffU	/* linux/in6.h, host order */
 
 /*
- * mw_sockops_bind_accepted for a native IPv6 connection to the outbound
- * port. The accepted socket's flow label goes with it: netfilter answers
+ * mw_sockops_bind_accepted for a native IPv6 connection to a capture port
+ * (an app's to the outbound port, another sidecar's on this node to the
+ * inbound port). The accepted socket's flow label goes with it: netfilter answers
  * IP6T_SO_ORIGINAL_DST's sin6_flowinfo from it, and getsockopt programs
  * cannot read it (no bpf_skc_to_tcp6_sock there).
  */
@@ -364,7 +365,7 @@ static __always_inline void mw_sockops6_bind_accepted(struct bpf_sock_ops *skops
 	struct tcp6_sock *tp6;
 	struct mw_tuple6 key;
 
-	if (!sk || skops->local_port != mw_cfg.outbound_port)
+	if (!sk || !mw_is_capture_port((__u16)skops->local_port))
 		return;
 	mw_tuple6_of(skops, &key, 0);
 	orig = bpf_map_lookup_elem(&mw_orig_tuple6, &key);

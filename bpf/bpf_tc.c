@@ -357,18 +357,25 @@ static __always_inline int mw_tc_egress_synack(struct __sk_buff *skb, const stru
 }
 
 /*
- * interception.ipv6 = "refuse" (and "intercept", which steers outbound IPv6
- * only so far): tc does not steer native IPv6, so a connection from another
- * node (or an unmeshed pod) over IPv6 would reach the app past its sidecar.
- * Its SYN is dropped instead, unless the port is in the node-wide excluded
- * inbound ports (the pod's own list is keyed by its IPv4 addresses).
+ * interception.ipv6 = "refuse" (and "intercept", which steers outbound and
+ * same-node inbound IPv6 only so far): tc does not steer native IPv6, so a
+ * connection from another node (or an unmeshed pod) over IPv6 would reach the
+ * app past its sidecar. Its SYN is dropped instead, unless the port is in the
+ * node-wide excluded inbound ports (the pod's own list is keyed by its IPv4
+ * addresses). With "intercept", a SYN to the inbound port from a meshed
+ * pod's IPv6 address passes: connect6 steered it there (same-node inbound),
+ * as IPv4's does.
  */
 static __always_inline int mw_tc_ingress6(struct __sk_buff *skb)
 {
+	__u32 saddr[4];
 	__u16 port;
 
-	if (mw_cfg.ipv6 == MW_IPV6_PASS || !mw_tcp6_is_syn(skb, &port) ||
+	if (mw_cfg.ipv6 == MW_IPV6_PASS || !mw_tcp6_is_syn(skb, &port, saddr) ||
 	    mw_in_port_listed(0, port))
+		return TC_ACT_UNSPEC;
+	if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT && port == mw_cfg.inbound_port &&
+	    mw_pod_ip_cookie(saddr, 1))
 		return TC_ACT_UNSPEC;
 	mw_count(MW_STAT_TC6_DROPPED);
 	mw_trace("tc in IPv6 SYN to port %d dropped", port);

@@ -15,7 +15,7 @@
 //! ```
 
 use std::io::{BufRead, BufReader, Write};
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::os::unix::net::UnixStream;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
@@ -49,6 +49,10 @@ pub struct PodSpec {
     /// The pod's IPv4 addresses (from the previous plugin's result).
     #[serde(default)]
     pub ips: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses: inbound IPv6 to them is steered with
+    /// `interception.ipv6 = "intercept"`.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub ips6: Vec<Ipv6Addr>,
     /// Kubernetes namespace and name, informational.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub namespace: Option<String>,

@@ -15,6 +15,7 @@ pub fn pod(container_id: &str) -> PodSpec {
         netns: format!("/run/netns/{container_id}").into(),
         ifname: "eth0".into(),
         ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
+        ips6: vec![],
         namespace: Some("default".into()),
         name: Some("curl".into()),
         exclude_outbound_ports: vec![22],

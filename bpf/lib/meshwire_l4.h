@@ -123,12 +123,13 @@ static __always_inline int mw_tcp4_set_port(struct __sk_buff *skb, const struct 
 
 /*
  * Is this Ethernet frame an IPv6 TCP SYN (without ACK: a connection's first
- * packet)? *dport gets its destination port (host order). Extension headers
+ * packet)? *dport gets its destination port (host order), saddr its source
+ * address (four network-order words). Extension headers
  * are walked (hop-by-hop, routing, destination options, authentication, the
  * first fragment's header); a later fragment, a chain too long or truncated,
  * or another protocol is not a SYN.
  */
-static __always_inline int mw_tcp6_is_syn(struct __sk_buff *skb, __u16 *dport)
+static __always_inline int mw_tcp6_is_syn(struct __sk_buff *skb, __u16 *dport, __u32 *saddr)
 {
 	__u32 off = ETH_HLEN + MW_IPV6_HLEN;
 	__u8 next, hdr[4], tcp[14];
@@ -136,7 +137,8 @@ static __always_inline int mw_tcp6_is_syn(struct __sk_buff *skb, __u16 *dport)
 
 	if (skb->protocol != bpf_htons(ETH_P_IPV6))
 		return 0;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &next, 1))
+	if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &next, 1) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + 8, saddr, 16))
 		return 0;
 	for (i = 0; i < MW_IPV6_EXT_MAX && next != MW_NEXTHDR_TCP; i++) {
 		if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)))

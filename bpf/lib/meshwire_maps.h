@@ -130,6 +130,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_pod_ips SEC(".maps");
 
+/* Meshed pods by IPv6 address -> netns cookie; mw_pod_ips' twin. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_POD_IPS);
+	__type(key, struct mw_ip6_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_pod_ips6 SEC(".maps");
+
 /*
  * The sidecar's UID on the host for a meshed pod whose network namespace
  * belongs to a user namespace of its own (Kubernetes `hostUsers: false`):
@@ -152,6 +161,15 @@ struct {
 	__type(value, __u8);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_excl_in4 SEC(".maps");
+
+/* Inbound ports reached directly per pod IPv6 address; mw_excl_in4's twin. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_EXCL_IN);
+	__type(key, struct mw_in6_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_excl_in6 SEC(".maps");
 
 /*
  * Inbound flows redirected by tc ingress: read by tc egress to restore the

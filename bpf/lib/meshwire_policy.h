@@ -181,21 +181,80 @@ static __always_inline int mw_in_port_listed(__u32 pod_ip4, __u16 port)
 }
 
 /*
- * Inbound connections to these ports of a meshed pod (address pod_ip4, netns
- * cookie pod_cookie) reach the app directly: the sidecar's own ports, the
- * node-wide list, the pod's own list, and with MW_POD_F_IN_SELECT (Istio's
+ * The meshed pod an address belongs to (its netns cookie), or NULL. addr:
+ * one network-order word (is6 0) or four (is6 1), on the stack. The callers
+ * pass is6 as a constant, so each family keeps its own map lookup.
+ */
+static __always_inline const __u64 *mw_pod_ip_cookie(const __u32 *addr, const int is6)
+{
+	if (is6)
+		return bpf_map_lookup_elem(&mw_pod_ips6, addr);
+	return bpf_map_lookup_elem(&mw_pod_ips, addr);
+}
+
+/* A port in the pod address's own list of excluded inbound ports. */
+static __always_inline int mw_in_port_listed_at(const __u32 *addr, const int is6, __u16 port)
+{
+	struct mw_in6_key key6 = { .port = port };
+
+	if (!is6)
+		return mw_in_port_listed(addr[0], port);
+	__builtin_memcpy(key6.pod_ip6, addr, sizeof(key6.pod_ip6));
+	return bpf_map_lookup_elem(&mw_excl_in6, &key6) != NULL;
+}
+
+/*
+ * Inbound connections to these ports of a meshed pod (address addr, as for
+ * mw_pod_ip_cookie; netns cookie pod_cookie) reach the app directly: the
+ * sidecar's own ports, the node-wide list (both families), the pod
+ * address's own list, and with MW_POD_F_IN_SELECT (Istio's
  * includeInboundPorts) every port it does not include.
  */
-static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u64 pod_cookie, __u16 port)
+static __always_inline int mw_in_port_excluded_at(const __u32 *addr, const int is6,
+						  __u64 pod_cookie, __u16 port)
 {
 	const struct mw_pod *pod;
 
 	if (port == mw_cfg.outbound_port || port == mw_cfg.inbound_port ||
-	    mw_in_port_listed(0, port) || mw_in_port_listed(pod_ip4, port))
+	    mw_in_port_listed(0, port) || mw_in_port_listed_at(addr, is6, port))
 		return 1;
 	pod = mw_pod_lookup(pod_cookie);
 	return pod && (pod->flags & MW_POD_F_IN_SELECT) &&
 	       !mw_port_listed(pod_cookie, port, MW_DIR_IN_INCL);
+}
+
+static __always_inline int mw_in_port_excluded(__u32 pod_ip4, __u64 pod_cookie, __u16 port)
+{
+	return mw_in_port_excluded_at(&pod_ip4, 0, pod_cookie, port);
+}
+
+/* How a sidecar's connection to an address on this node goes (same-node inbound). */
+enum mw_inbound {
+	MW_INBOUND_NONE,	/* not a meshed pod's address: untouched */
+	MW_INBOUND_OWN,		/* its own pod (loopback or address): to its app */
+	MW_INBOUND_EXCLUDED,	/* another meshed pod, an excluded port: direct */
+	MW_INBOUND_STEER,	/* another meshed pod: to that pod's inbound port */
+};
+
+/*
+ * A sidecar (of netns_cookie) dials addr:port (port in host order; addr as
+ * for mw_pod_ip_cookie): the same decision for both families.
+ */
+static __always_inline enum mw_inbound mw_inbound_of(__u64 netns_cookie, const __u32 *addr,
+						     const int is6, __u16 port)
+{
+	const __u64 *peer_cookie;
+
+	if (is6 ? mw_is_loopback6(addr) : mw_is_loopback4(addr[0]))
+		return MW_INBOUND_OWN;
+	peer_cookie = mw_pod_ip_cookie(addr, is6);
+	if (!peer_cookie)
+		return MW_INBOUND_NONE;
+	if (*peer_cookie == netns_cookie)
+		return MW_INBOUND_OWN;
+	if (mw_in_port_excluded_at(addr, is6, *peer_cookie, port))
+		return MW_INBOUND_EXCLUDED;
+	return MW_INBOUND_STEER;
 }
 
 /*

@@ -115,6 +115,24 @@ struct mw_in4_key {
 };
 
 /*
+ * Key of mw_pod_ips6: a meshed pod's IPv6 address (mw_pod_ips' twin); the
+ * value is its netns cookie.
+ */
+struct mw_ip6_key {
+	__u32 addr[4];		/* network order */
+};
+
+/*
+ * Key of mw_excl_in6: mw_in4_key for a pod's IPv6 address. The node-wide
+ * list stays in mw_excl_in4 (pod_ip4 0): it holds ports, for both families.
+ */
+struct mw_in6_key {
+	__u32 pod_ip6[4];	/* network order */
+	__u16 port;		/* host order */
+	__u16 pad;
+};
+
+/*
  * Key of mw_flow4: one inbound connection from another node, redirected by
  * tc ingress to the sidecar's inbound port. The kernel's own socket lookup
  * makes (remote, remote port, local) unique among redirected flows.

@@ -15,6 +15,8 @@
 #define UNMESHED	0xc003ULL	/* a namespace not in mw_pods */
 #define POD_A_IP	"10.1.0.10"
 #define POD_B_IP	"10.1.0.11"
+#define POD_A_IP6	"fd00:10:1::10"
+#define POD_B_IP6	"fd00:10:1::11"
 #define SIDECAR_UID	1500
 #define OUT_PORT	15001
 #define IN_PORT		15003
@@ -44,6 +46,8 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_pod_ips);
 	MW_TEST_MAP(mw_pod_uid);
 	MW_TEST_MAP(mw_excl_in4);
+	MW_TEST_MAP(mw_pod_ips6);
+	MW_TEST_MAP(mw_excl_in6);
 	MW_TEST_MAP(mw_flow4);
 	MW_TEST_MAP(mw_flow4_fin);
 	MW_TEST_MAP(mw_flow4_syn);
@@ -54,12 +58,13 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_RINGBUF(mw_events);
 }
 
-/* Two meshed pods, B accelerated, as the loader registers them. */
+/* Two meshed dual-stack pods, B accelerated, as the loader registers them. */
 static inline void mw_test_pods(void)
 {
 	struct mw_pod a = { .flags = MW_POD_F_MESHED };
 	struct mw_pod b = { .flags = MW_POD_F_MESHED | MW_POD_F_ACCEL };
 	__u64 ca = POD_A, cb = POD_B;
+	struct mw_ip6_key ip6;
 	__u32 ip;
 
 	bpf_map_update_elem(&mw_pods, &ca, &a, BPF_ANY);
@@ -68,6 +73,10 @@ static inline void mw_test_pods(void)
 	bpf_map_update_elem(&mw_pod_ips, &ip, &ca, BPF_ANY);
 	ip = mw_test_ip4(POD_B_IP);
 	bpf_map_update_elem(&mw_pod_ips, &ip, &cb, BPF_ANY);
+	mw_test_ip6(POD_A_IP6, ip6.addr);
+	bpf_map_update_elem(&mw_pod_ips6, &ip6, &ca, BPF_ANY);
+	mw_test_ip6(POD_B_IP6, ip6.addr);
+	bpf_map_update_elem(&mw_pod_ips6, &ip6, &cb, BPF_ANY);
 }
 
 /* The loader's settings: the default ports, traces and events on. */

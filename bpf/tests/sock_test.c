@@ -13,6 +13,7 @@
 
 #define POD_C		0xd004ULL	/* meshed, with include lists */
 #define POD_C_IP	"10.1.0.12"
+#define POD_C_IP6	"fd00:10:1::12"
 #define POD_D		0xf006ULL	/* meshed, DNS captured */
 #define RESOLVER	"10.96.0.10"	/* the pods' resolver */
 #define RESOLVER2	"10.96.0.11"	/* another one, not in [dns] servers */
@@ -61,12 +62,18 @@ static void node(void)
 	cidr.cookie_lo = (__u32)POD_A;
 	cidr.addr = mw_test_ip4("10.96.0.0");
 	bpf_map_update_elem(&mw_excl_cidr4, &cidr, &one, BPF_ANY);
-	/* Inbound: 8443 node-wide, 9090 on pod B only. */
+	/* Inbound: 8443 node-wide, 9090 on pod B only (both its addresses). */
 	in.port = 8443;
 	bpf_map_update_elem(&mw_excl_in4, &in, &one, BPF_ANY);
 	in.pod_ip4 = mw_test_ip4(POD_B_IP);
 	in.port = 9090;
 	bpf_map_update_elem(&mw_excl_in4, &in, &one, BPF_ANY);
+	{
+		struct mw_in6_key in6 = { .port = 9090 };
+
+		mw_test_ip6(POD_B_IP6, in6.pod_ip6);
+		bpf_map_update_elem(&mw_excl_in6, &in6, &one, BPF_ANY);
+	}
 
 	/*
 	 * Pod C has include lists (Istio's include* annotations): outbound
@@ -75,6 +82,12 @@ static void node(void)
 	bpf_map_update_elem(&mw_pods, &cc, &c, BPF_ANY);
 	ip = mw_test_ip4(POD_C_IP);
 	bpf_map_update_elem(&mw_pod_ips, &ip, &cc, BPF_ANY);
+	{
+		struct mw_ip6_key c6;
+
+		mw_test_ip6(POD_C_IP6, c6.addr);
+		bpf_map_update_elem(&mw_pod_ips6, &c6, &cc, BPF_ANY);
+	}
 	port.netns_cookie = POD_C;
 	port.dir = MW_DIR_OUT_INCL;
 	port.port = 5432;
@@ -367,7 +380,58 @@ static const struct sock_case cases[] = {
 	  .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
 	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
 	{ "intercept: the sidecar's native IPv6 goes direct", CONNECT6, .intercept6 = 1,
-	  .netns = POD_A, .uid = SIDECAR_UID, .dst = ORIG_IP6, .port = 80 },
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = ORIG_IP6, .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+
+	/* connect6, same-node inbound over native IPv6 ("intercept") */
+	{ "intercept: sidecar to a meshed pod's IPv6 address on this node: its inbound port",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_B_IP6,
+	  .port = 8080, .to = POD_B_IP6, .to_port = IN_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_INBOUND),
+	  .decision = MW_DEC_CONNECT_INBOUND },
+	{ "intercept: sidecar to a node-wide excluded inbound port over IPv6 goes direct",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_B_IP6,
+	  .port = 8443, .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: sidecar to the peer's own excluded inbound port over IPv6 goes direct",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_B_IP6,
+	  .port = 9090, .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: the peer's excluded inbound port over IPv6 is its own", CONNECT6,
+	  .intercept6 = 1, .netns = POD_B, .uid = SIDECAR_UID, .dst = POD_A_IP6, .port = 9090,
+	  .to = POD_A_IP6, .to_port = IN_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_INBOUND),
+	  .decision = MW_DEC_CONNECT_INBOUND },
+	{ "intercept: include lists, inbound: a port not included reaches the app over IPv6",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_C_IP6,
+	  .port = 9999, .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept: include lists, inbound: an included port goes to the inbound sidecar",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_C_IP6,
+	  .port = 8080, .to = POD_C_IP6, .to_port = IN_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_INBOUND),
+	  .decision = MW_DEC_CONNECT_INBOUND },
+	{ "intercept: sidecar to its own pod's IPv6 address is untouched", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_A_IP6, .port = 8080,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "intercept: sidecar to its app over ::1 is untouched", CONNECT6, .intercept6 = 1,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = "::1", .port = 8080,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "intercept: sidecar straight to the peer sidecar's IPv6 inbound port: refused",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_B_IP6,
+	  .port = IN_PORT, .deny = 1, .stats = STAT(MW_STAT_LOOP_REFUSED),
+	  .decision = MW_DEC_LOOP_REFUSED },
+	{ "intercept: app straight to the inbound port on its pod's IPv6 address: refused",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .dst = POD_A_IP6,
+	  .port = IN_PORT, .deny = 1, .stats = STAT(MW_STAT_LOOP_REFUSED),
+	  .decision = MW_DEC_LOOP_REFUSED },
+	{ "intercept: sidecar inbound over IPv6 without socket storage: refused", CONNECT6,
+	  .intercept6 = 1, .netns = POD_A, .uid = SIDECAR_UID, .no_storage = 1,
+	  .dst = POD_B_IP6, .port = 8080, .deny = 1,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) | STAT(MW_STAT_CONNECT_ERROR),
+	  .decision = MW_DEC_CONNECT_REFUSED },
+	{ "refuse: the sidecar to a meshed pod's IPv6 address goes direct, as before", CONNECT6,
+	  .netns = POD_A, .uid = SIDECAR_UID, .dst = POD_B_IP6, .port = 8080 },
 	{ "intercept: a namespace not meshed is untouched", CONNECT6, .intercept6 = 1,
 	  .netns = UNMESHED, .uid = APP_UID, .dst = ORIG_IP6, .port = 80 },
 	{ "intercept: UDP is untouched", CONNECT6, .intercept6 = 1, .netns = POD_A,

@@ -1,7 +1,8 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
  * sockops (bpf/bpf_sockops.c) for native IPv6 connections steered by connect6
- * (interception.ipv6 = "intercept"): publishing the app's original
+ * (interception.ipv6 = "intercept"), an app's to its sidecar and a sidecar's to
+ * another meshed pod's inbound port: publishing the original
  * destination in mw_orig_tuple6 at established, binding it (with the
  * accepted socket's flow label) to the sidecar's accepted socket, forgetting
  * it at close. The real source compiled for the host, as sockops_test.c.
@@ -76,6 +77,21 @@ static const struct sockops6_case cases[] = {
 	  .netns = POD_A, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000,
 	  .before = TUPLE, .no_storage = 1, .after = TUPLE,
 	  .stats = STAT(MW_STAT_SOCKOPS_ERROR) },
+
+	/* same-node inbound: a sidecar to another meshed pod's inbound port */
+	{ "a sidecar's IPv6 socket steered to a peer's inbound port publishes it", .op = ACTIVE,
+	  .netns = POD_A, .local = POD_A_IP6, .lport = 40000, .remote = POD_B_IP6,
+	  .rport = IN_PORT, .mark6 = MW_ORIG_F_CONNECT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .after = TUPLE, .want_cb = 1, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "the peer sidecar's accepted IPv6 socket on its inbound port gets the destination",
+	  .op = PASSIVE, .netns = POD_B, .local = POD_B_IP6, .lport = IN_PORT,
+	  .remote = POD_A_IP6, .rport = 40000, .before = TUPLE,
+	  .want_mark6 = MW_ORIG_F_ACCEPTED, .want_flowinfo = 0x00012345,
+	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "an accepted IPv6 socket on the inbound port nobody published gets nothing",
+	  .op = PASSIVE, .netns = POD_B, .local = POD_B_IP6, .lport = IN_PORT,
+	  .remote = POD_A_IP6, .rport = 40000 },
 
 	/* close */
 	{ "an app's IPv6 socket closing forgets what no sidecar took", .op = STATE,
@@ -157,8 +173,13 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 		     "mw_orig_sk (IPv4) untouched");
 	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_orig_tuple6, &own), !!(c->after & TUPLE),
 		     "mw_orig_tuple6 holds the connection");
-	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_orig_tuple6, &other),
-		     !!(c->after & OTHER_POD), "mw_orig_tuple6 holds the other pod's");
+	/* Between pod addresses the key holds no cookie: no other pod's key to tell apart. */
+	if (!own.netns_cookie) {
+		MW_EXPECT_EQ(run, c->after & OTHER_POD, 0, "a case with pod addresses has OTHER_POD");
+	} else {
+		MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_orig_tuple6, &other),
+			     !!(c->after & OTHER_POD), "mw_orig_tuple6 holds the other pod's");
+	}
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_orig_tuple6),
 		     !!(c->after & TUPLE) + !!(c->after & OTHER_POD), "mw_orig_tuple6 entries");
 	o = bpf_map_lookup_elem(&mw_orig_tuple6, &own);

@@ -242,6 +242,7 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         netns: netns.to_path_buf(),
         ifname: att.ifname.clone(),
         ips,
+        ips6: Vec::new(),
         namespace: att.args.pod_namespace().map(str::to_string),
         name: att.args.pod_name().map(str::to_string),
         exclude_outbound_ports: ex.outbound_ports,

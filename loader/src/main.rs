@@ -17,7 +17,7 @@ mod testutil;
 #[cfg(test)]
 mod layering_tests;
 
-use std::net::Ipv4Addr;
+use std::net::IpAddr;
 use std::path::PathBuf;
 use std::process::ExitCode;
 
@@ -221,9 +221,10 @@ enum PodCommand {
         /// The pod's network namespace (a bind mount such as /run/netns/NAME, or /proc/PID/ns/net).
         #[arg(long, value_name = "PATH")]
         netns: PathBuf,
-        /// The pod's IPv4 address(es): inbound connections to them are intercepted.
+        /// The pod's address(es), IPv4 or IPv6 (repeatable): inbound connections to them are
+        /// intercepted (IPv6 with interception.ipv6 = "intercept").
         #[arg(long = "ip")]
-        ips: Vec<Ipv4Addr>,
+        ips: Vec<IpAddr>,
         /// The pod's interface in its netns: tc intercepts inbound traffic from other nodes there.
         #[arg(long, default_value = "")]
         ifname: String,
@@ -483,7 +484,8 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 container_id: id.unwrap_or_else(|| cli_pod_id(&netns)),
                 netns,
                 ifname,
-                ips,
+                ips: ips.iter().filter_map(|ip| match ip { IpAddr::V4(a) => Some(*a), IpAddr::V6(_) => None }).collect(),
+                ips6: ips.iter().filter_map(|ip| match ip { IpAddr::V6(a) => Some(*a), IpAddr::V4(_) => None }).collect(),
                 namespace: None,
                 name: None,
                 exclude_outbound_ports,
@@ -529,7 +531,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
             println!("{:<32} {:<20} {:<16} {:<8} netns", "id", "netns_cookie", "ips", "ifname");
             for p in pods {
-                let ips: Vec<String> = p.spec.ips.iter().map(|i| i.to_string()).collect();
+                let ips: Vec<String> = p.spec.ips.iter().map(|i| i.to_string()).chain(p.spec.ips6.iter().map(|i| i.to_string())).collect();
                 let ips = if ips.is_empty() { "-".to_string() } else { ips.join(",") };
                 let ifname = if p.spec.ifname.is_empty() { "-" } else { &p.spec.ifname };
                 println!("{:<32} {:<20} {ips:<16} {ifname:<8} {}", p.spec.container_id, p.netns_cookie, p.spec.netns.display());

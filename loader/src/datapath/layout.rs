@@ -138,6 +138,22 @@ mirror! {
 }
 
 mirror! {
+    /// Key of `mw_pod_ips6`: a meshed pod's IPv6 address (network order words).
+    "mw_ip6_key" => pub struct Ip6Key {
+        pub addr: [u32; 4],
+    }
+}
+
+mirror! {
+    /// Key of `mw_excl_in6` (inbound exclusions by pod IPv6 address).
+    "mw_in6_key" => pub struct In6Key {
+        pub pod_ip6: [u32; 4],
+        pub port: u16,
+        pub pad: u16,
+    }
+}
+
+mirror! {
     /// Key of `mw_flow4`: an inbound flow redirected by tc.
     "mw_flow4_key" => pub struct Flow4Key {
         pub remote_ip4: u32,
@@ -383,18 +399,29 @@ impl Cidr4Key {
     }
 }
 
+/// An IPv6 address as four network-order words, as the programs read it.
+pub fn ip6_words(addr: &std::net::Ipv6Addr) -> [u32; 4] {
+    let o = addr.octets();
+    let word = |i: usize| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
+    [word(0), word(1), word(2), word(3)]
+}
+
 impl Cidr6Key {
-    /// The LPM key of `cidr` for a pod (`cookie`), or node-wide (0): the
-    /// address as four network-order words, as the programs read it.
+    /// The LPM key of `cidr` for a pod (`cookie`), or node-wide (0).
     pub fn of(cookie: u64, cidr: &crate::config::Cidr6) -> Cidr6Key {
-        let o = cidr.addr.octets();
-        let word = |i: usize| u32::from_ne_bytes([o[4 * i], o[4 * i + 1], o[4 * i + 2], o[4 * i + 3]]);
-        Cidr6Key {
-            prefixlen: 64 + u32::from(cidr.len),
-            cookie_hi: (cookie >> 32) as u32,
-            cookie_lo: cookie as u32,
-            addr: [word(0), word(1), word(2), word(3)],
-        }
+        Cidr6Key { prefixlen: 64 + u32::from(cidr.len), cookie_hi: (cookie >> 32) as u32, cookie_lo: cookie as u32, addr: ip6_words(&cidr.addr) }
+    }
+}
+
+impl Ip6Key {
+    pub fn of(addr: &std::net::Ipv6Addr) -> Ip6Key {
+        Ip6Key { addr: ip6_words(addr) }
+    }
+}
+
+impl In6Key {
+    pub fn of(addr: &std::net::Ipv6Addr, port: u16) -> In6Key {
+        In6Key { pod_ip6: ip6_words(addr), port, pad: 0 }
     }
 }
 
@@ -476,6 +503,8 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Orig4>(btf));
     check(check_mirror::<Tuple4>(btf));
     check(check_mirror::<In4Key>(btf));
+    check(check_mirror::<Ip6Key>(btf));
+    check(check_mirror::<In6Key>(btf));
     check(check_mirror::<Flow4Key>(btf));
     check(check_mirror::<Flow4>(btf));
     check(check_mirror::<Flow4Fin>(btf));

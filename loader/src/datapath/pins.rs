@@ -40,6 +40,9 @@ maps! {
     MAP_INCL_CIDR4 = "mw_incl_cidr4",
     MAP_EXCL_CIDR6 = "mw_excl_cidr6",
     MAP_EXCL_IN4 = "mw_excl_in4",
+    /// Native IPv6 inbound: mw_pod_ips and mw_excl_in4's twins, by IPv6 address.
+    MAP_POD_IPS6 = "mw_pod_ips6",
+    MAP_EXCL_IN6 = "mw_excl_in6",
     MAP_ORIG_SK = "mw_orig_sk",
     MAP_ORIG_TUPLE4 = "mw_orig_tuple4",
     /// Native IPv6 (interception.ipv6 = "intercept"): mw_orig_sk and

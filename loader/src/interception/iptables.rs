@@ -917,6 +917,7 @@ mod tests {
             ifname: String::new(),
             cookie,
             ips: vec![Ipv4Addr::new(10, 1, 0, 5)],
+            ips6: vec![],
             out_ports: vec![22, 5432],
             out_cidrs: vec!["192.0.2.7/32".parse().unwrap()],
             out_cidrs6: vec![],

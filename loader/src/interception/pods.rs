@@ -6,14 +6,14 @@
 //! pod IP (inbound, which tc matches by address). [`install`] and [`remove`]
 //! are idempotent, and a failed install takes back what it wrote.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::path::{Path, PathBuf};
 
 use meshwire_api::PodSpec;
 
 use crate::config::{Cidr4, Cidr6};
 use crate::error::Error;
-use crate::datapath::layout::{Cidr4Key, Cidr6Key, In4Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
+use crate::datapath::layout::{Cidr4Key, Cidr6Key, In4Key, In6Key, Ip6Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
 use crate::datapath::pins::{self, Pins};
 use crate::timing;
@@ -27,6 +27,8 @@ pub struct MeshedPod {
     pub ifname: String,
     pub cookie: u64,
     pub ips: Vec<Ipv4Addr>,
+    /// Its IPv6 addresses (`mw_pod_ips6`, `mw_excl_in6`).
+    pub ips6: Vec<Ipv6Addr>,
     pub out_ports: Vec<u16>,
     pub out_cidrs: Vec<Cidr4>,
     /// IPv6 exclusions (native IPv6 is steered with interception.ipv6 = "intercept").
@@ -68,6 +70,7 @@ impl MeshedPod {
             ifname: spec.ifname.clone(),
             cookie,
             ips: spec.ips.clone(),
+            ips6: spec.ips6.clone(),
             out_ports: spec.exclude_outbound_ports.clone(),
             out_cidrs: spec.exclude_outbound_cidrs.clone(),
             out_cidrs6: spec.exclude_outbound_cidrs6.clone(),
@@ -217,6 +220,11 @@ pub fn validate(spec: &PodSpec) -> Result<(), Error> {
             return Err(Error::Invalid(format!("ips: {ip} cannot be a pod address")));
         }
     }
+    for ip in &spec.ips6 {
+        if ip.is_unspecified() || ip.is_loopback() || ip.is_multicast() || ip.to_ipv4_mapped().is_some() {
+            return Err(Error::Invalid(format!("ips6: {ip} cannot be a pod address (IPv4-mapped addresses go in ips)")));
+        }
+    }
     Ok(())
 }
 
@@ -242,6 +250,8 @@ pub struct PodMaps {
     out_cidrs6: MapFd,
     incl_cidrs: MapFd,
     in_ports: MapFd,
+    ips6: MapFd,
+    in_ports6: MapFd,
     /// Each pin and its inode (device, inode) as it was before it was opened.
     pinned: Vec<(PathBuf, Option<(u64, u64)>)>,
 }
@@ -274,6 +284,8 @@ impl PodMaps {
             out_cidrs6: open(pins::MAP_EXCL_CIDR6)?,
             incl_cidrs: open(pins::MAP_INCL_CIDR4)?,
             in_ports: open(pins::MAP_EXCL_IN4)?,
+            ips6: open(pins::MAP_POD_IPS6)?,
+            in_ports6: open(pins::MAP_EXCL_IN6)?,
             pinned,
         })
     }
@@ -290,6 +302,114 @@ fn port_key(cookie: u64, port: u16, dir: u8) -> PortKey {
 
 fn in_key(ip: Ipv4Addr, port: u16) -> In4Key {
     In4Key { pod_ip4: u32::from(ip).to_be(), port, pad: 0 }
+}
+
+/// A pod address's entries: its key in the family's address map (value:
+/// the netns cookie), how it is shown, and its excluded inbound ports' keys.
+struct Addr<K, E> {
+    key: K,
+    shown: String,
+    in_keys: Vec<E>,
+}
+
+/// One family's maps of pod addresses: mw_pod_ips and mw_excl_in4, or
+/// mw_pod_ips6 and mw_excl_in6. The same rules for both.
+struct AddrMaps<'a> {
+    ips: (&'a MapFd, &'static str),
+    in_ports: (&'a MapFd, &'static str),
+}
+
+impl AddrMaps<'_> {
+    /// Err when an address belongs to another meshed pod.
+    fn check_owner<K: Copy, E>(&self, addrs: &[Addr<K, E>], cookie: u64) -> Result<(), Error> {
+        for a in addrs {
+            if let Some(owner) = self.ips.0.lookup::<K, u64>(&a.key)? {
+                if owner != cookie {
+                    return Err(Error::Invalid(format!("{} already belongs to the meshed pod with netns cookie {owner}", a.shown)));
+                }
+            }
+        }
+        Ok(())
+    }
+
+    fn install<K: Copy, E: Copy>(&self, addrs: &[Addr<K, E>], cookie: u64) -> Result<(), Error> {
+        let ((ips, ips_name), (in_ports, in_name)) = (self.ips, self.in_ports);
+        for a in addrs {
+            for k in &a.in_keys {
+                in_ports.update(k, &1u8).map_err(|e| update_error(in_ports, in_name, e))?;
+            }
+            ips.update(&a.key, &cookie).map_err(|e| update_error(ips, ips_name, e))?;
+        }
+        Ok(())
+    }
+
+    /// Only our own address entries: another pod may hold one now.
+    fn remove<K: Copy, E: Copy>(&self, addrs: &[Addr<K, E>], cookie: u64, note: &mut impl FnMut(Result<bool, crate::libbpf::BpfError>)) {
+        for a in addrs {
+            if self.ips.0.lookup::<K, u64>(&a.key).ok().flatten() == Some(cookie) {
+                note(self.ips.0.delete(&a.key));
+            }
+            for k in &a.in_keys {
+                note(self.in_ports.0.delete(k));
+            }
+        }
+    }
+
+    /// Entries of addresses none of `cookies` owns (`addr_of`: an excluded
+    /// port's address, None for the node-wide list). Returns how many went.
+    fn sweep<K: Copy + Default + PartialEq, E: Copy + Default>(&self, cookies: &[u64], addr_of: impl Fn(&E) -> Option<K>) -> Result<usize, Error> {
+        let e = Error::from;
+        let mut removed = 0;
+        let mut known = Vec::new();
+        for ip in self.ips.0.keys::<K>().map_err(e)? {
+            match self.ips.0.lookup::<K, u64>(&ip).map_err(e)? {
+                Some(c) if !cookies.contains(&c) => {
+                    if self.ips.0.delete(&ip).map_err(e)? {
+                        removed += 1;
+                    }
+                }
+                Some(_) => known.push(ip),
+                None => {}
+            }
+        }
+        for k in self.in_ports.0.keys::<E>().map_err(e)? {
+            if addr_of(&k).is_some_and(|a| !known.contains(&a)) && self.in_ports.0.delete(&k).map_err(e)? {
+                removed += 1;
+            }
+        }
+        Ok(removed)
+    }
+
+    fn check<K: Copy, E>(&self, addrs: &[Addr<K, E>], cookie: u64, pod: &str) -> Result<(), Error> {
+        for a in addrs {
+            if self.ips.0.lookup::<K, u64>(&a.key)? != Some(cookie) {
+                return Err(Error::Inconsistent(format!("pod {pod}: {} entry for {} is missing", self.ips.1, a.shown)));
+            }
+        }
+        Ok(())
+    }
+}
+
+impl PodMaps {
+    fn addr_maps4(&self) -> AddrMaps<'_> {
+        AddrMaps { ips: (&self.ips, pins::MAP_POD_IPS), in_ports: (&self.in_ports, pins::MAP_EXCL_IN4) }
+    }
+
+    fn addr_maps6(&self) -> AddrMaps<'_> {
+        AddrMaps { ips: (&self.ips6, pins::MAP_POD_IPS6), in_ports: (&self.in_ports6, pins::MAP_EXCL_IN6) }
+    }
+}
+
+impl MeshedPod {
+    fn addrs4(&self) -> Vec<Addr<u32, In4Key>> {
+        let addr = |ip: &Ipv4Addr| Addr { key: u32::from(*ip).to_be(), shown: ip.to_string(), in_keys: self.in_ports.iter().map(|&p| in_key(*ip, p)).collect() };
+        self.ips.iter().map(addr).collect()
+    }
+
+    fn addrs6(&self) -> Vec<Addr<Ip6Key, In6Key>> {
+        let addr = |ip: &Ipv6Addr| Addr { key: Ip6Key::of(ip), shown: ip.to_string(), in_keys: self.in_ports.iter().map(|&p| In6Key::of(ip, p)).collect() };
+        self.ips6.iter().map(addr).collect()
+    }
 }
 
 /// A failed map update; a full map (E2BIG) is said to be full, and logged:
@@ -314,14 +434,9 @@ fn update_error(map: &MapFd, name: &'static str, e: crate::libbpf::BpfError) -> 
 /// [`crate::system::userns::host_uid`]). On error, the entries written are
 /// removed again (the siblings' stay as they were).
 pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_uid: Option<u32>) -> Result<(), Error> {
-    for ip in &pod.ips {
-        let key = u32::from(*ip).to_be();
-        if let Some(owner) = maps.ips.lookup::<u32, u64>(&key)? {
-            if owner != pod.cookie {
-                return Err(Error::Invalid(format!("{ip} already belongs to the meshed pod with netns cookie {owner}")));
-            }
-        }
-    }
+    let (addrs4, addrs6) = (pod.addrs4(), pod.addrs6());
+    maps.addr_maps4().check_owner(&addrs4, pod.cookie)?;
+    maps.addr_maps6().check_owner(&addrs6, pod.cookie)?;
     let view = merged(pod, siblings);
     let result = (|| -> Result<(), Error> {
         let keys = view.cookie_keys();
@@ -337,12 +452,8 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_
         for k in &keys.incl_cidrs {
             maps.incl_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs, pins::MAP_INCL_CIDR4, e))?;
         }
-        for ip in &pod.ips {
-            for &p in &pod.in_ports {
-                maps.in_ports.update(&in_key(*ip, p), &1u8).map_err(|e| update_error(&maps.in_ports, pins::MAP_EXCL_IN4, e))?;
-            }
-            maps.ips.update(&u32::from(*ip).to_be(), &pod.cookie).map_err(|e| update_error(&maps.ips, pins::MAP_POD_IPS, e))?;
-        }
+        maps.addr_maps4().install(&addrs4, pod.cookie)?;
+        maps.addr_maps6().install(&addrs6, pod.cookie)?;
         match sidecar_uid {
             Some(uid) => maps.uids.update(&pod.cookie, &uid).map_err(|e| update_error(&maps.uids, pins::MAP_POD_UID, e))?,
             None => {
@@ -383,16 +494,8 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
             view.cookie_keys()
         }
     };
-    for ip in &pod.ips {
-        let key = u32::from(*ip).to_be();
-        // Only our own address entry: another pod may hold it now.
-        if maps.ips.lookup::<u32, u64>(&key).ok().flatten() == Some(pod.cookie) {
-            note(maps.ips.delete(&key));
-        }
-        for &p in &pod.in_ports {
-            note(maps.in_ports.delete(&in_key(*ip, p)));
-        }
-    }
+    maps.addr_maps4().remove(&pod.addrs4(), pod.cookie, &mut note);
+    maps.addr_maps6().remove(&pod.addrs6(), pod.cookie, &mut note);
     for k in before.ports.iter().filter(|k| !after.ports.contains(k)) {
         note(maps.out_ports.delete(k));
     }
@@ -418,7 +521,6 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
 /// Returns how many entries went.
 pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, Error> {
     let cookies: Vec<u64> = known.iter().map(|p| p.cookie).collect();
-    let ips: Vec<u32> = known.iter().flat_map(|p| p.ips.iter().map(|ip| u32::from(*ip).to_be())).collect();
     let mut removed = 0;
     let e = Error::from;
     for cookie in maps.pods.keys::<u64>().map_err(e)? {
@@ -428,12 +530,6 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, Error> {
     }
     for cookie in maps.uids.keys::<u64>().map_err(e)? {
         if !cookies.contains(&cookie) && maps.uids.delete(&cookie).map_err(e)? {
-            removed += 1;
-        }
-    }
-    for ip in maps.ips.keys::<u32>().map_err(e)? {
-        let owner = maps.ips.lookup::<u32, u64>(&ip).map_err(e)?;
-        if owner.is_some_and(|c| !cookies.contains(&c)) && maps.ips.delete(&ip).map_err(e)? {
             removed += 1;
         }
     }
@@ -456,11 +552,9 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, Error> {
             removed += 1;
         }
     }
-    for k in maps.in_ports.keys::<In4Key>().map_err(e)? {
-        if k.pod_ip4 != 0 && !ips.contains(&k.pod_ip4) && maps.in_ports.delete(&k).map_err(e)? {
-            removed += 1;
-        }
-    }
+    // Node-wide inbound ports (pod address 0, IPv4 map only) are the config's.
+    removed += maps.addr_maps4().sweep(&cookies, |k: &In4Key| (k.pod_ip4 != 0).then_some(k.pod_ip4))?;
+    removed += maps.addr_maps6().sweep(&cookies, |k: &In6Key| Some(Ip6Key { addr: k.pod_ip6 }))?;
     Ok(removed)
 }
 
@@ -483,12 +577,8 @@ pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_ui
         let shown = |u: Option<u32>| u.map_or("none (sidecar.uid applies)".to_string(), |u| u.to_string());
         return Err(Error::Inconsistent(format!("pod {}: {} entry is {}, expected {}", pod.container_id, pins::MAP_POD_UID, shown(uid), shown(sidecar_uid))));
     }
-    for ip in &pod.ips {
-        if maps.ips.lookup::<u32, u64>(&u32::from(*ip).to_be())? != Some(pod.cookie) {
-            return missing(format!("{} entry for {ip}", pins::MAP_POD_IPS));
-        }
-    }
-    Ok(())
+    maps.addr_maps4().check(&pod.addrs4(), pod.cookie, &pod.container_id)?;
+    maps.addr_maps6().check(&pod.addrs6(), pod.cookie, &pod.container_id)
 }
 
 /// Is `netns` still the namespace with this cookie? (It may be gone, or the
@@ -572,7 +662,7 @@ mod tests {
             let def = defs.iter().find(|d| d.name == name).unwrap();
             obj_pin(&map_create_like(def, def.max_entries).unwrap(), &pins.map(name)).unwrap();
         };
-        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_EXCL_CIDR6, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4];
+        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_EXCL_CIDR6, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4, pins::MAP_POD_IPS6, pins::MAP_EXCL_IN6];
         for name in names {
             pin_new(name);
         }
@@ -609,17 +699,17 @@ mod tests {
         bad(|s| s.exclude_outbound_ports = vec![0], "exclude_outbound_ports");
         bad(|s| s.exclude_inbound_ports = vec![0], "exclude_inbound_ports");
         bad(|s| s.ips = vec![Ipv4Addr::LOCALHOST], "cannot be a pod address");
+        bad(|s| s.ips6 = vec![Ipv6Addr::LOCALHOST], "ips6: ::1 cannot be a pod address");
+        bad(|s| s.ips6 = vec!["::ffff:10.1.0.5".parse().unwrap()], "IPv4-mapped addresses go in ips");
+        bad(|s| s.ips6 = vec!["ff02::1".parse().unwrap()], "cannot be a pod address");
     }
 
-    /// A full map refuses the pod as MapFull, naming the map, and leaves
-    /// nothing of it (real maps, in a private bpffs).
-    #[test]
-    fn a_full_map_refuses_the_pod_as_map_full_and_leaves_nothing() {
+    /// The datapath's maps, pinned in a private bpffs, with their objects loaded.
+    fn loaded_maps(fs: &crate::testutil::PrivateBpffs) -> (Vec<crate::libbpf::Object>, PodMaps) {
         use crate::datapath::objects;
-        let fs = crate::testutil::PrivateBpffs::new();
         let pins = Pins::new(fs.path());
         pins.create_dirs().unwrap();
-        let _objs: Vec<_> = objects::CORE
+        let objs: Vec<_> = objects::CORE
             .iter()
             .map(|spec| {
                 let mut obj = spec.open(Some(&pins.maps_dir())).unwrap();
@@ -629,7 +719,55 @@ mod tests {
                 obj
             })
             .collect();
-        let maps = PodMaps::open(&pins).unwrap();
+        (objs, PodMaps::open(&pins).unwrap())
+    }
+
+    /// A dual-stack pod's IPv6 addresses and their excluded inbound ports
+    /// go in, are checked, refused to another pod, taken out and swept as
+    /// the IPv4 ones are (real maps).
+    #[test]
+    fn ipv6_addresses_are_installed_checked_removed_and_swept() {
+        let fs = crate::testutil::PrivateBpffs::new();
+        let (_objs, maps) = loaded_maps(&fs);
+        let addr: Ipv6Addr = "fd00:10:1::5".parse().unwrap();
+        let mut s = spec();
+        s.ips6 = vec![addr];
+        let pod = MeshedPod::of(&s, 41, PodDefaults::default());
+        install(&maps, &pod, &[], None).unwrap();
+        assert_eq!(maps.ips6.lookup::<Ip6Key, u64>(&Ip6Key::of(&addr)).unwrap(), Some(41));
+        assert_eq!(maps.in_ports6.keys::<In6Key>().unwrap(), vec![In6Key::of(&addr, 9090)], "its excluded inbound port, by IPv6 address");
+        assert_eq!(maps.ips.keys::<u32>().unwrap().len(), 1, "its IPv4 address too");
+        check(&maps, &pod, &[], None).unwrap();
+
+        let mut other = spec();
+        other.container_id = "other".into();
+        other.ips = vec![];
+        other.ips6 = vec![addr];
+        let e = install(&maps, &MeshedPod::of(&other, 42, PodDefaults::default()), &[], None).unwrap_err();
+        assert!(matches!(e, Error::Invalid(_)) && e.message().contains("fd00:10:1::5 already belongs to the meshed pod with netns cookie 41"), "{e:?}");
+
+        maps.ips6.delete(&Ip6Key::of(&addr)).unwrap();
+        let e = check(&maps, &pod, &[], None).unwrap_err();
+        assert!(e.message().contains("mw_pod_ips6 entry for fd00:10:1::5 is missing"), "{e:?}");
+        install(&maps, &pod, &[], None).unwrap();
+        remove(&maps, &pod, &[]).unwrap();
+        assert_eq!(maps.ips6.keys::<Ip6Key>().unwrap(), vec![], "its IPv6 address went");
+        assert_eq!(maps.in_ports6.keys::<In6Key>().unwrap(), vec![], "its IPv6 inbound exclusions went");
+
+        install(&maps, &pod, &[], None).unwrap();
+        assert_eq!(sweep(&maps, std::slice::from_ref(&pod)).unwrap(), 0, "a known pod's entries stay");
+        let swept = sweep(&maps, &[]).unwrap();
+        assert_eq!(maps.ips6.keys::<Ip6Key>().unwrap(), vec![], "swept: its IPv6 address");
+        assert_eq!(maps.in_ports6.keys::<In6Key>().unwrap(), vec![], "swept: its IPv6 inbound exclusions");
+        assert!(swept >= 2, "{swept} entries swept");
+    }
+
+    /// A full map refuses the pod as MapFull, naming the map, and leaves
+    /// nothing of it (real maps, in a private bpffs).
+    #[test]
+    fn a_full_map_refuses_the_pod_as_map_full_and_leaves_nothing() {
+        let fs = crate::testutil::PrivateBpffs::new();
+        let (_objs, maps) = loaded_maps(&fs);
         let capacity = maps.pods.info().unwrap().max_entries as u64;
         for cookie in 1..=capacity {
             maps.pods.update(&cookie, &Pod { flags: POD_F_MESHED }).unwrap();

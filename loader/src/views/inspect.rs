@@ -244,6 +244,9 @@ pub fn describe_pods(
         out.push_str(&format!("  netns             {}\n", s.netns.display()));
         out.push_str(&format!("  ifname            {}\n", if s.ifname.is_empty() { "- (no tc: outbound and same-node inbound only)" } else { &s.ifname }));
         out.push_str(&format!("  ips               {}\n", list(&s.ips)));
+        if !s.ips6.is_empty() {
+            out.push_str(&format!("  ips6              {}\n", list(&s.ips6)));
+        }
         out.push_str(&format!("  excluded outbound ports {}; cidrs {}\n", list(&s.exclude_outbound_ports), list(&s.exclude_outbound_cidrs)));
         if !s.exclude_outbound_cidrs6.is_empty() {
             out.push_str(&format!("  excluded outbound IPv6 cidrs {}\n", list(&s.exclude_outbound_cidrs6)));

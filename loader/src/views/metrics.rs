@@ -86,8 +86,8 @@ const PRESSURE: f64 = 0.9;
 /// What a full map means for the node.
 fn when_full(map: &str) -> &'static str {
     match map {
-        "mw_pods" | "mw_pod_ips" | "mw_pod_uid" => "new pods cannot be meshed (pod add fails); pods already meshed are unaffected",
-        "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_in4" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
+        "mw_pods" | "mw_pod_ips" | "mw_pod_ips6" | "mw_pod_uid" => "new pods cannot be meshed (pod add fails); pods already meshed are unaffected",
+        "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_in4" | "mw_excl_in6" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
         "mw_orig_tuple4" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
         "mw_flow4" | "mw_flow4_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
         "mw_flow4_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",

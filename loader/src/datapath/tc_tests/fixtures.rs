@@ -37,6 +37,8 @@ pub enum Given {
     Setting(fn(&mut Settings)),
     /// Another meshed pod of this node.
     Meshed(Ipv4Addr, u64),
+    /// Another meshed pod's IPv6 address.
+    Meshed6(std::net::Ipv6Addr, u64),
     /// An excluded inbound port: node-wide (None) or one pod's.
     Excluded(Option<Ipv4Addr>, u16),
     /// A redirected connection from this peer port to APP, its handshake
@@ -153,6 +155,7 @@ fn run_case(c: &Case) {
         match g {
             Given::Setting(_) => {}
             Given::Meshed(ip, cookie) => tc.mesh(*ip, *cookie),
+            Given::Meshed6(ip, cookie) => tc.mesh6(*ip, *cookie),
             Given::Excluded(pod, port) => tc.exclude(*pod, *port),
             Given::Connection(remote, rport) => {
                 Conn::open(&tc, *remote, *rport);
@@ -355,6 +358,18 @@ pub fn ipv6() -> Vec<Case> {
         // "intercept" steers outbound IPv6 only so far: inbound stays refused.
         Case::ingress("with IPv6 intercepted, an IPv6 SYN to the pod is still dropped", frame6(&[], APP, SYN))
             .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
+            .dropped()
+            .stat(TC6_DROPPED, 1),
+        // Same-node inbound: connect6 steered a meshed pod's sidecar to the inbound port.
+        Case::ingress("with IPv6 intercepted, a SYN to the inbound port from a meshed pod's IPv6 address passes", frame6(&[], INBOUND, SYN))
+            .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
+            .given(Given::Meshed6(FRAME6_SRC, 78)),
+        Case::ingress("with IPv6 intercepted, a SYN to the inbound port from elsewhere is dropped", frame6(&[], INBOUND, SYN))
+            .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
+            .dropped()
+            .stat(TC6_DROPPED, 1),
+        Case::ingress("with IPv6 refused, a SYN to the inbound port from a meshed pod's IPv6 address is dropped", frame6(&[], INBOUND, SYN))
+            .given(Given::Meshed6(FRAME6_SRC, 78))
             .dropped()
             .stat(TC6_DROPPED, 1),
     ]

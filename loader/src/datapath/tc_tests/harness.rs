@@ -61,6 +61,10 @@ impl Tc {
         self.map(pins::MAP_POD_IPS).update(&u32::from(ip).to_be(), &cookie).unwrap();
     }
 
+    pub fn mesh6(&self, ip: std::net::Ipv6Addr, cookie: u64) {
+        self.map(pins::MAP_POD_IPS6).update(&crate::datapath::layout::Ip6Key::of(&ip), &cookie).unwrap();
+    }
+
     /// None: node-wide.
     pub fn exclude(&self, pod: Option<Ipv4Addr>, port: u16) {
         let key = In4Key { pod_ip4: pod.map_or(0, |ip| u32::from(ip).to_be()), port, pad: 0 };

@@ -225,6 +225,9 @@ pub const NEXTHDR_DEST: u8 = 60;
 /// An Ethernet + IPv6 frame to the pod: the extension headers `ext` (type,
 /// length in bytes, for a fragment header its offset in 8-byte units), then a
 /// TCP header to `dport` with `flags`.
+/// frame6's source address.
+pub const FRAME6_SRC: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
+
 pub fn frame6(ext: &[(u8, usize, u16)], dport: u16, flags: u8) -> Vec<u8> {
     let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x86, 0xdd];
     let mut chain = Vec::new();
@@ -249,7 +252,7 @@ pub fn frame6(ext: &[(u8, usize, u16)], dport: u16, flags: u8) -> Vec<u8> {
     f.extend(payload.to_be_bytes());
     f.push(ext.first().map_or(NEXTHDR_TCP, |e| e.0));
     f.push(64);
-    f.extend([0xfd, 0, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 1]);
+    f.extend(FRAME6_SRC.octets());
     f.extend([0xfd, 0, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
     f.extend(chain);
     f.extend(tcp);
