@@ -2,6 +2,8 @@
 
 use std::path::Path;
 
+use libbpf_sys as sys;
+
 use super::*;
 use crate::datapath::layout::{PortKey, Settings};
 use crate::datapath::objects;
