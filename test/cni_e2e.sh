@@ -662,24 +662,88 @@ case_idle_clients() {
     stop_pid "$holder" 1
     forget_pid "$holder"
     # A caller that sends its ADD and hangs up at once: nothing may be left.
-    python3 - "$SOCK" "$(netns_path 80)" <<'PY'
-import json, socket, sys
-c = socket.socket(socket.AF_UNIX)
-c.connect(sys.argv[1])
-req = {"version": 1, "op": "add_pod", "pod": {"container_id": "gave-up", "netns": sys.argv[2], "ifname": "eth0"}}
-c.sendall((json.dumps(req) + "\n").encode())
-c.close()
-PY
-    sleep 1
-    if pod_list | grep -qw gave-up || [ -e "$STATE/pods/gave-up.json" ]; then
+    gave_up_add close gave-up "$(netns_path 80)" '"ifname": "eth0"'
+    # (Served or not, depending on when it hangs up: either way it is undone.)
+    wait_loader_log "pod gave-up: its caller " || rc=1
+    if pod_list | grep -qw gave-up || compgen -G "$STATE/pods/gave-up@*.json" >/dev/null; then
         log "the ADD whose caller hung up left pod gave-up behind"
         mwl pod del --id gave-up >/dev/null 2>&1
         rc=1
     else
-        log "the ADD whose caller hung up left nothing ($(grep -c 'gave-up' "$WORK/loader.log") loader log lines about it)"
+        log "the ADD whose caller hung up left nothing"
     fi
+    # A caller that stops reading while its ADD is served: the ADD is
+    # served, its answer cannot be written, so it is taken back. A new pod
+    # goes again; a pod whose settings it replaced gets its previous ones back.
+    gave_up_add shut-rd late "$(netns_path 80)" '"exclude_outbound_ports": [23]'
+    wait_loader_log "pod late: its caller was gone when the ADD was answered; taken out again" || rc=1
+    if pod_list | grep -qw late; then
+        log "the ADD whose answer could not be written left pod late behind"
+        mwl pod del --id late >/dev/null 2>&1
+        rc=1
+    else
+        log "the ADD whose answer could not be written left nothing"
+    fi
+    mwl pod add --netns "$(netns_path 80)" --id replaced --exclude-outbound-port 22 >/dev/null || rc=1
+    gave_up_add shut-rd replaced "$(netns_path 80)" '"exclude_outbound_ports": [23]'
+    wait_loader_log "pod replaced: its caller was gone when the ADD was answered; its previous settings are in force" || rc=1
+    local kept
+    kept=$(jq -c .exclude_outbound_ports "$STATE"/pods/replaced@*.json 2>&1)
+    if [ "$kept" != "[22]" ]; then
+        log "after the replacing ADD whose answer could not be written, pod replaced's record excludes $kept, expected its previous [22]"
+        rc=1
+    elif ! python3 - "$SOCK" >"$WORK/check-replaced.log" 2>&1 <<'PY'
+import json, socket, sys
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+c.sendall(b'{"version": 1, "op": "check_pod", "container_id": "replaced"}\n')
+reply = c.makefile().readline()
+print(reply)
+sys.exit(0 if json.loads(reply)["ok"] else 1)
+PY
+    then
+        log "CHECK of replaced failed:"
+        show "$WORK/check-replaced.log"
+        rc=1
+    else
+        log "pod replaced is back to its previous settings (excludes $kept), and CHECK passes"
+    fi
+    mwl pod del --id replaced >/dev/null 2>&1
     ip netns del "$(pod 80)"
     return "$rc"
+}
+
+# gave_up_add HOW ID NETNS EXTRA: an ADD of ID in NETNS (EXTRA: more JSON
+# members of the pod) straight on the API socket, by a caller that gives up:
+# HOW close, it hangs up at once; shut-rd, it stops reading before it sends
+# (so the ADD is served, and its answer cannot be written: EPIPE, whatever
+# the timing) and hangs up 5 s later.
+gave_up_add() {
+    python3 - "$SOCK" "$1" "{\"container_id\": \"$2\", \"netns\": \"$3\", $4}" <<'PY'
+import json, socket, sys, time
+c = socket.socket(socket.AF_UNIX)
+c.connect(sys.argv[1])
+req = {"version": 1, "op": "add_pod", "pod": json.loads(sys.argv[3])}
+if sys.argv[2] == "shut-rd":
+    c.shutdown(socket.SHUT_RD)
+c.sendall((json.dumps(req) + "\n").encode())
+if sys.argv[2] == "shut-rd":
+    time.sleep(5)
+c.close()
+PY
+}
+
+# wait_loader_log TEXT: up to 20 s until the loader's log has TEXT (the
+# outcome of a request, not a guess at how long it takes).
+wait_loader_log() {
+    local i
+    for ((i = 0; i < 200; i++)); do
+        grep -qF "$1" "$WORK/loader.log" && return 0
+        sleep 0.1
+    done
+    log "the loader did not log \"$1\" within 20 s; its last lines:"
+    show "$WORK/loader.log" 5
+    return 1
 }
 
 case_concurrent() {
@@ -818,7 +882,7 @@ run_case "5 per-pod exclusions and acceleration from runtimeConfig" case_per_pod
 run_case "6 CNI errors: each code, and nothing changed" case_errors
 run_case "7 DEL: nothing of the pod left; DEL is idempotent" case_del
 run_case "7b container IDs of 251 and 256 characters are added and deleted; DEL of an unknown longer one succeeds" case_long_ids
-run_case "8b 1000 idle API connections: CNI ADD within 2x of the idle loader's latency; an ADD whose caller hung up leaves nothing" \
+run_case "8b 1000 idle API connections: CNI ADD within 2x of the idle loader's latency; an ADD whose caller hung up leaves nothing, one whose answer could not be written is taken back (a new pod removed, a replaced one's settings restored)" \
     case_idle_clients
 run_case "8 $CONCURRENT concurrent ADDs, then DELs: nothing leaked" case_concurrent
 run_case "9 GC deletes what is not in cni.dev/valid-attachments" case_gc

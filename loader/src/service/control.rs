@@ -11,7 +11,7 @@ use std::path::{Path, PathBuf};
 use std::sync::Arc;
 use std::time::Duration;
 
-use meshwire_api::{ErrorCode, Op, OpResult, Response, MAX_LINE};
+use meshwire_api::{ErrorCode, Op, OpResult, PodSpec, Response, MAX_LINE};
 
 use crate::error::Error;
 use crate::service::pod_service::PodService;
@@ -74,9 +74,17 @@ fn caller_gone(conn: &UnixStream) -> bool {
         && fds[0].revents().is_some_and(|r| r.intersects(PollFlags::POLLHUP | PollFlags::POLLERR))
 }
 
-/// Answer one request. For an ADD that meshed a new pod, also the pod to
-/// take out again should its caller turn out to have given up.
-fn answer(service: &PodService, op: Op, conn: &UnixStream) -> (Response, Option<(String, String)>) {
+/// How to take back an ADD whose caller turns out to have given up.
+enum Undo {
+    /// It meshed a new attachment: remove it (container ID, ifname).
+    Remove(String, String),
+    /// It replaced an attachment's settings: apply these again.
+    Restore(PodSpec),
+}
+
+/// Answer one request. For an ADD that changed something, also how to take
+/// it back should its caller turn out to have given up.
+fn answer(service: &PodService, op: Op, conn: &UnixStream) -> (Response, Option<Undo>) {
     let Op::AddPod { pod } = op else {
         return (dispatch(service, op).map_or_else(|e| e, Response::ok), None);
     };
@@ -86,8 +94,11 @@ fn answer(service: &PodService, op: Op, conn: &UnixStream) -> (Response, Option<
         log::info!("pod {}: its caller hung up before the ADD was served; not meshed", pod.container_id);
         return (internal("the caller hung up"), None);
     }
-    let new = !service.has_attachment(&pod.container_id, &pod.ifname);
-    let undo = new.then(|| (pod.container_id.clone(), pod.ifname.clone()));
+    let undo = match service.attachment(&pod.container_id, &pod.ifname) {
+        None => Some(Undo::Remove(pod.container_id.clone(), pod.ifname.clone())),
+        Some(previous) if previous.spec != pod => Some(Undo::Restore(previous.spec)),
+        Some(_) => None,
+    };
     match dispatch(service, Op::AddPod { pod }) {
         Ok(result) => (Response::ok(result), undo),
         Err(e) => (e, None),
@@ -142,11 +153,19 @@ fn serve(service: &PodService, stream: UnixStream) {
         }
         if written.is_err() {
             // Its caller is gone and takes the ADD as failed: undo it.
-            if let Some((id, ifname)) = undo {
-                match service.del(&id, Some(&ifname)) {
+            match undo {
+                Some(Undo::Remove(id, ifname)) => match service.del(&id, Some(&ifname)) {
                     Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; taken out again"),
                     Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and taking it out failed: {e}"),
+                },
+                Some(Undo::Restore(previous)) => {
+                    let id = previous.container_id.clone();
+                    match service.add(previous) {
+                        Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; its previous settings are in force again"),
+                        Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and restoring its previous settings failed: {e}"),
+                    }
                 }
+                None => {}
             }
             return;
         }

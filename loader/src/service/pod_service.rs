@@ -262,8 +262,8 @@ impl PodService {
     }
 
     /// Is this attachment meshed (recorded)?
-    pub fn has_attachment(&self, container_id: &str, ifname: &str) -> bool {
-        self.records.load(container_id, ifname).ok().flatten().is_some()
+    pub fn attachment(&self, container_id: &str, ifname: &str) -> Option<PodRecord> {
+        self.records.load(container_id, ifname).ok().flatten()
     }
 
     /// How many attachments are meshed (recorded), without reading the records.
