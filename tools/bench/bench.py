@@ -1137,8 +1137,16 @@ def main():
     ap.add_argument("--loader", required=True)
     ap.add_argument("--mwtest", required=True)
     ap.add_argument("--cni", help="meshwire-cni (--mode scale)")
-    ap.add_argument("--mode", choices=["compare", "scale"], default="compare",
-                    help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py)")
+    ap.add_argument("--mode", choices=["compare", "scale", "conns", "churn"], default="compare",
+                    help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py); "
+                         "conns: live connections by thousands; churn: pods created and deleted under traffic (live.py)")
+    ap.add_argument("--levels", default="1000,16000,64000", help="--mode conns: connections open at once, comma-separated")
+    ap.add_argument("--live-modes", default="iptables,ebpf,ebpf+accel", help="--mode conns: interception modes, in turn")
+    ap.add_argument("--churn-rate", type=float, default=100, help="--mode churn: pods created (and deleted) per second")
+    ap.add_argument("--churn-seconds", type=float, default=60, help="--mode churn: for how long")
+    ap.add_argument("--churn-lifetime", type=float, default=1.0, help="--mode churn: seconds each pod lives")
+    ap.add_argument("--churn-workers", type=int, default=8, help="--mode churn: threads creating (and as many deleting) pods")
+    ap.add_argument("--churn-traffic", type=float, default=50, help="--mode churn: requests per second in each pod that stays")
     ap.add_argument("--sizes", default="1,100,1000,4000", help="--mode scale: pods meshed, comma-separated")
     ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
     ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
@@ -1159,6 +1167,13 @@ def main():
         a.tc_attach = a.tc_attach.split(",")
         a.out = a.out or os.path.join(ws, "docs", "benchmark-scale.md")
         b = scale.Scale(a)
+    elif a.mode in ("conns", "churn"):
+        import live
+        a.levels = [int(x) for x in a.levels.split(",")]
+        a.live_modes = a.live_modes.split(",")
+        a.tc_attach = a.tc_attach.split(",")
+        a.out = a.out or os.path.join(ws, "docs", "benchmark-scale.md")
+        b = live.Live(a)
     else:
         a.out = a.out or os.path.join(ws, "docs", "benchmark-quick.md" if a.quick else "benchmark.md")
         b = Bench(a)

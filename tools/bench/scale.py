@@ -348,8 +348,10 @@ def report(s):
         L.append(f"| `{name}` | {cap:,} | {fmt(b / 1024)} |")
     L += ["", "![ADD and DEL latency by pods meshed](benchmark-scale.svg)", ""]
     base = os.path.splitext(a.out)[0]
+    from live import SECTIONS  # the live connections' and churn's sections stay
+    kept = [k for k in (section_of(a.out, *SECTIONS[m]) for m in SECTIONS) if k]
     with open(a.out, "w") as f:
-        f.write("\n".join(L))
+        f.write("\n".join(L + [x for k in kept for x in (k, "")]))
     summary = os.path.join(os.path.dirname(a.out), "benchmark.md")
     if os.path.exists(summary):
         with open(summary) as f:
@@ -370,21 +372,23 @@ def report(s):
 BEGIN, END = "<!-- node scale: written by --mode scale -->", "<!-- /node scale -->"
 
 
-def with_section(text, section):
-    """docs/benchmark.md with its node-scale section replaced by (or ending with) `section`."""
-    head, found, rest = text.partition(BEGIN)
-    tail = rest.partition(END)[2] if found else ""
+def with_section(text, section, begin=BEGIN, end=END):
+    """text (docs/benchmark.md) with its section between `begin` and `end`
+    (the node-scale one by default) replaced by (or ending with) `section`."""
+    head, found, rest = text.partition(begin)
+    tail = rest.partition(end)[2] if found else ""
     return head.rstrip("\n") + "\n\n" + section + ("\n" + tail.lstrip("\n") if tail.strip() else "\n")
 
 
-def section_of(path):
-    """The node-scale section of an existing docs/benchmark.md ("" without), for the compare mode to keep."""
+def section_of(path, begin=BEGIN, end=END):
+    """The section between `begin` and `end` (the node-scale one by default)
+    of an existing report ("" without), for another mode's report to keep."""
     try:
         text = open(path).read()
     except OSError:
         return ""
-    _, found, rest = text.partition(BEGIN)
-    return BEGIN + rest.partition(END)[0] + END if found and END in rest else ""
+    _, found, rest = text.partition(begin)
+    return begin + rest.partition(end)[0] + end if found and end in rest else ""
 
 
 def main_table(rows):
