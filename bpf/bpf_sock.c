@@ -108,24 +108,25 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
  * the address for events (0 for IPv6: events hold IPv4 addresses); port in
  * host order.
  */
-static __always_inline int mw_sock_inbound_verdict(enum mw_inbound in, int noted, __u8 hook,
+static __always_inline int mw_sock_inbound_verdict(struct bpf_sock *sk, enum mw_inbound in,
+						   int noted, __u8 hook,
 						   __u64 netns_cookie, __u32 ip4, __u16 port)
 {
 	if (in == MW_INBOUND_EXCLUDED) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_emit(hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, ip4, port, 0, 0,
-			MW_EV_TASK);
+			MW_EV_SOCK(sk));
 		return MW_ALLOW;
 	}
 	if (noted) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_emit(hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, ip4, port, 0, 0,
-			MW_EV_TASK);
+			MW_EV_SOCK(sk));
 		return MW_DENY;
 	}
 	mw_count(MW_STAT_CONNECT_INBOUND);
 	mw_emit(hook, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0, ip4, port, ip4,
-		mw_cfg.inbound_port, MW_EV_TASK);
+		mw_cfg.inbound_port, MW_EV_SOCK(sk));
 	return MW_ALLOW;
 }
 
@@ -149,7 +150,7 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 		return mw_sock4_deliver(ctx, dst);
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT);
-	verdict = mw_sock_inbound_verdict(in, noted, dst->hook, netns_cookie, dst_ip4,
+	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, dst->hook, netns_cookie, dst_ip4,
 					  bpf_ntohs(dst_port));
 	if (in == MW_INBOUND_STEER && !noted) {
 		dst->port = bpf_htons(mw_cfg.inbound_port);
@@ -204,13 +205,13 @@ static __always_inline int mw_sock4_capture_dns(struct bpf_sock_addr *ctx,
 		mw_count(MW_STAT_DNS_ERROR);
 		mw_trace("dns refused %pI4", &dst_ip4);
 		mw_emit(dst->hook, MW_DEC_DNS_REFUSED, netns_cookie, 0, 0, dst_ip4,
-			MW_DNS_PORT, 0, 0, MW_EV_TASK);
+			MW_DNS_PORT, 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	mw_count(MW_STAT_DNS_REDIRECTED);
 	mw_trace("dns %pI4 -> proxy :%d", &dst_ip4, mw_cfg.dns_port);
 	mw_emit(dst->hook, MW_DEC_DNS_REDIRECTED, netns_cookie, 0, 0, dst_ip4,
-		MW_DNS_PORT, bpf_htonl(MW_LOOPBACK_ADDR4), mw_cfg.dns_port, MW_EV_TASK);
+		MW_DNS_PORT, bpf_htonl(MW_LOOPBACK_ADDR4), mw_cfg.dns_port, MW_EV_SOCK(ctx->sk));
 	return MW_ALLOW;
 }
 
@@ -232,7 +233,7 @@ static __always_inline int mw_sock4_udp(struct bpf_sock_addr *ctx, struct mw_des
 	if (dst->port == bpf_htons(MW_DNS_PORT)) {
 		netns_cookie = bpf_get_netns_cookie(ctx);
 		pod = mw_pod_lookup(netns_cookie);
-		if (pod && !mw_task_is_sidecar(netns_cookie) &&
+		if (pod && !mw_is_sidecar(ctx->sk, netns_cookie) &&
 		    mw_dns_captured(pod, dst->ip4, dst->port))
 			return mw_sock4_capture_dns(ctx, netns_cookie, dst);
 	}
@@ -263,14 +264,14 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_trace("connect excluded %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
 		mw_emit(dst->hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0,
-			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_ALLOW;
 	}
 	if (mw_sock4_to_sidecar(ctx, dst, mw_cfg.outbound_port, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_trace("connect refused %pI4:%d", &dst_ip4, bpf_ntohs(dst_port));
 		mw_emit(dst->hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0,
-			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_TASK);
+			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
@@ -278,7 +279,7 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 		 mw_cfg.outbound_port);
 	mw_emit(dst->hook, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0,
 		dst_ip4, bpf_ntohs(dst_port), bpf_htonl(MW_LOOPBACK_ADDR4),
-		mw_cfg.outbound_port, MW_EV_TASK);
+		mw_cfg.outbound_port, MW_EV_SOCK(ctx->sk));
 	return MW_ALLOW;
 }
 
@@ -307,7 +308,7 @@ static __always_inline int mw_sock4_steer(struct bpf_sock_addr *ctx,
 		mw_trace("connect straight to sidecar port %pI4:%d refused", &dst->ip4,
 			 bpf_ntohs(dst->port));
 		mw_emit(dst->hook, MW_DEC_LOOP_REFUSED, netns_cookie, 0, 0, dst->ip4,
-			bpf_ntohs(dst->port), 0, 0, MW_EV_TASK);
+			bpf_ntohs(dst->port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	if (mw_is_sidecar(ctx->sk, netns_cookie)) {
@@ -372,7 +373,7 @@ static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
 		return MW_ALLOW;
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_CONNECT);
-	verdict = mw_sock_inbound_verdict(in, noted, MW_HOOK_CONNECT6, netns_cookie, 0, port);
+	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, MW_HOOK_CONNECT6, netns_cookie, 0, port);
 	if (in == MW_INBOUND_STEER && !noted) {
 		ctx->user_port = bpf_htons(mw_cfg.inbound_port);
 		mw_trace("connect6 inbound port %d -> sidecar :%d", port, mw_cfg.inbound_port);
@@ -398,14 +399,14 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 	    !mw_out_included6(pod, netns_cookie, bpf_ntohs(port))) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
-			bpf_ntohs(port), 0, 0, MW_EV_TASK);
+			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_ALLOW;
 	}
 	if (mw_sock6_note(ctx->sk, ip6, port, MW_ORIG_F_CONNECT) ||
 	    (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx))) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, 0,
-			bpf_ntohs(port), 0, 0, MW_EV_TASK);
+			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	msk = bpf_skc_to_mptcp_sock(ctx->sk);
@@ -419,7 +420,7 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
 	mw_trace("connect6 port %d -> sidecar [::1]:%d", bpf_ntohs(port), mw_cfg.outbound_port);
 	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0, 0,
-		bpf_ntohs(port), 0, mw_cfg.outbound_port, MW_EV_TASK);
+		bpf_ntohs(port), 0, mw_cfg.outbound_port, MW_EV_SOCK(ctx->sk));
 	return MW_ALLOW;
 }
 
@@ -452,7 +453,7 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 	    (mw_is_loopback6(ip6) || mw_pod_ip_cookie(ip6, 1))) {
 		mw_count(MW_STAT_LOOP_REFUSED);
 		mw_emit(MW_HOOK_CONNECT6, MW_DEC_LOOP_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
-			MW_EV_TASK);
+			MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	if (mw_is_sidecar(ctx->sk, netns_cookie)) {
@@ -465,7 +466,7 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 		if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT) {
 			mw_count(MW_STAT_CONNECT_EXCLUDED);
 			mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
-				port, 0, 0, MW_EV_TASK);
+				port, 0, 0, MW_EV_SOCK(ctx->sk));
 		}
 		return MW_ALLOW;
 	}
@@ -474,7 +475,7 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 	mw_count(MW_STAT_CONNECT6_REFUSED);
 	mw_trace("connect6 native IPv6 refused, port %d", port);
 	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT6_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
-		MW_EV_TASK);
+		MW_EV_SOCK(ctx->sk));
 	return MW_DENY;
 }
 

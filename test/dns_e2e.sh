@@ -245,6 +245,76 @@ case_proxy_upstream_reaches_resolver() {
     return "$rc"
 }
 
+# query_as N R,E,S PROTO: NAME's address as pod N answers it to a process that
+# ran setresuid(R, E, S) before making its socket (PROTO udp or tcp), sent to
+# the resolver.
+query_as() {
+    in_pod "$1" python3 -c 'import os, socket, struct, sys
+r, e, s = (int(x) for x in sys.argv[2].split(","))
+os.setresuid(r, e, s)
+q = struct.pack(">HHHHHH", 0x4d58, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l.encode() for l in sys.argv[1].split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+if sys.argv[3] == "udp":
+    c = socket.socket(socket.AF_INET, socket.SOCK_DGRAM)
+    c.settimeout(3)
+    c.sendto(q, (sys.argv[4], 53))
+    data = c.recv(4096)
+else:
+    c = socket.create_connection((sys.argv[4], 53), timeout=3)
+    c.sendall(struct.pack(">H", len(q)) + q)
+    data = c.recv(4096)
+print(socket.inet_ntoa(data[-4:]))' "$NAME" "$2" "$3" "$RESOLVER" 2>&1
+}
+
+# Who is the sidecar for DNS. TCP: the socket's owner, in both modes. UDP:
+# iptables' owner match reads the socket's owner; the eBPF sendmsg hook
+# cannot (no cast to an AF_INET UDP socket) and takes the caller's real UID.
+# So a process whose real and effective UIDs differ (one of them the
+# sidecar's) is treated differently by the two modes for UDP DNS only; this
+# pins that (docs/hardening.md, "Who is the sidecar"). In eBPF mode `trace`
+# names the UID each decision used: every captured query here says uid 0
+# (TCP: the socket's owner, root, also for the task whose real UID is 1500).
+case_dns_uid_rule() {
+    local rc=0 resuid proto got want owner_is_sidecar tr="$WORK/trace-2u.json" tpid="" uids
+    if [ "$MODE" = ebpf ]; then
+        start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 60
+        tpid=$LAST_PID
+        sleep 1
+    fi
+    for resuid in "0,$SIDECAR_UID,0" "$SIDECAR_UID,0,0"; do
+        for proto in tcp udp; do
+            [ "${resuid%%,*}" = 0 ] && owner_is_sidecar=1 || owner_is_sidecar=0
+            if [ "$proto" = udp ] && [ "$MODE" = ebpf ]; then
+                # The caller's real UID decides: the sidecar's when it is not root.
+                [ "${resuid%%,*}" = "$SIDECAR_UID" ] && want=$REAL_ANSWER || want=$PROXY_ANSWER
+            else
+                [ "$owner_is_sidecar" = 1 ] && want=$REAL_ANSWER || want=$PROXY_ANSWER
+            fi
+            got=$(query_as 1 "$resuid" "$proto")
+            if [ "$got" = "$want" ]; then
+                log "pod1, setresuid($resuid), $proto: $got ($([ "$want" = "$PROXY_ANSWER" ] && echo captured || echo direct))"
+            else
+                log "pod1, setresuid($resuid), $proto: '$got', expected $want"
+                rc=1
+            fi
+        done
+    done
+    [ -n "$tpid" ] || return "$rc"
+    sleep 1
+    kill -INT "$tpid"
+    wait "$tpid" || { log "trace exited with $? on SIGINT:"; show "$tr" 5; rc=1; }
+    forget_pid "$tpid"
+    # Two captured (TCP as 1500,0,0; UDP as 0,1500,0), each one query.
+    uids=$(grep '^{' "$tr" | jq -r 'select(.decision == "dns_redirected") | "\(.hook) uid \(.uid)"' | sort | uniq -c | xargs)
+    log "trace: dns_redirected events: ${uids:-none}"
+    if [ "$uids" != "1 connect4 uid 0 1 sendmsg4 uid 0" ]; then
+        log "expected one connect4 (TCP) and one sendmsg4 (UDP) dns_redirected, each with uid 0, the UID its decision used:"
+        show "$tr" 10
+        rc=1
+    fi
+    return "$rc"
+}
+
 case_capture_off_real_answers() {
     local before rc=0
     before=$(queries "$WORK/proxy-pod2.log" "$ANY")
@@ -495,6 +565,8 @@ log "resolvers $RESOLVER, $RESOLVER2 (node); DNS proxies on 127.0.0.1:$DNS_PORT 
 run_case "1 capture on (pod's own): getent, getaddrinfo, dig and dig +tcp get the proxy's answer, dig's SERVER is the resolver; the resolver sees none" \
     case_capture_on_proxy_answers
 run_case "2 the proxy's own upstream query (UID $SIDECAR_UID) reaches the real resolver" case_proxy_upstream_reaches_resolver
+run_case "2u who is the sidecar for DNS: TCP by the socket's owner in both modes; UDP by the socket's owner in iptables mode, by the caller's real UID in eBPF mode (setresuid(0, $SIDECAR_UID, 0) and ($SIDECAR_UID, 0, 0))" \
+    case_dns_uid_rule
 run_case "3 capture off ([dns] capture = false, pod without a setting): the real resolver answers, the proxy sees nothing" \
     case_capture_off_real_answers
 run_case "4 a dual-stack (AF_INET6) socket querying a v4-mapped resolver gets the proxy's answer from the resolver's address" \

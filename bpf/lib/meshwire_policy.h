@@ -55,19 +55,23 @@ static __always_inline __u32 mw_sidecar_uid(__u64 netns_cookie)
 	return mapped ? *mapped : mw_cfg.sidecar_uid;
 }
 
-static __always_inline int mw_is_sidecar(struct bpf_sock *sk, __u64 netns_cookie)
+/*
+ * The UID the socket hooks decide by, and trace reports: the socket's owner
+ * where BPF can read it (TCP, MPTCP); for a UDP socket (DNS capture) the
+ * kernel offers no cast to an AF_INET UDP socket, so the calling task's real
+ * UID stands for it (the same but for a task that sends on a socket another
+ * UID made, or one that changed its UIDs after socket()).
+ */
+static __always_inline __u32 mw_decision_uid(struct bpf_sock *sk)
 {
-	return mw_sock_owner_uid(sk) == mw_sidecar_uid(netns_cookie);
+	__u32 owner = mw_sock_owner_uid(sk);
+
+	return owner != (__u32)-1 ? owner : (__u32)bpf_get_current_uid_gid();
 }
 
-/*
- * The same for a UDP socket (DNS capture): the kernel offers no cast to an
- * AF_INET UDP socket to read its owner, so the calling task's UID stands
- * for it (the same but for a task that sends on a socket another UID made).
- */
-static __always_inline int mw_task_is_sidecar(__u64 netns_cookie)
+static __always_inline int mw_is_sidecar(struct bpf_sock *sk, __u64 netns_cookie)
 {
-	return (__u32)bpf_get_current_uid_gid() == mw_sidecar_uid(netns_cookie);
+	return mw_decision_uid(sk) == mw_sidecar_uid(netns_cookie);
 }
 
 static __always_inline int mw_port_listed(__u64 netns_cookie, __u16 port, __u8 dir)

@@ -283,7 +283,9 @@ struct mw_event {
 	__u8  hook;		/* enum mw_hook */
 	__u8  decision;		/* enum mw_decision */
 	__u32 pid;		/* thread group of the caller (cgroup hooks), else 0 */
-	__u32 uid;		/* its UID (cgroup hooks), else 0 */
+	__u32 uid;		/* the UID the hook decided by (mw_decision_uid:
+				   the socket's owner, for UDP the caller's);
+				   the caller's for getsockopt and recvmsg; else 0 */
 	__u32 pad;
 };
 

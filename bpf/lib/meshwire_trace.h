@@ -17,14 +17,23 @@
 #include "meshwire_config.h"
 #include "meshwire_maps.h"
 
-/* Where a hook knows the calling task (cgroup hooks): fill pid and uid. */
-#define MW_EV_TASK	1
-#define MW_EV_NO_TASK	0
+/*
+ * Who an event names (the last argument of mw_emit: two values). Hooks that
+ * know no task (tc, sockops): MW_EV_NO_TASK. Cgroup hooks: the caller's pid
+ * and a UID: the task's real UID (MW_EV_TASK), or for the socket hooks that
+ * decide by who owns the socket, the UID they decide by (MW_EV_SOCK(sk),
+ * mw_decision_uid of meshwire_policy.h), so that trace shows why a
+ * connection went direct or not.
+ */
+#define MW_EV_NO_TASK	0, 0
+#define MW_EV_TASK	1, (__u32)bpf_get_current_uid_gid()
+#define MW_EV_SOCK(sk)	1, mw_decision_uid(sk)
 
 static __always_inline void mw_emit_event(__u8 hook, __u8 decision, __u64 netns_cookie,
 					  __u32 src_ip4, __u16 src_port,
 					  __u32 dst_ip4, __u16 dst_port,
-					  __u32 to_ip4, __u16 to_port, const int task)
+					  __u32 to_ip4, __u16 to_port, const int task,
+					  __u32 uid)
 {
 	struct mw_event ev = {
 		.ts_ns = bpf_ktime_get_ns(),
@@ -41,7 +50,7 @@ static __always_inline void mw_emit_event(__u8 hook, __u8 decision, __u64 netns_
 
 	if (task) {
 		ev.pid = (__u32)(bpf_get_current_pid_tgid() >> 32);
-		ev.uid = (__u32)bpf_get_current_uid_gid();
+		ev.uid = uid;
 	}
 	if (bpf_ringbuf_output(&mw_events, &ev, sizeof(ev), 0))
 		mw_count(MW_STAT_TRACE_DROPPED);
@@ -49,8 +58,9 @@ static __always_inline void mw_emit_event(__u8 hook, __u8 decision, __u64 netns_
 
 /*
  * mw_emit(hook, decision, cookie, src ip, src port, dst ip, dst port,
- *         to ip, to port, task): addresses in network order, ports in host
- * order, 0 for what the hook does not know.
+ *         to ip, to port, MW_EV_...): addresses in network order, ports in
+ * host order, 0 for what the hook does not know. With trace off, nothing of
+ * it is evaluated (a UID read included).
  */
 #define mw_emit(hook, decision, ...)						\
 	do {									\

@@ -533,6 +533,14 @@ static const struct sock_case cases[] = {
 	  .decision = MW_DEC_DNS_REDIRECTED },
 	{ "dns: a ping socket (not UDP) is untouched", SENDMSG4, .netns = POD_D,
 	  .uid = APP_UID, .icmp = 1, .dst = RESOLVER, .port = 53 },
+	/* UDP: the kernel has no cast to read a UDP socket's owner, so the
+	   caller's real UID decides (docs/hardening.md), and trace names it. */
+	{ "dns: UDP decides by the caller's UID: setresuid(0, 1500, 0) is captured", SENDMSG4,
+	  .netns = POD_D, .uid = 0, OWNER(SIDECAR_UID), .udp = 1, .dst = RESOLVER, .port = 53,
+	  .to = "127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns: UDP decides by the caller's UID: setresuid(1500, 0, 0) goes direct", SENDMSG4,
+	  .netns = POD_D, .uid = SIDECAR_UID, OWNER(0), .udp = 1, .dst = RESOLVER, .port = 53 },
 
 	/* DNS capture: connected UDP sockets and TCP (connect4) */
 	{ "dns: a UDP socket connected to the resolver is connected to the proxy", CONNECT4,
@@ -556,6 +564,10 @@ static const struct sock_case cases[] = {
 	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
 	{ "dns: the sidecar's TCP query goes where it was sent", CONNECT4, .netns = POD_D,
 	  .uid = SIDECAR_UID, .dst = RESOLVER, .port = 53, .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "dns: TCP decides by the socket's owner: setresuid(1500, 0, 0) is captured, trace names root",
+	  CONNECT4, .netns = POD_D, .uid = SIDECAR_UID, OWNER(0), .dst = RESOLVER, .port = 53,
+	  .to = "127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
 	{ "dns: TCP to a resolver not listed is ordinary outbound", CONNECT4, .dns_servers = 1,
 	  .netns = POD_D, .uid = APP_UID, .dst = RESOLVER2, .port = 53, .to = "127.0.0.1",
 	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
@@ -683,7 +695,8 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	/* An MPTCP subflow's own owner is another: the MPTCP socket's must count. */
 	if (c->mptcp)
 		tcp.sk_uid.val = 4242;
-	mw_test_tcp_sock = &tcp;
+	/* As the kernel's cast: a UDP or ping socket is no TCP socket. */
+	mw_test_tcp_sock = sk.protocol == IPPROTO_TCP_ ? &tcp : NULL;
 	mw_test_setsockopt_error = c->unbind_fails ? -1 : 0;
 	if (is6(c))
 		mw_test_ip6(c->dst, ctx.user_ip6);
@@ -780,7 +793,12 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		MW_EXPECT_EQ(run, ev->hook, event_hook(c), "event hook");
 		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
 		MW_EXPECT_EQ(run, ev->netns_cookie, c->netns, "event netns cookie");
-		MW_EXPECT_EQ(run, ev->uid, c->uid, "event uid");
+		/* The UID the hook decided by: a TCP socket's owner, else the
+		   caller's (UDP; recvmsg decides nothing by UID). */
+		MW_EXPECT_EQ(run, ev->uid,
+			     c->owner_set && !c->udp && !c->icmp &&
+				     c->decision != MW_DEC_DNS_RESTORED ? c->owner : c->uid,
+			     "event uid");
 		MW_EXPECT_EQ(run, ev->pid, 4242, "event pid");
 		if (c->decision == MW_DEC_DNS_RESTORED) {
 			/* From the proxy (src), reported as from the resolver (dst). */
