@@ -179,7 +179,7 @@ start_sidecars() {
     local i
     for i in 1 2 3; do
         start_sidecar "pod$i" "$(pod $i)" --inbound-listen "0.0.0.0:$INBOUND_PORT" --probe-misuse \
-            --listen6 "[::1]:$SIDECAR_PORT" --answers6 || return 1
+            --listen6 "[::1]:$SIDECAR_PORT" --answers6 --inbound-listen6 "[fd00:231:$i::2]:$INBOUND_PORT" || return 1
     done
     start_sidecar pod7 "$(pod 7)" --listen6 "[::1]:$SIDECAR_PORT"
 }
@@ -365,16 +365,6 @@ case_original_dst_misuse() {
 
 # --- native IPv6 (interception.ipv6 = "intercept", from case 4g on)
 
-# run_ipv6_case NAME FUNCTION: a case of IPv6 steered through the sidecars,
-# which iptables mode does not do yet (it refuses IPv6 as "refuse" does).
-run_ipv6_case() {
-    if [ "$MODE" = ebpf ]; then
-        run_case "$@"
-    else
-        skip_case "$1" "iptables mode steers no IPv6 yet: interception.ipv6 = \"intercept\" refuses it there"
-    fi
-}
-
 # The loader restarted with interception.ipv6 = "intercept": the running
 # pods' native IPv6 is steered from now on (the programs' settings change;
 # pods, maps and sidecars stay).
@@ -441,6 +431,45 @@ case_ipv6_original_dst_bytes() {
     log "$n connections, each: ${want:0:90}..."
 }
 
+# The reference: pod3 (not meshed) gets a plain ip6tables REDIRECT of its own
+# (written here, in the test's namespace), so the kernel's conntrack answers
+# its sidecar; pod1 is steered by the mode under test (eBPF: the getsockopt
+# program; iptables mode: meshwire's ip6tables rules). The same connections
+# from both, and the same sidecar code asking the same questions: every
+# answer (sockaddr_in6 bytes and optlen for 28, 64 and 200 bytes; the errno
+# for 27 bytes and for NULL) must be byte-identical.
+case_ipv6_original_dst_reference() {
+    local rc=0 b1 b3 ns3 ref got line a6
+    ns3=$(pod 3)
+    a6=${ADDR_A6%]:*}
+    a6=${a6#[}
+    b1=$(orig_lines 1 answer6 "$ADDR_A6" | wc -l)
+    b3=$(orig_lines 3 answer6 "$ADDR_A6" | wc -l)
+    ip netns exec "$ns3" ip6tables -t nat -A OUTPUT -d "$a6" -p tcp -m owner ! --uid-owner "$SIDECAR_UID" \
+        -j REDIRECT --to-ports "$SIDECAR_PORT" || { log "could not add the reference REDIRECT in $ns3"; return 1; }
+    client "$ns3" "pod3 (the kernel's conntrack) -> $ADDR_A6" --connect "$ADDR_A6" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+    client "$(pod 1)" "pod1 ($MODE mode) -> $ADDR_A6" --connect "$ADDR_A6" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+    ip netns exec "$ns3" ip6tables -t nat -D OUTPUT -d "$a6" -p tcp -m owner ! --uid-owner "$SIDECAR_UID" \
+        -j REDIRECT --to-ports "$SIDECAR_PORT" || rc=1
+    ref=$(orig_lines 3 answer6 "$ADDR_A6" | tail -n +$((b3 + 1)) | sort -u)
+    got=$(orig_lines 1 answer6 "$ADDR_A6" | tail -n +$((b1 + 1)) | sort -u)
+    if [ "$(orig_lines 3 answer6 "$ADDR_A6" | tail -n +$((b3 + 1)) | wc -l)" -lt 10 ] ||
+        [ "$(orig_lines 1 answer6 "$ADDR_A6" | tail -n +$((b1 + 1)) | wc -l)" -lt 10 ]; then
+        log "expected 10 answer6 lines from each sidecar"
+        rc=1
+    fi
+    if [ "$(echo "$ref" | grep -c .)" != 1 ] || [ "$ref" != "$got" ]; then
+        log "the answers differ (or vary between connections):"
+        echo "$ref" | sed 's/^/  kernel: /' | indent
+        echo "$got" | sed "s/^/  $MODE: /" | indent
+        return 1
+    fi
+    for line in $ref; do log "  $line"; done
+    return "$rc"
+}
+
 case_ipv6_excluded() {
     local rc=0
     client "$(pod 1)" "pod1 -> X6 $ADDR_X6 (port $EXCL_PORT excluded)" --connect "$ADDR_X6" --count 10 \
@@ -470,17 +499,36 @@ case_ipv6_loopback_sidecar_unregistered() {
     return "$rc"
 }
 
-# With "intercept", inbound IPv6 is not steered yet: refused as with "refuse".
+# With "intercept", eBPF mode does not steer inbound IPv6 yet: refused as
+# with "refuse". iptables mode steers it (ip6tables PREROUTING REDIRECT) to
+# the inbound sidecar, which hands it to the app at [::1]:<port>.
 case_ipv6_inbound_still_refused() {
-    local rc=0 six_pod='[fd00:231:1::2]:7007' pid before
+    local rc=0 six_pod='[fd00:231:1::2]:7007' pid pid_lo="" before inb_before n
     start_bg "$WORK/server-V6P.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" server --listen "$six_pod" --name V6P
     pid=$LAST_PID
     wait_listen "$(pod 1)" "$six_pod" "$pid" "$WORK/server-V6P.log" || rc=1
     before=$(stat_value tc6_dropped)
-    [ "$rc" -eq 0 ] && { client "$NS_NODE" "the node -> pod1 $six_pod (native IPv6)" --connect "$six_pod" \
-        --count 3 --parallel 3 --timeout 2 --expect-no-connection || rc=1; }
+    if [ "$MODE" = iptables ]; then
+        # The app where the inbound sidecar hands connections.
+        start_bg "$WORK/server-V6PL.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" server --listen '[::1]:7007' --name V6PL
+        pid_lo=$LAST_PID
+        wait_listen "$(pod 1)" '[::1]:7007' "$pid_lo" "$WORK/server-V6PL.log" || rc=1
+        inb_before=$(orig_lines 1 inbound "$six_pod" | wc -l)
+        [ "$rc" -eq 0 ] && { client "$NS_NODE" "the node -> pod1 $six_pod (native IPv6, steered by ip6tables)" \
+            --connect "$six_pod" --count 10 --parallel 5 --expect-inbound-orig "$six_pod" --expect-server V6PL || rc=1; }
+        n=$(($(orig_lines 1 inbound "$six_pod" | wc -l) - inb_before))
+        log "pod1's inbound sidecar logged $n IPv6 connections with orig=$six_pod"
+        [ "$n" -ge 10 ] || { log "expected 10"; rc=1; }
+    else
+        [ "$rc" -eq 0 ] && { client "$NS_NODE" "the node -> pod1 $six_pod (native IPv6)" --connect "$six_pod" \
+            --count 3 --parallel 3 --timeout 2 --expect-no-connection || rc=1; }
+    fi
     stop_pid "$pid"
     forget_pid "$pid"
+    if [ -n "$pid_lo" ]; then
+        stop_pid "$pid_lo"
+        forget_pid "$pid_lo"
+    fi
     # (iptables mode: ip6tables drops them, no counter.)
     if [ "$MODE" = ebpf ] && [ -n "$HAVE_IFNAME" ] && [ "$(( $(stat_value tc6_dropped) - before ))" -lt 3 ]; then
         log "tc6_dropped did not count the dropped SYNs"
@@ -1019,8 +1067,8 @@ case_second_loader_waits() {
 # runs across a kill -9 and a restart; while the loader is down the pinned
 # links keep intercepting; afterwards it adopts its pods from their records,
 # exactly once each.
-# ipv6_steered: this run steers native IPv6 (eBPF mode, after case 4g).
-ipv6_steered() { [ "$MODE" = ebpf ] && [ "$IPV6_POLICY" = intercept ]; }
+# ipv6_steered: this run steers native IPv6 (after case 4g).
+ipv6_steered() { [ "$IPV6_POLICY" = intercept ]; }
 
 case_restart_kill9() {
     local before after echo_pid session_pid echo6_pid="" session6_pid=""
@@ -1451,33 +1499,67 @@ nat_of() {
     if [ "$1" = - ]; then iptables-save -c -t nat; else ip netns exec "$1" iptables-save -c -t nat; fi 2>&1
 }
 
-# redirect_count NS CHAIN: packets that hit CHAIN's REDIRECT rule in NS (one per connection).
+# nat6_of NS: the same of ip6tables.
+nat6_of() {
+    if [ "$1" = - ]; then ip6tables-save -c -t nat; else ip netns exec "$1" ip6tables-save -c -t nat; fi 2>&1
+}
+
+# redirect_count NS CHAIN [nat6_of]: packets that hit CHAIN's REDIRECT rule in NS (one per connection).
 redirect_count() {
-    nat_of "$1" | awk -v c="$2" '$2 == "-A" && $3 == c && / -j REDIRECT / {
+    "${3:-nat_of}" "$1" | awk -v c="$2" '$2 == "-A" && $3 == c && / -j REDIRECT / {
         split(substr($1, 2), n, ":"); s += n[1] } END { print s + 0 }'
 }
 
+# nat_rules_once POD SAVE LOOPBACK CIDR: pod POD's nat table (SAVE: nat_of,
+# nat6_of) has meshwire's jumps and rules once each, with the family's
+# loopback and excluded range.
+nat_rules_once() {
+    local nat r rc=0
+    nat=$("$2" "$(pod "$1")")
+    for r in "-A OUTPUT -p tcp -j MESHWIRE_OUTPUT" "-A PREROUTING -p tcp -j MESHWIRE_INBOUND" \
+        "-A MESHWIRE_OUTPUT -d $3 -j RETURN" \
+        "-A MESHWIRE_OUTPUT -m owner --uid-owner $SIDECAR_UID -j RETURN" \
+        "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport $EXCL_PORT -j RETURN" \
+        "-A MESHWIRE_OUTPUT -d $4 -j RETURN" \
+        "-A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports $SIDECAR_PORT" \
+        "-A MESHWIRE_INBOUND -p tcp -m tcp --dport $INBOUND_PORT -j RETURN" \
+        "-A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports $INBOUND_PORT"; do
+        if [ "$(grep -cF -- "] $r" <<<"$nat")" != 1 ]; then
+            log "$(pod "$1"): '$r' is not there exactly once ($2):"
+            echo "$nat" | indent
+            rc=1
+        fi
+    done
+    return "$rc"
+}
+
 case_iptables_rules() {
-    local i ns nat rc=0 r v where
+    local i ns rc=0 r v where
     for i in 1 2; do
-        nat=$(nat_of "$(pod $i)")
-        for r in "-A OUTPUT -p tcp -j MESHWIRE_OUTPUT" "-A PREROUTING -p tcp -j MESHWIRE_INBOUND" \
-            "-A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN" \
-            "-A MESHWIRE_OUTPUT -m owner --uid-owner $SIDECAR_UID -j RETURN" \
-            "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport $EXCL_PORT -j RETURN" \
-            "-A MESHWIRE_OUTPUT -d $EXCL_CIDR -j RETURN" \
-            "-A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports $SIDECAR_PORT" \
-            "-A MESHWIRE_INBOUND -p tcp -m tcp --dport $INBOUND_PORT -j RETURN" \
-            "-A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports $INBOUND_PORT"; do
-            if [ "$(grep -cF -- "] $r" <<<"$nat")" != 1 ]; then
-                log "$(pod $i): '$r' is not there exactly once:"
-                echo "$nat" | indent
-                rc=1
-            fi
-        done
+        nat_rules_once "$i" nat_of 127.0.0.0/8 "$EXCL_CIDR" || rc=1
     done
     [ "$rc" -eq 0 ] && log "pod1 and pod2: both jumps and the expected MESHWIRE_OUTPUT/MESHWIRE_INBOUND rules, once each"
+    # interception.ipv6 = "intercept" (since 4g): the same in ip6tables' nat table.
+    for i in 1 2 7; do
+        nat_rules_once "$i" nat6_of ::1/128 "$EXCL_CIDR6" || rc=1
+        if ip netns exec "$(pod $i)" ip6tables-save -t filter | grep -q MESHWIRE_OUTPUT6; then
+            log "$(pod $i): the IPv6 refusal (MESHWIRE_OUTPUT6) is still there with interception.ipv6 = \"intercept\""
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "pod1, pod2 and pod7: the same chains in ip6tables' nat table (::1/128, $EXCL_CIDR6), no refusal chains"
+    v=$(redirect_count "$(pod 1)" MESHWIRE_OUTPUT nat6_of)
+    log "IPv6 REDIRECT hits: pod1 outbound $v, pod1 inbound $(redirect_count "$(pod 1)" MESHWIRE_INBOUND nat6_of)," \
+        "pod7 outbound $(redirect_count "$(pod 7)" MESHWIRE_OUTPUT nat6_of)"
+    if [ "$v" -lt 20 ]; then
+        log "pod1's IPv6 outbound REDIRECT rule matched $v connections; cases 4h-4k made more than 20"
+        rc=1
+    fi
     for ns in "$(pod 3)" "$NS_NODE" "$NS_NODE2" -; do
+        if nat6_of "$ns" | grep -q MESHWIRE; then
+            log "$ns has meshwire rules in ip6tables' nat table"
+            rc=1
+        fi
         if nat_of "$ns" | grep -q MESHWIRE; then
             where=$ns
             [ "$ns" = - ] && where="the machine's own namespace"
@@ -1509,13 +1591,14 @@ case_iptables_rules() {
 # no_meshwire_rules NS: NS's nat table holds no chain or jump of meshwire.
 no_meshwire_rules() {
     local left
-    left=$( (nat_of "$1"; ip netns exec "$1" iptables-save -t filter 2>&1) | grep MESHWIRE)
+    left=$( (nat_of "$1"; ip netns exec "$1" iptables-save -t filter 2>&1
+        for t in nat filter raw; do ip netns exec "$1" ip6tables-save -t "$t" 2>&1; done) | grep MESHWIRE)
     if [ -n "$left" ]; then
         log "$1 still has meshwire rules:"
         echo "$left" | indent
         return 1
     fi
-    log "$1: no MESHWIRE chain or jump left (nat and filter)"
+    log "$1: no MESHWIRE chain or jump left (nat and filter; ip6tables nat, filter and raw)"
 }
 
 case_iptables_pod_del_removed_rules() { no_meshwire_rules "$(pod 1)"; }
@@ -1787,15 +1870,17 @@ else
 fi
 run_case "4g interception.ipv6 = \"intercept\": the loader restarted with it; pods and sidecars stay" \
     case_ipv6_intercept_switch
-run_ipv6_case "4h native IPv6 outbound is redirected through the pod's sidecar ([::1]), dual-stack pod1 and IPv6-only pod7; getpeername() answers the dialled address" \
+run_case "4h native IPv6 outbound is redirected through the pod's sidecar ([::1]), dual-stack pod1 and IPv6-only pod7; getpeername() answers the dialled address" \
     case_ipv6_outbound
-run_ipv6_case "4i IP6T_SO_ORIGINAL_DST answers byte for byte as netfilter's ipv6_getorigdst (sockaddr_in6, optlen kept, EINVAL short, EFAULT NULL)" \
+run_case "4i IP6T_SO_ORIGINAL_DST answers byte for byte as netfilter's ipv6_getorigdst (sockaddr_in6, optlen kept, EINVAL short, EFAULT NULL)" \
     case_ipv6_original_dst_bytes
-run_ipv6_case "4j native IPv6 to an excluded port, a node-wide excluded IPv6 CIDR and the pod's own IPv6 CIDR goes direct; another pod's exclusion does not apply" \
+run_case "4r IP6T_SO_ORIGINAL_DST reference: the same connections through pod1 ($MODE mode) and through a plain ip6tables REDIRECT (the kernel's conntrack) get byte-identical answers, errors included" \
+    case_ipv6_original_dst_reference
+run_case "4j native IPv6 to an excluded port, a node-wide excluded IPv6 CIDR and the pod's own IPv6 CIDR goes direct; another pod's exclusion does not apply" \
     case_ipv6_excluded
-run_ipv6_case "4k native IPv6: ::1 and the sidecar's own go direct, an app straight to [::1]:$SIDECAR_PORT is refused, an unregistered namespace is untouched" \
+run_case "4k native IPv6: ::1 and the sidecar's own go direct, an app straight to [::1]:$SIDECAR_PORT is refused, an unregistered namespace is untouched" \
     case_ipv6_loopback_sidecar_unregistered
-run_case "4l with interception.ipv6 = \"intercept\" inbound IPv6 to a meshed pod is still refused (not steered yet)" \
+run_case "4l with interception.ipv6 = \"intercept\" inbound IPv6 to a meshed pod: refused in eBPF mode (not steered there yet); in iptables mode ip6tables steers it to the inbound sidecar" \
     case_ipv6_inbound_still_refused
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
@@ -1806,7 +1891,7 @@ run_case "7u a pod in a user namespace of its own: its sidecar (UID 1500 there) 
     case_userns_pod
 run_case "8 an unregistered namespace in the cgroup is untouched" case_unregistered_netns_untouched
 run_case "9 two meshed pods at once, 300 connections each, no mix-up" case_two_pods_concurrently
-run_ipv6_case "9i native IPv6: two meshed pods at once, 300 connections each, no mix-up" \
+run_case "9i native IPv6: two meshed pods at once, 300 connections each, no mix-up" \
     case_two_pods_concurrently "$ADDR_A6" "$ADDR_B6" A6 B6
 run_case "9b pod add of pod1's namespace under another ID is refused, naming the owner; pod1 still meshed" \
     case_netns_meshed_once

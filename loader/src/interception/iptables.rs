@@ -45,10 +45,20 @@
 //! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053
 //! ```
 //!
-//! Those rules see IPv4 only (v4-mapped addresses included): native IPv6 TCP
-//! would bypass the sidecar. With `interception.ipv6 = "refuse"` (the default)
-//! it is refused, as the BPF programs refuse it in the eBPF mode, by rules in
-//! the pod's IPv6 filter table (ip6tables):
+//! Those rules see IPv4 only (v4-mapped addresses included). Native IPv6
+//! gets what `interception.ipv6` says:
+//!
+//! - `"intercept"`: the same rules in the IPv6 tables (ip6tables nat, filter
+//!   and raw), with `::1/128` for the loopback, the IPv6 exclusion ranges
+//!   (`-d fd00::/8`) and the same chain names. REDIRECT sends outbound
+//!   connections to `[::1]:15001` and inbound ones to the pod's own address at
+//!   15003, and the kernel's conntrack answers `IP6T_SO_ORIGINAL_DST`. The
+//!   include lists' ranges are IPv4: with include lists, native IPv6 is
+//!   steered by the included ports alone. `[dns] servers` lists IPv4
+//!   resolvers: with it, no IPv6 DNS is captured; without, DNS to any IPv6
+//!   resolver goes to the DNS proxy at `[::1]:<port>`.
+//! - `"refuse"` (the default): refused, as the BPF programs refuse it in the
+//!   eBPF mode, by rules in the pod's IPv6 filter table:
 //!
 //! ```text
 //! *filter
@@ -63,27 +73,28 @@
 //! -A MESHWIRE_OUTPUT6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REJECT --reject-with tcp-reset
 //! ```
 //!
-//! connect() to a non-loopback IPv6 address by anyone but the sidecar gets
-//! ECONNREFUSED, and SYNs coming in are dropped. Only SYNs (without ACK) are
-//! rejected or dropped: the SYN-ACK answering a connection to an excluded
-//! inbound port, the sidecar's traffic and the RST of the REJECT itself go
-//! out through the same OUTPUT chain, and must pass. With
-//! `interception.ipv6 = "pass"` there are no IPv6 rules (and ip6tables need
-//! not be installed); applying removes those a previous run left. A kernel
-//! without IPv6 has nothing to refuse: no IPv6 rules either; IPv6 without
-//! ip6tables is an error that names both ways out.
+//!   connect() to a non-loopback IPv6 address by anyone but the sidecar gets
+//!   ECONNREFUSED, and SYNs coming in are dropped. Only SYNs (without ACK) are
+//!   rejected or dropped: the SYN-ACK answering a connection to an excluded
+//!   inbound port, the sidecar's traffic and the RST of the REJECT itself go
+//!   out through the same OUTPUT chain, and must pass.
+//! - `"pass"`: no IPv6 rules (and ip6tables need not be installed); applying
+//!   removes those a previous run left.
+//!
+//! A kernel without IPv6 has nothing to refuse or steer: no IPv6 rules
+//! either; IPv6 without ip6tables is an error that names both ways out.
 //!
 //! The rules are written as iptables-save prints them, so [`check`] compares
 //! them line by line. Everything runs inside the pod's namespace only: a
 //! thread enters it with setns(), checks its cookie (the pod's, and never the
 //! host's), and the iptables commands are children of that thread, each of
 //! which checks again, before exec, that it sits in that namespace. Changes go
-//! through `iptables-restore --noflush` and `ip6tables-restore --noflush` (one
-//! atomic transaction per family; other rules of the tables are left alone).
-//! [`apply`] does IPv6 first: when it cannot refuse IPv6 (no ip6tables, no
-//! IPv6 in the kernel) it fails before the IPv4 rules are touched, so they are
-//! never applied without it. Applying is idempotent; removing deletes the
-//! jumps and the chains of both families.
+//! through `iptables-restore --noflush` and `ip6tables-restore --noflush`,
+//! one atomic transaction per table (other rules of the tables are left
+//! alone). [`apply`] does IPv6 first, and when a later table fails it puts
+//! back what the earlier ones held: the pod never keeps one family's rules
+//! without the other's, nor a mix of old and new. Applying is idempotent;
+//! removing deletes the jumps and the chains of both families.
 
 use std::fs::File;
 use std::io::Write;
@@ -93,7 +104,7 @@ use std::os::unix::process::CommandExt;
 use std::path::Path;
 use std::process::{Command, Stdio};
 
-use crate::config::{Cidr4, Config, Ipv6Policy};
+use crate::config::{Cidr4, Cidr6, Config, Ipv6Policy};
 use super::ebpf::EbpfTc;
 use super::pods::{merged, MeshedPod};
 use super::Interception;
@@ -113,8 +124,9 @@ const LOCK_WAIT_SECS: &str = "10";
 /// A TCP SYN without ACK (a connection's first packet), as iptables-save prints it.
 const SYN_ONLY: &str = "-p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN";
 
-/// One family's part: its commands, its table, our chains and the built-in
+/// One table's part: its commands, its table, our chains and the built-in
 /// chains that jump to them.
+#[derive(Debug, Clone, Copy)]
 struct Family {
     save: &'static str,
     restore: &'static str,
@@ -126,10 +138,11 @@ struct Family {
     chain_in: &'static str,
     hook_out: &'static str,
     hook_in: &'static str,
-    /// A file that exists, for the calling thread, when its network namespace
-    /// has the family (a kernel without IPv6 has no /proc/net/if_inet6).
+    /// IPv6's: a file that exists, for the calling thread, when its network
+    /// namespace has the family (a kernel without IPv6 has no
+    /// /proc/net/if_inet6). None: IPv4's.
     proc_file: Option<&'static str>,
-    /// Pods with DNS capture have UDP jump to `chain_out` too (IPv4 nat).
+    /// Pods with DNS capture have UDP jump to `chain_out` too (nat).
     dns: bool,
     /// The protocol the jumps to our chains match.
     proto: &'static str,
@@ -164,21 +177,6 @@ const GUARD: Family = Family {
     proto: "tcp",
 };
 
-const V6: Family = Family {
-    save: "ip6tables-save",
-    restore: "ip6tables-restore",
-    table: "filter",
-    label: "ip6tables filter",
-    chain_out: CHAIN_OUT6,
-    chain_in: CHAIN_IN6,
-    hook_out: "OUTPUT",
-    hook_in: "INPUT",
-    // thread-self: the thread's namespace (self/net is the main thread's).
-    proc_file: Some("/proc/thread-self/net/if_inet6"),
-    dns: false,
-    proto: "tcp",
-};
-
 /// DNS capture's conntrack zones (raw table): the app's DNS flows and the
 /// sidecar's own upstream queries are tracked apart.
 const RAW: Family = Family {
@@ -195,7 +193,58 @@ const RAW: Family = Family {
     proto: "udp",
 };
 
+/// The IPv6 commands and the file saying the namespace has IPv6; tests
+/// swap in missing ones.
+#[derive(Debug, Clone, Copy)]
+struct Ip6 {
+    save: &'static str,
+    restore: &'static str,
+    /// thread-self: the thread's namespace (self/net is the main thread's).
+    proc_file: &'static str,
+}
+
+const IP6: Ip6 = Ip6 { save: "ip6tables-save", restore: "ip6tables-restore", proc_file: "/proc/thread-self/net/if_inet6" };
+
+impl Ip6 {
+    /// `interception.ipv6 = "intercept"`: IPv4's nat table, guard and zones, in the IPv6 tables.
+    fn nat(&self) -> Family {
+        self.of(V4, "ip6tables nat")
+    }
+
+    fn guard(&self) -> Family {
+        self.of(GUARD, "ip6tables filter")
+    }
+
+    fn raw(&self) -> Family {
+        self.of(RAW, "ip6tables raw")
+    }
+
+    /// `interception.ipv6 = "refuse"`: the filter table's refusal.
+    fn refuse(&self) -> Family {
+        Family { chain_out: CHAIN_OUT6, chain_in: CHAIN_IN6, ..self.guard() }
+    }
+
+    fn of(&self, base: Family, label: &'static str) -> Family {
+        Family { save: self.save, restore: self.restore, label, proc_file: Some(self.proc_file), ..base }
+    }
+
+    /// Every IPv6 table of ours, in the order removing takes them: the
+    /// REDIRECTs before their guard and zones.
+    fn all(&self) -> [Family; 4] {
+        [self.nat(), self.guard(), self.raw(), self.refuse()]
+    }
+
+    /// Does the calling thread's namespace have IPv6?
+    fn present(&self) -> bool {
+        Path::new(self.proc_file).exists()
+    }
+}
+
 impl Family {
+    fn is_v6(&self) -> bool {
+        self.proc_file.is_some()
+    }
+
     /// The jumps, as iptables-save prints them.
     fn jump_out(&self) -> String {
         format!("-A {} -p {} -j {}", self.hook_out, self.proto, self.chain_out)
@@ -219,9 +268,10 @@ pub struct NodeRules {
     pub inbound_port: u16,
     pub out_ports: Vec<u16>,
     pub out_cidrs: Vec<Cidr4>,
+    pub out_cidrs6: Vec<Cidr6>,
     pub in_ports: Vec<u16>,
-    /// `interception.ipv6 = "refuse"`: native IPv6 TCP is refused (ip6tables).
-    pub refuse_ipv6: bool,
+    /// `interception.ipv6`: native IPv6 TCP refused, passed or steered (ip6tables).
+    pub ipv6: Ipv6Policy,
     /// `[dns] port`: the sidecar's DNS proxy.
     pub dns_port: u16,
     /// `[dns] servers`: only DNS to these is captured; empty: any.
@@ -236,14 +286,63 @@ impl NodeRules {
             inbound_port: config.sidecar.inbound_port,
             out_ports: config.outbound.exclude_ports.clone(),
             out_cidrs: config.outbound.exclude_cidrs.clone(),
+            out_cidrs6: config.outbound.exclude_cidrs6.clone(),
             in_ports: config.inbound.exclude_ports.clone(),
-            // "intercept" steers IPv6 in eBPF mode only so far: here it is
-            // refused, never let past the sidecars.
-            refuse_ipv6: config.ipv6 != Ipv6Policy::Pass,
+            ipv6: config.ipv6,
             dns_port: config.dns.port,
             dns_servers: config.dns.servers.clone(),
         }
     }
+}
+
+/// An IP family, for the nat rules' addresses.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Ip {
+    V4,
+    V6,
+}
+
+impl Ip {
+    /// The loopback network: always direct.
+    fn loopback(self) -> &'static str {
+        match self {
+            Ip::V4 => "127.0.0.0/8",
+            Ip::V6 => "::1/128",
+        }
+    }
+
+    /// The excluded ranges: the node's, then the pod's, once each.
+    fn excluded(self, node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
+        match self {
+            Ip::V4 => strings(unique(&[&node.out_cidrs, &pod.out_cidrs])),
+            Ip::V6 => strings(unique(&[&node.out_cidrs6, &pod.out_cidrs6])),
+        }
+    }
+
+    /// The included ranges (None: everything is steered). The include lists'
+    /// ranges are IPv4: they name no IPv6 address.
+    fn included(self, pod: &MeshedPod) -> Option<Vec<String>> {
+        let cidrs = pod.incl_out_cidrs.as_ref()?;
+        Some(match self {
+            Ip::V4 => strings(unique(&[cidrs])),
+            Ip::V6 => Vec::new(),
+        })
+    }
+
+    /// The resolvers DNS capture takes, as `-d` names them: each listed one,
+    /// or any (None). `[dns] servers` lists IPv4 ones only: with a list, no
+    /// IPv6 resolver is captured.
+    fn resolvers(self, node: &NodeRules) -> Vec<Option<String>> {
+        match (self, node.dns_servers.is_empty()) {
+            (_, true) => vec![None],
+            (Ip::V4, false) => unique(&[&node.dns_servers]).into_iter().map(|a| Some(format!("{a}/32"))).collect(),
+            (Ip::V6, false) => Vec::new(),
+        }
+    }
+}
+
+fn strings<T: ToString>(items: Vec<T>) -> Vec<String> {
+    items.iter().map(T::to_string).collect()
 }
 
 /// Each item once, in the order first seen.
@@ -259,31 +358,21 @@ fn unique<T: PartialEq + Copy>(lists: &[&[T]]) -> Vec<T> {
 
 /// DNS capture's rules: first in the chain, so that neither the loopback
 /// nor the exclusions below keep a query from the DNS proxy.
-fn dns_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
+fn dns_rules(node: &NodeRules, pod: &MeshedPod, ip: Ip) -> Vec<String> {
     if !pod.dns_capture {
         return Vec::new();
     }
-    let to = |d: Option<std::net::Ipv4Addr>| d.map_or(String::new(), |a| format!(" -d {a}/32"));
     let mut r = Vec::new();
-    for d in dns_servers(node) {
+    for d in ip.resolvers(node) {
+        let to = d.map_or(String::new(), |a| format!(" -d {a}"));
         for proto in ["udp", "tcp"] {
             r.push(format!(
-                "-A {CHAIN_OUT}{} -p {proto} -m {proto} --dport 53 -m owner ! --uid-owner {} -j REDIRECT --to-ports {}",
-                to(d),
-                node.sidecar_uid,
-                node.dns_port
+                "-A {CHAIN_OUT}{to} -p {proto} -m {proto} --dport 53 -m owner ! --uid-owner {} -j REDIRECT --to-ports {}",
+                node.sidecar_uid, node.dns_port
             ));
         }
     }
     r
-}
-
-/// The resolvers DNS capture takes: each listed one, or any (None).
-fn dns_servers(node: &NodeRules) -> Vec<Option<std::net::Ipv4Addr>> {
-    match node.dns_servers.is_empty() {
-        true => vec![None],
-        false => unique(&[&node.dns_servers]).into_iter().map(Some).collect(),
-    }
 }
 
 /// DNS capture's conntrack zones (raw table), as istio-iptables sets them:
@@ -293,31 +382,40 @@ fn dns_servers(node: &NodeRules) -> Vec<Option<std::net::Ipv4Addr>> {
 /// (same addresses, same ports) joins that flow and goes to the resolver,
 /// past the REDIRECT, which only sees new flows.
 pub fn zone_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
-    if !pod.dns_capture {
+    zone_rules_of(node, pod, Ip::V4)
+}
+
+fn zone_rules_of(node: &NodeRules, pod: &MeshedPod, ip: Ip) -> Vec<String> {
+    let resolvers = ip.resolvers(node);
+    if !pod.dns_capture || resolvers.is_empty() {
         return Vec::new();
     }
     let uid = node.sidecar_uid;
+    let flag = |flag: &str, d: &Option<String>| d.as_ref().map_or(String::new(), |a| format!(" {flag} {a}"));
     let mut r = Vec::new();
-    for d in dns_servers(node) {
-        let to = d.map_or(String::new(), |a| format!(" -d {a}/32"));
-        r.push(format!("-A {CHAIN_DNS_OUT}{to} -p udp -m udp --dport 53 -m owner --uid-owner {uid} -j CT --zone 1"));
+    for d in &resolvers {
+        r.push(format!("-A {CHAIN_DNS_OUT}{} -p udp -m udp --dport 53 -m owner --uid-owner {uid} -j CT --zone 1", flag("-d", d)));
     }
     r.push(format!("-A {CHAIN_DNS_OUT} -p udp -m udp --sport {} -m owner --uid-owner {uid} -j CT --zone 2", node.dns_port));
-    for d in dns_servers(node) {
-        let to = d.map_or(String::new(), |a| format!(" -d {a}/32"));
-        r.push(format!("-A {CHAIN_DNS_OUT}{to} -p udp -m udp --dport 53 -m owner ! --uid-owner {uid} -j CT --zone 2"));
+    for d in &resolvers {
+        r.push(format!("-A {CHAIN_DNS_OUT}{} -p udp -m udp --dport 53 -m owner ! --uid-owner {uid} -j CT --zone 2", flag("-d", d)));
     }
-    for d in dns_servers(node) {
-        let from = d.map_or(String::new(), |a| format!(" -s {a}/32"));
-        r.push(format!("-A {CHAIN_DNS_PRE}{from} -p udp -m udp --sport 53 -j CT --zone 1"));
+    for d in &resolvers {
+        r.push(format!("-A {CHAIN_DNS_PRE}{} -p udp -m udp --sport 53 -j CT --zone 1", flag("-s", d)));
     }
     r
 }
 
-/// The pod's chain rules (`-A CHAIN ...`), in iptables-save's spelling.
+/// The pod's IPv4 nat chain rules (`-A CHAIN ...`), in iptables-save's spelling.
 pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
-    let mut r = dns_rules(node, pod);
-    r.push(format!("-A {CHAIN_OUT} -d 127.0.0.0/8 -j RETURN"));
+    nat_rules(node, pod, Ip::V4)
+}
+
+/// The pod's nat chain rules of one family, in (ip6)tables-save's spelling:
+/// the same shape for both, only the addresses differ.
+pub fn nat_rules(node: &NodeRules, pod: &MeshedPod, ip: Ip) -> Vec<String> {
+    let mut r = dns_rules(node, pod, ip);
+    r.push(format!("-A {CHAIN_OUT} -d {} -j RETURN", ip.loopback()));
     r.push(format!("-A {CHAIN_OUT} -m owner --uid-owner {} -j RETURN", node.sidecar_uid));
     // Straight to a capture port of this pod: not steered, so the guard
     // (filter table) refuses it, rather than the sidecar dialling itself.
@@ -327,19 +425,19 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     for p in unique(&[&node.out_ports, &pod.out_ports]) {
         r.push(format!("-A {CHAIN_OUT} -p tcp -m tcp --dport {p} -j RETURN"));
     }
-    for c in unique(&[&node.out_cidrs, &pod.out_cidrs]) {
+    for c in ip.excluded(node, pod) {
         r.push(format!("-A {CHAIN_OUT} -d {c} -j RETURN"));
     }
     // Include lists, as istio-iptables writes them: the included ports, then
     // the included ranges, are redirected; the rest falls off the chain.
     let out_redirect = format!("-j REDIRECT --to-ports {}", node.outbound_port);
-    match &pod.incl_out_cidrs {
+    match ip.included(pod) {
         None => r.push(format!("-A {CHAIN_OUT} -p tcp {out_redirect}")),
         Some(cidrs) => {
             for p in unique(&[&pod.incl_out_ports]) {
                 r.push(format!("-A {CHAIN_OUT} -p tcp -m tcp --dport {p} {out_redirect}"));
             }
-            for c in unique(&[cidrs]) {
+            for c in cidrs {
                 r.push(format!("-A {CHAIN_OUT} -d {c} -p tcp {out_redirect}"));
             }
         }
@@ -363,7 +461,7 @@ pub fn chain_rules(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
 /// REDIRECT there (straight from the app, the sidecar itself, another node)
 /// has no original destination, and a proxy falling back to its own address
 /// would dial itself in a loop: its SYN is answered with a reset, locally
-/// (OUTPUT) and from outside (INPUT).
+/// (OUTPUT) and from outside (INPUT). The same for both families.
 pub fn guard_rules(node: &NodeRules) -> Vec<String> {
     let mut r = Vec::new();
     for chain in [CHAIN_GUARD_OUT, CHAIN_GUARD_IN] {
@@ -376,13 +474,10 @@ pub fn guard_rules(node: &NodeRules) -> Vec<String> {
     r
 }
 
-/// The pod's IPv6 chain rules (filter table), in ip6tables-save's spelling:
-/// none when native IPv6 passes. Outbound, the excluded ports are the node's
-/// and the pod's; inbound, only the node-wide ones (as in the eBPF mode).
-pub fn chain_rules6(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
-    if !node.refuse_ipv6 {
-        return Vec::new();
-    }
+/// `interception.ipv6 = "refuse"`: the pod's IPv6 refusal (filter table), in
+/// ip6tables-save's spelling. Outbound, the excluded ports are the node's and
+/// the pod's; inbound, only the node-wide ones (as in the eBPF mode).
+pub fn refuse_rules6(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     let mut r = vec![
         format!("-A {CHAIN_OUT6} -d ::1/128 -j RETURN"),
         format!("-A {CHAIN_OUT6} -m owner --uid-owner {} -j RETURN", node.sidecar_uid),
@@ -399,9 +494,65 @@ pub fn chain_rules6(node: &NodeRules, pod: &MeshedPod) -> Vec<String> {
     r
 }
 
+/// One table's part of a pod's state: exactly `want`, or (None) nothing of
+/// ours, `why` saying why not.
+struct Step {
+    fam: Family,
+    want: Option<Vec<String>>,
+    why: &'static str,
+}
+
+impl Step {
+    fn want(fam: Family, rules: Vec<String>) -> Step {
+        Step { fam, want: Some(rules), why: "" }
+    }
+
+    fn none(fam: Family, why: &'static str) -> Step {
+        Step { fam, want: None, why }
+    }
+}
+
+/// One family's nat table, guard and DNS zones: the guard before the
+/// REDIRECTs (no moment with steering unguarded), the zones before DNS
+/// capture's REDIRECTs, and gone only after them.
+fn steering(nat: Family, guard: Family, raw: Family, rules: Vec<String>, guards: Vec<String>, zones: Vec<String>) -> Vec<Step> {
+    let mut s = vec![Step::want(guard, guards)];
+    let dns = !zones.is_empty();
+    if dns {
+        s.push(Step::want(raw, zones));
+    }
+    s.push(Step::want(nat, rules));
+    if !dns {
+        s.push(Step::none(raw, "no DNS capture"));
+    }
+    s
+}
+
+/// Every table's part of the pod's state, in the order applying takes them:
+/// IPv6 first, so that when it cannot be done as told IPv4 is not touched.
+/// `has_v6`: the namespace has IPv6.
+fn plan(ip6: &Ip6, has_v6: bool, node: &NodeRules, pod: &MeshedPod) -> Vec<Step> {
+    let mut s = match (node.ipv6, has_v6) {
+        (Ipv6Policy::Intercept, true) => {
+            let mut s = steering(ip6.nat(), ip6.guard(), ip6.raw(), nat_rules(node, pod, Ip::V6), guard_rules(node), zone_rules_of(node, pod, Ip::V6));
+            s.push(Step::none(ip6.refuse(), "interception.ipv6 = \"intercept\""));
+            s
+        }
+        (Ipv6Policy::Refuse, true) => {
+            let mut s = vec![Step::want(ip6.refuse(), refuse_rules6(node, pod))];
+            s.extend([ip6.nat(), ip6.guard(), ip6.raw()].map(|f| Step::none(f, "interception.ipv6 = \"refuse\"")));
+            s
+        }
+        (Ipv6Policy::Pass, _) => ip6.all().map(|f| Step::none(f, "interception.ipv6 = \"pass\"")).into(),
+        (_, false) => ip6.all().map(|f| Step::none(f, "the namespace has no IPv6")).into(),
+    };
+    s.extend(steering(V4, GUARD, RAW, chain_rules(node, pod), guard_rules(node), zone_rules(node, pod)));
+    s
+}
+
 /// What a table of a namespace holds of ours (from `iptables-save -t nat`,
 /// `ip6tables-save -t filter`).
-#[derive(Debug, Default, PartialEq, Eq)]
+#[derive(Debug, Default, Clone, PartialEq, Eq)]
 struct Found {
     chain_out: bool,
     chain_in: bool,
@@ -499,7 +650,6 @@ fn remove_script(fam: &Family, found: &Found) -> Option<String> {
     s.push_str("COMMIT\n");
     Some(s)
 }
-
 /// A network namespace entered on the calling thread, checked.
 struct Entered {
     /// st_dev and st_ino of the namespace: what /proc/self/ns/net of a child must show.
@@ -629,53 +779,80 @@ fn restore(ns: &Entered, fam: &Family, script: &str) -> Result<(), IptError> {
     run(ns, fam.restore, &["--noflush", "--wait", LOCK_WAIT_SECS], Some(script)).map(|_| ())
 }
 
-/// Err(what is missing) when the calling thread's namespace lacks the family.
-fn has_family(fam: &Family) -> Result<(), String> {
-    match fam.proc_file {
-        Some(file) if !Path::new(file).exists() => {
-            Err(format!("the pod's network namespace has no IPv6 ({file} is absent: IPv6 is disabled in, or not built into, the kernel)"))
-        }
-        _ => Ok(()),
-    }
-}
 
-/// Refusing native IPv6 failed for want of `detail`: say what it needs and
-/// how to run without it.
-fn refuse_needs(detail: &str) -> String {
+/// The family could not be done as `interception.ipv6` says for want of
+/// `detail`: say what it needs and how to run without it.
+fn ipv6_needs(policy: Ipv6Policy, detail: &str) -> String {
+    let what = match policy {
+        Ipv6Policy::Intercept => "interception.ipv6 = \"intercept\" cannot steer the pod's native IPv6 TCP",
+        _ => "interception.ipv6 = \"refuse\" cannot refuse the pod's native IPv6 TCP",
+    };
     format!(
-        "interception.ipv6 = \"refuse\" cannot refuse the pod's native IPv6 TCP: {detail}. It needs ip6tables \
-         (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 in the kernel; \
+        "{what}: {detail}. It needs ip6tables (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 in the kernel; \
          set interception.ipv6 = \"pass\" to run without them (native IPv6 TCP then bypasses the sidecars)"
     )
 }
 
-/// What the IPv6 table holds of ours, when IPv6 is to be refused: Err says
-/// what is missing.
-fn save_refusing(ns: &Entered, v6: &Family) -> Result<Found, String> {
-    has_family(v6).and_then(|()| save(ns, v6).map_err(|e| e.msg)).map_err(|e| refuse_needs(&e))
-}
-
-/// What the IPv6 table holds of ours; None when there cannot be anything:
+/// What an IPv6 table holds of ours; None when there cannot be anything:
 /// no IPv6 in the namespace, ip6tables not installed, or the table missing.
-fn found_if_any(ns: &Entered, v6: &Family) -> Result<Option<Found>, String> {
-    if has_family(v6).is_err() {
+fn found_if_any(ns: &Entered, fam: &Family) -> Result<Option<Found>, String> {
+    if fam.proc_file.is_some_and(|f| !Path::new(f).exists()) {
         return Ok(None);
     }
-    match save(ns, v6) {
+    match save(ns, fam) {
         Ok(found) => Ok(Some(found)),
         Err(e) if e.not_installed || says_absent(&e.stderr) => Ok(None),
         Err(e) => Err(e.msg),
     }
 }
 
-fn remove_v4(ns: &Entered) -> Result<(), String> {
-    // The REDIRECTs first, then their guard and DNS capture's zones.
-    for fam in [&V4, &GUARD, &RAW] {
-        if let Some(script) = remove_script(fam, &save(ns, fam).map_err(|e| e.msg)?) {
-            restore(ns, fam, &script).map_err(|e| e.msg)?;
+/// What a table holds of ours: an IPv6 table that is to hold nothing may be
+/// missing altogether (and ip6tables with it).
+fn found_for(ns: &Entered, fam: &Family, want: bool) -> Result<Found, String> {
+    match !want && fam.is_v6() {
+        true => found_if_any(ns, fam).map(Option::unwrap_or_default),
+        false => save(ns, fam).map_err(|e| e.msg),
+    }
+}
+
+/// Bring one table to the step's state; Ok(what it held before).
+fn take_step(ns: &Entered, step: &Step) -> Result<Found, String> {
+    let before = found_for(ns, &step.fam, step.want.is_some())?;
+    let script = match &step.want {
+        Some(rules) => Some(install_script(&step.fam, &before, rules)),
+        None => remove_script(&step.fam, &before),
+    };
+    if let Some(script) = script {
+        match restore(ns, &step.fam, &script) {
+            // Removing from an IPv6 table that is not there: nothing to remove.
+            Err(e) if step.want.is_none() && step.fam.is_v6() && says_absent(&e.stderr) => {}
+            Err(e) => return Err(e.msg),
+            Ok(()) => {}
         }
     }
-    Ok(())
+    Ok(before)
+}
+
+/// Put a table back as it was (`before`).
+fn put_back(ns: &Entered, fam: &Family, before: &Found) -> Result<(), String> {
+    let now = found_for(ns, fam, before.anything())?;
+    let script = match before.anything() {
+        true => Some(install_script(fam, &now, &before.rules)),
+        false => remove_script(fam, &now),
+    };
+    script.map_or(Ok(()), |s| restore(ns, fam, &s).map_err(|e| e.msg))
+}
+
+/// After a step failed: the tables the steps before it changed are put
+/// back, last first. Says how that went, for the error.
+fn put_all_back(ns: &Entered, taken: &[(Family, Found)]) -> String {
+    let failed: Vec<String> =
+        taken.iter().rev().filter_map(|(fam, before)| put_back(ns, fam, before).err().map(|e| format!("{}: {e}", fam.label))).collect();
+    match (taken.is_empty(), failed.is_empty()) {
+        (true, _) => String::new(),
+        (false, true) => "; the tables changed before it were put back as they were".to_string(),
+        (false, false) => format!("; putting back the tables changed before it failed too: {}", failed.join("; ")),
+    }
 }
 
 /// The pod's DNS flows conntrack holds (UDP to port 53, any zone) go, so
@@ -683,72 +860,54 @@ fn remove_v4(ns: &Entered) -> Result<(), String> {
 /// (or none) for its life, and a resolver reuses its source port for the
 /// next query. An answer in flight is lost; the resolver asks again. Without
 /// the conntrack tool, said in the log: flows then end on their own (30 s).
-fn forget_dns_flows(ns: &Entered, id: &str) {
-    match run(ns, "conntrack", &["-D", "-p", "udp", "--orig-port-dst", "53"], None) {
-        Ok(_) => {}
-        // Nothing to delete is exit status 1 too.
-        Err(e) if e.stderr.contains("0 flow entries") => {}
-        Err(e) => log::warn!(
-            "pod {id}: DNS flows tracked before its DNS capture rules changed were not removed ({}); \
-             they follow the old rules until conntrack forgets them (UDP: 30 s)",
-            e.msg
-        ),
+fn forget_dns_flows(ns: &Entered, id: &str, has_v6: bool) {
+    let families: &[&str] = if has_v6 { &["ipv4", "ipv6"] } else { &["ipv4"] };
+    for family in families {
+        match run(ns, "conntrack", &["-D", "-f", family, "-p", "udp", "--orig-port-dst", "53"], None) {
+            Ok(_) => {}
+            // Nothing to delete is exit status 1 too.
+            Err(e) if e.stderr.contains("0 flow entries") => {}
+            Err(e) => log::warn!(
+                "pod {id}: DNS flows ({family}) tracked before its DNS capture rules changed were not removed ({}); \
+                 they follow the old rules until conntrack forgets them (UDP: 30 s)",
+                e.msg
+            ),
+        }
     }
 }
 
-/// Remove the IPv6 jumps and chains, if any (Ok when IPv6 or ip6tables is
-/// not there at all).
-fn remove_v6(ns: &Entered, v6: &Family) -> Result<(), String> {
-    let Some(found) = found_if_any(ns, v6)? else { return Ok(()) };
-    match remove_script(v6, &found) {
-        Some(script) => match restore(ns, v6, &script) {
-            Err(e) if !says_absent(&e.stderr) => Err(e.msg),
-            _ => Ok(()),
-        },
-        None => Ok(()),
-    }
-}
-
-/// Install (or bring back to exactly) the pod's rules: the IPv6 ones first
-/// (or, with `interception.ipv6 = "pass"`, remove those of a previous run),
-/// then IPv4. When IPv6 cannot be refused, the IPv4 rules are not applied.
+/// Install (or bring back to exactly) the pod's rules, IPv6 first (by
+/// `interception.ipv6`: steered, refused, or none), then IPv4. When a table
+/// fails, those changed before it are put back as they were: when IPv6
+/// cannot be done as told, IPv4 is not touched.
 pub fn apply(node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
-    apply_with(&V6, node, pod)
+    apply_with(IP6, node, pod)
 }
 
-fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
-    let rules = chain_rules(node, pod);
-    let rules6 = chain_rules6(node, pod);
-    let guard = guard_rules(node);
-    let zones = zone_rules(node, pod);
-    let refuse = node.refuse_ipv6;
-    let id = pod.container_id.clone();
+fn apply_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
+    let (node, p) = (node.clone(), pod.clone());
     let done = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
-        // Without IPv6 in the namespace there is nothing to refuse.
-        if refuse && has_family(v6).is_ok() {
-            let not_v4 = |e: String| format!("pod {id}: {e}; its IPv4 rules were not applied either");
-            let found6 = save_refusing(ns, v6).map_err(not_v4)?;
-            restore(ns, v6, &install_script(v6, &found6, &rules6)).map_err(|e| not_v4(refuse_needs(&e.msg)))?;
-        } else {
-            remove_v6(ns, v6).map_err(|e| format!("pod {id}: removing its IPv6 rules (interception.ipv6 = \"pass\"): {e}"))?;
-        }
-        // The guard before the REDIRECTs: no moment with steering unguarded.
-        let found_guard = save(ns, &GUARD).map_err(|e| e.msg)?;
-        restore(ns, &GUARD, &install_script(&GUARD, &found_guard, &guard)).map_err(|e| e.msg)?;
-        // DNS capture: the zones before its REDIRECTs, and after them gone.
-        let found_raw = save(ns, &RAW).map_err(|e| e.msg)?;
-        if !zones.is_empty() {
-            restore(ns, &RAW, &install_script(&RAW, &found_raw, &zones)).map_err(|e| e.msg)?;
-        }
-        let found = save(ns, &V4).map_err(|e| e.msg)?;
-        restore(ns, &V4, &install_script(&V4, &found, &rules)).map_err(|e| e.msg)?;
-        if zones.is_empty() {
-            if let Some(script) = remove_script(&RAW, &found_raw) {
-                restore(ns, &RAW, &script).map_err(|e| e.msg)?;
+        let id = &p.container_id;
+        let has_v6 = ip6.present();
+        let steps = plan(&ip6, has_v6, &node, &p);
+        let mut taken: Vec<(Family, Found)> = Vec::new();
+        for step in &steps {
+            match take_step(ns, step) {
+                Ok(before) => taken.push((step.fam, before)),
+                Err(e) => {
+                    let e = match (step.fam.is_v6(), step.want.is_some()) {
+                        (true, true) => format!("{}; its IPv4 rules were not applied either", ipv6_needs(node.ipv6, &e)),
+                        (true, false) => format!("removing its IPv6 rules ({}): {e}; its IPv4 rules were not applied either", step.why),
+                        (false, _) => e,
+                    };
+                    return Err(format!("pod {id}: {e}{}", put_all_back(ns, &taken)));
+                }
             }
         }
-        if !zones.is_empty() || found.jumps_out_udp > 0 || found_raw.anything() {
-            forget_dns_flows(ns, &id);
+        let dns_before = taken.iter().any(|(fam, before)| (fam.table == "raw" && before.anything()) || before.jumps_out_udp > 0);
+        let dns_now = steps.iter().any(|s| s.fam.table == "raw" && s.want.is_some());
+        if dns_before || dns_now {
+            forget_dns_flows(ns, id, has_v6);
         }
         Ok(())
     })?;
@@ -758,16 +917,17 @@ fn apply_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<
 /// Remove the pod's jumps and chains, of both families. A namespace that is
 /// gone took its rules with it: Ok.
 pub fn remove(pod: &MeshedPod) -> Result<(), String> {
-    remove_in_with(&V6, &pod.netns, pod.cookie).map_err(|e| format!("pod {}: {e}", pod.container_id))
+    remove_in_with(IP6, &pod.netns, pod.cookie).map_err(|e| format!("pod {}: {e}", pod.container_id))
 }
 
-fn remove_in_with(v6: &'static Family, netns: &Path, cookie: u64) -> Result<(), String> {
+fn remove_in_with(ip6: Ip6, netns: &Path, cookie: u64) -> Result<(), String> {
     in_pod_netns(netns, cookie, move |ns| {
-        // Both, even when one fails.
-        match (remove_v4(ns), remove_v6(ns, v6)) {
-            (Ok(()), Ok(())) => Ok(()),
-            (Err(e), Ok(())) | (Ok(()), Err(e)) => Err(e),
-            (Err(e4), Err(e6)) => Err(format!("{e4}; {e6}")),
+        // Every table, even when one fails; the REDIRECTs before their guard.
+        let errors: Vec<String> =
+            ip6.all().into_iter().chain([V4, GUARD, RAW]).filter_map(|fam| take_step(ns, &Step::none(fam, "removed")).err()).collect();
+        match errors.is_empty() {
+            true => Ok(()),
+            false => Err(errors.join("; ")),
         }
     })
     .map(|_| ())
@@ -775,41 +935,36 @@ fn remove_in_with(v6: &'static Family, netns: &Path, cookie: u64) -> Result<(), 
 
 /// Are the pod's rules there, exactly, in both families? Err says what differs.
 pub fn check(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
-    check_with(&V6, node, pod)
+    check_with(IP6, node, pod)
 }
 
-fn check_with(v6: &'static Family, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
-    let refuse = node.refuse_ipv6;
-    let id = &pod.container_id;
-    let shown = id.clone();
-    let (found, found6, found_guard, found_raw) = in_pod_netns(&pod.netns, pod.cookie, move |ns| {
-        let found = save(ns, &V4).map_err(|e| e.msg)?;
-        let found_guard = save(ns, &GUARD).map_err(|e| e.msg)?;
-        let found_raw = save(ns, &RAW).map_err(|e| e.msg)?;
-        let found6 = match refuse && has_family(v6).is_ok() {
-            true => Some(save_refusing(ns, v6).map_err(|e| format!("pod {shown}: {e}"))?),
-            false => found_if_any(ns, v6)?,
-        };
-        Ok((found, found6, found_guard, found_raw))
-    })?
-    .ok_or_else(|| format!("pod {id}: network namespace {} is gone", pod.netns.display()))?;
-    compare(&V4, id, &found, &chain_rules(node, pod))?;
-    compare(&GUARD, id, &found_guard, &guard_rules(node))?;
-    match zone_rules(node, pod) {
-        zones if zones.is_empty() && found_raw.anything() => {
-            return Err(format!("pod {id}: no DNS capture, but the raw table still has {CHAIN_DNS_OUT} or {CHAIN_DNS_PRE} (applying again removes them)"))
+fn check_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+    let (node, p) = (node.clone(), pod.clone());
+    in_pod_netns(&pod.netns, pod.cookie, move |ns| {
+        let id = &p.container_id;
+        let mut steps = plan(&ip6, ip6.present(), &node, &p);
+        // Each family's REDIRECTs first, then its guard and zones: what
+        // differs there says most.
+        steps.sort_by_key(|s| (!s.fam.is_v6(), ["nat", "filter", "raw"].iter().position(|t| *t == s.fam.table)));
+        for step in &steps {
+            let found = found_for(ns, &step.fam, step.want.is_some()).map_err(|e| match step.fam.is_v6() {
+                true => format!("pod {id}: {}", ipv6_needs(node.ipv6, &e)),
+                false => format!("pod {id}: {e}"),
+            })?;
+            match &step.want {
+                Some(want) => compare(&step.fam, id, &found, want)?,
+                None if found.anything() => {
+                    return Err(format!(
+                        "pod {id}: {}, but the {} table still has {} or {} (applying again removes them)",
+                        step.why, step.fam.label, step.fam.chain_out, step.fam.chain_in
+                    ))
+                }
+                None => {}
+            }
         }
-        zones if zones.is_empty() => {}
-        zones => compare(&RAW, id, &found_raw, &zones)?,
-    }
-    match found6 {
-        Some(found6) if refuse => compare(v6, id, &found6, &chain_rules6(node, pod)),
-        Some(found6) if found6.anything() => Err(format!(
-            "pod {id}: interception.ipv6 = \"pass\", but the {} table still has {} or {} (applying again removes them)",
-            v6.label, v6.chain_out, v6.chain_in
-        )),
-        _ => Ok(()),
-    }
+        Ok(())
+    })?
+    .ok_or_else(|| format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display()))
 }
 
 /// Does one family's table hold exactly `want`, and the jumps?
@@ -840,6 +995,7 @@ fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(),
     }
     Ok(())
 }
+
 
 /// The iptables interception: the pod's rules, one nat (and filter) table
 /// per namespace, so they are the pod's, all attachments' together. Map
@@ -899,15 +1055,16 @@ mod tests {
             inbound_port: 15003,
             out_ports: vec![8081, 22],
             out_cidrs: vec!["10.231.9.0/24".parse().unwrap()],
+            out_cidrs6: vec!["fd00:231:9::/64".parse().unwrap()],
             in_ports: vec![9090],
-            refuse_ipv6: true,
+            ipv6: Ipv6Policy::Refuse,
             dns_port: 15053,
             dns_servers: vec![],
         }
     }
 
     fn node_pass() -> NodeRules {
-        NodeRules { refuse_ipv6: false, ..node() }
+        NodeRules { ipv6: Ipv6Policy::Pass, ..node() }
     }
 
     fn pod(netns: &Path, cookie: u64) -> MeshedPod {
@@ -978,7 +1135,7 @@ mod tests {
         let mut n = node();
         n.sidecar_uid = 1337;
         n.in_ports = vec![9090, 9091, 9090];
-        let r = chain_rules6(&n, &pod(Path::new("/x"), 1));
+        let r = refuse_rules6(&n, &pod(Path::new("/x"), 1));
         let expected = [
             "-A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN",
             "-A MESHWIRE_OUTPUT6 -m owner --uid-owner 1337 -j RETURN",
@@ -995,8 +1152,7 @@ mod tests {
             "-A MESHWIRE_INBOUND6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP",
         ];
         assert_eq!(r, expected);
-        assert_eq!(chain_rules6(&node_pass(), &pod(Path::new("/x"), 1)), Vec::<String>::new());
-        let s = install_script(&V6, &Found::default(), &r);
+        let s = install_script(&IP6.refuse(), &Found::default(), &r);
         assert!(s.starts_with("*filter\n:MESHWIRE_OUTPUT6 - [0:0]\n:MESHWIRE_INBOUND6 - [0:0]\n"), "{s}");
         assert!(s.ends_with("-I OUTPUT 1 -p tcp -j MESHWIRE_OUTPUT6\n-I INPUT 1 -p tcp -j MESHWIRE_INBOUND6\nCOMMIT\n"), "{s}");
     }
@@ -1004,9 +1160,9 @@ mod tests {
     #[test]
     fn nodes_take_the_ipv6_policy_from_the_config() {
         let mut c = Config::default_config();
-        assert!(NodeRules::of(&c).refuse_ipv6);
-        c.ipv6 = Ipv6Policy::Pass;
-        assert!(!NodeRules::of(&c).refuse_ipv6);
+        assert_eq!(NodeRules::of(&c).ipv6, Ipv6Policy::Refuse);
+        c.ipv6 = Ipv6Policy::Intercept;
+        assert_eq!(NodeRules::of(&c).ipv6, Ipv6Policy::Intercept);
     }
 
     #[test]
@@ -1026,7 +1182,7 @@ mod tests {
         for l in ["-D PREROUTING -p tcp -j MESHWIRE_INBOUND", "-X MESHWIRE_OUTPUT", "-X MESHWIRE_INBOUND", "-F MESHWIRE_OUTPUT"] {
             assert!(rm.contains(l), "{rm}");
         }
-        let rm6 = remove_script(&V6, &Found { chain_in: true, jumps_out: 1, ..Found::default() }).unwrap();
+        let rm6 = remove_script(&IP6.refuse(), &Found { chain_in: true, jumps_out: 1, ..Found::default() }).unwrap();
         assert_eq!(rm6, "*filter\n-D OUTPUT -p tcp -j MESHWIRE_OUTPUT6\n-F MESHWIRE_INBOUND6\n-X MESHWIRE_INBOUND6\nCOMMIT\n");
     }
 
@@ -1045,7 +1201,7 @@ mod tests {
         let save6 = "*filter\n:INPUT ACCEPT [0:0]\n:MESHWIRE_OUTPUT6 - [0:0]\n-A OUTPUT -p tcp -j MESHWIRE_OUTPUT6\n\
                      -A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN\nCOMMIT\n";
         assert_eq!(parse_save(&V4, save6), Found::default());
-        let f6 = parse_save(&V6, save6);
+        let f6 = parse_save(&IP6.refuse(), save6);
         assert_eq!(f6, Found { chain_out: true, jumps_out: 1, rules: vec!["-A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN".into()], ..Found::default() });
     }
 
@@ -1314,21 +1470,27 @@ mod tests {
         })
     }
 
-    #[test]
-    fn native_ipv6_is_refused_in_a_real_namespace_and_passes_when_told() {
-        use std::io::ErrorKind::{ConnectionRefused, TimedOut};
-        let (host_before, host6_before) = (host_nat(), host_filter6());
-        let ns = TestNetns::new("v6");
-        let peer = TestNetns::new("v6peer");
-        // The pod: lo up with an address of its own, and a link to a peer.
+    /// A pod namespace (fd00:98::1 on mwa) linked to a peer (fd00:98::2 on mwb), loopbacks up.
+    fn linked_pair(tag: &str) -> (TestNetns, TestNetns) {
+        let ns = TestNetns::new(tag);
+        let peer = TestNetns::new(&format!("{tag}p"));
         ns.ip(&["link", "set", "lo", "up"]);
-        ns.ip(&["addr", "add", "fd00:99::1/64", "dev", "lo", "nodad"]);
         ns.ip(&["link", "add", "mwa", "type", "veth", "peer", "name", "mwb", "netns", &peer.name]);
         ns.ip(&["addr", "add", "fd00:98::1/64", "dev", "mwa", "nodad"]);
         ns.ip(&["link", "set", "mwa", "up"]);
         peer.ip(&["link", "set", "lo", "up"]);
         peer.ip(&["addr", "add", "fd00:98::2/64", "dev", "mwb", "nodad"]);
         peer.ip(&["link", "set", "mwb", "up"]);
+        (ns, peer)
+    }
+
+    #[test]
+    fn native_ipv6_is_refused_in_a_real_namespace_and_passes_when_told() {
+        use std::io::ErrorKind::{ConnectionRefused, TimedOut};
+        let (host_before, host6_before) = (host_nat(), host_filter6());
+        let (ns, peer) = linked_pair("v6");
+        // The pod: lo with an address of its own too.
+        ns.ip(&["addr", "add", "fd00:99::1/64", "dev", "lo", "nodad"]);
         let listen = ["[fd00:99::1]:7000", "[::1]:7000", "[fd00:99::1]:5432", "[fd00:98::1]:9090", "[fd00:98::1]:8443"];
         let _listeners: Vec<TcpListener> = crate::testutil::in_netns(&ns.path, move || listen.iter().map(|a| TcpListener::bind(a).unwrap()).collect());
         let _peer_listener = crate::testutil::in_netns(&peer.path, || TcpListener::bind("[fd00:98::2]:7000").unwrap());
@@ -1393,27 +1555,195 @@ mod tests {
         assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
     }
 
+    /// The IPv6 nat rules: IPv4's shape, with ::1, the IPv6 ranges and no
+    /// IPv4 include range; DNS capture only when no IPv4 resolvers are listed.
+    #[test]
+    fn ipv6_nat_rules_have_the_ipv4_shape() {
+        let n = NodeRules { ipv6: Ipv6Policy::Intercept, ..node() };
+        let mut p = pod(Path::new("/x"), 1);
+        p.out_cidrs6 = vec!["fd00:231::2/128".parse().unwrap(), "fd00:231:9::/64".parse().unwrap()];
+        let v4 = chain_rules(&n, &p);
+        let v6 = nat_rules(&n, &p, Ip::V6);
+        assert_eq!(v6[0], "-A MESHWIRE_OUTPUT -d ::1/128 -j RETURN");
+        let excluded: Vec<&str> = v6.iter().map(String::as_str).filter(|r| r.starts_with("-A MESHWIRE_OUTPUT -d ")).collect();
+        assert_eq!(excluded, ["-A MESHWIRE_OUTPUT -d ::1/128 -j RETURN", "-A MESHWIRE_OUTPUT -d fd00:231:9::/64 -j RETURN", "-A MESHWIRE_OUTPUT -d fd00:231::2/128 -j RETURN"]);
+        // Everything else is IPv4's, line for line.
+        let rest = |r: &[String]| -> Vec<String> { r.iter().filter(|l| !l.starts_with("-A MESHWIRE_OUTPUT -d ")).cloned().collect() };
+        assert_eq!(rest(&v6), rest(&v4));
+        p.incl_out_cidrs = Some(vec!["10.96.0.0/12".parse().unwrap()]);
+        p.incl_out_ports = vec![443];
+        let redirects: Vec<String> = nat_rules(&n, &p, Ip::V6).into_iter().filter(|r| r.starts_with("-A MESHWIRE_OUTPUT") && r.contains("REDIRECT")).collect();
+        assert_eq!(redirects, ["-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001"]);
+        p.dns_capture = true;
+        assert_eq!(nat_rules(&n, &p, Ip::V6)[0], "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053");
+        assert_eq!(zone_rules_of(&n, &p, Ip::V6), zone_rules(&n, &p));
+        let listed = NodeRules { dns_servers: vec![Ipv4Addr::new(10, 96, 0, 10)], ..n.clone() };
+        assert!(!nat_rules(&listed, &p, Ip::V6).iter().any(|r| r.contains("--dport 53 ")));
+        assert!(zone_rules_of(&listed, &p, Ip::V6).is_empty());
+        assert!(zone_rules(&listed, &p)[0].contains("-d 10.96.0.10/32"));
+    }
+
+    /// IP6T_SO_ORIGINAL_DST of an accepted socket, as the kernel's conntrack answers it.
+    fn original_dst6(s: &TcpStream) -> std::io::Result<SocketAddr> {
+        use std::os::fd::AsRawFd;
+        let mut sin6: libc::sockaddr_in6 = unsafe { std::mem::zeroed() };
+        let mut len = std::mem::size_of::<libc::sockaddr_in6>() as libc::socklen_t;
+        let rc = unsafe { libc::getsockopt(s.as_raw_fd(), libc::SOL_IPV6, 80, &mut sin6 as *mut _ as *mut libc::c_void, &mut len) };
+        if rc != 0 {
+            return Err(std::io::Error::last_os_error());
+        }
+        Ok(SocketAddr::new(std::net::Ipv6Addr::from(sin6.sin6_addr.s6_addr).into(), u16::from_be(sin6.sin6_port)))
+    }
+
+    /// The next connection a listener got: its original destination.
+    fn accepted_orig(l: &TcpListener) -> String {
+        l.set_nonblocking(true).unwrap();
+        for _ in 0..100 {
+            match l.accept() {
+                Ok((s, _)) => return original_dst6(&s).map_or_else(|e| format!("?{e}"), |a| a.to_string()),
+                Err(_) => std::thread::sleep(Duration::from_millis(20)),
+            }
+        }
+        "nothing accepted".into()
+    }
+
+    /// interception.ipv6 = "intercept": the IPv6 nat table steers outbound to
+    /// [::1]:15001 and inbound to 15003 (the kernel answers the original
+    /// destination), with the exclusions; switching to "refuse" and "pass"
+    /// and back leaves exactly one policy's rules.
+    #[test]
+    fn ipv6_is_steered_by_ip6tables_when_told() {
+        use std::io::ErrorKind::ConnectionRefused;
+        let (host_before, host6_before) = (host_nat(), host_filter6());
+        let (ns, peer) = linked_pair("v6nat");
+        peer.ip(&["addr", "add", "fd00:98::3/64", "dev", "mwb", "nodad"]);
+        let (out_l, in_l, direct_in) = crate::testutil::in_netns(&ns.path, || {
+            (TcpListener::bind("[::1]:15001").unwrap(), TcpListener::bind("[::]:15003").unwrap(), TcpListener::bind("[fd00:98::1]:9090").unwrap())
+        });
+        let _loop = crate::testutil::in_netns(&ns.path, || TcpListener::bind("[::1]:7000").unwrap());
+        let _peer_l: Vec<TcpListener> =
+            crate::testutil::in_netns(&peer.path, || ["[fd00:98::2]:7000", "[fd00:98::3]:7000", "[fd00:98::2]:22"].iter().map(|a| TcpListener::bind(a).unwrap()).collect());
+
+        let n = NodeRules { ipv6: Ipv6Policy::Intercept, ..node() };
+        let mut p = pod(&ns.path, ns.cookie());
+        p.out_cidrs6 = vec!["fd00:98::3/128".parse().unwrap()];
+        apply(&n, &p).unwrap();
+        apply(&n, &p).unwrap(); // idempotent
+        check(&n, &p).unwrap();
+        let nat6 = ns.save("ip6tables-save", "nat");
+        for r in nat_rules(&n, &p, Ip::V6).iter().chain(["-A OUTPUT -p tcp -j MESHWIRE_OUTPUT".to_string(), "-A PREROUTING -p tcp -j MESHWIRE_INBOUND".to_string()].iter()) {
+            assert_eq!(nat6.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{nat6}");
+        }
+        let filter6 = ns.filter6();
+        for r in guard_rules(&n) {
+            assert_eq!(filter6.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{filter6}");
+        }
+        assert!(!filter6.contains(CHAIN_OUT6) && !filter6.contains(CHAIN_IN6), "no refusal: {filter6}");
+
+        // Outbound: steered to [::1]:15001, the original destination answered by conntrack.
+        assert_eq!(connect_from(&ns.path, "[fd00:98::2]:7000", None), Ok(()));
+        assert_eq!(accepted_orig(&out_l), "[fd00:98::2]:7000");
+        // Direct: the sidecar, ::1, an excluded port, the pod's excluded range.
+        let direct = [("[fd00:98::2]:7000", Some(1500)), ("[::1]:7000", None), ("[fd00:98::2]:22", None), ("[fd00:98::3]:7000", None)];
+        for (to, uid) in direct {
+            assert_eq!(connect_from(&ns.path, to, uid), Ok(()), "{to}");
+        }
+        assert_eq!(accepted_orig(&out_l), "nothing accepted", "none of {direct:?} steered");
+        // Straight to the capture port from the app: the guard resets it.
+        assert_eq!(connect_from(&ns.path, "[::1]:15001", None), Err(ConnectionRefused));
+        // Inbound: to the inbound port; a node-wide excluded inbound port direct.
+        assert_eq!(connect_from(&peer.path, "[fd00:98::1]:8080", None), Ok(()));
+        assert_eq!(accepted_orig(&in_l), "[fd00:98::1]:8080");
+        assert_eq!(connect_from(&peer.path, "[fd00:98::1]:9090", None), Ok(()));
+        assert_eq!(accepted_orig(&in_l), "nothing accepted");
+        direct_in.set_nonblocking(true).unwrap();
+        assert!(direct_in.accept().is_ok(), "9090 reached directly");
+        // From another node straight to a capture port: reset.
+        assert_eq!(connect_from(&peer.path, "[fd00:98::1]:15003", None), Err(ConnectionRefused));
+
+        // "refuse": the steering goes, the refusal comes; and back.
+        let refuse = NodeRules { ipv6: Ipv6Policy::Refuse, ..n.clone() };
+        assert!(check(&refuse, &p).unwrap_err().contains("interception.ipv6 = \"refuse\", but the ip6tables nat table still has"));
+        apply(&refuse, &p).unwrap();
+        check(&refuse, &p).unwrap();
+        assert!(!ns.save("ip6tables-save", "nat").contains("MESHWIRE"));
+        assert!(!ns.filter6().contains(CHAIN_GUARD_OUT), "{}", ns.filter6());
+        assert_eq!(connect_from(&ns.path, "[fd00:98::2]:7000", None), Err(ConnectionRefused));
+        apply(&n, &p).unwrap();
+        check(&n, &p).unwrap();
+        assert!(!ns.filter6().contains(CHAIN_OUT6));
+        assert_eq!(connect_from(&ns.path, "[fd00:98::2]:7000", None), Ok(()));
+        assert_eq!(accepted_orig(&out_l), "[fd00:98::2]:7000");
+        // "pass": no IPv6 rules at all.
+        apply(&node_pass(), &p).unwrap();
+        check(&node_pass(), &p).unwrap();
+        for t in ["nat", "filter", "raw"] {
+            assert!(!ns.save("ip6tables-save", t).contains("MESHWIRE"), "{t}");
+        }
+        apply(&n, &p).unwrap();
+        remove(&p).unwrap();
+        for t in ["nat", "filter", "raw"] {
+            assert!(!ns.save("ip6tables-save", t).contains("MESHWIRE"), "{t}");
+            assert!(!ns.save("iptables-save", t).contains("MESHWIRE"), "{t}");
+        }
+        assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+        assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
+    }
+
+    /// A table that fails half way: those changed before it are put back,
+    /// the other family is not touched. ip6tables-restore here fails on the
+    /// nat table (a wrapper script of the test's).
+    #[test]
+    fn a_failing_table_leaves_the_pod_as_it_was() {
+        let dir = std::env::temp_dir().join(format!("mwut{}-v6fail", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let script = dir.join("ip6tables-restore-fails-on-nat");
+        std::fs::write(&script, "#!/bin/sh\nin=$(cat)\ncase \"$in\" in *'*nat'*) echo 'nat: injected failure' >&2; exit 4;; esac\nprintf '%s\\n' \"$in\" | exec ip6tables-restore \"$@\"\n").unwrap();
+        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let failing = Ip6 { restore: Box::leak(script.to_string_lossy().into_owned().into_boxed_str()), ..IP6 };
+
+        let ns = TestNetns::new("v6fail");
+        let p = pod(&ns.path, ns.cookie());
+        apply(&node(), &p).unwrap(); // refused, IPv4 steered
+        // The tables without iptables-save's timestamped comments.
+        let rules = |t: String| -> Vec<String> { t.lines().filter(|l| !l.starts_with('#')).map(str::to_string).collect() };
+        let (nat, filter6, nat6) = (rules(ns.nat()), rules(ns.filter6()), rules(ns.save("ip6tables-save", "nat")));
+        let n = NodeRules { ipv6: Ipv6Policy::Intercept, ..node() };
+        let mut changed = p.clone();
+        changed.out_ports.push(6000);
+        let e = apply_with(failing, &n, &changed).unwrap_err().to_string();
+        for says in ["injected failure", "interception.ipv6 = \"intercept\"", "IPv4 rules were not applied", "put back as they were"] {
+            assert!(e.contains(says), "{says} in: {e}");
+        }
+        assert_eq!(rules(ns.filter6()), filter6, "the IPv6 guard was not taken back");
+        assert_eq!(rules(ns.save("ip6tables-save", "nat")), nat6);
+        assert_eq!(rules(ns.nat()), nat, "IPv4 touched");
+        check(&node(), &p).unwrap();
+        remove(&p).unwrap();
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
     /// ip6tables not installed.
-    const NO_IP6TABLES: Family = Family { save: "meshwire-test-no-ip6tables-save", restore: "meshwire-test-no-ip6tables-restore", ..V6 };
+    const NO_IP6TABLES: Ip6 = Ip6 { save: "meshwire-test-no-ip6tables-save", restore: "meshwire-test-no-ip6tables-restore", ..IP6 };
     /// A kernel without IPv6 (its /proc/net/if_inet6 absent).
-    const NO_IPV6: Family = Family { proc_file: Some("/proc/thread-self/net/meshwire-test-no-if_inet6"), ..V6 };
+    const NO_IPV6: Ip6 = Ip6 { proc_file: "/proc/thread-self/net/meshwire-test-no-if_inet6", ..IP6 };
 
     #[test]
     fn without_ipv6_in_the_kernel_there_is_nothing_to_refuse() {
         let ns = TestNetns::new("noip6k");
         let p = pod(&ns.path, ns.cookie());
-        apply_with(&NO_IPV6, &node(), &p).unwrap();
-        check_with(&NO_IPV6, &node(), &p).unwrap();
+        apply_with(NO_IPV6, &node(), &p).unwrap();
+        check_with(NO_IPV6, &node(), &p).unwrap();
         assert_eq!(ours4(&ns.nat()).len(), chain_rules(&node(), &p).len() + 4, "{}", ns.nat());
         assert!(!ns.filter6().contains("MESHWIRE"), "{}", ns.filter6());
-        remove_in_with(&NO_IPV6, &ns.path, ns.cookie()).unwrap();
+        remove_in_with(NO_IPV6, &ns.path, ns.cookie()).unwrap();
         assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
     }
 
     #[test]
     fn without_ip6tables_refuse_fails_before_ipv4_and_pass_works() {
         let host_before = host_nat();
-        for (v6, missing) in [(&NO_IP6TABLES, "meshwire-test-no-ip6tables-save")] {
+        for (v6, missing) in [(NO_IP6TABLES, "meshwire-test-no-ip6tables-save")] {
             let ns = TestNetns::new("noip6");
             let p = pod(&ns.path, ns.cookie());
             let e = apply_with(v6, &node(), &p).unwrap_err().to_string();

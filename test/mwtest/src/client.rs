@@ -30,7 +30,7 @@ pub struct Expect {
     pub orig: Option<SocketAddr>,
     /// Some: through the destination pod's inbound sidecar, which saw this
     /// original destination.
-    pub inbound_orig: Option<SocketAddrV4>,
+    pub inbound_orig: Option<SocketAddr>,
     /// The server's name, if it matters.
     pub server: Option<String>,
 }
@@ -285,7 +285,9 @@ pub fn check_reply(reply: &str, i: usize, connect: SocketAddr, expect: &Expect) 
     }
     // Where the server must have accepted the connection.
     let local = match (expect.inbound_orig, expect.orig) {
-        (Some(inb), _) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, inb.port())),
+        // The inbound sidecar hands it to the loopback of its family.
+        (Some(SocketAddr::V4(inb)), _) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, inb.port())),
+        (Some(SocketAddr::V6(inb)), _) => SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), inb.port()),
         (None, Some(orig)) => orig,
         // A v4-mapped address (an AF_INET6 socket dialling IPv4) is accepted on the IPv4 one.
         (None, None) => match connect {

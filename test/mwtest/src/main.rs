@@ -19,7 +19,7 @@
 //!   (tools/bench).
 
 use clap::{ArgGroup, Parser, Subcommand};
-use std::net::{SocketAddr, SocketAddrV4};
+use std::net::SocketAddr;
 use std::process::ExitCode;
 
 mod bulk;
@@ -58,6 +58,10 @@ enum Cmd {
         /// Each is handed to 127.0.0.1:<original port>.
         #[arg(long)]
         inbound_listen: Option<SocketAddr>,
+        /// A second inbound listener, for native IPv6 ([::]:15003): each connection is
+        /// handed to [::1]:<original port>.
+        #[arg(long)]
+        inbound_listen6: Option<SocketAddr>,
         /// Load balancing: outbound connections whose original destination is VIP:PORT
         /// go to the listed backends in turn (round robin). Repeatable.
         #[arg(long, value_name = "VIP:PORT=IP:PORT,IP:PORT...")]
@@ -173,7 +177,7 @@ enum Cmd {
         /// through its inbound sidecar, which saw this original destination (the
         /// server then sees the connection on 127.0.0.1:<its port>).
         #[arg(long, conflicts_with = "expect_direct")]
-        expect_inbound_orig: Option<SocketAddrV4>,
+        expect_inbound_orig: Option<SocketAddr>,
         /// Expect each connection to reach the server directly (no sidecar at all).
         #[arg(long)]
         expect_direct: bool,
@@ -223,8 +227,8 @@ enum Cmd {
 
 fn main() -> ExitCode {
     let result = match Cli::parse().cmd {
-        Cmd::Sidecar { listen, listen6, answers6, inbound_listen, route, no_marker, probe_misuse, uid, gid } => {
-            let opts = sidecar::Options { listen, listen6, answers6, inbound_listen, routes: route, marker: !no_marker, probe_misuse };
+        Cmd::Sidecar { listen, listen6, answers6, inbound_listen, inbound_listen6, route, no_marker, probe_misuse, uid, gid } => {
+            let opts = sidecar::Options { listen, listen6, answers6, inbound_listen, inbound_listen6, routes: route, marker: !no_marker, probe_misuse };
             sidecar::run(opts, uid, gid)
         }
         Cmd::Server { listen, name } => server::run(listen, &name),

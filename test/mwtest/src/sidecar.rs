@@ -8,6 +8,7 @@
 //! conn peer=[::1]:40000 orig=[fd00:231::1]:8080             ... over native IPv6 (--listen6)
 //! route orig=10.96.0.10:8080 backend=10.244.1.3:8080        ... sent to a --route backend
 //! inbound peer=10.231.2.2:40000 orig=10.231.1.2:8080        inbound connection
+//! inbound peer=[fd00:231::2]:40000 orig=[fd00:231:1::2]:8080 ... over native IPv6 (--inbound-listen6)
 //! probe peer=127.0.0.1:40000 null=EFAULT short=EINVAL        --probe-misuse (before conn)
 //! answer6 peer=[::1]:40000 orig=[fd00:231::1]:8080 len28=28:0a00...  --answers6 (before conn):
 //!   IP6T_SO_ORIGINAL_DST with zeroed buffers of 28, 64 and 200 bytes (optlen:
@@ -75,6 +76,8 @@ pub struct Options {
     /// Log every answer IP6T_SO_ORIGINAL_DST gives, byte for byte.
     pub answers6: bool,
     pub inbound_listen: Option<SocketAddr>,
+    /// A second inbound listener, for native IPv6.
+    pub inbound_listen6: Option<SocketAddr>,
     pub routes: Vec<Route>,
     /// Write the via-sidecar / via-inbound-sidecar line upstream first.
     pub marker: bool,
@@ -99,6 +102,7 @@ struct Shared {
     listen6: Option<SocketAddr>,
     answers6: bool,
     inbound_listen: Option<SocketAddr>,
+    inbound_listen6: Option<SocketAddr>,
     routes: HashMap<SocketAddrV4, Balancer>,
     marker: bool,
     probe_misuse: bool,
@@ -114,6 +118,7 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
     let outbound = net::listen(opts.listen)?;
     let outbound6 = opts.listen6.map(net::listen).transpose()?;
     let inbound = opts.inbound_listen.map(net::listen).transpose()?;
+    let inbound6 = opts.inbound_listen6.map(net::listen).transpose()?;
     if let Some(uid) = uid {
         net::drop_privileges(uid, gid.unwrap_or(uid))?;
     }
@@ -127,6 +132,7 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
         listen6: opts.listen6,
         answers6: opts.answers6,
         inbound_listen: opts.inbound_listen,
+        inbound_listen6: opts.inbound_listen6,
         routes,
         marker: opts.marker,
         probe_misuse: opts.probe_misuse,
@@ -136,7 +142,7 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
     if let Some(l) = &outbound6 {
         say(&format!("sidecar: listening on {} uid={uid}", l.local_addr()?));
     }
-    if let Some(l) = &inbound {
+    for l in inbound.iter().chain(inbound6.iter()) {
         say(&format!("sidecar: inbound listening on {} uid={uid}", l.local_addr()?));
     }
     let outbound6_thread = match outbound6 {
@@ -146,15 +152,15 @@ pub fn run(opts: Options, uid: Option<u32>, gid: Option<u32>) -> io::Result<()> 
         }
         None => None,
     };
-    let inbound_thread = match inbound {
-        Some(l) => {
+    let mut inbound_threads = Vec::new();
+    for (l, name) in [(inbound, "inbound"), (inbound6, "inbound6")] {
+        if let Some(l) = l {
             let shared = shared.clone();
-            Some(thread::Builder::new().name("inbound".into()).spawn(move || accept_loop(l, shared, Direction::Inbound))?)
+            inbound_threads.push(thread::Builder::new().name(name.into()).spawn(move || accept_loop(l, shared, Direction::Inbound))?);
         }
-        None => None,
-    };
+    }
     accept_loop(outbound, shared, Direction::Outbound);
-    for t in [inbound_thread, outbound6_thread].into_iter().flatten() {
+    for t in inbound_threads.into_iter().chain(outbound6_thread) {
         let _ = t.join();
     }
     Ok(())
@@ -240,7 +246,7 @@ fn handle_outbound(client: TcpStream, shared: &Shared) {
 /// port the peer dialled, as real sidecars do.
 fn handle_inbound(client: TcpStream, shared: &Shared) {
     let peer = peer_of(&client);
-    let orig = match net::original_dst(&client) {
+    let orig = match net::original_dst_any(&client) {
         Ok(o) => o,
         Err(e) => {
             say(&format!("sidecar: no original destination for inbound {peer}: {e}"));
@@ -248,12 +254,16 @@ fn handle_inbound(client: TcpStream, shared: &Shared) {
         }
     };
     say(&format!("inbound peer={peer} orig={orig}"));
-    let inbound_port = shared.inbound_listen.map(|a| a.port());
-    if Some(orig.port()) == inbound_port || orig.port() == shared.listen.port() {
+    let own = [shared.inbound_listen, shared.inbound_listen6].into_iter().flatten().any(|a| a.port() == orig.port());
+    if own || orig.port() == shared.listen.port() {
         say(&format!("sidecar: inbound {peer} was for the sidecar's own port {}; closing", orig.port()));
         return;
     }
-    let target = SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, orig.port()));
+    // The app on the loopback of the connection's family.
+    let target = match orig {
+        SocketAddr::V4(_) => SocketAddr::V4(SocketAddrV4::new(Ipv4Addr::LOCALHOST, orig.port())),
+        SocketAddr::V6(_) => SocketAddr::new(std::net::Ipv6Addr::LOCALHOST.into(), orig.port()),
+    };
     let marker = format!("via-inbound-sidecar orig={orig}\n");
     forward(client, &peer, target, shared.marker.then_some(marker));
 }
