@@ -1,10 +1,10 @@
 //! Operator views of the datapath, read from the pins: they work while the
 //! daemon runs and after it stopped.
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, PortKey, SockKey, Tuple4, STAT_NAMES};
+use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, Orig6, PortKey, SockKey, Tuple4, Tuple6, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
 use crate::datapath::pins::{self, Pins};
 
@@ -140,6 +140,29 @@ fn ip(net_order: u32) -> Ipv4Addr {
     Ipv4Addr::from(u32::from_be(net_order))
 }
 
+/// An IPv6 address as the datapath keeps it: four words in network order.
+fn ip6(words: [u32; 4]) -> Ipv6Addr {
+    let mut b = [0u8; 16];
+    for (i, w) in words.iter().enumerate() {
+        b[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    Ipv6Addr::from(b)
+}
+
+/// One mw_orig_tuple6 entry as `conns` shows it.
+fn tuple6_line(key: &Tuple6, o: &Orig6) -> String {
+    format!(
+        "  netns {:<8} [{}]:{} -> [{}]:{}  orig [{}]:{}",
+        key.netns_cookie,
+        ip6(key.client_ip6),
+        key.client_port,
+        ip6(key.server_ip6),
+        key.server_port,
+        ip6(o.ip6),
+        u16::from_be(o.port)
+    )
+}
+
 /// Original destinations in flight: app connections published by sockops
 /// and not yet accepted by their sidecar, and inbound flows tc redirected.
 pub fn print_conns(pins: &Pins) -> Result<(), String> {
@@ -158,6 +181,14 @@ pub fn print_conns(pins: &Pins) -> Result<(), String> {
                 u16::from_be(o.port),
                 if o.flags & crate::datapath::layout::ORIG_F_DNS != 0 { "  (DNS over TCP, to the DNS proxy)" } else { "" }
             );
+        }
+    }
+    // Native IPv6 (interception.ipv6 = "intercept"); a datapath pinned before it has no such map.
+    if let Ok(tuples6) = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE6)) {
+        for key in tuples6.keys::<Tuple6>().map_err(|e| e.to_string())? {
+            if let Some(o) = tuples6.lookup::<Tuple6, Orig6>(&key).map_err(|e| e.to_string())? {
+                println!("{}", tuple6_line(&key, &o));
+            }
         }
     }
     let flows = MapFd::open_pinned(&pins.map(pins::MAP_FLOW4)).map_err(|e| e.to_string())?;
@@ -295,4 +326,20 @@ pub fn describe_pods(
         ));
     }
     out
+}
+
+#[cfg(test)]
+mod v6_tests {
+    use super::*;
+
+    #[test]
+    fn ipv6_connections_are_shown_with_their_addresses() {
+        let w = |a: &str| -> [u32; 4] {
+            let b = a.parse::<Ipv6Addr>().unwrap().octets();
+            std::array::from_fn(|i| u32::from_ne_bytes([b[i * 4], b[i * 4 + 1], b[i * 4 + 2], b[i * 4 + 3]]))
+        };
+        let key = Tuple6 { netns_cookie: 4097, client_ip6: w("fd00:231:1::2"), server_ip6: w("::1"), client_port: 40000, server_port: 15001, pad: 0 };
+        let orig = Orig6 { ip6: w("fd00:231::1"), port: 8080u16.to_be(), flags: 0, flowinfo: 0 };
+        assert_eq!(tuple6_line(&key, &orig), "  netns 4097     [fd00:231:1::2]:40000 -> [::1]:15001  orig [fd00:231::1]:8080");
+    }
 }

@@ -87,8 +87,8 @@ const PRESSURE: f64 = 0.9;
 fn when_full(map: &str) -> &'static str {
     match map {
         "mw_pods" | "mw_pod_ips" | "mw_pod_ips6" | "mw_pod_uid" => "new pods cannot be meshed (pod add fails); pods already meshed are unaffected",
-        "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_in4" | "mw_excl_in6" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
-        "mw_orig_tuple4" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
+        "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_cidr6" | "mw_excl_in4" | "mw_excl_in6" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
+        "mw_orig_tuple4" | "mw_orig_tuple6" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
         "mw_flow4" | "mw_flow4_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
         "mw_flow4_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
         "mw_sock_hash" | "mw_accel_state" => "new connections are not accelerated",
@@ -163,6 +163,9 @@ mod tests {
         assert!(w.starts_with("map mw_pods is full: 4096 of 4096 entries; new pods cannot be meshed (pod add fails)"), "{w}");
         assert!(w.contains("bpf/lib/meshwire_consts.h"), "{w}");
         assert!(pressure_warning("mw_orig_tuple4", 65536, 65536, 0).unwrap().contains("LRU"));
+        // IPv6's maps mean the same when full as IPv4's.
+        assert_eq!(pressure_warning("mw_orig_tuple6", 65536, 65536, 0), pressure_warning("mw_orig_tuple4", 65536, 65536, 0).map(|w| w.replace("tuple4", "tuple6")));
+        assert!(pressure_warning("mw_excl_cidr6", 4096, 4096, 0).unwrap().contains("pod add fails"));
         assert_eq!(level(5, 0), 0, "a map without a capacity is never full");
     }
 
