@@ -17,6 +17,9 @@
 # 6. mw_orig_tuple4 (LRU) filled to its capacity: new connections evict the
 #    oldest entries and keep their original destination; the map stays at or
 #    under its capacity.
+# 7. mw_orig_tuple6 (interception.ipv6 = "intercept"), of the same capacity,
+#    the same when full: native IPv6 connections keep their original
+#    destination.
 #
 # Runs as root. Everything it creates carries the prefix mwc<PID>-
 # (namespaces, cgroup, work dir with a private bpffs) and is removed by the
@@ -30,6 +33,7 @@
 P="mwc$$"
 NS_NODE="$P-node"
 ADDR_A=10.232.0.1:8080
+ADDR_A6='[fd00:232::1]:8080'
 METRICS_PORT=$((20000 + $$ % 20000))
 
 # shellcheck source=test/suite_lib.sh
@@ -45,6 +49,9 @@ fill_map() {
             cookie = sprintf("%02x %02x 00 00 00 00 57 7e", i % 256, int(i / 256) % 256)
             if (map ~ /mw_pods$/)           # u64 cookie -> mw_pod { flags MESHED }
                 printf "map update pinned %s key hex %s value hex 01 00 00 00\n", map, cookie
+            else if (map ~ /mw_orig_tuple6$/) # mw_tuple6 ([fd00:255::x:y]:1 -> [fd00:254::1]:2) -> mw_orig6
+                printf "map update pinned %s key hex %s fd 00 02 55 00 00 00 00 00 00 00 00 00 00 %02x %02x fd 00 02 54 00 00 00 00 00 00 00 00 00 00 00 01 01 00 02 00 00 00 00 00 value hex fd 00 02 54 00 00 00 00 00 00 00 00 00 00 00 01 00 02 00 00 00 00 00 00\n",
+                    map, cookie, int(i / 256) % 256, i % 256
             else                            # mw_tuple4 (10.255.x.y:1 -> 10.254.0.1:2) -> mw_orig4
                 printf "map update pinned %s key hex %s 0a ff %02x %02x 0a fe 00 01 01 00 02 00 00 00 00 00 value hex 0a fe 00 01 00 02 01 00\n",
                     map, cookie, int(i / 256) % 256, i % 256
@@ -67,22 +74,29 @@ setup() {
     suite_cgroup capacity || return 1
     write_config <<EOF
 trace = true
+[interception]
+ipv6 = "intercept"
 [metrics]
 address = "127.0.0.1:$METRICS_PORT"
 EOF
     add_netns "$NS_NODE" || return 1
     ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
     ip -n "$NS_NODE" addr add 10.232.0.1/32 dev lo || return 1
+    ip -n "$NS_NODE" -6 addr add fd00:232::1/128 dev lo nodad || return 1
+    ip netns exec "$NS_NODE" sysctl -qw net.ipv6.conf.all.forwarding=1 || return 1
     for i in 1 2; do
         pod_netns "$(pod $i)" "$NS_NODE" "vc$i" "10.232.$i.2" "10.232.$i.1" || return 1
+        ip -n "$(pod $i)" -6 addr add "fd00:232:$i::2/64" dev eth0 nodad || return 1
+        ip -n "$NS_NODE" -6 addr add "fd00:232:$i::1/64" dev "vc$i" nodad || return 1
+        ip -n "$(pod $i)" -6 route add default via "fd00:232:$i::1" || return 1
     done
-    start_server A "$NS_NODE" "$ADDR_A"
+    start_server A "$NS_NODE" "$ADDR_A" && start_server A6 "$NS_NODE" "$ADDR_A6"
 }
 
 # mesh N: pod N's `pod add` (pod_add).
 mesh() { pod_add "pod$1" "$(pod "$1")" "10.232.$1.2"; }
 
-sidecar() { start_sidecar "pod$1" "$(pod "$1")" --inbound-listen "0.0.0.0:$INBOUND_PORT"; }
+sidecar() { start_sidecar "pod$1" "$(pod "$1")" --inbound-listen "0.0.0.0:$INBOUND_PORT" --listen6 "[::1]:$SIDECAR_PORT"; }
 
 # ---------------------------------------------------------------------------
 # Cases
@@ -183,21 +197,31 @@ case_room_again() {
         --expect-orig "$ADDR_A" --expect-server A
 }
 
+# case_tuple_map_lru [MAP ADDR SERVER]: MAP (mw_orig_tuple4) full, then
+# connections to ADDR (ADDR_A, server A).
 case_tuple_map_lru() {
-    local cap n
-    cap=$(map_capacity mw_orig_tuple4)
-    log "filling mw_orig_tuple4 with $cap entries of connections that do not exist"
-    fill_map mw_orig_tuple4 "$cap" || return 1
+    local map=${1:-mw_orig_tuple4} addr=${2:-$ADDR_A} server=${3:-A} cap n
+    cap=$(map_capacity "$map")
+    log "filling $map with $cap entries of connections that do not exist"
+    fill_map "$map" "$cap" || return 1
     # The kernel's LRU hash frees from per-CPU lists: it starts evicting a
     # little before max_entries (65408 of 65536 on 2 CPUs).
-    n=$(map_count mw_orig_tuple4)
-    log "mw_orig_tuple4: $n of $cap entries"
+    n=$(map_count "$map")
+    log "$map: $n of $cap entries"
     [ "$n" -ge $((cap - cap / 100)) ] || { log "expected at least 99% of $cap"; return 1; }
-    client "$(pod 1)" "pod1 -> A with mw_orig_tuple4 full" --connect "$ADDR_A" --count 200 --parallel 10 \
-        --expect-orig "$ADDR_A" --expect-server A || return 1
-    n=$(map_count mw_orig_tuple4)
-    log "mw_orig_tuple4 after: $n of $cap entries (LRU: each new connection evicted an old entry, accept removed its own)"
+    client "$(pod 1)" "pod1 -> $addr with $map full" --connect "$addr" --count 200 --parallel 10 \
+        --expect-orig "$addr" --expect-server "$server" || return 1
+    n=$(map_count "$map")
+    log "$map after: $n of $cap entries (LRU: each new connection evicted an old entry, accept removed its own)"
     [ "$n" -le "$cap" ] || return 1
+}
+
+case_tuple6_map_lru() {
+    local c4 c6
+    c4=$(map_capacity mw_orig_tuple4)
+    c6=$(map_capacity mw_orig_tuple6)
+    [ "$c6" = "$c4" ] || { log "mw_orig_tuple6 holds $c6 entries, mw_orig_tuple4 $c4: expected the same"; return 1; }
+    case_tuple_map_lru mw_orig_tuple6 "$ADDR_A6" A6
 }
 
 suite_traps
@@ -221,4 +245,6 @@ run_case "3 mw_pods full: pod1 stays redirected (trace shows each decision), pod
 run_case "4 mw_pods full is reported: loader log and meshwire_map_entries at capacity" case_reported
 run_case "5 one entry freed: pod2 can be meshed and is redirected" case_room_again
 run_case "6 mw_orig_tuple4 full (LRU): new connections keep their original destination" case_tuple_map_lru
+run_case "7 mw_orig_tuple6 (same capacity) full (LRU): new native IPv6 connections keep their original destination" \
+    case_tuple6_map_lru
 exit 0
