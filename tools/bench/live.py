@@ -590,14 +590,17 @@ backend orig
         """What meshes pods: mw_pods entries, records, tc links of the node's programs, our namespaces."""
         fill = self.fill(node)
         recs = os.listdir(f"{self.work}/{node}/state/pods") if os.path.isdir(f"{self.work}/{node}/state/pods") else []
+        # This loader's own programs: other loaders on the machine have tc links too.
+        pins = f"{self.bpffs}/{node}"
+        progs = {json.loads(self.run(["bpftool", "-j", "prog", "show", "pinned", f"{pins}/progs/{f}"]))["id"]
+                 for f in os.listdir(f"{pins}/progs")}
         links = json.loads(self.run(["bpftool", "-j", "link", "show"]) or "[]")
-        progs = {p["id"] for p in json.loads(self.run(["bpftool", "-j", "prog", "show"]) or "[]")
-                 if p.get("name", "").startswith("mw_tc")}
         # Debian's bpftool names no tcx link type: BPF_LINK_TYPE_TCX is 11.
         tcx = sum(1 for l in links if l.get("type") in ("tcx", 11) and l.get("prog_id") in progs)
+        pod_pins = len(os.listdir(f"{pins}/pods")) if os.path.isdir(f"{pins}/pods") else 0
         nets = [l.split()[0] for l in self.run(["ip", "netns", "list"]).splitlines() if l.startswith(f"{self.P}-k")]
         return {"mw_pods": fill.get("mw_pods", (None,))[0], "mw_pod_ips": fill.get("mw_pod_ips", (None,))[0],
-                "mw_pod_uid": fill.get("mw_pod_uid", (None,))[0], "records": len(recs), "tcx_links": tcx,
+                "mw_pod_uid": fill.get("mw_pod_uid", (None,))[0], "records": len(recs), "tcx_links": tcx, "pod_pins": pod_pins,
                 "netns": len(nets)}
 
     def churn_run(self, node, tc, k):
@@ -639,7 +642,7 @@ backend orig
                 with lock:
                     i = next_i[0]
                     next_i[0] += 1
-                if i >= total or time.monotonic() - t0 > a.churn_seconds + 30:
+                if i >= total or time.monotonic() - t0 >= a.churn_seconds:
                     return
                 wait = t0 + i / a.churn_rate - time.monotonic()
                 if wait > 0:
@@ -823,7 +826,7 @@ def churn_lines(s):
     L = head(s, "Pod churn", rows) + [
          "| tc attach | target | pods created / deleted | achieved (created per s) | netns+veth p50 / p99 (ms) | "
          "CNI ADD p50 / p99 (ms) | CNI DEL p50 / p99 (ms) | netns del p50 / p99 (ms) | requests in the pods that stay: "
-         "ok / failed | left after (mw_pods, records, tcx links, netns) | verdict |",
+         "ok / failed | left after (mw_pods, records, pod pin dirs, tcx links, netns) | verdict |",
          "|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pp = lambda v: f"{fmt(pct(v, 50))} / {fmt(pct(v, 99))}"
@@ -831,7 +834,7 @@ def churn_lines(s):
         L.append(f"| {r['tc']} | {r['target_rate']}/s for {r['seconds']} s, {r['workers']} workers | {r['created']:,} / "
                  f"{r['deleted']:,} | {r['created'] / r['create_s']:.1f} | {pp(r['netns_ms'])} | {pp(r['add_ms'])} | "
                  f"{pp(r['del_ms'])} | {pp(r['netns_del_ms'])} | {r['ok']:,} / {r['failed']} | {aft['mw_pods']}, "
-                 f"{aft['records']}, {aft['tcx_links']}, {aft['netns']} | {r['verdict'] or 'none failed, nothing left'} |")
+                 f"{aft['records']}, {aft['pod_pins']}, {aft['tcx_links']}, {aft['netns']} | {r['verdict'] or 'none failed, nothing left'} |")
     L += ["", "Left after: the counts equal those before the churn (the two pods that stay) in a clean run.", ""]
     return L
 
