@@ -23,6 +23,7 @@ MW_LAYOUT(struct mw_in4_key, in4_key);
 MW_LAYOUT(struct mw_ip6_key, ip6_key);
 MW_LAYOUT(struct mw_in6_key, in6_key);
 MW_LAYOUT(struct mw_flow4_key, flow4_key);
+MW_LAYOUT(struct mw_flow6_key, flow6_key);
 MW_LAYOUT(struct mw_flow4, flow4);
 MW_LAYOUT(struct mw_flow4_fin, flow4_fin);
 MW_LAYOUT(struct mw_flow4_syn, flow4_syn);

@@ -354,14 +354,18 @@ struct tcp6_sock {
 /*
  * mw_sockops_bind_accepted for a native IPv6 connection to a capture port
  * (an app's to the outbound port, another sidecar's on this node to the
- * inbound port). The accepted socket's flow label goes with it: netfilter answers
+ * inbound port), or of an inbound flow from another node (mw_flow6: tc
+ * steered it to the inbound port; the dialled port is the flow's). The
+ * accepted socket's flow label goes with it: netfilter answers
  * IP6T_SO_ORIGINAL_DST's sin6_flowinfo from it, and getsockopt programs
  * cannot read it (no bpf_skc_to_tcp6_sock there).
  */
 static __always_inline void mw_sockops6_bind_accepted(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
-	struct mw_orig6 *orig, *stored;
+	struct mw_orig6 *orig, *stored, from_flow = {};
+	struct mw_flow6_key flow_key = {};
+	struct mw_flow4 *flow = NULL;
 	struct tcp6_sock *tp6;
 	struct mw_tuple6 key;
 
@@ -369,6 +373,18 @@ static __always_inline void mw_sockops6_bind_accepted(struct bpf_sock_ops *skops
 		return;
 	mw_tuple6_of(skops, &key, 0);
 	orig = bpf_map_lookup_elem(&mw_orig_tuple6, &key);
+	if (!orig && skops->local_port == mw_cfg.inbound_port) {
+		/* An inbound flow from another node that tc ingress steered here. */
+		__builtin_memcpy(flow_key.remote_ip6, key.client_ip6, sizeof(flow_key.remote_ip6));
+		__builtin_memcpy(flow_key.local_ip6, key.server_ip6, sizeof(flow_key.local_ip6));
+		flow_key.remote_port = bpf_htons(key.client_port);
+		flow = bpf_map_lookup_elem(&mw_flow6, &flow_key);
+		if (!flow)
+			return;
+		__builtin_memcpy(from_flow.ip6, key.server_ip6, sizeof(from_flow.ip6));
+		from_flow.port = flow->orig_port;
+		orig = &from_flow;
+	}
 	if (!orig)
 		return;
 	stored = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
@@ -381,7 +397,8 @@ static __always_inline void mw_sockops6_bind_accepted(struct bpf_sock_ops *skops
 	tp6 = bpf_skc_to_tcp6_sock(sk);
 	stored->flowinfo = tp6 ? tp6->inet6.flow_label & bpf_htonl(MW_IPV6_FLOWINFO_MASK) : 0;
 	mw_count(MW_STAT_SOCKOPS_ACCEPT_BOUND);
-	bpf_map_delete_elem(&mw_orig_tuple6, &key);
+	if (!flow)
+		bpf_map_delete_elem(&mw_orig_tuple6, &key);
 }
 
 /* The app's socket closed; drop an entry the sidecar never took. */

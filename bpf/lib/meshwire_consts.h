@@ -71,7 +71,7 @@ enum mw_syn_flag {
 enum mw_ipv6_policy {
 	MW_IPV6_PASS		= 0,	/* goes direct, unmeshed */
 	MW_IPV6_REFUSE		= 1,	/* refused (connect6 EPERM, tc drops SYNs to the pod) */
-	MW_IPV6_INTERCEPT	= 2,	/* outbound and same-node inbound steered like IPv4; tc still refuses */
+	MW_IPV6_INTERCEPT	= 2,	/* steered like IPv4, outbound and inbound */
 };
 
 /* mw_accel_state.flags (lib/meshwire_accel.h says what they are for) */

@@ -1,6 +1,6 @@
 /* SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause) */
 /*
- * IPv4/TCP parsing and port rewriting for the tc programs.
+ * TCP parsing (IPv4 and IPv6) and port rewriting for the tc programs.
  *
  * Every access goes through bpf_skb_load_bytes()/bpf_skb_store_bytes() at
  * computed offsets: the helpers check the bounds at run time, so a variable
@@ -33,10 +33,15 @@
 #define MW_TCP_DPORT_OFF	__builtin_offsetof(struct tcphdr, dest)
 #define MW_TCP_CSUM_OFF		__builtin_offsetof(struct tcphdr, check)
 
-/* The parts of an IPv4/TCP packet the tc programs look at. */
+/*
+ * The parts of a TCP packet the tc programs look at, IPv4 (mw_parse_tcp4) or
+ * IPv6 (mw_parse_tcp6: saddr and daddr 0, the addresses in saddr6/daddr6).
+ */
 struct mw_tcp4 {
 	__u32 saddr;		/* network order */
 	__u32 daddr;		/* network order */
+	__u32 saddr6[4];	/* network order */
+	__u32 daddr6[4];	/* network order */
 	__u16 sport;		/* network order */
 	__u16 dport;		/* network order */
 	__u32 seq;		/* host order */
@@ -47,10 +52,26 @@ struct mw_tcp4 {
 };
 
 enum mw_parse {
-	MW_PARSE_TCP = 0,	/* an IPv4 TCP segment with its header: *t is filled */
-	MW_PARSE_OTHER,		/* not IPv4, not TCP, or a non-first fragment */
-	MW_PARSE_BAD,		/* IPv4 header malformed (IHL < 5) or truncated */
+	MW_PARSE_TCP = 0,	/* a TCP segment with its header: *t is filled */
+	MW_PARSE_OTHER,		/* not the family asked, not TCP, or a non-first fragment */
+	MW_PARSE_BAD,		/* IP header malformed (IHL < 5, version) or truncated */
 };
+
+/*
+ * The TCP header's fields into *t, for either family; l4_len: the bytes from
+ * the TCP header to the end of the IP datagram.
+ */
+static __always_inline void mw_tcp_take(struct mw_tcp4 *t, const struct tcphdr *tcph, __u32 l4_len)
+{
+	__u32 doff_len = (__u32)tcph->doff * 4;
+
+	t->sport = tcph->source;
+	t->dport = tcph->dest;
+	t->seq = bpf_ntohl(tcph->seq);
+	t->ack_seq = bpf_ntohl(tcph->ack_seq);
+	t->flags = ((const __u8 *)tcph)[MW_TCP_FLAGS_OFF];
+	t->seg_len = l4_len > doff_len ? l4_len - doff_len : 0;
+}
 
 /*
  * Parse an Ethernet frame (tc on an Ethernet device: the packet starts at the
@@ -61,7 +82,7 @@ static __always_inline enum mw_parse mw_parse_tcp4(struct __sk_buff *skb, struct
 {
 	struct iphdr iph;
 	struct tcphdr tcph;
-	__u32 ihl_len, doff_len, tot_len;
+	__u32 ihl_len, tot_len;
 
 	if (skb->protocol != bpf_htons(ETH_P_IP))
 		return MW_PARSE_OTHER;
@@ -81,16 +102,10 @@ static __always_inline enum mw_parse mw_parse_tcp4(struct __sk_buff *skb, struct
 
 	t->saddr = iph.saddr;
 	t->daddr = iph.daddr;
-	t->sport = tcph.source;
-	t->dport = tcph.dest;
-	t->seq = bpf_ntohl(tcph.seq);
-	t->ack_seq = bpf_ntohl(tcph.ack_seq);
-	t->flags = ((__u8 *)&tcph)[MW_TCP_FLAGS_OFF];
-	doff_len = (__u32)tcph.doff * 4;
 	tot_len = bpf_ntohs(iph.tot_len);
 	if (!tot_len)	/* BIG TCP: a GSO packet over 64 KiB has no IPv4 length */
 		tot_len = skb->len - ETH_HLEN;
-	t->seg_len = tot_len > ihl_len + doff_len ? tot_len - ihl_len - doff_len : 0;
+	mw_tcp_take(t, &tcph, tot_len > ihl_len ? tot_len - ihl_len : 0);
 	return MW_PARSE_TCP;
 }
 
@@ -122,27 +137,30 @@ static __always_inline int mw_tcp4_set_port(struct __sk_buff *skb, const struct 
 #define MW_IPV6_EXT_MAX		8	/* extension headers walked before giving up */
 
 /*
- * Is this Ethernet frame an IPv6 TCP SYN (without ACK: a connection's first
- * packet)? *dport gets its destination port (host order), saddr its source
- * address (four network-order words). Extension headers
- * are walked (hop-by-hop, routing, destination options, authentication, the
- * first fragment's header); a later fragment, a chain too long or truncated,
- * or another protocol is not a SYN.
+ * mw_parse_tcp4 for an IPv6 frame. Extension headers are walked (hop-by-hop,
+ * routing, destination options, authentication, the first fragment's
+ * header; at most MW_IPV6_EXT_MAX); a later fragment, a chain too long or
+ * another protocol is MW_PARSE_OTHER, a truncated one MW_PARSE_BAD.
  */
-static __always_inline int mw_tcp6_is_syn(struct __sk_buff *skb, __u16 *dport, __u32 *saddr)
+static __always_inline enum mw_parse mw_parse_tcp6(struct __sk_buff *skb, struct mw_tcp4 *t)
 {
-	__u32 off = ETH_HLEN + MW_IPV6_HLEN;
-	__u8 next, hdr[4], tcp[14];
+	__u32 off = ETH_HLEN + MW_IPV6_HLEN, ext_len, payload_len;
+	__u8 ip6[8], hdr[4], next;
+	struct tcphdr tcph;
 	int i;
 
 	if (skb->protocol != bpf_htons(ETH_P_IPV6))
-		return 0;
-	if (bpf_skb_load_bytes(skb, ETH_HLEN + 6, &next, 1) ||
-	    bpf_skb_load_bytes(skb, ETH_HLEN + 8, saddr, 16))
-		return 0;
+		return MW_PARSE_OTHER;
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip6, sizeof(ip6)) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + 8, t->saddr6, 16) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + 24, t->daddr6, 16))
+		return MW_PARSE_BAD;
+	if ((ip6[0] >> 4) != 6)
+		return MW_PARSE_BAD;
+	next = ip6[6];
 	for (i = 0; i < MW_IPV6_EXT_MAX && next != MW_NEXTHDR_TCP; i++) {
 		if (bpf_skb_load_bytes(skb, off, hdr, sizeof(hdr)))
-			return 0;
+			return MW_PARSE_BAD;
 		switch (next) {
 		case MW_NEXTHDR_HOP:
 		case MW_NEXTHDR_ROUTING:
@@ -155,18 +173,25 @@ static __always_inline int mw_tcp6_is_syn(struct __sk_buff *skb, __u16 *dport, _
 		case MW_NEXTHDR_FRAGMENT:
 			/* Fragment offset (upper 13 bits of bytes 2-3): 0 only in the first. */
 			if (((__u16)hdr[2] << 8 | hdr[3]) & 0xfff8)
-				return 0;
+				return MW_PARSE_OTHER;
 			off += 8;
 			break;
 		default:
-			return 0;
+			return MW_PARSE_OTHER;
 		}
 		next = hdr[0];
 	}
-	if (next != MW_NEXTHDR_TCP || bpf_skb_load_bytes(skb, off, tcp, sizeof(tcp)))
-		return 0;
-	*dport = (__u16)tcp[2] << 8 | tcp[3];
-	return (tcp[MW_TCP_FLAGS_OFF] & (MW_TCP_SYN | MW_TCP_ACK)) == MW_TCP_SYN;
+	if (next != MW_NEXTHDR_TCP)
+		return MW_PARSE_OTHER;
+	if (bpf_skb_load_bytes(skb, off, &tcph, sizeof(tcph)))
+		return MW_PARSE_BAD;
+	t->l4_off = off;
+	ext_len = off - ETH_HLEN - MW_IPV6_HLEN;
+	payload_len = (__u32)ip6[4] << 8 | ip6[5];
+	if (!payload_len)	/* BIG TCP or a jumbogram: no IPv6 length */
+		payload_len = skb->len - ETH_HLEN - MW_IPV6_HLEN;
+	mw_tcp_take(t, &tcph, payload_len > ext_len ? payload_len - ext_len : 0);
+	return MW_PARSE_TCP;
 }
 
 /* Sequence-number order: a at or after b (RFC 793 modular comparison). */

@@ -211,6 +211,34 @@ struct {
 } mw_flow4_syn SEC(".maps");
 
 /*
+ * mw_flow4, mw_flow4_fin and mw_flow4_syn for inbound IPv6 connections
+ * (interception.ipv6 = "intercept"), with their capacities and values.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow6_key);
+	__type(value, struct mw_flow4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow6_key);
+	__type(value, struct mw_flow4_fin);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow6_fin SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow6_key);
+	__type(value, struct mw_flow4_syn);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_flow6_syn SEC(".maps");
+
+/*
  * Established sockets whose peer is on this node, for sk_msg to hand each
  * message straight to the peer. The kernel removes a socket when it closes.
  */

@@ -144,6 +144,18 @@ struct mw_flow4_key {
 	__u16 pad;
 };
 
+/*
+ * Key of mw_flow6, mw_flow6_fin and mw_flow6_syn: mw_flow4_key for an inbound
+ * IPv6 connection. Their values are mw_flow4's, mw_flow4_fin's and
+ * mw_flow4_syn's: the flow state is the same for both families.
+ */
+struct mw_flow6_key {
+	__u32 remote_ip6[4];	/* network order */
+	__u32 local_ip6[4];	/* network order */
+	__u16 remote_port;	/* network order */
+	__u16 pad;
+};
+
 /* Value of mw_flow4. */
 struct mw_flow4 {
 	__u16 orig_port;	/* network order: the port the peer dialled */

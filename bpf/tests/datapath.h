@@ -51,6 +51,9 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_flow4);
 	MW_TEST_MAP(mw_flow4_fin);
 	MW_TEST_MAP(mw_flow4_syn);
+	MW_TEST_MAP(mw_flow6);
+	MW_TEST_MAP(mw_flow6_fin);
+	MW_TEST_MAP(mw_flow6_syn);
 	MW_TEST_MAP(mw_sock_hash);
 	MW_TEST_MAP(mw_accel_state);
 	MW_TEST_MAP(mw_dns_servers4);

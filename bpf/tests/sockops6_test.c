@@ -15,7 +15,10 @@
 enum {
 	TUPLE		= 1 << 0,	/* mw_orig_tuple6 holds it (ORIG_IP6:ORIG_PORT) */
 	OTHER_POD	= 1 << 1,	/* ...published in POD_B's namespace instead */
+	FLOW		= 1 << 2,	/* mw_flow6 holds it: tc steered it from REMOTE6:rport (dialled ORIG_PORT) */
 };
+
+#define REMOTE6		"fd00:1::7"	/* a peer on another node */
 
 #define FLOW_LABEL	0xf0012345U	/* the accepted socket's flow_label, host order */
 
@@ -93,6 +96,18 @@ static const struct sockops6_case cases[] = {
 	  .op = PASSIVE, .netns = POD_B, .local = POD_B_IP6, .lport = IN_PORT,
 	  .remote = POD_A_IP6, .rport = 40000 },
 
+	/* cross-node inbound: tc steered the flow to the inbound port (mw_flow6) */
+	{ "the sidecar's accepted IPv6 socket of a flow tc steered gets the pod address and the dialled port",
+	  .op = PASSIVE, .netns = POD_A, .local = POD_A_IP6, .lport = IN_PORT, .remote = REMOTE6,
+	  .rport = 40000, .before = FLOW, .after = FLOW, .want_mark6 = MW_ORIG_F_ACCEPTED,
+	  .want_flowinfo = 0x00012345, .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "a flow of another peer port is not this socket's", .op = PASSIVE, .netns = POD_A,
+	  .local = POD_A_IP6, .lport = IN_PORT, .remote = REMOTE6, .rport = 40001, .before = FLOW,
+	  .after = FLOW },
+	{ "a flow is no business of the outbound port", .op = PASSIVE, .netns = POD_A,
+	  .local = POD_A_IP6, .lport = OUT_PORT, .remote = REMOTE6, .rport = 40000, .before = FLOW,
+	  .after = FLOW },
+
 	/* close */
 	{ "an app's IPv6 socket closing forgets what no sidecar took", .op = STATE,
 	  .state = BPF_TCP_CLOSE, .netns = POD_A, .local = "::1", .lport = 40000,
@@ -155,6 +170,17 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 		bpf_map_update_elem(&mw_orig_tuple6, &other, &orig, BPF_ANY);
 	if (c->mark6)
 		mw_test_mark6(&sk, c->mark6);
+	if (c->before & FLOW) {
+		/* Keyed by the socket's own addresses, the peer port 40000. */
+		struct mw_flow6_key fk = { .remote_port = bpf_htons(40000) };
+		struct mw_flow4 flow = { .orig_port = bpf_htons(ORIG_PORT) };
+
+		mw_test_ip6(REMOTE6, fk.remote_ip6);
+		mw_test_ip6(c->local, fk.local_ip6);
+		bpf_map_update_elem(&mw_flow6, &fk, &flow, BPF_ANY);
+		/* The sidecar learns the pod's own address, with the dialled port. */
+		mw_test_ip6(c->local, want_ip);
+	}
 
 	ret = mw_sockops(&ctx);
 
@@ -182,6 +208,8 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 	}
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_orig_tuple6),
 		     !!(c->after & TUPLE) + !!(c->after & OTHER_POD), "mw_orig_tuple6 entries");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_flow6), !!(c->after & FLOW),
+		     "mw_flow6 entries (sockops only reads them)");
 	o = bpf_map_lookup_elem(&mw_orig_tuple6, &own);
 	if (o && (c->after & TUPLE)) {
 		for (int i = 0; i < 4; i++)

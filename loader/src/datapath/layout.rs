@@ -164,6 +164,16 @@ mirror! {
 }
 
 mirror! {
+    /// Key of `mw_flow6`, `mw_flow6_fin` and `mw_flow6_syn`: an inbound IPv6 flow.
+    "mw_flow6_key" => pub struct Flow6Key {
+        pub remote_ip6: [u32; 4],
+        pub local_ip6: [u32; 4],
+        pub remote_port: u16,
+        pub pad: u16,
+    }
+}
+
+mirror! {
     /// Value of `mw_flow4`.
     "mw_flow4" => pub struct Flow4 {
         pub orig_port: u16,
@@ -506,6 +516,7 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Ip6Key>(btf));
     check(check_mirror::<In6Key>(btf));
     check(check_mirror::<Flow4Key>(btf));
+    check(check_mirror::<Flow6Key>(btf));
     check(check_mirror::<Flow4>(btf));
     check(check_mirror::<Flow4Fin>(btf));
     check(check_mirror::<Flow4Syn>(btf));

@@ -54,6 +54,10 @@ maps! {
     MAP_FLOW4_FIN = "mw_flow4_fin",
     /// Used by tc only: handshakes in progress (not yet in mw_flow4).
     MAP_FLOW4_SYN = "mw_flow4_syn",
+    /// mw_flow4, mw_flow4_fin and mw_flow4_syn for inbound IPv6 flows.
+    MAP_FLOW6 = "mw_flow6",
+    MAP_FLOW6_FIN = "mw_flow6_fin",
+    MAP_FLOW6_SYN = "mw_flow6_syn",
     MAP_SOCK_HASH = "mw_sock_hash",
     /// Used by acceleration only (sockops and sk_msg): one entry per socket
     /// in mw_sock_hash.

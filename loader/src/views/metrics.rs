@@ -89,8 +89,8 @@ fn when_full(map: &str) -> &'static str {
         "mw_pods" | "mw_pod_ips" | "mw_pod_ips6" | "mw_pod_uid" => "new pods cannot be meshed (pod add fails); pods already meshed are unaffected",
         "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_cidr6" | "mw_excl_in4" | "mw_excl_in6" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
         "mw_orig_tuple4" | "mw_orig_tuple6" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
-        "mw_flow4" | "mw_flow4_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
-        "mw_flow4_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
+        "mw_flow4" | "mw_flow4_fin" | "mw_flow6" | "mw_flow6_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
+        "mw_flow4_syn" | "mw_flow6_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
         "mw_sock_hash" | "mw_accel_state" => "new connections are not accelerated",
         _ => "new entries are refused",
     }

@@ -39,6 +39,8 @@ pub enum Given {
     Meshed(Ipv4Addr, u64),
     /// Another meshed pod's IPv6 address.
     Meshed6(std::net::Ipv6Addr, u64),
+    /// An excluded inbound port of one pod IPv6 address.
+    Excluded6(std::net::Ipv6Addr, u16),
     /// An excluded inbound port: node-wide (None) or one pod's.
     Excluded(Option<Ipv4Addr>, u16),
     /// A redirected connection from this peer port to APP, its handshake
@@ -87,6 +89,11 @@ impl Case {
         self
     }
 
+    pub fn givens(mut self, g: Vec<Given>) -> Case {
+        self.given.extend(g);
+        self
+    }
+
     /// The packet that must come out.
     pub fn out(mut self, frame: Vec<u8>) -> Case {
         self.output = frame;
@@ -124,7 +131,7 @@ impl Case {
 }
 
 /// The maps whose sizes every row checks.
-const FLOW_MAPS: [&str; 3] = [pins::MAP_FLOW4, pins::MAP_FLOW4_SYN, pins::MAP_FLOW4_FIN];
+const FLOW_MAPS: [&str; 6] = [pins::MAP_FLOW4, pins::MAP_FLOW4_SYN, pins::MAP_FLOW4_FIN, pins::MAP_FLOW6, pins::MAP_FLOW6_SYN, pins::MAP_FLOW6_FIN];
 
 fn stats(tc: &Tc) -> Vec<u64> {
     STAT_NAMES.iter().map(|n| tc.stat(n)).collect()
@@ -156,6 +163,7 @@ fn run_case(c: &Case) {
             Given::Setting(_) => {}
             Given::Meshed(ip, cookie) => tc.mesh(*ip, *cookie),
             Given::Meshed6(ip, cookie) => tc.mesh6(*ip, *cookie),
+            Given::Excluded6(ip, port) => tc.exclude6(*ip, *port),
             Given::Excluded(pod, port) => tc.exclude(*pod, *port),
             Given::Connection(remote, rport) => {
                 Conn::open(&tc, *remote, *rport);
@@ -355,24 +363,175 @@ pub fn ipv6() -> Vec<Case> {
         Case::ingress("an IPv6 SYN to a node-wide excluded port (kubelet probes) passes", frame6(&[], 9000, SYN)).given(Given::Excluded(None, 9000)),
         Case::egress("egress is not concerned with IPv6", frame6(&[], APP, SYN)),
         Case::ingress("with IPv6 passed, an IPv6 SYN goes through", frame6(&[], APP, SYN)).given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_PASS)),
-        // "intercept" steers outbound IPv6 only so far: inbound stays refused.
-        Case::ingress("with IPv6 intercepted, an IPv6 SYN to the pod is still dropped", frame6(&[], APP, SYN))
+        // "intercept": an address of the pod that is not registered is not steered but refused.
+        Case::ingress("with IPv6 intercepted, an IPv6 SYN to an address of the pod not registered is dropped", frame6(&[], APP, SYN))
             .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
             .dropped()
             .stat(TC6_DROPPED, 1),
         // Same-node inbound: connect6 steered a meshed pod's sidecar to the inbound port.
         Case::ingress("with IPv6 intercepted, a SYN to the inbound port from a meshed pod's IPv6 address passes", frame6(&[], INBOUND, SYN))
             .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
-            .given(Given::Meshed6(FRAME6_SRC, 78)),
-        Case::ingress("with IPv6 intercepted, a SYN to the inbound port from elsewhere is dropped", frame6(&[], INBOUND, SYN))
-            .given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT))
-            .dropped()
-            .stat(TC6_DROPPED, 1),
+            .given(Given::Meshed6(FRAME6_SRC, 78))
+            .given(Given::Meshed6(FRAME6_DST, 77))
+            .stat(EXCLUDED, 1),
         Case::ingress("with IPv6 refused, a SYN to the inbound port from a meshed pod's IPv6 address is dropped", frame6(&[], INBOUND, SYN))
             .given(Given::Meshed6(FRAME6_SRC, 78))
             .dropped()
             .stat(TC6_DROPPED, 1),
     ]
+}
+
+/// A row of the IPv6 tables: interception.ipv6 = "intercept", POD6 meshed.
+fn v6(c: Case) -> Case {
+    c.given(Given::Setting(|s| s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT)).given(Given::Meshed6(POD6, 77))
+}
+
+/// The packets of a redirected IPv6 connection from `rport`, through the programs
+/// as they went: the SYN, the sidecar's SYN-ACK (seq 5000), the peer's ACK.
+fn established6(rport: u16) -> Vec<Given> {
+    vec![
+        Given::Sent(Prog::Ingress, Seg6::inbound(rport, SYN).frame()),
+        Given::Sent(Prog::Egress, Seg6::outbound(rport, SYN | ACK).seq(5000, 1001).frame()),
+        Given::Sent(Prog::Ingress, Seg6::inbound(rport, ACK).seq(1001, 5001).frame()),
+    ]
+}
+
+const FLOW6: &str = pins::MAP_FLOW6;
+const FLOW6_SYN: &str = pins::MAP_FLOW6_SYN;
+const FLOW6_FIN: &str = pins::MAP_FLOW6_FIN;
+const HOP_ROUTING_DEST: [(u8, usize, u16); 3] = [(NEXTHDR_HOP, 8, 0), (NEXTHDR_ROUTING, 24, 0), (NEXTHDR_DEST, 16, 0)];
+
+/// Inbound IPv6 from another node (interception.ipv6 = "intercept"): the
+/// IPv4 rows' decisions, with extension headers, checksums (every output
+/// frame is built with its checksum computed whole: equal bytes are a right
+/// checksum) and the IPv6 flow maps.
+pub fn inbound6() -> Vec<Case> {
+    let syn = Seg6::inbound(41000, SYN);
+    let mut udp = syn.frame();
+    udp[ETH_HLEN + 6] = IPPROTO_UDP;
+    let syn_ext = Seg6::inbound(41001, SYN).ext(&HOP_ROUTING_DEST);
+    let straight = Seg6::inbound(41002, SYN).to_port(INBOUND).payload(b"x");
+    let straight_ext = Seg6::inbound(41003, SYN).to_port(OUTBOUND).ext(&HOP_ROUTING_DEST);
+    let flood: Vec<Given> = (0..64).map(|i| Given::Sent(Prog::Ingress, Seg6::inbound(50000 + i, SYN).frame())).collect();
+    vec![
+        v6(Case::ingress("a SYN to the pod's app port goes to the inbound port", syn.frame()))
+            .out(syn.clone().to_port(INBOUND).frame())
+            .stat(REDIRECTED, 1)
+            .entries(FLOW6_SYN, 1),
+        v6(Case::ingress("a SYN behind hop-by-hop, routing and destination options goes to the inbound port", syn_ext.frame()))
+            .out(syn_ext.clone().to_port(INBOUND).frame())
+            .stat(REDIRECTED, 1)
+            .entries(FLOW6_SYN, 1),
+        v6(Case::ingress("the first fragment (offset 0) of a SYN goes to the inbound port", Seg6::inbound(41004, SYN).ext(&[(NEXTHDR_FRAGMENT, 8, 0)]).frame()))
+            .out(Seg6::inbound(41004, SYN).ext(&[(NEXTHDR_FRAGMENT, 8, 0)]).to_port(INBOUND).frame())
+            .stat(REDIRECTED, 1)
+            .entries(FLOW6_SYN, 1),
+        v6(Case::ingress("a later fragment is untouched", Seg6::inbound(41005, SYN).ext(&[(NEXTHDR_FRAGMENT, 8, 100)]).frame())),
+        v6(Case::ingress("UDP is untouched", udp)),
+        v6(Case::ingress("a SYN to a node-wide excluded port passes", Seg6::inbound(41006, SYN).to_port(9000).frame()))
+            .given(Given::Excluded(None, 9000))
+            .stat(EXCLUDED, 1),
+        v6(Case::ingress("a SYN to the pod's own excluded port (by its IPv6 address) passes", Seg6::inbound(41007, SYN).to_port(9090).frame()))
+            .given(Given::Excluded6(POD6, 9090))
+            .stat(EXCLUDED, 1),
+        v6(Case::ingress("another pod's excluded port is not this pod's", Seg6::inbound(41008, SYN).to_port(9090).frame()))
+            .given(Given::Excluded6(OTHER_POD6, 9090))
+            .out(Seg6::inbound(41008, SYN).to_port(INBOUND).frame())
+            .stat(REDIRECTED, 1)
+            .entries(FLOW6_SYN, 1),
+        v6(Case::ingress("a SYN straight to the inbound port from another node: reset", straight.frame()))
+            .reset(reset6_of(&straight))
+            .stat("MW_STAT_LOOP_REFUSED", 1),
+        v6(Case::ingress("a SYN straight to the outbound port behind extension headers: reset without them", straight_ext.frame()))
+            .reset(reset6_of(&straight_ext))
+            .stat("MW_STAT_LOOP_REFUSED", 1),
+        v6(Case::ingress("a SYN to the inbound port from a meshed pod of this node passes (connect6 steered it)", Seg6::inbound(41009, SYN).to_port(INBOUND).frame()))
+            .given(Given::Meshed6(REMOTE6, 78))
+            .stat(EXCLUDED, 1),
+        v6(Case::ingress("a SYN to an IPv6 address of the pod not registered is dropped", Seg6::tcp(REMOTE6, 41010, OTHER_POD6, APP, SYN).frame()))
+            .dropped()
+            .stat(TC6_DROPPED, 1),
+        v6(Case::egress("the sidecar's SYN-ACK leaves from the dialled port", Seg6::outbound(41000, SYN | ACK).seq(5000, 1001).frame()))
+            .given(Given::Sent(Prog::Ingress, syn.frame()))
+            .out(Seg6::outbound(41000, SYN | ACK).seq(5000, 1001).from_port(APP).frame()),
+        v6(Case::egress("a SYN-ACK of no handshake is untouched", Seg6::outbound(41011, SYN | ACK).seq(5000, 1001).frame())),
+        v6(Case::ingress("the peer's ACK of the SYN-ACK moves the handshake into mw_flow6", Seg6::inbound(41012, ACK).seq(1001, 5001).frame()))
+            .given(Given::Sent(Prog::Ingress, Seg6::inbound(41012, SYN).frame()))
+            .given(Given::Sent(Prog::Egress, Seg6::outbound(41012, SYN | ACK).seq(5000, 1001).frame()))
+            .out(Seg6::inbound(41012, ACK).seq(1001, 5001).to_port(INBOUND).frame())
+            .entries(FLOW6, 1)
+            .entries(FLOW6_SYN, -1),
+        v6(Case::ingress("an ACK that does not acknowledge the SYN-ACK leaves the handshake as it is", Seg6::inbound(41013, ACK).seq(1001, 4000).frame()))
+            .given(Given::Sent(Prog::Ingress, Seg6::inbound(41013, SYN).frame()))
+            .given(Given::Sent(Prog::Egress, Seg6::outbound(41013, SYN | ACK).seq(5000, 1001).frame()))
+            .out(Seg6::inbound(41013, ACK).seq(1001, 4000).to_port(INBOUND).frame()),
+        v6(Case::ingress("data of an established flow goes to the inbound port", Seg6::inbound(41014, ACK | PSH).seq(1001, 5001).payload(b"GET / odd").frame()))
+            .givens(established6(41014))
+            .out(Seg6::inbound(41014, ACK | PSH).seq(1001, 5001).payload(b"GET / odd").to_port(INBOUND).frame()),
+        v6(Case::egress("the sidecar's data leaves from the dialled port", Seg6::outbound(41015, ACK | PSH).seq(5001, 1001).payload(b"200 OK").frame()))
+            .givens(established6(41015))
+            .out(Seg6::outbound(41015, ACK | PSH).seq(5001, 1001).payload(b"200 OK").from_port(APP).frame()),
+        v6(Case::ingress("a RST from the peer ends the flow (rewritten, then forgotten)", Seg6::inbound(41016, RST).seq(1001, 0).frame()))
+            .givens(established6(41016))
+            .out(Seg6::inbound(41016, RST).seq(1001, 0).to_port(INBOUND).frame())
+            .stat("MW_STAT_TC_FLOW_CLOSED", 1)
+            .entries(FLOW6, -1),
+        v6(Case::egress("a RST from the sidecar ends the flow", Seg6::outbound(41017, RST | ACK).seq(5001, 1001).frame()))
+            .givens(established6(41017))
+            .out(Seg6::outbound(41017, RST | ACK).seq(5001, 1001).from_port(APP).frame())
+            .stat("MW_STAT_TC_FLOW_CLOSED", 1)
+            .entries(FLOW6, -1),
+        v6(Case::ingress("the ACK of both FINs ends the flow", Seg6::inbound(41018, ACK).seq(1002, 5002).frame()))
+            .givens(established6(41018))
+            .given(Given::Sent(Prog::Ingress, Seg6::inbound(41018, FIN | ACK).seq(1001, 5001).frame()))
+            .given(Given::Sent(Prog::Egress, Seg6::outbound(41018, FIN | ACK).seq(5001, 1002).frame()))
+            .out(Seg6::inbound(41018, ACK).seq(1002, 5002).to_port(INBOUND).frame())
+            .stat("MW_STAT_TC_FLOW_CLOSED", 1)
+            .entries(FLOW6, -1)
+            .entries(FLOW6_FIN, -1),
+        v6(Case::ingress("one FIN only: the flow stays", Seg6::inbound(41019, ACK).seq(1002, 5001).frame()))
+            .givens(established6(41019))
+            .given(Given::Sent(Prog::Ingress, Seg6::inbound(41019, FIN | ACK).seq(1001, 5001).frame()))
+            .out(Seg6::inbound(41019, ACK).seq(1002, 5001).to_port(INBOUND).frame()),
+        v6(Case::ingress("a spoofed SYN from an established flow's peer port does not take its entry over", Seg6::inbound(41020, SYN).seq(777, 0).frame()))
+            .givens(established6(41020))
+            .out(Seg6::inbound(41020, SYN).seq(777, 0).to_port(INBOUND).frame())
+            .stat(REDIRECTED, 1)
+            .entries(FLOW6_SYN, 1),
+        v6(Case::ingress("after a SYN flood an established flow is still rewritten", Seg6::inbound(41021, ACK | PSH).seq(1001, 5001).payload(b"ok").frame()))
+            .givens(established6(41021))
+            .givens(flood)
+            .out(Seg6::inbound(41021, ACK | PSH).seq(1001, 5001).payload(b"ok").to_port(INBOUND).frame()),
+        v6(Case::egress("IPv4 egress is unchanged beside IPv6 flows", Seg::tcp(POD, INBOUND, REMOTE, 41022, SYN | ACK).frame()))
+            .givens(established6(41022)),
+    ]
+}
+
+#[test]
+fn inbound_ipv6_packets() {
+    run_table(inbound6());
+}
+
+/// The rewritten and reset IPv6 frames carry the checksum recomputed from their bytes.
+#[test]
+fn ipv6_rewrites_and_resets_carry_right_checksums() {
+    let settings = {
+        let mut s = test_settings(false);
+        s.ipv6 = crate::datapath::layout::IPV6_INTERCEPT;
+        s
+    };
+    let tc = Tc::with_settings(&settings);
+    tc.mesh6(POD6, 77);
+    let syn = Seg6::inbound(42000, SYN).ext(&HOP_ROUTING_DEST).payload(b"odd");
+    let (verdict, out) = tc.test_run(objects::TC_INGRESS.program, &syn.frame());
+    assert_eq!(verdict, TC_ACT_UNSPEC);
+    assert_tcp6_checksum(&out);
+    assert_eq!(&out[out.len() - 3 - 20 + 2..out.len() - 3 - 20 + 4], &INBOUND.to_be_bytes(), "destination port");
+    let straight = Seg6::inbound(42001, SYN).to_port(INBOUND).ext(&HOP_ROUTING_DEST).payload(b"data");
+    let (verdict, out) = tc.test_run(objects::TC_INGRESS.program, &straight.frame());
+    assert_eq!(verdict, TC_ACT_REDIRECT);
+    assert_tcp6_checksum(&out);
+    assert_eq!(out.len(), ETH_HLEN + 40 + 20, "reset: fixed header and TCP header only");
 }
 
 #[test]

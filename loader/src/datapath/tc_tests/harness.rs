@@ -65,6 +65,11 @@ impl Tc {
         self.map(pins::MAP_POD_IPS6).update(&crate::datapath::layout::Ip6Key::of(&ip), &cookie).unwrap();
     }
 
+    /// An excluded inbound port of one pod IPv6 address (mw_excl_in6).
+    pub fn exclude6(&self, pod: std::net::Ipv6Addr, port: u16) {
+        self.map(pins::MAP_EXCL_IN6).update(&crate::datapath::layout::In6Key::of(&pod, port), &1u8).unwrap();
+    }
+
     /// None: node-wide.
     pub fn exclude(&self, pod: Option<Ipv4Addr>, port: u16) {
         let key = In4Key { pod_ip4: pod.map_or(0, |ip| u32::from(ip).to_be()), port, pad: 0 };

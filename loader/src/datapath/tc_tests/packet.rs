@@ -3,7 +3,7 @@
 //! frames as the programs see them; and the addresses and ports of the test's
 //! world (a remote peer, the meshed pod, its sidecar's ports).
 
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 
 pub const TC_ACT_UNSPEC: i32 = -1;
 pub const TC_ACT_SHOT: i32 = 2;
@@ -218,45 +218,162 @@ pub fn assert_only_port_changed(inp: &[u8], out: &[u8], port_off: usize) {
 // ---- IPv6 (interception.ipv6) ---------------------------------------------
 
 pub const NEXTHDR_HOP: u8 = 0;
+pub const NEXTHDR_ROUTING: u8 = 43;
 pub const NEXTHDR_TCP: u8 = 6;
 pub const NEXTHDR_FRAGMENT: u8 = 44;
 pub const NEXTHDR_DEST: u8 = 60;
 
-/// An Ethernet + IPv6 frame to the pod: the extension headers `ext` (type,
-/// length in bytes, for a fragment header its offset in 8-byte units), then a
-/// TCP header to `dport` with `flags`.
 /// frame6's source address.
-pub const FRAME6_SRC: std::net::Ipv6Addr = std::net::Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
+pub const FRAME6_SRC: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 1);
+/// frame6's destination.
+pub const FRAME6_DST: Ipv6Addr = Ipv6Addr::new(0xfd00, 0x99, 0, 0, 0, 0, 0, 2);
 
+/// An Ethernet + IPv6 frame: the extension headers `ext` (type, length in
+/// bytes, for a fragment header its offset in 8-byte units), then a TCP
+/// header from port 40000 to `dport` with `flags`.
 pub fn frame6(ext: &[(u8, usize, u16)], dport: u16, flags: u8) -> Vec<u8> {
-    let mut f = vec![0x02, 0, 0, 0, 0, 1, 0x02, 0, 0, 0, 0, 2, 0x86, 0xdd];
-    let mut chain = Vec::new();
-    for (i, &(kind, len, frag_off)) in ext.iter().enumerate() {
-        let next = ext.get(i + 1).map_or(NEXTHDR_TCP, |e| e.0);
-        let mut h = vec![0u8; len];
-        h[0] = next;
-        match kind {
-            NEXTHDR_FRAGMENT => h[2..4].copy_from_slice(&(frag_off << 3).to_be_bytes()),
-            _ => h[1] = (len / 8 - 1) as u8,
-        }
-        chain.extend(h);
+    Seg6::tcp(FRAME6_SRC, 40000, FRAME6_DST, dport, flags).seq(0, 0).ext(ext).frame()
+}
+
+pub const REMOTE6: Ipv6Addr = Ipv6Addr::new(0xfd00, 1, 0, 0, 0, 0, 0, 7);
+pub const POD6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 9);
+pub const OTHER_POD6: Ipv6Addr = Ipv6Addr::new(0xfd00, 2, 0, 0, 0, 0, 0, 10);
+
+/// The TCP checksum of `seg` (its checksum field zeroed) with the IPv6 pseudo
+/// header (RFC 8200 8.1).
+pub fn l4_checksum6(src: Ipv6Addr, dst: Ipv6Addr, seg: &[u8]) -> u16 {
+    let mut pseudo = Vec::with_capacity(40);
+    pseudo.extend_from_slice(&src.octets());
+    pseudo.extend_from_slice(&dst.octets());
+    pseudo.extend_from_slice(&(seg.len() as u32).to_be_bytes());
+    pseudo.extend_from_slice(&[0, 0, 0, IPPROTO_TCP]);
+    !fold(sum16(seg, sum16(&pseudo, 0)))
+}
+
+/// An IPv6 TCP segment in an Ethernet frame, built field by field.
+#[derive(Clone, Debug)]
+pub struct Seg6 {
+    pub src: Ipv6Addr,
+    pub dst: Ipv6Addr,
+    pub sport: u16,
+    pub dport: u16,
+    pub flags: u8,
+    pub seq: u32,
+    pub ack: u32,
+    pub window: u16,
+    pub payload: Vec<u8>,
+    /// Extension headers, as for [`frame6`].
+    pub ext: Vec<(u8, usize, u16)>,
+}
+
+impl Seg6 {
+    pub fn tcp(src: Ipv6Addr, sport: u16, dst: Ipv6Addr, dport: u16, flags: u8) -> Seg6 {
+        Seg6 { src, dst, sport, dport, flags, seq: 1000, ack: 0, window: 0xffff, payload: Vec::new(), ext: Vec::new() }
     }
-    let mut tcp = vec![0u8; 20];
-    tcp[0..2].copy_from_slice(&40000u16.to_be_bytes());
-    tcp[2..4].copy_from_slice(&dport.to_be_bytes());
-    tcp[12] = 5 << 4;
-    tcp[13] = flags;
-    tcp[14..16].copy_from_slice(&65535u16.to_be_bytes());
-    let payload = (chain.len() + tcp.len()) as u16;
-    f.extend([0x60, 0, 0, 0]);
-    f.extend(payload.to_be_bytes());
-    f.push(ext.first().map_or(NEXTHDR_TCP, |e| e.0));
-    f.push(64);
-    f.extend(FRAME6_SRC.octets());
-    f.extend([0xfd, 0, 0, 0x99, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 2]);
-    f.extend(chain);
-    f.extend(tcp);
+
+    /// From the remote peer to the pod's app port.
+    pub fn inbound(sport: u16, flags: u8) -> Seg6 {
+        Seg6::tcp(REMOTE6, sport, POD6, APP, flags)
+    }
+
+    /// From the pod's sidecar inbound port back to the remote peer.
+    pub fn outbound(dport: u16, flags: u8) -> Seg6 {
+        Seg6::tcp(POD6, INBOUND, REMOTE6, dport, flags)
+    }
+
+    pub fn seq(mut self, seq: u32, ack: u32) -> Seg6 {
+        self.seq = seq;
+        self.ack = ack;
+        self
+    }
+
+    pub fn payload(mut self, p: &[u8]) -> Seg6 {
+        self.payload = p.to_vec();
+        self
+    }
+
+    pub fn ext(mut self, ext: &[(u8, usize, u16)]) -> Seg6 {
+        self.ext = ext.to_vec();
+        self
+    }
+
+    pub fn to_port(mut self, dport: u16) -> Seg6 {
+        self.dport = dport;
+        self
+    }
+
+    pub fn from_port(mut self, sport: u16) -> Seg6 {
+        self.sport = sport;
+        self
+    }
+
+    pub fn frame(&self) -> Vec<u8> {
+        let mut chain = Vec::new();
+        for (i, &(kind, len, frag_off)) in self.ext.iter().enumerate() {
+            let next = self.ext.get(i + 1).map_or(NEXTHDR_TCP, |e| e.0);
+            let mut h = vec![0u8; len];
+            h[0] = next;
+            match kind {
+                NEXTHDR_FRAGMENT => h[2..4].copy_from_slice(&(frag_off << 3).to_be_bytes()),
+                _ => h[1] = (len / 8 - 1) as u8,
+            }
+            chain.extend(h);
+        }
+        let mut tcp = Vec::new();
+        tcp.extend_from_slice(&self.sport.to_be_bytes());
+        tcp.extend_from_slice(&self.dport.to_be_bytes());
+        tcp.extend_from_slice(&self.seq.to_be_bytes());
+        tcp.extend_from_slice(&self.ack.to_be_bytes());
+        tcp.extend_from_slice(&[5 << 4, self.flags]);
+        tcp.extend_from_slice(&self.window.to_be_bytes());
+        tcp.extend_from_slice(&[0, 0, 0, 0]); // checksum, urgent pointer
+        tcp.extend_from_slice(&self.payload);
+        let c = l4_checksum6(self.src, self.dst, &tcp);
+        tcp[16..18].copy_from_slice(&c.to_be_bytes());
+        let mut f = vec![0x02, 0, 0, 0, 0, 0x02, 0x02, 0, 0, 0, 0, 0x01, 0x86, 0xdd];
+        f.extend([0x60, 0, 0, 0]);
+        f.extend(((chain.len() + tcp.len()) as u16).to_be_bytes());
+        f.push(self.ext.first().map_or(NEXTHDR_TCP, |e| e.0));
+        f.push(64);
+        f.extend(self.src.octets());
+        f.extend(self.dst.octets());
+        f.extend(chain);
+        f.extend(tcp);
+        f
+    }
+}
+
+/// [`reset_of`] for an IPv6 SYN: the extension headers gone, the TCP header
+/// right after the fixed header.
+pub fn reset6_of(syn: &Seg6) -> Vec<u8> {
+    let ack = syn.seq.wrapping_add(1 + syn.payload.len() as u32);
+    let rst = Seg6 { src: syn.dst, dst: syn.src, sport: syn.dport, dport: syn.sport, flags: RST | ACK, seq: 0, ack, window: 0, payload: Vec::new(), ext: Vec::new() };
+    let mut f = rst.frame();
+    let (dst_mac, src_mac) = (f[0..6].to_vec(), f[6..12].to_vec());
+    f[0..6].copy_from_slice(&src_mac);
+    f[6..12].copy_from_slice(&dst_mac);
     f
+}
+
+/// The TCP checksum an IPv6 frame carries against one computed from its
+/// bytes (the extension headers walked).
+pub fn assert_tcp6_checksum(frame: &[u8]) {
+    let ip = &frame[ETH_HLEN..];
+    let src = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[8..24]).unwrap());
+    let dst = Ipv6Addr::from(<[u8; 16]>::try_from(&ip[24..40]).unwrap());
+    let (mut next, mut off) = (ip[6], 40);
+    while next != NEXTHDR_TCP {
+        let len = if next == NEXTHDR_FRAGMENT { 8 } else { (ip[off + 1] as usize + 1) * 8 };
+        next = ip[off];
+        off += len;
+    }
+    let end = 40 + u16::from_be_bytes([ip[4], ip[5]]) as usize;
+    let mut seg = ip[off..end].to_vec();
+    let carried = u16::from_be_bytes([seg[16], seg[17]]);
+    seg[16] = 0;
+    seg[17] = 0;
+    let want = l4_checksum6(src, dst, &seg);
+    assert_eq!(carried, want, "TCP checksum {carried:#06x}, recomputed {want:#06x}");
 }
 
 #[test]
