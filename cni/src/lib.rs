@@ -230,10 +230,10 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         return Ok(prev.raw.clone());
     }
     let over = pod_settings(conf, cx)?;
-    let ips = prev::pod_ipv4s(&prev.value, &att.ifname, netns)?;
+    let ips = prev::pod_ips(&prev.value, &att.ifname, netns)?;
     cx.notes.push(format!("{pod} is meshed ({}): {why}", att.ifname));
-    if ips.is_empty() {
-        cx.notes.push(format!("{pod}: prevResult has no IPv4 address for {} in {}; meshing its outbound traffic only", att.ifname, netns.display()));
+    if ips.v4.is_empty() && ips.v6.is_empty() {
+        cx.notes.push(format!("{pod}: prevResult has no IP address for {} in {}; meshing its outbound traffic only", att.ifname, netns.display()));
     }
     let ex = over.apply(&conf.plugin.exclusions);
     let (include_out_cidrs, include_out_ports, include_in_ports) = over.includes();
@@ -241,8 +241,8 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         container_id: att.container_id.clone(),
         netns: netns.to_path_buf(),
         ifname: att.ifname.clone(),
-        ips,
-        ips6: Vec::new(),
+        ips: ips.v4,
+        ips6: ips.v6,
         namespace: att.args.pod_namespace().map(str::to_string),
         name: att.args.pod_name().map(str::to_string),
         exclude_outbound_ports: ex.outbound_ports,
@@ -314,25 +314,29 @@ fn check(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> 
     if !decide(conf, att)?.0 {
         return Ok(String::new());
     }
-    let ips = prev::pod_ipv4s(&prev.value, &att.ifname, netns)?;
+    let ips = prev::pod_ips(&prev.value, &att.ifname, netns)?;
     let failed = |msg: String| CniError::new(code::CHECK_FAILED, format!("CHECK {pod}: {msg}"));
     let id = &att.container_id;
     match call_attachment(conf, att, loader, |ifname| Op::CheckPod { container_id: id.clone(), ifname }) {
         Ok(Ok(r)) => {
             if let Some(rec) = r.pod {
                 let mut want = ips.clone();
-                let mut have = rec.spec.ips.clone();
-                want.sort();
-                have.sort();
+                let mut have = prev::PodIps { v4: rec.spec.ips.clone(), v6: rec.spec.ips6.clone() };
+                for p in [&mut want, &mut have] {
+                    p.v4.sort();
+                    p.v6.sort();
+                }
                 if rec.spec.ifname != att.ifname || rec.spec.netns != netns || want != have {
                     return Err(failed(format!(
-                        "the loader meshes it as {} in {} with {:?}, but prevResult says {} in {} with {:?}",
+                        "the loader meshes it as {} in {} with {:?} {:?}, but prevResult says {} in {} with {:?} {:?}",
                         rec.spec.ifname,
                         rec.spec.netns.display(),
                         rec.spec.ips,
+                        rec.spec.ips6,
                         att.ifname,
                         netns.display(),
-                        ips
+                        ips.v4,
+                        ips.v6
                     )));
                 }
             }

@@ -4,9 +4,10 @@
 //! interface CNI_IFNAME whose `sandbox` is CNI_NETNS. When no address of the
 //! result names an interface at all (an IPAM-style result), every address is
 //! the pod's. Both the 0.3/0.4 form (`"version": "4"`) and the 1.x form are read;
-//! IPv6 addresses are skipped (meshwire intercepts IPv4).
+//! IPv4 and IPv6 addresses are the pod's alike (a dual-stack pod is meshed in
+//! both families).
 
-use std::net::{IpAddr, Ipv4Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use std::path::Path;
 
 use serde_json::Value;
@@ -29,8 +30,15 @@ fn same_sandbox(sandbox: &str, netns: &Path) -> bool {
     }
 }
 
-/// The pod's IPv4 addresses in `prev` for interface `ifname` in `netns`, in order, once each.
-pub fn pod_ipv4s(prev: &Value, ifname: &str, netns: &Path) -> Result<Vec<Ipv4Addr>, CniError> {
+/// A pod's addresses, by family, in the result's order, once each.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct PodIps {
+    pub v4: Vec<Ipv4Addr>,
+    pub v6: Vec<Ipv6Addr>,
+}
+
+/// The pod's addresses in `prev` for interface `ifname` in `netns`.
+pub fn pod_ips(prev: &Value, ifname: &str, netns: &Path) -> Result<PodIps, CniError> {
     let interfaces = match prev.get("interfaces") {
         None | Some(Value::Null) => Vec::new(),
         Some(Value::Array(a)) => a.clone(),
@@ -46,12 +54,12 @@ pub fn pod_ipv4s(prev: &Value, ifname: &str, netns: &Path) -> Result<Vec<Ipv4Add
         })
         .collect::<Result<_, CniError>>()?;
     let ips = match prev.get("ips") {
-        None | Some(Value::Null) => return Ok(Vec::new()),
+        None | Some(Value::Null) => return Ok(PodIps::default()),
         Some(Value::Array(a)) => a,
         Some(_) => return Err(invalid("prevResult.ips must be a list")),
     };
     let any_indexed = ips.iter().any(|ip| ip.get("interface").is_some_and(|v| !v.is_null()));
-    let mut out = Vec::new();
+    let mut out = PodIps::default();
     for (i, ip) in ips.iter().enumerate() {
         let addr = ip.get("address").and_then(Value::as_str).ok_or_else(|| invalid(format!("prevResult.ips[{i}] has no \"address\"")))?;
         let host = addr.split_once('/').map_or(addr, |(a, _)| a);
@@ -65,10 +73,10 @@ pub fn pod_ipv4s(prev: &Value, ifname: &str, netns: &Path) -> Result<Vec<Ipv4Add
                 })?
             }
         };
-        if let (true, IpAddr::V4(a)) = (mine, parsed) {
-            if !out.contains(&a) {
-                out.push(a);
-            }
+        match (mine, parsed) {
+            (true, IpAddr::V4(a)) if !out.v4.contains(&a) => out.v4.push(a),
+            (true, IpAddr::V6(a)) if !out.v6.contains(&a) => out.v6.push(a),
+            _ => {}
         }
     }
     Ok(out)
@@ -100,10 +108,12 @@ mod tests {
 
     #[test]
     fn addresses_of_the_sandbox_interface() {
-        assert_eq!(pod_ipv4s(&bridge_result(), "eth0", Path::new(NS)).unwrap(), vec![Ipv4Addr::new(10, 22, 0, 5)]);
+        let ips = pod_ips(&bridge_result(), "eth0", Path::new(NS)).unwrap();
+        assert_eq!(ips.v4, vec![Ipv4Addr::new(10, 22, 0, 5)]);
+        assert_eq!(ips.v6, vec!["fd00::5".parse::<Ipv6Addr>().unwrap()], "a dual-stack pod's IPv6 address is its own too");
         // Same name, other sandbox; other name: nothing.
-        assert_eq!(pod_ipv4s(&bridge_result(), "eth0", Path::new("/var/run/netns/other")).unwrap(), Vec::<Ipv4Addr>::new());
-        assert_eq!(pod_ipv4s(&bridge_result(), "net1", Path::new(NS)).unwrap(), Vec::<Ipv4Addr>::new());
+        assert_eq!(pod_ips(&bridge_result(), "eth0", Path::new("/var/run/netns/other")).unwrap(), PodIps::default());
+        assert_eq!(pod_ips(&bridge_result(), "net1", Path::new(NS)).unwrap(), PodIps::default());
     }
 
     #[test]
@@ -117,21 +127,21 @@ mod tests {
                 {"version": "4", "address": "10.1.0.6/24", "interface": 0}
             ]
         });
-        assert_eq!(pod_ipv4s(&r, "eth0", Path::new(NS)).unwrap(), vec![Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 6)]);
+        assert_eq!(pod_ips(&r, "eth0", Path::new(NS)).unwrap().v4, vec![Ipv4Addr::new(10, 1, 0, 5), Ipv4Addr::new(10, 1, 0, 6)]);
     }
 
     #[test]
     fn ipam_style_result_without_interfaces() {
         let r = json!({"cniVersion": "1.0.0", "ips": [{"address": "10.1.0.9/24"}]});
-        assert_eq!(pod_ipv4s(&r, "eth0", Path::new(NS)).unwrap(), vec![Ipv4Addr::new(10, 1, 0, 9)]);
-        assert_eq!(pod_ipv4s(&json!({"cniVersion": "1.0.0"}), "eth0", Path::new(NS)).unwrap(), Vec::<Ipv4Addr>::new());
+        assert_eq!(pod_ips(&r, "eth0", Path::new(NS)).unwrap().v4, vec![Ipv4Addr::new(10, 1, 0, 9)]);
+        assert_eq!(pod_ips(&json!({"cniVersion": "1.0.0"}), "eth0", Path::new(NS)).unwrap(), PodIps::default());
     }
 
     #[test]
     fn sandbox_paths_to_one_namespace_match() {
         // /proc/self/ns/net and /proc/thread-self/ns/net are links to one namespace.
         let r = json!({"interfaces": [{"name": "eth0", "sandbox": "/proc/self/ns/net"}], "ips": [{"address": "10.0.0.2/8", "interface": 0}]});
-        assert_eq!(pod_ipv4s(&r, "eth0", Path::new("/proc/thread-self/ns/net")).unwrap(), vec![Ipv4Addr::new(10, 0, 0, 2)]);
+        assert_eq!(pod_ips(&r, "eth0", Path::new("/proc/thread-self/ns/net")).unwrap().v4, vec![Ipv4Addr::new(10, 0, 0, 2)]);
     }
 
     #[test]
@@ -146,7 +156,7 @@ mod tests {
             (json!({"ips": [{"address": "10.0.0.3/24", "interface": "eth0"}]}), "must be an index"),
         ];
         for (r, want) in cases {
-            let e = pod_ipv4s(&r, "eth0", Path::new(NS)).unwrap_err();
+            let e = pod_ips(&r, "eth0", Path::new(NS)).unwrap_err();
             assert_eq!(e.code, code::INVALID_CONFIG);
             assert!(e.msg.contains(want), "{r}: {e}");
         }

@@ -248,13 +248,24 @@ fn add_fails_open_when_configured() {
 }
 
 #[test]
-fn add_without_ipv4_meshes_outbound_only() {
+fn add_of_an_ipv6_only_pod_records_its_ipv6_address() {
     let fake = Fake::ok();
     let p = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": NETNS}], "ips": [{"address": "fd00::5/64", "interface": 0}]});
     let out = run_with(&env("ADD"), &conf(json!({"prevResult": p})).to_string(), &fake);
     assert!(out.success);
     assert_eq!(added_spec(&fake).ips, Vec::<Ipv4Addr>::new());
-    assert!(out.notes.iter().any(|n| n.contains("no IPv4 address for eth0")), "{:?}", out.notes);
+    assert_eq!(added_spec(&fake).ips6, vec!["fd00::5".parse::<std::net::Ipv6Addr>().unwrap()]);
+    assert!(!out.notes.iter().any(|n| n.contains("no IP address")), "{:?}", out.notes);
+}
+
+#[test]
+fn add_without_addresses_meshes_outbound_only() {
+    let fake = Fake::ok();
+    let p = json!({"cniVersion": "1.0.0", "interfaces": [{"name": "eth0", "sandbox": NETNS}], "ips": []});
+    let out = run_with(&env("ADD"), &conf(json!({"prevResult": p})).to_string(), &fake);
+    assert!(out.success);
+    assert_eq!((added_spec(&fake).ips.len(), added_spec(&fake).ips6.len()), (0, 0));
+    assert!(out.notes.iter().any(|n| n.contains("no IP address for eth0")), "{:?}", out.notes);
 }
 
 /// Each bad input: its code, a message naming the problem, and no loader call.
