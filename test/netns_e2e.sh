@@ -720,8 +720,9 @@ case_two_pods_concurrently() {
     [ "$rc2" -eq 0 ] || show "$o2"
     [ "$rc1" -eq 0 ] && [ "$rc2" -eq 0 ] || return 1
     # Every connection pod2's sidecar handled was pod2's own (IPv4's B, and
-    # after case 4g IPv6's B6 as well).
-    others=$(awk -v b="orig=$ADDR_B" -v b6="orig=$ADDR_B6" '$1 == "conn" && $3 != b && $3 != b6' \
+    # after case 4g IPv6's B6 as well, and case 4m's to pod1 over IPv6).
+    others=$(awk -v b="orig=$ADDR_B" -v b6="orig=$ADDR_B6" -v p16="orig=$ADDR_P16" \
+        '$1 == "conn" && $3 != b && $3 != b6 && $3 != p16' \
         "$WORK/sidecar-pod2.log")
     if [ -n "$others" ]; then
         log "pod2's sidecar saw another destination:"
