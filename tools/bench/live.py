@@ -44,6 +44,7 @@ import time
 
 from bench import Bench, Fatal, OUT_PORT, UID, log, machine, machine_busy, fmt
 from scale import pct, with_section
+import svgplot
 
 NET = "10.241"
 DEST_IPS = [f"{NET}.1.{i}" for i in range(1, 9)]
@@ -818,7 +819,31 @@ def conn_lines(s):
         if len(v) > 1 and min(v) > 0:
             L.append(f"- {mode}: CPU per new connection from {fmt(v[0])} to {fmt(v[-1])} us "
                      f"(largest / smallest {max(v) / min(v):.2f}x; the target is flat within 20%).")
-    return L
+    return L + ["", "![CPU per new connection by live connections](benchmark-scale-conns.svg)", ""]
+
+
+COLORS = {"iptables": "#e07b39", "ebpf": "#3b7dd8", "ebpf+accel": "#2ca25f", "tcx": "#d62728", "clsact": "#1f77b4"}
+
+
+def conns_plot(rows):
+    """CPU per new connection against connections open at once, one line per mode."""
+    series = [(mode, COLORS.get(mode, "#555"),
+               [(r["conns"], r["cpu_pod_us"] + r["cpu_srv_us"]) for r in rows if r["mode"] == mode], "")
+              for mode in dict.fromkeys(r["mode"] for r in rows)]
+    return svgplot.lines("CPU per new connection (us, client pod + server) by connections open at once",
+                         "target: flat within 20% from the smallest level; hover a point for its value",
+                         series, "connections open at once (log scale)", "us")
+
+
+def churn_plot(rows):
+    """Each tc attach mode's latencies under churn, side by side."""
+    what = [("netns+veth", "netns_ms"), ("CNI ADD", "add_ms"), ("CNI DEL", "del_ms"), ("netns del", "netns_del_ms")]
+    groups = [f"{name} p{p}" for name, _ in what for p in (50, 99)]
+    series = [(f"{r['tc']} ({r['created'] / r['create_s']:.1f} pods/s)", COLORS.get(r["tc"], "#555"),
+               [pct(r[key], p) for _, key in what for p in (50, 99)]) for r in rows]
+    return svgplot.bars("Pod churn: latencies while pods are created and deleted under traffic (ms)",
+                        "one bar per tc attach mode; the legend gives the creation rate each achieved",
+                        groups, series, "ms", W=1060)
 
 
 def churn_lines(s):
@@ -835,7 +860,8 @@ def churn_lines(s):
                  f"{r['deleted']:,} | {r['created'] / r['create_s']:.1f} | {pp(r['netns_ms'])} | {pp(r['add_ms'])} | "
                  f"{pp(r['del_ms'])} | {pp(r['netns_del_ms'])} | {r['ok']:,} / {r['failed']} | {aft['mw_pods']}, "
                  f"{aft['records']}, {aft['pod_pins']}, {aft['tcx_links']}, {aft['netns']} | {r['verdict'] or 'none failed, nothing left'} |")
-    L += ["", "Left after: the counts equal those before the churn (the two pods that stay) in a clean run.", ""]
+    L += ["", "Left after: the counts equal those before the churn (the two pods that stay) in a clean run.", "",
+          "![Latencies under pod churn](benchmark-scale-churn.svg)", ""]
     return L
 
 
@@ -849,7 +875,9 @@ def write_section(s, kind, lines):
     with open(os.path.splitext(out)[0] + f"-{kind}.json", "w") as f:
         json.dump({"args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, list))},
                    "rows": s.rows if kind == "conns" else s.churn}, f, indent=1)
-    log(f"wrote {out} ({kind} section) and {os.path.splitext(out)[0]}-{kind}.json")
+    with open(os.path.splitext(out)[0] + f"-{kind}.svg", "w") as f:
+        f.write(conns_plot(s.rows) if kind == "conns" else churn_plot(s.churn))
+    log(f"wrote {out} ({kind} section), {os.path.splitext(out)[0]}-{kind}.json and .svg")
 
 
 def report_conns(s):

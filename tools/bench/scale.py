@@ -32,6 +32,7 @@ import subprocess
 import time
 
 from bench import Bench, Fatal, OUT_PORT, log, machine, machine_busy, fmt
+import svgplot
 
 NODE = "n1"
 
@@ -405,10 +406,6 @@ def main_table(rows):
 
 def plot(rows):
     """ADD/DEL p50 and p99 against pods meshed (log scale), with the targets."""
-    W, H, left, top, bottom = 720, 360, 60, 50, 50
-    xs = sorted({r["pods"] for r in rows})
-    import math
-    lx = lambda v: left + (math.log10(v) - math.log10(min(xs))) / max(1e-9, math.log10(max(xs)) - math.log10(min(xs))) * (W - left - 150)
     colors = {("tcx", "ADD"): "#d62728", ("tcx", "DEL"): "#ff9896", ("clsact", "ADD"): "#1f77b4", ("clsact", "DEL"): "#9ecae1"}
     series = []
     for tc in dict.fromkeys(r["tc"] for r in rows):
@@ -416,27 +413,6 @@ def plot(rows):
         for what, key in (("ADD", "adds"), ("DEL", "dels")):
             for p, dash in ((99, "6 3"), (50, "")):
                 series.append((f"{tc} {what} p{p}", colors.get((tc, what), "#555"), [(r["pods"], pct(r[key], p)) for r in rs], dash))
-    ymax = max(12.0, max(v for _, _, pts, _ in series for _, v in pts) * 1.1)
-    y = lambda v: top + (1 - v / ymax) * (H - top - bottom)
-    s = [f'<svg xmlns="http://www.w3.org/2000/svg" width="{W}" height="{H}" font-family="sans-serif" font-size="11">',
-         '<rect width="100%" height="100%" fill="white"/>',
-         '<text x="10" y="20" font-size="14" font-weight="bold">CNI ADD and DEL, exec of meshwire-cni to exit (ms), by pods meshed</text>',
-         '<text x="10" y="36">targets: ADD p99 10 ms, DEL p99 5 ms (grey lines)</text>']
-    step = 2 if ymax <= 20 else 5 if ymax <= 60 else 20
-    for g in range(0, int(ymax) + 1, step):
-        s.append(f'<line x1="{left}" x2="{W - 150}" y1="{y(g):.1f}" y2="{y(g):.1f}" stroke="#eee"/>'
-                 f'<text x="{left - 6}" y="{y(g) + 4:.1f}" text-anchor="end">{g}</text>')
-    for t in (5, 10):
-        s.append(f'<line x1="{left}" x2="{W - 150}" y1="{y(t):.1f}" y2="{y(t):.1f}" stroke="#888" stroke-dasharray="2 2"/>')
-    for v in xs:
-        s.append(f'<text x="{lx(v):.1f}" y="{H - bottom + 16}" text-anchor="middle">{v:,}</text>')
-    s.append(f'<text x="{(W - 150 + left) / 2}" y="{H - 12}" text-anchor="middle">pods meshed (log scale)</text>')
-    for k, (name, color, vals, dash) in enumerate(series):
-        pts = " ".join(f"{lx(x):.1f},{y(v):.1f}" for x, v in vals)
-        s.append(f'<polyline points="{pts}" fill="none" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>')
-        for x, v in vals:
-            s.append(f'<circle cx="{lx(x):.1f}" cy="{y(v):.1f}" r="3" fill="{color}"><title>{name} at {x:,} pods: {v:.2f} ms</title></circle>')
-        s.append(f'<line x1="{W - 140}" x2="{W - 110}" y1="{top + 16 * k}" y2="{top + 16 * k}" stroke="{color}" stroke-width="2" stroke-dasharray="{dash}"/>'
-                 f'<text x="{W - 104}" y="{top + 16 * k + 4}">{name}</text>')
-    s.append("</svg>")
-    return "\n".join(s)
+    return svgplot.lines("CNI ADD and DEL, exec of meshwire-cni to exit (ms), by pods meshed",
+                         "targets: ADD p99 10 ms, DEL p99 5 ms (dotted lines)", series, "pods meshed (log scale)", "ms",
+                         hlines=[(10, "ADD p99 target"), (5, "DEL p99 target")])
