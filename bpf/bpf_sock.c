@@ -89,13 +89,15 @@ static __always_inline int mw_sock4_unbind_device(struct bpf_sock_addr *ctx)
  * sockops accelerates this hop too (it cannot tell the sidecar's sockets from
  * the app's). No storage only means no acceleration.
  */
+static __always_inline int mw_sock_marks_delivery(__u16 dst_port)
+{
+	return mw_cfg.accel && !mw_is_capture_port(dst_port);
+}
+
 static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
 					    const struct mw_dest4 *dst)
 {
-	__u16 dst_port = bpf_ntohs(dst->port);
-
-	if (mw_cfg.accel && dst_port != mw_cfg.outbound_port &&
-	    dst_port != mw_cfg.inbound_port)
+	if (mw_sock_marks_delivery(bpf_ntohs(dst->port)))
 		mw_sock4_note(ctx->sk, dst, MW_ORIG_F_DELIVER);
 	return MW_ALLOW;
 }
@@ -358,8 +360,9 @@ static __always_inline int mw_sock6_note(void *sk, const __u32 *ip6, __u16 port,
 /*
  * mw_sock4_redirect_inbound for a native IPv6 destination (interception.ipv6
  * = "intercept"): the sidecar dialling another meshed pod's IPv6 address
- * goes to that pod's inbound port, the address kept. Its own pod: untouched
- * (acceleration does not mark IPv6 hand-overs).
+ * goes to that pod's inbound port, the address kept. Its own pod (its IPv6
+ * address or ::1): untouched, marked for acceleration as mw_sock4_deliver
+ * marks it (in mw_orig6_sk).
  */
 static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
 						     __u64 netns_cookie, const __u32 *ip6,
@@ -369,8 +372,13 @@ static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
 	enum mw_inbound in = mw_inbound_of(netns_cookie, ip6, 1, port);
 	int noted = 0, verdict;
 
-	if (in == MW_INBOUND_NONE || in == MW_INBOUND_OWN)
+	if (in == MW_INBOUND_NONE)
 		return MW_ALLOW;
+	if (in == MW_INBOUND_OWN) {
+		if (mw_sock_marks_delivery(port))
+			mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_DELIVER);
+		return MW_ALLOW;
+	}
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_CONNECT);
 	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, MW_HOOK_CONNECT6, netns_cookie, 0, port);

@@ -142,88 +142,79 @@ static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
 		mw_sockops_bind_flow(skops, sk);
 }
 
-/* A socket's key in mw_sock_hash and mw_accel_state: itself, seen from itself. */
-static __always_inline void mw_sockops_accel_key(struct bpf_sock_ops *skops,
-						 struct mw_sock_key *key)
-{
-	key->local_ip4 = skops->local_ip4;
-	key->remote_ip4 = skops->remote_ip4;
-	key->local_port = skops->local_port;
-	key->remote_port = bpf_ntohl(skops->remote_port);
-	key->netns_cookie = mw_is_loopback4(key->remote_ip4) ?
-			    bpf_get_netns_cookie(skops) : 0;
-}
-
 /*
  * Is this connecting socket one of the mesh's own hops? An app and its
  * sidecar (loopback, the sidecar's outbound port), two sidecars on this node
  * (two meshed pods' addresses, the inbound port), and a sidecar handing a
- * connection to its own app (marked at connect4). Other connections, an app's
- * own loopback ones included, keep the kernel's plain TCP semantics.
+ * connection to its own app (marked at connect4/connect6). Other
+ * connections, an app's own loopback ones included, keep the kernel's plain
+ * TCP semantics. Both families alike (is6: native IPv6, key->k6).
  */
-static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops)
+static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, const int is6,
+						  const union mw_accel_key *key)
 {
-	__u32 local = skops->local_ip4, remote = skops->remote_ip4;
-	__u32 server_port = bpf_ntohl(skops->remote_port);
+	const __u32 *local = is6 ? key->k6.local_ip6 : &key->k4.local_ip4;
+	const __u32 *remote = is6 ? key->k6.remote_ip6 : &key->k4.remote_ip4;
+	__u32 server_port = is6 ? key->k6.remote_port : key->k4.remote_port;
 	struct bpf_sock *sk = skops->sk;
-	struct mw_orig4 *mark;
+	__u16 mark = 0;
 
-	if (mw_is_loopback4(remote) && server_port == mw_cfg.outbound_port)
+	if ((is6 ? mw_is_loopback6(remote) : mw_is_loopback4(remote[0])) &&
+	    server_port == mw_cfg.outbound_port)
 		return 1;
-	if (server_port == mw_cfg.inbound_port &&
-	    bpf_map_lookup_elem(&mw_pod_ips, &remote) &&
-	    bpf_map_lookup_elem(&mw_pod_ips, &local))
+	if (server_port == mw_cfg.inbound_port && mw_pod_ip_cookie(remote, is6) &&
+	    mw_pod_ip_cookie(local, is6))
 		return 1;
 	if (!sk)
 		return 0;
-	mark = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
-	return mark && (mark->flags & MW_ORIG_F_DELIVER);
+	if (is6) {
+		struct mw_orig6 *m6 = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
+
+		mark = m6 ? m6->flags : 0;
+	} else {
+		struct mw_orig4 *m4 = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
+
+		mark = m4 ? m4->flags : 0;
+	}
+	return !!(mark & MW_ORIG_F_DELIVER);
 }
 
 /*
- * Acceleration: both ends of a mesh hop go into mw_sock_hash, where sk_msg
- * finds each as the peer of the other. The connecting end decides (it is
- * established, and entered, before the accepted one); the accepted end
- * follows only if its peer is in, so that a socket whose peer is not
- * accelerated never picks up tcp_bpf's receive path for nothing. A socket's
- * mw_accel_state entry comes first, so sk_msg never finds it without one; its
- * state changes are asked for, to handle its FIN and close
- * (mw_sockops_accel_state, lib/meshwire_accel.h says why).
+ * Acceleration: both ends of a mesh hop go into mw_sock_hash (mw_sock_hash6
+ * for native IPv6), where sk_msg finds each as the peer of the other. The
+ * connecting end decides (it is established, and entered, before the
+ * accepted one); the accepted end follows only if its peer is in, so that a
+ * socket whose peer is not accelerated never picks up tcp_bpf's receive path
+ * for nothing. A socket's mw_accel_state entry comes first, so sk_msg never
+ * finds it without one; its state changes are asked for, to handle its FIN
+ * and close (mw_sockops_accel_state, lib/meshwire_accel.h says why). A full
+ * map: the connection runs unaccelerated, counted in accel_error.
  */
-static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
+static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, const int is6)
 {
 	struct mw_accel_state fresh = {};
 	const struct mw_pod *pod;
-	struct mw_sock_key key;
+	union mw_accel_key key, peer;
 
-	/* sk_msg (bpf_skmsg.c) handles AF_INET sockets only. */
-	if (!mw_cfg.accel || skops->family != MW_AF_INET)
+	if (!mw_cfg.accel)
 		return;
 	/* Each end's own pod says whether its socket may be accelerated. */
 	pod = mw_pod_lookup(bpf_get_netns_cookie(skops));
 	if (!pod || !(pod->flags & MW_POD_F_ACCEL))
 		return;
-	mw_sockops_accel_key(skops, &key);
+	mw_accel_keys(skops, is6, &key, &peer);
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
-		struct mw_sock_key peer = {
-			.netns_cookie = key.netns_cookie,
-			.local_ip4 = key.remote_ip4,
-			.remote_ip4 = key.local_ip4,
-			.local_port = key.remote_port,
-			.remote_port = key.local_port,
-		};
-
-		if (!bpf_map_lookup_elem(&mw_accel_state, &peer))
+		if (!bpf_map_lookup_elem(mw_accel_state_map(is6), &peer))
 			return;
-	} else if (!mw_sockops_is_mesh_hop(skops)) {
+	} else if (!mw_sockops_is_mesh_hop(skops, is6, &key)) {
 		return;
 	}
-	if (bpf_map_update_elem(&mw_accel_state, &key, &fresh, BPF_ANY)) {
+	if (bpf_map_update_elem(mw_accel_state_map(is6), &key, &fresh, BPF_ANY)) {
 		mw_count(MW_STAT_ACCEL_ERROR);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY)) {
-		bpf_map_delete_elem(&mw_accel_state, &key);
+	if (bpf_sock_hash_update(skops, mw_accel_sock_map(is6), &key, BPF_ANY)) {
+		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
 		mw_count(MW_STAT_ACCEL_ERROR);
 		return;
 	}
@@ -237,23 +228,23 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops)
  * or close(), before the application reads again) it stops receiving
  * redirects and, if none ever reached it, leaves mw_sock_hash, so that its
  * reads are plain TCP ones; on close its state entry goes (the kernel takes
- * the socket out of mw_sock_hash itself).
+ * the socket out of mw_sock_hash itself). Both families alike.
  */
-static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops)
+static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, const int is6)
 {
 	struct mw_accel_state *state;
-	struct mw_sock_key key;
+	union mw_accel_key key, peer;
 	__u32 flags;
 
 	if (!mw_cfg.accel ||
 	    (skops->args[1] != BPF_TCP_FIN_WAIT1 && skops->args[1] != BPF_TCP_CLOSE))
 		return;
-	mw_sockops_accel_key(skops, &key);
+	mw_accel_keys(skops, is6, &key, &peer);
 	if (skops->args[1] == BPF_TCP_CLOSE) {
-		bpf_map_delete_elem(&mw_accel_state, &key);
+		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
 		return;
 	}
-	state = bpf_map_lookup_elem(&mw_accel_state, &key);
+	state = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
 	if (!state)
 		return;
 	bpf_spin_lock(&state->lock);
@@ -261,9 +252,9 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops)
 	state->flags = flags | MW_ACCEL_CLOSING;
 	bpf_spin_unlock(&state->lock);
 	if (!(flags & MW_ACCEL_RX)) {
-		bpf_map_delete_elem(&mw_sock_hash, &key);
-		mw_trace("sockops accel: %pI4:%d left the socket map at its FIN",
-			 &key.local_ip4, key.local_port);
+		bpf_map_delete_elem(mw_accel_sock_map(is6), &key);
+		mw_trace("sockops accel: port %d left the socket map at its FIN",
+			 is6 ? key.k6.local_port : key.k4.local_port);
 	}
 }
 
@@ -275,19 +266,6 @@ static __always_inline void mw_sockops_forget(struct bpf_sock_ops *skops)
 	mw_tuple4_from_client(skops, &key);
 	if (bpf_map_delete_elem(&mw_orig_tuple4, &key) == 0)
 		mw_count(MW_STAT_SOCKOPS_CLOSED);
-}
-
-/*
- * An IPv4 connection: an AF_INET socket, or an AF_INET6 one on v4-mapped
- * addresses (connect6 steers those). Either way local_ip4 and remote_ip4
- * hold its addresses.
- */
-static __always_inline int mw_sockops_is_ip4(struct bpf_sock_ops *skops)
-{
-	return skops->family == MW_AF_INET ||
-	       (skops->family == MW_AF_INET6 &&
-		mw_is_v4mapped(skops->remote_ip6[0], skops->remote_ip6[1],
-			       skops->remote_ip6[2]));
 }
 
 /*
@@ -411,17 +389,26 @@ static __always_inline void mw_sockops6_forget(struct bpf_sock_ops *skops)
 		mw_count(MW_STAT_SOCKOPS_CLOSED);
 }
 
-/* Native IPv6: only the hand-over of outbound connections (no acceleration yet). */
+/*
+ * Native IPv6: the hand-over of steered connections and acceleration of the
+ * mesh's IPv6 hops, both only when meshwire steers IPv6 (without it there
+ * are no such hops). An accelerated socket's FIN and close are handled
+ * whatever the policy, so a restart that changed it leaves no state behind.
+ */
 static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 {
+	if (skops->op == BPF_SOCK_OPS_STATE_CB)
+		mw_sockops_accel_state(skops, 1);
 	if (mw_cfg.ipv6 != MW_IPV6_INTERCEPT)
 		return;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		mw_sockops6_publish(skops);
+		mw_sockops_accelerate(skops, 1);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mw_sockops6_bind_accepted(skops);
+		mw_sockops_accelerate(skops, 1);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
@@ -430,10 +417,15 @@ static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 	}
 }
 
+/*
+ * An IPv4 connection is an AF_INET socket, or an AF_INET6 one on v4-mapped
+ * addresses (connect6 steers those; local_ip4 and remote_ip4 hold its
+ * addresses; acceleration keys it as IPv4): mw_conn_is_ip4.
+ */
 SEC("sockops")
 int mw_sockops(struct bpf_sock_ops *skops)
 {
-	if (!mw_sockops_is_ip4(skops)) {
+	if (!mw_conn_is_ip4(skops)) {
 		if (skops->family == MW_AF_INET6)
 			mw_sockops6(skops);
 		return 1;
@@ -442,16 +434,16 @@ int mw_sockops(struct bpf_sock_ops *skops)
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		mw_sockops_publish(skops);
-		mw_sockops_accelerate(skops);
+		mw_sockops_accelerate(skops, 0);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mw_sockops_bind_accepted(skops);
-		mw_sockops_accelerate(skops);
+		mw_sockops_accelerate(skops, 0);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			mw_sockops_forget(skops);
-		mw_sockops_accel_state(skops);
+		mw_sockops_accel_state(skops, 0);
 		break;
 	}
 	return 1;

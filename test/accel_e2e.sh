@@ -68,7 +68,7 @@ EOF
 # Cases
 
 case_loader_says_on() {
-    if grep -q 'mw_skmsg_redirect: attached to mw_sock_hash (acceleration on)' "$WORK/loader.log"; then
+    if grep -q 'mw_skmsg_redirect: attached to mw_sock_hash and mw_sock_hash6 (acceleration on)' "$WORK/loader.log"; then
         log "$(grep -m 1 'acceleration on' "$WORK/loader.log" | sed 's/^[^]]*] //')"
         return 0
     fi

@@ -59,8 +59,70 @@
 #include <bpf/bpf_endian.h>
 
 #include "meshwire_maps.h"
+#include "meshwire_policy.h"
 
-/* struct mw_accel_state and MW_ACCEL_* are in meshwire_structs.h and
- * meshwire_consts.h, the mw_accel_state map in meshwire_maps.h. */
+/*
+ * struct mw_accel_state and MW_ACCEL_* are in meshwire_structs.h and
+ * meshwire_consts.h, the maps in meshwire_maps.h.
+ *
+ * Each family has its maps: an IPv4 connection (AF_INET, or AF_INET6 on
+ * v4-mapped addresses) is keyed by struct mw_sock_key in mw_sock_hash and
+ * mw_accel_state, so a dual-stack app's v4-mapped socket and its sidecar's
+ * IPv4 socket are each other's peers; a native IPv6 one by struct
+ * mw_sock6_key in mw_sock_hash6 and mw_accel_state6. Everything above holds
+ * for both; the programs pick the maps with mw_accel_sock_map and
+ * mw_accel_state_map.
+ */
+union mw_accel_key {
+	struct mw_sock_key k4;
+	struct mw_sock6_key k6;
+};
+
+#define mw_accel_sock_map(is6)	((is6) ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash)
+#define mw_accel_state_map(is6)	((is6) ? (void *)&mw_accel_state6 : (void *)&mw_accel_state)
+
+/*
+ * A socket's key in its family's maps, seen from itself (own), and its
+ * peer's: the same connection seen from the other end (local and remote
+ * swapped). Ports in host order (remote_port is network order in the upper
+ * 16 bits on little endian, as bpf_sock_ops and sk_msg_md give it); the
+ * netns cookie only over loopback, where every pod has its own 127.0.0.1 and
+ * ::1 (pod addresses are unique on the node). Use mw_accel_keys().
+ */
+static __always_inline void mw_accel_keys_of(void *ctx, const int is6,
+					     const volatile __u32 *local6,
+					     const volatile __u32 *remote6,
+					     __u32 local4, __u32 remote4, __u32 local_port,
+					     __u32 remote_port_n, union mw_accel_key *own,
+					     union mw_accel_key *peer)
+{
+	__u32 remote_port = bpf_ntohl(remote_port_n);
+
+	if (is6) {
+		__u32 l[4] = { local6[0], local6[1], local6[2], local6[3] };
+		__u32 r[4] = { remote6[0], remote6[1], remote6[2], remote6[3] };
+		__u64 cookie = mw_is_loopback6(r) ? bpf_get_netns_cookie(ctx) : 0;
+
+		own->k6.netns_cookie = peer->k6.netns_cookie = cookie;
+		__builtin_memcpy(own->k6.local_ip6, l, sizeof(l));
+		__builtin_memcpy(own->k6.remote_ip6, r, sizeof(r));
+		__builtin_memcpy(peer->k6.local_ip6, r, sizeof(r));
+		__builtin_memcpy(peer->k6.remote_ip6, l, sizeof(l));
+		own->k6.local_port = peer->k6.remote_port = local_port;
+		own->k6.remote_port = peer->k6.local_port = remote_port;
+		return;
+	}
+	own->k4.netns_cookie = peer->k4.netns_cookie =
+		mw_is_loopback4(remote4) ? bpf_get_netns_cookie(ctx) : 0;
+	own->k4.local_ip4 = peer->k4.remote_ip4 = local4;
+	own->k4.remote_ip4 = peer->k4.local_ip4 = remote4;
+	own->k4.local_port = peer->k4.remote_port = local_port;
+	own->k4.remote_port = peer->k4.local_port = remote_port;
+}
+
+#define mw_accel_keys(ctx, is6, own, peer)					\
+	mw_accel_keys_of((ctx), (is6), (ctx)->local_ip6, (ctx)->remote_ip6,	\
+			 (ctx)->local_ip4, (ctx)->remote_ip4, (ctx)->local_port,	\
+			 (ctx)->remote_port, (own), (peer))
 
 #endif /* MESHWIRE_ACCEL_H */

@@ -266,6 +266,30 @@ struct {
 } mw_accel_state SEC(".maps");
 
 /*
+ * mw_sock_hash and mw_accel_state for native IPv6 sockets (interception.ipv6
+ * = "intercept"), keyed by their IPv6 4-tuple, with the same capacity and the
+ * same behaviour when full (the socket is not accelerated, accel_error).
+ * v4-mapped sockets are IPv4 connections: they go into mw_sock_hash, where
+ * their IPv4 peers find them.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_SOCKHASH);
+	__uint(max_entries, MW_MAX_SOCKS);
+	__type(key, struct mw_sock6_key);
+	__type(value, __u64);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_sock_hash6 SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_SOCKS);
+	__type(key, struct mw_sock6_key);
+	__type(value, struct mw_accel_state);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_accel_state6 SEC(".maps");
+
+/*
  * [dns] servers: the resolver addresses (network order) whose queries are
  * captured, when mw_cfg.dns_servers is set; filled by the loader at start.
  */

@@ -177,6 +177,20 @@ static __always_inline int mw_is_v4mapped(__u32 w0, __u32 w1, __u32 w2)
 	return w0 == 0 && w1 == 0 && w2 == bpf_htonl(MW_V4MAPPED_PREFIX);
 }
 
+/*
+ * An IPv4 connection: an AF_INET socket, or an AF_INET6 one on v4-mapped
+ * addresses (connect6 steers those; local_ip4 and remote_ip4 hold its
+ * addresses). ctx: a struct bpf_sock_ops or struct sk_msg_md, whose address
+ * fields are the same. One 4-byte load per word: the verifier refuses
+ * merged 8-byte loads of the context.
+ */
+#define mw_conn_is_ip4(ctx)							\
+	((ctx)->family == MW_AF_INET ||						\
+	 ((ctx)->family == MW_AF_INET6 &&					\
+	  mw_is_v4mapped(((const volatile __u32 *)(ctx)->remote_ip6)[0],	\
+			 ((const volatile __u32 *)(ctx)->remote_ip6)[1],	\
+			 ((const volatile __u32 *)(ctx)->remote_ip6)[2])))
+
 static __always_inline int mw_in_port_listed(__u32 pod_ip4, __u16 port)
 {
 	struct mw_in4_key key = { .pod_ip4 = pod_ip4, .port = port };

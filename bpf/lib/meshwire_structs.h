@@ -201,8 +201,22 @@ struct mw_sock_key {
 };
 
 /*
- * Value of mw_accel_state, one per socket in mw_sock_hash (acceleration;
- * lib/meshwire_accel.h). Not read by the loader: its spin lock cannot be.
+ * Key of mw_sock_hash6 and mw_accel_state6: mw_sock_key for a native IPv6
+ * socket (v4-mapped ones are IPv4 connections: mw_sock_key). The netns
+ * cookie only over loopback (::1), as for IPv4.
+ */
+struct mw_sock6_key {
+	__u64 netns_cookie;
+	__u32 local_ip6[4];	/* network order */
+	__u32 remote_ip6[4];	/* network order */
+	__u32 local_port;	/* host order */
+	__u32 remote_port;	/* host order */
+};
+
+/*
+ * Value of mw_accel_state (mw_accel_state6), one per socket in mw_sock_hash
+ * (mw_sock_hash6) (acceleration; lib/meshwire_accel.h). Not read by the
+ * loader: its spin lock cannot be.
  */
 struct mw_accel_state {
 	struct bpf_spin_lock lock;

@@ -27,6 +27,9 @@ int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt_value;
 int mw_test_setsockopt_error;
 struct mw_event mw_test_events[16];
 int mw_test_nevents;
+void *mw_test_redirect_map;
+unsigned char mw_test_redirect_key[64];
+__u64 mw_test_redirect_flags;
 
 struct entry {
 	struct entry *next;
@@ -39,6 +42,7 @@ struct map {
 	const char *name;
 	__u32 type;
 	__u32 max_entries;
+	__u32 limit;		/* mw_test_map_limit, until reset; else max_entries */
 	size_t key_size;
 	size_t value_size;
 	struct entry *entries;	/* newest first */
@@ -62,6 +66,7 @@ void mw_test_map_register(void *def, const char *name, __u32 type, __u32 max_ent
 	m->name = name;
 	m->type = type;
 	m->max_entries = max_entries;
+	m->limit = max_entries;
 	/* Socket storage is kept per socket: keyed by its address here. */
 	m->key_size = type == BPF_MAP_TYPE_SK_STORAGE ? sizeof(void *) : key_size;
 	m->value_size = value_size;
@@ -91,16 +96,31 @@ static void free_entries(struct map *m)
 	}
 }
 
+void mw_test_map_limit(void *def, __u32 max_entries)
+{
+	struct map *m = map_of(def);
+
+	if (max_entries > m->max_entries || m->array) {
+		fprintf(stderr, "harness: %s cannot be limited to %u entries\n", m->name, max_entries);
+		abort();
+	}
+	m->limit = max_entries;
+}
+
 void mw_test_reset(void)
 {
 	for (int i = 0; i < nmaps; i++) {
 		free_entries(&maps[i]);
+		maps[i].limit = maps[i].max_entries;
 		if (maps[i].array)
 			memset(maps[i].array, 0, (size_t)maps[i].max_entries * maps[i].value_size);
 	}
 	memset(&mw_test_task, 0, sizeof(mw_test_task));
 	memset(mw_test_events, 0, sizeof(mw_test_events));
 	mw_test_nevents = 0;
+	mw_test_redirect_map = NULL;
+	memset(mw_test_redirect_key, 0, sizeof(mw_test_redirect_key));
+	mw_test_redirect_flags = 0;
 	mw_test_no_sk_storage = 0;
 	mw_test_cb_flags = 0;
 	mw_test_mptcp_sock = NULL;
@@ -221,7 +241,7 @@ long bpf_map_update_elem(void *def, const void *key, const void *value, __u64 fl
 		memcpy(e->value, value, m->value_size);
 		return 0;
 	}
-	if ((__u32)mw_test_map_count(def) >= m->max_entries) {
+	if ((__u32)mw_test_map_count(def) >= m->limit) {
 		if (m->type != BPF_MAP_TYPE_LRU_HASH)
 			return -E2BIG;
 		/* Evict the oldest (the list's last entry). */
@@ -297,10 +317,19 @@ long bpf_sock_hash_update(struct bpf_sock_ops *skops, void *def, void *key, __u6
 	return bpf_map_update_elem(def, key, &sk, flags);
 }
 
+/* Recorded; SK_DROP when the key is not in the socket map, as the kernel. */
 long bpf_msg_redirect_hash(struct sk_msg_md *msg, void *def, void *key, __u64 flags)
 {
+	struct map *m = map_of(def);
+
 	(void)msg;
-	(void)flags;
+	if (m->type != BPF_MAP_TYPE_SOCKHASH || m->key_size > sizeof(mw_test_redirect_key)) {
+		fprintf(stderr, "harness: bpf_msg_redirect_hash on %s\n", m->name);
+		abort();
+	}
+	mw_test_redirect_map = def;
+	memcpy(mw_test_redirect_key, key, m->key_size);
+	mw_test_redirect_flags = flags;
 	return bpf_map_lookup_elem(def, key) ? SK_PASS : SK_DROP;
 }
 

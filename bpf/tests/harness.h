@@ -35,6 +35,10 @@ extern int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt
 extern int mw_test_setsockopt_error;
 /* The flags the program last gave bpf_sock_ops_cb_flags_set (0: no call). */
 extern int mw_test_cb_flags;
+/* bpf_msg_redirect_hash's last call: the map (NULL: no call), key and flags. */
+extern void *mw_test_redirect_map;
+extern unsigned char mw_test_redirect_key[64];
+extern __u64 mw_test_redirect_flags;
 /* The trace ring buffer's records (struct mw_event), in order. */
 extern struct mw_event mw_test_events[16];
 extern int mw_test_nevents;
@@ -59,6 +63,11 @@ void mw_test_map_register(void *map, const char *name, __u32 type, __u32 max_ent
 	mw_test_map_register(&m, #m, sizeof(*m.type) / sizeof(int),	\
 			     sizeof(*m.max_entries) / sizeof(int), 0, 0)
 
+/*
+ * The map holds at most max_entries until the next reset (a case that needs
+ * a full map fills a few entries rather than the real capacity).
+ */
+void mw_test_map_limit(void *map, __u32 max_entries);
 /* Empty every map, socket storage, the event log and the caller. */
 void mw_test_reset(void);
 /* Entries in a map. */

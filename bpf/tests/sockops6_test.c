@@ -5,18 +5,28 @@
  * another meshed pod's inbound port: publishing the original
  * destination in mw_orig_tuple6 at established, binding it (with the
  * accepted socket's flow label) to the sidecar's accepted socket, forgetting
- * it at close. The real source compiled for the host, as sockops_test.c.
+ * it at close; acceleration of the mesh's IPv6 hops (mw_accel_state6 and
+ * mw_sock_hash6: which sockets enter, capacity, FIN and close). The real
+ * source compiled for the host, as sockops_test.c.
  */
 #define MW_CFG_CONST
 #include "../bpf_sockops.c"
 #include "datapath.h"
 
+#include <string.h>
+
 /* Map entries about this connection, before and after the event. */
 enum {
 	TUPLE		= 1 << 0,	/* mw_orig_tuple6 holds it (ORIG_IP6:ORIG_PORT) */
-	OTHER_POD	= 1 << 1,	/* ...published in POD_B's namespace instead */
+	OTHER_POD	= 1 << 1,	/* ...published in another pod's namespace instead */
 	FLOW		= 1 << 2,	/* mw_flow6 holds it: tc steered it from REMOTE6:rport (dialled ORIG_PORT) */
+	OWN_ACCEL	= 1 << 3,	/* mw_accel_state6 holds this socket */
+	PEER_ACCEL	= 1 << 4,	/* mw_accel_state6 holds its peer */
+	SOCKHASH	= 1 << 5,	/* mw_sock_hash6 holds this socket */
 };
+
+/* A map at its capacity (mw_test_map_limit: 0 entries). */
+enum full { FULL_NONE, FULL_STATE, FULL_SOCKS };
 
 #define REMOTE6		"fd00:1::7"	/* a peer on another node */
 
@@ -25,6 +35,8 @@ enum {
 struct sockops6_case {
 	const char *what;
 	int refuse;		/* interception.ipv6 = "refuse" */
+	int accel;		/* acceleration on */
+	enum full full;
 	__u32 op;
 	__u32 state;
 	__u64 netns;
@@ -36,10 +48,12 @@ struct sockops6_case {
 	__u32 before;
 	int no_storage;
 	int not_tcp6;		/* bpf_skc_to_tcp6_sock answers NULL */
+	__u32 own_flags;	/* its mw_accel_state6 flags, with OWN_ACCEL */
 	/* what the hook must leave */
 	__u16 want_mark6;
 	__u32 want_flowinfo;	/* network order, with MW_ORIG_F_ACCEPTED */
 	__u32 after;
+	__u32 want_own_flags;
 	int want_cb;
 	__u32 stats;
 	enum mw_decision decision;
@@ -119,7 +133,86 @@ static const struct sockops6_case cases[] = {
 	{ "a FIN is not a close", .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_A,
 	  .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT, .before = TUPLE,
 	  .after = TUPLE },
+
+	/* acceleration: which IPv6 sockets enter mw_sock_hash6 */
+	{ "accel: an app's IPv6 socket to its sidecar on [::1] is published and enters",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT, .mark6 = MW_ORIG_F_CONNECT,
+	  .want_mark6 = MW_ORIG_F_CONNECT, .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "accel: the sidecar's accepted IPv6 end is bound and follows its peer in",
+	  .accel = 1, .op = PASSIVE, .netns = POD_B, .local = "::1", .lport = OUT_PORT,
+	  .remote = "::1", .rport = 40000, .before = TUPLE | PEER_ACCEL,
+	  .want_mark6 = MW_ORIG_F_ACCEPTED, .want_flowinfo = 0x00012345,
+	  .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) | STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: an accepted IPv6 end whose peer is out stays out", .accel = 1, .op = PASSIVE,
+	  .netns = POD_B, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000 },
+	{ "accel: two meshed pods' sidecars on the inbound port over IPv6 enter", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 41000, .remote = POD_A_IP6,
+	  .rport = IN_PORT, .mark6 = MW_ORIG_F_CONNECT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "accel: the inbound port of an IPv6 address not meshed stays out", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 41000, .remote = REMOTE6,
+	  .rport = IN_PORT },
+	{ "accel: a sidecar's delivery to its app over [::1] enters", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080,
+	  .mark6 = MW_ORIG_F_DELIVER, .want_mark6 = MW_ORIG_F_DELIVER,
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: an app's own [::1] connection stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080 },
+	{ "accel: a pod without acceleration stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT },
+	{ "accel: with interception.ipv6 = refuse no IPv6 socket enters", .accel = 1,
+	  .refuse = 1, .op = ACTIVE, .netns = POD_B, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT },
+	{ "accel: mw_accel_state6 full: published, not accelerated, counted", .accel = 1,
+	  .full = FULL_STATE, .op = ACTIVE, .netns = POD_B, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT, .mark6 = MW_ORIG_F_CONNECT,
+	  .want_mark6 = MW_ORIG_F_CONNECT, .after = TUPLE, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_ERROR),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "accel: mw_sock_hash6 full: its state taken back, counted", .accel = 1,
+	  .full = FULL_SOCKS, .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 41000,
+	  .remote = POD_A_IP6, .rport = IN_PORT, .stats = STAT(MW_STAT_ACCEL_ERROR) },
+
+	/* acceleration: FIN and close */
+	{ "accel: at its FIN an IPv6 socket nothing was sent to leaves mw_sock_hash6",
+	  .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "::1",
+	  .lport = 40000, .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING },
+	{ "accel: at its FIN an IPv6 socket that was sent to stays, closing", .accel = 1,
+	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "::1",
+	  .lport = 40000, .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .own_flags = MW_ACCEL_RX, .after = OWN_ACCEL | SOCKHASH,
+	  .want_own_flags = MW_ACCEL_RX | MW_ACCEL_CLOSING },
+	{ "accel: at close an IPv6 socket's state goes, its peer's stays", .accel = 1,
+	  .op = STATE, .state = BPF_TCP_CLOSE, .netns = POD_B, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL,
+	  .after = PEER_ACCEL },
+	{ "accel: its state goes at close also after a restart with interception.ipv6 = refuse",
+	  .accel = 1, .refuse = 1, .op = STATE, .state = BPF_TCP_CLOSE, .netns = POD_B,
+	  .local = POD_B_IP6, .lport = 41000, .remote = POD_A_IP6, .rport = IN_PORT,
+	  .before = OWN_ACCEL },
 };
+
+/* A socket as mw_sock_hash6 and mw_accel_state6 key it, from its own side (or its peer's). */
+static struct mw_sock6_key sock_key(const struct sockops6_case *c, int peer)
+{
+	struct mw_sock6_key k = {
+		.local_port = peer ? c->rport : c->lport,
+		.remote_port = peer ? c->lport : c->rport,
+	};
+
+	mw_test_ip6(peer ? c->remote : c->local, k.local_ip6);
+	mw_test_ip6(peer ? c->local : c->remote, k.remote_ip6);
+	/* Every pod has its own ::1. */
+	k.netns_cookie = strcmp(c->remote, "::1") == 0 ? c->netns : 0;
+	return k;
+}
 
 /* The connection as mw_orig_tuple6 keys it (the app is the client), in `netns`. */
 static struct mw_tuple6 tuple_key(const struct sockops6_case *c, __u64 netns)
@@ -149,13 +242,27 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 		.sk = &sk,
 	};
 	struct mw_orig6 orig = { .port = bpf_htons(ORIG_PORT), .flags = MW_ORIG_F_CONNECT };
-	struct mw_tuple6 own = tuple_key(c, c->netns), other = tuple_key(c, POD_B);
+	struct mw_tuple6 own = tuple_key(c, c->netns);
+	struct mw_tuple6 other = tuple_key(c, c->netns == POD_B ? POD_A : POD_B);
+	struct mw_sock6_key own_sk = sock_key(c, 0), peer_sk = sock_key(c, 1);
+	struct mw_accel_state own_state = { .flags = c->own_flags }, peer_state = {};
+	struct mw_accel_state *st;
 	struct mw_orig6 *mark, *o;
+	__u64 sk_id = 1;
 	__u32 want_ip[4];
 	int ret;
 
 	mw_test_pods();
-	mw_test_settings(0, c->refuse ? MW_IPV6_REFUSE : MW_IPV6_INTERCEPT, SIDECAR_UID);
+	mw_test_settings(c->accel, c->refuse ? MW_IPV6_REFUSE : MW_IPV6_INTERCEPT, SIDECAR_UID);
+	if (c->full)
+		mw_test_map_limit(c->full == FULL_STATE ? (void *)&mw_accel_state6 :
+				  (void *)&mw_sock_hash6, 0);
+	if (c->before & OWN_ACCEL)
+		bpf_map_update_elem(&mw_accel_state6, &own_sk, &own_state, BPF_ANY);
+	if (c->before & PEER_ACCEL)
+		bpf_map_update_elem(&mw_accel_state6, &peer_sk, &peer_state, BPF_ANY);
+	if (c->before & SOCKHASH)
+		bpf_map_update_elem(&mw_sock_hash6, &own_sk, &sk_id, BPF_ANY);
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_no_sk_storage = c->no_storage;
 	mw_test_tcp6_sock = c->not_tcp6 ? NULL : &tp6;
@@ -217,6 +324,20 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 		MW_EXPECT_EQ(run, bpf_ntohs(o->port), ORIG_PORT, "published port");
 	}
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_orig_tuple4), 0, "mw_orig_tuple4 untouched");
+	st = bpf_map_lookup_elem(&mw_accel_state6, &own_sk);
+	MW_EXPECT_EQ(run, !!st, !!(c->after & OWN_ACCEL), "mw_accel_state6 holds the socket");
+	if (st)
+		MW_EXPECT_EQ(run, st->flags, c->want_own_flags, "its mw_accel_state6 flags");
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_accel_state6, &peer_sk),
+		     !!(c->after & PEER_ACCEL), "mw_accel_state6 holds the peer");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_state6),
+		     !!(c->after & OWN_ACCEL) + !!(c->after & PEER_ACCEL), "mw_accel_state6 entries");
+	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_sock_hash6, &own_sk), !!(c->after & SOCKHASH),
+		     "mw_sock_hash6 holds the socket");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash6), !!(c->after & SOCKHASH),
+		     "mw_sock_hash6 entries");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash) + mw_test_map_count(&mw_accel_state),
+		     0, "the IPv4 acceleration maps untouched");
 	MW_EXPECT_EQ(run, mw_test_cb_flags, c->want_cb ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
 		     "callback flags asked for");
 	mw_test_expect_stats(run, c->stats);

@@ -4,7 +4,8 @@
  * on a table of socket events: publishing a redirected connection's
  * original destination, binding it to the sidecar's accepted socket (from
  * mw_orig_tuple4, or from tc's mw_flow4), forgetting it at close, and
- * acceleration's entries in mw_accel_state and mw_sock_hash. Linux 6.18
+ * acceleration's entries in mw_accel_state and mw_sock_hash (v4-mapped
+ * sockets by their IPv4 key, full maps). Linux 6.18
  * answers BPF_PROG_TEST_RUN for sock_ops programs with ENOTSUPP.
  */
 #define MW_CFG_CONST
@@ -26,6 +27,9 @@ enum {
 
 enum family { INET, INET6_MAPPED, INET6 };
 
+/* A map at its capacity (mw_test_map_limit: 0 entries). */
+enum full { FULL_NONE, FULL_STATE, FULL_SOCKS };
+
 struct sockops_case {
 	const char *what;
 	int accel;
@@ -41,6 +45,7 @@ struct sockops_case {
 	__u32 before;
 	__u32 own_flags;	/* its mw_accel_state flags, with OWN_ACCEL */
 	int no_storage;
+	enum full full;
 	/* what the hook must leave */
 	__u16 want_mark;
 	const char *want_ip;	/* and its address (NULL: ORIG_IP:ORIG_PORT) */
@@ -165,9 +170,26 @@ static const struct sockops_case cases[] = {
 	{ "accel: an accepted end whose peer is out stays out", .accel = 1, .op = PASSIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
 	  .rport = 40000 },
-	{ "accel: a v4-mapped socket stays out (sk_msg is AF_INET only)", .accel = 1,
-	  .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1",
-	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT },
+	{ "accel: a dual-stack app's v4-mapped socket enters mw_sock_hash by its IPv4 key",
+	  .accel = 1, .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: a v4-mapped accepted end follows its IPv4 peer in", .accel = 1,
+	  .op = PASSIVE, .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = OUT_PORT, .remote = "127.0.0.1", .rport = 40000, .before = PEER_ACCEL,
+	  .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	{ "accel: a v4-mapped socket's FIN is handled by its IPv4 key", .accel = 1,
+	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .family = INET6_MAPPED, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | SOCKHASH, .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING },
+	{ "accel: mw_accel_state full: not accelerated, counted", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .full = FULL_STATE, .stats = STAT(MW_STAT_ACCEL_ERROR) },
+	{ "accel: mw_sock_hash full: not accelerated, its state taken back, counted",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .full = FULL_SOCKS,
+	  .stats = STAT(MW_STAT_ACCEL_ERROR) },
 
 	/* acceleration: FIN and close */
 	{ "accel: at its FIN a socket nothing was sent to leaves the socket map", .accel = 1,
@@ -285,6 +307,9 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	int ret;
 
 	node(c);
+	if (c->full)
+		mw_test_map_limit(c->full == FULL_STATE ? (void *)&mw_accel_state :
+				  (void *)&mw_sock_hash, 0);
 	mw_test_settings(c->accel, 1, SIDECAR_UID);
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_no_sk_storage = c->no_storage;
@@ -336,6 +361,8 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 		     "mw_sock_hash holds the socket");
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash), !!(c->after & SOCKHASH),
 		     "mw_sock_hash entries");
+	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash6) + mw_test_map_count(&mw_accel_state6),
+		     0, "the IPv6 acceleration maps untouched");
 	MW_EXPECT_EQ(run, mw_test_cb_flags, c->want_cb ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
 		     "callback flags asked for");
 	mw_test_expect_stats(run, c->stats);

@@ -213,6 +213,17 @@ mirror! {
 }
 
 mirror! {
+    /// Key of `mw_sock_hash6`: an accelerated native IPv6 socket, seen from itself.
+    "mw_sock6_key" => pub struct Sock6Key {
+        pub netns_cookie: u64,
+        pub local_ip6: [u32; 4],
+        pub remote_ip6: [u32; 4],
+        pub local_port: u32,
+        pub remote_port: u32,
+    }
+}
+
+mirror! {
     /// One decision from the `mw_events` ring buffer (`bpf.trace`).
     "mw_event" => pub struct Event {
         pub ts_ns: u64,
@@ -521,6 +532,7 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Flow4Fin>(btf));
     check(check_mirror::<Flow4Syn>(btf));
     check(check_mirror::<SockKey>(btf));
+    check(check_mirror::<Sock6Key>(btf));
     check(check_mirror::<Event>(btf));
     check(check_enum(btf, "mw_stat", STAT_NAMES, 0, "MW_STAT_MAX"));
     check(check_enum(btf, "mw_hook", HOOK_NAMES, 1, "MW_HOOK_MAX"));

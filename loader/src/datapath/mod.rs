@@ -203,9 +203,9 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
                     log::info!("{}: attached to {} (link {})", spec.program, cgroup.path.display(), link_pin.display());
                 }
             }
-            Hook::SkMsg { map } => {
+            Hook::SkMsg { maps } => {
                 // Attached right after loading (attach_sk_msg).
-                log::info!("{}: attached to {map} (acceleration on)", spec.program);
+                log::info!("{}: attached to {} (acceleration on)", spec.program, maps.join(" and "));
             }
             Hook::Tc { .. } => {
                 if tc::pin_program(pins, spec.program, prog.fd())? {
@@ -218,15 +218,17 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     Ok(())
 }
 
-/// Attaches the acceleration verdict program to its socket map (replacing the
-/// one a previous loader attached). The map holds the attachment, so it lives
-/// as long as the pinned map.
+/// Attaches the acceleration verdict program to its socket maps (replacing
+/// the one a previous loader attached). Each map holds its attachment, so it
+/// lives as long as the pinned map.
 fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), String> {
     for spec in PROGRAMS {
-        if let Hook::SkMsg { map } = spec.hook {
+        if let Hook::SkMsg { maps } = spec.hook {
             let prog = obj.program(spec.program).map_err(|e| e.to_string())?;
-            let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| e.to_string())?;
-            libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| e.to_string())?;
+            for map in maps {
+                let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| format!("{map}: {e}"))?;
+                libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| format!("{map}: {e}"))?;
+            }
         }
     }
     Ok(())

@@ -75,9 +75,9 @@ pub enum Hook {
     /// pod's link is pinned as `pods/<cookie>/<link>`, and pods' links move
     /// to a new program.
     Tc { link: &'static str, ingress: bool },
-    /// sk_msg verdict on a socket map (acceleration); the map holds the
-    /// attachment, so it lives as long as the pinned map.
-    SkMsg { map: &'static str },
+    /// sk_msg verdict on socket maps (acceleration: one per family); each
+    /// map holds its attachment, so it lives as long as the pinned map.
+    SkMsg { maps: &'static [&'static str] },
 }
 
 /// One program of the datapath.
@@ -104,7 +104,7 @@ pub const SOCKOPS_PROG: ProgramSpec = program(&SOCKOPS, "mw_sockops", Hook::Cgro
 pub const SOCKOPT_GET: ProgramSpec = program(&SOCKOPT, "mw_sockopt_get", Hook::Cgroup);
 pub const TC_INGRESS: ProgramSpec = program(&TC, "mw_tc_ingress", Hook::Tc { link: "tc_ingress", ingress: true });
 pub const TC_EGRESS: ProgramSpec = program(&TC, "mw_tc_egress", Hook::Tc { link: "tc_egress", ingress: false });
-pub const SKMSG_REDIRECT: ProgramSpec = program(&SKMSG, "mw_skmsg_redirect", Hook::SkMsg { map: super::pins::MAP_SOCK_HASH });
+pub const SKMSG_REDIRECT: ProgramSpec = program(&SKMSG, "mw_skmsg_redirect", Hook::SkMsg { maps: &[super::pins::MAP_SOCK_HASH, super::pins::MAP_SOCK_HASH6] });
 
 /// Every program, in attach order.
 pub const PROGRAMS: &[ProgramSpec] =

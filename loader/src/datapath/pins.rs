@@ -62,6 +62,10 @@ maps! {
     /// Used by acceleration only (sockops and sk_msg): one entry per socket
     /// in mw_sock_hash.
     MAP_ACCEL_STATE = "mw_accel_state",
+    /// mw_sock_hash and mw_accel_state for native IPv6 sockets (v4-mapped
+    /// ones are in mw_sock_hash).
+    MAP_SOCK_HASH6 = "mw_sock_hash6",
+    MAP_ACCEL_STATE6 = "mw_accel_state6",
     /// `[dns] servers`: the resolvers whose queries are captured.
     MAP_DNS_SERVERS4 = "mw_dns_servers4",
     MAP_STATS = "mw_stats",

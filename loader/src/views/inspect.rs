@@ -4,7 +4,7 @@
 use std::net::{Ipv4Addr, Ipv6Addr};
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, Orig6, PortKey, SockKey, Tuple4, Tuple6, STAT_NAMES};
+use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
 use crate::datapath::pins::{self, Pins};
 
@@ -73,14 +73,24 @@ pub fn programs(pins: &Pins) -> Vec<ProgramState> {
                     let info = libbpf::obj_get(&pins.prog(spec.program)).ok().and_then(|fd| libbpf::prog_info(&fd).ok());
                     (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
                 }
-                Hook::SkMsg { map } => {
-                    let info = MapFd::open_pinned(&pins.map(map))
-                        .ok()
-                        .and_then(|m| libbpf::prog_query(&m, libbpf_sys::BPF_SK_MSG_VERDICT).ok())
-                        .and_then(|ids| ids.first().copied())
-                        .and_then(|id| libbpf::prog_by_id(id).ok())
-                        .and_then(|fd| libbpf::prog_info(&fd).ok());
-                    (if info.is_some() { "socket map verdict" } else { "off" }, info)
+                Hook::SkMsg { maps } => {
+                    let verdict = |map: &str| {
+                        MapFd::open_pinned(&pins.map(map))
+                            .ok()
+                            .and_then(|m| libbpf::prog_query(&m, libbpf_sys::BPF_SK_MSG_VERDICT).ok())
+                            .and_then(|ids| ids.first().copied())
+                            .and_then(|id| libbpf::prog_by_id(id).ok())
+                            .and_then(|fd| libbpf::prog_info(&fd).ok())
+                    };
+                    let infos: Vec<_> = maps.iter().map(|m| verdict(m)).collect();
+                    let on = infos.iter().filter(|i| i.is_some()).count();
+                    let attached = match on {
+                        0 => "off",
+                        n if n == maps.len() => "socket map verdict",
+                        // An earlier version's datapath: its socket maps only.
+                        _ => "socket map verdict, not on every family's map",
+                    };
+                    (attached, infos.into_iter().flatten().next())
                 }
             };
             ProgramState { name: spec.program, attached, info }
@@ -203,6 +213,12 @@ pub fn print_conns(pins: &Pins) -> Result<(), String> {
     println!("accelerated sockets (sk_msg hands their messages to the peer):");
     for k in socks.keys::<SockKey>().map_err(|e| e.to_string())? {
         println!("  netns {:<8} {}:{} <-> {}:{}", k.netns_cookie, ip(k.local_ip4), k.local_port, ip(k.remote_ip4), k.remote_port);
+    }
+    // Native IPv6; a datapath pinned before it has no such map.
+    if let Ok(socks6) = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH6)) {
+        for k in socks6.keys::<Sock6Key>().map_err(|e| e.to_string())? {
+            println!("  netns {:<8} [{}]:{} <-> [{}]:{}", k.netns_cookie, ip6(k.local_ip6), k.local_port, ip6(k.remote_ip6), k.remote_port);
+        }
     }
     Ok(())
 }

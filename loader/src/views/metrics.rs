@@ -7,7 +7,7 @@ use std::net::{SocketAddr, TcpListener, TcpStream};
 use std::time::Duration;
 
 use crate::views::inspect;
-use crate::datapath::pins::Pins;
+use crate::datapath::pins::{self, Pins};
 
 /// The hook a counter belongs to, from its name (connect_redirected -> connect4).
 fn hook_of(counter: &str) -> &'static str {
@@ -91,7 +91,7 @@ fn when_full(map: &str) -> &'static str {
         "mw_orig_tuple4" | "mw_orig_tuple6" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
         "mw_flow4" | "mw_flow4_fin" | "mw_flow6" | "mw_flow6_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
         "mw_flow4_syn" | "mw_flow6_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
-        "mw_sock_hash" | "mw_accel_state" => "new connections are not accelerated",
+        pins::MAP_SOCK_HASH | pins::MAP_ACCEL_STATE | pins::MAP_SOCK_HASH6 | pins::MAP_ACCEL_STATE6 => "new connections are not accelerated (counted in accel_error)",
         _ => "new entries are refused",
     }
 }
@@ -166,6 +166,11 @@ mod tests {
         // IPv6's maps mean the same when full as IPv4's.
         assert_eq!(pressure_warning("mw_orig_tuple6", 65536, 65536, 0), pressure_warning("mw_orig_tuple4", 65536, 65536, 0).map(|w| w.replace("tuple4", "tuple6")));
         assert!(pressure_warning("mw_excl_cidr6", 4096, 4096, 0).unwrap().contains("pod add fails"));
+        for (v6, v4) in [(pins::MAP_SOCK_HASH6, pins::MAP_SOCK_HASH), (pins::MAP_ACCEL_STATE6, pins::MAP_ACCEL_STATE)] {
+            let w = pressure_warning(v6, 65536, 65536, 0).unwrap();
+            assert_eq!(Some(w.clone()), pressure_warning(v4, 65536, 65536, 0).map(|w| w.replace(v4, v6)));
+            assert!(w.contains("not accelerated (counted in accel_error)"), "{w}");
+        }
         assert_eq!(level(5, 0), 0, "a map without a capacity is never full");
     }
 

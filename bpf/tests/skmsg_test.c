@@ -1,0 +1,216 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * sk_msg (bpf/bpf_skmsg.c), the real source compiled for the host, run on a
+ * table of messages: which family's maps a socket is looked up in (IPv4,
+ * v4-mapped sockets as IPv4, native IPv6 in mw_sock_hash6 and
+ * mw_accel_state6), the peer's key (its own key with local and remote
+ * swapped, the netns cookie only over loopback), when a message is handed
+ * to the peer (bpf_msg_redirect_hash, BPF_F_INGRESS) and when it goes
+ * through TCP from then on (MW_ACCEL_TCP_TX), the peer's MW_ACCEL_RX.
+ * Which sockets enter the maps is sockops' decision: sockops_test.c and
+ * sockops6_test.c. Linux 6.18 has no BPF_PROG_TEST_RUN for sk_msg programs
+ * (sk_msg_prog_ops has no test_run).
+ */
+#define MW_CFG_CONST
+#include "../bpf_skmsg.c"
+#include "datapath.h"
+
+#include <stdio.h>
+#include <string.h>
+
+enum family { INET, INET6_MAPPED, INET6, UNIX };
+
+struct skmsg_case {
+	const char *what;
+	enum family family;
+	__u64 netns;		/* the sender's pod */
+	const char *local;	/* the sender's address (IPv4 for INET6_MAPPED) */
+	__u16 lport;
+	const char *remote;
+	__u16 rport;
+	/* the maps before: entries of this connection, keyed in `scope` (0: netns) */
+	__u64 scope;
+	int own;		/* the sender has its state entry */
+	__u32 own_flags;
+	int peer;		/* the peer has its state entry */
+	__u32 peer_flags;
+	int peer_socket;	/* the peer is in the socket map */
+	int other_family;	/* the entries are in the other family's maps (v4-mapped keys there) */
+	/* what the program must do */
+	int want_call;		/* bpf_msg_redirect_hash called, to the peer in the family's map */
+	__u32 want_own_flags;
+	__u32 want_peer_flags;
+};
+
+static const struct skmsg_case cases[] = {
+	{ "IPv4: an app's message goes to its sidecar", .family = INET, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "IPv4: sidecar to sidecar between pod addresses (no netns scope)", .family = INET,
+	  .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = POD_A_IP, .rport = IN_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "v4-mapped: a dual-stack app's socket finds its IPv4 sidecar in mw_sock_hash",
+	  .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1,
+	  .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "v4-mapped: never looked up in the IPv6 maps", .family = INET6_MAPPED, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1, .other_family = 1 },
+	{ "IPv6: an app's message goes to its sidecar on [::1] in mw_sock_hash6", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "IPv6: sidecar to sidecar between pod IPv6 addresses (no netns scope)",
+	  .family = INET6, .netns = POD_B, .local = POD_B_IP6, .lport = 41000,
+	  .remote = POD_A_IP6, .rport = IN_PORT, .own = 1, .peer = 1, .peer_socket = 1,
+	  .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "IPv6: a sidecar's delivery to its app over [::1]", .family = INET6, .netns = POD_B,
+	  .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080, .own = 1, .peer = 1,
+	  .peer_socket = 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "IPv6: another pod's [::1] connection with the same ports is not this one",
+	  .family = INET6, .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1",
+	  .rport = OUT_PORT, .scope = POD_B, .own = 1, .peer = 1, .peer_socket = 1 },
+	{ "IPv6: a socket not accelerated is left alone", .family = INET6, .netns = POD_B,
+	  .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT, .peer = 1,
+	  .peer_socket = 1 },
+	{ "IPv6: a peer never accelerated: through TCP from now on", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .want_own_flags = MW_ACCEL_TCP_TX },
+	{ "IPv6: a closing peer gets nothing more redirected", .family = INET6, .netns = POD_B,
+	  .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT, .own = 1,
+	  .peer = 1, .peer_flags = MW_ACCEL_CLOSING, .peer_socket = 1,
+	  .want_own_flags = MW_ACCEL_TCP_TX, .want_peer_flags = MW_ACCEL_CLOSING },
+	{ "IPv6: a socket that sent through TCP keeps doing so", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .own_flags = MW_ACCEL_TCP_TX, .peer = 1, .peer_socket = 1,
+	  .want_own_flags = MW_ACCEL_TCP_TX },
+	{ "IPv6: a peer that left the socket map: through TCP from now on", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .want_call = 1, .want_own_flags = MW_ACCEL_TCP_TX,
+	  .want_peer_flags = MW_ACCEL_RX },
+	{ "IPv4: a closing peer gets nothing more redirected", .family = INET, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_flags = MW_ACCEL_CLOSING, .peer_socket = 1,
+	  .want_own_flags = MW_ACCEL_TCP_TX, .want_peer_flags = MW_ACCEL_CLOSING },
+	{ "another family (AF_UNIX) passes untouched", .family = UNIX, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1 },
+};
+
+static int v6_keys(const struct skmsg_case *c)
+{
+	return c->family == INET6 || (c->family == INET6_MAPPED && c->other_family);
+}
+
+/* The address as the message's IPv6 fields hold it (v4-mapped for IPv4). */
+static void addr6(const struct skmsg_case *c, const char *ip, __u32 out[4])
+{
+	char mapped[64];
+
+	if (c->family == INET6) {
+		mw_test_ip6(ip, out);
+		return;
+	}
+	snprintf(mapped, sizeof(mapped), "::ffff:%s", ip);
+	mw_test_ip6(mapped, out);
+}
+
+/* A socket's key as sockops made it, the test's own reading of the design. */
+static union mw_accel_key key_of(const struct skmsg_case *c, int peer)
+{
+	const char *local = peer ? c->remote : c->local, *remote = peer ? c->local : c->remote;
+	__u64 scope = c->scope ? c->scope : c->netns;
+	union mw_accel_key k;
+
+	memset(&k, 0, sizeof(k));
+	if (v6_keys(c)) {
+		addr6(c, local, k.k6.local_ip6);
+		addr6(c, remote, k.k6.remote_ip6);
+		k.k6.local_port = peer ? c->rport : c->lport;
+		k.k6.remote_port = peer ? c->lport : c->rport;
+		k.k6.netns_cookie = strcmp(c->remote, "::1") == 0 ? scope : 0;
+	} else {
+		k.k4.local_ip4 = mw_test_ip4(local);
+		k.k4.remote_ip4 = mw_test_ip4(remote);
+		k.k4.local_port = peer ? c->rport : c->lport;
+		k.k4.remote_port = peer ? c->lport : c->rport;
+		k.k4.netns_cookie = strncmp(c->remote, "127.", 4) == 0 ? scope : 0;
+	}
+	return k;
+}
+
+static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
+{
+	void *states = v6_keys(c) ? (void *)&mw_accel_state6 : (void *)&mw_accel_state;
+	void *socks = v6_keys(c) ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash;
+	void *family_socks = c->family == INET6 ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash;
+	union mw_accel_key own = key_of(c, 0), peer = key_of(c, 1);
+	struct mw_accel_state own_state = { .flags = c->own_flags };
+	struct mw_accel_state peer_state = { .flags = c->peer_flags };
+	struct mw_accel_state *s;
+	struct sk_msg_md msg = {
+		.local_port = c->lport,
+		.remote_port = bpf_htonl(c->rport),
+	};
+	size_t key_size = c->family == INET6 ? sizeof(struct mw_sock6_key) : sizeof(struct mw_sock_key);
+	__u64 sk = 1;
+	int ret;
+
+	mw_test_pods();
+	mw_test_settings(1, MW_IPV6_INTERCEPT, SIDECAR_UID);
+	mw_test_task.netns_cookie = c->netns;
+	switch (c->family) {
+	case INET:
+		msg.family = MW_AF_INET;
+		break;
+	case INET6_MAPPED:
+	case INET6:
+		msg.family = MW_AF_INET6;
+		addr6(c, c->local, msg.local_ip6);
+		addr6(c, c->remote, msg.remote_ip6);
+		break;
+	case UNIX:
+		msg.family = 1;	/* AF_UNIX */
+		break;
+	}
+	if (c->family != INET6) {
+		msg.local_ip4 = mw_test_ip4(c->local);
+		msg.remote_ip4 = mw_test_ip4(c->remote);
+	}
+	if (c->own)
+		bpf_map_update_elem(states, &own, &own_state, BPF_ANY);
+	if (c->peer)
+		bpf_map_update_elem(states, &peer, &peer_state, BPF_ANY);
+	if (c->peer_socket)
+		bpf_map_update_elem(socks, &peer, &sk, BPF_ANY);
+
+	ret = mw_skmsg_redirect(&msg);
+
+	MW_EXPECT_EQ(run, ret, SK_PASS, "verdict (a redirect is SK_PASS too)");
+	MW_EXPECT_EQ(run, mw_test_redirect_map == family_socks, c->want_call,
+		     "bpf_msg_redirect_hash on the family's socket map");
+	MW_EXPECT_EQ(run, mw_test_redirect_map != NULL, c->want_call, "bpf_msg_redirect_hash called");
+	if (c->want_call && mw_test_redirect_map) {
+		MW_EXPECT_EQ(run, memcmp(mw_test_redirect_key, &peer, key_size), 0,
+			     "redirected to the peer's key");
+		MW_EXPECT_EQ(run, mw_test_redirect_flags, BPF_F_INGRESS, "redirect flags");
+	}
+	s = bpf_map_lookup_elem(states, &own);
+	MW_EXPECT_EQ(run, !!s, c->own, "the sender's state entry");
+	if (s)
+		MW_EXPECT_EQ(run, s->flags, c->want_own_flags ? c->want_own_flags : c->own_flags,
+			     "the sender's flags");
+	s = bpf_map_lookup_elem(states, &peer);
+	MW_EXPECT_EQ(run, !!s, c->peer, "the peer's state entry");
+	if (s)
+		MW_EXPECT_EQ(run, s->flags, c->want_peer_flags ? c->want_peer_flags : c->peer_flags,
+			     "the peer's flags");
+	MW_EXPECT_EQ(run, mw_test_map_count(states), c->own + c->peer, "state entries");
+	MW_EXPECT_EQ(run, mw_test_map_count(socks), c->peer_socket, "socket map entries");
+	MW_EXPECT_EQ(run, mw_test_map_count(states == (void *)&mw_accel_state ?
+					   (void *)&mw_accel_state6 : (void *)&mw_accel_state), 0,
+		     "the other family's state map untouched");
+	mw_test_expect_stats(run, 0);
+	MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
+}
+
+MW_TEST_MAIN("bpf_skmsg.c", cases, run_case)
