@@ -14,6 +14,17 @@
 # carrying far fewer bytes than were transferred), and that mw_sock_hash (and
 # mw_accel_state) are empty again afterwards.
 #
+# Over IPv6 (interception.ipv6 = "intercept"; cases 8a-8c): the pod is
+# dual-stack, its sidecar also listens on [::1] and on its IPv6 address's
+# inbound port, and a second pod (pod2, its app and sidecar) dials it. An
+# app's native IPv6 transfers through its sidecar on [::1] (SHA-256 checked)
+# and v4-mapped ones through the IPv4 sidecar are accelerated, and the three
+# hops of pod2's app -> pod1's app over IPv6 (pod2's app -> its sidecar on
+# [::1], pod2's sidecar -> pod1's sidecar between the pods' IPv6 addresses,
+# pod1's sidecar -> its app on [::1]) each have both ends in mw_sock_hash6
+# while the connection lives: map entries and accel_sock_added prove it, not
+# only the data.
+#
 # Everything carries the prefix ma<PID>- (namespaces, cgroup, work dir with a
 # private bpffs) and is removed by the EXIT trap, which prints "N passed, N
 # failed". Programs attach only to this test's cgroup; traffic stays inside the
@@ -24,7 +35,16 @@ P="ma$$"
 NS_NODE="$P-node"
 NS_POD="$P-pod"
 SERVER=10.232.0.1:9000          # bulk server on the node's loopback
+SERVER6="[fd00:232::1]:9000"    # the same over IPv6
+SERVER_MAPPED="[::ffff:10.232.0.1]:9000" # the IPv4 server, dialled from an AF_INET6 socket
+ECHO4=10.232.0.1:7071           # echo servers on the node, for long-lived sessions
+ECHO6="[fd00:232::1]:7071"
 POD_IP=10.232.1.2
+POD_IP6=fd00:232:1::2
+NS_POD2="$P-pod2"               # a second pod, dialling pod1's app over IPv6
+POD2_IP=10.232.2.2
+POD2_IP6=fd00:232:2::2
+APP_PORT=7072                   # pod1's echo app, reached through both sidecars
 MIB=$((1 << 20))
 BIG=$((256 * MIB))
 
@@ -34,11 +54,12 @@ BIG=$((256 * MIB))
 # Bytes received on the pod's loopback (every packet sent there is received there).
 lo_bytes() { ip netns exec "$NS_POD" cat /sys/class/net/lo/statistics/rx_bytes; }
 
-# bulk DESC ARGS...: mwtest bulk-client in the pod, in the test cgroup.
+# bulk DESC ARGS...: mwtest bulk-client in the pod, in the test cgroup, to
+# $CONNECT (the IPv4 bulk server unless a case sets it).
 bulk() {
     local desc=$1
     shift
-    run_client "$desc" "${IN_CG[@]}" "$NS_POD" "$MWTEST" bulk-client --connect "$SERVER" "$@"
+    run_client "$desc" "${IN_CG[@]}" "$NS_POD" "$MWTEST" bulk-client --connect "${CONNECT:-$SERVER}" "$@"
 }
 
 # ---------------------------------------------------------------------------
@@ -49,19 +70,49 @@ setup() {
     suite_cgroup accel || return 1
     write_config <<EOF
 
+[interception]
+ipv6 = "intercept"
+
 [acceleration]
 enabled = true
 EOF
+    local i ns a
     add_netns "$NS_NODE" || return 1
     ip -n "$NS_NODE" addr add 10.232.0.1/32 dev lo || return 1
+    ip netns exec "$NS_NODE" sysctl -qw net.ipv6.conf.all.forwarding=1 || return 1
+    ip -n "$NS_NODE" -6 addr add fd00:232::1/128 dev lo nodad || return 1
     pod_netns "$NS_POD" "$NS_NODE" vp1 "$POD_IP" 10.232.1.1 || return 1
+    pod_netns "$NS_POD2" "$NS_NODE" vp2 "$POD2_IP" 10.232.2.1 || return 1
+    for i in 1 2; do
+        ns=$NS_POD
+        [ "$i" = 2 ] && ns=$NS_POD2
+        ip -n "$ns" -6 addr add "fd00:232:$i::2/64" dev eth0 nodad || return 1
+        ip -n "$NS_NODE" -6 addr add "fd00:232:$i::1/64" dev "vp$i" nodad || return 1
+        ip -n "$ns" -6 route add default via "fd00:232:$i::1" || return 1
+    done
 
     start_bg "$WORK/server-bulk.log" ip netns exec "$NS_NODE" "$MWTEST" bulk-server --listen "$SERVER"
     wait_listen "$NS_NODE" "$SERVER" "$LAST_PID" "$WORK/server-bulk.log" || return 1
+    start_bg "$WORK/server-bulk6.log" ip netns exec "$NS_NODE" "$MWTEST" bulk-server --listen "$SERVER6"
+    wait_listen "$NS_NODE" "$SERVER6" "$LAST_PID" "$WORK/server-bulk6.log" || return 1
+    i=0
+    for a in "$ECHO4" "$ECHO6"; do
+        start_bg "$WORK/server-echo-$((++i)).log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "$a"
+        wait_listen "$NS_NODE" "$a" "$LAST_PID" "$WORK/server-echo-$i.log" || return 1
+    done
+    # pod1's app for the three IPv6 hops: its sidecar delivers to [::1].
+    start_bg "$WORK/app-echo.log" "${IN_CG[@]}" "$NS_POD" "$MWTEST" echo --listen "[::1]:$APP_PORT"
+    wait_listen "$NS_POD" "[::1]:$APP_PORT" "$LAST_PID" "$WORK/app-echo.log" || return 1
 
     start_loader || return 1
-    pod_add pod "$NS_POD" "$POD_IP" || return 1
-    start_sidecar pod "$NS_POD" --no-marker
+    pod_add pod "$NS_POD" "$POD_IP" --ip "$POD_IP6" || return 1
+    pod_add pod2 "$NS_POD2" "$POD2_IP" --ip "$POD2_IP6" || return 1
+    start_sidecar pod "$NS_POD" --no-marker --listen6 "[::1]:$SIDECAR_PORT" \
+        --inbound-listen6 "[$POD_IP6]:$INBOUND_PORT" || return 1
+    wait_listen "$NS_POD" "[::1]:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod.log" || return 1
+    wait_listen "$NS_POD" "[$POD_IP6]:$INBOUND_PORT" "$LAST_PID" "$WORK/sidecar-pod.log" || return 1
+    start_sidecar pod2 "$NS_POD2" --no-marker --listen6 "[::1]:$SIDECAR_PORT" || return 1
+    wait_listen "$NS_POD2" "[::1]:$SIDECAR_PORT" "$LAST_PID" "$WORK/sidecar-pod2.log"
 }
 
 # ---------------------------------------------------------------------------
@@ -161,10 +212,90 @@ case_concurrent() {
     return "$rc"
 }
 
-case_maps_empty() {
+maps_empty() {
+    local rc=0 m
+    for m in mw_sock_hash mw_accel_state mw_sock_hash6 mw_accel_state6; do
+        wait_map_empty "$m" || rc=1
+    done
+    return "$rc"
+}
+
+case_maps_empty() { maps_empty; }
+
+# session NS CONNECT MAP N: a 3 s echo session from an app in NS to CONNECT
+# (through its sidecar). 1 s in, MAP (mw_sock_hash or mw_sock_hash6) must
+# hold exactly N sockets (left in socks, for accel_hop) and the other
+# family's map none, and accel_sock_added must have grown by N or more; once
+# it is over every acceleration map must be empty again.
+SESSIONS=0
+session() {
+    local map=$3 n=$4 other=mw_sock_hash6 pid rc=0 added0 added others out="$WORK/session-$((++SESSIONS)).log"
+    [ "$map" = mw_sock_hash6 ] && other=mw_sock_hash
+    added0=$(stat_value accel_sock_added)
+    start_bg "$out" "${IN_CG[@]}" "$1" "$MWTEST" session --connect "$2" --seconds 3 --interval-ms 20
+    pid=$LAST_PID
+    sleep 1
+    socks=$(accel_socks "$map")
+    others=$(accel_socks "$other")
+    wait "$pid" || {
+        log "the session broke:"
+        show "$out"
+        rc=1
+    }
+    forget_pid "$pid"
+    added=$(($(stat_value accel_sock_added) - added0))
+    log "$(tail -n 1 "$out"), accel_sock_added +$added"
+    expect_socks "$n" "$map" || rc=1
+    if [ -n "$others" ]; then
+        log "$other held sockets too:"
+        indent <<<"$others"
+        rc=1
+    fi
+    [ "$added" -ge "$n" ] || { log "accel_sock_added +$added, expected $n or more"; rc=1; }
+    maps_empty || rc=1
+    return "$rc"
+}
+
+# An app's native IPv6 connections through its sidecar on [::1]: both ends
+# in mw_sock_hash6 (none in mw_sock_hash), the data checked end to end and
+# mostly off the pod's loopback, nothing left after close.
+case_ipv6_app_sidecar() {
+    local rc=0 CONNECT=$SERVER6
+    accelerated "IPv6: app -> [::1] sidecar -> server, 64 MiB in 1 MiB writes" $((64 * MIB)) --mode up \
+        --chunk "$MIB" || rc=1
+    accelerated "IPv6: server -> [::1] sidecar -> app, 64 MiB, the app closes first" $((64 * MIB)) \
+        --mode down || rc=1
+    accelerated "IPv6: app sends 16 MiB with sendfile(2)" $((16 * MIB)) --mode up --method sendfile || rc=1
+    bulk "IPv6: 100 connections, 50 at once, 256 KiB + 1 down each" --mode down --bytes $((256 * 1024 + 1)) \
+        --count 100 --parallel 50 || rc=1
+    session "$NS_POD" "$ECHO6" mw_sock_hash6 2 || rc=1
+    accel_hop "the app <-> its sidecar over [::1]" '\[::1\]:[0-9]+' "\\[::1\\]:$SIDECAR_PORT" || rc=1
+    return "$rc"
+}
+
+# A dual-stack app's AF_INET6 socket dialling a v4-mapped address is an IPv4
+# connection: it and its IPv4 sidecar's socket are each other's peers in
+# mw_sock_hash, by their IPv4 keys; mw_sock_hash6 stays empty.
+case_v4mapped() {
+    local rc=0 CONNECT=$SERVER_MAPPED
+    accelerated "v4-mapped: app -> sidecar -> server, 64 MiB" $((64 * MIB)) --mode up || rc=1
+    accelerated "v4-mapped: server -> sidecar -> app, 64 MiB" $((64 * MIB)) --mode down || rc=1
+    session "$NS_POD" "[::ffff:${ECHO4%:*}]:${ECHO4##*:}" mw_sock_hash 2 || rc=1
+    accel_hop "the app's v4-mapped socket <-> its IPv4 sidecar" '127\.0\.0\.1:[0-9]+' \
+        "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
+    return "$rc"
+}
+
+# pod2's app -> pod1's app over IPv6 makes three hops on this node, each
+# accelerated in mw_sock_hash6: pod2's app <-> its sidecar ([::1]), pod2's
+# sidecar <-> pod1's sidecar (the pods' IPv6 addresses, the inbound port),
+# pod1's sidecar <-> its app ([::1], marked at connect6).
+case_ipv6_three_hops() {
     local rc=0
-    wait_map_empty mw_sock_hash || rc=1
-    wait_map_empty mw_accel_state || rc=1
+    session "$NS_POD2" "[$POD_IP6]:$APP_PORT" mw_sock_hash6 6 || rc=1
+    accel_hop "pod2's app <-> its sidecar" '\[::1\]:[0-9]+' "\\[::1\\]:$SIDECAR_PORT" || rc=1
+    accel_hop "pod2's sidecar <-> pod1's sidecar" "\\[$POD2_IP6\\]:[0-9]+" "\\[$POD_IP6\\]:$INBOUND_PORT" || rc=1
+    accel_hop "pod1's sidecar <-> pod1's app" '\[::1\]:[0-9]+' "\\[::1\\]:$APP_PORT" || rc=1
     return "$rc"
 }
 
@@ -213,6 +344,11 @@ run_relay_case "5 small, odd-sized and empty payloads" case_small_and_odd_writes
 run_relay_case "6 the app closes first; the app half-closes, then reads the rest" case_close_orders
 run_relay_case "7 the server closes first: the app gets every byte" case_server_closes_first
 run_relay_case "8 hundreds of concurrent accelerated connections" case_concurrent
-run_case "9 mw_sock_hash and mw_accel_state are empty again" case_maps_empty
+run_relay_case "8a IPv6: app <-> sidecar on [::1] accelerated in mw_sock_hash6, SHA-256 checked, entries gone after close" \
+    case_ipv6_app_sidecar
+run_relay_case "8b v4-mapped: a dual-stack app's socket and its IPv4 sidecar accelerated in mw_sock_hash" case_v4mapped
+run_case "8c IPv6: app -> sidecar -> sidecar (inbound port) -> app, all three hops in mw_sock_hash6" \
+    case_ipv6_three_hops
+run_case "9 mw_sock_hash, mw_accel_state, mw_sock_hash6 and mw_accel_state6 are empty again" case_maps_empty
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors
 exit 0

@@ -1730,24 +1730,6 @@ run_accel_case() {
     fi
 }
 
-# accel_socks: mw_sock_hash's sockets from `conns`, as "LOCAL REMOTE" lines.
-accel_socks() {
-    mwl conns 2>&1 | awk '/^accelerated sockets/ { on = 1; next } on && $1 == "netns" { print $3, $5 }'
-}
-
-# accel_hop NAME LOCAL_RE REMOTE_RE: exactly one socket LOCAL -> REMOTE and
-# one REMOTE -> LOCAL (its peer) in "$socks".
-accel_hop() {
-    local a b
-    a=$(grep -cE "^$2 $3\$" <<<"$socks")
-    b=$(grep -cE "^$3 $2\$" <<<"$socks")
-    if [ "$a" != 1 ] || [ "$b" != 1 ]; then
-        log "$1: expected both ends accelerated once, found $a and $b"
-        return 1
-    fi
-    log "$1: both ends accelerated"
-}
-
 ACCEL_PORT=7071 # pod1's echo app for the acceleration cases
 
 # accel_session POD: a 3 s session from pod POD's app through both sidecars
@@ -1764,7 +1746,7 @@ accel_session() {
         --connect "$POD1_IP:$ACCEL_PORT" --seconds 3 --interval-ms 20 --expect-orig "$POD1_IP:$ACCEL_PORT"
     session_pid=$LAST_PID
     sleep 1
-    socks=$(accel_socks)
+    socks=$(accel_socks mw_sock_hash)
     wait "$session_pid" || {
         log "the session broke:"
         show "$WORK/session-accel.log"
@@ -1780,14 +1762,6 @@ accel_session() {
     return "$rc"
 }
 
-# expect_socks N: "$socks" holds N sockets.
-expect_socks() {
-    [ "$(grep -c . <<<"$socks")" = "$1" ] && return 0
-    log "mw_sock_hash held $(grep -c . <<<"$socks") sockets, expected $1:"
-    indent <<<"$socks"
-    return 1
-}
-
 # One long-lived connection pod2's app -> pod1's app goes through three hops,
 # all on this node: app -> pod2's sidecar (loopback), pod2's sidecar -> pod1's
 # sidecar, pod1's sidecar -> pod1's app (loopback). Each has both ends in
@@ -1798,7 +1772,7 @@ case_accel_three_hops() {
     accel_hop "pod2's app <-> its sidecar" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
     accel_hop "pod2's sidecar <-> pod1's sidecar" '10\.231\.2\.2:[0-9]+' "10\\.231\\.1\\.2:$INBOUND_PORT" || rc=1
     accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$ACCEL_PORT" || rc=1
-    expect_socks 6 || rc=1
+    expect_socks 6 mw_sock_hash || rc=1
     return "$rc"
 }
 
@@ -1814,7 +1788,7 @@ case_accel_pod_opt_out() {
     mwl pods 2>&1 | grep -A8 "^pod $id" | grep -q 'acceleration *off' || { log "'pods' does not show acceleration off for $id"; rc=1; }
     accel_session 3 || rc=1
     accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$ACCEL_PORT" || rc=1
-    expect_socks 2 || rc=1
+    expect_socks 2 mw_sock_hash || rc=1
     mwl pod del --id "$id" >/dev/null || { log "pod del $id failed"; rc=1; }
     return "$rc"
 }

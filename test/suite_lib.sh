@@ -536,6 +536,40 @@ wait_map_empty() {
     log "$1: 0 entries after $((i * 2 / 10)) s"
 }
 
+# accel_socks MAP: the accelerated sockets of MAP (mw_sock_hash, or
+# mw_sock_hash6 for native IPv6) from `conns`, as "LOCAL REMOTE" lines (IPv6
+# addresses in brackets).
+accel_socks() {
+    local v6=0
+    [ "$1" = mw_sock_hash6 ] && v6=1
+    mwl conns 2>&1 | awk -v v6="$v6" '
+        /^accelerated sockets/ { on = 1; next }
+        on && $1 == "netns" && (substr($3, 1, 1) == "[") == v6 { print $3, $5 }'
+}
+
+# accel_hop NAME LOCAL_RE REMOTE_RE: exactly one socket LOCAL -> REMOTE and
+# one REMOTE -> LOCAL (its peer) in "$socks" (accel_socks' lines).
+accel_hop() {
+    local a b
+    a=$(grep -cE "^$2 $3\$" <<<"$socks")
+    b=$(grep -cE "^$3 $2\$" <<<"$socks")
+    if [ "$a" != 1 ] || [ "$b" != 1 ]; then
+        log "$1: expected both ends accelerated once, found $a and $b"
+        return 1
+    fi
+    log "$1: both ends accelerated"
+}
+
+# expect_socks N MAP: "$socks" (MAP's sockets) holds N sockets.
+expect_socks() {
+    local n
+    n=$(grep -c . <<<"$socks")
+    [ "$n" = "$1" ] && return 0
+    log "$2 held $n sockets, expected $1:"
+    indent <<<"$socks"
+    return 1
+}
+
 # ---------------------------------------------------------------------------
 # Pods, sidecars and servers
 
