@@ -12,6 +12,9 @@
  * connection; UDP through connect4 (connected sockets) and sendmsg4 (each
  * datagram of an unconnected one), the resolver noted on the socket so that
  * recvmsg4 and getpeername4 answer it: resolvers check where answers come from.
+ * A native IPv6 resolver's queries go to [::1]:<dns_port> the same way
+ * (connect6, sendmsg6, recvmsg6, getpeername6; the resolver in mw_orig6_sk),
+ * whatever interception.ipv6 says: DNS capture is the pod's [dns] setting.
  */
 #include <linux/bpf.h>
 #include <bpf/bpf_helpers.h>
@@ -27,6 +30,13 @@ char _license[] SEC("license") = "Dual BSD/GPL";
 #define MW_SOL_SOCKET		1
 #define MW_SO_BINDTOIFINDEX	62
 
+/*
+ * Keep clang from sinking ctx stores of two paths into one tail that stores
+ * through a moved ctx pointer, which the verifier refuses ("dereference of
+ * modified ctx ptr"): inline assembly is never merged.
+ */
+#define mw_ctx_stores_done()	asm volatile("" ::: "memory")
+
 /* A connect()'s IPv4 destination, network order; the hooks rewrite it. */
 struct mw_dest4 {
 	__u32 ip4;
@@ -39,6 +49,20 @@ struct mw_dest4 {
 static __always_inline int mw_sock6_v4mapped(struct bpf_sock_addr *ctx)
 {
 	return mw_is_v4mapped(ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2]);
+}
+
+/*
+ * ctx's IPv6 address into ip6, one 4-byte load per word: the verifier
+ * refuses the merged or narrowed loads clang would otherwise make.
+ */
+static __always_inline void mw_sock6_addr(struct bpf_sock_addr *ctx, __u32 *ip6)
+{
+	const volatile __u32 *w = ctx->user_ip6;
+
+	ip6[0] = w[0];
+	ip6[1] = w[1];
+	ip6[2] = w[2];
+	ip6[3] = w[3];
 }
 
 /*
@@ -358,6 +382,87 @@ static __always_inline int mw_sock6_note(void *sk, const __u32 *ip6, __u16 port,
 }
 
 /*
+ * mw_sock4_to_sidecar for a native IPv6 destination: note ip6:port (network
+ * order) on the socket (and its MPTCP socket), unbind it from a device, and
+ * send it to [::1]:to_port. -1 when that cannot be done: the caller refuses.
+ */
+static __always_inline int mw_sock6_to_sidecar(struct bpf_sock_addr *ctx, const __u32 *ip6,
+					       __u16 port, __u16 to_port, __u16 flags)
+{
+	struct mptcp_sock *msk;
+
+	if (mw_sock6_note(ctx->sk, ip6, port, flags) ||
+	    (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx)))
+		return -1;
+	msk = bpf_skc_to_mptcp_sock(ctx->sk);
+	if (msk)
+		mw_sock6_note(msk, ip6, port, flags);
+	ctx->user_ip6[0] = 0;
+	ctx->user_ip6[1] = 0;
+	ctx->user_ip6[2] = 0;
+	ctx->user_ip6[3] = bpf_htonl(1);
+	ctx->user_port = bpf_htons(to_port);
+	mw_ctx_stores_done();
+	return 0;
+}
+
+/*
+ * mw_sock4_capture_dns for a native IPv6 resolver: the query goes to the
+ * DNS proxy at [::1]:<dns_port>, the resolver noted in mw_orig6_sk (with
+ * MW_ORIG_F_CONNECT for TCP: the proxy reads IP6T_SO_ORIGINAL_DST). Events
+ * carry the ports (mw_event holds IPv4 addresses).
+ */
+static __always_inline int mw_sock6_capture_dns(struct bpf_sock_addr *ctx, __u64 netns_cookie,
+						const __u32 *ip6, __u16 port, __u8 hook)
+{
+	__u16 flags = MW_ORIG_F_DNS;
+
+	if (ctx->type == MW_SOCK_STREAM)
+		flags |= MW_ORIG_F_CONNECT;
+	if (mw_sock6_to_sidecar(ctx, ip6, port, mw_cfg.dns_port, flags)) {
+		mw_count(MW_STAT_DNS_ERROR);
+		mw_trace("dns6 refused");
+		mw_emit(hook, MW_DEC_DNS_REFUSED, netns_cookie, 0, 0, 0, MW_DNS_PORT, 0, 0,
+			MW_EV_SOCK(ctx->sk));
+		return MW_DENY;
+	}
+	mw_count(MW_STAT_DNS_REDIRECTED);
+	mw_trace("dns6 -> proxy [::1]:%d", mw_cfg.dns_port);
+	mw_emit(hook, MW_DEC_DNS_REDIRECTED, netns_cookie, 0, 0, 0, MW_DNS_PORT, 0,
+		mw_cfg.dns_port, MW_EV_SOCK(ctx->sk));
+	return MW_ALLOW;
+}
+
+/*
+ * mw_sock4_udp for a native IPv6 destination (ip6, port in network order):
+ * a meshed app's query to port 53 is captured; a socket connected elsewhere
+ * forgets the resolver it had.
+ */
+static __always_inline int mw_sock6_udp(struct bpf_sock_addr *ctx, const __u32 *ip6,
+					__u16 port, int connecting, __u8 hook)
+{
+	const struct mw_pod *pod;
+	struct mw_orig6 *orig;
+	__u64 netns_cookie;
+
+	if (ctx->protocol != MW_IPPROTO_UDP)
+		return MW_ALLOW;
+	if (port == bpf_htons(MW_DNS_PORT)) {
+		netns_cookie = bpf_get_netns_cookie(ctx);
+		pod = mw_pod_lookup(netns_cookie);
+		if (pod && !mw_is_sidecar(ctx->sk, netns_cookie) &&
+		    mw_dns_captured_at(pod, ip6, 1, port))
+			return mw_sock6_capture_dns(ctx, netns_cookie, ip6, port, hook);
+	}
+	if (connecting) {
+		orig = bpf_sk_storage_get(&mw_orig6_sk, ctx->sk, NULL, 0);
+		if (orig)
+			orig->flags &= ~MW_ORIG_F_DNS;
+	}
+	return MW_ALLOW;
+}
+
+/*
  * mw_sock4_redirect_inbound for a native IPv6 destination (interception.ipv6
  * = "intercept"): the sidecar dialling another meshed pod's IPv6 address
  * goes to that pod's inbound port, the address kept. Its own pod (its IPv6
@@ -401,8 +506,6 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 						      __u64 netns_cookie, const __u32 *ip6,
 						      __u16 port)
 {
-	struct mptcp_sock *msk;
-
 	if (mw_cidr6_excluded(netns_cookie, ip6) ||
 	    !mw_out_included6(pod, netns_cookie, bpf_ntohs(port))) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
@@ -410,21 +513,12 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_ALLOW;
 	}
-	if (mw_sock6_note(ctx->sk, ip6, port, MW_ORIG_F_CONNECT) ||
-	    (ctx->sk->bound_dev_if && mw_sock4_unbind_device(ctx))) {
+	if (mw_sock6_to_sidecar(ctx, ip6, port, mw_cfg.outbound_port, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
 		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, 0,
 			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
-	msk = bpf_skc_to_mptcp_sock(ctx->sk);
-	if (msk)
-		mw_sock6_note(msk, ip6, port, MW_ORIG_F_CONNECT);
-	ctx->user_ip6[0] = 0;
-	ctx->user_ip6[1] = 0;
-	ctx->user_ip6[2] = 0;
-	ctx->user_ip6[3] = bpf_htonl(1);
-	ctx->user_port = bpf_htons(mw_cfg.outbound_port);
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
 	mw_trace("connect6 port %d -> sidecar [::1]:%d", bpf_ntohs(port), mw_cfg.outbound_port);
 	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0, 0,
@@ -433,7 +527,9 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 }
 
 /*
- * A native IPv6 destination of a meshed pod's TCP connect(). "pass": direct.
+ * A native IPv6 destination of a meshed pod's connect(). UDP: DNS capture
+ * only (mw_sock6_udp). TCP: an app's DNS to a captured resolver goes to the
+ * DNS proxy whatever interception.ipv6 says; otherwise "pass": direct.
  * Loopback (::1) and excluded outbound ports always go direct, and the
  * sidecar's own connections do but with "intercept". "refuse": everything
  * else fails (EPERM) rather than bypass the sidecar. "intercept": an app's
@@ -444,15 +540,15 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
  */
 static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 {
-	__u32 ip6[4] = { ctx->user_ip6[0], ctx->user_ip6[1], ctx->user_ip6[2],
-			 ctx->user_ip6[3] };
+	__u32 ip6[4];
 	__u16 port_n = (__u16)ctx->user_port;
 	__u16 port = bpf_ntohs(port_n);
 	const struct mw_pod *pod;
 	__u64 netns_cookie;
 
-	if (mw_cfg.ipv6 == MW_IPV6_PASS || ctx->type != MW_SOCK_STREAM)
-		return MW_ALLOW;
+	mw_sock6_addr(ctx, ip6);
+	if (ctx->type != MW_SOCK_STREAM)
+		return mw_sock6_udp(ctx, ip6, port_n, 1, MW_HOOK_CONNECT6);
 	netns_cookie = bpf_get_netns_cookie(ctx);
 	pod = mw_pod_lookup(netns_cookie);
 	if (!pod)
@@ -470,6 +566,10 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 		mw_count(MW_STAT_CONNECT_SIDECAR);
 		return mw_sock6_redirect_inbound(ctx, netns_cookie, ip6, port_n);
 	}
+	if (mw_dns_captured_at(pod, ip6, 1, port_n))
+		return mw_sock6_capture_dns(ctx, netns_cookie, ip6, port_n, MW_HOOK_CONNECT6);
+	if (mw_cfg.ipv6 == MW_IPV6_PASS)
+		return MW_ALLOW;
 	if (mw_is_loopback6(ip6) || mw_port_excluded(netns_cookie, port, MW_DIR_OUT)) {
 		if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT) {
 			mw_count(MW_STAT_CONNECT_EXCLUDED);
@@ -517,18 +617,37 @@ int mw_sock6_connect(struct bpf_sock_addr *ctx)
  * connection steered to the sidecar, or a UDP socket connected to the DNS
  * proxy in place of its resolver.
  */
+static __always_inline __u16 mw_sock_dialled_flag(struct bpf_sock_addr *ctx)
+{
+	if (ctx->type == MW_SOCK_STREAM)
+		return MW_ORIG_F_CONNECT;
+	if (ctx->protocol == MW_IPPROTO_UDP)
+		return MW_ORIG_F_DNS;
+	return 0;
+}
+
 static __always_inline const struct mw_orig4 *mw_sock_dialled(struct bpf_sock_addr *ctx)
 {
+	__u16 flag = mw_sock_dialled_flag(ctx);
 	struct mw_orig4 *orig;
-	__u16 flag;
 
-	if (ctx->type == MW_SOCK_STREAM)
-		flag = MW_ORIG_F_CONNECT;
-	else if (ctx->protocol == MW_IPPROTO_UDP)
-		flag = MW_ORIG_F_DNS;
-	else
+	if (!flag)
 		return NULL;
 	orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL, 0);
+	if (!orig || !(orig->flags & flag))
+		return NULL;
+	return orig;
+}
+
+/* The same for a native IPv6 destination (mw_orig6_sk). */
+static __always_inline const struct mw_orig6 *mw_sock6_dialled(struct bpf_sock_addr *ctx)
+{
+	__u16 flag = mw_sock_dialled_flag(ctx);
+	struct mw_orig6 *orig;
+
+	if (!flag)
+		return NULL;
+	orig = bpf_sk_storage_get(&mw_orig6_sk, ctx->sk, NULL, 0);
 	if (!orig || !(orig->flags & flag))
 		return NULL;
 	return orig;
@@ -541,6 +660,7 @@ static __always_inline int mw_sock4_report(struct bpf_sock_addr *ctx,
 	if (orig) {
 		ctx->user_ip4 = orig->ip4;
 		ctx->user_port = orig->port;
+		mw_ctx_stores_done();
 	}
 	return MW_ALLOW;
 }
@@ -552,6 +672,22 @@ static __always_inline int mw_sock6_report(struct bpf_sock_addr *ctx,
 	if (orig) {
 		ctx->user_ip6[3] = orig->ip4;
 		ctx->user_port = orig->port;
+		mw_ctx_stores_done();
+	}
+	return MW_ALLOW;
+}
+
+/* The same with a native IPv6 address (mw_orig6_sk). */
+static __always_inline int mw_sock6_report6(struct bpf_sock_addr *ctx,
+					    const struct mw_orig6 *orig)
+{
+	if (orig) {
+		ctx->user_ip6[0] = orig->ip6[0];
+		ctx->user_ip6[1] = orig->ip6[1];
+		ctx->user_ip6[2] = orig->ip6[2];
+		ctx->user_ip6[3] = orig->ip6[3];
+		ctx->user_port = orig->port;
+		mw_ctx_stores_done();
 	}
 	return MW_ALLOW;
 }
@@ -568,26 +704,15 @@ int mw_sock4_getpeername(struct bpf_sock_addr *ctx)
 
 /*
  * The same for an AF_INET6 socket redirected by connect6: to a v4-mapped
- * address (mw_orig_sk) or a native IPv6 one (mw_orig6_sk).
+ * address (mw_orig_sk) or a native IPv6 one (mw_orig6_sk), TCP or a UDP
+ * socket connected to the DNS proxy.
  */
 SEC("cgroup/getpeername6")
 int mw_sock6_getpeername(struct bpf_sock_addr *ctx)
 {
-	const struct mw_orig6 *orig6;
-
 	if (mw_sock6_v4mapped(ctx))
 		return mw_sock6_report(ctx, mw_sock_dialled(ctx));
-	if (ctx->type != MW_SOCK_STREAM)
-		return MW_ALLOW;
-	orig6 = bpf_sk_storage_get(&mw_orig6_sk, ctx->sk, NULL, 0);
-	if (orig6 && (orig6->flags & MW_ORIG_F_CONNECT)) {
-		ctx->user_ip6[0] = orig6->ip6[0];
-		ctx->user_ip6[1] = orig6->ip6[1];
-		ctx->user_ip6[2] = orig6->ip6[2];
-		ctx->user_ip6[3] = orig6->ip6[3];
-		ctx->user_port = orig6->port;
-	}
-	return MW_ALLOW;
+	return mw_sock6_report6(ctx, mw_sock6_dialled(ctx));
 }
 
 /*
@@ -620,7 +745,7 @@ int mw_sock4_sendmsg(struct bpf_sock_addr *ctx)
  * anything else.
  */
 static __always_inline const struct mw_orig4 *mw_sock_dns_answer(struct bpf_sock_addr *ctx,
-								 __u32 src_ip4)
+								 __u32 src_ip4, __u8 hook)
 {
 	const struct mw_orig4 *orig;
 
@@ -632,8 +757,30 @@ static __always_inline const struct mw_orig4 *mw_sock_dns_answer(struct bpf_sock
 	if (!orig || !(orig->flags & MW_ORIG_F_DNS))
 		return NULL;
 	mw_count(MW_STAT_DNS_RESTORED);
-	mw_emit(MW_HOOK_RECVMSG4, MW_DEC_DNS_RESTORED, bpf_get_netns_cookie(ctx),
+	mw_emit(hook, MW_DEC_DNS_RESTORED, bpf_get_netns_cookie(ctx),
 		src_ip4, mw_cfg.dns_port, orig->ip4, bpf_ntohs(orig->port), 0, 0, MW_EV_TASK);
+	return orig;
+}
+
+/*
+ * mw_sock_dns_answer for a native IPv6 datagram: from the DNS proxy at
+ * [::1]:<dns_port> (src, four network-order words) to a socket whose
+ * queries went there; the resolver in mw_orig6_sk, or NULL.
+ */
+static __always_inline const struct mw_orig6 *mw_sock6_dns_answer(struct bpf_sock_addr *ctx,
+								  const __u32 *src)
+{
+	const struct mw_orig6 *orig;
+
+	if (ctx->protocol != MW_IPPROTO_UDP ||
+	    (__u16)ctx->user_port != bpf_htons(mw_cfg.dns_port) || !mw_is_loopback6(src))
+		return NULL;
+	orig = bpf_sk_storage_get(&mw_orig6_sk, ctx->sk, NULL, 0);
+	if (!orig || !(orig->flags & MW_ORIG_F_DNS))
+		return NULL;
+	mw_count(MW_STAT_DNS_RESTORED);
+	mw_emit(MW_HOOK_RECVMSG6, MW_DEC_DNS_RESTORED, bpf_get_netns_cookie(ctx), 0,
+		mw_cfg.dns_port, 0, bpf_ntohs(orig->port), 0, 0, MW_EV_TASK);
 	return orig;
 }
 
@@ -644,14 +791,53 @@ static __always_inline const struct mw_orig4 *mw_sock_dns_answer(struct bpf_sock
 SEC("cgroup/recvmsg4")
 int mw_sock4_recvmsg(struct bpf_sock_addr *ctx)
 {
-	return mw_sock4_report(ctx, mw_sock_dns_answer(ctx, ctx->user_ip4));
+	return mw_sock4_report(ctx, mw_sock_dns_answer(ctx, ctx->user_ip4, MW_HOOK_RECVMSG4));
 }
 
-/* The same on an AF_INET6 socket whose v4-mapped query was captured. */
+/*
+ * The same on an AF_INET6 socket whose query was captured: to a v4-mapped
+ * resolver (the proxy's answer from ::ffff:127.0.0.1) or a native IPv6 one
+ * (from [::1]).
+ */
 SEC("cgroup/recvmsg6")
 int mw_sock6_recvmsg(struct bpf_sock_addr *ctx)
 {
-	if (!mw_sock6_v4mapped(ctx))
-		return MW_ALLOW;
-	return mw_sock6_report(ctx, mw_sock_dns_answer(ctx, ctx->user_ip6[3]));
+	__u32 src[4];
+
+	if (mw_sock6_v4mapped(ctx))
+		return mw_sock6_report(ctx, mw_sock_dns_answer(ctx, ctx->user_ip6[3],
+							       MW_HOOK_RECVMSG6));
+	mw_sock6_addr(ctx, src);
+	return mw_sock6_report6(ctx, mw_sock6_dns_answer(ctx, src));
+}
+
+/*
+ * sendmsg() with a destination on an AF_INET6 UDP socket: a query to a
+ * native IPv6 resolver goes to the DNS proxy at [::1] (mw_sock6_udp); one
+ * to a v4-mapped resolver (a dual-stack socket) like sendmsg4's, to
+ * ::ffff:127.0.0.1. If the kernel then runs sendmsg4 on it too, the
+ * datagram is already to the DNS proxy's port: untouched there.
+ */
+SEC("cgroup/sendmsg6")
+int mw_sock6_sendmsg(struct bpf_sock_addr *ctx)
+{
+	struct mw_dest4 dst = {
+		.port = (__u16)ctx->user_port,
+		.hook = MW_HOOK_SENDMSG6,
+	};
+	__u32 ip6[4];
+	int verdict;
+
+	if (!mw_sock6_v4mapped(ctx)) {
+		mw_sock6_addr(ctx, ip6);
+		return mw_sock6_udp(ctx, ip6, dst.port, 0, MW_HOOK_SENDMSG6);
+	}
+	dst.ip4 = ctx->user_ip6[3];
+	verdict = mw_sock4_udp(ctx, &dst, 0);
+	if (dst.rewritten) {
+		ctx->user_ip6[3] = dst.ip4;
+		ctx->user_port = dst.port;
+		mw_ctx_stores_done();
+	}
+	return verdict;
 }

@@ -330,9 +330,9 @@ struct tcp6_sock {
 #define MW_IPV6_FLOWINFO_MASK	0x0fffffffU	/* linux/in6.h, host order */
 
 /*
- * mw_sockops_bind_accepted for a native IPv6 connection to a capture port
- * (an app's to the outbound port, another sidecar's on this node to the
- * inbound port), or of an inbound flow from another node (mw_flow6: tc
+ * mw_sockops_bind_accepted for a native IPv6 connection to a steered port
+ * (an app's to the outbound port or to the DNS proxy, another sidecar's on
+ * this node to the inbound port), or of an inbound flow from another node (mw_flow6: tc
  * steered it to the inbound port; the dialled port is the flow's). The
  * accepted socket's flow label goes with it: netfilter answers
  * IP6T_SO_ORIGINAL_DST's sin6_flowinfo from it, and getsockopt programs
@@ -347,7 +347,7 @@ static __always_inline void mw_sockops6_bind_accepted(struct bpf_sock_ops *skops
 	struct tcp6_sock *tp6;
 	struct mw_tuple6 key;
 
-	if (!sk || !mw_is_capture_port((__u16)skops->local_port))
+	if (!sk || !mw_is_steered_port((__u16)skops->local_port))
 		return;
 	mw_tuple6_of(skops, &key, 0);
 	orig = bpf_map_lookup_elem(&mw_orig_tuple6, &key);
@@ -390,25 +390,29 @@ static __always_inline void mw_sockops6_forget(struct bpf_sock_ops *skops)
 }
 
 /*
- * Native IPv6: the hand-over of steered connections and acceleration of the
- * mesh's IPv6 hops, both only when meshwire steers IPv6 (without it there
- * are no such hops). An accelerated socket's FIN and close are handled
- * whatever the policy, so a restart that changed it leaves no state behind.
+ * Native IPv6: the hand-over of steered connections (outbound and inbound
+ * with interception.ipv6 = "intercept", DNS over TCP with any policy:
+ * connect6 noted only those on their sockets) and, only when meshwire steers
+ * IPv6, acceleration of the mesh's IPv6 hops (without it there are no such
+ * hops). An accelerated socket's FIN and close are handled whatever the
+ * policy, so a restart that changed it leaves no state behind.
  */
 static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 {
+	int steered = mw_cfg.ipv6 == MW_IPV6_INTERCEPT;
+
 	if (skops->op == BPF_SOCK_OPS_STATE_CB)
 		mw_sockops_accel_state(skops, 1);
-	if (mw_cfg.ipv6 != MW_IPV6_INTERCEPT)
-		return;
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		mw_sockops6_publish(skops);
-		mw_sockops_accelerate(skops, 1);
+		if (steered)
+			mw_sockops_accelerate(skops, 1);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mw_sockops6_bind_accepted(skops);
-		mw_sockops_accelerate(skops, 1);
+		if (steered)
+			mw_sockops_accelerate(skops, 1);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)

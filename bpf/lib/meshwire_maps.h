@@ -301,6 +301,15 @@ struct {
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_dns_servers4 SEC(".maps");
 
+/* [dns] servers' IPv6 resolvers; mw_dns_servers4's twin, with its capacity. */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_DNS_SERVERS);
+	__type(key, struct mw_ip6_key);
+	__type(value, __u8);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_dns_servers6 SEC(".maps");
+
 /* Counters, indexed by enum mw_stat. */
 struct {
 	__uint(type, BPF_MAP_TYPE_PERCPU_ARRAY);

@@ -296,14 +296,25 @@ static __always_inline int mw_is_steered_port(__u16 port)
 
 /*
  * DNS capture ([dns]): a query of a pod with MW_POD_F_DNS to port 53
- * (ip4 and port in network order), to any resolver or, with [dns] servers,
- * only to those listed.
+ * (addr and port in network order), to any resolver or, with [dns] servers,
+ * only to those listed. addr: one word (is6 0) or four (is6 1), on the
+ * stack, as for mw_pod_ip_cookie: each family looks in its own list.
  */
-static __always_inline int mw_dns_captured(const struct mw_pod *pod, __u32 ip4, __u16 port)
+static __always_inline int mw_dns_captured_at(const struct mw_pod *pod, const __u32 *addr,
+					      const int is6, __u16 port)
 {
 	if (!(pod->flags & MW_POD_F_DNS) || port != bpf_htons(MW_DNS_PORT))
 		return 0;
-	return !mw_cfg.dns_servers || bpf_map_lookup_elem(&mw_dns_servers4, &ip4) != NULL;
+	if (!mw_cfg.dns_servers)
+		return 1;
+	if (is6)
+		return bpf_map_lookup_elem(&mw_dns_servers6, addr) != NULL;
+	return bpf_map_lookup_elem(&mw_dns_servers4, addr) != NULL;
+}
+
+static __always_inline int mw_dns_captured(const struct mw_pod *pod, __u32 ip4, __u16 port)
+{
+	return mw_dns_captured_at(pod, &ip4, 0, port);
 }
 
 #endif /* MESHWIRE_POLICY_H */

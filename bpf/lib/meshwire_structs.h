@@ -21,7 +21,7 @@ struct mw_settings {
 	__u8  trace;		/* 1: every decision is an event in mw_events */
 	__u8  ipv6;		/* enum mw_ipv6_policy */
 	__u16 dns_port;		/* host order: the sidecar's DNS proxy ([dns] port) */
-	__u8  dns_servers;	/* 1: only resolvers in mw_dns_servers4 are captured */
+	__u8  dns_servers;	/* 1: only resolvers in mw_dns_servers4/6 are captured */
 	__u8  pad;
 };
 
@@ -264,7 +264,9 @@ enum mw_hook {
 	MW_HOOK_TC_EGRESS,
 	MW_HOOK_CONNECT6,		/* connect6 (v4-mapped or native IPv6) */
 	MW_HOOK_SENDMSG4,		/* sendmsg4 (AF_INET6 sockets to v4-mapped addresses too) */
-	MW_HOOK_RECVMSG4,		/* recvmsg4, or recvmsg6 on a v4-mapped address */
+	MW_HOOK_RECVMSG4,		/* recvmsg4 */
+	MW_HOOK_SENDMSG6,		/* sendmsg6 (native IPv6 or v4-mapped) */
+	MW_HOOK_RECVMSG6,		/* recvmsg6 (native IPv6 or v4-mapped) */
 	MW_HOOK_MAX,
 };
 

@@ -1,7 +1,7 @@
 // SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
 /*
- * connect4, connect6, getpeername4, getpeername6, sendmsg4, recvmsg4 and
- * recvmsg6 (bpf/bpf_sock.c), the real source compiled for the host, run on a
+ * connect4, connect6, getpeername4, getpeername6, sendmsg4, sendmsg6,
+ * recvmsg4 and recvmsg6 (bpf/bpf_sock.c), the real source compiled for the host, run on a
  * table of cases: one node with meshed pods (one with DNS capture),
  * exclusions node-wide and per pod, callers that are apps, sidecars or
  * unmeshed. Linux 6.18 answers BPF_PROG_TEST_RUN for cgroup_sock_addr
@@ -17,6 +17,8 @@
 #define POD_D		0xf006ULL	/* meshed, DNS captured */
 #define RESOLVER	"10.96.0.10"	/* the pods' resolver */
 #define RESOLVER2	"10.96.0.11"	/* another one, not in [dns] servers */
+#define RESOLVER6	"fd00:96::a"	/* the pods' IPv6 resolver */
+#define RESOLVER6_2	"fd00:96::b"	/* another one, not in [dns] servers */
 #define APP_UID		1000
 #define POD_U		0xe005ULL	/* meshed, its netns in a user namespace of its own */
 #define POD_U_SIDECAR	101500		/* SIDECAR_UID mapped through it (uid_map 0 100000 65536) */
@@ -103,10 +105,16 @@ static void node(void)
 	cidr.addr = mw_test_ip4("10.50.0.0");
 	bpf_map_update_elem(&mw_incl_cidr4, &cidr, &one, BPF_ANY);
 
-	/* Pod D has its DNS captured; [dns] servers would list RESOLVER only. */
+	/* Pod D has its DNS captured; [dns] servers would list RESOLVER and RESOLVER6 only. */
 	bpf_map_update_elem(&mw_pods, &cd, &d, BPF_ANY);
 	ip = mw_test_ip4(RESOLVER);
 	bpf_map_update_elem(&mw_dns_servers4, &ip, &one, BPF_ANY);
+	{
+		struct mw_ip6_key r6;
+
+		mw_test_ip6(RESOLVER6, r6.addr);
+		bpf_map_update_elem(&mw_dns_servers6, &r6, &one, BPF_ANY);
+	}
 
 	/* IPv6: 2001:db8:ee::/48 node-wide, fd00:96::/64 for pod A only. */
 	struct mw_cidr6_key cidr6 = { .prefixlen = 64 + 48 };
@@ -120,7 +128,7 @@ static void node(void)
 	bpf_map_update_elem(&mw_excl_cidr6, &cidr6, &one, BPF_ANY);
 }
 
-enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6, SENDMSG4, RECVMSG4, RECVMSG6 };
+enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6, SENDMSG4, SENDMSG6, RECVMSG4, RECVMSG6 };
 
 struct sock_case {
 	const char *what;
@@ -130,7 +138,7 @@ struct sock_case {
 	int ipv6_allow;		/* interception.ipv6 = "pass" */
 	int intercept6;		/* interception.ipv6 = "intercept" */
 	__u32 sidecar_uid;	/* 0: SIDECAR_UID */
-	int dns_servers;	/* [dns] servers = [RESOLVER] */
+	int dns_servers;	/* [dns] servers = [RESOLVER, RESOLVER6] */
 	/* the caller and its socket */
 	__u64 netns;
 	__u32 uid;		/* the task's real UID */
@@ -628,6 +636,121 @@ static const struct sock_case cases[] = {
 	{ "getpeername6 of a redirected IPv6 UDP socket is the kernel's", GETPEERNAME6,
 	  .udp = 1, .netns = POD_A, .mark6 = MW_ORIG_F_CONNECT, .dst = "::1", .port = OUT_PORT,
 	  .want_mark6 = MW_ORIG_F_CONNECT },
+
+	/* DNS capture over native IPv6: [::1]:DNS_PORT, whatever interception.ipv6 says */
+	{ "dns6: a query to an IPv6 resolver goes to the DNS proxy at [::1]", SENDMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53, .to = "::1",
+	  .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: with interception.ipv6 = pass too", SENDMSG6, .ipv6_allow = 1,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53, .to = "::1",
+	  .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: with interception.ipv6 = intercept too", SENDMSG6, .intercept6 = 1,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53, .to = "::1",
+	  .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: a ::1 resolver is captured too", SENDMSG6, .netns = POD_D, .uid = APP_UID,
+	  .udp = 1, .dst = "::1", .port = 53, .to = "::1", .to_port = DNS_PORT,
+	  .want_mark6 = MW_ORIG_F_DNS, .stats = STAT(MW_STAT_DNS_REDIRECTED),
+	  .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: a datagram already to the proxy's port is untouched", SENDMSG6, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .dst = "::1", .port = DNS_PORT },
+	{ "dns6: another UDP port is untouched", SENDMSG6, .netns = POD_D, .uid = APP_UID,
+	  .udp = 1, .dst = RESOLVER6, .port = 5353 },
+	{ "dns6: a pod without DNS capture is untouched", SENDMSG6, .netns = POD_A,
+	  .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53 },
+	{ "dns6: a namespace not meshed is untouched", SENDMSG6, .netns = UNMESHED,
+	  .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53 },
+	{ "dns6: the sidecar's own (upstream) query is untouched", SENDMSG6, .netns = POD_D,
+	  .uid = SIDECAR_UID, .udp = 1, .dst = RESOLVER6, .port = 53 },
+	{ "dns6: a listed IPv6 resolver is captured", SENDMSG6, .dns_servers = 1,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53, .to = "::1",
+	  .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: an IPv6 resolver not listed in [dns] servers is untouched", SENDMSG6,
+	  .dns_servers = 1, .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER6_2,
+	  .port = 53 },
+	{ "dns6: an IPv6 resolver whose last word is a listed IPv4 one is not listed", SENDMSG6,
+	  .dns_servers = 1, .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = "fd00::a60:a",
+	  .port = 53 },
+	{ "dns6: no socket storage: the query is refused, never sent direct", SENDMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .no_storage = 1, .dst = RESOLVER6,
+	  .port = 53, .deny = 1, .stats = STAT(MW_STAT_DNS_ERROR),
+	  .decision = MW_DEC_DNS_REFUSED },
+	{ "dns6: a socket bound to a device is unbound when sent to [::1]", SENDMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .bound_dev = 1, .dst = RESOLVER6,
+	  .port = 53, .to = "::1", .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .want_unbind = 1, .stats = STAT(MW_STAT_DNS_REDIRECTED),
+	  .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: a ping socket (not UDP) is untouched", SENDMSG6, .netns = POD_D,
+	  .uid = APP_UID, .icmp = 1, .dst = RESOLVER6, .port = 53 },
+	{ "dns6: a dual-stack socket's v4-mapped query goes to ::ffff:127.0.0.1", SENDMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = "::ffff:10.96.0.10", .port = 53,
+	  .to = "::ffff:127.0.0.1", .to_port = DNS_PORT, .want_mark = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: a v4-mapped resolver not listed in [dns] servers is untouched", SENDMSG6,
+	  .dns_servers = 1, .netns = POD_D, .uid = APP_UID, .udp = 1,
+	  .dst = "::ffff:10.96.0.11", .port = 53 },
+	{ "dns6: the sidecar's v4-mapped query is untouched", SENDMSG6, .netns = POD_D,
+	  .uid = SIDECAR_UID, .udp = 1, .dst = "::ffff:10.96.0.10", .port = 53 },
+	{ "dns6: a UDP socket connected to an IPv6 resolver is connected to the proxy",
+	  CONNECT6, .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = RESOLVER6, .port = 53,
+	  .to = "::1", .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: a UDP socket connected elsewhere forgets its IPv6 resolver", CONNECT6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .mark6 = MW_ORIG_F_DNS, .dst = ORIG_IP6,
+	  .port = 5000 },
+	{ "dns6: the sidecar's connected UDP socket goes where it was sent", CONNECT6,
+	  .netns = POD_D, .uid = SIDECAR_UID, .udp = 1, .dst = RESOLVER6, .port = 53 },
+	{ "dns6: DNS over TCP to an IPv6 resolver goes to the proxy (ipv6 refuse)", CONNECT6,
+	  .netns = POD_D, .uid = APP_UID, .dst = RESOLVER6, .port = 53, .to = "::1",
+	  .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: DNS over TCP to an IPv6 resolver goes to the proxy (ipv6 pass)", CONNECT6,
+	  .ipv6_allow = 1, .netns = POD_D, .uid = APP_UID, .dst = RESOLVER6, .port = 53,
+	  .to = "::1", .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: DNS over TCP to an IPv6 resolver goes to the proxy (ipv6 intercept)", CONNECT6,
+	  .intercept6 = 1, .netns = POD_D, .uid = APP_UID, .dst = RESOLVER6, .port = 53,
+	  .to = "::1", .to_port = DNS_PORT, .want_mark6 = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: an MPTCP socket's DNS over TCP is noted on the MPTCP socket too", CONNECT6,
+	  .intercept6 = 1, .mptcp = 1, .netns = POD_D, .uid = APP_UID, .dst = RESOLVER6,
+	  .port = 53, .to = "::1", .to_port = DNS_PORT,
+	  .want_mark6 = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_REDIRECTED), .decision = MW_DEC_DNS_REDIRECTED },
+	{ "dns6: the sidecar's TCP query to an IPv6 resolver goes where it was sent", CONNECT6,
+	  .netns = POD_D, .uid = SIDECAR_UID, .dst = RESOLVER6, .port = 53 },
+	{ "dns6: TCP to an IPv6 resolver not listed is native IPv6 (refused)", CONNECT6,
+	  .dns_servers = 1, .netns = POD_D, .uid = APP_UID, .dst = RESOLVER6_2, .port = 53,
+	  .deny = 1, .stats = STAT(MW_STAT_CONNECT6_REFUSED),
+	  .decision = MW_DEC_CONNECT6_REFUSED },
+	{ "dns6: TCP to port 53 of a pod without DNS capture is native IPv6 (intercept)",
+	  CONNECT6, .intercept6 = 1, .netns = POD_A, .uid = APP_UID, .dst = "fd00:97::a",
+	  .port = 53, .to = "::1", .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "dns6: no socket storage: DNS over TCP refused", CONNECT6, .netns = POD_D,
+	  .uid = APP_UID, .no_storage = 1, .dst = RESOLVER6, .port = 53, .deny = 1,
+	  .stats = STAT(MW_STAT_DNS_ERROR), .decision = MW_DEC_DNS_REFUSED },
+	{ "dns6: recvmsg6 of the proxy's [::1] answer reports the IPv6 resolver", RECVMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .mark6 = MW_ORIG_F_DNS, .dst = "::1",
+	  .port = DNS_PORT, .to = ORIG_IP6, .to_port = ORIG_PORT, .want_mark6 = MW_ORIG_F_DNS,
+	  .stats = STAT(MW_STAT_DNS_RESTORED), .decision = MW_DEC_DNS_RESTORED },
+	{ "dns6: a datagram from another IPv6 address keeps its source", RECVMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .mark6 = MW_ORIG_F_DNS,
+	  .dst = "fd00:1::7", .port = DNS_PORT, .want_mark6 = MW_ORIG_F_DNS },
+	{ "dns6: another [::1] port keeps its source", RECVMSG6, .netns = POD_D,
+	  .uid = APP_UID, .udp = 1, .mark6 = MW_ORIG_F_DNS, .dst = "::1", .port = 5353,
+	  .want_mark6 = MW_ORIG_F_DNS },
+	{ "dns6: a socket that sent no captured IPv6 query reads the kernel's source", RECVMSG6,
+	  .netns = POD_D, .uid = APP_UID, .udp = 1, .dst = "::1", .port = DNS_PORT },
+	{ "dns6: getpeername6 of a UDP socket connected to the proxy answers the IPv6 resolver",
+	  GETPEERNAME6, .netns = POD_D, .udp = 1, .mark6 = MW_ORIG_F_DNS, .dst = "::1",
+	  .port = DNS_PORT, .to = ORIG_IP6, .to_port = ORIG_PORT, .want_mark6 = MW_ORIG_F_DNS },
+	{ "dns6: getpeername6 of a TCP socket marked for DNS only is the kernel's", GETPEERNAME6,
+	  .netns = POD_D, .mark6 = MW_ORIG_F_DNS, .dst = "::1", .port = DNS_PORT,
+	  .want_mark6 = MW_ORIG_F_DNS },
 };
 
 /* The hook a case's event must name. */
@@ -638,9 +761,12 @@ static __u8 event_hook(const struct sock_case *c)
 		return MW_HOOK_CONNECT6;
 	case SENDMSG4:
 		return MW_HOOK_SENDMSG4;
+	case SENDMSG6:
+		return MW_HOOK_SENDMSG6;
 	case RECVMSG4:
-	case RECVMSG6:
 		return MW_HOOK_RECVMSG4;
+	case RECVMSG6:
+		return MW_HOOK_RECVMSG6;
 	default:
 		return MW_HOOK_CONNECT4;
 	}
@@ -648,7 +774,8 @@ static __u8 event_hook(const struct sock_case *c)
 
 static int is6(const struct sock_case *c)
 {
-	return c->hook == CONNECT6 || c->hook == GETPEERNAME6 || c->hook == RECVMSG6;
+	return c->hook == CONNECT6 || c->hook == GETPEERNAME6 || c->hook == SENDMSG6 ||
+	       c->hook == RECVMSG6;
 }
 
 /* A native IPv6 destination (not v4-mapped): events carry no address for it. */
@@ -738,6 +865,9 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	case SENDMSG4:
 		verdict = mw_sock4_sendmsg(&ctx);
 		break;
+	case SENDMSG6:
+		verdict = mw_sock6_sendmsg(&ctx);
+		break;
 	case RECVMSG4:
 		verdict = mw_sock4_recvmsg(&ctx);
 		break;
@@ -816,9 +946,11 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 		MW_EXPECT_EQ(run, ev->pid, 4242, "event pid");
 		if (c->decision == MW_DEC_DNS_RESTORED) {
 			/* From the proxy (src), reported as from the resolver (dst). */
-			MW_EXPECT_EQ(run, ev->src_ip4, ip4_of(c, c->dst), "event source");
+			MW_EXPECT_EQ(run, ev->src_ip4, native6(c) ? 0 : ip4_of(c, c->dst),
+				     "event source");
 			MW_EXPECT_EQ(run, ev->src_port, c->port, "event source port");
-			MW_EXPECT_EQ(run, ev->dst_ip4, ip4_of(c, c->to), "event resolver");
+			MW_EXPECT_EQ(run, ev->dst_ip4, native6(c) ? 0 : ip4_of(c, c->to),
+				     "event resolver");
 			MW_EXPECT_EQ(run, ev->dst_port, c->to_port, "event resolver port");
 		} else {
 			MW_EXPECT_EQ(run, ev->dst_port, c->port, "event destination port");

@@ -2,7 +2,8 @@
 /*
  * sockops (bpf/bpf_sockops.c) for native IPv6 connections steered by connect6
  * (interception.ipv6 = "intercept"), an app's to its sidecar and a sidecar's to
- * another meshed pod's inbound port: publishing the original
+ * another meshed pod's inbound port, and DNS over TCP to the DNS proxy (any
+ * interception.ipv6): publishing the original
  * destination in mw_orig_tuple6 at established, binding it (with the
  * accepted socket's flow label) to the sidecar's accepted socket, forgetting
  * it at close; acceleration of the mesh's IPv6 hops (mw_accel_state6 and
@@ -69,9 +70,18 @@ static const struct sockops6_case cases[] = {
 	{ "an IPv6 socket that was not redirected publishes nothing", .op = ACTIVE,
 	  .netns = POD_A, .local = "fd00:1::2", .lport = 40000, .remote = ORIG_IP6,
 	  .rport = 80 },
-	{ "with interception.ipv6 = refuse nothing is published", .refuse = 1, .op = ACTIVE,
-	  .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
-	  .mark6 = MW_ORIG_F_CONNECT, .want_mark6 = MW_ORIG_F_CONNECT },
+	{ "DNS over TCP to the DNS proxy is published with interception.ipv6 = refuse too",
+	  .refuse = 1, .op = ACTIVE, .netns = POD_A, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = DNS_PORT, .mark6 = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS,
+	  .want_mark6 = MW_ORIG_F_CONNECT | MW_ORIG_F_DNS, .after = TUPLE, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED), .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "the DNS proxy's accepted IPv6 socket gets the resolver (interception.ipv6 = refuse)",
+	  .refuse = 1, .op = PASSIVE, .netns = POD_A, .local = "::1", .lport = DNS_PORT,
+	  .remote = "::1", .rport = 40000, .before = TUPLE, .want_mark6 = MW_ORIG_F_ACCEPTED,
+	  .want_flowinfo = 0x00012345, .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) },
+	{ "an IPv6 socket with interception.ipv6 = refuse and no mark publishes nothing",
+	  .refuse = 1, .op = ACTIVE, .netns = POD_A, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT },
 
 	/* the sidecar's side */
 	{ "the sidecar's accepted IPv6 socket gets the destination and its flow label",

@@ -77,11 +77,25 @@ pub struct Dns {
     pub capture: bool,
     /// The sidecar's DNS proxy, at 127.0.0.1 in the pod (UDP and TCP).
     pub port: u16,
-    /// Only queries to these resolvers are captured; empty: any on port 53.
-    pub servers: Vec<std::net::Ipv4Addr>,
+    /// Only queries to these resolvers (IPv4 or IPv6) are captured; empty:
+    /// any on port 53, in both families.
+    pub servers: Vec<std::net::IpAddr>,
 }
 
-/// Resolvers `[dns] servers` may list: mw_dns_servers4's capacity
+impl Dns {
+    /// `servers`' IPv4 resolvers, in order.
+    pub fn servers4(&self) -> Vec<std::net::Ipv4Addr> {
+        self.servers.iter().filter_map(|a| match a { std::net::IpAddr::V4(a) => Some(*a), _ => None }).collect()
+    }
+
+    /// `servers`' IPv6 resolvers, in order.
+    pub fn servers6(&self) -> Vec<std::net::Ipv6Addr> {
+        self.servers.iter().filter_map(|a| match a { std::net::IpAddr::V6(a) => Some(*a), _ => None }).collect()
+    }
+}
+
+/// Resolvers `[dns] servers` may list: mw_dns_servers4's (and
+/// mw_dns_servers6's) capacity
 /// (MW_MAX_DNS_SERVERS; a unit test holds them equal). A literal, as this
 /// file is also built alone (fuzz/).
 pub const MAX_DNS_SERVERS: usize = 256;
@@ -565,8 +579,13 @@ impl Config {
             Some(list) => list
                 .into_iter()
                 .map(|a| {
-                    a.get_ref().parse::<std::net::Ipv4Addr>().map_err(|_| {
-                        src.error_at(a.span().start, "dns.servers", format!("{:?} is not an IPv4 address such as \"10.96.0.10\"", a.get_ref()))
+                    // A v4-mapped address (::ffff:a.b.c.d) is the IPv4 resolver it names.
+                    a.get_ref().parse::<std::net::IpAddr>().map(|a| a.to_canonical()).map_err(|_| {
+                        src.error_at(
+                            a.span().start,
+                            "dns.servers",
+                            format!("{:?} is not an IPv4 or IPv6 address such as \"10.96.0.10\" or \"fd00:10:96::a\"", a.get_ref()),
+                        )
                     })
                 })
                 .collect::<Result<Vec<_>, _>>()?,
@@ -944,10 +963,16 @@ mod tests {
         let c = Config::default_config();
         assert_eq!(c.dns, Dns { capture: false, port: 15053, servers: vec![] });
         let c = Config::parse("t.toml", "[dns]\ncapture = true\nport = 5353\nservers = [\"10.96.0.10\", \"192.0.2.53\"]\n").unwrap();
-        assert_eq!(c.dns, Dns { capture: true, port: 5353, servers: vec![Ipv4Addr::new(10, 96, 0, 10), Ipv4Addr::new(192, 0, 2, 53)] });
+        assert_eq!(c.dns, Dns { capture: true, port: 5353, servers: vec![Ipv4Addr::new(10, 96, 0, 10).into(), Ipv4Addr::new(192, 0, 2, 53).into()] });
+        let c = Config::parse("t.toml", "[dns]\nservers = [\"fd00:10:96::a\", \"10.96.0.10\", \"::ffff:10.96.0.11\"]\n").unwrap();
+        let v6: std::net::Ipv6Addr = "fd00:10:96::a".parse().unwrap();
+        assert_eq!(c.dns.servers4(), vec![Ipv4Addr::new(10, 96, 0, 10), Ipv4Addr::new(10, 96, 0, 11)], "a v4-mapped resolver is its IPv4 one");
+        assert_eq!(c.dns.servers6(), vec![v6]);
         let e = err("[dns]\nservers = [\"10.96.0.10\", \"10.96.0.0/12\"]\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("dns.servers")));
-        assert!(e.message.contains("\"10.96.0.0/12\" is not an IPv4 address"), "{e}");
+        assert!(e.message.contains("\"10.96.0.0/12\" is not an IPv4 or IPv6 address"), "{e}");
+        let e = err("[dns]\nservers = [\"fd00:10:96::a/64\"]\n");
+        assert!(e.message.contains("is not an IPv4 or IPv6 address"), "{e}");
         let e = err("[dns]\nport = 0\n");
         assert_eq!(e.key.as_deref(), Some("dns.port"));
         let e = err("[dns]\nport = 15001\n");

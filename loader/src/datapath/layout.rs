@@ -389,7 +389,7 @@ pub const STAT_NAMES: &[&str] = &[
 ];
 
 /// Names of `enum mw_hook`, from value 1 on (checked against BTF).
-pub const HOOK_NAMES: &[&str] = &["MW_HOOK_CONNECT4", "MW_HOOK_SOCKOPS", "MW_HOOK_GETSOCKOPT", "MW_HOOK_TC_INGRESS", "MW_HOOK_TC_EGRESS", "MW_HOOK_CONNECT6", "MW_HOOK_SENDMSG4", "MW_HOOK_RECVMSG4"];
+pub const HOOK_NAMES: &[&str] = &["MW_HOOK_CONNECT4", "MW_HOOK_SOCKOPS", "MW_HOOK_GETSOCKOPT", "MW_HOOK_TC_INGRESS", "MW_HOOK_TC_EGRESS", "MW_HOOK_CONNECT6", "MW_HOOK_SENDMSG4", "MW_HOOK_RECVMSG4", "MW_HOOK_SENDMSG6", "MW_HOOK_RECVMSG6"];
 
 /// Names of `enum mw_decision`, from value 1 on (checked against BTF).
 pub const DECISION_NAMES: &[&str] = &[

@@ -23,7 +23,7 @@ use std::path::{Path, PathBuf};
 use crate::config::Config;
 use crate::libbpf::{self, MapFd, Object};
 use crate::system::{self, Cgroup};
-use layout::{Cidr4Key, Cidr6Key, In4Key, PortKey, Settings, DIR_OUT};
+use layout::{Cidr4Key, Cidr6Key, In4Key, Ip6Key, PortKey, Settings, DIR_OUT};
 use pins::Pins;
 use upgrade::Upgrade;
 
@@ -270,8 +270,10 @@ pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> 
     let inbound: Vec<In4Key> = config.inbound.exclude_ports.iter().map(|&port| In4Key { pod_ip4: 0, port, pad: 0 }).collect();
     sync_node_wide(&open(pins::MAP_EXCL_IN4)?, &inbound, |k| k.pod_ip4 == 0)?;
 
-    let dns_servers: Vec<u32> = config.dns.servers.iter().map(|a| u32::from(*a).to_be()).collect();
-    sync_node_wide(&open(pins::MAP_DNS_SERVERS4)?, &dns_servers, |_| true)
+    let dns_servers: Vec<u32> = config.dns.servers4().iter().map(|a| u32::from(*a).to_be()).collect();
+    sync_node_wide(&open(pins::MAP_DNS_SERVERS4)?, &dns_servers, |_| true)?;
+    let dns_servers6: Vec<Ip6Key> = config.dns.servers6().iter().map(Ip6Key::of).collect();
+    sync_node_wide(&open(pins::MAP_DNS_SERVERS6)?, &dns_servers6, |_| true)
 }
 
 /// Make the entries of `map` that `node_wide` selects exactly `want`.

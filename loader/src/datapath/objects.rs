@@ -98,6 +98,7 @@ pub const SOCK6_CONNECT: ProgramSpec = program(&SOCK, "mw_sock6_connect", Hook::
 pub const SOCK6_GETPEERNAME: ProgramSpec = program(&SOCK, "mw_sock6_getpeername", Hook::Cgroup);
 /// DNS capture (`[dns]`): UDP queries to the DNS proxy, its answers from the resolver.
 pub const SOCK4_SENDMSG: ProgramSpec = program(&SOCK, "mw_sock4_sendmsg", Hook::Cgroup);
+pub const SOCK6_SENDMSG: ProgramSpec = program(&SOCK, "mw_sock6_sendmsg", Hook::Cgroup);
 pub const SOCK4_RECVMSG: ProgramSpec = program(&SOCK, "mw_sock4_recvmsg", Hook::Cgroup);
 pub const SOCK6_RECVMSG: ProgramSpec = program(&SOCK, "mw_sock6_recvmsg", Hook::Cgroup);
 pub const SOCKOPS_PROG: ProgramSpec = program(&SOCKOPS, "mw_sockops", Hook::Cgroup);
@@ -108,7 +109,7 @@ pub const SKMSG_REDIRECT: ProgramSpec = program(&SKMSG, "mw_skmsg_redirect", Hoo
 
 /// Every program, in attach order.
 pub const PROGRAMS: &[ProgramSpec] =
-    &[SOCK4_CONNECT, SOCK4_GETPEERNAME, SOCK6_CONNECT, SOCK6_GETPEERNAME, SOCK4_SENDMSG, SOCK4_RECVMSG, SOCK6_RECVMSG, SOCKOPS_PROG, SOCKOPT_GET, TC_INGRESS, TC_EGRESS, SKMSG_REDIRECT];
+    &[SOCK4_CONNECT, SOCK4_GETPEERNAME, SOCK6_CONNECT, SOCK6_GETPEERNAME, SOCK4_SENDMSG, SOCK6_SENDMSG, SOCK4_RECVMSG, SOCK6_RECVMSG, SOCKOPS_PROG, SOCKOPT_GET, TC_INGRESS, TC_EGRESS, SKMSG_REDIRECT];
 
 /// Every difference between the declarations above (and the map names of
 /// [`super::pins::ALL_MAPS`]) and the built objects, as libbpf opens them:

@@ -66,8 +66,9 @@ maps! {
     /// ones are in mw_sock_hash).
     MAP_SOCK_HASH6 = "mw_sock_hash6",
     MAP_ACCEL_STATE6 = "mw_accel_state6",
-    /// `[dns] servers`: the resolvers whose queries are captured.
+    /// `[dns] servers`: the resolvers whose queries are captured, by family.
     MAP_DNS_SERVERS4 = "mw_dns_servers4",
+    MAP_DNS_SERVERS6 = "mw_dns_servers6",
     MAP_STATS = "mw_stats",
     /// Decision events (ring buffer) for `meshwire-loader trace`.
     MAP_EVENTS = "mw_events",

@@ -274,8 +274,9 @@ pub struct NodeRules {
     pub ipv6: Ipv6Policy,
     /// `[dns] port`: the sidecar's DNS proxy.
     pub dns_port: u16,
-    /// `[dns] servers`: only DNS to these is captured; empty: any.
-    pub dns_servers: Vec<std::net::Ipv4Addr>,
+    /// `[dns] servers`: only DNS to these is captured (each family its
+    /// own); empty: any.
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 impl NodeRules {
@@ -329,15 +330,18 @@ impl Ip {
         })
     }
 
-    /// The resolvers DNS capture takes, as `-d` names them: each listed one,
-    /// or any (None). `[dns] servers` lists IPv4 ones only: with a list, no
-    /// IPv6 resolver is captured.
+    /// The resolvers DNS capture takes, as `-d` names them: each listed one
+    /// of this family, or any (None). With a list that names none of this
+    /// family, none of its DNS is captured.
     fn resolvers(self, node: &NodeRules) -> Vec<Option<String>> {
-        match (self, node.dns_servers.is_empty()) {
-            (_, true) => vec![None],
-            (Ip::V4, false) => unique(&[&node.dns_servers]).into_iter().map(|a| Some(format!("{a}/32"))).collect(),
-            (Ip::V6, false) => Vec::new(),
+        if node.dns_servers.is_empty() {
+            return vec![None];
         }
+        let len = match self {
+            Ip::V4 => 32,
+            Ip::V6 => 128,
+        };
+        unique(&[&node.dns_servers]).into_iter().filter(|a| a.is_ipv6() == (self == Ip::V6)).map(|a| Some(format!("{a}/{len}"))).collect()
     }
 }
 
@@ -528,6 +532,20 @@ fn steering(nat: Family, guard: Family, raw: Family, rules: Vec<String>, guards:
     s
 }
 
+/// IPv6 DNS capture in a family that is otherwise not steered
+/// (`interception.ipv6` "refuse" or "pass"): the nat table holds DNS
+/// capture's rules alone (its MESHWIRE_INBOUND stays empty), with their
+/// zones; nothing without DNS capture (or with `[dns] servers` naming no
+/// IPv6 resolver). IPv6 DNS is captured whatever the policy: the pod's
+/// queries never bypass its DNS proxy for want of IPv4.
+fn dns_only6(ip6: &Ip6, node: &NodeRules, pod: &MeshedPod, why: &'static str) -> Vec<Step> {
+    let rules = dns_rules(node, pod, Ip::V6);
+    if rules.is_empty() {
+        return vec![Step::none(ip6.nat(), why), Step::none(ip6.raw(), why)];
+    }
+    vec![Step::want(ip6.raw(), zone_rules_of(node, pod, Ip::V6)), Step::want(ip6.nat(), rules)]
+}
+
 /// Every table's part of the pod's state, in the order applying takes them:
 /// IPv6 first, so that when it cannot be done as told IPv4 is not touched.
 /// `has_v6`: the namespace has IPv6.
@@ -539,11 +557,17 @@ fn plan(ip6: &Ip6, has_v6: bool, node: &NodeRules, pod: &MeshedPod) -> Vec<Step>
             s
         }
         (Ipv6Policy::Refuse, true) => {
-            let mut s = vec![Step::want(ip6.refuse(), refuse_rules6(node, pod))];
-            s.extend([ip6.nat(), ip6.guard(), ip6.raw()].map(|f| Step::none(f, "interception.ipv6 = \"refuse\"")));
+            let why = "interception.ipv6 = \"refuse\"";
+            let mut s = vec![Step::want(ip6.refuse(), refuse_rules6(node, pod)), Step::none(ip6.guard(), why)];
+            s.extend(dns_only6(ip6, node, pod, why));
             s
         }
-        (Ipv6Policy::Pass, _) => ip6.all().map(|f| Step::none(f, "interception.ipv6 = \"pass\"")).into(),
+        (Ipv6Policy::Pass, true) => {
+            let why = "interception.ipv6 = \"pass\"";
+            let mut s = vec![Step::none(ip6.refuse(), why), Step::none(ip6.guard(), why)];
+            s.extend(dns_only6(ip6, node, pod, why));
+            s
+        }
         (_, false) => ip6.all().map(|f| Step::none(f, "the namespace has no IPv6")).into(),
     };
     s.extend(steering(V4, GUARD, RAW, chain_rules(node, pod), guard_rules(node), zone_rules(node, pod)));
@@ -780,18 +804,21 @@ fn restore(ns: &Entered, fam: &Family, script: &str) -> Result<(), IptError> {
 }
 
 
-/// The family could not be done as `interception.ipv6` says for want of
-/// `detail`: say what it needs and how to run without it.
+/// The family could not be done as `interception.ipv6` (and DNS capture)
+/// say for want of `detail`: say what it needs and how to run without it.
 fn ipv6_needs(policy: Ipv6Policy, detail: &str) -> String {
-    let what = match policy {
-        Ipv6Policy::Intercept => "interception.ipv6 = \"intercept\" cannot steer the pod's native IPv6 TCP",
-        _ => "interception.ipv6 = \"refuse\" cannot refuse the pod's native IPv6 TCP",
+    let (what, instead) = match policy {
+        Ipv6Policy::Intercept => ("interception.ipv6 = \"intercept\" cannot steer the pod's native IPv6 TCP", PASS_INSTEAD),
+        Ipv6Policy::Refuse => ("interception.ipv6 = \"refuse\" cannot refuse the pod's native IPv6 TCP", PASS_INSTEAD),
+        Ipv6Policy::Pass => (
+            "DNS capture cannot capture the pod's IPv6 DNS",
+            "or turn DNS capture off for the pod, or list only IPv4 resolvers in [dns] servers (its IPv6 queries then bypass the DNS proxy)",
+        ),
     };
-    format!(
-        "{what}: {detail}. It needs ip6tables (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 in the kernel; \
-         set interception.ipv6 = \"pass\" to run without them (native IPv6 TCP then bypasses the sidecars)"
-    )
+    format!("{what}: {detail}. It needs ip6tables (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 in the kernel; {instead}")
 }
+
+const PASS_INSTEAD: &str = "set interception.ipv6 = \"pass\" to run without them (native IPv6 TCP then bypasses the sidecars)";
 
 /// What an IPv6 table holds of ours; None when there cannot be anything:
 /// no IPv6 in the namespace, ip6tables not installed, or the table missing.
@@ -1397,7 +1424,7 @@ mod tests {
                 "-A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN",
             ]
         );
-        n.dns_servers = vec![Ipv4Addr::new(10, 96, 0, 10), Ipv4Addr::new(192, 0, 2, 53), Ipv4Addr::new(10, 96, 0, 10)];
+        n.dns_servers = vec![Ipv4Addr::new(10, 96, 0, 10).into(), Ipv4Addr::new(192, 0, 2, 53).into(), Ipv4Addr::new(10, 96, 0, 10).into()];
         let dns: Vec<String> = chain_rules(&n, &p).into_iter().filter(|r| r.contains("--dport 53 ")).collect();
         assert_eq!(
             dns,
@@ -1577,10 +1604,90 @@ mod tests {
         p.dns_capture = true;
         assert_eq!(nat_rules(&n, &p, Ip::V6)[0], "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053");
         assert_eq!(zone_rules_of(&n, &p, Ip::V6), zone_rules(&n, &p));
-        let listed = NodeRules { dns_servers: vec![Ipv4Addr::new(10, 96, 0, 10)], ..n.clone() };
+        let listed = NodeRules { dns_servers: vec![Ipv4Addr::new(10, 96, 0, 10).into()], ..n.clone() };
         assert!(!nat_rules(&listed, &p, Ip::V6).iter().any(|r| r.contains("--dport 53 ")));
         assert!(zone_rules_of(&listed, &p, Ip::V6).is_empty());
         assert!(zone_rules(&listed, &p)[0].contains("-d 10.96.0.10/32"));
+        // Each family takes its own listed resolvers.
+        let both = NodeRules { dns_servers: vec![Ipv4Addr::new(10, 96, 0, 10).into(), "fd00:10:96::a".parse().unwrap()], ..n.clone() };
+        let dns6: Vec<String> = nat_rules(&both, &p, Ip::V6).into_iter().filter(|r| r.contains("--dport 53 ")).collect();
+        assert_eq!(
+            dns6,
+            [
+                "-A MESHWIRE_OUTPUT -d fd00:10:96::a/128 -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+                "-A MESHWIRE_OUTPUT -d fd00:10:96::a/128 -p tcp -m tcp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053",
+            ]
+        );
+        assert!(chain_rules(&both, &p).iter().filter(|r| r.contains("--dport 53 ")).all(|r| r.contains("-d 10.96.0.10/32")));
+        assert_eq!(zone_rules_of(&both, &p, Ip::V6).last().unwrap(), "-A MESHWIRE_DNS_PRE -s fd00:10:96::a/128 -p udp -m udp --sport 53 -j CT --zone 1");
+    }
+
+    /// IPv6 DNS is captured whatever interception.ipv6 says: with "refuse"
+    /// and "pass" the ip6tables nat table holds DNS capture's rules alone
+    /// (and the raw table its zones); without DNS capture, or with [dns]
+    /// servers naming no IPv6 resolver, nothing.
+    #[test]
+    fn ipv6_dns_is_captured_with_every_ipv6_policy() {
+        let mut p = pod(Path::new("/x"), 1);
+        p.dns_capture = true;
+        for policy in [Ipv6Policy::Refuse, Ipv6Policy::Pass, Ipv6Policy::Intercept] {
+            let n = NodeRules { ipv6: policy, ..node() };
+            let steps = plan(&IP6, true, &n, &p);
+            let nat6 = steps.iter().find(|s| s.fam.label == "ip6tables nat").unwrap();
+            let want = nat6.want.as_ref().unwrap_or_else(|| panic!("{policy:?}: no ip6tables nat rules"));
+            assert_eq!(want[..2], dns_rules(&n, &p, Ip::V6)[..], "{policy:?}");
+            if policy != Ipv6Policy::Intercept {
+                assert_eq!(want.len(), 2, "{policy:?}: DNS capture's rules alone: {want:?}");
+                assert!(steps.iter().any(|s| s.fam.label == "ip6tables filter" && s.fam.chain_out == CHAIN_GUARD_OUT && s.want.is_none()));
+            }
+            let raw6 = steps.iter().find(|s| s.fam.label == "ip6tables raw").unwrap();
+            assert_eq!(raw6.want.as_deref(), Some(&zone_rules_of(&n, &p, Ip::V6)[..]), "{policy:?}");
+            // The zones before the REDIRECTs.
+            let pos = |label: &str| steps.iter().position(|s| s.fam.label == label).unwrap();
+            assert!(pos("ip6tables raw") < pos("ip6tables nat"), "{policy:?}");
+            let listed4 = NodeRules { dns_servers: vec![Ipv4Addr::new(10, 96, 0, 10).into()], ..n.clone() };
+            let steps = plan(&IP6, true, &listed4, &p);
+            if policy != Ipv6Policy::Intercept {
+                assert!(steps.iter().filter(|s| s.fam.is_v6() && s.fam.table != "filter").all(|s| s.want.is_none()), "{policy:?}");
+            }
+        }
+        let off = pod(Path::new("/x"), 1);
+        assert!(plan(&IP6, true, &node_pass(), &off).iter().filter(|s| s.fam.is_v6()).all(|s| s.want.is_none()));
+        assert!(plan(&IP6, false, &node_pass(), &p).iter().filter(|s| s.fam.is_v6()).all(|s| s.want.is_none()));
+    }
+
+    /// The same in a real namespace: "pass" with DNS capture puts only the
+    /// DNS rules into ip6tables' nat table (and zones into raw); check
+    /// holds; capture off takes them out again.
+    #[test]
+    fn ipv6_dns_rules_with_pass_in_a_real_namespace() {
+        let ns = TestNetns::new("dns6p");
+        let mut p = pod(&ns.path, ns.cookie());
+        p.dns_capture = true;
+        let n = node_pass();
+        apply(&n, &p).unwrap();
+        apply(&n, &p).unwrap();
+        check(&n, &p).unwrap();
+        let nat6 = ns.save("ip6tables-save", "nat");
+        assert_eq!(nat6.matches("-A OUTPUT -p udp -j MESHWIRE_OUTPUT\n").count(), 1, "{nat6}");
+        let ours: Vec<&str> = nat6.lines().filter(|l| l.starts_with("-A MESHWIRE_")).collect();
+        assert_eq!(ours, dns_rules(&n, &p, Ip::V6), "{nat6}");
+        let raw6 = ns.save("ip6tables-save", "raw");
+        for r in zone_rules_of(&n, &p, Ip::V6) {
+            assert_eq!(raw6.matches(&format!("{r}\n")).count(), 1, "{r} once in:\n{raw6}");
+        }
+        assert!(!ns.filter6().contains("MESHWIRE"), "pass: no refusal, no guard: {}", ns.filter6());
+        let mut off = p.clone();
+        off.dns_capture = false;
+        assert!(check(&n, &off).is_err());
+        apply(&n, &off).unwrap();
+        check(&n, &off).unwrap();
+        assert!(!ns.save("ip6tables-save", "nat").contains("MESHWIRE"));
+        assert!(!ns.save("ip6tables-save", "raw").contains("MESHWIRE"));
+        apply(&n, &p).unwrap();
+        remove(&p).unwrap();
+        assert!(!ns.save("ip6tables-save", "nat").contains("MESHWIRE"));
+        assert!(!ns.save("ip6tables-save", "raw").contains("MESHWIRE"));
     }
 
     /// IP6T_SO_ORIGINAL_DST of an accepted socket, as the kernel's conntrack answers it.

@@ -229,8 +229,8 @@ pub struct NodeExclusions {
     pub outbound_ports: Vec<u16>,
     pub outbound_cidrs: Vec<String>,
     pub inbound_ports: Vec<u16>,
-    /// `[dns] servers`: the only resolvers captured (empty: any).
-    pub dns_servers: Vec<Ipv4Addr>,
+    /// `[dns] servers`: the only resolvers captured (empty: any), IPv4 then IPv6.
+    pub dns_servers: Vec<std::net::IpAddr>,
 }
 
 pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
@@ -252,7 +252,9 @@ pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
             out.inbound_ports.push(k.port);
         }
     }
-    out.dns_servers = open(pins::MAP_DNS_SERVERS4)?.keys::<u32>().map_err(e)?.into_iter().map(ip).collect();
+    out.dns_servers = open(pins::MAP_DNS_SERVERS4)?.keys::<u32>().map_err(e)?.into_iter().map(|a| ip(a).into()).collect();
+    let servers6 = open(pins::MAP_DNS_SERVERS6)?.keys::<crate::datapath::layout::Ip6Key>().map_err(e)?;
+    out.dns_servers.extend(servers6.into_iter().map(|k| std::net::IpAddr::from(ip6(k.addr))));
     out.dns_servers.sort();
     out.outbound_ports.sort_unstable();
     out.outbound_cidrs.sort();

@@ -18,7 +18,7 @@ fn hook_of(counter: &str) -> &'static str {
         Some("tc") => "tc",
         Some("accel") => "sk_msg",
         Some("trace") => "trace",
-        // DNS capture: sendmsg4/connect4 redirect, recvmsg4 restores.
+        // DNS capture: sendmsg4/6 and connect4/6 redirect, recvmsg4/6 restore.
         Some("dns") => "dns",
         _ => "other",
     }
