@@ -9,20 +9,22 @@
 # namespaces); cases about the BPF datapath's own state say SKIP there, and
 # the rules are checked instead.
 #
-# Topology (all inside namespaces made here):
+# Topology (all inside namespaces made here), dual-stack:
 #
-#   pod1 eth0 10.233.1.2 --- vd1 \
-#   pod2 eth0 10.233.2.2 --- vd2  node: the "real" resolvers 10.233.0.53 and
-#   pod3 eth0 10.233.3.2 --- vd3 /  10.233.0.54 (dnsmasq, UDP and TCP 53)
-#   pod4 eth0 10.233.4.2 --- vd4
+#   pod1 eth0 10.233.1.2 fd00:233:1::2 --- vd1 \   node: the "real" resolvers
+#   pod2 eth0 10.233.2.2 fd00:233:2::2 --- vd2  \  10.233.0.53, 10.233.0.54,
+#   pod3 eth0 10.233.3.2 fd00:233:3::2 --- vd3  /  fd00:233::53, fd00:233::54
+#   pod4 eth0 10.233.4.2 fd00:233:4::2 --- vd4 /   (dnsmasq, UDP and TCP 53)
 #
 # Each pod's resolv.conf (/etc/netns/<pod>/resolv.conf, which `ip netns exec`
-# puts in place in a mount namespace of its own) names 10.233.0.53. The real
-# resolver answers svc.mesh.test with 10.233.77.1; the DNS proxy in pods 1-3
-# (dnsmasq on 127.0.0.1:15053, UID 1500 like a sidecar, in the test cgroup)
-# answers it with 10.233.77.2 itself and forwards every other name to the
-# real resolver (upstream.mesh.test: 10.233.77.3 there). So the answer shows
-# who answered, and the logs show who asked whom. Each pod also has an
+# puts in place in a mount namespace of its own) names 10.233.0.53; the IPv6
+# cases switch it to fd00:233::53 and back (resolv6). The real resolver
+# answers svc.mesh.test with 10.233.77.1; the DNS proxy in pods 1-3 (dnsmasq
+# on 127.0.0.1:15053 and [::1]:15053, UID 1500 like a sidecar, in the test
+# cgroup) answers it with 10.233.77.2 itself and forwards every other name to
+# the real resolver (upstream.mesh.test: 10.233.77.3 there; upstream6.mesh.test
+# over IPv6, to fd00:233::53: 10.233.77.4). So the answer shows who answered,
+# and the logs show who asked whom. Each pod also has an
 # outbound sidecar, HAProxy on 127.0.0.1:15001 (UID 1500, `mode tcp`, to the
 # original destination): a pod whose DNS is not captured sends DNS over TCP
 # there like any other TCP connection, and it reaches the real resolver.
@@ -30,7 +32,11 @@
 # pod1 is meshed with --dns-capture true, pod2 without a setting of its own,
 # pod3 with --dns-capture false; pod4 (a python SO_ORIGINAL_DST probe in place
 # of a proxy) with --dns-capture true. The loader starts with [dns] capture =
-# false, is restarted with capture = true, then with servers = ["10.233.0.54"].
+# false, is restarted with capture = true, then with servers = ["10.233.0.54"],
+# then servers = ["fd00:233::54"], then with interception.ipv6 = "refuse" and
+# "intercept". Until then interception.ipv6 = "pass": IPv6 DNS is captured
+# whatever interception.ipv6 says, and a pod whose DNS is not captured
+# reaches an IPv6 resolver over TCP too (with "refuse" it could not).
 #
 # Runs as root. Everything it creates carries the prefix mwd<PID>- (namespaces,
 # cgroup, work dir with a private bpffs, /etc/netns/<prefix>-*) and is removed
@@ -45,6 +51,11 @@ P="mwd$$"
 NS_NODE="$P-node"
 RESOLVER=10.233.0.53
 RESOLVER2=10.233.0.54
+RESOLVER6=fd00:233::53
+RESOLVER6_2=fd00:233::54
+UPSTREAM6_NAME=upstream6.mesh.test
+UPSTREAM6_ANSWER=10.233.77.4
+IPV6_POLICY=pass
 NAME=svc.mesh.test
 REAL_ANSWER=10.233.77.1
 PROXY_ANSWER=10.233.77.2
@@ -58,13 +69,15 @@ DNS_PORT=15053
 # ---------------------------------------------------------------------------
 # Setup
 
-# setup_config DNS_TOML: the loader's config, with DNS_TOML as its [dns] section.
+# setup_config DNS_TOML: the loader's config, with DNS_TOML as its [dns]
+# section and interception.ipv6 = $IPV6_POLICY.
 setup_config() {
     write_config <<EOF
 trace = true
 
 [interception]
 mode = "$MODE"
+ipv6 = "$IPV6_POLICY"
 
 [dns]
 $1
@@ -77,8 +90,13 @@ setup_topology() {
     ip netns exec "$NS_NODE" sysctl -qw net.ipv4.ip_forward=1 || return 1
     ip -n "$NS_NODE" addr add "$RESOLVER/32" dev lo || return 1
     ip -n "$NS_NODE" addr add "$RESOLVER2/32" dev lo || return 1
+    ip -n "$NS_NODE" addr add "$RESOLVER6/128" dev lo || return 1
+    ip -n "$NS_NODE" addr add "$RESOLVER6_2/128" dev lo || return 1
     for i in 1 2 3 4; do
         pod_netns "$(pod $i)" "$NS_NODE" "vd$i" "10.233.$i.2" "10.233.$i.1" || return 1
+        ip -n "$(pod $i)" addr add "fd00:233:$i::2/64" dev eth0 nodad || return 1
+        ip -n "$NS_NODE" addr add "fd00:233:$i::1/64" dev "vd$i" nodad || return 1
+        ip -n "$(pod $i)" -6 route add default via "fd00:233:$i::1" dev eth0 || return 1
         # One try, one second: a query that is not answered fails fast.
         mkdir -p "/etc/netns/$(pod $i)" || return 1
         printf 'nameserver %s\noptions attempts:1 timeout:2\n' "$RESOLVER" >"/etc/netns/$(pod $i)/resolv.conf" || return 1
@@ -97,19 +115,24 @@ AS_SIDECAR=(setpriv --reuid "$SIDECAR_UID" --regid "$SIDECAR_UID" --clear-groups
 # The real resolver, in the node (outside the cgroup).
 start_real_resolver() {
     start_bg "$WORK/resolver.log" ip netns exec "$NS_NODE" "${DNSMASQ[@]}" --user=root \
-        --listen-address="$RESOLVER" --listen-address="$RESOLVER2" --port=53 \
-        --address="/$NAME/$REAL_ANSWER" --address="/$UPSTREAM_NAME/$UPSTREAM_ANSWER"
-    wait_listen "$NS_NODE" "$RESOLVER:53" "$LAST_PID" "$WORK/resolver.log"
+        --listen-address="$RESOLVER" --listen-address="$RESOLVER2" --listen-address="$RESOLVER6" \
+        --listen-address="$RESOLVER6_2" --port=53 --address="/$NAME/$REAL_ANSWER" \
+        --address="/$UPSTREAM_NAME/$UPSTREAM_ANSWER" --address="/$UPSTREAM6_NAME/$UPSTREAM6_ANSWER"
+    wait_listen "$NS_NODE" "$RESOLVER:53" "$LAST_PID" "$WORK/resolver.log" &&
+        wait_listen "$NS_NODE" "[$RESOLVER6]:53" "$LAST_PID" "$WORK/resolver.log"
 }
 
-# start_proxy N: pod N's DNS proxy, as the sidecar's UID in the cgroup; its
-# PID in PROXY_PID[N]. No cache: each forwarded query reaches the resolver.
+# start_proxy N: pod N's DNS proxy on 127.0.0.1 and [::1], as the sidecar's
+# UID in the cgroup; its PID in PROXY_PID[N]. No cache: each forwarded query
+# reaches the resolver (upstream6.mesh.test's over IPv6).
 declare -A PROXY_PID
 start_proxy() {
-    start_bg "$WORK/proxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "${AS_SIDECAR[@]}" "${DNSMASQ[@]}" --listen-address=127.0.0.1 --port=$DNS_PORT \
-        --cache-size=0 --address="/$NAME/$PROXY_ANSWER" --server="$RESOLVER"
+    start_bg "$WORK/proxy-pod$1.log" "${IN_CG[@]}" "$(pod "$1")" "${AS_SIDECAR[@]}" "${DNSMASQ[@]}" --listen-address=127.0.0.1 \
+        --listen-address=::1 --port=$DNS_PORT --cache-size=0 --address="/$NAME/$PROXY_ANSWER" --server="$RESOLVER" \
+        --server="/$UPSTREAM6_NAME/$RESOLVER6"
     PROXY_PID[$1]=$LAST_PID
-    wait_listen "$(pod "$1")" "127.0.0.1:$DNS_PORT" "$LAST_PID" "$WORK/proxy-pod$1.log"
+    wait_listen "$(pod "$1")" "127.0.0.1:$DNS_PORT" "$LAST_PID" "$WORK/proxy-pod$1.log" &&
+        wait_listen "$(pod "$1")" "[::1]:$DNS_PORT" "$LAST_PID" "$WORK/proxy-pod$1.log"
 }
 
 # start_sidecar N: pod N's outbound sidecar (HAProxy: each connection to its
@@ -166,7 +189,7 @@ dig_out() {
     in_pod "$n" dig +tries=1 +time=2 "$@" "$name" A 2>&1
 }
 dig_answer() { awk '$4 == "A" && $1 ~ /^[a-z]/ { print $5; exit }' <<<"$1"; }
-dig_server() { sed -nE 's/^;; SERVER: ([0-9.]+)#([0-9]+).*/\1#\2/p' <<<"$1"; }
+dig_server() { sed -nE 's/^;; SERVER: ([0-9a-f.:]+)#([0-9]+).*/\1#\2/p' <<<"$1"; }
 
 # dual_stack N NAME: a DNS query for NAME from an AF_INET6 socket to the
 # resolver as a v4-mapped address (as Java's resolver sends): the answer's
@@ -185,9 +208,10 @@ print(socket.inet_ntoa(data[-4:]), peer[0] + "#" + str(peer[1]))' "$2" "$RESOLVE
 
 # expect_all N WANT WHO: getent, getaddrinfo, dig over UDP and over TCP in
 # pod N all answer NAME with WANT (WHO says whose answer that is), and dig
-# names the resolver as the server that answered.
+# names the resolver as the server that answered (RESOLVER_SHOWN, default
+# $RESOLVER).
 expect_all() {
-    local n=$1 want=$2 who=$3 rc=0 got out how
+    local n=$1 want=$2 who=$3 rc=0 got out how shown=${RESOLVER_SHOWN:-$RESOLVER}
     got=$(answer_getent "$n" "$NAME")
     [ "$got" = "$want" ] || { log "pod$n getent hosts $NAME: '${got:-failed}', expected $want ($who)"; rc=1; }
     got=$(answer_python "$n" "$NAME")
@@ -195,22 +219,51 @@ expect_all() {
     for how in "" +tcp; do
         out=$(dig_out "$n" "$NAME" $how)
         got=$(dig_answer "$out")
-        if [ "$got" != "$want" ] || [ "$(dig_server "$out")" != "$RESOLVER#53" ]; then
+        if [ "$got" != "$want" ] || [ "$(dig_server "$out")" != "$shown#53" ]; then
             log "pod$n dig ${how:-(UDP)} $NAME: answer '${got:-none}' from '$(dig_server "$out")'," \
-                "expected $want ($who) from $RESOLVER#53:"
+                "expected $want ($who) from $shown#53:"
             echo "$out" | indent
             rc=1
         fi
     done
-    [ "$rc" -eq 0 ] && log "pod$n: getent, getaddrinfo, dig and dig +tcp all answered $want ($who); dig's SERVER $RESOLVER#53"
+    [ "$rc" -eq 0 ] && log "pod$n: getent, getaddrinfo, dig and dig +tcp all answered $want ($who); dig's SERVER $shown#53"
+    return "$rc"
+}
+
+# resolv6 N on|off: pod N's resolv.conf names the IPv6 resolver (on) or the
+# IPv4 one (off, as set up).
+resolv6() {
+    local ns=$RESOLVER
+    [ "$2" = on ] && ns=$RESOLVER6
+    printf 'nameserver %s\noptions attempts:1 timeout:2\n' "$ns" >"/etc/netns/$(pod "$1")/resolv.conf"
+}
+
+# expect_all6 N WANT WHO: expect_all with pod N's resolv.conf naming the IPv6
+# resolver (glibc, Python and dig then ask it over IPv6), and `dig -6
+# @RESOLVER6` over UDP and TCP too.
+expect_all6() {
+    local n=$1 want=$2 who=$3 rc=0 out got how
+    resolv6 "$n" on
+    RESOLVER_SHOWN=$RESOLVER6 expect_all "$n" "$want" "$who" || rc=1
+    resolv6 "$n" off
+    for how in +notcp +tcp; do
+        out=$(dig_out "$n" "$NAME" -6 "@$RESOLVER6" $how)
+        got=$(dig_answer "$out")
+        if [ "$got" != "$want" ] || [ "$(dig_server "$out")" != "$RESOLVER6#53" ]; then
+            log "pod$n dig -6 @$RESOLVER6 $how $NAME: '${got:-none}' from '$(dig_server "$out")', expected $want from $RESOLVER6#53:"
+            echo "$out" | indent
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "pod$n: dig -6 @$RESOLVER6 and +tcp answered $want too"
     return "$rc"
 }
 
 # queries LOG FROM: how many A queries the dnsmasq log LOG has from FROM (an
 # address, or $ANY). The proxy sees the app's at 127.0.0.1 (eBPF) or at the
 # pod's address (iptables REDIRECT keeps the source).
-ANY='[0-9.]+'
-queries() { grep -cE "query\[A\] [a-z.]+ from ${2//./\\.}\$" "$1"; }
+ANY='[0-9a-f.:]+'
+queries() { grep -cE "query\[A\] [a-z0-9.]+ from ${2//./\\.}\$" "$1"; }
 
 # ---------------------------------------------------------------------------
 # Cases
@@ -420,9 +473,10 @@ for _ in range(200):
     return "$rc"
 }
 
-# redirect_hits N PROTO: packets that hit pod N's DNS REDIRECT rule for PROTO.
+# redirect_hits N PROTO [SAVE]: packets that hit pod N's DNS REDIRECT rule
+# for PROTO (SAVE: iptables-save, or ip6tables-save for IPv6's).
 redirect_hits() {
-    ip netns exec "$(pod "$1")" iptables-save -c -t nat | awk -v p="$2" '/MESHWIRE_OUTPUT/ && / --dport 53 / && $0 ~ "-p " p " " {
+    ip netns exec "$(pod "$1")" "${3:-iptables-save}" -c -t nat | awk -v p="$2" '/MESHWIRE_OUTPUT/ && / --dport 53 / && $0 ~ "-p " p " " {
         split(substr($1, 2), n, ":"); s += n[1] } END { print s + 0 }'
 }
 
@@ -519,6 +573,281 @@ case_iptables_rules() {
     return "$rc"
 }
 
+# ---------------------------------------------------------------------------
+# IPv6: resolvers at IPv6 addresses, the DNS proxy at [::1]:15053
+
+POD1_V6=fd00:233:1::2
+
+case_v6_capture_on() {
+    local before_proxy before_real rc=0
+    before_proxy=$(queries "$WORK/proxy-pod1.log" "$ANY")
+    before_real=$(queries "$WORK/resolver.log" "$POD1_V6")
+    expect_all6 1 "$PROXY_ANSWER" "the pod's DNS proxy" || rc=1
+    log "pod1's proxy logged $(($(queries "$WORK/proxy-pod1.log" "$ANY") - before_proxy)) queries," \
+        "the real resolver $(($(queries "$WORK/resolver.log" "$POD1_V6") - before_real)) from $POD1_V6"
+    [ "$(queries "$WORK/proxy-pod1.log" "$ANY")" -ge $((before_proxy + 6)) ] || { log "the proxy did not see the 6 queries"; rc=1; }
+    [ "$(queries "$WORK/resolver.log" "$POD1_V6")" -eq "$before_real" ] || { log "the real resolver saw pod1's queries"; rc=1; }
+    return "$rc"
+}
+
+# A DNS query from pod N to [RESOLVER6]:53 on an unconnected AF_INET6 UDP
+# socket (recvfrom's source) and on a connected one (getpeername before the
+# query, the answer's source after): "how answer peer" per line.
+sockets6() {
+    in_pod "$1" python3 -c 'import socket, struct, sys
+name, resolver = sys.argv[1], sys.argv[2]
+q = struct.pack(">HHHHHH", 0x4d59, 0x0100, 1, 0, 0, 0)
+q += b"".join(bytes([len(l)]) + l.encode() for l in name.split(".")) + b"\0" + struct.pack(">HH", 1, 1)
+s = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+s.settimeout(3)
+s.sendto(q, (resolver, 53))
+data, peer = s.recvfrom(4096)
+print("unconnected", socket.inet_ntoa(data[-4:]), peer[0] + "#" + str(peer[1]))
+c = socket.socket(socket.AF_INET6, socket.SOCK_DGRAM)
+c.settimeout(3)
+c.connect((resolver, 53))
+before = c.getpeername()
+c.send(q)
+data, peer = c.recvfrom(4096)
+print("connected", socket.inet_ntoa(data[-4:]), peer[0] + "#" + str(peer[1]), "getpeername", before[0] + "#" + str(before[1]))' "$2" "$RESOLVER6" 2>&1
+}
+
+case_v6_sockets() {
+    local out want
+    out=$(sockets6 1 "$NAME")
+    want="unconnected $PROXY_ANSWER $RESOLVER6#53
+connected $PROXY_ANSWER $RESOLVER6#53 getpeername $RESOLVER6#53"
+    if [ "$out" != "$want" ]; then
+        log "pod1 AF_INET6 sockets to [$RESOLVER6]:53 said:"
+        echo "$out" | indent
+        log "expected:"
+        echo "$want" | indent
+        return 1
+    fi
+    log "pod1, unconnected and connected AF_INET6 UDP sockets: the proxy's answer, from $RESOLVER6#53; getpeername $RESOLVER6#53"
+}
+
+# DNS over TCP to an IPv6 resolver lands on the proxy's [::1] port: the
+# proxy reads the resolver with IP6T_SO_ORIGINAL_DST (pod4's probe prints it).
+case_v6_tcp_original_dst() {
+    local out="$WORK/probe6.log" rc=0 got pid
+    start_bg "$out" "${IN_CG[@]}" "$(pod 4)" "${AS_SIDECAR[@]}" \
+        python3 -c 'import socket, struct
+l = socket.socket(socket.AF_INET6)
+l.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+l.bind(("::1", 15053))
+l.listen()
+print("listening", flush=True)
+c, peer = l.accept()
+d = c.getsockopt(socket.IPPROTO_IPV6, 80, 28)
+fam, port = struct.unpack("=H", d[0:2])[0], struct.unpack(">H", d[2:4])[0]
+print("orig family %d [%s]:%d" % (fam, socket.inet_ntop(socket.AF_INET6, d[8:24]), port), flush=True)
+c.sendall(b"ok")'
+    pid=$LAST_PID
+    wait_listen "$(pod 4)" "[::1]:$DNS_PORT" "$pid" "$out" || return 1
+    got=$(in_pod 4 python3 -c 'import socket
+s = socket.create_connection(("'"$RESOLVER6"'", 53), timeout=3)
+p = s.getpeername()
+print("[%s]:%d" % (p[0], p[1]), s.recv(2).decode())' 2>&1)
+    wait "$pid" 2>/dev/null
+    forget_pid "$pid"
+    if ! grep -qx "orig family 10 \[$RESOLVER6\]:53" "$out" || [ "$got" != "[$RESOLVER6]:53 ok" ]; then
+        log "the probe on [::1]:$DNS_PORT logged '$(grep orig "$out")', the app's getpeername/reply '$got';" \
+            "expected 'orig family 10 [$RESOLVER6]:53' and '[$RESOLVER6]:53 ok'"
+        show "$out"
+        rc=1
+    else
+        log "TCP to [$RESOLVER6]:53 reached the proxy port; IP6T_SO_ORIGINAL_DST [$RESOLVER6]:53 (AF_INET6); the app's getpeername [$RESOLVER6]:53"
+    fi
+    return "$rc"
+}
+
+case_v6_proxy_upstream() {
+    local before out got rc=0
+    before=$(queries "$WORK/resolver.log" "$POD1_V6")
+    resolv6 1 on
+    out=$(dig_out 1 "$UPSTREAM6_NAME")
+    resolv6 1 off
+    got=$(dig_answer "$out")
+    if [ "$got" != "$UPSTREAM6_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER6#53" ]; then
+        log "pod1 dig $UPSTREAM6_NAME: '${got:-none}' from '$(dig_server "$out")', expected $UPSTREAM6_ANSWER from $RESOLVER6#53:"
+        echo "$out" | indent
+        rc=1
+    fi
+    grep -q "forwarded $UPSTREAM6_NAME to $RESOLVER6" "$WORK/proxy-pod1.log" ||
+        { log "pod1's proxy did not forward $UPSTREAM6_NAME to $RESOLVER6"; rc=1; }
+    [ "$(queries "$WORK/resolver.log" "$POD1_V6")" -gt "$before" ] ||
+        { log "the real resolver got no query from $POD1_V6 (pod1's proxy, UID $SIDECAR_UID)"; rc=1; }
+    [ "$rc" -eq 0 ] && log "pod1's proxy forwarded $UPSTREAM6_NAME to $RESOLVER6 over IPv6 as UID $SIDECAR_UID (not captured), which answered $UPSTREAM6_ANSWER"
+    return "$rc"
+}
+
+case_v6_capture_off() {
+    local before rc=0
+    before=$(queries "$WORK/proxy-pod2.log" "$ANY")
+    expect_all6 2 "$REAL_ANSWER" "the real resolver: [dns] capture = false" || rc=1
+    [ "$(queries "$WORK/proxy-pod2.log" "$ANY")" -eq "$before" ] || { log "pod2's proxy saw queries"; rc=1; }
+    return "$rc"
+}
+
+# 2,000 queries to the IPv6 resolver, 20 clients at once, 100 each: 8 dig
+# batches over UDP, 4 over TCP (dig -6 @RESOLVER6), 8 Python getaddrinfo
+# loops (glibc, resolv.conf naming the IPv6 resolver): every answer the
+# proxy's, nothing left in the maps.
+case_v6_load() {
+    local i batch="$WORK/batch6.txt" pids=() rc=0 right total redirected how
+    for ((i = 0; i < 100; i++)); do echo "$NAME A"; done >"$batch"
+    redirected=$(stat_value dns_redirected)
+    rm -f "$WORK"/load6-*.out
+    resolv6 1 on
+    for ((i = 0; i < 20; i++)); do
+        if [ "$i" -lt 12 ]; then
+            how=+notcp
+            [ "$i" -ge 8 ] && how=+tcp
+            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 dig -6 "@$RESOLVER6" +tries=2 +time=3 +short "$how" -f "$batch" \
+                >"$WORK/load6-$i.out" 2>&1 &
+        else
+            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 python3 -c 'import socket, sys
+for _ in range(100):
+    try:
+        print(socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
+    except OSError as e:
+        print("error:", e)' "$NAME" >"$WORK/load6-$i.out" 2>&1 &
+        fi
+        pids+=($!)
+    done
+    for i in "${pids[@]}"; do wait "$i" || rc=1; done
+    resolv6 1 off
+    [ "$rc" -eq 0 ] || log "a client failed"
+    total=$(cat "$WORK"/load6-*.out | grep -cE '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$')
+    right=$(cat "$WORK"/load6-*.out | grep -cx "$PROXY_ANSWER")
+    log "$right of $total answers were $PROXY_ANSWER (2000 queries to $RESOLVER6)"
+    if [ "$right" -ne 2000 ] || [ "$total" -ne 2000 ]; then
+        cat "$WORK"/load6-*.out | grep -vx "$PROXY_ANSWER" | sort | uniq -c | head | indent
+        rc=1
+    fi
+    if [ "$MODE" = ebpf ]; then
+        log "dns_redirected +$(($(stat_value dns_redirected) - redirected)), dns_restored $(stat_value dns_restored), dns_error $(stat_value dns_error)"
+        [ $(($(stat_value dns_redirected) - redirected)) -ge 2000 ] || { log "dns_redirected did not count every query"; rc=1; }
+        [ "$(stat_value dns_error)" = 0 ] || rc=1
+        wait_map_empty mw_orig_tuple6 || rc=1
+        wait_map_empty mw_orig_tuple4 || rc=1
+    else
+        log "ip6tables REDIRECT hits in pod1: udp $(redirect_hits 1 udp ip6tables-save), tcp $(redirect_hits 1 tcp ip6tables-save)"
+        [ "$(redirect_hits 1 udp ip6tables-save)" -ge 200 ] || { log "the UDP rule did not see the queries"; rc=1; }
+        [ "$(redirect_hits 1 tcp ip6tables-save)" -ge 400 ] || { log "the TCP rule did not see the queries"; rc=1; }
+    fi
+    return "$rc"
+}
+
+case_v6_no_proxy_fails_closed() {
+    local before rc=0 got out how
+    stop_proxy 1
+    before=$(queries "$WORK/resolver.log" "$POD1_V6")
+    resolv6 1 on
+    got=$(answer_getent 1 "$NAME")
+    [ -z "$got" ] || { log "getent hosts answered '$got' with no proxy listening"; rc=1; }
+    got=$(answer_python 1 "$NAME")
+    [ -z "$got" ] || { log "getaddrinfo answered '$got' with no proxy listening"; rc=1; }
+    for how in +notcp +tcp; do
+        out=$(dig_out 1 "$NAME" -6 "@$RESOLVER6" $how)
+        got=$(dig_answer "$out")
+        [ -z "$got" ] || { log "dig -6 $how answered '$got' with no proxy listening"; rc=1; }
+    done
+    resolv6 1 off
+    [ "$(queries "$WORK/resolver.log" "$POD1_V6")" -eq "$before" ] ||
+        { log "queries bypassed to the real resolver"; rc=1; }
+    [ "$rc" -eq 0 ] && log "no proxy: getent, getaddrinfo, dig -6 and dig -6 +tcp to $RESOLVER6 all failed; the real resolver saw none"
+    start_proxy 1 || rc=1
+    return "$rc"
+}
+
+case_v6_iptables_rules() {
+    local nat rc=0 r
+    nat=$(ip netns exec "$(pod 1)" ip6tables-save -t nat)
+    for r in "-A OUTPUT -p udp -j MESHWIRE_OUTPUT" \
+        "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT" \
+        "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT"; do
+        grep -qxF -- "$r" <<<"$nat" || { log "pod1's ip6tables nat lacks '$r'"; rc=1; }
+    done
+    if [ "$IPV6_POLICY" = pass ] && [ "$(grep -c '^-A MESHWIRE_' <<<"$nat")" -ne 2 ]; then
+        log "interception.ipv6 = pass: pod1's ip6tables nat should hold the two DNS rules alone:"
+        echo "$nat" | indent
+        rc=1
+    fi
+    if ip netns exec "$(pod 2)" ip6tables-save -t nat | grep -q MESHWIRE; then
+        log "pod2 (capture off) has IPv6 DNS rules"
+        rc=1
+    fi
+    [ "$rc" -eq 0 ] && log "pod1 (interception.ipv6 = $IPV6_POLICY): the ip6tables UDP jump and the UDP and TCP REDIRECTs to $DNS_PORT alone; pod2: none"
+    return "$rc"
+}
+
+case_v6_node_default_on() {
+    local rc=0
+    expect_all6 2 "$PROXY_ANSWER" "pod2's proxy: [dns] capture = true" || rc=1
+    expect_all6 3 "$REAL_ANSWER" "the real resolver: pod3 opted out" || rc=1
+    return "$rc"
+}
+
+case_v6_servers() {
+    local rc=0 out got
+    restart_loader "capture = true
+servers = [\"$RESOLVER6_2\"]" || return 1
+    expect_all6 1 "$REAL_ANSWER" "the real resolver: [dns] servers names $RESOLVER6_2 only" || rc=1
+    expect_all 1 "$REAL_ANSWER" "the real resolver: [dns] servers names no IPv4 resolver" || rc=1
+    for how in +notcp +tcp; do
+        out=$(dig_out 1 "$NAME" -6 "@$RESOLVER6_2" $how)
+        got=$(dig_answer "$out")
+        if [ "$got" != "$PROXY_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER6_2#53" ]; then
+            log "pod1 dig -6 @$RESOLVER6_2 $how: '${got:-none}' from '$(dig_server "$out")', expected $PROXY_ANSWER from $RESOLVER6_2#53"
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] && log "pod1 dig -6 @$RESOLVER6_2 (listed), UDP and TCP: $PROXY_ANSWER, SERVER $RESOLVER6_2#53"
+    out=$(mwl pods 2>&1)
+    grep -q "queries to $RESOLVER6_2 only" <<<"$out" || { log "'pods' does not show [dns] servers = $RESOLVER6_2:"; echo "$out" | indent; rc=1; }
+    return "$rc"
+}
+
+# trace of IPv6 queries: sendmsg6 or connect6 dns_redirected to port
+# $DNS_PORT, recvmsg6 dns_restored, counted per hook.
+case_v6_trace() {
+    local tr="$WORK/trace6.json" tpid rc=0 hooks
+    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 30
+    tpid=$LAST_PID
+    sleep 1
+    dig_out 1 "$NAME" -6 "@$RESOLVER6_2" +notcp >/dev/null
+    dig_out 1 "$NAME" -6 "@$RESOLVER6_2" +tcp >/dev/null
+    sleep 1
+    kill -INT "$tpid"
+    wait "$tpid" || { log "trace exited with $? on SIGINT:"; show "$tr" 5; rc=1; }
+    forget_pid "$tpid"
+    hooks=$(grep '^{' "$tr" | jq -r 'select(.decision == "dns_redirected" or .decision == "dns_restored") | "\(.decision) \(.hook)"' | sort | uniq -c | xargs)
+    log "trace, pod1's IPv6 queries: ${hooks:-none}"
+    grep -qE 'dns_redirected (sendmsg6|connect6)' <<<"$hooks" || { log "no dns_redirected from sendmsg6/connect6"; rc=1; }
+    grep -q 'dns_restored recvmsg6' <<<"$hooks" || { log "no dns_restored from recvmsg6"; rc=1; }
+    [ "$rc" -eq 0 ] || show "$tr" 10
+    return "$rc"
+}
+
+# The rule: IPv6 DNS is captured whatever interception.ipv6 says.
+case_v6_every_policy() {
+    local rc=0 policy
+    for policy in refuse intercept; do
+        IPV6_POLICY=$policy
+        restart_loader 'capture = true' || return 1
+        log "interception.ipv6 = \"$policy\":"
+        expect_all6 1 "$PROXY_ANSWER" "pod1's proxy, interception.ipv6 = $policy" || rc=1
+        expect_all 1 "$PROXY_ANSWER" "pod1's proxy over IPv4, interception.ipv6 = $policy" || rc=1
+        if [ "$MODE" = iptables ]; then
+            ip netns exec "$(pod 1)" ip6tables-save -t nat | grep -qxF -- "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT" ||
+                { log "pod1's ip6tables nat has no DNS REDIRECT with interception.ipv6 = $policy"; rc=1; }
+        fi
+    done
+    return "$rc"
+}
+
 # run_ebpf_case / run_iptables_case NAME FUNCTION: cases of one mode only.
 run_ebpf_case() {
     if [ "$MODE" = ebpf ]; then run_case "$@"; else skip_case "$1" "iptables mode: no BPF decisions to trace"; fi
@@ -576,10 +905,30 @@ run_case "6 10000 queries from 50 concurrent clients (UDP and TCP): every answer
     case_load
 run_case "7 no proxy listening: every query fails, none bypasses to the real resolver" case_no_proxy_fails_closed
 run_iptables_case "7i iptables mode: pod1 has the UDP jump and the DNS REDIRECTs, pod2 none" case_iptables_rules
+run_case "12 IPv6 resolver (resolv.conf and dig -6 @$RESOLVER6), capture on: getent, getaddrinfo, dig and dig +tcp get the proxy's answer (at [::1]:$DNS_PORT), dig's SERVER is the IPv6 resolver; the resolver sees none" \
+    case_v6_capture_on
+run_case "13 IPv6: unconnected and connected AF_INET6 UDP sockets read the proxy's answer from [$RESOLVER6]:53; getpeername answers it" \
+    case_v6_sockets
+run_case "14 IPv6 DNS over TCP: the proxy's [::1] port, IP6T_SO_ORIGINAL_DST and getpeername answer the IPv6 resolver" \
+    case_v6_tcp_original_dst
+run_case "15 IPv6: the proxy's own upstream query (UID $SIDECAR_UID) to $RESOLVER6 reaches the real resolver" case_v6_proxy_upstream
+run_case "16 IPv6, capture off: the real resolver answers over UDP and TCP, the proxy sees nothing" case_v6_capture_off
+run_case "17 IPv6: 2000 queries from 20 concurrent clients (UDP and TCP): every answer the proxy's; nothing left in the maps" \
+    case_v6_load
+run_case "18 IPv6, no proxy listening: every query fails, none bypasses to the real resolver" case_v6_no_proxy_fails_closed
+run_iptables_case "18i iptables mode: pod1's ip6tables nat has the DNS jump and REDIRECTs alone (interception.ipv6 = pass), pod2 none" \
+    case_v6_iptables_rules
 run_case "8 [dns] capture = true (restart): a pod without a setting is captured, a pod that opted out is not" \
     case_node_default_on
+run_case "19 IPv6, [dns] capture = true: a pod without a setting is captured, a pod that opted out is not" \
+    case_v6_node_default_on
 run_case "9 [dns] servers names another resolver: the pods' queries go to theirs untouched; the listed one is captured" \
     case_servers_elsewhere_untouched
 run_case "10 'pods' shows each pod's DNS capture and where it came from, and [dns] servers" case_pods_show_setting
 run_ebpf_case "11 trace shows dns_redirected (UDP and TCP) and dns_restored events" case_trace_events
+run_case "20 [dns] servers names an IPv6 resolver only: it is captured (UDP and TCP), the other IPv6 one and the IPv4 one are not; 'pods' shows it" \
+    case_v6_servers
+run_ebpf_case "21 trace shows IPv6 queries: dns_redirected from sendmsg6/connect6, dns_restored from recvmsg6" case_v6_trace
+run_case "22 IPv6 DNS is captured with interception.ipv6 = \"refuse\" and \"intercept\" too (UDP and TCP), IPv4 DNS as before" \
+    case_v6_every_policy
 exit 0
