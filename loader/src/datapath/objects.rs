@@ -115,7 +115,9 @@ pub const PROGRAMS: &[ProgramSpec] =
 /// [`super::pins::ALL_MAPS`]) and the built objects, as libbpf opens them:
 /// a program or pinned map of bpf/ not declared, a declaration no object
 /// has, a map not pinned by name, a name without the prefix, an object
-/// without the settings variable. Checked by the unit tests, and by every
+/// without the settings variable, a socket map without the sk_msg program
+/// (its sockets would read through tcp_bpf with nothing redirected to them)
+/// or an sk_msg attachment to a map that is no socket map. Checked by the unit tests, and by every
 /// install (a mixed build is refused before it touches the datapath).
 pub fn check_declarations() -> Result<(), Vec<String>> {
     let errors = compare(WITH_PROGRAMS, PROGRAMS, super::pins::ALL_MAPS);
@@ -129,6 +131,7 @@ pub fn check_declarations() -> Result<(), Vec<String>> {
 fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> Vec<String> {
     let mut errors = Vec::new();
     let mut built_maps = BTreeSet::new();
+    let mut socket_maps = BTreeSet::new();
     for object in objects {
         let obj = match object.open(None) {
             Ok(obj) => obj,
@@ -151,6 +154,11 @@ fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> 
             }
             built_maps.insert(map);
         }
+        for def in obj.pinned_map_defs() {
+            if matches!(def.map_type, libbpf_sys::BPF_MAP_TYPE_SOCKHASH | libbpf_sys::BPF_MAP_TYPE_SOCKMAP) {
+                socket_maps.insert(def.name);
+            }
+        }
         for name in built.iter().chain(&built_maps) {
             if !name.starts_with(NAME_PREFIX) {
                 errors.push(format!("{}: {name} does not start with {NAME_PREFIX}", object.name));
@@ -167,6 +175,20 @@ fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> 
     }
     for m in declared.difference(&built_maps) {
         errors.push(format!("declared map {m} is in no object"));
+    }
+    let verdict_maps: BTreeSet<String> = programs
+        .iter()
+        .filter_map(|p| match p.hook {
+            Hook::SkMsg { maps } => Some(maps.iter().map(|m| m.to_string())),
+            _ => None,
+        })
+        .flatten()
+        .collect();
+    for m in socket_maps.difference(&verdict_maps) {
+        errors.push(format!("socket map {m} has no sk_msg program attached (Hook::SkMsg in loader/src/datapath/objects.rs)"));
+    }
+    for m in verdict_maps.difference(&socket_maps) {
+        errors.push(format!("Hook::SkMsg attaches to {m}, which is no socket map of the objects"));
     }
     errors
 }

@@ -36,6 +36,24 @@ fn a_map_without_a_declaration_and_a_declared_map_no_object_has_are_caught() {
 }
 
 #[test]
+fn a_socket_map_without_the_sk_msg_program_and_an_attachment_to_another_map_are_caught() {
+    use crate::datapath::pins::{MAP_POD_IPS, MAP_SOCK_HASH};
+    let programs = |maps: &'static [&'static str]| -> Vec<ProgramSpec> {
+        PROGRAMS
+            .iter()
+            .map(|p| match p.hook {
+                Hook::SkMsg { .. } => ProgramSpec { hook: Hook::SkMsg { maps }, ..*p },
+                _ => *p,
+            })
+            .collect()
+    };
+    let errors = compare(WITH_PROGRAMS, &programs(&[MAP_SOCK_HASH]), ALL_MAPS);
+    assert_eq!(errors, vec!["socket map mw_sock_hash6 has no sk_msg program attached (Hook::SkMsg in loader/src/datapath/objects.rs)".to_string()]);
+    let errors = compare(WITH_PROGRAMS, &programs(&[MAP_SOCK_HASH, crate::datapath::pins::MAP_SOCK_HASH6, MAP_POD_IPS]), ALL_MAPS);
+    assert_eq!(errors, vec!["Hook::SkMsg attaches to mw_pod_ips, which is no socket map of the objects".to_string()]);
+}
+
+#[test]
 fn the_alignchecker_object_has_no_programs() {
     assert_eq!(ALIGNCHECKER.open(None).unwrap().program_names(), Vec::<String>::new());
 }
