@@ -507,7 +507,7 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 						      __u16 port)
 {
 	if (mw_cidr6_excluded(netns_cookie, ip6) ||
-	    !mw_out_included6(pod, netns_cookie, bpf_ntohs(port))) {
+	    !mw_out_included6(pod, netns_cookie, bpf_ntohs(port), ip6)) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
 		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
 			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));

@@ -87,7 +87,7 @@ POD1_IP6=fd00:231:1::2          # pod1's IPv6 address (pods 1-3: fd00:231:N::2, 
 ADDR_P16="[$POD1_IP6]:8080"     # pod1's app over IPv6: its sidecar hands inbound IPv6 to server P16 on [::1]:8080
 ADDR_P1X6="[$POD1_IP6]:$EXCL_IN_PORT" # server P1X6, pod1's app on an excluded inbound port, over IPv6
 IPV6_POLICY=refuse              # interception.ipv6 until case 4g
-POD3_REFERENCE_CONNS=0          # connections case 4r sent through pod3's sidecar
+POD3_REFERENCE_CONNS=0          # connections cases 4r and 4n sent through pod3's sidecar
 
 # shellcheck source=test/suite_lib.sh
 . "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
@@ -486,6 +486,74 @@ case_ipv6_excluded() {
         --parallel 5 --expect-direct --expect-server B6 || rc=1
     client "$(pod 2)" "pod2 -> B6 $ADDR_B6 (pod1's exclusion is not pod2's)" --connect "$ADDR_B6" --count 10 \
         --parallel 5 --expect-orig "$ADDR_B6" --expect-server B6 || rc=1
+    return "$rc"
+}
+
+# api_request JSON: one request line to the loader's API socket; prints the answer line.
+api_request() {
+    python3 -c 'import socket, sys
+s = socket.socket(socket.AF_UNIX, socket.SOCK_STREAM)
+s.settimeout(10)
+s.connect(sys.argv[1])
+s.sendall(sys.argv[2].encode() + b"\n")
+print(s.makefile().readline().strip())' "$(api_sock)" "$1"
+}
+
+# Include lists over IPv6: pod3 (unregistered until now) meshed with one
+# include list of both families, split by family: A6 and A (the included
+# addresses) are steered, B6 and B (not included) go direct, an excluded port
+# on an included address goes direct; bad ranges are refused naming the value
+# and change nothing; "*" steers all again. pod3 goes at the end.
+case_ipv6_include_outbound() {
+    local rc=0 before id=incl6-pod3 ns="/run/netns/$(pod 3)" out="$WORK/pod-add-incl6.log" ans a6
+    a6=${ADDR_A6%]:*}
+    a6=${a6#[}
+    incl6() { mwl pod add --id "$id" --netns "$ns" --ip 10.231.3.2 --ip fd00:231:3::2 "$@" >"$out" 2>&1; }
+    incl6 --include-outbound-cidrs "$a6/128,${ADDR_A%:*}/32" ||
+        { log "pod add failed:"; show "$out"; return 1; }
+    before=$(conn_lines 3 "$ADDR_A6")
+    client "$(pod 3)" "pod3 (include $a6/128) -> A6 $ADDR_A6" --connect "$ADDR_A6" --count 10 --parallel 5 \
+        --check-peer --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+    [ $(($(conn_lines 3 "$ADDR_A6") - before)) -ge 10 ] || { log "pod3's sidecar did not log them"; rc=1; }
+    client "$(pod 3)" "pod3 -> B6 $ADDR_B6, not included" --connect "$ADDR_B6" --count 10 --parallel 5 \
+        --expect-direct --expect-server B6 || rc=1
+    client "$(pod 3)" "pod3 -> A $ADDR_A, the list's IPv4 range" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || rc=1
+    client "$(pod 3)" "pod3 -> B $ADDR_B, not included" --connect "$ADDR_B" --count 10 --parallel 5 \
+        --expect-direct --expect-server B || rc=1
+    client "$(pod 3)" "pod3 -> X6 $ADDR_X6 (included address, excluded port $EXCL_PORT)" --connect "$ADDR_X6" \
+        --count 5 --parallel 5 --expect-direct --expect-server X6 || rc=1
+    mwl pods >"$WORK/pods-incl6.log" 2>&1
+    grep -qF "included outbound IPv6 cidrs $a6/128" "$WORK/pods-incl6.log" ||
+        { log "pods does not show the included IPv6 range:"; show "$WORK/pods-incl6.log"; rc=1; }
+    # Bad ranges: refused naming the value, by the CLI and by the API; nothing changes.
+    if incl6 --include-outbound-cidrs "$a6/128,fd00:231::1/64"; then
+        log "pod add with fd00:231::1/64 (host bits) succeeded"; rc=1
+    elif ! grep -qF 'fd00:231::1/64' "$out"; then
+        log "the refusal does not name fd00:231::1/64:"; show "$out"; rc=1
+    else
+        log "refused: $(grep -m 1 -F 'fd00:231::1/64' "$out")"
+    fi
+    ans=$(api_request '{"version":1,"op":"add_pod","pod":{"container_id":"'"$id"'","netns":"'"$ns"'","ips":["10.231.3.2"],"include_outbound_cidrs":[],"include_outbound_cidrs6":["fd00:231::2/128","fd00:231::/200"]}}')
+    case "$ans" in
+        *'"ok":false'*invalid_request*'fd00:231::/200'*) log "API: $ans" ;;
+        *) log "the API answered $ans, expected invalid_request naming fd00:231::/200"; rc=1 ;;
+    esac
+    ans=$(api_request '{"version":1,"op":"add_pod","pod":{"container_id":"'"$id"'","netns":"'"$ns"'","ips":["10.231.3.2"],"include_outbound_cidrs6":["fd00:231::2/128"]}}')
+    case "$ans" in
+        *'"ok":false'*invalid_request*'include_outbound_cidrs6 [fd00:231::2/128] without include_outbound_cidrs'*) log "API: $ans" ;;
+        *) log "the API answered $ans, expected invalid_request for IPv6 ranges without include_outbound_cidrs"; rc=1 ;;
+    esac
+    client "$(pod 3)" "pod3 -> B6 $ADDR_B6, still not included" --connect "$ADDR_B6" --count 5 --parallel 5 \
+        --expect-direct --expect-server B6 || rc=1
+    client "$(pod 3)" "pod3 -> A6 $ADDR_A6, still included" --connect "$ADDR_A6" --count 5 --parallel 5 \
+        --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+    # "*": everything again.
+    incl6 --include-outbound-cidrs '*' || { log "pod add failed:"; show "$out"; rc=1; }
+    client "$(pod 3)" "pod3 (include *) -> B6 $ADDR_B6" --connect "$ADDR_B6" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_B6" --expect-server B6 || rc=1
+    mwl pod del --id "$id" >/dev/null 2>&1 || { log "pod del $id failed"; rc=1; }
+    POD3_REFERENCE_CONNS=$(grep -c '^conn ' "$WORK/sidecar-pod3.log")
     return "$rc"
 }
 
@@ -1882,6 +1950,8 @@ run_tc_case "4l inbound IPv6 through tc: the node dialling pod1 $ADDR_P16 lands 
     ipv6_inbound case_ipv6_inbound_cross_node
 run_case "4m same-node inbound IPv6: pod2's sidecar (and pod2's app through it) dialling pod1 $ADDR_P16 lands on pod1's inbound sidecar, then its app; an excluded inbound port goes direct" \
     ipv6_inbound case_ipv6_inbound_same_node
+run_case "4n include lists over IPv6: one list of both families, split; an address in the IPv6 range is steered, one outside goes direct (and the same for IPv4); an excluded port wins; bad ranges refused naming the value, nothing changed" \
+    case_ipv6_include_outbound
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped

@@ -75,6 +75,12 @@ pub struct PodSpec {
     /// steers all ("*"). Exclusions win over both.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub include_outbound_cidrs: Option<Vec<Cidr4>>,
+    /// The IPv6 ranges of the same include list ("fd00::/8", or a bare
+    /// address), for native IPv6 (`interception.ipv6 = "intercept"`); only
+    /// with `include_outbound_cidrs` (which restricts both families: an IPv6
+    /// destination in none of these goes direct, unless its port is included).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub include_outbound_cidrs6: Vec<Cidr6>,
     /// Outbound, Istio's `includeOutboundPorts`: ports steered whatever the
     /// destination address; they matter only with `include_outbound_cidrs`.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -286,6 +292,7 @@ mod tests {
     fn spec() -> PodSpec {
         PodSpec {
             include_outbound_cidrs: Some(vec!["10.0.0.0/8".parse().unwrap()]),
+            include_outbound_cidrs6: vec!["fd00:50::/32".parse().unwrap()],
             include_outbound_ports: vec![443],
             include_inbound_ports: Some(vec![]),
             dns_capture: Some(true),
@@ -295,12 +302,15 @@ mod tests {
 
     #[test]
     fn a_cidr_that_does_not_parse_refuses_the_request_naming_it() {
-        for (field, bad, why) in [
-            ("exclude_outbound_cidrs", "10.1.2.3/8", "host bits"),
-            ("include_outbound_cidrs", "nonsense", "not an IPv4"),
-            ("exclude_outbound_cidrs", "10.0.0.0/40", "over 32"),
+        for (field, good, bad, why) in [
+            ("exclude_outbound_cidrs", "10.0.0.0/8", "10.1.2.3/8", "host bits"),
+            ("include_outbound_cidrs", "10.0.0.0/8", "nonsense", "not an IPv4"),
+            ("exclude_outbound_cidrs", "10.0.0.0/8", "10.0.0.0/40", "over 32"),
+            ("include_outbound_cidrs6", "fd00:50::/32", "fd00:50::1/32", "host bits"),
+            ("include_outbound_cidrs6", "fd00:50::/32", "10.0.0.0/8", "not an IPv6"),
+            ("include_outbound_cidrs6", "fd00:50::/32", "fd00::/129", "over 128"),
         ] {
-            let line = format!(r#"{{"version":1,"op":"add_pod","pod":{{"container_id":"c1","netns":"/run/netns/p1","{field}":["10.0.0.0/8","{bad}"]}}}}"#);
+            let line = format!(r#"{{"version":1,"op":"add_pod","pod":{{"container_id":"c1","netns":"/run/netns/p1","{field}":["{good}","{bad}"]}}}}"#);
             let refused = parse_request(&line).unwrap_err();
             let message = refused.error.as_ref().map(|e| e.message.clone()).unwrap_or_default();
             assert_eq!(refused.error.as_ref().map(|e| e.code), Some(ErrorCode::InvalidRequest), "{line}");

@@ -26,6 +26,7 @@ pub fn pod(container_id: &str) -> PodSpec {
         dns_capture: None,
         network: Some("mesh-net".into()),
         include_outbound_cidrs: None,
+        include_outbound_cidrs6: vec![],
         include_outbound_ports: vec![],
         include_inbound_ports: None,
     }

@@ -73,6 +73,19 @@ struct {
 } mw_incl_cidr4 SEC(".maps");
 
 /*
+ * mw_incl_cidr4's twin for native IPv6 (interception.ipv6 = "intercept"),
+ * with its capacity: a pod's included IPv6 ranges, keyed as mw_excl_cidr6.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LPM_TRIE);
+	__uint(max_entries, MW_MAX_INCL_CIDRS);
+	__type(key, struct mw_cidr6_key);
+	__type(value, __u8);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_incl_cidr6 SEC(".maps");
+
+/*
  * Original destination attached to a socket: the app's redirected socket
  * (for sockops at established, and getpeername), the sidecar's accepted
  * socket (for getsockopt), and an app's UDP socket whose DNS queries went to

@@ -143,16 +143,14 @@ static __always_inline int mw_out_included(const struct mw_pod *pod, __u64 netns
 	       mw_cidr4_listed(&mw_incl_cidr4, netns_cookie, addr);
 }
 
-/*
- * The include lists for native IPv6: included ranges are IPv4 only, so a pod
- * with MW_POD_F_OUT_SELECT has its IPv6 connections steered to included
- * ports only.
- */
+/* The include lists for native IPv6: the same rule, with mw_incl_cidr6. */
 static __always_inline int mw_out_included6(const struct mw_pod *pod, __u64 netns_cookie,
-					    __u16 port)
+					    __u16 port, const __u32 *addr)
 {
-	return !(pod->flags & MW_POD_F_OUT_SELECT) ||
-	       mw_port_listed(netns_cookie, port, MW_DIR_OUT_INCL);
+	if (!(pod->flags & MW_POD_F_OUT_SELECT))
+		return 1;
+	return mw_port_listed(netns_cookie, port, MW_DIR_OUT_INCL) ||
+	       mw_cidr6_listed(&mw_incl_cidr6, netns_cookie, addr);
 }
 
 /* ::1, four network-order words. */

@@ -39,6 +39,7 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_excl_cidr4);
 	MW_TEST_MAP(mw_excl_cidr6);
 	MW_TEST_MAP(mw_incl_cidr4);
+	MW_TEST_MAP(mw_incl_cidr6);
 	MW_TEST_SK_STORAGE(mw_orig_sk);
 	MW_TEST_MAP(mw_orig_tuple4);
 	MW_TEST_SK_STORAGE(mw_orig6_sk);

@@ -126,6 +126,24 @@ static void node(void)
 	cidr6.cookie_lo = (__u32)POD_A;
 	mw_test_ip6("fd00:96::", cidr6.addr);
 	bpf_map_update_elem(&mw_excl_cidr6, &cidr6, &one, BPF_ANY);
+
+	/*
+	 * Pod C's included IPv6 range fd00:50::/32, with fd00:50:9::/48 in it
+	 * excluded for pod C; pod A includes fd00:51::/32 (not pod C's).
+	 */
+	cidr6.prefixlen = 64 + 32;
+	cidr6.cookie_hi = (__u32)(POD_C >> 32);
+	cidr6.cookie_lo = (__u32)POD_C;
+	mw_test_ip6("fd00:50::", cidr6.addr);
+	bpf_map_update_elem(&mw_incl_cidr6, &cidr6, &one, BPF_ANY);
+	cidr6.prefixlen = 64 + 48;
+	mw_test_ip6("fd00:50:9::", cidr6.addr);
+	bpf_map_update_elem(&mw_excl_cidr6, &cidr6, &one, BPF_ANY);
+	cidr6.prefixlen = 64 + 32;
+	cidr6.cookie_hi = (__u32)(POD_A >> 32);
+	cidr6.cookie_lo = (__u32)POD_A;
+	mw_test_ip6("fd00:51::", cidr6.addr);
+	bpf_map_update_elem(&mw_incl_cidr6, &cidr6, &one, BPF_ANY);
 }
 
 enum hook { CONNECT4, CONNECT6, GETPEERNAME4, GETPEERNAME6, SENDMSG4, SENDMSG6, RECVMSG4, RECVMSG6 };
@@ -488,8 +506,42 @@ static const struct sock_case cases[] = {
 	  .netns = POD_C, .uid = APP_UID, .dst = ORIG_IP6, .port = 5432, .to = "::1",
 	  .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
 	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
-	{ "intercept, include lists: a port not included goes direct (ranges are IPv4)",
+	{ "intercept, include lists: a port and address not included go direct",
 	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = ORIG_IP6,
+	  .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept, include lists: an address in an included IPv6 range is steered",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = "fd00:50:1::7",
+	  .port = 80, .to = "::1", .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept, include lists: the range's first and last addresses are in it",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID,
+	  .dst = "fd00:50:ffff:ffff:ffff:ffff:ffff:ffff", .port = 80, .to = "::1",
+	  .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept, include lists: the address just past the IPv6 range goes direct",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = "fd00:51::",
+	  .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept, include lists: an IPv6 exclusion wins over an included range",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = "fd00:50:9::7",
+	  .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept, include lists: the IPv4 range does not include its v6 look-alike",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = "::10.50.0.7",
+	  .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
+	  .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "intercept, include lists: a v4-mapped address uses the IPv4 ranges", CONNECT6,
+	  .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = "::ffff:10.50.0.7",
+	  .port = 80, .to = "::ffff:127.0.0.1", .to_port = OUT_PORT,
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept, include lists: another pod's IPv6 ranges do not limit one without",
+	  CONNECT6, .intercept6 = 1, .netns = POD_B, .uid = APP_UID, .dst = "fd00:50:1::7",
+	  .port = 80, .to = "::1", .to_port = OUT_PORT, .want_mark6 = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "intercept, include lists: another pod's included IPv6 range is not this one's",
+	  CONNECT6, .intercept6 = 1, .netns = POD_C, .uid = APP_UID, .dst = "fd00:51::7",
 	  .port = 80, .stats = STAT(MW_STAT_CONNECT_EXCLUDED),
 	  .decision = MW_DEC_CONNECT_EXCLUDED },
 	{ "intercept: v4-mapped is steered as before", CONNECT6, .intercept6 = 1,

@@ -15,7 +15,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use serde_json::Value;
 
-use crate::config::{Cidr4, Cidr6, PodOverride, Select};
+use crate::config::{Cidr4, Cidr6, PodOverride, Range, Select};
 use crate::error::{code, CniError};
 
 /// The capability under which the runtime passes the pod's annotations.
@@ -242,11 +242,6 @@ fn port(s: &str) -> Result<Option<u16>, String> {
 
 /// A range as Istio reads it (`net.ParseCIDR`: host bits are dropped), of
 /// either family.
-enum Range {
-    V4(Cidr4),
-    V6(Cidr6),
-}
-
 fn any_range(s: &str) -> Result<Range, String> {
     let (addr, len) = s.split_once('/').ok_or_else(|| "is not a range in CIDR form (like 10.96.0.0/12)".to_string())?;
     if let Ok(a) = addr.parse::<Ipv4Addr>() {
@@ -261,18 +256,6 @@ fn any_range(s: &str) -> Result<Range, String> {
     Err("is not a range in CIDR form (like 10.96.0.0/12)".to_string())
 }
 
-/// An IPv4 range; IPv6 ranges are valid and skipped (the include lists
-/// steer IPv4 ranges only), noted in `ipv6`.
-fn range(s: &str, ipv6: &mut Vec<String>) -> Result<Option<Cidr4>, String> {
-    match any_range(s)? {
-        Range::V4(c) => Ok(Some(c)),
-        Range::V6(_) => {
-            ipv6.push(s.to_string());
-            Ok(None)
-        }
-    }
-}
-
 fn only<T>(key: &str, value: &str, s: Select<T>) -> Result<Vec<T>, CniError> {
     match s {
         Select::Only(v) => Ok(v),
@@ -281,11 +264,9 @@ fn only<T>(key: &str, value: &str, s: Select<T>) -> Result<Vec<T>, CniError> {
 }
 
 /// The pod's interception settings from its annotations, as a per-pod
-/// override (keys not annotated stay None), and notes for stderr.
-pub fn settings(a: &Annotations) -> Result<(PodOverride, Vec<String>), CniError> {
-    let mut notes = Vec::new();
+/// override (keys not annotated stay None).
+pub fn settings(a: &Annotations) -> Result<PodOverride, CniError> {
     let mut o = PodOverride::default();
-    let mut ipv6 = Vec::new();
     if let Some((k, v)) = EXCLUDE_OUTBOUND_PORTS.find(a) {
         o.outbound_ports = Some(only(k, v, list(k, v, false, port)?)?);
     }
@@ -312,8 +293,8 @@ pub fn settings(a: &Annotations) -> Result<(PodOverride, Vec<String>), CniError>
         o.outbound_cidrs6 = Some(v6);
     }
     if let Some((k, v)) = INCLUDE_OUTBOUND_CIDRS.find(a) {
-        o.include_outbound_cidrs = Some(list(k, v, true, |s| range(s, &mut ipv6))?);
-        note_ipv6(k, &mut ipv6, &mut notes);
+        // Both families: IPv6 ranges apply with interception.ipv6 = "intercept".
+        o.include_outbound_cidrs = Some(list(k, v, true, |s| any_range(s).map(Some))?);
     }
     if let Some((k, v)) = INCLUDE_OUTBOUND_PORTS.find(a) {
         o.include_outbound_ports = Some(list(k, v, true, port)?);
@@ -327,7 +308,7 @@ pub fn settings(a: &Annotations) -> Result<(PodOverride, Vec<String>), CniError>
     if let Some((k, v)) = DNS_CAPTURE.find(a) {
         o.dns_capture = Some(boolean(k, v)?);
     }
-    Ok((o, notes))
+    Ok(o)
 }
 
 /// "true" or "false", in any case, as Kubernetes annotations spell booleans.
@@ -336,13 +317,6 @@ fn boolean(key: &str, value: &str) -> Result<bool, CniError> {
         "true" => Ok(true),
         "false" => Ok(false),
         _ => Err(malformed(key, value, "is neither \"true\" nor \"false\"")),
-    }
-}
-
-fn note_ipv6(key: &str, ipv6: &mut Vec<String>, notes: &mut Vec<String>) {
-    if !ipv6.is_empty() {
-        notes.push(format!("annotation {key}: IPv6 ranges {} skipped (included ranges are IPv4 only)", ipv6.join(", ")));
-        ipv6.clear();
     }
 }
 
@@ -408,7 +382,7 @@ mod tests {
 
     #[test]
     fn istio_s_settings() {
-        let (o, notes) = settings(&ann(&[
+        let o = settings(&ann(&[
             ("traffic.sidecar.istio.io/excludeOutboundPorts", "5432, 6379"),
             ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.96.0.0/12,169.254.169.254/32"),
             ("traffic.sidecar.istio.io/excludeInboundPorts", "15020"),
@@ -417,11 +391,10 @@ mod tests {
             ("traffic.sidecar.istio.io/includeInboundPorts", "8080,9090"),
         ]))
         .unwrap();
-        assert!(notes.is_empty(), "{notes:?}");
         assert_eq!(o.outbound_ports, Some(vec![5432, 6379]));
         assert_eq!(o.outbound_cidrs, Some(vec![cidr("10.96.0.0/12"), cidr("169.254.169.254/32")]));
         assert_eq!(o.inbound_ports, Some(vec![15020]));
-        assert_eq!(o.include_outbound_cidrs, Some(Select::Only(vec![cidr("10.0.0.0/8")])));
+        assert_eq!(o.include_outbound_cidrs, Some(Select::Only(vec![Range::V4(cidr("10.0.0.0/8"))])));
         assert_eq!(o.include_outbound_ports, Some(Select::Only(vec![443])));
         assert_eq!(o.include_inbound_ports, Some(Select::Only(vec![8080, 9090])));
         assert_eq!(o.mesh, None);
@@ -430,7 +403,7 @@ mod tests {
 
     #[test]
     fn wildcards_and_empty_values_mean_what_istio_says() {
-        let (o, _) = settings(&ann(&[
+        let o = settings(&ann(&[
             ("traffic.sidecar.istio.io/includeOutboundIPRanges", "*"),
             ("traffic.sidecar.istio.io/includeInboundPorts", ""),
             ("traffic.sidecar.istio.io/includeOutboundPorts", " "),
@@ -441,15 +414,15 @@ mod tests {
         assert_eq!(o.include_inbound_ports, Some(Select::Only(vec![])), "empty: no inbound redirection");
         assert_eq!(o.include_outbound_ports, Some(Select::Only(vec![])));
         assert_eq!(o.outbound_ports, Some(vec![]));
-        let (o, _) = settings(&ann(&[("traffic.sidecar.istio.io/includeOutboundIPRanges", "")])).unwrap();
+        let o = settings(&ann(&[("traffic.sidecar.istio.io/includeOutboundIPRanges", "")])).unwrap();
         assert_eq!(o.include_outbound_cidrs, Some(Select::Only(vec![])), "empty: no outbound redirection");
-        let (o, _) = settings(&ann(&[])).unwrap();
+        let o = settings(&ann(&[])).unwrap();
         assert_eq!(o, PodOverride::default());
     }
 
     #[test]
     fn meshwire_s_own_keys_win_over_istio_s() {
-        let (o, _) = settings(&ann(&[
+        let o = settings(&ann(&[
             ("traffic.sidecar.istio.io/excludeOutboundPorts", "1"),
             ("meshwire.io/exclude-outbound-ports", "2"),
             ("meshwire.io/exclude-outbound-cidrs", "192.0.2.0/24"),
@@ -469,23 +442,31 @@ mod tests {
         assert_eq!(o.include_inbound_ports, Some(Select::All));
         assert_eq!(o.accelerate, Some(false));
         assert_eq!(o.dns_capture, Some(true));
-        let (o, _) = settings(&ann(&[("meshwire.io/dns-capture", "false")])).unwrap();
+        let o = settings(&ann(&[("meshwire.io/dns-capture", "false")])).unwrap();
         assert_eq!(o.dns_capture, Some(false));
     }
 
     #[test]
     fn ranges_are_read_as_istio_reads_them() {
-        let (o, notes) = settings(&ann(&[
+        let o = settings(&ann(&[
             ("traffic.sidecar.istio.io/excludeOutboundIPRanges", "10.1.2.3/8,fd00::/108"),
-            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "fd00::/8"),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "fd00::/8, 10.50.1.2/16,fd00:50::1/32"),
         ]))
         .unwrap();
         assert_eq!(o.outbound_cidrs, Some(vec![cidr("10.0.0.0/8")]), "host bits dropped, as net.ParseCIDR does");
         assert_eq!(o.outbound_cidrs6, Some(vec!["fd00::/108".parse().unwrap()]), "IPv6 exclusions are kept");
-        assert_eq!(o.include_outbound_cidrs, Some(Select::Only(vec![])));
-        assert_eq!(notes.len(), 1, "{notes:?}");
-        assert!(notes[0].contains("includeOutboundIPRanges") && notes[0].contains("fd00::/8"), "{notes:?}");
-        let (o, _) = settings(&ann(&[("traffic.sidecar.istio.io/excludeOutboundIPRanges", "fd00:1:2::3/48")])).unwrap();
+        let v6 = |s: &str| Range::V6(s.parse().unwrap());
+        assert_eq!(
+            o.include_outbound_cidrs,
+            Some(Select::Only(vec![v6("fd00::/8"), Range::V4(cidr("10.50.0.0/16")), v6("fd00:50::/32")])),
+            "IPv6 inclusions are kept too, in the list's order, host bits dropped"
+        );
+        let (out4, out6, _, _) = o.includes();
+        assert_eq!(out4, Some(vec![cidr("10.50.0.0/16")]), "split by family");
+        assert_eq!(out6, vec!["fd00::/8".parse().unwrap(), "fd00:50::/32".parse().unwrap()]);
+        let o = settings(&ann(&[("traffic.sidecar.istio.io/includeOutboundIPRanges", "fd00:50::/32")])).unwrap();
+        assert_eq!(o.includes().0, Some(vec![]), "IPv6 ranges only: no IPv4 address is steered");
+        let o = settings(&ann(&[("traffic.sidecar.istio.io/excludeOutboundIPRanges", "fd00:1:2::3/48")])).unwrap();
         assert_eq!(o.outbound_cidrs6, Some(vec!["fd00:1:2::/48".parse().unwrap()]), "IPv6 host bits dropped too");
         assert_eq!(o.outbound_cidrs, Some(vec![]), "the list replaces both families");
     }
@@ -504,6 +485,9 @@ mod tests {
             ("traffic.sidecar.istio.io/excludeInboundPorts", "-1"),
             ("traffic.sidecar.istio.io/includeOutboundIPRanges", "*,10.0.0.0/8"),
             ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0/8"),
+            ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/8,fd00::/129"),
+            ("meshwire.io/include-outbound-cidrs", "fd00:50::/32,fd00::zz/8"),
+            ("meshwire.io/include-outbound-cidrs", "fd00:50::"),
             ("traffic.sidecar.istio.io/includeOutboundPorts", "443;80"),
             ("traffic.sidecar.istio.io/includeInboundPorts", "http"),
             ("meshwire.io/exclude-outbound-ports", "1-100"),

@@ -148,6 +148,13 @@ pub struct PluginConfig {
     pub no_sidecar_annotations: Vec<Matcher>,
 }
 
+/// A range of either family, as an include list holds them.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Range {
+    V4(Cidr4),
+    V6(Cidr6),
+}
+
 /// An include list: everything (Istio's `*`) or only these.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Select<T> {
@@ -169,7 +176,8 @@ pub struct PodOverride {
     pub accelerate: Option<bool>,
     pub dns_capture: Option<bool>,
     /// The include lists (annotations only); None: not given, which is All.
-    pub include_outbound_cidrs: Option<Select<Cidr4>>,
+    /// The ranges of both families in one list, split when sent.
+    pub include_outbound_cidrs: Option<Select<Range>>,
     pub include_outbound_ports: Option<Select<u16>>,
     pub include_inbound_ports: Option<Select<u16>>,
 }
@@ -192,10 +200,11 @@ impl PodOverride {
     }
 
     /// The include lists as the loader takes them: outbound, None (all) or
-    /// the CIDRs and the ports steered whatever the address (Istio's
-    /// includeOutboundPorts); inbound, None (all) or the ports.
+    /// the CIDRs (IPv4, then the IPv6 ones of the same list) and the ports
+    /// steered whatever the address (Istio's includeOutboundPorts); inbound,
+    /// None (all) or the ports.
     #[allow(clippy::type_complexity)]
-    pub fn includes(&self) -> (Option<Vec<Cidr4>>, Vec<u16>, Option<Vec<u16>>) {
+    pub fn includes(&self) -> (Option<Vec<Cidr4>>, Vec<Cidr6>, Vec<u16>, Option<Vec<u16>>) {
         let out_ports = match &self.include_outbound_ports {
             Some(Select::Only(p)) => p.clone(),
             _ => Vec::new(),
@@ -206,11 +215,20 @@ impl PodOverride {
             (Some(Select::Only(c)), _) => Some(c.clone()),
         };
         let out_ports = if out.is_some() { out_ports } else { Vec::new() };
+        let (mut out4, mut out6) = (Vec::new(), Vec::new());
+        for r in out.iter().flatten() {
+            match *r {
+                Range::V4(c) if !out4.contains(&c) => out4.push(c),
+                Range::V6(c) if !out6.contains(&c) => out6.push(c),
+                _ => {}
+            }
+        }
+        let out = out.map(|_| out4);
         let inbound = match &self.include_inbound_ports {
             Some(Select::Only(p)) => Some(p.clone()),
             _ => None,
         };
-        (out, out_ports, inbound)
+        (out, out6, out_ports, inbound)
     }
 
     pub fn apply(&self, base: &Exclusions) -> Exclusions {

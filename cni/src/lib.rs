@@ -229,14 +229,14 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         cx.notes.push(format!("{pod} is not meshed: {why}"));
         return Ok(prev.raw.clone());
     }
-    let over = pod_settings(conf, cx)?;
+    let over = pod_settings(conf)?;
     let ips = prev::pod_ips(&prev.value, &att.ifname, netns)?;
     cx.notes.push(format!("{pod} is meshed ({}): {why}", att.ifname));
     if ips.v4.is_empty() && ips.v6.is_empty() {
         cx.notes.push(format!("{pod}: prevResult has no IP address for {} in {}; meshing its outbound traffic only", att.ifname, netns.display()));
     }
     let ex = over.apply(&conf.plugin.exclusions);
-    let (include_out_cidrs, include_out_ports, include_in_ports) = over.includes();
+    let (include_out_cidrs, include_out_cidrs6, include_out_ports, include_in_ports) = over.includes();
     let spec = PodSpec {
         container_id: att.container_id.clone(),
         netns: netns.to_path_buf(),
@@ -250,6 +250,7 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
         exclude_outbound_cidrs6: ex.outbound_cidrs6,
         exclude_inbound_ports: ex.inbound_ports,
         include_outbound_cidrs: include_out_cidrs,
+        include_outbound_cidrs6: include_out_cidrs6,
         include_outbound_ports: include_out_ports,
         include_inbound_ports: include_in_ports,
         // The pod's own setting, else the network's, else the node's (None).
@@ -269,10 +270,9 @@ fn add(conf: &NetConf, att: &Attachment, loader: &dyn Loader, cx: &mut Cx) -> Re
 /// The pod's settings: runtimeConfig.meshwire, then args.cni.meshwire, then
 /// its annotations (meshwire's, then Istio's). A malformed annotation is an
 /// error naming it: the pod is not started with other settings than it asked.
-fn pod_settings(conf: &NetConf, cx: &mut Cx) -> Result<PodOverride, CniError> {
+fn pod_settings(conf: &NetConf) -> Result<PodOverride, CniError> {
     let Some(a) = &conf.annotations else { return Ok(conf.pod_override.clone()) };
-    let (from_annotations, notes) = annotations::settings(a)?;
-    cx.notes.extend(notes);
+    let from_annotations = annotations::settings(a)?;
     Ok(conf.pod_override.clone().over(from_annotations))
 }
 

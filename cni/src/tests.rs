@@ -581,7 +581,7 @@ fn annotated_settings_reach_the_loader() {
             "traffic.sidecar.istio.io/excludeOutboundPorts": "5432",
             "traffic.sidecar.istio.io/excludeOutboundIPRanges": "169.254.169.254/32",
             "traffic.sidecar.istio.io/excludeInboundPorts": "15020,15021",
-            "traffic.sidecar.istio.io/includeOutboundIPRanges": "10.96.0.0/12",
+            "traffic.sidecar.istio.io/includeOutboundIPRanges": "10.96.0.0/12,fd00:96::/112",
             "traffic.sidecar.istio.io/includeOutboundPorts": "443",
             "traffic.sidecar.istio.io/includeInboundPorts": "8080",
             "meshwire.io/accelerate": "false",
@@ -595,6 +595,7 @@ fn annotated_settings_reach_the_loader() {
     assert_eq!(spec.exclude_outbound_cidrs, vec!["169.254.169.254/32".parse().unwrap()]);
     assert_eq!(spec.exclude_inbound_ports, vec![15020, 15021]);
     assert_eq!(spec.include_outbound_cidrs, Some(vec!["10.96.0.0/12".parse().unwrap()]));
+    assert_eq!(spec.include_outbound_cidrs6, vec!["fd00:96::/112".parse().unwrap()], "the list's IPv6 ranges, split off");
     assert_eq!(spec.include_outbound_ports, vec![443]);
     assert_eq!(spec.include_inbound_ports, Some(vec![8080]));
     assert_eq!(spec.accelerate, Some(false));
@@ -607,6 +608,16 @@ fn annotated_settings_reach_the_loader() {
     let spec = added_spec(&fake);
     assert_eq!(spec.exclude_outbound_ports, vec![22]);
     assert_eq!((spec.include_outbound_cidrs, spec.include_outbound_ports, spec.include_inbound_ports), (None, vec![], None));
+    assert_eq!(spec.include_outbound_cidrs6, vec![]);
+
+    // IPv6 ranges only: IPv4 restricted to none of its addresses, IPv6 to the range; "*" ports: all of both.
+    for (ports, out_cidrs, out_cidrs6) in [("80", Some(vec![]), vec!["fd00:50::/32".parse().unwrap()]), ("*", None, vec![])] {
+        let fake = Fake::ok();
+        let a = json!({"meshwire.io/mesh": "true", "meshwire.io/include-outbound-cidrs": "fd00:50::/32", "meshwire.io/include-outbound-ports": ports});
+        assert!(run_with(&env("ADD"), &annotated(a, json!({})), &fake).success);
+        let spec = added_spec(&fake);
+        assert_eq!((spec.include_outbound_cidrs, spec.include_outbound_cidrs6), (out_cidrs, out_cidrs6), "ports {ports}");
+    }
 
     // "*" for the ranges, or for the ports: all of it; "" for inbound: none.
     for (annotations, out_cidrs, out_ports, inbound) in [
@@ -637,6 +648,7 @@ fn a_malformed_annotation_refuses_the_pod_and_registers_nothing() {
     for (key, value) in [
         ("traffic.sidecar.istio.io/excludeOutboundPorts", "80,http"),
         ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.0.0.0/40"),
+        ("traffic.sidecar.istio.io/includeOutboundIPRanges", "10.96.0.0/12,fd00:96::/200"),
         ("traffic.sidecar.istio.io/includeInboundPorts", "0"),
         ("meshwire.io/mesh", "yes"),
     ] {

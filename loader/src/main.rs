@@ -241,8 +241,9 @@ enum PodCommand {
         /// Never redirect inbound connections to this port of the pod to its sidecar (repeatable).
         #[arg(long = "exclude-inbound-port", value_name = "PORT")]
         exclude_inbound_ports: Vec<u16>,
-        /// Steer only outbound connections to these CIDRs (and to --include-outbound-port);
-        /// "*" (the default) steers all, "" none (Istio's includeOutboundIPRanges).
+        /// Steer only outbound connections to these CIDRs, IPv4 or IPv6 (and to
+        /// --include-outbound-port); "*" (the default) steers all, "" none (Istio's
+        /// includeOutboundIPRanges).
         #[arg(long = "include-outbound-cidrs", value_name = "CIDR,...")]
         include_outbound_cidrs: Option<String>,
         /// Outbound ports steered whatever the address (Istio's includeOutboundPorts).
@@ -480,6 +481,14 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             let (exclude_outbound_cidrs, exclude_outbound_cidrs6) =
                 meshwire_api::split_families(exclude_outbound_cidrs.iter().map(String::as_str))
                     .map_err(|e| format!("--exclude-outbound-cidr: {e}"))?;
+            let (include_outbound_cidrs, include_outbound_cidrs6) = match cli_list("--include-outbound-cidrs", include_outbound_cidrs)? {
+                None => (None, Vec::new()),
+                Some(v) => {
+                    let (v4, v6) = meshwire_api::split_families(v.iter().map(String::as_str))
+                        .map_err(|e| format!("--include-outbound-cidrs: {e}"))?;
+                    (Some(v4), v6)
+                }
+            };
             let pod = meshwire_api::PodSpec {
                 container_id: id.unwrap_or_else(|| cli_pod_id(&netns)),
                 netns,
@@ -492,10 +501,8 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 exclude_outbound_cidrs,
                 exclude_outbound_cidrs6,
                 exclude_inbound_ports,
-                include_outbound_cidrs: match cli_list("--include-outbound-cidrs", include_outbound_cidrs)? {
-                    None => None,
-                    Some(v) => Some(v.iter().map(|c| c.parse().map_err(|e| format!("--include-outbound-cidrs: {e}"))).collect::<Result<Vec<_>, _>>()?),
-                },
+                include_outbound_cidrs,
+                include_outbound_cidrs6,
                 include_outbound_ports,
                 include_inbound_ports,
                 accelerate,

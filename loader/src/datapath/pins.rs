@@ -39,6 +39,8 @@ maps! {
     MAP_EXCL_CIDR4 = "mw_excl_cidr4",
     MAP_INCL_CIDR4 = "mw_incl_cidr4",
     MAP_EXCL_CIDR6 = "mw_excl_cidr6",
+    /// mw_incl_cidr4's twin: a pod's included IPv6 ranges.
+    MAP_INCL_CIDR6 = "mw_incl_cidr6",
     MAP_EXCL_IN4 = "mw_excl_in4",
     /// Native IPv6 inbound: mw_pod_ips and mw_excl_in4's twins, by IPv6 address.
     MAP_POD_IPS6 = "mw_pod_ips6",

@@ -53,8 +53,9 @@
 //!   (`-d fd00::/8`) and the same chain names. REDIRECT sends outbound
 //!   connections to `[::1]:15001` and inbound ones to the pod's own address at
 //!   15003, and the kernel's conntrack answers `IP6T_SO_ORIGINAL_DST`. The
-//!   include lists' ranges are IPv4: with include lists, native IPv6 is
-//!   steered by the included ports alone. `[dns] servers` lists IPv4
+//!   include lists' IPv6 ranges go in the IPv6 rules, their IPv4 ranges in
+//!   the IPv4 ones (with include lists, a family with no range listed is
+//!   steered by the included ports alone). `[dns] servers` lists IPv4
 //!   resolvers: with it, no IPv6 DNS is captured; without, DNS to any IPv6
 //!   resolver goes to the DNS proxy at `[::1]:<port>`.
 //! - `"refuse"` (the default): refused, as the BPF programs refuse it in the
@@ -320,13 +321,12 @@ impl Ip {
         }
     }
 
-    /// The included ranges (None: everything is steered). The include lists'
-    /// ranges are IPv4: they name no IPv6 address.
+    /// The included ranges of the family (None: everything is steered).
     fn included(self, pod: &MeshedPod) -> Option<Vec<String>> {
         let cidrs = pod.incl_out_cidrs.as_ref()?;
         Some(match self {
             Ip::V4 => strings(unique(&[cidrs])),
-            Ip::V6 => Vec::new(),
+            Ip::V6 => strings(unique(&[&pod.incl_out_cidrs6])),
         })
     }
 
@@ -1109,6 +1109,7 @@ mod tests {
             accelerate: false,
             dns_capture: false,
             incl_out_cidrs: None,
+            incl_out_cidrs6: vec![],
             incl_out_ports: vec![],
             incl_in_ports: None,
         }
@@ -1582,8 +1583,8 @@ mod tests {
         assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
     }
 
-    /// The IPv6 nat rules: IPv4's shape, with ::1, the IPv6 ranges and no
-    /// IPv4 include range; DNS capture only when no IPv4 resolvers are listed.
+    /// The IPv6 nat rules: IPv4's shape, with ::1, the IPv6 ranges and the
+    /// IPv6 include ranges only; DNS capture only when no IPv4 resolvers are listed.
     #[test]
     fn ipv6_nat_rules_have_the_ipv4_shape() {
         let n = NodeRules { ipv6: Ipv6Policy::Intercept, ..node() };
@@ -1599,8 +1600,26 @@ mod tests {
         assert_eq!(rest(&v6), rest(&v4));
         p.incl_out_cidrs = Some(vec!["10.96.0.0/12".parse().unwrap()]);
         p.incl_out_ports = vec![443];
-        let redirects: Vec<String> = nat_rules(&n, &p, Ip::V6).into_iter().filter(|r| r.starts_with("-A MESHWIRE_OUTPUT") && r.contains("REDIRECT")).collect();
-        assert_eq!(redirects, ["-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001"]);
+        let redirects = |p: &MeshedPod, ip: Ip| -> Vec<String> { nat_rules(&n, p, ip).into_iter().filter(|r| r.starts_with("-A MESHWIRE_OUTPUT") && r.contains("REDIRECT")).collect() };
+        assert_eq!(redirects(&p, Ip::V6), ["-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001"]);
+        // A mixed include list: each family's ranges in its own table, once each.
+        p.incl_out_cidrs6 = vec!["fd00:50::/32".parse().unwrap(), "2001:db8::7/128".parse().unwrap(), "fd00:50::/32".parse().unwrap()];
+        assert_eq!(
+            redirects(&p, Ip::V6),
+            [
+                "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001",
+                "-A MESHWIRE_OUTPUT -d fd00:50::/32 -p tcp -j REDIRECT --to-ports 15001",
+                "-A MESHWIRE_OUTPUT -d 2001:db8::7/128 -p tcp -j REDIRECT --to-ports 15001",
+            ]
+        );
+        assert_eq!(
+            redirects(&p, Ip::V4),
+            [
+                "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 443 -j REDIRECT --to-ports 15001",
+                "-A MESHWIRE_OUTPUT -d 10.96.0.0/12 -p tcp -j REDIRECT --to-ports 15001",
+            ]
+        );
+        p.incl_out_cidrs6.clear();
         p.dns_capture = true;
         assert_eq!(nat_rules(&n, &p, Ip::V6)[0], "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner 1500 -j REDIRECT --to-ports 15053");
         assert_eq!(zone_rules_of(&n, &p, Ip::V6), zone_rules(&n, &p));

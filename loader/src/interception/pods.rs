@@ -37,6 +37,9 @@ pub struct MeshedPod {
     /// Include lists (Istio's): None steers all. Outbound, the ranges and
     /// the ports steered whatever the address; inbound, the ports.
     pub incl_out_cidrs: Option<Vec<Cidr4>>,
+    /// The IPv6 ranges of the same list (`mw_incl_cidr6`); with
+    /// `incl_out_cidrs` None, empty.
+    pub incl_out_cidrs6: Vec<Cidr6>,
     pub incl_out_ports: Vec<u16>,
     pub incl_in_ports: Option<Vec<u16>>,
     /// Its mesh hops are accelerated (when the node runs acceleration).
@@ -76,6 +79,7 @@ impl MeshedPod {
             out_cidrs6: spec.exclude_outbound_cidrs6.clone(),
             in_ports: spec.exclude_inbound_ports.clone(),
             incl_out_cidrs: spec.include_outbound_cidrs.clone(),
+            incl_out_cidrs6: if spec.include_outbound_cidrs.is_some() { spec.include_outbound_cidrs6.clone() } else { Vec::new() },
             // Without restricted ranges everything is steered: no ports to list.
             incl_out_ports: if spec.include_outbound_cidrs.is_some() { spec.include_outbound_ports.clone() } else { Vec::new() },
             incl_in_ports: spec.include_inbound_ports.clone(),
@@ -141,12 +145,14 @@ pub fn merged(pod: &MeshedPod, siblings: &[MeshedPod]) -> MeshedPod {
         union(&mut m.out_cidrs6, &s.out_cidrs6);
         m.incl_out_cidrs = union_of_includes(m.incl_out_cidrs.take(), &s.incl_out_cidrs);
         union(&mut m.incl_out_ports, &s.incl_out_ports);
+        union(&mut m.incl_out_cidrs6, &s.incl_out_cidrs6);
         m.incl_in_ports = union_of_includes(m.incl_in_ports.take(), &s.incl_in_ports);
         m.accelerate |= s.accelerate;
         m.dns_capture |= s.dns_capture;
     }
     if m.incl_out_cidrs.is_none() {
         m.incl_out_ports.clear();
+        m.incl_out_cidrs6.clear();
     }
     m
 }
@@ -157,6 +163,7 @@ struct CookieKeys {
     out_cidrs: Vec<Cidr4Key>,
     out_cidrs6: Vec<Cidr6Key>,
     incl_cidrs: Vec<Cidr4Key>,
+    incl_cidrs6: Vec<Cidr6Key>,
 }
 
 impl MeshedPod {
@@ -166,6 +173,7 @@ impl MeshedPod {
             out_cidrs: self.out_cidrs.iter().map(|c| Cidr4Key::of(self.cookie, c)).collect(),
             out_cidrs6: self.out_cidrs6.iter().map(|c| Cidr6Key::of(self.cookie, c)).collect(),
             incl_cidrs: self.incl_out_cidrs.iter().flatten().map(|c| Cidr4Key::of(self.cookie, c)).collect(),
+            incl_cidrs6: self.incl_out_cidrs6.iter().map(|c| Cidr6Key::of(self.cookie, c)).collect(),
         }
     }
 }
@@ -215,6 +223,14 @@ pub fn validate(spec: &PodSpec) -> Result<(), Error> {
             return Err(Error::Invalid(format!("{what}: port 0 is not a port; use 1-65535")));
         }
     }
+    if spec.include_outbound_cidrs.is_none() && !spec.include_outbound_cidrs6.is_empty() {
+        let shown: Vec<String> = spec.include_outbound_cidrs6.iter().map(|c| c.to_string()).collect();
+        return Err(Error::Invalid(format!(
+            "include_outbound_cidrs6 [{}] without include_outbound_cidrs: the include list is one for both families; \
+             give include_outbound_cidrs (its IPv4 ranges, [] for none) or leave both out to steer all",
+            shown.join(", ")
+        )));
+    }
     for ip in &spec.ips {
         if ip.is_unspecified() || ip.is_loopback() || ip.is_broadcast() || ip.is_multicast() {
             return Err(Error::Invalid(format!("ips: {ip} cannot be a pod address")));
@@ -249,6 +265,7 @@ pub struct PodMaps {
     out_cidrs: MapFd,
     out_cidrs6: MapFd,
     incl_cidrs: MapFd,
+    incl_cidrs6: MapFd,
     in_ports: MapFd,
     ips6: MapFd,
     in_ports6: MapFd,
@@ -283,6 +300,7 @@ impl PodMaps {
             out_cidrs: open(pins::MAP_EXCL_CIDR4)?,
             out_cidrs6: open(pins::MAP_EXCL_CIDR6)?,
             incl_cidrs: open(pins::MAP_INCL_CIDR4)?,
+            incl_cidrs6: open(pins::MAP_INCL_CIDR6)?,
             in_ports: open(pins::MAP_EXCL_IN4)?,
             ips6: open(pins::MAP_POD_IPS6)?,
             in_ports6: open(pins::MAP_EXCL_IN6)?,
@@ -412,10 +430,11 @@ impl MeshedPod {
     }
 }
 
-/// A failed map update; a full map (E2BIG) is said to be full, and logged:
-/// the pod is refused, the pods already meshed keep their entries.
+/// A failed map update; a full map (E2BIG; ENOSPC from an LPM trie, the
+/// CIDR maps) is said to be full, and logged: the pod is refused, the pods
+/// already meshed keep their entries.
 fn update_error(map: &MapFd, name: &'static str, e: crate::libbpf::BpfError) -> Error {
-    if e.source.raw_os_error() != Some(libc::E2BIG) {
+    if !matches!(e.source.raw_os_error(), Some(libc::E2BIG | libc::ENOSPC)) {
         return Error::from(e).context(name);
     }
     let capacity = map.info().map_or_else(|_| "?".to_string(), |i| i.max_entries.to_string());
@@ -452,6 +471,9 @@ pub fn install(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_
         for k in &keys.incl_cidrs {
             maps.incl_cidrs.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs, pins::MAP_INCL_CIDR4, e))?;
         }
+        for k in &keys.incl_cidrs6 {
+            maps.incl_cidrs6.update(k, &1u8).map_err(|e| update_error(&maps.incl_cidrs6, pins::MAP_INCL_CIDR6, e))?;
+        }
         maps.addr_maps4().install(&addrs4, pod.cookie)?;
         maps.addr_maps6().install(&addrs6, pod.cookie)?;
         match sidecar_uid {
@@ -486,7 +508,7 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
         None => {
             note(maps.pods.delete(&pod.cookie));
             note(maps.uids.delete(&pod.cookie));
-            CookieKeys { ports: Vec::new(), out_cidrs: Vec::new(), out_cidrs6: Vec::new(), incl_cidrs: Vec::new() }
+            CookieKeys { ports: Vec::new(), out_cidrs: Vec::new(), out_cidrs6: Vec::new(), incl_cidrs: Vec::new(), incl_cidrs6: Vec::new() }
         }
         Some((first, rest)) => {
             let view = merged(first, rest);
@@ -507,6 +529,9 @@ pub fn remove(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result
     }
     for k in before.incl_cidrs.iter().filter(|k| !after.incl_cidrs.contains(k)) {
         note(maps.incl_cidrs.delete(k));
+    }
+    for k in before.incl_cidrs6.iter().filter(|k| !after.incl_cidrs6.contains(k)) {
+        note(maps.incl_cidrs6.delete(k));
     }
     timing::mark("map updates");
     match first_err {
@@ -546,10 +571,12 @@ pub fn sweep(maps: &PodMaps, known: &[MeshedPod]) -> Result<usize, Error> {
             }
         }
     }
-    for k in maps.out_cidrs6.keys::<Cidr6Key>().map_err(e)? {
-        let cookie = (u64::from(k.cookie_hi) << 32) | u64::from(k.cookie_lo);
-        if cookie != 0 && !cookies.contains(&cookie) && maps.out_cidrs6.delete(&k).map_err(e)? {
-            removed += 1;
+    for map in [&maps.out_cidrs6, &maps.incl_cidrs6] {
+        for k in map.keys::<Cidr6Key>().map_err(e)? {
+            let cookie = (u64::from(k.cookie_hi) << 32) | u64::from(k.cookie_lo);
+            if cookie != 0 && !cookies.contains(&cookie) && map.delete(&k).map_err(e)? {
+                removed += 1;
+            }
         }
     }
     // Node-wide inbound ports (pod address 0, IPv4 map only) are the config's.
@@ -647,6 +674,15 @@ mod tests {
         assert_eq!(m.incl_in_ports, Some(vec![8080, 9090]), "inclusions of either");
         assert_eq!((m.incl_out_cidrs, m.incl_out_ports), (None, vec![]), "b steers all outbound");
         assert_eq!(merged(&a, &[]), a);
+        // IPv6 ranges go with the IPv4 ones: of either attachment, none when one steers all.
+        let mut s4 = s3.clone();
+        s4.include_outbound_cidrs6 = vec!["fd00:50::/32".parse().unwrap()];
+        let mut s5 = s3.clone();
+        s5.include_outbound_cidrs = Some(vec![]);
+        s5.include_outbound_cidrs6 = vec!["fd00:51::/32".parse().unwrap(), "fd00:50::/32".parse().unwrap()];
+        let m = merged(&MeshedPod::of(&s4, 7, NODE), &[MeshedPod::of(&s5, 7, NODE)]);
+        assert_eq!(m.incl_out_cidrs6, vec!["fd00:50::/32".parse().unwrap(), "fd00:51::/32".parse().unwrap()]);
+        assert_eq!(merged(&MeshedPod::of(&s4, 7, NODE), std::slice::from_ref(&b)).incl_out_cidrs6, vec![], "b steers all");
     }
 
     /// What an upgrade or a restart after `cleanup` does to a pin: a new map
@@ -662,7 +698,7 @@ mod tests {
             let def = defs.iter().find(|d| d.name == name).unwrap();
             obj_pin(&map_create_like(def, def.max_entries).unwrap(), &pins.map(name)).unwrap();
         };
-        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_EXCL_CIDR6, pins::MAP_INCL_CIDR4, pins::MAP_EXCL_IN4, pins::MAP_POD_IPS6, pins::MAP_EXCL_IN6];
+        let names = [pins::MAP_PODS, pins::MAP_POD_UID, pins::MAP_POD_IPS, pins::MAP_EXCL_PORTS, pins::MAP_EXCL_CIDR4, pins::MAP_EXCL_CIDR6, pins::MAP_INCL_CIDR4, pins::MAP_INCL_CIDR6, pins::MAP_EXCL_IN4, pins::MAP_POD_IPS6, pins::MAP_EXCL_IN6];
         for name in names {
             pin_new(name);
         }
@@ -702,6 +738,7 @@ mod tests {
         bad(|s| s.ips6 = vec![Ipv6Addr::LOCALHOST], "ips6: ::1 cannot be a pod address");
         bad(|s| s.ips6 = vec!["::ffff:10.1.0.5".parse().unwrap()], "IPv4-mapped addresses go in ips");
         bad(|s| s.ips6 = vec!["ff02::1".parse().unwrap()], "cannot be a pod address");
+        bad(|s| s.include_outbound_cidrs6 = vec!["fd00:50::/32".parse().unwrap()], "include_outbound_cidrs6 [fd00:50::/32] without include_outbound_cidrs");
     }
 
     /// The datapath's maps, pinned in a private bpffs, with their objects loaded.
@@ -760,6 +797,46 @@ mod tests {
         assert_eq!(maps.ips6.keys::<Ip6Key>().unwrap(), vec![], "swept: its IPv6 address");
         assert_eq!(maps.in_ports6.keys::<In6Key>().unwrap(), vec![], "swept: its IPv6 inbound exclusions");
         assert!(swept >= 2, "{swept} entries swept");
+    }
+
+    /// A pod's included IPv6 ranges go into mw_incl_cidr4's twin keyed by its
+    /// cookie, with its IPv4 ranges in mw_incl_cidr4; removed and swept alike
+    /// (real maps). A full mw_incl_cidr6 refuses the pod and leaves nothing.
+    #[test]
+    fn included_ipv6_ranges_are_installed_removed_and_swept() {
+        let fs = crate::testutil::PrivateBpffs::new();
+        let (_objs, maps) = loaded_maps(&fs);
+        let mut s = spec();
+        s.include_outbound_cidrs = Some(vec!["10.50.0.0/16".parse().unwrap()]);
+        s.include_outbound_cidrs6 = vec!["fd00:50::/32".parse().unwrap(), "2001:db8::7".parse().unwrap()];
+        let pod = MeshedPod::of(&s, 43, PodDefaults::default());
+        install(&maps, &pod, &[], None).unwrap();
+        let mut keys = maps.incl_cidrs6.keys::<Cidr6Key>().unwrap();
+        keys.sort_by_key(|k| k.prefixlen);
+        let want: Vec<Cidr6Key> = ["fd00:50::/32", "2001:db8::7/128"].iter().map(|c| Cidr6Key::of(43, &c.parse().unwrap())).collect();
+        assert_eq!(keys, want);
+        assert_eq!((keys[0].prefixlen, keys[1].prefixlen), (64 + 32, 64 + 128));
+        assert_eq!(maps.incl_cidrs.keys::<Cidr4Key>().unwrap().len(), 1, "its IPv4 range");
+        assert_eq!(maps.pods.lookup::<u64, Pod>(&43).unwrap().map(|p| p.flags & POD_F_OUT_SELECT), Some(POD_F_OUT_SELECT));
+        remove(&maps, &pod, &[]).unwrap();
+        assert_eq!(maps.incl_cidrs6.keys::<Cidr6Key>().unwrap(), vec![], "removed with the pod");
+        install(&maps, &pod, &[], None).unwrap();
+        assert_eq!(sweep(&maps, std::slice::from_ref(&pod)).unwrap(), 0, "a known pod's ranges stay");
+        sweep(&maps, &[]).unwrap();
+        assert_eq!(maps.incl_cidrs6.keys::<Cidr6Key>().unwrap(), vec![], "swept");
+
+        let capacity = maps.incl_cidrs6.info().unwrap().max_entries;
+        assert_eq!(capacity, maps.incl_cidrs.info().unwrap().max_entries, "mw_incl_cidr4's capacity");
+        for i in 0..capacity {
+            let c = Cidr6 { addr: Ipv6Addr::from(0xfd00_0000_0000_0000_0000_0000_0000_0000u128 | u128::from(i)), len: 128 };
+            maps.incl_cidrs6.update(&Cidr6Key::of(99, &c), &1u8).unwrap();
+        }
+        let e = install(&maps, &pod, &[], None).unwrap_err();
+        assert!(matches!(&e, Error::MapFull { map, .. } if *map == pins::MAP_INCL_CIDR6), "{e:?}");
+        assert!(e.message().contains(&format!("{} is full ({capacity} entries)", pins::MAP_INCL_CIDR6)), "{e}");
+        assert_eq!(maps.pods.lookup::<u64, Pod>(&43).unwrap(), None, "not meshed");
+        assert_eq!(maps.incl_cidrs.keys::<Cidr4Key>().unwrap(), vec![], "its IPv4 range taken back");
+        assert_eq!(maps.ips.keys::<u32>().unwrap(), Vec::<u32>::new(), "its address taken back");
     }
 
     /// A full map refuses the pod as MapFull, naming the map, and leaves

@@ -303,6 +303,9 @@ pub fn describe_pods(
         out.push_str(&format!("  excluded inbound  ports {}\n", list(&s.exclude_inbound_ports)));
         if let Some(cidrs) = &s.include_outbound_cidrs {
             out.push_str(&format!("  included outbound cidrs {}; ports {} (nothing else steered)\n", list(cidrs), list(&s.include_outbound_ports)));
+            if !s.include_outbound_cidrs6.is_empty() {
+                out.push_str(&format!("  included outbound IPv6 cidrs {}\n", list(&s.include_outbound_cidrs6)));
+            }
         }
         if let Some(ports) = &s.include_inbound_ports {
             out.push_str(&format!("  included inbound  ports {} (nothing else redirected)\n", list(ports)));

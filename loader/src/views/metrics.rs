@@ -88,6 +88,7 @@ fn when_full(map: &str) -> &'static str {
     match map {
         "mw_pods" | "mw_pod_ips" | "mw_pod_ips6" | "mw_pod_uid" => "new pods cannot be meshed (pod add fails); pods already meshed are unaffected",
         "mw_excl_ports" | "mw_excl_cidr4" | "mw_excl_cidr6" | "mw_excl_in4" | "mw_excl_in6" => "pods with exclusions of their own cannot be meshed (pod add fails); pods already meshed are unaffected",
+        "mw_incl_cidr4" | "mw_incl_cidr6" => "pods with included ranges cannot be meshed (pod add fails); pods already meshed are unaffected",
         "mw_orig_tuple4" | "mw_orig_tuple6" => "LRU: the oldest connections not yet accepted by their sidecar lose their original destination",
         "mw_flow4" | "mw_flow4_fin" | "mw_flow6" | "mw_flow6_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
         "mw_flow4_syn" | "mw_flow6_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
@@ -171,6 +172,8 @@ mod tests {
             assert_eq!(Some(w.clone()), pressure_warning(v4, 65536, 65536, 0).map(|w| w.replace(v4, v6)));
             assert!(w.contains("not accelerated (counted in accel_error)"), "{w}");
         }
+        assert_eq!(pressure_warning("mw_incl_cidr6", 4096, 4096, 0), pressure_warning("mw_incl_cidr4", 4096, 4096, 0).map(|w| w.replace("cidr4", "cidr6")));
+        assert!(pressure_warning("mw_incl_cidr4", 4096, 4096, 0).unwrap().contains("pod add fails"));
         assert_eq!(level(5, 0), 0, "a map without a capacity is never full");
     }
 
