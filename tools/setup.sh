@@ -27,8 +27,8 @@ PACKAGES=(
     # The venv below (kubernetes-validate, for //deploy:manifests_test).
     python3 python3-venv
     # The benchmark (//tools/bench): HAProxy as sidecar and HTTP app, wrk,
-    # iperf3 (python3 runs it), perf for its profile.
-    haproxy wrk iperf3 linux-perf
+    # iperf3 (python3 runs it), perf for its profile; dnsperf for --mode dns.
+    haproxy wrk iperf3 linux-perf dnsperf
     # DNS capture end to end (//test:dns_e2e): dnsmasq (the resolver and the
     # pods' DNS proxy), dig; the pods' outbound sidecar is the HAProxy above.
     dnsmasq-base bind9-dnsutils

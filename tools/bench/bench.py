@@ -1137,9 +1137,10 @@ def main():
     ap.add_argument("--loader", required=True)
     ap.add_argument("--mwtest", required=True)
     ap.add_argument("--cni", help="meshwire-cni (--mode scale)")
-    ap.add_argument("--mode", choices=["compare", "scale", "conns", "churn"], default="compare",
+    ap.add_argument("--mode", choices=["compare", "scale", "conns", "churn", "dns"], default="compare",
                     help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py); "
-                         "conns: live connections by thousands; churn: pods created and deleted under traffic (live.py)")
+                         "conns: live connections by thousands; churn: pods created and deleted under traffic (live.py); "
+                         "dns: queries through the DNS proxy, iptables vs eBPF DNS capture (dnsbench.py)")
     ap.add_argument("--levels", default="1000,16000,64000", help="--mode conns: connections open at once, comma-separated")
     ap.add_argument("--live-modes", default="iptables,ebpf,ebpf+accel", help="--mode conns: interception modes, in turn")
     ap.add_argument("--churn-rate", type=float, default=100, help="--mode churn: pods created (and deleted) per second")
@@ -1159,7 +1160,7 @@ def main():
     ap.add_argument("--keep-logs", action="store_true", help="keep the work dir with every process's log")
     a = ap.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
-    a.seconds = a.seconds or (1.0 if a.quick else 2.0)
+    a.seconds = a.seconds or (1.0 if a.quick else (5.0 if a.mode == "dns" else 2.0))
     ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
     if a.mode == "scale":
         import scale
@@ -1167,6 +1168,10 @@ def main():
         a.tc_attach = a.tc_attach.split(",")
         a.out = a.out or os.path.join(ws, "docs", "benchmark-scale.md")
         b = scale.Scale(a)
+    elif a.mode == "dns":
+        import dnsbench
+        a.out = a.out or os.path.join(ws, "docs", "benchmark-dns.md")
+        b = dnsbench.Dns(a)
     elif a.mode in ("conns", "churn"):
         import live
         a.levels = [int(x) for x in a.levels.split(",")]
