@@ -351,4 +351,4 @@ run_case "8c IPv6: app -> sidecar -> sidecar (inbound port) -> app, all three ho
     case_ipv6_three_hops
 run_case "9 mw_sock_hash, mw_accel_state, mw_sock_hash6 and mw_accel_state6 are empty again" case_maps_empty
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors
-exit 0
+suite_end

@@ -247,4 +247,4 @@ run_case "5 one entry freed: pod2 can be meshed and is redirected" case_room_aga
 run_case "6 mw_orig_tuple4 full (LRU): new connections keep their original destination" case_tuple_map_lru
 run_case "7 mw_orig_tuple6 (same capacity) full (LRU): new native IPv6 connections keep their original destination" \
     case_tuple6_map_lru
-exit 0
+suite_end

@@ -893,4 +893,4 @@ run_case "13 a malformed annotation refuses the pod (code 7) and registers nothi
 run_case "14 a pod on two networks: both addresses intercepted, CHECK and GC per attachment, DEL of one keeps the other; records and links of the previous layout adopted" case_two_networks
 run_case "15 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
 run_case "16 cni uninstall restores the configuration" case_uninstall
-exit 0
+suite_end

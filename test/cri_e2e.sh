@@ -440,3 +440,4 @@ run_case "the loader's container stopped: pods stay meshed, RunPodSandbox fails 
 run_case "a new loader container adopts the pods and meshes new ones" case_loader_adopts
 run_case "20 pods created and removed in parallel: all meshed, nothing left" case_parallel
 run_case "the DaemonSet's preStop takes meshwire-cni out of the CNI conf dir; its pod goes" case_prestop
+suite_end

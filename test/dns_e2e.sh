@@ -931,4 +931,4 @@ run_case "20 [dns] servers names an IPv6 resolver only: it is captured (UDP and 
 run_ebpf_case "21 trace shows IPv6 queries: dns_redirected from sendmsg6/connect6, dns_restored from recvmsg6" case_v6_trace
 run_case "22 IPv6 DNS is captured with interception.ipv6 = \"refuse\" and \"intercept\" too (UDP and TCP), IPv4 DNS as before" \
     case_v6_every_policy
-exit 0
+suite_end

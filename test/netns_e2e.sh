@@ -2021,4 +2021,4 @@ run_clsact_case "19c clsact: cleanup removed pod2's filters and the qdisc meshwi
     case_clsact_cleanup_removed
 run_case "20 the seed's demo (test/demo.sh): curl pipy-ok:8080 answered by v1 and v2 through the sidecars" \
     case_demo
-exit 0
+suite_end

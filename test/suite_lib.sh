@@ -3,8 +3,9 @@
 #
 # A suite sets its prefix P (every namespace, link, cgroup and work dir it
 # makes starts with "$P-"), sources this file, calls suite_traps and
-# suite_args, then preflight, suite_workdir and suite_cgroup, and runs its
-# cases with run_case. On exit, however it comes, `teardown` removes what the
+# suite_args, then preflight, suite_workdir and suite_cgroup, runs its cases
+# with run_case, and ends with suite_end (a suite exiting 0 without reaching
+# it fails). On exit, however it comes, `teardown` removes what the
 # run made, `leftovers` must then find nothing (one more PASS or FAIL), and
 # the last line is "N passed, N failed".
 #
@@ -84,17 +85,28 @@ skip_case() {
     echo "SKIP: $1 ($2)"
 }
 
+# suite_end: a suite's last step, in place of `exit 0`. Only a suite that
+# reached it may end with status 0: one that exits 0 before it (an `exit 0`
+# at the top level or in a helper, a script that falls off its end) skipped
+# the cases after that point, and its report says so in a FAIL.
+SUITE_ENDED=""
+suite_end() {
+    SUITE_ENDED=1
+    exit 0
+}
+
 # suite_died RC CMD: whether an exit with status RC while running CMD is one
 # the suite did not mean: any non-zero status before a FAIL (set -u on an unset
 # variable, set -e, an `exit N` in a helper), a shell error after one (CMD not
-# an `exit`), or an `exit` inside a function (a helper ending the suite). A
-# suite stops on purpose with `exit` at its top level, or by its last line.
+# an `exit`), or status 0 before suite_end (an early `exit 0`, falling off the
+# end). A suite stops on purpose with `exit N` (N > 0) at its top level after
+# a FAIL, or ends with suite_end.
 suite_died() {
-    local rc=$1 cmd=$2 depth=$3
+    local rc=$1 cmd=$2
     if [ "$rc" -ne 0 ]; then
         [ "$FAILED" -eq 0 ] || [[ $cmd != exit* ]]
     else
-        [ "$depth" -gt 0 ] && [[ $cmd == exit* ]]
+        [ -z "$SUITE_ENDED" ]
     fi
 }
 
@@ -109,11 +121,11 @@ suite_on_exit() {
         where+=" in ${FUNCNAME[i]} (called at ${BASH_SOURCE[i + 1]}:${BASH_LINENO[i]})"
     done
     [ -z "$CASE_RUNNING" ] || where+=" during case \"$CASE_RUNNING\""
-    if suite_died "$rc" "$cmd" $((${#FUNCNAME[@]} - 2)); then
+    if suite_died "$rc" "$cmd"; then
         if [ "$rc" -ne 0 ]; then
             fail "the suite died (exit status $rc) at: $cmd$where"
         else
-            fail "the suite ended early at: $cmd$where"
+            fail "the suite ended early, before suite_end, at: $cmd$where"
             rc=1
         fi
     fi
