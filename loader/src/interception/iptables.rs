@@ -2,26 +2,11 @@
 //! pod gets netfilter rules in its own network namespace instead of BPF map
 //! entries, like the default mode of osm-edge and istio-cni.
 //!
-//! ```text
-//! *nat
-//! -A PREROUTING -p tcp -j MESHWIRE_INBOUND
-//! -A OUTPUT -p tcp -j MESHWIRE_OUTPUT
-//! -A MESHWIRE_INBOUND -p tcp -m tcp --dport 15001 -j RETURN     the sidecar's own ports,
-//! -A MESHWIRE_INBOUND -p tcp -m tcp --dport 15003 -j RETURN     excluded inbound ports
-//! -A MESHWIRE_INBOUND -p tcp -j REDIRECT --to-ports 15003
-//! -A MESHWIRE_OUTPUT -d 127.0.0.0/8 -j RETURN
-//! -A MESHWIRE_OUTPUT -m owner --uid-owner 1500 -j RETURN         the sidecar
-//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 15001 -m addrtype --dst-type LOCAL -j RETURN
-//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 15003 -m addrtype --dst-type LOCAL -j RETURN
-//! -A MESHWIRE_OUTPUT -p tcp -m tcp --dport 22 -j RETURN          excluded ports,
-//! -A MESHWIRE_OUTPUT -d 10.96.0.0/12 -j RETURN                   excluded CIDRs
-//! -A MESHWIRE_OUTPUT -p tcp -j REDIRECT --to-ports 15001
-//! *filter                                                        the guard: the capture
-//! -A INPUT -p tcp -j MESHWIRE_GUARD_IN                           ports take only what
-//! -A OUTPUT -p tcp -j MESHWIRE_GUARD_OUT                         nat steered there
-//! -A MESHWIRE_GUARD_IN -p tcp -m tcp --dport 15001 --tcp-flags FIN,SYN,RST,ACK SYN -m conntrack ! --ctstate DNAT -j REJECT --reject-with tcp-reset
-//! ... the same for 15003, and in MESHWIRE_GUARD_OUT
-//! ```
+//! docs/interception.md lists the rules a pod gets (nat: `MESHWIRE_INBOUND`,
+//! `MESHWIRE_OUTPUT`; filter: the capture ports' guard `MESHWIRE_GUARD_IN`,
+//! `MESHWIRE_GUARD_OUT`; IPv6; DNS capture's nat rules and raw zones) as
+//! iptables-save prints them; the test `iptables_doc` below generates those
+//! listings from a real namespace and fails when the doc differs.
 //!
 //! A pod with include lists (Istio's includeOutboundIPRanges,
 //! includeOutboundPorts, includeInboundPorts) gets, in place of each final
@@ -59,21 +44,8 @@
 //!   resolvers: with it, no IPv6 DNS is captured; without, DNS to any IPv6
 //!   resolver goes to the DNS proxy at `[::1]:<port>`.
 //! - `"refuse"` (the default): refused, as the BPF programs refuse it in the
-//!   eBPF mode, by rules in the pod's IPv6 filter table:
-//!
-//! ```text
-//! *filter
-//! -A INPUT -p tcp -j MESHWIRE_INBOUND6
-//! -A OUTPUT -p tcp -j MESHWIRE_OUTPUT6
-//! -A MESHWIRE_INBOUND6 -i lo -j RETURN
-//! -A MESHWIRE_INBOUND6 -p tcp -m tcp --dport 9090 -j RETURN      node-wide excluded inbound ports
-//! -A MESHWIRE_INBOUND6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j DROP
-//! -A MESHWIRE_OUTPUT6 -d ::1/128 -j RETURN
-//! -A MESHWIRE_OUTPUT6 -m owner --uid-owner 1500 -j RETURN        the sidecar
-//! -A MESHWIRE_OUTPUT6 -p tcp -m tcp --dport 22 -j RETURN         excluded ports
-//! -A MESHWIRE_OUTPUT6 -p tcp -m tcp --tcp-flags FIN,SYN,RST,ACK SYN -j REJECT --reject-with tcp-reset
-//! ```
-//!
+//!   eBPF mode, by rules in the pod's IPv6 filter table (`MESHWIRE_OUTPUT6`,
+//!   `MESHWIRE_INBOUND6`, listed in docs/interception.md):
 //!   connect() to a non-loopback IPv6 address by anyone but the sidecar gets
 //!   ECONNREFUSED, and SYNs coming in are dropped. Only SYNs (without ACK) are
 //!   rejected or dropped: the SYN-ACK answering a connection to an excluded
@@ -1939,6 +1911,117 @@ mod tests {
         assert!(e.contains("refused"), "{e}");
         assert!(!host_nat().contains("MESHWIRE"));
         assert!(!host_filter6().contains("MESHWIRE"));
+    }
+
+    /// The configuration docs/interception.md's rule listings are for.
+    const DOC_CONFIG: &str = "[outbound]\nexclude_ports = [22]\nexclude_cidrs = [\"10.96.0.0/12\", \"fd00:10:96::/112\"]\n";
+
+    /// The doc's pod: its own settings exclude outbound port 5432 and inbound port 8443.
+    fn doc_pod(ns: &TestNetns) -> MeshedPod {
+        MeshedPod { out_ports: vec![5432], out_cidrs: vec![], in_ports: vec![8443], ..pod(&ns.path, ns.cookie()) }
+    }
+
+    /// Our part of one table's save: the table line, our chains, the rules
+    /// naming them, COMMIT (built-in chains' counters vary; they are left out).
+    fn ours_of_table(save: &str) -> Vec<String> {
+        save.lines().filter(|l| l.starts_with('*') || l.contains("MESHWIRE") || *l == "COMMIT").map(str::to_string).collect()
+    }
+
+    /// `program -t table` in `ns`, as a listing: a comment naming the
+    /// command, then our part of its output.
+    fn listing(ns: &TestNetns, program: &str, table: &str) -> String {
+        let mut out = format!("# {program} -t {table}\n");
+        for l in ours_of_table(&ns.save(program, table)) {
+            out += &l;
+            out.push('\n');
+        }
+        out
+    }
+
+    /// The pod of DOC_CONFIG with `toml` added to it, its rules applied in
+    /// a namespace of the test's own; `f` reads what it wants from there.
+    fn applied_doc<T>(toml: &str, dns_capture: bool, f: impl FnOnce(&TestNetns) -> T) -> T {
+        let config = Config::parse("docs/interception.md's example", &format!("{DOC_CONFIG}{toml}")).unwrap();
+        let n = NodeRules::of(&config);
+        let ns = TestNetns::new("doc");
+        let p = MeshedPod { dns_capture, ..doc_pod(&ns) };
+        apply(&n, &p).unwrap();
+        check(&n, &p).unwrap();
+        let out = f(&ns);
+        remove(&p).unwrap();
+        out
+    }
+
+    /// Every block of docs/interception.md between `<!-- BEGIN generated:
+    /// NAME ... -->` and `<!-- END generated: NAME -->`: its name, the
+    /// text between the marker lines, and where that text is.
+    fn generated_blocks(doc: &str) -> Vec<(String, std::ops::Range<usize>)> {
+        let mut blocks = Vec::new();
+        let mut at = 0;
+        while let Some(b) = doc[at..].find("<!-- BEGIN generated: ") {
+            let begin = at + b;
+            let line_end = begin + doc[begin..].find('\n').expect("a BEGIN marker ends its line");
+            let name = doc[begin + "<!-- BEGIN generated: ".len()..line_end].split_whitespace().next().unwrap_or("").to_string();
+            let end_marker = format!("<!-- END generated: {name} -->");
+            let end = line_end + doc[line_end..].find(&end_marker).unwrap_or_else(|| panic!("docs/interception.md: block {name} has no \"{end_marker}\""));
+            blocks.push((name, line_end + 1..end));
+            at = end + end_marker.len();
+        }
+        blocks
+    }
+
+    /// docs/interception.md's rule listings are what this test sees: the
+    /// rules applied for DOC_CONFIG in namespaces of the test's own, read
+    /// back with iptables-save and ip6tables-save there. A listing that
+    /// differs fails the test; MESHWIRE_BLESS_DOCS=1 rewrites the blocks.
+    #[test]
+    fn iptables_doc() {
+        let (host_before, host6_before) = (host_nat(), host_filter6());
+        let mut want: Vec<(&str, String)> = Vec::new();
+        want.push(("config", format!("# meshwire.toml (the rest: config/default.toml)\n{DOC_CONFIG}")));
+        let (v4, refuse6, nat_no_dns) = applied_doc("", false, |ns| {
+            (listing(ns, "iptables-save", "nat") + &listing(ns, "iptables-save", "filter"), listing(ns, "ip6tables-save", "filter"), ours_of_table(&ns.nat()))
+        });
+        want.push(("ipv4", v4));
+        want.push(("ipv6-intercept", applied_doc("[interception]\nipv6 = \"intercept\"\n", false, |ns| listing(ns, "ip6tables-save", "nat") + &listing(ns, "ip6tables-save", "filter"))));
+        want.push(("ipv6-refuse", refuse6));
+        let dns = applied_doc("", true, |ns| {
+            let added: Vec<String> = ours_of_table(&ns.nat()).into_iter().filter(|l| !nat_no_dns.contains(l)).collect();
+            format!("# iptables-save -t nat: the lines DNS capture adds\n*nat\n{}\n", added.join("\n")) + &listing(ns, "iptables-save", "raw")
+        });
+        want.push(("dns", dns));
+        assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+        assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
+
+        let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../docs/interception.md");
+        let doc = std::fs::read_to_string(&path).unwrap_or_else(|e| panic!("{}: {e}", path.display()));
+        let blocks = generated_blocks(&doc);
+        let names: Vec<&str> = blocks.iter().map(|(n, _)| n.as_str()).collect();
+        let wanted: Vec<&str> = want.iter().map(|(n, _)| *n).collect();
+        assert_eq!(names, wanted, "docs/interception.md's generated blocks, in order");
+        let mut fresh = doc.clone();
+        let mut stale = Vec::new();
+        // From the last block back, so that the earlier ranges stay valid.
+        for ((name, range), (_, body)) in blocks.iter().zip(&want).rev() {
+            let text = format!("```text\n{body}```\n");
+            if doc[range.clone()] != text {
+                stale.push(format!("block {name} should read:\n{text}"));
+                fresh.replace_range(range.clone(), &text);
+            }
+        }
+        if stale.is_empty() {
+            return;
+        }
+        if std::env::var_os("MESHWIRE_BLESS_DOCS").is_some_and(|v| v == "1") {
+            std::fs::write(&path, fresh).unwrap();
+            eprintln!("rewrote {} blocks of {}", stale.len(), path.display());
+        } else {
+            panic!(
+                "docs/interception.md differs from the rules meshwire installs; rewrite it with\n  \
+                 ./bazelw test //loader:unit_test --test_env=MESHWIRE_BLESS_DOCS=1 --test_arg=iptables_doc\n{}",
+                stale.join("\n")
+            );
+        }
     }
 
     #[test]
