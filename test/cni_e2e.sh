@@ -390,6 +390,75 @@ case_annotation_malformed() {
     return "$rc"
 }
 
+# pod_view ID: what `meshwire-loader pods` says of pod ID (its lines only).
+pod_view() { mwl pods 2>&1 | awk -v id="$1" '/^pod / { on = ($2 == id) } on'; }
+
+# dns_reaches ID WANT FROM: the record of ID (eth0) has dns_capture WANT
+# (true, false or null), and `pods` says "dns capture <on|off>: FROM", which
+# in the eBPF mode is mw_pods' flag for the pod.
+dns_reaches() {
+    local id=$1 want=$2 from=$3 rec="$STATE/pods/$1@eth0.json" got state
+    got=$(jq -c .dns_capture "$rec" 2>/dev/null) || { log "$id: no record $rec"; return 1; }
+    [ "$got" = "$want" ] || { log "$id: the record has dns_capture $got, expected $want"; show "$rec"; return 1; }
+    case $want in true) state=on ;; false) state=off ;; null) state=off ;; esac # the node's [dns] capture is off
+    pod_view "$id" | grep -qF "dns capture       $state: $from" ||
+        { log "$id: 'pods' does not say \"dns capture $state: $from\":"; pod_view "$id" | indent; return 1; }
+    log "$id: record dns_capture $got; pods: dns capture $state: $from"
+}
+
+# The network's dnsCapture and the pod's meshwire.io/dns-capture annotation
+# (docs/annotations.md, cni/README.md) reach the loader: its record and
+# mw_pods (`pods`); the annotation wins over the network's setting, neither
+# set leaves the node's [dns] capture to decide. An invalid value of either
+# refuses the pod (code 7) naming the setting and the value, and the loader
+# keeps nothing of it.
+case_dns_capture_settings() {
+    local dnsconf="$WORK/30-pods-dns.conflist" conf1=$CONF_FILE before after rc=0 n ann base
+    jq '.plugins[2].dnsCapture = true' "$conf1" >"$dnsconf" || return 1
+    for n in 31 32 33 34 35 36; do new_pod "$n" || return 1; done
+    CONF_FILE=$dnsconf annotated ctr-31 31 shop '{"meshwire.io/mesh": "true"}' || return 1
+    dns_reaches ctr-31 true "the pod's own setting" || rc=1
+    CONF_FILE=$dnsconf annotated ctr-32 32 shop '{"meshwire.io/mesh": "true", "meshwire.io/dns-capture": "false"}' || return 1
+    dns_reaches ctr-32 false "the pod's own setting" || rc=1
+    annotated ctr-33 33 shop '{"meshwire.io/mesh": "true", "meshwire.io/dns-capture": "true"}' || return 1
+    dns_reaches ctr-33 true "the pod's own setting" || rc=1
+    annotated ctr-34 34 shop '{"meshwire.io/mesh": "true"}' || return 1
+    dns_reaches ctr-34 null "the node's choice, [dns] capture" || rc=1
+
+    # An invalid annotation: the pod is not started, the error names it.
+    before=$(loader_state)
+    ann='{"meshwire.io/mesh": "true", "meshwire.io/dns-capture": "yes"}'
+    if RT_ANNOTATIONS=$ann rt ADD ctr-35 35 shop; then
+        log "ADD with meshwire.io/dns-capture: yes succeeded"
+        rc=1
+    else
+        [ "$(jq -r .code "$RT_ERR")" = 7 ] || { log "dns-capture: yes: expected code 7:"; show "$RT_ERR"; rc=1; }
+        jq -r .msg "$RT_ERR" | grep -qF 'annotation meshwire.io/dns-capture: "yes" is neither "true" nor "false"' ||
+            { log "the error does not name the annotation and its value:"; show "$RT_ERR"; rc=1; }
+        log "meshwire.io/dns-capture: yes: code 7, $(jq -r .msg "$RT_ERR")"
+    fi
+    after=$(loader_state)
+    [ "$before" = "$after" ] || { log "the loader's state changed:"; diff <(echo "$before") <(echo "$after") | indent; rc=1; }
+    RT_ANNOTATIONS=$ann rt DEL ctr-35 35 shop || { log "DEL of ctr-35 failed:"; show "$RT_ERR"; rc=1; }
+
+    # An invalid network setting: meshwire-cni alone, as the runtime runs it
+    # (a network whose configuration is invalid gets no further).
+    rt ADD ctr-36 36 kube-system || { log "ADD of pod36 failed:"; show "$RT_ERR"; return 1; }
+    base=$(jq -c --argjson p "$(cat "$WORK/results/ctr-36")" '.plugins[2] + {name: .name, cniVersion: .cniVersion, prevResult: $p}' "$conf1")
+    expect_error 'dnsCapture: "yes"' 7 ADD 36 "$(jq -c '.dnsCapture = "yes"' <<<"$base")" || rc=1
+    grep -qF 'dnsCapture must be true or false, not a string' <<<"$(jq -r .msg <<<"$OUT")" ||
+        { log "the error does not name dnsCapture and what is wrong: $OUT"; rc=1; }
+    expect_error 'runtimeConfig dnsCapture: 1' 7 ADD 36 "$(jq -c '.runtimeConfig = {meshwire: {dnsCapture: 1}}' <<<"$base")" || rc=1
+    grep -qF 'dnsCapture must be true or false, not a number' <<<"$(jq -r .msg <<<"$OUT")" ||
+        { log "the error does not name runtimeConfig's dnsCapture: $OUT"; rc=1; }
+    rt DEL ctr-36 36 kube-system || { log "DEL of ctr-36 failed:"; show "$RT_ERR"; rc=1; }
+
+    for n in 31 32; do CONF_FILE=$dnsconf RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || { log "DEL of ctr-$n failed:"; show "$RT_ERR"; rc=1; }; done
+    for n in 33 34; do RT_ANNOTATIONS='{}' rt DEL "ctr-$n" "$n" shop || { log "DEL of ctr-$n failed:"; show "$RT_ERR"; rc=1; }; done
+    for n in 31 32 33 34; do meshed "ctr-$n" && { log "ctr-$n still meshed after DEL"; rc=1; }; done
+    return "$rc"
+}
+
 # A pod on two meshed networks (Multus, podman --network a,b): one attachment
 # per interface. Both addresses are intercepted; DEL of one leaves the other
 # meshed; CHECK and GC go by attachment; and a loader started over records and
@@ -890,6 +959,8 @@ run_case "10 STATUS and VERSION" case_status
 run_case "11 pod annotations decide which pods have a sidecar (Istio's mark, meshwire.io/mesh, opt-outs)" case_annotations_decide
 run_case "12 exclusions and include lists from pod annotations take effect" case_annotation_settings
 run_case "13 a malformed annotation refuses the pod (code 7) and registers nothing" case_annotation_malformed
+run_case "13d DNS capture from the network's dnsCapture and the pod's meshwire.io/dns-capture reaches the record and mw_pods, the annotation first; invalid values refused (code 7), nothing registered" \
+    case_dns_capture_settings
 run_case "14 a pod on two networks: both addresses intercepted, CHECK and GC per attachment, DEL of one keeps the other; records and links of the previous layout adopted" case_two_networks
 run_case "15 loader down: fail closed, fail open, DEL, STATUS" case_loader_down
 run_case "16 cni uninstall restores the configuration" case_uninstall
