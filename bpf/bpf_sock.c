@@ -17,6 +17,8 @@
  * whatever interception.ipv6 says: DNS capture is the pod's [dns] setting.
  */
 #include <linux/bpf.h>
+#include <linux/in.h>
+#include <linux/in6.h>
 #include <bpf/bpf_helpers.h>
 #include <bpf/bpf_endian.h>
 
@@ -188,6 +190,42 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 }
 
 /*
+ * A pod's connections to its sidecar all go to 127.0.0.1:port, so from one
+ * source address they share its ephemeral ports (~28k, and connect() slows
+ * as they fill). With [interception] outbound_sources > 1, a socket the app
+ * has not bound is bound to one of that many loopback addresses first
+ * (127.128.0.1 onwards, ::ffff:127.128.0.x for a dual-stack socket), picked
+ * by its cookie; connect() still chooses the port. Should the bind fail, the
+ * kernel picks 127.0.0.1 as without it. TCP to the outbound port only.
+ */
+static __always_inline void mw_sock4_spread_source(struct bpf_sock_addr *ctx)
+{
+	__u32 n = mw_cfg.out_sources;
+	__u32 src;
+
+	if (n <= 1 || ctx->sk->src_port)
+		return;
+	src = bpf_htonl(MW_OUT_SRC_ADDR4 + (__u32)(bpf_get_socket_cookie(ctx) % n));
+	if (ctx->family == MW_AF_INET) {
+		struct sockaddr_in sin = { .sin_family = MW_AF_INET };
+
+		if (ctx->sk->src_ip4)
+			return;
+		sin.sin_addr.s_addr = src;
+		bpf_bind(ctx, (struct sockaddr *)&sin, sizeof(sin));
+	} else {
+		const volatile __u32 *bound = ctx->sk->src_ip6;
+		struct sockaddr_in6 sin6 = { .sin6_family = MW_AF_INET6 };
+
+		if (bound[0] | bound[1] | bound[2] | bound[3])
+			return;
+		sin6.sin6_addr.in6_u.u6_addr32[2] = bpf_htonl(MW_V4MAPPED_PREFIX);
+		sin6.sin6_addr.in6_u.u6_addr32[3] = src;
+		bpf_bind(ctx, (struct sockaddr *)&sin6, sizeof(sin6));
+	}
+}
+
+/*
  * Note where *dst was going on the socket (flags: what for) and send it to
  * 127.0.0.1:port of the sidecar. -1 when that cannot be done and the caller
  * must refuse: sent without its destination the sidecar would be blind, and
@@ -300,6 +338,8 @@ static __always_inline int mw_sock4_redirect_outbound(struct bpf_sock_addr *ctx,
 			dst_ip4, bpf_ntohs(dst_port), 0, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
+	/* Only here: connect4/6 may call bpf_bind, sendmsg4 (DNS) may not. */
+	mw_sock4_spread_source(ctx);
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
 	mw_trace("connect %pI4:%d -> sidecar :%d", &dst_ip4, bpf_ntohs(dst_port),
 		 mw_cfg.outbound_port);

@@ -20,6 +20,11 @@
 # 7. mw_orig_tuple6 (interception.ipv6 = "intercept"), of the same capacity,
 #    the same when full: native IPv6 connections keep their original
 #    destination.
+# 8. Local ports towards the sidecar: pod1's ephemeral port range cut to 300
+#    ports, 1,200 of its connections to one destination are open at once
+#    through its sidecar, each with its original destination: from 127.0.0.1
+#    alone at most 300 could be ([interception] outbound_sources spreads them
+#    over 16 loopback source addresses; 1 would fail this case).
 #
 # Runs as root. Everything it creates carries the prefix mwc<PID>-
 # (namespaces, cgroup, work dir with a private bpffs) and is removed by the
@@ -224,6 +229,23 @@ case_tuple6_map_lru() {
     case_tuple_map_lru mw_orig_tuple6 "$ADDR_A6" A6
 }
 
+# Pod1's connections to its sidecar outnumber its ephemeral ports. They go
+# to 8 echo ports, so that the sidecar's own connections onwards (from the
+# pod's address, as many, and in the same port range) fit: 150 per port.
+case_more_connections_than_ports() {
+    local range port rc=0
+    for port in $(seq 9100 9107); do
+        start_bg "$WORK/echo-$port.log" ip netns exec "$NS_NODE" "$MWTEST" echo --listen "10.232.0.1:$port" || return 1
+        wait_listen "$NS_NODE" "10.232.0.1:$port" "$LAST_PID" "$WORK/echo-$port.log" || return 1
+    done
+    range=$(ip netns exec "$(pod 1)" sysctl -n net.ipv4.ip_local_port_range) || return 1
+    ip netns exec "$(pod 1)" sysctl -qw net.ipv4.ip_local_port_range="40000 40299" || return 1
+    client "$(pod 1)" "pod1: 1,200 connections open at once from 300 ports" --connect 10.232.0.1:9100 \
+        --ports 8 --count 1200 --parallel 40 --hold --timeout 20 --expect-orig 10.232.0.1:9100 || rc=1
+    ip netns exec "$(pod 1)" sysctl -qw net.ipv4.ip_local_port_range="$range" || rc=1
+    return "$rc"
+}
+
 suite_traps
 
 # ---------------------------------------------------------------------------
@@ -247,4 +269,6 @@ run_case "5 one entry freed: pod2 can be meshed and is redirected" case_room_aga
 run_case "6 mw_orig_tuple4 full (LRU): new connections keep their original destination" case_tuple_map_lru
 run_case "7 mw_orig_tuple6 (same capacity) full (LRU): new native IPv6 connections keep their original destination" \
     case_tuple6_map_lru
+run_case "8 more connections to the sidecar than the pod has ephemeral ports: all open at once, each steered" \
+    case_more_connections_than_ports
 suite_end

@@ -1837,7 +1837,8 @@ accel_session() {
 case_accel_three_hops() {
     local rc=0
     accel_session 2 || rc=1
-    accel_hop "pod2's app <-> its sidecar" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
+    # The app's end: one of the outbound source addresses (127.128.0.x).
+    accel_hop "pod2's app <-> its sidecar" '127\.128\.0\.[0-9]+:[0-9]+' "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
     accel_hop "pod2's sidecar <-> pod1's sidecar" '10\.231\.2\.2:[0-9]+' "10\\.231\\.1\\.2:$INBOUND_PORT" || rc=1
     accel_hop "pod1's sidecar <-> pod1's app" '127\.0\.0\.1:[0-9]+' "127\\.0\\.0\\.1:$ACCEL_PORT" || rc=1
     expect_socks 6 mw_sock_hash || rc=1

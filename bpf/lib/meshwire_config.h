@@ -24,6 +24,7 @@ MW_CFG_CONST volatile struct mw_settings mw_cfg = {
 	.ipv6 = MW_IPV6_REFUSE,
 	.dns_port = 15053,
 	.dns_servers = 0,
+	.out_sources = 16,
 };
 
 /* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */

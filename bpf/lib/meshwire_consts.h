@@ -98,6 +98,8 @@ enum mw_accel_flag {
 #define MW_DNS_PORT		53	/* where resolvers listen */
 #define MW_LOOPBACK_NET4	0x7f000000U	/* 127.0.0.0/8, host order */
 #define MW_LOOPBACK_ADDR4	0x7f000001U	/* 127.0.0.1, host order */
+#define MW_OUT_SRC_ADDR4	0x7f800001U	/* 127.128.0.1, host order: the first of
+						   [interception] outbound_sources */
 #define MW_V4MAPPED_PREFIX	0x0000ffffU	/* ::ffff:0:0/96, third word, host order */
 
 #endif /* MESHWIRE_CONSTS_H */

@@ -22,7 +22,7 @@ struct mw_settings {
 	__u8  ipv6;		/* enum mw_ipv6_policy */
 	__u16 dns_port;		/* host order: the sidecar's DNS proxy ([dns] port) */
 	__u8  dns_servers;	/* 1: only resolvers in mw_dns_servers4/6 are captured */
-	__u8  pad;
+	__u8  out_sources;	/* > 1: loopback source addresses steered sockets spread over */
 };
 
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */

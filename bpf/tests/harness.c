@@ -15,6 +15,8 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include <netinet/in.h>
+
 #include "harness.h"
 
 struct mw_test_task mw_test_task;
@@ -25,6 +27,9 @@ void *mw_test_tcp_sock;
 void *mw_test_tcp6_sock;
 int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt_value;
 int mw_test_setsockopt_error;
+__u64 mw_test_socket_cookie;
+__u32 mw_test_bind_ip4;
+int mw_test_bind_mapped;
 struct mw_event mw_test_events[16];
 int mw_test_nevents;
 void *mw_test_redirect_map;
@@ -128,6 +133,9 @@ void mw_test_reset(void)
 	mw_test_tcp6_sock = NULL;
 	mw_test_setsockopt_level = mw_test_setsockopt_name = mw_test_setsockopt_value = -1;
 	mw_test_setsockopt_error = 0;
+	mw_test_socket_cookie = 0;
+	mw_test_bind_ip4 = 0;
+	mw_test_bind_mapped = 0;
 }
 
 int mw_test_map_count(void *def)
@@ -369,6 +377,34 @@ long bpf_setsockopt(void *ctx, int level, int optname, void *optval, int optlen)
 	mw_test_setsockopt_name = optname;
 	memcpy(&mw_test_setsockopt_value, optval, sizeof(int));
 	return mw_test_setsockopt_error;
+}
+
+__u64 bpf_get_socket_cookie(void *ctx)
+{
+	(void)ctx;
+	return mw_test_socket_cookie;
+}
+
+long bpf_bind(struct bpf_sock_addr *ctx, struct sockaddr *addr, int addr_len)
+{
+	const struct sockaddr_in *sin = (const struct sockaddr_in *)addr;
+	const struct sockaddr_in6 *sin6 = (const struct sockaddr_in6 *)addr;
+	static const unsigned char mapped[12] = { [10] = 0xff, [11] = 0xff };
+
+	(void)ctx;
+	if (addr_len == sizeof(*sin) && sin->sin_family == AF_INET && !sin->sin_port) {
+		mw_test_bind_ip4 = sin->sin_addr.s_addr;
+		mw_test_bind_mapped = 0;
+		return 0;
+	}
+	if (addr_len == sizeof(*sin6) && sin6->sin6_family == AF_INET6 && !sin6->sin6_port &&
+	    !memcmp(sin6->sin6_addr.s6_addr, mapped, sizeof(mapped))) {
+		memcpy(&mw_test_bind_ip4, &sin6->sin6_addr.s6_addr[12], 4);
+		mw_test_bind_mapped = 1;
+		return 0;
+	}
+	fprintf(stderr, "harness: bpf_bind expects an IPv4 or v4-mapped address with port 0\n");
+	abort();
 }
 
 __u64 bpf_get_netns_cookie(void *ctx)

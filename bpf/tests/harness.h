@@ -33,6 +33,12 @@ extern void *mw_test_tcp6_sock;
 /* bpf_setsockopt's last call (level, optname, the int it set) and its answer. */
 extern int mw_test_setsockopt_level, mw_test_setsockopt_name, mw_test_setsockopt_value;
 extern int mw_test_setsockopt_error;
+/* What bpf_get_socket_cookie answers. */
+extern __u64 mw_test_socket_cookie;
+/* bpf_bind's last address (IPv4, or an IPv6 one's last word: network order;
+ * 0: no call) and whether it was a v4-mapped IPv6 address. */
+extern __u32 mw_test_bind_ip4;
+extern int mw_test_bind_mapped;
 /* The flags the program last gave bpf_sock_ops_cb_flags_set (0: no call). */
 extern int mw_test_cb_flags;
 /* bpf_msg_redirect_hash's last call: the map (NULL: no call), key and flags. */

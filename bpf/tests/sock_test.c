@@ -157,6 +157,9 @@ struct sock_case {
 	int intercept6;		/* interception.ipv6 = "intercept" */
 	__u32 sidecar_uid;	/* 0: SIDECAR_UID */
 	int dns_servers;	/* [dns] servers = [RESOLVER, RESOLVER6] */
+	int sources;		/* [interception] outbound_sources (0: 1) */
+	__u64 cookie;		/* the socket's cookie */
+	int bound;		/* the app bound the socket (an address or a port) */
 	/* the caller and its socket */
 	__u64 netns;
 	__u32 uid;		/* the task's real UID */
@@ -180,6 +183,7 @@ struct sock_case {
 	__u16 want_mark;	/* mw_orig_sk flags afterwards, holding dst:port */
 	__u16 want_mark6;	/* mw_orig6_sk flags afterwards, holding dst:port */
 	int want_unbind;	/* SO_BINDTOIFINDEX set to 0 */
+	const char *want_src;	/* bpf_bind to this source address (NULL: no bind) */
 	__u32 stats;		/* the counters that are 1 (the others stay 0) */
 	enum mw_decision decision;	/* the trace event (0: none) */
 };
@@ -243,6 +247,36 @@ static const struct sock_case cases[] = {
 	{ "a bound socket going direct keeps its device", CONNECT4, .netns = POD_A,
 	  .uid = APP_UID, .bound_dev = 1, .dst = "10.2.0.7", .port = 22,
 	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+
+	/* connect4: the source addresses steered sockets spread over */
+	{ "16 sources: a steered socket is bound to the one its cookie picks", CONNECT4,
+	  .netns = POD_A, .uid = APP_UID, .sources = 16, .cookie = 16 * 7 + 5, .dst = ORIG_IP,
+	  .port = 80, .to = "127.0.0.1", .to_port = OUT_PORT, .want_src = "127.128.0.6",
+	  .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "255 sources: the last is 127.128.0.255", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .sources = 255, .cookie = 254, .dst = ORIG_IP, .port = 80, .to = "127.0.0.1",
+	  .to_port = OUT_PORT, .want_src = "127.128.0.255", .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "one source: no bind, the kernel picks 127.0.0.1", CONNECT4, .netns = POD_A,
+	  .uid = APP_UID, .sources = 1, .cookie = 5, .dst = ORIG_IP, .port = 80,
+	  .to = "127.0.0.1", .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a socket the app bound keeps its source", CONNECT4, .netns = POD_A, .uid = APP_UID,
+	  .sources = 16, .cookie = 5, .bound = 1, .dst = ORIG_IP, .port = 80, .to = "127.0.0.1",
+	  .to_port = OUT_PORT, .want_mark = MW_ORIG_F_CONNECT,
+	  .stats = STAT(MW_STAT_CONNECT_REDIRECTED), .decision = MW_DEC_CONNECT_REDIRECTED },
+	{ "a connection going direct is not bound", CONNECT4, .netns = POD_B, .uid = APP_UID,
+	  .sources = 16, .cookie = 5, .dst = "10.2.0.7", .port = 22,
+	  .stats = STAT(MW_STAT_CONNECT_EXCLUDED), .decision = MW_DEC_CONNECT_EXCLUDED },
+	{ "the sidecar's own connection is not bound", CONNECT4, .netns = POD_A,
+	  .uid = SIDECAR_UID, .sources = 16, .cookie = 5, .dst = ORIG_IP, .port = 80,
+	  .stats = STAT(MW_STAT_CONNECT_SIDECAR) },
+	{ "a dual-stack socket steered over v4-mapped is bound to a v4-mapped source",
+	  CONNECT6, .netns = POD_A, .uid = APP_UID, .sources = 16, .cookie = 5,
+	  .dst = "::ffff:" ORIG_IP, .port = 80, .to = "::ffff:127.0.0.1", .to_port = OUT_PORT,
+	  .want_src = "127.128.0.6", .want_mark = MW_ORIG_F_CONNECT, .stats = STAT(MW_STAT_CONNECT_REDIRECTED),
+	  .decision = MW_DEC_CONNECT_REDIRECTED },
 
 	/* connect4: include lists */
 	{ "include lists: an included port is steered", CONNECT4, .netns = POD_C,
@@ -880,6 +914,10 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 			 c->intercept6 ? MW_IPV6_INTERCEPT : c->ipv6_allow ? MW_IPV6_PASS : MW_IPV6_REFUSE,
 			 c->sidecar_uid ? c->sidecar_uid : SIDECAR_UID);
 	mw_cfg.dns_servers = c->dns_servers;
+	mw_cfg.out_sources = c->sources ? c->sources : 1;
+	mw_test_socket_cookie = c->cookie;
+	if (c->bound)
+		sk.src_port = 41000;
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_task.uid = c->uid;
 	mw_test_task.pid = 4242;
@@ -945,6 +983,10 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 	}
 	MW_EXPECT_EQ(run, bpf_ntohs((__u16)ctx.user_port), c->to ? c->to_port : c->port,
 		     "user_port");
+
+	MW_EXPECT_EQ(run, bpf_ntohl(mw_test_bind_ip4), c->want_src ? bpf_ntohl(mw_test_ip4(c->want_src)) : 0,
+		     "bpf_bind's source address (host order; 0: none)");
+	MW_EXPECT_EQ(run, mw_test_bind_mapped, c->want_src && is6(c), "bpf_bind's address v4-mapped");
 
 	orig = mw_test_sk_storage(&mw_orig_sk, &sk);
 	MW_EXPECT_EQ(run, orig ? orig->flags : 0, c->want_mark, "mw_orig_sk flags");

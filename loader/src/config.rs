@@ -27,6 +27,9 @@ pub struct Config {
     pub interception: Interception,
     /// `interception.ipv6`: what happens to meshed pods' native IPv6 TCP.
     pub ipv6: Ipv6Policy,
+    /// `interception.outbound_sources`: loopback source addresses (from
+    /// 127.128.0.1) an app's steered IPv4 connections spread over (eBPF mode).
+    pub outbound_sources: u8,
     /// `[tc] attach`: how the tc programs are attached to pods' interfaces.
     pub tc_attach: TcAttach,
     /// `[dns]`: meshed pods' DNS to their sidecar's DNS proxy.
@@ -315,6 +318,7 @@ struct RawApi {
 struct RawInterception {
     mode: Option<Spanned<String>>,
     ipv6: Option<Spanned<String>>,
+    outbound_sources: Option<Spanned<i64>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -553,6 +557,12 @@ impl Config {
             None => defaults.ipv6,
             Some(p) => p.get_ref().parse().map_err(|e: String| src.error_at(p.span().start, "interception.ipv6", e))?,
         };
+        let outbound_sources = match raw.interception.outbound_sources {
+            None => defaults.outbound_sources,
+            Some(n) => u8::try_from(*n.get_ref()).ok().filter(|&n| n >= 1).ok_or_else(|| {
+                src.error_at(n.span().start, "interception.outbound_sources", format!("{} is out of range: 1 to 255 addresses", n.get_ref()))
+            })?,
+        };
         let tc_attach = match raw.tc.attach {
             None => defaults.tc_attach,
             Some(a) => a.get_ref().parse().map_err(|e: String| src.error_at(a.span().start, "tc.attach", e))?,
@@ -612,6 +622,7 @@ impl Config {
             acceleration,
             interception,
             ipv6,
+            outbound_sources,
             tc_attach,
             dns,
             metrics,
@@ -663,6 +674,7 @@ struct Defaults {
     acceleration: Acceleration,
     interception: Interception,
     ipv6: Ipv6Policy,
+    outbound_sources: u8,
     tc_attach: TcAttach,
     dns: Dns,
     log_level: log::LevelFilter,
@@ -686,6 +698,7 @@ impl Defaults {
             acceleration: Acceleration { enabled: false, pods: AccelPods::All },
             interception: Interception::Ebpf,
             ipv6: Ipv6Policy::Refuse,
+            outbound_sources: 16,
             tc_attach: TcAttach::Auto,
             dns: Dns { capture: false, port: 15053, servers: Vec::new() },
             log_level: log::LevelFilter::Info,
@@ -865,6 +878,18 @@ mod tests {
         assert_eq!(Config::default_config().acceleration, Acceleration { enabled: false, pods: AccelPods::All });
         let e = err("[api]\nsocket = \"loader.sock\"");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("api.socket")));
+    }
+
+    #[test]
+    fn outbound_sources_default_to_16_and_take_1_to_255() {
+        assert_eq!(Config::default_config().outbound_sources, 16);
+        assert_eq!(Config::parse("t.toml", "[interception]\noutbound_sources = 1\n").unwrap().outbound_sources, 1);
+        assert_eq!(Config::parse("t.toml", "[interception]\noutbound_sources = 255\n").unwrap().outbound_sources, 255);
+        for bad in ["0", "256", "-1"] {
+            let e = err(&format!("[interception]\noutbound_sources = {bad}\n"));
+            assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.outbound_sources")), "{bad}");
+            assert!(e.message.contains("1 to 255"), "{bad}: {e}");
+        }
     }
 
     #[test]

@@ -44,7 +44,7 @@ mirror! {
         pub ipv6: u8,
         pub dns_port: u16,
         pub dns_servers: u8,
-        pub pad: u8,
+        pub out_sources: u8,
     }
 }
 
@@ -615,7 +615,7 @@ mod tests {
             let mut obj = object.open(None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6: IPV6_INTERCEPT, dns_port: 3, dns_servers: 1, pad: 0 };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6: IPV6_INTERCEPT, dns_port: 3, dns_servers: 1, out_sources: 1 };
             obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

@@ -59,7 +59,7 @@ pub fn settings_of(config: &Config) -> Settings {
         ipv6: ipv6_policy_of(config.ipv6),
         dns_port: config.dns.port,
         dns_servers: !config.dns.servers.is_empty() as u8,
-        pad: 0,
+        out_sources: config.outbound_sources,
     }
 }
 

@@ -186,7 +186,7 @@ mod tests {
 
     fn load_sock(pins: &Pins) -> Object {
         let mut obj = objects::SOCK.open(Some(&pins.maps_dir())).unwrap();
-        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6: crate::datapath::layout::IPV6_REFUSE, dns_port: 15053, dns_servers: 0, pad: 0 };
+        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6: crate::datapath::layout::IPV6_REFUSE, dns_port: 15053, dns_servers: 0, out_sources: 1 };
         obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap();
         obj.load().unwrap();
         obj

@@ -85,15 +85,37 @@ pub struct Options {
     pub expect_no_connection: bool,
     /// And refused: ECONNREFUSED (a reset), nothing else.
     pub refused: bool,
+    /// Keep every connection open until all are checked.
+    pub hold: bool,
+    /// Connection i dials --connect's port + i % ports (and expects the
+    /// original destination's port shifted alike).
+    pub ports: u16,
     pub timeout: Duration,
 }
 
 const MAX_REPORTED: usize = 10;
 
+impl Options {
+    fn shift(&self, a: SocketAddr, i: usize) -> SocketAddr {
+        let mut a = a;
+        a.set_port(a.port().wrapping_add((i % usize::from(self.ports.max(1))) as u16));
+        a
+    }
+    /// Where connection i goes.
+    fn dest(&self, i: usize) -> SocketAddr {
+        self.shift(self.connect, i)
+    }
+    /// What connection i must show.
+    fn expect_for(&self, i: usize) -> Expect {
+        Expect { orig: self.expect.orig.map(|a| self.shift(a, i)), ..self.expect.clone() }
+    }
+}
+
 /// Runs all connections; Ok(true) when every one passed.
 pub fn run(opts: &Options) -> io::Result<bool> {
     let next = AtomicUsize::new(0);
     let failures: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
+    let held: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
     thread::scope(|scope| -> io::Result<()> {
         for _ in 0..opts.parallel.min(opts.count.max(1)) {
             thread::Builder::new().stack_size(256 * 1024).spawn_scoped(scope, || loop {
@@ -101,13 +123,29 @@ pub fn run(opts: &Options) -> io::Result<bool> {
                 if i >= opts.count {
                     break;
                 }
-                if let Err(msg) = one(opts, i) {
-                    failures.lock().unwrap().push((i, msg));
+                match one(opts, i) {
+                    Ok(Some(s)) => held.lock().unwrap().push(s),
+                    Ok(None) => {}
+                    Err(msg) => failures.lock().unwrap().push((i, msg)),
                 }
             })?;
         }
         Ok(())
     })?;
+    let held = held.into_inner().unwrap();
+    if opts.hold {
+        // Still open, every one: a peer that closed would have sent a FIN.
+        for (k, s) in held.iter().enumerate() {
+            s.set_nonblocking(true)?;
+            let mut b = [0u8; 1];
+            match (&*s).read(&mut b) {
+                Err(e) if e.kind() == io::ErrorKind::WouldBlock => {}
+                other => failures.lock().unwrap().push((k, format!("held connection closed or sent more: {other:?}"))),
+            }
+        }
+        println!("client: {} connections open at once", held.len());
+    }
+    drop(held);
     let mut failures = failures.into_inner().unwrap();
     failures.sort_by_key(|(i, _)| *i);
     for (i, msg) in failures.iter().take(MAX_REPORTED) {
@@ -132,11 +170,11 @@ pub fn run(opts: &Options) -> io::Result<bool> {
 
 /// Connects; with IP options, MPTCP or a device binding, on a socket set up
 /// with them before the SYN.
-fn connect(opts: &Options) -> io::Result<TcpStream> {
+fn connect(opts: &Options, to: SocketAddr) -> io::Result<TcpStream> {
     if opts.ip_options.is_none() && !opts.mptcp && opts.bind_device.is_none() {
-        return TcpStream::connect_timeout(&opts.connect, opts.timeout);
+        return TcpStream::connect_timeout(&to, opts.timeout);
     }
-    let SocketAddr::V4(dst) = opts.connect else {
+    let SocketAddr::V4(dst) = to else {
         return Err(io::Error::new(io::ErrorKind::InvalidInput, "IP options, MPTCP and a device binding need an IPv4 address"));
     };
     let proto = if opts.mptcp { libc::IPPROTO_MPTCP } else { 0 };
@@ -185,22 +223,24 @@ fn setsockopt<T>(s: &TcpStream, level: libc::c_int, name: libc::c_int, val: *con
 }
 
 /// One connection: send `hello <i>\n`, half-close, read the whole reply, check it.
-/// With `rst`: send `hello <i>\n`, then reset the connection.
-fn one(opts: &Options, i: usize) -> Result<(), String> {
+/// With `rst`: send `hello <i>\n`, then reset the connection. With `hold`: read
+/// the reply up to the echo without half-closing, and hand back the open stream.
+fn one(opts: &Options, i: usize) -> Result<Option<TcpStream>, String> {
+    let to = opts.dest(i);
     if opts.expect_no_connection {
-        return match connect(opts) {
-            Ok(s) => Err(format!("connected to {} from {:?}, expected no connection", opts.connect, s.local_addr().ok())),
+        return match connect(opts, to) {
+            Ok(s) => Err(format!("connected to {} from {:?}, expected no connection", to, s.local_addr().ok())),
             Err(e) if opts.refused && e.kind() != io::ErrorKind::ConnectionRefused => {
-                Err(format!("connect {}: {e}, expected it refused (a reset)", opts.connect))
+                Err(format!("connect {}: {e}, expected it refused (a reset)", to))
             }
-            Err(_) => Ok(()),
+            Err(_) => Ok(None),
         };
     }
-    let mut s = connect(opts).map_err(|e| format!("connect {}: {e}", opts.connect))?;
+    let mut s = connect(opts, to).map_err(|e| format!("connect {}: {e}", to))?;
     if opts.check_peer {
         let peer = s.peer_addr().map_err(|e| format!("getpeername: {e}"))?;
-        if peer != opts.connect {
-            return Err(format!("getpeername() is {peer}, dialled {}", opts.connect));
+        if peer != to {
+            return Err(format!("getpeername() is {peer}, dialled {}", to));
         }
     }
     s.set_read_timeout(Some(opts.timeout)).map_err(|e| e.to_string())?;
@@ -214,16 +254,47 @@ fn one(opts: &Options, i: usize) -> Result<(), String> {
         setsockopt(&s, libc::SOL_SOCKET, libc::SO_LINGER, &linger, std::mem::size_of::<libc::linger>())
             .map_err(|e| format!("setsockopt SO_LINGER: {e}"))?;
         drop(s);
-        return Ok(());
+        return Ok(None);
     }
-    s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
     let mut reply = Vec::new();
-    if let Err(e) = s.read_to_end(&mut reply) {
-        return Err(format!("read: {e}; reply so far {:?}", String::from_utf8_lossy(&reply)));
+    if opts.hold {
+        // The reply ends with the echo of the request.
+        let end = format!("hello {i}\n");
+        let mut buf = [0u8; 4096];
+        while !reply.ends_with(end.as_bytes()) {
+            match s.read(&mut buf) {
+                Ok(0) => return Err(format!("closed before the echo; reply so far {:?}", String::from_utf8_lossy(&reply))),
+                Ok(n) => reply.extend_from_slice(&buf[..n]),
+                Err(e) => return Err(format!("read: {e}; reply so far {:?}", String::from_utf8_lossy(&reply))),
+            }
+        }
+    } else {
+        s.shutdown(Shutdown::Write).map_err(|e| format!("shutdown: {e}"))?;
+        if let Err(e) = s.read_to_end(&mut reply) {
+            return Err(format!("read: {e}; reply so far {:?}", String::from_utf8_lossy(&reply)));
+        }
     }
-    let reply = String::from_utf8_lossy(&reply);
-    check_reply(&reply, i, opts.connect, &opts.expect)
-        .map_err(|why| format!("{why}; reply {reply:?}"))
+    let text = String::from_utf8_lossy(&reply);
+    if opts.hold {
+        check_echo(&text, i, &opts.expect_for(i)).map_err(|why| format!("{why}; reply {text:?}"))?;
+        return Ok(Some(s));
+    }
+    check_reply(&text, i, to, &opts.expect_for(i)).map_err(|why| format!("{why}; reply {text:?}"))?;
+    Ok(None)
+}
+
+/// Checks a held connection's reply from an echo server (`mwtest echo`, which
+/// answers as it reads): the outbound sidecar's line when one is expected,
+/// then the request.
+fn check_echo(reply: &str, i: usize, expect: &Expect) -> Result<(), String> {
+    let want = match expect.orig {
+        Some(orig) => format!("via-sidecar orig={orig}\nhello {i}\n"),
+        None => format!("hello {i}\n"),
+    };
+    if reply != want {
+        return Err(format!("expected {want:?} from an echo server"));
+    }
+    Ok(())
 }
 
 /// Checks one reply. `connect` is where the client connected; with a direct
@@ -440,5 +511,15 @@ mod tests {
         assert_eq!(parse_ip_options("0x0101").unwrap().0, vec![1, 1, 0, 0]);
         assert!(parse_ip_options("abc").is_err());
         assert!(parse_ip_options(&"01".repeat(41)).is_err());
+    }
+
+    #[test]
+    fn a_held_connection_echoes_the_sidecar_line_then_the_request() {
+        let e = Expect { orig: Some("10.0.0.1:80".parse().unwrap()), ..Expect::default() };
+        assert!(check_echo("via-sidecar orig=10.0.0.1:80\nhello 3\n", 3, &e).is_ok());
+        assert!(check_echo("via-sidecar orig=10.0.0.2:80\nhello 3\n", 3, &e).is_err());
+        assert!(check_echo("hello 3\n", 3, &e).is_err(), "no sidecar");
+        assert!(check_echo("hello 3\n", 3, &Expect::default()).is_ok());
+        assert!(check_echo("via-sidecar orig=10.0.0.1:80\nhello 3\n", 3, &Expect::default()).is_err());
     }
 }

@@ -208,6 +208,16 @@ enum Cmd {
         /// reset answered the SYN), not time out nor be denied locally.
         #[arg(long, requires = "expect_no_connection")]
         refused: bool,
+        /// Keep every connection open, its reply read and checked without a
+        /// half-close, until all COUNT are; then close them all. Shows that COUNT
+        /// connections were open at once. Needs an echo server (`mwtest echo`)
+        /// at the far end; --expect-server does not apply.
+        #[arg(long, conflicts_with_all = ["rst", "expect_no_connection", "expect_server", "expect_inbound_orig", "check_peer"])]
+        hold: bool,
+        /// Connection i dials --connect's port + i % PORTS; an --expect-orig is
+        /// shifted alike.
+        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
+        ports: u16,
         /// Connect and read timeout in seconds.
         #[arg(long, default_value_t = 5)]
         timeout: u64,
@@ -290,6 +300,8 @@ fn main() -> ExitCode {
             rst,
             expect_no_connection,
             refused,
+            hold,
+            ports,
             timeout,
             uid,
             gid,
@@ -307,6 +319,8 @@ fn main() -> ExitCode {
                 rst,
                 expect_no_connection,
                 refused,
+                hold,
+                ports,
                 timeout: std::time::Duration::from_secs(timeout.max(1)),
             };
             if let Some(uid) = uid {

@@ -42,6 +42,9 @@ long bpf_sock_hash_update(struct bpf_sock_ops *skops, void *map, void *key, __u6
 long bpf_msg_redirect_hash(struct sk_msg_md *msg, void *map, void *key, __u64 flags);
 long bpf_sock_ops_cb_flags_set(struct bpf_sock_ops *skops, int argval);
 __u64 bpf_get_netns_cookie(void *ctx);
+__u64 bpf_get_socket_cookie(void *ctx);
+struct sockaddr;
+long bpf_bind(struct bpf_sock_addr *ctx, struct sockaddr *addr, int addr_len);
 __u64 bpf_get_current_uid_gid(void);
 __u64 bpf_get_current_pid_tgid(void);
 __u64 bpf_ktime_get_ns(void);
