@@ -281,7 +281,8 @@ case_v4mapped() {
     accelerated "v4-mapped: app -> sidecar -> server, 64 MiB" $((64 * MIB)) --mode up || rc=1
     accelerated "v4-mapped: server -> sidecar -> app, 64 MiB" $((64 * MIB)) --mode down || rc=1
     session "$NS_POD" "[::ffff:${ECHO4%:*}]:${ECHO4##*:}" mw_sock_hash 2 || rc=1
-    accel_hop "the app's v4-mapped socket <-> its IPv4 sidecar" '127\.0\.0\.1:[0-9]+' \
+    # The app's end: one of the outbound source addresses (::ffff:127.128.0.x).
+    accel_hop "the app's v4-mapped socket <-> its IPv4 sidecar" '127\.128\.0\.[0-9]+:[0-9]+' \
         "127\\.0\\.0\\.1:$SIDECAR_PORT" || rc=1
     return "$rc"
 }
