@@ -132,29 +132,29 @@ static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
  * The end of a sidecar's same-node inbound decision (mw_inbound_of), both
  * families: counted, traced and its verdict. For MW_INBOUND_STEER the
  * caller noted the destination on the socket (noted: 0, or -1 when it could
- * not: refused, fail closed) and sends it to the peer's inbound port. ip4:
- * the address for events (0 for IPv6: events hold IPv4 addresses); port in
- * host order.
+ * not: refused, fail closed) and sends it to the peer's inbound port. addr:
+ * the address dialled, as for mw_inbound_of (one word, or four for is6);
+ * port in host order.
  */
 static __always_inline int mw_sock_inbound_verdict(struct bpf_sock *sk, enum mw_inbound in,
-						   int noted, __u8 hook,
-						   __u64 netns_cookie, __u32 ip4, __u16 port)
+						   int noted, __u8 hook, __u64 netns_cookie,
+						   const __u32 *addr, const int is6, __u16 port)
 {
 	if (in == MW_INBOUND_EXCLUDED) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
-		mw_emit(hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, ip4, port, 0, 0,
-			MW_EV_SOCK(sk));
+		mw_emit_at(hook, MW_DEC_CONNECT_EXCLUDED, netns_cookie, NULL, 0, addr, port, NULL,
+			   0, is6, MW_EV_SOCK(sk));
 		return MW_ALLOW;
 	}
 	if (noted) {
 		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_emit(hook, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, ip4, port, 0, 0,
-			MW_EV_SOCK(sk));
+		mw_emit_at(hook, MW_DEC_CONNECT_REFUSED, netns_cookie, NULL, 0, addr, port, NULL,
+			   0, is6, MW_EV_SOCK(sk));
 		return MW_DENY;
 	}
 	mw_count(MW_STAT_CONNECT_INBOUND);
-	mw_emit(hook, MW_DEC_CONNECT_INBOUND, netns_cookie, 0, 0, ip4, port, ip4,
-		mw_cfg.inbound_port, MW_EV_SOCK(sk));
+	mw_emit_at(hook, MW_DEC_CONNECT_INBOUND, netns_cookie, NULL, 0, addr, port, addr,
+		   mw_cfg.inbound_port, is6, MW_EV_SOCK(sk));
 	return MW_ALLOW;
 }
 
@@ -178,8 +178,8 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 		return mw_sock4_deliver(ctx, dst);
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT);
-	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, dst->hook, netns_cookie, dst_ip4,
-					  bpf_ntohs(dst_port));
+	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, dst->hook, netns_cookie, &dst_ip4,
+					  0, bpf_ntohs(dst_port));
 	if (in == MW_INBOUND_STEER && !noted) {
 		dst->port = bpf_htons(mw_cfg.inbound_port);
 		dst->rewritten = 1;
@@ -449,8 +449,7 @@ static __always_inline int mw_sock6_to_sidecar(struct bpf_sock_addr *ctx, const 
 /*
  * mw_sock4_capture_dns for a native IPv6 resolver: the query goes to the
  * DNS proxy at [::1]:<dns_port>, the resolver noted in mw_orig6_sk (with
- * MW_ORIG_F_CONNECT for TCP: the proxy reads IP6T_SO_ORIGINAL_DST). Events
- * carry the ports (mw_event holds IPv4 addresses).
+ * MW_ORIG_F_CONNECT for TCP: the proxy reads IP6T_SO_ORIGINAL_DST).
  */
 static __always_inline int mw_sock6_capture_dns(struct bpf_sock_addr *ctx, __u64 netns_cookie,
 						const __u32 *ip6, __u16 port, __u8 hook)
@@ -462,14 +461,14 @@ static __always_inline int mw_sock6_capture_dns(struct bpf_sock_addr *ctx, __u64
 	if (mw_sock6_to_sidecar(ctx, ip6, port, mw_cfg.dns_port, flags)) {
 		mw_count(MW_STAT_DNS_ERROR);
 		mw_trace("dns6 refused");
-		mw_emit(hook, MW_DEC_DNS_REFUSED, netns_cookie, 0, 0, 0, MW_DNS_PORT, 0, 0,
-			MW_EV_SOCK(ctx->sk));
+		mw_emit6(hook, MW_DEC_DNS_REFUSED, netns_cookie, NULL, 0, ip6, MW_DNS_PORT, NULL, 0,
+			 MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	mw_count(MW_STAT_DNS_REDIRECTED);
 	mw_trace("dns6 -> proxy [::1]:%d", mw_cfg.dns_port);
-	mw_emit(hook, MW_DEC_DNS_REDIRECTED, netns_cookie, 0, 0, 0, MW_DNS_PORT, 0,
-		mw_cfg.dns_port, MW_EV_SOCK(ctx->sk));
+	mw_emit6(hook, MW_DEC_DNS_REDIRECTED, netns_cookie, NULL, 0, ip6, MW_DNS_PORT, MW_EV_LO6,
+		 mw_cfg.dns_port, MW_EV_SOCK(ctx->sk));
 	return MW_ALLOW;
 }
 
@@ -526,7 +525,8 @@ static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
 	}
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_CONNECT);
-	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, MW_HOOK_CONNECT6, netns_cookie, 0, port);
+	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, MW_HOOK_CONNECT6, netns_cookie, ip6, 1,
+					  port);
 	if (in == MW_INBOUND_STEER && !noted) {
 		ctx->user_port = bpf_htons(mw_cfg.inbound_port);
 		mw_trace("connect6 inbound port %d -> sidecar :%d", port, mw_cfg.inbound_port);
@@ -538,8 +538,7 @@ static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
  * interception.ipv6 = "intercept": an app's native IPv6 connect() goes to
  * [::1]:<outbound_port>, the sidecar's IPv6 listener, with its destination on
  * the socket; mw_sock4_redirect_outbound's rules (excluded ports and CIDRs,
- * include lists, fail closed, MPTCP, bound device). Trace events carry the
- * ports only (mw_event holds IPv4 addresses).
+ * include lists, fail closed, MPTCP, bound device).
  */
 static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 						      const struct mw_pod *pod,
@@ -549,20 +548,20 @@ static __always_inline int mw_sock6_redirect_outbound(struct bpf_sock_addr *ctx,
 	if (mw_cidr6_excluded(netns_cookie, ip6) ||
 	    !mw_out_included6(pod, netns_cookie, bpf_ntohs(port), ip6)) {
 		mw_count(MW_STAT_CONNECT_EXCLUDED);
-		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
-			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));
+		mw_emit6(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, NULL, 0, ip6,
+			 bpf_ntohs(port), NULL, 0, MW_EV_SOCK(ctx->sk));
 		return MW_ALLOW;
 	}
 	if (mw_sock6_to_sidecar(ctx, ip6, port, mw_cfg.outbound_port, MW_ORIG_F_CONNECT)) {
 		mw_count(MW_STAT_CONNECT_ERROR);
-		mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REFUSED, netns_cookie, 0, 0, 0,
-			bpf_ntohs(port), 0, 0, MW_EV_SOCK(ctx->sk));
+		mw_emit6(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REFUSED, netns_cookie, NULL, 0, ip6,
+			 bpf_ntohs(port), NULL, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	mw_count(MW_STAT_CONNECT_REDIRECTED);
 	mw_trace("connect6 port %d -> sidecar [::1]:%d", bpf_ntohs(port), mw_cfg.outbound_port);
-	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REDIRECTED, netns_cookie, 0, 0, 0,
-		bpf_ntohs(port), 0, mw_cfg.outbound_port, MW_EV_SOCK(ctx->sk));
+	mw_emit6(MW_HOOK_CONNECT6, MW_DEC_CONNECT_REDIRECTED, netns_cookie, NULL, 0, ip6,
+		 bpf_ntohs(port), MW_EV_LO6, mw_cfg.outbound_port, MW_EV_SOCK(ctx->sk));
 	return MW_ALLOW;
 }
 
@@ -596,8 +595,8 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 	if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT && mw_is_capture_port(port) &&
 	    (mw_is_loopback6(ip6) || mw_pod_ip_cookie(ip6, 1))) {
 		mw_count(MW_STAT_LOOP_REFUSED);
-		mw_emit(MW_HOOK_CONNECT6, MW_DEC_LOOP_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
-			MW_EV_SOCK(ctx->sk));
+		mw_emit6(MW_HOOK_CONNECT6, MW_DEC_LOOP_REFUSED, netns_cookie, NULL, 0, ip6, port,
+			 NULL, 0, MW_EV_SOCK(ctx->sk));
 		return MW_DENY;
 	}
 	if (mw_is_sidecar(ctx->sk, netns_cookie)) {
@@ -613,8 +612,8 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 	if (mw_is_loopback6(ip6) || mw_port_excluded(netns_cookie, port, MW_DIR_OUT)) {
 		if (mw_cfg.ipv6 == MW_IPV6_INTERCEPT) {
 			mw_count(MW_STAT_CONNECT_EXCLUDED);
-			mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, 0, 0, 0,
-				port, 0, 0, MW_EV_SOCK(ctx->sk));
+			mw_emit6(MW_HOOK_CONNECT6, MW_DEC_CONNECT_EXCLUDED, netns_cookie, NULL, 0,
+				 ip6, port, NULL, 0, MW_EV_SOCK(ctx->sk));
 		}
 		return MW_ALLOW;
 	}
@@ -622,8 +621,8 @@ static __always_inline int mw_sock6_native(struct bpf_sock_addr *ctx)
 		return mw_sock6_redirect_outbound(ctx, pod, netns_cookie, ip6, port_n);
 	mw_count(MW_STAT_CONNECT6_REFUSED);
 	mw_trace("connect6 native IPv6 refused, port %d", port);
-	mw_emit(MW_HOOK_CONNECT6, MW_DEC_CONNECT6_REFUSED, netns_cookie, 0, 0, 0, port, 0, 0,
-		MW_EV_SOCK(ctx->sk));
+	mw_emit6(MW_HOOK_CONNECT6, MW_DEC_CONNECT6_REFUSED, netns_cookie, NULL, 0, ip6, port,
+		 NULL, 0, MW_EV_SOCK(ctx->sk));
 	return MW_DENY;
 }
 
@@ -819,8 +818,8 @@ static __always_inline const struct mw_orig6 *mw_sock6_dns_answer(struct bpf_soc
 	if (!orig || !(orig->flags & MW_ORIG_F_DNS))
 		return NULL;
 	mw_count(MW_STAT_DNS_RESTORED);
-	mw_emit(MW_HOOK_RECVMSG6, MW_DEC_DNS_RESTORED, bpf_get_netns_cookie(ctx), 0,
-		mw_cfg.dns_port, 0, bpf_ntohs(orig->port), 0, 0, MW_EV_TASK);
+	mw_emit6(MW_HOOK_RECVMSG6, MW_DEC_DNS_RESTORED, bpf_get_netns_cookie(ctx), src,
+		 mw_cfg.dns_port, orig->ip6, bpf_ntohs(orig->port), NULL, 0, MW_EV_TASK);
 	return orig;
 }
 

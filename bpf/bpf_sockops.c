@@ -311,8 +311,9 @@ static __always_inline void mw_sockops6_publish(struct bpf_sock_ops *skops)
 		return;
 	}
 	mw_sockops_published(skops);
-	mw_emit(MW_HOOK_SOCKOPS, MW_DEC_SOCKOPS_PUBLISHED, bpf_get_netns_cookie(skops), 0,
-		key.client_port, 0, bpf_ntohs(val.port), 0, key.server_port, MW_EV_NO_TASK);
+	mw_emit6(MW_HOOK_SOCKOPS, MW_DEC_SOCKOPS_PUBLISHED, bpf_get_netns_cookie(skops),
+		 key.client_ip6, key.client_port, val.ip6, bpf_ntohs(val.port), key.server_ip6,
+		 key.server_port, MW_EV_NO_TASK);
 }
 
 /*

@@ -125,6 +125,21 @@ static __always_inline __u32 mw_sockopt_scope_id(const __u32 *ip6, __u32 bound_d
  * answered with optlen sizeof(struct sockaddr_in6) (the kernel lends the
  * program one page only); the bytes after the sockaddr_in6 come back zero.
  */
+/* An IPv6 socket's peer and own addresses, read as whole 32-bit words. */
+static __always_inline void mw_sockopt_sk_ip6(struct bpf_sock *sk, __u32 *peer, __u32 *self)
+{
+	const volatile __u32 *dst = sk->dst_ip6, *src = sk->src_ip6;
+
+	peer[0] = dst[0];
+	peer[1] = dst[1];
+	peer[2] = dst[2];
+	peer[3] = dst[3];
+	self[0] = src[0];
+	self[1] = src[1];
+	self[2] = src[2];
+	self[3] = src[3];
+}
+
 static __always_inline int mw_sockopt_original_dst6(struct bpf_sockopt *ctx)
 {
 	struct sockaddr_in6 *sin6 = ctx->optval;
@@ -171,9 +186,15 @@ static __always_inline int mw_sockopt_original_dst6(struct bpf_sockopt *ctx)
 	ctx->retval = 0;
 	mw_count(MW_STAT_SOCKOPT_ANSWERED);
 	mw_trace("getsockopt IPv6 original dst port %d", bpf_ntohs(orig->port));
-	mw_emit(MW_HOOK_GETSOCKOPT, MW_DEC_SOCKOPT_ANSWERED, bpf_get_netns_cookie(ctx), 0,
-		bpf_ntohs((__u16)sk->dst_port), 0, bpf_ntohs(orig->port), 0, (__u16)sk->src_port,
-		MW_EV_TASK);
+	if (mw_cfg.trace) {
+		/* The client (the socket's peer) and the sidecar, a word at a time. */
+		__u32 client[4], self[4];
+
+		mw_sockopt_sk_ip6(sk, client, self);
+		mw_emit6(MW_HOOK_GETSOCKOPT, MW_DEC_SOCKOPT_ANSWERED, bpf_get_netns_cookie(ctx),
+			 client, bpf_ntohs((__u16)sk->dst_port), orig->ip6, bpf_ntohs(orig->port),
+			 self, (__u16)sk->src_port, MW_EV_TASK);
+	}
 	return MW_ALLOW;
 }
 

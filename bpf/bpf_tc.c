@@ -268,7 +268,7 @@ static __always_inline const __u32 *mw_tc_saddr(const struct mw_tcp4 *t, const i
 
 /*
  * A new connection from a remote peer: steer it to the sidecar, or not.
- * Events and traces carry IPv4 addresses only (0 for IPv6).
+ * Events carry the addresses of either family; traces IPv4 ones only.
  */
 static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct mw_tcp4 *t,
 					     const void *key, const int is6)
@@ -289,8 +289,8 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		 */
 		if (is6 && !mw_in_port_listed(0, port)) {
 			mw_count(MW_STAT_TC6_DROPPED);
-			mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC6_DROPPED, 0, 0, 0, 0, port, 0, 0,
-				MW_EV_NO_TASK);
+			mw_emit6(MW_HOOK_TC_INGRESS, MW_DEC_TC6_DROPPED, 0, t->saddr6,
+				 bpf_ntohs(t->sport), t->daddr6, port, NULL, 0, MW_EV_NO_TASK);
 			return TC_ACT_SHOT;
 		}
 		return TC_ACT_UNSPEC;
@@ -305,15 +305,17 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 	if (mw_is_capture_port(port) && !mw_pod_ip_cookie(mw_tc_saddr(t, is6), is6)) {
 		mw_count(MW_STAT_LOOP_REFUSED);
 		mw_trace("tc in SYN straight to sidecar port %d reset", port);
-		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_LOOP_REFUSED, 0, t->saddr, bpf_ntohs(t->sport),
-			t->daddr, port, 0, 0, MW_EV_NO_TASK);
+		mw_emit_at(MW_HOOK_TC_INGRESS, MW_DEC_LOOP_REFUSED, 0, mw_tc_saddr(t, is6),
+			   bpf_ntohs(t->sport), mw_tc_daddr(t, is6), port, NULL, 0, is6,
+			   MW_EV_NO_TASK);
 		return is6 ? mw_tc_reset6(skb, t) : mw_tc_reset4(skb, t);
 	}
 	if (mw_in_port_excluded_at(mw_tc_daddr(t, is6), is6, *pod_cookie, port)) {
 		mw_count(MW_STAT_TC_EXCLUDED);
 		mw_trace("tc in excluded %pI4:%d", &t->daddr, port);
-		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_EXCLUDED, 0, t->saddr, bpf_ntohs(t->sport),
-			t->daddr, port, 0, 0, MW_EV_NO_TASK);
+		mw_emit_at(MW_HOOK_TC_INGRESS, MW_DEC_TC_EXCLUDED, 0, mw_tc_saddr(t, is6),
+			   bpf_ntohs(t->sport), mw_tc_daddr(t, is6), port, NULL, 0, is6,
+			   MW_EV_NO_TASK);
 		return TC_ACT_UNSPEC;
 	}
 
@@ -331,8 +333,9 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc in no flow entry, dropped SYN from %pI4:%d", &t->saddr,
 			 bpf_ntohs(t->sport));
-		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_NO_FLOW, 0, t->saddr, bpf_ntohs(t->sport),
-			t->daddr, port, 0, 0, MW_EV_NO_TASK);
+		mw_emit_at(MW_HOOK_TC_INGRESS, MW_DEC_TC_NO_FLOW, 0, mw_tc_saddr(t, is6),
+			   bpf_ntohs(t->sport), mw_tc_daddr(t, is6), port, NULL, 0, is6,
+			   MW_EV_NO_TASK);
 		return TC_ACT_SHOT;
 	}
 
@@ -341,14 +344,16 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
 		mw_count(MW_STAT_TC_ERROR);
 		mw_trace("tc in rewrite failed, dropped SYN from %pI4:%d", &t->saddr,
 			 bpf_ntohs(t->sport));
-		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_REWRITE_FAILED, 0, t->saddr,
-			bpf_ntohs(t->sport), t->daddr, port, 0, 0, MW_EV_NO_TASK);
+		mw_emit_at(MW_HOOK_TC_INGRESS, MW_DEC_TC_REWRITE_FAILED, 0, mw_tc_saddr(t, is6),
+			   bpf_ntohs(t->sport), mw_tc_daddr(t, is6), port, NULL, 0, is6,
+			   MW_EV_NO_TASK);
 		return TC_ACT_SHOT;
 	}
 	mw_count(MW_STAT_TC_REDIRECTED);
 	mw_trace("tc in %pI4:%d -> sidecar :%d", &t->daddr, port, mw_cfg.inbound_port);
-	mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_REDIRECTED, 0, t->saddr, bpf_ntohs(t->sport),
-		t->daddr, port, t->daddr, mw_cfg.inbound_port, MW_EV_NO_TASK);
+	mw_emit_at(MW_HOOK_TC_INGRESS, MW_DEC_TC_REDIRECTED, 0, mw_tc_saddr(t, is6),
+		   bpf_ntohs(t->sport), mw_tc_daddr(t, is6), port, mw_tc_daddr(t, is6),
+		   mw_cfg.inbound_port, is6, MW_EV_NO_TASK);
 	return TC_ACT_UNSPEC;
 }
 
@@ -358,9 +363,10 @@ static __always_inline int mw_tc_ingress_syn(struct __sk_buff *skb, const struct
  * (counted and traced; the caller drops the packet).
  */
 static __always_inline int mw_tc_rewrite(struct __sk_buff *skb, const struct mw_tcp4 *t,
-					 __u16 orig_port, const int ingress)
+					 __u16 orig_port, const int ingress, const int is6)
 {
-	__u32 remote = ingress ? t->saddr : t->daddr, local = ingress ? t->daddr : t->saddr;
+	const __u32 *remote = ingress ? mw_tc_saddr(t, is6) : mw_tc_daddr(t, is6);
+	const __u32 *local = ingress ? mw_tc_daddr(t, is6) : mw_tc_saddr(t, is6);
 	__u16 remote_port = ingress ? t->sport : t->dport;
 	int failed;
 
@@ -373,10 +379,10 @@ static __always_inline int mw_tc_rewrite(struct __sk_buff *skb, const struct mw_
 		return 0;
 	mw_count(MW_STAT_TC_ERROR);
 	mw_trace("tc rewrite failed, dropped a packet of %pI4:%d (ingress %d)",
-		 &remote, bpf_ntohs(remote_port), ingress);
-	mw_emit(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_REWRITE_FAILED,
-		0, remote, bpf_ntohs(remote_port), local, bpf_ntohs(orig_port), local,
-		mw_cfg.inbound_port, MW_EV_NO_TASK);
+		 remote, bpf_ntohs(remote_port), ingress);
+	mw_emit_at(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_REWRITE_FAILED,
+		   0, remote, bpf_ntohs(remote_port), local, bpf_ntohs(orig_port), local,
+		   mw_cfg.inbound_port, is6, MW_EV_NO_TASK);
 	return -1;
 }
 
@@ -389,19 +395,20 @@ static __always_inline int mw_tc_flow_packet(struct __sk_buff *skb, const struct
 					     const void *key, struct mw_flow4 *flow,
 					     const int ingress, const int is6)
 {
-	__u32 remote = ingress ? t->saddr : t->daddr, local = ingress ? t->daddr : t->saddr;
+	const __u32 *remote = ingress ? mw_tc_saddr(t, is6) : mw_tc_daddr(t, is6);
+	const __u32 *local = ingress ? mw_tc_daddr(t, is6) : mw_tc_saddr(t, is6);
 	__u16 remote_port = ingress ? t->sport : t->dport;
 	__u16 orig_port = flow->orig_port;
 	int over = mw_flow_track_close(key, flow, t, ingress, is6);
 
-	if (mw_tc_rewrite(skb, t, orig_port, ingress))
+	if (mw_tc_rewrite(skb, t, orig_port, ingress, is6))
 		return TC_ACT_SHOT;
 	if (over) {
 		mw_flow_forget(key, is6);
-		mw_trace("tc flow of %pI4:%d closed", &remote, bpf_ntohs(remote_port));
-		mw_emit(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_FLOW_CLOSED,
-			0, remote, bpf_ntohs(remote_port), local, bpf_ntohs(orig_port), local,
-			mw_cfg.inbound_port, MW_EV_NO_TASK);
+		mw_trace("tc flow of %pI4:%d closed", remote, bpf_ntohs(remote_port));
+		mw_emit_at(ingress ? MW_HOOK_TC_INGRESS : MW_HOOK_TC_EGRESS, MW_DEC_TC_FLOW_CLOSED,
+			   0, remote, bpf_ntohs(remote_port), local, bpf_ntohs(orig_port), local,
+			   mw_cfg.inbound_port, is6, MW_EV_NO_TASK);
 	}
 	return TC_ACT_UNSPEC;
 }
@@ -411,7 +418,7 @@ static __always_inline int mw_tc_handshake_packet(struct __sk_buff *skb, const s
 						  const void *key, __u16 orig_port,
 						  const int ingress, const int is6)
 {
-	if (mw_tc_rewrite(skb, t, orig_port, ingress))
+	if (mw_tc_rewrite(skb, t, orig_port, ingress, is6))
 		return TC_ACT_SHOT;
 	if ((t->flags & MW_TCP_RST) && bpf_map_delete_elem(mw_flow_syns(is6), key) == 0)
 		mw_count(MW_STAT_TC_FLOW_CLOSED);
@@ -513,7 +520,8 @@ static __always_inline int mw_tc_ingress6_refused(struct __sk_buff *skb, const s
 		return TC_ACT_UNSPEC;
 	mw_count(MW_STAT_TC6_DROPPED);
 	mw_trace("tc in IPv6 SYN to port %d dropped", port);
-	mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC6_DROPPED, 0, 0, 0, 0, port, 0, 0, MW_EV_NO_TASK);
+	mw_emit6(MW_HOOK_TC_INGRESS, MW_DEC_TC6_DROPPED, 0, t->saddr6, bpf_ntohs(t->sport),
+		 t->daddr6, port, NULL, 0, MW_EV_NO_TASK);
 	return TC_ACT_SHOT;
 }
 

@@ -87,6 +87,7 @@ POD1_IP6=fd00:231:1::2          # pod1's IPv6 address (pods 1-3: fd00:231:N::2, 
 ADDR_P16="[$POD1_IP6]:8080"     # pod1's app over IPv6: its sidecar hands inbound IPv6 to server P16 on [::1]:8080
 ADDR_P1X6="[$POD1_IP6]:$EXCL_IN_PORT" # server P1X6, pod1's app on an excluded inbound port, over IPv6
 IPV6_POLICY=refuse              # interception.ipv6 until case 4g
+BPF_DEBUG=false                 # bpf.debug and bpf.trace (true for case 4o only)
 POD3_REFERENCE_CONNS=0          # connections cases 4r and 4n sent through pod3's sidecar
 
 # shellcheck source=test/suite_lib.sh
@@ -147,7 +148,8 @@ setup_topology() {
 # setup_config: the defaults plus what the test needs.
 setup_config() {
     write_config <<EOF
-debug = false
+debug = $BPF_DEBUG
+trace = $BPF_DEBUG
 
 [outbound]
 exclude_ports = [$EXCL_PORT]
@@ -554,6 +556,95 @@ case_ipv6_include_outbound() {
         --expect-orig "$ADDR_B6" --expect-server B6 || rc=1
     mwl pod del --id "$id" >/dev/null 2>&1 || { log "pod del $id failed"; rc=1; }
     POD3_REFERENCE_CONNS=$(grep -c '^conn ' "$WORK/sidecar-pod3.log")
+    return "$rc"
+}
+
+# restart_loader_with_debug true|false: the loader restarted with bpf.debug
+# and bpf.trace so (its pods and sidecars stay).
+restart_loader_with_debug() {
+    stop_loader
+    BPF_DEBUG=$1
+    setup_config || return 1
+    start_loader
+}
+
+# trace_count FILE DECISION KEY=VALUE...: how many of `trace --json`'s events
+# in FILE have that decision and those fields, and from how many sources
+# (connections): "N SOURCES".
+trace_count() {
+    python3 - "$@" <<'PY'
+import json, sys
+path, decision, want = sys.argv[1], sys.argv[2], dict(a.split("=", 1) for a in sys.argv[3:])
+n, sources = 0, set()
+for line in open(path):
+    try:
+        e = json.loads(line)
+    except ValueError:
+        continue
+    if isinstance(e, dict) and e.get("decision") == decision and all(str(e.get(k)) == v for k, v in want.items()):
+        n += 1
+        sources.add(e.get("src"))
+print(n, len(sources))
+PY
+}
+
+# Trace over IPv6 (debug mode: the loader restarted with bpf.debug and
+# bpf.trace): `trace --json` for pod1 prints each native IPv6 decision with
+# its addresses, [addr]:port: connect6 steering to [::1]:15001, sockops'
+# hand-over, getsockopt's answer to the sidecar, and an excluded range's
+# connect going direct; the text form too. The loader goes back as it was.
+case_ipv6_trace() {
+    local rc=0 tr="$WORK/trace6.json" txt="$WORK/trace6.txt" tpid a6 b6 n
+    a6=${ADDR_A6%]:*}
+    a6=${a6#[}
+    b6=$B6_IP
+    restart_loader_with_debug true || return 1
+    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 60
+    tpid=$LAST_PID
+    sleep 0.5
+    alive "$tpid" || { log "trace exited at once:"; show "$tr"; restart_loader_with_debug false; return 1; }
+    client "$(pod 1)" "pod1 -> A6 $ADDR_A6 (traced)" --connect "$ADDR_A6" --count 5 --parallel 5 \
+        --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+    client "$(pod 1)" "pod1 -> B6 $ADDR_B6 (pod1's excluded range, traced)" --connect "$ADDR_B6" --count 3 \
+        --expect-direct --expect-server B6 || rc=1
+    sleep 1
+    kill -INT "$tpid"
+    wait "$tpid" || { log "trace exited with $? on SIGINT:"; show "$tr" 5; rc=1; }
+    forget_pid "$tpid"
+    # The text form of the same events (the ring buffer's backlog is gone: a new connection).
+    start_bg "$txt" "$LOADER" --pin-dir "$PIN" trace --netns-cookie "${COOKIE[pod1]}" --count 1 --duration 30
+    tpid=$LAST_PID
+    sleep 0.5
+    client "$(pod 1)" "pod1 -> B6 $ADDR_B6 (traced as text)" --connect "$ADDR_B6" --count 1 \
+        --expect-direct --expect-server B6 || rc=1
+    wait "$tpid" || { log "trace (text) exited with $?:"; show "$txt" 5; rc=1; }
+    forget_pid "$tpid"
+    restart_loader_with_debug false || rc=1
+    # Events and distinct sources: connect6 knows no source yet; sockops and
+    # getsockopt name each connection's own ([::1]:port), the test sidecar
+    # asks IP6T_SO_ORIGINAL_DST five times per connection.
+    for check in "connect_redirected 5_1 hook=connect6 family=ipv6 dst=[$a6]:8080 to=[::1]:$SIDECAR_PORT src=None" \
+        "sockops_published 5_5 hook=sockops family=ipv6 dst=[$a6]:8080 to=[::1]:$SIDECAR_PORT" \
+        "sockopt_answered 25_5 hook=getsockopt family=ipv6 dst=[$a6]:8080 to=[::1]:$SIDECAR_PORT uid=$SIDECAR_UID" \
+        "connect_excluded 3_1 hook=connect6 family=ipv6 dst=[$b6]:8080 to=None"; do
+        read -r decision want fields <<<"$check"
+        # shellcheck disable=SC2086 # fields: KEY=VALUE words
+        n=$(trace_count "$tr" "$decision" $fields | tr ' ' _)
+        if [ "$n" = "$want" ]; then
+            log "trace: $n (events_sources) $decision ($fields)"
+        else
+            log "trace: $n (events_sources) $decision ($fields), expected $want"
+            rc=1
+        fi
+    done
+    [ "$rc" -eq 0 ] || show "$tr" 20
+    if grep -qF "connect_excluded" "$txt" && grep -qF "dst [$b6]:8080" "$txt"; then
+        log "trace (text): $(grep -m 1 -F "dst [$b6]:8080" "$txt")"
+    else
+        log "trace (text) does not print the excluded IPv6 connect as dst [$b6]:8080:"
+        show "$txt" 5
+        rc=1
+    fi
     return "$rc"
 }
 
@@ -1953,6 +2044,8 @@ run_case "4m same-node inbound IPv6: pod2's sidecar (and pod2's app through it) 
     ipv6_inbound case_ipv6_inbound_same_node
 run_case "4n include lists over IPv6: one list of both families, split; an address in the IPv6 range is steered, one outside goes direct (and the same for IPv4); an excluded port wins; bad ranges refused naming the value, nothing changed" \
     case_ipv6_include_outbound
+run_ebpf_case "4o trace over IPv6 (bpf.debug and bpf.trace): each native IPv6 decision of pod1 printed with its addresses, [addr]:port (connect6 to [::1], sockops, getsockopt, an excluded range)" \
+    case_ipv6_trace
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped

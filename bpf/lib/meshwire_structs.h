@@ -294,17 +294,19 @@ enum mw_decision {
 };
 
 /*
- * One decision, as the trace ring buffer mw_events carries it (bpf.trace).
- * Addresses are in network order, ports in host order; a field the hook
- * cannot know is 0. For a redirection, dst is where the connection was
- * going and to is where it goes instead.
+ * One decision, as the trace ring buffer mw_events carries it (bpf.trace),
+ * one layout for both families: ip6 0, each address is its first word (the
+ * others 0); ip6 1, four words of an IPv6 address. Addresses are in network
+ * order, ports in host order; a field the hook cannot know is 0. For a
+ * redirection, dst is where the connection was going and to is where it
+ * goes instead.
  */
 struct mw_event {
 	__u64 ts_ns;		/* bpf_ktime_get_ns(): CLOCK_MONOTONIC */
 	__u64 netns_cookie;	/* 0 at tc (no cookie there on older kernels) */
-	__u32 src_ip4;
-	__u32 dst_ip4;
-	__u32 to_ip4;
+	__u32 src_ip[4];
+	__u32 dst_ip[4];
+	__u32 to_ip[4];
 	__u16 src_port;
 	__u16 dst_port;
 	__u16 to_port;
@@ -314,7 +316,8 @@ struct mw_event {
 	__u32 uid;		/* the UID the hook decided by (mw_decision_uid:
 				   the socket's owner, for UDP the caller's);
 				   the caller's for getsockopt and recvmsg; else 0 */
-	__u32 pad;
+	__u8  ip6;		/* 1: the addresses are IPv6 */
+	__u8  pad[7];
 };
 
 #endif /* MESHWIRE_STRUCTS_H */

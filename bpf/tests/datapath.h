@@ -124,10 +124,11 @@ static inline void mw_test_mark6(struct bpf_sock *sk, __u16 flags)
 
 /*
  * The getsockopt hook's trace event for an answer to POD_A's sidecar on its
- * outbound port, to a client on port 40000 that dialled dst_ip4:ORIG_PORT
- * (0 for an IPv6 destination: events hold IPv4 addresses).
+ * outbound port, to a client on port 40000 that dialled dst:ORIG_PORT (ip6
+ * 0: dst[0] is an IPv4 address, the other words 0; ip6 1: an IPv6 one).
  */
-static inline void mw_test_expect_answer_event(struct mw_test_run *run, __u32 dst_ip4)
+static inline void mw_test_expect_answer_event(struct mw_test_run *run, int ip6,
+					       const __u32 *dst)
 {
 	const struct mw_event *ev = &mw_test_events[0];
 
@@ -138,7 +139,9 @@ static inline void mw_test_expect_answer_event(struct mw_test_run *run, __u32 ds
 	MW_EXPECT_EQ(run, ev->decision, MW_DEC_SOCKOPT_ANSWERED, "event decision");
 	MW_EXPECT_EQ(run, ev->netns_cookie, POD_A, "event netns cookie");
 	MW_EXPECT_EQ(run, ev->src_port, 40000, "event client port");
-	MW_EXPECT_EQ(run, ev->dst_ip4, dst_ip4, "event original destination");
+	MW_EXPECT_EQ(run, ev->ip6, ip6, "event family (ip6)");
+	for (int i = 0; i < 4; i++)
+		MW_EXPECT_EQ(run, ev->dst_ip[i], dst[i], "event original destination");
 	MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event original port");
 	MW_EXPECT_EQ(run, ev->to_port, OUT_PORT, "event sidecar port");
 	MW_EXPECT_EQ(run, ev->uid, SIDECAR_UID, "event uid");

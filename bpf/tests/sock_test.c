@@ -886,6 +886,24 @@ static __u32 ip4_of(const struct sock_case *c, const char *text)
 	return w[3];
 }
 
+/*
+ * An event's address: for a native IPv6 case the four words of text's
+ * address, else its IPv4 address (ip4_of) in word 0 and zeros; text NULL:
+ * none (all zero).
+ */
+static void expect_event_addr(struct mw_test_run *run, const struct sock_case *c,
+			      const __u32 *got, const char *text, const char *what)
+{
+	__u32 want[4] = { 0, 0, 0, 0 };
+
+	if (text && native6(c))
+		mw_test_ip6(text, want);
+	else if (text)
+		want[0] = ip4_of(c, text);
+	for (int i = 0; i < 4; i++)
+		MW_EXPECT_EQ(run, got[i], want[i], what);
+}
+
 static void run_case(struct mw_test_run *run, const struct sock_case *c)
 {
 	struct bpf_sock sk = {
@@ -1038,26 +1056,21 @@ static void run_case(struct mw_test_run *run, const struct sock_case *c)
 				     c->decision != MW_DEC_DNS_RESTORED ? c->owner : c->uid,
 			     "event uid");
 		MW_EXPECT_EQ(run, ev->pid, 4242, "event pid");
+		/* One layout for both families: native IPv6 has four words each. */
+		MW_EXPECT_EQ(run, ev->ip6, native6(c), "event family (ip6)");
 		if (c->decision == MW_DEC_DNS_RESTORED) {
 			/* From the proxy (src), reported as from the resolver (dst). */
-			MW_EXPECT_EQ(run, ev->src_ip4, native6(c) ? 0 : ip4_of(c, c->dst),
-				     "event source");
+			expect_event_addr(run, c, ev->src_ip, c->dst, "event source");
 			MW_EXPECT_EQ(run, ev->src_port, c->port, "event source port");
-			MW_EXPECT_EQ(run, ev->dst_ip4, native6(c) ? 0 : ip4_of(c, c->to),
-				     "event resolver");
+			expect_event_addr(run, c, ev->dst_ip, c->to, "event resolver");
 			MW_EXPECT_EQ(run, ev->dst_port, c->to_port, "event resolver port");
 		} else {
 			MW_EXPECT_EQ(run, ev->dst_port, c->port, "event destination port");
+			expect_event_addr(run, c, ev->dst_ip, c->dst, "event destination");
+			expect_event_addr(run, c, ev->to_ip, c->to, "event new destination");
 		}
-		/* Native IPv6: mw_event holds IPv4 addresses only, so none. */
-		if (c->decision != MW_DEC_DNS_RESTORED)
-			MW_EXPECT_EQ(run, ev->dst_ip4, native6(c) ? 0 : ip4_of(c, c->dst),
-				     "event destination");
-		if (c->to && c->decision != MW_DEC_DNS_RESTORED) {
-			MW_EXPECT_EQ(run, ev->to_ip4, native6(c) ? 0 : ip4_of(c, c->to),
-				     "event new destination");
+		if (c->to && c->decision != MW_DEC_DNS_RESTORED)
 			MW_EXPECT_EQ(run, ev->to_port, c->to_port, "event new port");
-		}
 	}
 }
 

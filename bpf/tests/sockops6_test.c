@@ -358,6 +358,17 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 		MW_EXPECT_EQ(run, ev->hook, MW_HOOK_SOCKOPS, "event hook");
 		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
 		MW_EXPECT_EQ(run, ev->netns_cookie, c->netns, "event netns cookie");
+		__u32 want[3][4];
+
+		mw_test_ip6(c->local, want[0]);
+		mw_test_ip6(ORIG_IP6, want[1]);
+		mw_test_ip6(c->remote, want[2]);
+		MW_EXPECT_EQ(run, ev->ip6, 1, "event family (ip6)");
+		for (int i = 0; i < 4; i++) {
+			MW_EXPECT_EQ(run, ev->src_ip[i], want[0][i], "event source");
+			MW_EXPECT_EQ(run, ev->dst_ip[i], want[1][i], "event destination");
+			MW_EXPECT_EQ(run, ev->to_ip[i], want[2][i], "event sidecar address");
+		}
 		MW_EXPECT_EQ(run, ev->src_port, c->lport, "event source port");
 		MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event destination port");
 		MW_EXPECT_EQ(run, ev->to_port, c->rport, "event sidecar port");

@@ -372,11 +372,12 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 
 		MW_EXPECT_EQ(run, ev->hook, MW_HOOK_SOCKOPS, "event hook");
 		MW_EXPECT_EQ(run, ev->decision, c->decision, "event decision");
-		MW_EXPECT_EQ(run, ev->src_ip4, mw_test_ip4(c->local), "event source");
+		MW_EXPECT_EQ(run, ev->ip6, 0, "event family (ip6)");
+		MW_EXPECT_EQ(run, ev->src_ip[0], mw_test_ip4(c->local), "event source");
 		MW_EXPECT_EQ(run, ev->src_port, c->lport, "event source port");
-		MW_EXPECT_EQ(run, ev->dst_ip4, mw_test_ip4(ORIG_IP), "event destination");
+		MW_EXPECT_EQ(run, ev->dst_ip[0], mw_test_ip4(ORIG_IP), "event destination");
 		MW_EXPECT_EQ(run, ev->dst_port, ORIG_PORT, "event destination port");
-		MW_EXPECT_EQ(run, ev->to_ip4, mw_test_ip4(c->remote), "event sidecar address");
+		MW_EXPECT_EQ(run, ev->to_ip[0], mw_test_ip4(c->remote), "event sidecar address");
 		MW_EXPECT_EQ(run, ev->to_port, c->rport, "event sidecar port");
 	}
 }

@@ -143,8 +143,12 @@ static void run_case(struct mw_test_run *run, const struct sockopt6_case *c)
 			untouched = 0;
 	MW_EXPECT_EQ(run, untouched, 1, "buffer past the answer untouched");
 	mw_test_expect_stats(run, c->stats);
-	if (c->answered)
-		mw_test_expect_answer_event(run, 0);
+	if (c->answered) {
+		__u32 dst[4];
+
+		mw_test_ip6(orig, dst);
+		mw_test_expect_answer_event(run, 1, dst);
+	}
 	else
 		MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
 }

@@ -125,10 +125,13 @@ static void run_case(struct mw_test_run *run, const struct sockopt_case *c)
 		MW_EXPECT_EQ(run, untouched, 1, "buffer untouched");
 	}
 	mw_test_expect_stats(run, c->stats);
-	if (c->answered)
-		mw_test_expect_answer_event(run, mw_test_ip4(ORIG_IP));
-	else
+	if (c->answered) {
+		__u32 dst[4] = { mw_test_ip4(ORIG_IP), 0, 0, 0 };
+
+		mw_test_expect_answer_event(run, 0, dst);
+	} else {
 		MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
+	}
 }
 
 MW_TEST_MAIN("bpf_sockopt.c", cases, run_case)

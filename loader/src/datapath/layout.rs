@@ -224,13 +224,14 @@ mirror! {
 }
 
 mirror! {
-    /// One decision from the `mw_events` ring buffer (`bpf.trace`).
+    /// One decision from the `mw_events` ring buffer (`bpf.trace`); addresses
+    /// in network order, IPv4 in word 0 (ip6 0) or IPv6 (ip6 1).
     "mw_event" => pub struct Event {
         pub ts_ns: u64,
         pub netns_cookie: u64,
-        pub src_ip4: u32,
-        pub dst_ip4: u32,
-        pub to_ip4: u32,
+        pub src_ip: [u32; 4],
+        pub dst_ip: [u32; 4],
+        pub to_ip: [u32; 4],
         pub src_port: u16,
         pub dst_port: u16,
         pub to_port: u16,
@@ -238,7 +239,8 @@ mirror! {
         pub decision: u8,
         pub pid: u32,
         pub uid: u32,
-        pub pad: u32,
+        pub ip6: u8,
+        pub pad: [u8; 7],
     }
 }
 

@@ -6,7 +6,7 @@
 
 use std::cell::Cell;
 use std::io::Write;
-use std::net::Ipv4Addr;
+use std::net::{Ipv4Addr, Ipv6Addr};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::time::{Duration, Instant};
 
@@ -63,8 +63,17 @@ pub fn decision_name(decision: u8) -> String {
     }
 }
 
-fn endpoint(ip_net_order: u32, port: u16) -> Option<String> {
-    (ip_net_order != 0 || port != 0).then(|| format!("{}:{port}", Ipv4Addr::from(u32::from_be(ip_net_order))))
+/// An event's address and port as `addr:port` (IPv6: `[addr]:port`); None
+/// when the hook knew neither.
+fn endpoint(e: &Event, ip: &[u32; 4], port: u16) -> Option<String> {
+    if e.ip6 == 0 {
+        return (ip[0] != 0 || port != 0).then(|| format!("{}:{port}", Ipv4Addr::from(u32::from_be(ip[0]))));
+    }
+    let mut bytes = [0u8; 16];
+    for (i, w) in ip.iter().enumerate() {
+        bytes[i * 4..i * 4 + 4].copy_from_slice(&w.to_ne_bytes());
+    }
+    (ip.iter().any(|w| *w != 0) || port != 0).then(|| format!("[{}]:{port}", Ipv6Addr::from(bytes)))
 }
 
 fn clock_ns(clock: libc::clockid_t) -> i128 {
@@ -103,13 +112,13 @@ pub fn format_text(e: &Event, time: &str) -> String {
     if e.pid != 0 || e.uid != 0 {
         line.push_str(&format!(" pid {} uid {}", e.pid, e.uid));
     }
-    if let Some(s) = endpoint(e.src_ip4, e.src_port) {
+    if let Some(s) = endpoint(e, &e.src_ip, e.src_port) {
         line.push_str(&format!(" src {s}"));
     }
-    if let Some(d) = endpoint(e.dst_ip4, e.dst_port) {
+    if let Some(d) = endpoint(e, &e.dst_ip, e.dst_port) {
         line.push_str(&format!(" dst {d}"));
     }
-    if let Some(t) = endpoint(e.to_ip4, e.to_port) {
+    if let Some(t) = endpoint(e, &e.to_ip, e.to_port) {
         line.push_str(&format!(" -> {t}"));
     }
     line
@@ -125,9 +134,10 @@ pub fn format_json(e: &Event, time: &str) -> String {
         "netns_cookie": e.netns_cookie,
         "pid": e.pid,
         "uid": e.uid,
-        "src": endpoint(e.src_ip4, e.src_port),
-        "dst": endpoint(e.dst_ip4, e.dst_port),
-        "to": endpoint(e.to_ip4, e.to_port),
+        "family": if e.ip6 != 0 { "ipv6" } else { "ipv4" },
+        "src": endpoint(e, &e.src_ip, e.src_port),
+        "dst": endpoint(e, &e.dst_ip, e.dst_port),
+        "to": endpoint(e, &e.to_ip, e.to_port),
     })
     .to_string()
 }
