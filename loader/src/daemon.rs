@@ -16,6 +16,7 @@ use crate::service::control::{self, ApiPaths};
 use crate::service::pod_service::PodService;
 use crate::views::metrics;
 use crate::datapath::pins::Pins;
+use crate::error::{Error, OrOs};
 
 /// API connections served at once, each on its own thread (idle ones are
 /// dropped after 30 s): room for a node's CNI calls and more than a
@@ -23,11 +24,11 @@ use crate::datapath::pins::Pins;
 const API_MAX_CONNECTIONS: usize = 4096;
 
 /// Block the stop signals in every thread and deliver them on a channel.
-fn stop_signals() -> Result<Receiver<Signal>, String> {
+fn stop_signals() -> Result<Receiver<Signal>, Error> {
     let mut set = SigSet::empty();
     set.add(Signal::SIGINT);
     set.add(Signal::SIGTERM);
-    set.thread_block().map_err(|e| format!("blocking signals: {e}"))?;
+    set.thread_block().or_os(|| "blocking signals")?;
     let (tx, rx) = bounded(1);
     std::thread::Builder::new()
         .name("signals".into())
@@ -40,7 +41,7 @@ fn stop_signals() -> Result<Receiver<Signal>, String> {
                 Err(e) => log::warn!("sigwait: {e}"),
             }
         })
-        .map_err(|e| format!("starting the signal thread: {e}"))?;
+        .or_os(|| "starting the signal thread")?;
     Ok(rx)
 }
 
@@ -59,7 +60,7 @@ fn raise_open_files() {
 /// Install the datapath, adopt the pods a previous loader left, serve the
 /// API, and wait for a stop signal. The socket appears only once pods can be
 /// served, so a CNI call made earlier fails fast and is retried.
-pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), String> {
+pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), Error> {
     let stop = stop_signals()?;
     // Before anything touches the pins, the cgroup or the maps: another
     // loader serving this node keeps it until it stops (lock.rs).
@@ -99,7 +100,7 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), S
         config.sidecar.outbound_port,
         config.sidecar.inbound_port
     );
-    let sig = stop.recv().map_err(|e| format!("signal channel: {e}"))?;
+    let sig = stop.recv().map_err(|e| Error::Internal(format!("signal channel: {e}")))?;
     let _ = std::fs::remove_file(&api.socket);
     log::info!("meshwire-loader: {sig} received; the datapath and its pods stay attached and pinned (`meshwire-loader cleanup` removes them)");
     Ok(())

@@ -67,6 +67,25 @@ impl Error {
     }
 }
 
+/// A failed system call (`io::Result`) as an [`Error`], saying what was
+/// tried: `.or_os(|| format!("removing {}", path.display()))`. The errno is
+/// kept, and ENOENT on a pod's network namespace is for the caller to judge.
+pub trait OrOs<T> {
+    fn or_os<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T, Error>;
+}
+
+impl<T> OrOs<T> for io::Result<T> {
+    fn or_os<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T, Error> {
+        self.map_err(|e| Error::os(what(), &e))
+    }
+}
+
+impl<T> OrOs<T> for nix::Result<T> {
+    fn or_os<D: fmt::Display>(self, what: impl FnOnce() -> D) -> Result<T, Error> {
+        self.map_err(|e| Error::os(what(), &io::Error::from(e)))
+    }
+}
+
 impl fmt::Display for Error {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.message())

@@ -431,7 +431,7 @@ fn prints_a_view(command: Option<&Command>) -> bool {
 fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result<(), String> {
     let pins = Pins::new(&config.bpf.pin_dir);
     match command {
-        Command::Run { no_wait, .. } => daemon::run(config, api, !no_wait),
+        Command::Run { no_wait, .. } => Ok(daemon::run(config, api, !no_wait)?),
         Command::Cleanup { .. } => {
             // The pods first, each as `pod del` takes it away, while their
             // records say where their tc filters (not pinned) and rules are.
@@ -560,10 +560,10 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
-        Command::Status { .. } => inspect::print_status(&pins),
+        Command::Status { .. } => Ok(inspect::print_status(&pins)?),
         Command::Conns { .. } => {
             inspect::require_datapath(&pins)?;
-            inspect::print_conns(&pins)
+            Ok(inspect::print_conns(&pins)?)
         }
         Command::Pods { json, .. } => {
             let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
@@ -581,7 +581,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 Some(d) if !(d.is_finite() && d > 0.0) => return Err(format!("--duration {d}: give a positive number of seconds")),
                 d => d.map(std::time::Duration::from_secs_f64),
             };
-            trace::run(&pins, &trace::TraceOpts { json, netns_cookie, count, duration, backlog })
+            Ok(trace::run(&pins, &trace::TraceOpts { json, netns_cookie, count, duration, backlog })?)
         }
     }
 }

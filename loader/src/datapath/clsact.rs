@@ -20,6 +20,7 @@
 use std::io;
 use std::os::fd::{AsRawFd, FromRawFd, OwnedFd, RawFd};
 
+use crate::error::{Error, OrOs};
 use crate::libbpf;
 
 /// The handle of meshwire's filters ("MW" in ASCII).
@@ -50,51 +51,51 @@ fn side(ingress: bool) -> &'static str {
 /// interface's qdisc, given the program meshwire puts there.
 /// (The kernel's list first: asking libbpf about an empty place makes it
 /// log the kernel's complaint as a warning.)
-pub fn slot(ifindex: u32, ingress: bool, program: &str) -> Result<Slot, String> {
-    let at_ours: Vec<Filter> =
-        dump_filters(ifindex, ingress).map_err(|e| format!("listing tc filters: {e}"))?.into_iter().filter(|f| f.priority == PRIORITY).collect();
+pub fn slot(ifindex: u32, ingress: bool, program: &str) -> Result<Slot, Error> {
+    let at_ours: Vec<Filter> = dump_filters(ifindex, ingress).or_os(|| "listing tc filters")?.into_iter().filter(|f| f.priority == PRIORITY).collect();
     if let Some(f) = at_ours.iter().find(|f| f.kind != "bpf") {
         return Ok(Slot::Other(format!("a {} filter", f.kind)));
     }
     if !at_ours.iter().any(|f| f.handle == HANDLE) {
         return Ok(Slot::Empty);
     }
-    match libbpf::tc_query(ifindex, ingress, PRIORITY, HANDLE).map_err(|e| e.to_string())? {
+    match libbpf::tc_query(ifindex, ingress, PRIORITY, HANDLE)? {
         None => Ok(Slot::Empty),
         Some(id) => {
-            let name = libbpf::prog_name_by_id(id).map_err(|e| e.to_string())?;
+            let name = libbpf::prog_name_by_id(id)?;
             Ok(if name == program { Slot::Ours(id) } else { Slot::Other(format!("a bpf filter running program {name} (id {id})")) })
         }
     }
 }
 
 /// Create the interface's clsact qdisc unless it has one. Ok(true): created here.
-pub fn ensure_qdisc(ifindex: u32) -> Result<bool, String> {
-    if has_qdisc(ifindex).map_err(|e| format!("listing qdiscs: {e}"))? {
+pub fn ensure_qdisc(ifindex: u32) -> Result<bool, Error> {
+    if has_qdisc(ifindex).or_os(|| "listing qdiscs")? {
         return Ok(false);
     }
-    libbpf::tc_qdisc_create(ifindex).map_err(|e| e.to_string())
+    Ok(libbpf::tc_qdisc_create(ifindex)?)
 }
 
 /// Put `prog_fd` (the program named `program`) at meshwire's place on its side: a new
 /// filter, or the program of meshwire's filter replaced in one step. A filter
 /// of someone else's at that place is refused, and left as it is.
-pub fn attach(ifindex: u32, ingress: bool, program: &str, prog_fd: RawFd) -> Result<(), String> {
+pub fn attach(ifindex: u32, ingress: bool, program: &str, prog_fd: RawFd) -> Result<(), Error> {
     if let Slot::Other(what) = slot(ifindex, ingress, program)? {
-        return Err(format!(
+        return Err(Error::Internal(format!(
             "the {} place meshwire's filters use (priority {PRIORITY}, handle {HANDLE:#x}) holds {what}, not {}; another program uses it, and it is left alone",
             side(ingress),
             program
-        ));
+        )));
     }
-    libbpf::tc_attach(ifindex, ingress, PRIORITY, HANDLE, prog_fd).map(|_| ()).map_err(|e| e.to_string())
+    libbpf::tc_attach(ifindex, ingress, PRIORITY, HANDLE, prog_fd)?;
+    Ok(())
 }
 
 /// Remove meshwire's filter running `program` on one side. Ok(false): it was not there (a filter
 /// of someone else's at that place stays).
-pub fn detach(ifindex: u32, ingress: bool, program: &str) -> Result<bool, String> {
+pub fn detach(ifindex: u32, ingress: bool, program: &str) -> Result<bool, Error> {
     match slot(ifindex, ingress, program)? {
-        Slot::Ours(_) => libbpf::tc_detach(ifindex, ingress, PRIORITY, HANDLE).map_err(|e| e.to_string()),
+        Slot::Ours(_) => Ok(libbpf::tc_detach(ifindex, ingress, PRIORITY, HANDLE)?),
         Slot::Other(what) => {
             log::warn!("ifindex {ifindex}: leaving {what} at meshwire's {} place; it is not {}", side(ingress), program);
             Ok(false)
@@ -105,10 +106,10 @@ pub fn detach(ifindex: u32, ingress: bool, program: &str) -> Result<bool, String
 
 /// The filters on the interface's clsact qdisc, both sides, that are not
 /// meshwire's, described ("ingress priority 49152 handle 0x1 u32").
-pub fn other_filters(ifindex: u32) -> Result<Vec<String>, String> {
+pub fn other_filters(ifindex: u32) -> Result<Vec<String>, Error> {
     let mut others = Vec::new();
     for ingress in [true, false] {
-        for f in dump_filters(ifindex, ingress).map_err(|e| format!("listing tc filters: {e}"))? {
+        for f in dump_filters(ifindex, ingress).or_os(|| "listing tc filters")? {
             // The kernel lists each priority's classifier once on its own (handle 0).
             if f.priority == PRIORITY && (f.handle == HANDLE || f.handle == 0) {
                 continue;
@@ -121,11 +122,11 @@ pub fn other_filters(ifindex: u32) -> Result<Vec<String>, String> {
 
 /// Delete the interface's clsact qdisc. Call only when meshwire created it
 /// and [`other_filters`] is empty. Ok(false): it was gone already.
-pub fn remove_qdisc(ifindex: u32) -> Result<bool, String> {
+pub fn remove_qdisc(ifindex: u32) -> Result<bool, Error> {
     match libbpf::tc_qdisc_destroy(ifindex) {
         Ok(()) => Ok(true),
         Err(e) if matches!(e.source.raw_os_error(), Some(libc::ENOENT) | Some(libc::EINVAL)) => Ok(false),
-        Err(e) => Err(e.to_string()),
+        Err(e) => Err(e.into()),
     }
 }
 

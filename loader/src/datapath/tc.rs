@@ -36,7 +36,7 @@ use crate::libbpf;
 use crate::datapath::objects::{self, Hook, ProgramSpec};
 use crate::datapath::pins::{temp_pin, PodPins, Pins};
 use crate::timing;
-use crate::error::Error;
+use crate::error::{Error, OrOs};
 use crate::system;
 
 /// A tc program of the datapath and where a pod's link to it is pinned.
@@ -75,7 +75,7 @@ static HAS_TCX: OnceLock<bool> = OnceLock::new();
 
 /// What `mode` means on this kernel; `prog_fd` (a tc program) is what "auto"
 /// asks the kernel with.
-pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, String> {
+pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, Error> {
     match mode {
         TcAttach::Tcx => Ok(Method::Tcx),
         TcAttach::Clsact => Ok(Method::Clsact),
@@ -83,7 +83,7 @@ pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, String> {
             let has_tcx = match HAS_TCX.get() {
                 Some(&known) => known,
                 None => {
-                    let answer = libbpf::tcx_supported(prog_fd).map_err(|e| e.to_string())?;
+                    let answer = libbpf::tcx_supported(prog_fd)?;
                     if HAS_TCX.set(answer).is_ok() {
                         log::info!("tc: this kernel {} tcx links; pods' tc programs are attached {}", if answer { "has" } else { "lacks" }, if answer { "as tcx links" } else { "as clsact filters" });
                     }
@@ -98,38 +98,38 @@ pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, String> {
 /// Pin `fd` at `path`, replacing what is there in one step: pin to a
 /// temporary name, then rename(2) over the old pin (bpffs supports it), so
 /// the path never goes missing and the old object's pin reference is dropped.
-fn replace_pin(fd: &impl AsRawFd, path: &Path) -> Result<(), String> {
+fn replace_pin(fd: &impl AsRawFd, path: &Path) -> Result<(), Error> {
     let tmp = temp_pin(path);
     remove_if_present(&tmp)?;
-    libbpf::obj_pin(fd, &tmp).map_err(|e| e.to_string())?;
+    libbpf::obj_pin(fd, &tmp)?;
     std::fs::rename(&tmp, path).map_err(|e| {
         let _ = std::fs::remove_file(&tmp);
-        format!("renaming {} to {}: {e}", tmp.display(), path.display())
+        Error::os(format_args!("renaming {} to {}", tmp.display(), path.display()), &e)
     })
 }
 
 /// Ok(true): removed; Ok(false): was not there.
-fn remove_if_present(path: &Path) -> Result<bool, String> {
+fn remove_if_present(path: &Path) -> Result<bool, Error> {
     match std::fs::remove_file(path) {
         Ok(()) => Ok(true),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(false),
-        Err(e) => Err(format!("removing {}: {e}", path.display())),
+        Err(e) => Err(Error::os(format_args!("removing {}", path.display()), &e)),
     }
 }
 
-fn tc_program(program: &str) -> Result<&'static TcProgram, String> {
-    TC_PROGRAMS.iter().find(|p| p.program == program).ok_or_else(|| format!("{program} is not a tc program of meshwire"))
+fn tc_program(program: &str) -> Result<&'static TcProgram, Error> {
+    TC_PROGRAMS.iter().find(|p| p.program == program).ok_or_else(|| Error::Invalid(format!("{program} is not a tc program of meshwire")))
 }
 
 /// Install step of a tc program (called with the pin lock held): pin it at
 /// `progs/<program>`, replacing an earlier pin atomically, and move every
 /// pod's link of this program onto it. Ok(true) when the pin is new.
-pub fn pin_program(pins: &Pins, program: &str, prog_fd: RawFd) -> Result<bool, String> {
+pub fn pin_program(pins: &Pins, program: &str, prog_fd: RawFd) -> Result<bool, Error> {
     let tc = tc_program(program)?;
     let path = pins.prog(program);
     let existed = path.exists();
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(prog_fd) };
-    replace_pin(&fd, &path).map_err(|e| format!("{program}: {e}"))?;
+    replace_pin(&fd, &path).map_err(|e| e.context(program))?;
     update_pod_links(pins, tc, prog_fd);
     Ok(!existed)
 }
@@ -177,14 +177,14 @@ fn in_pod_netns<T: Send + 'static>(
     netns: &Path,
     cookie: u64,
     ifname: &str,
-    f: impl FnOnce(u32) -> Result<T, String> + Send + 'static,
-) -> Result<Reach<T>, String> {
+    f: impl FnOnce(u32) -> Result<T, Error> + Send + 'static,
+) -> Result<Reach<T>, Error> {
     let file = match File::open(netns) {
         Ok(f) => f,
         Err(e) if e.kind() == io::ErrorKind::NotFound => {
             return Ok(Reach::Unreachable(Error::NetnsGone(format!("opening network namespace {}: {e}", netns.display()))))
         }
-        Err(e) => return Err(format!("opening network namespace {}: {e}", netns.display())),
+        Err(e) => return Err(Error::os(format_args!("opening network namespace {}", netns.display()), &e)),
     };
     let shown = netns.display().to_string();
     let ifname = ifname.to_string();
@@ -196,12 +196,12 @@ fn in_pod_netns<T: Send + 'static>(
             Ok(i) => i,
             Err(e) => return Ok(Reach::Unreachable(Error::NotFound(format!("no interface {ifname} in network namespace {shown}: {e}")))),
         };
-        f(ifindex).map(Reach::Done).map_err(|e| format!("{ifname} in {shown}: {e}"))
+        f(ifindex).map(Reach::Done).map_err(|e| e.context(format_args!("{ifname} in {shown}")))
     })
 }
 
-fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, String> {
-    pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))
+fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, Error> {
+    pins.lock().or_os(|| format!("locking {}", pins.root().display()))
 }
 
 /// Attach the tc programs to `ifname` in the pod's network namespace
@@ -228,33 +228,33 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     {
         use std::os::unix::fs::DirBuilderExt;
         let dir = pod.dir();
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).or_os(|| format!("creating {}", dir.display()))?;
     }
 
     // The previous layout's qdisc marker becomes this interface's.
     let legacy_marker = pod.legacy_qdisc_marker();
     if pod.qdisc_marker_for(ifname) == legacy_marker {
-        std::fs::rename(&legacy_marker, pod.qdisc_marker(ifname)).map_err(|e| format!("renaming {}: {e}", legacy_marker.display()))?;
+        std::fs::rename(&legacy_marker, pod.qdisc_marker(ifname)).or_os(|| format!("renaming {}", legacy_marker.display()))?;
     }
     let pod_owned = pod.clone();
     let ifname_owned = ifname.to_string();
-    let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), String> {
+    let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), Error> {
         let marker = pod_owned.qdisc_marker(&ifname_owned);
         match method {
             Method::Tcx => {
                 for (tc, prog) in &progs {
-                    attach_one(&pod_owned, tc, prog, ifindex, &ifname_owned).map_err(|e| format!("{}: {e}", tc.program))?;
+                    attach_one(&pod_owned, tc, prog, ifindex, &ifname_owned).map_err(|e| e.context(tc.program))?;
                 }
                 remove_filters_here(ifindex, &marker)
             }
             Method::Clsact => {
                 if clsact::ensure_qdisc(ifindex)? {
-                    std::fs::create_dir_all(&marker).map_err(|e| format!("creating {}: {e}", marker.display()))?;
+                    std::fs::create_dir_all(&marker).or_os(|| format!("creating {}", marker.display()))?;
                 }
                 let on_if = pod_owned.clsact_if_marker(&ifname_owned);
-                std::fs::create_dir_all(&on_if).map_err(|e| format!("creating {}: {e}", on_if.display()))?;
+                std::fs::create_dir_all(&on_if).or_os(|| format!("creating {}", on_if.display()))?;
                 for (tc, prog) in &progs {
-                    clsact::attach(ifindex, tc.ingress, tc.program, prog.as_raw_fd()).map_err(|e| format!("{}: {e}", tc.program))?;
+                    clsact::attach(ifindex, tc.ingress, tc.program, prog.as_raw_fd()).map_err(|e| e.context(tc.program))?;
                 }
                 // tcx links this interface had (this layout's or the previous one's) go.
                 for tc in TC_PROGRAMS {
@@ -268,7 +268,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     let result = match reached {
         Ok(Reach::Done(())) => Ok(()),
         Ok(Reach::Unreachable(why)) => Err(why),
-        Err(e) => Err(Error::from(e)),
+        Err(e) => Err(e),
     };
     if let Err(e) = result {
         if let Err(e2) = detach_locked(pins, cookie, Some((netns, ifname))) {
@@ -282,7 +282,7 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
 /// In the pod's netns: the previous layout's link of `tc`, if it runs on
 /// `ifindex`, is moved to `to` (renamed: it stays attached), or detached and
 /// unpinned when `to` is None.
-fn take_legacy_link(pod: &PodPins, tc: &TcProgram, ifindex: u32, to: Option<&Path>) -> Result<(), String> {
+fn take_legacy_link(pod: &PodPins, tc: &TcProgram, ifindex: u32, to: Option<&Path>) -> Result<(), Error> {
     let legacy = pod.legacy_link(tc.link);
     let Ok(link) = libbpf::obj_get(&legacy) else { return Ok(()) };
     match libbpf::link_tcx_info(&link) {
@@ -290,9 +290,9 @@ fn take_legacy_link(pod: &PodPins, tc: &TcProgram, ifindex: u32, to: Option<&Pat
         _ => return Ok(()),
     }
     match to {
-        Some(to) => std::fs::rename(&legacy, to).map_err(|e| format!("renaming {} to {}: {e}", legacy.display(), to.display())),
+        Some(to) => std::fs::rename(&legacy, to).or_os(|| format!("renaming {} to {}", legacy.display(), to.display())),
         None => {
-            libbpf::detach_pinned_link(&legacy).map_err(|e| e.to_string())?;
+            libbpf::detach_pinned_link(&legacy)?;
             remove_if_present(&legacy).map(|_| ())
         }
     }
@@ -301,7 +301,7 @@ fn take_legacy_link(pod: &PodPins, tc: &TcProgram, ifindex: u32, to: Option<&Pat
 /// One link, in the pod's netns: keep (and refresh) a live link on this
 /// interface (also one the previous layout pinned), else create one and pin
 /// it over whatever was there.
-fn attach_one(pod: &PodPins, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifname: &str) -> Result<(), String> {
+fn attach_one(pod: &PodPins, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifname: &str) -> Result<(), Error> {
     let path = pod.link(tc.link, ifname);
     if !path.exists() {
         take_legacy_link(pod, tc, ifindex, Some(&path))?;
@@ -309,16 +309,16 @@ fn attach_one(pod: &PodPins, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifnam
     if let Ok(link) = libbpf::obj_get(&path) {
         if let Ok(Some(info)) = libbpf::link_tcx_info(&link) {
             if info.ifindex == ifindex && info.ingress == tc.ingress {
-                return libbpf::link_update(&link, prog.as_raw_fd(), tc.program).map_err(|e| e.to_string());
+                return Ok(libbpf::link_update(&link, prog.as_raw_fd(), tc.program)?);
             }
         }
     }
     let link = libbpf::tcx_link_create(prog.as_raw_fd(), ifindex, tc.ingress).map_err(|e| {
         if matches!(e.source.raw_os_error(), Some(libc::EINVAL) | Some(libc::EOPNOTSUPP)) {
             let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".to_string(), |r| r.trim().to_string());
-            format!("{e}: this kernel ({release}) may lack tcx links (Linux 6.6); set [tc] attach = \"auto\" or \"clsact\" to use a clsact qdisc instead")
+            Error::from(e).map_message(|m| format!("{m}: this kernel ({release}) may lack tcx links (Linux 6.6); set [tc] attach = \"auto\" or \"clsact\" to use a clsact qdisc instead"))
         } else {
-            e.to_string()
+            Error::from(e)
         }
     })?;
     replace_pin(&link, &path)
@@ -333,17 +333,17 @@ fn attach_one(pod: &PodPins, tc: &TcProgram, prog: &OwnedFd, ifindex: u32, ifnam
 pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), Error> {
     if !pins.root().exists() {
         // Nothing pinned (cleaned up): filters are all there can be.
-        return Ok(remove_filters(pins, cookie, iface)?);
+        return remove_filters(pins, cookie, iface);
     }
     let _lock = lock(pins)?;
     let detached = detach_locked(pins, cookie, iface);
     timing::mark("tc detach");
-    Ok(detached?)
+    detached
 }
 
 /// With `iface`, that interface's attachment only (the pod's directory goes
 /// with its last interface); without, everything of the pod's pins.
-fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
+fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), Error> {
     remove_filters(pins, cookie, iface)?;
     let pod = pins.pod(cookie);
     if let Some((_, ifname)) = iface.filter(|(_, i)| !i.is_empty()) {
@@ -363,7 +363,7 @@ fn link_names() -> Vec<&'static str> {
 }
 
 /// meshwire's clsact filters on the pod's interface, if it is still there.
-fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), String> {
+fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), Error> {
     let Some((netns, ifname)) = iface.filter(|(_, i)| !i.is_empty()) else {
         return Ok(());
     };
@@ -380,7 +380,7 @@ fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
 /// In the pod's netns: meshwire's filters off the interface, then the qdisc
 /// if `marker` says meshwire created it and no other filter is on it (with
 /// other filters there it is theirs now: the marker goes, the qdisc stays).
-fn remove_filters_here(ifindex: u32, marker: &Path) -> Result<(), String> {
+fn remove_filters_here(ifindex: u32, marker: &Path) -> Result<(), Error> {
     for tc in TC_PROGRAMS {
         clsact::detach(ifindex, tc.ingress, tc.program)?;
     }
@@ -396,11 +396,11 @@ fn remove_filters_here(ifindex: u32, marker: &Path) -> Result<(), String> {
     remove_dir_if_present(marker)
 }
 
-fn remove_dir_if_present(path: &Path) -> Result<(), String> {
+fn remove_dir_if_present(path: &Path) -> Result<(), Error> {
     match std::fs::remove_dir(path) {
         Ok(()) => Ok(()),
         Err(e) if e.kind() == io::ErrorKind::NotFound => Ok(()),
-        Err(e) => Err(format!("removing {}: {e}", path.display())),
+        Err(e) => Err(Error::os(format_args!("removing {}", path.display()), &e)),
     }
 }
 
@@ -435,11 +435,11 @@ pub fn check_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result
 }
 
 /// Links at `paths`, detached and unpinned; returns the paths removed.
-fn remove_link_pins(paths: impl Iterator<Item = PathBuf>) -> Result<Vec<PathBuf>, String> {
+fn remove_link_pins(paths: impl Iterator<Item = PathBuf>) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
     for path in paths {
         remove_if_present(&temp_pin(&path))?;
-        libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
+        libbpf::detach_pinned_link(&path)?;
         if remove_if_present(&path)? {
             removed.push(path);
         }
@@ -448,12 +448,12 @@ fn remove_link_pins(paths: impl Iterator<Item = PathBuf>) -> Result<Vec<PathBuf>
 }
 
 /// One interface's tcx links.
-fn remove_iface_links(pod: &PodPins, ifname: &str) -> Result<Vec<PathBuf>, String> {
+fn remove_iface_links(pod: &PodPins, ifname: &str) -> Result<Vec<PathBuf>, Error> {
     remove_link_pins(TC_PROGRAMS.iter().map(|tc| pod.link(tc.link, ifname)))
 }
 
 /// Every tcx link of a pod (both layouts).
-fn remove_links(pod: &PodPins) -> Result<Vec<PathBuf>, String> {
+fn remove_links(pod: &PodPins) -> Result<Vec<PathBuf>, Error> {
     let legacy = TC_PROGRAMS.iter().map(|tc| pod.legacy_link(tc.link));
     let suffixed = TC_PROGRAMS.iter().flat_map(|tc| pod.links_of(tc.link).into_iter().filter(|p| *p != pod.legacy_link(tc.link)));
     remove_link_pins(legacy.chain(suffixed))
@@ -462,7 +462,7 @@ fn remove_links(pod: &PodPins) -> Result<Vec<PathBuf>, String> {
 /// What `detach_pod` removes from bpffs, without taking the lock; returns
 /// the paths. The qdisc marker goes too: who asks this without the pod's
 /// interface cannot reach the qdisc anyway.
-fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
+fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, Error> {
     let pod = pins.pod(cookie);
     let dir = pod.dir();
     let removed = remove_links(&pod)?;
@@ -476,7 +476,7 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
     match std::fs::remove_dir(dir) {
         Ok(()) => {}
         Err(e) if e.kind() == io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("removing {}: {e} (files there are not meshwire's)", dir.display())),
+        Err(e) => return Err(Error::os(format_args!("removing {}", dir.display()), &e).map_message(|m| format!("{m} (files there are not meshwire's)"))),
     }
     Ok(removed)
 }
@@ -488,7 +488,7 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, String> {
 /// the filters found go as `detach_pod` removes them. Returns the pods
 /// detached; a pod whose namespace is not found keeps nothing but its pins,
 /// which cleanup removes next.
-pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, String> {
+pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, Error> {
     let orphans: Vec<(u64, Vec<String>)> =
         pod_cookies(pins).into_iter().map(|c| (c, pins.pod(c).clsact_ifnames())).filter(|(_, ifs)| !ifs.is_empty()).collect();
     if orphans.is_empty() {
@@ -522,7 +522,7 @@ pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, String
 
 /// For `datapath::cleanup` (lock held): every pod's links and the program
 /// pins. Returns the paths removed.
-pub fn remove_all_pins(pins: &Pins) -> Result<Vec<PathBuf>, String> {
+pub fn remove_all_pins(pins: &Pins) -> Result<Vec<PathBuf>, Error> {
     let mut removed = Vec::new();
     for cookie in pod_cookies(pins) {
         removed.extend(remove_pod_pins(pins, cookie)?);

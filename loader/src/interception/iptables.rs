@@ -81,7 +81,7 @@ use crate::config::{Cidr4, Cidr6, Config, Ipv6Policy};
 use super::ebpf::EbpfTc;
 use super::pods::{merged, MeshedPod};
 use super::Interception;
-use crate::error::Error;
+use crate::error::{Error, OrOs};
 use crate::system;
 
 pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";
@@ -663,25 +663,25 @@ struct Entered {
 fn in_pod_netns<T: Send + 'static>(
     netns: &Path,
     cookie: u64,
-    f: impl FnOnce(&Entered) -> Result<T, String> + Send + 'static,
-) -> Result<Option<T>, String> {
+    f: impl FnOnce(&Entered) -> Result<T, Error> + Send + 'static,
+) -> Result<Option<T>, Error> {
     // The loader's own namespace (and PID 1's): read here, before any setns.
     let host = system::host_netns_cookies()?;
     if host.contains(&cookie) {
-        return Err(format!("netns cookie {cookie} is the host's network namespace; iptables rules are only ever installed in a pod's"));
+        return Err(Error::Invalid(format!("netns cookie {cookie} is the host's network namespace; iptables rules are only ever installed in a pod's")));
     }
     let file = match File::open(netns) {
         Ok(f) => f,
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(format!("opening network namespace {}: {e}", netns.display())),
+        Err(e) => return Err(Error::os(format_args!("opening network namespace {}", netns.display()), &e)),
     };
-    let meta = file.metadata().map_err(|e| format!("stat {}: {e}", netns.display()))?;
+    let meta = file.metadata().or_os(|| format!("stat {}", netns.display()))?;
     let shown = netns.display().to_string();
     let userns = system::userns::owner_of(&file, &shown)?;
     let entered = Entered { dev: meta.dev(), ino: meta.ino(), userns };
     system::run_in_netns(file, &shown.clone(), move |now| {
         if host.contains(&now) {
-            return Err(format!("{shown} is the host's network namespace; iptables rules are only ever installed in a pod's"));
+            return Err(Error::Invalid(format!("{shown} is the host's network namespace; iptables rules are only ever installed in a pod's")));
         }
         if now != cookie {
             // The path names another namespace now: the pod's is gone.
@@ -699,6 +699,13 @@ struct IptError {
     not_installed: bool,
     /// What it printed on stderr, when it ran and failed.
     stderr: String,
+}
+
+/// A command that failed is the node's problem, not the request's.
+impl From<IptError> for Error {
+    fn from(e: IptError) -> Error {
+        Error::Internal(e.msg)
+    }
 }
 
 /// Does an ip(6)tables error say that the table, its chains or the whole
@@ -794,28 +801,28 @@ const PASS_INSTEAD: &str = "set interception.ipv6 = \"pass\" to run without them
 
 /// What an IPv6 table holds of ours; None when there cannot be anything:
 /// no IPv6 in the namespace, ip6tables not installed, or the table missing.
-fn found_if_any(ns: &Entered, fam: &Family) -> Result<Option<Found>, String> {
+fn found_if_any(ns: &Entered, fam: &Family) -> Result<Option<Found>, Error> {
     if fam.proc_file.is_some_and(|f| !Path::new(f).exists()) {
         return Ok(None);
     }
     match save(ns, fam) {
         Ok(found) => Ok(Some(found)),
         Err(e) if e.not_installed || says_absent(&e.stderr) => Ok(None),
-        Err(e) => Err(e.msg),
+        Err(e) => Err(e.into()),
     }
 }
 
 /// What a table holds of ours: an IPv6 table that is to hold nothing may be
 /// missing altogether (and ip6tables with it).
-fn found_for(ns: &Entered, fam: &Family, want: bool) -> Result<Found, String> {
+fn found_for(ns: &Entered, fam: &Family, want: bool) -> Result<Found, Error> {
     match !want && fam.is_v6() {
         true => found_if_any(ns, fam).map(Option::unwrap_or_default),
-        false => save(ns, fam).map_err(|e| e.msg),
+        false => Ok(save(ns, fam)?),
     }
 }
 
 /// Bring one table to the step's state; Ok(what it held before).
-fn take_step(ns: &Entered, step: &Step) -> Result<Found, String> {
+fn take_step(ns: &Entered, step: &Step) -> Result<Found, Error> {
     let before = found_for(ns, &step.fam, step.want.is_some())?;
     let script = match &step.want {
         Some(rules) => Some(install_script(&step.fam, &before, rules)),
@@ -825,7 +832,7 @@ fn take_step(ns: &Entered, step: &Step) -> Result<Found, String> {
         match restore(ns, &step.fam, &script) {
             // Removing from an IPv6 table that is not there: nothing to remove.
             Err(e) if step.want.is_none() && step.fam.is_v6() && says_absent(&e.stderr) => {}
-            Err(e) => return Err(e.msg),
+            Err(e) => return Err(e.into()),
             Ok(()) => {}
         }
     }
@@ -833,13 +840,13 @@ fn take_step(ns: &Entered, step: &Step) -> Result<Found, String> {
 }
 
 /// Put a table back as it was (`before`).
-fn put_back(ns: &Entered, fam: &Family, before: &Found) -> Result<(), String> {
+fn put_back(ns: &Entered, fam: &Family, before: &Found) -> Result<(), Error> {
     let now = found_for(ns, fam, before.anything())?;
     let script = match before.anything() {
         true => Some(install_script(fam, &now, &before.rules)),
         false => remove_script(fam, &now),
     };
-    script.map_or(Ok(()), |s| restore(ns, fam, &s).map_err(|e| e.msg))
+    script.map_or(Ok(()), |s| Ok(restore(ns, fam, &s)?))
 }
 
 /// After a step failed: the tables the steps before it changed are put
@@ -894,12 +901,13 @@ fn apply_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> 
             match take_step(ns, step) {
                 Ok(before) => taken.push((step.fam, before)),
                 Err(e) => {
-                    let e = match (step.fam.is_v6(), step.want.is_some()) {
+                    let e = e.map_message(|e| match (step.fam.is_v6(), step.want.is_some()) {
                         (true, true) => format!("{}; its IPv4 rules were not applied either", ipv6_needs(node.ipv6, &e)),
                         (true, false) => format!("removing its IPv6 rules ({}): {e}; its IPv4 rules were not applied either", step.why),
                         (false, _) => e,
-                    };
-                    return Err(format!("pod {id}: {e}{}", put_all_back(ns, &taken)));
+                    });
+                    let put_back = put_all_back(ns, &taken);
+                    return Err(e.map_message(|e| format!("pod {id}: {e}{put_back}")));
                 }
             }
         }
@@ -915,29 +923,30 @@ fn apply_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> 
 
 /// Remove the pod's jumps and chains, of both families. A namespace that is
 /// gone took its rules with it: Ok.
-pub fn remove(pod: &MeshedPod) -> Result<(), String> {
-    remove_in_with(IP6, &pod.netns, pod.cookie).map_err(|e| format!("pod {}: {e}", pod.container_id))
+pub fn remove(pod: &MeshedPod) -> Result<(), Error> {
+    remove_in_with(IP6, &pod.netns, pod.cookie).map_err(|e| e.context(format_args!("pod {}", pod.container_id)))
 }
 
-fn remove_in_with(ip6: Ip6, netns: &Path, cookie: u64) -> Result<(), String> {
+fn remove_in_with(ip6: Ip6, netns: &Path, cookie: u64) -> Result<(), Error> {
     in_pod_netns(netns, cookie, move |ns| {
         // Every table, even when one fails; the REDIRECTs before their guard.
-        let errors: Vec<String> =
+        let errors: Vec<Error> =
             ip6.all().into_iter().chain([V4, GUARD, RAW]).filter_map(|fam| take_step(ns, &Step::none(fam, "removed")).err()).collect();
-        match errors.is_empty() {
-            true => Ok(()),
-            false => Err(errors.join("; ")),
+        match errors.split_first() {
+            None => Ok(()),
+            // The first one's kind; every message.
+            Some((first, _)) => Err(first.clone().map_message(|_| errors.iter().map(Error::message).collect::<Vec<_>>().join("; "))),
         }
     })
     .map(|_| ())
 }
 
 /// Are the pod's rules there, exactly, in both families? Err says what differs.
-pub fn check(node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+pub fn check(node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
     check_with(IP6, node, pod)
 }
 
-fn check_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), String> {
+fn check_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> {
     let (node, p) = (node.clone(), pod.clone());
     in_pod_netns(&pod.netns, pod.cookie, move |ns| {
         let id = &p.container_id;
@@ -946,28 +955,34 @@ fn check_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), String>
         // differs there says most.
         steps.sort_by_key(|s| (!s.fam.is_v6(), ["nat", "filter", "raw"].iter().position(|t| *t == s.fam.table)));
         for step in &steps {
-            let found = found_for(ns, &step.fam, step.want.is_some()).map_err(|e| match step.fam.is_v6() {
-                true => format!("pod {id}: {}", ipv6_needs(node.ipv6, &e)),
-                false => format!("pod {id}: {e}"),
+            let found = found_for(ns, &step.fam, step.want.is_some()).map_err(|e| {
+                e.map_message(|e| match step.fam.is_v6() {
+                    true => format!("pod {id}: {}", ipv6_needs(node.ipv6, &e)),
+                    false => format!("pod {id}: {e}"),
+                })
             })?;
             match &step.want {
                 Some(want) => compare(&step.fam, id, &found, want)?,
                 None if found.anything() => {
-                    return Err(format!(
+                    return Err(Error::Inconsistent(format!(
                         "pod {id}: {}, but the {} table still has {} or {} (applying again removes them)",
                         step.why, step.fam.label, step.fam.chain_out, step.fam.chain_in
-                    ))
+                    )))
                 }
                 None => {}
             }
         }
         Ok(())
     })?
-    .ok_or_else(|| format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display()))
+    .ok_or_else(|| Error::NetnsGone(format!("pod {}: network namespace {} is gone", pod.container_id, pod.netns.display())))
 }
 
 /// Does one family's table hold exactly `want`, and the jumps?
-fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(), String> {
+fn compare(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(), Error> {
+    compare_rules(fam, id, found, want).map_err(Error::Inconsistent)
+}
+
+fn compare_rules(fam: &Family, id: &str, found: &Found, want: &[String]) -> Result<(), String> {
     if found.jumps_out == 0 {
         return Err(format!("pod {id}: {} {} has no jump to {}", fam.label, fam.hook_out, fam.chain_out));
     }
@@ -1030,8 +1045,13 @@ impl Interception for Iptables {
         self.ebpf.remove(pod, siblings)
     }
 
+    /// CHECK answers whatever it could not confirm, also a namespace that
+    /// is gone or rules it could not read, as Inconsistent.
     fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
-        check(&self.rules, &merged(pod, siblings)).map_err(Error::Inconsistent)
+        check(&self.rules, &merged(pod, siblings)).map_err(|e| match e {
+            Error::Inconsistent(_) => e,
+            other => Error::Inconsistent(other.message().to_string()),
+        })
     }
 
     fn sweep(&self, known: &[MeshedPod]) -> Result<(), Error> {
@@ -1312,7 +1332,7 @@ mod tests {
             .unwrap();
         assert!(del.success());
         let e = check(&n, &p).unwrap_err();
-        assert!(e.contains("--dport 5432"), "{e}");
+        assert!(e.message().contains("--dport 5432"), "{e}");
         apply(&n, &p).unwrap();
         check(&n, &p).unwrap();
 
@@ -1325,7 +1345,7 @@ mod tests {
         assert!(!nat.contains("MESHWIRE"), "{nat}");
         assert!(nat.contains("-A OUTPUT -d 192.0.2.1/32 -j ACCEPT"), "{nat}");
         assert!(!ns.filter6().contains("MESHWIRE"), "{}", ns.filter6());
-        assert!(check(&n, &p).unwrap_err().contains("no jump"));
+        assert!(matches!(check(&n, &p).unwrap_err(), Error::Inconsistent(m) if m.contains("no jump")));
         assert_eq!(host_nat(), host_before, "the machine's nat table changed");
         assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
     }
@@ -1441,13 +1461,13 @@ mod tests {
         }
         let mut off = p.clone();
         off.dns_capture = false;
-        assert!(check(&n, &off).unwrap_err().contains("UDP jump"));
+        assert!(check(&n, &off).unwrap_err().message().contains("UDP jump"));
         apply(&n, &off).unwrap();
         check(&n, &off).unwrap();
         let nat = ns.nat();
         assert!(!nat.contains("-p udp") && !nat.contains("--dport 53 "), "{nat}");
         assert!(!ns.save("iptables-save", "raw").contains("MESHWIRE"), "zones gone with DNS capture");
-        assert!(check(&n, &p).unwrap_err().contains("no UDP jump"));
+        assert!(check(&n, &p).unwrap_err().message().contains("no UDP jump"));
         apply(&n, &p).unwrap();
         remove(&p).unwrap();
         assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
@@ -1525,21 +1545,21 @@ mod tests {
             .unwrap();
         assert!(del.success());
         let e = check(&n, &p).unwrap_err();
-        assert!(e.contains("-A MESHWIRE_INBOUND6 -i lo -j RETURN"), "{e}");
+        assert!(e.message().contains("-A MESHWIRE_INBOUND6 -i lo -j RETURN"), "{e}");
         apply(&n, &p).unwrap();
         check(&n, &p).unwrap();
 
         // interception.ipv6 = "pass": a new apply removes the IPv6 chains and
         // keeps IPv4 as it was.
         let pass = node_pass();
-        assert!(check(&pass, &p).unwrap_err().contains("interception.ipv6 = \"pass\""));
+        assert!(check(&pass, &p).unwrap_err().message().contains("interception.ipv6 = \"pass\""));
         apply(&pass, &p).unwrap();
         apply(&pass, &p).unwrap();
         let f6 = ns.filter6();
         assert!(!f6.contains("MESHWIRE"), "{f6}");
         assert_eq!(ours4(&ns.nat()), v4);
         check(&pass, &p).unwrap();
-        assert!(check(&n, &p).unwrap_err().contains("ip6tables filter OUTPUT has no jump to MESHWIRE_OUTPUT6"));
+        assert!(check(&n, &p).unwrap_err().message().contains("ip6tables filter OUTPUT has no jump to MESHWIRE_OUTPUT6"));
         assert_eq!(connect_from(&ns.path, "[fd00:99::1]:7000", None), Ok(()), "passes");
         assert_eq!(connect_from(&peer.path, "[fd00:98::1]:8443", None), Ok(()), "passes");
 
@@ -1761,7 +1781,7 @@ mod tests {
 
         // "refuse": the steering goes, the refusal comes; and back.
         let refuse = NodeRules { ipv6: Ipv6Policy::Refuse, ..n.clone() };
-        assert!(check(&refuse, &p).unwrap_err().contains("interception.ipv6 = \"refuse\", but the ip6tables nat table still has"));
+        assert!(check(&refuse, &p).unwrap_err().message().contains("interception.ipv6 = \"refuse\", but the ip6tables nat table still has"));
         apply(&refuse, &p).unwrap();
         check(&refuse, &p).unwrap();
         assert!(!ns.save("ip6tables-save", "nat").contains("MESHWIRE"));
@@ -1850,7 +1870,7 @@ mod tests {
             }
             assert!(!ns.nat().contains("MESHWIRE"), "IPv4 half applied: {}", ns.nat());
             let e = check_with(v6, &node(), &p).unwrap_err();
-            assert!(e.contains(missing), "{e}");
+            assert!(e.message().contains(missing), "{e}");
 
             apply_with(v6, &node_pass(), &p).unwrap();
             check_with(v6, &node_pass(), &p).unwrap();
@@ -1884,8 +1904,8 @@ mod tests {
         let ns = TestNetns::new("gone");
         let stale = pod(Path::new("/proc/self/ns/net"), ns.cookie());
         assert!(apply(&node(), &stale).unwrap_err().to_string().contains("host"));
-        assert!(remove(&stale).unwrap_err().contains("host"));
-        assert!(check(&node(), &stale).unwrap_err().contains("host"));
+        assert!(matches!(remove(&stale).unwrap_err(), Error::Invalid(m) if m.contains("host")));
+        assert!(matches!(check(&node(), &stale).unwrap_err(), Error::Invalid(m) if m.contains("host")));
         // A path that now names another pod's namespace: left alone.
         let other = TestNetns::new("other");
         let moved = pod(&other.path, ns.cookie());
@@ -2031,6 +2051,6 @@ mod tests {
         apply(&node(), &p).unwrap();
         drop(ns);
         remove(&p).unwrap();
-        assert!(check(&node(), &p).unwrap_err().contains("is gone"));
+        assert!(matches!(check(&node(), &p).unwrap_err(), Error::NetnsGone(m) if m.contains("is gone")));
     }
 }

@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use meshwire_api::{ErrorCode, Op, OpResult, PodSpec, Response, MAX_LINE};
 
-use crate::error::Error;
+use crate::error::{Error, OrOs};
 use crate::service::pod_service::PodService;
 use crate::timing;
 
@@ -185,19 +185,19 @@ fn peer_is_root(stream: &UnixStream) -> bool {
 }
 
 /// Bind the socket: directory 0700, socket 0600, a stale socket replaced.
-pub fn bind(path: &Path) -> Result<UnixListener, String> {
+pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     use std::os::unix::fs::DirBuilderExt;
     if let Some(dir) = path.parent() {
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).or_os(|| format!("creating {}", dir.display()))?;
     }
     if path.exists() {
         if UnixStream::connect(path).is_ok() {
-            return Err(format!("another loader is serving {}; stop it first", path.display()));
+            return Err(Error::Invalid(format!("another loader is serving {}; stop it first", path.display())));
         }
-        std::fs::remove_file(path).map_err(|e| format!("removing stale socket {}: {e}", path.display()))?;
+        std::fs::remove_file(path).or_os(|| format!("removing stale socket {}", path.display()))?;
     }
-    let listener = UnixListener::bind(path).map_err(|e| format!("binding {}: {e}", path.display()))?;
-    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).map_err(|e| format!("chmod {}: {e}", path.display()))?;
+    let listener = UnixListener::bind(path).or_os(|| format!("binding {}", path.display()))?;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o600)).or_os(|| format!("chmod {}", path.display()))?;
     Ok(listener)
 }
 
@@ -206,7 +206,7 @@ pub fn bind(path: &Path) -> Result<UnixListener, String> {
 /// its own thread (and is dropped after [`IDLE`]), never another caller's
 /// turn. Pod changes are serialised by the service itself. Returns when the
 /// listener fails; the threads live as long as the process.
-pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: usize) -> Result<(), String> {
+pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: usize) -> Result<(), Error> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let open = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -242,7 +242,7 @@ pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: 
                 }
             }
         })
-        .map_err(|e| format!("starting API acceptor: {e}"))?;
+        .or_os(|| "starting API acceptor")?;
     Ok(())
 }
 
@@ -397,6 +397,124 @@ mod tests {
         }
     }
 
+    /// A node with a real datapath: installed as `run` installs it, on a
+    /// private bpffs and a cgroup of the test's own, and a pod service on it.
+    struct Node {
+        _fs: crate::testutil::PrivateBpffs,
+        _cg: crate::testutil::TempCgroup,
+        pins: Pins,
+        api: Fixture,
+    }
+
+    impl Node {
+        fn new() -> Node {
+            let fs = crate::testutil::PrivateBpffs::new();
+            let cg = crate::testutil::TempCgroup::new();
+            let pins = Pins::new(&fs.path().join("meshwire"));
+            let config = crate::config::Config::parse(
+                "t.toml",
+                &format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n", pins.root().display(), cg.path().display()),
+            )
+            .unwrap();
+            crate::datapath::install(&config).unwrap();
+            let state = std::env::temp_dir().join(format!("meshwire-control-node-{}-{:?}", std::process::id(), std::thread::current().id()));
+            let _ = std::fs::remove_dir_all(&state);
+            let service = Arc::new(PodService::new(&state, crate::interception::of(&config, &pins)).unwrap());
+            Node { _fs: fs, _cg: cg, pins, api: Fixture { state, service } }
+        }
+
+        fn add(&self, id: &str, netns: &Path, ifname: &str) -> Response {
+            let req = serde_json::json!({"version": 1, "op": "add_pod", "pod": {"container_id": id, "netns": netns, "ifname": ifname, "ips": ["10.9.0.5"]}});
+            self.api.exchange(&[&req.to_string()]).remove(0)
+        }
+
+        fn pods(&self) -> usize {
+            crate::libbpf::MapFd::open_pinned(&self.pins.map(crate::datapath::pins::MAP_PODS)).unwrap().keys::<u64>().unwrap().len()
+        }
+    }
+
+    impl Drop for Node {
+        fn drop(&mut self) {
+            let _ = crate::datapath::cleanup(self.pins.root());
+        }
+    }
+
+    /// A network namespace of the test's own (`ip netns add`), deleted on drop.
+    struct TestNetns(String);
+
+    impl TestNetns {
+        fn new(tag: &str) -> TestNetns {
+            let name = format!("mwapi{}-{tag}", std::process::id());
+            let ok = std::process::Command::new("ip").args(["netns", "add", &name]).status().is_ok_and(|s| s.success());
+            assert!(ok, "ip netns add {name} failed (root and iproute2 needed)");
+            TestNetns(name)
+        }
+
+        fn path(&self) -> PathBuf {
+            PathBuf::from(format!("/run/netns/{}", self.0))
+        }
+    }
+
+    impl Drop for TestNetns {
+        fn drop(&mut self) {
+            let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    /// The codes a CNI plugin (or an operator) can act on, from a real
+    /// datapath over the socket: a full mw_pods is MapFull, a namespace that
+    /// went is NetnsGone, an interface the pod lacks is NotFound; none of
+    /// them leaves a record or a map entry.
+    #[test]
+    fn the_api_answers_map_full_netns_gone_and_unknown_interface_precisely() {
+        let node = Node::new();
+        let list = r#"{"version":1,"op":"list_pods"}"#;
+        let ns = TestNetns::new("codes");
+
+        // No interface nosuch0 in the pod's namespace.
+        let r = node.add("c-if", &ns.path(), "nosuch0");
+        assert_eq!(code(&r), Some(ErrorCode::NotFound), "{r:?}");
+        assert!(r.error.as_ref().unwrap().message.contains("no interface nosuch0"), "{r:?}");
+        assert_eq!(node.api.exchange(&[list])[0].result.as_ref().unwrap().pods, Some(vec![]));
+        assert_eq!(node.pods(), 0, "its mw_pods entry went again");
+
+        // The namespace went (its path with it).
+        let gone = TestNetns::new("gone");
+        let path = gone.path();
+        drop(gone);
+        let r = node.add("c-gone", &path, "");
+        assert_eq!(code(&r), Some(ErrorCode::NetnsGone), "{r:?}");
+
+        // mw_pods full: filled through its pin, as another loader could.
+        let pods = crate::libbpf::MapFd::open_pinned(&node.pins.map(crate::datapath::pins::MAP_PODS)).unwrap();
+        let capacity = u64::from(pods.info().unwrap().max_entries);
+        let flags = crate::datapath::layout::Pod { flags: crate::datapath::layout::POD_F_MESHED };
+        for cookie in 1..=capacity {
+            pods.update(&(u64::MAX - cookie), &flags).unwrap();
+        }
+        let r = node.add("c-full", &ns.path(), "");
+        assert_eq!(code(&r), Some(ErrorCode::MapFull), "{r:?}");
+        assert!(r.error.as_ref().unwrap().message.contains("mw_pods is full"), "{r:?}");
+        assert_eq!(node.api.exchange(&[list])[0].result.as_ref().unwrap().pods, Some(vec![]));
+        assert_eq!(node.pods() as u64, capacity, "nothing of c-full in mw_pods");
+    }
+
+    /// An interface name no record can have is the request's fault, also
+    /// when only the records look at it (DEL, CHECK): InvalidRequest, not
+    /// Internal.
+    #[test]
+    fn an_ifname_no_record_can_have_is_an_invalid_request() {
+        let f = Fixture::new();
+        let a = f.exchange(&[
+            r#"{"version":1,"op":"del_pod","container_id":"c","ifname":"a/b"}"#,
+            r#"{"version":1,"op":"check_pod","container_id":"c","ifname":".."}"#,
+        ]);
+        for r in &a {
+            assert_eq!(code(r), Some(ErrorCode::InvalidRequest), "{r:?}");
+            assert!(r.error.as_ref().unwrap().message.contains("is not an interface name"), "{r:?}");
+        }
+    }
+
     #[test]
     fn del_of_an_id_too_long_for_any_pod_succeeds_as_nothing_there() {
         let f = Fixture::new();
@@ -435,12 +553,12 @@ mod tests {
         let listener = bind(&path).unwrap();
         let mode = std::fs::metadata(&path).unwrap().permissions().mode() & 0o777;
         assert_eq!(mode, 0o600);
-        assert!(bind(&path).unwrap_err().contains("another loader"));
+        assert!(bind(&path).unwrap_err().message().contains("another loader"));
         drop(listener);
         // Stale socket file (nobody listening): replaced. A child another
         // test forks may hold the listener between its fork and exec (where
         // CLOEXEC closes it), and answer for that instant: try again.
-        let mut last = Err(String::new());
+        let mut last = Err(Error::Internal(String::new()));
         for _ in 0..100 {
             last = bind(&path);
             if last.is_ok() {

@@ -72,7 +72,7 @@ impl Meshed {
 }
 
 impl PodService {
-    pub fn new(state_dir: &Path, interception: Box<dyn Interception>) -> Result<PodService, String> {
+    pub fn new(state_dir: &Path, interception: Box<dyn Interception>) -> Result<PodService, Error> {
         let records = Records::open(state_dir)?;
         let meshed = Meshed::of(&records.all()?.0);
         Ok(PodService { records, mutate: Mutex::new(meshed), interception, defaults: PodDefaults::default() })
@@ -91,7 +91,7 @@ impl PodService {
 
     /// The other attachments of the record's pod (same container, same
     /// network namespace), as the datapath sees them.
-    fn siblings(&self, container_id: &str, ifname: &str, cookie: u64) -> Result<Vec<MeshedPod>, String> {
+    fn siblings(&self, container_id: &str, ifname: &str, cookie: u64) -> Result<Vec<MeshedPod>, Error> {
         Ok(self
             .records
             .of_container(container_id)?
@@ -142,10 +142,7 @@ impl PodService {
         self.teardown(&mut meshed, &existing)?;
         self.install(&mut meshed, spec, &pod).inspect_err(|_| {
             let previous = self.meshed_of(&existing);
-            let restored = self
-                .apply(&previous)
-                .map_err(String::from)
-                .and_then(|()| self.records.save(&existing));
+            let restored = self.apply(&previous).and_then(|()| self.records.save(&existing));
             match restored {
                 Ok(()) => {
                     meshed.add(&existing);
@@ -162,7 +159,7 @@ impl PodService {
         let record = PodRecord { spec, netns_cookie: pod.cookie };
         if let Err(e) = self.records.save(&record) {
             let _ = self.teardown(meshed, &record);
-            return Err(Error::Internal(e));
+            return Err(e);
         }
         meshed.add(&record);
         log::info!(
@@ -223,7 +220,7 @@ impl PodService {
     /// Every pod goes (`meshwire-loader cleanup`), each as `del` takes it
     /// away; one that cannot be torn down stays recorded, and the others go
     /// on. Returns the records removed and the failures.
-    pub fn del_all(&self) -> Result<(Vec<PodRecord>, Vec<String>), String> {
+    pub fn del_all(&self) -> Result<(Vec<PodRecord>, Vec<String>), Error> {
         let mut meshed = self.lock();
         let (records, broken) = self.records.all()?;
         let mut failed: Vec<String> = broken.into_iter().map(|b| format!("unreadable pod record: {b}")).collect();
@@ -278,7 +275,7 @@ impl PodService {
     /// After a (re)start: keep the pods whose namespace is still there,
     /// re-applying their entries; drop those whose namespace is gone, and map
     /// entries no record explains. Returns (kept, dropped).
-    pub fn adopt(&self) -> Result<(usize, usize), String> {
+    pub fn adopt(&self) -> Result<(usize, usize), Error> {
         timing::start();
         let adopted = self.adopt_timed();
         if let (Ok((kept, dropped)), Some(took)) = (&adopted, timing::finish()) {
@@ -287,7 +284,7 @@ impl PodService {
         adopted
     }
 
-    fn adopt_timed(&self) -> Result<(usize, usize), String> {
+    fn adopt_timed(&self) -> Result<(usize, usize), Error> {
         let mut meshed = self.lock();
         let (records, broken) = self.records.all()?;
         timing::mark("records read");

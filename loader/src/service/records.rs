@@ -18,6 +18,7 @@ use std::sync::{Mutex, MutexGuard};
 
 use meshwire_api::PodRecord;
 
+use crate::error::{Error, OrOs};
 use crate::interception::pods;
 use crate::timing;
 
@@ -44,9 +45,14 @@ fn stem_within(container_id: &str, max: usize) -> String {
     format!("{}~{hash:016x}", &container_id[..max - 17])
 }
 
-fn read_record(path: &Path) -> Result<PodRecord, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("reading {}: {e}", path.display()))?;
-    serde_json::from_str::<PodRecord>(&text).map_err(|e| format!("pod record {}: {e}", path.display()))
+fn read_record(path: &Path) -> Result<PodRecord, Error> {
+    let text = fs::read_to_string(path).or_os(|| format!("reading {}", path.display()))?;
+    parse_record(path, &text)
+}
+
+/// A record's text; one that does not parse is named with its path.
+fn parse_record(path: &Path, text: &str) -> Result<PodRecord, Error> {
+    serde_json::from_str::<PodRecord>(text).map_err(|e| Error::Internal(format!("pod record {}: {e}", path.display())))
 }
 
 pub struct Records {
@@ -60,13 +66,13 @@ pub struct Records {
 }
 
 impl Records {
-    pub fn open(state_dir: &Path) -> Result<Records, String> {
+    pub fn open(state_dir: &Path) -> Result<Records, Error> {
         use std::os::unix::fs::DirBuilderExt;
         let dir = state_dir.join("pods");
-        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).map_err(|e| format!("creating {}: {e}", dir.display()))?;
+        fs::DirBuilder::new().recursive(true).mode(0o700).create(&dir).or_os(|| format!("creating {}", dir.display()))?;
         let records = Records { dir, attachments: Mutex::new(HashMap::new()) };
         records.migrate()?;
-        let entries = fs::read_dir(&records.dir).map_err(|e| format!("reading {}: {e}", records.dir.display()))?;
+        let entries = fs::read_dir(&records.dir).or_os(|| format!("reading {}", records.dir.display()))?;
         let mut index = records.index();
         for name in entries.flatten().map(|e| e.file_name().to_string_lossy().into_owned()) {
             if let Some((stem, ifname)) = name.strip_suffix(".json").filter(|_| !name.starts_with('.')).and_then(|n| n.split_once('@')) {
@@ -89,8 +95,8 @@ impl Records {
     /// `<container_id>.json` (one attachment per container) becomes
     /// `<container_id>@<ifname>.json`; an unreadable one is left for `all`
     /// to report.
-    fn migrate(&self) -> Result<(), String> {
-        let entries = fs::read_dir(&self.dir).map_err(|e| format!("reading {}: {e}", self.dir.display()))?;
+    fn migrate(&self) -> Result<(), Error> {
+        let entries = fs::read_dir(&self.dir).or_os(|| format!("reading {}", self.dir.display()))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             let Some(stem) = name.strip_suffix(".json").filter(|id| !id.contains('@') && !name.starts_with('.')) else { continue };
@@ -99,21 +105,21 @@ impl Records {
                 continue;
             }
             let to = self.path(&record.spec.container_id, &record.spec.ifname)?;
-            fs::rename(entry.path(), &to).map_err(|e| format!("renaming pod record {} to {}: {e}", entry.path().display(), to.display()))?;
+            fs::rename(entry.path(), &to).or_os(|| format!("renaming pod record {} to {}", entry.path().display(), to.display()))?;
             log::info!("pod record {} is now {}", entry.path().display(), to.display());
         }
         Ok(())
     }
 
-    fn path(&self, container_id: &str, ifname: &str) -> Result<PathBuf, String> {
+    fn path(&self, container_id: &str, ifname: &str) -> Result<PathBuf, Error> {
         pods::check_container_id(container_id)?;
         if ifname.contains(['/', '\0']) || ifname == "." || ifname == ".." || ifname.len() > MAX_IFNAME {
-            return Err(format!("ifname {ifname:?} is not an interface name"));
+            return Err(Error::Invalid(format!("ifname {ifname:?} is not an interface name")));
         }
         Ok(self.dir.join(format!("{}@{ifname}.json", file_stem(container_id))))
     }
 
-    pub fn save(&self, record: &PodRecord) -> Result<(), String> {
+    pub fn save(&self, record: &PodRecord) -> Result<(), Error> {
         let path = self.path(&record.spec.container_id, &record.spec.ifname)?;
         let tmp = self.dir.join(format!(".{}@{}.tmp", file_stem(&record.spec.container_id), record.spec.ifname));
         let text = serde_json::to_string_pretty(record).expect("records serialize");
@@ -127,24 +133,24 @@ impl Records {
         };
         let written = write().map_err(|e| {
             let _ = fs::remove_file(&tmp);
-            format!("writing pod record {}: {e}", path.display())
+            Error::os(format_args!("writing pod record {}", path.display()), &e)
         });
         timing::mark("record write");
         written
     }
 
     /// The record of one attachment.
-    pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<PodRecord>, String> {
+    pub fn load(&self, container_id: &str, ifname: &str) -> Result<Option<PodRecord>, Error> {
         let path = self.path(container_id, ifname)?;
         match fs::read_to_string(&path) {
-            Ok(text) => serde_json::from_str(&text).map(Some).map_err(|e| format!("pod record {}: {e}", path.display())),
+            Ok(text) => parse_record(&path, &text).map(Some),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
-            Err(e) => Err(format!("reading {}: {e}", path.display())),
+            Err(e) => Err(Error::os(format_args!("reading {}", path.display()), &e)),
         }
     }
 
     /// Every attachment of a container, by interface name.
-    pub fn of_container(&self, container_id: &str) -> Result<Vec<PodRecord>, String> {
+    pub fn of_container(&self, container_id: &str) -> Result<Vec<PodRecord>, Error> {
         pods::check_container_id(container_id)?;
         let ifnames: Vec<String> = self.index().get(&file_stem(container_id)).map(|s| s.iter().cloned().collect()).unwrap_or_default();
         let mut out = Vec::new();
@@ -159,14 +165,14 @@ impl Records {
     }
 
     /// Ok(false) when there was no record.
-    pub fn remove(&self, container_id: &str, ifname: &str) -> Result<bool, String> {
+    pub fn remove(&self, container_id: &str, ifname: &str) -> Result<bool, Error> {
         let path = self.path(container_id, ifname)?;
         let removed = fs::remove_file(&path);
         timing::mark("record remove");
         let gone = match removed {
             Ok(()) => true,
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => false,
-            Err(e) => return Err(format!("removing {}: {e}", path.display())),
+            Err(e) => return Err(Error::os(format_args!("removing {}", path.display()), &e)),
         };
         let stem = file_stem(container_id);
         let mut index = self.index();
@@ -181,10 +187,10 @@ impl Records {
 
     /// Every record, sorted by container id; unreadable files are reported
     /// (with their path) rather than silently skipped.
-    pub fn all(&self) -> Result<(Vec<PodRecord>, Vec<String>), String> {
+    pub fn all(&self) -> Result<(Vec<PodRecord>, Vec<String>), Error> {
         let mut records = Vec::new();
         let mut broken = Vec::new();
-        let entries = fs::read_dir(&self.dir).map_err(|e| format!("reading {}: {e}", self.dir.display()))?;
+        let entries = fs::read_dir(&self.dir).or_os(|| format!("reading {}", self.dir.display()))?;
         for entry in entries.flatten() {
             let name = entry.file_name().to_string_lossy().into_owned();
             if name.starts_with('.') {
@@ -204,7 +210,7 @@ impl Records {
                     records.push(r)
                 }
                 Ok(_) => broken.push(format!("{}: container_id or ifname does not match the file name", path.display())),
-                Err(e) => broken.push(e),
+                Err(e) => broken.push(e.to_string()),
             }
         }
         records.sort_by(|a, b| (&a.spec.container_id, &a.spec.ifname).cmp(&(&b.spec.container_id, &b.spec.ifname)));
@@ -294,7 +300,7 @@ mod tests {
         let (all, broken) = r.all().unwrap();
         assert!(all.is_empty(), "kept {all:?}");
         assert!(broken.len() == 1 && broken[0].contains("10.1.2.3/8") && broken[0].contains("host bits"), "{broken:?}");
-        assert!(r.load("edited", "eth0").unwrap_err().contains("10.1.2.3/8"));
+        assert!(r.load("edited", "eth0").unwrap_err().message().contains("10.1.2.3/8"));
         fs::remove_dir_all(&dir).unwrap();
     }
 
@@ -341,9 +347,10 @@ mod tests {
     fn path_traversal_ids_are_refused() {
         let dir = temp();
         let r = Records::open(&dir).unwrap();
-        assert!(r.load("../../etc/passwd", "eth0").is_err());
-        assert!(r.load("c", "../x").is_err());
-        assert!(r.save(&record("../x")).is_err());
+        // Refused as invalid input, never as a failed system call.
+        assert!(matches!(r.load("../../etc/passwd", "eth0"), Err(Error::Invalid(_))));
+        assert!(matches!(r.load("c", "../x"), Err(Error::Invalid(_))));
+        assert!(matches!(r.save(&record("../x")), Err(Error::Invalid(_))));
         fs::remove_dir_all(&dir).unwrap();
     }
 }

@@ -7,6 +7,7 @@ use crate::datapath::{Hook, PROGRAMS};
 use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
 use crate::datapath::pins::{self, Pins};
+use crate::error::Error;
 
 /// One pinned map: entries (None when the type cannot be iterated) and capacity.
 pub struct MapFill {
@@ -17,19 +18,19 @@ pub struct MapFill {
     pub fixed_size: bool,
 }
 
-pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, String> {
+pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, Error> {
     let mut out = Vec::new();
     for name in pins::ALL_MAPS {
         let path = pins.map(name);
         if !path.exists() {
             continue;
         }
-        let map = MapFd::open_pinned(&path).map_err(|e| e.to_string())?;
-        let info = map.info().map_err(|e| e.to_string())?;
+        let map = MapFd::open_pinned(&path)?;
+        let info = map.info()?;
         // Socket storage is not iterated by key here; a ring buffer has no
         // keys (its capacity is in bytes).
         let countable = !matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_SK_STORAGE | libbpf_sys::BPF_MAP_TYPE_RINGBUF);
-        let entries = if countable { Some(map.raw_keys().map_err(|e| e.to_string())?.len()) } else { None };
+        let entries = if countable { Some(map.raw_keys()?.len()) } else { None };
         let fixed_size = matches!(info.map_type, libbpf_sys::BPF_MAP_TYPE_ARRAY | libbpf_sys::BPF_MAP_TYPE_PERCPU_ARRAY);
         out.push(MapFill { name, entries, capacity: info.max_entries, fixed_size });
     }
@@ -37,13 +38,13 @@ pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, String> {
 }
 
 /// Per-hook counters summed over CPUs, by name (e.g. "connect_redirected").
-pub fn counters(pins: &Pins) -> Result<Vec<(String, u64)>, String> {
-    let map = MapFd::open_pinned(&pins.map(pins::MAP_STATS)).map_err(|e| e.to_string())?;
+pub fn counters(pins: &Pins) -> Result<Vec<(String, u64)>, Error> {
+    let map = MapFd::open_pinned(&pins.map(pins::MAP_STATS))?;
     STAT_NAMES
         .iter()
         .enumerate()
         .map(|(i, name)| {
-            let v = map.lookup_percpu_sum(&(i as u32)).map_err(|e| e.to_string())?;
+            let v = map.lookup_percpu_sum(&(i as u32))?;
             Ok((name.trim_start_matches("MW_STAT_").to_lowercase(), v))
         })
         .collect()
@@ -108,17 +109,17 @@ fn bpf_stats_enabled() -> bool {
 
 /// The views read the pins: without them, say where they were looked for
 /// and what to check, rather than a bare "No such file or directory".
-pub fn require_datapath(pins: &Pins) -> Result<(), String> {
+pub fn require_datapath(pins: &Pins) -> Result<(), Error> {
     if pins.map(pins::MAP_PODS).exists() {
         return Ok(());
     }
-    Err(format!(
+    Err(Error::NotFound(format!(
         "no meshwire datapath is pinned under {}: is `meshwire-loader run` running (or has it run) on this node with this pin directory? Check --pin-dir (and bpf.pin_dir in the --config file)",
         pins.root().display()
-    ))
+    )))
 }
 
-pub fn print_status(pins: &Pins) -> Result<(), String> {
+pub fn print_status(pins: &Pins) -> Result<(), Error> {
     require_datapath(pins)?;
     println!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" });
     println!("pins {}", pins.root().display());
@@ -175,11 +176,11 @@ fn tuple6_line(key: &Tuple6, o: &Orig6) -> String {
 
 /// Original destinations in flight: app connections published by sockops
 /// and not yet accepted by their sidecar, and inbound flows tc redirected.
-pub fn print_conns(pins: &Pins) -> Result<(), String> {
-    let tuples = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE4)).map_err(|e| e.to_string())?;
+pub fn print_conns(pins: &Pins) -> Result<(), Error> {
+    let tuples = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE4))?;
     println!("awaiting accept (app -> sidecar, original destination):");
-    for key in tuples.keys::<Tuple4>().map_err(|e| e.to_string())? {
-        if let Some(o) = tuples.lookup::<Tuple4, Orig4>(&key).map_err(|e| e.to_string())? {
+    for key in tuples.keys::<Tuple4>()? {
+        if let Some(o) = tuples.lookup::<Tuple4, Orig4>(&key)? {
             println!(
                 "  netns {:<8} {}:{} -> {}:{}  orig {}:{}{}",
                 key.netns_cookie,
@@ -195,28 +196,28 @@ pub fn print_conns(pins: &Pins) -> Result<(), String> {
     }
     // Native IPv6 (interception.ipv6 = "intercept"); a datapath pinned before it has no such map.
     if let Ok(tuples6) = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE6)) {
-        for key in tuples6.keys::<Tuple6>().map_err(|e| e.to_string())? {
-            if let Some(o) = tuples6.lookup::<Tuple6, Orig6>(&key).map_err(|e| e.to_string())? {
+        for key in tuples6.keys::<Tuple6>()? {
+            if let Some(o) = tuples6.lookup::<Tuple6, Orig6>(&key)? {
                 println!("{}", tuple6_line(&key, &o));
             }
         }
     }
-    let flows = MapFd::open_pinned(&pins.map(pins::MAP_FLOW4)).map_err(|e| e.to_string())?;
+    let flows = MapFd::open_pinned(&pins.map(pins::MAP_FLOW4))?;
     println!("inbound flows redirected by tc (peer -> pod, dialled port):");
-    for key in flows.keys::<Flow4Key>().map_err(|e| e.to_string())? {
-        if let Some(f) = flows.lookup::<Flow4Key, Flow4>(&key).map_err(|e| e.to_string())? {
+    for key in flows.keys::<Flow4Key>()? {
+        if let Some(f) = flows.lookup::<Flow4Key, Flow4>(&key)? {
             println!("  {}:{} -> {}:{}  flags {:#x}", ip(key.remote_ip4), u16::from_be(key.remote_port), ip(key.local_ip4), u16::from_be(f.orig_port), f.flags);
         }
     }
     println!("(connections already accepted carry their destination on the sidecar's socket: ask the sidecar)");
-    let socks = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH)).map_err(|e| e.to_string())?;
+    let socks = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH))?;
     println!("accelerated sockets (sk_msg hands their messages to the peer):");
-    for k in socks.keys::<SockKey>().map_err(|e| e.to_string())? {
+    for k in socks.keys::<SockKey>()? {
         println!("  netns {:<8} {}:{} <-> {}:{}", k.netns_cookie, ip(k.local_ip4), k.local_port, ip(k.remote_ip4), k.remote_port);
     }
     // Native IPv6; a datapath pinned before it has no such map.
     if let Ok(socks6) = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH6)) {
-        for k in socks6.keys::<Sock6Key>().map_err(|e| e.to_string())? {
+        for k in socks6.keys::<Sock6Key>()? {
             println!("  netns {:<8} [{}]:{} <-> [{}]:{}", k.netns_cookie, ip6(k.local_ip6), k.local_port, ip6(k.remote_ip6), k.remote_port);
         }
     }
@@ -233,27 +234,26 @@ pub struct NodeExclusions {
     pub dns_servers: Vec<std::net::IpAddr>,
 }
 
-pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, String> {
-    let open = |name| MapFd::open_pinned(&pins.map(name)).map_err(|e| e.to_string());
-    let e = |e: libbpf::BpfError| e.to_string();
+pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, Error> {
+    let open = |name| MapFd::open_pinned(&pins.map(name));
     let mut out = NodeExclusions::default();
-    for k in open(pins::MAP_EXCL_PORTS)?.keys::<PortKey>().map_err(e)? {
+    for k in open(pins::MAP_EXCL_PORTS)?.keys::<PortKey>()? {
         if k.netns_cookie == 0 && k.dir == crate::datapath::layout::DIR_OUT {
             out.outbound_ports.push(k.port);
         }
     }
-    for k in open(pins::MAP_EXCL_CIDR4)?.keys::<Cidr4Key>().map_err(e)? {
+    for k in open(pins::MAP_EXCL_CIDR4)?.keys::<Cidr4Key>()? {
         if k.cookie_hi == 0 && k.cookie_lo == 0 {
             out.outbound_cidrs.push(format!("{}/{}", ip(k.addr), k.prefixlen.saturating_sub(64)));
         }
     }
-    for k in open(pins::MAP_EXCL_IN4)?.keys::<In4Key>().map_err(e)? {
+    for k in open(pins::MAP_EXCL_IN4)?.keys::<In4Key>()? {
         if k.pod_ip4 == 0 {
             out.inbound_ports.push(k.port);
         }
     }
-    out.dns_servers = open(pins::MAP_DNS_SERVERS4)?.keys::<u32>().map_err(e)?.into_iter().map(|a| ip(a).into()).collect();
-    let servers6 = open(pins::MAP_DNS_SERVERS6)?.keys::<crate::datapath::layout::Ip6Key>().map_err(e)?;
+    out.dns_servers = open(pins::MAP_DNS_SERVERS4)?.keys::<u32>()?.into_iter().map(|a| ip(a).into()).collect();
+    let servers6 = open(pins::MAP_DNS_SERVERS6)?.keys::<crate::datapath::layout::Ip6Key>()?;
     out.dns_servers.extend(servers6.into_iter().map(|k| std::net::IpAddr::from(ip6(k.addr))));
     out.dns_servers.sort();
     out.outbound_ports.sort_unstable();

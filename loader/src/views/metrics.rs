@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use crate::views::inspect;
 use crate::datapath::pins::{self, Pins};
+use crate::error::{Error, OrOs};
 
 /// The hook a counter belongs to, from its name (connect_redirected -> connect4).
 fn hook_of(counter: &str) -> &'static str {
@@ -24,7 +25,7 @@ fn hook_of(counter: &str) -> &'static str {
     }
 }
 
-pub fn render(pins: &Pins, pods: usize) -> Result<String, String> {
+pub fn render(pins: &Pins, pods: usize) -> Result<String, Error> {
     let mut out = String::new();
     out.push_str("# HELP meshwire_datapath_events_total Decisions taken by the BPF programs.\n");
     out.push_str("# TYPE meshwire_datapath_events_total counter\n");
@@ -66,8 +67,8 @@ fn answer(mut stream: TcpStream, pins: &Pins, pods: &dyn Fn() -> usize) {
 }
 
 /// Serve /metrics on `addr` from a thread of its own.
-pub fn spawn(addr: SocketAddr, pins: Pins, pods: impl Fn() -> usize + Send + 'static) -> Result<(), String> {
-    let listener = TcpListener::bind(addr).map_err(|e| format!("metrics address {addr}: {e}"))?;
+pub fn spawn(addr: SocketAddr, pins: Pins, pods: impl Fn() -> usize + Send + 'static) -> Result<(), Error> {
+    let listener = TcpListener::bind(addr).or_os(|| format!("metrics address {addr}"))?;
     std::thread::Builder::new()
         .name("metrics".into())
         .spawn(move || {
@@ -75,7 +76,7 @@ pub fn spawn(addr: SocketAddr, pins: Pins, pods: impl Fn() -> usize + Send + 'st
                 answer(stream, &pins, &pods);
             }
         })
-        .map_err(|e| format!("starting the metrics thread: {e}"))?;
+        .or_os(|| "starting the metrics thread")?;
     log::info!("metrics on http://{addr}/metrics");
     Ok(())
 }

@@ -15,6 +15,7 @@ use crate::datapath::layout::{Event, Settings, DECISION_NAMES, HOOK_NAMES, STAT_
 use crate::libbpf::{self, MapFd, RingBuffer};
 use crate::datapath::objects;
 use crate::datapath::pins::{self, Pins};
+use crate::error::{Error, OrOs};
 
 /// What to follow and how to print it.
 #[derive(Debug, Clone, Default)]
@@ -39,12 +40,12 @@ extern "C" fn on_stop_signal(_: libc::c_int) {
 
 /// SIGINT/SIGTERM end the trace cleanly (summary, exit 0). No SA_RESTART:
 /// the signal interrupts the ring buffer's epoll_wait.
-fn catch_stop_signals() -> Result<(), String> {
+fn catch_stop_signals() -> Result<(), Error> {
     use nix::sys::signal::{sigaction, SaFlags, SigAction, SigHandler, SigSet, Signal};
     let action = SigAction::new(SigHandler::Handler(on_stop_signal), SaFlags::empty(), SigSet::empty());
     for sig in [Signal::SIGINT, Signal::SIGTERM] {
         // SAFETY: the handler only stores to an atomic.
-        unsafe { sigaction(sig, &action) }.map_err(|e| format!("installing a {sig} handler: {e}"))?;
+        unsafe { sigaction(sig, &action) }.or_os(|| format!("installing a {sig} handler"))?;
     }
     Ok(())
 }
@@ -171,22 +172,22 @@ pub fn loaded_with_trace(pins: &Pins) -> Option<bool> {
 }
 
 /// Follow the events until Ctrl-C (or --count / --duration).
-pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), String> {
+pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), Error> {
     let path = pins.map(pins::MAP_EVENTS);
     if !path.exists() {
-        return Err(format!(
+        return Err(Error::NotFound(format!(
             "no {} under {}: is the datapath loaded (`meshwire-loader run`) by a meshwire with `trace`?",
             pins::MAP_EVENTS,
             pins.maps_dir().display()
-        ));
+        )));
     }
     // A ring buffer has one consumer position: two readers would steal
     // each other's events. One `trace` at a time per pin directory.
-    let maps_dir = std::fs::File::open(pins.maps_dir()).map_err(|e| format!("opening {}: {e}", pins.maps_dir().display()))?;
+    let maps_dir = std::fs::File::open(pins.maps_dir()).or_os(|| format!("opening {}", pins.maps_dir().display()))?;
     let _one_reader = nix::fcntl::Flock::lock(maps_dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| format!("another `meshwire-loader trace` is reading {}; one reader at a time", path.display()))?;
-    let events = MapFd::open_pinned(&path).map_err(|e| e.to_string())?;
-    let stats = MapFd::open_pinned(&pins.map(pins::MAP_STATS)).map_err(|e| e.to_string())?;
+        .map_err(|_| Error::Internal(format!("another `meshwire-loader trace` is reading {}; one reader at a time", path.display())))?;
+    let events = MapFd::open_pinned(&path)?;
+    let stats = MapFd::open_pinned(&pins.map(pins::MAP_STATS))?;
     match loaded_with_trace(pins) {
         Some(false) => eprintln!(
             "meshwire-loader trace: the loaded programs emit no events: set `trace = true` under [bpf] in the configuration and restart `meshwire-loader run`"
@@ -221,17 +222,17 @@ pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), String> {
         }
         shown.set(shown.get() + 1);
     })
-    .map_err(|e| e.to_string())?;
+    ?;
 
     let dropped_at_start = dropped(&stats);
     let mut dropped_seen = dropped_at_start;
     let started = Instant::now();
     let mut last_check = Instant::now();
     loop {
-        rb.poll(200).map_err(|e| e.to_string())?;
+        rb.poll(200)?;
         if STOP.load(Ordering::SeqCst) || opts.duration.is_some_and(|d| started.elapsed() >= d) {
             // What was already written before the stop.
-            rb.consume().map_err(|e| e.to_string())?;
+            rb.consume()?;
             break;
         }
         if last_check.elapsed() >= Duration::from_secs(1) {
