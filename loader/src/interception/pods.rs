@@ -440,7 +440,7 @@ fn update_error(map: &MapFd, name: &'static str, e: crate::libbpf::BpfError) -> 
     let capacity = map.info().map_or_else(|_| "?".to_string(), |i| i.max_entries.to_string());
     let msg = format!(
         "{name} is full ({capacity} entries): this pod cannot be meshed until pods are removed or the capacity is raised \
-         (bpf/lib/meshwire_consts.h, README \"Limits\"); pods already meshed are unaffected"
+         (bpf/lib/meshwire_consts.h, docs/operating.md \"Limits\"); pods already meshed are unaffected"
     );
     log::error!("{msg}");
     Error::MapFull { map: name, message: msg }

@@ -114,7 +114,7 @@ fn pressure_warning(map: &str, entries: usize, capacity: u32, before: u8) -> Opt
     if now <= before {
         return None;
     }
-    let raise = "raise its capacity in bpf/lib/meshwire_consts.h (README: Limits)";
+    let raise = "raise its capacity in bpf/lib/meshwire_consts.h (docs/operating.md, Limits)";
     Some(match now {
         2 => format!("map {map} is full: {entries} of {capacity} entries; {}; {raise}", when_full(map)),
         _ => format!("map {map} holds {entries} of {capacity} entries; when full, {}; {raise}", when_full(map)),
