@@ -810,10 +810,11 @@ servers = [\"$RESOLVER6_2\"]" || return 1
     return "$rc"
 }
 
-# trace of IPv6 queries: sendmsg6 or connect6 dns_redirected to port
-# $DNS_PORT, recvmsg6 dns_restored, counted per hook.
+# trace of IPv6 queries: sendmsg6 or connect6 dns_redirected from the
+# resolver to [::1]:$DNS_PORT, recvmsg6 dns_restored from the proxy to the
+# resolver (IPv6 events carry their addresses), counted per hook.
 case_v6_trace() {
-    local tr="$WORK/trace6.json" tpid rc=0 hooks
+    local tr="$WORK/trace6.json" tpid rc=0 hooks want
     start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 30
     tpid=$LAST_PID
     sleep 1
@@ -827,6 +828,15 @@ case_v6_trace() {
     log "trace, pod1's IPv6 queries: ${hooks:-none}"
     grep -qE 'dns_redirected (sendmsg6|connect6)' <<<"$hooks" || { log "no dns_redirected from sendmsg6/connect6"; rc=1; }
     grep -q 'dns_restored recvmsg6' <<<"$hooks" || { log "no dns_restored from recvmsg6"; rc=1; }
+    for want in "dns_redirected ipv6 [$RESOLVER6_2]:53 -> [::1]:$DNS_PORT" "dns_restored ipv6 [::1]:$DNS_PORT -> [$RESOLVER6_2]:53"; do
+        if grep '^{' "$tr" | jq -r 'select(.decision == "dns_redirected") | "\(.decision) \(.family) \(.dst) -> \(.to)"' | grep -qxF -- "$want" ||
+            grep '^{' "$tr" | jq -r 'select(.decision == "dns_restored") | "\(.decision) \(.family) \(.src) -> \(.dst)"' | grep -qxF -- "$want"; then
+            log "trace: $want"
+        else
+            log "no event '$want'"
+            rc=1
+        fi
+    done
     [ "$rc" -eq 0 ] || show "$tr" 10
     return "$rc"
 }
@@ -928,7 +938,7 @@ run_case "10 'pods' shows each pod's DNS capture and where it came from, and [dn
 run_ebpf_case "11 trace shows dns_redirected (UDP and TCP) and dns_restored events" case_trace_events
 run_case "20 [dns] servers names an IPv6 resolver only: it is captured (UDP and TCP), the other IPv6 one and the IPv4 one are not; 'pods' shows it" \
     case_v6_servers
-run_ebpf_case "21 trace shows IPv6 queries: dns_redirected from sendmsg6/connect6, dns_restored from recvmsg6" case_v6_trace
+run_ebpf_case "21 trace shows IPv6 queries: dns_redirected from sendmsg6/connect6 ([resolver]:53 -> [::1]:$DNS_PORT), dns_restored from recvmsg6 (back to the resolver)" case_v6_trace
 run_case "22 IPv6 DNS is captured with interception.ipv6 = \"refuse\" and \"intercept\" too (UDP and TCP), IPv4 DNS as before" \
     case_v6_every_policy
 suite_end
