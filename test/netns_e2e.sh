@@ -88,6 +88,7 @@ ADDR_P16="[$POD1_IP6]:8080"     # pod1's app over IPv6: its sidecar hands inboun
 ADDR_P1X6="[$POD1_IP6]:$EXCL_IN_PORT" # server P1X6, pod1's app on an excluded inbound port, over IPv6
 IPV6_POLICY=refuse              # interception.ipv6 until case 4g
 BPF_DEBUG=false                 # bpf.debug and bpf.trace (true for case 4o only)
+METRICS_PORT=$((20000 + $$ % 20000)) # the loader's /metrics, on 127.0.0.1
 POD3_REFERENCE_CONNS=0          # connections cases 4r and 4n sent through pod3's sidecar
 
 # shellcheck source=test/suite_lib.sh
@@ -161,6 +162,9 @@ exclude_ports = [$EXCL_IN_PORT]
 [interception]
 mode = "$MODE"
 ipv6 = "$IPV6_POLICY"
+
+[metrics]
+address = "127.0.0.1:$METRICS_PORT"
 EOF
     if [ -n "$TC_ATTACH" ]; then
         printf '\n[tc]\nattach = "%s"\n' "$TC_ATTACH" >>"$WORK/meshwire.toml"
@@ -645,6 +649,82 @@ case_ipv6_trace() {
         show "$txt" 5
         rc=1
     fi
+    return "$rc"
+}
+
+# metric FILE NAME LABELS: the value of NAME{LABELS} in a /metrics page.
+metric() { awk -v k="$2{$3}" '$1 == k { print $2 }' "$1"; }
+
+# status_value NAME: the second column of `meshwire-loader status`'s line
+# for NAME (a map's entries, a counter's value).
+status_value() { mwl status 2>/dev/null | awk -v m="$1" '$1 == m { print $2; exit }'; }
+
+# hook_of_counter FILE NAME: the hook label /metrics gives counter NAME.
+hook_of_counter() { sed -n "s/^meshwire_datapath_events_total{hook=\"\([^\"]*\)\",event=\"$2\"}.*/\1/p" "$1" | head -n 1; }
+
+# The views over IPv6: connections of the IPv6-only pod7 held between the
+# app's handshake and its sidecar's (pod7's ip6tables drops the final ACKs
+# to [::1]:15001, so the sidecar's side stays in SYN-RECV) are listed by
+# `conns` with their IPv6 original destination, and `status` and /metrics
+# show mw_orig_tuple6 holding them, the pods' IPv6 addresses in
+# mw_pod_ips6, the IPv6 exclusion ranges, and the counters of their
+# decisions; once the ACKs pass, the entries go and the connections work.
+case_ipv6_views() {
+    local rc=0 ns7 held="$WORK/held6.log" hpid m="$WORK/metrics6.txt" c="$WORK/conns6.txt" n want map name
+    local redirected published bound drop
+    ns7=$(pod 7)
+    drop=(-p tcp -i lo -d ::1 --dport "$SIDECAR_PORT" --tcp-flags SYN,ACK,FIN,RST ACK -j DROP)
+    redirected=$(stat_value connect_redirected)
+    published=$(stat_value sockops_tuple_added)
+    bound=$(stat_value sockops_accept_bound)
+    ip netns exec "$ns7" ip6tables -I INPUT "${drop[@]}" || { log "could not add the ACK drop in $ns7"; return 1; }
+    start_bg "$held" "${IN_CG[@]}" "$ns7" python3 -c 'import socket, sys, time
+socks = [socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10) for _ in range(3)]
+print("held", " ".join(str(s.getsockname()[1]) for s in socks), flush=True)
+time.sleep(60)' "$B6_IP" 8080
+    hpid=$LAST_PID
+    for ((n = 0; n < 50; n++)); do grep -q '^held' "$held" && break; sleep 0.1; done
+    grep -q '^held' "$held" || { log "pod7's connections were not established:"; show "$held"; rc=1; }
+    mwl conns >"$c" 2>&1 || { log "conns failed:"; show "$c"; rc=1; }
+    n=$(grep -cF "netns ${COOKIE[pod7]} " "$c")
+    want=$(grep -F "netns ${COOKIE[pod7]} " "$c" | grep -cE "\[::1\]:[0-9]+ -> \[::1\]:$SIDECAR_PORT +orig \[$B6_IP\]:8080$")
+    if [ "$n" = 3 ] && [ "$want" = 3 ]; then
+        log "conns: $(grep -m 1 -F "netns ${COOKIE[pod7]} " "$c" | sed 's/^ *//') (and 2 more)"
+    else
+        log "conns lists $n of pod7's connections ($want with [::1] -> [::1]:$SIDECAR_PORT orig [$B6_IP]:8080), expected 3:"
+        show "$c"
+        rc=1
+    fi
+    curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$m" || { log "no /metrics on 127.0.0.1:$METRICS_PORT"; rc=1; }
+    for want in "mw_orig_tuple6 3" "mw_pod_ips6 2"; do
+        read -r map n <<<"$want"
+        if [ "$(metric "$m" meshwire_map_entries "map=\"$map\"")" != "$n" ] || [ "$(status_value "$map")" != "$n" ]; then
+            log "$map: /metrics $(metric "$m" meshwire_map_entries "map=\"$map\""), status $(status_value "$map"), expected $n"
+            rc=1
+        fi
+    done
+    [ "$(metric "$m" meshwire_map_capacity 'map="mw_orig_tuple6"')" = "$(metric "$m" meshwire_map_capacity 'map="mw_orig_tuple4"')" ] ||
+        { log "/metrics: mw_orig_tuple6's capacity is not mw_orig_tuple4's"; rc=1; }
+    n=$(metric "$m" meshwire_map_entries 'map="mw_excl_cidr6"')
+    [ "${n:-0}" -ge 2 ] || { log "/metrics: mw_excl_cidr6 holds ${n:-no} entries, expected the node's and pod1's ranges (2)"; rc=1; }
+    for want in "connect_redirected $redirected" "sockops_tuple_added $published"; do
+        read -r name n <<<"$want"
+        [ "$(( $(metric "$m" meshwire_datapath_events_total "hook=\"$(hook_of_counter "$m" "$name")\",event=\"$name\"") - n ))" = 3 ] ||
+            { log "/metrics: $name went from $n to $(grep "event=\"$name\"" "$m"), expected +3"; rc=1; }
+        [ "$(( $(status_value "$name") - n ))" = 3 ] || { log "status: $name is $(status_value "$name"), not $n + 3"; rc=1; }
+    done
+    log "status and /metrics: mw_orig_tuple6 3 (capacity $(metric "$m" meshwire_map_capacity 'map="mw_orig_tuple6"')), mw_pod_ips6 2 (pod1, pod2), mw_excl_cidr6 $(metric "$m" meshwire_map_entries 'map="mw_excl_cidr6"'); connect_redirected and sockops_tuple_added +3"
+    # Not handed over yet: the sidecar's side never became established.
+    [ "$(status_value sockops_accept_bound)" = "$bound" ] ||
+        { log "sockops_accept_bound went from $bound to $(status_value sockops_accept_bound) while the ACKs were dropped"; rc=1; }
+    ip netns exec "$ns7" ip6tables -D INPUT "${drop[@]}" || rc=1
+    # The sidecar's SYN-ACK is sent again, the ACK passes: handed over, entries gone.
+    wait_map_empty mw_orig_tuple6 || rc=1
+    [ "$(( $(status_value sockops_accept_bound) - bound ))" = 3 ] ||
+        { log "sockops_accept_bound went from $bound to $(status_value sockops_accept_bound), expected +3 once the ACKs passed"; rc=1; }
+    stop_pid "$hpid" 5
+    forget_pid "$hpid"
+    client "$ns7" "pod7 -> B6 $ADDR_B6 after" --connect "$ADDR_B6" --count 3 --expect-orig "$ADDR_B6" --expect-server B6 || rc=1
     return "$rc"
 }
 
@@ -2046,6 +2126,8 @@ run_case "4n include lists over IPv6: one list of both families, split; an addre
     case_ipv6_include_outbound
 run_ebpf_case "4o trace over IPv6 (bpf.debug and bpf.trace): each native IPv6 decision of pod1 printed with its addresses, [addr]:port (connect6 to [::1], sockops, getsockopt, an excluded range)" \
     case_ipv6_trace
+run_ebpf_case "4p views over IPv6: conns lists pod7's IPv6 connections awaiting accept with their original destination; status and /metrics show mw_orig_tuple6, mw_pod_ips6, mw_excl_cidr6 and the counters of those decisions" \
+    case_ipv6_views
 run_case "5 excluded port and excluded CIDR go direct" case_excluded_port_and_cidr
 run_case "6 127.0.0.1 goes direct" case_loopback_direct
 run_case "7 the sidecar UID's connections are not redirected" case_sidecar_uid_not_looped
