@@ -24,8 +24,16 @@ def e2e_suite(name, src, tools, extra_data = [], size = "large", env = {}):
 def netns_e2e(name, env = {}):
     """netns_e2e.sh against the real loader, mwtest and the demo.
 
+    Also the node's .deb (//packaging:deb) and :loader_older, this source's
+    loader stamped one version lower: case 17u upgrades from one to the other.
+
     `env` selects the variant (interception mode, tc attachment,
     acceleration); the script prints SKIP, with the reason, for cases that do
     not apply to it.
     """
-    e2e_suite(name, "netns_e2e.sh", ["//loader", "//test/mwtest", ":demo.sh"], env = env)
+    e2e_suite(
+        name,
+        "netns_e2e.sh",
+        ["//loader", "//test/mwtest", ":demo.sh", "//packaging:deb", ":loader_older"],
+        env = env,
+    )

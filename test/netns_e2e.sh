@@ -2,9 +2,12 @@
 # End-to-end test of meshwire with real network namespaces, a cgroup of its own
 # and the real BPF programs.
 #
-#   netns_e2e.sh MESHWIRE_LOADER MWTEST DEMO
+#   netns_e2e.sh MESHWIRE_LOADER MWTEST DEMO DEB_DIR LOADER_OLDER
 #
-# DEMO is test/demo.sh; the last case runs it non-interactively.
+# DEMO is test/demo.sh; the last case runs it non-interactively. DEB_DIR is
+# //packaging:deb's output (the node's .deb) and LOADER_OLDER this source's
+# loader stamped one version lower (//test:loader_older): case 17u upgrades
+# from the one to the .deb's.
 #
 # MESHWIRE_E2E_MODE=iptables (//test:netns_e2e_iptables) runs the same cases
 # with `interception.mode = "iptables"`: the pods get netfilter rules in their
@@ -1235,6 +1238,26 @@ datapath_ids() {
     done
 }
 
+# start_waiting_loader LOG HOLDER_PID DESC: `"${MWL[@]}" run` in the
+# background (WAITING_PID, log LOG) beside the loader HOLDER_PID; up to 20 s
+# until it says that HOLDER_PID holds the loader lock (logged as DESC: ...).
+start_waiting_loader() {
+    local out=$1 holder=$2 i
+    start_bg "$out" "${MWL[@]}" run --cgroup "$CG"
+    WAITING_PID=$LAST_PID
+    for ((i = 0; i < 200; i++)); do
+        grep -q "pid $holder .*holds the loader lock" "$out" && break
+        alive "$WAITING_PID" || break
+        sleep 0.1
+    done
+    if ! grep -q "pid $holder .*holds the loader lock" "$out"; then
+        log "$3 does not say that pid $holder holds the lock:"
+        show "$out" 10
+        return 1
+    fi
+    log "$3: $(grep -m 1 'holds the loader lock' "$out" | sed 's/.*INFO[^ ]* //')"
+}
+
 # A second `meshwire-loader run` with another configuration (bpf.debug and an
 # extra excluded port: other programs, other map entries) started beside the
 # live one, under load through the sidecars: it waits for the loader lock,
@@ -1243,31 +1266,20 @@ datapath_ids() {
 # second, which then serves with its own configuration; no request fails.
 case_second_loader_waits() {
     local conf2="$WORK/meshwire-second.toml" out2="$WORK/loader-second.log" out3="$WORK/loader-nowait.log"
-    local load_pid second_pid first_pid=$LOADER_PID before after rc=0 i
+    local load_pid second_pid first_pid=$LOADER_PID before after rc=0 i n
     sed -e 's/^debug = false$/debug = true/' -e "s/^exclude_ports = \[$EXCL_PORT\]$/exclude_ports = [$EXCL_PORT, 9999]/" \
         "$WORK/meshwire.toml" >"$conf2"
     grep -q '^debug = true$' "$conf2" && grep -q ', 9999\]' "$conf2" || { log "could not derive $conf2"; return 1; }
-    # Load through pod1's sidecar for the whole case.
-    start_bg "$WORK/client-load.log" timeout -k 5 120 "${IN_CG[@]}" "$(pod 1)" "$MWTEST" client \
-        --connect "$ADDR_A" --count 4000 --parallel 2 --expect-orig "$ADDR_A" --expect-server A
+    # Load through pod1's sidecar for the whole case, handover included.
+    rm -f "$WORK/load-17l.stop"
+    start_bg "$WORK/client-load.log" load_batches "$WORK/load-17l.stop" \
+        --connect "$ADDR_A" --count 100 --parallel 2 --expect-orig "$ADDR_A" --expect-server A
     load_pid=$LAST_PID
-    sleep 0.5
+    wait_batches "$WORK/client-load.log" 2 "$load_pid" || rc=1
     before=$(datapath_ids)
     loader_cmd "$conf2"
-    start_bg "$out2" "${MWL[@]}" run --cgroup "$CG"
-    second_pid=$LAST_PID
-    for ((i = 0; i < 100; i++)); do
-        grep -q "pid $first_pid .*holds the loader lock" "$out2" && break
-        alive "$second_pid" || break
-        sleep 0.1
-    done
-    if ! grep -q "pid $first_pid .*holds the loader lock" "$out2"; then
-        log "the second loader does not say that pid $first_pid holds the lock:"
-        show "$out2" 10
-        rc=1
-    else
-        log "second loader: $(grep -m 1 'holds the loader lock' "$out2" | sed 's/.*INFO[^ ]* //')"
-    fi
+    start_waiting_loader "$out2" "$first_pid" "second loader" || rc=1
+    second_pid=$WAITING_PID
     run_wait_for 10 "$out3" "${MWL[@]}" run --cgroup "$CG" --no-wait
     i=$?
     if [ "$i" -eq 0 ] || [ "$i" -eq 124 ] || ! grep -q "pid $first_pid.*--no-wait" "$out3"; then
@@ -1295,12 +1307,7 @@ case_second_loader_waits() {
     fi
     # Hand over: the first stops, the second takes the lock and starts.
     stop_loader
-    for ((i = 0; i < 200; i++)); do
-        grep -qs 'meshwire-loader: ready' "$out2" && break
-        alive "$second_pid" || break
-        sleep 0.1
-    done
-    if grep -q 'meshwire-loader: ready' "$out2" && grep -q 'took over the loader lock' "$out2"; then
+    if wait_loader_ready "$out2" "$second_pid" 20 && grep -q 'took over the loader lock' "$out2"; then
         log "the second loader took over: $(grep -m 1 'took over' "$out2" | sed 's/.*INFO[^ ]* //')"
         forget_pid "$second_pid"
         LOADER_PID=$second_pid
@@ -1312,16 +1319,216 @@ case_second_loader_waits() {
         start_loader || return 1
         rc=1
     fi
+    # The load goes on after the handover, then stops.
+    n=$(batches_ok "$WORK/client-load.log")
+    wait_batches "$WORK/client-load.log" $((n + 3)) "$load_pid" || rc=1
+    touch "$WORK/load-17l.stop"
     wait "$load_pid"
     i=$?
     forget_pid "$load_pid"
-    log "load through pod1's sidecar during all of it: $(tail -n 1 "$WORK/client-load.log")"
-    [ "$i" -eq 0 ] || { show "$WORK/client-load.log" 5; rc=1; }
+    if [ "$i" -ne 0 ] || grep -q '^FAILED' "$WORK/client-load.log"; then
+        log "a request through pod1's sidecar failed:"
+        show "$WORK/client-load.log" 20
+        rc=1
+    fi
+    log "load through pod1's sidecar during all of it: $(batches_ok "$WORK/client-load.log") batches of 100 connections, none failed ($n of them done when the second loader was serving)"
     if ! mwl pods 2>&1 | grep -q 9999; then
         log "the second loader's node-wide excluded port 9999 is not in force"
         rc=1
     fi
     client "$(pod 1)" "pod1 -> A after the handover" --connect "$ADDR_A" --count 10 --parallel 5 \
+        --expect-orig "$ADDR_A" --expect-server A || rc=1
+    return "$rc"
+}
+
+# load_batches STOP ARGS...: `mwtest client ARGS` from pod1 through its
+# sidecar, batch after batch, until the file STOP exists: a line "ok N TIME
+# SUMMARY" per batch; stops at the first batch that fails, printing its
+# output after "FAILED N", and exits 1.
+load_batches() {
+    local stop=$1 batch n=0
+    shift
+    batch=$(mktemp "$WORK/load-batch.XXXXXX")
+    while [ ! -e "$stop" ]; do
+        n=$((n + 1))
+        if ! timeout -k 5 60 "${IN_CG[@]}" "$(pod 1)" "$MWTEST" client "$@" >"$batch" 2>&1; then
+            echo "FAILED $n"
+            cat "$batch"
+            return 1
+        fi
+        echo "ok $n $(date +%s.%N) $(tail -n 1 "$batch")"
+    done
+}
+batches_ok() { grep -c '^ok ' "$1"; } # LOG: batches done so far
+
+# wait_batches LOG N PID: up to 60 s until LOG has N batches done; fails if
+# the load (PID) stops first.
+wait_batches() {
+    local i
+    for ((i = 0; i < 600; i++)); do
+        [ "$(batches_ok "$1")" -ge "$2" ] && return 0
+        alive "$3" || { log "the load stopped:"; show "$1" 10; return 1; }
+        sleep 0.1
+    done
+    log "the load did not reach $2 batches in 60 s:"
+    show "$1" 5
+    return 1
+}
+
+# pin_ids: each pin under $PIN with the kernel object behind it: "PATH link
+# ID prog ID", "PATH map ID", "PATH prog ID" (bpftool's first line).
+pin_ids() {
+    local f l
+    find "$PIN" -mindepth 1 -not -type d 2>/dev/null | sort | while read -r f; do
+        if l=$(bpftool link show pinned "$f" 2>/dev/null | head -n 1) && [ -n "$l" ]; then
+            echo "$f link ${l%%:*} prog $(sed -nE 's/.* prog ([0-9]+).*/\1/p' <<<"$l")"
+        elif l=$(bpftool map show pinned "$f" 2>/dev/null | head -n 1) && [ -n "$l" ]; then
+            echo "$f map ${l%%:*}"
+        elif l=$(bpftool prog show pinned "$f" 2>/dev/null | head -n 1) && [ -n "$l" ]; then
+            echo "$f prog ${l%%:*}"
+        else
+            echo "$f unknown"
+        fi
+    done
+}
+
+# pod_records: the pods' records in the state dir, with their checksums.
+pod_records() { find "$(state_dir)/pods" -type f -print0 2>/dev/null | sort -z | xargs -0 -r md5sum; }
+
+# An upgrade to the node's .deb under load. The first loader is this source
+# stamped one version lower (//test:loader_older, `<version>~e2e.older`); the
+# second is /usr/bin/meshwire-loader of //packaging:deb, unpacked with
+# `dpkg-deb -x` into the work dir (never installed on the machine), run with
+# the node's configuration as the package's unit runs it. Through it all,
+# pod1's app connects through its sidecar, batch after batch: no request may
+# fail. The .deb's loader waits for the loader lock naming the first, and
+# changes no program, link, map or pod record meanwhile; stopping the first
+# hands over: the new loader replaces the program behind every pinned link
+# (same link, new program) and keeps every map (same map: an upgrade in
+# place, no state lost), adopts the same pods, and its ready line and
+# `status` name the newer version.
+case_deb_upgrade() {
+    local root="$WORK/deb-root" debs deb new_version old_version new_loader v rc=0 i
+    local out_old="$LOADER_DIR/loader-older.log" out_new="$LOADER_DIR/loader-deb.log"
+    local load_log="$WORK/load-upgrade.log" stop="$WORK/load-upgrade.stop"
+    local old_pid new_pid load_pid before after ids_before ids_after records_before records_after pods_before n0 n1 n2 line
+    debs=("$DEB_DIR"/meshwire_*_amd64.deb)
+    if [ "${#debs[@]}" != 1 ] || [ ! -f "${debs[0]}" ]; then
+        log "expected one meshwire_*_amd64.deb in $DEB_DIR, found: ${debs[*]}"
+        return 1
+    fi
+    deb=${debs[0]}
+    new_version=$(dpkg-deb -f "$deb" Version) && [ -n "$new_version" ] || { log "no Version in $deb"; return 1; }
+    rm -rf "$root"
+    mkdir -p "$root" && dpkg-deb -x "$deb" "$root" || { log "dpkg-deb -x $deb $root failed"; return 1; }
+    new_loader="$root/usr/bin/meshwire-loader"
+    v=$("$new_loader" --version 2>&1)
+    [ "$v" = "meshwire-loader $new_version" ] || { log "the .deb's loader says '$v', its control file Version $new_version"; return 1; }
+    v=$("$LOADER_OLDER" --version 2>&1)
+    old_version=${v#meshwire-loader }
+    if [ "$v" = "$old_version" ] || ! dpkg --compare-versions "$old_version" lt "$new_version"; then
+        log "the first loader says '$v': not an older version than the .deb's $new_version"
+        return 1
+    fi
+    log "upgrade from $old_version ($LOADER_OLDER) to $new_version ($(basename "$deb"), unpacked in $root)"
+
+    # The older loader takes the node (a restart: the pinned datapath
+    # intercepts meanwhile), with the node's configuration.
+    stop_loader
+    start_loader "$LOADER_OLDER" "$out_old" || return 1
+    old_pid=$LOADER_PID
+    grep -q "meshwire-loader: ready (version $old_version," "$out_old" ||
+        { log "the older loader's ready line does not name $old_version:"; show "$out_old" 3; rc=1; }
+    line=$(LOADER=$LOADER_OLDER mwl status 2>&1 | head -n 1)
+    log "status: $line"
+    [[ $line == "loader meshwire-loader $old_version, pid $old_pid,"* ]] || { log "status does not name the older loader"; rc=1; }
+    pods_before=$(pod_list)
+
+    rm -f "$stop"
+    start_bg "$load_log" load_batches "$stop" --connect "$ADDR_A" --count 100 --parallel 2 --expect-orig "$ADDR_A" --expect-server A
+    load_pid=$LAST_PID
+    wait_batches "$load_log" 2 "$load_pid" || { touch "$stop"; return 1; }
+
+    # The .deb's loader beside the live one.
+    before=$(pin_ids)
+    ids_before=$(datapath_ids)
+    records_before=$(pod_records)
+    LOADER=$new_loader loader_cmd
+    start_waiting_loader "$out_new" "$old_pid" "the .deb's loader" || rc=1
+    new_pid=$WAITING_PID
+    # Requests keep flowing while both run (at least 3 more batches, and 2 s).
+    n0=$(batches_ok "$load_log")
+    sleep 2
+    wait_batches "$load_log" $((n0 + 3)) "$load_pid" || rc=1
+    ids_after=$(datapath_ids)
+    records_after=$(pod_records)
+    if [ -z "$(grep -w link <<<"$before")" ] || [ -z "$(grep -w map <<<"$before")" ] || [ -z "$records_before" ]; then
+        log "nothing to compare: pins $(wc -l <<<"$before"), pod records $(wc -l <<<"$records_before")"
+        rc=1
+    elif [ "$ids_before" != "$ids_after" ] || [ "$records_before" != "$records_after" ]; then
+        log "the datapath or the pod records changed while the older loader held the lock:"
+        diff <(echo "$ids_before"; echo "$records_before") <(echo "$ids_after"; echo "$records_after") | indent
+        rc=1
+    else
+        log "while both ran: no cgroup program, pin, link, map or pod record changed ($(wc -l <<<"$before") pins, $(wc -l <<<"$records_before") records compared by ID and checksum)"
+    fi
+
+    # Hand over: the older stops (SIGTERM, as systemd and the kubelet stop it).
+    n1=$(batches_ok "$load_log")
+    stop_loader
+    if wait_loader_ready "$out_new" "$new_pid" 30 && grep -q 'took over the loader lock' "$out_new"; then
+        forget_pid "$new_pid"
+        LOADER_PID=$new_pid
+        log "the .deb's loader took over: $(grep -m 1 'took over' "$out_new" | sed 's/.*INFO[^ ]* //')"
+    else
+        log "the .deb's loader did not take over"
+        stop_pid "$new_pid"
+        forget_pid "$new_pid"
+        touch "$stop"
+        start_loader || return 1
+        return 1
+    fi
+    grep -q "meshwire-loader: ready (version $new_version," "$out_new" ||
+        { log "the .deb's loader's ready line does not name $new_version:"; show "$out_new" 3; rc=1; }
+    # Requests keep flowing after the handover too.
+    wait_batches "$load_log" $(($(batches_ok "$load_log") + 3)) "$load_pid" || rc=1
+    n2=$(batches_ok "$load_log")
+    touch "$stop"
+    wait "$load_pid"
+    i=$?
+    forget_pid "$load_pid"
+    if [ "$i" -ne 0 ] || grep -q '^FAILED' "$load_log"; then
+        log "a request failed during the upgrade:"
+        show "$load_log" 20
+        rc=1
+    fi
+    log "load through pod1's sidecar: $(batches_ok "$load_log") batches of 100 connections, none failed" \
+        "(before the .deb's loader started: $n0; while both ran: $((n1 - n0)); from the handover to the new loader's serving: $((n2 - n1)) and on)"
+    [ "$n1" -gt "$n0" ] && [ "$n2" -gt "$n1" ] || rc=1
+
+    # In place: the same links with the new loader's programs, the same maps.
+    after=$(pin_ids)
+    local bad
+    bad=$(awk 'NR == FNR { was[$1] = $0; next }
+        !($1 in was) { print "new pin: " $0; next }
+        { split(was[$1], w, " ") }
+        $2 == "link" && ($3 != w[3] || $5 == w[5]) { print "link not upgraded in place: was " was[$1] ", now " $0 }
+        $2 == "map" && $3 != w[3] { print "map recreated: was " was[$1] ", now " $0 }
+        $2 == "prog" && $3 == w[3] { print "program kept: " $0 }
+        { delete was[$1] }
+        END { for (p in was) print "pin gone: " was[p] }' <(echo "$before") <(echo "$after"))
+    if [ -n "$bad" ]; then
+        log "the handover was not an upgrade in place:"
+        echo "$bad" | indent
+        rc=1
+    else
+        log "in place: $(grep -cw link <<<"$after") pinned links kept, each now running the new loader's program; $(grep -cw map <<<"$after") maps kept"
+    fi
+    [ "$(pod_list)" = "$pods_before" ] || { log "pods before and after differ:"; diff <(echo "$pods_before") <(pod_list) | indent; rc=1; }
+    line=$(LOADER=$new_loader mwl status 2>&1 | head -n 1)
+    log "status: $line"
+    [[ $line == "loader meshwire-loader $new_version, pid $new_pid,"* ]] || { log "status does not name the .deb's loader $new_version"; rc=1; }
+    client "$(pod 1)" "pod1 -> A after the upgrade" --connect "$ADDR_A" --count 10 --parallel 5 \
         --expect-orig "$ADDR_A" --expect-server A || rc=1
     return "$rc"
 }
@@ -2038,7 +2245,7 @@ suite_traps
 # ---------------------------------------------------------------------------
 # Main
 
-suite_args LOADER MWTEST DEMO -- "$@"
+suite_args LOADER MWTEST DEMO DEB_DIR LOADER_OLDER -- "$@"
 HAVE_IFNAME=""
 suite_mode
 TC_ATTACH=${MESHWIRE_E2E_TC_ATTACH:-}
@@ -2062,7 +2269,7 @@ case "$ACCEL" in
 esac
 
 echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}, acceleration ${ACCEL:+on}${ACCEL:-off}"
-preflight iptables haproxy curl nsenter unshare || exit 1
+preflight iptables haproxy curl nsenter unshare bpftool dpkg-deb || exit 1
 loader_has_tc && HAVE_IFNAME=1
 echo "--- setup"
 suite_workdir e2e || { fail "setup: work dir and private bpffs"; exit 1; }
@@ -2183,6 +2390,8 @@ run_ebpf_case "17i native IPv6: no per-connection map entries left after 10000 c
     case_no_leaks6
 run_case "17l a second loader with another configuration waits for the loader lock under load and changes nothing; --no-wait exits naming the holder; stopping the first hands over with no failed request" \
     case_second_loader_waits
+run_case "17u an upgrade to the .deb's newer loader under load: it waits for the older one's lock changing nothing, takes over when it stops, replaces every program in place (same links, same maps), no request fails; ready line and status name the newer version" \
+    case_deb_upgrade
 run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated (IPv4, and native IPv6 where steered)" \
     case_restart_kill9
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del

@@ -196,7 +196,7 @@ preflight() {
         ok=1
     fi
     for f in "${SUITE_TOOLS[@]}"; do
-        [ -f "$f" ] || { fail "preflight: not found: $f"; ok=1; }
+        [ -e "$f" ] || { fail "preflight: not found: $f"; ok=1; }
     done
     [ -x "${LOADER:-}" ] || { fail "preflight: meshwire-loader not executable: ${LOADER:-(none given)}"; ok=1; }
     CG2=$(cgroup2_mount)
@@ -489,24 +489,33 @@ mwl() {
 # loader_has_tc: the loader has `pod add --ifname` (the tc datapath).
 loader_has_tc() { "$LOADER" pod add --help 2>/dev/null | grep -q -- '--ifname'; }
 
-# start_loader: `meshwire-loader run` attached to CG, in the background
-# (LOADER_PID, log $LOADER_DIR/loader.log); waits up to 20 s until it says it
-# is ready and its API socket exists.
+# start_loader [BINARY [LOG]]: `meshwire-loader run` (BINARY, default
+# $LOADER) attached to CG, in the background (LOADER_PID, log LOG, default
+# $LOADER_DIR/loader.log); waits up to 20 s until it says it is ready and its
+# API socket exists.
 start_loader() {
-    local out="$LOADER_DIR/loader.log" i
-    loader_cmd
+    local bin=${1:-$LOADER} out=${2:-$LOADER_DIR/loader.log}
+    LOADER=$bin loader_cmd
     start_bg "$out" "${MWL[@]}" run --cgroup "$CG"
     LOADER_PID=$LAST_PID
-    for ((i = 0; i < 200; i++)); do
+    wait_loader_ready "$out" "$LOADER_PID" 20
+}
+
+# wait_loader_ready LOG PID SECONDS: until the loader PID logging to LOG says
+# it is ready and its API socket exists; fails showing LOG if it exits first
+# or is not ready in time.
+wait_loader_ready() {
+    local out=$1 pid=$2 i
+    for ((i = 0; i < $3 * 10; i++)); do
         grep -qs 'meshwire-loader: ready' "$out" && [ -S "$(api_sock)" ] && return 0
-        if ! alive "$LOADER_PID"; then
-            log "meshwire-loader exited before it was ready:"
+        if ! alive "$pid"; then
+            log "meshwire-loader (pid $pid) exited before it was ready:"
             show "$out" 30
             return 1
         fi
         sleep 0.1
     done
-    log "meshwire-loader not ready after 20 s:"
+    log "meshwire-loader (pid $pid) not ready after $3 s:"
     show "$out" 30
     return 1
 }

@@ -50,8 +50,10 @@ _COMMON_ATTRS = {
     ),
 }
 
-def _run_cargo(ctx, mode, bin, out):
+def _run_cargo(ctx, mode, bin, out, version_suffix = ""):
     args = ctx.actions.args()
+    if version_suffix:
+        args.add("--version-suffix=" + version_suffix)
     args.add(mode)
     args.add(ctx.file.manifest)
     args.add(ctx.attr.package)
@@ -71,15 +73,27 @@ def _run_cargo(ctx, mode, bin, out):
 
 def _cargo_binary_impl(ctx):
     bin = ctx.attr.bin or ctx.attr.package
-    out = ctx.actions.declare_file(bin)
-    _run_cargo(ctx, "build", bin, out)
+    suffix = ctx.attr.version_suffix
+
+    # A stamped build lives in a directory named after its target, so that it
+    # keeps the binary's name beside the release build of the same package.
+    out = ctx.actions.declare_file(ctx.label.name + "/" + bin if suffix else bin)
+    _run_cargo(ctx, "build", bin, out, suffix)
     return [DefaultInfo(files = depset([out]), executable = out)]
 
 cargo_binary = rule(
     implementation = _cargo_binary_impl,
     executable = True,
     doc = "A binary of a package of the Cargo workspace, built in release mode.",
-    attrs = dict(_COMMON_ATTRS, bin = attr.string(doc = "Cargo bin target; default: the package name.")),
+    attrs = dict(
+        _COMMON_ATTRS,
+        bin = attr.string(doc = "Cargo bin target; default: the package name."),
+        version_suffix = attr.string(
+            doc = "Stamped after the workspace's version (MESHWIRE_VERSION_SUFFIX at compile time, " +
+                  "which meshwire-loader's version.rs reads), e.g. \"~e2e.older\": a Debian version " +
+                  "just below the release's. The binary is then TARGET/BIN.",
+        ),
+    ),
 )
 
 _TEST_RUNNER = """#!/usr/bin/env bash

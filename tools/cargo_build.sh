@@ -6,6 +6,11 @@
 #       cargo build --locked --release -p PACKAGE --bin BIN   -> OUT_FILE
 #   cargo_build.sh test  MANIFEST PACKAGE -   OUT_DIR  BPF_OBJECT...
 #       cargo test --no-run --locked --release -p PACKAGE     -> OUT_DIR/*
+#   cargo_build.sh --version-suffix=SUFFIX build ...
+#       the same build with MESHWIRE_VERSION_SUFFIX=SUFFIX at compile time
+#       (meshwire-loader reports its version with SUFFIX after it). cargo
+#       tracks the variable: the crate that reads it is rebuilt when it
+#       changes, its dependencies are not.
 #
 # MANIFEST is the workspace's root Cargo.toml. MESHWIRE_BPF_DIR is set to the
 # absolute path of the directory holding the BPF objects (the Rust code
@@ -19,7 +24,15 @@ die() {
     exit 1
 }
 
-[[ $# -ge 6 ]] || die "usage: cargo_build.sh build|test MANIFEST PACKAGE BIN|- OUT BPF_OBJECT..."
+unset MESHWIRE_VERSION_SUFFIX
+if [[ ${1:-} == --version-suffix=* ]]; then
+    suffix=${1#--version-suffix=}
+    # Debian's version characters (after the workspace version), nothing else.
+    [[ $suffix =~ ^[A-Za-z0-9.+~]+$ ]] || die "--version-suffix '$suffix': use letters, digits, '.', '+' and '~'"
+    export MESHWIRE_VERSION_SUFFIX=$suffix
+    shift
+fi
+[[ $# -ge 6 ]] || die "usage: cargo_build.sh [--version-suffix=SUFFIX] build|test MANIFEST PACKAGE BIN|- OUT BPF_OBJECT..."
 mode=$1 manifest=$2 package=$3 bin=$4 out=$5
 shift 5
 execroot=$PWD

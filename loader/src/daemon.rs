@@ -89,7 +89,8 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), E
     raise_open_files();
     control::spawn(listener, service, API_MAX_CONNECTIONS)?;
     log::info!(
-        "meshwire-loader: ready (interception {}, ipv6 {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
+        "meshwire-loader: ready (version {}, interception {}, ipv6 {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
+        crate::version::VERSION.as_str(),
         config.interception.as_str(),
         config.ipv6.as_str(),
         config.tc_attach.as_str(),

@@ -11,6 +11,7 @@ mod lock;
 mod service;
 mod system;
 mod timing;
+mod version;
 mod views;
 #[cfg(test)]
 mod testutil;
@@ -33,7 +34,7 @@ use views::{inspect, trace};
 #[derive(Parser)]
 #[command(
     name = "meshwire-loader",
-    version,
+    version = version::VERSION.as_str(),
     about = "meshwire node daemon: steers meshed pods' TCP traffic into their sidecar with eBPF",
     after_help = "Options given before the command are used by the commands that take them (`meshwire-loader COMMAND -h` lists those) and ignored by the others."
 )]
@@ -164,12 +165,14 @@ enum Command {
         #[command(flatten)]
         pins: PinOpt,
     },
-    /// Programs (attachment, runs, cost per run), maps (fill), counters, kernel.
+    /// The running loader (version, PID), programs (attachment, runs, cost per run), maps (fill), counters, kernel.
     Status {
         #[command(flatten)]
         common: Common,
         #[command(flatten)]
         pins: PinOpt,
+        #[command(flatten)]
+        api: ApiOpt,
     },
     /// Original destinations in flight (awaiting the sidecar's accept, tc flows).
     Conns {
@@ -297,10 +300,10 @@ impl Command {
                 (g.common, g.cgroup, g.pins, g.api, g.state) = (common.clone(), cgroup.clone(), pins.clone(), api.clone(), state.clone())
             }
             Command::Cleanup { common, pins, state } => (g.common, g.pins, g.state) = (common.clone(), pins.clone(), state.clone()),
-            Command::Stats { common, pins } | Command::Maps { common, pins } | Command::Status { common, pins } | Command::Conns { common, pins } | Command::Trace { common, pins, .. } => {
+            Command::Stats { common, pins } | Command::Maps { common, pins } | Command::Conns { common, pins } | Command::Trace { common, pins, .. } => {
                 (g.common, g.pins) = (common.clone(), pins.clone())
             }
-            Command::Pods { common, api, pins, .. } => (g.common, g.api, g.pins) = (common.clone(), api.clone(), pins.clone()),
+            Command::Pods { common, api, pins, .. } | Command::Status { common, api, pins } => (g.common, g.api, g.pins) = (common.clone(), api.clone(), pins.clone()),
             Command::Pod(PodCommand::Add { common, api, .. } | PodCommand::Del { common, api, .. } | PodCommand::List { common, api }) => {
                 (g.common, g.api) = (common.clone(), api.clone())
             }
@@ -560,7 +563,16 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
-        Command::Status { .. } => Ok(inspect::print_status(&pins)?),
+        Command::Status { .. } => {
+            // The loader serving the API: its version says which one runs
+            // (after an upgrade, the new one). Not running is a fact, not an error.
+            let loader = match meshwire_api::call(&api.socket, meshwire_api::Op::Status, std::time::Duration::from_secs(5)) {
+                Ok(Ok(r)) => inspect::describe_loader(r.status.as_ref(), &api.socket),
+                Ok(Err(e)) => format!("loader answers on {} with an error: {e}", api.socket.display()),
+                Err(u) => format!("loader not answering: {u}"),
+            };
+            Ok(inspect::print_status(&pins, &loader)?)
+        }
         Command::Conns { .. } => {
             inspect::require_datapath(&pins)?;
             Ok(inspect::print_conns(&pins)?)

@@ -78,7 +78,7 @@ fn each_command_shows_only_the_options_it_uses() {
         (&["pod", "list"], &["--config", "--log-level", "--api-socket"]),
         (&["stats"], &["--config", "--log-level", "--pin-dir"]),
         (&["maps"], &["--config", "--log-level", "--pin-dir"]),
-        (&["status"], &["--config", "--log-level", "--pin-dir"]),
+        (&["status"], &["--config", "--log-level", "--pin-dir", "--api-socket"]),
         (&["conns"], &["--config", "--log-level", "--pin-dir"]),
         (&["trace"], &["--config", "--log-level", "--pin-dir"]),
         (&["pods"], &["--config", "--log-level", "--pin-dir", "--api-socket"]),

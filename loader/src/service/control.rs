@@ -56,6 +56,9 @@ fn dispatch(service: &PodService, op: Op) -> ApiResult {
             let mut status = serde_json::Map::new();
             status.insert("pods".into(), service.count().into());
             status.insert("ready".into(), true.into());
+            // Which loader answers: after an upgrade, the new one.
+            status.insert("version".into(), crate::version::VERSION.as_str().into());
+            status.insert("pid".into(), std::process::id().into());
             OpResult { status: Some(status), ..Default::default() }
         }
     })

@@ -119,8 +119,21 @@ pub fn require_datapath(pins: &Pins) -> Result<(), Error> {
     )))
 }
 
-pub fn print_status(pins: &Pins) -> Result<(), Error> {
+/// The `status` line of the loader that answered the API's status request.
+pub fn describe_loader(status: Option<&serde_json::Map<String, serde_json::Value>>, socket: &std::path::Path) -> String {
+    let field = |k: &str| status.and_then(|s| s.get(k)).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
+    format!(
+        "loader meshwire-loader {}, pid {}, {} pod attachment(s), api {}",
+        field("version").unwrap_or_else(|| "of unknown version (its status does not say)".into()),
+        field("pid").unwrap_or_else(|| "?".into()),
+        field("pods").unwrap_or_else(|| "?".into()),
+        socket.display()
+    )
+}
+
+pub fn print_status(pins: &Pins, loader: &str) -> Result<(), Error> {
     require_datapath(pins)?;
+    println!("{loader}");
     println!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" });
     println!("pins {}", pins.root().display());
     println!();
