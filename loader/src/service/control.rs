@@ -117,10 +117,14 @@ fn timed_label(op: &Op) -> Option<String> {
     }
 }
 
-/// Serve one connection: request lines in, response lines out.
-fn serve(service: &PodService, stream: UnixStream) {
-    let _ = stream.set_read_timeout(Some(IDLE));
-    let _ = stream.set_write_timeout(Some(IDLE));
+/// Serve one connection: request lines in, response lines out. A request
+/// is read only once the previous answer is written, so a client that
+/// pipelines and never reads stops being served when the socket's buffer is
+/// full (what it sends meanwhile waits in the kernel, not here), and is
+/// dropped after `deadline` without progress.
+fn serve(service: &PodService, stream: UnixStream, deadline: Duration) {
+    let _ = stream.set_read_timeout(Some(deadline));
+    let _ = stream.set_write_timeout(Some(deadline));
     let mut writer = match stream.try_clone() {
         Ok(w) => w,
         Err(e) => return log::warn!("control connection: {e}"),
@@ -210,6 +214,11 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
 /// turn. Pod changes are serialised by the service itself. Returns when the
 /// listener fails; the threads live as long as the process.
 pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: usize) -> Result<(), Error> {
+    spawn_with(listener, service, max_connections, IDLE)
+}
+
+/// [`spawn`] with another deadline than [`IDLE`] (tests).
+fn spawn_with(listener: UnixListener, service: Arc<PodService>, max_connections: usize, deadline: Duration) -> Result<(), Error> {
     use std::sync::atomic::{AtomicUsize, Ordering};
     let open = Arc::new(AtomicUsize::new(0));
     std::thread::Builder::new()
@@ -237,7 +246,7 @@ pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: 
                 }
                 let (service, open) = (Arc::clone(&service), Arc::clone(&open));
                 let started = std::thread::Builder::new().name("api-conn".into()).stack_size(256 * 1024).spawn(move || {
-                    serve(&service, s);
+                    serve(&service, s, deadline);
                     open.fetch_sub(1, Ordering::SeqCst);
                 });
                 if let Err(e) = started {
@@ -289,7 +298,7 @@ mod tests {
         fn exchange_bytes(&self, lines: &[&[u8]]) -> Vec<Response> {
             let (mut client, server) = UnixStream::pair().unwrap();
             let service = Arc::clone(&self.service);
-            let worker = std::thread::spawn(move || serve(&service, server));
+            let worker = std::thread::spawn(move || serve(&service, server, IDLE));
             for l in lines {
                 // The server may hang up first (an overlong line): then the
                 // rest of the write fails and the answers already sent count.
@@ -547,6 +556,68 @@ mod tests {
             assert_eq!(e.code, ErrorCode::InvalidRequest, "{e:?}");
             assert!(e.message.contains("not a network namespace"), "{e:?}");
         }
+    }
+
+    /// A client that pipelines requests and never reads an answer: the
+    /// loader serves it until the socket's buffer is full, then reads no
+    /// more from it (what it sends waits in the kernel: bounded), answers
+    /// everyone else meanwhile, and drops it once the deadline passes
+    /// without the client reading.
+    #[test]
+    fn a_client_that_pipelines_and_never_reads_holds_up_no_one_and_is_dropped() {
+        use std::os::fd::AsFd;
+        let f = Fixture::new();
+        let path = f.state.join("api.sock");
+        let deadline = Duration::from_secs(2);
+        spawn_with(bind(&path).unwrap(), Arc::clone(&f.service), 16, deadline).unwrap();
+
+        let mut hog = UnixStream::connect(&path).unwrap();
+        hog.set_nonblocking(true).unwrap();
+        // DEL takes the pods' lock, as other clients' changes do.
+        let line = b"{\"version\":1,\"op\":\"del_pod\",\"container_id\":\"hog\"}\n".repeat(64);
+        let started = std::time::Instant::now();
+        let (mut sent, mut off, mut stalled_since) = (0usize, 0usize, None);
+        let mut served_others = 0;
+        while started.elapsed() < deadline * 4 {
+            match hog.write(&line[off..]) {
+                Ok(n) => {
+                    sent += n;
+                    off = (off + n) % line.len();
+                    stalled_since = None;
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                    stalled_since.get_or_insert_with(std::time::Instant::now);
+                }
+                // Dropped by the loader.
+                Err(_) => break,
+            }
+            // Everyone else is served promptly all along.
+            if served_others < 20 {
+                let t = std::time::Instant::now();
+                let op = if served_others % 2 == 0 { Op::Status } else { Op::DelPod { container_id: "other".into(), ifname: None } };
+                let answer = meshwire_api::call(&path, op, Duration::from_secs(5)).expect("another client is served");
+                assert!(answer.is_ok(), "{answer:?}");
+                assert!(t.elapsed() < Duration::from_secs(1), "another client waited {:?} while one pipelined", t.elapsed());
+                served_others += 1;
+            }
+            // The loader no longer reads from it: dropped within the deadline.
+            let mut fds = [nix::poll::PollFd::new(hog.as_fd(), nix::poll::PollFlags::empty())];
+            let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(10u16));
+            if fds[0].revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)) {
+                break;
+            }
+        }
+        assert_eq!(served_others, 20);
+        let stalled = stalled_since.expect("the pipelining client was never held back: the loader reads without bound");
+        assert!(sent < 16 << 20, "the loader took {sent} bytes of requests it could not answer");
+        let mut fds = [nix::poll::PollFd::new(hog.as_fd(), nix::poll::PollFlags::empty())];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+        assert!(
+            fds[0].revents().is_some_and(|r| r.intersects(nix::poll::PollFlags::POLLHUP | nix::poll::PollFlags::POLLERR)),
+            "the pipelining client was not dropped {:?} after the loader stopped reading from it (deadline {deadline:?})",
+            stalled.elapsed()
+        );
+        assert!(stalled.elapsed() < deadline * 3, "dropped only {:?} after it stalled", stalled.elapsed());
     }
 
     #[test]
