@@ -1205,4 +1205,7 @@ def main():
 
 
 if __name__ == "__main__":
-    sys.exit(main())
+    # Run as the module `bench` that the modes (scale, live, dnsbench) import,
+    # so that their Fatal is the one main() catches, not a second copy's.
+    import bench
+    sys.exit(bench.main())
