@@ -21,6 +21,12 @@ listener 127.0.0.1:15001 and an inbound listener 0.0.0.0:15003. Server pods
 run an HTTP app (HAProxy answering 200 itself), an echo server (mwtest echo)
 and iperf3 -s. The client pod runs wrk, iperf3 and mwtest pingpong.
 
+IPv6 (same node): cli and srv1 are dual-stack (fd00:232:1::2, fd00:232:2::2),
+the loaders run with interception.ipv6 = "intercept". HAProxy 2.6 cannot
+forward IPv6 by original destination (it reads SO_ORIGINAL_DST for IPv4
+only), so the IPv6 run and an IPv4 twin use mwtest's sidecar, swapped in for
+HAProxy in each mode's slot (see TOPOS).
+
 Modes (the order rotates every repetition):
     direct      no loader, no rules: the sidecars run but nothing reaches them
     floor       no loader, no rules: the client dials its sidecar, which dials
@@ -61,9 +67,21 @@ MODES = ["direct", "floor", "iptables", "ebpf", "ebpf+accel"]
 # client sidecar's static outbound port for each (server pod, app port).
 FLOOR_IN = {ECHO_PORT: 15107, HTTP_PORT: 15108, IPERF_PORT: 15109}
 POD_IP = {"cli": f"{NET}.1.2", "srv1": f"{NET}.2.2", "srv2": f"{NET}.3.2"}
+# IPv6 (same node only): the pods on node 1 are dual-stack.
+NET6 = "fd00:232"
+POD_IP6 = {"cli": f"{NET6}:1::2", "srv1": f"{NET6}:2::2"}
 POD_NODE = {"cli": "n1", "srv1": "n1", "srv2": "n2"}
 POD_NET = {"cli": 1, "srv1": 2, "srv2": 3}
-TOPOS = [("same node", "srv1"), ("two nodes", "srv2")]
+# (name, server pod, address family, sidecar). HAProxy 2.6 asks for the
+# original destination of IPv4 connections only (SO_ORIGINAL_DST; for an
+# AF_INET6 socket it takes getsockname(), which after a REDIRECT or a connect6
+# rewrite is its own listener, so it would dial itself). The IPv6 run uses
+# mwtest's sidecar, which reads IP6T_SO_ORIGINAL_DST, and so does its IPv4
+# twin, so that IPv6 and IPv4 are compared with the same sidecar.
+TOPOS = [("same node", "srv1", 4, "haproxy"), ("two nodes", "srv2", 4, "haproxy"),
+         ("same node, IPv4, mwtest sidecar", "srv1", 4, "mwtest"),
+         ("same node, IPv6, mwtest sidecar", "srv1", 6, "mwtest")]
+V4_TWIN, V6_TOPO = TOPOS[2][0], TOPOS[3][0]
 WRK_CONNS = 8
 
 TESTS = [
@@ -111,6 +129,7 @@ class Bench:
         self.work = None
         self.bpffs = None
         self.loaders = {}        # node -> Popen
+        self.sidecars = {}       # pod -> (kind, Popen)
         self.pod_pids = {}       # pod -> [pid]
         self.stats_restore = None
         self.results = []        # dicts: topo, mode, rep, test key -> value
@@ -222,6 +241,7 @@ class Bench:
             self.ns_made.append(self.ns(node))
             ip("-n", self.ns(node), "link", "set", "lo", "up")
             nsx(self.ns(node), "sysctl", "-qw", "net.ipv4.ip_forward=1")
+            nsx(self.ns(node), "sysctl", "-qw", "net.ipv6.conf.all.forwarding=1")
         ip("-n", self.ns("n1"), "link", "add", "n1n2", "type", "veth", "peer", "name", "n2n1", "netns", self.ns("n2"))
         ip("-n", self.ns("n1"), "addr", "add", f"{NET}.254.1/24", "dev", "n1n2")
         ip("-n", self.ns("n2"), "addr", "add", f"{NET}.254.2/24", "dev", "n2n1")
@@ -239,6 +259,12 @@ class Bench:
             ip("-n", ns, "route", "add", "default", "via", f"{NET}.{i}.1")
             ip("-n", node, "addr", "add", f"{NET}.{i}.1/24", "dev", f"v{pod}")
             ip("-n", node, "link", "set", f"v{pod}", "up")
+            # [::] listeners are IPv6-only, beside the IPv4 ones on 0.0.0.0.
+            nsx(ns, "sysctl", "-qw", "net.ipv6.bindv6only=1")
+            if pod in POD_IP6:
+                ip("-n", ns, "addr", "add", f"{NET6}:{i}::2/64", "dev", "eth0", "nodad")
+                ip("-n", node, "addr", "add", f"{NET6}:{i}::1/64", "dev", f"v{pod}", "nodad")
+                ip("-n", ns, "-6", "route", "add", "default", "via", f"{NET6}:{i}::1")
             nsx(ns, "sysctl", "-qw", "net.ipv4.ip_local_port_range=15100 65000")
             nsx(ns, "sysctl", "-qw", "net.ipv4.tcp_tw_reuse=1")
             other = "n2" if POD_NODE[pod] == "n1" else "n1"
@@ -255,6 +281,7 @@ outbound_port = {OUT_PORT}
 inbound_port = {IN_PORT}
 [interception]
 mode = "{'iptables' if mode == 'iptables' else 'ebpf'}"
+ipv6 = "intercept"
 [acceleration]
 enabled = {'true' if mode == 'ebpf+accel' else 'false'}
 [bpf]
@@ -290,7 +317,8 @@ level = "warn"
             if mode == "ebpf+accel" and "acceleration is off" in open(logf).read():
                 log(f"  note: loader {node}: {[l for l in open(logf) if 'acceleration is off' in l]}")
         for pod in POD_IP:
-            self.mwl(POD_NODE[pod], "pod", "add", "--netns", f"/run/netns/{self.ns(pod)}", "--ip", POD_IP[pod],
+            v6 = ["--ip", POD_IP6[pod]] if pod in POD_IP6 else []
+            self.mwl(POD_NODE[pod], "pod", "add", "--netns", f"/run/netns/{self.ns(pod)}", "--ip", POD_IP[pod], *v6,
                      "--ifname", "eth0", "--id", f"bench-{pod}")
 
     def procs_log(self, p):
@@ -306,12 +334,13 @@ level = "warn"
         self.loaders = {}
 
     # ------------------------------------------------------------- pod processes
-    def target(self, mode, srv, port):
+    def target(self, mode, srv, port, fam=4):
         """(host, port) the client dials for `port` of pod srv: the pod itself,
-        or in floor mode its own sidecar's static frontend for it."""
+        or in floor mode its own sidecar's static frontend for it. The host
+        of an IPv6 address is in brackets ([addr]), as URLs and mwtest take it."""
         if mode == "floor":
             return "127.0.0.1", 16000 + 10 * POD_NET[srv] + sorted(FLOOR_IN).index(port)
-        return POD_IP[srv], port
+        return (POD_IP[srv] if fam == 4 else f"[{POD_IP6[srv]}]"), port
 
     def floor_frontends(self, pod):
         """The sidecar's static frontends of floor mode (unused in the other modes)."""
@@ -362,28 +391,54 @@ defaults
     timeout http-keep-alive 60s
 frontend app
     bind 0.0.0.0:{HTTP_PORT}
+    bind [::]:{HTTP_PORT} v6only
     http-request return status 200 content-type text/plain string "ok"
 """
+
+    def start_sidecar(self, pod, mode, kind):
+        """The pod's sidecar: HAProxy, or mwtest's (IPv4 and IPv6 listeners,
+        no marker line, one log line per connection: its session count)."""
+        if kind == "haproxy":
+            with open(f"{self.work}/{pod}-sidecar.cfg", "w") as f:
+                f.write(self.haproxy_sidecar_cfg(pod))
+            cmd = ["haproxy", "-db", "-f", f"{self.work}/{pod}-sidecar.cfg"]
+        else:
+            cmd = [self.mwtest, "sidecar", "--listen", f"127.0.0.1:{OUT_PORT}", "--listen6", f"[::1]:{OUT_PORT}",
+                   "--inbound-listen", f"0.0.0.0:{IN_PORT}", "--inbound-listen6", f"[::]:{IN_PORT}",
+                   "--no-marker", "--uid", str(UID)]
+        p = self.start(f"{pod}-sidecar-{kind}-{mode}", self.in_pod(pod, mode, cmd))
+        self.wait_listen(pod, IN_PORT, p, f"{kind} sidecar")
+        self.sidecars[pod] = (kind, p)
+
+    def use_sidecars(self, mode, kind):
+        """Swap every pod's sidecar for one of `kind` unless it runs already."""
+        for pod in POD_IP:
+            cur = self.sidecars.get(pod)
+            if cur and cur[0] == kind:
+                continue
+            if cur:
+                self.stop(cur[1])
+                for _ in range(100):  # its ports free again
+                    if not re.search(rf":{IN_PORT}\s", self.run(["ip", "netns", "exec", self.ns(pod), "ss", "-Hltn"], check=False)):
+                        break
+                    time.sleep(0.05)
+            self.start_sidecar(pod, mode, kind)
 
     def start_pods(self, mode):
         for pod in POD_IP:
             pids = []
-            with open(f"{self.work}/{pod}-sidecar.cfg", "w") as f:
-                f.write(self.haproxy_sidecar_cfg(pod))
-            p = self.start(f"{pod}-sidecar-{mode}", self.in_pod(pod, mode, ["haproxy", "-db", "-f", f"{self.work}/{pod}-sidecar.cfg"]))
-            self.wait_listen(pod, IN_PORT, p, "HAProxy sidecar")
-            pids.append(p.pid)
+            self.start_sidecar(pod, mode, "haproxy")
             if pod != "cli":
                 with open(f"{self.work}/{pod}-app.cfg", "w") as f:
                     f.write(self.haproxy_app_cfg(pod))
                 for what, port, cmd in [
                     ("app", HTTP_PORT, ["haproxy", "-db", "-f", f"{self.work}/{pod}-app.cfg"]),
                     ("echo", ECHO_PORT, [self.mwtest, "echo", "--listen", f"0.0.0.0:{ECHO_PORT}"]),
+                ] + ([("echo6", ECHO_PORT, [self.mwtest, "echo", "--listen", f"[::]:{ECHO_PORT}"])] if pod in POD_IP6 else []) + [
                     ("iperf3", IPERF_PORT, ["iperf3", "-s", "-p", str(IPERF_PORT)]),
                 ]:
                     p = self.start(f"{pod}-{what}-{mode}", self.in_pod(pod, mode, cmd))
                     self.wait_listen(pod, port, p, what)
-                    pids.append(p.pid)
             self.pod_pids[pod] = pids
 
     def stop_pods(self):
@@ -391,6 +446,7 @@ frontend app
             if p not in self.loaders.values():
                 self.stop(p)
         self.pod_pids = {}
+        self.sidecars = {}
 
     def pin_pods(self, pods, cpus):
         for pod in pods:
@@ -409,7 +465,12 @@ frontend app
     # ----------------------------------------------------------------- counters
     def sessions(self, pod):
         """HAProxy sidecar frontends' total sessions: {'out': n, 'in': n}
-        (floor mode's frontends `out_fl_*`, `in_fl_*` count with their side)."""
+        (floor mode's frontends `out_fl_*`, `in_fl_*` count with their side);
+        for mwtest's sidecar, its log's `conn` and `inbound` lines."""
+        kind, p = self.sidecars[pod]
+        if kind == "mwtest":
+            text = open(self.log_of[p.pid]).read()
+            return {"out": len(re.findall(r"^conn peer=", text, re.M)), "in": len(re.findall(r"^inbound peer=", text, re.M))}
         s = socket.socket(socket.AF_UNIX)
         s.settimeout(5)
         s.connect(f"{self.work}/{pod}-sidecar.sock")
@@ -431,8 +492,9 @@ frontend app
                 out[side] = out.get(side, 0) + int(f["stot"] or 0)
         return out
 
-    def redirects(self, pod):
-        out = self.run(["ip", "netns", "exec", self.ns(pod), "iptables-save", "-c", "-t", "nat"], check=False)
+    def redirects(self, pod, fam=4):
+        save = "iptables-save" if fam == 4 else "ip6tables-save"
+        out = self.run(["ip", "netns", "exec", self.ns(pod), save, "-c", "-t", "nat"], check=False)
         hits = {"MESHWIRE_OUTPUT": 0, "MESHWIRE_INBOUND": 0}
         for line in out.splitlines():
             m = re.match(r"\[(\d+):\d+\] -A (MESHWIRE_\w+) .* -j REDIRECT ", line)
@@ -448,19 +510,19 @@ frontend app
         st = dict(l.split() for l in open(f"{self.cg(pod, mode)}/cpu.stat") if len(l.split()) == 2)
         return int(st[what])
 
-    def snapshot(self, mode, srv):
+    def snapshot(self, mode, srv, fam=4):
         snap = {"cpu_cli": self.cpu_usec("cli", mode), "cpu_srv": self.cpu_usec(srv, mode),
                 "sys": self.cpu_usec("cli", mode, "system_usec") + self.cpu_usec(srv, mode, "system_usec"),
                 "s_cli": self.sessions("cli"), "s_srv": self.sessions(srv)}
         if mode == "iptables":
-            snap["r_cli"] = self.redirects("cli")
-            snap["r_srv"] = self.redirects(srv)
+            snap["r_cli"] = self.redirects("cli", fam)
+            snap["r_srv"] = self.redirects(srv, fam)
         elif mode not in ("direct", "floor"):
             snap["b_n1"] = self.bpf_stats("n1")
             snap["b_n2"] = self.bpf_stats("n2")
         return snap
 
-    def verify(self, mode, srv, before, after, conns, slack=0):
+    def verify(self, mode, srv, before, after, conns, slack=0, fam=4):
         """None if the run was intercepted as the mode says, else the reason.
         conns: the connections the load tool opened (an int, or a (lo, hi)
         range); slack: how many connections may be torn down while in flight
@@ -489,7 +551,7 @@ frontend app
             # fewer would mean connections that bypassed the rules.
             for side, hits, sess in (("outbound", ro, out), ("inbound", ri, inb)):
                 if hits > sess + slack:
-                    self.notes.append(f"iptables: the {side} REDIRECT rule counted {hits - sess} more new conntrack "
+                    self.notes.append(f"{'iptables' if fam == 4 else 'ip6tables'}: the {side} REDIRECT rule counted {hits - sess} more new conntrack "
                                       f"entries than the sidecar accepted connections ({hits} vs {sess})")
             ro, ri = min(ro, out), min(ri, inb)
             if not (near(ro, out) and near(ri, inb)):
@@ -514,12 +576,12 @@ frontend app
         return None
 
     # -------------------------------------------------------------------- tests
-    def measure(self, mode, topo, srv, rep, key, cmd, conns_of, pin=False, timeout=60, slack=0):
+    def measure(self, mode, topo, srv, rep, key, cmd, conns_of, pin=False, timeout=60, slack=0, fam=4):
         """Run one client command in the client pod; return (stdout, before, after, seconds) or None."""
         if pin:
             self.pin_pods(["cli", srv], "0")
         try:
-            before = self.snapshot(mode, srv)
+            before = self.snapshot(mode, srv, fam)
             t0 = time.monotonic()
             try:
                 p = subprocess.run(self.in_pod("cli", mode, cmd, pin=0 if pin else None),
@@ -529,7 +591,7 @@ frontend app
                 return None
             secs = time.monotonic() - t0
             time.sleep(0.3)  # let the sidecars account the last sessions
-            after = self.snapshot(mode, srv)
+            after = self.snapshot(mode, srv, fam)
         finally:
             if pin:
                 self.pin_pods(["cli", srv], f"0-{os.cpu_count() - 1}")
@@ -541,7 +603,7 @@ frontend app
         except Exception as e:  # noqa: BLE001
             self.fail(topo, mode, rep, key, f"cannot read the output of {cmd[0]}: {e}: {p.stdout[-300:]}")
             return None
-        why = self.verify(mode, srv, before, after, conns, slack)
+        why = self.verify(mode, srv, before, after, conns, slack, fam)
         if why:
             self.fail(topo, mode, rep, key, f"interception check failed: {why}")
             return None
@@ -557,21 +619,31 @@ frontend app
         return (after["cpu_cli"] - before["cpu_cli"]) + (after["cpu_srv"] - before["cpu_srv"])
 
     def run_tests(self, mode, rep):
-        for topo, srv in TOPOS:
-            for test in (self.t_rtt, self.t_wrk, self.t_iperf):
+        for topo, srv, fam, kind in TOPOS:
+            if kind == "mwtest" and mode == "floor":
+                continue  # mwtest's sidecar forwards by original destination only: no static wiring
+            try:
+                self.use_sidecars(mode, kind)
+            except Exception as e:  # noqa: BLE001
+                self.fail(topo, mode, rep, "sidecars", f"{type(e).__name__}: {e}")
+                continue
+            # The mwtest-sidecar pair measures what the IPv6 targets need:
+            # round trips and keep-alive / new-connection HTTP.
+            tests = (self.t_rtt, self.t_wrk, self.t_iperf) if kind == "haproxy" else (self.t_rtt, self.t_wrk)
+            for test in tests:
                 try:
-                    test(mode, rep, topo, srv)
+                    test(mode, rep, topo, srv, fam)
                 except Exception as e:  # noqa: BLE001 - one measurement's problem, reported
                     self.fail(topo, mode, rep, test.__name__[2:], f"{type(e).__name__}: {e}")
 
-    def t_rtt(self, mode, rep, topo, srv):
+    def t_rtt(self, mode, rep, topo, srv, fam=4):
         a = self.args
-        dst, port = self.target(mode, srv, ECHO_PORT)
+        dst, port = self.target(mode, srv, ECHO_PORT, fam)
         # Round trips on one persistent connection, unpinned then pinned.
         for pin in (False, True):
             key = "rtt_pin" if pin else "rtt"
             cmd = [self.mwtest, "pingpong", "--connect", f"{dst}:{port}", "--seconds", str(a.seconds), "--size", "64"]
-            r = self.measure(mode, topo, srv, rep, key, cmd, lambda out: 1, pin=pin)
+            r = self.measure(mode, topo, srv, rep, key, cmd, lambda out: 1, pin=pin, fam=fam)
             if r:
                 j = json.loads(r[0].strip().splitlines()[-1])
                 self.record(topo, mode, rep, key, j["p50_us"])
@@ -579,9 +651,9 @@ frontend app
                 if pin:
                     self.record(topo, mode, rep, "cpu_rtt_pin", self.cpu_delta(mode, srv, r[1], r[2]) / j["round_trips"])
 
-    def t_wrk(self, mode, rep, topo, srv):
+    def t_wrk(self, mode, rep, topo, srv, fam=4):
         a = self.args
-        dst, port = self.target(mode, srv, HTTP_PORT)
+        dst, port = self.target(mode, srv, HTTP_PORT, fam)
         # HTTP keep-alive.
         wrk = ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{max(1, round(a.seconds))}s", f"http://{dst}:{port}/"]
 
@@ -597,7 +669,7 @@ frontend app
 
         # wrk connects once to check the address before its connections.
         r = self.measure(mode, topo, srv, rep, "rps", wrk, lambda out: (wrk_requests(out), (WRK_CONNS, WRK_CONNS + 1))[1],
-                         slack=1)
+                         slack=1, fam=fam)
         if r:
             n = wrk_requests(r[0])
             self.record(topo, mode, rep, "rps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
@@ -606,15 +678,15 @@ frontend app
         # New connection per request.
         close = wrk[:1] + ["-H", "Connection: close"] + wrk[1:]
         r = self.measure(mode, topo, srv, rep, "cps", close,
-                         lambda out: (wrk_requests(out), wrk_requests(out) + WRK_CONNS + 1), slack=WRK_CONNS + 1)
+                         lambda out: (wrk_requests(out), wrk_requests(out) + WRK_CONNS + 1), slack=WRK_CONNS + 1, fam=fam)
         if r:
             n = wrk_requests(r[0])
             self.record(topo, mode, rep, "cps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
             self.record(topo, mode, rep, "cpu_conn", self.cpu_delta(mode, srv, r[1], r[2]) / n)
 
-    def t_iperf(self, mode, rep, topo, srv):
+    def t_iperf(self, mode, rep, topo, srv, fam=4):
         a = self.args
-        dst, port = self.target(mode, srv, IPERF_PORT)
+        dst, port = self.target(mode, srv, IPERF_PORT, fam)
         # Single-stream throughput: a control connection and one data stream.
         ip3 = ["iperf3", "-c", dst, "-p", str(port), "-t", str(max(1, round(a.seconds))), "-J"]
         def iperf_conns(out):
@@ -623,41 +695,49 @@ frontend app
                 raise ValueError(f"iperf3: {j['error']}")
             return 2
 
-        r = self.measure(mode, topo, srv, rep, "gbps", ip3, iperf_conns)
+        r = self.measure(mode, topo, srv, rep, "gbps", ip3, iperf_conns, fam=fam)
         if r:
             j = json.loads(r[0])
             recv = j["end"]["sum_received"]
             self.record(topo, mode, rep, "gbps", recv["bits_per_second"] / 1e9)
             self.record(topo, mode, rep, "cpu_gb", self.cpu_delta(mode, srv, r[1], r[2]) / 1e3 / (recv["bytes"] / 1e9))
 
-    def profile(self, mode):
+    def profile(self, mode, fam=4, kind="haproxy"):
         """perf samples of the client's and the sidecars' processes (wrk,
-        haproxy) during one same-node keep-alive run; not a measured run."""
+        haproxy, or mwtest's sidecar) during one same-node keep-alive run; not
+        a measured run. Kept under `mode`, or `mode IPv4/IPv6 (mwtest)`."""
+        label = mode if kind == "haproxy" else f"{mode} IPv{fam} (mwtest)"
+        if mode == "floor" and kind != "haproxy":
+            return
+        self.use_sidecars(mode, kind)
         if not shutil.which("perf"):
             self.notes.append("no perf (linux-perf): no profile")
             return
         secs = max(1, round(self.args.seconds))
-        data = f"{self.work}/perf-{mode}.data"
+        tag = label.replace(" ", "_").replace("(", "").replace(")", "")
+        data = f"{self.work}/perf-{tag}.data"
         perf = subprocess.Popen(["perf", "record", "-a", "-F", "1999", "-o", data, "--", "sleep", str(secs + 1)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Scheduler and syscall events, counted machine-wide over the wrk run
         # alone: what a request costs beyond CPU time (other work adds ~1%).
-        counts = f"{self.work}/perf-stat-{mode}.csv"
+        counts = f"{self.work}/perf-stat-{tag}.csv"
         stat = subprocess.Popen(["perf", "stat", "-a", "-x", ",", "-o", counts,
                                  "-e", "context-switches,cpu-migrations,raw_syscalls:sys_enter", "--", "sleep", str(secs)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs += [perf, stat]
         time.sleep(0.5)
-        out = subprocess.run(self.in_pod("cli", mode, ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{secs}s", f"http://{POD_IP['srv1']}:{HTTP_PORT}/"]),
+        dst, port = self.target(mode, "srv1", HTTP_PORT, fam)
+        out = subprocess.run(self.in_pod("cli", mode, ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{secs}s", f"http://{dst}:{port}/"]),
                              capture_output=True, text=True, timeout=60).stdout
         stat.wait(30)
         perf.wait(30)
         self.procs.remove(perf)
         self.procs.remove(stat)
-        self.event_counts[mode] = per_request_events(counts, out)
+        self.event_counts[label] = per_request_events(counts, out)
         prof = {}
         for sort in ("sym",):
-            out = self.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--percentage", "relative", "--comms", "wrk,haproxy",
+            comms = "wrk,haproxy" if kind == "haproxy" else "wrk,haproxy,mwtest,sidecar,outbound6,inbound,inbound6"
+            out = self.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--percentage", "relative", "--comms", comms,
                             "--sort", sort, "--percent-limit", "1"], timeout=120, check=False)
             rows = []
             for line in out.splitlines():
@@ -665,7 +745,7 @@ frontend app
                 if m and not line.lstrip().startswith("#"):
                     rows.append((float(m.group(1)), m.group(2)))
             prof[sort] = rows[:14]
-        self.profiles[mode] = prof
+        self.profiles[label] = prof
 
     def bpf_costs(self, mode):
         acc = self.bpf_progs.setdefault(mode, {})
@@ -699,7 +779,11 @@ frontend app
                     if mode.startswith("ebpf"):
                         self.bpf_costs(mode)
                     if rep == a.reps - 1 and not a.no_profile:
-                        self.profile(mode)
+                        for fam, kind in ((4, "haproxy"), (4, "mwtest"), (6, "mwtest")):
+                            try:
+                                self.profile(mode, fam, kind)
+                            except Exception as e:  # noqa: BLE001 - not a measured run
+                                self.notes.append(f"profile of {mode} IPv{fam} ({kind}): {type(e).__name__}: {e}")
                 finally:
                     self.stop_pods()
                     self.stop_loaders()
@@ -899,7 +983,7 @@ def report(b):
       f"torn down in flight when it stops (at most {WRK_CONNS + 1}: its {WRK_CONNS} connections and the one it opens "
       "first to check the address).")
     w("")
-    for topo, _ in TOPOS:
+    for topo, *_ in TOPOS:
         w(f"## {topo[0].upper() + topo[1:]}")
         w("")
         w("| figure | " + " | ".join(MODES) + " |")
@@ -971,13 +1055,6 @@ def report(b):
                 out.append(r)
         return out
 
-    def verdict(r, rs, ok):
-        if r is None:
-            return "no figures"
-        held = sum(1 for x in rs if ok(x))
-        spread = f" (per repetition {min(rs):.2f}-{max(rs):.2f}x, met in {held} of {len(rs)})" if rs else ""
-        return ("met" if ok(r) else "NOT met") + spread
-
     def overhead(d, i, x):
         return (x - d) / (i - d) if i - d > 0 else None
 
@@ -1014,6 +1091,7 @@ def report(b):
             if None not in (i, x):
                 w(f"| (eBPF without acceleration: {what} vs iptables) | {x / i:.2f}x | for reference |")
     w("")
+    ipv6_section(b, t, w, by_rep, reps)
     w("## BPF programs' own cost (kernel.bpf_stats_enabled: run_time_ns / run_cnt, all runs of the mode)")
     w("")
     w("| program | " + " | ".join(f"{m_} runs | {m_} ns/run" for m_ in ("ebpf", "ebpf+accel")) + " |")
@@ -1031,10 +1109,11 @@ def report(b):
         w("")
         w("`perf record -a` during one extra same-node keep-alive wrk run per mode after the last repetition (not a "
           "measured run), samples of the wrk and haproxy processes only (client, both sidecars and the HTTP app; softirq "
-          "work is sampled in the task it interrupts), by symbol (>= 1% of those samples). The split between the kernel and "
+          "work is sampled in the task it interrupts), by symbol (>= 1% of those samples). The `IPv4 (mwtest)` and `IPv6 (mwtest)` "
+          "rows: the same over the pods' mwtest sidecars (their threads' samples too), to the pod's IPv4 or IPv6 address. The split between the kernel and "
           "user space is the system-time row above.")
         w("")
-        for mode in MODES:
+        for mode in profile_labels(b.profiles):
             pr = b.profiles.get(mode)
             if not pr:
                 continue
@@ -1047,11 +1126,12 @@ def report(b):
           "adds over direct are there whatever the interception: acceleration removes the TCP/IP stack under them, not "
           "them. Under this load the processes stay busy, so few requests cost a context switch.")
         w("")
-        w("| per request | " + " | ".join(m for m in MODES if b.event_counts.get(m)) + " |")
-        w("|---|" + "---|" * sum(1 for m in MODES if b.event_counts.get(m)))
+        labels = [m for m in profile_labels(b.event_counts) if b.event_counts.get(m)]
+        w("| per request | " + " | ".join(labels) + " |")
+        w("|---|" + "---|" * len(labels))
         for ev, label in (("context-switches", "context switches"), ("raw_syscalls:sys_enter", "syscalls"),
                           ("cpu-migrations", "CPU migrations")):
-            w(f"| {label} | " + " | ".join(f"{b.event_counts[m].get(ev, float('nan')):.1f}" for m in MODES if b.event_counts.get(m)) + " |")
+            w(f"| {label} | " + " | ".join(f"{b.event_counts[m].get(ev, float('nan')):.1f}" for m in labels) + " |")
         w("")
     if b.notes:
         w("## Notes from the runs")
@@ -1090,13 +1170,91 @@ def report(b):
     print("\n".join(lines))
 
 
+def verdict(r, rs, ok):
+    """A target's verdict on the median ratio r, with the ratios per repetition rs."""
+    if r is None:
+        return "no figures"
+    held = sum(1 for x in rs if ok(x))
+    spread = f" (per repetition {min(rs):.2f}-{max(rs):.2f}x, met in {held} of {len(rs)})" if rs else ""
+    return ("met" if ok(r) else "NOT met") + spread
+
+
+def profile_labels(d):
+    """The profiles' labels in report order: HAProxy's per mode, then the
+    mwtest-sidecar pair's IPv4 and IPv6 per mode."""
+    order = MODES + [f"{m} IPv{f} (mwtest)" for m in MODES for f in (4, 6)]
+    return [k for k in order if k in d]
+
+
+def ipv6_section(b, t, w, by_rep, reps):
+    """IPv6 against IPv4, same node, same (mwtest) sidecar: issue 13's targets."""
+    v4, v6 = V4_TWIN, V6_TOPO
+    g = lambda topo, mode, key: med(t.get((topo, mode, key), []))
+    w("## IPv6, same node (against IPv4 with the same sidecar)")
+    w("")
+    w("The pods on node 1 are dual-stack (`fd00:232:1::2`, `fd00:232:2::2`), both loaders run with "
+      "`[interception] ipv6 = \"intercept\"` (iptables mode then steers IPv6 with ip6tables REDIRECT, eBPF mode "
+      "with connect6, getsockopt `IP6T_SO_ORIGINAL_DST` and, with acceleration, the IPv6 sockhash). HAProxy 2.6 "
+      "cannot be the IPv6 sidecar: it asks for the original destination of IPv4 connections only "
+      "(`getsockopt(SOL_IP, SO_ORIGINAL_DST)`); for an IPv6 connection `server s 0.0.0.0:0` (or `[::]:0`, or "
+      "`transparent`) takes the accepted socket's own address (`getsockname()`), which after an ip6tables REDIRECT "
+      "or a connect6 rewrite is `[::1]:15001`, its own listener (checked with strace: it dials itself; only TPROXY, "
+      "which keeps the original address as the socket's own, would work, and meshwire does not use TPROXY). So the "
+      "IPv6 run uses mwtest's sidecar (`mwtest sidecar`, the tests' sidecar: a thread per connection, reads "
+      "`SO_ORIGINAL_DST` / `IP6T_SO_ORIGINAL_DST`, one log line per connection, which is its session count for the "
+      "interception check), and so does an IPv4 twin run on the same pods in the same mode slot, so that IPv6 is "
+      "compared with IPv4 through the same sidecar. Its figures are not comparable with HAProxy's above. No floor: "
+      "mwtest's sidecar only forwards by original destination. Each IPv6 figure passed the same interception check "
+      "as IPv4's (sidecar connection counts against the load tool, and against the ip6tables REDIRECT hits or the BPF "
+      "counters connect_redirected, connect_inbound, sockopt_answered).")
+    w("")
+    w("| target | measured | verdict |")
+    w("|---|---|---|")
+
+    def per_rep(f):
+        out = []
+        for rep in reps:
+            try:
+                r = f(lambda topo, mode, key: by_rep[(topo, mode, key, rep)])
+            except (KeyError, ZeroDivisionError):
+                continue
+            out.append(r)
+        return out
+
+    for mode in ("ebpf", "ebpf+accel"):
+        f = lambda get, mode=mode: get(v6, mode, "cpu_req") / get(v4, mode, "cpu_req")
+        x6, x4 = g(v6, mode, "cpu_req"), g(v4, mode, "cpu_req")
+        r = None if None in (x6, x4) else x6 / x4
+        s_ = "-" if r is None else f"IPv6 {fmt(x6)} us vs IPv4 {fmt(x4)} us: {r:.2f}x"
+        target = "target" if mode == "ebpf" else "for reference"
+        w(f"| {mode} IPv6 vs IPv4, CPU per keep-alive request: within 10% ({target}) | {s_} | "
+          f"{verdict(r, per_rep(f), lambda v: v <= 1.10)} |")
+    for mode in ("ebpf", "ebpf+accel"):
+        for key, what in (("cpu_req", "CPU per keep-alive request"), ("rtt_pin", "p50 round trip, pinned"),
+                          ("rps", "keep-alive requests/s"), ("cps", "new connections/s"), ("cpu_conn", "CPU per new connection")):
+            vals = [g(v6, mode, key), g(v6, "iptables", key), g(v4, mode, key), g(v4, "iptables", key)]
+            if None in vals or not vals[1] or not vals[3]:
+                w(f"| {mode} / ip6tables vs {mode} / iptables, {what}: the same ratio | - | no figures |")
+                continue
+            r6, r4 = vals[0] / vals[1], vals[2] / vals[3]
+            f = lambda get, mode=mode, key=key: (get(v6, mode, key) / get(v6, "iptables", key)) / (get(v4, mode, key) / get(v4, "iptables", key))
+            rs = per_rep(f)
+            w(f"| {mode} / ip6tables vs {mode} / iptables, {what}: the same ratio (within 10%) | IPv6 {r6:.2f}x, IPv4 {r4:.2f}x "
+              f"(IPv6's ratio {r6 / r4:.2f}x IPv4's) | {verdict(r6 / r4, rs, lambda v: 0.9 <= v <= 1.1)} |")
+    for mode in ("iptables", "direct"):
+        x6, x4 = g(v6, mode, "cpu_req"), g(v4, mode, "cpu_req")
+        if None not in (x6, x4):
+            w(f"| ({mode} IPv6 vs IPv4, CPU per keep-alive request) | {fmt(x6)} us vs {fmt(x4)} us: {x6 / x4:.2f}x | for reference |")
+    w("")
+
+
 def plot(t):
     """Grouped bars: each figure relative to iptables mode (= 1), per topology, with min-max whiskers."""
     keys = [("rtt_pin", "RTT p50 pinned"), ("rtt", "RTT p50"), ("cpu_req", "CPU/request"), ("rps", "keep-alive req/s"),
             ("cps", "new conn/s"), ("cpu_conn", "CPU/conn"), ("gbps", "throughput"), ("cpu_gb", "CPU/GB")]
     colors = {"direct": "#9e9e9e", "floor": "#8c6d31", "iptables": "#e07b39", "ebpf": "#3b7dd8", "ebpf+accel": "#2ca25f"}
     W, top, left, panel_h, gap = 980, 78, 60, 250, 62
-    H = top + 2 * panel_h + gap + 56
+    H = top + len(TOPOS) * panel_h + (len(TOPOS) - 1) * gap + 56
     gw = (W - left - 20) / len(keys)
     bw = gw * 0.8 / len(MODES)
     ymax = 3.0
@@ -1107,7 +1265,7 @@ def plot(t):
     for i, mode in enumerate(MODES):
         s.append(f'<rect x="{W - 520 + i * 100}" y="{H - 20}" width="12" height="12" fill="{colors[mode]}"/>'
                  f'<text x="{W - 504 + i * 100}" y="{H - 10}">{mode}</text>')
-    for pi, (topo, _) in enumerate(TOPOS):
+    for pi, (topo, *_) in enumerate(TOPOS):
         y0 = top + pi * (panel_h + gap)
         y = lambda v: y0 + panel_h - min(v, ymax) / ymax * panel_h
         s.append(f'<text x="{left}" y="{y0 - 12}" font-size="13" font-weight="bold">{topo}</text>')
