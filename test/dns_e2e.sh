@@ -858,12 +858,10 @@ case_v6_every_policy() {
     return "$rc"
 }
 
-# run_ebpf_case / run_iptables_case NAME FUNCTION: cases of one mode only.
+# run_ebpf_case NAME FUNCTION: a case of the eBPF mode only (run_iptables_case,
+# the iptables mode's, is suite_lib's).
 run_ebpf_case() {
     if [ "$MODE" = ebpf ]; then run_case "$@"; else skip_case "$1" "iptables mode: no BPF decisions to trace"; fi
-}
-run_iptables_case() {
-    if [ "$MODE" = iptables ]; then run_case "$@"; else skip_case "$1" "eBPF mode: no netfilter rules are installed"; fi
 }
 
 teardown() {

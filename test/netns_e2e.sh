@@ -1953,16 +1953,6 @@ run_ebpf_case() {
     fi
 }
 
-# run_iptables_case NAME FUNCTION: a case about iptables mode's rules; in eBPF
-# mode it says SKIP.
-run_iptables_case() {
-    if [ "$MODE" = iptables ]; then
-        run_case "$@"
-    else
-        skip_case "$1" "eBPF mode: no netfilter rules are installed"
-    fi
-}
-
 # nat_of NS: the nat table of netns NS (or of the machine's namespace with
 # NS = -), as iptables-save -c prints it. Read only.
 nat_of() {

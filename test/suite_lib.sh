@@ -166,6 +166,12 @@ suite_mode() {
     esac
 }
 
+# run_iptables_case NAME CMD...: a case about the iptables mode's rules
+# (MODE, from suite_mode); in eBPF mode it says SKIP and why.
+run_iptables_case() {
+    if [ "$MODE" = iptables ]; then run_case "$@"; else skip_case "$1" "eBPF mode: no netfilter rules are installed"; fi
+}
+
 # suite_args VAR... -- ARG...: the suite's arguments (the binaries and scripts
 # e2e.bzl passes, in order), each one's real path into the variable VAR names;
 # another number of them is a usage error. SUITE_TOOLS holds them all.
