@@ -25,6 +25,11 @@
 #    through its sidecar, each with its original destination: from 127.0.0.1
 #    alone at most 300 could be ([interception] outbound_sources spreads them
 #    over 16 loopback source addresses; 1 would fail this case).
+# 9. mw_excl_cidr4, then mw_excl_cidr6 (same capacity) filled: `pod add` of
+#    pod2 with an exclusion of that family fails with the same message for
+#    both (naming the map and its capacity), leaves nothing of pod2, is logged
+#    and shown by /metrics; pod1 stays redirected over IPv4 and IPv6; with the
+#    fillers gone pod2 is meshed with both exclusions.
 #
 # Runs as root. Everything it creates carries the prefix mwc<PID>-
 # (namespaces, cgroup, work dir with a private bpffs) and is removed by the
@@ -54,6 +59,12 @@ fill_map() {
             cookie = sprintf("%02x %02x 00 00 00 00 57 7e", i % 256, int(i / 256) % 256)
             if (map ~ /mw_pods$/)           # u64 cookie -> mw_pod { flags MESHED }
                 printf "map update pinned %s key hex %s value hex 01 00 00 00\n", map, cookie
+            else if (map ~ /mw_excl_cidr4$/)  # mw_cidr4_key (prefix 64+32, 10.255.x.y) -> 1
+                printf "map update pinned %s key hex 60 00 00 00 00 00 57 7e %02x %02x 00 00 0a ff %02x %02x value hex 01\n",
+                    map, i % 256, int(i / 256) % 256, int(i / 256) % 256, i % 256
+            else if (map ~ /mw_excl_cidr6$/)  # mw_cidr6_key (prefix 64+128, fd00:255::x:y) -> 1
+                printf "map update pinned %s key hex c0 00 00 00 00 00 57 7e %02x %02x 00 00 fd 00 02 55 00 00 00 00 00 00 00 00 00 00 %02x %02x value hex 01\n",
+                    map, i % 256, int(i / 256) % 256, int(i / 256) % 256, i % 256
             else if (map ~ /mw_orig_tuple6$/) # mw_tuple6 ([fd00:255::x:y]:1 -> [fd00:254::1]:2) -> mw_orig6
                 printf "map update pinned %s key hex %s fd 00 02 55 00 00 00 00 00 00 00 00 00 00 %02x %02x fd 00 02 54 00 00 00 00 00 00 00 00 00 00 00 01 01 00 02 00 00 00 00 00 value hex fd 00 02 54 00 00 00 00 00 00 00 00 00 00 00 01 00 02 00 00 00 00 00 00\n",
                     map, cookie, int(i / 256) % 256, i % 256
@@ -69,6 +80,14 @@ fill_map() {
     }
 }
 FIRST_FILLER_POD_KEY="00 00 00 00 00 00 57 7e"
+
+# unfill_map NAME: the filler entries fill_map wrote, deleted again.
+unfill_map() {
+    local batch="$WORK/fill-$1.batch"
+    sed -e 's/^map update /map delete /' -e 's/ value hex .*$//' "$batch" >"$batch.del" &&
+        bpftool batch file "$batch.del" >"$WORK/unfill-$1.log" 2>&1 ||
+        { log "bpftool batch deleting $1's fillers failed:"; show "$WORK/unfill-$1.log" 5; return 1; }
+}
 
 # ---------------------------------------------------------------------------
 # Setup
@@ -260,6 +279,58 @@ mesh 1 || { fail "setup: pod add pod1"; exit 1; }
 log "pod1 meshed, netns cookie ${COOKIE[pod1]}"
 sidecar 1 || { fail "setup: pod1's sidecar"; exit 1; }
 
+# case_excl_cidr_full: for each family, its exclusion map filled through its
+# pin; pod2 (deleted first) added with an exclusion of that family is
+# refused naming the map, and nothing of it is left; the message is the same
+# for both families but for the map's name.
+case_excl_cidr_full() {
+    local rc=0 map ex cap n msg msg4="" cookies
+    mwl pod del --netns "/run/netns/$(pod 2)" >/dev/null 2>&1 || { log "pod del pod2 failed"; return 1; }
+    cookies=$(map_count mw_pods)
+    for map in mw_excl_cidr4 mw_excl_cidr6; do
+        [ "$map" = mw_excl_cidr4 ] && ex=10.96.0.0/12 || ex=fd00:96::/64
+        cap=$(map_capacity "$map")
+        n=$(map_count "$map")
+        log "$map: $n of $cap entries; filling it with $((cap - n)) through the pinned map"
+        fill_map "$map" $((cap - n)) || return 1
+        n=$(map_count "$map")
+        [ "$n" = "$cap" ] || { log "$map holds $n entries, expected $cap"; rc=1; }
+        if pod_add pod2 "$(pod 2)" 10.232.2.2 --exclude-outbound-cidr "$ex"; then
+            log "pod add of pod2 with $ex succeeded with $map full"
+            rc=1
+        fi
+        msg=$(grep -m 1 -o "$map is full.*" "$WORK/pod-add-pod2.err")
+        if [ -z "$msg" ] || ! grep -qF "$map is full ($cap entries): this pod cannot be meshed" "$WORK/pod-add-pod2.err"; then
+            log "the error does not say that $map is full:"
+            show "$WORK/pod-add-pod2.err"
+            rc=1
+        fi
+        log "pod add pod2 --exclude-outbound-cidr $ex: $msg"
+        if [ -z "$msg4" ]; then
+            msg4=$msg
+        elif [ "${msg4//mw_excl_cidr4/mw_excl_cidr6}" != "$msg" ]; then
+            log "not mw_excl_cidr4's message: $msg4"
+            rc=1
+        fi
+        # Nothing of pod2: not listed, no mw_pods or mw_pod_ips entry.
+        if mwl pods 2>&1 | grep -q "$(pod 2)" || [ "$(map_count mw_pods)" != "$cookies" ] || [ "$(map_count mw_pod_ips)" != 1 ]; then
+            log "pod2 left something: mw_pods $(map_count mw_pods) (expected $cookies), mw_pod_ips $(map_count mw_pod_ips) (expected 1)"
+            rc=1
+        fi
+        grep -qF "$map is full ($cap entries)" "$WORK/loader.log" || { log "the loader did not log that $map is full"; rc=1; }
+        curl -sf "http://127.0.0.1:$METRICS_PORT/metrics" >"$WORK/metrics-$map.txt" &&
+            grep -qx "meshwire_map_entries{map=\"$map\"} $cap" "$WORK/metrics-$map.txt" ||
+            { log "/metrics does not show $map at its capacity"; rc=1; }
+        client "$(pod 1)" "pod1 -> A with $map full" --connect "$ADDR_A" --count 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+        client "$(pod 1)" "pod1 -> A6 with $map full" --connect "$ADDR_A6" --count 5 --expect-orig "$ADDR_A6" --expect-server A6 || rc=1
+        unfill_map "$map" || rc=1
+    done
+    pod_add pod2 "$(pod 2)" 10.232.2.2 --exclude-outbound-cidr 10.96.0.0/12 --exclude-outbound-cidr fd00:96::/64 ||
+        { log "pod add pod2 failed with room again"; return 1; }
+    client "$(pod 2)" "pod2 -> A" --connect "$ADDR_A" --count 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
+    return "$rc"
+}
+
 run_case "1 pod1 is meshed: its connections go through its sidecar" case_meshed_baseline
 run_case "2 mw_pods full: pod add fails saying so, and leaves nothing of the pod" case_pod_add_refused_when_full
 run_case "3 mw_pods full: pod1 stays redirected (trace shows each decision), pod2 goes direct" \
@@ -271,4 +342,6 @@ run_case "7 mw_orig_tuple6 (same capacity) full (LRU): new native IPv6 connectio
     case_tuple6_map_lru
 run_case "8 more connections to the sidecar than the pod has ephemeral ports: all open at once, each steered" \
     case_more_connections_than_ports
+run_case "9 mw_excl_cidr4 and mw_excl_cidr6 (same capacity) full: pod add with an exclusion of that family fails with the same message, leaves nothing, is logged and in /metrics; meshed pods keep going" \
+    case_excl_cidr_full
 suite_end
