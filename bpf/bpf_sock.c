@@ -4,7 +4,7 @@
  * connect4 for AF_INET sockets, connect6 for AF_INET6 sockets dialling an
  * IPv4 destination as a v4-mapped address (::ffff:a.b.c.d); both decide
  * through mw_sock4_steer. Native IPv6 destinations follow interception.ipv6:
- * steered to [::1] ("intercept"), refused ("refuse", the default) or let
+ * steered to [::1] ("intercept", the default), refused ("refuse") or let
  * through ("pass").
  *
  * DNS capture ([dns]): a pod's DNS to port 53 goes to its sidecar's DNS

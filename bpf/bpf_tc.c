@@ -14,11 +14,11 @@
  * FINs were sent and acknowledged (the acknowledging packet itself is still
  * rewritten); LRU bounds the rest.
  *
- * IPv6 the same way with interception.ipv6 = "intercept" (extension headers
- * walked; mw_flow6, mw_flow6_syn and mw_flow6_fin, keyed by IPv6 addresses,
- * hold the same state); every function below serves both families, is6
- * choosing the maps (a constant once inlined). With "refuse" (the default)
- * an IPv6 SYN to the pod is dropped instead (mw_tc_ingress6_refused).
+ * IPv6 the same way with interception.ipv6 = "intercept", the default
+ * (extension headers walked; mw_flow6, mw_flow6_syn and mw_flow6_fin, keyed
+ * by IPv6 addresses, hold the same state); every function below serves both
+ * families, is6 choosing the maps (a constant once inlined). With "refuse" an
+ * IPv6 SYN to the pod is dropped instead (mw_tc_ingress6_refused).
  *
  * Both programs return TC_ACT_UNSPEC (tcx: next program; clsact: continue),
  * so the CNI's own programs still run. The exceptions are those SYNs and a packet whose

@@ -89,7 +89,7 @@ ADDR_E6='[fd00:231::1]:7070'    # echo server E6, for the restart case
 POD1_IP6=fd00:231:1::2          # pod1's IPv6 address (pods 1-3: fd00:231:N::2, registered with pod add --ip)
 ADDR_P16="[$POD1_IP6]:8080"     # pod1's app over IPv6: its sidecar hands inbound IPv6 to server P16 on [::1]:8080
 ADDR_P1X6="[$POD1_IP6]:$EXCL_IN_PORT" # server P1X6, pod1's app on an excluded inbound port, over IPv6
-IPV6_POLICY=refuse              # interception.ipv6 until case 4g
+IPV6_POLICY=refuse              # interception.ipv6 until case 4g (explicit: the default is "intercept")
 BPF_DEBUG=false                 # bpf.debug and bpf.trace (true for case 4o only)
 METRICS_PORT=$((20000 + $$ % 20000)) # the loader's /metrics, on 127.0.0.1
 POD3_REFERENCE_CONNS=0          # connections cases 4r and 4n sent through pod3's sidecar
@@ -320,8 +320,9 @@ case_outbound_v4mapped() {
     return "$rc"
 }
 
-# interception.ipv6 = "refuse" (the default): meshwire steers IPv4 only, so a
-# meshed pod's native IPv6 TCP must fail rather than bypass the sidecars.
+# interception.ipv6 = "refuse" (set explicitly until case 4g; the default is
+# "intercept"): meshwire steers IPv4 only, so a meshed pod's native IPv6 TCP
+# must fail rather than bypass the sidecars.
 # eBPF: connect6 refuses it (EPERM), tc drops IPv6 SYNs to the pod;
 # iptables mode: ip6tables rules in the pod's namespace do the same.
 case_ipv6_refused() {

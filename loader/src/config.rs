@@ -148,16 +148,17 @@ impl FromStr for Interception {
 /// (v4-mapped addresses included) is always steered.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Ipv6Policy {
+    /// Steer it both ways, as IPv4 (the default): outbound to the sidecar at
+    /// `[::1]:<outbound_port>` (eBPF: connect6, sockops, getsockopt
+    /// IP6T_SO_ORIGINAL_DST), inbound to the inbound port (connect6 on the
+    /// same node, tc across nodes); iptables mode: ip6tables.
+    Intercept,
     /// Refuse it (fail closed): connect() to a non-loopback IPv6 address by
     /// anyone but the sidecar fails, and IPv6 SYNs to the pod are dropped
     /// (node-wide excluded inbound ports and loopback excepted).
     Refuse,
     /// Let it through, unmeshed.
     Pass,
-    /// Steer outbound IPv6 to the sidecar at `[::1]:<outbound_port>` (eBPF:
-    /// connect6, sockops, getsockopt IP6T_SO_ORIGINAL_DST); inbound IPv6 is
-    /// still refused as with `Refuse` (not steered yet).
-    Intercept,
 }
 
 impl Ipv6Policy {
@@ -179,7 +180,7 @@ impl FromStr for Ipv6Policy {
             "pass" => Ok(Ipv6Policy::Pass),
             "intercept" => Ok(Ipv6Policy::Intercept),
             other => Err(format!(
-                "{other:?} is not an IPv6 policy; use \"refuse\" (meshed pods' native IPv6 TCP fails, the default), \"intercept\" (outbound IPv6 is steered to the sidecar at [::1], inbound refused) or \"pass\" (it goes direct, bypassing the sidecars)"
+                "{other:?} is not an IPv6 policy; use \"intercept\" (meshed pods' native IPv6 TCP is steered to and from the sidecars, the default), \"refuse\" (it fails) or \"pass\" (it goes direct, bypassing the sidecars)"
             )),
         }
     }
@@ -697,7 +698,7 @@ impl Defaults {
             state_dir: PathBuf::from("/run/meshwire"),
             acceleration: Acceleration { enabled: false, pods: AccelPods::All },
             interception: Interception::Ebpf,
-            ipv6: Ipv6Policy::Refuse,
+            ipv6: Ipv6Policy::Intercept,
             outbound_sources: 16,
             tc_attach: TcAttach::Auto,
             dns: Dns { capture: false, port: 15053, servers: Vec::new() },
@@ -893,15 +894,17 @@ mod tests {
     }
 
     #[test]
-    fn ipv6_is_refused_by_default_or_passed() {
-        assert_eq!(Config::default_config().ipv6, Ipv6Policy::Refuse);
+    fn ipv6_is_intercepted_by_default_or_refused_or_passed() {
+        assert_eq!(Config::default_config().ipv6, Ipv6Policy::Intercept);
+        let c = Config::parse("t.toml", "[interception]\nipv6 = \"refuse\"\n").unwrap();
+        assert_eq!(c.ipv6, Ipv6Policy::Refuse);
         let c = Config::parse("t.toml", "[interception]\nipv6 = \"pass\"\n").unwrap();
         assert_eq!(c.ipv6, Ipv6Policy::Pass);
         let c = Config::parse("t.toml", "[interception]\nipv6 = \"intercept\"\n").unwrap();
         assert_eq!(c.ipv6, Ipv6Policy::Intercept);
         let e = err("[interception]\nipv6 = \"drop\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("interception.ipv6")));
-        assert!(e.message.contains("\"refuse\"") && e.message.contains("\"pass\""), "{}", e.message);
+        assert!(e.message.contains("\"refuse\"") && e.message.contains("\"pass\"") && e.message.contains("\"intercept\""), "{}", e.message);
     }
 
     #[test]

@@ -33,7 +33,7 @@
 //! Those rules see IPv4 only (v4-mapped addresses included). Native IPv6
 //! gets what `interception.ipv6` says:
 //!
-//! - `"intercept"`: the same rules in the IPv6 tables (ip6tables nat, filter
+//! - `"intercept"` (the default): the same rules in the IPv6 tables (ip6tables nat, filter
 //!   and raw), with `::1/128` for the loopback, the IPv6 exclusion ranges
 //!   (`-d fd00::/8`) and the same chain names. REDIRECT sends outbound
 //!   connections to `[::1]:15001` and inbound ones to the pod's own address at
@@ -43,7 +43,7 @@
 //!   steered by the included ports alone). `[dns] servers` lists IPv4
 //!   resolvers: with it, no IPv6 DNS is captured; without, DNS to any IPv6
 //!   resolver goes to the DNS proxy at `[::1]:<port>`.
-//! - `"refuse"` (the default): refused, as the BPF programs refuse it in the
+//! - `"refuse"`: refused, as the BPF programs refuse it in the
 //!   eBPF mode, by rules in the pod's IPv6 filter table (`MESHWIRE_OUTPUT6`,
 //!   `MESHWIRE_INBOUND6`, listed in docs/interception.md):
 //!   connect() to a non-loopback IPv6 address by anyone but the sidecar gets
@@ -55,7 +55,9 @@
 //!   removes those a previous run left.
 //!
 //! A kernel without IPv6 has nothing to refuse or steer: no IPv6 rules
-//! either; IPv6 without ip6tables is an error that names both ways out.
+//! either; IPv6 without ip6tables (or, for "intercept", without the
+//! kernel's IPv6 nat table) is an error that names what is missing and both
+//! ways out, before any IPv4 rule is applied.
 //!
 //! The rules are written as iptables-save prints them, so [`check`] compares
 //! them line by line. Everything runs inside the pod's namespace only: a
@@ -775,11 +777,27 @@ fn run(ns: &Entered, program: &str, args: &[&str], stdin: Option<&str>) -> Resul
 }
 
 fn save(ns: &Entered, fam: &Family) -> Result<Found, IptError> {
-    Ok(parse_save(fam, &run(ns, fam.save, &["-t", fam.table], None)?))
+    Ok(parse_save(fam, &run(ns, fam.save, &["-t", fam.table], None).map_err(|e| missing_table(fam, e))?))
 }
 
 fn restore(ns: &Entered, fam: &Family, script: &str) -> Result<(), IptError> {
-    run(ns, fam.restore, &["--noflush", "--wait", LOCK_WAIT_SECS], Some(script)).map(|_| ())
+    run(ns, fam.restore, &["--noflush", "--wait", LOCK_WAIT_SECS], Some(script)).map(|_| ()).map_err(|e| missing_table(fam, e))
+}
+
+/// An IPv6 table the kernel does not have (ip6tables installed, the module
+/// not): the error names the table and the modules that provide it.
+fn missing_table(fam: &Family, e: IptError) -> IptError {
+    if !fam.is_v6() || e.not_installed || !says_absent(&e.stderr) {
+        return e;
+    }
+    let msg = format!(
+        "{}: the kernel has no IPv6 {} table (modules ip6_tables and ip6table_{}{}, or nf_tables with IPv6 for iptables-nft)",
+        e.msg,
+        fam.table,
+        fam.table,
+        if fam.table == "nat" { " with nf_nat" } else { "" }
+    );
+    IptError { msg, ..e }
 }
 
 
@@ -794,7 +812,9 @@ fn ipv6_needs(policy: Ipv6Policy, detail: &str) -> String {
             "or turn DNS capture off for the pod, or list only IPv4 resolvers in [dns] servers (its IPv6 queries then bypass the DNS proxy)",
         ),
     };
-    format!("{what}: {detail}. It needs ip6tables (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 in the kernel; {instead}")
+    format!(
+        "{what}: {detail}. It needs ip6tables (ip6tables-save and ip6tables-restore, in the loader's PATH) and IPv6 netfilter in the kernel (its nat, filter and raw tables); {instead}"
+    )
 }
 
 const PASS_INSTEAD: &str = "set interception.ipv6 = \"pass\" to run without them (native IPv6 TCP then bypasses the sidecars)";
@@ -1066,7 +1086,7 @@ mod tests {
     use std::path::PathBuf;
     use std::time::Duration;
 
-    /// The default policy: native IPv6 refused.
+    /// Native IPv6 refused (the default is "intercept": node_intercept()).
     fn node() -> NodeRules {
         NodeRules {
             sidecar_uid: 1500,
@@ -1084,6 +1104,10 @@ mod tests {
 
     fn node_pass() -> NodeRules {
         NodeRules { ipv6: Ipv6Policy::Pass, ..node() }
+    }
+
+    fn node_intercept() -> NodeRules {
+        NodeRules { ipv6: Ipv6Policy::Intercept, ..node() }
     }
 
     fn pod(netns: &Path, cookie: u64) -> MeshedPod {
@@ -1180,9 +1204,9 @@ mod tests {
     #[test]
     fn nodes_take_the_ipv6_policy_from_the_config() {
         let mut c = Config::default_config();
-        assert_eq!(NodeRules::of(&c).ipv6, Ipv6Policy::Refuse);
-        c.ipv6 = Ipv6Policy::Intercept;
         assert_eq!(NodeRules::of(&c).ipv6, Ipv6Policy::Intercept);
+        c.ipv6 = Ipv6Policy::Refuse;
+        assert_eq!(NodeRules::of(&c).ipv6, Ipv6Policy::Refuse);
     }
 
     #[test]
@@ -1858,18 +1882,24 @@ mod tests {
         assert!(!ns.nat().contains("MESHWIRE"), "{}", ns.nat());
     }
 
+    /// Without ip6tables, "intercept" (the default) and "refuse" fail
+    /// naming what is missing, before any IPv4 rule is applied.
     #[test]
-    fn without_ip6tables_refuse_fails_before_ipv4_and_pass_works() {
+    fn without_ip6tables_intercept_and_refuse_fail_before_ipv4_and_pass_works() {
         let host_before = host_nat();
-        for (v6, missing) in [(NO_IP6TABLES, "meshwire-test-no-ip6tables-save")] {
+        for (v6, missing, n, policy) in [
+            (NO_IP6TABLES, "meshwire-test-no-ip6tables-save", node_intercept(), "interception.ipv6 = \"intercept\" cannot steer"),
+            (NO_IP6TABLES, "meshwire-test-no-ip6tables-save", node(), "interception.ipv6 = \"refuse\" cannot refuse"),
+        ] {
             let ns = TestNetns::new("noip6");
             let p = pod(&ns.path, ns.cookie());
-            let e = apply_with(v6, &node(), &p).unwrap_err().to_string();
-            for says in [missing, "interception.ipv6 = \"pass\"", "IPv4 rules were not applied", "pod ipt-test"] {
+            let e = apply_with(v6, &n, &p).unwrap_err().to_string();
+            for says in [missing, "is not installed", policy, "interception.ipv6 = \"pass\"", "IPv4 rules were not applied", "pod ipt-test"] {
                 assert!(e.contains(says), "{says} in: {e}");
             }
             assert!(!ns.nat().contains("MESHWIRE"), "IPv4 half applied: {}", ns.nat());
-            let e = check_with(v6, &node(), &p).unwrap_err();
+            assert!(!ns.save("iptables-save", "filter").contains("MESHWIRE"), "IPv4 guard half applied");
+            let e = check_with(v6, &n, &p).unwrap_err();
             assert!(e.message().contains(missing), "{e}");
 
             apply_with(v6, &node_pass(), &p).unwrap();
@@ -1885,6 +1915,51 @@ mod tests {
         assert!(!ns.filter6().contains("MESHWIRE"));
         remove(&p).unwrap();
         assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+    }
+
+    /// ip6tables installed but the kernel without the IPv6 nat table (no
+    /// ip6table_nat module): "intercept" fails naming the table and the
+    /// modules, and leaves no rule of either family. The stand-in
+    /// ip6tables-save answers for nat as ip6tables does on such a kernel
+    /// and runs the real one for the other tables.
+    #[test]
+    fn without_the_ipv6_nat_table_intercept_fails_naming_it() {
+        let dir = std::env::temp_dir().join(format!("mwut{}-no-nat6", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let fake = dir.join("ip6tables-save");
+        std::fs::write(
+            &fake,
+            "#!/bin/sh\n[ \"$1 $2\" = \"-t nat\" ] || exec ip6tables-save \"$@\"\n\
+             echo \"ip6tables-save v1.8.9 (legacy): Cannot initialize: Table does not exist (do you need to insmod?)\" >&2\nexit 1\n",
+        )
+        .unwrap();
+        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        let no_nat6 = Ip6 { save: Box::leak(fake.to_string_lossy().into_owned().into_boxed_str()), ..IP6 };
+        let host_before = host_nat();
+        let ns = TestNetns::new("nonat6");
+        let p = pod(&ns.path, ns.cookie());
+        let e = apply_with(no_nat6, &node_intercept(), &p).unwrap_err().to_string();
+        for says in [
+            "interception.ipv6 = \"intercept\" cannot steer",
+            "-t nat",
+            "the kernel has no IPv6 nat table",
+            "ip6table_nat",
+            "IPv4 rules were not applied",
+            "interception.ipv6 = \"pass\"",
+        ] {
+            assert!(e.contains(says), "{says} in: {e}");
+        }
+        assert!(!ns.nat().contains("MESHWIRE"), "IPv4 half applied: {}", ns.nat());
+        assert!(!ns.filter6().contains("MESHWIRE"), "IPv6 guard half applied: {}", ns.filter6());
+        let e = check_with(no_nat6, &node_intercept(), &p).unwrap_err();
+        assert!(e.message().contains("ip6table_nat"), "{e}");
+        // "refuse" needs only the filter table: it works there.
+        apply_with(no_nat6, &node(), &p).unwrap();
+        check_with(no_nat6, &node(), &p).unwrap();
+        remove_in_with(no_nat6, &ns.path, ns.cookie()).unwrap();
+        assert!(!ns.nat().contains("MESHWIRE") && !ns.filter6().contains("MESHWIRE"));
+        assert_eq!(host_nat(), host_before, "the machine's nat table changed");
+        let _ = std::fs::remove_dir_all(&dir);
     }
 
     #[test]
@@ -1999,12 +2074,17 @@ mod tests {
         let (host_before, host6_before) = (host_nat(), host_filter6());
         let mut want: Vec<(&str, String)> = Vec::new();
         want.push(("config", format!("# meshwire.toml (the rest: config/default.toml)\n{DOC_CONFIG}")));
-        let (v4, refuse6, nat_no_dns) = applied_doc("", false, |ns| {
-            (listing(ns, "iptables-save", "nat") + &listing(ns, "iptables-save", "filter"), listing(ns, "ip6tables-save", "filter"), ours_of_table(&ns.nat()))
+        // interception.ipv6 = "intercept" (the default): IPv6 as IPv4.
+        let (v4, intercept6, nat_no_dns) = applied_doc("", false, |ns| {
+            (
+                listing(ns, "iptables-save", "nat") + &listing(ns, "iptables-save", "filter"),
+                listing(ns, "ip6tables-save", "nat") + &listing(ns, "ip6tables-save", "filter"),
+                ours_of_table(&ns.nat()),
+            )
         });
         want.push(("ipv4", v4));
-        want.push(("ipv6-intercept", applied_doc("[interception]\nipv6 = \"intercept\"\n", false, |ns| listing(ns, "ip6tables-save", "nat") + &listing(ns, "ip6tables-save", "filter"))));
-        want.push(("ipv6-refuse", refuse6));
+        want.push(("ipv6-intercept", intercept6));
+        want.push(("ipv6-refuse", applied_doc("[interception]\nipv6 = \"refuse\"\n", false, |ns| listing(ns, "ip6tables-save", "filter"))));
         let dns = applied_doc("", true, |ns| {
             let added: Vec<String> = ours_of_table(&ns.nat()).into_iter().filter(|l| !nat_no_dns.contains(l)).collect();
             format!("# iptables-save -t nat: the lines DNS capture adds\n*nat\n{}\n", added.join("\n")) + &listing(ns, "iptables-save", "raw")
