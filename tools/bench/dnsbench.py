@@ -125,7 +125,7 @@ class Dns(Live):
     def start_loader(self, node, mode):
         """A loader of its own (live.py's), in `mode`, with DNS capture's port;
         its pod meshed with DNS capture. interception.ipv6 stays the default
-        ("refuse"): IPv6 DNS is captured whatever it says."""
+        ("intercept"): IPv6 DNS is captured whatever it says."""
         Live.start_loader(self, node, mode, extra=f"[dns]\nport = {DNS_PORT}\n")
         k = PODS[node]
         self.mwl(node, "pod", "add", "--netns", f"/run/netns/{self.ns(node)}", "--ip", f"{NET}.{k}.2",
