@@ -19,6 +19,14 @@
 #   node2 (netns)  cni0 10.244.2.1/24 ------------- eth0 10.250.0.2/24
 #     pod pipy-ok-v2  eth0 10.244.2.2
 #
+# curl and pipy-ok-v1 are dual-stack: also fd00:244:1::2 and fd00:244:1::3
+# (/64 on node1's cni0, fd00:244:1::1), and both loaders intercept native
+# IPv6 (interception.ipv6 = "intercept"); one request goes over IPv6:
+# curl -g http://[fd00:244:1::3]:8080 from the curl pod, through its
+# sidecar's [::1]:15001 (connect6), then pipy-ok-v1's inbound sidecar on
+# [fd00:244:1::3]:15003 (connect6, same node), which hands it to the app's
+# [::1]:8080.
+#
 # Each node routes the other's pod subnet via the other's address. Every pod
 # runs an mwtest sidecar as UID 1500 (outbound 127.0.0.1:15001, inbound
 # 0.0.0.0:15003); pipy-ok-v1/-v2 run `mwtest http` on 0.0.0.0:8080 answering
@@ -36,7 +44,8 @@
 #
 # Each runs with the default configuration except its own config file
 # (node<N>/meshwire.toml: bpf.pin_dir, bpf.cgroup, api.socket, api.state_dir,
-# and bpf.debug with --debug), also given as --cgroup, --pin-dir,
+# interception.ipv6 = "intercept" for the IPv6 request, and bpf.debug with
+# --debug), also given as --cgroup, --pin-dir,
 # --api-socket and --state-dir; the pins are on a private bpffs, the cgroups
 # are made here, and every process of a node's pods joins its node's cgroup.
 # Pods are registered with their node's loader only, with --ip and --ifname
@@ -49,7 +58,8 @@
 #
 # Exit status 0 when both versions answered, every answer was one of the two
 # texts and went through the sidecars, and the counters of the two loaders
-# show the paths: node1 connect_inbound = the answers of v1, node2
+# show the paths: node1 connect_inbound = the answers of v1 and the IPv6
+# request (answered by v1 through both sidecars, over [fd00:244:1::3]), node2
 # connect_inbound = 0, node2 tc_redirected = the answers of v2 (each logged by
 # pipy-ok-v2's sidecar with orig=10.244.2.2:8080), node1 tc_redirected = 1
 # (node2's own client). Everything is removed on exit, also after a failure
@@ -65,9 +75,10 @@ VIP=10.96.0.10
 APP_PORT=8080
 NODE1_IP=10.250.0.1
 NODE2_IP=10.250.0.2
-# pod name, node, address
-PODS=("curl 1 10.244.1.2" "pipy-ok-v1 1 10.244.1.3" "pipy-ok-v2 2 10.244.2.2")
+# pod name, node, address, IPv6 address (- for none)
+PODS=("curl 1 10.244.1.2 fd00:244:1::2" "pipy-ok-v1 1 10.244.1.3 fd00:244:1::3" "pipy-ok-v2 2 10.244.2.2 -")
 V1_IP=10.244.1.3
+V1_IP6=fd00:244:1::3
 V2_IP=10.244.2.2
 TRACEFS=/sys/kernel/tracing
 
@@ -178,11 +189,14 @@ setup_cgroup() {
 # node's own pins, cgroup, API socket and state dir; debug with --debug).
 write_node_config() {
     at_node "$1"
-    if [ -n "$DEBUG" ]; then echo "debug = true"; fi | write_config
+    {
+        if [ -n "$DEBUG" ]; then echo "debug = true"; fi
+        printf '\n[interception]\nipv6 = "intercept"\n'
+    } | write_config
 }
 
 setup_topology() {
-    local n spec name node ip ns
+    local n spec name node ip ip6 ns
     for n in 1 2; do
         ns=$(ns_of node$n)
         add_netns "$ns" || return 1
@@ -191,6 +205,7 @@ setup_topology() {
         ip -n "$ns" addr add "10.244.$n.1/24" dev cni0 || return 1
         ip -n "$ns" link set cni0 up || return 1
     done
+    ip -n "$(ns_of node1)" -6 addr add fd00:244:1::1/64 dev cni0 nodad || return 1
     # The two nodes on one network.
     ip -n "$(ns_of node1)" link add eth0 type veth peer name eth0 netns "$(ns_of node2)" || return 1
     ip -n "$(ns_of node1)" addr add "$NODE1_IP/24" dev eth0 || return 1
@@ -200,7 +215,7 @@ setup_topology() {
     ip -n "$(ns_of node1)" route add 10.244.2.0/24 via "$NODE2_IP" || return 1
     ip -n "$(ns_of node2)" route add 10.244.1.0/24 via "$NODE1_IP" || return 1
     for spec in "${PODS[@]}"; do
-        read -r name node ip <<<"$spec"
+        read -r name node ip ip6 <<<"$spec"
         ns=$(ns_of "$name")
         add_netns "$ns" || return 1
         ip -n "$ns" link add eth0 type veth peer name "veth-$name" netns "$(ns_of "node$node")" || return 1
@@ -208,6 +223,7 @@ setup_topology() {
         ip -n "$ns" link set eth0 up || return 1
         ip -n "$ns" route add default via "10.244.$node.1" || return 1
         ip -n "$(ns_of "node$node")" link set "veth-$name" master cni0 up || return 1
+        [ "$ip6" = - ] || ip -n "$ns" -6 addr add "$ip6/64" dev eth0 nodad || return 1
     done
     # The service name, in the curl pod only.
     [ -d /etc/netns ] || ETC_NETNS_MADE=1
@@ -226,29 +242,40 @@ start_node_loader() {
 
 # Every pod is registered with its own node's loader only.
 register_pods() {
-    local spec name node ip
+    local spec name node ip ip6 v6
     for spec in "${PODS[@]}"; do
-        read -r name node ip <<<"$spec"
+        read -r name node ip ip6 <<<"$spec"
+        v6=()
+        [ "$ip6" = - ] || v6=(--ip "$ip6")
         at_node "$node"
-        pod_add "$name" "$(ns_of "$name")" "$ip" --ifname eth0 || return 1
-        log "node$node: meshwire-loader pod add --netns /run/netns/$(ns_of "$name") --ip $ip --ifname eth0:" \
+        pod_add "$name" "$(ns_of "$name")" "$ip" "${v6[@]}" --ifname eth0 || return 1
+        log "node$node: meshwire-loader pod add --netns /run/netns/$(ns_of "$name") --ip $ip ${v6[*]} --ifname eth0:" \
             "${COOKIE[$name]}"
     done
 }
 
 start_pods() {
-    local spec name node ip ns route=()
+    local spec name node ip ip6 ns route=() v6=()
     for spec in "${PODS[@]}"; do
-        read -r name node ip <<<"$spec"
+        read -r name node ip ip6 <<<"$spec"
         ns=$(ns_of "$name")
         route=()
         [ "$name" = curl ] && route=(--route "$VIP:$APP_PORT=$V1_IP:$APP_PORT,$V2_IP:$APP_PORT")
+        # Dual-stack pods: the sidecar's IPv6 listeners too.
+        v6=()
+        [ "$ip6" = - ] || v6=(--listen6 "[::1]:$SIDECAR_PORT" --inbound-listen6 "[$ip6]:$INBOUND_PORT")
         at_node "$node"
-        start_sidecar "$name" "$ns" --inbound-listen "0.0.0.0:$INBOUND_PORT" "${route[@]}" || return 1
+        start_sidecar "$name" "$ns" --inbound-listen "0.0.0.0:$INBOUND_PORT" "${v6[@]}" "${route[@]}" || return 1
+        [ "$ip6" = - ] || wait_listen "$ns" "[$ip6]:$INBOUND_PORT" "$LAST_PID" "$WORK/sidecar-$name.log" || return 1
         [ "$name" = curl ] && continue
         start_bg "$WORK/app-$name.log" "${IN_CG[@]}" "$ns" "$MWTEST" http \
             --listen "0.0.0.0:$APP_PORT" --body "Hi, I am pipy ok ${name##*-} !"
         wait_listen "$ns" "0.0.0.0:$APP_PORT" "$LAST_PID" "$WORK/app-$name.log" || return 1
+        [ "$ip6" = - ] && continue
+        # Its inbound sidecar hands IPv6 connections to the app on [::1].
+        start_bg "$WORK/app6-$name.log" "${IN_CG[@]}" "$ns" "$MWTEST" http \
+            --listen "[::1]:$APP_PORT" --body "Hi, I am pipy ok ${name##*-} !"
+        wait_listen "$ns" "[::1]:$APP_PORT" "$LAST_PID" "$WORK/app6-$name.log" || return 1
     done
 }
 
@@ -307,6 +334,17 @@ run_requests() {
     done
 }
 
+# One request over native IPv6 from the curl pod to pipy-ok-v1's IPv6
+# address: both pods' sidecars, through connect6 on node1.
+run_ipv6_request() {
+    local out
+    say "--- over IPv6, from the curl pod: curl -s -g http://[$V1_IP6]:$APP_PORT/ (dual-stack pods, same node)"
+    at_node 1
+    out=$(timeout 10 "${IN_CG[@]}" "$(ns_of curl)" env -i PATH="$PATH" curl -s -g "http://[$V1_IP6]:$APP_PORT/")
+    echo "${out:-(no answer: curl exit status $?)}"
+    echo "$out" >"$WORK/ipv6.txt"
+}
+
 # node2's own client, outside the mesh, straight to pipy-ok-v1's pod IP: the
 # cross-node path that node1's tc on pipy-ok-v1's eth0 steers to its inbound
 # sidecar.
@@ -360,6 +398,9 @@ show_paths() {
         grep '^inbound ' "$WORK/sidecar-$name.log" | indent
         log "$name's app:"
         grep '^http: ' "$WORK/app-$name.log" | indent
+        [ -e "$WORK/app6-$name.log" ] || continue
+        log "$name's app on [::1]:$APP_PORT (IPv6):"
+        grep '^http: ' "$WORK/app6-$name.log" | indent
     done
 }
 
@@ -367,7 +408,7 @@ show_paths() {
 # app request came through both sidecars, and the two loaders' counters show
 # v1 reached on node1 (connect_inbound) and v2 across the nodes (node2's tc).
 verdict() {
-    local v1 v2 other via1 via2 ok=0 cross orig2 in1 in2 tc1 tc2
+    local v1 v2 other via1 via2 ok=0 cross orig2 in1 in2 tc1 tc2 via6
     v1=$(count '^Hi, I am pipy ok v1 !$' "$WORK/answers.txt")
     v2=$(count '^Hi, I am pipy ok v2 !$' "$WORK/answers.txt")
     other=$((REQUESTS - v1 - v2))
@@ -382,11 +423,18 @@ verdict() {
     [ "$v1" -gt 0 ] && [ "$v2" -gt 0 ] && [ "$other" -eq 0 ] && [ "$via1" -eq "$v1" ] && [ "$via2" -eq "$v2" ] || ok=1
     # curl -> pipy-ok-v1, same node: node1's connect4 sent the curl pod's
     # sidecar to pipy-ok-v1's sidecar; node2's loader saw none of it.
+    # The IPv6 request: through the curl pod's sidecar ([::1]:15001) and
+    # pipy-ok-v1's inbound sidecar, which node1's connect6 chose: one more
+    # connect_inbound on node1.
+    via6=$(count "via=\"via-inbound-sidecar orig=\[$V1_IP6\]:$APP_PORT | via-sidecar orig=\[$V1_IP6\]:$APP_PORT\"" \
+        "$WORK/app6-pipy-ok-v1.log")
+    log "curl -> [$V1_IP6]:$APP_PORT over IPv6: answer '$(cat "$WORK/ipv6.txt")', through both sidecars $via6 time(s)"
+    grep -qx 'Hi, I am pipy ok v1 !' "$WORK/ipv6.txt" && [ "$via6" -eq 1 ] || ok=1
     in1=$(counter 1 connect_inbound)
     in2=$(counter 2 connect_inbound)
-    log "curl -> pipy-ok-v1 on the same node: connect_inbound node1 ${in1:-?} (v1's answers: $v1)," \
+    log "curl -> pipy-ok-v1 on the same node: connect_inbound node1 ${in1:-?} (v1's answers: $v1, and the IPv6 request)," \
         "node2 ${in2:-?} (expected 0)"
-    eq "$in1" "$v1" && eq "$in2" 0 || ok=1
+    eq "$in1" $((v1 + 1)) && eq "$in2" 0 || ok=1
     # curl -> pipy-ok-v2, across nodes: node1 left the connection alone, node2's
     # tc on pipy-ok-v2's eth0 steered it to pipy-ok-v2's sidecar.
     tc2=$(counter 2 tc_redirected)
@@ -402,7 +450,7 @@ verdict() {
     grep -qx 'Hi, I am pipy ok v1 !' "$WORK/cross-node.txt" && [ "$cross" -eq 1 ] && eq "$tc1" 1 || ok=1
     if [ "$ok" -eq 0 ]; then
         say "demo: OK: both versions answered, every answer through the sidecars;" \
-            "v1 on node1 via connect4, v2 across nodes via node2's tc"
+            "v1 on node1 via connect4 (and once over IPv6 via connect6), v2 across nodes via node2's tc"
     else
         say "demo: FAILED (logs above)"
     fi
@@ -511,6 +559,7 @@ log "sidecars (UID $SIDECAR_UID) and apps started in every pod, in their node's 
 
 [ -n "$DEBUG" ] && trace_mark "$P requests start"
 run_requests
+run_ipv6_request
 run_cross_node
 show_paths
 show_stats
