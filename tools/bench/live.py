@@ -873,7 +873,9 @@ def write_section(s, kind, lines):
     with open(out, "w") as f:
         f.write(with_section(text, "\n".join([begin, *lines, end]), begin, end))
     with open(os.path.splitext(out)[0] + f"-{kind}.json", "w") as f:
-        json.dump({"args": {k: v for k, v in vars(a).items() if isinstance(v, (int, float, str, list))},
+        # The binaries' paths are the run's runfiles, nothing a reader can open.
+        json.dump({"args": {k: v for k, v in vars(a).items()
+                            if isinstance(v, (int, float, str, list)) and k not in ("loader", "mwtest", "cni")},
                    "rows": s.rows if kind == "conns" else s.churn}, f, indent=1)
     with open(os.path.splitext(out)[0] + f"-{kind}.svg", "w") as f:
         f.write(conns_plot(s.rows) if kind == "conns" else churn_plot(s.churn))
