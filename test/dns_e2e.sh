@@ -420,58 +420,71 @@ print(s.getpeername()[0] + ":" + str(s.getpeername()[1]), s.recv(2).decode())' 2
     return "$rc"
 }
 
-# 10,000 queries, 50 clients at once, 200 each: 25 dig batches over UDP, 10
-# over TCP, 15 Python getaddrinfo loops (glibc): every answer the proxy's.
-# dig's UDP sockets share ports (SO_REUSEADDR): under such concurrency an
-# answer now and then lands on another of its sockets, which then says "ID
-# mismatch" and retries (+tries=2), on plain loopback without meshwire too.
-# So the check is on the answers: 10,000 of them, each the proxy's.
-case_load() {
-    local i batch="$WORK/batch.txt" pids=() rc=0 right total redirected noise
-    for ((i = 0; i < 200; i++)); do echo "$NAME A"; done >"$batch"
+# dns_load FAMILY CLIENTS EACH UDP TCP: CLIENTS clients at once, EACH
+# queries each, from pod1: UDP dig batches, then TCP ones, the rest Python
+# getaddrinfo loops (glibc); every answer the proxy's, nothing left in the
+# maps. FAMILY 6 asks the IPv6 resolver (dig -6 @RESOLVER6, resolv.conf
+# naming it). dig's UDP sockets share ports (SO_REUSEADDR): under such
+# concurrency an answer now and then lands on another of its sockets, which
+# then says "ID mismatch" and retries (+tries=2), on plain loopback without
+# meshwire too. So the check is on the answers: each one the proxy's.
+dns_load() {
+    local family=$1 clients=$2 each=$3 udp=$4 tcp=$5 i pids=() rc=0 right total redirected noise how
+    local batch="$WORK/batch$1.txt" out="$WORK/load$1" n=$(($2 * $3)) dig_to=() to="" save=iptables-save
+    local maps=(mw_orig_tuple4) map
+    if [ "$family" = 6 ]; then
+        dig_to=(-6 "@$RESOLVER6") to=" to $RESOLVER6" save=ip6tables-save maps=(mw_orig_tuple6 mw_orig_tuple4)
+        resolv6 1 on
+    fi
+    for ((i = 0; i < each; i++)); do echo "$NAME A"; done >"$batch"
     redirected=$(stat_value dns_redirected)
-    rm -f "$WORK"/load-*.out
-    for ((i = 0; i < 50; i++)); do
-        if [ "$i" -lt 35 ]; then
-            local how=+notcp
-            [ "$i" -ge 25 ] && how=+tcp
-            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 dig +tries=2 +time=3 +short "$how" -f "$batch" \
-                >"$WORK/load-$i.out" 2>&1 &
+    rm -f "$out"-*.out
+    for ((i = 0; i < clients; i++)); do
+        if [ "$i" -lt $((udp + tcp)) ]; then
+            how=+notcp
+            [ "$i" -ge "$udp" ] && how=+tcp
+            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 dig "${dig_to[@]}" +tries=2 +time=3 +short "$how" -f "$batch" \
+                >"$out-$i.out" 2>&1 &
         else
             "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 python3 -c 'import socket, sys
-for _ in range(200):
+for _ in range(int(sys.argv[2])):
     try:
         print(socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
     except OSError as e:
-        print("error:", e)' "$NAME" >"$WORK/load-$i.out" 2>&1 &
+        print("error:", e)' "$NAME" "$each" >"$out-$i.out" 2>&1 &
         fi
         pids+=($!)
     done
     for i in "${pids[@]}"; do wait "$i" || rc=1; done
+    if [ "$family" = 6 ]; then resolv6 1 off; fi
     [ "$rc" -eq 0 ] || log "a client failed"
-    total=$(cat "$WORK"/load-*.out | grep -cE '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$')
-    right=$(cat "$WORK"/load-*.out | grep -cx "$PROXY_ANSWER")
-    noise=$(cat "$WORK"/load-*.out | grep -c '^;;')
-    log "$right of $total answers were $PROXY_ANSWER (10000 queries); dig retried after $noise warnings (ID mismatch, timeout)"
-    if [ "$right" -ne 10000 ] || [ "$total" -ne 10000 ]; then
-        cat "$WORK"/load-*.out | grep -vx "$PROXY_ANSWER" | sort | uniq -c | head | indent
+    total=$(cat "$out"-*.out | grep -cE '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$')
+    right=$(cat "$out"-*.out | grep -cx "$PROXY_ANSWER")
+    noise=$(cat "$out"-*.out | grep -c '^;;')
+    log "$right of $total answers were $PROXY_ANSWER ($n queries$to); dig retried after $noise warnings (ID mismatch, timeout)"
+    if [ "$right" -ne "$n" ] || [ "$total" -ne "$n" ]; then
+        cat "$out"-*.out | grep -vx "$PROXY_ANSWER" | sort | uniq -c | head | indent
         rc=1
     fi
     if [ "$MODE" = ebpf ]; then
         log "dns_redirected +$(($(stat_value dns_redirected) - redirected)), dns_restored $(stat_value dns_restored), dns_error $(stat_value dns_error)"
-        [ $(($(stat_value dns_redirected) - redirected)) -ge 10000 ] || { log "dns_redirected did not count every query"; rc=1; }
+        [ $(($(stat_value dns_redirected) - redirected)) -ge "$n" ] || { log "dns_redirected did not count every query"; rc=1; }
         [ "$(stat_value dns_error)" = 0 ] || rc=1
-        wait_map_empty mw_orig_tuple4 || rc=1
+        for map in "${maps[@]}"; do wait_map_empty "$map" || rc=1; done
     else
-        log "REDIRECT hits in pod1: udp $(redirect_hits 1 udp), tcp $(redirect_hits 1 tcp)"
+        log "$save REDIRECT hits in pod1: udp $(redirect_hits 1 udp "$save"), tcp $(redirect_hits 1 tcp "$save")"
         # nat sees a flow's first packet only: a query whose source port a
         # tracked flow still has reuses that flow's REDIRECT. The answers
         # above are the proof; the counters show the rules were the path.
-        [ "$(redirect_hits 1 udp)" -ge 1000 ] || { log "the UDP rule did not see the queries"; rc=1; }
-        [ "$(redirect_hits 1 tcp)" -ge 2000 ] || { log "the TCP rule did not see the queries"; rc=1; }
+        [ "$(redirect_hits 1 udp "$save")" -ge $((n / 10)) ] || { log "the UDP rule did not see the queries"; rc=1; }
+        [ "$(redirect_hits 1 tcp "$save")" -ge $((tcp * each)) ] || { log "the TCP rule did not see the queries"; rc=1; }
     fi
     return "$rc"
 }
+
+# 10,000 queries, 50 clients at once, 200 each: 25 dig batches over UDP, 10
+# over TCP, 15 Python getaddrinfo loops.
+case_load() { dns_load 4 50 200 25 10; }
 
 # redirect_hits N PROTO [SAVE]: packets that hit pod N's DNS REDIRECT rule
 # for PROTO (SAVE: iptables-save, or ip6tables-save for IPv6's).
@@ -691,54 +704,8 @@ case_v6_capture_off() {
 }
 
 # 2,000 queries to the IPv6 resolver, 20 clients at once, 100 each: 8 dig
-# batches over UDP, 4 over TCP (dig -6 @RESOLVER6), 8 Python getaddrinfo
-# loops (glibc, resolv.conf naming the IPv6 resolver): every answer the
-# proxy's, nothing left in the maps.
-case_v6_load() {
-    local i batch="$WORK/batch6.txt" pids=() rc=0 right total redirected how
-    for ((i = 0; i < 100; i++)); do echo "$NAME A"; done >"$batch"
-    redirected=$(stat_value dns_redirected)
-    rm -f "$WORK"/load6-*.out
-    resolv6 1 on
-    for ((i = 0; i < 20; i++)); do
-        if [ "$i" -lt 12 ]; then
-            how=+notcp
-            [ "$i" -ge 8 ] && how=+tcp
-            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 dig -6 "@$RESOLVER6" +tries=2 +time=3 +short "$how" -f "$batch" \
-                >"$WORK/load6-$i.out" 2>&1 &
-        else
-            "${IN_CG[@]}" "$(pod 1)" timeout -k 2 120 python3 -c 'import socket, sys
-for _ in range(100):
-    try:
-        print(socket.getaddrinfo(sys.argv[1], 80, socket.AF_INET, socket.SOCK_STREAM)[0][4][0])
-    except OSError as e:
-        print("error:", e)' "$NAME" >"$WORK/load6-$i.out" 2>&1 &
-        fi
-        pids+=($!)
-    done
-    for i in "${pids[@]}"; do wait "$i" || rc=1; done
-    resolv6 1 off
-    [ "$rc" -eq 0 ] || log "a client failed"
-    total=$(cat "$WORK"/load6-*.out | grep -cE '^[0-9]+\.[0-9]+\.[0-9]+\.[0-9]+$')
-    right=$(cat "$WORK"/load6-*.out | grep -cx "$PROXY_ANSWER")
-    log "$right of $total answers were $PROXY_ANSWER (2000 queries to $RESOLVER6)"
-    if [ "$right" -ne 2000 ] || [ "$total" -ne 2000 ]; then
-        cat "$WORK"/load6-*.out | grep -vx "$PROXY_ANSWER" | sort | uniq -c | head | indent
-        rc=1
-    fi
-    if [ "$MODE" = ebpf ]; then
-        log "dns_redirected +$(($(stat_value dns_redirected) - redirected)), dns_restored $(stat_value dns_restored), dns_error $(stat_value dns_error)"
-        [ $(($(stat_value dns_redirected) - redirected)) -ge 2000 ] || { log "dns_redirected did not count every query"; rc=1; }
-        [ "$(stat_value dns_error)" = 0 ] || rc=1
-        wait_map_empty mw_orig_tuple6 || rc=1
-        wait_map_empty mw_orig_tuple4 || rc=1
-    else
-        log "ip6tables REDIRECT hits in pod1: udp $(redirect_hits 1 udp ip6tables-save), tcp $(redirect_hits 1 tcp ip6tables-save)"
-        [ "$(redirect_hits 1 udp ip6tables-save)" -ge 200 ] || { log "the UDP rule did not see the queries"; rc=1; }
-        [ "$(redirect_hits 1 tcp ip6tables-save)" -ge 400 ] || { log "the TCP rule did not see the queries"; rc=1; }
-    fi
-    return "$rc"
-}
+# batches over UDP, 4 over TCP, 8 Python getaddrinfo loops.
+case_v6_load() { dns_load 6 20 100 8 4; }
 
 case_v6_no_proxy_fails_closed() {
     local before rc=0 got out how
