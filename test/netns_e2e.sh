@@ -780,6 +780,25 @@ case_ipv6_inbound_cross_node() {
     if [ "$MODE" = ebpf ] && [ -n "$HAVE_IFNAME" ]; then
         [ "$(( $(stat_value tc_redirected) - redirected ))" -ge 20 ] ||
             { log "tc_redirected went up by $(( $(stat_value tc_redirected) - redirected )), expected 20"; rc=1; }
+        # While a connection is open, `conns` lists its flow (mw_flow6) with the port dialled.
+        local held="$WORK/held-p16.log" hpid n host=${ADDR_P16%]:*} port=${ADDR_P16##*:}
+        start_bg "$held" ip netns exec "$NS_NODE" python3 -c 'import socket, sys, time
+s = socket.create_connection((sys.argv[1], int(sys.argv[2])), timeout=10)
+print("held", flush=True)
+time.sleep(30)' "${host#[}" "$port"
+        hpid=$LAST_PID
+        for ((n = 0; n < 50; n++)); do grep -q '^held' "$held" && break; sleep 0.1; done
+        mwl conns >"$WORK/conns-flow6.txt" 2>&1
+        if grep -qE "^  \[fd00:231:1::1\]:[0-9]+ -> $(esc "$ADDR_P16")  flags " "$WORK/conns-flow6.txt"; then
+            log "conns: $(grep -m 1 -F " -> $ADDR_P16  flags " "$WORK/conns-flow6.txt" | sed 's/^ *//')"
+        else
+            log "conns does not list the open inbound IPv6 flow [fd00:231:1::1]:* -> $ADDR_P16:"
+            show "$held"
+            show "$WORK/conns-flow6.txt"
+            rc=1
+        fi
+        stop_pid "$hpid" 5
+        forget_pid "$hpid"
         wait_map_empty mw_flow6 || rc=1
         wait_map_empty mw_flow6_syn || rc=1
     fi

@@ -1,10 +1,10 @@
 //! Operator views of the datapath, read from the pins: they work while the
 //! daemon runs and after it stopped.
 
-use std::net::{Ipv4Addr, Ipv6Addr};
+use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::datapath::{Hook, PROGRAMS};
-use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
+use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, Flow6Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
 use crate::libbpf::{self, MapFd};
 use crate::datapath::pins::{self, Pins};
 use crate::error::Error;
@@ -187,6 +187,17 @@ fn tuple6_line(key: &Tuple6, o: &Orig6) -> String {
     )
 }
 
+/// One inbound flow tc redirected, as `conns` shows it: peer -> pod address
+/// and the port the peer dialled (mw_flow4 / mw_flow6; addresses [bracketed]
+/// for IPv6).
+fn flow_line(remote: IpAddr, remote_port: u16, local: IpAddr, f: &Flow4) -> String {
+    let at = |a: IpAddr, p: u16| match a {
+        IpAddr::V4(a) => format!("{a}:{p}"),
+        IpAddr::V6(a) => format!("[{a}]:{p}"),
+    };
+    format!("  {} -> {}  flags {:#x}", at(remote, u16::from_be(remote_port)), at(local, u16::from_be(f.orig_port)), f.flags)
+}
+
 /// Original destinations in flight: app connections published by sockops
 /// and not yet accepted by their sidecar, and inbound flows tc redirected.
 pub fn print_conns(pins: &Pins) -> Result<(), Error> {
@@ -219,7 +230,15 @@ pub fn print_conns(pins: &Pins) -> Result<(), Error> {
     println!("inbound flows redirected by tc (peer -> pod, dialled port):");
     for key in flows.keys::<Flow4Key>()? {
         if let Some(f) = flows.lookup::<Flow4Key, Flow4>(&key)? {
-            println!("  {}:{} -> {}:{}  flags {:#x}", ip(key.remote_ip4), u16::from_be(key.remote_port), ip(key.local_ip4), u16::from_be(f.orig_port), f.flags);
+            println!("{}", flow_line(ip(key.remote_ip4).into(), key.remote_port, ip(key.local_ip4).into(), &f));
+        }
+    }
+    // Native IPv6; a datapath pinned before it has no such map.
+    if let Ok(flows6) = MapFd::open_pinned(&pins.map(pins::MAP_FLOW6)) {
+        for key in flows6.keys::<Flow6Key>()? {
+            if let Some(f) = flows6.lookup::<Flow6Key, Flow4>(&key)? {
+                println!("{}", flow_line(ip6(key.remote_ip6).into(), key.remote_port, ip6(key.local_ip6).into(), &f));
+            }
         }
     }
     println!("(connections already accepted carry their destination on the sidecar's socket: ask the sidecar)");
@@ -375,5 +394,14 @@ mod v6_tests {
         let key = Tuple6 { netns_cookie: 4097, client_ip6: w("fd00:231:1::2"), server_ip6: w("::1"), client_port: 40000, server_port: 15001, pad: 0 };
         let orig = Orig6 { ip6: w("fd00:231::1"), port: 8080u16.to_be(), flags: 0, flowinfo: 0 };
         assert_eq!(tuple6_line(&key, &orig), "  netns 4097     [fd00:231:1::2]:40000 -> [::1]:15001  orig [fd00:231::1]:8080");
+    }
+
+    #[test]
+    fn inbound_flows_of_both_families_are_shown_with_the_dialled_port() {
+        let f = Flow4 { orig_port: 8080u16.to_be(), flags: 1, pad: 0 };
+        let v4 = flow_line(Ipv4Addr::new(10, 231, 0, 1).into(), 40000u16.to_be(), Ipv4Addr::new(10, 231, 1, 2).into(), &f);
+        assert_eq!(v4, "  10.231.0.1:40000 -> 10.231.1.2:8080  flags 0x1");
+        let v6 = flow_line("fd00:231::1".parse::<Ipv6Addr>().unwrap().into(), 40000u16.to_be(), "fd00:231:1::2".parse::<Ipv6Addr>().unwrap().into(), &f);
+        assert_eq!(v6, "  [fd00:231::1]:40000 -> [fd00:231:1::2]:8080  flags 0x1");
     }
 }
