@@ -1343,16 +1343,7 @@ case_second_loader_waits() {
     fi
     # The load goes on after the handover, then stops.
     n=$(batches_ok "$WORK/client-load.log")
-    wait_batches "$WORK/client-load.log" $((n + 3)) "$load_pid" || rc=1
-    touch "$WORK/load-17l.stop"
-    wait "$load_pid"
-    i=$?
-    forget_pid "$load_pid"
-    if [ "$i" -ne 0 ] || grep -q '^FAILED' "$WORK/client-load.log"; then
-        log "a request through pod1's sidecar failed:"
-        show "$WORK/client-load.log" 20
-        rc=1
-    fi
+    finish_load "$WORK/client-load.log" "$load_pid" "$WORK/load-17l.stop" "a request through pod1's sidecar failed" || rc=1
     log "load through pod1's sidecar during all of it: $(batches_ok "$WORK/client-load.log") batches of 100 connections, none failed ($n of them done when the second loader was serving)"
     if ! mwl pods 2>&1 | grep -q 9999; then
         log "the second loader's node-wide excluded port 9999 is not in force"
@@ -1395,6 +1386,23 @@ wait_batches() {
     log "the load did not reach $2 batches in 60 s:"
     show "$1" 5
     return 1
+}
+
+# finish_load LOG PID STOP WHAT: three more batches of the load (PID,
+# logging to LOG), then STOP ends it; fails, saying WHAT, if a request failed.
+finish_load() {
+    local rc=0 status
+    wait_batches "$1" $(($(batches_ok "$1") + 3)) "$2" || rc=1
+    touch "$3"
+    wait "$2"
+    status=$?
+    forget_pid "$2"
+    if [ "$status" -ne 0 ] || grep -q '^FAILED' "$1"; then
+        log "$4:"
+        show "$1" 20
+        rc=1
+    fi
+    return "$rc"
 }
 
 # pin_ids: each pin under $PIN with the kernel object behind it: "PATH link
@@ -1513,17 +1521,8 @@ case_deb_upgrade() {
     grep -q "meshwire-loader: ready (version $new_version," "$out_new" ||
         { log "the .deb's loader's ready line does not name $new_version:"; show "$out_new" 3; rc=1; }
     # Requests keep flowing after the handover too.
-    wait_batches "$load_log" $(($(batches_ok "$load_log") + 3)) "$load_pid" || rc=1
+    finish_load "$load_log" "$load_pid" "$stop" "a request failed during the upgrade" || rc=1
     n2=$(batches_ok "$load_log")
-    touch "$stop"
-    wait "$load_pid"
-    i=$?
-    forget_pid "$load_pid"
-    if [ "$i" -ne 0 ] || grep -q '^FAILED' "$load_log"; then
-        log "a request failed during the upgrade:"
-        show "$load_log" 20
-        rc=1
-    fi
     log "load through pod1's sidecar: $(batches_ok "$load_log") batches of 100 connections, none failed" \
         "(before the .deb's loader started: $n0; while both ran: $((n1 - n0)); from the handover to the new loader's serving: $((n2 - n1)) and on)"
     [ "$n1" -gt "$n0" ] && [ "$n2" -gt "$n1" ] || rc=1
