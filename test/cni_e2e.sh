@@ -518,21 +518,34 @@ case_two_networks() {
     inbound_client "node -> pod$pn eth0 $ip1:8080 after net1's DEL" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server "$app" || rc=1
     client "$(pod "$pn")" "pod$pn -> A after net1's DEL" --connect "$ADDR_A" --count 5 --parallel 5 --expect-orig "$ADDR_A" --expect-server A || rc=1
     RT_ANNOTATIONS='{}' rt CHECK "$id" "$pn" shop || { log "CHECK eth0 after net1's DEL failed:"; show "$RT_ERR"; rc=1; }
-    # An upgrade: the previous version's record (<id>.json) and tc link pins
-    # (tc_ingress, tc_egress); a restarted loader adopts them, no link doubled.
+    # An upgrade: the previous version's record (<id>.json) and pod pins (one
+    # attachment per container); a restarted loader adopts them, nothing
+    # doubled. With tcx links those were the links tc_ingress and tc_egress;
+    # with clsact filters ("auto"), the qdisc marker clsact_qdisc and no
+    # marker per interface.
     cookie=$(pod_list | awk -v id="$id" '$1 == id { print $2 }')
     dir="$PIN/pods/$cookie"
     stop_loader
     mv "$STATE/pods/$id@eth0.json" "$STATE/pods/$id.json" || rc=1
     # The pins of an attachment end in its interface name in hex (eth0: 65746830).
     suffix=$(printf %s eth0 | od -An -tx1 | tr -d ' \n')
-    for n in tc_ingress tc_egress; do
-        if [ -e "$dir/${n}_$suffix" ]; then mv "$dir/${n}_$suffix" "$dir/$n" || rc=1; else log "no $dir/${n}_$suffix"; rc=1; fi
-    done
+    local want
+    if [ -e "$dir/tc_ingress_$suffix" ]; then
+        for n in tc_ingress tc_egress; do
+            if [ -e "$dir/${n}_$suffix" ]; then mv "$dir/${n}_$suffix" "$dir/$n" || rc=1; else log "no $dir/${n}_$suffix"; rc=1; fi
+        done
+        want="tc_egress_$suffix tc_ingress_$suffix "
+    elif [ -d "$dir/clsact_if_$suffix" ] && [ -d "$dir/clsact_qdisc_$suffix" ]; then
+        rmdir "$dir/clsact_if_$suffix" && mv "$dir/clsact_qdisc_$suffix" "$dir/clsact_qdisc" || rc=1
+        want="clsact_if_$suffix clsact_qdisc_$suffix "
+    else
+        log "$dir holds neither tcx links nor clsact markers for eth0: $(ls "$dir")"
+        rc=1
+    fi
     start_loader || return 1
     [ -e "$STATE/pods/$id@eth0.json" ] && [ ! -e "$STATE/pods/$id.json" ] || { log "the old record was not adopted:"; ls "$STATE/pods" | indent; rc=1; }
-    [ "$(find "$dir" -mindepth 1 -maxdepth 1 | sort | xargs -n1 basename | tr '\n' ' ')" = "tc_egress_$suffix tc_ingress_$suffix " ] ||
-        { log "the pod's pins after the restart: $(ls "$dir")"; rc=1; }
+    [ "$(find "$dir" -mindepth 1 -maxdepth 1 | sort | xargs -n1 basename | tr '\n' ' ')" = "$want" ] ||
+        { log "the pod's pins after the restart: $(ls "$dir"), expected $want"; rc=1; }
     inbound_client "node -> pod$pn eth0 after the upgrade" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server "$app" || rc=1
     RT_ANNOTATIONS='{}' rt DEL "$id" "$pn" shop || { log "DEL eth0 failed:"; show "$RT_ERR"; rc=1; }
     pod_list | grep -qw "$id" && { log "$id still listed"; rc=1; }
@@ -634,6 +647,14 @@ case_del() {
         log "tcx links of meshwire's tc programs before DEL: $TCX_BEFORE"
     else
         log "bpftool missing: tcx links checked through their pins only"
+    fi
+    if [ "$TCX_BEFORE" = 0 ]; then
+        # tc attach "auto": clsact filters; verify_pod_gone finds no qdisc after DEL.
+        local f
+        f=$(for d in ingress egress; do tc -n "$(pod 1)" filter show dev eth0 "$d"; done 2>&1 | grep -cE 'pref 19799 bpf .*handle 0x4d57')
+        [ "$f" = 2 ] || { log "pod1 eth0 before DEL: $f of meshwire's clsact filters, 2 expected"; return 1; }
+        log "pod1 eth0 before DEL: meshwire's ingress and egress clsact filters, no tcx link"
+        TCX_BEFORE=""
     fi
     VERIFIED=0
     RT_AFTER_DEL=verify_pod_gone rt DEL ctr-1 1 shop || { log "DEL failed:"; show "$RT_ERR"; return 1; }

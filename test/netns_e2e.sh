@@ -15,12 +15,13 @@
 # state (map entries, tc flows) say SKIP with the reason in that mode, and
 # cases about the rules run only in it.
 #
-# MESHWIRE_E2E_TC_ATTACH=clsact (//test:netns_e2e_clsact) adds `[tc] attach =
-# "clsact"` to the loader's configuration: the tc cases (13-16) and the
-# restart case go through meshwire's filters on the pods' clsact qdiscs
-# instead of tcx links, and the cases marked "c" check those filters and
-# qdiscs (elsewhere they say SKIP). Empty (the default): the config has no
-# [tc] section.
+# MESHWIRE_E2E_TC_ATTACH=tcx (//test:netns_e2e_tcx) adds `[tc] attach =
+# "tcx"` to the loader's configuration: the tc cases (13-16) and the restart
+# case go through tcx links pinned per pod. Empty (the default): the config
+# has no [tc] section, and "auto" attaches clsact filters, as "clsact" does;
+# with either, the tc cases go through meshwire's filters on the pods'
+# clsact qdiscs and the cases marked "c" check those filters and qdiscs
+# (with tcx they say SKIP).
 #
 # MESHWIRE_E2E_ACCEL=1 (//test:netns_e2e_accel) adds `[acceleration] enabled =
 # true`: every case runs with the mesh's hops accelerated (sockops + sk_msg),
@@ -1670,7 +1671,7 @@ case_cleanup_leaves_nothing() {
     # Still registered and still attached: pod2 is redirected without the daemon.
     client "$(pod 2)" "pod2 -> B, loader stopped" --connect "$ADDR_B" --count 10 --parallel 5 \
         --expect-orig "$ADDR_B" --expect-server B || return 1
-    if [ "$TC_ATTACH" = clsact ] && [ "$MODE" = ebpf ]; then
+    if [ "$TC_METHOD" = clsact ] && [ "$MODE" = ebpf ]; then
         # pod2's clsact filters are not pinned: cleanup must find them even
         # when the pod's record is lost (case 19c checks they are gone).
         rm -f "$(state_dir)/pods/cli-run_netns_$(pod 2).json" &&
@@ -2085,7 +2086,7 @@ no_meshwire_rules() {
 case_iptables_pod_del_removed_rules() { no_meshwire_rules "$(pod 1)"; }
 case_iptables_cleanup_removed_rules() { no_meshwire_rules "$(pod 2)"; }
 
-# --- clsact (MESHWIRE_E2E_TC_ATTACH=clsact): meshwire's filters have
+# --- clsact (tc attach auto or clsact): meshwire's filters have
 # priority 19799 and handle 0x4d57 (loader/src/datapath/clsact.rs).
 
 # clsact_filter N DIR: meshwire's DIR (ingress, egress) filter lines on pod N's eth0.
@@ -2166,10 +2167,10 @@ case_clsact_restart_moved() {
 case_clsact_pod_del_removed() { clsact_gone 1; }
 case_clsact_cleanup_removed() { clsact_gone 2; }
 
-# run_clsact_case NAME FUNCTION: a case about clsact filters; SKIP unless
-# MESHWIRE_E2E_TC_ATTACH=clsact (in eBPF mode).
+# run_clsact_case NAME FUNCTION: a case about clsact filters; SKIP with
+# MESHWIRE_E2E_TC_ATTACH=tcx or in iptables mode.
 run_clsact_case() {
-    if [ "$TC_ATTACH" = clsact ] && [ "$MODE" = ebpf ]; then
+    if [ "$TC_METHOD" = clsact ] && [ "$MODE" = ebpf ]; then
         run_tc_case "$@"
     else
         skip_case "$1" "tc attach ${TC_ATTACH:-auto}, interception $MODE: no clsact filters to check"
@@ -2268,6 +2269,9 @@ case "$TC_ATTACH" in
     exit 2
     ;;
 esac
+# What the loader attaches: "auto" (also no [tc] section) means clsact.
+TC_METHOD=clsact
+[ "$TC_ATTACH" = tcx ] && TC_METHOD=tcx
 
 ACCEL=${MESHWIRE_E2E_ACCEL:-}
 case "$ACCEL" in
@@ -2279,7 +2283,7 @@ case "$ACCEL" in
     ;;
 esac
 
-echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)}, acceleration ${ACCEL:+on}${ACCEL:-off}"
+echo "meshwire e2e: run prefix $P, loader $LOADER, mwtest $MWTEST, interception $MODE, tc attach ${TC_ATTACH:-(default)} ($TC_METHOD), acceleration ${ACCEL:+on}${ACCEL:-off}"
 preflight iptables haproxy curl nsenter unshare bpftool dpkg-deb || exit 1
 loader_has_tc && HAVE_IFNAME=1
 echo "--- setup"

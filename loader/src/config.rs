@@ -228,7 +228,8 @@ impl FromStr for AccelPods {
 /// `tc.attach`: how the tc programs are attached to a pod's interface.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum TcAttach {
-    /// tcx links where the kernel has them (Linux 6.6), else clsact.
+    /// clsact: what a pod's ADD and DEL can afford (tcx links cost two RCU
+    /// grace periods each way; crate::datapath::tc).
     Auto,
     /// tcx links only (pinned under `<pin_dir>/pods/<cookie>/`).
     Tcx,
@@ -255,7 +256,7 @@ impl FromStr for TcAttach {
             "tcx" => Ok(TcAttach::Tcx),
             "clsact" => Ok(TcAttach::Clsact),
             other => Err(format!(
-                "{other:?} is not a tc attach mode; use \"auto\" (tcx links where the kernel has them, else clsact), \"tcx\" or \"clsact\""
+                "{other:?} is not a tc attach mode; use \"auto\" (clsact filters), \"tcx\" or \"clsact\""
             )),
         }
     }

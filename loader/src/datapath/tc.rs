@@ -18,9 +18,13 @@
 //!   directory `pods/<cookie>/clsact_qdisc` says so (bpffs holds no regular
 //!   files), so that detaching deletes it again once no other filter is on it.
 //!
-//! "auto" (the default) asks the kernel once whether it has tcx links. Attaching
-//! a pod one way takes away what the other way left (a changed mode, or a
-//! kernel upgrade). [`detach_pod`] unpins the links and, given the pod's netns
+//! "auto" (the default) is clsact on every kernel: a tcx link costs an RCU
+//! grace period under RTNL to attach and another to detach (kernel/bpf/tcx.c,
+//! `tcx_entry_sync`), two per pod's ADD and two per DEL, which alone exceed a
+//! CNI ADD's latency budget (docs/interception.md). "tcx" asks the kernel once
+//! whether it has tcx links and refuses, naming the feature, when it has not.
+//! Attaching a pod one way takes away what the other way left (a changed
+//! mode, or a kernel upgrade). [`detach_pod`] unpins the links and, given the pod's netns
 //! and interface, looks there for meshwire's filters (bpf_tc_query) and
 //! removes them; nothing else on the interface is touched.
 
@@ -73,24 +77,30 @@ pub enum Method {
 /// The kernel's answer to "tcx links?", asked once per process.
 static HAS_TCX: OnceLock<bool> = OnceLock::new();
 
-/// What `mode` means on this kernel; `prog_fd` (a tc program) is what "auto"
-/// asks the kernel with.
+/// What `mode` means on this kernel. "auto" is clsact (see the module
+/// documentation); "tcx" is checked against the kernel once, with `prog_fd`
+/// (a tc program), so that a kernel without tcx links fails before anything
+/// is attached, naming what it lacks.
 pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, Error> {
     match mode {
-        TcAttach::Tcx => Ok(Method::Tcx),
-        TcAttach::Clsact => Ok(Method::Clsact),
-        TcAttach::Auto => {
+        TcAttach::Auto | TcAttach::Clsact => Ok(Method::Clsact),
+        TcAttach::Tcx => {
             let has_tcx = match HAS_TCX.get() {
                 Some(&known) => known,
                 None => {
                     let answer = libbpf::tcx_supported(prog_fd)?;
-                    if HAS_TCX.set(answer).is_ok() {
-                        log::info!("tc: this kernel {} tcx links; pods' tc programs are attached {}", if answer { "has" } else { "lacks" }, if answer { "as tcx links" } else { "as clsact filters" });
-                    }
+                    let _ = HAS_TCX.set(answer);
                     answer
                 }
             };
-            Ok(if has_tcx { Method::Tcx } else { Method::Clsact })
+            if has_tcx {
+                Ok(Method::Tcx)
+            } else {
+                let release = std::fs::read_to_string("/proc/sys/kernel/osrelease").map_or_else(|_| "?".to_string(), |r| r.trim().to_string());
+                Err(Error::Invalid(format!(
+                    "[tc] attach = \"tcx\": this kernel ({release}) lacks tcx links (Linux 6.6); use \"auto\" or \"clsact\" (filters on a clsact qdisc)"
+                )))
+            }
         }
     }
 }
