@@ -82,6 +82,11 @@ TOPOS = [("same node", "srv1", 4, "haproxy"), ("two nodes", "srv2", 4, "haproxy"
          ("same node, IPv4, mwtest sidecar", "srv1", 4, "mwtest"),
          ("same node, IPv6, mwtest sidecar", "srv1", 6, "mwtest")]
 V4_TWIN, V6_TOPO = TOPOS[2][0], TOPOS[3][0]
+# --topos: a short name for each topology, in TOPOS' order.
+TOPO_IDS = {"same": TOPOS[0][0], "two": TOPOS[1][0], "same-mwtest4": TOPOS[2][0], "same-mwtest6": TOPOS[3][0]}
+# --tests: the measurements, each giving some of TESTS' figures.
+TEST_IDS = {"rtt": ("rtt", "rtt_p99", "rtt_pin", "rtt_pin_p99", "cpu_rtt_pin"),
+            "ka": ("rps", "cpu_req", "cpu_req_sys"), "cc": ("cps", "cpu_conn"), "iperf": ("gbps", "cpu_gb")}
 WRK_CONNS = 8
 
 TESTS = [
@@ -620,6 +625,8 @@ frontend app
 
     def run_tests(self, mode, rep):
         for topo, srv, fam, kind in TOPOS:
+            if topo not in self.args.topos:
+                continue
             if kind == "mwtest" and mode == "floor":
                 continue  # mwtest's sidecar forwards by original destination only: no static wiring
             try:
@@ -630,6 +637,9 @@ frontend app
             # The mwtest-sidecar pair measures what the IPv6 targets need:
             # round trips and keep-alive / new-connection HTTP.
             tests = (self.t_rtt, self.t_wrk, self.t_iperf) if kind == "haproxy" else (self.t_rtt, self.t_wrk)
+            chosen = self.args.tests
+            tests = [t_ for t_ in tests if (t_ == self.t_rtt and "rtt" in chosen) or (t_ == self.t_iperf and "iperf" in chosen)
+                     or (t_ == self.t_wrk and ("ka" in chosen or "cc" in chosen))]
             for test in tests:
                 try:
                     test(mode, rep, topo, srv, fam)
@@ -668,7 +678,7 @@ frontend app
             return int(m.group(1))
 
         # wrk connects once to check the address before its connections.
-        r = self.measure(mode, topo, srv, rep, "rps", wrk, lambda out: (wrk_requests(out), (WRK_CONNS, WRK_CONNS + 1))[1],
+        r = None if "ka" not in a.tests else self.measure(mode, topo, srv, rep, "rps", wrk, lambda out: (wrk_requests(out), (WRK_CONNS, WRK_CONNS + 1))[1],
                          slack=1, fam=fam)
         if r:
             n = wrk_requests(r[0])
@@ -677,7 +687,7 @@ frontend app
             self.record(topo, mode, rep, "cpu_req_sys", (r[2]["sys"] - r[1]["sys"]) / n)
         # New connection per request.
         close = wrk[:1] + ["-H", "Connection: close"] + wrk[1:]
-        r = self.measure(mode, topo, srv, rep, "cps", close,
+        r = None if "cc" not in a.tests else self.measure(mode, topo, srv, rep, "cps", close,
                          lambda out: (wrk_requests(out), wrk_requests(out) + WRK_CONNS + 1), slack=WRK_CONNS + 1, fam=fam)
         if r:
             n = wrk_requests(r[0])
@@ -700,13 +710,18 @@ frontend app
             j = json.loads(r[0])
             recv = j["end"]["sum_received"]
             self.record(topo, mode, rep, "gbps", recv["bits_per_second"] / 1e9)
+            # Bytes the client wrote over bytes the server read (in the JSON only).
+            self.record(topo, mode, rep, "iperf_sent_over_received", j["end"]["sum_sent"]["bytes"] / max(1, recv["bytes"]))
             self.record(topo, mode, rep, "cpu_gb", self.cpu_delta(mode, srv, r[1], r[2]) / 1e3 / (recv["bytes"] / 1e9))
 
-    def profile(self, mode, fam=4, kind="haproxy"):
+    def profile(self, mode, fam=4, kind="haproxy", topo_id="same", test="ka"):
         """perf samples of the client's and the sidecars' processes (wrk,
         haproxy, or mwtest's sidecar) during one same-node keep-alive run; not
         a measured run. Kept under `mode`, or `mode IPv4/IPv6 (mwtest)`."""
         label = mode if kind == "haproxy" else f"{mode} IPv{fam} (mwtest)"
+        if (topo_id, test) != ("same", "ka"):
+            label = f"{mode}, {TOPO_IDS[topo_id]}, {test}"
+        srv = next(t_[1] for t_ in TOPOS if t_[0] == TOPO_IDS[topo_id])
         if mode == "floor" and kind != "haproxy":
             return
         self.use_sidecars(mode, kind)
@@ -716,7 +731,8 @@ frontend app
         secs = max(1, round(self.args.seconds))
         tag = label.replace(" ", "_").replace("(", "").replace(")", "")
         data = f"{self.work}/perf-{tag}.data"
-        perf = subprocess.Popen(["perf", "record", "-a", "-F", "1999", "-o", data, "--", "sleep", str(secs + 1)],
+        perf = subprocess.Popen(["perf", "record", "-a", "-F", "1999"] + (["-g"] if self.args.profile_callgraph else []) +
+                                ["-o", data, "--", "sleep", str(secs + 1)],
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         # Scheduler and syscall events, counted machine-wide over the wrk run
         # alone: what a request costs beyond CPU time (other work adds ~1%).
@@ -726,17 +742,23 @@ frontend app
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         self.procs += [perf, stat]
         time.sleep(0.5)
-        dst, port = self.target(mode, "srv1", HTTP_PORT, fam)
-        out = subprocess.run(self.in_pod("cli", mode, ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{secs}s", f"http://{dst}:{port}/"]),
-                             capture_output=True, text=True, timeout=60).stdout
+        dst, port = self.target(mode, srv, IPERF_PORT if test == "iperf" else HTTP_PORT, fam)
+        if test == "iperf":
+            cmd = ["iperf3", "-c", dst, "-p", str(port), "-t", str(secs)]
+        else:
+            cmd = ["wrk", "-t1", f"-c{WRK_CONNS}", f"-d{secs}s", f"http://{dst}:{port}/"]
+            if test == "cc":
+                cmd[1:1] = ["-H", "Connection: close"]
+        out = subprocess.run(self.in_pod("cli", mode, cmd), capture_output=True, text=True, timeout=60).stdout
         stat.wait(30)
         perf.wait(30)
         self.procs.remove(perf)
         self.procs.remove(stat)
-        self.event_counts[label] = per_request_events(counts, out)
+        if cmd[0] == "wrk":
+            self.event_counts[label] = per_request_events(counts, out)
         prof = {}
         for sort in ("sym",):
-            comms = "wrk,haproxy" if kind == "haproxy" else "wrk,haproxy,mwtest,sidecar,outbound6,inbound,inbound6"
+            comms = "wrk,haproxy,iperf3" if kind == "haproxy" else "wrk,haproxy,mwtest,sidecar,outbound6,inbound,inbound6"
             out = self.run(["perf", "report", "-i", data, "--stdio", "--no-children", "--percentage", "relative", "--comms", comms,
                             "--sort", sort, "--percent-limit", "1"], timeout=120, check=False)
             rows = []
@@ -768,7 +790,8 @@ frontend app
         t_start = time.monotonic()
         busy0, ours0 = machine_busy(), self.ours()
         for rep in range(a.reps):
-            order = MODES[rep % len(MODES):] + MODES[:rep % len(MODES)]
+            modes = a.modes
+            order = modes[rep % len(modes):] + modes[:rep % len(modes)]
             for mode in order:
                 t0 = time.monotonic()
                 if mode not in ("direct", "floor"):
@@ -779,9 +802,11 @@ frontend app
                     if mode.startswith("ebpf"):
                         self.bpf_costs(mode)
                     if rep == a.reps - 1 and not a.no_profile:
-                        for fam, kind in ((4, "haproxy"), (4, "mwtest"), (6, "mwtest")):
+                        topo_id, test = a.profile_of
+                        runs = ((4, "haproxy"), (4, "mwtest"), (6, "mwtest")) if (topo_id, test) == ("same", "ka") else ((4, "haproxy"),)
+                        for fam, kind in runs:
                             try:
-                                self.profile(mode, fam, kind)
+                                self.profile(mode, fam, kind, topo_id, test)
                             except Exception as e:  # noqa: BLE001 - not a measured run
                                 self.notes.append(f"profile of {mode} IPv{fam} ({kind}): {type(e).__name__}: {e}")
                 finally:
@@ -954,7 +979,10 @@ def report(b):
     w(f"Generated by `./bazelw run //tools/bench{' -- --quick' if a.quick else ''}` on "
       f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}: {m['cpu']}, {m['mem']}, Linux {m['kernel']}; "
       f"{m['haproxy']}, {m['wrk']}, {m['iperf3']}, {m['iptables']}." + (f" {a.note}" if a.note else ""))
-    w(f"{a.reps} repetitions of every measurement ({a.seconds} s each), the {len(MODES)} modes interleaved "
+    modes = [m_ for m_ in MODES if m_ in a.modes]
+    if modes != MODES or len(a.topos) != len(TOPOS) or len(a.tests) != len(TEST_IDS):
+        w(f"A partial run: modes {', '.join(modes)}; topologies {'; '.join(a.topos)}; measurements {', '.join(a.tests)}.")
+    w(f"{a.reps} repetitions of every measurement ({a.seconds} s each), the {len(modes)} modes interleaved "
       f"(the order rotates every repetition); {b.elapsed:.0f} s in all. Each cell: the median, "
       "[min-max] over the repetitions, then the ratio of medians to iptables mode (`ipt`) and to direct (`dir`).")
     if b.load:
@@ -983,16 +1011,19 @@ def report(b):
       f"torn down in flight when it stops (at most {WRK_CONNS + 1}: its {WRK_CONNS} connections and the one it opens "
       "first to check the address).")
     w("")
+    figures = [x for x in TESTS if any(x[0] in TEST_IDS[i] for i in a.tests)]
     for topo, *_ in TOPOS:
+        if topo not in a.topos:
+            continue
         w(f"## {topo[0].upper() + topo[1:]}")
         w("")
-        w("| figure | " + " | ".join(MODES) + " |")
-        w("|---|" + "---|" * len(MODES))
-        for key, title, unit, better in TESTS:
+        w("| figure | " + " | ".join(modes) + " |")
+        w("|---|" + "---|" * len(modes))
+        for key, title, unit, better in figures:
             cells = []
             base_ipt = med(t.get((topo, "iptables", key), []))
             base_dir = med(t.get((topo, "direct", key), []))
-            for mode in MODES:
+            for mode in modes:
                 v = t.get((topo, mode, key), [])
                 if not v:
                     cells.append("not reported")
@@ -1011,10 +1042,10 @@ def report(b):
         w(f"Each interception's own overhead ({topo}): over the floor (the same sidecars wired statically); for the "
           "rates, the fraction of the floor's rate kept. In brackets, as a fraction of iptables mode's overhead.")
         w("")
-        meshed = [m_ for m_ in MODES if m_ not in ("direct", "floor")]
+        meshed = [m_ for m_ in modes if m_ not in ("direct", "floor")]
         w("| figure | " + " | ".join(meshed) + " |")
         w("|---|" + "---|" * len(meshed))
-        for key, title, unit, better in TESTS:
+        for key, title, unit, better in figures:
             f = med(t.get((topo, "floor", key), []))
             i = med(t.get((topo, "iptables", key), []))
             cells = []
@@ -1029,6 +1060,8 @@ def report(b):
                     cells.append(f"{x / f:.2f}x floor")
             w(f"| {title} | " + " | ".join(cells) + " |")
         w("")
+    accel_section(b, t, w, figures)
+    targets_at = len(lines)
     # The performance targets (same node, acceleration on): overhead over direct at
     # most half iptables' (CPU per request, round trips), single-stream throughput
     # >= 1.5x and new connections/s >= 1.2x iptables mode's.
@@ -1092,6 +1125,10 @@ def report(b):
                 w(f"| (eBPF without acceleration: {what} vs iptables) | {x / i:.2f}x | for reference |")
     w("")
     ipv6_section(b, t, w, by_rep, reps)
+    if modes != MODES or len(a.topos) != len(TOPOS):
+        del lines[targets_at:]  # a partial run: those sections need every mode and topology
+        w("(A partial run: no verdicts against the targets and no IPv6 section; they need every mode and topology.)")
+        w("")
     w("## BPF programs' own cost (kernel.bpf_stats_enabled: run_time_ns / run_cnt, all runs of the mode)")
     w("")
     w("| program | " + " | ".join(f"{m_} runs | {m_} ns/run" for m_ in ("ebpf", "ebpf+accel")) + " |")
@@ -1105,7 +1142,8 @@ def report(b):
         w(f"| `{p}` | " + " | ".join(cells) + " |")
     w("")
     if b.profiles:
-        w("## Where the time goes (perf, same node, keep-alive)")
+        w("## Where the time goes (perf" + (", same node, keep-alive)" if a.profile_of == ("same", "ka") else
+                                           f", {TOPO_IDS[a.profile_of[0]]}, {a.profile_of[1]})"))
         w("")
         w("`perf record -a` during one extra same-node keep-alive wrk run per mode after the last repetition (not a "
           "measured run), samples of the wrk and haproxy processes only (client, both sidecars and the HTTP app; softirq "
@@ -1170,6 +1208,40 @@ def report(b):
     print("\n".join(lines))
 
 
+def accel_section(b, t, w, figures):
+    """ebpf+accel against plain ebpf, per topology and figure, repetition by
+    repetition (the modes of one repetition ran side by side)."""
+    if not {"ebpf", "ebpf+accel"} <= set(b.args.modes):
+        return
+    w("## Acceleration against plain eBPF")
+    w("")
+    w("For every figure, `ebpf+accel` / `ebpf` per repetition (the two ran in the same repetition, interleaved with the "
+      "other modes) and of the medians. Verdict: *better* or *worse* when every repetition's ratio is on that side of 1, "
+      "*within the spread* when the repetitions fall on both sides (with one repetition: the side it fell on, tentative).")
+    w("")
+    by_rep = {(r["topo"], r["mode"], r["test"], r["rep"]): r["value"] for r in b.results}
+    reps = sorted({r["rep"] for r in b.results})
+    for topo, *_ in TOPOS:
+        if topo not in b.args.topos:
+            continue
+        w(f"| {topo}: figure | ebpf | ebpf+accel | accel / ebpf (medians) | per repetition | verdict |")
+        w("|---|---|---|---|---|---|")
+        for key, title, unit, better in figures:
+            e, x = med(t.get((topo, "ebpf", key), [])), med(t.get((topo, "ebpf+accel", key), []))
+            rs = [by_rep[(topo, "ebpf+accel", key, r)] / by_rep[(topo, "ebpf", key, r)] for r in reps
+                  if by_rep.get((topo, "ebpf", key, r)) and (topo, "ebpf+accel", key, r) in by_rep]
+            if None in (e, x) or not e or not rs:
+                w(f"| {title} ({unit}) | - | - | - | - | no figures |")
+                continue
+            good = (lambda v: v < 1) if better == "lower" else (lambda v: v > 1)
+            n_good = sum(1 for v in rs if good(v))
+            v_ = "better" if n_good == len(rs) else ("WORSE" if n_good == 0 else "within the spread")
+            if len(rs) == 1:
+                v_ += " (1 repetition)"
+            w(f"| {title} ({unit}) | {fmt(e)} | {fmt(x)} | {x / e:.2f}x | {', '.join(f'{v:.2f}' for v in rs)} | {v_} |")
+        w("")
+
+
 def verdict(r, rs, ok):
     """A target's verdict on the median ratio r, with the ratios per repetition rs."""
     if r is None:
@@ -1183,7 +1255,7 @@ def profile_labels(d):
     """The profiles' labels in report order: HAProxy's per mode, then the
     mwtest-sidecar pair's IPv4 and IPv6 per mode."""
     order = MODES + [f"{m} IPv{f} (mwtest)" for m in MODES for f in (4, 6)]
-    return [k for k in order if k in d]
+    return [k for k in order if k in d] + sorted(k for k in d if k not in order)
 
 
 def ipv6_section(b, t, w, by_rep, reps):
@@ -1310,14 +1382,32 @@ def main():
     ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
     ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
     ap.add_argument("--quick", action="store_true", help="about a minute: 1 repetition, 1 s measurements")
+    ap.add_argument("--modes", default=",".join(MODES), help="compare: the modes run, comma-separated (default all: " + ",".join(MODES) + ")")
+    ap.add_argument("--topos", default=",".join(TOPO_IDS), help="compare: the topologies run, comma-separated (default all: " + ",".join(TOPO_IDS) + ")")
+    ap.add_argument("--tests", default=",".join(TEST_IDS), help="compare: the measurements run, comma-separated (default all: rtt = round trips, "
+                    "ka = keep-alive requests, cc = new connections, iperf = single-stream throughput)")
     ap.add_argument("--reps", type=int, default=None, help="repetitions (default 3; --quick 1)")
     ap.add_argument("--seconds", type=float, default=None, help="seconds per measurement (default 2; --quick 1)")
     ap.add_argument("--out", default=None, help="markdown report (default: docs/benchmark.md in the workspace); .svg and .json beside it")
     ap.add_argument("--no-profile", action="store_true", help="skip the perf profile taken after the last repetition")
+    ap.add_argument("--profile-of", default="same:ka", help="compare: what the profile after the last repetition runs, TOPO:TEST "
+                    "(default same:ka, same-node keep-alive, with the mwtest sidecars' IPv4 and IPv6 beside it; e.g. two:iperf)")
+    ap.add_argument("--profile-callgraph", action="store_true", help="record call graphs in the profile (perf record -g; "
+                    "with --keep-logs, perf-*.data stay in the work dir for perf report)")
     ap.add_argument("--note", default="", help="added to the report's first line (e.g. the commit measured)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work dir with every process's log")
     a = ap.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
+    for opt, known in (("modes", MODES), ("topos", TOPO_IDS), ("tests", TEST_IDS)):
+        got = [x for x in getattr(a, opt).split(",") if x]
+        bad = [x for x in got if x not in known]
+        if bad or not got:
+            ap.error(f"--{opt} {getattr(a, opt)!r}: unknown {', '.join(bad) or '(none given)'}; known: {', '.join(known)}")
+        setattr(a, opt, [x for x in known if x in got])  # in the report's order
+    a.topos = [TOPO_IDS[x] for x in a.topos]
+    a.profile_of = tuple(a.profile_of.split(":", 1))
+    if len(a.profile_of) != 2 or a.profile_of[0] not in ("same", "two") or a.profile_of[1] not in ("ka", "cc", "iperf"):
+        ap.error(f"--profile-of {':'.join(a.profile_of)!r}: expected TOPO:TEST with TOPO same or two, TEST ka, cc or iperf")
     a.seconds = a.seconds or (1.0 if a.quick else (5.0 if a.mode == "dns" else 2.0))
     ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
     if a.mode == "scale":
