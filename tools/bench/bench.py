@@ -1367,10 +1367,11 @@ def main():
     ap.add_argument("--loader", required=True)
     ap.add_argument("--mwtest", required=True)
     ap.add_argument("--cni", help="meshwire-cni (--mode scale)")
-    ap.add_argument("--mode", choices=["compare", "scale", "conns", "churn", "dns"], default="compare",
+    ap.add_argument("--mode", choices=["compare", "scale", "conns", "churn", "dns", "hooks"], default="compare",
                     help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py); "
                          "conns: live connections by thousands; churn: pods created and deleted under traffic (live.py); "
-                         "dns: queries through the DNS proxy, iptables vs eBPF DNS capture (dnsbench.py)")
+                         "dns: queries through the DNS proxy, iptables vs eBPF DNS capture (dnsbench.py); "
+                         "hooks: each per-packet and per-message program's own cost beside its helpers' (hooks.py)")
     ap.add_argument("--levels", default="1000,16000,64000", help="--mode conns: connections open at once, comma-separated")
     ap.add_argument("--live-modes", default="iptables,ebpf,ebpf+accel", help="--mode conns: interception modes, in turn")
     ap.add_argument("--churn-rate", type=float, default=100, help="--mode churn: pods created (and deleted) per second")
@@ -1381,6 +1382,12 @@ def main():
     ap.add_argument("--sizes", default="1,100,1000,4000", help="--mode scale: pods meshed, comma-separated")
     ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
     ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
+    ap.add_argument("--baseline", default=None, help="--mode hooks: git revision whose bpf/ is measured beside the working tree's")
+    ap.add_argument("--rounds", type=int, default=7, help="--mode hooks: rounds (medians are over them)")
+    ap.add_argument("--calls", type=int, default=20000, help="--mode hooks: program runs per row and round")
+    ap.add_argument("--cpu", type=int, default=0, help="--mode hooks: the CPU it runs on")
+    ap.add_argument("--no-connect", dest="hooks_connect", action="store_false",
+                    help="--mode hooks: leave out connect4 and sockops (a cgroup of its own, real connections)")
     ap.add_argument("--quick", action="store_true", help="about a minute: 1 repetition, 1 s measurements")
     ap.add_argument("--modes", default=",".join(MODES), help="compare: the modes run, comma-separated (default all: " + ",".join(MODES) + ")")
     ap.add_argument("--topos", default=",".join(TOPO_IDS), help="compare: the topologies run, comma-separated (default all: " + ",".join(TOPO_IDS) + ")")
@@ -1420,6 +1427,10 @@ def main():
         import dnsbench
         a.out = a.out or os.path.join(ws, "docs", "benchmark-dns.md")
         b = dnsbench.Dns(a)
+    elif a.mode == "hooks":
+        import hooks
+        a.out = a.out or os.path.join(ws, "docs", "benchmark-hooks.md")
+        b = hooks.Hooks(a)
     elif a.mode in ("conns", "churn"):
         import live
         a.levels = [int(x) for x in a.levels.split(",")]

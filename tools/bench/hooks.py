@@ -1,0 +1,519 @@
+"""Each per-packet and per-message BPF program's own cost (issue 15, item 3),
+beside the cost of the helpers it calls measured alone, for two builds of
+the datapath side by side in one run.
+
+    ./bazelw run //tools/bench -- --mode hooks --baseline REV   -> docs/benchmark-hooks.md, .json
+
+Not a test: it measures. The datapath's C sources are compiled with
+tools/bpf_cc.sh (the compiler and flags the build uses) twice: from the
+working tree ("new") and from git revision REV ("old"); tools/bench/
+hooks_floor.c holds the floor programs. Everything runs in a mount and
+network namespace of this process's own, each build with a fresh bpffs of
+its own (maps pinned by name stay apart), so nothing is attached to the
+machine and nothing is left behind.
+
+- tc (mw_tc_ingress, mw_tc_egress) through BPF_PROG_TEST_RUN on fixture
+  frames (IPv4 and IPv6, the pod meshed, one established redirected flow):
+  a packet of that flow each way, a SYN to the pod, a reply to one of the
+  pod's own outbound connections (no flow: what most of a pod's ingress
+  is), the pod's own outbound packet on egress, UDP. One run per call
+  (repeat 1, a fresh frame each time, as each packet is: the rewrite is not
+  idempotent), CALLS calls per frame and round.
+- sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
+  both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
+  puts them there; each send() runs the program and is redirected to the
+  peer. sk_msg programs cannot be test-run.
+- connect4 (mw_sock4_connect) and sockops (mw_sockops) over real
+  connections (--no-connect leaves them out): each build's programs
+  attached to a cgroup of this run's own under the cgroup2 mount (never the
+  root), this process's netns registered as a meshed pod in mw_pods; the
+  process enters the cgroup, connects to 10.9.9.9:80 (an address that
+  exists nowhere), which connect4 steers to a listener on 127.0.0.1:15001,
+  accepts, resets both ends (SO_LINGER 0), and goes back to its cgroup.
+  sockops runs on both ends' callbacks. Cannot be test-run either.
+- the floor: tools/bench/hooks_floor.c, run the same way on the same frames,
+  the same socket pair and the same connections: an empty program, the two
+  bpf_skb_load_bytes of the headers, one LRU-hash lookup, the port rewrite
+  (bpf_skb_store_bytes + bpf_l4_csum_replace), bpf_msg_redirect_hash alone,
+  with a state lookup, with the spin lock; for connect4 the socket storage
+  created (bpf_sk_storage_get) and the source bound (bpf_bind) alone.
+
+Each figure is bpf_stats' run_time_ns / run_cnt (the same measure as the
+benchmark's "BPF programs' own cost" table; stats are switched on with
+BPF_ENABLE_STATS for this process only, kernel.bpf_stats_enabled is not
+touched), median over rounds; the builds alternate within each round. The
+empty program's figure is the measure's own overhead (two clock reads).
+The process is pinned to one CPU; how busy the machine was meanwhile is
+reported (its 2 CPUs are shared).
+"""
+
+import ctypes
+import json
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import tempfile
+import time
+
+from bench import Fatal, cgroup2_mount, log, machine_busy
+
+libc = ctypes.CDLL(None, use_errno=True)
+SYS_BPF = 321
+BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET, BPF_PROG_TEST_RUN, BPF_ENABLE_STATS = 2, 7, 10, 32
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+MS_REC, MS_PRIVATE = 0x4000, 1 << 18
+SO_NETNS_COOKIE = 71
+
+POD, POD6 = "10.0.0.2", "fd00::2"
+REMOTE, REMOTE6 = "10.1.0.9", "fd00:1::9"
+APP_PORT, INBOUND, RPORT = 8080, 15003, 40000
+COOKIE = 77
+
+# The programs measured: (object source, program, kind)
+DATAPATH = [("bpf_tc.c", "mw_tc_ingress", "tc"), ("bpf_tc.c", "mw_tc_egress", "tc"),
+            ("bpf_skmsg.c", "mw_skmsg_redirect", "sk_msg")]
+FLOOR_TC = ["floor_tc_empty", "floor_tc_load_bytes", "floor_tc_flow_lookup", "floor_tc_rewrite"]
+FLOOR_SKMSG = ["floor_skmsg_empty", "floor_skmsg_redirect", "floor_skmsg_lookup_redirect",
+               "floor_skmsg_lock_redirect"]
+FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind"]
+
+
+def bpf(cmd, attr):
+    buf = ctypes.create_string_buffer(bytes(attr), len(attr))
+    r = libc.syscall(SYS_BPF, cmd, buf, len(attr))
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
+    return r, buf
+
+
+def obj_get(path):
+    p = ctypes.create_string_buffer(path.encode())
+    fd, _ = bpf(BPF_OBJ_GET, struct.pack("QIIi", ctypes.addressof(p), 0, 0, 0))
+    return fd
+
+
+def map_update(fd, key, value):
+    k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
+    bpf(BPF_MAP_UPDATE_ELEM, struct.pack("IIQQQ", fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
+
+
+class TestRun:
+    """BPF_PROG_TEST_RUN of one frame, repeat 1, as fast as Python allows."""
+
+    def __init__(self, prog_fd, frame):
+        self.din = ctypes.create_string_buffer(frame, len(frame))
+        self.dout = ctypes.create_string_buffer(len(frame) + 256)
+        self.attr = ctypes.create_string_buffer(80)
+        struct.pack_into("IIIIQQII", self.attr, 0, prog_fd, 0, len(frame), len(self.dout),
+                         ctypes.addressof(self.din), ctypes.addressof(self.dout), 1, 0)
+        self.syscall = libc.syscall
+
+    def run(self, n):
+        attr, sc = self.attr, self.syscall
+        for _ in range(n):
+            if sc(SYS_BPF, BPF_PROG_TEST_RUN, attr, 80) < 0:
+                e = ctypes.get_errno()
+                raise Fatal(f"BPF_PROG_TEST_RUN: {os.strerror(e)}")
+        return struct.unpack_from("I", attr, 4)[0]  # retval
+
+
+# ---- frames ----
+
+def csum(data):
+    if len(data) % 2:
+        data += b"\0"
+    s = sum(struct.unpack(f"!{len(data) // 2}H", data))
+    while s >> 16:
+        s = (s & 0xffff) + (s >> 16)
+    return (~s) & 0xffff
+
+
+def frame(src, sport, dst, dport, flags, payload=b"", proto=6):
+    """An Ethernet frame with a correct IPv4/IPv6 and TCP (or UDP) header."""
+    six = ":" in src
+    if proto == 6:
+        l4 = struct.pack("!HHIIBBHHH", sport, dport, 0x10000000, 0x20000000 if flags & 0x10 else 0,
+                         5 << 4, flags, 65535, 0, 0) + payload
+        coff = 16
+    else:
+        l4 = struct.pack("!HHHH", sport, dport, 8 + len(payload), 0) + payload
+        coff = 6
+    if six:
+        s, d = socket.inet_pton(socket.AF_INET6, src), socket.inet_pton(socket.AF_INET6, dst)
+        pseudo = s + d + struct.pack("!IxxxB", len(l4), proto)
+        ip = struct.pack("!IHBB", 6 << 28, len(l4), proto, 64) + s + d
+        etype = 0x86dd
+    else:
+        s, d = socket.inet_aton(src), socket.inet_aton(dst)
+        pseudo = s + d + struct.pack("!xBH", proto, len(l4))
+        ip = struct.pack("!BBHHHBBH", 0x45, 0, 20 + len(l4), 1, 0x4000, 64, proto, 0) + s + d
+        ip = ip[:10] + struct.pack("!H", csum(ip)) + ip[12:]
+        etype = 0x0800
+    c = csum(pseudo + l4)
+    l4 = l4[:coff] + struct.pack("!H", c) + l4[coff + 2:]
+    return b"\x02\0\0\0\0\x01" + b"\x02\0\0\0\0\x02" + struct.pack("!H", etype) + ip + l4
+
+
+ACK, SYN, PSH = 0x10, 0x02, 0x08
+BODY = b"x" * 100
+# (name, program, frame): what each tc program meets, most common first.
+TC_FRAMES = [
+    ("flow packet in", "ingress", frame(REMOTE, RPORT, POD, APP_PORT, ACK | PSH, BODY)),
+    ("flow packet out", "egress", frame(POD, INBOUND, REMOTE, RPORT, ACK | PSH, BODY)),
+    ("reply to the pod's own connection", "ingress", frame(REMOTE, 443, POD, 50000, ACK | PSH, BODY)),
+    ("the pod's own packet out", "egress", frame(POD, 50000, REMOTE, 443, ACK | PSH, BODY)),
+    ("SYN to the pod", "ingress", frame(REMOTE, RPORT + 1, POD, APP_PORT, SYN)),
+    ("UDP in", "ingress", frame(REMOTE, 53, POD, 50001, 0, BODY, proto=17)),
+    ("IPv6 flow packet in", "ingress", frame(REMOTE6, RPORT, POD6, APP_PORT, ACK | PSH, BODY)),
+    ("IPv6 flow packet out", "egress", frame(POD6, INBOUND, REMOTE6, RPORT, ACK | PSH, BODY)),
+]
+
+
+def flow4_key(remote, local, rport):
+    return socket.inet_aton(remote) + socket.inet_aton(local) + struct.pack("!H", rport) + b"\0\0"
+
+
+def flow6_key(remote, local, rport):
+    return (socket.inet_pton(socket.AF_INET6, remote) + socket.inet_pton(socket.AF_INET6, local)
+            + struct.pack("!H", rport) + b"\0\0")
+
+
+FLOW_VALUE = struct.pack("!H", APP_PORT) + b"\0" * 6  # mw_flow4: orig_port (network order), flags 0
+
+
+def p_name(direction):
+    return f"mw_tc_{direction}"
+
+
+class Hooks:
+    def __init__(self, a):
+        self.a = a
+        self.ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+        self.work = tempfile.mkdtemp(prefix="mw-hooks-")
+        self.fds = []
+        self.socks = []
+        self.cgroups = []
+        self.stats_fd = None
+
+    def run(self, cmd, **kw):
+        r = subprocess.run(cmd, capture_output=True, text=True, **kw)
+        if r.returncode:
+            raise Fatal(f"{' '.join(cmd)}: {r.stderr.strip() or r.stdout.strip()}")
+        return r.stdout
+
+    # -- building --
+
+    def sources(self, label, rev):
+        """bpf/ (and tools/bpf_cc.sh) of the working tree (rev None) or of rev."""
+        d = os.path.join(self.work, label)
+        os.makedirs(d)
+        if rev is None:
+            self.run(["cp", "-r", os.path.join(self.ws, "bpf"), d])
+        else:
+            arch = subprocess.run(["git", "-C", self.ws, "archive", rev, "bpf"], capture_output=True)
+            if arch.returncode:
+                raise Fatal(f"git archive {rev} bpf: {arch.stderr.decode().strip()}")
+            subprocess.run(["tar", "-x", "-C", d], input=arch.stdout, check=True)
+        return os.path.join(d, "bpf")
+
+    def compile(self, src, out, extra=()):
+        self.run([os.path.join(self.ws, "tools", "bpf_cc.sh"), out, src, *extra])
+        return out
+
+    # -- loading, each build in a bpffs of its own --
+
+    def load(self, label, obj):
+        """Loads an object (or a list of objects sharing their maps) into a fresh bpffs, mounted
+        on top of the last one's so maps pinned by name stay apart; returns program name ->
+        {fd, id, path, xlated}, map name -> fd (and name:path -> its pin)."""
+        self.run(["mount", "-t", "bpf", "bpf", "/sys/fs/bpf"])
+        pins = []
+        for i, o in enumerate(obj if isinstance(obj, list) else [obj]):
+            pins.append(f"/sys/fs/bpf/{label}-progs{i}")
+            self.run(["bpftool", "prog", "loadall", o, pins[-1]])
+        progs, maps = {}, {}
+        for pin, name in [(p, n) for p in pins for n in os.listdir(p)]:
+            path = os.path.join(pin, name)
+            fd = obj_get(path)
+            self.fds.append(fd)
+            info = json.loads(self.run(["bpftool", "-j", "prog", "show", "pinned", path]))
+            progs[name] = {"fd": fd, "id": info["id"], "path": path,
+                           "xlated": info.get("bytes_xlated", 0) // 8, "jited": info.get("bytes_jited", 0)}
+        for name in os.listdir("/sys/fs/bpf"):  # the maps, pinned by name
+            path = os.path.join("/sys/fs/bpf", name)
+            if not os.path.isdir(path) and not name.endswith(".debug"):  # bpffs preloads maps.debug, progs.debug
+                try:
+                    maps[name] = obj_get(path)
+                except OSError as e:
+                    raise Fatal(f"{path}: {e}")
+                self.fds.append(maps[name])
+                maps[name + ":path"] = path
+        return progs, maps
+
+    def stats(self, prog_id):
+        info = json.loads(self.run(["bpftool", "-j", "prog", "show", "id", str(prog_id)]))
+        return info.get("run_time_ns", 0), info.get("run_cnt", 0)
+
+    # -- the tc state: the pod meshed, one flow of each family established --
+
+    def tc_state(self, maps, flows=True):
+        map_update(maps["mw_pod_ips"], socket.inet_aton(POD), struct.pack("Q", COOKIE))
+        map_update(maps["mw_pod_ips6"], socket.inet_pton(socket.AF_INET6, POD6), struct.pack("Q", COOKIE))
+        map_update(maps["mw_flow4"], flow4_key(REMOTE, POD, RPORT), FLOW_VALUE)
+        map_update(maps["mw_flow6"], flow6_key(REMOTE6, POD6, RPORT), FLOW_VALUE)
+
+    # -- sk_msg: a loopback pair, both sockets accelerated --
+
+    def skmsg_pair(self, sock_map, state_map):
+        ls = socket.socket()
+        ls.bind(("127.0.0.1", 0))
+        ls.listen(1)
+        c = socket.create_connection(ls.getsockname())
+        s, _ = ls.accept()
+        ls.close()
+        for x in (c, s):
+            x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        cookie = c.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+        lo = socket.inet_aton("127.0.0.1")
+
+        def key(sk):
+            return cookie + lo + lo + struct.pack("II", sk.getsockname()[1], sk.getpeername()[1])
+        for sk in (c, s):
+            if state_map is not None:
+                map_update(state_map, key(sk), b"\0" * 8)
+            map_update(sock_map, key(sk), struct.pack("Q", sk.fileno()))
+        self.socks += [c, s]
+        return c, s
+
+    def attach_skmsg(self, prog, sock_map_path):
+        self.run(["bpftool", "prog", "attach", "pinned", prog["path"], "msg_verdict", "pinned", sock_map_path])
+
+    @staticmethod
+    def ping(c, s, n, size=64):
+        """n messages each way; each read must get what was sent (redirected or not)."""
+        msg = b"m" * size
+        for _ in range(n):
+            c.sendall(msg)
+            got = 0
+            while got < size:
+                got += len(s.recv(size - got))
+            s.sendall(msg)
+            got = 0
+            while got < size:
+                got += len(c.recv(size - got))
+
+    # -- connect4 and sockops: connections of this process, in a cgroup of its own --
+
+    def cgroup(self, label):
+        cg = os.path.join(cgroup2_mount(), f"mw-hooks-{os.getpid()}-{label}")
+        os.mkdir(cg)
+        self.cgroups.append(cg)
+        return cg
+
+    def enter(self, cg):
+        with open(os.path.join(cg, "cgroup.procs"), "w") as f:
+            f.write(str(os.getpid()))
+
+    def connector(self, cg, listener):
+        """n connections to an address that exists nowhere, steered by connect4 to the
+        listener on the outbound port, accepted and reset (no TIME_WAIT left)."""
+        def run(n):
+            self.enter(cg)
+            try:
+                for _ in range(n):
+                    c = socket.socket()
+                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    c.connect(("10.9.9.9", 80))
+                    a, _ = listener.accept()
+                    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    a.close()
+                    c.close()
+            finally:
+                self.enter(self.home)
+        return run
+
+    # -- the run --
+
+    def main(self):
+        a = self.a
+        os.sched_setaffinity(0, {a.cpu})
+        if libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0:
+            raise Fatal(f"unshare: {os.strerror(ctypes.get_errno())}")
+        if libc.mount(b"none", b"/", None, MS_REC | MS_PRIVATE, None) != 0:
+            raise Fatal(f"mount --make-rprivate /: {os.strerror(ctypes.get_errno())}")
+        self.run(["ip", "link", "set", "lo", "up"])
+
+        builds = [("new", None)] + ([("old", a.baseline)] if a.baseline else [])
+        floor_obj = self.compile(os.path.join(self.ws, "tools", "bench", "hooks_floor.c"),
+                                 os.path.join(self.work, "floor.bpf.o"),
+                                 ["-I", os.path.join(self.ws, "bpf", "lib")])
+        runners = {}  # (build, program, what) -> (prog, callable)
+        self.programs = {}
+        for label, rev in builds:
+            src = self.sources(label, rev)
+            for f in ("bpf_tc.c", "bpf_skmsg.c"):
+                obj = self.compile(os.path.join(src, f), os.path.join(self.work, f"{label}-{f[:-2]}.bpf.o"))
+                progs, maps = self.load(f"{label}-{f[4:-2]}", obj)
+                for n, p in progs.items():
+                    self.programs[(label, n)] = p
+                if f == "bpf_tc.c":
+                    self.tc_state(maps)
+                    for what, prog, fr in TC_FRAMES:
+                        p = progs[f"mw_tc_{prog}"]
+                        runners[(label, p_name(prog), what)] = (p, TestRun(p["fd"], fr).run)
+                else:
+                    p = progs["mw_skmsg_redirect"]
+                    self.attach_skmsg(p, maps["mw_sock_hash:path"])
+                    c, s = self.skmsg_pair(maps["mw_sock_hash"], maps["mw_accel_state"])
+                    runners[(label, "mw_skmsg_redirect", "64-byte message")] = (p, self.pinger(c, s))
+        if a.hooks_connect:
+            self.home = [ln.split("::", 1)[1].strip() for ln in open("/proc/self/cgroup") if ln.startswith("0::")][0]
+            self.home = cgroup2_mount() + self.home
+            listener = socket.socket()
+            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            listener.bind(("127.0.0.1", 15001))
+            listener.listen(128)
+            self.socks.append(listener)
+            cookie = listener.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+            for label, rev in builds:
+                src = os.path.join(self.work, label, "bpf")
+                objs = [self.compile(os.path.join(src, f), os.path.join(self.work, f"{label}-{f[:-2]}.bpf.o"))
+                        for f in ("bpf_sock.c", "bpf_sockops.c")]
+                progs, maps = self.load(f"{label}-sock", objs)
+                map_update(maps["mw_pods"], cookie, struct.pack("I", 0))
+                cg = self.cgroup(label)
+                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs["mw_sock4_connect"]["path"]])
+                self.run(["bpftool", "cgroup", "attach", cg, "sock_ops", "pinned", progs["mw_sockops"]["path"]])
+                fn = self.connector(cg, listener)
+                for n in ("mw_sock4_connect", "mw_sockops"):
+                    self.programs[(label, n)] = progs[n]
+                runners[(label, "mw_sock4_connect", "a meshed pod's connect()")] = (progs["mw_sock4_connect"], fn)
+                runners[(label, "mw_sockops", "its callbacks (both ends)")] = (progs["mw_sockops"], None)
+        for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT if a.hooks_connect else []):
+            # one load per program: a sockhash takes one sk_msg verdict program
+            progs, maps = self.load(fname, floor_obj)
+            p = progs[fname]
+            self.programs[("floor", fname)] = p
+            if fname in FLOOR_TC:
+                map_update(maps["mw_flow4"], flow4_key(REMOTE, POD, RPORT), FLOW_VALUE)
+                runners[("floor", fname, TC_FRAMES[0][0])] = (p, TestRun(p["fd"], TC_FRAMES[0][2]).run)
+            elif fname in FLOOR_CONNECT:
+                cg = self.cgroup(fname)
+                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", p["path"]])
+                runners[("floor", fname, "a connect()")] = (p, self.connector(cg, listener))
+            else:
+                self.attach_skmsg(p, maps["mw_sock_hash:path"])
+                c, s = self.skmsg_pair(maps["mw_sock_hash"], maps["mw_accel_state"])
+                runners[("floor", fname, "64-byte message")] = (p, self.pinger(c, s))
+
+        self.stats_fd, _ = bpf(BPF_ENABLE_STATS, struct.pack("I", 0))
+        busy0, t0 = machine_busy(), time.time()
+        res = {}
+        for r in range(a.rounds):
+            for key, (p, fn) in runners.items():
+                if fn is None:
+                    continue  # measured with the row before it
+                with_it = [(k, q) for k, (q, f) in runners.items() if f is None and k[0] == key[0]] \
+                    if key[1] == "mw_sock4_connect" else []
+                per_conn = key[1] == "mw_sock4_connect" or key[1].startswith("floor_connect4")
+                before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
+                fn(max(1, a.calls // 20) if per_conn else a.calls)
+                for k, q in [(key, p)] + with_it:
+                    rt1, n1 = self.stats(q["id"])
+                    rt0, n0 = before[k]
+                    if n1 <= n0:
+                        raise Fatal(f"{k}: the program did not run")
+                    res.setdefault(k, []).append((rt1 - rt0) / (n1 - n0))
+            log(f"hooks: round {r + 1}/{a.rounds}")
+        self.busy = (machine_busy() - busy0) / (time.time() - t0) / os.cpu_count()
+        self.res = res
+        self.report()
+
+    def pinger(self, c, s):
+        return lambda n: self.ping(c, s, max(1, n // 4))
+
+    def report(self):
+        a, res = self.a, self.res
+        med = {k: statistics.median(v) for k, v in res.items()}
+        rng = {k: (min(v), max(v)) for k, v in res.items()}
+        floor = {k[1]: med[k] for k in med if k[0] == "floor"}
+        empty_tc, empty_msg = floor["floor_tc_empty"], floor["floor_skmsg_empty"]
+        old = a.baseline
+        L = [f"# Each hook's own cost (`--mode hooks`){' — ' + a.note if a.note else ''}", ""]
+        L.append(f"{time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}; kernel {os.uname().release}, "
+                 f"{os.cpu_count()} CPUs shared with other work: the machine was {self.busy:.0%} busy "
+                 f"while it ran (this process pinned to CPU {a.cpu}). {a.rounds} rounds of {a.calls:,} runs "
+                 f"per row (sk_msg: {max(1, a.calls // 4):,} messages each way; connect4 and sockops: "
+                 f"{max(1, a.calls // 20):,} connections); the builds alternate within each round. "
+                 f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max).")
+        L.append("")
+        L.append(f"new: the working tree; old: `{old}`. The measure's own overhead, what an empty program "
+                 f"costs measured this way: {empty_tc:.0f} ns (tc), {empty_msg:.0f} ns (sk_msg)"
+                 + (f", {floor['floor_connect4_empty']:.0f} ns (connect4)" if "floor_connect4_empty" in floor else "")
+                 + "; "
+                 "every figure below includes it.")
+        L.append("")
+        L.append("## The programs")
+        L.append("")
+        hdr = "| program | what it runs on | " + ("old ns | " if old else "") + "new ns | " + ("new / old |" if old else "")
+        L.append(hdr)
+        L.append("|---|---|" + ("---|" if old else "") + "---|" + ("---|" if old else ""))
+        for k in sorted({(k[1], k[2]) for k in med if k[0] == "new"}, key=lambda x: list(med).index(("new",) + x)):
+            n = med[("new",) + k]
+            row = f"| `{k[0]}` | {k[1]} | "
+            if old:
+                o = med[("old",) + k]
+                row += f"{o:.0f} ({rng[('old',) + k][0]:.0f}-{rng[('old',) + k][1]:.0f}) | "
+            row += f"{n:.0f} ({rng[('new',) + k][0]:.0f}-{rng[('new',) + k][1]:.0f}) |"
+            if old:
+                row += f" {n / o:.2f}x |"
+            L.append(row)
+        L.append("")
+        L.append("Instructions after the verifier (`bpftool prog show`: xlated), whole program:")
+        L.append("")
+        for name in ("mw_tc_ingress", "mw_tc_egress", "mw_skmsg_redirect", "mw_sock4_connect", "mw_sockops"):
+            L.append(f"- `{name}`: " + ", ".join(f"{b} {self.programs[(b, name)]['xlated']}"
+                                              for b in ("old", "new") if (b, name) in self.programs))
+        L.append("")
+        L.append("## The floor: one helper alone, measured the same way")
+        L.append("")
+        L.append("`tools/bench/hooks_floor.c`, on the datapath's own map definitions: tc ones on the first frame "
+                 "above, sk_msg ones on the same kind of socket pair, connect4 ones on the same connections (each "
+                 "steers to the listener, as connect4 does). 'alone' is the figure minus the empty program's of "
+                 "its kind.")
+        L.append("")
+        L.append("| program | ns per run | alone |")
+        L.append("|---|---|---|")
+        for k in med:
+            if k[0] != "floor":
+                continue
+            e = floor[f"floor_{k[1].split('_')[1]}_empty"]
+            L.append(f"| `{k[1]}` | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
+        L.append("")
+        out = a.out
+        with open(out, "w") as f:
+            f.write("\n".join(L))
+        with open(os.path.splitext(out)[0] + ".json", "w") as f:
+            json.dump({"busy": self.busy, "rounds": a.rounds, "calls": a.calls, "baseline": old,
+                       "ns_per_run": [{"build": k[0], "program": k[1], "what": k[2], "rounds": v}
+                                      for k, v in res.items()],
+                       "xlated": {f"{b}:{n}": p["xlated"] for (b, n), p in self.programs.items()}}, f, indent=1)
+        log("\n".join(L))
+        log(f"hooks: wrote {out}")
+
+    def cleanup(self):
+        for x in self.socks:
+            x.close()
+        for fd in self.fds:
+            os.close(fd)
+        if self.stats_fd is not None:
+            os.close(self.stats_fd)
+        for cg in self.cgroups:  # their programs go with them
+            try:
+                os.rmdir(cg)
+            except OSError as e:
+                log(f"hooks: could not remove {cg}: {e}")
+        subprocess.run(["rm", "-rf", self.work])

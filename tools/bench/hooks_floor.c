@@ -1,0 +1,175 @@
+// SPDX-License-Identifier: (GPL-2.0-only OR BSD-2-Clause)
+/*
+ * The floor of --mode hooks (tools/bench/hooks.py): programs that do one of
+ * the things the datapath's per-packet and per-message programs do, and
+ * nothing else, measured exactly as those programs are. Each program's cost
+ * minus the empty program's is that helper's cost alone; the datapath
+ * program cannot cost less than the sum of the helpers its path must call.
+ * Compiled at run time with tools/bpf_cc.sh; never shipped.
+ */
+#include <linux/bpf.h>
+#include <linux/pkt_cls.h>
+#include <linux/if_ether.h>
+#include <linux/in.h>
+#include <linux/ip.h>
+#include <linux/tcp.h>
+#include <bpf/bpf_helpers.h>
+#include <bpf/bpf_endian.h>
+
+char _license[] SEC("license") = "Dual BSD/GPL";
+
+/*
+ * The datapath's own map definitions (mw_flow4, mw_sock_hash, mw_accel_state,
+ * mw_orig_sk ...): the floor looks up the same kinds of maps. Each floor
+ * program is loaded into a bpffs of its own, so they are fresh maps.
+ */
+#include "meshwire_maps.h"
+
+/* ---- tc: run on the same frames as mw_tc_ingress ---- */
+
+/* Nothing: what running a program and measuring it costs. */
+SEC("tc")
+int floor_tc_empty(struct __sk_buff *skb)
+{
+	return TC_ACT_UNSPEC;
+}
+
+/* The IPv4 and TCP headers read with bpf_skb_load_bytes (the old parse). */
+SEC("tc")
+int floor_tc_load_bytes(struct __sk_buff *skb)
+{
+	struct iphdr iph;
+	struct tcphdr tcph;
+
+	if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)) ||
+	    bpf_skb_load_bytes(skb, ETH_HLEN + iph.ihl * 4, &tcph, sizeof(tcph)))
+		return TC_ACT_SHOT;
+	return tcph.dest == iph.daddr ? TC_ACT_OK : TC_ACT_UNSPEC;
+}
+
+/* The flow key read in place, looked up in an LRU hash like mw_flow4. */
+SEC("tc")
+int floor_tc_flow_lookup(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct iphdr *iph = data + ETH_HLEN;
+	struct tcphdr *th = (void *)(iph + 1);
+	struct mw_flow4_key key = {};
+
+	if ((void *)(th + 1) > end)
+		return TC_ACT_SHOT;
+	key.remote_ip4 = iph->saddr;
+	key.local_ip4 = iph->daddr;
+	key.remote_port = th->source;
+	return bpf_map_lookup_elem(&mw_flow4, &key) ? TC_ACT_OK : TC_ACT_UNSPEC;
+}
+
+/* The port rewrite: bpf_skb_store_bytes and bpf_l4_csum_replace. */
+SEC("tc")
+int floor_tc_rewrite(struct __sk_buff *skb)
+{
+	__u32 off = ETH_HLEN + sizeof(struct iphdr);
+	__u16 from = bpf_htons(8080), to = bpf_htons(15003);
+
+	if (bpf_skb_store_bytes(skb, off + offsetof(struct tcphdr, dest), &to, 2, 0) ||
+	    bpf_l4_csum_replace(skb, off + offsetof(struct tcphdr, check), from, to, 2))
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
+}
+
+/* ---- sk_msg: run on real messages of a loopback pair ---- */
+
+static __always_inline void floor_peer_key(struct sk_msg_md *msg, struct mw_sock_key *peer)
+{
+	peer->netns_cookie = bpf_get_netns_cookie(msg);
+	peer->local_ip4 = msg->remote_ip4;
+	peer->remote_ip4 = msg->local_ip4;
+	peer->local_port = bpf_ntohl(msg->remote_port);
+	peer->remote_port = msg->local_port;
+}
+
+SEC("sk_msg")
+int floor_skmsg_empty(struct sk_msg_md *msg)
+{
+	return SK_PASS;
+}
+
+/* The peer's key (netns cookie included) and bpf_msg_redirect_hash alone. */
+SEC("sk_msg")
+int floor_skmsg_redirect(struct sk_msg_md *msg)
+{
+	struct mw_sock_key peer = {};
+
+	floor_peer_key(msg, &peer);
+	return bpf_msg_redirect_hash(msg, &mw_sock_hash, &peer, BPF_F_INGRESS);
+}
+
+/* The same with one state lookup (the peer's) before the redirect. */
+SEC("sk_msg")
+int floor_skmsg_lookup_redirect(struct sk_msg_md *msg)
+{
+	struct mw_sock_key peer = {};
+
+	floor_peer_key(msg, &peer);
+	if (!bpf_map_lookup_elem(&mw_accel_state, &peer))
+		return SK_PASS;
+	return bpf_msg_redirect_hash(msg, &mw_sock_hash, &peer, BPF_F_INGRESS);
+}
+
+/* The same with the peer's state taken under its spin lock. */
+SEC("sk_msg")
+int floor_skmsg_lock_redirect(struct sk_msg_md *msg)
+{
+	struct mw_accel_state *st;
+	struct mw_sock_key peer = {};
+
+	floor_peer_key(msg, &peer);
+	st = bpf_map_lookup_elem(&mw_accel_state, &peer);
+	if (!st)
+		return SK_PASS;
+	bpf_spin_lock(&st->lock);
+	st->flags |= MW_ACCEL_RX;
+	bpf_spin_unlock(&st->lock);
+	return bpf_msg_redirect_hash(msg, &mw_sock_hash, &peer, BPF_F_INGRESS);
+}
+
+/* ---- cgroup/connect4: run on real connect() calls, as mw_sock4_connect is ---- */
+
+/* Every floor connect4 program steers to the harness's listener, as connect4 does. */
+static __always_inline int floor_steer(struct bpf_sock_addr *ctx)
+{
+	ctx->user_ip4 = bpf_htonl(0x7f000001);
+	ctx->user_port = bpf_htons(15001);
+	return 1;
+}
+
+SEC("cgroup/connect4")
+int floor_connect4_empty(struct bpf_sock_addr *ctx)
+{
+	return floor_steer(ctx);
+}
+
+/* The original destination stored on the socket: bpf_sk_storage_get, creating. */
+SEC("cgroup/connect4")
+int floor_connect4_storage(struct bpf_sock_addr *ctx)
+{
+	struct mw_orig4 *orig = bpf_sk_storage_get(&mw_orig_sk, ctx->sk, NULL,
+						   BPF_SK_STORAGE_GET_F_CREATE);
+
+	if (!orig)
+		return 0;
+	orig->ip4 = ctx->user_ip4;
+	orig->port = (__u16)ctx->user_port;
+	return floor_steer(ctx);
+}
+
+/* The source address picked for the socket: bpf_bind (outbound_sources). */
+SEC("cgroup/connect4")
+int floor_connect4_bind(struct bpf_sock_addr *ctx)
+{
+	struct sockaddr_in sin = { .sin_family = 2 };
+
+	sin.sin_addr.s_addr = bpf_htonl(MW_OUT_SRC_ADDR4 + (__u32)(bpf_get_socket_cookie(ctx) % 16));
+	bpf_bind(ctx, (struct sockaddr *)&sin, sizeof(sin));
+	return floor_steer(ctx);
+}
