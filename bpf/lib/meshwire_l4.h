@@ -2,10 +2,15 @@
 /*
  * TCP parsing (IPv4 and IPv6) and port rewriting for the tc programs.
  *
- * Every access goes through bpf_skb_load_bytes()/bpf_skb_store_bytes() at
- * computed offsets: the helpers check the bounds at run time, so a variable
- * IPv4 header length (options) needs no verifier gymnastics, and a packet
- * too short for what we read is simply not ours.
+ * The headers are read in place (direct packet access) when the skb's
+ * linear data holds them, which is nearly always: each packet then costs no
+ * helper call before the flow lookup. Otherwise (headers in paged data, IPv6
+ * extension headers) they are copied out with bpf_skb_load_bytes() at
+ * computed offsets, which checks the bounds at run time; a packet too short
+ * for what we read is simply not ours. Both ways give the same result.
+ * Writes always go through bpf_skb_store_bytes() and bpf_l4_csum_replace():
+ * a direct write would make the kernel unclone every packet the program
+ * sees (TCP transmits clones), rewritten or not.
  */
 #ifndef MESHWIRE_L4_H
 #define MESHWIRE_L4_H
@@ -78,14 +83,12 @@ static __always_inline void mw_tcp_take(struct mw_tcp4 *t, const struct tcphdr *
  * MAC header). Only the first fragment of a fragmented datagram carries the
  * TCP header; later ones are left alone.
  */
-static __always_inline enum mw_parse mw_parse_tcp4(struct __sk_buff *skb, struct mw_tcp4 *t)
+static __always_inline enum mw_parse mw_parse_tcp4_copy(struct __sk_buff *skb, struct mw_tcp4 *t)
 {
 	struct iphdr iph;
 	struct tcphdr tcph;
 	__u32 ihl_len, tot_len;
 
-	if (skb->protocol != bpf_htons(ETH_P_IP))
-		return MW_PARSE_OTHER;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, &iph, sizeof(iph)))
 		return MW_PARSE_BAD;
 	if (iph.version != 4 || iph.ihl < 5)
@@ -106,6 +109,40 @@ static __always_inline enum mw_parse mw_parse_tcp4(struct __sk_buff *skb, struct
 	if (!tot_len)	/* BIG TCP: a GSO packet over 64 KiB has no IPv4 length */
 		tot_len = skb->len - ETH_HLEN;
 	mw_tcp_take(t, &tcph, tot_len > ihl_len ? tot_len - ihl_len : 0);
+	return MW_PARSE_TCP;
+}
+
+/* mw_parse_tcp4_copy's checks and results, the headers read in place. */
+static __always_inline enum mw_parse mw_parse_tcp4(struct __sk_buff *skb, struct mw_tcp4 *t)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	struct iphdr *iph = data + ETH_HLEN;
+	struct tcphdr *tcph;
+	__u32 ihl_len, tot_len;
+
+	if (skb->protocol != bpf_htons(ETH_P_IP))
+		return MW_PARSE_OTHER;
+	if ((void *)(iph + 1) > end)
+		return mw_parse_tcp4_copy(skb, t);
+	if (iph->version != 4 || iph->ihl < 5)
+		return MW_PARSE_BAD;
+	if (iph->protocol != IPPROTO_TCP)
+		return MW_PARSE_OTHER;
+	if (bpf_ntohs(iph->frag_off) & MW_IP_OFFSET)
+		return MW_PARSE_OTHER;
+
+	ihl_len = (__u32)iph->ihl * 4;
+	tcph = (void *)iph + ihl_len;
+	if ((void *)(tcph + 1) > end)
+		return mw_parse_tcp4_copy(skb, t);
+	t->l4_off = ETH_HLEN + ihl_len;
+	t->saddr = iph->saddr;
+	t->daddr = iph->daddr;
+	tot_len = bpf_ntohs(iph->tot_len);
+	if (!tot_len)	/* BIG TCP: a GSO packet over 64 KiB has no IPv4 length */
+		tot_len = skb->len - ETH_HLEN;
+	mw_tcp_take(t, tcph, tot_len > ihl_len ? tot_len - ihl_len : 0);
 	return MW_PARSE_TCP;
 }
 
@@ -142,15 +179,13 @@ static __always_inline int mw_tcp4_set_port(struct __sk_buff *skb, const struct 
  * header; at most MW_IPV6_EXT_MAX); a later fragment, a chain too long or
  * another protocol is MW_PARSE_OTHER, a truncated one MW_PARSE_BAD.
  */
-static __always_inline enum mw_parse mw_parse_tcp6(struct __sk_buff *skb, struct mw_tcp4 *t)
+static __always_inline enum mw_parse mw_parse_tcp6_copy(struct __sk_buff *skb, struct mw_tcp4 *t)
 {
 	__u32 off = ETH_HLEN + MW_IPV6_HLEN, ext_len, payload_len;
 	__u8 ip6[8], hdr[4], next;
 	struct tcphdr tcph;
 	int i;
 
-	if (skb->protocol != bpf_htons(ETH_P_IPV6))
-		return MW_PARSE_OTHER;
 	if (bpf_skb_load_bytes(skb, ETH_HLEN, ip6, sizeof(ip6)) ||
 	    bpf_skb_load_bytes(skb, ETH_HLEN + 8, t->saddr6, 16) ||
 	    bpf_skb_load_bytes(skb, ETH_HLEN + 24, t->daddr6, 16))
@@ -191,6 +226,32 @@ static __always_inline enum mw_parse mw_parse_tcp6(struct __sk_buff *skb, struct
 	if (!payload_len)	/* BIG TCP or a jumbogram: no IPv6 length */
 		payload_len = skb->len - ETH_HLEN - MW_IPV6_HLEN;
 	mw_tcp_take(t, &tcph, payload_len > ext_len ? payload_len - ext_len : 0);
+	return MW_PARSE_TCP;
+}
+
+/*
+ * mw_parse_tcp6_copy's results; the common packet (TCP right after the
+ * fixed header) read in place, one with extension headers walked there.
+ */
+static __always_inline enum mw_parse mw_parse_tcp6(struct __sk_buff *skb, struct mw_tcp4 *t)
+{
+	void *data = (void *)(long)skb->data;
+	void *end = (void *)(long)skb->data_end;
+	__u8 *ip6 = data + ETH_HLEN;
+	struct tcphdr *tcph = data + ETH_HLEN + MW_IPV6_HLEN;
+	__u32 payload_len;
+
+	if (skb->protocol != bpf_htons(ETH_P_IPV6))
+		return MW_PARSE_OTHER;
+	if ((void *)(tcph + 1) > end || (ip6[0] >> 4) != 6 || ip6[6] != MW_NEXTHDR_TCP)
+		return mw_parse_tcp6_copy(skb, t);
+	__builtin_memcpy(t->saddr6, ip6 + 8, 16);
+	__builtin_memcpy(t->daddr6, ip6 + 24, 16);
+	t->l4_off = ETH_HLEN + MW_IPV6_HLEN;
+	payload_len = (__u32)ip6[4] << 8 | ip6[5];
+	if (!payload_len)	/* BIG TCP or a jumbogram: no IPv6 length */
+		payload_len = skb->len - ETH_HLEN - MW_IPV6_HLEN;
+	mw_tcp_take(t, tcph, payload_len);
 	return MW_PARSE_TCP;
 }
 
