@@ -45,12 +45,23 @@ static __always_inline int mw_skmsg_verdict(struct sk_msg_md *msg, const int is6
 	peer_state = bpf_map_lookup_elem(mw_accel_state_map(is6), &peer);
 	if (!peer_state)
 		return mw_skmsg_pass(own);
-	bpf_spin_lock(&peer_state->lock);
-	if (!(peer_state->flags & MW_ACCEL_CLOSING)) {
-		peer_state->flags |= MW_ACCEL_RX;
+	/*
+	 * The lock decides the peer's first redirect against its FIN. Once it
+	 * has MW_ACCEL_RX (never cleared) its sockops keeps it in the map, so
+	 * the later messages read the flags without the lock: a CLOSING set
+	 * meanwhile is the race the lock leaves open too (it is released
+	 * before the redirect).
+	 */
+	if ((*(volatile __u32 *)&peer_state->flags & (MW_ACCEL_RX | MW_ACCEL_CLOSING)) == MW_ACCEL_RX) {
 		redirect = 1;
+	} else {
+		bpf_spin_lock(&peer_state->lock);
+		if (!(peer_state->flags & MW_ACCEL_CLOSING)) {
+			peer_state->flags |= MW_ACCEL_RX;
+			redirect = 1;
+		}
+		bpf_spin_unlock(&peer_state->lock);
 	}
-	bpf_spin_unlock(&peer_state->lock);
 
 	if (redirect &&
 	    bpf_msg_redirect_hash(msg, mw_accel_sock_map(is6), &peer, BPF_F_INGRESS) == SK_PASS)

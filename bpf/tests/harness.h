@@ -23,6 +23,8 @@ struct mw_test_task {
 extern struct mw_test_task mw_test_task;
 
 /* bpf_sk_storage_get(..., F_CREATE) fails, as when the kernel has no memory. */
+/* bpf_spin_lock calls since the test last set it to 0. */
+extern int mw_test_spin_locks;
 extern int mw_test_no_sk_storage;
 /* The socket's MPTCP socket, for bpf_skc_to_mptcp_sock (NULL: plain TCP). */
 extern void *mw_test_mptcp_sock;

@@ -40,6 +40,8 @@ struct skmsg_case {
 	int want_call;		/* bpf_msg_redirect_hash called, to the peer in the family's map */
 	__u32 want_own_flags;
 	__u32 want_peer_flags;
+	int check_locks;	/* bpf_spin_lock must have been called want_locks times */
+	int want_locks;
 };
 
 static const struct skmsg_case cases[] = {
@@ -87,6 +89,23 @@ static const struct skmsg_case cases[] = {
 	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .want_call = 1, .want_own_flags = MW_ACCEL_TCP_TX,
 	  .want_peer_flags = MW_ACCEL_RX },
+	{ "IPv4: the first message to a peer takes its lock to set MW_ACCEL_RX", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1, .want_call = 1,
+	  .want_peer_flags = MW_ACCEL_RX, .check_locks = 1, .want_locks = 1 },
+	{ "IPv4: a peer with MW_ACCEL_RX is redirected to without its lock", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .peer = 1, .peer_flags = MW_ACCEL_RX, .peer_socket = 1,
+	  .want_call = 1, .check_locks = 1, .want_locks = 0 },
+	{ "IPv6: a peer with MW_ACCEL_RX is redirected to without its lock", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_flags = MW_ACCEL_RX, .peer_socket = 1, .want_call = 1,
+	  .check_locks = 1, .want_locks = 0 },
+	{ "IPv4: a peer that received and is closing gets nothing more redirected",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1,
+	  .peer_flags = MW_ACCEL_RX | MW_ACCEL_CLOSING, .peer_socket = 1,
+	  .want_own_flags = MW_ACCEL_TCP_TX },
 	{ "IPv4: a closing peer gets nothing more redirected", .family = INET, .netns = POD_B,
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_flags = MW_ACCEL_CLOSING, .peer_socket = 1,
@@ -183,6 +202,7 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 	if (c->peer_socket)
 		bpf_map_update_elem(socks, &peer, &sk, BPF_ANY);
 
+	mw_test_spin_locks = 0;
 	ret = mw_skmsg_redirect(&msg);
 
 	MW_EXPECT_EQ(run, ret, SK_PASS, "verdict (a redirect is SK_PASS too)");
@@ -209,6 +229,8 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 	MW_EXPECT_EQ(run, mw_test_map_count(states == (void *)&mw_accel_state ?
 					   (void *)&mw_accel_state6 : (void *)&mw_accel_state), 0,
 		     "the other family's state map untouched");
+	if (c->check_locks)
+		MW_EXPECT_EQ(run, mw_test_spin_locks, c->want_locks, "bpf_spin_lock calls");
 	mw_test_expect_stats(run, 0);
 	MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
 }
