@@ -1388,6 +1388,8 @@ def main():
     ap.add_argument("--cpu", type=int, default=0, help="--mode hooks: the CPU it runs on")
     ap.add_argument("--no-connect", dest="hooks_connect", action="store_false",
                     help="--mode hooks: leave out connect4 and sockops (a cgroup of its own, real connections)")
+    ap.add_argument("--no-veth", dest="hooks_veth", action="store_false",
+                    help="--mode hooks: leave out tc on real packets (a veth to a namespace of its own)")
     ap.add_argument("--quick", action="store_true", help="about a minute: 1 repetition, 1 s measurements")
     ap.add_argument("--modes", default=",".join(MODES), help="compare: the modes run, comma-separated (default all: " + ",".join(MODES) + ")")
     ap.add_argument("--topos", default=",".join(TOPO_IDS), help="compare: the topologies run, comma-separated (default all: " + ",".join(TOPO_IDS) + ")")

@@ -19,6 +19,14 @@ machine and nothing is left behind.
   is), the pod's own outbound packet on egress, UDP. One run per call
   (repeat 1, a fresh frame each time, as each packet is: the rewrite is not
   idempotent), CALLS calls per frame and round.
+- tc on real packets (--no-veth leaves it out): a veth from this run's
+  network namespace (the pod: mwh0, POD) to a child process's (the peer),
+  each build's two programs attached to mwh0 with tcx in turn; the peer
+  opens a connection to POD:APP_PORT, which tc steers to a listener on the
+  inbound port, and makes 64-byte round trips on it (its handshake and close
+  included). The floor's pass-through programs (empty, a flow lookup, the
+  rewrite helpers writing back what is there) on the same traffic, to a
+  listener on APP_PORT itself.
 - sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
   both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
   puts them there; each send() runs the program and is redirected to the
@@ -41,7 +49,8 @@ machine and nothing is left behind.
 Each figure is bpf_stats' run_time_ns / run_cnt (the same measure as the
 benchmark's "BPF programs' own cost" table; stats are switched on with
 BPF_ENABLE_STATS for this process only, kernel.bpf_stats_enabled is not
-touched), median over rounds; the builds alternate within each round. The
+touched), median over rounds; the builds alternate within each round, every
+other round in the reverse order. The
 empty program's figure is the measure's own overhead (two clock reads).
 The process is pinned to one CPU; how busy the machine was meanwhile is
 reported (its 2 CPUs are shared).
@@ -55,13 +64,16 @@ import statistics
 import struct
 import subprocess
 import tempfile
+import threading
 import time
 
 from bench import Fatal, cgroup2_mount, log, machine_busy
 
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_BPF = 321
-BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET, BPF_PROG_TEST_RUN, BPF_ENABLE_STATS = 2, 7, 10, 32
+BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET, BPF_PROG_ATTACH, BPF_PROG_DETACH = 2, 7, 8, 9
+BPF_PROG_TEST_RUN, BPF_ENABLE_STATS = 10, 32
+BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
 MS_REC, MS_PRIVATE = 0x4000, 1 << 18
 SO_NETNS_COOKIE = 71
@@ -74,7 +86,9 @@ COOKIE = 77
 # The programs measured: (object source, program, kind)
 DATAPATH = [("bpf_tc.c", "mw_tc_ingress", "tc"), ("bpf_tc.c", "mw_tc_egress", "tc"),
             ("bpf_skmsg.c", "mw_skmsg_redirect", "sk_msg")]
-FLOOR_TC = ["floor_tc_empty", "floor_tc_load_bytes", "floor_tc_flow_lookup", "floor_tc_rewrite"]
+FLOOR_TC = ["floor_tc_empty", "floor_tc_load_bytes", "floor_tc_flow_lookup", "floor_tc_rewrite",
+            "floor_tc_rewrite_same"]
+FLOOR_TC_REAL = ["floor_tc_empty", "floor_tc_flow_lookup", "floor_tc_rewrite_same"]  # they steer nothing
 FLOOR_SKMSG = ["floor_skmsg_empty", "floor_skmsg_redirect", "floor_skmsg_lookup_redirect",
                "floor_skmsg_lock_redirect"]
 FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind"]
@@ -158,6 +172,9 @@ def frame(src, sport, dst, dport, flags, payload=b"", proto=6):
 
 
 ACK, SYN, PSH = 0x10, 0x02, 0x08
+REAL_IN = "real packets in: a connection over a veth, 64-byte round trips"
+REAL_OUT = "real packets out: the same connection's"
+REAL_BOTH = "real packets, both ways, as above (attached ingress and egress)"
 BODY = b"x" * 100
 # (name, program, frame): what each tc program meets, most common first.
 TC_FRAMES = [
@@ -335,6 +352,80 @@ class Hooks:
                 self.enter(self.home)
         return run
 
+    # -- tc on real packets: a veth to a peer namespace, a connection through it --
+
+    def veth(self):
+        """mwh0 here as the pod's eth0 (10.0.0.2/24, POD), its peer mwh1 (10.0.0.9) in the
+        network namespace of a child process; a listener on the inbound port echoes."""
+        self.peer = subprocess.Popen(["unshare", "-n", "sleep", "infinity"])
+        own = os.readlink("/proc/self/ns/net")
+        for _ in range(100):
+            try:
+                if os.readlink(f"/proc/{self.peer.pid}/ns/net") != own:
+                    break
+            except OSError:
+                pass
+            time.sleep(0.02)
+        else:
+            raise Fatal("the peer namespace did not come up")
+        ns = ["nsenter", "-t", str(self.peer.pid), "-n"]
+        self.run(["ip", "link", "add", "mwh0", "type", "veth", "peer", "name", "mwh1"])
+        self.run(["ip", "link", "set", "mwh1", "netns", str(self.peer.pid)])
+        self.run(["ip", "addr", "add", f"{POD}/24", "dev", "mwh0"])
+        self.run(["ip", "link", "set", "mwh0", "up"])
+        self.run(ns + ["ip", "addr", "add", "10.0.0.9/24", "dev", "mwh1"])
+        self.run(ns + ["ip", "link", "set", "mwh1", "up"])
+        self.run(ns + ["ip", "link", "set", "lo", "up"])
+        self.ifindex = socket.if_nametoindex("mwh0")
+        for port in (INBOUND, APP_PORT):  # APP_PORT: the floor's programs steer nothing
+            srv = socket.socket()
+            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            srv.bind(("0.0.0.0", port))
+            srv.listen(16)
+            self.socks.append(srv)
+            threading.Thread(target=self.echo, args=(srv,), daemon=True).start()
+        return ns
+
+    @staticmethod
+    def echo(srv):
+        while True:
+            try:
+                c, _ = srv.accept()
+            except OSError:
+                return
+            with c:
+                while True:
+                    b = c.recv(65536)
+                    if not b:
+                        break
+                    c.sendall(b)
+
+    def tcx(self, cmd, prog, attach_type):
+        bpf(cmd, struct.pack("IIIIIIQ", self.ifindex, prog["fd"], attach_type, 0, 0, 0, 0))
+
+    def veth_traffic(self, ns, ingress, egress):
+        """One connection from the peer to POD:APP_PORT (steered by tc to the listener), n
+        64-byte round trips, closed; the build's programs attached to mwh0 meanwhile."""
+        client = ("import socket,sys\n"
+                  "c=socket.create_connection(('%s',%d));c.setsockopt(6,1,1)\n"
+                  "for _ in range(int(sys.argv[1])):\n"
+                  " c.sendall(b'm'*64);g=0\n"
+                  " while g<64:\n"
+                  "  b=c.recv(64-g)\n"
+                  "  assert b\n"
+                  "  g+=len(b)\n"
+                  "c.close()\n") % (POD, APP_PORT)
+
+        def run(n):
+            self.tcx(BPF_PROG_ATTACH, ingress, BPF_TCX_INGRESS)
+            self.tcx(BPF_PROG_ATTACH, egress, BPF_TCX_EGRESS)
+            try:
+                self.run(ns + ["python3", "-c", client, str(n)], timeout=120)
+            finally:
+                self.tcx(BPF_PROG_DETACH, ingress, BPF_TCX_INGRESS)
+                self.tcx(BPF_PROG_DETACH, egress, BPF_TCX_EGRESS)
+        return run
+
     # -- the run --
 
     def main(self):
@@ -350,8 +441,10 @@ class Hooks:
         floor_obj = self.compile(os.path.join(self.ws, "tools", "bench", "hooks_floor.c"),
                                  os.path.join(self.work, "floor.bpf.o"),
                                  ["-I", os.path.join(self.ws, "bpf", "lib")])
-        runners = {}  # (build, program, what) -> (prog, callable)
+        runners = {}  # (build, program, what) -> (prog, callable; None: measured with its leader's)
         self.programs = {}
+        self.companions = {}  # leader -> the rows its runs measure too
+        ns = None
         for label, rev in builds:
             src = self.sources(label, rev)
             for f in ("bpf_tc.c", "bpf_skmsg.c"):
@@ -364,6 +457,13 @@ class Hooks:
                     for what, prog, fr in TC_FRAMES:
                         p = progs[f"mw_tc_{prog}"]
                         runners[(label, p_name(prog), what)] = (p, TestRun(p["fd"], fr).run)
+                    if a.hooks_veth:
+                        ns = ns or self.veth()
+                        lead = (label, "mw_tc_ingress", REAL_IN)
+                        runners[lead] = (progs["mw_tc_ingress"],
+                                         self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"]))
+                        runners[(label, "mw_tc_egress", REAL_OUT)] = (progs["mw_tc_egress"], None)
+                        self.companions[lead] = [(label, "mw_tc_egress", REAL_OUT)]
                 else:
                     p = progs["mw_skmsg_redirect"]
                     self.attach_skmsg(p, maps["mw_sock_hash:path"])
@@ -392,6 +492,8 @@ class Hooks:
                     self.programs[(label, n)] = progs[n]
                 runners[(label, "mw_sock4_connect", "a meshed pod's connect()")] = (progs["mw_sock4_connect"], fn)
                 runners[(label, "mw_sockops", "its callbacks (both ends)")] = (progs["mw_sockops"], None)
+                self.companions[(label, "mw_sock4_connect", "a meshed pod's connect()")] = \
+                    [(label, "mw_sockops", "its callbacks (both ends)")]
         for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
@@ -400,6 +502,8 @@ class Hooks:
             if fname in FLOOR_TC:
                 map_update(maps["mw_flow4"], flow4_key(REMOTE, POD, RPORT), FLOW_VALUE)
                 runners[("floor", fname, TC_FRAMES[0][0])] = (p, TestRun(p["fd"], TC_FRAMES[0][2]).run)
+                if a.hooks_veth and fname in FLOOR_TC_REAL:
+                    runners[("floor", fname, REAL_BOTH)] = (p, self.veth_traffic(ns, p, p))
             elif fname in FLOOR_CONNECT:
                 cg = self.cgroup(fname)
                 self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", p["path"]])
@@ -412,13 +516,16 @@ class Hooks:
         self.stats_fd, _ = bpf(BPF_ENABLE_STATS, struct.pack("I", 0))
         busy0, t0 = machine_busy(), time.time()
         res = {}
+        order = list(runners)
         for r in range(a.rounds):
-            for key, (p, fn) in runners.items():
+            # every other round in the reverse order: neither build always goes first
+            for key in (order if r % 2 == 0 else order[::-1]):
+                p, fn = runners[key]
                 if fn is None:
                     continue  # measured with the row before it
-                with_it = [(k, q) for k, (q, f) in runners.items() if f is None and k[0] == key[0]] \
-                    if key[1] == "mw_sock4_connect" else []
-                per_conn = key[1] == "mw_sock4_connect" or key[1].startswith("floor_connect4")
+                with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
+                per_conn = key[1] == "mw_sock4_connect" or key[1].startswith("floor_connect4") \
+                    or key[2] in (REAL_IN, REAL_BOTH)
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 fn(max(1, a.calls // 20) if per_conn else a.calls)
                 for k, q in [(key, p)] + with_it:
@@ -439,7 +546,7 @@ class Hooks:
         a, res = self.a, self.res
         med = {k: statistics.median(v) for k, v in res.items()}
         rng = {k: (min(v), max(v)) for k, v in res.items()}
-        floor = {k[1]: med[k] for k in med if k[0] == "floor"}
+        floor = {k[1]: med[k] for k in med if k[0] == "floor" and k[2] != REAL_BOTH}
         empty_tc, empty_msg = floor["floor_tc_empty"], floor["floor_skmsg_empty"]
         old = a.baseline
         L = [f"# Each hook's own cost (`--mode hooks`){' — ' + a.note if a.note else ''}", ""]
@@ -448,7 +555,7 @@ class Hooks:
                  f"while it ran (this process pinned to CPU {a.cpu}). {a.rounds} rounds of {a.calls:,} runs "
                  f"per row (sk_msg: {max(1, a.calls // 4):,} messages each way; connect4 and sockops: "
                  f"{max(1, a.calls // 20):,} connections); the builds alternate within each round. "
-                 f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max).")
+                 f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max); every other round runs the rows in the reverse order.")
         L.append("")
         L.append(f"new: the working tree; old: `{old}`. The measure's own overhead, what an empty program "
                  f"costs measured this way: {empty_tc:.0f} ns (tc), {empty_msg:.0f} ns (sk_msg)"
@@ -485,13 +592,13 @@ class Hooks:
                  "steers to the listener, as connect4 does). 'alone' is the figure minus the empty program's of "
                  "its kind.")
         L.append("")
-        L.append("| program | ns per run | alone |")
-        L.append("|---|---|---|")
+        L.append("| program | what it runs on | ns per run | alone |")
+        L.append("|---|---|---|---|")
         for k in med:
             if k[0] != "floor":
                 continue
-            e = floor[f"floor_{k[1].split('_')[1]}_empty"]
-            L.append(f"| `{k[1]}` | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
+            e = med[("floor", f"floor_{k[1].split('_')[1]}_empty", k[2])]
+            L.append(f"| `{k[1]}` | {k[2]} | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
         L.append("")
         out = a.out
         with open(out, "w") as f:
@@ -507,6 +614,9 @@ class Hooks:
     def cleanup(self):
         for x in self.socks:
             x.close()
+        if getattr(self, "peer", None):
+            self.peer.kill()
+            self.peer.wait()
         for fd in self.fds:
             os.close(fd)
         if self.stats_fd is not None:

@@ -77,6 +77,30 @@ int floor_tc_rewrite(struct __sk_buff *skb)
 	return TC_ACT_UNSPEC;
 }
 
+/*
+ * The same two helpers writing back what is there (TCP's ports, read in
+ * place): for real traffic, which a rewrite would break, what the helpers
+ * cost on real packets.
+ */
+SEC("tc")
+int floor_tc_rewrite_same(struct __sk_buff *skb)
+{
+	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
+	struct iphdr *iph = data + ETH_HLEN;
+	struct tcphdr *th = (void *)(iph + 1);
+	__u32 off = ETH_HLEN + sizeof(struct iphdr);
+	__u16 port;
+
+	if ((void *)(th + 1) > end || skb->protocol != bpf_htons(ETH_P_IP) ||
+	    iph->protocol != IPPROTO_TCP || iph->ihl != 5)
+		return TC_ACT_UNSPEC;
+	port = th->dest;
+	if (bpf_skb_store_bytes(skb, off + offsetof(struct tcphdr, dest), &port, 2, 0) ||
+	    bpf_l4_csum_replace(skb, off + offsetof(struct tcphdr, check), port, port, 2))
+		return TC_ACT_SHOT;
+	return TC_ACT_UNSPEC;
+}
+
 /* ---- sk_msg: run on real messages of a loopback pair ---- */
 
 static __always_inline void floor_peer_key(struct sk_msg_md *msg, struct mw_sock_key *peer)
