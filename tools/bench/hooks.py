@@ -38,13 +38,16 @@ machine and nothing is left behind.
   process enters the cgroup, connects to 10.9.9.9:80 (an address that
   exists nowhere), which connect4 steers to a listener on 127.0.0.1:15001,
   accepts, resets both ends (SO_LINGER 0), and goes back to its cgroup.
-  sockops runs on both ends' callbacks. Cannot be test-run either.
+  sockops runs on both ends' callbacks. Cannot be test-run either. Twice:
+  as by default, and with acceleration on (mw_cfg.accel set in the
+  objects' .rodata as the loader writes it, the pod's MW_POD_F_ACCEL).
 - the floor: tools/bench/hooks_floor.c, run the same way on the same frames,
   the same socket pair and the same connections: an empty program, the two
   bpf_skb_load_bytes of the headers, one LRU-hash lookup, the port rewrite
   (bpf_skb_store_bytes + bpf_l4_csum_replace), bpf_msg_redirect_hash alone,
   with a state lookup, with the spin lock; for connect4 the socket storage
-  created (bpf_sk_storage_get) and the source bound (bpf_bind) alone.
+  created (bpf_sk_storage_get) and the source bound (bpf_bind) alone; for
+  sockops each end put into a sockhash (bpf_sock_hash_update) alone.
 
 Each figure is bpf_stats' run_time_ns / run_cnt (the same measure as the
 benchmark's "BPF programs' own cost" table; stats are switched on with
@@ -92,6 +95,7 @@ FLOOR_TC_REAL = ["floor_tc_empty", "floor_tc_flow_lookup", "floor_tc_rewrite_sam
 FLOOR_SKMSG = ["floor_skmsg_empty", "floor_skmsg_redirect", "floor_skmsg_lookup_redirect",
                "floor_skmsg_lock_redirect"]
 FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind"]
+FLOOR_SOCKOPS = ["floor_sockops_empty", "floor_sockops_sockhash"]
 
 
 def bpf(cmd, attr):
@@ -112,6 +116,28 @@ def obj_get(path):
 def map_update(fd, key, value):
     k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
     bpf(BPF_MAP_UPDATE_ELEM, struct.pack("IIQQQ", fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
+
+
+def set_accel(obj):
+    """The object's mw_cfg.accel (struct mw_settings, offset 9) set to 1 in its .rodata, as the
+    loader writes it before load with [acceleration] on; bpftool loads .rodata as it is."""
+    data = bytearray(open(obj, "rb").read())
+    shoff = struct.unpack_from("<Q", data, 0x28)[0]
+    shentsize, shnum, shstrndx = struct.unpack_from("<HHH", data, 0x3a)
+    secs = [struct.unpack_from("<IIQQQQIIQQ", data, shoff + i * shentsize) for i in range(shnum)]
+
+    def name(off, strsec):
+        at = strsec[4] + off
+        return data[at:data.index(b"\0", at)].decode()
+    symtab = next(x for x in secs if name(x[0], secs[shstrndx]) == ".symtab")
+    for j in range(symtab[5] // 24):
+        st_name, _, _, st_shndx, st_value, _ = struct.unpack_from("<IBBHQQ", data, symtab[4] + j * 24)
+        if name(st_name, secs[symtab[6]]) == "mw_cfg":
+            data[secs[st_shndx][4] + st_value + 9] = 1
+            out = obj[:-6] + "-accel.bpf.o"
+            open(out, "wb").write(data)
+            return out
+    raise Fatal(f"{obj}: no mw_cfg")
 
 
 class TestRun:
@@ -175,6 +201,9 @@ ACK, SYN, PSH = 0x10, 0x02, 0x08
 REAL_IN = "real packets in: a connection over a veth, 64-byte round trips"
 REAL_OUT = "real packets out: the same connection's"
 REAL_BOTH = "real packets, both ways, as above (attached ingress and egress)"
+CONNECT, SOCKOPS = "a meshed pod's connect()", "its callbacks (both ends)"
+CONNECT_ACCEL = "a meshed pod's connect(), acceleration on"
+SOCKOPS_ACCEL = "its callbacks, acceleration on (both ends enter mw_sock_hash)"
 BODY = b"x" * 100
 # (name, program, frame): what each tc program meets, most common first.
 TC_FRAMES = [
@@ -478,23 +507,26 @@ class Hooks:
             listener.listen(128)
             self.socks.append(listener)
             cookie = listener.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
-            for label, rev in builds:
+            for (label, rev), accel in [(b, x) for x in (False, True) for b in builds]:
                 src = os.path.join(self.work, label, "bpf")
                 objs = [self.compile(os.path.join(src, f), os.path.join(self.work, f"{label}-{f[:-2]}.bpf.o"))
                         for f in ("bpf_sock.c", "bpf_sockops.c")]
-                progs, maps = self.load(f"{label}-sock", objs)
-                map_update(maps["mw_pods"], cookie, struct.pack("I", 0))
-                cg = self.cgroup(label)
+                if accel:
+                    objs = [set_accel(o) for o in objs]
+                progs, maps = self.load(f"{label}-sock{'-accel' if accel else ''}", objs)
+                # MW_POD_F_MESHED, and MW_POD_F_ACCEL with acceleration
+                map_update(maps["mw_pods"], cookie, struct.pack("I", 3 if accel else 1))
+                cg = self.cgroup(label + ("-accel" if accel else ""))
                 self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs["mw_sock4_connect"]["path"]])
                 self.run(["bpftool", "cgroup", "attach", cg, "sock_ops", "pinned", progs["mw_sockops"]["path"]])
                 fn = self.connector(cg, listener)
                 for n in ("mw_sock4_connect", "mw_sockops"):
                     self.programs[(label, n)] = progs[n]
-                runners[(label, "mw_sock4_connect", "a meshed pod's connect()")] = (progs["mw_sock4_connect"], fn)
-                runners[(label, "mw_sockops", "its callbacks (both ends)")] = (progs["mw_sockops"], None)
-                self.companions[(label, "mw_sock4_connect", "a meshed pod's connect()")] = \
-                    [(label, "mw_sockops", "its callbacks (both ends)")]
-        for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT if a.hooks_connect else []):
+                lead = (label, "mw_sock4_connect", CONNECT_ACCEL if accel else CONNECT)
+                runners[lead] = (progs["mw_sock4_connect"], fn)
+                runners[(label, "mw_sockops", SOCKOPS_ACCEL if accel else SOCKOPS)] = (progs["mw_sockops"], None)
+                self.companions[lead] = [(label, "mw_sockops", SOCKOPS_ACCEL if accel else SOCKOPS)]
+        for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
             p = progs[fname]
@@ -504,6 +536,12 @@ class Hooks:
                 runners[("floor", fname, TC_FRAMES[0][0])] = (p, TestRun(p["fd"], TC_FRAMES[0][2]).run)
                 if a.hooks_veth and fname in FLOOR_TC_REAL:
                     runners[("floor", fname, REAL_BOTH)] = (p, self.veth_traffic(ns, p, p))
+            elif fname in FLOOR_SOCKOPS:
+                # steered by the datapath's own connect4 (its build "new"), measured alone
+                cg = self.cgroup(fname)
+                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs["floor_connect4_empty"]["path"]])
+                self.run(["bpftool", "cgroup", "attach", cg, "sock_ops", "pinned", p["path"]])
+                runners[("floor", fname, "a connection's callbacks (both ends)")] = (p, self.connector(cg, listener))
             elif fname in FLOOR_CONNECT:
                 cg = self.cgroup(fname)
                 self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", p["path"]])
@@ -517,6 +555,7 @@ class Hooks:
         busy0, t0 = machine_busy(), time.time()
         res = {}
         order = list(runners)
+        self.per_call = {}  # runs of the program per connection (message, frame) made
         for r in range(a.rounds):
             # every other round in the reverse order: neither build always goes first
             for key in (order if r % 2 == 0 else order[::-1]):
@@ -524,16 +563,18 @@ class Hooks:
                 if fn is None:
                     continue  # measured with the row before it
                 with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
-                per_conn = key[1] == "mw_sock4_connect" or key[1].startswith("floor_connect4") \
+                per_conn = key[1] in ("mw_sock4_connect", "floor_sockops_sockhash") or key[1].startswith("floor_connect4") \
                     or key[2] in (REAL_IN, REAL_BOTH)
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
-                fn(max(1, a.calls // 20) if per_conn else a.calls)
+                calls = max(1, a.calls // 20) if per_conn else a.calls
+                fn(calls)
                 for k, q in [(key, p)] + with_it:
                     rt1, n1 = self.stats(q["id"])
                     rt0, n0 = before[k]
                     if n1 <= n0:
                         raise Fatal(f"{k}: the program did not run")
                     res.setdefault(k, []).append((rt1 - rt0) / (n1 - n0))
+                    self.per_call.setdefault(k, []).append((n1 - n0) / calls)
             log(f"hooks: round {r + 1}/{a.rounds}")
         self.busy = (machine_busy() - busy0) / (time.time() - t0) / os.cpu_count()
         self.res = res
@@ -579,6 +620,14 @@ class Hooks:
                 row += f" {n / o:.2f}x |"
             L.append(row)
         L.append("")
+        sk = [k for k in med if k[1].endswith("sockops") or k[1].startswith("floor_sockops")]
+        if sk:
+            L.append("sockops runs per connection (both ends' callbacks; ns per connection = ns per run x runs): "
+                     + "; ".join(f"{k[0]} `{k[1]}`{' (acceleration on)' if 'acceleration' in k[2] else ''} "
+                                 f"{statistics.median(self.per_call[k]):.1f}, "
+                                 f"{med[k] * statistics.median(self.per_call[k]):.0f} ns per connection"
+                                 for k in sk) + ".")
+            L.append("")
         L.append("Instructions after the verifier (`bpftool prog show`: xlated), whole program:")
         L.append("")
         for name in ("mw_tc_ingress", "mw_tc_egress", "mw_skmsg_redirect", "mw_sock4_connect", "mw_sockops"):
@@ -597,7 +646,8 @@ class Hooks:
         for k in med:
             if k[0] != "floor":
                 continue
-            e = med[("floor", f"floor_{k[1].split('_')[1]}_empty", k[2])]
+            e = med.get(("floor", f"floor_{k[1].split('_')[1]}_empty", k[2]))
+            e = e if e is not None else floor[f"floor_{k[1].split('_')[1]}_empty"]
             L.append(f"| `{k[1]}` | {k[2]} | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
         L.append("")
         out = a.out

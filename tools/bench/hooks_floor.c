@@ -197,3 +197,32 @@ int floor_connect4_bind(struct bpf_sock_addr *ctx)
 	bpf_bind(ctx, (struct sockaddr *)&sin, sizeof(sin));
 	return floor_steer(ctx);
 }
+
+/* ---- sockops: run on real connections' callbacks, as mw_sockops is ---- */
+
+SEC("sockops")
+int floor_sockops_empty(struct bpf_sock_ops *skops)
+{
+	return 1;
+}
+
+/*
+ * Acceleration's part alone: each established end into a sockhash like
+ * mw_sock_hash (bpf_sock_hash_update: the kernel gives the socket a psock).
+ */
+SEC("sockops")
+int floor_sockops_sockhash(struct bpf_sock_ops *skops)
+{
+	struct mw_sock_key key = {};
+
+	if (skops->op != BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB &&
+	    skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB)
+		return 1;
+	key.netns_cookie = bpf_get_netns_cookie(skops);
+	key.local_ip4 = skops->local_ip4;
+	key.remote_ip4 = skops->remote_ip4;
+	key.local_port = skops->local_port;
+	key.remote_port = bpf_ntohl(skops->remote_port);
+	bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY);
+	return 1;
+}
