@@ -33,6 +33,8 @@
  *    sockops sets MW_ACCEL_CLOSING and leaves the map only if MW_ACCEL_RX was
  *    not set. So a redirect in flight always finds X still in the map
  *    (nothing is lost), and after X leaves nothing is redirected to it.
+ *    MW_ACCEL_RX is never cleared: once it is set, the peer's later
+ *    messages read X's flags without the lock (bpf_skmsg.c).
  *  - A socket that sent even one message through TCP (its peer was not in the
  *    map yet, was never accelerated, or was closing) keeps sending through
  *    TCP (MW_ACCEL_TCP_TX): the peer reads its ingress queue before its TCP
