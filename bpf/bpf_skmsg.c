@@ -25,6 +25,66 @@ static __always_inline int mw_skmsg_pass(struct mw_accel_state *own)
 	return SK_PASS;
 }
 
+/* Set or clear MW_ACCEL_LAG (the peer's sk_msg sets MW_ACCEL_RX in the same word). */
+static __always_inline void mw_skmsg_lag(struct mw_accel_state *own, const int lag)
+{
+	bpf_spin_lock(&own->lock);
+	if (lag)
+		own->flags |= MW_ACCEL_LAG;
+	else
+		own->flags &= ~MW_ACCEL_LAG;
+	bpf_spin_unlock(&own->lock);
+}
+
+/* The peer's unread redirected bytes, through its psock's address. */
+static __always_inline __u32 mw_skmsg_backlog(__u64 psock)
+{
+	__u32 len = 0;
+
+	if (!mw_kernel_has(((struct sk_psock___mwa *)0)->msg_tot_len))
+		return 0;
+	bpf_probe_read_kernel(&len, sizeof(len), &((struct sk_psock___mwa *)psock)->msg_tot_len);
+	return len;
+}
+
+/*
+ * Must this message go through TCP because the peer is behind (and for how
+ * long: lib/meshwire_accel.h)? 1 while the peer holds MW_ACCEL_BACKLOG_MAX
+ * unread redirected bytes or more, and after that until the peer has read
+ * every byte this socket sent through TCP meanwhile. 0 when nothing is known
+ * of the peer's psock (no bound, as before).
+ */
+static __always_inline int mw_skmsg_peer_behind(struct sk_msg_md *msg, struct mw_accel_state *own,
+						const int is6, const union mw_accel_key *peer)
+{
+	__u64 *psock = bpf_map_lookup_elem(mw_accel_psock_map(is6), peer);
+	struct tcp_sock___mwa *tp;
+	__u32 read = 0;
+	void *peer_sk = NULL;
+
+	if (!psock || !*psock)
+		return 0;
+	if (!(own->flags & MW_ACCEL_LAG)) {
+		if (mw_skmsg_backlog(*psock) < MW_ACCEL_BACKLOG_MAX)
+			return 0;
+		mw_skmsg_lag(own, 1);
+		mw_count(MW_STAT_ACCEL_LAGGED);
+		return 1;
+	}
+	/* Behind until the peer read all we sent through TCP, and caught up. */
+	tp = msg->sk ? (struct tcp_sock___mwa *)bpf_skc_to_tcp_sock(msg->sk) : NULL;
+	if (!tp)
+		return 1;
+	bpf_probe_read_kernel(&peer_sk, sizeof(peer_sk), &((struct sk_psock___mwa *)*psock)->sk);
+	if (!peer_sk)
+		return 1;
+	bpf_probe_read_kernel(&read, sizeof(read), &((struct tcp_sock___mwa *)peer_sk)->copied_seq);
+	if (read != tp->write_seq || mw_skmsg_backlog(*psock) >= MW_ACCEL_BACKLOG_MAX)
+		return 1;
+	mw_skmsg_lag(own, 0);
+	return 0;
+}
+
 /*
  * A message of an accelerated socket, in its family's maps (is6: native
  * IPv6; otherwise IPv4, v4-mapped sockets included).
@@ -45,6 +105,9 @@ static __always_inline int mw_skmsg_verdict(struct sk_msg_md *msg, const int is6
 	peer_state = bpf_map_lookup_elem(mw_accel_state_map(is6), &peer);
 	if (!peer_state)
 		return mw_skmsg_pass(own);
+	/* The peer is behind: through TCP, which holds the sender back, for now. */
+	if (mw_skmsg_peer_behind(msg, own, is6, &peer))
+		return SK_PASS;
 	/*
 	 * The lock decides the peer's first redirect against its FIN. Once it
 	 * has MW_ACCEL_RX (never cleared) its sockops keeps it in the map, so

@@ -180,6 +180,29 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 }
 
 /*
+ * An accelerated socket's psock address, for its peer's sk_msg to read its
+ * unread backlog through (lib/meshwire_accel.h). The socket is in the map,
+ * so sk_user_data holds its psock. Not recorded (no tcp_sock, map full,
+ * counted in accel_error): its peer redirects to it without a bound.
+ */
+static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops, const int is6,
+						   const union mw_accel_key *key)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct tcp_sock___mwa *tp;
+	__u64 psock;
+
+	if (!sk)
+		return;
+	tp = (struct tcp_sock___mwa *)bpf_skc_to_tcp_sock(sk);
+	if (!tp)
+		return;
+	psock = (__u64)(unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data & MW_SK_USER_DATA_PTRMASK;
+	if (!psock || bpf_map_update_elem(mw_accel_psock_map(is6), key, &psock, BPF_ANY))
+		mw_count(MW_STAT_ACCEL_ERROR);
+}
+
+/*
  * Acceleration: both ends of a mesh hop go into mw_sock_hash (mw_sock_hash6
  * for native IPv6), where sk_msg finds each as the peer of the other. The
  * connecting end decides (it is established, and entered, before the
@@ -220,6 +243,7 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
 	}
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 					 BPF_SOCK_OPS_STATE_CB_FLAG);
+	mw_sockops_accel_psock(skops, is6, &key);
 	mw_count(MW_STAT_ACCEL_SOCK_ADDED);
 }
 
@@ -227,7 +251,7 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
  * An accelerated socket's state changed. On its FIN (FIN_WAIT1: shutdown()
  * or close(), before the application reads again) it stops receiving
  * redirects and, if none ever reached it, leaves mw_sock_hash, so that its
- * reads are plain TCP ones; on close its state entry goes (the kernel takes
+ * reads are plain TCP ones; on close its state and psock entries go (the kernel takes
  * the socket out of mw_sock_hash itself). Both families alike.
  */
 static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, const int is6)
@@ -241,6 +265,7 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 		return;
 	mw_accel_keys(skops, is6, &key, &peer);
 	if (skops->args[1] == BPF_TCP_CLOSE) {
+		bpf_map_delete_elem(mw_accel_psock_map(is6), &key);
 		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
 		return;
 	}

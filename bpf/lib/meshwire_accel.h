@@ -40,6 +40,32 @@
  *    TCP (MW_ACCEL_TCP_TX): the peer reads its ingress queue before its TCP
  *    queue, so mixing the two ways would reorder the stream.
  *
+ * A redirect has no backpressure: bpf_tcp_ingress() charges the peer's
+ * memory but never checks its receive buffer, so a writer faster than its
+ * reader queues without bound (what it writes is copied once more and may
+ * never be read: at the end of a two-node iperf3 run the client had written
+ * 1.4-1.9x what the server received). A sidecar whose next hop is TCP across
+ * nodes is such a reader. So the datapath bounds it:
+ *
+ *  - sockops records each accelerated socket's psock address in
+ *    mw_accel_psock (mw_accel_psock6) when it enters the map; the peer's
+ *    sk_msg reads the socket's unread redirected bytes there
+ *    (sk_psock.msg_tot_len, bpf_probe_read_kernel: a stale address reads
+ *    garbage, never faults; a kernel without the field has no bound).
+ *  - A message whose peer holds MW_ACCEL_BACKLOG_MAX unread bytes or more
+ *    goes through TCP (SK_PASS), and the sender is in MW_ACCEL_LAG: TCP's
+ *    window holds it back as it would without acceleration. The peer reads
+ *    its ingress queue first, which holds only older bytes: order is kept.
+ *  - In MW_ACCEL_LAG it redirects again only once the peer has read every
+ *    byte it sent through TCP (the peer's copied_seq equals its write_seq:
+ *    nothing of it is in flight or in the peer's TCP queue; the sender holds
+ *    its socket lock, so no byte of its own can slip in between), and the
+ *    backlog is under the bound again. A redirect then cannot overtake.
+ *
+ * So a hop whose reader keeps up (request/response, a reader that is not
+ * the bottleneck) stays accelerated, and a hop whose reader cannot keep up
+ * costs what TCP costs, not more.
+ *
  * What is left (docs/acceleration.md says what it means for apps; no BPF program can reach these):
  *  - a read already waiting inside tcp_bpf_recvmsg() when another thread
  *    half-closes the same socket (a thread-per-direction relay) gets the
@@ -82,6 +108,41 @@ union mw_accel_key {
 
 #define mw_accel_sock_map(is6)	((is6) ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash)
 #define mw_accel_state_map(is6)	((is6) ? (void *)&mw_accel_state6 : (void *)&mw_accel_state)
+#define mw_accel_psock_map(is6)	((is6) ? (void *)&mw_accel_psock6 : (void *)&mw_accel_psock)
+
+/*
+ * The kernel's tcp_sock (down to struct sock's sk_user_data, which holds a
+ * socket's psock in a sockmap) and sk_psock, only the fields read: CO-RE
+ * relocates them against the running kernel's BTF (MW_CORE).
+ */
+struct sock___mwa {
+	void *sk_user_data;
+} MW_CORE;
+struct inet_sock___mwa {
+	struct sock___mwa sk;
+} MW_CORE;
+struct inet_connection_sock___mwa {
+	struct inet_sock___mwa icsk_inet;
+} MW_CORE;
+struct tcp_sock___mwa {
+	struct inet_connection_sock___mwa inet_conn;
+	__u32 write_seq;	/* the next byte queued for TCP */
+	__u32 copied_seq;	/* the next byte the application reads from TCP */
+} MW_CORE;
+struct sk_psock___mwa {
+	void *sk;
+	__u32 msg_tot_len;	/* redirected bytes in its ingress queue, unread */
+} MW_CORE;
+
+/* sk_user_data's flag bits (SK_USER_DATA_NOCOPY, _BPF, _PSOCK): the rest is the psock. */
+#define MW_SK_USER_DATA_PTRMASK	(~7ULL)
+
+#ifdef __bpf__
+#include <bpf/bpf_core_read.h>
+#define mw_kernel_has(field)	bpf_core_field_exists(field)
+#else
+#define mw_kernel_has(field)	1
+#endif
 
 /*
  * A socket's key in its family's maps, seen from itself (own), and its

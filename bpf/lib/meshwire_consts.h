@@ -79,7 +79,17 @@ enum mw_accel_flag {
 	MW_ACCEL_RX		= 1U << 0,	/* a message was redirected to this socket */
 	MW_ACCEL_CLOSING	= 1U << 1,	/* this socket sent its FIN: no more redirects to it */
 	MW_ACCEL_TCP_TX		= 1U << 2,	/* this socket sent through TCP: it never redirects again */
+	MW_ACCEL_LAG		= 1U << 3,	/* its peer fell behind: TCP until the peer read all of it */
 };
+
+/*
+ * An accelerated socket redirects while its peer holds fewer unread
+ * redirected bytes than this (its ingress queue, sk_psock.msg_tot_len);
+ * beyond, it sends through TCP, whose window holds the sender back, until
+ * the peer has read everything (lib/meshwire_accel.h). TCP's own limit on
+ * unread data is of the same order (tcp_rmem's default maximum: 6 MiB).
+ */
+#define MW_ACCEL_BACKLOG_MAX	(4U << 20)
 
 /* cgroup sock_addr / sockopt verdicts */
 #define MW_ALLOW		1

@@ -303,6 +303,33 @@ struct {
 } mw_accel_state6 SEC(".maps");
 
 /*
+ * Acceleration: the address of each accelerated socket's psock (the
+ * kernel's struct sk_psock, its sockmap state), by the socket's key in
+ * mw_sock_hash (mw_sock_hash6); written by sockops when the socket enters the
+ * map, removed when it closes. Its peer's sk_msg reads through it how much
+ * redirected data the socket has not read yet (lib/meshwire_accel.h). Only
+ * ever read with bpf_probe_read_kernel: a stale address reads as garbage,
+ * never faults.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_SOCKS);
+	__type(key, struct mw_sock_key);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_accel_psock SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_SOCKS);
+	__type(key, struct mw_sock6_key);
+	__type(value, __u64);
+	__uint(map_flags, BPF_F_NO_PREALLOC);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_accel_psock6 SEC(".maps");
+
+/*
  * [dns] servers: the resolver addresses (network order) whose queries are
  * captured, when mw_cfg.dns_servers is set; filled by the loader at start.
  */

@@ -6,7 +6,12 @@
  * mw_accel_state6), the peer's key (its own key with local and remote
  * swapped, the netns cookie only over loopback), when a message is handed
  * to the peer (bpf_msg_redirect_hash, BPF_F_INGRESS) and when it goes
- * through TCP from then on (MW_ACCEL_TCP_TX), the peer's MW_ACCEL_RX.
+ * through TCP from then on (MW_ACCEL_TCP_TX), the peer's MW_ACCEL_RX, and
+ * the backlog bound: a peer holding MW_ACCEL_BACKLOG_MAX unread redirected
+ * bytes (its psock's msg_tot_len, through mw_accel_psock) gets the message
+ * through TCP and the sender enters MW_ACCEL_LAG, which it leaves only when
+ * the peer has read all of its TCP bytes (copied_seq == the sender's
+ * write_seq) and is under the bound again.
  * Which sockets enter the maps is sockops' decision: sockops_test.c and
  * sockops6_test.c. Linux 6.18 has no BPF_PROG_TEST_RUN for sk_msg programs
  * (sk_msg_prog_ops has no test_run).
@@ -36,13 +41,20 @@ struct skmsg_case {
 	__u32 peer_flags;
 	int peer_socket;	/* the peer is in the socket map */
 	int other_family;	/* the entries are in the other family's maps (v4-mapped keys there) */
+	int psock;		/* the peer's psock address is in mw_accel_psock(6) */
+	__u32 backlog;		/* its unread redirected bytes (msg_tot_len) */
+	int peer_read_all;	/* its copied_seq is the sender's write_seq (else behind) */
 	/* what the program must do */
 	int want_call;		/* bpf_msg_redirect_hash called, to the peer in the family's map */
 	__u32 want_own_flags;
 	__u32 want_peer_flags;
 	int check_locks;	/* bpf_spin_lock must have been called want_locks times */
 	int want_locks;
+	int want_own_zero;	/* the sender's flags end 0 (want_own_flags 0 means unchanged) */
+	__u32 want_stats;	/* MW_STAT_BIT mask of the counters that moved */
 };
+
+#define LAGGED MW_STAT_BIT(MW_STAT_ACCEL_LAGGED)
 
 static const struct skmsg_case cases[] = {
 	{ "IPv4: an app's message goes to its sidecar", .family = INET, .netns = POD_B,
@@ -110,6 +122,42 @@ static const struct skmsg_case cases[] = {
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_flags = MW_ACCEL_CLOSING, .peer_socket = 1,
 	  .want_own_flags = MW_ACCEL_TCP_TX, .want_peer_flags = MW_ACCEL_CLOSING },
+	{ "backlog: the peer holds the bound unread: through TCP for now (MW_ACCEL_LAG, not "
+	  "MW_ACCEL_TCP_TX), counted", .family = INET, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1,
+	  .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX,
+	  .want_own_flags = MW_ACCEL_LAG, .want_stats = LAGGED },
+	{ "backlog: a byte under the bound, the message is redirected", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1, .psock = 1,
+	  .backlog = MW_ACCEL_BACKLOG_MAX - 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "backlog: lagging, the peer has not read all our TCP bytes: TCP again (a redirect "
+	  "would overtake them)", .family = INET, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1,
+	  .own_flags = MW_ACCEL_LAG, .peer = 1, .peer_socket = 1, .psock = 1 },
+	{ "backlog: lagging, the peer read every TCP byte but still holds the bound: TCP",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_LAG,
+	  .peer = 1, .peer_socket = 1, .psock = 1, .peer_read_all = 1,
+	  .backlog = MW_ACCEL_BACKLOG_MAX },
+	{ "backlog: lagging, the peer read every TCP byte and caught up: redirected again, "
+	  "MW_ACCEL_LAG cleared", .family = INET, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1,
+	  .own_flags = MW_ACCEL_LAG, .peer = 1, .peer_socket = 1, .psock = 1,
+	  .peer_read_all = 1, .backlog = 4096, .want_call = 1, .want_own_zero = 1,
+	  .want_peer_flags = MW_ACCEL_RX },
+	{ "backlog: no psock recorded for the peer: redirected, no bound (as before)",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1,
+	  .backlog = 2 * MW_ACCEL_BACKLOG_MAX, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "backlog: IPv6, the peer's psock in mw_accel_psock6, the same bound", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX,
+	  .want_own_flags = MW_ACCEL_LAG, .want_stats = LAGGED },
+	{ "backlog: a socket that sent through TCP for good never looks at it",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_TCP_TX,
+	  .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX },
 	{ "another family (AF_UNIX) passes untouched", .family = UNIX, .netns = POD_B,
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_socket = 1 },
@@ -171,6 +219,11 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		.remote_port = bpf_htonl(c->rport),
 	};
 	size_t key_size = c->family == INET6 ? sizeof(struct mw_sock6_key) : sizeof(struct mw_sock_key);
+	void *psocks = v6_keys(c) ? (void *)&mw_accel_psock6 : (void *)&mw_accel_psock;
+	/* The sender's and the peer's tcp_sock, the peer's psock, as the kernel's. */
+	static struct tcp_sock___mwa own_tcp, peer_tcp;
+	static struct sk_psock___mwa peer_psock;
+	__u64 psock_addr = (__u64)(unsigned long)&peer_psock;
 	__u64 sk = 1;
 	int ret;
 
@@ -201,6 +254,14 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		bpf_map_update_elem(states, &peer, &peer_state, BPF_ANY);
 	if (c->peer_socket)
 		bpf_map_update_elem(socks, &peer, &sk, BPF_ANY);
+	own_tcp.write_seq = 100000;
+	peer_tcp.copied_seq = c->peer_read_all ? own_tcp.write_seq : own_tcp.write_seq - 1448;
+	peer_psock.sk = &peer_tcp;
+	peer_psock.msg_tot_len = c->backlog;
+	if (c->psock)
+		bpf_map_update_elem(psocks, &peer, &psock_addr, BPF_ANY);
+	mw_test_tcp_sock = &own_tcp;
+	msg.sk = (struct bpf_sock *)&own_tcp;
 
 	mw_test_spin_locks = 0;
 	ret = mw_skmsg_redirect(&msg);
@@ -217,7 +278,8 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 	s = bpf_map_lookup_elem(states, &own);
 	MW_EXPECT_EQ(run, !!s, c->own, "the sender's state entry");
 	if (s)
-		MW_EXPECT_EQ(run, s->flags, c->want_own_flags ? c->want_own_flags : c->own_flags,
+		MW_EXPECT_EQ(run, s->flags,
+			     c->want_own_zero ? 0 : c->want_own_flags ? c->want_own_flags : c->own_flags,
 			     "the sender's flags");
 	s = bpf_map_lookup_elem(states, &peer);
 	MW_EXPECT_EQ(run, !!s, c->peer, "the peer's state entry");
@@ -231,7 +293,8 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		     "the other family's state map untouched");
 	if (c->check_locks)
 		MW_EXPECT_EQ(run, mw_test_spin_locks, c->want_locks, "bpf_spin_lock calls");
-	mw_test_expect_stats(run, 0);
+	MW_EXPECT_EQ(run, mw_test_map_count(psocks), c->psock, "psock entries (the program only reads them)");
+	mw_test_expect_stats(run, c->want_stats);
 	MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
 }
 

@@ -68,6 +68,10 @@ maps! {
     /// ones are in mw_sock_hash).
     MAP_SOCK_HASH6 = "mw_sock_hash6",
     MAP_ACCEL_STATE6 = "mw_accel_state6",
+    /// Used by acceleration only: each accelerated socket's psock address,
+    /// which its peer's sk_msg reads its unread backlog through.
+    MAP_ACCEL_PSOCK = "mw_accel_psock",
+    MAP_ACCEL_PSOCK6 = "mw_accel_psock6",
     /// `[dns] servers`: the resolvers whose queries are captured, by family.
     MAP_DNS_SERVERS4 = "mw_dns_servers4",
     MAP_DNS_SERVERS6 = "mw_dns_servers6",

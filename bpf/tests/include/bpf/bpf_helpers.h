@@ -54,6 +54,7 @@ struct tcp6_sock *bpf_skc_to_tcp6_sock(void *sk);
 long bpf_setsockopt(void *ctx, int level, int optname, void *optval, int optlen);
 long bpf_spin_lock(struct bpf_spin_lock *lock);
 long bpf_spin_unlock(struct bpf_spin_lock *lock);
+long bpf_probe_read_kernel(void *dst, __u32 size, const void *unsafe_ptr);
 long mw_test_printk(const char *fmt, ...);
 
 #define bpf_printk(fmt, ...) mw_test_printk(fmt, ##__VA_ARGS__)
