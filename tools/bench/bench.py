@@ -1145,7 +1145,9 @@ def report(b):
         w("## Where the time goes (perf" + (", same node, keep-alive)" if a.profile_of == ("same", "ka") else
                                            f", {TOPO_IDS[a.profile_of[0]]}, {a.profile_of[1]})"))
         w("")
-        w("`perf record -a` during one extra same-node keep-alive wrk run per mode after the last repetition (not a "
+        run_of = "same-node keep-alive wrk" if a.profile_of == ("same", "ka") else \
+            f"{TOPO_IDS[a.profile_of[0]]} {dict(ka='keep-alive wrk', cc='new-connection wrk', iperf='iperf3')[a.profile_of[1]]}"
+        w(f"`perf record -a` during one extra {run_of} run per mode after the last repetition (not a "
           "measured run), samples of the wrk and haproxy processes only (client, both sidecars and the HTTP app; softirq "
           "work is sampled in the task it interrupts), by symbol (>= 1% of those samples). The `IPv4 (mwtest)` and `IPv6 (mwtest)` "
           "rows: the same over the pods' mwtest sidecars (their threads' samples too), to the pod's IPv4 or IPv6 address. The split between the kernel and "
@@ -1187,7 +1189,7 @@ def report(b):
         for topo_, mode, rep, key, why in b.failures:
             w(f"| {topo_} | {mode} | {rep + 1} | {key} | {why.replace('|', '/')} |")
     w("")
-    w("![benchmark](benchmark.svg)")
+    w(f"![benchmark]({os.path.splitext(os.path.basename(a.out))[0]}.svg)")
     w("")
     out = a.out
     import scale
