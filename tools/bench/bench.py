@@ -1384,6 +1384,10 @@ def main():
     ap.add_argument("--sizes", default="1,100,1000,4000", help="--mode scale: pods meshed, comma-separated")
     ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
     ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
+    ap.add_argument("--restarts", type=int, default=3, help="--mode scale: kill -9 and restart this many times per size (the median adoption counts)")
+    ap.add_argument("--baseline-loader", default=None, help="--mode scale: another meshwire-loader binary whose adoption is timed too, "
+                    "its restarts in turns with the measured loader's on the same pods")
+    ap.add_argument("--baseline-note", default="", help="--mode scale: what the baseline loader is (e.g. its commit), for the report")
     ap.add_argument("--baseline", default=None, help="--mode hooks: git revision whose bpf/ is measured beside the working tree's")
     ap.add_argument("--rounds", type=int, default=7, help="--mode hooks: rounds (medians are over them)")
     ap.add_argument("--calls", type=int, default=20000, help="--mode hooks: program runs per row and round")
@@ -1425,6 +1429,8 @@ def main():
         import scale
         a.sizes = [int(x) for x in a.sizes.split(",")]
         a.tc_attach = a.tc_attach.split(",")
+        if a.restarts < 1:
+            ap.error(f"--restarts {a.restarts}: at least one restart per size measures the adoption")
         a.out = a.out or os.path.join(ws, "docs", "benchmark-scale.md")
         b = scale.Scale(a)
     elif a.mode == "dns":

@@ -78,6 +78,7 @@ class Scale(Bench):
     def __init__(self, args):
         super().__init__(args)
         self.cni_bin = os.path.realpath(args.cni)
+        self.baseline = os.path.realpath(args.baseline_loader) if args.baseline_loader else None
         self.pods_made = 0
         self.meshed_bg = 0
         self.conn = None
@@ -88,7 +89,7 @@ class Scale(Bench):
 
     # -------------------------------------------------------------------- setup
     def setup(self):
-        cg2 = self.prepare("scale", ("ip", "bpftool", "python3"), ("loader", "cni_bin"))
+        cg2 = self.prepare("scale", ("ip", "bpftool", "python3"), ("loader", "cni_bin") + (("baseline",) if self.baseline else ()))
         self.cg_root = f"{cg2}/{self.P}-scale"
         for d in (self.cg_root, f"{self.cg_root}/mesh-{NODE}"):
             os.mkdir(d)
@@ -130,10 +131,11 @@ class Scale(Bench):
         return list(range(first, first + n))
 
     # ------------------------------------------------------------------- loader
-    def start_loader(self):
-        """Start `run`; seconds until it said ready, and its log text."""
+    def start_loader(self, binary=None):
+        """Start `run` (of `binary`, the loader measured by default); seconds
+        until it said ready, and its log text."""
         t0 = time.monotonic()
-        self.loader_p = self.start("loader", [self.loader, "--config", self.cfg, "--log-level", "debug", "run"])
+        self.loader_p = self.start("loader", [binary or self.loader, "--config", self.cfg, "--log-level", "debug", "run"])
         logf = self.procs_log(self.loader_p)
         while time.monotonic() - t0 < 120:
             text = open(logf).read()
@@ -151,6 +153,11 @@ class Scale(Bench):
         if self.conn:
             self.conn.close()
             self.conn = None
+
+    def cpu_ms(self):
+        """The loader's CPU time so far (user + system, all its threads)."""
+        st = open(f"/proc/{self.loader_p.pid}/stat").read().rsplit(")", 1)[1].split()
+        return (int(st[11]) + int(st[12])) * 1e3 / os.sysconf("SC_CLK_TCK")
 
     def rss_kib(self):
         st = dict(l.split(":", 1) for l in open(f"/proc/{self.loader_p.pid}/status"))
@@ -265,20 +272,38 @@ class Scale(Bench):
         listed = len(self.api({"op": "list_pods"})["pods"])
         if listed != size:
             raise Fatal(f"the loader lists {listed} pods, {size} meshed")
-        # Restart after kill -9: the new loader adopts every pod.
-        self.kill_loader()
-        row["adopt_s"], text = self.start_loader()
-        kept = [l for l in text.splitlines() if "adopted " in l]
-        want = f"adopted {size} pod(s)"
-        if not kept or want not in kept[-1]:
-            raise Fatal(f"after kill -9 the new loader did not adopt {size} pods: {kept[-1:] or text[-800:]}")
-        row["adopt_rss_kib"], _ = self.rss_kib()
-        line = [l for l in text.splitlines() if "adoption of " in l][-1]
-        row["adopt_phases"] = took(line.split(" dropped: ", 1)[1])
+        # Restarts after kill -9: each new loader adopts every pod. The
+        # median restart (by time to ready) gives the figures.
+        # With --baseline-loader, that loader's restarts alternate with the
+        # measured one's (baseline first: the measured loader serves the next size).
+        restarts, base = [], []
+        for _ in range(a.restarts):
+            for binary, into in ((self.baseline, base), (self.loader, restarts)):
+                if not binary:
+                    continue
+                self.kill_loader()
+                ready_s, text = self.start_loader(binary)
+                kept = [l for l in text.splitlines() if "adopted " in l]
+                want = f"adopted {size} pod(s)"
+                if not kept or want not in kept[-1]:
+                    raise Fatal(f"after kill -9 the new loader ({binary}) did not adopt {size} pods: {kept[-1:] or text[-800:]}")
+                line = [l for l in text.splitlines() if "adoption of " in l][-1]
+                into.append({"ready_s": ready_s, "cpu_ms": self.cpu_ms(), "rss_kib": self.rss_kib()[0],
+                             "phases": took(line.split(" dropped: ", 1)[1])})
+        row["restarts"], row["baseline_restarts"] = restarts, base
+        median = sorted(restarts, key=lambda r: r["ready_s"])[(len(restarts) - 1) // 2]
+        row["adopt_s"], row["adopt_cpu_ms"] = median["ready_s"], median["cpu_ms"]
+        row["adopt_rss_kib"], row["adopt_phases"] = median["rss_kib"], median["phases"]
+        if base:
+            median = sorted(base, key=lambda r: r["ready_s"])[(len(base) - 1) // 2]
+            row["base_adopt_s"], row["base_adopt_cpu_ms"], row["base_adopt_phases"] = median["ready_s"], median["cpu_ms"], median["phases"]
         self.rows.append(row)
         log(f"  {self.tc:<6} {size:>5} pods: ADD p50 {pct(adds, 50):.1f} p99 {pct(adds, 99):.1f} ms, DEL p50 {pct(dels, 50):.1f} "
             f"p99 {pct(dels, 99):.1f} ms, RSS {row['rss_kib'] / 1024:.1f} MiB, maps {row['maps_bytes'] / 2**20:.1f} MiB, "
-            f"adoption {row['adopt_s'] * 1e3:.0f} ms (machine {busy:.0%} busy)")
+            f"adoption {row['adopt_s'] * 1e3:.0f} ms, CPU {row['adopt_cpu_ms']:.0f} ms (median of {a.restarts}; "
+            f"{', '.join(format(r['ready_s'] * 1e3, '.0f') for r in restarts)})"
+            + (f"; baseline {row['base_adopt_s'] * 1e3:.0f} ms, CPU {row['base_adopt_cpu_ms']:.0f} ms" if base else "")
+            + f" (machine {busy:.0%} busy)")
 
     def main(self):
         a = self.args
@@ -321,7 +346,9 @@ def report(s):
          "How it measures: [benchmarking.md](benchmarking.md#node-scale). ADD and DEL: from the exec of meshwire-cni "
          f"to its exit, {a.samples} of each per size, each pod added then deleted again (the count holds). Every measured "
          "pod passed CHECK after its ADD; one per size had a connection steered to its sidecar port with SO_ORIGINAL_DST "
-         "answered; every restart adopted all pods.",
+         f"answered; every restart adopted all pods. Adoption: {a.restarts} restarts (kill -9, then `run` until it says ready) "
+         "per size, the median by time to ready; the loader's CPU time is its own from exec to ready (loading the datapath "
+         "included), all its threads, which other work on the machine does not lengthen as it does the time.",
          "",
          *main_table(rows)]
     for what, key in (("ADD", "add_phases"), ("DEL", "del_phases")):
@@ -335,6 +362,15 @@ def report(s):
         for n in names:
             L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
         L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
+    if any("base_adopt_s" in r for r in rows):
+        L += ["", f"Adoption against the baseline loader (`--baseline-loader {os.path.basename(a.baseline_loader)}`{' (' + a.baseline_note + ')' if a.baseline_note else ''}): "
+              f"the same pods, {a.restarts} restarts of each per size in turns (baseline first), medians by time to ready:", "",
+              "| tc attach | pods meshed | adoption (ms) | baseline (ms) | ratio | loader CPU to ready (ms) | baseline (ms) | ratio |",
+              "|---|---|---|---|---|---|---|---|"]
+        for r in rows:
+            L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(r['adopt_s'] * 1e3)} | {fmt(r['base_adopt_s'] * 1e3)} | "
+                     f"{r['adopt_s'] / r['base_adopt_s']:.2f}x | {fmt(r['adopt_cpu_ms'])} | {fmt(r['base_adopt_cpu_ms'])} | "
+                     f"{r['adopt_cpu_ms'] / r['base_adopt_cpu_ms']:.2f}x |")
     L += ["", "Where adoption after kill -9 goes (ms, all pods; the rest of the time to ready is loading the datapath):", "",
           "| phase | " + " | ".join(f"{r['tc']}, {r['pods']:,} pods" for r in rows) + " |", "|---|" + "---|" * len(rows)]
     names = []
@@ -394,13 +430,13 @@ def section_of(path, begin=BEGIN, end=END):
 
 def main_table(rows):
     L = ["| tc attach | pods meshed | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | loader RSS (MiB) | pinned maps (MiB) "
-         "| `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | RSS after adoption (MiB) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "| `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | loader CPU to ready (ms) | RSS after adoption (MiB) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(pct(r['adds'], 50))} | {fmt(pct(r['adds'], 99))} | {fmt(pct(r['dels'], 50))} | "
                  f"{fmt(pct(r['dels'], 99))} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
                  f"{fmt(statistics.median(r['pods_ms']))} | {fmt(statistics.median(r['status_ms']))} | "
-                 f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_rss_kib'] / 1024)} |")
+                 f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_cpu_ms'])} | {fmt(r['adopt_rss_kib'] / 1024)} |")
     return L
 
 

@@ -202,16 +202,29 @@ fn in_pod_netns<T: Send + 'static>(
         if here != cookie {
             return Ok(Reach::Unreachable(Error::NetnsGone(format!("{shown} has netns cookie {here}, not {cookie}"))));
         }
-        let ifindex = match nix::net::if_::if_nametoindex(ifname.as_str()) {
+        let ifindex = match ifindex_here(&ifname, &shown) {
             Ok(i) => i,
-            Err(e) => return Ok(Reach::Unreachable(Error::NotFound(format!("no interface {ifname} in network namespace {shown}: {e}")))),
+            Err(why) => return Ok(Reach::Unreachable(why)),
         };
         f(ifindex).map(Reach::Done).map_err(|e| e.context(format_args!("{ifname} in {shown}")))
     })
 }
 
+/// The index of `ifname` in the calling thread's network namespace (`shown`);
+/// NotFound when it has no such interface.
+fn ifindex_here(ifname: &str, shown: &str) -> Result<u32, Error> {
+    nix::net::if_::if_nametoindex(ifname).map_err(|e| Error::NotFound(format!("no interface {ifname} in network namespace {shown}: {e}")))
+}
+
 fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, Error> {
     pins.lock().or_os(|| format!("locking {}", pins.root().display()))
+}
+
+fn check_ifname(ifname: &str) -> Result<(), Error> {
+    if ifname.is_empty() || ifname.len() >= IFNAMSIZ || ifname.contains(['/', '\0']) || ifname.chars().any(char::is_whitespace) {
+        return Err(Error::Invalid(format!("{ifname:?} is not an interface name")));
+    }
+    Ok(())
 }
 
 /// Attach the tc programs to `ifname` in the pod's network namespace
@@ -220,40 +233,81 @@ fn lock(pins: &Pins) -> Result<crate::datapath::pins::PinLock, Error> {
 /// Attaching again is fine: what is there gets the current programs. On
 /// error the pod has no tc attachment left.
 pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: TcAttach) -> Result<(), Error> {
-    if ifname.is_empty() || ifname.len() >= IFNAMSIZ || ifname.contains(['/', '\0']) || ifname.chars().any(char::is_whitespace) {
-        return Err(Error::Invalid(format!("{ifname:?} is not an interface name")));
-    }
-    let mut progs = Vec::new();
-    for tc in TC_PROGRAMS {
-        let path = pins.prog(tc.program);
-        let fd = libbpf::obj_get(&path).map_err(|e| {
-            Error::from(e).map_message(|m| format!("{m}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))
-        })?;
-        progs.push((tc, fd));
-    }
-    let method = method(mode, progs[0].1.as_raw_fd())?;
-    timing::mark("tc programs open");
-    let _lock = lock(pins)?;
-    let pod = pins.pod(cookie);
-    {
-        use std::os::unix::fs::DirBuilderExt;
-        let dir = pod.dir();
-        std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).or_os(|| format!("creating {}", dir.display()))?;
+    check_ifname(ifname)?;
+    let attacher = std::sync::Arc::new(Attacher::new(pins, mode)?);
+    let (inside, ifname_owned) = (std::sync::Arc::clone(&attacher), ifname.to_string());
+    let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| inside.attach_at(cookie, &ifname_owned, ifindex));
+    timing::mark("tc attach (in the netns)");
+    let result = match reached {
+        Ok(Reach::Done(())) => Ok(()),
+        Ok(Reach::Unreachable(why)) => Err(why),
+        Err(e) => Err(e),
+    };
+    result.inspect_err(|_| attacher.undo(cookie, netns, ifname))
+}
+
+/// The tc programs opened from their pins, how they go on, and the pin lock:
+/// what attaching pods needs, once for any number of them (adoption attaches
+/// thousands with one).
+pub struct Attacher {
+    pins: Pins,
+    progs: Vec<(&'static TcProgram, OwnedFd)>,
+    method: Method,
+    _lock: crate::datapath::pins::PinLock,
+}
+
+impl Attacher {
+    pub fn new(pins: &Pins, mode: TcAttach) -> Result<Attacher, Error> {
+        let mut progs = Vec::new();
+        for tc in TC_PROGRAMS {
+            let path = pins.prog(tc.program);
+            let fd = libbpf::obj_get(&path).map_err(|e| {
+                Error::from(e).map_message(|m| format!("{m}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))
+            })?;
+            progs.push((tc, fd));
+        }
+        let method = method(mode, progs[0].1.as_raw_fd())?;
+        timing::mark("tc programs open");
+        let lock = lock(pins)?;
+        Ok(Attacher { pins: pins.clone(), progs, method, _lock: lock })
     }
 
-    // The previous layout's qdisc marker becomes this interface's.
-    let legacy_marker = pod.legacy_qdisc_marker();
-    if pod.qdisc_marker_for(ifname) == legacy_marker {
-        std::fs::rename(&legacy_marker, pod.qdisc_marker(ifname)).or_os(|| format!("renaming {}", legacy_marker.display()))?;
+    /// For a thread already inside the pod's network namespace `netns` (its
+    /// cookie checked to be `cookie`): attach to `ifname` there, as
+    /// [`attach_pod`] does; on error the pod has no tc attachment left.
+    pub fn attach_here(&self, cookie: u64, netns: &Path, ifname: &str) -> Result<(), Error> {
+        let shown = netns.display().to_string();
+        check_ifname(ifname)
+            .and_then(|()| ifindex_here(ifname, &shown))
+            .and_then(|ifindex| self.attach_at(cookie, ifname, ifindex).map_err(|e| e.context(format_args!("{ifname} in {shown}"))))
+            .inspect_err(|_| self.undo(cookie, netns, ifname))
     }
-    let pod_owned = pod.clone();
-    let ifname_owned = ifname.to_string();
-    let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| -> Result<(), Error> {
-        let marker = pod_owned.qdisc_marker(&ifname_owned);
-        match method {
+
+    /// After a failed attach: nothing of the pod's tc attachment is left.
+    fn undo(&self, cookie: u64, netns: &Path, ifname: &str) {
+        if let Err(e2) = detach_locked(&self.pins, cookie, Some((netns, ifname))) {
+            log::warn!("removing the tc attachment of pod {cookie} after a failed attach: {e2}");
+        }
+    }
+
+    /// In the pod's network namespace: the programs onto `ifindex`.
+    fn attach_at(&self, cookie: u64, ifname: &str, ifindex: u32) -> Result<(), Error> {
+        let pod = self.pins.pod(cookie);
+        {
+            use std::os::unix::fs::DirBuilderExt;
+            let dir = pod.dir();
+            std::fs::DirBuilder::new().recursive(true).mode(0o700).create(dir).or_os(|| format!("creating {}", dir.display()))?;
+        }
+        // The previous layout's qdisc marker becomes this interface's.
+        let legacy_marker = pod.legacy_qdisc_marker();
+        if pod.qdisc_marker_for(ifname) == legacy_marker {
+            std::fs::rename(&legacy_marker, pod.qdisc_marker(ifname)).or_os(|| format!("renaming {}", legacy_marker.display()))?;
+        }
+        let marker = pod.qdisc_marker(ifname);
+        match self.method {
             Method::Tcx => {
-                for (tc, prog) in &progs {
-                    attach_one(&pod_owned, tc, prog, ifindex, &ifname_owned).map_err(|e| e.context(tc.program))?;
+                for (tc, prog) in &self.progs {
+                    attach_one(&pod, tc, prog, ifindex, ifname).map_err(|e| e.context(tc.program))?;
                 }
                 remove_filters_here(ifindex, &marker)
             }
@@ -261,32 +315,19 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
                 if clsact::ensure_qdisc(ifindex)? {
                     std::fs::create_dir_all(&marker).or_os(|| format!("creating {}", marker.display()))?;
                 }
-                let on_if = pod_owned.clsact_if_marker(&ifname_owned);
+                let on_if = pod.clsact_if_marker(ifname);
                 std::fs::create_dir_all(&on_if).or_os(|| format!("creating {}", on_if.display()))?;
-                for (tc, prog) in &progs {
+                for (tc, prog) in &self.progs {
                     clsact::attach(ifindex, tc.ingress, tc.program, prog.as_raw_fd()).map_err(|e| e.context(tc.program))?;
                 }
                 // tcx links this interface had (this layout's or the previous one's) go.
                 for tc in TC_PROGRAMS {
-                    take_legacy_link(&pod_owned, tc, ifindex, None)?;
+                    take_legacy_link(&pod, tc, ifindex, None)?;
                 }
-                remove_iface_links(&pod_owned, &ifname_owned).map(|_| ())
+                remove_iface_links(&pod, ifname).map(|_| ())
             }
         }
-    });
-    timing::mark("tc attach (in the netns)");
-    let result = match reached {
-        Ok(Reach::Done(())) => Ok(()),
-        Ok(Reach::Unreachable(why)) => Err(why),
-        Err(e) => Err(e),
-    };
-    if let Err(e) = result {
-        if let Err(e2) = detach_locked(pins, cookie, Some((netns, ifname))) {
-            log::warn!("removing the tc attachment of pod {cookie} after a failed attach: {e2}");
-        }
-        return Err(e);
     }
-    Ok(())
 }
 
 /// In the pod's netns: the previous layout's link of `tc`, if it runs on

@@ -5,11 +5,11 @@
 use std::sync::{Arc, Mutex};
 
 use super::pods::{self, MeshedPod, PodMaps};
-use super::Interception;
+use super::{Adopted, Adopting, Interception};
 use crate::datapath::pins::{self, Pins};
 use crate::error::Error;
 use crate::datapath::tc::{self, TcAttach};
-use crate::system::userns;
+use crate::system::{self, userns, NetnsThread};
 
 pub struct EbpfTc {
     pins: Pins,
@@ -54,6 +54,24 @@ impl EbpfTc {
     }
 }
 
+impl EbpfTc {
+    /// One pod of [`Interception::adopt`]'s, on a thread of its.
+    fn adopt_one(&self, thread: &mut NetnsThread, maps: &PodMaps, tc: Option<&Result<tc::Attacher, Error>>, a: &Adopting) -> Adopted {
+        let pod = &a.pod;
+        // As pods::netns_alive: a namespace whose cookie cannot be read is gone.
+        if !thread.enter(&pod.netns).is_ok_and(|cookie| cookie == pod.cookie) {
+            return Adopted::Gone;
+        }
+        let steered = self.sidecar_host_uid(pod).and_then(|uid| pods::install(maps, pod, &a.siblings, uid)).and_then(|()| {
+            let Some(tc) = tc.filter(|_| !pod.ifname.is_empty()) else { return Ok(()) };
+            tc.as_ref().map_err(Error::clone).and_then(|tc| tc.attach_here(pod.cookie, &pod.netns, &pod.ifname)).inspect_err(|_| {
+                let _ = pods::remove(maps, pod, &a.siblings);
+            })
+        });
+        steered.map_or_else(Adopted::Failed, |()| Adopted::Kept)
+    }
+}
+
 impl Interception for EbpfTc {
     /// Maps (the pod's cookie entries from all its attachments), then tc on
     /// this attachment's interface; on a tc failure the map entries go again.
@@ -85,6 +103,31 @@ impl Interception for EbpfTc {
             tc::check_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname).map_err(|e| e.context(format_args!("pod {}", pod.container_id)))?;
         }
         Ok(())
+    }
+
+    /// Each pod is looked at on one of a few threads ([`pods::NETNS_THREADS`])
+    /// that enter one pod's namespace after another: its cookie checked,
+    /// then, as `apply` does, its entries and its tc programs, attached from
+    /// within (the pin lock and the programs' pins taken once for all). A
+    /// container's attachments go on one thread, in turn.
+    fn adopt(&self, pods: &[Adopting]) -> Vec<Adopted> {
+        let maps = match self.maps() {
+            Ok(m) => m,
+            Err(e) => return pods.iter().map(|_| Adopted::Failed(e.clone())).collect(),
+        };
+        // Without the programs' pins, the pods with an interface fail as `apply` would.
+        let tc = pods.iter().any(|a| !a.pod.ifname.is_empty()).then(|| tc::Attacher::new(&self.pins, self.tc_attach));
+        let by_container: Vec<&[Adopting]> = pods.chunk_by(|a, b| a.pod.container_id == b.pod.container_id).collect();
+        let answers = system::each_in_netns(&by_container, pods::NETNS_THREADS, |thread, container| {
+            container.iter().map(|a| self.adopt_one(thread, &maps, tc.as_ref(), a)).collect::<Vec<Adopted>>()
+        });
+        by_container
+            .iter()
+            .zip(answers)
+            .flat_map(|(container, answer)| {
+                answer.unwrap_or_else(|| container.iter().map(|_| Adopted::Failed(Error::Internal("the thread adopting it panicked".into()))).collect())
+            })
+            .collect()
     }
 
     /// Map entries and tc pins of network namespaces no attachment has.

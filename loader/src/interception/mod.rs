@@ -32,6 +32,40 @@ pub trait Interception: Send + Sync {
     /// After a restart: take away what none of the `known` attachments
     /// explains (a loader killed in the middle of an ADD).
     fn sweep(&self, known: &[MeshedPod]) -> Result<(), Error>;
+    /// After a restart: each attachment whose network namespace is still
+    /// the one recorded is steered again, as `apply` does; answers in
+    /// `pods`' order. `pods` come by container (a container's attachments
+    /// next to each other). This way checks the namespaces a few at once,
+    /// then applies the live ones in turn.
+    fn adopt(&self, pods: &[Adopting]) -> Vec<Adopted> {
+        let alive = pods::netns_alive_all(&pods.iter().map(|a| &a.pod).collect::<Vec<_>>());
+        pods.iter()
+            .zip(alive)
+            .map(|(a, alive)| match alive {
+                false => Adopted::Gone,
+                true => self.apply(&a.pod, &a.siblings).map_or_else(Adopted::Failed, |()| Adopted::Kept),
+            })
+            .collect()
+    }
+}
+
+/// An attachment to adopt after a restart, with its siblings.
+pub struct Adopting {
+    pub pod: MeshedPod,
+    pub siblings: Vec<MeshedPod>,
+}
+
+/// What adoption did with one attachment.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Adopted {
+    /// Steered again.
+    Kept,
+    /// Its network namespace is gone (or its path names another one now,
+    /// or it cannot be entered): nothing was done.
+    Gone,
+    /// It could not be steered again; as after a failed `apply`, nothing of
+    /// it is left (the siblings stay as they were).
+    Failed(Error),
 }
 
 /// The interception `config` asks for.

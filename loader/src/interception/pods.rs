@@ -614,6 +614,20 @@ pub fn netns_alive(netns: &Path, cookie: u64) -> bool {
     system::netns_cookie(netns).map(|c| c == cookie).unwrap_or(false)
 }
 
+/// Network namespaces are entered this many at once when thousands of pods
+/// are looked at (adoption): the work mostly waits for the kernel.
+pub const NETNS_THREADS: usize = 4;
+
+/// [`netns_alive`] of each pod, a few at once ([`NETNS_THREADS`]), in the
+/// pods' order. A pod whose thread panicked is answered alive (applying it
+/// finds out) rather than dropped.
+pub fn netns_alive_all(pods: &[&MeshedPod]) -> Vec<bool> {
+    system::each_in_netns(pods, NETNS_THREADS, |thread, pod| thread.enter(&pod.netns).is_ok_and(|c| c == pod.cookie))
+        .into_iter()
+        .map(|alive| alive.unwrap_or(true))
+        .collect()
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -621,6 +635,22 @@ mod tests {
     fn spec() -> PodSpec {
         // An ID with every kind of character an ID may hold.
         meshwire_api::testing::pod("abc-123_x.y")
+    }
+
+    /// Checked a few at a time (more pods than threads), answered in the pods' order.
+    #[test]
+    fn namespaces_are_checked_for_every_pod_in_order() {
+        let here = system::current_netns_cookie().unwrap();
+        let pods: Vec<MeshedPod> = (0..9u64)
+            .map(|i| {
+                let mut s = spec();
+                s.netns = if i == 4 { "/nonexistent/netns".into() } else { "/proc/self/ns/net".into() };
+                MeshedPod::of(&s, if i % 3 == 0 { here + 1 } else { here }, NODE)
+            })
+            .collect();
+        let want: Vec<bool> = (0..9).map(|i| i % 3 != 0 && i != 4).collect();
+        assert_eq!(netns_alive_all(&pods.iter().collect::<Vec<_>>()), want);
+        assert!(netns_alive_all(&[]).is_empty());
     }
 
     #[test]

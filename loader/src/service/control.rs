@@ -415,24 +415,30 @@ mod tests {
         _fs: crate::testutil::PrivateBpffs,
         _cg: crate::testutil::TempCgroup,
         pins: Pins,
+        config: crate::config::Config,
         api: Fixture,
     }
 
     impl Node {
         fn new() -> Node {
+            Node::with("")
+        }
+
+        /// With `more` added to the configuration (TOML sections).
+        fn with(more: &str) -> Node {
             let fs = crate::testutil::PrivateBpffs::new();
             let cg = crate::testutil::TempCgroup::new();
             let pins = Pins::new(&fs.path().join("meshwire"));
             let config = crate::config::Config::parse(
                 "t.toml",
-                &format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n", pins.root().display(), cg.path().display()),
+                &format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n{more}", pins.root().display(), cg.path().display()),
             )
             .unwrap();
             crate::datapath::install(&config).unwrap();
             let state = std::env::temp_dir().join(format!("meshwire-control-node-{}-{:?}", std::process::id(), std::thread::current().id()));
             let _ = std::fs::remove_dir_all(&state);
             let service = Arc::new(PodService::new(&state, crate::interception::of(&config, &pins)).unwrap());
-            Node { _fs: fs, _cg: cg, pins, api: Fixture { state, service } }
+            Node { _fs: fs, _cg: cg, pins, config, api: Fixture { state, service } }
         }
 
         fn add(&self, id: &str, netns: &Path, ifname: &str) -> Response {
@@ -441,7 +447,13 @@ mod tests {
         }
 
         fn pods(&self) -> usize {
-            crate::libbpf::MapFd::open_pinned(&self.pins.map(crate::datapath::pins::MAP_PODS)).unwrap().keys::<u64>().unwrap().len()
+            self.pod_cookies().len()
+        }
+
+        fn pod_cookies(&self) -> Vec<u64> {
+            let mut keys = crate::libbpf::MapFd::open_pinned(&self.pins.map(crate::datapath::pins::MAP_PODS)).unwrap().keys::<u64>().unwrap();
+            keys.sort_unstable();
+            keys
         }
     }
 
@@ -470,6 +482,78 @@ mod tests {
     impl Drop for TestNetns {
         fn drop(&mut self) {
             let _ = std::process::Command::new("ip").args(["netns", "del", &self.0]).status();
+        }
+    }
+
+    /// `ip -n NS ARGS...`
+    fn ip_in(ns: &TestNetns, args: &[&str]) {
+        let ok = std::process::Command::new("ip").arg("-n").arg(&ns.0).args(args).status().is_ok_and(|s| s.success());
+        assert!(ok, "ip -n {} {args:?} failed", ns.0);
+    }
+
+    /// Adoption after a restart, on a real datapath with clsact filters: the
+    /// datapath installed again (new tc programs, as a new loader loads
+    /// them) and a new pod service on the same records adopts more pods
+    /// than it has threads, one of them on two interfaces. Each live pod
+    /// keeps its entries and gets the new programs on each interface; the
+    /// pod whose namespace went is dropped, record and entries; the pod
+    /// whose interface went fails alone: its record stays, nothing of it is
+    /// in the maps or on bpffs.
+    #[test]
+    fn adoption_gives_live_pods_the_new_programs_and_drops_the_gone_one() {
+        let node = Node::with("[tc]\nattach = \"clsact\"\n");
+        let mut nss: Vec<Option<TestNetns>> = (0..9).map(|i| Some(TestNetns::new(&format!("adopt{i}")))).collect();
+        let mut cookies = Vec::new();
+        for (i, ns) in nss.iter().enumerate() {
+            let ns = ns.as_ref().unwrap();
+            let ifnames: &[&str] = if i == 8 { &["eth0", "net1"] } else { &["eth0"] };
+            for (k, ifname) in ifnames.iter().enumerate() {
+                let peer = format!("peer{k}");
+                ip_in(ns, &["link", "add", ifname, "type", "veth", "peer", "name", &peer]);
+                ip_in(ns, &["link", "set", ifname, "up"]);
+                ip_in(ns, &["link", "set", &peer, "up"]);
+                let req = serde_json::json!({"version": 1, "op": "add_pod", "pod": {"container_id": format!("a{i}"), "netns": ns.path(), "ifname": ifname, "ips": [format!("10.9.{k}.{i}")]}});
+                let r = node.api.exchange(&[&req.to_string()]).remove(0);
+                assert!(r.error.is_none(), "a{i} {ifname}: {r:?}");
+            }
+            cookies.push(crate::system::netns_cookie(&ns.path()).unwrap());
+        }
+        let tc_prog_ids = || -> Vec<u32> {
+            crate::datapath::tc::TC_PROGRAMS.iter().map(|t| crate::libbpf::prog_id(std::os::fd::AsRawFd::as_raw_fd(&crate::libbpf::obj_get(&node.pins.prog(t.program)).unwrap())).unwrap()).collect()
+        };
+        let before = tc_prog_ids();
+
+        // The restart.
+        crate::datapath::install(&node.config).unwrap();
+        let now = tc_prog_ids();
+        assert!(before.iter().all(|id| !now.contains(id)), "new programs: {before:?} then {now:?}");
+        let gone_path = nss[1].as_ref().unwrap().path();
+        drop(nss[1].take());
+        ip_in(nss[2].as_ref().unwrap(), &["link", "del", "eth0"]);
+        let service = PodService::new(&node.api.state, crate::interception::of(&node.config, &node.pins)).unwrap();
+        assert_eq!(service.adopt().unwrap(), (8, 1), "a0, a3-a7 and both of a8's kept; a1 dropped; a2 failed");
+
+        let mut ids: Vec<String> = service.list().unwrap().into_iter().map(|r| format!("{}@{}", r.spec.container_id, r.spec.ifname)).collect();
+        ids.sort();
+        let mut want: Vec<String> = [0, 2, 3, 4, 5, 6, 7, 8].iter().map(|i| format!("a{i}@eth0")).collect();
+        want.push("a8@net1".into());
+        want.sort();
+        assert_eq!(ids, want, "a1's record went with its namespace ({})", gone_path.display());
+        let mut live: Vec<u64> = [0, 3, 4, 5, 6, 7, 8].iter().map(|&i| cookies[i]).collect();
+        live.sort_unstable();
+        assert_eq!(node.pod_cookies(), live, "mw_pods: neither a1 (gone) nor a2 (failed)");
+        assert!(!node.pins.pod_dir(cookies[2]).exists() && !node.pins.pod_dir(cookies[1]).exists());
+        for i in [0, 3, 4, 5, 6, 7, 8] {
+            let ifnames: &[&str] = if i == 8 { &["eth0", "net1"] } else { &["eth0"] };
+            for ifname in ifnames {
+                let ifname = ifname.to_string();
+                let slots = crate::testutil::in_netns(&nss[i].as_ref().unwrap().path(), move || {
+                    let ifindex = nix::net::if_::if_nametoindex(ifname.as_str()).unwrap();
+                    crate::datapath::tc::TC_PROGRAMS.iter().map(|t| crate::datapath::clsact::slot(ifindex, t.ingress, t.program).unwrap()).collect::<Vec<_>>()
+                });
+                let want: Vec<_> = now.iter().map(|&id| crate::datapath::clsact::Slot::Ours(id)).collect();
+                assert_eq!(slots, want, "a{i}: the new programs on its interfaces");
+            }
         }
     }
 

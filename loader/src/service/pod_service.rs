@@ -10,7 +10,7 @@ use std::sync::Mutex;
 use meshwire_api::{PodRecord, PodSpec};
 
 use crate::interception::pods::{self, MeshedPod, PodDefaults};
-use crate::interception::Interception;
+use crate::interception::{Adopted, Adopting, Interception};
 use crate::error::Error;
 use crate::service::records::Records;
 use crate::timing;
@@ -291,25 +291,37 @@ impl PodService {
         for b in broken {
             log::warn!("ignoring unreadable pod record: {b}");
         }
-        let alive = netns_alive_all(&records);
-        timing::mark("netns check");
+        // Siblings from the records in hand (sorted by container, so a
+        // container's attachments are next to each other), not read again.
+        let adopting: Vec<Adopting> = records
+            .chunk_by(|a, b| a.spec.container_id == b.spec.container_id)
+            .flat_map(|container| {
+                container.iter().map(|r| {
+                    let siblings = container.iter().filter(|o| o.spec.ifname != r.spec.ifname && o.netns_cookie == r.netns_cookie);
+                    Adopting { pod: self.meshed_of(r), siblings: siblings.map(|o| self.meshed_of(o)).collect() }
+                })
+            })
+            .collect();
+        let adopted = self.interception.adopt(&adopting);
+        timing::mark("netns check + map updates + tc attach");
         let (mut kept, mut dropped) = (0, 0);
-        for (record, alive) in records.iter().zip(alive) {
-            let pod = self.meshed_of(record);
-            if alive {
-                match self.apply(&pod) {
-                    Ok(()) => kept += 1,
-                    Err(e) => log::error!("pod {}: could not restore: {e}", pod.container_id),
+        let mut live = Vec::with_capacity(records.len());
+        for (record, adopted) in records.into_iter().zip(adopted) {
+            let id = &record.spec.container_id;
+            match adopted {
+                Adopted::Kept => kept += 1,
+                Adopted::Failed(e) => log::error!("pod {id}: could not restore: {e}"),
+                Adopted::Gone => {
+                    log::info!("pod {id}: network namespace {} is gone; removing it", record.spec.netns.display());
+                    self.teardown(&mut meshed, &record)?;
+                    dropped += 1;
+                    continue;
                 }
-            } else {
-                log::info!("pod {}: network namespace {} is gone; removing it", pod.container_id, pod.netns.display());
-                self.teardown(&mut meshed, record)?;
-                dropped += 1;
             }
+            live.push(record);
         }
+        timing::mark("gone pods removed");
         // What no record explains: a loader killed in the middle of an ADD.
-        let (live, _) = self.records.all()?;
-        timing::mark("records read");
         *meshed = Meshed::of(&live);
         let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
         self.interception.sweep(&known)?;
@@ -318,44 +330,10 @@ impl PodService {
     }
 }
 
-/// Whether each record's network namespace is still the one recorded. Each
-/// check enters the namespace on a thread of its own and mostly waits for
-/// the kernel, so a few run at once: adoption of thousands of pods is
-/// bounded by this and the tc attachments.
-fn netns_alive_all(records: &[PodRecord]) -> Vec<bool> {
-    const AT_ONCE: usize = 4;
-    let per = records.len().div_ceil(AT_ONCE).max(1);
-    std::thread::scope(|s| {
-        let workers: Vec<_> = records
-            .chunks(per)
-            .map(|chunk| s.spawn(move || chunk.iter().map(|r| pods::netns_alive(&r.spec.netns, r.netns_cookie)).collect::<Vec<bool>>()))
-            .collect();
-        // A worker that panicked checked nothing: its pods are applied as
-        // if alive (applying finds out) rather than dropped.
-        workers.into_iter().zip(records.chunks(per)).flat_map(|(w, chunk)| w.join().unwrap_or_else(|_| vec![true; chunk.len()])).collect()
-    })
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
     use meshwire_api::testing::record;
-
-    /// Checked a few at a time, answered in the records' order.
-    #[test]
-    fn namespaces_are_checked_for_every_record_in_order() {
-        let here = crate::system::current_netns_cookie().unwrap();
-        let records: Vec<PodRecord> = (0..9u64)
-            .map(|i| {
-                let mut r = record(&format!("p{i}"), if i % 3 == 0 { here + 1 } else { here });
-                r.spec.netns = if i == 4 { "/nonexistent/netns".into() } else { "/proc/self/ns/net".into() };
-                r
-            })
-            .collect();
-        let want: Vec<bool> = (0..9).map(|i| i % 3 != 0 && i != 4).collect();
-        assert_eq!(netns_alive_all(&records), want);
-        assert!(netns_alive_all(&[]).is_empty());
-    }
 
     #[test]
     fn a_namespace_has_one_owner_and_forgetting_another_owner_keeps_it() {

@@ -151,6 +151,56 @@ pub fn run_in_netns<T: Send + 'static, E: From<String> + Send + 'static>(
     .map_err(|_| E::from("netns thread panicked".to_string()))?
 }
 
+/// A thread of [`each_in_netns`]'s, which the work moves from one network
+/// namespace to another.
+pub struct NetnsThread {
+    _only_each_in_netns: (),
+}
+
+impl NetnsThread {
+    /// Enter the network namespace at `netns` (checked as [`open_netns`]
+    /// does) on this thread; its cookie. NetnsGone when the path is gone.
+    pub fn enter(&mut self, netns: &Path) -> Result<u64, Error> {
+        let file = open_netns(netns)?;
+        let shown = netns.display();
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
+            .map_err(|e| Error::Internal(format!("{shown} is not a network namespace I can enter: {e}")))?;
+        current_netns_cookie().map_err(|e| Error::Internal(format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)")))
+    }
+}
+
+/// `f` for each of `items`, on `threads` threads of their own that `f` moves
+/// between network namespaces ([`NetnsThread::enter`]) and that end with the
+/// work, so the rest of the process stays where it is (setns() moves only
+/// the calling thread). Thousands of pods cost `threads` threads rather than
+/// one each, and their namespaces are worked in at once. Answers in the
+/// items' order; None for an item whose thread panicked before answering.
+pub fn each_in_netns<I: Sync, T: Send>(items: &[I], threads: usize, f: impl Fn(&mut NetnsThread, &I) -> T + Sync) -> Vec<Option<T>> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    let next = AtomicUsize::new(0);
+    let mut answers: Vec<Option<T>> = std::iter::repeat_with(|| None).take(items.len()).collect();
+    let done: Vec<Vec<(usize, T)>> = std::thread::scope(|s| {
+        let workers: Vec<_> = (0..threads.clamp(1, items.len().max(1)))
+            .map(|_| {
+                s.spawn(|| {
+                    let mut thread = NetnsThread { _only_each_in_netns: () };
+                    let mut out = Vec::new();
+                    loop {
+                        let i = next.fetch_add(1, Ordering::Relaxed);
+                        let Some(item) = items.get(i) else { return out };
+                        out.push((i, f(&mut thread, item)));
+                    }
+                })
+            })
+            .collect();
+        workers.into_iter().filter_map(|w| w.join().ok()).collect()
+    });
+    for (i, t) in done.into_iter().flatten() {
+        answers[i] = Some(t);
+    }
+    answers
+}
+
 /// Cookie of the calling thread's network namespace.
 pub fn current_netns_cookie() -> io::Result<u64> {
     let fd = unsafe { libc::socket(libc::AF_INET, libc::SOCK_DGRAM | libc::SOCK_CLOEXEC, 0) };
