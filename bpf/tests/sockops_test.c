@@ -259,6 +259,15 @@ static struct mw_flow4_key flow_key(const struct sockops_case *c)
 	return k;
 }
 
+/*
+ * The socket's tcp_sock as sockops reads it: sk_user_data is its psock with
+ * the kernel's flag bits (SK_USER_DATA_PSOCK | _BPF here) in the low ones.
+ * A psock recorded before the event: OLD_PSOCK.
+ */
+#define PSOCK		0x7f0012345600ULL
+#define OLD_PSOCK	0x7f00abcdef00ULL
+static struct tcp_sock___mwa test_tcp = { .inet_conn.icsk_inet.sk.sk_user_data = (void *)(PSOCK | 6) };
+
 static void node(const struct sockops_case *c)
 {
 	struct mw_orig4 orig = {
@@ -278,8 +287,12 @@ static void node(const struct sockops_case *c)
 		bpf_map_update_elem(&mw_orig_tuple4, &tk, &orig, BPF_ANY);
 	if (c->before & FLOW)
 		bpf_map_update_elem(&mw_flow4, &fk, &flow, BPF_ANY);
-	if (c->before & OWN_ACCEL)
+	if (c->before & OWN_ACCEL) {
+		__u64 recorded = OLD_PSOCK;
+
 		bpf_map_update_elem(&mw_accel_state, &ok, &own, BPF_ANY);
+		bpf_map_update_elem(&mw_accel_psock, &ok, &recorded, BPF_ANY);
+	}
 	if (c->before & PEER_ACCEL)
 		bpf_map_update_elem(&mw_accel_state, &pk, &peer, BPF_ANY);
 	if (c->before & SOCKHASH)
@@ -310,6 +323,7 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	if (c->full)
 		mw_test_map_limit(c->full == FULL_STATE ? (void *)&mw_accel_state :
 				  (void *)&mw_sock_hash, 0);
+	mw_test_tcp_sock = &test_tcp;
 	mw_test_settings(c->accel, 1, SIDECAR_UID);
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_no_sk_storage = c->no_storage;
@@ -353,6 +367,17 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	MW_EXPECT_EQ(run, !!own, !!(c->after & OWN_ACCEL), "mw_accel_state holds the socket");
 	if (own)
 		MW_EXPECT_EQ(run, own->flags, c->want_own_flags, "its mw_accel_state flags");
+	{
+		__u64 *psock = bpf_map_lookup_elem(&mw_accel_psock, &ok);
+		/* Recorded with the socket's state, its flag bits cleared; gone with it. */
+		__u64 want = (c->before & OWN_ACCEL) ? OLD_PSOCK : PSOCK;
+
+		MW_EXPECT_EQ(run, !!psock, !!(c->after & OWN_ACCEL), "mw_accel_psock holds the socket");
+		if (psock)
+			MW_EXPECT_EQ(run, *psock, want, "its psock address");
+		MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_psock), !!(c->after & OWN_ACCEL),
+			     "mw_accel_psock entries");
+	}
 	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_accel_state, &pk), !!(c->after & PEER_ACCEL),
 		     "mw_accel_state holds the peer");
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_state),
