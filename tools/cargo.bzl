@@ -50,8 +50,10 @@ _COMMON_ATTRS = {
     ),
 }
 
-def _run_cargo(ctx, mode, bin, out, version_suffix = ""):
+def _run_cargo(ctx, mode, bin, out, version_suffix = "", static = False):
     args = ctx.actions.args()
+    if static:
+        args.add("--static")
     if version_suffix:
         args.add("--version-suffix=" + version_suffix)
     args.add(mode)
@@ -78,7 +80,7 @@ def _cargo_binary_impl(ctx):
     # A stamped build lives in a directory named after its target, so that it
     # keeps the binary's name beside the release build of the same package.
     out = ctx.actions.declare_file(ctx.label.name + "/" + bin if suffix else bin)
-    _run_cargo(ctx, "build", bin, out, suffix)
+    _run_cargo(ctx, "build", bin, out, suffix, ctx.attr.static)
     return [DefaultInfo(files = depset([out]), executable = out)]
 
 cargo_binary = rule(
@@ -88,6 +90,11 @@ cargo_binary = rule(
     attrs = dict(
         _COMMON_ATTRS,
         bin = attr.string(doc = "Cargo bin target; default: the package name."),
+        static = attr.bool(
+            doc = "Link the C runtime statically (glibc, `-C target-feature=+crt-static`, built for " +
+                  "the host's target triple so that build scripts and proc macros stay dynamic): no " +
+                  "dynamic loader, no shared libraries to map and relocate at each exec.",
+        ),
         version_suffix = attr.string(
             doc = "Stamped after the workspace's version (MESHWIRE_VERSION_SUFFIX at compile time, " +
                   "which meshwire-loader's version.rs reads), e.g. \"~e2e.older\": a Debian version " +

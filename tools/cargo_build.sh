@@ -6,6 +6,10 @@
 #       cargo build --locked --release -p PACKAGE --bin BIN   -> OUT_FILE
 #   cargo_build.sh test  MANIFEST PACKAGE -   OUT_DIR  BPF_OBJECT...
 #       cargo test --no-run --locked --release -p PACKAGE     -> OUT_DIR/*
+#   cargo_build.sh --static build ...
+#       the binary with the C runtime linked statically (RUSTFLAGS
+#       -C target-feature=+crt-static, --target the host's triple, so that
+#       build scripts and proc macros, built for the host, stay dynamic)
 #   cargo_build.sh --version-suffix=SUFFIX build ...
 #       the same build with MESHWIRE_VERSION_SUFFIX=SUFFIX at compile time
 #       (meshwire-loader reports its version with SUFFIX after it). cargo
@@ -25,6 +29,11 @@ die() {
 }
 
 unset MESHWIRE_VERSION_SUFFIX
+static=""
+if [[ ${1:-} == --static ]]; then
+    static=1
+    shift
+fi
 if [[ ${1:-} == --version-suffix=* ]]; then
     suffix=${1#--version-suffix=}
     # Debian's version characters (after the workspace version), nothing else.
@@ -32,7 +41,7 @@ if [[ ${1:-} == --version-suffix=* ]]; then
     export MESHWIRE_VERSION_SUFFIX=$suffix
     shift
 fi
-[[ $# -ge 6 ]] || die "usage: cargo_build.sh [--version-suffix=SUFFIX] build|test MANIFEST PACKAGE BIN|- OUT BPF_OBJECT..."
+[[ $# -ge 6 ]] || die "usage: cargo_build.sh [--static] [--version-suffix=SUFFIX] build|test MANIFEST PACKAGE BIN|- OUT BPF_OBJECT..."
 mode=$1 manifest=$2 package=$3 bin=$4 out=$5
 shift 5
 execroot=$PWD
@@ -64,6 +73,16 @@ json=$(mktemp "${TMPDIR:-/tmp}/meshwire-cargo.XXXXXX")
 trap 'rm -f "$json"' EXIT
 
 common=(--locked --release --quiet --message-format=json-render-diagnostics -p "$package")
+if [[ -n $static ]]; then
+    rustc=$(dirname "$cargo")/rustc
+    [[ -x $rustc ]] || rustc=rustc
+    host=$("$rustc" -vV | sed -n 's/^host: //p')
+    [[ -n $host ]] || die "--static: cannot tell the host's target triple from '$rustc -vV'"
+    # With --target, RUSTFLAGS reach only the target's crates (not build
+    # scripts or proc macros); the artifacts go to $CARGO_TARGET_DIR/$host/.
+    common+=(--target "$host")
+    export RUSTFLAGS="${RUSTFLAGS:+$RUSTFLAGS }-C target-feature=+crt-static"
+fi
 case $mode in
 build) cmd=(build "${common[@]}" --bin "$bin") ;;
 test) cmd=(test --no-run "${common[@]}") ;;
