@@ -62,9 +62,11 @@ impl Drop for TempCgroup {
     }
 }
 
-/// Run `f` on a thread inside the (test's) network namespace at `netns`;
-/// sockets made there stay there.
+/// Run `f` on a thread of its own inside the (test's) network namespace at
+/// `netns` (tests change per-thread state there, e.g. setfsuid); sockets
+/// made there stay there.
 pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
     let file = std::fs::File::open(netns).unwrap();
-    system::run_in_netns(file, &netns.display().to_string(), move |_| Ok::<T, String>(f())).unwrap()
+    let shown = netns.display().to_string();
+    std::thread::spawn(move || system::run_in_netns(file, &shown, move |_| Ok::<T, String>(f())).unwrap()).join().unwrap()
 }

@@ -181,7 +181,7 @@ enum Reach<T> {
     Unreachable(Error),
 }
 
-/// Run `f` with the index of `ifname` on a thread inside the network
+/// Run `f` with the index of `ifname` inside the network
 /// namespace at `netns`, once its cookie is checked to be `cookie`.
 fn in_pod_netns<T: Send + 'static>(
     netns: &Path,
@@ -431,18 +431,20 @@ fn remove_filters(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
 /// In the pod's netns: meshwire's filters off the interface, then the qdisc
 /// if `marker` says meshwire created it and no other filter is on it (with
 /// other filters there it is theirs now: the marker goes, the qdisc stays).
+/// When the qdisc goes, its filters go with it in the same netlink request:
+/// meshwire's are not taken off one by one first (a pod's DEL is then three
+/// netlink requests, not nine).
 fn remove_filters_here(ifindex: u32, marker: &Path) -> Result<(), Error> {
+    if marker.exists() {
+        let others = clsact::other_filters(ifindex)?;
+        if others.is_empty() {
+            clsact::remove_qdisc(ifindex)?;
+            return remove_dir_if_present(marker);
+        }
+        log::info!("ifindex {ifindex}: keeping the clsact qdisc meshwire created, other filters are on it: {}", others.join("; "));
+    }
     for tc in TC_PROGRAMS {
         clsact::detach(ifindex, tc.ingress, tc.program)?;
-    }
-    if !marker.exists() {
-        return Ok(());
-    }
-    let others = clsact::other_filters(ifindex)?;
-    if others.is_empty() {
-        clsact::remove_qdisc(ifindex)?;
-    } else {
-        log::info!("ifindex {ifindex}: keeping the clsact qdisc meshwire created, other filters are on it: {}", others.join("; "));
     }
     remove_dir_if_present(marker)
 }

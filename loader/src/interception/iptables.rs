@@ -659,7 +659,7 @@ struct Entered {
     userns: Option<File>,
 }
 
-/// Run `f` on a thread inside the namespace at `netns`, after checking that
+/// Run `f` inside the namespace at `netns`, after checking that
 /// it is the namespace with `cookie` and not the host's. Ok(None): the
 /// namespace is gone (or the path now names another one), nothing was run.
 fn in_pod_netns<T: Send + 'static>(

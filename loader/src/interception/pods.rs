@@ -244,7 +244,7 @@ pub fn validate(spec: &PodSpec) -> Result<(), Error> {
     Ok(())
 }
 
-/// Validate and resolve the pod's netns cookie (enters the netns on a thread).
+/// Validate and resolve the pod's netns cookie (enters the netns, system::run_in_netns).
 /// `defaults`: the node's choices for a spec that does not say.
 pub fn resolve(spec: &PodSpec, defaults: PodDefaults) -> Result<MeshedPod, Error> {
     validate(spec)?;

@@ -129,26 +129,38 @@ pub fn netns_cookie(netns: &Path) -> Result<u64, Error> {
     run_in_netns(open_netns(netns)?, &netns.display().to_string(), Ok)
 }
 
-/// The one way the loader works inside another network namespace: `f` runs
-/// on a thread of its own that entered `netns` (an open namespace file,
-/// shown as `shown` in errors) and ends with the work, since setns() moves
-/// only the calling thread. `f` is given the namespace's cookie, so callers
-/// can check it is the namespace they mean before touching anything.
+/// The one way the loader works inside another network namespace: the
+/// calling thread enters `netns` (an open namespace file, shown as `shown`
+/// in errors; setns() moves only the calling thread), runs `f` there and
+/// goes back to the namespace it was in, also when `f` fails or panics (a
+/// panic is returned as an error). `f` is given the namespace's cookie, so
+/// callers can check it is the namespace they mean before touching anything.
 /// `E`: the caller's error type (its own failures are said in words).
-pub fn run_in_netns<T: Send + 'static, E: From<String> + Send + 'static>(
-    netns: File,
-    shown: &str,
-    f: impl FnOnce(u64) -> Result<T, E> + Send + 'static,
-) -> Result<T, E> {
-    let shown = shown.to_string();
-    std::thread::spawn(move || -> Result<T, E> {
-        nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
-        let cookie = current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))?;
-        f(cookie)
-    })
-    .join()
-    .map_err(|_| E::from("netns thread panicked".to_string()))?
+///
+/// It used to be a thread of its own per call: a spawn and a join are two
+/// hand-offs to the scheduler, and on a busy node each waits for a CPU (a pod's
+/// ADD made two such threads, its DEL one). A thread that cannot go back
+/// would go on working in the pod's namespace, so the process aborts then
+/// (a restarted loader adopts its pods); with the loader's own namespace file
+/// open, setns() back has no reason to fail.
+pub fn run_in_netns<T, E: From<String>>(netns: File, shown: &str, f: impl FnOnce(u64) -> Result<T, E>) -> Result<T, E> {
+    let home = File::open("/proc/thread-self/ns/net").map_err(|e| format!("opening this thread's network namespace: {e}"))?;
+    nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
+    let _back = GoBack(home);
+    let cookie = current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(cookie))).map_err(|_| E::from(format!("the work in network namespace {shown} panicked")))?
+}
+
+/// Takes the thread back to the network namespace it came from when dropped.
+struct GoBack(File);
+
+impl Drop for GoBack {
+    fn drop(&mut self) {
+        if let Err(e) = nix::sched::setns(self.0.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET) {
+            log::error!("cannot go back to the loader's network namespace after working in a pod's ({e}); aborting rather than work in the wrong one");
+            std::process::abort();
+        }
+    }
 }
 
 /// A thread of [`each_in_netns`]'s, which the work moves from one network
