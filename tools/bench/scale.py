@@ -52,6 +52,40 @@ def took(text):
     return out
 
 
+def spawn_ms(path, env, stdin):
+    """Exec `path` as a runtime does (vfork + exec through posix_spawn, the
+    netconf on a pipe, stdout and stderr on another) and wait for its exit:
+    (ms from just before the spawn to its reaped exit, exit status, output).
+    subprocess.run would add its own work in this process (about 0.25 ms per
+    run here, measured against /bin/true), which is not meshwire-cni's."""
+    r_in, w_in = os.pipe()
+    r_out, w_out = os.pipe()
+    acts = [(os.POSIX_SPAWN_DUP2, r_in, 0), (os.POSIX_SPAWN_DUP2, w_out, 1), (os.POSIX_SPAWN_DUP2, w_out, 2),
+            (os.POSIX_SPAWN_CLOSE, r_in), (os.POSIX_SPAWN_CLOSE, w_in), (os.POSIX_SPAWN_CLOSE, r_out), (os.POSIX_SPAWN_CLOSE, w_out)]
+    out = b""
+    try:
+        t0 = time.perf_counter()
+        pid = os.posix_spawn(path, [path], env, file_actions=acts)
+        os.close(r_in)
+        os.close(w_out)
+        r_in = w_out = None
+        try:
+            os.write(w_in, stdin)  # well under a pipe's 64 KiB
+        except BrokenPipeError:
+            pass
+        os.close(w_in)
+        w_in = None
+        while chunk := os.read(r_out, 65536):
+            out += chunk
+        _, status = os.waitpid(pid, 0)
+        ms = (time.perf_counter() - t0) * 1e3
+    finally:
+        for fd in (r_in, w_in, r_out, w_out):
+            if fd is not None:
+                os.close(fd)
+    return ms, os.waitstatus_to_exitcode(status), out.decode(errors="replace")
+
+
 def pct(v, p):
     """The p-th percentile (nearest rank) of v."""
     s = sorted(v)
@@ -193,16 +227,15 @@ class Scale(Bench):
                            "loaderSocket": f"{self.work}/{NODE}/api.sock", "prevResult": prev})
 
     def cni(self, cmd, i):
-        """Run meshwire-cni as a runtime does; milliseconds from exec to exit."""
+        """Run meshwire-cni as a runtime does; milliseconds from exec to exit.
+        VERSION is the floor: the same process start, stdin, JSON and stdout,
+        without the loader."""
         env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": cmd, "CNI_CONTAINERID": f"m{i}",
                "CNI_NETNS": f"/run/netns/{self.ns(f'p{i}')}", "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(self.cni_bin),
                "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=scale;K8S_POD_NAME=m{i}"}
-        conf = self.netconf(i)
-        t0 = time.perf_counter()
-        p = subprocess.run([self.cni_bin], input=conf, env=env, capture_output=True, text=True, timeout=60)
-        ms = (time.perf_counter() - t0) * 1e3
-        if p.returncode != 0:
-            raise Fatal(f"meshwire-cni {cmd} m{i}: exit {p.returncode}: {p.stdout.strip()} {p.stderr.strip()}")
+        ms, rc, out = spawn_ms(self.cni_bin, env, self.netconf(i).encode())
+        if rc != 0:
+            raise Fatal(f"meshwire-cni {cmd} m{i}: exit {rc}: {out.strip()}")
         return ms
 
     def grow_to(self, n):
@@ -252,9 +285,10 @@ class Scale(Bench):
         a = self.args
         self.grow_to(size)
         busy0, t0 = machine_busy(), time.monotonic()
-        adds, dels = [], []
+        adds, dels, vers = [], [], []
         logf = self.procs_log(self.loader_p)
         for k, i in enumerate(pool):
+            vers.append(self.cni("VERSION", i))
             adds.append(self.cni("ADD", i))
             self.api({"op": "check_pod", "container_id": f"m{i}", "ifname": "eth0"})
             if k == 0:
@@ -263,7 +297,7 @@ class Scale(Bench):
         busy = (machine_busy() - busy0) / (time.monotonic() - t0) / os.cpu_count()
         text = open(logf).read()
         ids = {f"m{i}" for i in pool}
-        row = {"tc": self.tc, "pods": size, "adds": adds, "dels": dels, "load": busy,
+        row = {"tc": self.tc, "pods": size, "adds": adds, "dels": dels, "versions": vers, "load": busy,
                "add_phases": self.phases(text, "add_pod", ids), "del_phases": self.phases(text, "del_pod", ids)}
         row["rss_kib"], row["hwm_kib"] = self.rss_kib()
         row["maps_bytes"], row["maps"] = self.maps_memory()
@@ -298,8 +332,9 @@ class Scale(Bench):
             median = sorted(base, key=lambda r: r["ready_s"])[(len(base) - 1) // 2]
             row["base_adopt_s"], row["base_adopt_cpu_ms"], row["base_adopt_phases"] = median["ready_s"], median["cpu_ms"], median["phases"]
         self.rows.append(row)
-        log(f"  {self.tc:<6} {size:>5} pods: ADD p50 {pct(adds, 50):.1f} p99 {pct(adds, 99):.1f} ms, DEL p50 {pct(dels, 50):.1f} "
-            f"p99 {pct(dels, 99):.1f} ms, RSS {row['rss_kib'] / 1024:.1f} MiB, maps {row['maps_bytes'] / 2**20:.1f} MiB, "
+        log(f"  {self.tc:<6} {size:>5} pods: ADD p50 {pct(adds, 50):.2f} p95 {pct(adds, 95):.2f} p99 {pct(adds, 99):.2f} ms, "
+            f"DEL p50 {pct(dels, 50):.2f} p95 {pct(dels, 95):.2f} p99 {pct(dels, 99):.2f} ms, VERSION p50 {pct(vers, 50):.2f} "
+            f"p99 {pct(vers, 99):.2f} ms, RSS {row['rss_kib'] / 1024:.1f} MiB, maps {row['maps_bytes'] / 2**20:.1f} MiB, "
             f"adoption {row['adopt_s'] * 1e3:.0f} ms, CPU {row['adopt_cpu_ms']:.0f} ms (median of {a.restarts}; "
             f"{', '.join(format(r['ready_s'] * 1e3, '.0f') for r in restarts)})"
             + (f"; baseline {row['base_adopt_s'] * 1e3:.0f} ms, CPU {row['base_adopt_cpu_ms']:.0f} ms" if base else "")
@@ -344,7 +379,9 @@ def report(s):
          "lengthens them, the tail above all.",
          "",
          "How it measures: [benchmarking.md](benchmarking.md#node-scale). ADD and DEL: from the exec of meshwire-cni "
-         f"to its exit, {a.samples} of each per size, each pod added then deleted again (the count holds). Every measured "
+         f"to its exit, {a.samples} of each per size, each pod added then deleted again (the count holds); before each ADD, "
+         "a VERSION (the same process start, stdin, JSON and stdout, no loader): the floor any exec has on this machine "
+         "at that moment. Every measured "
          "pod passed CHECK after its ADD; one per size had a connection steered to its sidecar port with SO_ORIGINAL_DST "
          f"answered; every restart adopted all pods. Adoption: {a.restarts} restarts (kill -9, then `run` until it says ready) "
          "per size, the median by time to ready; the loader's CPU time is its own from exec to ready (loading the datapath "
@@ -429,12 +466,15 @@ def section_of(path, begin=BEGIN, end=END):
 
 
 def main_table(rows):
-    L = ["| tc attach | pods meshed | ADD p50 (ms) | ADD p99 (ms) | DEL p50 (ms) | DEL p99 (ms) | loader RSS (MiB) | pinned maps (MiB) "
-         "| `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | loader CPU to ready (ms) | RSS after adoption (MiB) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    L = ["| tc attach | pods meshed | ADD p50 / p95 / p99 (ms) | DEL p50 / p95 / p99 (ms) | VERSION, no loader: p50 / p99 (ms) "
+         "| loader RSS (MiB) | pinned maps (MiB) | `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | loader CPU to ready (ms) "
+         "| RSS after adoption (MiB) |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(pct(r['adds'], 50))} | {fmt(pct(r['adds'], 99))} | {fmt(pct(r['dels'], 50))} | "
-                 f"{fmt(pct(r['dels'], 99))} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
+        v = r.get("versions")
+        L.append(f"| {r['tc']} | {r['pods']:,} | {' / '.join(fmt(pct(r['adds'], p)) for p in (50, 95, 99))} | "
+                 f"{' / '.join(fmt(pct(r['dels'], p)) for p in (50, 95, 99))} | "
+                 f"{' / '.join(fmt(pct(v, p)) for p in (50, 99)) if v else '-'} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
                  f"{fmt(statistics.median(r['pods_ms']))} | {fmt(statistics.median(r['status_ms']))} | "
                  f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_cpu_ms'])} | {fmt(r['adopt_rss_kib'] / 1024)} |")
     return L
