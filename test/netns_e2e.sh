@@ -1624,6 +1624,101 @@ case_restart_kill9() {
     [ -z "$session6_pid" ] || session_survived "$session6_pid" "$echo6_pid" session6 "IPv6 "
 }
 
+# A loader killed in the middle of pod ADDs loses none it answered: a client
+# adds pods ka0, ka1 ... back to back over the API (each with a veth eth0 up:
+# the tc programs or rules go on, the record is written) and notes each one
+# the loader answered; the loader gets SIGKILL while they flow. Restarted, it
+# has every answered pod exactly once, each passing CHECK; the one in flight
+# is there whole (passes CHECK) or not at all; none after it.
+KA_N=60
+case_kill9_mid_add() {
+    local i ns rc=0 acked n inflight answer listed
+    for ((i = 0; i < KA_N; i++)); do
+        ns="$P-ka$i"
+        { ip netns add "$ns" && ip -n "$ns" link add eth0 type veth peer name "ka$i" netns "$NS_NODE" &&
+            ip -n "$ns" link set eth0 up && ip -n "$ns" link set lo up; } || { log "could not make $ns"; return 1; }
+    done
+    cat >"$WORK/ka.py" <<'PY'
+import json, socket, sys
+path, prefix, n, acked = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+s = socket.socket(socket.AF_UNIX)
+s.connect(path)
+r = s.makefile()
+with open(acked, "w") as out:
+    for i in range(n):
+        pod = {"container_id": f"ka{i}", "netns": f"/run/netns/{prefix}-ka{i}", "ifname": "eth0", "ips": [f"10.231.90.{i + 2}"]}
+        try:
+            s.sendall((json.dumps({"version": 1, "op": "add_pod", "pod": pod}) + "\n").encode())
+            line = r.readline()
+        except OSError as e:
+            print(f"ka{i}: {e}")
+            sys.exit(0)
+        if not line:
+            print(f"ka{i}: the connection closed without an answer")
+            sys.exit(0)
+        answer = json.loads(line)
+        if answer.get("error"):
+            print(f"ka{i}: refused: {answer['error']}")
+            sys.exit(1)
+        out.write(f"ka{i}\n")
+        out.flush()
+print("all added before the kill")
+PY
+    : >"$WORK/ka-acked"
+    start_bg "$WORK/ka-client.log" python3 "$WORK/ka.py" "$(api_sock)" "$P" "$KA_N" "$WORK/ka-acked"
+    local client_pid=$LAST_PID
+    for ((i = 0; i < 500; i++)); do
+        [ "$(grep -c . "$WORK/ka-acked")" -ge 10 ] && break
+        sleep 0.01
+    done
+    kill -KILL "$LOADER_PID"
+    wait "$LOADER_PID" 2>/dev/null
+    forget_pid "$LOADER_PID"
+    LOADER_PID=""
+    wait "$client_pid"
+    local client_rc=$?
+    forget_pid "$client_pid"
+    n=$(grep -c . "$WORK/ka-acked")
+    log "SIGKILL after $n answered ADDs; the client: $(tail -n 1 "$WORK/ka-client.log") (exit $client_rc)"
+    [ "$client_rc" = 0 ] || rc=1
+    if [ "$n" -ge "$KA_N" ]; then
+        log "every ADD was answered before the kill landed: nothing was in flight"
+        rc=1
+    fi
+    start_loader || return 1
+    log "restarted: $(grep -o 'adopted.*' "$WORK/loader.log" | tail -n 1)"
+    grep -q 'clsact filters of .* no pod record explains' "$WORK/loader.log" &&
+        log "its sweep: $(grep -o 'removed meshwire.s clsact filters.*' "$WORK/loader.log" | tail -n 1)"
+    for ((i = 0; i < n; i++)); do
+        answer=$(api_request "{\"version\":1,\"op\":\"check_pod\",\"container_id\":\"ka$i\",\"ifname\":\"eth0\"}")
+        grep -q '"error"' <<<"$answer" && { log "ka$i was answered before the kill, after the restart CHECK says: $answer"; rc=1; }
+    done
+    inflight=$(api_request "{\"version\":1,\"op\":\"check_pod\",\"container_id\":\"ka$n\",\"ifname\":\"eth0\"}")
+    if grep -q '"error"' <<<"$inflight"; then
+        grep -q 'not_found' <<<"$inflight" || { log "ka$n (in flight) is there but broken: $inflight"; rc=1; }
+        log "ka$n (in flight at the kill) is not meshed: $inflight"
+        if [ "$MODE" = ebpf ] && [ "$TC_METHOD" = clsact ] && [ "$n" -lt "$KA_N" ] &&
+            tc -n "$P-ka$n" filter show dev eth0 ingress 2>/dev/null | grep -q 'handle 0x4d57'; then
+            log "ka$n is not meshed, yet meshwire's filter is on its eth0:"
+            tc -n "$P-ka$n" filter show dev eth0 ingress 2>&1 | indent
+            rc=1
+        fi
+    else
+        log "ka$n (in flight at the kill) is meshed whole: CHECK passes"
+    fi
+    listed=$(pod_list | awk '$1 ~ /^ka[0-9]+$/ { print $1 }' | sort)
+    if [ "$(uniq -d <<<"$listed")" != "" ]; then log "pods listed twice: $(uniq -d <<<"$listed" | tr '\n' ' ')"; rc=1; fi
+    for ((i = n + 1; i < KA_N; i++)); do
+        grep -qx "ka$i" <<<"$listed" && { log "ka$i was never sent, yet it is listed"; rc=1; }
+    done
+    [ "$rc" = 0 ] && log "all $n answered ADDs kept, each passing CHECK, none twice"
+    for ((i = 0; i < KA_N; i++)); do
+        mwl pod del --id "ka$i" >/dev/null 2>&1
+        ip netns del "$P-ka$i"
+    done
+    return "$rc"
+}
+
 # session_survived PID ECHO_PID LOG WHAT: the session PID (log $WORK/LOG.log)
 # kept its connection across the kill -9 and restart; its echo server stops.
 session_survived() {
@@ -2409,6 +2504,8 @@ run_case "17u an upgrade to the .deb's newer loader under load: it waits for the
     case_deb_upgrade
 run_case "17r kill -9 and restart: an established connection keeps working, new ones are intercepted while down and after, no pod lost or duplicated (IPv4, and native IPv6 where steered)" \
     case_restart_kill9
+run_case "17k kill -9 in the middle of pod ADDs: every ADD the loader answered is there after the restart, exactly once and passing CHECK; the one in flight is there whole or not at all" \
+    case_kill9_mid_add
 run_case "18 pod del: an unregistered pod goes direct" case_pod_del
 run_iptables_case "18i iptables mode: pod del removed pod1's chains and jumps completely" \
     case_iptables_pod_del_removed_rules

@@ -453,7 +453,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             // Pods with clsact filters whose records are gone: found by cookie
             // among the namespaces CNI runtimes mount.
             let netns_dirs = [std::path::Path::new("/run/netns"), std::path::Path::new("/var/run/netns")];
-            tc::detach_orphans(&pins, &netns_dirs)?;
+            tc::detach_orphans(&pins, &netns_dirs, &[])?;
             for p in datapath::cleanup(pins.root())? {
                 println!("removed {}", p.display());
             }

@@ -540,10 +540,17 @@ fn remove_pod_pins(pins: &Pins, cookie: u64) -> Result<Vec<PathBuf>, Error> {
 /// in `netns_dirs` (where CNI runtimes mount pods' namespaces, /run/netns);
 /// the filters found go as `detach_pod` removes them. Returns the pods
 /// detached; a pod whose namespace is not found keeps nothing but its pins,
-/// which cleanup removes next.
-pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path]) -> Result<usize, Error> {
-    let orphans: Vec<(u64, Vec<String>)> =
-        pod_cookies(pins).into_iter().map(|c| (c, pins.pod(c).clsact_ifnames())).filter(|(_, ifs)| !ifs.is_empty()).collect();
+/// which cleanup removes next. Also for adoption's sweep, with the cookies
+/// of the pods it has records of in `known` (those are left alone): a loader
+/// killed in the middle of an ADD may have attached the filters and not
+/// written the record.
+pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path], known: &[u64]) -> Result<usize, Error> {
+    let orphans: Vec<(u64, Vec<String>)> = pod_cookies(pins)
+        .into_iter()
+        .filter(|c| !known.contains(c))
+        .map(|c| (c, pins.pod(c).clsact_ifnames()))
+        .filter(|(_, ifs)| !ifs.is_empty())
+        .collect();
     if orphans.is_empty() {
         return Ok(0);
     }

@@ -2,6 +2,7 @@
 //! maps (the cgroup hooks read them, [`pods`]) and, when it names its
 //! interface, by the tc programs attached there (crate::datapath::tc).
 
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 
 use super::pods::{self, MeshedPod, PodMaps};
@@ -135,6 +136,15 @@ impl Interception for EbpfTc {
         let swept = pods::sweep(&*self.maps()?, known)?;
         if swept > 0 {
             log::info!("removed {swept} map entries that no pod record explains");
+        }
+        // clsact filters of a pod whose ADD was cut short (attached, no
+        // record): found by cookie among the namespaces runtimes mount.
+        let cookies: Vec<u64> = known.iter().map(|p| p.cookie).collect();
+        let netns_dirs = [Path::new("/run/netns"), Path::new("/var/run/netns")];
+        match tc::detach_orphans(&self.pins, &netns_dirs, &cookies) {
+            Ok(0) => {}
+            Ok(n) => log::info!("removed meshwire's clsact filters of {n} network namespace(s) that no pod record explains"),
+            Err(e) => log::warn!("removing clsact filters that no pod record explains: {e}"),
         }
         for cookie in tc::pod_cookies(&self.pins) {
             if !known.iter().any(|p| p.cookie == cookie) {

@@ -220,11 +220,13 @@ fn cleanup_finds_clsact_filters_whose_pod_record_is_gone() {
     let empty = dir.join("none");
     std::fs::create_dir_all(&empty).unwrap();
     // Not found among the mounted namespaces: nothing is touched.
-    let missed = detach_orphans(&tc.pins, &[&empty]);
-    let found = detach_orphans(&tc.pins, &[&dir]);
+    let missed = detach_orphans(&tc.pins, &[&empty], &[]);
+    let kept = detach_orphans(&tc.pins, &[&dir], &[cookie]);
+    let found = detach_orphans(&tc.pins, &[&dir], &[]);
     let filters_after = all_filters(&pair).len();
     let _ = std::fs::remove_dir_all(&dir);
     assert_eq!(missed.unwrap(), 0);
+    assert_eq!(kept.unwrap(), 0, "a pod with a record (known) is left alone");
     assert_eq!(found.unwrap(), 1);
     assert_eq!(filters_after, 0, "meshwire's filters are gone");
     assert!(!has_clsact(&pair), "the qdisc meshwire created went with them");
