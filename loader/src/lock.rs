@@ -14,6 +14,8 @@ use std::os::fd::AsRawFd;
 use std::path::{Path, PathBuf};
 use std::time::Duration;
 
+use crate::error::{Error, OrOs};
+
 /// Held for the life of the process (dropping it releases the lock).
 pub struct LoaderLock {
     _file: File,
@@ -24,7 +26,7 @@ pub const LOCK_FILE: &str = "loader.lock";
 /// How often a waiting loader tries again (and looks for a stop signal).
 const POLL: Duration = Duration::from_millis(100);
 
-fn try_flock(f: &File) -> Result<bool, String> {
+fn try_flock(f: &File, path: &Path) -> Result<bool, Error> {
     if unsafe { libc::flock(f.as_raw_fd(), libc::LOCK_EX | libc::LOCK_NB) } == 0 {
         return Ok(true);
     }
@@ -32,7 +34,7 @@ fn try_flock(f: &File) -> Result<bool, String> {
     if e.raw_os_error() == Some(libc::EWOULDBLOCK) {
         Ok(false)
     } else {
-        Err(format!("flock: {e}"))
+        Err(Error::os(format_args!("loader lock {}: flock", path.display()), &e))
     }
 }
 
@@ -53,13 +55,13 @@ pub fn holder(path: &Path) -> String {
 /// Take the lock in `state_dir`. Held by another loader: with `wait`, try
 /// again until it is free (logging the holder once) or `stop()` says to give
 /// up; without, fail at once naming the holder.
-pub fn acquire(state_dir: &Path, wait: bool, stop: impl Fn() -> bool) -> Result<LoaderLock, String> {
+pub fn acquire(state_dir: &Path, wait: bool, stop: impl Fn() -> bool) -> Result<LoaderLock, Error> {
     use std::os::unix::fs::{DirBuilderExt, OpenOptionsExt};
     std::fs::DirBuilder::new()
         .recursive(true)
         .mode(0o700)
         .create(state_dir)
-        .map_err(|e| format!("creating {}: {e}", state_dir.display()))?;
+        .or_os(|| format!("creating {}", state_dir.display()))?;
     let path: PathBuf = state_dir.join(LOCK_FILE);
     let mut file = OpenOptions::new()
         .read(true)
@@ -69,23 +71,22 @@ pub fn acquire(state_dir: &Path, wait: bool, stop: impl Fn() -> bool) -> Result<
         .mode(0o600)
         .custom_flags(libc::O_CLOEXEC)
         .open(&path)
-        .map_err(|e| format!("opening the loader lock {}: {e}", path.display()))?;
-    let lock_err = |e: String| format!("loader lock {}: {e}", path.display());
-    if !try_flock(&file).map_err(lock_err)? {
+        .or_os(|| format!("opening the loader lock {}", path.display()))?;
+    if !try_flock(&file, &path)? {
         let who = holder(&path);
         if !wait {
-            return Err(format!(
-                "another meshwire-loader, {who}, holds the loader lock {}; not starting (--no-wait)",
-                path.display()
-            ));
+            return Err(Error::Os {
+                errno: libc::EWOULDBLOCK,
+                message: format!("another meshwire-loader, {who}, holds the loader lock {}; not starting (--no-wait)", path.display()),
+            });
         }
         log::info!("another meshwire-loader, {who}, holds the loader lock {}; waiting for it to stop", path.display());
         loop {
             if stop() {
-                return Err(format!("stopped while waiting for the loader lock {} ({who})", path.display()));
+                return Err(Error::Internal(format!("stopped while waiting for the loader lock {} ({who})", path.display())));
             }
             std::thread::sleep(POLL);
-            if try_flock(&file).map_err(lock_err)? {
+            if try_flock(&file, &path)? {
                 break;
             }
         }
@@ -97,7 +98,7 @@ pub fn acquire(state_dir: &Path, wait: bool, stop: impl Fn() -> bool) -> Result<
         f.rewind()?;
         f.write_all(format!("{me}\n").as_bytes())
     };
-    write(&mut file).map_err(|e| format!("writing {}: {e}", path.display()))?;
+    write(&mut file).or_os(|| format!("writing {}", path.display()))?;
     Ok(LoaderLock { _file: file })
 }
 
@@ -120,11 +121,13 @@ mod tests {
         let held = acquire(&dir, false, || false).expect("a free lock is taken");
         let me = std::process::id();
         let e = acquire(&dir, false, || false).err().expect("the lock is held");
+        assert_eq!(e.errno(), Some(libc::EWOULDBLOCK), "{e}");
+        let e = e.to_string();
         assert!(e.contains(&format!("pid {me} (")) && e.contains("--no-wait"), "{e}");
 
         // Waiting: a stop request ends the wait without the lock.
         let stopped = acquire(&dir, true, || true).err().expect("stopped");
-        assert!(stopped.contains("stopped while waiting"), "{stopped}");
+        assert!(stopped.to_string().contains("stopped while waiting"), "{stopped}");
 
         // Waiting: the holder goes, the waiter takes it.
         let d2 = dir.clone();
