@@ -540,3 +540,17 @@ int mw_test_summary(const struct mw_test_run *run)
 	}
 	return run->failed ? 1 : 0;
 }
+
+const struct mw_event *mw_test_expect_sockops_end(struct mw_test_run *run, int want_cb, __u32 stats,
+						  enum mw_decision decision)
+{
+	MW_EXPECT_EQ(run, mw_test_cb_flags, want_cb ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
+		     "callback flags asked for");
+	mw_test_expect_stats(run, stats);
+	MW_EXPECT_EQ(run, mw_test_nevents, decision ? 1 : 0, "trace events");
+	if (!decision || mw_test_nevents != 1)
+		return NULL;
+	MW_EXPECT_EQ(run, mw_test_events[0].hook, MW_HOOK_SOCKOPS, "event hook");
+	MW_EXPECT_EQ(run, mw_test_events[0].decision, decision, "event decision");
+	return &mw_test_events[0];
+}

@@ -113,6 +113,12 @@ void mw_test_fail(struct mw_test_run *run, const char *fmt, ...)
 /* The counters whose bit is set in `mask` are 1, every other one is 0. */
 #define MW_STAT_BIT(s)	(1U << (s))
 void mw_test_expect_stats(struct mw_test_run *run, __u32 mask);
+/* The checks a sockops case ends with, either family: the state callbacks
+ * asked for (`want_cb`), the counters in `stats`, and one trace event with
+ * hook sockops and `decision` when there is a decision (none otherwise).
+ * Returns that event for the family's address checks, NULL when none. */
+const struct mw_event *mw_test_expect_sockops_end(struct mw_test_run *run, int want_cb, __u32 stats,
+						  enum mw_decision decision);
 /* Prints the totals; the process's exit status. */
 int mw_test_summary(const struct mw_test_run *run);
 
