@@ -31,12 +31,8 @@ loader=$(readlink -f "$1") cni=$(readlink -f "$2") cargo_toml=$3 default_config=
 shift 5
 manifests=("$@")
 
-failures=()
-fail() {
-    echo "FAIL: $*" >&2
-    failures+=("$*")
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=test/checks_lib.sh
+. "$(dirname "$(readlink -f "$0")")/../test/checks_lib.sh" || exit 1
 
 : "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
 venv=${MESHWIRE_VENV:-$HOME/.cache/meshwire/venv}
@@ -181,10 +177,4 @@ assert set(last["namespaces"]["exclude"]) >= {"kube-system", "meshwire-system"},
     fi
 fi
 
-echo
-if [[ ${#failures[@]} -gt 0 ]]; then
-    echo "${#failures[@]} check(s) failed:" >&2
-    printf '  - %s\n' "${failures[@]}" >&2
-    exit 1
-fi
-echo "all checks passed"
+checks_report

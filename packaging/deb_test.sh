@@ -28,12 +28,8 @@
 set -uo pipefail
 
 deb_dir=${1:?usage: deb_test.sh DEB_DIR}
-failures=()
-fail() {
-    echo "FAIL: $*" >&2
-    failures+=("$*")
-}
-ok() { echo "ok: $*"; }
+# shellcheck source=test/checks_lib.sh
+. "$(dirname "$(readlink -f "$0")")/../test/checks_lib.sh" || exit 1
 die() {
     echo "FAIL: $*" >&2
     exit 1
@@ -325,10 +321,4 @@ left=$(cd "$root" && find . -xdev \( -path ./proc -o -path ./dev -o -path ./tmp 
 check "no file named *meshwire* is left${left:+: $left}" [ -z "$left" ]
 check "nothing runs from the root" [ -z "$(meshwire_processes)" ]
 
-echo
-if [[ ${#failures[@]} -gt 0 ]]; then
-    echo "${#failures[@]} check(s) failed:" >&2
-    printf '  - %s\n' "${failures[@]}" >&2
-    exit 1
-fi
-echo "all checks passed"
+checks_report
