@@ -5,8 +5,8 @@
 //! the maps, so a second loader (a DaemonSet surge, an overlapping restart)
 //! changes nothing while the first runs. It is a `flock` on
 //! `<state_dir>/loader.lock`, which the kernel drops when the holder exits
-//! however it exits (kill -9 included); the holder writes its PID into the
-//! file so that a waiting loader can name it.
+//! however it exits (kill -9 included); the holder writes its PID and its
+//! version ("PID VERSION") into the file so that a waiting loader can name it.
 
 use std::fs::{File, OpenOptions};
 use std::io::{Read, Seek, Write};
@@ -38,17 +38,23 @@ fn try_flock(f: &File, path: &Path) -> Result<bool, Error> {
     }
 }
 
-/// Who holds the lock, as its file says: "pid N (comm)".
+/// Who holds the lock, as its file says: "pid N (comm), version V" (an
+/// older loader wrote its PID only: then no version).
 pub fn holder(path: &Path) -> String {
     let mut text = String::new();
     let _ = File::open(path).and_then(|mut f| f.read_to_string(&mut text));
-    match text.trim().parse::<u32>() {
-        Ok(pid) => {
+    let mut words = text.split_whitespace();
+    match words.next().map(str::parse::<u32>) {
+        Some(Ok(pid)) => {
             let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
             let comm = comm.trim();
-            if comm.is_empty() { format!("pid {pid}") } else { format!("pid {pid} ({comm})") }
+            let who = if comm.is_empty() { format!("pid {pid}") } else { format!("pid {pid} ({comm})") };
+            match words.next() {
+                Some(version) => format!("{who}, version {version}"),
+                None => who,
+            }
         }
-        Err(_) => "a process that has not written its PID yet".to_string(),
+        _ => "a process that has not written its PID yet".to_string(),
     }
 }
 
@@ -96,7 +102,7 @@ pub fn acquire(state_dir: &Path, wait: bool, stop: impl Fn() -> bool) -> Result<
     let write = |f: &mut File| -> std::io::Result<()> {
         f.set_len(0)?;
         f.rewind()?;
-        f.write_all(format!("{me}\n").as_bytes())
+        f.write_all(format!("{me} {}\n", *crate::version::VERSION).as_bytes())
     };
     write(&mut file).or_os(|| format!("writing {}", path.display()))?;
     Ok(LoaderLock { _file: file })
@@ -124,6 +130,7 @@ mod tests {
         assert_eq!(e.errno(), Some(libc::EWOULDBLOCK), "{e}");
         let e = e.to_string();
         assert!(e.contains(&format!("pid {me} (")) && e.contains("--no-wait"), "{e}");
+        assert!(e.contains(&format!("), version {},", *crate::version::VERSION)), "{e}");
 
         // Waiting: a stop request ends the wait without the lock.
         let stopped = acquire(&dir, true, || true).err().expect("stopped");
@@ -136,7 +143,7 @@ mod tests {
         assert!(!waiter.is_finished(), "took a held lock");
         drop(held);
         let lock = waiter.join().unwrap().expect("taken over");
-        assert_eq!(std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap().trim(), me.to_string());
+        assert_eq!(std::fs::read_to_string(dir.join(LOCK_FILE)).unwrap(), format!("{me} {}\n", *crate::version::VERSION));
         drop(lock);
         std::fs::remove_dir_all(&dir).unwrap();
     }
