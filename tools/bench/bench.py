@@ -140,6 +140,7 @@ class Bench:
         self.results = []        # dicts: topo, mode, rep, test key -> value
         self.failures = []       # (topo, mode, rep, test, reason)
         self.bpf_progs = {}      # mode -> {prog: [runs, ns]}
+        self.bpf_tests = {}      # (mode, topo, test key) -> {prog: [runs, ns, operations]}
         self.seq = 0
         self.log_of = {}
         self.notes = []
@@ -511,6 +512,24 @@ frontend app
         out = self.mwl(node, "stats")
         return {k: int(v) for k, v in (l.split() for l in out.splitlines() if len(l.split()) == 2)}
 
+    def prog_stats(self):
+        """Every program of both nodes' loaders: name -> [run_cnt, run_time_ns], exact (the
+        loader's status rounds ns per run), read from the kernel by the ids status names."""
+        ids = {}
+        for node in ("n1", "n2"):
+            for line in self.mwl(node, "status").splitlines():
+                f = line.split()
+                if len(f) >= 5 and f[0].startswith("mw_") and f[-2].isdigit() and f[-4].isdigit():
+                    ids[int(f[-4])] = f[0]
+        out = {}
+        for info in json.loads(self.run(["bpftool", "-j", "prog", "show"])):
+            name = ids.get(info.get("id"))
+            if name:
+                a = out.setdefault(name, [0, 0])
+                a[0] += info.get("run_cnt", 0)
+                a[1] += info.get("run_time_ns", 0)
+        return out
+
     def cpu_usec(self, pod, mode, what="usage_usec"):
         st = dict(l.split() for l in open(f"{self.cg(pod, mode)}/cpu.stat") if len(l.split()) == 2)
         return int(st[what])
@@ -525,7 +544,21 @@ frontend app
         elif mode not in ("direct", "floor"):
             snap["b_n1"] = self.bpf_stats("n1")
             snap["b_n2"] = self.bpf_stats("n2")
+            snap["progs"] = self.prog_stats()
         return snap
+
+    def record_progs(self, mode, topo, key, before, after, ops):
+        """Each program's runs and run time over one measured run (bpf_stats per test)."""
+        if "progs" not in before:
+            return
+        acc = self.bpf_tests.setdefault((mode, topo, key), {})
+        for name, (n1, t1) in after["progs"].items():
+            n0, t0 = before["progs"].get(name, (0, 0))
+            if n1 > n0:
+                a = acc.setdefault(name, [0, 0, 0])
+                a[0] += n1 - n0
+                a[1] += t1 - t0
+                a[2] += ops
 
     def verify(self, mode, srv, before, after, conns, slack=0, fam=4):
         """None if the run was intercepted as the mode says, else the reason.
@@ -660,6 +693,7 @@ frontend app
                 self.record(topo, mode, rep, key + "_p99", j["p99_us"])
                 if pin:
                     self.record(topo, mode, rep, "cpu_rtt_pin", self.cpu_delta(mode, srv, r[1], r[2]) / j["round_trips"])
+                self.record_progs(mode, topo, key, r[1], r[2], j["round_trips"])
 
     def t_wrk(self, mode, rep, topo, srv, fam=4):
         a = self.args
@@ -685,6 +719,7 @@ frontend app
             self.record(topo, mode, rep, "rps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
             self.record(topo, mode, rep, "cpu_req", self.cpu_delta(mode, srv, r[1], r[2]) / n)
             self.record(topo, mode, rep, "cpu_req_sys", (r[2]["sys"] - r[1]["sys"]) / n)
+            self.record_progs(mode, topo, "rps", r[1], r[2], n)
         # New connection per request.
         close = wrk[:1] + ["-H", "Connection: close"] + wrk[1:]
         r = None if "cc" not in a.tests else self.measure(mode, topo, srv, rep, "cps", close,
@@ -693,6 +728,7 @@ frontend app
             n = wrk_requests(r[0])
             self.record(topo, mode, rep, "cps", float(re.search(r"Requests/sec:\s+([\d.]+)", r[0]).group(1)))
             self.record(topo, mode, rep, "cpu_conn", self.cpu_delta(mode, srv, r[1], r[2]) / n)
+            self.record_progs(mode, topo, "cps", r[1], r[2], n)
 
     def t_iperf(self, mode, rep, topo, srv, fam=4):
         a = self.args
@@ -713,6 +749,7 @@ frontend app
             # Bytes the client wrote over bytes the server read (in the JSON only).
             self.record(topo, mode, rep, "iperf_sent_over_received", j["end"]["sum_sent"]["bytes"] / max(1, recv["bytes"]))
             self.record(topo, mode, rep, "cpu_gb", self.cpu_delta(mode, srv, r[1], r[2]) / 1e3 / (recv["bytes"] / 1e9))
+            self.record_progs(mode, topo, "gbps", r[1], r[2], recv["bytes"] / 2**20)
 
     def profile(self, mode, fam=4, kind="haproxy", topo_id="same", test="ka"):
         """perf samples of the client's and the sidecars' processes (wrk,
@@ -1141,6 +1178,7 @@ def report(b):
             cells += [f"{runs:,}", f"{ns / runs:.0f}" if runs else "-"]
         w(f"| `{p}` | " + " | ".join(cells) + " |")
     w("")
+    tests_section(b, w)
     if b.profiles:
         w("## Where the time goes (perf" + (", same node, keep-alive)" if a.profile_of == ("same", "ka") else
                                            f", {TOPO_IDS[a.profile_of[0]]}, {a.profile_of[1]})"))
@@ -1204,10 +1242,47 @@ def report(b):
     with open(svg, "w") as f:
         f.write(plot(t))
     with open(os.path.splitext(out)[0] + ".json", "w") as f:
-        json.dump({"machine": m, "results": b.results, "failures": b.failures, "bpf_progs": b.bpf_progs, "profiles": b.profiles,
+        json.dump({"machine": m, "results": b.results, "failures": b.failures, "bpf_progs": b.bpf_progs,
+                   "bpf_tests": [{"mode": k[0], "topo": k[1], "test": k[2], "operation": PER_OP[k[2]],
+                                  "progs": {p: {"runs": v[0], "run_time_ns": v[1], "operations": v[2]} for p, v in d.items()}}
+                                 for k, d in b.bpf_tests.items()], "profiles": b.profiles,
                    "reps": a.reps, "seconds": a.seconds}, f, indent=1)
     log(f"wrote {out}, {svg} and {os.path.splitext(out)[0]}.json")
     print("\n".join(lines))
+
+
+PER_OP = {"rtt": "round trip", "rtt_pin": "round trip", "rps": "request", "cps": "connection", "gbps": "MiB received"}
+PER_OP_TEST = {"rtt": "round trips", "rtt_pin": "round trips, pinned", "rps": "keep-alive", "cps": "new connections",
+               "gbps": "iperf3"}
+
+
+def tests_section(b, w):
+    """bpf_stats per measurement: which workload pays what per run."""
+    if not b.bpf_tests:
+        return
+    w("## BPF programs' own cost per measurement (the same measure, per topology and test)")
+    w("")
+    w("Each program's run_time_ns / run_cnt over the measured runs of one test alone (all repetitions), and "
+      "in brackets its runs per operation (round trip, request, connection, MiB received). The table above "
+      "is the sum of these and of the runs outside them (sidecar start-up, checks).")
+    w("")
+    for mode in ("ebpf", "ebpf+accel"):
+        rows = {k: v for k, v in b.bpf_tests.items() if k[0] == mode}
+        if not rows:
+            continue
+        progs = sorted({p for v in rows.values() for p in v})
+        w(f"{mode}:")
+        w("")
+        w("| topology | test | " + " | ".join(f"`{p}`" for p in progs) + " |")
+        w("|---|---|" + "---|" * len(progs))
+        order = list(TOPO_IDS.values())
+        for (m_, topo, key) in sorted(rows, key=lambda k: (order.index(k[1]) if k[1] in order else 99, list(PER_OP).index(k[2]))):
+            cells = []
+            for p in progs:
+                runs, ns, ops = rows[(m_, topo, key)].get(p, (0, 0, 0))
+                cells.append(f"{ns / runs:.0f} ({runs / ops:.2g})" if runs and ops else "-")
+            w(f"| {topo} | {PER_OP_TEST[key]} | " + " | ".join(cells) + " |")
+        w("")
 
 
 def accel_section(b, t, w, figures):
