@@ -22,8 +22,9 @@
 //! the file install wrote and the binary; it refuses when the chained file was
 //! changed since install (someone else's edit would be lost) unless --force.
 
+use std::fmt;
 use std::fs;
-use std::io::Write;
+use std::io::{self, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::path::{Path, PathBuf};
 
@@ -38,6 +39,155 @@ const DEFAULT_BIN_DIR: &str = "/opt/cni/bin";
 const DEFAULT_CONF_DIR: &str = "/etc/cni/net.d";
 /// The CNI versions meshwire-cni speaks (a chain needs 0.3.0 or later).
 const CHAINABLE_VERSIONS: &[&str] = &["0.3.0", "0.3.1", "0.4.0", "1.0.0", "1.1.0"];
+
+/// Why `cni install` or `cni uninstall` refused or failed. Each says what is
+/// wrong and what to do about it. The refusals (all but [`CniError::Io`])
+/// come before anything is written.
+#[derive(Debug)]
+pub enum CniError {
+    /// No --plugin, and no meshwire-cni beside this executable or in the bin directory.
+    NoPlugin { beside: PathBuf, installed: PathBuf },
+    /// The meshwire-cni binary to install cannot be read.
+    PluginUnreadable { path: PathBuf, source: io::Error },
+    /// --plugin-config is not JSON.
+    PluginConfigNotJson(serde_json::Error),
+    /// --plugin-config is JSON but not an object.
+    PluginConfigNotObject,
+    /// --plugin-config gives another "type" than meshwire-cni.
+    PluginConfigType,
+    /// --plugin-config gives "capabilities" that are not an object.
+    PluginConfigCapabilities,
+    /// The CNI bin directory is not there.
+    NoBinDir(PathBuf),
+    /// The CNI configuration directory cannot be listed.
+    ConfDirUnreadable { dir: PathBuf, source: io::Error },
+    /// No file of the configuration directory loads: there is no network to chain into.
+    NoNetwork { conf_dir: PathBuf, skipped: Vec<BadConf> },
+    /// An earlier install's backup is there, but the active file does not chain meshwire-cni.
+    StaleBackup { backup: PathBuf, active: PathBuf },
+    /// The active network's cniVersion predates chaining.
+    Unchainable { path: PathBuf, version: String },
+    /// The single-plugin file would become a .conflist that already exists.
+    ConflistExists { conf: PathBuf, conflist: PathBuf },
+    /// The record `cni install` keeps in the backup directory is damaged.
+    BadManifest { path: PathBuf, problem: String },
+    /// The chained file was changed since install, and --force was not given.
+    ChangedSinceInstall { written: PathBuf, original: PathBuf },
+    /// A file system call failed; `what` names it and its path.
+    Io { what: String, source: io::Error },
+}
+
+/// A configuration file runtimes would skip, and why.
+#[derive(Debug)]
+pub struct BadConf {
+    pub path: PathBuf,
+    pub problem: ConfProblem,
+}
+
+#[derive(Debug)]
+pub enum ConfProblem {
+    Unreadable(io::Error),
+    NotJson(serde_json::Error),
+    NotObject,
+    /// A .conflist without a non-empty "plugins".
+    NoPlugins,
+    /// A .conf or .json without a "type".
+    NoType,
+}
+
+impl fmt::Display for BadConf {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let path = self.path.display();
+        match &self.problem {
+            ConfProblem::Unreadable(e) => write!(f, "{path}: {e}"),
+            ConfProblem::NotJson(e) => write!(f, "{path}: not JSON: {e}"),
+            ConfProblem::NotObject => write!(f, "{path}: not a JSON object"),
+            ConfProblem::NoPlugins => write!(f, "{path}: a .conflist without plugins"),
+            ConfProblem::NoType => write!(f, "{path}: a network configuration without \"type\""),
+        }
+    }
+}
+
+impl fmt::Display for CniError {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            CniError::NoPlugin { beside, installed } => {
+                write!(f, "no meshwire-cni at {} or {}: give it with --plugin", beside.display(), installed.display())
+            }
+            CniError::PluginUnreadable { path, source } => write!(f, "the meshwire-cni binary {}: {source} (give it with --plugin)", path.display()),
+            CniError::PluginConfigNotJson(e) => write!(f, "--plugin-config is not JSON: {e}"),
+            CniError::PluginConfigNotObject => f.write_str("--plugin-config must be a JSON object of meshwire-cni keys"),
+            CniError::PluginConfigType => write!(f, "--plugin-config: \"type\" is {PLUGIN_TYPE:?} (leave it out)"),
+            CniError::PluginConfigCapabilities => f.write_str("--plugin-config: \"capabilities\" must be an object, like {\"meshwire\": true}"),
+            CniError::NoBinDir(dir) => write!(f, "CNI bin directory {} does not exist: give the runtime's with --bin-dir", dir.display()),
+            CniError::ConfDirUnreadable { dir, source } => {
+                write!(f, "reading CNI configuration directory {}: {source} (give the runtime's with --conf-dir)", dir.display())
+            }
+            CniError::NoNetwork { conf_dir, skipped } => {
+                write!(
+                    f,
+                    "no CNI network configuration in {} (a *.conf, *.conflist or *.json that loads): install the node's network plugin first, then meshwire-cni",
+                    conf_dir.display()
+                )?;
+                if let Some((first, rest)) = skipped.split_first() {
+                    write!(f, "; skipped: {first}")?;
+                    for s in rest {
+                        write!(f, "; {s}")?;
+                    }
+                }
+                Ok(())
+            }
+            CniError::StaleBackup { backup, active } => write!(
+                f,
+                "{} holds the backup of an earlier `cni install`, but {} does not chain meshwire-cni; run `cni uninstall` (or look at the backup) first",
+                backup.display(),
+                active.display()
+            ),
+            CniError::Unchainable { path, version } => write!(
+                f,
+                "{}: cniVersion {version:?} cannot chain meshwire-cni (it needs one of {})",
+                path.display(),
+                CHAINABLE_VERSIONS.join(", ")
+            ),
+            CniError::ConflistExists { conf, conflist } => {
+                write!(f, "{} would replace {}, which exists; move one of them away", conf.display(), conflist.display())
+            }
+            CniError::BadManifest { path, problem } => {
+                let backup = path.parent().unwrap_or(path);
+                write!(
+                    f,
+                    "{}: {problem}: the record of `cni install` is damaged; restore the network configuration by hand from {} and remove {}",
+                    path.display(),
+                    backup.join(ORIGINAL).display(),
+                    backup.display()
+                )
+            }
+            CniError::ChangedSinceInstall { written, original } => write!(
+                f,
+                "{} changed since `cni install`; restoring the original would lose that change (the original is {}; --force restores it anyway)",
+                written.display(),
+                original.display()
+            ),
+            CniError::Io { what, source } => write!(f, "{what}: {source}"),
+        }
+    }
+}
+
+impl std::error::Error for CniError {
+    fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+        match self {
+            CniError::PluginUnreadable { source, .. } | CniError::ConfDirUnreadable { source, .. } | CniError::Io { source, .. } => Some(source),
+            CniError::PluginConfigNotJson(e) => Some(e),
+            _ => None,
+        }
+    }
+}
+
+/// A failed file system call as [`CniError::Io`], `what` naming it: `.map_err(io_failed(format!("creating {}", p.display())))`.
+fn io_failed(what: impl fmt::Display) -> impl FnOnce(io::Error) -> CniError {
+    let what = what.to_string();
+    move |source| CniError::Io { what, source }
+}
 
 #[derive(clap::Subcommand)]
 pub enum CniCommand {
@@ -70,7 +220,7 @@ pub enum CniCommand {
 }
 
 /// Runs the subcommand; `loader_socket` (the API socket) goes into the entry.
-pub fn execute(command: CniCommand, loader_socket: &Path) -> Result<(), String> {
+pub fn execute(command: CniCommand, loader_socket: &Path) -> Result<(), CniError> {
     let report = match command {
         CniCommand::Install { bin_dir, conf_dir, plugin, plugin_config } => {
             let plugin = match plugin {
@@ -88,8 +238,8 @@ pub fn execute(command: CniCommand, loader_socket: &Path) -> Result<(), String> 
     Ok(())
 }
 
-fn default_plugin(bin_dir: &Path) -> Result<PathBuf, String> {
-    let exe = std::env::current_exe().map_err(|e| format!("finding this executable: {e}"))?;
+fn default_plugin(bin_dir: &Path) -> Result<PathBuf, CniError> {
+    let exe = std::env::current_exe().map_err(io_failed("finding this executable"))?;
     let beside = exe.with_file_name(PLUGIN_TYPE);
     let installed = bin_dir.join(PLUGIN_TYPE);
     if beside.is_file() {
@@ -98,7 +248,7 @@ fn default_plugin(bin_dir: &Path) -> Result<PathBuf, String> {
     if installed.is_file() {
         return Ok(installed);
     }
-    Err(format!("no meshwire-cni at {} or {}: give it with --plugin", beside.display(), installed.display()))
+    Err(CniError::NoPlugin { beside, installed })
 }
 
 /// Whether `a` and `b` are one file (the plugin given is the installed one).
@@ -118,7 +268,7 @@ pub const POD_ANNOTATIONS: &str = "io.kubernetes.cri.pod-annotations";
 /// `{"type": "meshwire-cni", "capabilities": {POD_ANNOTATIONS: true}}`, the
 /// loader's socket when it is not the plugin's default, and the operator's
 /// extra keys (capabilities they give are added to that one).
-pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<String, Value>, String> {
+pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<String, Value>, CniError> {
     let mut entry = Map::new();
     entry.insert("type".into(), PLUGIN_TYPE.into());
     entry.insert("capabilities".into(), json!({ POD_ANNOTATIONS: true }));
@@ -126,17 +276,17 @@ pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<Str
         entry.insert("loaderSocket".into(), loader_socket.to_string_lossy().into_owned().into());
     }
     if let Some(extra) = extra {
-        let v: Value = serde_json::from_str(extra).map_err(|e| format!("--plugin-config is not JSON: {e}"))?;
+        let v: Value = serde_json::from_str(extra).map_err(CniError::PluginConfigNotJson)?;
         let Value::Object(m) = v else {
-            return Err("--plugin-config must be a JSON object of meshwire-cni keys".into());
+            return Err(CniError::PluginConfigNotObject);
         };
         for (k, v) in m {
             if k == "type" && v != PLUGIN_TYPE {
-                return Err(format!("--plugin-config: \"type\" is {PLUGIN_TYPE:?}"));
+                return Err(CniError::PluginConfigType);
             }
             if k == "capabilities" {
                 let Value::Object(caps) = v else {
-                    return Err("--plugin-config: \"capabilities\" must be an object, like {\"meshwire\": true}".into());
+                    return Err(CniError::PluginConfigCapabilities);
                 };
                 let ours = entry.get_mut("capabilities").and_then(Value::as_object_mut).expect("set above");
                 ours.extend(caps);
@@ -149,11 +299,11 @@ pub fn plugin_entry(loader_socket: &Path, extra: Option<&str>) -> Result<Map<Str
 }
 
 /// The network configuration files of `conf_dir`, in the order runtimes read them.
-fn conf_files(conf_dir: &Path) -> Result<Vec<PathBuf>, String> {
-    let rd = fs::read_dir(conf_dir).map_err(|e| format!("reading CNI configuration directory {}: {e}", conf_dir.display()))?;
+fn conf_files(conf_dir: &Path) -> Result<Vec<PathBuf>, CniError> {
+    let rd = fs::read_dir(conf_dir).map_err(|source| CniError::ConfDirUnreadable { dir: conf_dir.to_path_buf(), source })?;
     let mut files = Vec::new();
     for entry in rd {
-        let entry = entry.map_err(|e| format!("reading {}: {e}", conf_dir.display()))?;
+        let entry = entry.map_err(io_failed(format_args!("reading {}", conf_dir.display())))?;
         let path = entry.path();
         let is_conf = matches!(path.extension().and_then(|e| e.to_str()), Some("conf" | "conflist" | "json"));
         if is_conf && path.is_file() {
@@ -170,27 +320,28 @@ fn is_list(path: &Path) -> bool {
 
 /// Loads a configuration file as a runtime would: a .conflist needs a
 /// non-empty "plugins", a .conf/.json a "type".
-fn load(path: &Path) -> Result<Map<String, Value>, String> {
-    let text = fs::read_to_string(path).map_err(|e| format!("{}: {e}", path.display()))?;
-    let v: Value = serde_json::from_str(&text).map_err(|e| format!("{}: not JSON: {e}", path.display()))?;
+fn load(path: &Path) -> Result<Map<String, Value>, BadConf> {
+    let bad = |problem| BadConf { path: path.to_path_buf(), problem };
+    let text = fs::read_to_string(path).map_err(|e| bad(ConfProblem::Unreadable(e)))?;
+    let v: Value = serde_json::from_str(&text).map_err(|e| bad(ConfProblem::NotJson(e)))?;
     let Value::Object(m) = v else {
-        return Err(format!("{}: not a JSON object", path.display()));
+        return Err(bad(ConfProblem::NotObject));
     };
     if is_list(path) {
         match m.get("plugins") {
             Some(Value::Array(p)) if !p.is_empty() => {}
-            _ => return Err(format!("{}: a .conflist without plugins", path.display())),
+            _ => return Err(bad(ConfProblem::NoPlugins)),
         }
     } else if m.get("type").and_then(Value::as_str).is_none_or(str::is_empty) {
-        return Err(format!("{}: a network configuration without \"type\"", path.display()));
+        return Err(bad(ConfProblem::NoType));
     }
     Ok(m)
 }
 
 /// The active configuration file, its content, and the files skipped before it (with why).
-type Active = (PathBuf, Map<String, Value>, Vec<String>);
+type Active = (PathBuf, Map<String, Value>, Vec<BadConf>);
 
-fn active(conf_dir: &Path) -> Result<Active, String> {
+fn active(conf_dir: &Path) -> Result<Active, CniError> {
     let mut skipped = Vec::new();
     for path in conf_files(conf_dir)? {
         match load(&path) {
@@ -198,14 +349,7 @@ fn active(conf_dir: &Path) -> Result<Active, String> {
             Err(e) => skipped.push(e),
         }
     }
-    let mut msg = format!(
-        "no CNI network configuration in {} (a *.conf, *.conflist or *.json that loads): install the node's network plugin first, then meshwire-cni",
-        conf_dir.display()
-    );
-    if !skipped.is_empty() {
-        msg.push_str(&format!("; skipped: {}", skipped.join("; ")));
-    }
-    Err(msg)
+    Err(CniError::NoNetwork { conf_dir: conf_dir.to_path_buf(), skipped })
 }
 
 fn chains_meshwire(conf: &Map<String, Value>) -> bool {
@@ -233,11 +377,12 @@ fn chained(conf: &Map<String, Value>, list: bool, entry: &Map<String, Value>) ->
 }
 
 /// Writes `bytes` to `path` through a temporary file in the same directory and a rename.
-fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
-    let dir = path.parent().ok_or_else(|| format!("{} has no directory", path.display()))?;
+fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), CniError> {
+    let writing = || format!("writing {}", path.display());
+    let dir = path.parent().ok_or_else(|| CniError::Io { what: writing(), source: io::Error::new(io::ErrorKind::InvalidInput, "the path has no directory") })?;
     let name = path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
     let tmp = dir.join(format!(".{name}.meshwire-tmp.{}", std::process::id()));
-    let result = (|| -> std::io::Result<()> {
+    let result = (|| -> io::Result<()> {
         let mut f = fs::OpenOptions::new().write(true).create_new(true).open(&tmp)?;
         f.write_all(bytes)?;
         f.set_permissions(fs::Permissions::from_mode(mode))?;
@@ -246,27 +391,27 @@ fn write_atomic(path: &Path, bytes: &[u8], mode: u32) -> Result<(), String> {
         // The rename is durable once the directory is.
         fs::File::open(dir)?.sync_all()
     })();
-    if let Err(e) = result {
+    if let Err(source) = result {
         let _ = fs::remove_file(&tmp);
-        return Err(format!("writing {}: {e}", path.display()));
+        return Err(CniError::Io { what: writing(), source });
     }
     Ok(())
 }
 
-fn mode_of(path: &Path) -> Result<u32, String> {
-    Ok(fs::metadata(path).map_err(|e| format!("{}: {e}", path.display()))?.permissions().mode() & 0o7777)
+fn mode_of(path: &Path) -> Result<u32, CniError> {
+    Ok(fs::metadata(path).map_err(io_failed(path.display()))?.permissions().mode() & 0o7777)
 }
 
 fn file_name(path: &Path) -> String {
     path.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default()
 }
 
-pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<String, Value>) -> Result<Vec<String>, String> {
+pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<String, Value>) -> Result<Vec<String>, CniError> {
     let mut report = Vec::new();
     // --- Check everything first.
-    let binary = fs::read(plugin).map_err(|e| format!("the meshwire-cni binary {}: {e} (give it with --plugin)", plugin.display()))?;
+    let binary = fs::read(plugin).map_err(|source| CniError::PluginUnreadable { path: plugin.to_path_buf(), source })?;
     if !bin_dir.is_dir() {
-        return Err(format!("CNI bin directory {} does not exist", bin_dir.display()));
+        return Err(CniError::NoBinDir(bin_dir.to_path_buf()));
     }
     let (path, conf, skipped) = active(conf_dir)?;
     for s in skipped {
@@ -275,23 +420,20 @@ pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<Strin
     let already = chains_meshwire(&conf);
     let list = is_list(&path);
     let backup = conf_dir.join(BACKUP_DIR);
-    if !already && backup.exists() {
-        // An earlier install's chaining is gone (another file loads first, or
-        // the file was rewritten): its backup may hold the only copy of a file.
-        return Err(format!(
-            "{} holds the backup of an earlier `cni install`, but {} does not chain meshwire-cni; run `cni uninstall` (or look at the backup) first",
-            backup.display(),
-            path.display()
-        ));
-    }
+    // A single plugin's file becomes the .conflist of its name.
+    let written = if list { path.clone() } else { path.with_extension("conflist") };
     if !already {
+        if backup.exists() {
+            // An earlier install's chaining is gone (another file loads first, or
+            // the file was rewritten): its backup may hold the only copy of a file.
+            return Err(CniError::StaleBackup { backup, active: path });
+        }
         let version = conf.get("cniVersion").and_then(Value::as_str).unwrap_or("");
         if !CHAINABLE_VERSIONS.contains(&version) {
-            return Err(format!(
-                "{}: cniVersion {version:?} cannot chain meshwire-cni (it needs one of {})",
-                path.display(),
-                CHAINABLE_VERSIONS.join(", ")
-            ));
+            return Err(CniError::Unchainable { path, version: version.to_string() });
+        }
+        if !list && written.exists() {
+            return Err(CniError::ConflistExists { conf: path, conflist: written });
         }
     }
 
@@ -313,15 +455,10 @@ pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<Strin
     }
     let mut text = serde_json::to_string_pretty(&chained(&conf, list, entry)).expect("JSON values serialize");
     text.push('\n');
-    let original = fs::read(&path).map_err(|e| format!("{}: {e}", path.display()))?;
+    let original = fs::read(&path).map_err(io_failed(path.display()))?;
     let mode = mode_of(&path)?;
-    let written = if list { path.clone() } else { path.with_extension("conflist") };
-    if !list && written.exists() {
-        return Err(format!("{} would replace {}, which exists; move one of them away", path.display(), written.display()));
-    }
-    let backup = conf_dir.join(BACKUP_DIR);
-    fs::create_dir(&backup).map_err(|e| format!("creating {}: {e}", backup.display()))?;
-    fs::set_permissions(&backup, fs::Permissions::from_mode(0o700)).map_err(|e| format!("{}: {e}", backup.display()))?;
+    fs::create_dir(&backup).map_err(io_failed(format_args!("creating {}", backup.display())))?;
+    fs::set_permissions(&backup, fs::Permissions::from_mode(0o700)).map_err(io_failed(backup.display()))?;
     write_atomic(&backup.join(ORIGINAL), &original, 0o600)?;
     write_atomic(&backup.join(WRITTEN), text.as_bytes(), 0o600)?;
     let manifest = json!({"version": 1, "original": file_name(&path), "mode": mode, "written": file_name(&written),
@@ -329,7 +466,7 @@ pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<Strin
     write_atomic(&backup.join(MANIFEST), format!("{manifest:#}\n").as_bytes(), 0o600)?;
     write_atomic(&written, text.as_bytes(), mode)?;
     if written != path {
-        fs::remove_file(&path).map_err(|e| format!("removing {} (kept in {}): {e}", path.display(), backup.display()))?;
+        fs::remove_file(&path).map_err(io_failed(format_args!("removing {} (kept in {})", path.display(), backup.display())))?;
         report.push(format!("{} is now {} (the original is kept in {})", path.display(), written.display(), backup.display()));
     } else {
         report.push(format!("chained meshwire-cni into {} (the original is kept in {})", path.display(), backup.display()));
@@ -342,36 +479,33 @@ pub fn install(bin_dir: &Path, conf_dir: &Path, plugin: &Path, entry: &Map<Strin
     Ok(report)
 }
 
-pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<String>, String> {
+pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<String>, CniError> {
     let mut report = Vec::new();
     let backup = conf_dir.join(BACKUP_DIR);
     let manifest_path = backup.join(MANIFEST);
     // Without a record of install, the binary is not known to be ours.
     let mut remove_binary = false;
     if manifest_path.exists() {
-        let text = fs::read_to_string(&manifest_path).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-        let m: Value = serde_json::from_str(&text).map_err(|e| format!("{}: {e}", manifest_path.display()))?;
-        let name = |k: &str| -> Result<String, String> {
+        let text = fs::read_to_string(&manifest_path).map_err(io_failed(manifest_path.display()))?;
+        let damaged = |problem: String| CniError::BadManifest { path: manifest_path.clone(), problem };
+        let m: Value = serde_json::from_str(&text).map_err(|e| damaged(format!("not JSON: {e}")))?;
+        let name = |k: &str| -> Result<String, CniError> {
             let n = m.get(k).and_then(Value::as_str).unwrap_or("");
             if n.is_empty() || n.contains('/') || n.starts_with('.') {
-                return Err(format!("{}: bad {k:?}", manifest_path.display()));
+                return Err(damaged(format!("bad {k:?}")));
             }
             Ok(n.to_string())
         };
         let original_path = conf_dir.join(name("original")?);
         let written_path = conf_dir.join(name("written")?);
-        let mode = m.get("mode").and_then(Value::as_u64).ok_or_else(|| format!("{}: no \"mode\"", manifest_path.display()))? as u32;
+        let mode = m.get("mode").and_then(Value::as_u64).ok_or_else(|| damaged("no \"mode\"".into()))? as u32;
         // Manifests from before the key was written: install always copied.
         remove_binary = m.get("binary_installed").and_then(Value::as_bool).unwrap_or(true);
-        let original = fs::read(backup.join(ORIGINAL)).map_err(|e| format!("{}: {e}", backup.join(ORIGINAL).display()))?;
-        let written = fs::read(backup.join(WRITTEN)).map_err(|e| format!("{}: {e}", backup.join(WRITTEN).display()))?;
+        let original = fs::read(backup.join(ORIGINAL)).map_err(io_failed(backup.join(ORIGINAL).display()))?;
+        let written = fs::read(backup.join(WRITTEN)).map_err(io_failed(backup.join(WRITTEN).display()))?;
         match fs::read(&written_path) {
             Ok(now) if now != written && !force => {
-                return Err(format!(
-                    "{} changed since `cni install`; restoring the original would lose that change (the original is {}; --force restores it anyway)",
-                    written_path.display(),
-                    backup.join(ORIGINAL).display()
-                ))
+                return Err(CniError::ChangedSinceInstall { written: written_path, original: backup.join(ORIGINAL) })
             }
             _ => {}
         }
@@ -379,11 +513,11 @@ pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<Str
         if written_path != original_path {
             match fs::remove_file(&written_path) {
                 Ok(()) => {}
-                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-                Err(e) => return Err(format!("removing {}: {e}", written_path.display())),
+                Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+                Err(e) => return Err(io_failed(format_args!("removing {}", written_path.display()))(e)),
             }
         }
-        fs::remove_dir_all(&backup).map_err(|e| format!("removing {}: {e}", backup.display()))?;
+        fs::remove_dir_all(&backup).map_err(io_failed(format_args!("removing {}", backup.display())))?;
         report.push(format!("restored {}", original_path.display()));
     } else {
         report.push(format!("no meshwire-cni install recorded in {}; the configuration is left as it is", conf_dir.display()));
@@ -402,8 +536,8 @@ pub fn uninstall(bin_dir: &Path, conf_dir: &Path, force: bool) -> Result<Vec<Str
     }
     match fs::remove_file(&target) {
         Ok(()) => report.push(format!("removed {}", target.display())),
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-        Err(e) => return Err(format!("removing {}: {e}", target.display())),
+        Err(e) if e.kind() == io::ErrorKind::NotFound => {}
+        Err(e) => return Err(io_failed(format_args!("removing {}", target.display()))(e)),
     }
     Ok(report)
 }
@@ -440,11 +574,11 @@ mod tests {
             fs::set_permissions(&p, fs::Permissions::from_mode(mode)).unwrap();
         }
 
-        fn install(&self) -> Result<Vec<String>, String> {
+        fn install(&self) -> Result<Vec<String>, CniError> {
             install(&self.bin, &self.conf, &self.plugin, &plugin_entry(Path::new("/run/meshwire/loader.sock"), None).unwrap())
         }
 
-        fn uninstall(&self, force: bool) -> Result<Vec<String>, String> {
+        fn uninstall(&self, force: bool) -> Result<Vec<String>, CniError> {
             uninstall(&self.bin, &self.conf, force)
         }
 
@@ -535,6 +669,8 @@ mod tests {
     fn without_a_plugin_anywhere_install_says_where_it_looked() {
         let node = Node::new();
         let e = default_plugin(&node.bin).unwrap_err();
+        assert!(matches!(e, CniError::NoPlugin { .. }), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains(&node.bin.join("meshwire-cni").display().to_string()) && e.contains("--plugin"), "{e}");
     }
 
@@ -620,28 +756,39 @@ mod tests {
     fn errors_are_clear_and_change_nothing() {
         let node = Node::new();
         let e = node.install().unwrap_err();
+        assert!(matches!(&e, CniError::NoNetwork { skipped, .. } if skipped.is_empty()), "{e:?}");
+        let e = e.to_string();
         assert!(e.contains("no CNI network configuration in") && e.contains("install the node's network plugin first"), "{e}");
+        assert!(!e.contains("skipped"), "{e}");
         node.put("00-broken.conflist", "[]", 0o644);
+        node.put("01-broken.conf", "{\"name\": \"x\"}", 0o644);
         let e = node.install().unwrap_err();
-        assert!(e.contains("skipped: ") && e.contains("00-broken.conflist: not a JSON object"), "{e}");
+        assert!(matches!(&e, CniError::NoNetwork { skipped, .. } if matches!(skipped[..], [BadConf { problem: ConfProblem::NotObject, .. }, BadConf { problem: ConfProblem::NoType, .. }])), "{e:?}");
+        let e = e.to_string();
+        assert!(e.contains("; skipped: ") && e.contains("00-broken.conflist: not a JSON object; "), "{e}");
+        assert!(e.ends_with("01-broken.conf: a network configuration without \"type\""), "{e}");
         assert!(!node.bin.join("meshwire-cni").exists(), "nothing installed");
 
         let node = Node::new();
         node.put("10-old.conf", r#"{"cniVersion": "0.2.0", "name": "old", "type": "bridge"}"#, 0o644);
         let before = node.snapshot();
         let e = node.install().unwrap_err();
-        assert!(e.contains("cniVersion \"0.2.0\" cannot chain meshwire-cni"), "{e}");
+        assert!(matches!(&e, CniError::Unchainable { version, .. } if version == "0.2.0"), "{e:?}");
+        assert!(e.to_string().contains("cniVersion \"0.2.0\" cannot chain meshwire-cni (it needs one of 0.3.0,"), "{e}");
         assert_eq!(node.snapshot(), before);
 
         let node = Node::new();
         node.put("10-net.conflist", CONFLIST, 0o644);
         let before = node.snapshot();
         let e = install(&node.bin, &node.conf, &node.root.join("absent"), &Map::new()).unwrap_err();
-        assert!(e.contains("the meshwire-cni binary") && e.contains("--plugin"), "{e}");
+        assert!(matches!(e, CniError::PluginUnreadable { .. }), "{e:?}");
+        assert!(e.to_string().contains("the meshwire-cni binary") && e.to_string().contains("--plugin"), "{e}");
         let e = install(&node.root.join("nobin"), &node.conf, &node.plugin, &Map::new()).unwrap_err();
-        assert!(e.contains("CNI bin directory"), "{e}");
+        assert!(matches!(e, CniError::NoBinDir(_)), "{e:?}");
+        assert!(e.to_string().contains("CNI bin directory") && e.to_string().contains("--bin-dir"), "{e}");
         let e = install(&node.bin, &node.root.join("noconf"), &node.plugin, &Map::new()).unwrap_err();
-        assert!(e.contains("reading CNI configuration directory"), "{e}");
+        assert!(matches!(e, CniError::ConfDirUnreadable { .. }), "{e:?}");
+        assert!(e.to_string().contains("reading CNI configuration directory") && e.to_string().contains("--conf-dir"), "{e}");
         assert_eq!(node.snapshot(), before);
 
         // A .conf whose .conflist twin exists.
@@ -649,8 +796,9 @@ mod tests {
         node.put("10-a.conf", CONF, 0o644);
         node.put("10-a.conflist", CONFLIST, 0o644);
         let e = node.install().unwrap_err();
-        assert!(e.contains("would replace"), "{e}");
-        assert!(!node.conf.join(BACKUP_DIR).exists());
+        assert!(matches!(e, CniError::ConflistExists { .. }), "{e:?}");
+        assert!(e.to_string().contains("10-a.conf would replace") && e.to_string().contains("move one of them away"), "{e}");
+        assert!(!node.conf.join(BACKUP_DIR).exists() && !node.bin.join("meshwire-cni").exists(), "nothing installed");
     }
 
     #[test]
@@ -662,7 +810,8 @@ mod tests {
         node.put("05-new.conflist", CONFLIST, 0o644);
         let before = node.snapshot();
         let e = node.install().unwrap_err();
-        assert!(e.contains("holds the backup of an earlier `cni install`"), "{e}");
+        assert!(matches!(e, CniError::StaleBackup { .. }), "{e:?}");
+        assert!(e.to_string().contains("holds the backup of an earlier `cni install`") && e.to_string().contains("run `cni uninstall`"), "{e}");
         assert_eq!(node.snapshot(), before);
         node.uninstall(false).unwrap();
         assert_eq!(fs::read(node.conf.join("10-bridge.conf")).unwrap(), CONF.as_bytes());
@@ -676,10 +825,27 @@ mod tests {
         let edited = fs::read_to_string(node.conf.join("10-net.conflist")).unwrap().replace("cni0", "cni1");
         fs::write(node.conf.join("10-net.conflist"), &edited).unwrap();
         let e = node.uninstall(false).unwrap_err();
-        assert!(e.contains("changed since `cni install`") && e.contains("--force"), "{e}");
+        assert!(matches!(e, CniError::ChangedSinceInstall { .. }), "{e:?}");
+        assert!(e.to_string().contains("changed since `cni install`") && e.to_string().contains("--force"), "{e}");
         assert_eq!(fs::read_to_string(node.conf.join("10-net.conflist")).unwrap(), edited);
         node.uninstall(true).unwrap();
         assert_eq!(fs::read(node.conf.join("10-net.conflist")).unwrap(), CONFLIST.as_bytes());
+    }
+
+    #[test]
+    fn a_damaged_install_record_is_refused_naming_the_backup() {
+        let node = Node::new();
+        node.put("10-net.conflist", CONFLIST, 0o644);
+        node.install().unwrap();
+        let manifest = node.conf.join(BACKUP_DIR).join(MANIFEST);
+        let text = fs::read_to_string(&manifest).unwrap().replace("\"10-net.conflist\"", "\"../10-net.conflist\"");
+        fs::write(&manifest, text).unwrap();
+        let before = node.snapshot();
+        let e = node.uninstall(false).unwrap_err();
+        assert!(matches!(&e, CniError::BadManifest { problem, .. } if problem == "bad \"original\""), "{e:?}");
+        let backup = node.conf.join(BACKUP_DIR);
+        assert!(e.to_string().contains(&format!("restore the network configuration by hand from {}", backup.join(ORIGINAL).display())), "{e}");
+        assert_eq!(node.snapshot(), before, "nothing restored or removed");
     }
 
     #[test]
@@ -697,9 +863,14 @@ mod tests {
         // The operator's capabilities join ours.
         let e = plugin_entry(Path::new("/run/meshwire/loader.sock"), Some(r#"{"capabilities": {"meshwire": true}}"#)).unwrap();
         assert_eq!(e["capabilities"], json!({"io.kubernetes.cri.pod-annotations": true, "meshwire": true}));
-        assert!(plugin_entry(Path::new("/x"), Some(r#"{"capabilities": true}"#)).unwrap_err().contains("capabilities"));
-        assert!(plugin_entry(Path::new("/x"), Some("[1]")).unwrap_err().contains("JSON object"));
-        assert!(plugin_entry(Path::new("/x"), Some("{")).unwrap_err().contains("not JSON"));
-        assert!(plugin_entry(Path::new("/x"), Some(r#"{"type": "bridge"}"#)).is_err());
+        let bad = |extra: &str| plugin_entry(Path::new("/x"), Some(extra)).unwrap_err();
+        let e = bad(r#"{"capabilities": true}"#);
+        assert!(matches!(e, CniError::PluginConfigCapabilities) && e.to_string().contains("\"capabilities\" must be an object"), "{e}");
+        let e = bad("[1]");
+        assert!(matches!(e, CniError::PluginConfigNotObject) && e.to_string().contains("JSON object"), "{e}");
+        let e = bad("{");
+        assert!(matches!(e, CniError::PluginConfigNotJson(_)) && e.to_string().starts_with("--plugin-config is not JSON: "), "{e}");
+        let e = bad(r#"{"type": "bridge"}"#);
+        assert!(matches!(e, CniError::PluginConfigType) && e.to_string().contains("\"meshwire-cni\""), "{e}");
     }
 }

@@ -548,7 +548,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             }
             Ok(())
         }
-        Command::Cni(c) => cni_install::execute(c, &api.socket),
+        Command::Cni(c) => cni_install::execute(c, &api.socket).map_err(|e| e.to_string()),
         Command::Stats { .. } => {
             inspect::require_datapath(&pins)?;
             for (name, v) in inspect::counters(&pins)? {
