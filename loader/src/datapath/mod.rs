@@ -11,6 +11,8 @@
 //! across an upgrade ([`upgrade`]) and tc on pods' interfaces ([`tc`], [`clsact`]).
 
 pub mod clsact;
+#[cfg(test)]
+mod install_tests;
 pub mod layout;
 pub mod objects;
 pub mod pins;
@@ -21,6 +23,7 @@ use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
 use crate::config::Config;
+use crate::error::{Error, OrOs};
 use crate::libbpf::{self, MapFd, Object};
 use crate::system::{self, Cgroup};
 use layout::{Cidr4Key, Cidr6Key, In4Key, Ip6Key, PortKey, Settings, DIR_OUT};
@@ -30,7 +33,7 @@ use upgrade::Upgrade;
 pub use objects::{Hook, ObjectSpec, PROGRAMS};
 
 /// The cgroup the programs attach to: the configured one, or the cgroup2 root.
-pub fn target_cgroup(config: &Config) -> Result<PathBuf, String> {
+pub fn target_cgroup(config: &Config) -> Result<PathBuf, Error> {
     match &config.bpf.cgroup {
         Some(p) => Ok(p.clone()),
         None => system::cgroup2_mount(),
@@ -89,15 +92,19 @@ fn existing_pins(pins: &Pins) -> HashSet<PathBuf> {
 }
 
 /// Load, configure and attach the datapath. On error nothing this call
-/// created is left behind (pins that existed before are kept).
-pub fn install(config: &Config) -> Result<(), String> {
+/// created is left behind (pins that existed before are kept). The error's
+/// kind: Invalid (the configured pin directory or cgroup cannot serve),
+/// NotFound (no cgroup2 mount), Inconsistent (pins an earlier loader left
+/// that this one cannot take over: `meshwire-loader cleanup`), Os (a system
+/// call or the kernel refused, its errno kept), Internal (a mixed build).
+pub fn install(config: &Config) -> Result<(), Error> {
     let pins = Pins::new(&config.bpf.pin_dir);
     let cgroup_path = target_cgroup(config)?;
     let cgroup = Cgroup::open(&cgroup_path)?;
     system::ensure_bpffs(pins.root())?;
     let root_existed = pins.root().exists();
-    pins.create_dirs().map_err(|e| format!("creating {}: {e}", pins.root().display()))?;
-    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
+    pins.create_dirs().or_os(|| format!("creating {}", pins.root().display()))?;
+    let _lock = pins.lock().or_os(|| format!("locking {}", pins.root().display()))?;
 
     // Maps an earlier version pinned with another capacity are recreated.
     let upgrade = match Upgrade::prepare(&pins, objects::WITH_PROGRAMS) {
@@ -126,9 +133,9 @@ pub fn install(config: &Config) -> Result<(), String> {
 }
 
 /// Open, configure and load one object; maps it pins are recorded as created.
-fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &HashSet<PathBuf>, created: &mut Created) -> Result<Object, String> {
-    let mut obj = spec.open(Some(&pins.maps_dir())).map_err(|e| e.to_string())?;
-    obj.set_rodata(objects::SETTINGS_VAR, settings.as_bytes()).map_err(|e| e.to_string())?;
+fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &HashSet<PathBuf>, created: &mut Created) -> Result<Object, Error> {
+    let mut obj = spec.open(Some(&pins.maps_dir()))?;
+    obj.set_rodata(objects::SETTINGS_VAR, settings.as_bytes())?;
     let load = obj.load();
     // libbpf pins maps as it creates them, also when a later step fails.
     for map in obj.pinned_map_names() {
@@ -138,7 +145,9 @@ fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &Has
         }
     }
     load.map_err(|e| {
-        format!("{e}. If a previous meshwire version pinned incompatible maps under {}, run `meshwire-loader cleanup` first", pins.maps_dir().display())
+        Error::from(e).map_message(|m| {
+            format!("{m}. If a previous meshwire version pinned incompatible maps under {}, run `meshwire-loader cleanup` first", pins.maps_dir().display())
+        })
     })?;
     Ok(obj)
 }
@@ -146,15 +155,15 @@ fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &Has
 /// The Rust mirrors (structs, enums) and declarations (programs, maps)
 /// must match the objects they were built with; refuse to touch the
 /// datapath otherwise (a mixed build).
-fn check_layouts() -> Result<(), String> {
-    let obj = objects::ALIGNCHECKER.open(None).map_err(|e| e.to_string())?;
-    let btf = libbpf::Btf::of_object(&obj).ok_or("the alignchecker object has no BTF")?;
-    let mixed = |errs: Vec<String>| format!("this loader does not match its BPF objects (a mixed build?):\n{}", errs.join("\n"));
+fn check_layouts() -> Result<(), Error> {
+    let obj = objects::ALIGNCHECKER.open(None)?;
+    let btf = libbpf::Btf::of_object(&obj).ok_or_else(|| Error::Internal("the alignchecker object has no BTF (a broken build: rebuild bpf/)".into()))?;
+    let mixed = |errs: Vec<String>| Error::Internal(format!("this loader does not match its BPF objects (a mixed build?):\n{}", errs.join("\n")));
     crate::datapath::layout::check_against_btf(&btf).map_err(mixed)?;
     objects::check_declarations().map_err(mixed)
 }
 
-fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created, upgrade: &Upgrade) -> Result<(), String> {
+fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created, upgrade: &Upgrade) -> Result<(), Error> {
     check_layouts()?;
     let mut settings = settings_of(config);
     let mut loaded = Vec::new();
@@ -188,7 +197,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
             // Only the acceleration object may be absent (disabled or refused).
             continue;
         };
-        let prog = obj.program(spec.program).map_err(|e| e.to_string())?;
+        let prog = obj.program(spec.program)?;
         let link_pin = pins.link(spec.program);
         match spec.hook {
             Hook::Cgroup => {
@@ -196,8 +205,8 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
                     replace_cgroup_program(&link_pin, cgroup, prog.fd(), spec.program)?;
                     log::info!("{}: replaced the program behind {}", spec.program, link_pin.display());
                 } else {
-                    let mut link = prog.attach_cgroup(cgroup).map_err(|e| e.to_string())?;
-                    link.pin(&link_pin).map_err(|e| e.to_string())?;
+                    let mut link = prog.attach_cgroup(cgroup)?;
+                    link.pin(&link_pin)?;
                     created.pins.push(link_pin.clone());
                     link.keep();
                     log::info!("{}: attached to {} (link {})", spec.program, cgroup.path.display(), link_pin.display());
@@ -221,13 +230,13 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
 /// Attaches the acceleration verdict program to its socket maps (replacing
 /// the one a previous loader attached). Each map holds its attachment, so it
 /// lives as long as the pinned map.
-fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), String> {
+fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), Error> {
     for spec in PROGRAMS {
         if let Hook::SkMsg { maps } = spec.hook {
-            let prog = obj.program(spec.program).map_err(|e| e.to_string())?;
+            let prog = obj.program(spec.program)?;
             for map in maps {
-                let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| format!("{map}: {e}"))?;
-                libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| format!("{map}: {e}"))?;
+                let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| Error::from(e).context(map))?;
+                libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| Error::from(e).context(map))?;
             }
         }
     }
@@ -235,25 +244,30 @@ fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), String> {
 }
 
 /// A link left by a previous loader: keep the attachment, swap the program.
-fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: &str) -> Result<(), String> {
-    let link = libbpf::obj_get(link_pin).map_err(|e| e.to_string())?;
-    match libbpf::link_cgroup_id(&link).map_err(|e| e.to_string())? {
+fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: &str) -> Result<(), Error> {
+    let link = libbpf::obj_get(link_pin)?;
+    match libbpf::link_cgroup_id(&link)? {
         Some(id) if id == cgroup.id => {}
         Some(_) => {
-            return Err(format!(
+            return Err(Error::Inconsistent(format!(
                 "{} is attached to another cgroup than {}; run `meshwire-loader cleanup` to detach it, then start again",
                 link_pin.display(),
                 cgroup.path.display()
-            ))
+            )))
         }
-        None => return Err(format!("{} is not a cgroup link", link_pin.display())),
+        None => {
+            return Err(Error::Inconsistent(format!(
+                "{} is not a cgroup link; run `meshwire-loader cleanup` to remove it, then start again",
+                link_pin.display()
+            )))
+        }
     }
-    libbpf::link_update(&link, prog_fd, name).map_err(|e| e.to_string())
+    Ok(libbpf::link_update(&link, prog_fd, name)?)
 }
 
 /// Make the node-wide (cookie 0, pod IP 0) exclusion entries exactly the configured ones.
-pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> {
-    let open = |name: &str| MapFd::open_pinned(&pins.map(name)).map_err(|e| e.to_string());
+pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), Error> {
+    let open = |name: &str| MapFd::open_pinned(&pins.map(name));
     let ports: Vec<PortKey> = config
         .outbound
         .exclude_ports
@@ -277,14 +291,14 @@ pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), String> 
 }
 
 /// Make the entries of `map` that `node_wide` selects exactly `want`.
-fn sync_node_wide<K: Copy + PartialEq>(map: &MapFd, want: &[K], node_wide: impl Fn(&K) -> bool) -> Result<(), String> {
-    for key in map.keys::<K>().map_err(|e| e.to_string())? {
+fn sync_node_wide<K: Copy + PartialEq>(map: &MapFd, want: &[K], node_wide: impl Fn(&K) -> bool) -> Result<(), Error> {
+    for key in map.keys::<K>()? {
         if node_wide(&key) && !want.contains(&key) {
-            map.delete(&key).map_err(|e| e.to_string())?;
+            map.delete(&key)?;
         }
     }
     for key in want {
-        map.update(key, &1u8).map_err(|e| e.to_string())?;
+        map.update(key, &1u8)?;
     }
     Ok(())
 }
@@ -297,24 +311,24 @@ fn remove_empty_dirs(pins: &Pins) {
 
 /// Detach every program and unpin every map meshwire pinned under the pin
 /// directory. Files there that are not meshwire's are left alone.
-pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, String> {
+pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let pins = Pins::new(pin_dir);
     if !pins.root().exists() {
         return Ok(Vec::new());
     }
-    let _lock = pins.lock().map_err(|e| format!("locking {}: {e}", pins.root().display()))?;
+    let _lock = pins.lock().or_os(|| format!("locking {}", pins.root().display()))?;
     let mut removed = tc::remove_all_pins(&pins)?;
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
     let maps = pins::ALL_MAPS.iter().flat_map(|m| [pins.map(m), pins.map_set_aside(m)]);
     for path in links.chain(maps) {
         if path.starts_with(pins.links_dir()) {
             // Detach at once rather than when the kernel gets round to it.
-            libbpf::detach_pinned_link(&path).map_err(|e| e.to_string())?;
+            libbpf::detach_pinned_link(&path)?;
         }
         match std::fs::remove_file(&path) {
             Ok(()) => removed.push(path),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(e) => return Err(format!("removing {}: {e}", path.display())),
+            Err(e) => return Err(Error::os(format_args!("removing {}", path.display()), &e)),
         }
     }
     remove_empty_dirs(&pins);

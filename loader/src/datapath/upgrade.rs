@@ -23,6 +23,7 @@ use std::path::PathBuf;
 
 use crate::datapath::objects::ObjectSpec;
 use crate::datapath::pins::Pins;
+use crate::error::{Error, OrOs};
 use crate::libbpf::{MapFd, MapInfo};
 
 /// One map being upgraded.
@@ -45,10 +46,10 @@ fn describe(m: &MapInfo) -> String {
 }
 
 /// The pinned map definitions of every object, once per name.
-fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, String> {
+fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, Error> {
     let mut defs: Vec<MapInfo> = Vec::new();
     for spec in objects {
-        let obj = spec.open(None).map_err(|e| e.to_string())?;
+        let obj = spec.open(None)?;
         for d in obj.pinned_map_defs() {
             if !defs.iter().any(|x| x.name == d.name) {
                 defs.push(d);
@@ -58,28 +59,29 @@ fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, String> {
     Ok(defs)
 }
 
-/// Which pinned maps must be recreated for `objects`; Err when one cannot be.
-fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, String> {
+/// Which pinned maps must be recreated for `objects`; Err when one cannot be
+/// (Inconsistent: the pinned map is not one this version can take over).
+fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
     let mut plan = Vec::new();
     for def in definitions(objects)? {
         let (pin, aside) = (pins.map(&def.name), pins.map_set_aside(&def.name));
         // A start that died mid-upgrade left the old map aside: carry over
         // from it again (the new map may or may not have its entries yet).
         let current = if aside.exists() { &aside } else if pin.exists() { &pin } else { continue };
-        let old = MapFd::open_pinned(current).map_err(|e| e.to_string())?.info().map_err(|e| e.to_string())?;
+        let old = MapFd::open_pinned(current)?.info()?;
         if current == &pin && old.same_shape(&def) {
             continue;
         }
         let same_layout = (old.map_type, old.key_size, old.value_size, old.map_flags) == (def.map_type, def.key_size, def.value_size, def.map_flags);
         let movable = old.entries_copyable() || old.map_type == libbpf_sys::BPF_MAP_TYPE_RINGBUF;
         if !same_layout || !movable {
-            return Err(format!(
+            return Err(Error::Inconsistent(format!(
                 "pinned map {} ({}) cannot become this version's ({}){}: run `meshwire-loader cleanup`, then start again (pods come back from their records; live connections' state in the maps is lost)",
                 current.display(),
                 describe(&old),
                 describe(&def),
                 if same_layout { ", a socket map's entries cannot be moved" } else { "" }
-            ));
+            )));
         }
         plan.push(Moved { name: def.name, pin, aside, old });
     }
@@ -89,17 +91,17 @@ fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, String> {
 impl Upgrade {
     /// Sets aside every pinned map whose capacity differs from `objects`'
     /// definitions. Nothing moves when one cannot be upgraded.
-    pub fn prepare(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Upgrade, String> {
+    pub fn prepare(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Upgrade, Error> {
         let mut done = Upgrade::default();
         let plan = plan(pins, objects)?;
         if !plan.is_empty() {
-            std::fs::create_dir_all(pins.upgrade_dir()).map_err(|e| format!("creating {}: {e}", pins.upgrade_dir().display()))?;
+            std::fs::create_dir_all(pins.upgrade_dir()).or_os(|| format!("creating {}", pins.upgrade_dir().display()))?;
         }
         for m in plan {
             if !m.aside.exists() {
                 if let Err(e) = std::fs::rename(&m.pin, &m.aside) {
                     done.put_back();
-                    return Err(format!("setting {} aside for the upgrade: {e}", m.pin.display()));
+                    return Err(Error::os(format_args!("setting {} aside for the upgrade", m.pin.display()), &e));
                 }
             }
             log::info!("upgrade: map {} is recreated ({} -> this version's capacity)", m.name, describe(&m.old));
@@ -110,16 +112,16 @@ impl Upgrade {
 
     /// After the objects loaded (libbpf created and pinned the new maps):
     /// copies every entry of the old maps into the new ones.
-    pub fn carry_over(&self) -> Result<(), String> {
+    pub fn carry_over(&self) -> Result<(), Error> {
         for m in &self.moved {
-            let old = MapFd::open_pinned(&m.aside).map_err(|e| e.to_string())?;
-            let new = MapFd::open_pinned(&m.pin).map_err(|e| e.to_string())?;
-            let capacity = new.info().map_err(|e| e.to_string())?.max_entries;
+            let old = MapFd::open_pinned(&m.aside)?;
+            let new = MapFd::open_pinned(&m.pin)?;
+            let capacity = new.info()?.max_entries;
             if !m.old.entries_copyable() {
                 log::info!("upgrade: map {} starts empty (capacity {} -> {capacity}; it holds no entries to carry)", m.name, m.old.max_entries);
                 continue;
             }
-            let n = old.copy_entries_into(&new).map_err(|e| format!("upgrade: map {}: {e}", m.name))?;
+            let n = old.copy_entries_into(&new).map_err(|e| Error::from(e).context(format_args!("upgrade: map {}", m.name)))?;
             log::info!("upgrade: map {}: {n} entries carried over (capacity {} -> {capacity})", m.name, m.old.max_entries);
         }
         Ok(())
@@ -270,7 +272,8 @@ mod tests {
         let fd = map_create_like(&other, other.max_entries).unwrap();
         obj_pin(&fd, &pins.map("mw_pods")).unwrap();
         let e = Upgrade::prepare(&pins, SOCK).unwrap_err();
-        assert!(e.contains("mw_pods") && e.contains("cleanup"), "{e}");
+        assert!(matches!(e, Error::Inconsistent(_)), "{e:?}");
+        assert!(e.message().contains("mw_pods") && e.message().contains("cleanup"), "{e}");
         assert!(pins.map("mw_pods").exists() && !pins.map_set_aside("mw_pods").exists());
     }
 

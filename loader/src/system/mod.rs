@@ -10,7 +10,7 @@ use std::path::{Path, PathBuf};
 
 pub mod userns;
 
-use crate::error::Error;
+use crate::error::{Error, OrOs};
 
 fn statfs_magic(path: &Path) -> io::Result<i64> {
     let c = CString::new(path.as_os_str().as_bytes()).map_err(|_| io::Error::from(io::ErrorKind::InvalidInput))?;
@@ -28,9 +28,9 @@ fn existing_ancestor(path: &Path) -> &Path {
 
 /// Make sure `pin_dir` will be on bpffs: mount /sys/fs/bpf when it is the
 /// standard mount point and nothing is mounted there yet.
-pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), String> {
+pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), Error> {
     let anc = existing_ancestor(pin_dir);
-    let magic = statfs_magic(anc).map_err(|e| format!("statfs {}: {e}", anc.display()))?;
+    let magic = statfs_magic(anc).or_os(|| format!("statfs {}", anc.display()))?;
     if magic == libc::BPF_FS_MAGIC as i64 {
         return Ok(());
     }
@@ -38,20 +38,21 @@ pub fn ensure_bpffs(pin_dir: &Path) -> Result<(), String> {
     let std_mount = Path::new("/sys/fs/bpf");
     if pin_dir.starts_with(std_mount) && std_mount.is_dir() && (anc == std_mount || std_mount.starts_with(anc)) {
         nix::mount::mount(Some("bpf"), std_mount, Some("bpf"), nix::mount::MsFlags::empty(), None::<&str>)
-            .map_err(|e| format!("mounting bpffs at {}: {e}", std_mount.display()))?;
+            .or_os(|| format!("mounting bpffs at {}", std_mount.display()))?;
         log::info!("mounted bpffs at {}", std_mount.display());
         return Ok(());
     }
-    Err(format!(
+    Err(Error::Invalid(format!(
         "pin directory {} is not on a bpffs mount; mount one (mount -t bpf bpf DIR) or set bpf.pin_dir under /sys/fs/bpf",
         pin_dir.display()
-    ))
+    )))
 }
 
 /// The cgroup2 mount point, from /proc/self/mountinfo.
-pub fn cgroup2_mount() -> Result<PathBuf, String> {
-    let text = std::fs::read_to_string("/proc/self/mountinfo").map_err(|e| format!("reading /proc/self/mountinfo: {e}"))?;
-    parse_cgroup2_mount(&text).ok_or_else(|| "no cgroup2 filesystem is mounted (kernel feature: cgroup v2); mount one with `mount -t cgroup2 none DIR`".to_string())
+pub fn cgroup2_mount() -> Result<PathBuf, Error> {
+    let text = std::fs::read_to_string("/proc/self/mountinfo").or_os(|| "reading /proc/self/mountinfo")?;
+    parse_cgroup2_mount(&text)
+        .ok_or_else(|| Error::NotFound("no cgroup2 filesystem is mounted (kernel feature: cgroup v2); mount one with `mount -t cgroup2 none DIR`".to_string()))
 }
 
 fn parse_cgroup2_mount(mountinfo: &str) -> Option<PathBuf> {
@@ -74,14 +75,15 @@ pub struct Cgroup {
 }
 
 impl Cgroup {
-    pub fn open(path: &Path) -> Result<Cgroup, String> {
-        let magic = statfs_magic(path).map_err(|e| format!("cgroup {}: {e}", path.display()))?;
+    pub fn open(path: &Path) -> Result<Cgroup, Error> {
+        let magic = statfs_magic(path).or_os(|| format!("cgroup {}", path.display()))?;
         if magic != libc::CGROUP2_SUPER_MAGIC as i64 {
-            return Err(format!("{} is not a cgroup v2 directory (the cgroup2 mount is at {})", path.display(), cgroup2_mount().map(|p| p.display().to_string()).unwrap_or_else(|e| e)));
+            let mount = cgroup2_mount().map(|p| p.display().to_string()).unwrap_or_else(|e| e.to_string());
+            return Err(Error::Invalid(format!("{} is not a cgroup v2 directory (the cgroup2 mount is at {mount})", path.display())));
         }
-        let file = File::open(path).map_err(|e| format!("opening cgroup {}: {e}", path.display()))?;
+        let file = File::open(path).or_os(|| format!("opening cgroup {}", path.display()))?;
         // On cgroup2 the directory's inode number is the cgroup id.
-        let id = file.metadata().map_err(|e| format!("stat {}: {e}", path.display()))?.ino();
+        let id = file.metadata().or_os(|| format!("stat {}", path.display()))?.ino();
         Ok(Cgroup { path: path.to_path_buf(), file, id })
     }
 }
