@@ -239,6 +239,23 @@ class Bench:
         with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
             f.write("1")
 
+    def fresh_topology(self):
+        """The namespaces of the last mode's slot deleted and made again: a
+        mode must not meet what another left behind. Seen with shared ones:
+        iptables mode leaves TIME_WAIT sockets (60 s) in the server pod on its
+        inbound port, and eBPF mode's client sidecar, which dials that port
+        itself (iptables mode's dialled the app port), picks the same source
+        ports: the TIME_WAIT answers the SYN with an ACK, the client resets
+        and sends its SYN again 1 s later (docs/benchmarking.md)."""
+        self.delete_namespaces()
+        self.topology()
+
+    def delete_namespaces(self):
+        # One `ip` for them all: the scale mode makes thousands.
+        subprocess.run(["ip", "-force", "-b", "-"], input="".join(f"netns del {ns}\n" for ns in reversed(self.ns_made)),
+                       capture_output=True, text=True)
+        self.ns_made = []
+
     def topology(self):
         ip = lambda *a: self.run(["ip", *a])
         nsx = lambda ns, *a: self.run(["ip", "netns", "exec", ns, *a])
@@ -530,6 +547,12 @@ frontend app
                 a[1] += info.get("run_time_ns", 0)
         return out
 
+    def syn_retrans(self, pod):
+        """The pod's namespace's SYN retransmissions (TcpExt TCPSynRetrans)."""
+        text = self.run(["ip", "netns", "exec", self.ns(pod), "cat", "/proc/net/netstat"])
+        lines = [l.split() for l in text.splitlines() if l.startswith("TcpExt:")]
+        return int(dict(zip(lines[0], lines[1]))["TCPSynRetrans"])
+
     def cpu_usec(self, pod, mode, what="usage_usec"):
         st = dict(l.split() for l in open(f"{self.cg(pod, mode)}/cpu.stat") if len(l.split()) == 2)
         return int(st[what])
@@ -537,7 +560,8 @@ frontend app
     def snapshot(self, mode, srv, fam=4):
         snap = {"cpu_cli": self.cpu_usec("cli", mode), "cpu_srv": self.cpu_usec(srv, mode),
                 "sys": self.cpu_usec("cli", mode, "system_usec") + self.cpu_usec(srv, mode, "system_usec"),
-                "s_cli": self.sessions("cli"), "s_srv": self.sessions(srv)}
+                "s_cli": self.sessions("cli"), "s_srv": self.sessions(srv),
+                "syn_re": self.syn_retrans("cli") + self.syn_retrans(srv)}
         if mode == "iptables":
             snap["r_cli"] = self.redirects("cli", fam)
             snap["r_srv"] = self.redirects(srv, fam)
@@ -645,6 +669,12 @@ frontend app
         if why:
             self.fail(topo, mode, rep, key, f"interception check failed: {why}")
             return None
+        # A refused SYN waits 1 s to be sent again: a few halve a rate.
+        syn_re = after["syn_re"] - before["syn_re"]
+        self.record(topo, mode, rep, f"syn_retrans_{key}", syn_re)
+        if syn_re:
+            self.notes.append(f"{mode}, {topo}, {key} (repetition {rep + 1}): {syn_re} SYN retransmissions in the client and server "
+                              f"pods (each a connection that waited 1 s)")
         return p.stdout, before, after, secs
 
     def fail(self, topo, mode, rep, key, why):
@@ -829,8 +859,10 @@ frontend app
         for rep in range(a.reps):
             modes = a.modes
             order = modes[rep % len(modes):] + modes[:rep % len(modes)]
-            for mode in order:
+            for slot, mode in enumerate(order):
                 t0 = time.monotonic()
+                if (rep or slot) and not a.reuse_netns:
+                    self.fresh_topology()
                 if mode not in ("direct", "floor"):
                     self.start_loaders(mode)
                 self.start_pods(mode)
@@ -849,7 +881,7 @@ frontend app
                 finally:
                     self.stop_pods()
                     self.stop_loaders()
-                got = sum(1 for r in self.results if r["mode"] == mode and r["rep"] == rep)
+                got = sum(1 for r in self.results if r["mode"] == mode and r["rep"] == rep and not r["test"].startswith("syn_retrans_"))
                 bad = [f for f in self.failures if f[1] == mode and f[2] == rep]
                 log(f"  rep {rep + 1}/{a.reps} {mode:<11} {time.monotonic() - t0:5.1f} s, {got} figures"
                     + (f", {len(bad)} runs not reported: {bad[0][4]}" if bad else ""))
@@ -906,9 +938,7 @@ frontend app
                 time.sleep(0.1)
 
     def cleanup_system(self):
-        # One `ip` for them all: the scale mode makes thousands.
-        subprocess.run(["ip", "-force", "-b", "-"], input="".join(f"netns del {ns}\n" for ns in reversed(self.ns_made)),
-                       capture_output=True, text=True)
+        self.delete_namespaces()
         for cg in reversed(self.cgroups):
             for _ in range(50):
                 try:
@@ -1485,6 +1515,9 @@ def main():
     ap.add_argument("--profile-callgraph", action="store_true", help="record call graphs in the profile (perf record -g; "
                     "with --keep-logs, perf-*.data stay in the work dir for perf report)")
     ap.add_argument("--note", default="", help="added to the report's first line (e.g. the commit measured)")
+    ap.add_argument("--reuse-netns", action="store_true", help="compare: keep the pods' namespaces from one mode's slot to the next "
+                    "(before 2026-12-06 always so: what a mode left, TIME_WAIT sockets above all, met the next; "
+                    "each slot has fresh ones by default)")
     ap.add_argument("--keep-logs", action="store_true", help="keep the work dir with every process's log")
     a = ap.parse_args()
     a.reps = a.reps or (1 if a.quick else 3)
