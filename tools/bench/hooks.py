@@ -26,11 +26,18 @@ machine and nothing is left behind.
   inbound port, and makes 64-byte round trips on it (its handshake and close
   included). The floor's pass-through programs (empty, a flow lookup, the
   rewrite helpers writing back what is there) on the same traffic, to a
-  listener on APP_PORT itself.
+  listener on APP_PORT itself. The same with 64 KiB writes each way, which
+  TCP sends over the veth as GSO packets (what iperf3 makes).
 - sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
   both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
   puts them there; each send() runs the program and is redirected to the
-  peer. sk_msg programs cannot be test-run.
+  peer; 64-byte, 16 KiB (HAProxy's writes) and 64 KiB messages. sk_msg
+  programs cannot be test-run.
+- caches cold: a tc flow packet (test run), a 64-byte sk_msg message and a
+  connect4 connect() again, with 4 MiB of this process's memory written
+  over before each run, which evicts what the program and its helpers touch
+  from the CPU's caches, as the rest of a node's work does between two runs
+  of a program in the full benchmark (a tight loop keeps it all cached).
 - connect4 (mw_sock4_connect) and sockops (mw_sockops) over real
   connections (--no-connect leaves them out): each build's programs
   attached to a cgroup of this run's own under the cgroup2 mount (never the
@@ -204,6 +211,40 @@ REAL_BOTH = "real packets, both ways, as above (attached ingress and egress)"
 CONNECT, SOCKOPS = "a meshed pod's connect()", "its callbacks (both ends)"
 CONNECT_ACCEL = "a meshed pod's connect(), acceleration on"
 SOCKOPS_ACCEL = "its callbacks, acceleration on (both ends enter mw_sock_hash)"
+# sk_msg message sizes -> how many fewer messages than 64-byte ones a round sends (a 64 KiB
+# message is one run: tcp_bpf gathers a send of up to MAX_SKB_FRAGS pages into one sk_msg).
+SKMSG_SIZES = {64: 1, 16384: 8, 65536: 16}
+COLD_BYTES, COLD_DIV = 4 << 20, 16  # written over before each message of the cold row
+SKMSG_COLD = "64-byte message, caches cold (4 MiB written before each)"
+
+
+TC_COLD = "flow packet in, caches cold (4 MiB written before each)"
+CONNECT_COLD = "a meshed pod's connect(), caches cold (4 MiB written before each)"
+CONNECT_FLOOR_COLD = "a connect(), caches cold (4 MiB written before each)"
+
+
+def cold(fn, div=COLD_DIV):
+    """fn run once at a time, a 4 MiB buffer written over before each run (its caches evicted,
+    as the rest of a node's work does between two runs of a program in the full benchmark);
+    1/div of the runs of a hot row."""
+    buf = ctypes.create_string_buffer(COLD_BYTES)
+
+    def run(n):
+        for i in range(max(1, n // div)):
+            ctypes.memset(ctypes.addressof(buf), i & 0xff, COLD_BYTES)
+            fn(1)
+    return run
+
+
+def skmsg_what(size):
+    return "64-byte message" if size == 64 else f"{size // 1024} KiB message"
+
+
+BULK = 65536  # the bulk veth rows' writes: TCP sends them over the veth as GSO packets
+REAL_BULK_IN = "real packets in: the same, 64 KiB writes each way (GSO packets)"
+REAL_BULK_OUT = "real packets out: the same bulk connection's"
+REAL_BULK_BOTH = "real packets, both ways, 64 KiB writes each way (GSO)"
+REAL_BULK_IN_ONLY = "real packets in, 64 KiB writes each way (GSO; attached on ingress only)"
 BODY = b"x" * 100
 # (name, program, frame): what each tc program meets, most common first.
 TC_FRAMES = [
@@ -338,10 +379,14 @@ class Hooks:
         self.run(["bpftool", "prog", "attach", "pinned", prog["path"], "msg_verdict", "pinned", sock_map_path])
 
     @staticmethod
-    def ping(c, s, n, size=64):
-        """n messages each way; each read must get what was sent (redirected or not)."""
+    def ping(c, s, n, size=64, cold=None):
+        """n messages each way; each read must get what was sent (redirected or not).
+        cold: a buffer written over before each message (its caches evicted, as the rest of
+        a node's work does between two messages of one connection)."""
         msg = b"m" * size
-        for _ in range(n):
+        for i in range(n):
+            if cold is not None:
+                ctypes.memset(ctypes.addressof(cold), i & 0xff, len(cold))
             c.sendall(msg)
             got = 0
             while got < size:
@@ -432,20 +477,23 @@ class Hooks:
     def tcx(self, cmd, prog, attach_type):
         bpf(cmd, struct.pack("IIIIIIQ", self.ifindex, prog["fd"], attach_type, 0, 0, 0, 0))
 
-    def veth_traffic(self, ns, ingress, egress):
+    def veth_traffic(self, ns, ingress, egress, size=64):
         """One connection from the peer to POD:APP_PORT (steered by tc to the listener), n
-        64-byte round trips, closed; the build's programs attached to mwh0 meanwhile."""
+        round trips of size bytes (BULK: n // 20 of them), closed; the build's programs
+        attached to mwh0 meanwhile."""
         client = ("import socket,sys\n"
                   "c=socket.create_connection(('%s',%d));c.setsockopt(6,1,1)\n"
                   "for _ in range(int(sys.argv[1])):\n"
-                  " c.sendall(b'm'*64);g=0\n"
-                  " while g<64:\n"
-                  "  b=c.recv(64-g)\n"
+                  " c.sendall(b'm'*%d);g=0\n"
+                  " while g<%d:\n"
+                  "  b=c.recv(%d-g)\n"
                   "  assert b\n"
                   "  g+=len(b)\n"
-                  "c.close()\n") % (POD, APP_PORT)
+                  "c.close()\n") % (POD, APP_PORT, size, size, size)
+        div = 20 if size == BULK else 1
 
         def run(n):
+            n = max(1, n // div)
             self.tcx(BPF_PROG_ATTACH, ingress, BPF_TCX_INGRESS)
             self.tcx(BPF_PROG_ATTACH, egress, BPF_TCX_EGRESS)
             try:
@@ -486,6 +534,8 @@ class Hooks:
                     for what, prog, fr in TC_FRAMES:
                         p = progs[f"mw_tc_{prog}"]
                         runners[(label, p_name(prog), what)] = (p, TestRun(p["fd"], fr).run)
+                    p = progs["mw_tc_ingress"]
+                    runners[(label, "mw_tc_ingress", TC_COLD)] = (p, cold(TestRun(p["fd"], TC_FRAMES[0][2]).run))
                     if a.hooks_veth:
                         ns = ns or self.veth()
                         lead = (label, "mw_tc_ingress", REAL_IN)
@@ -493,11 +543,17 @@ class Hooks:
                                          self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"]))
                         runners[(label, "mw_tc_egress", REAL_OUT)] = (progs["mw_tc_egress"], None)
                         self.companions[lead] = [(label, "mw_tc_egress", REAL_OUT)]
+                        lead = (label, "mw_tc_ingress", REAL_BULK_IN)
+                        runners[lead] = (progs["mw_tc_ingress"],
+                                         self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"], BULK))
+                        runners[(label, "mw_tc_egress", REAL_BULK_OUT)] = (progs["mw_tc_egress"], None)
+                        self.companions[lead] = [(label, "mw_tc_egress", REAL_BULK_OUT)]
                 else:
                     p = progs["mw_skmsg_redirect"]
                     self.attach_skmsg(p, maps["mw_sock_hash:path"])
                     c, s = self.skmsg_pair(maps["mw_sock_hash"], maps["mw_accel_state"])
-                    runners[(label, "mw_skmsg_redirect", "64-byte message")] = (p, self.pinger(c, s))
+                    for k, fn in self.skmsg_rows(label, "mw_skmsg_redirect", c, s):
+                        runners[k] = (p, fn)
         if a.hooks_connect:
             self.home = [ln.split("::", 1)[1].strip() for ln in open("/proc/self/cgroup") if ln.startswith("0::")][0]
             self.home = cgroup2_mount() + self.home
@@ -526,6 +582,8 @@ class Hooks:
                 runners[lead] = (progs["mw_sock4_connect"], fn)
                 runners[(label, "mw_sockops", SOCKOPS_ACCEL if accel else SOCKOPS)] = (progs["mw_sockops"], None)
                 self.companions[lead] = [(label, "mw_sockops", SOCKOPS_ACCEL if accel else SOCKOPS)]
+                if not accel:
+                    runners[(label, "mw_sock4_connect", CONNECT_COLD)] = (progs["mw_sock4_connect"], cold(fn))
         for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
@@ -534,8 +592,14 @@ class Hooks:
             if fname in FLOOR_TC:
                 map_update(maps["mw_flow4"], flow4_key(REMOTE, POD, RPORT), FLOW_VALUE)
                 runners[("floor", fname, TC_FRAMES[0][0])] = (p, TestRun(p["fd"], TC_FRAMES[0][2]).run)
+                if fname in FLOOR_TC_REAL:
+                    runners[("floor", fname, TC_COLD)] = (p, cold(TestRun(p["fd"], TC_FRAMES[0][2]).run))
                 if a.hooks_veth and fname in FLOOR_TC_REAL:
                     runners[("floor", fname, REAL_BOTH)] = (p, self.veth_traffic(ns, p, p))
+                    runners[("floor", fname, REAL_BULK_BOTH)] = (p, self.veth_traffic(ns, p, p, BULK))
+                    if fname != "floor_tc_empty":  # ingress alone (the empty program on egress)
+                        empty = self.programs[("floor", "floor_tc_empty")]
+                        runners[("floor", fname, REAL_BULK_IN_ONLY)] = (p, self.veth_traffic(ns, p, empty, BULK))
             elif fname in FLOOR_SOCKOPS:
                 # steered by the datapath's own connect4 (its build "new"), measured alone
                 cg = self.cgroup(fname)
@@ -546,10 +610,15 @@ class Hooks:
                 cg = self.cgroup(fname)
                 self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", p["path"]])
                 runners[("floor", fname, "a connect()")] = (p, self.connector(cg, listener))
+                runners[("floor", fname, CONNECT_FLOOR_COLD)] = (p, cold(self.connector(cg, listener)))
             else:
                 self.attach_skmsg(p, maps["mw_sock_hash:path"])
                 c, s = self.skmsg_pair(maps["mw_sock_hash"], maps["mw_accel_state"])
-                runners[("floor", fname, "64-byte message")] = (p, self.pinger(c, s))
+                if fname in ("floor_skmsg_empty", "floor_skmsg_lookup_redirect"):
+                    for k, fn in self.skmsg_rows("floor", fname, c, s, floor=True):
+                        runners[k] = (p, fn)
+                else:
+                    runners[("floor", fname, skmsg_what(64))] = (p, self.pinger(c, s))
 
         self.stats_fd, _ = bpf(BPF_ENABLE_STATS, struct.pack("I", 0))
         busy0, t0 = machine_busy(), time.time()
@@ -564,7 +633,7 @@ class Hooks:
                     continue  # measured with the row before it
                 with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
                 per_conn = key[1] in ("mw_sock4_connect", "floor_sockops_sockhash") or key[1].startswith("floor_connect4") \
-                    or key[2] in (REAL_IN, REAL_BOTH)
+                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY)
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 calls = max(1, a.calls // 20) if per_conn else a.calls
                 fn(calls)
@@ -580,14 +649,24 @@ class Hooks:
         self.res = res
         self.report()
 
-    def pinger(self, c, s):
-        return lambda n: self.ping(c, s, max(1, n // 4))
+    def pinger(self, c, s, size=64, cold=False):
+        buf = ctypes.create_string_buffer(COLD_BYTES) if cold else None
+        div = 4 * (SKMSG_SIZES[size] if not cold else COLD_DIV)
+        return lambda n: self.ping(c, s, max(1, n // div), size, buf)
+
+    def skmsg_rows(self, label, p, c, s, floor=False):
+        """(key, runner) of each sk_msg row: the message sizes, and 64 bytes with cold caches."""
+        rows = [((label, p, skmsg_what(size)), self.pinger(c, s, size)) for size in SKMSG_SIZES
+                if not floor or size in (64, 65536)]
+        rows.append(((label, p, SKMSG_COLD), self.pinger(c, s, 64, cold=True)))
+        return rows
 
     def report(self):
         a, res = self.a, self.res
         med = {k: statistics.median(v) for k, v in res.items()}
         rng = {k: (min(v), max(v)) for k, v in res.items()}
-        floor = {k[1]: med[k] for k in med if k[0] == "floor" and k[2] != REAL_BOTH}
+        floor = {k[1]: med[k] for k in med if k[0] == "floor" and k[2] in (TC_FRAMES[0][0], skmsg_what(64), "a connect()",
+                                                                             "a connection's callbacks (both ends)")}
         empty_tc, empty_msg = floor["floor_tc_empty"], floor["floor_skmsg_empty"]
         old = a.baseline
         L = [f"# Each hook's own cost (`--mode hooks`){' — ' + a.note if a.note else ''}", ""]
@@ -595,7 +674,9 @@ class Hooks:
                  f"{os.cpu_count()} CPUs shared with other work: the machine was {self.busy:.0%} busy "
                  f"while it ran (this process pinned to CPU {a.cpu}). {a.rounds} rounds of {a.calls:,} runs "
                  f"per row (sk_msg: {max(1, a.calls // 4):,} messages each way; connect4 and sockops: "
-                 f"{max(1, a.calls // 20):,} connections); the builds alternate within each round. "
+                 f"{max(1, a.calls // 20):,} connections; 16 and 64 KiB messages 8 and 16 times fewer, the "
+                 f"GSO rows' 64 KiB round trips 20 times fewer, the caches-cold rows {COLD_DIV} times fewer runs); "
+                 f"the builds alternate within each round. "
                  f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max); every other round runs the rows in the reverse order.")
         L.append("")
         L.append(f"new: the working tree; old: `{old}`. The measure's own overhead, what an empty program "
@@ -646,7 +727,7 @@ class Hooks:
         for k in med:
             if k[0] != "floor":
                 continue
-            e = med.get(("floor", f"floor_{k[1].split('_')[1]}_empty", k[2]))
+            e = med.get(("floor", f"floor_{k[1].split('_')[1]}_empty", REAL_BULK_BOTH if k[2] == REAL_BULK_IN_ONLY else k[2]))
             e = e if e is not None else floor[f"floor_{k[1].split('_')[1]}_empty"]
             L.append(f"| `{k[1]}` | {k[2]} | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
         L.append("")
