@@ -46,6 +46,7 @@ a run that fails the check is not reported as a figure.
 """
 
 import argparse
+import ctypes
 import json
 import os
 import re
@@ -106,6 +107,17 @@ TESTS = [
 ]
 
 
+def enable_bpf_stats():
+    """bpf(BPF_ENABLE_STATS, BPF_STATS_RUN_TIME): an fd that keeps run_time_ns and run_cnt
+    counted until it is closed, whatever kernel.bpf_stats_enabled says meanwhile."""
+    libc = ctypes.CDLL(None, use_errno=True)
+    attr = ctypes.create_string_buffer(8)  # union bpf_attr: enable_stats.type = 0
+    fd = libc.syscall(321, 32, attr, 8)   # SYS_bpf (x86_64), BPF_ENABLE_STATS
+    if fd < 0:
+        raise Fatal(f"bpf(BPF_ENABLE_STATS): {os.strerror(ctypes.get_errno())}")
+    return fd
+
+
 def log(msg):
     print(msg, flush=True)
 
@@ -137,6 +149,7 @@ class Bench:
         self.sidecars = {}       # pod -> (kind, Popen)
         self.pod_pids = {}       # pod -> [pid]
         self.stats_restore = None
+        self.stats_fd = None     # BPF_ENABLE_STATS, held for the whole run
         self.results = []        # dicts: topo, mode, rep, test key -> value
         self.failures = []       # (topo, mode, rep, test, reason)
         self.bpf_progs = {}      # mode -> {prog: [runs, ns]}
@@ -238,6 +251,11 @@ class Bench:
             self.stats_restore = f.read().strip()
         with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
             f.write("1")
+        # The sysctl is the machine's: another benchmark that ends meanwhile
+        # writes back its own saved value, 0, and stats stop for everyone
+        # (seen on a shared machine: measured runs with no program run).
+        # Stats stay on while any BPF_ENABLE_STATS fd is open.
+        self.stats_fd = enable_bpf_stats()
 
     def fresh_topology(self):
         """The namespaces of the last mode's slot deleted and made again: a
@@ -576,6 +594,8 @@ frontend app
         if "progs" not in before:
             return
         acc = self.bpf_tests.setdefault((mode, topo, key), {})
+        if not any(n > before["progs"].get(name, (0, 0))[0] for name, (n, _) in after["progs"].items()):
+            self.notes.append(f"{mode}, {topo}, {key}: bpf_stats counted no program run over a measured run")
         for name, (n1, t1) in after["progs"].items():
             n0, t0 = before["progs"].get(name, (0, 0))
             if n1 > n0:
@@ -951,6 +971,9 @@ frontend app
         if self.stats_restore is not None:
             with open("/proc/sys/kernel/bpf_stats_enabled", "w") as f:
                 f.write(self.stats_restore)
+        if self.stats_fd is not None:
+            os.close(self.stats_fd)
+            self.stats_fd = None
         if self.bpffs:
             subprocess.run(["umount", self.bpffs], capture_output=True)
         if self.work and not self.args.keep_logs:
