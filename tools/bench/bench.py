@@ -1221,6 +1221,10 @@ def report(b):
         w("")
     w("## BPF programs' own cost (kernel.bpf_stats_enabled: run_time_ns / run_cnt, all runs of the mode)")
     w("")
+    w("Every run of the mode, weighted by how often each test runs each program; per topology and test in the "
+      "next table. Why these exceed `--mode hooks`' figures (set-up paths, cold caches): docs/benchmarking.md, "
+      "\"Why the full benchmark reports 2-4x these figures\".")
+    w("")
     w("| program | " + " | ".join(f"{m_} runs | {m_} ns/run" for m_ in ("ebpf", "ebpf+accel")) + " |")
     w("|---|" + "---|" * 4)
     progs = sorted({p for d in b.bpf_progs.values() for p in d})
