@@ -264,7 +264,8 @@ class Bench:
         inbound port, and eBPF mode's client sidecar, which dials that port
         itself (iptables mode's dialled the app port), picks the same source
         ports: the TIME_WAIT answers the SYN with an ACK, the client resets
-        and sends its SYN again 1 s later (docs/benchmarking.md)."""
+        and sends its SYN again when a retransmission timer fires, milliseconds
+        later (docs/benchmarking.md)."""
         self.delete_namespaces()
         self.topology()
 
@@ -689,12 +690,12 @@ frontend app
         if why:
             self.fail(topo, mode, rep, key, f"interception check failed: {why}")
             return None
-        # A refused SYN waits 1 s to be sent again: a few halve a rate.
+        # A refused SYN is sent again only when a timer fires: hundreds cut a rate.
         syn_re = after["syn_re"] - before["syn_re"]
         self.record(topo, mode, rep, f"syn_retrans_{key}", syn_re)
         if syn_re:
             self.notes.append(f"{mode}, {topo}, {key} (repetition {rep + 1}): {syn_re} SYN retransmissions in the client and server "
-                              f"pods (each a connection that waited 1 s)")
+                              f"pods (each a connection that stalled until its SYN was sent again)")
         return p.stdout, before, after, secs
 
     def fail(self, topo, mode, rep, key, why):
