@@ -240,35 +240,21 @@ maps_empty() {
 case_maps_empty() { maps_empty; }
 
 # session NS CONNECT MAP N: a 3 s echo session from an app in NS to CONNECT
-# (through its sidecar). 1 s in, MAP (mw_sock_hash or mw_sock_hash6) must
-# hold exactly N sockets (left in socks, for accel_hop) and the other
-# family's map none, and accel_sock_added must have grown by N or more; once
-# it is over every acceleration map must be empty again.
+# (through its sidecar), accel_sample_session. 1 s in, MAP (mw_sock_hash or
+# mw_sock_hash6) must hold exactly N sockets (left in socks, for accel_hop)
+# and the other family's map none, and accel_sock_added must have grown by N
+# or more; once it is over every acceleration map must be empty again.
 SESSIONS=0
 session() {
-    local map=$3 n=$4 other=mw_sock_hash6 pid rc=0 added0 added others out="$WORK/session-$((++SESSIONS)).log"
-    [ "$map" = mw_sock_hash6 ] && other=mw_sock_hash
-    added0=$(stat_value accel_sock_added)
-    start_bg "$out" "${IN_CG[@]}" "$1" "$MWTEST" session --connect "$2" --seconds 3 --interval-ms 20
-    pid=$LAST_PID
-    sleep 1
-    socks=$(accel_socks "$map")
-    others=$(accel_socks "$other")
-    wait "$pid" || {
-        log "the session broke:"
-        show "$out"
-        rc=1
-    }
-    forget_pid "$pid"
-    added=$(($(stat_value accel_sock_added) - added0))
-    log "$(tail -n 1 "$out"), accel_sock_added +$added"
+    local map=$3 n=$4 rc=0
+    accel_sample_session "$WORK/session-$((++SESSIONS)).log" "$1" "$2" "$map" || rc=1
     expect_socks "$n" "$map" || rc=1
-    if [ -n "$others" ]; then
-        log "$other held sockets too:"
-        indent <<<"$others"
+    if [ -n "$other_socks" ]; then
+        log "$other_map held sockets too:"
+        indent <<<"$other_socks"
         rc=1
     fi
-    [ "$added" -ge "$n" ] || { log "accel_sock_added +$added, expected $n or more"; rc=1; }
+    [ "$accel_added" -ge "$n" ] || { log "accel_sock_added +$accel_added, expected $n or more"; rc=1; }
     maps_empty || rc=1
     return "$rc"
 }

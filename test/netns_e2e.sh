@@ -2290,24 +2290,12 @@ ACCEL_PORT=7071 # pod1's echo app for the acceleration cases
 # 1 s in, and accel_added to how many sockets were entered meanwhile. Waits
 # for both acceleration maps to be empty again afterwards.
 accel_session() {
-    local echo_pid session_pid rc=0 added0
+    local echo_pid rc=0
     start_bg "$WORK/server-P1E.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" echo --listen "0.0.0.0:$ACCEL_PORT"
     echo_pid=$LAST_PID
     wait_listen "$(pod 1)" "0.0.0.0:$ACCEL_PORT" "$echo_pid" "$WORK/server-P1E.log" || return 1
-    added0=$(stat_value accel_sock_added)
-    start_bg "$WORK/session-accel.log" "${IN_CG[@]}" "$(pod "$1")" "$MWTEST" session \
-        --connect "$POD1_IP:$ACCEL_PORT" --seconds 3 --interval-ms 20 --expect-orig "$POD1_IP:$ACCEL_PORT"
-    session_pid=$LAST_PID
-    sleep 1
-    socks=$(accel_socks mw_sock_hash)
-    wait "$session_pid" || {
-        log "the session broke:"
-        show "$WORK/session-accel.log"
-        rc=1
-    }
-    forget_pid "$session_pid"
-    accel_added=$(($(stat_value accel_sock_added) - added0))
-    log "$(tail -n 1 "$WORK/session-accel.log"), accel_sock_added +$accel_added"
+    accel_sample_session "$WORK/session-accel.log" "$(pod "$1")" "$POD1_IP:$ACCEL_PORT" mw_sock_hash \
+        --expect-orig "$POD1_IP:$ACCEL_PORT" || rc=1
     stop_pid "$echo_pid"
     forget_pid "$echo_pid"
     wait_map_empty mw_sock_hash || rc=1

@@ -574,6 +574,35 @@ accel_socks() {
         on && $1 == "netns" && (substr($3, 1, 1) == "[") == v6 { print $3, $5 }'
 }
 
+# accel_sample_session LOG NS CONNECT MAP [ARGS...]: a 3 s `mwtest session`
+# (more ARGS passed on) from an app in netns NS, in the run's cgroup, to
+# CONNECT, its output in LOG. 1 s in, sets socks to MAP's accelerated sockets
+# (accel_socks) and other_socks to those of other_map, the other family's map
+# (mw_sock_hash6 for mw_sock_hash, and the other way round); once it is over,
+# accel_added to how much accel_sock_added grew meanwhile. Logs the session's
+# last line and that growth; a session that breaks is shown and fails.
+accel_sample_session() {
+    local out=$1 ns=$2 connect=$3 map=$4 pid rc=0 added0
+    shift 4
+    other_map=mw_sock_hash6
+    [ "$map" = mw_sock_hash6 ] && other_map=mw_sock_hash
+    added0=$(stat_value accel_sock_added)
+    start_bg "$out" "${IN_CG[@]}" "$ns" "$MWTEST" session --connect "$connect" --seconds 3 --interval-ms 20 "$@"
+    pid=$LAST_PID
+    sleep 1
+    socks=$(accel_socks "$map")
+    other_socks=$(accel_socks "$other_map")
+    wait "$pid" || {
+        log "the session broke:"
+        show "$out"
+        rc=1
+    }
+    forget_pid "$pid"
+    accel_added=$(($(stat_value accel_sock_added) - added0))
+    log "$(tail -n 1 "$out"), accel_sock_added +$accel_added"
+    return "$rc"
+}
+
 # accel_hop NAME LOCAL_RE REMOTE_RE: exactly one socket LOCAL -> REMOTE and
 # one REMOTE -> LOCAL (its peer) in "$socks" (accel_socks' lines).
 accel_hop() {
