@@ -29,6 +29,7 @@ MW_LAYOUT(struct mw_flow4_fin, flow4_fin);
 MW_LAYOUT(struct mw_flow4_syn, flow4_syn);
 MW_LAYOUT(struct mw_sock_key, sock_key);
 MW_LAYOUT(struct mw_sock6_key, sock6_key);
+MW_LAYOUT(struct mw_accel_state, accel_state);
 MW_LAYOUT(struct mw_event, event);
 MW_LAYOUT(enum mw_stat, stat);
 MW_LAYOUT(enum mw_hook, hook);

@@ -52,20 +52,21 @@ static __always_inline __u32 mw_skmsg_backlog(__u64 psock)
  * long: lib/meshwire_accel.h)? 1 while the peer holds MW_ACCEL_BACKLOG_MAX
  * unread redirected bytes or more, and after that until the peer has read
  * every byte this socket sent through TCP meanwhile. 0 when nothing is known
- * of the peer's psock (no bound, as before).
+ * of the peer's psock (no bound, as before). The psock address comes with
+ * the peer's state entry (sockops wrote it there).
  */
 static __always_inline int mw_skmsg_peer_behind(struct sk_msg_md *msg, struct mw_accel_state *own,
-						const int is6, const union mw_accel_key *peer)
+						const struct mw_accel_state *peer_state)
 {
-	__u64 *psock = bpf_map_lookup_elem(mw_accel_psock_map(is6), peer);
+	__u64 psock = *(const volatile __u64 *)&peer_state->psock;
 	struct tcp_sock___mwa *tp;
 	__u32 read = 0;
 	void *peer_sk = NULL;
 
-	if (!psock || !*psock)
+	if (!psock)
 		return 0;
 	if (!(own->flags & MW_ACCEL_LAG)) {
-		if (mw_skmsg_backlog(*psock) < MW_ACCEL_BACKLOG_MAX)
+		if (mw_skmsg_backlog(psock) < MW_ACCEL_BACKLOG_MAX)
 			return 0;
 		mw_skmsg_lag(own, 1);
 		mw_count(MW_STAT_ACCEL_LAGGED);
@@ -75,11 +76,11 @@ static __always_inline int mw_skmsg_peer_behind(struct sk_msg_md *msg, struct mw
 	tp = msg->sk ? (struct tcp_sock___mwa *)bpf_skc_to_tcp_sock(msg->sk) : NULL;
 	if (!tp)
 		return 1;
-	bpf_probe_read_kernel(&peer_sk, sizeof(peer_sk), &((struct sk_psock___mwa *)*psock)->sk);
+	bpf_probe_read_kernel(&peer_sk, sizeof(peer_sk), &((struct sk_psock___mwa *)psock)->sk);
 	if (!peer_sk)
 		return 1;
 	bpf_probe_read_kernel(&read, sizeof(read), &((struct tcp_sock___mwa *)peer_sk)->copied_seq);
-	if (read != tp->write_seq || mw_skmsg_backlog(*psock) >= MW_ACCEL_BACKLOG_MAX)
+	if (read != tp->write_seq || mw_skmsg_backlog(psock) >= MW_ACCEL_BACKLOG_MAX)
 		return 1;
 	mw_skmsg_lag(own, 0);
 	return 0;
@@ -106,7 +107,7 @@ static __always_inline int mw_skmsg_verdict(struct sk_msg_md *msg, const int is6
 	if (!peer_state)
 		return mw_skmsg_pass(own);
 	/* The peer is behind: through TCP, which holds the sender back, for now. */
-	if (mw_skmsg_peer_behind(msg, own, is6, &peer))
+	if (mw_skmsg_peer_behind(msg, own, peer_state))
 		return SK_PASS;
 	/*
 	 * The lock decides the peer's first redirect against its FIN. Once it

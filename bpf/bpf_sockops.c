@@ -181,12 +181,15 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 
 /*
  * An accelerated socket's psock address, for its peer's sk_msg to read its
- * unread backlog through (lib/meshwire_accel.h). The socket is in the map,
- * so sk_user_data holds its psock. Not recorded (no tcp_sock, map full,
- * counted in accel_error): its peer redirects to it without a bound.
+ * unread backlog through (lib/meshwire_accel.h), into the socket's own
+ * mw_accel_state entry, which sk_msg looks up anyway. The socket is in the
+ * map, so sk_user_data holds its psock. Not recorded (no tcp_sock; no
+ * psock there or no state entry, counted in accel_error): psock stays 0 and
+ * its peer redirects to it without a bound. One aligned 8-byte store: sk_msg
+ * reads it without the lock.
  */
-static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops, const int is6,
-						   const union mw_accel_key *key)
+static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops,
+						   struct mw_accel_state *state)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct tcp_sock___mwa *tp;
@@ -198,8 +201,9 @@ static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops, c
 	if (!tp)
 		return;
 	psock = (__u64)(unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data & MW_SK_USER_DATA_PTRMASK;
-	if (!psock || bpf_map_update_elem(mw_accel_psock_map(is6), key, &psock, BPF_ANY))
+	if (!psock)
 		mw_count(MW_STAT_ACCEL_ERROR);
+	state->psock = psock;
 }
 
 /*
@@ -215,7 +219,7 @@ static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops, c
  */
 static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, const int is6)
 {
-	struct mw_accel_state fresh = {};
+	struct mw_accel_state fresh = {}, *state;
 	const struct mw_pod *pod;
 	union mw_accel_key key, peer;
 
@@ -243,7 +247,11 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
 	}
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 					 BPF_SOCK_OPS_STATE_CB_FLAG);
-	mw_sockops_accel_psock(skops, is6, &key);
+	state = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
+	if (state)
+		mw_sockops_accel_psock(skops, state);
+	else
+		mw_count(MW_STAT_ACCEL_ERROR);
 	mw_count(MW_STAT_ACCEL_SOCK_ADDED);
 }
 
@@ -251,7 +259,7 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
  * An accelerated socket's state changed. On its FIN (FIN_WAIT1: shutdown()
  * or close(), before the application reads again) it stops receiving
  * redirects and, if none ever reached it, leaves mw_sock_hash, so that its
- * reads are plain TCP ones; on close its state and psock entries go (the kernel takes
+ * reads are plain TCP ones; on close its state entry goes (the kernel takes
  * the socket out of mw_sock_hash itself). Both families alike.
  */
 static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, const int is6)
@@ -265,7 +273,6 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 		return;
 	mw_accel_keys(skops, is6, &key, &peer);
 	if (skops->args[1] == BPF_TCP_CLOSE) {
-		bpf_map_delete_elem(mw_accel_psock_map(is6), &key);
 		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
 		return;
 	}

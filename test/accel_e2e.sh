@@ -231,7 +231,7 @@ case_concurrent() {
 
 maps_empty() {
     local rc=0 m
-    for m in mw_sock_hash mw_accel_state mw_accel_psock mw_sock_hash6 mw_accel_state6 mw_accel_psock6; do
+    for m in mw_sock_hash mw_accel_state mw_sock_hash6 mw_accel_state6; do
         wait_map_empty "$m" || rc=1
     done
     return "$rc"
@@ -433,6 +433,6 @@ run_case "8c IPv6: app -> sidecar -> sidecar (inbound port) -> app, all three ho
     case_ipv6_three_hops
 run_relay_case "8d a reader that stops reading holds the writer back (4 MiB unread, then TCP), every byte in order" \
     case_stalled_reader
-run_case "9 mw_sock_hash, mw_accel_state, mw_accel_psock and their IPv6 twins are empty again" case_maps_empty
+run_case "9 mw_sock_hash, mw_accel_state and their IPv6 twins are empty again" case_maps_empty
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors
 suite_end

@@ -47,9 +47,10 @@
  * 1.4-1.9x what the server received). A sidecar whose next hop is TCP across
  * nodes is such a reader. So the datapath bounds it:
  *
- *  - sockops records each accelerated socket's psock address in
- *    mw_accel_psock (mw_accel_psock6) when it enters the map; the peer's
- *    sk_msg reads the socket's unread redirected bytes there
+ *  - sockops records each accelerated socket's psock address in its
+ *    mw_accel_state entry (psock) when it enters the map; the peer's sk_msg,
+ *    which looks that entry up anyway, reads the socket's unread redirected
+ *    bytes through it
  *    (sk_psock.msg_tot_len, bpf_probe_read_kernel: a stale address reads
  *    garbage, never faults; a kernel without the field has no bound).
  *  - A message whose peer holds MW_ACCEL_BACKLOG_MAX unread bytes or more
@@ -108,7 +109,6 @@ union mw_accel_key {
 
 #define mw_accel_sock_map(is6)	((is6) ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash)
 #define mw_accel_state_map(is6)	((is6) ? (void *)&mw_accel_state6 : (void *)&mw_accel_state)
-#define mw_accel_psock_map(is6)	((is6) ? (void *)&mw_accel_psock6 : (void *)&mw_accel_psock)
 
 /*
  * The kernel's tcp_sock (down to struct sock's sk_user_data, which holds a

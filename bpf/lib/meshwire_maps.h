@@ -265,8 +265,9 @@ struct {
 
 /*
  * Acceleration (lib/meshwire_accel.h): one entry per socket in mw_sock_hash,
- * under the same key; created before the socket enters the map and removed
- * when it closes. Not preallocated: sk_msg may still hold an entry when the
+ * under the same key (its flags and its psock's address, which its peer's
+ * sk_msg reads its backlog through: one lookup serves both); created before
+ * the socket enters the map and removed when it closes. Not preallocated: sk_msg may still hold an entry when the
  * socket closes, and a freed entry is only reused after an RCU grace period.
  */
 struct {
@@ -301,33 +302,6 @@ struct {
 	__uint(map_flags, BPF_F_NO_PREALLOC);
 	__uint(pinning, LIBBPF_PIN_BY_NAME);
 } mw_accel_state6 SEC(".maps");
-
-/*
- * Acceleration: the address of each accelerated socket's psock (the
- * kernel's struct sk_psock, its sockmap state), by the socket's key in
- * mw_sock_hash (mw_sock_hash6); written by sockops when the socket enters the
- * map, removed when it closes. Its peer's sk_msg reads through it how much
- * redirected data the socket has not read yet (lib/meshwire_accel.h). Only
- * ever read with bpf_probe_read_kernel: a stale address reads as garbage,
- * never faults.
- */
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_MAX_SOCKS);
-	__type(key, struct mw_sock_key);
-	__type(value, __u64);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mw_accel_psock SEC(".maps");
-
-struct {
-	__uint(type, BPF_MAP_TYPE_HASH);
-	__uint(max_entries, MW_MAX_SOCKS);
-	__type(key, struct mw_sock6_key);
-	__type(value, __u64);
-	__uint(map_flags, BPF_F_NO_PREALLOC);
-	__uint(pinning, LIBBPF_PIN_BY_NAME);
-} mw_accel_psock6 SEC(".maps");
 
 /*
  * [dns] servers: the resolver addresses (network order) whose queries are

@@ -215,12 +215,21 @@ struct mw_sock6_key {
 
 /*
  * Value of mw_accel_state (mw_accel_state6), one per socket in mw_sock_hash
- * (mw_sock_hash6) (acceleration; lib/meshwire_accel.h). Not read by the
- * loader: its spin lock cannot be.
+ * (mw_sock_hash6) (acceleration; lib/meshwire_accel.h). The loader only
+ * copies entries across an upgrade (loader/src/datapath/upgrade.rs: an
+ * earlier version's 8-byte value, without psock, is this one's beginning).
  */
 struct mw_accel_state {
 	struct bpf_spin_lock lock;
 	__u32 flags;			/* MW_ACCEL_* */
+	/*
+	 * The socket's psock (the kernel's struct sk_psock, its sockmap state),
+	 * written by sockops right after the socket entered the socket map; 0
+	 * until then, or when not known (no backlog bound towards it). Its
+	 * peer's sk_msg reads the socket's unread backlog through it, only with
+	 * bpf_probe_read_kernel: a stale address reads garbage, never faults.
+	 */
+	__u64 psock;
 };
 
 /*

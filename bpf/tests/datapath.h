@@ -59,8 +59,6 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_accel_state);
 	MW_TEST_MAP(mw_sock_hash6);
 	MW_TEST_MAP(mw_accel_state6);
-	MW_TEST_MAP(mw_accel_psock);
-	MW_TEST_MAP(mw_accel_psock6);
 	MW_TEST_MAP(mw_dns_servers4);
 	MW_TEST_MAP(mw_dns_servers6);
 	MW_TEST_MAP(mw_stats);

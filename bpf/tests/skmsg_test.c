@@ -8,7 +8,8 @@
  * to the peer (bpf_msg_redirect_hash, BPF_F_INGRESS) and when it goes
  * through TCP from then on (MW_ACCEL_TCP_TX), the peer's MW_ACCEL_RX, and
  * the backlog bound: a peer holding MW_ACCEL_BACKLOG_MAX unread redirected
- * bytes (its psock's msg_tot_len, through mw_accel_psock) gets the message
+ * bytes (its psock's msg_tot_len, through the psock address in its
+ * mw_accel_state entry) gets the message
  * through TCP and the sender enters MW_ACCEL_LAG, which it leaves only when
  * the peer has read all of its TCP bytes (copied_seq == the sender's
  * write_seq) and is under the bound again.
@@ -41,7 +42,7 @@ struct skmsg_case {
 	__u32 peer_flags;
 	int peer_socket;	/* the peer is in the socket map */
 	int other_family;	/* the entries are in the other family's maps (v4-mapped keys there) */
-	int psock;		/* the peer's psock address is in mw_accel_psock(6) */
+	int psock;		/* the peer's psock address is in its state entry */
 	__u32 backlog;		/* its unread redirected bytes (msg_tot_len) */
 	int peer_read_all;	/* its copied_seq is the sender's write_seq (else behind) */
 	/* what the program must do */
@@ -150,7 +151,7 @@ static const struct skmsg_case cases[] = {
 	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1,
 	  .backlog = 2 * MW_ACCEL_BACKLOG_MAX, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
-	{ "backlog: IPv6, the peer's psock in mw_accel_psock6, the same bound", .family = INET6,
+	{ "backlog: IPv6, the peer's psock in its mw_accel_state6 entry, the same bound", .family = INET6,
 	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX,
 	  .want_own_flags = MW_ACCEL_LAG, .want_stats = LAGGED },
@@ -219,7 +220,6 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		.remote_port = bpf_htonl(c->rport),
 	};
 	size_t key_size = c->family == INET6 ? sizeof(struct mw_sock6_key) : sizeof(struct mw_sock_key);
-	void *psocks = v6_keys(c) ? (void *)&mw_accel_psock6 : (void *)&mw_accel_psock;
 	/* The sender's and the peer's tcp_sock, the peer's psock, as the kernel's. */
 	static struct tcp_sock___mwa own_tcp, peer_tcp;
 	static struct sk_psock___mwa peer_psock;
@@ -248,6 +248,8 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		msg.local_ip4 = mw_test_ip4(c->local);
 		msg.remote_ip4 = mw_test_ip4(c->remote);
 	}
+	if (c->psock)
+		peer_state.psock = psock_addr;
 	if (c->own)
 		bpf_map_update_elem(states, &own, &own_state, BPF_ANY);
 	if (c->peer)
@@ -258,8 +260,6 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 	peer_tcp.copied_seq = c->peer_read_all ? own_tcp.write_seq : own_tcp.write_seq - 1448;
 	peer_psock.sk = &peer_tcp;
 	peer_psock.msg_tot_len = c->backlog;
-	if (c->psock)
-		bpf_map_update_elem(psocks, &peer, &psock_addr, BPF_ANY);
 	mw_test_tcp_sock = &own_tcp;
 	msg.sk = (struct bpf_sock *)&own_tcp;
 
@@ -283,9 +283,12 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 			     "the sender's flags");
 	s = bpf_map_lookup_elem(states, &peer);
 	MW_EXPECT_EQ(run, !!s, c->peer, "the peer's state entry");
-	if (s)
+	if (s) {
 		MW_EXPECT_EQ(run, s->flags, c->want_peer_flags ? c->want_peer_flags : c->peer_flags,
 			     "the peer's flags");
+		MW_EXPECT_EQ(run, s->psock, c->psock ? psock_addr : 0,
+			     "the peer's psock address (the program only reads it)");
+	}
 	MW_EXPECT_EQ(run, mw_test_map_count(states), c->own + c->peer, "state entries");
 	MW_EXPECT_EQ(run, mw_test_map_count(socks), c->peer_socket, "socket map entries");
 	MW_EXPECT_EQ(run, mw_test_map_count(states == (void *)&mw_accel_state ?
@@ -293,7 +296,6 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		     "the other family's state map untouched");
 	if (c->check_locks)
 		MW_EXPECT_EQ(run, mw_test_spin_locks, c->want_locks, "bpf_spin_lock calls");
-	MW_EXPECT_EQ(run, mw_test_map_count(psocks), c->psock, "psock entries (the program only reads them)");
 	mw_test_expect_stats(run, c->want_stats);
 	MW_EXPECT_EQ(run, mw_test_nevents, 0, "trace events");
 }

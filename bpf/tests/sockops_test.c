@@ -276,7 +276,8 @@ static void node(const struct sockops_case *c)
 		.flags = MW_ORIG_F_CONNECT,
 	};
 	struct mw_flow4 flow = { .orig_port = bpf_htons(FLOW_PORT) };
-	struct mw_accel_state own = { .flags = c->own_flags }, peer = {};
+	/* A socket accelerated before the event has its psock recorded: OLD_PSOCK. */
+	struct mw_accel_state own = { .flags = c->own_flags, .psock = OLD_PSOCK }, peer = {};
 	struct mw_tuple4 tk = tuple_key(c);
 	struct mw_flow4_key fk = flow_key(c);
 	struct mw_sock_key ok = sock_key(c, 0), pk = sock_key(c, 1);
@@ -287,12 +288,8 @@ static void node(const struct sockops_case *c)
 		bpf_map_update_elem(&mw_orig_tuple4, &tk, &orig, BPF_ANY);
 	if (c->before & FLOW)
 		bpf_map_update_elem(&mw_flow4, &fk, &flow, BPF_ANY);
-	if (c->before & OWN_ACCEL) {
-		__u64 recorded = OLD_PSOCK;
-
+	if (c->before & OWN_ACCEL)
 		bpf_map_update_elem(&mw_accel_state, &ok, &own, BPF_ANY);
-		bpf_map_update_elem(&mw_accel_psock, &ok, &recorded, BPF_ANY);
-	}
 	if (c->before & PEER_ACCEL)
 		bpf_map_update_elem(&mw_accel_state, &pk, &peer, BPF_ANY);
 	if (c->before & SOCKHASH)
@@ -365,18 +362,11 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 		     "mw_flow4 holds the flow");
 	own = bpf_map_lookup_elem(&mw_accel_state, &ok);
 	MW_EXPECT_EQ(run, !!own, !!(c->after & OWN_ACCEL), "mw_accel_state holds the socket");
-	if (own)
+	if (own) {
 		MW_EXPECT_EQ(run, own->flags, c->want_own_flags, "its mw_accel_state flags");
-	{
-		__u64 *psock = bpf_map_lookup_elem(&mw_accel_psock, &ok);
-		/* Recorded with the socket's state, its flag bits cleared; gone with it. */
-		__u64 want = (c->before & OWN_ACCEL) ? OLD_PSOCK : PSOCK;
-
-		MW_EXPECT_EQ(run, !!psock, !!(c->after & OWN_ACCEL), "mw_accel_psock holds the socket");
-		if (psock)
-			MW_EXPECT_EQ(run, *psock, want, "its psock address");
-		MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_psock), !!(c->after & OWN_ACCEL),
-			     "mw_accel_psock entries");
+		/* Recorded in its state, the flag bits cleared, once it is in the socket map. */
+		MW_EXPECT_EQ(run, own->psock, (c->before & OWN_ACCEL) ? OLD_PSOCK : PSOCK,
+			     "its psock address (mw_accel_state.psock)");
 	}
 	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_accel_state, &pk), !!(c->after & PEER_ACCEL),
 		     "mw_accel_state holds the peer");

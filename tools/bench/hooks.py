@@ -354,7 +354,15 @@ class Hooks:
 
     # -- sk_msg: a loopback pair, both sockets accelerated --
 
-    def skmsg_pair(self, sock_map, state_map):
+    def skmsg_pair(self, maps):
+        """A loopback pair in maps' mw_sock_hash, with their mw_accel_state entries (all zero:
+        its flags and, since the psock address moved there, psock 0: no backlog to read, as a
+        build before that finds no entry in mw_accel_psock)."""
+        sock_map, state_map = maps["mw_sock_hash"], maps.get("mw_accel_state")
+        state_size = 0
+        if state_map is not None:
+            info = json.loads(self.run(["bpftool", "-j", "map", "show", "pinned", maps["mw_accel_state:path"]]))
+            state_size = info["bytes_value"]
         ls = socket.socket()
         ls.bind(("127.0.0.1", 0))
         ls.listen(1)
@@ -370,7 +378,7 @@ class Hooks:
             return cookie + lo + lo + struct.pack("II", sk.getsockname()[1], sk.getpeername()[1])
         for sk in (c, s):
             if state_map is not None:
-                map_update(state_map, key(sk), b"\0" * 8)
+                map_update(state_map, key(sk), b"\0" * state_size)
             map_update(sock_map, key(sk), struct.pack("Q", sk.fileno()))
         self.socks += [c, s]
         return c, s
@@ -551,7 +559,7 @@ class Hooks:
                 else:
                     p = progs["mw_skmsg_redirect"]
                     self.attach_skmsg(p, maps["mw_sock_hash:path"])
-                    c, s = self.skmsg_pair(maps["mw_sock_hash"], maps["mw_accel_state"])
+                    c, s = self.skmsg_pair(maps)
                     for k, fn in self.skmsg_rows(label, "mw_skmsg_redirect", c, s):
                         runners[k] = (p, fn)
         if a.hooks_connect:
@@ -613,7 +621,7 @@ class Hooks:
                 runners[("floor", fname, CONNECT_FLOOR_COLD)] = (p, cold(self.connector(cg, listener)))
             else:
                 self.attach_skmsg(p, maps["mw_sock_hash:path"])
-                c, s = self.skmsg_pair(maps["mw_sock_hash"], maps["mw_accel_state"])
+                c, s = self.skmsg_pair(maps)
                 if fname in ("floor_skmsg_empty", "floor_skmsg_lookup_redirect"):
                     for k, fn in self.skmsg_rows("floor", fname, c, s, floor=True):
                         runners[k] = (p, fn)

@@ -224,6 +224,17 @@ mirror! {
 }
 
 mirror! {
+    /// Value of `mw_accel_state` and `mw_accel_state6` (acceleration). Only
+    /// an upgrade touches it (upgrade.rs): `lock` is the BPF spin lock, which
+    /// the kernel neither reads out nor writes from userspace.
+    "mw_accel_state" => pub struct AccelState {
+        pub lock: u32,
+        pub flags: u32,
+        pub psock: u64,
+    }
+}
+
+mirror! {
     /// One decision from the `mw_events` ring buffer (`bpf.trace`); addresses
     /// in network order, IPv4 in word 0 (ip6 0) or IPv6 (ip6 1).
     "mw_event" => pub struct Event {
@@ -536,6 +547,7 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
     check(check_mirror::<Flow4Syn>(btf));
     check(check_mirror::<SockKey>(btf));
     check(check_mirror::<Sock6Key>(btf));
+    check(check_mirror::<AccelState>(btf));
     check(check_mirror::<Event>(btf));
     check(check_enum(btf, "mw_stat", STAT_NAMES, 0, "MW_STAT_MAX"));
     check(check_enum(btf, "mw_hook", HOOK_NAMES, 1, "MW_HOOK_MAX"));

@@ -68,10 +68,6 @@ maps! {
     /// ones are in mw_sock_hash).
     MAP_SOCK_HASH6 = "mw_sock_hash6",
     MAP_ACCEL_STATE6 = "mw_accel_state6",
-    /// Used by acceleration only: each accelerated socket's psock address,
-    /// which its peer's sk_msg reads its unread backlog through.
-    MAP_ACCEL_PSOCK = "mw_accel_psock",
-    MAP_ACCEL_PSOCK6 = "mw_accel_psock6",
     /// `[dns] servers`: the resolvers whose queries are captured, by family.
     MAP_DNS_SERVERS4 = "mw_dns_servers4",
     MAP_DNS_SERVERS6 = "mw_dns_servers6",
@@ -79,6 +75,16 @@ maps! {
     /// Decision events (ring buffer) for `meshwire-loader trace`.
     MAP_EVENTS = "mw_events",
 }
+
+/// Maps an earlier version pinned that this one no longer has. Their pins
+/// go at the end of a start that replaced the programs using them
+/// ([`super::upgrade::Upgrade::finish`]) and in `cleanup`.
+pub const RETIRED_MAPS: &[&str] = &[
+    // Each accelerated socket's psock address (since ec81600), now in its
+    // mw_accel_state entry (struct mw_accel_state.psock).
+    "mw_accel_psock",
+    "mw_accel_psock6",
+];
 
 #[derive(Debug, Clone)]
 pub struct Pins {

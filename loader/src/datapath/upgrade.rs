@@ -14,17 +14,38 @@
 //! Entries the old programs write between the copy and that move are lost:
 //! a few microseconds of new connections' state, at most.
 //!
-//! A map that differs in anything else (type, key or value layout) cannot be
-//! carried over: the start is refused, naming the map, before anything
-//! moves. Socket maps cannot be copied from userspace, so they are refused
-//! too. On any failure [`Upgrade::put_back`] restores the old pins.
+//! One change of value layout is carried over too: a map in [`WIDENED`],
+//! whose value an earlier version had shorter, gets each entry with the old
+//! value at its beginning and the rest zeroed (what the datapath reads as
+//! "not known yet"). A map that differs in anything else (type, key or value
+//! layout) cannot be carried over: the start is refused, naming the map,
+//! before anything moves. Socket maps cannot be copied from userspace, so
+//! they are refused too. On any failure [`Upgrade::put_back`] restores the
+//! old pins. Maps an earlier version pinned and this one no longer has
+//! ([`pins::RETIRED_MAPS`]) lose their pins once the start succeeded.
 
 use std::path::PathBuf;
 
+use crate::datapath::layout::AccelState;
 use crate::datapath::objects::ObjectSpec;
-use crate::datapath::pins::Pins;
+use crate::datapath::pins::{self, Pins};
 use crate::error::{Error, OrOs};
 use crate::libbpf::{MapFd, MapInfo};
+
+/// Maps whose value grew at its end, with the value size an earlier version
+/// pinned them with: `mw_accel_state(6)` before the socket's psock address
+/// moved into it (struct mw_accel_state.psock; 0 there means no backlog
+/// bound towards that socket, as for one whose psock was never recorded).
+pub const WIDENED: &[(&str, usize)] = &[
+    (pins::MAP_ACCEL_STATE, std::mem::offset_of!(AccelState, psock)),
+    (pins::MAP_ACCEL_STATE6, std::mem::offset_of!(AccelState, psock)),
+];
+
+/// `old` is `def` as an earlier version pinned it, before its value grew.
+fn widened(old: &MapInfo, def: &MapInfo) -> bool {
+    WIDENED.iter().any(|&(name, size)| name == def.name && old.value_size as usize == size && size < def.value_size as usize)
+        && (old.map_type, old.key_size, old.map_flags) == (def.map_type, def.key_size, def.map_flags)
+}
 
 /// One map being upgraded.
 #[derive(Debug)]
@@ -33,6 +54,8 @@ struct Moved {
     pin: PathBuf,
     aside: PathBuf,
     old: MapInfo,
+    /// The value grew at its end ([`WIDENED`]).
+    widened: bool,
 }
 
 /// The maps set aside for this start; empty when nothing changed.
@@ -72,7 +95,8 @@ fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
         if current == &pin && old.same_shape(&def) {
             continue;
         }
-        let same_layout = (old.map_type, old.key_size, old.value_size, old.map_flags) == (def.map_type, def.key_size, def.value_size, def.map_flags);
+        let widened = widened(&old, &def);
+        let same_layout = widened || (old.map_type, old.key_size, old.value_size, old.map_flags) == (def.map_type, def.key_size, def.value_size, def.map_flags);
         let movable = old.entries_copyable() || old.map_type == libbpf_sys::BPF_MAP_TYPE_RINGBUF;
         if !same_layout || !movable {
             return Err(Error::Inconsistent(format!(
@@ -83,7 +107,7 @@ fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
                 if same_layout { ", a socket map's entries cannot be moved" } else { "" }
             )));
         }
-        plan.push(Moved { name: def.name, pin, aside, old });
+        plan.push(Moved { name: def.name, pin, aside, old, widened });
     }
     Ok(plan)
 }
@@ -104,7 +128,8 @@ impl Upgrade {
                     return Err(Error::os(format_args!("setting {} aside for the upgrade", m.pin.display()), &e));
                 }
             }
-            log::info!("upgrade: map {} is recreated ({} -> this version's capacity)", m.name, describe(&m.old));
+            let what = if m.widened { "layout: its value grew at the end" } else { "capacity" };
+            log::info!("upgrade: map {} is recreated ({} -> this version's {what})", m.name, describe(&m.old));
             done.moved.push(m);
         }
         Ok(done)
@@ -121,8 +146,9 @@ impl Upgrade {
                 log::info!("upgrade: map {} starts empty (capacity {} -> {capacity}; it holds no entries to carry)", m.name, m.old.max_entries);
                 continue;
             }
-            let n = old.copy_entries_into(&new).map_err(|e| Error::from(e).context(format_args!("upgrade: map {}", m.name)))?;
-            log::info!("upgrade: map {}: {n} entries carried over (capacity {} -> {capacity})", m.name, m.old.max_entries);
+            let n = if m.widened { old.copy_entries_widened_into(&new) } else { old.copy_entries_into(&new) };
+            let n = n.map_err(|e| Error::from(e).context(format_args!("upgrade: map {}", m.name)))?;
+            log::info!("upgrade: map {}: {n} entries carried over (capacity {} -> {capacity}, value {} -> {} B)", m.name, m.old.max_entries, m.old.value_size, new.info()?.value_size);
         }
         Ok(())
     }
@@ -146,7 +172,9 @@ impl Upgrade {
         }
     }
 
-    /// The new datapath is in place: the old maps' pins go.
+    /// The new datapath is in place: the old maps' pins go, and those of
+    /// maps this version no longer has (the programs that used them were
+    /// replaced; a map lives on while a program still holds it).
     pub fn finish(self, pins: &Pins) {
         for m in &self.moved {
             if let Err(e) = std::fs::remove_file(&m.aside) {
@@ -154,6 +182,13 @@ impl Upgrade {
             }
         }
         let _ = std::fs::remove_dir(pins.upgrade_dir());
+        for name in pins::RETIRED_MAPS {
+            match std::fs::remove_file(pins.map(name)) {
+                Ok(()) => log::info!("upgrade: map {name} is no longer used: its pin {} is removed", pins.map(name).display()),
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+                Err(e) => log::warn!("upgrade: removing {}: {e}", pins.map(name).display()),
+            }
+        }
     }
 }
 
@@ -281,27 +316,36 @@ mod tests {
         definitions(&[&objects::TC]).unwrap().into_iter().find(|d| d.name == name).unwrap()
     }
 
+    /// A private bpffs and cgroup for a whole start, meshwire's pin
+    /// directories under the bpffs.
+    fn real_start_dirs() -> (PrivateBpffs, crate::testutil::TempCgroup, Pins) {
+        let fs = PrivateBpffs::new();
+        let cg = crate::testutil::TempCgroup::new();
+        let pins = Pins::new(&fs.path().join("meshwire"));
+        pins.create_dirs().unwrap();
+        (fs, cg, pins)
+    }
+
+    /// The configuration of a whole start on those, with `extra` TOML.
+    fn real_start_config(pins: &Pins, cg: &crate::testutil::TempCgroup, extra: &str) -> crate::config::Config {
+        let toml = format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n{extra}", pins.root().display(), cg.path().display());
+        crate::config::Config::parse("t.toml", &toml).unwrap()
+    }
+
     /// The whole start, as the daemon runs it: an earlier version's smaller
     /// mw_flow4 (a live cross-node flow in it) is replaced by this version's,
     /// the flow carried over, the programs attached, nothing left aside.
     #[test]
     fn a_real_start_upgrades_a_resized_map_and_keeps_its_flows() {
         use crate::datapath::layout::{Flow4, Flow4Key};
-        let fs = PrivateBpffs::new();
-        let cg = crate::testutil::TempCgroup::new();
-        let pins = Pins::new(&fs.path().join("meshwire"));
-        pins.create_dirs().unwrap();
+        let (_fs, cg, pins) = real_start_dirs();
         let flows = tc_def("mw_flow4");
         let fd = map_create_like(&flows, 1024).unwrap();
         obj_pin(&fd, &pins.map("mw_flow4")).unwrap();
         let key = Flow4Key { remote_ip4: 0x0a00_0001, local_ip4: 0x0a00_0002, remote_port: 4000, pad: 0 };
         let flow = Flow4 { orig_port: 8080u16.to_be(), flags: 0, pad: 0 };
         MapFd::open_pinned(&pins.map("mw_flow4")).unwrap().update(&key, &flow).unwrap();
-        let config = crate::config::Config::parse(
-            "t.toml",
-            &format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n", pins.root().display(), cg.path().display()),
-        )
-        .unwrap();
+        let config = real_start_config(&pins, &cg, "");
 
         let started = crate::datapath::install(&config);
         let after = MapFd::open_pinned(&pins.map("mw_flow4")).map(|m| (m.info().unwrap().max_entries, m.lookup::<Flow4Key, Flow4>(&key).unwrap()));
@@ -310,6 +354,108 @@ mod tests {
         started.unwrap();
         assert_eq!(after.unwrap(), (flows.max_entries, Some(flow)));
         assert!(!leftover, "the old map's pin is gone");
+    }
+
+    fn sockops_def(name: &str) -> MapInfo {
+        definitions(&[&objects::SOCKOPS]).unwrap().into_iter().find(|d| d.name == name).unwrap()
+    }
+
+    /// mw_accel_state as the version before struct mw_accel_state.psock
+    /// pinned it: 8-byte values (lock, flags).
+    fn pin_accel_state_before_psock(pins: &Pins) -> MapFd {
+        let mut earlier = sockops_def(pins::MAP_ACCEL_STATE);
+        assert_eq!(earlier.value_size as usize, std::mem::size_of::<crate::datapath::layout::AccelState>());
+        earlier.value_size = 8;
+        let fd = map_create_like(&earlier, earlier.max_entries).unwrap();
+        obj_pin(&fd, &pins.map(pins::MAP_ACCEL_STATE)).unwrap();
+        MapFd::open_pinned(&pins.map(pins::MAP_ACCEL_STATE)).unwrap()
+    }
+
+    /// mw_accel_psock(6) as the version before pinned it: the state map's
+    /// key, the psock address (8 bytes) as value.
+    fn pin_retired(pins: &Pins, name: &str) {
+        let mut retired = sockops_def(if name.ends_with('6') { pins::MAP_ACCEL_STATE6 } else { pins::MAP_ACCEL_STATE });
+        retired.name = name.to_string();
+        retired.value_size = 8;
+        obj_pin(&map_create_like(&retired, retired.max_entries).unwrap(), &pins.map(name)).unwrap();
+    }
+
+    fn sock_key(port: u32) -> crate::datapath::layout::SockKey {
+        crate::datapath::layout::SockKey { netns_cookie: 7, local_ip4: 0x0100_007f, remote_ip4: 0x0100_007f, local_port: port, remote_port: 15001 }
+    }
+
+    #[test]
+    fn an_accel_state_value_that_grew_is_refused_unless_it_is_the_earlier_layout() {
+        use crate::datapath::layout::AccelState;
+        let (_fs, pins) = fresh_pins();
+        let mut other = sockops_def(pins::MAP_ACCEL_STATE);
+        other.value_size = 12;
+        let fd = map_create_like(&other, other.max_entries).unwrap();
+        obj_pin(&fd, &pins.map(pins::MAP_ACCEL_STATE)).unwrap();
+        let e = Upgrade::prepare(&pins, &[&objects::SOCKOPS]).unwrap_err();
+        assert!(matches!(e, Error::Inconsistent(_)), "{e:?}");
+        let e = e.message();
+        assert!(e.contains("mw_accel_state") && e.contains("value 12 B") && e.contains("cleanup"), "{e}");
+        assert!(pins.map(pins::MAP_ACCEL_STATE).exists() && !pins.map_set_aside(pins::MAP_ACCEL_STATE).exists());
+        std::fs::remove_file(pins.map(pins::MAP_ACCEL_STATE)).unwrap();
+
+        let old = pin_accel_state_before_psock(&pins);
+        old.update(&sock_key(40000), &[0u32, 1]).unwrap();
+        drop(old);
+        let up = Upgrade::prepare(&pins, &[&objects::SOCKOPS]).unwrap();
+        assert!(up.moved.iter().any(|m| m.name == pins::MAP_ACCEL_STATE && m.widened), "{up:?}");
+        up.put_back();
+        let back = MapFd::open_pinned(&pins.map(pins::MAP_ACCEL_STATE)).unwrap();
+        assert_eq!(back.info().unwrap().value_size, 8, "a failed start leaves the earlier map as it was");
+        assert_eq!(back.lookup::<_, [u32; 2]>(&sock_key(40000)).unwrap(), Some([0, 1]));
+        assert!(std::mem::size_of::<AccelState>() > 8);
+    }
+
+    /// A start over what the version before struct mw_accel_state.psock
+    /// left pinned: mw_accel_state with 8-byte values (two accelerated
+    /// sockets' flags in it) and mw_accel_psock with their psock addresses.
+    /// The state is recreated with each entry's flags and psock 0 (no
+    /// backlog bound towards it: the address is not known), and the
+    /// retired map's pin is gone; cleanup then leaves nothing behind.
+    #[test]
+    fn a_real_start_over_the_layout_before_psock_widens_the_state_and_drops_the_psock_map() {
+        use crate::datapath::layout::AccelState;
+        let (_fs, cg, pins) = real_start_dirs();
+        let old = pin_accel_state_before_psock(&pins);
+        for (port, flags) in [(40000u32, 1u32), (40001, 4)] {
+            old.update(&sock_key(port), &[0u32, flags]).unwrap();
+        }
+        drop(old);
+        for name in pins::RETIRED_MAPS {
+            pin_retired(&pins, name);
+        }
+        let config = real_start_config(&pins, &cg, "[acceleration]\nenabled = true\n");
+
+        let started = crate::datapath::install(&config);
+        let state = MapFd::open_pinned(&pins.map(pins::MAP_ACCEL_STATE)).map(|m| {
+            let v = |port| m.lookup::<_, AccelState>(&sock_key(port)).unwrap();
+            (m.info().unwrap().value_size as usize, v(40000), v(40001))
+        });
+        let retired_left: Vec<_> = pins::RETIRED_MAPS.iter().filter(|m| pins.map(m).exists()).collect();
+        let leftover = pins.upgrade_dir().exists();
+        let removed = crate::datapath::cleanup(pins.root());
+        started.unwrap();
+        let (size, a, b) = state.unwrap();
+        assert_eq!(size, std::mem::size_of::<AccelState>());
+        assert_eq!(a, Some(AccelState { lock: 0, flags: 1, psock: 0 }));
+        assert_eq!(b, Some(AccelState { lock: 0, flags: 4, psock: 0 }));
+        assert!(retired_left.is_empty(), "retired maps still pinned after the start: {retired_left:?}");
+        assert!(!leftover, "the old map's pin is gone");
+        assert!(removed.unwrap().contains(&pins.map(pins::MAP_ACCEL_STATE)));
+    }
+
+    #[test]
+    fn cleanup_removes_a_retired_maps_pin() {
+        let (_fs, pins) = fresh_pins();
+        pin_retired(&pins, pins::RETIRED_MAPS[0]);
+        let removed = crate::datapath::cleanup(pins.root()).unwrap();
+        assert!(removed.contains(&pins.map(pins::RETIRED_MAPS[0])), "{removed:?}");
+        assert!(!pins.map(pins::RETIRED_MAPS[0]).exists());
     }
 
     #[test]

@@ -210,8 +210,20 @@ impl MapFd {
     /// Copies every entry into `dst` (same type and sizes, a capacity of its
     /// own); returns how many. Per-CPU values are copied CPU by CPU.
     pub fn copy_entries_into(&self, dst: &MapFd) -> Result<usize> {
+        self.copy_entries(dst, false)
+    }
+
+    /// [`Self::copy_entries_into`] for a `dst` whose values are longer (not
+    /// per-CPU): each value is copied to the beginning of the new one, the
+    /// rest zeroed.
+    pub fn copy_entries_widened_into(&self, dst: &MapFd) -> Result<usize> {
+        self.copy_entries(dst, true)
+    }
+
+    fn copy_entries(&self, dst: &MapFd, widen: bool) -> Result<usize> {
         let (from, to) = (&self.info, &dst.info);
-        if (from.map_type, from.key_size, from.value_size) != (to.map_type, to.key_size, to.value_size) || !from.entries_copyable() {
+        let sizes_fit = if widen { from.value_size < to.value_size && !from.is_percpu() } else { from.value_size == to.value_size };
+        if (from.map_type, from.key_size) != (to.map_type, to.key_size) || !sizes_fit || !from.entries_copyable() {
             return Err(BpfError {
                 what: format!("copying map {} into {}", self.path.display(), dst.path.display()),
                 source: io::Error::new(io::ErrorKind::InvalidInput, "the maps differ in type or sizes, or entries of this type cannot be copied"),
@@ -222,11 +234,13 @@ impl MapFd {
             let ncpu = check(ncpu, || "counting possible CPUs".to_string())? as usize;
             (from.value_size as usize).div_ceil(8) * 8 * ncpu
         } else {
-            from.value_size as usize
+            to.value_size as usize
         };
         let mut value = vec![0u8; value_len.max(1)];
         let mut copied = 0;
         for key in self.raw_keys()? {
+            // The old value fills the beginning; a widened value's tail stays 0.
+            value.fill(0);
             let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
             if ret == -libc::ENOENT {
                 continue; // gone since the walk (an LRU eviction, a close)

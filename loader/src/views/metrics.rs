@@ -94,7 +94,6 @@ fn when_full(map: &str) -> &'static str {
         "mw_flow4" | "mw_flow4_fin" | "mw_flow6" | "mw_flow6_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
         "mw_flow4_syn" | "mw_flow6_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
         pins::MAP_SOCK_HASH | pins::MAP_ACCEL_STATE | pins::MAP_SOCK_HASH6 | pins::MAP_ACCEL_STATE6 => "new connections are not accelerated (counted in accel_error)",
-        pins::MAP_ACCEL_PSOCK | pins::MAP_ACCEL_PSOCK6 => "new accelerated connections have no backlog bound (counted in accel_error)",
         _ => "new entries are refused",
     }
 }
@@ -174,9 +173,6 @@ mod tests {
             assert_eq!(Some(w.clone()), pressure_warning(v4, 65536, 65536, 0).map(|w| w.replace(v4, v6)));
             assert!(w.contains("not accelerated (counted in accel_error)"), "{w}");
         }
-        let w = pressure_warning(pins::MAP_ACCEL_PSOCK6, 65536, 65536, 0).unwrap();
-        assert_eq!(Some(w.clone()), pressure_warning(pins::MAP_ACCEL_PSOCK, 65536, 65536, 0).map(|w| w.replace("psock", "psock6")));
-        assert!(w.contains("no backlog bound (counted in accel_error)"), "{w}");
         assert_eq!(pressure_warning("mw_incl_cidr6", 4096, 4096, 0), pressure_warning("mw_incl_cidr4", 4096, 4096, 0).map(|w| w.replace("cidr4", "cidr6")));
         assert!(pressure_warning("mw_incl_cidr4", 4096, 4096, 0).unwrap().contains("pod add fails"));
         assert_eq!(level(5, 0), 0, "a map without a capacity is never full");
