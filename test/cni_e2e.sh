@@ -699,7 +699,8 @@ case_long_ids() {
 # idle (each connect given 2 s), writes how many it opened to READY, then
 # sleeps until killed.
 idle_clients() {
-    python3 - "$SOCK" "$1" "$2" <<'PY'
+    # exec: the holder's PID is python's, so stopping it closes them.
+    exec python3 - "$SOCK" "$1" "$2" <<'PY'
 import resource, socket, sys, time
 soft, hard = resource.getrlimit(resource.RLIMIT_NOFILE)
 resource.setrlimit(resource.RLIMIT_NOFILE, (hard, hard))
@@ -728,7 +729,8 @@ add_del_ms() {
     echo $(((t1 - t0) / 1000000))
 }
 
-loader_threads() { awk '$1 == "Threads:" { print $2 }' "/proc/$LOADER_PID/status" 2>/dev/null || echo 0; }
+# Connections the loader holds show as its open file descriptors.
+loader_fds() { find "/proc/$LOADER_PID/fd" -mindepth 1 -maxdepth 1 2>/dev/null | wc -l; }
 
 median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1) / 2)] }'; }
 
@@ -744,9 +746,9 @@ median() { tr ' ' '\n' | sort -n | awk '{ v[NR] = $1 } END { print v[int((NR + 1
 # workers starved by idle connections) makes ADDs wait seconds or fail after
 # meshwire-cni's 10 s.
 case_idle_clients() {
-    local base=() busy=() i j ms holder opened mb mi threads0 rc=0
+    local base=() busy=() i j ms holder opened mb mi fds0 rc=0
     new_pod 80 || return 1
-    threads0=$(loader_threads)
+    fds0=$(loader_fds)
     for i in 1 2 3 4 5; do
         ms=$(add_del_ms "idle-base-$i" 80) || return 1
         base+=("$ms")
@@ -762,8 +764,8 @@ case_idle_clients() {
         busy+=("${ms:-999999}")
         stop_pid "$holder" 1
         forget_pid "$holder"
-        # The next ADD without them once the loader has let their threads go.
-        for ((j = 0; j < 100; j++)); do [ "$(loader_threads)" -le $((threads0 + 8)) ] && break; sleep 0.1; done
+        # The next ADD without them once the loader has let them go.
+        for ((j = 0; j < 100; j++)); do [ "$(loader_fds)" -le $((fds0 + 8)) ] && break; sleep 0.1; done
     done
     mb=$(echo "${base[*]}" | median)
     mi=$(echo "${busy[*]}" | median)

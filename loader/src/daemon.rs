@@ -1,7 +1,7 @@
 //! The node daemon: install the datapath, then wait for a stop signal.
 //!
-//! Threads talk over crossbeam channels; the signal thread is the only one so
-//! far, the control API's workers will join it.
+//! Threads talk over crossbeam channels: the signal thread's stop signal, and
+//! the control API's poller handing connections to its workers.
 
 use crossbeam_channel::{bounded, Receiver};
 use nix::sys::signal::{SigSet, Signal};
@@ -18,9 +18,9 @@ use crate::views::metrics;
 use crate::datapath::pins::Pins;
 use crate::error::{Error, OrOs};
 
-/// API connections served at once, each on its own thread (idle ones are
-/// dropped after 30 s): room for a node's CNI calls and more than a
-/// thousand idle or slow clients.
+/// API connections open at once (idle ones are dropped after 30 s; they
+/// wait in the API's poller, not on a thread each): room for a node's CNI
+/// calls and more than a thousand idle or slow clients.
 const API_MAX_CONNECTIONS: usize = 4096;
 
 /// Block the stop signals in every thread and deliver them on a channel.

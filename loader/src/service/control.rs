@@ -1,15 +1,21 @@
 //! The loader's control API: a Unix socket (root only) speaking the
-//! `meshwire-api` protocol, each connection on a thread of its own (bounded,
-//! idle ones dropped, deadlines on reads and writes), so no client can hold
-//! up another. This is the transport only: every request is answered by the
+//! `meshwire-api` protocol, its connections served by a fixed pool of
+//! threads (bounded, idle ones dropped, a deadline on every wait for a
+//! client), so no client can hold up another. This is the transport only: every request is answered by the
 //! [`PodService`].
 
-use std::io::{BufRead, BufReader, Read, Write};
+use std::collections::HashMap;
+use std::io::{Read, Write};
 use std::os::unix::fs::PermissionsExt;
 use std::os::unix::net::{UnixListener, UnixStream};
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
-use std::time::Duration;
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+#[cfg(test)]
+use std::sync::atomic::AtomicBool;
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant};
+
+use nix::sys::epoll::{Epoll, EpollCreateFlags, EpollEvent, EpollFlags};
 
 use meshwire_api::{ErrorCode, Op, OpResult, PodSpec, Response, MAX_LINE};
 
@@ -64,8 +70,8 @@ fn dispatch(service: &PodService, op: Op) -> ApiResult {
     })
 }
 
-/// An idle connection is closed after this long without a request, and a
-/// response that cannot be written within it ends the connection.
+/// A connection is dropped after this long without progress: an idle one
+/// without a request, one whose answer the client does not read.
 const IDLE: Duration = Duration::from_secs(30);
 
 /// Has the caller closed its end (hung up, not just half-closed)?
@@ -117,31 +123,391 @@ fn timed_label(op: &Op) -> Option<String> {
     }
 }
 
-/// Serve one connection: request lines in, response lines out. A request
-/// is read only once the previous answer is written, so a client that
-/// pipelines and never reads stops being served when the socket's buffer is
-/// full (what it sends meanwhile waits in the kernel, not here), and is
-/// dropped after `deadline` without progress.
-fn serve(service: &PodService, stream: UnixStream, deadline: Duration) {
-    let _ = stream.set_read_timeout(Some(deadline));
-    let _ = stream.set_write_timeout(Some(deadline));
-    let mut writer = match stream.try_clone() {
-        Ok(w) => w,
-        Err(e) => return log::warn!("control connection: {e}"),
-    };
-    let mut reader = BufReader::new(stream);
-    loop {
-        let mut raw = Vec::new();
-        // Bound what one line may take, then refuse anything longer.
-        match (&mut reader).take(MAX_LINE as u64 + 1).read_until(b'\n', &mut raw) {
-            Ok(0) => return,
-            Ok(_) if raw.len() > MAX_LINE => {
-                let _ = write_response(&mut writer, &invalid(format!("request longer than {MAX_LINE} bytes")));
+/// Threads that answer requests. Pod changes take the service's lock one at
+/// a time anyway; more than one thread lets `status`, `pods` and CHECK go
+/// past a change in progress, and a slow request (a long pod list) past the
+/// others.
+const WORKERS: usize = 4;
+
+/// The listening socket's token in the poller; connections count from 1.
+const LISTENER: u64 = 0;
+
+/// One client connection, between the poller (while it waits for the
+/// client) and a worker (while one of its requests is read or answered):
+/// never in both. A request is read only once the previous answer is
+/// written, so a client that pipelines and never reads stops being served
+/// when the socket's buffer is full (what it sends meanwhile waits in the
+/// kernel, not here), and is dropped after the deadline without progress.
+struct Conn {
+    token: u64,
+    /// Non-blocking: no read or write ever waits in a worker.
+    stream: UnixStream,
+    /// In the poller's epoll set (after its first wait for the client).
+    registered: bool,
+    /// What was read of the next request (at most MAX_LINE + 1 bytes).
+    input: Vec<u8>,
+    /// The answer being written, and how much of it is.
+    output: Vec<u8>,
+    written: usize,
+    /// How to take back the ADD answered in `output` if the answer cannot
+    /// be written (its caller is gone and takes the ADD as failed).
+    undo: Option<Undo>,
+    /// The end of the input was read, or the request was refused as too
+    /// long: close once the answer is written.
+    closing: bool,
+    /// The last byte read or written.
+    progress: Instant,
+    /// Counts the connection as open while it lives.
+    _open: OpenSlot,
+}
+
+/// One of the `max_connections` places, given back when the connection goes.
+struct OpenSlot(Arc<AtomicUsize>);
+
+impl Drop for OpenSlot {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::SeqCst);
+    }
+}
+
+/// What a worker is given.
+enum Job {
+    /// The client may be heard or written to: go on with its connection.
+    Turn(Box<Conn>),
+    /// No progress within the deadline: drop it (taking back an ADD whose
+    /// answer it did not take).
+    Expired(Box<Conn>),
+    /// Tests: the worker ends.
+    #[cfg(test)]
+    Stop,
+}
+
+/// What one step of writing the pending answer came to.
+enum Flushed {
+    Done,
+    /// The socket's buffer is full: wait until the client reads.
+    Blocked,
+    Failed,
+}
+
+/// What one step of reading the next request came to.
+enum Reading {
+    Line(Vec<u8>),
+    /// Nothing complete yet: wait for the client.
+    Wait,
+    /// The client closed its end, nothing left to answer.
+    End,
+    /// More than MAX_LINE bytes without a newline.
+    Overlong,
+}
+
+/// The control API's connections and the threads that serve them: one
+/// poller thread waits (epoll) on the listening socket and on every
+/// connection whose client has yet to send or to read, and hands a
+/// connection that is ready to a fixed pool of [`WORKERS`] threads over a
+/// channel; a worker reads one request, answers it and gives the
+/// connection back. No thread is started per connection, and no connection
+/// holds a thread while its client is idle or slow: an idle client costs a
+/// file descriptor and its buffers, nothing else.
+struct Server {
+    service: Arc<PodService>,
+    epoll: Epoll,
+    /// Connections waiting for their client, by token (in the epoll set
+    /// with EPOLLONESHOT: each wakes the poller once per wait).
+    waiting: Mutex<HashMap<u64, Box<Conn>>>,
+    next_token: AtomicU64,
+    open: Arc<AtomicUsize>,
+    max_connections: usize,
+    /// A connection without progress this long is dropped.
+    deadline: Duration,
+    jobs: crossbeam_channel::Sender<Job>,
+    #[cfg(test)]
+    stopped: AtomicBool,
+}
+
+impl Server {
+    /// Start the poller and the workers; with `listener`, the poller
+    /// accepts its connections.
+    fn start(listener: Option<UnixListener>, service: Arc<PodService>, max_connections: usize, deadline: Duration) -> Result<Arc<Server>, Error> {
+        let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).or_os(|| "creating the API's epoll instance")?;
+        if let Some(l) = &listener {
+            l.set_nonblocking(true).or_os(|| "making the API socket non-blocking")?;
+            epoll.add(l, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER)).or_os(|| "watching the API socket")?;
+        }
+        let (jobs, queue) = crossbeam_channel::unbounded();
+        let server = Arc::new(Server {
+            service,
+            epoll,
+            waiting: Mutex::new(HashMap::new()),
+            next_token: AtomicU64::new(LISTENER + 1),
+            open: Arc::new(AtomicUsize::new(0)),
+            max_connections,
+            deadline,
+            jobs,
+            #[cfg(test)]
+            stopped: AtomicBool::new(false),
+        });
+        for i in 0..WORKERS {
+            let (server, queue) = (Arc::clone(&server), queue.clone());
+            std::thread::Builder::new().name(format!("api-worker-{i}")).spawn(move || server.work(&queue)).or_os(|| "starting an API worker")?;
+        }
+        let poller = Arc::clone(&server);
+        std::thread::Builder::new().name("api-poll".into()).spawn(move || poller.poll(listener)).or_os(|| "starting the API poller")?;
+        Ok(server)
+    }
+
+    fn waiting(&self) -> MutexGuard<'_, HashMap<u64, Box<Conn>>> {
+        self.waiting.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The poller: accepts, hands ready connections to the workers, and
+    /// drops those that made no progress within the deadline.
+    fn poll(&self, listener: Option<UnixListener>) {
+        let mut events = vec![EpollEvent::empty(); 256];
+        // Deadlines are looked at this often: a connection goes at most a
+        // quarter of its deadline late.
+        let tick = (self.deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
+        let mut swept = Instant::now();
+        loop {
+            #[cfg(test)]
+            if self.stopped.load(Ordering::SeqCst) {
                 return;
             }
-            Ok(_) => {}
-            Err(_) => return,
+            let n = match self.epoll.wait(&mut events, u16::try_from(tick.as_millis()).unwrap_or(1000)) {
+                Ok(n) => n,
+                Err(nix::errno::Errno::EINTR) => 0,
+                Err(e) => {
+                    log::error!("control API: epoll_wait: {e}");
+                    std::thread::sleep(Duration::from_millis(10));
+                    0
+                }
+            };
+            for ev in &events[..n] {
+                if ev.data() == LISTENER {
+                    if let Some(l) = &listener {
+                        self.accept(l);
+                    }
+                    continue;
+                }
+                let ready = self.waiting().remove(&ev.data());
+                if let Some(conn) = ready {
+                    let _ = self.jobs.send(Job::Turn(conn));
+                }
+            }
+            if swept.elapsed() >= tick {
+                swept = Instant::now();
+                let expired: Vec<Box<Conn>> = {
+                    let mut waiting = self.waiting();
+                    let gone: Vec<u64> = waiting.iter().filter(|(_, c)| c.progress.elapsed() >= self.deadline).map(|(t, _)| *t).collect();
+                    gone.iter().filter_map(|t| waiting.remove(t)).collect()
+                };
+                for conn in expired {
+                    let _ = self.jobs.send(Job::Expired(conn));
+                }
+            }
         }
+    }
+
+    /// Every connection waiting on the listening socket.
+    fn accept(&self, listener: &UnixListener) {
+        loop {
+            match listener.accept() {
+                Ok((s, _)) => self.admit(s),
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Err(e) => {
+                    log::warn!("control socket accept: {e}");
+                    // EMFILE and the like: do not spin.
+                    std::thread::sleep(Duration::from_millis(10));
+                    return;
+                }
+            }
+        }
+    }
+
+    /// A new connection: root's, and within `max_connections`, or refused
+    /// with an answer saying why.
+    fn admit(&self, mut s: UnixStream) {
+        if !peer_is_root(&s) {
+            let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = write_response(&mut s, &Response::err(ErrorCode::InvalidRequest, "only root may use the meshwire loader's API"));
+            return;
+        }
+        if self.open.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
+            self.open.fetch_sub(1, Ordering::SeqCst);
+            let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
+            let _ = write_response(&mut s, &internal(format!("the loader serves {} connections already; try again", self.max_connections)));
+            return;
+        }
+        let open = OpenSlot(Arc::clone(&self.open));
+        if let Err(e) = s.set_nonblocking(true) {
+            return log::warn!("control connection: {e}");
+        }
+        let conn = Conn {
+            token: self.next_token.fetch_add(1, Ordering::Relaxed),
+            stream: s,
+            registered: false,
+            input: Vec::new(),
+            output: Vec::new(),
+            written: 0,
+            undo: None,
+            closing: false,
+            progress: Instant::now(),
+            _open: open,
+        };
+        // Its request is likely there already (a CNI plugin writes it
+        // right after connecting): a worker looks first.
+        let _ = self.jobs.send(Job::Turn(Box::new(conn)));
+    }
+
+    /// A worker: jobs until the channel ends. A request that panics costs
+    /// its connection, not the worker.
+    fn work(&self, queue: &crossbeam_channel::Receiver<Job>) {
+        for job in queue {
+            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match job {
+                    Job::Turn(conn) => self.turn(conn),
+                    Job::Expired(conn) => {
+                        log::debug!("control connection {}: no progress in {:?}; dropped", conn.token, self.deadline);
+                        self.close(conn)
+                    }
+                    #[cfg(test)]
+                    Job::Stop => return false,
+                }
+                true
+            }));
+            match done {
+                Ok(false) => return,
+                Ok(true) => {}
+                Err(_) => log::error!("control connection: serving a request panicked; its connection was dropped"),
+            }
+        }
+    }
+
+    /// Back to the poller until the client can be read from (`out`: written
+    /// to) again, or hangs up.
+    fn park(&self, conn: Box<Conn>, out: bool) {
+        let flags = EpollFlags::EPOLLONESHOT | EpollFlags::EPOLLRDHUP | if out { EpollFlags::EPOLLOUT } else { EpollFlags::EPOLLIN };
+        let mut event = EpollEvent::new(flags, conn.token);
+        let mut conn = conn;
+        // Under the lock: the poller cannot take it (woken, or expired)
+        // before it is in the map.
+        let mut waiting = self.waiting();
+        let armed = if conn.registered { self.epoll.modify(&conn.stream, &mut event) } else { self.epoll.add(&conn.stream, event) };
+        match armed {
+            Ok(()) => {
+                conn.registered = true;
+                waiting.insert(conn.token, conn);
+            }
+            Err(e) => {
+                drop(waiting);
+                log::warn!("control connection: cannot wait for its client: {e}");
+                self.close(conn);
+            }
+        }
+    }
+
+    /// The connection goes; an ADD whose answer was not written is taken
+    /// back first.
+    fn close(&self, mut conn: Box<Conn>) {
+        match conn.undo.take() {
+            Some(Undo::Remove(id, ifname)) => match self.service.del(&id, Some(&ifname)) {
+                Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; taken out again"),
+                Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and taking it out failed: {e}"),
+            },
+            Some(Undo::Restore(previous)) => {
+                let id = previous.container_id.clone();
+                match self.service.add(previous) {
+                    Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; its previous settings are in force again"),
+                    Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and restoring its previous settings failed: {e}"),
+                }
+            }
+            None => {}
+        }
+    }
+
+    /// Write what is left of the answer, as far as the socket takes it.
+    fn flush(conn: &mut Conn) -> Flushed {
+        while conn.written < conn.output.len() {
+            match conn.stream.write(&conn.output[conn.written..]) {
+                Ok(0) => return Flushed::Failed,
+                Ok(n) => {
+                    conn.written += n;
+                    conn.progress = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Flushed::Blocked,
+                Err(_) => return Flushed::Failed,
+            }
+        }
+        conn.output.clear();
+        conn.written = 0;
+        // Written whole: the ADD stands.
+        conn.undo = None;
+        Flushed::Done
+    }
+
+    /// The next request line, as far as the client has sent it; at most
+    /// MAX_LINE + 1 bytes are ever held.
+    fn read_line(conn: &mut Conn) -> Reading {
+        loop {
+            if let Some(end) = conn.input.iter().position(|&b| b == b'\n') {
+                if end + 1 > MAX_LINE {
+                    return Reading::Overlong;
+                }
+                let rest = conn.input.split_off(end + 1);
+                return Reading::Line(std::mem::replace(&mut conn.input, rest));
+            }
+            if conn.input.len() > MAX_LINE {
+                return Reading::Overlong;
+            }
+            let room = MAX_LINE + 1 - conn.input.len();
+            let mut chunk = [0u8; 16 * 1024];
+            let want = room.min(chunk.len());
+            match conn.stream.read(&mut chunk[..want]) {
+                // The client's last request may lack its newline.
+                Ok(0) if conn.input.is_empty() => return Reading::End,
+                Ok(0) => {
+                    conn.closing = true;
+                    return Reading::Line(std::mem::take(&mut conn.input));
+                }
+                Ok(n) => {
+                    conn.input.extend_from_slice(&chunk[..n]);
+                    conn.progress = Instant::now();
+                }
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return Reading::Wait,
+                Err(_) => return Reading::End,
+            }
+        }
+    }
+
+    /// One step of a connection: finish writing the last answer, then read
+    /// and answer one request. A client with more requests already read
+    /// goes to the back of the queue, behind the other clients.
+    fn turn(&self, mut conn: Box<Conn>) {
+        match Self::flush(&mut conn) {
+            Flushed::Done => {}
+            Flushed::Blocked => return self.park(conn, true),
+            Flushed::Failed => return self.close(conn),
+        }
+        if conn.closing {
+            return self.close(conn);
+        }
+        let raw = match Self::read_line(&mut conn) {
+            Reading::Line(raw) => raw,
+            Reading::Wait => return self.park(conn, false),
+            Reading::End => return self.close(conn),
+            Reading::Overlong => {
+                // Answered, then the connection goes.
+                conn.closing = true;
+                conn.input = Vec::new();
+                conn.output = response_line(&invalid(format!("request longer than {MAX_LINE} bytes")));
+                return match Self::flush(&mut conn) {
+                    Flushed::Blocked => self.park(conn, true),
+                    Flushed::Done | Flushed::Failed => self.close(conn),
+                };
+            }
+        };
         let mut timed = None;
         let (response, undo) = match std::str::from_utf8(&raw) {
             Err(e) => (invalid(format!("request is not UTF-8 ({e})")), None),
@@ -150,35 +516,48 @@ fn serve(service: &PodService, stream: UnixStream, deadline: Duration) {
                 Ok(req) => {
                     timed = timed_label(&req.op);
                     timing::start();
-                    answer(service, req.op, &writer)
+                    answer(&self.service, req.op, &conn.stream)
                 }
             },
         };
-        let written = write_response(&mut writer, &response);
+        conn.output = response_line(&response);
+        conn.undo = undo;
+        let flushed = Self::flush(&mut conn);
         if let (Some(label), Some(took)) = (timed, timing::finish()) {
             log::debug!("api: {label}: {took}");
         }
-        if written.is_err() {
-            // Its caller is gone and takes the ADD as failed: undo it.
-            match undo {
-                Some(Undo::Remove(id, ifname)) => match service.del(&id, Some(&ifname)) {
-                    Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; taken out again"),
-                    Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and taking it out failed: {e}"),
-                },
-                Some(Undo::Restore(previous)) => {
-                    let id = previous.container_id.clone();
-                    match service.add(previous) {
-                        Ok(_) => log::info!("pod {id}: its caller was gone when the ADD was answered; its previous settings are in force again"),
-                        Err(e) => log::error!("pod {id}: its caller was gone when the ADD was answered, and restoring its previous settings failed: {e}"),
-                    }
-                }
-                None => {}
+        match flushed {
+            Flushed::Done if conn.closing => self.close(conn),
+            Flushed::Done if conn.input.contains(&b'\n') => {
+                let _ = self.jobs.send(Job::Turn(conn));
             }
-            return;
+            Flushed::Done => self.park(conn, false),
+            Flushed::Blocked => self.park(conn, true),
+            Flushed::Failed => self.close(conn),
+        }
+    }
+
+    /// Serve `stream` as an accepted connection (tests: one end of a pair).
+    #[cfg(test)]
+    fn serve(&self, stream: UnixStream) {
+        self.admit(stream);
+    }
+
+    /// Tests: the threads end (the connections they hold are dropped).
+    #[cfg(test)]
+    fn stop(&self) {
+        self.stopped.store(true, Ordering::SeqCst);
+        for _ in 0..WORKERS {
+            let _ = self.jobs.send(Job::Stop);
         }
     }
 }
 
+fn response_line(r: &Response) -> Vec<u8> {
+    let mut line = serde_json::to_vec(r).expect("responses serialize");
+    line.push(b'\n');
+    line
+}
 fn write_response(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
     let mut line = serde_json::to_string(r).expect("responses serialize");
     line.push('\n');
@@ -208,56 +587,21 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Accept on one thread and serve each connection on a thread of its own,
-/// at most `max_connections` at a time: an idle or slow client ties up only
-/// its own thread (and is dropped after [`IDLE`]), never another caller's
-/// turn. Pod changes are serialised by the service itself. Returns when the
-/// listener fails; the threads live as long as the process.
+/// Serve the API on `listener` ([`Server`]: a poller thread and
+/// [`WORKERS`] workers, no thread per connection), at most
+/// `max_connections` connections open at a time (past that a connection is
+/// answered with an error and closed); a connection without progress for
+/// [`IDLE`] is dropped: an idle or slow client holds a file descriptor,
+/// never another caller's turn. Pod changes are serialised by the service
+/// itself. The threads live as long as the process.
 pub fn spawn(listener: UnixListener, service: Arc<PodService>, max_connections: usize) -> Result<(), Error> {
-    spawn_with(listener, service, max_connections, IDLE)
+    spawn_with(listener, service, max_connections, IDLE).map(|_| ())
 }
 
 /// [`spawn`] with another deadline than [`IDLE`] (tests).
-fn spawn_with(listener: UnixListener, service: Arc<PodService>, max_connections: usize, deadline: Duration) -> Result<(), Error> {
-    use std::sync::atomic::{AtomicUsize, Ordering};
-    let open = Arc::new(AtomicUsize::new(0));
-    std::thread::Builder::new()
-        .name("api-accept".into())
-        .spawn(move || {
-            for stream in listener.incoming() {
-                let mut s = match stream {
-                    Ok(s) => s,
-                    Err(e) => {
-                        log::warn!("control socket accept: {e}");
-                        // EMFILE and the like: do not spin.
-                        std::thread::sleep(Duration::from_millis(10));
-                        continue;
-                    }
-                };
-                if !peer_is_root(&s) {
-                    let _ = write_response(&mut s, &Response::err(ErrorCode::InvalidRequest, "only root may use the meshwire loader's API"));
-                    continue;
-                }
-                if open.fetch_add(1, Ordering::SeqCst) >= max_connections {
-                    open.fetch_sub(1, Ordering::SeqCst);
-                    let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
-                    let _ = write_response(&mut s, &internal(format!("the loader serves {max_connections} connections already; try again")));
-                    continue;
-                }
-                let (service, open) = (Arc::clone(&service), Arc::clone(&open));
-                let started = std::thread::Builder::new().name("api-conn".into()).stack_size(256 * 1024).spawn(move || {
-                    serve(&service, s, deadline);
-                    open.fetch_sub(1, Ordering::SeqCst);
-                });
-                if let Err(e) = started {
-                    log::warn!("control connection: cannot start its thread: {e}");
-                }
-            }
-        })
-        .or_os(|| "starting API acceptor")?;
-    Ok(())
+fn spawn_with(listener: UnixListener, service: Arc<PodService>, max_connections: usize, deadline: Duration) -> Result<Arc<Server>, Error> {
+    Server::start(Some(listener), service, max_connections, deadline)
 }
-
 /// Where the API socket and records live.
 #[derive(Debug, Clone)]
 pub struct ApiPaths {
@@ -277,6 +621,8 @@ mod tests {
     struct Fixture {
         state: PathBuf,
         service: Arc<PodService>,
+        /// Serves the connections `exchange` makes, as the daemon's API does.
+        api: Arc<Server>,
     }
 
     impl Fixture {
@@ -287,18 +633,22 @@ mod tests {
             let pins = Pins::new(&state.join("no-bpffs"));
             let interception = Box::new(EbpfTc::new(&pins, TcAttach::Auto));
             let service = Arc::new(PodService::new(&state, interception).unwrap());
-            Fixture { state, service }
+            Fixture::on(state, service)
+        }
+
+        fn on(state: PathBuf, service: Arc<PodService>) -> Fixture {
+            let api = Server::start(None, Arc::clone(&service), 64, IDLE).unwrap();
+            Fixture { state, service, api }
         }
 
         fn exchange(&self, lines: &[&str]) -> Vec<Response> {
             self.exchange_bytes(&lines.iter().map(|l| l.as_bytes()).collect::<Vec<_>>())
         }
 
-        /// Send raw lines over a real socket pair served by `serve`; collect answers.
+        /// Send raw lines over a real socket pair served by the API's threads; collect answers.
         fn exchange_bytes(&self, lines: &[&[u8]]) -> Vec<Response> {
             let (mut client, server) = UnixStream::pair().unwrap();
-            let service = Arc::clone(&self.service);
-            let worker = std::thread::spawn(move || serve(&service, server, IDLE));
+            self.api.serve(server);
             for l in lines {
                 // The server may hang up first (an overlong line): then the
                 // rest of the write fails and the answers already sent count.
@@ -307,15 +657,15 @@ mod tests {
                 }
             }
             let _ = client.shutdown(std::net::Shutdown::Write);
-            let answers: Vec<Response> =
-                BufReader::new(client).lines().map(|l| serde_json::from_str(&l.unwrap()).unwrap()).collect();
-            worker.join().unwrap();
-            answers
+            // A server that hangs up with some of a line unread (an overlong
+            // one) resets the connection (ECONNRESET) once its answers are read.
+            BufReader::new(client).lines().map_while(Result::ok).map(|l| serde_json::from_str(&l).unwrap()).collect()
         }
     }
 
     impl Drop for Fixture {
         fn drop(&mut self) {
+            self.api.stop();
             let _ = std::fs::remove_dir_all(&self.state);
         }
     }
@@ -438,7 +788,7 @@ mod tests {
             let state = std::env::temp_dir().join(format!("meshwire-control-node-{}-{:?}", std::process::id(), std::thread::current().id()));
             let _ = std::fs::remove_dir_all(&state);
             let service = Arc::new(PodService::new(&state, crate::interception::of(&config, &pins)).unwrap());
-            Node { _fs: fs, _cg: cg, pins, config, api: Fixture { state, service } }
+            Node { _fs: fs, _cg: cg, pins, config, api: Fixture::on(state, service) }
         }
 
         fn add(&self, id: &str, netns: &Path, ifname: &str) -> Response {
@@ -702,6 +1052,83 @@ mod tests {
             stalled.elapsed()
         );
         assert!(stalled.elapsed() < deadline * 3, "dropped only {:?} after it stalled", stalled.elapsed());
+    }
+
+    /// The API's threads are a fixed few ([`WORKERS`]): clients that hold
+    /// connections open and idle, and clients that send half a request and
+    /// stall, many more of each than there are threads, hold up no one:
+    /// another client is answered at once, and a stalled one that finishes
+    /// its request is answered then.
+    #[test]
+    fn idle_and_stalled_clients_beyond_the_threads_hold_up_no_one() {
+        let f = Fixture::new();
+        let path = f.state.join("api.sock");
+        spawn_with(bind(&path).unwrap(), Arc::clone(&f.service), 256, Duration::from_secs(20)).unwrap();
+        let idle: Vec<UnixStream> = (0..WORKERS * 8).map(|_| UnixStream::connect(&path).unwrap()).collect();
+        let half = br#"{"version":1,"op":"#;
+        let mut stalled: Vec<UnixStream> = (0..WORKERS * 8)
+            .map(|_| {
+                let mut s = UnixStream::connect(&path).unwrap();
+                s.write_all(half).unwrap();
+                s
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(200));
+        for _ in 0..5 {
+            let t = Instant::now();
+            let answer = meshwire_api::call(&path, Op::Status, Duration::from_secs(5)).expect("another client is served");
+            assert!(answer.is_ok(), "{answer:?}");
+            assert!(t.elapsed() < Duration::from_secs(1), "a status call took {:?} beside idle and stalled clients", t.elapsed());
+        }
+        for s in &mut stalled {
+            s.write_all(b"\"list_pods\"}\n").unwrap();
+        }
+        for s in stalled {
+            s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+            let mut line = String::new();
+            BufReader::new(s).read_line(&mut line).unwrap();
+            let r: Response = serde_json::from_str(&line).unwrap();
+            assert_eq!(r.result.and_then(|r| r.pods), Some(vec![]), "{line}");
+        }
+        drop(idle);
+    }
+
+    /// At most `max_connections` open at once: one more is answered with an
+    /// error naming the limit and closed; a connection that goes gives its
+    /// place back. A connection idle past the deadline is dropped.
+    #[test]
+    fn connections_are_bounded_and_an_idle_one_is_dropped_after_the_deadline() {
+        let f = Fixture::new();
+        let path = f.state.join("api.sock");
+        let deadline = Duration::from_secs(2);
+        spawn_with(bind(&path).unwrap(), Arc::clone(&f.service), 2, deadline).unwrap();
+        let first = UnixStream::connect(&path).unwrap();
+        let opened = Instant::now();
+        let _second = UnixStream::connect(&path).unwrap();
+        std::thread::sleep(Duration::from_millis(100));
+        // The refusal is written at once, before any request.
+        let third = UnixStream::connect(&path).unwrap();
+        third.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        let mut line = String::new();
+        BufReader::new(&third).read_line(&mut line).unwrap();
+        let refused: Response = serde_json::from_str(&line).unwrap();
+        assert!(refused.error.as_ref().is_some_and(|e| e.message.contains("serves 2 connections already")), "{line}");
+
+        // The idle ones go once the deadline passes without progress.
+        first.set_read_timeout(Some(deadline * 3)).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!((&first).read(&mut buf).unwrap(), 0, "dropped: end of file");
+        let after = opened.elapsed();
+        assert!(after >= deadline && after < deadline * 2, "an idle connection was dropped after {after:?} (deadline {deadline:?})");
+        // Their places are free again.
+        let served = (0..50).any(|_| {
+            let ok = matches!(meshwire_api::call(&path, Op::Status, Duration::from_secs(5)), Ok(Ok(_)));
+            if !ok {
+                std::thread::sleep(Duration::from_millis(20));
+            }
+            ok
+        });
+        assert!(served, "no place was given back");
     }
 
     #[test]
