@@ -246,6 +246,15 @@ pub fn attach_pod(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: Tc
     result.inspect_err(|_| attacher.undo(cookie, netns, ifname))
 }
 
+/// [`attach_pod`] from a thread that is inside the pod's network namespace
+/// already (its cookie checked to be `cookie`): an ADD enters it once.
+pub fn attach_pod_here(pins: &Pins, cookie: u64, netns: &Path, ifname: &str, mode: TcAttach) -> Result<(), Error> {
+    check_ifname(ifname)?;
+    let attached = Attacher::new(pins, mode)?.attach_here(cookie, netns, ifname);
+    timing::mark("tc attach (in the netns)");
+    attached
+}
+
 /// The tc programs opened from their pins, how they go on, and the pin lock:
 /// what attaching pods needs, once for any number of them (adoption attaches
 /// thousands with one).

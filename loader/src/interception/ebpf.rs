@@ -56,6 +56,22 @@ impl EbpfTc {
 }
 
 impl EbpfTc {
+    /// `apply`'s work: the maps (the pod's cookie entries from all its
+    /// attachments), then tc on this attachment's interface (`attach`); on
+    /// a tc failure the map entries go again.
+    fn steer(&self, pod: &MeshedPod, siblings: &[MeshedPod], attach: impl FnOnce(&Pins, TcAttach) -> Result<(), Error>) -> Result<(), Error> {
+        let maps = self.maps()?;
+        pods::install(&maps, pod, siblings, self.sidecar_host_uid(pod)?)?;
+        if pod.ifname.is_empty() {
+            return Ok(());
+        }
+        if let Err(e) = attach(&self.pins, self.tc_attach) {
+            let _ = pods::remove(&maps, pod, siblings);
+            return Err(e);
+        }
+        Ok(())
+    }
+
     /// One pod of [`Interception::adopt`]'s, on a thread of its.
     fn adopt_one(&self, thread: &mut NetnsThread, maps: &PodMaps, tc: Option<&Result<tc::Attacher, Error>>, a: &Adopting) -> Adopted {
         let pod = &a.pod;
@@ -74,19 +90,15 @@ impl EbpfTc {
 }
 
 impl Interception for EbpfTc {
-    /// Maps (the pod's cookie entries from all its attachments), then tc on
-    /// this attachment's interface; on a tc failure the map entries go again.
+    /// See `steer`.
     fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
-        let maps = self.maps()?;
-        pods::install(&maps, pod, siblings, self.sidecar_host_uid(pod)?)?;
-        if pod.ifname.is_empty() {
-            return Ok(());
-        }
-        if let Err(e) = tc::attach_pod(&self.pins, pod.cookie, &pod.netns, &pod.ifname, self.tc_attach) {
-            let _ = pods::remove(&maps, pod, siblings);
-            return Err(e);
-        }
-        Ok(())
+        self.steer(pod, siblings, |pins, mode| tc::attach_pod(pins, pod.cookie, &pod.netns, &pod.ifname, mode))
+    }
+
+    /// As `apply`, with tc attached from the calling thread, already in the
+    /// pod's namespace.
+    fn apply_here(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        self.steer(pod, siblings, |pins, mode| tc::attach_pod_here(pins, pod.cookie, &pod.netns, &pod.ifname, mode))
     }
 
     fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {

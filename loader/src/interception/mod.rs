@@ -23,6 +23,12 @@ pub trait Interception: Send + Sync {
     /// Steer the attachment; applying again is fine. On error nothing of it
     /// is left (the siblings stay as they were).
     fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;
+    /// [`apply`](Self::apply) from a thread that is inside the attachment's
+    /// network namespace (its cookie is `pod.cookie`): what is done in the
+    /// namespace is done there, without entering it again.
+    fn apply_here(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        self.apply(pod, siblings)
+    }
     /// Stop steering the attachment; the siblings stay steered. What is
     /// already gone (also the namespace) is fine.
     fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;

@@ -244,13 +244,12 @@ pub fn validate(spec: &PodSpec) -> Result<(), Error> {
     Ok(())
 }
 
-/// Validate and resolve the pod's netns cookie (enters the netns, system::run_in_netns).
-/// `defaults`: the node's choices for a spec that does not say.
-pub fn resolve(spec: &PodSpec, defaults: PodDefaults) -> Result<MeshedPod, Error> {
-    validate(spec)?;
-    let cookie = system::netns_cookie(&spec.netns)?;
-    timing::mark("netns cookie");
-    if system::host_netns_cookies()?.contains(&cookie) {
+/// The validated `spec` in the network namespace whose cookie is `cookie`
+/// (read from inside it, system::run_in_netns), refused when that is one of
+/// `hosts` (system::host_netns_cookies, read outside it). `defaults`: the
+/// node's choices for a spec that does not say.
+pub fn resolve(spec: &PodSpec, cookie: u64, hosts: &[u64], defaults: PodDefaults) -> Result<MeshedPod, Error> {
+    if hosts.contains(&cookie) {
         return Err(Error::Invalid(format!("{} is the host's (or the loader's own) network namespace; meshwire only intercepts pods", spec.netns.display())));
     }
     Ok(MeshedPod::of(spec, cookie, defaults))

@@ -13,6 +13,7 @@ use crate::interception::pods::{self, MeshedPod, PodDefaults};
 use crate::interception::{Adopted, Adopting, Interception};
 use crate::error::Error;
 use crate::service::records::Records;
+use crate::system;
 use crate::timing;
 
 /// Pods: validated, steered, recorded. Mutations are
@@ -106,11 +107,30 @@ impl PodService {
         self.mutate.lock().unwrap_or_else(|p| p.into_inner())
     }
 
+    /// Mesh the attachment `spec` (again: the same spec answers the same,
+    /// a changed one replaces it, all or nothing). The request's thread
+    /// enters the pod's network namespace once and does the whole ADD from
+    /// there: its cookie is read there, and the tc programs go on its
+    /// interface without entering it again (maps, pins and records do not
+    /// depend on the network namespace).
     pub fn add(&self, spec: PodSpec) -> Result<PodRecord, Error> {
         pods::validate(&spec)?;
         // The namespace is opened (never blocking) and checked before the
         // lock: a bad path cannot hold up other pods' changes.
-        let pod = pods::resolve(&spec, self.defaults)?;
+        let netns = system::open_netns(&spec.netns)?;
+        // Outside the pod's namespace: read once, then kept.
+        let hosts = system::host_netns_cookies()?;
+        let shown = spec.netns.display().to_string();
+        system::run_in_netns(netns, &shown, |cookie| {
+            timing::mark("netns cookie");
+            let pod = pods::resolve(&spec, cookie, &hosts, self.defaults)?;
+            self.add_here(spec, pod)
+        })
+    }
+
+    /// [`add`](Self::add)'s work, on a thread inside the pod's network
+    /// namespace (`pod.cookie` is its cookie).
+    fn add_here(&self, spec: PodSpec, pod: MeshedPod) -> Result<PodRecord, Error> {
         let mut meshed = self.lock();
         timing::mark("lock wait");
 
@@ -172,10 +192,11 @@ impl PodService {
         Ok(record)
     }
 
-    /// Steer the attachment, with what its siblings share.
+    /// Steer the attachment, with what its siblings share, from a thread
+    /// inside its network namespace ([`add`](Self::add)'s).
     fn apply(&self, pod: &MeshedPod) -> Result<(), Error> {
         let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie)?;
-        self.interception.apply(pod, &siblings)
+        self.interception.apply_here(pod, &siblings)
     }
 
     /// One attachment goes; the pod's other attachments stay meshed.
