@@ -11,8 +11,9 @@ MESHWIRE_BPF_DIR to the absolute directory of the BPF objects (`bpf`
 attribute), which the Rust code include_bytes!()s, so changing BPF C code
 rebuilds the Rust. They run unsandboxed and with network access (cargo fetches
 crates from crates.io on a fresh machine) and use a persistent
-CARGO_TARGET_DIR ($HOME/.cache/meshwire/cargo-target) outside Bazel's output
-base, so rebuilds are incremental.
+CARGO_TARGET_DIR ($HOME/.cache/meshwire/cargo-target/CHECKOUT, and a
+stamped/SUFFIX directory inside it for a version_suffix build) outside Bazel's
+output base, so rebuilds are incremental.
 
 Inputs are the workspace's *.rs, Cargo.toml and Cargo.lock files
 (//:cargo_workspace, which also holds config/**). Other files a crate reads at

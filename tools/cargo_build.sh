@@ -12,9 +12,9 @@
 #       build scripts and proc macros, built for the host, stay dynamic)
 #   cargo_build.sh --version-suffix=SUFFIX build ...
 #       the same build with MESHWIRE_VERSION_SUFFIX=SUFFIX at compile time
-#       (meshwire-loader reports its version with SUFFIX after it). cargo
-#       tracks the variable: the crate that reads it is rebuilt when it
-#       changes, its dependencies are not.
+#       (meshwire-loader reports its version with SUFFIX after it), in a
+#       target directory of its own (below), so that it and the unstamped
+#       build do not rebuild each other.
 #
 # MANIFEST is the workspace's root Cargo.toml. MESHWIRE_BPF_DIR is set to the
 # absolute path of the directory holding the BPF objects (the Rust code
@@ -66,7 +66,16 @@ src_root=$(dirname "$(readlink -f "$manifest")")
 # One target directory per checkout: cargo decides freshness by mtimes, so two
 # checkouts sharing one would each take the other's newer build as current.
 checkout_id=$(printf '%s' "$src_root" | sha256sum | cut -c1-12)
-export CARGO_TARGET_DIR=${MESHWIRE_CARGO_TARGET_DIR:-$HOME/.cache/meshwire/cargo-target/$checkout_id}
+CARGO_TARGET_DIR=${MESHWIRE_CARGO_TARGET_DIR:-$HOME/.cache/meshwire/cargo-target/$checkout_id}
+# And one per version suffix inside it: cargo keeps one build of a crate per
+# target directory and rebuilds it whenever MESHWIRE_VERSION_SUFFIX differs
+# from the last build's, so a stamped build (//test:loader_older) sharing the
+# release build's directory would recompile meshwire-loader on every switch
+# between the two.
+if [[ -n ${MESHWIRE_VERSION_SUFFIX:-} ]]; then
+    CARGO_TARGET_DIR=$CARGO_TARGET_DIR/stamped/$MESHWIRE_VERSION_SUFFIX
+fi
+export CARGO_TARGET_DIR
 mkdir -p "$CARGO_TARGET_DIR"
 
 json=$(mktemp "${TMPDIR:-/tmp}/meshwire-cargo.XXXXXX")
