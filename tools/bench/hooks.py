@@ -31,8 +31,14 @@ machine and nothing is left behind.
 - sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
   both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
   puts them there; each send() runs the program and is redirected to the
-  peer; 64-byte, 16 KiB (HAProxy's writes) and 64 KiB messages. sk_msg
-  programs cannot be test-run.
+  peer; 64-byte, 16 KiB (HAProxy's writes) and 64 KiB messages; and, with
+  the connect4 rows below, the first message each way of a new meshed
+  connection whose ends sockops put into the maps (state and psock entries
+  too). The floor's sk_msg programs also on the first message each way of
+  a new pair made from user space (no psock entries: the datapath's
+  program would look one up in a bucket nothing touched, which no real
+  connection does), made, used once and closed per run. sk_msg programs
+  cannot be test-run.
 - caches cold: a tc flow packet (test run), a 64-byte sk_msg message and a
   connect4 connect() again, with 4 MiB of this process's memory written
   over before each run, which evicts what the program and its helpers touch
@@ -81,7 +87,7 @@ from bench import Fatal, cgroup2_mount, log, machine_busy
 
 libc = ctypes.CDLL(None, use_errno=True)
 SYS_BPF = 321
-BPF_MAP_UPDATE_ELEM, BPF_OBJ_GET, BPF_PROG_ATTACH, BPF_PROG_DETACH = 2, 7, 8, 9
+BPF_MAP_UPDATE_ELEM, BPF_MAP_DELETE_ELEM, BPF_OBJ_GET, BPF_PROG_ATTACH, BPF_PROG_DETACH = 2, 3, 7, 8, 9
 BPF_PROG_TEST_RUN, BPF_ENABLE_STATS = 10, 32
 BPF_TCX_INGRESS, BPF_TCX_EGRESS = 46, 47
 CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
@@ -112,6 +118,11 @@ def bpf(cmd, attr):
         e = ctypes.get_errno()
         raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
     return r, buf
+
+
+def map_delete(fd, key):
+    k = ctypes.create_string_buffer(key, len(key))
+    bpf(BPF_MAP_DELETE_ELEM, struct.pack("IIQ", fd, 0, ctypes.addressof(k)))
 
 
 def obj_get(path):
@@ -216,6 +227,9 @@ SOCKOPS_ACCEL = "its callbacks, acceleration on (both ends enter mw_sock_hash)"
 SKMSG_SIZES = {64: 1, 16384: 8, 65536: 16}
 COLD_BYTES, COLD_DIV = 4 << 20, 16  # written over before each message of the cold row
 SKMSG_COLD = "64-byte message, caches cold (4 MiB written before each)"
+SKMSG_FRESH = "64-byte message, the first each way of a new pair"
+SKMSG_NEWCONN = "the first message each way of a new meshed connection (sockops put its ends in the maps)"
+FRESH_DIV = 40  # new pairs per round: 1/40 of the runs of a 64-byte row
 
 
 TC_COLD = "flow packet in, caches cold (4 MiB written before each)"
@@ -284,6 +298,7 @@ class Hooks:
         self.socks = []
         self.cgroups = []
         self.stats_fd = None
+        self.value_sizes = {}  # map pin -> value size (bpftool)
 
     def run(self, cmd, **kw):
         r = subprocess.run(cmd, capture_output=True, text=True, **kw)
@@ -354,15 +369,19 @@ class Hooks:
 
     # -- sk_msg: a loopback pair, both sockets accelerated --
 
-    def skmsg_pair(self, maps):
+    def skmsg_pair(self, maps, keep=True):
         """A loopback pair in maps' mw_sock_hash, with their mw_accel_state entries (all zero:
         its flags and, since the psock address moved there, psock 0: no backlog to read, as a
-        build before that finds no entry in mw_accel_psock)."""
+        build before that finds no entry in mw_accel_psock). keep False: the caller closes it;
+        returns the pair and its two keys."""
         sock_map, state_map = maps["mw_sock_hash"], maps.get("mw_accel_state")
         state_size = 0
         if state_map is not None:
-            info = json.loads(self.run(["bpftool", "-j", "map", "show", "pinned", maps["mw_accel_state:path"]]))
-            state_size = info["bytes_value"]
+            path = maps["mw_accel_state:path"]
+            if path not in self.value_sizes:
+                info = json.loads(self.run(["bpftool", "-j", "map", "show", "pinned", path]))
+                self.value_sizes[path] = info["bytes_value"]
+            state_size = self.value_sizes[path]
         ls = socket.socket()
         ls.bind(("127.0.0.1", 0))
         ls.listen(1)
@@ -380,8 +399,26 @@ class Hooks:
             if state_map is not None:
                 map_update(state_map, key(sk), b"\0" * state_size)
             map_update(sock_map, key(sk), struct.pack("Q", sk.fileno()))
+        if not keep:
+            return c, s, [key(c), key(s)]
         self.socks += [c, s]
         return c, s
+
+    def fresh_pinger(self, maps):
+        """Each call a new accelerated pair (its entries put in as sockops does), one 64-byte
+        message each way (each socket's first: the first redirect to a peer takes its lock),
+        then both closed and their state entries removed."""
+        def run(n):
+            for _ in range(max(1, n // FRESH_DIV)):
+                c, s, keys = self.skmsg_pair(maps, keep=False)
+                try:
+                    self.ping(c, s, 1)
+                finally:
+                    c.close()
+                    s.close()
+                    for k in keys:
+                        map_delete(maps["mw_accel_state"], k)
+        return run
 
     def attach_skmsg(self, prog, sock_map_path):
         self.run(["bpftool", "prog", "attach", "pinned", prog["path"], "msg_verdict", "pinned", sock_map_path])
@@ -416,9 +453,10 @@ class Hooks:
         with open(os.path.join(cg, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
 
-    def connector(self, cg, listener):
+    def connector(self, cg, listener, message=False):
         """n connections to an address that exists nowhere, steered by connect4 to the
-        listener on the outbound port, accepted and reset (no TIME_WAIT left)."""
+        listener on the outbound port, accepted and reset (no TIME_WAIT left). message: a
+        64-byte message each way first (with acceleration on, each end's first sk_msg run)."""
         def run(n):
             self.enter(cg)
             try:
@@ -427,6 +465,8 @@ class Hooks:
                     c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     c.connect(("10.9.9.9", 80))
                     a, _ = listener.accept()
+                    if message:
+                        self.ping(c, a, 1)
                     a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     a.close()
                     c.close()
@@ -573,11 +613,14 @@ class Hooks:
             cookie = listener.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
             for (label, rev), accel in [(b, x) for x in (False, True) for b in builds]:
                 src = os.path.join(self.work, label, "bpf")
+                # with acceleration, sk_msg on the same maps: sockops puts both ends in mw_sock_hash
                 objs = [self.compile(os.path.join(src, f), os.path.join(self.work, f"{label}-{f[:-2]}.bpf.o"))
-                        for f in ("bpf_sock.c", "bpf_sockops.c")]
+                        for f in ("bpf_sock.c", "bpf_sockops.c") + (("bpf_skmsg.c",) if accel else ())]
                 if accel:
                     objs = [set_accel(o) for o in objs]
                 progs, maps = self.load(f"{label}-sock{'-accel' if accel else ''}", objs)
+                if accel:
+                    self.attach_skmsg(progs["mw_skmsg_redirect"], maps["mw_sock_hash:path"])
                 # MW_POD_F_MESHED, and MW_POD_F_ACCEL with acceleration
                 map_update(maps["mw_pods"], cookie, struct.pack("I", 3 if accel else 1))
                 cg = self.cgroup(label + ("-accel" if accel else ""))
@@ -592,6 +635,9 @@ class Hooks:
                 self.companions[lead] = [(label, "mw_sockops", SOCKOPS_ACCEL if accel else SOCKOPS)]
                 if not accel:
                     runners[(label, "mw_sock4_connect", CONNECT_COLD)] = (progs["mw_sock4_connect"], cold(fn))
+                else:
+                    runners[(label, "mw_skmsg_redirect", SKMSG_NEWCONN)] = (progs["mw_skmsg_redirect"],
+                                                                        self.connector(cg, listener, message=True))
         for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
@@ -627,6 +673,7 @@ class Hooks:
                         runners[k] = (p, fn)
                 else:
                     runners[("floor", fname, skmsg_what(64))] = (p, self.pinger(c, s))
+                runners[("floor", fname, SKMSG_FRESH)] = (p, self.fresh_pinger(maps))
 
         self.stats_fd, _ = bpf(BPF_ENABLE_STATS, struct.pack("I", 0))
         busy0, t0 = machine_busy(), time.time()
@@ -641,7 +688,7 @@ class Hooks:
                     continue  # measured with the row before it
                 with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
                 per_conn = key[1] in ("mw_sock4_connect", "floor_sockops_sockhash") or key[1].startswith("floor_connect4") \
-                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY)
+                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN)
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 calls = max(1, a.calls // 20) if per_conn else a.calls
                 fn(calls)
@@ -683,7 +730,8 @@ class Hooks:
                  f"while it ran (this process pinned to CPU {a.cpu}). {a.rounds} rounds of {a.calls:,} runs "
                  f"per row (sk_msg: {max(1, a.calls // 4):,} messages each way; connect4 and sockops: "
                  f"{max(1, a.calls // 20):,} connections; 16 and 64 KiB messages 8 and 16 times fewer, the "
-                 f"GSO rows' 64 KiB round trips 20 times fewer, the caches-cold rows {COLD_DIV} times fewer runs); "
+                 f"GSO rows' 64 KiB round trips 20 times fewer, the caches-cold rows {COLD_DIV} times fewer runs, "
+                 f"new sk_msg pairs {FRESH_DIV} times fewer); "
                  f"the builds alternate within each round. "
                  f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max); every other round runs the rows in the reverse order.")
         L.append("")
