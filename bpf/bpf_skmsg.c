@@ -36,6 +36,28 @@ static __always_inline void mw_skmsg_lag(struct mw_accel_state *own, const int l
 	bpf_spin_unlock(&own->lock);
 }
 
+/*
+ * A bulk sender leaves acceleration if nothing was ever redirected to it
+ * (lib/meshwire_accel.h): under its lock, as the FIN path in sockops, it
+ * sets MW_ACCEL_CLOSING (its peer never redirects to it from now on, so
+ * taking it out of the map loses nothing), MW_ACCEL_TCP_TX (it sends
+ * through TCP, after the redirected bytes its peer reads first) and
+ * MW_ACCEL_LEAVE (sockops takes it out of the map at its next ACK: sk_msg
+ * cannot delete from a sockhash). 1 if it left.
+ */
+static __always_inline int mw_skmsg_leave(struct mw_accel_state *own)
+{
+	int left = 0;
+
+	bpf_spin_lock(&own->lock);
+	if (!(own->flags & MW_ACCEL_RX)) {
+		own->flags |= MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE;
+		left = 1;
+	}
+	bpf_spin_unlock(&own->lock);
+	return left;
+}
+
 /* The peer's unread redirected bytes, through its psock's address. */
 static __always_inline __u32 mw_skmsg_backlog(__u64 psock)
 {
@@ -49,7 +71,10 @@ static __always_inline __u32 mw_skmsg_backlog(__u64 psock)
 
 /*
  * Must this message go through TCP because the peer is behind (and for how
- * long: lib/meshwire_accel.h)? 1 while the peer holds MW_ACCEL_BACKLOG_MAX
+ * long: lib/meshwire_accel.h)? 1 for good once the peer holds
+ * MW_ACCEL_BULK_MIN unread redirected bytes and nothing was ever redirected
+ * to this socket (a bulk sender: it leaves acceleration). Otherwise 1 while
+ * the peer holds MW_ACCEL_BACKLOG_MAX
  * unread redirected bytes or more, and after that until the peer has read
  * every byte this socket sent through TCP meanwhile. 0 when nothing is known
  * of the peer's psock (no bound, as before). The psock address comes with
@@ -66,7 +91,13 @@ static __always_inline int mw_skmsg_peer_behind(struct sk_msg_md *msg, struct mw
 	if (!psock)
 		return 0;
 	if (!(own->flags & MW_ACCEL_LAG)) {
-		if (mw_skmsg_backlog(psock) < MW_ACCEL_BACKLOG_MAX)
+		__u32 backlog = mw_skmsg_backlog(psock);
+
+		if (backlog >= MW_ACCEL_BULK_MIN && !(own->flags & MW_ACCEL_RX) && mw_skmsg_leave(own)) {
+			mw_count(MW_STAT_ACCEL_BULK);
+			return 1;
+		}
+		if (backlog < MW_ACCEL_BACKLOG_MAX)
 			return 0;
 		mw_skmsg_lag(own, 1);
 		mw_count(MW_STAT_ACCEL_LAGGED);

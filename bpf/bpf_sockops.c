@@ -245,8 +245,9 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
 		mw_count(MW_STAT_ACCEL_ERROR);
 		return;
 	}
+	/* RTT: an ACK of data it sent through TCP, where a bulk sender leaves. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
-					 BPF_SOCK_OPS_STATE_CB_FLAG);
+					 BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
 	state = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
 	if (state)
 		mw_sockops_accel_psock(skops, state);
@@ -288,6 +289,37 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 		mw_trace("sockops accel: port %d left the socket map at its FIN",
 			 is6 ? key.k6.local_port : key.k4.local_port);
 	}
+}
+
+/*
+ * An accelerated socket's data sent through TCP was ACKed (RTT_CB, asked for
+ * when it entered the map; a redirecting socket sends no data through TCP,
+ * so this runs only on a socket that passes messages to TCP). One that
+ * sk_msg found to be a bulk sender (MW_ACCEL_LEAVE: nothing was ever
+ * redirected to it, and MW_ACCEL_CLOSING keeps it so) leaves mw_sock_hash
+ * here, as sk_msg cannot: its sends are plain TCP ones from now on, without
+ * tcp_bpf's copy into an sk_msg. Its psock address goes with it (the psock
+ * is freed: the peer reads no backlog of a socket out of the map), and it
+ * asks for no more RTT callbacks.
+ */
+static __always_inline void mw_sockops_accel_rtt(struct bpf_sock_ops *skops, const int is6)
+{
+	struct mw_accel_state *state;
+	union mw_accel_key key, peer;
+
+	if (!mw_cfg.accel)
+		return;
+	mw_accel_keys(skops, is6, &key, &peer);
+	state = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
+	if (state && !(*(volatile __u32 *)&state->flags & MW_ACCEL_LEAVE))
+		return;
+	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG);
+	if (!state)
+		return;
+	*(volatile __u64 *)&state->psock = 0;
+	bpf_map_delete_elem(mw_accel_sock_map(is6), &key);
+	mw_trace("sockops accel: port %d, a bulk sender, left the socket map",
+		 is6 ? key.k6.local_port : key.k4.local_port);
 }
 
 /* The app's socket closed; drop an entry the sidecar never took. */
@@ -436,6 +468,8 @@ static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 
 	if (skops->op == BPF_SOCK_OPS_STATE_CB)
 		mw_sockops_accel_state(skops, 1);
+	if (skops->op == BPF_SOCK_OPS_RTT_CB)
+		mw_sockops_accel_rtt(skops, 1);
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
 		mw_sockops6_publish(skops);
@@ -481,6 +515,9 @@ int mw_sockops(struct bpf_sock_ops *skops)
 		if (skops->args[1] == BPF_TCP_CLOSE)
 			mw_sockops_forget(skops);
 		mw_sockops_accel_state(skops, 0);
+		break;
+	case BPF_SOCK_OPS_RTT_CB:
+		mw_sockops_accel_rtt(skops, 0);
 		break;
 	}
 	return 1;

@@ -138,28 +138,31 @@ case_loader_says_on() {
 
 # accelerated DESC BYTES ARGS...: one bulk run of BYTES bytes whose accelerated
 # sockets are counted and whose bytes must mostly bypass the pod's loopback,
-# unless the reader fell behind: accel_lagged grew, which only happens once
-# the reader holds 4 MiB of redirected bytes unread (so the hop was
-# accelerated), and the rest went through TCP (the backlog bound, case 8d).
+# unless the reader fell behind: accel_bulk grew (a sender nothing was
+# redirected to saw its reader hold 64 KiB of redirected bytes unread, so the
+# hop was accelerated, and left acceleration: the rest went through TCP) or
+# accel_lagged did (the same at 4 MiB for a socket that cannot leave, case 8d).
 accelerated() {
-    local desc=$1 bytes=$2 a0 a1 l0 l1 g0 g1 p0 p1
+    local desc=$1 bytes=$2 a0 a1 l0 l1 g0 g1 b0 b1 p0 p1
     shift 2
     a0=$(stat_value accel_sock_added)
     g0=$(stat_value accel_lagged)
+    b0=$(stat_value accel_bulk)
     l0=$(lo_bytes)
     p0=$(lo_payload)
     bulk "$desc" --bytes "$bytes" "$@" || return 1
     a1=$(stat_value accel_sock_added)
     g1=$(stat_value accel_lagged)
+    b1=$(stat_value accel_bulk)
     l1=$(lo_bytes)
     p1=$(lo_payload)
-    log "accel_sock_added +$((a1 - a0)), accel_lagged +$((g1 - g0)); the pod's loopback carried $((l1 - l0)) bytes for $bytes transferred"
+    log "accel_sock_added +$((a1 - a0)), accel_bulk +$((b1 - b0)), accel_lagged +$((g1 - g0)); the pod's loopback carried $((l1 - l0)) bytes for $bytes transferred"
     if [ $((a1 - a0)) -lt 2 ]; then
         log "no socket pair was accelerated"
         return 1
     fi
-    if [ $((g1 - g0)) -gt 0 ]; then
-        log "the reader fell behind 4 MiB of redirected bytes, then TCP took over (about $((bytes - (p1 - p0))) bytes bypassed the pod's loopback)"
+    if [ $((g1 - g0 + b1 - b0)) -gt 0 ]; then
+        log "the reader fell behind, then TCP took over (about $((bytes - (p1 - p0))) bytes bypassed the pod's loopback)"
     elif [ $((l1 - l0)) -gt $((bytes / 8)) ]; then
         log "more than 1/8 of the payload went through the pod's loopback: not accelerated"
         return 1
@@ -306,10 +309,12 @@ case_ipv6_three_hops() {
 # A reader that stops reading holds an accelerated writer back. The app
 # writes (non-blocking, a 251-byte pattern) through its sidecar to a server
 # on the node that accepts and reads nothing; without a bound the sidecar's
-# ingress queue took everything (docs/acceleration.md: 256 MiB and more), with
-# it the app's socket falls back to TCP once the sidecar holds 4 MiB unread
-# (accel_lagged), and TCP's window stops the app. Then the server reads:
-# every byte the app wrote, in order (redirected bytes, then TCP's).
+# ingress queue took everything (docs/acceleration.md: 256 MiB and more). Now
+# the app's socket, which nothing was redirected to, is a bulk sender once the
+# sidecar holds 64 KiB unread: it sends through TCP for good and leaves the
+# socket map at the next ACK (accel_bulk), and TCP's window stops the app.
+# Then the server reads: every byte the app wrote, in order (redirected
+# bytes, then TCP's).
 STALL=10.232.0.1:9100
 STALL_PY='
 import os, socket, sys, time
@@ -359,25 +364,25 @@ else:
 case_stalled_reader() {
     local rc=0 g0 g1 out wrote read go="$WORK/stall-go"
     rm -f "$go"
-    g0=$(stat_value accel_lagged)
+    g0=$(stat_value accel_bulk)
     start_bg "$WORK/stall-server.log" ip netns exec "$NS_NODE" python3 -c "$STALL_PY" server "${STALL%:*}" "${STALL##*:}" "$go"
     wait_listen "$NS_NODE" "$STALL" "$LAST_PID" "$WORK/stall-server.log" || return 1
     run_client "the app writes to a server that reads nothing until the writes block" \
         "${IN_CG[@]}" "$NS_POD" python3 -c "$STALL_PY" client "${STALL%:*}" "${STALL##*:}" "$go" || rc=1
     out=$(tail -n 1 "$WORK/client-$CLIENT_SEQ.log")
-    g1=$(stat_value accel_lagged)
-    log "accel_lagged +$((g1 - g0))"
+    g1=$(stat_value accel_bulk)
+    log "accel_bulk +$((g1 - g0))"
     wrote=$(sed -n 's/^wrote \([0-9]*\) bytes.*/\1/p' <<<"$out")
     read=$(sed -n 's/.*server: read \([0-9]*\) bytes in order$/\1/p' <<<"$out")
     if [ -z "$wrote" ] || [ "$wrote" -ge $((64 * MIB)) ]; then
-        log "the app wrote ${wrote:-?} bytes unread: no backpressure (bound: 4 MiB queued at the sidecar, plus TCP's buffers)"
+        log "the app wrote ${wrote:-?} bytes unread: no backpressure (64 KiB queued at the sidecar, then TCP's buffers)"
         rc=1
     fi
     if [ -z "$read" ] || [ "$read" != "$wrote" ]; then
         log "the server did not read the app's ${wrote:-?} bytes in order"
         rc=1
     fi
-    [ $((g1 - g0)) -ge 1 ] || { log "accel_lagged did not grow"; rc=1; }
+    [ $((g1 - g0)) -ge 1 ] || { log "accel_bulk did not grow: the app's socket did not leave acceleration"; rc=1; }
     return "$rc"
 }
 
@@ -431,7 +436,7 @@ run_relay_case "8a IPv6: app <-> sidecar on [::1] accelerated in mw_sock_hash6, 
 run_relay_case "8b v4-mapped: a dual-stack app's socket and its IPv4 sidecar accelerated in mw_sock_hash" case_v4mapped
 run_case "8c IPv6: app -> sidecar -> sidecar (inbound port) -> app, all three hops in mw_sock_hash6" \
     case_ipv6_three_hops
-run_relay_case "8d a reader that stops reading holds the writer back (4 MiB unread, then TCP), every byte in order" \
+run_relay_case "8d a reader that stops reading holds the writer back (64 KiB unread: a bulk sender, TCP), every byte in order" \
     case_stalled_reader
 run_case "9 mw_sock_hash, mw_accel_state and their IPv6 twins are empty again" case_maps_empty
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors

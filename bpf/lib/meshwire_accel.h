@@ -63,9 +63,32 @@
  *    its socket lock, so no byte of its own can slip in between), and the
  *    backlog is under the bound again. A redirect then cannot overtake.
  *
+ * A redirect does not gain on bulk (a writer redirecting to a busy reader
+ * waits for the reader's socket lock at every message), and a socket in the
+ * map that sends through TCP pays tcp_bpf's copy into an sk_msg on top of
+ * TCP. So a bulk sender leaves acceleration for good:
+ *
+ *  - when the peer holds MW_ACCEL_BULK_MIN unread redirected bytes and
+ *    nothing was ever redirected to the sender (no MW_ACCEL_RX), sk_msg sets
+ *    MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE under the sender's
+ *    lock: the same lock decides it against the peer's first redirect, as
+ *    at a FIN, so nothing is ever redirected to it afterwards (the peer sends
+ *    through TCP for good) and the message goes through TCP (order: the peer
+ *    reads its redirected bytes first).
+ *  - sk_msg cannot delete from a sockhash; sockops can, at the next ACK of
+ *    the sender's TCP data (BPF_SOCK_OPS_RTT_CB, asked for when a socket
+ *    enters the map; a redirecting socket sends no TCP data, so none comes
+ *    while it redirects): it takes the socket out of the map (plain TCP
+ *    from then on), zeroes its psock address and asks for no more RTT
+ *    callbacks. Its ingress queue is empty and stays so: nothing was ever
+ *    redirected to it.
+ *  - a sender that was sent to cannot leave (its psock holds what it has
+ *    not read yet; dropping the psock drops that): the bound above holds.
+ *
  * So a hop whose reader keeps up (request/response, a reader that is not
- * the bottleneck) stays accelerated, and a hop whose reader cannot keep up
- * costs what TCP costs, not more.
+ * the bottleneck) stays accelerated, an upload's hops run as plain TCP after
+ * 64 KiB, and a hop whose reader cannot keep up and that cannot leave costs
+ * what TCP in the map costs.
  *
  * What is left (docs/acceleration.md says what it means for apps; no BPF program can reach these):
  *  - a read already waiting inside tcp_bpf_recvmsg() when another thread

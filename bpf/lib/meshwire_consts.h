@@ -80,6 +80,7 @@ enum mw_accel_flag {
 	MW_ACCEL_CLOSING	= 1U << 1,	/* this socket sent its FIN: no more redirects to it */
 	MW_ACCEL_TCP_TX		= 1U << 2,	/* this socket sent through TCP: it never redirects again */
 	MW_ACCEL_LAG		= 1U << 3,	/* its peer fell behind: TCP until the peer read all of it */
+	MW_ACCEL_LEAVE		= 1U << 4,	/* a bulk sender: sockops takes it out of the socket map */
 };
 
 /*
@@ -90,6 +91,16 @@ enum mw_accel_flag {
  * unread data is of the same order (tcp_rmem's default maximum: 6 MiB).
  */
 #define MW_ACCEL_BACKLOG_MAX	(4U << 20)
+
+/*
+ * A socket whose peer holds this many unread redirected bytes is a bulk
+ * sender: a redirect does not gain on bulk (a sender and a reader contend
+ * for the reader's socket lock on every message), and a socket in the map
+ * that sends through TCP pays tcp_bpf's copy into an sk_msg on top of TCP.
+ * So if nothing was ever redirected to it, it leaves acceleration for good
+ * (MW_ACCEL_LEAVE, lib/meshwire_accel.h); otherwise the bound above holds.
+ */
+#define MW_ACCEL_BULK_MIN	(64U << 10)
 
 /* cgroup sock_addr / sockopt verdicts */
 #define MW_ALLOW		1

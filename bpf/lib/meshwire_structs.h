@@ -262,6 +262,7 @@ enum mw_stat {
 	MW_STAT_DNS_RESTORED,		/* a DNS proxy's answer read as coming from the resolver */
 	MW_STAT_DNS_ERROR,		/* no socket storage: the DNS query refused */
 	MW_STAT_ACCEL_LAGGED,		/* an accelerated socket's peer fell behind: TCP for a while */
+	MW_STAT_ACCEL_BULK,		/* a bulk sender left acceleration (TCP, out of the socket map) */
 	MW_STAT_MAX,
 };
 

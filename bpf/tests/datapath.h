@@ -30,6 +30,9 @@
 #define ACTIVE		BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB
 #define PASSIVE		BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB
 #define STATE		BPF_SOCK_OPS_STATE_CB
+#define RTT		BPF_SOCK_OPS_RTT_CB
+/* The callbacks an accelerated socket asks for: its state changes, and ACKs of its TCP data. */
+#define CB_ACCEL	(BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
 
 /* A new map of lib/meshwire_maps.h gets a line here. */
 static inline void mw_test_register_maps(void)

@@ -544,7 +544,7 @@ int mw_test_summary(const struct mw_test_run *run)
 const struct mw_event *mw_test_expect_sockops_end(struct mw_test_run *run, int want_cb, __u32 stats,
 						  enum mw_decision decision)
 {
-	MW_EXPECT_EQ(run, mw_test_cb_flags, want_cb ? BPF_SOCK_OPS_STATE_CB_FLAG : 0,
+	MW_EXPECT_EQ(run, mw_test_cb_flags, want_cb == 1 ? BPF_SOCK_OPS_STATE_CB_FLAG : want_cb,
 		     "callback flags asked for");
 	mw_test_expect_stats(run, stats);
 	MW_EXPECT_EQ(run, mw_test_nevents, decision ? 1 : 0, "trace events");

@@ -113,8 +113,9 @@ void mw_test_fail(struct mw_test_run *run, const char *fmt, ...)
 /* The counters whose bit is set in `mask` are 1, every other one is 0. */
 #define MW_STAT_BIT(s)	(1U << (s))
 void mw_test_expect_stats(struct mw_test_run *run, __u32 mask);
-/* The checks a sockops case ends with, either family: the state callbacks
- * asked for (`want_cb`), the counters in `stats`, and one trace event with
+/* The checks a sockops case ends with, either family: the callback flags
+ * last asked for (`want_cb`: 0 none asked, 1 the state callback alone, else
+ * the flags, e.g. CB_ACCEL), the counters in `stats`, and one trace event with
  * hook sockops and `decision` when there is a decision (none otherwise).
  * Returns that event for the family's address checks, NULL when none. */
 const struct mw_event *mw_test_expect_sockops_end(struct mw_test_run *run, int want_cb, __u32 stats,

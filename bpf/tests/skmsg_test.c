@@ -12,7 +12,10 @@
  * mw_accel_state entry) gets the message
  * through TCP and the sender enters MW_ACCEL_LAG, which it leaves only when
  * the peer has read all of its TCP bytes (copied_seq == the sender's
- * write_seq) and is under the bound again.
+ * write_seq) and is under the bound again; and a bulk sender leaving: a peer
+ * holding MW_ACCEL_BULK_MIN unread bytes makes a socket that nothing was ever
+ * redirected to send through TCP for good and ask sockops to take it out of
+ * the map (MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE).
  * Which sockets enter the maps is sockops' decision: sockops_test.c and
  * sockops6_test.c. Linux 6.18 has no BPF_PROG_TEST_RUN for sk_msg programs
  * (sk_msg_prog_ops has no test_run).
@@ -56,6 +59,8 @@ struct skmsg_case {
 };
 
 #define LAGGED MW_STAT_BIT(MW_STAT_ACCEL_LAGGED)
+#define BULK MW_STAT_BIT(MW_STAT_ACCEL_BULK)
+#define LEFT (MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE)
 
 static const struct skmsg_case cases[] = {
 	{ "IPv4: an app's message goes to its sidecar", .family = INET, .netns = POD_B,
@@ -123,15 +128,44 @@ static const struct skmsg_case cases[] = {
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_flags = MW_ACCEL_CLOSING, .peer_socket = 1,
 	  .want_own_flags = MW_ACCEL_TCP_TX, .want_peer_flags = MW_ACCEL_CLOSING },
-	{ "backlog: the peer holds the bound unread: through TCP for now (MW_ACCEL_LAG, not "
-	  "MW_ACCEL_TCP_TX), counted", .family = INET, .netns = POD_B, .local = "127.0.0.1",
-	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1,
-	  .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX,
-	  .want_own_flags = MW_ACCEL_LAG, .want_stats = LAGGED },
-	{ "backlog: a byte under the bound, the message is redirected", .family = INET,
+	{ "backlog: the peer holds the bound unread, this socket was sent to (it cannot leave): "
+	  "through TCP for now (MW_ACCEL_LAG, not MW_ACCEL_TCP_TX), counted", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_RX, .peer = 1, .peer_socket = 1,
+	  .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX,
+	  .want_own_flags = MW_ACCEL_RX | MW_ACCEL_LAG, .want_stats = LAGGED },
+	{ "backlog: a byte under the bound, a socket that was sent to: the message is redirected",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_RX,
+	  .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX - 1,
+	  .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "bulk: the peer holds MW_ACCEL_BULK_MIN unread, nothing was ever sent to this socket: "
+	  "it leaves (MW_ACCEL_CLOSING, _TCP_TX, _LEAVE under its lock), through TCP, counted",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1,
+	  .psock = 1, .backlog = MW_ACCEL_BULK_MIN, .want_own_flags = LEFT, .check_locks = 1,
+	  .want_locks = 1, .want_stats = BULK },
+	{ "bulk: a byte under MW_ACCEL_BULK_MIN, the message is redirected", .family = INET,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1, .psock = 1,
-	  .backlog = MW_ACCEL_BACKLOG_MAX - 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	  .backlog = MW_ACCEL_BULK_MIN - 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "bulk: a socket that was sent to does not leave (its unread bytes would be lost): "
+	  "redirected under the bound", .family = INET, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1,
+	  .own_flags = MW_ACCEL_RX, .peer = 1, .peer_socket = 1, .psock = 1,
+	  .backlog = MW_ACCEL_BULK_MIN, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
+	{ "bulk: IPv6, in mw_accel_state6, the same threshold", .family = INET6,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .own = 1, .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BULK_MIN,
+	  .want_own_flags = LEFT, .want_stats = BULK },
+	{ "bulk: a socket that left sends through TCP and looks at nothing", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .own_flags = LEFT, .peer = 1, .peer_socket = 1,
+	  .psock = 1, .check_locks = 1, .want_locks = 0 },
+	{ "bulk: the peer of a socket that left never redirects to it (MW_ACCEL_CLOSING): "
+	  "through TCP from now on", .family = INET, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .peer = 1,
+	  .peer_flags = LEFT, .peer_socket = 1, .want_own_flags = MW_ACCEL_TCP_TX },
 	{ "backlog: lagging, the peer has not read all our TCP bytes: TCP again (a redirect "
 	  "would overtake them)", .family = INET, .netns = POD_B, .local = "127.0.0.1",
 	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1,
@@ -153,8 +187,9 @@ static const struct skmsg_case cases[] = {
 	  .backlog = 2 * MW_ACCEL_BACKLOG_MAX, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
 	{ "backlog: IPv6, the peer's psock in its mw_accel_state6 entry, the same bound", .family = INET6,
 	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
-	  .own = 1, .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX,
-	  .want_own_flags = MW_ACCEL_LAG, .want_stats = LAGGED },
+	  .own = 1, .own_flags = MW_ACCEL_RX, .peer = 1, .peer_socket = 1, .psock = 1,
+	  .backlog = MW_ACCEL_BACKLOG_MAX, .want_own_flags = MW_ACCEL_RX | MW_ACCEL_LAG,
+	  .want_stats = LAGGED },
 	{ "backlog: a socket that sent through TCP for good never looks at it",
 	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_TCP_TX,

@@ -50,6 +50,7 @@ struct sockops6_case {
 	int no_storage;
 	int not_tcp6;		/* bpf_skc_to_tcp6_sock answers NULL */
 	__u32 own_flags;	/* its mw_accel_state6 flags, with OWN_ACCEL */
+	__u32 cb_before;	/* the callbacks it asked for before */
 	/* what the hook must leave */
 	__u16 want_mark6;
 	__u32 want_flowinfo;	/* network order, with MW_ORIG_F_ACCEPTED */
@@ -148,21 +149,21 @@ static const struct sockops6_case cases[] = {
 	{ "accel: an app's IPv6 socket to its sidecar on [::1] is published and enters",
 	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = "::1", .lport = 40000,
 	  .remote = "::1", .rport = OUT_PORT, .mark6 = MW_ORIG_F_CONNECT,
-	  .want_mark6 = MW_ORIG_F_CONNECT, .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .want_mark6 = MW_ORIG_F_CONNECT, .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
 	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
 	{ "accel: the sidecar's accepted IPv6 end is bound and follows its peer in",
 	  .accel = 1, .op = PASSIVE, .netns = POD_B, .local = "::1", .lport = OUT_PORT,
 	  .remote = "::1", .rport = 40000, .before = TUPLE | PEER_ACCEL,
 	  .want_mark6 = MW_ORIG_F_ACCEPTED, .want_flowinfo = 0x00012345,
-	  .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_SOCKOPS_ACCEPT_BOUND) | STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: an accepted IPv6 end whose peer is out stays out", .accel = 1, .op = PASSIVE,
 	  .netns = POD_B, .local = "::1", .lport = OUT_PORT, .remote = "::1", .rport = 40000 },
 	{ "accel: two meshed pods' sidecars on the inbound port over IPv6 enter", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 41000, .remote = POD_A_IP6,
 	  .rport = IN_PORT, .mark6 = MW_ORIG_F_CONNECT, .want_mark6 = MW_ORIG_F_CONNECT,
-	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
 	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
 	{ "accel: the inbound port of an IPv6 address not meshed stays out", .accel = 1,
@@ -171,7 +172,7 @@ static const struct sockops6_case cases[] = {
 	{ "accel: a sidecar's delivery to its app over [::1] enters", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080,
 	  .mark6 = MW_ORIG_F_DELIVER, .want_mark6 = MW_ORIG_F_DELIVER,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: an app's own [::1] connection stays out", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080 },
 	{ "accel: a pod without acceleration stays out", .accel = 1, .op = ACTIVE,
@@ -203,6 +204,17 @@ static const struct sockops6_case cases[] = {
 	  .op = STATE, .state = BPF_TCP_CLOSE, .netns = POD_B, .local = "::1", .lport = 40000,
 	  .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL,
 	  .after = PEER_ACCEL },
+	{ "accel: an ACK of a bulk IPv6 sender's TCP data (MW_ACCEL_LEAVE): it leaves "
+	  "mw_sock_hash6, no more RTT callbacks", .accel = 1, .op = RTT, .netns = POD_B,
+	  .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | SOCKHASH,
+	  .own_flags = MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE, .cb_before = CB_ACCEL,
+	  .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE,
+	  .want_cb = BPF_SOCK_OPS_STATE_CB_FLAG },
+	{ "accel: an ACK of an IPv6 socket that is not leaving changes nothing", .accel = 1,
+	  .op = RTT, .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1",
+	  .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH, .own_flags = MW_ACCEL_TCP_TX,
+	  .cb_before = CB_ACCEL, .after = OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_TCP_TX },
 	{ "accel: its state goes at close also after a restart with interception.ipv6 = refuse",
 	  .accel = 1, .refuse = 1, .op = STATE, .state = BPF_TCP_CLOSE, .netns = POD_B,
 	  .local = POD_B_IP6, .lport = 41000, .remote = POD_A_IP6, .rport = IN_PORT,
@@ -249,6 +261,7 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 		.family = MW_AF_INET6,
 		.local_port = c->lport,
 		.remote_port = bpf_htonl(c->rport),
+		.bpf_sock_ops_cb_flags = c->cb_before,
 		.sk = &sk,
 	};
 	struct mw_orig6 orig = { .port = bpf_htons(ORIG_PORT), .flags = MW_ORIG_F_CONNECT };

@@ -5,7 +5,7 @@
  * original destination, binding it to the sidecar's accepted socket (from
  * mw_orig_tuple4, or from tc's mw_flow4), forgetting it at close, and
  * acceleration's entries in mw_accel_state and mw_sock_hash (v4-mapped
- * sockets by their IPv4 key, full maps). Linux 6.18
+ * sockets by their IPv4 key, full maps, a bulk sender leaving at an ACK). Linux 6.18
  * answers BPF_PROG_TEST_RUN for sock_ops programs with ENOTSUPP.
  */
 #define MW_CFG_CONST
@@ -23,7 +23,10 @@ enum {
 	OWN_ACCEL	= 1 << 2,	/* mw_accel_state holds this socket */
 	PEER_ACCEL	= 1 << 3,	/* mw_accel_state holds its peer */
 	SOCKHASH	= 1 << 4,	/* mw_sock_hash holds this socket */
+	NO_PSOCK	= 1 << 5,	/* with OWN_ACCEL after: its state's psock address is 0 */
 };
+
+#define LEFT		(MW_ACCEL_CLOSING | MW_ACCEL_TCP_TX | MW_ACCEL_LEAVE)
 
 enum family { INET, INET6_MAPPED, INET6 };
 
@@ -44,6 +47,7 @@ struct sockops_case {
 	__u16 mark;		/* the socket's mw_orig_sk flags before (ORIG_IP:ORIG_PORT) */
 	__u32 before;
 	__u32 own_flags;	/* its mw_accel_state flags, with OWN_ACCEL */
+	__u32 cb_before;	/* the callbacks it asked for before */
 	int no_storage;
 	enum full full;
 	/* what the hook must leave */
@@ -136,12 +140,12 @@ static const struct sockops_case cases[] = {
 	/* acceleration: which sockets enter the socket map */
 	{ "accel: an app to its sidecar enters the socket map", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
-	  .rport = OUT_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .rport = OUT_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: a redirected socket is published and enters", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT,
-	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
 	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
 	{ "accel: a pod without acceleration stays out", .accel = 1, .op = ACTIVE,
@@ -154,7 +158,7 @@ static const struct sockops_case cases[] = {
 	  .rport = ORIG_PORT },
 	{ "accel: two meshed pods' sidecars on the inbound port enter", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = POD_A_IP,
-	  .rport = IN_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .rport = IN_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: the inbound port of an address not meshed stays out", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = "10.2.0.7",
@@ -162,22 +166,22 @@ static const struct sockops_case cases[] = {
 	{ "accel: a sidecar's delivery to its app enters", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = POD_B_IP, .rport = 8080,
 	  .mark = MW_ORIG_F_DELIVER, .want_mark = MW_ORIG_F_DELIVER,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: an accepted end follows its peer in", .accel = 1, .op = PASSIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
 	  .rport = 40000, .before = PEER_ACCEL, .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH,
-	  .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: an accepted end whose peer is out stays out", .accel = 1, .op = PASSIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
 	  .rport = 40000 },
 	{ "accel: a dual-stack app's v4-mapped socket enters mw_sock_hash by its IPv4 key",
 	  .accel = 1, .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B,
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = 1, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: a v4-mapped accepted end follows its IPv4 peer in", .accel = 1,
 	  .op = PASSIVE, .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1",
 	  .lport = OUT_PORT, .remote = "127.0.0.1", .rport = 40000, .before = PEER_ACCEL,
-	  .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH, .want_cb = 1,
+	  .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
 	{ "accel: a v4-mapped socket's FIN is handled by its IPv4 key", .accel = 1,
 	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .family = INET6_MAPPED, .netns = POD_B,
@@ -208,6 +212,26 @@ static const struct sockops_case cases[] = {
 	  .state = BPF_TCP_CLOSE_WAIT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
 	  .after = OWN_ACCEL | SOCKHASH },
+	/* acceleration: a bulk sender leaves at an ACK of its TCP data */
+	{ "accel: an ACK of a bulk sender's TCP data (MW_ACCEL_LEAVE): it leaves the socket "
+	  "map, its psock address goes, no more RTT callbacks", .accel = 1, .op = RTT,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH, .own_flags = LEFT,
+	  .cb_before = CB_ACCEL, .after = OWN_ACCEL | NO_PSOCK, .want_own_flags = LEFT,
+	  .want_cb = BPF_SOCK_OPS_STATE_CB_FLAG },
+	{ "accel: an ACK of a socket that is not leaving (lagging, sent to) changes nothing",
+	  .accel = 1, .op = RTT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .own_flags = MW_ACCEL_RX | MW_ACCEL_LAG, .cb_before = CB_ACCEL,
+	  .after = OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_RX | MW_ACCEL_LAG },
+	{ "accel: an ACK of a socket without state: no more RTT callbacks, nothing else",
+	  .accel = 1, .op = RTT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = SOCKHASH, .cb_before = CB_ACCEL,
+	  .after = SOCKHASH, .want_cb = BPF_SOCK_OPS_STATE_CB_FLAG },
+	{ "accel off: an RTT callback leaves everything alone", .op = RTT, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | SOCKHASH, .own_flags = LEFT, .cb_before = CB_ACCEL,
+	  .after = OWN_ACCEL | SOCKHASH, .want_own_flags = LEFT },
 	{ "accel off: a FIN leaves the socket map alone", .op = STATE,
 	  .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
@@ -306,6 +330,7 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 		.remote_ip4 = mw_test_ip4(c->remote),
 		.local_port = c->lport,
 		.remote_port = bpf_htonl(c->rport),
+		.bpf_sock_ops_cb_flags = c->cb_before,
 		.sk = &sk,
 	};
 	struct mw_tuple4 tk = tuple_key(c);
@@ -364,8 +389,10 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	MW_EXPECT_EQ(run, !!own, !!(c->after & OWN_ACCEL), "mw_accel_state holds the socket");
 	if (own) {
 		MW_EXPECT_EQ(run, own->flags, c->want_own_flags, "its mw_accel_state flags");
-		/* Recorded in its state, the flag bits cleared, once it is in the socket map. */
-		MW_EXPECT_EQ(run, own->psock, (c->before & OWN_ACCEL) ? OLD_PSOCK : PSOCK,
+		/* Recorded in its state, the flag bits cleared, once it is in the socket map;
+		 * 0 once it left the map as a bulk sender (NO_PSOCK). */
+		MW_EXPECT_EQ(run, own->psock,
+			     (c->after & NO_PSOCK) ? 0 : (c->before & OWN_ACCEL) ? OLD_PSOCK : PSOCK,
 			     "its psock address (mw_accel_state.psock)");
 	}
 	MW_EXPECT_EQ(run, !!bpf_map_lookup_elem(&mw_accel_state, &pk), !!(c->after & PEER_ACCEL),

@@ -400,6 +400,7 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_DNS_RESTORED",
     "MW_STAT_DNS_ERROR",
     "MW_STAT_ACCEL_LAGGED",
+    "MW_STAT_ACCEL_BULK",
 ];
 
 /// Names of `enum mw_hook`, from value 1 on (checked against BTF).
