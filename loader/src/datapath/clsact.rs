@@ -108,8 +108,10 @@ pub fn detach(ifindex: u32, ingress: bool, program: &str) -> Result<bool, Error>
 /// meshwire's, described ("ingress priority 49152 handle 0x1 u32").
 pub fn other_filters(ifindex: u32) -> Result<Vec<String>, Error> {
     let mut others = Vec::new();
+    // Both sides' lists over one netlink socket.
+    let sock = netlink_socket().or_os(|| "opening a netlink socket")?;
     for ingress in [true, false] {
-        for f in dump_filters(ifindex, ingress).or_os(|| "listing tc filters")? {
+        for f in dump_filters_on(&sock, ifindex, ingress).or_os(|| "listing tc filters")? {
             // The kernel lists each priority's classifier once on its own (handle 0).
             if f.priority == PRIORITY && (f.handle == HANDLE || f.handle == 0) {
                 continue;
@@ -165,8 +167,12 @@ fn u32_at(b: &[u8], off: usize) -> u32 {
 /// The filters on one side of the interface's clsact qdisc (none when it has
 /// no clsact qdisc).
 pub fn dump_filters(ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
+    dump_filters_on(&netlink_socket()?, ifindex, ingress)
+}
+
+fn dump_filters_on(sock: &OwnedFd, ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
     let parent = if ingress { PARENT_INGRESS } else { PARENT_EGRESS };
-    Ok(dump(libc::RTM_GETTFILTER, ifindex, parent)?
+    Ok(dump(sock, libc::RTM_GETTFILTER, ifindex, parent)?
         .into_iter()
         .map(|e| Filter { priority: (e.info >> 16) as u16, handle: e.handle, kind: e.kind })
         .collect())
@@ -174,7 +180,7 @@ pub fn dump_filters(ifindex: u32, ingress: bool) -> io::Result<Vec<Filter>> {
 
 /// Whether the interface has a clsact qdisc.
 pub fn has_qdisc(ifindex: u32) -> io::Result<bool> {
-    Ok(dump(libc::RTM_GETQDISC, ifindex, 0)?.iter().any(|e| e.ifindex == ifindex && e.kind == "clsact"))
+    Ok(dump(&netlink_socket()?, libc::RTM_GETQDISC, ifindex, 0)?.iter().any(|e| e.ifindex == ifindex && e.kind == "clsact"))
 }
 
 /// One tcmsg of a dump, with its TCA_KIND.
@@ -185,14 +191,19 @@ struct Entry {
     kind: String,
 }
 
-/// An rtnetlink dump of `msg_type` (RTM_GETTFILTER, RTM_GETQDISC) for one
-/// interface, in the calling thread's network namespace.
-fn dump(msg_type: u16, ifindex: u32, parent: u32) -> io::Result<Vec<Entry>> {
+/// An rtnetlink socket in the calling thread's network namespace.
+fn netlink_socket() -> io::Result<OwnedFd> {
     let fd = unsafe { libc::socket(libc::AF_NETLINK, libc::SOCK_RAW | libc::SOCK_CLOEXEC, libc::NETLINK_ROUTE) };
     if fd < 0 {
         return Err(io::Error::last_os_error());
     }
-    let sock = unsafe { OwnedFd::from_raw_fd(fd) };
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// An rtnetlink dump of `msg_type` (RTM_GETTFILTER, RTM_GETQDISC) for one
+/// interface, over `sock` (its network namespace's), read to its end, so
+/// the socket can carry the next one.
+fn dump(sock: &OwnedFd, msg_type: u16, ifindex: u32, parent: u32) -> io::Result<Vec<Entry>> {
     let mut req = Vec::with_capacity(NLMSG_HDRLEN + TCMSG_LEN);
     req.extend(((NLMSG_HDRLEN + TCMSG_LEN) as u32).to_ne_bytes());
     req.extend(msg_type.to_ne_bytes());

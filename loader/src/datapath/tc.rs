@@ -410,6 +410,14 @@ fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Resu
         remove_iface_links(&pod, ifname)?;
         remove_dir_if_present(&pod.qdisc_marker(ifname))?;
         remove_dir_if_present(&pod.clsact_if_marker(ifname))?;
+        // Its only interface (a pod's usual DEL): the directory is empty now
+        // and goes in one step, not listed four times over for what a
+        // previous layout may have left there.
+        match std::fs::remove_dir(pod.dir()) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == io::ErrorKind::NotFound => return Ok(()),
+            Err(_) => {}
+        }
         if pod.has_iface_pins(&link_names()) {
             return Ok(());
         }

@@ -95,9 +95,9 @@ impl PodService {
     fn siblings(&self, container_id: &str, ifname: &str, cookie: u64) -> Result<Vec<MeshedPod>, Error> {
         Ok(self
             .records
-            .of_container(container_id)?
+            .others_of_container(container_id, ifname)?
             .iter()
-            .filter(|r| r.spec.ifname != ifname && r.netns_cookie == cookie)
+            .filter(|r| r.netns_cookie == cookie)
             .map(|r| self.meshed_of(r))
             .collect())
     }

@@ -151,8 +151,19 @@ impl Records {
 
     /// Every attachment of a container, by interface name.
     pub fn of_container(&self, container_id: &str) -> Result<Vec<PodRecord>, Error> {
+        self.of_container_but(container_id, None)
+    }
+
+    /// Every attachment of a container but the one on `ifname`, whose
+    /// record is not read (a DEL has it in hand).
+    pub fn others_of_container(&self, container_id: &str, ifname: &str) -> Result<Vec<PodRecord>, Error> {
+        self.of_container_but(container_id, Some(ifname))
+    }
+
+    fn of_container_but(&self, container_id: &str, but: Option<&str>) -> Result<Vec<PodRecord>, Error> {
         pods::check_container_id(container_id)?;
-        let ifnames: Vec<String> = self.index().get(&file_stem(container_id)).map(|s| s.iter().cloned().collect()).unwrap_or_default();
+        let ifnames: Vec<String> =
+            self.index().get(&file_stem(container_id)).map(|s| s.iter().filter(|i| Some(i.as_str()) != but).cloned().collect()).unwrap_or_default();
         let mut out = Vec::new();
         for ifname in ifnames {
             // Another container whose long ID shares the stem: not this one's.
