@@ -142,6 +142,22 @@ static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
 		mw_sockops_bind_flow(skops, sk);
 }
 
+/* The MW_ORIG_F_* flags earlier hooks left on the socket (its family's storage), 0 for none. */
+static __always_inline __u16 mw_sockops_orig_flags(struct bpf_sock *sk, const int is6)
+{
+	struct mw_orig6 *m6;
+	struct mw_orig4 *m4;
+
+	if (!sk)
+		return 0;
+	if (is6) {
+		m6 = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
+		return m6 ? m6->flags : 0;
+	}
+	m4 = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
+	return m4 ? m4->flags : 0;
+}
+
 /*
  * Is this connecting socket one of the mesh's own hops? An app and its
  * sidecar (loopback, the sidecar's outbound port), two sidecars on this node
@@ -157,7 +173,6 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 	const __u32 *remote = is6 ? key->k6.remote_ip6 : &key->k4.remote_ip4;
 	__u32 server_port = is6 ? key->k6.remote_port : key->k4.remote_port;
 	struct bpf_sock *sk = skops->sk;
-	__u16 mark = 0;
 
 	if ((is6 ? mw_is_loopback6(remote) : mw_is_loopback4(remote[0])) &&
 	    server_port == mw_cfg.outbound_port)
@@ -165,18 +180,7 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 	if (server_port == mw_cfg.inbound_port && mw_pod_ip_cookie(remote, is6) &&
 	    mw_pod_ip_cookie(local, is6))
 		return 1;
-	if (!sk)
-		return 0;
-	if (is6) {
-		struct mw_orig6 *m6 = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
-
-		mark = m6 ? m6->flags : 0;
-	} else {
-		struct mw_orig4 *m4 = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
-
-		mark = m4 ? m4->flags : 0;
-	}
-	return !!(mark & MW_ORIG_F_DELIVER);
+	return !!(mw_sockops_orig_flags(sk, is6) & MW_ORIG_F_DELIVER);
 }
 
 /*
@@ -322,11 +326,26 @@ static __always_inline void mw_sockops_accel_rtt(struct bpf_sock_ops *skops, con
 		 is6 ? key.k6.local_port : key.k4.local_port);
 }
 
+/*
+ * A socket closed that may have published its origin (its storage has
+ * MW_ORIG_F_CONNECT: only an app's redirected socket does)? With
+ * acceleration every accelerated socket gets state callbacks, the sidecars'
+ * too: their close must not cost a delete (an LRU bucket's lock) in the
+ * tuple maps for an entry they never wrote. A socket storage lookup takes
+ * no lock.
+ */
+static __always_inline int mw_sockops_may_have_published(struct bpf_sock_ops *skops, const int is6)
+{
+	return !!(mw_sockops_orig_flags(skops->sk, is6) & MW_ORIG_F_CONNECT);
+}
+
 /* The app's socket closed; drop an entry the sidecar never took. */
 static __always_inline void mw_sockops_forget(struct bpf_sock_ops *skops)
 {
 	struct mw_tuple4 key;
 
+	if (!mw_sockops_may_have_published(skops, 0))
+		return;
 	mw_tuple4_from_client(skops, &key);
 	if (bpf_map_delete_elem(&mw_orig_tuple4, &key) == 0)
 		mw_count(MW_STAT_SOCKOPS_CLOSED);
@@ -449,6 +468,8 @@ static __always_inline void mw_sockops6_forget(struct bpf_sock_ops *skops)
 {
 	struct mw_tuple6 key;
 
+	if (!mw_sockops_may_have_published(skops, 1))
+		return;
 	mw_tuple6_of(skops, &key, 1);
 	if (bpf_map_delete_elem(&mw_orig_tuple6, &key) == 0)
 		mw_count(MW_STAT_SOCKOPS_CLOSED);

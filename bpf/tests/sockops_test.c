@@ -128,8 +128,16 @@ static const struct sockops_case cases[] = {
 	/* close */
 	{ "an app socket closing forgets what no sidecar took", .op = STATE,
 	  .state = BPF_TCP_CLOSE, .netns = POD_A, .local = "127.0.0.1", .lport = 40000,
-	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = TUPLE,
-	  .stats = STAT(MW_STAT_SOCKOPS_CLOSED) },
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT,
+	  .want_mark = MW_ORIG_F_CONNECT, .before = TUPLE, .stats = STAT(MW_STAT_SOCKOPS_CLOSED) },
+	{ "a socket that never published (an accelerated sidecar's) does not touch the tuples "
+	  "at its close", .accel = 1, .op = STATE, .state = BPF_TCP_CLOSE, .netns = POD_A,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .mark = MW_ORIG_F_ACCEPTED, .want_mark = MW_ORIG_F_ACCEPTED, .before = TUPLE,
+	  .after = TUPLE },
+	{ "nor does one without socket storage", .op = STATE, .state = BPF_TCP_CLOSE,
+	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .before = TUPLE, .after = TUPLE },
 	{ "a close with nothing published counts nothing", .op = STATE, .state = BPF_TCP_CLOSE,
 	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT },
