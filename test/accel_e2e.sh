@@ -139,9 +139,9 @@ case_loader_says_on() {
 # accelerated DESC BYTES ARGS...: one bulk run of BYTES bytes whose accelerated
 # sockets are counted and whose bytes must mostly bypass the pod's loopback,
 # unless the reader fell behind: accel_bulk grew (a sender nothing was
-# redirected to saw its reader hold 64 KiB of redirected bytes unread, so the
+# redirected to saw its reader hold 4 MiB of redirected bytes unread, so the
 # hop was accelerated, and left acceleration: the rest went through TCP) or
-# accel_lagged did (the same at 4 MiB for a socket that cannot leave, case 8d).
+# accel_lagged did (the same for a socket that cannot leave).
 accelerated() {
     local desc=$1 bytes=$2 a0 a1 l0 l1 g0 g1 b0 b1 p0 p1
     shift 2
@@ -311,7 +311,7 @@ case_ipv6_three_hops() {
 # on the node that accepts and reads nothing; without a bound the sidecar's
 # ingress queue took everything (docs/acceleration.md: 256 MiB and more). Now
 # the app's socket, which nothing was redirected to, is a bulk sender once the
-# sidecar holds 64 KiB unread: it sends through TCP for good and leaves the
+# sidecar holds 4 MiB unread: it sends through TCP for good and leaves the
 # socket map at the next ACK (accel_bulk), and TCP's window stops the app.
 # Then the server reads: every byte the app wrote, in order (redirected
 # bytes, then TCP's).
@@ -375,7 +375,7 @@ case_stalled_reader() {
     wrote=$(sed -n 's/^wrote \([0-9]*\) bytes.*/\1/p' <<<"$out")
     read=$(sed -n 's/.*server: read \([0-9]*\) bytes in order$/\1/p' <<<"$out")
     if [ -z "$wrote" ] || [ "$wrote" -ge $((64 * MIB)) ]; then
-        log "the app wrote ${wrote:-?} bytes unread: no backpressure (64 KiB queued at the sidecar, then TCP's buffers)"
+        log "the app wrote ${wrote:-?} bytes unread: no backpressure (4 MiB queued at the sidecar, then TCP's buffers)"
         rc=1
     fi
     if [ -z "$read" ] || [ "$read" != "$wrote" ]; then
@@ -436,7 +436,7 @@ run_relay_case "8a IPv6: app <-> sidecar on [::1] accelerated in mw_sock_hash6, 
 run_relay_case "8b v4-mapped: a dual-stack app's socket and its IPv4 sidecar accelerated in mw_sock_hash" case_v4mapped
 run_case "8c IPv6: app -> sidecar -> sidecar (inbound port) -> app, all three hops in mw_sock_hash6" \
     case_ipv6_three_hops
-run_relay_case "8d a reader that stops reading holds the writer back (64 KiB unread: a bulk sender, TCP), every byte in order" \
+run_relay_case "8d a reader that stops reading holds the writer back (4 MiB unread: a bulk sender, TCP), every byte in order" \
     case_stalled_reader
 run_case "9 mw_sock_hash, mw_accel_state and their IPv6 twins are empty again" case_maps_empty
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors

@@ -86,9 +86,8 @@
  *    not read yet; dropping the psock drops that): the bound above holds.
  *
  * So a hop whose reader keeps up (request/response, a reader that is not
- * the bottleneck) stays accelerated, an upload's hops run as plain TCP after
- * 64 KiB, and a hop whose reader cannot keep up and that cannot leave costs
- * what TCP in the map costs.
+ * the bottleneck) stays accelerated, a sender whose reader cannot keep up
+ * runs as plain TCP (or, if it was sent to, as TCP in the map costs).
  *
  * What is left (docs/acceleration.md says what it means for apps; no BPF program can reach these):
  *  - a read already waiting inside tcp_bpf_recvmsg() when another thread

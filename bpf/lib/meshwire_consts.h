@@ -94,13 +94,16 @@ enum mw_accel_flag {
 
 /*
  * A socket whose peer holds this many unread redirected bytes is a bulk
- * sender: a redirect does not gain on bulk (a sender and a reader contend
- * for the reader's socket lock on every message), and a socket in the map
- * that sends through TCP pays tcp_bpf's copy into an sk_msg on top of TCP.
- * So if nothing was ever redirected to it, it leaves acceleration for good
- * (MW_ACCEL_LEAVE, lib/meshwire_accel.h); otherwise the bound above holds.
+ * sender whose reader cannot keep up: the hop cannot gain (a writer
+ * redirecting to a busy reader waits for its socket lock at every message,
+ * and a socket in the map that sends through TCP pays tcp_bpf's copy into an
+ * sk_msg on top of TCP). If nothing was ever redirected to it, it leaves
+ * acceleration for good (MW_ACCEL_LEAVE, lib/meshwire_accel.h); otherwise
+ * the bound above holds. The bound itself: a lower one (64 KiB) also took
+ * hops whose reader keeps up off the redirect, and lost the same-node bulk
+ * gain (benchmarking.md).
  */
-#define MW_ACCEL_BULK_MIN	(64U << 10)
+#define MW_ACCEL_BULK_MIN	MW_ACCEL_BACKLOG_MAX
 
 /* cgroup sock_addr / sockopt verdicts */
 #define MW_ALLOW		1

@@ -149,11 +149,6 @@ static const struct skmsg_case cases[] = {
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .own = 1, .peer = 1, .peer_socket = 1, .psock = 1,
 	  .backlog = MW_ACCEL_BULK_MIN - 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
-	{ "bulk: a socket that was sent to does not leave (its unread bytes would be lost): "
-	  "redirected under the bound", .family = INET, .netns = POD_B, .local = "127.0.0.1",
-	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1,
-	  .own_flags = MW_ACCEL_RX, .peer = 1, .peer_socket = 1, .psock = 1,
-	  .backlog = MW_ACCEL_BULK_MIN, .want_call = 1, .want_peer_flags = MW_ACCEL_RX },
 	{ "bulk: IPv6, in mw_accel_state6, the same threshold", .family = INET6,
 	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BULK_MIN,
