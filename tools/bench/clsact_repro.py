@@ -1,0 +1,280 @@
+"""Which step of a clsact attach grows with the pods on the machine?
+
+    python3 tools/bench/clsact_repro.py --sizes 0,1000,4000 --samples 100 [--bare]
+
+Root. Makes pod namespaces as --mode scale does (a veth eth0 in each, its
+peer in a node namespace, both up); the background pods get what meshwire's
+clsact attach leaves (a clsact qdisc with a direct-action bpf filter on each
+side at priority 0x4d57, handle 0x4d57), or nothing with --bare (namespaces
+and veths only). Then, at each size, in fresh probe pods, times each step
+meshwire's ADD does in the pod's namespace, with raw rtnetlink and bpf(2)
+(no libbpf, no loader): qdisc dump, clsact create, filter dump, filter add,
+filter get, prog by id; and the qdisc's delete (DEL), also of the oldest
+background pods' qdiscs (put back right after). Medians in microseconds.
+docs/benchmarking.md (Node scale) says what it found: the clsact create walks
+a list of every tc block bound on the machine (net/core/flow_offload.c).
+Everything made here carries the prefix mwrp<PID>- and is removed on exit;
+the kernel tears the namespaces down for a while after (wait before the next
+run: that work holds RTNL).
+"""
+
+import argparse
+import ctypes
+import fcntl
+import os
+import socket
+import statistics
+import struct
+import subprocess
+import sys
+import time
+
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+CLONE_NEWNET = 0x40000000
+NR_BPF = 321  # x86_64
+P = f"mwrp{os.getpid()}-"
+
+RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
+RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
+F_REQUEST, F_ACK, F_EXCL, F_CREATE, F_DUMP = 1, 4, 0x200, 0x400, 0x300
+TC_H_CLSACT, INGRESS, EGRESS = 0xFFFFFFF1, 0xFFFFFFF2, 0xFFFFFFF3
+PRIO = HANDLE = 0x4D57
+
+
+def nla(t, payload):
+    n = 4 + len(payload)
+    return struct.pack("HH", n, t) + payload + b"\0" * ((-n) % 4)
+
+
+class NL:
+    def __init__(self):
+        self.s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.s.bind((0, 0))
+        self.seq = 0
+
+    def close(self):
+        self.s.close()
+
+    def req(self, mtype, flags, ifindex, handle, parent, info, attrs=b""):
+        self.seq += 1
+        body = struct.pack("BxxxiIII", 0, ifindex, handle, parent, info) + attrs
+        self.s.send(struct.pack("IHHII", 16 + len(body), mtype, flags, self.seq, 0) + body)
+        out = []
+        while True:
+            buf = self.s.recv(65536)
+            off = 0
+            while off < len(buf):
+                ln, t = struct.unpack_from("IH", buf, off)
+                if t == 3:  # DONE
+                    return out
+                if t == 2:  # ERROR / ACK
+                    err = struct.unpack_from("i", buf, off + 16)[0]
+                    if err:
+                        raise OSError(-err, f"netlink {mtype}: {os.strerror(-err)}")
+                    return out
+                out.append(buf[off:off + ln])
+                off += (ln + 3) & ~3
+                if not (flags & F_DUMP) and not (flags & F_ACK):
+                    return out
+
+    def qdisc_dump(self, ifindex):
+        return self.req(RTM_GETQDISC, F_REQUEST | F_DUMP, ifindex, 0, 0, 0)
+
+    def clsact_add(self, ifindex):
+        self.req(RTM_NEWQDISC, F_REQUEST | F_ACK | F_CREATE | F_EXCL, ifindex, 0xFFFF0000, TC_H_CLSACT, 0, nla(1, b"clsact\0"))
+
+    def clsact_del(self, ifindex):
+        self.req(RTM_DELQDISC, F_REQUEST | F_ACK, ifindex, 0xFFFF0000, TC_H_CLSACT, 0)
+
+    def filter_dump(self, ifindex, parent):
+        return self.req(RTM_GETTFILTER, F_REQUEST | F_DUMP, ifindex, 0, parent, 0)
+
+    def filter_add(self, ifindex, parent, fd):
+        opts = nla(6, struct.pack("I", fd)) + nla(7, b"mw_repro\0") + nla(8, struct.pack("I", 1))
+        self.req(RTM_NEWTFILTER, F_REQUEST | F_ACK | F_CREATE | F_EXCL, ifindex, HANDLE, parent,
+                 (PRIO << 16) | socket.htons(3), nla(1, b"bpf\0") + nla(2 | 0x8000, opts))
+
+    def filter_get(self, ifindex, parent):
+        """The bpf program id of meshwire's place (TCA_OPTIONS / TCA_BPF_ID)."""
+        msgs = self.req(RTM_GETTFILTER, F_REQUEST, ifindex, HANDLE, parent, (PRIO << 16) | socket.htons(3))
+        for m in msgs:
+            at = 16 + 20
+            while at + 4 <= len(m):
+                ln, t = struct.unpack_from("HH", m, at)
+                if t & 0x7FFF == 2:
+                    sub = at + 4
+                    while sub + 4 <= at + ln:
+                        sl, st = struct.unpack_from("HH", m, sub)
+                        if st == 11:
+                            return struct.unpack_from("I", m, sub + 4)[0]
+                        sub += (sl + 3) & ~3
+                at += (ln + 3) & ~3
+        return None
+
+
+def bpf(cmd, attr):
+    r = libc.syscall(NR_BPF, cmd, ctypes.byref(attr), ctypes.sizeof(attr))
+    if r < 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"bpf({cmd}): {os.strerror(e)}")
+    return r
+
+
+def load_prog():
+    insns = struct.pack("<BBhi", 0xB7, 0, 0, -1) + struct.pack("<BBhi", 0x95, 0, 0, 0)  # r0 = TC_ACT_UNSPEC; exit
+    ibuf = ctypes.create_string_buffer(insns)
+    lic = ctypes.create_string_buffer(b"GPL")
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("IIQQ", attr, 0, 3, 2, ctypes.addressof(ibuf), ctypes.addressof(lic))  # BPF_PROG_TYPE_SCHED_CLS
+    attr[48:56] = b"mw_repro"
+    return bpf(5, attr)
+
+
+def prog_name_by_id(pid):
+    attr = ctypes.create_string_buffer(128)
+    struct.pack_into("I", attr, 0, pid)
+    fd = bpf(13, attr)  # BPF_PROG_GET_FD_BY_ID
+    try:
+        info = ctypes.create_string_buffer(256)
+        attr = ctypes.create_string_buffer(128)
+        struct.pack_into("IIQ", attr, 0, fd, 256, ctypes.addressof(info))
+        bpf(15, attr)  # BPF_OBJ_GET_INFO_BY_FD
+        return info.raw[64:80].split(b"\0")[0].decode()
+    finally:
+        os.close(fd)
+
+
+HOME = os.open("/proc/self/ns/net", os.O_RDONLY)
+
+
+def enter(ns):
+    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
+    try:
+        if libc.setns(fd, CLONE_NEWNET) != 0:
+            raise OSError(ctypes.get_errno(), f"setns {ns}")
+    finally:
+        os.close(fd)
+
+
+def leave():
+    libc.setns(HOME, CLONE_NEWNET)
+
+
+def run(cmd, inp=None):
+    subprocess.run(cmd, input=inp, text=True, check=True, capture_output=True)
+
+
+class Pods:
+    def __init__(self):
+        self.n = 0
+        self.names = []
+        run(["ip", "netns", "add", P + "node"])
+
+    def make(self, k):
+        first, self.n = self.n, self.n + k
+        names = [f"{P}p{i}" for i in range(first, self.n)]
+        self.names += names
+        run(["ip", "-b", "-"], "".join(f"netns add {m}\n" for m in names))
+        run(["ip", "-n", P + "node", "-b", "-"],
+            "".join(f"link add v{i} type veth peer name eth0 netns {P}p{i}\nlink set v{i} up\n" for i in range(first, self.n)))
+        for m in names:  # eth0 up, as the runtime's network plugin leaves it
+            enter(m)
+            with socket.socket() as s:
+                ifr = struct.pack("16sH", b"eth0", 0) + b"\0" * 22
+                flags = struct.unpack_from("H", fcntl.ioctl(s, 0x8913, ifr), 16)[0]  # SIOCGIFFLAGS
+                fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"eth0", flags | 1) + b"\0" * 22)  # SIOCSIFFLAGS, IFF_UP
+            leave()
+        return names
+
+    def cleanup(self):
+        leave()
+        subprocess.run(["ip", "-force", "-b", "-"], input="".join(f"netns del {m}\n" for m in self.names + [P + "node"]),
+                       text=True, capture_output=True)
+
+
+STEPS = ("qdisc dump", "clsact create", "filter dump x2", "filter add x2", "filter get + prog by id x2", "clsact delete (DEL)")
+OLD = "clsact delete, oldest pods (DEL)"
+
+
+def attach(nl, ifindex, fd, times=None):
+    t = [time.perf_counter()]
+    nl.qdisc_dump(ifindex); t.append(time.perf_counter())
+    nl.clsact_add(ifindex); t.append(time.perf_counter())
+    for p in (INGRESS, EGRESS):
+        nl.filter_dump(ifindex, p)
+    t.append(time.perf_counter())
+    for p in (INGRESS, EGRESS):
+        nl.filter_add(ifindex, p, fd)
+    t.append(time.perf_counter())
+    for p in (INGRESS, EGRESS):
+        assert prog_name_by_id(nl.filter_get(ifindex, p)) == "mw_repro"
+    t.append(time.perf_counter())
+    if times is not None:
+        for name, a, b in zip(STEPS, t, t[1:]):
+            times.setdefault(name, []).append((b - a) * 1e6)
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--sizes", default="0,1000,4000")
+    ap.add_argument("--samples", type=int, default=100)
+    ap.add_argument("--bare", action="store_true", help="background pods without a clsact qdisc")
+    a = ap.parse_args()
+    sizes = [int(x) for x in a.sizes.split(",")]
+    fd = load_prog()
+    pods = Pods()
+    try:
+        probes = pods.make(a.samples)
+        bg = 0
+        rows = []
+        oldest = []  # background pods with a qdisc, the longest there first
+        for size in sizes:
+            for m in pods.make(size - bg) if size > bg else []:
+                if not a.bare:
+                    enter(m)
+                    nl = NL()
+                    attach(nl, socket.if_nametoindex("eth0"), fd)
+                    nl.close()
+                    leave()
+                    oldest.append(m)
+            bg = max(bg, size)
+            times = {}
+            # The qdisc of the oldest background pods: a DEL of a pod meshed
+            # long ago (put back at once, so the count holds).
+            for _ in range(min(20, len(oldest))):
+                m = oldest.pop(0)
+                enter(m)
+                nl = NL()
+                ifi = socket.if_nametoindex("eth0")
+                t0 = time.perf_counter()
+                nl.clsact_del(ifi)
+                times.setdefault(OLD, []).append((time.perf_counter() - t0) * 1e6)
+                attach(nl, ifi, fd)
+                nl.close()
+                leave()
+                oldest.append(m)
+            for m in probes:
+                enter(m)
+                nl = NL()
+                ifi = socket.if_nametoindex("eth0")
+                attach(nl, ifi, fd, times)
+                t0 = time.perf_counter()
+                nl.clsact_del(ifi)
+                times.setdefault(STEPS[-1], []).append((time.perf_counter() - t0) * 1e6)
+                nl.close()
+                leave()
+            rows.append((size, {k: statistics.median(v) for k, v in times.items()}))
+            print(f"{size} background pods done", file=sys.stderr, flush=True)
+        print(f"median us per step, {a.samples} probe pods; background pods {'bare (netns + veth)' if a.bare else 'with clsact + 2 bpf filters'}; "
+              f"load {open('/proc/loadavg').read().split()[:3]}")
+        print("| step | " + " | ".join(f"{s:,} pods" for s, _ in rows) + " |")
+        print("|---|" + "---|" * len(rows))
+        for st in STEPS + (OLD,):
+            print(f"| {st} | " + " | ".join(f"{r[st]:.0f}" if st in r else "-" for _, r in rows) + " |")
+    finally:
+        pods.cleanup()
+
+
+if __name__ == "__main__":
+    main()
