@@ -559,9 +559,7 @@ fn response_line(r: &Response) -> Vec<u8> {
     line
 }
 fn write_response(w: &mut UnixStream, r: &Response) -> std::io::Result<()> {
-    let mut line = serde_json::to_string(r).expect("responses serialize");
-    line.push('\n');
-    w.write_all(line.as_bytes())
+    w.write_all(&response_line(r))
 }
 
 /// Only root may talk to the loader (the socket is 0600 too).
