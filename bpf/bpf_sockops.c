@@ -261,23 +261,45 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
 }
 
 /*
- * An accelerated socket's state changed. On its FIN (FIN_WAIT1: shutdown()
- * or close(), before the application reads again) it stops receiving
+ * A socket closed that may have published its origin (its storage has
+ * MW_ORIG_F_CONNECT: only an app's redirected socket does)? With
+ * acceleration every accelerated socket gets state callbacks, the sidecars'
+ * too: their close must not cost a delete (an LRU bucket's lock) in the
+ * tuple maps for an entry they never wrote, nor, after their FIN, the
+ * state callbacks themselves. A socket storage lookup takes no lock.
+ */
+static __always_inline int mw_sockops_may_have_published(struct bpf_sock_ops *skops, const int is6)
+{
+	return !!(mw_sockops_orig_flags(skops->sk, is6) & MW_ORIG_F_CONNECT);
+}
+
+/*
+ * An accelerated socket's state changed. At its FIN (FIN_WAIT1: shutdown()
+ * or close() before the peer's FIN; LAST_ACK: after it) it stops receiving
  * redirects and, if none ever reached it, leaves mw_sock_hash, so that its
- * reads are plain TCP ones; on close its state entry goes (the kernel takes
- * the socket out of mw_sock_hash itself). Both families alike.
+ * reads are plain TCP ones (lib/meshwire_accel.h says why). It sends nothing
+ * after its FIN, so its mw_accel_state entry goes right then: MW_ACCEL_CLOSING
+ * is set first, under the lock, for a peer's sk_msg that already holds the
+ * entry (the map frees it only after an RCU grace period), and a peer that
+ * looks it up later finds none and sends through TCP, as it would to a
+ * closing socket. Then it asks for no more callbacks: its later state
+ * changes (FIN_WAIT2, CLOSE, ...) and the ACK of its FIN (RTT) have nothing
+ * left to do, except the close of an app's socket that published its
+ * origin (mw_sockops_forget). A socket that closes without a FIN of its own
+ * (a reset) loses its entry at its close. Both families alike.
  */
 static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, const int is6)
 {
+	__u32 to = skops->args[1], cb = skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG;
 	struct mw_accel_state *state;
 	union mw_accel_key key, peer;
 	__u32 flags;
 
 	if (!mw_cfg.accel ||
-	    (skops->args[1] != BPF_TCP_FIN_WAIT1 && skops->args[1] != BPF_TCP_CLOSE))
+	    (to != BPF_TCP_FIN_WAIT1 && to != BPF_TCP_LAST_ACK && to != BPF_TCP_CLOSE))
 		return;
 	mw_accel_keys(skops, is6, &key, &peer);
-	if (skops->args[1] == BPF_TCP_CLOSE) {
+	if (to == BPF_TCP_CLOSE) {
 		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
 		return;
 	}
@@ -293,6 +315,10 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 		mw_trace("sockops accel: port %d left the socket map at its FIN",
 			 is6 ? key.k6.local_port : key.k4.local_port);
 	}
+	bpf_map_delete_elem(mw_accel_state_map(is6), &key);
+	if (!mw_sockops_may_have_published(skops, is6))
+		cb &= ~BPF_SOCK_OPS_STATE_CB_FLAG;
+	bpf_sock_ops_cb_flags_set(skops, cb);
 }
 
 /*
@@ -324,19 +350,6 @@ static __always_inline void mw_sockops_accel_rtt(struct bpf_sock_ops *skops, con
 	bpf_map_delete_elem(mw_accel_sock_map(is6), &key);
 	mw_trace("sockops accel: port %d, a bulk sender, left the socket map",
 		 is6 ? key.k6.local_port : key.k4.local_port);
-}
-
-/*
- * A socket closed that may have published its origin (its storage has
- * MW_ORIG_F_CONNECT: only an app's redirected socket does)? With
- * acceleration every accelerated socket gets state callbacks, the sidecars'
- * too: their close must not cost a delete (an LRU bucket's lock) in the
- * tuple maps for an entry they never wrote. A socket storage lookup takes
- * no lock.
- */
-static __always_inline int mw_sockops_may_have_published(struct bpf_sock_ops *skops, const int is6)
-{
-	return !!(mw_sockops_orig_flags(skops->sk, is6) & MW_ORIG_F_CONNECT);
 }
 
 /* The app's socket closed; drop an entry the sidecar never took. */

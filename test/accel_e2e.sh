@@ -11,8 +11,9 @@
 # far above 64 KiB), sendfile and splice senders, half-close then reading the
 # rest, either peer closing first, hundreds of concurrent connections, that
 # acceleration really happened (accel_sock_added, and the pod's loopback
-# carrying far fewer bytes than were transferred), and that mw_sock_hash (and
-# mw_accel_state) are empty again afterwards.
+# carrying far fewer bytes than were transferred), that a socket's
+# mw_accel_state entry goes at its FIN while the connection lives (8e), and
+# that mw_sock_hash (and mw_accel_state) are empty again afterwards.
 #
 # Over IPv6 (interception.ipv6 = "intercept"; cases 8a-8c): the pod is
 # dual-stack, its sidecar also listens on [::1] and on its IPv6 address's
@@ -306,6 +307,26 @@ case_ipv6_three_hops() {
     return "$rc"
 }
 
+# The Python both cases below run as server and client (ROLE HOST PORT GO):
+# a 251-byte pattern, the server's accepted connection, and where a chunk
+# read at offset N first differs from the pattern (-1: nowhere).
+PY_PAIR='
+import os, socket, sys, time
+PAT = bytes(range(251)) * ((1 << 20) // 251 + 3)
+role, host, port, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+def accept_one():
+    ls = socket.socket()
+    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    ls.bind((host, port))
+    ls.listen(1)
+    print("listening", flush=True)
+    return ls.accept()[0]
+def first_wrong(n, d):
+    if d == PAT[n % 251:n % 251 + len(d)]:
+        return -1
+    return n + next(i for i in range(len(d)) if d[i] != PAT[(n + i) % 251])
+'
+
 # A reader that stops reading holds an accelerated writer back. The app
 # writes (non-blocking, a 251-byte pattern) through its sidecar to a server
 # on the node that accepts and reads nothing; without a bound the sidecar's
@@ -316,17 +337,9 @@ case_ipv6_three_hops() {
 # Then the server reads: every byte the app wrote, in order (redirected
 # bytes, then TCP's).
 STALL=10.232.0.1:9100
-STALL_PY='
-import os, socket, sys, time
-PAT = bytes(range(251)) * ((1 << 20) // 251 + 3)
-role, host, port, go = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4]
+STALL_PY="$PY_PAIR"'
 if role == "server":
-    ls = socket.socket()
-    ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-    ls.bind((host, port))
-    ls.listen(1)
-    print("listening", flush=True)
-    c, _ = ls.accept()
+    c = accept_one()
     while not os.path.exists(go):
         time.sleep(0.05)
     n, bad = 0, -1
@@ -334,8 +347,8 @@ if role == "server":
         d = c.recv(1 << 20)
         if not d:
             break
-        if d != PAT[n % 251:n % 251 + len(d)]:
-            bad = n + next(i for i in range(len(d)) if d[i] != PAT[(n + i) % 251])
+        bad = first_wrong(n, d)
+        if bad >= 0:
             break
         n += len(d)
     c.sendall(("read %d bytes %s\n" % (n, "in order" if bad < 0 else "WRONG at byte %d" % bad)).encode())
@@ -383,6 +396,80 @@ case_stalled_reader() {
         rc=1
     fi
     [ $((g1 - g0)) -ge 1 ] || { log "accel_bulk did not grow: the app's socket did not leave acceleration"; rc=1; }
+    return "$rc"
+}
+
+# A socket that sent its FIN sends nothing more: its mw_accel_state entry goes
+# at the FIN (and it asks for no more sockops callbacks), not at its close.
+# The app sends a request and half-closes; a server on the node, once it has
+# read to EOF, waits, then answers 1 MiB. While it waits the app's socket is
+# alive (FIN_WAIT2) but out of both maps (nothing was redirected to it); its
+# sidecar's accepted socket (sent the request: it stays) is the only entry in
+# each. Then the reply reaches the app through TCP, every byte in order.
+HALF=10.232.0.1:9200
+HALF_PY="$PY_PAIR"'
+if role == "server":
+    c = accept_one()
+    req = b""
+    while True:
+        d = c.recv(4096)
+        if not d:
+            break
+        req += d
+    print("request %d bytes, EOF" % len(req), flush=True)
+    while not os.path.exists(go):
+        time.sleep(0.05)
+    c.sendall(PAT[:1 << 20])
+    c.close()
+else:
+    s = socket.create_connection((host, port))
+    s.sendall(b"GET / HTTP/1.0\r\n\r\n" * 5)
+    s.shutdown(socket.SHUT_WR)
+    n, bad = 0, -1
+    while True:
+        d = s.recv(65536)
+        if not d:
+            break
+        if bad < 0:
+            bad = first_wrong(n, d)
+        n += len(d)
+    print("read %d bytes %s" % (n, "in order" if bad < 0 else "WRONG at byte %d" % bad), flush=True)
+'
+case_state_goes_at_fin() {
+    local rc=0 a0 a1 i cpid states socks_n out go="$WORK/half-go"
+    rm -f "$go"
+    maps_empty || return 1
+    a0=$(stat_value accel_sock_added)
+    start_bg "$WORK/half-server.log" ip netns exec "$NS_NODE" python3 -c "$HALF_PY" server "${HALF%:*}" "${HALF##*:}" "$go"
+    wait_listen "$NS_NODE" "$HALF" "$LAST_PID" "$WORK/half-server.log" || return 1
+    start_bg "$WORK/half-client.log" "${IN_CG[@]}" "$NS_POD" python3 -c "$HALF_PY" client "${HALF%:*}" "${HALF##*:}" "$go"
+    cpid=$LAST_PID
+    for ((i = 0; i < 50; i++)); do
+        grep -q EOF "$WORK/half-server.log" && break
+        sleep 0.1
+    done
+    if ! grep -q EOF "$WORK/half-server.log"; then
+        log "the server never saw the app's FIN:"
+        show "$WORK/half-server.log"
+        rc=1
+    fi
+    sleep 0.2
+    states=$(map_count mw_accel_state)
+    socks_n=$(map_count mw_sock_hash)
+    socks=$(accel_socks mw_sock_hash)
+    log "the app half-closed, the connection lives: mw_accel_state ${states:-?} entries, mw_sock_hash ${socks_n:-?}: $(tr '\n' ' ' <<<"$socks")"
+    [ "$states" = 1 ] || { log "expected 1 mw_accel_state entry (the sidecar's socket; the app's went at its FIN)"; rc=1; }
+    [ "$socks_n" = 1 ] || { log "expected 1 socket in mw_sock_hash (the sidecar's)"; rc=1; }
+    grep -qE "^127\.0\.0\.1:$SIDECAR_PORT " <<<"$socks" || { log "the sidecar's accepted socket is not the one left"; rc=1; }
+    touch "$go"
+    wait "$cpid" || { log "the client failed:"; show "$WORK/half-client.log"; rc=1; }
+    forget_pid "$cpid"
+    out=$(tail -n 1 "$WORK/half-client.log")
+    a1=$(stat_value accel_sock_added)
+    log "accel_sock_added +$((a1 - a0)); the app: $out"
+    [ "$out" = "read 1048576 bytes in order" ] || { log "the reply did not arrive whole and in order"; rc=1; }
+    [ $((a1 - a0)) -ge 2 ] || { log "the hop was not accelerated (both ends)"; rc=1; }
+    maps_empty || rc=1
     return "$rc"
 }
 
@@ -438,6 +525,8 @@ run_case "8c IPv6: app -> sidecar -> sidecar (inbound port) -> app, all three ho
     case_ipv6_three_hops
 run_relay_case "8d a reader that stops reading holds the writer back (4 MiB unread: a bulk sender, TCP), every byte in order" \
     case_stalled_reader
+run_relay_case "8e at its FIN a socket's state goes (the connection alive), its peer's stays, the reply arrives in order" \
+    case_state_goes_at_fin
 run_case "9 mw_sock_hash, mw_accel_state and their IPv6 twins are empty again" case_maps_empty
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors
 suite_end

@@ -23,10 +23,14 @@
  * What the datapath does:
  *
  *  - When a socket sends its FIN (state FIN_WAIT1, from shutdown() or close(),
- *    before the application can read again), it takes itself out of
- *    mw_sock_hash if nothing was ever redirected to it: its reads are then the
- *    plain tcp_recvmsg() with correct blocking semantics. It also marks itself
- *    closing, and from then on its peer sends to it through TCP.
+ *    before the application can read again; LAST_ACK after the peer's FIN),
+ *    it takes itself out of mw_sock_hash if nothing was ever redirected to
+ *    it: its reads are then the plain tcp_recvmsg() with correct blocking
+ *    semantics. It also marks itself closing, and from then on its peer sends
+ *    to it through TCP. It sends nothing more, so its mw_accel_state entry
+ *    goes too (a peer that finds no entry sends through TCP, as to a closing
+ *    socket) and it asks for no more sockops callbacks: a short connection's
+ *    later state changes and the ACK of its FIN cost no program run.
  *  - Whether "something was redirected to X" and "X is closing" are decided
  *    under one spin lock in X's mw_accel_state entry: the peer's sk_msg sets
  *    MW_ACCEL_RX before it redirects, unless MW_ACCEL_CLOSING is set; X's

@@ -33,6 +33,8 @@
 #define RTT		BPF_SOCK_OPS_RTT_CB
 /* The callbacks an accelerated socket asks for: its state changes, and ACKs of its TCP data. */
 #define CB_ACCEL	(BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG)
+/* In a sockops case: the callback flags the socket has after the event (checked). */
+#define CB_AFTER(flags)	.check_cb = 1, .cb_after = (flags)
 
 /* A new map of lib/meshwire_maps.h gets a line here. */
 static inline void mw_test_register_maps(void)

@@ -57,6 +57,8 @@ struct sockops6_case {
 	__u32 after;
 	__u32 want_own_flags;
 	int want_cb;
+	int check_cb;		/* with cb_after: the callbacks it asks for after */
+	__u32 cb_after;
 	__u32 stats;
 	enum mw_decision decision;
 };
@@ -196,15 +198,28 @@ static const struct sockops6_case cases[] = {
 	  .remote = POD_A_IP6, .rport = IN_PORT, .stats = STAT(MW_STAT_ACCEL_ERROR) },
 
 	/* acceleration: FIN and close */
-	{ "accel: at its FIN an IPv6 socket nothing was sent to leaves mw_sock_hash6",
+	{ "accel: at its FIN an IPv6 socket nothing was sent to leaves mw_sock_hash6, its state "
+	  "goes, no more callbacks", .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1,
+	  .netns = POD_B, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | PEER_ACCEL | SOCKHASH, .cb_before = CB_ACCEL, .after = PEER_ACCEL,
+	  CB_AFTER(0) },
+	{ "accel: at its FIN an IPv6 socket that was sent to stays in mw_sock_hash6, its state goes",
 	  .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "::1",
 	  .lport = 40000, .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
-	  .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING },
-	{ "accel: at its FIN an IPv6 socket that was sent to stays, closing", .accel = 1,
-	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "::1",
-	  .lport = 40000, .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
-	  .own_flags = MW_ACCEL_RX, .after = OWN_ACCEL | SOCKHASH,
-	  .want_own_flags = MW_ACCEL_RX | MW_ACCEL_CLOSING },
+	  .own_flags = MW_ACCEL_RX, .cb_before = CB_ACCEL, .after = SOCKHASH, CB_AFTER(0) },
+	{ "accel: an IPv6 socket's FIN after its peer's (LAST_ACK)", .accel = 1, .op = STATE,
+	  .state = BPF_TCP_LAST_ACK, .netns = POD_B, .local = POD_B_IP6, .lport = 41000,
+	  .remote = POD_A_IP6, .rport = IN_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .cb_before = CB_ACCEL, CB_AFTER(0) },
+	{ "accel: at its FIN an app's IPv6 socket that published keeps its close callback",
+	  .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "::1",
+	  .lport = 40000, .remote = "::1", .rport = OUT_PORT, .mark6 = MW_ORIG_F_CONNECT,
+	  .want_mark6 = MW_ORIG_F_CONNECT, .before = TUPLE | OWN_ACCEL | SOCKHASH,
+	  .cb_before = CB_ACCEL, .after = TUPLE, .want_cb = 1, CB_AFTER(BPF_SOCK_OPS_STATE_CB_FLAG) },
+	{ "accel: other state changes of an IPv6 socket leave it alone", .accel = 1, .op = STATE,
+	  .state = BPF_TCP_FIN_WAIT2, .netns = POD_B, .local = "::1", .lport = 40000,
+	  .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .cb_before = CB_ACCEL, .after = OWN_ACCEL | SOCKHASH, CB_AFTER(CB_ACCEL) },
 	{ "accel: at close an IPv6 socket's state goes, its peer's stays", .accel = 1,
 	  .op = STATE, .state = BPF_TCP_CLOSE, .netns = POD_B, .local = "::1", .lport = 40000,
 	  .remote = "::1", .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL,
@@ -320,6 +335,8 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 	ret = mw_sockops(&ctx);
 
 	MW_EXPECT_EQ(run, ret, 1, "return value");
+	if (c->check_cb)
+		MW_EXPECT_EQ(run, ctx.bpf_sock_ops_cb_flags, c->cb_after, "the callbacks asked for after");
 	mark = mw_test_sk_storage(&mw_orig6_sk, &sk);
 	MW_EXPECT_EQ(run, mark ? mark->flags : 0, c->want_mark6, "mw_orig6_sk flags");
 	if (mark && c->want_mark6) {

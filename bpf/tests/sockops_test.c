@@ -57,6 +57,8 @@ struct sockops_case {
 	__u32 after;
 	__u32 want_own_flags;
 	int want_cb;		/* asked for state callbacks */
+	int check_cb;		/* with cb_after: the callbacks it asks for after (none asked: cb_before) */
+	__u32 cb_after;
 	__u32 stats;
 	enum mw_decision decision;
 };
@@ -194,7 +196,7 @@ static const struct sockops_case cases[] = {
 	{ "accel: a v4-mapped socket's FIN is handled by its IPv4 key", .accel = 1,
 	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .family = INET6_MAPPED, .netns = POD_B,
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
-	  .before = OWN_ACCEL | SOCKHASH, .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING },
+	  .before = OWN_ACCEL | SOCKHASH, .cb_before = CB_ACCEL, CB_AFTER(0) },
 	{ "accel: mw_accel_state full: not accelerated, counted", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .full = FULL_STATE, .stats = STAT(MW_STAT_ACCEL_ERROR) },
@@ -204,22 +206,31 @@ static const struct sockops_case cases[] = {
 	  .stats = STAT(MW_STAT_ACCEL_ERROR) },
 
 	/* acceleration: FIN and close */
-	{ "accel: at its FIN a socket nothing was sent to leaves the socket map", .accel = 1,
-	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1",
-	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
-	  .before = OWN_ACCEL | SOCKHASH, .after = OWN_ACCEL, .want_own_flags = MW_ACCEL_CLOSING },
-	{ "accel: at its FIN a socket that was sent to stays, closing", .accel = 1,
-	  .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1",
-	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
-	  .before = OWN_ACCEL | SOCKHASH, .own_flags = MW_ACCEL_RX,
-	  .after = OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_RX | MW_ACCEL_CLOSING },
+	{ "accel: at its FIN a socket nothing was sent to leaves the socket map, its state goes, "
+	  "no more callbacks", .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | PEER_ACCEL | SOCKHASH, .cb_before = CB_ACCEL, .after = PEER_ACCEL,
+	  CB_AFTER(0) },
+	{ "accel: at its FIN a socket that was sent to stays in the socket map, its state goes",
+	  .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .own_flags = MW_ACCEL_RX, .cb_before = CB_ACCEL, .after = SOCKHASH, CB_AFTER(0) },
+	{ "accel: its FIN after the peer's (LAST_ACK) is its FIN too", .accel = 1, .op = STATE,
+	  .state = BPF_TCP_LAST_ACK, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
+	  .cb_before = CB_ACCEL, CB_AFTER(0) },
+	{ "accel: at its FIN an app's socket that published keeps its close callback (to forget)",
+	  .accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT,
+	  .want_mark = MW_ORIG_F_CONNECT, .before = TUPLE | OWN_ACCEL | SOCKHASH,
+	  .cb_before = CB_ACCEL, .after = TUPLE, .want_cb = 1, CB_AFTER(BPF_SOCK_OPS_STATE_CB_FLAG) },
 	{ "accel: at close its state goes", .accel = 1, .op = STATE, .state = BPF_TCP_CLOSE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL, .after = PEER_ACCEL },
 	{ "accel: other state changes leave it alone", .accel = 1, .op = STATE,
 	  .state = BPF_TCP_CLOSE_WAIT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
-	  .after = OWN_ACCEL | SOCKHASH },
+	  .cb_before = CB_ACCEL, .after = OWN_ACCEL | SOCKHASH, CB_AFTER(CB_ACCEL) },
 	/* acceleration: a bulk sender leaves at an ACK of its TCP data */
 	{ "accel: an ACK of a bulk sender's TCP data (MW_ACCEL_LEAVE): it leaves the socket "
 	  "map, its psock address goes, no more RTT callbacks", .accel = 1, .op = RTT,
@@ -243,7 +254,7 @@ static const struct sockops_case cases[] = {
 	{ "accel off: a FIN leaves the socket map alone", .op = STATE,
 	  .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
-	  .after = OWN_ACCEL | SOCKHASH },
+	  .cb_before = CB_ACCEL, .after = OWN_ACCEL | SOCKHASH, CB_AFTER(CB_ACCEL) },
 };
 
 static int loopback(const char *ip)
@@ -370,6 +381,8 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	ret = mw_sockops(&ctx);
 
 	MW_EXPECT_EQ(run, ret, 1, "return value");
+	if (c->check_cb)
+		MW_EXPECT_EQ(run, ctx.bpf_sock_ops_cb_flags, c->cb_after, "the callbacks asked for after");
 	mark = mw_test_sk_storage(&mw_orig_sk, &sk);
 	MW_EXPECT_EQ(run, mark ? mark->flags : 0, c->want_mark, "mw_orig_sk flags");
 	if (mark && c->want_mark) {
