@@ -26,8 +26,13 @@ machine and nothing is left behind.
   inbound port, and makes 64-byte round trips on it (its handshake and close
   included). The floor's pass-through programs (empty, a flow lookup, the
   rewrite helpers writing back what is there) on the same traffic, to a
-  listener on APP_PORT itself. The same with 64 KiB writes each way, which
-  TCP sends over the veth as GSO packets (what iperf3 makes).
+  listener on APP_PORT itself (each connection from a peer port of its own,
+  its flow put into the floor's flow map first, so that the floor's lookup
+  finds an entry as the datapath's does). The same with 64 KiB writes each
+  way, which TCP sends over the veth as GSO packets (what iperf3 makes), on
+  connections of two lengths (LONG times as many round trips): their
+  difference splits a program's cost into each packet's and each
+  connection's (set-up, close, first packets on cold caches).
 - sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
   both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
   puts them there; each send() runs the program and is redirected to the
@@ -56,7 +61,8 @@ machine and nothing is left behind.
   objects' .rodata as the loader writes it, the pod's MW_POD_F_ACCEL).
 - the floor: tools/bench/hooks_floor.c, run the same way on the same frames,
   the same socket pair and the same connections: an empty program, the two
-  bpf_skb_load_bytes of the headers, one LRU-hash lookup, the port rewrite
+  bpf_skb_load_bytes of the headers, one LRU-hash lookup (and the same in a
+  plain hash map), the port rewrite
   (bpf_skb_store_bytes + bpf_l4_csum_replace), bpf_msg_redirect_hash alone,
   with a state lookup, with the spin lock; for connect4 the socket storage
   created (bpf_sk_storage_get) and the source bound (bpf_bind) alone; for
@@ -102,9 +108,10 @@ COOKIE = 77
 # The programs measured: (object source, program, kind)
 DATAPATH = [("bpf_tc.c", "mw_tc_ingress", "tc"), ("bpf_tc.c", "mw_tc_egress", "tc"),
             ("bpf_skmsg.c", "mw_skmsg_redirect", "sk_msg")]
-FLOOR_TC = ["floor_tc_empty", "floor_tc_load_bytes", "floor_tc_flow_lookup", "floor_tc_rewrite",
-            "floor_tc_rewrite_same"]
-FLOOR_TC_REAL = ["floor_tc_empty", "floor_tc_flow_lookup", "floor_tc_rewrite_same"]  # they steer nothing
+FLOOR_TC = ["floor_tc_empty", "floor_tc_load_bytes", "floor_tc_flow_lookup", "floor_tc_flow_lookup_hash",
+            "floor_tc_rewrite", "floor_tc_rewrite_same"]
+FLOOR_TC_REAL = ["floor_tc_empty", "floor_tc_flow_lookup", "floor_tc_flow_lookup_hash",
+                 "floor_tc_rewrite_same"]  # they steer nothing
 FLOOR_SKMSG = ["floor_skmsg_empty", "floor_skmsg_redirect", "floor_skmsg_lookup_redirect",
                "floor_skmsg_lock_redirect"]
 FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind"]
@@ -259,6 +266,15 @@ REAL_BULK_IN = "real packets in: the same, 64 KiB writes each way (GSO packets)"
 REAL_BULK_OUT = "real packets out: the same bulk connection's"
 REAL_BULK_BOTH = "real packets, both ways, 64 KiB writes each way (GSO)"
 REAL_BULK_IN_ONLY = "real packets in, 64 KiB writes each way (GSO; attached on ingress only)"
+# The GSO rows again on connections LONG times longer: the two lengths split a row's cost into
+# what each packet costs (the marginal cost) and what each connection costs once (its set-up
+# and close, and its first packets after the client's start, on cold caches).
+LONG = 8
+REAL_BULK_LONG = {REAL_BULK_IN: f"real packets in: the same, connections {LONG} times longer",
+                  REAL_BULK_OUT: f"real packets out: the same, connections {LONG} times longer",
+                  REAL_BULK_BOTH: f"real packets, both ways, 64 KiB writes, connections {LONG} times longer",
+                  REAL_BULK_IN_ONLY: f"real packets in, 64 KiB writes (ingress only), connections {LONG} times longer"}
+PEER = "10.0.0.9"  # the peer's address on the veth
 BODY = b"x" * 100
 # (name, program, frame): what each tc program meets, most common first.
 TC_FRAMES = [
@@ -283,6 +299,22 @@ def flow6_key(remote, local, rport):
 
 
 FLOW_VALUE = struct.pack("!H", APP_PORT) + b"\0" * 6  # mw_flow4: orig_port (network order), flags 0
+
+
+def veth_client(size):
+    """The peer's side of a veth row, a Python script: python3 -c SCRIPT N PEER_PORT [PORT]:
+    one connection from PEER:PEER_PORT to POD:PORT (default APP_PORT), N round trips of
+    size bytes each way, closed."""
+    return ("import socket,sys\n"
+            "c=socket.socket();c.setsockopt(1,2,1);c.bind(('%s',int(sys.argv[2])))\n"
+            "c.connect(('%s',int(sys.argv[3]) if len(sys.argv)>3 else %d));c.setsockopt(6,1,1)\n"
+            "for _ in range(int(sys.argv[1])):\n"
+            " c.sendall(b'm'*%d);g=0\n"
+            " while g<%d:\n"
+            "  b=c.recv(%d-g)\n"
+            "  assert b\n"
+            "  g+=len(b)\n"
+            "c.close()\n") % (PEER, POD, APP_PORT, size, size, size)
 
 
 def p_name(direction):
@@ -525,30 +557,30 @@ class Hooks:
     def tcx(self, cmd, prog, attach_type):
         bpf(cmd, struct.pack("IIIIIIQ", self.ifindex, prog["fd"], attach_type, 0, 0, 0, 0))
 
-    def veth_traffic(self, ns, ingress, egress, size=64):
+    def veth_traffic(self, ns, ingress, egress, size=64, long=False, flow_map=None):
         """One connection from the peer to POD:APP_PORT (steered by tc to the listener), n
-        round trips of size bytes (BULK: n // 20 of them), closed; the build's programs
-        attached to mwh0 meanwhile."""
-        client = ("import socket,sys\n"
-                  "c=socket.create_connection(('%s',%d));c.setsockopt(6,1,1)\n"
-                  "for _ in range(int(sys.argv[1])):\n"
-                  " c.sendall(b'm'*%d);g=0\n"
-                  " while g<%d:\n"
-                  "  b=c.recv(%d-g)\n"
-                  "  assert b\n"
-                  "  g+=len(b)\n"
-                  "c.close()\n") % (POD, APP_PORT, size, size, size)
+        round trips of size bytes (BULK: n // 20 of them, long: LONG times as many), closed;
+        the build's programs attached to mwh0 meanwhile. Each connection from a peer port of
+        its own; flow_map (a floor's mw_flow4): its flow put there first, so that the floor's
+        lookup finds the entry, as the datapath's does."""
+        client = veth_client(size)
         div = 20 if size == BULK else 1
 
         def run(n):
-            n = max(1, n // div)
+            n = max(1, n * (LONG if long else 1) // div)
+            self.peer_port = getattr(self, "peer_port", 42000) + 1
+            key = flow4_key(PEER, POD, self.peer_port)
+            if flow_map is not None:
+                map_update(flow_map, key, FLOW_VALUE)
             self.tcx(BPF_PROG_ATTACH, ingress, BPF_TCX_INGRESS)
             self.tcx(BPF_PROG_ATTACH, egress, BPF_TCX_EGRESS)
             try:
-                self.run(ns + ["python3", "-c", client, str(n)], timeout=120)
+                self.run(ns + ["python3", "-c", client, str(n), str(self.peer_port)], timeout=120)
             finally:
                 self.tcx(BPF_PROG_DETACH, ingress, BPF_TCX_INGRESS)
                 self.tcx(BPF_PROG_DETACH, egress, BPF_TCX_EGRESS)
+                if flow_map is not None:
+                    map_delete(flow_map, key)
         return run
 
     # -- the run --
@@ -591,11 +623,14 @@ class Hooks:
                                          self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"]))
                         runners[(label, "mw_tc_egress", REAL_OUT)] = (progs["mw_tc_egress"], None)
                         self.companions[lead] = [(label, "mw_tc_egress", REAL_OUT)]
-                        lead = (label, "mw_tc_ingress", REAL_BULK_IN)
-                        runners[lead] = (progs["mw_tc_ingress"],
-                                         self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"], BULK))
-                        runners[(label, "mw_tc_egress", REAL_BULK_OUT)] = (progs["mw_tc_egress"], None)
-                        self.companions[lead] = [(label, "mw_tc_egress", REAL_BULK_OUT)]
+                        for long in (False, True):
+                            bin_, bout = ((REAL_BULK_LONG[REAL_BULK_IN], REAL_BULK_LONG[REAL_BULK_OUT]) if long
+                                          else (REAL_BULK_IN, REAL_BULK_OUT))
+                            lead = (label, "mw_tc_ingress", bin_)
+                            runners[lead] = (progs["mw_tc_ingress"],
+                                             self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"], BULK, long))
+                            runners[(label, "mw_tc_egress", bout)] = (progs["mw_tc_egress"], None)
+                            self.companions[lead] = [(label, "mw_tc_egress", bout)]
                 else:
                     p = progs["mw_skmsg_redirect"]
                     self.attach_skmsg(p, maps["mw_sock_hash:path"])
@@ -644,16 +679,21 @@ class Hooks:
             p = progs[fname]
             self.programs[("floor", fname)] = p
             if fname in FLOOR_TC:
-                map_update(maps["mw_flow4"], flow4_key(REMOTE, POD, RPORT), FLOW_VALUE)
+                # the flow map its lookup reads (floor_tc_flow_lookup_hash: a plain hash)
+                fm = maps["floor_flow4_hash" if fname == "floor_tc_flow_lookup_hash" else "mw_flow4"]
+                map_update(fm, flow4_key(REMOTE, POD, RPORT), FLOW_VALUE)
                 runners[("floor", fname, TC_FRAMES[0][0])] = (p, TestRun(p["fd"], TC_FRAMES[0][2]).run)
                 if fname in FLOOR_TC_REAL:
                     runners[("floor", fname, TC_COLD)] = (p, cold(TestRun(p["fd"], TC_FRAMES[0][2]).run))
                 if a.hooks_veth and fname in FLOOR_TC_REAL:
-                    runners[("floor", fname, REAL_BOTH)] = (p, self.veth_traffic(ns, p, p))
-                    runners[("floor", fname, REAL_BULK_BOTH)] = (p, self.veth_traffic(ns, p, p, BULK))
-                    if fname != "floor_tc_empty":  # ingress alone (the empty program on egress)
-                        empty = self.programs[("floor", "floor_tc_empty")]
-                        runners[("floor", fname, REAL_BULK_IN_ONLY)] = (p, self.veth_traffic(ns, p, empty, BULK))
+                    runners[("floor", fname, REAL_BOTH)] = (p, self.veth_traffic(ns, p, p, flow_map=fm))
+                    for long in (False, True):
+                        both = REAL_BULK_LONG[REAL_BULK_BOTH] if long else REAL_BULK_BOTH
+                        runners[("floor", fname, both)] = (p, self.veth_traffic(ns, p, p, BULK, long, fm))
+                        if fname != "floor_tc_empty":  # ingress alone (the empty program on egress)
+                            empty = self.programs[("floor", "floor_tc_empty")]
+                            only = REAL_BULK_LONG[REAL_BULK_IN_ONLY] if long else REAL_BULK_IN_ONLY
+                            runners[("floor", fname, only)] = (p, self.veth_traffic(ns, p, empty, BULK, long, fm))
             elif fname in FLOOR_SOCKOPS:
                 # steered by the datapath's own connect4 (its build "new"), measured alone
                 cg = self.cgroup(fname)
@@ -680,6 +720,7 @@ class Hooks:
         res = {}
         order = list(runners)
         self.per_call = {}  # runs of the program per connection (message, frame) made
+        self.per_conn = {}  # the GSO rows: (ns, runs) of each round's one connection
         for r in range(a.rounds):
             # every other round in the reverse order: neither build always goes first
             for key in (order if r % 2 == 0 else order[::-1]):
@@ -688,7 +729,8 @@ class Hooks:
                     continue  # measured with the row before it
                 with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
                 per_conn = key[1] in ("mw_sock4_connect", "floor_sockops_sockhash") or key[1].startswith("floor_connect4") \
-                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN)
+                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN) \
+                    or key[2] in REAL_BULK_LONG.values()
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 calls = max(1, a.calls // 20) if per_conn else a.calls
                 fn(calls)
@@ -699,6 +741,8 @@ class Hooks:
                         raise Fatal(f"{k}: the program did not run")
                     res.setdefault(k, []).append((rt1 - rt0) / (n1 - n0))
                     self.per_call.setdefault(k, []).append((n1 - n0) / calls)
+                    if k[2] in REAL_BULK_LONG or k[2] in REAL_BULK_LONG.values():
+                        self.per_conn.setdefault(k, []).append((rt1 - rt0, n1 - n0))
             log(f"hooks: round {r + 1}/{a.rounds}")
         self.busy = (machine_busy() - busy0) / (time.time() - t0) / os.cpu_count()
         self.res = res
@@ -783,10 +827,13 @@ class Hooks:
         for k in med:
             if k[0] != "floor":
                 continue
-            e = med.get(("floor", f"floor_{k[1].split('_')[1]}_empty", REAL_BULK_BOTH if k[2] == REAL_BULK_IN_ONLY else k[2]))
+            e = med.get(("floor", f"floor_{k[1].split('_')[1]}_empty",
+                         {REAL_BULK_IN_ONLY: REAL_BULK_BOTH,
+                          REAL_BULK_LONG[REAL_BULK_IN_ONLY]: REAL_BULK_LONG[REAL_BULK_BOTH]}.get(k[2], k[2])))
             e = e if e is not None else floor[f"floor_{k[1].split('_')[1]}_empty"]
             L.append(f"| `{k[1]}` | {k[2]} | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
         L.append("")
+        L += self.per_packet_report()
         out = a.out
         with open(out, "w") as f:
             f.write("\n".join(L))
@@ -797,6 +844,36 @@ class Hooks:
                        "xlated": {f"{b}:{n}": p["xlated"] for (b, n), p in self.programs.items()}}, f, indent=1)
         log("\n".join(L))
         log(f"hooks: wrote {out}")
+
+    def per_packet_report(self):
+        """The GSO rows at both connection lengths: a connection of n runs costs F + n x P, so
+        P (each packet's cost) = the difference of their costs per connection over the
+        difference of their runs, F = what a connection costs once beyond that."""
+        pc = self.per_conn
+        rows = []
+        for k in pc:
+            if k[2] not in REAL_BULK_LONG:
+                continue
+            kl = k[:2] + (REAL_BULK_LONG[k[2]],)
+            if kl not in pc:
+                continue
+            t, n = (statistics.median(x) for x in zip(*pc[k]))
+            tl, nl = (statistics.median(x) for x in zip(*pc[kl]))
+            if nl <= n:
+                continue
+            p = (tl - t) / (nl - n)
+            rows.append(f"| {k[0]} `{k[1]}` | {k[2].split(':')[0].replace(', 64 KiB writes each way (GSO', ' (GSO')} | "
+                        f"{n:.0f} / {nl:.0f} | {t / n:.0f} / {tl / nl:.0f} | {p:.0f} | {(t - n * p) / 1000:.1f} |")
+        if not rows:
+            return []
+        return ["## GSO packets: each packet's cost and each connection's", "",
+                f"The 64 KiB rows above again on connections {LONG} times longer (one connection per row "
+                "and round, from a peer port of its own; the floor's `mw_flow4` holds that connection's flow, "
+                "so its lookup finds the entry as the datapath's does). A connection of n runs costs F + n x P: "
+                "P, each packet's cost, from the two lengths' medians; F, what a connection costs once beyond "
+                "its packets (set-up and close, and the first packets after the client's start, on cold caches).",
+                "", "| build, program | what it runs on | runs per connection | ns per run | each packet (P, ns) "
+                "| each connection (F, us) |", "|---|---|---|---|---|---|"] + rows + [""]
 
     def cleanup(self):
         for x in self.socks:

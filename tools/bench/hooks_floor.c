@@ -47,9 +47,8 @@ int floor_tc_load_bytes(struct __sk_buff *skb)
 	return tcph.dest == iph.daddr ? TC_ACT_OK : TC_ACT_UNSPEC;
 }
 
-/* The flow key read in place, looked up in an LRU hash like mw_flow4. */
-SEC("tc")
-int floor_tc_flow_lookup(struct __sk_buff *skb)
+/* The flow key read in place, looked up in map (the verdict says whether it was there). */
+static __always_inline int floor_flow_lookup(struct __sk_buff *skb, void *map)
 {
 	void *data = (void *)(long)skb->data, *end = (void *)(long)skb->data_end;
 	struct iphdr *iph = data + ETH_HLEN;
@@ -61,7 +60,33 @@ int floor_tc_flow_lookup(struct __sk_buff *skb)
 	key.remote_ip4 = iph->saddr;
 	key.local_ip4 = iph->daddr;
 	key.remote_port = th->source;
-	return bpf_map_lookup_elem(&mw_flow4, &key) ? TC_ACT_OK : TC_ACT_UNSPEC;
+	return bpf_map_lookup_elem(map, &key) ? TC_ACT_OK : TC_ACT_UNSPEC;
+}
+
+/* The flow key looked up in an LRU hash like mw_flow4. */
+SEC("tc")
+int floor_tc_flow_lookup(struct __sk_buff *skb)
+{
+	return floor_flow_lookup(skb, &mw_flow4);
+}
+
+/*
+ * mw_flow4's key and value in a plain hash map of its size (preallocated, no
+ * LRU lists): what the LRU costs a flow's lookup.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_FLOWS);
+	__type(key, struct mw_flow4_key);
+	__type(value, struct mw_flow4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} floor_flow4_hash SEC(".maps");
+
+/* floor_tc_flow_lookup in floor_flow4_hash. */
+SEC("tc")
+int floor_tc_flow_lookup_hash(struct __sk_buff *skb)
+{
+	return floor_flow_lookup(skb, &floor_flow4_hash);
 }
 
 /* The port rewrite: bpf_skb_store_bytes and bpf_l4_csum_replace. */
