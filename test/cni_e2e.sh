@@ -604,10 +604,21 @@ verify_pod_gone() { # ID N
     local id=$1 n=$2 q
     if pod_list | grep -qw "$id"; then log "pod list still shows $id"; return 1; fi
     if grep -rqs -- "$id" "$STATE"; then log "a record of $id is left in $STATE"; return 1; fi
-    q=$(tc -n "$(pod "$n")" qdisc show dev eth0 2>&1)
-    if grep -qE 'clsact|ingress' <<<"$q"; then log "tc qdiscs left on pod$n eth0: $q"; return 1; fi
+    local f
+    f=$(tc -n "$(pod "$n")" filter show dev eth0 ingress 2>&1; tc -n "$(pod "$n")" filter show dev eth0 egress 2>&1)
+    if grep -q 'mw_tc_' <<<"$f"; then log "meshwire's tc filters left on pod$n eth0 after DEL: $f"; return 1; fi
+    # DEL answers once meshwire's filters are off; the bare clsact qdisc
+    # meshwire created, and its marker among the pins, go right after the
+    # answer (deleting a qdisc waits for an RCU grace period): allow 2 s.
+    local w
+    for ((w = 0; w < 20; w++)); do
+        q=$(tc -n "$(pod "$n")" qdisc show dev eth0 2>&1)
+        ! grep -qE 'clsact|ingress' <<<"$q" && [ "$(pods_pinned | wc -l)" = $((PINNED_BEFORE - 1)) ] && break
+        sleep 0.1
+    done
+    if grep -qE 'clsact|ingress' <<<"$q"; then log "tc qdiscs left on pod$n eth0 2 s after DEL: $q"; return 1; fi
     if [ "$(pods_pinned | wc -l)" != $((PINNED_BEFORE - 1)) ]; then
-        log "pinned pod directories: $PINNED_BEFORE before DEL, $(pods_pinned | wc -l) after"
+        log "pinned pod directories: $PINNED_BEFORE before DEL, $(pods_pinned | wc -l) 2 s after"
         return 1
     fi
     # The kernel frees an unpinned link from a workqueue (bpf_link_put), so

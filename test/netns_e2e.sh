@@ -2210,13 +2210,24 @@ clsact_attached() {
 }
 
 # clsact_gone N: pod N's eth0 has no meshwire filter and no clsact qdisc (meshwire created it).
+# A DEL answers once the filters are off; the bare qdisc it leaves goes right
+# after the answer (its deletion waits for an RCU grace period): allow it 2 s.
 clsact_gone() {
-    local q
-    q=$(tc -n "$(pod "$1")" qdisc show dev eth0 2>&1)
-    if [ -n "$(clsact_filter "$1" ingress)$(clsact_filter "$1" egress)" ] || grep -q clsact <<<"$q"; then
-        log "pod$1 eth0 still has meshwire's filters or the clsact qdisc:"
-        echo "$q" | indent
+    local q i
+    if [ -n "$(clsact_filter "$1" ingress)$(clsact_filter "$1" egress)" ]; then
+        log "pod$1 eth0 still has meshwire's filters:"
         tc -n "$(pod "$1")" filter show dev eth0 ingress 2>&1 | indent
+        tc -n "$(pod "$1")" filter show dev eth0 egress 2>&1 | indent
+        return 1
+    fi
+    for ((i = 0; i < 20; i++)); do
+        q=$(tc -n "$(pod "$1")" qdisc show dev eth0 2>&1)
+        grep -q clsact <<<"$q" || break
+        sleep 0.1
+    done
+    if grep -q clsact <<<"$q"; then
+        log "pod$1 eth0 still has the clsact qdisc 2 s after:"
+        echo "$q" | indent
         return 1
     fi
     log "pod$1 eth0: no meshwire filter, no clsact qdisc ($q)"

@@ -122,6 +122,38 @@ pub fn other_filters(ifindex: u32) -> Result<Vec<String>, Error> {
     Ok(others)
 }
 
+/// Remove the filter at meshwire's place on one side, whatever it runs:
+/// only for a qdisc meshwire created with no other filter on it, whose
+/// deletion would take it too. Ok(false): nothing was there.
+pub fn remove_at_place(ifindex: u32, ingress: bool) -> Result<bool, Error> {
+    Ok(libbpf::tc_detach(ifindex, ingress, PRIORITY, HANDLE)?)
+}
+
+/// What is on the interface's clsact qdisc, both sides.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Holds {
+    /// No filter (or no clsact qdisc).
+    Nothing,
+    /// A filter at meshwire's place, on either side (others maybe too).
+    Ours,
+    /// Filters, none of them at meshwire's place.
+    OthersOnly,
+}
+
+pub fn holds(ifindex: u32) -> Result<Holds, Error> {
+    let sock = netlink_socket().or_os(|| "opening a netlink socket")?;
+    let mut any = false;
+    for ingress in [true, false] {
+        for f in dump_filters_on(&sock, ifindex, ingress).or_os(|| "listing tc filters")? {
+            if f.priority == PRIORITY {
+                return Ok(Holds::Ours);
+            }
+            any = true;
+        }
+    }
+    Ok(if any { Holds::OthersOnly } else { Holds::Nothing })
+}
+
 /// Delete the interface's clsact qdisc. Call only when meshwire created it
 /// and [`other_filters`] is empty. Ok(false): it was gone already.
 pub fn remove_qdisc(ifindex: u32) -> Result<bool, Error> {

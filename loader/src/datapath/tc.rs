@@ -405,8 +405,15 @@ pub fn detach_pod(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Res
 /// with its last interface); without, everything of the pod's pins.
 fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Result<(), Error> {
     remove_filters(pins, cookie, iface)?;
+    remove_pins_of(pins, cookie, iface.map(|(_, i)| i))
+}
+
+/// The pins of the pod's interface `ifname` (its tcx links, its markers;
+/// the pod's directory with its last interface), or without one all the
+/// pod's pins.
+fn remove_pins_of(pins: &Pins, cookie: u64, ifname: Option<&str>) -> Result<(), Error> {
     let pod = pins.pod(cookie);
-    if let Some((_, ifname)) = iface.filter(|(_, i)| !i.is_empty()) {
+    if let Some(ifname) = ifname.filter(|i| !i.is_empty()) {
         remove_iface_links(&pod, ifname)?;
         remove_dir_if_present(&pod.qdisc_marker(ifname))?;
         remove_dir_if_present(&pod.clsact_if_marker(ifname))?;
@@ -423,6 +430,96 @@ fn detach_locked(pins: &Pins, cookie: u64, iface: Option<(&Path, &str)>) -> Resu
         }
     }
     remove_pod_pins(pins, cookie).map(|_| ())
+}
+
+/// A clsact qdisc meshwire created on a pod's interface, left there bare by
+/// [`detach_pod_leaving_qdisc`] (a DEL) for [`remove_left_qdisc`] to delete
+/// once the DEL is answered.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct LeftQdisc {
+    pub cookie: u64,
+    pub netns: PathBuf,
+    pub ifname: String,
+}
+
+/// [`detach_pod`] of one interface for a DEL that is answered before the
+/// qdisc goes: meshwire's filters, tcx links, and with them everything that
+/// steers the pod, go now; a clsact qdisc meshwire created, with nothing
+/// else on it, stays bare and is returned, to be deleted by
+/// [`remove_left_qdisc`] after the answer. Deleting a qdisc of an interface
+/// that is up waits for an RCU grace period under RTNL (the kernel's
+/// `dev_deactivate`, `synchronize_rcu_expedited`), which taking its filters
+/// off does not: on a busy node that wait, and the wait for a CPU after it,
+/// were most of a DEL's tail. The qdisc's markers stay until then, so a
+/// loader killed in between finds the qdisc at its restart as it finds the
+/// filters of any pod without a record ([`detach_orphans`], adoption's
+/// sweep); a bare clsact qdisc steers nothing meanwhile, and goes with the
+/// interface when the runtime deletes the pod's namespace.
+pub fn detach_pod_leaving_qdisc(pins: &Pins, cookie: u64, netns: &Path, ifname: &str) -> Result<Option<LeftQdisc>, Error> {
+    if ifname.is_empty() || !pins.root().exists() {
+        detach_pod(pins, cookie, Some((netns, ifname)))?;
+        return Ok(None);
+    }
+    let _lock = lock(pins)?;
+    let marker = pins.pod(cookie).qdisc_marker_for(ifname);
+    let reached = in_pod_netns(netns, cookie, ifname, move |ifindex| remove_filters_leaving_qdisc(ifindex, &marker));
+    let left = match reached? {
+        Reach::Done(left) => left,
+        Reach::Unreachable(why) => {
+            log::debug!("pod {cookie}: no clsact filters to remove ({why})");
+            false
+        }
+    };
+    let removed = if left {
+        remove_iface_links(&pins.pod(cookie), ifname).map(|_| ())
+    } else {
+        remove_pins_of(pins, cookie, Some(ifname))
+    };
+    timing::mark("tc detach");
+    removed.map(|()| left.then(|| LeftQdisc { cookie, netns: netns.to_path_buf(), ifname: ifname.to_string() }))
+}
+
+/// In the pod's netns: as [`remove_filters_here`], but a qdisc meshwire
+/// created with no other filter on it keeps its place: meshwire's filters
+/// are taken off it (what deleting it would have removed) and it stays.
+/// Ok(true): it was left so.
+fn remove_filters_leaving_qdisc(ifindex: u32, marker: &Path) -> Result<bool, Error> {
+    if marker.exists() && clsact::other_filters(ifindex)?.is_empty() {
+        for tc in TC_PROGRAMS {
+            clsact::remove_at_place(ifindex, tc.ingress)?;
+        }
+        return Ok(true);
+    }
+    remove_filters_here(ifindex, marker).map(|()| false)
+}
+
+/// After the DEL's answer: the qdisc [`detach_pod_leaving_qdisc`] left goes
+/// if it is still bare, with its markers (and the pod's directory with its
+/// last interface). Meshed again since (meshwire's filter on it): it stays,
+/// markers and all. Someone else's filters on it: theirs now, it stays and
+/// its markers go, as in [`remove_filters_here`]. Gone with the namespace or
+/// the interface, or removed already (a restart's sweep, `cleanup`): only
+/// what is left of the markers goes.
+pub fn remove_left_qdisc(pins: &Pins, left: &LeftQdisc) -> Result<(), Error> {
+    let _lock = lock(pins)?;
+    let marker = pins.pod(left.cookie).qdisc_marker_for(&left.ifname);
+    if !marker.exists() {
+        return Ok(());
+    }
+    let reached = in_pod_netns(&left.netns, left.cookie, &left.ifname, |ifindex| {
+        Ok(match clsact::holds(ifindex)? {
+            clsact::Holds::Nothing => {
+                clsact::remove_qdisc(ifindex)?;
+                true
+            }
+            clsact::Holds::Ours => false,
+            clsact::Holds::OthersOnly => true,
+        })
+    })?;
+    match reached {
+        Reach::Done(false) => Ok(()),
+        Reach::Done(true) | Reach::Unreachable(_) => remove_pins_of(pins, left.cookie, Some(&left.ifname)),
+    }
 }
 
 /// The link names of the tc programs (pins.rs's pod layout is by them).

@@ -21,11 +21,20 @@ pub struct EbpfTc {
     /// The pod maps, opened once and kept while their pins name them
     /// (PodMaps::current), so a request does not reopen six pins.
     maps: Mutex<Option<Arc<PodMaps>>>,
+    /// Bare clsact qdiscs DELs left, to delete once they are answered
+    /// ([`tc::detach_pod_leaving_qdisc`]).
+    left_qdiscs: Mutex<Vec<tc::LeftQdisc>>,
 }
 
 impl EbpfTc {
     pub fn new(pins: &Pins, tc_attach: TcAttach) -> EbpfTc {
-        EbpfTc { pins: pins.clone(), tc_attach, sidecar_uid: crate::config::Config::default_config().sidecar.uid, maps: Mutex::new(None) }
+        EbpfTc {
+            pins: pins.clone(),
+            tc_attach,
+            sidecar_uid: crate::config::Config::default_config().sidecar.uid,
+            maps: Mutex::new(None),
+            left_qdiscs: Mutex::new(Vec::new()),
+        }
     }
 
     /// `sidecar.uid` (the default configuration's otherwise).
@@ -56,6 +65,15 @@ impl EbpfTc {
 }
 
 impl EbpfTc {
+    /// The attachment's map entries go (`remove`'s second step).
+    fn remove_entries(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        if !self.pins.map(pins::MAP_PODS).exists() {
+            // No datapath pinned (cleaned up): its entries went with the maps.
+            return Ok(());
+        }
+        pods::remove(&*self.maps()?, pod, siblings)
+    }
+
     /// `apply`'s work: the maps (the pod's cookie entries from all its
     /// attachments), then tc on this attachment's interface (`attach`); on
     /// a tc failure the map entries go again.
@@ -103,11 +121,25 @@ impl Interception for EbpfTc {
 
     fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname)))?;
-        if !self.pins.map(pins::MAP_PODS).exists() {
-            // No datapath pinned (cleaned up): its entries went with the maps.
-            return Ok(());
+        self.remove_entries(pod, siblings)
+    }
+
+    /// As `remove`, but a clsact qdisc meshwire created is left bare, its
+    /// filters gone, and deleted in `finish_removals`.
+    fn remove_answering_first(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        if let Some(left) = tc::detach_pod_leaving_qdisc(&self.pins, pod.cookie, &pod.netns, &pod.ifname)? {
+            self.left_qdiscs.lock().unwrap_or_else(|p| p.into_inner()).push(left);
         }
-        pods::remove(&*self.maps()?, pod, siblings)
+        self.remove_entries(pod, siblings)
+    }
+
+    fn finish_removals(&self) {
+        let left = std::mem::take(&mut *self.left_qdiscs.lock().unwrap_or_else(|p| p.into_inner()));
+        for q in left {
+            if let Err(e) = tc::remove_left_qdisc(&self.pins, &q) {
+                log::warn!("pod {}: deleting the clsact qdisc meshwire created on {} in {}: {e}", q.cookie, q.ifname, q.netns.display());
+            }
+        }
     }
 
     fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {

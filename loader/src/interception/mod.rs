@@ -32,6 +32,16 @@ pub trait Interception: Send + Sync {
     /// Stop steering the attachment; the siblings stay steered. What is
     /// already gone (also the namespace) is fine.
     fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;
+    /// [`remove`](Self::remove) for a DEL that is answered before all of
+    /// it is done: what steers the attachment goes now, what a crash would
+    /// not lose (nothing steers by it, and a restarted loader finds and
+    /// removes it) may wait for [`finish_removals`](Self::finish_removals).
+    fn remove_answering_first(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        self.remove(pod, siblings)
+    }
+    /// The rest of the removals [`remove_answering_first`](Self::remove_answering_first)
+    /// left, once their DELs are answered.
+    fn finish_removals(&self) {}
     /// Is the attachment steered as it should be? Err says what is not
     /// (Inconsistent), or that it could not be read.
     fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;

@@ -55,7 +55,9 @@ impl From<Error> for Response {
 fn dispatch(service: &PodService, op: Op) -> ApiResult {
     Ok(match op {
         Op::AddPod { pod } => OpResult { pod: Some(service.add(pod)?), ..Default::default() },
-        Op::DelPod { container_id, ifname } => OpResult { existed: Some(service.del(&container_id, ifname.as_deref())?), ..Default::default() },
+        Op::DelPod { container_id, ifname } => {
+            OpResult { existed: Some(service.del_answering_first(&container_id, ifname.as_deref())?), ..Default::default() }
+        }
         Op::CheckPod { container_id, ifname } => OpResult { pod: Some(service.check(&container_id, ifname.as_deref())?), ..Default::default() },
         Op::ListPods => OpResult { pods: Some(service.list()?), ..Default::default() },
         Op::Status => {
@@ -509,12 +511,14 @@ impl Server {
             }
         };
         let mut timed = None;
+        let mut is_del = false;
         let (response, undo) = match std::str::from_utf8(&raw) {
             Err(e) => (invalid(format!("request is not UTF-8 ({e})")), None),
             Ok(line) => match meshwire_api::parse_request(line.trim_end()) {
                 Err(bad) => (bad, None),
                 Ok(req) => {
                     timed = timed_label(&req.op);
+                    is_del = matches!(req.op, Op::DelPod { .. });
                     timing::start();
                     answer(&self.service, req.op, &conn.stream)
                 }
@@ -534,6 +538,12 @@ impl Server {
             Flushed::Done => self.park(conn, false),
             Flushed::Blocked => self.park(conn, true),
             Flushed::Failed => self.close(conn),
+        }
+        // What a DEL left until after its answer (written, or on its way).
+        if is_del {
+            let t = Instant::now();
+            self.service.finish_removals();
+            log::debug!("api: after the answer: {:.3} ms", t.elapsed().as_secs_f64() * 1e3);
         }
     }
 

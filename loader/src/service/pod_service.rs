@@ -28,6 +28,14 @@ pub struct PodService {
     defaults: PodDefaults,
 }
 
+/// How an attachment is taken out: all of it before answering, or (a DEL)
+/// what may wait until after the answer left for later.
+#[derive(Debug, Clone, Copy)]
+enum Removal {
+    Whole,
+    AnswerFirst,
+}
+
 /// Which container each meshed network namespace (by cookie) belongs to, and
 /// how many of its attachments are there, so an ADD can refuse a namespace
 /// meshed under another container ID without reading every record. Kept in
@@ -201,9 +209,18 @@ impl PodService {
 
     /// One attachment goes; the pod's other attachments stay meshed.
     fn teardown(&self, meshed: &mut Meshed, record: &PodRecord) -> Result<(), Error> {
+        self.teardown_with(meshed, record, Removal::Whole)
+    }
+
+    /// `teardown`, all of it now, or (a DEL's) what may wait for its answer left
+    /// for [`finish_removals`](Self::finish_removals).
+    fn teardown_with(&self, meshed: &mut Meshed, record: &PodRecord, how: Removal) -> Result<(), Error> {
         let pod = self.meshed_of(record);
         let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie)?;
-        self.interception.remove(&pod, &siblings)?;
+        match how {
+            Removal::Whole => self.interception.remove(&pod, &siblings)?,
+            Removal::AnswerFirst => self.interception.remove_answering_first(&pod, &siblings)?,
+        }
         self.records.remove(&record.spec.container_id, &record.spec.ifname)?;
         meshed.forget(record);
         Ok(())
@@ -222,6 +239,25 @@ impl PodService {
     /// Ok(false): the pod was not known (CNI DEL is idempotent). Without
     /// `ifname`, every attachment of the container goes.
     pub fn del(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Error> {
+        self.del_with(container_id, ifname, Removal::Whole)
+    }
+
+    /// [`del`](Self::del) as the API's DEL does it: what steers the pod,
+    /// its map entries and its record go before this returns; what a crash
+    /// would not lose (a bare clsact qdisc meshwire created, whose deletion
+    /// waits for an RCU grace period) waits for
+    /// [`finish_removals`](Self::finish_removals), called once the DEL is
+    /// answered.
+    pub fn del_answering_first(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Error> {
+        self.del_with(container_id, ifname, Removal::AnswerFirst)
+    }
+
+    /// What [`del_answering_first`](Self::del_answering_first) left.
+    pub fn finish_removals(&self) {
+        self.interception.finish_removals();
+    }
+
+    fn del_with(&self, container_id: &str, ifname: Option<&str>, how: Removal) -> Result<bool, Error> {
         if pods::too_long_container_id(container_id) {
             // No pod can have been added under it: nothing to delete.
             return Ok(false);
@@ -232,7 +268,7 @@ impl PodService {
             return Ok(false);
         }
         for record in &records {
-            self.teardown(&mut meshed, record)?;
+            self.teardown_with(&mut meshed, record, how)?;
             log::info!("pod {container_id} removed from {:?}", record.spec.ifname);
         }
         Ok(true)

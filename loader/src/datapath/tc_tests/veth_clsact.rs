@@ -232,3 +232,83 @@ fn cleanup_finds_clsact_filters_whose_pod_record_is_gone() {
     assert!(!has_clsact(&pair), "the qdisc meshwire created went with them");
     assert!(!tc.pins.pod_dir(cookie).exists());
 }
+
+/// A DEL answered before its qdisc goes: meshwire's filters are off at
+/// once (nothing steers the pod), the bare qdisc meshwire created stays with
+/// its markers until `remove_left_qdisc`, which then takes both.
+#[test]
+fn a_del_takes_the_filters_off_at_once_and_the_qdisc_after_its_answer() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    one_redirected_connection(&pair, &sidecar);
+    let left = detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+    assert_eq!(left, Some(LeftQdisc { cookie, netns: pair.pod_path(), ifname: "eth0".into() }));
+    assert!(all_filters(&pair).is_empty(), "meshwire's filters went before the answer");
+    assert!(refused(&pair), "nothing steers the pod any more");
+    assert!(has_clsact(&pair) && marker(&tc.pins, cookie).is_dir(), "the bare qdisc and its marker wait: {}", qdiscs(&pair));
+    assert!(check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").is_err());
+    remove_left_qdisc(&tc.pins, left.as_ref().unwrap()).unwrap();
+    assert!(!has_clsact(&pair), "{}", qdiscs(&pair));
+    assert!(!tc.pins.pod_dir(cookie).exists());
+    remove_left_qdisc(&tc.pins, left.as_ref().unwrap()).expect("removing it twice is fine");
+
+    // Meshed again before the qdisc went (an ADD after the DEL): it stays,
+    // with the new filters and its marker, for the next DEL.
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    let left = detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    remove_left_qdisc(&tc.pins, &left).unwrap();
+    assert_filters_run(&pair, &tc.obj);
+    assert!(marker(&tc.pins, cookie).is_dir());
+    one_redirected_connection(&pair, &sidecar);
+    check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap();
+
+    // Another component's filter on it meanwhile: the qdisc is theirs now.
+    let left = detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap();
+    let other = OtherProg::new(&tc);
+    other.attach(&pair, false, 49152, 1);
+    remove_left_qdisc(&tc.pins, &left).unwrap();
+    assert_eq!(all_filters(&pair), vec![(false, 49152, 1, "bpf".to_string())]);
+    assert!(!tc.pins.pod_dir(cookie).exists(), "and no longer meshwire's");
+
+    // With another filter on it at the DEL, nothing is left for later:
+    // meshwire's filters go, the qdisc is theirs (as detach_pod does).
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    assert_eq!(detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap(), None);
+    assert_eq!(all_filters(&pair), vec![(false, 49152, 1, "bpf".to_string())]);
+    assert!(!tc.pins.pod_dir(cookie).exists());
+}
+
+/// A loader killed between a DEL's answer and the qdisc's removal: the
+/// record and map entries are gone, the bare qdisc and its markers are not.
+/// The restarted loader's sweep (no record explains the pod) finds the
+/// namespace by cookie and deletes the qdisc and the pins; the namespace
+/// gone meanwhile, the qdisc went with it and the pins go.
+#[test]
+fn a_qdisc_left_by_a_del_whose_loader_was_killed_goes_at_the_restart() {
+    let (tc, pair, cookie, _sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    // The loader dies holding it: nothing of it is kept outside the pins.
+    drop(detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap());
+    assert!(has_clsact(&pair) && all_filters(&pair).is_empty());
+    let dir = std::env::temp_dir().join(format!("meshwire-netns-left-{}-{cookie}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(pair.pod_path(), dir.join("pod")).unwrap();
+    let found = detach_orphans(&tc.pins, &[&dir], &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    assert_eq!(found.unwrap(), 1);
+    assert!(!has_clsact(&pair), "{}", qdiscs(&pair));
+    assert!(!tc.pins.pod_dir(cookie).exists());
+
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    drop(detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap());
+    drop(sidecar);
+    pair.delete_pod();
+    assert_eq!(detach_orphans(&tc.pins, &[], &[]).unwrap(), 0, "no namespace to look in");
+    // What the sweep does next for a cookie no record explains.
+    for c in pod_cookies(&tc.pins) {
+        detach_pod(&tc.pins, c, None).unwrap();
+    }
+    assert!(!tc.pins.pod_dir(cookie).exists());
+}
