@@ -273,6 +273,23 @@ class Scale(Bench):
                 out.setdefault(name, []).append(ms)
         return out
 
+    def slowest_dels(self, text, pool, dels, vers):
+        """The slowest 1% of the DELs (at least 2), each with the VERSION run
+        just before its pod's ADD (the exec floor of that moment), the
+        loader's phases for it and what it did after answering (`api: after
+        del_pod ...`): where a p99 DEL's time went."""
+        mine, after = {}, {}
+        for line in text.splitlines():
+            for prefix, into in (("api: del_pod ", mine), ("api: after del_pod ", after)):
+                k = line.find(prefix)
+                if k >= 0:
+                    rest = line[k + len(prefix):]
+                    into[rest.split(" ", 1)[0]] = rest.split(": ", 1)[1]
+        worst = sorted(range(len(dels)), key=lambda k: -dels[k])[:max(2, len(dels) // 100)]
+        return [{"id": f"m{pool[k]}", "ms": dels[k], "version_ms": vers[k],
+                 "phases": took(mine[f"m{pool[k]}"]) if f"m{pool[k]}" in mine else {},
+                 "after_ms": float(after[f"m{pool[k]}"].split()[0]) if f"m{pool[k]}" in after else None} for k in worst]
+
     def cli_ms(self, *args, n=10):
         v = []
         for _ in range(n):
@@ -298,7 +315,8 @@ class Scale(Bench):
         text = open(logf).read()
         ids = {f"m{i}" for i in pool}
         row = {"tc": self.tc, "pods": size, "adds": adds, "dels": dels, "versions": vers, "load": busy,
-               "add_phases": self.phases(text, "add_pod", ids), "del_phases": self.phases(text, "del_pod", ids)}
+               "add_phases": self.phases(text, "add_pod", ids), "del_phases": self.phases(text, "del_pod", ids),
+               "del_slowest": self.slowest_dels(text, pool, dels, vers)}
         row["rss_kib"], row["hwm_kib"] = self.rss_kib()
         row["maps_bytes"], row["maps"] = self.maps_memory()
         row["pods_ms"] = self.cli_ms("pods")
@@ -399,6 +417,17 @@ def report(s):
         for n in names:
             L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
         L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
+    L += ["", "DEL's slowest samples (the slowest 1%, at least 2, per size): exec to exit, the VERSION run in the same round "
+          "(the exec floor then), the loader's part and its phases (ms), and the work it did after answering (a bare "
+          "clsact qdisc's deletion):", "",
+          "| tc attach | pods meshed | DEL (ms) | VERSION (ms) | loader (ms) | loader's phases | after the answer (ms) |",
+          "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for w in r.get("del_slowest", []):
+            ph = w["phases"]
+            parts = ", ".join(f"{n} {fmt(v)}" for n, v in ph.items() if n != "total (loader)")
+            L.append(f"| {r['tc']} | {r['pods']:,} | {fmt(w['ms'])} | {fmt(w['version_ms'])} | {fmt(ph.get('total (loader)'))} | "
+                     f"{parts or '-'} | {fmt(w['after_ms']) if w['after_ms'] is not None else '-'} |")
     if any("base_adopt_s" in r for r in rows):
         L += ["", f"Adoption against the baseline loader (`--baseline-loader {os.path.basename(a.baseline_loader)}`{' (' + a.baseline_note + ')' if a.baseline_note else ''}): "
               f"the same pods, {a.restarts} restarts of each per size in turns (baseline first), medians by time to ready:", "",

@@ -527,7 +527,7 @@ impl Server {
         conn.output = response_line(&response);
         conn.undo = undo;
         let flushed = Self::flush(&mut conn);
-        if let (Some(label), Some(took)) = (timed, timing::finish()) {
+        if let (Some(label), Some(took)) = (timed.as_ref(), timing::finish()) {
             log::debug!("api: {label}: {took}");
         }
         match flushed {
@@ -543,7 +543,7 @@ impl Server {
         if is_del {
             let t = Instant::now();
             self.service.finish_removals();
-            log::debug!("api: after the answer: {:.3} ms", t.elapsed().as_secs_f64() * 1e3);
+            log::debug!("api: after {}: {:.3} ms", timed.as_deref().unwrap_or("del_pod"), t.elapsed().as_secs_f64() * 1e3);
         }
     }
 
