@@ -1042,8 +1042,14 @@ case_concurrent() {
     [ "$(map_count mw_pods)" = "$before_pods" ] || { log "mw_pods holds $(map_count mw_pods) after DEL, expected $before_pods"; return 1; }
     [ "$(map_count mw_pod_ips)" = "$before_ips" ] || { log "mw_pod_ips holds $(map_count mw_pod_ips) after DEL, expected $before_ips"; return 1; }
     if pod_list | grep -qE 'ctr-1[0-9]{2}\b'; then log "pod list still shows some of them"; return 1; fi
+    # A pod's pinned directory holds the marker of its clsact qdisc until the
+    # loader deletes the qdisc, right after answering the DEL: allow 2 s.
+    for ((i = 0; i < 20; i++)); do
+        [ "$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)" = "$before_state" ] && break
+        sleep 0.1
+    done
     [ "$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)" = "$before_state" ] ||
-        { log "records or pinned links left:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | indent; return 1; }
+        { log "records or pinned links left 2 s after:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | indent; return 1; }
     leases=$(find "$WORK/ipam" -type f -name '10.242.*' | wc -l)
     [ "$leases" = "$before_leases" ] || { log "host-local leases: $before_leases before, $leases after"; return 1; }
     for ((i = 100; i < 100 + CONCURRENT; i++)); do ip netns del "$(pod "$i")"; done
