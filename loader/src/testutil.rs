@@ -67,6 +67,6 @@ impl Drop for TempCgroup {
 /// made there stay there.
 pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 'static) -> T {
     let file = std::fs::File::open(netns).unwrap();
-    let shown = netns.display().to_string();
-    std::thread::spawn(move || system::run_in_netns(file, &shown, move |_| Ok::<T, String>(f())).unwrap()).join().unwrap()
+    let path = netns.to_path_buf();
+    std::thread::spawn(move || system::run_in_netns(file, &path, move |_| f()).unwrap()).join().unwrap()
 }

@@ -28,7 +28,6 @@
 //! and interface, looks there for meshwire's filters (bpf_tc_query) and
 //! removes them; nothing else on the interface is touched.
 
-use std::fs::File;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -41,7 +40,7 @@ use crate::datapath::objects::{self, Hook, ProgramSpec};
 use crate::datapath::pins::{temp_pin, PodPins, Pins};
 use crate::timing;
 use crate::error::{Error, OrOs};
-use crate::system;
+use crate::system::{self, NetnsError};
 
 /// A tc program of the datapath and where a pod's link to it is pinned.
 #[derive(Debug, Clone, Copy)]
@@ -189,16 +188,14 @@ fn in_pod_netns<T: Send + 'static>(
     ifname: &str,
     f: impl FnOnce(u32) -> Result<T, Error> + Send + 'static,
 ) -> Result<Reach<T>, Error> {
-    let file = match File::open(netns) {
+    let file = match system::open_netns(netns) {
         Ok(f) => f,
-        Err(e) if e.kind() == io::ErrorKind::NotFound => {
-            return Ok(Reach::Unreachable(Error::NetnsGone(format!("opening network namespace {}: {e}", netns.display()))))
-        }
-        Err(e) => return Err(Error::os(format_args!("opening network namespace {}", netns.display()), &e)),
+        Err(gone @ NetnsError::Gone { .. }) => return Ok(Reach::Unreachable(gone.into())),
+        Err(e) => return Err(e.into()),
     };
     let shown = netns.display().to_string();
     let ifname = ifname.to_string();
-    system::run_in_netns(file, &shown.clone(), move |here| {
+    system::run_in_netns(file, netns, move |here| {
         if here != cookie {
             return Ok(Reach::Unreachable(Error::NetnsGone(format!("{shown} has netns cookie {here}, not {cookie}"))));
         }
@@ -207,7 +204,7 @@ fn in_pod_netns<T: Send + 'static>(
             Err(why) => return Ok(Reach::Unreachable(why)),
         };
         f(ifindex).map(Reach::Done).map_err(|e| e.context(format_args!("{ifname} in {shown}")))
-    })
+    })?
 }
 
 /// The index of `ifname` in the calling thread's network namespace (`shown`);

@@ -84,7 +84,7 @@ use super::ebpf::EbpfTc;
 use super::pods::{merged, MeshedPod};
 use super::Interception;
 use crate::error::{Error, OrOs};
-use crate::system;
+use crate::system::{self, NetnsError};
 
 pub const CHAIN_OUT: &str = "MESHWIRE_OUTPUT";
 pub const CHAIN_IN: &str = "MESHWIRE_INBOUND";
@@ -672,16 +672,16 @@ fn in_pod_netns<T: Send + 'static>(
     if host.contains(&cookie) {
         return Err(Error::Invalid(format!("netns cookie {cookie} is the host's network namespace; iptables rules are only ever installed in a pod's")));
     }
-    let file = match File::open(netns) {
+    let file = match system::open_netns(netns) {
         Ok(f) => f,
-        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(None),
-        Err(e) => return Err(Error::os(format_args!("opening network namespace {}", netns.display()), &e)),
+        Err(NetnsError::Gone { .. }) => return Ok(None),
+        Err(e) => return Err(e.into()),
     };
     let meta = file.metadata().or_os(|| format!("stat {}", netns.display()))?;
     let shown = netns.display().to_string();
     let userns = system::userns::owner_of(&file, &shown)?;
     let entered = Entered { dev: meta.dev(), ino: meta.ino(), userns };
-    system::run_in_netns(file, &shown.clone(), move |now| {
+    system::run_in_netns(file, netns, move |now| {
         if host.contains(&now) {
             return Err(Error::Invalid(format!("{shown} is the host's network namespace; iptables rules are only ever installed in a pod's")));
         }
@@ -690,7 +690,7 @@ fn in_pod_netns<T: Send + 'static>(
             return Ok(None);
         }
         f(&entered).map(Some)
-    })
+    })?
 }
 
 /// Why an iptables command did not do its job.

@@ -128,12 +128,12 @@ impl PodService {
         let netns = system::open_netns(&spec.netns)?;
         // Outside the pod's namespace: read once, then kept.
         let hosts = system::host_netns_cookies()?;
-        let shown = spec.netns.display().to_string();
-        system::run_in_netns(netns, &shown, |cookie| {
+        let path = spec.netns.clone();
+        system::run_in_netns(netns, &path, |cookie| {
             timing::mark("netns cookie");
             let pod = pods::resolve(&spec, cookie, &hosts, self.defaults)?;
             self.add_here(spec, pod)
-        })
+        })?
     }
 
     /// [`add`](Self::add)'s work, on a thread inside the pod's network

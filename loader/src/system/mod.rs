@@ -94,50 +94,143 @@ impl std::os::fd::AsRawFd for Cgroup {
     }
 }
 
+/// Why the loader could not work in (or read) a network namespace. Each
+/// names the namespace as the caller gave it (a path such as /run/netns/x or
+/// /proc/PID/ns/net) and, where a system call failed, its errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsError {
+    /// Nothing is at the path (ENOENT): the pod's namespace is gone.
+    Gone { netns: PathBuf },
+    /// The path is there but could not be opened.
+    Open { netns: PathBuf, errno: i32 },
+    /// The file is not a namespace file (not on nsfs).
+    NotANamespace { netns: PathBuf },
+    /// A namespace, of another kind than network (mount, uts, user...).
+    NotNetwork { netns: PathBuf },
+    /// setns() refused to enter it.
+    Enter { netns: PathBuf, errno: i32 },
+    /// Its cookie (SO_NETNS_COOKIE) could not be read; `netns` None: the
+    /// namespace the loader itself runs in.
+    Cookie { netns: Option<PathBuf>, errno: i32 },
+    /// The calling thread's own namespace could not be opened, so it could
+    /// not have come back: nothing was entered.
+    Home { errno: i32 },
+    /// The work done inside panicked; the thread went back.
+    Panicked { netns: PathBuf },
+}
+
+impl NetnsError {
+    /// The errno behind it, if a system call failed.
+    pub fn errno(&self) -> Option<i32> {
+        match self {
+            NetnsError::Open { errno, .. } | NetnsError::Enter { errno, .. } | NetnsError::Cookie { errno, .. } | NetnsError::Home { errno } => Some(*errno),
+            NetnsError::Gone { .. } => Some(libc::ENOENT),
+            NetnsError::NotANamespace { .. } | NetnsError::NotNetwork { .. } | NetnsError::Panicked { .. } => None,
+        }
+    }
+}
+
+impl std::fmt::Display for NetnsError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let os = |errno: &i32| io::Error::from_raw_os_error(*errno);
+        match self {
+            NetnsError::Gone { netns } => {
+                write!(f, "opening network namespace {}: it does not exist (the pod's sandbox is gone, or the path is wrong)", netns.display())
+            }
+            NetnsError::Open { netns, errno } => write!(f, "opening network namespace {}: {}", netns.display(), os(errno)),
+            NetnsError::NotANamespace { netns } => write!(
+                f,
+                "{} is not a network namespace (not a namespace file of nsfs); give a path like /run/netns/NAME or /proc/PID/ns/net",
+                netns.display()
+            ),
+            NetnsError::NotNetwork { netns } => {
+                write!(f, "{} is a namespace, but not a network namespace; give the pod's network namespace (/proc/PID/ns/net, not another ns/ file)", netns.display())
+            }
+            NetnsError::Enter { netns, errno } => write!(f, "{} is not a network namespace I can enter: {} (setns)", netns.display(), os(errno)),
+            NetnsError::Cookie { netns, errno } => {
+                match netns {
+                    Some(p) => write!(f, "reading the cookie of {}: {}", p.display(), os(errno))?,
+                    None => write!(f, "reading the loader's own netns cookie: {}", os(errno))?,
+                }
+                match *errno {
+                    libc::ENOPROTOOPT => f.write_str(" (kernel feature: SO_NETNS_COOKIE, Linux 5.14; run meshwire on a newer kernel)"),
+                    libc::EMFILE | libc::ENFILE => f.write_str(" (out of file descriptors: raise the loader's open-files limit)"),
+                    _ => Ok(()),
+                }
+            }
+            NetnsError::Home { errno } => write!(f, "opening this thread's network namespace (/proc/thread-self/ns/net): {}; nothing was entered", os(errno)),
+            NetnsError::Panicked { netns } => write!(f, "the work in network namespace {} panicked (a bug: see the loader's log)", netns.display()),
+        }
+    }
+}
+
+impl std::error::Error for NetnsError {}
+
+/// By what the caller can do: a gone namespace is NetnsGone, a path that is
+/// no network namespace Invalid, a failed system call Os (errno kept), a
+/// panic Internal.
+impl From<NetnsError> for Error {
+    fn from(e: NetnsError) -> Error {
+        let message = e.to_string();
+        match e {
+            NetnsError::Gone { .. } => Error::NetnsGone(message),
+            NetnsError::NotANamespace { .. } | NetnsError::NotNetwork { .. } => Error::Invalid(message),
+            NetnsError::Open { errno, .. } | NetnsError::Enter { errno, .. } | NetnsError::Cookie { errno, .. } | NetnsError::Home { errno } => {
+                Error::Os { errno, message }
+            }
+            NetnsError::Panicked { .. } => Error::Internal(message),
+        }
+    }
+}
+
+fn last_errno() -> i32 {
+    io::Error::last_os_error().raw_os_error().unwrap_or(libc::EIO)
+}
+
 /// Open `netns` and make sure it is a network namespace, without ever
 /// blocking: O_NONBLOCK, so a FIFO (or a device) at that path cannot wedge
 /// the caller, then nsfs (statfs) and NS_GET_NSTYPE = CLONE_NEWNET.
-pub fn open_netns(netns: &Path) -> Result<File, Error> {
+pub fn open_netns(netns: &Path) -> Result<File, NetnsError> {
     use std::os::fd::AsRawFd;
     use std::os::unix::fs::OpenOptionsExt;
     const NSFS_MAGIC: i64 = 0x6e73_6673;
     const NS_GET_NSTYPE: libc::c_ulong = 0xb703; // _IO(0xb7, 0x3)
-    let shown = netns.display();
     let file = std::fs::OpenOptions::new()
         .read(true)
         .custom_flags(libc::O_NONBLOCK | libc::O_CLOEXEC | libc::O_NOCTTY)
         .open(netns)
-        .map_err(|e| match e.kind() {
-            io::ErrorKind::NotFound => Error::NetnsGone(format!("opening network namespace {shown}: {e}")),
-            _ => Error::os(format_args!("opening network namespace {shown}"), &e),
+        .map_err(|e| match e.raw_os_error() {
+            Some(libc::ENOENT) => NetnsError::Gone { netns: netns.to_path_buf() },
+            errno => NetnsError::Open { netns: netns.to_path_buf(), errno: errno.unwrap_or(libc::EIO) },
         })?;
     let mut fs: libc::statfs = unsafe { std::mem::zeroed() };
     if unsafe { libc::fstatfs(file.as_raw_fd(), &mut fs) } != 0 {
-        return Err(Error::os(format_args!("{shown}: statfs"), &io::Error::last_os_error()));
+        return Err(NetnsError::Open { netns: netns.to_path_buf(), errno: last_errno() });
     }
     if fs.f_type as i64 != NSFS_MAGIC {
-        return Err(Error::Invalid(format!("{shown} is not a network namespace (not a namespace file of nsfs)")));
+        return Err(NetnsError::NotANamespace { netns: netns.to_path_buf() });
     }
     let kind = unsafe { libc::ioctl(file.as_raw_fd(), NS_GET_NSTYPE as _) };
     if kind != libc::CLONE_NEWNET {
-        return Err(Error::Invalid(format!("{shown} is a namespace, but not a network namespace")));
+        return Err(NetnsError::NotNetwork { netns: netns.to_path_buf() });
     }
     Ok(file)
 }
 
 /// The cookie of the network namespace behind `netns` (e.g. /run/netns/x or
 /// /proc/PID/ns/net).
-pub fn netns_cookie(netns: &Path) -> Result<u64, Error> {
-    run_in_netns(open_netns(netns)?, &netns.display().to_string(), Ok)
+pub fn netns_cookie(netns: &Path) -> Result<u64, NetnsError> {
+    run_in_netns(open_netns(netns)?, netns, |cookie| cookie)
 }
 
 /// The one way the loader works inside another network namespace: the
-/// calling thread enters `netns` (an open namespace file, shown as `shown`
+/// calling thread enters `netns` (an open namespace file, `path` naming it
 /// in errors; setns() moves only the calling thread), runs `f` there and
-/// goes back to the namespace it was in, also when `f` fails or panics (a
-/// panic is returned as an error). `f` is given the namespace's cookie, so
-/// callers can check it is the namespace they mean before touching anything.
-/// `E`: the caller's error type (its own failures are said in words).
+/// goes back to the namespace it was in, also when `f` panics (a panic is
+/// returned as [`NetnsError::Panicked`]). `f` is given the namespace's
+/// cookie, so callers can check it is the namespace they mean before
+/// touching anything. What `f` returns (its own Result, if it can fail) is
+/// returned as is: Err is only for entering, reading the cookie or a panic.
 ///
 /// It used to be a thread of its own per call: a spawn and a join are two
 /// hand-offs to the scheduler, and on a busy node each waits for a CPU (a pod's
@@ -145,12 +238,12 @@ pub fn netns_cookie(netns: &Path) -> Result<u64, Error> {
 /// would go on working in the pod's namespace, so the process aborts then
 /// (a restarted loader adopts its pods); with the loader's own namespace file
 /// open, setns() back has no reason to fail.
-pub fn run_in_netns<T, E: From<String>>(netns: File, shown: &str, f: impl FnOnce(u64) -> Result<T, E>) -> Result<T, E> {
-    let home = File::open("/proc/thread-self/ns/net").map_err(|e| format!("opening this thread's network namespace: {e}"))?;
-    nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| format!("{shown} is not a network namespace I can enter: {e}"))?;
+pub fn run_in_netns<T>(netns: File, path: &Path, f: impl FnOnce(u64) -> T) -> Result<T, NetnsError> {
+    let home = File::open("/proc/thread-self/ns/net").map_err(|e| NetnsError::Home { errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+    nix::sched::setns(netns.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter { netns: path.to_path_buf(), errno: e as i32 })?;
     let _back = GoBack(home);
-    let cookie = current_netns_cookie().map_err(|e| format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)"))?;
-    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(cookie))).map_err(|_| E::from(format!("the work in network namespace {shown} panicked")))?
+    let cookie = current_netns_cookie().map_err(|e| NetnsError::Cookie { netns: Some(path.to_path_buf()), errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+    std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| f(cookie))).map_err(|_| NetnsError::Panicked { netns: path.to_path_buf() })
 }
 
 /// Takes the thread back to the network namespace it came from when dropped.
@@ -173,13 +266,11 @@ pub struct NetnsThread {
 
 impl NetnsThread {
     /// Enter the network namespace at `netns` (checked as [`open_netns`]
-    /// does) on this thread; its cookie. NetnsGone when the path is gone.
-    pub fn enter(&mut self, netns: &Path) -> Result<u64, Error> {
+    /// does) on this thread; its cookie. Gone when the path is gone.
+    pub fn enter(&mut self, netns: &Path) -> Result<u64, NetnsError> {
         let file = open_netns(netns)?;
-        let shown = netns.display();
-        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET)
-            .map_err(|e| Error::Internal(format!("{shown} is not a network namespace I can enter: {e}")))?;
-        current_netns_cookie().map_err(|e| Error::Internal(format!("reading the cookie of {shown}: {e} (kernel feature: SO_NETNS_COOKIE, Linux 5.14)")))
+        nix::sched::setns(file.as_fd(), nix::sched::CloneFlags::CLONE_NEWNET).map_err(|e| NetnsError::Enter { netns: netns.to_path_buf(), errno: e as i32 })?;
+        current_netns_cookie().map_err(|e| NetnsError::Cookie { netns: Some(netns.to_path_buf()), errno: e.raw_os_error().unwrap_or(libc::EIO) })
     }
 }
 
@@ -235,12 +326,13 @@ pub fn current_netns_cookie() -> io::Result<u64> {
 /// Cookies of namespaces that must never be meshed: the one the loader runs
 /// in (the host's, on a node) and PID 1's when this process may read it.
 /// Neither changes while the process lives: read once.
-pub fn host_netns_cookies() -> Result<Vec<u64>, String> {
+pub fn host_netns_cookies() -> Result<Vec<u64>, NetnsError> {
     static HOST: std::sync::OnceLock<Vec<u64>> = std::sync::OnceLock::new();
     if let Some(c) = HOST.get() {
         return Ok(c.clone());
     }
-    let mut cookies = vec![current_netns_cookie().map_err(|e| format!("reading the loader's own netns cookie: {e}"))?];
+    let own = current_netns_cookie().map_err(|e| NetnsError::Cookie { netns: None, errno: e.raw_os_error().unwrap_or(libc::EIO) })?;
+    let mut cookies = vec![own];
     if let Ok(c) = netns_cookie(Path::new("/proc/1/ns/net")) {
         cookies.push(c);
     }
@@ -267,9 +359,133 @@ mod tests {
         assert_ne!(via_path, 0);
     }
 
+    /// A network namespace of its own, held open: a thread unshares one and
+    /// hands over its namespace file, then ends.
+    fn fresh_netns() -> File {
+        std::thread::spawn(|| {
+            nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWNET).expect("unshare(CLONE_NEWNET)");
+            File::open("/proc/thread-self/ns/net").unwrap()
+        })
+        .join()
+        .unwrap()
+    }
+
     #[test]
-    fn netns_cookie_of_a_regular_file_is_refused() {
+    fn a_path_that_is_gone_is_gone_and_the_caller_sees_netns_gone() {
+        let path = Path::new("/run/netns/meshwire-no-such-netns");
+        let e = open_netns(path).unwrap_err();
+        assert_eq!(e, NetnsError::Gone { netns: path.to_path_buf() });
+        assert_eq!(netns_cookie(path).unwrap_err(), e);
+        let loader = Error::from(e);
+        assert!(matches!(&loader, Error::NetnsGone(m) if m.starts_with("opening network namespace /run/netns/meshwire-no-such-netns: it does not exist")), "{loader:?}");
+    }
+
+    #[test]
+    fn a_path_that_cannot_be_opened_keeps_its_errno() {
+        // A regular file's "child": ENOTDIR, not ENOENT (not gone).
+        let path = Path::new("/proc/self/status/net");
+        let e = open_netns(path).unwrap_err();
+        assert_eq!(e, NetnsError::Open { netns: path.to_path_buf(), errno: libc::ENOTDIR });
+        let loader = Error::from(e);
+        assert_eq!(loader.errno(), Some(libc::ENOTDIR), "{loader:?}");
+        assert!(loader.message().contains("/proc/self/status/net"), "{loader}");
+    }
+
+    #[test]
+    fn a_file_that_is_no_namespace_and_a_namespace_of_another_kind_are_refused() {
         let e = netns_cookie(Path::new("/proc/self/status")).unwrap_err();
-        assert!(matches!(e, Error::Invalid(_)) && e.message().contains("not a network namespace"), "{e:?}");
+        assert_eq!(e, NetnsError::NotANamespace { netns: "/proc/self/status".into() });
+        assert!(matches!(Error::from(e.clone()), Error::Invalid(m) if m.contains("is not a network namespace") && m.contains("/proc/PID/ns/net")), "{e}");
+        let e = open_netns(Path::new("/proc/self/ns/uts")).unwrap_err();
+        assert_eq!(e, NetnsError::NotNetwork { netns: "/proc/self/ns/uts".into() });
+        assert!(matches!(Error::from(e), Error::Invalid(m) if m.contains("not a network namespace")));
+    }
+
+    #[test]
+    fn run_in_netns_works_in_the_other_namespace_and_comes_back() {
+        let own = current_netns_cookie().unwrap();
+        let (there, seen) = run_in_netns(fresh_netns(), Path::new("fresh"), |cookie| (cookie, current_netns_cookie().unwrap())).unwrap();
+        assert_eq!(there, seen, "f is given the cookie of the namespace it runs in");
+        assert_ne!(there, own);
+        assert_eq!(current_netns_cookie().unwrap(), own, "back home");
+    }
+
+    #[test]
+    fn a_namespace_setns_refuses_is_an_enter_error_and_nothing_moves() {
+        // Opened without open_netns's checks: setns(CLONE_NEWNET) on a UTS
+        // namespace fails with EINVAL.
+        let own = current_netns_cookie().unwrap();
+        let uts = File::open("/proc/self/ns/uts").unwrap();
+        let mut ran = false;
+        let e = run_in_netns(uts, Path::new("/proc/self/ns/uts"), |_| ran = true).unwrap_err();
+        assert_eq!(e, NetnsError::Enter { netns: "/proc/self/ns/uts".into(), errno: libc::EINVAL });
+        assert!(!ran);
+        assert_eq!(current_netns_cookie().unwrap(), own);
+        assert!(matches!(Error::from(e), Error::Os { errno: libc::EINVAL, message } if message.contains("not a network namespace I can enter")));
+    }
+
+    #[test]
+    fn work_that_panics_inside_is_a_panicked_error_and_the_thread_comes_back() {
+        let own = current_netns_cookie().unwrap();
+        let e = run_in_netns(fresh_netns(), Path::new("fresh"), |_| -> () { panic!("deliberately") }).unwrap_err();
+        assert_eq!(e, NetnsError::Panicked { netns: "fresh".into() });
+        assert_eq!(current_netns_cookie().unwrap(), own, "back home after the panic");
+        assert!(matches!(Error::from(e), Error::Internal(m) if m.contains("panicked")));
+    }
+
+    /// Out of file descriptors (RLIMIT_NOFILE lowered to just above what is
+    /// open), a cookie cannot be read: in a pod's namespace (its socket is
+    /// refused once the thread's own namespace file is open), the loader's
+    /// own (host_netns_cookies, not cached yet in a fresh process), and
+    /// with no descriptor at all the thread's own namespace cannot be opened,
+    /// so nothing is entered. The limit is the process's: this runs in a
+    /// child process of its own (this test binary again, this test only).
+    #[test]
+    fn a_cookie_that_cannot_be_read_is_a_cookie_error() {
+        const CHILD: &str = "MESHWIRE_TEST_NOFILE_CHILD";
+        const NAME: &str = "system::tests::a_cookie_that_cannot_be_read_is_a_cookie_error";
+        if std::env::var_os(CHILD).is_none() {
+            let out = std::process::Command::new(std::env::current_exe().unwrap())
+                .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
+                .env(CHILD, "1")
+                .output()
+                .unwrap();
+            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+            assert!(out.status.success() && text.contains("child: 3 cases checked") && text.contains("1 passed"), "the child run failed:\n{text}");
+            return;
+        }
+        use std::os::fd::AsRawFd;
+        let own = current_netns_cookie().unwrap();
+        let path = Path::new("/proc/self/ns/net");
+        let (for_home, for_cookie) = (open_netns(path).unwrap(), open_netns(path).unwrap());
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        let set = |n: u64| assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: limit.rlim_max }) }, 0);
+        // Descriptors are given lowest first: with the limit at the lowest
+        // free one, no descriptor can be had; one above it, one can.
+        let lowest_free = || {
+            set(limit.rlim_cur);
+            let fd = unsafe { libc::fcntl(for_cookie.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
+            assert!(fd > 0);
+            unsafe { libc::close(fd) };
+            fd as u64
+        };
+
+        set(lowest_free());
+        let own_cookie = host_netns_cookies();
+        set(lowest_free());
+        let home = run_in_netns(for_home, path, |c| c);
+        set(lowest_free() + 1);
+        let cookie = run_in_netns(for_cookie, path, |c| c);
+        set(limit.rlim_cur);
+
+        let e = cookie.unwrap_err();
+        assert_eq!(e, NetnsError::Cookie { netns: Some("/proc/self/ns/net".into()), errno: libc::EMFILE });
+        assert!(e.to_string().contains("raise the loader's open-files limit"), "{e}");
+        assert!(matches!(Error::from(e), Error::Os { errno: libc::EMFILE, .. }));
+        assert_eq!(own_cookie.unwrap_err(), NetnsError::Cookie { netns: None, errno: libc::EMFILE });
+        assert_eq!(home.unwrap_err(), NetnsError::Home { errno: libc::EMFILE });
+        assert_eq!(current_netns_cookie().unwrap(), own);
+        println!("child: 3 cases checked");
     }
 }

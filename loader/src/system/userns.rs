@@ -88,7 +88,7 @@ fn uid_map_of(userns: &File) -> Result<String, String> {
 /// not map it (no process there can run as it).
 pub fn host_uid(netns: &Path, uid: u32) -> Result<Option<u32>, String> {
     let shown = netns.display().to_string();
-    let file = super::open_netns(netns)?;
+    let file = super::open_netns(netns).map_err(|e| e.to_string())?;
     let Some(userns) = owner_of(&file, &shown)? else { return Ok(None) };
     let map = uid_map_of(&userns).map_err(|e| format!("{shown}: the uid_map of its user namespace: {e}"))?;
     match map_uid(&map, uid) {

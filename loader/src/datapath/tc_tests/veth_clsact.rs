@@ -147,8 +147,12 @@ fn clsact_detach_when_the_pods_netns_is_gone() {
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).unwrap();
     assert!(!tc.pins.pod_dir(cookie).exists(), "the marker went with the pod");
     detach_pod(&tc.pins, cookie, Some((&pair.pod_path(), "eth0"))).expect("detaching twice is fine");
-    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err().to_string();
-    assert!(e.contains("opening network namespace"), "{e}");
+    let e = check_pod(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap_err();
+    assert!(matches!(&e, Error::Inconsistent(m) if m.starts_with("opening network namespace") && m.contains("does not exist")), "{e:?}");
+    // A path that is there but is no network namespace is the caller's
+    // mistake (system::NetnsError::NotNetwork), not a pod that went.
+    let e = check_pod(&tc.pins, cookie, Path::new("/proc/self/ns/uts"), "eth0").unwrap_err();
+    assert!(matches!(&e, Error::Invalid(m) if m.contains("/proc/self/ns/uts is a namespace, but not a network namespace")), "{e:?}");
 }
 
 #[test]
