@@ -4,6 +4,8 @@
 //! `check_against_btf` compares names, offsets and sizes with the BTF of the
 //! built objects, so a drift between C and Rust fails the unit tests.
 
+use std::fmt;
+
 use crate::libbpf::{Btf, BtfMember};
 
 /// A Rust struct that mirrors a C struct of the datapath.
@@ -468,65 +470,148 @@ impl Settings {
     }
 }
 
-/// Compare one mirror with the BTF of an object; Err says what differs.
-pub fn check_mirror<M: Mirror>(btf: &Btf) -> Result<(), String> {
-    let (size, c_members) = btf
-        .struct_layout(M::C_NAME)
-        .ok_or_else(|| format!("struct {} is not in the object's BTF", M::C_NAME))?;
+/// Where the mirrors are, and what to do about a difference (the C header
+/// is the one definition).
+const FIX: &str = "make loader/src/datapath/layout.rs match bpf/lib/meshwire_structs.h (the C header is the one definition)";
+
+/// A field of a struct: byte offset and size.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct FieldAt {
+    pub offset: usize,
+    pub size: usize,
+}
+
+impl fmt::Display for FieldAt {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "at offset {} ({} bytes)", self.offset, self.size)
+    }
+}
+
+/// One difference between a Rust mirror of this file and the C struct or
+/// enum it mirrors, as the BTF of a built object describes the C side.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LayoutMismatch {
+    /// The object's BTF has no `struct NAME` (`is_enum`: no `enum NAME`).
+    Missing { name: String, is_enum: bool },
+    /// The struct's sizes differ.
+    Size { c_struct: &'static str, c: usize, rust: usize },
+    /// A field is in C only (`rust` None), in Rust only (`c` None), or at
+    /// another offset or of another size.
+    Field { c_struct: &'static str, field: String, c: Option<FieldAt>, rust: Option<FieldAt> },
+    /// The same fields at the same places, listed in another order.
+    FieldOrder { c_struct: &'static str, c: Vec<String>, rust: Vec<String> },
+    /// An enum constant in C only (`rust` None), in Rust only (`c` None),
+    /// or with another value.
+    EnumValue { c_enum: String, name: String, c: Option<i64>, rust: Option<i64> },
+}
+
+impl fmt::Display for LayoutMismatch {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            LayoutMismatch::Missing { name, is_enum: false } => {
+                write!(f, "struct {name} is not in the object's BTF: declare it in bpf/lib/meshwire_structs.h with an MW_LAYOUT in bpf/bpf_alignchecker.c, or drop its mirror from loader/src/datapath/layout.rs")
+            }
+            LayoutMismatch::Missing { name, is_enum: true } => {
+                write!(f, "enum {name} is not in the object's BTF: declare it in bpf/lib/meshwire_structs.h (used in bpf/bpf_alignchecker.c), or drop its mirror from loader/src/datapath/layout.rs")
+            }
+            LayoutMismatch::Size { c_struct, c, rust } => write!(f, "struct {c_struct}: C size {c}, Rust size {rust}: {FIX}"),
+            LayoutMismatch::Field { c_struct, field, c: Some(c), rust: Some(rust) } => {
+                write!(f, "struct {c_struct}: field {field} is {c} in C but {rust} in Rust: {FIX}")
+            }
+            LayoutMismatch::Field { c_struct, field, c: Some(c), rust: None } => write!(f, "struct {c_struct}: field {field} ({c}) is in C only: {FIX}"),
+            LayoutMismatch::Field { c_struct, field, c: None, rust: Some(rust) } => write!(f, "struct {c_struct}: field {field} ({rust}) is in Rust only: {FIX}"),
+            LayoutMismatch::Field { c_struct, field, c: None, rust: None } => write!(f, "struct {c_struct}: field {field} is in neither"),
+            LayoutMismatch::FieldOrder { c_struct, c, rust } => write!(f, "struct {c_struct}: C lists its fields as {c:?}, Rust as {rust:?}: {FIX}"),
+            LayoutMismatch::EnumValue { c_enum, name, c: Some(c), rust: Some(rust) } => write!(f, "enum {c_enum}: {name} is {c} in C but {rust} in Rust: {FIX}"),
+            LayoutMismatch::EnumValue { c_enum, name, c: Some(c), rust: None } => write!(f, "enum {c_enum}: {name} = {c} is in C only: {FIX}"),
+            LayoutMismatch::EnumValue { c_enum, name, c: None, rust: Some(rust) } => write!(f, "enum {c_enum}: {name} = {rust} is in Rust only: {FIX}"),
+            LayoutMismatch::EnumValue { c_enum, name, c: None, rust: None } => write!(f, "enum {c_enum}: {name} is in neither"),
+        }
+    }
+}
+
+impl std::error::Error for LayoutMismatch {}
+
+/// Compare one mirror with the BTF of an object: every difference.
+pub fn check_mirror<M: Mirror>(btf: &Btf) -> Result<(), Vec<LayoutMismatch>> {
+    let Some((size, c_members)) = btf.struct_layout(M::C_NAME) else {
+        return Err(vec![LayoutMismatch::Missing { name: M::C_NAME.to_string(), is_enum: false }]);
+    };
     let rust_members = M::members();
+    let mut found = Vec::new();
     if size != std::mem::size_of::<M>() {
-        return Err(format!("struct {}: C size {size}, Rust size {}", M::C_NAME, std::mem::size_of::<M>()));
+        found.push(LayoutMismatch::Size { c_struct: M::C_NAME, c: size, rust: std::mem::size_of::<M>() });
     }
-    if c_members != rust_members {
-        return Err(format!("struct {}: C fields {c_members:?}\n  Rust fields {rust_members:?}", M::C_NAME));
+    let at = |members: &[BtfMember], name: &str| members.iter().find(|m| m.name == name).map(|m| FieldAt { offset: m.offset, size: m.size });
+    // C's fields in C's order, then those only Rust has.
+    let names = c_members.iter().chain(rust_members.iter().filter(|r| !c_members.iter().any(|c| c.name == r.name))).map(|m| &m.name);
+    for name in names {
+        let (c, rust) = (at(&c_members, name), at(&rust_members, name));
+        if c != rust {
+            found.push(LayoutMismatch::Field { c_struct: M::C_NAME, field: name.clone(), c, rust });
+        }
     }
-    Ok(())
+    if found.is_empty() && c_members != rust_members {
+        let names = |members: &[BtfMember]| members.iter().map(|m| m.name.clone()).collect();
+        found.push(LayoutMismatch::FieldOrder { c_struct: M::C_NAME, c: names(&c_members), rust: names(&rust_members) });
+    }
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(found)
+    }
+}
+
+/// The constants of `enum name` against `rust` (name, value); `exact`:
+/// C must hold no others.
+fn compare_enum(btf: &Btf, name: &str, rust: &[(String, i64)], exact: bool) -> Result<(), Vec<LayoutMismatch>> {
+    let c = btf.enum_values(name).ok_or_else(|| vec![LayoutMismatch::Missing { name: name.to_string(), is_enum: true }])?;
+    let value = |list: &[(String, i64)], n: &str| list.iter().find(|(ln, _)| ln == n).map(|(_, v)| *v);
+    // Exact: C's names in C's order, then those only Rust has; else Rust's.
+    let c_names = c.iter().filter(|_| exact).map(|(n, _)| n);
+    let names = c_names.chain(rust.iter().filter(|(n, _)| !exact || value(&c, n).is_none()).map(|(n, _)| n));
+    let found: Vec<LayoutMismatch> = names
+        .filter_map(|n| {
+            let (cv, rv) = (value(&c, n), value(rust, n));
+            (cv != rv).then(|| LayoutMismatch::EnumValue { c_enum: name.to_string(), name: n.clone(), c: cv, rust: rv })
+        })
+        .collect();
+    if found.is_empty() {
+        Ok(())
+    } else {
+        Err(found)
+    }
 }
 
 /// `enum name` must be `names` numbered from `first`, then `max`.
-fn check_enum(btf: &Btf, name: &str, names: &[&str], first: i64, max: &str) -> Result<(), String> {
-    let vals = btf.enum_values(name).ok_or_else(|| format!("enum {name} is not in the object's BTF"))?;
+fn check_enum(btf: &Btf, name: &str, names: &[&str], first: i64, max: &str) -> Result<(), Vec<LayoutMismatch>> {
     let expected: Vec<(String, i64)> = names
         .iter()
         .enumerate()
         .map(|(i, n)| (n.to_string(), first + i as i64))
         .chain(std::iter::once((max.to_string(), first + names.len() as i64)))
         .collect();
-    if vals != expected {
-        return Err(format!("enum {name}: C {vals:?}\n  Rust {expected:?}"));
-    }
-    Ok(())
+    compare_enum(btf, name, &expected, true)
 }
 
 /// `enum name` must hold each of `values` (it may hold more).
-fn check_values(btf: &Btf, name: &str, values: &[(&str, i64)]) -> Result<(), String> {
-    let vals = btf.enum_values(name).ok_or_else(|| format!("enum {name} is not in the object's BTF"))?;
-    for (n, v) in values {
-        if !vals.iter().any(|(cn, cv)| cn == n && cv == v) {
-            return Err(format!("enum {name}: Rust has {n} = {v}, C {vals:?}"));
-        }
-    }
-    Ok(())
+fn check_values(btf: &Btf, name: &str, values: &[(&str, i64)]) -> Result<(), Vec<LayoutMismatch>> {
+    let rust: Vec<(String, i64)> = values.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    compare_enum(btf, name, &rust, false)
 }
 
 /// A mirrored C enum must hold exactly the C enum's names and values.
-pub fn check_c_enum(btf: &Btf, e: &CEnum) -> Result<(), String> {
-    let mut c = btf.enum_values(e.name).ok_or_else(|| format!("enum {} is not in the object's BTF", e.name))?;
-    let mut rust: Vec<(String, i64)> = e.values.iter().map(|(n, v)| (n.to_string(), *v)).collect();
-    c.sort();
-    rust.sort();
-    if c != rust {
-        return Err(format!("enum {}: C {c:?}\n  Rust {rust:?}", e.name));
-    }
-    Ok(())
+pub fn check_c_enum(btf: &Btf, e: &CEnum) -> Result<(), Vec<LayoutMismatch>> {
+    let rust: Vec<(String, i64)> = e.values.iter().map(|(n, v)| (n.to_string(), *v)).collect();
+    compare_enum(btf, e.name, &rust, true)
 }
 
 /// Check every mirror and the enums; returns all differences.
-pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<String>> {
+pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<LayoutMismatch>> {
     let mut errors = Vec::new();
-    let mut check = |r: Result<(), String>| {
+    let mut check = |r: Result<(), Vec<LayoutMismatch>>| {
         if let Err(e) = r {
-            errors.push(e)
+            errors.extend(e)
         }
     };
     check(check_mirror::<Settings>(btf));
@@ -588,18 +673,26 @@ mod tests {
         objects::ALIGNCHECKER.open(None).expect("open alignchecker object")
     }
 
+    fn btf_of(obj: &Object) -> Btf<'_> {
+        Btf::of_object(obj).expect("alignchecker object has BTF")
+    }
+
     #[test]
     fn mirrors_match_the_c_header() {
         let obj = alignchecker();
-        let btf = Btf::of_object(&obj).expect("alignchecker object has BTF");
-        if let Err(errors) = check_against_btf(&btf) {
+        if let Err(errors) = check_against_btf(&btf_of(&obj)) {
+            let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
             panic!("layout drift between bpf/lib/meshwire_structs.h and loader/src/datapath/layout.rs:\n{}", errors.join("\n"));
         }
     }
 
+    fn at(offset: usize, size: usize) -> Option<FieldAt> {
+        Some(FieldAt { offset, size })
+    }
+
+    /// struct mw_orig4 is { __u32 ip4; __u16 port; __u16 flags; } in C.
     #[test]
-    fn a_drifted_mirror_is_caught() {
-        // A mirror with a field in the wrong place must be reported.
+    fn a_mirror_with_fields_swapped_names_each_field_at_both_places() {
         mirror! {
             "mw_orig4" => pub struct WrongOrig4 {
                 pub ip4: u32,
@@ -608,20 +701,109 @@ mod tests {
             }
         }
         let obj = alignchecker();
-        let btf = Btf::of_object(&obj).unwrap();
-        let err = check_mirror::<WrongOrig4>(&btf).unwrap_err();
-        assert!(err.contains("mw_orig4"), "{err}");
+        let errors = check_mirror::<WrongOrig4>(&btf_of(&obj)).unwrap_err();
+        assert_eq!(
+            errors,
+            vec![
+                LayoutMismatch::Field { c_struct: "mw_orig4", field: "port".into(), c: at(4, 2), rust: at(6, 2) },
+                LayoutMismatch::Field { c_struct: "mw_orig4", field: "flags".into(), c: at(6, 2), rust: at(4, 2) },
+            ]
+        );
+        let text = errors[0].to_string();
+        assert_eq!(
+            text,
+            "struct mw_orig4: field port is at offset 4 (2 bytes) in C but at offset 6 (2 bytes) in Rust: make loader/src/datapath/layout.rs match bpf/lib/meshwire_structs.h (the C header is the one definition)"
+        );
     }
 
     #[test]
-    fn a_drifted_enum_mirror_is_caught() {
+    fn a_field_only_rust_has_changes_the_size_and_one_only_c_has_is_named() {
+        mirror! {
+            "mw_orig4" => pub struct LongerOrig4 {
+                pub ip4: u32,
+                pub port: u16,
+                pub flags: u16,
+                pub extra: u32,
+            }
+        }
+        mirror! {
+            "mw_orig4" => pub struct ShorterOrig4 {
+                pub ip4: u32,
+                pub port: u16,
+            }
+        }
         let obj = alignchecker();
-        let btf = Btf::of_object(&obj).unwrap();
+        let btf = btf_of(&obj);
+        assert_eq!(
+            check_mirror::<LongerOrig4>(&btf).unwrap_err(),
+            vec![
+                LayoutMismatch::Size { c_struct: "mw_orig4", c: 8, rust: 12 },
+                LayoutMismatch::Field { c_struct: "mw_orig4", field: "extra".into(), c: None, rust: at(8, 4) },
+            ]
+        );
+        // Rust pads it to 8 bytes too: only the field tells.
+        let errors = check_mirror::<ShorterOrig4>(&btf).unwrap_err();
+        assert_eq!(errors, vec![LayoutMismatch::Field { c_struct: "mw_orig4", field: "flags".into(), c: at(6, 2), rust: None }]);
+        assert!(errors[0].to_string().starts_with("struct mw_orig4: field flags (at offset 6 (2 bytes)) is in C only: make loader/src/datapath/layout.rs match"), "{}", errors[0]);
+    }
+
+    #[test]
+    fn a_mirror_of_a_struct_the_object_lacks_is_missing() {
+        mirror! {
+            "mw_no_such_struct" => pub struct Nothing {
+                pub x: u32,
+            }
+        }
+        let obj = alignchecker();
+        let errors = check_mirror::<Nothing>(&btf_of(&obj)).unwrap_err();
+        assert_eq!(errors, vec![LayoutMismatch::Missing { name: "mw_no_such_struct".into(), is_enum: false }]);
+        assert!(errors[0].to_string().contains("MW_LAYOUT in bpf/bpf_alignchecker.c"), "{}", errors[0]);
+    }
+
+    /// enum mw_flow_flag is { MW_FLOW_F_FIN_IN = 1, MW_FLOW_F_FIN_OUT = 2 } in C.
+    #[test]
+    fn a_drifted_enum_mirror_names_each_constant() {
+        let obj = alignchecker();
+        let btf = btf_of(&obj);
         let wrong = CEnum { name: "mw_flow_flag", values: &[("MW_FLOW_F_FIN_IN", 1), ("MW_FLOW_F_FIN_OUT", 4)] };
-        let err = check_c_enum(&btf, &wrong).unwrap_err();
-        assert!(err.contains("mw_flow_flag"), "{err}");
-        let missing = CEnum { name: "mw_flow_flag", values: &[("MW_FLOW_F_FIN_IN", 1)] };
-        assert!(check_c_enum(&btf, &missing).is_err(), "a C value without a Rust mirror");
+        let errors = check_c_enum(&btf, &wrong).unwrap_err();
+        assert_eq!(errors, vec![LayoutMismatch::EnumValue { c_enum: "mw_flow_flag".into(), name: "MW_FLOW_F_FIN_OUT".into(), c: Some(2), rust: Some(4) }]);
+        assert!(errors[0].to_string().starts_with("enum mw_flow_flag: MW_FLOW_F_FIN_OUT is 2 in C but 4 in Rust: "), "{}", errors[0]);
+        let missing = CEnum { name: "mw_flow_flag", values: &[("MW_FLOW_F_FIN_IN", 1), ("MW_FLOW_F_GONE", 8)] };
+        assert_eq!(
+            check_c_enum(&btf, &missing).unwrap_err(),
+            vec![
+                LayoutMismatch::EnumValue { c_enum: "mw_flow_flag".into(), name: "MW_FLOW_F_FIN_OUT".into(), c: Some(2), rust: None },
+                LayoutMismatch::EnumValue { c_enum: "mw_flow_flag".into(), name: "MW_FLOW_F_GONE".into(), c: None, rust: Some(8) },
+            ]
+        );
+        let absent = CEnum { name: "mw_no_such_enum", values: &[] };
+        assert_eq!(check_c_enum(&btf, &absent).unwrap_err(), vec![LayoutMismatch::Missing { name: "mw_no_such_enum".into(), is_enum: true }]);
+    }
+
+    #[test]
+    fn an_enum_numbered_in_order_or_holding_values_is_checked_constant_by_constant() {
+        let obj = alignchecker();
+        let btf = btf_of(&obj);
+        // One name fewer on the Rust side: C's last hook is not mirrored and MAX moves.
+        let fewer = &HOOK_NAMES[..HOOK_NAMES.len() - 1];
+        let n = HOOK_NAMES.len() as i64;
+        assert_eq!(
+            check_enum(&btf, "mw_hook", fewer, 1, "MW_HOOK_MAX").unwrap_err(),
+            vec![
+                LayoutMismatch::EnumValue { c_enum: "mw_hook".into(), name: HOOK_NAMES[HOOK_NAMES.len() - 1].into(), c: Some(n), rust: None },
+                LayoutMismatch::EnumValue { c_enum: "mw_hook".into(), name: "MW_HOOK_MAX".into(), c: Some(n + 1), rust: Some(n) },
+            ]
+        );
+        // check_values: C may hold more, but what Rust names must be there, with its value.
+        assert_eq!(check_values(&btf, "mw_pod_flag", &[("MW_POD_F_MESHED", POD_F_MESHED.into())]), Ok(()));
+        assert_eq!(
+            check_values(&btf, "mw_pod_flag", &[("MW_POD_F_MESHED", 1 << 20), ("MW_POD_F_GONE", 1)]).unwrap_err(),
+            vec![
+                LayoutMismatch::EnumValue { c_enum: "mw_pod_flag".into(), name: "MW_POD_F_MESHED".into(), c: Some(POD_F_MESHED.into()), rust: Some(1 << 20) },
+                LayoutMismatch::EnumValue { c_enum: "mw_pod_flag".into(), name: "MW_POD_F_GONE".into(), c: None, rust: Some(1) },
+            ]
+        );
     }
 
     #[test]
@@ -630,7 +812,7 @@ mod tests {
             let name = object.name;
             let mut obj = object.open(None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
-            check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e}"));
+            check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e:?}"));
             let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6: IPV6_INTERCEPT, dns_port: 3, dns_servers: 1, out_sources: 1 };
             obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }

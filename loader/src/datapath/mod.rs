@@ -158,9 +158,16 @@ fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &Has
 fn check_layouts() -> Result<(), Error> {
     let obj = objects::ALIGNCHECKER.open(None)?;
     let btf = libbpf::Btf::of_object(&obj).ok_or_else(|| Error::Internal("the alignchecker object has no BTF (a broken build: rebuild bpf/)".into()))?;
-    let mixed = |errs: Vec<String>| Error::Internal(format!("this loader does not match its BPF objects (a mixed build?):\n{}", errs.join("\n")));
-    crate::datapath::layout::check_against_btf(&btf).map_err(mixed)?;
-    objects::check_declarations().map_err(mixed)
+    let layout = crate::datapath::layout::check_against_btf(&btf).err().unwrap_or_default();
+    let declarations = objects::check_declarations().err().unwrap_or_default();
+    if layout.is_empty() && declarations.is_empty() {
+        return Ok(());
+    }
+    let found: Vec<String> = layout.iter().map(ToString::to_string).chain(declarations.iter().map(ToString::to_string)).collect();
+    Err(Error::Internal(format!(
+        "this loader does not match its BPF objects (a mixed build?): rebuild both from one checkout (bazel build //loader):\n{}",
+        found.join("\n")
+    )))
 }
 
 fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created, upgrade: &Upgrade) -> Result<(), Error> {

@@ -111,6 +111,55 @@ pub const SKMSG_REDIRECT: ProgramSpec = program(&SKMSG, "mw_skmsg_redirect", Hoo
 pub const PROGRAMS: &[ProgramSpec] =
     &[SOCK4_CONNECT, SOCK4_GETPEERNAME, SOCK6_CONNECT, SOCK6_GETPEERNAME, SOCK4_SENDMSG, SOCK6_SENDMSG, SOCK4_RECVMSG, SOCK6_RECVMSG, SOCKOPS_PROG, SOCKOPT_GET, TC_INGRESS, TC_EGRESS, SKMSG_REDIRECT];
 
+/// One difference between the declarations of this file (and pins.rs's map
+/// names) and a built object, as libbpf opens it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum DeclarationMismatch {
+    /// libbpf could not open the object (`error`: what it said).
+    Unreadable { object: &'static str, error: String },
+    /// A `SEC()` program of the object that no ProgramSpec declares.
+    UndeclaredProgram { object: &'static str, program: String },
+    /// A declared program the object does not have.
+    ProgramNotBuilt { object: &'static str, program: String },
+    /// A map of the object without LIBBPF_PIN_BY_NAME.
+    MapNotPinned { object: &'static str, map: String },
+    /// A program or map whose name lacks [`NAME_PREFIX`].
+    Unprefixed { object: &'static str, name: String },
+    /// An object without the settings variable, or with one of another size.
+    NoSettings { object: &'static str },
+    /// A map of the objects that pins.rs does not declare.
+    UndeclaredMap { map: String },
+    /// A map pins.rs declares that no object has.
+    MapNotBuilt { map: String },
+    /// A socket map that no Hook::SkMsg program is attached to.
+    SocketMapWithoutSkMsg { map: String },
+    /// A Hook::SkMsg attachment to a map that is no socket map.
+    SkMsgOnOtherMap { map: String },
+}
+
+impl std::fmt::Display for DeclarationMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            DeclarationMismatch::Unreadable { object, error } => write!(f, "{object}: {error}"),
+            DeclarationMismatch::UndeclaredProgram { object, program } => write!(f, "{object}: program {program} is not declared in loader/src/datapath/objects.rs"),
+            DeclarationMismatch::ProgramNotBuilt { object, program } => {
+                write!(f, "{object}: declared program {program} is not in the object (remove it from loader/src/datapath/objects.rs, or rebuild bpf/)")
+            }
+            DeclarationMismatch::MapNotPinned { object, map } => write!(f, "{object}: map {map} is not pinned by name (LIBBPF_PIN_BY_NAME)"),
+            DeclarationMismatch::Unprefixed { object, name } => write!(f, "{object}: {name} does not start with {NAME_PREFIX}"),
+            DeclarationMismatch::NoSettings { object } => write!(f, "{object}: no .rodata variable {SETTINGS_VAR} of struct mw_settings's size"),
+            DeclarationMismatch::UndeclaredMap { map } => write!(f, "map {map} is not declared in loader/src/datapath/pins.rs"),
+            DeclarationMismatch::MapNotBuilt { map } => write!(f, "declared map {map} is in no object (remove it from loader/src/datapath/pins.rs, or rebuild bpf/)"),
+            DeclarationMismatch::SocketMapWithoutSkMsg { map } => {
+                write!(f, "socket map {map} has no sk_msg program attached (Hook::SkMsg in loader/src/datapath/objects.rs)")
+            }
+            DeclarationMismatch::SkMsgOnOtherMap { map } => write!(f, "Hook::SkMsg attaches to {map}, which is no socket map of the objects"),
+        }
+    }
+}
+
+impl std::error::Error for DeclarationMismatch {}
+
 /// Every difference between the declarations above (and the map names of
 /// [`super::pins::ALL_MAPS`]) and the built objects, as libbpf opens them:
 /// a program or pinned map of bpf/ not declared, a declaration no object
@@ -119,7 +168,7 @@ pub const PROGRAMS: &[ProgramSpec] =
 /// (its sockets would read through tcp_bpf with nothing redirected to them)
 /// or an sk_msg attachment to a map that is no socket map. Checked by the unit tests, and by every
 /// install (a mixed build is refused before it touches the datapath).
-pub fn check_declarations() -> Result<(), Vec<String>> {
+pub fn check_declarations() -> Result<(), Vec<DeclarationMismatch>> {
     let errors = compare(WITH_PROGRAMS, PROGRAMS, super::pins::ALL_MAPS);
     if errors.is_empty() {
         Ok(())
@@ -128,7 +177,8 @@ pub fn check_declarations() -> Result<(), Vec<String>> {
     }
 }
 
-fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> Vec<String> {
+fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> Vec<DeclarationMismatch> {
+    use DeclarationMismatch as D;
     let mut errors = Vec::new();
     let mut built_maps = BTreeSet::new();
     let mut socket_maps = BTreeSet::new();
@@ -136,21 +186,21 @@ fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> 
         let obj = match object.open(None) {
             Ok(obj) => obj,
             Err(e) => {
-                errors.push(format!("{}: {e}", object.name));
+                errors.push(D::Unreadable { object: object.name, error: e.to_string() });
                 continue;
             }
         };
         let built: BTreeSet<String> = obj.program_names().into_iter().collect();
         let declared: BTreeSet<String> = programs.iter().filter(|p| p.object.name == object.name).map(|p| p.program.to_string()).collect();
         for p in built.difference(&declared) {
-            errors.push(format!("{}: program {p} is not declared in loader/src/datapath/objects.rs", object.name));
+            errors.push(D::UndeclaredProgram { object: object.name, program: p.clone() });
         }
         for p in declared.difference(&built) {
-            errors.push(format!("{}: declared program {p} is not in the object", object.name));
+            errors.push(D::ProgramNotBuilt { object: object.name, program: p.clone() });
         }
         for (map, pinned) in obj.declared_maps() {
             if !pinned {
-                errors.push(format!("{}: map {map} is not pinned by name (LIBBPF_PIN_BY_NAME)", object.name));
+                errors.push(D::MapNotPinned { object: object.name, map: map.clone() });
             }
             built_maps.insert(map);
         }
@@ -161,20 +211,20 @@ fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> 
         }
         for name in built.iter().chain(&built_maps) {
             if !name.starts_with(NAME_PREFIX) {
-                errors.push(format!("{}: {name} does not start with {NAME_PREFIX}", object.name));
+                errors.push(D::Unprefixed { object: object.name, name: name.clone() });
             }
         }
         let settings = Btf::of_object(&obj).and_then(|btf| btf.datasec_var(".rodata", SETTINGS_VAR));
         if settings.map(|(_, size)| size) != Some(std::mem::size_of::<Settings>()) {
-            errors.push(format!("{}: no .rodata variable {SETTINGS_VAR} of struct mw_settings's size", object.name));
+            errors.push(D::NoSettings { object: object.name });
         }
     }
     let declared: BTreeSet<String> = maps.iter().map(|m| m.to_string()).collect();
     for m in built_maps.difference(&declared) {
-        errors.push(format!("map {m} is not declared in loader/src/datapath/pins.rs"));
+        errors.push(D::UndeclaredMap { map: m.clone() });
     }
     for m in declared.difference(&built_maps) {
-        errors.push(format!("declared map {m} is in no object"));
+        errors.push(D::MapNotBuilt { map: m.clone() });
     }
     let verdict_maps: BTreeSet<String> = programs
         .iter()
@@ -185,10 +235,10 @@ fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> 
         .flatten()
         .collect();
     for m in socket_maps.difference(&verdict_maps) {
-        errors.push(format!("socket map {m} has no sk_msg program attached (Hook::SkMsg in loader/src/datapath/objects.rs)"));
+        errors.push(D::SocketMapWithoutSkMsg { map: m.clone() });
     }
     for m in verdict_maps.difference(&socket_maps) {
-        errors.push(format!("Hook::SkMsg attaches to {m}, which is no socket map of the objects"));
+        errors.push(D::SkMsgOnOtherMap { map: m.clone() });
     }
     errors
 }

@@ -7,6 +7,7 @@ use crate::datapath::pins::ALL_MAPS;
 #[test]
 fn the_declarations_match_the_built_objects() {
     if let Err(errors) = check_declarations() {
+        let errors: Vec<String> = errors.iter().map(ToString::to_string).collect();
         panic!("bpf/ and loader/src/datapath/{{objects,pins}}.rs disagree:\n{}", errors.join("\n"));
     }
 }
@@ -15,14 +16,16 @@ fn the_declarations_match_the_built_objects() {
 fn a_program_of_the_objects_without_a_declaration_is_caught() {
     let fewer: Vec<ProgramSpec> = PROGRAMS.iter().copied().filter(|p| p.program != TC_EGRESS.program).collect();
     let errors = compare(WITH_PROGRAMS, &fewer, ALL_MAPS);
-    assert_eq!(errors, vec!["meshwire_tc: program mw_tc_egress is not declared in loader/src/datapath/objects.rs".to_string()]);
+    assert_eq!(errors, vec![DeclarationMismatch::UndeclaredProgram { object: "meshwire_tc", program: "mw_tc_egress".into() }]);
+    assert_eq!(errors[0].to_string(), "meshwire_tc: program mw_tc_egress is not declared in loader/src/datapath/objects.rs");
 }
 
 #[test]
 fn a_declared_program_no_object_has_is_caught() {
     let more: Vec<ProgramSpec> = PROGRAMS.iter().copied().chain([ProgramSpec { object: &TC, program: "mw_tc_gone", hook: Hook::Cgroup }]).collect();
     let errors = compare(WITH_PROGRAMS, &more, ALL_MAPS);
-    assert_eq!(errors, vec!["meshwire_tc: declared program mw_tc_gone is not in the object".to_string()]);
+    assert_eq!(errors, vec![DeclarationMismatch::ProgramNotBuilt { object: "meshwire_tc", program: "mw_tc_gone".into() }]);
+    assert_eq!(errors[0].to_string(), "meshwire_tc: declared program mw_tc_gone is not in the object (remove it from loader/src/datapath/objects.rs, or rebuild bpf/)");
 }
 
 #[test]
@@ -31,7 +34,7 @@ fn a_map_without_a_declaration_and_a_declared_map_no_object_has_are_caught() {
     let errors = compare(WITH_PROGRAMS, PROGRAMS, &maps);
     assert_eq!(
         errors,
-        vec!["map mw_flow4_syn is not declared in loader/src/datapath/pins.rs".to_string(), "declared map mw_gone is in no object".to_string()]
+        vec![DeclarationMismatch::UndeclaredMap { map: "mw_flow4_syn".into() }, DeclarationMismatch::MapNotBuilt { map: "mw_gone".into() }]
     );
 }
 
@@ -48,9 +51,23 @@ fn a_socket_map_without_the_sk_msg_program_and_an_attachment_to_another_map_are_
             .collect()
     };
     let errors = compare(WITH_PROGRAMS, &programs(&[MAP_SOCK_HASH]), ALL_MAPS);
-    assert_eq!(errors, vec!["socket map mw_sock_hash6 has no sk_msg program attached (Hook::SkMsg in loader/src/datapath/objects.rs)".to_string()]);
+    assert_eq!(errors, vec![DeclarationMismatch::SocketMapWithoutSkMsg { map: "mw_sock_hash6".into() }]);
+    assert_eq!(errors[0].to_string(), "socket map mw_sock_hash6 has no sk_msg program attached (Hook::SkMsg in loader/src/datapath/objects.rs)");
     let errors = compare(WITH_PROGRAMS, &programs(&[MAP_SOCK_HASH, crate::datapath::pins::MAP_SOCK_HASH6, MAP_POD_IPS]), ALL_MAPS);
-    assert_eq!(errors, vec!["Hook::SkMsg attaches to mw_pod_ips, which is no socket map of the objects".to_string()]);
+    assert_eq!(errors, vec![DeclarationMismatch::SkMsgOnOtherMap { map: "mw_pod_ips".into() }]);
+}
+
+#[test]
+fn an_object_without_the_settings_variable_is_caught() {
+    // The alignchecker is never loaded: it carries BTF, no mw_cfg.
+    assert_eq!(compare(&[&ALIGNCHECKER], &[], &[]), vec![DeclarationMismatch::NoSettings { object: "meshwire_alignchecker" }]);
+}
+
+#[test]
+fn an_object_libbpf_cannot_open_is_named_with_what_libbpf_said() {
+    let broken = ObjectSpec { name: "meshwire_broken", elf: b"not an ELF object" };
+    let errors = compare(&[&broken], &[], &[]);
+    assert!(matches!(&errors[..], [DeclarationMismatch::Unreadable { object: "meshwire_broken", error }] if !error.is_empty()), "{errors:?}");
 }
 
 #[test]
