@@ -113,6 +113,18 @@ pub struct PodRecord {
     #[serde(flatten)]
     pub spec: PodSpec,
     pub netns_cookie: u64,
+    /// When the attachment was meshed among the node's others: one more than
+    /// the highest in the records then (0 in records of loaders before it,
+    /// which are older than any that has one). Taking many pods out goes from
+    /// the highest down: each pod's clsact qdisc puts its tc blocks on one
+    /// list for the whole machine, which removing a qdisc walks from the
+    /// newest entry (docs/benchmarking.md, Node scale).
+    #[serde(default, skip_serializing_if = "is_zero")]
+    pub seq: u64,
+}
+
+fn is_zero(n: &u64) -> bool {
+    *n == 0
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -370,7 +382,7 @@ mod tests {
 
     #[test]
     fn responses_round_trip() {
-        let ok = Response::ok(OpResult { pod: Some(PodRecord { spec: spec(), netns_cookie: 7 }), ..Default::default() });
+        let ok = Response::ok(OpResult { pod: Some(PodRecord { spec: spec(), netns_cookie: 7, seq: 0 }), ..Default::default() });
         let line = serde_json::to_string(&ok).unwrap();
         assert_eq!(serde_json::from_str::<Response>(&line).unwrap(), ok);
         let err = Response::err(ErrorCode::TryAgain, "starting");

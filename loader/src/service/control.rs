@@ -915,6 +915,48 @@ mod tests {
         }
     }
 
+    /// `meshwire-loader cleanup` takes pods out newest first, on a real
+    /// datapath with clsact filters: the pods meshed in the order c, a, d
+    /// (over the socket), then b by a pod service opened afterwards on the
+    /// same records (as another loader process would, which carries the
+    /// order on from them), go in the order b, d, a, c, neither their
+    /// container IDs' order nor the records directory's; every qdisc and map
+    /// entry goes with them.
+    #[test]
+    fn cleanup_takes_pods_out_newest_first() {
+        let node = Node::with("[tc]\nattach = \"clsact\"\n");
+        let ids = ["c", "a", "d", "b"];
+        let nss: Vec<TestNetns> = ids.iter().map(|id| TestNetns::new(&format!("order-{id}"))).collect();
+        for ns in &nss {
+            ip_in(ns, &["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+            ip_in(ns, &["link", "set", "eth0", "up"]);
+            ip_in(ns, &["link", "set", "peer0", "up"]);
+        }
+        let spec = |k: usize| serde_json::json!({"container_id": ids[k], "netns": nss[k].path(), "ifname": "eth0", "ips": [format!("10.9.0.{}", k + 1)]});
+        for k in 0..3 {
+            let r = node.api.exchange(&[&serde_json::json!({"version": 1, "op": "add_pod", "pod": spec(k)}).to_string()]).remove(0);
+            assert!(r.error.is_none(), "{}: {r:?}", ids[k]);
+        }
+        let service = PodService::new(&node.api.state, crate::interception::of(&node.config, &node.pins)).unwrap();
+        service.add(serde_json::from_value(spec(3)).unwrap()).unwrap();
+        let mut seqs: Vec<(String, u64)> = service.list().unwrap().into_iter().map(|r| (r.spec.container_id, r.seq)).collect();
+        seqs.sort();
+        assert_eq!(seqs, [("a", 2), ("b", 4), ("c", 1), ("d", 3)].map(|(i, n)| (i.to_string(), n)));
+        assert_eq!(node.pods(), 4);
+
+        let cleanup = PodService::new(&node.api.state, crate::interception::for_cleanup(&node.config, &node.pins)).unwrap();
+        let (removed, failed) = cleanup.del_all().unwrap();
+        assert_eq!(failed, Vec::<String>::new());
+        let order: Vec<&str> = removed.iter().map(|r| r.spec.container_id.as_str()).collect();
+        assert_eq!(order, ["b", "d", "a", "c"]);
+        assert_eq!(node.pods(), 0);
+        for (id, ns) in ids.iter().zip(&nss) {
+            let out = std::process::Command::new("tc").args(["-n", &ns.0, "qdisc", "show", "dev", "eth0"]).output().unwrap();
+            assert!(out.status.success(), "tc -n {}: {out:?}", ns.0);
+            assert!(!String::from_utf8_lossy(&out.stdout).contains("clsact"), "{id}: {}", String::from_utf8_lossy(&out.stdout));
+        }
+    }
+
     /// The codes a CNI plugin (or an operator) can act on, from a real
     /// datapath over the socket: a full mw_pods is MapFull, a namespace that
     /// went is NetnsGone, an interface the pod lacks is NotFound; none of

@@ -38,11 +38,13 @@ enum Removal {
 
 /// Which container each meshed network namespace (by cookie) belongs to, and
 /// how many of its attachments are there, so an ADD can refuse a namespace
-/// meshed under another container ID without reading every record. Kept in
+/// meshed under another container ID without reading every record; and the
+/// highest `seq` recorded, the next attachment's being one more. Kept in
 /// step with the records under the mutex.
 #[derive(Default)]
 struct Meshed {
     by_cookie: HashMap<u64, (String, usize)>,
+    last_seq: u64,
 }
 
 impl Meshed {
@@ -55,6 +57,7 @@ impl Meshed {
     }
 
     fn add(&mut self, record: &PodRecord) {
+        self.last_seq = self.last_seq.max(record.seq);
         let entry = self.by_cookie.entry(record.netns_cookie).or_insert_with(|| (record.spec.container_id.clone(), 0));
         if entry.0 == record.spec.container_id {
             entry.1 += 1;
@@ -184,7 +187,7 @@ impl PodService {
     /// Apply a new pod and record it; on failure nothing of it is left.
     fn install(&self, meshed: &mut Meshed, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Error> {
         self.apply(pod)?;
-        let record = PodRecord { spec, netns_cookie: pod.cookie };
+        let record = PodRecord { spec, netns_cookie: pod.cookie, seq: meshed.last_seq + 1 };
         if let Err(e) = self.records.save(&record) {
             let _ = self.teardown(meshed, &record);
             return Err(e);
@@ -275,11 +278,17 @@ impl PodService {
     }
 
     /// Every pod goes (`meshwire-loader cleanup`), each as `del` takes it
-    /// away; one that cannot be torn down stays recorded, and the others go
-    /// on. Returns the records removed and the failures.
+    /// away, the last meshed first (highest `seq`; records without one
+    /// last): removing a clsact qdisc walks the kernel's list of tc blocks
+    /// from its newest entry, so in that order each removal finds its
+    /// blocks at the head of the list instead of behind every pod meshed
+    /// after it. One that cannot be torn down stays recorded, and the
+    /// others go on. Returns the records removed, in the order they went,
+    /// and the failures.
     pub fn del_all(&self) -> Result<(Vec<PodRecord>, Vec<String>), Error> {
         let mut meshed = self.lock();
-        let (records, broken) = self.records.all()?;
+        let (mut records, broken) = self.records.all()?;
+        records.sort_by_key(|r| std::cmp::Reverse(r.seq));
         let mut failed: Vec<String> = broken.into_iter().map(|b| format!("unreadable pod record: {b}")).collect();
         let mut removed = Vec::new();
         for record in records {
