@@ -47,7 +47,7 @@ impl EbpfTc {
     /// to a user namespace of its own, for mw_pod_uid (None: sidecar.uid
     /// itself); as iptables' owner match maps it ([`userns::host_uid`]).
     fn sidecar_host_uid(&self, pod: &MeshedPod) -> Result<Option<u32>, Error> {
-        userns::host_uid(&pod.netns, self.sidecar_uid).map_err(|e| Error::Invalid(format!("pod {}: {e}", pod.container_id)))
+        userns::host_uid(&pod.netns, self.sidecar_uid).map_err(|e| Error::from(e).context(format_args!("pod {}", pod.container_id)))
     }
 
     /// The maps held, or opened (again) when their pins changed: a new

@@ -679,7 +679,7 @@ fn in_pod_netns<T: Send + 'static>(
     };
     let meta = file.metadata().or_os(|| format!("stat {}", netns.display()))?;
     let shown = netns.display().to_string();
-    let userns = system::userns::owner_of(&file, &shown)?;
+    let userns = system::userns::owner_of(&file, netns)?;
     let entered = Entered { dev: meta.dev(), ino: meta.ino(), userns };
     system::run_in_netns(file, netns, move |now| {
         if host.contains(&now) {
@@ -1049,7 +1049,7 @@ impl Interception for Iptables {
     fn apply(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         // A pod whose user namespace has no sidecar.uid is refused as in
         // eBPF mode, by name, rather than by the kernel's EINVAL.
-        crate::system::userns::host_uid(&pod.netns, self.rules.sidecar_uid).map_err(|e| Error::Invalid(format!("pod {}: {e}", pod.container_id)))?;
+        crate::system::userns::host_uid(&pod.netns, self.rules.sidecar_uid).map_err(|e| Error::from(e).context(format_args!("pod {}", pod.container_id)))?;
         // Not in the maps (a loader in eBPF mode may have put it there).
         self.ebpf.remove(pod, &[])?;
         apply(&self.rules, &merged(pod, siblings))
