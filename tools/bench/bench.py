@@ -1518,8 +1518,8 @@ def main():
     ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
     ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
     ap.add_argument("--restarts", type=int, default=3, help="--mode scale: kill -9 and restart this many times per size (the median adoption counts)")
-    ap.add_argument("--baseline-loader", default=None, help="--mode scale: another meshwire-loader binary whose adoption is timed too, "
-                    "its restarts in turns with the measured loader's on the same pods")
+    ap.add_argument("--baseline-loader", default=None, help="--mode scale: another meshwire-loader binary whose adoption and cleanup are timed too, "
+                    "its restarts in turns with the measured loader's on the same pods, its cleanups at the last size likewise")
     ap.add_argument("--baseline-note", default="", help="--mode scale: what the baseline loader is (e.g. its commit), for the report")
     ap.add_argument("--baseline", default=None, help="--mode hooks: git revision whose bpf/ is measured beside the working tree's")
     ap.add_argument("--rounds", type=int, default=7, help="--mode hooks: rounds (medians are over them)")

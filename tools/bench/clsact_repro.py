@@ -2,17 +2,18 @@
 
     python3 tools/bench/clsact_repro.py --sizes 0,1000,4000 --samples 100 [--bare]
 
-Root. Makes pod namespaces as --mode scale does (a veth eth0 in each, its
-peer in a node namespace, both up); the background pods get what meshwire's
-clsact attach leaves (a clsact qdisc with a direct-action bpf filter on each
-side at priority 0x4d57, handle 0x4d57), or nothing with --bare (namespaces
-and veths only). Then, at each size, in fresh probe pods, times each step
-meshwire's ADD does in the pod's namespace, with raw rtnetlink and bpf(2)
-(no libbpf, no loader): qdisc dump, clsact create, filter dump, filter add,
-filter get, prog by id; and the qdisc's delete (DEL), also of the oldest
-background pods' qdiscs (put back right after). Medians in microseconds.
-docs/benchmarking.md (Node scale) says what it found: the clsact create walks
-a list of every tc block bound on the machine (net/core/flow_offload.c).
+Root. Makes pod namespaces with --mode scale's maker (scale.VethPods: a
+veth eth0 in each, its peer in a node namespace, both up); the background
+pods get what meshwire's clsact attach leaves (a clsact qdisc with a
+direct-action bpf filter on each side at priority 0x4d57, handle 0x4d57),
+or nothing with --bare (namespaces and veths only). Then, at each size, in
+fresh probe pods, times each step meshwire's ADD does in the pod's
+namespace, with raw rtnetlink and bpf(2) (no libbpf, no loader): qdisc
+dump, clsact create, filter dump, filter add, filter get, prog by id; and
+the qdisc's delete (DEL), also of the oldest background pods' qdiscs (put
+back right after). Medians in microseconds. docs/benchmarking.md (Node
+scale) says what it found: the clsact create walks a list of every tc block
+bound on the machine (net/core/flow_offload.c).
 Everything made here carries the prefix mwrp<PID>- and is removed on exit;
 the kernel tears the namespaces down for a while after (wait before the next
 run: that work holds RTNL).
@@ -20,7 +21,6 @@ run: that work holds RTNL).
 
 import argparse
 import ctypes
-import fcntl
 import os
 import socket
 import statistics
@@ -29,9 +29,9 @@ import subprocess
 import sys
 import time
 
-libc = ctypes.CDLL(None, use_errno=True)
+from scale import VethPods, in_netns, libc
+
 libc.syscall.restype = ctypes.c_long
-CLONE_NEWNET = 0x40000000
 NR_BPF = 321  # x86_64
 P = f"mwrp{os.getpid()}-"
 
@@ -145,51 +145,22 @@ def prog_name_by_id(pid):
         os.close(fd)
 
 
-HOME = os.open("/proc/self/ns/net", os.O_RDONLY)
-
-
-def enter(ns):
-    fd = os.open(f"/run/netns/{ns}", os.O_RDONLY)
-    try:
-        if libc.setns(fd, CLONE_NEWNET) != 0:
-            raise OSError(ctypes.get_errno(), f"setns {ns}")
-    finally:
-        os.close(fd)
-
-
-def leave():
-    libc.setns(HOME, CLONE_NEWNET)
-
-
 def run(cmd, inp=None):
     subprocess.run(cmd, input=inp, text=True, check=True, capture_output=True)
 
 
-class Pods:
-    def __init__(self):
-        self.n = 0
-        self.names = []
-        run(["ip", "netns", "add", P + "node"])
+class Pods(VethPods):
+    """--mode scale's pods (scale.VethPods), under this run's prefix."""
 
-    def make(self, k):
-        first, self.n = self.n, self.n + k
-        names = [f"{P}p{i}" for i in range(first, self.n)]
-        self.names += names
-        run(["ip", "-b", "-"], "".join(f"netns add {m}\n" for m in names))
-        run(["ip", "-n", P + "node", "-b", "-"],
-            "".join(f"link add v{i} type veth peer name eth0 netns {P}p{i}\nlink set v{i} up\n" for i in range(first, self.n)))
-        for m in names:  # eth0 up, as the runtime's network plugin leaves it
-            enter(m)
-            with socket.socket() as s:
-                ifr = struct.pack("16sH", b"eth0", 0) + b"\0" * 22
-                flags = struct.unpack_from("H", fcntl.ioctl(s, 0x8913, ifr), 16)[0]  # SIOCGIFFLAGS
-                fcntl.ioctl(s, 0x8914, struct.pack("16sH", b"eth0", flags | 1) + b"\0" * 22)  # SIOCSIFFLAGS, IFF_UP
-            leave()
-        return names
+    def __init__(self):
+        run(["ip", "netns", "add", P + "node"])
+        super().__init__(run, P + "node", lambda i: f"{P}p{i}")
 
     def cleanup(self):
-        leave()
-        subprocess.run(["ip", "-force", "-b", "-"], input="".join(f"netns del {m}\n" for m in self.names + [P + "node"]),
+        # Newest first, the order in which unbinding each clsact qdisc's
+        # blocks finds them nearest the list's head (the kernel tears
+        # namespaces down in batches of its own: a hint, not a guarantee).
+        subprocess.run(["ip", "-force", "-b", "-"], input="".join(f"netns del {m}\n" for m in self.names[::-1] + [P + "node"]),
                        text=True, capture_output=True)
 
 
@@ -232,11 +203,10 @@ def main():
         for size in sizes:
             for m in pods.make(size - bg) if size > bg else []:
                 if not a.bare:
-                    enter(m)
-                    nl = NL()
-                    attach(nl, socket.if_nametoindex("eth0"), fd)
-                    nl.close()
-                    leave()
+                    with in_netns(m):
+                        nl = NL()
+                        attach(nl, socket.if_nametoindex("eth0"), fd)
+                        nl.close()
                     oldest.append(m)
             bg = max(bg, size)
             times = {}
@@ -244,26 +214,24 @@ def main():
             # long ago (put back at once, so the count holds).
             for _ in range(min(20, len(oldest))):
                 m = oldest.pop(0)
-                enter(m)
-                nl = NL()
-                ifi = socket.if_nametoindex("eth0")
-                t0 = time.perf_counter()
-                nl.clsact_del(ifi)
-                times.setdefault(OLD, []).append((time.perf_counter() - t0) * 1e6)
-                attach(nl, ifi, fd)
-                nl.close()
-                leave()
+                with in_netns(m):
+                    nl = NL()
+                    ifi = socket.if_nametoindex("eth0")
+                    t0 = time.perf_counter()
+                    nl.clsact_del(ifi)
+                    times.setdefault(OLD, []).append((time.perf_counter() - t0) * 1e6)
+                    attach(nl, ifi, fd)
+                    nl.close()
                 oldest.append(m)
             for m in probes:
-                enter(m)
-                nl = NL()
-                ifi = socket.if_nametoindex("eth0")
-                attach(nl, ifi, fd, times)
-                t0 = time.perf_counter()
-                nl.clsact_del(ifi)
-                times.setdefault(STEPS[-1], []).append((time.perf_counter() - t0) * 1e6)
-                nl.close()
-                leave()
+                with in_netns(m):
+                    nl = NL()
+                    ifi = socket.if_nametoindex("eth0")
+                    attach(nl, ifi, fd, times)
+                    t0 = time.perf_counter()
+                    nl.clsact_del(ifi)
+                    times.setdefault(STEPS[-1], []).append((time.perf_counter() - t0) * 1e6)
+                    nl.close()
             rows.append((size, {k: statistics.median(v) for k, v in times.items()}))
             print(f"{size} background pods done", file=sys.stderr, flush=True)
         print(f"median us per step, {a.samples} probe pods; background pods {'bare (netns + veth)' if a.bare else 'with clsact + 2 bpf filters'}; "

@@ -24,10 +24,15 @@ kept. Root; everything made here carries the prefix mwb<PID>- and is
 removed on exit, also when interrupted.
 """
 
+import contextlib
+import ctypes
+import fcntl
 import json
 import os
+import random
 import socket
 import statistics
+import struct
 import subprocess
 import time
 
@@ -86,6 +91,70 @@ def spawn_ms(path, env, stdin):
     return ms, os.waitstatus_to_exitcode(status), out.decode(errors="replace")
 
 
+libc = ctypes.CDLL(None, use_errno=True)
+CLONE_NEWNET = 0x40000000
+SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
+
+
+def _setns(fd, what):
+    if libc.setns(fd, CLONE_NEWNET) != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"setns to {what}: {os.strerror(e)}")
+
+
+@contextlib.contextmanager
+def in_netns(name):
+    """This thread in the network namespace /run/netns/<name> for the block
+    (setns: only the calling thread moves), then back in its own."""
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        fd = os.open(f"/run/netns/{name}", os.O_RDONLY)
+        try:
+            _setns(fd, name)
+        finally:
+            os.close(fd)
+        try:
+            yield
+        finally:
+            _setns(home, "the thread's own network namespace")
+    finally:
+        os.close(home)
+
+
+def link_up(ifname):
+    """Bring `ifname` up in this thread's network namespace."""
+    with socket.socket() as s:
+        ifr = struct.pack("16sH", ifname.encode(), 0) + b"\0" * 22
+        flags = struct.unpack_from("H", fcntl.ioctl(s, SIOCGIFFLAGS, ifr), 16)[0]
+        fcntl.ioctl(s, SIOCSIFFLAGS, struct.pack("16sH", ifname.encode(), flags | IFF_UP) + b"\0" * 22)
+
+
+class VethPods:
+    """Pod network namespaces as a node has them: pod i's, name(i), has a
+    veth eth0 whose peer v<i> is in the node's namespace `node_ns`, both up
+    (as the runtime's network plugin leaves them: a clsact qdisc on an
+    interface that is up costs more to add and remove). `run(cmd, text)`
+    runs a command with `text` on its stdin, failing loudly. Shared by
+    --mode scale and clsact_repro.py."""
+
+    def __init__(self, run, node_ns, name):
+        self.run, self.node_ns, self.name = run, node_ns, name
+        self.names = []  # every pod namespace made, oldest first
+
+    def make(self, n):
+        """n more pods; their namespaces' names."""
+        first = len(self.names)
+        names = [self.name(i) for i in range(first, first + n)]
+        self.names += names  # before: a failure part-way leaves them to the caller's cleanup
+        self.run(["ip", "-b", "-"], "".join(f"netns add {m}\n" for m in names))
+        self.run(["ip", "-n", self.node_ns, "-b", "-"],
+                 "".join(f"link add v{i} type veth peer name eth0 netns {m}\nlink set v{i} up\n" for i, m in enumerate(names, first)))
+        for m in names:
+            with in_netns(m):
+                link_up("eth0")
+        return names
+
+
 def pct(v, p):
     """The p-th percentile (nearest rank) of v."""
     s = sorted(v)
@@ -113,10 +182,13 @@ class Scale(Bench):
         super().__init__(args)
         self.cni_bin = os.path.realpath(args.cni)
         self.baseline = os.path.realpath(args.baseline_loader) if args.baseline_loader else None
-        self.pods_made = 0
         self.meshed_bg = 0
+        self.bg_order = []       # the background pods meshed, oldest first
+        self.bg_cid = {}         # background pod -> its container ID now
+        self.bg_gen = 0
         self.conn = None
         self.rows = []           # one dict per size
+        self.cleanups = []       # one dict per tc attach mode
         self.loader_p = None
         self.tc = None
         self.state_mounted = False
@@ -130,6 +202,7 @@ class Scale(Bench):
             self.cgroups.append(d)
         self.run(["ip", "netns", "add", self.ns(NODE)])
         self.ns_made.append(self.ns(NODE))
+        self.pods = VethPods(lambda cmd, text: self.run(cmd, input=text, timeout=600), self.ns(NODE), lambda i: self.ns(f"p{i}"))
         self.cfg = self.loader_cfg(NODE, "ebpf")
         with open(self.cfg) as f:
             self.cfg_text = f.read()
@@ -148,20 +221,14 @@ class Scale(Bench):
         with open(self.cfg, "w") as f:
             f.write(self.cfg_text + f'[tc]\nattach = "{mode}"\n')
         self.meshed_bg = 0
+        self.bg_order = []
         self.start_loader()
 
     def make_pods(self, n):
         """n more pod namespaces, each with a veth eth0 whose peer is in the node's."""
-        first, self.pods_made = self.pods_made, self.pods_made + n
-        names = [self.ns(f"p{i}") for i in range(first, first + n)]
-        self.ns_made.extend(names)
-        self.run(["ip", "-b", "-"], input="".join(f"netns add {m}\n" for m in names), timeout=600)
-        links = "".join(f"link add v{i} type veth peer name eth0 netns {self.ns(f'p{i}')}\nlink set v{i} up\n"
-                        for i in range(first, first + n))
-        self.run(["ip", "-n", self.ns(NODE), "-b", "-"], input=links, timeout=600)
-        # Up, as the runtime's network plugin leaves it (a clsact qdisc on an
-        # interface that is up costs more to add and remove).
-        self.run(["sh", "-c", 'for ns; do ip -n "$ns" link set eth0 up || exit 1; done', "up", *names], timeout=600)
+        first = len(self.pods.names)
+        self.ns_made.extend(self.pods.name(i) for i in range(first, first + n))  # removed on exit, also after a failure
+        self.pods.make(n)
         return list(range(first, first + n))
 
     # ------------------------------------------------------------------- loader
@@ -226,17 +293,29 @@ class Scale(Bench):
         return json.dumps({"cniVersion": "1.0.0", "name": "scale", "type": "meshwire-cni",
                            "loaderSocket": f"{self.work}/{NODE}/api.sock", "prevResult": prev})
 
-    def cni(self, cmd, i):
-        """Run meshwire-cni as a runtime does; milliseconds from exec to exit.
-        VERSION is the floor: the same process start, stdin, JSON and stdout,
-        without the loader."""
-        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": cmd, "CNI_CONTAINERID": f"m{i}",
+    def cni(self, cmd, i, cid=None):
+        """Run meshwire-cni as a runtime does for pod i (container ID `cid`,
+        m<i> by default); milliseconds from exec to exit. VERSION is the
+        floor: the same process start, stdin, JSON and stdout, without the
+        loader."""
+        cid = cid or f"m{i}"
+        env = {"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "CNI_COMMAND": cmd, "CNI_CONTAINERID": cid,
                "CNI_NETNS": f"/run/netns/{self.ns(f'p{i}')}", "CNI_IFNAME": "eth0", "CNI_PATH": os.path.dirname(self.cni_bin),
-               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=scale;K8S_POD_NAME=m{i}"}
+               "CNI_ARGS": f"IgnoreUnknown=1;K8S_POD_NAMESPACE=scale;K8S_POD_NAME={cid}"}
         ms, rc, out = spawn_ms(self.cni_bin, env, self.netconf(i).encode())
         if rc != 0:
-            raise Fatal(f"meshwire-cni {cmd} m{i}: exit {rc}: {out.strip()}")
+            raise Fatal(f"meshwire-cni {cmd} {cid}: exit {rc}: {out.strip()}")
         return ms
+
+    def mesh_bg(self, i):
+        """Mesh background pod i, under a container ID of its own each time
+        (the loader's log lines of each DEL are then told apart)."""
+        self.bg_gen += 1
+        cid = f"bg{i}" if i not in self.bg_cid else f"bg{i}g{self.bg_gen}"
+        self.api({"op": "add_pod", "pod": {"container_id": cid, "netns": f"/run/netns/{self.ns(f'p{i}')}",
+                                            "ifname": "eth0", "ips": [pod_ip(i)]}})
+        self.bg_cid[i] = cid
+        self.bg_order.append(i)
 
     def grow_to(self, n):
         """Mesh background pods through the API until n are meshed."""
@@ -244,9 +323,26 @@ class Scale(Bench):
         if todo <= 0:
             return
         for i in self.make_pods(todo):
-            self.api({"op": "add_pod", "pod": {"container_id": f"bg{i}", "netns": f"/run/netns/{self.ns(f'p{i}')}",
-                                                "ifname": "eth0", "ips": [pod_ip(i)]}})
+            self.mesh_bg(i)
         self.meshed_bg = n
+
+    def del_meshed(self, rng):
+        """CNI DEL of a background pod picked uniformly at random among those
+        meshed, then meshed again (through the API, not timed), so the count
+        holds: (ms from exec to exit, how many meshed pods are newer than it,
+        the container ID deleted).
+        Why uniformly: a node deletes pods of every age, and with lifetimes
+        that do not depend on age each meshed pod is as likely as any other
+        to be the next to go. The kernel's list of tc blocks is walked from
+        the newest entry to the deleted pod's, so the DEL of the pod just
+        added (the other DEL figure) is the best case, and the oldest pod's
+        the worst."""
+        k = rng.randrange(len(self.bg_order))
+        i = self.bg_order.pop(k)
+        cid = self.bg_cid[i]
+        ms = self.cni("DEL", i, cid)
+        self.mesh_bg(i)
+        return ms, len(self.bg_order) - 1 - k, cid
 
     def prove(self, i):
         """A connection from the measured pod i is steered to its sidecar
@@ -273,7 +369,7 @@ class Scale(Bench):
                 out.setdefault(name, []).append(ms)
         return out
 
-    def slowest_dels(self, text, pool, dels, vers):
+    def slowest_dels(self, text, cids, dels, vers):
         """The slowest 1% of the DELs (at least 2), each with the VERSION run
         just before its pod's ADD (the exec floor of that moment), the
         loader's phases for it and what it did after answering (`api: after
@@ -286,9 +382,8 @@ class Scale(Bench):
                     rest = line[k + len(prefix):]
                     into[rest.split(" ", 1)[0]] = rest.split(": ", 1)[1]
         worst = sorted(range(len(dels)), key=lambda k: -dels[k])[:max(2, len(dels) // 100)]
-        return [{"id": f"m{pool[k]}", "ms": dels[k], "version_ms": vers[k],
-                 "phases": took(mine[f"m{pool[k]}"]) if f"m{pool[k]}" in mine else {},
-                 "after_ms": float(after[f"m{pool[k]}"].split()[0]) if f"m{pool[k]}" in after else None} for k in worst]
+        return [{"id": cids[k], "ms": dels[k], "version_ms": vers[k], "phases": took(mine[cids[k]]) if cids[k] in mine else {},
+                 "after_ms": float(after[cids[k]].split()[0]) if cids[k] in after else None} for k in worst]
 
     def cli_ms(self, *args, n=10):
         v = []
@@ -302,21 +397,28 @@ class Scale(Bench):
         a = self.args
         self.grow_to(size)
         busy0, t0 = machine_busy(), time.monotonic()
-        adds, dels, vers = [], [], []
+        adds, dels, newest, vers, newer = [], [], [], [], []
         logf = self.procs_log(self.loader_p)
+        rng = random.Random(size)  # the same picks in every run
+        deleted = []  # the container ID of each sample's random DEL
         for k, i in enumerate(pool):
             vers.append(self.cni("VERSION", i))
             adds.append(self.cni("ADD", i))
             self.api({"op": "check_pod", "container_id": f"m{i}", "ifname": "eth0"})
             if k == 0:
                 self.prove(i)
-            dels.append(self.cni("DEL", i))
+            newest.append(self.cni("DEL", i))
+            ms, walked, cid = self.del_meshed(rng)
+            dels.append(ms)
+            newer.append(walked)
+            deleted.append(cid)
         busy = (machine_busy() - busy0) / (time.monotonic() - t0) / os.cpu_count()
         text = open(logf).read()
         ids = {f"m{i}" for i in pool}
-        row = {"tc": self.tc, "pods": size, "adds": adds, "dels": dels, "versions": vers, "load": busy,
-               "add_phases": self.phases(text, "add_pod", ids), "del_phases": self.phases(text, "del_pod", ids),
-               "del_slowest": self.slowest_dels(text, pool, dels, vers)}
+        row = {"tc": self.tc, "pods": size, "adds": adds, "dels": dels, "dels_newest": newest, "del_newer": newer,
+               "versions": vers, "load": busy, "add_phases": self.phases(text, "add_pod", ids),
+               "del_phases": self.phases(text, "del_pod", set(deleted)), "del_newest_phases": self.phases(text, "del_pod", ids),
+               "del_slowest": self.slowest_dels(text, deleted, dels, vers)}
         row["rss_kib"], row["hwm_kib"] = self.rss_kib()
         row["maps_bytes"], row["maps"] = self.maps_memory()
         row["pods_ms"] = self.cli_ms("pods")
@@ -351,7 +453,9 @@ class Scale(Bench):
             row["base_adopt_s"], row["base_adopt_cpu_ms"], row["base_adopt_phases"] = median["ready_s"], median["cpu_ms"], median["phases"]
         self.rows.append(row)
         log(f"  {self.tc:<6} {size:>5} pods: ADD p50 {pct(adds, 50):.2f} p95 {pct(adds, 95):.2f} p99 {pct(adds, 99):.2f} ms, "
-            f"DEL p50 {pct(dels, 50):.2f} p95 {pct(dels, 95):.2f} p99 {pct(dels, 99):.2f} ms, VERSION p50 {pct(vers, 50):.2f} "
+            f"DEL of a random meshed pod p50 {pct(dels, 50):.2f} p95 {pct(dels, 95):.2f} p99 {pct(dels, 99):.2f} ms "
+            f"(median {statistics.median(newer):.0f} pods meshed after it), of the pod just added p50 {pct(newest, 50):.2f} "
+            f"p99 {pct(newest, 99):.2f} ms, VERSION p50 {pct(vers, 50):.2f} "
             f"p99 {pct(vers, 99):.2f} ms, RSS {row['rss_kib'] / 1024:.1f} MiB, maps {row['maps_bytes'] / 2**20:.1f} MiB, "
             f"adoption {row['adopt_s'] * 1e3:.0f} ms, CPU {row['adopt_cpu_ms']:.0f} ms (median of {a.restarts}; "
             f"{', '.join(format(r['ready_s'] * 1e3, '.0f') for r in restarts)})"
@@ -368,8 +472,59 @@ class Scale(Bench):
             self.use_tc(self.tc)
             for size in a.sizes:
                 self.measure(size, pool)
+            self.measure_cleanup()
         self.elapsed = time.monotonic() - t_start
         report(self)
+
+    def timed_cleanup(self, binary, n):
+        """`meshwire-loader cleanup` by `binary` (no loader running) of the n
+        pods meshed: {s: seconds, user_ms and sys_ms: its own CPU time (the
+        kernel's walks of its list of tc blocks are system time of the
+        process asking), children_ms: the CPU time of the processes it ran
+        (iptables, looking for rules an iptables-mode run left)}, read from
+        /proc/PID/stat once it has exited, before it is reaped."""
+        tick = 1e3 / os.sysconf("SC_CLK_TCK")
+        t0 = time.monotonic()
+        p = subprocess.Popen([binary, "--config", self.cfg, "cleanup"], stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        try:
+            out = p.stdout.read()
+            os.waitid(os.P_PID, p.pid, os.WEXITED | os.WNOWAIT)
+            took = time.monotonic() - t0
+            st = open(f"/proc/{p.pid}/stat").read().rsplit(")", 1)[1].split()
+        finally:
+            p.stdout.close()
+            p.wait()
+        removed = out.count("removed pod record ")
+        if p.returncode != 0 or removed != n:
+            raise Fatal(f"cleanup by {binary}: exit {p.returncode}, {removed} pod records removed of {n}: {out[-800:]}")
+        return {"s": took, "user_ms": int(st[11]) * tick, "sys_ms": int(st[12]) * tick, "children_ms": (int(st[13]) + int(st[14])) * tick}
+
+    def measure_cleanup(self):
+        """How long `cleanup` takes to take every pod out at the last size;
+        with --baseline-loader, that loader's cleanup too, in turns
+        (baseline first, --restarts times each), the pods meshed again by
+        the measured loader before each. The loader serves no pod after."""
+        a = self.args
+        n, ids = self.meshed_bg, sorted(self.bg_order)
+        runs = {"measured": [], "baseline": []}
+        for r in range(a.restarts if self.baseline else 1):
+            for name, binary in (("baseline", self.baseline), ("measured", self.loader)):
+                if not binary:
+                    continue
+                if self.loader_p is None:
+                    self.start_loader()
+                    for i in ids:  # oldest first, as they were meshed
+                        self.mesh_bg(i)
+                self.kill_loader()
+                self.loader_p = None
+                self.bg_order = []
+                runs[name].append(self.timed_cleanup(binary, n))
+        self.start_loader()
+        self.meshed_bg = 0
+        row = {"tc": self.tc, "pods": n, "runs": runs["measured"], "baseline_runs": runs["baseline"]}
+        self.cleanups.append(row)
+        each = lambda v: "; ".join(f"{x['s'] * 1e3:.0f} ms, user {x['user_ms']:.0f} sys {x['sys_ms']:.0f} children {x['children_ms']:.0f}" for x in v)
+        log(f"  {self.tc:<6} cleanup of {n} pods: {each(runs['measured'])}" + (f"; baseline: {each(runs['baseline'])}" if runs["baseline"] else ""))
 
     def cleanup_system(self):
         if self.state_mounted:
@@ -397,7 +552,10 @@ def report(s):
          "lengthens them, the tail above all.",
          "",
          "How it measures: [benchmarking.md](benchmarking.md#node-scale). ADD and DEL: from the exec of meshwire-cni "
-         f"to its exit, {a.samples} of each per size, each pod added then deleted again (the count holds); before each ADD, "
+         f"to its exit, {a.samples} of each per size: each measured pod is added and deleted again (DEL of the pod just "
+         "added: its tc blocks are the newest on the kernel's list, which a deletion walks from the newest entry, the best "
+         "case), then a pod picked uniformly at random among those meshed is deleted (DEL of a random meshed pod: a node "
+         "deletes pods of every age) and meshed again, so the count holds; before each ADD, "
          "a VERSION (the same process start, stdin, JSON and stdout, no loader): the floor any exec has on this machine "
          "at that moment. Every measured "
          "pod passed CHECK after its ADD; one per size had a connection steered to its sidecar port with SO_ORIGINAL_DST "
@@ -406,18 +564,19 @@ def report(s):
          "included), all its threads, which other work on the machine does not lengthen as it does the time.",
          "",
          *main_table(rows)]
-    for what, key in (("ADD", "add_phases"), ("DEL", "del_phases")):
+    for what, key, times in (("ADD", "add_phases", "adds"), ("DEL of a random meshed pod", "del_phases", "dels"),
+                             ("DEL of the pod just added", "del_newest_phases", "dels_newest")):
         names = []
         for r in rows:
-            names += [n for n in r[key] if n not in names]
+            names += [n for n in r.get(key, {}) if n not in names]
         L += ["", f"Where the loader's part of {what} goes (median ms per request; the rest of the exec-to-exit time is "
               "meshwire-cni's process start, its parsing and the socket round trip):", "",
               "| phase | " + " | ".join(f"{r['tc']}, {r['pods']:,} pods" for r in rows) + " |",
               "|---|" + "---|" * len(rows)]
         for n in names:
             L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
-        L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
-    L += ["", "DEL's slowest samples (the slowest 1%, at least 2, per size): exec to exit, the VERSION run in the same round "
+        L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r[times], 50)) for r in rows) + " |")
+    L += ["", "The slowest DELs of a random meshed pod (the slowest 1%, at least 2, per size): exec to exit, the VERSION run in the same round "
           "(the exec floor then), the loader's part and its phases (ms), and the work it did after answering (a bare "
           "clsact qdisc's deletion):", "",
           "| tc attach | pods meshed | DEL (ms) | VERSION (ms) | loader (ms) | loader's phases | after the answer (ms) |",
@@ -444,6 +603,20 @@ def report(s):
         names += [n for n in r["adopt_phases"] if n not in names]
     for n in names:
         L.append(f"| {n} | " + " | ".join(fmt(r["adopt_phases"].get(n)) for r in rows) + " |")
+    if s.cleanups:
+        with_base = any(c["baseline_runs"] for c in s.cleanups)
+        L += ["", "`meshwire-loader cleanup` of every pod at the last size (no loader running; its records say which pods; it "
+              "takes them out newest first, then every pin): time, its own CPU time, user and system (the kernel's walks of "
+              "its list of tc blocks are its system time), and the CPU time of the processes it ran (iptables, looking in each "
+              "pod for rules an iptables-mode run left)" + (f"; against the baseline loader's (`--baseline-loader`), "
+              f"{a.restarts} of each in turns, baseline first, the pods meshed again before each" if with_base else "") +
+              "; medians, ms:", "",
+              "| tc attach | pods | loader | cleanup | user | system | its children |", "|---|---|---|---|---|---|---|"]
+        for c in s.cleanups:
+            for who, runs in (("measured", c["runs"]), ("baseline", c["baseline_runs"])):
+                if runs:
+                    m = {k: statistics.median(x[k] for x in runs) for k in ("s", "user_ms", "sys_ms", "children_ms")}
+                    L.append(f"| {c['tc']} | {c['pods']:,} | {who} | {fmt(m['s'] * 1e3)} | {fmt(m['user_ms'])} | {fmt(m['sys_ms'])} | {fmt(m['children_ms'])} |")
     last = rows[-1]
     L += ["", f"Pinned maps at {last['pods']:,} pods (capacity, bytes as the kernel accounts them):", "",
           "| map | capacity | KiB |", "|---|---|---|"]
@@ -466,7 +639,7 @@ def report(s):
         with open(summary, "w") as f:
             f.write(with_section(text, "\n".join(section)))
     with open(base + ".json", "w") as f:
-        json.dump({"tc_attach": a.tc_attach, "sizes": a.sizes, "samples": a.samples, "rows": rows}, f, indent=1)
+        json.dump({"tc_attach": a.tc_attach, "sizes": a.sizes, "samples": a.samples, "rows": rows, "cleanups": s.cleanups}, f, indent=1)
     with open(base + ".svg", "w") as f:
         f.write(plot(rows))
     log(f"wrote {a.out}, {base}.json, {base}.svg")
@@ -495,14 +668,16 @@ def section_of(path, begin=BEGIN, end=END):
 
 
 def main_table(rows):
-    L = ["| tc attach | pods meshed | ADD p50 / p95 / p99 (ms) | DEL p50 / p95 / p99 (ms) | VERSION, no loader: p50 / p99 (ms) "
+    L = ["| tc attach | pods meshed | ADD p50 / p95 / p99 (ms) | DEL of a random meshed pod: p50 / p95 / p99 (ms) "
+         "| DEL of the pod just added: p50 / p95 / p99 (ms) | VERSION, no loader: p50 / p99 (ms) "
          "| loader RSS (MiB) | pinned maps (MiB) | `pods` (ms) | `status` (ms) | adoption after kill -9 (ms) | loader CPU to ready (ms) "
          "| RSS after adoption (MiB) |",
-         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+         "|---|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         v = r.get("versions")
         L.append(f"| {r['tc']} | {r['pods']:,} | {' / '.join(fmt(pct(r['adds'], p)) for p in (50, 95, 99))} | "
                  f"{' / '.join(fmt(pct(r['dels'], p)) for p in (50, 95, 99))} | "
+                 f"{' / '.join(fmt(pct(r['dels_newest'], p)) for p in (50, 95, 99)) if r.get('dels_newest') else '-'} | "
                  f"{' / '.join(fmt(pct(v, p)) for p in (50, 99)) if v else '-'} | {fmt(r['rss_kib'] / 1024)} | {fmt(r['maps_bytes'] / 2**20)} | "
                  f"{fmt(statistics.median(r['pods_ms']))} | {fmt(statistics.median(r['status_ms']))} | "
                  f"{fmt(r['adopt_s'] * 1e3)} | {fmt(r['adopt_cpu_ms'])} | {fmt(r['adopt_rss_kib'] / 1024)} |")
@@ -517,7 +692,9 @@ def plot(rows):
         rs = [r for r in rows if r["tc"] == tc]
         for what, key in (("ADD", "adds"), ("DEL", "dels")):
             for p, dash in ((99, "6 3"), (50, "")):
-                series.append((f"{tc} {what} p{p}", colors.get((tc, what), "#555"), [(r["pods"], pct(r[key], p)) for r in rs], dash))
+                series.append((f"{tc} {what}{' random' if what == 'DEL' else ''} p{p}", colors.get((tc, what), "#555"),
+                               [(r["pods"], pct(r[key], p)) for r in rs], dash))
+        series.append((f"{tc} DEL newest p50", colors.get((tc, "DEL"), "#555"), [(r["pods"], pct(r["dels_newest"], 50)) for r in rs], "2 2"))
     return svgplot.lines("CNI ADD and DEL, exec of meshwire-cni to exit (ms), by pods meshed",
-                         "targets: ADD p99 10 ms, DEL p99 5 ms (dotted lines)", series, "pods meshed (log scale)", "ms",
+                         "targets: ADD p99 10 ms, DEL p99 5 ms (dotted lines); DEL random: a random meshed pod, newest: the pod just added", series, "pods meshed (log scale)", "ms",
                          hlines=[(10, "ADD p99 target"), (5, "DEL p99 target")])
