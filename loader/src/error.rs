@@ -94,12 +94,6 @@ impl fmt::Display for Error {
 
 impl std::error::Error for Error {}
 
-/// Code not yet typed says what went wrong in words only.
-impl From<String> for Error {
-    fn from(message: String) -> Error {
-        Error::Internal(message)
-    }
-}
 
 /// Callers that still speak in strings (the operator commands).
 impl From<Error> for String {
