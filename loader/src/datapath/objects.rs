@@ -123,8 +123,8 @@ pub enum DeclarationMismatch {
     ProgramNotBuilt { object: &'static str, program: String },
     /// A map of the object without LIBBPF_PIN_BY_NAME.
     MapNotPinned { object: &'static str, map: String },
-    /// A program or map whose name lacks [`NAME_PREFIX`].
-    Unprefixed { object: &'static str, name: String },
+    /// A program or map whose name lacks `prefix` ([`NAME_PREFIX`]).
+    Unprefixed { object: &'static str, name: String, prefix: &'static str },
     /// An object without the settings variable, or with one of another size.
     NoSettings { object: &'static str },
     /// A map of the objects that pins.rs does not declare.
@@ -146,7 +146,7 @@ impl std::fmt::Display for DeclarationMismatch {
                 write!(f, "{object}: declared program {program} is not in the object (remove it from loader/src/datapath/objects.rs, or rebuild bpf/)")
             }
             DeclarationMismatch::MapNotPinned { object, map } => write!(f, "{object}: map {map} is not pinned by name (LIBBPF_PIN_BY_NAME)"),
-            DeclarationMismatch::Unprefixed { object, name } => write!(f, "{object}: {name} does not start with {NAME_PREFIX}"),
+            DeclarationMismatch::Unprefixed { object, name, prefix } => write!(f, "{object}: {name} does not start with {prefix}"),
             DeclarationMismatch::NoSettings { object } => write!(f, "{object}: no .rodata variable {SETTINGS_VAR} of struct mw_settings's size"),
             DeclarationMismatch::UndeclaredMap { map } => write!(f, "map {map} is not declared in loader/src/datapath/pins.rs"),
             DeclarationMismatch::MapNotBuilt { map } => write!(f, "declared map {map} is in no object (remove it from loader/src/datapath/pins.rs, or rebuild bpf/)"),
@@ -178,6 +178,11 @@ pub fn check_declarations() -> Result<(), Vec<DeclarationMismatch>> {
 }
 
 fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> Vec<DeclarationMismatch> {
+    compare_prefixed(objects, programs, maps, NAME_PREFIX)
+}
+
+/// [`compare`], with `prefix` for [`NAME_PREFIX`] (tests).
+fn compare_prefixed(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str], prefix: &'static str) -> Vec<DeclarationMismatch> {
     use DeclarationMismatch as D;
     let mut errors = Vec::new();
     let mut built_maps = BTreeSet::new();
@@ -210,8 +215,8 @@ fn compare(objects: &[&ObjectSpec], programs: &[ProgramSpec], maps: &[&str]) -> 
             }
         }
         for name in built.iter().chain(&built_maps) {
-            if !name.starts_with(NAME_PREFIX) {
-                errors.push(D::Unprefixed { object: object.name, name: name.clone() });
+            if !name.starts_with(prefix) {
+                errors.push(D::Unprefixed { object: object.name, name: name.clone(), prefix });
             }
         }
         let settings = Btf::of_object(&obj).and_then(|btf| btf.datasec_var(".rodata", SETTINGS_VAR));

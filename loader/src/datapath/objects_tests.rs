@@ -58,6 +58,27 @@ fn a_socket_map_without_the_sk_msg_program_and_an_attachment_to_another_map_are_
 }
 
 #[test]
+fn a_name_without_the_prefix_is_caught() {
+    // The real objects against a narrower prefix: every program and map
+    // not named mw_tc_ is reported, each with its object, and nothing else.
+    let errors = compare_prefixed(&[&TC], PROGRAMS, &[], "mw_tc_");
+    let unprefixed: Vec<DeclarationMismatch> = errors.into_iter().filter(|e| matches!(e, DeclarationMismatch::Unprefixed { .. })).collect();
+    let obj = TC.open(None).unwrap();
+    let programs: BTreeSet<String> = obj.program_names().into_iter().collect();
+    let maps: BTreeSet<String> = obj.declared_maps().into_iter().map(|(m, _)| m).collect();
+    let expected: Vec<DeclarationMismatch> = programs
+        .iter()
+        .chain(&maps)
+        .filter(|n| !n.starts_with("mw_tc_"))
+        .map(|n| DeclarationMismatch::Unprefixed { object: "meshwire_tc", name: n.clone(), prefix: "mw_tc_" })
+        .collect();
+    assert!(!expected.is_empty(), "the tc object has maps not named mw_tc_");
+    assert_eq!(unprefixed, expected);
+    assert!(unprefixed[0].to_string().starts_with("meshwire_tc: mw_") && unprefixed[0].to_string().ends_with(" does not start with mw_tc_"), "{}", unprefixed[0]);
+    assert!(compare_prefixed(&[&TC], PROGRAMS, &[], NAME_PREFIX).iter().all(|e| !matches!(e, DeclarationMismatch::Unprefixed { .. })));
+}
+
+#[test]
 fn an_object_without_the_settings_variable_is_caught() {
     // The alignchecker is never loaded: it carries BTF, no mw_cfg.
     assert_eq!(compare(&[&ALIGNCHECKER], &[], &[]), vec![DeclarationMismatch::NoSettings { object: "meshwire_alignchecker" }]);
