@@ -73,9 +73,12 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), E
     let service = PodService::new(&api.state_dir, interception::of(config, &pins))?
         .with_pod_defaults(PodDefaults { accelerate: config.acceleration.pods.by_default(), dns_capture: config.dns.capture });
     let service = Arc::new(service);
-    let (kept, dropped) = service.adopt()?;
-    if kept + dropped > 0 {
+    let (kept, dropped, unchecked) = service.adopt()?;
+    if kept + dropped + unchecked > 0 {
         log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
+    }
+    if unchecked > 0 {
+        log::warn!("kept {unchecked} pod(s) whose network namespace could not be checked (see the errors above), as they were and not steered again; a restart checks them again");
     }
     if config.ipv6 == crate::config::Ipv6Policy::Pass {
         log::warn!("interception.ipv6 = \"pass\": meshed pods' native IPv6 TCP goes direct, bypassing their sidecars");

@@ -70,3 +70,50 @@ pub fn in_netns<T: Send + 'static>(netns: &Path, f: impl FnOnce() -> T + Send + 
     let path = netns.to_path_buf();
     std::thread::spawn(move || system::run_in_netns(file, &path, move |_| f()).unwrap()).join().unwrap()
 }
+
+/// Run the test `name` (its full path) again, alone, in a child process of
+/// this test binary with `CHILD` set; true in that child (the caller then
+/// does the work), false in the parent once the child passed and printed
+/// `marker`. For what changes the whole process (RLIMIT_NOFILE).
+pub fn in_child_process(name: &str, marker: &str) -> bool {
+    const CHILD: &str = "MESHWIRE_TEST_CHILD";
+    if std::env::var(CHILD).is_ok_and(|n| n == name) {
+        return true;
+    }
+    let out = std::process::Command::new(std::env::current_exe().unwrap())
+        .args([name, "--exact", "--nocapture", "--test-threads=1"])
+        .env(CHILD, name)
+        .output()
+        .unwrap();
+    let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    assert!(out.status.success() && text.contains(marker) && text.contains("1 passed"), "the child run of {name} failed:\n{text}");
+    false
+}
+
+/// The process's open-files limit, lowered and put back (in a child
+/// process: [`in_child_process`]).
+pub struct NofileLimit(libc::rlimit);
+
+impl NofileLimit {
+    pub fn new() -> NofileLimit {
+        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
+        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
+        NofileLimit(limit)
+    }
+
+    pub fn set(&self, n: u64) {
+        assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: self.0.rlim_max }) }, 0);
+    }
+
+    /// The limit put back as it was.
+    pub fn restore(&self) {
+        self.set(self.0.rlim_cur);
+    }
+
+    /// The lowest free descriptor (descriptors are given lowest first: with
+    /// the limit there, no descriptor can be had; one above it, one can).
+    pub fn lowest_free(&self) -> u64 {
+        self.restore();
+        std::os::fd::AsRawFd::as_raw_fd(&std::fs::File::open("/").unwrap()) as u64
+    }
+}

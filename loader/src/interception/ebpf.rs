@@ -93,9 +93,12 @@ impl EbpfTc {
     /// One pod of [`Interception::adopt`]'s, on a thread of its.
     fn adopt_one(&self, thread: &mut NetnsThread, maps: &PodMaps, tc: Option<&Result<tc::Attacher, Error>>, a: &Adopting) -> Adopted {
         let pod = &a.pod;
-        // As pods::netns_alive: a namespace whose cookie cannot be read is gone.
-        if !thread.enter(&pod.netns).is_ok_and(|cookie| cookie == pod.cookie) {
-            return Adopted::Gone;
+        // As pods::netns_state: gone only when proven; a namespace that
+        // cannot be looked at keeps the pod as it is.
+        match pods::NetnsState::of(thread.enter(&pod.netns), pod.cookie) {
+            pods::NetnsState::Alive => {}
+            pods::NetnsState::Gone => return Adopted::Gone,
+            pods::NetnsState::Unknown(e) => return Adopted::Unknown(e),
         }
         let steered = self.sidecar_host_uid(pod).and_then(|uid| pods::install(maps, pod, &a.siblings, uid)).and_then(|()| {
             let Some(tc) = tc.filter(|_| !pod.ifname.is_empty()) else { return Ok(()) };

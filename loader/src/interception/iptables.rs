@@ -1058,9 +1058,13 @@ impl Interception for Iptables {
     fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         match siblings.split_first() {
             None => remove(pod)?,
-            // A namespace that is gone took its rules with it.
-            Some(_) if !super::pods::netns_alive(&pod.netns, pod.cookie) => {}
-            Some((first, rest)) => apply(&self.rules, &merged(first, rest))?,
+            // A namespace that is gone took its rules with it; one that
+            // cannot be looked at is not taken for gone (nothing changes).
+            Some((first, rest)) => match super::pods::netns_state(&pod.netns, pod.cookie) {
+                super::pods::NetnsState::Gone => {}
+                super::pods::NetnsState::Unknown(e) => return Err(Error::from(e).context(format_args!("pod {}", pod.container_id))),
+                super::pods::NetnsState::Alive => apply(&self.rules, &merged(first, rest))?,
+            },
         }
         self.ebpf.remove(pod, siblings)
     }

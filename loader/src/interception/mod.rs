@@ -54,12 +54,13 @@ pub trait Interception: Send + Sync {
     /// next to each other). This way checks the namespaces a few at once,
     /// then applies the live ones in turn.
     fn adopt(&self, pods: &[Adopting]) -> Vec<Adopted> {
-        let alive = pods::netns_alive_all(&pods.iter().map(|a| &a.pod).collect::<Vec<_>>());
+        let states = pods::netns_state_all(&pods.iter().map(|a| &a.pod).collect::<Vec<_>>());
         pods.iter()
-            .zip(alive)
-            .map(|(a, alive)| match alive {
-                false => Adopted::Gone,
-                true => self.apply(&a.pod, &a.siblings).map_or_else(Adopted::Failed, |()| Adopted::Kept),
+            .zip(states)
+            .map(|(a, state)| match state {
+                pods::NetnsState::Gone => Adopted::Gone,
+                pods::NetnsState::Unknown(e) => Adopted::Unknown(e),
+                pods::NetnsState::Alive => self.apply(&a.pod, &a.siblings).map_or_else(Adopted::Failed, |()| Adopted::Kept),
             })
             .collect()
     }
@@ -76,9 +77,15 @@ pub struct Adopting {
 pub enum Adopted {
     /// Steered again.
     Kept,
-    /// Its network namespace is gone (or its path names another one now,
-    /// or it cannot be entered): nothing was done.
+    /// Its network namespace is gone: nothing is at its path (ENOENT), or
+    /// the path names another namespace now (its cookie differs). Nothing
+    /// was done; its record and entries can go.
     Gone,
+    /// Its network namespace could not be looked at (out of descriptors,
+    /// setns refused, ...): the pod may be alive, so it is kept as it was
+    /// (its record, its entries and filters from before the restart),
+    /// not steered again. The error names its path and what failed.
+    Unknown(crate::system::NetnsError),
     /// It could not be steered again; as after a failed `apply`, nothing of
     /// it is left (the siblings stay as they were).
     Failed(Error),

@@ -17,7 +17,7 @@ use crate::datapath::layout::{Cidr4Key, Cidr6Key, In4Key, In6Key, Ip6Key, Pod, P
 use crate::libbpf::MapFd;
 use crate::datapath::pins::{self, Pins};
 use crate::timing;
-use crate::system;
+use crate::system::{self, NetnsError};
 
 /// A pod spec that passed validation, with its netns cookie.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -607,23 +607,48 @@ pub fn check(maps: &PodMaps, pod: &MeshedPod, siblings: &[MeshedPod], sidecar_ui
     maps.addr_maps6().check(&pod.addrs6(), pod.cookie, &pod.container_id)
 }
 
+/// What became of a pod's network namespace, as far as can be proven.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum NetnsState {
+    /// The path still names the namespace with the pod's cookie.
+    Alive,
+    /// Proven gone: nothing is at the path (ENOENT), or the path names
+    /// another namespace now (its cookie differs).
+    Gone,
+    /// It could not be looked at (out of descriptors, setns refused, ...):
+    /// the pod may well be alive, so nothing of it may be dropped.
+    Unknown(NetnsError),
+}
+
+impl NetnsState {
+    /// Of what entering (or reading the cookie of) the namespace answered.
+    pub fn of(entered: Result<u64, NetnsError>, cookie: u64) -> NetnsState {
+        match entered {
+            Ok(c) if c == cookie => NetnsState::Alive,
+            Ok(_) | Err(NetnsError::Gone { .. }) => NetnsState::Gone,
+            Err(e) => NetnsState::Unknown(e),
+        }
+    }
+}
+
 /// Is `netns` still the namespace with this cookie? (It may be gone, or the
-/// path may have been reused for a new namespace.)
-pub fn netns_alive(netns: &Path, cookie: u64) -> bool {
-    system::netns_cookie(netns).map(|c| c == cookie).unwrap_or(false)
+/// path may have been reused for a new namespace, or it could not be read.)
+pub fn netns_state(netns: &Path, cookie: u64) -> NetnsState {
+    NetnsState::of(system::netns_cookie(netns), cookie)
 }
 
 /// Network namespaces are entered this many at once when thousands of pods
 /// are looked at (adoption): the work mostly waits for the kernel.
 pub const NETNS_THREADS: usize = 4;
 
-/// [`netns_alive`] of each pod, a few at once ([`NETNS_THREADS`]), in the
-/// pods' order. A pod whose thread panicked is answered alive (applying it
-/// finds out) rather than dropped.
-pub fn netns_alive_all(pods: &[&MeshedPod]) -> Vec<bool> {
-    system::each_in_netns(pods, NETNS_THREADS, |thread, pod| thread.enter(&pod.netns).is_ok_and(|c| c == pod.cookie))
+/// [`netns_state`] of each pod, a few at once ([`NETNS_THREADS`]), in the
+/// pods' order. A pod whose thread panicked is Unknown (Panicked) rather
+/// than dropped.
+pub fn netns_state_all(pods: &[&MeshedPod]) -> Vec<NetnsState> {
+    system::each_in_netns(pods, NETNS_THREADS, |thread, pod| NetnsState::of(thread.enter(&pod.netns), pod.cookie))
         .into_iter()
-        .map(|alive| alive.unwrap_or(true))
+        .zip(pods)
+        .map(|(state, pod)| state.unwrap_or_else(|| NetnsState::Unknown(NetnsError::Panicked { netns: pod.netns.clone() })))
         .collect()
 }
 
@@ -647,9 +672,64 @@ mod tests {
                 MeshedPod::of(&s, if i % 3 == 0 { here + 1 } else { here }, NODE)
             })
             .collect();
-        let want: Vec<bool> = (0..9).map(|i| i % 3 != 0 && i != 4).collect();
-        assert_eq!(netns_alive_all(&pods.iter().collect::<Vec<_>>()), want);
-        assert!(netns_alive_all(&[]).is_empty());
+        let want: Vec<NetnsState> = (0..9).map(|i| if i % 3 != 0 && i != 4 { NetnsState::Alive } else { NetnsState::Gone }).collect();
+        assert_eq!(netns_state_all(&pods.iter().collect::<Vec<_>>()), want);
+        assert!(netns_state_all(&[]).is_empty());
+    }
+
+    /// Out of file descriptors, a live pod's namespace cannot be looked at:
+    /// it is Unknown, naming its path and EMFILE, never Gone (the path cannot
+    /// be opened; opened, its cookie cannot be read); alive again once
+    /// descriptors can be had. The limit is the process's: in a child run.
+    #[test]
+    fn a_live_namespace_that_cannot_be_looked_at_is_unknown_not_gone() {
+        if !crate::testutil::in_child_process("interception::pods::tests::a_live_namespace_that_cannot_be_looked_at_is_unknown_not_gone", "child: unknown, not gone") {
+            return;
+        }
+        let here = system::current_netns_cookie().unwrap();
+        let mut s = spec();
+        s.netns = "/proc/self/ns/net".into();
+        let pod = MeshedPod::of(&s, here, NODE);
+        let limit = crate::testutil::NofileLimit::new();
+        limit.set(limit.lowest_free());
+        let (one, all) = (netns_state(&pod.netns, pod.cookie), netns_state_all(&[&pod]));
+        limit.set(limit.lowest_free() + 1);
+        let cookie = netns_state_all(&[&pod]);
+        limit.restore();
+
+        let open = NetnsError::Open { netns: "/proc/self/ns/net".into(), errno: libc::EMFILE };
+        assert_eq!(one, NetnsState::Unknown(open.clone()));
+        assert_eq!(all, vec![NetnsState::Unknown(open)]);
+        assert_eq!(cookie, vec![NetnsState::Unknown(NetnsError::Cookie { netns: Some("/proc/self/ns/net".into()), errno: libc::EMFILE })]);
+        assert_eq!(netns_state_all(&[&pod]), vec![NetnsState::Alive], "alive once descriptors can be had");
+        println!("child: unknown, not gone");
+    }
+
+    /// A namespace removed (`ip netns del`) is Gone; its path given to a new
+    /// namespace (added again under the same name) is Gone too: the path
+    /// names another namespace, its cookie differs.
+    #[test]
+    fn a_removed_namespace_and_a_path_another_namespace_took_are_gone() {
+        let name = format!("mwpods{}-reuse", std::process::id());
+        let ip = |op: &str| assert!(std::process::Command::new("ip").args(["netns", op, &name]).status().is_ok_and(|s| s.success()), "ip netns {op} {name}");
+        let path = PathBuf::from(format!("/run/netns/{name}"));
+        ip("add");
+        let cookie = system::netns_cookie(&path).unwrap();
+        let mut s = spec();
+        s.netns = path.clone();
+        let pod = MeshedPod::of(&s, cookie, NODE);
+        let alive = (netns_state(&path, cookie), netns_state_all(&[&pod]));
+        ip("del");
+        let removed = (netns_state(&path, cookie), netns_state_all(&[&pod]));
+        ip("add");
+        let other = system::netns_cookie(&path);
+        let reused = (netns_state(&path, cookie), netns_state_all(&[&pod]));
+        ip("del");
+
+        assert_eq!(alive, (NetnsState::Alive, vec![NetnsState::Alive]));
+        assert_eq!(removed, (NetnsState::Gone, vec![NetnsState::Gone]), "{} removed", path.display());
+        assert_ne!(other.unwrap(), cookie, "a new namespace at the same path");
+        assert_eq!(reused, (NetnsState::Gone, vec![NetnsState::Gone]), "{} names another namespace", path.display());
     }
 
     #[test]

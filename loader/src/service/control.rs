@@ -889,7 +889,7 @@ mod tests {
         drop(nss[1].take());
         ip_in(nss[2].as_ref().unwrap(), &["link", "del", "eth0"]);
         let service = PodService::new(&node.api.state, crate::interception::of(&node.config, &node.pins)).unwrap();
-        assert_eq!(service.adopt().unwrap(), (8, 1), "a0, a3-a7 and both of a8's kept; a1 dropped; a2 failed");
+        assert_eq!(service.adopt().unwrap(), (8, 1, 0), "a0, a3-a7 and both of a8's kept; a1 dropped; a2 failed");
 
         let mut ids: Vec<String> = service.list().unwrap().into_iter().map(|r| format!("{}@{}", r.spec.container_id, r.spec.ifname)).collect();
         ids.sort();
@@ -913,6 +913,44 @@ mod tests {
                 assert_eq!(slots, want, "a{i}: the new programs on its interfaces");
             }
         }
+    }
+
+    /// Adoption after a restart with the loader out of file descriptors: a
+    /// live pod's namespace cannot be opened, so adopting it answers
+    /// Unknown, naming its path and EMFILE, not Gone; nothing of it is
+    /// touched (its entries and clsact filters stay and check out once
+    /// descriptors can be had), and its record stays. Then, with
+    /// descriptors, a pod service adopts it (kept). In a child run: the
+    /// limit is the process's.
+    #[test]
+    fn adoption_out_of_descriptors_keeps_a_live_pod() {
+        if !crate::testutil::in_child_process("service::control::tests::adoption_out_of_descriptors_keeps_a_live_pod", "child: kept unchecked") {
+            return;
+        }
+        let node = Node::with("[tc]\nattach = \"clsact\"\n");
+        let ns = TestNetns::new("nofile");
+        ip_in(&ns, &["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+        ip_in(&ns, &["link", "set", "eth0", "up"]);
+        let r = node.add("n0", &ns.path(), "eth0");
+        assert!(r.error.is_none(), "{r:?}");
+        let service = PodService::new(&node.api.state, crate::interception::of(&node.config, &node.pins)).unwrap();
+        let record = service.list().unwrap().remove(0);
+        let pod = crate::interception::pods::MeshedPod::of(&record.spec, record.netns_cookie, Default::default());
+        let interception = crate::interception::of(&node.config, &node.pins);
+        interception.check(&pod, &[]).unwrap(); // its maps opened, before the limit
+
+        let limit = crate::testutil::NofileLimit::new();
+        limit.set(limit.lowest_free());
+        let adopted = interception.adopt(&[crate::interception::Adopting { pod: pod.clone(), siblings: vec![] }]);
+        limit.restore();
+
+        let want = crate::system::NetnsError::Open { netns: ns.path(), errno: libc::EMFILE };
+        assert_eq!(adopted, vec![crate::interception::Adopted::Unknown(want)], "not Gone: the namespace is alive");
+        interception.check(&pod, &[]).unwrap();
+        assert_eq!(node.pod_cookies(), vec![record.netns_cookie], "its mw_pods entry stays");
+        assert_eq!(service.list().unwrap(), vec![record.clone()], "its record stays");
+        assert_eq!(service.adopt().unwrap(), (1, 0, 0), "with descriptors: adopted");
+        println!("child: kept unchecked");
     }
 
     /// `meshwire-loader cleanup` takes pods out newest first, on a real

@@ -315,9 +315,14 @@ impl PodService {
 
     fn check_one(&self, record: &PodRecord) -> Result<(), Error> {
         let container_id = &record.spec.container_id;
-        if !pods::netns_alive(&record.spec.netns, record.netns_cookie) {
+        match pods::netns_state(&record.spec.netns, record.netns_cookie) {
+            pods::NetnsState::Alive => {}
             // What CHECK looks for: the pod is not as it was set up.
-            return Err(Error::Inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())));
+            pods::NetnsState::Gone => {
+                return Err(Error::Inconsistent(format!("pod {container_id}: network namespace {} is gone", record.spec.netns.display())))
+            }
+            // Not known to be inconsistent: the error says what failed.
+            pods::NetnsState::Unknown(e) => return Err(Error::from(e).context(format_args!("pod {container_id}"))),
         }
         let pod = self.meshed_of(record);
         let siblings = self.siblings(container_id, &record.spec.ifname, record.netns_cookie)?;
@@ -339,18 +344,22 @@ impl PodService {
     }
 
     /// After a (re)start: keep the pods whose namespace is still there,
-    /// re-applying their entries; drop those whose namespace is gone, and map
-    /// entries no record explains. Returns (kept, dropped).
-    pub fn adopt(&self) -> Result<(usize, usize), Error> {
+    /// re-applying their entries; drop those whose namespace is proven gone,
+    /// and map entries no record explains. A pod whose namespace could not
+    /// be looked at is kept as it was, record and entries, its error logged
+    /// naming it (adoption goes on: failing the loader would leave every
+    /// pod unserved for one that may be fine). Returns (kept, dropped,
+    /// unchecked): kept were steered again, unchecked kept unverified.
+    pub fn adopt(&self) -> Result<(usize, usize, usize), Error> {
         timing::start();
         let adopted = self.adopt_timed();
-        if let (Ok((kept, dropped)), Some(took)) = (&adopted, timing::finish()) {
-            log::info!("adoption of {kept} pod(s), {dropped} dropped: {took}");
+        if let (Ok((kept, dropped, unchecked)), Some(took)) = (&adopted, timing::finish()) {
+            log::info!("adoption of {kept} pod(s), {dropped} dropped, {unchecked} kept unchecked: {took}");
         }
         adopted
     }
 
-    fn adopt_timed(&self) -> Result<(usize, usize), Error> {
+    fn adopt_timed(&self) -> Result<(usize, usize, usize), Error> {
         let mut meshed = self.lock();
         let (records, broken) = self.records.all()?;
         timing::mark("records read");
@@ -370,13 +379,20 @@ impl PodService {
             .collect();
         let adopted = self.interception.adopt(&adopting);
         timing::mark("netns check + map updates + tc attach");
-        let (mut kept, mut dropped) = (0, 0);
+        let (mut kept, mut dropped, mut unchecked) = (0, 0, 0);
         let mut live = Vec::with_capacity(records.len());
         for (record, adopted) in records.into_iter().zip(adopted) {
             let id = &record.spec.container_id;
             match adopted {
                 Adopted::Kept => kept += 1,
                 Adopted::Failed(e) => log::error!("pod {id}: could not restore: {e}"),
+                Adopted::Unknown(e) => {
+                    log::error!(
+                        "pod {id}: network namespace {} could not be checked ({e}); keeping the pod, its record and entries as they were, not steered again",
+                        record.spec.netns.display()
+                    );
+                    unchecked += 1;
+                }
                 Adopted::Gone => {
                     log::info!("pod {id}: network namespace {} is gone; removing it", record.spec.netns.display());
                     self.teardown(&mut meshed, &record)?;
@@ -392,7 +408,7 @@ impl PodService {
         let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
         self.interception.sweep(&known)?;
         timing::mark("sweep");
-        Ok((kept, dropped))
+        Ok((kept, dropped, unchecked))
     }
 }
 

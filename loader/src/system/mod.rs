@@ -442,34 +442,14 @@ mod tests {
     /// child process of its own (this test binary again, this test only).
     #[test]
     fn a_cookie_that_cannot_be_read_is_a_cookie_error() {
-        const CHILD: &str = "MESHWIRE_TEST_NOFILE_CHILD";
-        const NAME: &str = "system::tests::a_cookie_that_cannot_be_read_is_a_cookie_error";
-        if std::env::var_os(CHILD).is_none() {
-            let out = std::process::Command::new(std::env::current_exe().unwrap())
-                .args([NAME, "--exact", "--nocapture", "--test-threads=1"])
-                .env(CHILD, "1")
-                .output()
-                .unwrap();
-            let text = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-            assert!(out.status.success() && text.contains("child: 3 cases checked") && text.contains("1 passed"), "the child run failed:\n{text}");
+        if !crate::testutil::in_child_process("system::tests::a_cookie_that_cannot_be_read_is_a_cookie_error", "child: 3 cases checked") {
             return;
         }
-        use std::os::fd::AsRawFd;
         let own = current_netns_cookie().unwrap();
         let path = Path::new("/proc/self/ns/net");
         let (for_home, for_cookie) = (open_netns(path).unwrap(), open_netns(path).unwrap());
-        let mut limit = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-        assert_eq!(unsafe { libc::getrlimit(libc::RLIMIT_NOFILE, &mut limit) }, 0);
-        let set = |n: u64| assert_eq!(unsafe { libc::setrlimit(libc::RLIMIT_NOFILE, &libc::rlimit { rlim_cur: n, rlim_max: limit.rlim_max }) }, 0);
-        // Descriptors are given lowest first: with the limit at the lowest
-        // free one, no descriptor can be had; one above it, one can.
-        let lowest_free = || {
-            set(limit.rlim_cur);
-            let fd = unsafe { libc::fcntl(for_cookie.as_raw_fd(), libc::F_DUPFD_CLOEXEC, 0) };
-            assert!(fd > 0);
-            unsafe { libc::close(fd) };
-            fd as u64
-        };
+        let limit = crate::testutil::NofileLimit::new();
+        let (set, lowest_free) = (|n| limit.set(n), || limit.lowest_free());
 
         set(lowest_free());
         let own_cookie = host_netns_cookies();
@@ -477,7 +457,7 @@ mod tests {
         let home = run_in_netns(for_home, path, |c| c);
         set(lowest_free() + 1);
         let cookie = run_in_netns(for_cookie, path, |c| c);
-        set(limit.rlim_cur);
+        limit.restore();
 
         let e = cookie.unwrap_err();
         assert_eq!(e, NetnsError::Cookie { netns: Some("/proc/self/ns/net".into()), errno: libc::EMFILE });
