@@ -944,21 +944,62 @@ fn apply_with(ip6: Ip6, node: &NodeRules, pod: &MeshedPod) -> Result<(), Error> 
 /// Remove the pod's jumps and chains, of both families. A namespace that is
 /// gone took its rules with it: Ok.
 pub fn remove(pod: &MeshedPod) -> Result<(), Error> {
-    remove_in_with(IP6, &pod.netns, pod.cookie).map_err(|e| e.context(format_args!("pod {}", pod.container_id)))
+    remove_in_with(IP6, &pod.netns, pod.cookie).map(|_| ()).map_err(|e| e.context(format_args!("pod {}", pod.container_id)))
 }
 
-fn remove_in_with(ip6: Ip6, netns: &Path, cookie: u64) -> Result<(), Error> {
+/// One table's part of an `iptables-save` of every table: from its `*table`
+/// line to its COMMIT; empty when the dump has no such table.
+fn table_of<'a>(dump: &'a str, table: &str) -> &'a str {
+    let head = format!("*{table}\n");
+    let Some(start) = dump.find(&head).filter(|&i| i == 0 || dump[..i].ends_with('\n')) else { return "" };
+    let body = &dump[start..];
+    body.find("\nCOMMIT").map_or(body, |end| &body[..end])
+}
+
+/// Removing reads each family once (`iptables-save` and `ip6tables-save`
+/// of every table, one command each) and runs a restore only for a table
+/// that holds something of ours: a namespace that never had rules of ours
+/// (every pod of a node in the eBPF mode, at cleanup) costs one command
+/// per family. Ok(Some(n)): n tables held rules of ours and were cleared;
+/// Ok(None): the namespace is gone.
+fn remove_in_with(ip6: Ip6, netns: &Path, cookie: u64) -> Result<Option<usize>, Error> {
     in_pod_netns(netns, cookie, move |ns| {
+        let mut errors: Vec<Error> = Vec::new();
+        let mut cleared = 0;
         // Every table, even when one fails; the REDIRECTs before their guard.
-        let errors: Vec<Error> =
-            ip6.all().into_iter().chain([V4, GUARD, RAW]).filter_map(|fam| take_step(ns, &Step::none(fam, "removed")).err()).collect();
+        let families: [(&'static str, Vec<Family>); 2] = [(ip6.save, ip6.all().to_vec()), (V4.save, vec![V4, GUARD, RAW])];
+        for (program, tables) in families {
+            let v6 = tables[0].is_v6();
+            // No IPv6 in the namespace: no IPv6 table to hold anything.
+            if v6 && !ip6.present() {
+                continue;
+            }
+            let dump = match run(ns, program, &[], None) {
+                Ok(dump) => dump,
+                // ip6tables not installed or the kernel without IPv6 netfilter: nothing of ours there.
+                Err(e) if v6 && (e.not_installed || says_absent(&e.stderr)) => continue,
+                Err(e) => {
+                    errors.push(e.into());
+                    continue;
+                }
+            };
+            for fam in &tables {
+                let Some(script) = remove_script(fam, &parse_save(fam, table_of(&dump, fam.table))) else { continue };
+                cleared += 1;
+                match restore(ns, fam, &script) {
+                    // Removing from an IPv6 table that is not there: nothing to remove.
+                    Err(e) if v6 && says_absent(&e.stderr) => {}
+                    Err(e) => errors.push(e.into()),
+                    Ok(()) => {}
+                }
+            }
+        }
         match errors.split_first() {
-            None => Ok(()),
+            None => Ok(cleared),
             // The first one's kind; every message.
             Some((first, _)) => Err(first.clone().map_message(|_| errors.iter().map(Error::message).collect::<Vec<_>>().join("; "))),
         }
     })
-    .map(|_| ())
 }
 
 /// Are the pod's rules there, exactly, in both families? Err says what differs.
@@ -2126,6 +2167,72 @@ mod tests {
                 stale.join("\n")
             );
         }
+    }
+
+    /// Removing reads each family once and restores only the tables that
+    /// hold something of ours: a namespace with rules of ours (and a user's
+    /// own) loses exactly ours, table by table; one without any gets no
+    /// restore at all. The ip6tables commands are logged by stand-ins that
+    /// run the real ones.
+    #[test]
+    fn removing_reads_each_family_once_and_restores_only_tables_with_rules_of_ours() {
+        let dir = std::env::temp_dir().join(format!("mwut{}-rmlog", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let log = dir.join("log");
+        let stand_in = |prog: &str| -> &'static str {
+            let path = dir.join(prog);
+            std::fs::write(&path, format!("#!/bin/sh\necho \"{prog} $*\" >> {}\nexec {prog} \"$@\"\n", log.display())).unwrap();
+            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+            Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+        };
+        let logged = Ip6 { save: stand_in("ip6tables-save"), restore: stand_in("ip6tables-restore"), ..IP6 };
+        let calls = || {
+            let c = std::fs::read_to_string(&log).unwrap_or_default();
+            let _ = std::fs::remove_file(&log);
+            c
+        };
+        let tables = [("iptables-save", "nat"), ("iptables-save", "filter"), ("iptables-save", "raw"), ("ip6tables-save", "nat"), ("ip6tables-save", "filter"), ("ip6tables-save", "raw")];
+
+        let ns = TestNetns::new("rmleft");
+        let p = pod(&ns.path, ns.cookie());
+        apply(&node_intercept(), &p).unwrap();
+        let user = |args: &[&str]| {
+            let out = Command::new("ip").args(["netns", "exec", &ns.name, "iptables", "-t", "nat"]).args(args).output().unwrap();
+            assert!(out.status.success(), "iptables {args:?}: {}", String::from_utf8_lossy(&out.stderr));
+        };
+        user(&["-N", "USER_CHAIN"]);
+        user(&["-A", "OUTPUT", "-p", "tcp", "--dport", "9999", "-j", "USER_CHAIN"]);
+        let ours = tables.iter().filter(|(prog, t)| ns.save(prog, t).contains("MESHWIRE")).count();
+        assert!(ours >= 4, "intercept leaves IPv4 and IPv6 nat and filter rules: {ours} tables");
+        calls();
+        assert_eq!(remove_in_with(logged, &ns.path, ns.cookie()).unwrap(), Some(ours));
+        for (prog, t) in tables {
+            assert!(!ns.save(prog, t).contains("MESHWIRE"), "{prog} -t {t}: {}", ns.save(prog, t));
+        }
+        let nat = ns.nat();
+        assert!(nat.contains(":USER_CHAIN") && nat.contains("-A OUTPUT -p tcp -m tcp --dport 9999 -j USER_CHAIN"), "the user's rules went: {nat}");
+        let c = calls();
+        assert_eq!(c.matches("ip6tables-save").count(), 1, "{c}");
+        assert!(c.contains("ip6tables-restore --noflush"), "{c}");
+
+        // Again: nothing of ours is left, so only the reads run.
+        assert_eq!(remove_in_with(logged, &ns.path, ns.cookie()).unwrap(), Some(0));
+        assert_eq!(calls(), "ip6tables-save \n");
+        // A namespace that never had rules of ours: the same.
+        let clean = TestNetns::new("rmnone");
+        assert_eq!(remove_in_with(logged, &clean.path, clean.cookie()).unwrap(), Some(0));
+        assert_eq!(calls(), "ip6tables-save \n");
+        let _ = std::fs::remove_dir_all(&dir);
+    }
+
+    #[test]
+    fn table_of_takes_one_table_of_a_dump() {
+        let dump = "# Generated\n*raw\n:OUTPUT ACCEPT [0:0]\nCOMMIT\n*nat\n:MESHWIRE_OUTPUT - [0:0]\n-A OUTPUT -p tcp -j MESHWIRE_OUTPUT\nCOMMIT\n";
+        assert_eq!(table_of(dump, "nat"), "*nat\n:MESHWIRE_OUTPUT - [0:0]\n-A OUTPUT -p tcp -j MESHWIRE_OUTPUT");
+        assert_eq!(table_of(dump, "raw"), "*raw\n:OUTPUT ACCEPT [0:0]");
+        assert_eq!(table_of(dump, "filter"), "");
+        assert_eq!(parse_save(&V4, table_of(dump, "raw")), Found::default());
+        assert_eq!(parse_save(&V4, table_of(dump, "nat")).jumps_out, 1);
     }
 
     #[test]
