@@ -471,6 +471,27 @@ static __always_inline int mw_tc_egress_synack(struct __sk_buff *skb, const stru
 	return mw_tc_handshake_packet(skb, t, key, syn->orig_port, 0, is6);
 }
 
+/*
+ * A packet's flow key, the same for both directions of a flow: the remote
+ * peer is the source of what comes in (ingress 1) and the destination of what
+ * the pod sends out (ingress 0). ingress is a constant once inlined.
+ */
+static __always_inline void mw_tc_flow_key4(struct mw_flow4_key *key, const struct mw_tcp4 *t,
+					    const int ingress)
+{
+	key->remote_ip4 = ingress ? t->saddr : t->daddr;
+	key->local_ip4 = ingress ? t->daddr : t->saddr;
+	key->remote_port = ingress ? t->sport : t->dport;
+}
+
+static __always_inline void mw_tc_flow_key6(struct mw_flow6_key *key, const struct mw_tcp4 *t,
+					    const int ingress)
+{
+	__builtin_memcpy(key->remote_ip6, ingress ? t->saddr6 : t->daddr6, sizeof(key->remote_ip6));
+	__builtin_memcpy(key->local_ip6, ingress ? t->daddr6 : t->saddr6, sizeof(key->local_ip6));
+	key->remote_port = ingress ? t->sport : t->dport;
+}
+
 /* A TCP packet from the peer (either family; key: its flow's). */
 static __always_inline int mw_tc_ingress_tcp(struct __sk_buff *skb, const struct mw_tcp4 *t,
 					     const void *key, const int is6)
@@ -535,9 +556,7 @@ static __always_inline int mw_tc_ingress6(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (mw_cfg.ipv6 != MW_IPV6_INTERCEPT)
 		return mw_tc_ingress6_refused(skb, &t);
-	__builtin_memcpy(key.remote_ip6, t.saddr6, sizeof(key.remote_ip6));
-	__builtin_memcpy(key.local_ip6, t.daddr6, sizeof(key.local_ip6));
-	key.remote_port = t.sport;
+	mw_tc_flow_key6(&key, &t, 1);
 	return mw_tc_ingress_tcp(skb, &t, &key, 1);
 }
 
@@ -549,9 +568,7 @@ static __always_inline int mw_tc_egress6(struct __sk_buff *skb)
 	if (mw_cfg.ipv6 != MW_IPV6_INTERCEPT || mw_parse_tcp6(skb, &t) != MW_PARSE_TCP ||
 	    t.sport != bpf_htons(mw_cfg.inbound_port))
 		return TC_ACT_UNSPEC;
-	__builtin_memcpy(key.remote_ip6, t.daddr6, sizeof(key.remote_ip6));
-	__builtin_memcpy(key.local_ip6, t.saddr6, sizeof(key.local_ip6));
-	key.remote_port = t.dport;
+	mw_tc_flow_key6(&key, &t, 0);
 	return mw_tc_egress_tcp(skb, &t, &key, 1);
 }
 
@@ -571,10 +588,7 @@ int mw_tc_ingress(struct __sk_buff *skb)
 		mw_emit(MW_HOOK_TC_INGRESS, MW_DEC_TC_MALFORMED, 0, 0, 0, 0, 0, 0, 0, MW_EV_NO_TASK);
 	if (parsed != MW_PARSE_TCP)
 		return TC_ACT_UNSPEC;
-
-	key.remote_ip4 = t.saddr;
-	key.local_ip4 = t.daddr;
-	key.remote_port = t.sport;
+	mw_tc_flow_key4(&key, &t, 1);
 	return mw_tc_ingress_tcp(skb, &t, &key, 0);
 }
 
@@ -590,9 +604,6 @@ int mw_tc_egress(struct __sk_buff *skb)
 		return TC_ACT_UNSPEC;
 	if (t.sport != bpf_htons(mw_cfg.inbound_port))
 		return TC_ACT_UNSPEC;
-
-	key.remote_ip4 = t.daddr;
-	key.local_ip4 = t.saddr;
-	key.remote_port = t.dport;
+	mw_tc_flow_key4(&key, &t, 0);
 	return mw_tc_egress_tcp(skb, &t, &key, 0);
 }
