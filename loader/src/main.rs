@@ -40,15 +40,7 @@ use views::{inspect, trace};
 )]
 struct Cli {
     #[command(flatten)]
-    common: Common,
-    #[command(flatten)]
-    cgroup: CgroupOpt,
-    #[command(flatten)]
-    pins: PinOpt,
-    #[command(flatten)]
-    api: ApiOpt,
-    #[command(flatten)]
-    state: StateOpt,
+    given: Given,
     #[command(subcommand)]
     command: Option<Command>,
 }
@@ -92,19 +84,26 @@ struct StateOpt {
     state_dir: Option<PathBuf>,
 }
 
-/// The options given, before the command and after it (which wins).
-#[derive(Clone, Default)]
+/// Every option a command may read: those given before the command (Cli)
+/// and all of `run`'s; Given::of merges them with the command's own.
+#[derive(clap::Args, Clone, Default)]
 struct Given {
+    #[command(flatten)]
     common: Common,
+    #[command(flatten)]
     cgroup: CgroupOpt,
+    #[command(flatten)]
     pins: PinOpt,
+    #[command(flatten)]
     api: ApiOpt,
+    #[command(flatten)]
     state: StateOpt,
 }
 
 impl Given {
+    /// The options given, before the command and after it (which wins).
     fn of(cli: &Cli) -> Given {
-        let top = Given { common: cli.common.clone(), cgroup: cli.cgroup.clone(), pins: cli.pins.clone(), api: cli.api.clone(), state: cli.state.clone() };
+        let top = cli.given.clone();
         let Some(command) = &cli.command else { return top };
         let own = command.given();
         Given {
@@ -126,15 +125,7 @@ enum Command {
         #[arg(long)]
         no_wait: bool,
         #[command(flatten)]
-        common: Common,
-        #[command(flatten)]
-        cgroup: CgroupOpt,
-        #[command(flatten)]
-        pins: PinOpt,
-        #[command(flatten)]
-        api: ApiOpt,
-        #[command(flatten)]
-        state: StateOpt,
+        given: Given,
     },
     /// Detach the programs and remove every pin under the pin directory.
     Cleanup {
@@ -296,9 +287,7 @@ impl Command {
     fn given(&self) -> Given {
         let mut g = Given::default();
         match self {
-            Command::Run { common, cgroup, pins, api, state, .. } => {
-                (g.common, g.cgroup, g.pins, g.api, g.state) = (common.clone(), cgroup.clone(), pins.clone(), api.clone(), state.clone())
-            }
+            Command::Run { given, .. } => g = given.clone(),
             Command::Cleanup { common, pins, state } => (g.common, g.pins, g.state) = (common.clone(), pins.clone(), state.clone()),
             Command::Stats { common, pins } | Command::Maps { common, pins } | Command::Conns { common, pins } | Command::Trace { common, pins, .. } => {
                 (g.common, g.pins) = (common.clone(), pins.clone())
@@ -414,7 +403,7 @@ fn main() -> ExitCode {
         unsafe { libc::signal(libc::SIGPIPE, libc::SIG_DFL) };
     }
     let api = control::ApiPaths { socket: config.api.socket.clone(), state_dir: config.api.state_dir.clone() };
-    let run = || Command::Run { no_wait: false, common: Common::default(), cgroup: CgroupOpt::default(), pins: PinOpt::default(), api: ApiOpt::default(), state: StateOpt::default() };
+    let run = || Command::Run { no_wait: false, given: Given::default() };
     match execute(cli.command.unwrap_or_else(run), &config, &api) {
         Ok(()) => ExitCode::SUCCESS,
         // Printed once: not also as a log line.
