@@ -23,15 +23,26 @@ use std::sync::Mutex;
 use std::thread;
 use std::time::Duration;
 
-/// What every reply must show.
-#[derive(Debug, Clone, Default)]
+// What every reply must show; also `mwtest client`'s --expect-* options
+// (their ids are the flags' names, which main.rs's group and conflicts use).
+#[derive(Debug, Clone, Default, clap::Args)]
 pub struct Expect {
-    /// Some: through an outbound sidecar that saw this original destination.
-    pub orig: Option<SocketAddr>,
-    /// Some: through the destination pod's inbound sidecar, which saw this
+    /// Expect each connection to go through an outbound sidecar that saw this
     /// original destination.
+    #[arg(long = "expect-orig", id = "expect_orig", value_name = "EXPECT_ORIG", conflicts_with = "expect_direct")]
+    pub orig: Option<SocketAddr>,
+    /// Expect each connection to reach the server inside the destination pod
+    /// through its inbound sidecar, which saw this original destination (the
+    /// server then sees the connection on 127.0.0.1:<its port>).
+    #[arg(long = "expect-inbound-orig", id = "expect_inbound_orig", value_name = "EXPECT_INBOUND_ORIG", conflicts_with = "expect_direct")]
     pub inbound_orig: Option<SocketAddr>,
-    /// The server's name, if it matters.
+    /// Expect each connection to reach the server directly (no sidecar at all).
+    // What neither orig nor inbound_orig already means: the flag says so,
+    // for main.rs's group that wants some expectation named.
+    #[arg(long = "expect-direct", id = "expect_direct")]
+    pub direct: bool,
+    /// Expect the reply to come from the server with this name.
+    #[arg(long = "expect-server", id = "expect_server", value_name = "EXPECT_SERVER")]
     pub server: Option<String>,
 }
 
@@ -67,30 +78,63 @@ pub fn parse_ip_options(s: &str) -> Result<IpOptions, String> {
     Ok(IpOptions(bytes))
 }
 
+// What `mwtest client` does: its options as given (main.rs flattens this
+// into the command, so each option is declared once, here).
+#[derive(clap::Args)]
 pub struct Options {
+    #[arg(long)]
     pub connect: SocketAddr,
+    #[arg(long, default_value_t = 1)]
     pub count: usize,
+    // 0 counts as 1 (run()).
+    #[arg(long, default_value_t = 1)]
     pub parallel: usize,
+    #[command(flatten)]
     pub expect: Expect,
-    /// getpeername() must be the --connect address.
+    /// Check that getpeername() returns exactly the --connect address.
+    #[arg(long)]
     pub check_peer: bool,
+    /// IPv4 options on every packet (setsockopt IP_OPTIONS): nop, rr (record
+    /// route), ts (timestamp) or the option bytes in hex.
+    #[arg(long, value_name = "nop|rr|ts|HEX", value_parser = parse_ip_options)]
     pub ip_options: Option<IpOptions>,
-    /// Multipath TCP sockets (IPPROTO_MPTCP) instead of TCP ones.
+    /// Multipath TCP sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)).
+    #[arg(long)]
     pub mptcp: bool,
-    /// SO_BINDTODEVICE before connect().
+    /// Bind each socket to this interface (SO_BINDTODEVICE) before connect().
+    #[arg(long, value_name = "IFNAME")]
     pub bind_device: Option<String>,
-    /// End every connection with a reset; no reply is read.
+    /// End each connection with a reset (SO_LINGER {1, 0}, then close) after
+    /// sending its request, instead of a FIN; replies are not checked.
+    #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server"])]
     pub rst: bool,
-    /// Every connect() must fail (refused, not permitted, timed out).
+    /// Expect every connect() to fail: refused, not permitted, or timed out (--timeout).
+    #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server", "rst", "check_peer"])]
     pub expect_no_connection: bool,
-    /// And refused: ECONNREFUSED (a reset), nothing else.
+    /// With --expect-no-connection: each connect() must be refused (ECONNREFUSED, a
+    /// reset answered the SYN), not time out nor be denied locally.
+    #[arg(long, requires = "expect_no_connection")]
     pub refused: bool,
-    /// Keep every connection open until all are checked.
+    /// Keep every connection open, its reply read and checked without a
+    /// half-close, until all COUNT are; then close them all. Shows that COUNT
+    /// connections were open at once. Needs an echo server (`mwtest echo`)
+    /// at the far end; --expect-server does not apply.
+    #[arg(long, conflicts_with_all = ["rst", "expect_no_connection", "expect_server", "expect_inbound_orig", "check_peer"])]
     pub hold: bool,
-    /// Connection i dials --connect's port + i % ports (and expects the
-    /// original destination's port shifted alike).
+    /// Connection i dials --connect's port + i % PORTS; an --expect-orig is
+    /// shifted alike.
+    #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
     pub ports: u16,
+    /// Connect and read timeout in seconds.
+    #[arg(long, value_name = "TIMEOUT", default_value = "5", value_parser = parse_timeout)]
     pub timeout: Duration,
+}
+
+/// --timeout: whole seconds, 0 taken as 1 (a zero timeout is an error for
+/// connect_timeout and set_read_timeout).
+fn parse_timeout(s: &str) -> Result<Duration, String> {
+    let secs: u64 = s.parse().map_err(|e: std::num::ParseIntError| e.to_string())?;
+    Ok(Duration::from_secs(secs.max(1)))
 }
 
 const MAX_REPORTED: usize = 10;
@@ -117,7 +161,7 @@ pub fn run(opts: &Options) -> io::Result<bool> {
     let failures: Mutex<Vec<(usize, String)>> = Mutex::new(Vec::new());
     let held: Mutex<Vec<TcpStream>> = Mutex::new(Vec::new());
     thread::scope(|scope| -> io::Result<()> {
-        for _ in 0..opts.parallel.min(opts.count.max(1)) {
+        for _ in 0..opts.parallel.max(1).min(opts.count.max(1)) {
             thread::Builder::new().stack_size(256 * 1024).spawn_scoped(scope, || loop {
                 let i = next.fetch_add(1, Ordering::Relaxed);
                 if i >= opts.count {
@@ -407,7 +451,7 @@ mod tests {
         format!("server={name} local={local} peer=10.231.1.2:40000\nhello {i}\n")
     }
     fn orig(name: Option<&str>) -> Expect {
-        Expect { orig: Some(DST.parse().unwrap()), inbound_orig: None, server: name.map(String::from) }
+        Expect { orig: Some(DST.parse().unwrap()), server: name.map(String::from), ..Expect::default() }
     }
     fn check(reply: &str, i: usize, expect: &Expect) -> Result<(), String> {
         check_reply(reply, i, DST.parse().unwrap(), expect)
@@ -471,6 +515,7 @@ mod tests {
             orig: outbound.then(|| POD.parse().unwrap()),
             inbound_orig: Some(POD.parse().unwrap()),
             server: Some("P1".into()),
+            ..Expect::default()
         }
     }
     fn check_pod(reply: &str, i: usize, expect: &Expect) -> Result<(), String> {

@@ -163,64 +163,8 @@ enum Cmd {
             .args(["expect_orig", "expect_direct", "expect_inbound_orig", "rst", "expect_no_connection"])
     ))]
     Client {
-        #[arg(long)]
-        connect: SocketAddr,
-        #[arg(long, default_value_t = 1)]
-        count: usize,
-        #[arg(long, default_value_t = 1)]
-        parallel: usize,
-        /// Expect each connection to go through an outbound sidecar that saw this
-        /// original destination.
-        #[arg(long, conflicts_with = "expect_direct")]
-        expect_orig: Option<SocketAddr>,
-        /// Expect each connection to reach the server inside the destination pod
-        /// through its inbound sidecar, which saw this original destination (the
-        /// server then sees the connection on 127.0.0.1:<its port>).
-        #[arg(long, conflicts_with = "expect_direct")]
-        expect_inbound_orig: Option<SocketAddr>,
-        /// Expect each connection to reach the server directly (no sidecar at all).
-        #[arg(long)]
-        expect_direct: bool,
-        /// Expect the reply to come from the server with this name.
-        #[arg(long)]
-        expect_server: Option<String>,
-        /// Check that getpeername() returns exactly the --connect address.
-        #[arg(long)]
-        check_peer: bool,
-        /// IPv4 options on every packet (setsockopt IP_OPTIONS): nop, rr (record
-        /// route), ts (timestamp) or the option bytes in hex.
-        #[arg(long, value_name = "nop|rr|ts|HEX", value_parser = client::parse_ip_options)]
-        ip_options: Option<client::IpOptions>,
-        /// Multipath TCP sockets (socket(AF_INET, SOCK_STREAM, IPPROTO_MPTCP)).
-        #[arg(long)]
-        mptcp: bool,
-        /// Bind each socket to this interface (SO_BINDTODEVICE) before connect().
-        #[arg(long, value_name = "IFNAME")]
-        bind_device: Option<String>,
-        /// End each connection with a reset (SO_LINGER {1, 0}, then close) after
-        /// sending its request, instead of a FIN; replies are not checked.
-        #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server"])]
-        rst: bool,
-        /// Expect every connect() to fail: refused, not permitted, or timed out (--timeout).
-        #[arg(long, conflicts_with_all = ["expect_orig", "expect_inbound_orig", "expect_direct", "expect_server", "rst", "check_peer"])]
-        expect_no_connection: bool,
-        /// With --expect-no-connection: each connect() must be refused (ECONNREFUSED, a
-        /// reset answered the SYN), not time out nor be denied locally.
-        #[arg(long, requires = "expect_no_connection")]
-        refused: bool,
-        /// Keep every connection open, its reply read and checked without a
-        /// half-close, until all COUNT are; then close them all. Shows that COUNT
-        /// connections were open at once. Needs an echo server (`mwtest echo`)
-        /// at the far end; --expect-server does not apply.
-        #[arg(long, conflicts_with_all = ["rst", "expect_no_connection", "expect_server", "expect_inbound_orig", "check_peer"])]
-        hold: bool,
-        /// Connection i dials --connect's port + i % PORTS; an --expect-orig is
-        /// shifted alike.
-        #[arg(long, default_value_t = 1, value_parser = clap::value_parser!(u16).range(1..))]
-        ports: u16,
-        /// Connect and read timeout in seconds.
-        #[arg(long, default_value_t = 5)]
-        timeout: u64,
+        #[command(flatten)]
+        opts: client::Options,
         /// Run as this UID (e.g. the sidecar's bypass UID).
         #[arg(long)]
         uid: Option<u32>,
@@ -285,44 +229,7 @@ fn main() -> ExitCode {
             let opts = pingpong::Options { connect, size, seconds, warmup, timeout: std::time::Duration::from_secs(5) };
             pingpong::run(&opts).map(|line| println!("{line}")).map_err(|e| std::io::Error::new(e.kind(), format!("pingpong {connect}: {e}")))
         }
-        Cmd::Client {
-            connect,
-            count,
-            parallel,
-            expect_orig,
-            expect_inbound_orig,
-            expect_direct: _,
-            expect_server,
-            check_peer,
-            ip_options,
-            mptcp,
-            bind_device,
-            rst,
-            expect_no_connection,
-            refused,
-            hold,
-            ports,
-            timeout,
-            uid,
-            gid,
-            resuid,
-        } => {
-            let opts = client::Options {
-                connect,
-                count,
-                parallel: parallel.max(1),
-                expect: client::Expect { orig: expect_orig, inbound_orig: expect_inbound_orig, server: expect_server },
-                check_peer,
-                ip_options,
-                mptcp,
-                bind_device,
-                rst,
-                expect_no_connection,
-                refused,
-                hold,
-                ports,
-                timeout: std::time::Duration::from_secs(timeout.max(1)),
-            };
+        Cmd::Client { opts, uid, gid, resuid } => {
             if let Some(uid) = uid {
                 if let Err(e) = net::drop_privileges(uid, gid.unwrap_or(uid)) {
                     eprintln!("client: cannot drop privileges to uid {uid}: {e}");
