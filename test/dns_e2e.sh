@@ -190,6 +190,20 @@ dig_out() {
 }
 dig_answer() { awk '$4 == "A" && $1 ~ /^[a-z]/ { print $5; exit }' <<<"$1"; }
 dig_server() { sed -nE 's/^;; SERVER: ([0-9a-f.:]+)#([0-9]+).*/\1#\2/p' <<<"$1"; }
+# expect_dig N NAME WANT WHO SERVER [ARGS...]: dig ARGS in pod N answers NAME
+# with WANT (WHO, if not empty, says whose answer that is) and names SERVER#53
+# as the server that answered; else says what it got, with dig's output.
+expect_dig() {
+    local n=$1 name=$2 want=$3 who=$4 server=$5 out got
+    shift 5
+    out=$(dig_out "$n" "$name" "$@")
+    got=$(dig_answer "$out")
+    [ "$got" = "$want" ] && [ "$(dig_server "$out")" = "$server#53" ] && return 0
+    log "pod$n dig ${*:-(UDP)} $name: answer '${got:-none}' from '$(dig_server "$out")'," \
+        "expected $want${who:+ ($who)} from $server#53:"
+    echo "$out" | indent
+    return 1
+}
 
 # dual_stack N NAME: a DNS query for NAME from an AF_INET6 socket to the
 # resolver as a v4-mapped address (as Java's resolver sends): the answer's
@@ -211,20 +225,13 @@ print(socket.inet_ntoa(data[-4:]), peer[0] + "#" + str(peer[1]))' "$2" "$RESOLVE
 # names the resolver as the server that answered (RESOLVER_SHOWN, default
 # $RESOLVER).
 expect_all() {
-    local n=$1 want=$2 who=$3 rc=0 got out how shown=${RESOLVER_SHOWN:-$RESOLVER}
+    local n=$1 want=$2 who=$3 rc=0 got how shown=${RESOLVER_SHOWN:-$RESOLVER}
     got=$(answer_getent "$n" "$NAME")
     [ "$got" = "$want" ] || { log "pod$n getent hosts $NAME: '${got:-failed}', expected $want ($who)"; rc=1; }
     got=$(answer_python "$n" "$NAME")
     [ "$got" = "$want" ] || { log "pod$n getaddrinfo($NAME): '${got:-failed}', expected $want ($who)"; rc=1; }
     for how in "" +tcp; do
-        out=$(dig_out "$n" "$NAME" $how)
-        got=$(dig_answer "$out")
-        if [ "$got" != "$want" ] || [ "$(dig_server "$out")" != "$shown#53" ]; then
-            log "pod$n dig ${how:-(UDP)} $NAME: answer '${got:-none}' from '$(dig_server "$out")'," \
-                "expected $want ($who) from $shown#53:"
-            echo "$out" | indent
-            rc=1
-        fi
+        expect_dig "$n" "$NAME" "$want" "$who" "$shown" $how || rc=1
     done
     [ "$rc" -eq 0 ] && log "pod$n: getent, getaddrinfo, dig and dig +tcp all answered $want ($who); dig's SERVER $shown#53"
     return "$rc"
@@ -242,18 +249,12 @@ resolv6() {
 # resolver (glibc, Python and dig then ask it over IPv6), and `dig -6
 # @RESOLVER6` over UDP and TCP too.
 expect_all6() {
-    local n=$1 want=$2 who=$3 rc=0 out got how
+    local n=$1 want=$2 who=$3 rc=0 how
     resolv6 "$n" on
     RESOLVER_SHOWN=$RESOLVER6 expect_all "$n" "$want" "$who" || rc=1
     resolv6 "$n" off
     for how in +notcp +tcp; do
-        out=$(dig_out "$n" "$NAME" -6 "@$RESOLVER6" $how)
-        got=$(dig_answer "$out")
-        if [ "$got" != "$want" ] || [ "$(dig_server "$out")" != "$RESOLVER6#53" ]; then
-            log "pod$n dig -6 @$RESOLVER6 $how $NAME: '${got:-none}' from '$(dig_server "$out")', expected $want from $RESOLVER6#53:"
-            echo "$out" | indent
-            rc=1
-        fi
+        expect_dig "$n" "$NAME" "$want" "$who" "$RESOLVER6" -6 "@$RESOLVER6" $how || rc=1
     done
     [ "$rc" -eq 0 ] && log "pod$n: dig -6 @$RESOLVER6 and +tcp answered $want too"
     return "$rc"
@@ -265,31 +266,56 @@ expect_all6() {
 ANY='[0-9a-f.:]+'
 queries() { grep -cE "query\[A\] [a-z0-9.]+ from ${2//./\\.}\$" "$1"; }
 
-# ---------------------------------------------------------------------------
-# Cases
-
-case_capture_on_proxy_answers() {
-    local before_proxy before_real rc=0
-    before_proxy=$(queries "$WORK/proxy-pod1.log" "$ANY")
-    before_real=$(queries "$WORK/resolver.log" 10.233.1.2)
-    expect_all 1 "$PROXY_ANSWER" "the pod's DNS proxy" || rc=1
-    log "pod1's proxy logged $(($(queries "$WORK/proxy-pod1.log" "$ANY") - before_proxy)) queries," \
-        "the real resolver $(($(queries "$WORK/resolver.log" 10.233.1.2) - before_real)) from pod1"
-    [ "$(queries "$WORK/proxy-pod1.log" "$ANY")" -ge $((before_proxy + 4)) ] || { log "the proxy did not see the 4 queries"; rc=1; }
-    [ "$(queries "$WORK/resolver.log" 10.233.1.2)" -eq "$before_real" ] || { log "the real resolver saw pod1's queries"; rc=1; }
+# trace_start FILE [SECONDS]: `trace --json` of pod1's decisions into FILE,
+# running (its PID in TRACE_PID) when this returns. trace_stop FILE: a second
+# later (the last events read), SIGINT it; 1 if it did not exit cleanly.
+trace_start() {
+    start_bg "$1" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration "${2:-30}"
+    TRACE_PID=$LAST_PID
+    sleep 1
+}
+trace_stop() {
+    local rc=0
+    sleep 1
+    kill -INT "$TRACE_PID"
+    wait "$TRACE_PID" || { log "trace exited with $? on SIGINT:"; show "$1" 5; rc=1; }
+    forget_pid "$TRACE_PID"
     return "$rc"
 }
 
+# ---------------------------------------------------------------------------
+# Cases
+
+# expect_family FAMILY N WANT WHO: expect_all (FAMILY 4) or expect_all6 (6),
+# which asks the IPv6 resolver the same way and with dig -6 too: 6 queries.
+expect_family() {
+    local family=$1
+    shift
+    if [ "$family" = 6 ]; then expect_all6 "$@"; else expect_all "$@"; fi
+}
+
+# capture_on_proxy_answers FAMILY: pod1 (capture on) gets its proxy's answer
+# every way expect_family asks; the proxy sees each query, the real resolver
+# none from pod1 (its IPv4 or IPv6 address).
+capture_on_proxy_answers() {
+    local family=$1 before_proxy before_real rc=0 from=10.233.1.2 n=4
+    if [ "$family" = 6 ]; then from=$POD1_V6 n=6; fi
+    before_proxy=$(queries "$WORK/proxy-pod1.log" "$ANY")
+    before_real=$(queries "$WORK/resolver.log" "$from")
+    expect_family "$family" 1 "$PROXY_ANSWER" "the pod's DNS proxy" || rc=1
+    log "pod1's proxy logged $(($(queries "$WORK/proxy-pod1.log" "$ANY") - before_proxy)) queries," \
+        "the real resolver $(($(queries "$WORK/resolver.log" "$from") - before_real)) from pod1 ($from)"
+    [ "$(queries "$WORK/proxy-pod1.log" "$ANY")" -ge $((before_proxy + n)) ] || { log "the proxy did not see the $n queries"; rc=1; }
+    [ "$(queries "$WORK/resolver.log" "$from")" -eq "$before_real" ] || { log "the real resolver saw pod1's queries"; rc=1; }
+    return "$rc"
+}
+
+case_capture_on_proxy_answers() { capture_on_proxy_answers 4; }
+
 case_proxy_upstream_reaches_resolver() {
-    local before out got rc=0
+    local before rc=0
     before=$(queries "$WORK/resolver.log" 10.233.1.2)
-    out=$(dig_out 1 "$UPSTREAM_NAME")
-    got=$(dig_answer "$out")
-    if [ "$got" != "$UPSTREAM_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER#53" ]; then
-        log "pod1 dig $UPSTREAM_NAME: '${got:-none}' from '$(dig_server "$out")', expected $UPSTREAM_ANSWER from $RESOLVER#53:"
-        echo "$out" | indent
-        rc=1
-    fi
+    expect_dig 1 "$UPSTREAM_NAME" "$UPSTREAM_ANSWER" "" "$RESOLVER" || rc=1
     grep -q "forwarded $UPSTREAM_NAME to $RESOLVER" "$WORK/proxy-pod1.log" ||
         { log "pod1's proxy did not forward $UPSTREAM_NAME to $RESOLVER"; rc=1; }
     [ "$(queries "$WORK/resolver.log" 10.233.1.2)" -gt "$before" ] ||
@@ -328,12 +354,8 @@ print(socket.inet_ntoa(data[-4:]))' "$NAME" "$2" "$3" "$RESOLVER" 2>&1
 # names the UID each decision used: every captured query here says uid 0
 # (TCP: the socket's owner, root, also for the task whose real UID is 1500).
 case_dns_uid_rule() {
-    local rc=0 resuid proto got want owner_is_sidecar tr="$WORK/trace-2u.json" tpid="" uids
-    if [ "$MODE" = ebpf ]; then
-        start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 60
-        tpid=$LAST_PID
-        sleep 1
-    fi
+    local rc=0 resuid proto got want owner_is_sidecar tr="$WORK/trace-2u.json" uids
+    [ "$MODE" != ebpf ] || trace_start "$tr" 60
     for resuid in "0,$SIDECAR_UID,0" "$SIDECAR_UID,0,0"; do
         for proto in tcp udp; do
             [ "${resuid%%,*}" = 0 ] && owner_is_sidecar=1 || owner_is_sidecar=0
@@ -352,11 +374,8 @@ case_dns_uid_rule() {
             fi
         done
     done
-    [ -n "$tpid" ] || return "$rc"
-    sleep 1
-    kill -INT "$tpid"
-    wait "$tpid" || { log "trace exited with $? on SIGINT:"; show "$tr" 5; rc=1; }
-    forget_pid "$tpid"
+    [ "$MODE" = ebpf ] || return "$rc"
+    trace_stop "$tr" || rc=1
     # Two captured (TCP as 1500,0,0; UDP as 0,1500,0), each one query.
     uids=$(grep '^{' "$tr" | jq -r 'select(.decision == "dns_redirected") | "\(.hook) uid \(.uid)"' | sort | uniq -c | xargs)
     log "trace: dns_redirected events: ${uids:-none}"
@@ -368,13 +387,18 @@ case_dns_uid_rule() {
     return "$rc"
 }
 
-case_capture_off_real_answers() {
+# capture_off_real_answers FAMILY: pod2 (no setting, [dns] capture = false)
+# gets the real resolver's answer every way expect_family asks; its proxy
+# sees nothing.
+capture_off_real_answers() {
     local before rc=0
     before=$(queries "$WORK/proxy-pod2.log" "$ANY")
-    expect_all 2 "$REAL_ANSWER" "the real resolver: [dns] capture = false" || rc=1
+    expect_family "$1" 2 "$REAL_ANSWER" "the real resolver: [dns] capture = false" || rc=1
     [ "$(queries "$WORK/proxy-pod2.log" "$ANY")" -eq "$before" ] || { log "pod2's proxy saw queries"; rc=1; }
     return "$rc"
 }
+
+case_capture_off_real_answers() { capture_off_real_answers 4; }
 
 case_dual_stack() {
     local out
@@ -493,25 +517,36 @@ redirect_hits() {
         split(substr($1, 2), n, ":"); s += n[1] } END { print s + 0 }'
 }
 
-case_no_proxy_fails_closed() {
-    local before rc=0 got out
+# no_proxy_fails_closed FAMILY: pod1's DNS proxy stopped, getent,
+# getaddrinfo, dig and dig +tcp all fail and the real resolver sees none of
+# pod1's queries. FAMILY 6 asks the IPv6 resolver (resolv.conf naming it,
+# dig -6 @RESOLVER6), as dns_load does.
+no_proxy_fails_closed() {
+    local family=$1 before rc=0 got out how from=10.233.1.2 dig_to=() to=""
+    if [ "$family" = 6 ]; then
+        from=$POD1_V6 dig_to=(-6 "@$RESOLVER6") to=" to $RESOLVER6"
+    fi
     stop_proxy 1
-    before=$(queries "$WORK/resolver.log" 10.233.1.2)
+    before=$(queries "$WORK/resolver.log" "$from")
+    if [ "$family" = 6 ]; then resolv6 1 on; fi
     got=$(answer_getent 1 "$NAME")
     [ -z "$got" ] || { log "getent hosts answered '$got' with no proxy listening"; rc=1; }
     got=$(answer_python 1 "$NAME")
     [ -z "$got" ] || { log "getaddrinfo answered '$got' with no proxy listening"; rc=1; }
     for how in +notcp +tcp; do
-        out=$(dig_out 1 "$NAME" $how)
+        out=$(dig_out 1 "$NAME" "${dig_to[@]}" $how)
         got=$(dig_answer "$out")
-        [ -z "$got" ] || { log "dig $how answered '$got' with no proxy listening"; rc=1; }
+        [ -z "$got" ] || { log "dig ${dig_to[*]} $how answered '$got' with no proxy listening"; rc=1; }
     done
-    [ "$(queries "$WORK/resolver.log" 10.233.1.2)" -eq "$before" ] ||
+    if [ "$family" = 6 ]; then resolv6 1 off; fi
+    [ "$(queries "$WORK/resolver.log" "$from")" -eq "$before" ] ||
         { log "queries bypassed to the real resolver"; rc=1; }
-    [ "$rc" -eq 0 ] && log "no proxy: getent, getaddrinfo, dig and dig +tcp all failed ($(grep -m1 -oE 'connection refused|timed out|no servers could be reached' <<<"$out")); the real resolver saw none"
+    [ "$rc" -eq 0 ] && log "no proxy: getent, getaddrinfo, dig${dig_to[*]:+ ${dig_to[*]}} and dig${dig_to[*]:+ ${dig_to[*]}} +tcp$to all failed ($(grep -m1 -oE 'connection refused|timed out|no servers could be reached' <<<"$out")); the real resolver saw none"
     start_proxy 1 || rc=1
     return "$rc"
 }
+
+case_no_proxy_fails_closed() { no_proxy_fails_closed 4; }
 
 case_node_default_on() {
     local rc=0
@@ -523,18 +558,15 @@ case_node_default_on() {
 }
 
 case_servers_elsewhere_untouched() {
-    local rc=0 out got
+    local rc=0
     restart_loader "capture = true
 servers = [\"$RESOLVER2\"]" || return 1
     expect_all 1 "$REAL_ANSWER" "the real resolver: [dns] servers names $RESOLVER2 only" || rc=1
     expect_all 2 "$REAL_ANSWER" "the real resolver: [dns] servers names $RESOLVER2 only" || rc=1
-    out=$(dig_out 1 "$NAME" "@$RESOLVER2")
-    got=$(dig_answer "$out")
-    if [ "$got" != "$PROXY_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER2#53" ]; then
-        log "pod1 dig @$RESOLVER2: '${got:-none}' from '$(dig_server "$out")', expected $PROXY_ANSWER from $RESOLVER2#53"
-        rc=1
-    else
+    if expect_dig 1 "$NAME" "$PROXY_ANSWER" "pod1's proxy: $RESOLVER2 is listed" "$RESOLVER2" "@$RESOLVER2"; then
         log "pod1 dig @$RESOLVER2 (listed): $PROXY_ANSWER, SERVER $RESOLVER2#53"
+    else
+        rc=1
     fi
     return "$rc"
 }
@@ -555,29 +587,35 @@ case_pods_show_setting() {
 }
 
 case_trace_events() {
-    local tr="$WORK/trace.json" tpid n
-    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 30
-    tpid=$LAST_PID
-    sleep 1
+    local tr="$WORK/trace.json" n rc=0
+    trace_start "$tr"
     dig_out 1 "$NAME" "@$RESOLVER2" >/dev/null
     dig_out 1 "$NAME" "@$RESOLVER2" +tcp >/dev/null
-    sleep 1
-    kill -INT "$tpid"
-    wait "$tpid"
-    forget_pid "$tpid"
+    trace_stop "$tr" || rc=1
     n=$(grep -c '"decision":"dns_redirected"' "$tr")
     log "trace: $n dns_redirected, $(grep -c '"decision":"dns_restored"' "$tr") dns_restored for pod1"
-    [ "$n" -ge 2 ] && grep -q '"decision":"dns_restored"' "$tr" && grep -q "\"dst\":\"$RESOLVER2:53\"" "$tr"
+    [ "$n" -ge 2 ] && grep -q '"decision":"dns_restored"' "$tr" && grep -q "\"dst\":\"$RESOLVER2:53\"" "$tr" || rc=1
+    return "$rc"
 }
 
-case_iptables_rules() {
-    local nat rc=0 r
-    nat=$(ip netns exec "$(pod 1)" iptables-save -t nat)
+# expect_dns_rules NAT WHO: NAT, a capturing pod's nat table as iptables-save
+# or ip6tables-save prints it (WHO), holds the rules iptables mode writes for
+# DNS in either family: the UDP jump and the UDP and TCP REDIRECTs to the
+# proxy's port.
+expect_dns_rules() {
+    local nat=$1 who=$2 rc=0 r
     for r in "-A OUTPUT -p udp -j MESHWIRE_OUTPUT" \
         "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT" \
         "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT"; do
-        grep -qxF -- "$r" <<<"$nat" || { log "pod1 lacks '$r'"; rc=1; }
+        grep -qxF -- "$r" <<<"$nat" || { log "$who lacks '$r'"; rc=1; }
     done
+    return "$rc"
+}
+
+case_iptables_rules() {
+    local nat rc=0
+    nat=$(ip netns exec "$(pod 1)" iptables-save -t nat)
+    expect_dns_rules "$nat" pod1 || rc=1
     if ip netns exec "$(pod 2)" iptables-save -t nat | grep -qE -- '-p udp|--dport 53 '; then
         log "pod2 (capture off) has DNS rules"
         rc=1
@@ -591,17 +629,7 @@ case_iptables_rules() {
 
 POD1_V6=fd00:233:1::2
 
-case_v6_capture_on() {
-    local before_proxy before_real rc=0
-    before_proxy=$(queries "$WORK/proxy-pod1.log" "$ANY")
-    before_real=$(queries "$WORK/resolver.log" "$POD1_V6")
-    expect_all6 1 "$PROXY_ANSWER" "the pod's DNS proxy" || rc=1
-    log "pod1's proxy logged $(($(queries "$WORK/proxy-pod1.log" "$ANY") - before_proxy)) queries," \
-        "the real resolver $(($(queries "$WORK/resolver.log" "$POD1_V6") - before_real)) from $POD1_V6"
-    [ "$(queries "$WORK/proxy-pod1.log" "$ANY")" -ge $((before_proxy + 6)) ] || { log "the proxy did not see the 6 queries"; rc=1; }
-    [ "$(queries "$WORK/resolver.log" "$POD1_V6")" -eq "$before_real" ] || { log "the real resolver saw pod1's queries"; rc=1; }
-    return "$rc"
-}
+case_v6_capture_on() { capture_on_proxy_answers 6; }
 
 # A DNS query from pod N to [RESOLVER6]:53 on an unconnected AF_INET6 UDP
 # socket (recvfrom's source) and on a connected one (getpeername before the
@@ -676,17 +704,11 @@ print("[%s]:%d" % (p[0], p[1]), s.recv(2).decode())' 2>&1)
 }
 
 case_v6_proxy_upstream() {
-    local before out got rc=0
+    local before rc=0
     before=$(queries "$WORK/resolver.log" "$POD1_V6")
     resolv6 1 on
-    out=$(dig_out 1 "$UPSTREAM6_NAME")
+    expect_dig 1 "$UPSTREAM6_NAME" "$UPSTREAM6_ANSWER" "" "$RESOLVER6" || rc=1
     resolv6 1 off
-    got=$(dig_answer "$out")
-    if [ "$got" != "$UPSTREAM6_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER6#53" ]; then
-        log "pod1 dig $UPSTREAM6_NAME: '${got:-none}' from '$(dig_server "$out")', expected $UPSTREAM6_ANSWER from $RESOLVER6#53:"
-        echo "$out" | indent
-        rc=1
-    fi
     grep -q "forwarded $UPSTREAM6_NAME to $RESOLVER6" "$WORK/proxy-pod1.log" ||
         { log "pod1's proxy did not forward $UPSTREAM6_NAME to $RESOLVER6"; rc=1; }
     [ "$(queries "$WORK/resolver.log" "$POD1_V6")" -gt "$before" ] ||
@@ -695,48 +717,18 @@ case_v6_proxy_upstream() {
     return "$rc"
 }
 
-case_v6_capture_off() {
-    local before rc=0
-    before=$(queries "$WORK/proxy-pod2.log" "$ANY")
-    expect_all6 2 "$REAL_ANSWER" "the real resolver: [dns] capture = false" || rc=1
-    [ "$(queries "$WORK/proxy-pod2.log" "$ANY")" -eq "$before" ] || { log "pod2's proxy saw queries"; rc=1; }
-    return "$rc"
-}
+case_v6_capture_off() { capture_off_real_answers 6; }
 
 # 2,000 queries to the IPv6 resolver, 20 clients at once, 100 each: 8 dig
 # batches over UDP, 4 over TCP, 8 Python getaddrinfo loops.
 case_v6_load() { dns_load 6 20 100 8 4; }
 
-case_v6_no_proxy_fails_closed() {
-    local before rc=0 got out how
-    stop_proxy 1
-    before=$(queries "$WORK/resolver.log" "$POD1_V6")
-    resolv6 1 on
-    got=$(answer_getent 1 "$NAME")
-    [ -z "$got" ] || { log "getent hosts answered '$got' with no proxy listening"; rc=1; }
-    got=$(answer_python 1 "$NAME")
-    [ -z "$got" ] || { log "getaddrinfo answered '$got' with no proxy listening"; rc=1; }
-    for how in +notcp +tcp; do
-        out=$(dig_out 1 "$NAME" -6 "@$RESOLVER6" $how)
-        got=$(dig_answer "$out")
-        [ -z "$got" ] || { log "dig -6 $how answered '$got' with no proxy listening"; rc=1; }
-    done
-    resolv6 1 off
-    [ "$(queries "$WORK/resolver.log" "$POD1_V6")" -eq "$before" ] ||
-        { log "queries bypassed to the real resolver"; rc=1; }
-    [ "$rc" -eq 0 ] && log "no proxy: getent, getaddrinfo, dig -6 and dig -6 +tcp to $RESOLVER6 all failed; the real resolver saw none"
-    start_proxy 1 || rc=1
-    return "$rc"
-}
+case_v6_no_proxy_fails_closed() { no_proxy_fails_closed 6; }
 
 case_v6_iptables_rules() {
-    local nat rc=0 r
+    local nat rc=0
     nat=$(ip netns exec "$(pod 1)" ip6tables-save -t nat)
-    for r in "-A OUTPUT -p udp -j MESHWIRE_OUTPUT" \
-        "-A MESHWIRE_OUTPUT -p udp -m udp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT" \
-        "-A MESHWIRE_OUTPUT -p tcp -m tcp --dport 53 -m owner ! --uid-owner $SIDECAR_UID -j REDIRECT --to-ports $DNS_PORT"; do
-        grep -qxF -- "$r" <<<"$nat" || { log "pod1's ip6tables nat lacks '$r'"; rc=1; }
-    done
+    expect_dns_rules "$nat" "pod1's ip6tables nat" || rc=1
     if [ "$IPV6_POLICY" = pass ] && [ "$(grep -c '^-A MESHWIRE_' <<<"$nat")" -ne 2 ]; then
         log "interception.ipv6 = pass: pod1's ip6tables nat should hold the two DNS rules alone:"
         echo "$nat" | indent
@@ -758,18 +750,13 @@ case_v6_node_default_on() {
 }
 
 case_v6_servers() {
-    local rc=0 out got
+    local rc=0 out how
     restart_loader "capture = true
 servers = [\"$RESOLVER6_2\"]" || return 1
     expect_all6 1 "$REAL_ANSWER" "the real resolver: [dns] servers names $RESOLVER6_2 only" || rc=1
     expect_all 1 "$REAL_ANSWER" "the real resolver: [dns] servers names no IPv4 resolver" || rc=1
     for how in +notcp +tcp; do
-        out=$(dig_out 1 "$NAME" -6 "@$RESOLVER6_2" $how)
-        got=$(dig_answer "$out")
-        if [ "$got" != "$PROXY_ANSWER" ] || [ "$(dig_server "$out")" != "$RESOLVER6_2#53" ]; then
-            log "pod1 dig -6 @$RESOLVER6_2 $how: '${got:-none}' from '$(dig_server "$out")', expected $PROXY_ANSWER from $RESOLVER6_2#53"
-            rc=1
-        fi
+        expect_dig 1 "$NAME" "$PROXY_ANSWER" "pod1's proxy: $RESOLVER6_2 is listed" "$RESOLVER6_2" -6 "@$RESOLVER6_2" $how || rc=1
     done
     [ "$rc" -eq 0 ] && log "pod1 dig -6 @$RESOLVER6_2 (listed), UDP and TCP: $PROXY_ANSWER, SERVER $RESOLVER6_2#53"
     out=$(mwl pods 2>&1)
@@ -781,16 +768,11 @@ servers = [\"$RESOLVER6_2\"]" || return 1
 # resolver to [::1]:$DNS_PORT, recvmsg6 dns_restored from the proxy to the
 # resolver (IPv6 events carry their addresses), counted per hook.
 case_v6_trace() {
-    local tr="$WORK/trace6.json" tpid rc=0 hooks want
-    start_bg "$tr" "$LOADER" --pin-dir "$PIN" trace --json --netns-cookie "${COOKIE[pod1]}" --duration 30
-    tpid=$LAST_PID
-    sleep 1
+    local tr="$WORK/trace6.json" rc=0 hooks want
+    trace_start "$tr"
     dig_out 1 "$NAME" -6 "@$RESOLVER6_2" +notcp >/dev/null
     dig_out 1 "$NAME" -6 "@$RESOLVER6_2" +tcp >/dev/null
-    sleep 1
-    kill -INT "$tpid"
-    wait "$tpid" || { log "trace exited with $? on SIGINT:"; show "$tr" 5; rc=1; }
-    forget_pid "$tpid"
+    trace_stop "$tr" || rc=1
     hooks=$(grep '^{' "$tr" | jq -r 'select(.decision == "dns_redirected" or .decision == "dns_restored") | "\(.decision) \(.hook)"' | sort | uniq -c | xargs)
     log "trace, pod1's IPv6 queries: ${hooks:-none}"
     grep -qE 'dns_redirected (sendmsg6|connect6)' <<<"$hooks" || { log "no dns_redirected from sendmsg6/connect6"; rc=1; }
