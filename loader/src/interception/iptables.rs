@@ -1877,6 +1877,16 @@ mod tests {
         assert_eq!(host_filter6(), host6_before, "the machine's IPv6 filter table changed");
     }
 
+    /// A stand-in for an ip6tables program: SCRIPT as an executable file
+    /// NAME in DIR, its path for an Ip6 field (leaked: the tests' Ip6 holds
+    /// &'static str, as the real one's names are).
+    fn stand_in(dir: &Path, name: &str, script: &str) -> &'static str {
+        let path = dir.join(name);
+        std::fs::write(&path, script).unwrap();
+        std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
+        Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
+    }
+
     /// A table that fails half way: those changed before it are put back,
     /// the other family is not touched. ip6tables-restore here fails on the
     /// nat table (a wrapper script of the test's).
@@ -1884,10 +1894,8 @@ mod tests {
     fn a_failing_table_leaves_the_pod_as_it_was() {
         let dir = std::env::temp_dir().join(format!("mwut{}-v6fail", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let script = dir.join("ip6tables-restore-fails-on-nat");
-        std::fs::write(&script, "#!/bin/sh\nin=$(cat)\ncase \"$in\" in *'*nat'*) echo 'nat: injected failure' >&2; exit 4;; esac\nprintf '%s\\n' \"$in\" | exec ip6tables-restore \"$@\"\n").unwrap();
-        std::fs::set_permissions(&script, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let failing = Ip6 { restore: Box::leak(script.to_string_lossy().into_owned().into_boxed_str()), ..IP6 };
+        let script = "#!/bin/sh\nin=$(cat)\ncase \"$in\" in *'*nat'*) echo 'nat: injected failure' >&2; exit 4;; esac\nprintf '%s\\n' \"$in\" | exec ip6tables-restore \"$@\"\n";
+        let failing = Ip6 { restore: stand_in(&dir, "ip6tables-restore-fails-on-nat", script), ..IP6 };
 
         let ns = TestNetns::new("v6fail");
         let p = pod(&ns.path, ns.cookie());
@@ -1971,15 +1979,13 @@ mod tests {
     fn without_the_ipv6_nat_table_intercept_fails_naming_it() {
         let dir = std::env::temp_dir().join(format!("mwut{}-no-nat6", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
-        let fake = dir.join("ip6tables-save");
-        std::fs::write(
-            &fake,
+        let fake = stand_in(
+            &dir,
+            "ip6tables-save",
             "#!/bin/sh\n[ \"$1 $2\" = \"-t nat\" ] || exec ip6tables-save \"$@\"\n\
              echo \"ip6tables-save v1.8.9 (legacy): Cannot initialize: Table does not exist (do you need to insmod?)\" >&2\nexit 1\n",
-        )
-        .unwrap();
-        std::fs::set_permissions(&fake, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-        let no_nat6 = Ip6 { save: Box::leak(fake.to_string_lossy().into_owned().into_boxed_str()), ..IP6 };
+        );
+        let no_nat6 = Ip6 { save: fake, ..IP6 };
         let host_before = host_nat();
         let ns = TestNetns::new("nonat6");
         let p = pod(&ns.path, ns.cookie());
@@ -2179,13 +2185,8 @@ mod tests {
         let dir = std::env::temp_dir().join(format!("mwut{}-rmlog", std::process::id()));
         std::fs::create_dir_all(&dir).unwrap();
         let log = dir.join("log");
-        let stand_in = |prog: &str| -> &'static str {
-            let path = dir.join(prog);
-            std::fs::write(&path, format!("#!/bin/sh\necho \"{prog} $*\" >> {}\nexec {prog} \"$@\"\n", log.display())).unwrap();
-            std::fs::set_permissions(&path, std::os::unix::fs::PermissionsExt::from_mode(0o755)).unwrap();
-            Box::leak(path.to_string_lossy().into_owned().into_boxed_str())
-        };
-        let logged = Ip6 { save: stand_in("ip6tables-save"), restore: stand_in("ip6tables-restore"), ..IP6 };
+        let logging = |prog: &str| stand_in(&dir, prog, &format!("#!/bin/sh\necho \"{prog} $*\" >> {}\nexec {prog} \"$@\"\n", log.display()));
+        let logged = Ip6 { save: logging("ip6tables-save"), restore: logging("ip6tables-restore"), ..IP6 };
         let calls = || {
             let c = std::fs::read_to_string(&log).unwrap_or_default();
             let _ = std::fs::remove_file(&log);
