@@ -16,6 +16,21 @@
 
 char _license[] SEC("license") = "Dual BSD/GPL";
 
+/*
+ * One more message of a hop whose connecting end learns (MW_ACCEL_CONNECT;
+ * `hop` is that end's entry, this socket's own or its peer's): counted up to
+ * one past MW_ACCEL_SHORT_MSGS, so a long-lived hop pays a plain read per
+ * message, not an atomic add. Atomic: both ends' sk_msg add to it.
+ */
+static __always_inline void mw_skmsg_count(struct mw_accel_state *hop)
+{
+	if (mw_cfg.accel_short != MW_ACCEL_SHORT_LEARN ||
+	    !(*(volatile __u32 *)&hop->flags & MW_ACCEL_CONNECT))
+		return;
+	if (*(volatile __u32 *)&hop->msgs <= MW_ACCEL_SHORT_MSGS)
+		__sync_fetch_and_add(&hop->msgs, 1);
+}
+
 /* Through TCP from now on (see MW_ACCEL_TCP_TX). */
 static __always_inline int mw_skmsg_pass(struct mw_accel_state *own)
 {
@@ -131,12 +146,16 @@ static __always_inline int mw_skmsg_verdict(struct sk_msg_md *msg, const int is6
 	mw_accel_keys(msg, is6, &key, &peer);
 
 	own = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
-	if (!own || (own->flags & MW_ACCEL_TCP_TX))
+	if (!own)
+		return SK_PASS;
+	mw_skmsg_count(own);
+	if (own->flags & MW_ACCEL_TCP_TX)
 		return SK_PASS;
 
 	peer_state = bpf_map_lookup_elem(mw_accel_state_map(is6), &peer);
 	if (!peer_state)
 		return mw_skmsg_pass(own);
+	mw_skmsg_count(peer_state);
 	/* The peer is behind: through TCP, which holds the sender back, for now. */
 	if (mw_skmsg_peer_behind(msg, own, peer_state))
 		return SK_PASS;

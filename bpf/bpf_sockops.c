@@ -211,6 +211,100 @@ static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops,
 }
 
 /*
+ * The destination a connecting socket's hop learns under (mw_accel_hints,
+ * lib/meshwire_accel.h "Short connections"): its pod's netns cookie and, for
+ * an app's hop to its sidecar, the original destination its socket storage
+ * carries (every one of the app's hops goes to the same sidecar address,
+ * whatever it dials); for any other hop (sidecar to sidecar, a sidecar to its
+ * app), the remote address and port. Computed alike at establishment and at
+ * the FIN: the storage stays with the socket.
+ */
+static __always_inline void mw_sockops_hint_key(struct bpf_sock_ops *skops, const int is6,
+						const union mw_accel_key *key,
+						struct mw_accel_hint_key *hk)
+{
+	struct bpf_sock *sk = skops->sk;
+	struct mw_orig6 *o6;
+	struct mw_orig4 *o4;
+
+	__builtin_memset(hk, 0, sizeof(*hk));
+	hk->netns_cookie = bpf_get_netns_cookie(skops);
+	hk->ip6 = is6;
+	if (is6) {
+		hk->port = key->k6.remote_port;
+		if (sk && hk->port == mw_cfg.outbound_port && mw_is_loopback6(key->k6.remote_ip6)) {
+			o6 = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
+			if (o6 && (o6->flags & MW_ORIG_F_CONNECT)) {
+				__builtin_memcpy(hk->ip, o6->ip6, sizeof(hk->ip));
+				hk->port = bpf_ntohs(o6->port);
+				return;
+			}
+		}
+		__builtin_memcpy(hk->ip, key->k6.remote_ip6, sizeof(hk->ip));
+		return;
+	}
+	hk->port = key->k4.remote_port;
+	if (sk && hk->port == mw_cfg.outbound_port && mw_is_loopback4(key->k4.remote_ip4)) {
+		o4 = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
+		if (o4 && (o4->flags & MW_ORIG_F_CONNECT)) {
+			hk->ip[0] = o4->ip4;
+			hk->port = bpf_ntohs(o4->port);
+			return;
+		}
+	}
+	hk->ip[0] = key->k4.remote_ip4;
+}
+
+/*
+ * Were this hop's destination's recent accelerated connections short, and
+ * is that fresh? Then accelerating this one costs more than it gains: 1.
+ */
+static __always_inline int mw_sockops_hop_is_short(struct bpf_sock_ops *skops, const int is6,
+						   const union mw_accel_key *key)
+{
+	struct mw_accel_hint_key hk;
+	struct mw_accel_hint *hint;
+
+	mw_sockops_hint_key(skops, is6, key, &hk);
+	hint = bpf_map_lookup_elem(&mw_accel_hints, &hk);
+	return hint && hint->score >= MW_ACCEL_SHORT_RUN &&
+	       bpf_ktime_get_ns() - hint->last_short_ns < MW_ACCEL_HINT_WINDOW_NS;
+}
+
+/*
+ * A hop's connecting end sent its FIN: report what its hop carried (msgs,
+ * both directions; a socket that left for TCP or lagged was a bulk one) to
+ * its destination's hint. Short: the run grows (saturating) and the report's
+ * time is kept; long: the run is over. A long report for a destination
+ * without a hint changes nothing, so only a short one inserts.
+ */
+static __always_inline void mw_sockops_report(struct bpf_sock_ops *skops, const int is6,
+					      const union mw_accel_key *key, __u32 msgs, __u32 flags)
+{
+	int is_short = msgs <= MW_ACCEL_SHORT_MSGS && !(flags & (MW_ACCEL_LAG | MW_ACCEL_LEAVE));
+	struct mw_accel_hint fresh = {}, *hint;
+	struct mw_accel_hint_key hk;
+
+	mw_sockops_hint_key(skops, is6, key, &hk);
+	hint = bpf_map_lookup_elem(&mw_accel_hints, &hk);
+	if (!hint) {
+		if (!is_short)
+			return;
+		fresh.score = 1;
+		fresh.last_short_ns = bpf_ktime_get_ns();
+		bpf_map_update_elem(&mw_accel_hints, &hk, &fresh, BPF_NOEXIST);
+		return;
+	}
+	if (!is_short) {
+		hint->score = 0;
+		return;
+	}
+	if (hint->score < MW_ACCEL_SHORT_RUN)
+		hint->score++;
+	hint->last_short_ns = bpf_ktime_get_ns();
+}
+
+/*
  * Acceleration: both ends of a mesh hop go into mw_sock_hash (mw_sock_hash6
  * for native IPv6), where sk_msg finds each as the peer of the other. The
  * connecting end decides (it is established, and entered, before the
@@ -219,7 +313,10 @@ static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops,
  * for nothing. A socket's mw_accel_state entry comes first, so sk_msg never
  * finds it without one; its state changes are asked for, to handle its FIN
  * and close (mw_sockops_accel_state, lib/meshwire_accel.h says why). A full
- * map: the connection runs unaccelerated, counted in accel_error.
+ * map: the connection runs unaccelerated, counted in accel_error. With
+ * short_connections = "learn", a connecting end whose destination's recent
+ * connections were short stays out (accel_skipped_short), and one that goes
+ * in is marked MW_ACCEL_CONNECT, to report at its FIN.
  */
 static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, const int is6)
 {
@@ -239,6 +336,12 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
 			return;
 	} else if (!mw_sockops_is_mesh_hop(skops, is6, &key)) {
 		return;
+	} else if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN) {
+		if (mw_sockops_hop_is_short(skops, is6, &key)) {
+			mw_count(MW_STAT_ACCEL_SKIPPED_SHORT);
+			return;
+		}
+		fresh.flags = MW_ACCEL_CONNECT;
 	}
 	if (bpf_map_update_elem(mw_accel_state_map(is6), &key, &fresh, BPF_ANY)) {
 		mw_count(MW_STAT_ACCEL_ERROR);
@@ -285,8 +388,10 @@ static __always_inline int mw_sockops_may_have_published(struct bpf_sock_ops *sk
  * closing socket. Then it asks for no more callbacks: its later state
  * changes (FIN_WAIT2, CLOSE, ...) and the ACK of its FIN (RTT) have nothing
  * left to do, except the close of an app's socket that published its
- * origin (mw_sockops_forget). A socket that closes without a FIN of its own
- * (a reset) loses its entry at its close. Both families alike.
+ * origin (mw_sockops_forget). A hop's connecting end (MW_ACCEL_CONNECT)
+ * reports what its hop carried to its destination's hint first. A socket
+ * that closes without a FIN of its own (a reset) loses its entry at its
+ * close, and reports nothing. Both families alike.
  */
 static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, const int is6)
 {
@@ -310,6 +415,8 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 	flags = state->flags;
 	state->flags = flags | MW_ACCEL_CLOSING;
 	bpf_spin_unlock(&state->lock);
+	if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN && (flags & MW_ACCEL_CONNECT))
+		mw_sockops_report(skops, is6, &key, *(volatile __u32 *)&state->msgs, flags);
 	if (!(flags & MW_ACCEL_RX)) {
 		bpf_map_delete_elem(mw_accel_sock_map(is6), &key);
 		mw_trace("sockops accel: port %d left the socket map at its FIN",

@@ -93,6 +93,24 @@
  * the bottleneck) stays accelerated, a sender whose reader cannot keep up
  * runs as plain TCP (or, if it was sent to, as TCP in the map costs).
  *
+ * Short connections (acceleration.short_connections = "learn"): a socket in
+ * a sockmap costs a psock, a proto swap, its removal and the psock's deferred
+ * destruction, more than a request or two saves, and a socket can enter the
+ * map only when it is established. So the hop's connecting end decides from
+ * its destination's history (mw_accel_hints, keyed by its pod and the hop's
+ * destination: an app's original one, or the hop's remote address):
+ *
+ *  - it enters with MW_ACCEL_CONNECT; both ends' sk_msg count the hop's
+ *    messages in its entry (msgs, atomic: two writers; not in flags, which
+ *    the peer writes under the lock), up to MW_ACCEL_SHORT_MSGS + 1;
+ *  - at its FIN it reports: at most MW_ACCEL_SHORT_MSGS and never behind
+ *    (MW_ACCEL_LAG, MW_ACCEL_LEAVE) is short (the hint's run grows, up to
+ *    MW_ACCEL_SHORT_RUN, its time is now), anything else resets the run;
+ *  - a connecting end whose destination has a full run and a short report
+ *    younger than MW_ACCEL_HINT_WINDOW_NS stays out (accel_skipped_short);
+ *    its peer follows. Unaccelerated hops report nothing, so after the
+ *    window the next one is accelerated again and reports (a probe).
+ *
  * What is left (docs/acceleration.md says what it means for apps; no BPF program can reach these):
  *  - a read already waiting inside tcp_bpf_recvmsg() when another thread
  *    half-closes the same socket (a thread-per-direction relay) gets the

@@ -25,6 +25,7 @@ MW_CFG_CONST volatile struct mw_settings mw_cfg = {
 	.dns_port = 15053,
 	.dns_servers = 0,
 	.out_sources = 16,
+	.accel_short = MW_ACCEL_SHORT_LEARN,
 };
 
 /* A decision trace, readable in /sys/kernel/tracing/trace_pipe. */

@@ -20,6 +20,8 @@ enum mw_capacity {
 	MW_MAX_FLOWS		= 65536,
 	MW_MAX_SOCKS		= 65536,
 	MW_MAX_DNS_SERVERS	= 256,
+	/* mw_accel_hints (LRU): destinations whose connections acceleration learns of */
+	MW_MAX_ACCEL_HINTS	= 16384,
 	/* mw_events (trace ring buffer), bytes: a power of two, page multiple. */
 	MW_EVENTS_BYTES		= 256 * 1024,
 };
@@ -81,7 +83,32 @@ enum mw_accel_flag {
 	MW_ACCEL_TCP_TX		= 1U << 2,	/* this socket sent through TCP: it never redirects again */
 	MW_ACCEL_LAG		= 1U << 3,	/* its peer fell behind: TCP until the peer read all of it */
 	MW_ACCEL_LEAVE		= 1U << 4,	/* a bulk sender: sockops takes it out of the socket map */
+	MW_ACCEL_CONNECT	= 1U << 5,	/* the hop's connecting end: it reports to mw_accel_hints at its FIN */
 };
+
+/* mw_settings.accel_short: [acceleration] short_connections */
+enum mw_accel_short {
+	MW_ACCEL_SHORT_ACCELERATE	= 0,	/* every mesh hop is accelerated */
+	MW_ACCEL_SHORT_LEARN		= 1,	/* not a hop whose destination's connections were short of late */
+};
+
+/*
+ * Learning which destinations' connections are short (lib/meshwire_accel.h,
+ * "Short connections"). A hop that carried at most MW_ACCEL_SHORT_MSGS
+ * messages, both directions together, by its connecting end's FIN was short
+ * (a `Connection: close` request and its response are two; two exchanges
+ * are four, and gain as little from a redirect as they pay for the socket
+ * map). A destination whose last MW_ACCEL_SHORT_RUN accelerated connections
+ * were short (a long one resets the run) gets its next connections
+ * unaccelerated while the last short report is younger than
+ * MW_ACCEL_HINT_WINDOW_NS: unaccelerated connections report nothing, so once
+ * it expires the next connection is accelerated again and reports (a probe
+ * per window at high connection rates; at rates under one per window
+ * nothing is ever skipped).
+ */
+#define MW_ACCEL_SHORT_MSGS	4
+#define MW_ACCEL_SHORT_RUN	4
+#define MW_ACCEL_HINT_WINDOW_NS	(200ULL * 1000 * 1000)
 
 /*
  * An accelerated socket redirects while its peer holds fewer unread

@@ -305,6 +305,21 @@ struct {
 } mw_accel_state6 SEC(".maps");
 
 /*
+ * Acceleration's hints (lib/meshwire_accel.h, "Short connections"): per
+ * deciding pod and destination, whether its recent accelerated connections
+ * were short. Written at a hop's connecting end's FIN, read at its
+ * establishment; LRU: a destination not seen for long is forgotten, and its
+ * next connections are accelerated, as any new destination's are.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_ACCEL_HINTS);
+	__type(key, struct mw_accel_hint_key);
+	__type(value, struct mw_accel_hint);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} mw_accel_hints SEC(".maps");
+
+/*
  * [dns] servers: the resolver addresses (network order) whose queries are
  * captured, when mw_cfg.dns_servers is set; filled by the loader at start.
  */

@@ -23,6 +23,8 @@ struct mw_settings {
 	__u16 dns_port;		/* host order: the sidecar's DNS proxy ([dns] port) */
 	__u8  dns_servers;	/* 1: only resolvers in mw_dns_servers4/6 are captured */
 	__u8  out_sources;	/* > 1: loopback source addresses steered sockets spread over */
+	__u8  accel_short;	/* enum mw_accel_short: [acceleration] short_connections */
+	__u8  pad[3];
 };
 
 /* Value of mw_pods, keyed by the pod's network-namespace cookie. */
@@ -217,7 +219,8 @@ struct mw_sock6_key {
  * Value of mw_accel_state (mw_accel_state6), one per socket in mw_sock_hash
  * (mw_sock_hash6) (acceleration; lib/meshwire_accel.h). The loader only
  * copies entries across an upgrade (loader/src/datapath/upgrade.rs: an
- * earlier version's 8-byte value, without psock, is this one's beginning).
+ * earlier version's 8-byte value, without psock, and its 16-byte one, without
+ * msgs, are this one's beginning).
  */
 struct mw_accel_state {
 	struct bpf_spin_lock lock;
@@ -230,6 +233,40 @@ struct mw_accel_state {
 	 * bpf_probe_read_kernel: a stale address reads garbage, never faults.
 	 */
 	__u64 psock;
+	/*
+	 * The hop's connecting end only (MW_ACCEL_CONNECT): the messages its
+	 * hop carried, both directions (each end's sk_msg adds its own to this
+	 * entry, atomically: two writers, and not the flags word, which the
+	 * peer writes under the lock), counted up to MW_ACCEL_SHORT_MSGS + 1.
+	 * Read at its FIN, to report to mw_accel_hints.
+	 */
+	__u32 msgs;
+	__u32 pad;
+};
+
+/*
+ * Key of mw_accel_hints: a hop's destination as its connecting end sees it,
+ * per network namespace (the deciding socket's: each pod learns of its own
+ * traffic). An app's hop to its sidecar: the original destination (all of an
+ * app's hops go to the same sidecar address); any other hop: its remote
+ * address and port. IPv4 in ip[0], the other words 0.
+ */
+struct mw_accel_hint_key {
+	__u64 netns_cookie;
+	__u32 ip[4];		/* network order */
+	__u32 port;		/* host order */
+	__u32 ip6;		/* 1: ip is an IPv6 address (native IPv6 hop) */
+};
+
+/*
+ * Value of mw_accel_hints: what the destination's accelerated connections
+ * were of late. Written without a lock by the FINs of its connections (a
+ * lost update costs one decision: it is a hint).
+ */
+struct mw_accel_hint {
+	__u64 last_short_ns;	/* bpf_ktime_get_ns() of the last short report */
+	__u32 score;		/* short reports in a row, up to MW_ACCEL_SHORT_RUN; a long one: 0 */
+	__u32 pad;
 };
 
 /*
@@ -263,6 +300,7 @@ enum mw_stat {
 	MW_STAT_DNS_ERROR,		/* no socket storage: the DNS query refused */
 	MW_STAT_ACCEL_LAGGED,		/* an accelerated socket's peer fell behind: TCP for a while */
 	MW_STAT_ACCEL_BULK,		/* a bulk sender left acceleration (TCP, out of the socket map) */
+	MW_STAT_ACCEL_SKIPPED_SHORT,	/* a mesh hop not accelerated: its destination's connections are short */
 	MW_STAT_MAX,
 };
 

@@ -64,6 +64,7 @@ static inline void mw_test_register_maps(void)
 	MW_TEST_MAP(mw_accel_state);
 	MW_TEST_MAP(mw_sock_hash6);
 	MW_TEST_MAP(mw_accel_state6);
+	MW_TEST_MAP(mw_accel_hints);
 	MW_TEST_MAP(mw_dns_servers4);
 	MW_TEST_MAP(mw_dns_servers6);
 	MW_TEST_MAP(mw_stats);

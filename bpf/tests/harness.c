@@ -430,9 +430,11 @@ __u64 bpf_get_current_pid_tgid(void)
 	return (__u64)mw_test_task.pid << 32 | mw_test_task.pid;
 }
 
+__u64 mw_test_ktime_ns = 1;
+
 __u64 bpf_ktime_get_ns(void)
 {
-	return 1;
+	return mw_test_ktime_ns;
 }
 
 int mw_test_spin_locks;

@@ -30,6 +30,8 @@ extern int mw_test_no_sk_storage;
 extern void *mw_test_mptcp_sock;
 /* The socket as bpf_skc_to_tcp_sock sees it (a struct sock___mw: its owner). */
 extern void *mw_test_tcp_sock;
+/* What bpf_ktime_get_ns() answers (1 unless a test sets it). */
+extern __u64 mw_test_ktime_ns;
 /* The socket as a tcp6_sock, for bpf_skc_to_tcp6_sock (NULL: not TCPv6). */
 extern void *mw_test_tcp6_sock;
 /* bpf_setsockopt's last call (level, optname, the int it set) and its answer. */

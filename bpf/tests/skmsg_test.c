@@ -56,6 +56,10 @@ struct skmsg_case {
 	int want_locks;
 	int want_own_zero;	/* the sender's flags end 0 (want_own_flags 0 means unchanged) */
 	__u32 want_stats;	/* MW_STAT_BIT mask of the counters that moved */
+	/* learning short connections: the hop's message count (mw_accel_state.msgs) */
+	int always;		/* short_connections = "accelerate" */
+	__u32 own_msgs, peer_msgs;	/* before */
+	__u32 want_own_msgs, want_peer_msgs;
 };
 
 #define LAGGED MW_STAT_BIT(MW_STAT_ACCEL_LAGGED)
@@ -189,6 +193,28 @@ static const struct skmsg_case cases[] = {
 	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_TCP_TX,
 	  .peer = 1, .peer_socket = 1, .psock = 1, .backlog = MW_ACCEL_BACKLOG_MAX },
+	{ "learn: a connecting end's message counts in its own entry", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_CONNECT, .own_msgs = 1, .peer = 1,
+	  .peer_socket = 1, .want_call = 1, .want_peer_flags = MW_ACCEL_RX, .want_own_msgs = 2 },
+	{ "learn: an accepted end's message counts in its peer's, the connecting end's, entry",
+	  .family = INET6, .netns = POD_B, .local = "::1", .lport = OUT_PORT, .remote = "::1",
+	  .rport = 40000, .own = 1, .peer = 1, .peer_flags = MW_ACCEL_CONNECT, .peer_msgs = 3,
+	  .peer_socket = 1, .want_call = 1, .want_peer_flags = MW_ACCEL_CONNECT | MW_ACCEL_RX,
+	  .want_peer_msgs = 4 },
+	{ "learn: counted up to MW_ACCEL_SHORT_MSGS + 1 only (a long hop pays no atomic add)",
+	  .family = INET, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_CONNECT,
+	  .own_msgs = MW_ACCEL_SHORT_MSGS + 1, .peer = 1, .peer_socket = 1, .want_call = 1,
+	  .want_peer_flags = MW_ACCEL_RX, .want_own_msgs = MW_ACCEL_SHORT_MSGS + 1 },
+	{ "learn: a connecting end sending through TCP for good still counts", .family = INET,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .own = 1, .own_flags = MW_ACCEL_CONNECT | MW_ACCEL_TCP_TX,
+	  .peer = 1, .peer_socket = 1, .want_own_msgs = 1 },
+	{ "accelerate: nothing is counted", .always = 1, .family = INET, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .own = 1, .own_flags = MW_ACCEL_CONNECT, .own_msgs = 1, .peer = 1, .peer_socket = 1,
+	  .want_call = 1, .want_peer_flags = MW_ACCEL_RX, .want_own_msgs = 1 },
 	{ "another family (AF_UNIX) passes untouched", .family = UNIX, .netns = POD_B,
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
 	  .own = 1, .peer = 1, .peer_socket = 1 },
@@ -242,8 +268,8 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 	void *socks = v6_keys(c) ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash;
 	void *family_socks = c->family == INET6 ? (void *)&mw_sock_hash6 : (void *)&mw_sock_hash;
 	union mw_accel_key own = key_of(c, 0), peer = key_of(c, 1);
-	struct mw_accel_state own_state = { .flags = c->own_flags };
-	struct mw_accel_state peer_state = { .flags = c->peer_flags };
+	struct mw_accel_state own_state = { .flags = c->own_flags, .msgs = c->own_msgs };
+	struct mw_accel_state peer_state = { .flags = c->peer_flags, .msgs = c->peer_msgs };
 	struct mw_accel_state *s;
 	struct sk_msg_md msg = {
 		.local_port = c->lport,
@@ -259,6 +285,7 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 
 	mw_test_pods();
 	mw_test_settings(1, MW_IPV6_INTERCEPT, SIDECAR_UID);
+	mw_cfg.accel_short = c->always ? MW_ACCEL_SHORT_ACCELERATE : MW_ACCEL_SHORT_LEARN;
 	mw_test_task.netns_cookie = c->netns;
 	switch (c->family) {
 	case INET:
@@ -311,6 +338,8 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 		MW_EXPECT_EQ(run, s->flags,
 			     c->want_own_zero ? 0 : c->want_own_flags ? c->want_own_flags : c->own_flags,
 			     "the sender's flags");
+	if (s)
+		MW_EXPECT_EQ(run, s->msgs, c->want_own_msgs, "the sender's hop message count");
 	s = bpf_map_lookup_elem(states, &peer);
 	MW_EXPECT_EQ(run, !!s, c->peer, "the peer's state entry");
 	if (s) {
@@ -318,6 +347,7 @@ static void run_case(struct mw_test_run *run, const struct skmsg_case *c)
 			     "the peer's flags");
 		MW_EXPECT_EQ(run, s->psock, c->psock ? psock_addr : 0,
 			     "the peer's psock address (the program only reads it)");
+		MW_EXPECT_EQ(run, s->msgs, c->want_peer_msgs, "the peer's hop message count");
 	}
 	MW_EXPECT_EQ(run, mw_test_map_count(states), c->own + c->peer, "state entries");
 	MW_EXPECT_EQ(run, mw_test_map_count(socks), c->peer_socket, "socket map entries");

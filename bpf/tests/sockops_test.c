@@ -5,7 +5,9 @@
  * original destination, binding it to the sidecar's accepted socket (from
  * mw_orig_tuple4, or from tc's mw_flow4), forgetting it at close, and
  * acceleration's entries in mw_accel_state and mw_sock_hash (v4-mapped
- * sockets by their IPv4 key, full maps, a bulk sender leaving at an ACK). Linux 6.18
+ * sockets by their IPv4 key, full maps, a bulk sender leaving at an ACK), and
+ * learning short connections (mw_accel_hints: a connecting end kept out by a
+ * fresh hint, its FIN's report). Linux 6.18
  * answers BPF_PROG_TEST_RUN for sock_ops programs with ENOTSUPP.
  */
 #define MW_CFG_CONST
@@ -61,7 +63,28 @@ struct sockops_case {
 	__u32 cb_after;
 	__u32 stats;
 	enum mw_decision decision;
+	/* learning short connections (mw_accel_hints) */
+	int always;		/* short_connections = "accelerate" */
+	__u32 own_msgs;		/* its mw_accel_state msgs before, with OWN_ACCEL */
+	int hint;		/* a hint for the hop's destination before (HINT_*) */
+	__u32 hint_score;
+	__u64 hint_age_ms;	/* its last short report this long before the event */
+	int want_hint;		/* a hint for the destination after */
+	__u32 want_score;
+	int want_now;		/* its last short report is the event's time (else as before) */
 };
+
+enum { HINT_NONE, HINT_DEST, HINT_REMOTE };	/* HINT_REMOTE: at the hop's own remote address */
+#define NOW_NS		(10ULL * 1000 * 1000 * 1000)
+#define MS		(1000ULL * 1000)
+#define LEARN_FIN	.accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, \
+			.local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT, \
+			.mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT, \
+			.before = TUPLE | OWN_ACCEL | SOCKHASH, .cb_before = CB_ACCEL, \
+			.want_cb = 1, CB_AFTER(BPF_SOCK_OPS_STATE_CB_FLAG)
+#define LEARN_APP	.accel = 1, .op = ACTIVE, .netns = POD_B, .local = "127.0.0.1", .lport = 40000, \
+			.remote = "127.0.0.1", .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, \
+			.want_mark = MW_ORIG_F_CONNECT
 
 static const struct sockops_case cases[] = {
 	/* the app's side: publish at established */
@@ -151,13 +174,15 @@ static const struct sockops_case cases[] = {
 	{ "accel: an app to its sidecar enters the socket map", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
-	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) ,
+	  .want_own_flags = MW_ACCEL_CONNECT },
 	{ "accel: a redirected socket is published and enters", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .mark = MW_ORIG_F_CONNECT, .want_mark = MW_ORIG_F_CONNECT,
 	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
 	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
-	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED ,
+	  .want_own_flags = MW_ACCEL_CONNECT },
 	{ "accel: a pod without acceleration stays out", .accel = 1, .op = ACTIVE,
 	  .netns = POD_A, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT },
@@ -169,14 +194,16 @@ static const struct sockops_case cases[] = {
 	{ "accel: two meshed pods' sidecars on the inbound port enter", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = POD_A_IP,
 	  .rport = IN_PORT, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
-	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) ,
+	  .want_own_flags = MW_ACCEL_CONNECT },
 	{ "accel: the inbound port of an address not meshed stays out", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = "10.2.0.7",
 	  .rport = IN_PORT },
 	{ "accel: a sidecar's delivery to its app enters", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = POD_B_IP, .rport = 8080,
 	  .mark = MW_ORIG_F_DELIVER, .want_mark = MW_ORIG_F_DELIVER,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) ,
+	  .want_own_flags = MW_ACCEL_CONNECT },
 	{ "accel: an accepted end follows its peer in", .accel = 1, .op = PASSIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
 	  .rport = 40000, .before = PEER_ACCEL, .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH,
@@ -187,7 +214,8 @@ static const struct sockops_case cases[] = {
 	{ "accel: a dual-stack app's v4-mapped socket enters mw_sock_hash by its IPv4 key",
 	  .accel = 1, .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B,
 	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) },
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) ,
+	  .want_own_flags = MW_ACCEL_CONNECT },
 	{ "accel: a v4-mapped accepted end follows its IPv4 peer in", .accel = 1,
 	  .op = PASSIVE, .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1",
 	  .lport = OUT_PORT, .remote = "127.0.0.1", .rport = 40000, .before = PEER_ACCEL,
@@ -231,6 +259,63 @@ static const struct sockops_case cases[] = {
 	  .state = BPF_TCP_CLOSE_WAIT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
 	  .cb_before = CB_ACCEL, .after = OWN_ACCEL | SOCKHASH, CB_AFTER(CB_ACCEL) },
+	/* acceleration: learning short connections (short_connections = "learn", the default) */
+	{ "learn: an app's hop whose destination's last 4 connections were short, the last 100 ms "
+	  "ago, stays out (published, counted)", LEARN_APP, .hint = HINT_DEST, .hint_score = 4,
+	  .hint_age_ms = 100, .want_hint = 1, .want_score = 4, .after = TUPLE, .want_cb = 1,
+	  .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SKIPPED_SHORT),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "learn: the same hint 200 ms old has expired: the hop enters (a probe)", LEARN_APP,
+	  .hint = HINT_DEST, .hint_score = 4, .hint_age_ms = 200, .want_hint = 1, .want_score = 4,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_CONNECT,
+	  .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "learn: 3 short ones in a row are not enough: the hop enters", LEARN_APP,
+	  .hint = HINT_DEST, .hint_score = 3, .hint_age_ms = 1, .want_hint = 1, .want_score = 3,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_CONNECT,
+	  .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "learn: an app's hop learns under its original destination, not its sidecar's address",
+	  LEARN_APP, .hint = HINT_REMOTE, .hint_score = 4, .hint_age_ms = 1,
+	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_CONNECT,
+	  .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "learn: two sidecars' hop learns under its remote address: a fresh hint keeps it out",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000,
+	  .remote = POD_A_IP, .rport = IN_PORT, .hint = HINT_DEST, .hint_score = 4, .hint_age_ms = 0,
+	  .want_hint = 1, .want_score = 4, .stats = STAT(MW_STAT_ACCEL_SKIPPED_SHORT) },
+	{ "accelerate: a fresh hint is not looked at: the hop enters, with no MW_ACCEL_CONNECT",
+	  LEARN_APP, .always = 1, .hint = HINT_DEST, .hint_score = 4, .hint_age_ms = 1,
+	  .want_hint = 1, .want_score = 4, .after = TUPLE | OWN_ACCEL | SOCKHASH,
+	  .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
+	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "learn: a connecting end's FIN after 4 messages reports short: the run grows, its time "
+	  "is now", LEARN_FIN, .own_flags = MW_ACCEL_CONNECT, .own_msgs = 4, .hint = HINT_DEST,
+	  .hint_score = 2, .hint_age_ms = 5000, .want_hint = 1, .want_score = 3, .want_now = 1, .after = TUPLE },
+	{ "learn: the run saturates at 4", LEARN_FIN, .own_flags = MW_ACCEL_CONNECT, .own_msgs = 1,
+	  .hint = HINT_DEST, .hint_score = 4, .hint_age_ms = 300, .want_hint = 1, .want_score = 4,
+	  .want_now = 1, .after = TUPLE },
+	{ "learn: a destination's first short report makes its hint (run 1)", LEARN_FIN,
+	  .own_flags = MW_ACCEL_CONNECT, .own_msgs = 2, .want_hint = 1, .want_score = 1, .want_now = 1, .after = TUPLE },
+	{ "learn: a FIN after 5 messages reports long: the run is over", LEARN_FIN,
+	  .own_flags = MW_ACCEL_CONNECT, .own_msgs = 5, .hint = HINT_DEST, .hint_score = 4,
+	  .hint_age_ms = 10, .want_hint = 1, .want_score = 0, .after = TUPLE },
+	{ "learn: a long report for a destination without a hint makes none", LEARN_FIN,
+	  .own_flags = MW_ACCEL_CONNECT, .own_msgs = 5, .after = TUPLE },
+	{ "learn: a socket whose peer fell behind (MW_ACCEL_LAG) reports long, whatever its count",
+	  LEARN_FIN, .own_flags = MW_ACCEL_CONNECT | MW_ACCEL_LAG | MW_ACCEL_RX, .own_msgs = 1,
+	  .hint = HINT_DEST, .hint_score = 4, .hint_age_ms = 10, .want_hint = 1, .want_score = 0,
+	  .after = TUPLE | SOCKHASH },
+	{ "learn: an accepted end's FIN (no MW_ACCEL_CONNECT) reports nothing", LEARN_FIN,
+	  .own_msgs = 1, .hint = HINT_DEST, .hint_score = 2, .hint_age_ms = 10, .want_hint = 1,
+	  .want_score = 2, .after = TUPLE },
+	{ "accelerate: a FIN reports nothing", LEARN_FIN, .always = 1,
+	  .own_flags = MW_ACCEL_CONNECT, .own_msgs = 1, .after = TUPLE },
+	{ "learn: a close without a FIN (a reset) reports nothing", .accel = 1, .op = STATE,
+	  .state = BPF_TCP_CLOSE, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
+	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL,
+	  .own_flags = MW_ACCEL_CONNECT, .own_msgs = 1 },
+
 	/* acceleration: a bulk sender leaves at an ACK of its TCP data */
 	{ "accel: an ACK of a bulk sender's TCP data (MW_ACCEL_LEAVE): it leaves the socket "
 	  "map, its psock address goes, no more RTT callbacks", .accel = 1, .op = RTT,
@@ -292,6 +377,19 @@ static struct mw_sock_key sock_key(const struct sockops_case *c, int peer)
 	return k;
 }
 
+/* The hint key of the case's hop (HINT_DEST: as sockops computes it). */
+static struct mw_accel_hint_key hint_key(const struct sockops_case *c, int at_remote)
+{
+	struct mw_accel_hint_key k = { .netns_cookie = c->netns, .port = c->rport };
+
+	k.ip[0] = mw_test_ip4(c->remote);
+	if (!at_remote && (c->mark & MW_ORIG_F_CONNECT) && c->rport == OUT_PORT && loopback(c->remote)) {
+		k.ip[0] = mw_test_ip4(ORIG_IP);
+		k.port = ORIG_PORT;
+	}
+	return k;
+}
+
 static struct mw_flow4_key flow_key(const struct sockops_case *c)
 {
 	struct mw_flow4_key k = {
@@ -320,7 +418,10 @@ static void node(const struct sockops_case *c)
 	};
 	struct mw_flow4 flow = { .orig_port = bpf_htons(FLOW_PORT) };
 	/* A socket accelerated before the event has its psock recorded: OLD_PSOCK. */
-	struct mw_accel_state own = { .flags = c->own_flags, .psock = OLD_PSOCK }, peer = {};
+	struct mw_accel_state own = { .flags = c->own_flags, .psock = OLD_PSOCK, .msgs = c->own_msgs },
+			      peer = {};
+	struct mw_accel_hint hint = { .score = c->hint_score, .last_short_ns = NOW_NS - c->hint_age_ms * MS };
+	struct mw_accel_hint_key hk = hint_key(c, c->hint == HINT_REMOTE);
 	struct mw_tuple4 tk = tuple_key(c);
 	struct mw_flow4_key fk = flow_key(c);
 	struct mw_sock_key ok = sock_key(c, 0), pk = sock_key(c, 1);
@@ -337,6 +438,8 @@ static void node(const struct sockops_case *c)
 		bpf_map_update_elem(&mw_accel_state, &pk, &peer, BPF_ANY);
 	if (c->before & SOCKHASH)
 		bpf_map_update_elem(&mw_sock_hash, &ok, &sk, BPF_ANY);
+	if (c->hint)
+		bpf_map_update_elem(&mw_accel_hints, &hk, &hint, BPF_ANY);
 }
 
 static void run_case(struct mw_test_run *run, const struct sockops_case *c)
@@ -366,6 +469,8 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 				  (void *)&mw_sock_hash, 0);
 	mw_test_tcp_sock = &test_tcp;
 	mw_test_settings(c->accel, 1, SIDECAR_UID);
+	mw_cfg.accel_short = c->always ? MW_ACCEL_SHORT_ACCELERATE : MW_ACCEL_SHORT_LEARN;
+	mw_test_ktime_ns = NOW_NS;
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_no_sk_storage = c->no_storage;
 	ctx.args[1] = c->state;
@@ -426,6 +531,22 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 		     "mw_sock_hash entries");
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash6) + mw_test_map_count(&mw_accel_state6),
 		     0, "the IPv6 acceleration maps untouched");
+	{
+		struct mw_accel_hint_key hk = hint_key(c, c->hint == HINT_REMOTE);
+		struct mw_accel_hint *h = bpf_map_lookup_elem(&mw_accel_hints, &hk);
+
+		MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_hints), !!c->want_hint + (c->hint == HINT_REMOTE),
+			     "mw_accel_hints entries");
+		if (c->hint != HINT_REMOTE) {
+			MW_EXPECT_EQ(run, !!h, !!c->want_hint, "mw_accel_hints holds the destination");
+			if (h) {
+				MW_EXPECT_EQ(run, h->score, c->want_score, "the hint's run of short reports");
+				MW_EXPECT_EQ(run, h->last_short_ns,
+					     c->want_now ? NOW_NS : NOW_NS - c->hint_age_ms * MS,
+					     "the hint's last short report");
+			}
+		}
+	}
 	const struct mw_event *ev = mw_test_expect_sockops_end(run, c->want_cb, c->stats, c->decision);
 
 	if (ev) {

@@ -193,6 +193,34 @@ pub struct Acceleration {
     pub enabled: bool,
     /// Which meshed pods get it when a pod does not say (default all).
     pub pods: AccelPods,
+    /// Whether hops to destinations whose connections are short are
+    /// accelerated (default learn: not while they are short).
+    pub short_connections: ShortConnections,
+}
+
+/// `acceleration.short_connections`: what a mesh hop to a destination whose
+/// recent accelerated connections were short (a request or two each) gets.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ShortConnections {
+    /// Learned per destination: not accelerated while its connections are
+    /// short (docs/acceleration.md, "Short connections").
+    Learn,
+    /// Every mesh hop is accelerated (the behaviour before learning).
+    Accelerate,
+}
+
+impl FromStr for ShortConnections {
+    type Err = String;
+
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "learn" => Ok(ShortConnections::Learn),
+            "accelerate" => Ok(ShortConnections::Accelerate),
+            other => Err(format!(
+                "{other:?} is not a choice of short_connections; use \"learn\" (hops to destinations whose connections are short are not accelerated) or \"accelerate\" (every mesh hop is)"
+            )),
+        }
+    }
 }
 
 /// `acceleration.pods`: the default for a pod registered without `accelerate`.
@@ -342,6 +370,7 @@ struct RawTc {
 struct RawAcceleration {
     enabled: Option<bool>,
     pods: Option<Spanned<String>>,
+    short_connections: Option<Spanned<String>>,
 }
 
 #[derive(Deserialize, Default)]
@@ -550,6 +579,10 @@ impl Config {
                 None => defaults.acceleration.pods,
                 Some(p) => p.get_ref().parse().map_err(|e: String| src.error_at(p.span().start, "acceleration.pods", e))?,
             },
+            short_connections: match raw.acceleration.short_connections {
+                None => defaults.acceleration.short_connections,
+                Some(p) => p.get_ref().parse().map_err(|e: String| src.error_at(p.span().start, "acceleration.short_connections", e))?,
+            },
         };
         let interception = match raw.interception.mode {
             None => defaults.interception,
@@ -697,7 +730,7 @@ impl Defaults {
             trace: false,
             api_socket: PathBuf::from("/run/meshwire/loader.sock"),
             state_dir: PathBuf::from("/run/meshwire"),
-            acceleration: Acceleration { enabled: false, pods: AccelPods::All },
+            acceleration: Acceleration { enabled: false, pods: AccelPods::All, short_connections: ShortConnections::Learn },
             interception: Interception::Ebpf,
             ipv6: Ipv6Policy::Intercept,
             outbound_sources: 16,
@@ -877,7 +910,7 @@ mod tests {
         let c = Config::parse("t.toml", "[api]\nsocket = \"/tmp/x.sock\"\nstate_dir = \"/tmp/st\"\n[acceleration]\nenabled = false\n").unwrap();
         assert_eq!(c.api, Api { socket: "/tmp/x.sock".into(), state_dir: "/tmp/st".into() });
         assert!(!c.acceleration.enabled);
-        assert_eq!(Config::default_config().acceleration, Acceleration { enabled: false, pods: AccelPods::All });
+        assert_eq!(Config::default_config().acceleration, Acceleration { enabled: false, pods: AccelPods::All, short_connections: ShortConnections::Learn });
         let e = err("[api]\nsocket = \"loader.sock\"");
         assert_eq!((e.line, e.key.as_deref()), (Some(2), Some("api.socket")));
     }
@@ -911,12 +944,26 @@ mod tests {
     #[test]
     fn acceleration_pods_is_all_or_opt_in() {
         let c = Config::parse("t.toml", "[acceleration]\nenabled = true\npods = \"opt-in\"\n").unwrap();
-        assert_eq!(c.acceleration, Acceleration { enabled: true, pods: AccelPods::OptIn });
+        assert_eq!(c.acceleration, Acceleration { enabled: true, pods: AccelPods::OptIn, short_connections: ShortConnections::Learn });
         assert!(!c.acceleration.pods.by_default());
         assert!(AccelPods::All.by_default());
         let e = err("[acceleration]\nenabled = true\npods = \"some\"\n");
         assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("acceleration.pods")));
         assert!(e.message.contains("\"all\"") && e.message.contains("\"opt-in\""), "{}", e.message);
+    }
+
+    #[test]
+    fn acceleration_short_connections_is_learn_or_accelerate() {
+        let c = Config::parse("t.toml", "[acceleration]\nenabled = true\nshort_connections = \"accelerate\"\n").unwrap();
+        assert_eq!(c.acceleration.short_connections, ShortConnections::Accelerate);
+        assert_eq!(crate::datapath::settings_of(&c).accel_short, crate::datapath::layout::ACCEL_SHORT_ACCELERATE);
+        let c = Config::parse("t.toml", "[acceleration]\nshort_connections = \"learn\"\n").unwrap();
+        assert_eq!(c.acceleration.short_connections, ShortConnections::Learn);
+        assert_eq!(crate::datapath::settings_of(&c).accel_short, crate::datapath::layout::ACCEL_SHORT_LEARN);
+        assert_eq!(Config::default_config().acceleration.short_connections, ShortConnections::Learn);
+        let e = err("[acceleration]\nenabled = true\nshort_connections = \"never\"\n");
+        assert_eq!((e.line, e.key.as_deref()), (Some(3), Some("acceleration.short_connections")));
+        assert!(e.message.contains("\"never\"") && e.message.contains("\"learn\"") && e.message.contains("\"accelerate\""), "{}", e.message);
     }
 
     #[test]

@@ -47,6 +47,8 @@ mirror! {
         pub dns_port: u16,
         pub dns_servers: u8,
         pub out_sources: u8,
+        pub accel_short: u8,
+        pub pad: [u8; 3],
     }
 }
 
@@ -233,6 +235,29 @@ mirror! {
         pub lock: u32,
         pub flags: u32,
         pub psock: u64,
+        pub msgs: u32,
+        pub pad: u32,
+    }
+}
+
+mirror! {
+    /// Key of `mw_accel_hints`: a hop's destination, per deciding pod
+    /// (acceleration's learning of short connections; only the datapath
+    /// reads and writes it).
+    "mw_accel_hint_key" => pub struct AccelHintKey {
+        pub netns_cookie: u64,
+        pub ip: [u32; 4],
+        pub port: u32,
+        pub ip6: u32,
+    }
+}
+
+mirror! {
+    /// Value of `mw_accel_hints`.
+    "mw_accel_hint" => pub struct AccelHint {
+        pub last_short_ns: u64,
+        pub score: u32,
+        pub pad: u32,
     }
 }
 
@@ -298,6 +323,7 @@ c_enum! {
         MAX_FLOWS = "MW_MAX_FLOWS" = 65536,
         MAX_SOCKS = "MW_MAX_SOCKS" = 65536,
         MAX_DNS_SERVERS = "MW_MAX_DNS_SERVERS" = crate::config::MAX_DNS_SERVERS as u32,
+        MAX_ACCEL_HINTS = "MW_MAX_ACCEL_HINTS" = 16384,
         EVENTS_BYTES = "MW_EVENTS_BYTES" = 256 * 1024,
     }
 }
@@ -371,9 +397,17 @@ c_enum! {
     }
 }
 
+c_enum! {
+    /// `mw_settings.accel_short`: `acceleration.short_connections`.
+    "mw_accel_short" => ACCEL_SHORTS: u8 {
+        ACCEL_SHORT_ACCELERATE = "MW_ACCEL_SHORT_ACCELERATE" = 0,
+        ACCEL_SHORT_LEARN = "MW_ACCEL_SHORT_LEARN" = 1,
+    }
+}
+
 /// Every mirrored C enum of bpf/lib/meshwire_consts.h.
 pub const C_ENUMS: &[&CEnum] =
-    &[&CAPACITIES, &POD_FLAGS, &DIRS, &ORIG_FLAGS, &FLOW_FLAGS, &FIN_ACKED, &SYN_FLAGS, &IPV6_POLICIES];
+    &[&CAPACITIES, &POD_FLAGS, &DIRS, &ORIG_FLAGS, &FLOW_FLAGS, &FIN_ACKED, &SYN_FLAGS, &IPV6_POLICIES, &ACCEL_SHORTS];
 
 /// Names of `enum mw_stat`, in index order (checked against BTF).
 pub const STAT_NAMES: &[&str] = &[
@@ -403,6 +437,7 @@ pub const STAT_NAMES: &[&str] = &[
     "MW_STAT_DNS_ERROR",
     "MW_STAT_ACCEL_LAGGED",
     "MW_STAT_ACCEL_BULK",
+    "MW_STAT_ACCEL_SKIPPED_SHORT",
 ];
 
 /// Names of `enum mw_hook`, from value 1 on (checked against BTF).
@@ -634,6 +669,8 @@ pub fn check_against_btf(btf: &Btf) -> Result<(), Vec<LayoutMismatch>> {
     check(check_mirror::<SockKey>(btf));
     check(check_mirror::<Sock6Key>(btf));
     check(check_mirror::<AccelState>(btf));
+    check(check_mirror::<AccelHintKey>(btf));
+    check(check_mirror::<AccelHint>(btf));
     check(check_mirror::<Event>(btf));
     check(check_enum(btf, "mw_stat", STAT_NAMES, 0, "MW_STAT_MAX"));
     check(check_enum(btf, "mw_hook", HOOK_NAMES, 1, "MW_HOOK_MAX"));
@@ -813,7 +850,7 @@ mod tests {
             let mut obj = object.open(None).unwrap();
             let btf = Btf::of_object(&obj).unwrap();
             check_mirror::<Settings>(&btf).unwrap_or_else(|e| panic!("{name}: {e:?}"));
-            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6: IPV6_INTERCEPT, dns_port: 3, dns_servers: 1, out_sources: 1 };
+            let s = Settings { sidecar_uid: 7, outbound_port: 1, inbound_port: 2, debug: 1, accel: 1, trace: 1, ipv6: IPV6_INTERCEPT, dns_port: 3, dns_servers: 1, out_sources: 1, accel_short: 1, pad: [0; 3] };
             obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap_or_else(|e| panic!("{name}: {e}"));
         }
     }

@@ -22,11 +22,11 @@ pub mod upgrade;
 use std::collections::HashSet;
 use std::path::{Path, PathBuf};
 
-use crate::config::Config;
+use crate::config::{Config, ShortConnections};
 use crate::error::{Error, OrOs};
 use crate::libbpf::{self, MapFd, Object};
 use crate::system::{self, Cgroup};
-use layout::{Cidr4Key, Cidr6Key, In4Key, Ip6Key, PortKey, Settings, DIR_OUT};
+use layout::{Cidr4Key, Cidr6Key, In4Key, Ip6Key, PortKey, Settings, ACCEL_SHORT_ACCELERATE, ACCEL_SHORT_LEARN, DIR_OUT};
 use pins::Pins;
 use upgrade::Upgrade;
 
@@ -63,6 +63,11 @@ pub fn settings_of(config: &Config) -> Settings {
         dns_port: config.dns.port,
         dns_servers: !config.dns.servers.is_empty() as u8,
         out_sources: config.outbound_sources,
+        accel_short: match config.acceleration.short_connections {
+            ShortConnections::Learn => ACCEL_SHORT_LEARN,
+            ShortConnections::Accelerate => ACCEL_SHORT_ACCELERATE,
+        },
+        pad: [0; 3],
     }
 }
 

@@ -117,7 +117,7 @@ fn every_object_verifies_with_every_setting() {
 
     for ipv6 in [IPV6_PASS, IPV6_REFUSE, IPV6_INTERCEPT] {
         for on in [0, 1] {
-            let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: on, accel: on, trace: on, ipv6, dns_port: 15053, dns_servers: on, out_sources: 1 };
+            let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: on, accel: on, trace: on, ipv6, dns_port: 15053, dns_servers: on, out_sources: 1, accel_short: 1, pad: [0; 3] };
             for object in WITH_PROGRAMS {
                 let fs = PrivateBpffs::new();
                 let pins = Pins::new(&fs.path().join("meshwire"));

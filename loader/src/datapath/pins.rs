@@ -68,6 +68,9 @@ maps! {
     /// ones are in mw_sock_hash).
     MAP_SOCK_HASH6 = "mw_sock_hash6",
     MAP_ACCEL_STATE6 = "mw_accel_state6",
+    /// Acceleration's learning (sockops): per pod and destination, whether
+    /// its recent accelerated connections were short.
+    MAP_ACCEL_HINTS = "mw_accel_hints",
     /// `[dns] servers`: the resolvers whose queries are captured, by family.
     MAP_DNS_SERVERS4 = "mw_dns_servers4",
     MAP_DNS_SERVERS6 = "mw_dns_servers6",

@@ -32,13 +32,18 @@ use crate::datapath::pins::{self, Pins};
 use crate::error::{Error, OrOs};
 use crate::libbpf::{MapFd, MapInfo};
 
-/// Maps whose value grew at its end, with the value size an earlier version
-/// pinned them with: `mw_accel_state(6)` before the socket's psock address
-/// moved into it (struct mw_accel_state.psock; 0 there means no backlog
-/// bound towards that socket, as for one whose psock was never recorded).
+/// Maps whose value grew at its end, with each value size an earlier
+/// version pinned them with: `mw_accel_state(6)` before the socket's psock
+/// address moved into it (struct mw_accel_state.psock; 0 there means no
+/// backlog bound towards that socket, as for one whose psock was never
+/// recorded), and before the hop's message count (msgs; 0 with no
+/// MW_ACCEL_CONNECT flag: a socket from before learning reports nothing at
+/// its FIN).
 pub const WIDENED: &[(&str, usize)] = &[
     (pins::MAP_ACCEL_STATE, std::mem::offset_of!(AccelState, psock)),
     (pins::MAP_ACCEL_STATE6, std::mem::offset_of!(AccelState, psock)),
+    (pins::MAP_ACCEL_STATE, std::mem::offset_of!(AccelState, msgs)),
+    (pins::MAP_ACCEL_STATE6, std::mem::offset_of!(AccelState, msgs)),
 ];
 
 /// `old` is `def` as an earlier version pinned it, before its value grew.
@@ -223,7 +228,7 @@ mod tests {
 
     fn load_sock(pins: &Pins) -> Object {
         let mut obj = objects::SOCK.open(Some(&pins.maps_dir())).unwrap();
-        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6: crate::datapath::layout::IPV6_REFUSE, dns_port: 15053, dns_servers: 0, out_sources: 1 };
+        let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6: crate::datapath::layout::IPV6_REFUSE, dns_port: 15053, dns_servers: 0, out_sources: 1, accel_short: 1, pad: [0; 3] };
         obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).unwrap();
         obj.load().unwrap();
         obj
@@ -442,11 +447,56 @@ mod tests {
         started.unwrap();
         let (size, a, b) = state.unwrap();
         assert_eq!(size, std::mem::size_of::<AccelState>());
-        assert_eq!(a, Some(AccelState { lock: 0, flags: 1, psock: 0 }));
-        assert_eq!(b, Some(AccelState { lock: 0, flags: 4, psock: 0 }));
+        assert_eq!(a, Some(AccelState { lock: 0, flags: 1, psock: 0, msgs: 0, pad: 0 }));
+        assert_eq!(b, Some(AccelState { lock: 0, flags: 4, psock: 0, msgs: 0, pad: 0 }));
         assert!(retired_left.is_empty(), "retired maps still pinned after the start: {retired_left:?}");
         assert!(!leftover, "the old map's pin is gone");
         assert!(removed.unwrap().contains(&pins.map(pins::MAP_ACCEL_STATE)));
+    }
+
+    /// A start over what the version before struct mw_accel_state.msgs left
+    /// pinned: both state maps with 16-byte values (lock, flags, psock).
+    /// Each entry is carried over with its flags and psock address and a
+    /// message count of 0 (those sockets have no MW_ACCEL_CONNECT: they
+    /// report nothing at their FIN), in both families' maps.
+    #[test]
+    fn a_real_start_over_the_layout_before_msgs_widens_the_state_keeping_flags_and_psock() {
+        use crate::datapath::layout::{AccelState, Sock6Key};
+        let (_fs, cg, pins) = real_start_dirs();
+        let before_msgs = |name: &str| {
+            let mut earlier = sockops_def(name);
+            assert_eq!(earlier.value_size as usize, std::mem::size_of::<AccelState>());
+            earlier.value_size = std::mem::offset_of!(AccelState, msgs) as u32;
+            assert_eq!(earlier.value_size, 16);
+            obj_pin(&map_create_like(&earlier, earlier.max_entries).unwrap(), &pins.map(name)).unwrap();
+            MapFd::open_pinned(&pins.map(name)).unwrap()
+        };
+        let key6 = Sock6Key { netns_cookie: 7, local_ip6: [0, 0, 0, 1u32.to_be()], remote_ip6: [0, 0, 0, 1u32.to_be()], local_port: 40002, remote_port: 15001 };
+        let old4 = before_msgs(pins::MAP_ACCEL_STATE);
+        old4.update(&sock_key(40000), &[0u32, 1, 0xdead_0000, 0xffff_8880]).unwrap();
+        old4.update(&sock_key(40001), &[0u32, 4, 0, 0]).unwrap();
+        before_msgs(pins::MAP_ACCEL_STATE6).update(&key6, &[0u32, 9, 0xbeef_0000, 0xffff_8881]).unwrap();
+        drop(old4);
+        let config = real_start_config(&pins, &cg, "[acceleration]\nenabled = true\n");
+
+        let started = crate::datapath::install(&config);
+        let read = |name: &str| MapFd::open_pinned(&pins.map(name)).map(|m| m.info().unwrap().value_size as usize);
+        let sizes = (read(pins::MAP_ACCEL_STATE), read(pins::MAP_ACCEL_STATE6));
+        let v4 = MapFd::open_pinned(&pins.map(pins::MAP_ACCEL_STATE))
+            .map(|m| (m.lookup::<_, AccelState>(&sock_key(40000)).unwrap(), m.lookup::<_, AccelState>(&sock_key(40001)).unwrap()));
+        let v6 = MapFd::open_pinned(&pins.map(pins::MAP_ACCEL_STATE6)).map(|m| m.lookup::<_, AccelState>(&key6).unwrap());
+        let leftover = pins.upgrade_dir().exists();
+        crate::datapath::cleanup(pins.root()).unwrap();
+        started.unwrap();
+        let want = std::mem::size_of::<AccelState>();
+        assert_eq!((sizes.0.unwrap(), sizes.1.unwrap()), (want, want));
+        let psock = |lo: u64, hi: u64| hi << 32 | lo;
+        assert_eq!(v4.unwrap(), (
+            Some(AccelState { lock: 0, flags: 1, psock: psock(0xdead_0000, 0xffff_8880), msgs: 0, pad: 0 }),
+            Some(AccelState { lock: 0, flags: 4, psock: 0, msgs: 0, pad: 0 }),
+        ));
+        assert_eq!(v6.unwrap(), Some(AccelState { lock: 0, flags: 9, psock: psock(0xbeef_0000, 0xffff_8881), msgs: 0, pad: 0 }));
+        assert!(!leftover, "the old maps' pins are gone");
     }
 
     #[test]

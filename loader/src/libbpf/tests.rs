@@ -12,7 +12,7 @@ use crate::testutil::{PrivateBpffs, TempCgroup};
 
 fn loaded_sock(pin_root: &Path) -> Object {
     let mut obj = objects::SOCK.open(Some(pin_root)).expect("open");
-    let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6: crate::datapath::layout::IPV6_REFUSE, dns_port: 15053, dns_servers: 0, out_sources: 1 };
+    let s = Settings { sidecar_uid: 1500, outbound_port: 15001, inbound_port: 15003, debug: 0, accel: 0, trace: 0, ipv6: crate::datapath::layout::IPV6_REFUSE, dns_port: 15053, dns_servers: 0, out_sources: 1, accel_short: 1, pad: [0; 3] };
     obj.set_rodata(objects::SETTINGS_VAR, s.as_bytes()).expect("rodata");
     obj.load().expect("load meshwire_sock");
     obj

@@ -94,6 +94,7 @@ fn when_full(map: &str) -> &'static str {
         "mw_flow4" | "mw_flow4_fin" | "mw_flow6" | "mw_flow6_fin" => "LRU: the least recently used inbound flows are evicted and no longer rewritten",
         "mw_flow4_syn" | "mw_flow6_syn" => "LRU: the oldest inbound handshakes in progress are evicted (their peers retry); established flows are not affected",
         pins::MAP_SOCK_HASH | pins::MAP_ACCEL_STATE | pins::MAP_SOCK_HASH6 | pins::MAP_ACCEL_STATE6 => "new connections are not accelerated (counted in accel_error)",
+        pins::MAP_ACCEL_HINTS => "LRU: the least recently reported destinations' hints are forgotten (their next connections are accelerated, as a new destination's)",
         _ => "new entries are refused",
     }
 }
