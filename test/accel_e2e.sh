@@ -26,6 +26,15 @@
 # while the connection lives: map entries and accel_sock_added prove it, not
 # only the data.
 #
+# Short connections (cases 10a-15): cases 1-10 run with
+# acceleration.short_connections = "accelerate" (they open hundreds of short
+# connections and check each is accelerated; case 10a proves every one-request
+# connection is), then the loader restarts with "learn" (the default), and
+# one-request connections to one destination stop being accelerated after a
+# run of four short ones (accel_skipped_short; every echo checked), the first
+# after the 200 ms window is accelerated again, and a long-lived connection's
+# report resets the run, so the following ones are accelerated again.
+#
 # Everything carries the prefix ma<PID>- (namespaces, cgroup, work dir with a
 # private bpffs) and is removed by the EXIT trap, which prints "N passed, N
 # failed". Programs attach only to this test's cgroup; traffic stays inside the
@@ -74,9 +83,8 @@ bulk() {
 # ---------------------------------------------------------------------------
 # Setup
 
-setup() {
-    suite_workdir accel || return 1
-    suite_cgroup accel || return 1
+# accel_config SHORT: the instance's config, with acceleration.short_connections = SHORT.
+accel_config() {
     write_config <<EOF
 
 [interception]
@@ -84,7 +92,16 @@ ipv6 = "intercept"
 
 [acceleration]
 enabled = true
+short_connections = "$1"
 EOF
+}
+
+setup() {
+    suite_workdir accel || return 1
+    suite_cgroup accel || return 1
+    # Cases 1-10 open many short connections and check that each is
+    # accelerated: the behaviour "accelerate" keeps. Learning: cases 11-15.
+    accel_config accelerate || return 1
     local i ns a
     add_netns "$NS_NODE" || return 1
     ip -n "$NS_NODE" addr add 10.232.0.1/32 dev lo || return 1
@@ -480,6 +497,8 @@ case_no_errors() {
     [ "${e:-1}" = 0 ]
 }
 
+case_no_errors_maps_empty() { case_no_errors && maps_empty; }
+
 relay_errors() { grep -c '^sidecar: relay' "$WORK/sidecar-pod.log"; }
 
 # relay_clean FUNCTION: FUNCTION's outcome, and the sidecar reported no
@@ -497,6 +516,142 @@ relay_clean() {
 
 # run_relay_case NAME FUNCTION: run_case, and no relay error meanwhile.
 run_relay_case() { run_case "$1" relay_clean "$2"; }
+
+# ---------------------------------------------------------------------------
+# Short connections (acceleration.short_connections)
+
+# The app's one-request connections to the echo server on the node (one
+# destination, $ECHO4, through its sidecar), run by ONE_PY: each sends 100
+# bytes, reads them back (checked), closes. The app <-> sidecar hop carries
+# two messages: short. Commands:
+#   short N     N one-request connections, one after the other
+#   sequence    a long-lived connection L (20 round trips: 40 messages),
+#               then one-request connections S1 and S2 while L lives, L
+#               closed, then S3..S7; prints the time from S1 to S7
+ONE_PY='
+import socket, sys, time
+host, port = sys.argv[1], int(sys.argv[2])
+def one(s=None):
+    c = s or socket.create_connection((host, port))
+    msg = bytes(range(100))
+    c.sendall(msg)
+    got = b""
+    while len(got) < len(msg):
+        d = c.recv(4096)
+        if not d:
+            break
+        got += d
+    if got != msg:
+        sys.exit("echo wrong: %r" % got[:20])
+    if s is None:
+        c.close()
+if sys.argv[3] == "short":
+    n = int(sys.argv[4])
+    t0 = time.monotonic()
+    for _ in range(n):
+        one()
+    print("%d connections in %d ms, every echo intact" % (n, (time.monotonic() - t0) * 1000), flush=True)
+else:
+    long = socket.create_connection((host, port))
+    for _ in range(20):
+        one(long)
+    t0 = time.monotonic()
+    one(); one()
+    long.close()
+    for _ in range(5):
+        one()
+    print("sequence: S1..S7 in %d ms, every echo intact" % ((time.monotonic() - t0) * 1000), flush=True)
+'
+
+# one_conns DESC ARGS...: ONE_PY in the pod (an app), its last line in
+# ONE_OUT; how much accel_sock_added and accel_skipped_short moved in ADDED
+# and SKIPPED.
+one_conns() {
+    local desc=$1 a0 s0
+    shift
+    a0=$(stat_value accel_sock_added)
+    s0=$(stat_value accel_skipped_short)
+    run_client "$desc" "${IN_CG[@]}" "$NS_POD" python3 -c "$ONE_PY" "${ECHO4%:*}" "${ECHO4##*:}" "$@" || return 1
+    ONE_OUT=$(tail -n 1 "$WORK/client-$CLIENT_SEQ.log")
+    ADDED=$(($(stat_value accel_sock_added) - a0))
+    SKIPPED=$(($(stat_value accel_skipped_short) - s0))
+    log "accel_sock_added +$ADDED, accel_skipped_short +$SKIPPED"
+}
+
+# (d) With "accelerate" (cases 1-10's loader) every one-request connection
+# is accelerated: both ends of each (the app's socket and the sidecar's
+# accepted one), none skipped.
+case_accelerate_takes_every_short_connection() {
+    local n=40
+    one_conns "$n one-request connections, short_connections = \"accelerate\"" short "$n" || return 1
+    [ "$ADDED" = $((2 * n)) ] && [ "$SKIPPED" = 0 ] && return 0
+    log "expected accel_sock_added +$((2 * n)) and accel_skipped_short +0"
+    return 1
+}
+
+# The loader restarted with "learn" (the default): it adopts the pod from its
+# record; the pinned counters and maps carry on.
+case_restart_learning() {
+    stop_loader
+    accel_config learn || return 1
+    start_loader
+}
+
+# (a) Many one-request connections to one destination: the first four are
+# accelerated (each reports short at its FIN), then the hint keeps the hop
+# out (accel_skipped_short), but for a probe each time the hint's 200 ms
+# window ran out. Every connection is either accelerated (both ends: +2) or
+# skipped (+1), and every echo arrives intact.
+case_short_connections_stop_being_accelerated() {
+    local n=200 ms accel
+    sleep 0.3 # no fresh hint from an earlier case
+    one_conns "$n one-request connections to $ECHO4" short "$n" || return 1
+    ms=$(sed -n 's/^[0-9]* connections in \([0-9]*\) ms.*/\1/p' <<<"$ONE_OUT")
+    accel=$((n - SKIPPED))
+    log "$accel of $n connections accelerated in ${ms:-?} ms"
+    if [ "$ADDED" != $((2 * accel)) ]; then
+        log "accel_sock_added +$ADDED, expected $((2 * accel)) (both ends of each connection not skipped)"
+        return 1
+    fi
+    # 4 to learn, then at most one probe per 200 ms window (and one in flight).
+    if [ -z "$ms" ] || [ "$accel" -lt 4 ] || [ "$accel" -gt $((4 + ms / 200 + 2)) ]; then
+        log "expected 4 to $((4 + ${ms:-0} / 200 + 2)) accelerated: four short reports, then a probe per window"
+        return 1
+    fi
+}
+
+# (b) After the window (200 ms without a report) the next connection is
+# accelerated again (a probe); its short report makes the hint fresh, so the
+# one after it is skipped again.
+case_a_probe_after_the_window() {
+    local rc=0
+    sleep 0.3
+    one_conns "one connection, 300 ms after the last report" short 1 || return 1
+    [ "$ADDED" = 2 ] && [ "$SKIPPED" = 0 ] || { log "expected it accelerated (+2, none skipped)"; rc=1; }
+    one_conns "one more, right after the probe reported" short 1 || return 1
+    [ "$ADDED" = 0 ] && [ "$SKIPPED" = 1 ] || { log "expected it skipped (+0, 1 skipped)"; rc=1; }
+    return "$rc"
+}
+
+# (c) A long-lived connection L (accelerated: opened after the window) to
+# the same destination reports long at its FIN and resets the hint. S1,
+# while L lives, is accelerated (the hint had expired) and makes the hint
+# fresh again: S2 is skipped. After L's report the run starts over: S3..S6
+# are accelerated (four short reports again), S7 is skipped. Without the
+# reset S3..S7 would all be skipped (the hint fresh from S1).
+case_a_long_connection_resets_the_hint() {
+    local ms
+    sleep 0.3
+    one_conns "L (20 round trips) lives while S1, S2 run; L closes; then S3..S7" sequence || return 1
+    ms=$(sed -n 's/^sequence: S1..S7 in \([0-9]*\) ms.*/\1/p' <<<"$ONE_OUT")
+    if [ -z "$ms" ] || [ "$ms" -ge 200 ]; then
+        log "S1..S7 took ${ms:-?} ms, beyond the 200 ms window: this run cannot tell a reset from an expiry"
+        return 1
+    fi
+    [ "$ADDED" = 12 ] && [ "$SKIPPED" = 2 ] && return 0
+    log "expected accel_sock_added +12 (L, S1, S3..S6: both ends each) and accel_skipped_short +2 (S2, S7)"
+    return 1
+}
 
 suite_traps
 
@@ -528,5 +683,16 @@ run_relay_case "8d a reader that stops reading holds the writer back (4 MiB unre
 run_relay_case "8e at its FIN a socket's state goes (the connection alive), its peer's stays, the reply arrives in order" \
     case_state_goes_at_fin
 run_case "9 mw_sock_hash, mw_accel_state and their IPv6 twins are empty again" case_maps_empty
+run_relay_case "10a short_connections = \"accelerate\": every one-request connection is accelerated" \
+    case_accelerate_takes_every_short_connection
 run_case "10 no acceleration errors (accel_error 0)" case_no_errors
+run_case "11 the loader restarts with short_connections = \"learn\" (the default), adopting the pod" \
+    case_restart_learning
+run_relay_case "12 one-request connections to one destination stop being accelerated (a run of four short ones), every echo intact" \
+    case_short_connections_stop_being_accelerated
+run_relay_case "13 after the 200 ms window the next connection is accelerated again (a probe), the one after it not" \
+    case_a_probe_after_the_window
+run_relay_case "14 a long-lived connection's report resets the hint: the following connections are accelerated" \
+    case_a_long_connection_resets_the_hint
+run_case "15 no acceleration errors, the acceleration maps empty again" case_no_errors_maps_empty
 suite_end
