@@ -69,3 +69,76 @@ fn a_pin_dir_or_cgroup_that_cannot_serve_is_invalid_and_nothing_is_created() {
     assert!(!pin_dir.exists(), "created {}", pin_dir.display());
     std::fs::remove_dir_all(&plain).unwrap();
 }
+
+/// struct mw_orig4 is { __u32 ip4; __u16 port; __u16 flags; } in C; a
+/// loader whose mirror lists port and flags the other way round (as one
+/// built from another checkout than its objects might).
+#[repr(C)]
+#[derive(Debug, Clone, Copy, Default)]
+struct SwappedOrig4 {
+    pub ip4: u32,
+    pub flags: u16,
+    pub port: u16,
+}
+
+impl crate::datapath::layout::Mirror for SwappedOrig4 {
+    const C_NAME: &'static str = "mw_orig4";
+    fn members() -> Vec<crate::libbpf::BtfMember> {
+        let member = |name: &str, offset, size| crate::libbpf::BtfMember { name: name.into(), offset, size };
+        vec![
+            member("ip4", std::mem::offset_of!(SwappedOrig4, ip4), 4),
+            member("flags", std::mem::offset_of!(SwappedOrig4, flags), 2),
+            member("port", std::mem::offset_of!(SwappedOrig4, port), 2),
+        ]
+    }
+}
+
+/// The check every install makes first, against the real alignchecker
+/// object's BTF: a wrong mirror is BuildMismatch::Differs naming the struct
+/// and each field at both places (nothing of the declarations, which
+/// match), and as an Error it is Internal, saying to rebuild from one
+/// checkout. The loader's own mirrors and declarations pass.
+#[test]
+fn a_wrong_layout_is_a_build_mismatch_naming_the_struct_and_field() {
+    use crate::datapath::layout::{check_mirror, FieldAt, LayoutMismatch};
+    use crate::datapath::{check_layouts, check_layouts_with, objects, BuildMismatch};
+
+    assert_eq!(check_layouts(), Ok(()));
+    let e = check_layouts_with(&objects::ALIGNCHECKER, check_mirror::<SwappedOrig4>, objects::check_declarations).unwrap_err();
+    let at = |offset, size| Some(FieldAt { offset, size });
+    assert_eq!(
+        e,
+        BuildMismatch::Differs {
+            layout: vec![
+                LayoutMismatch::Field { c_struct: "mw_orig4", field: "port".into(), c: at(4, 2), rust: at(6, 2) },
+                LayoutMismatch::Field { c_struct: "mw_orig4", field: "flags".into(), c: at(6, 2), rust: at(4, 2) },
+            ],
+            declarations: vec![],
+        }
+    );
+    let e = Error::from(e);
+    assert!(matches!(e, Error::Internal(_)), "{e:?}");
+    assert_eq!(
+        e.message().lines().take(2).collect::<Vec<_>>(),
+        [
+            "this loader does not match its BPF objects (a mixed build?): rebuild both from one checkout (bazel build //loader):",
+            "struct mw_orig4: field port is at offset 4 (2 bytes) in C but at offset 6 (2 bytes) in Rust: make loader/src/datapath/layout.rs match bpf/lib/meshwire_structs.h (the C header is the one definition)",
+        ]
+    );
+    assert_eq!(e.message().lines().count(), 3, "{e}");
+}
+
+/// An object libbpf cannot open is Unreadable, with what libbpf said; the
+/// mirrors are not looked at.
+#[test]
+fn an_unreadable_btf_object_is_named_with_what_libbpf_said() {
+    use crate::datapath::{check_layouts_with, objects, BuildMismatch};
+    let broken = objects::ObjectSpec { name: "meshwire_broken", elf: b"not an ELF object" };
+    let e = check_layouts_with(&broken, |_| panic!("no BTF to check"), || Ok(())).unwrap_err();
+    let BuildMismatch::Unreadable { object: "meshwire_broken", errno: Some(errno), error } = &e else { panic!("{e:?}") };
+    assert!(error.starts_with("opening BPF object meshwire_broken: "), "{error}");
+    let errno = *errno;
+    let e = Error::from(e);
+    assert_eq!(e.errno(), Some(errno), "{e:?}");
+    assert!(e.message().ends_with("this loader cannot read its own BPF object meshwire_broken (a broken build: rebuild it, bazel build //loader)"), "{e}");
+}

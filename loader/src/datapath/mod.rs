@@ -101,7 +101,8 @@ fn existing_pins(pins: &Pins) -> HashSet<PathBuf> {
 /// kind: Invalid (the configured pin directory or cgroup cannot serve),
 /// NotFound (no cgroup2 mount), Inconsistent (pins an earlier loader left
 /// that this one cannot take over: `meshwire-loader cleanup`), Os (a system
-/// call or the kernel refused, its errno kept), Internal (a mixed build).
+/// call or the kernel refused, its errno kept), Internal (a mixed build:
+/// [`BuildMismatch`]).
 pub fn install(config: &Config) -> Result<(), Error> {
     let pins = Pins::new(&config.bpf.pin_dir);
     let cgroup_path = target_cgroup(config)?;
@@ -157,22 +158,72 @@ fn load_object(spec: &ObjectSpec, settings: &Settings, pins: &Pins, before: &Has
     Ok(obj)
 }
 
+/// Why a loader refuses to touch the datapath before it loads anything:
+/// its Rust mirrors or declarations differ from the BPF objects built into
+/// it (a mixed build), or the object carrying the shared structs' BTF
+/// cannot be read. `From` makes it an [`Error`]: Internal (a build to redo),
+/// or Os when libbpf said an errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum BuildMismatch {
+    /// libbpf could not open `object` (`error`: what it said).
+    Unreadable { object: &'static str, errno: Option<i32>, error: String },
+    /// `object` carries no BTF to compare the mirrors with.
+    NoBtf { object: &'static str },
+    /// Every difference found: the mirrors' ([`layout::check_against_btf`]),
+    /// then the declarations' ([`objects::check_declarations`]).
+    Differs { layout: Vec<layout::LayoutMismatch>, declarations: Vec<objects::DeclarationMismatch> },
+}
+
+impl std::fmt::Display for BuildMismatch {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            BuildMismatch::Unreadable { object, error, .. } => write!(f, "{error}: this loader cannot read its own BPF object {object} (a broken build: rebuild it, bazel build //loader)"),
+            BuildMismatch::NoBtf { object } => write!(f, "the {object} object has no BTF (a broken build: rebuild bpf/, bazel build //loader)"),
+            BuildMismatch::Differs { layout, declarations } => {
+                f.write_str("this loader does not match its BPF objects (a mixed build?): rebuild both from one checkout (bazel build //loader):")?;
+                for found in layout.iter().map(ToString::to_string).chain(declarations.iter().map(ToString::to_string)) {
+                    write!(f, "\n{found}")?;
+                }
+                Ok(())
+            }
+        }
+    }
+}
+
+impl std::error::Error for BuildMismatch {}
+
+impl From<BuildMismatch> for Error {
+    fn from(e: BuildMismatch) -> Error {
+        match e {
+            BuildMismatch::Unreadable { errno: Some(errno), .. } => Error::Os { errno, message: e.to_string() },
+            _ => Error::Internal(e.to_string()),
+        }
+    }
+}
+
 /// The Rust mirrors (structs, enums) and declarations (programs, maps)
 /// must match the objects they were built with; refuse to touch the
 /// datapath otherwise (a mixed build).
-fn check_layouts() -> Result<(), Error> {
-    let obj = objects::ALIGNCHECKER.open(None)?;
-    let btf = libbpf::Btf::of_object(&obj).ok_or_else(|| Error::Internal("the alignchecker object has no BTF (a broken build: rebuild bpf/)".into()))?;
-    let layout = crate::datapath::layout::check_against_btf(&btf).err().unwrap_or_default();
-    let declarations = objects::check_declarations().err().unwrap_or_default();
+fn check_layouts() -> Result<(), BuildMismatch> {
+    check_layouts_with(&objects::ALIGNCHECKER, layout::check_against_btf, objects::check_declarations)
+}
+
+/// [`check_layouts`] of the mirrors `layout` checks against the BTF of
+/// `btf_object`, and of `declarations` (tests give other ones).
+fn check_layouts_with(
+    btf_object: &ObjectSpec,
+    layout: impl FnOnce(&libbpf::Btf<'_>) -> Result<(), Vec<layout::LayoutMismatch>>,
+    declarations: impl FnOnce() -> Result<(), Vec<objects::DeclarationMismatch>>,
+) -> Result<(), BuildMismatch> {
+    let object = btf_object.name;
+    let obj = btf_object.open(None).map_err(|e| BuildMismatch::Unreadable { object, errno: e.source.raw_os_error(), error: e.to_string() })?;
+    let btf = libbpf::Btf::of_object(&obj).ok_or(BuildMismatch::NoBtf { object })?;
+    let layout = layout(&btf).err().unwrap_or_default();
+    let declarations = declarations().err().unwrap_or_default();
     if layout.is_empty() && declarations.is_empty() {
         return Ok(());
     }
-    let found: Vec<String> = layout.iter().map(ToString::to_string).chain(declarations.iter().map(ToString::to_string)).collect();
-    Err(Error::Internal(format!(
-        "this loader does not match its BPF objects (a mixed build?): rebuild both from one checkout (bazel build //loader):\n{}",
-        found.join("\n")
-    )))
+    Err(BuildMismatch::Differs { layout, declarations })
 }
 
 fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSet<PathBuf>, created: &mut Created, upgrade: &Upgrade) -> Result<(), Error> {
