@@ -145,7 +145,10 @@ impl std::fmt::Display for DeclarationMismatch {
             DeclarationMismatch::ProgramNotBuilt { object, program } => {
                 write!(f, "{object}: declared program {program} is not in the object (remove it from loader/src/datapath/objects.rs, or rebuild bpf/)")
             }
-            DeclarationMismatch::MapNotPinned { object, map } => write!(f, "{object}: map {map} is not pinned by name (LIBBPF_PIN_BY_NAME)"),
+            DeclarationMismatch::MapNotPinned { object, map } => write!(
+                f,
+                "{object}: map {map} is not pinned by name: declare it with __uint(pinning, LIBBPF_PIN_BY_NAME), as bpf/lib/meshwire_maps.h does every map (the objects share a map, and a restarted loader finds it, through its pin)"
+            ),
             DeclarationMismatch::Unprefixed { object, name, prefix } => write!(f, "{object}: {name} does not start with {prefix}"),
             DeclarationMismatch::NoSettings { object } => write!(f, "{object}: no .rodata variable {SETTINGS_VAR} of struct mw_settings's size"),
             DeclarationMismatch::UndeclaredMap { map } => write!(f, "map {map} is not declared in loader/src/datapath/pins.rs"),

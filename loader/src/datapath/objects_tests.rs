@@ -78,6 +78,27 @@ fn a_name_without_the_prefix_is_caught() {
     assert!(compare_prefixed(&[&TC], PROGRAMS, &[], NAME_PREFIX).iter().all(|e| !matches!(e, DeclarationMismatch::Unprefixed { .. })));
 }
 
+/// bpf/testdata/unpinned_map.c: two maps, mw_t_pinned pinned by name and
+/// mw_t_unpinned not (no program; its mw_cfg is the datapath's).
+const UNPINNED_MAP: ObjectSpec = bpf_object!("meshwire_test_unpinned");
+
+/// A map of an object without LIBBPF_PIN_BY_NAME, as libbpf opens the
+/// built object: exactly that map is reported, with what to do, and a
+/// start refuses the build with it (Internal).
+#[test]
+fn a_map_not_pinned_by_name_is_caught() {
+    let maps = ["mw_t_pinned", "mw_t_unpinned"];
+    let errors = compare(&[&UNPINNED_MAP], &[], &maps);
+    assert_eq!(errors, vec![DeclarationMismatch::MapNotPinned { object: "meshwire_test_unpinned", map: "mw_t_unpinned".into() }]);
+    let text = "meshwire_test_unpinned: map mw_t_unpinned is not pinned by name: declare it with __uint(pinning, LIBBPF_PIN_BY_NAME), as bpf/lib/meshwire_maps.h does every map (the objects share a map, and a restarted loader finds it, through its pin)";
+    assert_eq!(errors[0].to_string(), text);
+
+    // What install's first check answers with such an object among the declared ones.
+    let refused = crate::datapath::check_layouts_with(&ALIGNCHECKER, crate::datapath::layout::check_against_btf, || Err(compare(&[&UNPINNED_MAP], &[], &maps)));
+    let e = crate::error::Error::from(refused.unwrap_err());
+    assert!(matches!(&e, crate::error::Error::Internal(m) if m.ends_with(&format!("(bazel build //loader):\n{text}"))), "{e:?}");
+}
+
 #[test]
 fn an_object_without_the_settings_variable_is_caught() {
     // The alignchecker is never loaded: it carries BTF, no mw_cfg.
