@@ -34,5 +34,5 @@ pub fn pod(container_id: &str) -> PodSpec {
 
 /// [`pod`] as the loader records it, in the network namespace `netns_cookie`.
 pub fn record(container_id: &str, netns_cookie: u64) -> PodRecord {
-    PodRecord { spec: pod(container_id), netns_cookie, seq: 0 }
+    PodRecord { spec: pod(container_id), netns_cookie, seq: 0, unchecked: None }
 }

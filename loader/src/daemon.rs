@@ -78,7 +78,7 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), E
         log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
     }
     if unchecked > 0 {
-        log::warn!("kept {unchecked} pod(s) whose network namespace could not be checked (see the errors above), as they were and not steered again; a restart checks them again");
+        log::warn!("kept {unchecked} pod(s) whose network namespace could not be checked (see the errors above), as they were and not steered again; `meshwire-loader pods` and `status` show them unchecked until a CHECK (or a restart) looks again");
     }
     if config.ipv6 == crate::config::Ipv6Policy::Pass {
         log::warn!("interception.ipv6 = \"pass\": meshed pods' native IPv6 TCP goes direct, bypassing their sidecars");

@@ -67,6 +67,13 @@ fn dispatch(service: &PodService, op: Op) -> ApiResult {
             // Which loader answers: after an upgrade, the new one.
             status.insert("version".into(), crate::version::VERSION.as_str().into());
             status.insert("pid".into(), std::process::id().into());
+            // Attachments kept at the start without a look at their namespace.
+            let unchecked: Vec<serde_json::Value> = service
+                .unchecked()
+                .into_iter()
+                .map(|u| serde_json::json!({"container_id": u.container_id, "ifname": u.ifname, "netns": u.netns, "reason": u.error.to_string()}))
+                .collect();
+            status.insert("unchecked".into(), unchecked.into());
             OpResult { status: Some(status), ..Default::default() }
         }
     })
@@ -951,6 +958,106 @@ mod tests {
         assert_eq!(service.list().unwrap(), vec![record.clone()], "its record stays");
         assert_eq!(service.adopt().unwrap(), (1, 0, 0), "with descriptors: adopted");
         println!("child: kept unchecked");
+    }
+
+    /// The node's interception, its adoption run out of file descriptors
+    /// (as a loader at its open-files limit): the pod maps are opened
+    /// first (a CHECK of each pod), then the limit is lowered to the lowest
+    /// free descriptor for the adoption, and put back. In a child run.
+    struct OutOfDescriptorsAtAdoption(Box<dyn crate::interception::Interception>);
+
+    impl crate::interception::Interception for OutOfDescriptorsAtAdoption {
+        fn apply(&self, pod: &crate::interception::pods::MeshedPod, siblings: &[crate::interception::pods::MeshedPod]) -> Result<(), Error> {
+            self.0.apply(pod, siblings)
+        }
+        fn apply_here(&self, pod: &crate::interception::pods::MeshedPod, siblings: &[crate::interception::pods::MeshedPod]) -> Result<(), Error> {
+            self.0.apply_here(pod, siblings)
+        }
+        fn remove(&self, pod: &crate::interception::pods::MeshedPod, siblings: &[crate::interception::pods::MeshedPod]) -> Result<(), Error> {
+            self.0.remove(pod, siblings)
+        }
+        fn check(&self, pod: &crate::interception::pods::MeshedPod, siblings: &[crate::interception::pods::MeshedPod]) -> Result<(), Error> {
+            self.0.check(pod, siblings)
+        }
+        fn sweep(&self, known: &[crate::interception::pods::MeshedPod]) -> Result<(), Error> {
+            self.0.sweep(known)
+        }
+        fn adopt(&self, pods: &[crate::interception::Adopting]) -> Vec<crate::interception::Adopted> {
+            for a in pods {
+                self.0.check(&a.pod, &a.siblings).unwrap();
+            }
+            let limit = crate::testutil::NofileLimit::new();
+            limit.set(limit.lowest_free());
+            let adopted = self.0.adopt(pods);
+            limit.restore();
+            adopted
+        }
+    }
+
+    /// Pods adoption keeps unchecked (out of descriptors: their namespaces
+    /// alive but not opened) are shown where operators look, with what
+    /// failed, until a CHECK looks: a pod service on a real datapath adopts
+    /// two pods so, then over the API socket `list_pods` gives each its
+    /// `unchecked` (what `pods --json` prints; `pods` shows it as a line of
+    /// the pod's) and `status` lists both (its text a line each); the pod
+    /// records on disk do not hold it. A CHECK of the live one passes and
+    /// one of the pod whose namespace went since is Inconsistent: neither
+    /// is unchecked then. In a child run: the limit is the process's.
+    #[test]
+    fn pods_kept_unchecked_are_listed_and_in_status_until_a_check_looks() {
+        if !crate::testutil::in_child_process("service::control::tests::pods_kept_unchecked_are_listed_and_in_status_until_a_check_looks", "child: unchecked shown") {
+            return;
+        }
+        let node = Node::new();
+        let (live, going) = (TestNetns::new("unchecked-live"), TestNetns::new("unchecked-going"));
+        for (id, ns, ip) in [("u-live", &live, "10.9.0.5"), ("u-going", &going, "10.9.0.6")] {
+            let req = serde_json::json!({"version": 1, "op": "add_pod", "pod": {"container_id": id, "netns": ns.path(), "ips": [ip]}});
+            let r = node.api.exchange(&[&req.to_string()]).remove(0);
+            assert!(r.error.is_none(), "{id}: {r:?}");
+        }
+        // The restart, its adoption out of descriptors.
+        let interception = Box::new(OutOfDescriptorsAtAdoption(crate::interception::of(&node.config, &node.pins)));
+        let service = Arc::new(PodService::new(&node.api.state, interception).unwrap());
+        assert_eq!(service.adopt().unwrap(), (0, 0, 2), "both kept unchecked");
+        let api = Fixture::on(node.api.state.clone(), Arc::clone(&service));
+        let why = |ns: &TestNetns| crate::system::NetnsError::Open { netns: ns.path(), errno: libc::EMFILE }.to_string();
+        assert!(why(&live).ends_with(": Too many open files (os error 24)"), "{}", why(&live));
+        let list = || api.exchange(&[r#"{"version":1,"op":"list_pods"}"#]).remove(0).result.unwrap().pods.unwrap();
+        let status = || api.exchange(&[r#"{"version":1,"op":"status"}"#]).remove(0).result.unwrap().status.unwrap();
+
+        let pods = list();
+        let unchecked: Vec<(&str, Option<&str>)> = pods.iter().map(|p| (p.spec.container_id.as_str(), p.unchecked.as_deref())).collect();
+        assert_eq!(unchecked, [("u-going", Some(why(&going).as_str())), ("u-live", Some(why(&live).as_str()))]);
+        let json = serde_json::to_value(&pods).unwrap();
+        assert_eq!(json[1]["unchecked"], serde_json::Value::from(why(&live)), "pods --json");
+        let text = crate::views::inspect::describe_pods(&pods, None, |_| None, false);
+        assert!(text.starts_with("2 meshed pod(s), 2 unchecked\n"), "{text}");
+        let line = format!("\npod u-live\n  unchecked         {}; kept as it was when the loader started, not steered again; a CHECK (or a restart) looks again\n", why(&live));
+        assert!(text.contains(&line), "{text}");
+        let s = status();
+        let entry = |id: &str, ns: &TestNetns| serde_json::json!({"container_id": id, "ifname": "", "netns": ns.path(), "reason": why(ns)});
+        assert_eq!(s["unchecked"], serde_json::json!([entry("u-going", &going), entry("u-live", &live)]));
+        let text = crate::views::inspect::describe_loader(Some(&s), Path::new("/run/test.sock"));
+        let lines: Vec<&str> = text.lines().collect();
+        assert_eq!(lines.len(), 3, "{text}");
+        assert_eq!(lines[2], format!("unchecked pod u-live on -, netns {}: {}; kept as it was when the loader started, not steered again; a CHECK (or a restart) looks again", live.path().display(), why(&live)));
+        for entry in std::fs::read_dir(node.api.state.join("pods")).unwrap() {
+            let text = std::fs::read_to_string(entry.unwrap().path()).unwrap();
+            assert!(!text.contains(r#""unchecked""#), "a record holds it: {text}");
+        }
+
+        // CHECKs look: the live pod passes, the gone one is inconsistent.
+        drop(going);
+        let check = |id: &str| api.exchange(&[&format!(r#"{{"version":1,"op":"check_pod","container_id":"{id}"}}"#)]).remove(0);
+        let r = check("u-live");
+        assert!(r.error.is_none(), "{r:?}");
+        assert_eq!(list().iter().map(|p| p.unchecked.is_some()).collect::<Vec<_>>(), [true, false], "u-going still unchecked");
+        let r = check("u-going");
+        assert_eq!(code(&r), Some(ErrorCode::Inconsistent), "{r:?}");
+        assert!(list().iter().all(|p| p.unchecked.is_none()));
+        assert_eq!(status()["unchecked"], serde_json::json!([]));
+        assert!(!crate::views::inspect::describe_pods(&list(), None, |_| None, false).contains("  unchecked "));
+        println!("child: unchecked shown");
     }
 
     /// `meshwire-loader cleanup` takes pods out newest first, on a real

@@ -4,7 +4,7 @@
 //! (crate::service::control) serves it.
 
 use std::collections::HashMap;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::sync::Mutex;
 
 use meshwire_api::{PodRecord, PodSpec};
@@ -13,7 +13,7 @@ use crate::interception::pods::{self, MeshedPod, PodDefaults};
 use crate::interception::{Adopted, Adopting, Interception};
 use crate::error::Error;
 use crate::service::records::Records;
-use crate::system;
+use crate::system::{self, NetnsError};
 use crate::timing;
 
 /// Pods: validated, steered, recorded. Mutations are
@@ -26,6 +26,23 @@ pub struct PodService {
     interception: Box<dyn Interception>,
     /// What a pod that does not say gets (`[acceleration] pods`, `[dns] capture`).
     defaults: PodDefaults,
+    /// The attachments adoption kept without being able to look at their
+    /// network namespace, by (container ID, ifname), until a CHECK looks at
+    /// it or an ADD or DEL changes the attachment. This process's view
+    /// only: a restart looks again, so it is not recorded. A lock of its own
+    /// (held for a map operation only), so a CHECK does not wait for ADDs.
+    unchecked: Mutex<HashMap<(String, String), Unchecked>>,
+}
+
+/// An attachment adoption kept as it was: its network namespace could not
+/// be looked at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Unchecked {
+    pub container_id: String,
+    pub ifname: String,
+    pub netns: PathBuf,
+    /// What failed.
+    pub error: NetnsError,
 }
 
 /// How an attachment is taken out: all of it before answering, or (a DEL)
@@ -87,7 +104,7 @@ impl PodService {
     pub fn new(state_dir: &Path, interception: Box<dyn Interception>) -> Result<PodService, Error> {
         let records = Records::open(state_dir)?;
         let meshed = Meshed::of(&records.all()?.0);
-        Ok(PodService { records, mutate: Mutex::new(meshed), interception, defaults: PodDefaults::default() })
+        Ok(PodService { records, mutate: Mutex::new(meshed), interception, defaults: PodDefaults::default(), unchecked: Mutex::default() })
     }
 
     /// `[acceleration] pods` (default "all") and `[dns] capture` (default false).
@@ -116,6 +133,26 @@ impl PodService {
     fn lock(&self) -> std::sync::MutexGuard<'_, Meshed> {
         // A panicking worker must not wedge every later request.
         self.mutate.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    fn unchecked_lock(&self) -> std::sync::MutexGuard<'_, HashMap<(String, String), Unchecked>> {
+        self.unchecked.lock().unwrap_or_else(|p| p.into_inner())
+    }
+
+    /// The attachment's namespace has been looked at (or the attachment changed).
+    fn checked(&self, container_id: &str, ifname: &str) {
+        let mut unchecked = self.unchecked_lock();
+        if !unchecked.is_empty() {
+            unchecked.remove(&(container_id.to_string(), ifname.to_string()));
+        }
+    }
+
+    /// The attachments adoption kept unchecked that no CHECK, ADD or DEL
+    /// has looked at since, by container ID and ifname.
+    pub fn unchecked(&self) -> Vec<Unchecked> {
+        let mut all: Vec<Unchecked> = self.unchecked_lock().values().cloned().collect();
+        all.sort_by(|a, b| (&a.container_id, &a.ifname).cmp(&(&b.container_id, &b.ifname)));
+        all
     }
 
     /// Mesh the attachment `spec` (again: the same spec answers the same,
@@ -166,6 +203,7 @@ impl PodService {
         if existing.spec == spec {
             // CNI may repeat an ADD: make sure it is all there, answer the same.
             self.apply(&pod)?;
+            self.checked(&spec.container_id, &spec.ifname);
             return Ok(existing);
         }
         // Same attachment, new spec: replace it; if the new one cannot be
@@ -187,12 +225,13 @@ impl PodService {
     /// Apply a new pod and record it; on failure nothing of it is left.
     fn install(&self, meshed: &mut Meshed, spec: PodSpec, pod: &MeshedPod) -> Result<PodRecord, Error> {
         self.apply(pod)?;
-        let record = PodRecord { spec, netns_cookie: pod.cookie, seq: meshed.last_seq + 1 };
+        let record = PodRecord { spec, netns_cookie: pod.cookie, seq: meshed.last_seq + 1, unchecked: None };
         if let Err(e) = self.records.save(&record) {
             let _ = self.teardown(meshed, &record);
             return Err(e);
         }
         meshed.add(&record);
+        self.checked(&record.spec.container_id, &record.spec.ifname);
         log::info!(
             "pod {} meshed on {:?} (netns cookie {}, ips {:?})",
             record.spec.container_id,
@@ -226,6 +265,7 @@ impl PodService {
         }
         self.records.remove(&record.spec.container_id, &record.spec.ifname)?;
         meshed.forget(record);
+        self.checked(&record.spec.container_id, &record.spec.ifname);
         Ok(())
     }
 
@@ -315,7 +355,12 @@ impl PodService {
 
     fn check_one(&self, record: &PodRecord) -> Result<(), Error> {
         let container_id = &record.spec.container_id;
-        match pods::netns_state(&record.spec.netns, record.netns_cookie) {
+        let state = pods::netns_state(&record.spec.netns, record.netns_cookie);
+        if !matches!(state, pods::NetnsState::Unknown(_)) {
+            // Looked at: an attachment adoption kept unchecked no longer is.
+            self.checked(container_id, &record.spec.ifname);
+        }
+        match state {
             pods::NetnsState::Alive => {}
             // What CHECK looks for: the pod is not as it was set up.
             pods::NetnsState::Gone => {
@@ -339,8 +384,17 @@ impl PodService {
         self.records.count()
     }
 
+    /// The records, each attachment adoption kept unchecked saying what
+    /// failed (`unchecked`).
     pub fn list(&self) -> Result<Vec<PodRecord>, Error> {
-        Ok(self.records.all()?.0)
+        let mut records = self.records.all()?.0;
+        let unchecked = self.unchecked_lock();
+        if !unchecked.is_empty() {
+            for r in &mut records {
+                r.unchecked = unchecked.get(&(r.spec.container_id.clone(), r.spec.ifname.clone())).map(|u| u.error.to_string());
+            }
+        }
+        Ok(records)
     }
 
     /// After a (re)start: keep the pods whose namespace is still there,
@@ -348,8 +402,10 @@ impl PodService {
     /// and map entries no record explains. A pod whose namespace could not
     /// be looked at is kept as it was, record and entries, its error logged
     /// naming it (adoption goes on: failing the loader would leave every
-    /// pod unserved for one that may be fine). Returns (kept, dropped,
-    /// unchecked): kept were steered again, unchecked kept unverified.
+    /// pod unserved for one that may be fine), and listed as unchecked
+    /// ([`unchecked`](Self::unchecked), `list`) until a CHECK looks. Returns
+    /// (kept, dropped, unchecked): kept were steered again, unchecked kept
+    /// unverified.
     pub fn adopt(&self) -> Result<(usize, usize, usize), Error> {
         timing::start();
         let adopted = self.adopt_timed();
@@ -379,7 +435,8 @@ impl PodService {
             .collect();
         let adopted = self.interception.adopt(&adopting);
         timing::mark("netns check + map updates + tc attach");
-        let (mut kept, mut dropped, mut unchecked) = (0, 0, 0);
+        let (mut kept, mut dropped) = (0, 0);
+        let mut unchecked = HashMap::new();
         let mut live = Vec::with_capacity(records.len());
         for (record, adopted) in records.into_iter().zip(adopted) {
             let id = &record.spec.container_id;
@@ -391,7 +448,9 @@ impl PodService {
                         "pod {id}: network namespace {} could not be checked ({e}); keeping the pod, its record and entries as they were, not steered again",
                         record.spec.netns.display()
                     );
-                    unchecked += 1;
+                    let (container_id, ifname) = (id.clone(), record.spec.ifname.clone());
+                    let kept_unchecked = Unchecked { container_id, ifname, netns: record.spec.netns.clone(), error: e };
+                    unchecked.insert((kept_unchecked.container_id.clone(), kept_unchecked.ifname.clone()), kept_unchecked);
                 }
                 Adopted::Gone => {
                     log::info!("pod {id}: network namespace {} is gone; removing it", record.spec.netns.display());
@@ -403,12 +462,14 @@ impl PodService {
             live.push(record);
         }
         timing::mark("gone pods removed");
+        let unchecked_count = unchecked.len();
+        *self.unchecked_lock() = unchecked;
         // What no record explains: a loader killed in the middle of an ADD.
         *meshed = Meshed::of(&live);
         let known: Vec<MeshedPod> = live.iter().map(|r| self.meshed_of(r)).collect();
         self.interception.sweep(&known)?;
         timing::mark("sweep");
-        Ok((kept, dropped, unchecked))
+        Ok((kept, dropped, unchecked_count))
     }
 }
 

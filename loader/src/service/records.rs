@@ -52,7 +52,9 @@ fn read_record(path: &Path) -> Result<PodRecord, Error> {
 
 /// A record's text; one that does not parse is named with its path.
 fn parse_record(path: &Path, text: &str) -> Result<PodRecord, Error> {
-    serde_json::from_str::<PodRecord>(text).map_err(|e| Error::Internal(format!("pod record {}: {e}", path.display())))
+    // `unchecked` is the running loader's view (PodService), never a record's.
+    let unchecked = |r: PodRecord| PodRecord { unchecked: None, ..r };
+    serde_json::from_str::<PodRecord>(text).map(unchecked).map_err(|e| Error::Internal(format!("pod record {}: {e}", path.display())))
 }
 
 pub struct Records {
@@ -122,7 +124,12 @@ impl Records {
     pub fn save(&self, record: &PodRecord) -> Result<(), Error> {
         let path = self.path(&record.spec.container_id, &record.spec.ifname)?;
         let tmp = self.dir.join(format!(".{}@{}.tmp", file_stem(&record.spec.container_id), record.spec.ifname));
-        let text = serde_json::to_string_pretty(record).expect("records serialize");
+        let text = match record.unchecked {
+            None => serde_json::to_string_pretty(record),
+            // The running loader's view (PodService), never written.
+            Some(_) => serde_json::to_string_pretty(&PodRecord { unchecked: None, ..record.clone() }),
+        }
+        .expect("records serialize");
         let write = || -> std::io::Result<()> {
             let mut f = fs::OpenOptions::new().write(true).create(true).truncate(true).open(&tmp)?;
             f.write_all(text.as_bytes())?;
@@ -241,6 +248,24 @@ mod tests {
         let d = std::env::temp_dir().join(format!("meshwire-records-{}-{:?}", std::process::id(), std::thread::current().id()));
         let _ = fs::remove_dir_all(&d);
         d
+    }
+
+    /// What a running loader could not look at (`unchecked`) is never
+    /// written, nor taken from a file that holds it.
+    #[test]
+    fn unchecked_is_neither_written_nor_read() {
+        let dir = temp();
+        let r = Records::open(&dir).unwrap();
+        let mut unchecked = record("a");
+        unchecked.unchecked = Some("opening network namespace /run/netns/x: Too many open files (os error 24)".into());
+        r.save(&unchecked).unwrap();
+        let path = r.path("a", "eth0").unwrap();
+        let text = fs::read_to_string(&path).unwrap();
+        assert!(!text.contains("unchecked"), "{text}");
+        fs::write(&path, serde_json::to_string(&unchecked).unwrap()).unwrap();
+        assert_eq!(r.load("a", "eth0").unwrap(), Some(record("a")));
+        assert_eq!(r.all().unwrap().0, vec![record("a")]);
+        fs::remove_dir_all(&dir).unwrap();
     }
 
     #[test]

@@ -119,16 +119,29 @@ pub fn require_datapath(pins: &Pins) -> Result<(), Error> {
     )))
 }
 
-/// The `status` line of the loader that answered the API's status request.
+/// What `status` and `pods` say of an attachment the loader kept at its
+/// start without a look at its network namespace.
+const UNCHECKED: &str = "kept as it was when the loader started, not steered again; a CHECK (or a restart) looks again";
+
+/// The `status` line of the loader that answered the API's status request,
+/// then a line per attachment it kept unchecked (`unchecked`).
 pub fn describe_loader(status: Option<&serde_json::Map<String, serde_json::Value>>, socket: &std::path::Path) -> String {
     let field = |k: &str| status.and_then(|s| s.get(k)).map(|v| v.as_str().map_or_else(|| v.to_string(), str::to_string));
-    format!(
+    let mut out = format!(
         "loader meshwire-loader {}, pid {}, {} pod attachment(s), api {}",
         field("version").unwrap_or_else(|| "of unknown version (its status does not say)".into()),
         field("pid").unwrap_or_else(|| "?".into()),
         field("pods").unwrap_or_else(|| "?".into()),
         socket.display()
-    )
+    );
+    // Older loaders do not say: nothing is shown.
+    let unchecked = status.and_then(|s| s.get("unchecked")).and_then(|u| u.as_array());
+    for u in unchecked.into_iter().flatten() {
+        let text = |k: &str| u.get(k).and_then(|v| v.as_str()).unwrap_or("?").to_string();
+        let ifname = Some(text("ifname")).filter(|i| !i.is_empty()).unwrap_or_else(|| "-".into());
+        out.push_str(&format!("\nunchecked pod {} on {ifname}, netns {}: {}; {UNCHECKED}", text("container_id"), text("netns"), text("reason")));
+    }
+    out
 }
 
 pub fn print_status(pins: &Pins, loader: &str) -> Result<(), Error> {
@@ -312,7 +325,11 @@ pub fn describe_pods(
     pod_flags: impl Fn(u64) -> Option<u32>,
     dns_by_default: bool,
 ) -> String {
-    let mut out = format!("{} meshed pod(s)\n", pods.len());
+    let unchecked = pods.iter().filter(|p| p.unchecked.is_some()).count();
+    let mut out = match unchecked {
+        0 => format!("{} meshed pod(s)\n", pods.len()),
+        n => format!("{} meshed pod(s), {n} unchecked\n", pods.len()),
+    };
     for p in pods {
         let s = &p.spec;
         let k8s = match (&s.namespace, &s.name) {
@@ -321,6 +338,9 @@ pub fn describe_pods(
             _ => String::new(),
         };
         out.push_str(&format!("\npod {}{k8s}\n", s.container_id));
+        if let Some(why) = &p.unchecked {
+            out.push_str(&format!("  unchecked         {why}; {UNCHECKED}\n"));
+        }
         out.push_str(&format!("  netns cookie      {}\n", p.netns_cookie));
         out.push_str(&format!("  netns             {}\n", s.netns.display()));
         out.push_str(&format!("  ifname            {}\n", if s.ifname.is_empty() { "- (no tc: outbound and same-node inbound only)" } else { &s.ifname }));
