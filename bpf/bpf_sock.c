@@ -69,8 +69,7 @@ static __always_inline void mw_sock6_addr(struct bpf_sock_addr *ctx, __u32 *ip6)
 
 /*
  * Note on the socket where it was going (mw_orig_sk): MW_ORIG_F_CONNECT for
- * the sidecar that will accept it, MW_ORIG_F_DELIVER for sockops. -1 when
- * there is no storage.
+ * the sidecar that will accept it. -1 when there is no storage.
  */
 static __always_inline int mw_sock4_note(void *sk, const struct mw_dest4 *dst,
 					 __u16 flags)
@@ -110,25 +109,6 @@ static __always_inline int mw_sock4_unbind_device(struct bpf_sock_addr *ctx)
 }
 
 /*
- * The sidecar hands an inbound connection to its own app (its pod's address
- * or loopback). Untouched; with acceleration on, the socket is marked so that
- * sockops accelerates this hop too (it cannot tell the sidecar's sockets from
- * the app's). No storage only means no acceleration.
- */
-static __always_inline int mw_sock_marks_delivery(__u16 dst_port)
-{
-	return mw_cfg.accel && !mw_is_capture_port(dst_port);
-}
-
-static __always_inline int mw_sock4_deliver(struct bpf_sock_addr *ctx,
-					    const struct mw_dest4 *dst)
-{
-	if (mw_sock_marks_delivery(bpf_ntohs(dst->port)))
-		mw_sock4_note(ctx->sk, dst, MW_ORIG_F_DELIVER);
-	return MW_ALLOW;
-}
-
-/*
  * The end of a sidecar's same-node inbound decision (mw_inbound_of), both
  * families: counted, traced and its verdict. For MW_INBOUND_STEER the
  * caller noted the destination on the socket (noted: 0, or -1 when it could
@@ -161,7 +141,9 @@ static __always_inline int mw_sock_inbound_verdict(struct bpf_sock *sk, enum mw_
 /*
  * Inbound, same node: a sidecar dials an app port of another meshed pod on
  * this node; send it to that pod's sidecar inbound port instead. Dialling its
- * own pod is the sidecar handing an inbound connection to its app.
+ * own pod is the sidecar handing an inbound connection to its app: untouched,
+ * and nothing noted on the socket (sockops tells that hop by the socket's
+ * owner to accelerate it, mw_sockops_is_delivery).
  */
 static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 						     __u64 netns_cookie,
@@ -172,10 +154,8 @@ static __always_inline int mw_sock4_redirect_inbound(struct bpf_sock_addr *ctx,
 	enum mw_inbound in = mw_inbound_of(netns_cookie, &dst_ip4, 0, bpf_ntohs(dst_port));
 	int noted = 0, verdict;
 
-	if (in == MW_INBOUND_NONE)
+	if (in == MW_INBOUND_NONE || in == MW_INBOUND_OWN)
 		return MW_ALLOW;
-	if (in == MW_INBOUND_OWN)
-		return mw_sock4_deliver(ctx, dst);
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock4_note(ctx->sk, dst, MW_ORIG_F_CONNECT);
 	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, dst->hook, netns_cookie, &dst_ip4,
@@ -505,8 +485,7 @@ static __always_inline int mw_sock6_udp(struct bpf_sock_addr *ctx, const __u32 *
  * mw_sock4_redirect_inbound for a native IPv6 destination (interception.ipv6
  * = "intercept"): the sidecar dialling another meshed pod's IPv6 address
  * goes to that pod's inbound port, the address kept. Its own pod (its IPv6
- * address or ::1): untouched, marked for acceleration as mw_sock4_deliver
- * marks it (in mw_orig6_sk).
+ * address or ::1): untouched, as mw_sock4_redirect_inbound leaves it.
  */
 static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
 						     __u64 netns_cookie, const __u32 *ip6,
@@ -516,13 +495,8 @@ static __always_inline int mw_sock6_redirect_inbound(struct bpf_sock_addr *ctx,
 	enum mw_inbound in = mw_inbound_of(netns_cookie, ip6, 1, port);
 	int noted = 0, verdict;
 
-	if (in == MW_INBOUND_NONE)
+	if (in == MW_INBOUND_NONE || in == MW_INBOUND_OWN)
 		return MW_ALLOW;
-	if (in == MW_INBOUND_OWN) {
-		if (mw_sock_marks_delivery(port))
-			mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_DELIVER);
-		return MW_ALLOW;
-	}
 	if (in == MW_INBOUND_STEER)
 		noted = mw_sock6_note(ctx->sk, ip6, port_n, MW_ORIG_F_CONNECT);
 	verdict = mw_sock_inbound_verdict(ctx->sk, in, noted, MW_HOOK_CONNECT6, netns_cookie, ip6, 1,

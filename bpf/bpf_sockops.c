@@ -159,12 +159,41 @@ static __always_inline __u16 mw_sockops_orig_flags(struct bpf_sock *sk, const in
 }
 
 /*
+ * A sidecar handing a connection to its own app: a socket of the pod's
+ * sidecar (its owner, as connect4/connect6 tell it: mw_sock_owner_uid,
+ * mw_sidecar_uid) to its own pod, loopback or the pod's address (remote,
+ * as for mw_pod_ip_cookie), on a port that is not a capture port. An app's
+ * sockets have another owner: its own loopback connections are not hops.
+ * Told here from the socket itself, so connect4/connect6 allocate no socket
+ * storage on every inbound connection to say it.
+ */
+static __always_inline int mw_sockops_is_delivery(struct bpf_sock_ops *skops, const int is6,
+						  const __u32 *remote, __u32 server_port)
+{
+	__u64 netns_cookie = bpf_get_netns_cookie(skops);
+	struct bpf_sock *sk = skops->sk;
+	const __u64 *pod;
+	__u32 owner;
+
+	if (!sk || mw_is_capture_port(server_port))
+		return 0;
+	if (!(is6 ? mw_is_loopback6(remote) : mw_is_loopback4(remote[0]))) {
+		pod = mw_pod_ip_cookie(remote, is6);
+		if (!pod || *pod != netns_cookie)
+			return 0;
+	}
+	/* No owner to read (not a TCP socket): not the sidecar's. */
+	owner = mw_sock_owner_uid(sk);
+	return owner != (__u32)-1 && owner == mw_sidecar_uid(netns_cookie);
+}
+
+/*
  * Is this connecting socket one of the mesh's own hops? An app and its
  * sidecar (loopback, the sidecar's outbound port), two sidecars on this node
  * (two meshed pods' addresses, the inbound port), and a sidecar handing a
- * connection to its own app (marked at connect4/connect6). Other
- * connections, an app's own loopback ones included, keep the kernel's plain
- * TCP semantics. Both families alike (is6: native IPv6, key->k6).
+ * connection to its own app (mw_sockops_is_delivery). Other connections, an
+ * app's own loopback ones included, keep the kernel's plain TCP semantics.
+ * Both families alike (is6: native IPv6, key->k6).
  */
 static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, const int is6,
 						  const union mw_accel_key *key)
@@ -172,7 +201,6 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 	const __u32 *local = is6 ? key->k6.local_ip6 : &key->k4.local_ip4;
 	const __u32 *remote = is6 ? key->k6.remote_ip6 : &key->k4.remote_ip4;
 	__u32 server_port = is6 ? key->k6.remote_port : key->k4.remote_port;
-	struct bpf_sock *sk = skops->sk;
 
 	if ((is6 ? mw_is_loopback6(remote) : mw_is_loopback4(remote[0])) &&
 	    server_port == mw_cfg.outbound_port)
@@ -180,7 +208,7 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 	if (server_port == mw_cfg.inbound_port && mw_pod_ip_cookie(remote, is6) &&
 	    mw_pod_ip_cookie(local, is6))
 		return 1;
-	return !!(mw_sockops_orig_flags(sk, is6) & MW_ORIG_F_DELIVER);
+	return mw_sockops_is_delivery(skops, is6, remote, server_port);
 }
 
 /*

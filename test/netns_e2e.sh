@@ -2346,6 +2346,53 @@ case_accel_pod_opt_out() {
     return "$rc"
 }
 
+# An app's own loopback connections are not mesh hops, its sidecar's
+# delivery to the same app port is. Both end on pod1's loopback at the app's
+# port; sockops tells them apart by the connecting socket's owner (the
+# sidecar's UID), not by anything connect4/connect6 noted. pod1's app (root,
+# not the sidecar's UID) dials its echo app on 127.0.0.1, ::ffff:127.0.0.1
+# and [::1]: no socket enters either socket map. Then pod2's app dials pod1's
+# app over IPv4 and over IPv6: pod1's sidecar hands each to the app on the
+# loopback of its family, and that hop has both ends accelerated.
+case_accel_app_loopback() {
+    local rc=0 pids=() pid a map hop
+    start_bg "$WORK/server-P1L4.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" echo --listen "0.0.0.0:$ACCEL_PORT"
+    pids+=("$LAST_PID")
+    wait_listen "$(pod 1)" "0.0.0.0:$ACCEL_PORT" "$LAST_PID" "$WORK/server-P1L4.log" || rc=1
+    start_bg "$WORK/server-P1L6.log" "${IN_CG[@]}" "$(pod 1)" "$MWTEST" echo --listen "[::1]:$ACCEL_PORT"
+    pids+=("$LAST_PID")
+    wait_listen "$(pod 1)" "[::1]:$ACCEL_PORT" "$LAST_PID" "$WORK/server-P1L6.log" || rc=1
+    if [ "$rc" = 0 ]; then
+        for a in "127.0.0.1:$ACCEL_PORT" "[::ffff:127.0.0.1]:$ACCEL_PORT" "[::1]:$ACCEL_PORT"; do
+            map=mw_sock_hash
+            [ "$a" = "[::1]:$ACCEL_PORT" ] && map=mw_sock_hash6
+            log "pod1's app -> $a (its own loopback connection):"
+            accel_sample_session "$WORK/session-own-loopback.log" "$(pod 1)" "$a" "$map" || rc=1
+            expect_socks 0 "$map" || rc=1
+            [ -z "$other_socks" ] || { log "$other_map held sockets:"; indent <<<"$other_socks"; rc=1; }
+            [ "$accel_added" = 0 ] || { log "accel_sock_added +$accel_added: an app's own loopback connection was accelerated"; rc=1; }
+        done
+        for a in "$POD1_IP:$ACCEL_PORT" "[fd00:231:1::2]:$ACCEL_PORT"; do
+            map=mw_sock_hash
+            hop='127\.0\.0\.1'
+            if [ "${a#[}" != "$a" ]; then
+                map=mw_sock_hash6
+                hop='\[::1\]'
+            fi
+            log "pod2's app -> pod1's app at $a (pod1's sidecar delivers it on its loopback):"
+            accel_sample_session "$WORK/session-delivery.log" "$(pod 2)" "$a" "$map" --expect-orig "$a" || rc=1
+            accel_hop "pod1's sidecar <-> pod1's app" "$hop:[0-9]+" "$hop:$ACCEL_PORT" || rc=1
+        done
+    fi
+    for pid in "${pids[@]}"; do
+        stop_pid "$pid"
+        forget_pid "$pid"
+    done
+    wait_map_empty mw_sock_hash || rc=1
+    wait_map_empty mw_sock_hash6 || rc=1
+    return "$rc"
+}
+
 suite_traps
 
 # ---------------------------------------------------------------------------
@@ -2473,6 +2520,8 @@ run_accel_case "11a acceleration: a connection through both sidecars has its thr
     case_accel_three_hops
 run_accel_case "11b acceleration: a pod registered with --accelerate false keeps TCP on its hops; the peer pod's own hop is still accelerated" \
     case_accel_pod_opt_out
+run_accel_case "11c acceleration: an app's own loopback connections (127.0.0.1, ::ffff:127.0.0.1, [::1]) stay plain TCP; its sidecar's delivery to the same port, IPv4 and IPv6, is accelerated" \
+    case_accel_app_loopback
 run_case "12 a sidecar dialling its own pod's IP is not redirected" case_inbound_own_pod_direct
 run_case "12b same node inbound: an excluded inbound port ([inbound] exclude_ports) reaches the app directly" \
     case_inbound_excluded_port_same_node

@@ -48,7 +48,8 @@ enum mw_dir {
 enum mw_orig_flag {
 	MW_ORIG_F_CONNECT	= 1U << 0,	/* on the app's socket, until established */
 	MW_ORIG_F_ACCEPTED	= 1U << 1,	/* on the sidecar's accepted socket */
-	MW_ORIG_F_DELIVER	= 1U << 2,	/* on the sidecar's socket to its own app (acceleration) */
+	/* 1U << 2 was MW_ORIG_F_DELIVER (sockops now tells that hop by its owner): not reused,
+	 * sockets an older datapath marked may outlive an upgrade. */
 	MW_ORIG_F_DNS		= 1U << 3,	/* a DNS socket sent to the DNS proxy: the resolver it named */
 };
 

@@ -25,6 +25,14 @@ static __always_inline const struct mw_pod *mw_pod_lookup(__u64 netns_cookie)
 #define MW_CORE
 #endif
 struct sock___mw {
+#ifndef __bpf__
+	/*
+	 * Host tests (bpf/tests) only: one object stands there for the kernel's
+	 * socket to every reader, lib/meshwire_accel.h's tcp_sock___mwa too,
+	 * which puts its fields first; sk_uid stays clear of them.
+	 */
+	__u64 mw_host_other_fields[8];
+#endif
 	struct {
 		__u32 val;
 	} sk_uid;

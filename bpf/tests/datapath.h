@@ -25,6 +25,23 @@
 #define ORIG_PORT	80
 #define ORIG_IP6	"2001:db8::1"	/* where an app's native IPv6 connection was going */
 
+#define APP_UID		1000		/* an app's sockets' owner */
+
+#ifdef MESHWIRE_ACCEL_H
+/*
+ * The kernel's socket as bpf_skc_to_tcp_sock answers it to sockops: its
+ * owner (sk_uid, lib/meshwire_policy.h's struct sock___mw) and its psock
+ * (sk_user_data, lib/meshwire_accel.h's tcp_sock___mwa), one object as in the
+ * kernel. The host layout keeps sk_uid clear of tcp_sock___mwa's fields.
+ */
+union mw_test_tcp {
+	struct sock___mw owner;
+	struct tcp_sock___mwa tcp;
+};
+_Static_assert(offsetof(struct sock___mw, sk_uid) >= sizeof(struct tcp_sock___mwa),
+	       "sock___mw's host padding no longer clears tcp_sock___mwa");
+#endif
+
 /* Shorthands of the tables. */
 #define STAT(s)		MW_STAT_BIT(s)
 #define ACTIVE		BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB

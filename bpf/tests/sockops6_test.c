@@ -46,6 +46,7 @@ struct sockops6_case {
 	const char *remote;
 	__u16 rport;
 	__u16 mark6;		/* the socket's mw_orig6_sk flags before */
+	__u32 owner;		/* the socket's owner (sk_uid; 0: root, an app) */
 	__u32 before;
 	int no_storage;
 	int not_tcp6;		/* bpf_skc_to_tcp6_sock answers NULL */
@@ -178,13 +179,30 @@ static const struct sockops6_case cases[] = {
 	{ "accel: the inbound port of an IPv6 address not meshed stays out", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 41000, .remote = REMOTE6,
 	  .rport = IN_PORT },
+	/* a sidecar's delivery to its own app: told by the socket's owner, no storage */
 	{ "accel: a sidecar's delivery to its app over [::1] enters", .accel = 1, .op = ACTIVE,
 	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080,
-	  .mark6 = MW_ORIG_F_DELIVER, .want_mark6 = MW_ORIG_F_DELIVER,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) ,
-	  .want_own_flags = MW_ACCEL_CONNECT },
+	  .owner = SIDECAR_UID, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED), .want_own_flags = MW_ACCEL_CONNECT },
+	{ "accel: a sidecar's delivery to its app on its pod's IPv6 address enters", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 42000, .remote = POD_B_IP6,
+	  .rport = 8080, .owner = SIDECAR_UID, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED), .want_own_flags = MW_ACCEL_CONNECT },
 	{ "accel: an app's own [::1] connection stays out", .accel = 1, .op = ACTIVE,
-	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080 },
+	  .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1", .rport = 8080,
+	  .owner = APP_UID },
+	{ "accel: an app's connection to its own pod's IPv6 address stays out", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 42000, .remote = POD_B_IP6,
+	  .rport = 8080, .owner = APP_UID },
+	{ "accel: the sidecar to another meshed pod's IPv6 port it may dial direct stays out",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = POD_B_IP6, .lport = 42000,
+	  .remote = POD_A_IP6, .rport = 8080, .owner = SIDECAR_UID },
+	{ "accel: the sidecar to its own inbound port on [::1] is no delivery", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = "::1", .lport = 42000, .remote = "::1",
+	  .rport = IN_PORT, .owner = SIDECAR_UID },
+	{ "accel: with interception.ipv6 = refuse a sidecar's [::1] delivery stays out",
+	  .accel = 1, .refuse = 1, .op = ACTIVE, .netns = POD_B, .local = "::1", .lport = 42000,
+	  .remote = "::1", .rport = 8080, .owner = SIDECAR_UID },
 	{ "accel: a pod without acceleration stays out", .accel = 1, .op = ACTIVE,
 	  .netns = POD_A, .local = "::1", .lport = 40000, .remote = "::1", .rport = OUT_PORT },
 	{ "accel: with interception.ipv6 = refuse no IPv6 socket enters", .accel = 1,
@@ -279,6 +297,8 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 {
 	struct bpf_sock sk = { .family = MW_AF_INET6 };
 	struct tcp6_sock tp6 = { .inet6 = { .flow_label = bpf_htonl(FLOW_LABEL) } };
+	/* Its owner and psock (the psock is only recorded: sockops_test checks it). */
+	union mw_test_tcp tcp = {};
 	struct bpf_sock_ops ctx = {
 		.op = c->op,
 		.family = MW_AF_INET6,
@@ -312,6 +332,9 @@ static void run_case(struct mw_test_run *run, const struct sockops6_case *c)
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_no_sk_storage = c->no_storage;
 	mw_test_tcp6_sock = c->not_tcp6 ? NULL : &tp6;
+	tcp.tcp.inet_conn.icsk_inet.sk.sk_user_data = (void *)(0x7f0012345600ULL | 6);
+	tcp.owner.sk_uid.val = c->owner;
+	mw_test_tcp_sock = &tcp;
 	mw_test_ip6(ORIG_IP6, orig.ip6);
 	mw_test_ip6(ORIG_IP6, want_ip);
 	mw_test_ip6(c->local, ctx.local_ip6);

@@ -47,6 +47,9 @@ struct sockops_case {
 	const char *remote;
 	__u16 rport;
 	__u16 mark;		/* the socket's mw_orig_sk flags before (ORIG_IP:ORIG_PORT) */
+	__u32 owner;		/* the socket's owner (sk_uid; 0: root, an app) */
+	__u32 pod_uid;		/* the pod's sidecar UID in mw_pod_uid (0: none, sidecar.uid) */
+	int not_tcp;		/* bpf_skc_to_tcp_sock answers NULL: no owner, no psock */
 	__u32 before;
 	__u32 own_flags;	/* its mw_accel_state flags, with OWN_ACCEL */
 	__u32 cb_before;	/* the callbacks it asked for before */
@@ -199,11 +202,58 @@ static const struct sockops_case cases[] = {
 	{ "accel: the inbound port of an address not meshed stays out", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = "10.2.0.7",
 	  .rport = IN_PORT },
-	{ "accel: a sidecar's delivery to its app enters", .accel = 1, .op = ACTIVE,
-	  .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = POD_B_IP, .rport = 8080,
-	  .mark = MW_ORIG_F_DELIVER, .want_mark = MW_ORIG_F_DELIVER,
-	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED) ,
+	/* a sidecar's delivery to its own app: told by the socket's owner, no storage */
+	{ "accel: a sidecar's delivery to its app on its pod's address enters", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = POD_B_IP,
+	  .rport = 8080, .owner = SIDECAR_UID, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED), .want_own_flags = MW_ACCEL_CONNECT },
+	{ "accel: a sidecar's delivery to its app over loopback enters", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 42000, .remote = "127.0.0.1",
+	  .rport = 8080, .owner = SIDECAR_UID, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED), .want_own_flags = MW_ACCEL_CONNECT },
+	{ "accel: a dual-stack sidecar's delivery over ::ffff:127.0.0.1 enters by its IPv4 key",
+	  .accel = 1, .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 42000, .remote = "127.0.0.1", .rport = 8080,
+	  .owner = SIDECAR_UID, .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL,
+	  .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED), .want_own_flags = MW_ACCEL_CONNECT },
+	{ "accel: an app's own loopback connection stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 42000, .remote = "127.0.0.1",
+	  .rport = 8080, .owner = APP_UID },
+	{ "accel: a root-owned app's loopback connection stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 42000, .remote = "127.0.0.1",
+	  .rport = 8080 },
+	{ "accel: a dual-stack app's own ::ffff:127.0.0.1 connection stays out", .accel = 1,
+	  .op = ACTIVE, .family = INET6_MAPPED, .netns = POD_B, .local = "127.0.0.1",
+	  .lport = 42000, .remote = "127.0.0.1", .rport = 8080, .owner = APP_UID },
+	{ "accel: an app's connection to its own pod's address (an excluded port) stays out",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 42000,
+	  .remote = POD_B_IP, .rport = 8080, .owner = APP_UID },
+	{ "accel: the sidecar to another meshed pod's port it may dial direct stays out",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 42000,
+	  .remote = POD_A_IP, .rport = 8080, .owner = SIDECAR_UID },
+	{ "accel: the sidecar to an address not meshed stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = "10.2.0.7", .rport = 8080,
+	  .owner = SIDECAR_UID },
+	{ "accel: the sidecar to its own inbound port over loopback is no delivery", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = "127.0.0.1", .lport = 42000,
+	  .remote = "127.0.0.1", .rport = IN_PORT, .owner = SIDECAR_UID },
+	{ "accel: a socket whose owner cannot be read stays out", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 42000, .remote = "127.0.0.1",
+	  .rport = 8080, .owner = SIDECAR_UID, .not_tcp = 1 },
+	{ "accel: in a pod with a user namespace the sidecar is its mapped UID: enters",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = "127.0.0.1", .lport = 42000,
+	  .remote = "127.0.0.1", .rport = 8080, .pod_uid = 101500, .owner = 101500,
+	  .after = OWN_ACCEL | SOCKHASH, .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_ACCEL_SOCK_ADDED),
 	  .want_own_flags = MW_ACCEL_CONNECT },
+	{ "accel: ... and sidecar.uid unmapped there is an app: stays out", .accel = 1,
+	  .op = ACTIVE, .netns = POD_B, .local = "127.0.0.1", .lport = 42000,
+	  .remote = "127.0.0.1", .rport = 8080, .pod_uid = 101500, .owner = SIDECAR_UID },
+	{ "accel off: a sidecar's delivery stays out", .op = ACTIVE, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 42000, .remote = "127.0.0.1", .rport = 8080,
+	  .owner = SIDECAR_UID },
+	{ "accel: a sidecar's delivery in a pod without acceleration stays out", .accel = 1,
+	  .op = ACTIVE, .netns = POD_A, .local = "127.0.0.1", .lport = 42000,
+	  .remote = "127.0.0.1", .rport = 8080, .owner = SIDECAR_UID },
 	{ "accel: an accepted end follows its peer in", .accel = 1, .op = PASSIVE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = OUT_PORT, .remote = "127.0.0.1",
 	  .rport = 40000, .before = PEER_ACCEL, .after = PEER_ACCEL | OWN_ACCEL | SOCKHASH,
@@ -407,7 +457,7 @@ static struct mw_flow4_key flow_key(const struct sockops_case *c)
  */
 #define PSOCK		0x7f0012345600ULL
 #define OLD_PSOCK	0x7f00abcdef00ULL
-static struct tcp_sock___mwa test_tcp = { .inet_conn.icsk_inet.sk.sk_user_data = (void *)(PSOCK | 6) };
+static union mw_test_tcp test_tcp;
 
 static void node(const struct sockops_case *c)
 {
@@ -440,6 +490,8 @@ static void node(const struct sockops_case *c)
 		bpf_map_update_elem(&mw_sock_hash, &ok, &sk, BPF_ANY);
 	if (c->hint)
 		bpf_map_update_elem(&mw_accel_hints, &hk, &hint, BPF_ANY);
+	if (c->pod_uid)
+		bpf_map_update_elem(&mw_pod_uid, &c->netns, &c->pod_uid, BPF_ANY);
 }
 
 static void run_case(struct mw_test_run *run, const struct sockops_case *c)
@@ -467,7 +519,9 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	if (c->full)
 		mw_test_map_limit(c->full == FULL_STATE ? (void *)&mw_accel_state :
 				  (void *)&mw_sock_hash, 0);
-	mw_test_tcp_sock = &test_tcp;
+	test_tcp.tcp.inet_conn.icsk_inet.sk.sk_user_data = (void *)(PSOCK | 6);
+	test_tcp.owner.sk_uid.val = c->owner;
+	mw_test_tcp_sock = c->not_tcp ? NULL : &test_tcp;
 	mw_test_settings(c->accel, 1, SIDECAR_UID);
 	mw_cfg.accel_short = c->always ? MW_ACCEL_SHORT_ACCELERATE : MW_ACCEL_SHORT_LEARN;
 	mw_test_ktime_ns = NOW_NS;

@@ -360,7 +360,6 @@ c_enum! {
     "mw_orig_flag" => ORIG_FLAGS: u16 {
         ORIG_F_CONNECT = "MW_ORIG_F_CONNECT" = 1 << 0,
         ORIG_F_ACCEPTED = "MW_ORIG_F_ACCEPTED" = 1 << 1,
-        ORIG_F_DELIVER = "MW_ORIG_F_DELIVER" = 1 << 2,
         ORIG_F_DNS = "MW_ORIG_F_DNS" = 1 << 3,
     }
 }
