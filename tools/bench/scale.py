@@ -30,6 +30,7 @@ import fcntl
 import json
 import os
 import random
+import re
 import socket
 import statistics
 import struct
@@ -55,6 +56,22 @@ def took(text):
         name, _, ms = part.rpartition(" ")
         out[name] = float(ms)
     return out
+
+
+ADOPTION_LINE = re.compile(r"adoption of (\d+) pod\(s\), (\d+) dropped(?:, (\d+) kept unchecked)?: (.*)$")
+
+
+def adoption_phases(line, size):
+    """{phase: ms} of the loader's "adoption of N pod(s), D dropped, U kept
+    unchecked: <took>" line (older loaders have no "kept unchecked"), after
+    checking that all `size` pods were adopted and none left unchecked."""
+    m = ADOPTION_LINE.search(line)
+    if not m:
+        raise Fatal(f"the loader's adoption line is not in the form this benchmark reads: {line!r}")
+    kept, dropped, unchecked = int(m[1]), int(m[2]), int(m[3] or 0)
+    if (kept, dropped, unchecked) != (size, 0, 0):
+        raise Fatal(f"adoption kept {kept}, dropped {dropped}, left {unchecked} unchecked of {size} pods: {line!r}")
+    return took(m[4])
 
 
 def spawn_ms(path, env, stdin):
@@ -443,7 +460,7 @@ class Scale(Bench):
                     raise Fatal(f"after kill -9 the new loader ({binary}) did not adopt {size} pods: {kept[-1:] or text[-800:]}")
                 line = [l for l in text.splitlines() if "adoption of " in l][-1]
                 into.append({"ready_s": ready_s, "cpu_ms": self.cpu_ms(), "rss_kib": self.rss_kib()[0],
-                             "phases": took(line.split(" dropped: ", 1)[1])})
+                             "phases": adoption_phases(line, size)})
         row["restarts"], row["baseline_restarts"] = restarts, base
         median = sorted(restarts, key=lambda r: r["ready_s"])[(len(restarts) - 1) // 2]
         row["adopt_s"], row["adopt_cpu_ms"] = median["ready_s"], median["cpu_ms"]
