@@ -25,8 +25,8 @@ use std::process::ExitCode;
 use clap::{Parser, Subcommand};
 
 use config::Config;
-use datapath::pins::{self, Pins};
-use datapath::{layout, tc};
+use datapath::pins::Pins;
+use datapath::tc;
 use service::control;
 use service::pod_service::PodService;
 use views::{inspect, trace};
@@ -550,7 +550,8 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
             for m in inspect::map_fill(&pins)? {
                 println!("{} {} {}", m.name, m.entries.map_or("-".to_string(), |n| n.to_string()), m.capacity);
             }
-            Ok(())
+            // A map not pinned is not listed: named, with what to do.
+            Ok(pins.require_all_maps().map_err(error::Error::from)?)
         }
         Command::Status { .. } => {
             // The loader serving the API: its version says which one runs
@@ -572,10 +573,9 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
                 println!("{}", serde_json::to_string_pretty(&pods).map_err(|e| e.to_string())?);
                 return Ok(());
             }
-            let pod_map = libbpf::MapFd::open_pinned(&pins.map(pins::MAP_PODS)).ok();
-            let flags = |cookie: u64| pod_map.as_ref()?.lookup::<u64, layout::Pod>(&cookie).ok().flatten().map(|p| p.flags);
-            print!("{}", inspect::describe_pods(&pods, inspect::node_exclusions(&pins).ok().as_ref(), flags, config.dns.capture));
-            Ok(())
+            let (text, read) = inspect::pods_view(&pods, &pins, config.dns.capture);
+            print!("{text}");
+            Ok(read?)
         }
         Command::Trace { json, netns_cookie, count, duration, backlog, .. } => {
             let duration = match duration {

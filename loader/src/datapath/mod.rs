@@ -111,6 +111,7 @@ pub fn install(config: &Config) -> Result<(), Error> {
     let root_existed = pins.root().exists();
     pins.create_dirs().or_os(|| format!("creating {}", pins.root().display()))?;
     let _lock = pins.lock().or_os(|| format!("locking {}", pins.root().display()))?;
+    let unpinned = unpinned_maps(&pins);
 
     // Maps an earlier version pinned with another capacity are recreated.
     let upgrade = match Upgrade::prepare(&pins, objects::WITH_PROGRAMS) {
@@ -126,7 +127,15 @@ pub fn install(config: &Config) -> Result<(), Error> {
     let mut created = Created::default();
     let result = install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade);
     match result {
-        Ok(()) => upgrade.finish(&pins),
+        Ok(()) => {
+            upgrade.finish(&pins);
+            for map in unpinned {
+                log::warn!(
+                    "map {map} was not pinned under {} though the datapath's other maps were (its pin was removed, or an earlier version had no such map): this start pinned a new, empty {map}; the pods' and the node's entries are written again, what the datapath kept there for connections in flight is lost",
+                    pins.maps_dir().display()
+                );
+            }
+        }
         Err(_) => {
             created.roll_back();
             upgrade.put_back();
@@ -136,6 +145,15 @@ pub fn install(config: &Config) -> Result<(), Error> {
         }
     }
     result
+}
+
+/// The datapath's maps not pinned under `pins` (nor set aside by an
+/// upgrade) when others are: the maps a start pins anew, empty.
+pub fn unpinned_maps(pins: &Pins) -> Vec<&'static str> {
+    if !pins.any_map_pinned() {
+        return Vec::new();
+    }
+    pins::ALL_MAPS.iter().copied().filter(|m| !pins.map(m).exists() && !pins.map_set_aside(m).exists()).collect()
 }
 
 /// Open, configure and load one object; maps it pins are recorded as created.
@@ -298,7 +316,7 @@ fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), Error> {
         if let Hook::SkMsg { maps } = spec.hook {
             let prog = obj.program(spec.program)?;
             for map in maps {
-                let sockhash = MapFd::open_pinned(&pins.map(map)).map_err(|e| Error::from(e).context(map))?;
+                let sockhash = pins.open_map(map)?;
                 libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| Error::from(e).context(map))?;
             }
         }
@@ -330,7 +348,7 @@ fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: 
 
 /// Make the node-wide (cookie 0, pod IP 0) exclusion entries exactly the configured ones.
 pub fn sync_node_exclusions(config: &Config, pins: &Pins) -> Result<(), Error> {
-    let open = |name: &str| MapFd::open_pinned(&pins.map(name));
+    let open = |name: &'static str| pins.open_map(name);
     let ports: Vec<PortKey> = config
         .outbound
         .exclude_ports

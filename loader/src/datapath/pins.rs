@@ -19,6 +19,9 @@ use std::fs::File;
 use std::io;
 use std::path::{Path, PathBuf};
 
+use crate::error::Error;
+use crate::libbpf::MapFd;
+
 /// Declares each map name once, and ALL_MAPS with every one of them.
 macro_rules! maps {
     ($($(#[$doc:meta])* $konst:ident = $name:literal,)*) => {
@@ -89,6 +92,58 @@ pub const RETIRED_MAPS: &[&str] = &[
     "mw_accel_psock6",
 ];
 
+/// Why a map of the datapath could not be opened from its pin
+/// ([`Pins::open_map`]). `From` makes it an [`Error`]: Missing is Internal
+/// (the node's datapath lacks a pin: the request cannot be served, and a
+/// CNI DEL is not taken for done), NoDatapath NotFound, Unopenable Os with
+/// its errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinnedMapError {
+    /// The datapath is pinned under `pin_dir` (other maps of it are there)
+    /// but `map` is not: its pin was removed (by hand, a half-cleaned
+    /// bpffs; the programs still hold the map), or an earlier version
+    /// without it pinned them. `run` pins a new one.
+    Missing { map: &'static str, pin_dir: PathBuf },
+    /// No map of the datapath is pinned under `pin_dir`.
+    NoDatapath { pin_dir: PathBuf },
+    /// The pin of `map` is there but could not be opened as a map.
+    Unopenable { map: &'static str, errno: Option<i32>, error: String },
+}
+
+impl std::fmt::Display for PinnedMapError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinnedMapError::Missing { map, pin_dir } => write!(
+                f,
+                "map {map} is not pinned under {}, though the datapath's other maps are: its pin was removed (by hand, a half-cleaned bpffs), \
+                 or they were pinned by an earlier version without it. \
+                 Restart `meshwire-loader run` with this pin directory: it pins a new {map} and writes the pods' and the node's entries again \
+                 (what the datapath kept there for connections in flight is lost); or `meshwire-loader cleanup`, then `run`, to start over",
+                Pins::new(pin_dir).maps_dir().display()
+            ),
+            PinnedMapError::NoDatapath { pin_dir } => write!(
+                f,
+                "no meshwire datapath is pinned under {}: is `meshwire-loader run` running (or has it run) on this node with this pin directory? Check --pin-dir (and bpf.pin_dir in the --config file)",
+                pin_dir.display()
+            ),
+            PinnedMapError::Unopenable { map, error, .. } => write!(f, "map {map}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for PinnedMapError {}
+
+impl From<PinnedMapError> for Error {
+    fn from(e: PinnedMapError) -> Error {
+        match e {
+            PinnedMapError::Missing { .. } => Error::Internal(e.to_string()),
+            PinnedMapError::NoDatapath { .. } => Error::NotFound(e.to_string()),
+            PinnedMapError::Unopenable { errno: Some(errno), .. } => Error::Os { errno, message: e.to_string() },
+            PinnedMapError::Unopenable { .. } => Error::Internal(e.to_string()),
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct Pins {
     root: PathBuf,
@@ -116,6 +171,31 @@ impl Pins {
 
     pub fn maps_dir(&self) -> PathBuf {
         self.root.join("maps")
+    }
+
+    /// Is any map of the datapath pinned here?
+    pub fn any_map_pinned(&self) -> bool {
+        ALL_MAPS.iter().any(|m| self.map(m).exists())
+    }
+
+    /// The first map of the datapath not pinned here, when others are
+    /// (Missing), or NoDatapath when none is.
+    pub fn require_all_maps(&self) -> Result<(), PinnedMapError> {
+        match ALL_MAPS.iter().find(|m| !self.map(m).exists()) {
+            None => Ok(()),
+            Some(_) if !self.any_map_pinned() => Err(PinnedMapError::NoDatapath { pin_dir: self.root.clone() }),
+            Some(map) => Err(PinnedMapError::Missing { map, pin_dir: self.root.clone() }),
+        }
+    }
+
+    /// Opens the datapath's map `name` from its pin; a pin that is not
+    /// there is named, with what to do ([`PinnedMapError`]).
+    pub fn open_map(&self, name: &'static str) -> Result<MapFd, PinnedMapError> {
+        MapFd::open_pinned(&self.map(name)).map_err(|e| match e.source.raw_os_error() {
+            Some(libc::ENOENT) if self.any_map_pinned() => PinnedMapError::Missing { map: name, pin_dir: self.root.clone() },
+            Some(libc::ENOENT) => PinnedMapError::NoDatapath { pin_dir: self.root.clone() },
+            errno => PinnedMapError::Unopenable { map: name, errno, error: e.to_string() },
+        })
     }
 
     pub fn map(&self, name: &str) -> PathBuf {

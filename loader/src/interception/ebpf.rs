@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::pods::{self, MeshedPod, PodMaps};
 use super::{Adopted, Adopting, Interception};
-use crate::datapath::pins::{self, Pins};
+use crate::datapath::pins::{PinnedMapError, Pins};
 use crate::error::Error;
 use crate::datapath::tc::{self, TcAttach};
 use crate::system::{self, userns, NetnsThread};
@@ -24,6 +24,8 @@ pub struct EbpfTc {
     /// Bare clsact qdiscs DELs left, to delete once they are answered
     /// ([`tc::detach_pod_leaving_qdisc`]).
     left_qdiscs: Mutex<Vec<tc::LeftQdisc>>,
+    /// For `meshwire-loader cleanup` ([`Self::for_cleanup`]).
+    cleaning_up: bool,
 }
 
 impl EbpfTc {
@@ -34,7 +36,16 @@ impl EbpfTc {
             sidecar_uid: crate::config::Config::default_config().sidecar.uid,
             maps: Mutex::new(None),
             left_qdiscs: Mutex::new(Vec::new()),
+            cleaning_up: false,
         }
+    }
+
+    /// For `meshwire-loader cleanup`, which unpins every map after the pods
+    /// went: a removal goes on without the map entries when a pod map's pin
+    /// is missing (the entries go with the maps).
+    pub fn for_cleanup(mut self) -> EbpfTc {
+        self.cleaning_up = true;
+        self
     }
 
     /// `sidecar.uid` (the default configuration's otherwise).
@@ -53,7 +64,7 @@ impl EbpfTc {
     /// The maps held, or opened (again) when their pins changed: a new
     /// loader's install may have moved a map (an upgrade) or pinned new
     /// ones (after `cleanup`).
-    fn maps(&self) -> Result<Arc<PodMaps>, Error> {
+    fn maps(&self) -> Result<Arc<PodMaps>, PinnedMapError> {
         let mut held = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(maps) = held.as_ref().filter(|m| m.current()) {
             return Ok(Arc::clone(maps));
@@ -65,13 +76,22 @@ impl EbpfTc {
 }
 
 impl EbpfTc {
-    /// The attachment's map entries go (`remove`'s second step).
-    fn remove_entries(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
-        if !self.pins.map(pins::MAP_PODS).exists() {
-            // No datapath pinned (cleaned up): its entries went with the maps.
-            return Ok(());
+    /// The maps a removal takes the attachment's entries out of, opened
+    /// before anything is removed (a removal that cannot reach them changes
+    /// nothing): None when no datapath is pinned (cleaned up: its entries
+    /// went with the maps), and for `cleanup` when a pin is missing.
+    fn maps_to_remove_from(&self) -> Result<Option<Arc<PodMaps>>, Error> {
+        match self.maps() {
+            Ok(maps) => Ok(Some(maps)),
+            Err(PinnedMapError::NoDatapath { .. }) => Ok(None),
+            Err(PinnedMapError::Missing { .. }) if self.cleaning_up => Ok(None),
+            Err(e) => Err(e.into()),
         }
-        pods::remove(&*self.maps()?, pod, siblings)
+    }
+
+    /// The attachment's map entries go (`remove`'s last step).
+    fn remove_entries(maps: Option<Arc<PodMaps>>, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        maps.map_or(Ok(()), |maps| pods::remove(&maps, pod, siblings))
     }
 
     /// `apply`'s work: the maps (the pod's cookie entries from all its
@@ -123,17 +143,19 @@ impl Interception for EbpfTc {
     }
 
     fn remove(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        let maps = self.maps_to_remove_from()?;
         tc::detach_pod(&self.pins, pod.cookie, Some((&pod.netns, &pod.ifname)))?;
-        self.remove_entries(pod, siblings)
+        Self::remove_entries(maps, pod, siblings)
     }
 
     /// As `remove`, but a clsact qdisc meshwire created is left bare, its
     /// filters gone, and deleted in `finish_removals`.
     fn remove_answering_first(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
+        let maps = self.maps_to_remove_from()?;
         if let Some(left) = tc::detach_pod_leaving_qdisc(&self.pins, pod.cookie, &pod.netns, &pod.ifname)? {
             self.left_qdiscs.lock().unwrap_or_else(|p| p.into_inner()).push(left);
         }
-        self.remove_entries(pod, siblings)
+        Self::remove_entries(maps, pod, siblings)
     }
 
     fn finish_removals(&self) {
@@ -161,7 +183,7 @@ impl Interception for EbpfTc {
     fn adopt(&self, pods: &[Adopting]) -> Vec<Adopted> {
         let maps = match self.maps() {
             Ok(m) => m,
-            Err(e) => return pods.iter().map(|_| Adopted::Failed(e.clone())).collect(),
+            Err(e) => return pods.iter().map(|_| Adopted::Failed(e.clone().into())).collect(),
         };
         // Without the programs' pins, the pods with an interface fail as `apply` would.
         let tc = pods.iter().any(|a| !a.pod.ifname.is_empty()).then(|| tc::Attacher::new(&self.pins, self.tc_attach));

@@ -102,11 +102,13 @@ pub fn of(config: &Config, pins: &Pins) -> Box<dyn Interception> {
 
 /// For `meshwire-loader cleanup`: the configured interception, which in the
 /// eBPF mode also takes away the netfilter rules a run in the iptables mode
-/// may have left (as far as it can: without iptables there are none).
+/// may have left (as far as it can: without iptables there are none). Its
+/// removals go on when a map's pin is missing ([`ebpf::EbpfTc::for_cleanup`]).
 pub fn for_cleanup(config: &Config, pins: &Pins) -> Box<dyn Interception> {
+    let ebpf = ebpf::EbpfTc::new(pins, config.tc_attach).for_cleanup();
     match config.interception {
-        Mode::Ebpf => Box::new(WithLeftoverRules(ebpf::EbpfTc::new(pins, config.tc_attach))),
-        Mode::Iptables => of(config, pins),
+        Mode::Ebpf => Box::new(WithLeftoverRules(ebpf)),
+        Mode::Iptables => Box::new(iptables::Iptables::new(iptables::NodeRules::of(config), ebpf)),
     }
 }
 

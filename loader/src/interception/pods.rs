@@ -15,7 +15,7 @@ use crate::config::{Cidr4, Cidr6};
 use crate::error::Error;
 use crate::datapath::layout::{Cidr4Key, Cidr6Key, In4Key, In6Key, Ip6Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
-use crate::datapath::pins::{self, Pins};
+use crate::datapath::pins::{self, PinnedMapError, Pins};
 use crate::timing;
 use crate::system::{self, NetnsError};
 
@@ -280,16 +280,16 @@ fn pin_inode(path: &Path) -> Option<(u64, u64)> {
 }
 
 impl PodMaps {
-    pub fn open(pins: &Pins) -> Result<PodMaps, Error> {
+    /// Every pod map from its pin; the first that cannot be opened is
+    /// named (a pin that is not there: Missing, or NoDatapath when none is).
+    pub fn open(pins: &Pins) -> Result<PodMaps, PinnedMapError> {
         let mut pinned = Vec::new();
-        let mut open = |name: &str| {
+        let mut open = |name: &'static str| {
             let path = pins.map(name);
             // The inode before the open: if the pin is replaced in between,
             // `current` says so next time and the maps are opened again.
             pinned.push((path.clone(), pin_inode(&path)));
-            MapFd::open_pinned(&path).map_err(|e| {
-                Error::from(e).map_message(|m| format!("{m}; is the datapath loaded with pin directory {}? (`meshwire-loader run`)", pins.root().display()))
-            })
+            pins.open_map(name)
         };
         Ok(PodMaps {
             pods: open(pins::MAP_PODS)?,

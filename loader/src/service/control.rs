@@ -1140,6 +1140,106 @@ mod tests {
         assert_eq!(node.pods() as u64, capacity, "nothing of c-full in mw_pods");
     }
 
+    /// One map's pin missing from a pinned datapath (removed by hand, a
+    /// half-cleaned bpffs), on a real datapath: each entry point names the
+    /// map, the pin directory and what to do, and changes nothing. Over the
+    /// API, as the CNI plugin calls the daemon: without mw_pod_ips an ADD is
+    /// refused (Internal) leaving no record and no map entry, a DEL and a
+    /// CHECK of a meshed pod are refused and it stays meshed (record,
+    /// mw_pods and mw_pod_ips entries, tc pins). The views: `stats`,
+    /// `status`, `trace` and `maps` without mw_stats; `pods` without mw_pods
+    /// (its text shown, then the error). Each pin is put back (the map held
+    /// by the test) before the next goes. Then a start as `run` makes it
+    /// pins a new mw_pod_ips, adoption writes the pod's address into it and
+    /// an ADD goes through; `cleanup` with a pin missing takes every pod out.
+    #[test]
+    fn a_missing_map_pin_is_named_by_every_entry_point_and_changes_nothing() {
+        use crate::datapath::pins::{self as p, PinnedMapError};
+        use crate::views::{inspect, trace};
+        let node = Node::new();
+        let (ns, other) = (TestNetns::new("pinless"), TestNetns::new("pinless-new"));
+        ip_in(&ns, &["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+        ip_in(&ns, &["link", "set", "eth0", "up"]);
+        let r = node.add("m-kept", &ns.path(), "eth0");
+        assert!(r.error.is_none(), "{r:?}");
+        let cookie = crate::system::netns_cookie(&ns.path()).unwrap();
+        let missing = |map: &'static str| PinnedMapError::Missing { map, pin_dir: node.pins.root().to_path_buf() };
+        // The pin goes; the test holds the map to pin it back.
+        let unpin = |map: &'static str| {
+            let held = node.pins.open_map(map).unwrap();
+            std::fs::remove_file(node.pins.map(map)).unwrap();
+            held
+        };
+        let repin = |map: &'static str, held: crate::libbpf::MapFd| crate::libbpf::obj_pin(&held, &node.pins.map(map)).unwrap();
+        let ask = |api: &Fixture, line: String| api.exchange(&[&line]).remove(0);
+        let list = |api: &Fixture| -> Vec<String> {
+            ask(api, r#"{"version":1,"op":"list_pods"}"#.into()).result.unwrap().pods.unwrap().into_iter().map(|p| p.spec.container_id).collect()
+        };
+        let add_other = |api: &Fixture| ask(api, serde_json::json!({"version": 1, "op": "add_pod", "pod": {"container_id": "m-new", "netns": other.path(), "ips": ["10.9.0.6"]}}).to_string());
+        let pod_pins = || -> std::collections::BTreeSet<PathBuf> { std::fs::read_dir(node.pins.pod_dir(cookie)).unwrap().map(|e| e.unwrap().path()).collect() };
+        let tc_pins = pod_pins();
+        assert!(!tc_pins.is_empty());
+
+        let ips = unpin(p::MAP_POD_IPS);
+        let want = missing(p::MAP_POD_IPS).to_string();
+        assert!(want.starts_with(&format!("map mw_pod_ips is not pinned under {}, though the datapath's other maps are", node.pins.maps_dir().display())), "{want}");
+        assert!(want.contains("Restart `meshwire-loader run` with this pin directory: it pins a new mw_pod_ips"), "{want}");
+        let refused = |r: Response| r.error.map(|e| (e.code, e.message));
+        assert_eq!(refused(add_other(&node.api)), Some((ErrorCode::Internal, want.clone())), "ADD");
+        assert_eq!(list(&node.api), ["m-kept"], "no record of m-new");
+        assert_eq!(node.pod_cookies(), [cookie], "nothing of m-new in mw_pods");
+        let del = ask(&node.api, r#"{"version":1,"op":"del_pod","container_id":"m-kept"}"#.into());
+        assert_eq!(refused(del), Some((ErrorCode::Internal, want.clone())), "DEL");
+        let check = ask(&node.api, r#"{"version":1,"op":"check_pod","container_id":"m-kept"}"#.into());
+        assert_eq!(refused(check), Some((ErrorCode::Internal, want.clone())), "CHECK");
+        assert_eq!((list(&node.api), node.pod_cookies(), pod_pins()), (vec!["m-kept".to_string()], vec![cookie], tc_pins.clone()), "m-kept stays meshed");
+        assert_eq!(ips.raw_keys().unwrap().len(), 1, "m-kept's address stays in the map the programs use");
+        repin(p::MAP_POD_IPS, ips);
+
+        let stats = unpin(p::MAP_STATS);
+        let want = Error::from(missing(p::MAP_STATS));
+        assert!(matches!(&want, Error::Internal(m) if m.starts_with("map mw_stats is not pinned under ")), "{want:?}");
+        assert_eq!(inspect::counters(&node.pins).unwrap_err(), want, "stats");
+        assert_eq!(inspect::print_status(&node.pins, "loader").unwrap_err(), want, "status");
+        let opts = trace::TraceOpts { json: false, netns_cookie: None, count: Some(1), duration: Some(Duration::from_millis(10)), backlog: false };
+        assert_eq!(trace::run(&node.pins, &opts).unwrap_err(), want, "trace");
+        assert_eq!(node.pins.require_all_maps().map_err(Error::from), Err(want), "maps");
+        repin(p::MAP_STATS, stats);
+
+        let pods = unpin(p::MAP_PODS);
+        assert_eq!(inspect::require_datapath(&node.pins), Ok(()), "a datapath is pinned there: the map is named, not the datapath said to be absent");
+        let records = node.api.service.list().unwrap();
+        let (text, read) = inspect::pods_view(&records, &node.pins, false);
+        assert!(text.contains("\npod m-kept\n") && text.contains("  acceleration      - (no mw_pods entry)"), "{text}");
+        assert_eq!(read, Err(Error::from(missing(p::MAP_PODS))), "pods");
+        repin(p::MAP_PODS, pods);
+        assert_eq!(inspect::pods_view(&records, &node.pins, false).1, Ok(()));
+
+        // The repair the message names: a start as `run` makes it.
+        drop(unpin(p::MAP_POD_IPS));
+        assert_eq!(crate::datapath::unpinned_maps(&node.pins), [p::MAP_POD_IPS]);
+        crate::datapath::install(&node.config).unwrap();
+        assert_eq!(node.pins.require_all_maps(), Ok(()));
+        let service = Arc::new(PodService::new(&node.api.state, crate::interception::of(&node.config, &node.pins)).unwrap());
+        assert_eq!(service.adopt().unwrap(), (1, 0, 0));
+        assert_eq!(node.pins.open_map(p::MAP_POD_IPS).unwrap().raw_keys().unwrap().len(), 1, "m-kept's address is in the new mw_pod_ips");
+        let api = Fixture::on(node.api.state.clone(), Arc::clone(&service));
+        let r = add_other(&api);
+        assert!(r.error.is_none(), "{r:?}");
+
+        // `cleanup` with a pin missing: every pod goes, then every pin.
+        drop(unpin(p::MAP_INCL_CIDR4));
+        let cleanup = PodService::new(&node.api.state, crate::interception::for_cleanup(&node.config, &node.pins)).unwrap();
+        let (removed, failed) = cleanup.del_all().unwrap();
+        assert_eq!(failed, Vec::<String>::new());
+        let mut removed: Vec<String> = removed.into_iter().map(|r| r.spec.container_id).collect();
+        removed.sort();
+        assert_eq!(removed, ["m-kept", "m-new"]);
+        assert!(!node.pins.pod_dir(cookie).exists(), "m-kept's tc pins went");
+        crate::datapath::cleanup(node.pins.root()).unwrap();
+        assert!(!node.pins.any_map_pinned());
+    }
+
     /// An interface name no record can have is the request's fault, also
     /// when only the records look at it (DEL, CHECK): InvalidRequest, not
     /// Internal.

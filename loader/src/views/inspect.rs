@@ -5,8 +5,8 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 
 use crate::datapath::{Hook, PROGRAMS};
 use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, Flow6Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
-use crate::libbpf::{self, MapFd};
-use crate::datapath::pins::{self, Pins};
+use crate::libbpf;
+use crate::datapath::pins::{self, PinnedMapError, Pins};
 use crate::error::Error;
 
 /// One pinned map: entries (None when the type cannot be iterated) and capacity.
@@ -21,11 +21,10 @@ pub struct MapFill {
 pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, Error> {
     let mut out = Vec::new();
     for name in pins::ALL_MAPS {
-        let path = pins.map(name);
-        if !path.exists() {
+        if !pins.map(name).exists() {
             continue;
         }
-        let map = MapFd::open_pinned(&path)?;
+        let map = pins.open_map(name)?;
         let info = map.info()?;
         // Socket storage is not iterated by key here; a ring buffer has no
         // keys (its capacity is in bytes).
@@ -39,7 +38,7 @@ pub fn map_fill(pins: &Pins) -> Result<Vec<MapFill>, Error> {
 
 /// Per-hook counters summed over CPUs, by name (e.g. "connect_redirected").
 pub fn counters(pins: &Pins) -> Result<Vec<(String, u64)>, Error> {
-    let map = MapFd::open_pinned(&pins.map(pins::MAP_STATS))?;
+    let map = pins.open_map(pins::MAP_STATS)?;
     STAT_NAMES
         .iter()
         .enumerate()
@@ -75,8 +74,8 @@ pub fn programs(pins: &Pins) -> Vec<ProgramState> {
                     (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
                 }
                 Hook::SkMsg { maps } => {
-                    let verdict = |map: &str| {
-                        MapFd::open_pinned(&pins.map(map))
+                    let verdict = |map: &'static str| {
+                        pins.open_map(map)
                             .ok()
                             .and_then(|m| libbpf::prog_query(&m, libbpf_sys::BPF_SK_MSG_VERDICT).ok())
                             .and_then(|ids| ids.first().copied())
@@ -108,15 +107,14 @@ fn bpf_stats_enabled() -> bool {
 }
 
 /// The views read the pins: without them, say where they were looked for
-/// and what to check, rather than a bare "No such file or directory".
+/// and what to check, rather than a bare "No such file or directory"
+/// (NotFound: [`PinnedMapError::NoDatapath`]). A datapath pinned there
+/// without one of its maps is named when a view opens that map.
 pub fn require_datapath(pins: &Pins) -> Result<(), Error> {
-    if pins.map(pins::MAP_PODS).exists() {
+    if pins.any_map_pinned() {
         return Ok(());
     }
-    Err(Error::NotFound(format!(
-        "no meshwire datapath is pinned under {}: is `meshwire-loader run` running (or has it run) on this node with this pin directory? Check --pin-dir (and bpf.pin_dir in the --config file)",
-        pins.root().display()
-    )))
+    Err(PinnedMapError::NoDatapath { pin_dir: pins.root().to_path_buf() }.into())
 }
 
 /// What `status` and `pods` say of an attachment the loader kept at its
@@ -166,11 +164,15 @@ pub fn print_status(pins: &Pins, loader: &str) -> Result<(), Error> {
         let e = m.entries.map_or("-".to_string(), |n| n.to_string());
         println!("{:<16} {e:>10} {:>10}", m.name, m.capacity);
     }
+    for name in pins::ALL_MAPS.iter().filter(|m| !pins.map(m).exists()) {
+        println!("{name:<16} {:>10} {:>10}", "not pinned", "-");
+    }
     println!();
     for (name, v) in counters(pins)? {
         println!("{name:<28} {v}");
     }
-    Ok(())
+    // A map not pinned: the view is shown, then what to do about it.
+    Ok(pins.require_all_maps()?)
 }
 
 fn ip(net_order: u32) -> Ipv4Addr {
@@ -214,7 +216,7 @@ fn flow_line(remote: IpAddr, remote_port: u16, local: IpAddr, f: &Flow4) -> Stri
 /// Original destinations in flight: app connections published by sockops
 /// and not yet accepted by their sidecar, and inbound flows tc redirected.
 pub fn print_conns(pins: &Pins) -> Result<(), Error> {
-    let tuples = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE4))?;
+    let tuples = pins.open_map(pins::MAP_ORIG_TUPLE4)?;
     println!("awaiting accept (app -> sidecar, original destination):");
     for key in tuples.keys::<Tuple4>()? {
         if let Some(o) = tuples.lookup::<Tuple4, Orig4>(&key)? {
@@ -232,14 +234,14 @@ pub fn print_conns(pins: &Pins) -> Result<(), Error> {
         }
     }
     // Native IPv6 (interception.ipv6 = "intercept"); a datapath pinned before it has no such map.
-    if let Ok(tuples6) = MapFd::open_pinned(&pins.map(pins::MAP_ORIG_TUPLE6)) {
+    if let Ok(tuples6) = pins.open_map(pins::MAP_ORIG_TUPLE6) {
         for key in tuples6.keys::<Tuple6>()? {
             if let Some(o) = tuples6.lookup::<Tuple6, Orig6>(&key)? {
                 println!("{}", tuple6_line(&key, &o));
             }
         }
     }
-    let flows = MapFd::open_pinned(&pins.map(pins::MAP_FLOW4))?;
+    let flows = pins.open_map(pins::MAP_FLOW4)?;
     println!("inbound flows redirected by tc (peer -> pod, dialled port):");
     for key in flows.keys::<Flow4Key>()? {
         if let Some(f) = flows.lookup::<Flow4Key, Flow4>(&key)? {
@@ -247,7 +249,7 @@ pub fn print_conns(pins: &Pins) -> Result<(), Error> {
         }
     }
     // Native IPv6; a datapath pinned before it has no such map.
-    if let Ok(flows6) = MapFd::open_pinned(&pins.map(pins::MAP_FLOW6)) {
+    if let Ok(flows6) = pins.open_map(pins::MAP_FLOW6) {
         for key in flows6.keys::<Flow6Key>()? {
             if let Some(f) = flows6.lookup::<Flow6Key, Flow4>(&key)? {
                 println!("{}", flow_line(ip6(key.remote_ip6).into(), key.remote_port, ip6(key.local_ip6).into(), &f));
@@ -255,13 +257,13 @@ pub fn print_conns(pins: &Pins) -> Result<(), Error> {
         }
     }
     println!("(connections already accepted carry their destination on the sidecar's socket: ask the sidecar)");
-    let socks = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH))?;
+    let socks = pins.open_map(pins::MAP_SOCK_HASH)?;
     println!("accelerated sockets (sk_msg hands their messages to the peer):");
     for k in socks.keys::<SockKey>()? {
         println!("  netns {:<8} {}:{} <-> {}:{}", k.netns_cookie, ip(k.local_ip4), k.local_port, ip(k.remote_ip4), k.remote_port);
     }
     // Native IPv6; a datapath pinned before it has no such map.
-    if let Ok(socks6) = MapFd::open_pinned(&pins.map(pins::MAP_SOCK_HASH6)) {
+    if let Ok(socks6) = pins.open_map(pins::MAP_SOCK_HASH6) {
         for k in socks6.keys::<Sock6Key>()? {
             println!("  netns {:<8} [{}]:{} <-> [{}]:{}", k.netns_cookie, ip6(k.local_ip6), k.local_port, ip6(k.remote_ip6), k.remote_port);
         }
@@ -280,7 +282,7 @@ pub struct NodeExclusions {
 }
 
 pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, Error> {
-    let open = |name| MapFd::open_pinned(&pins.map(name));
+    let open = |name| pins.open_map(name);
     let mut out = NodeExclusions::default();
     for k in open(pins::MAP_EXCL_PORTS)?.keys::<PortKey>()? {
         if k.netns_cookie == 0 && k.dir == crate::datapath::layout::DIR_OUT {
@@ -305,6 +307,21 @@ pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, Error> {
     out.outbound_cidrs.sort();
     out.inbound_ports.sort_unstable();
     Ok(out)
+}
+
+/// `meshwire-loader pods` (text): [`describe_pods`] with what the maps
+/// hold, and then, when the datapath is pinned under `pins` but a map this
+/// view reads is not (or cannot be read), the error naming it: the text
+/// lacks what that map holds. Without any datapath there, the pods alone.
+pub fn pods_view(pods: &[meshwire_api::PodRecord], pins: &Pins, dns_by_default: bool) -> (String, Result<(), Error>) {
+    let pod_map = pins.open_map(pins::MAP_PODS);
+    let node = node_exclusions(pins);
+    let flags = |cookie: u64| pod_map.as_ref().ok()?.lookup::<u64, crate::datapath::layout::Pod>(&cookie).ok().flatten().map(|p| p.flags);
+    let text = describe_pods(pods, node.as_ref().ok(), flags, dns_by_default);
+    if !pins.any_map_pinned() {
+        return (text, Ok(()));
+    }
+    (text, pod_map.map_err(Error::from).and(node).map(drop))
 }
 
 fn list<T: std::fmt::Display>(items: &[T]) -> String {

@@ -173,21 +173,14 @@ pub fn loaded_with_trace(pins: &Pins) -> Option<bool> {
 
 /// Follow the events until Ctrl-C (or --count / --duration).
 pub fn run(pins: &Pins, opts: &TraceOpts) -> Result<(), Error> {
-    let path = pins.map(pins::MAP_EVENTS);
-    if !path.exists() {
-        return Err(Error::NotFound(format!(
-            "no {} under {}: is the datapath loaded (`meshwire-loader run`) by a meshwire with `trace`?",
-            pins::MAP_EVENTS,
-            pins.maps_dir().display()
-        )));
-    }
+    // Not pinned there: no datapath, or one without these maps (named).
+    let events = pins.open_map(pins::MAP_EVENTS)?;
+    let stats = pins.open_map(pins::MAP_STATS)?;
     // A ring buffer has one consumer position: two readers would steal
     // each other's events. One `trace` at a time per pin directory.
     let maps_dir = std::fs::File::open(pins.maps_dir()).or_os(|| format!("opening {}", pins.maps_dir().display()))?;
     let _one_reader = nix::fcntl::Flock::lock(maps_dir, nix::fcntl::FlockArg::LockExclusiveNonblock)
-        .map_err(|_| Error::Internal(format!("another `meshwire-loader trace` is reading {}; one reader at a time", path.display())))?;
-    let events = MapFd::open_pinned(&path)?;
-    let stats = MapFd::open_pinned(&pins.map(pins::MAP_STATS))?;
+        .map_err(|_| Error::Internal(format!("another `meshwire-loader trace` is reading {}; one reader at a time", pins.map(pins::MAP_EVENTS).display())))?;
     match loaded_with_trace(pins) {
         Some(false) => eprintln!(
             "meshwire-loader trace: the loaded programs emit no events: set `trace = true` under [bpf] in the configuration and restart `meshwire-loader run`"
