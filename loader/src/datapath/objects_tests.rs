@@ -99,6 +99,27 @@ fn a_map_not_pinned_by_name_is_caught() {
     assert!(matches!(&e, crate::error::Error::Internal(m) if m.ends_with(&format!("(bazel build //loader):\n{text}"))), "{e:?}");
 }
 
+/// bpf/testdata/no_btf.c, compiled with -g0: an object libbpf opens
+/// that carries no BTF (one program, no map).
+const NO_BTF: ObjectSpec = bpf_object!("meshwire_test_no_btf");
+
+/// The check every start makes first, given an object without BTF to
+/// compare the mirrors with (a broken build): BuildMismatch::NoBtf naming
+/// that object, before the mirrors or the declarations are looked at; as
+/// an Error it is Internal, saying to rebuild.
+#[test]
+fn an_object_without_btf_is_a_build_mismatch_naming_it() {
+    let obj = NO_BTF.open(None).unwrap();
+    assert_eq!(obj.program_names(), ["mw_t_no_btf"], "libbpf reads the object");
+    assert!(Btf::of_object(&obj).is_none(), "the object has BTF: is it compiled with -g0 (bpf/BUILD.bazel)?");
+    let e = crate::datapath::check_layouts_with(&NO_BTF, |_| panic!("no BTF to check the mirrors with"), || panic!("the declarations are not looked at")).unwrap_err();
+    assert_eq!(e, crate::datapath::BuildMismatch::NoBtf { object: "meshwire_test_no_btf" });
+    let e = crate::error::Error::from(e);
+    assert_eq!(e, crate::error::Error::Internal("the meshwire_test_no_btf object has no BTF (a broken build: rebuild bpf/, bazel build //loader)".into()));
+    // The object that carries the mirrors' BTF has it.
+    assert!(Btf::of_object(&ALIGNCHECKER.open(None).unwrap()).is_some());
+}
+
 #[test]
 fn an_object_without_the_settings_variable_is_caught() {
     // The alignchecker is never loaded: it carries BTF, no mw_cfg.
