@@ -528,13 +528,7 @@ fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result
         }
         Command::Pod(PodCommand::List { .. }) => {
             let pods = api_call(&api.socket, meshwire_api::Op::ListPods)?.pods.unwrap_or_default();
-            println!("{:<32} {:<20} {:<16} {:<8} netns", "id", "netns_cookie", "ips", "ifname");
-            for p in pods {
-                let ips: Vec<String> = p.spec.ips.iter().map(|i| i.to_string()).chain(p.spec.ips6.iter().map(|i| i.to_string())).collect();
-                let ips = if ips.is_empty() { "-".to_string() } else { ips.join(",") };
-                let ifname = if p.spec.ifname.is_empty() { "-" } else { &p.spec.ifname };
-                println!("{:<32} {:<20} {ips:<16} {ifname:<8} {}", p.spec.container_id, p.netns_cookie, p.spec.netns.display());
-            }
+            print!("{}", inspect::describe_pod_list(&pods));
             Ok(())
         }
         Command::Cni(c) => cni_install::execute(c, &api.socket).map_err(|e| e.to_string()),

@@ -1034,6 +1034,17 @@ mod tests {
         assert!(text.starts_with("2 meshed pod(s), 2 unchecked\n"), "{text}");
         let line = format!("\npod u-live\n  unchecked         {}; kept as it was when the loader started, not steered again; a CHECK (or a restart) looks again\n", why(&live));
         assert!(text.contains(&line), "{text}");
+        // `pod list`: a line per attachment, an unchecked one saying so at its end.
+        let short = crate::views::inspect::describe_pod_list(&pods);
+        let rows: Vec<&str> = short.lines().collect();
+        assert_eq!(rows.len(), 3, "a heading, then a line per attachment: {short}");
+        for (row, pod, ns, ip) in [(rows[1], &pods[0], &going, "10.9.0.6"), (rows[2], &pods[1], &live, "10.9.0.5")] {
+            let columns: Vec<String> = row.split_whitespace().take(5).map(str::to_string).collect();
+            let want = [pod.spec.container_id.clone(), pod.netns_cookie.to_string(), ip.to_string(), "-".to_string(), ns.path().display().to_string()];
+            assert_eq!(columns, want, "{short}");
+            let note = format!("{}  unchecked: {}; kept as it was when the loader started, not steered again; a CHECK (or a restart) looks again", ns.path().display(), why(ns));
+            assert!(row.ends_with(&note), "{row}");
+        }
         let s = status();
         let entry = |id: &str, ns: &TestNetns| serde_json::json!({"container_id": id, "ifname": "", "netns": ns.path(), "reason": why(ns)});
         assert_eq!(s["unchecked"], serde_json::json!([entry("u-going", &going), entry("u-live", &live)]));
@@ -1057,6 +1068,8 @@ mod tests {
         assert!(list().iter().all(|p| p.unchecked.is_none()));
         assert_eq!(status()["unchecked"], serde_json::json!([]));
         assert!(!crate::views::inspect::describe_pods(&list(), None, |_| None, false).contains("  unchecked "));
+        let short = crate::views::inspect::describe_pod_list(&list());
+        assert!(short.lines().count() == 3 && !short.contains("  unchecked: "), "{short}");
         println!("child: unchecked shown");
     }
 

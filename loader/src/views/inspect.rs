@@ -117,9 +117,15 @@ pub fn require_datapath(pins: &Pins) -> Result<(), Error> {
     Err(PinnedMapError::NoDatapath { pin_dir: pins.root().to_path_buf() }.into())
 }
 
-/// What `status` and `pods` say of an attachment the loader kept at its
-/// start without a look at its network namespace.
+/// What `status`, `pods` and `pod list` say of an attachment the loader
+/// kept at its start without a look at its network namespace.
 const UNCHECKED: &str = "kept as it was when the loader started, not steered again; a CHECK (or a restart) looks again";
+
+/// What `pods` and `pod list` say of a pod adoption left unchecked (its
+/// `unchecked`: what failed), None for the others.
+fn unchecked_of(pod: &meshwire_api::PodRecord) -> Option<String> {
+    pod.unchecked.as_ref().map(|why| format!("{why}; {UNCHECKED}"))
+}
 
 /// The `status` line of the loader that answered the API's status request,
 /// then a line per attachment it kept unchecked (`unchecked`).
@@ -309,6 +315,25 @@ pub fn node_exclusions(pins: &Pins) -> Result<NodeExclusions, Error> {
     Ok(out)
 }
 
+/// `meshwire-loader pod list`: a line per attachment (the short form of
+/// [`describe_pods`]); an attachment adoption left unchecked says so at the
+/// end of its line, with the words
+/// `pods` uses ([`unchecked_of`]).
+pub fn describe_pod_list(pods: &[meshwire_api::PodRecord]) -> String {
+    let mut out = format!("{:<32} {:<20} {:<16} {:<8} netns\n", "id", "netns_cookie", "ips", "ifname");
+    for p in pods {
+        let ips: Vec<String> = p.spec.ips.iter().map(|i| i.to_string()).chain(p.spec.ips6.iter().map(|i| i.to_string())).collect();
+        let ips = if ips.is_empty() { "-".to_string() } else { ips.join(",") };
+        let ifname = if p.spec.ifname.is_empty() { "-" } else { &p.spec.ifname };
+        out.push_str(&format!("{:<32} {:<20} {ips:<16} {ifname:<8} {}", p.spec.container_id, p.netns_cookie, p.spec.netns.display()));
+        if let Some(note) = unchecked_of(p) {
+            out.push_str(&format!("  unchecked: {note}"));
+        }
+        out.push('\n');
+    }
+    out
+}
+
 /// `meshwire-loader pods` (text): [`describe_pods`] with what the maps
 /// hold, and then, when the datapath is pinned under `pins` but a map this
 /// view reads is not (or cannot be read), the error naming it: the text
@@ -355,8 +380,8 @@ pub fn describe_pods(
             _ => String::new(),
         };
         out.push_str(&format!("\npod {}{k8s}\n", s.container_id));
-        if let Some(why) = &p.unchecked {
-            out.push_str(&format!("  unchecked         {why}; {UNCHECKED}\n"));
+        if let Some(note) = unchecked_of(p) {
+            out.push_str(&format!("  unchecked         {note}\n"));
         }
         out.push_str(&format!("  netns cookie      {}\n", p.netns_cookie));
         out.push_str(&format!("  netns             {}\n", s.netns.display()));
