@@ -336,7 +336,7 @@ class Live(Bench):
     def drop_pod(self, pod):
         subprocess.run(["ip", "netns", "del", self.ns(pod)], capture_output=True)
 
-    def sidecars(self, pod, cg, n):
+    def start_haproxies(self, pod, cg, n):
         """n HAProxy sidecar processes on 127.0.0.1:15001 (SO_REUSEPORT)."""
         procs = []
         for k in range(n):
@@ -436,7 +436,7 @@ backend orig
         procs = []
         try:
             nhap = max(1, math.ceil(n / PER_HAPROXY))
-            procs += self.sidecars(pod, cg, nhap)
+            procs += self.start_haproxies(pod, cg, nhap)
             nclients = max(1, math.ceil(n / PER_CLIENT))
             clients = []
             for k in range(nclients):
@@ -615,7 +615,7 @@ backend orig
             ip = self.pod_net(pod, 100 + 2 * k + j)
             self.api(node, {"op": "add_pod", "pod": {"container_id": pod, "netns": f"/run/netns/{self.ns(pod)}",
                                                      "ifname": "eth0", "ips": [ip]}})
-            hap = self.sidecars(pod, cg, 1)
+            hap = self.start_haproxies(pod, cg, 1)
             stay.append((pod, cg, hap))
         before = self.leftovers(node)
         st0 = self.bpf_stats(node)
