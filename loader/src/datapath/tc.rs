@@ -191,6 +191,13 @@ fn in_pod_netns<T: Send + 'static>(
     let file = match system::open_netns(netns) {
         Ok(f) => f,
         Err(gone @ NetnsError::Gone { .. }) => return Ok(Reach::Unreachable(gone.into())),
+        // The pod's cookie was read through this path when it was meshed, so
+        // it was a namespace then: now unmounted, its file not yet removed
+        // (`ip netns del` and runtimes unmount first, then unlink), the
+        // namespace is gone from it just the same.
+        Err(NetnsError::NotANamespace { netns }) => {
+            return Ok(Reach::Unreachable(Error::NetnsGone(format!("{} is no longer a network namespace (unmounted: the pod's sandbox is being deleted)", netns.display()))));
+        }
         Err(e) => return Err(e.into()),
     };
     let shown = netns.display().to_string();

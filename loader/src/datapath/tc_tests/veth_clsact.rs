@@ -283,6 +283,26 @@ fn a_del_takes_the_filters_off_at_once_and_the_qdisc_after_its_answer() {
     assert!(!tc.pins.pod_dir(cookie).exists());
 }
 
+/// Regression (the churn benchmark, issue 15): the runtime deletes the pod's
+/// namespace right after the DEL's answer, so the qdisc left for later finds
+/// the path unmounted but not yet removed (`ip netns del` unmounts, then
+/// unlinks). That namespace is gone from the path: its pins go, and no
+/// error leaves a pod directory behind on bpffs for every such pod.
+#[test]
+fn churn_a_left_qdisc_whose_namespace_was_unmounted_leaves_no_pins() {
+    let (tc, pair, cookie, sidecar) = veth_pod();
+    attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    let left = detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap();
+    assert!(marker(&tc.pins, cookie).is_dir());
+    nix::mount::umount2(&pair.pod_path(), nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert!(pair.pod_path().is_file(), "the namespace's file stays, unmounted");
+    let removed = remove_left_qdisc(&tc.pins, &left);
+    drop(sidecar);
+    pair.delete_pod();
+    removed.expect("an unmounted namespace is a gone one");
+    assert!(!tc.pins.pod_dir(cookie).exists(), "the pod's pins went");
+}
+
 /// A loader killed between a DEL's answer and the qdisc's removal: the
 /// record and map entries are gone, the bare qdisc and its markers are not.
 /// The restarted loader's sweep (no record explains the pod) finds the
