@@ -1,0 +1,112 @@
+#!/bin/bash
+# The benchmark still runs: every mode of //tools/bench once, at its smallest
+# sizes, against the loader, mwtest and meshwire-cni of this build:
+#
+#   bench_smoke_e2e.sh BENCH MESHWIRE_LOADER MWTEST MESHWIRE_CNI
+#
+# Not a measurement (no figure is read); what it proves is that each mode
+# gets through its own checks: every run intercepted as its mode says (the
+# sidecars' session counts against the load tool's and the BPF counters or
+# REDIRECT hits), every pod adopted after kill -9, every connection answered
+# with its original destination, no request failed while pods churned, and
+# the bench's clean-up finds nothing of its own left. Two modes broke
+# without a sound once (a parse of the loader's log, a name shadowed in the
+# bench): this keeps them runnable.
+#
+# 1. compare, --quick: direct, floor, iptables, ebpf, ebpf+accel on every
+#    topology (same node, two nodes, the IPv4 and IPv6 mwtest pairs).
+# 2. scale: 1 and 20 pods meshed through meshwire-cni, tcx and clsact.
+# 3. conns: 200 live connections in eBPF mode, with and without acceleration.
+# 4. churn: pods created and deleted for 5 s while traffic runs.
+# 5. dns: DNS capture against iptables mode.
+#
+# Runs as root. The bench makes and removes its own namespaces, cgroups,
+# bpffs and work dir (all named mwb<PID>-); this suite checks after each mode
+# that nothing of that PID's is left, and keeps the reports in its own work
+# dir (prefix mwbs<PID>-). Programs attach only to the bench's cgroups,
+# traffic stays inside its namespaces, and only processes started here are
+# signalled, by PID.
+
+# Functions run from cases or the EXIT trap:
+# shellcheck disable=SC2317
+P="mwbs$$"
+
+# shellcheck source=test/suite_lib.sh
+. "$(dirname "$(readlink -f "${BASH_SOURCE[0]}")")/suite_lib.sh" || exit 1
+
+# bench_left PID: what a bench process left (its prefix is mwb<PID>-).
+bench_left() {
+    local p="mwb$1-"
+    ip netns list 2>/dev/null | awk -v p="$p" 'index($1, p) == 1 { print "netns " $1 }'
+    ip -o link show 2>/dev/null | awk -v p="$p" 'index($0, p) { print "link " $2 }'
+    find "$CG2" -maxdepth 2 -type d -name "$p*" 2>/dev/null | sed 's/^/cgroup /'
+    grep -F "/$p" /proc/mounts | awk '{ print "mount " $2 }'
+    compgen -G "/tmp/$p*" | sed 's/^/work dir /'
+}
+
+# bench MODE_NAME ARG...: one run of the bench with ARGs, its report at
+# $WORK/MODE_NAME.md; true when it exits 0, says its clean-up found nothing,
+# and left nothing this suite can see either.
+bench() {
+    local name=$1 pid rc left
+    shift
+    "$BENCH" --loader "$LOADER" --mwtest "$MWTEST" --cni "$CNI" --out "$WORK/$name.md" "$@" \
+        >"$WORK/$name.log" 2>&1 &
+    pid=$!
+    BG_PIDS+=("$pid")
+    wait "$pid"
+    rc=$?
+    forget_pid "$pid"
+    left=$(bench_left "$pid")
+    if [ "$rc" -ne 0 ] || ! grep -q '^clean-up: nothing left' "$WORK/$name.log" || [ -n "$left" ]; then
+        log "bench $* exited $rc; its log's end:"
+        show "$WORK/$name.log" 30
+        [ -z "$left" ] || { log "left behind:"; echo "$left" | indent; }
+        return 1
+    fi
+    [ -s "$WORK/$name.md" ] || { log "no report at $WORK/$name.md"; return 1; }
+}
+
+# report_has NAME TEXT: the report of run NAME contains TEXT.
+report_has() {
+    grep -qF -- "$2" "$WORK/$1.md" || { log "$1.md lacks: $2"; show "$WORK/$1.md" 40; return 1; }
+}
+
+case_compare() {
+    bench compare --quick --no-profile --seconds 0.5 || return 1
+    report_has compare "every run passed its interception check"
+}
+
+case_scale() {
+    bench scale --mode scale --sizes 1,20 --samples 5 --restarts 1 --tc-attach tcx,clsact || return 1
+    report_has scale "| clsact | 20 |" && report_has scale "| tcx | 20 |"
+}
+
+case_conns() {
+    bench conns --mode conns --levels 200 --live-modes ebpf,ebpf+accel || return 1
+    [ "$(grep -c 'kept, proved' "$WORK/conns.md")" -eq 2 ] || { log "not every level kept and proved:"; show "$WORK/conns.md" 30; return 1; }
+}
+
+case_churn() {
+    bench churn --mode churn --churn-seconds 5 --churn-rate 10 --churn-workers 2 --tc-attach clsact || return 1
+    report_has churn "none failed, nothing left"
+}
+
+case_dns() {
+    bench dns --mode dns --reps 1 --seconds 1 || return 1
+    report_has dns "| ok |" || return 1
+    ! grep -F "FAILED" "$WORK/dns.md" || { log "a DNS run failed its proof"; return 1; }
+}
+
+suite_traps
+suite_args BENCH LOADER MWTEST CNI -- "$@"
+preflight python3 haproxy wrk iperf3 dnsperf || exit 1
+suite_workdir run || exit 1
+export PYTHONDONTWRITEBYTECODE=1
+
+run_case "1 compare --quick: every mode on every topology, each run intercepted as its mode says" case_compare
+run_case "2 scale: 1 and 20 pods through meshwire-cni, tcx and clsact, adopted after kill -9" case_scale
+run_case "3 conns: 200 live connections, eBPF with and without acceleration, each answered" case_conns
+run_case "4 churn: pods created and deleted for 5 s, no request failed, nothing left" case_churn
+run_case "5 dns: DNS capture, iptables mode against eBPF" case_dns
+suite_end
