@@ -61,16 +61,29 @@ static __always_inline void mw_sockops_published(struct bpf_sock_ops *skops)
 	mw_count(MW_STAT_SOCKOPS_TUPLE_ADDED);
 }
 
-/* The app's connect() to the sidecar is established: publish its origin. */
-static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops)
+/*
+ * The socket's storage of its family (struct mw_orig4 or mw_orig6: what
+ * earlier hooks left on it), NULL for none. Read once per callback and
+ * handed to what needs it (publish, the hint's key, the close callback's
+ * question): a storage lookup is cheap, not free.
+ */
+static __always_inline void *mw_sockops_orig(struct bpf_sock_ops *skops, const int is6)
 {
 	struct bpf_sock *sk = skops->sk;
-	struct mw_orig4 *orig, val;
-	struct mw_tuple4 key;
 
 	if (!sk)
-		return;
-	orig = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
+		return NULL;
+	return is6 ? bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0) :
+		     bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
+}
+
+/* The app's connect() to the sidecar is established: publish its origin (orig: its storage). */
+static __always_inline void mw_sockops_publish(struct bpf_sock_ops *skops,
+					       const struct mw_orig4 *orig)
+{
+	struct mw_orig4 val;
+	struct mw_tuple4 key;
+
 	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
 		return;
 
@@ -142,20 +155,12 @@ static __always_inline void mw_sockops_bind_accepted(struct bpf_sock_ops *skops)
 		mw_sockops_bind_flow(skops, sk);
 }
 
-/* The MW_ORIG_F_* flags earlier hooks left on the socket (its family's storage), 0 for none. */
-static __always_inline __u16 mw_sockops_orig_flags(struct bpf_sock *sk, const int is6)
+/* The MW_ORIG_F_* flags of a socket's storage (mw_sockops_orig), 0 for none. */
+static __always_inline __u16 mw_sockops_orig_flags(const void *orig, const int is6)
 {
-	struct mw_orig6 *m6;
-	struct mw_orig4 *m4;
-
-	if (!sk)
+	if (!orig)
 		return 0;
-	if (is6) {
-		m6 = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
-		return m6 ? m6->flags : 0;
-	}
-	m4 = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
-	return m4 ? m4->flags : 0;
+	return is6 ? ((const struct mw_orig6 *)orig)->flags : ((const struct mw_orig4 *)orig)->flags;
 }
 
 /*
@@ -168,9 +173,9 @@ static __always_inline __u16 mw_sockops_orig_flags(struct bpf_sock *sk, const in
  * storage on every inbound connection to say it.
  */
 static __always_inline int mw_sockops_is_delivery(struct bpf_sock_ops *skops, const int is6,
-						  const __u32 *remote, __u32 server_port)
+						  __u64 netns_cookie, const __u32 *remote,
+						  __u32 server_port)
 {
-	__u64 netns_cookie = bpf_get_netns_cookie(skops);
 	struct bpf_sock *sk = skops->sk;
 	const __u64 *pod;
 	__u32 owner;
@@ -193,10 +198,10 @@ static __always_inline int mw_sockops_is_delivery(struct bpf_sock_ops *skops, co
  * (two meshed pods' addresses, the inbound port), and a sidecar handing a
  * connection to its own app (mw_sockops_is_delivery). Other connections, an
  * app's own loopback ones included, keep the kernel's plain TCP semantics.
- * Both families alike (is6: native IPv6, key->k6).
+ * Both families alike (is6: native IPv6, key->k6; netns_cookie: the socket's).
  */
 static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, const int is6,
-						  const union mw_accel_key *key)
+						  __u64 netns_cookie, const union mw_accel_key *key)
 {
 	const __u32 *local = is6 ? key->k6.local_ip6 : &key->k4.local_ip4;
 	const __u32 *remote = is6 ? key->k6.remote_ip6 : &key->k4.remote_ip4;
@@ -208,34 +213,32 @@ static __always_inline int mw_sockops_is_mesh_hop(struct bpf_sock_ops *skops, co
 	if (server_port == mw_cfg.inbound_port && mw_pod_ip_cookie(remote, is6) &&
 	    mw_pod_ip_cookie(local, is6))
 		return 1;
-	return mw_sockops_is_delivery(skops, is6, remote, server_port);
+	return mw_sockops_is_delivery(skops, is6, netns_cookie, remote, server_port);
 }
 
 /*
  * An accelerated socket's psock address, for its peer's sk_msg to read its
- * unread backlog through (lib/meshwire_accel.h), into the socket's own
- * mw_accel_state entry, which sk_msg looks up anyway. The socket is in the
- * map, so sk_user_data holds its psock. Not recorded (no tcp_sock; no
- * psock there or no state entry, counted in accel_error): psock stays 0 and
- * its peer redirects to it without a bound. One aligned 8-byte store: sk_msg
- * reads it without the lock.
+ * unread backlog through (lib/meshwire_accel.h), for the socket's own
+ * mw_accel_state entry, which sk_msg looks up anyway. Read once the socket
+ * is in the map: sk_user_data holds its psock then. 0 when not known (no
+ * tcp_sock; no psock there, counted in accel_error): its peer redirects to
+ * it without a bound.
  */
-static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops,
-						   struct mw_accel_state *state)
+static __always_inline __u64 mw_sockops_accel_psock(struct bpf_sock_ops *skops)
 {
 	struct bpf_sock *sk = skops->sk;
 	struct tcp_sock___mwa *tp;
 	__u64 psock;
 
 	if (!sk)
-		return;
+		return 0;
 	tp = (struct tcp_sock___mwa *)bpf_skc_to_tcp_sock(sk);
 	if (!tp)
-		return;
+		return 0;
 	psock = (__u64)(unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data & MW_SK_USER_DATA_PTRMASK;
 	if (!psock)
 		mw_count(MW_STAT_ACCEL_ERROR);
-	state->psock = psock;
+	return psock;
 }
 
 /*
@@ -245,40 +248,36 @@ static __always_inline void mw_sockops_accel_psock(struct bpf_sock_ops *skops,
  * carries (every one of the app's hops goes to the same sidecar address,
  * whatever it dials); for any other hop (sidecar to sidecar, a sidecar to its
  * app), the remote address and port. Computed alike at establishment and at
- * the FIN: the storage stays with the socket.
+ * the FIN: the storage stays with the socket (orig: it, mw_sockops_orig;
+ * netns_cookie: the socket's).
  */
-static __always_inline void mw_sockops_hint_key(struct bpf_sock_ops *skops, const int is6,
-						const union mw_accel_key *key,
+static __always_inline void mw_sockops_hint_key(const int is6, __u64 netns_cookie,
+						const void *orig, const union mw_accel_key *key,
 						struct mw_accel_hint_key *hk)
 {
-	struct bpf_sock *sk = skops->sk;
-	struct mw_orig6 *o6;
-	struct mw_orig4 *o4;
+	const struct mw_orig6 *o6 = orig;
+	const struct mw_orig4 *o4 = orig;
 
 	__builtin_memset(hk, 0, sizeof(*hk));
-	hk->netns_cookie = bpf_get_netns_cookie(skops);
+	hk->netns_cookie = netns_cookie;
 	hk->ip6 = is6;
 	if (is6) {
 		hk->port = key->k6.remote_port;
-		if (sk && hk->port == mw_cfg.outbound_port && mw_is_loopback6(key->k6.remote_ip6)) {
-			o6 = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
-			if (o6 && (o6->flags & MW_ORIG_F_CONNECT)) {
-				__builtin_memcpy(hk->ip, o6->ip6, sizeof(hk->ip));
-				hk->port = bpf_ntohs(o6->port);
-				return;
-			}
+		if (o6 && (o6->flags & MW_ORIG_F_CONNECT) && hk->port == mw_cfg.outbound_port &&
+		    mw_is_loopback6(key->k6.remote_ip6)) {
+			__builtin_memcpy(hk->ip, o6->ip6, sizeof(hk->ip));
+			hk->port = bpf_ntohs(o6->port);
+			return;
 		}
 		__builtin_memcpy(hk->ip, key->k6.remote_ip6, sizeof(hk->ip));
 		return;
 	}
 	hk->port = key->k4.remote_port;
-	if (sk && hk->port == mw_cfg.outbound_port && mw_is_loopback4(key->k4.remote_ip4)) {
-		o4 = bpf_sk_storage_get(&mw_orig_sk, sk, NULL, 0);
-		if (o4 && (o4->flags & MW_ORIG_F_CONNECT)) {
-			hk->ip[0] = o4->ip4;
-			hk->port = bpf_ntohs(o4->port);
-			return;
-		}
+	if (o4 && (o4->flags & MW_ORIG_F_CONNECT) && hk->port == mw_cfg.outbound_port &&
+	    mw_is_loopback4(key->k4.remote_ip4)) {
+		hk->ip[0] = o4->ip4;
+		hk->port = bpf_ntohs(o4->port);
+		return;
 	}
 	hk->ip[0] = key->k4.remote_ip4;
 }
@@ -287,13 +286,13 @@ static __always_inline void mw_sockops_hint_key(struct bpf_sock_ops *skops, cons
  * Were this hop's destination's recent accelerated connections short, and
  * is that fresh? Then accelerating this one costs more than it gains: 1.
  */
-static __always_inline int mw_sockops_hop_is_short(struct bpf_sock_ops *skops, const int is6,
-						   const union mw_accel_key *key)
+static __always_inline int mw_sockops_hop_is_short(const int is6, __u64 netns_cookie,
+						   const void *orig, const union mw_accel_key *key)
 {
 	struct mw_accel_hint_key hk;
 	struct mw_accel_hint *hint;
 
-	mw_sockops_hint_key(skops, is6, key, &hk);
+	mw_sockops_hint_key(is6, netns_cookie, orig, key, &hk);
 	hint = bpf_map_lookup_elem(&mw_accel_hints, &hk);
 	return hint && hint->score >= MW_ACCEL_SHORT_RUN &&
 	       bpf_ktime_get_ns() - hint->last_short_ns < MW_ACCEL_HINT_WINDOW_NS;
@@ -304,16 +303,18 @@ static __always_inline int mw_sockops_hop_is_short(struct bpf_sock_ops *skops, c
  * both directions; a socket that left for TCP or lagged was a bulk one) to
  * its destination's hint. Short: the run grows (saturating) and the report's
  * time is kept; long: the run is over. A long report for a destination
- * without a hint changes nothing, so only a short one inserts.
+ * without a hint changes nothing, so only a short one inserts. orig: the
+ * socket's storage (mw_sockops_orig).
  */
 static __always_inline void mw_sockops_report(struct bpf_sock_ops *skops, const int is6,
-					      const union mw_accel_key *key, __u32 msgs, __u32 flags)
+					      const void *orig, const union mw_accel_key *key,
+					      __u32 msgs, __u32 flags)
 {
 	int is_short = msgs <= MW_ACCEL_SHORT_MSGS && !(flags & (MW_ACCEL_LAG | MW_ACCEL_LEAVE));
 	struct mw_accel_hint fresh = {}, *hint;
 	struct mw_accel_hint_key hk;
 
-	mw_sockops_hint_key(skops, is6, key, &hk);
+	mw_sockops_hint_key(is6, bpf_get_netns_cookie(skops), orig, key, &hk);
 	hint = bpf_map_lookup_elem(&mw_accel_hints, &hk);
 	if (!hint) {
 		if (!is_short)
@@ -338,70 +339,82 @@ static __always_inline void mw_sockops_report(struct bpf_sock_ops *skops, const 
  * connecting end decides (it is established, and entered, before the
  * accepted one); the accepted end follows only if its peer is in, so that a
  * socket whose peer is not accelerated never picks up tcp_bpf's receive path
- * for nothing. A socket's mw_accel_state entry comes first, so sk_msg never
- * finds it without one; its state changes are asked for, to handle its FIN
- * and close (mw_sockops_accel_state, lib/meshwire_accel.h says why). A full
- * map: the connection runs unaccelerated, counted in accel_error. With
- * short_connections = "learn", a connecting end whose destination's recent
- * connections were short stays out (accel_skipped_short), and one that goes
- * in is marked MW_ACCEL_CONNECT, to report at its FIN.
+ * for nothing (its peer's entry is looked at before its pod's: most accepted
+ * sockets have no peer in, and the accepted end of a hop left out answers
+ * with one lookup). Its state changes are asked for, to handle its FIN and
+ * close (mw_sockops_accel_state, lib/meshwire_accel.h says why). The socket
+ * enters the socket map first and its mw_accel_state entry follows, with its
+ * psock address (mw_sockops_accel_psock) in it: one insert, no lookup of
+ * the entry just made. The callback holds the socket's lock, so its own
+ * sk_msg cannot run before the entry is there; a peer's sk_msg that looks
+ * it up in between finds none and sends through TCP, as it did when it
+ * found the entry before the socket was in the map. A full map: the
+ * connection runs unaccelerated (out of both maps), counted in accel_error.
+ * With short_connections = "learn", a connecting end whose destination's
+ * recent connections were short stays out (accel_skipped_short), and one
+ * that goes in is marked MW_ACCEL_CONNECT, to report at its FIN. orig: the
+ * socket's storage (mw_sockops_orig; the connecting end's hint key reads
+ * it), NULL for an accepted end.
  */
-static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, const int is6)
+static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, const int is6,
+						  const void *orig)
 {
-	struct mw_accel_state fresh = {}, *state;
-	const struct mw_pod *pod;
+	struct mw_accel_state fresh = {};
 	union mw_accel_key key, peer;
+	const struct mw_pod *pod;
+	__u64 netns_cookie;
 
 	if (!mw_cfg.accel)
 		return;
-	/* Each end's own pod says whether its socket may be accelerated. */
-	pod = mw_pod_lookup(bpf_get_netns_cookie(skops));
-	if (!pod || !(pod->flags & MW_POD_F_ACCEL))
-		return;
-	mw_accel_keys(skops, is6, &key, &peer);
+	netns_cookie = bpf_get_netns_cookie(skops);
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		mw_accel_keys(skops, is6, &key, &peer);
 		if (!bpf_map_lookup_elem(mw_accel_state_map(is6), &peer))
 			return;
-	} else if (!mw_sockops_is_mesh_hop(skops, is6, &key)) {
-		return;
-	} else if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN) {
-		if (mw_sockops_hop_is_short(skops, is6, &key)) {
-			mw_count(MW_STAT_ACCEL_SKIPPED_SHORT);
-			return;
-		}
-		fresh.flags = MW_ACCEL_CONNECT;
 	}
-	if (bpf_map_update_elem(mw_accel_state_map(is6), &key, &fresh, BPF_ANY)) {
+	/* Each end's own pod says whether its socket may be accelerated. */
+	pod = mw_pod_lookup(netns_cookie);
+	if (!pod || !(pod->flags & MW_POD_F_ACCEL))
+		return;
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+		mw_accel_keys(skops, is6, &key, &peer);
+		if (!mw_sockops_is_mesh_hop(skops, is6, netns_cookie, &key))
+			return;
+		if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN) {
+			if (mw_sockops_hop_is_short(is6, netns_cookie, orig, &key)) {
+				mw_count(MW_STAT_ACCEL_SKIPPED_SHORT);
+				return;
+			}
+			fresh.flags = MW_ACCEL_CONNECT;
+		}
+	}
+	if (bpf_sock_hash_update(skops, mw_accel_sock_map(is6), &key, BPF_ANY)) {
 		mw_count(MW_STAT_ACCEL_ERROR);
 		return;
 	}
-	if (bpf_sock_hash_update(skops, mw_accel_sock_map(is6), &key, BPF_ANY)) {
-		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
+	fresh.psock = mw_sockops_accel_psock(skops);
+	if (bpf_map_update_elem(mw_accel_state_map(is6), &key, &fresh, BPF_ANY)) {
+		bpf_map_delete_elem(mw_accel_sock_map(is6), &key);
 		mw_count(MW_STAT_ACCEL_ERROR);
 		return;
 	}
 	/* RTT: an ACK of data it sent through TCP, where a bulk sender leaves. */
 	bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags |
 					 BPF_SOCK_OPS_STATE_CB_FLAG | BPF_SOCK_OPS_RTT_CB_FLAG);
-	state = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
-	if (state)
-		mw_sockops_accel_psock(skops, state);
-	else
-		mw_count(MW_STAT_ACCEL_ERROR);
 	mw_count(MW_STAT_ACCEL_SOCK_ADDED);
 }
 
 /*
- * A socket closed that may have published its origin (its storage has
- * MW_ORIG_F_CONNECT: only an app's redirected socket does)? With
- * acceleration every accelerated socket gets state callbacks, the sidecars'
- * too: their close must not cost a delete (an LRU bucket's lock) in the
- * tuple maps for an entry they never wrote, nor, after their FIN, the
- * state callbacks themselves. A socket storage lookup takes no lock.
+ * A socket closed that may have published its origin (its storage, orig:
+ * mw_sockops_orig, has MW_ORIG_F_CONNECT: only an app's redirected socket
+ * does)? With acceleration every accelerated socket gets state callbacks,
+ * the sidecars' too: their close must not cost a delete (an LRU bucket's
+ * lock) in the tuple maps for an entry they never wrote, nor, after their
+ * FIN, the state callbacks themselves. A socket storage lookup takes no lock.
  */
-static __always_inline int mw_sockops_may_have_published(struct bpf_sock_ops *skops, const int is6)
+static __always_inline int mw_sockops_may_have_published(const void *orig, const int is6)
 {
-	return !!(mw_sockops_orig_flags(skops->sk, is6) & MW_ORIG_F_CONNECT);
+	return !!(mw_sockops_orig_flags(orig, is6) & MW_ORIG_F_CONNECT);
 }
 
 /*
@@ -426,6 +439,7 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 	__u32 to = skops->args[1], cb = skops->bpf_sock_ops_cb_flags & ~BPF_SOCK_OPS_RTT_CB_FLAG;
 	struct mw_accel_state *state;
 	union mw_accel_key key, peer;
+	const void *orig;
 	__u32 flags;
 
 	if (!mw_cfg.accel ||
@@ -443,15 +457,16 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 	flags = state->flags;
 	state->flags = flags | MW_ACCEL_CLOSING;
 	bpf_spin_unlock(&state->lock);
+	orig = mw_sockops_orig(skops, is6);
 	if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN && (flags & MW_ACCEL_CONNECT))
-		mw_sockops_report(skops, is6, &key, *(volatile __u32 *)&state->msgs, flags);
+		mw_sockops_report(skops, is6, orig, &key, *(volatile __u32 *)&state->msgs, flags);
 	if (!(flags & MW_ACCEL_RX)) {
 		bpf_map_delete_elem(mw_accel_sock_map(is6), &key);
 		mw_trace("sockops accel: port %d left the socket map at its FIN",
 			 is6 ? key.k6.local_port : key.k4.local_port);
 	}
 	bpf_map_delete_elem(mw_accel_state_map(is6), &key);
-	if (!mw_sockops_may_have_published(skops, is6))
+	if (!mw_sockops_may_have_published(orig, is6))
 		cb &= ~BPF_SOCK_OPS_STATE_CB_FLAG;
 	bpf_sock_ops_cb_flags_set(skops, cb);
 }
@@ -492,7 +507,7 @@ static __always_inline void mw_sockops_forget(struct bpf_sock_ops *skops)
 {
 	struct mw_tuple4 key;
 
-	if (!mw_sockops_may_have_published(skops, 0))
+	if (!mw_sockops_may_have_published(mw_sockops_orig(skops, 0), 0))
 		return;
 	mw_tuple4_from_client(skops, &key);
 	if (bpf_map_delete_elem(&mw_orig_tuple4, &key) == 0)
@@ -524,15 +539,12 @@ static __always_inline void mw_tuple6_of(struct bpf_sock_ops *skops, struct mw_t
 }
 
 /* mw_sockops_publish for a native IPv6 connection. */
-static __always_inline void mw_sockops6_publish(struct bpf_sock_ops *skops)
+static __always_inline void mw_sockops6_publish(struct bpf_sock_ops *skops,
+						const struct mw_orig6 *orig)
 {
-	struct bpf_sock *sk = skops->sk;
-	struct mw_orig6 *orig, val;
+	struct mw_orig6 val;
 	struct mw_tuple6 key;
 
-	if (!sk)
-		return;
-	orig = bpf_sk_storage_get(&mw_orig6_sk, sk, NULL, 0);
 	if (!orig || !(orig->flags & MW_ORIG_F_CONNECT))
 		return;
 	val = *orig;
@@ -616,7 +628,7 @@ static __always_inline void mw_sockops6_forget(struct bpf_sock_ops *skops)
 {
 	struct mw_tuple6 key;
 
-	if (!mw_sockops_may_have_published(skops, 1))
+	if (!mw_sockops_may_have_published(mw_sockops_orig(skops, 1), 1))
 		return;
 	mw_tuple6_of(skops, &key, 1);
 	if (bpf_map_delete_elem(&mw_orig_tuple6, &key) == 0)
@@ -634,6 +646,7 @@ static __always_inline void mw_sockops6_forget(struct bpf_sock_ops *skops)
 static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 {
 	int steered = mw_cfg.ipv6 == MW_IPV6_INTERCEPT;
+	const void *orig;
 
 	if (skops->op == BPF_SOCK_OPS_STATE_CB)
 		mw_sockops_accel_state(skops, 1);
@@ -641,14 +654,15 @@ static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 		mw_sockops_accel_rtt(skops, 1);
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		mw_sockops6_publish(skops);
+		orig = mw_sockops_orig(skops, 1);
+		mw_sockops6_publish(skops, orig);
 		if (steered)
-			mw_sockops_accelerate(skops, 1);
+			mw_sockops_accelerate(skops, 1, orig);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mw_sockops6_bind_accepted(skops);
 		if (steered)
-			mw_sockops_accelerate(skops, 1);
+			mw_sockops_accelerate(skops, 1, NULL);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)
@@ -665,6 +679,8 @@ static __always_inline void mw_sockops6(struct bpf_sock_ops *skops)
 SEC("sockops")
 int mw_sockops(struct bpf_sock_ops *skops)
 {
+	const void *orig;
+
 	if (!mw_conn_is_ip4(skops)) {
 		if (skops->family == MW_AF_INET6)
 			mw_sockops6(skops);
@@ -673,12 +689,13 @@ int mw_sockops(struct bpf_sock_ops *skops)
 
 	switch (skops->op) {
 	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
-		mw_sockops_publish(skops);
-		mw_sockops_accelerate(skops, 0);
+		orig = mw_sockops_orig(skops, 0);
+		mw_sockops_publish(skops, orig);
+		mw_sockops_accelerate(skops, 0, orig);
 		break;
 	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
 		mw_sockops_bind_accepted(skops);
-		mw_sockops_accelerate(skops, 0);
+		mw_sockops_accelerate(skops, 0, NULL);
 		break;
 	case BPF_SOCK_OPS_STATE_CB:
 		if (skops->args[1] == BPF_TCP_CLOSE)

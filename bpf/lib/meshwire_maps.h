@@ -266,8 +266,9 @@ struct {
 /*
  * Acceleration (lib/meshwire_accel.h): one entry per socket in mw_sock_hash,
  * under the same key (its flags and its psock's address, which its peer's
- * sk_msg reads its backlog through: one lookup serves both); created before
- * the socket enters the map and removed at its FIN (or its close, without one). Not preallocated:
+ * sk_msg reads its backlog through: one lookup serves both); created right
+ * after the socket entered the map, its psock address in it, and removed at its FIN (or its close,
+ * without one). Not preallocated:
  * sk_msg may still hold an entry when it is removed, and a freed entry is only reused after an RCU
  * grace period.
  */
