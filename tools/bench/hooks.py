@@ -54,11 +54,19 @@ machine and nothing is left behind.
   attached to a cgroup of this run's own under the cgroup2 mount (never the
   root), this process's netns registered as a meshed pod in mw_pods; the
   process enters the cgroup, connects to 10.9.9.9:80 (an address that
-  exists nowhere), which connect4 steers to a listener on 127.0.0.1:15001,
-  accepts, resets both ends (SO_LINGER 0), and goes back to its cgroup.
+  exists nowhere), which connect4 steers to a listener on 127.0.0.1:15001
+  made in that cgroup (an accepted socket is in its listener's cgroup:
+  only so does sockops run on both ends), accepts, resets both ends (SO_LINGER 0), and goes back to its cgroup.
   sockops runs on both ends' callbacks. Cannot be test-run either. Twice:
   as by default, and with acceleration on (mw_cfg.accel set in the
   objects' .rodata as the loader writes it, the pod's MW_POD_F_ACCEL).
+  With acceleration on also: connections to a destination of their own
+  that carry a message each way and close with FINs, so that sockops
+  learns them short (short_connections = "learn", the default) and leaves
+  them out but for a probe per 200 ms (mw_stats' accel_sock_added and
+  accel_skipped_short read around each run say how many went in); and
+  sk_msg on the steady messages of one connection sockops accelerated
+  (its psock recorded, so every message reads the peer's backlog).
 - the floor: tools/bench/hooks_floor.c, run the same way on the same frames,
   the same socket pair and the same connections: an empty program, the two
   bpf_skb_load_bytes of the headers, one LRU-hash lookup (and the same in a
@@ -66,7 +74,15 @@ machine and nothing is left behind.
   (bpf_skb_store_bytes + bpf_l4_csum_replace), bpf_msg_redirect_hash alone,
   with a state lookup, with the spin lock; for connect4 the socket storage
   created (bpf_sk_storage_get) and the source bound (bpf_bind) alone; for
-  sockops each end put into a sockhash (bpf_sock_hash_update) alone.
+  sockops each end put into a sockhash (bpf_sock_hash_update) alone; and
+  each path's helpers together, what the program cannot do without and
+  nothing else: sk_msg's two state lookups, the backlog read and the
+  redirect (floor_skmsg_path), sockops' publish and hand-over
+  (floor_sockops_plain_path: socket storage read and created, an LRU insert,
+  lookup and delete) and with acceleration's on top (floor_sockops_accel_path:
+  the pod, the hint or the peer's state looked up, each end into the
+  sockhash, which has an empty sk_msg program attached as the datapath's
+  has its own, and its state entry inserted, deleted at its close).
 
 Each figure is bpf_stats' run_time_ns / run_cnt (the same measure as the
 benchmark's "BPF programs' own cost" table; stats are switched on with
@@ -113,9 +129,12 @@ FLOOR_TC = ["floor_tc_empty", "floor_tc_load_bytes", "floor_tc_flow_lookup", "fl
 FLOOR_TC_REAL = ["floor_tc_empty", "floor_tc_flow_lookup", "floor_tc_flow_lookup_hash",
                  "floor_tc_rewrite_same"]  # they steer nothing
 FLOOR_SKMSG = ["floor_skmsg_empty", "floor_skmsg_redirect", "floor_skmsg_lookup_redirect",
-               "floor_skmsg_lock_redirect"]
+               "floor_skmsg_lock_redirect", "floor_skmsg_path"]
 FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind"]
-FLOOR_SOCKOPS = ["floor_sockops_empty", "floor_sockops_sockhash"]
+FLOOR_SOCKOPS = ["floor_sockops_empty", "floor_sockops_sockhash", "floor_sockops_plain_path",
+                 "floor_sockops_accel_path"]
+# behind floor_connect4_storage, which leaves the original destination on the socket as connect4 does
+FLOOR_SOCKOPS_STORAGE = ("floor_sockops_plain_path", "floor_sockops_accel_path")
 
 
 def bpf(cmd, attr):
@@ -136,6 +155,23 @@ def obj_get(path):
     p = ctypes.create_string_buffer(path.encode())
     fd, _ = bpf(BPF_OBJ_GET, struct.pack("QIIi", ctypes.addressof(p), 0, 0, 0))
     return fd
+
+
+def ncpus_possible():
+    n = 0
+    for part in open("/sys/devices/system/cpu/possible").read().strip().split(","):
+        lo, _, hi = part.partition("-")
+        n += int(hi or lo) - int(lo) + 1
+    return n
+
+
+def stat_sum(fd, index):
+    """mw_stats[index] (a per-CPU array of u64) summed over the CPUs."""
+    n = ncpus_possible()
+    k = ctypes.create_string_buffer(struct.pack("I", index), 4)
+    v = ctypes.create_string_buffer(8 * n)
+    bpf(1, struct.pack("IIQQQ", fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))  # BPF_MAP_LOOKUP_ELEM
+    return sum(struct.unpack(f"{n}Q", v.raw))
 
 
 def map_update(fd, key, value):
@@ -229,6 +265,16 @@ REAL_BOTH = "real packets, both ways, as above (attached ingress and egress)"
 CONNECT, SOCKOPS = "a meshed pod's connect()", "its callbacks (both ends)"
 CONNECT_ACCEL = "a meshed pod's connect(), acceleration on"
 SOCKOPS_ACCEL = "its callbacks, acceleration on (both ends enter mw_sock_hash)"
+# Short connections learned (short_connections = "learn", the default): a message each way, then
+# closed with FINs (the accepted end first, so that TIME_WAIT stays on the listener's side); the
+# connecting end's FIN reports its hop short, and after four such reports its destination's
+# connections stay out of the socket map (accel_skipped_short) but for a probe per 200 ms.
+# A destination of its own (DEST_LEARN): the hint it learns leaves the other rows' alone.
+SOCKOPS_LEARN = ("its callbacks, acceleration on, short connections learned (a message each way, "
+                 "closed with FINs: after four, left out but for a probe per 200 ms)")
+SKMSG_STEADY = "64-byte message of a connection sockops accelerated (its psock recorded, its hop counted)"
+DEST, DEST_LEARN, DEST_STEADY = "10.9.9.9", "10.9.9.10", "10.9.9.11"
+MW_STAT_ACCEL_SOCK_ADDED, MW_STAT_ACCEL_SKIPPED_SHORT = 15, 26  # enum mw_stat
 # sk_msg message sizes -> how many fewer messages than 64-byte ones a round sends (a 64 KiB
 # message is one run: tcp_bpf gathers a send of up to MAX_SKB_FRAGS pages into one sk_msg).
 SKMSG_SIZES = {64: 1, 16384: 8, 65536: 16}
@@ -328,6 +374,8 @@ class Hooks:
         self.work = tempfile.mkdtemp(prefix="mw-hooks-")
         self.fds = []
         self.socks = []
+        self.learned = {}  # build -> [connections, sockets entered, hops left out] of SOCKOPS_LEARN
+        self.listener, self.listen_cg = None, None  # listener_in
         self.cgroups = []
         self.stats_fd = None
         self.value_sizes = {}  # map pin -> value size (bpftool)
@@ -485,26 +533,85 @@ class Hooks:
         with open(os.path.join(cg, "cgroup.procs"), "w") as f:
             f.write(str(os.getpid()))
 
-    def connector(self, cg, listener, message=False):
-        """n connections to an address that exists nowhere, steered by connect4 to the
-        listener on the outbound port, accepted and reset (no TIME_WAIT left). message: a
-        64-byte message each way first (with acceleration on, each end's first sk_msg run)."""
+    def listener_in(self, cg):
+        """The listener on 127.0.0.1:15001 (the outbound port connect4 steers to), made while
+        this process is in cg (call it there): an accepted socket is in its listener's cgroup,
+        so sockops runs on both ends of a connection only when its listener was made in the
+        cgroup the programs are attached to (until 2026-12-06 21:00 one listener, made outside,
+        served every row: sockops ran on the connecting end alone). Made again when the row's
+        cgroup changes; the connections it accepted stay."""
+        if self.listen_cg != cg:
+            if self.listener is not None:
+                self.listener.close()
+            ls = socket.socket()
+            ls.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            ls.bind(("127.0.0.1", 15001))
+            ls.listen(128)
+            self.listener, self.listen_cg = ls, cg
+        return self.listener
+
+    def connector(self, cg, message=False, dest=DEST, fin=False):
+        """n connections to an address that exists nowhere (dest:80), steered by connect4 to
+        the listener on the outbound port, accepted and reset (no TIME_WAIT left). message: a
+        64-byte message each way first (with acceleration on, each end's first sk_msg run).
+        fin: closed with FINs instead, the accepted end first (its TIME_WAIT on the listener's
+        side), then the connecting end, whose FIN (LAST_ACK) reports its hop's length."""
         def run(n):
             self.enter(cg)
             try:
+                listener = self.listener_in(cg)
                 for _ in range(n):
                     c = socket.socket()
-                    c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
-                    c.connect(("10.9.9.9", 80))
+                    if not fin:
+                        c.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    c.connect((dest, 80))
                     a, _ = listener.accept()
                     if message:
                         self.ping(c, a, 1)
-                    a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+                    if not fin:
+                        a.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
                     a.close()
+                    if fin:
+                        try:
+                            c.recv(1)  # the accepted end's FIN: c is in CLOSE_WAIT
+                        except BlockingIOError:
+                            pass  # tcp_bpf's EAGAIN on a wake-up without data (docs/acceleration.md): c's FIN first
                     c.close()
             finally:
                 self.enter(self.home)
         return run
+
+    def learner(self, label, cg, stats_fd):
+        """SOCKOPS_LEARN's connections, counting how many entered the socket map (both ends:
+        2 per accelerated connection) and how many were left out."""
+        fn = self.connector(cg, message=True, dest=DEST_LEARN, fin=True)
+
+        def run(n):
+            a0, s0 = stat_sum(stats_fd, MW_STAT_ACCEL_SOCK_ADDED), stat_sum(stats_fd, MW_STAT_ACCEL_SKIPPED_SHORT)
+            fn(n)
+            got = self.learned.setdefault(label, [0, 0, 0])
+            got[0] += n
+            got[1] += stat_sum(stats_fd, MW_STAT_ACCEL_SOCK_ADDED) - a0
+            got[2] += stat_sum(stats_fd, MW_STAT_ACCEL_SKIPPED_SHORT) - s0
+        return run
+
+    def accel_pair(self, cg):
+        """One connection made like the connector's, to DEST_STEADY, kept open: sockops put
+        both ends into the maps (each end's psock recorded in its state entry), and six
+        messages each way carried its connecting end's count past MW_ACCEL_SHORT_MSGS."""
+        self.enter(cg)
+        try:
+            listener = self.listener_in(cg)
+            c = socket.socket()
+            c.connect((DEST_STEADY, 80))
+            a, _ = listener.accept()
+        finally:
+            self.enter(self.home)
+        for x in (c, a):
+            x.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+        self.socks += [c, a]
+        self.ping(c, a, 6)
+        return c, a
 
     # -- tc on real packets: a veth to a peer namespace, a connection through it --
 
@@ -640,12 +747,7 @@ class Hooks:
         if a.hooks_connect:
             self.home = [ln.split("::", 1)[1].strip() for ln in open("/proc/self/cgroup") if ln.startswith("0::")][0]
             self.home = cgroup2_mount() + self.home
-            listener = socket.socket()
-            listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            listener.bind(("127.0.0.1", 15001))
-            listener.listen(128)
-            self.socks.append(listener)
-            cookie = listener.getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
+            cookie = self.listener_in(self.home).getsockopt(socket.SOL_SOCKET, SO_NETNS_COOKIE, 8)
             for (label, rev), accel in [(b, x) for x in (False, True) for b in builds]:
                 src = os.path.join(self.work, label, "bpf")
                 # with acceleration, sk_msg on the same maps: sockops puts both ends in mw_sock_hash
@@ -661,7 +763,7 @@ class Hooks:
                 cg = self.cgroup(label + ("-accel" if accel else ""))
                 self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs["mw_sock4_connect"]["path"]])
                 self.run(["bpftool", "cgroup", "attach", cg, "sock_ops", "pinned", progs["mw_sockops"]["path"]])
-                fn = self.connector(cg, listener)
+                fn = self.connector(cg)
                 for n in ("mw_sock4_connect", "mw_sockops"):
                     self.programs[(label, n)] = progs[n]
                 lead = (label, "mw_sock4_connect", CONNECT_ACCEL if accel else CONNECT)
@@ -672,7 +774,11 @@ class Hooks:
                     runners[(label, "mw_sock4_connect", CONNECT_COLD)] = (progs["mw_sock4_connect"], cold(fn))
                 else:
                     runners[(label, "mw_skmsg_redirect", SKMSG_NEWCONN)] = (progs["mw_skmsg_redirect"],
-                                                                        self.connector(cg, listener, message=True))
+                                                                        self.connector(cg, message=True))
+                    c, s = self.accel_pair(cg)
+                    runners[(label, "mw_skmsg_redirect", SKMSG_STEADY)] = (progs["mw_skmsg_redirect"], self.pinger(c, s))
+                    runners[(label, "mw_sockops", SOCKOPS_LEARN)] = (progs["mw_sockops"],
+                                                                    self.learner(label, cg, maps["mw_stats"]))
         for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
@@ -697,14 +803,17 @@ class Hooks:
             elif fname in FLOOR_SOCKOPS:
                 # steered by the datapath's own connect4 (its build "new"), measured alone
                 cg = self.cgroup(fname)
-                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs["floor_connect4_empty"]["path"]])
+                steer = "floor_connect4_storage" if fname in FLOOR_SOCKOPS_STORAGE else "floor_connect4_empty"
+                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs[steer]["path"]])
                 self.run(["bpftool", "cgroup", "attach", cg, "sock_ops", "pinned", p["path"]])
-                runners[("floor", fname, "a connection's callbacks (both ends)")] = (p, self.connector(cg, listener))
+                if fname == "floor_sockops_accel_path":  # a verdict program on its sockhash, as the datapath's
+                    self.attach_skmsg(progs["floor_skmsg_empty"], maps["mw_sock_hash:path"])
+                runners[("floor", fname, "a connection's callbacks (both ends)")] = (p, self.connector(cg))
             elif fname in FLOOR_CONNECT:
                 cg = self.cgroup(fname)
                 self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", p["path"]])
-                runners[("floor", fname, "a connect()")] = (p, self.connector(cg, listener))
-                runners[("floor", fname, CONNECT_FLOOR_COLD)] = (p, cold(self.connector(cg, listener)))
+                runners[("floor", fname, "a connect()")] = (p, self.connector(cg))
+                runners[("floor", fname, CONNECT_FLOOR_COLD)] = (p, cold(self.connector(cg)))
             else:
                 self.attach_skmsg(p, maps["mw_sock_hash:path"])
                 c, s = self.skmsg_pair(maps)
@@ -728,8 +837,10 @@ class Hooks:
                 if fn is None:
                     continue  # measured with the row before it
                 with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
-                per_conn = key[1] in ("mw_sock4_connect", "floor_sockops_sockhash") or key[1].startswith("floor_connect4") \
-                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN) \
+                per_conn = key[1] in ("mw_sock4_connect",) or key[1].startswith("floor_connect4") \
+                    or key[1].startswith("floor_sockops") \
+                    or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN,
+                                  SOCKOPS_LEARN) \
                     or key[2] in REAL_BULK_LONG.values()
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 calls = max(1, a.calls // 20) if per_conn else a.calls
@@ -803,11 +914,19 @@ class Hooks:
         L.append("")
         sk = [k for k in med if k[1].endswith("sockops") or k[1].startswith("floor_sockops")]
         if sk:
+            tag = {SOCKOPS_ACCEL: " (acceleration on)", SOCKOPS_LEARN: " (acceleration on, short connections learned)"}
             L.append("sockops runs per connection (both ends' callbacks; ns per connection = ns per run x runs): "
-                     + "; ".join(f"{k[0]} `{k[1]}`{' (acceleration on)' if 'acceleration' in k[2] else ''} "
+                     + "; ".join(f"{k[0]} `{k[1]}`{tag.get(k[2], '')} "
                                  f"{statistics.median(self.per_call[k]):.1f}, "
                                  f"{med[k] * statistics.median(self.per_call[k]):.0f} ns per connection"
                                  for k in sk) + ".")
+            L.append("")
+        if self.learned:
+            L.append("Short connections learned, what sockops decided (all rounds; `meshwire-loader stats`' counters "
+                     "read before and after each run): "
+                     + "; ".join(f"{b}: {n:,} connections, {added // 2:,} accelerated (accel_sock_added {added:,}, "
+                                 f"both ends), {skipped:,} left out (accel_skipped_short)"
+                                 for b, (n, added, skipped) in self.learned.items()) + ".")
             L.append("")
         L.append("Instructions after the verifier (`bpftool prog show`: xlated), whole program:")
         L.append("")
@@ -876,7 +995,7 @@ class Hooks:
                 "| each connection (F, us) |", "|---|---|---|---|---|---|"] + rows + [""]
 
     def cleanup(self):
-        for x in self.socks:
+        for x in self.socks + ([self.listener] if self.listener is not None else []):
             x.close()
         if getattr(self, "peer", None):
             self.peer.kill()

@@ -24,6 +24,8 @@ char _license[] SEC("license") = "Dual BSD/GPL";
  * program is loaded into a bpffs of its own, so they are fresh maps.
  */
 #include "meshwire_maps.h"
+/* The kernel's tcp_sock and sk_psock as sk_msg reads them (CO-RE), for the backlog read. */
+#include "meshwire_accel.h"
 
 /* ---- tc: run on the same frames as mw_tc_ingress ---- */
 
@@ -182,6 +184,40 @@ int floor_skmsg_lock_redirect(struct sk_msg_md *msg)
 	return bpf_msg_redirect_hash(msg, &mw_sock_hash, &peer, BPF_F_INGRESS);
 }
 
+/*
+ * What mw_skmsg_redirect's path cannot do without, on an established
+ * accelerated pair, and nothing else: its own mw_accel_state entry looked up
+ * (has it gone to TCP?), its peer's (closing? its psock?), the peer's unread
+ * backlog read through a psock address (bpf_probe_read_kernel of
+ * sk_psock.msg_tot_len; here the sender's own psock, from its sk_user_data:
+ * the same read of the same kind of object), and the redirect.
+ */
+SEC("sk_msg")
+int floor_skmsg_path(struct sk_msg_md *msg)
+{
+	struct mw_sock_key own = {}, peer = {};
+	struct tcp_sock___mwa *tp;
+	__u64 psock = 0;
+	__u32 backlog = 0;
+
+	floor_peer_key(msg, &peer);
+	own.netns_cookie = peer.netns_cookie;
+	own.local_ip4 = msg->local_ip4;
+	own.remote_ip4 = msg->remote_ip4;
+	own.local_port = msg->local_port;
+	own.remote_port = bpf_ntohl(msg->remote_port);
+	if (!bpf_map_lookup_elem(&mw_accel_state, &own) || !bpf_map_lookup_elem(&mw_accel_state, &peer))
+		return SK_PASS;
+	tp = msg->sk ? (struct tcp_sock___mwa *)bpf_skc_to_tcp_sock(msg->sk) : NULL;
+	if (tp)
+		psock = (__u64)(unsigned long)tp->inet_conn.icsk_inet.sk.sk_user_data & MW_SK_USER_DATA_PTRMASK;
+	if (psock)
+		bpf_probe_read_kernel(&backlog, sizeof(backlog), &((struct sk_psock___mwa *)psock)->msg_tot_len);
+	if (backlog >= MW_ACCEL_BACKLOG_MAX)
+		return SK_PASS;
+	return bpf_msg_redirect_hash(msg, &mw_sock_hash, &peer, BPF_F_INGRESS);
+}
+
 /* ---- cgroup/connect4: run on real connect() calls, as mw_sock4_connect is ---- */
 
 /* Every floor connect4 program steers to the harness's listener, as connect4 does. */
@@ -249,5 +285,135 @@ int floor_sockops_sockhash(struct bpf_sock_ops *skops)
 	key.local_port = skops->local_port;
 	key.remote_port = bpf_ntohl(skops->remote_port);
 	bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY);
+	return 1;
+}
+
+/* A socket's key in mw_sock_hash and mw_accel_state, from its side (own) or its peer's. */
+static __always_inline void floor_sock_key(struct bpf_sock_ops *skops, struct mw_sock_key *k, int peer)
+{
+	__u32 lport = skops->local_port, rport = bpf_ntohl(skops->remote_port);
+
+	k->netns_cookie = bpf_get_netns_cookie(skops);
+	k->local_ip4 = peer ? skops->remote_ip4 : skops->local_ip4;
+	k->remote_ip4 = peer ? skops->local_ip4 : skops->remote_ip4;
+	k->local_port = peer ? rport : lport;
+	k->remote_port = peer ? lport : rport;
+}
+
+/* The connection as mw_orig_tuple4 keys it: the connecting end's key, as the client. */
+static __always_inline void floor_tuple(struct bpf_sock_ops *skops, struct mw_tuple4 *t, int accepted)
+{
+	struct mw_sock_key k;
+
+	floor_sock_key(skops, &k, accepted);
+	t->netns_cookie = k.netns_cookie;
+	t->client_ip4 = k.local_ip4;
+	t->server_ip4 = k.remote_ip4;
+	t->client_port = k.local_port;
+	t->server_port = k.remote_port;
+	t->pad = 0;
+}
+
+/*
+ * What mw_sockops cannot do without on a redirected connection, with
+ * acceleration off, and nothing else (run behind floor_connect4_storage,
+ * which leaves the original destination on the socket as connect4 does):
+ * the connecting end reads its socket storage and publishes it (an LRU
+ * insert in mw_orig_tuple4) and asks for its close callback; the accepted
+ * end looks the tuple up, creates its own storage (marked accepted) and
+ * deletes the tuple; at a close, its storage read and, for the connecting
+ * end, its tuple's delete.
+ */
+static __always_inline void floor_sockops_plain(struct bpf_sock_ops *skops)
+{
+	struct mw_orig4 *orig, *stored;
+	struct mw_tuple4 t;
+
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+		orig = skops->sk ? bpf_sk_storage_get(&mw_orig_sk, skops->sk, NULL, 0) : NULL;
+		if (!orig)
+			return;
+		floor_tuple(skops, &t, 0);
+		bpf_map_update_elem(&mw_orig_tuple4, &t, orig, BPF_ANY);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return;
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		floor_tuple(skops, &t, 1);
+		orig = bpf_map_lookup_elem(&mw_orig_tuple4, &t);
+		if (!orig || !skops->sk)
+			return;
+		stored = bpf_sk_storage_get(&mw_orig_sk, skops->sk, NULL, BPF_SK_STORAGE_GET_F_CREATE);
+		if (!stored)
+			return;
+		stored->ip4 = orig->ip4;
+		stored->port = orig->port;
+		stored->flags = MW_ORIG_F_ACCEPTED;
+		bpf_map_delete_elem(&mw_orig_tuple4, &t);
+		return;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] != BPF_TCP_CLOSE || !skops->sk)
+			return;
+		orig = bpf_sk_storage_get(&mw_orig_sk, skops->sk, NULL, 0);
+		if (!orig || (orig->flags & MW_ORIG_F_ACCEPTED))
+			return;
+		floor_tuple(skops, &t, 0);
+		bpf_map_delete_elem(&mw_orig_tuple4, &t);
+		return;
+	}
+}
+
+SEC("sockops")
+int floor_sockops_plain_path(struct bpf_sock_ops *skops)
+{
+	floor_sockops_plain(skops);
+	return 1;
+}
+
+/*
+ * The same and what acceleration cannot do without on top, on a hop's two
+ * ends: each end's pod looked up (mw_pods), the connecting end's hint
+ * (an LRU lookup in mw_accel_hints), the accepted end's peer's state; each
+ * end into the socket map (bpf_sock_hash_update) and its mw_accel_state
+ * entry inserted; its state callbacks asked for; at each end's close its
+ * entry deleted.
+ */
+SEC("sockops")
+int floor_sockops_accel_path(struct bpf_sock_ops *skops)
+{
+	struct mw_accel_state fresh = {};
+	struct mw_accel_hint_key hk = {};
+	struct mw_sock_key key = {}, peer = {};
+	__u64 cookie;
+
+	floor_sockops_plain(skops);
+	switch (skops->op) {
+	case BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB:
+	case BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB:
+		cookie = bpf_get_netns_cookie(skops);
+		floor_sock_key(skops, &key, 0);
+		if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
+			floor_sock_key(skops, &peer, 1);
+			bpf_map_lookup_elem(&mw_accel_state, &peer);
+		} else {
+			hk.netns_cookie = cookie;
+			hk.ip[0] = skops->remote_ip4;
+			hk.port = bpf_ntohl(skops->remote_port);
+			bpf_map_lookup_elem(&mw_accel_hints, &hk);
+			fresh.flags = MW_ACCEL_CONNECT;
+		}
+		bpf_map_lookup_elem(&mw_pods, &cookie);
+		if (bpf_sock_hash_update(skops, &mw_sock_hash, &key, BPF_ANY))
+			return 1;
+		bpf_map_update_elem(&mw_accel_state, &key, &fresh, BPF_ANY);
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return 1;
+	case BPF_SOCK_OPS_STATE_CB:
+		if (skops->args[1] == BPF_TCP_CLOSE) {
+			floor_sock_key(skops, &key, 0);
+			bpf_map_delete_elem(&mw_accel_state, &key);
+		}
+		return 1;
+	}
 	return 1;
 }
