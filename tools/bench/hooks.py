@@ -61,7 +61,8 @@ machine and nothing is left behind.
   as by default, and with acceleration on (mw_cfg.accel set in the
   objects' .rodata as the loader writes it, the pod's MW_POD_F_ACCEL).
   With acceleration on also: connections to a destination of their own
-  that carry a message each way and close with FINs, so that sockops
+  that carry a message each way and close with FINs (the same with
+  acceleration off beside them), so that sockops
   learns them short (short_connections = "learn", the default) and leaves
   them out but for a probe per 200 ms (mw_stats' accel_sock_added and
   accel_skipped_short read around each run say how many went in); and
@@ -272,6 +273,8 @@ SOCKOPS_ACCEL = "its callbacks, acceleration on (both ends enter mw_sock_hash)"
 # A destination of its own (DEST_LEARN): the hint it learns leaves the other rows' alone.
 SOCKOPS_LEARN = ("its callbacks, acceleration on, short connections learned (a message each way, "
                  "closed with FINs: after four, left out but for a probe per 200 ms)")
+# SOCKOPS_LEARN's connections with acceleration off: what learning costs over plain eBPF on them.
+SOCKOPS_FIN = "its callbacks, connections as the learned row's below (a message each way, closed with FINs)"
 SKMSG_STEADY = "64-byte message of a connection sockops accelerated (its psock recorded, its hop counted)"
 DEST, DEST_LEARN, DEST_STEADY = "10.9.9.9", "10.9.9.10", "10.9.9.11"
 MW_STAT_ACCEL_SOCK_ADDED, MW_STAT_ACCEL_SKIPPED_SHORT = 15, 26  # enum mw_stat
@@ -772,6 +775,8 @@ class Hooks:
                 self.companions[lead] = [(label, "mw_sockops", SOCKOPS_ACCEL if accel else SOCKOPS)]
                 if not accel:
                     runners[(label, "mw_sock4_connect", CONNECT_COLD)] = (progs["mw_sock4_connect"], cold(fn))
+                    runners[(label, "mw_sockops", SOCKOPS_FIN)] = (
+                        progs["mw_sockops"], self.connector(cg, message=True, dest=DEST_LEARN, fin=True))
                 else:
                     runners[(label, "mw_skmsg_redirect", SKMSG_NEWCONN)] = (progs["mw_skmsg_redirect"],
                                                                         self.connector(cg, message=True))
@@ -840,7 +845,7 @@ class Hooks:
                 per_conn = key[1] in ("mw_sock4_connect",) or key[1].startswith("floor_connect4") \
                     or key[1].startswith("floor_sockops") \
                     or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN,
-                                  SOCKOPS_LEARN) \
+                                  SOCKOPS_LEARN, SOCKOPS_FIN) \
                     or key[2] in REAL_BULK_LONG.values()
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 calls = max(1, a.calls // 20) if per_conn else a.calls
@@ -914,7 +919,8 @@ class Hooks:
         L.append("")
         sk = [k for k in med if k[1].endswith("sockops") or k[1].startswith("floor_sockops")]
         if sk:
-            tag = {SOCKOPS_ACCEL: " (acceleration on)", SOCKOPS_LEARN: " (acceleration on, short connections learned)"}
+            tag = {SOCKOPS_ACCEL: " (acceleration on)", SOCKOPS_LEARN: " (acceleration on, short connections learned)",
+                   SOCKOPS_FIN: " (the learned row's connections, acceleration off)"}
             L.append("sockops runs per connection (both ends' callbacks; ns per connection = ns per run x runs): "
                      + "; ".join(f"{k[0]} `{k[1]}`{tag.get(k[2], '')} "
                                  f"{statistics.median(self.per_call[k]):.1f}, "
