@@ -417,6 +417,14 @@ static __always_inline int mw_sockops_may_have_published(const void *orig, const
 	return !!(mw_sockops_orig_flags(orig, is6) & MW_ORIG_F_CONNECT);
 }
 
+/* Was the socket in a state that follows a FIN of its own (args[0] of a state callback)? */
+static __always_inline int mw_tcp_after_own_fin(__u32 old_state)
+{
+	return old_state == BPF_TCP_FIN_WAIT1 || old_state == BPF_TCP_FIN_WAIT2 ||
+	       old_state == BPF_TCP_CLOSING || old_state == BPF_TCP_TIME_WAIT ||
+	       old_state == BPF_TCP_LAST_ACK;
+}
+
 /*
  * An accelerated socket's state changed. At its FIN (FIN_WAIT1: shutdown()
  * or close() before the peer's FIN; LAST_ACK: after it) it stops receiving
@@ -445,11 +453,22 @@ static __always_inline void mw_sockops_accel_state(struct bpf_sock_ops *skops, c
 	if (!mw_cfg.accel ||
 	    (to != BPF_TCP_FIN_WAIT1 && to != BPF_TCP_LAST_ACK && to != BPF_TCP_CLOSE))
 		return;
-	mw_accel_keys(skops, is6, &key, &peer);
 	if (to == BPF_TCP_CLOSE) {
+		/*
+		 * A close after a FIN of its own (from FIN_WAIT1, FIN_WAIT2,
+		 * CLOSING, TIME_WAIT or LAST_ACK): its entry, if it had one, went
+		 * at that FIN, whose callback it had asked for when it entered.
+		 * Only a close without one (a reset) has an entry to delete, so
+		 * a short connection left out of the socket map pays no delete
+		 * (a bucket lock) for an entry it never had.
+		 */
+		if (mw_tcp_after_own_fin(skops->args[0]))
+			return;
+		mw_accel_keys(skops, is6, &key, &peer);
 		bpf_map_delete_elem(mw_accel_state_map(is6), &key);
 		return;
 	}
+	mw_accel_keys(skops, is6, &key, &peer);
 	state = bpf_map_lookup_elem(mw_accel_state_map(is6), &key);
 	if (!state)
 		return;

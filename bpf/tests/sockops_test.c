@@ -40,6 +40,7 @@ struct sockops_case {
 	int accel;
 	__u32 op;
 	__u32 state;		/* args[1] of BPF_SOCK_OPS_STATE_CB */
+	__u32 old_state;	/* its args[0] (0: none given) */
 	enum family family;
 	__u64 netns;
 	const char *local;
@@ -305,6 +306,18 @@ static const struct sockops_case cases[] = {
 	{ "accel: at close its state goes", .accel = 1, .op = STATE, .state = BPF_TCP_CLOSE,
 	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
 	  .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL, .after = PEER_ACCEL },
+	{ "accel: a reset's close (from ESTABLISHED) deletes its state", .accel = 1, .op = STATE,
+	  .state = BPF_TCP_CLOSE, .old_state = BPF_TCP_ESTABLISHED, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL | PEER_ACCEL, .after = PEER_ACCEL },
+	{ "accel: a close after its own FIN (LAST_ACK) deletes nothing: its state went at that FIN",
+	  .accel = 1, .op = STATE, .state = BPF_TCP_CLOSE, .old_state = BPF_TCP_LAST_ACK,
+	  .netns = POD_B, .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1",
+	  .rport = OUT_PORT, .before = OWN_ACCEL | PEER_ACCEL, .after = OWN_ACCEL | PEER_ACCEL },
+	{ "accel: ... and so from FIN_WAIT2 (after a FIN_WAIT1 it was called for)", .accel = 1,
+	  .op = STATE, .state = BPF_TCP_CLOSE, .old_state = BPF_TCP_FIN_WAIT2, .netns = POD_B,
+	  .local = "127.0.0.1", .lport = 40000, .remote = "127.0.0.1", .rport = OUT_PORT,
+	  .before = OWN_ACCEL, .after = OWN_ACCEL },
 	{ "accel: other state changes leave it alone", .accel = 1, .op = STATE,
 	  .state = BPF_TCP_CLOSE_WAIT, .netns = POD_B, .local = "127.0.0.1", .lport = 40000,
 	  .remote = "127.0.0.1", .rport = OUT_PORT, .before = OWN_ACCEL | SOCKHASH,
@@ -527,6 +540,7 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	mw_test_ktime_ns = NOW_NS;
 	mw_test_task.netns_cookie = c->netns;
 	mw_test_no_sk_storage = c->no_storage;
+	ctx.args[0] = c->old_state;
 	ctx.args[1] = c->state;
 	if (c->family == INET6_MAPPED) {
 		snprintf(ip6, sizeof(ip6), "::ffff:%s", c->remote);
