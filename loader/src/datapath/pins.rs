@@ -17,10 +17,11 @@
 
 use std::fs::File;
 use std::io;
+use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
 use crate::error::Error;
-use crate::libbpf::MapFd;
+use crate::libbpf::{obj_get, BpfError, MapFd};
 
 /// Declares each map name once, and ALL_MAPS with every one of them.
 macro_rules! maps {
@@ -133,6 +134,53 @@ impl std::fmt::Display for PinnedMapError {
 
 impl std::error::Error for PinnedMapError {}
 
+/// Why a tc program of the datapath could not be opened from its pin under
+/// `<pin_dir>/progs` ([`Pins::open_prog`]; pods' tc is attached from
+/// there). `From` makes it an [`Error`] of the same kinds as
+/// [`PinnedMapError`]'s: Missing Internal, NoDatapath NotFound, Unopenable
+/// Os with its errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinnedProgError {
+    /// The datapath's maps are pinned under `pin_dir` but `program` is not
+    /// under its progs/: its pin was removed (by hand, a half-cleaned
+    /// bpffs). `run` pins it again.
+    Missing { program: &'static str, pin_dir: PathBuf },
+    /// No map of the datapath is pinned under `pin_dir` (nor the program).
+    NoDatapath { pin_dir: PathBuf },
+    /// The pin of `program` is there but could not be opened.
+    Unopenable { program: &'static str, errno: Option<i32>, error: String },
+}
+
+impl std::fmt::Display for PinnedProgError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinnedProgError::Missing { program, pin_dir } => write!(
+                f,
+                "tc program {program} is not pinned under {}, though the datapath's maps are: its pin was removed (by hand, a half-cleaned bpffs), \
+                 so no pod can get tc attached (an ADD with an interface, adoption). \
+                 Restart `meshwire-loader run` with this pin directory: it pins {program} again and moves the pods' tc onto it \
+                 (nothing is lost: the maps and the attached pods' tc stay); or `meshwire-loader cleanup`, then `run`, to start over",
+                Pins::new(pin_dir).progs_dir().display()
+            ),
+            PinnedProgError::NoDatapath { pin_dir } => PinnedMapError::NoDatapath { pin_dir: pin_dir.clone() }.fmt(f),
+            PinnedProgError::Unopenable { program, error, .. } => write!(f, "tc program {program}: {error}"),
+        }
+    }
+}
+
+impl std::error::Error for PinnedProgError {}
+
+impl From<PinnedProgError> for Error {
+    fn from(e: PinnedProgError) -> Error {
+        match e {
+            PinnedProgError::Missing { .. } => Error::Internal(e.to_string()),
+            PinnedProgError::NoDatapath { .. } => Error::NotFound(e.to_string()),
+            PinnedProgError::Unopenable { errno: Some(errno), .. } => Error::Os { errno, message: e.to_string() },
+            PinnedProgError::Unopenable { .. } => Error::Internal(e.to_string()),
+        }
+    }
+}
+
 impl From<PinnedMapError> for Error {
     fn from(e: PinnedMapError) -> Error {
         match e {
@@ -142,6 +190,13 @@ impl From<PinnedMapError> for Error {
             PinnedMapError::Unopenable { .. } => Error::Internal(e.to_string()),
         }
     }
+}
+
+/// How opening one of the datapath's pins failed ([`Pins::open_failure`]).
+enum OpenFailure {
+    Missing,
+    NoDatapath,
+    Unopenable(Option<i32>, String),
 }
 
 #[derive(Debug, Clone)]
@@ -191,11 +246,32 @@ impl Pins {
     /// Opens the datapath's map `name` from its pin; a pin that is not
     /// there is named, with what to do ([`PinnedMapError`]).
     pub fn open_map(&self, name: &'static str) -> Result<MapFd, PinnedMapError> {
-        MapFd::open_pinned(&self.map(name)).map_err(|e| match e.source.raw_os_error() {
-            Some(libc::ENOENT) if self.any_map_pinned() => PinnedMapError::Missing { map: name, pin_dir: self.root.clone() },
-            Some(libc::ENOENT) => PinnedMapError::NoDatapath { pin_dir: self.root.clone() },
-            errno => PinnedMapError::Unopenable { map: name, errno, error: e.to_string() },
+        MapFd::open_pinned(&self.map(name)).map_err(|e| match self.open_failure(e) {
+            OpenFailure::Missing => PinnedMapError::Missing { map: name, pin_dir: self.root.clone() },
+            OpenFailure::NoDatapath => PinnedMapError::NoDatapath { pin_dir: self.root.clone() },
+            OpenFailure::Unopenable(errno, error) => PinnedMapError::Unopenable { map: name, errno, error },
         })
+    }
+
+    /// Opens the datapath's tc program `program` from its pin under
+    /// progs/; a pin that is not there is named, with what to do
+    /// ([`PinnedProgError`]).
+    pub fn open_prog(&self, program: &'static str) -> Result<OwnedFd, PinnedProgError> {
+        obj_get(&self.prog(program)).map_err(|e| match self.open_failure(e) {
+            OpenFailure::Missing => PinnedProgError::Missing { program, pin_dir: self.root.clone() },
+            OpenFailure::NoDatapath => PinnedProgError::NoDatapath { pin_dir: self.root.clone() },
+            OpenFailure::Unopenable(errno, error) => PinnedProgError::Unopenable { program, errno, error },
+        })
+    }
+
+    /// A pin that is not there is Missing when the datapath's maps are
+    /// pinned, NoDatapath when none is.
+    fn open_failure(&self, e: BpfError) -> OpenFailure {
+        match e.source.raw_os_error() {
+            Some(libc::ENOENT) if self.any_map_pinned() => OpenFailure::Missing,
+            Some(libc::ENOENT) => OpenFailure::NoDatapath,
+            errno => OpenFailure::Unopenable(errno, e.to_string()),
+        }
     }
 
     pub fn map(&self, name: &str) -> PathBuf {

@@ -273,11 +273,7 @@ impl Attacher {
     pub fn new(pins: &Pins, mode: TcAttach) -> Result<Attacher, Error> {
         let mut progs = Vec::new();
         for tc in TC_PROGRAMS {
-            let path = pins.prog(tc.program);
-            let fd = libbpf::obj_get(&path).map_err(|e| {
-                Error::from(e).map_message(|m| format!("{m}; is the loader running (or was it started) with pin directory {}?", pins.root().display()))
-            })?;
-            progs.push((tc, fd));
+            progs.push((tc, pins.open_prog(tc.program)?));
         }
         let method = method(mode, progs[0].1.as_raw_fd())?;
         timing::mark("tc programs open");

@@ -1253,6 +1253,39 @@ mod tests {
         assert!(!node.pins.any_map_pinned());
     }
 
+    /// A tc program's pin missing under progs/ (removed by hand) while the
+    /// datapath runs: an ADD with an interface, over the API as the CNI
+    /// plugin calls the daemon, is refused (Internal) with exactly
+    /// PinnedProgError::Missing's text, naming the program, and leaves no
+    /// record, no map entry and no tc pins. A start as `run` makes pins the
+    /// program again and the same ADD goes through.
+    #[test]
+    fn a_missing_tc_program_pin_is_named_and_a_start_pins_it_again() {
+        use crate::datapath::pins::PinnedProgError;
+        use crate::datapath::tc::TC_PROGRAMS;
+        let node = Node::new();
+        let ns = TestNetns::new("progless");
+        ip_in(&ns, &["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
+        ip_in(&ns, &["link", "set", "eth0", "up"]);
+        let cookie = crate::system::netns_cookie(&ns.path()).unwrap();
+        // The second: the first one's pin opens, then this one is missing.
+        let program = TC_PROGRAMS[1].program;
+        std::fs::remove_file(node.pins.prog(program)).unwrap();
+
+        let want = PinnedProgError::Missing { program, pin_dir: node.pins.root().to_path_buf() }.to_string();
+        let r = node.add("p-tc", &ns.path(), "eth0");
+        assert_eq!(r.error.map(|e| (e.code, e.message)), Some((ErrorCode::Internal, want)));
+        assert!(node.api.service.list().unwrap().is_empty(), "no record");
+        assert_eq!(node.pods(), 0, "nothing in mw_pods");
+        assert!(!node.pins.pod_dir(cookie).exists(), "no tc pins");
+
+        crate::datapath::install(&node.config).unwrap();
+        assert!(node.pins.prog(program).exists());
+        let r = node.add("p-tc", &ns.path(), "eth0");
+        assert!(r.error.is_none(), "{r:?}");
+        assert_eq!(node.pod_cookies(), [cookie]);
+    }
+
     /// An interface name no record can have is the request's fault, also
     /// when only the records look at it (DEL, CHECK): InvalidRequest, not
     /// Internal.

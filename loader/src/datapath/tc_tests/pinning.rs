@@ -37,11 +37,27 @@ fn detaching_a_pod_that_has_nothing_is_fine() {
     detach_pod(&Pins::new(&tc.pins.root().join("absent")), 1, None).unwrap();
 }
 
+/// The tc programs' pins missing while the maps are pinned (removed by
+/// hand): PinnedProgError::Missing naming the first program, the progs
+/// directory and what to do, Internal; with nothing pinned at all,
+/// NoDatapath (NotFound).
 #[test]
 fn attaching_without_pinned_programs_says_so() {
+    use crate::datapath::pins::PinnedProgError;
     let tc = Tc::new();
-    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err().to_string();
-    assert!(e.contains("is the loader running"), "{e}");
+    assert!(tc.pins.any_map_pinned() && !tc.pins.prog(TC_PROGRAMS[0].program).exists());
+    let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err();
+    let missing = PinnedProgError::Missing { program: TC_PROGRAMS[0].program, pin_dir: tc.pins.root().to_path_buf() };
+    assert_eq!(e, Error::from(missing.clone()));
+    assert!(matches!(e, Error::Internal(_)), "{e:?}");
+    let m = missing.to_string();
+    assert!(m.starts_with(&format!("tc program {} is not pinned under {}, though the datapath's maps are", TC_PROGRAMS[0].program, tc.pins.progs_dir().display())), "{m}");
+    assert!(m.contains(&format!("Restart `meshwire-loader run` with this pin directory: it pins {} again", TC_PROGRAMS[0].program)), "{m}");
+
+    let nothing = Pins::new(&tc.pins.root().join("absent"));
+    let e = attach_pod(&nothing, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err();
+    assert_eq!(e, Error::from(PinnedProgError::NoDatapath { pin_dir: nothing.root().to_path_buf() }));
+    assert!(matches!(&e, Error::NotFound(m) if m.starts_with("no meshwire datapath is pinned under ")), "{e:?}");
     let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "a/b", TcAttach::Auto).unwrap_err().to_string();
     assert!(e.contains("not an interface name"), "{e}");
 }
