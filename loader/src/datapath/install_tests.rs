@@ -142,3 +142,84 @@ fn an_unreadable_btf_object_is_named_with_what_libbpf_said() {
     assert_eq!(e.errno(), Some(errno), "{e:?}");
     assert!(e.message().ends_with("this loader cannot read its own BPF object meshwire_broken (a broken build: rebuild it, bazel build //loader)"), "{e}");
 }
+
+/// Puts an entry (every key byte 0x11, every value byte 0x22) into the
+/// pinned map `name`, then removes its pin (the attached programs still
+/// hold the map). Returns the map's id, the key and the value.
+fn fill_and_unpin(pins: &Pins, name: &'static str) -> (u32, Vec<u8>, Vec<u8>) {
+    let map = pins.open_map(name).unwrap();
+    let info = map.info().unwrap();
+    let (key, value) = (vec![0x11u8; info.key_size as usize], vec![0x22u8; info.value_size as usize]);
+    map.update_raw(&key, &value).unwrap();
+    std::fs::remove_file(pins.map(name)).unwrap();
+    (map.id(), key, value)
+}
+
+/// Two maps' pins removed while the datapath is attached (by hand, a
+/// half-cleaned bpffs), each map with an entry put in before:
+/// mw_flow4_syn, which only the tc programs (pinned under progs/) use, and
+/// mw_orig_tuple4, which sockops (behind its cgroup link under links/)
+/// uses. repin_live_maps finds each through those pins and pins it again;
+/// a start as `run` makes does the same: the same map ids, with their
+/// entries, and no temporary pin left. When the programs holding a map are
+/// gone too (progs/ emptied: the tc programs attach to no pod here), the
+/// start pins a new, empty one (NotFound).
+#[test]
+fn a_start_pins_again_the_live_map_whose_pin_was_removed_with_its_entries() {
+    use crate::datapath::pins::{MAP_FLOW4_SYN, MAP_ORIG_TUPLE4};
+    use crate::datapath::repin::{repin_live_maps, Unpinned};
+    use crate::datapath::{objects, tc, unpinned_maps, upgrade};
+    let fs = PrivateBpffs::new();
+    let cg = TempCgroup::new();
+    let pins = Pins::new(&fs.path().join("meshwire"));
+    let config = config(pins.root(), cg.path());
+    install(&config).unwrap();
+    let defs = upgrade::definitions(objects::WITH_PROGRAMS).unwrap();
+    let open = |name| crate::libbpf::MapFd::open_pinned(&pins.map(name)).unwrap();
+
+    // Found through the pinned programs, pinned again.
+    let (syn, orig) = (fill_and_unpin(&pins, MAP_FLOW4_SYN), fill_and_unpin(&pins, MAP_ORIG_TUPLE4));
+    let unpinned = unpinned_maps(&pins);
+    assert_eq!(unpinned, [MAP_ORIG_TUPLE4, MAP_FLOW4_SYN]);
+    let mut created = Vec::new();
+    let done = repin_live_maps(&pins, &unpinned, &defs, &mut created);
+    let via_link = pins.link(objects::SOCKOPS_PROG.program);
+    let via_tc = tc::TC_PROGRAMS.iter().map(|t| pins.prog(t.program)).find(|p| matches!(&done[1], Unpinned::Repinned { via, .. } if via == p));
+    assert_eq!(
+        done,
+        [
+            Unpinned::Repinned { map: MAP_ORIG_TUPLE4, id: orig.0, via: via_link },
+            Unpinned::Repinned { map: MAP_FLOW4_SYN, id: syn.0, via: via_tc.expect("found through a tc program's pin") },
+        ]
+    );
+    assert_eq!(created, [pins.map(MAP_ORIG_TUPLE4), pins.map(MAP_FLOW4_SYN)]);
+    assert_eq!((open(MAP_FLOW4_SYN).id(), open(MAP_ORIG_TUPLE4).id()), (syn.0, orig.0));
+
+    // The whole start, as `run` makes it.
+    let (syn, orig) = (fill_and_unpin(&pins, MAP_FLOW4_SYN), fill_and_unpin(&pins, MAP_ORIG_TUPLE4));
+    let started = install(&config);
+    let after = |name, (id, key, _): &(u32, Vec<u8>, Vec<u8>)| {
+        crate::libbpf::MapFd::open_pinned(&pins.map(name)).map(|m| (m.id() == *id, m.lookup_raw(key).unwrap()))
+    };
+    let kept = (after(MAP_FLOW4_SYN, &syn), after(MAP_ORIG_TUPLE4, &orig));
+    let leftover: Vec<PathBuf> = files(&pins.maps_dir()).into_iter().filter(|p| p.to_string_lossy().ends_with("~new")).collect();
+
+    // The programs holding mw_flow4_syn gone too: a new, empty map.
+    for t in tc::TC_PROGRAMS {
+        std::fs::remove_file(pins.prog(t.program)).unwrap();
+    }
+    let gone = fill_and_unpin(&pins, MAP_FLOW4_SYN);
+    let none = repin_live_maps(&pins, &[MAP_FLOW4_SYN], &defs, &mut Vec::new());
+    let restarted = install(&config);
+    let fresh = after(MAP_FLOW4_SYN, &gone);
+    let cleaned = cleanup(pins.root());
+
+    started.unwrap();
+    assert_eq!(kept.0.unwrap(), (true, Some(syn.2)), "mw_flow4_syn: the same map, its entry kept");
+    assert_eq!(kept.1.unwrap(), (true, Some(orig.2)), "mw_orig_tuple4: the same map, its entry kept");
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert_eq!(none, [Unpinned::NotFound { map: MAP_FLOW4_SYN }]);
+    restarted.unwrap();
+    assert_eq!(fresh.unwrap(), (false, None), "a new, empty mw_flow4_syn");
+    cleaned.unwrap();
+}

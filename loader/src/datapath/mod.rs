@@ -8,7 +8,8 @@
 //!
 //! Its parts: the embedded objects and their programs ([`objects`]), the
 //! pin paths ([`pins`]), the shared struct layouts ([`layout`]), carrying maps
-//! across an upgrade ([`upgrade`]) and tc on pods' interfaces ([`tc`], [`clsact`]).
+//! across an upgrade ([`upgrade`]), pinning again a map whose pin was removed
+//! ([`repin`]) and tc on pods' interfaces ([`tc`], [`clsact`]).
 
 pub mod clsact;
 #[cfg(test)]
@@ -16,6 +17,7 @@ mod install_tests;
 pub mod layout;
 pub mod objects;
 pub mod pins;
+pub mod repin;
 pub mod tc;
 pub mod upgrade;
 
@@ -125,15 +127,16 @@ pub fn install(config: &Config) -> Result<(), Error> {
     };
     let before = existing_pins(&pins);
     let mut created = Created::default();
+    // A map whose pin was removed while the programs hold it is pinned again
+    // (repin.rs); only the others are created anew, empty.
+    let defs = if unpinned.is_empty() { Vec::new() } else { upgrade::definitions(objects::WITH_PROGRAMS).unwrap_or_default() };
+    let unpinned = repin::repin_live_maps(&pins, &unpinned, &defs, &mut created.pins);
     let result = install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade);
     match result {
         Ok(()) => {
             upgrade.finish(&pins);
-            for map in unpinned {
-                log::warn!(
-                    "map {map} was not pinned under {} though the datapath's other maps were (its pin was removed, or an earlier version had no such map): this start pinned a new, empty {map}; the pods' and the node's entries are written again, what the datapath kept there for connections in flight is lost",
-                    pins.maps_dir().display()
-                );
+            for u in unpinned {
+                log::warn!("{}", u.describe(&pins));
             }
         }
         Err(_) => {
@@ -148,7 +151,8 @@ pub fn install(config: &Config) -> Result<(), Error> {
 }
 
 /// The datapath's maps not pinned under `pins` (nor set aside by an
-/// upgrade) when others are: the maps a start pins anew, empty.
+/// upgrade) when others are: the maps a start pins again from the attached
+/// programs ([`repin`]), or anew, empty.
 pub fn unpinned_maps(pins: &Pins) -> Vec<&'static str> {
     if !pins.any_map_pinned() {
         return Vec::new();

@@ -103,7 +103,8 @@ pub enum PinnedMapError {
     /// The datapath is pinned under `pin_dir` (other maps of it are there)
     /// but `map` is not: its pin was removed (by hand, a half-cleaned
     /// bpffs; the programs still hold the map), or an earlier version
-    /// without it pinned them. `run` pins a new one.
+    /// without it pinned them. `run` pins the map the programs hold again
+    /// (datapath::repin), or a new one when none does.
     Missing { map: &'static str, pin_dir: PathBuf },
     /// No map of the datapath is pinned under `pin_dir`.
     NoDatapath { pin_dir: PathBuf },
@@ -118,8 +119,10 @@ impl std::fmt::Display for PinnedMapError {
                 f,
                 "map {map} is not pinned under {}, though the datapath's other maps are: its pin was removed (by hand, a half-cleaned bpffs), \
                  or they were pinned by an earlier version without it. \
-                 Restart `meshwire-loader run` with this pin directory: it pins a new {map} and writes the pods' and the node's entries again \
-                 (what the datapath kept there for connections in flight is lost); or `meshwire-loader cleanup`, then `run`, to start over",
+                 Restart `meshwire-loader run` with this pin directory: it pins again the {map} the attached programs still use, with what it holds \
+                 (only when none of them uses one, a new, empty {map}, into which it writes the pods' and the node's entries again: \
+                 what the datapath kept there for connections in flight is then lost; its log says which); \
+                 or `meshwire-loader cleanup`, then `run`, to start over",
                 Pins::new(pin_dir).maps_dir().display()
             ),
             PinnedMapError::NoDatapath { pin_dir } => write!(

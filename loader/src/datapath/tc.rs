@@ -107,7 +107,7 @@ pub fn method(mode: TcAttach, prog_fd: RawFd) -> Result<Method, Error> {
 /// Pin `fd` at `path`, replacing what is there in one step: pin to a
 /// temporary name, then rename(2) over the old pin (bpffs supports it), so
 /// the path never goes missing and the old object's pin reference is dropped.
-fn replace_pin(fd: &impl AsRawFd, path: &Path) -> Result<(), Error> {
+pub(super) fn replace_pin(fd: &impl AsRawFd, path: &Path) -> Result<(), Error> {
     let tmp = temp_pin(path);
     remove_if_present(&tmp)?;
     libbpf::obj_pin(fd, &tmp)?;

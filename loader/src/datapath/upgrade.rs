@@ -69,12 +69,12 @@ pub struct Upgrade {
     moved: Vec<Moved>,
 }
 
-fn describe(m: &MapInfo) -> String {
+pub(super) fn describe(m: &MapInfo) -> String {
     format!("type {}, key {} B, value {} B, capacity {}, flags {:#x}", m.map_type, m.key_size, m.value_size, m.max_entries, m.map_flags)
 }
 
 /// The pinned map definitions of every object, once per name.
-fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, Error> {
+pub(super) fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, Error> {
     let mut defs: Vec<MapInfo> = Vec::new();
     for spec in objects {
         let obj = spec.open(None)?;

@@ -57,6 +57,7 @@ pub struct MapFd {
     pub(super) fd: OwnedFd,
     path: PathBuf,
     pub(super) info: MapInfo,
+    id: u32,
 }
 
 impl MapFd {
@@ -65,7 +66,7 @@ impl MapFd {
         let mut len = std::mem::size_of::<sys::bpf_map_info>() as u32;
         let ret = unsafe { sys::bpf_map_get_info_by_fd(fd.as_raw_fd(), &mut info, &mut len) };
         check(ret, || format!("reading info of map {}", path.display()))?;
-        let info = MapInfo {
+        let map_info = MapInfo {
             name: unsafe { c_str_lossy(info.name.as_ptr()) },
             map_type: info.type_,
             key_size: info.key_size,
@@ -73,7 +74,7 @@ impl MapFd {
             max_entries: info.max_entries,
             map_flags: info.map_flags,
         };
-        Ok(MapFd { fd, path, info })
+        Ok(MapFd { fd, path, info: map_info, id: info.id })
     }
 
     pub fn open_pinned(path: &Path) -> Result<MapFd> {
@@ -109,6 +110,11 @@ impl MapFd {
 
     pub fn info(&self) -> Result<MapInfo> {
         Ok(self.info.clone())
+    }
+
+    /// The map's kernel id (the same for every descriptor and pin of it).
+    pub fn id(&self) -> u32 {
+        self.id
     }
 
     fn check_sizes<K, V>(&self, value_size: usize) -> Result<()> {

@@ -1163,8 +1163,9 @@ mod tests {
     /// `status`, `trace` and `maps` without mw_stats; `pods` without mw_pods
     /// (its text shown, then the error). Each pin is put back (the map held
     /// by the test) before the next goes. Then a start as `run` makes it
-    /// pins a new mw_pod_ips, adoption writes the pod's address into it and
-    /// an ADD goes through; `cleanup` with a pin missing takes every pod out.
+    /// pins the programs' mw_pod_ips again, adoption keeps the pod's address
+    /// in it and an ADD goes through; `cleanup` with a pin missing takes
+    /// every pod out.
     #[test]
     fn a_missing_map_pin_is_named_by_every_entry_point_and_changes_nothing() {
         use crate::datapath::pins::{self as p, PinnedMapError};
@@ -1196,7 +1197,7 @@ mod tests {
         let ips = unpin(p::MAP_POD_IPS);
         let want = missing(p::MAP_POD_IPS).to_string();
         assert!(want.starts_with(&format!("map mw_pod_ips is not pinned under {}, though the datapath's other maps are", node.pins.maps_dir().display())), "{want}");
-        assert!(want.contains("Restart `meshwire-loader run` with this pin directory: it pins a new mw_pod_ips"), "{want}");
+        assert!(want.contains("Restart `meshwire-loader run` with this pin directory: it pins again the mw_pod_ips the attached programs still use, with what it holds"), "{want}");
         let refused = |r: Response| r.error.map(|e| (e.code, e.message));
         assert_eq!(refused(add_other(&node.api)), Some((ErrorCode::Internal, want.clone())), "ADD");
         assert_eq!(list(&node.api), ["m-kept"], "no record of m-new");
@@ -1228,11 +1229,13 @@ mod tests {
         repin(p::MAP_PODS, pods);
         assert_eq!(inspect::pods_view(&records, &node.pins, false).1, Ok(()));
 
-        // The repair the message names: a start as `run` makes it.
-        drop(unpin(p::MAP_POD_IPS));
+        // The repair the message names: a start as `run` makes it, pinning
+        // again the map the programs hold (m-kept's address still in it).
+        let id = unpin(p::MAP_POD_IPS).id(); // no longer held by the test
         assert_eq!(crate::datapath::unpinned_maps(&node.pins), [p::MAP_POD_IPS]);
         crate::datapath::install(&node.config).unwrap();
         assert_eq!(node.pins.require_all_maps(), Ok(()));
+        assert_eq!(node.pins.open_map(p::MAP_POD_IPS).unwrap().id(), id, "the same mw_pod_ips");
         let service = Arc::new(PodService::new(&node.api.state, crate::interception::of(&node.config, &node.pins)).unwrap());
         assert_eq!(service.adopt().unwrap(), (1, 0, 0));
         assert_eq!(node.pins.open_map(p::MAP_POD_IPS).unwrap().raw_keys().unwrap().len(), 1, "m-kept's address is in the new mw_pod_ips");
