@@ -30,6 +30,9 @@ by meshwire-cni), live --churn-lifetime seconds and are deleted (CNI DEL,
 namespace removed) at --churn-rate per second for --churn-seconds. Then:
 failed requests in the pods that stay (must be none), and what is left
 (mw_pods entries, records, tc links, namespaces: only the pods that stay).
+
+Each row gets a verdict; when any is a failure, the report is written all the
+same and the bench exits 1 naming each failed row (failed_rows).
 """
 
 import json
@@ -568,6 +571,7 @@ backend orig
                 self.level(m, n, seq)
         self.elapsed = time.monotonic() - t0
         report_conns(self)
+        failed_rows(self, self.rows, lambda r: f"{r['mode']} {r['conns']:,} conns")
 
     # ------------------------------------------------------------------- churn
     def main_churn(self):
@@ -586,6 +590,7 @@ backend orig
             self.mwl(node, "cleanup", timeout=300)
         self.elapsed = time.monotonic() - t0
         report_churn(self)
+        failed_rows(self, self.churn, lambda r: f"churn tc {r['tc']}")
 
     def leftovers(self, node):
         """What meshes pods: mw_pods entries, records, tc links of the node's programs, our namespaces."""
@@ -880,6 +885,13 @@ def write_section(s, kind, lines):
     with open(os.path.splitext(out)[0] + f"-{kind}.svg", "w") as f:
         f.write(conns_plot(s.rows) if kind == "conns" else churn_plot(s.churn))
     log(f"wrote {out} ({kind} section), {os.path.splitext(out)[0]}-{kind}.json and .svg")
+
+
+def failed_rows(s, rows, name):
+    """After the report is written: a Fatal (the bench exits 1) naming each row whose verdict is a failure."""
+    bad = [f"{name(r)}: {r['verdict']}" for r in rows if r["verdict"]]
+    if bad:
+        raise Fatal(f"{len(bad)} of {len(rows)} rows failed (report kept: {s.args.out}): " + " | ".join(bad))
 
 
 def report_conns(s):
