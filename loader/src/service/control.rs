@@ -1260,12 +1260,15 @@ mod tests {
     /// datapath runs: an ADD with an interface, over the API as the CNI
     /// plugin calls the daemon, is refused (Internal) with exactly
     /// PinnedProgError::Missing's text, naming the program, and leaves no
-    /// record, no map entry and no tc pins. A start as `run` makes pins the
-    /// program again and the same ADD goes through.
+    /// record, no map entry and no tc pins; `status` shows the program "not
+    /// pinned", then fails with the same text. A start as `run` makes pins
+    /// the program again, `status` shows it pinned and the same ADD goes
+    /// through.
     #[test]
     fn a_missing_tc_program_pin_is_named_and_a_start_pins_it_again() {
         use crate::datapath::pins::PinnedProgError;
         use crate::datapath::tc::TC_PROGRAMS;
+        use crate::views::inspect;
         let node = Node::new();
         let ns = TestNetns::new("progless");
         ip_in(&ns, &["link", "add", "eth0", "type", "veth", "peer", "name", "peer0"]);
@@ -1277,13 +1280,33 @@ mod tests {
 
         let want = PinnedProgError::Missing { program, pin_dir: node.pins.root().to_path_buf() }.to_string();
         let r = node.add("p-tc", &ns.path(), "eth0");
-        assert_eq!(r.error.map(|e| (e.code, e.message)), Some((ErrorCode::Internal, want)));
+        assert_eq!(r.error.map(|e| (e.code, e.message)), Some((ErrorCode::Internal, want.clone())));
         assert!(node.api.service.list().unwrap().is_empty(), "no record");
         assert_eq!(node.pods(), 0, "nothing in mw_pods");
         assert!(!node.pins.pod_dir(cookie).exists(), "no tc pins");
 
+        // `status`: each tc program's row, then the missing one named.
+        let tc_rows = |text: &str| -> Vec<(String, String)> {
+            TC_PROGRAMS
+                .iter()
+                .map(|t| {
+                    let row = text.lines().find(|l| l.split_whitespace().next() == Some(t.program)).unwrap_or_else(|| panic!("no row of {}: {text}", t.program));
+                    let attached = row[t.program.len()..].trim_start().split("  ").next().unwrap_or_default();
+                    (t.program.to_string(), attached.to_string())
+                })
+                .collect()
+        };
+        let state = |p: &str| if p == program { "not pinned" } else { "pinned, per pod" };
+        let (text, read) = inspect::status_view(&node.pins, "loader");
+        assert_eq!(read, Err(Error::Internal(want)), "status: {text}");
+        assert_eq!(tc_rows(&text), TC_PROGRAMS.iter().map(|t| (t.program.to_string(), state(t.program).to_string())).collect::<Vec<_>>(), "{text}");
+        assert!(text.contains("\nmap ") && text.contains("\nmw_pods "), "the maps are shown before the error: {text}");
+
         crate::datapath::install(&node.config).unwrap();
         assert!(node.pins.prog(program).exists());
+        let (text, read) = inspect::status_view(&node.pins, "loader");
+        assert_eq!(read, Ok(()), "status after the start: {text}");
+        assert_eq!(tc_rows(&text), TC_PROGRAMS.iter().map(|t| (t.program.to_string(), "pinned, per pod".to_string())).collect::<Vec<_>>(), "{text}");
         let r = node.add("p-tc", &ns.path(), "eth0");
         assert!(r.error.is_none(), "{r:?}");
         assert_eq!(node.pod_cookies(), [cookie]);

@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::datapath::{Hook, PROGRAMS};
 use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, Flow6Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
 use crate::libbpf;
-use crate::datapath::pins::{self, PinnedMapError, Pins};
+use crate::datapath::pins::{self, PinnedMapError, PinnedProgError, Pins};
 use crate::error::Error;
 
 /// One pinned map: entries (None when the type cannot be iterated) and capacity.
@@ -54,12 +54,16 @@ pub struct ProgramState {
     pub name: &'static str,
     pub attached: &'static str,
     pub info: Option<libbpf::ProgInfo>,
+    /// A tc program whose pin under progs/ cannot be opened (Missing when
+    /// it is not there): why, with what to do.
+    pub unpinned: Option<PinnedProgError>,
 }
 
 pub fn programs(pins: &Pins) -> Vec<ProgramState> {
     PROGRAMS
         .iter()
         .map(|spec| {
+            let mut unpinned = None;
             let (attached, info) = match spec.hook {
                 Hook::Cgroup => {
                     let info = libbpf::obj_get(&pins.link(spec.program))
@@ -69,10 +73,17 @@ pub fn programs(pins: &Pins) -> Vec<ProgramState> {
                         .and_then(|fd| libbpf::prog_info(&fd).ok());
                     (if info.is_some() { "cgroup link" } else { "not attached" }, info)
                 }
-                Hook::Tc { .. } => {
-                    let info = libbpf::obj_get(&pins.prog(spec.program)).ok().and_then(|fd| libbpf::prog_info(&fd).ok());
-                    (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
-                }
+                Hook::Tc { .. } => match pins.open_prog(spec.program) {
+                    Ok(fd) => {
+                        let info = libbpf::prog_info(&fd).ok();
+                        (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
+                    }
+                    Err(e) => {
+                        let attached = if matches!(e, PinnedProgError::Missing { .. }) { "not pinned" } else { "not loaded" };
+                        unpinned = Some(e);
+                        (attached, None)
+                    }
+                },
                 Hook::SkMsg { maps } => {
                     let verdict = |map: &'static str| {
                         pins.open_map(map)
@@ -93,7 +104,7 @@ pub fn programs(pins: &Pins) -> Vec<ProgramState> {
                     (attached, infos.into_iter().flatten().next())
                 }
             };
-            ProgramState { name: spec.program, attached, info }
+            ProgramState { name: spec.program, attached, info, unpinned }
         })
         .collect()
 }
@@ -148,37 +159,63 @@ pub fn describe_loader(status: Option<&serde_json::Map<String, serde_json::Value
     out
 }
 
+/// `meshwire-loader status`: what [`status_view`] shows, then its error.
 pub fn print_status(pins: &Pins, loader: &str) -> Result<(), Error> {
+    let (text, read) = status_view(pins, loader);
+    print!("{text}");
+    read
+}
+
+/// `status`'s text, and then, when a map or a tc program of the datapath
+/// pinned under `pins` is not (it shows as "not pinned"), the error naming
+/// the first such map, else the first such program ([`PinnedMapError`],
+/// [`PinnedProgError`]: where, and what to do). Without a datapath there,
+/// no text and NoDatapath; a map that cannot be read ends the text there.
+pub fn status_view(pins: &Pins, loader: &str) -> (String, Result<(), Error>) {
+    let mut out = String::new();
+    let read = status_text(pins, loader, &mut out);
+    (out, read)
+}
+
+fn status_text(pins: &Pins, loader: &str, out: &mut String) -> Result<(), Error> {
+    use std::fmt::Write;
     require_datapath(pins)?;
-    println!("{loader}");
-    println!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" });
-    println!("pins {}", pins.root().display());
-    println!();
-    println!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", "program", "attached", "id", "insns", "runs", "ns/run");
+    // Writing to a String cannot fail.
+    let mut line = |l: String| {
+        let _ = writeln!(out, "{l}");
+    };
+    line(loader.to_string());
+    line(format!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" }));
+    line(format!("pins {}", pins.root().display()));
+    line(String::new());
+    line(format!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", "program", "attached", "id", "insns", "runs", "ns/run"));
+    let mut unpinned = None;
     for p in programs(pins) {
         match p.info {
             Some(i) => {
                 let per = if i.run_cnt > 0 { format!("{:.0}", i.run_time_ns as f64 / i.run_cnt as f64) } else { "-".into() };
-                println!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", p.name, p.attached, i.id, i.verified_insns, i.run_cnt, per);
+                line(format!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", p.name, p.attached, i.id, i.verified_insns, i.run_cnt, per));
             }
-            None => println!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", p.name, p.attached, "-", "-", "-", "-"),
+            None => line(format!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", p.name, p.attached, "-", "-", "-", "-")),
         }
+        unpinned = unpinned.or(p.unpinned);
     }
-    println!();
-    println!("{:<16} {:>10} {:>10}", "map", "entries", "capacity");
+    line(String::new());
+    line(format!("{:<16} {:>10} {:>10}", "map", "entries", "capacity"));
     for m in map_fill(pins)? {
         let e = m.entries.map_or("-".to_string(), |n| n.to_string());
-        println!("{:<16} {e:>10} {:>10}", m.name, m.capacity);
+        line(format!("{:<16} {e:>10} {:>10}", m.name, m.capacity));
     }
     for name in pins::ALL_MAPS.iter().filter(|m| !pins.map(m).exists()) {
-        println!("{name:<16} {:>10} {:>10}", "not pinned", "-");
+        line(format!("{name:<16} {:>10} {:>10}", "not pinned", "-"));
     }
-    println!();
+    line(String::new());
     for (name, v) in counters(pins)? {
-        println!("{name:<28} {v}");
+        line(format!("{name:<28} {v}"));
     }
-    // A map not pinned: the view is shown, then what to do about it.
-    Ok(pins.require_all_maps()?)
+    // A map or a tc program not pinned: the view is shown, then what to do about it.
+    pins.require_all_maps()?;
+    unpinned.map_or(Ok(()), |e| Err(e.into()))
 }
 
 fn ip(net_order: u32) -> Ipv4Addr {
