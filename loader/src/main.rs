@@ -414,10 +414,21 @@ fn main() -> ExitCode {
     }
 }
 
-/// The commands whose output is a view of the datapath, read from its pins
+/// The commands whose output is a view of the datapath or of the pods
 /// (often piped into `head` or `grep`).
 fn prints_a_view(command: Option<&Command>) -> bool {
-    matches!(command, Some(Command::Stats { .. } | Command::Maps { .. } | Command::Status { .. } | Command::Conns { .. } | Command::Pods { .. } | Command::Trace { .. }))
+    matches!(
+        command,
+        Some(
+            Command::Stats { .. }
+                | Command::Maps { .. }
+                | Command::Status { .. }
+                | Command::Conns { .. }
+                | Command::Pods { .. }
+                | Command::Pod(PodCommand::List { .. })
+                | Command::Trace { .. }
+        )
+    )
 }
 
 fn execute(command: Command, config: &Config, api: &control::ApiPaths) -> Result<(), String> {

@@ -118,11 +118,17 @@ fn views_without_a_datapath_say_what_to_check_once() {
     std::fs::remove_dir_all(&dir).unwrap();
 }
 
-/// `meshwire-loader pods --json | head -1`: the reader goes away, the
-/// loader ends quietly (no panic about a broken pipe).
+/// `meshwire-loader pods --json | head -1`, `pod list | head -1`: the
+/// reader goes away, the loader ends quietly (no panic about a broken pipe).
 #[test]
 fn a_closed_stdout_ends_a_view_quietly() {
-    let dir = temp_dir("pipe");
+    for args in [&["pods", "--json"][..], &["pod", "list"][..]] {
+        ends_quietly_into_a_closed_pipe(args);
+    }
+}
+
+fn ends_quietly_into_a_closed_pipe(args: &[&str]) {
+    let dir = temp_dir(&format!("pipe-{}", args.join("-")));
     let socket = dir.join("api.sock");
     let listener = UnixListener::bind(&socket).unwrap();
     // A control socket answering LIST with enough pods to fill the pipe.
@@ -140,7 +146,8 @@ fn a_closed_stdout_ends_a_view_quietly() {
         w.write_all(format!("{}\n", serde_json::to_string(&answer).unwrap()).as_bytes()).unwrap();
     });
     let mut child = Command::new(LOADER)
-        .args(["--api-socket", socket.to_str().unwrap(), "pods", "--json"])
+        .args(["--api-socket", socket.to_str().unwrap()])
+        .args(args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -152,7 +159,7 @@ fn a_closed_stdout_ends_a_view_quietly() {
     child.stderr.take().unwrap().read_to_string(&mut stderr).unwrap();
     let status = child.wait().unwrap();
     server.join().unwrap();
-    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{status}: {stderr}");
-    assert_ne!(status.code(), Some(101), "exit status of a panic: {stderr}");
+    assert!(!stderr.contains("panicked") && !stderr.contains("Broken pipe"), "{args:?}: {status}: {stderr}");
+    assert_ne!(status.code(), Some(101), "{args:?}: exit status of a panic: {stderr}");
     std::fs::remove_dir_all(&dir).unwrap();
 }
