@@ -1,6 +1,6 @@
 """Which step of a clsact attach grows with the pods on the machine?
 
-    python3 tools/bench/clsact_repro.py --sizes 0,1000,4000 --samples 100 [--bare]
+    python3 tools/bench/clsact_repro.py --sizes 0,1000,4000 --samples 100 [--bare | --host-shared-block] [--settle 30]
 
 Root. Makes pod namespaces with --mode scale's maker (scale.VethPods: a
 veth eth0 in each, its peer in a node namespace, both up); the background
@@ -14,6 +14,16 @@ the qdisc's delete (DEL), also of the oldest background pods' qdiscs (put
 back right after). Medians in microseconds. docs/benchmarking.md (Node
 scale) says what it found: the clsact create walks a list of every tc block
 bound on the machine (net/core/flow_offload.c).
+With --host-shared-block it also times the alternative at each size, with
+the same pods: the background pods' qdiscs moved from their namespaces to
+their host-side veths in the node namespace (v<i>), all bound to one shared
+block pair (`tc qdisc add dev v<i> ingress_block 19799 egress_block 19800
+clsact`) that holds the two bpf filters once (`tc filter add block ...`),
+and in the probe pods the same qdisc create on their host-side veth (and
+the filters' add on the blocks, only when no other veth holds them: at 0
+background pods) and its delete, also of the oldest background pods'
+(put back right after); then the background is put back as before for the
+next size. A second table.
 Everything made here carries the prefix mwrp<PID>- and is removed on exit;
 the kernel tears the namespaces down for a while after (wait before the next
 run: that work holds RTNL).
@@ -37,6 +47,9 @@ P = f"mwrp{os.getpid()}-"
 
 RTM_NEWQDISC, RTM_DELQDISC, RTM_GETQDISC = 36, 37, 38
 RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
+TCA_INGRESS_BLOCK, TCA_EGRESS_BLOCK = 13, 14
+BLOCK_IN, BLOCK_EG = 0x4D57, 0x4D58  # the node namespace's shared blocks (--host-shared-block)
+ON_BLOCK = -1  # TCM_IFINDEX_MAGIC_BLOCK: tcm_parent is then a block's index
 F_REQUEST, F_ACK, F_EXCL, F_CREATE, F_DUMP = 1, 4, 0x200, 0x400, 0x300
 TC_H_CLSACT, INGRESS, EGRESS = 0xFFFFFFF1, 0xFFFFFFF2, 0xFFFFFFF3
 PRIO = HANDLE = 0x4D57
@@ -83,6 +96,13 @@ class NL:
 
     def clsact_add(self, ifindex):
         self.req(RTM_NEWQDISC, F_REQUEST | F_ACK | F_CREATE | F_EXCL, ifindex, 0xFFFF0000, TC_H_CLSACT, 0, nla(1, b"clsact\0"))
+
+    def clsact_add_shared(self, ifindex):
+        """A clsact qdisc whose ingress and egress are the shared blocks
+        BLOCK_IN and BLOCK_EG (`tc qdisc add dev X ingress_block .. egress_block .. clsact`)."""
+        self.req(RTM_NEWQDISC, F_REQUEST | F_ACK | F_CREATE | F_EXCL, ifindex, 0xFFFF0000, TC_H_CLSACT, 0,
+                 nla(1, b"clsact\0") + nla(TCA_INGRESS_BLOCK, struct.pack("I", BLOCK_IN))
+                 + nla(TCA_EGRESS_BLOCK, struct.pack("I", BLOCK_EG)))
 
     def clsact_del(self, ifindex):
         self.req(RTM_DELQDISC, F_REQUEST | F_ACK, ifindex, 0xFFFF0000, TC_H_CLSACT, 0)
@@ -155,6 +175,13 @@ class Pods(VethPods):
     def __init__(self):
         run(["ip", "netns", "add", P + "node"])
         super().__init__(run, P + "node", lambda i: f"{P}p{i}")
+        self.index = {}
+
+    def veth(self, m):
+        """Pod namespace m's host-side veth in the node namespace (v<i>)."""
+        if m not in self.index:
+            self.index = {n: i for i, n in enumerate(self.names)}
+        return f"v{self.index[m]}"
 
     def cleanup(self):
         # Newest first, the order in which unbinding each clsact qdisc's
@@ -186,19 +213,119 @@ def attach(nl, ifindex, fd, times=None):
             times.setdefault(name, []).append((b - a) * 1e6)
 
 
+HSTEPS = ("host clsact create (shared blocks)", "filter add x2 on the blocks (new blocks only)", "host clsact delete (DEL)")
+HOLD = "host clsact delete, oldest pods (DEL)"
+
+
+def host_attach(nl, ifindex, fd, times=None):
+    """The probe's (or a background pod's) host-side veth onto the shared
+    blocks; their filters added only when this made the blocks (no other
+    veth holds them), and then checked."""
+    t0 = time.perf_counter()
+    nl.clsact_add_shared(ifindex)
+    t1 = time.perf_counter()
+    if not nl.filter_dump(ON_BLOCK, BLOCK_IN):
+        t2 = time.perf_counter()
+        for b in (BLOCK_IN, BLOCK_EG):
+            nl.filter_add(ON_BLOCK, b, fd)
+        if times is not None:
+            times.setdefault(HSTEPS[1], []).append((time.perf_counter() - t2) * 1e6)
+    if times is not None:
+        times.setdefault(HSTEPS[0], []).append((t1 - t0) * 1e6)
+
+
+def check_blocks(nl, ifindex):
+    """The shared blocks hold meshwire's two filters, and the qdisc on
+    `ifindex` is bound to them (its TCA_INGRESS_BLOCK / TCA_EGRESS_BLOCK)."""
+    for b in (BLOCK_IN, BLOCK_EG):
+        assert prog_name_by_id(nl.filter_get(ON_BLOCK, b)) == "mw_repro", f"block {b} has no mw_repro filter"
+    blocks = {}
+    for m in nl.qdisc_dump(ifindex):
+        if struct.unpack_from("iI", m, 16 + 4) != (ifindex, 0xFFFF0000):
+            continue
+        at = 16 + 20
+        while at + 4 <= len(m):
+            ln, t = struct.unpack_from("HH", m, at)
+            if t in (TCA_INGRESS_BLOCK, TCA_EGRESS_BLOCK):
+                blocks[t] = struct.unpack_from("I", m, at + 4)[0]
+            at += (ln + 3) & ~3
+    assert blocks == {TCA_INGRESS_BLOCK: BLOCK_IN, TCA_EGRESS_BLOCK: BLOCK_EG}, f"ifindex {ifindex}: blocks {blocks}"
+
+
+def pod_qdiscs(pods, fd, off):
+    """Every background pod's qdisc and filters in its namespace (meshwire
+    today) in `pods`' order, or (off) gone, newest first."""
+    for m in pods[::-1] if off else pods:
+        with in_netns(m):
+            nl = NL()
+            ifi = socket.if_nametoindex("eth0")
+            nl.clsact_del(ifi) if off else attach(nl, ifi, fd)
+            nl.close()
+
+
+def host_qdiscs(veths, fd, off):
+    """Every background pod's host-side veth onto the shared blocks, in
+    `veths`' order, or (off) off them, newest first."""
+    with in_netns(P + "node"):
+        nl = NL()
+        for v in veths[::-1] if off else veths:
+            ifi = socket.if_nametoindex(v)
+            nl.clsact_del(ifi) if off else host_attach(nl, ifi, fd)
+        nl.close()
+
+
+def host_probe(pods, oldest, probes, fd, times, settle):
+    """--host-shared-block at one size: the background's qdiscs moved to the
+    host-side veths on the shared blocks; the probes' host-side veths timed
+    onto them and off again, and the oldest background pods' off and on."""
+    veths = [pods.veth(m) for m in oldest]
+    pod_qdiscs(oldest, fd, off=True)
+    host_qdiscs(veths, fd, off=False)
+    time.sleep(settle)  # as after making pods: the 2N qdiscs and filters just deleted leave the kernel work
+    with in_netns(P + "node"):
+        nl = NL()
+        if veths:
+            check_blocks(nl, socket.if_nametoindex(veths[0]))
+        for v in veths[:20]:
+            ifi = socket.if_nametoindex(v)
+            t0 = time.perf_counter()
+            nl.clsact_del(ifi)
+            times.setdefault(HOLD, []).append((time.perf_counter() - t0) * 1e6)
+            host_attach(nl, ifi, fd)
+        for i, m in enumerate(probes):
+            ifi = socket.if_nametoindex(pods.veth(m))
+            host_attach(nl, ifi, fd, times)
+            if i == 0:
+                check_blocks(nl, ifi)
+            t0 = time.perf_counter()
+            nl.clsact_del(ifi)
+            times.setdefault(HSTEPS[-1], []).append((time.perf_counter() - t0) * 1e6)
+        nl.close()
+    return veths
+
+
 def main():
     ap = argparse.ArgumentParser()
     ap.add_argument("--sizes", default="0,1000,4000")
     ap.add_argument("--samples", type=int, default=100)
     ap.add_argument("--bare", action="store_true", help="background pods without a clsact qdisc")
+    ap.add_argument("--host-shared-block", action="store_true",
+                    help="also time, at each size, the qdisc on the pod's host-side veth in the node namespace, "
+                         "every host-side veth on one shared ingress and egress block (a second table)")
+    ap.add_argument("--settle", type=float, default=0, metavar="SECONDS",
+                    help="wait this long after making each size's pods (and after moving the qdiscs) before timing: RTNL is busy with other work "
+                         "for a while after thousands of interfaces come up or filters go (default 0: time at once)")
     a = ap.parse_args()
+    if a.bare and a.host_shared_block:
+        ap.error("--host-shared-block moves the background pods' qdiscs to their host-side veths; "
+                 "--bare background pods have none: use one of the two")
     sizes = [int(x) for x in a.sizes.split(",")]
     fd = load_prog()
     pods = Pods()
     try:
         probes = pods.make(a.samples)
         bg = 0
-        rows = []
+        rows, hrows = [], []
         oldest = []  # background pods with a qdisc, the longest there first
         for size in sizes:
             for m in pods.make(size - bg) if size > bg else []:
@@ -209,6 +336,7 @@ def main():
                         nl.close()
                     oldest.append(m)
             bg = max(bg, size)
+            time.sleep(a.settle)
             times = {}
             # The qdisc of the oldest background pods: a DEL of a pod meshed
             # long ago (put back at once, so the count holds).
@@ -233,13 +361,28 @@ def main():
                     times.setdefault(STEPS[-1], []).append((time.perf_counter() - t0) * 1e6)
                     nl.close()
             rows.append((size, {k: statistics.median(v) for k, v in times.items()}))
+            if a.host_shared_block:
+                htimes = {}
+                veths = host_probe(pods, oldest, probes, fd, htimes, a.settle)
+                hrows.append((size, {k: statistics.median(v) for k, v in htimes.items()}))
+                if size != sizes[-1]:  # the next size starts from today's placement again
+                    host_qdiscs(veths, fd, off=True)
+                    pod_qdiscs(oldest, fd, off=False)
             print(f"{size} background pods done", file=sys.stderr, flush=True)
         print(f"median us per step, {a.samples} probe pods; background pods {'bare (netns + veth)' if a.bare else 'with clsact + 2 bpf filters'}; "
-              f"load {open('/proc/loadavg').read().split()[:3]}")
+              + (f"{a.settle:g} s settle after making them; " if a.settle else "") + f"load {open('/proc/loadavg').read().split()[:3]}")
         print("| step | " + " | ".join(f"{s:,} pods" for s, _ in rows) + " |")
         print("|---|" + "---|" * len(rows))
         for st in STEPS + (OLD,):
             print(f"| {st} | " + " | ".join(f"{r[st]:.0f}" if st in r else "-" for _, r in rows) + " |")
+        if hrows:
+            print(f"\n--host-shared-block: the background pods' qdiscs on their host-side veths in the node namespace, "
+                  f"all on shared blocks {BLOCK_IN} (ingress) / {BLOCK_EG} (egress) with the 2 bpf filters; median us per step, "
+                  f"{a.samples} probe pods' host-side veths")
+            print("| step | " + " | ".join(f"{s:,} pods" for s, _ in hrows) + " |")
+            print("|---|" + "---|" * len(hrows))
+            for st in HSTEPS + (HOLD,):
+                print(f"| {st} | " + " | ".join(f"{r[st]:.0f}" if st in r else "-" for _, r in hrows) + " |")
     finally:
         pods.cleanup()
 
