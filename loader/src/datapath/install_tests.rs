@@ -143,6 +143,19 @@ fn an_unreadable_btf_object_is_named_with_what_libbpf_said() {
     assert!(e.message().ends_with("this loader cannot read its own BPF object meshwire_broken (a broken build: rebuild it, bazel build //loader)"), "{e}");
 }
 
+/// A datapath installed on a bpffs and cgroup of the test's own (kept alive
+/// by the first two), with the map definitions of its objects.
+fn installed_with_definitions() -> (PrivateBpffs, TempCgroup, Pins, Config, Vec<crate::libbpf::MapInfo>) {
+    let fs = PrivateBpffs::new();
+    let cg = TempCgroup::new();
+    let pins = Pins::new(&fs.path().join("meshwire"));
+    let config = config(pins.root(), cg.path());
+    install(&config).unwrap();
+    let defs = crate::datapath::upgrade::definitions(crate::datapath::objects::WITH_PROGRAMS).unwrap();
+    (fs, cg, pins, config, defs)
+}
+
+
 /// Puts an entry (every key byte 0x11, every value byte 0x22) into the
 /// pinned map `name`, then removes its pin (the attached programs still
 /// hold the map). Returns the map's id, the key and the value.
@@ -164,17 +177,63 @@ fn fill_and_unpin(pins: &Pins, name: &'static str) -> (u32, Vec<u8>, Vec<u8>) {
 /// entries, and no temporary pin left. When the programs holding a map are
 /// gone too (progs/ emptied: the tc programs attach to no pod here), the
 /// start pins a new, empty one (NotFound).
+/// The two fallbacks of a start that finds a map's pin removed, proven on
+/// the live map: it is not the shape this version declares (here its
+/// definition is given one more entry of capacity), or it cannot be pinned
+/// again at its place (a directory stands there). Either way nothing is
+/// pinned in its name, no temporary `~new` pin is left, the live map keeps
+/// its entry (the programs still hold it), and the log line says which.
+#[test]
+fn a_start_that_cannot_reuse_the_live_map_pins_nothing_in_its_name() {
+    use crate::datapath::pins::MAP_ORIG_TUPLE4;
+    use crate::datapath::repin::{repin_live_maps, Unpinned};
+    let (_fs, _cg, pins, _config, defs) = installed_with_definitions();
+    let (id, key, value) = fill_and_unpin(&pins, MAP_ORIG_TUPLE4);
+    let live = crate::libbpf::MapFd::from_id(id).unwrap();
+
+    // Another shape: the definition wants one more entry.
+    let mut bigger = defs.clone();
+    bigger.iter_mut().find(|d| d.name == MAP_ORIG_TUPLE4).unwrap().max_entries += 1;
+    let mut created = Vec::new();
+    let differs = repin_live_maps(&pins, &[MAP_ORIG_TUPLE4], &bigger, &mut created);
+    let pinned_after_differs = pins.map(MAP_ORIG_TUPLE4).exists();
+
+    // Its place taken by a directory: the rename over it fails.
+    std::fs::create_dir_all(pins.map(MAP_ORIG_TUPLE4).join("taken")).unwrap();
+    let unpinnable = repin_live_maps(&pins, &[MAP_ORIG_TUPLE4], &defs, &mut created);
+    let leftover: Vec<PathBuf> = files(&pins.maps_dir()).into_iter().filter(|p| p.to_string_lossy().ends_with("~new")).collect();
+    let kept = live.lookup_raw(&key).unwrap();
+    std::fs::remove_dir_all(pins.map(MAP_ORIG_TUPLE4)).unwrap();
+    let cleaned = cleanup(pins.root());
+
+    match &differs[..] {
+        [Unpinned::Differs { map, id: got, found, want }] => {
+            assert_eq!((*map, *got), (MAP_ORIG_TUPLE4, id));
+            assert_ne!(found, want, "the two shapes are told apart");
+            assert!(differs[0].describe(&pins).contains("pinned a new, empty mw_orig_tuple4"), "{}", differs[0].describe(&pins));
+        }
+        other => panic!("expected Differs, got {other:?}"),
+    }
+    assert!(!pinned_after_differs, "nothing pinned in its name");
+    match &unpinnable[..] {
+        [Unpinned::Unpinnable { map, id: got, error }] => {
+            assert_eq!((*map, *got), (MAP_ORIG_TUPLE4, id));
+            assert!(error.contains("renaming"), "{error}");
+        }
+        other => panic!("expected Unpinnable, got {other:?}"),
+    }
+    assert!(created.is_empty(), "no pin for a failed start to remove: {created:?}");
+    assert!(leftover.is_empty(), "{leftover:?}");
+    assert_eq!(kept, Some(value), "the live map keeps its entry");
+    cleaned.unwrap();
+}
+
 #[test]
 fn a_start_pins_again_the_live_map_whose_pin_was_removed_with_its_entries() {
     use crate::datapath::pins::{MAP_FLOW4_SYN, MAP_ORIG_TUPLE4};
     use crate::datapath::repin::{repin_live_maps, Unpinned};
-    use crate::datapath::{objects, tc, unpinned_maps, upgrade};
-    let fs = PrivateBpffs::new();
-    let cg = TempCgroup::new();
-    let pins = Pins::new(&fs.path().join("meshwire"));
-    let config = config(pins.root(), cg.path());
-    install(&config).unwrap();
-    let defs = upgrade::definitions(objects::WITH_PROGRAMS).unwrap();
+    use crate::datapath::{objects, tc, unpinned_maps};
+    let (_fs, _cg, pins, config, defs) = installed_with_definitions();
     let open = |name| crate::libbpf::MapFd::open_pinned(&pins.map(name)).unwrap();
 
     // Found through the pinned programs, pinned again.
