@@ -93,29 +93,46 @@ pub const RETIRED_MAPS: &[&str] = &[
     "mw_accel_psock6",
 ];
 
-/// Why a map of the datapath could not be opened from its pin
-/// ([`Pins::open_map`]). `From` makes it an [`Error`]: Missing is Internal
-/// (the node's datapath lacks a pin: the request cannot be served, and a
-/// CNI DEL is not taken for done), NoDatapath NotFound, Unopenable Os with
-/// its errno.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PinnedMapError {
-    /// The datapath is pinned under `pin_dir` (other maps of it are there)
-    /// but `map` is not: its pin was removed (by hand, a half-cleaned
-    /// bpffs; the programs still hold the map), or an earlier version
-    /// without it pinned them. `run` pins the map the programs hold again
-    /// (datapath::repin), or a new one when none does.
-    Missing { map: &'static str, pin_dir: PathBuf },
-    /// No map of the datapath is pinned under `pin_dir`.
-    NoDatapath { pin_dir: PathBuf },
-    /// The pin of `map` is there but could not be opened as a map.
-    Unopenable { map: &'static str, errno: Option<i32>, error: String },
+/// A map, or a tc program (pinned under progs/ for per-pod attach), of the
+/// datapath: what a [`PinnedError`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Pinned {
+    Map(&'static str),
+    TcProgram(&'static str),
 }
 
-impl std::fmt::Display for PinnedMapError {
+impl std::fmt::Display for Pinned {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         match self {
-            PinnedMapError::Missing { map, pin_dir } => write!(
+            Pinned::Map(name) => write!(f, "map {name}"),
+            Pinned::TcProgram(name) => write!(f, "tc program {name}"),
+        }
+    }
+}
+
+/// Why a map or tc program of the datapath could not be opened from its pin
+/// ([`Pins::open_map`], [`Pins::open_prog`]). `From` makes it an [`Error`]:
+/// Missing is Internal (the node's datapath lacks a pin: the request cannot
+/// be served, and a CNI DEL is not taken for done), NoDatapath NotFound,
+/// Unopenable Os with its errno.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum PinnedError {
+    /// The datapath is pinned under `pin_dir` (maps of it are there) but
+    /// `pin` is not: its pin was removed (by hand, a half-cleaned bpffs; the
+    /// programs still hold a map), or an earlier version without the map
+    /// pinned them. `run` pins a map the programs hold again
+    /// (datapath::repin), or a new one when none does; a tc program again.
+    Missing { pin: Pinned, pin_dir: PathBuf },
+    /// No map of the datapath is pinned under `pin_dir`.
+    NoDatapath { pin_dir: PathBuf },
+    /// The pin of `pin` is there but could not be opened.
+    Unopenable { pin: Pinned, errno: Option<i32>, error: String },
+}
+
+impl std::fmt::Display for PinnedError {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            PinnedError::Missing { pin: Pinned::Map(map), pin_dir } => write!(
                 f,
                 "map {map} is not pinned under {}, though the datapath's other maps are: its pin was removed (by hand, a half-cleaned bpffs), \
                  or they were pinned by an earlier version without it. \
@@ -125,39 +142,7 @@ impl std::fmt::Display for PinnedMapError {
                  or `meshwire-loader cleanup`, then `run`, to start over",
                 Pins::new(pin_dir).maps_dir().display()
             ),
-            PinnedMapError::NoDatapath { pin_dir } => write!(
-                f,
-                "no meshwire datapath is pinned under {}: is `meshwire-loader run` running (or has it run) on this node with this pin directory? Check --pin-dir (and bpf.pin_dir in the --config file)",
-                pin_dir.display()
-            ),
-            PinnedMapError::Unopenable { map, error, .. } => write!(f, "map {map}: {error}"),
-        }
-    }
-}
-
-impl std::error::Error for PinnedMapError {}
-
-/// Why a tc program of the datapath could not be opened from its pin under
-/// `<pin_dir>/progs` ([`Pins::open_prog`]; pods' tc is attached from
-/// there). `From` makes it an [`Error`] of the same kinds as
-/// [`PinnedMapError`]'s: Missing Internal, NoDatapath NotFound, Unopenable
-/// Os with its errno.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum PinnedProgError {
-    /// The datapath's maps are pinned under `pin_dir` but `program` is not
-    /// under its progs/: its pin was removed (by hand, a half-cleaned
-    /// bpffs). `run` pins it again.
-    Missing { program: &'static str, pin_dir: PathBuf },
-    /// No map of the datapath is pinned under `pin_dir` (nor the program).
-    NoDatapath { pin_dir: PathBuf },
-    /// The pin of `program` is there but could not be opened.
-    Unopenable { program: &'static str, errno: Option<i32>, error: String },
-}
-
-impl std::fmt::Display for PinnedProgError {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            PinnedProgError::Missing { program, pin_dir } => write!(
+            PinnedError::Missing { pin: Pinned::TcProgram(program), pin_dir } => write!(
                 f,
                 "tc program {program} is not pinned under {}, though the datapath's maps are: its pin was removed (by hand, a half-cleaned bpffs), \
                  so no pod can get tc attached (an ADD with an interface, adoption). \
@@ -165,41 +150,27 @@ impl std::fmt::Display for PinnedProgError {
                  (nothing is lost: the maps and the attached pods' tc stay); or `meshwire-loader cleanup`, then `run`, to start over",
                 Pins::new(pin_dir).progs_dir().display()
             ),
-            PinnedProgError::NoDatapath { pin_dir } => PinnedMapError::NoDatapath { pin_dir: pin_dir.clone() }.fmt(f),
-            PinnedProgError::Unopenable { program, error, .. } => write!(f, "tc program {program}: {error}"),
+            PinnedError::NoDatapath { pin_dir } => write!(
+                f,
+                "no meshwire datapath is pinned under {}: is `meshwire-loader run` running (or has it run) on this node with this pin directory? Check --pin-dir (and bpf.pin_dir in the --config file)",
+                pin_dir.display()
+            ),
+            PinnedError::Unopenable { pin, error, .. } => write!(f, "{pin}: {error}"),
         }
     }
 }
 
-impl std::error::Error for PinnedProgError {}
+impl std::error::Error for PinnedError {}
 
-impl From<PinnedProgError> for Error {
-    fn from(e: PinnedProgError) -> Error {
+impl From<PinnedError> for Error {
+    fn from(e: PinnedError) -> Error {
         match e {
-            PinnedProgError::Missing { .. } => Error::Internal(e.to_string()),
-            PinnedProgError::NoDatapath { .. } => Error::NotFound(e.to_string()),
-            PinnedProgError::Unopenable { errno: Some(errno), .. } => Error::Os { errno, message: e.to_string() },
-            PinnedProgError::Unopenable { .. } => Error::Internal(e.to_string()),
+            PinnedError::Missing { .. } => Error::Internal(e.to_string()),
+            PinnedError::NoDatapath { .. } => Error::NotFound(e.to_string()),
+            PinnedError::Unopenable { errno: Some(errno), .. } => Error::Os { errno, message: e.to_string() },
+            PinnedError::Unopenable { .. } => Error::Internal(e.to_string()),
         }
     }
-}
-
-impl From<PinnedMapError> for Error {
-    fn from(e: PinnedMapError) -> Error {
-        match e {
-            PinnedMapError::Missing { .. } => Error::Internal(e.to_string()),
-            PinnedMapError::NoDatapath { .. } => Error::NotFound(e.to_string()),
-            PinnedMapError::Unopenable { errno: Some(errno), .. } => Error::Os { errno, message: e.to_string() },
-            PinnedMapError::Unopenable { .. } => Error::Internal(e.to_string()),
-        }
-    }
-}
-
-/// How opening one of the datapath's pins failed ([`Pins::open_failure`]).
-enum OpenFailure {
-    Missing,
-    NoDatapath,
-    Unopenable(Option<i32>, String),
 }
 
 #[derive(Debug, Clone)]
@@ -238,42 +209,34 @@ impl Pins {
 
     /// The first map of the datapath not pinned here, when others are
     /// (Missing), or NoDatapath when none is.
-    pub fn require_all_maps(&self) -> Result<(), PinnedMapError> {
+    pub fn require_all_maps(&self) -> Result<(), PinnedError> {
         match ALL_MAPS.iter().find(|m| !self.map(m).exists()) {
             None => Ok(()),
-            Some(_) if !self.any_map_pinned() => Err(PinnedMapError::NoDatapath { pin_dir: self.root.clone() }),
-            Some(map) => Err(PinnedMapError::Missing { map, pin_dir: self.root.clone() }),
+            Some(_) if !self.any_map_pinned() => Err(PinnedError::NoDatapath { pin_dir: self.root.clone() }),
+            Some(map) => Err(PinnedError::Missing { pin: Pinned::Map(map), pin_dir: self.root.clone() }),
         }
     }
 
     /// Opens the datapath's map `name` from its pin; a pin that is not
-    /// there is named, with what to do ([`PinnedMapError`]).
-    pub fn open_map(&self, name: &'static str) -> Result<MapFd, PinnedMapError> {
-        MapFd::open_pinned(&self.map(name)).map_err(|e| match self.open_failure(e) {
-            OpenFailure::Missing => PinnedMapError::Missing { map: name, pin_dir: self.root.clone() },
-            OpenFailure::NoDatapath => PinnedMapError::NoDatapath { pin_dir: self.root.clone() },
-            OpenFailure::Unopenable(errno, error) => PinnedMapError::Unopenable { map: name, errno, error },
-        })
+    /// there is named, with what to do ([`PinnedError`]).
+    pub fn open_map(&self, name: &'static str) -> Result<MapFd, PinnedError> {
+        MapFd::open_pinned(&self.map(name)).map_err(|e| self.open_failure(Pinned::Map(name), e))
     }
 
     /// Opens the datapath's tc program `program` from its pin under
     /// progs/; a pin that is not there is named, with what to do
-    /// ([`PinnedProgError`]).
-    pub fn open_prog(&self, program: &'static str) -> Result<OwnedFd, PinnedProgError> {
-        obj_get(&self.prog(program)).map_err(|e| match self.open_failure(e) {
-            OpenFailure::Missing => PinnedProgError::Missing { program, pin_dir: self.root.clone() },
-            OpenFailure::NoDatapath => PinnedProgError::NoDatapath { pin_dir: self.root.clone() },
-            OpenFailure::Unopenable(errno, error) => PinnedProgError::Unopenable { program, errno, error },
-        })
+    /// ([`PinnedError`]).
+    pub fn open_prog(&self, program: &'static str) -> Result<OwnedFd, PinnedError> {
+        obj_get(&self.prog(program)).map_err(|e| self.open_failure(Pinned::TcProgram(program), e))
     }
 
     /// A pin that is not there is Missing when the datapath's maps are
     /// pinned, NoDatapath when none is.
-    fn open_failure(&self, e: BpfError) -> OpenFailure {
+    fn open_failure(&self, pin: Pinned, e: BpfError) -> PinnedError {
         match e.source.raw_os_error() {
-            Some(libc::ENOENT) if self.any_map_pinned() => OpenFailure::Missing,
-            Some(libc::ENOENT) => OpenFailure::NoDatapath,
-            errno => OpenFailure::Unopenable(errno, e.to_string()),
+            Some(libc::ENOENT) if self.any_map_pinned() => PinnedError::Missing { pin, pin_dir: self.root.clone() },
+            Some(libc::ENOENT) => PinnedError::NoDatapath { pin_dir: self.root.clone() },
+            errno => PinnedError::Unopenable { pin, errno, error: e.to_string() },
         }
     }
 

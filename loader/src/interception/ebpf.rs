@@ -7,7 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use super::pods::{self, MeshedPod, PodMaps};
 use super::{Adopted, Adopting, Interception};
-use crate::datapath::pins::{PinnedMapError, Pins};
+use crate::datapath::pins::{PinnedError, Pins};
 use crate::error::Error;
 use crate::datapath::tc::{self, TcAttach};
 use crate::system::{self, userns, NetnsThread};
@@ -64,7 +64,7 @@ impl EbpfTc {
     /// The maps held, or opened (again) when their pins changed: a new
     /// loader's install may have moved a map (an upgrade) or pinned new
     /// ones (after `cleanup`).
-    fn maps(&self) -> Result<Arc<PodMaps>, PinnedMapError> {
+    fn maps(&self) -> Result<Arc<PodMaps>, PinnedError> {
         let mut held = self.maps.lock().unwrap_or_else(|p| p.into_inner());
         if let Some(maps) = held.as_ref().filter(|m| m.current()) {
             return Ok(Arc::clone(maps));
@@ -83,8 +83,8 @@ impl EbpfTc {
     fn maps_to_remove_from(&self) -> Result<Option<Arc<PodMaps>>, Error> {
         match self.maps() {
             Ok(maps) => Ok(Some(maps)),
-            Err(PinnedMapError::NoDatapath { .. }) => Ok(None),
-            Err(PinnedMapError::Missing { .. }) if self.cleaning_up => Ok(None),
+            Err(PinnedError::NoDatapath { .. }) => Ok(None),
+            Err(PinnedError::Missing { .. }) if self.cleaning_up => Ok(None),
             Err(e) => Err(e.into()),
         }
     }

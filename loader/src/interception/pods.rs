@@ -15,7 +15,7 @@ use crate::config::{Cidr4, Cidr6};
 use crate::error::Error;
 use crate::datapath::layout::{Cidr4Key, Cidr6Key, In4Key, In6Key, Ip6Key, Pod, PortKey, DIR_IN_INCL, DIR_OUT, DIR_OUT_INCL, POD_F_ACCEL, POD_F_DNS, POD_F_IN_SELECT, POD_F_MESHED, POD_F_OUT_SELECT};
 use crate::libbpf::MapFd;
-use crate::datapath::pins::{self, PinnedMapError, Pins};
+use crate::datapath::pins::{self, PinnedError, Pins};
 use crate::timing;
 use crate::system::{self, NetnsError};
 
@@ -282,7 +282,7 @@ fn pin_inode(path: &Path) -> Option<(u64, u64)> {
 impl PodMaps {
     /// Every pod map from its pin; the first that cannot be opened is
     /// named (a pin that is not there: Missing, or NoDatapath when none is).
-    pub fn open(pins: &Pins) -> Result<PodMaps, PinnedMapError> {
+    pub fn open(pins: &Pins) -> Result<PodMaps, PinnedError> {
         let mut pinned = Vec::new();
         let mut open = |name: &'static str| {
             let path = pins.map(name);

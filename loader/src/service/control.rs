@@ -1168,7 +1168,7 @@ mod tests {
     /// every pod out.
     #[test]
     fn a_missing_map_pin_is_named_by_every_entry_point_and_changes_nothing() {
-        use crate::datapath::pins::{self as p, PinnedMapError};
+        use crate::datapath::pins::{self as p, PinnedError};
         use crate::views::{inspect, trace};
         let node = Node::new();
         let (ns, other) = (TestNetns::new("pinless"), TestNetns::new("pinless-new"));
@@ -1177,7 +1177,7 @@ mod tests {
         let r = node.add("m-kept", &ns.path(), "eth0");
         assert!(r.error.is_none(), "{r:?}");
         let cookie = crate::system::netns_cookie(&ns.path()).unwrap();
-        let missing = |map: &'static str| PinnedMapError::Missing { map, pin_dir: node.pins.root().to_path_buf() };
+        let missing = |map: &'static str| PinnedError::Missing { pin: p::Pinned::Map(map), pin_dir: node.pins.root().to_path_buf() };
         // The pin goes; the test holds the map to pin it back.
         let unpin = |map: &'static str| {
             let held = node.pins.open_map(map).unwrap();
@@ -1259,14 +1259,14 @@ mod tests {
     /// A tc program's pin missing under progs/ (removed by hand) while the
     /// datapath runs: an ADD with an interface, over the API as the CNI
     /// plugin calls the daemon, is refused (Internal) with exactly
-    /// PinnedProgError::Missing's text, naming the program, and leaves no
+    /// PinnedError::Missing's text, naming the program, and leaves no
     /// record, no map entry and no tc pins; `status` shows the program "not
     /// pinned", then fails with the same text. A start as `run` makes pins
     /// the program again, `status` shows it pinned and the same ADD goes
     /// through.
     #[test]
     fn a_missing_tc_program_pin_is_named_and_a_start_pins_it_again() {
-        use crate::datapath::pins::PinnedProgError;
+        use crate::datapath::pins::{Pinned, PinnedError};
         use crate::datapath::tc::TC_PROGRAMS;
         use crate::views::inspect;
         let node = Node::new();
@@ -1278,7 +1278,7 @@ mod tests {
         let program = TC_PROGRAMS[1].program;
         std::fs::remove_file(node.pins.prog(program)).unwrap();
 
-        let want = PinnedProgError::Missing { program, pin_dir: node.pins.root().to_path_buf() }.to_string();
+        let want = PinnedError::Missing { pin: Pinned::TcProgram(program), pin_dir: node.pins.root().to_path_buf() }.to_string();
         let r = node.add("p-tc", &ns.path(), "eth0");
         assert_eq!(r.error.map(|e| (e.code, e.message)), Some((ErrorCode::Internal, want.clone())));
         assert!(node.api.service.list().unwrap().is_empty(), "no record");

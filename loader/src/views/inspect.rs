@@ -6,7 +6,7 @@ use std::net::{IpAddr, Ipv4Addr, Ipv6Addr};
 use crate::datapath::{Hook, PROGRAMS};
 use crate::datapath::layout::{Cidr4Key, Flow4, Flow4Key, Flow6Key, In4Key, Orig4, Orig6, PortKey, Sock6Key, SockKey, Tuple4, Tuple6, STAT_NAMES};
 use crate::libbpf;
-use crate::datapath::pins::{self, PinnedMapError, PinnedProgError, Pins};
+use crate::datapath::pins::{self, PinnedError, Pins};
 use crate::error::Error;
 
 /// One pinned map: entries (None when the type cannot be iterated) and capacity.
@@ -56,7 +56,7 @@ pub struct ProgramState {
     pub info: Option<libbpf::ProgInfo>,
     /// A tc program whose pin under progs/ cannot be opened (Missing when
     /// it is not there): why, with what to do.
-    pub unpinned: Option<PinnedProgError>,
+    pub unpinned: Option<PinnedError>,
 }
 
 pub fn programs(pins: &Pins) -> Vec<ProgramState> {
@@ -79,7 +79,7 @@ pub fn programs(pins: &Pins) -> Vec<ProgramState> {
                         (if info.is_some() { "pinned, per pod" } else { "not loaded" }, info)
                     }
                     Err(e) => {
-                        let attached = if matches!(e, PinnedProgError::Missing { .. }) { "not pinned" } else { "not loaded" };
+                        let attached = if matches!(e, PinnedError::Missing { .. }) { "not pinned" } else { "not loaded" };
                         unpinned = Some(e);
                         (attached, None)
                     }
@@ -119,13 +119,13 @@ fn bpf_stats_enabled() -> bool {
 
 /// The views read the pins: without them, say where they were looked for
 /// and what to check, rather than a bare "No such file or directory"
-/// (NotFound: [`PinnedMapError::NoDatapath`]). A datapath pinned there
+/// (NotFound: [`PinnedError::NoDatapath`]). A datapath pinned there
 /// without one of its maps is named when a view opens that map.
 pub fn require_datapath(pins: &Pins) -> Result<(), Error> {
     if pins.any_map_pinned() {
         return Ok(());
     }
-    Err(PinnedMapError::NoDatapath { pin_dir: pins.root().to_path_buf() }.into())
+    Err(PinnedError::NoDatapath { pin_dir: pins.root().to_path_buf() }.into())
 }
 
 /// What `status`, `pods` and `pod list` say of an attachment the loader
@@ -168,8 +168,8 @@ pub fn print_status(pins: &Pins, loader: &str) -> Result<(), Error> {
 
 /// `status`'s text, and then, when a map or a tc program of the datapath
 /// pinned under `pins` is not (it shows as "not pinned"), the error naming
-/// the first such map, else the first such program ([`PinnedMapError`],
-/// [`PinnedProgError`]: where, and what to do). Without a datapath there,
+/// the first such map, else the first such program ([`PinnedError`]:
+/// where, and what to do). Without a datapath there,
 /// no text and NoDatapath; a map that cannot be read ends the text there.
 pub fn status_view(pins: &Pins, loader: &str) -> (String, Result<(), Error>) {
     let mut out = String::new();

@@ -38,16 +38,16 @@ fn detaching_a_pod_that_has_nothing_is_fine() {
 }
 
 /// The tc programs' pins missing while the maps are pinned (removed by
-/// hand): PinnedProgError::Missing naming the first program, the progs
+/// hand): PinnedError::Missing naming the first program, the progs
 /// directory and what to do, Internal; with nothing pinned at all,
 /// NoDatapath (NotFound).
 #[test]
 fn attaching_without_pinned_programs_says_so() {
-    use crate::datapath::pins::PinnedProgError;
+    use crate::datapath::pins::{Pinned, PinnedError};
     let tc = Tc::new();
     assert!(tc.pins.any_map_pinned() && !tc.pins.prog(TC_PROGRAMS[0].program).exists());
     let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err();
-    let missing = PinnedProgError::Missing { program: TC_PROGRAMS[0].program, pin_dir: tc.pins.root().to_path_buf() };
+    let missing = PinnedError::Missing { pin: Pinned::TcProgram(TC_PROGRAMS[0].program), pin_dir: tc.pins.root().to_path_buf() };
     assert_eq!(e, Error::from(missing.clone()));
     assert!(matches!(e, Error::Internal(_)), "{e:?}");
     let m = missing.to_string();
@@ -56,7 +56,7 @@ fn attaching_without_pinned_programs_says_so() {
 
     let nothing = Pins::new(&tc.pins.root().join("absent"));
     let e = attach_pod(&nothing, 1, Path::new("/proc/self/ns/net"), "lo", TcAttach::Auto).unwrap_err();
-    assert_eq!(e, Error::from(PinnedProgError::NoDatapath { pin_dir: nothing.root().to_path_buf() }));
+    assert_eq!(e, Error::from(PinnedError::NoDatapath { pin_dir: nothing.root().to_path_buf() }));
     assert!(matches!(&e, Error::NotFound(m) if m.starts_with("no meshwire datapath is pinned under ")), "{e:?}");
     let e = attach_pod(&tc.pins, 1, Path::new("/proc/self/ns/net"), "a/b", TcAttach::Auto).unwrap_err().to_string();
     assert!(e.contains("not an interface name"), "{e}");
