@@ -39,7 +39,7 @@ import subprocess
 import sys
 import time
 
-from scale import VethPods, in_netns, libc
+from scale import F_ACK, F_CREATE, F_DUMP, F_EXCL, F_REQUEST, Rtnl, VethPods, in_netns, libc, nla
 
 libc.syscall.restype = ctypes.c_long
 NR_BPF = 321  # x86_64
@@ -50,46 +50,14 @@ RTM_NEWTFILTER, RTM_GETTFILTER = 44, 46
 TCA_INGRESS_BLOCK, TCA_EGRESS_BLOCK = 13, 14
 BLOCK_IN, BLOCK_EG = 0x4D57, 0x4D58  # the node namespace's shared blocks (--host-shared-block)
 ON_BLOCK = -1  # TCM_IFINDEX_MAGIC_BLOCK: tcm_parent is then a block's index
-F_REQUEST, F_ACK, F_EXCL, F_CREATE, F_DUMP = 1, 4, 0x200, 0x400, 0x300
 TC_H_CLSACT, INGRESS, EGRESS = 0xFFFFFFF1, 0xFFFFFFF2, 0xFFFFFFF3
 PRIO = HANDLE = 0x4D57
 
 
-def nla(t, payload):
-    n = 4 + len(payload)
-    return struct.pack("HH", n, t) + payload + b"\0" * ((-n) % 4)
-
-
-class NL:
-    def __init__(self):
-        self.s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
-        self.s.bind((0, 0))
-        self.seq = 0
-
-    def close(self):
-        self.s.close()
-
+class NL(Rtnl):
     def req(self, mtype, flags, ifindex, handle, parent, info, attrs=b""):
-        self.seq += 1
-        body = struct.pack("BxxxiIII", 0, ifindex, handle, parent, info) + attrs
-        self.s.send(struct.pack("IHHII", 16 + len(body), mtype, flags, self.seq, 0) + body)
-        out = []
-        while True:
-            buf = self.s.recv(65536)
-            off = 0
-            while off < len(buf):
-                ln, t = struct.unpack_from("IH", buf, off)
-                if t == 3:  # DONE
-                    return out
-                if t == 2:  # ERROR / ACK
-                    err = struct.unpack_from("i", buf, off + 16)[0]
-                    if err:
-                        raise OSError(-err, f"netlink {mtype}: {os.strerror(-err)}")
-                    return out
-                out.append(buf[off:off + ln])
-                off += (ln + 3) & ~3
-                if not (flags & F_DUMP) and not (flags & F_ACK):
-                    return out
+        """A tc request: struct tcmsg and attrs."""
+        return self.request(mtype, flags, struct.pack("BxxxiIII", 0, ifindex, handle, parent, info) + attrs)
 
     def qdisc_dump(self, ifindex):
         return self.req(RTM_GETQDISC, F_REQUEST | F_DUMP, ifindex, 0, 0, 0)

@@ -25,11 +25,13 @@ descriptors each) sharing the listener with SO_REUSEPORT.
 
 churn: a loader (eBPF mode) with two pods that stay, each with an HAProxy
 sidecar and a client making a new connection per request through it (every
-reply checked as above); meanwhile pods are created (namespace, veth, CNI ADD
-by meshwire-cni), live --churn-lifetime seconds and are deleted (CNI DEL,
-namespace removed) at --churn-rate per second for --churn-seconds. Then:
+reply checked as above); meanwhile pods are created (namespace and veth made
+in-process as a container runtime makes them, then CNI ADD by an exec of
+meshwire-cni), live --churn-lifetime seconds and are deleted (CNI DEL,
+namespace unmounted) at --churn-rate per second for --churn-seconds. Then:
 failed requests in the pods that stay (must be none), and what is left
-(mw_pods entries, records, tc links, namespaces: only the pods that stay).
+(mw_pods entries, records, tc links, namespaces and, once the kernel has torn
+them down, their veths: only the pods that stay), and where the CPU went.
 
 Each row gets a verdict; when any is a failure, the report is written all the
 same and the bench exits 1 naming each failed row (failed_rows).
@@ -39,6 +41,8 @@ import json
 import math
 import os
 import queue
+import re
+import resource
 import socket
 import statistics
 import subprocess
@@ -46,7 +50,7 @@ import threading
 import time
 
 from bench import Bench, Fatal, OUT_PORT, UID, log, machine, machine_busy, fmt
-from scale import pct, with_section
+from scale import in_netns, netns_del, netns_dir_shared, new_netns, pct, veth_add, with_section
 import svgplot
 
 NET = "10.241"
@@ -580,6 +584,8 @@ backend orig
         self.setup([f"ch-{tc}" for tc in tcs])
         self.run(["ip", "netns", "add", self.ns("node")])
         self.ns_made.append(self.ns("node"))
+        netns_dir_shared()  # as `ip netns add` left it: the churn's pods are mounted there in-process
+        self.node_fd = os.open(f"/run/netns/{self.ns('node')}", os.O_RDONLY)
         log(f"churn: {a.churn_rate}/s for {a.churn_seconds} s, pods live {a.churn_lifetime} s, tc {tcs}; work dir {self.work}")
         t0 = time.monotonic()
         for k, tc in enumerate(tcs):
@@ -589,6 +595,7 @@ backend orig
             self.stop(self.loaders.pop(node), 10)
             self.mwl(node, "cleanup", timeout=300)
         self.elapsed = time.monotonic() - t0
+        os.close(self.node_fd)
         report_churn(self)
         failed_rows(self, self.churn, lambda r: f"churn tc {r['tc']}")
 
@@ -607,7 +614,13 @@ backend orig
         nets = [l.split()[0] for l in self.run(["ip", "netns", "list"]).splitlines() if l.startswith(f"{self.P}-k")]
         return {"mw_pods": fill.get("mw_pods", (None,))[0], "mw_pod_ips": fill.get("mw_pod_ips", (None,))[0],
                 "mw_pod_uid": fill.get("mw_pod_uid", (None,))[0], "records": len(recs), "tcx_links": tcx, "pod_pins": pod_pins,
-                "netns": len(nets)}
+                "netns": len(nets), "veth_peers": self.churn_peers()}
+
+    def churn_peers(self):
+        """The churned pods' veth peers still in the node namespace: a pod's
+        veth goes when the kernel tears its namespace down, after its unmount."""
+        with in_netns(self.ns("node")):
+            return sum(1 for _, name in socket.if_nameindex() if re.fullmatch(r"k\d+x\d+", name))
 
     def churn_run(self, node, tc, k):
         a = self.args
@@ -639,6 +652,7 @@ backend orig
         made, gone, errors = [], [], []
         todo = queue.Queue()
         total = int(a.churn_rate * a.churn_seconds)
+        cpu0 = self.churn_cpu(node, stay)
         busy0, t0 = machine_busy(), time.monotonic()
         next_i = [0]
         lock = threading.Lock()
@@ -679,7 +693,7 @@ backend orig
                     d0 = time.perf_counter()
                     self.cni(node, "DEL", i, k)
                     d1 = time.perf_counter()
-                    self.run(["ip", "netns", "del", self.ns(f"k{k}-{i}")])
+                    netns_del(self.ns(f"k{k}-{i}"))
                     d2 = time.perf_counter()
                     with lock:
                         gone.append((time.monotonic() - t0, (d1 - d0) * 1e3, (d2 - d1) * 1e3))
@@ -699,6 +713,18 @@ backend orig
             t.join()
         secs = time.monotonic() - t0
         busy = (machine_busy() - busy0) / secs / os.cpu_count()
+        # The kernel tears the namespaces down after their unmount: how many
+        # are still to go (their veths in the node namespace), and how long
+        # until none are.
+        backlog = self.churn_peers()
+        left = backlog
+        while left and time.monotonic() - t0 - secs < 120:
+            time.sleep(0.05)
+            left = self.churn_peers()
+        drain = time.monotonic() - t0 - secs
+        cpu1 = self.churn_cpu(node, stay)
+        cpu = {key: cpu1[key] - cpu0[key] for key in cpu0}
+        cpu["secs"] = secs + drain
         time.sleep(1.0)
         res = []
         for p in traffic:
@@ -709,7 +735,6 @@ backend orig
         time.sleep(0.3)
         sess = sum(self.hap_sessions(pod, 1)[1] for pod, _, _ in stay) - sess0
         st1 = self.bpf_stats(node)
-        time.sleep(1.0)  # namespaces go away asynchronously
         after = self.leftovers(node)
         for pod, cg, hap in stay:
             for p in hap:
@@ -727,7 +752,7 @@ backend orig
                "examples": [e for r in res for e in r["examples"]][:5], "sessions": sess,
                "redirected": st1.get("connect_redirected", 0) - st0.get("connect_redirected", 0),
                "answered": st1.get("sockopt_answered", 0) - st0.get("sockopt_answered", 0),
-               "before": before, "after": after}
+               "before": before, "after": after, "teardown_backlog": backlog, "teardown_s": drain, "cpu": cpu}
         why = []
         if failed:
             why.append(f"{failed} failed requests in the pods that stay")
@@ -744,10 +769,23 @@ backend orig
         return row
 
     def churn_netns(self, i, k):
+        """Pod i's namespace with a veth eth0 (up), its peer k<k>x<i> in the
+        node namespace: made in this thread, no process started."""
         ns = self.ns(f"k{k}-{i}")
         self.ns_made.append(ns)
-        self.run(["sh", "-c", 'ip netns add "$1" && ip -n "$1" link add eth0 type veth peer name "$2" netns "$3" && '
-                  'ip -n "$1" link set eth0 up', "mk", ns, f"k{k}x{i}", self.ns("node")])
+        with new_netns(ns):
+            veth_add("eth0", f"k{k}x{i}", self.node_fd)
+
+    def churn_cpu(self, node, stay):
+        """CPU seconds so far: this process (the pods' namespaces and veths,
+        the Python threads), the meshwire-cni execs (children reaped), the
+        loader, the pods that stay (sidecars and clients), kernel threads
+        (kworkers: the netns teardown, cleanup_net; RCU; softirq) and the
+        whole machine."""
+        return {"bench": proc_cpu("self"), "cni": sum(resource.getrusage(resource.RUSAGE_CHILDREN)[:2]),
+                "loader": proc_cpu(self.loaders[node].pid),
+                "stay": sum(self.cg_usec(cg) for _, cg, _ in stay) / 1e6, "kthreads": kthreads_cpu(),
+                "machine": machine_busy()}
 
     def cni(self, node, cmd, i, k):
         ns = self.ns(f"k{k}-{i}")
@@ -777,6 +815,26 @@ backend orig
             if os.path.exists(f"{self.work}/{node}/meshwire.toml"):
                 subprocess.run([self.loader, "--config", f"{self.work}/{node}/meshwire.toml", "cleanup"],
                                capture_output=True, timeout=300)
+
+
+def proc_cpu(pid):
+    """utime + stime of process `pid` (all its threads; "self": this one), in seconds."""
+    f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def kthreads_cpu():
+    """CPU seconds of the kernel threads alive now (PF_KTHREAD): one that
+    exits takes its time with it, so a difference of two is a lower bound."""
+    tot = 0
+    for pid in os.listdir("/proc"):
+        try:
+            f = open(f"/proc/{pid}/stat").read().rsplit(")", 1)[1].split() if pid.isdigit() else None
+        except OSError:
+            continue
+        if f and int(f[6]) & 0x200000:
+            tot += int(f[11]) + int(f[12])
+    return tot / os.sysconf("SC_CLK_TCK")
 
 
 # ---------------------------------------------------------------------- report
@@ -855,18 +913,33 @@ def churn_lines(s):
     rows = s.churn
     L = head(s, "Pod churn", rows) + [
          "| tc attach | target | pods created / deleted | achieved (created per s) | netns+veth p50 / p99 (ms) | "
-         "CNI ADD p50 / p99 (ms) | CNI DEL p50 / p99 (ms) | netns del p50 / p99 (ms) | requests in the pods that stay: "
-         "ok / failed | left after (mw_pods, records, pod pin dirs, tcx links, netns) | verdict |",
-         "|---|---|---|---|---|---|---|---|---|---|---|"]
+         "CNI ADD p50 / p99 (ms) | CNI DEL p50 / p99 (ms) | netns del p50 / p99 (ms) | kernel teardown: namespaces "
+         "left to tear down when the last was deleted, time until none (s) | requests in the pods that stay: "
+         "ok / failed | left after (mw_pods, records, pod pin dirs, tcx links, netns, veth peers) | verdict |",
+         "|---|---|---|---|---|---|---|---|---|---|---|---|"]
     for r in rows:
         pp = lambda v: f"{fmt(pct(v, 50))} / {fmt(pct(v, 99))}"
         aft = r["after"]
         L.append(f"| {r['tc']} | {r['target_rate']}/s for {r['seconds']} s, {r['workers']} workers | {r['created']:,} / "
                  f"{r['deleted']:,} | {r['created'] / r['create_s']:.1f} | {pp(r['netns_ms'])} | {pp(r['add_ms'])} | "
-                 f"{pp(r['del_ms'])} | {pp(r['netns_del_ms'])} | {r['ok']:,} / {r['failed']} | {aft['mw_pods']}, "
-                 f"{aft['records']}, {aft['pod_pins']}, {aft['tcx_links']}, {aft['netns']} | {r['verdict'] or 'none failed, nothing left'} |")
-    L += ["", "Left after: the counts equal those before the churn (the two pods that stay) in a clean run.", "",
-          "![Latencies under pod churn](benchmark-scale-churn.svg)", ""]
+                 f"{pp(r['del_ms'])} | {pp(r['netns_del_ms'])} | {r['teardown_backlog']:,}, {r['teardown_s']:.1f} | "
+                 f"{r['ok']:,} / {r['failed']} | {aft['mw_pods']}, {aft['records']}, {aft['pod_pins']}, {aft['tcx_links']}, "
+                 f"{aft['netns']}, {aft['veth_peers']} | {r['verdict'] or 'none failed, nothing left'} |")
+    L += ["", "Left after: the counts equal those before the churn (the two pods that stay) in a clean run. "
+          "The pods' namespaces and veths are made in the bench's own threads (unshare, bind mount, one RTM_NEWLINK) "
+          "and deleted by unmount, as a container runtime does; CNI ADD and DEL are execs of meshwire-cni.", "",
+          "Where the CPU went, from the churn's start until the kernel had torn every namespace down "
+          f"(CPU seconds; the machine has {os.cpu_count()} CPUs):", ""]
+    for r in rows:
+        c, n = r["cpu"], r["created"] + r["deleted"]
+        known = c["bench"] + c["cni"] + c["loader"] + c["stay"] + c["kthreads"]
+        L.append(f"- {r['tc']}: {c['secs']:.0f} s, the machine busy {c['machine']:.1f} s: meshwire-cni execs {c['cni']:.1f} "
+                 f"({fmt(c['cni'] / n * 1e3)} ms per ADD or DEL), the loader {c['loader']:.1f} ({fmt(c['loader'] / n * 1e3)} ms "
+                 f"per ADD or DEL), the bench's own process {c['bench']:.1f} ({fmt(c['bench'] / r['created'] * 1e3)} ms per pod: "
+                 f"its threads make and delete the namespaces and veths and start the execs), kernel threads {c['kthreads']:.1f} "
+                 f"(kworkers: the namespaces' teardown; RCU; softirq), the pods that stay {c['stay']:.1f}, "
+                 f"the rest {c['machine'] - known:.1f} (other processes on the machine).")
+    L += ["", "![Latencies under pod churn](benchmark-scale-churn.svg)", ""]
     return L
 
 

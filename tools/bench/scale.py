@@ -26,6 +26,7 @@ removed on exit, also when interrupted.
 
 import contextlib
 import ctypes
+import errno
 import fcntl
 import json
 import os
@@ -111,12 +112,19 @@ def spawn_ms(path, env, stdin):
 libc = ctypes.CDLL(None, use_errno=True)
 CLONE_NEWNET = 0x40000000
 SIOCGIFFLAGS, SIOCSIFFLAGS, IFF_UP = 0x8913, 0x8914, 1
+MS_BIND, MS_REC, MS_SHARED, MNT_DETACH = 0x1000, 0x4000, 0x100000, 2
+NETNS_DIR = "/run/netns"
+
+
+def _check(r, what):
+    """Raise OSError (errno and `what`) when the libc call's result r is not 0."""
+    if r != 0:
+        e = ctypes.get_errno()
+        raise OSError(e, f"{what}: {os.strerror(e)}")
 
 
 def _setns(fd, what):
-    if libc.setns(fd, CLONE_NEWNET) != 0:
-        e = ctypes.get_errno()
-        raise OSError(e, f"setns to {what}: {os.strerror(e)}")
+    _check(libc.setns(fd, CLONE_NEWNET), f"setns to {what}")
 
 
 @contextlib.contextmanager
@@ -136,6 +144,134 @@ def in_netns(name):
             _setns(home, "the thread's own network namespace")
     finally:
         os.close(home)
+
+
+def netns_dir_shared():
+    """NETNS_DIR a shared mount point, as `ip netns add` leaves it (bound onto
+    itself first when it is no mount point), so that a namespace mounted there
+    later also appears in the mount namespaces copied from this one (`ip netns
+    exec`'s) and its unmount leaves them too: no such copy keeps a deleted
+    namespace alive. Under a lock on the directory, as two `ip`s may do it at once."""
+    os.makedirs(NETNS_DIR, mode=0o755, exist_ok=True)
+    lock = os.open(NETNS_DIR, os.O_RDONLY | os.O_DIRECTORY)
+    try:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        d = NETNS_DIR.encode()
+        if libc.mount(b"none", d, b"none", MS_SHARED | MS_REC, None) != 0:
+            e = ctypes.get_errno()
+            if e != errno.EINVAL:  # EINVAL: no mount point
+                raise OSError(e, f"mount --make-rshared {NETNS_DIR}: {os.strerror(e)}")
+            _check(libc.mount(d, d, b"none", MS_BIND | MS_REC, None), f"mount --rbind {NETNS_DIR} onto itself")
+            _check(libc.mount(b"none", d, b"none", MS_SHARED | MS_REC, None), f"mount --make-rshared {NETNS_DIR}")
+    finally:
+        os.close(lock)
+
+
+@contextlib.contextmanager
+def new_netns(name):
+    """A new network namespace NETNS_DIR/<name>, made in-process as a
+    container runtime makes a pod's, with this thread in it for the block,
+    then back in its own: the thread unshares CLONE_NEWNET (only the calling
+    thread moves) and its namespace is bind-mounted onto the file. The
+    namespace stays, also when the block fails, until netns_del(name).
+    Call netns_dir_shared() once before."""
+    path = f"{NETNS_DIR}/{name}"
+    home = os.open("/proc/thread-self/ns/net", os.O_RDONLY)
+    try:
+        os.close(os.open(path, os.O_RDONLY | os.O_CREAT | os.O_EXCL, 0))
+        try:
+            _check(libc.unshare(CLONE_NEWNET), "unshare(CLONE_NEWNET)")
+        except OSError:
+            os.unlink(path)
+            raise
+        try:
+            try:
+                _check(libc.mount(b"/proc/thread-self/ns/net", path.encode(), b"none", MS_BIND, None),
+                       f"bind mount of a new network namespace onto {path}")
+            except OSError:
+                os.unlink(path)
+                raise
+            yield
+        finally:
+            _setns(home, "the thread's own network namespace")
+    finally:
+        os.close(home)
+
+
+def netns_del(name):
+    """What `ip netns del` does: NETNS_DIR/<name> unmounted (MNT_DETACH) and
+    removed. The kernel tears the namespace down once nothing holds it any
+    more, later, in a workqueue (cleanup_net)."""
+    path = f"{NETNS_DIR}/{name}"
+    _check(libc.umount2(path.encode(), MNT_DETACH), f"umount {path}")
+    os.unlink(path)
+
+
+F_REQUEST, F_ACK, F_EXCL, F_CREATE, F_DUMP = 1, 4, 0x200, 0x400, 0x300
+RTM_NEWLINK, IFLA_IFNAME, IFLA_LINKINFO, IFLA_NET_NS_FD = 16, 3, 18, 28
+IFLA_INFO_KIND, IFLA_INFO_DATA, VETH_INFO_PEER = 1, 2, 1
+
+
+def nla(t, payload):
+    """A netlink attribute of type t."""
+    n = 4 + len(payload)
+    return struct.pack("HH", n, t) + payload + b"\0" * ((-n) % 4)
+
+
+class Rtnl:
+    """A NETLINK_ROUTE socket, in the network namespace of the thread that
+    opened it (for good)."""
+
+    def __init__(self):
+        self.s = socket.socket(socket.AF_NETLINK, socket.SOCK_RAW, socket.NETLINK_ROUTE)
+        self.s.bind((0, 0))
+        self.seq = 0
+
+    def close(self):
+        self.s.close()
+
+    def request(self, mtype, flags, body):
+        """Send one request (its body after the netlink header); the messages
+        answered: up to DONE for a dump, up to the ACK with F_ACK, else the first.
+        A netlink error raises OSError."""
+        self.seq += 1
+        self.s.send(struct.pack("IHHII", 16 + len(body), mtype, flags, self.seq, 0) + body)
+        out = []
+        while True:
+            buf = self.s.recv(65536)
+            off = 0
+            while off < len(buf):
+                ln, t = struct.unpack_from("IH", buf, off)
+                if t == 3:  # DONE
+                    return out
+                if t == 2:  # ERROR / ACK
+                    err = struct.unpack_from("i", buf, off + 16)[0]
+                    if err:
+                        raise OSError(-err, f"netlink {mtype}: {os.strerror(-err)}")
+                    return out
+                out.append(buf[off:off + ln])
+                off += (ln + 3) & ~3
+                if not (flags & F_DUMP) and not (flags & F_ACK):
+                    return out
+
+
+def ifinfomsg(flags=0):
+    """struct ifinfomsg: AF_UNSPEC, no index; `flags` set (and changed)."""
+    return struct.pack("BxHiII", socket.AF_UNSPEC, 0, 0, flags, flags)
+
+
+def veth_add(ifname, peer, peer_netns_fd):
+    """`ip link add IFNAME up type veth peer name PEER netns NS` in one
+    RTM_NEWLINK from this thread's network namespace: `ifname` here and up,
+    its peer in the namespace of the descriptor peer_netns_fd, down."""
+    peer_msg = ifinfomsg() + nla(IFLA_IFNAME, peer.encode() + b"\0") + nla(IFLA_NET_NS_FD, struct.pack("I", peer_netns_fd))
+    info = nla(IFLA_INFO_KIND, b"veth") + nla(IFLA_INFO_DATA, nla(VETH_INFO_PEER, peer_msg))
+    nl = Rtnl()
+    try:
+        nl.request(RTM_NEWLINK, F_REQUEST | F_ACK | F_CREATE | F_EXCL,
+                   ifinfomsg(IFF_UP) + nla(IFLA_IFNAME, ifname.encode() + b"\0") + nla(IFLA_LINKINFO, info))
+    finally:
+        nl.close()
 
 
 def link_up(ifname):
