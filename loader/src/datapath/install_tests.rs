@@ -146,13 +146,42 @@ fn an_unreadable_btf_object_is_named_with_what_libbpf_said() {
 /// A datapath installed on a bpffs and cgroup of the test's own (kept alive
 /// by the first two), with the map definitions of its objects.
 fn installed_with_definitions() -> (PrivateBpffs, TempCgroup, Pins, Config, Vec<crate::libbpf::MapInfo>) {
+    let (fs, cg, pins, config) = installed_as(&[]);
+    let defs = crate::datapath::upgrade::definitions(crate::datapath::objects::WITH_PROGRAMS).unwrap();
+    (fs, cg, pins, config, defs)
+}
+
+/// A datapath installed as a version whose maps have the `capacities`
+/// given (map name, capacity) would install it, on a bpffs and cgroup of
+/// the test's own.
+fn installed_as(capacities: &[(&'static str, u32)]) -> (PrivateBpffs, TempCgroup, Pins, Config) {
     let fs = PrivateBpffs::new();
     let cg = TempCgroup::new();
     let pins = Pins::new(&fs.path().join("meshwire"));
     let config = config(pins.root(), cg.path());
-    install(&config).unwrap();
-    let defs = crate::datapath::upgrade::definitions(crate::datapath::objects::WITH_PROGRAMS).unwrap();
-    (fs, cg, pins, config, defs)
+    crate::datapath::objects::other_capacities::with(capacities, || install(&config)).unwrap();
+    (fs, cg, pins, config)
+}
+
+/// Every pin and directory under the pin directory's maps/, links/,
+/// progs/ and upgrade/ (whether upgrade/ is there: the last item).
+fn pin_state(pins: &Pins) -> (BTreeSet<PathBuf>, bool) {
+    let all = [pins.maps_dir(), pins.links_dir(), pins.progs_dir(), pins.upgrade_dir()].iter().flat_map(|d| files(d)).collect();
+    (all, pins.upgrade_dir().exists())
+}
+
+/// mw_pods entries, cookie `c` with flags `c`, for each cookie of `cookies`.
+fn fill_pods(map: &crate::libbpf::MapFd, cookies: std::ops::RangeInclusive<u64>) {
+    use crate::datapath::layout::Pod;
+    for c in cookies {
+        map.update(&c, &Pod { flags: c as u32 }).unwrap();
+    }
+}
+
+/// How many of mw_pods' entries `cookies` are there, each with its flags.
+fn pods_kept(map: &crate::libbpf::MapFd, cookies: std::ops::RangeInclusive<u64>) -> usize {
+    use crate::datapath::layout::Pod;
+    cookies.filter(|&c| map.lookup::<u64, Pod>(&c).unwrap() == Some(Pod { flags: c as u32 })).count()
 }
 
 
@@ -280,5 +309,67 @@ fn a_start_pins_again_the_live_map_whose_pin_was_removed_with_its_entries() {
     assert_eq!(none, [Unpinned::NotFound { map: MAP_FLOW4_SYN }]);
     restarted.unwrap();
     assert_eq!(fresh.unwrap(), (false, None), "a new, empty mw_flow4_syn");
+    cleaned.unwrap();
+}
+
+/// This version's capacity of mw_pods (bpf/lib/meshwire_consts.h).
+fn pods_capacity() -> u32 {
+    let defs = crate::datapath::upgrade::definitions(crate::datapath::objects::WITH_PROGRAMS).unwrap();
+    defs.iter().find(|d| d.name == crate::datapath::pins::MAP_PODS).unwrap().max_entries
+}
+
+/// A map whose capacity is all that differs, its pin in place (an earlier
+/// version's limit, bpf/lib/meshwire_consts.h): a start as this version
+/// carries its entries into this version's map, also into a smaller one
+/// when they fit. When they do not (one more entry than this version's
+/// capacity), the start is refused naming the map, both capacities and
+/// what to do, and nothing changed: the same map pinned, every entry in
+/// it, nothing set aside. With one entry removed, they fit: all carried.
+#[test]
+fn a_start_carries_a_resized_maps_entries_and_refuses_when_they_do_not_fit() {
+    use crate::datapath::pins::MAP_PODS;
+    let capacity = pods_capacity();
+    let n = capacity as u64 + 1;
+
+    // Raised: an earlier version's 2048.
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_PODS, 2048)]);
+    fill_pods(&pins.open_map(MAP_PODS).unwrap(), 1..=2048);
+    let raised = install(&config);
+    let carried = pins.open_map(MAP_PODS).map(|m| (m.info().unwrap().max_entries, pods_kept(&m, 1..=2048)));
+    let cleaned = cleanup(pins.root());
+    raised.unwrap();
+    assert_eq!(carried.unwrap(), (capacity, 2048));
+    cleaned.unwrap();
+
+    // Lowered: an earlier version's twice as many, one entry too many.
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_PODS, capacity * 2)]);
+    let old = pins.open_map(MAP_PODS).unwrap();
+    fill_pods(&old, 1..=n);
+    let before = pin_state(&pins);
+    let refused = install(&config);
+    let after = pin_state(&pins);
+    let kept = pins.open_map(MAP_PODS).map(|m| (m.id(), pods_kept(&m, 1..=n)));
+    old.delete(&n).unwrap();
+    let fits = install(&config);
+    let carried = pins.open_map(MAP_PODS).map(|m| (m.info().unwrap().max_entries, pods_kept(&m, 1..=n)));
+    let cleaned = cleanup(pins.root());
+
+    let e = refused.unwrap_err();
+    assert!(matches!(e, Error::Inconsistent(_)), "{e:?}");
+    let m = e.message();
+    let says = [
+        format!("map mw_pods under {} holds {n} entries, more than this version's capacity of {capacity} (the one in use has a capacity of {})", pins.maps_dir().display(), capacity * 2),
+        "nothing was changed".to_string(),
+        "bpf/lib/meshwire_consts.h".to_string(),
+        format!("remove entries until at most {capacity} remain"),
+        "`meshwire-loader cleanup`".to_string(),
+    ];
+    for s in says {
+        assert!(m.contains(&s), "{s:?} not in: {m}");
+    }
+    assert_eq!(after, before, "the refused start changed the pins");
+    assert_eq!(kept.unwrap(), (old.id(), n as usize), "the same map, every entry in it");
+    fits.unwrap();
+    assert_eq!(carried.unwrap(), (capacity, n as usize - 1), "all carried into the smaller map");
     cleaned.unwrap();
 }

@@ -20,7 +20,10 @@
 //! "not known yet"). A map that differs in anything else (type, key or value
 //! layout) cannot be carried over: the start is refused, naming the map,
 //! before anything moves. Socket maps cannot be copied from userspace, so
-//! they are refused too. On any failure [`Upgrade::put_back`] restores the
+//! they are refused too, and so is a capacity smaller than the entries the
+//! map holds: the copy would drop some (a full hash map refuses the rest,
+//! an LRU map evicts), so the start is refused naming the map and both
+//! capacities, before anything moves. On any failure [`Upgrade::put_back`] restores the
 //! old pins. Maps an earlier version pinned and this one no longer has
 //! ([`pins::RETIRED_MAPS`]) lose their pins once the start succeeded.
 
@@ -87,34 +90,81 @@ pub(super) fn definitions(objects: &[&ObjectSpec]) -> Result<Vec<MapInfo>, Error
     Ok(defs)
 }
 
+/// Whether `old` (an earlier version's map, or one the attached programs
+/// use: datapath::repin) can become `def` by [`Upgrade::carry_over`]:
+/// Ok(whether its values widen, [`WIDENED`]) when it differs from `def`
+/// only in capacity or in a value that grew at its end; Err(why not)
+/// otherwise: another type, key or value layout, or a socket map (its
+/// entries cannot be copied from userspace).
+pub(super) fn carriable(old: &MapInfo, def: &MapInfo) -> Result<bool, String> {
+    let widened = widened(old, def);
+    let same_layout = widened || (old.map_type, old.key_size, old.value_size, old.map_flags) == (def.map_type, def.key_size, def.value_size, def.map_flags);
+    let movable = old.entries_copyable() || old.map_type == libbpf_sys::BPF_MAP_TYPE_RINGBUF;
+    if !same_layout || !movable {
+        return Err(format!(
+            "({}) cannot become this version's ({}){}",
+            describe(old),
+            describe(def),
+            if same_layout { ", a socket map's entries cannot be moved" } else { "" }
+        ));
+    }
+    Ok(widened)
+}
+
 /// Which pinned maps must be recreated for `objects`; Err when one cannot be
-/// (Inconsistent: the pinned map is not one this version can take over).
+/// (Inconsistent: the pinned map is not one this version can take over, or
+/// it holds more entries than this version's capacity: carrying them over
+/// would drop some, so nothing moves).
 fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
     let mut plan = Vec::new();
     for def in definitions(objects)? {
         let (pin, aside) = (pins.map(&def.name), pins.map_set_aside(&def.name));
         // A start that died mid-upgrade left the old map aside: carry over
         // from it again (the new map may or may not have its entries yet).
+        // A map the programs use whose pin was removed is set aside too
+        // (repin.rs), when only its capacity differs.
         let current = if aside.exists() { &aside } else if pin.exists() { &pin } else { continue };
-        let old = MapFd::open_pinned(current)?.info()?;
+        let fd = MapFd::open_pinned(current)?;
+        let old = fd.info()?;
         if current == &pin && old.same_shape(&def) {
             continue;
         }
-        let widened = widened(&old, &def);
-        let same_layout = widened || (old.map_type, old.key_size, old.value_size, old.map_flags) == (def.map_type, def.key_size, def.value_size, def.map_flags);
-        let movable = old.entries_copyable() || old.map_type == libbpf_sys::BPF_MAP_TYPE_RINGBUF;
-        if !same_layout || !movable {
-            return Err(Error::Inconsistent(format!(
-                "pinned map {} ({}) cannot become this version's ({}){}: run `meshwire-loader cleanup`, then start again (pods come back from their records; live connections' state in the maps is lost)",
-                current.display(),
-                describe(&old),
-                describe(&def),
-                if same_layout { ", a socket map's entries cannot be moved" } else { "" }
-            )));
-        }
+        let widened = carriable(&old, &def).map_err(|why| {
+            Error::Inconsistent(format!(
+                "pinned map {} {why}: run `meshwire-loader cleanup`, then start again (pods come back from their records; live connections' state in the maps is lost)",
+                current.display()
+            ))
+        })?;
+        refuse_if_it_does_not_fit(pins, &fd, &old, &def)?;
         plan.push(Moved { name: def.name, pin, aside, old, widened });
     }
     Ok(plan)
+}
+
+/// A smaller capacity than the entries `fd` holds would drop some of them
+/// (a hash map refuses the rest, an LRU map evicts, an array has no index
+/// for them): the start is refused, naming the map, both capacities and
+/// what to do, before anything moves. Entries written meanwhile can still
+/// make the copy fail; the start then fails and the old map is put back.
+fn refuse_if_it_does_not_fit(pins: &Pins, fd: &MapFd, old: &MapInfo, def: &MapInfo) -> Result<(), Error> {
+    if !old.entries_copyable() || old.max_entries <= def.max_entries {
+        return Ok(());
+    }
+    let held = fd.raw_keys().map_err(|e| Error::from(e).context(format_args!("upgrade: counting the entries of map {}", def.name)))?.len();
+    if held <= def.max_entries as usize {
+        return Ok(());
+    }
+    Err(Error::Inconsistent(format!(
+        "map {name} under {dir} holds {held} entries, more than this version's capacity of {new} (the one in use has a capacity of {was}): \
+         they would not fit, and this start drops none, so nothing was changed. \
+         Start a version whose {name} holds at least {held} (its capacity is in bpf/lib/meshwire_consts.h), \
+         or remove entries until at most {new} remain (for mw_pods and the maps of pods: remove pods), then start again; \
+         or `meshwire-loader cleanup`, then start (the map's entries are lost)",
+        name = def.name,
+        dir = pins.maps_dir().display(),
+        new = def.max_entries,
+        was = old.max_entries,
+    )))
 }
 
 impl Upgrade {

@@ -87,6 +87,16 @@ impl Object {
         Ok((unsafe { data.add(offset) }, size))
     }
 
+    /// Before load: the capacity of the object's map `name`, when it has
+    /// one of that name (tests: a version with another capacity).
+    #[cfg(test)]
+    pub fn set_max_entries(&mut self, name: &str, max_entries: u32) -> Result<()> {
+        let Some(map) = self.map_ptr(name) else { return Ok(()) };
+        let ret = unsafe { sys::bpf_map__set_max_entries(map, max_entries) };
+        check(ret, || format!("{}: setting the capacity of {name}", self.name))?;
+        Ok(())
+    }
+
     fn map_ptr(&self, name: &str) -> Option<*mut sys::bpf_map> {
         // .rodata's internal name is "<obj>.rodata"; match on the suffix too.
         let mut m = unsafe { sys::bpf_object__next_map(self.ptr, ptr::null()) };
