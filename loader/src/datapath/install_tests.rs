@@ -170,6 +170,14 @@ fn pin_state(pins: &Pins) -> (BTreeSet<PathBuf>, bool) {
     (all, pins.upgrade_dir().exists())
 }
 
+/// Removes the pin of the map `name` (the attached programs still hold it);
+/// returns the map's id.
+fn unpin(pins: &Pins, name: &'static str) -> u32 {
+    let id = pins.open_map(name).unwrap().id();
+    std::fs::remove_file(pins.map(name)).unwrap();
+    id
+}
+
 /// mw_pods entries, cookie `c` with flags `c`, for each cookie of `cookies`.
 fn fill_pods(map: &crate::libbpf::MapFd, cookies: std::ops::RangeInclusive<u64>) {
     use crate::datapath::layout::Pod;
@@ -207,8 +215,9 @@ fn fill_and_unpin(pins: &Pins, name: &'static str) -> (u32, Vec<u8>, Vec<u8>) {
 /// gone too (progs/ emptied: the tc programs attach to no pod here), the
 /// start pins a new, empty one (NotFound).
 /// The two fallbacks of a start that finds a map's pin removed, proven on
-/// the live map: it is not the shape this version declares (here its
-/// definition is given one more entry of capacity), or it cannot be pinned
+/// the live map: it is not the shape this version declares and cannot
+/// become it (here its definition is given a value 4 bytes longer; one
+/// differing only in capacity is carried over, see below), or it cannot be pinned
 /// again at its place (a directory stands there). Either way nothing is
 /// pinned in its name, no temporary `~new` pin is left, the live map keeps
 /// its entry (the programs still hold it), and the log line says which.
@@ -220,9 +229,9 @@ fn a_start_that_cannot_reuse_the_live_map_pins_nothing_in_its_name() {
     let (id, key, value) = fill_and_unpin(&pins, MAP_ORIG_TUPLE4);
     let live = crate::libbpf::MapFd::from_id(id).unwrap();
 
-    // Another shape: the definition wants one more entry.
+    // Another layout: the definition wants a longer value.
     let mut bigger = defs.clone();
-    bigger.iter_mut().find(|d| d.name == MAP_ORIG_TUPLE4).unwrap().max_entries += 1;
+    bigger.iter_mut().find(|d| d.name == MAP_ORIG_TUPLE4).unwrap().value_size += 4;
     let mut created = Vec::new();
     let differs = repin_live_maps(&pins, &[MAP_ORIG_TUPLE4], &bigger, &mut created);
     let pinned_after_differs = pins.map(MAP_ORIG_TUPLE4).exists();
@@ -312,6 +321,50 @@ fn a_start_pins_again_the_live_map_whose_pin_was_removed_with_its_entries() {
     cleaned.unwrap();
 }
 
+/// A start that fails after it pinned the live maps again (here: its links
+/// are on another cgroup than the one configured, found once the objects
+/// are loaded and the upgrade carried over) leaves the pins as they were:
+/// the map it pinned again at its place (mw_orig_tuple4) and the one it set
+/// aside for the upgrade (mw_pods, of another capacity: as an earlier
+/// version pinned it) are unpinned again, as before; no `~new` pin, no
+/// new map's pin, no upgrade/ directory. Both live maps keep their entries,
+/// still held by the attached programs, and the next start (configured
+/// right) finds them: mw_orig_tuple4 the same map, mw_pods' entries carried
+/// into this version's.
+#[test]
+fn a_start_that_fails_after_pinning_the_live_maps_again_leaves_them_as_they_were() {
+    use crate::datapath::pins::{MAP_ORIG_TUPLE4, MAP_PODS};
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_PODS, 2048)]);
+    let other = TempCgroup::new();
+    fill_pods(&pins.open_map(MAP_PODS).unwrap(), 1..=100);
+    let pods_id = unpin(&pins, MAP_PODS);
+    let (orig_id, key, value) = fill_and_unpin(&pins, MAP_ORIG_TUPLE4);
+    let before = pin_state(&pins);
+
+    let failed = install(&self::config(pins.root(), other.path()));
+    let after_failure = pin_state(&pins);
+    let live_pods = crate::libbpf::MapFd::from_id(pods_id).map(|m| pods_kept(&m, 1..=100));
+    let live_orig = crate::libbpf::MapFd::from_id(orig_id).map(|m| m.lookup_raw(&key).unwrap());
+
+    let restarted = install(&config);
+    let orig = pins.open_map(MAP_ORIG_TUPLE4).map(|m| (m.id(), m.lookup_raw(&key).unwrap()));
+    let pods = pins.open_map(MAP_PODS).map(|m| (m.info().unwrap().max_entries, pods_kept(&m, 1..=100)));
+    let after_restart = pin_state(&pins);
+    let cleaned = cleanup(pins.root());
+
+    let e = failed.unwrap_err();
+    assert!(matches!(e, Error::Inconsistent(_)) && e.message().contains(" is attached to another cgroup than "), "{e:?}");
+    assert_eq!(after_failure, before, "the failed start changed the pins");
+    assert!(!before.0.contains(&pins.map(MAP_ORIG_TUPLE4)) && !before.0.contains(&pins.map(MAP_PODS)) && !before.1);
+    assert_eq!(live_pods.unwrap(), 100, "the live mw_pods keeps its entries");
+    assert_eq!(live_orig.unwrap(), Some(value.clone()), "the live mw_orig_tuple4 keeps its entry");
+    restarted.unwrap();
+    assert_eq!(orig.unwrap(), (orig_id, Some(value)), "the next start pins the same mw_orig_tuple4 again");
+    assert_eq!(pods.unwrap(), (pods_capacity(), 100), "the next start carries mw_pods' entries into this version's");
+    assert!(!after_restart.1 && !after_restart.0.iter().any(|p| p.to_string_lossy().ends_with("~new")), "{after_restart:?}");
+    cleaned.unwrap();
+}
+
 /// This version's capacity of mw_pods (bpf/lib/meshwire_consts.h).
 fn pods_capacity() -> u32 {
     let defs = crate::datapath::upgrade::definitions(crate::datapath::objects::WITH_PROGRAMS).unwrap();
@@ -371,5 +424,48 @@ fn a_start_carries_a_resized_maps_entries_and_refuses_when_they_do_not_fit() {
     assert_eq!(kept.unwrap(), (old.id(), n as usize), "the same map, every entry in it");
     fits.unwrap();
     assert_eq!(carried.unwrap(), (capacity, n as usize - 1), "all carried into the smaller map");
+    cleaned.unwrap();
+}
+
+/// The same with the map's pin removed (the attached programs still hold
+/// it, found through them by repin.rs): a map differing only in capacity
+/// had been replaced by a new, empty one; its entries are now carried into
+/// this version's map, pinned at its place. One holding more entries than
+/// this version's capacity refuses the start as above, and nothing is
+/// pinned in its name: the live map is as it was, unpinned, every entry
+/// in it.
+#[test]
+fn a_start_carries_the_entries_of_a_live_map_of_another_capacity_whose_pin_was_removed() {
+    use crate::datapath::pins::MAP_PODS;
+    let capacity = pods_capacity();
+    let n = capacity as u64 + 1;
+
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_PODS, 2048)]);
+    fill_pods(&pins.open_map(MAP_PODS).unwrap(), 1..=2048);
+    let id = unpin(&pins, MAP_PODS);
+    let started = install(&config);
+    let carried = pins.open_map(MAP_PODS).map(|m| (m.id() != id, m.info().unwrap().max_entries, pods_kept(&m, 1..=2048)));
+    let after = pin_state(&pins);
+    let cleaned = cleanup(pins.root());
+    started.unwrap();
+    assert_eq!(carried.unwrap(), (true, capacity, 2048), "a new map of this version's capacity, every entry carried");
+    assert!(!after.1 && !after.0.iter().any(|p| p.to_string_lossy().ends_with("~new")), "{after:?}");
+    cleaned.unwrap();
+
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_PODS, capacity * 2)]);
+    fill_pods(&pins.open_map(MAP_PODS).unwrap(), 1..=n);
+    let id = unpin(&pins, MAP_PODS);
+    let before = pin_state(&pins);
+    let refused = install(&config);
+    let after = pin_state(&pins);
+    let live = crate::libbpf::MapFd::from_id(id).map(|m| pods_kept(&m, 1..=n));
+    let cleaned = cleanup(pins.root());
+
+    let e = refused.unwrap_err();
+    assert!(matches!(e, Error::Inconsistent(_)), "{e:?}");
+    assert!(e.message().contains(&format!("map mw_pods under {} holds {n} entries, more than this version's capacity of {capacity}", pins.maps_dir().display())), "{e}");
+    assert_eq!(after, before, "the refused start changed the pins");
+    assert!(!after.0.contains(&pins.map(MAP_PODS)), "nothing pinned in its name");
+    assert_eq!(live.unwrap(), n as usize, "the live map keeps every entry");
     cleaned.unwrap();
 }

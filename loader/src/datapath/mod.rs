@@ -114,23 +114,40 @@ pub fn install(config: &Config) -> Result<(), Error> {
     pins.create_dirs().or_os(|| format!("creating {}", pins.root().display()))?;
     let _lock = pins.lock().or_os(|| format!("locking {}", pins.root().display()))?;
     let unpinned = unpinned_maps(&pins);
+    let mut created = Created::default();
+    // Whatever fails from here leaves the pins as they were: what this start
+    // pinned goes (a map it pinned again is then unpinned, as before, still
+    // held by the attached programs, for the next start to find), the maps
+    // an upgrade set aside go back.
+    let fail = |created: &Created, upgrade: Option<&Upgrade>| {
+        created.roll_back();
+        if let Some(upgrade) = upgrade {
+            upgrade.put_back();
+        }
+        let _ = std::fs::remove_dir(pins.upgrade_dir());
+        if !root_existed {
+            remove_empty_dirs(&pins);
+        }
+    };
+    // A map whose pin was removed while the programs hold it is pinned again
+    // (repin.rs), or set aside for the upgrade when only its capacity
+    // differs; only the others are created anew, empty. Before the upgrade
+    // plans, so that it carries what the programs' map holds.
+    let defs = if unpinned.is_empty() { Vec::new() } else { upgrade::definitions(objects::WITH_PROGRAMS).unwrap_or_default() };
+    let unpinned = repin::repin_live_maps(&pins, &unpinned, &defs, &mut created.pins);
 
-    // Maps an earlier version pinned with another capacity are recreated.
+    // Maps an earlier version pinned with another capacity are recreated,
+    // their entries carried over (refused when they would not fit).
     let upgrade = match Upgrade::prepare(&pins, objects::WITH_PROGRAMS) {
         Ok(u) => u,
         Err(e) => {
-            if !root_existed {
-                remove_empty_dirs(&pins);
-            }
+            fail(&created, None);
             return Err(e);
         }
     };
+    // After the upgrade set maps aside: libbpf pins their new ones, which
+    // this start then created.
     let before = existing_pins(&pins);
-    let mut created = Created::default();
-    // A map whose pin was removed while the programs hold it is pinned again
-    // (repin.rs); only the others are created anew, empty.
-    let defs = if unpinned.is_empty() { Vec::new() } else { upgrade::definitions(objects::WITH_PROGRAMS).unwrap_or_default() };
-    let unpinned = repin::repin_live_maps(&pins, &unpinned, &defs, &mut created.pins);
     let result = install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade);
     match result {
         Ok(()) => {
@@ -139,13 +156,7 @@ pub fn install(config: &Config) -> Result<(), Error> {
                 log::warn!("{}", u.describe(&pins));
             }
         }
-        Err(_) => {
-            created.roll_back();
-            upgrade.put_back();
-            if !root_existed {
-                remove_empty_dirs(&pins);
-            }
-        }
+        Err(_) => fail(&created, Some(&upgrade)),
     }
     result
 }

@@ -3,17 +3,28 @@
 //! pinned under the pin directory (the cgroup links, the tc programs, the
 //! pods' tcx links) and pins it again at its place, so that the start reuses
 //! it with what it holds (flows, original destinations in flight, the pods'
-//! entries). Only when no such map is found, or it is not the one this
-//! version declares, does the start pin a new, empty one.
+//! entries). One that differs from this version's only in capacity (a
+//! version with another limit, in bpf/lib/meshwire_consts.h), or in a value
+//! that grew at its end, is pinned where an upgrade sets an earlier map
+//! aside: the upgrade (upgrade.rs) then carries its entries into this
+//! version's new map, or refuses the start when they do not fit. Only when
+//! no such map is found, or it cannot become this version's, does the start
+//! pin a new, empty one.
+//!
+//! A start that fails after this removes those pins again (they are among
+//! what it created): the map is then as it was, held by the attached
+//! programs (those the start replaced use it too), and the next start finds
+//! it again.
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};
 
+use crate::error::{Error, OrOs};
 use crate::libbpf::{self, MapFd, MapInfo};
 
 use super::pins::Pins;
 use super::tc::replace_pin;
-use super::upgrade::describe;
+use super::upgrade::{carriable, describe};
 
 /// What a start did about one map not pinned though others were.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -21,10 +32,15 @@ pub enum Unpinned {
     /// The map the attached programs use (kernel `id`, found through the
     /// program pinned at `via`) is pinned again, with its entries.
     Repinned { map: &'static str, id: u32, via: PathBuf },
+    /// The map the programs use (`id`, found through `via`) differs from
+    /// this version's only in capacity (or in a value that grew at its
+    /// end: `found` against `want`): it is pinned aside, and the upgrade
+    /// carries its entries into this version's new map.
+    Carried { map: &'static str, id: u32, via: PathBuf, found: String, want: String },
     /// No program pinned there uses a map of that name: a new, empty one.
     NotFound { map: &'static str },
     /// The map of that name the programs use (`id`) is not this version's
-    /// (`found` against `want`): a new, empty one.
+    /// and cannot become it (`found` against `want`): a new, empty one.
     Differs { map: &'static str, id: u32, found: String, want: String },
     /// The map the programs use (`id`) could not be pinned again (`error`):
     /// a new, empty one.
@@ -39,6 +55,11 @@ impl Unpinned {
         match self {
             Unpinned::Repinned { map, id, via } => format!(
                 "map {map} was not pinned under {} though the datapath's other maps were (its pin was removed): this start pinned the map the attached programs use again (id {id}, found through {}), with its entries: nothing is lost",
+                dir.display(),
+                via.display()
+            ),
+            Unpinned::Carried { map, id, via, found, want } => format!(
+                "map {map} was not pinned under {} though the datapath's other maps were (its pin was removed), and the one the attached programs use (id {id}, found through {}: {found}) differs from this version's ({want}) only in capacity (or in a value grown at its end): this start carried its entries into a new {map} of this version's (the upgrade lines say how many): nothing is lost",
                 dir.display(),
                 via.display()
             ),
@@ -62,8 +83,11 @@ impl Unpinned {
 /// For each map of `unpinned` (whose definitions are among `defs`): the
 /// live map of that name the programs pinned under `pins` use, pinned again
 /// at its place when it matches its definition (type, key and value sizes,
-/// capacity, flags: what libbpf checks before it reuses a pin). The pins
-/// written are added to `created` (a failed start removes them again).
+/// capacity, flags: what libbpf checks before it reuses a pin), or set
+/// aside for the upgrade ([`super::upgrade::Upgrade::prepare`], which must
+/// come after this) when only its capacity differs. The pins written are
+/// added to `created` (a failed start removes them again: the map is then
+/// unpinned, as before).
 pub fn repin_live_maps(pins: &Pins, unpinned: &[&'static str], defs: &[MapInfo], created: &mut Vec<PathBuf>) -> Vec<Unpinned> {
     if unpinned.is_empty() {
         return Vec::new();
@@ -80,19 +104,36 @@ pub fn repin_live_maps(pins: &Pins, unpinned: &[&'static str], defs: &[MapInfo],
             continue;
         };
         let id = live.fd.id();
-        if !live.info.same_shape(def) {
-            done.push(Unpinned::Differs { map, id, found: describe(&live.info), want: describe(def) });
+        let (found, want) = (describe(&live.info), describe(def));
+        let (pin, unpinned) = if live.info.same_shape(def) {
+            (pins.map(map), Unpinned::Repinned { map, id, via: live.via.clone() })
+        } else if carriable(&live.info, def).is_ok() {
+            // Where an upgrade sets an earlier version's map aside: the
+            // upgrade's plan takes it from there, as after a start that
+            // died mid-upgrade.
+            (pins.map_set_aside(map), Unpinned::Carried { map, id, via: live.via.clone(), found, want })
+        } else {
+            done.push(Unpinned::Differs { map, id, found, want });
             continue;
-        }
-        match replace_pin(&live.fd, &pins.map(map)) {
+        };
+        match pin_at(&live.fd, &pin, pins) {
             Ok(()) => {
-                created.push(pins.map(map));
-                done.push(Unpinned::Repinned { map, id, via: live.via.clone() });
+                created.push(pin);
+                done.push(unpinned);
             }
             Err(e) => done.push(Unpinned::Unpinnable { map, id, error: e.to_string() }),
         }
     }
     done
+}
+
+/// Pins `fd` at `pin` in one step (no half-made pin under its name), the
+/// upgrade directory made first when it goes there.
+fn pin_at(fd: &MapFd, pin: &Path, pins: &Pins) -> Result<(), Error> {
+    if pin.starts_with(pins.upgrade_dir()) {
+        std::fs::create_dir_all(pins.upgrade_dir()).or_os(|| format!("creating {}", pins.upgrade_dir().display()))?;
+    }
+    replace_pin(fd, pin)
 }
 
 /// A live map, its facts, and the pin of the program it was found through.
