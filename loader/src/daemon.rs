@@ -1,7 +1,6 @@
 //! The node daemon: install the datapath, then wait for a stop signal.
 //!
-//! Threads talk over crossbeam channels: the signal thread's stop signal, and
-//! the control API's poller handing connections to its workers.
+//! The signal thread hands its stop signal over a crossbeam channel.
 
 use crossbeam_channel::{bounded, Receiver};
 use nix::sys::signal::{SigSet, Signal};
@@ -19,7 +18,7 @@ use crate::datapath::pins::Pins;
 use crate::error::{Error, OrOs};
 
 /// API connections open at once (idle ones are dropped after 30 s; they
-/// wait in the API's poller, not on a thread each): room for a node's CNI
+/// wait in the API's epoll set, not on a thread each): room for a node's CNI
 /// calls and more than a thousand idle or slow clients.
 const API_MAX_CONNECTIONS: usize = 4096;
 

@@ -138,20 +138,26 @@ fn timed_label(op: &Op) -> Option<String> {
 /// others.
 const WORKERS: usize = 4;
 
-/// The listening socket's token in the poller; connections count from 1.
+/// The listening socket's token in the epoll set; connections count from 1.
 const LISTENER: u64 = 0;
 
-/// One client connection, between the poller (while it waits for the
-/// client) and a worker (while one of its requests is read or answered):
-/// never in both. A request is read only once the previous answer is
-/// written, so a client that pipelines and never reads stops being served
-/// when the socket's buffer is full (what it sends meanwhile waits in the
-/// kernel, not here), and is dropped after the deadline without progress.
+/// How the listening socket waits: for one connect, which wakes one thread.
+fn listening() -> EpollEvent {
+    EpollEvent::new(EpollFlags::EPOLLIN | EpollFlags::EPOLLONESHOT, LISTENER)
+}
+
+/// One client connection, either waiting for its client (in the server's
+/// `waiting`) or in the hands of the one thread serving it (while one of
+/// its requests is read or answered): never both. A request is read only
+/// once the previous answer is written, so a client that pipelines and
+/// never reads stops being served when the socket's buffer is full (what
+/// it sends meanwhile waits in the kernel, not here), and is dropped after
+/// the deadline without progress.
 struct Conn {
     token: u64,
-    /// Non-blocking: no read or write ever waits in a worker.
+    /// Non-blocking: no read or write ever waits in a thread.
     stream: UnixStream,
-    /// In the poller's epoll set (after its first wait for the client).
+    /// In the epoll set (after its first wait for the client).
     registered: bool,
     /// What was read of the next request (at most MAX_LINE + 1 bytes).
     input: Vec<u8>,
@@ -179,18 +185,6 @@ impl Drop for OpenSlot {
     }
 }
 
-/// What a worker is given.
-enum Job {
-    /// The client may be heard or written to: go on with its connection.
-    Turn(Box<Conn>),
-    /// No progress within the deadline: drop it (taking back an ADD whose
-    /// answer it did not take).
-    Expired(Box<Conn>),
-    /// Tests: the worker ends.
-    #[cfg(test)]
-    Stop,
-}
-
 /// What one step of writing the pending answer came to.
 enum Flushed {
     Done,
@@ -210,58 +204,76 @@ enum Reading {
     Overlong,
 }
 
-/// The control API's connections and the threads that serve them: one
-/// poller thread waits (epoll) on the listening socket and on every
-/// connection whose client has yet to send or to read, and hands a
-/// connection that is ready to a fixed pool of [`WORKERS`] threads over a
-/// channel; a worker reads one request, answers it and gives the
-/// connection back. No thread is started per connection, and no connection
-/// holds a thread while its client is idle or slow: an idle client costs a
-/// file descriptor and its buffers, nothing else.
+/// The control API's connections and the threads that serve them: a fixed
+/// pool of [`WORKERS`] threads, all waiting on one epoll instance that holds
+/// the listening socket and every connection whose client has yet to send
+/// or to read. Whichever thread an event wakes serves it: a connect wakes
+/// one, which accepts the connection and reads and answers its request
+/// itself (no hand-off to another thread);
+/// a connection whose client is not ready goes back into the epoll set, and
+/// the thread its client's next step wakes goes on with it.
+///
+/// - Every event is served by one thread: the listening socket and the
+///   connections are armed with EPOLLONESHOT, and each `epoll_wait` takes
+///   one event. The listening socket is armed again as soon as its thread
+///   has accepted one connection, before that thread reads the request: a
+///   connect meanwhile wakes another thread.
+/// - No thread is started per connection, and no connection holds a
+///   thread while its client is idle or slow: an idle client costs a file
+///   descriptor and its buffers, nothing else.
+/// - Every wait ends after a tick at most; after each, the first thread to
+///   find a sweep of the deadlines due drops the connections that made no
+///   progress within the deadline: they go whether the threads are idle or
+///   all busy.
+/// - A request that panics costs its connection, not its thread.
 struct Server {
     service: Arc<PodService>,
     epoll: Epoll,
+    /// The API socket, in the epoll set with EPOLLONESHOT (tests: none).
+    listener: Option<UnixListener>,
     /// Connections waiting for their client, by token (in the epoll set
-    /// with EPOLLONESHOT: each wakes the poller once per wait).
+    /// with EPOLLONESHOT: each wakes one thread once per wait).
     waiting: Mutex<HashMap<u64, Box<Conn>>>,
     next_token: AtomicU64,
     open: Arc<AtomicUsize>,
     max_connections: usize,
     /// A connection without progress this long is dropped.
     deadline: Duration,
-    jobs: crossbeam_channel::Sender<Job>,
+    /// How often the deadlines are looked at (a connection goes at most
+    /// this late), and when they last were.
+    tick: Duration,
+    swept: Mutex<Instant>,
     #[cfg(test)]
     stopped: AtomicBool,
 }
 
 impl Server {
-    /// Start the poller and the workers; with `listener`, the poller
-    /// accepts its connections.
+    /// Start the threads; with `listener`, they accept its connections.
     fn start(listener: Option<UnixListener>, service: Arc<PodService>, max_connections: usize, deadline: Duration) -> Result<Arc<Server>, Error> {
         let epoll = Epoll::new(EpollCreateFlags::EPOLL_CLOEXEC).or_os(|| "creating the API's epoll instance")?;
         if let Some(l) = &listener {
             l.set_nonblocking(true).or_os(|| "making the API socket non-blocking")?;
-            epoll.add(l, EpollEvent::new(EpollFlags::EPOLLIN, LISTENER)).or_os(|| "watching the API socket")?;
+            epoll.add(l, listening()).or_os(|| "watching the API socket")?;
         }
-        let (jobs, queue) = crossbeam_channel::unbounded();
         let server = Arc::new(Server {
             service,
             epoll,
+            listener,
             waiting: Mutex::new(HashMap::new()),
             next_token: AtomicU64::new(LISTENER + 1),
             open: Arc::new(AtomicUsize::new(0)),
             max_connections,
             deadline,
-            jobs,
+            // A connection goes at most a quarter of its deadline late.
+            tick: (deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1)),
+            swept: Mutex::new(Instant::now()),
             #[cfg(test)]
             stopped: AtomicBool::new(false),
         });
         for i in 0..WORKERS {
-            let (server, queue) = (Arc::clone(&server), queue.clone());
-            std::thread::Builder::new().name(format!("api-worker-{i}")).spawn(move || server.work(&queue)).or_os(|| "starting an API worker")?;
+            let server = Arc::clone(&server);
+            std::thread::Builder::new().name(format!("api-worker-{i}")).spawn(move || server.work()).or_os(|| "starting an API worker")?;
         }
-        let poller = Arc::clone(&server);
-        std::thread::Builder::new().name("api-poll".into()).spawn(move || poller.poll(listener)).or_os(|| "starting the API poller")?;
         Ok(server)
     }
 
@@ -269,89 +281,93 @@ impl Server {
         self.waiting.lock().unwrap_or_else(|p| p.into_inner())
     }
 
-    /// The poller: accepts, hands ready connections to the workers, and
-    /// drops those that made no progress within the deadline.
-    fn poll(&self, listener: Option<UnixListener>) {
-        let mut events = vec![EpollEvent::empty(); 256];
-        // Deadlines are looked at this often: a connection goes at most a
-        // quarter of its deadline late.
-        let tick = (self.deadline / 4).clamp(Duration::from_millis(50), Duration::from_secs(1));
-        let mut swept = Instant::now();
+    /// A thread of the pool: serve what one wait brings, then the deadlines
+    /// if they are due, and again. A request that panics costs its
+    /// connection (dropped as the panic unwinds), not the thread.
+    fn work(&self) {
+        // One event per wait: the others are left to the other threads.
+        let mut events = [EpollEvent::empty()];
         loop {
             #[cfg(test)]
             if self.stopped.load(Ordering::SeqCst) {
                 return;
             }
-            let n = match self.epoll.wait(&mut events, u16::try_from(tick.as_millis()).unwrap_or(1000)) {
-                Ok(n) => n,
-                Err(nix::errno::Errno::EINTR) => 0,
+            let ready = match self.epoll.wait(&mut events, u16::try_from(self.tick.as_millis()).unwrap_or(1000)) {
+                Ok(1) => Some(events[0].data()),
+                Ok(_) | Err(nix::errno::Errno::EINTR) => None,
                 Err(e) => {
                     log::error!("control API: epoll_wait: {e}");
                     std::thread::sleep(Duration::from_millis(10));
-                    0
+                    None
                 }
             };
-            for ev in &events[..n] {
-                if ev.data() == LISTENER {
-                    if let Some(l) = &listener {
-                        self.accept(l);
+            let served = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
+                match ready {
+                    Some(LISTENER) => self.accept(),
+                    Some(token) => {
+                        let conn = self.waiting().remove(&token);
+                        // None: the sweep took it meanwhile.
+                        if let Some(conn) = conn {
+                            self.turn(conn);
+                        }
                     }
-                    continue;
+                    None => {}
                 }
-                let ready = self.waiting().remove(&ev.data());
-                if let Some(conn) = ready {
-                    let _ = self.jobs.send(Job::Turn(conn));
-                }
-            }
-            if swept.elapsed() >= tick {
-                swept = Instant::now();
-                let expired: Vec<Box<Conn>> = {
-                    let mut waiting = self.waiting();
-                    let gone: Vec<u64> = waiting.iter().filter(|(_, c)| c.progress.elapsed() >= self.deadline).map(|(t, _)| *t).collect();
-                    gone.iter().filter_map(|t| waiting.remove(t)).collect()
-                };
-                for conn in expired {
-                    let _ = self.jobs.send(Job::Expired(conn));
-                }
+                self.sweep();
+            }));
+            if served.is_err() {
+                log::error!("control connection: serving a request panicked; its connection was dropped");
             }
         }
     }
 
-    /// Every connection waiting on the listening socket.
-    fn accept(&self, listener: &UnixListener) {
-        loop {
+    /// A connect woke this thread: accept one connection, arm the listening
+    /// socket again (the next connect wakes another thread), then serve the
+    /// connection here: its request is likely there already (a CNI plugin
+    /// writes it right after connecting).
+    fn accept(&self) {
+        let Some(listener) = &self.listener else { return };
+        let accepted = loop {
             match listener.accept() {
-                Ok((s, _)) => self.admit(s),
-                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => return,
+                Ok((s, _)) => break Some(s),
+                Err(e) if e.kind() == std::io::ErrorKind::Interrupted => {}
+                Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => break None,
                 Err(e) => {
                     log::warn!("control socket accept: {e}");
                     // EMFILE and the like: do not spin.
                     std::thread::sleep(Duration::from_millis(10));
-                    return;
+                    break None;
                 }
             }
+        };
+        if let Err(e) = self.epoll.modify(listener, &mut listening()) {
+            log::error!("control API: cannot wait for connections any more ({e}); restart the loader");
+        }
+        if let Some(conn) = accepted.and_then(|s| self.admit(s)) {
+            self.turn(conn);
         }
     }
 
     /// A new connection: root's, and within `max_connections`, or refused
     /// with an answer saying why.
-    fn admit(&self, mut s: UnixStream) {
+    fn admit(&self, mut s: UnixStream) -> Option<Box<Conn>> {
         if !peer_is_root(&s) {
             let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = write_response(&mut s, &Response::err(ErrorCode::InvalidRequest, "only root may use the meshwire loader's API"));
-            return;
+            return None;
         }
         if self.open.fetch_add(1, Ordering::SeqCst) >= self.max_connections {
             self.open.fetch_sub(1, Ordering::SeqCst);
             let _ = s.set_write_timeout(Some(Duration::from_millis(100)));
             let _ = write_response(&mut s, &internal(format!("the loader serves {} connections already; try again", self.max_connections)));
-            return;
+            return None;
         }
         let open = OpenSlot(Arc::clone(&self.open));
         if let Err(e) = s.set_nonblocking(true) {
-            return log::warn!("control connection: {e}");
+            log::warn!("control connection: {e}");
+            return None;
         }
-        let conn = Conn {
+        Some(Box::new(Conn {
             token: self.next_token.fetch_add(1, Ordering::Relaxed),
             stream: s,
             registered: false,
@@ -362,44 +378,38 @@ impl Server {
             closing: false,
             progress: Instant::now(),
             _open: open,
-        };
-        // Its request is likely there already (a CNI plugin writes it
-        // right after connecting): a worker looks first.
-        let _ = self.jobs.send(Job::Turn(Box::new(conn)));
+        }))
     }
 
-    /// A worker: jobs until the channel ends. A request that panics costs
-    /// its connection, not the worker.
-    fn work(&self, queue: &crossbeam_channel::Receiver<Job>) {
-        for job in queue {
-            let done = std::panic::catch_unwind(std::panic::AssertUnwindSafe(|| {
-                match job {
-                    Job::Turn(conn) => self.turn(conn),
-                    Job::Expired(conn) => {
-                        log::debug!("control connection {}: no progress in {:?}; dropped", conn.token, self.deadline);
-                        self.close(conn)
-                    }
-                    #[cfg(test)]
-                    Job::Stop => return false,
-                }
-                true
-            }));
-            match done {
-                Ok(false) => return,
-                Ok(true) => {}
-                Err(_) => log::error!("control connection: serving a request panicked; its connection was dropped"),
+    /// Drop the connections that made no progress within the deadline, if
+    /// a tick has passed since the last look (by any thread).
+    fn sweep(&self) {
+        {
+            let mut swept = self.swept.lock().unwrap_or_else(|p| p.into_inner());
+            if swept.elapsed() < self.tick {
+                return;
             }
+            *swept = Instant::now();
+        }
+        let expired: Vec<Box<Conn>> = {
+            let mut waiting = self.waiting();
+            let gone: Vec<u64> = waiting.iter().filter(|(_, c)| c.progress.elapsed() >= self.deadline).map(|(t, _)| *t).collect();
+            gone.iter().filter_map(|t| waiting.remove(t)).collect()
+        };
+        for conn in expired {
+            log::debug!("control connection {}: no progress in {:?}; dropped", conn.token, self.deadline);
+            self.close(conn);
         }
     }
 
-    /// Back to the poller until the client can be read from (`out`: written
-    /// to) again, or hangs up.
+    /// Back into the epoll set until the client can be read from (`out`:
+    /// written to) again, or hangs up.
     fn park(&self, conn: Box<Conn>, out: bool) {
         let flags = EpollFlags::EPOLLONESHOT | EpollFlags::EPOLLRDHUP | if out { EpollFlags::EPOLLOUT } else { EpollFlags::EPOLLIN };
         let mut event = EpollEvent::new(flags, conn.token);
         let mut conn = conn;
-        // Under the lock: the poller cannot take it (woken, or expired)
-        // before it is in the map.
+        // Under the lock: no thread can take it (woken, or expired) before
+        // it is in the map.
         let mut waiting = self.waiting();
         let armed = if conn.registered { self.epoll.modify(&conn.stream, &mut event) } else { self.epoll.add(&conn.stream, event) };
         match armed {
@@ -492,7 +502,8 @@ impl Server {
 
     /// One step of a connection: finish writing the last answer, then read
     /// and answer one request. A client with more requests already read
-    /// goes to the back of the queue, behind the other clients.
+    /// waits until it can take the next answer (at once, usually), behind
+    /// the other clients ready meanwhile.
     fn turn(&self, mut conn: Box<Conn>) {
         match Self::flush(&mut conn) {
             Flushed::Done => {}
@@ -539,10 +550,10 @@ impl Server {
         }
         match flushed {
             Flushed::Done if conn.closing => self.close(conn),
-            Flushed::Done if conn.input.contains(&b'\n') => {
-                let _ = self.jobs.send(Job::Turn(conn));
+            Flushed::Done => {
+                let more = conn.input.contains(&b'\n');
+                self.park(conn, more)
             }
-            Flushed::Done => self.park(conn, false),
             Flushed::Blocked => self.park(conn, true),
             Flushed::Failed => self.close(conn),
         }
@@ -557,16 +568,16 @@ impl Server {
     /// Serve `stream` as an accepted connection (tests: one end of a pair).
     #[cfg(test)]
     fn serve(&self, stream: UnixStream) {
-        self.admit(stream);
+        if let Some(conn) = self.admit(stream) {
+            self.park(conn, false);
+        }
     }
 
-    /// Tests: the threads end (the connections they hold are dropped).
+    /// Tests: the threads end, each after its current wait (a tick at
+    /// most); the connections still waiting go with the server.
     #[cfg(test)]
     fn stop(&self) {
         self.stopped.store(true, Ordering::SeqCst);
-        for _ in 0..WORKERS {
-            let _ = self.jobs.send(Job::Stop);
-        }
     }
 }
 
@@ -602,8 +613,8 @@ pub fn bind(path: &Path) -> Result<UnixListener, Error> {
     Ok(listener)
 }
 
-/// Serve the API on `listener` ([`Server`]: a poller thread and
-/// [`WORKERS`] workers, no thread per connection), at most
+/// Serve the API on `listener` ([`Server`]: [`WORKERS`] threads waiting
+/// on one epoll instance, no thread per connection), at most
 /// `max_connections` connections open at a time (past that a connection is
 /// answered with an error and closed); a connection without progress for
 /// [`IDLE`] is dropped: an idle or slow client holds a file descriptor,
@@ -1496,6 +1507,83 @@ mod tests {
             ok
         });
         assert!(served, "no place was given back");
+    }
+
+    /// Clients that connect at once, many more than the threads, are all
+    /// served, each by the thread its connect woke: the listening socket is
+    /// armed again after each accept, so a connect wakes another thread
+    /// while the first reads its request. Ten rounds of a fresh connection
+    /// each, two requests on it, answered in order.
+    #[test]
+    fn clients_that_connect_at_once_are_all_served() {
+        let f = Fixture::new();
+        let path = f.state.join("api.sock");
+        spawn_with(bind(&path).unwrap(), Arc::clone(&f.service), 256, Duration::from_secs(20)).unwrap();
+        let clients = WORKERS * 8;
+        let start = Arc::new(std::sync::Barrier::new(clients));
+        let threads: Vec<_> = (0..clients)
+            .map(|i| {
+                let (path, start) = (path.clone(), Arc::clone(&start));
+                std::thread::spawn(move || {
+                    for round in 0..10 {
+                        start.wait();
+                        let mut s = UnixStream::connect(&path).unwrap();
+                        s.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+                        let del = format!(r#"{{"version":1,"op":"del_pod","container_id":"c{i}-{round}"}}"#);
+                        s.write_all(format!("{del}\n{{\"version\":1,\"op\":\"status\"}}\n").as_bytes()).unwrap();
+                        let mut lines = BufReader::new(s).lines();
+                        let mut next = || -> Response {
+                            let line = lines.next().unwrap_or_else(|| panic!("client {i}, round {round}: no answer")).unwrap();
+                            serde_json::from_str(&line).unwrap()
+                        };
+                        let (del, status) = (next(), next());
+                        assert_eq!(del.result.and_then(|r| r.existed), Some(false), "client {i}, round {round}");
+                        assert_eq!(status.result.and_then(|r| r.status).map(|s| s["ready"].clone()), Some(true.into()), "client {i}, round {round}");
+                    }
+                })
+            })
+            .collect();
+        for t in threads {
+            t.join().unwrap();
+        }
+    }
+
+    /// The deadlines are kept also while every thread is kept busy (a
+    /// client per thread and more, calling without a pause: their waits
+    /// hardly ever time out): an idle connection is dropped within the
+    /// deadline and a tick or two, and the busy clients are served all along.
+    #[test]
+    fn an_idle_connection_is_dropped_while_every_thread_is_busy() {
+        let f = Fixture::new();
+        let path = f.state.join("api.sock");
+        let deadline = Duration::from_secs(1);
+        spawn_with(bind(&path).unwrap(), Arc::clone(&f.service), 64, deadline).unwrap();
+        let done = Arc::new(AtomicBool::new(false));
+        let busy: Vec<_> = (0..WORKERS * 2)
+            .map(|_| {
+                let (path, done) = (path.clone(), Arc::clone(&done));
+                std::thread::spawn(move || {
+                    let mut calls = 0;
+                    while !done.load(Ordering::SeqCst) {
+                        let answer = meshwire_api::call(&path, Op::Status, Duration::from_secs(5)).expect("a busy client is served");
+                        assert!(answer.is_ok(), "{answer:?}");
+                        calls += 1;
+                    }
+                    calls
+                })
+            })
+            .collect();
+        std::thread::sleep(Duration::from_millis(100));
+        let idle = UnixStream::connect(&path).unwrap();
+        let opened = Instant::now();
+        idle.set_read_timeout(Some(deadline * 4)).unwrap();
+        let mut buf = [0u8; 1];
+        assert_eq!((&idle).read(&mut buf).unwrap(), 0, "dropped: end of file");
+        let after = opened.elapsed();
+        done.store(true, Ordering::SeqCst);
+        let calls: Vec<usize> = busy.into_iter().map(|t| t.join().unwrap()).collect();
+        assert!(after >= deadline && after < deadline * 2, "an idle connection was dropped after {after:?} (deadline {deadline:?}) among busy ones");
+        assert!(calls.iter().all(|&n| n >= 10), "busy clients' calls meanwhile: {calls:?}");
     }
 
     #[test]
