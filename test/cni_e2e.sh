@@ -52,10 +52,24 @@ netns_path() { echo "/run/netns/$(pod "$1")"; }
 # The loader's view: `pod list` and the pod maps' entry counts.
 pod_list() { mwl pod list 2>&1; }
 # What must not change when a CNI call fails: pods, records, pinned pod links.
+# Taken once the loader's reaper is done with the DELs before (reaped).
 loader_state() {
+    reaped
     pod_list
     mwl maps 2>&1 | awk '$1 ~ /pod/'
     find "$STATE" "$PIN/pods" 2>/dev/null | sort
+}
+
+# reaped: waits (up to 5 s) until every pod directory pinned under $PIN/pods
+# is a recorded pod's. The bare clsact qdisc a DEL leaves, and its markers
+# there, go about 1 s after the DEL (the loader's reaper thread): a snapshot
+# taken meanwhile would see them go.
+reaped() {
+    local i
+    for ((i = 0; i < 50; i++)); do
+        [ -z "$(comm -23 <(ls "$PIN/pods" 2>/dev/null | sort) <(jq -r .netns_cookie "$STATE"/pods/*.json 2>/dev/null | sort -u))" ] && return 0
+        sleep 0.1
+    done
 }
 
 # ---------------------------------------------------------------------------
@@ -549,7 +563,13 @@ case_two_networks() {
     inbound_client "node -> pod$pn eth0 after the upgrade" "$ip1" --count 10 --parallel 5 --expect-inbound-orig "$ip1:8080" --expect-server "$app" || rc=1
     RT_ANNOTATIONS='{}' rt DEL "$id" "$pn" shop || { log "DEL eth0 failed:"; show "$RT_ERR"; rc=1; }
     pod_list | grep -qw "$id" && { log "$id still listed"; rc=1; }
-    [ ! -e "$dir" ] || { log "$dir is left"; rc=1; }
+    # Its pins go with its bare clsact qdisc, which the loader's reaper
+    # thread deletes about 1 s after the DEL: allow 5 s.
+    for ((n = 0; n < 50; n++)); do
+        [ -e "$dir" ] || break
+        sleep 0.1
+    done
+    [ ! -e "$dir" ] || { log "$dir is left 5 s after the DEL: $(ls "$dir")"; rc=1; }
     return "$rc"
 }
 
@@ -608,17 +628,18 @@ verify_pod_gone() { # ID N
     f=$(tc -n "$(pod "$n")" filter show dev eth0 ingress 2>&1; tc -n "$(pod "$n")" filter show dev eth0 egress 2>&1)
     if grep -q 'mw_tc_' <<<"$f"; then log "meshwire's tc filters left on pod$n eth0 after DEL: $f"; return 1; fi
     # DEL answers once meshwire's filters are off; the bare clsact qdisc
-    # meshwire created, and its marker among the pins, go right after the
-    # answer (deleting a qdisc waits for an RCU grace period): allow 2 s.
+    # meshwire created, and its marker among the pins, go about 1 s after
+    # the answer, deleted by the loader's reaper thread (deleting a qdisc
+    # waits for an RCU grace period): allow 5 s.
     local w
-    for ((w = 0; w < 20; w++)); do
+    for ((w = 0; w < 50; w++)); do
         q=$(tc -n "$(pod "$n")" qdisc show dev eth0 2>&1)
         ! grep -qE 'clsact|ingress' <<<"$q" && [ "$(pods_pinned | wc -l)" = $((PINNED_BEFORE - 1)) ] && break
         sleep 0.1
     done
-    if grep -qE 'clsact|ingress' <<<"$q"; then log "tc qdiscs left on pod$n eth0 2 s after DEL: $q"; return 1; fi
+    if grep -qE 'clsact|ingress' <<<"$q"; then log "tc qdiscs left on pod$n eth0 5 s after DEL: $q"; return 1; fi
     if [ "$(pods_pinned | wc -l)" != $((PINNED_BEFORE - 1)) ]; then
-        log "pinned pod directories: $PINNED_BEFORE before DEL, $(pods_pinned | wc -l) 2 s after"
+        log "pinned pod directories: $PINNED_BEFORE before DEL, $(pods_pinned | wc -l) 5 s after"
         return 1
     fi
     # The kernel frees an unpinned link from a workqueue (bpf_link_put), so
@@ -651,6 +672,7 @@ tcx_links() {
 case_del() {
     local before_pods after_pods
     before_pods=$(map_count mw_pods)
+    reaped
     PINNED_BEFORE=$(pods_pinned | wc -l)
     TCX_BEFORE=""
     if command -v bpftool >/dev/null; then
@@ -1018,6 +1040,7 @@ case_concurrent() {
     local i pids=() failed=0 before_state before_pods before_ips leases before_leases
     before_pods=$(map_count mw_pods)
     before_ips=$(map_count mw_pod_ips)
+    reaped
     before_state=$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)
     before_leases=$(find "$WORK/ipam" -type f -name '10.242.*' | wc -l)
     for ((i = 100; i < 100 + CONCURRENT; i++)); do new_pod "$i" || return 1; done
@@ -1043,13 +1066,14 @@ case_concurrent() {
     [ "$(map_count mw_pod_ips)" = "$before_ips" ] || { log "mw_pod_ips holds $(map_count mw_pod_ips) after DEL, expected $before_ips"; return 1; }
     if pod_list | grep -qE 'ctr-1[0-9]{2}\b'; then log "pod list still shows some of them"; return 1; fi
     # A pod's pinned directory holds the marker of its clsact qdisc until the
-    # loader deletes the qdisc, right after answering the DEL: allow 2 s.
-    for ((i = 0; i < 20; i++)); do
+    # loader's reaper thread deletes the qdisc, about 1 s after the DEL:
+    # allow 5 s.
+    for ((i = 0; i < 50; i++)); do
         [ "$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)" = "$before_state" ] && break
         sleep 0.1
     done
     [ "$(find "$STATE" "$PIN/pods" 2>/dev/null | sort)" = "$before_state" ] ||
-        { log "records or pinned links left 2 s after:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | indent; return 1; }
+        { log "records or pinned links left 5 s after:"; diff <(echo "$before_state") <(find "$STATE" "$PIN/pods" 2>/dev/null | sort) | indent; return 1; }
     leases=$(find "$WORK/ipam" -type f -name '10.242.*' | wc -l)
     [ "$leases" = "$before_leases" ] || { log "host-local leases: $before_leases before, $leases after"; return 1; }
     for ((i = 100; i < 100 + CONCURRENT; i++)); do ip netns del "$(pod "$i")"; done

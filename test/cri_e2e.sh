@@ -295,14 +295,15 @@ case_stop_remove() {
     ls "$WORK/run-meshwire/pods" 2>/dev/null | grep -qF "$D_ID" && { log "d's record is still there"; ok=1; }
     [ "$(map_count mw_pods)" = $((pods_before - 1)) ] ||
         { log "mw_pods: $pods_before before, $(map_count mw_pods) after"; ok=1; }
-    # The pod's pinned directory goes with its clsact qdisc, which the loader
-    # deletes right after answering the DEL: allow 2 s.
+    # The pod's pinned directory goes with its clsact qdisc (or, the runtime
+    # having deleted the namespace, the qdisc's markers), which the loader's
+    # reaper thread deletes about 1 s after the DEL: allow 5 s.
     local w
-    for ((w = 0; w < 20; w++)); do
+    for ((w = 0; w < 50; w++)); do
         [ "$(ls "$PIN/pods" | wc -l)" = $((tc_before - 1)) ] && break
         sleep 0.1
     done
-    [ "$(ls "$PIN/pods" | wc -l)" = $((tc_before - 1)) ] || { log "pods with tc pins under $PIN/pods: $tc_before before, $(ls "$PIN/pods" | wc -l) 2 s after"; ok=1; }
+    [ "$(ls "$PIN/pods" | wc -l)" = $((tc_before - 1)) ] || { log "pods with tc pins under $PIN/pods: $tc_before before, $(ls "$PIN/pods" | wc -l) 5 s after"; ok=1; }
     cri remove-pod "$D_ID" || ok=1
     return $ok
 }

@@ -22,6 +22,14 @@ use crate::error::{Error, OrOs};
 /// calls and more than a thousand idle or slow clients.
 const API_MAX_CONNECTIONS: usize = 4096;
 
+/// At a stop signal, the bare clsact qdiscs DELs left and the reaper has not
+/// deleted yet (each waits about a second, crate::datapath::reaper) are
+/// deleted before the loader exits, for at most this long: a few
+/// milliseconds each, and a stop is not held up by many (a DaemonSet pod
+/// gets 30 s). What is left then keeps its markers on bpffs, and the next
+/// start's sweep deletes it, as after a kill.
+const STOP_REMOVALS_WITHIN: std::time::Duration = std::time::Duration::from_secs(5);
+
 /// Block the stop signals in every thread and deliver them on a channel.
 fn stop_signals() -> Result<Receiver<Signal>, Error> {
     let mut set = SigSet::empty();
@@ -89,7 +97,7 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), E
     }
     metrics::watch_pressure(pins.clone(), std::time::Duration::from_secs(10));
     raise_open_files();
-    control::spawn(listener, service, API_MAX_CONNECTIONS)?;
+    control::spawn(listener, Arc::clone(&service), API_MAX_CONNECTIONS)?;
     log::info!(
         "meshwire-loader: ready (version {}, interception {}, ipv6 {}, tc attach {}, cgroup {}, pins {}, api {}, sidecar uid {} outbound port {} inbound port {})",
         crate::version::VERSION.as_str(),
@@ -106,5 +114,16 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), E
     let sig = stop.recv().map_err(|e| Error::Internal(format!("signal channel: {e}")))?;
     let _ = std::fs::remove_file(&api.socket);
     log::info!("meshwire-loader: {sig} received; the datapath and its pods stay attached and pinned (`meshwire-loader cleanup` removes them)");
+    let finished = service.finish_removals(STOP_REMOVALS_WITHIN);
+    if finished.deleted > 0 {
+        log::info!("deleted {} clsact qdisc(s) that DELs left, before stopping", finished.deleted);
+    }
+    if finished.left > 0 {
+        log::warn!(
+            "{} clsact qdisc(s) that DELs left were not deleted within {} s; they steer nothing, and the next start deletes them",
+            finished.left,
+            STOP_REMOVALS_WITHIN.as_secs()
+        );
+    }
     Ok(())
 }

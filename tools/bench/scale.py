@@ -731,7 +731,7 @@ def report(s):
         L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r[times], 50)) for r in rows) + " |")
     L += ["", "The slowest DELs of a random meshed pod (the slowest 1%, at least 2, per size): exec to exit, the VERSION run in the same round "
           "(the exec floor then), the loader's part and its phases (ms), and the work it did after answering (a bare "
-          "clsact qdisc's deletion):", "",
+          "clsact qdisc's deletion, by loaders before its reaper thread; '-' when none was logged):", "",
           "| tc attach | pods meshed | DEL (ms) | VERSION (ms) | loader (ms) | loader's phases | after the answer (ms) |",
           "|---|---|---|---|---|---|---|"]
     for r in rows:

@@ -9,7 +9,8 @@
 //! Its parts: the embedded objects and their programs ([`objects`]), the
 //! pin paths ([`pins`]), the shared struct layouts ([`layout`]), carrying maps
 //! across an upgrade ([`upgrade`]), pinning again a map whose pin was removed
-//! ([`repin`]) and tc on pods' interfaces ([`tc`], [`clsact`]).
+//! ([`repin`]) and tc on pods' interfaces ([`tc`], [`clsact`]; the bare qdiscs
+//! DELs leave are deleted later by [`reaper`]).
 
 pub mod clsact;
 #[cfg(test)]
@@ -17,6 +18,7 @@ mod install_tests;
 pub mod layout;
 pub mod objects;
 pub mod pins;
+pub mod reaper;
 pub mod repin;
 pub mod tc;
 pub mod upgrade;

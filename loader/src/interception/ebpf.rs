@@ -3,11 +3,13 @@
 //! interface, by the tc programs attached there (crate::datapath::tc).
 
 use std::path::Path;
-use std::sync::{Arc, Mutex};
+use std::sync::{Arc, Mutex, OnceLock};
+use std::time::Duration;
 
 use super::pods::{self, MeshedPod, PodMaps};
 use super::{Adopted, Adopting, Interception};
 use crate::datapath::pins::{PinnedError, Pins};
+use crate::datapath::reaper::{self, Finished, Reaper};
 use crate::error::Error;
 use crate::datapath::tc::{self, TcAttach};
 use crate::system::{self, userns, NetnsThread};
@@ -21,9 +23,10 @@ pub struct EbpfTc {
     /// The pod maps, opened once and kept while their pins name them
     /// (PodMaps::current), so a request does not reopen six pins.
     maps: Mutex<Option<Arc<PodMaps>>>,
-    /// Bare clsact qdiscs DELs left, to delete once they are answered
-    /// ([`tc::detach_pod_leaving_qdisc`]).
-    left_qdiscs: Mutex<Vec<tc::LeftQdisc>>,
+    /// The thread deleting the bare clsact qdiscs DELs leave
+    /// ([`tc::detach_pod_leaving_qdisc`]), started at the first; Err: it
+    /// could not be, and each DEL deletes its qdisc before answering.
+    reaper: OnceLock<Result<Reaper, Error>>,
     /// For `meshwire-loader cleanup` ([`Self::for_cleanup`]).
     cleaning_up: bool,
 }
@@ -35,7 +38,7 @@ impl EbpfTc {
             tc_attach,
             sidecar_uid: crate::config::Config::default_config().sidecar.uid,
             maps: Mutex::new(None),
-            left_qdiscs: Mutex::new(Vec::new()),
+            reaper: OnceLock::new(),
             cleaning_up: false,
         }
     }
@@ -149,21 +152,26 @@ impl Interception for EbpfTc {
     }
 
     /// As `remove`, but a clsact qdisc meshwire created is left bare, its
-    /// filters gone, and deleted in `finish_removals`.
+    /// filters gone, and handed to the reaper thread, which deletes it a
+    /// [`reaper::DELAY`] later (`finish_removals` at once).
     fn remove_answering_first(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         let maps = self.maps_to_remove_from()?;
         if let Some(left) = tc::detach_pod_leaving_qdisc(&self.pins, pod.cookie, &pod.netns, &pod.ifname)? {
-            self.left_qdiscs.lock().unwrap_or_else(|p| p.into_inner()).push(left);
+            match self.reaper.get_or_init(|| Reaper::spawn(self.pins.clone(), reaper::DELAY)) {
+                Ok(reaper) => reaper.hand(left),
+                Err(e) => {
+                    log::warn!("{e}: pod {}: deleting its clsact qdisc before answering", pod.container_id);
+                    tc::remove_left_qdisc(&self.pins, &left)?;
+                }
+            }
         }
         Self::remove_entries(maps, pod, siblings)
     }
 
-    fn finish_removals(&self) {
-        let left = std::mem::take(&mut *self.left_qdiscs.lock().unwrap_or_else(|p| p.into_inner()));
-        for q in left {
-            if let Err(e) = tc::remove_left_qdisc(&self.pins, &q) {
-                log::warn!("pod {}: deleting the clsact qdisc meshwire created on {} in {}: {e}", q.cookie, q.ifname, q.netns.display());
-            }
+    fn finish_removals(&self, within: Duration) -> Finished {
+        match self.reaper.get() {
+            Some(Ok(reaper)) => reaper.finish(within),
+            _ => Finished::default(),
         }
     }
 

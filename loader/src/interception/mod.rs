@@ -14,6 +14,7 @@ pub mod pods;
 use crate::config::{Config, Interception as Mode};
 use crate::error::Error;
 use crate::datapath::pins::Pins;
+use crate::datapath::reaper::Finished;
 use pods::MeshedPod;
 
 /// One way of steering pods. `pod` is one attachment (a pod on two networks
@@ -35,13 +36,17 @@ pub trait Interception: Send + Sync {
     /// [`remove`](Self::remove) for a DEL that is answered before all of
     /// it is done: what steers the attachment goes now, what a crash would
     /// not lose (nothing steers by it, and a restarted loader finds and
-    /// removes it) may wait for [`finish_removals`](Self::finish_removals).
+    /// removes it) may be done later, in the background
+    /// ([`crate::datapath::reaper`]).
     fn remove_answering_first(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error> {
         self.remove(pod, siblings)
     }
-    /// The rest of the removals [`remove_answering_first`](Self::remove_answering_first)
-    /// left, once their DELs are answered.
-    fn finish_removals(&self) {}
+    /// At a clean stop: what [`remove_answering_first`](Self::remove_answering_first)
+    /// left for later is done now, taking at most `within`; what is not
+    /// done by then is left to the next start's sweep.
+    fn finish_removals(&self, _within: std::time::Duration) -> Finished {
+        Finished::default()
+    }
     /// Is the attachment steered as it should be? Err says what is not
     /// (Inconsistent), or that it could not be read.
     fn check(&self, pod: &MeshedPod, siblings: &[MeshedPod]) -> Result<(), Error>;

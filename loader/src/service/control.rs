@@ -529,14 +529,12 @@ impl Server {
             }
         };
         let mut timed = None;
-        let mut is_del = false;
         let (response, undo) = match std::str::from_utf8(&raw) {
             Err(e) => (invalid(format!("request is not UTF-8 ({e})")), None),
             Ok(line) => match meshwire_api::parse_request(line.trim_end()) {
                 Err(bad) => (bad, None),
                 Ok(req) => {
                     timed = timed_label(&req.op);
-                    is_del = matches!(req.op, Op::DelPod { .. });
                     timing::start();
                     answer(&self.service, req.op, &conn.stream)
                 }
@@ -556,12 +554,6 @@ impl Server {
             }
             Flushed::Blocked => self.park(conn, true),
             Flushed::Failed => self.close(conn),
-        }
-        // What a DEL left until after its answer (written, or on its way).
-        if is_del {
-            let t = Instant::now();
-            self.service.finish_removals();
-            log::debug!("api: after {}: {:.3} ms", timed.as_deref().unwrap_or("del_pod"), t.elapsed().as_secs_f64() * 1e3);
         }
     }
 

@@ -255,7 +255,7 @@ impl PodService {
     }
 
     /// `teardown`, all of it now, or (a DEL's) what may wait for its answer left
-    /// for [`finish_removals`](Self::finish_removals).
+    /// to be done in the background (crate::datapath::reaper).
     fn teardown_with(&self, meshed: &mut Meshed, record: &PodRecord, how: Removal) -> Result<(), Error> {
         let pod = self.meshed_of(record);
         let siblings = self.siblings(&pod.container_id, &pod.ifname, pod.cookie)?;
@@ -288,16 +288,16 @@ impl PodService {
     /// [`del`](Self::del) as the API's DEL does it: what steers the pod,
     /// its map entries and its record go before this returns; what a crash
     /// would not lose (a bare clsact qdisc meshwire created, whose deletion
-    /// waits for an RCU grace period) waits for
-    /// [`finish_removals`](Self::finish_removals), called once the DEL is
-    /// answered.
+    /// waits for an RCU grace period) is deleted by a thread of its own a
+    /// moment later (crate::datapath::reaper), out of the DEL's way.
     pub fn del_answering_first(&self, container_id: &str, ifname: Option<&str>) -> Result<bool, Error> {
         self.del_with(container_id, ifname, Removal::AnswerFirst)
     }
 
-    /// What [`del_answering_first`](Self::del_answering_first) left.
-    pub fn finish_removals(&self) {
-        self.interception.finish_removals();
+    /// At a clean stop: what [`del_answering_first`](Self::del_answering_first)
+    /// left for later is done now, taking at most `within`.
+    pub fn finish_removals(&self, within: std::time::Duration) -> crate::datapath::reaper::Finished {
+        self.interception.finish_removals(within)
     }
 
     fn del_with(&self, container_id: &str, ifname: Option<&str>, how: Removal) -> Result<bool, Error> {

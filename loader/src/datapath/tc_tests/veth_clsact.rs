@@ -2,6 +2,8 @@
 //! components' filters and qdiscs, the qdisc meshwire created, mode changes,
 //! cleanup.
 
+use std::time::{Duration, Instant};
+
 use super::super::*;
 use super::harness::{load_tc, test_settings};
 use super::other_prog::OtherProg;
@@ -315,12 +317,7 @@ fn a_qdisc_left_by_a_del_whose_loader_was_killed_goes_at_the_restart() {
     // The loader dies holding it: nothing of it is kept outside the pins.
     drop(detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap());
     assert!(has_clsact(&pair) && all_filters(&pair).is_empty());
-    let dir = std::env::temp_dir().join(format!("meshwire-netns-left-{}-{cookie}", std::process::id()));
-    std::fs::create_dir_all(&dir).unwrap();
-    std::os::unix::fs::symlink(pair.pod_path(), dir.join("pod")).unwrap();
-    let found = detach_orphans(&tc.pins, &[&dir], &[]);
-    let _ = std::fs::remove_dir_all(&dir);
-    assert_eq!(found.unwrap(), 1);
+    assert_eq!(swept_with_pod_mounted(&tc.pins, &pair, cookie), 1);
     assert!(!has_clsact(&pair), "{}", qdiscs(&pair));
     assert!(!tc.pins.pod_dir(cookie).exists());
 
@@ -335,4 +332,74 @@ fn a_qdisc_left_by_a_del_whose_loader_was_killed_goes_at_the_restart() {
         detach_pod(&tc.pins, c, None).unwrap();
     }
     assert!(!tc.pins.pod_dir(cookie).exists());
+}
+
+/// The reaper, to which the API's DELs hand the bare qdiscs they leave:
+/// each goes its delay after its DEL, not before, those due together in one
+/// batch; one meshed again meanwhile keeps its qdisc, filters and marker;
+/// `finish` (a clean stop) deletes what is queued at once; a reaper that
+/// goes with qdiscs queued (a killed loader) leaves them bare with their
+/// markers, for the restart's sweep.
+#[test]
+fn the_reaper_deletes_left_qdiscs_a_delay_after_their_dels() {
+    use crate::datapath::reaper::{Finished, Reaper};
+    let (tc, a, ca, sidecar) = veth_pod();
+    let (b, c) = (NetnsPair::new(), NetnsPair::new());
+    let (cb, cc) = (system::netns_cookie(&b.pod_path()).unwrap(), system::netns_cookie(&c.pod_path()).unwrap());
+    let pods = [(&a, ca), (&b, cb), (&c, cc)];
+    for (pair, cookie) in pods {
+        attach_pod(&tc.pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    }
+    let delay = Duration::from_millis(800);
+    let reaper = Reaper::spawn(tc.pins.clone(), delay).unwrap();
+    let handed = Instant::now();
+    for (pair, cookie) in pods {
+        reaper.hand(detach_pod_leaving_qdisc(&tc.pins, cookie, &pair.pod_path(), "eth0").unwrap().unwrap());
+    }
+    // c meshed again before its time (an ADD right after the DEL).
+    attach_pod(&tc.pins, cc, &c.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    std::thread::sleep(delay / 4);
+    for (pair, cookie) in pods {
+        assert!(has_clsact(pair) && marker(&tc.pins, cookie).is_dir(), "{} ms after the DELs: {}", handed.elapsed().as_millis(), qdiscs(pair));
+    }
+    assert!(all_filters(&a).is_empty() && all_filters(&b).is_empty(), "the DELs took meshwire's filters off at once");
+    wait_for("a's and b's qdiscs to go", || !has_clsact(&a) && !has_clsact(&b));
+    let took = handed.elapsed();
+    assert!(took >= delay, "deleted {} ms after the DELs, before their delay", took.as_millis());
+    assert!(!tc.pins.pod_dir(ca).exists() && !tc.pins.pod_dir(cb).exists(), "their pins went with them");
+    std::thread::sleep(delay / 4);
+    assert_filters_run(&c, &tc.obj);
+    assert!(marker(&tc.pins, cc).is_dir(), "c's qdisc is meshwire's again, for its next DEL");
+    check_pod(&tc.pins, cc, &c.pod_path(), "eth0").unwrap();
+
+    // A clean stop: what is queued goes now.
+    reaper.hand(detach_pod_leaving_qdisc(&tc.pins, cc, &c.pod_path(), "eth0").unwrap().unwrap());
+    let stopping = Instant::now();
+    assert_eq!(reaper.finish(Duration::from_secs(5)), Finished { deleted: 1, left: 0 });
+    assert!(stopping.elapsed() < delay / 2, "finish waited {} ms", stopping.elapsed().as_millis());
+    assert!(!has_clsact(&c) && !tc.pins.pod_dir(cc).exists(), "{}", qdiscs(&c));
+    assert_eq!(reaper.finish(Duration::from_secs(5)), Finished::default(), "nothing queued");
+
+    // The reaper goes with one queued: it stays bare, its markers with it,
+    // and the restart's sweep finds it.
+    attach_pod(&tc.pins, ca, &a.pod_path(), "eth0", TcAttach::Clsact).unwrap();
+    reaper.hand(detach_pod_leaving_qdisc(&tc.pins, ca, &a.pod_path(), "eth0").unwrap().unwrap());
+    drop(reaper);
+    std::thread::sleep(delay * 2);
+    assert!(has_clsact(&a) && all_filters(&a).is_empty() && marker(&tc.pins, ca).is_dir(), "{}", qdiscs(&a));
+    assert_eq!(swept_with_pod_mounted(&tc.pins, &a, ca), 1);
+    assert!(!has_clsact(&a) && !tc.pins.pod_dir(ca).exists(), "{}", qdiscs(&a));
+    drop(sidecar);
+}
+
+/// A restarted loader's sweep with the pod's namespace mounted where it
+/// looks (as under /run/netns) and no record of the pod: the pods whose
+/// filters or qdisc it found and removed ([`detach_orphans`]).
+fn swept_with_pod_mounted(pins: &Pins, pair: &NetnsPair, cookie: u64) -> usize {
+    let dir = std::env::temp_dir().join(format!("meshwire-netns-left-{}-{cookie}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    std::os::unix::fs::symlink(pair.pod_path(), dir.join("pod")).unwrap();
+    let found = detach_orphans(pins, &[&dir], &[]);
+    let _ = std::fs::remove_dir_all(&dir);
+    found.unwrap()
 }
