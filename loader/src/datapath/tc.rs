@@ -28,6 +28,7 @@
 //! and interface, looks there for meshwire's filters (bpf_tc_query) and
 //! removes them; nothing else on the interface is touched.
 
+use std::collections::HashMap;
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd, RawFd};
 use std::path::{Path, PathBuf};
@@ -668,20 +669,24 @@ pub fn detach_orphans(pins: &Pins, netns_dirs: &[&Path], known: &[u64]) -> Resul
     if orphans.is_empty() {
         return Ok(0);
     }
-    // One entry per mount (/var/run is usually /run): keyed by its real path.
-    let mut mounted: Vec<(PathBuf, PathBuf)> = Vec::new();
+    // Each mounted namespace's cookie, read once (entering it), whatever
+    // the number of orphans: a loader killed right after a burst of DELs
+    // leaves one per DEL of its last second (their qdiscs, queued for the
+    // reaper), and reading every namespace's cookie again for each of them
+    // made a restart on a node of 1,000 pods take seconds. The first path
+    // of a namespace mounted twice (/var/run is usually /run) names it.
+    let mut mounted: HashMap<u64, PathBuf> = HashMap::new();
     for dir in netns_dirs {
         let Ok(entries) = std::fs::read_dir(dir) else { continue };
         for path in entries.flatten().map(|e| e.path()) {
-            let real = std::fs::canonicalize(&path).unwrap_or_else(|_| path.clone());
-            if !mounted.iter().any(|(_, r)| *r == real) {
-                mounted.push((path, real));
+            if let Ok(cookie) = system::netns_cookie(&path) {
+                mounted.entry(cookie).or_insert(path);
             }
         }
     }
     let mut detached = 0;
     for (cookie, ifnames) in orphans {
-        let Some((netns, _)) = mounted.iter().find(|(p, _)| system::netns_cookie(p).ok() == Some(cookie)) else {
+        let Some(netns) = mounted.get(&cookie) else {
             log::info!("pod {cookie}: clsact filters recorded on {ifnames:?}, but no network namespace with that cookie is mounted under {netns_dirs:?}");
             continue;
         };
