@@ -736,6 +736,12 @@ backend orig
         sess = sum(self.hap_sessions(pod, 1)[1] for pod, _, _ in stay) - sess0
         st1 = self.bpf_stats(node)
         after = self.leftovers(node)
+        # The pins of the last DELs' bare clsact qdiscs go about 1 s after
+        # them (the loader's reaper thread): allow it 5 s.
+        t1 = time.monotonic()
+        while after["pod_pins"] > before["pod_pins"] and time.monotonic() - t1 < 5:
+            time.sleep(0.1)
+            after = self.leftovers(node)
         for pod, cg, hap in stay:
             for p in hap:
                 self.stop(p)
