@@ -469,3 +469,152 @@ fn a_start_carries_the_entries_of_a_live_map_of_another_capacity_whose_pin_was_r
     assert_eq!(live.unwrap(), n as usize, "the live map keeps every entry");
     cleaned.unwrap();
 }
+
+/// Every hook of the datapath under `pins` and the program it runs (by
+/// id): the cgroup links, the tc programs pinned under progs/ (pods attach
+/// from those), the pod `cookie`'s tcx links and the socket maps' sk_msg
+/// verdicts.
+fn hooks(pins: &Pins, cookie: u64) -> Vec<(String, u32)> {
+    use crate::datapath::{pins as names, tc::TC_PROGRAMS};
+    use crate::libbpf;
+    use std::os::fd::AsRawFd;
+    let mut hooks = Vec::new();
+    for p in files(&pins.links_dir()) {
+        hooks.push((p.display().to_string(), libbpf::link_prog_id(&libbpf::obj_get(&p).unwrap()).unwrap()));
+    }
+    for p in files(&pins.progs_dir()).into_iter().filter(|p| !p.is_dir()) {
+        hooks.push((p.display().to_string(), libbpf::prog_id(libbpf::obj_get(&p).unwrap().as_raw_fd()).unwrap()));
+    }
+    for p in TC_PROGRAMS.iter().flat_map(|tc| pins.pod(cookie).links_of(tc.link)) {
+        hooks.push((p.display().to_string(), libbpf::link_prog_id(&libbpf::obj_get(&p).unwrap()).unwrap()));
+    }
+    for map in [names::MAP_SOCK_HASH, names::MAP_SOCK_HASH6] {
+        for id in libbpf::prog_query(&pins.open_map(map).unwrap(), libbpf_sys::BPF_SK_MSG_VERDICT).unwrap() {
+            hooks.push((format!("sk_msg verdict of {map}"), id));
+        }
+    }
+    hooks
+}
+
+/// A start that upgrades in place (mw_flow4 pinned by an earlier version
+/// with another capacity) and fails after it moved hooks onto its programs:
+/// here mw_tc_egress's pin is in the way (a directory), so every cgroup
+/// link, both sk_msg verdicts, mw_tc_ingress's pin and the pod's ingress
+/// tcx link have moved when it fails. Each goes back to the program it had
+/// (the same program ids as before, on every hook), the old mw_flow4 is
+/// pinned again with the flow it held, and the pins are as they were: no
+/// `~new`, no upgrade/. A connection into the pod after the failure is
+/// steered by the old programs, its flow written into the pinned map; the
+/// next start (nothing in the way) carries both flows into this version's
+/// mw_flow4. Before, the moved links kept running the new programs, whose
+/// mw_flow4 the rollback unpinned: the pod's ingress wrote its flows there,
+/// lost at the next start, while its egress ran the old program on the old
+/// map.
+#[test]
+fn a_start_that_fails_after_moving_hooks_moves_each_back_to_its_program() {
+    use crate::datapath::layout::{Flow4, Flow4Key};
+    use crate::datapath::objects::{self, Hook, PROGRAMS};
+    use crate::datapath::pins::{MAP_FLOW4, MAP_POD_IPS};
+    use crate::datapath::tc::{self, tests::veth::*, TcAttach};
+    use std::net::TcpListener;
+    let fs = PrivateBpffs::new();
+    let cg = TempCgroup::new();
+    let pins = Pins::new(&fs.path().join("meshwire"));
+    let toml = format!("[bpf]\npin_dir = \"{}\"\ncgroup = \"{}\"\n[acceleration]\nenabled = true\n", pins.root().display(), cg.path().display());
+    let config = Config::parse("t.toml", &toml).unwrap();
+    crate::datapath::objects::other_capacities::with(&[(MAP_FLOW4, 1024)], || install(&config)).unwrap();
+    let earlier = pins.open_map(MAP_FLOW4).unwrap();
+    let old_flow = (Flow4Key { remote_ip4: 0x0a00_0001, local_ip4: 0x0a00_0002, remote_port: 4000, pad: 0 }, Flow4 { orig_port: 8080u16.to_be(), flags: 0, pad: 0 });
+    earlier.update(&old_flow.0, &old_flow.1).unwrap();
+
+    // A pod meshed with tcx links, its sidecar listening.
+    let pair = NetnsPair::new();
+    let cookie = crate::system::netns_cookie(&pair.pod_path()).unwrap();
+    pins.open_map(MAP_POD_IPS).unwrap().update(&u32::from(VETH_POD).to_be(), &cookie).unwrap();
+    let inbound = config.sidecar.inbound_port;
+    let sidecar = crate::testutil::in_netns(&pair.pod_path(), move || TcpListener::bind(("0.0.0.0", inbound)).unwrap());
+    tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    let egress_pin = pins.prog(objects::TC_EGRESS.program);
+    std::fs::remove_file(&egress_pin).unwrap();
+    std::fs::create_dir(&egress_pin).unwrap();
+    let pod_pins = || files(&pins.pod(cookie).dir());
+    let before = (hooks(&pins, cookie), pin_state(&pins), pod_pins());
+
+    let failed = install(&config);
+    let after = (hooks(&pins, cookie), pin_state(&pins), pod_pins());
+    let pinned = pins.open_map(MAP_FLOW4).map(|m| (m.id(), m.lookup::<Flow4Key, Flow4>(&old_flow.0).unwrap()));
+    // A connection from the remote namespace to the pod's 8080, which the
+    // sidecar accepts: its flow, as the pinned mw_flow4 has it.
+    let flow_of = |peer: std::net::SocketAddr| Flow4Key { remote_ip4: u32::from(VETH_REMOTE).to_be(), local_ip4: u32::from(VETH_POD).to_be(), remote_port: peer.port().to_be(), pad: 0 };
+    let connected = dial(&pair, 8080).map(|client| {
+        let (server, peer) = sidecar.accept().unwrap();
+        (client, server, flow_of(peer))
+    });
+    let new_flow = connected.as_ref().ok().map(|(_, _, key)| (*key, pins.open_map(MAP_FLOW4).unwrap().lookup::<Flow4Key, Flow4>(key).unwrap()));
+
+    std::fs::remove_dir(&egress_pin).unwrap();
+    let restarted = install(&config);
+    let carried = pins.open_map(MAP_FLOW4).map(|m| {
+        let get = |k: &Flow4Key| m.lookup::<Flow4Key, Flow4>(k).unwrap();
+        (m.info().unwrap().max_entries, get(&old_flow.0), new_flow.as_ref().map(|(k, _)| get(k)))
+    });
+    drop(connected);
+    let detached = tc::detach_pod(&pins, cookie, Some((&pair.pod_path(), "eth0")));
+    let cleaned = cleanup(pins.root());
+
+    let e = failed.unwrap_err();
+    assert!(e.message().contains(objects::TC_EGRESS.program) && !e.message().contains("could not be moved back"), "{e}");
+    let cgroup_links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).count();
+    assert_eq!(before.0.len(), cgroup_links + 1 + 2 + 2, "cgroup links, mw_tc_ingress's pin, the pod's two tcx links, two sk_msg verdicts: {:?}", before.0);
+    assert_eq!(after.0, before.0, "every hook runs the program it had");
+    assert_eq!((after.1, after.2), (before.1, before.2), "the failed start changed the pins");
+    assert_eq!(pinned.unwrap(), (earlier.id(), Some(old_flow.1)), "the earlier mw_flow4 is pinned again, with its flow");
+    assert_eq!(new_flow.as_ref().expect("a connection to the pod after the failed start").1.map(|f| u16::from_be(f.orig_port)), Some(8080), "the old ingress wrote its flow into the pinned mw_flow4");
+    restarted.unwrap();
+    let capacity = crate::datapath::upgrade::definitions(objects::WITH_PROGRAMS).unwrap().into_iter().find(|d| d.name == MAP_FLOW4).unwrap().max_entries;
+    let (max, old, new) = carried.unwrap();
+    assert_eq!((max, old, new.flatten().map(|f| u16::from_be(f.orig_port))), (capacity, Some(old_flow.1), Some(8080)), "the next start carries both flows");
+    detached.unwrap();
+    cleaned.unwrap();
+}
+
+/// A rollback moves each hook back, the last moved first; one that cannot
+/// go back (here a cgroup link given a tc program as "the program it had":
+/// the kernel refuses) is named, with what the kernel said, and the start's
+/// error says so, keeping its kind. The others still go back.
+#[test]
+fn a_hook_that_cannot_be_moved_back_is_named_in_the_error() {
+    use crate::datapath::objects::{SOCKOPT, SOCKOPS_PROG, SOCKOPT_GET, TC_INGRESS};
+    use crate::datapath::{load_object, settings_of, with_stuck_hooks, Created, Moved};
+    use crate::libbpf::{self, link_prog_id, obj_get};
+    use std::os::fd::AsRawFd;
+    let (_fs, _cg, pins, config, _defs) = installed_with_definitions();
+    let link = |name| obj_get(&pins.link(name)).unwrap();
+    let runs = |name| link_prog_id(&link(name)).unwrap();
+    let before = (runs(SOCKOPS_PROG.program), runs(SOCKOPT_GET.program));
+    // mw_sockopt_get moved to a newer program, as a start moves it.
+    let newer = load_object(&SOCKOPT, &settings_of(&config), &pins, &Default::default(), &mut Created::default()).unwrap();
+    let sockopt = link(SOCKOPT_GET.program);
+    let sockopt_had = libbpf::prog_by_id(before.1).unwrap();
+    libbpf::link_update(&sockopt, newer.program(SOCKOPT_GET.program).unwrap().fd(), "test").unwrap();
+    let moved = runs(SOCKOPT_GET.program);
+    let mut created = Created::default();
+    created.moved.push(Moved::Link { hook: "mw_sockopt_get (test)".into(), link: sockopt, old: sockopt_had });
+    created.moved.push(Moved::Link { hook: "mw_sockops (test)".into(), link: link(SOCKOPS_PROG.program), old: pins.open_prog(TC_INGRESS.program).unwrap() });
+    let stuck = created.roll_back();
+    let after = (runs(SOCKOPS_PROG.program), runs(SOCKOPT_GET.program));
+    let newer_id = libbpf::prog_id(newer.program(SOCKOPT_GET.program).unwrap().fd().as_raw_fd()).unwrap();
+    drop(newer);
+    let cleaned = cleanup(pins.root());
+
+    assert_eq!(moved, newer_id, "mw_sockopt_get had moved");
+    assert_eq!(after, before, "mw_sockops kept its program, mw_sockopt_get went back to its own");
+    assert_eq!(stuck.len(), 1, "{stuck:?}");
+    assert!(stuck[0].starts_with("mw_sockops (test): replacing the program of link mw_sockops (test): "), "{stuck:?}");
+    let e = with_stuck_hooks(Error::Inconsistent("it failed".into()), &stuck);
+    assert!(matches!(e, Error::Inconsistent(_)), "{e:?}");
+    assert!(e.message().starts_with("it failed; and rolling back, 1 hook(s) could not be moved back to the program they had, so they still run this start's"), "{e}");
+    assert!(e.message().contains(&stuck[0]) && e.message().contains("`meshwire-loader cleanup`"), "{e}");
+    assert_eq!(with_stuck_hooks(Error::Inconsistent("it failed".into()), &[]).message(), "it failed");
+    cleaned.unwrap();
+}

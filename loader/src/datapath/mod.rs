@@ -4,7 +4,8 @@
 //! objects, load them (maps are created or reused from their pins), write the
 //! node-wide exclusions, then attach each program through a pinned link, or
 //! swap the program behind a link a previous loader left. Anything this run
-//! created is removed again if a later step fails.
+//! created is removed again if a later step fails, and every hook it moved
+//! to its programs goes back to the program it had ([`Moved`]).
 //!
 //! Its parts: the embedded objects and their programs ([`objects`]), the
 //! pin paths ([`pins`]), the shared struct layouts ([`layout`]), carrying maps
@@ -24,6 +25,7 @@ pub mod tc;
 pub mod upgrade;
 
 use std::collections::HashSet;
+use std::os::fd::{AsRawFd, OwnedFd};
 use std::path::{Path, PathBuf};
 
 use crate::config::{Config, ShortConnections};
@@ -75,20 +77,102 @@ pub fn settings_of(config: &Config) -> Settings {
     }
 }
 
-/// Undo list for what one `install` created.
+/// Undo list for what one `install` created, and for the hooks it moved
+/// onto its programs.
 #[derive(Default)]
 struct Created {
     pins: Vec<PathBuf>,
+    /// In the order they moved. Each keeps the program the hook had open
+    /// until the start commits: once a link runs the new program, nothing
+    /// else may hold the old one (an upgrade's old maps are only held by
+    /// their programs), and a failed start must put it back.
+    moved: Vec<Moved>,
 }
 
 impl Created {
-    fn roll_back(&self) {
+    /// Every hook moved goes back to the program it had (before the maps'
+    /// pins go: those programs use the maps an upgrade puts back), then the
+    /// pins this start made go. Returns the hooks that could not be moved
+    /// back, each named with why.
+    fn roll_back(&mut self) -> Vec<String> {
+        let stuck: Vec<String> = self.moved.drain(..).rev().filter_map(|m| m.undo().err()).collect();
         for p in self.pins.iter().rev() {
             if let Err(e) = std::fs::remove_file(p) {
                 log::warn!("rolling back {}: {e}", p.display());
             }
         }
+        stuck
     }
+}
+
+/// A hook a start moved to its program, with the program it had. Until the
+/// start commits, a failure moves it back ([`Moved::undo`]): otherwise it
+/// would keep running the new program, which writes the new maps, and a
+/// failed upgrade unpins those (their entries are lost at the next start)
+/// while the other hooks run the old programs on the old maps.
+pub enum Moved {
+    /// A link (a cgroup link under links/, a pod's tcx link under pods/),
+    /// moved with bpf_link_update; `hook` names it.
+    Link { hook: String, link: OwnedFd, old: OwnedFd },
+    /// A program pin (progs/, where pods' tc programs attach from) that now
+    /// pins the new program.
+    Pin { path: PathBuf, old: OwnedFd },
+    /// The sk_msg verdict of the socket map `map`: the new program `new`
+    /// attached in place of `old` (None: the map had none; Err: the kernel
+    /// would not say, BPF_PROG_QUERY on a socket map, and why).
+    SkMsg { map: &'static str, map_fd: MapFd, old: Result<Option<OwnedFd>, String>, new: OwnedFd },
+}
+
+impl Moved {
+    /// The hook's program from before this start, again. Err names the hook
+    /// and what the kernel said.
+    fn undo(self) -> Result<(), String> {
+        let done = match &self {
+            Moved::Link { hook, link, old } => libbpf::link_update(link, old.as_raw_fd(), hook).map_err(|e| format!("{hook}: {e}")),
+            Moved::Pin { path, old } => tc::replace_pin(old, path).map_err(|e| format!("{}: {e}", path.display())),
+            Moved::SkMsg { map, map_fd, old, new } => {
+                let what = format!("the sk_msg verdict of {map}");
+                match old {
+                    Ok(Some(old)) => libbpf::prog_attach(old.as_raw_fd(), map_fd, libbpf_sys::BPF_SK_MSG_VERDICT, &what).map_err(|e| format!("{what}: {e}")),
+                    Ok(None) => libbpf::prog_detach(new.as_raw_fd(), map_fd, libbpf_sys::BPF_SK_MSG_VERDICT, &what).map_err(|e| format!("{what}: {e}")),
+                    Err(why) => Err(format!("{what}: the program it had is not known ({why})")),
+                }
+            }
+        };
+        match &done {
+            Ok(()) => log::info!("rolling back: {} runs its program from before this start again", self.hook()),
+            Err(e) => log::error!("rolling back: {e}"),
+        }
+        done
+    }
+
+    fn hook(&self) -> String {
+        match self {
+            Moved::Link { hook, .. } => hook.clone(),
+            Moved::Pin { path, .. } => path.display().to_string(),
+            Moved::SkMsg { map, .. } => format!("the sk_msg verdict of {map}"),
+        }
+    }
+}
+
+/// A failed start's error `e`, with the hooks its rollback could not move
+/// back (`stuck`, from [`Created::roll_back`]) named after it.
+fn with_stuck_hooks(e: Error, stuck: &[String]) -> Error {
+    if stuck.is_empty() {
+        return e;
+    }
+    e.map_message(|m| {
+        format!(
+            "{m}; and rolling back, {} hook(s) could not be moved back to the program they had, so they still run this start's, whose maps may no longer be pinned: {}. Start again (a start moves every hook onto its programs), or `meshwire-loader cleanup`, then start",
+            stuck.len(),
+            stuck.join("; ")
+        )
+    })
+}
+
+/// The program a link runs, opened: what [`Moved::Link`] keeps.
+fn link_program(link: &OwnedFd) -> Result<OwnedFd, libbpf::BpfError> {
+    libbpf::link_prog_id(link).and_then(libbpf::prog_by_id)
 }
 
 fn existing_pins(pins: &Pins) -> HashSet<PathBuf> {
@@ -120,9 +204,12 @@ pub fn install(config: &Config) -> Result<(), Error> {
     // Whatever fails from here leaves the pins as they were: what this start
     // pinned goes (a map it pinned again is then unpinned, as before, still
     // held by the attached programs, for the next start to find), the maps
-    // an upgrade set aside go back.
-    let fail = |created: &Created, upgrade: Option<&Upgrade>| {
-        created.roll_back();
+    // an upgrade set aside go back. Before them, every hook moved to this
+    // start's programs goes back to the program it had; one that cannot is
+    // named in the error (it runs this start's program, on maps no longer
+    // pinned).
+    let fail = |created: &mut Created, upgrade: Option<&Upgrade>, e: Error| {
+        let stuck = created.roll_back();
         if let Some(upgrade) = upgrade {
             upgrade.put_back();
         }
@@ -130,6 +217,7 @@ pub fn install(config: &Config) -> Result<(), Error> {
         if !root_existed {
             remove_empty_dirs(&pins);
         }
+        with_stuck_hooks(e, &stuck)
     };
     // A map whose pin was removed while the programs hold it is pinned again
     // (repin.rs), or set aside for the upgrade when only its capacity
@@ -142,25 +230,22 @@ pub fn install(config: &Config) -> Result<(), Error> {
     // their entries carried over (refused when they would not fit).
     let upgrade = match Upgrade::prepare(&pins, objects::WITH_PROGRAMS) {
         Ok(u) => u,
-        Err(e) => {
-            fail(&created, None);
-            return Err(e);
-        }
+        Err(e) => return Err(fail(&mut created, None, e)),
     };
     // After the upgrade set maps aside: libbpf pins their new ones, which
     // this start then created.
     let before = existing_pins(&pins);
-    let result = install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade);
-    match result {
+    match install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade) {
         Ok(()) => {
+            // Committed: the old programs are let go with `created`.
             upgrade.finish(&pins);
             for u in unpinned {
                 log::warn!("{}", u.describe(&pins));
             }
+            Ok(())
         }
-        Err(_) => fail(&created, Some(&upgrade)),
+        Err(e) => Err(fail(&mut created, Some(&upgrade), e)),
     }
-    result
 }
 
 /// The datapath's maps not pinned under `pins` (nor set aside by an
@@ -269,9 +354,17 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
     // must be told not to fill the socket map (a socket in a sockmap without
     // the verdict program would only pick up tcp_bpf's receive path).
     if config.acceleration.enabled {
-        match load_object(&objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins).map(|()| obj)) {
-            Ok(obj) => loaded.push(obj),
+        let mut moved = Vec::new();
+        match load_object(&objects::SKMSG, &settings, pins, before, created).and_then(|obj| attach_sk_msg(&obj, pins, &mut moved).map(|()| obj)) {
+            Ok(obj) => {
+                loaded.push(obj);
+                created.moved.append(&mut moved);
+            }
             Err(e) => {
+                // Off: a map it was attached to already has its program back.
+                for m in moved.into_iter().rev() {
+                    let _ = m.undo();
+                }
                 log::warn!(
                     "acceleration is off: this kernel cannot run it ({e}); meshed traffic is intercepted as usual, through the TCP/IP stack"
                 );
@@ -300,7 +393,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
         match spec.hook {
             Hook::Cgroup => {
                 if link_pin.exists() {
-                    replace_cgroup_program(&link_pin, cgroup, prog.fd(), spec.program)?;
+                    created.moved.push(replace_cgroup_program(&link_pin, cgroup, prog.fd(), spec.program)?);
                     log::info!("{}: replaced the program behind {}", spec.program, link_pin.display());
                 } else {
                     let mut link = prog.attach_cgroup(cgroup)?;
@@ -315,7 +408,7 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
                 log::info!("{}: attached to {} (acceleration on)", spec.program, maps.join(" and "));
             }
             Hook::Tc { .. } => {
-                if tc::pin_program(pins, spec.program, prog.fd())? {
+                if tc::pin_program(pins, spec.program, prog.fd(), &mut created.moved)? {
                     created.pins.push(pins.prog(spec.program));
                 }
                 log::info!("{}: pinned at {}", spec.program, pins.prog(spec.program).display());
@@ -326,15 +419,25 @@ fn install_locked(config: &Config, pins: &Pins, cgroup: &Cgroup, before: &HashSe
 }
 
 /// Attaches the acceleration verdict program to its socket maps (replacing
-/// the one a previous loader attached). Each map holds its attachment, so it
-/// lives as long as the pinned map.
-fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), Error> {
+/// the one a previous loader attached, recorded in `moved`). Each map holds
+/// its attachment, so it lives as long as the pinned map. (A socket added
+/// to the map keeps the verdict it was added with: putting the old one back
+/// reaches only the sockets added after.)
+fn attach_sk_msg(obj: &Object, pins: &Pins, moved: &mut Vec<Moved>) -> Result<(), Error> {
     for spec in PROGRAMS {
         if let Hook::SkMsg { maps } = spec.hook {
             let prog = obj.program(spec.program)?;
             for map in maps {
                 let sockhash = pins.open_map(map)?;
+                // What to put back if the start fails. A kernel that cannot
+                // tell still accelerates; only that rollback is then named
+                // as impossible.
+                let old = libbpf::prog_query(&sockhash, libbpf_sys::BPF_SK_MSG_VERDICT)
+                    .and_then(|ids| ids.first().map(|&id| libbpf::prog_by_id(id)).transpose())
+                    .map_err(|e| e.to_string());
+                let new = unsafe { std::os::fd::BorrowedFd::borrow_raw(prog.fd()) }.try_clone_to_owned().or_os(|| format!("duplicating {}", spec.program))?;
                 libbpf::prog_attach(prog.fd(), &sockhash, libbpf_sys::BPF_SK_MSG_VERDICT, spec.program).map_err(|e| Error::from(e).context(map))?;
+                moved.push(Moved::SkMsg { map, map_fd: sockhash, old, new });
             }
         }
     }
@@ -342,7 +445,8 @@ fn attach_sk_msg(obj: &Object, pins: &Pins) -> Result<(), Error> {
 }
 
 /// A link left by a previous loader: keep the attachment, swap the program.
-fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: &str) -> Result<(), Error> {
+/// Returns the link with the program it had, for a failed start to put back.
+fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: &str) -> Result<Moved, Error> {
     let link = libbpf::obj_get(link_pin)?;
     match libbpf::link_cgroup_id(&link)? {
         Some(id) if id == cgroup.id => {}
@@ -360,7 +464,9 @@ fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: 
             )))
         }
     }
-    Ok(libbpf::link_update(&link, prog_fd, name)?)
+    let old = link_program(&link)?;
+    libbpf::link_update(&link, prog_fd, name)?;
+    Ok(Moved::Link { hook: format!("{name} (link {})", link_pin.display()), link, old })
 }
 
 /// Make the node-wide (cookie 0, pod IP 0) exclusion entries exactly the configured ones.

@@ -8,7 +8,7 @@
 //!
 //! - tcx links (Linux 6.6), pinned under `<pin_dir>/pods/<cookie>/`; a
 //!   restarted loader pins its new programs and moves every pod's links onto
-//!   them ([`pin_program`]).
+//!   them ([`pin_program`]; back again if its start fails).
 //! - clsact (crate::datapath::clsact), for older kernels: direct-action filters at a
 //!   fixed priority and handle on the interface's clsact qdisc. They are not
 //!   BPF links and need no pins: they stay on the qdisc, independent of the
@@ -35,6 +35,7 @@ use std::path::{Path, PathBuf};
 use std::sync::OnceLock;
 
 use crate::datapath::clsact;
+use crate::datapath::Moved;
 pub use crate::config::TcAttach;
 use crate::libbpf;
 use crate::datapath::objects::{self, Hook, ProgramSpec};
@@ -133,14 +134,21 @@ fn tc_program(program: &str) -> Result<&'static TcProgram, Error> {
 
 /// Install step of a tc program (called with the pin lock held): pin it at
 /// `progs/<program>`, replacing an earlier pin atomically, and move every
-/// pod's link of this program onto it. Ok(true) when the pin is new.
-pub fn pin_program(pins: &Pins, program: &str, prog_fd: RawFd) -> Result<bool, Error> {
+/// pod's link of this program onto it. Ok(true) when the pin is new. The
+/// program pinned before and each link moved go into `moved`, for a failed
+/// start to put back. (clsact filters are not touched here: adoption moves
+/// them, once the start committed.)
+pub fn pin_program(pins: &Pins, program: &'static str, prog_fd: RawFd, moved: &mut Vec<Moved>) -> Result<bool, Error> {
     let tc = tc_program(program)?;
     let path = pins.prog(program);
-    let existed = path.exists();
+    let old = if path.exists() { Some(pins.open_prog(program)?) } else { None };
     let fd = unsafe { std::os::fd::BorrowedFd::borrow_raw(prog_fd) };
     replace_pin(&fd, &path).map_err(|e| e.context(program))?;
-    update_pod_links(pins, tc, prog_fd);
+    let existed = old.is_some();
+    if let Some(old) = old {
+        moved.push(Moved::Pin { path, old });
+    }
+    update_pod_links(pins, tc, prog_fd, moved);
     Ok(!existed)
 }
 
@@ -149,10 +157,11 @@ pub fn pod_cookies(pins: &Pins) -> Vec<u64> {
     pins.pod_cookies()
 }
 
-/// Point every pod's link of `tc` at `prog_fd`. A pod whose link cannot be
+/// Point every pod's link of `tc` at `prog_fd`, each link moved recorded in
+/// `moved` with the program it had. A pod whose link cannot be
 /// updated keeps the program it has (it shares the pinned maps); a defunct
 /// link (the pod's interface is gone) waits for `pod del`.
-fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd) {
+fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd, moved: &mut Vec<Moved>) {
     let paths = pod_cookies(pins).into_iter().flat_map(|cookie| pins.pod(cookie).links_of(tc.link).into_iter().map(move |p| (cookie, p)));
     for (cookie, path) in paths {
         let link = match libbpf::obj_get(&path) {
@@ -163,8 +172,19 @@ fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd) {
                 continue;
             }
         };
+        // A link whose program cannot be kept to go back to is left as it is.
+        let old = match super::link_program(&link) {
+            Ok(old) => old,
+            Err(e) => {
+                log::warn!("pod {cookie}: {e}; it keeps its current {}", tc.program);
+                continue;
+            }
+        };
         match libbpf::link_update(&link, prog_fd, tc.program) {
-            Ok(()) => log::info!("pod {cookie}: {} replaced behind {}", tc.program, path.display()),
+            Ok(()) => {
+                log::info!("pod {cookie}: {} replaced behind {}", tc.program, path.display());
+                moved.push(Moved::Link { hook: format!("pod {cookie}: {} (link {})", tc.program, path.display()), link, old });
+            }
             Err(e) if e.source.raw_os_error() == Some(libc::ENOLINK) => {
                 log::warn!("pod {cookie}: its interface is gone ({} is defunct); run `meshwire-loader pod del --cookie {cookie}`", path.display())
             }
@@ -718,4 +738,4 @@ pub fn remove_all_pins(pins: &Pins) -> Result<Vec<PathBuf>, Error> {
 
 #[cfg(test)]
 #[path = "tc_tests/mod.rs"]
-mod tests;
+pub(super) mod tests;

@@ -24,7 +24,8 @@
 //! map holds: the copy would drop some (a full hash map refuses the rest,
 //! an LRU map evicts), so the start is refused naming the map and both
 //! capacities, before anything moves. On any failure [`Upgrade::put_back`] restores the
-//! old pins. Maps an earlier version pinned and this one no longer has
+//! old pins, once `datapath::install` moved every hook it had moved back to
+//! its old program (`datapath::Moved`): those use the old maps. Maps an earlier version pinned and this one no longer has
 //! ([`pins::RETIRED_MAPS`]) lose their pins once the start succeeded.
 
 use std::path::PathBuf;

@@ -70,6 +70,14 @@ pub fn prog_attach(prog_fd: RawFd, target: &impl AsRawFd, attach_type: sys::bpf_
     Ok(())
 }
 
+/// Detach `prog_fd` attached the old way to a target fd (an sk_msg verdict
+/// from a socket map); the program must be the one attached there.
+pub fn prog_detach(prog_fd: RawFd, target: &impl AsRawFd, attach_type: sys::bpf_attach_type, what: &str) -> Result<()> {
+    let ret = unsafe { sys::bpf_prog_detach2(prog_fd, target.as_raw_fd(), attach_type) };
+    check(ret, || format!("detaching {what}"))?;
+    Ok(())
+}
+
 /// The cgroup id a cgroup link is attached to, or None for other links.
 pub fn link_cgroup_id(link: &impl AsRawFd) -> Result<Option<u64>> {
     let info = link_info(link)?;

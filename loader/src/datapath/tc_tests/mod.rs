@@ -19,6 +19,7 @@ mod harness;
 mod other_prog;
 mod packet;
 mod pinning;
-mod veth;
+// install_tests.rs makes a pod of it too.
+pub(in crate::datapath) mod veth;
 mod veth_clsact;
 mod veth_tcx;

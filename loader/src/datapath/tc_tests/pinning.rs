@@ -12,18 +12,18 @@ use crate::libbpf;
 fn a_program_pin_is_replaced_in_place() {
     let tc = Tc::new();
     let first = tc.obj.program(objects::TC_INGRESS.program).unwrap().fd();
-    assert!(pin_program(&tc.pins, objects::TC_INGRESS.program, first).unwrap(), "a new pin");
+    assert!(pin_program(&tc.pins, objects::TC_INGRESS.program, first, &mut Vec::new()).unwrap(), "a new pin");
     let pinned_id = |pins: &Pins| libbpf::prog_id(libbpf::obj_get(&pins.prog(objects::TC_INGRESS.program)).unwrap().as_raw_fd()).unwrap();
     assert_eq!(pinned_id(&tc.pins), libbpf::prog_id(first).unwrap());
 
     // A restarted loader's program takes the pin's place.
     let again = load_tc(&tc.pins, &test_settings(false));
     let second = again.program(objects::TC_INGRESS.program).unwrap().fd();
-    assert!(!pin_program(&tc.pins, objects::TC_INGRESS.program, second).unwrap(), "the pin existed");
+    assert!(!pin_program(&tc.pins, objects::TC_INGRESS.program, second, &mut Vec::new()).unwrap(), "the pin existed");
     assert_eq!(pinned_id(&tc.pins), libbpf::prog_id(second).unwrap());
     let names: Vec<_> = std::fs::read_dir(tc.pins.progs_dir()).unwrap().map(|e| e.unwrap().file_name()).collect();
     assert_eq!(names, vec![std::ffi::OsString::from(objects::TC_INGRESS.program)], "no temporary pin left");
-    assert!(pin_program(&tc.pins, objects::SOCKOPS_PROG.program, second).is_err());
+    assert!(pin_program(&tc.pins, objects::SOCKOPS_PROG.program, second, &mut Vec::new()).is_err());
 
     let removed = remove_all_pins(&tc.pins).unwrap();
     assert_eq!(removed, vec![tc.pins.prog(objects::TC_INGRESS.program)]);

@@ -90,7 +90,7 @@ pub fn pod_links(pins: &Pins, cookie: u64) -> Vec<libbpf::TcxLinkInfo> {
 /// What `datapath::install` does for the tc programs of `obj`.
 pub fn pin_programs(pins: &Pins, obj: &Object) {
     for p in TC_PROGRAMS {
-        pin_program(pins, p.program, obj.program(p.program).unwrap().fd()).unwrap();
+        pin_program(pins, p.program, obj.program(p.program).unwrap().fd(), &mut Vec::new()).unwrap();
     }
 }
 
