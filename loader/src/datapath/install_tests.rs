@@ -618,3 +618,30 @@ fn a_hook_that_cannot_be_moved_back_is_named_in_the_error() {
     assert_eq!(with_stuck_hooks(Error::Inconsistent("it failed".into()), &[]).message(), "it failed");
     cleaned.unwrap();
 }
+
+/// Acceleration turned on by a start that then fails: the socket maps had
+/// no sk_msg verdict before (the datapath ran without acceleration), so the
+/// rollback detaches the one the start attached, from both maps.
+#[test]
+fn a_failed_start_detaches_the_sk_msg_verdict_it_attached_where_there_was_none() {
+    use crate::datapath::pins::{MAP_SOCK_HASH, MAP_SOCK_HASH6};
+    use crate::datapath::{attach_sk_msg, load_object, objects, settings_of, Created};
+    let (_fs, _cg, pins, config, _defs) = installed_with_definitions();
+    let verdicts = || [MAP_SOCK_HASH, MAP_SOCK_HASH6].map(|m| crate::libbpf::prog_query(&pins.open_map(m).unwrap(), libbpf_sys::BPF_SK_MSG_VERDICT).unwrap());
+    let before = verdicts();
+    let mut created = Created::default();
+    let skmsg = load_object(&objects::SKMSG, &settings_of(&config), &pins, &Default::default(), &mut Created::default()).unwrap();
+    attach_sk_msg(&skmsg, &pins, &mut created.moved).unwrap();
+    let attached = verdicts();
+    let stuck = created.roll_back();
+    let after = verdicts();
+    let id = crate::libbpf::prog_id(skmsg.program(objects::SKMSG_REDIRECT.program).unwrap().fd()).unwrap();
+    drop(skmsg);
+    let cleaned = cleanup(pins.root());
+
+    assert_eq!(before, [Vec::<u32>::new(), Vec::new()], "no verdict before");
+    assert_eq!(attached, [vec![id], vec![id]]);
+    assert!(stuck.is_empty(), "{stuck:?}");
+    assert_eq!(after, before, "the verdict the start attached is detached again");
+    cleaned.unwrap();
+}
