@@ -75,12 +75,16 @@ pub fn run(config: &Config, api: &ApiPaths, wait_for_lock: bool) -> Result<(), E
     // Read the host's netns cookies now, on the main thread, which never
     // enters another namespace (they are cached for the process's life).
     crate::system::host_netns_cookies()?;
-    datapath::install(config)?;
+    let catch_up = datapath::install_before_adoption(config)?;
     let pins = Pins::new(&config.bpf.pin_dir);
     let service = PodService::new(&api.state_dir, interception::of(config, &pins))?
         .with_pod_defaults(PodDefaults { accelerate: config.acceleration.pods.by_default(), dns_capture: config.dns.capture });
     let service = Arc::new(service);
-    let (kept, dropped, unchecked) = service.adopt()?;
+    // Pods' clsact filters have moved to the new programs (those adoption
+    // reached): what their old programs wrote meanwhile is carried over.
+    let adopted = service.adopt();
+    catch_up.run();
+    let (kept, dropped, unchecked) = adopted?;
     if kept + dropped + unchecked > 0 {
         log::info!("adopted {kept} pod(s) from {}, dropped {dropped} whose network namespace is gone", api.state_dir.display());
     }

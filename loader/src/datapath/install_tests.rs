@@ -496,6 +496,25 @@ fn hooks(pins: &Pins, cookie: u64) -> Vec<(String, u32)> {
     hooks
 }
 
+/// A pod in a netns pair of its own (VETH_POD meshed in mw_pod_ips), its
+/// sidecar listening on the inbound port, tc attached by `mode`.
+fn meshed_pod(pins: &Pins, config: &Config, mode: crate::datapath::tc::TcAttach) -> (crate::datapath::tc::tests::veth::NetnsPair, u64, std::net::TcpListener) {
+    use crate::datapath::tc::tests::veth::{NetnsPair, VETH_POD};
+    let pair = NetnsPair::new();
+    let cookie = crate::system::netns_cookie(&pair.pod_path()).unwrap();
+    pins.open_map(crate::datapath::pins::MAP_POD_IPS).unwrap().update(&u32::from(VETH_POD).to_be(), &cookie).unwrap();
+    let inbound = config.sidecar.inbound_port;
+    let sidecar = crate::testutil::in_netns(&pair.pod_path(), move || std::net::TcpListener::bind(("0.0.0.0", inbound)).unwrap());
+    crate::datapath::tc::attach_pod(pins, cookie, &pair.pod_path(), "eth0", mode).unwrap();
+    (pair, cookie, sidecar)
+}
+
+/// The mw_flow4 key of a connection from the remote namespace (`peer`) into the pod.
+fn flow_of(peer: std::net::SocketAddr) -> crate::datapath::layout::Flow4Key {
+    use crate::datapath::tc::tests::veth::{VETH_POD, VETH_REMOTE};
+    crate::datapath::layout::Flow4Key { remote_ip4: u32::from(VETH_REMOTE).to_be(), local_ip4: u32::from(VETH_POD).to_be(), remote_port: peer.port().to_be(), pad: 0 }
+}
+
 /// A start that upgrades in place (mw_flow4 pinned by an earlier version
 /// with another capacity) and fails after it moved hooks onto its programs:
 /// here mw_tc_egress's pin is in the way (a directory), so every cgroup
@@ -514,9 +533,8 @@ fn hooks(pins: &Pins, cookie: u64) -> Vec<(String, u32)> {
 fn a_start_that_fails_after_moving_hooks_moves_each_back_to_its_program() {
     use crate::datapath::layout::{Flow4, Flow4Key};
     use crate::datapath::objects::{self, Hook, PROGRAMS};
-    use crate::datapath::pins::{MAP_FLOW4, MAP_POD_IPS};
+    use crate::datapath::pins::MAP_FLOW4;
     use crate::datapath::tc::{self, tests::veth::*, TcAttach};
-    use std::net::TcpListener;
     let fs = PrivateBpffs::new();
     let cg = TempCgroup::new();
     let pins = Pins::new(&fs.path().join("meshwire"));
@@ -528,12 +546,7 @@ fn a_start_that_fails_after_moving_hooks_moves_each_back_to_its_program() {
     earlier.update(&old_flow.0, &old_flow.1).unwrap();
 
     // A pod meshed with tcx links, its sidecar listening.
-    let pair = NetnsPair::new();
-    let cookie = crate::system::netns_cookie(&pair.pod_path()).unwrap();
-    pins.open_map(MAP_POD_IPS).unwrap().update(&u32::from(VETH_POD).to_be(), &cookie).unwrap();
-    let inbound = config.sidecar.inbound_port;
-    let sidecar = crate::testutil::in_netns(&pair.pod_path(), move || TcpListener::bind(("0.0.0.0", inbound)).unwrap());
-    tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Tcx).unwrap();
+    let (pair, cookie, sidecar) = meshed_pod(&pins, &config, TcAttach::Tcx);
     let egress_pin = pins.prog(objects::TC_EGRESS.program);
     std::fs::remove_file(&egress_pin).unwrap();
     std::fs::create_dir(&egress_pin).unwrap();
@@ -545,7 +558,6 @@ fn a_start_that_fails_after_moving_hooks_moves_each_back_to_its_program() {
     let pinned = pins.open_map(MAP_FLOW4).map(|m| (m.id(), m.lookup::<Flow4Key, Flow4>(&old_flow.0).unwrap()));
     // A connection from the remote namespace to the pod's 8080, which the
     // sidecar accepts: its flow, as the pinned mw_flow4 has it.
-    let flow_of = |peer: std::net::SocketAddr| Flow4Key { remote_ip4: u32::from(VETH_REMOTE).to_be(), local_ip4: u32::from(VETH_POD).to_be(), remote_port: peer.port().to_be(), pad: 0 };
     let connected = dial(&pair, 8080).map(|client| {
         let (server, peer) = sidecar.accept().unwrap();
         (client, server, flow_of(peer))
@@ -643,5 +655,56 @@ fn a_failed_start_detaches_the_sk_msg_verdict_it_attached_where_there_was_none()
     assert_eq!(attached, [vec![id], vec![id]]);
     assert!(stuck.is_empty(), "{stuck:?}");
     assert_eq!(after, before, "the verdict the start attached is detached again");
+    cleaned.unwrap();
+}
+
+/// A start that upgrades mw_flow4 in place while a pod is meshed with clsact
+/// filters (the default attach mode): the start does not move those (the
+/// daemon's adoption does, after it committed), so a connection into the
+/// pod in between is steered by the old ingress, which writes its flow
+/// into the old mw_flow4, no longer pinned, its entries already carried
+/// over. Once adoption has moved the pod's filters (here `attach_pod`
+/// again, as adoption does) and the start's catch-up ran, the flow is in
+/// the pinned mw_flow4 and the sidecar's reply reaches the peer from the
+/// port it dialled, through the new egress. Before, the flow was lost when
+/// the filters moved: not in the pinned map, the reply not rewritten.
+#[test]
+fn a_flow_a_pods_old_clsact_filter_writes_before_adoption_is_carried_over() {
+    use crate::datapath::layout::{Flow4, Flow4Key};
+    use crate::datapath::pins::MAP_FLOW4;
+    use crate::datapath::tc::{self, tests::veth::dial, TcAttach};
+    use std::io::{Read, Write};
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024)]);
+    let earlier = pins.open_map(MAP_FLOW4).unwrap();
+    let (pair, cookie, sidecar) = meshed_pod(&pins, &config, TcAttach::Clsact);
+
+    let started = crate::datapath::install_before_adoption(&config);
+    let upgraded = pins.open_map(MAP_FLOW4).map(|m| m.id() != earlier.id());
+    // Committed, not adopted yet: the pod's old ingress steers this one.
+    let connected = dial(&pair, 8080).map(|client| {
+        let (server, peer) = sidecar.accept().unwrap();
+        (client, server, flow_of(peer))
+    });
+    let in_old_map = connected.as_ref().ok().map(|(_, _, key)| earlier.lookup::<Flow4Key, Flow4>(key).unwrap().is_some());
+    // Adoption moves the pod's filters to the new programs; then the catch-up.
+    let adopted = tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact);
+    let caught_up = started.map(crate::datapath::upgrade::CatchUp::run);
+    let pinned = connected.as_ref().ok().map(|(_, _, key)| pins.open_map(MAP_FLOW4).unwrap().lookup::<Flow4Key, Flow4>(key).unwrap());
+    // The sidecar answers: the new egress rewrites the reply from the flow.
+    let reply = connected.map(|(mut client, mut server, _)| {
+        server.write_all(b"pong").unwrap();
+        let mut buf = [0u8; 4];
+        client.read_exact(&mut buf).map(|()| buf)
+    });
+    let detached = tc::detach_pod(&pins, cookie, Some((&pair.pod_path(), "eth0")));
+    let cleaned = cleanup(pins.root());
+
+    caught_up.unwrap();
+    assert!(upgraded.unwrap(), "the start recreated mw_flow4");
+    adopted.unwrap();
+    assert_eq!(in_old_map, Some(true), "the old ingress wrote the flow into the old mw_flow4");
+    assert_eq!(pinned.expect("a connection to the pod").map(|f| u16::from_be(f.orig_port)), Some(8080), "the flow is in the pinned mw_flow4 after adoption");
+    assert_eq!(reply.unwrap().expect("the sidecar's reply, through the new egress"), *b"pong");
+    detached.unwrap();
     cleaned.unwrap();
 }

@@ -184,14 +184,23 @@ fn existing_pins(pins: &Pins) -> HashSet<PathBuf> {
         .collect()
 }
 
+/// Tests: [`install_before_adoption`] with its catch-up run at once (the
+/// daemon adopts pods between the two).
+#[cfg(test)]
+pub fn install(config: &Config) -> Result<(), Error> {
+    install_before_adoption(config).map(upgrade::CatchUp::run)
+}
+
 /// Load, configure and attach the datapath. On error nothing this call
 /// created is left behind (pins that existed before are kept). The error's
 /// kind: Invalid (the configured pin directory or cgroup cannot serve),
 /// NotFound (no cgroup2 mount), Inconsistent (pins an earlier loader left
 /// that this one cannot take over: `meshwire-loader cleanup`), Os (a system
 /// call or the kernel refused, its errno kept), Internal (a mixed build:
-/// [`BuildMismatch`]).
-pub fn install(config: &Config) -> Result<(), Error> {
+/// [`BuildMismatch`]). Returns the maps an upgrade recreated with their old
+/// ones, which pods' clsact filters keep writing until adoption moves them
+/// to the new programs: run it once adoption is done ([`upgrade::CatchUp`]).
+pub fn install_before_adoption(config: &Config) -> Result<upgrade::CatchUp, Error> {
     let pins = Pins::new(&config.bpf.pin_dir);
     let cgroup_path = target_cgroup(config)?;
     let cgroup = Cgroup::open(&cgroup_path)?;
@@ -237,12 +246,13 @@ pub fn install(config: &Config) -> Result<(), Error> {
     let before = existing_pins(&pins);
     match install_locked(config, &pins, &cgroup, &before, &mut created, &upgrade) {
         Ok(()) => {
-            // Committed: the old programs are let go with `created`.
-            upgrade.finish(&pins);
+            // Committed: the old programs are let go with `created` (pods'
+            // clsact filters keep theirs until adoption moves them).
+            let catch_up = upgrade.finish(&pins);
             for u in unpinned {
                 log::warn!("{}", u.describe(&pins));
             }
-            Ok(())
+            Ok(catch_up)
         }
         Err(e) => Err(fail(&mut created, Some(&upgrade), e)),
     }

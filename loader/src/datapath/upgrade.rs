@@ -12,7 +12,9 @@
 //! [`Upgrade::finish`] removes the old pin once the new datapath is in place
 //! (the old programs keep their own reference until their links move).
 //! Entries the old programs write between the copy and that move are lost:
-//! a few microseconds of new connections' state, at most.
+//! a few microseconds of new connections' state, at most. Pods' clsact
+//! filters move later, in adoption: what their old programs write until
+//! then is carried over once it is done ([`CatchUp`]).
 //!
 //! One change of value layout is carried over too: a map in [`WIDENED`],
 //! whose value an earlier version had shorter, gets each entry with the old
@@ -230,8 +232,10 @@ impl Upgrade {
 
     /// The new datapath is in place: the old maps' pins go, and those of
     /// maps this version no longer has (the programs that used them were
-    /// replaced; a map lives on while a program still holds it).
-    pub fn finish(self, pins: &Pins) {
+    /// replaced; a map lives on while a program still holds it). Returns the
+    /// old maps pods' clsact filters may still write ([`CatchUp`]), open.
+    pub fn finish(self, pins: &Pins) -> CatchUp {
+        let catch_up = CatchUp::of(&self.moved);
         for m in &self.moved {
             if let Err(e) = std::fs::remove_file(&m.aside) {
                 log::warn!("upgrade: removing {}: {e}", m.aside.display());
@@ -243,6 +247,68 @@ impl Upgrade {
                 Ok(()) => log::info!("upgrade: map {name} is no longer used: its pin {} is removed", pins.map(name).display()),
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
                 Err(e) => log::warn!("upgrade: removing {}: {e}", pins.map(name).display()),
+            }
+        }
+        catch_up
+    }
+}
+
+/// The maps only the tc programs write (bpf/bpf_tc.c): inbound flows, their
+/// handshakes and closings.
+const WRITTEN_BY_TC: &[&str] =
+    &[pins::MAP_FLOW4, pins::MAP_FLOW4_FIN, pins::MAP_FLOW4_SYN, pins::MAP_FLOW6, pins::MAP_FLOW6_FIN, pins::MAP_FLOW6_SYN];
+
+/// The old maps of an upgrade that pods' clsact filters still write after
+/// the start committed, kept open with the new ones until adoption has
+/// moved those filters to the new programs; [`CatchUp::run`] then copies
+/// what they wrote meanwhile.
+///
+/// A start moves every cgroup link and pod's tcx link to its programs
+/// before it commits, but not clsact filters (the default attach mode):
+/// those sit in each pod's network namespace, on an interface only the
+/// pod's record names, and adoption (after the start) replaces them. Until
+/// it reaches a pod, the pod's old tc programs keep writing the old maps,
+/// whose pins are gone and whose entries were already carried over: the
+/// flow of a connection into the pod in that window (0.1-0.7 s at thousands
+/// of pods) was lost once its filters moved, its replies no longer
+/// reverse-rewritten. Keeping the old maps and copying, after adoption, the
+/// keys the new map lacks (the upgrade's own copy, BPF_NOEXIST) is simpler
+/// and cheaper than moving clsact filters inside the start, which would
+/// enter every pod's namespace under the pins lock, need the records there,
+/// and put filters back on a failure. Only [`WRITTEN_BY_TC`] maps: the
+/// others are the loader's (pods, exclusions), which adoption rewrites and
+/// deletes from; copying them back would bring back what it removed. A key
+/// both maps hold keeps the new map's value (the new programs' is newer);
+/// a flow the new programs closed meanwhile may come back, as a stale
+/// entry of an LRU map that the tuple's next SYN replaces.
+#[derive(Default)]
+#[must_use = "run it once adoption has moved every clsact filter"]
+pub struct CatchUp {
+    /// (name, old map, new map).
+    maps: Vec<(String, MapFd, MapFd)>,
+}
+
+impl CatchUp {
+    fn of(moved: &[Moved]) -> CatchUp {
+        let mut maps = Vec::new();
+        for m in moved.iter().filter(|m| WRITTEN_BY_TC.contains(&m.name.as_str()) && !m.widened && m.old.entries_copyable()) {
+            match (MapFd::open_pinned(&m.aside), MapFd::open_pinned(&m.pin)) {
+                (Ok(old), Ok(new)) => maps.push((m.name.clone(), old, new)),
+                (Err(e), _) | (_, Err(e)) => log::warn!("upgrade: map {}: entries pods' clsact filters write before adoption moves them cannot be carried over: {e}", m.name),
+            }
+        }
+        CatchUp { maps }
+    }
+
+    /// Adoption has moved every pod's clsact filters to the new programs:
+    /// the entries the old programs wrote into the old maps meanwhile, and
+    /// the new maps lack, are copied; then the old maps are let go.
+    pub fn run(self) {
+        for (name, old, new) in self.maps {
+            match old.copy_missing_entries_into(&new) {
+                Ok(0) => {}
+                Ok(n) => log::info!("upgrade: map {name}: {n} entries written by pods' old tc programs before adoption moved them, carried over"),
+                Err(e) => log::warn!("upgrade: map {name}: carrying over the entries written before adoption: {e}"),
             }
         }
     }
@@ -298,7 +364,7 @@ mod tests {
         assert!(!pins.map("mw_pods").exists() && pins.map_set_aside("mw_pods").exists(), "set aside before load");
         let _obj = load_sock(&pins);
         up.carry_over().unwrap();
-        up.finish(&pins);
+        up.finish(&pins).run();
 
         let new = MapFd::open_pinned(&pins.map("mw_pods")).unwrap();
         assert_eq!(new.info().unwrap().max_entries, def("mw_pods").max_entries);
@@ -321,7 +387,7 @@ mod tests {
         let up = Upgrade::prepare(&pins, SOCK).unwrap();
         let _obj = load_sock(&pins);
         up.carry_over().unwrap();
-        up.finish(&pins);
+        up.finish(&pins).run();
         let new = MapFd::open_pinned(&pins.map("mw_stats")).unwrap();
         assert_eq!(new.info().unwrap().max_entries, stats.max_entries);
         assert_eq!(new.lookup_percpu_sum(&2u32).unwrap(), (1..=ncpu).map(|c| c * 10).sum::<u64>());
@@ -349,7 +415,7 @@ mod tests {
         let up = Upgrade::prepare(&pins, SOCK).unwrap();
         let _obj = load_sock(&pins);
         up.carry_over().unwrap();
-        up.finish(&pins);
+        up.finish(&pins).run();
         let new = MapFd::open_pinned(&pins.map("mw_pods")).unwrap();
         assert_eq!(new.lookup::<u64, Pod>(&7).unwrap(), Some(Pod { flags: 1 }));
         assert!(!pins.map_set_aside("mw_pods").exists());

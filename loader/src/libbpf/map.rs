@@ -216,17 +216,24 @@ impl MapFd {
     /// Copies every entry into `dst` (same type and sizes, a capacity of its
     /// own); returns how many. Per-CPU values are copied CPU by CPU.
     pub fn copy_entries_into(&self, dst: &MapFd) -> Result<usize> {
-        self.copy_entries(dst, false)
+        self.copy_entries(dst, false, false)
+    }
+
+    /// [`Self::copy_entries_into`] of only the keys `dst` does not hold
+    /// (BPF_NOEXIST: a key `dst` has keeps its value); returns how many were
+    /// added. An array holds every index, so nothing is added to one.
+    pub fn copy_missing_entries_into(&self, dst: &MapFd) -> Result<usize> {
+        self.copy_entries(dst, false, true)
     }
 
     /// [`Self::copy_entries_into`] for a `dst` whose values are longer (not
     /// per-CPU): each value is copied to the beginning of the new one, the
     /// rest zeroed.
     pub fn copy_entries_widened_into(&self, dst: &MapFd) -> Result<usize> {
-        self.copy_entries(dst, true)
+        self.copy_entries(dst, true, false)
     }
 
-    fn copy_entries(&self, dst: &MapFd, widen: bool) -> Result<usize> {
+    fn copy_entries(&self, dst: &MapFd, widen: bool, only_missing: bool) -> Result<usize> {
         let (from, to) = (&self.info, &dst.info);
         let sizes_fit = if widen { from.value_size < to.value_size && !from.is_percpu() } else { from.value_size == to.value_size };
         if (from.map_type, from.key_size) != (to.map_type, to.key_size) || !sizes_fit || !from.entries_copyable() {
@@ -244,6 +251,7 @@ impl MapFd {
         };
         let mut value = vec![0u8; value_len.max(1)];
         let mut copied = 0;
+        let flags = if only_missing { sys::BPF_NOEXIST } else { sys::BPF_ANY } as u64;
         for key in self.raw_keys()? {
             // The old value fills the beginning; a widened value's tail stays 0.
             value.fill(0);
@@ -253,8 +261,11 @@ impl MapFd {
             }
             check(ret, || format!("looking up map {}", self.path.display()))?;
             let ret = unsafe {
-                sys::bpf_map_update_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_ptr() as *const c_void, sys::BPF_ANY as u64)
+                sys::bpf_map_update_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_ptr() as *const c_void, flags)
             };
+            if only_missing && ret == -libc::EEXIST {
+                continue;
+            }
             check(ret, || format!("updating map {}", dst.path.display()))?;
             copied += 1;
         }
