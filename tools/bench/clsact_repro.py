@@ -1,6 +1,6 @@
 """Which step of a clsact attach grows with the pods on the machine?
 
-    python3 tools/bench/clsact_repro.py --sizes 0,1000,4000 --samples 100 [--bare | --host-shared-block] [--settle 30]
+    python3 tools/bench/clsact_repro.py --sizes 0,1000,4000 --samples 100 [--bare | --host-shared-block] [--settle 30] [--qdisc ingress]
 
 Root. Makes pod namespaces with --mode scale's maker (scale.VethPods: a
 veth eth0 in each, its peer in a node namespace, both up); the background
@@ -24,6 +24,10 @@ the filters' add on the blocks, only when no other veth holds them: at 0
 background pods) and its delete, also of the oldest background pods'
 (put back right after); then the background is put back as before for the
 next size. A second table.
+With --qdisc ingress every qdisc made here (background and probes) is an
+`ingress` qdisc (sch_ingress: one block, so one bpf filter, on the ingress
+side) instead of clsact (two blocks, two filters): what a pod's attach
+would cost with no tc egress program. Same steps, same table.
 Everything made here carries the prefix mwrp<PID>- and is removed on exit;
 the kernel tears the namespaces down for a while after (wait before the next
 run: that work holds RTNL).
@@ -52,6 +56,11 @@ BLOCK_IN, BLOCK_EG = 0x4D57, 0x4D58  # the node namespace's shared blocks (--hos
 ON_BLOCK = -1  # TCM_IFINDEX_MAGIC_BLOCK: tcm_parent is then a block's index
 TC_H_CLSACT, INGRESS, EGRESS = 0xFFFFFFF1, 0xFFFFFFF2, 0xFFFFFFF3
 PRIO = HANDLE = 0x4D57
+# The qdisc each pod gets and the sides its filters go on (--qdisc): clsact
+# (ingress and egress blocks) or ingress (one block; its filters' parent
+# ffff:fff2 as `tc filter add dev X ingress` gives).
+QDISC = {"clsact": (INGRESS, EGRESS), "ingress": (INGRESS,)}
+KIND, SIDES = "clsact", QDISC["clsact"]
 
 
 class NL(Rtnl):
@@ -63,7 +72,10 @@ class NL(Rtnl):
         return self.req(RTM_GETQDISC, F_REQUEST | F_DUMP, ifindex, 0, 0, 0)
 
     def clsact_add(self, ifindex):
-        self.req(RTM_NEWQDISC, F_REQUEST | F_ACK | F_CREATE | F_EXCL, ifindex, 0xFFFF0000, TC_H_CLSACT, 0, nla(1, b"clsact\0"))
+        """The pod's qdisc, KIND (clsact, or ingress with --qdisc ingress:
+        both at ffff: under TC_H_CLSACT == TC_H_INGRESS)."""
+        self.req(RTM_NEWQDISC, F_REQUEST | F_ACK | F_CREATE | F_EXCL, ifindex, 0xFFFF0000, TC_H_CLSACT, 0,
+                 nla(1, KIND.encode() + b"\0"))
 
     def clsact_add_shared(self, ifindex):
         """A clsact qdisc whose ingress and egress are the shared blocks
@@ -167,13 +179,13 @@ def attach(nl, ifindex, fd, times=None):
     t = [time.perf_counter()]
     nl.qdisc_dump(ifindex); t.append(time.perf_counter())
     nl.clsact_add(ifindex); t.append(time.perf_counter())
-    for p in (INGRESS, EGRESS):
+    for p in SIDES:
         nl.filter_dump(ifindex, p)
     t.append(time.perf_counter())
-    for p in (INGRESS, EGRESS):
+    for p in SIDES:
         nl.filter_add(ifindex, p, fd)
     t.append(time.perf_counter())
-    for p in (INGRESS, EGRESS):
+    for p in SIDES:
         assert prog_name_by_id(nl.filter_get(ifindex, p)) == "mw_repro"
     t.append(time.perf_counter())
     if times is not None:
@@ -280,6 +292,8 @@ def main():
     ap.add_argument("--host-shared-block", action="store_true",
                     help="also time, at each size, the qdisc on the pod's host-side veth in the node namespace, "
                          "every host-side veth on one shared ingress and egress block (a second table)")
+    ap.add_argument("--qdisc", choices=sorted(QDISC), default="clsact",
+                    help="the qdisc every pod gets: clsact (two blocks, a filter on each) or ingress (one block, one filter)")
     ap.add_argument("--settle", type=float, default=0, metavar="SECONDS",
                     help="wait this long after making each size's pods (and after moving the qdiscs) before timing: RTNL is busy with other work "
                          "for a while after thousands of interfaces come up or filters go (default 0: time at once)")
@@ -287,6 +301,10 @@ def main():
     if a.bare and a.host_shared_block:
         ap.error("--host-shared-block moves the background pods' qdiscs to their host-side veths; "
                  "--bare background pods have none: use one of the two")
+    if a.host_shared_block and a.qdisc != "clsact":
+        ap.error("--host-shared-block times clsact qdiscs on shared block pairs; drop --qdisc ingress or --host-shared-block")
+    global KIND, SIDES
+    KIND, SIDES = a.qdisc, QDISC[a.qdisc]
     sizes = [int(x) for x in a.sizes.split(",")]
     fd = load_prog()
     pods = Pods()
@@ -337,12 +355,15 @@ def main():
                     host_qdiscs(veths, fd, off=True)
                     pod_qdiscs(oldest, fd, off=False)
             print(f"{size} background pods done", file=sys.stderr, flush=True)
-        print(f"median us per step, {a.samples} probe pods; background pods {'bare (netns + veth)' if a.bare else 'with clsact + 2 bpf filters'}; "
+        n = len(SIDES)
+        print(f"median us per step, {a.samples} probe pods; qdisc {KIND}, {n} bpf filter(s); "
+              f"background pods {'bare (netns + veth)' if a.bare else f'with {KIND} + {n} bpf filter(s)'}; "
               + (f"{a.settle:g} s settle after making them; " if a.settle else "") + f"load {open('/proc/loadavg').read().split()[:3]}")
         print("| step | " + " | ".join(f"{s:,} pods" for s, _ in rows) + " |")
         print("|---|" + "---|" * len(rows))
         for st in STEPS + (OLD,):
-            print(f"| {st} | " + " | ".join(f"{r[st]:.0f}" if st in r else "-" for _, r in rows) + " |")
+            label = st.replace("x2", f"x{n}").replace("clsact", KIND)  # the step as done with --qdisc
+            print(f"| {label} | " + " | ".join(f"{r[st]:.0f}" if st in r else "-" for _, r in rows) + " |")
         if hrows:
             print(f"\n--host-shared-block: the background pods' qdiscs on their host-side veths in the node namespace, "
                   f"all on shared blocks {BLOCK_IN} (ingress) / {BLOCK_EG} (egress) with the 2 bpf filters; median us per step, "
