@@ -170,11 +170,6 @@ fn with_stuck_hooks(e: Error, stuck: &[String]) -> Error {
     })
 }
 
-/// The program a link runs, opened: what [`Moved::Link`] keeps.
-fn link_program(link: &OwnedFd) -> Result<OwnedFd, libbpf::BpfError> {
-    libbpf::link_prog_id(link).and_then(libbpf::prog_by_id)
-}
-
 fn existing_pins(pins: &Pins) -> HashSet<PathBuf> {
     [pins.maps_dir(), pins.links_dir()]
         .iter()
@@ -474,7 +469,7 @@ fn replace_cgroup_program(link_pin: &Path, cgroup: &Cgroup, prog_fd: i32, name: 
             )))
         }
     }
-    let old = link_program(&link)?;
+    let old = libbpf::link_program(&link)?;
     libbpf::link_update(&link, prog_fd, name)?;
     Ok(Moved::Link { hook: format!("{name} (link {})", link_pin.display()), link, old })
 }

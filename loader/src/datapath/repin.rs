@@ -191,7 +191,7 @@ fn pinned_programs(pins: &Pins) -> impl Iterator<Item = (PathBuf, OwnedFd)> + '_
 /// The program behind the link pinned at `path`.
 fn program_behind_link(path: PathBuf) -> Option<(PathBuf, OwnedFd)> {
     let link = libbpf::obj_get(&path).ok()?;
-    let prog = libbpf::prog_by_id(libbpf::link_prog_id(&link).ok()?).ok()?;
+    let prog = libbpf::link_program(&link).ok()?;
     Some((path, prog))
 }
 

@@ -173,7 +173,7 @@ fn update_pod_links(pins: &Pins, tc: &TcProgram, prog_fd: RawFd, moved: &mut Vec
             }
         };
         // A link whose program cannot be kept to go back to is left as it is.
-        let old = match super::link_program(&link) {
+        let old = match libbpf::link_program(&link) {
             Ok(old) => old,
             Err(e) => {
                 log::warn!("pod {cookie}: {e}; it keeps its current {}", tc.program);

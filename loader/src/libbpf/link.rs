@@ -110,3 +110,8 @@ pub fn detach_pinned_link(path: &Path) -> Result<()> {
 pub fn link_prog_id(link: &impl AsRawFd) -> Result<u32> {
     Ok(link_info(link)?.prog_id)
 }
+
+/// The program a link runs, opened (by its id).
+pub fn link_program(link: &impl AsRawFd) -> Result<std::os::fd::OwnedFd> {
+    link_prog_id(link).and_then(super::prog_by_id)
+}

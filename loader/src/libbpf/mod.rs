@@ -22,7 +22,7 @@ mod tests;
 pub use btf::{Btf, BtfMember};
 pub use error::{BpfError, Result};
 #[allow(unused_imports)] // Link: callers hold one without naming it
-pub use link::{detach_pinned_link, link_cgroup_id, link_prog_id, link_update, prog_attach, prog_detach, Link};
+pub use link::{detach_pinned_link, link_cgroup_id, link_prog_id, link_program, link_update, prog_attach, prog_detach, Link};
 pub use logging::route_libbpf_logs;
 #[cfg(test)]
 pub use map::{array_map_create, map_create_like};

@@ -153,7 +153,7 @@ fn dropped(stats: &MapFd) -> u64 {
 pub fn loaded_with_trace(pins: &Pins) -> Option<bool> {
     let spec = PROGRAMS.iter().find(|p| p.hook == Hook::Cgroup)?;
     let link = libbpf::obj_get(&pins.link(spec.program)).ok()?;
-    let prog = libbpf::prog_by_id(libbpf::link_prog_id(&link).ok()?).ok()?;
+    let prog = libbpf::link_program(&link).ok()?;
     let obj = spec.object.open(None).ok()?;
     let (offset, size) = libbpf::Btf::of_object(&obj)?.datasec_var(".rodata", objects::SETTINGS_VAR)?;
     if size != std::mem::size_of::<Settings>() {
