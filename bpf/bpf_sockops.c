@@ -260,13 +260,14 @@ static __always_inline void mw_sockops_hint_key(const int is6, __u64 netns_cooki
 
 	__builtin_memset(hk, 0, sizeof(*hk));
 	hk->netns_cookie = netns_cookie;
-	hk->ip6 = is6;
+	hk->flags = is6 ? MW_ACCEL_HINT_F_IP6 : 0;
 	if (is6) {
 		hk->port = key->k6.remote_port;
 		if (o6 && (o6->flags & MW_ORIG_F_CONNECT) && hk->port == mw_cfg.outbound_port &&
 		    mw_is_loopback6(key->k6.remote_ip6)) {
 			__builtin_memcpy(hk->ip, o6->ip6, sizeof(hk->ip));
 			hk->port = bpf_ntohs(o6->port);
+			hk->flags |= MW_ACCEL_HINT_F_ORIG;
 			return;
 		}
 		__builtin_memcpy(hk->ip, key->k6.remote_ip6, sizeof(hk->ip));
@@ -277,6 +278,7 @@ static __always_inline void mw_sockops_hint_key(const int is6, __u64 netns_cooki
 	    mw_is_loopback4(key->k4.remote_ip4)) {
 		hk->ip[0] = o4->ip4;
 		hk->port = bpf_ntohs(o4->port);
+		hk->flags = MW_ACCEL_HINT_F_ORIG;
 		return;
 	}
 	hk->ip[0] = key->k4.remote_ip4;
@@ -367,27 +369,29 @@ static __always_inline void mw_sockops_accelerate(struct bpf_sock_ops *skops, co
 	if (!mw_cfg.accel)
 		return;
 	netns_cookie = bpf_get_netns_cookie(skops);
+	mw_accel_keys(skops, is6, &key, &peer);
 	if (skops->op == BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
-		mw_accel_keys(skops, is6, &key, &peer);
 		if (!bpf_map_lookup_elem(mw_accel_state_map(is6), &peer))
 			return;
+	} else if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN) {
+		/*
+		 * The hint first: one is written only for a hop that passed
+		 * the pod and mesh-hop checks below, so a short hop, most of
+		 * a learning node's connections, is left out in one lookup.
+		 */
+		if (mw_sockops_hop_is_short(is6, netns_cookie, orig, &key)) {
+			mw_count(MW_STAT_ACCEL_SKIPPED_SHORT);
+			return;
+		}
+		fresh.flags = MW_ACCEL_CONNECT;
 	}
 	/* Each end's own pod says whether its socket may be accelerated. */
 	pod = mw_pod_lookup(netns_cookie);
 	if (!pod || !(pod->flags & MW_POD_F_ACCEL))
 		return;
-	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB) {
-		mw_accel_keys(skops, is6, &key, &peer);
-		if (!mw_sockops_is_mesh_hop(skops, is6, netns_cookie, &key))
-			return;
-		if (mw_cfg.accel_short == MW_ACCEL_SHORT_LEARN) {
-			if (mw_sockops_hop_is_short(is6, netns_cookie, orig, &key)) {
-				mw_count(MW_STAT_ACCEL_SKIPPED_SHORT);
-				return;
-			}
-			fresh.flags = MW_ACCEL_CONNECT;
-		}
-	}
+	if (skops->op != BPF_SOCK_OPS_PASSIVE_ESTABLISHED_CB &&
+	    !mw_sockops_is_mesh_hop(skops, is6, netns_cookie, &key))
+		return;
 	if (bpf_sock_hash_update(skops, mw_accel_sock_map(is6), &key, BPF_ANY)) {
 		mw_count(MW_STAT_ACCEL_ERROR);
 		return;

@@ -87,6 +87,12 @@ enum mw_accel_flag {
 	MW_ACCEL_CONNECT	= 1U << 5,	/* the hop's connecting end: it reports to mw_accel_hints at its FIN */
 };
 
+/* mw_accel_hint_key.flags: what the key's address is */
+enum mw_accel_hint_flag {
+	MW_ACCEL_HINT_F_IP6	= 1U << 0,	/* ip is an IPv6 address (native IPv6 hop) */
+	MW_ACCEL_HINT_F_ORIG	= 1U << 1,	/* an app's hop to its sidecar, keyed by its original destination */
+};
+
 /* mw_settings.accel_short: [acceleration] short_connections */
 enum mw_accel_short {
 	MW_ACCEL_SHORT_ACCELERATE	= 0,	/* every mesh hop is accelerated */

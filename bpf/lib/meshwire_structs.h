@@ -248,14 +248,16 @@ struct mw_accel_state {
  * Key of mw_accel_hints: a hop's destination as its connecting end sees it,
  * per network namespace (the deciding socket's: each pod learns of its own
  * traffic). An app's hop to its sidecar: the original destination (all of an
- * app's hops go to the same sidecar address); any other hop: its remote
- * address and port. IPv4 in ip[0], the other words 0.
+ * app's hops go to the same sidecar address), marked MW_ACCEL_HINT_F_ORIG so
+ * that it never shares a hint with a hop dialled to that address directly
+ * (the sidecar's own onward connection, which is no mesh hop); any other hop:
+ * its remote address and port. IPv4 in ip[0], the other words 0.
  */
 struct mw_accel_hint_key {
 	__u64 netns_cookie;
 	__u32 ip[4];		/* network order */
 	__u32 port;		/* host order */
-	__u32 ip6;		/* 1: ip is an IPv6 address (native IPv6 hop) */
+	__u32 flags;		/* MW_ACCEL_HINT_F_* */
 };
 
 /*

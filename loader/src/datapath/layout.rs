@@ -248,7 +248,7 @@ mirror! {
         pub netns_cookie: u64,
         pub ip: [u32; 4],
         pub port: u32,
-        pub ip6: u32,
+        pub flags: u32,
     }
 }
 
