@@ -98,7 +98,9 @@
  * destruction, more than a request or two saves, and a socket can enter the
  * map only when it is established. So the hop's connecting end decides from
  * its destination's history (mw_accel_hints, keyed by its pod and the hop's
- * destination: an app's original one, or the hop's remote address):
+ * destination: an app's original one, marked MW_ACCEL_HINT_F_ORIG, or the
+ * hop's remote address), looked up first, before the pod and mesh-hop checks
+ * (a hint exists only for a hop that passed them):
  *
  *  - it enters with MW_ACCEL_CONNECT; both ends' sk_msg count the hop's
  *    messages in its entry (msgs, atomic: two writers; not in flags, which
