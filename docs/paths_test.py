@@ -20,6 +20,7 @@ TOP = ("loader", "bpf", "test", "docs", "tools", "cni", "api", "config", "fuzz",
 GENERATED = {
     "docs/benchmark-quick.md": "written by `bazel run //tools/bench -- --quick`",
     "docs/benchmark-scale.md": "written by `bazel run //tools/bench -- --mode scale`",
+    "docs/benchmark-runtime.md": "written by `bazel run //tools/bench -- --mode runtime`",
 }
 # A path starts after a character that cannot be part of a longer path or URL.
 PATH = re.compile(r"(?<![\w./$-])((?:%s)/[\w./<>*{}$@%%-]*)" % "|".join(TOP))

@@ -2,7 +2,7 @@
 # The benchmark still runs: every mode of //tools/bench once, at its smallest
 # sizes, against the loader, mwtest and meshwire-cni of this build:
 #
-#   bench_smoke_e2e.sh BENCH MESHWIRE_LOADER MWTEST MESHWIRE_CNI
+#   bench_smoke_e2e.sh BENCH MESHWIRE_LOADER MWTEST MESHWIRE_CNI CNI_TIMER PAUSE_IMAGE CONTAINERD_NODE CRI_PY
 #
 # Not a measurement (no figure is read); what it proves is that each mode
 # gets through its own checks: every run intercepted as its mode says (the
@@ -19,6 +19,8 @@
 # 3. conns: 200 live connections in eBPF mode, with and without acceleration.
 # 4. churn: pods created and deleted for 5 s while traffic runs.
 # 5. dns: DNS capture against iptables mode.
+# 6. runtime: containerd (on a node of the bench's own) drives the chain,
+#    1 and 5 pods meshed, 2 pods per turn.
 #
 # Runs as root. The bench makes and removes its own namespaces, cgroups,
 # bpffs and work dir (all named mwb<PID>-); this suite checks after each mode
@@ -39,7 +41,11 @@ bench_left() {
     local p="mwb$1-"
     ip netns list 2>/dev/null | awk -v p="$p" 'index($1, p) == 1 { print "netns " $1 }'
     ip -o link show 2>/dev/null | awk -v p="$p" 'index($0, p) { print "link " $2 }'
-    find "$CG2" -maxdepth 2 -type d -name "$p*" 2>/dev/null | sed 's/^/cgroup /'
+    # cgroup2's and, for --mode runtime's pods (runc's cgroupfs driver), v1's.
+    find "$CG2" /sys/fs/cgroup -maxdepth 2 -type d -name "$p*" 2>/dev/null | sort -u | sed 's/^/cgroup /'
+    # Processes run from its work dir (--mode runtime's containerd, shims;
+    # "[-]": the pattern does not match grep's own command line).
+    grep -lsE "/tmp/mwb$1[-]" /proc/[0-9]*/cmdline | sed 's|^/proc/\([0-9]*\)/cmdline|process \1|'
     grep -F "/$p" /proc/mounts | awk '{ print "mount " $2 }'
     compgen -G "/tmp/$p*" | sed 's/^/work dir /'
 }
@@ -50,7 +56,8 @@ bench_left() {
 bench() {
     local name=$1 pid rc left
     shift
-    "$BENCH" --loader "$LOADER" --mwtest "$MWTEST" --cni "$CNI" --out "$WORK/$name.md" "$@" \
+    "$BENCH" --loader "$LOADER" --mwtest "$MWTEST" --cni "$CNI" --cni-timer "$CNI_TIMER" --pause-image "$PAUSE_IMAGE" \
+        --containerd-node "$CONTAINERD_NODE" --cri-py "$CRI_PY" --out "$WORK/$name.md" "$@" \
         >"$WORK/$name.log" 2>&1 &
     pid=$!
     BG_PIDS+=("$pid")
@@ -92,6 +99,11 @@ case_churn() {
     report_has churn "none failed, nothing left"
 }
 
+case_runtime() {
+    bench runtime --mode runtime --sizes 1,5 --samples 2 || return 1
+    report_has runtime "| 5 | RunPodSandbox |" && report_has runtime "SO_ORIGINAL_DST answered"
+}
+
 case_dns() {
     bench dns --mode dns --reps 1 --seconds 1 || return 1
     report_has dns "| ok |" || return 1
@@ -99,8 +111,11 @@ case_dns() {
 }
 
 suite_traps
-suite_args BENCH LOADER MWTEST CNI -- "$@"
-preflight python3 haproxy wrk iperf3 dnsperf || exit 1
+suite_args BENCH LOADER MWTEST CNI CNI_TIMER PAUSE_IMAGE CONTAINERD_NODE CRI_PY -- "$@"
+preflight python3 haproxy wrk iperf3 dnsperf containerd ctr runc nsenter || exit 1
+# --mode runtime's CRI client runs in tools/setup.sh's venv, under $HOME.
+: "${HOME:=$(getent passwd "$(id -u)" | cut -d: -f6)}"
+export HOME
 suite_workdir run || exit 1
 export PYTHONDONTWRITEBYTECODE=1
 
@@ -109,4 +124,5 @@ run_case "2 scale: 1 and 20 pods through meshwire-cni, tcx and clsact, adopted a
 run_case "3 conns: 200 live connections, eBPF with and without acceleration, each answered" case_conns
 run_case "4 churn: pods created and deleted for 5 s, no request failed, nothing left" case_churn
 run_case "5 dns: DNS capture, iptables mode against eBPF" case_dns
+run_case "6 runtime: containerd drives the chain, 1 and 5 pods meshed, every pod meshed and removed, nothing left" case_runtime
 suite_end

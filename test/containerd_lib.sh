@@ -1,5 +1,6 @@
 # A containerd of the test's own, on a "node" of the test's own (sourced by
-# packaging/image_test.sh and test/cri_e2e.sh, after suite_lib.sh).
+# packaging/image_test.sh, test/cri_e2e.sh and test/containerd_node.sh,
+# after suite_lib.sh).
 #
 # The node is a mount and a network namespace held by one process
 # (node_start): its host network (containerd's, the CNI bridge's, hostNetwork
@@ -107,6 +108,35 @@ ${2:-}
 EOF
 }
 
+# containerd_cri_config CNI_BIN CNI_CONF: the CRI plugin's section for
+# containerd_config, as a node's (kubelet's containerd) with this machine's
+# limits: the sandbox image mwtest-pause:1 (//test/cri:pause_image), runc
+# with the cgroupfs driver, the CNI chain from CNI_CONF run from CNI_BIN
+# (the first configuration only, as kubelet's containerd).
+containerd_cri_config() {
+    cat <<EOF
+[plugins."io.containerd.grpc.v1.cri"]
+  sandbox_image = "docker.io/library/mwtest-pause:1"
+  # No CAP_SYS_RESOURCE here: never ask for a lower oom_score_adj than ours.
+  restrict_oom_score_adj = true
+  disable_apparmor = true
+  stream_server_address = "127.0.0.1"
+  stream_server_port = "0"
+  [plugins."io.containerd.grpc.v1.cri".containerd]
+    snapshotter = "overlayfs"
+    default_runtime_name = "runc"
+    [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc]
+      runtime_type = "io.containerd.runc.v2"
+      [plugins."io.containerd.grpc.v1.cri".containerd.runtimes.runc.options]
+        BinaryName = "$(command -v runc)"
+        SystemdCgroup = false
+  [plugins."io.containerd.grpc.v1.cri".cni]
+    bin_dir = "$1"
+    conf_dir = "$2"
+    max_conf_num = 1
+EOF
+}
+
 # containerd_start: containerd on the node (its log: $CTRD/containerd.log,
 # appended to across restarts), ready when its socket answers.
 containerd_start() {
@@ -139,3 +169,45 @@ containerd_stop() {
 
 # ctrd_ctr ARGS...: ctr against the test's containerd.
 ctrd_ctr() { ctr --address "$CTRD_SOCK" "$@"; }
+
+# containerd_import LOG TAR...: each image tar (docker-archive or OCI
+# layout) into CRI's namespace k8s.io; ctr's output appended to LOG.
+containerd_import() {
+    local out=$1 f
+    shift
+    for f in "$@"; do
+        ctrd_ctr -n k8s.io images import "$f" >>"$out" 2>&1 ||
+            { echo "  ctr images import $f failed:"; show "$out"; return 1; }
+    done
+}
+
+# remove_cgroup_tree DIR: its cgroups, deepest first, retried for up to 30 s
+# while their last processes exit (a killed pod's exit waits for its network
+# namespace's teardown).
+remove_cgroup_tree() {
+    local i
+    for ((i = 0; i < 300; i++)); do
+        find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
+        [ -d "$1" ] || return 0
+        sleep 0.1
+    done
+}
+
+# containerd_node_teardown CG NAME: once the pods are stopped and removed
+# through the CRI: containerd stopped, whatever still runs in the cgroup
+# tree CG killed (shims, containers, the node's holder: all of it descends
+# from processes started here), the node's namespaces released, and the
+# cgroups removed: CG's tree and those runc's cgroupfs driver made in the v1
+# hierarchies for pods under the cgroup parent /NAME.
+containerd_node_teardown() {
+    local cg=$1 name=$2 d c
+    containerd_stop
+    if [ -n "$cg" ] && [ -d "$cg" ]; then
+        for d in $(find "$cg" -depth -type d); do empty_cgroup "$d"; done
+    fi
+    node_stop
+    for c in "$cg" /sys/fs/cgroup/*/"$name"; do
+        [ -n "$name" ] && [ -d "$c" ] && remove_cgroup_tree "$c"
+    done
+    return 0
+}

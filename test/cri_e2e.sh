@@ -155,32 +155,9 @@ setup() {
     node_share "$BPFFS" || { log "cannot make $BPFFS shared on the node"; return 1; }
     on_node sh -c "mkdir -p /run/meshwire && mount --bind '$WORK/run-meshwire' /run/meshwire" ||
         { log "cannot mount /run/meshwire on the node"; return 1; }
-    containerd_config "$WORK/containerd" "
-[plugins.\"io.containerd.grpc.v1.cri\"]
-  sandbox_image = \"docker.io/library/mwtest-pause:1\"
-  # No CAP_SYS_RESOURCE here: never ask for a lower oom_score_adj than ours.
-  restrict_oom_score_adj = true
-  disable_apparmor = true
-  stream_server_address = \"127.0.0.1\"
-  stream_server_port = \"0\"
-  [plugins.\"io.containerd.grpc.v1.cri\".containerd]
-    snapshotter = \"overlayfs\"
-    default_runtime_name = \"runc\"
-    [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc]
-      runtime_type = \"io.containerd.runc.v2\"
-      [plugins.\"io.containerd.grpc.v1.cri\".containerd.runtimes.runc.options]
-        BinaryName = \"$(command -v runc)\"
-        SystemdCgroup = false
-  [plugins.\"io.containerd.grpc.v1.cri\".cni]
-    bin_dir = \"$CNI_BIN\"
-    conf_dir = \"$CNI_CONF\"
-    max_conf_num = 1
-" || return 1
+    containerd_config "$WORK/containerd" "$(containerd_cri_config "$CNI_BIN" "$CNI_CONF")" || return 1
     containerd_start || return 1
-    for f in "$IMAGE" "$PAUSE_TAR" "$POD_TAR"; do
-        ctrd_ctr -n k8s.io images import "$f" >>"$WORK/import.log" 2>&1 ||
-            { log "ctr images import $f failed:"; show "$WORK/import.log"; return 1; }
-    done
+    containerd_import "$WORK/import.log" "$IMAGE" "$PAUSE_TAR" "$POD_TAR" || return 1
     cri gen || return 1
     ds_args
     log "$(cri version) on the node; images: $(ctrd_ctr -n k8s.io images ls -q | grep -v sha256 | tr '\n' ' ')"
@@ -378,18 +355,6 @@ case_prestop() {
 # ---------------------------------------------------------------------------
 # Teardown
 
-# remove_cgroup_tree DIR: its cgroups, deepest first, retried for up to 30 s
-# while their last processes exit (a killed pod's exit waits for its network
-# namespace's teardown).
-remove_cgroup_tree() {
-    local i
-    for ((i = 0; i < 300; i++)); do
-        find "$1" -depth -type d -exec rmdir {} + 2>/dev/null
-        [ -d "$1" ] || return 0
-        sleep 0.1
-    done
-}
-
 teardown() {
     [ -n "$TORN_DOWN" ] && return 0
     TORN_DOWN=1
@@ -400,17 +365,7 @@ teardown() {
             timeout 60 "$PYTHON" "$CRI_PY" --endpoint "$CTRD_SOCK" --gen "$WORK/crigen" remove-pod "$id" >/dev/null 2>&1
         done
     fi
-    containerd_stop
-    # Whatever still runs in the test's cgroup (shims, containers, the node's
-    # holder): all of it descends from processes started here.
-    if [ -n "$CG" ] && [ -d "$CG" ]; then
-        for d in $(find "$CG" -depth -type d); do empty_cgroup "$d"; done
-    fi
-    node_stop
-    # runc's cgroupfs driver made the pods' cgroups in the v1 hierarchies too.
-    for c in "$CG" /sys/fs/cgroup/*/"$P"; do
-        [ -n "$CGREL" ] && [ -d "$c" ] && remove_cgroup_tree "$c"
-    done
+    if [ -n "$CGREL" ]; then containerd_node_teardown "$CG" "$P"; else containerd_stop; node_stop; fi
     [ -n "$WORK" ] && [ -d "$WORK/logs" ] && [ -n "${TEST_UNDECLARED_OUTPUTS_DIR:-}" ] &&
         cp -r "$WORK/logs" "$WORK/containerd/containerd.log" "$TEST_UNDECLARED_OUTPUTS_DIR/" 2>/dev/null
     suite_remove_workdir

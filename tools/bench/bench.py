@@ -218,9 +218,10 @@ class Bench:
         raise Fatal(f"{what} in {pod}: nothing listens on port {port} after 5 s")
 
     # -------------------------------------------------------------------- setup
-    def prepare(self, kind, tools, binaries):
+    def prepare(self, kind, tools, binaries, bpffs=True):
         """Root and `tools` checked; a work dir with private copies of the
-        `binaries` (attribute names) and a private bpffs. Returns the cgroup2 mount."""
+        `binaries` (attribute names) and a private bpffs (unless not
+        `bpffs`: mount_bpffs later). Returns the cgroup2 mount."""
         if os.geteuid() != 0:
             raise Fatal("run as root (network namespaces, cgroups, BPF)")
         for tool in tools:
@@ -236,8 +237,12 @@ class Bench:
             setattr(self, attr, dst)
         self.bpffs = f"{self.work}/bpffs"
         os.mkdir(self.bpffs)
-        self.run(["mount", "-t", "bpf", f"{self.P}-bpffs", self.bpffs])
+        if bpffs:
+            self.mount_bpffs()
         return cg2
+
+    def mount_bpffs(self):
+        self.run(["mount", "-t", "bpf", f"{self.P}-bpffs", self.bpffs])
 
     def setup(self):
         cg2 = self.prepare("bench", ("haproxy", "wrk", "iperf3", "ip", "ss", "taskset", "iptables-save"), ("loader", "mwtest"))
@@ -1501,9 +1506,14 @@ def main():
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--loader", required=True)
     ap.add_argument("--mwtest", required=True)
-    ap.add_argument("--cni", help="meshwire-cni (--mode scale)")
-    ap.add_argument("--mode", choices=["compare", "scale", "conns", "churn", "dns", "hooks"], default="compare",
+    ap.add_argument("--cni", help="meshwire-cni (--mode scale, runtime)")
+    ap.add_argument("--cni-timer", help="--mode runtime: cni_timer (//tools/bench:cni_timer)")
+    ap.add_argument("--pause-image", help="--mode runtime: the sandbox image's tar (//test/cri:pause_image)")
+    ap.add_argument("--containerd-node", help="--mode runtime: test/containerd_node.sh")
+    ap.add_argument("--cri-py", help="--mode runtime: the CRI client, test/cri/cri.py")
+    ap.add_argument("--mode", choices=["compare", "scale", "runtime", "conns", "churn", "dns", "hooks"], default="compare",
                     help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py); "
+                         "runtime: CNI ADD/DEL and pod start with containerd driving the chain (runtime.py); "
                          "conns: live connections by thousands; churn: pods created and deleted under traffic (live.py); "
                          "dns: queries through the DNS proxy, iptables vs eBPF DNS capture (dnsbench.py); "
                          "hooks: each per-packet and per-message program's own cost beside its helpers' (hooks.py)")
@@ -1514,8 +1524,9 @@ def main():
     ap.add_argument("--churn-lifetime", type=float, default=1.0, help="--mode churn: seconds each pod lives")
     ap.add_argument("--churn-workers", type=int, default=8, help="--mode churn: threads creating (and as many deleting) pods")
     ap.add_argument("--churn-traffic", type=float, default=50, help="--mode churn: requests per second in each pod that stays")
-    ap.add_argument("--sizes", default="1,100,1000,4000", help="--mode scale: pods meshed, comma-separated")
-    ap.add_argument("--samples", type=int, default=200, help="--mode scale: ADD/DEL samples per size")
+    ap.add_argument("--sizes", default=None, help="--mode scale, runtime: pods meshed, comma-separated (default 1,100,1000,4000; runtime 1,100,1000)")
+    ap.add_argument("--samples", type=int, default=None, help="--mode scale: ADD/DEL samples per size (default 200); "
+                    "runtime: pods per turn and size (default 100)")
     ap.add_argument("--tc-attach", default="tcx,clsact", help="--mode scale: the [tc] attach modes measured, one after the other")
     ap.add_argument("--restarts", type=int, default=3, help="--mode scale: kill -9 and restart this many times per size (the median adoption counts)")
     ap.add_argument("--baseline-loader", default=None, help="--mode scale: another meshwire-loader binary whose adoption and cleanup are timed too, "
@@ -1561,9 +1572,27 @@ def main():
         ap.error(f"--profile-of {':'.join(a.profile_of)!r}: expected TOPO:TEST with TOPO same or two, TEST ka, cc or iperf")
     a.seconds = a.seconds or (1.0 if a.quick else (5.0 if a.mode == "dns" else 2.0))
     ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
-    if a.mode == "scale":
+    if a.mode == "runtime":
+        try:
+            import grpc  # noqa: F401  (cri.py's)
+        except ImportError:
+            import runtime
+            py = runtime.venv_python()
+            if not os.access(py, os.X_OK):
+                ap.error(f"--mode runtime needs grpcio: no {py} (tools/setup.sh makes that venv; MESHWIRE_VENV names another)")
+            os.execv(py, [py, "-B", os.path.abspath(__file__), *sys.argv[1:]])
+        import runtime
+        for opt in ("cni", "cni_timer", "pause_image", "containerd_node", "cri_py"):
+            if not getattr(a, opt):
+                ap.error(f"--mode runtime needs --{opt.replace('_', '-')} (`./bazelw run //tools/bench` passes it)")
+        a.sizes = [int(x) for x in (a.sizes or "1,100,1000").split(",")]
+        a.samples = a.samples or 100
+        a.out = a.out or os.path.join(ws, "docs", "benchmark-runtime.md")
+        b = runtime.Runtime(a)
+    elif a.mode == "scale":
         import scale
-        a.sizes = [int(x) for x in a.sizes.split(",")]
+        a.sizes = [int(x) for x in (a.sizes or "1,100,1000,4000").split(",")]
+        a.samples = a.samples or 200
         a.tc_attach = a.tc_attach.split(",")
         if a.restarts < 1:
             ap.error(f"--restarts {a.restarts}: at least one restart per size measures the adoption")

@@ -330,6 +330,19 @@ print(socket.inet_ntoa(addr), port)
 """
 
 
+def prove_redirect(cgroup, enter, what, note=""):
+    """PROOF in a pod: run in `cgroup` (the loader's) and in the pod's
+    network namespace (the command prefix `enter` gets it there), a
+    connection to an address that exists nowhere must reach the sidecar's
+    port, whose accept reads the address back with SO_ORIGINAL_DST; a Fatal
+    naming `what` (and `note`) otherwise. --mode scale and --mode runtime."""
+    cmd = ["sh", "-c", 'echo $$ >"$1/cgroup.procs" || exit 125; shift; exec "$@"', "in-pod", cgroup,
+           *enter, "python3", "-c", PROOF, str(OUT_PORT)]
+    out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
+    if out.returncode != 0 or out.stdout.split() != ["10.99.0.1", "8080"]:
+        raise Fatal(f"{what} was not intercepted: exit {out.returncode}: {out.stdout} {out.stderr[-600:]} {note}")
+
+
 class Scale(Bench):
     def __init__(self, args):
         super().__init__(args)
@@ -500,12 +513,8 @@ class Scale(Bench):
     def prove(self, i):
         """A connection from the measured pod i is steered to its sidecar
         port and SO_ORIGINAL_DST gives the address dialled."""
-        cmd = ["sh", "-c", 'echo $$ >"$1/cgroup.procs" || exit 125; shift; exec "$@"', "in-pod",
-               f"{self.cg_root}/mesh-{NODE}", "ip", "netns", "exec", self.ns(f"p{i}"), "python3", "-c", PROOF, str(OUT_PORT)]
-        p = subprocess.run(["ip", "-n", self.ns(f"p{i}"), "link", "set", "lo", "up"], capture_output=True)
-        out = subprocess.run(cmd, capture_output=True, text=True, timeout=20)
-        if out.returncode != 0 or out.stdout.split() != ["10.99.0.1", "8080"]:
-            raise Fatal(f"pod m{i} was not intercepted: exit {out.returncode}: {out.stdout} {out.stderr[-600:]} {p.stderr}")
+        p = subprocess.run(["ip", "-n", self.ns(f"p{i}"), "link", "set", "lo", "up"], capture_output=True, text=True)
+        prove_redirect(f"{self.cg_root}/mesh-{NODE}", ["ip", "netns", "exec", self.ns(f"p{i}")], f"pod m{i}", p.stderr)
 
     def phases(self, text, what, ids):
         """{phase: [ms]} from the loader's `api: add_pod|del_pod ID ...` lines for these IDs."""

@@ -1,0 +1,517 @@
+"""CNI ADD and DEL with a real runtime driving the chain: `./bazelw run
+//tools/bench -- --mode runtime`.
+
+What a node's pod start sees of meshwire (issue 15, item 4): Debian's
+containerd and runc on a node of the bench's own, started exactly as
+//test:cri_e2e starts them (test/containerd_node.sh, over
+test/containerd_lib.sh: own mount and network namespace, own root, state,
+socket), driven through the CRI by test/cri/cri.py's calls, as kubelet
+drives it. The CNI chain is cri_e2e's: bridge + host-local (Debian's
+reference plugins), with meshwire-cni chained by `meshwire-loader cni
+install` as the DaemonSet's postStart does it. One loader (eBPF mode, the
+default tc attach) with its own cgroup, pins on a private bpffs and records
+on a tmpfs, as --mode scale runs it.
+
+At each size (1, 100, 1,000 pods already meshed) measured pods are created
+with RunPodSandbox (the sidecar annotation Istio's injector sets, so that
+meshwire-cni meshes them), then stopped and removed with StopPodSandbox and
+RemovePodSandbox, as kubelet does, in turns, one pod per turn, the turns'
+order rotating each round:
+
+    without   the chain without meshwire-cni: the pod start's floor
+    with      the chain with meshwire-cni: RunPodSandbox and StopPodSandbox
+              against `without` give meshwire's added cost
+    timed     the chain with meshwire-cni run through cni_timer (in the CNI
+              bin dir under meshwire-cni's name), which appends how long the
+              real meshwire-cni took from its exec to its exit (CNI ADD, CNI
+              DEL) to a file; its own exec adds to the pod start, so these
+              pods do not count in the comparison
+
+The background pods are made as --mode scale makes them (network namespaces
+with a veth, VethPods) and meshed by meshwire-cni ADD, not by containerd:
+1,000 sandboxes, shims and pause containers would cost the machine more
+than meshwire's state does, which is what the count is for.
+
+A figure is kept only from a run that proved its interception: every pod of
+`with` and `timed` passes the loader's CHECK after RunPodSandbox and is gone
+from its pods after StopPodSandbox, no pod of `without` is meshed, at each
+size one measured pod's connection to an address that exists nowhere is
+steered to its sidecar port where SO_ORIGINAL_DST reads the address back, and
+after the run nothing is left: no pod in the loader, no record, no tc pin,
+no sandbox in containerd, no network namespace, no CNI cache entry. Root;
+everything made here carries the prefix mwb<PID>- and is removed on exit,
+also when interrupted.
+"""
+
+import ctypes
+import json
+import os
+import statistics
+import subprocess
+import sys
+import time
+import types
+
+from bench import Fatal, OUT_PORT, log, machine, machine_busy, fmt
+import scale
+from scale import NODE, Scale, pct
+
+TURNS = ("without", "with", "timed")
+MESHED_TURNS = ("with", "timed")
+NAMESPACE = "bench"
+# What Istio's injector puts on a pod it gave a sidecar (docs/annotations.md).
+SIDECAR_ANNOTATIONS = {"sidecar.istio.io/status": '{"containers":["sidecar"]}'}
+# meshwire-cni's entry as the DaemonSet's postStart writes it (deploy/30-daemonset.yaml).
+PLUGIN_CONFIG = '{"namespaces":{"exclude":["kube-system","meshwire-system"]}}'
+SUBNET = "10.245.0.0/16"
+REF_PLUGINS = "/usr/lib/cni"
+CLONE_NEWNS, CLONE_NEWNET = 0x00020000, 0x40000000
+
+
+def venv_python():
+    """The Python of tools/setup.sh's venv (grpcio, for cri.py), as //test:cri_e2e finds it."""
+    home = os.environ.get("HOME") or os.path.expanduser("~")
+    return os.path.join(os.environ.get("MESHWIRE_VENV", os.path.join(home, ".cache", "meshwire", "venv")), "bin", "python")
+
+
+class Runtime(Scale):
+    def __init__(self, args):
+        super().__init__(args)
+        self.timer = os.path.realpath(args.cni_timer)
+        self.pause_tar = os.path.realpath(args.pause_image)
+        self.node_sh = os.path.realpath(args.containerd_node)
+        self.cri_py = os.path.realpath(args.cri_py)
+        self.node_p = None
+        self.c = None            # cri.Cri
+        self.sandboxes = set()   # sandbox IDs not yet removed
+        self.turn = None
+        self.tc = "default"
+        self.proofs = []         # one line per size
+        self.stop_dels = {}      # timed sandbox -> DELs cni_timer recorded by the end of its StopPodSandbox
+        self.switch_s = 0.0      # seconds spent waiting for containerd to load a changed chain
+
+    # -------------------------------------------------------------------- setup
+    def setup(self):
+        for f in ("bridge", "host-local", "loopback"):
+            if not os.access(f"{REF_PLUGINS}/{f}", os.X_OK):
+                raise Fatal(f"{REF_PLUGINS}/{f} missing: containernetworking-plugins (tools/setup.sh installs it)")
+        cg2 = self.prepare("runtime", ("ip", "bpftool", "python3", "containerd", "ctr", "runc", "nsenter", "unshare"),
+                           ("loader", "cni_bin", "timer"), bpffs=False)
+        self.cg_name = f"{self.P}-runtime"
+        self.cg_root = f"{cg2}/{self.cg_name}"
+        for d in (self.cg_root, f"{self.cg_root}/mesh-{NODE}"):
+            os.mkdir(d)
+            self.cgroups.append(d)
+        # The CNI dirs and chain as cri_e2e has them: bridge + host-local.
+        self.cni_dir, self.conf_dir = f"{self.work}/cni-bin", f"{self.work}/net.d"
+        for d in (self.cni_dir, self.conf_dir, f"{self.work}/ipam"):
+            os.mkdir(d)
+        for f in ("bridge", "host-local", "loopback"):
+            self.run(["cp", f"{REF_PLUGINS}/{f}", self.cni_dir])
+        self.conflist = f"{self.conf_dir}/10-pods.conflist"
+        suite_lib = os.path.join(os.path.dirname(self.node_sh), "suite_lib.sh")
+        self.conf_without = self.run(["bash", "-c", '. "$1" && shift && bridge_conflist "$@"', "conflist", suite_lib,
+                                      f"{self.P}-pods", f"{self.P}-br", SUBNET, f"{self.work}/ipam"])
+        with open(self.conflist, "w") as f:
+            f.write(self.conf_without)
+        self.cfg = self.loader_cfg(NODE, "ebpf")
+        # meshwire-cni chained as the DaemonSet's postStart does it.
+        self.run([self.loader, "--config", self.cfg, "cni", "install", "--bin-dir", self.cni_dir, "--conf-dir", self.conf_dir,
+                  "--plugin", self.cni_bin, "--plugin-config", PLUGIN_CONFIG])
+        with open(self.conflist) as f:
+            self.conf_with = f.read()
+        if [p["type"] for p in json.loads(self.conf_with)["plugins"]] != ["bridge", "meshwire-cni"]:
+            raise Fatal(f"cni install did not chain meshwire-cni after bridge: {self.conf_with}")
+        self.times = f"{self.work}/cni-times"
+        self.start_node()
+        self.enter_node()
+        # On the node from here on: its /run (network namespaces, the pods'
+        # and ours) and network; the bpffs and the records' tmpfs are mounted
+        # there only and go with it.
+        self.mount_bpffs()
+        self.state = f"{self.work}/{NODE}/state"
+        os.makedirs(self.state, exist_ok=True)
+        self.run(["mount", "-t", "tmpfs", "-o", "mode=0700", f"{self.P}-state", self.state])
+        self.state_mounted = True
+        self.run(["ip", "netns", "add", self.ns(NODE)])
+        self.ns_made.append(self.ns(NODE))
+        self.pods = scale.VethPods(lambda cmd, text: self.run(cmd, input=text, timeout=600), self.ns(NODE), lambda i: self.ns(f"p{i}"))
+        sys.path.insert(0, os.path.dirname(self.cri_py))
+        import cri
+        self.cri = cri
+        gen = f"{self.work}/crigen"
+        cri.generate(gen)
+        self.c = cri.Cri(self.node_sock, gen)
+        self.pod_opts = types.SimpleNamespace(cgroup_parent=f"/{self.cg_name}/mesh-{NODE}/pods", log_dir=f"{self.work}/pod-logs")
+        self.versions = self.cri_call(lambda: " ".join(getattr(self.c.call("Version", self.c.pb.VersionRequest(version="v1")), f)
+                                                     for f in ("runtime_name", "runtime_version", "runtime_api_version")))
+        self.runc = self.run(["runc", "--version"]).splitlines()[0]
+
+    def start_node(self):
+        """containerd on a node of its own (test/containerd_node.sh), its
+        environment carrying cni_timer's settings to the plugins."""
+        env = dict(os.environ, CNI_TIMER_EXEC=self.cni_bin, CNI_TIMER_LOG=self.times)
+        self.node_log = f"{self.work}/containerd-node.log"
+        with open(self.node_log, "w") as err:
+            self.node_p = subprocess.Popen([self.node_sh, self.work, self.cg_root, self.cg_name, self.cni_dir, self.conf_dir, self.pause_tar],
+                                           stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=err, text=True, env=env)
+        line = self.node_p.stdout.readline().split()
+        if len(line) != 3 or line[0] != "ready":
+            self.node_p.wait(60)
+            raise Fatal(f"containerd_node.sh did not come up (exit {self.node_p.returncode}): {open(self.node_log).read()[-1500:]}")
+        self.node_pid, self.node_sock = int(line[1]), line[2]
+
+    def enter_node(self):
+        """This process into the node's mount and network namespaces, for
+        good (only a process with one thread may change its mount namespace:
+        before gRPC starts any), in the directory it was in."""
+        libc = ctypes.CDLL(None, use_errno=True)
+        cwd = os.getcwd()
+        for ns, flag in (("mnt", CLONE_NEWNS), ("net", CLONE_NEWNET)):
+            fd = os.open(f"/proc/{self.node_pid}/ns/{ns}", os.O_RDONLY)
+            try:
+                if libc.setns(fd, flag) != 0:
+                    raise Fatal(f"setns into the node's {ns} namespace: {os.strerror(ctypes.get_errno())}")
+            finally:
+                os.close(fd)
+        os.chdir(cwd)
+
+    def cri_call(self, fn):
+        try:
+            return fn()
+        except self.cri.CriError as e:
+            raise Fatal(f"containerd: {e}") from None
+
+    # --------------------------------------------------------------- the chain
+    def loaded_chain(self):
+        """The plugin types of the network containerd runs for eth0, as its
+        CRI status says it loaded them."""
+        r = self.c.call("Status", self.c.pb.StatusRequest(verbose=True))
+        conf = json.loads(r.info.get("cniconfig", "{}"))
+        for net in conf.get("Networks") or []:
+            if net.get("IFName") == "eth0":
+                return [p["Network"]["type"] for p in net["Config"]["Plugins"]]
+        return []
+
+    def use_turn(self, turn):
+        """The chain of `turn`: the conflist (containerd reloads it; waits
+        until its status shows it) and what runs as meshwire-cni (the
+        bench's copy of meshwire-cni or cni_timer, hard links: one file each
+        whatever the turn)."""
+        if turn == self.turn:
+            return
+        conf = self.conf_without if turn == "without" else self.conf_with
+        binary = self.timer if turn == "timed" else self.cni_bin
+        plugin = f"{self.cni_dir}/meshwire-cni"
+        if not os.path.samefile(binary, plugin):
+            tmp = f"{self.cni_dir}/.meshwire-cni.tmp"
+            os.link(binary, tmp)
+            os.rename(tmp, plugin)
+        if self.turn is None or (self.turn == "without") != (turn == "without"):
+            with open(f"{self.conflist}.tmp", "w") as f:
+                f.write(conf)
+            os.rename(f"{self.conflist}.tmp", self.conflist)
+            want = [p["type"] for p in json.loads(conf)["plugins"]]
+            deadline = time.monotonic() + 20
+            t0 = time.monotonic()
+            while (got := self.cri_call(self.loaded_chain)) != want:
+                if time.monotonic() > deadline:
+                    raise Fatal(f"containerd did not load the chain {want} in 20 s (its status says {got})")
+                time.sleep(0.005)
+            self.switch_s += time.monotonic() - t0
+        self.turn = turn
+
+    # --------------------------------------------------------------------- pods
+    def grow_to(self, n):
+        """Background pods made as --mode scale makes them, each meshed by
+        meshwire-cni ADD (the bench runs it as a runtime would), until n are."""
+        todo = n - self.meshed_bg
+        if todo <= 0:
+            return
+        for i in self.make_pods(todo):
+            self.cni("ADD", i, f"bg{i}")
+            self.bg_order.append(i)
+            self.bg_cid[i] = f"bg{i}"
+        self.meshed_bg = n
+
+    def listed(self):
+        return {p["container_id"] for p in self.api({"op": "list_pods"})["pods"]}
+
+    def pod(self, turn, name, prove):
+        """One measured pod of `turn`, as kubelet runs it: RunPodSandbox,
+        then StopPodSandbox and RemovePodSandbox; (sandbox ID, ms of each).
+        Its meshing is checked after RunPodSandbox (and its connection
+        proved when `prove`), its removal from the loader after StopPodSandbox."""
+        cri, c = self.cri, self.c
+        cfg = cri.sandbox_config(c, **cri.pod_args(self.pod_opts, name, NAMESPACE, SIDECAR_ANNOTATIONS))
+        t0 = time.perf_counter()
+        sid = self.cri_call(lambda: cri.run_pod(c, cfg))
+        run_ms = (time.perf_counter() - t0) * 1e3
+        self.sandboxes.add(sid)
+        if turn in MESHED_TURNS:
+            try:
+                self.api({"op": "check_pod", "container_id": sid, "ifname": "eth0"})
+            except Fatal as e:
+                raise Fatal(f"proof failed: pod {name} ({sid[:12]}, turn {turn}) is not meshed after RunPodSandbox: {e}") from None
+            if prove:
+                netns = self.cri_call(lambda: cri.pod_status(c, sid))["netns"]
+                scale.prove_redirect(f"{self.cg_root}/mesh-{NODE}", ["nsenter", f"--net={netns}"], f"pod {name} ({sid[:12]})")
+                self.proofs.append(f"{name}: a connection to 10.99.0.1:8080 from its network namespace ({netns}) reached "
+                                   f"127.0.0.1:{OUT_PORT}, SO_ORIGINAL_DST answered 10.99.0.1:8080")
+        elif sid in self.listed():
+            raise Fatal(f"proof failed: pod {name} ({sid[:12]}) of the chain without meshwire-cni is meshed")
+        t0 = time.perf_counter()
+        self.cri_call(lambda: c.call("StopPodSandbox", c.pb.StopPodSandboxRequest(pod_sandbox_id=sid)))
+        stop_ms = (time.perf_counter() - t0) * 1e3
+        if turn == "timed":
+            # Which DEL ran in StopPodSandbox (containerd 1.6 runs another,
+            # without the namespace, in RemovePodSandbox).
+            self.stop_dels[sid] = sum(1 for cmd, cid, _, _ in self.timer_lines() if cmd == "DEL" and cid == sid)
+        if turn in MESHED_TURNS and sid in self.listed():
+            raise Fatal(f"proof failed: pod {name} ({sid[:12]}) is still meshed after StopPodSandbox")
+        t0 = time.perf_counter()
+        self.cri_call(lambda: c.call("RemovePodSandbox", c.pb.RemovePodSandboxRequest(pod_sandbox_id=sid)))
+        rm_ms = (time.perf_counter() - t0) * 1e3
+        self.sandboxes.discard(sid)
+        return sid, run_ms, stop_ms, rm_ms
+
+    def timer_lines(self):
+        """cni_timer's records so far: [(command, container ID, ms, status)]."""
+        try:
+            lines = open(self.times).read().splitlines()
+        except FileNotFoundError:
+            return []
+        out = []
+        for line in lines:
+            f = line.split()
+            if len(f) != 4:
+                raise Fatal(f"cni_timer wrote a line this benchmark cannot read: {line!r}")
+            out.append((f[0], f[1], int(f[2]) / 1e6, int(f[3])))
+        return out
+
+    # ------------------------------------------------------------------ measure
+    def measure(self, size):
+        a = self.args
+        self.grow_to(size)
+        listed = len(self.listed())
+        if listed != size:
+            raise Fatal(f"the loader lists {listed} pods, {size} meshed in the background")
+        busy0, t0 = machine_busy(), time.monotonic()
+        seen = len(self.timer_lines())
+        by = {t: {"ids": [], "run": [], "stop": [], "remove": []} for t in TURNS}
+        proved = False
+        versions = []
+        switch0 = self.switch_s
+        for r in range(a.samples):
+            k = r % len(TURNS)
+            for turn in TURNS[k:] + TURNS[:k]:
+                self.use_turn(turn)
+                if turn == "timed":
+                    # The exec floor of that moment, as --mode scale takes it:
+                    # meshwire-cni VERSION spawned by the bench, no loader.
+                    versions.append(self.cni("VERSION", 0))
+                prove = turn in MESHED_TURNS and not proved
+                sid, run_ms, stop_ms, rm_ms = self.pod(turn, f"{turn}-{size}-{r}", prove)
+                proved = proved or prove
+                for key, v in (("ids", sid), ("run", run_ms), ("stop", stop_ms), ("remove", rm_ms)):
+                    by[turn][key].append(v)
+        busy = (machine_busy() - busy0) / (time.monotonic() - t0) / os.cpu_count()
+        # meshwire-cni's own times, from cni_timer, for the timed turn's pods.
+        timed = set(by["timed"]["ids"])
+        # Each timed pod: one ADD (RunPodSandbox), one DEL in StopPodSandbox
+        # (the namespace still there) and one in RemovePodSandbox (no
+        # namespace any more: CNI_NETNS empty), all exiting 0.
+        runs, other = {}, []
+        for cmd, cid, ms, status in self.timer_lines()[seen:]:
+            if cid not in timed or cmd not in ("ADD", "DEL"):
+                other.append(f"{cmd} {cid[:12]}")
+                continue
+            if status != 0:
+                raise Fatal(f"meshwire-cni {cmd} of {cid[:12]} exited {status} under containerd")
+            runs.setdefault(cid, []).append((cmd, ms))
+        want = lambda cid: [c for c, _ in runs.get(cid, [])] == ["ADD", "DEL", "DEL"] and self.stop_dels.get(cid) == 1
+        wrong = [f"{cid[:12]}: {[c for c, _ in runs.get(cid, [])]}, {self.stop_dels.get(cid)} DEL by StopPodSandbox's end"
+                 for cid in timed if not want(cid)]
+        if wrong or other:
+            raise Fatal(f"cni_timer's records are not ADD, DEL (StopPodSandbox), DEL (RemovePodSandbox) for each timed pod: "
+                        f"{wrong[:5]}; unexpected {other[:10]}")
+        adds = {cid: r[0][1] for cid, r in runs.items()}
+        dels = {cid: r[1][1] for cid, r in runs.items()}
+        dels2 = {cid: r[2][1] for cid, r in runs.items()}
+        text = open(self.procs_log(self.loader_p)).read()
+        meshed = set(by["with"]["ids"]) | timed
+        row = {"pods": size, "load": busy, "turns": by, "adds": [adds[c] for c in by["timed"]["ids"]],
+               "dels": [dels[c] for c in by["timed"]["ids"]], "dels_remove": [dels2[c] for c in by["timed"]["ids"]],
+               "versions": versions, "switch_s": self.switch_s - switch0, "add_phases": self.phases(text, "add_pod", meshed),
+               "del_phases": self.phases(text, "del_pod", meshed)}
+        self.rows.append(row)
+        w, wo = by["with"], by["without"]
+        log(f"  {size:>5} pods: meshwire-cni under containerd: ADD p50 {pct(row['adds'], 50):.2f} p95 {pct(row['adds'], 95):.2f} "
+            f"p99 {pct(row['adds'], 99):.2f} ms, DEL p50 {pct(row['dels'], 50):.2f} p95 {pct(row['dels'], 95):.2f} "
+            f"p99 {pct(row['dels'], 99):.2f} ms; RunPodSandbox p50 {pct(w['run'], 50):.1f} ms with, {pct(wo['run'], 50):.1f} without; "
+            f"StopPodSandbox p50 {pct(w['stop'], 50):.1f} with, {pct(wo['stop'], 50):.1f} without; VERSION p50 {pct(versions, 50):.2f} "
+            f"p99 {pct(versions, 99):.2f} ms; {row['switch_s']:.1f} s waiting for chain reloads (machine {busy:.0%} busy)")
+
+    def leftovers(self):
+        """What the measured pods left (the background pods deleted by
+        meshwire-cni DEL first): pods in the loader, records, tc pins,
+        sandboxes in containerd (and so their containers), network namespaces, libcni's
+        cache entries. [] when nothing."""
+        for i in list(self.bg_order):
+            self.cni("DEL", i, self.bg_cid[i])
+        self.bg_order, self.meshed_bg = [], 0
+        left = [f"meshed pod {p}" for p in self.listed()]
+        pins = f"{self.bpffs}/{NODE}/pods"
+        # A DEL's bare clsact qdisc goes with the loader's reaper, about 1 s
+        # later, and its pins with it (docs/benchmarking.md): up to 5 s.
+        deadline = time.monotonic() + 5
+        while os.path.isdir(pins) and os.listdir(pins) and time.monotonic() < deadline:
+            time.sleep(0.1)
+        if os.path.isdir(pins):
+            left += [f"tc pins {pins}/{d}" for d in os.listdir(pins)]
+        for root, _, files in os.walk(self.state):
+            left += [f"record {root}/{f}" for f in files if "pod" in root or f.endswith(".json")]
+        sbx = self.cri_call(lambda: self.c.call("ListPodSandbox", self.c.pb.ListPodSandboxRequest())).items
+        left += [f"sandbox {s.id[:12]} {s.metadata.name}" for s in sbx]
+        left += [f"network namespace /run/netns/{n}" for n in os.listdir("/run/netns") if not n.startswith(self.P + "-")]
+        for root, _, files in os.walk("/var/lib/cni"):
+            left += [f"CNI cache {root}/{f}" for f in files if "results" in root]
+        pods_cg = f"{self.cg_root}/mesh-{NODE}/pods"
+        for root, _, files in os.walk(pods_cg):
+            if "cgroup.procs" in files and open(f"{root}/cgroup.procs").read().strip():
+                left.append(f"processes in {root}")
+        return left
+
+    def main(self):
+        a = self.args
+        t_start = time.monotonic()
+        self.setup()
+        log(f"runtime: {self.versions}, {self.runc}; sizes {a.sizes}, {a.samples} pods per turn and size; work dir {self.work}")
+        self.start_loader()
+        for size in a.sizes:
+            self.measure(size)
+        left = self.leftovers()
+        if left:
+            raise Fatal(f"proof failed: the run left {len(left)} things: {'; '.join(left[:20])}")
+        log("  nothing left: no pod meshed, record, tc pin, sandbox, network namespace or CNI cache entry")
+        self.elapsed = time.monotonic() - t_start
+        report(self)
+
+    # ------------------------------------------------------------------ cleanup
+    def cleanup_procs(self):
+        """The pods through the CRI while the loader still answers their
+        DELs, then containerd and its node (containerd_node.sh's teardown),
+        then the rest."""
+        if self.c is not None and self.node_p is not None and self.node_p.poll() is None:
+            try:
+                ids = self.sandboxes | {s.id for s in self.c.call("ListPodSandbox", self.c.pb.ListPodSandboxRequest(), timeout=30).items}
+                for sid in ids:
+                    for method, req in (("StopPodSandbox", self.c.pb.StopPodSandboxRequest), ("RemovePodSandbox", self.c.pb.RemovePodSandboxRequest)):
+                        try:
+                            self.c.call(method, req(pod_sandbox_id=sid), timeout=60)
+                        except self.cri.CriError as e:
+                            log(f"clean-up: {method} {sid[:12]}: {e}")
+            except self.cri.CriError as e:
+                log(f"clean-up: listing containerd's pods: {e}")
+        if self.c is not None:
+            self.c.channel.close()
+        if self.node_p is not None:
+            try:
+                self.node_p.stdin.close()
+                self.node_p.wait(120)
+            except (OSError, subprocess.TimeoutExpired):
+                self.node_p.terminate()
+                self.node_p.wait(60)
+            if self.node_p.returncode != 0:
+                log(f"clean-up: containerd_node.sh exited {self.node_p.returncode}: {open(self.node_log).read()[-800:]}")
+        super().cleanup_procs()
+
+
+# ---------------------------------------------------------------------- report
+def ms3(v):
+    return " / ".join(fmt(pct(v, p)) for p in (50, 95, 99))
+
+
+def main_table(rows):
+    L = ["| pods meshed | ADD p50 / p95 / p99 (ms) | DEL in StopPodSandbox p50 / p95 / p99 (ms) | targets (ADD p99 <= 10, DEL p99 <= 5) "
+         "| DEL again in RemovePodSandbox, no namespace: p50 / p99 (ms) | VERSION, spawned by the bench: p50 / p99 (ms) | machine busy |",
+         "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        ok = [f"ADD {'met' if pct(r['adds'], 99) <= 10 else 'NOT met'}", f"DEL {'met' if pct(r['dels'], 99) <= 5 else 'NOT met'}"]
+        L.append(f"| {r['pods']:,} | {ms3(r['adds'])} | {ms3(r['dels'])} | {', '.join(ok)} | "
+                 f"{fmt(pct(r['dels_remove'], 50))} / {fmt(pct(r['dels_remove'], 99))} | {fmt(pct(r['versions'], 50))} / "
+                 f"{fmt(pct(r['versions'], 99))} | {r['load']:.0%} |")
+    return L
+
+
+def start_table(rows):
+    L = ["| pods meshed | call | without meshwire-cni p50 / p95 / p99 (ms) | with p50 / p95 / p99 (ms) | added, p50 (ms) | ratio, p50 "
+         "| added, median of the rounds' differences (ms) | with cni_timer p50 (ms) |",
+         "|---|---|---|---|---|---|---|---|"]
+    for r in rows:
+        t = r["turns"]
+        for call, key in (("RunPodSandbox", "run"), ("StopPodSandbox", "stop"), ("RemovePodSandbox", "remove")):
+            w, wo = pct(t["with"][key], 50), pct(t["without"][key], 50)
+            paired = statistics.median(x - y for x, y in zip(t["with"][key], t["without"][key]))
+            L.append(f"| {r['pods']:,} | {call} | {ms3(t['without'][key])} | {ms3(t['with'][key])} | {w - wo:+.1f} | {w / wo:.2f}x "
+                     f"| {paired:+.1f} | {fmt(pct(t['timed'][key], 50))} |")
+    return L
+
+
+def report(s):
+    a = s.args
+    m = machine()
+    rows = s.rows
+    L = ["# meshwire-cni with a real runtime driving the chain",
+         "",
+         f"Generated by `./bazelw run //tools/bench -- --mode runtime` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
+         f"{' (' + a.note + ')' if a.note else ''}: {m['cpu']}, {m['mem']}, Linux {m['kernel']}; {s.versions}, {s.runc}; "
+         f"{s.elapsed:.0f} s in all.",
+         "",
+         f"**Machine load**: while the pods ran, {', '.join(format(r['load'], '.0%') for r in rows)} of the machine's "
+         f"{os.cpu_count()} CPUs were busy (all processes, this run's included; load average at the end "
+         f"{' '.join(open('/proc/loadavg').read().split()[:3])}). Latencies are wall-clock: other work on the machine "
+         "lengthens them, the tail above all.",
+         "",
+         "How it measures: [benchmarking.md](benchmarking.md#cni-with-a-real-runtime). containerd and runc (Debian's) on a node of "
+         "the bench's own, as //test:cri_e2e runs them, driven through the CRI as kubelet drives it; the chain bridge + host-local "
+         "+ meshwire-cni as `meshwire-loader cni install` chains it; the background pods made as `--mode scale` makes them and "
+         "meshed by meshwire-cni ADD, not sandboxes of containerd's. At each size "
+         f"{a.samples} measured pods per turn, one pod per turn in rotating order: the chain without meshwire-cni, with it, and "
+         "with it run through cni_timer, which gives meshwire-cni's ADD and DEL from its exec to its exit as containerd runs it "
+         "(the same definition as `--mode scale`; containerd 1.6 runs DEL twice, in StopPodSandbox with the pod's namespace, the DEL "
+         "the target is about, and in RemovePodSandbox without one; before each timed pod the bench spawned meshwire-cni "
+         "VERSION itself, the exec floor of that moment). Every pod with meshwire-cni passed the loader's CHECK after RunPodSandbox and "
+         "was gone from its pods after StopPodSandbox, none without it was meshed, one per size had a connection steered to its "
+         "sidecar port with SO_ORIGINAL_DST answered, and the run left nothing (pods, records, tc pins, sandboxes, network "
+         "namespaces, CNI cache).",
+         "",
+         "meshwire-cni under containerd, exec to exit (ms):",
+         "",
+         *main_table(rows),
+         "",
+         "The pod start's cost: CRI calls timed by the client (kubelet's view), meshwire-cni in the chain against the same "
+         "chain without it, side by side in turns; *added* is the difference of the medians, *ratio* their quotient; the "
+         "difference of each round's two pods (the same round: the same moment of the machine), their median; the timed turn's "
+         "pods (cni_timer's exec on top) for reference:",
+         "",
+         *start_table(rows)]
+    for what, key in (("ADD", "add_phases"), ("DEL", "del_phases")):
+        names = []
+        for r in rows:
+            names += [n for n in r.get(key, {}) if n not in names]
+        L += ["", f"Where the loader's part of {what} goes (median ms per request, the pods with meshwire-cni; the rest of the "
+              "exec-to-exit time is meshwire-cni's process start, reading containerd's netconf, its parsing and the socket round "
+              "trip):", "",
+              "| phase | " + " | ".join(f"{r['pods']:,} pods" for r in rows) + " |", "|---|" + "---|" * len(rows)]
+        for n in names:
+            L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
+        L.append(f"| total (loader), p99 | " + " | ".join(fmt(pct(r[key].get("total (loader)", []), 99)) for r in rows) + " |")
+        L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
+    L += ["", "The interception proofs:", ""] + [f"- {p}" for p in s.proofs] + [""]
+    with open(a.out, "w") as f:
+        f.write("\n".join(L))
+    base = os.path.splitext(a.out)[0]
+    with open(base + ".json", "w") as f:
+        json.dump({"sizes": a.sizes, "samples": a.samples, "versions": s.versions, "runc": s.runc, "rows": rows}, f, indent=1)
+    log(f"wrote {a.out}, {base}.json")
