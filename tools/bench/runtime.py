@@ -43,6 +43,7 @@ everything made here carries the prefix mwb<PID>- and is removed on exit,
 also when interrupted.
 """
 
+import calendar
 import ctypes
 import json
 import os
@@ -266,7 +267,7 @@ class Runtime(Scale):
         if turn == "timed":
             # Which DEL ran in StopPodSandbox (containerd 1.6 runs another,
             # without the namespace, in RemovePodSandbox).
-            self.stop_dels[sid] = sum(1 for cmd, cid, _, _ in self.timer_lines() if cmd == "DEL" and cid == sid)
+            self.stop_dels[sid] = sum(1 for cmd, cid, *_ in self.timer_lines() if cmd == "DEL" and cid == sid)
         if turn in MESHED_TURNS and sid in self.listed():
             raise Fatal(f"proof failed: pod {name} ({sid[:12]}) is still meshed after StopPodSandbox")
         t0 = time.perf_counter()
@@ -276,7 +277,9 @@ class Runtime(Scale):
         return sid, run_ms, stop_ms, rm_ms
 
     def timer_lines(self):
-        """cni_timer's records so far: [(command, container ID, ms, status)]."""
+        """cni_timer's records so far: [(command, container ID, ms, status,
+        start in ns since the epoch, ms from the spawn until its stdin was
+        readable or None)]."""
         try:
             lines = open(self.times).read().splitlines()
         except FileNotFoundError:
@@ -284,9 +287,9 @@ class Runtime(Scale):
         out = []
         for line in lines:
             f = line.split()
-            if len(f) != 4:
+            if len(f) != 6:
                 raise Fatal(f"cni_timer wrote a line this benchmark cannot read: {line!r}")
-            out.append((f[0], f[1], int(f[2]) / 1e6, int(f[3])))
+            out.append((f[0], f[1], int(f[2]) / 1e6, int(f[3]), int(f[4]), int(f[5]) / 1e6 if int(f[5]) >= 0 else None))
         return out
 
     # ------------------------------------------------------------------ measure
@@ -322,15 +325,15 @@ class Runtime(Scale):
         # (the namespace still there) and one in RemovePodSandbox (no
         # namespace any more: CNI_NETNS empty), all exiting 0.
         runs, other = {}, []
-        for cmd, cid, ms, status in self.timer_lines()[seen:]:
+        for cmd, cid, ms, status, start, stdin in self.timer_lines()[seen:]:
             if cid not in timed or cmd not in ("ADD", "DEL"):
                 other.append(f"{cmd} {cid[:12]}")
                 continue
             if status != 0:
                 raise Fatal(f"meshwire-cni {cmd} of {cid[:12]} exited {status} under containerd")
-            runs.setdefault(cid, []).append((cmd, ms))
-        want = lambda cid: [c for c, _ in runs.get(cid, [])] == ["ADD", "DEL", "DEL"] and self.stop_dels.get(cid) == 1
-        wrong = [f"{cid[:12]}: {[c for c, _ in runs.get(cid, [])]}, {self.stop_dels.get(cid)} DEL by StopPodSandbox's end"
+            runs.setdefault(cid, []).append((cmd, ms, start, stdin))
+        want = lambda cid: [r[0] for r in runs.get(cid, [])] == ["ADD", "DEL", "DEL"] and self.stop_dels.get(cid) == 1
+        wrong = [f"{cid[:12]}: {[r[0] for r in runs.get(cid, [])]}, {self.stop_dels.get(cid)} DEL by StopPodSandbox's end"
                  for cid in timed if not want(cid)]
         if wrong or other:
             raise Fatal(f"cni_timer's records are not ADD, DEL (StopPodSandbox), DEL (RemovePodSandbox) for each timed pod: "
@@ -339,10 +342,14 @@ class Runtime(Scale):
         dels = {cid: r[1][1] for cid, r in runs.items()}
         dels2 = {cid: r[2][1] for cid, r in runs.items()}
         text = open(self.procs_log(self.loader_p)).read()
+        answered = loader_answers(text, timed)
+        split = {what: [split_run(runs[c][k], answered[what].get(c)) for c in by["timed"]["ids"]]
+                 for what, k in (("add_pod", 0), ("del_pod", 1))}
         meshed = set(by["with"]["ids"]) | timed
         row = {"pods": size, "load": busy, "turns": by, "adds": [adds[c] for c in by["timed"]["ids"]],
                "dels": [dels[c] for c in by["timed"]["ids"]], "dels_remove": [dels2[c] for c in by["timed"]["ids"]],
-               "versions": versions, "switch_s": self.switch_s - switch0, "add_phases": self.phases(text, "add_pod", meshed),
+               "versions": versions, "switch_s": self.switch_s - switch0, "add_split": split["add_pod"],
+               "del_split": split["del_pod"], "add_phases": self.phases(text, "add_pod", meshed),
                "del_phases": self.phases(text, "del_pod", meshed)}
         self.rows.append(row)
         w, wo = by["with"], by["without"]
@@ -427,6 +434,46 @@ class Runtime(Scale):
         super().cleanup_procs()
 
 
+def log_ns(line):
+    """ns since the epoch of a loader log line's "2026-12-07T02:17:48.106622791Z"."""
+    stamp = line.split(" ", 1)[0]
+    whole, _, frac = stamp.rstrip("Z").partition(".")
+    return calendar.timegm(time.strptime(whole, "%Y-%m-%dT%H:%M:%S")) * 10**9 + int(frac.ljust(9, "0")[:9])
+
+
+def loader_answers(text, ids):
+    """{"add_pod"|"del_pod": {container ID: (ns when the loader logged it,
+    right after writing its answer; the loader's ms for it)}}, the first of
+    each for these IDs."""
+    out = {"add_pod": {}, "del_pod": {}}
+    for line in text.splitlines():
+        for what in out:
+            k = line.find(f"api: {what} ")
+            if k < 0:
+                continue
+            rest = line[k + len(f"api: {what} "):]
+            cid = rest.split(" ", 1)[0]
+            if cid in ids and cid not in out[what]:
+                out[what][cid] = (log_ns(line), scale.took(rest.split(": ", 1)[1])["total (loader)"])
+    return out
+
+
+def split_run(run, answer):
+    """One meshwire-cni run of cni_timer's (command, ms, start ns, stdin ms)
+    cut where the loader's log puts its request: (exec to exit, the netconf
+    on stdin after, before the loader read the request, the loader, after
+    its answer), ms; None where not known. Before: meshwire-cni's process
+    start, waiting for the netconf containerd writes, parsing, connecting
+    and sending, the loader's wake-up. After: the answer back, meshwire-cni's
+    output to containerd and its exit."""
+    _, ms, start, stdin = run
+    if answer is None:
+        return (ms, stdin, None, None, None)
+    logged, loader = answer
+    end = start + ms * 1e6
+    return (ms, stdin, (logged - loader * 1e6 - start) / 1e6, loader, (end - logged) / 1e6)
+
+
 # ---------------------------------------------------------------------- report
 def ms3(v):
     return " / ".join(fmt(pct(v, p)) for p in (50, 95, 99))
@@ -508,6 +555,26 @@ def report(s):
             L.append(f"| {n} | " + " | ".join(fmt(statistics.median(r[key][n])) if r[key].get(n) else "-" for r in rows) + " |")
         L.append(f"| total (loader), p99 | " + " | ".join(fmt(pct(r[key].get("total (loader)", []), 99)) for r in rows) + " |")
         L.append(f"| exec to exit (p50) | " + " | ".join(fmt(pct(r['adds' if what == 'ADD' else 'dels'], 50)) for r in rows) + " |")
+    L += ["", "Where meshwire-cni's exec-to-exit time goes under containerd, cut where the loader's log puts its request (it "
+          "logs each answer, with the time, right after writing it): *before* is from the exec to the loader reading the "
+          "request (meshwire-cni's process start, reading the netconf containerd writes, parsing, connecting; the loader's "
+          "wake-up), *loader* its own account, *after* from its answer to meshwire-cni's exit (the answer back, the result "
+          "to containerd, the exit). The log's time is taken once the answer is written, so it can only be late: *after* "
+          "is then too small (below 0 when the line came after the exit) and *before* too large by as much. *netconf on "
+          "stdin* is when the netconf containerd writes into the plugin's stdin pipe (after starting the plugin, from a "
+          "goroutine of its own) was first readable, from the spawn (cni_timer polls the pipe without reading it); p50 / "
+          "p99 of each over the timed pods, ms:", "",
+          "| pods meshed | command | exec to exit | netconf on stdin | before | loader | after |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for what, key in (("ADD", "add_split"), ("DEL", "del_split")):
+            cols = [[x[i] for x in r[key] if x[i] is not None] for i in range(5)]
+            L.append(f"| {r['pods']:,} | {what} | " + " | ".join(f"{fmt(pct(c, 50))} / {fmt(pct(c, 99))}" for c in cols) + " |")
+    L += ["", "The slowest ADDs and DELs (the slowest 3% per size, at least 3), cut the same way (ms):", "",
+          "| pods meshed | command | exec to exit | netconf on stdin | before | loader | after |", "|---|---|---|---|---|---|---|"]
+    for r in rows:
+        for what, key in (("ADD", "add_split"), ("DEL", "del_split")):
+            for x in sorted(r[key], key=lambda x: -x[0])[:max(3, len(r[key]) * 3 // 100)]:
+                L.append(f"| {r['pods']:,} | {what} | " + " | ".join(fmt(v) for v in x) + " |")
     L += ["", "The interception proofs:", ""] + [f"- {p}" for p in s.proofs] + [""]
     with open(a.out, "w") as f:
         f.write("\n".join(L))
