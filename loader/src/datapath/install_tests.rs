@@ -708,3 +708,37 @@ fn a_flow_a_pods_old_clsact_filter_writes_before_adoption_is_carried_over() {
     detached.unwrap();
     cleaned.unwrap();
 }
+
+/// A start that finds maps unpinned while the others are pinned searches
+/// the attached programs for them with its objects' map definitions. When
+/// those objects cannot be opened (here the first open fails, as on a
+/// machine short of memory), the start fails at once, naming the maps and
+/// what failed, and changes nothing: the live map is not replaced by a new,
+/// empty one, and the next start pins it again with its entries. Before,
+/// the search silently found nothing, and when the objects opened again
+/// for the upgrade's plan the start pinned a new, empty map: the live
+/// map's entries were lost.
+#[test]
+fn a_start_whose_objects_cannot_be_opened_to_find_live_maps_fails_and_changes_nothing() {
+    use crate::datapath::objects::failing_opens;
+    use crate::datapath::pins::MAP_ORIG_TUPLE4;
+    let (_fs, _cg, pins, config, _defs) = installed_with_definitions();
+    let (id, key, value) = fill_and_unpin(&pins, MAP_ORIG_TUPLE4);
+    let before = pin_state(&pins);
+
+    let failed = failing_opens::with(1, || install(&config));
+    let after = pin_state(&pins);
+    let restarted = install(&config);
+    let repinned = pins.open_map(MAP_ORIG_TUPLE4).map(|m| (m.id(), m.lookup_raw(&key).unwrap()));
+    let cleaned = cleanup(pins.root());
+
+    let e = failed.expect_err("the start cannot find the live map: it fails");
+    assert_eq!(e.errno(), Some(libc::ENOMEM), "{e:?}");
+    let m = e.message();
+    assert!(m.starts_with(&format!("map(s) {MAP_ORIG_TUPLE4} not pinned under {} though the others are", pins.maps_dir().display())), "{m}");
+    assert!(m.contains("could not be opened (opening BPF object ") && m.contains("Nothing was changed"), "{m}");
+    assert_eq!(after, before, "the failed start changed the pins");
+    restarted.unwrap();
+    assert_eq!(repinned.unwrap(), (id, Some(value)), "the next start pins the live map again, with its entry");
+    cleaned.unwrap();
+}

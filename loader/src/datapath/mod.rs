@@ -226,8 +226,26 @@ pub fn install_before_adoption(config: &Config) -> Result<upgrade::CatchUp, Erro
     // A map whose pin was removed while the programs hold it is pinned again
     // (repin.rs), or set aside for the upgrade when only its capacity
     // differs; only the others are created anew, empty. Before the upgrade
-    // plans, so that it carries what the programs' map holds.
-    let defs = if unpinned.is_empty() { Vec::new() } else { upgrade::definitions(objects::WITH_PROGRAMS).unwrap_or_default() };
+    // plans, so that it carries what the programs' map holds. Without the
+    // definitions the search would find nothing and the start pin new,
+    // empty maps in place of the live ones: it fails here instead.
+    let defs = if unpinned.is_empty() {
+        Vec::new()
+    } else {
+        match upgrade::definitions(objects::WITH_PROGRAMS) {
+            Ok(defs) => defs,
+            Err(e) => {
+                let e = e.map_message(|m| {
+                    format!(
+                        "map(s) {} not pinned under {} though the others are: finding the ones the attached programs use needs this loader's BPF objects, which could not be opened ({m}). Nothing was changed (those maps stay held by the attached programs): start again",
+                        unpinned.join(", "),
+                        pins.maps_dir().display()
+                    )
+                });
+                return Err(fail(&mut created, None, e));
+            }
+        }
+    };
     let unpinned = repin::repin_live_maps(&pins, &unpinned, &defs, &mut created.pins);
 
     // Maps an earlier version pinned with another capacity are recreated,

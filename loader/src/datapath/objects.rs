@@ -25,6 +25,8 @@ pub struct ObjectSpec {
 impl ObjectSpec {
     /// Opens the embedded object (maps pinned under `pin_root`, if given).
     pub fn open(&self, pin_root: Option<&Path>) -> libbpf::Result<Object> {
+        #[cfg(test)]
+        failing_opens::next(self.name)?;
         #[allow(unused_mut)]
         let mut obj = Object::open_mem(self.name, self.elf, pin_root)?;
         #[cfg(test)]
@@ -57,6 +59,34 @@ pub mod other_capacities {
 
     pub(super) fn current() -> Vec<(&'static str, u32)> {
         CAPACITIES.with(|c| c.borrow().clone())
+    }
+}
+
+/// Tests: the next opens of this thread's objects fail, as libbpf's
+/// would on a machine short of memory, so that what a start does when its
+/// objects cannot be opened (once, then no more) can be shown.
+#[cfg(test)]
+pub mod failing_opens {
+    use std::cell::Cell;
+
+    thread_local! {
+        static LEFT: Cell<u32> = const { Cell::new(0) };
+    }
+
+    /// Runs `f` with this thread's next `n` opens failing (ENOMEM).
+    pub fn with<T>(n: u32, f: impl FnOnce() -> T) -> T {
+        let before = LEFT.with(|c| c.replace(n));
+        let out = f();
+        LEFT.with(|c| c.set(before));
+        out
+    }
+
+    pub(super) fn next(object: &str) -> crate::libbpf::Result<()> {
+        if LEFT.with(|c| c.get()) == 0 {
+            return Ok(());
+        }
+        LEFT.with(|c| c.set(c.get() - 1));
+        Err(crate::libbpf::BpfError { what: format!("opening BPF object {object}"), source: std::io::Error::from_raw_os_error(libc::ENOMEM) })
     }
 }
 
