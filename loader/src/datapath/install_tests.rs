@@ -709,6 +709,134 @@ fn a_flow_a_pods_old_clsact_filter_writes_before_adoption_is_carried_over() {
     cleaned.unwrap();
 }
 
+/// The index of the counter `name` in mw_stats (enum mw_stat).
+fn stat(name: &str) -> u32 {
+    crate::datapath::layout::STAT_NAMES.iter().position(|n| *n == name).unwrap() as u32
+}
+
+/// mw_stats's capacity in this version (MW_STAT_MAX).
+fn stats_capacity() -> u32 {
+    crate::datapath::upgrade::definitions(crate::datapath::objects::WITH_PROGRAMS).unwrap().into_iter().find(|d| d.name == crate::datapath::pins::MAP_STATS).unwrap().max_entries
+}
+
+/// Adds `per_cpu(cpu)` to the counter `slot` of `map` on each CPU, as
+/// programs counting on those CPUs would.
+fn count_on_each_cpu(map: &crate::libbpf::MapFd, slot: u32, per_cpu: impl Fn(u64) -> u64) {
+    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() } as u64;
+    let key = slot.to_ne_bytes();
+    let entries = map.raw_entries().unwrap();
+    let now = &entries.iter().find(|(k, _)| *k == key).unwrap().1;
+    let now: Vec<u64> = now.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap())).collect();
+    let value: Vec<u8> = (0..ncpu).flat_map(|c| (now[c as usize] + per_cpu(c)).to_ne_bytes()).collect();
+    map.update_raw(&key, &value).unwrap();
+}
+
+/// A start that dies (kill -9) midway through moving hooks, after it loaded
+/// and carried the earlier version's maps over (mw_flow4, mw_stats and
+/// mw_excl_ports recreated with another capacity): the new programs on the
+/// hooks it moved write this version's maps, the old ones on the others
+/// the earlier maps, set aside. The start that resumes keeps the new
+/// map's value of a flow both maps hold (the new programs'), carries the
+/// flows only the old map has, keeps those only the new one has; adds to
+/// each counter what the old programs counted since the copy (the new ones'
+/// counts kept); and leaves the node-wide exclusions the configured ones
+/// (the loader's own entries: one the dead start removed is not brought
+/// back). Before, the old map's entries were copied over the new ones: the
+/// flow's older value won and the new programs' counts were lost.
+#[test]
+fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wrote() {
+    use crate::datapath::layout::{Flow4, Flow4Key, PortKey, DIR_OUT};
+    use crate::datapath::objects::{self, Hook, PROGRAMS};
+    use crate::datapath::pins::{MAP_EXCL_PORTS, MAP_FLOW4, MAP_STATS};
+    use crate::datapath::upgrade::Upgrade;
+    use crate::datapath::{load_object, settings_of, sync_node_exclusions, Created};
+    let (_fs, cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024), (MAP_STATS, stats_capacity() - 1), (MAP_EXCL_PORTS, 64)]);
+    let flow = |port: u16| Flow4Key { remote_ip4: 0x0a00_0001, local_ip4: 0x0a00_0002, remote_port: port, pad: 0 };
+    let dst = |port: u16| Flow4 { orig_port: port.to_be(), flags: 0, pad: 0 };
+    let (both, only_old, only_new) = (flow(4000), flow(4001), flow(4002));
+    let slot = stat("MW_STAT_TC_REDIRECTED");
+    let earlier = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
+    earlier.0.update(&both, &dst(8080)).unwrap();
+    count_on_each_cpu(&earlier.1, slot, |c| 100 * (c + 1));
+    let excluded = PortKey { netns_cookie: 0, port: 9999, dir: DIR_OUT, pad: [0; 5] };
+    pins.open_map(MAP_EXCL_PORTS).unwrap().update(&excluded, &1u8).unwrap();
+
+    // The start that is killed: set aside, loaded, carried over, the
+    // configured exclusions written, one cgroup link moved.
+    let killed = Upgrade::prepare(&pins, objects::WITH_PROGRAMS).unwrap();
+    let mut created = Created::default();
+    let loaded: Vec<_> = objects::CORE.iter().map(|spec| load_object(spec, &settings_of(&config), &pins, &Default::default(), &mut created).unwrap()).collect();
+    killed.carry_over().unwrap();
+    sync_node_exclusions(&config, &pins).unwrap();
+    let moved = PROGRAMS.iter().find(|p| p.hook == Hook::Cgroup && p.object.name == objects::SOCK.name).unwrap();
+    let prog = loaded.iter().find(|o| o.name() == moved.object.name).unwrap().program(moved.program).unwrap();
+    crate::libbpf::link_update(&crate::libbpf::obj_get(&pins.link(moved.program)).unwrap(), prog.fd(), moved.program).unwrap();
+    // The new programs write this version's maps, the old ones the earlier.
+    let new = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
+    new.0.update(&both, &dst(9090)).unwrap();
+    new.0.update(&only_new, &dst(9091)).unwrap();
+    count_on_each_cpu(&new.1, slot, |_| 10);
+    earlier.0.update(&only_old, &dst(8081)).unwrap();
+    count_on_each_cpu(&earlier.1, slot, |_| 1);
+    // kill -9: nothing rolled back, nothing finished.
+    drop((killed, created, loaded));
+
+    let resumed = install(&config);
+    let flows = pins.open_map(MAP_FLOW4).map(|m| [both, only_old, only_new].map(|k| m.lookup::<Flow4Key, Flow4>(&k).unwrap().map(|f| u16::from_be(f.orig_port))));
+    let counted = pins.open_map(MAP_STATS).map(|m| m.lookup_percpu_sum(&slot).unwrap());
+    let exclusion = pins.open_map(MAP_EXCL_PORTS).map(|m| m.lookup::<PortKey, u8>(&excluded).unwrap());
+    let leftover = pin_state(&pins).1;
+    let cleaned = cleanup(pins.root());
+    drop(cg);
+
+    resumed.unwrap();
+    assert_eq!(flows.unwrap(), [Some(9090), Some(8081), Some(9091)], "both: the new programs' value; each map's own flows carried");
+    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() } as u64;
+    assert_eq!(counted.unwrap(), (1..=ncpu).map(|c| 100 * c + 10 + 1).sum::<u64>(), "carried, plus the new programs' and the old programs' counts since");
+    assert_eq!(exclusion.unwrap(), None, "an exclusion the configuration no longer has is not brought back");
+    assert!(!leftover, "nothing left under upgrade/");
+    cleaned.unwrap();
+}
+
+/// Counters the pods' old clsact programs add to between a start that
+/// recreates mw_stats (a counter added) and adoption: a connection into a
+/// meshed pod in that window is counted by the old ingress
+/// (MW_STAT_TC_REDIRECTED) in the old mw_stats, after its values were
+/// carried over. The catch-up adds what the old map counted since the copy:
+/// the pinned counter is the old one's, none lost, none counted twice.
+/// Before, that count was lost (the pinned counter stayed at the copy).
+#[test]
+fn counts_pods_old_clsact_programs_make_before_adoption_are_caught_up() {
+    use crate::datapath::pins::MAP_STATS;
+    use crate::datapath::tc::{self, tests::veth::dial, TcAttach};
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_STATS, stats_capacity() - 1)]);
+    let slot = stat("MW_STAT_TC_REDIRECTED");
+    let earlier = pins.open_map(MAP_STATS).unwrap();
+    count_on_each_cpu(&earlier, slot, |c| 5 * (c + 1));
+    let (pair, cookie, sidecar) = meshed_pod(&pins, &config, TcAttach::Clsact);
+    let carried = earlier.lookup_percpu_sum(&slot).unwrap();
+
+    let started = crate::datapath::install_before_adoption(&config);
+    let upgraded = pins.open_map(MAP_STATS).map(|m| m.id() != earlier.id());
+    // Committed, not adopted yet: the pod's old ingress counts this one.
+    let connected = dial(&pair, 8080).map(|client| (client, sidecar.accept().unwrap()));
+    let old_counted = earlier.lookup_percpu_sum(&slot).unwrap();
+    let adopted = tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact);
+    let caught_up = started.map(crate::datapath::upgrade::CatchUp::run);
+    let pinned = pins.open_map(MAP_STATS).map(|m| m.lookup_percpu_sum(&slot).unwrap());
+    drop(connected);
+    let detached = tc::detach_pod(&pins, cookie, Some((&pair.pod_path(), "eth0")));
+    let cleaned = cleanup(pins.root());
+
+    caught_up.unwrap();
+    assert!(upgraded.unwrap(), "the start recreated mw_stats");
+    adopted.unwrap();
+    assert!(old_counted > carried, "the old ingress counted the connection in the old mw_stats ({carried} -> {old_counted})");
+    assert_eq!(pinned.unwrap(), old_counted, "the pinned counter has every count of the old one");
+    detached.unwrap();
+    cleaned.unwrap();
+}
+
 /// A start that finds maps unpinned while the others are pinned searches
 /// the attached programs for them with its objects' map definitions. When
 /// those objects cannot be opened (here the first open fails, as on a

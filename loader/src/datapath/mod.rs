@@ -546,7 +546,7 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let _lock = pins.lock().or_os(|| format!("locking {}", pins.root().display()))?;
     let mut removed = tc::remove_all_pins(&pins)?;
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
-    let maps = pins::ALL_MAPS.iter().flat_map(|m| [pins.map(m), pins.map_set_aside(m)]).chain(pins::RETIRED_MAPS.iter().map(|m| pins.map(m)));
+    let maps = pins::ALL_MAPS.iter().flat_map(|m| [pins.map(m), pins.map_set_aside(m), pins.map_carried(m)]).chain(pins::RETIRED_MAPS.iter().map(|m| pins.map(m)));
     for path in links.chain(maps) {
         if path.starts_with(pins.links_dir()) {
             // Detach at once rather than when the kernel gets round to it.

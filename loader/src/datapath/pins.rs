@@ -3,6 +3,8 @@
 //! ```text
 //! <pin_dir>/maps/<map name>      maps, pinned by libbpf (LIBBPF_PIN_BY_NAME)
 //! <pin_dir>/upgrade/<map name>   an earlier version's map during an upgrade
+//! <pin_dir>/upgrade/<map name>~carried
+//!                                a counters map's values the upgrade carried over
 //! <pin_dir>/links/<program name> cgroup links: the attachment outlives the loader
 //! <pin_dir>/progs/<program name> tc programs, attached per pod from these pins
 //! <pin_dir>/pods/<cookie>/tc_ingress_<hex ifname>, tc_egress_<hex ifname>  (one pair per interface)
@@ -192,6 +194,14 @@ impl Pins {
     /// refuses names with a dot, and no map name can collide there.
     pub fn map_set_aside(&self, name: &str) -> PathBuf {
         self.upgrade_dir().join(name)
+    }
+
+    /// Where an upgrade keeps, for a map of counters ([`super::upgrade::COUNTERS`]),
+    /// the values it carried over from the earlier map: what that map had
+    /// counted when the copy was made, so that a start resuming one that
+    /// died, and the catch-up after adoption, add only what it counted since.
+    pub fn map_carried(&self, name: &str) -> PathBuf {
+        self.upgrade_dir().join(format!("{name}~carried"))
     }
 
     pub fn upgrade_dir(&self) -> PathBuf {

@@ -14,7 +14,13 @@
 //! Entries the old programs write between the copy and that move are lost:
 //! a few microseconds of new connections' state, at most. Pods' clsact
 //! filters move later, in adoption: what their old programs write until
-//! then is carried over once it is done ([`CatchUp`]).
+//! then is carried over once it is done ([`CatchUp`]). Counters
+//! ([`COUNTERS`]) are carried by adding, from the values the copy took
+//! (pinned at [`Pins::map_carried`] until the start commits): a start that
+//! resumes one that died, and the catch-up, add what the old map counted
+//! since. A start that resumes one that died after it loaded (this
+//! version's map already pinned, written by the new programs on the hooks
+//! it moved) copies only the keys that map lacks: its value is the newer.
 //!
 //! One change of value layout is carried over too: a map in [`WIDENED`],
 //! whose value an earlier version had shorter, gets each entry with the old
@@ -58,15 +64,26 @@ fn widened(old: &MapInfo, def: &MapInfo) -> bool {
         && (old.map_type, old.key_size, old.map_flags) == (def.map_type, def.key_size, def.map_flags)
 }
 
+/// Maps of counters (u64 per CPU, which the programs only ever add to):
+/// carried over by adding, not by copying ([`Upgrade::carry_over`],
+/// [`CatchUp`]), so that a counter neither goes back nor loses a count.
+pub const COUNTERS: &[&str] = &[pins::MAP_STATS];
+
 /// One map being upgraded.
 #[derive(Debug)]
 struct Moved {
     name: String,
     pin: PathBuf,
     aside: PathBuf,
+    /// A map of [`COUNTERS`]: where the values carried over are pinned.
+    carried: Option<PathBuf>,
     old: MapInfo,
     /// The value grew at its end ([`WIDENED`]).
     widened: bool,
+    /// A start that died after it loaded left this version's map pinned
+    /// (and set the earlier one aside): the new programs on the hooks it
+    /// moved may have written it since.
+    resumed: bool,
 }
 
 /// The maps set aside for this start; empty when nothing changed.
@@ -139,7 +156,9 @@ fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
             ))
         })?;
         refuse_if_it_does_not_fit(pins, &fd, &old, &def)?;
-        plan.push(Moved { name: def.name, pin, aside, old, widened });
+        let resumed = current == &aside && MapFd::open_pinned(&pin).is_ok_and(|m| m.info().is_ok_and(|i| i.same_shape(&def)));
+        let carried = (COUNTERS.contains(&def.name.as_str()) && !widened).then(|| pins.map_carried(&def.name));
+        plan.push(Moved { name: def.name, pin, aside, carried, old, widened, resumed });
     }
     Ok(plan)
 }
@@ -194,7 +213,12 @@ impl Upgrade {
     }
 
     /// After the objects loaded (libbpf created and pinned the new maps):
-    /// copies every entry of the old maps into the new ones.
+    /// copies every entry of the old maps into the new ones. Resuming a
+    /// start that died after it loaded (`resumed`), the new map may hold
+    /// what the new programs wrote on the hooks that start moved: only the
+    /// keys it lacks are copied (its value is the newer; the loader's own
+    /// entries, the pods' and exclusions, are written again by this start
+    /// and adoption after the copy). Counters are added ([`COUNTERS`]).
     pub fn carry_over(&self) -> Result<(), Error> {
         for m in &self.moved {
             let old = MapFd::open_pinned(&m.aside)?;
@@ -204,9 +228,16 @@ impl Upgrade {
                 log::info!("upgrade: map {} starts empty (capacity {} -> {capacity}; it holds no entries to carry)", m.name, m.old.max_entries);
                 continue;
             }
-            let n = if m.widened { old.copy_entries_widened_into(&new) } else { old.copy_entries_into(&new) };
-            let n = n.map_err(|e| Error::from(e).context(format_args!("upgrade: map {}", m.name)))?;
-            log::info!("upgrade: map {}: {n} entries carried over (capacity {} -> {capacity}, value {} -> {} B)", m.name, m.old.max_entries, m.old.value_size, new.info()?.value_size);
+            let n = match (&m.carried, m.widened, m.resumed) {
+                (Some(carried), _, _) => carry_counts(&old, &new, carried, m.resumed),
+                (None, true, false) => old.copy_entries_widened_into(&new).map_err(Error::from),
+                (None, true, true) => old.copy_missing_entries_widened_into(&new).map_err(Error::from),
+                (None, false, false) => old.copy_entries_into(&new).map_err(Error::from),
+                (None, false, true) => old.copy_missing_entries_into(&new).map_err(Error::from),
+            };
+            let n = n.map_err(|e| e.context(format_args!("upgrade: map {}", m.name)))?;
+            let how = if m.resumed { ", resuming a start that died: keys this version's map held kept its values" } else { "" };
+            log::info!("upgrade: map {}: {n} entries carried over (capacity {} -> {capacity}, value {} -> {} B{how})", m.name, m.old.max_entries, m.old.value_size, new.info()?.value_size);
         }
         Ok(())
     }
@@ -215,6 +246,7 @@ impl Upgrade {
     /// ones go back where they were.
     pub fn put_back(&self) {
         for m in &self.moved {
+            remove_carried(m);
             if !m.aside.exists() {
                 continue;
             }
@@ -237,6 +269,7 @@ impl Upgrade {
     pub fn finish(self, pins: &Pins) -> CatchUp {
         let catch_up = CatchUp::of(&self.moved);
         for m in &self.moved {
+            remove_carried(m);
             if let Err(e) = std::fs::remove_file(&m.aside) {
                 log::warn!("upgrade: removing {}: {e}", m.aside.display());
             }
@@ -250,6 +283,40 @@ impl Upgrade {
             }
         }
         catch_up
+    }
+}
+
+/// Carries the counters of `old` into `new` (a map of [`COUNTERS`]):
+/// `new` gets what `old` counted, and the values carried are pinned at
+/// `carried` (before any hook moves to the new programs). Resuming a start
+/// that died after that (`resumed`, `carried` pinned), `new` holds those
+/// values plus what the new programs counted since: only what `old` counted
+/// since is added. Returns how many entries.
+fn carry_counts(old: &MapFd, new: &MapFd, carried: &std::path::Path, resumed: bool) -> Result<usize, Error> {
+    if resumed {
+        if let Ok(baseline) = MapFd::open_pinned(carried) {
+            let now = old.add_counts_since_into(&baseline.raw_entries()?, new)?;
+            baseline.update_raw_entries(&now)?;
+            return Ok(now.len());
+        }
+        // The start that died had not pinned them: no hook had moved yet,
+        // the new programs counted nothing.
+    }
+    let now = old.raw_entries()?;
+    new.update_raw_entries(&now)?;
+    let baseline = MapFd::create_like(&old.info()?)?;
+    baseline.update_raw_entries(&now)?;
+    super::tc::replace_pin(&baseline, carried)?;
+    Ok(now.len())
+}
+
+fn remove_carried(m: &Moved) {
+    if let Some(carried) = &m.carried {
+        match std::fs::remove_file(carried) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(e) => log::warn!("upgrade: removing {}: {e}", carried.display()),
+        }
     }
 }
 
@@ -281,20 +348,28 @@ const WRITTEN_BY_TC: &[&str] =
 /// both maps hold keeps the new map's value (the new programs' is newer);
 /// a flow the new programs closed meanwhile may come back, as a stale
 /// entry of an LRU map that the tuple's next SYN replaces.
+///
+/// The counters ([`COUNTERS`]) the old tc programs add to meanwhile are
+/// caught up too: the new map gets what the old one counted since the
+/// values the start carried over.
 #[derive(Default)]
 #[must_use = "run it once adoption has moved every clsact filter"]
 pub struct CatchUp {
-    /// (name, old map, new map).
-    maps: Vec<(String, MapFd, MapFd)>,
+    /// (name, old map, new map, for counters the values carried over).
+    maps: Vec<(String, MapFd, MapFd, Option<MapFd>)>,
 }
 
 impl CatchUp {
     fn of(moved: &[Moved]) -> CatchUp {
         let mut maps = Vec::new();
-        for m in moved.iter().filter(|m| WRITTEN_BY_TC.contains(&m.name.as_str()) && !m.widened && m.old.entries_copyable()) {
-            match (MapFd::open_pinned(&m.aside), MapFd::open_pinned(&m.pin)) {
-                (Ok(old), Ok(new)) => maps.push((m.name.clone(), old, new)),
-                (Err(e), _) | (_, Err(e)) => log::warn!("upgrade: map {}: entries pods' clsact filters write before adoption moves them cannot be carried over: {e}", m.name),
+        let caught_up = |m: &&Moved| (WRITTEN_BY_TC.contains(&m.name.as_str()) || m.carried.is_some()) && !m.widened && m.old.entries_copyable();
+        for m in moved.iter().filter(caught_up) {
+            let carried = m.carried.as_ref().map(|c| MapFd::open_pinned(c)).transpose();
+            match (MapFd::open_pinned(&m.aside), MapFd::open_pinned(&m.pin), carried) {
+                (Ok(old), Ok(new), Ok(carried)) => maps.push((m.name.clone(), old, new, carried)),
+                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
+                    log::warn!("upgrade: map {}: what pods' clsact filters write before adoption moves them cannot be carried over: {e}", m.name)
+                }
             }
         }
         CatchUp { maps }
@@ -302,13 +377,18 @@ impl CatchUp {
 
     /// Adoption has moved every pod's clsact filters to the new programs:
     /// the entries the old programs wrote into the old maps meanwhile, and
-    /// the new maps lack, are copied; then the old maps are let go.
+    /// the new maps lack, are copied, and what they counted is added; then
+    /// the old maps are let go.
     pub fn run(self) {
-        for (name, old, new) in self.maps {
-            match old.copy_missing_entries_into(&new) {
+        for (name, old, new, carried) in self.maps {
+            let done = match &carried {
+                Some(carried) => carried.raw_entries().and_then(|since| old.add_counts_since_into(&since, &new)).map(|_| 0),
+                None => old.copy_missing_entries_into(&new),
+            };
+            match done {
                 Ok(0) => {}
                 Ok(n) => log::info!("upgrade: map {name}: {n} entries written by pods' old tc programs before adoption moved them, carried over"),
-                Err(e) => log::warn!("upgrade: map {name}: carrying over the entries written before adoption: {e}"),
+                Err(e) => log::warn!("upgrade: map {name}: carrying over what was written before adoption: {e}"),
             }
         }
     }

@@ -8,9 +8,7 @@ use std::ptr;
 
 use libbpf_sys as sys;
 
-#[cfg(test)]
-use super::cstr::cstring;
-use super::cstr::c_str_lossy;
+use super::cstr::{c_str_lossy, cstring};
 use super::error::{BpfError, Result, check, errno_error};
 use super::pin::obj_get;
 
@@ -233,6 +231,97 @@ impl MapFd {
         self.copy_entries(dst, true, false)
     }
 
+    /// [`Self::copy_entries_widened_into`] of only the keys `dst` does not
+    /// hold (as [`Self::copy_missing_entries_into`]).
+    pub fn copy_missing_entries_widened_into(&self, dst: &MapFd) -> Result<usize> {
+        self.copy_entries(dst, true, true)
+    }
+
+    /// How many bytes one value takes in a lookup or update: value_size,
+    /// or for a per-CPU map every possible CPU's, each rounded up to 8.
+    fn value_len(&self) -> Result<usize> {
+        if !self.info.is_percpu() {
+            return Ok(self.info.value_size as usize);
+        }
+        let ncpu = unsafe { sys::libbpf_num_possible_cpus() };
+        let ncpu = check(ncpu, || "counting possible CPUs".to_string())? as usize;
+        Ok((self.info.value_size as usize).div_ceil(8) * 8 * ncpu)
+    }
+
+    /// Every entry, as raw bytes: (key, value), a per-CPU value with every
+    /// CPU's (as [`Self::value_len`]). An entry gone during the walk is left out.
+    pub fn raw_entries(&self) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let len = self.value_len()?;
+        let mut entries = Vec::new();
+        for key in self.raw_keys()? {
+            let mut value = vec![0u8; len.max(1)];
+            let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
+            if ret == -libc::ENOENT {
+                continue;
+            }
+            check(ret, || format!("looking up map {}", self.path.display()))?;
+            entries.push((key, value));
+        }
+        Ok(entries)
+    }
+
+    /// Writes `entries` (as [`Self::raw_entries`] gives them), replacing
+    /// the values of keys the map holds.
+    pub fn update_raw_entries(&self, entries: &[(Vec<u8>, Vec<u8>)]) -> Result<()> {
+        let len = self.value_len()?;
+        for (key, value) in entries {
+            if key.len() != self.info.key_size as usize || value.len() != len {
+                return Err(BpfError {
+                    what: format!("updating map {}", self.path.display()),
+                    source: io::Error::new(io::ErrorKind::InvalidInput, format!("an entry of {}/{} bytes, the map's are {}/{len}", key.len(), value.len(), self.info.key_size)),
+                });
+            }
+            let ret = unsafe { sys::bpf_map_update_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_ptr() as *const c_void, sys::BPF_ANY as u64) };
+            check(ret, || format!("updating map {}", self.path.display()))?;
+        }
+        Ok(())
+    }
+
+    /// For counters (u64 values, per CPU or not, in maps of the same type
+    /// and sizes): adds to each entry of `dst` what this map's counted since
+    /// `since` (its [`Self::raw_entries`] earlier; a key not there counts
+    /// from 0), u64 by u64, CPU by CPU. Returns this map's entries as they
+    /// were read (the next `since`). A count `dst`'s programs make between
+    /// the read and the write of an entry is lost (a userspace update
+    /// writes the whole value).
+    pub fn add_counts_since_into(&self, since: &[(Vec<u8>, Vec<u8>)], dst: &MapFd) -> Result<Vec<(Vec<u8>, Vec<u8>)>> {
+        let (from, to) = (&self.info, &dst.info);
+        if (from.map_type, from.key_size, from.value_size) != (to.map_type, to.key_size, to.value_size) || from.value_size % 8 != 0 || !from.entries_copyable() {
+            return Err(BpfError {
+                what: format!("adding the counts of map {} into {}", self.path.display(), dst.path.display()),
+                source: io::Error::new(io::ErrorKind::InvalidInput, "the maps differ in type or sizes, or their values are not u64 counters"),
+            });
+        }
+        let now = self.raw_entries()?;
+        let words = |v: &[u8]| v.chunks_exact(8).map(|w| u64::from_ne_bytes(w.try_into().unwrap())).collect::<Vec<u64>>();
+        for (key, value) in &now {
+            let before = since.iter().find(|(k, _)| k == key).map(|(_, v)| words(v)).unwrap_or_default();
+            let mut sum = vec![0u8; value.len()];
+            let ret = unsafe { sys::bpf_map_lookup_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, sum.as_mut_ptr() as *mut c_void) };
+            check(ret, || format!("looking up map {}", dst.path.display()))?;
+            let added: Vec<u8> = words(&sum)
+                .iter()
+                .zip(words(value))
+                .enumerate()
+                .flat_map(|(i, (&have, counted))| have.wrapping_add(counted.wrapping_sub(before.get(i).copied().unwrap_or(0))).to_ne_bytes())
+                .collect();
+            let ret = unsafe { sys::bpf_map_update_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, added.as_ptr() as *const c_void, sys::BPF_ANY as u64) };
+            check(ret, || format!("updating map {}", dst.path.display()))?;
+        }
+        Ok(now)
+    }
+
+    /// A new map (not pinned) with `info`'s type, sizes, capacity and flags.
+    pub fn create_like(info: &MapInfo) -> Result<MapFd> {
+        let fd = map_create_like(info, info.max_entries)?;
+        MapFd::new(fd, PathBuf::from(format!("<a new {}>", info.name)))
+    }
+
     fn copy_entries(&self, dst: &MapFd, widen: bool, only_missing: bool) -> Result<usize> {
         let (from, to) = (&self.info, &dst.info);
         let sizes_fit = if widen { from.value_size < to.value_size && !from.is_percpu() } else { from.value_size == to.value_size };
@@ -242,13 +331,7 @@ impl MapFd {
                 source: io::Error::new(io::ErrorKind::InvalidInput, "the maps differ in type or sizes, or entries of this type cannot be copied"),
             });
         }
-        let value_len = if from.is_percpu() {
-            let ncpu = unsafe { sys::libbpf_num_possible_cpus() };
-            let ncpu = check(ncpu, || "counting possible CPUs".to_string())? as usize;
-            (from.value_size as usize).div_ceil(8) * 8 * ncpu
-        } else {
-            to.value_size as usize
-        };
+        let value_len = if from.is_percpu() { self.value_len()? } else { to.value_size as usize };
         let mut value = vec![0u8; value_len.max(1)];
         let mut copied = 0;
         let flags = if only_missing { sys::BPF_NOEXIST } else { sys::BPF_ANY } as u64;
@@ -372,9 +455,8 @@ pub fn array_map_create(name: &str, value_size: u32, max_entries: u32) -> Result
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// For tests: a map shaped like `def` but with `max_entries` (an earlier
+/// A map shaped like `def` but with `max_entries` (tests: an earlier
 /// version's pin).
-#[cfg(test)]
 pub fn map_create_like(def: &MapInfo, max_entries: u32) -> Result<OwnedFd> {
     let c = cstring(&def.name);
     let opts = sys::bpf_map_create_opts {
