@@ -515,6 +515,24 @@ fn flow_of(peer: std::net::SocketAddr) -> crate::datapath::layout::Flow4Key {
     crate::datapath::layout::Flow4Key { remote_ip4: u32::from(VETH_REMOTE).to_be(), local_ip4: u32::from(VETH_POD).to_be(), remote_port: peer.port().to_be(), pad: 0 }
 }
 
+/// A connection from the remote namespace to the pod's 8080, which its
+/// sidecar accepts: the client's end, the sidecar's, the flow's mw_flow4 key.
+fn connect_to_pod(pair: &crate::datapath::tc::tests::veth::NetnsPair, sidecar: &std::net::TcpListener) -> std::io::Result<(std::net::TcpStream, std::net::TcpStream, crate::datapath::layout::Flow4Key)> {
+    crate::datapath::tc::tests::veth::dial(pair, 8080).map(|client| {
+        let (server, peer) = sidecar.accept().unwrap();
+        (client, server, flow_of(peer))
+    })
+}
+
+/// The sidecar answers "pong" on `server`: what `client` reads (the egress
+/// rewrites the reply from the flow).
+fn pong(mut client: std::net::TcpStream, mut server: std::net::TcpStream) -> std::io::Result<[u8; 4]> {
+    use std::io::{Read, Write};
+    server.write_all(b"pong")?;
+    let mut buf = [0u8; 4];
+    client.read_exact(&mut buf).map(|()| buf)
+}
+
 /// A start that upgrades in place (mw_flow4 pinned by an earlier version
 /// with another capacity) and fails after it moved hooks onto its programs:
 /// here mw_tc_egress's pin is in the way (a directory), so every cgroup
@@ -534,7 +552,7 @@ fn a_start_that_fails_after_moving_hooks_moves_each_back_to_its_program() {
     use crate::datapath::layout::{Flow4, Flow4Key};
     use crate::datapath::objects::{self, Hook, PROGRAMS};
     use crate::datapath::pins::MAP_FLOW4;
-    use crate::datapath::tc::{self, tests::veth::*, TcAttach};
+    use crate::datapath::tc::{self, TcAttach};
     let fs = PrivateBpffs::new();
     let cg = TempCgroup::new();
     let pins = Pins::new(&fs.path().join("meshwire"));
@@ -558,10 +576,7 @@ fn a_start_that_fails_after_moving_hooks_moves_each_back_to_its_program() {
     let pinned = pins.open_map(MAP_FLOW4).map(|m| (m.id(), m.lookup::<Flow4Key, Flow4>(&old_flow.0).unwrap()));
     // A connection from the remote namespace to the pod's 8080, which the
     // sidecar accepts: its flow, as the pinned mw_flow4 has it.
-    let connected = dial(&pair, 8080).map(|client| {
-        let (server, peer) = sidecar.accept().unwrap();
-        (client, server, flow_of(peer))
-    });
+    let connected = connect_to_pod(&pair, &sidecar);
     let new_flow = connected.as_ref().ok().map(|(_, _, key)| (*key, pins.open_map(MAP_FLOW4).unwrap().lookup::<Flow4Key, Flow4>(key).unwrap()));
 
     std::fs::remove_dir(&egress_pin).unwrap();
@@ -672,8 +687,7 @@ fn a_failed_start_detaches_the_sk_msg_verdict_it_attached_where_there_was_none()
 fn a_flow_a_pods_old_clsact_filter_writes_before_adoption_is_carried_over() {
     use crate::datapath::layout::{Flow4, Flow4Key};
     use crate::datapath::pins::MAP_FLOW4;
-    use crate::datapath::tc::{self, tests::veth::dial, TcAttach};
-    use std::io::{Read, Write};
+    use crate::datapath::tc::{self, TcAttach};
     let (_fs, _cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024)]);
     let earlier = pins.open_map(MAP_FLOW4).unwrap();
     let (pair, cookie, sidecar) = meshed_pod(&pins, &config, TcAttach::Clsact);
@@ -681,21 +695,14 @@ fn a_flow_a_pods_old_clsact_filter_writes_before_adoption_is_carried_over() {
     let started = crate::datapath::install_before_adoption(&config);
     let upgraded = pins.open_map(MAP_FLOW4).map(|m| m.id() != earlier.id());
     // Committed, not adopted yet: the pod's old ingress steers this one.
-    let connected = dial(&pair, 8080).map(|client| {
-        let (server, peer) = sidecar.accept().unwrap();
-        (client, server, flow_of(peer))
-    });
+    let connected = connect_to_pod(&pair, &sidecar);
     let in_old_map = connected.as_ref().ok().map(|(_, _, key)| earlier.lookup::<Flow4Key, Flow4>(key).unwrap().is_some());
     // Adoption moves the pod's filters to the new programs; then the catch-up.
     let adopted = tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact);
     let caught_up = started.map(crate::datapath::upgrade::CatchUp::run);
     let pinned = connected.as_ref().ok().map(|(_, _, key)| pins.open_map(MAP_FLOW4).unwrap().lookup::<Flow4Key, Flow4>(key).unwrap());
     // The sidecar answers: the new egress rewrites the reply from the flow.
-    let reply = connected.map(|(mut client, mut server, _)| {
-        server.write_all(b"pong").unwrap();
-        let mut buf = [0u8; 4];
-        client.read_exact(&mut buf).map(|()| buf)
-    });
+    let reply = connected.map(|(client, server, _)| pong(client, server));
     let detached = tc::detach_pod(&pins, cookie, Some((&pair.pod_path(), "eth0")));
     let cleaned = cleanup(pins.root());
 
@@ -808,7 +815,7 @@ fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wr
 #[test]
 fn counts_pods_old_clsact_programs_make_before_adoption_are_caught_up() {
     use crate::datapath::pins::MAP_STATS;
-    use crate::datapath::tc::{self, tests::veth::dial, TcAttach};
+    use crate::datapath::tc::{self, TcAttach};
     let (_fs, _cg, pins, config) = installed_as(&[(MAP_STATS, stats_capacity() - 1)]);
     let slot = stat("MW_STAT_TC_REDIRECTED");
     let earlier = pins.open_map(MAP_STATS).unwrap();
@@ -819,7 +826,7 @@ fn counts_pods_old_clsact_programs_make_before_adoption_are_caught_up() {
     let started = crate::datapath::install_before_adoption(&config);
     let upgraded = pins.open_map(MAP_STATS).map(|m| m.id() != earlier.id());
     // Committed, not adopted yet: the pod's old ingress counts this one.
-    let connected = dial(&pair, 8080).map(|client| (client, sidecar.accept().unwrap()));
+    let connected = connect_to_pod(&pair, &sidecar);
     let old_counted = earlier.lookup_percpu_sum(&slot).unwrap();
     let adopted = tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact);
     let caught_up = started.map(crate::datapath::upgrade::CatchUp::run);
@@ -868,5 +875,59 @@ fn a_start_whose_objects_cannot_be_opened_to_find_live_maps_fails_and_changes_no
     assert_eq!(after, before, "the failed start changed the pins");
     restarted.unwrap();
     assert_eq!(repinned.unwrap(), (id, Some(value)), "the next start pins the live map again, with its entry");
+    cleaned.unwrap();
+}
+
+/// A loader that stops (killed, or its adoption failed) between a start
+/// that recreated mw_flow4 and mw_stats and the end of adoption: a
+/// connection into a clsact pod in that window has its flow written and
+/// counted by the pod's old ingress into the old maps, and the catch-up
+/// never runs. The old maps stay pinned under catch-up/ (the old mw_stats
+/// with the values carried from it), so the next start (the same version:
+/// nothing to upgrade) catches up from them after its own adoption: the flow
+/// is in the pinned mw_flow4, the sidecar's reply comes back through the
+/// new egress, the counter has the old ingress's count, and catch-up/ is
+/// gone. Before, the old maps were held only by the dead loader's
+/// descriptors: the flow and the count were lost.
+#[test]
+fn what_pods_old_clsact_programs_write_before_a_loader_dies_in_adoption_is_caught_up_by_the_next_start() {
+    use crate::datapath::layout::{Flow4, Flow4Key};
+    use crate::datapath::pins::{MAP_FLOW4, MAP_STATS};
+    use crate::datapath::tc::{self, TcAttach};
+    use crate::datapath::upgrade::CatchUp;
+    let (_fs, _cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024), (MAP_STATS, stats_capacity() - 1)]);
+    let slot = stat("MW_STAT_TC_REDIRECTED");
+    let earlier = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
+    let (pair, cookie, sidecar) = meshed_pod(&pins, &config, TcAttach::Clsact);
+
+    let started = crate::datapath::install_before_adoption(&config);
+    let connected = connect_to_pod(&pair, &sidecar);
+    let in_old_map = connected.as_ref().ok().map(|(_, _, key)| earlier.0.lookup::<Flow4Key, Flow4>(key).unwrap().is_some());
+    let old_counted = earlier.1.lookup_percpu_sum(&slot).unwrap();
+    let staged = files(&pins.catch_up_dir()).len();
+    // The loader dies before its adoption is done: no catch-up.
+    let died = started.map(drop);
+    drop(earlier);
+
+    let restarted = crate::datapath::install_before_adoption(&config);
+    let adopted = tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact);
+    let caught_up = restarted.map(CatchUp::run);
+    let pinned = connected.as_ref().ok().map(|(_, _, key)| pins.open_map(MAP_FLOW4).unwrap().lookup::<Flow4Key, Flow4>(key).unwrap());
+    let counted = pins.open_map(MAP_STATS).map(|m| m.lookup_percpu_sum(&slot).unwrap());
+    let left = pins.catch_up_dir().exists();
+    let reply = connected.map(|(client, server, _)| pong(client, server));
+    let detached = tc::detach_pod(&pins, cookie, Some((&pair.pod_path(), "eth0")));
+    let cleaned = cleanup(pins.root());
+
+    died.unwrap();
+    caught_up.unwrap();
+    adopted.unwrap();
+    assert_eq!(in_old_map, Some(true), "the old ingress wrote the flow into the old mw_flow4");
+    assert_eq!(pinned.expect("a connection to the pod").map(|f| u16::from_be(f.orig_port)), Some(8080), "the next start caught the flow up");
+    assert_eq!(counted.unwrap(), old_counted, "and the old ingress's count");
+    assert_eq!(staged, 3, "the old mw_flow4, the old mw_stats and its carried values wait under catch-up/");
+    assert!(!left, "catch-up/ is gone once it ran");
+    assert_eq!(reply.unwrap().expect("the sidecar's reply, through the new egress"), *b"pong");
+    detached.unwrap();
     cleaned.unwrap();
 }

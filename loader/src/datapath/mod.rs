@@ -531,7 +531,7 @@ fn sync_node_wide<K: Copy + PartialEq>(map: &MapFd, want: &[K], node_wide: impl 
 }
 
 fn remove_empty_dirs(pins: &Pins) {
-    for dir in [pins.links_dir(), pins.maps_dir(), pins.progs_dir(), pins.pods_dir(), pins.upgrade_dir(), pins.root().to_path_buf()] {
+    for dir in [pins.links_dir(), pins.maps_dir(), pins.progs_dir(), pins.pods_dir(), pins.upgrade_dir(), pins.catch_up_dir(), pins.root().to_path_buf()] {
         let _ = std::fs::remove_dir(dir);
     }
 }
@@ -547,7 +547,8 @@ pub fn cleanup(pin_dir: &Path) -> Result<Vec<PathBuf>, Error> {
     let mut removed = tc::remove_all_pins(&pins)?;
     let links = PROGRAMS.iter().filter(|p| p.hook == Hook::Cgroup).map(|p| pins.link(p.program));
     let maps = pins::ALL_MAPS.iter().flat_map(|m| [pins.map(m), pins.map_set_aside(m), pins.map_carried(m)]).chain(pins::RETIRED_MAPS.iter().map(|m| pins.map(m)));
-    for path in links.chain(maps) {
+    let staged = pins.staged_maps().into_iter().flat_map(|(_, p)| [Pins::staged_carried(&p), p]);
+    for path in links.chain(maps).chain(staged) {
         if path.starts_with(pins.links_dir()) {
             // Detach at once rather than when the kernel gets round to it.
             libbpf::detach_pinned_link(&path)?;

@@ -5,6 +5,9 @@
 //! <pin_dir>/upgrade/<map name>   an earlier version's map during an upgrade
 //! <pin_dir>/upgrade/<map name>~carried
 //!                                a counters map's values the upgrade carried over
+//! <pin_dir>/catch-up/<map name>~<map id>, <map name>~<map id>~carried
+//!                                an upgraded map's earlier one (and its carried values)
+//!                                from the start's commit to the catch-up after adoption
 //! <pin_dir>/links/<program name> cgroup links: the attachment outlives the loader
 //! <pin_dir>/progs/<program name> tc programs, attached per pod from these pins
 //! <pin_dir>/pods/<cookie>/tc_ingress_<hex ifname>, tc_egress_<hex ifname>  (one pair per interface)
@@ -202,6 +205,46 @@ impl Pins {
     /// died, and the catch-up after adoption, add only what it counted since.
     pub fn map_carried(&self, name: &str) -> PathBuf {
         self.upgrade_dir().join(format!("{name}~carried"))
+    }
+
+    /// Where an upgrade's earlier maps that pods' clsact filters still
+    /// write wait, from the start's commit until the catch-up after
+    /// adoption has carried what they wrote (upgrade::CatchUp): a loader
+    /// that dies before that leaves them for the next start to catch up.
+    pub fn catch_up_dir(&self) -> PathBuf {
+        self.root.join("catch-up")
+    }
+
+    /// The earlier map `name` (kernel id `id`) waiting for the catch-up;
+    /// the id tells apart two that wait for the same name (a second
+    /// upgrade before a catch-up was done).
+    pub fn map_staged(&self, name: &str, id: u32) -> PathBuf {
+        self.catch_up_dir().join(format!("{name}~{id}"))
+    }
+
+    /// The values an upgrade carried over from the counters map staged at
+    /// `staged` ([`Self::map_staged`]).
+    pub fn staged_carried(staged: &Path) -> PathBuf {
+        let name = staged.file_name().map(|n| n.to_string_lossy().into_owned()).unwrap_or_default();
+        staged.with_file_name(format!("{name}~carried"))
+    }
+
+    /// The maps waiting for the catch-up: (map name, pin), in order.
+    pub fn staged_maps(&self) -> Vec<(&'static str, PathBuf)> {
+        let Ok(dir) = std::fs::read_dir(self.catch_up_dir()) else {
+            return Vec::new();
+        };
+        let mut staged: Vec<(&'static str, PathBuf)> = dir
+            .filter_map(|e| {
+                let e = e.ok()?;
+                let file = e.file_name().into_string().ok()?;
+                let (name, id) = file.rsplit_once('~')?;
+                id.parse::<u32>().ok()?;
+                Some((*ALL_MAPS.iter().find(|m| **m == name)?, e.path()))
+            })
+            .collect();
+        staged.sort();
+        staged
     }
 
     pub fn upgrade_dir(&self) -> PathBuf {

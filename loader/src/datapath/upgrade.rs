@@ -264,11 +264,22 @@ impl Upgrade {
 
     /// The new datapath is in place: the old maps' pins go, and those of
     /// maps this version no longer has (the programs that used them were
-    /// replaced; a map lives on while a program still holds it). Returns the
-    /// old maps pods' clsact filters may still write ([`CatchUp`]), open.
+    /// replaced; a map lives on while a program still holds it). The old
+    /// maps pods' clsact filters may still write are pinned under
+    /// [`Pins::catch_up_dir`] instead, until the catch-up; returns it
+    /// ([`CatchUp`]), with those an earlier loader left there.
     pub fn finish(self, pins: &Pins) -> CatchUp {
-        let catch_up = CatchUp::of(&self.moved);
+        let mut unstaged = Vec::new();
         for m in &self.moved {
+            if caught_up(m) {
+                match stage(pins, m) {
+                    Ok(()) => continue,
+                    Err(e) => {
+                        log::warn!("upgrade: map {}: keeping the earlier map for the catch-up after adoption: {e}; if this loader stops before that, what pods' old clsact programs write meanwhile is lost", m.name);
+                        unstaged.extend(Staged::open(&m.name, &m.aside, &m.pin, m.carried.as_deref()).ok().map(|s| Staged { pins: Vec::new(), ..s }));
+                    }
+                }
+            }
             remove_carried(m);
             if let Err(e) = std::fs::remove_file(&m.aside) {
                 log::warn!("upgrade: removing {}: {e}", m.aside.display());
@@ -282,8 +293,31 @@ impl Upgrade {
                 Err(e) => log::warn!("upgrade: removing {}: {e}", pins.map(name).display()),
             }
         }
-        catch_up
+        CatchUp::of(pins, unstaged)
     }
+}
+
+/// Whether pods' clsact filters may write the old map `m` until adoption:
+/// [`WRITTEN_BY_TC`] and [`COUNTERS`] (the others are the loader's, or
+/// only cgroup programs write them), copyable.
+fn caught_up(m: &Moved) -> bool {
+    (WRITTEN_BY_TC.contains(&m.name.as_str()) || m.carried.is_some()) && !m.widened && m.old.entries_copyable()
+}
+
+/// Moves the old map `m` (and its carried values) from upgrade/ to where
+/// it waits for the catch-up ([`Pins::map_staged`]).
+fn stage(pins: &Pins, m: &Moved) -> Result<(), Error> {
+    let staged = pins.map_staged(&m.name, MapFd::open_pinned(&m.aside)?.id());
+    std::fs::create_dir_all(pins.catch_up_dir()).or_os(|| format!("creating {}", pins.catch_up_dir().display()))?;
+    let rename = |from: &std::path::Path, to: &std::path::Path| std::fs::rename(from, to).or_os(|| format!("renaming {} to {}", from.display(), to.display()));
+    if let Some(carried) = &m.carried {
+        rename(carried, &Pins::staged_carried(&staged))?;
+    }
+    rename(&m.aside, &staged).inspect_err(|_| {
+        if let Some(carried) = &m.carried {
+            let _ = std::fs::rename(Pins::staged_carried(&staged), carried);
+        }
+    })
 }
 
 /// Carries the counters of `old` into `new` (a map of [`COUNTERS`]):
@@ -326,72 +360,115 @@ const WRITTEN_BY_TC: &[&str] =
     &[pins::MAP_FLOW4, pins::MAP_FLOW4_FIN, pins::MAP_FLOW4_SYN, pins::MAP_FLOW6, pins::MAP_FLOW6_FIN, pins::MAP_FLOW6_SYN];
 
 /// The old maps of an upgrade that pods' clsact filters still write after
-/// the start committed, kept open with the new ones until adoption has
-/// moved those filters to the new programs; [`CatchUp::run`] then copies
-/// what they wrote meanwhile.
+/// the start committed, pinned under [`Pins::catch_up_dir`] until adoption
+/// has moved those filters to the new programs; [`CatchUp::run`] then
+/// copies what they wrote meanwhile, and removes those pins.
 ///
 /// A start moves every cgroup link and pod's tcx link to its programs
 /// before it commits, but not clsact filters (the default attach mode):
 /// those sit in each pod's network namespace, on an interface only the
 /// pod's record names, and adoption (after the start) replaces them. Until
 /// it reaches a pod, the pod's old tc programs keep writing the old maps,
-/// whose pins are gone and whose entries were already carried over: the
-/// flow of a connection into the pod in that window (0.1-0.7 s at thousands
-/// of pods) was lost once its filters moved, its replies no longer
-/// reverse-rewritten. Keeping the old maps and copying, after adoption, the
-/// keys the new map lacks (the upgrade's own copy, BPF_NOEXIST) is simpler
-/// and cheaper than moving clsact filters inside the start, which would
-/// enter every pod's namespace under the pins lock, need the records there,
-/// and put filters back on a failure. Only [`WRITTEN_BY_TC`] maps: the
-/// others are the loader's (pods, exclusions), which adoption rewrites and
-/// deletes from; copying them back would bring back what it removed. A key
-/// both maps hold keeps the new map's value (the new programs' is newer);
-/// a flow the new programs closed meanwhile may come back, as a stale
-/// entry of an LRU map that the tuple's next SYN replaces.
+/// whose entries were already carried over: the flow of a connection into
+/// the pod in that window (0.1-0.7 s at thousands of pods) was lost once
+/// its filters moved, its replies no longer reverse-rewritten. Keeping the
+/// old maps and copying, after adoption, the keys the new map lacks (the
+/// upgrade's own copy, BPF_NOEXIST) is simpler and cheaper than moving
+/// clsact filters inside the start, which would enter every pod's namespace
+/// under the pins lock, need the records there, and put filters back on a
+/// failure. Only [`WRITTEN_BY_TC`] maps: the others are the loader's (pods,
+/// exclusions), which adoption rewrites and deletes from; copying them back
+/// would bring back what it removed. A key both maps hold keeps the new
+/// map's value (the new programs' is newer); a flow the new programs closed
+/// meanwhile may come back, as a stale entry of an LRU map that the tuple's
+/// next SYN replaces.
 ///
 /// The counters ([`COUNTERS`]) the old tc programs add to meanwhile are
 /// caught up too: the new map gets what the old one counted since the
-/// values the start carried over.
+/// values the start carried over (pinned beside it).
+///
+/// The old maps stay pinned until the catch-up ran: a loader that stops
+/// before (killed, or its adoption failed) leaves them, and the next start
+/// catches up from them after its own adoption, into the maps then pinned.
 #[derive(Default)]
 #[must_use = "run it once adoption has moved every clsact filter"]
 pub struct CatchUp {
-    /// (name, old map, new map, for counters the values carried over).
-    maps: Vec<(String, MapFd, MapFd, Option<MapFd>)>,
+    maps: Vec<Staged>,
+    /// [`Pins::catch_up_dir`].
+    dir: PathBuf,
+}
+
+/// An old map waiting for the catch-up, with the map pinned now in its
+/// name and, for counters, the values carried over from it.
+struct Staged {
+    name: String,
+    old: MapFd,
+    new: MapFd,
+    carried: Option<MapFd>,
+    /// Its pins under catch-up/, removed once it ran.
+    pins: Vec<PathBuf>,
+}
+
+impl Staged {
+    fn open(name: &str, old: &std::path::Path, new: &std::path::Path, carried: Option<&std::path::Path>) -> Result<Staged, Error> {
+        Ok(Staged {
+            name: name.to_string(),
+            old: MapFd::open_pinned(old)?,
+            new: MapFd::open_pinned(new)?,
+            carried: carried.map(MapFd::open_pinned).transpose()?,
+            pins: [Some(old.to_path_buf()), carried.map(|c| c.to_path_buf())].into_iter().flatten().collect(),
+        })
+    }
 }
 
 impl CatchUp {
-    fn of(moved: &[Moved]) -> CatchUp {
-        let mut maps = Vec::new();
-        let caught_up = |m: &&Moved| (WRITTEN_BY_TC.contains(&m.name.as_str()) || m.carried.is_some()) && !m.widened && m.old.entries_copyable();
-        for m in moved.iter().filter(caught_up) {
-            let carried = m.carried.as_ref().map(|c| MapFd::open_pinned(c)).transpose();
-            match (MapFd::open_pinned(&m.aside), MapFd::open_pinned(&m.pin), carried) {
-                (Ok(old), Ok(new), Ok(carried)) => maps.push((m.name.clone(), old, new, carried)),
-                (Err(e), _, _) | (_, Err(e), _) | (_, _, Err(e)) => {
-                    log::warn!("upgrade: map {}: what pods' clsact filters write before adoption moves them cannot be carried over: {e}", m.name)
+    /// Every map waiting under [`Pins::catch_up_dir`] (this start's, and
+    /// those a loader that stopped before its catch-up left), with
+    /// `unstaged` (held open only).
+    fn of(pins: &Pins, mut maps: Vec<Staged>) -> CatchUp {
+        for (name, pin) in pins.staged_maps() {
+            let carried = COUNTERS.contains(&name).then(|| Pins::staged_carried(&pin));
+            match Staged::open(name, &pin, &pins.map(name), carried.as_deref()) {
+                Ok(staged) => maps.push(staged),
+                Err(e) => {
+                    log::warn!("upgrade: map {name}: what pods' clsact filters wrote before adoption moved them cannot be carried over ({e}); {} is removed", pin.display());
+                    remove_staged([Some(pin), carried].into_iter().flatten(), &pins.catch_up_dir());
                 }
             }
         }
-        CatchUp { maps }
+        CatchUp { maps, dir: pins.catch_up_dir() }
     }
 
     /// Adoption has moved every pod's clsact filters to the new programs:
     /// the entries the old programs wrote into the old maps meanwhile, and
     /// the new maps lack, are copied, and what they counted is added; then
-    /// the old maps are let go.
+    /// the old maps' pins go.
     pub fn run(self) {
-        for (name, old, new, carried) in self.maps {
-            let done = match &carried {
+        let mut done = Vec::new();
+        for Staged { name, old, new, carried, pins } in self.maps {
+            done.extend(pins);
+            let copied = match &carried {
                 Some(carried) => carried.raw_entries().and_then(|since| old.add_counts_since_into(&since, &new)).map(|_| 0),
                 None => old.copy_missing_entries_into(&new),
             };
-            match done {
+            match copied {
                 Ok(0) => {}
                 Ok(n) => log::info!("upgrade: map {name}: {n} entries written by pods' old tc programs before adoption moved them, carried over"),
                 Err(e) => log::warn!("upgrade: map {name}: carrying over what was written before adoption: {e}"),
             }
         }
+        remove_staged(done, &self.dir);
     }
+}
+
+/// Removes pins under catch-up/ (`dir`), and the directory once empty.
+fn remove_staged(paths: impl IntoIterator<Item = PathBuf>, dir: &std::path::Path) {
+    for p in paths {
+        if let Err(e) = std::fs::remove_file(&p) {
+            log::warn!("upgrade: removing {}: {e}", p.display());
+        }
+    }
+    let _ = std::fs::remove_dir(dir);
 }
 
 #[cfg(test)]
@@ -703,6 +780,23 @@ mod tests {
         let removed = crate::datapath::cleanup(pins.root()).unwrap();
         assert!(removed.contains(&pins.map(pins::RETIRED_MAPS[0])), "{removed:?}");
         assert!(!pins.map(pins::RETIRED_MAPS[0]).exists());
+    }
+
+    /// Old maps a loader that stopped before its catch-up left under
+    /// catch-up/ (with a counters map's carried values) go with `cleanup`,
+    /// and the directory with them.
+    #[test]
+    fn cleanup_removes_the_maps_waiting_for_a_catch_up() {
+        let (_fs, pins) = fresh_pins();
+        std::fs::create_dir_all(pins.catch_up_dir()).unwrap();
+        let stats = def(pins::MAP_STATS);
+        let staged = pins.map_staged(pins::MAP_STATS, 7);
+        obj_pin(&map_create_like(&stats, stats.max_entries - 1).unwrap(), &staged).unwrap();
+        obj_pin(&map_create_like(&stats, stats.max_entries - 1).unwrap(), &Pins::staged_carried(&staged)).unwrap();
+        assert_eq!(pins.staged_maps(), vec![(pins::MAP_STATS, staged.clone())], "the carried values are not a map waiting of their own");
+        let removed = crate::datapath::cleanup(pins.root()).unwrap();
+        assert!(removed.contains(&staged) && removed.contains(&Pins::staged_carried(&staged)), "{removed:?}");
+        assert!(!pins.catch_up_dir().exists());
     }
 
     #[test]
