@@ -1511,6 +1511,9 @@ def main():
     ap.add_argument("--pause-image", help="--mode runtime: the sandbox image's tar (//test/cri:pause_image)")
     ap.add_argument("--containerd-node", help="--mode runtime: test/containerd_node.sh")
     ap.add_argument("--cri-py", help="--mode runtime: the CRI client, test/cri/cri.py")
+    ap.add_argument("--containerd-env", action="append", metavar="KEY=VALUE",
+                    help="--mode runtime: put KEY=VALUE in containerd's environment (its plugins inherit it), e.g. "
+                         "GOMAXPROCS=8 to test whether the plugins' input wait is Go's scheduler; repeatable; none by default")
     ap.add_argument("--mode", choices=["compare", "scale", "runtime", "conns", "churn", "dns", "hooks"], default="compare",
                     help="compare: the modes side by side (default); scale: costs by pods meshed (scale.py); "
                          "runtime: CNI ADD/DEL and pod start with containerd driving the chain (runtime.py); "
@@ -1587,6 +1590,9 @@ def main():
                 ap.error(f"--mode runtime needs --{opt.replace('_', '-')} (`./bazelw run //tools/bench` passes it)")
         a.sizes = [int(x) for x in (a.sizes or "1,100,1000").split(",")]
         a.samples = a.samples or 100
+        for kv in a.containerd_env or []:
+            if "=" not in kv or not kv.split("=", 1)[0].isidentifier():
+                ap.error(f"--containerd-env {kv!r}: give KEY=VALUE, e.g. GOMAXPROCS=8")
         a.out = a.out or os.path.join(ws, "docs", "benchmark-runtime.md")
         b = runtime.Runtime(a)
     elif a.mode == "scale":

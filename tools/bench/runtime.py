@@ -58,7 +58,15 @@ import scale
 from scale import NODE, Scale, pct
 
 TURNS = ("without", "with", "timed")
+# What runs through cni_timer in the timed turn: every plugin of the chain's
+# (containerd execs loopback for lo, bridge and meshwire-cni for eth0; bridge
+# execs host-local), each the same file of the real plugin's in the other turns.
+TIMED_PLUGINS = ("loopback", "bridge", "host-local", "meshwire-cni")
 MESHED_TURNS = ("with", "timed")
+# cni_timer looks at the caller's threads when a plugin's input is this late (ms).
+SNAP_MS = 3
+# An input wait counted as long (ms): the scheduler's tail, not a slow exec.
+LONG_WAIT_MS = 5
 NAMESPACE = "bench"
 # What Istio's injector puts on a pod it gave a sidecar (docs/annotations.md).
 SIDECAR_ANNOTATIONS = {"sidecar.istio.io/status": '{"containers":["sidecar"]}'}
@@ -79,6 +87,7 @@ class Runtime(Scale):
     def __init__(self, args):
         super().__init__(args)
         self.timer = os.path.realpath(args.cni_timer)
+        self.containerd_env = dict(kv.split("=", 1) for kv in (args.containerd_env or []))
         self.pause_tar = os.path.realpath(args.pause_image)
         self.node_sh = os.path.realpath(args.containerd_node)
         self.cri_py = os.path.realpath(args.cri_py)
@@ -107,8 +116,15 @@ class Runtime(Scale):
         self.cni_dir, self.conf_dir = f"{self.work}/cni-bin", f"{self.work}/net.d"
         for d in (self.cni_dir, self.conf_dir, f"{self.work}/ipam"):
             os.mkdir(d)
+        # The real plugins, which the bin dir's files are (hard links) in
+        # the turns without the timer, and which cni_timer runs in the timed
+        # turn (CNI_TIMER_DIR), when the bin dir's files are cni_timer.
+        self.real_dir = f"{self.work}/cni-real"
+        os.mkdir(self.real_dir)
         for f in ("bridge", "host-local", "loopback"):
-            self.run(["cp", f"{REF_PLUGINS}/{f}", self.cni_dir])
+            self.run(["cp", f"{REF_PLUGINS}/{f}", self.real_dir])
+            os.link(f"{self.real_dir}/{f}", f"{self.cni_dir}/{f}")
+        self.run(["cp", self.cni_bin, f"{self.real_dir}/meshwire-cni"])
         self.conflist = f"{self.conf_dir}/10-pods.conflist"
         suite_lib = os.path.join(os.path.dirname(self.node_sh), "suite_lib.sh")
         self.conf_without = self.run(["bash", "-c", '. "$1" && shift && bridge_conflist "$@"', "conflist", suite_lib,
@@ -150,8 +166,10 @@ class Runtime(Scale):
 
     def start_node(self):
         """containerd on a node of its own (test/containerd_node.sh), its
-        environment carrying cni_timer's settings to the plugins."""
-        env = dict(os.environ, CNI_TIMER_EXEC=self.cni_bin, CNI_TIMER_LOG=self.times)
+        environment carrying cni_timer's settings to the plugins (and
+        --containerd-env's, which the plugins get too)."""
+        env = dict(os.environ, CNI_TIMER_DIR=self.real_dir, CNI_TIMER_LOG=self.times, CNI_TIMER_SNAP_MS=str(SNAP_MS),
+                   **self.containerd_env)
         self.node_log = f"{self.work}/containerd-node.log"
         with open(self.node_log, "w") as err:
             self.node_p = subprocess.Popen([self.node_sh, self.work, self.cg_root, self.cg_name, self.cni_dir, self.conf_dir, self.pause_tar],
@@ -196,18 +214,19 @@ class Runtime(Scale):
 
     def use_turn(self, turn):
         """The chain of `turn`: the conflist (containerd reloads it; waits
-        until its status shows it) and what runs as meshwire-cni (the
-        bench's copy of meshwire-cni or cni_timer, hard links: one file each
-        whatever the turn)."""
+        until its status shows it) and what the bin dir's plugins are (the
+        real plugins, or cni_timer in the timed turn; hard links: one file
+        each whatever the turn)."""
         if turn == self.turn:
             return
         conf = self.conf_without if turn == "without" else self.conf_with
-        binary = self.timer if turn == "timed" else self.cni_bin
-        plugin = f"{self.cni_dir}/meshwire-cni"
-        if not os.path.samefile(binary, plugin):
-            tmp = f"{self.cni_dir}/.meshwire-cni.tmp"
-            os.link(binary, tmp)
-            os.rename(tmp, plugin)
+        for name in TIMED_PLUGINS:
+            binary = self.timer if turn == "timed" else f"{self.real_dir}/{name}"
+            plugin = f"{self.cni_dir}/{name}"
+            if not os.path.samefile(binary, plugin):
+                tmp = f"{self.cni_dir}/.{name}.tmp"
+                os.link(binary, tmp)
+                os.rename(tmp, plugin)
         if self.turn is None or (self.turn == "without") != (turn == "without"):
             with open(f"{self.conflist}.tmp", "w") as f:
                 f.write(conf)
@@ -267,7 +286,8 @@ class Runtime(Scale):
         if turn == "timed":
             # Which DEL ran in StopPodSandbox (containerd 1.6 runs another,
             # without the namespace, in RemovePodSandbox).
-            self.stop_dels[sid] = sum(1 for cmd, cid, *_ in self.timer_lines() if cmd == "DEL" and cid == sid)
+            self.stop_dels[sid] = sum(1 for name, cmd, cid, *_ in self.timer_lines()
+                                      if name == "meshwire-cni" and cmd == "DEL" and cid == sid)
         if turn in MESHED_TURNS and sid in self.listed():
             raise Fatal(f"proof failed: pod {name} ({sid[:12]}) is still meshed after StopPodSandbox")
         t0 = time.perf_counter()
@@ -277,9 +297,10 @@ class Runtime(Scale):
         return sid, run_ms, stop_ms, rm_ms
 
     def timer_lines(self):
-        """cni_timer's records so far: [(command, container ID, ms, status,
-        start in ns since the epoch, ms from the spawn until its stdin was
-        readable or None)]."""
+        """cni_timer's records so far: [(plugin, command, container ID, ms,
+        status, start in ns since the epoch, ms from the spawn until its
+        stdin was readable or None, the caller's snapshot (threads, running,
+        waiter, machine's running) or None)]."""
         try:
             lines = open(self.times).read().splitlines()
         except FileNotFoundError:
@@ -287,9 +308,10 @@ class Runtime(Scale):
         out = []
         for line in lines:
             f = line.split()
-            if len(f) != 6:
+            if len(f) != 8 or f[0] not in TIMED_PLUGINS:
                 raise Fatal(f"cni_timer wrote a line this benchmark cannot read: {line!r}")
-            out.append((f[0], f[1], int(f[2]) / 1e6, int(f[3]), int(f[4]), int(f[5]) / 1e6 if int(f[5]) >= 0 else None))
+            out.append((f[0], f[1], f[2], int(f[3]) / 1e6, int(f[4]), int(f[5]), int(f[6]) / 1e6 if int(f[6]) >= 0 else None,
+                        None if f[7] == "-" else tuple(int(x) for x in f[7].split(":"))))
         return out
 
     # ------------------------------------------------------------------ measure
@@ -324,14 +346,17 @@ class Runtime(Scale):
         # Each timed pod: one ADD (RunPodSandbox), one DEL in StopPodSandbox
         # (the namespace still there) and one in RemovePodSandbox (no
         # namespace any more: CNI_NETNS empty), all exiting 0.
-        runs, other = {}, []
-        for cmd, cid, ms, status, start, stdin in self.timer_lines()[seen:]:
+        # The other plugins' runs: per plugin, each timed pod's in order.
+        runs, other, plugins = {}, [], {name: {} for name in TIMED_PLUGINS}
+        for name, cmd, cid, ms, status, start, stdin, snap in self.timer_lines()[seen:]:
             if cid not in timed or cmd not in ("ADD", "DEL"):
-                other.append(f"{cmd} {cid[:12]}")
+                other.append(f"{name} {cmd} {cid[:12]}")
                 continue
             if status != 0:
-                raise Fatal(f"meshwire-cni {cmd} of {cid[:12]} exited {status} under containerd")
-            runs.setdefault(cid, []).append((cmd, ms, start, stdin))
+                raise Fatal(f"{name} {cmd} of {cid[:12]} exited {status} under containerd")
+            plugins[name].setdefault(cid, []).append((cmd, ms, stdin, snap))
+            if name == "meshwire-cni":
+                runs.setdefault(cid, []).append((cmd, ms, start, stdin, snap))
         want = lambda cid: [r[0] for r in runs.get(cid, [])] == ["ADD", "DEL", "DEL"] and self.stop_dels.get(cid) == 1
         wrong = [f"{cid[:12]}: {[r[0] for r in runs.get(cid, [])]}, {self.stop_dels.get(cid)} DEL by StopPodSandbox's end"
                  for cid in timed if not want(cid)]
@@ -350,7 +375,8 @@ class Runtime(Scale):
                "dels": [dels[c] for c in by["timed"]["ids"]], "dels_remove": [dels2[c] for c in by["timed"]["ids"]],
                "versions": versions, "switch_s": self.switch_s - switch0, "add_split": split["add_pod"],
                "del_split": split["del_pod"], "add_phases": self.phases(text, "add_pod", meshed),
-               "del_phases": self.phases(text, "del_pod", meshed)}
+               "del_phases": self.phases(text, "del_pod", meshed), "plugins": plugin_runs(plugins, by["timed"]["ids"]),
+               "add_snaps": [runs[c][0][4] for c in by["timed"]["ids"]], "del_snaps": [runs[c][1][4] for c in by["timed"]["ids"]]}
         self.rows.append(row)
         w, wo = by["with"], by["without"]
         log(f"  {size:>5} pods: meshwire-cni under containerd: ADD p50 {pct(row['adds'], 50):.2f} p95 {pct(row['adds'], 95):.2f} "
@@ -358,6 +384,8 @@ class Runtime(Scale):
             f"p99 {pct(row['dels'], 99):.2f} ms; RunPodSandbox p50 {pct(w['run'], 50):.1f} ms with, {pct(wo['run'], 50):.1f} without; "
             f"StopPodSandbox p50 {pct(w['stop'], 50):.1f} with, {pct(wo['stop'], 50):.1f} without; VERSION p50 {pct(versions, 50):.2f} "
             f"p99 {pct(versions, 99):.2f} ms; {row['switch_s']:.1f} s waiting for chain reloads (machine {busy:.0%} busy)")
+        log("         input waits > %d ms (ADD, DEL): %s" % (LONG_WAIT_MS, ", ".join(
+            f"{name} {long_share(row['plugins'][name]['ADD']):.0%} {long_share(row['plugins'][name]['DEL']):.0%}" for name in TIMED_PLUGINS)))
 
     def leftovers(self):
         """What the measured pods left (the background pods deleted by
@@ -458,6 +486,27 @@ def loader_answers(text, ids):
     return out
 
 
+def plugin_runs(plugins, ids):
+    """{plugin: {"ADD" | "DEL" | "DEL again": [(ms, stdin ms or None,
+    snapshot or None)]}} over the timed pods `ids`: each one's ADD, its first
+    DEL (StopPodSandbox's) and its second (RemovePodSandbox's) as cni_timer
+    recorded them. Every plugin must have an ADD and a DEL of each pod: that
+    the timer ran in its place is what the figures rest on."""
+    out = {}
+    for name, by_cid in plugins.items():
+        out[name] = {"ADD": [], "DEL": [], "DEL again": []}
+        for cid in ids:
+            adds = [r[1:] for r in by_cid.get(cid, []) if r[0] == "ADD"]
+            dels = [r[1:] for r in by_cid.get(cid, []) if r[0] == "DEL"]
+            if not adds or not dels:
+                raise Fatal(f"cni_timer did not record {name}'s ADD and DEL of timed pod {cid[:12]}: "
+                            f"{[r[0] for r in by_cid.get(cid, [])]}")
+            out[name]["ADD"].append(adds[0])
+            out[name]["DEL"].append(dels[0])
+            out[name]["DEL again"] += dels[1:2]
+    return out
+
+
 def split_run(run, answer):
     """One meshwire-cni run of cni_timer's (command, ms, start ns, stdin ms)
     cut where the loader's log puts its request: (exec to exit, the netconf
@@ -466,7 +515,7 @@ def split_run(run, answer):
     start, waiting for the netconf containerd writes, parsing, connecting
     and sending, the loader's wake-up. After: the answer back, meshwire-cni's
     output to containerd and its exit."""
-    _, ms, start, stdin = run
+    _, ms, start, stdin, _ = run
     if answer is None:
         return (ms, stdin, None, None, None)
     logged, loader = answer
@@ -476,7 +525,43 @@ def split_run(run, answer):
 
 # ---------------------------------------------------------------------- report
 def ms3(v):
-    return " / ".join(fmt(pct(v, p)) for p in (50, 95, 99))
+    return " / ".join(fmt(pct(v, p)) for p in (50, 95, 99)) if v else "-"
+
+
+def long_share(runs):
+    """The share of (ms, stdin ms, snapshot) runs whose input came later
+    than LONG_WAIT_MS (or never)."""
+    return sum(1 for _, w, _ in runs if w is None or w > LONG_WAIT_MS) / len(runs) if runs else 0.0
+
+
+def plugin_rows(label, plugins):
+    """Table rows per plugin and command of plugin_runs' {plugin: {command: runs}}."""
+    L = []
+    for name in TIMED_PLUGINS:
+        for what in ("ADD", "DEL"):
+            runs = plugins[name][what]
+            waits = [w for _, w, _ in runs if w is not None]
+            slow = [w for w in waits if w > LONG_WAIT_MS]
+            L.append(f"| {label} | {name} | {what} | {len(runs)} | {ms3([ms for ms, _, _ in runs])} | {ms3(waits)} | "
+                     f"{long_share(runs):.1%} | {sum(1 for w in slow if 9 <= w <= 14)} of {len(slow)} |")
+    return L
+
+
+def snap_rows(label, plugins):
+    """Table rows per plugin: what the caller was doing SNAP_MS ms into a
+    late input, from cni_timer's snapshots."""
+    L = []
+    for name in TIMED_PLUGINS:
+        snaps = [x for what in ("ADD", "DEL", "DEL again") for x in plugins[name][what] if x[2]]
+        if not snaps:
+            continue
+        run = [s[1] for _, _, s in snaps]
+        L.append(f"| {label} | {name} | {len(snaps)} | {statistics.median(s[0] for _, _, s in snaps):.0f} | "
+                 f"{sum(1 for r in run if r == 0)} / {sum(1 for r in run if r == 1)} / {sum(1 for r in run if r >= 2)} | "
+                 f"{sum(1 for _, _, s in snaps if s[2])} | {statistics.median(s[3] for _, _, s in snaps):.0f} "
+                 f"({min(s[3] for _, _, s in snaps)}-{max(s[3] for _, _, s in snaps)}) | "
+                 f"{fmt(pct([w for _, w, _ in snaps if w is not None], 50))} |")
+    return L
 
 
 def main_table(rows):
@@ -513,7 +598,8 @@ def report(s):
          "",
          f"Generated by `./bazelw run //tools/bench -- --mode runtime` on {time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}"
          f"{' (' + a.note + ')' if a.note else ''}: {m['cpu']}, {m['mem']}, Linux {m['kernel']}; {s.versions}, {s.runc}; "
-         f"{s.elapsed:.0f} s in all.",
+         f"{s.elapsed:.0f} s in all."
+         f"{' containerd started with ' + ', '.join(k + '=' + v for k, v in s.containerd_env.items()) + ' in its environment (--containerd-env; its plugins inherit it).' if s.containerd_env else ''}",
          "",
          f"**Machine load**: while the pods ran, {', '.join(format(r['load'], '.0%') for r in rows)} of the machine's "
          f"{os.cpu_count()} CPUs were busy (all processes, this run's included; load average at the end "
@@ -569,12 +655,43 @@ def report(s):
         for what, key in (("ADD", "add_split"), ("DEL", "del_split")):
             cols = [[x[i] for x in r[key] if x[i] is not None] for i in range(5)]
             L.append(f"| {r['pods']:,} | {what} | " + " | ".join(f"{fmt(pct(c, 50))} / {fmt(pct(c, 99))}" for c in cols) + " |")
-    L += ["", "The slowest ADDs and DELs (the slowest 3% per size, at least 3), cut the same way (ms):", "",
-          "| pods meshed | command | exec to exit | netconf on stdin | before | loader | after |", "|---|---|---|---|---|---|---|"]
+    L += ["", "The slowest ADDs and DELs (the slowest 3% per size, at least 3), cut the same way (ms), with what containerd "
+          f"was doing {SNAP_MS} ms into a late netconf (cni_timer's snapshot, threads : running : waiting for this plugin : the "
+          "machine's running tasks; see below):", "",
+          "| pods meshed | command | exec to exit | netconf on stdin | before | loader | after | containerd at "
+          f"{SNAP_MS} ms |", "|---|---|---|---|---|---|---|---|"]
     for r in rows:
-        for what, key in (("ADD", "add_split"), ("DEL", "del_split")):
-            for x in sorted(r[key], key=lambda x: -x[0])[:max(3, len(r[key]) * 3 // 100)]:
-                L.append(f"| {r['pods']:,} | {what} | " + " | ".join(fmt(v) for v in x) + " |")
+        for what, key, snaps in (("ADD", "add_split", "add_snaps"), ("DEL", "del_split", "del_snaps")):
+            for x, snap in sorted(zip(r[key], r[snaps]), key=lambda x: -x[0][0])[:max(3, len(r[key]) * 3 // 100)]:
+                L.append(f"| {r['pods']:,} | {what} | " + " | ".join(fmt(v) for v in x) + f" | {':'.join(map(str, snap)) if snap else '-'} |")
+    pooled = {name: {what: [x for r in rows for x in r["plugins"][name][what]] for what in ("ADD", "DEL", "DEL again")}
+              for name in TIMED_PLUGINS}
+    L += ["", "Every plugin of the chain through cni_timer (the timed turn: the bin dir's loopback, bridge, host-local and "
+          "meshwire-cni are all cni_timer, which runs the real one of the same name): exec to exit and *input wait*, "
+          "from the spawn until the netconf its caller writes into its stdin pipe was readable. containerd execs "
+          "loopback (for lo, beside the eth0 chain), bridge, then meshwire-cni (the eth0 chain, in order; DEL in reverse), "
+          "each through libcni's os/exec, which writes the netconf from a goroutine started after the process; bridge "
+          "execs host-local the same way (a Go process of its own, doing nothing else meanwhile). bridge's exec to exit "
+          "includes host-local's and its timer's exec. DEL is the one in StopPodSandbox. *long* is the share of runs "
+          f"whose input came more than {LONG_WAIT_MS} ms after the spawn, and how many of those came at 9-14 ms "
+          "(ms):", "",
+          "| pods meshed | plugin | command | runs | exec to exit p50 / p95 / p99 | input wait p50 / p95 / p99 | "
+          f"long (> {LONG_WAIT_MS} ms) | of them at 9-14 ms |", "|---|---|---|---|---|---|---|---|"]
+    L += plugin_rows("all", pooled)
+    for r in rows:
+        L += plugin_rows(f"{r['pods']:,}", r["plugins"])
+    L += ["", f"What the caller was doing {SNAP_MS} ms into a late input (every run whose netconf was not readable "
+          f"{SNAP_MS} ms after the spawn, ADD and both DELs, all sizes): cni_timer reads, at that moment, its parent's "
+          "threads (containerd's, or bridge's for host-local) from /proc: how many, how many running or runnable (state "
+          "R), whether one is blocked in waitid/wait4 on this very plugin run, and the machine's running tasks "
+          "(/proc/stat procs_running, the timer's own read included). A thread of the caller waiting for the plugin "
+          "while none of its threads runs, on a machine with a CPU free, means the goroutine that writes the netconf "
+          "is runnable but no thread runs it: its P is held by the thread blocked in the wait, until Go's sysmon "
+          "takes the P back:", "",
+          "| pods meshed | plugin | late inputs | caller's threads (median) | of its threads running: none / 1 / 2+ "
+          "(runs) | a thread waiting for this plugin (runs) | machine's running tasks, median (range) | input wait p50 (ms) |",
+          "|---|---|---|---|---|---|---|---|"]
+    L += snap_rows("all", pooled)
     L += ["", "The interception proofs:", ""] + [f"- {p}" for p in s.proofs] + [""]
     with open(a.out, "w") as f:
         f.write("\n".join(L))
