@@ -21,11 +21,13 @@ order rotating each round:
     without   the chain without meshwire-cni: the pod start's floor
     with      the chain with meshwire-cni: RunPodSandbox and StopPodSandbox
               against `without` give meshwire's added cost
-    timed     the chain with meshwire-cni run through cni_timer (in the CNI
-              bin dir under meshwire-cni's name), which appends how long the
-              real meshwire-cni took from its exec to its exit (CNI ADD, CNI
-              DEL) to a file; its own exec adds to the pod start, so these
-              pods do not count in the comparison
+    timed     the chain with meshwire-cni, every plugin run through
+              cni_timer (in the CNI bin dir under each plugin's name:
+              loopback, bridge, host-local, meshwire-cni), which appends how
+              long the real plugin took from its exec to its exit (CNI ADD,
+              CNI DEL) and when its netconf came to a file; its own exec
+              adds to the pod start, so these pods do not count in the
+              comparison
 
 The background pods are made as --mode scale makes them (network namespaces
 with a veth, VethPods) and meshed by meshwire-cni ADD, not by containerd:
@@ -62,6 +64,7 @@ TURNS = ("without", "with", "timed")
 # (containerd execs loopback for lo, bridge and meshwire-cni for eth0; bridge
 # execs host-local), each the same file of the real plugin's in the other turns.
 TIMED_PLUGINS = ("loopback", "bridge", "host-local", "meshwire-cni")
+CONTAINERD_EXECS = ("loopback", "bridge", "meshwire-cni")
 MESHED_TURNS = ("with", "timed")
 # cni_timer looks at the caller's threads when a plugin's input is this late (ms).
 SNAP_MS = 3
@@ -354,7 +357,7 @@ class Runtime(Scale):
                 continue
             if status != 0:
                 raise Fatal(f"{name} {cmd} of {cid[:12]} exited {status} under containerd")
-            plugins[name].setdefault(cid, []).append((cmd, ms, stdin, snap))
+            plugins[name].setdefault(cid, []).append((cmd, ms, stdin, snap, start))
             if name == "meshwire-cni":
                 runs.setdefault(cid, []).append((cmd, ms, start, stdin, snap))
         want = lambda cid: [r[0] for r in runs.get(cid, [])] == ["ADD", "DEL", "DEL"] and self.stop_dels.get(cid) == 1
@@ -488,23 +491,35 @@ def loader_answers(text, ids):
 
 def plugin_runs(plugins, ids):
     """{plugin: {"ADD" | "DEL" | "DEL again": [(ms, stdin ms or None,
-    snapshot or None)]}} over the timed pods `ids`: each one's ADD, its first
-    DEL (StopPodSandbox's) and its second (RemovePodSandbox's) as cni_timer
-    recorded them. Every plugin must have an ADD and a DEL of each pod: that
-    the timer ran in its place is what the figures rest on."""
-    out = {}
-    for name, by_cid in plugins.items():
-        out[name] = {"ADD": [], "DEL": [], "DEL again": []}
-        for cid in ids:
+    snapshot or None, start ns, concurrent)]}} over the timed pods `ids`:
+    each one's ADD, its first DEL (StopPodSandbox's) and its second
+    (RemovePodSandbox's) as cni_timer recorded them; *concurrent*: another
+    plugin containerd execs for the same pod and command ran while this one
+    waited for its input (go-cni attaches lo's and eth0's networks at once). Every plugin must
+    have an ADD and a DEL of each pod: that the timer ran in its place is
+    what the figures rest on."""
+    out = {name: {"ADD": [], "DEL": [], "DEL again": []} for name in plugins}
+    for cid in ids:
+        got = {}
+        for name, by_cid in plugins.items():
             adds = [r[1:] for r in by_cid.get(cid, []) if r[0] == "ADD"]
             dels = [r[1:] for r in by_cid.get(cid, []) if r[0] == "DEL"]
             if not adds or not dels:
                 raise Fatal(f"cni_timer did not record {name}'s ADD and DEL of timed pod {cid[:12]}: "
                             f"{[r[0] for r in by_cid.get(cid, [])]}")
-            out[name]["ADD"].append(adds[0])
-            out[name]["DEL"].append(dels[0])
-            out[name]["DEL again"] += dels[1:2]
+            got[name] = {"ADD": adds[:1], "DEL": dels[:1], "DEL again": dels[1:2]}
+        for name in plugins:
+            for what, runs in got[name].items():
+                others = [o for n in CONTAINERD_EXECS if n != name for o in got[n][what]]
+                out[name][what] += [r + (name in CONTAINERD_EXECS and any(overlaps(r, o) for o in others),) for r in runs]
     return out
+
+
+def overlaps(r, o):
+    """Whether run o (ms, stdin ms, snapshot, start ns, ...) was running
+    at some moment from run r's spawn until its input came (or its exit)."""
+    wait = r[1] if r[1] is not None else r[0]
+    return o[3] <= r[3] + wait * 1e6 and r[3] <= o[3] + o[0] * 1e6
 
 
 def split_run(run, answer):
@@ -531,7 +546,7 @@ def ms3(v):
 def long_share(runs):
     """The share of (ms, stdin ms, snapshot) runs whose input came later
     than LONG_WAIT_MS (or never)."""
-    return sum(1 for _, w, _ in runs if w is None or w > LONG_WAIT_MS) / len(runs) if runs else 0.0
+    return sum(1 for r in runs if r[1] is None or r[1] > LONG_WAIT_MS) / len(runs) if runs else 0.0
 
 
 def plugin_rows(label, plugins):
@@ -540,10 +555,11 @@ def plugin_rows(label, plugins):
     for name in TIMED_PLUGINS:
         for what in ("ADD", "DEL"):
             runs = plugins[name][what]
-            waits = [w for _, w, _ in runs if w is not None]
+            waits = [r[1] for r in runs if r[1] is not None]
             slow = [w for w in waits if w > LONG_WAIT_MS]
-            L.append(f"| {label} | {name} | {what} | {len(runs)} | {ms3([ms for ms, _, _ in runs])} | {ms3(waits)} | "
-                     f"{long_share(runs):.1%} | {sum(1 for w in slow if 9 <= w <= 14)} of {len(slow)} |")
+            L.append(f"| {label} | {name} | {what} | {len(runs)} | {ms3([r[0] for r in runs])} | {ms3(waits)} | "
+                     f"{long_share(runs):.1%} | {sum(1 for w in slow if w < 9)} / {sum(1 for w in slow if 9 <= w <= 14)} / "
+                     f"{sum(1 for w in slow if w > 14)} |")
     return L
 
 
@@ -555,12 +571,25 @@ def snap_rows(label, plugins):
         snaps = [x for what in ("ADD", "DEL", "DEL again") for x in plugins[name][what] if x[2]]
         if not snaps:
             continue
-        run = [s[1] for _, _, s in snaps]
-        L.append(f"| {label} | {name} | {len(snaps)} | {statistics.median(s[0] for _, _, s in snaps):.0f} | "
-                 f"{sum(1 for r in run if r == 0)} / {sum(1 for r in run if r == 1)} / {sum(1 for r in run if r >= 2)} | "
-                 f"{sum(1 for _, _, s in snaps if s[2])} | {statistics.median(s[3] for _, _, s in snaps):.0f} "
-                 f"({min(s[3] for _, _, s in snaps)}-{max(s[3] for _, _, s in snaps)}) | "
-                 f"{fmt(pct([w for _, w, _ in snaps if w is not None], 50))} |")
+        snap = [x[2] for x in snaps]
+        L.append(f"| {label} | {name} | {len(snaps)} | {statistics.median(s[0] for s in snap):.0f} | "
+                 f"{sum(1 for s in snap if s[1] == 0)} / {sum(1 for s in snap if s[1] == 1)} / {sum(1 for s in snap if s[1] >= 2)} | "
+                 f"{sum(1 for s in snap if s[2])} | {statistics.median(s[3] for s in snap):.0f} "
+                 f"({min(s[3] for s in snap)}-{max(s[3] for s in snap)}) | "
+                 f"{fmt(pct([x[1] for x in snaps if x[1] is not None], 50))} |")
+    return L
+
+
+def overlap_rows(label, plugins):
+    """Table rows per plugin containerd execs: long input waits of its runs
+    while another of them ran, against those alone."""
+    L = []
+    for name in CONTAINERD_EXECS:
+        for what in ("ADD", "DEL"):
+            runs = plugins[name][what]
+            both, alone = [r for r in runs if r[4]], [r for r in runs if not r[4]]
+            L.append(f"| {label} | {name} | {what} | {len(both)} | {long_share(both):.1%} | {ms3([r[1] for r in both if r[1] is not None])} "
+                     f"| {len(alone)} | {long_share(alone):.1%} | {ms3([r[1] for r in alone if r[1] is not None])} |")
     return L
 
 
@@ -669,14 +698,15 @@ def report(s):
     L += ["", "Every plugin of the chain through cni_timer (the timed turn: the bin dir's loopback, bridge, host-local and "
           "meshwire-cni are all cni_timer, which runs the real one of the same name): exec to exit and *input wait*, "
           "from the spawn until the netconf its caller writes into its stdin pipe was readable. containerd execs "
-          "loopback (for lo, beside the eth0 chain), bridge, then meshwire-cni (the eth0 chain, in order; DEL in reverse), "
+          "loopback (for lo) and, at the same time, bridge then meshwire-cni (the eth0 chain; go-cni attaches the two "
+          "networks from two goroutines; DEL removes them one after the other), "
           "each through libcni's os/exec, which writes the netconf from a goroutine started after the process; bridge "
           "execs host-local the same way (a Go process of its own, doing nothing else meanwhile). bridge's exec to exit "
           "includes host-local's and its timer's exec. DEL is the one in StopPodSandbox. *long* is the share of runs "
-          f"whose input came more than {LONG_WAIT_MS} ms after the spawn, and how many of those came at 9-14 ms "
-          "(ms):", "",
+          f"whose input came more than {LONG_WAIT_MS} ms after the spawn, then how many of those came at {LONG_WAIT_MS}-9, "
+          "9-14 and over 14 ms (ms):", "",
           "| pods meshed | plugin | command | runs | exec to exit p50 / p95 / p99 | input wait p50 / p95 / p99 | "
-          f"long (> {LONG_WAIT_MS} ms) | of them at 9-14 ms |", "|---|---|---|---|---|---|---|---|"]
+          f"long (> {LONG_WAIT_MS} ms) | of them at {LONG_WAIT_MS}-9 / 9-14 / 14+ ms |", "|---|---|---|---|---|---|---|---|"]
     L += plugin_rows("all", pooled)
     for r in rows:
         L += plugin_rows(f"{r['pods']:,}", r["plugins"])
@@ -692,6 +722,13 @@ def report(s):
           "(runs) | a thread waiting for this plugin (runs) | machine's running tasks, median (range) | input wait p50 (ms) |",
           "|---|---|---|---|---|---|---|---|"]
     L += snap_rows("all", pooled)
+    L += ["", "The same runs split by whether another plugin containerd execs for the same pod was running at some moment "
+          "between the plugin's spawn and its input (go-cni's ADD attaches the lo network and the eth0 chain from two "
+          "goroutines at once, so loopback runs beside bridge or meshwire-cni; its DEL removes them one after the other): "
+          f"runs, share with an input wait > {LONG_WAIT_MS} ms, and the input wait p50 / p95 / p99 (ms), all sizes:", "",
+          "| pods meshed | plugin | command | another ran meanwhile: runs | long | input wait | alone: runs "
+          "| long | input wait |", "|---|---|---|---|---|---|---|---|---|"]
+    L += overlap_rows("all", pooled)
     L += ["", "The interception proofs:", ""] + [f"- {p}" for p in s.proofs] + [""]
     with open(a.out, "w") as f:
         f.write("\n".join(L))
