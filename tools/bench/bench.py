@@ -1575,6 +1575,9 @@ def main():
         ap.error(f"--profile-of {':'.join(a.profile_of)!r}: expected TOPO:TEST with TOPO same or two, TEST ka, cc or iperf")
     a.seconds = a.seconds or (1.0 if a.quick else (5.0 if a.mode == "dns" else 2.0))
     ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
+    # `bazel run` runs the bench in its runfiles: a relative --out is the caller's.
+    if a.out and not os.path.isabs(a.out):
+        a.out = os.path.join(os.environ.get("BUILD_WORKING_DIRECTORY", os.getcwd()), a.out)
     if a.mode == "runtime":
         try:
             import grpc  # noqa: F401  (cri.py's)
