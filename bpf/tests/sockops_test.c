@@ -78,7 +78,11 @@ struct sockops_case {
 	int want_now;		/* its last short report is the event's time (else as before) */
 };
 
-enum { HINT_NONE, HINT_DEST, HINT_REMOTE };	/* HINT_REMOTE: at the hop's own remote address */
+/*
+ * HINT_REMOTE: at the hop's own remote address; HINT_APP: an app's hop's,
+ * at ORIG_IP:ORIG_PORT (MW_ACCEL_HINT_F_ORIG), whatever the case's hop is.
+ */
+enum { HINT_NONE, HINT_DEST, HINT_REMOTE, HINT_APP };
 #define NOW_NS		(10ULL * 1000 * 1000 * 1000)
 #define MS		(1000ULL * 1000)
 #define LEARN_FIN	.accel = 1, .op = STATE, .state = BPF_TCP_FIN_WAIT1, .netns = POD_B, \
@@ -343,6 +347,10 @@ static const struct sockops_case cases[] = {
 	  .after = TUPLE | OWN_ACCEL | SOCKHASH, .want_own_flags = MW_ACCEL_CONNECT,
 	  .want_cb = CB_ACCEL, .stats = STAT(MW_STAT_SOCKOPS_TUPLE_ADDED) | STAT(MW_STAT_ACCEL_SOCK_ADDED),
 	  .decision = MW_DEC_SOCKOPS_PUBLISHED },
+	{ "learn: a sidecar's own connection to an app's original destination (no mesh hop) is not "
+	  "kept out by the app hop's fresh hint there, nor counted", .accel = 1, .op = ACTIVE,
+	  .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = ORIG_IP, .rport = ORIG_PORT,
+	  .hint = HINT_APP, .hint_score = 4, .hint_age_ms = 1 },
 	{ "learn: two sidecars' hop learns under its remote address: a fresh hint keeps it out",
 	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000,
 	  .remote = POD_A_IP, .rport = IN_PORT, .hint = HINT_DEST, .hint_score = 4, .hint_age_ms = 0,
@@ -440,15 +448,17 @@ static struct mw_sock_key sock_key(const struct sockops_case *c, int peer)
 	return k;
 }
 
-/* The hint key of the case's hop (HINT_DEST: as sockops computes it). */
-static struct mw_accel_hint_key hint_key(const struct sockops_case *c, int at_remote)
+/* The hint key of the case's hop (HINT_DEST: as sockops computes it), or the one `which` names. */
+static struct mw_accel_hint_key hint_key(const struct sockops_case *c, int which)
 {
 	struct mw_accel_hint_key k = { .netns_cookie = c->netns, .port = c->rport };
 
 	k.ip[0] = mw_test_ip4(c->remote);
-	if (!at_remote && (c->mark & MW_ORIG_F_CONNECT) && c->rport == OUT_PORT && loopback(c->remote)) {
+	if (which == HINT_APP || (which != HINT_REMOTE && (c->mark & MW_ORIG_F_CONNECT) &&
+				  c->rport == OUT_PORT && loopback(c->remote))) {
 		k.ip[0] = mw_test_ip4(ORIG_IP);
 		k.port = ORIG_PORT;
+		k.flags = MW_ACCEL_HINT_F_ORIG;
 	}
 	return k;
 }
@@ -484,7 +494,7 @@ static void node(const struct sockops_case *c)
 	struct mw_accel_state own = { .flags = c->own_flags, .psock = OLD_PSOCK, .msgs = c->own_msgs },
 			      peer = {};
 	struct mw_accel_hint hint = { .score = c->hint_score, .last_short_ns = NOW_NS - c->hint_age_ms * MS };
-	struct mw_accel_hint_key hk = hint_key(c, c->hint == HINT_REMOTE);
+	struct mw_accel_hint_key hk = hint_key(c, c->hint);
 	struct mw_tuple4 tk = tuple_key(c);
 	struct mw_flow4_key fk = flow_key(c);
 	struct mw_sock_key ok = sock_key(c, 0), pk = sock_key(c, 1);
@@ -600,12 +610,13 @@ static void run_case(struct mw_test_run *run, const struct sockops_case *c)
 	MW_EXPECT_EQ(run, mw_test_map_count(&mw_sock_hash6) + mw_test_map_count(&mw_accel_state6),
 		     0, "the IPv6 acceleration maps untouched");
 	{
-		struct mw_accel_hint_key hk = hint_key(c, c->hint == HINT_REMOTE);
+		int elsewhere = c->hint == HINT_REMOTE || c->hint == HINT_APP;
+		struct mw_accel_hint_key hk = hint_key(c, elsewhere ? HINT_DEST : c->hint);
 		struct mw_accel_hint *h = bpf_map_lookup_elem(&mw_accel_hints, &hk);
 
-		MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_hints), !!c->want_hint + (c->hint == HINT_REMOTE),
+		MW_EXPECT_EQ(run, mw_test_map_count(&mw_accel_hints), !!c->want_hint + elsewhere,
 			     "mw_accel_hints entries");
-		if (c->hint != HINT_REMOTE) {
+		if (!elsewhere) {
 			MW_EXPECT_EQ(run, !!h, !!c->want_hint, "mw_accel_hints holds the destination");
 			if (h) {
 				MW_EXPECT_EQ(run, h->score, c->want_score, "the hint's run of short reports");
