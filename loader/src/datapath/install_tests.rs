@@ -738,6 +738,49 @@ fn count_on_each_cpu(map: &crate::libbpf::MapFd, slot: u32, per_cpu: impl Fn(u64
     map.update_raw(&key, &value).unwrap();
 }
 
+/// A start killed (kill -9) midway through moving hooks, run here step by
+/// step: the maps whose capacity changed set aside, this version's objects
+/// loaded (their maps pinned), the entries carried over, the configured
+/// exclusions written and sockops' cgroup link moved to its program; then
+/// dropped, nothing rolled back, nothing finished. Returns that link's
+/// program and the id of the program it now runs.
+fn start_killed_while_moving_hooks(pins: &Pins, config: &Config) -> (&'static str, u32) {
+    use crate::datapath::objects::{self, Hook, PROGRAMS};
+    use crate::datapath::upgrade::Upgrade;
+    use crate::datapath::{load_object, settings_of, sync_node_exclusions, Created};
+    use crate::libbpf::{link_prog_id, link_update, obj_get};
+    let killed = Upgrade::prepare(pins, objects::WITH_PROGRAMS).unwrap();
+    let mut created = Created::default();
+    let loaded: Vec<_> = objects::CORE.iter().map(|spec| load_object(spec, &settings_of(config), pins, &Default::default(), &mut created).unwrap()).collect();
+    killed.carry_over().unwrap();
+    sync_node_exclusions(config, pins).unwrap();
+    let moved = PROGRAMS.iter().find(|p| p.hook == Hook::Cgroup && p.object.name == objects::SOCK.name).unwrap();
+    let prog = loaded.iter().find(|o| o.name() == moved.object.name).unwrap().program(moved.program).unwrap();
+    let link = obj_get(&pins.link(moved.program)).unwrap();
+    link_update(&link, prog.fd(), moved.program).unwrap();
+    let runs = link_prog_id(&link).unwrap();
+    drop((killed, created, loaded));
+    (moved.program, runs)
+}
+
+/// The mw_flow4 key of a flow from 10.0.0.1:`port` to 10.0.0.2.
+fn flow_key(port: u16) -> crate::datapath::layout::Flow4Key {
+    crate::datapath::layout::Flow4Key { remote_ip4: 0x0a00_0001, local_ip4: 0x0a00_0002, remote_port: port, pad: 0 }
+}
+
+/// A flow whose original destination port is `port`.
+fn flow_to(port: u16) -> crate::datapath::layout::Flow4 {
+    crate::datapath::layout::Flow4 { orig_port: port.to_be(), flags: 0, pad: 0 }
+}
+
+/// The original destination ports of the flows `ports` (flow_key) in the
+/// pinned mw_flow4, with its capacity.
+fn pinned_flows<const N: usize>(pins: &Pins, ports: [u16; N]) -> Result<(u32, [Option<u16>; N]), Error> {
+    use crate::datapath::layout::{Flow4, Flow4Key};
+    let m = pins.open_map(crate::datapath::pins::MAP_FLOW4)?;
+    Ok((m.info()?.max_entries, ports.map(|p| m.lookup::<Flow4Key, Flow4>(&flow_key(p)).unwrap().map(|f| u16::from_be(f.orig_port)))))
+}
+
 /// A start that dies (kill -9) midway through moving hooks, after it loaded
 /// and carried the earlier version's maps over (mw_flow4, mw_stats and
 /// mw_excl_ports recreated with another capacity): the new programs on the
@@ -753,13 +796,9 @@ fn count_on_each_cpu(map: &crate::libbpf::MapFd, slot: u32, per_cpu: impl Fn(u64
 #[test]
 fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wrote() {
     use crate::datapath::layout::{Flow4, Flow4Key, PortKey, DIR_OUT};
-    use crate::datapath::objects::{self, Hook, PROGRAMS};
     use crate::datapath::pins::{MAP_EXCL_PORTS, MAP_FLOW4, MAP_STATS};
-    use crate::datapath::upgrade::Upgrade;
-    use crate::datapath::{load_object, settings_of, sync_node_exclusions, Created};
     let (_fs, cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024), (MAP_STATS, stats_capacity() - 1), (MAP_EXCL_PORTS, 64)]);
-    let flow = |port: u16| Flow4Key { remote_ip4: 0x0a00_0001, local_ip4: 0x0a00_0002, remote_port: port, pad: 0 };
-    let dst = |port: u16| Flow4 { orig_port: port.to_be(), flags: 0, pad: 0 };
+    let (flow, dst) = (flow_key, flow_to);
     let (both, only_old, only_new) = (flow(4000), flow(4001), flow(4002));
     let slot = stat("MW_STAT_TC_REDIRECTED");
     let earlier = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
@@ -768,16 +807,7 @@ fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wr
     let excluded = PortKey { netns_cookie: 0, port: 9999, dir: DIR_OUT, pad: [0; 5] };
     pins.open_map(MAP_EXCL_PORTS).unwrap().update(&excluded, &1u8).unwrap();
 
-    // The start that is killed: set aside, loaded, carried over, the
-    // configured exclusions written, one cgroup link moved.
-    let killed = Upgrade::prepare(&pins, objects::WITH_PROGRAMS).unwrap();
-    let mut created = Created::default();
-    let loaded: Vec<_> = objects::CORE.iter().map(|spec| load_object(spec, &settings_of(&config), &pins, &Default::default(), &mut created).unwrap()).collect();
-    killed.carry_over().unwrap();
-    sync_node_exclusions(&config, &pins).unwrap();
-    let moved = PROGRAMS.iter().find(|p| p.hook == Hook::Cgroup && p.object.name == objects::SOCK.name).unwrap();
-    let prog = loaded.iter().find(|o| o.name() == moved.object.name).unwrap().program(moved.program).unwrap();
-    crate::libbpf::link_update(&crate::libbpf::obj_get(&pins.link(moved.program)).unwrap(), prog.fd(), moved.program).unwrap();
+    start_killed_while_moving_hooks(&pins, &config);
     // The new programs write this version's maps, the old ones the earlier.
     let new = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
     new.0.update(&both, &dst(9090)).unwrap();
@@ -785,8 +815,6 @@ fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wr
     count_on_each_cpu(&new.1, slot, |_| 10);
     earlier.0.update(&only_old, &dst(8081)).unwrap();
     count_on_each_cpu(&earlier.1, slot, |_| 1);
-    // kill -9: nothing rolled back, nothing finished.
-    drop((killed, created, loaded));
 
     let resumed = install(&config);
     let flows = pins.open_map(MAP_FLOW4).map(|m| [both, only_old, only_new].map(|k| m.lookup::<Flow4Key, Flow4>(&k).unwrap().map(|f| u16::from_be(f.orig_port))));
@@ -929,5 +957,134 @@ fn what_pods_old_clsact_programs_write_before_a_loader_dies_in_adoption_is_caugh
     assert!(!left, "catch-up/ is gone once it ran");
     assert_eq!(reply.unwrap().expect("the sidecar's reply, through the new egress"), *b"pong");
     detached.unwrap();
+    cleaned.unwrap();
+}
+
+/// A start that resumes one killed while moving hooks (mw_flow4 and
+/// mw_stats recreated with another capacity) and fails itself after it
+/// moved hooks (mw_tc_egress's pin is in the way, a directory): each hook
+/// goes back to the program it had, the dead start's on the link it moved,
+/// and the pins are as the dead start left them: this version's mw_flow4
+/// and mw_stats pinned, which that program writes, the earlier ones still
+/// set aside under upgrade/, mw_stats's carried values with them. What
+/// both sides write after the failure is kept: the next start resumes
+/// again, with every flow of both maps and every count, none twice (the
+/// failed start's copy added the old map's counts since the dead start's,
+/// and moved the carried values on). Before, the rollback put the earlier
+/// maps back in their place: the maps the dead start's programs write were
+/// unpinned, their flows and counts lost at the next start.
+#[test]
+fn a_failed_start_resuming_a_killed_one_leaves_what_the_killed_one_left() {
+    use crate::datapath::objects::TC_EGRESS;
+    use crate::datapath::pins::{MAP_FLOW4, MAP_STATS};
+    use crate::libbpf::{link_prog_id, obj_get, MapFd};
+    let (_fs, cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024), (MAP_STATS, stats_capacity() - 1)]);
+    let slot = stat("MW_STAT_TC_REDIRECTED");
+    let earlier = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
+    earlier.0.update(&flow_key(4000), &flow_to(8080)).unwrap();
+    count_on_each_cpu(&earlier.1, slot, |c| 100 * (c + 1));
+    let (hook, dead_prog) = start_killed_while_moving_hooks(&pins, &config);
+    let new = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
+    new.0.update(&flow_key(4001), &flow_to(9091)).unwrap();
+    count_on_each_cpu(&new.1, slot, |_| 10);
+    count_on_each_cpu(&earlier.1, slot, |_| 1);
+    let egress_pin = pins.prog(TC_EGRESS.program);
+    std::fs::remove_file(&egress_pin).unwrap();
+    std::fs::create_dir(&egress_pin).unwrap();
+    let before = pin_state(&pins);
+
+    let failed = install(&config);
+    let after = pin_state(&pins);
+    let runs = link_prog_id(&obj_get(&pins.link(hook)).unwrap()).unwrap();
+    let id = |p: PathBuf| MapFd::open_pinned(&p).map(|m| m.id()).ok();
+    let pinned = (id(pins.map(MAP_FLOW4)), id(pins.map(MAP_STATS)));
+    let aside = (id(pins.map_set_aside(MAP_FLOW4)), id(pins.map_set_aside(MAP_STATS)));
+    // After the failure: the dead start's program writes this version's
+    // maps, the old programs on the other hooks the earlier ones.
+    new.0.update(&flow_key(4002), &flow_to(9092)).unwrap();
+    count_on_each_cpu(&new.1, slot, |_| 20);
+    earlier.0.update(&flow_key(4003), &flow_to(8083)).unwrap();
+    count_on_each_cpu(&earlier.1, slot, |_| 2);
+    std::fs::remove_dir(&egress_pin).unwrap();
+    let restarted = install(&config);
+    let flows = pinned_flows(&pins, [4000, 4001, 4002, 4003]);
+    let counted = pins.open_map(MAP_STATS).map(|m| m.lookup_percpu_sum(&slot).unwrap());
+    let leftover = pin_state(&pins).1;
+    let cleaned = cleanup(pins.root());
+    drop(cg);
+
+    let e = failed.unwrap_err();
+    assert!(e.message().contains(TC_EGRESS.program) && !e.message().contains("could not be moved back"), "{e}");
+    assert_eq!(after, before, "the failed start left the pins as the killed one left them");
+    assert_eq!(runs, dead_prog, "the link the killed start moved runs its program again");
+    assert_eq!(pinned, (Some(new.0.id()), Some(new.1.id())), "this version's maps stay pinned, where that program writes");
+    assert_eq!(aside, (Some(earlier.0.id()), Some(earlier.1.id())), "the earlier maps stay set aside");
+    restarted.unwrap();
+    assert_eq!(flows.unwrap().1, [Some(8080), Some(9091), Some(9092), Some(8083)], "every flow of both maps");
+    let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() } as u64;
+    assert_eq!(counted.unwrap(), (1..=ncpu).map(|c| 100 * c + 10 + 1 + 20 + 2).sum::<u64>(), "every count of both maps, none twice");
+    assert!(!leftover, "nothing left under upgrade/");
+    cleaned.unwrap();
+}
+
+/// A start killed while moving hooks as a version whose mw_flow4 has
+/// another capacity (2048) than the earlier one's (1024), then a start of
+/// a third version (this one's capacity): the map pinned is the dead
+/// start's, which its program on the link it moved writes, and the earlier
+/// one is set aside; this version can take over neither without losing
+/// the other's entries. It is refused before anything moves, naming the map,
+/// both pins and shapes and what to do, and the pins are as the dead start
+/// left them. The version that died then resumes (both maps' flows kept),
+/// and this version upgrades from it. Before, libbpf refused to reuse the
+/// pinned map and the rollback put the earlier one back in its place: the
+/// dead start's map was unpinned, its flows lost.
+#[test]
+fn a_third_version_after_a_start_killed_while_moving_hooks_is_refused_and_both_maps_kept() {
+    use crate::datapath::objects::other_capacities;
+    use crate::datapath::pins::MAP_FLOW4;
+    use crate::libbpf::{link_prog_id, obj_get};
+    let (_fs, cg, pins, config) = installed_as(&[(MAP_FLOW4, 1024)]);
+    pins.open_map(MAP_FLOW4).unwrap().update(&flow_key(4000), &flow_to(8080)).unwrap();
+    let died = [(MAP_FLOW4, 2048)];
+    let (hook, dead_prog) = other_capacities::with(&died, || start_killed_while_moving_hooks(&pins, &config));
+    let dead_map = pins.open_map(MAP_FLOW4).unwrap();
+    dead_map.update(&flow_key(4001), &flow_to(9091)).unwrap();
+    let before = pin_state(&pins);
+
+    let refused = install(&config);
+    let after = pin_state(&pins);
+    let runs = link_prog_id(&obj_get(&pins.link(hook)).unwrap()).unwrap();
+    let pinned = pins.open_map(MAP_FLOW4).map(|m| m.id());
+    let resumed = other_capacities::with(&died, || install(&config));
+    let as_died = pinned_flows(&pins, [4000, 4001]);
+    let upgraded = install(&config);
+    let flows = pinned_flows(&pins, [4000, 4001]);
+    let cleaned = cleanup(pins.root());
+    drop(cg);
+
+    let e = refused.expect_err("a third version over a dead start's map is refused");
+    assert!(matches!(e, Error::Inconsistent(_)), "{e:?}");
+    let m = e.message();
+    for part in [
+        format!("map {MAP_FLOW4}: a start of another version died"),
+        format!("{} (type", pins.map(MAP_FLOW4).display()),
+        format!("{} (type", pins.map_set_aside(MAP_FLOW4).display()),
+        "capacity 2048".to_string(),
+        "capacity 1024".to_string(),
+        "nothing was changed".to_string(),
+        "Start the version that died again".to_string(),
+        "`meshwire-loader cleanup`".to_string(),
+    ] {
+        assert!(m.contains(&part), "{part:?} not in: {m}");
+    }
+    assert_eq!(after, before, "the refused start left the pins as the killed one left them");
+    assert_eq!(runs, dead_prog, "the link the killed start moved runs its program");
+    assert_eq!(pinned.unwrap(), dead_map.id(), "the killed start's map stays pinned");
+    resumed.unwrap();
+    assert_eq!(as_died.unwrap(), (2048, [Some(8080), Some(9091)]), "the version that died resumes with both maps' flows");
+    upgraded.unwrap();
+    let (capacity, kept) = flows.unwrap();
+    assert_ne!(capacity, 2048);
+    assert_eq!(kept, [Some(8080), Some(9091)], "then this version upgrades from it, with both");
     cleaned.unwrap();
 }

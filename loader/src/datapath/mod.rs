@@ -208,7 +208,9 @@ pub fn install_before_adoption(config: &Config) -> Result<upgrade::CatchUp, Erro
     // Whatever fails from here leaves the pins as they were: what this start
     // pinned goes (a map it pinned again is then unpinned, as before, still
     // held by the attached programs, for the next start to find), the maps
-    // an upgrade set aside go back. Before them, every hook moved to this
+    // an upgrade set aside go back (but where it resumed a start that died:
+    // that start's maps stay pinned, its programs back on the hooks it
+    // moved write them, the earlier ones stay aside). Before them, every hook moved to this
     // start's programs goes back to the program it had; one that cannot is
     // named in the error (it runs this start's program, on maps no longer
     // pinned).

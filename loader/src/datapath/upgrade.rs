@@ -33,7 +33,13 @@
 //! an LRU map evicts), so the start is refused naming the map and both
 //! capacities, before anything moves. On any failure [`Upgrade::put_back`] restores the
 //! old pins, once `datapath::install` moved every hook it had moved back to
-//! its old program (`datapath::Moved`): those use the old maps. Maps an earlier version pinned and this one no longer has
+//! its old program (`datapath::Moved`): those use the old maps. A map the
+//! start resumed stays as the dead start left it (its map pinned: the
+//! hooks that start moved run its programs again, which write it; the
+//! earlier one aside), for the next start to resume again. A start of
+//! another version that died after it loaded left a map of another shape
+//! pinned: refused before anything moves, naming both maps.
+//! Maps an earlier version pinned and this one no longer has
 //! ([`pins::RETIRED_MAPS`]) lose their pins once the start succeeded.
 
 use std::path::PathBuf;
@@ -149,6 +155,16 @@ fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
         if current == &pin && old.same_shape(&def) {
             continue;
         }
+        // Both pinned: a start that died after it loaded. Its map is this
+        // version's (resumed), or another version's, which the programs on
+        // the hooks it moved write: refused, nothing moves (both kept).
+        let resumed = current == &aside && pin.exists() && {
+            let died = MapFd::open_pinned(&pin)?.info()?;
+            if !died.same_shape(&def) {
+                return Err(a_start_of_another_version_died(&def, &pin, &died, &aside, &old));
+            }
+            true
+        };
         let widened = carriable(&old, &def).map_err(|why| {
             Error::Inconsistent(format!(
                 "pinned map {} {why}: run `meshwire-loader cleanup`, then start again (pods come back from their records; live connections' state in the maps is lost)",
@@ -156,11 +172,30 @@ fn plan(pins: &Pins, objects: &[&ObjectSpec]) -> Result<Vec<Moved>, Error> {
             ))
         })?;
         refuse_if_it_does_not_fit(pins, &fd, &old, &def)?;
-        let resumed = current == &aside && MapFd::open_pinned(&pin).is_ok_and(|m| m.info().is_ok_and(|i| i.same_shape(&def)));
         let carried = (COUNTERS.contains(&def.name.as_str()) && !widened).then(|| pins.map_carried(&def.name));
         plan.push(Moved { name: def.name, pin, aside, carried, old, widened, resumed });
     }
     Ok(plan)
+}
+
+/// A start of another version died mid-upgrade, after it loaded: its map
+/// `died` is pinned at `pin` (the programs on the hooks it moved write it),
+/// the earlier one `old` set aside at `aside`. This version can take over
+/// neither without losing what the other holds: the start is refused,
+/// before anything moves, naming both and what to do.
+fn a_start_of_another_version_died(def: &MapInfo, pin: &std::path::Path, died: &MapInfo, aside: &std::path::Path, old: &MapInfo) -> Error {
+    Error::Inconsistent(format!(
+        "map {name}: a start of another version died while upgrading it, leaving its map pinned at {pin} ({died}; the programs on the hooks that start moved write it) \
+         and the earlier one set aside at {aside} ({old}); this version's ({def}) cannot take over both, so nothing was changed. \
+         Start the version that died again (it resumes its upgrade and keeps both maps' entries), then this one; \
+         or `meshwire-loader cleanup`, then start (the entries of both maps are lost)",
+        name = def.name,
+        pin = pin.display(),
+        died = describe(died),
+        aside = aside.display(),
+        old = describe(old),
+        def = describe(def),
+    ))
 }
 
 /// A smaller capacity than the entries `fd` holds would drop some of them
@@ -243,9 +278,14 @@ impl Upgrade {
     }
 
     /// The start failed: the new maps' pins are gone (rolled back); the old
-    /// ones go back where they were.
+    /// ones go back where they were. A map this start resumed stays as the
+    /// start that died left it: its map pinned (the rollback put that
+    /// start's programs back on the hooks it moved, and they write it), the
+    /// earlier one set aside, the counters' carried values pinned (this
+    /// start's copy added to the map what they say), so that the next start
+    /// resumes again and loses nothing.
     pub fn put_back(&self) {
-        for m in &self.moved {
+        for m in self.moved.iter().filter(|m| !m.resumed) {
             remove_carried(m);
             if !m.aside.exists() {
                 continue;
