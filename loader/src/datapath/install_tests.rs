@@ -808,6 +808,7 @@ fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wr
     pins.open_map(MAP_EXCL_PORTS).unwrap().update(&excluded, &1u8).unwrap();
 
     start_killed_while_moving_hooks(&pins, &config);
+    let status_killed = crate::views::inspect::status_view(&pins, "loader").0;
     // The new programs write this version's maps, the old ones the earlier.
     let new = (pins.open_map(MAP_FLOW4).unwrap(), pins.open_map(MAP_STATS).unwrap());
     new.0.update(&both, &dst(9090)).unwrap();
@@ -817,6 +818,7 @@ fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wr
     count_on_each_cpu(&earlier.1, slot, |_| 1);
 
     let resumed = install(&config);
+    let status_resumed = crate::views::inspect::status_view(&pins, "loader").0;
     let flows = pins.open_map(MAP_FLOW4).map(|m| [both, only_old, only_new].map(|k| m.lookup::<Flow4Key, Flow4>(&k).unwrap().map(|f| u16::from_be(f.orig_port))));
     let counted = pins.open_map(MAP_STATS).map(|m| m.lookup_percpu_sum(&slot).unwrap());
     let exclusion = pins.open_map(MAP_EXCL_PORTS).map(|m| m.lookup::<PortKey, u8>(&excluded).unwrap());
@@ -825,6 +827,13 @@ fn a_start_resuming_one_killed_while_moving_hooks_keeps_what_the_new_programs_wr
     drop(cg);
 
     resumed.unwrap();
+    let upgrade_lines = |text: &str| text.lines().filter(|l| l.starts_with("upgrade: ")).map(str::to_string).collect::<Vec<_>>();
+    let aside = upgrade_lines(&status_killed);
+    assert!(
+        aside.len() == 1 && [MAP_FLOW4, MAP_STATS, MAP_EXCL_PORTS].iter().all(|m| aside[0].contains(m)) && aside[0].contains("the next start resumes it"),
+        "status names what the killed start set aside: {status_killed}"
+    );
+    assert_eq!(upgrade_lines(&status_resumed), Vec::<String>::new(), "and nothing once resumed: {status_resumed}");
     assert_eq!(flows.unwrap(), [Some(9090), Some(8081), Some(9091)], "both: the new programs' value; each map's own flows carried");
     let ncpu = unsafe { libbpf_sys::libbpf_num_possible_cpus() } as u64;
     assert_eq!(counted.unwrap(), (1..=ncpu).map(|c| 100 * c + 10 + 1).sum::<u64>(), "carried, plus the new programs' and the old programs' counts since");
@@ -936,6 +945,7 @@ fn what_pods_old_clsact_programs_write_before_a_loader_dies_in_adoption_is_caugh
     // The loader dies before its adoption is done: no catch-up.
     let died = started.map(drop);
     drop(earlier);
+    let status_died = crate::views::inspect::status_view(&pins, "loader").0;
 
     let restarted = crate::datapath::install_before_adoption(&config);
     let adopted = tc::attach_pod(&pins, cookie, &pair.pod_path(), "eth0", TcAttach::Clsact);
@@ -954,6 +964,11 @@ fn what_pods_old_clsact_programs_write_before_a_loader_dies_in_adoption_is_caugh
     assert_eq!(pinned.expect("a connection to the pod").map(|f| u16::from_be(f.orig_port)), Some(8080), "the next start caught the flow up");
     assert_eq!(counted.unwrap(), old_counted, "and the old ingress's count");
     assert_eq!(staged, 3, "the old mw_flow4, the old mw_stats and its carried values wait under catch-up/");
+    let waiting: Vec<&str> = status_died.lines().filter(|l| l.starts_with("upgrade: ")).collect();
+    assert!(
+        waiting.len() == 1 && waiting[0].contains(&format!("earlier {MAP_FLOW4}, {MAP_STATS} wait under")) && waiting[0].contains("catch-up"),
+        "status names the maps waiting for the catch-up: {status_died}"
+    );
     assert!(!left, "catch-up/ is gone once it ran");
     assert_eq!(reply.unwrap().expect("the sidecar's reply, through the new egress"), *b"pong");
     detached.unwrap();

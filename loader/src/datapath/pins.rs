@@ -247,6 +247,12 @@ impl Pins {
         staged
     }
 
+    /// The maps an upgrade set aside ([`Self::map_set_aside`]): a start is
+    /// under way, or one died midway and the next start resumes it.
+    pub fn set_aside_maps(&self) -> Vec<&'static str> {
+        ALL_MAPS.iter().copied().filter(|m| self.map_set_aside(m).exists()).collect()
+    }
+
     pub fn upgrade_dir(&self) -> PathBuf {
         self.root.join("upgrade")
     }

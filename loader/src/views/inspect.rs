@@ -187,6 +187,9 @@ fn status_text(pins: &Pins, loader: &str, out: &mut String) -> Result<(), Error>
     line(loader.to_string());
     line(format!("kernel {}; bpf stats {}", kernel_release(), if bpf_stats_enabled() { "on" } else { "off (sysctl kernel.bpf_stats_enabled=1 to time programs)" }));
     line(format!("pins {}", pins.root().display()));
+    for l in upgrade_pending(pins) {
+        line(l);
+    }
     line(String::new());
     line(format!("{:<20} {:<20} {:>6} {:>7} {:>12} {:>10}", "program", "attached", "id", "insns", "runs", "ns/run"));
     let mut unpinned = None;
@@ -216,6 +219,30 @@ fn status_text(pins: &Pins, loader: &str, out: &mut String) -> Result<(), Error>
     // A map or a tc program not pinned: the view is shown, then what to do about it.
     pins.require_all_maps()?;
     unpinned.map_or(Ok(()), |e| Err(e.into()))
+}
+
+/// An upgrade's maps still waiting, one line each kind: set aside by a
+/// start (under way, or one that died midway), or for the catch-up after
+/// adoption. Empty when none: the usual case.
+fn upgrade_pending(pins: &Pins) -> Vec<String> {
+    let mut lines = Vec::new();
+    let aside = pins.set_aside_maps();
+    if !aside.is_empty() {
+        lines.push(format!(
+            "upgrade: earlier {} set aside under {} (a start under way, or one that died midway: the next start resumes it)",
+            aside.join(", "),
+            pins.upgrade_dir().display()
+        ));
+    }
+    let staged: Vec<&str> = pins.staged_maps().into_iter().map(|(name, _)| name).collect();
+    if !staged.is_empty() {
+        lines.push(format!(
+            "upgrade: earlier {} wait under {} for the catch-up after adoption (what pods' old clsact programs wrote; this loader runs it when its adoption is done, or the next start does)",
+            staged.join(", "),
+            pins.catch_up_dir().display()
+        ));
+    }
+    lines
 }
 
 fn ip(net_order: u32) -> Ipv4Addr {
