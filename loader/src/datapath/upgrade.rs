@@ -48,7 +48,7 @@ use crate::datapath::layout::AccelState;
 use crate::datapath::objects::ObjectSpec;
 use crate::datapath::pins::{self, Pins};
 use crate::error::{Error, OrOs};
-use crate::libbpf::{MapFd, MapInfo};
+use crate::libbpf::{CopyMode, MapFd, MapInfo};
 
 /// Maps whose value grew at its end, with each value size an earlier
 /// version pinned them with: `mw_accel_state(6)` before the socket's psock
@@ -263,12 +263,9 @@ impl Upgrade {
                 log::info!("upgrade: map {} starts empty (capacity {} -> {capacity}; it holds no entries to carry)", m.name, m.old.max_entries);
                 continue;
             }
-            let n = match (&m.carried, m.widened, m.resumed) {
-                (Some(carried), _, _) => carry_counts(&old, &new, carried, m.resumed),
-                (None, true, false) => old.copy_entries_widened_into(&new).map_err(Error::from),
-                (None, true, true) => old.copy_missing_entries_widened_into(&new).map_err(Error::from),
-                (None, false, false) => old.copy_entries_into(&new).map_err(Error::from),
-                (None, false, true) => old.copy_missing_entries_into(&new).map_err(Error::from),
+            let n = match &m.carried {
+                Some(carried) => carry_counts(&old, &new, carried, m.resumed),
+                None => old.copy_entries_into(&new, CopyMode { widen: m.widened, only_missing: m.resumed }).map_err(Error::from),
             };
             let n = n.map_err(|e| e.context(format_args!("upgrade: map {}", m.name)))?;
             let how = if m.resumed { ", resuming a start that died: keys this version's map held kept its values" } else { "" };
@@ -489,7 +486,7 @@ impl CatchUp {
             done.extend(pins);
             let copied = match &carried {
                 Some(carried) => carried.raw_entries().and_then(|since| old.add_counts_since_into(&since, &new)).map(|_| 0),
-                None => old.copy_missing_entries_into(&new),
+                None => old.copy_entries_into(&new, CopyMode { only_missing: true, ..CopyMode::default() }),
             };
             match copied {
                 Ok(0) => {}

@@ -88,22 +88,29 @@ impl MapFd {
         MapFd::new(unsafe { OwnedFd::from_raw_fd(fd) }, PathBuf::from(format!("<map id {id}>")))
     }
 
-    /// The value at `key` as bytes (value_size of them), None when absent.
+    /// The value at `key` as bytes ([`Self::value_len`] of them: a per-CPU
+    /// value with every CPU's), None when absent.
     pub fn lookup_raw(&self, key: &[u8]) -> Result<Option<Vec<u8>>> {
-        let info = self.info()?;
-        if key.len() != info.key_size as usize {
+        if key.len() != self.info.key_size as usize {
             return Err(BpfError {
                 what: format!("map {}", self.path.display()),
-                source: io::Error::new(io::ErrorKind::InvalidInput, format!("key of {} bytes, the map's are {}", key.len(), info.key_size)),
+                source: io::Error::new(io::ErrorKind::InvalidInput, format!("key of {} bytes, the map's are {}", key.len(), self.info.key_size)),
             });
         }
-        let mut value = vec![0u8; info.value_size as usize];
+        let mut value = vec![0u8; self.value_len()?.max(1)];
+        Ok(self.lookup_into(key, &mut value)?.then_some(value))
+    }
+
+    /// Reads the value at `key` into the beginning of `value` (at least
+    /// [`Self::value_len`] bytes); Ok(false) when absent (gone since a
+    /// walk: an LRU eviction, a close).
+    fn lookup_into(&self, key: &[u8], value: &mut [u8]) -> Result<bool> {
         let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
         if ret == -libc::ENOENT {
-            return Ok(None);
+            return Ok(false);
         }
         check(ret, || format!("looking up map {}", self.path.display()))?;
-        Ok(Some(value))
+        Ok(true)
     }
 
     pub fn info(&self) -> Result<MapInfo> {
@@ -211,31 +218,6 @@ impl MapFd {
         }
     }
 
-    /// Copies every entry into `dst` (same type and sizes, a capacity of its
-    /// own); returns how many. Per-CPU values are copied CPU by CPU.
-    pub fn copy_entries_into(&self, dst: &MapFd) -> Result<usize> {
-        self.copy_entries(dst, false, false)
-    }
-
-    /// [`Self::copy_entries_into`] of only the keys `dst` does not hold
-    /// (BPF_NOEXIST: a key `dst` has keeps its value); returns how many were
-    /// added. An array holds every index, so nothing is added to one.
-    pub fn copy_missing_entries_into(&self, dst: &MapFd) -> Result<usize> {
-        self.copy_entries(dst, false, true)
-    }
-
-    /// [`Self::copy_entries_into`] for a `dst` whose values are longer (not
-    /// per-CPU): each value is copied to the beginning of the new one, the
-    /// rest zeroed.
-    pub fn copy_entries_widened_into(&self, dst: &MapFd) -> Result<usize> {
-        self.copy_entries(dst, true, false)
-    }
-
-    /// [`Self::copy_entries_widened_into`] of only the keys `dst` does not
-    /// hold (as [`Self::copy_missing_entries_into`]).
-    pub fn copy_missing_entries_widened_into(&self, dst: &MapFd) -> Result<usize> {
-        self.copy_entries(dst, true, true)
-    }
 
     /// How many bytes one value takes in a lookup or update: value_size,
     /// or for a per-CPU map every possible CPU's, each rounded up to 8.
@@ -255,12 +237,9 @@ impl MapFd {
         let mut entries = Vec::new();
         for key in self.raw_keys()? {
             let mut value = vec![0u8; len.max(1)];
-            let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
-            if ret == -libc::ENOENT {
-                continue;
+            if self.lookup_into(&key, &mut value)? {
+                entries.push((key, value));
             }
-            check(ret, || format!("looking up map {}", self.path.display()))?;
-            entries.push((key, value));
         }
         Ok(entries)
     }
@@ -302,8 +281,7 @@ impl MapFd {
         for (key, value) in &now {
             let before = since.iter().find(|(k, _)| k == key).map(|(_, v)| words(v)).unwrap_or_default();
             let mut sum = vec![0u8; value.len()];
-            let ret = unsafe { sys::bpf_map_lookup_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, sum.as_mut_ptr() as *mut c_void) };
-            check(ret, || format!("looking up map {}", dst.path.display()))?;
+            dst.lookup_into(key, &mut sum)?;
             let added: Vec<u8> = words(&sum)
                 .iter()
                 .zip(words(value))
@@ -322,7 +300,12 @@ impl MapFd {
         MapFd::new(fd, PathBuf::from(format!("<a new {}>", info.name)))
     }
 
-    fn copy_entries(&self, dst: &MapFd, widen: bool, only_missing: bool) -> Result<usize> {
+    /// Copies every entry into `dst` (same type and key size, a capacity of
+    /// its own; the same value size, or a longer one with `mode.widen`), as
+    /// `mode` says; returns how many were written. Per-CPU values are copied
+    /// CPU by CPU.
+    pub fn copy_entries_into(&self, dst: &MapFd, mode: CopyMode) -> Result<usize> {
+        let CopyMode { widen, only_missing } = mode;
         let (from, to) = (&self.info, &dst.info);
         let sizes_fit = if widen { from.value_size < to.value_size && !from.is_percpu() } else { from.value_size == to.value_size };
         if (from.map_type, from.key_size) != (to.map_type, to.key_size) || !sizes_fit || !from.entries_copyable() {
@@ -338,11 +321,9 @@ impl MapFd {
         for key in self.raw_keys()? {
             // The old value fills the beginning; a widened value's tail stays 0.
             value.fill(0);
-            let ret = unsafe { sys::bpf_map_lookup_elem(self.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_mut_ptr() as *mut c_void) };
-            if ret == -libc::ENOENT {
-                continue; // gone since the walk (an LRU eviction, a close)
+            if !self.lookup_into(&key, &mut value)? {
+                continue;
             }
-            check(ret, || format!("looking up map {}", self.path.display()))?;
             let ret = unsafe {
                 sys::bpf_map_update_elem(dst.fd.as_raw_fd(), key.as_ptr() as *const c_void, value.as_ptr() as *const c_void, flags)
             };
@@ -453,6 +434,18 @@ pub fn array_map_create(name: &str, value_size: u32, max_entries: u32) -> Result
     let fd = unsafe { sys::bpf_map_create(sys::BPF_MAP_TYPE_ARRAY, c.as_ptr(), 4, value_size, max_entries, ptr::null()) };
     let fd = check(fd, || format!("creating array map {name}"))?;
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// How [`MapFd::copy_entries_into`] writes each entry; the default copies
+/// every entry over whatever `dst` holds at its key.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct CopyMode {
+    /// `dst`'s values are longer (not per-CPU): each is copied to the
+    /// beginning of the new one, the rest zeroed.
+    pub widen: bool,
+    /// Only the keys `dst` does not hold (BPF_NOEXIST: a key `dst` has keeps
+    /// its value). An array holds every index, so nothing is added to one.
+    pub only_missing: bool,
 }
 
 /// A map shaped like `def` but with `max_entries` (tests: an earlier

@@ -26,7 +26,7 @@ pub use link::{detach_pinned_link, link_cgroup_id, link_prog_id, link_program, l
 pub use logging::route_libbpf_logs;
 #[cfg(test)]
 pub use map::{array_map_create, map_create_like};
-pub use map::{MapFd, MapInfo, RingBuffer};
+pub use map::{CopyMode, MapFd, MapInfo, RingBuffer};
 #[allow(unused_imports)] // Program: callers hold one without naming it
 pub use object::{Object, Program};
 pub use pin::{obj_get, obj_pin};
