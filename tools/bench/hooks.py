@@ -75,7 +75,15 @@ machine and nothing is left behind.
   (bpf_skb_store_bytes + bpf_l4_csum_replace), bpf_msg_redirect_hash alone,
   with a state lookup, with the spin lock; for connect4 the socket storage
   created (bpf_sk_storage_get) and the source bound (bpf_bind) alone; for
-  sockops each end put into a sockhash (bpf_sock_hash_update) alone; and
+  sockops each end put into a sockhash (bpf_sock_hash_update) alone; the
+  original destination's store (ORIGIN_STORES), each part: connect4
+  putting it in socket storage or, as the reference implementations keep
+  it, in a hash map keyed by the socket's cookie (LRU, and plain
+  preallocated; the LRU again on a map filled first, where each insert
+  evicts), and sockops reading it at established and doing at the
+  close what that store needs (a cookie map's entry deleted; storage's free
+  counted once by deleting it there), and the plain hash's entry deleted at
+  each socket's release instead (cgroup/sock_release); and
   each path's helpers together, what the program cannot do without and
   nothing else: sk_msg's two state lookups, the backlog read and the
   redirect (floor_skmsg_path), sockops' publish and hand-over
@@ -131,11 +139,28 @@ FLOOR_TC_REAL = ["floor_tc_empty", "floor_tc_flow_lookup", "floor_tc_flow_lookup
                  "floor_tc_rewrite_same"]  # they steer nothing
 FLOOR_SKMSG = ["floor_skmsg_empty", "floor_skmsg_redirect", "floor_skmsg_lookup_redirect",
                "floor_skmsg_lock_redirect", "floor_skmsg_path"]
-FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind"]
+FLOOR_CONNECT = ["floor_connect4_empty", "floor_connect4_storage", "floor_connect4_bind",
+                 "floor_connect4_cookie_lru", "floor_connect4_cookie_hash"]
+# Where the original destination is kept, each store's parts: (store, the connect4 floor that
+# stores it, the sockops floor that reads it at established and does what the store needs at the
+# close, the sock_release floor that deletes it instead or None). Socket storage twice: as the
+# datapath leaves it (the kernel frees it with the socket, outside any program) and with that free
+# made visible (deleted at the close).
+ORIGIN_STORES = [("socket storage", "floor_connect4_storage", "floor_sockops_orig_storage", None),
+                 ("socket storage, its free counted", "floor_connect4_storage", "floor_sockops_orig_storage_free", None),
+                 ("LRU hash by cookie, deleted at the close", "floor_connect4_cookie_lru",
+                  "floor_sockops_orig_cookie_lru", None),
+                 ("plain hash by cookie, deleted at the close", "floor_connect4_cookie_hash",
+                  "floor_sockops_orig_cookie_hash", None),
+                 ("plain hash by cookie, deleted at each socket's release", "floor_connect4_cookie_hash",
+                  "floor_sockops_orig_cookie_hash_read", "floor_release_cookie_hash")]
 FLOOR_SOCKOPS = ["floor_sockops_empty", "floor_sockops_sockhash", "floor_sockops_plain_path",
-                 "floor_sockops_accel_path"]
-# behind floor_connect4_storage, which leaves the original destination on the socket as connect4 does
-FLOOR_SOCKOPS_STORAGE = ("floor_sockops_plain_path", "floor_sockops_accel_path")
+                 "floor_sockops_accel_path"] + [s for _, _, s, _ in ORIGIN_STORES]
+FLOOR_RELEASE = ["floor_release_empty"] + [r for _, _, _, r in ORIGIN_STORES if r]
+# the connect4 floor each sockops and sock_release floor runs behind (else floor_connect4_empty):
+# floor_connect4_storage leaves the original destination on the socket as connect4 does
+FLOOR_STEER = {"floor_sockops_plain_path": "floor_connect4_storage", "floor_sockops_accel_path": "floor_connect4_storage",
+               **{s: c for _, c, s, _ in ORIGIN_STORES}, **{r: c for _, c, _, r in ORIGIN_STORES if r}}
 
 
 def bpf(cmd, attr):
@@ -291,6 +316,10 @@ FRESH_DIV = 40  # new pairs per round: 1/40 of the runs of a 64-byte row
 TC_COLD = "flow packet in, caches cold (4 MiB written before each)"
 CONNECT_COLD = "a meshed pod's connect(), caches cold (4 MiB written before each)"
 CONNECT_FLOOR_COLD = "a connect(), caches cold (4 MiB written before each)"
+SOCKOPS_FLOOR = "a connection's callbacks (both ends)"
+COOKIE_MAP_ENTRIES = 65536  # hooks_floor.c's cookie maps: MW_MAX_TUPLES, as mw_orig_tuple4
+CONNECT_FLOOR_FULL = f"a connect(), the map full ({COOKIE_MAP_ENTRIES:,} entries put in first: each insert evicts one)"
+RELEASE_FLOOR = "a connection's sockets released (both ends)"
 
 
 def cold(fn, div=COLD_DIV):
@@ -530,6 +559,12 @@ class Hooks:
         cg = os.path.join(cgroup2_mount(), f"mw-hooks-{os.getpid()}-{label}")
         os.mkdir(cg)
         self.cgroups.append(cg)
+        return cg
+
+    def connect4_cgroup(self, label, prog):
+        """A cgroup of this run's own (label) with prog attached as its connect4."""
+        cg = self.cgroup(label)
+        self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", prog["path"]])
         return cg
 
     def enter(self, cg):
@@ -784,7 +819,7 @@ class Hooks:
                     runners[(label, "mw_skmsg_redirect", SKMSG_STEADY)] = (progs["mw_skmsg_redirect"], self.pinger(c, s))
                     runners[(label, "mw_sockops", SOCKOPS_LEARN)] = (progs["mw_sockops"],
                                                                     self.learner(label, cg, maps["mw_stats"]))
-        for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS if a.hooks_connect else []):
+        for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS + FLOOR_RELEASE if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
             p = progs[fname]
@@ -805,20 +840,24 @@ class Hooks:
                             empty = self.programs[("floor", "floor_tc_empty")]
                             only = REAL_BULK_LONG[REAL_BULK_IN_ONLY] if long else REAL_BULK_IN_ONLY
                             runners[("floor", fname, only)] = (p, self.veth_traffic(ns, p, empty, BULK, long, fm))
-            elif fname in FLOOR_SOCKOPS:
-                # steered by the datapath's own connect4 (its build "new"), measured alone
-                cg = self.cgroup(fname)
-                steer = "floor_connect4_storage" if fname in FLOOR_SOCKOPS_STORAGE else "floor_connect4_empty"
-                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", progs[steer]["path"]])
-                self.run(["bpftool", "cgroup", "attach", cg, "sock_ops", "pinned", p["path"]])
+            elif fname in FLOOR_SOCKOPS or fname in FLOOR_RELEASE:
+                # steered by a connect4 floor of the same object (FLOOR_STEER), measured alone
+                cg = self.connect4_cgroup(fname, progs[FLOOR_STEER.get(fname, "floor_connect4_empty")])
+                release = fname in FLOOR_RELEASE
+                self.run(["bpftool", "cgroup", "attach", cg, "sock_release" if release else "sock_ops", "pinned", p["path"]])
                 if fname == "floor_sockops_accel_path":  # a verdict program on its sockhash, as the datapath's
                     self.attach_skmsg(progs["floor_skmsg_empty"], maps["mw_sock_hash:path"])
-                runners[("floor", fname, "a connection's callbacks (both ends)")] = (p, self.connector(cg))
+                runners[("floor", fname, RELEASE_FLOOR if release else SOCKOPS_FLOOR)] = (p, self.connector(cg))
             elif fname in FLOOR_CONNECT:
-                cg = self.cgroup(fname)
-                self.run(["bpftool", "cgroup", "attach", cg, "connect4", "pinned", p["path"]])
+                cg = self.connect4_cgroup(fname, p)
                 runners[("floor", fname, "a connect()")] = (p, self.connector(cg))
                 runners[("floor", fname, CONNECT_FLOOR_COLD)] = (p, cold(self.connector(cg)))
+                if fname == "floor_connect4_cookie_lru":  # again on a map filled first: each insert evicts
+                    full, full_maps = self.load(fname + "-full", floor_obj)
+                    for i in range(COOKIE_MAP_ENTRIES):  # cookies no socket has (they count up from 1)
+                        map_update(full_maps["floor_orig_cookie_lru"], struct.pack("Q", 1 << 62 | i), b"\0" * 8)
+                    runners[("floor", fname, CONNECT_FLOOR_FULL)] = (
+                        full[fname], self.connector(self.connect4_cgroup(fname + "-full", full[fname])))
             else:
                 self.attach_skmsg(p, maps["mw_sock_hash:path"])
                 c, s = self.skmsg_pair(maps)
@@ -842,8 +881,8 @@ class Hooks:
                 if fn is None:
                     continue  # measured with the row before it
                 with_it = [(k, runners[k][0]) for k in self.companions.get(key, [])]
-                per_conn = key[1] in ("mw_sock4_connect",) or key[1].startswith("floor_connect4") \
-                    or key[1].startswith("floor_sockops") \
+                per_conn = key[1] in ("mw_sock4_connect",) \
+                    or key[1].startswith(("floor_connect4", "floor_sockops", "floor_release")) \
                     or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN,
                                   SOCKOPS_LEARN, SOCKOPS_FIN) \
                     or key[2] in REAL_BULK_LONG.values()
@@ -881,7 +920,7 @@ class Hooks:
         med = {k: statistics.median(v) for k, v in res.items()}
         rng = {k: (min(v), max(v)) for k, v in res.items()}
         floor = {k[1]: med[k] for k in med if k[0] == "floor" and k[2] in (TC_FRAMES[0][0], skmsg_what(64), "a connect()",
-                                                                             "a connection's callbacks (both ends)")}
+                                                                             SOCKOPS_FLOOR, RELEASE_FLOOR)}
         empty_tc, empty_msg = floor["floor_tc_empty"], floor["floor_skmsg_empty"]
         old = a.baseline
         L = [f"# Each hook's own cost (`--mode hooks`){' — ' + a.note if a.note else ''}", ""]
@@ -917,11 +956,11 @@ class Hooks:
                 row += f" {n / o:.2f}x |"
             L.append(row)
         L.append("")
-        sk = [k for k in med if k[1].endswith("sockops") or k[1].startswith("floor_sockops")]
+        sk = [k for k in med if k[1].endswith("sockops") or k[1].startswith(("floor_sockops", "floor_release"))]
         if sk:
             tag = {SOCKOPS_ACCEL: " (acceleration on)", SOCKOPS_LEARN: " (acceleration on, short connections learned)",
                    SOCKOPS_FIN: " (the learned row's connections, acceleration off)"}
-            L.append("sockops runs per connection (both ends' callbacks; ns per connection = ns per run x runs): "
+            L.append("sockops (and sock_release) runs per connection (both ends' callbacks; ns per connection = ns per run x runs): "
                      + "; ".join(f"{k[0]} `{k[1]}`{tag.get(k[2], '')} "
                                  f"{statistics.median(self.per_call[k]):.1f}, "
                                  f"{med[k] * statistics.median(self.per_call[k]):.0f} ns per connection"
@@ -958,6 +997,7 @@ class Hooks:
             e = e if e is not None else floor[f"floor_{k[1].split('_')[1]}_empty"]
             L.append(f"| `{k[1]}` | {k[2]} | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
         L.append("")
+        L += self.origin_store_report(med)
         L += self.per_packet_report()
         out = a.out
         with open(out, "w") as f:
@@ -969,6 +1009,49 @@ class Hooks:
                        "xlated": {f"{b}:{n}": p["xlated"] for (b, n), p in self.programs.items()}}, f, indent=1)
         log("\n".join(L))
         log(f"hooks: wrote {out}")
+
+    def origin_store_report(self, med):
+        """ORIGIN_STORES per connection: each store's connect4 floor (one run per connection), sockops
+        floor and sock_release floor (their runs per connection), each alone: minus the empty
+        program of its kind for as many runs."""
+        def alone(fname, what, empty, per_connection=True):
+            k, e = ("floor", fname, what), ("floor", empty, what)
+            if k not in med or e not in med:
+                return None
+            return (med[k] - med[e]) * (statistics.median(self.per_call[k]) if per_connection else 1)
+        rows = []
+        for store, c4, so, rel in ORIGIN_STORES:
+            # connect4: one run per connect() (the cold rows make fewer connect()s than calls)
+            hot, cold_ = (alone(c4, w, "floor_connect4_empty", False) for w in ("a connect()", CONNECT_FLOOR_COLD))
+            sockops = alone(so, SOCKOPS_FLOOR, "floor_sockops_empty")
+            released = alone(rel, RELEASE_FLOOR, "floor_release_empty") if rel else 0
+            if None in (hot, sockops, released):
+                continue
+            rows.append(f"| {store} | `{c4}` {hot:.0f} / {cold_:.0f} | `{so}` {sockops:.0f} | "
+                        + (f"`{rel}` {released:.0f} | " if rel else "- | ") + f"{hot + sockops + released:.0f} |")
+        if not rows:
+            return []
+        L = ["## The original destination's store, per connection", "",
+             "Each store's parts, each alone (its floor minus the empty program of its kind, for as many "
+             "runs): connect4 stores the destination; sockops reads it at the connecting end's established, asks "
+             "for its close and does there what the store needs (socket storage: nothing, the kernel frees it "
+             "with the socket outside any program; or that free counted: the storage deleted at the close; a "
+             "cookie map: the entry deleted, there or as each of the connection's sockets is released, "
+             "cgroup/sock_release, where the accepted end's delete misses). ns per connection.", "",
+             "| store | connect4: stored (hot / caches cold) | sockops: read, and the close's part | sock_release "
+             "| per connection, hot |", "|---|---|---|---|---|"] + rows + [""]
+        full = med.get(("floor", "floor_connect4_cookie_lru", CONNECT_FLOOR_FULL))
+        if full is not None:
+            L += [f"The LRU hash full (a failed connect's entry is never deleted at a close: they fill it, and from then on "
+                  f"each insert evicts the least recently used entry, a live socket's as well): "
+                  f"`floor_connect4_cookie_lru` {full - med[('floor', 'floor_connect4_empty', 'a connect()')]:.0f} ns "
+                  f"alone per connect().", ""]
+        k = ("floor", "floor_release_empty", RELEASE_FLOOR)
+        if k in med:
+            L += [f"sock_release's delete is on top of a program run on each socket released: "
+                  f"{med[k] * statistics.median(self.per_call[k]):.0f} ns per connection for the empty one, "
+                  f"the measure included.", ""]
+        return L
 
     def per_packet_report(self):
         """The GSO rows at both connection lengths: a connection of n runs costs F + n x P, so

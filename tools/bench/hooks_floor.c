@@ -259,6 +259,56 @@ int floor_connect4_bind(struct bpf_sock_addr *ctx)
 	return floor_steer(ctx);
 }
 
+/*
+ * The store the reference implementations keep the original destination in
+ * instead of socket storage: a hash map keyed by the socket's cookie (never
+ * reused while the machine runs), the value meshwire's (struct mw_orig4), as
+ * many entries as mw_orig_tuple4. LRU: a connection that never reaches the
+ * delete (a failed connect) is evicted once the map is full, and so is a
+ * live socket's entry under pressure. Plain (preallocated): nothing is
+ * evicted; what is not deleted stays, and a full map refuses the update.
+ */
+struct {
+	__uint(type, BPF_MAP_TYPE_LRU_HASH);
+	__uint(max_entries, MW_MAX_TUPLES);
+	__type(key, __u64);
+	__type(value, struct mw_orig4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} floor_orig_cookie_lru SEC(".maps");
+
+struct {
+	__uint(type, BPF_MAP_TYPE_HASH);
+	__uint(max_entries, MW_MAX_TUPLES);
+	__type(key, __u64);
+	__type(value, struct mw_orig4);
+	__uint(pinning, LIBBPF_PIN_BY_NAME);
+} floor_orig_cookie_hash SEC(".maps");
+
+/* The original destination put into map under the socket's cookie. */
+static __always_inline int floor_connect4_cookie(struct bpf_sock_addr *ctx, void *map)
+{
+	struct mw_orig4 orig = { .flags = MW_ORIG_F_CONNECT };
+	__u64 cookie = bpf_get_socket_cookie(ctx);
+
+	orig.ip4 = ctx->user_ip4;
+	orig.port = (__u16)ctx->user_port;
+	if (bpf_map_update_elem(map, &cookie, &orig, BPF_ANY))
+		return 0;
+	return floor_steer(ctx);
+}
+
+SEC("cgroup/connect4")
+int floor_connect4_cookie_lru(struct bpf_sock_addr *ctx)
+{
+	return floor_connect4_cookie(ctx, &floor_orig_cookie_lru);
+}
+
+SEC("cgroup/connect4")
+int floor_connect4_cookie_hash(struct bpf_sock_addr *ctx)
+{
+	return floor_connect4_cookie(ctx, &floor_orig_cookie_hash);
+}
+
 /* ---- sockops: run on real connections' callbacks, as mw_sockops is ---- */
 
 SEC("sockops")
@@ -415,5 +465,102 @@ int floor_sockops_accel_path(struct bpf_sock_ops *skops)
 		}
 		return 1;
 	}
+	return 1;
+}
+
+/*
+ * The origin's own part of sockops, for each store, behind the connect4
+ * floor of that store (hooks.py: FLOOR_STEER): at the connecting end's
+ * established, the origin read (mw_sockops reads it to publish it) and its
+ * close callback asked for (as mw_sockops_published asks); at its close, if
+ * delete, what that store needs done. Socket storage: nothing (the kernel
+ * frees it with the socket, outside any program), or that free made visible:
+ * the storage deleted (bpf_sk_storage_delete unlinks and frees what
+ * sk_destruct's bpf_sk_storage_free would). A cookie map: the entry deleted;
+ * a connection that never reaches established (a failed connect) never asks
+ * for its close, and its entry stays; or nothing, when sock_release deletes
+ * it (floor_release_cookie_hash).
+ */
+static __always_inline void floor_sockops_orig(struct bpf_sock_ops *skops, void *cookie_map, int delete)
+{
+	__u64 cookie;
+
+	if (skops->op == BPF_SOCK_OPS_ACTIVE_ESTABLISHED_CB) {
+		if (cookie_map) {
+			cookie = bpf_get_socket_cookie(skops);
+			if (!bpf_map_lookup_elem(cookie_map, &cookie))
+				return;
+		} else if (!skops->sk || !bpf_sk_storage_get(&mw_orig_sk, skops->sk, NULL, 0)) {
+			return;
+		}
+		bpf_sock_ops_cb_flags_set(skops, skops->bpf_sock_ops_cb_flags | BPF_SOCK_OPS_STATE_CB_FLAG);
+		return;
+	}
+	if (!delete || skops->op != BPF_SOCK_OPS_STATE_CB || skops->args[1] != BPF_TCP_CLOSE)
+		return;
+	if (cookie_map) {
+		cookie = bpf_get_socket_cookie(skops);
+		bpf_map_delete_elem(cookie_map, &cookie);
+	} else if (skops->sk) {
+		bpf_sk_storage_delete(&mw_orig_sk, skops->sk);
+	}
+}
+
+SEC("sockops")
+int floor_sockops_orig_storage(struct bpf_sock_ops *skops)
+{
+	floor_sockops_orig(skops, NULL, 0);
+	return 1;
+}
+
+SEC("sockops")
+int floor_sockops_orig_storage_free(struct bpf_sock_ops *skops)
+{
+	floor_sockops_orig(skops, NULL, 1);
+	return 1;
+}
+
+SEC("sockops")
+int floor_sockops_orig_cookie_lru(struct bpf_sock_ops *skops)
+{
+	floor_sockops_orig(skops, &floor_orig_cookie_lru, 1);
+	return 1;
+}
+
+SEC("sockops")
+int floor_sockops_orig_cookie_hash(struct bpf_sock_ops *skops)
+{
+	floor_sockops_orig(skops, &floor_orig_cookie_hash, 1);
+	return 1;
+}
+
+/* The same with the delete left to sock_release (floor_release_cookie_hash). */
+SEC("sockops")
+int floor_sockops_orig_cookie_hash_read(struct bpf_sock_ops *skops)
+{
+	floor_sockops_orig(skops, &floor_orig_cookie_hash, 0);
+	return 1;
+}
+
+/* ---- cgroup/sock_release: run as each socket of the connection is released ---- */
+
+SEC("cgroup/sock_release")
+int floor_release_empty(struct bpf_sock *sk)
+{
+	return 1;
+}
+
+/*
+ * The cookie map's entry deleted when its socket is released (close() of its
+ * last descriptor), behind floor_connect4_cookie_hash: a failed connect's too,
+ * and a UDP socket's (which has no sockops), so nothing stays behind; on
+ * every socket of the cgroup, the accepted end's (a miss) included.
+ */
+SEC("cgroup/sock_release")
+int floor_release_cookie_hash(struct bpf_sock *sk)
+{
+	__u64 cookie = bpf_get_socket_cookie(sk);
+
+	bpf_map_delete_elem(&floor_orig_cookie_hash, &cookie);
 	return 1;
 }
