@@ -32,7 +32,21 @@ machine and nothing is left behind.
   way, which TCP sends over the veth as GSO packets (what iperf3 makes), on
   connections of two lengths (LONG times as many round trips): their
   difference splits a program's cost into each packet's and each
-  connection's (set-up, close, first packets on cold caches).
+  connection's (set-up, close, first packets on cold caches). And short
+  connections (connect, one 64-byte round trip, FIN close; from the peer's
+  ephemeral ports), what a whole connection costs each program.
+- inbound without a rewrite (FLOOR_ASSIGN, a design meshwire does not use):
+  floor_tc_sk_assign gives a SYN to APP_PORT to the listener on INBOUND with
+  bpf_sk_assign at tc ingress, passes everything else, and has no egress
+  program; floor_tc_sk_assign_every looks every packet to APP_PORT up by its
+  own 4-tuple as well. On the fixture frames (a flow packet, a SYN: a test
+  run's skb is not at tc ingress, so there the assign is refused; the report
+  says what it answered) and on the veth rows and short connections above,
+  with no egress program. Before the app's listener on APP_PORT is made, a
+  proof: the peer's connect() there is refused without the program and
+  accepted by the listener on INBOUND with it, its getsockname() APP_PORT;
+  every connection of those rows is checked the same way (the listeners
+  count their accepts by local port), the app's listener accepting none.
 - sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
   both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
   puts them there; each send() runs the program and is redirected to the
@@ -352,6 +366,22 @@ REAL_BULK_LONG = {REAL_BULK_IN: f"real packets in: the same, connections {LONG} 
                   REAL_BULK_OUT: f"real packets out: the same, connections {LONG} times longer",
                   REAL_BULK_BOTH: f"real packets, both ways, 64 KiB writes, connections {LONG} times longer",
                   REAL_BULK_IN_ONLY: f"real packets in, 64 KiB writes (ingress only), connections {LONG} times longer"}
+# Inbound without a rewrite (hooks_floor.c: floor_tc_sk_assign): the peer's connection to POD:APP_PORT
+# given at tc ingress to the listener on INBOUND with bpf_sk_assign; no egress program. The app's port
+# has its own listener, as in a pod (made after the proof that nothing but the program steers).
+FLOOR_ASSIGN = ["floor_tc_sk_assign", "floor_tc_sk_assign_every"]
+ASSIGN_IN = (f"real packets in: a connection to port {APP_PORT} accepted by the listener on {INBOUND} "
+             "(sk_assign), 64-byte round trips; no egress program")
+ASSIGN_BULK = "real packets in: the same, 64 KiB writes each way (GSO); no egress program"
+REAL_BULK_LONG[ASSIGN_BULK] = f"real packets in: the sk_assign connection, 64 KiB writes, connections {LONG} times longer"
+# Short connections (connect, one 64-byte round trip, closed with FINs; SHORT_DIV times fewer than
+# a row's runs, from the peer's ephemeral ports): what a connection costs each program in all.
+SHORT_DIV = 200
+SHORT_IN = "short connections' packets in (connect, one 64-byte round trip, FIN close)"
+SHORT_OUT = "short connections' packets out"
+SHORT_BOTH = "short connections' packets, both ways (attached ingress and egress)"
+SHORT_ASSIGN = f"short connections' packets in, accepted by the listener on {INBOUND} (sk_assign); no egress program"
+SHORT = (SHORT_IN, SHORT_OUT, SHORT_BOTH, SHORT_ASSIGN)
 PEER = "10.0.0.9"  # the peer's address on the veth
 BODY = b"x" * 100
 # (name, program, frame): what each tc program meets, most common first.
@@ -395,6 +425,20 @@ def veth_client(size):
             "c.close()\n") % (PEER, POD, APP_PORT, size, size, size)
 
 
+def short_client(size=64):
+    """The peer's side of the short-connection rows: python3 -c SCRIPT N: N connections to
+    POD:APP_PORT from ephemeral ports, one round trip of size bytes each, closed (FIN)."""
+    return ("import socket,sys\n"
+            "for _ in range(int(sys.argv[1])):\n"
+            " c=socket.create_connection(('%s',%d));c.setsockopt(6,1,1)\n"
+            " c.sendall(b'm'*%d);g=0\n"
+            " while g<%d:\n"
+            "  b=c.recv(%d-g)\n"
+            "  assert b\n"
+            "  g+=len(b)\n"
+            " c.close()\n") % (POD, APP_PORT, size, size, size)
+
+
 def p_name(direction):
     return f"mw_tc_{direction}"
 
@@ -405,6 +449,9 @@ class Hooks:
         self.ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
         self.work = tempfile.mkdtemp(prefix="mw-hooks-")
         self.fds = []
+        self.accepted = {}  # (listener's port, accepted socket's local port) -> accepts (listen)
+        self.listening = set()  # listen_app
+        self.assign_proof = self.assign_test_run = None
         self.socks = []
         self.learned = {}  # build -> [connections, sockets entered, hops left out] of SOCKOPS_LEARN
         self.listener, self.listen_cg = None, None  # listener_in
@@ -454,7 +501,7 @@ class Hooks:
             fd = obj_get(path)
             self.fds.append(fd)
             info = json.loads(self.run(["bpftool", "-j", "prog", "show", "pinned", path]))
-            progs[name] = {"fd": fd, "id": info["id"], "path": path,
+            progs[name] = {"fd": fd, "id": info["id"], "path": path, "name": name,
                            "xlated": info.get("bytes_xlated", 0) // 8, "jited": info.get("bytes_jited", 0)}
         for name in os.listdir("/sys/fs/bpf"):  # the maps, pinned by name
             path = os.path.join("/sys/fs/bpf", name)
@@ -676,22 +723,35 @@ class Hooks:
         self.run(ns + ["ip", "link", "set", "mwh1", "up"])
         self.run(ns + ["ip", "link", "set", "lo", "up"])
         self.ifindex = socket.if_nametoindex("mwh0")
-        for port in (INBOUND, APP_PORT):  # APP_PORT: the floor's programs steer nothing
-            srv = socket.socket()
-            srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            srv.bind(("0.0.0.0", port))
-            srv.listen(16)
-            self.socks.append(srv)
-            threading.Thread(target=self.echo, args=(srv,), daemon=True).start()
+        self.listen(INBOUND)  # APP_PORT's: listen_app, once the sk_assign proof is done
         return ns
 
-    @staticmethod
-    def echo(srv):
+    def listen(self, port, echo=True):
+        """A listener on 0.0.0.0:port whose thread echoes what each accepted connection sends,
+        counting its accepts by their local port (getsockname()) in self.accepted."""
+        srv = socket.socket()
+        srv.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        srv.bind(("0.0.0.0", port))
+        srv.listen(16)
+        self.socks.append(srv)
+        if echo:
+            threading.Thread(target=self.echo, args=(srv, port), daemon=True).start()
+
+    def listen_app(self):
+        """The app's listener on APP_PORT, as a pod has one (the floor's pass-through programs
+        steer nothing: their connections go to it)."""
+        if APP_PORT not in self.listening:
+            self.listening.add(APP_PORT)
+            self.listen(APP_PORT, echo=self.a.hooks_veth)
+
+    def echo(self, srv, port):
         while True:
             try:
                 c, _ = srv.accept()
             except OSError:
                 return
+            local = c.getsockname()[1]
+            self.accepted[(port, local)] = self.accepted.get((port, local), 0) + 1
             with c:
                 while True:
                     b = c.recv(65536)
@@ -702,12 +762,36 @@ class Hooks:
     def tcx(self, cmd, prog, attach_type):
         bpf(cmd, struct.pack("IIIIIIQ", self.ifindex, prog["fd"], attach_type, 0, 0, 0, 0))
 
+    def attach(self, ingress, egress):
+        self.tcx(BPF_PROG_ATTACH, ingress, BPF_TCX_INGRESS)
+        if egress is not None:
+            self.tcx(BPF_PROG_ATTACH, egress, BPF_TCX_EGRESS)
+
+    def detach(self, ingress, egress):
+        self.tcx(BPF_PROG_DETACH, ingress, BPF_TCX_INGRESS)
+        if egress is not None:
+            self.tcx(BPF_PROG_DETACH, egress, BPF_TCX_EGRESS)
+
+    def steered(self, fn, conns, name):
+        """fn() run, then the proof that sk_assign steered each of its conns connections: the
+        listener on INBOUND accepted them with APP_PORT as their local address (getsockname()),
+        the app's listener on APP_PORT none."""
+        inb, app = (INBOUND, APP_PORT), sum(v for (port, _), v in self.accepted.items() if port == APP_PORT)
+        before = self.accepted.get(inb, 0)
+        fn()
+        got = self.accepted.get(inb, 0) - before
+        stray = sum(v for (port, _), v in self.accepted.items() if port == APP_PORT) - app
+        if got != conns or stray:
+            raise Fatal(f"{name}: of {conns} connections to port {APP_PORT}, the listener on {INBOUND} accepted "
+                        f"{got} with local port {APP_PORT}, the app's listener {stray}: sk_assign did not steer them")
+
     def veth_traffic(self, ns, ingress, egress, size=64, long=False, flow_map=None):
         """One connection from the peer to POD:APP_PORT (steered by tc to the listener), n
         round trips of size bytes (BULK: n // 20 of them, long: LONG times as many), closed;
-        the build's programs attached to mwh0 meanwhile. Each connection from a peer port of
-        its own; flow_map (a floor's mw_flow4): its flow put there first, so that the floor's
-        lookup finds the entry, as the datapath's does."""
+        the build's programs attached to mwh0 meanwhile (egress None: none there; ingress
+        an sk_assign floor: each connection proved steered). Each connection from a peer port
+        of its own; flow_map (a floor's mw_flow4): its flow put there first, so that the
+        floor's lookup finds the entry, as the datapath's does."""
         client = veth_client(size)
         div = 20 if size == BULK else 1
 
@@ -717,16 +801,57 @@ class Hooks:
             key = flow4_key(PEER, POD, self.peer_port)
             if flow_map is not None:
                 map_update(flow_map, key, FLOW_VALUE)
-            self.tcx(BPF_PROG_ATTACH, ingress, BPF_TCX_INGRESS)
-            self.tcx(BPF_PROG_ATTACH, egress, BPF_TCX_EGRESS)
+            self.attach(ingress, egress)
             try:
-                self.run(ns + ["python3", "-c", client, str(n), str(self.peer_port)], timeout=120)
+                go = lambda: self.run(ns + ["python3", "-c", client, str(n), str(self.peer_port)], timeout=120)
+                if ingress["name"] in FLOOR_ASSIGN:
+                    self.steered(go, 1, ingress["name"])
+                else:
+                    go()
             finally:
-                self.tcx(BPF_PROG_DETACH, ingress, BPF_TCX_INGRESS)
-                self.tcx(BPF_PROG_DETACH, egress, BPF_TCX_EGRESS)
+                self.detach(ingress, egress)
                 if flow_map is not None:
                     map_delete(flow_map, key)
         return run
+
+    def short_traffic(self, ns, ingress, egress):
+        """n short connections from the peer to POD:APP_PORT (short_client), the programs
+        attached meanwhile; an sk_assign floor's proved steered, as in veth_traffic."""
+        client = short_client()
+
+        def run(n):
+            self.attach(ingress, egress)
+            try:
+                go = lambda: self.run(ns + ["python3", "-c", client, str(n)], timeout=300)
+                if ingress["name"] in FLOOR_ASSIGN:
+                    self.steered(go, n, ingress["name"])
+                else:
+                    go()
+            finally:
+                self.detach(ingress, egress)
+        return run
+
+    def prove_assign(self, ns, prog):
+        """Before the app's listener exists: a connection to POD:APP_PORT is refused without
+        prog, and with prog on mwh0's ingress it is accepted by the listener on INBOUND with
+        APP_PORT as its local address. Returns what it saw, for the report."""
+        client = veth_client(64)
+        self.peer_port = getattr(self, "peer_port", 42000) + 1
+        r = subprocess.run(ns + ["python3", "-c", client, "1", str(self.peer_port)], capture_output=True, text=True,
+                           timeout=60)
+        if r.returncode == 0 or "ConnectionRefusedError" not in r.stderr:
+            raise Fatal(f"nothing should listen on {POD}:{APP_PORT} yet, but a connection there "
+                        f"{'succeeded' if r.returncode == 0 else 'failed otherwise: ' + r.stderr.strip()[-200:]}")
+        self.peer_port += 1
+        self.attach(prog, None)
+        try:
+            self.steered(lambda: self.run(ns + ["python3", "-c", client, "1", str(self.peer_port)], timeout=60),
+                         1, prog["name"])
+        finally:
+            self.detach(prog, None)
+        return (f"with nothing listening on port {APP_PORT}, the peer's connect() to {POD}:{APP_PORT} was refused "
+                f"without the program; with `{prog['name']}` on the veth's ingress the same connect() was accepted by the "
+                f"listener on {INBOUND}, and the accepted socket's getsockname() gave port {APP_PORT}")
 
     # -- the run --
 
@@ -776,6 +901,11 @@ class Hooks:
                                              self.veth_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"], BULK, long))
                             runners[(label, "mw_tc_egress", bout)] = (progs["mw_tc_egress"], None)
                             self.companions[lead] = [(label, "mw_tc_egress", bout)]
+                        lead = (label, "mw_tc_ingress", SHORT_IN)
+                        runners[lead] = (progs["mw_tc_ingress"],
+                                         self.short_traffic(ns, progs["mw_tc_ingress"], progs["mw_tc_egress"]))
+                        runners[(label, "mw_tc_egress", SHORT_OUT)] = (progs["mw_tc_egress"], None)
+                        self.companions[lead] = [(label, "mw_tc_egress", SHORT_OUT)]
                 else:
                     p = progs["mw_skmsg_redirect"]
                     self.attach_skmsg(p, maps["mw_sock_hash:path"])
@@ -819,7 +949,9 @@ class Hooks:
                     runners[(label, "mw_skmsg_redirect", SKMSG_STEADY)] = (progs["mw_skmsg_redirect"], self.pinger(c, s))
                     runners[(label, "mw_sockops", SOCKOPS_LEARN)] = (progs["mw_sockops"],
                                                                     self.learner(label, cg, maps["mw_stats"]))
-        for fname in FLOOR_TC + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS + FLOOR_RELEASE if a.hooks_connect else []):
+        if not a.hooks_veth:  # the sk_assign floor's lookups find listeners in test runs too
+            self.listen(INBOUND, echo=False)
+        for fname in FLOOR_TC + FLOOR_ASSIGN + FLOOR_SKMSG + (FLOOR_CONNECT + FLOOR_SOCKOPS + FLOOR_RELEASE if a.hooks_connect else []):
             # one load per program: a sockhash takes one sk_msg verdict program
             progs, maps = self.load(fname, floor_obj)
             p = progs[fname]
@@ -833,6 +965,8 @@ class Hooks:
                     runners[("floor", fname, TC_COLD)] = (p, cold(TestRun(p["fd"], TC_FRAMES[0][2]).run))
                 if a.hooks_veth and fname in FLOOR_TC_REAL:
                     runners[("floor", fname, REAL_BOTH)] = (p, self.veth_traffic(ns, p, p, flow_map=fm))
+                    if fname == "floor_tc_empty":  # the measure's own cost on the short connections
+                        runners[("floor", fname, SHORT_BOTH)] = (p, self.short_traffic(ns, p, p))
                     for long in (False, True):
                         both = REAL_BULK_LONG[REAL_BULK_BOTH] if long else REAL_BULK_BOTH
                         runners[("floor", fname, both)] = (p, self.veth_traffic(ns, p, p, BULK, long, fm))
@@ -840,6 +974,22 @@ class Hooks:
                             empty = self.programs[("floor", "floor_tc_empty")]
                             only = REAL_BULK_LONG[REAL_BULK_IN_ONLY] if long else REAL_BULK_IN_ONLY
                             runners[("floor", fname, only)] = (p, self.veth_traffic(ns, p, empty, BULK, long, fm))
+            elif fname in FLOOR_ASSIGN:
+                if a.hooks_veth and not self.listening:  # before the app's listener exists
+                    self.assign_proof = self.prove_assign(ns, p)
+                self.listen_app()
+                syn = next(fr for what, _, fr in TC_FRAMES if what == "SYN to the pod")
+                if fname == FLOOR_ASSIGN[0]:  # what its SYN's bpf_sk_assign answers in a test run
+                    self.assign_test_run = TestRun(p["fd"], syn).run(1)
+                    for what, _, fr in TC_FRAMES:
+                        if what in ("flow packet in", "SYN to the pod"):
+                            runners[("floor", fname, what)] = (p, TestRun(p["fd"], fr).run)
+                if a.hooks_veth:
+                    runners[("floor", fname, ASSIGN_IN)] = (p, self.veth_traffic(ns, p, None))
+                    for long in (False, True):
+                        w = REAL_BULK_LONG[ASSIGN_BULK] if long else ASSIGN_BULK
+                        runners[("floor", fname, w)] = (p, self.veth_traffic(ns, p, None, BULK, long))
+                    runners[("floor", fname, SHORT_ASSIGN)] = (p, self.short_traffic(ns, p, None))
             elif fname in FLOOR_SOCKOPS or fname in FLOOR_RELEASE:
                 # steered by a connect4 floor of the same object (FLOOR_STEER), measured alone
                 cg = self.connect4_cgroup(fname, progs[FLOOR_STEER.get(fname, "floor_connect4_empty")])
@@ -884,10 +1034,11 @@ class Hooks:
                 per_conn = key[1] in ("mw_sock4_connect",) \
                     or key[1].startswith(("floor_connect4", "floor_sockops", "floor_release")) \
                     or key[2] in (REAL_IN, REAL_BOTH, REAL_BULK_IN, REAL_BULK_BOTH, REAL_BULK_IN_ONLY, SKMSG_NEWCONN,
+                                  ASSIGN_IN, ASSIGN_BULK,
                                   SOCKOPS_LEARN, SOCKOPS_FIN) \
                     or key[2] in REAL_BULK_LONG.values()
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
-                calls = max(1, a.calls // 20) if per_conn else a.calls
+                calls = max(1, a.calls // SHORT_DIV) if key[2] in SHORT else max(1, a.calls // 20) if per_conn else a.calls
                 fn(calls)
                 for k, q in [(key, p)] + with_it:
                     rt1, n1 = self.stats(q["id"])
@@ -993,12 +1144,16 @@ class Hooks:
                 continue
             e = med.get(("floor", f"floor_{k[1].split('_')[1]}_empty",
                          {REAL_BULK_IN_ONLY: REAL_BULK_BOTH,
-                          REAL_BULK_LONG[REAL_BULK_IN_ONLY]: REAL_BULK_LONG[REAL_BULK_BOTH]}.get(k[2], k[2])))
+                          REAL_BULK_LONG[REAL_BULK_IN_ONLY]: REAL_BULK_LONG[REAL_BULK_BOTH],
+                          ASSIGN_IN: REAL_BOTH, ASSIGN_BULK: REAL_BULK_BOTH,
+                          REAL_BULK_LONG[ASSIGN_BULK]: REAL_BULK_LONG[REAL_BULK_BOTH],
+                          SHORT_ASSIGN: SHORT_BOTH}.get(k[2], k[2])))
             e = e if e is not None else floor[f"floor_{k[1].split('_')[1]}_empty"]
             L.append(f"| `{k[1]}` | {k[2]} | {med[k]:.0f} ({rng[k][0]:.0f}-{rng[k][1]:.0f}) | {med[k] - e:.0f} |")
         L.append("")
         L += self.origin_store_report(med)
         L += self.per_packet_report()
+        L += self.assign_report(med)
         out = a.out
         with open(out, "w") as f:
             f.write("\n".join(L))
@@ -1053,23 +1208,94 @@ class Hooks:
                   f"the measure included.", ""]
         return L
 
+    def split(self, k):
+        """A GSO row k at both lengths: runs per connection (n, nl), ns per connection (t, tl) and
+        each packet's cost (P); None without both."""
+        pc = self.per_conn
+        kl = k[:2] + (REAL_BULK_LONG.get(k[2]),)
+        if k not in pc or kl not in pc:
+            return None
+        t, n = (statistics.median(x) for x in zip(*pc[k]))
+        tl, nl = (statistics.median(x) for x in zip(*pc[kl]))
+        return (n, nl, t, tl, (tl - t) / (nl - n)) if nl > n else None
+
+    def assign_report(self, med):
+        """floor_tc_sk_assign (and _every) beside the working tree's mw_tc_ingress and mw_tc_egress on
+        the same traffic: per packet (test run, real 64-byte, each GSO packet's P), per SYN (test
+        run), per short connection (ns per run x runs per connection)."""
+        A, E = FLOOR_ASSIGN
+
+        def ns(b, prog, what):
+            return med.get((b, prog, what))
+
+        def per_conn(b, prog, what):
+            k = (b, prog, what)
+            return med[k] * statistics.median(self.per_call[k]) if k in med else None
+
+        def gso(b, prog, what):
+            x = self.split((b, prog, what))
+            return x[4] if x else None
+
+        def f(x):
+            return "-" if x is None else f"{x:,.0f}"
+
+        def both(x, y):
+            return None if x is None or y is None else x + y
+        rows = []
+        for label, get, i_what, o_what, a_what in [
+                ("a flow's packet, test run (ns)", ns, "flow packet in", "flow packet out", "flow packet in"),
+                ("a SYN, test run (ns)", ns, "SYN to the pod", None, "SYN to the pod"),
+                ("real packets, 64-byte round trips (ns per packet)", ns, REAL_IN, REAL_OUT, ASSIGN_IN),
+                ("real GSO packets, each packet's cost P (ns)", gso, REAL_BULK_IN, REAL_BULK_OUT, ASSIGN_BULK),
+                ("a short connection, all its packets (ns per connection)", per_conn, SHORT_IN, SHORT_OUT, SHORT_ASSIGN)]:
+            i = get("new", "mw_tc_ingress", i_what)
+            o = get("new", "mw_tc_egress", o_what) if o_what else None
+            x, y = get("floor", A, a_what), get("floor", E, a_what)
+            if i is None and x is None:
+                continue
+            rows.append(f"| {label} | {f(i)} | {f(o)} | {f(both(i, o) if o_what else i)} | {f(x)} | {f(y)} |")
+        if not rows:
+            return []
+        runs = {k[1]: statistics.median(self.per_call[k]) for k in self.per_call
+                if k[2] in SHORT and k[0] in ("new", "floor")}
+        L = ["## Inbound without a rewrite: bpf_sk_assign's floor beside today's tc programs", "",
+             f"`{A}` (hooks_floor.c): at tc ingress a SYN to port {APP_PORT} is given to the listener on {INBOUND} "
+             "with `bpf_sk_assign` (its own 4-tuple looked up first, then the listener, `bpf_skc_lookup_tcp`); "
+             "every other packet is parsed and passed, no egress program. "
+             f"`{E}`: the same with every packet to port {APP_PORT} looked up by its own 4-tuple (what the kernel's "
+             "selftest and TPROXY do; it closes the SYN-cookie gap, at a lookup per packet). Today's programs: the "
+             "working tree's, on the same traffic in the same rounds; the app's port has a listener of its own, as in a pod.",
+             ""]
+        if self.assign_proof:
+            L += [f"Proof of the steering: {self.assign_proof}; and in every round every connection of the sk_assign rows "
+                  f"was accepted by the listener on {INBOUND} with local port {APP_PORT}, none by the app's listener.", ""]
+        if self.assign_test_run is not None:
+            L += ["In a test run (`BPF_PROG_TEST_RUN`) the SYN's `bpf_sk_assign` "
+                  + ("was refused (the program dropped it as `TC_ACT_STOLEN`: the helper answers -EOPNOTSUPP "
+                     "outside tc ingress, and a test run's skb is not at ingress): the test-run SYN row is the parse "
+                     "and the two lookups with a refused assign; the assign's own cost is in the real-packet rows only."
+                     if self.assign_test_run == 4 else
+                     "found no listener (`TC_ACT_SHOT`)." if self.assign_test_run == 2 else
+                     f"succeeded (verdict {self.assign_test_run})."), ""]
+        L += ["Per packet, today's two columns are a packet in and a packet out (a round trip's pair); the sk_assign "
+              "floors have no program out (0 ns there). The SYN's row has no packet out (the SYN-ACK is not a fixture "
+              "frame). Every figure includes the measure's own cost (the empty program's, above).", "",
+              "| what | `mw_tc_ingress` | `mw_tc_egress` | today, in + out | "
+              f"`{A}`, in (out: no program) | `{E}`, in (out: no program) |", "|---|---|---|---|---|---|"] + rows + [""]
+        if runs:
+            L += ["Runs per short connection (both directions' where attached): "
+                  + ", ".join(f"`{n}` {r:.1f}" for n, r in runs.items()) + ".", ""]
+        return L
+
     def per_packet_report(self):
         """The GSO rows at both connection lengths: a connection of n runs costs F + n x P, so
         P (each packet's cost) = the difference of their costs per connection over the
         difference of their runs, F = what a connection costs once beyond that."""
-        pc = self.per_conn
         rows = []
-        for k in pc:
-            if k[2] not in REAL_BULK_LONG:
+        for k in self.per_conn:
+            if k[2] not in REAL_BULK_LONG or not self.split(k):
                 continue
-            kl = k[:2] + (REAL_BULK_LONG[k[2]],)
-            if kl not in pc:
-                continue
-            t, n = (statistics.median(x) for x in zip(*pc[k]))
-            tl, nl = (statistics.median(x) for x in zip(*pc[kl]))
-            if nl <= n:
-                continue
-            p = (tl - t) / (nl - n)
+            n, nl, t, tl, p = self.split(k)
             rows.append(f"| {k[0]} `{k[1]}` | {k[2].split(':')[0].replace(', 64 KiB writes each way (GSO', ' (GSO')} | "
                         f"{n:.0f} / {nl:.0f} | {t / n:.0f} / {tl / nl:.0f} | {p:.0f} | {(t - n * p) / 1000:.1f} |")
         if not rows:

@@ -26,6 +26,8 @@ char _license[] SEC("license") = "Dual BSD/GPL";
 #include "meshwire_maps.h"
 /* The kernel's tcp_sock and sk_psock as sk_msg reads them (CO-RE), for the backlog read. */
 #include "meshwire_accel.h"
+/* mw_tc_ingress's own parse (headers read in place), for the sk_assign floor. */
+#include "meshwire_l4.h"
 
 /* ---- tc: run on the same frames as mw_tc_ingress ---- */
 
@@ -126,6 +128,119 @@ int floor_tc_rewrite_same(struct __sk_buff *skb)
 	    bpf_l4_csum_replace(skb, off + offsetof(struct tcphdr, check), port, port, 2))
 		return TC_ACT_SHOT;
 	return TC_ACT_UNSPEC;
+}
+
+/*
+ * Inbound steering without a rewrite (a design meshwire does not use; issue
+ * 15 item 3): at tc ingress the SYN to the app's port (8080) is given to the
+ * sidecar's inbound listener (15003) with bpf_sk_assign, so the listener
+ * accepts a connection whose local address stays the app's port (as TPROXY
+ * does). Every later packet of the connection finds the accepted socket (or
+ * its request socket) by its own 4-tuple in the kernel's lookup, so it needs
+ * no program work, and there is no egress program: nothing to reverse.
+ *
+ * What such a program cannot do without, and nothing else: mw_tc_ingress's
+ * own parse (mw_parse_tcp4, in place), the SYN check, and for a SYN to the
+ * steered port: a lookup by the SYN's own 4-tuple first (bpf_skc_lookup_tcp,
+ * as the kernel's selftest does: a retransmitted SYN of a connection under
+ * way, or one meeting a TIME_WAIT socket, belongs to that socket, which the
+ * stack finds itself by the same tuple: passed), then the listener on the
+ * inbound port, assigned and released. The first lookup answers the app's
+ * own listener on 8080 when there is one (there always is in a pod): it is
+ * passed over. No per-pod configuration, no excluded ports, IPv4 only.
+ *
+ * A SYN the program cannot steer is dropped, as mw_tc_ingress drops a SYN it
+ * cannot record: passing it would reach the app past the sidecar. Two codes,
+ * both a drop, so that a test run tells which failed: no inbound listener
+ * (TC_ACT_SHOT), or bpf_sk_assign refused (TC_ACT_STOLEN; it answers
+ * -EOPNOTSUPP outside tc ingress).
+ */
+#define FLOOR_APP_PORT		8080
+#define FLOOR_INBOUND_PORT	15003
+
+/* bpf_skc_lookup_tcp of the packet t's addresses and source port, with dport (network order). */
+static __always_inline struct bpf_sock *floor_skc_lookup(struct __sk_buff *skb, const struct mw_tcp4 *t,
+							 __u16 dport)
+{
+	struct bpf_sock_tuple tuple = {};
+
+	tuple.ipv4.saddr = t->saddr;
+	tuple.ipv4.sport = t->sport;
+	tuple.ipv4.daddr = t->daddr;
+	tuple.ipv4.dport = dport;
+	return bpf_skc_lookup_tcp(skb, &tuple, sizeof(tuple.ipv4), BPF_F_CURRENT_NETNS, 0);
+}
+
+/* The inbound listener for the packet t (local address as t's, port 15003), assigned. */
+static __always_inline int floor_assign_listener(struct __sk_buff *skb, const struct mw_tcp4 *t)
+{
+	struct bpf_sock *sk = floor_skc_lookup(skb, t, bpf_htons(FLOOR_INBOUND_PORT));
+	long err;
+
+	if (!sk)
+		return TC_ACT_SHOT;
+	if (sk->state != BPF_TCP_LISTEN) {
+		bpf_sk_release(sk);
+		return TC_ACT_SHOT;
+	}
+	err = bpf_sk_assign(skb, sk, 0);
+	bpf_sk_release(sk);
+	return err ? TC_ACT_STOLEN : TC_ACT_UNSPEC;
+}
+
+/*
+ * The packet's own socket looked up by its 4-tuple: 1 when it has one that is
+ * not a listener (the stack finds it itself by the same tuple), else 0 (no
+ * socket, or the app's listener: the inbound listener is what it needs).
+ */
+static __always_inline int floor_own_socket(struct __sk_buff *skb, const struct mw_tcp4 *t)
+{
+	struct bpf_sock *sk = floor_skc_lookup(skb, t, t->dport);
+	int found;
+
+	if (!sk)
+		return 0;
+	found = sk->state != BPF_TCP_LISTEN;
+	bpf_sk_release(sk);
+	return found;
+}
+
+/* The design as proposed: a SYN to the steered port assigned; every other packet passed, no lookup. */
+SEC("tc")
+int floor_tc_sk_assign(struct __sk_buff *skb)
+{
+	struct mw_tcp4 t = {};
+
+	if (mw_parse_tcp4(skb, &t) != MW_PARSE_TCP ||
+	    (t.flags & (MW_TCP_SYN | MW_TCP_ACK)) != MW_TCP_SYN || t.dport != bpf_htons(FLOOR_APP_PORT))
+		return TC_ACT_UNSPEC;
+	if (floor_own_socket(skb, &t))
+		return TC_ACT_UNSPEC;
+	return floor_assign_listener(skb, &t);
+}
+
+/*
+ * The same with every TCP packet to the steered port looked up, as the
+ * kernel's selftest and iptables' TPROXY (-m socket) do: a packet without a
+ * socket of its own also goes to the inbound listener. The proposed design
+ * skips that; it matters for an ACK that completes a SYN cookie handshake
+ * (the listener's SYN queue full): no request socket exists for it, so the
+ * kernel's own lookup takes it to the app's listener on 8080 (or none), not
+ * the sidecar's, and the connection is reset (seen on 6.18 with
+ * net.ipv4.tcp_syncookies = 2 in the namespace, an app listener or none;
+ * this program's connections were accepted on 15003). The cost of closing
+ * that gap: a lookup per packet.
+ */
+SEC("tc")
+int floor_tc_sk_assign_every(struct __sk_buff *skb)
+{
+	struct mw_tcp4 t = {};
+
+	if (mw_parse_tcp4(skb, &t) != MW_PARSE_TCP || t.dport != bpf_htons(FLOOR_APP_PORT))
+		return TC_ACT_UNSPEC;
+	if (floor_own_socket(skb, &t))
+		return TC_ACT_UNSPEC;
+	return floor_assign_listener(skb, &t);
 }
 
 /* ---- sk_msg: run on real messages of a loopback pair ---- */
