@@ -722,6 +722,9 @@ class Hooks:
         self.run(ns + ["ip", "addr", "add", "10.0.0.9/24", "dev", "mwh1"])
         self.run(ns + ["ip", "link", "set", "mwh1", "up"])
         self.run(ns + ["ip", "link", "set", "lo", "up"])
+        # the short connections' ephemeral ports above the fixed ones the other rows bind (a port
+        # connect() picked cannot be bound while its connection is in TIME_WAIT)
+        self.run(ns + ["sysctl", "-qw", "net.ipv4.ip_local_port_range=50000 65000"])
         self.ifindex = socket.if_nametoindex("mwh0")
         self.listen(INBOUND)  # APP_PORT's: listen_app, once the sk_assign proof is done
         return ns
