@@ -21,10 +21,17 @@
 # 5. dns: DNS capture against iptables mode.
 # 6. runtime: containerd (on a node of the bench's own) drives the chain,
 #    1 and 5 pods meshed, 2 pods per turn.
+# 7. hooks: each BPF program's own cost, 1 round of few runs, the working
+#    tree's bpf/ alone (no --baseline: a test's runfiles are no checkout),
+#    connect4, sockops, sk_msg and the veth included: every part's rows and
+#    every floor program's, each datapath connection steered by tc, the
+#    learned row's connections both accelerated and left out.
 #
 # Runs as root. The bench makes and removes its own namespaces, cgroups,
-# bpffs and work dir (all named mwb<PID>-); this suite checks after each mode
-# that nothing of that PID's is left, and keeps the reports in its own work
+# bpffs and work dir (all named mwb<PID>-; --mode hooks' namespaces and
+# bpffs mounts are its process's own); this suite checks after each mode
+# that nothing of that PID's is left (and after hooks that no bpffs mount
+# appeared on /sys/fs/bpf), and keeps the reports in its own work
 # dir (prefix mwbs<PID>-). Programs attach only to the bench's cgroups,
 # traffic stays inside its namespaces, and only processes started here are
 # signalled, by PID.
@@ -110,6 +117,61 @@ case_dns() {
     ! grep -F "FAILED" "$WORK/dns.md" || { log "a DNS run failed its proof"; return 1; }
 }
 
+# bpffs_on_sys: the bpffs mounts on /sys/fs/bpf this suite sees (--mode hooks
+# mounts its own there, in a mount namespace of its own: none may show here).
+bpffs_on_sys() {
+    awk '$2 == "/sys/fs/bpf"' /proc/self/mounts
+}
+
+case_hooks() {
+    local mounts row prog progs=0 counts
+    mounts=$(bpffs_on_sys)
+    # --calls 200: 10 connections per connect4 and sockops row and round
+    # (the learned row's: 4 reported short, the rest left out), and the GSO
+    # rows' long connections 4 round trips against the short ones' 1 (at 80
+    # both make 1: no GSO table, no connection left out).
+    bench hooks --mode hooks --rounds 1 --calls 200 || return 1
+    [ "$(bpffs_on_sys)" = "$mounts" ] || {
+        log "bpffs mounts on /sys/fs/bpf before the run:"; echo "$mounts" | indent
+        log "after:"; bpffs_on_sys | indent
+        return 1
+    }
+    report_has hooks "new: the working tree, alone" || return 1
+    # a row of each part: test runs, the veth, sk_msg, connect4 and sockops
+    # with acceleration off and on, the learned path; and the report's tables
+    for row in '| `mw_tc_ingress` | flow packet in |' '| `mw_tc_egress` | flow packet out |' \
+        '| `mw_tc_ingress` | IPv6 flow packet in |' \
+        '| `mw_tc_ingress` | real packets in: a connection over a veth' '| `mw_tc_egress` | real packets out: ' \
+        '| `mw_skmsg_redirect` | 64-byte message |' '| `mw_sock4_connect` | a meshed pod'"'"'s connect() |' \
+        '| `mw_sockops` | its callbacks (both ends) |' '| `mw_sockops` | its callbacks, acceleration on (both ends' \
+        '| `mw_skmsg_redirect` | the first message each way of a new meshed connection' \
+        '| `mw_skmsg_redirect` | 64-byte message of a connection sockops accelerated' \
+        '| `mw_sockops` | its callbacks, acceleration on, short connections learned' \
+        '## The floor: one helper alone' "## The original destination's store" '## GSO packets'; do
+        report_has hooks "$row" || return 1
+    done
+    for prog in mw_tc_ingress mw_tc_egress mw_skmsg_redirect mw_sock4_connect mw_sockops; do
+        report_has hooks "- \`$prog\`: new " || return 1
+    done
+    # every program hooks_floor.c defines has a figure in the floor's table
+    for prog in $(sed -n 's/^int \(floor_[a-z0-9_]*\)(.*/\1/p' "$(dirname "$BENCH")/hooks_floor.c"); do
+        progs=$((progs + 1))
+        grep -qE "^\| \`$prog\` \| .* \| [0-9]+ \([0-9]+-[0-9]+\) \| -?[0-9]+ \|\$" "$WORK/hooks.md" ||
+            { log "the floor's table has no figure for $prog"; show "$WORK/hooks.md" 40; return 1; }
+    done
+    [ "$progs" -gt 0 ] || { log "no floor program found in $(dirname "$BENCH")/hooks_floor.c"; return 1; }
+    # the learned row: sockops accelerated the first connections, then left the destination's out
+    counts=$(sed -n 's/.*new: \([0-9,]*\) connections, \([0-9,]*\) accelerated (accel_sock_added [0-9,]*, both ends), \([0-9,]*\) left out.*/\1 \2 \3/p' \
+        "$WORK/hooks.md" | tr -d ,)
+    # shellcheck disable=SC2086 # three numbers
+    set -- $counts
+    [ $# -eq 3 ] && [ "$2" -ge 1 ] && [ "$3" -ge 1 ] || {
+        log "the learned row's connections (connections, accelerated, left out): ${counts:-none reported}; expected some of each"
+        grep -F "Short connections learned" "$WORK/hooks.md" | indent
+        return 1
+    }
+}
+
 suite_traps
 suite_args BENCH LOADER MWTEST CNI CNI_TIMER PAUSE_IMAGE CONTAINERD_NODE CRI_PY -- "$@"
 preflight python3 haproxy wrk iperf3 dnsperf containerd ctr runc nsenter || exit 1
@@ -125,4 +187,5 @@ run_case "3 conns: 200 live connections, eBPF with and without acceleration, eac
 run_case "4 churn: pods created and deleted for 5 s, no request failed, nothing left" case_churn
 run_case "5 dns: DNS capture, iptables mode against eBPF" case_dns
 run_case "6 runtime: containerd drives the chain, 1 and 5 pods meshed, every pod meshed and removed, nothing left" case_runtime
+run_case "7 hooks: every program's rows and the floor's, tc steering, the learned row, nothing left" case_hooks
 suite_end

@@ -1535,7 +1535,8 @@ def main():
     ap.add_argument("--baseline-loader", default=None, help="--mode scale: another meshwire-loader binary whose adoption and cleanup are timed too, "
                     "its restarts in turns with the measured loader's on the same pods, its cleanups at the last size likewise")
     ap.add_argument("--baseline-note", default="", help="--mode scale: what the baseline loader is (e.g. its commit), for the report")
-    ap.add_argument("--baseline", default=None, help="--mode hooks: git revision whose bpf/ is measured beside the working tree's")
+    ap.add_argument("--baseline", default=None, help="--mode hooks: git revision whose bpf/ is measured beside the working tree's "
+                    "(none: the working tree's alone)")
     ap.add_argument("--rounds", type=int, default=7, help="--mode hooks: rounds (medians are over them)")
     ap.add_argument("--calls", type=int, default=20000, help="--mode hooks: program runs per row and round")
     ap.add_argument("--cpu", type=int, default=0, help="--mode hooks: the CPU it runs on")

@@ -1,16 +1,21 @@
 """Each per-packet and per-message BPF program's own cost (issue 15, item 3),
 beside the cost of the helpers it calls measured alone, for two builds of
-the datapath side by side in one run.
+the datapath side by side in one run (or the working tree's alone).
 
     ./bazelw run //tools/bench -- --mode hooks --baseline REV   -> docs/benchmark-hooks.md, .json
 
 Not a test: it measures. The datapath's C sources are compiled with
 tools/bpf_cc.sh (the compiler and flags the build uses) twice: from the
-working tree ("new") and from git revision REV ("old"); tools/bench/
-hooks_floor.c holds the floor programs. Everything runs in a mount and
-network namespace of this process's own, each build with a fresh bpffs of
-its own (maps pinned by name stay apart), so nothing is attached to the
-machine and nothing is left behind.
+working tree ("new") and from git revision REV ("old"); without --baseline,
+the working tree's alone (what //test:bench_smoke_e2e runs: under `bazel
+test` there is no checkout to take a revision from). The working tree is
+BUILD_WORKSPACE_DIRECTORY under `bazel run`, else the current directory
+(a test's runfiles, which //tools/bench's data fills with bpf/'s sources and
+tools/bpf_cc.sh); tools/bench/hooks_floor.c holds the floor programs.
+Everything runs in a mount and network namespace of this process's own, each
+build with a fresh bpffs of its own (maps pinned by name stay apart), so
+nothing is attached to the machine; its cgroups and work dir carry the
+bench's prefix mwb<PID>- and the clean-up says whether anything is left.
 
 - tc (mw_tc_ingress, mw_tc_egress) through BPF_PROG_TEST_RUN on fixture
   frames (IPv4 and IPv6, the pod meshed, one established redirected flow):
@@ -23,9 +28,11 @@ machine and nothing is left behind.
   network namespace (the pod: mwh0, POD) to a child process's (the peer),
   each build's two programs attached to mwh0 with tcx in turn; the peer
   opens a connection to POD:APP_PORT, which tc steers to a listener on the
-  inbound port, and makes 64-byte round trips on it (its handshake and close
-  included). The floor's pass-through programs (empty, a flow lookup, the
-  rewrite helpers writing back what is there) on the same traffic, to a
+  inbound port (each connection is counted where it was accepted: one the
+  datapath did not steer there fails the run), and makes 64-byte round
+  trips on it (its handshake and close included). The floor's pass-through
+  programs (empty, a flow lookup, the rewrite helpers writing back what is
+  there) on the same traffic, to a
   listener on APP_PORT itself (each connection from a peer port of its own,
   its flow put into the floor's flow map first, so that the floor's lookup
   finds an entry as the datapath's does). The same with 64 KiB writes each
@@ -439,6 +446,20 @@ def short_client(size=64):
             " c.close()\n") % (POD, APP_PORT, size, size, size)
 
 
+class Loaded(dict):
+    """A load's programs or maps by name; a name it lacks (a program or map renamed in bpf/ or
+    hooks_floor.c, and hooks.py not told) is an error naming both."""
+
+    def __init__(self, objects, kind):
+        super().__init__()
+        self.objects, self.kind = objects, kind
+
+    def __missing__(self, name):
+        have = sorted(k for k in self if not k.endswith(":path"))
+        raise Fatal(f"{self.objects}: no {self.kind} {name!r} (it has: {', '.join(have)}); "
+                    "renamed? tools/bench/hooks.py names the programs and maps it measures")
+
+
 def p_name(direction):
     return f"mw_tc_{direction}"
 
@@ -447,7 +468,9 @@ class Hooks:
     def __init__(self, a):
         self.a = a
         self.ws = os.environ.get("BUILD_WORKSPACE_DIRECTORY", os.getcwd())
-        self.work = tempfile.mkdtemp(prefix="mw-hooks-")
+        self.prefix = f"mwb{os.getpid()}-hooks"  # the bench's prefix: what is left is found by it
+        self.work = tempfile.mkdtemp(prefix=self.prefix + "-")
+        self.peer = None
         self.fds = []
         self.accepted = {}  # (listener's port, accepted socket's local port) -> accepts (listen)
         self.listening = set()  # listen_app
@@ -472,7 +495,8 @@ class Hooks:
         d = os.path.join(self.work, label)
         os.makedirs(d)
         if rev is None:
-            self.run(["cp", "-r", os.path.join(self.ws, "bpf"), d])
+            # -L: in a test's runfiles, the files are links to the sources
+            self.run(["cp", "-rL", os.path.join(self.ws, "bpf"), d])
         else:
             arch = subprocess.run(["git", "-C", self.ws, "archive", rev, "bpf"], capture_output=True)
             if arch.returncode:
@@ -495,7 +519,8 @@ class Hooks:
         for i, o in enumerate(obj if isinstance(obj, list) else [obj]):
             pins.append(f"/sys/fs/bpf/{label}-progs{i}")
             self.run(["bpftool", "prog", "loadall", o, pins[-1]])
-        progs, maps = {}, {}
+        what = ", ".join(os.path.basename(o) for o in (obj if isinstance(obj, list) else [obj]))
+        progs, maps = Loaded(what, "program"), Loaded(what, "map")
         for pin, name in [(p, n) for p in pins for n in os.listdir(p)]:
             path = os.path.join(pin, name)
             fd = obj_get(path)
@@ -603,7 +628,7 @@ class Hooks:
     # -- connect4 and sockops: connections of this process, in a cgroup of its own --
 
     def cgroup(self, label):
-        cg = os.path.join(cgroup2_mount(), f"mw-hooks-{os.getpid()}-{label}")
+        cg = os.path.join(cgroup2_mount(), f"{self.prefix}-{label}")
         os.mkdir(cg)
         self.cgroups.append(cg)
         return cg
@@ -776,25 +801,27 @@ class Hooks:
             self.tcx(BPF_PROG_DETACH, egress, BPF_TCX_EGRESS)
 
     def steered(self, fn, conns, name):
-        """fn() run, then the proof that sk_assign steered each of its conns connections: the
-        listener on INBOUND accepted them with APP_PORT as their local address (getsockname()),
-        the app's listener on APP_PORT none."""
-        inb, app = (INBOUND, APP_PORT), sum(v for (port, _), v in self.accepted.items() if port == APP_PORT)
+        """fn() run, then the proof that ingress steered each of its conns connections: the
+        listener on INBOUND accepted them, the app's listener on APP_PORT none. Their local
+        address (getsockname()): APP_PORT after an sk_assign floor, INBOUND after the
+        datapath's port rewrite (mw_tc_ingress)."""
+        local, how = (APP_PORT, "sk_assign") if name in FLOOR_ASSIGN else (INBOUND, "the port rewrite")
+        inb, app = (INBOUND, local), sum(v for (port, _), v in self.accepted.items() if port == APP_PORT)
         before = self.accepted.get(inb, 0)
         fn()
         got = self.accepted.get(inb, 0) - before
         stray = sum(v for (port, _), v in self.accepted.items() if port == APP_PORT) - app
         if got != conns or stray:
             raise Fatal(f"{name}: of {conns} connections to port {APP_PORT}, the listener on {INBOUND} accepted "
-                        f"{got} with local port {APP_PORT}, the app's listener {stray}: sk_assign did not steer them")
+                        f"{got} with local port {local}, the app's listener {stray}: {how} did not steer them")
 
     def veth_traffic(self, ns, ingress, egress, size=64, long=False, flow_map=None):
         """One connection from the peer to POD:APP_PORT (steered by tc to the listener), n
         round trips of size bytes (BULK: n // 20 of them, long: LONG times as many), closed;
         the build's programs attached to mwh0 meanwhile (egress None: none there; ingress
-        an sk_assign floor: each connection proved steered). Each connection from a peer port
-        of its own; flow_map (a floor's mw_flow4): its flow put there first, so that the
-        floor's lookup finds the entry, as the datapath's does."""
+        the datapath's or an sk_assign floor: each connection proved steered). Each
+        connection from a peer port of its own; flow_map (a floor's mw_flow4): its flow put
+        there first, so that the floor's lookup finds the entry, as the datapath's does."""
         client = veth_client(size)
         div = 20 if size == BULK else 1
 
@@ -807,7 +834,7 @@ class Hooks:
             self.attach(ingress, egress)
             try:
                 go = lambda: self.run(ns + ["python3", "-c", client, str(n), str(self.peer_port)], timeout=120)
-                if ingress["name"] in FLOOR_ASSIGN:
+                if ingress["name"] in FLOOR_ASSIGN or ingress["name"] == "mw_tc_ingress":
                     self.steered(go, 1, ingress["name"])
                 else:
                     go()
@@ -819,14 +846,14 @@ class Hooks:
 
     def short_traffic(self, ns, ingress, egress):
         """n short connections from the peer to POD:APP_PORT (short_client), the programs
-        attached meanwhile; an sk_assign floor's proved steered, as in veth_traffic."""
+        attached meanwhile; the datapath's and an sk_assign floor's proved steered, as in veth_traffic."""
         client = short_client()
 
         def run(n):
             self.attach(ingress, egress)
             try:
                 go = lambda: self.run(ns + ["python3", "-c", client, str(n)], timeout=300)
-                if ingress["name"] in FLOOR_ASSIGN:
+                if ingress["name"] in FLOOR_ASSIGN or ingress["name"] == "mw_tc_ingress":
                     self.steered(go, n, ingress["name"])
                 else:
                     go()
@@ -860,6 +887,11 @@ class Hooks:
 
     def main(self):
         a = self.a
+        need = ["bpf/lib", "tools/bpf_cc.sh", "tools/bench/hooks_floor.c"]
+        missing = [x for x in need if not os.path.exists(os.path.join(self.ws, x))]
+        if missing:
+            raise Fatal(f"--mode hooks compiles the working tree's bpf/: no {', '.join(missing)} in {self.ws} "
+                        "(run it with `./bazelw run //tools/bench -- --mode hooks`, or from the workspace)")
         os.sched_setaffinity(0, {a.cpu})
         if libc.unshare(CLONE_NEWNS | CLONE_NEWNET) != 0:
             raise Fatal(f"unshare: {os.strerror(ctypes.get_errno())}")
@@ -1085,10 +1117,12 @@ class Hooks:
                  f"{max(1, a.calls // 20):,} connections; 16 and 64 KiB messages 8 and 16 times fewer, the "
                  f"GSO rows' 64 KiB round trips 20 times fewer, the caches-cold rows {COLD_DIV} times fewer runs, "
                  f"new sk_msg pairs {FRESH_DIV} times fewer); "
-                 f"the builds alternate within each round. "
-                 f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max); every other round runs the rows in the reverse order.")
+                 + ("the builds alternate within each round. " if old else "")
+                 + f"Figures: bpf_stats run_time_ns / run_cnt, ns per run, median of the rounds (min-max); every other round runs the rows in the reverse order.")
         L.append("")
-        L.append(f"new: the working tree; old: `{old}`. The measure's own overhead, what an empty program "
+        L.append((f"new: the working tree; old: `{old}`." if old else
+                  "new: the working tree, alone (no --baseline: nothing to compare it with).")
+                 + " The measure's own overhead, what an empty program "
                  f"costs measured this way: {empty_tc:.0f} ns (tc), {empty_msg:.0f} ns (sk_msg)"
                  + (f", {floor['floor_connect4_empty']:.0f} ns (connect4)" if "floor_connect4_empty" in floor else "")
                  + "; "
@@ -1096,7 +1130,7 @@ class Hooks:
         L.append("")
         L.append("## The programs")
         L.append("")
-        hdr = "| program | what it runs on | " + ("old ns | " if old else "") + "new ns | " + ("new / old |" if old else "")
+        hdr = "| program | what it runs on | " + ("old ns | " if old else "") + "new ns |" + (" new / old |" if old else "")
         L.append(hdr)
         L.append("|---|---|" + ("---|" if old else "") + "---|" + ("---|" if old else ""))
         for k in sorted({(k[1], k[2]) for k in med if k[0] == "new"}, key=lambda x: list(med).index(("new",) + x)):
@@ -1315,7 +1349,7 @@ class Hooks:
     def cleanup(self):
         for x in self.socks + ([self.listener] if self.listener is not None else []):
             x.close()
-        if getattr(self, "peer", None):
+        if self.peer is not None:
             self.peer.kill()
             self.peer.wait()
         for fd in self.fds:
@@ -1328,3 +1362,8 @@ class Hooks:
             except OSError as e:
                 log(f"hooks: could not remove {cg}: {e}")
         subprocess.run(["rm", "-rf", self.work])
+        # The namespaces and bpffs mounts are this process's and the peer's: they go with them.
+        left = [cg for cg in self.cgroups if os.path.exists(cg)] + [self.work] * os.path.exists(self.work)
+        if self.peer is not None and self.peer.poll() is None:
+            left.append(f"the peer's namespace (process {self.peer.pid})")
+        log("clean-up: nothing left" if not left else f"clean-up LEFT: {left}")
