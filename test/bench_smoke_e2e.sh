@@ -24,7 +24,8 @@
 # 7. hooks: each BPF program's own cost, 1 round of few runs, the working
 #    tree's bpf/ alone (no --baseline: a test's runfiles are no checkout),
 #    connect4, sockops, sk_msg and the veth included: every part's rows and
-#    every floor program's, each datapath connection steered by tc, the
+#    every floor program's, each datapath connection steered by tc, every
+#    sk_msg row's messages redirected (none through the sockets' TCP), the
 #    learned row's connections both accelerated and left out.
 #
 # Runs as root. The bench makes and removes its own namespaces, cgroups,
@@ -160,6 +161,13 @@ case_hooks() {
             { log "the floor's table has no figure for $prog"; show "$WORK/hooks.md" 40; return 1; }
     done
     [ "$progs" -gt 0 ] || { log "no floor program found in $(dirname "$BENCH")/hooks_floor.c"; return 1; }
+    # the sk_msg rows' redirect proof ran (hooks.py stops on a message through TCP)
+    grep -qE "^Every sk_msg row's messages were redirected .*: [1-9][0-9,]* messages each way, [0-9,]+ bytes, 0 of them through TCP;" \
+        "$WORK/hooks.md" || {
+        log "the report does not say every sk_msg row's messages were redirected:"
+        grep -F "Every sk_msg row" "$WORK/hooks.md" | indent
+        return 1
+    }
     # the learned row: sockops accelerated the first connections, then left the destination's out
     counts=$(sed -n 's/.*new: \([0-9,]*\) connections, \([0-9,]*\) accelerated (accel_sock_added [0-9,]*, both ends), \([0-9,]*\) left out.*/\1 \2 \3/p' \
         "$WORK/hooks.md" | tr -d ,)
@@ -187,5 +195,5 @@ run_case "3 conns: 200 live connections, eBPF with and without acceleration, eac
 run_case "4 churn: pods created and deleted for 5 s, no request failed, nothing left" case_churn
 run_case "5 dns: DNS capture, iptables mode against eBPF" case_dns
 run_case "6 runtime: containerd drives the chain, 1 and 5 pods meshed, every pod meshed and removed, nothing left" case_runtime
-run_case "7 hooks: every program's rows and the floor's, tc steering, the learned row, nothing left" case_hooks
+run_case "7 hooks: every program's rows and the floor's, tc steering, sk_msg redirects, the learned row, nothing left" case_hooks
 suite_end

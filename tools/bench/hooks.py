@@ -57,7 +57,10 @@ bench's prefix mwb<PID>- and the clean-up says whether anything is left.
 - sk_msg (mw_skmsg_redirect) over real messages: a TCP pair on 127.0.0.1,
   both sockets in mw_sock_hash with their mw_accel_state entries, as sockops
   puts them there; each send() runs the program and is redirected to the
-  peer; 64-byte, 16 KiB (HAProxy's writes) and 64 KiB messages; and, with
+  peer (proved for every sk_msg row, the floor's too: the sending sockets'
+  tcpi_bytes_sent, TCP_INFO, stays flat around its messages, and
+  floor_skmsg_empty's, which redirects nothing, all go through TCP;
+  redirected()); 64-byte, 16 KiB (HAProxy's writes) and 64 KiB messages; and, with
   the connect4 rows below, the first message each way of a new meshed
   connection whose ends sockops put into the maps (state and psock entries
   too). The floor's sk_msg programs also on the first message each way of
@@ -221,6 +224,18 @@ def stat_sum(fd, index):
     return sum(struct.unpack(f"{n}Q", v.raw))
 
 
+def tcp_bytes_sent(*socks):
+    """The data bytes socks sent through TCP, all of them together (TCP_INFO's tcpi_bytes_sent)."""
+    n = 0
+    for sk in socks:
+        info = sk.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, TCPI_BYTES_SENT + 8)
+        if len(info) < TCPI_BYTES_SENT + 8:
+            raise Fatal(f"TCP_INFO gave {len(info)} bytes, no tcpi_bytes_sent (Linux 4.19 or later has it): "
+                        "the sk_msg rows cannot prove their messages were redirected")
+        n += struct.unpack_from("Q", info, TCPI_BYTES_SENT)[0]
+    return n
+
+
 def map_update(fd, key, value):
     k, v = ctypes.create_string_buffer(key, len(key)), ctypes.create_string_buffer(value, len(value))
     bpf(BPF_MAP_UPDATE_ELEM, struct.pack("IIQQQ", fd, 0, ctypes.addressof(k), ctypes.addressof(v), 0))
@@ -332,6 +347,10 @@ SKMSG_COLD = "64-byte message, caches cold (4 MiB written before each)"
 SKMSG_FRESH = "64-byte message, the first each way of a new pair"
 SKMSG_NEWCONN = "the first message each way of a new meshed connection (sockops put its ends in the maps)"
 FRESH_DIV = 40  # new pairs per round: 1/40 of the runs of a 64-byte row
+# struct tcp_info's tcpi_bytes_sent (linux/tcp.h, since 4.19): the data bytes a socket sent through
+# TCP. A message sk_msg redirects never enters the sender's TCP stack, so it stays flat (and the
+# peer's tcpi_bytes_received with it: on 6.18 both do, as do tcpi_segs_out and tcpi_bytes_acked).
+TCPI_BYTES_SENT = 200
 
 
 TC_COLD = "flow packet in, caches cold (4 MiB written before each)"
@@ -481,6 +500,8 @@ class Hooks:
         self.cgroups = []
         self.stats_fd = None
         self.value_sizes = {}  # map pin -> value size (bpftool)
+        self.tally = None  # ping()'s count while an sk_msg row runs (redirected)
+        self.redirect_proof = {}  # floor_skmsg_empty's rows or not -> [messages each way, bytes, through TCP]
 
     def run(self, cmd, **kw):
         r = subprocess.run(cmd, capture_output=True, text=True, **kw)
@@ -607,12 +628,14 @@ class Hooks:
     def attach_skmsg(self, prog, sock_map_path):
         self.run(["bpftool", "prog", "attach", "pinned", prog["path"], "msg_verdict", "pinned", sock_map_path])
 
-    @staticmethod
-    def ping(c, s, n, size=64, cold=None):
+    def ping(self, c, s, n, size=64, cold=None):
         """n messages each way; each read must get what was sent (redirected or not).
         cold: a buffer written over before each message (its caches evicted, as the rest of
-        a node's work does between two messages of one connection)."""
+        a node's work does between two messages of one connection). While an sk_msg row runs
+        (self.tally, see redirected), what the messages carried and what of it went through TCP
+        is added up."""
         msg = b"m" * size
+        tcp0 = tcp_bytes_sent(c, s) if self.tally is not None else 0
         for i in range(n):
             if cold is not None:
                 ctypes.memset(ctypes.addressof(cold), i & 0xff, len(cold))
@@ -624,6 +647,37 @@ class Hooks:
             got = 0
             while got < size:
                 got += len(c.recv(size - got))
+        if self.tally is not None:
+            self.tally[0] += n
+            self.tally[1] += 2 * n * size
+            self.tally[2] += tcp_bytes_sent(c, s) - tcp0
+
+    def redirected(self, key, fn, calls):
+        """fn(calls) run, an sk_msg row, then the proof that its program redirected every message
+        it measured: ping() adds up the bytes its messages carried each way and the sockets'
+        tcpi_bytes_sent (TCP_INFO) around them, and a redirected message never goes through the
+        sender's TCP. No row passes a message on purpose: each pair's state entries (and, for
+        the datapath's, its peer's) are there before its first message, so mw_skmsg_redirect
+        redirects that one too (bpf_skmsg.c). floor_skmsg_empty redirects nothing: all its bytes
+        must have gone through TCP, which proves the count sees them."""
+        self.tally = [0, 0, 0]  # messages each way, bytes both ways, of them through TCP
+        try:
+            fn(calls)
+            msgs, sent, tcp = self.tally
+        finally:
+            self.tally = None
+        if key[1] == "floor_skmsg_empty":
+            want, how = sent, ("floor_skmsg_empty redirects nothing, so tcpi_bytes_sent does not count what "
+                               "went through TCP and no row's zero proves a redirect")
+        else:
+            want, how = 0, "the program did not redirect them"
+        if not sent or tcp != want:
+            raise Fatal(f"{key[0]} {key[1]}, {key[2]}: of {msgs:,} messages each way ({sent:,} bytes), {tcp:,} bytes "
+                        f"went through TCP (the sockets' tcpi_bytes_sent), {want:,} expected: "
+                        + (how if sent else "no message was sent through ping(), which this check reads"))
+        got = self.redirect_proof.setdefault(key[1] == "floor_skmsg_empty", [0, 0, 0])
+        for i, x in enumerate((msgs, sent, tcp)):
+            got[i] += x
 
     # -- connect4 and sockops: connections of this process, in a cgroup of its own --
 
@@ -1074,7 +1128,10 @@ class Hooks:
                     or key[2] in REAL_BULK_LONG.values()
                 before = {k: self.stats(q["id"]) for k, q in [(key, p)] + with_it}
                 calls = max(1, a.calls // SHORT_DIV) if key[2] in SHORT else max(1, a.calls // 20) if per_conn else a.calls
-                fn(calls)
+                if key[1] == "mw_skmsg_redirect" or key[1] in FLOOR_SKMSG:
+                    self.redirected(key, fn, calls)
+                else:
+                    fn(calls)
                 for k, q in [(key, p)] + with_it:
                     rt1, n1 = self.stats(q["id"])
                     rt0, n0 = before[k]
@@ -1161,6 +1218,12 @@ class Hooks:
                                  f"both ends), {skipped:,} left out (accel_skipped_short)"
                                  for b, (n, added, skipped) in self.learned.items()) + ".")
             L.append("")
+        done, empty = self.redirect_proof.get(False, [0, 0, 0]), self.redirect_proof.get(True, [0, 0, 0])
+        L.append(f"Every sk_msg row's messages were redirected (all rounds; the sending sockets' TCP_INFO "
+                 f"tcpi_bytes_sent read around them): {done[0]:,} messages each way, {done[1]:,} bytes, {done[2]:,} "
+                 f"of them through TCP; `floor_skmsg_empty`, which redirects nothing: {empty[0]:,} messages each way, "
+                 f"{empty[1]:,} bytes, {empty[2]:,} of them through TCP.")
+        L.append("")
         L.append("Instructions after the verifier (`bpftool prog show`: xlated), whole program:")
         L.append("")
         for name in ("mw_tc_ingress", "mw_tc_egress", "mw_skmsg_redirect", "mw_sock4_connect", "mw_sockops"):
