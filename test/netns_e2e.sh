@@ -1930,6 +1930,117 @@ case_flow_state_after_rst() {
     fi
 }
 
+# tcpext NS NAME: the TcpExt counter NAME of netns NS, as its /proc/net/netstat
+# shows it (read inside NS: /proc/net is the reader's namespace's).
+tcpext() {
+    ip netns exec "$1" cat /proc/net/netstat | awk -v name="$2" '
+        $1 == "TcpExt:" { if (!seen) { for (i = 2; i <= NF; i++) col[i] = $i; seen = 1 }
+                          else for (i = 2; i <= NF; i++) if (col[i] == name) print $i }'
+}
+
+# syncookies_set NS VALUE: net.ipv4.tcp_syncookies of NS, one of this run's
+# pod namespaces (never the machine's: ip netns exec fails for a namespace
+# that does not exist, and NS's must differ from ours); the value it had is
+# kept in SYNCOOKIES_SAVED ("NS VALUE") for syncookies_restore, which the
+# case and, if the suite dies in the middle, the teardown call.
+SYNCOOKIES_SAVED=""
+syncookies_set() {
+    local old
+    if [ "$(ip netns exec "$1" readlink /proc/self/ns/net)" = "$(readlink /proc/self/ns/net)" ]; then
+        log "netns $1 is the machine's own network namespace: not changing its sysctls"
+        return 1
+    fi
+    old=$(ip netns exec "$1" sysctl -n net.ipv4.tcp_syncookies) || return 1
+    [ -n "$SYNCOOKIES_SAVED" ] || SYNCOOKIES_SAVED="$1 $old"
+    ip netns exec "$1" sysctl -qw net.ipv4.tcp_syncookies="$2" || return 1
+    log "$1: net.ipv4.tcp_syncookies $old -> $(ip netns exec "$1" sysctl -n net.ipv4.tcp_syncookies)"
+}
+syncookies_restore() {
+    local ns old
+    [ -n "$SYNCOOKIES_SAVED" ] || return 0
+    read -r ns old <<<"$SYNCOOKIES_SAVED"
+    SYNCOOKIES_SAVED=""
+    ip netns exec "$ns" sysctl -qw net.ipv4.tcp_syncookies="$old" 2>/dev/null ||
+        { log "could not restore net.ipv4.tcp_syncookies = $old in $ns"; return 1; }
+}
+teardown() { syncookies_restore; suite_teardown; }
+
+# Inbound through tc with SYN cookies: net.ipv4.tcp_syncookies = 2 in pod1's
+# namespace (its own sysctl; IPv6 follows it too) answers every SYN there
+# with a cookie and keeps no request socket, so each handshake's final ACK is
+# checked against a cookie computed over the header tc rewrote (port
+# $INBOUND_PORT) and must be rewritten just as the SYN was, from the flow tc
+# recorded. Connections from node2 (IPv4) and from the node (IPv6) to pod1's
+# app port complete, carry the request and the echo, and reach the inbound
+# sidecar with the port dialled as original destination. The kernel really
+# used cookies: each connection is two handshakes in pod1 (the peer's to the
+# inbound sidecar, the sidecar's hand-off to the app over loopback), so
+# TcpExt SyncookiesSent and SyncookiesRecv grow by at least twice the
+# connections, and SyncookiesFailed (an ACK whose cookie did not check) not
+# at all; tc steered each connection (tc_redirected)
+# and closed each flow (tc_flow_closed), with no tc_error and no flow entry
+# left. iptables mode: the same through its REDIRECT rules (conntrack rewrites
+# the ACK), without the tc counters.
+SYNCOOKIE_CONNS=10 # per family
+case_inbound_syncookies() {
+    local rc=0 ns=$(pod 1) n=$SYNCOOKIE_CONNS name before4 before6 want tc="" redirected closed errors
+    local -A ck
+    [ "$MODE" = ebpf ] && [ -n "$HAVE_IFNAME" ] && tc=1
+    syncookies_set "$ns" 2 || { syncookies_restore; return 1; }
+    for name in SyncookiesSent SyncookiesRecv SyncookiesFailed; do
+        ck[$name]=$(tcpext "$ns" "$name")
+        [ -n "${ck[$name]}" ] || { log "no TcpExt $name in $ns's /proc/net/netstat"; syncookies_restore; return 1; }
+    done
+    if [ -n "$tc" ]; then
+        redirected=$(stat_value tc_redirected)
+        closed=$(stat_value tc_flow_closed)
+        errors=$(stat_value tc_error)
+        [ -n "$redirected" ] && [ -n "$closed" ] && [ -n "$errors" ] ||
+            { log "meshwire-loader stats has no tc_redirected, tc_flow_closed or tc_error"; syncookies_restore; return 1; }
+    fi
+    before4=$(inbound_lines 1 "$ADDR_P1" 10.231.254.2)
+    before6=$(inbound_lines 1 "$(esc "$ADDR_P16")" "$(esc '[fd00:231:1::1]')")
+    node2_client "node2 -> pod1 $ADDR_P1 (IPv4, SYN cookies)" --connect "$ADDR_P1" --count "$n" \
+        --parallel 5 --check-peer --expect-inbound-orig "$ADDR_P1" --expect-server P1 || rc=1
+    inbound_logged 1 "$ADDR_P1" 10.231.254.2 "$before4" "$n" || rc=1
+    ipv6_inbound client "$NS_NODE" "the node -> pod1 $ADDR_P16 (native IPv6, SYN cookies)" \
+        --connect "$ADDR_P16" --count "$n" --parallel 5 --check-peer --expect-inbound-orig "$ADDR_P16" \
+        --expect-server P16 || rc=1
+    inbound_logged 1 "$(esc "$ADDR_P16")" "$(esc '[fd00:231:1::1]')" "$before6" "$n" || rc=1
+    for name in SyncookiesSent SyncookiesRecv SyncookiesFailed; do
+        ck[$name]=$(($(tcpext "$ns" "$name") - ${ck[$name]}))
+    done
+    syncookies_restore || rc=1
+    want=$((2 * 2 * n))
+    log "pod1's TcpExt: SyncookiesSent +${ck[SyncookiesSent]}, SyncookiesRecv +${ck[SyncookiesRecv]}, SyncookiesFailed +${ck[SyncookiesFailed]} ($((2 * n)) connections, two handshakes in pod1 each)"
+    if [ "${ck[SyncookiesSent]}" -lt $((2 * n)) ]; then
+        log "the kernel did not answer every peer's SYN in pod1 with a SYN cookie (expected SyncookiesSent +$((2 * n)) at least, +$want once every connection is handed to the app): the case proved nothing about cookies"
+        rc=1
+    elif [ "${ck[SyncookiesSent]}" -lt "$want" ] || [ "${ck[SyncookiesRecv]}" -lt "$want" ]; then
+        log "expected SyncookiesSent and SyncookiesRecv +$want: the final ACKs of some cookie handshakes never reached, with a valid cookie, the listener that sent it (an ACK not rewritten as its SYN was goes to port ${ADDR_P1##*:} and is reset)"
+        rc=1
+    fi
+    if [ "${ck[SyncookiesFailed]}" -ne 0 ]; then
+        log "SyncookiesFailed +${ck[SyncookiesFailed]}: ACKs reached a listener in pod1 with a cookie that did not check"
+        rc=1
+    fi
+    if [ -n "$tc" ]; then
+        wait_map_empty mw_flow4 || rc=1
+        wait_map_empty mw_flow4_syn || rc=1
+        wait_map_empty mw_flow6 || rc=1
+        wait_map_empty mw_flow6_syn || rc=1
+        redirected=$(($(stat_value tc_redirected) - redirected))
+        closed=$(($(stat_value tc_flow_closed) - closed))
+        errors=$(($(stat_value tc_error) - errors))
+        log "tc: tc_redirected +$redirected, tc_flow_closed +$closed, tc_error +$errors"
+        if [ "$redirected" -lt $((2 * n)) ] || [ "$closed" -ne $((2 * n)) ] || [ "$errors" -ne 0 ]; then
+            log "expected tc_redirected +$((2 * n)) at least (each connection's SYN steered), tc_flow_closed +$((2 * n)) (each flow closed by its FINs) and tc_error +0"
+            rc=1
+        fi
+    fi
+    return "$rc"
+}
+
 # Include lists (Istio's includeOutboundIPRanges, includeOutboundPorts,
 # includeInboundPorts): only what they name is steered, in eBPF and iptables
 # mode alike. pod3 (which has a sidecar) is meshed with outbound lists, then
@@ -2634,6 +2745,8 @@ run_iptables_case "14i iptables mode: the pods' nat tables hold meshwire's chain
     case_iptables_rules
 run_ebpf_case "15 cross-node flow state is removed after FIN (mw_flow4, mw_flow4_syn back to 0)" case_flow_state_after_fin tc
 run_ebpf_case "16 cross-node flow state is removed after RST (mw_flow4, mw_flow4_syn back to 0)" case_flow_state_after_rst tc
+run_tc_case "16s cross-node inbound through tc with SYN cookies (tcp_syncookies = 2 in pod1 only): node2 over IPv4 and the node over IPv6 reach pod1's inbound sidecar (orig pod1:8080) and its app; TcpExt SyncookiesSent/Recv grew with every handshake, none failed; each flow steered and closed by tc" \
+    case_inbound_syncookies
 run_clsact_case "16c clsact: a restarted loader replaces pod1's filters' programs with its own; cross-node inbound still redirected" \
     case_clsact_restart_moved
 run_case "16i include lists, outbound: only the included ranges, or ports whatever the address, are steered; exclusions win; * steers all" \
