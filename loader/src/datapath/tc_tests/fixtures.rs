@@ -312,6 +312,12 @@ pub fn left_alone() -> Vec<Case> {
             .given(Given::Connection(REMOTE, 45001)),
         Case::egress("from the sidecar's port to a peer without a flow", Seg::tcp(POD, INBOUND, REMOTE, 45999, ACK).frame()).given(Given::Connection(REMOTE, 45001)),
         Case::egress("from the app's port itself", Seg::tcp(POD, APP, REMOTE, 45001, ACK).frame()).given(Given::Connection(REMOTE, 45001)),
+        // The flow key has no local port: only the sidecar's inbound port may be
+        // rewritten back (the row above cannot tell, its rewrite would change nothing).
+        Case::egress("from another port of the pod to a redirected connection's peer port", Seg::tcp(POD, 9999, REMOTE, 45001, ACK).frame())
+            .given(Given::Connection(REMOTE, 45001)),
+        Case::ingress("a handshake's peer port, ACK to another port: not that handshake's", Seg::tcp(REMOTE, 45002, POD, 22, ACK).seq(1001, 7).frame())
+            .given(Given::Sent(Prog::Ingress, Seg::inbound(45002, SYN).frame())),
         Case::ingress("a later fragment whose payload looks like a SYN to 8080", Seg::inbound(44000, SYN).frag(185).frame()),
         Case::ingress("a later fragment, MF set", Seg::inbound(44000, SYN).frag(0x2000 | 185).frame()),
     ]
@@ -455,6 +461,10 @@ pub fn inbound6() -> Vec<Case> {
             .given(Given::Sent(Prog::Ingress, syn.frame()))
             .out(Seg6::outbound(41000, SYN | ACK).seq(5000, 1001).from_port(APP).frame()),
         v6(Case::egress("a SYN-ACK of no handshake is untouched", Seg6::outbound(41011, SYN | ACK).seq(5000, 1001).frame())),
+        v6(Case::egress("from another port of the pod to an established flow's peer port is untouched", Seg6::tcp(POD6, 9999, REMOTE6, 41023, ACK).seq(1, 1).frame()))
+            .givens(established6(41023)),
+        v6(Case::ingress("a handshake's peer port, ACK to another port: not that handshake's", Seg6::inbound(41024, ACK).seq(1001, 7).to_port(22).frame()))
+            .given(Given::Sent(Prog::Ingress, Seg6::inbound(41024, SYN).frame())),
         v6(Case::ingress("the peer's ACK of the SYN-ACK moves the handshake into mw_flow6", Seg6::inbound(41012, ACK).seq(1001, 5001).frame()))
             .given(Given::Sent(Prog::Ingress, Seg6::inbound(41012, SYN).frame()))
             .given(Given::Sent(Prog::Egress, Seg6::outbound(41012, SYN | ACK).seq(5000, 1001).frame()))
