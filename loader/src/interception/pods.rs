@@ -908,6 +908,28 @@ mod tests {
         assert!(swept >= 2, "{swept} entries swept");
     }
 
+    /// A pod's own exclusions go in under its netns cookie, each in its map:
+    /// outbound ports and ranges of both families, inbound ports by its
+    /// address. Under cookie 0 they would be node-wide, excluded for every
+    /// pod, which no lookup of this pod's own would notice (real maps).
+    #[test]
+    fn a_pod_s_exclusions_are_keyed_by_its_netns_cookie() {
+        let fs = crate::testutil::PrivateBpffs::new();
+        let (_objs, maps) = loaded_maps(&fs);
+        let s = spec();
+        let pod = MeshedPod::of(&s, 44, PodDefaults::default());
+        install(&maps, &pod, &[], None).unwrap();
+        assert_eq!(maps.out_ports.keys::<PortKey>().unwrap(), vec![port_key(44, 22, DIR_OUT)], "its excluded outbound port");
+        assert_eq!(maps.out_cidrs.keys::<Cidr4Key>().unwrap(), vec![Cidr4Key::of(44, &s.exclude_outbound_cidrs[0])], "its excluded IPv4 range");
+        assert_eq!(maps.out_cidrs6.keys::<Cidr6Key>().unwrap(), vec![Cidr6Key::of(44, &s.exclude_outbound_cidrs6[0])], "its excluded IPv6 range");
+        assert_eq!(maps.in_ports.keys::<In4Key>().unwrap(), vec![in_key(s.ips[0], 9090)], "its excluded inbound port, by its address");
+        remove(&maps, &pod, &[]).unwrap();
+        assert_eq!(maps.out_ports.keys::<PortKey>().unwrap(), vec![], "removed with the pod");
+        assert_eq!(maps.out_cidrs.keys::<Cidr4Key>().unwrap(), vec![], "removed with the pod");
+        assert_eq!(maps.out_cidrs6.keys::<Cidr6Key>().unwrap(), vec![], "removed with the pod");
+        assert_eq!(maps.in_ports.keys::<In4Key>().unwrap(), vec![], "removed with the pod");
+    }
+
     /// A pod's included IPv6 ranges go into mw_incl_cidr4's twin keyed by its
     /// cookie, with its IPv4 ranges in mw_incl_cidr4; removed and swept alike
     /// (real maps). A full mw_incl_cidr6 refuses the pod and leaves nothing.
