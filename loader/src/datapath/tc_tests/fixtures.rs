@@ -300,6 +300,9 @@ pub fn left_alone() -> Vec<Case> {
         Case::ingress("to the inbound port from a meshed pod of this node (a connect4 steered it): passes", Seg::tcp(OTHER_POD, 41020, POD, INBOUND, SYN).frame())
             .given(Given::Meshed(OTHER_POD, 78))
             .stat(EXCLUDED, 1),
+        Case::ingress("to the outbound port from a meshed pod of this node: passes, never steered to the inbound port", Seg::tcp(OTHER_POD, 41021, POD, OUTBOUND, SYN).frame())
+            .given(Given::Meshed(OTHER_POD, 78))
+            .stat(EXCLUDED, 1),
         Case::ingress("a stray ACK of no connection", Seg::inbound(45000, ACK).frame()),
         Case::ingress("a redirected connection's peer port, SYN to another (excluded) port", Seg::tcp(REMOTE, 45001, POD, 22, SYN).frame())
             .given(Given::Connection(REMOTE, 45001))
