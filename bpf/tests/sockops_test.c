@@ -207,6 +207,9 @@ static const struct sockops_case cases[] = {
 	{ "accel: the inbound port of an address not meshed stays out", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 41000, .remote = "10.2.0.7",
 	  .rport = IN_PORT },
+	{ "accel: a meshed pod's inbound port dialled from an address not meshed stays out",
+	  .accel = 1, .op = ACTIVE, .netns = POD_B, .local = "10.2.0.7", .lport = 41000,
+	  .remote = POD_A_IP, .rport = IN_PORT },
 	/* a sidecar's delivery to its own app: told by the socket's owner, no storage */
 	{ "accel: a sidecar's delivery to its app on its pod's address enters", .accel = 1,
 	  .op = ACTIVE, .netns = POD_B, .local = POD_B_IP, .lport = 42000, .remote = POD_B_IP,
