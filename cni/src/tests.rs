@@ -420,6 +420,19 @@ fn check() {
     let (code, msg, _) = error_of(&run_with(&env("CHECK"), &c, &wrong));
     assert_eq!(code, code::CHECK_FAILED);
     assert!(msg.contains("10.22.0.6") && msg.contains("prevResult says"), "{msg}");
+    // ... or meshes it in another network namespace, or on another interface.
+    let elsewhere = Fake::new(|_| Ok(Ok(record(vec![Ipv4Addr::new(10, 22, 0, 5)], "/var/run/netns/other"))));
+    let (code, msg, _) = error_of(&run_with(&env("CHECK"), &c, &elsewhere));
+    assert_eq!(code, code::CHECK_FAILED);
+    assert!(msg.contains("/var/run/netns/other") && msg.contains("prevResult says"), "{msg}");
+    let other_if = Fake::new(|_| {
+        let mut r = record(vec![Ipv4Addr::new(10, 22, 0, 5)], NETNS);
+        r.pod.as_mut().unwrap().spec.ifname = "net1".into();
+        Ok(Ok(r))
+    });
+    let (code, msg, _) = error_of(&run_with(&env("CHECK"), &c, &other_if));
+    assert_eq!(code, code::CHECK_FAILED);
+    assert!(msg.contains("as net1 in"), "{msg}");
     for e in [ErrorCode::NotFound, ErrorCode::Inconsistent] {
         assert_eq!(error_of(&run_with(&env("CHECK"), &c, &Fake::err(e))).0, code::CHECK_FAILED);
     }
@@ -498,6 +511,15 @@ fn gc_deletes_what_is_not_valid() {
     let v: Value = serde_json::from_str(&out.stdout).unwrap();
     assert_eq!(v["code"], code::LOADER_REFUSED);
     assert!(v["details"].as_str().unwrap().contains("a: tc says no"), "{v}");
+    assert_eq!(fake.ops().len(), 3);
+    // A pod gone meanwhile (its DEL came between the list and GC's delete) is no failure.
+    let fake = Fake::new(|op| match op {
+        Op::ListPods => Ok(Ok(pods(&[("gone", "eth0"), ("b", "eth0")]))),
+        Op::DelPod { container_id, .. } if container_id == "gone" => Ok(Err(ApiError { code: ErrorCode::NotFound, message: "no pod gone".into() })),
+        _ => Ok(Ok(OpResult::default())),
+    });
+    let out = run_with(&e, &gc_conf(json!([])), &fake);
+    assert!(out.success && out.stdout.is_empty(), "{out:?}");
     assert_eq!(fake.ops().len(), 3);
 }
 
