@@ -387,6 +387,26 @@ mod tests {
         );
     }
 
+    /// The error codes' names on the wire are the protocol (clients outside
+    /// this workspace and test/netns_e2e.sh match them): renaming a variant
+    /// or the serde case must not change them.
+    #[test]
+    fn error_codes_keep_their_wire_names() {
+        for (c, wire) in [
+            (ErrorCode::InvalidRequest, "invalid_request"),
+            (ErrorCode::UnsupportedVersion, "unsupported_version"),
+            (ErrorCode::NotFound, "not_found"),
+            (ErrorCode::Inconsistent, "inconsistent"),
+            (ErrorCode::MapFull, "map_full"),
+            (ErrorCode::NetnsGone, "netns_gone"),
+            (ErrorCode::TryAgain, "try_again"),
+            (ErrorCode::Internal, "internal"),
+        ] {
+            assert_eq!(serde_json::to_value(c).unwrap(), serde_json::json!(wire), "{c:?}");
+            assert_eq!(serde_json::from_value::<ErrorCode>(serde_json::json!(wire)).unwrap(), c, "{wire}");
+        }
+    }
+
     #[test]
     fn responses_round_trip() {
         let ok = Response::ok(OpResult { pod: Some(PodRecord { spec: spec(), netns_cookie: 7, seq: 0, unchecked: None }), ..Default::default() });
