@@ -972,6 +972,9 @@ mod tests {
         let e = err(&format!("[outbound]\nexclude_ports = [{}]", ports.join(",")));
         assert_eq!(e.key.as_deref(), Some("outbound.exclude_ports"));
         assert!(e.message.contains("at most"), "{e}");
+        // Exactly MAX_LIST is taken.
+        let c = Config::parse("t.toml", &format!("[outbound]\nexclude_ports = [{}]", ports[..MAX_LIST].join(","))).unwrap();
+        assert_eq!(c.outbound.exclude_ports.len(), MAX_LIST);
     }
 
     #[test]

@@ -825,6 +825,9 @@ mod tests {
     #[test]
     fn a_good_spec_validates() {
         validate(&spec()).unwrap();
+        let mut s = spec();
+        s.ifname = "fifteen-chars-x".into();
+        validate(&s).unwrap();
     }
 
     #[test]
@@ -841,6 +844,12 @@ mod tests {
         bad(|s| s.netns = "run/netns/p".into(), "netns");
         bad(|s| s.ifname = "a-very-long-interface-name".into(), "ifname");
         bad(|s| s.ifname = "a/b".into(), "ifname");
+        // IFNAMSIZ is 16 with the terminating NUL: 15 characters at most.
+        bad(|s| s.ifname = "sixteen-chars-xx".into(), "ifname");
+        bad(|s| s.include_outbound_ports = vec![0], "include_outbound_ports");
+        bad(|s| s.include_inbound_ports = Some(vec![443, 0]), "include_inbound_ports");
+        bad(|s| s.ips = vec![Ipv4Addr::BROADCAST], "ips: 255.255.255.255 cannot be a pod address");
+        bad(|s| s.ips = vec![Ipv4Addr::new(224, 0, 0, 1)], "ips: 224.0.0.1 cannot be a pod address");
         bad(|s| s.exclude_outbound_ports = vec![0], "exclude_outbound_ports");
         bad(|s| s.exclude_inbound_ports = vec![0], "exclude_inbound_ports");
         bad(|s| s.ips = vec![Ipv4Addr::LOCALHOST], "cannot be a pod address");
