@@ -1118,6 +1118,48 @@ mod tests {
         }
     }
 
+    /// An ADD whose answer cannot be written (its caller stopped reading,
+    /// as meshwire-cni does at its timeout) is taken back once the
+    /// connection goes: a new attachment is removed again (record and
+    /// mw_pods entry), one whose settings it replaced has its previous
+    /// ones back. The fast twin of cni_e2e's case 8b.
+    #[test]
+    fn an_add_whose_answer_cannot_be_written_is_taken_back() {
+        let node = Node::new();
+        let ns = TestNetns::new("late");
+        // Sends an ADD of pod "late", stops reading (shutdown(SHUT_RD): not
+        // a hang-up, so it is served) and waits until the API closes the
+        // connection, which it does once the undo is done.
+        let deaf_add = |ports: &[u16]| {
+            let req = serde_json::json!({"version": 1, "op": "add_pod", "pod": {"container_id": "late", "netns": ns.path(), "ifname": "", "ips": ["10.9.0.5"], "exclude_outbound_ports": ports}});
+            let (mut client, server) = UnixStream::pair().unwrap();
+            client.write_all(format!("{req}\n").as_bytes()).unwrap();
+            client.shutdown(std::net::Shutdown::Read).unwrap();
+            node.api.api.serve(server);
+            let deadline = Instant::now() + Duration::from_secs(10);
+            while !caller_gone(&client) {
+                assert!(Instant::now() < deadline, "the API did not close the connection of an ADD it could not answer");
+                std::thread::sleep(Duration::from_millis(10));
+            }
+        };
+        let records = || node.api.service.list().unwrap();
+
+        deaf_add(&[23]);
+        assert_eq!(records(), vec![], "a new pod whose ADD was not answered stays");
+        assert_eq!(node.pods(), 0, "its mw_pods entry stays");
+
+        let r = node.add("late", &ns.path(), "");
+        assert!(r.error.is_none(), "{r:?}");
+        let before = records();
+        assert_eq!(before.len(), 1);
+        deaf_add(&[23]);
+        let after = records();
+        assert_eq!(after.len(), 1, "{after:?}");
+        assert_eq!(after[0].spec, before[0].spec, "the replaced settings are not back");
+        assert!(after[0].seq > before[0].seq + 1, "replaced, then restored: {after:?}");
+        assert_eq!(node.pods(), 1);
+    }
+
     /// The codes a CNI plugin (or an operator) can act on, from a real
     /// datapath over the socket: a full mw_pods is MapFull, a namespace that
     /// went is NetnsGone, an interface the pod lacks is NotFound; none of
