@@ -1160,6 +1160,22 @@ mod tests {
         assert_eq!(node.pods(), 1);
     }
 
+    /// A pod whose record cannot be written (here its temporary file's
+    /// name is taken by a directory) is refused and leaves nothing: the
+    /// datapath entries installed before the write are taken out again.
+    #[test]
+    fn an_add_whose_record_cannot_be_written_leaves_nothing() {
+        let node = Node::new();
+        let ns = TestNetns::new("nowrite");
+        let blocker = node.api.state.join("pods").join(".nowrite@.tmp");
+        std::fs::create_dir_all(blocker.join("x")).unwrap();
+        let r = node.add("nowrite", &ns.path(), "");
+        assert_eq!(code(&r), Some(ErrorCode::Internal), "{r:?}");
+        assert!(r.error.as_ref().unwrap().message.contains("writing pod record"), "{r:?}");
+        assert_eq!(node.api.service.list().unwrap(), vec![]);
+        assert_eq!(node.pods(), 0, "its mw_pods entry stays");
+    }
+
     /// The codes a CNI plugin (or an operator) can act on, from a real
     /// datapath over the socket: a full mw_pods is MapFull, a namespace that
     /// went is NetnsGone, an interface the pod lacks is NotFound; none of
