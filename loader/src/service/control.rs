@@ -1218,8 +1218,9 @@ mod tests {
     /// half-cleaned bpffs), on a real datapath: each entry point names the
     /// map, the pin directory and what to do, and changes nothing. Over the
     /// API, as the CNI plugin calls the daemon: without mw_pod_ips an ADD is
-    /// refused (Internal) leaving no record and no map entry, a DEL and a
-    /// CHECK of a meshed pod are refused and it stays meshed (record,
+    /// refused (Internal) leaving no record and no map entry, a DEL (also
+    /// the service's whole removal) and a CHECK of a meshed pod are refused
+    /// and it stays meshed (record,
     /// mw_pods and mw_pod_ips entries, tc pins). The views: `stats`,
     /// `status`, `trace` and `maps` without mw_stats; `pods` without mw_pods
     /// (its text shown, then the error). Each pin is put back (the map held
@@ -1265,6 +1266,9 @@ mod tests {
         assert_eq!(node.pod_cookies(), [cookie], "nothing of m-new in mw_pods");
         let del = ask(&node.api, r#"{"version":1,"op":"del_pod","container_id":"m-kept"}"#.into());
         assert_eq!(refused(del), Some((ErrorCode::Internal, want.clone())), "DEL");
+        // So is the whole removal (the undo of an unanswered ADD).
+        let whole = node.api.service.del("m-kept", None);
+        assert!(matches!(&whole, Err(e) if e.message().contains(&want)), "DEL by the service: {whole:?}");
         let check = ask(&node.api, r#"{"version":1,"op":"check_pod","container_id":"m-kept"}"#.into());
         assert_eq!(refused(check), Some((ErrorCode::Internal, want.clone())), "CHECK");
         assert_eq!((list(&node.api), node.pod_cookies(), pod_pins()), (vec!["m-kept".to_string()], vec![cookie], tc_pins.clone()), "m-kept stays meshed");
