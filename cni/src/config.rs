@@ -114,8 +114,10 @@ impl Namespaces {
 
     /// None: meshed. Some(reason): not meshed, and why.
     pub fn skip_reason(&self, namespace: Option<&str>) -> Option<String> {
+        if let Some(why) = self.excluded(namespace) {
+            return Some(why);
+        }
         match namespace {
-            Some(ns) if self.exclude.iter().any(|e| e == ns) => Some(format!("namespace {ns:?} is in namespaces.exclude")),
             Some(ns) if !self.include.is_empty() && !self.include.iter().any(|i| i == ns) => {
                 Some(format!("namespace {ns:?} is not in namespaces.include"))
             }
