@@ -502,6 +502,7 @@ class Hooks:
         self.value_sizes = {}  # map pin -> value size (bpftool)
         self.tally = None  # ping()'s count while an sk_msg row runs (redirected)
         self.redirect_proof = {}  # floor_skmsg_empty's rows or not -> [messages each way, bytes, through TCP]
+        self.peer_port = 42000  # the veth peer's fixed ports (next_peer_port), below its ephemeral ones
 
     def run(self, cmd, **kw):
         r = subprocess.run(cmd, capture_output=True, text=True, **kw)
@@ -869,6 +870,24 @@ class Hooks:
             raise Fatal(f"{name}: of {conns} connections to port {APP_PORT}, the listener on {INBOUND} accepted "
                         f"{got} with local port {local}, the app's listener {stray}: {how} did not steer them")
 
+    def next_peer_port(self):
+        """A peer port no earlier connection of the run used (its flow's key is its own)."""
+        self.peer_port += 1
+        return self.peer_port
+
+    def attached(self, ingress, egress, go, conns):
+        """go() with the build's programs attached to mwh0 (egress None: none there); an ingress
+        that steers (the datapath's port rewrite, an sk_assign floor) proved to have steered
+        each of go's conns connections."""
+        self.attach(ingress, egress)
+        try:
+            if ingress["name"] in FLOOR_ASSIGN or ingress["name"] == "mw_tc_ingress":
+                self.steered(go, conns, ingress["name"])
+            else:
+                go()
+        finally:
+            self.detach(ingress, egress)
+
     def veth_traffic(self, ns, ingress, egress, size=64, long=False, flow_map=None):
         """One connection from the peer to POD:APP_PORT (steered by tc to the listener), n
         round trips of size bytes (BULK: n // 20 of them, long: LONG times as many), closed;
@@ -881,19 +900,14 @@ class Hooks:
 
         def run(n):
             n = max(1, n * (LONG if long else 1) // div)
-            self.peer_port = getattr(self, "peer_port", 42000) + 1
-            key = flow4_key(PEER, POD, self.peer_port)
+            port = self.next_peer_port()
+            key = flow4_key(PEER, POD, port)
             if flow_map is not None:
                 map_update(flow_map, key, FLOW_VALUE)
-            self.attach(ingress, egress)
             try:
-                go = lambda: self.run(ns + ["python3", "-c", client, str(n), str(self.peer_port)], timeout=120)
-                if ingress["name"] in FLOOR_ASSIGN or ingress["name"] == "mw_tc_ingress":
-                    self.steered(go, 1, ingress["name"])
-                else:
-                    go()
+                self.attached(ingress, egress, lambda: self.run(ns + ["python3", "-c", client, str(n), str(port)],
+                                                                timeout=120), 1)
             finally:
-                self.detach(ingress, egress)
                 if flow_map is not None:
                     map_delete(flow_map, key)
         return run
@@ -904,15 +918,7 @@ class Hooks:
         client = short_client()
 
         def run(n):
-            self.attach(ingress, egress)
-            try:
-                go = lambda: self.run(ns + ["python3", "-c", client, str(n)], timeout=300)
-                if ingress["name"] in FLOOR_ASSIGN or ingress["name"] == "mw_tc_ingress":
-                    self.steered(go, n, ingress["name"])
-                else:
-                    go()
-            finally:
-                self.detach(ingress, egress)
+            self.attached(ingress, egress, lambda: self.run(ns + ["python3", "-c", client, str(n)], timeout=300), n)
         return run
 
     def prove_assign(self, ns, prog):
@@ -920,19 +926,13 @@ class Hooks:
         prog, and with prog on mwh0's ingress it is accepted by the listener on INBOUND with
         APP_PORT as its local address. Returns what it saw, for the report."""
         client = veth_client(64)
-        self.peer_port = getattr(self, "peer_port", 42000) + 1
-        r = subprocess.run(ns + ["python3", "-c", client, "1", str(self.peer_port)], capture_output=True, text=True,
+        r = subprocess.run(ns + ["python3", "-c", client, "1", str(self.next_peer_port())], capture_output=True, text=True,
                            timeout=60)
         if r.returncode == 0 or "ConnectionRefusedError" not in r.stderr:
             raise Fatal(f"nothing should listen on {POD}:{APP_PORT} yet, but a connection there "
                         f"{'succeeded' if r.returncode == 0 else 'failed otherwise: ' + r.stderr.strip()[-200:]}")
-        self.peer_port += 1
-        self.attach(prog, None)
-        try:
-            self.steered(lambda: self.run(ns + ["python3", "-c", client, "1", str(self.peer_port)], timeout=60),
-                         1, prog["name"])
-        finally:
-            self.detach(prog, None)
+        port = self.next_peer_port()
+        self.attached(prog, None, lambda: self.run(ns + ["python3", "-c", client, "1", str(port)], timeout=60), 1)
         return (f"with nothing listening on port {APP_PORT}, the peer's connect() to {POD}:{APP_PORT} was refused "
                 f"without the program; with `{prog['name']}` on the veth's ingress the same connect() was accepted by the "
                 f"listener on {INBOUND}, and the accepted socket's getsockname() gave port {APP_PORT}")

@@ -218,7 +218,6 @@ impl MapFd {
         }
     }
 
-
     /// How many bytes one value takes in a lookup or update: value_size,
     /// or for a per-CPU map every possible CPU's, each rounded up to 8.
     fn value_len(&self) -> Result<usize> {

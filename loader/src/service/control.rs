@@ -1167,7 +1167,7 @@ mod tests {
     fn an_add_whose_record_cannot_be_written_leaves_nothing() {
         let node = Node::new();
         let ns = TestNetns::new("nowrite");
-        let blocker = node.api.state.join("pods").join(".nowrite@.tmp");
+        let blocker = node.api.state.join("pods").join(crate::service::records::temp_name("nowrite", ""));
         std::fs::create_dir_all(blocker.join("x")).unwrap();
         let r = node.add("nowrite", &ns.path(), "");
         assert_eq!(code(&r), Some(ErrorCode::Internal), "{r:?}");

@@ -37,6 +37,11 @@ fn file_stem(container_id: &str) -> String {
     stem_within(container_id, MAX_STEM)
 }
 
+/// The name a record is written under before its rename into place.
+pub(crate) fn temp_name(container_id: &str, ifname: &str) -> String {
+    format!(".{}@{ifname}.tmp", file_stem(container_id))
+}
+
 fn stem_within(container_id: &str, max: usize) -> String {
     if container_id.len() <= max {
         return container_id.to_string();
@@ -123,7 +128,7 @@ impl Records {
 
     pub fn save(&self, record: &PodRecord) -> Result<(), Error> {
         let path = self.path(&record.spec.container_id, &record.spec.ifname)?;
-        let tmp = self.dir.join(format!(".{}@{}.tmp", file_stem(&record.spec.container_id), record.spec.ifname));
+        let tmp = self.dir.join(temp_name(&record.spec.container_id, &record.spec.ifname));
         let text = match record.unchecked {
             None => serde_json::to_string_pretty(record),
             // The running loader's view (PodService), never written.
